@@ -1,0 +1,70 @@
+# Parley's build, test and lint entry points. GNU make; run from the
+# workspace root. There is no root go.mod: every target runs over the
+# modules that go.work lists.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+GO ?= go
+# The workspace modules, as absolute directories.
+MODULES := $(shell $(GO) list -m -f '{{.Dir}}')
+# One "./..." pattern per module: `go test ./...` does not cross modules.
+PACKAGES := $(addsuffix /...,$(MODULES))
+
+HTTP_ADDR ?= 127.0.0.1:8080
+DATA_DIR ?= ./data
+TEST_FLAGS ?= -race -count=1 -timeout 30m
+# Runs before `make run`: installs ClickHouse where it can, explains how
+# otherwise. Parley runs without it (analytics then reports not ready).
+ENSURE_CLICKHOUSE ?= scripts/ensure-clickhouse.sh
+
+.PHONY: help build run test lint fmt-check vet build-modules bench
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+build: ## build bin/parley
+	$(GO) build -o bin/parley ./cmd/parley
+
+run: build ## build, then run every service in one process (HTTP_ADDR, DATA_DIR)
+	$(ENSURE_CLICKHOUSE)
+	./bin/parley all --http-addr $(HTTP_ADDR) --data-dir $(DATA_DIR)
+
+test: ## run every module's tests with the race detector (needs clickhouse-server)
+	$(GO) test $(TEST_FLAGS) $(PACKAGES)
+
+lint: fmt-check vet build-modules ## gofmt, go vet, and each module building alone
+
+fmt-check:
+	@unformatted="$$(gofmt -l $(MODULES))"; \
+	if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
+
+vet:
+	$(GO) vet $(PACKAGES)
+
+build-modules:
+	@for m in $(MODULES); do echo "GOWORK=off go build in $$m"; (cd "$$m" && GOWORK=off $(GO) build ./...); done
+
+# The packages with Go benchmarks: building the tests of every package to
+# run none of them would take longer than the benchmarks.
+BENCH_PACKAGES = $(sort $(dir $(shell grep -rl --include='*_test.go' '^func Benchmark' $(MODULES))))
+# BENCH_QUICK=1 runs each Go benchmark for a tenth of a second, and skips
+# the analytics lag one (five seconds a round): loadgen measures that lag
+# end to end in the same run.
+BENCH_FLAGS = -run '^$$' -bench . -benchmem $(if $(BENCH_QUICK),-benchtime 100ms -skip '^BenchmarkLag$$',-benchtime 1s)
+
+bench: build ## measure end to end beside raw JetStream into BENCHMARKS.md and docs/bench (BENCH_QUICK=1: under a minute), then the Go benchmarks
+	$(GO) build -o bin/loadgen ./cmd/loadgen
+	./bin/loadgen --parley ./bin/parley --out BENCHMARKS.md
+	$(GO) test $(BENCH_FLAGS) $(BENCH_PACKAGES)
+
+# The users and permissions of the shipped NATS configuration, generated from
+# pkg/buspolicy; deploy/k8s_test.go fails when the file is out of date.
+NATS_AUTH_CONF := deploy/k8s/base/nats/auth.conf
+NATS_USERS := gateway,chat,privacy,analytics,admin
+
+.PHONY: nats-config
+nats-config: ## regenerate deploy/k8s/base/nats/auth.conf from pkg/buspolicy
+	$(GO) run ./cmd/parley nats-config --users $(NATS_USERS) --env-prefix NATS_PASSWORD_ > $(NATS_AUTH_CONF).tmp
+	mv $(NATS_AUTH_CONF).tmp $(NATS_AUTH_CONF)
