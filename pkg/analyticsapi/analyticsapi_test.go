@@ -1,0 +1,44 @@
+package analyticsapi_test
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/parley-chat/parley/pkg/analyticsapi"
+	"github.com/parley-chat/parley/pkg/seal"
+)
+
+func TestLengthBucket(t *testing.T) {
+	tests := []struct {
+		give int
+		want string
+	}{
+		{0, "0-20"}, {20, "0-20"}, {21, "21-100"}, {100, "21-100"}, {101, "101-500"}, {500, "101-500"}, {501, "500+"},
+	}
+	for _, tt := range tests {
+		if got := analyticsapi.LengthBucket(tt.give); got != tt.want {
+			t.Errorf("LengthBucket(%d) = %q, want %q", tt.give, got, tt.want)
+		}
+	}
+}
+
+func TestPseudonym(t *testing.T) {
+	k1, _ := seal.NewKey()
+	k2, _ := seal.NewKey()
+	p := analyticsapi.Pseudonym(k1, "visitor-1")
+	switch {
+	case !analyticsapi.ValidPseudonym(p):
+		t.Errorf("Pseudonym() = %q, not a valid pseudonym", p)
+	case p != analyticsapi.Pseudonym(k1, "visitor-1"):
+		t.Error("Pseudonym() differs for the same key and id")
+	case p == analyticsapi.Pseudonym(k2, "visitor-1") || p == analyticsapi.Pseudonym(k1, "visitor-2"):
+		t.Error("Pseudonym() is the same for another key or id")
+	case strings.Contains(p, "visitor"):
+		t.Errorf("Pseudonym() = %q holds the id", p)
+	}
+	for _, bad := range []string{"", strings.ToUpper(p), p[:63], p + "0", "visitor-1"} {
+		if analyticsapi.ValidPseudonym(bad) {
+			t.Errorf("ValidPseudonym(%q) = true, want false", bad)
+		}
+	}
+}

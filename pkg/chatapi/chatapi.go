@@ -1,0 +1,133 @@
+// Package chatapi is the bus contract of the chat service: the request/reply
+// subjects the gateway calls and their arguments and results. Every request
+// is an rpc.Request carrying the verified principal; the chat service decides
+// what that principal may do with a conversation.
+package chatapi
+
+import (
+	"time"
+
+	"github.com/parley-chat/parley/pkg/event"
+)
+
+// Request/reply subjects, served by the chat service in queue group Queue.
+const (
+	OpenSubject     = "parley.chat.open"     // OpenArgs → OpenResult
+	PostSubject     = "parley.chat.post"     // PostArgs → PostResult
+	AssignSubject   = "parley.chat.assign"   // AssignArgs → Summary
+	CloseSubject    = "parley.chat.close"    // ConversationArgs → Summary
+	RateSubject     = "parley.chat.rate"     // RateArgs → Summary
+	ListSubject     = "parley.chat.list"     // ListArgs → ListResult
+	MessagesSubject = "parley.chat.messages" // MessagesArgs → MessagesResult
+	GetSubject      = "parley.chat.get"      // ConversationArgs → Summary
+
+	Queue = "chat"
+)
+
+// MaxTextBytes is the largest message text accepted, in bytes of UTF-8.
+const MaxTextBytes = 64 << 10
+
+// Conversation statuses.
+const (
+	StatusOpen   = "open"
+	StatusClosed = "closed"
+)
+
+// OpenArgs opens a conversation with its first message. The principal must
+// be a visitor. EraseAfterCloseHours, when set, asks for the conversation to
+// be erased that long after it closes.
+type OpenArgs struct {
+	Text                 string `json:"text"`
+	EraseAfterCloseHours *int   `json:"erase_after_close_hours,omitempty"`
+}
+
+// OpenResult names the new conversation.
+type OpenResult struct {
+	ID string `json:"id"`
+}
+
+// PostArgs posts a message.
+type PostArgs struct {
+	Conversation string `json:"conversation"`
+	Text         string `json:"text"`
+}
+
+// PostResult identifies the stored message: its id, the stream sequence of
+// its event, and when it was posted.
+type PostResult struct {
+	ID  string    `json:"id"`
+	Seq uint64    `json:"seq"`
+	At  time.Time `json:"at"`
+}
+
+// AssignArgs assigns a conversation to an agent.
+type AssignArgs struct {
+	Conversation string `json:"conversation"`
+	Agent        string `json:"agent_id"`
+}
+
+// ConversationArgs names one conversation.
+type ConversationArgs struct {
+	Conversation string `json:"conversation"`
+}
+
+// RateArgs rates a closed conversation, 1 to 5.
+type RateArgs struct {
+	Conversation string `json:"conversation"`
+	Score        int    `json:"score"`
+}
+
+// ListArgs asks for one page of the conversations the principal may see,
+// in order of id, the cursor being the last id of the previous page: ids
+// never change, so a conversation whose activity moves it up the inbox
+// between two pages is neither missed nor listed twice. The zero Page (or
+// none sent) asks for the first page. The caller that wants the inbox
+// order sorts the pages it joined with ByActivity.
+type ListArgs struct {
+	Page Page[string] `json:"page"`
+}
+
+// Summary is a conversation's state without its content. Assignee is nil
+// while unassigned.
+type Summary struct {
+	ID            string    `json:"id"`
+	Tenant        string    `json:"tenant"`
+	Visitor       string    `json:"visitor"`
+	Status        string    `json:"status"`
+	Assignee      *string   `json:"assignee"`
+	CreatedAt     time.Time `json:"created_at"`
+	LastMessageAt time.Time `json:"last_message_at"`
+}
+
+// ListResult is one page of the principal's conversations, in order of id.
+type ListResult struct {
+	Conversations []Summary `json:"conversations"`
+	// Next is the cursor of the next page, nil on the last one.
+	Next *string `json:"next,omitempty"`
+}
+
+// Message is one message of a transcript. Text is nil and Erased true once
+// the key it was sealed under is destroyed.
+type Message struct {
+	ID     string       `json:"id"`
+	Seq    uint64       `json:"seq"`
+	Author event.Author `json:"author"`
+	Text   *string      `json:"text"`
+	At     time.Time    `json:"at"`
+	Erased bool         `json:"erased"`
+}
+
+// MessagesArgs asks for one page of a conversation's transcript, the
+// cursor being the stream sequence (Message.Seq) of the last message of
+// the previous page. The zero Page (or none sent) asks for the first page.
+type MessagesArgs struct {
+	Conversation string       `json:"conversation"`
+	Page         Page[uint64] `json:"page"`
+}
+
+// MessagesResult is one page of a conversation's transcript, oldest first.
+type MessagesResult struct {
+	Messages []Message `json:"messages"`
+	// Next is the cursor of the next page, nil on the last one.
+	Next *uint64 `json:"next,omitempty"`
+}

@@ -1,0 +1,63 @@
+package chserver_test
+
+import (
+	"errors"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+
+	"github.com/parley-chat/parley/pkg/chserver"
+	"github.com/parley-chat/parley/pkg/chserver/chtest"
+)
+
+func TestAnalystUserOnlyReads(t *testing.T) {
+	s := chtest.Start(t)
+	mustQuery(t, s.HTTPAddr(), "CREATE TABLE t (x UInt8) ENGINE = Memory")
+	mustQuery(t, s.HTTPAddr(), "INSERT INTO t VALUES (1)")
+	if got, err := queryAs(t, s.HTTPAddr(), "analyst", "SELECT count() FROM t"); err != nil || got != "1" {
+		t.Errorf("analyst SELECT count() = %q, %v; want 1, nil", got, err)
+	}
+	if _, err := queryAs(t, s.HTTPAddr(), "analyst", "INSERT INTO t VALUES (2)"); err == nil || !strings.Contains(err.Error(), "readonly") {
+		t.Errorf("analyst INSERT error = %v, want a readonly refusal", err)
+	}
+}
+
+func TestRestartOnSamePorts(t *testing.T) {
+	s := chtest.Start(t)
+	mustQuery(t, s.HTTPAddr(), "CREATE TABLE kept (x UInt8) ENGINE = TinyLog")
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	again, err := chserver.Start(t.Context(), chserver.Options{Dir: s.Dir(), TCPPort: s.TCPPort(), HTTPPort: s.HTTPPort()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { again.Close() })
+	if again.DSN() != s.DSN() || again.HTTPAddr() != s.HTTPAddr() {
+		t.Errorf("restarted server at %s %s, want %s %s", again.DSN(), again.HTTPAddr(), s.DSN(), s.HTTPAddr())
+	}
+	if got := mustQuery(t, again.HTTPAddr(), "EXISTS TABLE kept"); got != "1" {
+		t.Errorf("EXISTS TABLE kept = %q after restart, want 1", got)
+	}
+}
+
+// queryAs runs q as user over HTTP GET, the way read-only users must: a
+// POST is a write.
+func queryAs(t *testing.T, addr, user, q string) (string, error) {
+	t.Helper()
+	resp, err := client.Get("http://" + addr + "/?user=" + url.QueryEscape(user) + "&query=" + url.QueryEscape(q))
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return "", err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return "", errors.New(resp.Status + ": " + string(body))
+	}
+	return strings.TrimSpace(string(body)), nil
+}

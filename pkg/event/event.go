@@ -1,0 +1,135 @@
+// Package event defines Parley's versioned events and their envelope.
+//
+// An event travels as one NATS message: routing metadata in headers (event id,
+// type, tenant, data subject, time — opaque ids only, never personal data)
+// and a body that is the JSON payload sealed with AES-256-GCM under the data
+// subject's key. The associated data binds the ciphertext to its tenant,
+// subject, aggregate, event id and type, so it cannot be moved to another
+// event. Once the subject's key is destroyed the body is unreadable for good.
+package event
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/nats-io/nats.go"
+
+	"github.com/parley-chat/parley/pkg/seal"
+)
+
+// Type names an event kind. Type strings carry a version suffix and never
+// change meaning; a new shape is a new version.
+type Type string
+
+// Chat events, appended to the CHAT stream by the chat service.
+const (
+	ConversationOpened   Type = "chat.conversation_opened.v1"
+	MessagePosted        Type = "chat.message_posted.v1"
+	ConversationAssigned Type = "chat.conversation_assigned.v1"
+	ConversationClosed   Type = "chat.conversation_closed.v1"
+	ConversationRated    Type = "chat.conversation_rated.v1"
+)
+
+// Privacy events, appended to the PRIVACY stream by the privacy service.
+const (
+	ConsentRecorded Type = "privacy.consent_recorded.v1"
+)
+
+// Header names. Nats-Msg-Id carries the event id so that JetStream drops a
+// retried append as a duplicate.
+const (
+	HeaderID      = "Nats-Msg-Id"
+	HeaderType    = "Parley-Type"
+	HeaderTenant  = "Parley-Tenant"
+	HeaderSubject = "Parley-Subject"
+	HeaderAt      = "Parley-At"
+)
+
+// ErrMalformed is returned by Parse for a message that is not a Parley event.
+var ErrMalformed = errors.New("malformed event")
+
+// Envelope is one event as stored: metadata in clear, Body sealed.
+type Envelope struct {
+	ID     string
+	Type   Type
+	Tenant string
+	// Subject is the data subject whose key seals Body: an opaque id.
+	Subject string
+	// Aggregate is the last token of the NATS subject: the conversation for
+	// chat events, the data subject for privacy events.
+	Aggregate string
+	At        time.Time
+	Body      []byte
+}
+
+// NewID returns a new time-ordered unique id for events and aggregates.
+func NewID() string {
+	return uuid.Must(uuid.NewV7()).String()
+}
+
+// New seals payload under key and returns the envelope of a new event.
+func New(key seal.Key, typ Type, tenant, subject, aggregate string, at time.Time, payload any) (Envelope, error) {
+	e := Envelope{ID: NewID(), Type: typ, Tenant: tenant, Subject: subject, Aggregate: aggregate, At: at.UTC()}
+	pt, err := json.Marshal(payload)
+	if err != nil {
+		return Envelope{}, fmt.Errorf("encode %s: %w", typ, err)
+	}
+	e.Body, err = seal.Seal(key, pt, e.ad())
+	if err != nil {
+		return Envelope{}, fmt.Errorf("seal %s: %w", typ, err)
+	}
+	return e, nil
+}
+
+// Open decrypts the body under key into v. It returns an error wrapping
+// seal.ErrOpen when the key is not the subject's or the envelope was altered.
+func (e Envelope) Open(key seal.Key, v any) error {
+	pt, err := seal.Open(key, e.Body, e.ad())
+	if err != nil {
+		return fmt.Errorf("open %s %s: %w", e.Type, e.ID, err)
+	}
+	if err := json.Unmarshal(pt, v); err != nil {
+		return fmt.Errorf("decode %s %s: %w", e.Type, e.ID, err)
+	}
+	return nil
+}
+
+func (e Envelope) ad() []byte {
+	return seal.AD(e.Tenant, e.Subject, e.Aggregate, e.ID, string(e.Type))
+}
+
+// Msg returns the NATS message that stores e on natsSubject.
+func (e Envelope) Msg(natsSubject string) *nats.Msg {
+	m := nats.NewMsg(natsSubject)
+	m.Header.Set(HeaderID, e.ID)
+	m.Header.Set(HeaderType, string(e.Type))
+	m.Header.Set(HeaderTenant, e.Tenant)
+	m.Header.Set(HeaderSubject, e.Subject)
+	m.Header.Set(HeaderAt, e.At.Format(time.RFC3339Nano))
+	m.Data = e.Body
+	return m
+}
+
+// Parse reads an envelope from a stored message.
+func Parse(natsSubject string, h nats.Header, body []byte) (Envelope, error) {
+	e := Envelope{
+		ID:      h.Get(HeaderID),
+		Type:    Type(h.Get(HeaderType)),
+		Tenant:  h.Get(HeaderTenant),
+		Subject: h.Get(HeaderSubject),
+		Body:    body,
+	}
+	if i := strings.LastIndexByte(natsSubject, '.'); i >= 0 {
+		e.Aggregate = natsSubject[i+1:]
+	}
+	at, err := time.Parse(time.RFC3339Nano, h.Get(HeaderAt))
+	if err != nil || e.ID == "" || e.Type == "" || e.Tenant == "" || e.Subject == "" || e.Aggregate == "" {
+		return Envelope{}, fmt.Errorf("%w on %s", ErrMalformed, natsSubject)
+	}
+	e.At = at
+	return e, nil
+}

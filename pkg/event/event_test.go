@@ -1,0 +1,62 @@
+package event_test
+
+import (
+	"bytes"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/parley-chat/parley/pkg/event"
+	"github.com/parley-chat/parley/pkg/seal"
+)
+
+func TestEnvelopeRoundTrip(t *testing.T) {
+	key, err := seal.NewKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	give := event.Posted{Author: event.Author{Role: "visitor", ID: "v1"}, Text: "secret marker"}
+	e, err := event.New(key, event.MessagePosted, "demo", "v1", "c1", time.Now(), give)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := e.Msg("chat.demo.c1")
+	if bytes.Contains(m.Data, []byte("secret marker")) {
+		t.Fatal("message body holds the plaintext")
+	}
+	for k, v := range m.Header {
+		if bytes.Contains([]byte(k+v[0]), []byte("secret")) {
+			t.Fatalf("header %s holds the plaintext", k)
+		}
+	}
+	parsed, err := event.Parse(m.Subject, m.Header, m.Data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(e, parsed); diff != "" {
+		t.Fatalf("Parse() mismatch (-want +got):\n%s", diff)
+	}
+	var got event.Posted
+	if err := parsed.Open(key, &got); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(give, got); diff != "" {
+		t.Errorf("Open() mismatch (-want +got):\n%s", diff)
+	}
+
+	moved, err := event.Parse("chat.demo.c2", m.Header, m.Data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := moved.Open(key, &got); !errors.Is(err, seal.ErrOpen) {
+		t.Errorf("Open() of an event moved to another conversation: error = %v, want %v", err, seal.ErrOpen)
+	}
+}
+
+func TestParseRejectsForeignMessages(t *testing.T) {
+	if _, err := event.Parse("chat.demo.c1", nil, []byte("x")); !errors.Is(err, event.ErrMalformed) {
+		t.Errorf("Parse(no headers) error = %v, want %v", err, event.ErrMalformed)
+	}
+}

@@ -1,0 +1,76 @@
+// Package natsembed runs an embedded NATS server with JetStream: the bus of
+// `parley all` and of every integration test.
+package natsembed
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+)
+
+// Options configure the embedded server. The zero value listens on a random
+// loopback port; StoreDir is required.
+type Options struct {
+	// Host to listen on; empty means 127.0.0.1.
+	Host string
+	// Port to listen on; 0 picks a free one.
+	Port int
+	// StoreDir holds the JetStream files.
+	StoreDir string
+	// SyncAlways fsyncs every write before acknowledging it. Off, JetStream
+	// acknowledges after the write reaches the OS and syncs periodically.
+	SyncAlways bool
+	// Users may connect, each with their own password and permissions;
+	// none means any client may connect and do anything.
+	Users []*server.User
+}
+
+// Server is a running embedded NATS server.
+type Server struct {
+	*server.Server
+}
+
+// Start starts a server and waits until it accepts connections.
+func Start(o Options) (*Server, error) {
+	if o.StoreDir == "" {
+		return nil, errors.New("start nats: no store dir")
+	}
+	host := o.Host
+	if host == "" {
+		host = "127.0.0.1"
+	}
+	port := o.Port
+	if port == 0 {
+		port = server.RANDOM_PORT
+	}
+	opts := &server.Options{
+		ServerName: "parley",
+		Host:       host,
+		Port:       port,
+		JetStream:  true,
+		StoreDir:   o.StoreDir,
+		SyncAlways: o.SyncAlways,
+		NoSigs:     true,
+		NoLog:      true,
+		MaxPayload: 1 << 20,
+		Users:      o.Users,
+	}
+	s, err := server.NewServer(opts)
+	if err != nil {
+		return nil, fmt.Errorf("start nats: %w", err)
+	}
+	s.Start()
+	if !s.ReadyForConnections(10 * time.Second) {
+		s.Shutdown()
+		return nil, errors.New("start nats: not ready after 10s")
+	}
+	return &Server{Server: s}, nil
+}
+
+// Close shuts the server down and waits for it to finish.
+func (s *Server) Close() {
+	s.Shutdown()
+	s.WaitForShutdown()
+}

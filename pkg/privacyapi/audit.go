@@ -1,0 +1,61 @@
+package privacyapi
+
+import (
+	"time"
+
+	"github.com/parley-chat/parley/pkg/audit"
+)
+
+// Audit subjects, served by the privacy service in queue group Queue. The
+// privacy service is the only writer of the AUDIT stream, so each tenant's
+// hash chain stays whole however many services report acts at once.
+const (
+	// AppendAuditSubject appends an act to the tenant's audit trail. The
+	// service stamps the time, links the entry into the chain and stores it
+	// on audit.Subject(tenant) before answering.
+	//
+	// Request: AppendAuditArgs (no principal: only services may publish
+	// here, by their bus permissions; the actor is the principal the
+	// calling service served). Result: audit.Entry as stored.
+	//
+	// Errors: rpc.CodeInvalid for a malformed tenant, an unknown role, a
+	// malformed actor id, an action that is not 1 to 64 of [a-z0-9._], or a
+	// target that is empty, longer than 256 bytes or not printable ASCII;
+	// rpc.CodeUnavailable when the store cannot be reached.
+	AppendAuditSubject = "parley.privacy.audit.append"
+
+	// ListAuditSubject lists a tenant's audit entries, oldest first.
+	//
+	// Request: rpc.Request[ListAuditArgs]. Result: ListAuditResult. Who: an
+	// auditor or an admin of the tenant.
+	//
+	// Errors: rpc.CodeInvalid for a malformed tenant; rpc.CodeForbidden for
+	// any other role or another tenant.
+	ListAuditSubject = "parley.privacy.audit.list"
+)
+
+// MaxAuditEntries is the most entries one ListAudit answer holds.
+const MaxAuditEntries = 1000
+
+// AppendAuditArgs is one act to record: who did what to which target.
+type AppendAuditArgs struct {
+	Tenant string      `json:"tenant"`
+	Actor  audit.Actor `json:"actor"`
+	Action string      `json:"action"`
+	Target string      `json:"target"`
+}
+
+// ListAuditArgs asks for the entries stored at or after Since (all of them
+// when zero).
+type ListAuditArgs struct {
+	Tenant string    `json:"tenant"`
+	Since  time.Time `json:"since"`
+}
+
+// ListAuditResult holds up to MaxAuditEntries entries, oldest first. More
+// says there are later ones: ask again with Since set to the last entry's
+// At, and skip the entries already seen (same Hash).
+type ListAuditResult struct {
+	Entries []audit.Entry `json:"entries"`
+	More    bool          `json:"more"`
+}

@@ -1,0 +1,89 @@
+package privacyapi
+
+// Settings subjects, served by the privacy service in queue group Queue.
+const (
+	// GetSettingsSubject answers a tenant's settings; DefaultSettings when
+	// they were never set.
+	//
+	// Request: rpc.Request[TenantArgs]. Result: Settings. Who: an admin of
+	// the tenant.
+	//
+	// Errors: rpc.CodeInvalid for a malformed tenant; rpc.CodeForbidden for
+	// any other role or another tenant.
+	GetSettingsSubject = "parley.privacy.settings.get"
+
+	// PutSettingsSubject replaces a tenant's settings, and writes the
+	// change to the audit trail (action "settings.change") first: a change
+	// that could not be audited is not made.
+	//
+	// Request: rpc.Request[PutSettingsArgs]. Result: Settings as stored.
+	// Who: an admin of the tenant.
+	//
+	// Errors: rpc.CodeInvalid for a malformed tenant or a value out of range
+	// (see MinRetentionDays, MaxRetentionDays, MaxEraseAfterCloseHours);
+	// rpc.CodeForbidden for any other role or another tenant.
+	PutSettingsSubject = "parley.privacy.settings.put"
+)
+
+// SettingsBucket is the JetStream key-value bucket of tenant settings, owned
+// and written by the privacy service only. The key is the tenant id, the
+// value the JSON of Settings; a tenant without a key has DefaultSettings.
+// Settings are not personal data: services that need them (chat for
+// retention, the gateway for network data) may read and watch the bucket.
+const SettingsBucket = "SETTINGS"
+
+// Bounds and defaults of Settings.
+const (
+	MinRetentionDays     = 1
+	MaxRetentionDays     = 3650
+	DefaultRetentionDays = 365
+	// MaxEraseAfterCloseHours is a year.
+	MaxEraseAfterCloseHours = 24 * 365
+	// MaxMinGroupSize bounds MinGroupSize; its floor is the analytics
+	// service's own minimum, analyticsapi.DefaultMinGroupSize.
+	MaxMinGroupSize = 1000
+)
+
+// Settings are a tenant's privacy policy.
+type Settings struct {
+	// RetentionDays is how long conversations are kept,
+	// MinRetentionDays..MaxRetentionDays.
+	RetentionDays int `json:"retention_days"`
+	// CollectNetworkData allows storing a truncated IP address and the
+	// browser family of visitors who consent to "network_data".
+	CollectNetworkData bool `json:"collect_network_data"`
+	// EraseAfterCloseHours, when not 0, erases every conversation that long
+	// after it closes unless the visitor chose otherwise;
+	// 0..MaxEraseAfterCloseHours.
+	EraseAfterCloseHours int `json:"erase_after_close_hours"`
+	// MinGroupSize is the fewest distinct visitors a metric's point may
+	// stand for before it is suppressed; 0 means the analytics default (5),
+	// and a tenant may only raise it, up to MaxMinGroupSize.
+	MinGroupSize int `json:"min_group_size,omitempty"`
+
+	// RetentionSeconds and EraseAfterCloseSeconds are the same two policies
+	// in seconds, for tests and evaluations that cannot wait days: when one
+	// is above 0 it takes the place of its days or hours field (see
+	// Retention and EraseAfterClose). 0..MaxRetentionDays in seconds and
+	// 0..MaxEraseAfterCloseHours in seconds.
+	RetentionSeconds       int `json:"retention_seconds,omitempty"`
+	EraseAfterCloseSeconds int `json:"erase_after_close_seconds,omitempty"`
+}
+
+// DefaultSettings are the settings of a tenant that never set any: a year
+// of retention, no network data, no automatic erasure.
+func DefaultSettings() Settings {
+	return Settings{RetentionDays: DefaultRetentionDays}
+}
+
+// TenantArgs names a tenant.
+type TenantArgs struct {
+	Tenant string `json:"tenant"`
+}
+
+// PutSettingsArgs replaces a tenant's settings; every field is set, so an
+// absent erase_after_close_hours turns automatic erasure off.
+type PutSettingsArgs struct {
+	Tenant   string   `json:"tenant"`
+	Settings Settings `json:"settings"`
+}

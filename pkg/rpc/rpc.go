@@ -1,0 +1,216 @@
+// Package rpc is request/reply between Parley's services over core NATS:
+// JSON in, JSON out, and errors that keep their meaning across the wire as a
+// Code, so the gateway can map them to HTTP status in one place.
+package rpc
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/parley-chat/parley/pkg/auth"
+)
+
+// Code classifies an error for the caller.
+type Code string
+
+// The codes. Anything else a handler returns travels as CodeInternal with a
+// generic message; the handler's edge logs the cause.
+const (
+	CodeInvalid     Code = "invalid"
+	CodeNotFound    Code = "not_found"
+	CodeConflict    Code = "conflict"
+	CodeForbidden   Code = "forbidden"
+	CodeGone        Code = "gone"
+	CodeUnavailable Code = "unavailable"
+	CodeInternal    Code = "internal"
+)
+
+// Error is an error with a Code. Its Message is shown to API clients, so it
+// must never hold personal data.
+type Error struct {
+	Code    Code   `json:"code"`
+	Message string `json:"message"`
+}
+
+func (e *Error) Error() string { return string(e.Code) + ": " + e.Message }
+
+// Errorf returns an *Error with code and a formatted message.
+func Errorf(code Code, format string, args ...any) *Error {
+	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// CodeOf returns the code of err: its *Error's, CodeUnavailable when the bus
+// had no responder or timed out, CodeInternal otherwise.
+func CodeOf(err error) Code {
+	var e *Error
+	switch {
+	case errors.As(err, &e):
+		return e.Code
+	case errors.Is(err, nats.ErrNoResponders), errors.Is(err, nats.ErrTimeout), errors.Is(err, context.DeadlineExceeded):
+		return CodeUnavailable
+	}
+	return CodeInternal
+}
+
+// DefaultTimeout bounds a Call whose context has no deadline.
+const DefaultTimeout = 5 * time.Second
+
+// Request is what a caller sends: the verified principal acting, and the
+// call's arguments.
+type Request[T any] struct {
+	Principal auth.Principal `json:"principal"`
+	Args      T              `json:"args"`
+}
+
+type reply struct {
+	Result json.RawMessage `json:"result,omitempty"`
+	Error  *Error          `json:"error,omitempty"`
+}
+
+// Handler serves one subject.
+type Handler func(ctx context.Context, data []byte) (any, error)
+
+// Handle adapts a typed function to a Handler.
+func Handle[Req, Resp any](fn func(context.Context, Req) (Resp, error)) Handler {
+	return func(ctx context.Context, data []byte) (any, error) {
+		var req Req
+		if err := json.Unmarshal(data, &req); err != nil {
+			return nil, Errorf(CodeInvalid, "malformed request: %v", err)
+		}
+		return fn(ctx, req)
+	}
+}
+
+// Serve subscribes h to subject in queue group queue, so instances of a
+// service share the load. Each request runs in its own goroutine with a
+// context cancelled when ctx is. Internal errors are logged here, once.
+func Serve(ctx context.Context, nc *nats.Conn, log *slog.Logger, subject, queue string, h Handler) (*nats.Subscription, error) {
+	sub, err := nc.QueueSubscribe(subject, queue, func(m *nats.Msg) {
+		go respond(ctx, log, m, h)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("serve %s: %w", subject, err)
+	}
+	return sub, nil
+}
+
+// Route is one subject and the handler that serves it.
+type Route struct {
+	Subject string
+	Handler Handler
+}
+
+// ServeAll serves every route in queue group queue, then flushes, so that
+// the server has every subscription before the caller says it is serving.
+// On an error it ends those it made and returns the first error.
+func ServeAll(ctx context.Context, nc *nats.Conn, log *slog.Logger, queue string, routes ...Route) ([]*nats.Subscription, error) {
+	subs := make([]*nats.Subscription, 0, len(routes))
+	for _, r := range routes {
+		sub, err := Serve(ctx, nc, log, r.Subject, queue, r.Handler)
+		if err != nil {
+			Stop(subs...)
+			return nil, err
+		}
+		subs = append(subs, sub)
+	}
+	if err := nc.Flush(); err != nil {
+		Stop(subs...)
+		return nil, fmt.Errorf("flush subscriptions: %w", err)
+	}
+	return subs, nil
+}
+
+// Stop ends the subscriptions Serve made. Requests already received still
+// get their answer. An error means the connection is closed, which ends the
+// subscription too, so there is nothing to report.
+func Stop(subs ...*nats.Subscription) {
+	for _, s := range subs {
+		_ = s.Unsubscribe()
+	}
+}
+
+func respond(ctx context.Context, log *slog.Logger, m *nats.Msg, h Handler) {
+	if m.Header.Get(pingHeader) != "" {
+		if err := m.Respond([]byte(`{}`)); err != nil {
+			log.Warn("respond to ping", "subject", m.Subject, "err", err)
+		}
+		return
+	}
+	res, err := h(ctx, m.Data)
+	var r reply
+	if err != nil {
+		var e *Error
+		if !errors.As(err, &e) {
+			log.Error("request failed", "subject", m.Subject, "err", err)
+			e = &Error{Code: CodeInternal, Message: "internal error"}
+		}
+		r.Error = e
+	} else if r.Result, err = json.Marshal(res); err != nil {
+		log.Error("encode reply", "subject", m.Subject, "err", err)
+		r = reply{Error: &Error{Code: CodeInternal, Message: "internal error"}}
+	}
+	b, _ := json.Marshal(r) // a reply of RawMessage and strings always encodes
+	if err := m.Respond(b); err != nil {
+		log.Warn("respond", "subject", m.Subject, "err", err)
+	}
+}
+
+// pingHeader marks a request that only asks whether a subject is served.
+const pingHeader = "Parley-Ping"
+
+// Ping checks that every subject has a responder, without calling any
+// handler. It returns an error wrapping nats.ErrNoResponders for the first
+// subject nobody serves.
+func Ping(ctx context.Context, nc *nats.Conn, subjects ...string) error {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, DefaultTimeout)
+		defer cancel()
+	}
+	for _, s := range subjects {
+		m := nats.NewMsg(s)
+		m.Header.Set(pingHeader, "1")
+		if _, err := nc.RequestMsgWithContext(ctx, m); err != nil {
+			return fmt.Errorf("ping %s: %w", s, err)
+		}
+	}
+	return nil
+}
+
+// Call sends req to subject and decodes the result into resp (which may be
+// nil). A remote error comes back as *Error.
+func Call(ctx context.Context, nc *nats.Conn, subject string, req, resp any) error {
+	data, err := json.Marshal(req)
+	if err != nil {
+		return fmt.Errorf("encode %s request: %w", subject, err)
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, DefaultTimeout)
+		defer cancel()
+	}
+	m, err := nc.RequestWithContext(ctx, subject, data)
+	if err != nil {
+		return fmt.Errorf("call %s: %w", subject, err)
+	}
+	var r reply
+	if err := json.Unmarshal(m.Data, &r); err != nil {
+		return fmt.Errorf("decode %s reply: %w", subject, err)
+	}
+	if r.Error != nil {
+		return r.Error
+	}
+	if resp == nil || len(r.Result) == 0 {
+		return nil
+	}
+	if err := json.Unmarshal(r.Result, resp); err != nil {
+		return fmt.Errorf("decode %s result: %w", subject, err)
+	}
+	return nil
+}

@@ -1,0 +1,81 @@
+package rpc_test
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync/atomic"
+	"testing"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/parley-chat/parley/pkg/natsembed/natstest"
+	"github.com/parley-chat/parley/pkg/rpc"
+)
+
+type echoArgs struct {
+	Text string `json:"text"`
+}
+
+func TestCallServePing(t *testing.T) {
+	s := natstest.Start(t, "")
+	nc, _ := natstest.Connect(t, s)
+	ctx := t.Context()
+	var calls atomic.Int64
+	_, err := rpc.Serve(ctx, nc, slog.New(slog.DiscardHandler), "test.echo", "q", rpc.Handle(func(_ context.Context, a echoArgs) (echoArgs, error) {
+		calls.Add(1)
+		switch a.Text {
+		case "":
+			return echoArgs{}, rpc.Errorf(rpc.CodeInvalid, "empty text")
+		case "boom":
+			return echoArgs{}, errors.New("database on fire")
+		}
+		return a, nil
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	tests := []struct {
+		name     string
+		give     string
+		want     string
+		wantCode rpc.Code
+	}{
+		{name: "result", give: "hi", want: "hi"},
+		{name: "coded error crosses the wire", give: "", wantCode: rpc.CodeInvalid},
+		{name: "other errors are internal and say nothing", give: "boom", wantCode: rpc.CodeInternal},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var got echoArgs
+			err := rpc.Call(ctx, nc, "test.echo", echoArgs{Text: tt.give}, &got)
+			if tt.wantCode != "" {
+				if code := rpc.CodeOf(err); code != tt.wantCode {
+					t.Fatalf("Call(%q) code = %v (%v), want %v", tt.give, code, err, tt.wantCode)
+				}
+				if tt.wantCode == rpc.CodeInternal && err.Error() != "internal: internal error" {
+					t.Errorf("internal error leaks its cause: %v", err)
+				}
+				return
+			}
+			if err != nil || got.Text != tt.want {
+				t.Errorf("Call(%q) = %q, %v; want %q", tt.give, got.Text, err, tt.want)
+			}
+		})
+	}
+
+	before := calls.Load()
+	if err := rpc.Ping(ctx, nc, "test.echo"); err != nil {
+		t.Errorf("Ping(served) = %v, want nil", err)
+	}
+	if calls.Load() != before {
+		t.Error("Ping called the handler")
+	}
+	if err := rpc.Ping(ctx, nc, "test.nobody"); !errors.Is(err, nats.ErrNoResponders) {
+		t.Errorf("Ping(unserved) = %v, want %v", err, nats.ErrNoResponders)
+	}
+	if code := rpc.CodeOf(rpc.Call(ctx, nc, "test.nobody", echoArgs{}, nil)); code != rpc.CodeUnavailable {
+		t.Errorf("Call(unserved) code = %v, want %v", code, rpc.CodeUnavailable)
+	}
+}

@@ -1,0 +1,203 @@
+package stream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Key-value buckets. A bucket B is the stream KV_B.
+const (
+	// TenantsBucket is the gateway's tenant registry.
+	TenantsBucket = "TENANTS"
+	// SettingsBucket is the tenants' privacy settings, owned by privacy; it
+	// is privacyapi.SettingsBucket.
+	SettingsBucket = "SETTINGS"
+)
+
+// Buckets lists every key-value bucket of Parley.
+func Buckets() []string { return []string{TenantsBucket, SettingsBucket} }
+
+// BucketStream is the name of the stream that holds bucket.
+func BucketStream(bucket string) string { return "KV_" + bucket }
+
+// BucketConfig returns the definition of the named key-value bucket.
+func BucketConfig(bucket string, o Options) (jetstream.KeyValueConfig, error) {
+	cfg := jetstream.KeyValueConfig{
+		Bucket:   bucket,
+		Storage:  jetstream.FileStorage,
+		Replicas: max(o.Replicas, 1),
+	}
+	switch bucket {
+	case TenantsBucket:
+		cfg.Description = "Parley tenants, owned by the gateway"
+		cfg.History = 1
+	case SettingsBucket:
+		cfg.Description = "tenant privacy settings; no personal data"
+	default:
+		return jetstream.KeyValueConfig{}, fmt.Errorf("unknown bucket %q", bucket)
+	}
+	return cfg, nil
+}
+
+// ErrDrift is wrapped by the errors of Create and CreateBuckets when a
+// stream or bucket exists with another configuration than this version's
+// definition. They leave it as it is, since services may not reconfigure
+// streams; the caller decides whether it can run on the old configuration,
+// and an operator applies the new one with Apply (`parley streams apply`).
+var ErrDrift = errors.New("exists with a configuration that differs from this version's definition; an operator applies it with `parley streams apply` (`parley all` does at start)")
+
+// ErrCopies is returned by Create and CreateBuckets when a stream or bucket
+// that exists sources or mirrors another stream. No definition of Parley's
+// does: whoever created it so meant to copy another stream's messages, keys
+// perhaps, to where they could read them. It does not wrap ErrDrift, so
+// that a caller that runs on with a drifted configuration stops for this.
+var ErrCopies = errors.New("sources or mirrors another stream, which no Parley definition does: remove it and apply the definitions with `parley streams apply`")
+
+// Create creates those of the named streams that do not exist yet; a stream
+// that exists with this version's definition is left alone. It needs only
+// the right to create each stream ($JS.API.STREAM.CREATE.<name>) and to read
+// its info, never to update it: the server refuses a create that would
+// change an existing stream.
+//
+// A stream that exists with another definition is left as it is, and Create
+// goes on with the others, then returns an error wrapping ErrDrift that
+// names each of them. It stops at once with ErrCopies for a stream that
+// sources or mirrors another.
+func Create(ctx context.Context, js jetstream.JetStream, o Options, names ...string) error {
+	var drifted []error
+	for _, name := range names {
+		cfg, err := Config(name, o)
+		if err != nil {
+			return err
+		}
+		_, err = js.CreateStream(ctx, cfg)
+		if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+			if err := checkCopies(ctx, js, name); err != nil {
+				return err
+			}
+			drifted = append(drifted, fmt.Errorf("stream %s %w", name, ErrDrift))
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("create stream %s: %w", name, err)
+		}
+	}
+	return errors.Join(drifted...)
+}
+
+// CreateBuckets is Create for key-value buckets: it creates those of the
+// named buckets that do not exist yet, with the same errors.
+func CreateBuckets(ctx context.Context, js jetstream.JetStream, o Options, buckets ...string) error {
+	var drifted []error
+	for _, bucket := range buckets {
+		cfg, err := BucketConfig(bucket, o)
+		if err != nil {
+			return err
+		}
+		_, err = js.CreateKeyValue(ctx, cfg)
+		if errors.Is(err, jetstream.ErrBucketExists) {
+			if err := checkCopies(ctx, js, BucketStream(bucket)); err != nil {
+				return err
+			}
+			drifted = append(drifted, fmt.Errorf("bucket %s %w", bucket, ErrDrift))
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("create bucket %s: %w", bucket, err)
+		}
+	}
+	return errors.Join(drifted...)
+}
+
+// checkCopies returns ErrCopies when the existing stream name sources or
+// mirrors another stream.
+func checkCopies(ctx context.Context, js jetstream.JetStream, name string) error {
+	s, err := js.Stream(ctx, name)
+	if err != nil {
+		return fmt.Errorf("stream %s: %w", name, err)
+	}
+	if cfg := s.CachedInfo().Config; cfg.Mirror != nil || len(cfg.Sources) > 0 {
+		return fmt.Errorf("stream %s %w", name, ErrCopies)
+	}
+	return nil
+}
+
+// Action is what Apply did to one stream or bucket.
+type Action string
+
+// The actions of Apply.
+const (
+	Created   Action = "created"
+	Updated   Action = "updated"
+	Unchanged Action = "unchanged"
+)
+
+// Applied is the outcome of Apply for one stream or bucket.
+type Applied struct {
+	// Name is the stream's name, or the bucket's with Bucket set.
+	Name   string
+	Bucket bool
+	Action Action
+}
+
+// Apply creates or updates every stream and key-value bucket of Parley to
+// this version's definitions, and reports what it did to each, streams
+// first. It needs the right to update streams, which only the admin user
+// holds. It stops at the first error, having applied the ones before.
+func Apply(ctx context.Context, js jetstream.JetStream, o Options) ([]Applied, error) {
+	var done []Applied
+	for _, name := range Names() {
+		cfg, err := Config(name, o)
+		if err != nil {
+			return done, err
+		}
+		action, err := apply(ctx, js, name,
+			func() error { _, err := js.CreateStream(ctx, cfg); return err },
+			func() error { _, err := js.UpdateStream(ctx, cfg); return err })
+		if err != nil {
+			return done, fmt.Errorf("apply stream %s: %w", name, err)
+		}
+		done = append(done, Applied{Name: name, Action: action})
+	}
+	for _, bucket := range Buckets() {
+		cfg, err := BucketConfig(bucket, o)
+		if err != nil {
+			return done, err
+		}
+		action, err := apply(ctx, js, BucketStream(bucket),
+			func() error { _, err := js.CreateKeyValue(ctx, cfg); return err },
+			func() error { _, err := js.UpdateKeyValue(ctx, cfg); return err })
+		if err != nil {
+			return done, fmt.Errorf("apply bucket %s: %w", bucket, err)
+		}
+		done = append(done, Applied{Name: bucket, Bucket: true, Action: action})
+	}
+	return done, nil
+}
+
+// apply creates the stream name, or updates it when the server refuses the
+// create because the stream exists with another configuration: the
+// server's own comparison decides what changed.
+func apply(ctx context.Context, js jetstream.JetStream, name string, create, update func() error) (Action, error) {
+	_, err := js.Stream(ctx, name)
+	missing := errors.Is(err, jetstream.ErrStreamNotFound)
+	if err != nil && !missing {
+		return "", err
+	}
+	err = create()
+	switch {
+	case err == nil && missing:
+		return Created, nil
+	case err == nil:
+		return Unchanged, nil
+	case errors.Is(err, jetstream.ErrStreamNameAlreadyInUse):
+		if err := update(); err != nil {
+			return "", err
+		}
+		return Updated, nil
+	}
+	return "", err
+}

@@ -1,0 +1,158 @@
+// Package stream defines Parley's JetStream streams, the subjects in them,
+// and its key-value buckets; the same definitions serve the embedded server
+// of `parley all` and a production cluster.
+//
+// Only an operator's admin connection changes a stream's configuration:
+// Apply creates or updates every stream and bucket, and `parley all` and
+// `parley streams apply` call it. A service only creates what is missing
+// (Create, CreateBuckets), because a user allowed to update a stream could
+// reconfigure it to source or mirror another stream and read the copies
+// (privacy guarantee 4, see pkg/buspolicy).
+package stream
+
+import (
+	"context"
+	"fmt"
+	"regexp"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Stream names.
+const (
+	Chat      = "CHAT"
+	Privacy   = "PRIVACY"
+	Analytics = "ANALYTICS"
+	Audit     = "AUDIT"
+	Keys      = "KEYS"
+	// Schedules holds the privacy service's scheduled messages (the
+	// erasure of a conversation some time after it closes) and the
+	// messages they fire, on subjects "schedule.>".
+	Schedules = "SCHEDULES"
+)
+
+// Options tune the stream definitions for a deployment. The zero value suits
+// a single embedded server.
+type Options struct {
+	// Replicas is the JetStream replication factor; 0 means 1.
+	Replicas int
+	// ChatMaxAge is the longest retention any tenant may choose; 0 means 10 years.
+	ChatMaxAge time.Duration
+}
+
+const (
+	defaultChatMaxAge = 10 * 365 * 24 * time.Hour
+	analyticsMaxAge   = 7 * 24 * time.Hour
+)
+
+var tokenRe = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+
+// ValidToken reports whether s may be used as one token of a NATS subject:
+// tenant, conversation and principal ids all must be.
+func ValidToken(s string) bool { return tokenRe.MatchString(s) }
+
+// ChatSubject is the subject of one conversation's events.
+func ChatSubject(tenant, conversation string) string {
+	return "chat." + tenant + "." + conversation
+}
+
+// PrivacySubject is the subject of one data subject's privacy events.
+func PrivacySubject(tenant, subject string) string {
+	return "privacy." + tenant + "." + subject
+}
+
+// LiveChatSubjects is where the CHAT stream republishes every event it
+// stores, once, right after storing it and before it acknowledges the
+// append: an event stored on chat.<tenant>.<conversation> is republished on
+// live.chat.<tenant>.<conversation> with its headers, plus JetStream's
+// Nats-Stream and Nats-Sequence. Live delivery follows these subjects, not
+// chat.>: a core subscriber there also receives what the stream refuses (an
+// append with a stale expected-last-subject-sequence, which chat then
+// retries or rejects) and what it drops (a retried append within the
+// duplicate window), which were never stored. Only the server publishes
+// here (pkg/buspolicy), so an event on these subjects is a stored one.
+const LiveChatSubjects = "live.chat.>"
+
+// LiveChatSubject is the subject one conversation's stored events are
+// republished on.
+func LiveChatSubject(tenant, conversation string) string {
+	return "live." + ChatSubject(tenant, conversation)
+}
+
+// KeysSubject is the subject holding one data subject's wrapped keys.
+func KeysSubject(tenant, subject string) string {
+	return "keys." + tenant + "." + subject
+}
+
+// Config returns the definition of the named stream.
+func Config(name string, o Options) (jetstream.StreamConfig, error) {
+	replicas := max(o.Replicas, 1)
+	chatMaxAge := o.ChatMaxAge
+	if chatMaxAge == 0 {
+		chatMaxAge = defaultChatMaxAge
+	}
+	base := jetstream.StreamConfig{
+		Name:        name,
+		Storage:     jetstream.FileStorage,
+		Replicas:    replicas,
+		Duplicates:  2 * time.Minute,
+		AllowDirect: true,
+	}
+	switch name {
+	case Chat:
+		base.Subjects = []string{"chat.*.*"}
+		base.RePublish = &jetstream.RePublish{Source: "chat.>", Destination: LiveChatSubjects}
+		base.MaxAge = chatMaxAge
+		base.AllowMsgTTL = true
+		base.DenyPurge = true
+	case Privacy:
+		base.Subjects = []string{"privacy.*.*"}
+		base.DenyDelete = true
+		base.DenyPurge = true
+	case Analytics:
+		base.Subjects = []string{"analytics.*.*"}
+		base.MaxAge = analyticsMaxAge
+	case Audit:
+		base.Subjects = []string{"audit.*"}
+		base.DenyDelete = true
+		base.DenyPurge = true
+	case Keys:
+		base.Subjects = []string{"keys.*.*"}
+		base.AllowMsgTTL = true
+		// One message per subject: a subject's keys are written once and only
+		// ever secure-deleted, never replaced.
+		base.MaxMsgsPerSubject = 1
+		base.DenyPurge = true
+	case Schedules:
+		base.Subjects = []string{"schedule.>"}
+		// JetStream message scheduling (ADR-51): a schedule and its target
+		// must be in one stream. Each schedule rolls up its subject, so
+		// the server requires roll-ups and purges allowed; set here so the
+		// stored definition is this one.
+		base.AllowMsgSchedules = true
+		base.AllowRollup = true
+		base.DenyPurge = false
+	default:
+		return jetstream.StreamConfig{}, fmt.Errorf("unknown stream %q", name)
+	}
+	return base, nil
+}
+
+// Names lists every stream of Parley, in the order Apply applies them.
+func Names() []string { return []string{Privacy, Keys, Audit, Analytics, Chat, Schedules} }
+
+// Ensure creates or updates the named streams. Updating needs the right to
+// reconfigure a stream, which only the admin user holds: services use Create.
+func Ensure(ctx context.Context, js jetstream.JetStream, o Options, names ...string) error {
+	for _, name := range names {
+		cfg, err := Config(name, o)
+		if err != nil {
+			return err
+		}
+		if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
+			return fmt.Errorf("ensure stream %s: %w", name, err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,183 @@
+// Package subjectkey is the bus contract of the privacy service's key
+// service, and the cache other services keep of the keys it serves.
+//
+// Only the privacy service unwraps keys. Others ask it over request/reply
+// and keep the answer in memory until the subject is erased: an erasure
+// broadcast on ErasedSubject evicts the key everywhere at once.
+package subjectkey
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/parley-chat/parley/pkg/rpc"
+	"github.com/parley-chat/parley/pkg/seal"
+)
+
+// Subjects of the key service.
+const (
+	// GetSubject answers a Request with Keys; Create makes them first when
+	// the subject has none. It fails with rpc.CodeNotFound when the subject
+	// has no keys and Create is false, and with rpc.CodeGone when the
+	// subject was erased, whatever Create says.
+	GetSubject = "parley.keys.get"
+	// ErasedSubject carries an Erased broadcast after a subject's keys are
+	// destroyed.
+	ErasedSubject = "parley.subject.erased"
+)
+
+// Errors of Get.
+var (
+	// ErrNotFound means the subject has no keys: never created, erased or expired.
+	ErrNotFound = errors.New("subject has no keys")
+	// ErrErased means the subject was erased: their keys are destroyed and
+	// will never be created again. An error that is ErrErased is also
+	// ErrNotFound, so callers that only ask "are there keys?" need not care.
+	ErrErased = errors.New("subject erased")
+)
+
+// errErased is what Get and GetOrCreate return for an erased subject.
+var errErased = fmt.Errorf("%w: %w", ErrNotFound, ErrErased)
+
+// Request asks for a subject's keys.
+type Request struct {
+	Tenant  string `json:"tenant"`
+	Subject string `json:"subject"`
+	Create  bool   `json:"create,omitempty"`
+}
+
+// Keys are a subject's unwrapped keys: Data seals their events, Pseudonym
+// keys the HMAC that pseudonymizes them for analytics.
+type Keys struct {
+	Data      seal.Key `json:"data"`
+	Pseudonym seal.Key `json:"pseudonym"`
+}
+
+// Erased is the broadcast sent when a subject's keys are destroyed.
+type Erased struct {
+	Tenant  string `json:"tenant"`
+	Subject string `json:"subject"`
+}
+
+type cacheKey struct{ tenant, subject string }
+
+type entry struct {
+	keys  Keys
+	found bool
+	// erased is final: an erased subject never has keys again, so neither
+	// Get nor GetOrCreate asks the key service once it is known.
+	erased bool
+}
+
+// Cache fetches keys from the key service and keeps them until the subject
+// is erased. It remembers "no keys" and "erased" too, so reads of an erased
+// subject's history do not ask again and again. It is safe for concurrent use.
+type Cache struct {
+	nc  *nats.Conn
+	sub *nats.Subscription
+
+	mu      sync.RWMutex
+	entries map[cacheKey]entry
+	// evictions counts Evict calls, so that keys fetched while an erasure
+	// went by are not cached after it.
+	evictions uint64
+	onErase   []func(Erased)
+}
+
+// NewCache returns a cache listening for erasures on nc.
+func NewCache(nc *nats.Conn) (*Cache, error) {
+	c := &Cache{nc: nc, entries: make(map[cacheKey]entry)}
+	sub, err := nc.Subscribe(ErasedSubject, func(m *nats.Msg) {
+		var e Erased
+		if json.Unmarshal(m.Data, &e) != nil {
+			return
+		}
+		c.Evict(e)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("subscribe %s: %w", ErasedSubject, err)
+	}
+	c.sub = sub
+	return c, nil
+}
+
+// OnErase registers fn to run after every eviction, so a service can drop
+// what it derived from the subject's keys (read models, sessions).
+func (c *Cache) OnErase(fn func(Erased)) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.onErase = append(c.onErase, fn)
+}
+
+// Evict forgets the subject's keys, remembers that they are erased, and runs
+// the OnErase callbacks.
+func (c *Cache) Evict(e Erased) {
+	c.mu.Lock()
+	c.entries[cacheKey{e.Tenant, e.Subject}] = entry{erased: true}
+	c.evictions++
+	fns := c.onErase
+	c.mu.Unlock()
+	for _, fn := range fns {
+		fn(e)
+	}
+}
+
+// Get returns the subject's keys, ErrNotFound when they have none, or
+// ErrErased (which is also ErrNotFound) when the subject was erased.
+func (c *Cache) Get(ctx context.Context, tenant, subject string) (Keys, error) {
+	return c.get(ctx, Request{Tenant: tenant, Subject: subject})
+}
+
+// GetOrCreate returns the subject's keys, creating them when they have
+// none. For an erased subject it returns ErrErased and creates nothing.
+func (c *Cache) GetOrCreate(ctx context.Context, tenant, subject string) (Keys, error) {
+	return c.get(ctx, Request{Tenant: tenant, Subject: subject, Create: true})
+}
+
+func (c *Cache) get(ctx context.Context, req Request) (Keys, error) {
+	k := cacheKey{req.Tenant, req.Subject}
+	c.mu.RLock()
+	e, ok := c.entries[k]
+	evictions := c.evictions
+	c.mu.RUnlock()
+	switch {
+	case ok && e.erased:
+		return Keys{}, errErased
+	case ok && e.found:
+		return e.keys, nil
+	case ok && !req.Create:
+		return Keys{}, ErrNotFound
+	}
+	var keys Keys
+	err := rpc.Call(ctx, c.nc, GetSubject, req, &keys)
+	switch {
+	case rpc.CodeOf(err) == rpc.CodeGone:
+		c.store(k, entry{erased: true}, evictions)
+		return Keys{}, errErased
+	case rpc.CodeOf(err) == rpc.CodeNotFound:
+		c.store(k, entry{}, evictions)
+		return Keys{}, ErrNotFound
+	case err != nil:
+		return Keys{}, fmt.Errorf("get keys: %w", err)
+	}
+	c.store(k, entry{keys: keys, found: true}, evictions)
+	return keys, nil
+}
+
+func (c *Cache) store(k cacheKey, e entry, evictions uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.evictions == evictions {
+		c.entries[k] = e
+	}
+}
+
+// Close stops listening for erasures.
+func (c *Cache) Close() error {
+	return c.sub.Unsubscribe()
+}

@@ -1,0 +1,366 @@
+package watermilljs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// SubscriberConfig says which stream a Subscriber follows and how.
+type SubscriberConfig struct {
+	// Stream is the stream holding the subjects subscribed to; required.
+	Stream string
+	// Durable names the durable consumer following a topic; required.
+	// Subscribers of one name share its messages, and a restart resumes
+	// where the last left off. A name must serve one topic only: a
+	// subscription to another topic under the same name changes the
+	// consumer's filter.
+	Durable func(topic string) string
+	// AckWait is how long JetStream waits for a delivered message's Ack or
+	// Nack before it delivers it again; 0 means 30 seconds.
+	AckWait time.Duration
+	// NakDelay is how long JetStream waits before it delivers a Nacked
+	// message again; 0 means at once.
+	NakDelay time.Duration
+	// Prefetch is how many messages a subscription pulls ahead of the one
+	// being handled; 0 means 10. Each counts against AckWait from its
+	// delivery, so it stays small for slow handlers.
+	Prefetch int
+	// MaxInFlight is how many delivered messages may await their Ack or
+	// Nack at once; 0 means 1, so that the next message is delivered only
+	// after the last was answered, and an Ack returns once JetStream has
+	// confirmed it. Above 1, a reader may hold many messages, to store
+	// them in one batch, say: answers are passed on in delivery order, and
+	// an Ack without waiting for JetStream's confirmation, so a lost Ack
+	// means a redelivery.
+	MaxInFlight int
+	// Log receives what goes wrong in the background; nil discards it.
+	Log *slog.Logger
+}
+
+const (
+	defaultAckWait  = 30 * time.Second
+	defaultPrefetch = 10
+	// ackTimeout bounds the wait for JetStream to confirm an Ack.
+	ackTimeout = 5 * time.Second
+	// closeTimeout bounds Close's wait for subscriptions to end.
+	closeTimeout = 10 * time.Second
+	// jetStreamMaxAckPending is JetStream's default bound on a consumer's
+	// messages delivered and not yet acknowledged.
+	jetStreamMaxAckPending = 1000
+	minBackoff             = 100 * time.Millisecond
+	maxBackoff             = 5 * time.Second
+)
+
+// Subscriber delivers the messages of a JetStream stream as Watermill
+// messages. Each subscription delivers messages in stream order, up to
+// MaxInFlight of them awaiting their Ack or Nack. It is safe for
+// concurrent use.
+type Subscriber struct {
+	js  jetstream.JetStream
+	cfg SubscriberConfig
+
+	mu      sync.Mutex
+	closed  bool
+	closing chan struct{}
+	subs    sync.WaitGroup
+}
+
+var _ message.Subscriber = (*Subscriber)(nil)
+
+// NewSubscriber returns a Subscriber following cfg.Stream through js. It
+// fails when cfg names no stream or no Durable.
+func NewSubscriber(js jetstream.JetStream, cfg SubscriberConfig) (*Subscriber, error) {
+	switch {
+	case cfg.Stream == "":
+		return nil, errors.New("watermill subscriber: no stream")
+	case cfg.Durable == nil:
+		return nil, errors.New("watermill subscriber: no durable name")
+	}
+	if cfg.AckWait <= 0 {
+		cfg.AckWait = defaultAckWait
+	}
+	if cfg.Prefetch <= 0 {
+		cfg.Prefetch = defaultPrefetch
+	}
+	if cfg.MaxInFlight <= 0 {
+		cfg.MaxInFlight = 1
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	return &Subscriber{js: js, cfg: cfg, closing: make(chan struct{})}, nil
+}
+
+// Subscribe creates or updates the consumer of topic (a subject, possibly
+// with wildcards) and delivers its messages on the returned channel, from
+// the stream's first unacknowledged one, until ctx is done or the
+// Subscriber is closed; then it closes the channel. It fails when the
+// consumer cannot be made (no such stream, no permission) or the
+// Subscriber is closed. When the consumer is lost later (deleted, the
+// connection down), it makes it again, with backoff, and goes on.
+func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *message.Message, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, errors.New("subscribe: subscriber closed")
+	}
+	cons, err := s.consumer(ctx, topic)
+	if err != nil {
+		return nil, err
+	}
+	out := make(chan *message.Message)
+	s.subs.Add(1)
+	go func() {
+		defer s.subs.Done()
+		defer close(out)
+		s.run(ctx, topic, cons, out)
+	}()
+	return out, nil
+}
+
+// SubscribeInitialize makes topic's consumer, so that it holds every
+// message published from now on.
+func (s *Subscriber) SubscribeInitialize(topic string) error {
+	_, err := s.consumer(context.Background(), topic)
+	return err
+}
+
+// Close ends every subscription, waiting for them up to ten seconds; an
+// unacknowledged message is delivered again. It does not close the NATS
+// connection. It is safe to call more than once.
+func (s *Subscriber) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	close(s.closing)
+	s.mu.Unlock()
+	done := make(chan struct{})
+	go func() {
+		s.subs.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-time.After(closeTimeout):
+		return fmt.Errorf("close subscriber of %s: subscriptions still running after %s", s.cfg.Stream, closeTimeout)
+	}
+}
+
+func (s *Subscriber) consumer(ctx context.Context, topic string) (jetstream.Consumer, error) {
+	cfg := jetstream.ConsumerConfig{
+		FilterSubject: topic,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+		AckWait:       s.cfg.AckWait,
+		Durable:       s.cfg.Durable(topic),
+	}
+	if n := s.cfg.MaxInFlight + s.cfg.Prefetch; n > jetStreamMaxAckPending {
+		cfg.MaxAckPending = n
+	}
+	cons, err := s.js.CreateOrUpdateConsumer(ctx, s.cfg.Stream, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("consumer of %s on %s: %w", topic, s.cfg.Stream, err)
+	}
+	return cons, nil
+}
+
+// run delivers the messages of cons until ctx is done or s closes, making
+// the consumer again when it is lost.
+func (s *Subscriber) run(ctx context.Context, topic string, cons jetstream.Consumer, out chan<- *message.Message) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-s.closing:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	backoff := minBackoff
+	for {
+		if cons != nil {
+			err := s.pull(ctx, cons, out)
+			if ctx.Err() != nil {
+				return
+			}
+			s.cfg.Log.Warn("consume, will resubscribe", "stream", s.cfg.Stream, "topic", topic, "err", err)
+			cons = nil
+		}
+		t := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		backoff = min(2*backoff, maxBackoff)
+		var err error
+		if cons, err = s.consumer(ctx, topic); err != nil && ctx.Err() == nil {
+			s.cfg.Log.Warn("resubscribe", "stream", s.cfg.Stream, "topic", topic, "err", err)
+		}
+		if err == nil {
+			backoff = minBackoff
+		}
+	}
+}
+
+// pull delivers the messages of cons until ctx is done or the consumer
+// fails, and returns why, once every message delivered was answered (or
+// Nacked because ctx ended).
+func (s *Subscriber) pull(ctx context.Context, cons jetstream.Consumer, out chan<- *message.Message) error {
+	it, err := cons.Messages(jetstream.PullMaxMessages(s.cfg.Prefetch))
+	if err != nil {
+		return err
+	}
+	// Drain, not Stop, when the subscription ends: Next then returns only
+	// once the server has seen the unsubscribe, so no message goes on to a
+	// subscription that is gone, and what was pulled ahead comes back here
+	// to be Nacked for redelivery at once instead of after AckWait.
+	stop := context.AfterFunc(ctx, it.Drain)
+	defer stop()
+	defer it.Stop()
+
+	// slots holds a token per message delivered and not yet answered;
+	// the answers are passed on in delivery order.
+	slots := make(chan struct{}, s.cfg.MaxInFlight)
+	waiting := make(chan inFlight, s.cfg.MaxInFlight)
+	answered := make(chan struct{})
+	go func() {
+		defer close(answered)
+		for f := range waiting {
+			s.answer(ctx, f)
+			<-slots
+		}
+	}()
+	defer func() {
+		close(waiting)
+		<-answered
+	}()
+	for {
+		m, err := it.Next()
+		if err != nil {
+			return err
+		}
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			s.nak(m, 0)
+			continue
+		}
+		f, ok := s.message(ctx, m)
+		if !ok {
+			<-slots
+			continue
+		}
+		select {
+		case out <- f.msg:
+			waiting <- f
+		case <-ctx.Done():
+			f.cancel()
+			<-slots
+			s.nak(m, 0)
+		}
+	}
+}
+
+// inFlight is a message delivered and awaiting its answer.
+type inFlight struct {
+	m   jetstream.Msg
+	msg *message.Message
+	// cancel ends msg's context once it is answered, as Watermill expects.
+	cancel context.CancelFunc
+}
+
+// message is m as a Watermill message; false means m is no JetStream
+// message, with nothing to deliver or answer.
+func (s *Subscriber) message(ctx context.Context, m jetstream.Msg) (inFlight, bool) {
+	md, err := m.Metadata()
+	if err != nil {
+		s.cfg.Log.Warn("drop message without JetStream metadata", "stream", s.cfg.Stream, "err", err)
+		return inFlight{}, false
+	}
+	msg := message.NewMessage(uuidOf(m, md), m.Data())
+	for k, vs := range m.Headers() {
+		if len(vs) > 0 && k != UUIDHeader && !strings.HasPrefix(k, reservedPrefix) {
+			msg.Metadata.Set(k, vs[0])
+		}
+	}
+	mctx, cancel := context.WithCancel(ctx)
+	msg.SetContext(withDelivery(mctx, Delivery{
+		Subject:      m.Subject(),
+		Stream:       md.Stream,
+		Sequence:     md.Sequence.Stream,
+		NumDelivered: md.NumDelivered,
+	}))
+	return inFlight{m: m, msg: msg, cancel: cancel}, true
+}
+
+// answer passes f's Ack or Nack on to JetStream; a message not answered
+// when ctx ends is Nacked, so that it is delivered again at once.
+func (s *Subscriber) answer(ctx context.Context, f inFlight) {
+	defer f.cancel()
+	select {
+	case <-f.msg.Acked():
+		s.ack(ctx, f.m)
+	case <-f.msg.Nacked():
+		s.nak(f.m, s.cfg.NakDelay)
+	case <-ctx.Done():
+		// An answer given just before the end still counts.
+		select {
+		case <-f.msg.Acked():
+			s.ack(ctx, f.m)
+		default:
+			s.nak(f.m, 0)
+		}
+	}
+}
+
+func (s *Subscriber) ack(ctx context.Context, m jetstream.Msg) {
+	var err error
+	if s.cfg.MaxInFlight > 1 {
+		err = m.Ack()
+	} else {
+		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ackTimeout)
+		defer cancel()
+		err = m.DoubleAck(actx)
+	}
+	if err != nil {
+		s.cfg.Log.Warn("ack", "stream", s.cfg.Stream, "err", err)
+	}
+}
+
+func (s *Subscriber) nak(m jetstream.Msg, delay time.Duration) {
+	var err error
+	if delay > 0 {
+		err = m.NakWithDelay(delay)
+	} else {
+		err = m.Nak()
+	}
+	if err != nil {
+		s.cfg.Log.Warn("nak", "stream", s.cfg.Stream, "err", err)
+	}
+}
+
+// uuidOf is the message's UUID, as Publish sets it; for a message stored
+// otherwise, its place in the stream, the same on every delivery.
+func uuidOf(m jetstream.Msg, md *jetstream.MsgMetadata) string {
+	if id := m.Headers().Get(UUIDHeader); id != "" {
+		return id
+	}
+	return md.Stream + "-" + strconv.FormatUint(md.Sequence.Stream, 10)
+}
