@@ -1,0 +1,155 @@
+package analytics_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strconv"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/parley-chat/parley/pkg/analyticsapi"
+	"github.com/parley-chat/parley/pkg/chserver/chtest"
+	"github.com/parley-chat/parley/pkg/natsembed/natstest"
+	"github.com/parley-chat/parley/pkg/stream"
+	"github.com/parley-chat/parley/services/analytics"
+)
+
+// benchFacts returns n facts of 50 visitors, as the relay writes them.
+func benchFacts(b *testing.B, n int, at time.Time) [][]byte {
+	b.Helper()
+	visitors := make([]string, 50)
+	for i := range visitors {
+		visitors[i] = pseudonym(b, "v"+strconv.Itoa(i))
+	}
+	out := make([][]byte, n)
+	for i := range out {
+		v := visitors[i%len(visitors)]
+		f := analyticsapi.Fact{
+			ID: fmt.Sprintf("%s-%d:%s", v[:12], i, analyticsapi.KindMessage), Tenant: "acme", Kind: analyticsapi.KindMessage,
+			At: at, Conversation: v, Visitor: v, Role: "visitor", Length: analyticsapi.Length21to100,
+		}
+		data, err := json.Marshal(f)
+		if err != nil {
+			b.Fatal(err)
+		}
+		out[i] = data
+	}
+	return out
+}
+
+func publishAsync(b *testing.B, js jetstream.JetStream, facts [][]byte) {
+	b.Helper()
+	for i, data := range facts {
+		m := nats.NewMsg(analyticsapi.Subject("acme", analyticsapi.KindMessage))
+		m.Header.Set(jetstream.MsgIDHeader, strconv.Itoa(i))
+		m.Data = data
+		if _, err := js.PublishMsgAsync(m); err != nil {
+			b.Fatal(err)
+		}
+		if i%2000 == 1999 {
+			// Stay below the client's limit of outstanding publishes.
+			<-js.PublishAsyncComplete()
+		}
+	}
+	select {
+	case <-js.PublishAsyncComplete():
+	case <-time.After(time.Minute):
+		b.Fatal("publish did not complete")
+	}
+}
+
+// factsPerOp is the facts one iteration of BenchmarkIngest stores: one
+// full batch.
+const factsPerOp = 10_000
+
+// BenchmarkIngest measures facts per second from ANALYTICS into ClickHouse:
+// 10,000 facts per iteration are stored in the stream first, then the
+// clock runs from the service's start until ClickHouse holds them all
+// (connecting and migrating included).
+func BenchmarkIngest(b *testing.B) {
+	ns := natstest.Start(b, "")
+	nc, js := natstest.Connect(b, ns)
+	if err := stream.Ensure(b.Context(), js, stream.Options{}, stream.Analytics); err != nil {
+		b.Fatal(err)
+	}
+	ch := chtest.Start(b)
+	n := b.N * factsPerOp
+	publishAsync(b, js, benchFacts(b, n, time.Now()))
+	p := &pipeline{ch: ch}
+
+	b.ResetTimer()
+	s := analytics.New(analytics.Deps{NC: nc, ClickHouseDSN: ch.DSN()})
+	go s.Run(b.Context())
+	for {
+		got, _ := p.query(b, "SELECT count() FROM facts")
+		if got == strconv.Itoa(n) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "facts/s")
+}
+
+// BenchmarkLag measures the lag from a fact's publication to its row being
+// queryable at about 1,000 facts per second, for five seconds per b.N.
+func BenchmarkLag(b *testing.B) {
+	ns := natstest.Start(b, "")
+	nc, js := natstest.Connect(b, ns)
+	if err := stream.Ensure(b.Context(), js, stream.Options{}, stream.Analytics); err != nil {
+		b.Fatal(err)
+	}
+	ch := chtest.Start(b)
+	s := analytics.New(analytics.Deps{NC: nc, ClickHouseDSN: ch.DSN()})
+	go s.Run(b.Context())
+	p := &pipeline{ch: ch}
+	waitFor(b, "schema", func() error { _, err := p.query(b, "SELECT count() FROM facts"); return err })
+
+	const rate, tick = 1000, 10 * time.Millisecond
+	n := b.N * 5 * rate
+	facts := benchFacts(b, n, time.Now())
+	published := make([]atomic.Int64, n) // unix nanoseconds
+	b.ResetTimer()
+	go func() {
+		t := time.NewTicker(tick)
+		defer t.Stop()
+		perTick := rate * int(tick) / int(time.Second)
+		for i := 0; i < n; i += perTick {
+			<-t.C
+			for j := i; j < min(i+perTick, n); j++ {
+				m := nats.NewMsg(analyticsapi.Subject("acme", analyticsapi.KindMessage))
+				m.Header.Set(jetstream.MsgIDHeader, strconv.Itoa(j))
+				m.Data = facts[j]
+				published[j].Store(time.Now().UnixNano())
+				if _, err := js.PublishMsgAsync(m); err != nil {
+					panic(err)
+				}
+			}
+		}
+	}()
+	// The consumer inserts in stream order, so a count of c means facts
+	// 0..c-1 are queryable.
+	lags := make([]time.Duration, 0, n)
+	for len(lags) < n {
+		got, err := p.query(b, "SELECT count() FROM facts")
+		if err != nil {
+			b.Fatal(err)
+		}
+		c, _ := strconv.Atoi(got)
+		now := time.Now()
+		for i := len(lags); i < c; i++ {
+			lags = append(lags, now.Sub(time.Unix(0, published[i].Load())))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	b.StopTimer()
+	slices.Sort(lags)
+	b.ReportMetric(float64(lags[len(lags)*50/100].Milliseconds()), "p50_ms")
+	b.ReportMetric(float64(lags[len(lags)*99/100].Milliseconds()), "p99_ms")
+	b.ReportMetric(float64(lags[len(lags)-1].Milliseconds()), "max_ms")
+}

@@ -1,0 +1,137 @@
+// Package clickhouse is the analytics service's store: the facts table in
+// ClickHouse, its schema migrations, batch inserts, erasure and the metric
+// queries. It works with Debian's ClickHouse 18.16 and with current
+// releases, gating what differs on the server's version.
+package clickhouse
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
+	"github.com/parley-chat/parley/pkg/analyticsapi"
+)
+
+// Version is a ClickHouse server version, as SELECT version() answers it.
+type Version struct{ Major, Minor int }
+
+// ParseVersion reads "18.16.1" or "25.8.2.29" (and "" as 0.0).
+func ParseVersion(s string) Version {
+	parts := strings.SplitN(s, ".", 3)
+	var v Version
+	if len(parts) > 0 {
+		v.Major, _ = strconv.Atoi(parts[0])
+	}
+	if len(parts) > 1 {
+		v.Minor, _ = strconv.Atoi(parts[1])
+	}
+	return v
+}
+
+// AtLeast reports whether v is major.minor or later.
+func (v Version) AtLeast(major, minor int) bool {
+	return v.Major > major || v.Major == major && v.Minor >= minor
+}
+
+// Features the schema and the erasure depend on.
+func (v Version) hasTTL() bool               { return v.AtLeast(19, 6) }
+func (v Version) hasLightweightDelete() bool { return v.AtLeast(23, 3) }
+
+// migration is one step of the schema. Its statements are built for the
+// server's version and must be safe to run twice (IF NOT EXISTS): two
+// instances may migrate at once.
+type migration struct {
+	version    uint32
+	name       string
+	statements func(v Version, retentionDays int) []string
+}
+
+// The views are the analysts' interface (docs/analytics.md): each reads
+// the deduplicated facts (FINAL) and keeps only the days of a tenant with
+// at least DefaultMinGroupSize distinct visitors, as the metrics API does.
+var migrations = []migration{
+	{1, "facts", func(v Version, days int) []string {
+		ttl := ""
+		if v.hasTTL() {
+			ttl = fmt.Sprintf("\nTTL at + toIntervalDay(%d)", days)
+		}
+		return []string{`CREATE TABLE IF NOT EXISTS facts (
+    fact_id String,
+    tenant String,
+    kind String,
+    at DateTime,
+    conversation_pseudonym String,
+    visitor_pseudonym String,
+    agent_pseudonym String,
+    role String,
+    length_bucket String,
+    value Float64,
+    inserted_at DateTime
+) ENGINE = ReplacingMergeTree(inserted_at)
+PARTITION BY toYYYYMM(at)
+ORDER BY (tenant, kind, at, fact_id)` + ttl}
+	}},
+	{2, "erased_pseudonyms", func(Version, int) []string {
+		return []string{`CREATE TABLE IF NOT EXISTS erased_pseudonyms (
+    tenant String,
+    pseudonym String,
+    erased_at DateTime
+) ENGINE = ReplacingMergeTree(erased_at)
+ORDER BY (tenant, pseudonym)`}
+	}},
+	{3, "views", func(Version, int) []string {
+		view := func(name, kind, agg string) string {
+			return fmt.Sprintf(`CREATE VIEW IF NOT EXISTS %s AS
+SELECT tenant, toDate(at) AS day, %s, uniqExact(visitor_pseudonym) AS visitors
+FROM facts FINAL
+WHERE kind = '%s'
+GROUP BY tenant, day
+HAVING visitors >= %d`, name, agg, kind, analyticsapi.DefaultMinGroupSize)
+		}
+		return []string{
+			view("daily_conversations", analyticsapi.KindOpened, "count() AS conversations"),
+			view("daily_messages", analyticsapi.KindMessage, "count() AS messages"),
+			view("daily_first_response", analyticsapi.KindFirstResponse, "count() AS responses, avg(value) AS avg_seconds, quantile(0.9)(value) AS p90_seconds"),
+			view("daily_resolution", analyticsapi.KindClosed, "count() AS closed, avg(value) AS avg_seconds, quantile(0.9)(value) AS p90_seconds"),
+			view("daily_csat", analyticsapi.KindRated, "count() AS ratings, avg(value) AS avg_score"),
+		}
+	}},
+}
+
+// Migrate brings the schema up to date: it creates schema_migrations, then
+// runs every migration whose version is not recorded there, in order, and
+// records it. retentionDays sets the facts' TTL where the server has TTL
+// (19.6 and later); older servers rely on DropExpired.
+func Migrate(ctx context.Context, conn driver.Conn, v Version, retentionDays int) error {
+	if err := conn.Exec(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+    version UInt32,
+    name String,
+    applied_at DateTime
+) ENGINE = MergeTree ORDER BY version`); err != nil {
+		return fmt.Errorf("create schema_migrations: %w", err)
+	}
+	var applied uint32
+	if err := conn.QueryRow(ctx, "SELECT max(version) FROM schema_migrations").Scan(&applied); err != nil {
+		return fmt.Errorf("read schema version: %w", err)
+	}
+	for _, m := range migrations {
+		if m.version <= applied {
+			continue
+		}
+		for _, stmt := range m.statements(v, retentionDays) {
+			if err := conn.Exec(ctx, stmt); err != nil {
+				return fmt.Errorf("migration %d (%s): %w", m.version, m.name, err)
+			}
+		}
+		if err := conn.Exec(ctx, "INSERT INTO schema_migrations (version, name, applied_at) SELECT ?, ?, now()", m.version, m.name); err != nil {
+			return fmt.Errorf("record migration %d: %w", m.version, err)
+		}
+	}
+	return nil
+}
+
+// SchemaVersion is the version of the newest migration.
+func SchemaVersion() uint32 { return migrations[len(migrations)-1].version }

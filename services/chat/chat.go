@@ -1,0 +1,144 @@
+package chat
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/nats-io/nats.go"
+	natsjs "github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/parley-chat/parley/pkg/privacyapi"
+	"github.com/parley-chat/parley/pkg/stream"
+	"github.com/parley-chat/parley/pkg/subjectkey"
+
+	"github.com/parley-chat/parley/services/chat/internal/app"
+	"github.com/parley-chat/parley/services/chat/internal/jetstream"
+	"github.com/parley-chat/parley/services/chat/internal/rpc"
+)
+
+// Deps are what the chat service runs on.
+type Deps struct {
+	// NC is the bus connection; required.
+	NC *nats.Conn
+	// Log is the service's logger; required.
+	Log *slog.Logger
+	// Keys are the visitors' keys, fetched from the privacy service over the
+	// bus; required.
+	Keys *subjectkey.Cache
+	// Streams tune the CHAT stream's definition.
+	Streams stream.Options
+	// Registry receives the service's metrics; nil means none are exported.
+	Registry prometheus.Registerer
+}
+
+// Run creates the stream CHAT when missing, waits for the tenants' settings (the
+// privacy service's SETTINGS bucket), rebuilds the read models from CHAT, then serves
+// the chat subjects until ctx is done. Nothing is served before the read
+// models hold every event stored when Run started. It returns nil once ctx
+// is done, also when that interrupts the start, and an error when it cannot
+// start or its consumer fails.
+func Run(ctx context.Context, d Deps) error {
+	err := run(ctx, d)
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
+
+func run(ctx context.Context, d Deps) error {
+	switch {
+	case d.NC == nil:
+		return errors.New("chat: Deps.NC is required")
+	case d.Log == nil:
+		return errors.New("chat: Deps.Log is required")
+	case d.Keys == nil:
+		return errors.New("chat: Deps.Keys is required")
+	}
+	log := d.Log
+	js, err := natsjs.New(d.NC)
+	if err != nil {
+		return fmt.Errorf("chat: %w", err)
+	}
+	store, err := jetstream.Open(ctx, js, d.Streams, log)
+	if err != nil {
+		return fmt.Errorf("chat: %w", err)
+	}
+	conflicts, err := conflictCounter(d.Registry)
+	if err != nil {
+		return fmt.Errorf("chat: %w", err)
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	settings, err := jetstream.WatchSettings(runCtx, js, log)
+	if err != nil {
+		return fmt.Errorf("chat: %w", err)
+	}
+	svc := app.New(store, d.Keys, app.Options{Policies: settings, OnConflict: conflicts.Inc})
+	// Subscribed before the read models are rebuilt, so that no erasure
+	// falls between the rebuild and the subscription.
+	erased, err := d.NC.Subscribe(privacyapi.ConversationErasedSubject, func(m *nats.Msg) {
+		var e privacyapi.ConversationErased
+		if json.Unmarshal(m.Data, &e) == nil {
+			svc.Forget(e.Tenant, e.Conversation)
+		}
+	})
+	if err != nil {
+		return fmt.Errorf("chat: subscribe %s: %w", privacyapi.ConversationErasedSubject, err)
+	}
+	defer func() { _ = erased.Unsubscribe() }()
+
+	g, gctx := errgroup.WithContext(runCtx)
+	caughtUp := make(chan struct{})
+	g.Go(func() error {
+		return store.Follow(gctx, svc.Project, func() { close(caughtUp) })
+	})
+	select {
+	case <-caughtUp:
+	case <-gctx.Done():
+		return g.Wait()
+	}
+
+	// Requests in flight when ctx ends run to completion: their context is
+	// not cancelled with ctx, and each is bounded by the bus timeouts.
+	subs, err := rpc.Serve(context.WithoutCancel(ctx), d.NC, log, svc)
+	if err != nil {
+		stop()
+		return errors.Join(fmt.Errorf("chat: %w", err), g.Wait())
+	}
+	log.Info("chat service ready")
+	<-gctx.Done()
+	for _, s := range subs {
+		if err := s.Unsubscribe(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
+			log.Warn("unsubscribe", "subject", s.Subject, "err", err)
+		}
+	}
+	return g.Wait()
+}
+
+// conflictCounter returns the counter of appends that lost the race for a
+// conversation, registered on reg when set. A registry that has it already
+// (the service restarted in the same process) shares it.
+func conflictCounter(reg prometheus.Registerer) (prometheus.Counter, error) {
+	c := prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "parley_chat_append_conflicts_total",
+		Help: "Appends to a conversation refused because another writer appended first.",
+	})
+	if reg == nil {
+		return c, nil
+	}
+	if err := reg.Register(c); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if existing, ok := are.ExistingCollector.(prometheus.Counter); ok {
+				return existing, nil
+			}
+		}
+		return nil, fmt.Errorf("register metrics: %w", err)
+	}
+	return c, nil
+}

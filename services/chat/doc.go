@@ -1,0 +1,40 @@
+// Package chat is Parley's chat service: the conversation aggregate,
+// event-sourced on the JetStream stream CHAT.
+//
+// It serves the request/reply subjects of pkg/chatapi (open, post, assign,
+// close, rate, list, messages, get, export) to the gateway, in queue group
+// chatapi.Queue so that instances share the load, and produces the chat
+// events of pkg/event on chat.<tenant>.<conversation>.
+//
+// Guarantees:
+//   - Every event of a conversation is sealed under its visitor's data key,
+//     fetched from the privacy service's key service; no text reaches the
+//     store in the clear. Once the visitor is erased, commands on their
+//     conversations answer CodeGone and their messages read as erased.
+//   - Appends expect the conversation's last subject sequence, so writers in
+//     any number of instances never interleave or lose an event; a writer
+//     that lost the race catches up and decides again, a bounded number of
+//     times (parley_chat_append_conflicts_total counts the lost races).
+//   - Retention is enforced by the store: every event is appended with a
+//     per-message TTL (Nats-TTL) of its tenant's retention, read from the
+//     privacy service's SETTINGS bucket, which the service watches (the
+//     default settings for a tenant without any); the CHAT stream's MaxAge
+//     is the ceiling. Run waits for the bucket, so nothing is appended under
+//     a default a tenant changed. The read models drop each event when its
+//     TTL runs out, as the store does, and a conversation once all of its
+//     events did: it then answers not found, also after a restart.
+//   - A conversation opened with erase_after_close_hours, or under a tenant
+//     whose settings erase conversations after closing, records the delay
+//     in effect in its opening event (event.Opened.EraseAfterCloseSeconds),
+//     resolved once, at opening. The privacy service schedules the erasure
+//     when the conversation closes and secure-deletes its events when it
+//     is due; on its broadcast (privacyapi.ConversationErased) the read
+//     models drop the conversation for good, and it answers not found.
+//   - The read models (inbox and transcripts) live in memory, are rebuilt
+//     from CHAT at start before any request is served, and are kept current
+//     by an ordered consumer; an instance reads its own writes at once.
+//   - Answers that can outgrow a NATS message (the list, a transcript, an
+//     export) always come in pages bounded by chatapi.PageBytes of JSON as
+//     sent, so that no reply exceeds the bus's 1 MiB, whatever the texts
+//     hold; a request without a page asks for the first.
+package chat

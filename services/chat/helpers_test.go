@@ -1,0 +1,292 @@
+package chat_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/parley-chat/parley/pkg/auth"
+	"github.com/parley-chat/parley/pkg/chatapi"
+	"github.com/parley-chat/parley/pkg/natsembed"
+	"github.com/parley-chat/parley/pkg/natsembed/natstest"
+	"github.com/parley-chat/parley/pkg/rpc"
+	"github.com/parley-chat/parley/pkg/seal"
+	"github.com/parley-chat/parley/pkg/subjectkey"
+
+	"github.com/parley-chat/parley/services/chat"
+)
+
+// keyService answers subjectkey.GetSubject from memory, standing in for the
+// privacy service.
+type keyService struct {
+	mu   sync.Mutex
+	keys map[[2]string]subjectkey.Keys
+}
+
+func startKeyService(t testing.TB, s *natsembed.Server) *keyService {
+	t.Helper()
+	nc, _ := natstest.Connect(t, s)
+	ks := &keyService{keys: make(map[[2]string]subjectkey.Keys)}
+	h := rpc.Handle(func(_ context.Context, req subjectkey.Request) (subjectkey.Keys, error) {
+		ks.mu.Lock()
+		defer ks.mu.Unlock()
+		k, ok := ks.keys[[2]string{req.Tenant, req.Subject}]
+		if ok {
+			return k, nil
+		}
+		if !req.Create {
+			return subjectkey.Keys{}, rpc.Errorf(rpc.CodeNotFound, "no keys")
+		}
+		return ks.create(req.Tenant, req.Subject)
+	})
+	if _, err := rpc.Serve(t.Context(), nc, slog.New(slog.DiscardHandler), subjectkey.GetSubject, "keys", h); err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	return ks
+}
+
+func (ks *keyService) create(tenant, subject string) (subjectkey.Keys, error) {
+	data, err := seal.NewKey()
+	if err != nil {
+		return subjectkey.Keys{}, err
+	}
+	pseudo, err := seal.NewKey()
+	if err != nil {
+		return subjectkey.Keys{}, err
+	}
+	k := subjectkey.Keys{Data: data, Pseudonym: pseudo}
+	ks.keys[[2]string{tenant, subject}] = k
+	return k, nil
+}
+
+// add gives the subjects keys, as registering a visitor does.
+func (ks *keyService) add(t testing.TB, tenant string, subjects ...string) {
+	t.Helper()
+	ks.mu.Lock()
+	defer ks.mu.Unlock()
+	for _, s := range subjects {
+		if _, err := ks.create(tenant, s); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func (ks *keyService) forget(tenant, subject string) {
+	ks.mu.Lock()
+	defer ks.mu.Unlock()
+	delete(ks.keys, [2]string{tenant, subject})
+}
+
+// syncBuffer collects log output written from many goroutines.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) Bytes() []byte {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return bytes.Clone(b.buf.Bytes())
+}
+
+// instance is one running chat service.
+type instance struct {
+	keys *subjectkey.Cache
+	reg  *prometheus.Registry
+	logs *syncBuffer
+	stop func() error
+}
+
+// startChat runs the chat service on its own connection to s and waits
+// until it answers requests. The service is stopped when the test ends if
+// the test did not stop it.
+func startChat(t testing.TB, s *natsembed.Server) *instance {
+	t.Helper()
+	settingsBucket(t, s)
+	nc, _ := natstest.Connect(t, s)
+	cache, err := subjectkey.NewCache(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := &instance{keys: cache, reg: prometheus.NewRegistry(), logs: &syncBuffer{}}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- chat.Run(ctx, chat.Deps{
+			NC:       nc,
+			Log:      slog.New(slog.NewJSONHandler(in.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+			Keys:     cache,
+			Registry: in.reg,
+		})
+	}()
+	var once sync.Once
+	var runErr error
+	in.stop = func() error {
+		once.Do(func() {
+			cancel()
+			select {
+			case runErr = <-done:
+			case <-time.After(10 * time.Second):
+				runErr = errors.New("Run did not return 10s after its context was cancelled")
+			}
+		})
+		return runErr
+	}
+	t.Cleanup(func() {
+		if err := in.stop(); err != nil {
+			t.Errorf("Run() = %v, want nil", err)
+		}
+	})
+	waitReady(t, s, done)
+	return in
+}
+
+// waitReady polls the list subject until some chat instance answers.
+func waitReady(t testing.TB, s *natsembed.Server, done <-chan error) {
+	t.Helper()
+	nc, _ := natstest.Connect(t, s)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		err := rpc.Call(t.Context(), nc, chatapi.ListSubject, rpc.Request[chatapi.ListArgs]{Principal: auth.Principal{Tenant: "t", ID: "probe", Role: auth.RoleAdmin}}, nil)
+		if err == nil {
+			return
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("Run() = %v before serving", err)
+		default:
+		}
+		if !errors.Is(err, nats.ErrNoResponders) || time.Now().After(deadline) {
+			t.Fatalf("chat service not ready: %v", err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// conflicts reads the instance's parley_chat_append_conflicts_total.
+func (in *instance) conflicts(t *testing.T) float64 {
+	t.Helper()
+	mfs, err := in.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == "parley_chat_append_conflicts_total" {
+			return mf.GetMetric()[0].GetCounter().GetValue()
+		}
+	}
+	t.Fatal("parley_chat_append_conflicts_total is not registered")
+	return 0
+}
+
+// client calls the chat subjects as a principal.
+type client struct {
+	t  testing.TB
+	nc *nats.Conn
+}
+
+func newClient(t testing.TB, s *natsembed.Server) client {
+	t.Helper()
+	nc, _ := natstest.Connect(t, s)
+	return client{t: t, nc: nc}
+}
+
+// call sends args on subject as p and decodes the result into resp.
+func (c client) call(p auth.Principal, subject string, args, resp any) error {
+	return rpc.Call(c.t.Context(), c.nc, subject, rpc.Request[any]{Principal: p, Args: args}, resp)
+}
+
+// must is call for calls that have to succeed.
+func (c client) must(p auth.Principal, subject string, args, resp any) {
+	c.t.Helper()
+	if err := c.call(p, subject, args, resp); err != nil {
+		c.t.Fatalf("%s as %s %s: %v", subject, p.Role, p.ID, err)
+	}
+}
+
+func (c client) open(p auth.Principal, text string) string {
+	c.t.Helper()
+	var res chatapi.OpenResult
+	c.must(p, chatapi.OpenSubject, chatapi.OpenArgs{Text: text}, &res)
+	return res.ID
+}
+
+func (c client) post(p auth.Principal, conv, text string) chatapi.PostResult {
+	c.t.Helper()
+	var res chatapi.PostResult
+	c.must(p, chatapi.PostSubject, chatapi.PostArgs{Conversation: conv, Text: text}, &res)
+	return res
+}
+
+// messages reads a transcript whole, page after page.
+func (c client) messages(p auth.Principal, conv string) []chatapi.Message {
+	c.t.Helper()
+	var out []chatapi.Message
+	err := chatapi.ReadPages(func(after *uint64) (*uint64, error) {
+		var res chatapi.MessagesResult
+		c.must(p, chatapi.MessagesSubject, chatapi.MessagesArgs{Conversation: conv, Page: chatapi.PageAfter(after)}, &res)
+		out = append(out, res.Messages...)
+		return res.Next, nil
+	})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return out
+}
+
+// list reads p's list whole, page after page, and orders it as the inbox:
+// newest activity first.
+func (c client) list(p auth.Principal) []chatapi.Summary {
+	c.t.Helper()
+	out := []chatapi.Summary{}
+	err := chatapi.ReadPages(func(after *string) (*string, error) {
+		var res chatapi.ListResult
+		c.must(p, chatapi.ListSubject, chatapi.ListArgs{Page: chatapi.PageAfter(after)}, &res)
+		out = append(out, res.Conversations...)
+		return res.Next, nil
+	})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	slices.SortFunc(out, chatapi.ByActivity)
+	return out
+}
+
+// eventually polls cond until it returns nil or the deadline passes.
+func eventually(t *testing.T, what string, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		err := cond()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %v", what, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func principal(tenant string, role auth.Role, id string) auth.Principal {
+	return auth.Principal{Tenant: tenant, ID: id, Role: role}
+}
+
+func ptr[T any](v T) *T { return &v }

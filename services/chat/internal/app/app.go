@@ -1,0 +1,146 @@
+// Package app holds the chat service's use cases, one per file: the commands
+// that append conversation events with optimistic concurrency, and the
+// queries served from the in-memory read models (inbox and transcripts).
+//
+// A Service is safe for concurrent use. Commands on one conversation are
+// serialised within an instance and made safe across instances by the event
+// store's expected-version check; commands on different conversations never
+// wait for each other.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/parley-chat/parley/pkg/event"
+	"github.com/parley-chat/parley/pkg/privacyapi"
+	"github.com/parley-chat/parley/pkg/subjectkey"
+)
+
+// Errors of the use cases, besides the domain's.
+var (
+	// ErrErased means the conversation's visitor has no keys any more: its
+	// events can no longer be written or read.
+	ErrErased = errors.New("the visitor's data is erased")
+	// ErrContended means a command lost the race for the conversation to
+	// other writers more than MaxTries times in a row.
+	ErrContended = errors.New("conversation changed concurrently, try again")
+	// ErrStale is returned by an EventStore's Append when the conversation
+	// has events past the expected version.
+	ErrStale = errors.New("conversation has newer events")
+)
+
+// MaxTries bounds how often a command is decided again after losing a race.
+const MaxTries = 5
+
+// Record is one stored event and its stream sequence.
+type Record struct {
+	Seq   uint64
+	Event event.Envelope
+	// Expires is when the store removes the event by its tenant's
+	// retention; zero when only the stream's MaxAge applies.
+	Expires time.Time
+}
+
+// expired reports whether r is past its expiry at now.
+func (r Record) expired(now time.Time) bool {
+	return !r.Expires.IsZero() && !now.Before(r.Expires)
+}
+
+// EventStore appends and reads conversation events.
+type EventStore interface {
+	// Append stores e if the conversation's last event is at stream
+	// sequence version (0: it has none) and returns e's sequence. It returns
+	// an error wrapping ErrStale when the conversation moved on. With a ttl
+	// above 0 the store removes e that long after storing it.
+	Append(ctx context.Context, e event.Envelope, version uint64, ttl time.Duration) (uint64, error)
+	// Load returns the conversation's events after stream sequence after,
+	// oldest first.
+	Load(ctx context.Context, tenant, conversation string, after uint64) ([]Record, error)
+}
+
+// Keys fetches a data subject's keys; *subjectkey.Cache is one. It returns
+// subjectkey.ErrNotFound when the subject has none.
+type Keys interface {
+	Get(ctx context.Context, tenant, subject string) (subjectkey.Keys, error)
+}
+
+// Policies tells each tenant's settings; *jetstream.Settings is one.
+type Policies interface {
+	// Get returns the tenant's settings, privacyapi.DefaultSettings when
+	// it set none.
+	Get(tenant string) privacyapi.Settings
+}
+
+// defaultPolicies gives every tenant the default settings.
+type defaultPolicies struct{}
+
+func (defaultPolicies) Get(string) privacyapi.Settings { return privacyapi.DefaultSettings() }
+
+// Options tune a Service. The zero value works.
+type Options struct {
+	// Policies are the tenants' settings, which set how long events are
+	// kept; nil means the defaults for every tenant.
+	Policies Policies
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	// OnConflict, when set, runs each time an append loses the race for a
+	// conversation to another writer.
+	OnConflict func()
+}
+
+// Service runs the chat use cases.
+type Service struct {
+	events     EventStore
+	keys       Keys
+	policies   Policies
+	now        func() time.Time
+	onConflict func()
+	state      state
+}
+
+// New returns a Service storing events in events and sealing them with keys.
+func New(events EventStore, keys Keys, o Options) *Service {
+	s := &Service{events: events, keys: keys, policies: o.Policies, now: o.Now, onConflict: o.OnConflict}
+	if s.policies == nil {
+		s.policies = defaultPolicies{}
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if s.onConflict == nil {
+		s.onConflict = func() {}
+	}
+	s.state.tenants = make(map[string]map[string]*entry)
+	s.state.erased = make(map[convID]struct{})
+	s.state.now = s.now
+	return s
+}
+
+// visitorKeys returns the keys that seal the visitor's conversations, or
+// ErrErased when they are gone.
+func (s *Service) visitorKeys(ctx context.Context, tenant, visitor string) (subjectkey.Keys, error) {
+	k, err := s.keys.Get(ctx, tenant, visitor)
+	if errors.Is(err, subjectkey.ErrNotFound) {
+		return subjectkey.Keys{}, ErrErased
+	}
+	if err != nil {
+		return subjectkey.Keys{}, fmt.Errorf("visitor keys: %w", err)
+	}
+	return k, nil
+}
+
+// appendEvent stores env after version under its tenant's retention and
+// returns its record.
+func (s *Service) appendEvent(ctx context.Context, env event.Envelope, version uint64) (Record, error) {
+	ttl := s.policies.Get(env.Tenant).Retention()
+	seq, err := s.events.Append(ctx, env, version, ttl)
+	if err != nil {
+		return Record{}, err
+	}
+	// The store counts from when it stored the event, a moment after At: the
+	// read models let it go no later than the store does.
+	return Record{Seq: seq, Event: env, Expires: env.At.Add(ttl.Truncate(time.Second))}, nil
+}

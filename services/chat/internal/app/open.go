@@ -1,0 +1,45 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/parley-chat/parley/pkg/auth"
+	"github.com/parley-chat/parley/pkg/chatapi"
+	"github.com/parley-chat/parley/pkg/event"
+
+	"github.com/parley-chat/parley/services/chat/internal/conversation"
+)
+
+// Open opens a new conversation of visitor p with its first message. The
+// delay of its erasure after closing is resolved now, from the request or
+// the tenant's settings, and recorded in the event: a later change of the
+// settings does not change what the visitor was promised.
+func (s *Service) Open(ctx context.Context, p auth.Principal, args chatapi.OpenArgs) (chatapi.OpenResult, error) {
+	ch, err := conversation.OpenWith(p, args.Text, args.EraseAfterCloseHours, s.policies.Get(p.Tenant).EraseAfterClose())
+	if err != nil {
+		return chatapi.OpenResult{}, err
+	}
+	keys, err := s.visitorKeys(ctx, p.Tenant, p.ID)
+	if err != nil {
+		return chatapi.OpenResult{}, err
+	}
+	id := event.NewID()
+	env, err := event.New(keys.Data, ch.Type, p.Tenant, p.ID, id, s.now(), ch.Payload)
+	if err != nil {
+		return chatapi.OpenResult{}, err
+	}
+	r, err := s.appendEvent(ctx, env, 0)
+	if errors.Is(err, ErrStale) {
+		// The id is new, so only an id collision gets here.
+		return chatapi.OpenResult{}, fmt.Errorf("open %s: new conversation id in use: %w", id, err)
+	}
+	if err != nil {
+		return chatapi.OpenResult{}, err
+	}
+	if e := s.state.getOrCreate(p.Tenant, id); e != nil { // nil only were the new id erased
+		e.apply(r, ch.Payload)
+	}
+	return chatapi.OpenResult{ID: id}, nil
+}

@@ -1,0 +1,24 @@
+package app
+
+import (
+	"context"
+
+	"github.com/parley-chat/parley/pkg/auth"
+	"github.com/parley-chat/parley/pkg/chatapi"
+
+	"github.com/parley-chat/parley/services/chat/internal/conversation"
+)
+
+// Post posts a message to a conversation. An agent posting to an unassigned
+// conversation takes it: it is assigned to them first.
+func (s *Service) Post(ctx context.Context, p auth.Principal, args chatapi.PostArgs) (chatapi.PostResult, error) {
+	_, appended, err := s.update(ctx, p, args.Conversation, func(c *conversation.Conversation) ([]conversation.Change, error) {
+		return c.Post(p, args.Text)
+	})
+	if err != nil {
+		return chatapi.PostResult{}, err
+	}
+	// The message is the last event appended; an assignment may precede it.
+	last := appended[len(appended)-1]
+	return chatapi.PostResult{ID: last.Event.ID, Seq: last.Seq, At: last.Event.At}, nil
+}

@@ -1,0 +1,307 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/parley-chat/parley/pkg/auth"
+	"github.com/parley-chat/parley/pkg/event"
+	"github.com/parley-chat/parley/pkg/stream"
+	"github.com/parley-chat/parley/pkg/subjectkey"
+
+	"github.com/parley-chat/parley/services/chat/internal/conversation"
+)
+
+// state is the in-memory model of every conversation: the aggregate state
+// that commands decide on, which is also the inbox, and the transcript.
+// Entries are added for conversations that have events, and removed once
+// every event of theirs is past its retention: the store removes the events
+// then, and the read models follow it (see entry.expired).
+//
+// Conversations erased by the privacy service (Forget) are dropped and
+// remembered, so that an event of theirs still on its way (the live
+// consumer lagging behind the erasure) does not bring them back. Their ids
+// are never reused.
+type state struct {
+	now     func() time.Time
+	mu      sync.RWMutex
+	tenants map[string]map[string]*entry
+	erased  map[convID]struct{}
+}
+
+type convID struct{ tenant, id string }
+
+// forget drops the conversation and keeps it out from now on.
+func (st *state) forget(tenant, id string) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	delete(st.tenants[tenant], id)
+	st.erased[convID{tenant, id}] = struct{}{}
+}
+
+// isErased reports whether the conversation was forgotten.
+func (st *state) isErased(tenant, id string) bool {
+	st.mu.RLock()
+	defer st.mu.RUnlock()
+	_, ok := st.erased[convID{tenant, id}]
+	return ok
+}
+
+// entry is one conversation. cmd serialises this instance's commands on it
+// across their appends; mu guards the data and is only held briefly, so
+// reads and the live consumer never wait for a publish.
+type entry struct {
+	cmd sync.Mutex
+	now func() time.Time
+
+	mu   sync.RWMutex
+	conv conversation.Conversation
+	msgs []message
+	// until is the latest expiry of the entry's events; forever is set when
+	// one of them has none.
+	until   time.Time
+	forever bool
+}
+
+// message is one transcript line. The text stays sealed in env and is opened
+// at read time, so it turns unreadable the moment the visitor's key is
+// evicted. author is kept in the clear when it was readable at apply time.
+type message struct {
+	seq     uint64
+	env     event.Envelope
+	author  event.Author
+	expires time.Time
+}
+
+// expired reports whether the store has removed m, or is about to, by its
+// tenant's retention.
+func (m message) expired(now time.Time) bool {
+	return !m.expires.IsZero() && !now.Before(m.expires)
+}
+
+func (st *state) get(tenant, id string) *entry {
+	st.mu.RLock()
+	defer st.mu.RUnlock()
+	return st.tenants[tenant][id]
+}
+
+// getOrCreate returns the conversation's entry, created empty when there
+// is none; nil for an erased conversation.
+func (st *state) getOrCreate(tenant, id string) *entry {
+	if e := st.get(tenant, id); e != nil {
+		return e
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if _, ok := st.erased[convID{tenant, id}]; ok {
+		return nil
+	}
+	byID := st.tenants[tenant]
+	if byID == nil {
+		byID = make(map[string]*entry)
+		st.tenants[tenant] = byID
+	}
+	e := byID[id]
+	if e == nil {
+		e = &entry{now: st.now}
+		byID[id] = e
+	}
+	return e
+}
+
+// all returns the entries of tenant that are not expired, and removes the
+// expired ones.
+func (st *state) all(tenant string) []*entry {
+	now := st.now()
+	st.mu.RLock()
+	out := make([]*entry, 0, len(st.tenants[tenant]))
+	var expired []string
+	for id, e := range st.tenants[tenant] {
+		if e.expired(now) {
+			expired = append(expired, id)
+			continue
+		}
+		out = append(out, e)
+	}
+	st.mu.RUnlock()
+	for _, id := range expired {
+		st.remove(tenant, id, now)
+	}
+	return out
+}
+
+// remove drops the conversation's entry if it is still expired at now: an
+// event applied since may have brought it back.
+func (st *state) remove(tenant, id string, now time.Time) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if e := st.tenants[tenant][id]; e != nil && e.expired(now) {
+		delete(st.tenants[tenant], id)
+	}
+}
+
+// expired reports whether every event of e is past its retention at now.
+func (e *entry) expired(now time.Time) bool {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	return e.conv.Exists() && !e.forever && !now.Before(e.until)
+}
+
+func (e *entry) snapshot() conversation.Conversation {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	return e.conv
+}
+
+func (e *entry) version() uint64 {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	return e.conv.Version
+}
+
+// apply folds r into the entry unless it was applied already.
+func (e *entry) apply(r Record, payload any) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if !e.conv.Apply(r.Seq, r.Event, payload) {
+		return
+	}
+	if r.Expires.IsZero() {
+		e.forever = true
+	} else if r.Expires.After(e.until) {
+		e.until = r.Expires
+	}
+	switch r.Event.Type {
+	case event.ConversationOpened:
+		e.msgs = append(e.msgs, message{seq: r.Seq, env: r.Event, author: event.Author{Role: string(auth.RoleVisitor), ID: r.Event.Subject}, expires: r.Expires})
+	case event.MessagePosted:
+		m := message{seq: r.Seq, env: r.Event, expires: r.Expires}
+		if p, ok := payload.(*event.Posted); ok {
+			m.author = p.Author
+		}
+		e.msgs = append(e.msgs, m)
+	}
+}
+
+// transcript returns the entry's conversation and its messages so far,
+// without those past their retention (which it forgets); the slice must not
+// be modified.
+func (e *entry) transcript() (conversation.Conversation, []message) {
+	now := e.now()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if slices.ContainsFunc(e.msgs, func(m message) bool { return m.expired(now) }) {
+		e.msgs = slices.DeleteFunc(slices.Clone(e.msgs), func(m message) bool { return m.expired(now) })
+	}
+	return e.conv, e.msgs[:len(e.msgs):len(e.msgs)]
+}
+
+// payload decodes what applying r needs from its body: the author of a
+// message and the agent of an assignment. It is nil for other events and
+// when the body cannot be read (the visitor's key is gone); an error means
+// the key service could not be asked and r should be applied later.
+func (s *Service) payload(ctx context.Context, r Record) (any, error) {
+	var v any
+	switch r.Event.Type {
+	case event.MessagePosted:
+		v = new(event.Posted)
+	case event.ConversationAssigned:
+		v = new(event.Assigned)
+	default:
+		return nil, nil
+	}
+	k, err := s.keys.Get(ctx, r.Event.Tenant, r.Event.Subject)
+	if errors.Is(err, subjectkey.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("keys for event %d: %w", r.Seq, err)
+	}
+	if r.Event.Open(k.Data, v) != nil {
+		// Authenticated encryption failed: the body is not this subject's, so
+		// it is treated as unreadable rather than trusted.
+		return nil, nil
+	}
+	return v, nil
+}
+
+// applyAll applies rs, in order, to e.
+func (s *Service) applyAll(ctx context.Context, e *entry, rs []Record) error {
+	for _, r := range rs {
+		p, err := s.payload(ctx, r)
+		if err != nil {
+			return err
+		}
+		e.apply(r, p)
+	}
+	return nil
+}
+
+// find returns the conversation's entry, reading it from the event store
+// when this instance has not seen it yet (another instance may have opened
+// it a moment ago). A conversation without events is ErrNotFound.
+func (s *Service) find(ctx context.Context, tenant, id string) (*entry, error) {
+	if !stream.ValidToken(tenant) || !stream.ValidToken(id) || s.state.isErased(tenant, id) {
+		return nil, conversation.ErrNotFound
+	}
+	now := s.now()
+	if e := s.state.get(tenant, id); e != nil && e.version() > 0 {
+		if e.expired(now) {
+			s.state.remove(tenant, id, now)
+			return nil, conversation.ErrNotFound
+		}
+		return e, nil
+	}
+	rs, err := s.events.Load(ctx, tenant, id, 0)
+	if err != nil {
+		return nil, err
+	}
+	if len(rs) == 0 {
+		return nil, conversation.ErrNotFound
+	}
+	e := s.state.getOrCreate(tenant, id)
+	if e == nil {
+		return nil, conversation.ErrNotFound
+	}
+	if err := s.applyAll(ctx, e, rs); err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+// catchUp applies the events e is missing from the event store.
+func (s *Service) catchUp(ctx context.Context, e *entry) error {
+	c := e.snapshot()
+	rs, err := s.events.Load(ctx, c.Tenant, c.ID, c.Version)
+	if err != nil {
+		return err
+	}
+	return s.applyAll(ctx, e, rs)
+}
+
+// Project applies an event read from the stream to the read models. Events
+// already applied (by this instance's own commands, or twice delivered) are
+// skipped by their sequence, so Project is idempotent. An error is transient
+// (the key service could not be asked): the caller retries r.
+func (s *Service) Project(ctx context.Context, r Record) error {
+	e := s.state.getOrCreate(r.Event.Tenant, r.Event.Aggregate)
+	if e == nil || r.Seq <= e.version() {
+		return nil
+	}
+	p, err := s.payload(ctx, r)
+	if err != nil {
+		return err
+	}
+	e.apply(r, p)
+	return nil
+}
+
+// Forget drops an erased conversation from the read models for good: the
+// privacy service secure-deleted its events (privacyapi.ConversationErased).
+func (s *Service) Forget(tenant, conversation string) {
+	s.state.forget(tenant, conversation)
+}

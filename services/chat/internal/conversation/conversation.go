@@ -1,0 +1,324 @@
+// Package conversation is the chat domain: a conversation between one
+// visitor and the support organisation, the rules of who may do what with
+// it, and how its events fold into its state.
+//
+// The package is pure: it decides which events a command produces and
+// applies stored events, but never stores, seals or fetches anything.
+package conversation
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/parley-chat/parley/pkg/auth"
+	"github.com/parley-chat/parley/pkg/chatapi"
+	"github.com/parley-chat/parley/pkg/event"
+	"github.com/parley-chat/parley/pkg/stream"
+)
+
+// Errors of the rules. Their messages reach API clients, so they never hold
+// personal data.
+var (
+	// ErrNotFound means the conversation has no events in the caller's tenant.
+	ErrNotFound = errors.New("conversation not found")
+	// ErrForbidden means the caller's role or relation to the conversation
+	// does not allow the command or read.
+	ErrForbidden = errors.New("not allowed")
+	// ErrClosed means the command needs an open conversation.
+	ErrClosed = errors.New("conversation is closed")
+	// ErrNotClosed means the command needs a closed conversation.
+	ErrNotClosed = errors.New("conversation is not closed")
+	// ErrRated means the conversation was already rated.
+	ErrRated = errors.New("conversation is already rated")
+)
+
+// ValidationError is a command argument with a value the rules reject.
+type ValidationError struct {
+	Field  string
+	Reason string
+}
+
+func (e *ValidationError) Error() string { return e.Field + ": " + e.Reason }
+
+// Status is where a conversation is in its life.
+type Status string
+
+// The statuses, as the API names them.
+const (
+	Open   Status = chatapi.StatusOpen
+	Closed Status = chatapi.StatusClosed
+)
+
+// maxEraseAfterCloseHours bounds the automatic erasure delay to ten years,
+// the longest retention of the CHAT stream.
+const maxEraseAfterCloseHours = 10 * 365 * 24
+
+// Conversation is the state of one conversation, folded from its events.
+// The zero value is a conversation with no events: one that does not exist.
+type Conversation struct {
+	ID      string
+	Tenant  string
+	Visitor string
+	Status  Status
+	// Assigned is true once an agent was assigned. Assignee is that agent,
+	// or empty when the assignment can no longer be read (the visitor's key,
+	// which seals it, is gone).
+	Assigned bool
+	Assignee string
+	Rated    bool
+
+	CreatedAt     time.Time
+	LastMessageAt time.Time
+	// Version is the stream sequence of the last event applied: the
+	// expected last subject sequence of the next append.
+	Version uint64
+}
+
+// Change is one event a command decides to append: its type and a pointer
+// to its payload, of the event package's type for it.
+type Change struct {
+	Type    event.Type
+	Payload any
+}
+
+// Exists reports whether c has any event.
+func (c *Conversation) Exists() bool { return c.Version > 0 }
+
+// Apply folds the event e, stored at stream sequence seq, into c. payload is
+// the decoded body (a pointer to the event package's payload type) or nil
+// when it cannot be read; only ConversationAssigned needs it. Events at or
+// below c.Version were applied already and are ignored, so applying is
+// idempotent and Apply reports whether e changed c.
+func (c *Conversation) Apply(seq uint64, e event.Envelope, payload any) bool {
+	if seq <= c.Version {
+		return false
+	}
+	if !c.Exists() {
+		c.ID, c.Tenant, c.Visitor = e.Aggregate, e.Tenant, e.Subject
+		c.Status = Open
+		c.CreatedAt, c.LastMessageAt = e.At, e.At
+	}
+	switch e.Type {
+	case event.ConversationOpened:
+		c.CreatedAt, c.LastMessageAt = e.At, e.At
+	case event.MessagePosted:
+		c.LastMessageAt = e.At
+	case event.ConversationAssigned:
+		c.Assigned = true
+		c.Assignee = ""
+		if a, ok := payload.(*event.Assigned); ok {
+			c.Assignee = a.Agent
+		}
+	case event.ConversationClosed:
+		c.Status = Closed
+	case event.ConversationRated:
+		c.Rated = true
+	}
+	c.Version = seq
+	return true
+}
+
+// CheckActor returns ErrForbidden for roles that never touch conversations:
+// analysts, auditors and operators see pseudonymized metrics, the audit
+// trail or tenants, never a conversation.
+func CheckActor(p auth.Principal) error {
+	switch p.Role {
+	case auth.RoleVisitor, auth.RoleAgent, auth.RoleSupervisor, auth.RoleAdmin:
+		return nil
+	}
+	return ErrForbidden
+}
+
+// ValidateText checks a message text: not blank, valid UTF-8, at most
+// chatapi.MaxTextBytes.
+func ValidateText(text string) error {
+	switch {
+	case strings.TrimSpace(text) == "":
+		return &ValidationError{Field: "text", Reason: "must not be empty"}
+	case len(text) > chatapi.MaxTextBytes:
+		return &ValidationError{Field: "text", Reason: fmt.Sprintf("longer than %d bytes", chatapi.MaxTextBytes)}
+	case !utf8.ValidString(text):
+		return &ValidationError{Field: "text", Reason: "not valid UTF-8"}
+	}
+	return nil
+}
+
+// OpenWith decides the event that opens a conversation for visitor p with
+// its first message. The conversation is erased eraseAfterCloseHours after
+// it closes when the visitor chose a delay (0: never), and byDefault after
+// it closes (the tenant's default; 0: never) when they did not.
+func OpenWith(p auth.Principal, text string, eraseAfterCloseHours *int, byDefault time.Duration) (Change, error) {
+	if p.Role != auth.RoleVisitor {
+		return Change{}, ErrForbidden
+	}
+	if err := ValidateText(text); err != nil {
+		return Change{}, err
+	}
+	o := event.Opened{Visitor: p.ID, Text: text}
+	if h := eraseAfterCloseHours; h != nil {
+		if *h < 0 || *h > maxEraseAfterCloseHours {
+			return Change{}, &ValidationError{Field: "erase_after_close_hours", Reason: fmt.Sprintf("must be 0 to %d", maxEraseAfterCloseHours)}
+		}
+		o.EraseAfterCloseHours = *h
+		o.EraseAfterCloseSeconds = *h * int(time.Hour/time.Second)
+	} else if byDefault > 0 {
+		// Rounded up: a default of a fraction of a second still erases.
+		o.EraseAfterCloseSeconds = int((byDefault + time.Second - 1) / time.Second)
+	}
+	return Change{Type: event.ConversationOpened, Payload: &o}, nil
+}
+
+// Post decides the events of p posting text: the conversation's visitor, its
+// assigned agent, or an agent taking it while unassigned (which assigns it
+// to them first).
+func (c *Conversation) Post(p auth.Principal, text string) ([]Change, error) {
+	if err := c.visible(p); err != nil {
+		return nil, err
+	}
+	if err := ValidateText(text); err != nil {
+		return nil, err
+	}
+	posted := Change{Type: event.MessagePosted, Payload: &event.Posted{Author: author(p), Text: text}}
+	var changes []Change
+	switch p.Role {
+	case auth.RoleVisitor:
+	case auth.RoleAgent:
+		if c.Assigned && c.Assignee != p.ID {
+			return nil, ErrForbidden
+		}
+		if !c.Assigned && c.Status == Open {
+			changes = append(changes, Change{Type: event.ConversationAssigned, Payload: &event.Assigned{Agent: p.ID, By: author(p)}})
+		}
+	default:
+		return nil, ErrForbidden
+	}
+	if c.Status == Closed {
+		return nil, ErrClosed
+	}
+	return append(changes, posted), nil
+}
+
+// Assign decides the event of p assigning the conversation to agent. An
+// agent may only take an unassigned conversation (or one already theirs)
+// for themselves; supervisors and admins assign to anyone. Assigning to the
+// current assignee changes nothing.
+func (c *Conversation) Assign(p auth.Principal, agent string) ([]Change, error) {
+	if err := c.visible(p); err != nil {
+		return nil, err
+	}
+	switch p.Role {
+	case auth.RoleAgent:
+		if agent != p.ID || (c.Assigned && c.Assignee != p.ID) {
+			return nil, ErrForbidden
+		}
+	case auth.RoleSupervisor, auth.RoleAdmin:
+		if !stream.ValidToken(agent) {
+			return nil, &ValidationError{Field: "agent_id", Reason: "want 1-64 of [A-Za-z0-9_-]"}
+		}
+	default:
+		return nil, ErrForbidden
+	}
+	if c.Status == Closed {
+		return nil, ErrClosed
+	}
+	if c.Assigned && c.Assignee == agent {
+		return nil, nil
+	}
+	return []Change{{Type: event.ConversationAssigned, Payload: &event.Assigned{Agent: agent, By: author(p)}}}, nil
+}
+
+// Close decides the event of p closing the conversation: its visitor, its
+// assigned agent, a supervisor or an admin may.
+func (c *Conversation) Close(p auth.Principal) ([]Change, error) {
+	if err := c.visible(p); err != nil {
+		return nil, err
+	}
+	if p.Role == auth.RoleAgent && !c.assignedTo(p.ID) {
+		return nil, ErrForbidden
+	}
+	if c.Status == Closed {
+		return nil, ErrClosed
+	}
+	return []Change{{Type: event.ConversationClosed, Payload: &event.Closed{By: author(p)}}}, nil
+}
+
+// Rate decides the event of p rating the conversation: only its visitor,
+// only once it is closed, only once, with a score of 1 to 5.
+func (c *Conversation) Rate(p auth.Principal, score int) ([]Change, error) {
+	if err := c.visible(p); err != nil {
+		return nil, err
+	}
+	switch {
+	case p.Role != auth.RoleVisitor:
+		return nil, ErrForbidden
+	case score < 1 || score > 5:
+		return nil, &ValidationError{Field: "score", Reason: "must be 1 to 5"}
+	case c.Status != Closed:
+		return nil, ErrNotClosed
+	case c.Rated:
+		return nil, ErrRated
+	}
+	return []Change{{Type: event.ConversationRated, Payload: &event.Rated{Score: score}}}, nil
+}
+
+// CanRead reports whether p may read the transcript: the visitor, the
+// assigned agent, supervisors and admins.
+func (c *Conversation) CanRead(p auth.Principal) error {
+	if err := c.visible(p); err != nil {
+		return err
+	}
+	if p.Role == auth.RoleAgent && !c.assignedTo(p.ID) {
+		return ErrForbidden
+	}
+	return nil
+}
+
+// CanSee reports whether p may see the conversation's summary: its visitor
+// and any agent, supervisor or admin of the tenant.
+func (c *Conversation) CanSee(p auth.Principal) error {
+	return c.visible(p)
+}
+
+// Listed reports whether the conversation belongs in p's inbox: a visitor's
+// own, an agent's assigned or unassigned ones, all for supervisors and admins.
+func (c *Conversation) Listed(p auth.Principal) bool {
+	if c.Tenant != p.Tenant || !c.Exists() {
+		return false
+	}
+	switch p.Role {
+	case auth.RoleVisitor:
+		return c.Visitor == p.ID
+	case auth.RoleAgent:
+		return !c.Assigned || c.Assignee == p.ID
+	case auth.RoleSupervisor, auth.RoleAdmin:
+		return true
+	}
+	return false
+}
+
+// visible is the first check of every command and read: the conversation
+// exists in p's tenant, p has a conversation role, and a visitor only ever
+// reaches their own conversations.
+func (c *Conversation) visible(p auth.Principal) error {
+	if err := CheckActor(p); err != nil {
+		return err
+	}
+	if !c.Exists() || c.Tenant != p.Tenant {
+		return ErrNotFound
+	}
+	if p.Role == auth.RoleVisitor && c.Visitor != p.ID {
+		return ErrForbidden
+	}
+	return nil
+}
+
+func (c *Conversation) assignedTo(agent string) bool {
+	return c.Assigned && c.Assignee == agent
+}
+
+func author(p auth.Principal) event.Author {
+	return event.Author{Role: string(p.Role), ID: p.ID}
+}

@@ -1,0 +1,71 @@
+package conversation_test
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/parley-chat/parley/pkg/auth"
+	"github.com/parley-chat/parley/pkg/chatapi"
+	"github.com/parley-chat/parley/pkg/event"
+
+	"github.com/parley-chat/parley/services/chat/internal/conversation"
+)
+
+// Invalid UTF-8 never survives the JSON of the bus, so the rule is tested
+// here, where the text arrives as it is.
+func TestValidateText(t *testing.T) {
+	tests := []struct {
+		name    string
+		give    string
+		wantErr bool
+	}{
+		{"plain", "hello", false},
+		{"largest", strings.Repeat("x", chatapi.MaxTextBytes), false},
+		{"empty", "", true},
+		{"blank", " \t\n", true},
+		{"too long", strings.Repeat("x", chatapi.MaxTextBytes+1), true},
+		{"invalid utf-8", "a\xffb", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := conversation.ValidateText(tt.give)
+			var ve *conversation.ValidationError
+			if got := errors.As(err, &ve); got != tt.wantErr {
+				t.Errorf("ValidateText(%.20q) = %v, want a ValidationError: %t", tt.give, err, tt.wantErr)
+			}
+		})
+	}
+}
+
+// TestOpenWithResolvesEraseAfterClose shows the delay recorded at opening:
+// the visitor's choice, 0 included, over the tenant's default.
+func TestOpenWithResolvesEraseAfterClose(t *testing.T) {
+	hours := func(h int) *int { return &h }
+	visitor := auth.Principal{Tenant: "t1", ID: "v1", Role: auth.RoleVisitor}
+	tests := []struct {
+		name      string
+		give      *int
+		byDefault time.Duration
+		want      time.Duration
+	}{
+		{"neither", nil, 0, 0},
+		{"tenant default", nil, 90 * time.Second, 90 * time.Second},
+		{"tenant default rounded up to a second", nil, 1500 * time.Millisecond, 2 * time.Second},
+		{"visitor's hours", hours(3), 0, 3 * time.Hour},
+		{"visitor's hours over the default", hours(3), 10 * time.Second, 3 * time.Hour},
+		{"visitor's 0 over the default", hours(0), 10 * time.Second, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ch, err := conversation.OpenWith(visitor, "hello", tt.give, tt.byDefault)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := ch.Payload.(*event.Opened).EraseAfterClose(); got != tt.want {
+				t.Errorf("OpenWith(%v, %v) erases %v after close, want %v", tt.give, tt.byDefault, got, tt.want)
+			}
+		})
+	}
+}

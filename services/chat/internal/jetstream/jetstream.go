@@ -1,0 +1,228 @@
+// Package jetstream is the chat service's event store on the CHAT stream,
+// written on nats.go's jetstream package: appends with an expected last
+// subject sequence per conversation, reads of one conversation by direct
+// get, and an ordered consumer that follows every conversation.
+package jetstream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	natsjs "github.com/nats-io/nats.go/jetstream"
+
+	"github.com/parley-chat/parley/pkg/event"
+	"github.com/parley-chat/parley/pkg/stream"
+
+	"github.com/parley-chat/parley/services/chat/internal/app"
+)
+
+// Store is the event store. It is safe for concurrent use.
+type Store struct {
+	js     natsjs.JetStream
+	stream natsjs.Stream
+	log    *slog.Logger
+}
+
+// Open creates the CHAT stream with the definition of o when missing and
+// returns a Store on it. A stream that exists with another definition is
+// used as it is, with a warning: the chat service may not reconfigure it
+// (stream.Create).
+func Open(ctx context.Context, js natsjs.JetStream, o stream.Options, log *slog.Logger) (*Store, error) {
+	switch err := stream.Create(ctx, js, o, stream.Chat); {
+	case errors.Is(err, stream.ErrDrift):
+		log.Warn("stream differs from this version's definition", "err", err)
+	case err != nil:
+		return nil, err
+	}
+	st, err := js.Stream(ctx, stream.Chat)
+	if err != nil {
+		return nil, fmt.Errorf("open stream %s: %w", stream.Chat, err)
+	}
+	return &Store{js: js, stream: st, log: log}, nil
+}
+
+// Append implements app.EventStore. The event id doubles as Nats-Msg-Id, so
+// JetStream drops a retried append as a duplicate. A ttl above 0 becomes the
+// message's Nats-TTL: JetStream removes the event that long after storing
+// it (whole seconds; less than a second counts as one), and the stream's
+// MaxAge still applies when it is shorter.
+func (s *Store) Append(ctx context.Context, e event.Envelope, version uint64, ttl time.Duration) (uint64, error) {
+	subject := stream.ChatSubject(e.Tenant, e.Aggregate)
+	opts := []natsjs.PublishOpt{natsjs.WithExpectLastSequencePerSubject(version), natsjs.WithMsgID(e.ID)}
+	if ttl > 0 {
+		opts = append(opts, natsjs.WithMsgTTL(max(ttl.Truncate(time.Second), time.Second)))
+	}
+	ack, err := s.js.PublishMsg(ctx, e.Msg(subject), opts...)
+	if wrongLastSequence(err) {
+		return 0, fmt.Errorf("append to %s after %d: %w", subject, version, app.ErrStale)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("append to %s: %w", subject, err)
+	}
+	return ack.Sequence, nil
+}
+
+// wrongLastSequence reports whether err is JetStream refusing an append
+// because the subject moved past the expected sequence. Replicated streams
+// answer with a code of their own for the same refusal.
+func wrongLastSequence(err error) bool {
+	var apiErr *natsjs.APIError
+	if !errors.As(err, &apiErr) {
+		return false
+	}
+	return apiErr.ErrorCode == natsjs.JSErrCodeStreamWrongLastSequence ||
+		apiErr.ErrorCode == natsjs.JSErrCodeStreamWrongLastSequenceConstant
+}
+
+// Load implements app.EventStore. It asks for the conversation's last event
+// first and then walks the events before it with direct gets, one per
+// request: a writer that lost a race usually misses one event, which this
+// reads in one round trip.
+func (s *Store) Load(ctx context.Context, tenant, conversation string, after uint64) ([]app.Record, error) {
+	subject := stream.ChatSubject(tenant, conversation)
+	last, err := s.stream.GetLastMsgForSubject(ctx, subject)
+	if errors.Is(err, natsjs.ErrMsgNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("load %s: %w", subject, err)
+	}
+	if last.Sequence <= after {
+		return nil, nil
+	}
+	var out []app.Record
+	for seq := after + 1; seq < last.Sequence; {
+		m, err := s.stream.GetMsg(ctx, seq, natsjs.WithGetMsgSubject(subject))
+		if errors.Is(err, natsjs.ErrMsgNotFound) {
+			break // the events in between expired meanwhile
+		}
+		if err != nil {
+			return nil, fmt.Errorf("load %s from %d: %w", subject, seq, err)
+		}
+		if m.Sequence >= last.Sequence {
+			break
+		}
+		r, err := record(m)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+		seq = m.Sequence + 1
+	}
+	r, err := record(last)
+	if err != nil {
+		return nil, err
+	}
+	return append(out, r), nil
+}
+
+func record(m *natsjs.RawStreamMsg) (app.Record, error) {
+	e, err := event.Parse(m.Subject, m.Header, m.Data)
+	if err != nil {
+		return app.Record{}, fmt.Errorf("load sequence %d: %w", m.Sequence, err)
+	}
+	return app.Record{Seq: m.Sequence, Event: e, Expires: expires(m.Header, m.Time)}, nil
+}
+
+// expires returns when a message stored at stored with header h expires by
+// its Nats-TTL, the zero time when it has none. The server reads the header
+// as a Go duration or a number of seconds; what it would refuse is never
+// stored.
+func expires(h nats.Header, stored time.Time) time.Time {
+	v := h.Get(natsjs.MsgTTLHeader)
+	if v == "" {
+		return time.Time{}
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		secs, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || secs <= 0 {
+			return time.Time{}
+		}
+		d = time.Duration(secs) * time.Second
+	}
+	return stored.Add(d.Truncate(time.Second))
+}
+
+// Handler applies one event read by Follow. An error is transient: the same
+// record is handed over again after a pause.
+type Handler func(context.Context, app.Record) error
+
+// Follow waits between handing a record over again, doubling the pause from
+// minRetryPause up to maxRetryPause while the handler keeps failing.
+const (
+	minRetryPause = 100 * time.Millisecond
+	maxRetryPause = 5 * time.Second
+)
+
+// Follow replays every chat event in stream order into h, then keeps
+// following new ones until ctx is done, when it returns nil. It calls
+// caughtUp once, when the replay reached the end of the stream. Records
+// that are not Parley events are logged and skipped.
+func (s *Store) Follow(ctx context.Context, h Handler, caughtUp func()) error {
+	info, err := s.stream.Info(ctx)
+	if err != nil {
+		return fmt.Errorf("follow %s: %w", stream.Chat, err)
+	}
+	ready := info.State.Msgs == 0
+	if ready {
+		caughtUp()
+	}
+	cons, err := s.js.OrderedConsumer(ctx, stream.Chat, natsjs.OrderedConsumerConfig{
+		FilterSubjects: []string{"chat.>"},
+	})
+	if err != nil {
+		return fmt.Errorf("follow %s: %w", stream.Chat, err)
+	}
+	it, err := cons.Messages()
+	if err != nil {
+		return fmt.Errorf("follow %s: %w", stream.Chat, err)
+	}
+	defer it.Stop()
+	for {
+		m, err := it.Next(natsjs.NextContext(ctx))
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("follow %s: %w", stream.Chat, err)
+		}
+		md, err := m.Metadata()
+		if err != nil {
+			return fmt.Errorf("follow %s: %w", stream.Chat, err)
+		}
+		e, err := event.Parse(m.Subject(), m.Headers(), m.Data())
+		if err != nil {
+			s.log.Warn("skip stored message", "stream_seq", md.Sequence.Stream, "err", err)
+		} else if err := s.handle(ctx, h, app.Record{Seq: md.Sequence.Stream, Event: e, Expires: expires(m.Headers(), md.Timestamp)}); err != nil {
+			return nil // ctx is done
+		}
+		if !ready && md.NumPending == 0 {
+			ready = true
+			caughtUp()
+		}
+	}
+}
+
+// handle hands r to h until h takes it or ctx is done.
+func (s *Store) handle(ctx context.Context, h Handler, r app.Record) error {
+	for pause := minRetryPause; ; pause = min(2*pause, maxRetryPause) {
+		err := h(ctx, r)
+		if err == nil {
+			return nil
+		}
+		s.log.Warn("apply event, retrying", "stream_seq", r.Seq, "retry_in", pause, "err", err)
+		t := time.NewTimer(pause)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}

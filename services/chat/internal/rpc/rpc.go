@@ -1,0 +1,87 @@
+// Package rpc is the chat service's bus port: it serves the chatapi subjects
+// with pkg/rpc in queue group chatapi.Queue and turns the use cases' errors
+// into rpc Codes, in this one place.
+package rpc
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/parley-chat/parley/pkg/auth"
+	"github.com/parley-chat/parley/pkg/chatapi"
+	"github.com/parley-chat/parley/pkg/rpc"
+
+	"github.com/parley-chat/parley/services/chat/internal/app"
+	"github.com/parley-chat/parley/services/chat/internal/conversation"
+)
+
+// Serve subscribes the chat subjects on nc, each request handled by svc. The
+// subscriptions are returned so the caller can drain them on shutdown.
+func Serve(ctx context.Context, nc *nats.Conn, log *slog.Logger, svc *app.Service) ([]*nats.Subscription, error) {
+	return rpc.ServeAll(ctx, nc, log, chatapi.Queue,
+		rpc.Route{Subject: chatapi.OpenSubject, Handler: handle(svc.Open)},
+		rpc.Route{Subject: chatapi.PostSubject, Handler: handle(svc.Post)},
+		rpc.Route{Subject: chatapi.AssignSubject, Handler: handle(svc.Assign)},
+		rpc.Route{Subject: chatapi.CloseSubject, Handler: handle(svc.Close)},
+		rpc.Route{Subject: chatapi.RateSubject, Handler: handle(svc.Rate)},
+		rpc.Route{Subject: chatapi.ListSubject, Handler: handle(svc.List)},
+		rpc.Route{Subject: chatapi.MessagesSubject, Handler: handle(svc.Messages)},
+		rpc.Route{Subject: chatapi.GetSubject, Handler: handle(svc.Get)},
+		rpc.Route{Subject: chatapi.ExportSubject, Handler: handle(svc.Export)},
+	)
+}
+
+// handle adapts a use case to a typed rpc handler.
+func handle[Args, Result any](fn func(context.Context, auth.Principal, Args) (Result, error)) rpc.Handler {
+	return rpc.Handle(func(ctx context.Context, req rpc.Request[Args]) (Result, error) {
+		res, err := fn(ctx, req.Principal, req.Args)
+		if err != nil {
+			var zero Result
+			return zero, toRPC(err)
+		}
+		return res, nil
+	})
+}
+
+// codes are the errors of the use cases that callers act on, by code.
+var codes = []struct {
+	err  error
+	code rpc.Code
+}{
+	{conversation.ErrNotFound, rpc.CodeNotFound},
+	{conversation.ErrForbidden, rpc.CodeForbidden},
+	{conversation.ErrClosed, rpc.CodeConflict},
+	{conversation.ErrNotClosed, rpc.CodeConflict},
+	{conversation.ErrRated, rpc.CodeConflict},
+	{app.ErrContended, rpc.CodeConflict},
+	{app.ErrErased, rpc.CodeGone},
+}
+
+// toRPC maps an error of the use cases to an *rpc.Error. Any other error
+// becomes an internal one, which rpc.Serve logs and answers as CodeInternal:
+// it is hidden behind internalError so that an *rpc.Error it wraps (from the
+// key service) does not reach the caller with that service's code.
+func toRPC(err error) error {
+	var ve *conversation.ValidationError
+	if errors.As(err, &ve) {
+		return rpc.Errorf(rpc.CodeInvalid, "%s", ve.Error())
+	}
+	for _, c := range codes {
+		if errors.Is(err, c.err) {
+			return rpc.Errorf(c.code, "%s", c.err.Error())
+		}
+	}
+	if rpc.CodeOf(err) == rpc.CodeUnavailable {
+		return rpc.Errorf(rpc.CodeUnavailable, "a dependency of the chat service is unavailable")
+	}
+	return internalError{err}
+}
+
+// internalError carries an unexpected error's message to the log without
+// letting errors.As see through it.
+type internalError struct{ err error }
+
+func (e internalError) Error() string { return e.err.Error() }

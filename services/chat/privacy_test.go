@@ -1,0 +1,155 @@
+package chat_test
+
+import (
+	"bytes"
+	"crypto/rand"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/parley-chat/parley/pkg/auth"
+	"github.com/parley-chat/parley/pkg/chatapi"
+	"github.com/parley-chat/parley/pkg/event"
+	"github.com/parley-chat/parley/pkg/natsembed/natstest"
+	"github.com/parley-chat/parley/pkg/rpc"
+	"github.com/parley-chat/parley/pkg/subjectkey"
+)
+
+// storeHolds reports which of needles occur in any file under dir.
+func storeHolds(t *testing.T, dir string, needles ...string) map[string]bool {
+	t.Helper()
+	found := map[string]bool{}
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		for _, n := range needles {
+			if bytes.Contains(b, []byte(n)) {
+				found[n] = true
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return found
+}
+
+func TestNoPlaintextAtRest(t *testing.T) {
+	dir := t.TempDir()
+	s := natstest.Start(t, dir)
+	ks := startKeyService(t, s)
+	ks.add(t, tenant, visitor.ID)
+	in := startChat(t, s)
+	c := newClient(t, s)
+
+	markers := make([]string, 6)
+	for i := range markers {
+		markers[i] = "marker-" + rand.Text()
+	}
+	conv := c.open(visitor, "hello "+markers[0])
+	var last chatapi.PostResult
+	for i, m := range markers[1:] {
+		author := visitor
+		if i%2 == 0 {
+			author = agent
+		}
+		last = c.post(author, conv, fmt.Sprintf("message %d: %s", i, m))
+	}
+	if got := len(c.messages(visitor, conv)); got != len(markers) {
+		t.Fatalf("len(Messages()) = %d, want %d", got, len(markers))
+	}
+
+	// The clear routing metadata reaching the files proves they hold the
+	// events, so the absence of the markers means something.
+	eventually(t, "the last event reaches the store files", func() error {
+		if !storeHolds(t, dir, last.ID)[last.ID] {
+			return fmt.Errorf("no file under %s holds event id %s", dir, last.ID)
+		}
+		return nil
+	})
+	if found := storeHolds(t, dir, markers...); len(found) > 0 {
+		t.Errorf("store files hold message text in the clear: %v", found)
+	}
+	logs := in.logs.Bytes()
+	for _, m := range markers {
+		if bytes.Contains(logs, []byte(m)) {
+			t.Errorf("logs hold message text %s", m)
+		}
+	}
+}
+
+func TestErasedVisitorReadsAsErased(t *testing.T) {
+	s := natstest.Start(t, "")
+	ks := startKeyService(t, s)
+	ks.add(t, tenant, visitor.ID, visitor2.ID)
+	in := startChat(t, s)
+	c := newClient(t, s)
+
+	conv := c.open(visitor, "please erase me")
+	c.post(agent, conv, "sure")
+	kept := c.open(visitor2, "keep me")
+	before := c.messages(supervisor, conv)
+
+	ks.forget(tenant, visitor.ID)
+	in.keys.Evict(subjectkey.Erased{Tenant: tenant, Subject: visitor.ID})
+
+	want := []chatapi.Message{
+		{ID: before[0].ID, Seq: before[0].Seq, Author: event.Author{Role: "visitor", ID: visitor.ID}, At: before[0].At, Erased: true},
+		{ID: before[1].ID, Seq: before[1].Seq, Author: event.Author{Role: "agent", ID: agent.ID}, At: before[1].At, Erased: true},
+	}
+	for _, p := range []auth.Principal{supervisor, agent} {
+		if diff := cmp.Diff(want, c.messages(p, conv)); diff != "" {
+			t.Errorf("Messages(%s) after erasure mismatch (-want +got):\n%s", p.ID, diff)
+		}
+	}
+	if diff := cmp.Diff([]string{"visitor/v2: keep me"}, texts(c.messages(admin, kept))); diff != "" {
+		t.Errorf("Messages() of another visitor mismatch (-want +got):\n%s", diff)
+	}
+
+	commands := []struct {
+		name    string
+		as      auth.Principal
+		subject string
+		args    any
+	}{
+		{"post", agent, chatapi.PostSubject, chatapi.PostArgs{Conversation: conv, Text: "x"}},
+		{"close", supervisor, chatapi.CloseSubject, chatapi.ConversationArgs{Conversation: conv}},
+		{"assign", supervisor, chatapi.AssignSubject, chatapi.AssignArgs{Conversation: conv, Agent: agent2.ID}},
+		{"open", visitor, chatapi.OpenSubject, chatapi.OpenArgs{Text: "x"}},
+	}
+	for _, tt := range commands {
+		t.Run(tt.name, func(t *testing.T) {
+			if err := c.call(tt.as, tt.subject, tt.args, nil); rpc.CodeOf(err) != rpc.CodeGone {
+				t.Errorf("%s after erasure = %v, want code %s", tt.subject, err, rpc.CodeGone)
+			}
+		})
+	}
+
+	// The summary stays: it is made of clear metadata only.
+	var sum chatapi.Summary
+	c.must(supervisor, chatapi.GetSubject, chatapi.ConversationArgs{Conversation: conv}, &sum)
+	if sum.Status != chatapi.StatusOpen || sum.CreatedAt.IsZero() || !sum.LastMessageAt.Equal(before[1].At) {
+		t.Errorf("Get() after erasure = %+v, want open with its times", sum)
+	}
+
+	// A new instance rebuilding from the stream cannot read the text either.
+	if err := in.stop(); err != nil {
+		t.Fatalf("Run() = %v, want nil", err)
+	}
+	startChat(t, s)
+	for _, m := range c.messages(supervisor, conv) {
+		if m.Text != nil || !m.Erased {
+			t.Errorf("Messages() after restart: %s has text %v, erased %t; want nil, true", m.ID, m.Text, m.Erased)
+		}
+	}
+}

@@ -1,0 +1,124 @@
+package chat_test
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/parley-chat/parley/pkg/auth"
+	"github.com/parley-chat/parley/pkg/chatapi"
+	"github.com/parley-chat/parley/pkg/natsembed"
+	"github.com/parley-chat/parley/pkg/natsembed/natstest"
+	"github.com/parley-chat/parley/pkg/privacyapi"
+	"github.com/parley-chat/parley/pkg/rpc"
+	"github.com/parley-chat/parley/pkg/stream"
+)
+
+// settingsBucket creates the SETTINGS bucket, as the privacy service does
+// at its start, and returns it.
+func settingsBucket(t testing.TB, s *natsembed.Server) jetstream.KeyValue {
+	t.Helper()
+	_, js := natstest.Connect(t, s)
+	kv, err := js.CreateOrUpdateKeyValue(t.Context(), jetstream.KeyValueConfig{Bucket: privacyapi.SettingsBucket, Storage: jetstream.FileStorage})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return kv
+}
+
+func putSettings(t *testing.T, kv jetstream.KeyValue, tenant string, st privacyapi.Settings) {
+	t.Helper()
+	b, err := json.Marshal(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Put(t.Context(), tenant, b); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestRetentionExpiresConversations sets a tenant's retention to seconds
+// and shows the store removing the conversation's events by their TTL and
+// the read models dropping it too, while another tenant's conversation,
+// under the default retention, stays.
+func TestRetentionExpiresConversations(t *testing.T) {
+	s := natstest.Start(t, "")
+	ks := startKeyService(t, s)
+	kv := settingsBucket(t, s)
+	in := startChat(t, s)
+	_, js := natstest.Connect(t, s)
+	chatStream, err := js.Stream(t.Context(), stream.Chat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := newClient(t, s)
+
+	short, long := "short", "long"
+	visitor := principal(short, auth.RoleVisitor, "v1")
+	other := principal(long, auth.RoleVisitor, "v2")
+	ks.add(t, short, visitor.ID)
+	ks.add(t, long, other.ID)
+	putSettings(t, kv, short, privacyapi.Settings{RetentionDays: 1, RetentionSeconds: 2})
+	// The watch applies the change asynchronously: wait until an append
+	// carries the new TTL.
+	var conv string
+	eventually(t, "append under the new retention", func() error {
+		conv = c.open(visitor, "hello")
+		m, err := chatStream.GetLastMsgForSubject(t.Context(), stream.ChatSubject(short, conv))
+		if err != nil {
+			return err
+		}
+		if got := m.Header.Get(jetstream.MsgTTLHeader); got != "2s" {
+			return fmt.Errorf("Nats-TTL = %q, want 2s", got)
+		}
+		return nil
+	})
+	c.post(visitor, conv, "anyone there?")
+	kept := c.open(other, "hi")
+	m, err := chatStream.GetLastMsgForSubject(t.Context(), stream.ChatSubject(long, kept))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := m.Header.Get(jetstream.MsgTTLHeader), (365 * 24 * time.Hour).String(); got != want {
+		t.Errorf("Nats-TTL under default settings = %q, want %q", got, want)
+	}
+	if got := len(c.messages(visitor, conv)); got != 2 {
+		t.Fatalf("Messages() before expiry holds %d messages, want 2", got)
+	}
+
+	eventually(t, "events removed from the store", func() error {
+		_, err := chatStream.GetLastMsgForSubject(t.Context(), stream.ChatSubject(short, conv))
+		if !errors.Is(err, jetstream.ErrMsgNotFound) {
+			return fmt.Errorf("last message of the conversation: err = %v, want not found", err)
+		}
+		return nil
+	})
+	err = c.call(visitor, chatapi.MessagesSubject, chatapi.MessagesArgs{Conversation: conv}, nil)
+	if rpc.CodeOf(err) != rpc.CodeNotFound {
+		t.Errorf("Messages(expired conversation) error = %v, want code %s", err, rpc.CodeNotFound)
+	}
+	// Conversations opened while the new retention was on its way keep the
+	// old one; only the expired conversation must be gone from the list.
+	for _, sum := range c.list(principal(short, auth.RoleAdmin, "a")) {
+		if sum.ID == conv {
+			t.Errorf("List() after expiry still holds %s", conv)
+		}
+	}
+	if got := len(c.messages(other, kept)); got != 1 {
+		t.Errorf("Messages(default retention) holds %d messages, want 1", got)
+	}
+
+	// A restart rebuilds from what the store holds: the conversation stays gone.
+	if err := in.stop(); err != nil {
+		t.Fatal(err)
+	}
+	startChat(t, s)
+	err = c.call(visitor, chatapi.MessagesSubject, chatapi.MessagesArgs{Conversation: conv}, nil)
+	if rpc.CodeOf(err) != rpc.CodeNotFound {
+		t.Errorf("Messages(expired conversation) after restart error = %v, want code %s", err, rpc.CodeNotFound)
+	}
+}

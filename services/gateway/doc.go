@@ -1,0 +1,34 @@
+// Package gateway is Parley's only public entry point: the HTTP API of
+// tenants, visitors and conversations, the WebSocket stream of live events,
+// and the operations endpoints (/healthz, /readyz, /metrics,
+// /v1/openapi.json).
+//
+// It holds no conversation state. It authenticates callers, validates
+// input, and forwards each request to the chat or privacy service over the
+// bus (pkg/chatapi, pkg/privacyapi); errors come back as rpc codes and
+// become RFC 9457 problems in one place. A request that fails
+// authentication or validation never reaches the bus.
+//
+// It owns one thing: the tenant registry, the JetStream KV bucket TENANTS,
+// mirrored in memory so every request's tenant check is local.
+//
+// Live events: one subscription on live.chat.> follows every conversation:
+// the CHAT stream republishes there each event it stores, once, so a
+// session is never shown an append the stream refused or dropped as a
+// duplicate. Events are decrypted with the visitor's key (asked of the key
+// service and cached until erasure) and pushed only to sessions allowed to
+// see them. When a subject is erased, their sessions are closed.
+//
+// Privacy calls (consent, export, erasure, audit trail, settings) are
+// forwarded to the privacy service; an export joins its answer with the
+// chat service's. Every read of a transcript by staff is written to the
+// audit trail before the transcript is sent, and refused (503) when it
+// cannot be.
+//
+// Data minimisation: the gateway logs no IP address, user agent, language
+// or location, and reads or forwards none of them except at visitor
+// registration when the tenant's settings collect network data and the
+// visitor consents: then only the network (/24, /48) and the browser
+// family go to the privacy service (internal/netdata). Request logs hold
+// the method, route pattern, status and duration only.
+package gateway

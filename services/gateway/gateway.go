@@ -1,0 +1,208 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/parley-chat/parley/pkg/auth"
+	"github.com/parley-chat/parley/pkg/chatapi"
+	"github.com/parley-chat/parley/pkg/privacyapi"
+	"github.com/parley-chat/parley/pkg/rpc"
+	"github.com/parley-chat/parley/pkg/stream"
+	"github.com/parley-chat/parley/pkg/subjectkey"
+	"github.com/parley-chat/parley/services/gateway/internal/httpapi"
+	"github.com/parley-chat/parley/services/gateway/internal/live"
+	"github.com/parley-chat/parley/services/gateway/internal/settings"
+	"github.com/parley-chat/parley/services/gateway/internal/tenant"
+)
+
+// Deps is what the gateway runs on.
+type Deps struct {
+	NC       *nats.Conn     // required
+	Log      *slog.Logger   // required
+	Listener net.Listener   // required: where to serve HTTP
+	Signer   *auth.Signer   // required: issues visitor tokens
+	Verifier *auth.Verifier // required
+	// Keys is required: visitor keys, to decrypt live events.
+	Keys *subjectkey.Cache
+	// Registry is what /metrics serves; nil means a new one with the Go and
+	// process collectors.
+	Registry *prometheus.Registry
+	// DefaultTenant is created, named "Demo", at start when missing; ""
+	// means none.
+	DefaultTenant string
+	// VisitorTokenTTL is how long a visitor token lasts; 0 means 24h.
+	VisitorTokenTTL time.Duration
+	// Streams tune the KV bucket the gateway owns (TENANTS).
+	Streams stream.Options
+	// RateLimit is the requests per second one principal may make (with a
+	// burst of twice as many); 0 means 50, a negative value no limit.
+	RateLimit float64
+	// Ready is an extra readiness check (e.g. ClickHouse); nil means none.
+	Ready func(context.Context) error
+}
+
+// ShutdownTimeout bounds the graceful shutdown.
+const ShutdownTimeout = 5 * time.Second
+
+// gatewayID is the principal id the gateway uses when it asks the chat
+// service about a conversation for routing live events.
+const gatewayID = "gateway"
+
+func (d Deps) validate() error {
+	switch {
+	case d.NC == nil:
+		return errors.New("gateway: Deps.NC is required")
+	case d.Log == nil:
+		return errors.New("gateway: Deps.Log is required")
+	case d.Listener == nil:
+		return errors.New("gateway: Deps.Listener is required")
+	case d.Signer == nil:
+		return errors.New("gateway: Deps.Signer is required")
+	case d.Verifier == nil:
+		return errors.New("gateway: Deps.Verifier is required")
+	case d.Keys == nil:
+		return errors.New("gateway: Deps.Keys is required")
+	case d.DefaultTenant != "" && !tenant.ValidID(d.DefaultTenant):
+		return fmt.Errorf("gateway: Deps.DefaultTenant %q: want 1-63 of [a-z0-9-]", d.DefaultTenant)
+	}
+	return nil
+}
+
+// Run serves the gateway on d.Listener until ctx is done, then shuts down
+// gracefully within ShutdownTimeout: it stops accepting requests, closes
+// every WebSocket session with "going away" and waits for in-flight
+// requests. It returns nil after a clean shutdown. Run closes d.Listener.
+func Run(ctx context.Context, d Deps) error {
+	if err := d.validate(); err != nil {
+		return err
+	}
+	if d.VisitorTokenTTL == 0 {
+		d.VisitorTokenTTL = 24 * time.Hour
+	}
+	reg := d.Registry
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	}
+	log := d.Log
+
+	js, err := jetstream.New(d.NC)
+	if err != nil {
+		return fmt.Errorf("gateway: jetstream: %w", err)
+	}
+	tenants, err := tenant.Open(ctx, js, d.Streams, log)
+	if err != nil {
+		return fmt.Errorf("gateway: %w", err)
+	}
+	defer tenants.Close()
+	if d.DefaultTenant != "" {
+		if err := tenants.Ensure(ctx, tenant.Tenant{ID: d.DefaultTenant, Name: "Demo"}); err != nil {
+			return fmt.Errorf("gateway: default tenant: %w", err)
+		}
+	}
+
+	hub := live.NewHub(log, d.Keys, assigneeFunc(d.NC))
+	sub, err := hub.Subscribe(d.NC)
+	if err != nil {
+		return fmt.Errorf("gateway: subscribe %s: %w", live.Subject, err)
+	}
+	defer sub.Unsubscribe()
+	d.Keys.OnErase(func(e subjectkey.Erased) { hub.CloseSubject(e.Tenant, e.Subject) })
+	convErased, err := d.NC.Subscribe(privacyapi.ConversationErasedSubject, func(m *nats.Msg) {
+		var e privacyapi.ConversationErased
+		if json.Unmarshal(m.Data, &e) == nil {
+			hub.ForgetConversation(e.Tenant, e.Conversation)
+		}
+	})
+	if err != nil {
+		return fmt.Errorf("gateway: subscribe %s: %w", privacyapi.ConversationErasedSubject, err)
+	}
+	defer convErased.Unsubscribe()
+
+	if err := reg.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Namespace: "parley", Subsystem: "gateway", Name: "live_sessions",
+		Help: "WebSocket sessions currently connected.",
+	}, func() float64 { return float64(hub.Sessions()) })); err != nil {
+		return fmt.Errorf("gateway: register metrics: %w", err)
+	}
+
+	streamCtx, stopStreams := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopStreams()
+	api, err := httpapi.New(httpapi.Config{
+		NC:              d.NC,
+		Log:             log,
+		Signer:          d.Signer,
+		Verifier:        d.Verifier,
+		Tenants:         tenants,
+		Settings:        settings.NewReader(js),
+		Hub:             hub,
+		Registerer:      reg,
+		Gatherer:        reg,
+		VisitorTokenTTL: d.VisitorTokenTTL,
+		RateLimit:       d.RateLimit,
+		Ready:           d.Ready,
+		StreamContext:   streamCtx,
+	})
+	if err != nil {
+		return fmt.Errorf("gateway: register metrics: %w", err)
+	}
+	srv := &http.Server{
+		Handler:           api,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		// Request logs go through slog with the fields we choose; the
+		// server's own messages could name a client address.
+		ErrorLog: slog.NewLogLogger(slog.DiscardHandler, slog.LevelError),
+	}
+
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(d.Listener) }()
+	log.Info("gateway listening", "addr", d.Listener.Addr().String())
+
+	select {
+	case err := <-served:
+		return fmt.Errorf("gateway: serve: %w", err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), ShutdownTimeout)
+	defer cancel()
+	shutErr := srv.Shutdown(sctx)
+	// Hijacked WebSocket connections are not the server's to wait for.
+	hubErr := hub.Close(sctx)
+	stopStreams()
+	if err := errors.Join(shutErr, hubErr); err != nil {
+		return fmt.Errorf("gateway: shutdown: %w", err)
+	}
+	return nil
+}
+
+// assigneeFunc asks the chat service who a conversation is assigned to,
+// acting as the tenant's admin so that it may see any conversation.
+func assigneeFunc(nc *nats.Conn) live.AssigneeFunc {
+	return func(ctx context.Context, tenantID, conversation string) (string, error) {
+		var s chatapi.Summary
+		req := rpc.Request[chatapi.ConversationArgs]{
+			Principal: auth.Principal{Tenant: tenantID, ID: gatewayID, Role: auth.RoleAdmin},
+			Args:      chatapi.ConversationArgs{Conversation: conversation},
+		}
+		if err := rpc.Call(ctx, nc, chatapi.GetSubject, req, &s); err != nil {
+			return "", err
+		}
+		if s.Assignee == nil {
+			return "", nil
+		}
+		return *s.Assignee, nil
+	}
+}

@@ -1,0 +1,344 @@
+// Package httpapi is the gateway's HTTP port: it authenticates callers,
+// validates their input, forwards valid requests to the services over the
+// bus, and maps every error to an RFC 9457 problem in one place (problemFor).
+//
+// A request that fails authentication or validation never reaches the bus.
+// Nothing about the caller's network or client — IP address, user agent,
+// language, location — is logged, and nothing is read or forwarded but at
+// visitor registration, where internal/netdata decides: the network (/24,
+// /48) and browser family of a visitor who consents, in a tenant that
+// collects them.
+package httpapi
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	_ "embed"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/time/rate"
+
+	"github.com/parley-chat/parley/pkg/auth"
+	"github.com/parley-chat/parley/services/gateway/internal/live"
+	"github.com/parley-chat/parley/services/gateway/internal/settings"
+	"github.com/parley-chat/parley/services/gateway/internal/tenant"
+)
+
+//go:embed openapi.json
+var openAPI []byte
+
+// Config holds what the API needs. Every field but Ready is required.
+type Config struct {
+	NC              *nats.Conn
+	Log             *slog.Logger
+	Signer          *auth.Signer
+	Verifier        *auth.Verifier
+	Tenants         *tenant.Registry
+	Settings        *settings.Reader
+	Hub             *live.Hub
+	Registerer      prometheus.Registerer
+	Gatherer        prometheus.Gatherer
+	VisitorTokenTTL time.Duration
+	// RateLimit is the requests per second of one principal; 0 means
+	// defaultPrincipalRate, a negative value no limit.
+	RateLimit float64
+	// Ready is an extra readiness check; nil means none.
+	Ready func(context.Context) error
+	// StreamContext bounds every WebSocket session: when it is done, they
+	// end.
+	StreamContext context.Context
+}
+
+// Rate limits. A principal's requests share one bucket; anonymous visitor
+// creation shares one bucket per tenant, so that one site cannot mint
+// visitors without bound.
+const (
+	defaultPrincipalRate = 50
+	visitorRate          = rate.Limit(100)
+	visitorBurst         = 200
+)
+
+// API is the gateway's HTTP handler.
+type API struct {
+	cfg       Config
+	mux       *http.ServeMux
+	principal *limiter
+	visitors  *limiter
+	requests  *prometheus.CounterVec
+	latency   *prometheus.HistogramVec
+}
+
+// New returns the API, its metrics registered with cfg.Registerer.
+func New(cfg Config) (*API, error) {
+	principalRate := rate.Limit(cfg.RateLimit)
+	switch {
+	case cfg.RateLimit == 0:
+		principalRate = defaultPrincipalRate
+	case cfg.RateLimit < 0:
+		principalRate = rate.Inf
+	}
+	a := &API{
+		cfg:       cfg,
+		mux:       http.NewServeMux(),
+		principal: newLimiter(principalRate, 2*int(min(principalRate, 1e6))),
+		visitors:  newLimiter(visitorRate, visitorBurst),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "parley", Subsystem: "gateway", Name: "http_requests_total",
+			Help: "HTTP requests by route pattern and status code.",
+		}, []string{"route", "code"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: "parley", Subsystem: "gateway", Name: "http_request_duration_seconds",
+			Help:    "HTTP request latency by route pattern (WebSocket sessions excluded).",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
+		}, []string{"route"}),
+	}
+	for _, c := range []prometheus.Collector{a.requests, a.latency} {
+		if err := cfg.Registerer.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	a.routes()
+	return a, nil
+}
+
+func (a *API) routes() {
+	m := a.mux
+	m.Handle("PUT /v1/tenants/{tenant}", a.handle(a.putTenant))
+	m.Handle("GET /v1/tenants", a.handle(a.listTenants))
+	m.Handle("POST /v1/tenants/{tenant}/visitors", a.handle(a.createVisitor))
+	m.Handle("POST /v1/conversations", a.handle(a.openConversation))
+	m.Handle("GET /v1/conversations", a.handle(a.listConversations))
+	m.Handle("POST /v1/conversations/{id}/messages", a.handle(a.postMessage))
+	m.Handle("GET /v1/conversations/{id}/messages", a.handle(a.listMessages))
+	m.Handle("POST /v1/conversations/{id}/assign", a.handle(a.assign))
+	m.Handle("POST /v1/conversations/{id}/close", a.handle(a.close))
+	m.Handle("POST /v1/conversations/{id}/rating", a.handle(a.rate))
+	m.Handle("GET /v1/stream", a.handle(a.stream))
+	m.Handle("PUT /v1/me/consent", a.handle(a.putConsent))
+	m.Handle("GET /v1/me/export", a.handle(a.exportMe))
+	m.Handle("DELETE /v1/me", a.handle(a.eraseMe))
+	m.Handle("POST /v1/subjects/{id}/erase", a.handle(a.eraseSubject))
+	m.Handle("GET /v1/subjects/{id}/export", a.handle(a.exportSubject))
+	m.Handle("GET /v1/erasures/{erasure_id}", a.handle(a.erasureStatus))
+	m.Handle("GET /v1/audit", a.handle(a.listAudit))
+	m.Handle("GET /v1/settings", a.handle(a.getSettings))
+	m.Handle("PUT /v1/settings", a.handle(a.putSettings))
+	m.Handle("GET /v1/metrics/{name}", a.handle(a.getMetric))
+	m.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	m.Handle("GET /readyz", a.handle(a.ready))
+	m.Handle("GET /metrics", promhttp.HandlerFor(a.cfg.Gatherer, promhttp.HandlerOpts{}))
+	m.HandleFunc("GET /v1/openapi.json", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(openAPI)
+	})
+	m.Handle("/", a.handle(func(http.ResponseWriter, *http.Request) error { return errNoRoute }))
+}
+
+// handle adapts a handler that returns an error, writing the error as a
+// problem.
+func (a *API) handle(fn func(http.ResponseWriter, *http.Request) error) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		err := fn(w, r)
+		if err == nil {
+			return
+		}
+		p, internal := problemFor(err)
+		// A client that went away is no failure of ours.
+		if internal && r.Context().Err() == nil {
+			a.cfg.Log.Error("request failed", "method", r.Method, "route", r.Pattern, "err", err)
+		}
+		writeProblem(w, p)
+	})
+}
+
+// ServeHTTP serves the API, recording each request's route pattern, status
+// and duration — and nothing else about it.
+func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+	h := w.Header()
+	// Bearer tokens, not cookies, authenticate, so any site may embed the
+	// widget and call the API.
+	h.Set("Access-Control-Allow-Origin", "*")
+	if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
+		h.Set("Access-Control-Allow-Methods", "GET, POST, PUT, DELETE")
+		h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type")
+		h.Set("Access-Control-Max-Age", "600")
+		rec.WriteHeader(http.StatusNoContent)
+	} else {
+		a.mux.ServeHTTP(rec, r)
+	}
+	route := r.Pattern
+	if route == "" || route == "/" {
+		route = "unmatched"
+	}
+	d := time.Since(start)
+	a.requests.WithLabelValues(route, strconv.Itoa(rec.status)).Inc()
+	if rec.status != http.StatusSwitchingProtocols {
+		a.latency.WithLabelValues(route).Observe(d.Seconds())
+	}
+	a.cfg.Log.Debug("http request", "method", r.Method, "route", route, "status", rec.status, "duration", d)
+}
+
+type statusRecorder struct {
+	http.ResponseWriter
+	status  int
+	written bool
+}
+
+func (s *statusRecorder) WriteHeader(code int) {
+	if !s.written {
+		s.status, s.written = code, true
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusRecorder) Write(b []byte) (int, error) {
+	s.written = true
+	return s.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController and the WebSocket upgrade reach the
+// connection.
+func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v)
+}
+
+// token returns the request's bearer token: the Authorization header, or
+// for WebSocket upgrades (browsers cannot set headers on them) the
+// access_token query parameter.
+func token(r *http.Request, allowQuery bool) string {
+	if h := r.Header.Get("Authorization"); h != "" {
+		scheme, tok, ok := strings.Cut(h, " ")
+		if !ok || !strings.EqualFold(scheme, "Bearer") {
+			return ""
+		}
+		return strings.TrimSpace(tok)
+	}
+	if allowQuery {
+		return r.URL.Query().Get("access_token")
+	}
+	return ""
+}
+
+// authenticate returns the verified principal of r.
+func (a *API) authenticate(r *http.Request, allowQuery bool) (auth.Principal, error) {
+	tok := token(r, allowQuery)
+	if tok == "" {
+		return auth.Principal{}, errNoToken
+	}
+	p, err := a.cfg.Verifier.Verify(tok)
+	if err != nil {
+		return auth.Principal{}, err
+	}
+	if !a.principal.allow(string(p.Role) + ":" + p.Tenant + ":" + p.ID) {
+		return auth.Principal{}, errRateLimited
+	}
+	return p, nil
+}
+
+// member returns the principal of r acting within its own tenant: never the
+// operator, and only for a tenant that exists.
+func (a *API) member(r *http.Request, allowQuery bool) (auth.Principal, error) {
+	p, err := a.authenticate(r, allowQuery)
+	if err != nil {
+		return p, err
+	}
+	if p.Role == auth.RoleOperator {
+		return p, errOperatorScope
+	}
+	if !a.cfg.Tenants.Exists(p.Tenant) {
+		return p, errUnknownTenant
+	}
+	return p, nil
+}
+
+func (a *API) operator(r *http.Request) error {
+	p, err := a.authenticate(r, false)
+	if err != nil {
+		return err
+	}
+	if p.Role != auth.RoleOperator {
+		return errOperatorOnly
+	}
+	return nil
+}
+
+func (a *API) ready(w http.ResponseWriter, r *http.Request) error {
+	if !a.cfg.NC.IsConnected() {
+		return errNotReady
+	}
+	if a.cfg.Ready != nil {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		if err := a.cfg.Ready(ctx); err != nil {
+			a.cfg.Log.Warn("not ready", "err", err)
+			return errNotReady
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+	return nil
+}
+
+func (a *API) stream(w http.ResponseWriter, r *http.Request) error {
+	p, err := a.member(r, true)
+	if err != nil {
+		return err
+	}
+	conn, err := websocket.Accept(smallBuffers{w}, r, &websocket.AcceptOptions{
+		// Cross-site WebSocket hijacking needs ambient credentials
+		// (cookies); a bearer token in the request is not one, and the
+		// widget runs on the tenants' own sites.
+		InsecureSkipVerify: true,
+	})
+	if err != nil {
+		// Accept has answered the client already.
+		return nil
+	}
+	// A refused session (the server is shutting down) was closed already.
+	_ = a.cfg.Hub.Start(a.cfg.StreamContext, conn, p)
+	return nil
+}
+
+// smallBuffers hands the WebSocket smaller buffers than net/http's 4 KiB
+// reader and writer: a session holds its connection for hours, mostly idle,
+// and those buffers would be most of its memory. Live events are small, and
+// larger writes bypass the buffer.
+type smallBuffers struct{ http.ResponseWriter }
+
+const (
+	wsReadBuffer  = 512
+	wsWriteBuffer = 1 << 10
+)
+
+func (s smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	conn, brw, err := http.NewResponseController(s.ResponseWriter).Hijack()
+	if err != nil {
+		return nil, nil, err
+	}
+	// Keep whatever the client sent right after its handshake.
+	var r io.Reader = conn
+	if n := brw.Reader.Buffered(); n > 0 {
+		b, _ := brw.Reader.Peek(n)
+		r = io.MultiReader(bytes.NewReader(bytes.Clone(b)), conn)
+	}
+	return conn, bufio.NewReadWriter(bufio.NewReaderSize(r, wsReadBuffer), bufio.NewWriterSize(conn, wsWriteBuffer)), nil
+}

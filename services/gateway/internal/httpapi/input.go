@@ -1,0 +1,58 @@
+package httpapi
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/parley-chat/parley/pkg/chatapi"
+)
+
+// maxBody bounds a request body. It leaves room for a text of
+// chatapi.MaxTextBytes even if a client escapes every byte as \u00XX.
+const maxBody = 6*chatapi.MaxTextBytes + 4<<10
+
+// decode reads r's body as one JSON object into v. Unknown fields, trailing
+// data, invalid UTF-8 (which encoding/json would silently replace) and
+// oversized bodies are errors. An empty body is accepted only when
+// optional, leaving v as it is.
+func decode(w http.ResponseWriter, r *http.Request, v any, optional bool) error {
+	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return errBodyTooLarge
+		}
+		return errMalformed
+	}
+	if len(b) == 0 && optional {
+		return nil
+	}
+	if !utf8.Valid(b) {
+		return errNotUTF8
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return errMalformed
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return errMalformed
+	}
+	return nil
+}
+
+// checkText validates a message text.
+func checkText(text string) error {
+	switch {
+	case len(text) > chatapi.MaxTextBytes:
+		return errTextTooLarge
+	case strings.TrimSpace(text) == "":
+		return invalid("text is required")
+	}
+	return nil
+}

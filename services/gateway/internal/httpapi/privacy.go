@@ -1,0 +1,380 @@
+package httpapi
+
+import (
+	"context"
+	"net/http"
+	"slices"
+	"time"
+	"unicode/utf8"
+
+	"github.com/parley-chat/parley/pkg/analyticsapi"
+	"github.com/parley-chat/parley/pkg/audit"
+	"github.com/parley-chat/parley/pkg/auth"
+	"github.com/parley-chat/parley/pkg/chatapi"
+	"github.com/parley-chat/parley/pkg/event"
+	"github.com/parley-chat/parley/pkg/privacyapi"
+	"github.com/parley-chat/parley/pkg/rpc"
+	"github.com/parley-chat/parley/pkg/stream"
+)
+
+// memberAs returns the principal of r, a member of its tenant with one of
+// roles; any other role is refused before anything reaches the bus.
+func (a *API) memberAs(r *http.Request, roles ...auth.Role) (auth.Principal, error) {
+	p, err := a.member(r, false)
+	if err != nil {
+		return p, err
+	}
+	if !slices.Contains(roles, p.Role) {
+		return p, errRole
+	}
+	return p, nil
+}
+
+// subjectParam returns the data subject named in the path.
+func subjectParam(r *http.Request) (string, error) {
+	id := r.PathValue("id")
+	if !stream.ValidToken(id) {
+		return "", errUnknownSubj
+	}
+	return id, nil
+}
+
+// consentBody is PUT /v1/me/consent. Every purpose is required;
+// notice_version, when absent, stays the one of the consent in force.
+type consentBody struct {
+	Analytics     *bool   `json:"analytics"`
+	NetworkData   *bool   `json:"network_data"`
+	AI            *bool   `json:"ai"`
+	NoticeVersion *string `json:"notice_version"`
+}
+
+// consentView is a consent as the API shows it.
+type consentView struct {
+	Analytics     bool      `json:"analytics"`
+	NetworkData   bool      `json:"network_data"`
+	AI            bool      `json:"ai"`
+	NoticeVersion string    `json:"notice_version"`
+	At            time.Time `json:"at"`
+}
+
+func viewOfConsent(c event.Consent, at time.Time) consentView {
+	return consentView{Analytics: c.Analytics, NetworkData: c.NetworkData, AI: c.AI, NoticeVersion: c.NoticeVersion, At: at}
+}
+
+func (a *API) putConsent(w http.ResponseWriter, r *http.Request) error {
+	p, err := a.memberAs(r, auth.RoleVisitor)
+	if err != nil {
+		return err
+	}
+	var body consentBody
+	if err := decode(w, r, &body, false); err != nil {
+		return err
+	}
+	switch {
+	case body.Analytics == nil || body.NetworkData == nil || body.AI == nil:
+		return invalid("consent needs analytics, network_data and ai")
+	case body.NoticeVersion != nil && *body.NoticeVersion == "":
+		return invalid("notice_version must not be empty")
+	case body.NoticeVersion != nil && utf8.RuneCountInString(*body.NoticeVersion) > maxNoticeVersion:
+		return invalid("notice_version is too long")
+	}
+	c := event.Consent{Analytics: *body.Analytics, NetworkData: *body.NetworkData, AI: *body.AI}
+	if body.NoticeVersion != nil {
+		c.NoticeVersion = *body.NoticeVersion
+	} else {
+		var now privacyapi.ConsentResult
+		args := privacyapi.SubjectArgs{Tenant: p.Tenant, Subject: p.ID}
+		if err := rpc.Call(r.Context(), a.cfg.NC, privacyapi.GetConsentSubject, args, &now); err != nil {
+			return err
+		}
+		c.NoticeVersion = now.Consent.NoticeVersion
+	}
+	var res privacyapi.ConsentResult
+	if err := a.call(r, privacyapi.SetConsentSubject, p, privacyapi.SetConsentArgs{Tenant: p.Tenant, Consent: c}, &res); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, viewOfConsent(res.Consent, res.At))
+	return nil
+}
+
+// exportDoc is a data subject's export: everything Parley holds about them.
+type exportDoc struct {
+	Subject struct {
+		Tenant string `json:"tenant"`
+		ID     string `json:"id"`
+	} `json:"subject"`
+	ExportedAt    time.Time                     `json:"exported_at"`
+	Consents      []consentView                 `json:"consents"`
+	NetworkData   []privacyapi.NetworkDataEntry `json:"network_data"`
+	Requests      []privacyapi.RequestEntry     `json:"requests"`
+	Conversations []exportedConversation        `json:"conversations"`
+}
+
+type exportedConversation struct {
+	conversation
+	Messages []chatapi.Message `json:"messages"`
+}
+
+func (a *API) exportMe(w http.ResponseWriter, r *http.Request) error {
+	p, err := a.memberAs(r, auth.RoleVisitor)
+	if err != nil {
+		return err
+	}
+	return a.export(w, r, p, p.ID)
+}
+
+func (a *API) exportSubject(w http.ResponseWriter, r *http.Request) error {
+	p, err := a.memberAs(r, auth.RoleAdmin)
+	if err != nil {
+		return err
+	}
+	subject, err := subjectParam(r)
+	if err != nil {
+		return err
+	}
+	return a.export(w, r, p, subject)
+}
+
+// export joins the privacy service's part of the export with the chat
+// service's. The privacy service is asked first: it records the export and
+// audits a staff export, and answers gone or not found for a subject that
+// is erased or never existed, so no transcript is read unaudited.
+func (a *API) export(w http.ResponseWriter, r *http.Request, p auth.Principal, subject string) error {
+	var priv privacyapi.ExportResult
+	if err := a.call(r, privacyapi.ExportSubject, p, privacyapi.SubjectArgs{Tenant: p.Tenant, Subject: subject}, &priv); err != nil {
+		return err
+	}
+	chat, err := a.exportChat(r, p, subject)
+	if err != nil {
+		return err
+	}
+	doc := exportDoc{
+		ExportedAt:    time.Now().UTC(),
+		Consents:      make([]consentView, len(priv.Consents)),
+		NetworkData:   priv.NetworkData,
+		Requests:      priv.Requests,
+		Conversations: make([]exportedConversation, len(chat)),
+	}
+	doc.Subject.Tenant, doc.Subject.ID = p.Tenant, subject
+	for i, c := range priv.Consents {
+		doc.Consents[i] = viewOfConsent(c.Consent, c.At)
+	}
+	for i, c := range chat {
+		doc.Conversations[i] = exportedConversation{conversation: viewOf(c.Summary), Messages: c.Messages}
+	}
+	if doc.NetworkData == nil {
+		doc.NetworkData = []privacyapi.NetworkDataEntry{}
+	}
+	if doc.Requests == nil {
+		doc.Requests = []privacyapi.RequestEntry{}
+	}
+	w.Header().Set("Content-Disposition", `attachment; filename="parley-export.json"`)
+	writeJSON(w, http.StatusOK, doc)
+	return nil
+}
+
+// exportChat reads every page of the subject's conversations from the chat
+// service, joining a conversation split between pages.
+func (a *API) exportChat(r *http.Request, p auth.Principal, subject string) ([]chatapi.ExportedConversation, error) {
+	var convs []chatapi.ExportedConversation
+	err := paged(a, r, chatapi.ExportSubject, p,
+		func(after *chatapi.ExportCursor) any { return chatapi.ExportArgs{Visitor: subject, After: after} },
+		func(page chatapi.ExportResult) *chatapi.ExportCursor {
+			for _, c := range page.Conversations {
+				if n := len(convs); n > 0 && convs[n-1].ID == c.ID {
+					convs[n-1].Messages = append(convs[n-1].Messages, c.Messages...)
+					continue
+				}
+				convs = append(convs, c)
+			}
+			return page.Next
+		})
+	if err != nil {
+		return nil, err
+	}
+	return convs, nil
+}
+
+func (a *API) eraseMe(w http.ResponseWriter, r *http.Request) error {
+	p, err := a.memberAs(r, auth.RoleVisitor)
+	if err != nil {
+		return err
+	}
+	return a.erase(w, r, p, p.ID)
+}
+
+func (a *API) eraseSubject(w http.ResponseWriter, r *http.Request) error {
+	p, err := a.memberAs(r, auth.RoleAdmin)
+	if err != nil {
+		return err
+	}
+	subject, err := subjectParam(r)
+	if err != nil {
+		return err
+	}
+	var body struct{}
+	if err := decode(w, r, &body, true); err != nil {
+		return err
+	}
+	return a.erase(w, r, p, subject)
+}
+
+// erase asks the privacy service to erase subject. It answers 202 as the
+// contract says, though the privacy service answers once the erasure is
+// completed: status tells which.
+func (a *API) erase(w http.ResponseWriter, r *http.Request, p auth.Principal, subject string) error {
+	var res privacyapi.Erasure
+	if err := a.call(r, privacyapi.EraseSubject, p, privacyapi.EraseArgs{Tenant: p.Tenant, Subject: subject}, &res); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusAccepted, map[string]string{"erasure_id": res.ErasureID, "status": res.Status})
+	return nil
+}
+
+// erasureView is an erasure as the API shows it.
+type erasureView struct {
+	ErasureID   string                    `json:"erasure_id"`
+	Subject     string                    `json:"subject"`
+	Status      string                    `json:"status"`
+	RequestedAt time.Time                 `json:"requested_at"`
+	CompletedAt *time.Time                `json:"completed_at"`
+	Report      *privacyapi.ErasureReport `json:"report"`
+}
+
+// erasureStatus serves admins and the erased visitor, whose token still
+// verifies after the erasure: the privacy service answers a visitor about
+// their own erasure only.
+func (a *API) erasureStatus(w http.ResponseWriter, r *http.Request) error {
+	p, err := a.memberAs(r, auth.RoleAdmin, auth.RoleVisitor)
+	if err != nil {
+		return err
+	}
+	id := r.PathValue("erasure_id")
+	if !stream.ValidToken(id) {
+		return errUnknownErase
+	}
+	var res privacyapi.Erasure
+	if err := a.call(r, privacyapi.ErasureStatusSubject, p, privacyapi.ErasureStatusArgs{Tenant: p.Tenant, ErasureID: id}, &res); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, erasureView{
+		ErasureID: res.ErasureID, Subject: res.Subject, Status: res.Status,
+		RequestedAt: res.RequestedAt, CompletedAt: res.CompletedAt, Report: res.Report,
+	})
+	return nil
+}
+
+func (a *API) listAudit(w http.ResponseWriter, r *http.Request) error {
+	p, err := a.memberAs(r, auth.RoleAuditor, auth.RoleAdmin)
+	if err != nil {
+		return err
+	}
+	var since time.Time
+	if q := r.URL.Query(); q.Has("since") {
+		if since, err = time.Parse(time.RFC3339, q.Get("since")); err != nil {
+			return errBadSince
+		}
+	}
+	var res privacyapi.ListAuditResult
+	if err := a.call(r, privacyapi.ListAuditSubject, p, privacyapi.ListAuditArgs{Tenant: p.Tenant, Since: since}, &res); err != nil {
+		return err
+	}
+	if res.Entries == nil {
+		res.Entries = []audit.Entry{}
+	}
+	writeJSON(w, http.StatusOK, res)
+	return nil
+}
+
+// settingsBody is PUT /v1/settings. retention_days and
+// collect_network_data are required; erase_after_close_hours, when absent,
+// is 0: no automatic erasure; min_group_size, when absent, is 0: the
+// analytics default. retention_seconds and erase_after_close_seconds are
+// the test unit of privacyapi.Settings.
+type settingsBody struct {
+	RetentionDays          *int  `json:"retention_days"`
+	CollectNetworkData     *bool `json:"collect_network_data"`
+	EraseAfterCloseHours   *int  `json:"erase_after_close_hours"`
+	RetentionSeconds       int   `json:"retention_seconds"`
+	EraseAfterCloseSeconds int   `json:"erase_after_close_seconds"`
+	MinGroupSize           int   `json:"min_group_size"`
+}
+
+func (b settingsBody) settings() (privacyapi.Settings, error) {
+	switch {
+	case b.RetentionDays == nil || b.CollectNetworkData == nil:
+		return privacyapi.Settings{}, invalid("retention_days and collect_network_data are required")
+	case *b.RetentionDays < privacyapi.MinRetentionDays || *b.RetentionDays > privacyapi.MaxRetentionDays:
+		return privacyapi.Settings{}, invalid("retention_days must be between 1 and 3650")
+	case b.EraseAfterCloseHours != nil && (*b.EraseAfterCloseHours < 0 || *b.EraseAfterCloseHours > privacyapi.MaxEraseAfterCloseHours):
+		return privacyapi.Settings{}, invalid("erase_after_close_hours must be between 0 (off) and 8760")
+	case b.RetentionSeconds < 0 || b.RetentionSeconds > privacyapi.MaxRetentionDays*24*3600:
+		return privacyapi.Settings{}, invalid("retention_seconds must be between 0 (use retention_days) and 315360000")
+	case b.EraseAfterCloseSeconds < 0 || b.EraseAfterCloseSeconds > privacyapi.MaxEraseAfterCloseHours*3600:
+		return privacyapi.Settings{}, invalid("erase_after_close_seconds must be between 0 (use erase_after_close_hours) and 31536000")
+	case b.MinGroupSize != 0 && (b.MinGroupSize < analyticsapi.DefaultMinGroupSize || b.MinGroupSize > privacyapi.MaxMinGroupSize):
+		return privacyapi.Settings{}, invalid("min_group_size must be 0 (the default of 5) or between 5 and 1000")
+	}
+	s := privacyapi.Settings{
+		RetentionDays:          *b.RetentionDays,
+		CollectNetworkData:     *b.CollectNetworkData,
+		RetentionSeconds:       b.RetentionSeconds,
+		EraseAfterCloseSeconds: b.EraseAfterCloseSeconds,
+		MinGroupSize:           b.MinGroupSize,
+	}
+	if b.EraseAfterCloseHours != nil {
+		s.EraseAfterCloseHours = *b.EraseAfterCloseHours
+	}
+	return s, nil
+}
+
+func (a *API) getSettings(w http.ResponseWriter, r *http.Request) error {
+	p, err := a.memberAs(r, auth.RoleAdmin)
+	if err != nil {
+		return err
+	}
+	var res privacyapi.Settings
+	if err := a.call(r, privacyapi.GetSettingsSubject, p, privacyapi.TenantArgs{Tenant: p.Tenant}, &res); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, res)
+	return nil
+}
+
+func (a *API) putSettings(w http.ResponseWriter, r *http.Request) error {
+	p, err := a.memberAs(r, auth.RoleAdmin)
+	if err != nil {
+		return err
+	}
+	var body settingsBody
+	if err := decode(w, r, &body, false); err != nil {
+		return err
+	}
+	s, err := body.settings()
+	if err != nil {
+		return err
+	}
+	var res privacyapi.Settings
+	if err := a.call(r, privacyapi.PutSettingsSubject, p, privacyapi.PutSettingsArgs{Tenant: p.Tenant, Settings: s}, &res); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, res)
+	return nil
+}
+
+// auditRead writes a staff member's read of a conversation's transcript to
+// the audit trail. It runs after the read succeeded and before the
+// transcript is sent: a read that could not be audited is refused.
+func (a *API) auditRead(ctx context.Context, p auth.Principal, conversation string) error {
+	args := privacyapi.AppendAuditArgs{
+		Tenant: p.Tenant,
+		Actor:  audit.Actor{Role: p.Role, ID: p.ID},
+		Action: audit.ActionTranscriptRead,
+		Target: "conversation:" + conversation,
+	}
+	if err := rpc.Call(ctx, a.cfg.NC, privacyapi.AppendAuditSubject, args, nil); err != nil {
+		a.cfg.Log.Warn("audit transcript read", "conversation", conversation, "err", err)
+		return errNotAudited
+	}
+	return nil
+}

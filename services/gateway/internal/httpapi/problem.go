@@ -1,0 +1,125 @@
+package httpapi
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+
+	"github.com/parley-chat/parley/pkg/auth"
+	"github.com/parley-chat/parley/pkg/rpc"
+)
+
+// statusError is an error that already knows its HTTP status. Its detail is
+// shown to the client, so it never holds message text or tokens.
+type statusError struct {
+	status int
+	slug   string
+	detail string
+}
+
+func (e *statusError) Error() string { return e.detail }
+
+func newError(status int, slug, detail string) *statusError {
+	return &statusError{status: status, slug: slug, detail: detail}
+}
+
+// invalid returns the error of a request that is valid JSON with a value
+// that is not allowed (422).
+func invalid(detail string) *statusError {
+	return newError(http.StatusUnprocessableEntity, "invalid", detail)
+}
+
+var (
+	errNoToken       = newError(http.StatusUnauthorized, "unauthorized", "an Authorization: Bearer token is required")
+	errOperatorOnly  = newError(http.StatusForbidden, "forbidden", "only the operator manages tenants")
+	errOperatorScope = newError(http.StatusForbidden, "forbidden", "the operator manages tenants only")
+	errUnknownTenant = newError(http.StatusNotFound, "not-found", "no such tenant")
+	errUnknownConv   = newError(http.StatusNotFound, "not-found", "no such conversation")
+	errNoRoute       = newError(http.StatusNotFound, "not-found", "no such resource")
+	errMalformed     = newError(http.StatusBadRequest, "malformed", "the body is not a JSON object of the expected shape")
+	errNotUTF8       = newError(http.StatusBadRequest, "malformed", "the body is not valid UTF-8")
+	errBodyTooLarge  = newError(http.StatusRequestEntityTooLarge, "too-large", "the body is too large")
+	errTextTooLarge  = newError(http.StatusRequestEntityTooLarge, "too-large", "the text is longer than the limit")
+	errRateLimited   = newError(http.StatusTooManyRequests, "rate-limited", "too many requests; slow down")
+	errNotReady      = newError(http.StatusServiceUnavailable, "unavailable", "a dependency is not reachable")
+	errInternal      = newError(http.StatusInternalServerError, "internal", "internal error")
+	errExpiredToken  = newError(http.StatusUnauthorized, "unauthorized", "the token has expired")
+	errInvalidToken  = newError(http.StatusUnauthorized, "unauthorized", "the token is not valid")
+	errRole          = newError(http.StatusForbidden, "forbidden", "this role may not make this call")
+	errUnknownSubj   = newError(http.StatusNotFound, "not-found", "no such subject")
+	errUnknownErase  = newError(http.StatusNotFound, "not-found", "no such erasure")
+	errNotAudited    = newError(http.StatusServiceUnavailable, "unavailable", "the read could not be written to the audit trail, so the transcript is not shown")
+	errBadSince      = invalid("since must be a time in RFC 3339 format, such as 2026-01-02T15:04:05Z")
+)
+
+// rpcProblems maps the codes of other services' errors; any other code is
+// internal.
+var rpcProblems = map[rpc.Code]struct {
+	status int
+	slug   string
+}{
+	rpc.CodeInvalid:     {http.StatusUnprocessableEntity, "invalid"},
+	rpc.CodeNotFound:    {http.StatusNotFound, "not-found"},
+	rpc.CodeConflict:    {http.StatusConflict, "conflict"},
+	rpc.CodeForbidden:   {http.StatusForbidden, "forbidden"},
+	rpc.CodeGone:        {http.StatusGone, "gone"},
+	rpc.CodeUnavailable: {http.StatusServiceUnavailable, "unavailable"},
+}
+
+// Problem is an RFC 9457 problem details body.
+type Problem struct {
+	Type   string `json:"type"`
+	Title  string `json:"title"`
+	Status int    `json:"status"`
+	Detail string `json:"detail,omitempty"`
+}
+
+const problemBase = "https://parley.dev/problems/"
+
+// problemFor maps any error a handler returns to its problem: the one place
+// where errors become HTTP status codes. internal reports an error the
+// client cannot be told about, which the caller logs.
+func problemFor(err error) (p Problem, internal bool) {
+	var (
+		se  *statusError
+		re  *rpc.Error
+		mbe *http.MaxBytesError
+	)
+	switch {
+	case errors.As(err, &se):
+	case errors.As(err, &mbe):
+		se = errBodyTooLarge
+	case errors.Is(err, auth.ErrExpiredToken):
+		se = errExpiredToken
+	case errors.Is(err, auth.ErrInvalidToken):
+		se = errInvalidToken
+	default:
+		m, ok := rpcProblems[rpc.CodeOf(err)]
+		if !ok {
+			se, internal = errInternal, true
+			break
+		}
+		var detail string
+		if errors.As(err, &re) {
+			// rpc.Error messages are written for API clients.
+			detail = re.Message
+		} else {
+			// Unavailable without a remote message: no responder or timeout.
+			detail = "a service this call needs did not answer"
+		}
+		se = &statusError{status: m.status, slug: m.slug, detail: detail}
+	}
+	return Problem{
+		Type:   problemBase + se.slug,
+		Title:  http.StatusText(se.status),
+		Status: se.status,
+		Detail: se.detail,
+	}, internal
+}
+
+func writeProblem(w http.ResponseWriter, p Problem) {
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(p.Status)
+	json.NewEncoder(w).Encode(p)
+}

@@ -1,0 +1,52 @@
+package httpapi
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/nats-io/nats.go"
+
+	"github.com/parley-chat/parley/pkg/auth"
+	"github.com/parley-chat/parley/pkg/rpc"
+)
+
+func TestProblemFor(t *testing.T) {
+	tests := []struct {
+		name         string
+		give         error
+		wantStatus   int
+		wantDetail   string
+		wantInternal bool
+	}{
+		{"invalid", rpc.Errorf(rpc.CodeInvalid, "bad score"), http.StatusUnprocessableEntity, "bad score", false},
+		{"not found", rpc.Errorf(rpc.CodeNotFound, "no such conversation"), http.StatusNotFound, "no such conversation", false},
+		{"conflict", fmt.Errorf("call: %w", rpc.Errorf(rpc.CodeConflict, "closed")), http.StatusConflict, "closed", false},
+		{"forbidden", rpc.Errorf(rpc.CodeForbidden, "not yours"), http.StatusForbidden, "not yours", false},
+		{"gone", rpc.Errorf(rpc.CodeGone, "erased"), http.StatusGone, "erased", false},
+		{"unavailable", rpc.Errorf(rpc.CodeUnavailable, "store down"), http.StatusServiceUnavailable, "store down", false},
+		{"no responders", fmt.Errorf("call x: %w", nats.ErrNoResponders), http.StatusServiceUnavailable, "a service this call needs did not answer", false},
+		{"timeout", fmt.Errorf("call x: %w", context.DeadlineExceeded), http.StatusServiceUnavailable, "a service this call needs did not answer", false},
+		{"remote internal", rpc.Errorf(rpc.CodeInternal, "internal error"), http.StatusInternalServerError, "internal error", true},
+		{"local bug", fmt.Errorf("encode: boom with secret"), http.StatusInternalServerError, "internal error", true},
+		{"expired token", auth.ErrExpiredToken, http.StatusUnauthorized, "the token has expired", false},
+		{"invalid token", auth.ErrInvalidToken, http.StatusUnauthorized, "the token is not valid", false},
+		{"body too large", &http.MaxBytesError{Limit: 1}, http.StatusRequestEntityTooLarge, "the body is too large", false},
+		{"rate limited", errRateLimited, http.StatusTooManyRequests, errRateLimited.detail, false},
+		{"malformed", errMalformed, http.StatusBadRequest, errMalformed.detail, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p, internal := problemFor(tt.give)
+			want := Problem{Type: p.Type, Title: http.StatusText(tt.wantStatus), Status: tt.wantStatus, Detail: tt.wantDetail}
+			if diff := cmp.Diff(want, p); diff != "" || internal != tt.wantInternal {
+				t.Errorf("problemFor(%v) = %+v, %v; want %+v, %v", tt.give, p, internal, want, tt.wantInternal)
+			}
+			if p.Type == "" {
+				t.Errorf("problemFor(%v) has no type", tt.give)
+			}
+		})
+	}
+}

@@ -1,0 +1,41 @@
+package httpapi
+
+import (
+	"net/http"
+
+	"github.com/parley-chat/parley/services/gateway/internal/tenant"
+)
+
+func (a *API) putTenant(w http.ResponseWriter, r *http.Request) error {
+	if err := a.operator(r); err != nil {
+		return err
+	}
+	var body struct {
+		Name string `json:"name"`
+	}
+	if err := decode(w, r, &body, false); err != nil {
+		return err
+	}
+	t := tenant.Tenant{ID: r.PathValue("tenant"), Name: body.Name}
+	if err := t.Validate(); err != nil {
+		return invalid(err.Error())
+	}
+	created, err := a.cfg.Tenants.Put(r.Context(), t)
+	if err != nil {
+		return err
+	}
+	status := http.StatusOK
+	if created {
+		status = http.StatusCreated
+	}
+	writeJSON(w, status, t)
+	return nil
+}
+
+func (a *API) listTenants(w http.ResponseWriter, r *http.Request) error {
+	if err := a.operator(r); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string][]tenant.Tenant{"tenants": a.cfg.Tenants.List()})
+	return nil
+}

@@ -1,0 +1,93 @@
+package httpapi
+
+import (
+	"net/http"
+	"unicode/utf8"
+
+	"github.com/parley-chat/parley/pkg/auth"
+	"github.com/parley-chat/parley/pkg/event"
+	"github.com/parley-chat/parley/pkg/privacyapi"
+	"github.com/parley-chat/parley/pkg/rpc"
+	"github.com/parley-chat/parley/services/gateway/internal/netdata"
+	"github.com/parley-chat/parley/services/gateway/internal/tenant"
+)
+
+// maxNoticeVersion is the longest notice version, in characters, that the
+// privacy service records.
+const maxNoticeVersion = 64
+
+type visitorBody struct {
+	Consent *struct {
+		Analytics   *bool `json:"analytics"`
+		NetworkData *bool `json:"network_data"`
+		AI          *bool `json:"ai"`
+	} `json:"consent"`
+	NoticeVersion string `json:"notice_version"`
+}
+
+func (b visitorBody) consent() (event.Consent, error) {
+	c := b.Consent
+	switch {
+	case c == nil:
+		return event.Consent{}, invalid("consent is required")
+	case c.Analytics == nil || c.NetworkData == nil || c.AI == nil:
+		return event.Consent{}, invalid("consent needs analytics, network_data and ai")
+	case b.NoticeVersion == "":
+		return event.Consent{}, invalid("notice_version is required")
+	case utf8.RuneCountInString(b.NoticeVersion) > maxNoticeVersion:
+		return event.Consent{}, invalid("notice_version is too long")
+	}
+	return event.Consent{Analytics: *c.Analytics, NetworkData: *c.NetworkData, AI: *c.AI, NoticeVersion: b.NoticeVersion}, nil
+}
+
+// createVisitor lets anyone become a visitor of a tenant: the privacy
+// service creates the data subject and records their consent, then the
+// gateway issues their token.
+func (a *API) createVisitor(w http.ResponseWriter, r *http.Request) error {
+	tid := r.PathValue("tenant")
+	if !tenant.ValidID(tid) || !a.cfg.Tenants.Exists(tid) {
+		return errUnknownTenant
+	}
+	if !a.visitors.allow(tid) {
+		return errRateLimited
+	}
+	var body visitorBody
+	if err := decode(w, r, &body, false); err != nil {
+		return err
+	}
+	consent, err := body.consent()
+	if err != nil {
+		return err
+	}
+	args := privacyapi.RegisterVisitorArgs{Tenant: tid, Consent: consent}
+	if consent.NetworkData {
+		args.NetworkData = a.networkData(r, tid)
+	}
+	var res privacyapi.RegisterVisitorResult
+	// The caller is anonymous: the request names the tenant and no one else.
+	req := rpc.Request[privacyapi.RegisterVisitorArgs]{Principal: auth.Principal{Tenant: tid}, Args: args}
+	if err := rpc.Call(r.Context(), a.cfg.NC, privacyapi.RegisterVisitorSubject, req, &res); err != nil {
+		return err
+	}
+	tok, err := a.cfg.Signer.Issue(auth.Principal{Tenant: tid, ID: res.VisitorID, Role: auth.RoleVisitor}, a.cfg.VisitorTokenTTL)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, map[string]string{"visitor_id": res.VisitorID, "token": tok})
+	return nil
+}
+
+// networkData returns the coarse network data of a visitor who consented to
+// its collection, when tenant collects it; nil otherwise. Settings that
+// cannot be read collect nothing: the visitor registers all the same.
+func (a *API) networkData(r *http.Request, tenant string) *privacyapi.NetworkData {
+	set, err := a.cfg.Settings.Of(r.Context(), tenant)
+	if err != nil {
+		a.cfg.Log.Warn("read tenant settings; collecting no network data", "tenant", tenant, "err", err)
+		return nil
+	}
+	if !set.CollectNetworkData {
+		return nil
+	}
+	return netdata.Of(r)
+}

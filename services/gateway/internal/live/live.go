@@ -1,0 +1,606 @@
+// Package live is the gateway's WebSocket hub: it follows every chat event
+// on the bus with one subscription, decrypts the ones someone connected may
+// see, and pushes them to those sessions.
+//
+// It follows the events the CHAT stream republishes as it stores them
+// (stream.LiveChatSubjects), never chat.> itself: an append there reaches a
+// core subscriber whether or not the stream stores it, so a client would be
+// shown a message refused for a stale expected sequence, which was never
+// stored and may never be, and a retried append the stream dropped as a
+// duplicate. The republished subjects carry each stored event once, in the
+// order of the stream, as soon as it is stored.
+//
+// Who sees what: a visitor sees their own conversations; an agent sees the
+// conversations assigned to them and the unassigned ones; supervisors and
+// admins see every conversation of their tenant; other roles see nothing.
+//
+// Each session costs a WebSocket connection, one goroutine that reads (so
+// that pings and close frames are answered) and a small bounded queue.
+// Writes run on a goroutine started only while the queue is non-empty, so
+// an idle session holds no writer. A client that falls more than QueueLen
+// events behind is disconnected rather than allowed to slow the hub down.
+// Events are encoded once and the same bytes go to every recipient. A
+// visitor's keys are fetched as their session starts, not on the pipeline
+// when their first event arrives.
+package live
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/nats-io/nats.go"
+
+	"github.com/parley-chat/parley/pkg/auth"
+	"github.com/parley-chat/parley/pkg/event"
+	"github.com/parley-chat/parley/pkg/stream"
+	"github.com/parley-chat/parley/pkg/subjectkey"
+)
+
+// Subject is what the hub subscribes to: every stored event of every
+// conversation of every tenant.
+const Subject = stream.LiveChatSubjects
+
+const (
+	// QueueLen bounds the events waiting for one client.
+	QueueLen = 256
+	// writeTimeout bounds one write to a client.
+	writeTimeout = 5 * time.Second
+	// readLimit bounds a client's frames: clients have nothing to say on
+	// this socket, so anything big is abuse.
+	readLimit = 4 << 10
+	// maxAssignees bounds the conversation→assignee cache; past it the
+	// cache starts over and refills from the chat service on demand.
+	maxAssignees = 100_000
+	// lookupTimeout bounds a key or assignee lookup, which holds up the
+	// whole event pipeline.
+	lookupTimeout = 2 * time.Second
+)
+
+// Keys returns a data subject's keys; subjectkey.Cache is one.
+type Keys interface {
+	Get(ctx context.Context, tenant, subject string) (subjectkey.Keys, error)
+}
+
+// AssigneeFunc returns the agent a conversation is assigned to, "" when it
+// is unassigned.
+type AssigneeFunc func(ctx context.Context, tenant, conversation string) (string, error)
+
+// Event is one frame pushed to clients.
+type Event struct {
+	Type           string   `json:"type"`
+	ConversationID string   `json:"conversation_id"`
+	Message        *Message `json:"message,omitempty"`
+}
+
+// Message is a posted message as pushed live.
+type Message struct {
+	ID     string       `json:"id"`
+	Author event.Author `json:"author"`
+	Text   string       `json:"text"`
+	At     time.Time    `json:"at"`
+}
+
+// Event types.
+const (
+	TypeMessage  = "message"
+	TypeOpened   = "opened"
+	TypeAssigned = "assigned"
+	TypeClosed   = "closed"
+	TypeRated    = "rated"
+)
+
+// Hub routes chat events to sessions. It is safe for concurrent use.
+type Hub struct {
+	log      *slog.Logger
+	keys     Keys
+	assignee AssigneeFunc
+
+	mu       sync.RWMutex
+	tenants  map[string]*tenantSessions
+	sessions int
+	closing  bool
+	wg       sync.WaitGroup
+
+	// amu guards assignees: the subscription's goroutine fills it, erasures
+	// of conversations empty it.
+	amu       sync.Mutex
+	assignees map[string]string // tenant+"."+conversation → agent id
+}
+
+type set map[*session]struct{}
+
+type tenantSessions struct {
+	visitors  map[string]set // by visitor id
+	agents    map[string]set // by agent id
+	overseers set            // supervisors and admins
+	nagents   int
+}
+
+func (t *tenantSessions) empty() bool {
+	return len(t.visitors) == 0 && len(t.agents) == 0 && len(t.overseers) == 0
+}
+
+// NewHub returns a hub decrypting with keys and asking assignee about
+// conversations it has not seen assigned.
+func NewHub(log *slog.Logger, keys Keys, assignee AssigneeFunc) *Hub {
+	return &Hub{
+		log:       log,
+		keys:      keys,
+		assignee:  assignee,
+		tenants:   make(map[string]*tenantSessions),
+		assignees: make(map[string]string),
+	}
+}
+
+// Subscribe starts following the chat events stored in CHAT on nc, which
+// the stream republishes on Subject. Messages are handled one at a time, in
+// order, on the subscription's goroutine.
+func (h *Hub) Subscribe(nc *nats.Conn) (*nats.Subscription, error) {
+	sub, err := nc.Subscribe(Subject, h.handle)
+	if err != nil {
+		return nil, err
+	}
+	// A burst must not be dropped as a slow consumer while a key lookup
+	// holds the pipeline for a moment.
+	if err := sub.SetPendingLimits(1<<16, 64<<20); err != nil {
+		sub.Unsubscribe()
+		return nil, err
+	}
+	return sub, nil
+}
+
+// ErrClosing is returned by Start once Close has begun.
+var ErrClosing = errors.New("live: hub closing")
+
+// Start runs a session for p on conn until the client goes away, the hub
+// closes it, or ctx is done, then closes conn. It returns at once: the
+// session reads on a goroutine of its own, started fresh so that its stack
+// stays small, and the HTTP handler that accepted conn can return.
+func (h *Hub) Start(ctx context.Context, conn *websocket.Conn, p auth.Principal) error {
+	s := &session{p: p, conn: conn}
+	if !h.add(s) {
+		conn.CloseNow()
+		return ErrClosing
+	}
+	conn.SetReadLimit(readLimit)
+	if p.Role == auth.RoleVisitor {
+		// Every event of a visitor's conversations is sealed under their
+		// key. Fetched on their first event instead, it would hold up the
+		// hub's one pipeline, every session's deliveries, for a round
+		// trip to the key service.
+		h.wg.Add(1)
+		go h.prefetchKeys(p.Tenant, p.ID)
+	}
+	go h.read(ctx, s)
+	return nil
+}
+
+// prefetchKeys puts a visitor's keys in the cache, on a goroutine of its
+// own so that neither the handshake nor the session's small reading stack
+// pays for the lookup.
+func (h *Hub) prefetchKeys(tenant, visitor string) {
+	defer h.wg.Done()
+	ctx, cancel := context.WithTimeout(context.Background(), lookupTimeout)
+	defer cancel()
+	if _, err := h.keys.Get(ctx, tenant, visitor); err != nil && !errors.Is(err, subjectkey.ErrNotFound) {
+		// The first event will ask again.
+		h.log.Warn("live: prefetch key", "tenant", tenant, "err", err)
+	}
+}
+
+func (h *Hub) read(ctx context.Context, s *session) {
+	defer h.wg.Done()
+	defer h.remove(s)
+	// Reading answers pings and notices the close handshake; what a client
+	// sends is ignored.
+	for {
+		if _, _, err := s.conn.Read(ctx); err != nil {
+			s.closeNow()
+			return
+		}
+	}
+}
+
+func (h *Hub) add(s *session) bool {
+	h.mu.Lock()
+	if h.closing {
+		h.mu.Unlock()
+		return false
+	}
+	h.wg.Add(1)
+	t := h.tenants[s.p.Tenant]
+	if t == nil {
+		t = &tenantSessions{visitors: make(map[string]set), agents: make(map[string]set), overseers: make(set)}
+		h.tenants[s.p.Tenant] = t
+	}
+	switch s.p.Role {
+	case auth.RoleVisitor:
+		addTo(t.visitors, s.p.ID, s)
+	case auth.RoleAgent:
+		addTo(t.agents, s.p.ID, s)
+		t.nagents++
+	case auth.RoleSupervisor, auth.RoleAdmin:
+		t.overseers[s] = struct{}{}
+	}
+	h.sessions++
+	h.mu.Unlock()
+	return true
+}
+
+func (h *Hub) remove(s *session) {
+	h.mu.Lock()
+	t := h.tenants[s.p.Tenant]
+	switch s.p.Role {
+	case auth.RoleVisitor:
+		removeFrom(t.visitors, s.p.ID, s)
+	case auth.RoleAgent:
+		removeFrom(t.agents, s.p.ID, s)
+		t.nagents--
+	case auth.RoleSupervisor, auth.RoleAdmin:
+		delete(t.overseers, s)
+	}
+	if t.empty() {
+		delete(h.tenants, s.p.Tenant)
+	}
+	h.sessions--
+	h.mu.Unlock()
+}
+
+func addTo(m map[string]set, id string, s *session) {
+	ss := m[id]
+	if ss == nil {
+		ss = make(set, 1)
+		m[id] = ss
+	}
+	ss[s] = struct{}{}
+}
+
+func removeFrom(m map[string]set, id string, s *session) {
+	delete(m[id], s)
+	if len(m[id]) == 0 {
+		delete(m, id)
+	}
+}
+
+// Sessions returns the number of live sessions.
+func (h *Hub) Sessions() int {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return h.sessions
+}
+
+// CloseSubject closes every session of the principal id in tenant, whatever
+// its role: used when the subject is erased, so that nobody keeps reading
+// as them.
+func (h *Hub) CloseSubject(tenant, id string) {
+	h.mu.RLock()
+	var victims []*session
+	if t := h.tenants[tenant]; t != nil {
+		for s := range t.visitors[id] {
+			victims = append(victims, s)
+		}
+		for s := range t.agents[id] {
+			victims = append(victims, s)
+		}
+		for s := range t.overseers {
+			if s.p.ID == id {
+				victims = append(victims, s)
+			}
+		}
+	}
+	h.mu.RUnlock()
+	for _, s := range victims {
+		s.close(websocket.StatusPolicyViolation, "subject erased")
+	}
+}
+
+// Close closes every session with "going away" and refuses new ones, then
+// waits for the sessions to end or ctx to be done.
+func (h *Hub) Close(ctx context.Context) error {
+	h.mu.Lock()
+	h.closing = true
+	var all []*session
+	for _, t := range h.tenants {
+		for _, ss := range t.visitors {
+			for s := range ss {
+				all = append(all, s)
+			}
+		}
+		for _, ss := range t.agents {
+			for s := range ss {
+				all = append(all, s)
+			}
+		}
+		for s := range t.overseers {
+			all = append(all, s)
+		}
+	}
+	h.mu.Unlock()
+	for _, s := range all {
+		s.close(websocket.StatusGoingAway, "server shutting down")
+	}
+	done := make(chan struct{})
+	go func() {
+		h.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		for _, s := range all {
+			s.closeNow()
+		}
+		return ctx.Err()
+	}
+}
+
+// handle routes one chat event.
+func (h *Hub) handle(m *nats.Msg) {
+	env, err := event.Parse(m.Subject, m.Header, m.Data)
+	if err != nil {
+		h.log.Warn("live: skip event", "subject", m.Subject, "err", err)
+		return
+	}
+	ckey := env.Tenant + "." + env.Aggregate
+
+	h.mu.RLock()
+	t := h.tenants[env.Tenant]
+	agents := t != nil && t.nagents > 0
+	interested := agents || t != nil && (len(t.visitors[env.Subject]) > 0 || len(t.overseers) > 0)
+	h.mu.RUnlock()
+
+	switch {
+	case env.Type == event.ConversationOpened:
+		// A new conversation is unassigned: no need to ask.
+		h.setAssignee(ckey, "")
+	case env.Type == event.ConversationAssigned && !agents:
+		// Without agents connected nobody decrypts the assignment below;
+		// forget the old one, and a later reader asks the chat service.
+		h.dropAssignee(ckey)
+	}
+	if !interested {
+		return
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), lookupTimeout)
+	defer cancel()
+
+	var (
+		frames [][]byte
+		oldA   string // assignee before this event
+		newA   string // assignee after it
+		knownA = true
+	)
+	if agents {
+		oldA, knownA = h.lookupAssignee(ctx, env.Tenant, env.Aggregate, env.Type)
+		newA = oldA
+	}
+	switch env.Type {
+	case event.ConversationOpened:
+		var o event.Opened
+		if !h.open(ctx, env, &o) {
+			return
+		}
+		frames = append(frames,
+			h.encode(Event{Type: TypeOpened, ConversationID: env.Aggregate}),
+			h.encode(Event{Type: TypeMessage, ConversationID: env.Aggregate, Message: &Message{
+				ID: env.ID, Author: event.Author{Role: string(auth.RoleVisitor), ID: env.Subject}, Text: o.Text, At: env.At,
+			}}))
+	case event.MessagePosted:
+		var p event.Posted
+		if !h.open(ctx, env, &p) {
+			return
+		}
+		frames = append(frames, h.encode(Event{Type: TypeMessage, ConversationID: env.Aggregate, Message: &Message{
+			ID: env.ID, Author: p.Author, Text: p.Text, At: env.At,
+		}}))
+	case event.ConversationAssigned:
+		var a event.Assigned
+		if !h.open(ctx, env, &a) {
+			h.dropAssignee(ckey)
+			return
+		}
+		newA = a.Agent
+		h.setAssignee(ckey, a.Agent)
+		frames = append(frames, h.encode(Event{Type: TypeAssigned, ConversationID: env.Aggregate}))
+	case event.ConversationClosed:
+		frames = append(frames, h.encode(Event{Type: TypeClosed, ConversationID: env.Aggregate}))
+	case event.ConversationRated:
+		frames = append(frames, h.encode(Event{Type: TypeRated, ConversationID: env.Aggregate}))
+	default:
+		return
+	}
+	for _, s := range h.recipients(env.Tenant, env.Subject, agents, knownA, oldA, newA) {
+		for _, f := range frames {
+			s.send(f)
+		}
+	}
+}
+
+// recipients returns the sessions that may see an event of the visitor's
+// conversation whose assignee was oldA (if knownA) and is now newA.
+func (h *Hub) recipients(tenant, visitor string, agents, knownA bool, oldA, newA string) []*session {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	t := h.tenants[tenant]
+	if t == nil {
+		return nil
+	}
+	var to []*session
+	for s := range t.visitors[visitor] {
+		to = append(to, s)
+	}
+	for s := range t.overseers {
+		to = append(to, s)
+	}
+	switch {
+	case !agents:
+	case knownA && oldA == "":
+		// Unassigned until now: every agent of the tenant saw it.
+		for _, ss := range t.agents {
+			for s := range ss {
+				to = append(to, s)
+			}
+		}
+	default:
+		// Its agent until now (when known) and its new one.
+		for s := range t.agents[oldA] {
+			to = append(to, s)
+		}
+		if newA != oldA {
+			for s := range t.agents[newA] {
+				to = append(to, s)
+			}
+		}
+	}
+	return to
+}
+
+// open decrypts env's payload into v; false means it cannot be read (the
+// subject was erased, or the key service failed) and the event is skipped.
+func (h *Hub) open(ctx context.Context, env event.Envelope, v any) bool {
+	keys, err := h.keys.Get(ctx, env.Tenant, env.Subject)
+	if err != nil {
+		if !errors.Is(err, subjectkey.ErrNotFound) {
+			h.log.Warn("live: get key", "tenant", env.Tenant, "event_id", env.ID, "err", err)
+		}
+		return false
+	}
+	if err := env.Open(keys.Data, v); err != nil {
+		h.log.Warn("live: open event", "tenant", env.Tenant, "event_id", env.ID, "err", err)
+		return false
+	}
+	return true
+}
+
+// lookupAssignee returns the conversation's assignee before an event of
+// type typ, and whether it is known.
+func (h *Hub) lookupAssignee(ctx context.Context, tenant, conversation string, typ event.Type) (string, bool) {
+	if typ == event.ConversationOpened {
+		return "", true
+	}
+	ckey := tenant + "." + conversation
+	h.amu.Lock()
+	a, ok := h.assignees[ckey]
+	h.amu.Unlock()
+	if ok {
+		return a, true
+	}
+	a, err := h.assignee(ctx, tenant, conversation)
+	if err != nil {
+		h.log.Warn("live: look up assignee", "tenant", tenant, "conversation", conversation, "err", err)
+		return "", false
+	}
+	h.setAssignee(ckey, a)
+	return a, true
+}
+
+func (h *Hub) setAssignee(ckey, agent string) {
+	h.amu.Lock()
+	defer h.amu.Unlock()
+	if len(h.assignees) >= maxAssignees {
+		clear(h.assignees)
+	}
+	h.assignees[ckey] = agent
+}
+
+func (h *Hub) dropAssignee(ckey string) {
+	h.amu.Lock()
+	defer h.amu.Unlock()
+	delete(h.assignees, ckey)
+}
+
+// ForgetConversation drops what the hub remembers of an erased
+// conversation (privacyapi.ConversationErased).
+func (h *Hub) ForgetConversation(tenant, conversation string) {
+	h.dropAssignee(tenant + "." + conversation)
+}
+
+func (h *Hub) encode(e Event) []byte {
+	b, _ := json.Marshal(e) // strings, ints and times always encode
+	return b
+}
+
+// session is one connected client.
+type session struct {
+	p    auth.Principal
+	conn *websocket.Conn
+
+	mu      sync.Mutex
+	queue   [][]byte
+	writing bool
+	closed  bool
+}
+
+// send queues b for the client without blocking; a client whose queue is
+// full is disconnected.
+func (s *session) send(b []byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return
+	}
+	if len(s.queue) >= QueueLen {
+		// A client this far behind would not read a close frame either.
+		s.closed = true
+		s.queue = nil
+		go s.conn.CloseNow()
+		return
+	}
+	s.queue = append(s.queue, b)
+	if !s.writing {
+		s.writing = true
+		go s.flush()
+	}
+}
+
+func (s *session) flush() {
+	for {
+		s.mu.Lock()
+		if s.closed || len(s.queue) == 0 {
+			s.writing = false
+			// Let an idle session drop its queue's backing array.
+			s.queue = nil
+			s.mu.Unlock()
+			return
+		}
+		b := s.queue[0]
+		s.queue[0] = nil
+		s.queue = s.queue[1:]
+		s.mu.Unlock()
+
+		ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
+		err := s.conn.Write(ctx, websocket.MessageText, b)
+		cancel()
+		if err != nil {
+			s.closeNow()
+		}
+	}
+}
+
+// close ends the session with a close handshake, in the background so the
+// caller never waits on the client.
+func (s *session) close(code websocket.StatusCode, reason string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return
+	}
+	s.closed = true
+	s.queue = nil
+	go s.conn.Close(code, reason)
+}
+
+func (s *session) closeNow() {
+	s.mu.Lock()
+	s.closed = true
+	s.queue = nil
+	s.mu.Unlock()
+	s.conn.CloseNow()
+}

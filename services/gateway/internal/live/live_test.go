@@ -1,0 +1,138 @@
+package live
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"net/http"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/parley-chat/parley/pkg/auth"
+	"github.com/parley-chat/parley/pkg/subjectkey"
+)
+
+type noKeys struct{}
+
+func (noKeys) Get(context.Context, string, string) (subjectkey.Keys, error) {
+	return subjectkey.Keys{}, subjectkey.ErrNotFound
+}
+
+// dial serves h on a loopback listener, where every WebSocket session runs
+// as p, and connects a client to it.
+func dial(t *testing.T, ctx context.Context, h *Hub, p auth.Principal) *websocket.Conn {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, err := websocket.Accept(w, r, nil)
+		if err != nil {
+			return
+		}
+		h.Start(context.Background(), c, p)
+	})}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	c, _, err := websocket.Dial(ctx, "ws://"+ln.Addr().String(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.CloseNow() })
+	return c
+}
+
+// TestSlowClientIsDropped checks that a client that stops reading is
+// disconnected once its queue is full, and that sending to it never blocks.
+func TestSlowClientIsDropped(t *testing.T) {
+	h := NewHub(slog.New(slog.DiscardHandler), noKeys{}, func(context.Context, string, string) (string, error) { return "", nil })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	dial(t, ctx, h, auth.Principal{Tenant: "demo", ID: "v1", Role: auth.RoleVisitor})
+	var s *session
+	for s == nil {
+		h.mu.RLock()
+		for x := range h.tenants["demo"].visitorsOrNil("v1") {
+			s = x
+		}
+		h.mu.RUnlock()
+		if ctx.Err() != nil {
+			t.Fatal("session never registered")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+
+	frame := make([]byte, 64<<10)
+	start := time.Now()
+	for i := 0; i < 4*QueueLen && h.Sessions() > 0; i++ {
+		s.send(frame)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("sending to a slow client took %v; send must not block", d)
+	}
+	for h.Sessions() != 0 {
+		if ctx.Err() != nil {
+			t.Fatalf("Sessions() = %d after the client stopped reading, want 0", h.Sessions())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func (t *tenantSessions) visitorsOrNil(id string) set {
+	if t == nil {
+		return nil
+	}
+	return t.visitors[id]
+}
+
+// askedKeys records whose keys were asked for.
+type askedKeys struct {
+	mu    sync.Mutex
+	asked []string
+}
+
+func (k *askedKeys) Get(_ context.Context, tenant, subject string) (subjectkey.Keys, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.asked = append(k.asked, tenant+"/"+subject)
+	return subjectkey.Keys{}, nil
+}
+
+func (k *askedKeys) list() []string {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return slices.Clone(k.asked)
+}
+
+// TestVisitorKeysFetchedOnConnect checks that a visitor's keys are asked for
+// as their session starts, before any event of theirs needs them, and that
+// other roles' sessions ask for nothing.
+func TestVisitorKeysFetchedOnConnect(t *testing.T) {
+	keys := &askedKeys{}
+	h := NewHub(slog.New(slog.DiscardHandler), keys, func(context.Context, string, string) (string, error) { return "", nil })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	dial(t, ctx, h, auth.Principal{Tenant: "demo", ID: "a1", Role: auth.RoleAgent})
+	dial(t, ctx, h, auth.Principal{Tenant: "demo", ID: "v1", Role: auth.RoleVisitor})
+	for len(keys.list()) == 0 {
+		if ctx.Err() != nil {
+			t.Fatal("the visitor's keys were never asked for")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	for h.Sessions() != 2 {
+		if ctx.Err() != nil {
+			t.Fatalf("Sessions() = %d, want 2", h.Sessions())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if diff := cmp.Diff([]string{"demo/v1"}, keys.list()); diff != "" {
+		t.Errorf("keys asked for (-want +got):\n%s", diff)
+	}
+}

@@ -1,0 +1,165 @@
+package gateway_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/parley-chat/parley/pkg/auth"
+)
+
+func TestHealthAndReadiness(t *testing.T) {
+	e := startGateway(t)
+	if r := e.do(http.MethodGet, "/healthz", "", nil); r.status != http.StatusOK {
+		t.Errorf("GET /healthz = %d, want 200", r.status)
+	}
+	if r := e.do(http.MethodGet, "/readyz", "", nil); r.status != http.StatusOK {
+		t.Errorf("GET /readyz = %d, want 200 (body %s)", r.status, r.body)
+	}
+	e.readyMu.Lock()
+	e.ready = func(context.Context) error { return errors.New("clickhouse down") }
+	e.readyMu.Unlock()
+	r := e.do(http.MethodGet, "/readyz", "", nil)
+	checkProblem(t, r, http.StatusServiceUnavailable)
+	if strings.Contains(string(r.body), "clickhouse") {
+		t.Errorf("GET /readyz body %s names the failing dependency's error", r.body)
+	}
+}
+
+func TestMetrics(t *testing.T) {
+	e := startGateway(t)
+	e.do(http.MethodGet, "/v1/tenants", "", nil)
+	r := e.do(http.MethodGet, "/metrics", "", nil)
+	if r.status != http.StatusOK {
+		t.Fatalf("GET /metrics = %d, want 200", r.status)
+	}
+	for _, want := range []string{
+		`parley_gateway_http_requests_total{code="401",route="GET /v1/tenants"} 1`,
+		`parley_gateway_http_request_duration_seconds_count{route="GET /v1/tenants"} 1`,
+		`parley_gateway_live_sessions 0`,
+		`go_goroutines`,
+	} {
+		if !strings.Contains(string(r.body), want) {
+			t.Errorf("GET /metrics lacks %q", want)
+		}
+	}
+}
+
+// TestOpenAPI checks that the document lists exactly the routes served.
+func TestOpenAPI(t *testing.T) {
+	e := startGateway(t)
+	r := e.do(http.MethodGet, "/v1/openapi.json", "", nil)
+	if r.status != http.StatusOK || r.contentType != "application/json" {
+		t.Fatalf("GET /v1/openapi.json = %d %q, want 200 application/json", r.status, r.contentType)
+	}
+	var doc struct {
+		OpenAPI string                                `json:"openapi"`
+		Paths   map[string]map[string]json.RawMessage `json:"paths"`
+	}
+	r.decode(t, &doc)
+	if !strings.HasPrefix(doc.OpenAPI, "3.") {
+		t.Errorf("openapi = %q, want 3.x", doc.OpenAPI)
+	}
+	var got []string
+	for path, ops := range doc.Paths {
+		for method := range ops {
+			if method != "parameters" {
+				got = append(got, strings.ToUpper(method)+" "+path)
+			}
+		}
+	}
+	slices.Sort(got)
+	want := []string{
+		"DELETE /v1/me",
+		"GET /healthz",
+		"GET /metrics",
+		"GET /readyz",
+		"GET /v1/audit",
+		"GET /v1/conversations",
+		"GET /v1/conversations/{id}/messages",
+		"GET /v1/erasures/{erasure_id}",
+		"GET /v1/me/export",
+		"GET /v1/metrics/{name}",
+		"GET /v1/openapi.json",
+		"GET /v1/settings",
+		"GET /v1/stream",
+		"GET /v1/subjects/{id}/export",
+		"GET /v1/tenants",
+		"POST /v1/conversations",
+		"POST /v1/conversations/{id}/assign",
+		"POST /v1/conversations/{id}/close",
+		"POST /v1/conversations/{id}/messages",
+		"POST /v1/conversations/{id}/rating",
+		"POST /v1/subjects/{id}/erase",
+		"POST /v1/tenants/{tenant}/visitors",
+		"PUT /v1/me/consent",
+		"PUT /v1/settings",
+		"PUT /v1/tenants/{tenant}",
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("OpenAPI operations mismatch (-want +got):\n%s", diff)
+	}
+	// Every documented operation is served: none falls through to 404.
+	for _, op := range want {
+		method, path, _ := strings.Cut(op, " ")
+		path = strings.NewReplacer("{id}", "c1", "{tenant}", "demo", "{erasure_id}", "e1", "{name}", "csat").Replace(path)
+		if r := e.do(method, path, "", nil); r.status == http.StatusNotFound || r.status == http.StatusMethodNotAllowed {
+			t.Errorf("%s %s = %d: documented but not served", method, path, r.status)
+		}
+	}
+}
+
+func TestShutdownClosesSessions(t *testing.T) {
+	e := startGateway(t)
+	c := e.dial(auth.Principal{Tenant: "demo", ID: "s1", Role: auth.RoleSupervisor}, false)
+	waitFor(t, "1 live session", func() bool { return e.liveSessions() == "1" })
+	start := time.Now()
+	e.cancel()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, _, err := c.Read(ctx)
+	if got := websocket.CloseStatus(err); got != websocket.StatusGoingAway {
+		t.Errorf("session at shutdown: read error %v, want close %v", err, websocket.StatusGoingAway)
+	}
+	select {
+	case err := <-e.done:
+		if err != nil {
+			t.Errorf("Run() = %v, want nil", err)
+		}
+		e.done <- nil // for the cleanup's check
+	case <-time.After(6 * time.Second):
+		t.Fatal("Run() did not return within 6s of cancel")
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("shutdown took %v, want under 5s", d)
+	}
+}
+
+func TestCORSPreflight(t *testing.T) {
+	e := startGateway(t)
+	req, err := http.NewRequest(http.MethodOptions, e.base+"/v1/tenants/demo/visitors", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Origin", "https://shop.example")
+	req.Header.Set("Access-Control-Request-Method", "POST")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	got := []string{strconv.Itoa(resp.StatusCode), resp.Header.Get("Access-Control-Allow-Origin"), resp.Header.Get("Access-Control-Allow-Headers")}
+	want := []string{"204", "*", "Authorization, Content-Type"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("preflight mismatch (-want +got):\n%s", diff)
+	}
+}

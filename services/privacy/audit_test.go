@@ -1,0 +1,159 @@
+package privacy_test
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/nats-io/nats.go"
+
+	"github.com/parley-chat/parley/pkg/audit"
+	"github.com/parley-chat/parley/pkg/auth"
+	"github.com/parley-chat/parley/pkg/natsembed/natstest"
+	"github.com/parley-chat/parley/pkg/privacyapi"
+	"github.com/parley-chat/parley/pkg/rpc"
+	"github.com/parley-chat/parley/pkg/stream"
+)
+
+func appendAudit(t *testing.T, nc *nats.Conn, args privacyapi.AppendAuditArgs) (audit.Entry, error) {
+	t.Helper()
+	var e audit.Entry
+	err := rpc.Call(t.Context(), nc, privacyapi.AppendAuditSubject, args, &e)
+	return e, err
+}
+
+func listAudit(t *testing.T, nc *nats.Conn, p auth.Principal, since time.Time) (privacyapi.ListAuditResult, error) {
+	t.Helper()
+	return call[privacyapi.ListAuditResult](t, nc, privacyapi.ListAuditSubject, p, privacyapi.ListAuditArgs{Tenant: tenant, Since: since})
+}
+
+// TestAuditChainUnderConcurrentWriters appends from many goroutines through
+// two service instances, so appends race within an instance and across
+// them, and checks that one unbroken chain comes out.
+func TestAuditChainUnderConcurrentWriters(t *testing.T) {
+	s := natstest.Start(t, "")
+	kek := newKEK(t)
+	start(t, s, kek)
+	start(t, s, kek)
+	nc, _ := natstest.Connect(t, s)
+
+	const writers, each = 6, 5
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Go(func() {
+			for i := range each {
+				_, err := appendAudit(t, nc, privacyapi.AppendAuditArgs{
+					Tenant: tenant,
+					Actor:  audit.Actor{Role: auth.RoleSupervisor, ID: fmt.Sprintf("sup-%d", w)},
+					Action: audit.ActionTranscriptRead,
+					Target: fmt.Sprintf("conversation:c-%d-%d", w, i),
+				})
+				if err != nil {
+					t.Errorf("AppendAudit() error = %v", err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+
+	res, err := listAudit(t, nc, auditor, time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Entries) != writers*each || res.More {
+		t.Fatalf("ListAudit() = %d entries, more %v; want %d, false", len(res.Entries), res.More, writers*each)
+	}
+	if err := audit.Verify(res.Entries); err != nil {
+		t.Fatalf("Verify(stored chain) = %v", err)
+	}
+	var targets []string
+	for _, e := range res.Entries {
+		targets = append(targets, e.Target)
+	}
+	slices.Sort(targets)
+	if n := len(slices.Compact(targets)); n != writers*each {
+		t.Errorf("chain holds %d distinct targets, want %d", n, writers*each)
+	}
+
+	// The stored chain detects tampering.
+	tampered := slices.Clone(res.Entries)
+	tampered[7].Target = "conversation:innocent"
+	if err := audit.Verify(tampered); !errors.Is(err, audit.ErrBroken) || !strings.Contains(err.Error(), "entry 7") {
+		t.Errorf("Verify(target of entry 7 changed) = %v, want it to name entry 7", err)
+	}
+	removed := slices.Delete(slices.Clone(res.Entries), 12, 13)
+	if err := audit.Verify(removed); !errors.Is(err, audit.ErrBroken) || !strings.Contains(err.Error(), "entry 12") {
+		t.Errorf("Verify(entry 12 removed) = %v, want it to name entry 12", err)
+	}
+
+	// Since skips what came before.
+	since, err := listAudit(t, nc, admin, res.Entries[20].At)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(since.Entries) == 0 || len(since.Entries) > writers*each-20 || since.Entries[len(since.Entries)-1] != res.Entries[len(res.Entries)-1] {
+		t.Errorf("ListAudit(since entry 20) = %d entries, want at most %d ending with the last", len(since.Entries), writers*each-20)
+	}
+	if later, err := listAudit(t, nc, admin, time.Now().Add(time.Hour)); err != nil || len(later.Entries) != 0 {
+		t.Errorf("ListAudit(since the future) = %d entries, %v; want none", len(later.Entries), err)
+	}
+}
+
+func TestAuditRefusals(t *testing.T) {
+	s := natstest.Start(t, "")
+	start(t, s, newKEK(t))
+	nc, js := natstest.Connect(t, s)
+	valid := privacyapi.AppendAuditArgs{Tenant: tenant, Actor: audit.Actor{Role: auth.RoleAdmin, ID: "a1"}, Action: audit.ActionExport, Target: "subject:v1"}
+	with := func(f func(*privacyapi.AppendAuditArgs)) privacyapi.AppendAuditArgs {
+		a := valid
+		f(&a)
+		return a
+	}
+	appends := []struct {
+		name string
+		give privacyapi.AppendAuditArgs
+	}{
+		{"bad tenant", with(func(a *privacyapi.AppendAuditArgs) { a.Tenant = "a.b" })},
+		{"unknown role", with(func(a *privacyapi.AppendAuditArgs) { a.Actor.Role = "root" })},
+		{"bad actor id", with(func(a *privacyapi.AppendAuditArgs) { a.Actor.ID = "" })},
+		{"bad action", with(func(a *privacyapi.AppendAuditArgs) { a.Action = "Export!" })},
+		{"no target", with(func(a *privacyapi.AppendAuditArgs) { a.Target = "" })},
+		{"long target", with(func(a *privacyapi.AppendAuditArgs) { a.Target = strings.Repeat("x", 257) })},
+		{"control character in target", with(func(a *privacyapi.AppendAuditArgs) { a.Target = "subject:v1\n" })},
+	}
+	for _, tt := range appends {
+		t.Run("append/"+tt.name, func(t *testing.T) {
+			if _, err := appendAudit(t, nc, tt.give); rpc.CodeOf(err) != rpc.CodeInvalid {
+				t.Errorf("AppendAudit(%+v) error = %v, want code %s", tt.give, err, rpc.CodeInvalid)
+			}
+		})
+	}
+	if st := streamState(t, js, stream.Audit); st.Msgs != 0 {
+		t.Errorf("AUDIT holds %d entries after refused appends, want 0", st.Msgs)
+	}
+	got, err := appendAudit(t, nc, valid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.PrevHash != "" || got.Hash != got.ComputeHash() || got.At.IsZero() {
+		t.Errorf("AppendAudit() = %+v, want the first link of a chain, stamped", got)
+	}
+
+	for _, p := range []auth.Principal{agent, visitorOf("v1"), {Tenant: tenant, ID: "an", Role: auth.RoleAnalyst}, {Tenant: "acme", ID: "au", Role: auth.RoleAuditor}} {
+		if _, err := listAudit(t, nc, p, time.Time{}); rpc.CodeOf(err) != rpc.CodeForbidden {
+			t.Errorf("ListAudit(as %s of %s) error = %v, want code %s", p.Role, p.Tenant, err, rpc.CodeForbidden)
+		}
+	}
+	res, err := listAudit(t, nc, admin, time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]audit.Entry{got}, res.Entries); diff != "" {
+		t.Errorf("ListAudit() mismatch (-want +got):\n%s", diff)
+	}
+}

@@ -1,0 +1,167 @@
+package privacy_test
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/parley-chat/parley/pkg/auth"
+	"github.com/parley-chat/parley/pkg/consent"
+	"github.com/parley-chat/parley/pkg/event"
+	"github.com/parley-chat/parley/pkg/natsembed/natstest"
+	"github.com/parley-chat/parley/pkg/privacyapi"
+	"github.com/parley-chat/parley/pkg/rpc"
+	"github.com/parley-chat/parley/pkg/stream"
+)
+
+func TestConsentChangesReachCaches(t *testing.T) {
+	s := natstest.Start(t, "")
+	kek := newKEK(t)
+	first := start(t, s, kek)
+	start(t, s, kek)
+	nc, _ := natstest.Connect(t, s)
+	visitor := mustRegister(t, nc)
+
+	other, _ := natstest.Connect(t, s)
+	cache, err := consent.NewCache(other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cache.Close() })
+	registered := event.Consent{Analytics: true, NoticeVersion: "n1"}
+	if got, err := cache.Get(t.Context(), tenant, visitor); err != nil || got != registered {
+		t.Fatalf("Get() = %+v, %v; want %+v", got, err, registered)
+	}
+
+	changes := []event.Consent{
+		{NetworkData: true, AI: true, NoticeVersion: "n2"},
+		{NoticeVersion: "n2"},
+		{Analytics: true, NoticeVersion: "n3"},
+	}
+	for _, c := range changes {
+		res, err := call[privacyapi.ConsentResult](t, nc, privacyapi.SetConsentSubject, visitorOf(visitor), privacyapi.SetConsentArgs{Tenant: tenant, Consent: c})
+		if err != nil {
+			t.Fatalf("SetConsent(%+v) error = %v", c, err)
+		}
+		if res.Consent != c || res.Seq == 0 {
+			t.Errorf("SetConsent(%+v) = %+v, want that consent at a sequence", c, res)
+		}
+		eventually(t, time.Second, "consent cache follows the change", func() bool {
+			got, err := cache.Get(t.Context(), tenant, visitor)
+			return err == nil && got == c
+		})
+	}
+
+	// The history survives a restart of both instances: it is rebuilt from
+	// PRIVACY.
+	first.stop()
+	start(t, s, kek)
+	hist, err := call[privacyapi.ConsentHistoryResult](t, nc, privacyapi.ConsentHistorySubject, admin, privacyapi.SubjectArgs{Tenant: tenant, Subject: visitor})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []event.Consent
+	for i, e := range hist.Entries {
+		if e.At.IsZero() || i > 0 && e.At.Before(hist.Entries[i-1].At) {
+			t.Errorf("history entry %d at %v, want a time not before the one before", i, e.At)
+		}
+		got = append(got, e.Consent)
+	}
+	if diff := cmp.Diff(append([]event.Consent{registered}, changes...), got); diff != "" {
+		t.Errorf("ConsentHistory() mismatch (-want +got):\n%s", diff)
+	}
+	// Fresh caches ask again; either instance may answer, both alike.
+	want := changes[len(changes)-1]
+	for range 4 {
+		fresh, err := consent.NewCache(other)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c, err := fresh.Get(t.Context(), tenant, visitor); err != nil || c != want {
+			t.Errorf("Get() after restart = %+v, %v; want %+v", c, err, want)
+		}
+		fresh.Close()
+	}
+}
+
+func TestConsentRefusals(t *testing.T) {
+	s := natstest.Start(t, "")
+	start(t, s, newKEK(t))
+	nc, js := natstest.Connect(t, s)
+	visitor, erased := mustRegister(t, nc), mustRegister(t, nc)
+	if _, err := erase(t, nc, visitorOf(erased), erased); err != nil {
+		t.Fatal(err)
+	}
+	before := streamState(t, js, stream.Privacy).LastSeq
+	valid := event.Consent{Analytics: true, NoticeVersion: "n2"}
+
+	sets := []struct {
+		name string
+		as   auth.Principal
+		give privacyapi.SetConsentArgs
+		want rpc.Code
+	}{
+		{"agent", agent, privacyapi.SetConsentArgs{Tenant: tenant, Consent: valid}, rpc.CodeForbidden},
+		{"admin", admin, privacyapi.SetConsentArgs{Tenant: tenant, Consent: valid}, rpc.CodeForbidden},
+		{"other tenant", visitorOf(visitor), privacyapi.SetConsentArgs{Tenant: "acme", Consent: valid}, rpc.CodeForbidden},
+		{"no notice version", visitorOf(visitor), privacyapi.SetConsentArgs{Tenant: tenant, Consent: event.Consent{Analytics: true}}, rpc.CodeInvalid},
+		{"long notice version", visitorOf(visitor), privacyapi.SetConsentArgs{Tenant: tenant, Consent: event.Consent{NoticeVersion: strings.Repeat("v", 65)}}, rpc.CodeInvalid},
+		{"never registered", visitorOf("ghost"), privacyapi.SetConsentArgs{Tenant: tenant, Consent: valid}, rpc.CodeNotFound},
+		{"erased", visitorOf(erased), privacyapi.SetConsentArgs{Tenant: tenant, Consent: valid}, rpc.CodeGone},
+	}
+	for _, tt := range sets {
+		t.Run("set/"+tt.name, func(t *testing.T) {
+			if _, err := call[privacyapi.ConsentResult](t, nc, privacyapi.SetConsentSubject, tt.as, tt.give); rpc.CodeOf(err) != tt.want {
+				t.Errorf("SetConsent(%+v) error = %v, want code %s", tt.give, err, tt.want)
+			}
+		})
+	}
+	if st := streamState(t, js, stream.Privacy); st.LastSeq != before {
+		t.Errorf("PRIVACY last sequence %d after refused consents, want %d", st.LastSeq, before)
+	}
+
+	histories := []struct {
+		name    string
+		as      auth.Principal
+		subject string
+		want    rpc.Code
+	}{
+		{"another visitor", visitorOf(visitor), erased, rpc.CodeForbidden},
+		{"agent", agent, visitor, rpc.CodeForbidden},
+		{"auditor", auditor, visitor, rpc.CodeForbidden},
+		{"erased", admin, erased, rpc.CodeGone},
+		{"unknown", admin, "nobody", rpc.CodeNotFound},
+	}
+	for _, tt := range histories {
+		t.Run("history/"+tt.name, func(t *testing.T) {
+			_, err := call[privacyapi.ConsentHistoryResult](t, nc, privacyapi.ConsentHistorySubject, tt.as, privacyapi.SubjectArgs{Tenant: tenant, Subject: tt.subject})
+			if rpc.CodeOf(err) != tt.want {
+				t.Errorf("ConsentHistory(%s) error = %v, want code %s", tt.subject, err, tt.want)
+			}
+		})
+	}
+
+	cache, err := consent.NewCache(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cache.Close() })
+	gets := []struct {
+		subject string
+		want    error
+	}{
+		{"nobody", consent.ErrNotFound},
+		{erased, consent.ErrErased},
+	}
+	for _, tt := range gets {
+		if _, err := cache.Get(t.Context(), tenant, tt.subject); !errors.Is(err, tt.want) {
+			t.Errorf("Get(%s) error = %v, want %v", tt.subject, err, tt.want)
+		}
+	}
+	if _, err := cache.Get(t.Context(), "de.mo", visitor); rpc.CodeOf(err) != rpc.CodeInvalid {
+		t.Errorf("Get(bad tenant) error = %v, want code %s", err, rpc.CodeInvalid)
+	}
+}

@@ -1,0 +1,384 @@
+package privacy_test
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"maps"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/nats-io/nats.go"
+
+	"github.com/parley-chat/parley/pkg/audit"
+	"github.com/parley-chat/parley/pkg/auth"
+	"github.com/parley-chat/parley/pkg/consent"
+	"github.com/parley-chat/parley/pkg/event"
+	"github.com/parley-chat/parley/pkg/natsembed/natstest"
+	"github.com/parley-chat/parley/pkg/privacyapi"
+	"github.com/parley-chat/parley/pkg/rpc"
+	"github.com/parley-chat/parley/pkg/stream"
+	"github.com/parley-chat/parley/pkg/subjectkey"
+)
+
+var (
+	admin   = auth.Principal{Tenant: tenant, ID: "admin-1", Role: auth.RoleAdmin}
+	auditor = auth.Principal{Tenant: tenant, ID: "auditor-1", Role: auth.RoleAuditor}
+	agent   = auth.Principal{Tenant: tenant, ID: "agent-1", Role: auth.RoleAgent}
+)
+
+func visitorOf(id string) auth.Principal {
+	return auth.Principal{Tenant: tenant, ID: id, Role: auth.RoleVisitor}
+}
+
+// call makes a privacy call as p and decodes its result.
+func call[T any](t *testing.T, nc *nats.Conn, subject string, p auth.Principal, args any) (T, error) {
+	t.Helper()
+	var res T
+	err := rpc.Call(t.Context(), nc, subject, rpc.Request[any]{Principal: p, Args: args}, &res)
+	return res, err
+}
+
+func mustRegister(t *testing.T, nc *nats.Conn) string {
+	t.Helper()
+	id, err := register(t.Context(), nc, privacyapi.RegisterVisitorArgs{Tenant: tenant, Consent: event.Consent{Analytics: true, NoticeVersion: "n1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+func erase(t *testing.T, nc *nats.Conn, p auth.Principal, subject string) (privacyapi.Erasure, error) {
+	t.Helper()
+	return call[privacyapi.Erasure](t, nc, privacyapi.EraseSubject, p, privacyapi.EraseArgs{Tenant: tenant, Subject: subject})
+}
+
+// eventually polls cond every 10ms until it holds, failing the test after
+// within.
+func eventually(t *testing.T, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not after %v", what, within)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func storeHolds(t *testing.T, dir string, b []byte) bool {
+	t.Helper()
+	return bytes.Contains(bytes.Join(slices.Collect(maps.Values(readStore(t, dir))), nil), b)
+}
+
+func TestEraseShredsKeys(t *testing.T) {
+	dir := t.TempDir()
+	s := natstest.Start(t, dir)
+	start(t, s, newKEK(t))
+	nc, js := natstest.Connect(t, s)
+	// Records before and after the erased one keep its block alive: a
+	// plain delete would then leave its bytes in the file.
+	mustRegister(t, nc)
+	visitor := mustRegister(t, nc)
+	mustRegister(t, nc)
+	ks, err := js.Stream(t.Context(), stream.Keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := ks.GetLastMsgForSubject(t.Context(), stream.KeysSubject(tenant, visitor))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rec struct{ Data, Pseudonym []byte }
+	if err := json.Unmarshal(m.Data, &rec); err != nil {
+		t.Fatal(err)
+	}
+	// The record as stored holds each wrapped key in base64.
+	wrapped := map[string][]byte{
+		"record":    m.Data,
+		"data":      []byte(base64.StdEncoding.EncodeToString(rec.Data)),
+		"pseudonym": []byte(base64.StdEncoding.EncodeToString(rec.Pseudonym)),
+	}
+	eventually(t, 10*time.Second, "wrapped keys in the store files", func() bool { return storeHolds(t, dir, wrapped["record"]) })
+
+	got, err := erase(t, nc, visitorOf(visitor), visitor)
+	if err != nil {
+		t.Fatalf("Erase(self) error = %v", err)
+	}
+	if got.Status != privacyapi.StatusCompleted || got.Report == nil || !got.Report.KeysDestroyed || got.CompletedAt == nil {
+		t.Fatalf("Erase(self) = %+v, want completed with keys destroyed", got)
+	}
+	for name, b := range wrapped {
+		if storeHolds(t, dir, b) {
+			t.Errorf("store files still hold the wrapped %s after erasure", name)
+		}
+	}
+
+	// Only the tombstone is left, and it stays the only message however
+	// often keys are asked for.
+	cache, err := subjectkey.NewCache(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cache.Close() })
+	for _, create := range []bool{true, false} {
+		if _, err := getKeys(t.Context(), nc, visitor, create); rpc.CodeOf(err) != rpc.CodeGone {
+			t.Errorf("Get(erased, create=%v) error = %v, want code %s", create, err, rpc.CodeGone)
+		}
+	}
+	if _, err := cache.GetOrCreate(t.Context(), tenant, visitor); !errors.Is(err, subjectkey.ErrErased) || !errors.Is(err, subjectkey.ErrNotFound) {
+		t.Errorf("GetOrCreate(erased) error = %v, want ErrErased and ErrNotFound", err)
+	}
+	if st := streamState(t, js, stream.Keys); st.Msgs != 3 || st.LastSeq != 4 {
+		t.Errorf("KEYS holds %d messages, last sequence %d; want 3 (2 records, 1 tombstone) and 4", st.Msgs, st.LastSeq)
+	}
+	tomb, err := ks.GetLastMsgForSubject(t.Context(), stream.KeysSubject(tenant, visitor))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tomb.Header.Get("Parley-Erased") != got.ErasureID {
+		t.Errorf("KEYS message after erasure has Parley-Erased %q, want the erasure id %q", tomb.Header.Get("Parley-Erased"), got.ErasureID)
+	}
+
+	// The PRIVACY record: requested, then completed, both readable in clear.
+	ps, err := js.Stream(t.Context(), stream.Privacy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var types []event.Type
+	for seq := uint64(1); seq <= streamState(t, js, stream.Privacy).LastSeq; seq++ {
+		m, err := ps.GetMsg(t.Context(), seq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e, err := event.Parse(m.Subject, m.Header, m.Data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e.Aggregate == visitor {
+			types = append(types, e.Type)
+		}
+	}
+	want := []event.Type{event.ConsentRecorded, privacyapi.ErasureRequestedType, privacyapi.ErasureCompletedType}
+	if diff := cmp.Diff(want, types); diff != "" {
+		t.Errorf("PRIVACY events mismatch (-want +got):\n%s", diff)
+	}
+}
+
+func TestEraseEvictsEverywhere(t *testing.T) {
+	s := natstest.Start(t, "")
+	kek := newKEK(t)
+	start(t, s, kek)
+	start(t, s, kek)
+	nc, _ := natstest.Connect(t, s)
+	visitor := mustRegister(t, nc)
+
+	// Another service: its own connection and caches, both warm.
+	other, _ := natstest.Connect(t, s)
+	keys, err := subjectkey.NewCache(other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { keys.Close() })
+	consents, err := consent.NewCache(other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { consents.Close() })
+	if _, err := keys.Get(t.Context(), tenant, visitor); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := consents.Get(t.Context(), tenant, visitor); err != nil {
+		t.Fatal(err)
+	}
+
+	if _, err := erase(t, nc, admin, visitor); err != nil {
+		t.Fatalf("Erase(as admin) error = %v", err)
+	}
+	eventually(t, time.Second, "key cache evicts the erased subject", func() bool {
+		_, err := keys.Get(t.Context(), tenant, visitor)
+		return errors.Is(err, subjectkey.ErrErased)
+	})
+	eventually(t, time.Second, "consent cache evicts the erased subject", func() bool {
+		_, err := consents.Get(t.Context(), tenant, visitor)
+		return errors.Is(err, consent.ErrErased)
+	})
+	// Both privacy instances refuse keys now, whichever answers.
+	for range 4 {
+		if _, err := getKeys(t.Context(), nc, visitor, true); rpc.CodeOf(err) != rpc.CodeGone {
+			t.Errorf("Get(erased) error = %v, want code %s", err, rpc.CodeGone)
+		}
+	}
+}
+
+func TestEraseTwiceAnswersTheFirstErasure(t *testing.T) {
+	s := natstest.Start(t, "")
+	start(t, s, newKEK(t))
+	nc, js := natstest.Connect(t, s)
+	visitor := mustRegister(t, nc)
+
+	first, err := erase(t, nc, visitorOf(visitor), visitor)
+	if err != nil {
+		t.Fatal(err)
+	}
+	privacyBefore, keysBefore := streamState(t, js, stream.Privacy), streamState(t, js, stream.Keys)
+	for _, p := range []auth.Principal{visitorOf(visitor), admin} {
+		again, err := erase(t, nc, p, visitor)
+		if err != nil {
+			t.Fatalf("Erase(again as %s) error = %v", p.Role, err)
+		}
+		if diff := cmp.Diff(first, again); diff != "" {
+			t.Errorf("Erase(again as %s) mismatch (-first +again):\n%s", p.Role, diff)
+		}
+	}
+	if st := streamState(t, js, stream.Privacy); st.LastSeq != privacyBefore.LastSeq {
+		t.Errorf("PRIVACY last sequence %d after erasing again, want %d", st.LastSeq, privacyBefore.LastSeq)
+	}
+	if st := streamState(t, js, stream.Keys); st.LastSeq != keysBefore.LastSeq {
+		t.Errorf("KEYS last sequence %d after erasing again, want %d", st.LastSeq, keysBefore.LastSeq)
+	}
+	if st := streamState(t, js, stream.Audit); st.Msgs != 0 {
+		t.Errorf("AUDIT holds %d entries, want 0: repeating a completed erasure is not an erasure", st.Msgs)
+	}
+}
+
+func TestEraseRefusals(t *testing.T) {
+	s := natstest.Start(t, "")
+	start(t, s, newKEK(t))
+	nc, js := natstest.Connect(t, s)
+	visitor, other := mustRegister(t, nc), mustRegister(t, nc)
+	before := map[string]uint64{}
+	for _, name := range []string{stream.Privacy, stream.Keys, stream.Audit} {
+		before[name] = streamState(t, js, name).LastSeq
+	}
+
+	tests := []struct {
+		name    string
+		as      auth.Principal
+		subject string
+		want    rpc.Code
+	}{
+		{"visitor erasing another", visitorOf(other), visitor, rpc.CodeForbidden},
+		{"agent", agent, visitor, rpc.CodeForbidden},
+		{"supervisor", auth.Principal{Tenant: tenant, ID: "sup-1", Role: auth.RoleSupervisor}, visitor, rpc.CodeForbidden},
+		{"auditor", auditor, visitor, rpc.CodeForbidden},
+		{"admin of another tenant", auth.Principal{Tenant: "acme", ID: "admin-1", Role: auth.RoleAdmin}, visitor, rpc.CodeForbidden},
+		{"operator", auth.Principal{Tenant: auth.OperatorTenant, ID: "op", Role: auth.RoleOperator}, visitor, rpc.CodeForbidden},
+		{"unknown subject", admin, "nobody", rpc.CodeNotFound},
+		{"unknown self", visitorOf("ghost"), "ghost", rpc.CodeNotFound},
+		{"wildcard subject", admin, "*", rpc.CodeInvalid},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, err := erase(t, nc, tt.as, tt.subject); rpc.CodeOf(err) != tt.want {
+				t.Errorf("Erase(%s) error = %v, want code %s", tt.subject, err, tt.want)
+			}
+		})
+	}
+	for name, seq := range before {
+		if st := streamState(t, js, name); st.LastSeq != seq {
+			t.Errorf("%s last sequence %d after refused erasures, want %d", name, st.LastSeq, seq)
+		}
+	}
+	if _, err := getKeys(t.Context(), nc, visitor, false); err != nil {
+		t.Errorf("Get(visitor) after refused erasures error = %v, want keys", err)
+	}
+}
+
+func TestEraseSubjectWithKeysOnly(t *testing.T) {
+	s := natstest.Start(t, "")
+	start(t, s, newKEK(t))
+	nc, _ := natstest.Connect(t, s)
+	// An agent has keys (for what they write) but no consent record.
+	if _, err := getKeys(t.Context(), nc, agent.ID, true); err != nil {
+		t.Fatal(err)
+	}
+	got, err := erase(t, nc, admin, agent.ID)
+	if err != nil {
+		t.Fatalf("Erase(agent) error = %v", err)
+	}
+	if got.Report == nil || !got.Report.KeysDestroyed {
+		t.Errorf("Erase(agent) = %+v, want keys destroyed", got)
+	}
+}
+
+func TestErasureStatusSurvivesRestart(t *testing.T) {
+	s := natstest.Start(t, "")
+	kek := newKEK(t)
+	first := start(t, s, kek)
+	nc, _ := natstest.Connect(t, s)
+	visitor, other := mustRegister(t, nc), mustRegister(t, nc)
+	erasure, err := erase(t, nc, visitorOf(visitor), visitor)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first.stop()
+	start(t, s, kek)
+
+	status := func(p auth.Principal, id string) (privacyapi.Erasure, error) {
+		return call[privacyapi.Erasure](t, nc, privacyapi.ErasureStatusSubject, p, privacyapi.ErasureStatusArgs{Tenant: tenant, ErasureID: id})
+	}
+	for _, p := range []auth.Principal{admin, visitorOf(visitor)} {
+		got, err := status(p, erasure.ErasureID)
+		if err != nil {
+			t.Fatalf("ErasureStatus(as %s) after restart error = %v", p.ID, err)
+		}
+		if diff := cmp.Diff(erasure, got); diff != "" {
+			t.Errorf("ErasureStatus(as %s) after restart mismatch (-erase +status):\n%s", p.ID, diff)
+		}
+	}
+	tests := []struct {
+		name string
+		as   auth.Principal
+		id   string
+		want rpc.Code
+	}{
+		{"another visitor", visitorOf(other), erasure.ErasureID, rpc.CodeNotFound},
+		{"agent", agent, erasure.ErasureID, rpc.CodeForbidden},
+		{"admin of another tenant", auth.Principal{Tenant: "acme", ID: "a", Role: auth.RoleAdmin}, erasure.ErasureID, rpc.CodeForbidden},
+		{"unknown erasure", admin, "0196a1b2-0000-7000-8000-000000000000", rpc.CodeNotFound},
+		{"malformed erasure id", admin, "a.b", rpc.CodeInvalid},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, err := status(tt.as, tt.id); rpc.CodeOf(err) != tt.want {
+				t.Errorf("ErasureStatus(%s) error = %v, want code %s", tt.id, err, tt.want)
+			}
+		})
+	}
+	// The restarted instance knows the subject is erased: no new keys.
+	if _, err := getKeys(t.Context(), nc, visitor, true); rpc.CodeOf(err) != rpc.CodeGone {
+		t.Errorf("Get(erased) after restart error = %v, want code %s", err, rpc.CodeGone)
+	}
+}
+
+func TestStaffErasureIsAudited(t *testing.T) {
+	s := natstest.Start(t, "")
+	start(t, s, newKEK(t))
+	nc, _ := natstest.Connect(t, s)
+	visitor, self := mustRegister(t, nc), mustRegister(t, nc)
+	if _, err := erase(t, nc, admin, visitor); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := erase(t, nc, visitorOf(self), self); err != nil {
+		t.Fatal(err)
+	}
+	res, err := call[privacyapi.ListAuditResult](t, nc, privacyapi.ListAuditSubject, auditor, privacyapi.ListAuditArgs{Tenant: tenant})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range res.Entries {
+		got = append(got, string(e.Actor.Role)+"/"+e.Actor.ID+" "+e.Action+" "+e.Target)
+	}
+	want := []string{"admin/admin-1 erase subject:" + visitor}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("audit entries mismatch (-want +got):\n%s", diff)
+	}
+	if err := audit.Verify(res.Entries); err != nil {
+		t.Errorf("Verify() = %v", err)
+	}
+}

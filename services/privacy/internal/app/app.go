@@ -1,0 +1,176 @@
+// Package app holds the privacy service's use cases, one per file. It
+// declares the stores it needs; internal/jetstream and internal/bus
+// implement them.
+package app
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/parley-chat/parley/pkg/audit"
+	"github.com/parley-chat/parley/pkg/auth"
+	"github.com/parley-chat/parley/pkg/event"
+	"github.com/parley-chat/parley/pkg/privacyapi"
+	"github.com/parley-chat/parley/pkg/stream"
+	"github.com/parley-chat/parley/pkg/subjectkey"
+
+	"github.com/parley-chat/parley/services/privacy/internal/keyring"
+)
+
+// Errors of the use cases, besides *ValidationError.
+var (
+	// ErrForbidden means the principal may not make the call.
+	ErrForbidden = errors.New("not allowed")
+	// ErrNotFound means the subject or erasure asked about is unknown.
+	ErrNotFound = errors.New("not found")
+	// ErrErased means the subject was erased.
+	ErrErased = errors.New("subject erased")
+	// ErrConflict is returned by stores when an append lost a race with
+	// another writer; the use cases retry, callers never see it.
+	ErrConflict = errors.New("conflicting write")
+)
+
+// KeyStore keeps one wrapped key record per data subject.
+type KeyStore interface {
+	// Load returns the subject's record, keyring.ErrNotFound, or
+	// keyring.ErrErased.
+	Load(ctx context.Context, tenant, subject string) (keyring.Record, error)
+	// Create stores the subject's first record, or returns keyring.ErrExists
+	// when the subject already has one (or a tombstone): of two concurrent
+	// Creates, one fails.
+	Create(ctx context.Context, tenant, subject string, rec keyring.Record) error
+	// Destroy destroys the subject's record for good and stores tomb in its
+	// place, so that no record is ever created again; it returns the
+	// tombstone stored, an earlier one when the subject already had one.
+	Destroy(ctx context.Context, tenant, subject string, tomb keyring.Tombstone) (keyring.Tombstone, error)
+}
+
+// EventLog is the PRIVACY stream.
+type EventLog interface {
+	// Append stores e on its data subject's privacy subject and returns its
+	// stream sequence. Appending the same event twice stores it once.
+	Append(ctx context.Context, e event.Envelope) (uint64, error)
+	// AppendExpect is Append when the subject's last event has sequence last
+	// (0: none), and ErrConflict otherwise.
+	AppendExpect(ctx context.Context, e event.Envelope, last uint64) (uint64, error)
+	// LastSeq returns the sequence of the stream's last event.
+	LastSeq(ctx context.Context) (uint64, error)
+}
+
+// AuditLog is the AUDIT stream: one chain of entries per tenant.
+type AuditLog interface {
+	// Head returns the sequence and hash of the tenant's last entry; 0 and
+	// "" when there is none.
+	Head(ctx context.Context, tenant string) (uint64, string, error)
+	// Append stores e when the tenant's last entry has sequence last (0:
+	// none), and returns ErrConflict otherwise.
+	Append(ctx context.Context, e audit.Entry, last uint64) (uint64, error)
+	// List returns up to limit entries stored at or after since, oldest
+	// first, and whether more follow.
+	List(ctx context.Context, tenant string, since time.Time, limit int) ([]audit.Entry, bool, error)
+}
+
+// SettingsStore keeps one Settings per tenant.
+type SettingsStore interface {
+	// Get returns the tenant's settings; found is false when none were set.
+	Get(ctx context.Context, tenant string) (s privacyapi.Settings, found bool, err error)
+	Put(ctx context.Context, tenant string, s privacyapi.Settings) error
+}
+
+// Broadcaster tells every service at once.
+type Broadcaster interface {
+	// Broadcast sends v on subject and returns once it is on its way.
+	Broadcast(subject string, v any) error
+}
+
+// Stores are what App runs on.
+type Stores struct {
+	Keys     KeyStore
+	Events   EventLog
+	Audit    AuditLog
+	Settings SettingsStore
+	Bus      Broadcaster
+	// Analytics deletes erased subjects' analytics rows; nil skips that
+	// step of erasure.
+	Analytics AnalyticsCleaner
+}
+
+// ValidationError reports a request argument that breaks a rule. Its text
+// names the field and never holds the value.
+type ValidationError struct {
+	Field  string
+	Reason string
+}
+
+func (e *ValidationError) Error() string { return e.Field + " " + e.Reason }
+
+// App is the privacy service. It is safe for concurrent use.
+//
+// Its view of the PRIVACY stream (consents, erasures) is an in-memory index
+// fed by Apply, in stream order, from the first event on. A use case that
+// appends waits until its own event is applied, so it answers from the same
+// view it wrote to; one that would answer "not found" first catches up with
+// the stream, as another instance may have just written what it looks for.
+type App struct {
+	ring     *keyring.Ring
+	keys     KeyStore
+	events   EventLog
+	audit    AuditLog
+	settings SettingsStore
+	bus      Broadcaster
+	// analytics may be nil; see Stores.
+	analytics AnalyticsCleaner
+	now       func() time.Time
+
+	keyCache keyCache
+	index    index
+	chains   chains
+}
+
+type subjectID struct{ tenant, subject string }
+
+// New returns the service wrapping keys with ring and storing in s.
+func New(ring *keyring.Ring, s Stores) *App {
+	return &App{
+		ring:      ring,
+		keys:      s.Keys,
+		events:    s.Events,
+		audit:     s.Audit,
+		settings:  s.Settings,
+		bus:       s.Bus,
+		analytics: s.Analytics,
+		now:       time.Now,
+		keyCache:  keyCache{entries: make(map[subjectID]subjectkey.Keys)},
+		index:     newIndex(),
+		chains:    chains{heads: make(map[string]*chainHead)},
+	}
+}
+
+// validToken checks an id that becomes a token of a NATS subject: anything
+// else could address another subject's keys or events ("*", ">", ".").
+func validToken(field, s string) error {
+	if !stream.ValidToken(s) {
+		return &ValidationError{Field: field, Reason: "must be 1 to 64 letters, digits, '-' or '_'"}
+	}
+	return nil
+}
+
+// allow returns ErrForbidden unless p belongs to tenant and has one of
+// roles.
+func allow(p auth.Principal, tenant string, roles ...auth.Role) error {
+	if p.Tenant != tenant {
+		return ErrForbidden
+	}
+	for _, r := range roles {
+		if p.Role == r {
+			return nil
+		}
+	}
+	return ErrForbidden
+}
+
+// actor is who p is in the audit trail and in privacy events.
+func actor(p auth.Principal) audit.Actor {
+	return audit.Actor{Role: p.Role, ID: p.ID}
+}

@@ -1,0 +1,217 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/parley-chat/parley/pkg/audit"
+	"github.com/parley-chat/parley/pkg/auth"
+	"github.com/parley-chat/parley/pkg/event"
+	"github.com/parley-chat/parley/pkg/privacyapi"
+	"github.com/parley-chat/parley/pkg/subjectkey"
+
+	"github.com/parley-chat/parley/services/privacy/internal/keyring"
+)
+
+// eraseAttempts bounds the appends an erasure may lose to other writers of
+// the subject's privacy events before it gives up.
+const eraseAttempts = 5
+
+// Erase erases tenant's subject on behalf of p: a visitor erasing
+// themself, or an admin of the tenant (audited). Anyone else gets
+// ErrForbidden; a subject with neither keys nor privacy events gets
+// ErrNotFound and nothing is written.
+//
+// The steps, each safe to repeat: an ErasureRequested event (whose id is the
+// erasure id) on the subject's privacy subject, appended expecting the
+// subject's last event, so that of two instances erasing at once only one
+// request is stored; the keys destroyed and a tombstone stored in their
+// place; the subject's keys dropped from memory and the erasure broadcast
+// to every service; an ErasureCompleted event with the report. A subject
+// whose erasure was requested already is not requested again: Erase
+// finishes that erasure if it is pending (after a crash) and answers it.
+// Nothing here reads the subject's history, so the time taken does not
+// depend on it.
+func (a *App) Erase(ctx context.Context, p auth.Principal, tenant, subject string) (privacyapi.Erasure, error) {
+	if err := errors.Join(validToken("tenant", tenant), validToken("subject", subject)); err != nil {
+		return privacyapi.Erasure{}, err
+	}
+	if p.Tenant != tenant || !(p.Role == auth.RoleAdmin || p.Role == auth.RoleVisitor && p.ID == subject) {
+		return privacyapi.Erasure{}, ErrForbidden
+	}
+	return a.erase(ctx, actor(p), p.Role.Staff(), tenant, subject)
+}
+
+// erase erases a valid subject on behalf of by, writing the erasure to the
+// audit trail first when audited.
+func (a *App) erase(ctx context.Context, by audit.Actor, audited bool, tenant, subject string) (privacyapi.Erasure, error) {
+	id := subjectID{tenant, subject}
+	for range eraseAttempts {
+		v := a.index.subject(id)
+		if v.erasure != "" {
+			return a.finishErasure(ctx, by, audited, v.erasure)
+		}
+		if !v.known {
+			found, err := a.exists(ctx, id)
+			if err != nil {
+				return privacyapi.Erasure{}, err
+			}
+			if !found {
+				return privacyapi.Erasure{}, fmt.Errorf("erase %s/%s: %w", tenant, subject, ErrNotFound)
+			}
+		}
+		erasureID, err := a.requestErasure(ctx, by, id, v.last)
+		if errors.Is(err, ErrConflict) {
+			if err := a.CatchUp(ctx); err != nil {
+				return privacyapi.Erasure{}, err
+			}
+			continue
+		}
+		if err != nil {
+			return privacyapi.Erasure{}, err
+		}
+		return a.finishErasure(ctx, by, audited, erasureID)
+	}
+	return privacyapi.Erasure{}, fmt.Errorf("erase %s/%s: other writers won %d times", tenant, subject, eraseAttempts)
+}
+
+// exists reports whether the subject has keys or privacy events, after
+// catching up with events other instances may just have stored.
+func (a *App) exists(ctx context.Context, id subjectID) (bool, error) {
+	if err := a.CatchUp(ctx); err != nil {
+		return false, err
+	}
+	if a.index.subject(id).known {
+		return true, nil
+	}
+	_, err := a.keys.Load(ctx, id.tenant, id.subject)
+	switch {
+	case errors.Is(err, keyring.ErrNotFound):
+		return false, nil
+	case errors.Is(err, keyring.ErrErased):
+		// A tombstone without its request cannot be written by Erase; an
+		// erasure of it finishes at once and records what it finds.
+		return true, nil
+	case err != nil:
+		return false, err
+	}
+	return true, nil
+}
+
+// requestErasure appends the request and returns the erasure id once the
+// index has it.
+func (a *App) requestErasure(ctx context.Context, by audit.Actor, id subjectID, last uint64) (string, error) {
+	erasureID := event.NewID()
+	e, err := event.NewClear(privacyapi.ErasureRequestedType, id.tenant, id.subject, id.subject, a.now(),
+		privacyapi.ErasureRequested{ErasureID: erasureID, By: by})
+	if err != nil {
+		return "", err
+	}
+	e.ID = erasureID
+	seq, err := a.events.AppendExpect(ctx, e, last)
+	if err != nil {
+		return "", err
+	}
+	if err := a.index.waitApplied(ctx, seq); err != nil {
+		return "", err
+	}
+	return erasureID, nil
+}
+
+// finishErasure completes the erasure erasureID, already applied to the
+// index, unless it is completed, and returns where it stands; when audited
+// it writes the erasure by by to the audit trail first.
+func (a *App) finishErasure(ctx context.Context, by audit.Actor, audited bool, erasureID string) (privacyapi.Erasure, error) {
+	rec, ok := a.index.erasure(erasureID)
+	if !ok {
+		return privacyapi.Erasure{}, fmt.Errorf("erasure %s not in the index", erasureID)
+	}
+	if rec.completed {
+		return rec.view(), nil
+	}
+	if audited {
+		if _, err := a.appendAudit(ctx, privacyapi.AppendAuditArgs{
+			Tenant: rec.tenant, Actor: by, Action: audit.ActionErase, Target: "subject:" + rec.subject,
+		}); err != nil {
+			return privacyapi.Erasure{}, fmt.Errorf("audit erasure: %w", err)
+		}
+	}
+	// The pseudonym can only be computed while the keys exist.
+	pseudonym, err := a.prepareAnalytics(ctx, rec.tenant, rec.subject)
+	if err != nil {
+		return privacyapi.Erasure{}, err
+	}
+	tomb, err := a.keys.Destroy(ctx, rec.tenant, rec.subject, keyring.Tombstone{ErasureID: erasureID, ErasedAt: a.now()})
+	if err != nil {
+		return privacyapi.Erasure{}, err
+	}
+	a.Forget(rec.tenant, rec.subject)
+	if err := a.bus.Broadcast(subjectkey.ErasedSubject, subjectkey.Erased{Tenant: rec.tenant, Subject: rec.subject}); err != nil {
+		return privacyapi.Erasure{}, err
+	}
+	at := a.now()
+	report := privacyapi.ErasureReport{
+		KeysDestroyed: tomb.KeysDestroyed,
+		At:            at.UTC(),
+		DurationMS:    at.Sub(rec.requestedAt).Milliseconds(),
+		Counts:        a.cleanAnalytics(ctx, rec.tenant, pseudonym),
+	}
+	return a.completeErasure(ctx, rec, report)
+}
+
+// completeErasure appends ErasureCompleted unless another instance did
+// first, and returns the erasure as the index then holds it.
+func (a *App) completeErasure(ctx context.Context, rec erasureRecord, report privacyapi.ErasureReport) (privacyapi.Erasure, error) {
+	id := subjectID{rec.tenant, rec.subject}
+	for range eraseAttempts {
+		e, err := event.NewClear(privacyapi.ErasureCompletedType, rec.tenant, rec.subject, rec.subject, report.At,
+			privacyapi.ErasureCompleted{ErasureID: rec.id, Report: report})
+		if err != nil {
+			return privacyapi.Erasure{}, err
+		}
+		seq, err := a.events.AppendExpect(ctx, e, a.index.subject(id).last)
+		if errors.Is(err, ErrConflict) {
+			if err := a.CatchUp(ctx); err != nil {
+				return privacyapi.Erasure{}, err
+			}
+			if now, _ := a.index.erasure(rec.id); now.completed {
+				return now.view(), nil
+			}
+			continue
+		}
+		if err != nil {
+			return privacyapi.Erasure{}, err
+		}
+		if err := a.index.waitApplied(ctx, seq); err != nil {
+			return privacyapi.Erasure{}, err
+		}
+		done, _ := a.index.erasure(rec.id)
+		return done.view(), nil
+	}
+	return privacyapi.Erasure{}, fmt.Errorf("complete erasure %s: other writers won %d times", rec.id, eraseAttempts)
+}
+
+// ErasureStatus returns where erasure erasureID of tenant stands, for an
+// admin of the tenant or for the erased visitor themself. Another visitor,
+// like anyone asking about an unknown erasure, gets ErrNotFound; other
+// roles get ErrForbidden.
+func (a *App) ErasureStatus(ctx context.Context, p auth.Principal, tenant, erasureID string) (privacyapi.Erasure, error) {
+	if err := errors.Join(validToken("tenant", tenant), validToken("erasure_id", erasureID)); err != nil {
+		return privacyapi.Erasure{}, err
+	}
+	if err := allow(p, tenant, auth.RoleAdmin, auth.RoleVisitor); err != nil {
+		return privacyapi.Erasure{}, err
+	}
+	rec, ok := a.index.erasure(erasureID)
+	if !ok {
+		if err := a.CatchUp(ctx); err != nil {
+			return privacyapi.Erasure{}, err
+		}
+		rec, ok = a.index.erasure(erasureID)
+	}
+	if !ok || rec.tenant != tenant || p.Role == auth.RoleVisitor && p.ID != rec.subject {
+		return privacyapi.Erasure{}, fmt.Errorf("erasure %s: %w", erasureID, ErrNotFound)
+	}
+	return rec.view(), nil
+}

@@ -1,0 +1,112 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/parley-chat/parley/pkg/audit"
+	"github.com/parley-chat/parley/pkg/auth"
+	"github.com/parley-chat/parley/pkg/event"
+	"github.com/parley-chat/parley/pkg/privacyapi"
+
+	"github.com/parley-chat/parley/services/privacy/internal/keyring"
+)
+
+// Export returns what the service holds about tenant's subject, for the
+// subject themself (a visitor) or an admin of the tenant: their consents,
+// their network data decrypted, and their requests. Each export is recorded
+// as an ExportRequested event first, and an admin's is audited before that:
+// an export that could not be audited or recorded answers nothing.
+//
+// A subject that never existed gets ErrNotFound and an erased one
+// ErrErased; nothing is written for either. Network data that no longer
+// opens, because the subject's keys expired, is left out.
+func (a *App) Export(ctx context.Context, p auth.Principal, tenant, subject string) (privacyapi.ExportResult, error) {
+	if err := errors.Join(validToken("tenant", tenant), validToken("subject", subject)); err != nil {
+		return privacyapi.ExportResult{}, err
+	}
+	if p.Tenant != tenant || !(p.Role == auth.RoleAdmin || p.Role == auth.RoleVisitor && p.ID == subject) {
+		return privacyapi.ExportResult{}, ErrForbidden
+	}
+	id := subjectID{tenant, subject}
+	v := a.index.subject(id)
+	if !v.known {
+		found, err := a.exists(ctx, id)
+		if err != nil {
+			return privacyapi.ExportResult{}, err
+		}
+		if !found {
+			return privacyapi.ExportResult{}, fmt.Errorf("export %s/%s: %w", tenant, subject, ErrNotFound)
+		}
+	}
+	if a.index.erasureOf(id) != "" {
+		return privacyapi.ExportResult{}, fmt.Errorf("export %s/%s: %w", tenant, subject, ErrErased)
+	}
+	if p.Role.Staff() {
+		if _, err := a.appendAudit(ctx, privacyapi.AppendAuditArgs{
+			Tenant: tenant, Actor: actor(p), Action: audit.ActionExport, Target: "subject:" + subject,
+		}); err != nil {
+			return privacyapi.ExportResult{}, fmt.Errorf("audit export: %w", err)
+		}
+	}
+	exportID := event.NewID()
+	e, err := event.NewClear(privacyapi.ExportRequestedType, tenant, subject, subject, a.now(),
+		privacyapi.ExportRequested{ExportID: exportID, By: actor(p)})
+	if err != nil {
+		return privacyapi.ExportResult{}, err
+	}
+	e.ID = exportID
+	seq, err := a.events.Append(ctx, e)
+	if err != nil {
+		return privacyapi.ExportResult{}, fmt.Errorf("record export: %w", err)
+	}
+	if err := a.index.waitApplied(ctx, seq); err != nil {
+		return privacyapi.ExportResult{}, err
+	}
+	// What the index holds now includes this export, and anything another
+	// instance wrote before it (an erasure among them).
+	v = a.index.subject(id)
+	if v.erasure != "" {
+		return privacyapi.ExportResult{}, fmt.Errorf("export %s/%s: %w", tenant, subject, ErrErased)
+	}
+	network, err := a.openNetworkData(ctx, id, v.network)
+	if err != nil {
+		return privacyapi.ExportResult{}, err
+	}
+	res := privacyapi.ExportResult{
+		Consents:    make([]privacyapi.ConsentEntry, len(v.consents)),
+		NetworkData: network,
+		Requests:    v.requests,
+	}
+	for i, c := range v.consents {
+		res.Consents[i] = privacyapi.ConsentEntry{Consent: c.Consent, At: c.At}
+	}
+	return res, nil
+}
+
+// openNetworkData decrypts the subject's network data events; none when
+// the subject's keys expired. It is ErrErased when they were erased.
+func (a *App) openNetworkData(ctx context.Context, id subjectID, sealed []event.Envelope) ([]privacyapi.NetworkDataEntry, error) {
+	out := []privacyapi.NetworkDataEntry{}
+	if len(sealed) == 0 {
+		return out, nil
+	}
+	keys, err := a.GetKeys(ctx, id.tenant, id.subject, false)
+	switch {
+	case errors.Is(err, keyring.ErrErased):
+		return nil, fmt.Errorf("network data of %s/%s: %w", id.tenant, id.subject, ErrErased)
+	case errors.Is(err, keyring.ErrNotFound):
+		return out, nil
+	case err != nil:
+		return nil, err
+	}
+	for _, e := range sealed {
+		var nd privacyapi.NetworkData
+		if err := e.Open(keys.Data, &nd); err != nil {
+			return nil, fmt.Errorf("network data of %s/%s: %w", id.tenant, id.subject, err)
+		}
+		out = append(out, privacyapi.NetworkDataEntry{NetworkData: nd, At: e.At})
+	}
+	return out, nil
+}

@@ -1,0 +1,220 @@
+// Package jetstream stores the privacy service's data in NATS JetStream: the
+// wrapped key records in the KEYS stream, the privacy events in the PRIVACY
+// stream, the audit trail in the AUDIT stream and tenant settings in the
+// SETTINGS bucket.
+package jetstream
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/parley-chat/parley/pkg/event"
+	"github.com/parley-chat/parley/pkg/stream"
+
+	"github.com/parley-chat/parley/services/privacy/internal/app"
+	"github.com/parley-chat/parley/services/privacy/internal/keyring"
+)
+
+// headerErased marks a tombstone in KEYS; its value is the erasure id.
+const headerErased = "Parley-Erased"
+
+// destroyAttempts bounds the rounds of Destroy; see there.
+const destroyAttempts = 5
+
+// KeyStore keeps each subject's key record as the one message on its
+// subject of the KEYS stream. It is safe for concurrent use.
+type KeyStore struct {
+	js   jetstream.JetStream
+	keys jetstream.Stream
+}
+
+// NewKeyStore returns a store on the KEYS stream, which must exist.
+func NewKeyStore(ctx context.Context, js jetstream.JetStream) (*KeyStore, error) {
+	s, err := js.Stream(ctx, stream.Keys)
+	if err != nil {
+		return nil, fmt.Errorf("open stream %s: %w", stream.Keys, err)
+	}
+	return &KeyStore{js: js, keys: s}, nil
+}
+
+// Load returns the subject's record, keyring.ErrNotFound when there is
+// none, or keyring.ErrErased when the subject was erased.
+func (s *KeyStore) Load(ctx context.Context, tenant, subject string) (keyring.Record, error) {
+	subj := stream.KeysSubject(tenant, subject)
+	m, err := s.keys.GetLastMsgForSubject(ctx, subj)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return keyring.Record{}, fmt.Errorf("load %s: %w", subj, keyring.ErrNotFound)
+	}
+	if err != nil {
+		return keyring.Record{}, fmt.Errorf("load %s: %w", subj, err)
+	}
+	if m.Header.Get(headerErased) != "" {
+		return keyring.Record{}, fmt.Errorf("load %s: %w", subj, keyring.ErrErased)
+	}
+	var rec keyring.Record
+	if err := json.Unmarshal(m.Data, &rec); err != nil {
+		return keyring.Record{}, fmt.Errorf("decode %s: %w", subj, err)
+	}
+	return rec, nil
+}
+
+// Create publishes the subject's first record, expecting no message on its
+// subject: JetStream rejects every publish but the first, and Create then
+// returns keyring.ErrExists. A retried Create whose first attempt was stored
+// also returns keyring.ErrExists, so the caller reads back what was stored.
+func (s *KeyStore) Create(ctx context.Context, tenant, subject string, rec keyring.Record) error {
+	subj := stream.KeysSubject(tenant, subject)
+	data, err := json.Marshal(rec)
+	if err != nil {
+		return fmt.Errorf("encode %s: %w", subj, err)
+	}
+	_, err = s.js.Publish(ctx, subj, data,
+		jetstream.WithExpectStream(stream.Keys),
+		jetstream.WithExpectLastSequencePerSubject(0))
+	if isWrongLastSequence(err) {
+		return fmt.Errorf("create %s: %w", subj, keyring.ErrExists)
+	}
+	if err != nil {
+		return fmt.Errorf("create %s: %w", subj, err)
+	}
+	return nil
+}
+
+// Destroy erases the subject's keys: it secure-deletes their record, which
+// overwrites its bytes in the store files (a plain delete would leave them
+// there until the block is compacted), then stores tomb in its place with
+// an expected last subject sequence of 0. The tombstone makes every later
+// Create fail, so keys are never made again for an erased subject.
+//
+// A record created by another instance between the delete and the
+// tombstone makes the tombstone's publish fail; Destroy then deletes that
+// record too and tries again, so whatever keys existed before the
+// tombstone are destroyed. When the subject already has a tombstone,
+// Destroy returns it and changes nothing. It returns the tombstone stored,
+// with KeysDestroyed set when a record was deleted.
+func (s *KeyStore) Destroy(ctx context.Context, tenant, subject string, tomb keyring.Tombstone) (keyring.Tombstone, error) {
+	subj := stream.KeysSubject(tenant, subject)
+	for range destroyAttempts {
+		m, err := s.keys.GetLastMsgForSubject(ctx, subj)
+		switch {
+		case errors.Is(err, jetstream.ErrMsgNotFound):
+		case err != nil:
+			return keyring.Tombstone{}, fmt.Errorf("destroy %s: %w", subj, err)
+		case m.Header.Get(headerErased) != "":
+			var old keyring.Tombstone
+			if err := json.Unmarshal(m.Data, &old); err != nil {
+				return keyring.Tombstone{}, fmt.Errorf("decode tombstone %s: %w", subj, err)
+			}
+			return old, nil
+		default:
+			err := s.keys.SecureDeleteMsg(ctx, m.Sequence)
+			if err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+				return keyring.Tombstone{}, fmt.Errorf("destroy %s: %w", subj, err)
+			}
+			tomb.KeysDestroyed = true
+		}
+		msg := nats.NewMsg(subj)
+		msg.Header.Set(headerErased, tomb.ErasureID)
+		if msg.Data, err = json.Marshal(tomb); err != nil {
+			return keyring.Tombstone{}, fmt.Errorf("encode tombstone %s: %w", subj, err)
+		}
+		_, err = s.js.PublishMsg(ctx, msg,
+			jetstream.WithExpectStream(stream.Keys),
+			jetstream.WithExpectLastSequencePerSubject(0))
+		if err == nil {
+			return tomb, nil
+		}
+		if !isWrongLastSequence(err) {
+			return keyring.Tombstone{}, fmt.Errorf("store tombstone %s: %w", subj, err)
+		}
+	}
+	return keyring.Tombstone{}, fmt.Errorf("destroy %s: keys kept being created, gave up after %d rounds", subj, destroyAttempts)
+}
+
+func isWrongLastSequence(err error) bool {
+	var apiErr *jetstream.APIError
+	if !errors.As(err, &apiErr) {
+		return false
+	}
+	// A replicated stream answers with the second code for the same conflict.
+	return apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant
+}
+
+// EventLog appends privacy events to the PRIVACY stream. It is safe for
+// concurrent use.
+type EventLog struct {
+	js jetstream.JetStream
+}
+
+// NewEventLog returns an event log on the PRIVACY stream.
+func NewEventLog(js jetstream.JetStream) *EventLog {
+	return &EventLog{js: js}
+}
+
+// Append stores e on the privacy subject of its aggregate and returns its
+// stream sequence. The event id is the message id, so JetStream drops a
+// retried append as a duplicate.
+func (l *EventLog) Append(ctx context.Context, e event.Envelope) (uint64, error) {
+	return l.publish(ctx, e)
+}
+
+// AppendExpect is Append for a subject whose last stored event has stream
+// sequence last (0: none). When another event was stored there since, it
+// stores nothing and returns app.ErrConflict.
+func (l *EventLog) AppendExpect(ctx context.Context, e event.Envelope, last uint64) (uint64, error) {
+	seq, err := l.publish(ctx, e, jetstream.WithExpectLastSequencePerSubject(last))
+	if isWrongLastSequence(err) {
+		return 0, fmt.Errorf("append %s: %w", e.Type, app.ErrConflict)
+	}
+	return seq, err
+}
+
+func (l *EventLog) publish(ctx context.Context, e event.Envelope, opts ...jetstream.PublishOpt) (uint64, error) {
+	m := e.Msg(stream.PrivacySubject(e.Tenant, e.Aggregate))
+	ack, err := l.js.PublishMsg(ctx, m, append(opts, jetstream.WithExpectStream(stream.Privacy))...)
+	if err != nil {
+		return 0, fmt.Errorf("append %s to %s: %w", e.Type, m.Subject, err)
+	}
+	return ack.Sequence, nil
+}
+
+// LastSeq returns the stream sequence of the last event in PRIVACY.
+func (l *EventLog) LastSeq(ctx context.Context) (uint64, error) {
+	s, err := l.js.Stream(ctx, stream.Privacy)
+	if err != nil {
+		return 0, fmt.Errorf("read stream %s: %w", stream.Privacy, err)
+	}
+	return s.CachedInfo().State.LastSeq, nil
+}
+
+// Follow delivers every event of PRIVACY, from the first, to apply in
+// stream order, and then each new one as it is stored, until the returned
+// context is stopped. A message that is not a Parley event is delivered as
+// the zero Envelope, so the sequence still advances.
+func (l *EventLog) Follow(ctx context.Context, apply func(seq uint64, e event.Envelope)) (jetstream.ConsumeContext, error) {
+	cons, err := l.js.OrderedConsumer(ctx, stream.Privacy, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		return nil, fmt.Errorf("follow %s: %w", stream.Privacy, err)
+	}
+	cc, err := cons.Consume(func(m jetstream.Msg) {
+		meta, err := m.Metadata()
+		if err != nil {
+			return
+		}
+		e, err := event.Parse(m.Subject(), m.Headers(), m.Data())
+		if err != nil {
+			e = event.Envelope{}
+		}
+		apply(meta.Sequence.Stream, e)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("follow %s: %w", stream.Privacy, err)
+	}
+	return cc, nil
+}

@@ -1,0 +1,216 @@
+package jetstream
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/parley-chat/parley/pkg/stream"
+
+	"github.com/parley-chat/parley/services/privacy/internal/keyring"
+)
+
+// Rotation counts what Rotate did.
+type Rotation struct {
+	// Rewrapped records were moved from the old KEK to the new one.
+	Rewrapped int
+	// Current records were wrapped under the new KEK already: a rotation
+	// that stopped half way and was run again.
+	Current int
+	// Tombstones are erased subjects: they hold no key and are left as
+	// they are.
+	Tombstones int
+}
+
+// ErrForeignKEK means a KEYS record is wrapped under neither the old nor the
+// new KEK of a rotation.
+var ErrForeignKEK = errors.New("record wrapped under a key-encryption key that is neither the old nor the new one")
+
+// Rotate re-wraps every key record of the KEYS stream that is wrapped under
+// from so that it is wrapped under to, and calls progress after each
+// message it looked at (records and tombstones) with how many it has and
+// how many there were when it started.
+//
+// Each record is replaced in two steps, so a crash never loses a key: the
+// new record is published expecting the old one to be the subject's last
+// message (an erasure or another rotation in between makes the publish
+// fail, and the subject is looked at again), then the old record is
+// secure-deleted, which overwrites its bytes in the store files. For the
+// moment between the two steps a subject holds two messages, so Rotate
+// raises the stream's per-subject limit to 2 for its run and sets it back
+// to 1 when it returns. A record's remaining Nats-TTL is carried over.
+//
+// Rotate stops at the first record it cannot move (ErrForeignKEK, a
+// record that does not unwrap, a store error) and returns what it did so
+// far; running it again with the same keys resumes. It should run while no
+// privacy service uses the store: one running with the old KEK could
+// create records under it meanwhile.
+func Rotate(ctx context.Context, js jetstream.JetStream, from, to *keyring.Ring, progress func(done, total int)) (r Rotation, err error) {
+	s, err := js.Stream(ctx, stream.Keys)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return r, nil
+	}
+	if err != nil {
+		return r, fmt.Errorf("rotate: open stream %s: %w", stream.Keys, err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		return r, fmt.Errorf("rotate: %w", err)
+	}
+	total, last := int(info.State.Msgs), info.State.LastSeq
+	restore, err := allowTwoPerSubject(ctx, js, info.Config)
+	if err != nil {
+		return r, err
+	}
+	defer func() {
+		if rerr := restore(); rerr != nil {
+			err = errors.Join(err, rerr)
+		}
+	}()
+
+	done := 0
+	for seq := uint64(1); seq <= last; {
+		m, err := s.GetMsg(ctx, seq, jetstream.WithGetMsgSubject("keys.>"))
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			break
+		}
+		if err != nil {
+			return r, fmt.Errorf("rotate: read %s from %d: %w", stream.Keys, seq, err)
+		}
+		if m.Sequence > last {
+			break
+		}
+		if err := rotateOne(ctx, js, s, m, from, to, &r); err != nil {
+			return r, err
+		}
+		done++
+		if progress != nil {
+			progress(done, total)
+		}
+		seq = m.Sequence + 1
+	}
+	return r, nil
+}
+
+// allowTwoPerSubject raises the KEYS stream's per-subject limit to 2 and
+// returns the function that sets cfg's limit back.
+func allowTwoPerSubject(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfig) (func() error, error) {
+	raised := cfg
+	raised.MaxMsgsPerSubject = 2
+	if _, err := js.UpdateStream(ctx, raised); err != nil {
+		return nil, fmt.Errorf("rotate: raise the per-subject limit of %s: %w", stream.Keys, err)
+	}
+	return func() error {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		if _, err := js.UpdateStream(ctx, cfg); err != nil {
+			return fmt.Errorf("rotate: restore the per-subject limit of %s: %w", stream.Keys, err)
+		}
+		return nil
+	}, nil
+}
+
+// rotateOne moves the record in m, stored at its sequence, to the new KEK.
+func rotateOne(ctx context.Context, js jetstream.JetStream, s jetstream.Stream, m *jetstream.RawStreamMsg, from, to *keyring.Ring, r *Rotation) error {
+	if m.Header.Get(headerErased) != "" {
+		r.Tombstones++
+		return nil
+	}
+	tenant, subject, ok := keysTokens(m.Subject)
+	if !ok {
+		return fmt.Errorf("rotate: unexpected subject %q in %s", m.Subject, stream.Keys)
+	}
+	var rec keyring.Record
+	if err := json.Unmarshal(m.Data, &rec); err != nil {
+		return fmt.Errorf("rotate: decode %s: %w", m.Subject, err)
+	}
+	switch rec.KEKID {
+	case to.KEKID():
+		r.Current++
+		return nil
+	case from.KEKID():
+	default:
+		return fmt.Errorf("rotate: %s: kek %s: %w", m.Subject, rec.KEKID, ErrForeignKEK)
+	}
+	keys, err := from.Unwrap(tenant, subject, rec)
+	if err != nil {
+		return fmt.Errorf("rotate: %w", err)
+	}
+	next, err := to.Wrap(tenant, subject, keys, rec.CreatedAt)
+	if err != nil {
+		return fmt.Errorf("rotate: %w", err)
+	}
+	msg := nats.NewMsg(m.Subject)
+	if msg.Data, err = json.Marshal(next); err != nil {
+		return fmt.Errorf("rotate: encode %s: %w", m.Subject, err)
+	}
+	opts := []jetstream.PublishOpt{
+		jetstream.WithExpectStream(stream.Keys),
+		jetstream.WithExpectLastSequencePerSubject(m.Sequence),
+	}
+	if ttl, ok := remainingTTL(m); ok {
+		opts = append(opts, jetstream.WithMsgTTL(ttl))
+	}
+	_, err = js.PublishMsg(ctx, msg, opts...)
+	if isWrongLastSequence(err) {
+		return changedMeanwhile(ctx, s, m.Subject, r)
+	}
+	if err != nil {
+		return fmt.Errorf("rotate: store %s: %w", m.Subject, err)
+	}
+	if err := s.SecureDeleteMsg(ctx, m.Sequence); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+		return fmt.Errorf("rotate: destroy the old record of %s: %w", m.Subject, err)
+	}
+	r.Rewrapped++
+	return nil
+}
+
+// changedMeanwhile accounts for a subject whose record was replaced while
+// it was being rotated: erased (Destroy secure-deleted the old record) or
+// re-wrapped by another rotation.
+func changedMeanwhile(ctx context.Context, s jetstream.Stream, subj string, r *Rotation) error {
+	m, err := s.GetLastMsgForSubject(ctx, subj)
+	if err != nil {
+		return fmt.Errorf("rotate: reread %s: %w", subj, err)
+	}
+	if m.Header.Get(headerErased) != "" {
+		r.Tombstones++
+		return nil
+	}
+	return fmt.Errorf("rotate: %s changed while it was being re-wrapped; run the rotation again", subj)
+}
+
+// remainingTTL returns what is left of m's Nats-TTL, at least a second, and
+// false when m has none.
+func remainingTTL(m *jetstream.RawStreamMsg) (time.Duration, bool) {
+	v := m.Header.Get(jetstream.MsgTTLHeader)
+	if v == "" {
+		return 0, false
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		secs, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || secs <= 0 {
+			// "never", or what the server would not have stored.
+			return 0, false
+		}
+		d = time.Duration(secs) * time.Second
+	}
+	return max(time.Until(m.Time.Add(d)).Truncate(time.Second), time.Second), true
+}
+
+// keysTokens splits a KEYS subject into its tenant and data subject.
+func keysTokens(subj string) (tenant, subject string, ok bool) {
+	parts := strings.Split(subj, ".")
+	if len(parts) != 3 || parts[0] != "keys" {
+		return "", "", false
+	}
+	return parts[1], parts[2], true
+}

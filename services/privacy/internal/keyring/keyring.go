@@ -1,0 +1,141 @@
+// Package keyring is the privacy service's domain of subject keys: the
+// key-encryption key (KEK) and the wrapping of every data subject's data
+// key and pseudonym key under it.
+//
+// A wrapped key is bound by its associated data to its tenant, its subject,
+// the KEK that wrapped it and which of the two keys it is, so a record copied
+// to another subject, or its two halves swapped, never unwraps.
+package keyring
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/parley-chat/parley/pkg/seal"
+	"github.com/parley-chat/parley/pkg/subjectkey"
+)
+
+// Errors of the key store and of Unwrap.
+var (
+	// ErrNotFound means the subject has no keys: never created, erased or expired.
+	ErrNotFound = errors.New("subject has no keys")
+	// ErrExists means the subject's keys were created by another writer first.
+	ErrExists = errors.New("subject keys already exist")
+	// ErrUnknownKEK means a record was wrapped by a KEK other than the ring's.
+	ErrUnknownKEK = errors.New("keys wrapped by another key-encryption key")
+	// ErrErased means the subject was erased: in place of their keys the
+	// store holds a Tombstone, and no keys are ever created for them again.
+	ErrErased = errors.New("subject erased")
+)
+
+// Tombstone takes the place of an erased subject's record in the key store.
+// It holds no key.
+type Tombstone struct {
+	ErasureID string    `json:"erasure_id"`
+	ErasedAt  time.Time `json:"erased_at"`
+	// KeysDestroyed says whether the erasure destroyed a record; false when
+	// there was none left.
+	KeysDestroyed bool `json:"keys_destroyed"`
+}
+
+// Names of the two wrapped keys, part of each wrap's associated data.
+const (
+	wrapData      = "data"
+	wrapPseudonym = "pseudonym"
+)
+
+// Record is a subject's keys as stored: each wrapped under the KEK named by
+// KEKID. It holds no key in clear.
+type Record struct {
+	KEKID     string    `json:"kek_id"`
+	Data      []byte    `json:"data"`
+	Pseudonym []byte    `json:"pseudonym"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// Ring wraps and unwraps subject keys under one KEK. It is safe for
+// concurrent use.
+type Ring struct {
+	kek seal.Key
+	id  string
+}
+
+// New returns a ring for kek.
+func New(kek seal.Key) *Ring {
+	return &Ring{kek: kek, id: Fingerprint(kek)}
+}
+
+// Fingerprint names a KEK without revealing it: the hex of the first 8 bytes
+// of its SHA-256. Records carry it so that a KEK rotation can tell which
+// records are still wrapped under the old key.
+func Fingerprint(kek seal.Key) string {
+	sum := sha256.Sum256(kek[:])
+	return hex.EncodeToString(sum[:8])
+}
+
+// KEKID returns the fingerprint of the ring's KEK.
+func (r *Ring) KEKID() string { return r.id }
+
+// NewKeys generates fresh keys for a subject and wraps them. It returns the
+// keys in clear for the caller to use, and the record to store.
+func (r *Ring) NewKeys(tenant, subject string, at time.Time) (subjectkey.Keys, Record, error) {
+	var k subjectkey.Keys
+	var err error
+	if k.Data, err = seal.NewKey(); err != nil {
+		return subjectkey.Keys{}, Record{}, err
+	}
+	if k.Pseudonym, err = seal.NewKey(); err != nil {
+		return subjectkey.Keys{}, Record{}, err
+	}
+	rec, err := r.Wrap(tenant, subject, k, at)
+	if err != nil {
+		return subjectkey.Keys{}, Record{}, err
+	}
+	return k, rec, nil
+}
+
+func (r *Ring) wrap(tenant, subject, which string, key []byte) ([]byte, error) {
+	b, err := seal.Seal(r.kek, key, r.ad(tenant, subject, which))
+	if err != nil {
+		return nil, fmt.Errorf("wrap %s key: %w", which, err)
+	}
+	return b, nil
+}
+
+// Unwrap returns the keys in rec, stored for tenant's subject. It returns
+// ErrUnknownKEK when rec was wrapped under another KEK, and an error
+// wrapping seal.ErrOpen when rec was altered or belongs to another subject;
+// it never returns keys that were not wrapped for this subject.
+func (r *Ring) Unwrap(tenant, subject string, rec Record) (subjectkey.Keys, error) {
+	if rec.KEKID != r.id {
+		return subjectkey.Keys{}, fmt.Errorf("unwrap keys of %s/%s: kek %s: %w", tenant, subject, rec.KEKID, ErrUnknownKEK)
+	}
+	var k subjectkey.Keys
+	var err error
+	if k.Data, err = r.unwrap(tenant, subject, wrapData, rec.Data); err != nil {
+		return subjectkey.Keys{}, err
+	}
+	if k.Pseudonym, err = r.unwrap(tenant, subject, wrapPseudonym, rec.Pseudonym); err != nil {
+		return subjectkey.Keys{}, err
+	}
+	return k, nil
+}
+
+func (r *Ring) unwrap(tenant, subject, which string, wrapped []byte) (seal.Key, error) {
+	b, err := seal.Open(r.kek, wrapped, r.ad(tenant, subject, which))
+	if err != nil {
+		return seal.Key{}, fmt.Errorf("unwrap %s key of %s/%s: %w", which, tenant, subject, err)
+	}
+	k, err := seal.KeyFromBytes(b)
+	if err != nil {
+		return seal.Key{}, fmt.Errorf("unwrap %s key of %s/%s: %w", which, tenant, subject, err)
+	}
+	return k, nil
+}
+
+func (r *Ring) ad(tenant, subject, which string) []byte {
+	return seal.AD("parley-key", tenant, subject, r.id, which)
+}

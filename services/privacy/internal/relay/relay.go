@@ -1,0 +1,715 @@
+// Package relay is the privacy service's consent-gated, pseudonymizing relay
+// from the CHAT stream to the ANALYTICS stream.
+//
+// It follows CHAT with a durable pull consumer (Durable) and turns each
+// conversation event into content-free facts (analyticsapi.Fact): no text,
+// no raw id, no network data; every id is an HMAC under the pseudonym key of
+// the visitor (or, for an agent, of the agent). A fact is written only when
+// the visitor's analytics consent held at the time of its event, as the
+// privacy service's consent history tells. An erased visitor's events cannot
+// be opened any more and yield nothing.
+//
+// The consumer is a JetStream pull consumer with explicit acks. The relay
+// works in batches: it takes every event delivered so far, publishes every
+// fact asynchronously, waits for the stream's acks, then acks the events.
+// One long-lived pull subscription (Consume) keeps up to a batch of events
+// requested ahead, so no pull request, inbox or subscription is made per
+// batch, which matters when events come one at a time. Should the
+// subscription end (its consumer deleted), the relay creates the consumer
+// again and follows it. An event is acked only after
+// its facts are stored; a transient failure naks it for redelivery. Facts
+// carry Nats-Msg-Id = their id (event id and kind), so a redelivered event
+// is dropped by ANALYTICS as a duplicate, and by the analytics store after
+// the stream's duplicate window.
+//
+// The relay also schedules the erasure of conversations erased after they
+// close (see internal/ephemeral): when it relays the event that closes one,
+// it stores the schedule in SCHEDULES, acked with the event's facts, and
+// whatever the visitor's consent, since the erasure is no analytics. The
+// delay comes from the conversation's opening event.
+//
+// And the relay keeps the keys of visitors with nothing left from
+// outliving their data (see ephemeral.Expiry): every event stored with a
+// Nats-TTL pushes the expiry of its visitor's keys out to when it expires,
+// plus a grace, by a schedule in SCHEDULES that replaces the visitor's one
+// before. Not at every event: each schedule is one grace later than
+// needed, and an event that expires before the last schedule the relay
+// remembers storing fires needs none, so a visitor writing fast costs one
+// schedule per grace.
+//
+// What a fact needs beyond its event (when the conversation opened, whether
+// an agent answered already, who is assigned) is kept in memory per
+// conversation. After a restart, or for a conversation whose state was
+// dropped, it is recomputed from the conversation's earlier events, read by
+// direct gets.
+package relay
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+	"unicode/utf8"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/parley-chat/parley/pkg/analyticsapi"
+	"github.com/parley-chat/parley/pkg/event"
+	"github.com/parley-chat/parley/pkg/stream"
+	"github.com/parley-chat/parley/pkg/subjectkey"
+
+	"github.com/parley-chat/parley/services/privacy/internal/app"
+	"github.com/parley-chat/parley/services/privacy/internal/ephemeral"
+	"github.com/parley-chat/parley/services/privacy/internal/keyring"
+)
+
+// Durable is the name of the relay's consumer of CHAT. It never changes: a
+// new name would start over from the first event.
+const Durable = "privacy-relay"
+
+const (
+	// batchSize bounds the events handled between two rounds of acks, and
+	// the events pulled ahead of them.
+	batchSize = 500
+	// ackWait is how long JetStream waits for an ack before redelivering.
+	ackWait = 30 * time.Second
+	// retryDelay is how long a nak'd event waits before it comes back.
+	retryDelay = time.Second
+	// catchUpMargin covers the time between a consent being stamped and
+	// being stored, and clock differences between instances: events newer
+	// than the last catch-up with PRIVACY minus this make the relay catch
+	// up again before deciding.
+	catchUpMargin = time.Second
+	// maxConversations bounds the conversations whose state is kept;
+	// beyond it some are dropped and recomputed when needed.
+	maxConversations = 100_000
+	// maxExpiries bounds the visitors whose last scheduled expiry is
+	// kept; beyond it some are dropped, and scheduled again at their next
+	// event.
+	maxExpiries = 100_000
+	minBackoff  = 100 * time.Millisecond
+	maxBackoff  = 5 * time.Second
+)
+
+// App is what the relay needs of the privacy service.
+type App interface {
+	// GetKeys returns a subject's keys (see app.App.GetKeys).
+	GetKeys(ctx context.Context, tenant, subject string, create bool) (subjectkey.Keys, error)
+	// AnalyticsConsentAt reports whether the subject consented to
+	// analytics at that time.
+	AnalyticsConsentAt(tenant, subject string, at time.Time) bool
+	// CatchUp returns once every PRIVACY event stored before the call is
+	// in the consent history.
+	CatchUp(ctx context.Context) error
+}
+
+// Relay is the relay. Run it once.
+type Relay struct {
+	js  jetstream.JetStream
+	app App
+	log *slog.Logger
+	now func() time.Time
+
+	chat  jetstream.Stream
+	convs map[convKey]*conv
+	// pending and futures are reused from batch to batch.
+	pending []pending
+	futures []jetstream.PubAckFuture
+	// expiries holds when the last expiry stored for a visitor fires.
+	expiries map[visitorKey]time.Time
+	// caughtUp is when the last catch-up with PRIVACY started: every
+	// consent stored before it is known.
+	caughtUp time.Time
+}
+
+type convKey struct{ tenant, conversation string }
+
+type visitorKey struct{ tenant, visitor string }
+
+// conv is what the relay remembers of a conversation.
+type conv struct {
+	seq    uint64 // stream sequence of the last event applied
+	opened time.Time
+	agent  string // the assigned agent, if any
+	// firstResponse is the id of the first message by staff, "" until
+	// there is one.
+	firstResponse string
+	// eraseAfter is how long after closing the conversation is erased; 0:
+	// never.
+	eraseAfter time.Duration
+	// visitor is the conversation's visitor, and conversationPseudonym and
+	// visitorPseudonym the pseudonyms of the conversation and of the
+	// visitor under their key, which stays the same as long as they have
+	// one: computed once, not for every fact.
+	visitor, conversationPseudonym, visitorPseudonym string
+}
+
+// pending is an event of the batch in hand.
+type pending struct {
+	msg jetstream.Msg
+	// futures[from:to] of the relay are the acks of its messages.
+	from, to int
+	failed   bool
+	// expiry is the visitor whose expiry the event schedules, if any.
+	expiry *visitorKey
+}
+
+// New returns a relay reading CHAT and writing ANALYTICS through js.
+func New(js jetstream.JetStream, app App, log *slog.Logger) *Relay {
+	return &Relay{js: js, app: app, log: log.With("component", "relay"), now: time.Now,
+		convs: make(map[convKey]*conv), expiries: make(map[visitorKey]time.Time)}
+}
+
+// Run relays events until ctx is done, then returns nil. It waits for the
+// CHAT stream (owned by the chat service) to exist.
+func (r *Relay) Run(ctx context.Context) error {
+	backoff := minBackoff
+	for {
+		cons, err := r.consumer(ctx)
+		if err != nil {
+			return nil // ctx is done
+		}
+		r.log.Info("relay running", "consumer", Durable)
+		relayed, err := r.consume(ctx, cons)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if relayed {
+			backoff = minBackoff
+		}
+		r.log.Warn("consume chat events", "err", err, "retry_in", backoff)
+		if !sleep(ctx, backoff) {
+			return nil
+		}
+		backoff = min(2*backoff, maxBackoff)
+	}
+}
+
+// errConsumeStopped is returned by consume when the pull subscription
+// ends by itself: its consumer was deleted, or the connection closed.
+var errConsumeStopped = errors.New("pull subscription stopped")
+
+// consume relays the events of cons until ctx is done or the subscription
+// ends, and reports whether it relayed any. Each batch is every event
+// delivered and not yet handled, up to batchSize, taken in delivery order
+// once at least one is there.
+func (r *Relay) consume(ctx context.Context, cons jetstream.Consumer) (bool, error) {
+	in := make(chan jetstream.Msg, batchSize)
+	done := make(chan struct{})
+	cc, err := cons.Consume(func(m jetstream.Msg) {
+		select {
+		case in <- m:
+		case <-done:
+		}
+	},
+		jetstream.PullMaxMessages(batchSize),
+		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+			r.log.Warn("pull chat events", "err", err)
+		}))
+	if err != nil {
+		return false, err
+	}
+	defer func() {
+		close(done)
+		// What is delivered and not handled comes back after ackWait.
+		cc.Stop()
+	}()
+	stopped := cc.Closed()
+	batch := make([]jetstream.Msg, 0, batchSize)
+	relayed := false
+	for {
+		select {
+		case m := <-in:
+			batch = append(batch, m)
+		case <-stopped:
+			return relayed, errConsumeStopped
+		case <-ctx.Done():
+			return relayed, ctx.Err()
+		}
+	more:
+		for len(batch) < batchSize {
+			select {
+			case m := <-in:
+				batch = append(batch, m)
+			default:
+				break more
+			}
+		}
+		r.process(ctx, batch)
+		relayed = true
+		clear(batch)
+		batch = batch[:0]
+	}
+}
+
+// consumer ensures the durable consumer, retrying until CHAT exists or ctx
+// is done.
+func (r *Relay) consumer(ctx context.Context) (jetstream.Consumer, error) {
+	backoff := minBackoff
+	for {
+		chat, err := r.js.Stream(ctx, stream.Chat)
+		if err == nil {
+			r.chat = chat
+			cons, err := chat.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
+				Durable:       Durable,
+				FilterSubject: "chat.>",
+				AckPolicy:     jetstream.AckExplicitPolicy,
+				DeliverPolicy: jetstream.DeliverAllPolicy,
+				AckWait:       ackWait,
+				MaxAckPending: 4 * batchSize,
+			})
+			if err == nil {
+				return cons, nil
+			}
+			r.log.Warn("create relay consumer", "err", err)
+		} else if !errors.Is(err, jetstream.ErrStreamNotFound) {
+			r.log.Warn("open chat stream", "err", err)
+		}
+		if !sleep(ctx, backoff) {
+			return nil, ctx.Err()
+		}
+		backoff = min(2*backoff, maxBackoff)
+	}
+}
+
+// process relays a batch: the facts of every event are published
+// asynchronously, and each event is acked once all its facts are stored,
+// or nak'd for redelivery.
+func (r *Relay) process(ctx context.Context, msgs []jetstream.Msg) {
+	if err := r.catchUp(ctx, msgs); err != nil {
+		r.log.Warn("catch up with consents", "err", err)
+		for _, m := range msgs {
+			_ = m.NakWithDelay(retryDelay)
+		}
+		return
+	}
+	out, futures := r.pending[:0], r.futures[:0]
+	defer func() {
+		// Hold no message or future until the next batch.
+		clear(out)
+		clear(futures)
+		r.pending, r.futures = out[:0], futures[:0]
+	}()
+	var outs []*nats.Msg
+	for _, m := range msgs {
+		p := pending{msg: m, from: len(futures)}
+		var err error
+		outs, p.expiry, err = r.handle(ctx, m, outs[:0])
+		if err != nil {
+			r.log.Warn("relay event, will retry", "err", err)
+			p.failed = true
+		}
+		for _, o := range outs {
+			fu, err := r.js.PublishMsgAsync(o)
+			if err != nil {
+				r.log.Warn("publish", "subject", o.Subject, "err", err)
+				p.failed = true
+				break
+			}
+			futures = append(futures, fu)
+		}
+		p.to = len(futures)
+		out = append(out, p)
+	}
+	for _, p := range out {
+		for _, fu := range futures[p.from:p.to] {
+			select {
+			case <-fu.Ok():
+			case err := <-fu.Err():
+				r.log.Warn("store relayed message", "subject", fu.Msg().Subject, "err", err)
+				p.failed = true
+			case <-ctx.Done():
+				return
+			}
+		}
+		if p.failed {
+			if p.expiry != nil {
+				// The schedule may not be stored: the event schedules it
+				// again when it comes back.
+				delete(r.expiries, *p.expiry)
+			}
+			_ = p.msg.NakWithDelay(retryDelay)
+			continue
+		}
+		if err := p.msg.Ack(); err != nil {
+			r.log.Warn("ack chat event", "err", err)
+		}
+	}
+}
+
+// catchUp makes sure the consent history holds every consent that could
+// apply to an event in msgs.
+//
+// Every consent stored before the batch arrived must be known: a visitor
+// who withdraws, then writes, must not be counted. It takes a question to
+// the server asked after the batch arrived (app.CatchUp: PRIVACY's last
+// sequence, then waiting for it to be applied). Nothing this process knows
+// can answer instead: any instance of the service records consents, so
+// the last one this instance wrote says nothing of the others', and what
+// the history's consumer has delivered says nothing of what is stored
+// and not yet delivered, since JetStream orders nothing across streams.
+// Only a batch whose events are all older than the last catch-up, by more
+// than catchUpMargin, skips it.
+func (r *Relay) catchUp(ctx context.Context, msgs []jetstream.Msg) error {
+	var newest time.Time
+	for _, m := range msgs {
+		if at, err := time.Parse(time.RFC3339Nano, m.Headers().Get(event.HeaderAt)); err == nil && at.After(newest) {
+			newest = at
+		}
+	}
+	if newest.Before(r.caughtUp.Add(-catchUpMargin)) {
+		return nil
+	}
+	start := r.now()
+	if err := r.app.CatchUp(ctx); err != nil {
+		return err
+	}
+	r.caughtUp = start
+	return nil
+}
+
+// factMsg returns the message that stores f in ANALYTICS.
+func factMsg(f analyticsapi.Fact) (*nats.Msg, error) {
+	data, err := json.Marshal(f)
+	if err != nil {
+		return nil, err
+	}
+	m := nats.NewMsg(analyticsapi.Subject(f.Tenant, f.Kind))
+	m.Header.Set(jetstream.MsgIDHeader, f.ID)
+	m.Data = data
+	return m, nil
+}
+
+// errSkip marks an event that yields nothing and is acked: not a Parley
+// event, or one that can no longer be read.
+var errSkip = errors.New("skip")
+
+// handle appends to out and returns the messages to store for the event
+// in m: its facts, the schedule of its conversation's erasure when it
+// closes one that is erased after closing, and the schedule of its
+// visitor's expiry when it pushes that out, with the visitor. An error
+// means the event must come again; events that can never yield anything
+// append nothing and return no error.
+func (r *Relay) handle(ctx context.Context, m jetstream.Msg, out []*nats.Msg) ([]*nats.Msg, *visitorKey, error) {
+	n := len(out)
+	md, err := m.Metadata()
+	if err != nil {
+		return out, nil, nil
+	}
+	e, err := event.Parse(m.Subject(), m.Headers(), m.Data())
+	if err != nil {
+		r.log.Warn("skip chat message that is not an event", "stream_seq", md.Sequence.Stream)
+		return out, nil, nil
+	}
+	schedule, facts, err := r.facts(ctx, md.Sequence.Stream, e)
+	if errors.Is(err, errSkip) {
+		return out, nil, nil
+	}
+	if err != nil {
+		return out[:n], nil, err
+	}
+	if schedule != nil {
+		out = append(out, schedule)
+	}
+	for _, f := range facts {
+		fm, err := factMsg(f)
+		if err != nil {
+			return out[:n], nil, err
+		}
+		out = append(out, fm)
+	}
+	// Last: once it is remembered, the schedule must go out with the rest.
+	expiry, visitor, err := r.expiry(md.Timestamp, m.Headers(), e)
+	if err != nil {
+		return out[:n], nil, err
+	}
+	if expiry != nil {
+		out = append(out, expiry)
+	}
+	return out, visitor, nil
+}
+
+// expiry returns the schedule of the expiry of e's visitor's keys, and the
+// visitor, when e, stored at stored with header h, expires after the last
+// schedule of theirs the relay remembers fires; nothing otherwise, or when
+// e never expires.
+func (r *Relay) expiry(stored time.Time, h nats.Header, e event.Envelope) (*nats.Msg, *visitorKey, error) {
+	ttl, ok := ephemeral.TTL(h)
+	if !ok || !stream.ValidToken(e.Tenant) || !stream.ValidToken(e.Subject) {
+		return nil, nil, nil
+	}
+	grace := ephemeral.Grace(ttl)
+	at := stored.Add(ttl + grace)
+	key := visitorKey{e.Tenant, e.Subject}
+	if !at.After(r.expiries[key]) {
+		return nil, nil, nil
+	}
+	// A grace later than needed: the visitor's events of the next grace
+	// need no schedule of their own.
+	at = at.Add(grace)
+	m, err := ephemeral.ExpirySchedule(ephemeral.Expiry{Tenant: e.Tenant, Visitor: e.Subject}, at)
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(r.expiries) >= maxExpiries {
+		for k := range r.expiries {
+			delete(r.expiries, k)
+			if len(r.expiries) < maxExpiries*9/10 {
+				break
+			}
+		}
+	}
+	r.expiries[key] = at
+	return m, &key, nil
+}
+
+// visitorKeys returns the keys sealing e; errSkip when the visitor has
+// none left (erased, or expired with their conversations).
+func (r *Relay) visitorKeys(ctx context.Context, e event.Envelope) (subjectkey.Keys, error) {
+	k, err := r.app.GetKeys(ctx, e.Tenant, e.Subject, false)
+	if errors.Is(err, keyring.ErrErased) || errors.Is(err, keyring.ErrNotFound) || invalid(err) {
+		return subjectkey.Keys{}, errSkip
+	}
+	return k, err
+}
+
+// payloadOf returns a pointer to the decoded body of e, nil for an event
+// type the relay ignores; errSkip when the body cannot be opened.
+func payloadOf(k subjectkey.Keys, e event.Envelope) (any, error) {
+	var p any
+	switch e.Type {
+	case event.ConversationOpened:
+		p = &event.Opened{}
+	case event.MessagePosted:
+		p = &event.Posted{}
+	case event.ConversationAssigned:
+		p = &event.Assigned{}
+	case event.ConversationClosed:
+		p = &event.Closed{}
+	case event.ConversationRated:
+		p = &event.Rated{}
+	default:
+		return nil, nil
+	}
+	if err := e.Open(k.Data, p); err != nil {
+		return nil, fmt.Errorf("%w: %w", errSkip, err)
+	}
+	return p, nil
+}
+
+// facts applies the event e, at stream sequence seq, to its
+// conversation's state and returns its facts when the visitor consented;
+// and, whatever the consent, the scheduled erasure of the conversation when
+// e closes one that is erased after closing.
+func (r *Relay) facts(ctx context.Context, seq uint64, e event.Envelope) (*nats.Msg, []analyticsapi.Fact, error) {
+	k, err := r.visitorKeys(ctx, e)
+	if err != nil {
+		return nil, nil, err
+	}
+	payload, err := payloadOf(k, e)
+	if err != nil || payload == nil {
+		return nil, nil, err
+	}
+	c, err := r.state(ctx, seq, e)
+	if err != nil {
+		return nil, nil, err
+	}
+	c.apply(seq, e, payload)
+	if e.Type == event.ConversationRated {
+		// A rated conversation has nothing more to say; should it, its
+		// state is recomputed.
+		defer delete(r.convs, convKey{e.Tenant, e.Aggregate})
+	}
+	var schedule *nats.Msg
+	if e.Type == event.ConversationClosed && c.eraseAfter > 0 {
+		job := ephemeral.Job{Tenant: e.Tenant, Conversation: e.Aggregate, Visitor: e.Subject}
+		if schedule, err = ephemeral.Schedule(e.ID, job, e.At.Add(c.eraseAfter)); err != nil {
+			return nil, nil, err
+		}
+	}
+	facts, err := r.factsOf(ctx, k, e, c, payload)
+	return schedule, facts, err
+}
+
+// factsOf returns the facts of e, with c its conversation's state after
+// it, when the visitor consented to analytics at the time.
+func (r *Relay) factsOf(ctx context.Context, k subjectkey.Keys, e event.Envelope, c *conv, payload any) ([]analyticsapi.Fact, error) {
+	if !r.app.AnalyticsConsentAt(e.Tenant, e.Subject, e.At) {
+		return nil, nil
+	}
+	var err error
+	if c.visitor != e.Subject || c.conversationPseudonym == "" {
+		c.visitor = e.Subject
+		c.conversationPseudonym = analyticsapi.Pseudonym(k.Pseudonym, e.Aggregate)
+		c.visitorPseudonym = analyticsapi.Pseudonym(k.Pseudonym, e.Subject)
+	}
+	base := analyticsapi.Fact{
+		Tenant:       e.Tenant,
+		At:           e.At.UTC(),
+		Conversation: c.conversationPseudonym,
+		Visitor:      c.visitorPseudonym,
+	}
+	fact := func(kind string) analyticsapi.Fact {
+		f := base
+		f.ID, f.Kind = analyticsapi.FactID(e.ID, kind), kind
+		return f
+	}
+	var out []analyticsapi.Fact
+	switch p := payload.(type) {
+	case *event.Opened:
+		msg := fact(analyticsapi.KindMessage)
+		msg.Role, msg.Length = "visitor", analyticsapi.LengthBucket(utf8.RuneCountInString(p.Text))
+		out = append(out, fact(analyticsapi.KindOpened), msg)
+	case *event.Posted:
+		msg := fact(analyticsapi.KindMessage)
+		msg.Role, msg.Length = p.Author.Role, analyticsapi.LengthBucket(utf8.RuneCountInString(p.Text))
+		if staff(p.Author) {
+			if msg.Agent, err = r.agentPseudonym(ctx, e.Tenant, p.Author.ID); err != nil {
+				return nil, err
+			}
+		}
+		out = append(out, msg)
+		if staff(p.Author) && c.firstResponse == e.ID && !c.opened.IsZero() {
+			fr := fact(analyticsapi.KindFirstResponse)
+			fr.Agent, fr.Value = msg.Agent, seconds(e.At.Sub(c.opened))
+			out = append(out, fr)
+		}
+	case *event.Closed:
+		if !c.opened.IsZero() {
+			cl := fact(analyticsapi.KindClosed)
+			cl.Value = seconds(e.At.Sub(c.opened))
+			if cl.Agent, err = r.agentPseudonym(ctx, e.Tenant, c.agent); err != nil {
+				return nil, err
+			}
+			out = append(out, cl)
+		}
+	case *event.Rated:
+		rt := fact(analyticsapi.KindRated)
+		rt.Value = float64(p.Score)
+		if rt.Agent, err = r.agentPseudonym(ctx, e.Tenant, c.agent); err != nil {
+			return nil, err
+		}
+		out = append(out, rt)
+	}
+	return out, nil
+}
+
+// invalid reports an id that can never have keys: retrying is pointless.
+func invalid(err error) bool {
+	var verr *app.ValidationError
+	return errors.As(err, &verr)
+}
+
+func staff(a event.Author) bool { return a.Role != "" && a.Role != "visitor" }
+
+func seconds(d time.Duration) float64 { return max(d.Seconds(), 0) }
+
+// agentPseudonym returns the pseudonym of agent under their own key,
+// creating the key when they have none yet; "" for no agent, or an agent
+// who was erased.
+func (r *Relay) agentPseudonym(ctx context.Context, tenant, agent string) (string, error) {
+	if agent == "" {
+		return "", nil
+	}
+	k, err := r.app.GetKeys(ctx, tenant, agent, true)
+	if errors.Is(err, keyring.ErrErased) || invalid(err) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("agent keys: %w", err)
+	}
+	return analyticsapi.Pseudonym(k.Pseudonym, agent), nil
+}
+
+// apply folds e, at stream sequence seq, into c; events applied already
+// change nothing.
+func (c *conv) apply(seq uint64, e event.Envelope, payload any) {
+	if seq <= c.seq {
+		return
+	}
+	c.seq = seq
+	switch p := payload.(type) {
+	case *event.Opened:
+		c.opened = e.At
+		c.eraseAfter = p.EraseAfterClose()
+	case *event.Posted:
+		if staff(p.Author) && c.firstResponse == "" {
+			c.firstResponse = e.ID
+		}
+	case *event.Assigned:
+		c.agent = p.Agent
+	}
+}
+
+// state returns the state of e's conversation before the event at seq:
+// remembered, or recomputed from the conversation's earlier events.
+func (r *Relay) state(ctx context.Context, seq uint64, e event.Envelope) (*conv, error) {
+	key := convKey{e.Tenant, e.Aggregate}
+	if c := r.convs[key]; c != nil {
+		return c, nil
+	}
+	c := &conv{}
+	if e.Type != event.ConversationOpened {
+		if err := r.rebuild(ctx, c, seq, e); err != nil {
+			return nil, err
+		}
+	}
+	if len(r.convs) >= maxConversations {
+		for k := range r.convs {
+			delete(r.convs, k)
+			if len(r.convs) < maxConversations*9/10 {
+				break
+			}
+		}
+	}
+	r.convs[key] = c
+	return c, nil
+}
+
+// rebuild applies to c the events of e's conversation stored before seq.
+func (r *Relay) rebuild(ctx context.Context, c *conv, seq uint64, e event.Envelope) error {
+	subject := stream.ChatSubject(e.Tenant, e.Aggregate)
+	k, err := r.visitorKeys(ctx, e)
+	if err != nil {
+		return err
+	}
+	for next := uint64(1); next < seq; {
+		m, err := r.chat.GetMsg(ctx, next, jetstream.WithGetMsgSubject(subject))
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("read history of a conversation: %w", err)
+		}
+		if m.Sequence >= seq {
+			return nil
+		}
+		next = m.Sequence + 1
+		old, err := event.Parse(m.Subject, m.Header, m.Data)
+		if err != nil {
+			continue
+		}
+		payload, err := payloadOf(k, old)
+		if err != nil || payload == nil {
+			continue
+		}
+		c.apply(m.Sequence, old, payload)
+	}
+	return nil
+}
+
+// sleep waits d or until ctx is done, and reports whether ctx is still
+// live.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}

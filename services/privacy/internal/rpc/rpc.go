@@ -1,0 +1,118 @@
+// Package rpc serves the privacy service's request/reply subjects on NATS:
+// the key service (subjectkey.GetSubject) and the calls of privacyapi.
+// Errors become rpc Codes here, in one place.
+package rpc
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/parley-chat/parley/pkg/audit"
+	"github.com/parley-chat/parley/pkg/privacyapi"
+	"github.com/parley-chat/parley/pkg/rpc"
+	"github.com/parley-chat/parley/pkg/subjectkey"
+
+	"github.com/parley-chat/parley/services/privacy/internal/app"
+	"github.com/parley-chat/parley/services/privacy/internal/keyring"
+)
+
+// Serve subscribes a's calls in queue group privacyapi.Queue until ctx is
+// done. It returns the subscriptions, for the caller to end on shutdown.
+func Serve(ctx context.Context, nc *nats.Conn, log *slog.Logger, a *app.App) ([]*nats.Subscription, error) {
+	routes := []rpc.Route{
+		{Subject: subjectkey.GetSubject, Handler: rpc.Handle(func(ctx context.Context, req subjectkey.Request) (subjectkey.Keys, error) {
+			k, err := a.GetKeys(ctx, req.Tenant, req.Subject, req.Create)
+			return k, codeOf(err)
+		})},
+		{Subject: privacyapi.RegisterVisitorSubject, Handler: rpc.Handle(func(ctx context.Context, req rpc.Request[privacyapi.RegisterVisitorArgs]) (privacyapi.RegisterVisitorResult, error) {
+			id, err := a.RegisterVisitor(ctx, req.Args.Tenant, req.Args.Consent, req.Args.NetworkData)
+			return privacyapi.RegisterVisitorResult{VisitorID: id}, codeOf(err)
+		})},
+		{Subject: privacyapi.EraseSubject, Handler: rpc.Handle(func(ctx context.Context, req rpc.Request[privacyapi.EraseArgs]) (privacyapi.Erasure, error) {
+			res, err := a.Erase(ctx, req.Principal, req.Args.Tenant, req.Args.Subject)
+			return res, codeOf(err)
+		})},
+		{Subject: privacyapi.ErasureStatusSubject, Handler: rpc.Handle(func(ctx context.Context, req rpc.Request[privacyapi.ErasureStatusArgs]) (privacyapi.Erasure, error) {
+			res, err := a.ErasureStatus(ctx, req.Principal, req.Args.Tenant, req.Args.ErasureID)
+			return res, codeOf(err)
+		})},
+		{Subject: privacyapi.SetConsentSubject, Handler: rpc.Handle(func(ctx context.Context, req rpc.Request[privacyapi.SetConsentArgs]) (privacyapi.ConsentResult, error) {
+			res, err := a.SetConsent(ctx, req.Principal, req.Args.Tenant, req.Args.Consent)
+			return res, codeOf(err)
+		})},
+		{Subject: privacyapi.GetConsentSubject, Handler: rpc.Handle(func(ctx context.Context, req privacyapi.SubjectArgs) (privacyapi.ConsentResult, error) {
+			res, err := a.GetConsent(ctx, req.Tenant, req.Subject)
+			return res, codeOf(err)
+		})},
+		{Subject: privacyapi.ConsentHistorySubject, Handler: rpc.Handle(func(ctx context.Context, req rpc.Request[privacyapi.SubjectArgs]) (privacyapi.ConsentHistoryResult, error) {
+			res, err := a.ConsentHistory(ctx, req.Principal, req.Args.Tenant, req.Args.Subject)
+			return res, codeOf(err)
+		})},
+		{Subject: privacyapi.ExportSubject, Handler: rpc.Handle(func(ctx context.Context, req rpc.Request[privacyapi.SubjectArgs]) (privacyapi.ExportResult, error) {
+			res, err := a.Export(ctx, req.Principal, req.Args.Tenant, req.Args.Subject)
+			return res, codeOf(err)
+		})},
+		{Subject: privacyapi.AppendAuditSubject, Handler: rpc.Handle(func(ctx context.Context, req privacyapi.AppendAuditArgs) (audit.Entry, error) {
+			res, err := a.AppendAudit(ctx, req)
+			return res, codeOf(err)
+		})},
+		{Subject: privacyapi.ListAuditSubject, Handler: rpc.Handle(func(ctx context.Context, req rpc.Request[privacyapi.ListAuditArgs]) (privacyapi.ListAuditResult, error) {
+			res, err := a.ListAudit(ctx, req.Principal, req.Args.Tenant, req.Args.Since)
+			return res, codeOf(err)
+		})},
+		{Subject: privacyapi.GetSettingsSubject, Handler: rpc.Handle(func(ctx context.Context, req rpc.Request[privacyapi.TenantArgs]) (privacyapi.Settings, error) {
+			res, err := a.GetSettings(ctx, req.Principal, req.Args.Tenant)
+			return res, codeOf(err)
+		})},
+		{Subject: privacyapi.PutSettingsSubject, Handler: rpc.Handle(func(ctx context.Context, req rpc.Request[privacyapi.PutSettingsArgs]) (privacyapi.Settings, error) {
+			res, err := a.PutSettings(ctx, req.Principal, req.Args.Tenant, req.Args.Settings)
+			return res, codeOf(err)
+		})},
+	}
+	for i := range routes {
+		routes[i].Handler = bounded(routes[i].Handler)
+	}
+	return rpc.ServeAll(ctx, nc, log, privacyapi.Queue, routes...)
+}
+
+// requestTimeout bounds the work on one request; a caller waits
+// rpc.DefaultTimeout at most, so more would be wasted.
+const requestTimeout = rpc.DefaultTimeout
+
+// bounded gives each request a deadline, so that a store in trouble fails
+// it with CodeUnavailable instead of holding it forever.
+func bounded(h rpc.Handler) rpc.Handler {
+	return func(ctx context.Context, data []byte) (any, error) {
+		ctx, cancel := context.WithTimeout(ctx, requestTimeout)
+		defer cancel()
+		return h(ctx, data)
+	}
+}
+
+// codeOf maps the errors of app to rpc errors. Messages never carry ids or
+// values: a validation error names the field only. Anything unmapped stays
+// as is, so that rpc.Serve logs it and answers CodeInternal.
+func codeOf(err error) error {
+	var verr *app.ValidationError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &verr):
+		return rpc.Errorf(rpc.CodeInvalid, "%s", err)
+	case errors.Is(err, app.ErrForbidden):
+		return rpc.Errorf(rpc.CodeForbidden, "not allowed")
+	case errors.Is(err, keyring.ErrErased), errors.Is(err, app.ErrErased):
+		return rpc.Errorf(rpc.CodeGone, "subject erased")
+	case errors.Is(err, keyring.ErrNotFound):
+		return rpc.Errorf(rpc.CodeNotFound, "subject has no keys")
+	case errors.Is(err, app.ErrNotFound):
+		return rpc.Errorf(rpc.CodeNotFound, "not found")
+	case errors.Is(err, nats.ErrTimeout), errors.Is(err, nats.ErrNoResponders),
+		errors.Is(err, nats.ErrConnectionClosed), errors.Is(err, context.DeadlineExceeded):
+		return rpc.Errorf(rpc.CodeUnavailable, "store unavailable")
+	}
+	return err
+}

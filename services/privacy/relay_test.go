@@ -1,0 +1,409 @@
+package privacy_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/parley-chat/parley/pkg/analyticsapi"
+	"github.com/parley-chat/parley/pkg/event"
+	"github.com/parley-chat/parley/pkg/natsembed/natstest"
+	"github.com/parley-chat/parley/pkg/privacyapi"
+	"github.com/parley-chat/parley/pkg/seal"
+	"github.com/parley-chat/parley/pkg/stream"
+	"github.com/parley-chat/parley/pkg/subjectkey"
+
+	"github.com/parley-chat/parley/services/privacy"
+)
+
+// chatWriter appends sealed chat events to CHAT, as the chat service does.
+type chatWriter struct {
+	t  *testing.T
+	nc *nats.Conn
+	js jetstream.JetStream
+}
+
+func (w chatWriter) append(visitor, conv string, typ event.Type, at time.Time, payload any) {
+	w.t.Helper()
+	k, err := getKeys(w.t.Context(), w.nc, visitor, true)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	e, err := event.New(k.Data, typ, tenant, visitor, conv, at, payload)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	if _, err := w.js.PublishMsg(w.t.Context(), e.Msg(stream.ChatSubject(tenant, conv))); err != nil {
+		w.t.Fatal(err)
+	}
+}
+
+// facts returns the facts on ANALYTICS once there are want of them, and
+// fails the test if more arrive within a short while.
+func facts(t *testing.T, js jetstream.JetStream, want int) []analyticsapi.Fact {
+	t.Helper()
+	st := func() uint64 {
+		s, err := js.Stream(t.Context(), stream.Analytics)
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, err := s.Info(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return info.State.Msgs
+	}
+	eventually(t, 10*time.Second, "facts on ANALYTICS", func() bool { return st() >= uint64(want) })
+	cons, err := js.OrderedConsumer(t.Context(), stream.Analytics, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []analyticsapi.Fact
+	for range st() {
+		m, err := cons.Next(jetstream.FetchMaxWait(5 * time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.HasSuffix(m.Subject(), "."+analyticsapi.KindErasure) {
+			continue
+		}
+		var f analyticsapi.Fact
+		if err := json.Unmarshal(m.Data(), &f); err != nil {
+			t.Fatal(err)
+		}
+		if m.Subject() != analyticsapi.Subject(f.Tenant, f.Kind) || m.Headers().Get(jetstream.MsgIDHeader) != f.ID {
+			t.Errorf("fact %s on %s with id %s", f.ID, m.Subject(), m.Headers().Get(jetstream.MsgIDHeader))
+		}
+		out = append(out, f)
+	}
+	return out
+}
+
+func TestRelayWritesConsentedPseudonymizedFacts(t *testing.T) {
+	s := natstest.Start(t, "")
+	start(t, s, newKEK(t))
+	nc, js := natstest.Connect(t, s)
+	if err := stream.Ensure(t.Context(), js, stream.Options{}, stream.Chat); err != nil {
+		t.Fatal(err)
+	}
+	w := chatWriter{t: t, nc: nc, js: js}
+	consented := mustRegister(t, nc)
+	refused, err := register(t.Context(), nc, privacyapi.RegisterVisitorArgs{Tenant: tenant, Consent: event.Consent{Analytics: false, NoticeVersion: "n1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	withdrawn := mustRegister(t, nc)
+
+	t0 := time.Now().Add(time.Second).Truncate(time.Millisecond)
+	const agentID, text = "agent-7", "a secret text marker, longer than twenty characters"
+	staff := event.Author{Role: "agent", ID: agentID}
+	w.append(consented, "conv-a", event.ConversationOpened, t0, event.Opened{Visitor: consented, Text: "hello there"})
+	w.append(consented, "conv-a", event.ConversationAssigned, t0.Add(5*time.Second), event.Assigned{Agent: agentID, By: staff})
+	w.append(consented, "conv-a", event.MessagePosted, t0.Add(30*time.Second), event.Posted{Author: staff, Text: text})
+	w.append(consented, "conv-a", event.MessagePosted, t0.Add(40*time.Second), event.Posted{Author: event.Author{Role: "visitor", ID: consented}, Text: strings.Repeat("x", 600)})
+	w.append(consented, "conv-a", event.MessagePosted, t0.Add(50*time.Second), event.Posted{Author: staff, Text: "ok"})
+	w.append(consented, "conv-a", event.ConversationClosed, t0.Add(120*time.Second), event.Closed{By: staff})
+	w.append(consented, "conv-a", event.ConversationRated, t0.Add(130*time.Second), event.Rated{Score: 4})
+	w.append(refused, "conv-b", event.ConversationOpened, t0, event.Opened{Visitor: refused, Text: text})
+	w.append(refused, "conv-b", event.MessagePosted, t0.Add(time.Second), event.Posted{Author: staff, Text: text})
+
+	// Consent withdrawn between two events of a conversation.
+	w.append(withdrawn, "conv-c", event.ConversationOpened, time.Now(), event.Opened{Visitor: withdrawn, Text: "hi"})
+	if _, err := call[privacyapi.ConsentResult](t, nc, privacyapi.SetConsentSubject, visitorOf(withdrawn),
+		privacyapi.SetConsentArgs{Tenant: tenant, Consent: event.Consent{Analytics: false, NoticeVersion: "n1"}}); err != nil {
+		t.Fatal(err)
+	}
+	w.append(withdrawn, "conv-c", event.MessagePosted, time.Now(), event.Posted{Author: staff, Text: "after withdrawal"})
+
+	got := facts(t, js, 10)
+
+	key := func(id string) [32]byte {
+		k, err := getKeys(t.Context(), nc, id, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k.Pseudonym
+	}
+	visitorKey, withdrawnKey := key(consented), key(withdrawn)
+	v, conv := analyticsapi.Pseudonym(visitorKey, consented), analyticsapi.Pseudonym(visitorKey, "conv-a")
+	ag := analyticsapi.Pseudonym(key(agentID), agentID)
+	wv, wconv := analyticsapi.Pseudonym(withdrawnKey, withdrawn), analyticsapi.Pseudonym(withdrawnKey, "conv-c")
+	fact := func(kind string, at time.Time) analyticsapi.Fact {
+		return analyticsapi.Fact{Tenant: tenant, Kind: kind, At: at.UTC(), Conversation: conv, Visitor: v}
+	}
+	with := func(f analyticsapi.Fact, change func(*analyticsapi.Fact)) analyticsapi.Fact {
+		change(&f)
+		return f
+	}
+	want := []analyticsapi.Fact{
+		fact(analyticsapi.KindOpened, t0),
+		with(fact(analyticsapi.KindMessage, t0), func(f *analyticsapi.Fact) { f.Role, f.Length = "visitor", "0-20" }),
+		with(fact(analyticsapi.KindMessage, t0.Add(30*time.Second)), func(f *analyticsapi.Fact) { f.Role, f.Length, f.Agent = "agent", "21-100", ag }),
+		with(fact(analyticsapi.KindFirstResponse, t0.Add(30*time.Second)), func(f *analyticsapi.Fact) { f.Agent, f.Value = ag, 30 }),
+		with(fact(analyticsapi.KindMessage, t0.Add(40*time.Second)), func(f *analyticsapi.Fact) { f.Role, f.Length = "visitor", "500+" }),
+		with(fact(analyticsapi.KindMessage, t0.Add(50*time.Second)), func(f *analyticsapi.Fact) { f.Role, f.Length, f.Agent = "agent", "0-20", ag }),
+		with(fact(analyticsapi.KindClosed, t0.Add(120*time.Second)), func(f *analyticsapi.Fact) { f.Agent, f.Value = ag, 120 }),
+		with(fact(analyticsapi.KindRated, t0.Add(130*time.Second)), func(f *analyticsapi.Fact) { f.Agent, f.Value = ag, 4 }),
+	}
+	var gotOfWithdrawn []string
+	var gotOfConsented []analyticsapi.Fact
+	for _, f := range got {
+		switch f.Visitor {
+		case wv:
+			if f.Conversation != wconv {
+				t.Errorf("fact of conv-c has conversation %s, want %s", f.Conversation, wconv)
+			}
+			gotOfWithdrawn = append(gotOfWithdrawn, f.Kind)
+		case v:
+			gotOfConsented = append(gotOfConsented, f)
+		default:
+			t.Errorf("fact %+v of a visitor who did not consent", f)
+		}
+	}
+	if diff := cmp.Diff(want, gotOfConsented, cmpopts.IgnoreFields(analyticsapi.Fact{}, "ID")); diff != "" {
+		t.Errorf("facts of the consenting visitor (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff([]string{analyticsapi.KindOpened, analyticsapi.KindMessage}, gotOfWithdrawn); diff != "" {
+		t.Errorf("facts of the visitor who withdrew (-want +got):\n%s", diff)
+	}
+	for _, f := range got {
+		b, _ := json.Marshal(f)
+		for _, secret := range []string{consented, refused, withdrawn, agentID, "conv-a", "conv-b", "conv-c", "secret", "hello"} {
+			if strings.Contains(string(b), secret) {
+				t.Errorf("fact %s holds %q", b, secret)
+			}
+		}
+	}
+}
+
+// TestRelayRecovers shows the relay relaying every event after its
+// consumer of CHAT was deleted, and after ANALYTICS refused facts for a
+// while: it follows a new consumer, and the events it could not relay come
+// again.
+func TestRelayRecovers(t *testing.T) {
+	s := natstest.Start(t, "")
+	start(t, s, newKEK(t))
+	nc, js := natstest.Connect(t, s)
+	if err := stream.Ensure(t.Context(), js, stream.Options{}, stream.Chat); err != nil {
+		t.Fatal(err)
+	}
+	w := chatWriter{t: t, nc: nc, js: js}
+	visitor := mustRegister(t, nc)
+	w.append(visitor, "conv-a", event.ConversationOpened, time.Now(), event.Opened{Visitor: visitor, Text: "hi"})
+	facts(t, js, 2)
+
+	chat, err := js.Stream(t.Context(), stream.Chat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := chat.DeleteConsumer(t.Context(), "privacy-relay"); err != nil {
+		t.Fatal(err)
+	}
+	// Deleted, the consumer starts over from the first event: its facts
+	// are duplicates ANALYTICS drops.
+	w.append(visitor, "conv-a", event.MessagePosted, time.Now(), event.Posted{Author: event.Author{Role: "visitor", ID: visitor}, Text: "after deletion"})
+	facts(t, js, 3)
+
+	if err := js.DeleteStream(t.Context(), stream.Analytics); err != nil {
+		t.Fatal(err)
+	}
+	w.append(visitor, "conv-a", event.MessagePosted, time.Now(), event.Posted{Author: event.Author{Role: "visitor", ID: visitor}, Text: "while away"})
+	eventually(t, 10*time.Second, "the relay retrying an event", func() bool {
+		info, err := chat.Consumer(t.Context(), "privacy-relay")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return info.CachedInfo().NumRedelivered > 0
+	})
+	if err := stream.Ensure(t.Context(), js, stream.Options{}, stream.Analytics); err != nil {
+		t.Fatal(err)
+	}
+	if got := facts(t, js, 1); len(got) != 1 || got[0].Kind != analyticsapi.KindMessage {
+		t.Errorf("facts after ANALYTICS came back = %+v, want the message posted while it was away", got)
+	}
+}
+
+func TestEraseStoresAnalyticsCleanupWhenAnalyticsIsAway(t *testing.T) {
+	s := natstest.Start(t, "")
+	start(t, s, newKEK(t))
+	nc, js := natstest.Connect(t, s)
+	visitor := mustRegister(t, nc)
+	k, err := getKeys(t.Context(), nc, visitor, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := erase(t, nc, visitorOf(visitor), visitor)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Report == nil || got.Report.Counts["analytics_cleanup_pending"] != 1 {
+		t.Errorf("erasure report = %+v, want analytics_cleanup_pending 1", got.Report)
+	}
+	an, err := js.Stream(t.Context(), stream.Analytics)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := an.GetLastMsgForSubject(t.Context(), analyticsapi.Subject(tenant, analyticsapi.KindErasure))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var args analyticsapi.EraseArgs
+	if err := json.Unmarshal(m.Data, &args); err != nil {
+		t.Fatal(err)
+	}
+	if want := (analyticsapi.EraseArgs{Tenant: tenant, Pseudonym: analyticsapi.Pseudonym(k.Pseudonym, visitor)}); args != want {
+		t.Errorf("stored erasure request = %+v, want %+v", args, want)
+	}
+}
+
+// BenchmarkRelay measures the relay from chat events in CHAT to their facts
+// in ANALYTICS, whole service and embedded server included: "backlog" has
+// b.N events stored before the service starts, "live" stores them one at a
+// time while it runs, as fast as they are stored, and "paced" one every
+// millisecond, as the product's benchmark does: there the events/s are the
+// pace, and what counts is the allocations per event.
+func BenchmarkRelay(b *testing.B) {
+	for _, mode := range []string{"backlog", "live", "paced"} {
+		b.Run(mode, func(b *testing.B) { benchmarkRelay(b, mode) })
+	}
+}
+
+func benchmarkRelay(b *testing.B, mode string) {
+	s := natstest.Start(b, "")
+	nc, js := natstest.Connect(b, s)
+	kek, err := seal.NewKey()
+	if err != nil {
+		b.Fatal(err)
+	}
+	run := func() (stop func()) {
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() {
+			done <- privacy.Run(ctx, privacy.Deps{NC: nc, Log: slog.New(slog.NewJSONHandler(io.Discard, nil)), KEK: kek})
+		}()
+		return func() {
+			cancel()
+			if err := <-done; err != nil {
+				b.Errorf("Run() = %v, want nil", err)
+			}
+		}
+	}
+	stop := run()
+	defer func() { stop() }()
+	if err := stream.Ensure(b.Context(), js, stream.Options{}, stream.Chat); err != nil {
+		b.Fatal(err)
+	}
+	var visitors []string
+	var keys []subjectkey.Keys
+	for range 20 {
+		var id string
+		var err error
+		for deadline := time.Now().Add(10 * time.Second); ; {
+			// Until the service serves.
+			id, err = register(b.Context(), nc, privacyapi.RegisterVisitorArgs{Tenant: tenant, Consent: event.Consent{Analytics: true, NoticeVersion: "n1"}})
+			if err == nil || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		if err != nil {
+			b.Fatal(err)
+		}
+		k, err := getKeys(b.Context(), nc, id, false)
+		if err != nil {
+			b.Fatal(err)
+		}
+		visitors, keys = append(visitors, id), append(keys, k)
+	}
+	// Conversations of ten events: an opening (two facts) and nine
+	// messages by the visitor (one fact each).
+	msgs := make([]*nats.Msg, b.N)
+	want := uint64(0)
+	at := time.Now()
+	for i := range msgs {
+		v, conv := i/10%len(visitors), fmt.Sprintf("conv-%d", i/10)
+		typ, payload, facts := event.MessagePosted, any(event.Posted{Author: event.Author{Role: "visitor", ID: visitors[v]}, Text: "hello"}), uint64(1)
+		if i%10 == 0 {
+			typ, payload, facts = event.ConversationOpened, event.Opened{Visitor: visitors[v], Text: "hello"}, 2
+		}
+		e, err := event.New(keys[v].Data, typ, tenant, visitors[v], conv, at.Add(time.Duration(i)*time.Millisecond), payload)
+		if err != nil {
+			b.Fatal(err)
+		}
+		msgs[i], want = e.Msg(stream.ChatSubject(tenant, conv)), want+facts
+	}
+	an, err := js.Stream(b.Context(), stream.Analytics)
+	if err != nil {
+		b.Fatal(err)
+	}
+	stored := func() uint64 {
+		info, err := an.Info(b.Context())
+		if err != nil {
+			b.Fatal(err)
+		}
+		return info.State.Msgs
+	}
+	if mode == "backlog" {
+		stop()
+		for _, m := range msgs {
+			if _, err := js.PublishMsgAsync(m); err != nil {
+				b.Fatal(err)
+			}
+		}
+		select {
+		case <-js.PublishAsyncComplete():
+		case <-time.After(time.Minute):
+			b.Fatal("events not stored after a minute")
+		}
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	cpu0 := cpuTime(b)
+	switch mode {
+	case "backlog":
+		stop = run()
+	case "live":
+		for _, m := range msgs {
+			if _, err := js.PublishMsg(b.Context(), m); err != nil {
+				b.Fatal(err)
+			}
+		}
+	case "paced":
+		tick := time.NewTicker(time.Millisecond)
+		for _, m := range msgs {
+			<-tick.C
+			if _, err := js.PublishMsg(b.Context(), m); err != nil {
+				b.Fatal(err)
+			}
+		}
+		tick.Stop()
+	}
+	for deadline := time.Now().Add(time.Minute); stored() < want; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			b.Fatalf("%d facts on ANALYTICS after a minute, want %d", stored(), want)
+		}
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+	b.ReportMetric(float64(cpuTime(b)-cpu0)/float64(b.N), "cpu-ns/op")
+}
+
+// cpuTime returns the CPU time the process has used.
+func cpuTime(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}

@@ -1,0 +1,96 @@
+package privacy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	natsjs "github.com/nats-io/nats.go/jetstream"
+
+	"github.com/parley-chat/parley/pkg/audit"
+	"github.com/parley-chat/parley/pkg/seal"
+	"github.com/parley-chat/parley/pkg/stream"
+
+	"github.com/parley-chat/parley/services/privacy/internal/jetstream"
+	"github.com/parley-chat/parley/services/privacy/internal/keyring"
+)
+
+// The operator tools of `parley keys` and `parley audit`: they work on the
+// store directly, as an admin connection, not through the service.
+
+// RotationReport says what RotateKEK did.
+type RotationReport struct {
+	// OldKEKID and NewKEKID are the fingerprints of the two KEKs (see
+	// KEKID), never the keys.
+	OldKEKID string `json:"old_kek_id"`
+	NewKEKID string `json:"new_kek_id"`
+	// Rewrapped records moved from the old KEK to the new one.
+	Rewrapped int `json:"rewrapped"`
+	// AlreadyRewrapped records were under the new KEK already, from an
+	// earlier run that stopped half way.
+	AlreadyRewrapped int `json:"already_rewrapped"`
+	// Tombstones are erased subjects, which hold no key and are skipped.
+	Tombstones int `json:"tombstones"`
+}
+
+// ErrForeignKEK is returned by RotateKEK for a key record wrapped under
+// neither of its KEKs: nothing more is moved, and the old KEK must be kept.
+var ErrForeignKEK = jetstream.ErrForeignKEK
+
+// RotateKEK re-wraps every subject's keys in the KEYS stream from oldKEK to
+// newKEK, and calls progress (when not nil) after each record with how many
+// are done out of how many there were. Erased subjects' tombstones are
+// skipped. Each old record is secure-deleted once its replacement is
+// stored, so its bytes are overwritten in the store files and no key is
+// lost if the rotation stops half way; run it again with the same two KEKs
+// to resume.
+//
+// Run it while no privacy service is connected to the store: one still
+// holding oldKEK could create keys under it meanwhile, and must be
+// restarted with newKEK anyway. Only once RotateKEK returned nil may oldKEK
+// be destroyed; until it is, copies of the store made before (backups,
+// snapshots, Raft logs) still give up the keys they hold to whoever has it.
+func RotateKEK(ctx context.Context, js natsjs.JetStream, oldKEK, newKEK seal.Key, progress func(done, total int)) (RotationReport, error) {
+	from, to := keyring.New(oldKEK), keyring.New(newKEK)
+	rep := RotationReport{OldKEKID: from.KEKID(), NewKEKID: to.KEKID()}
+	if oldKEK == newKEK {
+		return rep, errors.New("rotate: the new key-encryption key is the old one")
+	}
+	r, err := jetstream.Rotate(ctx, js, from, to, progress)
+	rep.Rewrapped, rep.AlreadyRewrapped, rep.Tombstones = r.Rewrapped, r.Current, r.Tombstones
+	return rep, err
+}
+
+// KEKID returns the fingerprint of kek that key records carry: safe to
+// print, it does not reveal the key.
+func KEKID(kek seal.Key) string { return keyring.Fingerprint(kek) }
+
+// OverwriteKEK writes kek into the existing KEK file at path, over the
+// bytes of the key it held, and syncs the file; see RotateKEK for when the
+// old key may go.
+func OverwriteKEK(path string, kek seal.Key) error {
+	return keyring.OverwriteKEK(path, kek)
+}
+
+// AuditTrail returns the tenant's whole audit chain from the AUDIT stream,
+// oldest entry first, for audit.Verify. A tenant without entries has an
+// empty chain.
+func AuditTrail(ctx context.Context, js natsjs.JetStream, tenant string) ([]audit.Entry, error) {
+	if !stream.ValidToken(tenant) {
+		return nil, fmt.Errorf("audit trail: tenant %q is not a valid id", tenant)
+	}
+	l, err := jetstream.NewAuditLog(ctx, js)
+	if errors.Is(err, natsjs.ErrStreamNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("audit trail: %w", err)
+	}
+	// List pages; a limit past any chain's length reads it whole.
+	entries, _, err := l.List(ctx, tenant, time.Time{}, int(^uint(0)>>1))
+	if err != nil {
+		return nil, fmt.Errorf("audit trail: %w", err)
+	}
+	return entries, nil
+}
