@@ -1,0 +1,160 @@
+package main
+
+import (
+	"context"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+func TestPaceIsOpenLoop(t *testing.T) {
+	// One call blocks, as a post to a system that cannot keep up would if
+	// it were made inline: the calls due meanwhile are made late, not
+	// dropped or pushed back, and no call is made before it is due.
+	const rate, d = 1000.0, 200 * time.Millisecond
+	var at []time.Duration
+	start := time.Now()
+	n := pace(context.Background(), rate, d, func(i int) {
+		at = append(at, time.Since(start))
+		if i == 10 {
+			time.Sleep(50 * time.Millisecond)
+		}
+	})
+	if n != 200 || len(at) != 200 {
+		t.Fatalf("pace(1000/s, 200ms) = %d, made %d calls, want 200", n, len(at))
+	}
+	for i, a := range at {
+		if due := time.Duration(float64(i) / rate * float64(time.Second)); a < due {
+			t.Errorf("call %d made at %v, before it was due at %v", i, a, due)
+		}
+	}
+}
+
+func TestPaceStopsWithContext(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	n := pace(ctx, 100, time.Hour, func(int) {})
+	if n > 100 {
+		t.Errorf("pace stopped after 50ms at 100/s having fired %d times", n)
+	}
+}
+
+func TestNonce(t *testing.T) {
+	sent := time.Unix(1_700_000_000, 123_456_789)
+	tests := []struct {
+		name      string
+		give      string
+		wantPhase int
+		wantSent  time.Time
+		wantOK    bool
+	}{
+		{"padded", nonce(3, sent) + "mmmm", 3, sent, true},
+		{"bare", nonce(0, sent), 0, sent, true},
+		{"not a timed message", "hello there", 0, time.Time{}, false},
+		{"bad time", "lat 1 x mmmm", 0, time.Time{}, false},
+		{"cut short", "lat 1 123", 0, time.Time{}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			phase, got, ok := parseNonce(tt.give)
+			if phase != tt.wantPhase || !got.Equal(tt.wantSent) || ok != tt.wantOK {
+				t.Errorf("parseNonce(%q) = %d, %v, %v, want %d, %v, %v", tt.give, phase, got, ok, tt.wantPhase, tt.wantSent, tt.wantOK)
+			}
+		})
+	}
+}
+
+func TestParseProm(t *testing.T) {
+	text := `# HELP go_goroutines Number of goroutines that currently exist.
+# TYPE go_goroutines gauge
+go_goroutines 2042
+go_memstats_heap_inuse_bytes 3.3554432e+07
+parley_gateway_live_sessions 2000 1700000000000
+parley_gateway_http_requests_total{route="x",code="200"} 5
+`
+	got, err := parseProm(strings.NewReader(text), []string{metricGoroutines, metricHeap, metricSessions, metricStacks})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]float64{metricGoroutines: 2042, metricHeap: 33554432, metricSessions: 2000}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("parseProm() mismatch (-want +got):\n%s", diff)
+	}
+}
+
+func TestReplaceSection(t *testing.T) {
+	tests := []struct {
+		name    string
+		give    string
+		want    string
+		wantErr bool
+	}{
+		{
+			name: "keeps the prose around",
+			give: "# B\nprose\n" + startMarker + "\nold\n" + endMarker + "\nafter\n",
+			want: "# B\nprose\n" + startMarker + "\nnew\n" + endMarker + "\nafter\n",
+		},
+		{name: "no markers", give: "# B\n", wantErr: true},
+		{name: "markers reversed", give: endMarker + "\n" + startMarker + "\n", wantErr: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := replaceSection([]byte(tt.give), "new\n")
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("replaceSection() error = %v, want error %v", err, tt.wantErr)
+			}
+			if diff := cmp.Diff(tt.want, string(got)); !tt.wantErr && diff != "" {
+				t.Errorf("replaceSection() mismatch (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestThousands(t *testing.T) {
+	tests := []struct {
+		give int
+		want string
+	}{{0, "0"}, {999, "999"}, {1000, "1,000"}, {15000, "15,000"}, {100000, "100,000"}, {1234567, "1,234,567"}, {-4200, "-4,200"}}
+	for _, tt := range tests {
+		if got := thousands(tt.give); got != tt.want {
+			t.Errorf("thousands(%d) = %q, want %q", tt.give, got, tt.want)
+		}
+	}
+}
+
+func TestPercentile(t *testing.T) {
+	var d []time.Duration
+	for i := 1; i <= 100; i++ {
+		d = append(d, time.Duration(101-i)*time.Millisecond)
+	}
+	tests := []struct {
+		p    float64
+		want time.Duration
+	}{{50, 50 * time.Millisecond}, {99, 99 * time.Millisecond}, {100, 100 * time.Millisecond}}
+	for _, tt := range tests {
+		if got := percentile(d, tt.p); got != tt.want {
+			t.Errorf("percentile(1..100 ms, %v) = %v, want %v", tt.p, got, tt.want)
+		}
+	}
+	if got := percentile(nil, 50); got != 0 {
+		t.Errorf("percentile(nil, 50) = %v, want 0", got)
+	}
+}
+
+func TestParseList(t *testing.T) {
+	got, err := parseList("10, 10000,100000", strconv.Atoi)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]int{10, 10000, 100000}, got); diff != "" {
+		t.Errorf("parseList() mismatch (-want +got):\n%s", diff)
+	}
+	for _, bad := range []string{"", "10,x", "0", "-5"} {
+		if _, err := parseList(bad, strconv.Atoi); err == nil {
+			t.Errorf("parseList(%q) succeeded, want an error", bad)
+		}
+	}
+}

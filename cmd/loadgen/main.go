@@ -1,0 +1,233 @@
+// Command loadgen measures Parley from the outside: it starts `parley all`
+// in its own process, drives visitors over HTTP and WebSocket, and measures
+// raw JetStream on the same server in the same run, so every figure has its
+// baseline beside it. It prints progress while it runs, a summary at the
+// end, rewrites the results section of BENCHMARKS.md and draws the charts
+// it links to.
+//
+// The phases, in order, on one parley process and one data dir:
+//
+//  1. memory: a child process (`loadgen hold-ws`, hidden) opens idle
+//     WebSocket sessions in steps while parley's memory is sampled; first,
+//     while parley is fresh, so that no garbage of other phases blurs it;
+//  2. throughput: raw JetStream sync publishes, then HTTP posts, flat out;
+//  3. latency: posts on a schedule at each rate, timed to their arrival on
+//     the posting visitor's live stream;
+//  4. erasure: visitors with histories of each size, erased and polled to
+//     completion; the export of one history is timed on the way;
+//  5. analytics: parley restarted on the same data with a local ClickHouse
+//     drains the facts of everything posted so far, then single posts are
+//     timed until the metrics count them.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	var err error
+	switch {
+	case len(os.Args) > 1 && os.Args[1] == "hold-ws":
+		err = holdWS(ctx, os.Args[2:], os.Stdin, os.Stdout)
+	case len(os.Args) > 1 && os.Args[1] == "plot":
+		err = replot(os.Args[2:])
+	default:
+		err = run(ctx, os.Args[1:])
+	}
+	stop()
+	if err != nil && !errors.Is(err, flag.ErrHelp) {
+		fmt.Fprintln(os.Stderr, "loadgen:", err)
+		os.Exit(1)
+	}
+}
+
+type config struct {
+	Parley       string
+	Duration     time.Duration
+	Concurrency  int
+	Payload      int
+	Out          string
+	Plots        string
+	Quick        bool
+	Rates        []float64
+	RateVisitors int
+	WarmUp       time.Duration // of each rate, before it is timed
+	Settle       time.Duration // the longest wait for parley to go quiet before a timing
+	IdleConns    int
+	IdleSteps    int
+	Histories    []int
+	ExportAt     int
+	LagSamples   int
+	Analytics    bool
+}
+
+func run(ctx context.Context, args []string) error {
+	cfg := config{
+		Rates:        []float64{1000, 5000},
+		RateVisitors: 1000,
+		WarmUp:       time.Second,
+		Settle:       15 * time.Second,
+		IdleConns:    15000,
+		IdleSteps:    5,
+		Histories:    []int{10, 10_000, 100_000},
+		ExportAt:     10_000,
+		LagSamples:   5,
+	}
+	fs := flag.NewFlagSet("loadgen", flag.ContinueOnError)
+	fs.StringVar(&cfg.Parley, "parley", "bin/parley", "the parley binary to measure")
+	fs.DurationVar(&cfg.Duration, "duration", 10*time.Second, "length of each measured throughput and latency phase")
+	fs.IntVar(&cfg.Concurrency, "concurrency", 100, "concurrent conversations (and raw publishers)")
+	fs.IntVar(&cfg.Payload, "payload", 512, "message size in bytes")
+	fs.StringVar(&cfg.Out, "out", "BENCHMARKS.md", `file whose results section to rewrite ("" = none)`)
+	fs.StringVar(&cfg.Plots, "plots", "docs/bench", `directory for the charts, relative to --out's ("" = none)`)
+	fs.Func("rates", "offered message rates of the latency phase, comma-separated (default 1000,5000)", func(s string) error {
+		r, err := parseList(s, func(s string) (float64, error) { return strconv.ParseFloat(s, 64) })
+		cfg.Rates = r
+		return err
+	})
+	fs.IntVar(&cfg.IdleConns, "idle-conns", cfg.IdleConns, "idle WebSocket connections of the memory phase (0: skip)")
+	fs.Func("histories", "history sizes of the erasure phase, comma-separated (default 10,10000,100000)", func(s string) error {
+		h, err := parseList(s, strconv.Atoi)
+		cfg.Histories = h
+		return err
+	})
+	fs.BoolVar(&cfg.Analytics, "analytics", true, "restart with a local ClickHouse and measure the facts' flow")
+	fs.BoolVar(&cfg.Quick, "quick", os.Getenv("BENCH_QUICK") == "1", "short phases (also BENCH_QUICK=1)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if cfg.Quick {
+		cfg.Duration = min(cfg.Duration, 2*time.Second)
+		cfg.IdleConns, cfg.IdleSteps = min(cfg.IdleConns, 2000), 4
+		cfg.RateVisitors, cfg.WarmUp, cfg.Settle = 500, 500*time.Millisecond, 5*time.Second
+		cfg.Histories, cfg.ExportAt, cfg.LagSamples = []int{10, 1000, 10_000}, 10_000, 3
+	}
+	if cfg.Concurrency < 1 || cfg.Payload < 1 || cfg.Duration <= 0 || cfg.IdleConns < 0 {
+		return errors.New("--concurrency, --payload and --duration must be positive, --idle-conns not negative")
+	}
+	raiseFileLimit()
+
+	res := results{Config: cfg, Started: time.Now().UTC(), LoadAvg: loadAverage()}
+	srv, err := startParley(ctx, cfg.Parley, startOptions{})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		srv.stop()
+		srv.remove()
+	}()
+
+	if cfg.IdleConns > 0 {
+		if res.Idle, err = measureIdle(ctx, srv, cfg.IdleConns, cfg.IdleSteps); err != nil {
+			return fmt.Errorf("memory phase: %w", err)
+		}
+	}
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4 * cfg.Concurrency}}
+	convs, err := openConversations(ctx, client, srv.base, "demo", cfg.Concurrency)
+	if err != nil {
+		return err
+	}
+	if err := srv.settle(ctx, cfg.Settle); err != nil {
+		return err
+	}
+	if res.Throughput, err = measureThroughput(ctx, srv, cfg, client, convs); err != nil {
+		return fmt.Errorf("throughput phase: %w", err)
+	}
+	if len(cfg.Rates) > 0 {
+		if res.Latency, err = measureLatency(ctx, srv, cfg, cfg.RateVisitors, cfg.Rates); err != nil {
+			return fmt.Errorf("latency phase: %w", err)
+		}
+	}
+	if len(cfg.Histories) > 0 {
+		if res.Erasures, res.Export, err = measureErasure(ctx, srv, cfg, cfg.Histories, cfg.ExportAt); err != nil {
+			return fmt.Errorf("erasure phase: %w", err)
+		}
+	}
+	if res.RSS, err = srv.rss(); err != nil {
+		return err
+	}
+	if cfg.Analytics {
+		restarted, a, err := measureAnalytics(ctx, srv, convs, cfg.LagSamples)
+		if restarted != nil {
+			srv = restarted
+		}
+		if err != nil {
+			return fmt.Errorf("analytics phase: %w", err)
+		}
+		res.Analytics = a
+	} else {
+		res.Analytics.NotMeasured = "skipped (--analytics=false)"
+	}
+	res.Elapsed = time.Since(res.Started)
+
+	if cfg.Out != "" && cfg.Plots != "" {
+		base := filepath.Dir(cfg.Out)
+		dir := filepath.Join(base, cfg.Plots)
+		if res.Charts, err = res.writePlots(dir, base, "svg"); err != nil {
+			return err
+		}
+		if err := res.writeJSON(filepath.Join(dir, resultsFile)); err != nil {
+			return err
+		}
+	}
+	res.print(os.Stdout)
+	if cfg.Out != "" {
+		if err := res.writeMarkdown(cfg.Out); err != nil {
+			return err
+		}
+		fmt.Printf("results written to %s\n", cfg.Out)
+	}
+	return nil
+}
+
+// replot is `loadgen plot`: it draws the charts again from a run's
+// results.json, in another format or after a change to a chart.
+func replot(args []string) error {
+	fs := flag.NewFlagSet("loadgen plot", flag.ContinueOnError)
+	from := fs.String("results", filepath.Join("docs/bench", resultsFile), "a run's results")
+	dir := fs.String("dir", "docs/bench", "where to draw the charts")
+	format := fs.String("format", "svg", "svg or png")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *format != "svg" && *format != "png" {
+		return errors.New("--format must be svg or png")
+	}
+	res, err := readResults(*from)
+	if err != nil {
+		return err
+	}
+	charts, err := res.writePlots(*dir, *dir, *format)
+	for _, c := range charts {
+		fmt.Println(filepath.Join(*dir, c.File))
+	}
+	return err
+}
+
+// parseList parses a comma-separated list of positive numbers.
+func parseList[T int | float64](s string, parse func(string) (T, error)) ([]T, error) {
+	var out []T
+	for f := range strings.SplitSeq(s, ",") {
+		v, err := parse(strings.TrimSpace(f))
+		if err != nil {
+			return nil, err
+		}
+		if v <= 0 {
+			return nil, fmt.Errorf("%v is not positive", v)
+		}
+		out = append(out, v)
+	}
+	return out, nil
+}

@@ -1,0 +1,168 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/nats-io/nats.go"
+)
+
+// parley is a `parley all` process under measurement.
+type parley struct {
+	bin     string
+	cmd     *exec.Cmd
+	dataDir string
+	base    string
+	natsURL string
+	exited  chan error
+	stopped sync.Once
+}
+
+// startOptions choose how parley starts.
+type startOptions struct {
+	// DataDir is the data dir to use; "" makes a new temporary one.
+	DataDir string
+	// ClickHouse is passed as --clickhouse; "" means off.
+	ClickHouse string
+	// Started, when set, is called once the process has started, before
+	// it is ready.
+	Started func(*parley)
+}
+
+// startParley starts `parley all` on free loopback ports and waits until it
+// is ready. The caller stops it with stop and removes its data with remove.
+func startParley(ctx context.Context, bin string, o startOptions) (*parley, error) {
+	dir := o.DataDir
+	if dir == "" {
+		var err error
+		if dir, err = os.MkdirTemp("", "parley-bench-"); err != nil {
+			return nil, fmt.Errorf("bench data dir: %w", err)
+		}
+	}
+	if o.ClickHouse == "" {
+		o.ClickHouse = "off"
+	}
+	httpPort, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	natsPort, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	p := &parley{
+		bin:     bin,
+		dataDir: dir,
+		base:    "http://127.0.0.1:" + strconv.Itoa(httpPort),
+		natsURL: "nats://127.0.0.1:" + strconv.Itoa(natsPort),
+		exited:  make(chan error, 1),
+	}
+	p.cmd = exec.Command(bin, "all",
+		"--http-addr", "127.0.0.1:"+strconv.Itoa(httpPort),
+		"--nats-addr", "127.0.0.1:"+strconv.Itoa(natsPort),
+		"--data-dir", dir, "--clickhouse", o.ClickHouse, "--log-level", "warn",
+		// 100 conversations posting flat out is no human load: lift the per-principal limit.
+		"--rate-limit", "-1")
+	p.cmd.Stderr = os.Stderr
+	if err := p.cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s: %w", bin, err)
+	}
+	go func() { p.exited <- p.cmd.Wait() }()
+	fmt.Fprintf(os.Stderr, "started %s all (pid %d), waiting until ready…\n", bin, p.cmd.Process.Pid)
+	if o.Started != nil {
+		o.Started(p)
+	}
+	if err := p.waitReady(ctx, 60*time.Second); err != nil {
+		p.stop()
+		if o.DataDir == "" {
+			p.remove()
+		}
+		return nil, err
+	}
+	return p, nil
+}
+
+// natsAdminPasswordFile is where `parley all` writes the password of its
+// embedded NATS server's admin user, under its data dir, at every start.
+const natsAdminPasswordFile = "nats-admin.password"
+
+// connectNATS connects to the embedded NATS server of p as its admin user:
+// every other user is a Parley service, allowed its own subjects only.
+func (p *parley) connectNATS() (*nats.Conn, error) {
+	pw, err := os.ReadFile(filepath.Join(p.dataDir, natsAdminPasswordFile))
+	if err != nil {
+		return nil, fmt.Errorf("read nats admin password: %w", err)
+	}
+	return nats.Connect(p.natsURL, nats.UserInfo("admin", strings.TrimSpace(string(pw))))
+}
+
+func (p *parley) waitReady(ctx context.Context, within time.Duration) error {
+	deadline := time.Now().Add(within)
+	for time.Now().Before(deadline) {
+		select {
+		case err := <-p.exited:
+			p.exited <- err // for stop
+			return fmt.Errorf("parley exited before it was ready: %v", err)
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+		resp, err := http.Get(p.base + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+	}
+	return errors.New("parley not ready within " + within.String())
+}
+
+// rss is the resident set size of the parley process in bytes.
+func (p *parley) rss() (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/statm", p.cmd.Process.Pid))
+	if err != nil {
+		return 0, fmt.Errorf("read statm: %w", err)
+	}
+	var size, resident int64
+	if _, err := fmt.Sscan(string(b), &size, &resident); err != nil {
+		return 0, fmt.Errorf("parse statm: %w", err)
+	}
+	return resident * int64(os.Getpagesize()), nil
+}
+
+// stop stops parley, keeping its data dir.
+func (p *parley) stop() {
+	p.stopped.Do(func() {
+		_ = p.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-p.exited:
+		case <-time.After(15 * time.Second):
+			_ = p.cmd.Process.Kill()
+			<-p.exited
+		}
+	})
+}
+
+// remove deletes parley's data dir.
+func (p *parley) remove() { _ = os.RemoveAll(p.dataDir) }
+
+func freePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("find a free port: %w", err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}

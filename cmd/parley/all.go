@@ -1,0 +1,430 @@
+package main
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/parley-chat/parley/pkg/auth"
+	"github.com/parley-chat/parley/pkg/buspolicy"
+	"github.com/parley-chat/parley/pkg/chatapi"
+	"github.com/parley-chat/parley/pkg/chserver"
+	"github.com/parley-chat/parley/pkg/natsembed"
+	"github.com/parley-chat/parley/pkg/privacyapi"
+	"github.com/parley-chat/parley/pkg/rpc"
+	"github.com/parley-chat/parley/pkg/seal"
+	"github.com/parley-chat/parley/pkg/stream"
+	"github.com/parley-chat/parley/pkg/subjectkey"
+	"github.com/parley-chat/parley/services/analytics"
+	"github.com/parley-chat/parley/services/chat"
+	"github.com/parley-chat/parley/services/gateway"
+	"github.com/parley-chat/parley/services/privacy"
+)
+
+// allConfig configures `parley all`. The zero value of every field but
+// DataDir works.
+type allConfig struct {
+	HTTPAddr string // default 127.0.0.1:8080
+	DataDir  string
+	// NATSAddr is where the embedded NATS listens, host:port; port 0 picks a
+	// free one. Default 127.0.0.1:0.
+	NATSAddr string
+	// ClickHouse is a DSN, "auto" (start a local server under DataDir when
+	// clickhouse-server is installed) or "off".
+	ClickHouse    string
+	KEKFile       string // default DataDir/kek.key, created when missing
+	SigningKey    string // default DataDir/signing-key.pem, created when missing
+	DefaultTenant string // default "demo"
+	// SyncAlways makes JetStream fsync before every acknowledgement.
+	SyncAlways bool
+	// RateLimit is the gateway's requests per second per principal; 0 means
+	// its default, negative no limit.
+	RateLimit float64
+}
+
+func (c *allConfig) setDefaults() {
+	if c.HTTPAddr == "" {
+		c.HTTPAddr = "127.0.0.1:8080"
+	}
+	if c.NATSAddr == "" {
+		c.NATSAddr = "127.0.0.1:0"
+	}
+	if c.ClickHouse == "" {
+		c.ClickHouse = "auto"
+	}
+	if c.KEKFile == "" {
+		c.KEKFile = filepath.Join(c.DataDir, "kek.key")
+	}
+	if c.SigningKey == "" {
+		c.SigningKey = filepath.Join(c.DataDir, auth.SigningKeyFile)
+	}
+	if c.DefaultTenant == "" {
+		c.DefaultTenant = "demo"
+	}
+}
+
+func (c *allConfig) validate() error {
+	if c.DataDir == "" {
+		return usageError{"--data-dir is required"}
+	}
+	if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
+		return usageError{fmt.Sprintf("--http-addr %q: want host:port", c.HTTPAddr)}
+	}
+	if _, _, err := net.SplitHostPort(c.NATSAddr); err != nil {
+		return usageError{fmt.Sprintf("--nats-addr %q: want host:port", c.NATSAddr)}
+	}
+	if !stream.ValidToken(c.DefaultTenant) {
+		return usageError{fmt.Sprintf("--default-tenant %q: want [a-z0-9-]", c.DefaultTenant)}
+	}
+	return nil
+}
+
+func runAll(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var cfg allConfig
+	fs := flag.NewFlagSet("parley all", flag.ContinueOnError)
+	fs.StringVar(&cfg.HTTPAddr, "http-addr", "127.0.0.1:8080", "HTTP listen address")
+	fs.StringVar(&cfg.DataDir, "data-dir", "./data", "where JetStream, keys and ClickHouse keep their files")
+	fs.StringVar(&cfg.NATSAddr, "nats-addr", "127.0.0.1:0", "embedded NATS listen address (port 0: a free port)")
+	fs.StringVar(&cfg.ClickHouse, "clickhouse", "auto", `ClickHouse DSN, "auto" (start one under --data-dir if installed) or "off"`)
+	fs.StringVar(&cfg.KEKFile, "kek-file", "", "key-encryption key file (default DATA_DIR/kek.key; PARLEY_KEK holds the key itself)")
+	fs.StringVar(&cfg.SigningKey, "signing-key-file", "", "token signing key (default DATA_DIR/signing-key.pem)")
+	fs.StringVar(&cfg.DefaultTenant, "default-tenant", "demo", "tenant created on first start")
+	fs.BoolVar(&cfg.SyncAlways, "sync-always", false, "fsync JetStream before every acknowledgement")
+	fs.Float64Var(&cfg.RateLimit, "rate-limit", 0, "requests per second per principal (0: the default of 50, negative: no limit)")
+	logFormat := fs.String("log-format", "text", "log format: text or json")
+	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
+	if err := parseFlags(fs, args, stderr); err != nil {
+		return err
+	}
+	log, err := newLogger(stderr, *logFormat, *logLevel)
+	if err != nil {
+		return err
+	}
+	a, err := startAll(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "Parley is running.\n  API:   %s\n  NATS:  %s (user %s, password in %s)\n  Data:  %s\n  ClickHouse: %s\nPress Ctrl-C to stop.\n",
+		a.URL(), a.NATSURL(), buspolicy.Admin, filepath.Join(cfg.DataDir, natsAdminPasswordFile), cfg.DataDir, a.clickHouseState())
+	return a.Wait()
+}
+
+// allInOne is every service and an embedded JetStream in one process.
+type allInOne struct {
+	cfg    allConfig
+	log    *slog.Logger
+	nats   *natsembed.Server
+	ch     *chserver.Server
+	chDSN  string
+	ln     net.Listener
+	conns  []*nats.Conn
+	caches []*subjectkey.Cache
+	cancel context.CancelFunc
+	group  *errgroup.Group
+	done   chan struct{}
+	err    error
+}
+
+// startAll starts everything and returns once the HTTP listener is open.
+// The services keep running until ctx is cancelled or Close is called.
+func startAll(ctx context.Context, cfg allConfig, log *slog.Logger) (_ *allInOne, err error) {
+	cfg.setDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	a := &allInOne{cfg: cfg, log: log, done: make(chan struct{})}
+	defer func() {
+		if err != nil {
+			a.release()
+		}
+	}()
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create data dir: %w", err)
+	}
+	kek, err := loadKEK(cfg.KEKFile, true)
+	if err != nil {
+		return nil, err
+	}
+	signingKey, err := auth.LoadOrCreateKey(cfg.SigningKey)
+	if err != nil {
+		return nil, err
+	}
+	host, port, err := splitHostPort(cfg.NATSAddr)
+	if err != nil {
+		return nil, usageError{fmt.Sprintf("--nats-addr: %v", err)}
+	}
+	passwords, err := a.busPasswords()
+	if err != nil {
+		return nil, err
+	}
+	users, err := buspolicy.Users(passwords)
+	if err != nil {
+		return nil, err
+	}
+	a.nats, err = natsembed.Start(natsembed.Options{
+		Host: host, Port: port, StoreDir: filepath.Join(cfg.DataDir, "nats"), SyncAlways: cfg.SyncAlways,
+		Users: users,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := a.applyStreams(ctx, passwords[buspolicy.Admin]); err != nil {
+		return nil, err
+	}
+	if err := a.startClickHouse(ctx); err != nil {
+		return nil, err
+	}
+	a.ln, err = net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", cfg.HTTPAddr, err)
+	}
+
+	connect := func(name string) (*nats.Conn, *subjectkey.Cache, error) {
+		opts := append(busOptions(name, log), nats.UserInfo(name, passwords[name]))
+		nc, err := nats.Connect(a.nats.ClientURL(), opts...)
+		if err != nil {
+			return nil, nil, fmt.Errorf("connect %s to nats: %w", name, err)
+		}
+		a.conns = append(a.conns, nc)
+		keys, err := subjectkey.NewCache(nc)
+		if err != nil {
+			return nil, nil, err
+		}
+		a.caches = append(a.caches, keys)
+		return nc, keys, nil
+	}
+	privacyNC, _, err := connect("privacy")
+	if err != nil {
+		return nil, err
+	}
+	chatNC, chatKeys, err := connect("chat")
+	if err != nil {
+		return nil, err
+	}
+	analyticsNC, _, err := connect("analytics")
+	if err != nil {
+		return nil, err
+	}
+	gatewayNC, gatewayKeys, err := connect("gateway")
+	if err != nil {
+		return nil, err
+	}
+
+	registry := prometheus.NewRegistry()
+	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	an := analytics.New(analytics.Deps{NC: analyticsNC, Log: log.With("service", "analytics"), ClickHouseDSN: a.chDSN})
+
+	runCtx, cancel := context.WithCancel(ctx)
+	a.cancel = cancel
+	g, gctx := errgroup.WithContext(runCtx)
+	a.group = g
+	g.Go(func() error {
+		return privacy.Run(gctx, privacy.Deps{NC: privacyNC, Log: log.With("service", "privacy"), KEK: kek})
+	})
+	g.Go(func() error {
+		return chat.Run(gctx, chat.Deps{NC: chatNC, Log: log.With("service", "chat"), Keys: chatKeys, Registry: registry})
+	})
+	g.Go(func() error { return an.Run(gctx) })
+	g.Go(func() error {
+		return gateway.Run(gctx, gateway.Deps{
+			NC:            gatewayNC,
+			Log:           log.With("service", "gateway"),
+			Listener:      a.ln,
+			Signer:        auth.NewSigner(signingKey),
+			Verifier:      auth.NewVerifier(signingKey.Public().(ed25519.PublicKey)),
+			Keys:          gatewayKeys,
+			Registry:      registry,
+			DefaultTenant: cfg.DefaultTenant,
+			RateLimit:     cfg.RateLimit,
+			Ready:         a.readyCheck(an, gatewayNC),
+		})
+	})
+	go func() {
+		a.err = g.Wait()
+		a.release()
+		close(a.done)
+	}()
+	if err := a.waitServing(ctx, gatewayNC); err != nil {
+		_ = a.Close()
+		return nil, err
+	}
+	log.Info("parley started", "http_addr", a.ln.Addr().String(), "data_dir", cfg.DataDir)
+	return a, nil
+}
+
+// applyStreams brings every stream and bucket to this version's
+// definitions as the admin user, before any service starts: the services
+// may only create what is missing, so a data dir made by an older version
+// is upgraded here.
+func (a *allInOne) applyStreams(ctx context.Context, password string) error {
+	nc, err := nats.Connect(a.nats.ClientURL(), nats.Name("parley-streams"), nats.UserInfo(buspolicy.Admin, password))
+	if err != nil {
+		return fmt.Errorf("connect admin to nats: %w", err)
+	}
+	defer nc.Close()
+	applied, err := applyStreams(ctx, nc, stream.Options{})
+	if err != nil {
+		return err
+	}
+	for _, s := range applied {
+		if s.Action == stream.Updated {
+			a.log.Info("applied this version's definition", "kind", kindOf(s), "name", s.Name)
+		}
+	}
+	return nil
+}
+
+// servedSubjects are the calls the gateway makes: while one has no
+// responder, Parley is not ready.
+var servedSubjects = []string{chatapi.OpenSubject, privacyapi.RegisterVisitorSubject, subjectkey.GetSubject}
+
+// waitServing waits until the chat and privacy services answer on the bus
+// (chat first replays its stream), or one of the services fails.
+func (a *allInOne) waitServing(ctx context.Context, nc *nats.Conn) error {
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		err := rpc.Ping(ctx, nc, servedSubjects...)
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-a.done:
+			if a.err != nil {
+				return a.err
+			}
+			return fmt.Errorf("services stopped before they were ready: %w", err)
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+		}
+	}
+}
+
+// readyCheck is the gateway's extra readiness check: the services it calls
+// answer, and ClickHouse does when Parley was asked to use one (with
+// --clickhouse off, analytics facts wait in their stream).
+func (a *allInOne) readyCheck(an *analytics.Service, gatewayNC *nats.Conn) func(context.Context) error {
+	return func(ctx context.Context) error {
+		if err := rpc.Ping(ctx, gatewayNC, servedSubjects...); err != nil {
+			return err
+		}
+		if a.chDSN == "" {
+			return nil
+		}
+		return an.Ready(ctx)
+	}
+}
+
+func (a *allInOne) startClickHouse(ctx context.Context) error {
+	switch a.cfg.ClickHouse {
+	case "off":
+		return nil
+	case "auto":
+		s, err := chserver.Start(ctx, chserver.Options{Dir: filepath.Join(a.cfg.DataDir, "clickhouse"), Log: a.log})
+		if errors.Is(err, chserver.ErrNotInstalled) {
+			a.log.Warn("clickhouse-server is not installed: analytics is not ready and facts wait in the ANALYTICS stream; install it (apt-get install clickhouse-server) or pass --clickhouse DSN")
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("start local clickhouse: %w", err)
+		}
+		a.ch, a.chDSN = s, s.DSN()
+		return nil
+	}
+	a.chDSN = a.cfg.ClickHouse
+	return nil
+}
+
+func (a *allInOne) clickHouseState() string {
+	switch {
+	case a.ch != nil:
+		return "local server, " + a.ch.DSN()
+	case a.chDSN != "":
+		return "external"
+	}
+	return "not configured (analytics not ready)"
+}
+
+// URL is the base URL of the HTTP API.
+func (a *allInOne) URL() string { return "http://" + a.ln.Addr().String() }
+
+// NATSURL is the client URL of the embedded NATS server.
+func (a *allInOne) NATSURL() string { return a.nats.ClientURL() }
+
+// Wait blocks until every service has stopped and returns the first error.
+func (a *allInOne) Wait() error {
+	<-a.done
+	return a.err
+}
+
+// Close stops every service, then NATS and ClickHouse, and waits.
+func (a *allInOne) Close() error {
+	a.cancel()
+	return a.Wait()
+}
+
+// release frees what startAll acquired, in reverse order.
+func (a *allInOne) release() {
+	for _, c := range a.caches {
+		_ = c.Close()
+	}
+	for _, nc := range a.conns {
+		nc.Close()
+	}
+	if a.ln != nil {
+		_ = a.ln.Close()
+	}
+	if a.ch != nil {
+		if err := a.ch.Close(); err != nil {
+			a.log.Warn("stop clickhouse", "err", err)
+		}
+	}
+	if a.nats != nil {
+		a.nats.Close()
+	}
+}
+
+// loadKEK reads the key-encryption key from PARLEY_KEK, else from path,
+// creating the file when create is set (development only).
+func loadKEK(path string, create bool) (seal.Key, error) {
+	if v, ok := os.LookupEnv("PARLEY_KEK"); ok {
+		k, err := privacy.ParseKEK(v)
+		if err != nil {
+			return seal.Key{}, usageError{fmt.Sprintf("PARLEY_KEK: %v", err)}
+		}
+		return k, nil
+	}
+	if create {
+		return privacy.LoadOrCreateKEK(path)
+	}
+	if path == "" {
+		return seal.Key{}, usageError{"no key-encryption key: set PARLEY_KEK or --kek-file"}
+	}
+	return privacy.LoadKEK(path)
+}
+
+func splitHostPort(addr string) (string, int, error) {
+	host, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, err
+	}
+	port, err := net.LookupPort("tcp", p)
+	if err != nil {
+		return "", 0, err
+	}
+	return host, port, nil
+}

@@ -1,0 +1,127 @@
+package main
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/json"
+	"io"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/parley-chat/parley/pkg/auth"
+)
+
+func TestBadInputIsRejectedAndChangesNothing(t *testing.T) {
+	dir := t.TempDir()
+	a, _ := testAll(t, dir)
+	base := a.URL()
+	operator := staffToken(t, dir, "*", "operator", "ops")
+	mustCall(t, base, "PUT", "/v1/tenants/acme", operator, map[string]any{"name": "Acme"}, http.StatusCreated)
+
+	_, visitor := newVisitor(t, base, "demo")
+	supervisor := staffToken(t, dir, "demo", "supervisor", "sue")
+	acmeAgent := staffToken(t, dir, "acme", "agent", "mallory")
+	conv := mustCall(t, base, "POST", "/v1/conversations", visitor, map[string]any{"text": "hello"}, http.StatusCreated)["id"].(string)
+
+	key, err := auth.ReadKey(filepath.Join(dir, auth.SigningKeyFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	expired, err := auth.NewSigner(key).Issue(auth.Principal{Tenant: "demo", ID: "alice", Role: auth.RoleAgent}, -time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, otherKey, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged, err := auth.NewSigner(otherKey).Issue(auth.Principal{Tenant: "demo", ID: "alice", Role: auth.RoleSupervisor}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ghostTenant, err := auth.NewSigner(key).Issue(auth.Principal{Tenant: "ghost", ID: "x", Role: auth.RoleAdmin}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	msgs := "/v1/conversations/" + conv + "/messages"
+	tests := []struct {
+		name   string
+		method string
+		path   string
+		token  string
+		body   []byte
+		want   int
+	}{
+		{name: "malformed JSON", method: "POST", path: msgs, token: visitor, body: []byte(`{"text":`), want: http.StatusBadRequest},
+		{name: "JSON of the wrong shape", method: "POST", path: msgs, token: visitor, body: []byte(`{"text":42}`), want: http.StatusBadRequest},
+		{name: "invalid UTF-8", method: "POST", path: msgs, token: visitor, body: []byte("{\"text\":\"caf\xe9\"}"), want: http.StatusBadRequest},
+		{name: "text over 64 KiB", method: "POST", path: msgs, token: visitor, body: jsonBody(t, map[string]string{"text": strings.Repeat("a", 64<<10+1)}), want: http.StatusRequestEntityTooLarge},
+		{name: "body of a megabyte", method: "POST", path: msgs, token: visitor, body: jsonBody(t, map[string]string{"text": strings.Repeat("a", 1<<20)}), want: http.StatusRequestEntityTooLarge},
+		{name: "empty text", method: "POST", path: msgs, token: visitor, body: []byte(`{"text":""}`), want: http.StatusUnprocessableEntity},
+		{name: "missing token", method: "POST", path: msgs, body: []byte(`{"text":"x"}`), want: http.StatusUnauthorized},
+		{name: "forged token", method: "POST", path: msgs, token: forged, body: []byte(`{"text":"x"}`), want: http.StatusUnauthorized},
+		{name: "expired token", method: "POST", path: msgs, token: expired, body: []byte(`{"text":"x"}`), want: http.StatusUnauthorized},
+		{name: "garbage token", method: "GET", path: msgs, token: "abc.def.ghi", want: http.StatusUnauthorized},
+		{name: "another tenant's agent reads", method: "GET", path: msgs, token: acmeAgent, want: http.StatusNotFound},
+		{name: "another tenant's agent posts", method: "POST", path: msgs, token: acmeAgent, body: []byte(`{"text":"x"}`), want: http.StatusNotFound},
+		{name: "token of an unknown tenant", method: "GET", path: "/v1/conversations", token: ghostTenant, want: http.StatusNotFound},
+		{name: "unknown conversation", method: "POST", path: "/v1/conversations/nope/messages", token: visitor, body: []byte(`{"text":"x"}`), want: http.StatusNotFound},
+		{name: "operator reads conversations", method: "GET", path: "/v1/conversations", token: operator, want: http.StatusForbidden},
+		{name: "visitor manages tenants", method: "PUT", path: "/v1/tenants/evil", token: visitor, body: []byte(`{"name":"Evil"}`), want: http.StatusForbidden},
+		{name: "bad tenant id", method: "PUT", path: "/v1/tenants/Bad_Id", token: operator, body: []byte(`{"name":"x"}`), want: http.StatusUnprocessableEntity},
+		{name: "rating out of range", method: "POST", path: "/v1/conversations/" + conv + "/rating", token: visitor, body: []byte(`{"score":9}`), want: http.StatusUnprocessableEntity},
+		{name: "visitors of an unknown tenant", method: "POST", path: "/v1/tenants/ghost/visitors", body: []byte(`{"consent":{"analytics":true,"network_data":false,"ai":false},"notice_version":"1"}`), want: http.StatusNotFound},
+	}
+	before := snapshot(t, base, supervisor)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var body io.Reader
+			if tt.body != nil {
+				body = bytes.NewReader(tt.body)
+			}
+			resp := send(t, base, tt.method, tt.path, tt.token, body)
+			defer resp.Body.Close()
+			if resp.StatusCode != tt.want {
+				t.Errorf("%s %s = %d, want %d", tt.method, tt.path, resp.StatusCode, tt.want)
+			}
+			if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/problem+json") {
+				t.Errorf("Content-Type = %q, want application/problem+json", ct)
+			}
+			var problem struct {
+				Type   string `json:"type"`
+				Title  string `json:"title"`
+				Status int    `json:"status"`
+				Detail string `json:"detail"`
+			}
+			if err := json.NewDecoder(resp.Body).Decode(&problem); err != nil {
+				t.Fatalf("problem body: %v", err)
+			}
+			if problem.Status != tt.want || problem.Title == "" || problem.Type == "" {
+				t.Errorf("problem = %+v, want status %d with type and title", problem, tt.want)
+			}
+		})
+	}
+	if diff := cmp.Diff(before, snapshot(t, base, supervisor)); diff != "" {
+		t.Errorf("bad requests changed state (-before +after):\n%s", diff)
+	}
+	tenants := mustCall(t, base, "GET", "/v1/tenants", operator, nil, http.StatusOK)["tenants"].([]any)
+	if len(tenants) != 2 {
+		t.Errorf("tenants = %v, want demo and acme only", tenants)
+	}
+}
+
+func jsonBody(t *testing.T, v any) []byte {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}

@@ -1,0 +1,75 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+)
+
+// BenchmarkPostMessageHTTP posts 512-byte messages through the HTTP API of
+// an in-process `parley all`, from as many conversations as -cpu × 50.
+func BenchmarkPostMessageHTTP(b *testing.B) {
+	dir := b.TempDir()
+	a, err := startAll(context.Background(), allConfig{HTTPAddr: "127.0.0.1:0", DataDir: dir, ClickHouse: "off"},
+		slog.New(slog.DiscardHandler))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer a.Close()
+	base := a.URL()
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256}}
+	const convs = 100
+	type conv struct{ id, token string }
+	cs := make([]conv, convs)
+	for i := range cs {
+		var v struct{ Token string }
+		postJSON(b, client, base+"/v1/tenants/demo/visitors", "", `{"consent":{"analytics":false,"network_data":false,"ai":false},"notice_version":"b"}`, &v)
+		var c struct{ ID string }
+		postJSON(b, client, base+"/v1/conversations", v.Token, `{"text":"hello"}`, &c)
+		cs[i] = conv{c.ID, v.Token}
+	}
+	body, _ := json.Marshal(map[string]string{"text": strings.Repeat("m", 512)})
+	var next atomic.Int64
+	b.SetParallelism(convs / max(1, b.N%1+2))
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		c := cs[next.Add(1)%convs]
+		for pb.Next() {
+			req, _ := http.NewRequest("POST", base+"/v1/conversations/"+c.id+"/messages", bytes.NewReader(body))
+			req.Header.Set("Authorization", "Bearer "+c.token)
+			resp, err := client.Do(req)
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusCreated {
+				b.Errorf("status %d", resp.StatusCode)
+				return
+			}
+		}
+	})
+}
+
+func postJSON(b *testing.B, client *http.Client, url, token, body string, out any) {
+	b.Helper()
+	req, _ := http.NewRequest("POST", url, strings.NewReader(body))
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		b.Fatal(err)
+	}
+}

@@ -1,0 +1,124 @@
+package main
+
+import (
+	"context"
+	"crypto/ed25519"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+
+	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/parley-chat/parley/pkg/auth"
+	"github.com/parley-chat/parley/pkg/stream"
+	"github.com/parley-chat/parley/pkg/subjectkey"
+	"github.com/parley-chat/parley/services/analytics"
+	"github.com/parley-chat/parley/services/chat"
+	"github.com/parley-chat/parley/services/gateway"
+	"github.com/parley-chat/parley/services/privacy"
+)
+
+// serviceConfig configures one service run against an external NATS.
+type serviceConfig struct {
+	NATSURL       string
+	NATSCreds     string
+	Replicas      int
+	HTTPAddr      string  // gateway
+	SigningKey    string  // gateway
+	DefaultTenant string  // gateway
+	KEKFile       string  // privacy
+	ClickHouse    string  // analytics
+	RateLimit     float64 // gateway
+}
+
+func runService(ctx context.Context, name string, args []string, stderr io.Writer) error {
+	var cfg serviceConfig
+	fs := flag.NewFlagSet("parley "+name, flag.ContinueOnError)
+	fs.StringVar(&cfg.NATSURL, "nats-url", "", "NATS server URL(s), comma separated (required)")
+	fs.StringVar(&cfg.NATSCreds, "nats-creds", "", "NATS credentials file of this service's user")
+	fs.IntVar(&cfg.Replicas, "replicas", 3, "JetStream replicas of the streams this service owns")
+	switch name {
+	case "gateway":
+		fs.StringVar(&cfg.HTTPAddr, "http-addr", "127.0.0.1:8080", "HTTP listen address")
+		fs.StringVar(&cfg.SigningKey, "signing-key-file", "", "token signing key, PEM (required)")
+		fs.StringVar(&cfg.DefaultTenant, "default-tenant", "", "tenant to create at start when missing")
+		fs.Float64Var(&cfg.RateLimit, "rate-limit", 0, "requests per second per principal (0: the default of 50, negative: no limit)")
+	case "privacy":
+		fs.StringVar(&cfg.KEKFile, "kek-file", "", "key-encryption key file (or PARLEY_KEK)")
+	case "analytics":
+		fs.StringVar(&cfg.ClickHouse, "clickhouse", "", "ClickHouse DSN, clickhouse://host:9000/db")
+	}
+	logFormat := fs.String("log-format", "json", "log format: text or json")
+	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
+	if err := parseFlags(fs, args, stderr); err != nil {
+		return err
+	}
+	if cfg.NATSURL == "" {
+		return usageError{"--nats-url is required"}
+	}
+	if name == "gateway" && cfg.SigningKey == "" {
+		return usageError{"--signing-key-file is required"}
+	}
+	log, err := newLogger(stderr, *logFormat, *logLevel)
+	if err != nil {
+		return err
+	}
+	log = log.With("service", name)
+
+	opts := busOptions(name, log)
+	if cfg.NATSCreds != "" {
+		opts = append(opts, nats.UserCredentials(cfg.NATSCreds))
+	}
+	nc, err := nats.Connect(cfg.NATSURL, opts...)
+	if err != nil {
+		return fmt.Errorf("connect to nats: %w", err)
+	}
+	defer nc.Close()
+	streams := stream.Options{Replicas: cfg.Replicas}
+
+	switch name {
+	case "privacy":
+		kek, err := loadKEK(cfg.KEKFile, false)
+		if err != nil {
+			return err
+		}
+		return privacy.Run(ctx, privacy.Deps{NC: nc, Log: log, KEK: kek, Streams: streams})
+	case "analytics":
+		return analytics.New(analytics.Deps{NC: nc, Log: log, ClickHouseDSN: cfg.ClickHouse}).Run(ctx)
+	}
+
+	keys, err := subjectkey.NewCache(nc)
+	if err != nil {
+		return err
+	}
+	defer keys.Close()
+	registry := prometheus.NewRegistry()
+	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if name == "chat" {
+		return chat.Run(ctx, chat.Deps{NC: nc, Log: log, Keys: keys, Streams: streams, Registry: registry})
+	}
+	signingKey, err := auth.ReadKey(cfg.SigningKey)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.HTTPAddr, err)
+	}
+	log.Info("listening", "http_addr", ln.Addr().String())
+	return gateway.Run(ctx, gateway.Deps{
+		NC:            nc,
+		Log:           log,
+		Listener:      ln,
+		Signer:        auth.NewSigner(signingKey),
+		Verifier:      auth.NewVerifier(signingKey.Public().(ed25519.PublicKey)),
+		Keys:          keys,
+		Registry:      registry,
+		DefaultTenant: cfg.DefaultTenant,
+		RateLimit:     cfg.RateLimit,
+		Streams:       streams,
+	})
+}

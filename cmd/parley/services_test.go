@@ -1,0 +1,140 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"net"
+	"net/http"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/parley-chat/parley/pkg/auth"
+	"github.com/parley-chat/parley/pkg/buspolicy"
+	"github.com/parley-chat/parley/pkg/natsembed"
+	"github.com/parley-chat/parley/pkg/rpc"
+)
+
+// TestServicesAgainstExternalNATS runs each service as its own command, as
+// a cluster deployment does: a NATS server with one user per service, the
+// definitions applied by the admin (`parley streams apply`), then `parley
+// privacy`, `chat`, `analytics` and `gateway`, each with its own
+// credentials, and a conversation through the gateway.
+func TestServicesAgainstExternalNATS(t *testing.T) {
+	dir := t.TempDir()
+	passwords := map[string]string{}
+	for _, u := range append(buspolicy.Services(), buspolicy.Admin) {
+		passwords[u] = rand.Text()
+	}
+	users, err := buspolicy.Users(passwords)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := natsembed.Start(natsembed.Options{StoreDir: filepath.Join(dir, "nats"), Users: users})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Close)
+	natsURL := func(user string) string {
+		u, err := url.Parse(srv.ClientURL())
+		if err != nil {
+			t.Fatal(err)
+		}
+		u.User = url.UserPassword(user, passwords[user])
+		return u.String()
+	}
+
+	var out, errOut bytes.Buffer
+	if err := run(t.Context(), []string{"streams", "apply", "--nats-url", natsURL(buspolicy.Admin), "--replicas", "1"}, &out, &errOut); err != nil {
+		t.Fatalf("parley streams apply: %v\n%s", err, errOut.String())
+	}
+	keyFile := filepath.Join(dir, "signing-key.pem")
+	if _, err := auth.LoadOrCreateKey(keyFile); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PARLEY_KEK", strings.Repeat("ab", 32))
+	httpAddr := freeAddr(t)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	var logs syncBuffer
+	commands := [][]string{
+		{"privacy", "--nats-url", natsURL(buspolicy.Privacy), "--replicas", "1"},
+		{"chat", "--nats-url", natsURL(buspolicy.Chat), "--replicas", "1"},
+		{"analytics", "--nats-url", natsURL(buspolicy.Analytics)},
+		{"gateway", "--nats-url", natsURL(buspolicy.Gateway), "--replicas", "1", "--http-addr", httpAddr,
+			"--signing-key-file", keyFile, "--default-tenant", "demo"},
+	}
+	errs := make([]error, len(commands))
+	for i, args := range commands {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = run(ctx, args, &bytes.Buffer{}, &logs)
+		}()
+	}
+	t.Cleanup(func() {
+		cancel()
+		wg.Wait()
+		for i, err := range errs {
+			if err != nil {
+				t.Errorf("parley %s: %v", commands[i][0], err)
+			}
+		}
+		if strings.Contains(logs.String(), "Permissions Violation") {
+			t.Errorf("a service was refused by the bus:\n%s", logs.String())
+		}
+	})
+
+	base := "http://" + httpAddr
+	// Each service starts on its own; wait until the calls the gateway
+	// makes are served, as an operator watches every deployment roll out.
+	admin, err := nats.Connect(natsURL(buspolicy.Admin))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	eventually(t, 30*time.Second, func() bool {
+		return rpc.Ping(t.Context(), admin, servedSubjects...) == nil
+	})
+	eventually(t, 20*time.Second, func() bool {
+		resp, err := http.Get(base + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+	_, visitor := newVisitor(t, base, "demo")
+	key, err := auth.ReadKey(keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	agent, err := auth.NewSigner(key).Issue(auth.Principal{Tenant: "demo", ID: "alice", Role: auth.RoleAgent}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conv := mustCall(t, base, "POST", "/v1/conversations", visitor, map[string]any{"text": "hello"}, http.StatusCreated)["id"].(string)
+	mustCall(t, base, "POST", "/v1/conversations/"+conv+"/messages", agent, map[string]any{"text": "hi, how can I help?"}, http.StatusCreated)
+	msgs := mustCall(t, base, "GET", "/v1/conversations/"+conv+"/messages", visitor, nil, http.StatusOK)["messages"].([]any)
+	if len(msgs) != 2 {
+		t.Errorf("transcript has %d messages, want 2", len(msgs))
+	}
+}
+
+// freeAddr returns a loopback address with a port free right now.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}

@@ -1,0 +1,80 @@
+package main
+
+import (
+	"crypto/rand"
+	"errors"
+	"flag"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+
+	"github.com/parley-chat/parley/pkg/natsembed"
+)
+
+// storeFlags choose the JetStream store an operator tool works on: the
+// files of a stopped `parley all` under --data-dir, opened with an embedded
+// server of the tool's own, or a running NATS server at --nats-url.
+type storeFlags struct {
+	dataDir          string
+	natsURL          string
+	natsCreds        string
+	natsUser         string
+	natsPasswordFile string
+}
+
+func (f *storeFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&f.dataDir, "data-dir", "./data", "data directory of a STOPPED parley all; its store is opened by an embedded server on a random port")
+	fs.StringVar(&f.natsURL, "nats-url", "", "a running NATS server instead of --data-dir")
+	fs.StringVar(&f.natsCreds, "nats-creds", "", "with --nats-url: credentials file of an admin user")
+	fs.StringVar(&f.natsUser, "nats-user", "", "with --nats-url: user name, e.g. admin for a running parley all")
+	fs.StringVar(&f.natsPasswordFile, "nats-password-file", "", "with --nats-url and --nats-user: file holding the password, e.g. DATA_DIR/"+natsAdminPasswordFile)
+}
+
+// open connects to the store and returns the connection and the function
+// that closes it (and stops the embedded server, when there is one).
+func (f *storeFlags) open(name string) (*nats.Conn, func(), error) {
+	opts := []nats.Option{nats.Name("parley-" + name)}
+	if f.natsURL != "" {
+		if f.natsCreds != "" {
+			opts = append(opts, nats.UserCredentials(f.natsCreds))
+		}
+		if f.natsUser != "" {
+			if f.natsPasswordFile == "" {
+				return nil, nil, usageError{"--nats-user needs --nats-password-file"}
+			}
+			pw, err := os.ReadFile(f.natsPasswordFile)
+			if err != nil {
+				return nil, nil, fmt.Errorf("read nats password: %w", err)
+			}
+			opts = append(opts, nats.UserInfo(f.natsUser, strings.TrimSpace(string(pw))))
+		}
+		nc, err := nats.Connect(f.natsURL, opts...)
+		if err != nil {
+			return nil, nil, fmt.Errorf("connect to nats: %w", err)
+		}
+		return nc, nc.Close, nil
+	}
+
+	dir := filepath.Join(f.dataDir, "nats")
+	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
+		return nil, nil, usageError{fmt.Sprintf("no store at %s: pass the --data-dir of `parley all`, or --nats-url", dir)}
+	}
+	// A user of its own, with a password that lives as long as the
+	// process, so that nothing else on the machine uses the store meanwhile.
+	user := &server.User{Username: "tool", Password: rand.Text()}
+	s, err := natsembed.Start(natsembed.Options{StoreDir: dir, Users: []*server.User{user}})
+	if err != nil {
+		return nil, nil, err
+	}
+	nc, err := nats.Connect(s.ClientURL(), append(opts, nats.UserInfo(user.Username, user.Password))...)
+	if err != nil {
+		s.Close()
+		return nil, nil, fmt.Errorf("connect to the embedded nats: %w", err)
+	}
+	return nc, func() { nc.Close(); s.Close() }, nil
+}
