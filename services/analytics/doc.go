@@ -7,9 +7,9 @@
 // inserts in batches of up to 10,000 facts or one second, whichever comes
 // first, through clickhouse-go's native protocol with explicit column
 // lists. A batch is acked only after its insert succeeded: while
-// ClickHouse is down the batch is nacked and nothing more is read until it
-// answers again, so facts wait
-// in the stream (within its MaxAge) and none is lost. A redelivered fact is
+// ClickHouse is down the batch is held and retried and nothing more is read
+// until it answers again, so facts wait in the stream (within its MaxAge)
+// and none is lost. A redelivered fact is
 // counted once: the facts table keeps one row per fact id
 // (ReplacingMergeTree) and every query reads it with FINAL.
 //

@@ -25,6 +25,7 @@ import (
 	"github.com/parley-chat/parley/pkg/seal"
 	"github.com/parley-chat/parley/pkg/stream"
 	"github.com/parley-chat/parley/services/analytics"
+	"github.com/parley-chat/parley/services/analytics/internal/ingest"
 )
 
 // pipeline is a running analytics service between a real JetStream and a
@@ -340,4 +341,26 @@ func TestFactsWaitWhileClickHouseIsDown(t *testing.T) {
 	publishSome(50)
 	p.waitCount(t, "SELECT count() FROM facts FINAL", n)
 	waitFor(t, "Ready()", func() error { return p.s.Ready(t.Context()) })
+
+	// The failed batch was held and retried, not handed back: within the
+	// ack wait the stream delivered every fact exactly once.
+	var delivered uint64
+	waitFor(t, "every fact acked", func() error {
+		c, err := p.js.Consumer(t.Context(), stream.Analytics, ingest.Durable)
+		if err != nil {
+			return err
+		}
+		info, err := c.Info(t.Context())
+		if err != nil {
+			return err
+		}
+		if info.NumAckPending > 0 {
+			return fmt.Errorf("%d facts unacked", info.NumAckPending)
+		}
+		delivered = info.Delivered.Consumer
+		return nil
+	})
+	if delivered != uint64(n) {
+		t.Errorf("deliveries = %d for %d facts, want each delivered once", delivered, n)
+	}
 }

@@ -3,9 +3,9 @@
 //
 // It reads ANALYTICS through a Watermill subscriber (pkg/watermilljs) that
 // lets it hold a whole batch unanswered: a fact is acked only after the
-// batch holding it was inserted. While the store fails, the batch is nacked
-// and nothing more is read until the store answers again, so facts wait in
-// the stream (within its MaxAge) and none is lost. Redelivered facts are
+// batch holding it was inserted. While the store fails, the batch is held
+// and retried, and nothing more is read until the store answers again, so
+// facts wait in the stream (within its MaxAge) and none is lost. Redelivered facts are
 // inserted again and counted once by the store (one row per fact id).
 //
 // Erasure requests stored in the stream (analyticsapi.KindErasure) are
@@ -210,20 +210,22 @@ type job struct {
 	args  analyticsapi.EraseArgs
 }
 
-// write performs jobs in order until jobs is closed. When the store fails,
-// the job's messages and those of every job queued are nacked for
-// redelivery, and nothing more is written until the store answers again.
+// write performs jobs in order until jobs is closed. A job the store fails
+// is retried, once the store answers again, before any later one: the
+// reader meanwhile fills the queue and stops, so nothing more is read, and
+// the job's facts stay unanswered rather than redelivered over and over.
+// Only when ctx ends are jobs handed back to the stream.
 func (in *Ingester) write(ctx context.Context, jobs <-chan job) {
 	for j := range jobs {
-		st, err := in.store(ctx)
-		if err == nil && in.perform(ctx, st, j) {
-			continue
-		}
-		j.nak()
-		for queued := len(jobs); queued > 0; queued-- {
-			(<-jobs).nak()
-		}
-		if ctx.Err() == nil {
+		for {
+			st, err := in.store(ctx)
+			if err == nil && in.perform(ctx, st, j) {
+				break
+			}
+			if ctx.Err() != nil {
+				j.nak()
+				break
+			}
 			in.recover(ctx)
 		}
 	}
