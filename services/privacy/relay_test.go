@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -18,6 +21,7 @@ import (
 
 	"github.com/parley-chat/parley/pkg/analyticsapi"
 	"github.com/parley-chat/parley/pkg/event"
+	"github.com/parley-chat/parley/pkg/natsembed"
 	"github.com/parley-chat/parley/pkg/natsembed/natstest"
 	"github.com/parley-chat/parley/pkg/privacyapi"
 	"github.com/parley-chat/parley/pkg/seal"
@@ -25,6 +29,7 @@ import (
 	"github.com/parley-chat/parley/pkg/subjectkey"
 
 	"github.com/parley-chat/parley/services/privacy"
+	"github.com/parley-chat/parley/services/privacy/internal/relay"
 )
 
 // chatWriter appends sealed chat events to CHAT, as the chat service does.
@@ -232,6 +237,52 @@ func TestRelayRecovers(t *testing.T) {
 	if got := facts(t, js, 1); len(got) != 1 || got[0].Kind != analyticsapi.KindMessage {
 		t.Errorf("facts after ANALYTICS came back = %+v, want the message posted while it was away", got)
 	}
+}
+
+// TestRelayRecoversConsumerLostInRestart restarts the server with the
+// relay's consumer gone from its store: pulls get no answer at all then,
+// and the relay must notice and make the consumer again.
+func TestRelayRecoversConsumerLostInRestart(t *testing.T) {
+	dir := t.TempDir()
+	s := natstest.Start(t, dir)
+	start(t, s, newKEK(t))
+	nc, js := natstest.Connect(t, s)
+	if err := stream.Ensure(t.Context(), js, stream.Options{}, stream.Chat); err != nil {
+		t.Fatal(err)
+	}
+	w := chatWriter{t: t, nc: nc, js: js}
+	visitor := mustRegister(t, nc)
+	w.append(visitor, "conv-a", event.ConversationOpened, time.Now(), event.Opened{Visitor: visitor, Text: "hi"})
+	facts(t, js, 2)
+
+	port := s.Addr().(*net.TCPAddr).Port
+	s.Close()
+	obs, err := filepath.Glob(filepath.Join(dir, "jetstream", "*", "streams", stream.Chat, "obs", relay.Durable))
+	if err != nil || len(obs) != 1 {
+		t.Fatalf("consumer's store = %v, %v; want one directory", obs, err)
+	}
+	if err := os.RemoveAll(obs[0]); err != nil {
+		t.Fatal(err)
+	}
+	restarted, err := natsembed.Start(natsembed.Options{StoreDir: dir, Port: port})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(restarted.Close)
+	eventually(t, 10*time.Second, "the privacy service answering again", func() bool {
+		_, err := getKeys(t.Context(), nc, visitor, false)
+		return err == nil
+	})
+
+	w.append(visitor, "conv-a", event.MessagePosted, time.Now(), event.Posted{Author: event.Author{Role: "visitor", ID: visitor}, Text: "after restart"})
+	eventually(t, 30*time.Second, "the relay following a new consumer", func() bool {
+		st, err := js.Stream(t.Context(), stream.Analytics)
+		if err != nil {
+			return false
+		}
+		info, err := st.Info(t.Context())
+		return err == nil && info.State.Msgs >= 3
+	})
 }
 
 func TestEraseStoresAnalyticsCleanupWhenAnalyticsIsAway(t *testing.T) {

@@ -15,8 +15,9 @@
 // One long-lived pull subscription (Consume) keeps up to a batch of events
 // requested ahead, so no pull request, inbox or subscription is made per
 // batch, which matters when events come one at a time. Should the
-// subscription end (its consumer deleted), the relay creates the consumer
-// again and follows it. An event is acked only after
+// subscription end (its consumer deleted) or its heartbeats stop (a server
+// came back without the consumer), the relay naks what it pulled ahead,
+// creates the consumer again and follows it. An event is acked only after
 // its facts are stored; a transient failure naks it for redelivery. Facts
 // carry Nats-Msg-Id = their id (event id and kind), so a redelivered event
 // is dropped by ANALYTICS as a duplicate, and by the analytics store after
@@ -76,6 +77,8 @@ const (
 	batchSize = 500
 	// ackWait is how long JetStream waits for an ack before redelivering.
 	ackWait = 30 * time.Second
+	// pullExpiry is how long one pull request waits on the server.
+	pullExpiry = 10 * time.Second
 	// retryDelay is how long a nak'd event waits before it comes back.
 	retryDelay = time.Second
 	// catchUpMargin covers the time between a consent being stamped and
@@ -198,26 +201,30 @@ var errConsumeStopped = errors.New("pull subscription stopped")
 // once at least one is there.
 func (r *Relay) consume(ctx context.Context, cons jetstream.Consumer) (bool, error) {
 	in := make(chan jetstream.Msg, batchSize)
-	done := make(chan struct{})
-	cc, err := cons.Consume(func(m jetstream.Msg) {
-		select {
-		case in <- m:
-		case <-done:
-		}
-	},
+	// lost carries a missed heartbeat: the pull subscription retries on
+	// its own, forever, even when its consumer is gone (a server restarted
+	// without it answers no pull), so the relay makes the consumer again.
+	lost := make(chan error, 1)
+	cc, err := cons.Consume(func(m jetstream.Msg) { in <- m },
 		jetstream.PullMaxMessages(batchSize),
+		// A heartbeat every pullExpiry/2: a lost consumer is noticed
+		// within pullExpiry.
+		jetstream.PullExpiry(pullExpiry),
 		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+			if errors.Is(err, jetstream.ErrNoHeartbeat) {
+				select {
+				case lost <- err:
+				default:
+				}
+				return
+			}
 			r.log.Warn("pull chat events", "err", err)
 		}))
 	if err != nil {
 		return false, err
 	}
-	defer func() {
-		close(done)
-		// What is delivered and not handled comes back after ackWait.
-		cc.Stop()
-	}()
 	stopped := cc.Closed()
+	defer handBack(cc, in, stopped)
 	batch := make([]jetstream.Msg, 0, batchSize)
 	relayed := false
 	for {
@@ -226,6 +233,8 @@ func (r *Relay) consume(ctx context.Context, cons jetstream.Consumer) (bool, err
 			batch = append(batch, m)
 		case <-stopped:
 			return relayed, errConsumeStopped
+		case err := <-lost:
+			return relayed, err
 		case <-ctx.Done():
 			return relayed, ctx.Err()
 		}
@@ -242,6 +251,38 @@ func (r *Relay) consume(ctx context.Context, cons jetstream.Consumer) (bool, err
 		relayed = true
 		clear(batch)
 		batch = batch[:0]
+	}
+}
+
+// drainTimeout bounds how long handBack waits for the server to confirm
+// the end of the subscription.
+const drainTimeout = 5 * time.Second
+
+// handBack ends the pull subscription and naks the events it pulled ahead,
+// so that they come again at once rather than after ackWait. It drains the
+// subscription rather than stopping it, so no event is delivered to it
+// afterwards and lost until ackWait.
+func handBack(cc jetstream.ConsumeContext, in <-chan jetstream.Msg, stopped <-chan struct{}) {
+	cc.Drain()
+	timeout := time.NewTimer(drainTimeout)
+	defer timeout.Stop()
+	for {
+		select {
+		case m := <-in:
+			_ = m.Nak()
+		case <-timeout.C:
+			cc.Stop()
+			timeout.Reset(drainTimeout)
+		case <-stopped:
+			for {
+				select {
+				case m := <-in:
+					_ = m.Nak()
+				default:
+					return
+				}
+			}
+		}
 	}
 }
 
