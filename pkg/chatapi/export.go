@@ -10,7 +10,7 @@ package chatapi
 // themself, or an admin of the visitor's tenant.
 //
 // A history can be far larger than one bus message, so the answer comes in
-// pages of at most ExportPageBytes: a caller asks again with After = the
+// pages of at most PageBytes: a caller asks again with After = the
 // previous page's Next until Next is nil. A conversation split between
 // pages appears in each, with the next part of its messages.
 //
@@ -18,10 +18,6 @@ package chatapi
 // for any other principal; rpc.CodeGone when the visitor has conversations
 // but no keys any more (erased).
 const ExportSubject = "parley.chat.export"
-
-// ExportPageBytes bounds one export page by the bytes of its
-// conversations and messages as sent, as PageBytes bounds every page.
-const ExportPageBytes = PageBytes
 
 // ExportArgs names the visitor to export, and where the page starts.
 type ExportArgs struct {
