@@ -51,6 +51,8 @@ const (
 	defaultPrefetch = 10
 	// ackTimeout bounds the wait for JetStream to confirm an Ack.
 	ackTimeout = 5 * time.Second
+	// pullExpiry is how long one pull request waits on the server.
+	pullExpiry = 5 * time.Second
 	// closeTimeout bounds Close's wait for subscriptions to end.
 	closeTimeout = 10 * time.Second
 	// jetStreamMaxAckPending is JetStream's default bound on a consumer's
@@ -189,10 +191,28 @@ func (s *Subscriber) run(ctx context.Context, topic string, cons jetstream.Consu
 		case <-ctx.Done():
 		}
 	}()
+	// slots holds a token per message delivered and not yet answered,
+	// across the subscription's pull iterators: one that fails is
+	// replaced at once, while the reader still holds what it delivered.
+	// The answers are passed on in delivery order.
+	slots := make(chan struct{}, s.cfg.MaxInFlight)
+	waiting := make(chan inFlight, s.cfg.MaxInFlight)
+	answered := make(chan struct{})
+	go func() {
+		defer close(answered)
+		for f := range waiting {
+			s.answer(ctx, f)
+			<-slots
+		}
+	}()
+	defer func() {
+		close(waiting)
+		<-answered
+	}()
 	backoff := minBackoff
 	for {
 		if cons != nil {
-			err := s.pull(ctx, cons, out)
+			err := s.pull(ctx, cons, out, slots, waiting)
 			if ctx.Err() != nil {
 				return
 			}
@@ -218,10 +238,14 @@ func (s *Subscriber) run(ctx context.Context, topic string, cons jetstream.Consu
 }
 
 // pull delivers the messages of cons until ctx is done or the consumer
-// fails, and returns why, once every message delivered was answered (or
-// Nacked because ctx ended).
-func (s *Subscriber) pull(ctx context.Context, cons jetstream.Consumer, out chan<- *message.Message) error {
-	it, err := cons.Messages(jetstream.PullMaxMessages(s.cfg.Prefetch))
+// fails, and returns why. It takes a slot for each message it delivers and
+// queues the message on waiting for its answer.
+func (s *Subscriber) pull(ctx context.Context, cons jetstream.Consumer, out chan<- *message.Message, slots chan struct{}, waiting chan<- inFlight) error {
+	// The iterator asks for more as messages are taken, but may miss its
+	// turn while its last request is still being sent, and then only asks
+	// again at the next heartbeat (half the expiry); a short expiry bounds
+	// that pause.
+	it, err := cons.Messages(jetstream.PullMaxMessages(s.cfg.Prefetch), jetstream.PullExpiry(pullExpiry))
 	if err != nil {
 		return err
 	}
@@ -232,23 +256,6 @@ func (s *Subscriber) pull(ctx context.Context, cons jetstream.Consumer, out chan
 	stop := context.AfterFunc(ctx, it.Drain)
 	defer stop()
 	defer it.Stop()
-
-	// slots holds a token per message delivered and not yet answered;
-	// the answers are passed on in delivery order.
-	slots := make(chan struct{}, s.cfg.MaxInFlight)
-	waiting := make(chan inFlight, s.cfg.MaxInFlight)
-	answered := make(chan struct{})
-	go func() {
-		defer close(answered)
-		for f := range waiting {
-			s.answer(ctx, f)
-			<-slots
-		}
-	}()
-	defer func() {
-		close(waiting)
-		<-answered
-	}()
 	for {
 		m, err := it.Next()
 		if err != nil {
