@@ -44,10 +44,14 @@ type allConfig struct {
 	NATSAddr string
 	// ClickHouse is a DSN, "auto" (start a local server under DataDir when
 	// clickhouse-server is installed) or "off".
-	ClickHouse    string
-	KEKFile       string // default DataDir/kek.key, created when missing
-	SigningKey    string // default DataDir/signing-key.pem, created when missing
-	DefaultTenant string // default "demo"
+	ClickHouse string
+	// ClickHouseBinary is the server executable "auto" starts; empty looks
+	// for clickhouse-server, then clickhouse, on PATH, in /usr/sbin and in
+	// /usr/bin.
+	ClickHouseBinary string
+	KEKFile          string // default DataDir/kek.key, created when missing
+	SigningKey       string // default DataDir/signing-key.pem, created when missing
+	DefaultTenant    string // default "demo"
 	// SyncAlways makes JetStream fsync before every acknowledgement.
 	SyncAlways bool
 	// RateLimit is the gateway's requests per second per principal; 0 means
@@ -99,6 +103,7 @@ func runAll(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs.StringVar(&cfg.DataDir, "data-dir", "./data", "where JetStream, keys and ClickHouse keep their files")
 	fs.StringVar(&cfg.NATSAddr, "nats-addr", "127.0.0.1:0", "embedded NATS listen address (port 0: a free port)")
 	fs.StringVar(&cfg.ClickHouse, "clickhouse", "auto", `ClickHouse DSN, "auto" (start one under --data-dir if installed) or "off"`)
+	fs.StringVar(&cfg.ClickHouseBinary, "clickhouse-binary", "", `with --clickhouse auto: the ClickHouse server executable (default: clickhouse-server or clickhouse, found on PATH, in /usr/sbin or /usr/bin)`)
 	fs.StringVar(&cfg.KEKFile, "kek-file", "", "key-encryption key file (default DATA_DIR/kek.key; PARLEY_KEK holds the key itself)")
 	fs.StringVar(&cfg.SigningKey, "signing-key-file", "", "token signing key (default DATA_DIR/signing-key.pem)")
 	fs.StringVar(&cfg.DefaultTenant, "default-tenant", "demo", "tenant created on first start")
@@ -124,18 +129,21 @@ func runAll(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 
 // allInOne is every service and an embedded JetStream in one process.
 type allInOne struct {
-	cfg    allConfig
-	log    *slog.Logger
-	nats   *natsembed.Server
-	ch     *chserver.Server
-	chDSN  string
-	ln     net.Listener
-	conns  []*nats.Conn
-	caches []*subjectkey.Cache
-	cancel context.CancelFunc
-	group  *errgroup.Group
-	done   chan struct{}
-	err    error
+	cfg   allConfig
+	log   *slog.Logger
+	nats  *natsembed.Server
+	ch    *chserver.Server
+	chDSN string
+	// chMissing is set when --clickhouse auto found no server to start:
+	// analytics is then not ready.
+	chMissing bool
+	ln        net.Listener
+	conns     []*nats.Conn
+	caches    []*subjectkey.Cache
+	cancel    context.CancelFunc
+	group     *errgroup.Group
+	done      chan struct{}
+	err       error
 }
 
 // startAll starts everything and returns once the HTTP listener is open.
@@ -314,15 +322,22 @@ func (a *allInOne) waitServing(ctx context.Context, nc *nats.Conn) error {
 	}
 }
 
+// errNoClickHouse is the readiness of analytics when --clickhouse auto
+// found no ClickHouse to start.
+var errNoClickHouse = errors.New("analytics not ready: clickhouse-server is not installed and no --clickhouse DSN was given; facts wait in the ANALYTICS stream")
+
 // readyCheck is the gateway's extra readiness check: the services it calls
-// answer, and ClickHouse does when Parley was asked to use one (with
-// --clickhouse off, analytics facts wait in their stream).
+// answer, and ClickHouse does unless Parley was told to run without one
+// (--clickhouse off; analytics facts then wait in their stream).
 func (a *allInOne) readyCheck(an *analytics.Service, gatewayNC *nats.Conn) func(context.Context) error {
 	return func(ctx context.Context) error {
 		if err := rpc.Ping(ctx, gatewayNC, servedSubjects...); err != nil {
 			return err
 		}
-		if a.chDSN == "" {
+		switch {
+		case a.chMissing:
+			return errNoClickHouse
+		case a.chDSN == "":
 			return nil
 		}
 		return an.Ready(ctx)
@@ -334,9 +349,10 @@ func (a *allInOne) startClickHouse(ctx context.Context) error {
 	case "off":
 		return nil
 	case "auto":
-		s, err := chserver.Start(ctx, chserver.Options{Dir: filepath.Join(a.cfg.DataDir, "clickhouse"), Log: a.log})
+		s, err := chserver.Start(ctx, chserver.Options{Dir: filepath.Join(a.cfg.DataDir, "clickhouse"), Binary: a.cfg.ClickHouseBinary, Log: a.log})
 		if errors.Is(err, chserver.ErrNotInstalled) {
-			a.log.Warn("clickhouse-server is not installed: analytics is not ready and facts wait in the ANALYTICS stream; install it (apt-get install clickhouse-server) or pass --clickhouse DSN")
+			a.log.Warn("clickhouse-server is not installed: analytics is not ready (/readyz answers 503) and facts wait in the ANALYTICS stream; install it (apt-get install clickhouse-server), or pass --clickhouse DSN, or --clickhouse off to run without analytics")
+			a.chMissing = true
 			return nil
 		}
 		if err != nil {
@@ -355,8 +371,10 @@ func (a *allInOne) clickHouseState() string {
 		return "local server, " + a.ch.DSN()
 	case a.chDSN != "":
 		return "external"
+	case a.chMissing:
+		return "not installed (analytics not ready)"
 	}
-	return "not configured (analytics not ready)"
+	return "off (facts wait in the ANALYTICS stream)"
 }
 
 // URL is the base URL of the HTTP API.

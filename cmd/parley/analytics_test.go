@@ -245,3 +245,44 @@ func TestAnalyticsEndToEnd(t *testing.T) {
 		t.Errorf("conversations of 5 visitors with min_group_size 6 = %+v, want value null", got)
 	}
 }
+
+// TestAutoWithoutClickHouseIsNotReady runs `parley all --clickhouse auto`
+// where no ClickHouse is installed: the chat works, and /readyz says
+// analytics is not ready.
+func TestAutoWithoutClickHouseIsNotReady(t *testing.T) {
+	logs := &syncBuffer{}
+	a, err := startAll(context.Background(), allConfig{
+		HTTPAddr:         "127.0.0.1:0",
+		DataDir:          t.TempDir(),
+		ClickHouse:       "auto",
+		ClickHouseBinary: "no-such-clickhouse-server",
+	}, slog.New(slog.NewJSONHandler(logs, nil)))
+	if err != nil {
+		t.Fatalf("startAll() error = %v", err)
+	}
+	t.Cleanup(func() {
+		if err := a.Close(); err != nil {
+			t.Errorf("Close() error = %v", err)
+		}
+	})
+	base := a.URL()
+	eventually(t, 15*time.Second, func() bool {
+		status, _ := call(t, base, "GET", "/v1/tenants", "", nil)
+		return status == http.StatusUnauthorized
+	})
+	_, visitor := newVisitor(t, base, "demo")
+	mustCall(t, base, "POST", "/v1/conversations", visitor, map[string]any{"text": "hello"}, http.StatusCreated)
+
+	resp, err := http.Get(base + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Content-Type") != "application/problem+json" {
+		t.Errorf("GET /readyz = %d %s, want 503 application/problem+json", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+	if !strings.Contains(logs.String(), "analytics not ready") {
+		t.Errorf("logs do not say why Parley is not ready:\n%s", logs.String())
+	}
+}
+
