@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -306,9 +307,19 @@ func TestErasureEndToEnd(t *testing.T) {
 		}
 		for _, m := range msgs {
 			m := m.(map[string]any)
-			if v, ok := m["text"]; !ok || v != nil || m["erased"] != true {
-				t.Errorf("message after erasure = %v, want \"text\":null,\"erased\":true", m)
+			if v, ok := m["text"]; !ok || v != nil || m["erased"] != true || m["author"] != nil {
+				t.Errorf("message after erasure = %v, want \"author\":null,\"text\":null,\"erased\":true", m)
 			}
+		}
+		// Nothing more can happen in it: it is closed, and whom it was
+		// assigned to was sealed under the visitor's key.
+		convs := mustCall(t, base, "GET", "/v1/conversations", supervisor, nil, http.StatusOK)["conversations"].([]any)
+		i := slices.IndexFunc(convs, func(c any) bool { return c.(map[string]any)["id"] == conv })
+		if i < 0 {
+			t.Fatalf("conversation %s not listed after erasure", conv)
+		}
+		if c := convs[i].(map[string]any); c["status"] != "closed" || c["assignee"] != nil {
+			t.Errorf("conversation after erasure = %v, want closed, with no assignee", c)
 		}
 	}
 	checkErased(base)

@@ -109,12 +109,14 @@ type ListResult struct {
 // Message is one message of a transcript. Text is nil and Erased true once
 // the key it was sealed under is destroyed.
 type Message struct {
-	ID     string       `json:"id"`
-	Seq    uint64       `json:"seq"`
-	Author event.Author `json:"author"`
-	Text   *string      `json:"text"`
-	At     time.Time    `json:"at"`
-	Erased bool         `json:"erased"`
+	ID  string `json:"id"`
+	Seq uint64 `json:"seq"`
+	// Author and Text are nil once the visitor is erased: both were sealed
+	// under the visitor's key.
+	Author *event.Author `json:"author"`
+	Text   *string       `json:"text"`
+	At     time.Time     `json:"at"`
+	Erased bool          `json:"erased"`
 }
 
 // MessagesArgs asks for one page of a conversation's transcript, the

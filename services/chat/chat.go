@@ -79,6 +79,7 @@ func run(ctx context.Context, d Deps) error {
 		return fmt.Errorf("chat: %w", err)
 	}
 	svc := app.New(store, d.Keys, app.Options{Policies: settings, OnConflict: conflicts.Inc})
+	d.Keys.OnErase(func(e subjectkey.Erased) { svc.EraseVisitor(e.Tenant, e.Subject) })
 	// Subscribed before the read models are rebuilt, so that no erasure
 	// falls between the rebuild and the subscription.
 	erased, err := d.NC.Subscribe(privacyapi.ConversationErasedSubject, func(m *nats.Msg) {

@@ -46,7 +46,11 @@ func texts(ms []chatapi.Message) []string {
 		if m.Text != nil {
 			text = *m.Text
 		}
-		out = append(out, m.Author.Role+"/"+m.Author.ID+": "+text)
+		author := "<nil>"
+		if m.Author != nil {
+			author = m.Author.Role + "/" + m.Author.ID
+		}
+		out = append(out, author+": "+text)
 	}
 	return out
 }

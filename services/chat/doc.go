@@ -10,7 +10,9 @@
 //   - Every event of a conversation is sealed under its visitor's data key,
 //     fetched from the privacy service's key service; no text reaches the
 //     store in the clear. Once the visitor is erased, commands on their
-//     conversations answer CodeGone and their messages read as erased.
+//     conversations answer CodeGone, their messages read as erased with no
+//     author, and the conversations are closed with no assignee, the same
+//     whether the read models saw the erasure or were rebuilt after it.
 //   - Appends expect the conversation's last subject sequence, so writers in
 //     any number of instances never interleave or lose an event; a writer
 //     that lost the race catches up and decides again, a bounded number of

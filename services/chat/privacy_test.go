@@ -13,7 +13,6 @@ import (
 
 	"github.com/parley-chat/parley/pkg/auth"
 	"github.com/parley-chat/parley/pkg/chatapi"
-	"github.com/parley-chat/parley/pkg/event"
 	"github.com/parley-chat/parley/pkg/natsembed/natstest"
 	"github.com/parley-chat/parley/pkg/rpc"
 	"github.com/parley-chat/parley/pkg/subjectkey"
@@ -103,17 +102,26 @@ func TestErasedVisitorReadsAsErased(t *testing.T) {
 	ks.forget(tenant, visitor.ID)
 	in.keys.Evict(subjectkey.Erased{Tenant: tenant, Subject: visitor.ID})
 
+	// Who wrote a message was sealed with its text, so it goes too.
 	want := []chatapi.Message{
-		{ID: before[0].ID, Seq: before[0].Seq, Author: event.Author{Role: "visitor", ID: visitor.ID}, At: before[0].At, Erased: true},
-		{ID: before[1].ID, Seq: before[1].Seq, Author: event.Author{Role: "agent", ID: agent.ID}, At: before[1].At, Erased: true},
+		{ID: before[0].ID, Seq: before[0].Seq, At: before[0].At, Erased: true},
+		{ID: before[1].ID, Seq: before[1].Seq, At: before[1].At, Erased: true},
 	}
-	for _, p := range []auth.Principal{supervisor, agent} {
-		if diff := cmp.Diff(want, c.messages(p, conv)); diff != "" {
-			t.Errorf("Messages(%s) after erasure mismatch (-want +got):\n%s", p.ID, diff)
-		}
+	if diff := cmp.Diff(want, c.messages(supervisor, conv)); diff != "" {
+		t.Errorf("Messages() after erasure mismatch (-want +got):\n%s", diff)
 	}
 	if diff := cmp.Diff([]string{"visitor/v2: keep me"}, texts(c.messages(admin, kept))); diff != "" {
 		t.Errorf("Messages() of another visitor mismatch (-want +got):\n%s", diff)
+	}
+	// So does whom it was assigned to: the agent no longer has it.
+	err := c.call(agent, chatapi.MessagesSubject, chatapi.MessagesArgs{Conversation: conv}, new(chatapi.MessagesResult))
+	if rpc.CodeOf(err) != rpc.CodeForbidden {
+		t.Errorf("Messages() by the agent it was assigned to after erasure = %v, want code %s", err, rpc.CodeForbidden)
+	}
+	for _, s := range c.list(agent) {
+		if s.ID == conv {
+			t.Errorf("List() by the agent it was assigned to after erasure holds %+v", s)
+		}
 	}
 
 	commands := []struct {
@@ -135,21 +143,25 @@ func TestErasedVisitorReadsAsErased(t *testing.T) {
 		})
 	}
 
-	// The summary stays: it is made of clear metadata only.
+	// The summary stays, made of clear metadata, closed: nothing more can
+	// happen in it.
 	var sum chatapi.Summary
 	c.must(supervisor, chatapi.GetSubject, chatapi.ConversationArgs{Conversation: conv}, &sum)
-	if sum.Status != chatapi.StatusOpen || sum.CreatedAt.IsZero() || !sum.LastMessageAt.Equal(before[1].At) {
-		t.Errorf("Get() after erasure = %+v, want open with its times", sum)
+	if sum.Status != chatapi.StatusClosed || sum.Assignee != nil || sum.CreatedAt.IsZero() || !sum.LastMessageAt.Equal(before[1].At) {
+		t.Errorf("Get() after erasure = %+v, want closed, unassigned, with its times", sum)
 	}
 
-	// A new instance rebuilding from the stream cannot read the text either.
+	// A new instance rebuilding from the stream shows the same.
 	if err := in.stop(); err != nil {
 		t.Fatalf("Run() = %v, want nil", err)
 	}
 	startChat(t, s)
-	for _, m := range c.messages(supervisor, conv) {
-		if m.Text != nil || !m.Erased {
-			t.Errorf("Messages() after restart: %s has text %v, erased %t; want nil, true", m.ID, m.Text, m.Erased)
-		}
+	if diff := cmp.Diff(want, c.messages(supervisor, conv)); diff != "" {
+		t.Errorf("Messages() after erasure and restart mismatch (-want +got):\n%s", diff)
+	}
+	var rebuilt chatapi.Summary
+	c.must(supervisor, chatapi.GetSubject, chatapi.ConversationArgs{Conversation: conv}, &rebuilt)
+	if diff := cmp.Diff(sum, rebuilt); diff != "" {
+		t.Errorf("Get() after erasure and restart mismatch (-before +after):\n%s", diff)
 	}
 }

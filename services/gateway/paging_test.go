@@ -61,7 +61,7 @@ func TestPagedReadsAreJoined(t *testing.T) {
 				res.Next = &res.Messages[1].Seq
 				break
 			}
-			m := chatapi.Message{ID: "m" + strconv.Itoa(int(seq)), Seq: seq, Author: event.Author{Role: string(auth.RoleVisitor), ID: "v1"}, At: at}
+			m := chatapi.Message{ID: "m" + strconv.Itoa(int(seq)), Seq: seq, Author: &event.Author{Role: string(auth.RoleVisitor), ID: "v1"}, At: at}
 			if req.Args.Conversation == "erased" && pg.After > 0 {
 				m.Erased = true
 			} else {

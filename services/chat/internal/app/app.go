@@ -17,13 +17,12 @@ import (
 	"github.com/parley-chat/parley/pkg/event"
 	"github.com/parley-chat/parley/pkg/privacyapi"
 	"github.com/parley-chat/parley/pkg/subjectkey"
+
+	"github.com/parley-chat/parley/services/chat/internal/conversation"
 )
 
 // Errors of the use cases, besides the domain's.
 var (
-	// ErrErased means the conversation's visitor has no keys any more: its
-	// events can no longer be written or read.
-	ErrErased = errors.New("the visitor's data is erased")
 	// ErrContended means a command lost the race for the conversation to
 	// other writers more than MaxTries times in a row.
 	ErrContended = errors.New("conversation changed concurrently, try again")
@@ -120,11 +119,11 @@ func New(events EventStore, keys Keys, o Options) *Service {
 }
 
 // visitorKeys returns the keys that seal the visitor's conversations, or
-// ErrErased when they are gone.
+// conversation.ErrErased when they are gone.
 func (s *Service) visitorKeys(ctx context.Context, tenant, visitor string) (subjectkey.Keys, error) {
 	k, err := s.keys.Get(ctx, tenant, visitor)
 	if errors.Is(err, subjectkey.ErrNotFound) {
-		return subjectkey.Keys{}, ErrErased
+		return subjectkey.Keys{}, conversation.ErrErased
 	}
 	if err != nil {
 		return subjectkey.Keys{}, fmt.Errorf("visitor keys: %w", err)

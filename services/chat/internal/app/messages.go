@@ -16,8 +16,9 @@ import (
 
 // Messages returns one page of a conversation's transcript, oldest first,
 // from after the cursor (see chatapi.MessagesArgs), to its participants,
-// supervisors and admins. Texts are decrypted now, under the visitor's
-// key: once that key is gone every message reads Text nil, Erased true.
+// supervisors and admins. Authors and texts are decrypted now, under the
+// visitor's key: once that key is gone every message reads Author nil,
+// Text nil, Erased true.
 func (s *Service) Messages(ctx context.Context, p auth.Principal, args chatapi.MessagesArgs) (chatapi.MessagesResult, error) {
 	if err := conversation.CheckActor(p); err != nil {
 		return chatapi.MessagesResult{}, err
@@ -31,7 +32,7 @@ func (s *Service) Messages(ctx context.Context, p auth.Principal, args chatapi.M
 		return chatapi.MessagesResult{}, err
 	}
 	key, err := s.visitorKeys(ctx, c.Tenant, c.Visitor)
-	erased := errors.Is(err, ErrErased)
+	erased := errors.Is(err, conversation.ErrErased)
 	if err != nil && !erased {
 		return chatapi.MessagesResult{}, err
 	}
@@ -41,7 +42,7 @@ func (s *Service) Messages(ctx context.Context, p auth.Principal, args chatapi.M
 	msgs = msgs[sort.Search(len(msgs), func(i int) bool { return msgs[i].seq > args.Page.After }):]
 	res := chatapi.MessagesResult{Messages: make([]chatapi.Message, 0, min(len(msgs), pg.limit))}
 	for _, m := range msgs {
-		cm := chatapi.Message{ID: m.env.ID, Seq: m.seq, Author: m.author, At: m.env.At, Erased: erased}
+		cm := chatapi.Message{ID: m.env.ID, Seq: m.seq, At: m.env.At, Erased: erased}
 		if !erased {
 			if cm.Author, cm.Text, err = open(key.Data, m.env); err != nil {
 				return chatapi.MessagesResult{}, err
@@ -61,20 +62,20 @@ func (s *Service) Messages(ctx context.Context, p auth.Principal, args chatapi.M
 }
 
 // open decrypts a message event's author and text.
-func open(key seal.Key, env event.Envelope) (event.Author, *string, error) {
+func open(key seal.Key, env event.Envelope) (*event.Author, *string, error) {
 	switch env.Type {
 	case event.ConversationOpened:
 		var o event.Opened
 		if err := env.Open(key, &o); err != nil {
-			return event.Author{}, nil, fmt.Errorf("read message: %w", err)
+			return nil, nil, fmt.Errorf("read message: %w", err)
 		}
-		return event.Author{Role: string(auth.RoleVisitor), ID: env.Subject}, &o.Text, nil
+		return &event.Author{Role: string(auth.RoleVisitor), ID: env.Subject}, &o.Text, nil
 	case event.MessagePosted:
 		var p event.Posted
 		if err := env.Open(key, &p); err != nil {
-			return event.Author{}, nil, fmt.Errorf("read message: %w", err)
+			return nil, nil, fmt.Errorf("read message: %w", err)
 		}
-		return p.Author, &p.Text, nil
+		return &p.Author, &p.Text, nil
 	}
-	return event.Author{}, nil, fmt.Errorf("read message: %s is not a message", env.Type)
+	return nil, nil, fmt.Errorf("read message: %s is not a message", env.Type)
 }

@@ -39,7 +39,7 @@ func (s *Service) Open(ctx context.Context, p auth.Principal, args chatapi.OpenA
 		return chatapi.OpenResult{}, err
 	}
 	if e := s.state.getOrCreate(p.Tenant, id); e != nil { // nil only were the new id erased
-		e.apply(r, ch.Payload)
+		e.apply(r, ch.Payload, false)
 	}
 	return chatapi.OpenResult{ID: id}, nil
 }

@@ -8,7 +8,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/parley-chat/parley/pkg/auth"
 	"github.com/parley-chat/parley/pkg/event"
 	"github.com/parley-chat/parley/pkg/stream"
 	"github.com/parley-chat/parley/pkg/subjectkey"
@@ -67,13 +66,12 @@ type entry struct {
 	forever bool
 }
 
-// message is one transcript line. The text stays sealed in env and is opened
-// at read time, so it turns unreadable the moment the visitor's key is
-// evicted. author is kept in the clear when it was readable at apply time.
+// message is one transcript line. Its author and text stay sealed in env
+// and are opened at read time, so they turn unreadable the moment the
+// visitor's key is evicted.
 type message struct {
 	seq     uint64
 	env     event.Envelope
-	author  event.Author
 	expires time.Time
 }
 
@@ -163,12 +161,16 @@ func (e *entry) version() uint64 {
 	return e.conv.Version
 }
 
-// apply folds r into the entry unless it was applied already.
-func (e *entry) apply(r Record, payload any) {
+// apply folds r into the entry unless it was applied already; erased
+// means the visitor's keys were gone when r was read.
+func (e *entry) apply(r Record, payload any, erased bool) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if !e.conv.Apply(r.Seq, r.Event, payload) {
 		return
+	}
+	if erased {
+		e.conv.Erase()
 	}
 	if r.Expires.IsZero() {
 		e.forever = true
@@ -176,15 +178,16 @@ func (e *entry) apply(r Record, payload any) {
 		e.until = r.Expires
 	}
 	switch r.Event.Type {
-	case event.ConversationOpened:
-		e.msgs = append(e.msgs, message{seq: r.Seq, env: r.Event, author: event.Author{Role: string(auth.RoleVisitor), ID: r.Event.Subject}, expires: r.Expires})
-	case event.MessagePosted:
-		m := message{seq: r.Seq, env: r.Event, expires: r.Expires}
-		if p, ok := payload.(*event.Posted); ok {
-			m.author = p.Author
-		}
-		e.msgs = append(e.msgs, m)
+	case event.ConversationOpened, event.MessagePosted:
+		e.msgs = append(e.msgs, message{seq: r.Seq, env: r.Event, expires: r.Expires})
 	}
+}
+
+// erase marks the entry's conversation erased (see conversation.Erase).
+func (e *entry) erase() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.conv.Erase()
 }
 
 // transcript returns the entry's conversation and its messages so far,
@@ -200,43 +203,38 @@ func (e *entry) transcript() (conversation.Conversation, []message) {
 	return e.conv, e.msgs[:len(e.msgs):len(e.msgs)]
 }
 
-// payload decodes what applying r needs from its body: the author of a
-// message and the agent of an assignment. It is nil for other events and
-// when the body cannot be read (the visitor's key is gone); an error means
-// the key service could not be asked and r should be applied later.
-func (s *Service) payload(ctx context.Context, r Record) (any, error) {
-	var v any
-	switch r.Event.Type {
-	case event.MessagePosted:
-		v = new(event.Posted)
-	case event.ConversationAssigned:
-		v = new(event.Assigned)
-	default:
-		return nil, nil
-	}
+// read decodes what applying r needs from its body, the agent of an
+// assignment (nil for other events, and when the body cannot be read), and
+// reports whether the visitor is erased (their keys are gone). An error
+// means the key service could not be asked and r should be applied later.
+func (s *Service) read(ctx context.Context, r Record) (payload any, erased bool, err error) {
 	k, err := s.keys.Get(ctx, r.Event.Tenant, r.Event.Subject)
 	if errors.Is(err, subjectkey.ErrNotFound) {
-		return nil, nil
+		return nil, true, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("keys for event %d: %w", r.Seq, err)
+		return nil, false, fmt.Errorf("keys for event %d: %w", r.Seq, err)
 	}
-	if r.Event.Open(k.Data, v) != nil {
+	if r.Event.Type != event.ConversationAssigned {
+		return nil, false, nil
+	}
+	var a event.Assigned
+	if r.Event.Open(k.Data, &a) != nil {
 		// Authenticated encryption failed: the body is not this subject's, so
 		// it is treated as unreadable rather than trusted.
-		return nil, nil
+		return nil, false, nil
 	}
-	return v, nil
+	return &a, false, nil
 }
 
 // applyAll applies rs, in order, to e.
 func (s *Service) applyAll(ctx context.Context, e *entry, rs []Record) error {
 	for _, r := range rs {
-		p, err := s.payload(ctx, r)
+		p, erased, err := s.read(ctx, r)
 		if err != nil {
 			return err
 		}
-		e.apply(r, p)
+		e.apply(r, p, erased)
 	}
 	return nil
 }
@@ -292,12 +290,29 @@ func (s *Service) Project(ctx context.Context, r Record) error {
 	if e == nil || r.Seq <= e.version() {
 		return nil
 	}
-	p, err := s.payload(ctx, r)
+	p, erased, err := s.read(ctx, r)
 	if err != nil {
 		return err
 	}
-	e.apply(r, p)
+	e.apply(r, p, erased)
 	return nil
+}
+
+// EraseVisitor marks the visitor's conversations erased, as they are
+// rebuilt after the erasure: the privacy service destroyed the visitor's
+// keys (subjectkey.Erased).
+func (s *Service) EraseVisitor(tenant, visitor string) {
+	s.state.mu.RLock()
+	var es []*entry
+	for _, e := range s.state.tenants[tenant] {
+		if e.snapshot().Visitor == visitor {
+			es = append(es, e)
+		}
+	}
+	s.state.mu.RUnlock()
+	for _, e := range es {
+		e.erase()
+	}
 }
 
 // Forget drops an erased conversation from the read models for good: the

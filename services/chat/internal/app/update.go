@@ -76,7 +76,7 @@ func (s *Service) appendAll(ctx context.Context, e *entry, keys *subjectkey.Keys
 		if err != nil {
 			return out, err
 		}
-		e.apply(r, ch.Payload)
+		e.apply(r, ch.Payload, false)
 		c.Apply(r.Seq, r.Event, ch.Payload)
 		out = append(out, r)
 	}

@@ -33,6 +33,9 @@ var (
 	ErrNotClosed = errors.New("conversation is not closed")
 	// ErrRated means the conversation was already rated.
 	ErrRated = errors.New("conversation is already rated")
+	// ErrErased means the conversation's visitor was erased: nothing more
+	// can be written in it.
+	ErrErased = errors.New("the visitor's data is erased")
 )
 
 // ValidationError is a command argument with a value the rules reject.
@@ -69,6 +72,8 @@ type Conversation struct {
 	Assigned bool
 	Assignee string
 	Rated    bool
+	// Erased is set once the visitor's keys are gone (see Erase).
+	Erased bool
 
 	CreatedAt     time.Time
 	LastMessageAt time.Time
@@ -119,6 +124,16 @@ func (c *Conversation) Apply(seq uint64, e event.Envelope, payload any) bool {
 	}
 	c.Version = seq
 	return true
+}
+
+// Erase marks the conversation as its visitor's erasure leaves it: closed,
+// since nothing more can be written in it, and with no assignee, since the
+// event naming them is sealed under the visitor's key. A conversation
+// rebuilt from the stream after the erasure comes out the same.
+func (c *Conversation) Erase() {
+	c.Erased = true
+	c.Status = Closed
+	c.Assignee = ""
 }
 
 // CheckActor returns ErrForbidden for roles that never touch conversations:
@@ -175,7 +190,7 @@ func OpenWith(p auth.Principal, text string, eraseAfterCloseHours *int, byDefaul
 // assigned agent, or an agent taking it while unassigned (which assigns it
 // to them first).
 func (c *Conversation) Post(p auth.Principal, text string) ([]Change, error) {
-	if err := c.visible(p); err != nil {
+	if err := c.writable(p); err != nil {
 		return nil, err
 	}
 	if err := ValidateText(text); err != nil {
@@ -206,7 +221,7 @@ func (c *Conversation) Post(p auth.Principal, text string) ([]Change, error) {
 // for themselves; supervisors and admins assign to anyone. Assigning to the
 // current assignee changes nothing.
 func (c *Conversation) Assign(p auth.Principal, agent string) ([]Change, error) {
-	if err := c.visible(p); err != nil {
+	if err := c.writable(p); err != nil {
 		return nil, err
 	}
 	switch p.Role {
@@ -233,7 +248,7 @@ func (c *Conversation) Assign(p auth.Principal, agent string) ([]Change, error) 
 // Close decides the event of p closing the conversation: its visitor, its
 // assigned agent, a supervisor or an admin may.
 func (c *Conversation) Close(p auth.Principal) ([]Change, error) {
-	if err := c.visible(p); err != nil {
+	if err := c.writable(p); err != nil {
 		return nil, err
 	}
 	if p.Role == auth.RoleAgent && !c.assignedTo(p.ID) {
@@ -248,7 +263,7 @@ func (c *Conversation) Close(p auth.Principal) ([]Change, error) {
 // Rate decides the event of p rating the conversation: only its visitor,
 // only once it is closed, only once, with a score of 1 to 5.
 func (c *Conversation) Rate(p auth.Principal, score int) ([]Change, error) {
-	if err := c.visible(p); err != nil {
+	if err := c.writable(p); err != nil {
 		return nil, err
 	}
 	switch {
@@ -311,6 +326,18 @@ func (c *Conversation) visible(p auth.Principal) error {
 	}
 	if p.Role == auth.RoleVisitor && c.Visitor != p.ID {
 		return ErrForbidden
+	}
+	return nil
+}
+
+// writable is the first check of every command: the conversation is
+// visible to p, and its visitor not erased.
+func (c *Conversation) writable(p auth.Principal) error {
+	if err := c.visible(p); err != nil {
+		return err
+	}
+	if c.Erased {
+		return ErrErased
 	}
 	return nil
 }

@@ -57,7 +57,7 @@ var codes = []struct {
 	{conversation.ErrNotClosed, rpc.CodeConflict},
 	{conversation.ErrRated, rpc.CodeConflict},
 	{app.ErrContended, rpc.CodeConflict},
-	{app.ErrErased, rpc.CodeGone},
+	{conversation.ErrErased, rpc.CodeGone},
 }
 
 // toRPC maps an error of the use cases to an *rpc.Error. Any other error
