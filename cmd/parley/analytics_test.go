@@ -285,4 +285,3 @@ func TestAutoWithoutClickHouseIsNotReady(t *testing.T) {
 		t.Errorf("logs do not say why Parley is not ready:\n%s", logs.String())
 	}
 }
-
