@@ -364,3 +364,40 @@ func TestFactsWaitWhileClickHouseIsDown(t *testing.T) {
 		t.Errorf("deliveries = %d for %d facts, want each delivered once", delivered, n)
 	}
 }
+
+// TestNoStoreReadsNothing runs the service with no ClickHouse configured:
+// facts stay in ANALYTICS unread, rather than read and held until the ack
+// wait brings them back.
+func TestNoStoreReadsNothing(t *testing.T) {
+	ns := natstest.Start(t, "")
+	nc, js := natstest.Connect(t, ns)
+	if err := stream.Ensure(t.Context(), js, stream.Options{}, stream.Analytics); err != nil {
+		t.Fatal(err)
+	}
+	p := &pipeline{nc: nc, js: js}
+	v := pseudonym(t, "v")
+	for i := range 3 {
+		p.publish(t, opened("acme", v, i, hour0), "")
+	}
+	s := analytics.New(analytics.Deps{NC: nc})
+	_, stop := run(t, s)
+	t.Cleanup(func() { stop() })
+	waitFor(t, "the service answering", func() error {
+		_, err := p.metrics(t, analyticsapi.MetricsArgs{Tenant: "acme", Metric: "no-such-metric"})
+		if rpc.CodeOf(err) != rpc.CodeInvalid {
+			return fmt.Errorf("metrics = %v, want code %s", err, rpc.CodeInvalid)
+		}
+		return nil
+	})
+	time.Sleep(500 * time.Millisecond) // what a consumer would have read by now
+	c, err := js.Consumer(t.Context(), stream.Analytics, ingest.Durable)
+	if errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := c.CachedInfo().Delivered.Consumer; d > 0 {
+		t.Errorf("%d facts read with no store to write them to, want none", d)
+	}
+}

@@ -118,6 +118,12 @@ func (in *Ingester) Erase(ctx context.Context, st Store, tenant, pseudonym strin
 // the batch before, in order, so that decoding and ClickHouse's work
 // overlap.
 func (in *Ingester) Run(ctx context.Context) error {
+	// Nothing is read before there is a store to write to (none at all
+	// when Parley runs without ClickHouse): facts read and held would come
+	// back only after the ack wait, behind later ones.
+	if _, err := in.store(ctx); err != nil {
+		return nil
+	}
 	sub, err := watermilljs.NewSubscriber(in.js, watermilljs.SubscriberConfig{
 		Stream:  stream.Analytics,
 		Durable: func(string) string { return Durable },
