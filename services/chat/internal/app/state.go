@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/parley-chat/parley/pkg/event"
+	"github.com/parley-chat/parley/pkg/rpc"
 	"github.com/parley-chat/parley/pkg/stream"
 	"github.com/parley-chat/parley/pkg/subjectkey"
 
@@ -209,10 +210,17 @@ func (e *entry) transcript() (conversation.Conversation, []message) {
 // means the key service could not be asked and r should be applied later.
 func (s *Service) read(ctx context.Context, r Record) (payload any, erased bool, err error) {
 	k, err := s.keys.Get(ctx, r.Event.Tenant, r.Event.Subject)
-	if errors.Is(err, subjectkey.ErrNotFound) {
+	var answered *rpc.Error
+	switch {
+	case errors.Is(err, subjectkey.ErrNotFound):
 		return nil, true, nil
-	}
-	if err != nil {
+	case errors.As(err, &answered) && answered.Code == rpc.CodeInternal:
+		// The key service has keys for the subject but cannot read them
+		// (wrapped under a key-encryption key it does not hold, as in a
+		// backup restored after a rotation): asking again changes nothing,
+		// and one subject must not hold up every conversation's rebuild.
+		return nil, false, nil
+	case err != nil:
 		return nil, false, fmt.Errorf("keys for event %d: %w", r.Seq, err)
 	}
 	if r.Event.Type != event.ConversationAssigned {
