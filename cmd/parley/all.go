@@ -90,8 +90,8 @@ func (c *allConfig) validate() error {
 	if _, _, err := net.SplitHostPort(c.NATSAddr); err != nil {
 		return usageError{fmt.Sprintf("--nats-addr %q: want host:port", c.NATSAddr)}
 	}
-	if !stream.ValidToken(c.DefaultTenant) {
-		return usageError{fmt.Sprintf("--default-tenant %q: want [a-z0-9-]", c.DefaultTenant)}
+	if !auth.ValidTenantID(c.DefaultTenant) {
+		return usageError{fmt.Sprintf("--default-tenant %q: want a tenant id, 1-63 of [a-z0-9-]", c.DefaultTenant)}
 	}
 	return nil
 }
@@ -111,7 +111,7 @@ func runAll(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs.Float64Var(&cfg.RateLimit, "rate-limit", 0, "requests per second per principal (0: the default of 50, negative: no limit)")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
-	if err := parseFlags(fs, args, stderr); err != nil {
+	if err := parseFlags(fs, args, stdout, stderr); err != nil {
 		return err
 	}
 	log, err := newLogger(stderr, *logFormat, *logLevel)

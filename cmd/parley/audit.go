@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/parley-chat/parley/pkg/audit"
+	"github.com/parley-chat/parley/pkg/auth"
 	"github.com/parley-chat/parley/pkg/stream"
 	"github.com/parley-chat/parley/services/privacy"
 )
@@ -32,26 +33,22 @@ store itself. With --nats-url it reads from a running server.
 var errChainBroken = errors.New("audit trail is not intact")
 
 func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || args[0] != "verify" {
-		fmt.Fprint(stderr, auditUsage)
-		if len(args) == 0 {
-			return usageError{"audit: no subcommand given"}
-		}
-		return usageError{fmt.Sprintf("audit: unknown subcommand %q", args[0])}
-	}
 	var store storeFlags
 	fs := flag.NewFlagSet("parley audit verify", flag.ContinueOnError)
 	store.register(fs)
 	tenant := fs.String("tenant", "", "tenant whose trail to verify (required)")
 	fs.Usage = func() {
-		fmt.Fprint(stderr, auditUsage)
+		fmt.Fprint(fs.Output(), auditUsage)
 		fs.PrintDefaults()
 	}
-	if err := parseFlags(fs, args[1:], stderr); err != nil {
+	if len(args) == 0 || args[0] != "verify" {
+		return noSubcommand("audit", fs, args, stdout, stderr)
+	}
+	if err := parseFlags(fs, args[1:], stdout, stderr); err != nil {
 		return err
 	}
-	if !stream.ValidToken(*tenant) {
-		return usageError{fmt.Sprintf("--tenant %q: want a tenant id", *tenant)}
+	if !auth.ValidTenantID(*tenant) {
+		return usageError{fmt.Sprintf("--tenant %q: want a tenant id, 1-63 of [a-z0-9-]", *tenant)}
 	}
 	nc, closeStore, err := store.open("audit")
 	if err != nil {
@@ -66,6 +63,16 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
+	if len(entries) == 0 {
+		// An empty trail is intact, but "0 entries, chain intact" would
+		// pass a mistyped tenant off as a checked one.
+		msg := "no entries, nothing to verify"
+		if tenantMissing(ctx, js, *tenant) {
+			msg += "; there is no tenant " + *tenant
+		}
+		fmt.Fprintf(stdout, "audit trail of %s: %s\n", *tenant, msg)
+		return nil
+	}
 	var broken *audit.ChainError
 	switch err := audit.Verify(entries); {
 	case errors.As(err, &broken):
@@ -77,4 +84,15 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	fmt.Fprintf(stdout, "audit trail of %s: %d entries, chain intact\n", *tenant, len(entries))
 	return nil
+}
+
+// tenantMissing reports whether the tenants bucket says tenant does not
+// exist. A bucket the tool's NATS user may not read says nothing.
+func tenantMissing(ctx context.Context, js jetstream.JetStream, tenant string) bool {
+	kv, err := js.KeyValue(ctx, stream.TenantsBucket)
+	if err != nil {
+		return errors.Is(err, jetstream.ErrBucketNotFound)
+	}
+	_, err = kv.Get(ctx, tenant)
+	return errors.Is(err, jetstream.ErrKeyNotFound)
 }

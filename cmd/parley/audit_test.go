@@ -33,12 +33,17 @@ func TestAuditVerify(t *testing.T) {
 	dir := t.TempDir()
 	a, _ := testAll(t, dir)
 	admin := staffToken(t, dir, "demo", "admin", "ada")
+	natsFlags := []string{"--nats-url", a.NATSURL(), "--nats-user", "admin", "--nats-password-file", filepath.Join(dir, natsAdminPasswordFile)}
+	// Tenant demo exists, but nothing of it is audited yet.
+	const empty = "audit trail of demo: no entries, nothing to verify\n"
+	if out, err := auditVerify(append([]string{"--tenant", "demo"}, natsFlags...)...); err != nil || out != empty {
+		t.Errorf("audit verify of a tenant without entries = %v, %q; want nil, %q", err, out, empty)
+	}
 	for _, days := range []int{30, 60, 90} {
 		mustCall(t, a.URL(), "PUT", "/v1/settings", admin, map[string]any{"retention_days": days, "collect_network_data": false}, http.StatusOK)
 	}
 	const intact = "audit trail of demo: 3 entries, chain intact"
-	out, err := auditVerify("--tenant", "demo", "--nats-url", a.NATSURL(),
-		"--nats-user", "admin", "--nats-password-file", filepath.Join(dir, natsAdminPasswordFile))
+	out, err := auditVerify(append([]string{"--tenant", "demo"}, natsFlags...)...)
 	if err != nil || !strings.Contains(out, intact) {
 		t.Errorf("audit verify --nats-url = %v, %q; want nil, %q", err, out, intact)
 	}
@@ -49,8 +54,12 @@ func TestAuditVerify(t *testing.T) {
 	if err != nil || !strings.Contains(out, intact) {
 		t.Fatalf("audit verify --data-dir = %v, %q; want nil, %q", err, out, intact)
 	}
-	if out, err := auditVerify("--tenant", "acme", "--data-dir", dir); err != nil || !strings.Contains(out, "0 entries, chain intact") {
-		t.Errorf("audit verify of a tenant without entries = %v, %q; want an empty intact chain", err, out)
+	const missing = "audit trail of acme: no entries, nothing to verify; there is no tenant acme\n"
+	if out, err := auditVerify("--tenant", "acme", "--data-dir", dir); err != nil || out != missing {
+		t.Errorf("audit verify of a tenant that does not exist = %v, %q; want nil, %q", err, out, missing)
+	}
+	if _, err := auditVerify("--tenant", "Demo_X", "--data-dir", dir); !errors.As(err, new(usageError)) {
+		t.Errorf("audit verify of an invalid tenant id = %v, want a usage error", err)
 	}
 	trail := readTrail(t, dir)
 

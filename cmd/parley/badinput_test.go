@@ -125,3 +125,109 @@ func jsonBody(t *testing.T, v any) []byte {
 	}
 	return b
 }
+
+// parley runs a command line as main does: its exit status and output.
+func parley(t *testing.T, args ...string) (status int, stdout, stderr string) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	err := run(t.Context(), args, &out, &errOut)
+	return exitStatus(err, &errOut), out.String(), errOut.String()
+}
+
+func TestHelpGoesToStdout(t *testing.T) {
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--help"}, "Usage: parley <command>"},
+		{[]string{"help"}, "Usage: parley <command>"},
+		{[]string{"-h"}, "Usage: parley <command>"},
+		{[]string{"audit", "--help"}, "Usage: parley audit verify"},
+		{[]string{"audit", "-h"}, "Usage: parley audit verify"},
+		{[]string{"audit", "help"}, "Usage: parley audit verify"},
+		{[]string{"audit", "verify", "--help"}, "Usage: parley audit verify"},
+		{[]string{"keys", "--help"}, "Usage: parley keys rotate"},
+		{[]string{"keys", "rotate", "-h"}, "Usage: parley keys rotate"},
+		{[]string{"streams", "--help"}, "Usage: parley streams apply"},
+		{[]string{"streams", "apply", "-help"}, "Usage: parley streams apply"},
+		{[]string{"nats-config", "--help"}, "Usage: parley nats-config"},
+		{[]string{"token", "--help"}, "-tenant"},
+		{[]string{"all", "--help"}, "-data-dir"},
+		{[]string{"gateway", "--help"}, "-signing-key-file"},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			status, stdout, stderr := parley(t, tt.args...)
+			if status != 0 || !strings.Contains(stdout, tt.want) || stderr != "" {
+				t.Errorf("parley %s = %d, stdout %q, stderr %q; want 0, the usage (%q) on stdout, nothing on stderr",
+					strings.Join(tt.args, " "), status, stdout, stderr, tt.want)
+			}
+		})
+	}
+}
+
+func TestBadFlagIsReportedOnce(t *testing.T) {
+	tests := [][]string{
+		{"all", "--nosuch"},
+		{"token", "--nosuch"},
+		{"gateway", "--nosuch"},
+		{"nats-config", "--nosuch"},
+		{"audit", "verify", "--nosuch"},
+		{"keys", "rotate", "--nosuch"},
+		{"streams", "apply", "--nosuch"},
+	}
+	for _, args := range tests {
+		t.Run(strings.Join(args, " "), func(t *testing.T) {
+			status, stdout, stderr := parley(t, args...)
+			const msg = "flag provided but not defined: -nosuch"
+			if status != 2 || stdout != "" || strings.Count(stderr, msg) != 1 || !strings.Contains(stderr, "-h' for usage") {
+				t.Errorf("parley %s = %d, stdout %q, stderr %q; want 2 and %q once on stderr, with a hint to -h",
+					strings.Join(args, " "), status, stdout, stderr, msg)
+			}
+		})
+	}
+}
+
+func TestTokenRejectsPrincipalsNoTenantCanHave(t *testing.T) {
+	keyFile := filepath.Join(t.TempDir(), auth.SigningKeyFile)
+	if _, err := auth.LoadOrCreateKey(keyFile); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name   string
+		tenant string
+		role   string
+		id     string
+		flag   string // named in the error; "" for a valid principal
+	}{
+		{"agent", "demo", "agent", "alice", ""},
+		{"operator", "*", "operator", "ops", ""},
+		{"longest tenant id", strings.Repeat("t", 63), "admin", "ada", ""},
+		{"uppercase and underscore tenant", "Demo_X", "admin", "ada", "--tenant"},
+		{"tenant of 64", strings.Repeat("t", 64), "admin", "ada", "--tenant"},
+		{"no tenant", "", "admin", "ada", "--tenant"},
+		{"operator's tenant for an admin", "*", "admin", "ada", "--tenant"},
+		{"operator of a tenant", "demo", "operator", "ops", "--tenant"},
+		{"no role", "demo", "", "ada", "--role"},
+		{"unknown role", "demo", "boss", "ada", "--role"},
+		{"visitor", "demo", "visitor", "v1", "visitor"},
+		{"no id", "demo", "admin", "", "--id"},
+		{"id with a dot", "demo", "admin", "a.b", "--id"},
+		{"id of 65", "demo", "admin", strings.Repeat("i", 65), "--id"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			status, stdout, stderr := parley(t, "token", "--signing-key-file", keyFile, "--tenant", tt.tenant, "--role", tt.role, "--id", tt.id)
+			if tt.flag == "" {
+				if status != 0 || strings.Count(stdout, ".") != 2 {
+					t.Errorf("parley token = %d, stdout %q, stderr %q; want 0 and a token", status, stdout, stderr)
+				}
+				return
+			}
+			if status != 2 || stdout != "" || !strings.Contains(stderr, tt.flag) {
+				t.Errorf("parley token = %d, stdout %q, stderr %q; want 2, nothing on stdout, an error naming %s",
+					status, stdout, stderr, tt.flag)
+			}
+		})
+	}
+}

@@ -77,13 +77,13 @@ func runNATSConfig(args []string, stdout, stderr io.Writer) error {
 	users := fs.String("users", strings.Join(buspolicy.Services(), ","), "bus users to configure, comma separated; add admin for operator tools")
 	envPrefix := fs.String("env-prefix", buspolicy.DefaultEnvPrefix, "passwords are read by nats-server from the environment variables <prefix><USER>")
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: parley nats-config [flags] > authorization.conf\n\n"+
+		fmt.Fprintf(fs.Output(), "Usage: parley nats-config [flags] > authorization.conf\n\n"+
 			"Prints nats.conf's authorization block: one NATS user per service with the\n"+
 			"permissions of pkg/buspolicy. Passwords are never printed: nats-server reads\n"+
 			"each from its environment, e.g. $%sGATEWAY.\n\n", buspolicy.DefaultEnvPrefix)
 		fs.PrintDefaults()
 	}
-	if err := parseFlags(fs, args, stderr); err != nil {
+	if err := parseFlags(fs, args, stdout, stderr); err != nil {
 		return err
 	}
 	var conf bytes.Buffer

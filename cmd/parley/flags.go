@@ -10,17 +10,26 @@ import (
 )
 
 // parseFlags parses args into fs, then fills every flag not given on the
-// command line from its PARLEY_* environment variable.
-func parseFlags(fs *flag.FlagSet, args []string, stderr io.Writer) error {
+// command line from its PARLEY_* environment variable. Asked for help, it
+// prints fs's usage to stdout and returns flag.ErrHelp. A bad flag is a
+// usageError that main prints once: the flag package would print it too,
+// followed by every flag.
+func parseFlags(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) error {
+	usage := fs.Usage
+	fs.Usage = func() {}
+	fs.SetOutput(io.Discard)
+	parseErr := fs.Parse(args)
+	fs.Usage = usage
 	fs.SetOutput(stderr)
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return usageError{err.Error()}
-	}
-	if fs.NArg() > 0 {
-		return usageError{fmt.Sprintf("unexpected argument %q", fs.Arg(0))}
+	switch {
+	case errors.Is(parseErr, flag.ErrHelp):
+		fs.SetOutput(stdout)
+		fs.Usage()
+		return parseErr
+	case parseErr != nil:
+		return usageError{fmt.Sprintf("%v; run '%s -h' for usage", parseErr, fs.Name())}
+	case fs.NArg() > 0:
+		return usageError{fmt.Sprintf("unexpected argument %q; run '%s -h' for usage", fs.Arg(0), fs.Name())}
 	}
 	given := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })

@@ -43,23 +43,19 @@ A rotation that stops half way keeps its new KEK in KEK_FILE.next (or in
 const nextKEKSuffix = ".next"
 
 func runKeys(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || args[0] != "rotate" {
-		fmt.Fprint(stderr, keysUsage)
-		if len(args) == 0 {
-			return usageError{"keys: no subcommand given"}
-		}
-		return usageError{fmt.Sprintf("keys: unknown subcommand %q", args[0])}
-	}
 	var store storeFlags
 	flags := flag.NewFlagSet("parley keys rotate", flag.ContinueOnError)
 	store.register(flags)
 	kekFile := flags.String("kek-file", "", "the KEK file to rotate (default DATA_DIR/kek.key)")
 	newKEKFile := flags.String("new-kek-file", "", "where to write the new KEK when the old one comes from PARLEY_KEK")
 	flags.Usage = func() {
-		fmt.Fprint(stderr, keysUsage)
+		fmt.Fprint(flags.Output(), keysUsage)
 		flags.PrintDefaults()
 	}
-	if err := parseFlags(flags, args[1:], stderr); err != nil {
+	if len(args) == 0 || args[0] != "rotate" {
+		return noSubcommand("keys", flags, args, stdout, stderr)
+	}
+	if err := parseFlags(flags, args[1:], stdout, stderr); err != nil {
 		return err
 	}
 	if *kekFile == "" {

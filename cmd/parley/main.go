@@ -20,16 +20,22 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
+	os.Exit(exitStatus(err, os.Stderr))
+}
+
+// exitStatus prints err for the user, unless it is nil or a request for
+// help (status 0), and returns the exit status: 2 for a usage error, 1 for
+// any other.
+func exitStatus(err error, stderr io.Writer) int {
 	switch {
-	case errors.Is(err, flag.ErrHelp):
-		os.Exit(0)
+	case err == nil, errors.Is(err, flag.ErrHelp):
+		return 0
 	case errors.As(err, new(usageError)):
-		fmt.Fprintln(os.Stderr, "parley:", err)
-		os.Exit(2)
-	case err != nil:
-		fmt.Fprintln(os.Stderr, "parley:", err)
-		os.Exit(1)
+		fmt.Fprintln(stderr, "parley:", err)
+		return 2
 	}
+	fmt.Fprintln(stderr, "parley:", err)
+	return 1
 }
 
 const usage = `Usage: parley <command> [flags]
@@ -65,7 +71,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case "all":
 		return runAll(ctx, args, stdout, stderr)
 	case "gateway", "chat", "privacy", "analytics":
-		return runService(ctx, cmd, args, stderr)
+		return runService(ctx, cmd, args, stdout, stderr)
 	case "token":
 		return runToken(args, stdout, stderr)
 	case "nats-config":
@@ -76,12 +82,40 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runAudit(ctx, args, stdout, stderr)
 	case "streams":
 		return runStreams(ctx, args, stdout, stderr)
-	case "-h", "-help", "--help", "help":
+	}
+	if isHelp(cmd) {
 		fmt.Fprint(stdout, usage)
 		return nil
 	}
 	fmt.Fprint(stderr, usage)
 	return usageError{fmt.Sprintf("unknown command %q", cmd)}
+}
+
+// isHelp reports whether arg, in the place of a command or subcommand, asks
+// for help.
+func isHelp(arg string) bool {
+	switch arg {
+	case "-h", "-help", "--help", "help":
+		return true
+	}
+	return false
+}
+
+// noSubcommand answers a command whose one subcommand (keys rotate, audit
+// verify, streams apply) args do not start with: the subcommand's usage on
+// stdout when args ask for help, on stderr with a usage error otherwise.
+func noSubcommand(cmd string, fs *flag.FlagSet, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && isHelp(args[0]) {
+		fs.SetOutput(stdout)
+		fs.Usage()
+		return flag.ErrHelp
+	}
+	fs.SetOutput(stderr)
+	fs.Usage()
+	if len(args) == 0 {
+		return usageError{cmd + ": no subcommand given"}
+	}
+	return usageError{fmt.Sprintf("%s: unknown subcommand %q", cmd, args[0])}
 }
 
 // newLogger builds the process logger: JSON for machines, text for people.

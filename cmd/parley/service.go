@@ -34,7 +34,7 @@ type serviceConfig struct {
 	RateLimit     float64 // gateway
 }
 
-func runService(ctx context.Context, name string, args []string, stderr io.Writer) error {
+func runService(ctx context.Context, name string, args []string, stdout, stderr io.Writer) error {
 	var cfg serviceConfig
 	fs := flag.NewFlagSet("parley "+name, flag.ContinueOnError)
 	fs.StringVar(&cfg.NATSURL, "nats-url", "", "NATS server URL(s), comma separated (required)")
@@ -53,7 +53,7 @@ func runService(ctx context.Context, name string, args []string, stderr io.Write
 	}
 	logFormat := fs.String("log-format", "json", "log format: text or json")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
-	if err := parseFlags(fs, args, stderr); err != nil {
+	if err := parseFlags(fs, args, stdout, stderr); err != nil {
 		return err
 	}
 	if cfg.NATSURL == "" {
@@ -61,6 +61,9 @@ func runService(ctx context.Context, name string, args []string, stderr io.Write
 	}
 	if name == "gateway" && cfg.SigningKey == "" {
 		return usageError{"--signing-key-file is required"}
+	}
+	if cfg.DefaultTenant != "" && !auth.ValidTenantID(cfg.DefaultTenant) {
+		return usageError{fmt.Sprintf("--default-tenant %q: want a tenant id, 1-63 of [a-z0-9-]", cfg.DefaultTenant)}
 	}
 	log, err := newLogger(stderr, *logFormat, *logLevel)
 	if err != nil {

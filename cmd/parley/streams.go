@@ -34,22 +34,18 @@ With --data-dir, parley must be stopped: the tool opens the store itself.
 `
 
 func runStreams(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || args[0] != "apply" {
-		fmt.Fprint(stderr, streamsUsage)
-		if len(args) == 0 {
-			return usageError{"streams: no subcommand given"}
-		}
-		return usageError{fmt.Sprintf("streams: unknown subcommand %q", args[0])}
-	}
 	var store storeFlags
 	fs := flag.NewFlagSet("parley streams apply", flag.ContinueOnError)
 	store.register(fs)
 	replicas := fs.Int("replicas", 0, "JetStream replicas of every stream and bucket (default 3 with --nats-url, as the services' default, 1 with --data-dir)")
 	fs.Usage = func() {
-		fmt.Fprint(stderr, streamsUsage)
+		fmt.Fprint(fs.Output(), streamsUsage)
 		fs.PrintDefaults()
 	}
-	if err := parseFlags(fs, args[1:], stderr); err != nil {
+	if len(args) == 0 || args[0] != "apply" {
+		return noSubcommand("streams", fs, args, stdout, stderr)
+	}
+	if err := parseFlags(fs, args[1:], stdout, stderr); err != nil {
 		return err
 	}
 	o := stream.Options{Replicas: *replicas}

@@ -14,6 +14,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sync"
 	"time"
 
@@ -67,6 +68,14 @@ type Principal struct {
 	ID     string `json:"id"`
 	Role   Role   `json:"role"`
 }
+
+// tenantIDRe is what may name a tenant: it fits a DNS label and a NATS
+// subject token.
+var tenantIDRe = regexp.MustCompile(`^[a-z0-9-]{1,63}$`)
+
+// ValidTenantID reports whether id may name a tenant: 1 to 63 lowercase
+// letters, digits and hyphens.
+func ValidTenantID(id string) bool { return tenantIDRe.MatchString(id) }
 
 // Validate checks that p could be put in a token.
 func (p Principal) Validate() error {

@@ -166,6 +166,7 @@ func TestBadRequestsNeverReachTheBus(t *testing.T) {
 		{"visitor partial consent", http.MethodPost, "/v1/tenants/demo/visitors", "", `{"consent":{"analytics":true},"notice_version":"v1"}`, http.StatusUnprocessableEntity},
 		{"visitor consent not bool", http.MethodPost, "/v1/tenants/demo/visitors", "", `{"consent":{"analytics":"yes","network_data":false,"ai":false},"notice_version":"v1"}`, http.StatusBadRequest},
 		{"unknown route", http.MethodGet, "/v1/nothing", visitor, "", http.StatusNotFound},
+		{"root", http.MethodGet, "/", "", "", http.StatusNotFound},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -315,6 +316,34 @@ func TestChatCalls(t *testing.T) {
 	}
 }
 
+func TestWrongMethodIsNotAllowed(t *testing.T) {
+	e := startGateway(t)
+	requests := countBus(t, e.nc)
+	visitor := e.token(auth.Principal{Tenant: "demo", ID: "v1", Role: auth.RoleVisitor})
+	tests := []struct {
+		method, path string
+		wantAllow    string
+	}{
+		{http.MethodPut, "/v1/conversations", "GET, HEAD, POST"},
+		{http.MethodDelete, "/v1/conversations/c1/messages", "GET, HEAD, POST"},
+		{http.MethodGet, "/v1/tenants/demo/visitors", "POST"},
+		{http.MethodPost, "/v1/me", "DELETE"},
+		{http.MethodPatch, "/v1/settings", "GET, HEAD, PUT"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.method+" "+tt.path, func(t *testing.T) {
+			r := e.do(tt.method, tt.path, visitor, []byte(`{"text":"hi"}`))
+			checkProblem(t, r, http.StatusMethodNotAllowed)
+			if got := r.header.Get("Allow"); got != tt.wantAllow {
+				t.Errorf("Allow = %q, want %q", got, tt.wantAllow)
+			}
+		})
+	}
+	if n := requests(); n != 0 {
+		t.Errorf("requests with a wrong method sent %d messages on parley.>, want 0", n)
+	}
+}
+
 func TestRateLimit(t *testing.T) {
 	e := startGateway(t)
 	op := e.operator()
@@ -322,6 +351,10 @@ func TestRateLimit(t *testing.T) {
 		r := e.do(http.MethodGet, "/v1/tenants", op, nil)
 		if r.status == http.StatusTooManyRequests {
 			checkProblem(t, r, http.StatusTooManyRequests)
+			// 50 requests a second: the next one fits in a second at most.
+			if got := r.header.Get("Retry-After"); got != "1" {
+				t.Errorf("Retry-After = %q, want 1", got)
+			}
 			// Another principal is not held back.
 			other := e.token(auth.Principal{Tenant: auth.OperatorTenant, ID: "op2", Role: auth.RoleOperator})
 			if r := e.do(http.MethodGet, "/v1/tenants", other, nil); r.status != http.StatusOK {

@@ -74,7 +74,7 @@ func (d Deps) validate() error {
 		return errors.New("gateway: Deps.Verifier is required")
 	case d.Keys == nil:
 		return errors.New("gateway: Deps.Keys is required")
-	case d.DefaultTenant != "" && !tenant.ValidID(d.DefaultTenant):
+	case d.DefaultTenant != "" && !auth.ValidTenantID(d.DefaultTenant):
 		return fmt.Errorf("gateway: Deps.DefaultTenant %q: want 1-63 of [a-z0-9-]", d.DefaultTenant)
 	}
 	return nil

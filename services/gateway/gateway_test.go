@@ -181,6 +181,7 @@ func (e *env) operator() string {
 type response struct {
 	status      int
 	contentType string
+	header      http.Header
 	body        []byte
 }
 
@@ -206,7 +207,7 @@ func (e *env) do(method, path, token string, body []byte) response {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	return response{status: resp.StatusCode, contentType: resp.Header.Get("Content-Type"), body: b}
+	return response{status: resp.StatusCode, contentType: resp.Header.Get("Content-Type"), header: resp.Header, body: b}
 }
 
 func (r response) decode(t *testing.T, v any) {

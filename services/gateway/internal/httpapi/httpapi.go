@@ -16,6 +16,7 @@ import (
 	"context"
 	_ "embed"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -89,10 +90,13 @@ func New(cfg Config) (*API, error) {
 	case cfg.RateLimit < 0:
 		principalRate = rate.Inf
 	}
+	// Two seconds' worth of requests, but at least one: below one request a
+	// second it would round down to none, and no request would ever pass.
+	principalBurst := max(1, 2*int(min(principalRate, 1e6)))
 	a := &API{
 		cfg:       cfg,
 		mux:       http.NewServeMux(),
-		principal: newLimiter(principalRate, 2*int(min(principalRate, 1e6))),
+		principal: newLimiter(principalRate, principalBurst),
 		visitors:  newLimiter(visitorRate, visitorBurst),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "parley", Subsystem: "gateway", Name: "http_requests_total",
@@ -145,7 +149,6 @@ func (a *API) routes() {
 		w.Header().Set("Content-Type", "application/json")
 		w.Write(openAPI)
 	})
-	m.Handle("/", a.handle(func(http.ResponseWriter, *http.Request) error { return errNoRoute }))
 }
 
 // handle adapts a handler that returns an error, writing the error as a
@@ -160,6 +163,10 @@ func (a *API) handle(fn func(http.ResponseWriter, *http.Request) error) http.Han
 		// A client that went away is no failure of ours.
 		if internal && r.Context().Err() == nil {
 			a.cfg.Log.Error("request failed", "method", r.Method, "route", r.Pattern, "err", err)
+		}
+		var limited *rateLimited
+		if errors.As(err, &limited) {
+			w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds(limited.retryAfter)))
 		}
 		writeProblem(w, p)
 	})
@@ -179,11 +186,14 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type")
 		h.Set("Access-Control-Max-Age", "600")
 		rec.WriteHeader(http.StatusNoContent)
+	} else if _, pattern := a.mux.Handler(r); pattern == "" {
+		// No route matches: the mux answers 404 or 405 itself.
+		a.mux.ServeHTTP(&unrouted{ResponseWriter: rec}, r)
 	} else {
 		a.mux.ServeHTTP(rec, r)
 	}
 	route := r.Pattern
-	if route == "" || route == "/" {
+	if route == "" {
 		route = "unmatched"
 	}
 	d := time.Since(start)
@@ -192,6 +202,38 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		a.latency.WithLabelValues(route).Observe(d.Seconds())
 	}
 	a.cfg.Log.Debug("http request", "method", r.Method, "route", route, "status", rec.status, "duration", d)
+}
+
+// unrouted carries the mux's own answer to a request no route matches: a
+// 404, or a 405 with the Allow header listing the methods the path is
+// served under. It replaces their plain-text bodies with problems, as every
+// other error is answered.
+type unrouted struct {
+	http.ResponseWriter
+	replaced bool
+}
+
+func (u *unrouted) WriteHeader(code int) {
+	var err *statusError
+	switch code {
+	case http.StatusNotFound:
+		err = errNoRoute
+	case http.StatusMethodNotAllowed:
+		err = errWrongMethod
+	default:
+		u.ResponseWriter.WriteHeader(code)
+		return
+	}
+	u.replaced = true
+	p, _ := problemFor(err)
+	writeProblem(u.ResponseWriter, p)
+}
+
+func (u *unrouted) Write(b []byte) (int, error) {
+	if u.replaced {
+		return len(b), nil
+	}
+	return u.ResponseWriter.Write(b)
 }
 
 type statusRecorder struct {
@@ -249,8 +291,8 @@ func (a *API) authenticate(r *http.Request, allowQuery bool) (auth.Principal, er
 	if err != nil {
 		return auth.Principal{}, err
 	}
-	if !a.principal.allow(string(p.Role) + ":" + p.Tenant + ":" + p.ID) {
-		return auth.Principal{}, errRateLimited
+	if err := a.principal.take(string(p.Role) + ":" + p.Tenant + ":" + p.ID); err != nil {
+		return auth.Principal{}, err
 	}
 	return p, nil
 }

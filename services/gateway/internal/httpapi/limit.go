@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"math"
 	"sync"
 	"time"
 
@@ -32,8 +33,9 @@ func newLimiter(limit rate.Limit, burst int) *limiter {
 	return &limiter{limit: limit, burst: burst, buckets: make(map[string]*bucket), lastSweep: time.Now()}
 }
 
-// allow reports whether key may make one more request now.
-func (l *limiter) allow(key string) bool {
+// take spends one of key's requests, or returns a *rateLimited error when
+// key has none left.
+func (l *limiter) take(key string) error {
 	now := time.Now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -51,5 +53,24 @@ func (l *limiter) allow(key string) bool {
 		l.buckets[key] = b
 	}
 	b.used = now
-	return b.lim.AllowN(now, 1)
+	if b.lim.AllowN(now, 1) {
+		return nil
+	}
+	// The bucket refills at l.limit tokens a second; a request takes one.
+	missing := 1 - b.lim.TokensAt(now)
+	return &rateLimited{retryAfter: time.Duration(missing / float64(l.limit) * float64(time.Second))}
+}
+
+// rateLimited is errRateLimited with when the client may try again.
+type rateLimited struct{ retryAfter time.Duration }
+
+func (e *rateLimited) Error() string { return errRateLimited.Error() }
+
+func (e *rateLimited) Unwrap() error { return errRateLimited }
+
+// retryAfterSeconds is d as a Retry-After value: whole seconds, rounded up
+// so that a client that waits that long finds a request in the bucket, and
+// never 0, which would invite an immediate retry.
+func retryAfterSeconds(d time.Duration) int {
+	return max(1, int(math.Ceil(d.Seconds())))
 }

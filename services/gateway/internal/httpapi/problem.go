@@ -36,6 +36,7 @@ var (
 	errUnknownTenant = newError(http.StatusNotFound, "not-found", "no such tenant")
 	errUnknownConv   = newError(http.StatusNotFound, "not-found", "no such conversation")
 	errNoRoute       = newError(http.StatusNotFound, "not-found", "no such resource")
+	errWrongMethod   = newError(http.StatusMethodNotAllowed, "method-not-allowed", "the resource does not support this method; Allow lists those it does")
 	errMalformed     = newError(http.StatusBadRequest, "malformed", "the body is not a JSON object of the expected shape")
 	errNotUTF8       = newError(http.StatusBadRequest, "malformed", "the body is not valid UTF-8")
 	errBodyTooLarge  = newError(http.StatusRequestEntityTooLarge, "too-large", "the body is too large")

@@ -2,12 +2,15 @@ package httpapi
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/nats-io/nats.go"
+	"golang.org/x/time/rate"
 
 	"github.com/parley-chat/parley/pkg/auth"
 	"github.com/parley-chat/parley/pkg/rpc"
@@ -35,6 +38,7 @@ func TestProblemFor(t *testing.T) {
 		{"invalid token", auth.ErrInvalidToken, http.StatusUnauthorized, "the token is not valid", false},
 		{"body too large", &http.MaxBytesError{Limit: 1}, http.StatusRequestEntityTooLarge, "the body is too large", false},
 		{"rate limited", errRateLimited, http.StatusTooManyRequests, errRateLimited.detail, false},
+		{"rate limited with retry", &rateLimited{retryAfter: time.Second}, http.StatusTooManyRequests, errRateLimited.detail, false},
 		{"malformed", errMalformed, http.StatusBadRequest, errMalformed.detail, false},
 	}
 	for _, tt := range tests {
@@ -48,5 +52,47 @@ func TestProblemFor(t *testing.T) {
 				t.Errorf("problemFor(%v) has no type", tt.give)
 			}
 		})
+	}
+}
+
+func TestRateLimitedRetryAfter(t *testing.T) {
+	tests := []struct {
+		name  string
+		limit rate.Limit
+		burst int
+		want  int // Retry-After of the request after the burst
+	}{
+		{"many a second", 50, 2, 1},
+		{"one every 2.5 s", 0.4, 1, 3},
+		{"one a minute", rate.Every(time.Minute), 1, 60},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			l := newLimiter(tt.limit, tt.burst)
+			for i := range tt.burst {
+				if err := l.take("k"); err != nil {
+					t.Fatalf("take() %d of the burst = %v, want nil", i+1, err)
+				}
+			}
+			err := l.take("k")
+			var limited *rateLimited
+			if !errors.As(err, &limited) {
+				t.Fatalf("take() after the burst = %v, want *rateLimited", err)
+			}
+			if got := retryAfterSeconds(limited.retryAfter); got != tt.want {
+				t.Errorf("Retry-After = %d (wait %v), want %d", got, limited.retryAfter, tt.want)
+			}
+			if err := l.take("other"); err != nil {
+				t.Errorf("take() of another key = %v, want nil", err)
+			}
+		})
+	}
+}
+
+func TestRetryAfterSeconds(t *testing.T) {
+	for d, want := range map[time.Duration]int{0: 1, time.Millisecond: 1, time.Second: 1, 1001 * time.Millisecond: 2, time.Minute: 60} {
+		if got := retryAfterSeconds(d); got != want {
+			t.Errorf("retryAfterSeconds(%v) = %d, want %d", d, got, want)
+		}
 	}
 }

@@ -9,7 +9,6 @@ import (
 	"github.com/parley-chat/parley/pkg/privacyapi"
 	"github.com/parley-chat/parley/pkg/rpc"
 	"github.com/parley-chat/parley/services/gateway/internal/netdata"
-	"github.com/parley-chat/parley/services/gateway/internal/tenant"
 )
 
 // maxNoticeVersion is the longest notice version, in characters, that the
@@ -45,11 +44,11 @@ func (b visitorBody) consent() (event.Consent, error) {
 // gateway issues their token.
 func (a *API) createVisitor(w http.ResponseWriter, r *http.Request) error {
 	tid := r.PathValue("tenant")
-	if !tenant.ValidID(tid) || !a.cfg.Tenants.Exists(tid) {
+	if !auth.ValidTenantID(tid) || !a.cfg.Tenants.Exists(tid) {
 		return errUnknownTenant
 	}
-	if !a.visitors.allow(tid) {
-		return errRateLimited
+	if err := a.visitors.take(tid); err != nil {
+		return err
 	}
 	var body visitorBody
 	if err := decode(w, r, &body, false); err != nil {

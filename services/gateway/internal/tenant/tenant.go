@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/parley-chat/parley/pkg/auth"
 	"github.com/parley-chat/parley/pkg/stream"
 )
 
@@ -25,11 +25,6 @@ const Bucket = stream.TenantsBucket
 
 // MaxNameLen is the longest tenant name, in characters.
 const MaxNameLen = 200
-
-var idRe = regexp.MustCompile(`^[a-z0-9-]{1,63}$`)
-
-// ValidID reports whether id may name a tenant.
-func ValidID(id string) bool { return idRe.MatchString(id) }
 
 // ErrInvalid is wrapped by the errors of Put for a bad id or name.
 var ErrInvalid = errors.New("invalid tenant")
@@ -43,7 +38,7 @@ type Tenant struct {
 // Validate reports what is wrong with t, wrapping ErrInvalid.
 func (t Tenant) Validate() error {
 	switch {
-	case !ValidID(t.ID):
+	case !auth.ValidTenantID(t.ID):
 		return fmt.Errorf("%w: id must be 1-63 of [a-z0-9-]", ErrInvalid)
 	case strings.TrimSpace(t.Name) == "":
 		return fmt.Errorf("%w: name is required", ErrInvalid)
