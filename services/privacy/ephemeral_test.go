@@ -15,7 +15,6 @@ import (
 
 	"github.com/parley-chat/parley/pkg/chatapi"
 	"github.com/parley-chat/parley/pkg/event"
-	"github.com/parley-chat/parley/pkg/natsembed/natstest"
 	"github.com/parley-chat/parley/pkg/privacyapi"
 	"github.com/parley-chat/parley/pkg/rpc"
 	"github.com/parley-chat/parley/pkg/stream"
@@ -29,13 +28,8 @@ import (
 // analytics consent, with ids only in its body; and nothing for a
 // conversation without a delay.
 func TestRelaySchedulesErasureAfterClose(t *testing.T) {
-	s := natstest.Start(t, "")
-	start(t, s, newKEK(t))
-	nc, js := natstest.Connect(t, s)
-	if err := stream.Ensure(t.Context(), js, stream.Options{}, stream.Chat); err != nil {
-		t.Fatal(err)
-	}
-	w := chatWriter{t: t, nc: nc, js: js}
+	_, w := startWithChat(t, "")
+	nc, js := w.nc, w.js
 	visitor, err := register(t.Context(), nc, privacyapi.RegisterVisitorArgs{Tenant: tenant, Consent: event.Consent{Analytics: false, NoticeVersion: "n1"}})
 	if err != nil {
 		t.Fatal(err)
@@ -108,12 +102,8 @@ func TestRelaySchedulesErasureAfterClose(t *testing.T) {
 // parked on ephemeral.PoisonSubject with its body and the reason, and
 // acknowledged, while the erasure fired after them still runs.
 func TestEraserParksMalformedFiredMessages(t *testing.T) {
-	s := natstest.Start(t, "")
-	start(t, s, newKEK(t))
-	nc, js := natstest.Connect(t, s)
-	if err := stream.Ensure(t.Context(), js, stream.Options{}, stream.Chat); err != nil {
-		t.Fatal(err)
-	}
+	_, w := startWithChat(t, "")
+	nc, js := w.nc, w.js
 	// The chat service's part: the visitor has no other conversation.
 	list, err := rpc.Serve(t.Context(), nc, slog.New(slog.DiscardHandler), chatapi.ListSubject, "",
 		rpc.Handle(func(context.Context, rpc.Request[chatapi.ListArgs]) (chatapi.ListResult, error) {
@@ -196,12 +186,8 @@ func TestEraserParksMalformedFiredMessages(t *testing.T) {
 // conversation still in CHAT on the last of several pages keeps its
 // visitor, and a visitor with none left in CHAT is erased.
 func TestEraserListsEveryPage(t *testing.T) {
-	s := natstest.Start(t, "")
-	start(t, s, newKEK(t))
-	nc, js := natstest.Connect(t, s)
-	if err := stream.Ensure(t.Context(), js, stream.Options{}, stream.Chat); err != nil {
-		t.Fatal(err)
-	}
+	_, w := startWithChat(t, "")
+	nc, js := w.nc, w.js
 	kept, alone := mustRegister(t, nc), mustRegister(t, nc)
 	// Each visitor has eight conversations; the first is the one erased.
 	convs := map[string][]string{}
@@ -211,7 +197,6 @@ func TestEraserListsEveryPage(t *testing.T) {
 		}
 	}
 	// Only kept's last one, on the last page, is still in CHAT.
-	w := chatWriter{t: t, nc: nc, js: js}
 	w.append(kept, "k-07", event.ConversationOpened, time.Now(), event.Opened{Visitor: kept, Text: "x"})
 
 	// The chat service's part: a visitor's conversations in order of id

@@ -54,6 +54,20 @@ func (w chatWriter) append(visitor, conv string, typ event.Type, at time.Time, p
 	}
 }
 
+// startWithChat starts the privacy service on a server storing in dir (a
+// temp dir when empty) that has the CHAT stream, and returns the server and
+// a writer of chat events on a connection of its own.
+func startWithChat(t *testing.T, dir string) (*natsembed.Server, chatWriter) {
+	t.Helper()
+	s := natstest.Start(t, dir)
+	start(t, s, newKEK(t))
+	nc, js := natstest.Connect(t, s)
+	if err := stream.Ensure(t.Context(), js, stream.Options{}, stream.Chat); err != nil {
+		t.Fatal(err)
+	}
+	return s, chatWriter{t: t, nc: nc, js: js}
+}
+
 // facts returns the facts on ANALYTICS once there are want of them, and
 // fails the test if more arrive within a short while.
 func facts(t *testing.T, js jetstream.JetStream, want int) []analyticsapi.Fact {
@@ -96,13 +110,8 @@ func facts(t *testing.T, js jetstream.JetStream, want int) []analyticsapi.Fact {
 }
 
 func TestRelayWritesConsentedPseudonymizedFacts(t *testing.T) {
-	s := natstest.Start(t, "")
-	start(t, s, newKEK(t))
-	nc, js := natstest.Connect(t, s)
-	if err := stream.Ensure(t.Context(), js, stream.Options{}, stream.Chat); err != nil {
-		t.Fatal(err)
-	}
-	w := chatWriter{t: t, nc: nc, js: js}
+	_, w := startWithChat(t, "")
+	nc, js := w.nc, w.js
 	consented := mustRegister(t, nc)
 	refused, err := register(t.Context(), nc, privacyapi.RegisterVisitorArgs{Tenant: tenant, Consent: event.Consent{Analytics: false, NoticeVersion: "n1"}})
 	if err != nil {
@@ -197,13 +206,8 @@ func TestRelayWritesConsentedPseudonymizedFacts(t *testing.T) {
 // while: it follows a new consumer, and the events it could not relay come
 // again.
 func TestRelayRecovers(t *testing.T) {
-	s := natstest.Start(t, "")
-	start(t, s, newKEK(t))
-	nc, js := natstest.Connect(t, s)
-	if err := stream.Ensure(t.Context(), js, stream.Options{}, stream.Chat); err != nil {
-		t.Fatal(err)
-	}
-	w := chatWriter{t: t, nc: nc, js: js}
+	_, w := startWithChat(t, "")
+	nc, js := w.nc, w.js
 	visitor := mustRegister(t, nc)
 	w.append(visitor, "conv-a", event.ConversationOpened, time.Now(), event.Opened{Visitor: visitor, Text: "hi"})
 	facts(t, js, 2)
@@ -244,13 +248,8 @@ func TestRelayRecovers(t *testing.T) {
 // and the relay must notice and make the consumer again.
 func TestRelayRecoversConsumerLostInRestart(t *testing.T) {
 	dir := t.TempDir()
-	s := natstest.Start(t, dir)
-	start(t, s, newKEK(t))
-	nc, js := natstest.Connect(t, s)
-	if err := stream.Ensure(t.Context(), js, stream.Options{}, stream.Chat); err != nil {
-		t.Fatal(err)
-	}
-	w := chatWriter{t: t, nc: nc, js: js}
+	s, w := startWithChat(t, dir)
+	nc, js := w.nc, w.js
 	visitor := mustRegister(t, nc)
 	w.append(visitor, "conv-a", event.ConversationOpened, time.Now(), event.Opened{Visitor: visitor, Text: "hi"})
 	facts(t, js, 2)
