@@ -345,18 +345,17 @@ func (a *API) stream(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	conn, err := websocket.Accept(smallBuffers{w}, r, &websocket.AcceptOptions{
-		// Cross-site WebSocket hijacking needs ambient credentials
-		// (cookies); a bearer token in the request is not one, and the
-		// widget runs on the tenants' own sites.
-		InsecureSkipVerify: true,
+	err = a.cfg.Hub.Start(a.cfg.StreamContext, p, func() (*websocket.Conn, error) {
+		return websocket.Accept(smallBuffers{w}, r, &websocket.AcceptOptions{
+			// Cross-site WebSocket hijacking needs ambient credentials
+			// (cookies); a bearer token in the request is not one, and the
+			// widget runs on the tenants' own sites.
+			InsecureSkipVerify: true,
+		})
 	})
-	if err != nil {
-		// Accept has answered the client already.
-		return nil
+	if errors.Is(err, live.ErrClosing) {
+		return errNotReady
 	}
-	// A refused session (the server is shutting down) was closed already.
-	_ = a.cfg.Hub.Start(a.cfg.StreamContext, conn, p)
 	return nil
 }
 

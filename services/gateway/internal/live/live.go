@@ -157,17 +157,29 @@ func (h *Hub) Subscribe(nc *nats.Conn) (*nats.Subscription, error) {
 // ErrClosing is returned by Start once Close has begun.
 var ErrClosing = errors.New("live: hub closing")
 
-// Start runs a session for p on conn until the client goes away, the hub
-// closes it, or ctx is done, then closes conn. It returns at once: the
-// session reads on a goroutine of its own, started fresh so that its stack
-// stays small, and the HTTP handler that accepted conn can return.
-func (h *Hub) Start(ctx context.Context, conn *websocket.Conn, p auth.Principal) error {
-	s := &session{p: p, conn: conn}
+// Start registers a session for p, then completes the WebSocket handshake
+// with accept, and runs the session on the connection until the client
+// goes away, the hub closes it, or ctx is done, then closes it. The session
+// is registered first so that every event stored after the client saw the
+// handshake reaches it; what arrives before accept returns waits in its
+// queue. Start returns ErrClosing, without calling accept, once Close has
+// begun; an error of accept, which has answered the client itself, ends
+// the session. Otherwise it returns at once: the session reads on a
+// goroutine of its own, started fresh so that its stack stays small, and
+// the HTTP handler can return.
+func (h *Hub) Start(ctx context.Context, p auth.Principal, accept func() (*websocket.Conn, error)) error {
+	s := &session{p: p}
 	if !h.add(s) {
-		conn.CloseNow()
 		return ErrClosing
 	}
+	conn, err := accept()
+	if err != nil {
+		h.remove(s)
+		h.wg.Done()
+		return nil
+	}
 	conn.SetReadLimit(readLimit)
+	s.attach(conn)
 	if p.Role == auth.RoleVisitor {
 		// Every event of a visitor's conversations is sealed under their
 		// key. Fetched on their first event instead, it would hold up the
@@ -529,7 +541,9 @@ func (h *Hub) encode(e Event) []byte {
 
 // session is one connected client.
 type session struct {
-	p    auth.Principal
+	p auth.Principal
+	// conn is set once the handshake completes (attach); until then events
+	// wait in queue.
 	conn *websocket.Conn
 
 	mu      sync.Mutex
@@ -550,14 +564,35 @@ func (s *session) send(b []byte) {
 		// A client this far behind would not read a close frame either.
 		s.closed = true
 		s.queue = nil
-		go s.conn.CloseNow()
+		if s.conn != nil {
+			go s.conn.CloseNow()
+		}
 		return
 	}
 	s.queue = append(s.queue, b)
-	if !s.writing {
+	s.startWriting()
+}
+
+// startWriting starts the session's writer when it has a connection, events
+// to write and no writer yet; s.mu is held.
+func (s *session) startWriting() {
+	if s.conn != nil && len(s.queue) > 0 && !s.writing {
 		s.writing = true
 		go s.flush()
 	}
+}
+
+// attach gives the session its connection once the handshake completed, and
+// closes it at once when the session was closed before.
+func (s *session) attach(conn *websocket.Conn) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.conn = conn
+	if s.closed {
+		go conn.CloseNow()
+		return
+	}
+	s.startWriting()
 }
 
 func (s *session) flush() {
@@ -594,7 +629,9 @@ func (s *session) close(code websocket.StatusCode, reason string) {
 	}
 	s.closed = true
 	s.queue = nil
-	go s.conn.Close(code, reason)
+	if s.conn != nil {
+		go s.conn.Close(code, reason)
+	}
 }
 
 func (s *session) closeNow() {

@@ -32,11 +32,7 @@ func dial(t *testing.T, ctx context.Context, h *Hub, p auth.Principal) *websocke
 		t.Fatal(err)
 	}
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		c, err := websocket.Accept(w, r, nil)
-		if err != nil {
-			return
-		}
-		h.Start(context.Background(), c, p)
+		h.Start(context.Background(), p, func() (*websocket.Conn, error) { return websocket.Accept(w, r, nil) })
 	})}
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
@@ -134,5 +130,43 @@ func TestVisitorKeysFetchedOnConnect(t *testing.T) {
 	}
 	if diff := cmp.Diff([]string{"demo/v1"}, keys.list()); diff != "" {
 		t.Errorf("keys asked for (-want +got):\n%s", diff)
+	}
+}
+
+// TestEventDuringHandshakeIsDelivered checks that a session is registered
+// before its WebSocket handshake completes: an event the hub hands it
+// meanwhile, one stored just as the client sees the handshake, reaches the
+// client once it does.
+func TestEventDuringHandshakeIsDelivered(t *testing.T) {
+	h := NewHub(slog.New(slog.DiscardHandler), noKeys{}, func(context.Context, string, string) (string, error) { return "", nil })
+	p := auth.Principal{Tenant: "demo", ID: "v1", Role: auth.RoleVisitor}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const early = `{"type":"early"}`
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h.Start(context.Background(), p, func() (*websocket.Conn, error) {
+			h.mu.RLock()
+			sessions := h.tenants[p.Tenant].visitorsOrNil(p.ID)
+			h.mu.RUnlock()
+			for s := range sessions {
+				s.send([]byte(early))
+			}
+			return websocket.Accept(w, r, nil)
+		})
+	})}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, _, err := websocket.Dial(ctx, "ws://"+ln.Addr().String(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.CloseNow()
+	_, got, err := c.Read(ctx)
+	if err != nil || string(got) != early {
+		t.Errorf("first frame = %q, %v; want %s", got, err, early)
 	}
 }
