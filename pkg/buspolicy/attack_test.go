@@ -309,9 +309,12 @@ func TestAttacks(t *testing.T) {
 			},
 		},
 		{
-			name: "forge a stored chat event for live sessions", as: buspolicy.Services(), violation: stream.LiveChatSubject("demo", "forged"),
+			// Not the conversation of "forge a chat event", run in
+			// parallel: CHAT republishes what admin stores there on the
+			// live subject, which would arrive here as if forged.
+			name: "forge a stored chat event for live sessions", as: buspolicy.Services(), violation: stream.LiveChatSubject("demo", "forged-live"),
 			try: func(ctx context.Context, c *client) error {
-				return b.publishArrives(ctx, c, stream.LiveChatSubject("demo", "forged"))
+				return b.publishArrives(ctx, c, stream.LiveChatSubject("demo", "forged-live"))
 			},
 		},
 		{
