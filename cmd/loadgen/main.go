@@ -119,7 +119,7 @@ func run(ctx context.Context, args []string) error {
 	}
 	raiseFileLimit()
 
-	res := results{Config: cfg, Started: time.Now().UTC(), LoadAvg: loadAverage()}
+	res := results{Config: cfg, Started: time.Now().UTC(), Commit: commit(), LoadAvg: loadAverage()}
 	srv, err := startParley(ctx, cfg.Parley, startOptions{})
 	if err != nil {
 		return err

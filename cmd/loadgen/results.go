@@ -15,9 +15,12 @@ import (
 )
 
 type results struct {
-	Config     config
-	Started    time.Time
-	Elapsed    time.Duration
+	Config  config
+	Started time.Time
+	Elapsed time.Duration
+	// Commit is the tree measured, read as the run began: the run rewrites
+	// files of the tree.
+	Commit     string
 	LoadAvg    string // the machine's load average as the run began
 	Throughput throughput
 	Latency    []latency
@@ -135,7 +138,7 @@ func (r results) markdown() string {
 	var b strings.Builder
 	t := r.Throughput
 	fmt.Fprintf(&b, "Run of %s on %s (commit %s), `%s`, %v in all; load average %s as it began.\n\n",
-		r.Started.Format("2006-01-02 15:04 UTC"), machine(), commit(), command(r.Config), r.Elapsed.Round(time.Second), r.LoadAvg)
+		r.Started.Format("2006-01-02 15:04 UTC"), machine(), r.Commit, command(r.Config), r.Elapsed.Round(time.Second), r.LoadAvg)
 	row := func(what, result, goal, met string) {
 		fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", what, result, goal, met)
 	}
