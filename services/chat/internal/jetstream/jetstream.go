@@ -16,6 +16,7 @@ import (
 	natsjs "github.com/nats-io/nats.go/jetstream"
 
 	"github.com/parley-chat/parley/pkg/event"
+	"github.com/parley-chat/parley/pkg/rpc"
 	"github.com/parley-chat/parley/pkg/stream"
 
 	"github.com/parley-chat/parley/services/chat/internal/app"
@@ -216,7 +217,13 @@ func (s *Store) handle(ctx context.Context, h Handler, r app.Record) error {
 		if err == nil {
 			return nil
 		}
-		s.log.Warn("apply event, retrying", "stream_seq", r.Seq, "retry_in", pause, "err", err)
+		if rpc.CodeOf(err) == rpc.CodeUnavailable && pause < maxRetryPause {
+			// Expected for a moment while the privacy service starts beside
+			// this one; a warning once it lasts.
+			s.log.Info("apply event: the key service does not answer yet, retrying", "stream_seq", r.Seq, "retry_in", pause)
+		} else {
+			s.log.Warn("apply event, retrying", "stream_seq", r.Seq, "retry_in", pause, "err", err)
+		}
 		t := time.NewTimer(pause)
 		select {
 		case <-ctx.Done():
