@@ -15,8 +15,8 @@ PACKAGES := $(addsuffix /...,$(MODULES))
 HTTP_ADDR ?= 127.0.0.1:8080
 DATA_DIR ?= ./data
 TEST_FLAGS ?= -race -count=1 -timeout 30m
-# Runs before `make run`: installs ClickHouse where it can, explains how
-# otherwise. Parley runs without it (analytics then reports not ready).
+# Runs before `make run` and `make bench`: installs ClickHouse where it can,
+# explains how otherwise. Parley runs without it (analytics then reports not ready).
 ENSURE_CLICKHOUSE ?= scripts/ensure-clickhouse.sh
 
 .PHONY: help build run test lint fmt-check vet build-modules bench
@@ -55,6 +55,7 @@ BENCH_PACKAGES = $(sort $(dir $(shell grep -rl --include='*_test.go' '^func Benc
 BENCH_FLAGS = -run '^$$' -bench . -benchmem $(if $(BENCH_QUICK),-benchtime 100ms -skip '^BenchmarkLag$$',-benchtime 1s)
 
 bench: build ## measure end to end beside raw JetStream into BENCHMARKS.md and docs/bench (BENCH_QUICK=1: under a minute), then the Go benchmarks
+	$(ENSURE_CLICKHOUSE)
 	$(GO) build -o bin/loadgen ./cmd/loadgen
 	./bin/loadgen --parley ./bin/parley --out BENCHMARKS.md
 	$(GO) test $(BENCH_FLAGS) $(BENCH_PACKAGES)

@@ -126,8 +126,11 @@ func (p *parley) waitReady(ctx context.Context, within time.Duration) error {
 			}
 		}
 	}
-	return errors.New("parley not ready within " + within.String())
+	return fmt.Errorf("parley not ready within %v: %w", within, errNotReady)
 }
+
+// errNotReady means parley ran but never answered /readyz with 200.
+var errNotReady = errors.New("not ready")
 
 // rss is the resident set size of the parley process in bytes.
 func (p *parley) rss() (int64, error) {
