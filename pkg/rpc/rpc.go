@@ -28,7 +28,11 @@ const (
 	CodeForbidden   Code = "forbidden"
 	CodeGone        Code = "gone"
 	CodeUnavailable Code = "unavailable"
-	CodeInternal    Code = "internal"
+	// CodeUnreadable means the data exists but this service cannot read
+	// it, now or later: a subject's keys wrapped under a key-encryption
+	// key the key service does not hold.
+	CodeUnreadable Code = "unreadable"
+	CodeInternal   Code = "internal"
 )
 
 // Error is an error with a Code. Its Message is shown to API clients, so it

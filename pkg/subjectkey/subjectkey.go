@@ -39,6 +39,10 @@ var (
 	// will never be created again. An error that is ErrErased is also
 	// ErrNotFound, so callers that only ask "are there keys?" need not care.
 	ErrErased = errors.New("subject erased")
+	// ErrUnreadable means the subject has keys the key service cannot
+	// read (wrapped under a key-encryption key it does not hold, as in a
+	// backup restored after a rotation): asking again changes nothing.
+	ErrUnreadable = errors.New("subject's keys are unreadable")
 )
 
 // errErased is what Get and GetOrCreate return for an erased subject.
@@ -162,6 +166,8 @@ func (c *Cache) get(ctx context.Context, req Request) (Keys, error) {
 	case rpc.CodeOf(err) == rpc.CodeNotFound:
 		c.store(k, entry{}, evictions)
 		return Keys{}, ErrNotFound
+	case rpc.CodeOf(err) == rpc.CodeUnreadable:
+		return Keys{}, fmt.Errorf("get keys: %w: %w", ErrUnreadable, err)
 	case err != nil:
 		return Keys{}, fmt.Errorf("get keys: %w", err)
 	}

@@ -29,15 +29,20 @@ import (
 type keyService struct {
 	mu   sync.Mutex
 	keys map[[2]string]subjectkey.Keys
+	// unreadable subjects have keys the service cannot unwrap.
+	unreadable map[[2]string]bool
 }
 
 func startKeyService(t testing.TB, s *natsembed.Server) *keyService {
 	t.Helper()
 	nc, _ := natstest.Connect(t, s)
-	ks := &keyService{keys: make(map[[2]string]subjectkey.Keys)}
+	ks := &keyService{keys: make(map[[2]string]subjectkey.Keys), unreadable: make(map[[2]string]bool)}
 	h := rpc.Handle(func(_ context.Context, req subjectkey.Request) (subjectkey.Keys, error) {
 		ks.mu.Lock()
 		defer ks.mu.Unlock()
+		if ks.unreadable[[2]string{req.Tenant, req.Subject}] {
+			return subjectkey.Keys{}, rpc.Errorf(rpc.CodeUnreadable, "wrapped under another key-encryption key")
+		}
 		k, ok := ks.keys[[2]string{req.Tenant, req.Subject}]
 		if ok {
 			return k, nil
@@ -80,6 +85,14 @@ func (ks *keyService) add(t testing.TB, tenant string, subjects ...string) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// makeUnreadable leaves the subject's keys in place, but unreadable to the
+// service, as after a restore under a newer key-encryption key.
+func (ks *keyService) makeUnreadable(tenant, subject string) {
+	ks.mu.Lock()
+	defer ks.mu.Unlock()
+	ks.unreadable[[2]string{tenant, subject}] = true
 }
 
 func (ks *keyService) forget(tenant, subject string) {

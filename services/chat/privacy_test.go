@@ -165,3 +165,31 @@ func TestErasedVisitorReadsAsErased(t *testing.T) {
 		t.Errorf("Get() after erasure and restart mismatch (-before +after):\n%s", diff)
 	}
 }
+
+// TestRebuildPassesUnreadableKeys restarts the chat service while the key
+// service has a visitor's keys but cannot read them: the rebuild must not
+// wait for them for ever, and every other conversation is served.
+func TestRebuildPassesUnreadableKeys(t *testing.T) {
+	s := natstest.Start(t, "")
+	ks := startKeyService(t, s)
+	ks.add(t, tenant, visitor.ID, visitor2.ID)
+	in := startChat(t, s)
+	c := newClient(t, s)
+	stuck := c.open(visitor, "unreadable soon")
+	c.post(agent, stuck, "taken")
+	kept := c.open(visitor2, "still readable")
+	if err := in.stop(); err != nil {
+		t.Fatalf("Run() = %v, want nil", err)
+	}
+
+	ks.makeUnreadable(tenant, visitor.ID)
+	startChat(t, s)
+	if diff := cmp.Diff([]string{"visitor/v2: still readable"}, texts(c.messages(admin, kept))); diff != "" {
+		t.Errorf("Messages() of a readable visitor after the rebuild mismatch (-want +got):\n%s", diff)
+	}
+	var sum chatapi.Summary
+	c.must(supervisor, chatapi.GetSubject, chatapi.ConversationArgs{Conversation: stuck}, &sum)
+	if sum.Status != chatapi.StatusOpen || sum.Assignee != nil {
+		t.Errorf("Get() of the unreadable visitor's conversation = %+v, want open, its assignee unread", sum)
+	}
+}

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/parley-chat/parley/pkg/event"
-	"github.com/parley-chat/parley/pkg/rpc"
 	"github.com/parley-chat/parley/pkg/stream"
 	"github.com/parley-chat/parley/pkg/subjectkey"
 
@@ -210,11 +209,10 @@ func (e *entry) transcript() (conversation.Conversation, []message) {
 // means the key service could not be asked and r should be applied later.
 func (s *Service) read(ctx context.Context, r Record) (payload any, erased bool, err error) {
 	k, err := s.keys.Get(ctx, r.Event.Tenant, r.Event.Subject)
-	var answered *rpc.Error
 	switch {
 	case errors.Is(err, subjectkey.ErrNotFound):
 		return nil, true, nil
-	case errors.As(err, &answered) && answered.Code == rpc.CodeInternal:
+	case errors.Is(err, subjectkey.ErrUnreadable):
 		// The key service has keys for the subject but cannot read them
 		// (wrapped under a key-encryption key it does not hold, as in a
 		// backup restored after a rotation): asking again changes nothing,

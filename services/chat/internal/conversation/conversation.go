@@ -114,7 +114,9 @@ func (c *Conversation) Apply(seq uint64, e event.Envelope, payload any) bool {
 	case event.ConversationAssigned:
 		c.Assigned = true
 		c.Assignee = ""
-		if a, ok := payload.(*event.Assigned); ok {
+		// Once erased, an assignment still on its way stays unread, as it
+		// would be in a rebuild.
+		if a, ok := payload.(*event.Assigned); ok && !c.Erased {
 			c.Assignee = a.Agent
 		}
 	case event.ConversationClosed:

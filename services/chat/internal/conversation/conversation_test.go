@@ -69,3 +69,24 @@ func TestOpenWithResolvesEraseAfterClose(t *testing.T) {
 		})
 	}
 }
+
+// TestErasedStaysErased applies an assignment that was on its way when the
+// visitor was erased: the conversation keeps no assignee, as a rebuild after
+// the erasure, which cannot read the assignment, shows it.
+func TestErasedStaysErased(t *testing.T) {
+	at := time.Date(2026, 1, 5, 10, 0, 0, 0, time.UTC)
+	env := func(typ event.Type) event.Envelope {
+		return event.Envelope{ID: "e-" + string(typ), Type: typ, Tenant: "demo", Subject: "v1", Aggregate: "c1", At: at}
+	}
+	var c conversation.Conversation
+	c.Apply(1, env(event.ConversationOpened), nil)
+	c.Erase()
+	c.Apply(2, env(event.ConversationAssigned), &event.Assigned{Agent: "alice"})
+	if !c.Erased || c.Status != conversation.Closed || !c.Assigned || c.Assignee != "" {
+		t.Errorf("after erasure and a late assignment: %+v, want erased, closed, assigned to no one readable", c)
+	}
+	p := auth.Principal{Tenant: "demo", ID: "alice", Role: auth.RoleAgent}
+	if _, err := c.Post(p, "hello"); !errors.Is(err, conversation.ErrErased) {
+		t.Errorf("Post() after erasure = %v, want ErrErased", err)
+	}
+}

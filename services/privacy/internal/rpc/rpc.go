@@ -25,6 +25,11 @@ func Serve(ctx context.Context, nc *nats.Conn, log *slog.Logger, a *app.App) ([]
 	routes := []rpc.Route{
 		{Subject: subjectkey.GetSubject, Handler: rpc.Handle(func(ctx context.Context, req subjectkey.Request) (subjectkey.Keys, error) {
 			k, err := a.GetKeys(ctx, req.Tenant, req.Subject, req.Create)
+			if errors.Is(err, keyring.ErrUnknownKEK) {
+				// The caller is told only that the keys are unreadable; the
+				// operator needs to know which KEK holds them.
+				log.Error("keys wrapped under another key-encryption key", "err", err)
+			}
 			return k, codeOf(err)
 		})},
 		{Subject: privacyapi.RegisterVisitorSubject, Handler: rpc.Handle(func(ctx context.Context, req rpc.Request[privacyapi.RegisterVisitorArgs]) (privacyapi.RegisterVisitorResult, error) {
@@ -108,6 +113,8 @@ func codeOf(err error) error {
 		return rpc.Errorf(rpc.CodeGone, "subject erased")
 	case errors.Is(err, keyring.ErrNotFound):
 		return rpc.Errorf(rpc.CodeNotFound, "subject has no keys")
+	case errors.Is(err, keyring.ErrUnknownKEK):
+		return rpc.Errorf(rpc.CodeUnreadable, "subject's keys are wrapped under another key-encryption key")
 	case errors.Is(err, app.ErrNotFound):
 		return rpc.Errorf(rpc.CodeNotFound, "not found")
 	case errors.Is(err, nats.ErrTimeout), errors.Is(err, nats.ErrNoResponders),
