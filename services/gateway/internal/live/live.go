@@ -638,6 +638,11 @@ func (s *session) closeNow() {
 	s.mu.Lock()
 	s.closed = true
 	s.queue = nil
+	conn := s.conn
 	s.mu.Unlock()
-	s.conn.CloseNow()
+	// A session still in its handshake has no connection yet: attach
+	// closes it.
+	if conn != nil {
+		conn.CloseNow()
+	}
 }

@@ -254,25 +254,18 @@ func (r *Relay) consume(ctx context.Context, cons jetstream.Consumer) (bool, err
 	}
 }
 
-// drainTimeout bounds how long handBack waits for the server to confirm
-// the end of the subscription.
-const drainTimeout = 5 * time.Second
-
 // handBack ends the pull subscription and naks the events it pulled ahead,
 // so that they come again at once rather than after ackWait. It drains the
 // subscription rather than stopping it, so no event is delivered to it
 // afterwards and lost until ackWait.
 func handBack(cc jetstream.ConsumeContext, in <-chan jetstream.Msg, stopped <-chan struct{}) {
+	// The drain ends once the server confirms the unsubscribe, or the
+	// client's own flush timeout passes.
 	cc.Drain()
-	timeout := time.NewTimer(drainTimeout)
-	defer timeout.Stop()
 	for {
 		select {
 		case m := <-in:
 			_ = m.Nak()
-		case <-timeout.C:
-			cc.Stop()
-			timeout.Reset(drainTimeout)
 		case <-stopped:
 			for {
 				select {
