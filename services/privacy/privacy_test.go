@@ -310,9 +310,12 @@ func TestOtherKEKCannotUnwrap(t *testing.T) {
 
 	other := start(t, s, newKEK(t))
 	for _, create := range []bool{false, true} {
-		if _, err := getKeys(t.Context(), nc, "v1", create); rpc.CodeOf(err) != rpc.CodeInternal {
-			t.Errorf("Get(create=%v) under another KEK: error = %v, want code %s", create, err, rpc.CodeInternal)
+		if _, err := getKeys(t.Context(), nc, "v1", create); rpc.CodeOf(err) != rpc.CodeUnreadable {
+			t.Errorf("Get(create=%v) under another KEK: error = %v, want code %s", create, err, rpc.CodeUnreadable)
 		}
+	}
+	if !bytes.Contains(other.logs.Bytes(), []byte("keys wrapped under another key-encryption key")) {
+		t.Errorf("logs say nothing of keys the KEK cannot unwrap:\n%s", other.logs.Bytes())
 	}
 	if st := streamState(t, js, stream.Keys); st.LastSeq != 1 {
 		t.Errorf("KEYS last sequence = %d, want 1: keys were replaced", st.LastSeq)
