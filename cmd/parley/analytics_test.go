@@ -1,10 +1,8 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"math"
 	"net/http"
 	"net/url"
@@ -20,20 +18,7 @@ import (
 // ClickHouse server ch.
 func testAllWithClickHouse(t *testing.T, dir string, ch *chserver.Server) *allInOne {
 	t.Helper()
-	logs := &syncBuffer{}
-	a, err := startAll(context.Background(), allConfig{
-		HTTPAddr:   "127.0.0.1:0",
-		DataDir:    dir,
-		ClickHouse: ch.DSN(),
-	}, slog.New(slog.NewJSONHandler(logs, nil)))
-	if err != nil {
-		t.Fatalf("startAll() error = %v", err)
-	}
-	t.Cleanup(func() {
-		if err := a.Close(); err != nil {
-			t.Errorf("Close() error = %v", err)
-		}
-	})
+	a, _ := startAllForTest(t, allConfig{HTTPAddr: "127.0.0.1:0", DataDir: dir, ClickHouse: ch.DSN()})
 	waitReady(t, a.URL())
 	return a
 }
@@ -250,20 +235,11 @@ func TestAnalyticsEndToEnd(t *testing.T) {
 // where no ClickHouse is installed: the chat works, and /readyz says
 // analytics is not ready.
 func TestAutoWithoutClickHouseIsNotReady(t *testing.T) {
-	logs := &syncBuffer{}
-	a, err := startAll(context.Background(), allConfig{
+	a, logs := startAllForTest(t, allConfig{
 		HTTPAddr:         "127.0.0.1:0",
 		DataDir:          t.TempDir(),
 		ClickHouse:       "auto",
 		ClickHouseBinary: "no-such-clickhouse-server",
-	}, slog.New(slog.NewJSONHandler(logs, nil)))
-	if err != nil {
-		t.Fatalf("startAll() error = %v", err)
-	}
-	t.Cleanup(func() {
-		if err := a.Close(); err != nil {
-			t.Errorf("Close() error = %v", err)
-		}
 	})
 	base := a.URL()
 	eventually(t, 15*time.Second, func() bool {

@@ -20,16 +20,22 @@ import (
 	"github.com/coder/websocket"
 )
 
-// testAll runs `parley all` in-process on a random port with its data in dir.
+// testAll runs `parley all` in-process on a random port with its data in
+// dir, without ClickHouse, and returns once it is ready.
 func testAll(t *testing.T, dir string) (*allInOne, *syncBuffer) {
+	t.Helper()
+	a, logs := startAllForTest(t, allConfig{HTTPAddr: "127.0.0.1:0", DataDir: dir, ClickHouse: "off"})
+	waitReady(t, a.URL())
+	return a, logs
+}
+
+// startAllForTest runs `parley all` in-process with cfg, its logs in the
+// returned buffer, and closes it when the test ends.
+func startAllForTest(t *testing.T, cfg allConfig) (*allInOne, *syncBuffer) {
 	t.Helper()
 	logs := &syncBuffer{}
 	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	a, err := startAll(context.Background(), allConfig{
-		HTTPAddr:   "127.0.0.1:0",
-		DataDir:    dir,
-		ClickHouse: "off",
-	}, log)
+	a, err := startAll(context.Background(), cfg, log)
 	if err != nil {
 		t.Fatalf("startAll() error = %v", err)
 	}
@@ -39,7 +45,6 @@ func testAll(t *testing.T, dir string) (*allInOne, *syncBuffer) {
 			t.Errorf("Close() error = %v", err)
 		}
 	})
-	waitReady(t, a.URL())
 	return a, logs
 }
 

@@ -308,16 +308,10 @@ func (s *Service) Project(ctx context.Context, r Record) error {
 // rebuilt after the erasure: the privacy service destroyed the visitor's
 // keys (subjectkey.Erased).
 func (s *Service) EraseVisitor(tenant, visitor string) {
-	s.state.mu.RLock()
-	var es []*entry
-	for _, e := range s.state.tenants[tenant] {
+	for _, e := range s.state.all(tenant) {
 		if e.snapshot().Visitor == visitor {
-			es = append(es, e)
+			e.erase()
 		}
-	}
-	s.state.mu.RUnlock()
-	for _, e := range es {
-		e.erase()
 	}
 }
 

@@ -176,7 +176,7 @@ func (a *API) handle(fn func(http.ResponseWriter, *http.Request) error) http.Han
 // and duration — and nothing else about it.
 func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+	rec := &statusRecorder{ResponseWriter: w, req: r, status: http.StatusOK}
 	h := w.Header()
 	// Bearer tokens, not cookies, authenticate, so any site may embed the
 	// widget and call the API.
@@ -186,9 +186,6 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type")
 		h.Set("Access-Control-Max-Age", "600")
 		rec.WriteHeader(http.StatusNoContent)
-	} else if _, pattern := a.mux.Handler(r); pattern == "" {
-		// No route matches: the mux answers 404 or 405 itself.
-		a.mux.ServeHTTP(&unrouted{ResponseWriter: rec}, r)
 	} else {
 		a.mux.ServeHTTP(rec, r)
 	}
@@ -204,52 +201,44 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	a.cfg.Log.Debug("http request", "method", r.Method, "route", route, "status", rec.status, "duration", d)
 }
 
-// unrouted carries the mux's own answer to a request no route matches: a
-// 404, or a 405 with the Allow header listing the methods the path is
-// served under. It replaces their plain-text bodies with problems, as every
-// other error is answered.
-type unrouted struct {
-	http.ResponseWriter
-	replaced bool
-}
-
-func (u *unrouted) WriteHeader(code int) {
-	var err *statusError
-	switch code {
-	case http.StatusNotFound:
-		err = errNoRoute
-	case http.StatusMethodNotAllowed:
-		err = errWrongMethod
-	default:
-		u.ResponseWriter.WriteHeader(code)
-		return
-	}
-	u.replaced = true
-	p, _ := problemFor(err)
-	writeProblem(u.ResponseWriter, p)
-}
-
-func (u *unrouted) Write(b []byte) (int, error) {
-	if u.replaced {
-		return len(b), nil
-	}
-	return u.ResponseWriter.Write(b)
-}
-
+// statusRecorder notes the status of the answer. When no route matches,
+// the mux answers 404, or 405 with the Allow header listing the methods the
+// path is served under, in plain text: the recorder answers a problem
+// instead, as every other error is answered, and drops the mux's body.
 type statusRecorder struct {
 	http.ResponseWriter
+	req     *http.Request
 	status  int
 	written bool
+	// unrouted is set once the mux's own answer was replaced.
+	unrouted bool
 }
 
 func (s *statusRecorder) WriteHeader(code int) {
-	if !s.written {
-		s.status, s.written = code, true
+	if s.written {
+		s.ResponseWriter.WriteHeader(code)
+		return
+	}
+	s.status, s.written = code, true
+	// The mux sets the request's pattern as it routes: empty, no route
+	// matched and the answer is its own.
+	if s.req.Pattern == "" && (code == http.StatusNotFound || code == http.StatusMethodNotAllowed) {
+		s.unrouted = true
+		err := errNoRoute
+		if code == http.StatusMethodNotAllowed {
+			err = errWrongMethod
+		}
+		p, _ := problemFor(err)
+		writeProblem(s.ResponseWriter, p)
+		return
 	}
 	s.ResponseWriter.WriteHeader(code)
 }
 
 func (s *statusRecorder) Write(b []byte) (int, error) {
+	if s.unrouted {
+		return len(b), nil
+	}
 	s.written = true
 	return s.ResponseWriter.Write(b)
 }

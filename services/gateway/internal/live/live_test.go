@@ -27,12 +27,22 @@ func (noKeys) Get(context.Context, string, string) (subjectkey.Keys, error) {
 // as p, and connects a client to it.
 func dial(t *testing.T, ctx context.Context, h *Hub, p auth.Principal) *websocket.Conn {
 	t.Helper()
+	return dialWith(t, ctx, h, p, func() {})
+}
+
+// dialWith is dial, running during each handshake, once the session is
+// registered and before the connection is accepted.
+func dialWith(t *testing.T, ctx context.Context, h *Hub, p auth.Principal, during func()) *websocket.Conn {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		h.Start(context.Background(), p, func() (*websocket.Conn, error) { return websocket.Accept(w, r, nil) })
+		h.Start(context.Background(), p, func() (*websocket.Conn, error) {
+			during()
+			return websocket.Accept(w, r, nil)
+		})
 	})}
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
@@ -140,31 +150,17 @@ func TestVisitorKeysFetchedOnConnect(t *testing.T) {
 func TestEventDuringHandshakeIsDelivered(t *testing.T) {
 	h := NewHub(slog.New(slog.DiscardHandler), noKeys{}, func(context.Context, string, string) (string, error) { return "", nil })
 	p := auth.Principal{Tenant: "demo", ID: "v1", Role: auth.RoleVisitor}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	const early = `{"type":"early"}`
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		h.Start(context.Background(), p, func() (*websocket.Conn, error) {
-			h.mu.RLock()
-			sessions := h.tenants[p.Tenant].visitorsOrNil(p.ID)
-			h.mu.RUnlock()
-			for s := range sessions {
-				s.send([]byte(early))
-			}
-			return websocket.Accept(w, r, nil)
-		})
-	})}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	c, _, err := websocket.Dial(ctx, "ws://"+ln.Addr().String(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.CloseNow()
+	c := dialWith(t, ctx, h, p, func() {
+		h.mu.RLock()
+		sessions := h.tenants[p.Tenant].visitorsOrNil(p.ID)
+		h.mu.RUnlock()
+		for s := range sessions {
+			s.send([]byte(early))
+		}
+	})
 	_, got, err := c.Read(ctx)
 	if err != nil || string(got) != early {
 		t.Errorf("first frame = %q, %v; want %s", got, err, early)
