@@ -37,8 +37,8 @@ type export struct {
 // over: appends to one conversation are serialised, as they must be.
 const historyConversations = 100
 
-// historyPayload is the size of a history message: only their number
-// matters to an erasure.
+// historyPayload is the size of a history message of the erasure phase:
+// only their number matters to an erasure.
 const historyPayload = 64
 
 // measureErasure builds a visitor with each history size through the API,
@@ -49,7 +49,7 @@ func measureErasure(ctx context.Context, p *parley, cfg config, sizes []int, exp
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 2 * historyConversations}}
 	// A first erasure pays for what any first call pays for; it is not
 	// one of the figures.
-	tok, err := visitorWithHistory(ctx, client, p.base, 1)
+	tok, err := visitorWithHistory(ctx, client, p.base, 1, historyPayload)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -59,7 +59,7 @@ func measureErasure(ctx context.Context, p *parley, cfg config, sizes []int, exp
 	var out []erasure
 	var ex *export
 	for _, n := range sizes {
-		tok, err := visitorWithHistory(ctx, client, p.base, n)
+		tok, err := visitorWithHistory(ctx, client, p.base, n, historyPayload)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -87,22 +87,23 @@ func measureErasure(ctx context.Context, p *parley, cfg config, sizes []int, exp
 	return out, ex, nil
 }
 
-// visitorWithHistory creates a visitor and posts n messages as them, the
-// first of each conversation included, and returns their token.
-func visitorWithHistory(ctx context.Context, client *http.Client, base string, n int) (string, error) {
+// visitorWithHistory creates a visitor and posts n messages of payload
+// bytes as them, the first of each conversation included, and returns
+// their token.
+func visitorWithHistory(ctx context.Context, client *http.Client, base string, n, payload int) (string, error) {
 	var v struct{ Token string }
 	body := []byte(`{"consent":{"analytics":true,"network_data":false,"ai":false},"notice_version":"bench"}`)
 	if err := post(ctx, client, base+"/v1/tenants/demo/visitors", "", body, http.StatusCreated, &v); err != nil {
 		return "", fmt.Errorf("history visitor: %w", err)
 	}
-	text, _ := json.Marshal(map[string]string{"text": strings.Repeat("h", historyPayload)})
+	text, _ := json.Marshal(map[string]string{"text": strings.Repeat("h", payload)})
 	convs := min(n, historyConversations)
 	var (
 		posted atomic.Int64
 		wg     sync.WaitGroup
 		errs   = make([]error, convs)
 	)
-	name := fmt.Sprintf("erase: history of %d", n)
+	name := fmt.Sprintf("history of %d", n)
 	start := time.Now()
 	for w := range convs {
 		wg.Add(1)

@@ -15,7 +15,9 @@
 //     the posting visitor's live stream;
 //  4. erasure: visitors with histories of each size, erased and polled to
 //     completion; the export of one history is timed on the way;
-//  5. analytics: parley restarted on the same data with a local ClickHouse
+//  5. export memory: one visitor's history of tens of MiB exported by
+//     concurrent requests while parley's resident memory is sampled;
+//  6. analytics: parley restarted on the same data with a local ClickHouse
 //     drains the facts of everything posted so far, then single posts are
 //     timed until the metrics count them.
 package main
@@ -69,6 +71,8 @@ type config struct {
 	IdleSteps    int
 	Histories    []int
 	ExportAt     int
+	ExportMiB    int // history of the export memory phase
+	Exports      int // concurrent exports of it
 	LagSamples   int
 	Analytics    bool
 }
@@ -83,6 +87,8 @@ func run(ctx context.Context, args []string) error {
 		IdleSteps:    5,
 		Histories:    []int{10, 10_000, 100_000},
 		ExportAt:     10_000,
+		ExportMiB:    48,
+		Exports:      4,
 		LagSamples:   5,
 	}
 	fs := flag.NewFlagSet("loadgen", flag.ContinueOnError)
@@ -103,6 +109,8 @@ func run(ctx context.Context, args []string) error {
 		cfg.Histories = h
 		return err
 	})
+	fs.IntVar(&cfg.ExportMiB, "export-history", cfg.ExportMiB, "MiB of history of the export memory phase (0: skip)")
+	fs.IntVar(&cfg.Exports, "exports", cfg.Exports, "concurrent exports of the export memory phase")
 	fs.BoolVar(&cfg.Analytics, "analytics", true, "restart with a local ClickHouse and measure the facts' flow")
 	fs.BoolVar(&cfg.Quick, "quick", os.Getenv("BENCH_QUICK") == "1", "short phases (also BENCH_QUICK=1)")
 	if err := fs.Parse(args); err != nil {
@@ -113,9 +121,10 @@ func run(ctx context.Context, args []string) error {
 		cfg.IdleConns, cfg.IdleSteps = min(cfg.IdleConns, 2000), 4
 		cfg.RateVisitors, cfg.WarmUp, cfg.Settle = 500, 500*time.Millisecond, 5*time.Second
 		cfg.Histories, cfg.ExportAt, cfg.LagSamples = []int{10, 1000, 10_000}, 10_000, 3
+		cfg.ExportMiB = min(cfg.ExportMiB, 16)
 	}
-	if cfg.Concurrency < 1 || cfg.Payload < 1 || cfg.Duration <= 0 || cfg.IdleConns < 0 {
-		return errors.New("--concurrency, --payload and --duration must be positive, --idle-conns not negative")
+	if cfg.Concurrency < 1 || cfg.Payload < 1 || cfg.Duration <= 0 || cfg.IdleConns < 0 || cfg.ExportMiB < 0 || cfg.Exports < 1 {
+		return errors.New("--concurrency, --payload, --duration and --exports must be positive, --idle-conns and --export-history not negative")
 	}
 	raiseFileLimit()
 
@@ -154,6 +163,13 @@ func run(ctx context.Context, args []string) error {
 		if res.Erasures, res.Export, err = measureErasure(ctx, srv, cfg, cfg.Histories, cfg.ExportAt); err != nil {
 			return fmt.Errorf("erasure phase: %w", err)
 		}
+	}
+	if cfg.ExportMiB > 0 {
+		m, err := measureExportMemory(ctx, srv, cfg, int64(cfg.ExportMiB)<<20, cfg.Exports)
+		if err != nil {
+			return fmt.Errorf("export memory phase: %w", err)
+		}
+		res.ExportMemory = &m
 	}
 	if res.RSS, err = srv.rss(); err != nil {
 		return err

@@ -78,11 +78,12 @@ type RateArgs struct {
 }
 
 // ListArgs asks for one page of the conversations the principal may see,
-// in order of id, the cursor being the last id of the previous page: ids
-// never change, so a conversation whose activity moves it up the inbox
-// between two pages is neither missed nor listed twice. The zero Page (or
-// none sent) asks for the first page. The caller that wants the inbox
-// order sorts the pages it joined with ByActivity.
+// in descending order of id, the cursor being the last id of the previous
+// page. Ids are UUIDv7, so this is newest conversation first, and ids never
+// change, so a conversation whose activity changes between two pages is
+// neither missed nor listed twice; one opened meanwhile sorts before the
+// first page and is not listed. The zero Page (or none sent) asks for the
+// first page.
 type ListArgs struct {
 	Page Page[string] `json:"page"`
 }
@@ -99,7 +100,8 @@ type Summary struct {
 	LastMessageAt time.Time `json:"last_message_at"`
 }
 
-// ListResult is one page of the principal's conversations, in order of id.
+// ListResult is one page of the principal's conversations, in descending
+// order of id.
 type ListResult struct {
 	Conversations []Summary `json:"conversations"`
 	// Next is the cursor of the next page, nil on the last one.

@@ -1,10 +1,6 @@
 package chatapi
 
-import (
-	"cmp"
-	"fmt"
-	"strings"
-)
+import "fmt"
 
 // A reply travels in one NATS message, at most 1 MiB by default, while a
 // tenant's inbox or a conversation's transcript can grow without bound. So
@@ -66,11 +62,4 @@ func ReadPages[C comparable](page func(after *C) (next *C, err error)) error {
 		}
 		after = next
 	}
-}
-
-// ByActivity orders conversations newest activity first, the order of an
-// inbox: by last message, then by id, both descending. It is a comparison
-// function for slices.SortFunc.
-func ByActivity(a, b Summary) int {
-	return cmp.Or(b.LastMessageAt.Compare(a.LastMessageAt), strings.Compare(b.ID, a.ID))
 }

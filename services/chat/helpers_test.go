@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -264,8 +263,7 @@ func (c client) messages(p auth.Principal, conv string) []chatapi.Message {
 	return out
 }
 
-// list reads p's list whole, page after page, and orders it as the inbox:
-// newest activity first.
+// list reads p's list whole, page after page: newest conversation first.
 func (c client) list(p auth.Principal) []chatapi.Summary {
 	c.t.Helper()
 	out := []chatapi.Summary{}
@@ -278,7 +276,6 @@ func (c client) list(p auth.Principal) []chatapi.Summary {
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	slices.SortFunc(out, chatapi.ByActivity)
 	return out
 }
 

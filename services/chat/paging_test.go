@@ -36,8 +36,8 @@ func (c client) listPages(p auth.Principal, limit int, between func()) ([]string
 }
 
 // TestListComesInPages lists more conversations than a page holds: every
-// one comes exactly once, in order of id, also when its activity moves it
-// up the inbox between two pages.
+// one comes exactly once, newest id first, also when a message posted
+// between two pages changes its activity.
 func TestListComesInPages(t *testing.T) {
 	s := natstest.Start(t, "")
 	ks := startKeyService(t, s)
@@ -55,9 +55,11 @@ func TestListComesInPages(t *testing.T) {
 	}
 	all = append(all, own...)
 	slices.Sort(all)
+	slices.Reverse(all)
 	slices.Sort(own)
-	// The newest in order of id, which the last page lists, gets a message
-	// after the first page: by activity, it would now come first.
+	slices.Reverse(own)
+	// The oldest, which the last page lists, gets a message after the first
+	// page: by activity, it would now come first.
 	moved := all[len(all)-1]
 	moveUp := func() {
 		if moved != "" {

@@ -224,7 +224,7 @@ func TestCreateVisitor(t *testing.T) {
 	if diff := cmp.Diff(auth.Principal{Tenant: "demo", ID: "v-123", Role: auth.RoleVisitor}, <-who); diff != "" {
 		t.Errorf("principal mismatch (-want +got):\n%s", diff)
 	}
-	if want := `{"conversations":[]}`; strings.TrimSpace(string(r.body)) != want {
+	if want := `{"conversations":[],"next_cursor":null}`; strings.TrimSpace(string(r.body)) != want {
 		t.Errorf("GET /v1/conversations = %s, want %s", r.body, want)
 	}
 }

@@ -2,8 +2,14 @@ package gateway_test
 
 import (
 	"context"
+	"encoding/json"
+	"io"
 	"net/http"
+	"net/url"
+	"slices"
 	"strconv"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -18,57 +24,89 @@ import (
 	"github.com/parley-chat/parley/pkg/rpc"
 )
 
-// TestPagedReadsAreJoined serves the list and transcripts two items a page,
-// as the chat service pages them, and checks that the gateway answers each
-// read whole, in the contract's order, audited once.
-func TestPagedReadsAreJoined(t *testing.T) {
+// page is a page of GET /v1/conversations or GET …/messages.
+type page struct {
+	Conversations []struct {
+		ID string `json:"id"`
+	} `json:"conversations"`
+	Messages []struct {
+		ID   string  `json:"id"`
+		Text *string `json:"text"`
+	} `json:"messages"`
+	NextCursor *string `json:"next_cursor"`
+}
+
+// readPages follows next_cursor from path until it is null, and returns
+// the pages.
+func (e *env) readPages(path, token string, limit int) []page {
+	e.t.Helper()
+	var pages []page
+	q := url.Values{"limit": {strconv.Itoa(limit)}}
+	for len(pages) < 100 {
+		r := e.do(http.MethodGet, path+"?"+q.Encode(), token, nil)
+		if r.status != http.StatusOK {
+			e.t.Fatalf("GET %s?%s = %d, want 200 (body %s)", path, q.Encode(), r.status, r.body)
+		}
+		var pg page
+		r.decode(e.t, &pg)
+		pages = append(pages, pg)
+		if pg.NextCursor == nil {
+			return pages
+		}
+		q.Set("cursor", *pg.NextCursor)
+	}
+	e.t.Fatalf("GET %s: no last page after 100", path)
+	return nil
+}
+
+// TestReadsArePaged serves the list and a transcript as the chat service
+// pages them, and reads them through the API a page at a time: each HTTP
+// page is one bus page, its cursor passed through, a staff member's read
+// of each page audited, and a cursor works only for the list it came from.
+func TestReadsArePaged(t *testing.T) {
 	e := startGateway(t)
 	at := time.Date(2025, 3, 4, 5, 6, 7, 0, time.UTC)
-	// In order of id, as the pages come; by activity c4, c2, c5, c3, c1.
-	var summaries []chatapi.Summary
-	for i, minutes := range []int{1, 4, 2, 5, 3} {
-		id := "c" + strconv.Itoa(i+1)
-		summaries = append(summaries, chatapi.Summary{ID: id, Tenant: "demo", Visitor: "v1", Status: chatapi.StatusOpen, CreatedAt: at, LastMessageAt: at.Add(time.Duration(minutes) * time.Minute)})
+	ids := []string{"c5", "c4", "c3", "c2", "c1"} // as the chat service orders them
+	var (
+		mu     sync.Mutex
+		listed []chatapi.ListArgs
+	)
+	asked := func() []chatapi.ListArgs {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(listed)
 	}
-	var pages atomic.Int64
 	serve(t, e.nc, chatapi.ListSubject, func(_ context.Context, req rpc.Request[chatapi.ListArgs]) (chatapi.ListResult, error) {
-		pages.Add(1)
-		var res chatapi.ListResult
-		for i, s := range summaries {
-			if s.ID <= req.Args.Page.After {
+		mu.Lock()
+		listed = append(listed, req.Args)
+		mu.Unlock()
+		res := chatapi.ListResult{Conversations: []chatapi.Summary{}}
+		for _, id := range ids {
+			if req.Args.Page.After != "" && id >= req.Args.Page.After {
 				continue
 			}
-			if len(res.Conversations) == 2 {
-				res.Next = &summaries[i-1].ID
+			if len(res.Conversations) == req.Args.Page.Limit {
+				res.Next = &res.Conversations[len(res.Conversations)-1].ID
 				break
 			}
-			res.Conversations = append(res.Conversations, s)
+			res.Conversations = append(res.Conversations, chatapi.Summary{ID: id, Tenant: req.Principal.Tenant, Visitor: "v1", Status: chatapi.StatusOpen, CreatedAt: at, LastMessageAt: at})
 		}
 		return res, nil
 	})
-	// Conversation "ok" reads whole; "erased" has its visitor erased after
-	// the first page was read; "stuck" answers a page that ends where it
-	// started.
+	// Conversation "ok" has five messages; any other two.
 	serve(t, e.nc, chatapi.MessagesSubject, func(_ context.Context, req rpc.Request[chatapi.MessagesArgs]) (chatapi.MessagesResult, error) {
-		pages.Add(1)
-		pg := req.Args.Page
-		if req.Args.Conversation == "stuck" {
-			return chatapi.MessagesResult{Messages: []chatapi.Message{}, Next: &pg.After}, nil
+		last := uint64(2)
+		if req.Args.Conversation == "ok" {
+			last = 5
 		}
-		var res chatapi.MessagesResult
-		for seq := pg.After + 1; seq <= 5; seq++ {
-			if len(res.Messages) == 2 {
-				res.Next = &res.Messages[1].Seq
+		res := chatapi.MessagesResult{Messages: []chatapi.Message{}}
+		for seq := req.Args.Page.After + 1; seq <= last; seq++ {
+			if len(res.Messages) == req.Args.Page.Limit {
+				res.Next = &res.Messages[len(res.Messages)-1].Seq
 				break
 			}
-			m := chatapi.Message{ID: "m" + strconv.Itoa(int(seq)), Seq: seq, Author: &event.Author{Role: string(auth.RoleVisitor), ID: "v1"}, At: at}
-			if req.Args.Conversation == "erased" && pg.After > 0 {
-				m.Erased = true
-			} else {
-				text := "text " + strconv.Itoa(int(seq))
-				m.Text = &text
-			}
-			res.Messages = append(res.Messages, m)
+			text := req.Args.Conversation + " " + strconv.Itoa(int(seq))
+			res.Messages = append(res.Messages, chatapi.Message{ID: "m" + strconv.Itoa(int(seq)), Seq: seq, Author: &event.Author{Role: string(auth.RoleVisitor), ID: "v1"}, Text: &text, At: at})
 		}
 		return res, nil
 	})
@@ -78,76 +116,184 @@ func TestPagedReadsAreJoined(t *testing.T) {
 		return audit.Entry{}, nil
 	})
 	supervisor := e.token(auth.Principal{Tenant: "demo", ID: "s1", Role: auth.RoleSupervisor})
+	visitor := e.token(auth.Principal{Tenant: "demo", ID: "v1", Role: auth.RoleVisitor})
 
-	r := e.do(http.MethodGet, "/v1/conversations", supervisor, nil)
-	if r.status != http.StatusOK {
-		t.Fatalf("GET /v1/conversations = %d, want 200 (body %s)", r.status, r.body)
-	}
-	var list struct {
-		Conversations []struct {
-			ID string `json:"id"`
-		} `json:"conversations"`
-	}
-	r.decode(t, &list)
 	var got []string
-	for _, c := range list.Conversations {
-		got = append(got, c.ID)
+	pages := e.readPages("/v1/conversations", supervisor, 2)
+	for _, pg := range pages {
+		for _, c := range pg.Conversations {
+			got = append(got, c.ID)
+		}
 	}
-	if diff := cmp.Diff([]string{"c4", "c2", "c5", "c3", "c1"}, got); diff != "" {
-		t.Errorf("GET /v1/conversations mismatch (-want +got):\n%s", diff)
+	if diff := cmp.Diff(ids, got); diff != "" {
+		t.Errorf("paged GET /v1/conversations mismatch (-want +got):\n%s", diff)
 	}
-	if n := pages.Swap(0); n != 3 {
-		t.Errorf("GET /v1/conversations asked %d pages, want 3", n)
+	wantListed := []chatapi.ListArgs{{Page: chatapi.Page[string]{Limit: 2}}, {Page: chatapi.Page[string]{After: "c4", Limit: 2}}, {Page: chatapi.Page[string]{After: "c2", Limit: 2}}}
+	if diff := cmp.Diff(wantListed, asked()); diff != "" {
+		t.Errorf("list pages asked of the chat service mismatch (-want +got):\n%s", diff)
+	}
+	r := e.do(http.MethodGet, "/v1/conversations", supervisor, nil)
+	if last := asked()[len(wantListed)]; r.status != http.StatusOK || last.Page.Limit != 100 {
+		t.Errorf("GET /v1/conversations = %d, asked for %+v; want 200 and the default limit, 100", r.status, last.Page)
 	}
 
-	tests := []struct {
+	for _, as := range []struct {
 		name        string
-		give        string
-		want        int
-		wantTexts   []string
+		token       string
 		wantAudited int64
+	}{{"supervisor", supervisor, 3}, {"visitor", visitor, 0}} {
+		audited.Store(0)
+		var texts []string
+		for _, pg := range e.readPages("/v1/conversations/ok/messages", as.token, 2) {
+			for _, m := range pg.Messages {
+				texts = append(texts, *m.Text)
+			}
+		}
+		if diff := cmp.Diff([]string{"ok 1", "ok 2", "ok 3", "ok 4", "ok 5"}, texts); diff != "" {
+			t.Errorf("%s: paged transcript mismatch (-want +got):\n%s", as.name, diff)
+		}
+		if n := audited.Load(); n != as.wantAudited {
+			t.Errorf("%s: 3 pages read, %d audit entries written, want %d", as.name, n, as.wantAudited)
+		}
+	}
+
+	// Cursors of each kind, to present where they do not belong.
+	listCursor := *pages[0].NextCursor
+	okCursor := *e.readPages("/v1/conversations/ok/messages", visitor, 2)[0].NextCursor
+	op := e.operator()
+	if r := e.do(http.MethodPut, "/v1/tenants/acme", op, []byte(`{"name":"Acme"}`)); r.status >= 300 {
+		t.Fatalf("PUT /v1/tenants/acme = %d (body %s)", r.status, r.body)
+	}
+	foreign := e.token(auth.Principal{Tenant: "acme", ID: "s2", Role: auth.RoleSupervisor})
+	waitFor(t, "tenant acme known to the gateway", func() bool {
+		return e.do(http.MethodGet, "/v1/conversations", foreign, nil).status == http.StatusOK
+	})
+	requests := countBus(t, e.nc)
+	tests := []struct {
+		name  string
+		path  string
+		token string
 	}{
-		{"whole, audited once", "ok", http.StatusOK, []string{"text 1", "text 2", "text 3", "text 4", "text 5"}, 1},
-		{"erased between pages: erased throughout", "erased", http.StatusOK, []string{"", "", "", "", ""}, 1},
-		{"a page that does not move on", "stuck", http.StatusInternalServerError, nil, 0},
+		{"limit 0", "/v1/conversations?limit=0", supervisor},
+		{"limit above the largest page", "/v1/conversations?limit=501", supervisor},
+		{"limit not a number", "/v1/conversations/ok/messages?limit=ten", supervisor},
+		{"empty cursor", "/v1/conversations?cursor=", supervisor},
+		{"cursor not base64url", "/v1/conversations?cursor=" + url.QueryEscape("a+b/c=="), supervisor},
+		{"cursor not JSON", "/v1/conversations?cursor=bm90IGpzb24", supervisor},
+		{"cursor too long", "/v1/conversations?cursor=" + strings.Repeat("A", 600), supervisor},
+		{"list cursor on a transcript", "/v1/conversations/ok/messages?cursor=" + listCursor, supervisor},
+		{"transcript cursor on the list", "/v1/conversations?cursor=" + okCursor, supervisor},
+		{"cursor of another conversation", "/v1/conversations/other/messages?cursor=" + okCursor, supervisor},
+		{"cursor of another tenant's list", "/v1/conversations?cursor=" + listCursor, foreign},
+		{"cursor of another tenant's transcript", "/v1/conversations/ok/messages?cursor=" + okCursor, foreign},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			audited.Store(0)
-			r := e.do(http.MethodGet, "/v1/conversations/"+tt.give+"/messages", supervisor, nil)
-			if tt.want != http.StatusOK {
-				checkProblem(t, r, tt.want)
-			} else if r.status != http.StatusOK {
-				t.Fatalf("GET messages = %d, want 200 (body %s)", r.status, r.body)
-			}
-			if n := audited.Load(); n != tt.wantAudited {
-				t.Errorf("GET messages wrote %d audit entries, want %d", n, tt.wantAudited)
-			}
-			if tt.want != http.StatusOK {
-				return
-			}
-			var res struct {
-				Messages []struct {
-					ID     string  `json:"id"`
-					Text   *string `json:"text"`
-					Erased bool    `json:"erased"`
-				} `json:"messages"`
-			}
-			r.decode(t, &res)
-			var texts []string
-			for _, m := range res.Messages {
-				if (m.Text == nil) != m.Erased {
-					t.Errorf("message %s: text %v with erased %v", m.ID, m.Text, m.Erased)
-				}
-				text := ""
-				if m.Text != nil {
-					text = *m.Text
-				}
-				texts = append(texts, text)
-			}
-			if diff := cmp.Diff(tt.wantTexts, texts); diff != "" {
-				t.Errorf("GET messages texts mismatch (-want +got):\n%s", diff)
-			}
+			checkProblem(t, e.do(http.MethodGet, tt.path, tt.token, nil), http.StatusBadRequest)
 		})
+	}
+	if n := requests(); n != 0 {
+		t.Errorf("refused pages sent %d messages on parley.>, want 0", n)
+	}
+}
+
+// TestExportIsStreamed serves an export in pages, a conversation split
+// between two of them, and checks that the document is whole and valid
+// JSON; then an export whose second page fails, which must end cut off,
+// never as a document that looks complete.
+func TestExportIsStreamed(t *testing.T) {
+	e := startGateway(t)
+	at := time.Date(2025, 3, 4, 5, 6, 7, 0, time.UTC)
+	serve(t, e.nc, privacyapi.ExportSubject, func(_ context.Context, req rpc.Request[privacyapi.SubjectArgs]) (privacyapi.ExportResult, error) {
+		return privacyapi.ExportResult{}, nil
+	})
+	message := func(seq uint64) chatapi.Message {
+		text := "text " + strconv.Itoa(int(seq))
+		return chatapi.Message{ID: "m" + strconv.Itoa(int(seq)), Seq: seq, Author: &event.Author{Role: string(auth.RoleVisitor), ID: "v1"}, Text: &text, At: at}
+	}
+	conv := func(id string, seqs ...uint64) chatapi.ExportedConversation {
+		c := chatapi.ExportedConversation{Summary: chatapi.Summary{ID: id, Tenant: "demo", Visitor: "v1", Status: chatapi.StatusOpen, CreatedAt: at, LastMessageAt: at}, Messages: []chatapi.Message{}}
+		for _, s := range seqs {
+			c.Messages = append(c.Messages, message(s))
+		}
+		return c
+	}
+	// c1 whole; c2 split over pages 1 and 2; c3 with no message left; c4.
+	pages := []chatapi.ExportResult{
+		{Conversations: []chatapi.ExportedConversation{conv("c1", 1, 2), conv("c2", 3)}, Next: &chatapi.ExportCursor{Conversation: "c2", Seq: 3}},
+		{Conversations: []chatapi.ExportedConversation{conv("c2", 4, 5)}, Next: &chatapi.ExportCursor{Conversation: "c3"}},
+		{Conversations: []chatapi.ExportedConversation{conv("c3"), conv("c4", 6)}},
+	}
+	var fail atomic.Bool
+	serve(t, e.nc, chatapi.ExportSubject, func(_ context.Context, req rpc.Request[chatapi.ExportArgs]) (chatapi.ExportResult, error) {
+		switch {
+		case req.Args.After == nil:
+			return pages[0], nil
+		case fail.Load():
+			return chatapi.ExportResult{}, rpc.Errorf(rpc.CodeGone, "the visitor is erased")
+		case req.Args.After.Conversation == "c2":
+			return pages[1], nil
+		}
+		return pages[2], nil
+	})
+	visitor := e.token(auth.Principal{Tenant: "demo", ID: "v1", Role: auth.RoleVisitor})
+
+	r := e.do(http.MethodGet, "/v1/me/export", visitor, nil)
+	if r.status != http.StatusOK || r.contentType != "application/json" {
+		t.Fatalf("GET /v1/me/export = %d %s, want 200 application/json (body %s)", r.status, r.contentType, r.body)
+	}
+	var doc struct {
+		Subject       map[string]string `json:"subject"`
+		Consents      []any             `json:"consents"`
+		NetworkData   []any             `json:"network_data"`
+		Requests      []any             `json:"requests"`
+		Conversations []struct {
+			ID       string            `json:"id"`
+			Messages []chatapi.Message `json:"messages"`
+		} `json:"conversations"`
+	}
+	if err := json.Unmarshal(r.body, &doc); err != nil {
+		t.Fatalf("export is not valid JSON: %v\n%s", err, r.body)
+	}
+	type exported struct {
+		ID   string
+		Seqs []uint64
+	}
+	var got []exported
+	for _, c := range doc.Conversations {
+		x := exported{ID: c.ID, Seqs: []uint64{}}
+		for _, m := range c.Messages {
+			if diff := cmp.Diff(message(m.Seq), m); diff != "" {
+				t.Errorf("exported message %d mismatch (-want +got):\n%s", m.Seq, diff)
+			}
+			x.Seqs = append(x.Seqs, m.Seq)
+		}
+		got = append(got, x)
+	}
+	want := []exported{{"c1", []uint64{1, 2}}, {"c2", []uint64{3, 4, 5}}, {"c3", []uint64{}}, {"c4", []uint64{6}}}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("exported conversations mismatch (-want +got):\n%s", diff)
+	}
+	if doc.Subject["id"] != "v1" || doc.Consents == nil || doc.NetworkData == nil || doc.Requests == nil {
+		t.Errorf("export subject %v, consents %v, network data %v, requests %v; want v1 and empty lists", doc.Subject, doc.Consents, doc.NetworkData, doc.Requests)
+	}
+
+	fail.Store(true)
+	req, err := http.NewRequest(http.MethodGet, e.base+"/v1/me/export", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+visitor)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK || err == nil {
+		t.Errorf("export failing on its second page = %d, read error %v; want 200 cut off with a read error (body %s)", resp.StatusCode, err, body)
+	}
+	if json.Valid(body) {
+		t.Errorf("export failing on its second page reads as a whole document: %s", body)
 	}
 }

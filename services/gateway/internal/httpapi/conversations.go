@@ -2,7 +2,6 @@ package httpapi
 
 import (
 	"net/http"
-	"slices"
 	"time"
 
 	"github.com/parley-chat/parley/pkg/auth"
@@ -70,29 +69,34 @@ func (a *API) openConversation(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// conversationPage is a page of GET /v1/conversations.
+type conversationPage struct {
+	Conversations []conversation `json:"conversations"`
+	NextCursor    *string        `json:"next_cursor"`
+}
+
+// listConversations answers one page of the caller's conversations, newest
+// first: in descending order of id (UUIDv7, time-ordered), which no
+// activity changes, so paging neither misses nor repeats one.
 func (a *API) listConversations(w http.ResponseWriter, r *http.Request) error {
 	p, err := a.member(r, false)
 	if err != nil {
 		return err
 	}
-	// The pages come in order of id, which no activity changes, so that none
-	// is missed or listed twice; the inbox is newest activity first.
-	var convs []chatapi.Summary
-	err = paged(a, r, chatapi.ListSubject, p,
-		func(after *string) any { return chatapi.ListArgs{Page: chatapi.PageAfter(after)} },
-		func(res chatapi.ListResult) *string {
-			convs = append(convs, res.Conversations...)
-			return res.Next
-		})
+	scope := cursorScope{Call: "conversations", Tenant: p.Tenant}
+	pg, err := pageOf[string](r, scope)
 	if err != nil {
 		return err
 	}
-	slices.SortFunc(convs, chatapi.ByActivity)
-	out := make([]conversation, len(convs))
-	for i, s := range convs {
-		out[i] = viewOf(s)
+	var res chatapi.ListResult
+	if err := a.call(r, chatapi.ListSubject, p, chatapi.ListArgs{Page: pg}, &res); err != nil {
+		return err
 	}
-	writeJSON(w, http.StatusOK, map[string][]conversation{"conversations": out})
+	out := conversationPage{Conversations: make([]conversation, len(res.Conversations)), NextCursor: nextCursor(scope, res.Next)}
+	for i, s := range res.Conversations {
+		out.Conversations[i] = viewOf(s)
+	}
+	writeJSON(w, http.StatusOK, out)
 	return nil
 }
 
@@ -118,36 +122,40 @@ func (a *API) postMessage(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// messagePage is a page of GET /v1/conversations/{id}/messages.
+type messagePage struct {
+	Messages   []chatapi.Message `json:"messages"`
+	NextCursor *string           `json:"next_cursor"`
+}
+
+// listMessages answers one page of a transcript, oldest first. Each page is
+// one request to the chat service, which checks the caller's access to the
+// conversation again, and decides once for the whole page whether its
+// visitor is erased; a staff member's read of each page is audited before
+// it is answered.
 func (a *API) listMessages(w http.ResponseWriter, r *http.Request) error {
 	p, id, err := a.target(r)
 	if err != nil {
 		return err
 	}
-	msgs := []chatapi.Message{}
-	err = paged(a, r, chatapi.MessagesSubject, p,
-		func(after *uint64) any { return chatapi.MessagesArgs{Conversation: id, Page: chatapi.PageAfter(after)} },
-		func(res chatapi.MessagesResult) *uint64 {
-			msgs = append(msgs, res.Messages...)
-			return res.Next
-		})
+	scope := cursorScope{Call: "messages", Tenant: p.Tenant, Conversation: id}
+	pg, err := pageOf[uint64](r, scope)
 	if err != nil {
 		return err
 	}
-	// Every message is sealed under the visitor's key: if the visitor was
-	// erased while the pages were read, the earlier pages' texts are shown
-	// no more than the later ones'.
-	if slices.ContainsFunc(msgs, func(m chatapi.Message) bool { return m.Erased }) {
-		for i := range msgs {
-			msgs[i].Text, msgs[i].Erased = nil, true
-		}
+	var res chatapi.MessagesResult
+	if err := a.call(r, chatapi.MessagesSubject, p, chatapi.MessagesArgs{Conversation: id, Page: pg}, &res); err != nil {
+		return err
 	}
-	// One audit entry for the whole read, however many pages it took.
 	if p.Role.Staff() {
 		if err := a.auditRead(r.Context(), p, id); err != nil {
 			return err
 		}
 	}
-	writeJSON(w, http.StatusOK, chatapi.MessagesResult{Messages: msgs})
+	if res.Messages == nil {
+		res.Messages = []chatapi.Message{}
+	}
+	writeJSON(w, http.StatusOK, messagePage{Messages: res.Messages, NextCursor: nextCursor(scope, res.Next)})
 	return nil
 }
 

@@ -159,6 +159,14 @@ func (a *API) handle(fn func(http.ResponseWriter, *http.Request) error) http.Han
 		if err == nil {
 			return
 		}
+		var cut *answerCut
+		if errors.As(err, &cut) {
+			if r.Context().Err() == nil {
+				a.cfg.Log.Warn("answer cut off", "method", r.Method, "route", r.Pattern, "err", err)
+			}
+			// net/http closes the connection and logs nothing.
+			panic(http.ErrAbortHandler)
+		}
 		p, internal := problemFor(err)
 		// A client that went away is no failure of ours.
 		if internal && r.Context().Err() == nil {
@@ -175,8 +183,9 @@ func (a *API) handle(fn func(http.ResponseWriter, *http.Request) error) http.Han
 // ServeHTTP serves the API, recording each request's route pattern, status
 // and duration — and nothing else about it.
 func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	start := time.Now()
 	rec := &statusRecorder{ResponseWriter: w, req: r, status: http.StatusOK}
+	// Deferred, so that an answer cut off (answerCut) is counted too.
+	defer a.observe(r, rec, time.Now())
 	h := w.Header()
 	// Bearer tokens, not cookies, authenticate, so any site may embed the
 	// widget and call the API.
@@ -189,6 +198,10 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	} else {
 		a.mux.ServeHTTP(rec, r)
 	}
+}
+
+// observe counts a request and its duration.
+func (a *API) observe(r *http.Request, rec *statusRecorder, start time.Time) {
 	route := r.Pattern
 	if route == "" {
 		route = "unmatched"

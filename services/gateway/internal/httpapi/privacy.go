@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"slices"
 	"time"
@@ -139,13 +140,15 @@ func (a *API) exportSubject(w http.ResponseWriter, r *http.Request) error {
 // service's. The privacy service is asked first: it records the export and
 // audits a staff export, and answers gone or not found for a subject that
 // is erased or never existed, so no transcript is read unaudited.
+//
+// A history can be far larger than the gateway should hold, so the
+// document is streamed: the privacy service's part, then each page of
+// conversations as the chat service answers it, flushed. The answer
+// begins once the first page is read, so an export refused outright is
+// still a problem; one that fails later is cut off (abortAnswer).
 func (a *API) export(w http.ResponseWriter, r *http.Request, p auth.Principal, subject string) error {
 	var priv privacyapi.ExportResult
 	if err := a.call(r, privacyapi.ExportSubject, p, privacyapi.SubjectArgs{Tenant: p.Tenant, Subject: subject}, &priv); err != nil {
-		return err
-	}
-	chat, err := a.exportChat(r, p, subject)
-	if err != nil {
 		return err
 	}
 	doc := exportDoc{
@@ -153,14 +156,11 @@ func (a *API) export(w http.ResponseWriter, r *http.Request, p auth.Principal, s
 		Consents:      make([]consentView, len(priv.Consents)),
 		NetworkData:   priv.NetworkData,
 		Requests:      priv.Requests,
-		Conversations: make([]exportedConversation, len(chat)),
+		Conversations: []exportedConversation{},
 	}
 	doc.Subject.Tenant, doc.Subject.ID = p.Tenant, subject
 	for i, c := range priv.Consents {
 		doc.Consents[i] = viewOfConsent(c.Consent, c.At)
-	}
-	for i, c := range chat {
-		doc.Conversations[i] = exportedConversation{conversation: viewOf(c.Summary), Messages: c.Messages}
 	}
 	if doc.NetworkData == nil {
 		doc.NetworkData = []privacyapi.NetworkDataEntry{}
@@ -168,31 +168,27 @@ func (a *API) export(w http.ResponseWriter, r *http.Request, p auth.Principal, s
 	if doc.Requests == nil {
 		doc.Requests = []privacyapi.RequestEntry{}
 	}
-	w.Header().Set("Content-Disposition", `attachment; filename="parley-export.json"`)
-	writeJSON(w, http.StatusOK, doc)
-	return nil
-}
-
-// exportChat reads every page of the subject's conversations from the chat
-// service, joining a conversation split between pages.
-func (a *API) exportChat(r *http.Request, p auth.Principal, subject string) ([]chatapi.ExportedConversation, error) {
-	var convs []chatapi.ExportedConversation
-	err := paged(a, r, chatapi.ExportSubject, p,
-		func(after *chatapi.ExportCursor) any { return chatapi.ExportArgs{Visitor: subject, After: after} },
-		func(page chatapi.ExportResult) *chatapi.ExportCursor {
-			for _, c := range page.Conversations {
-				if n := len(convs); n > 0 && convs[n-1].ID == c.ID {
-					convs[n-1].Messages = append(convs[n-1].Messages, c.Messages...)
-					continue
-				}
-				convs = append(convs, c)
+	out := &exportStream{w: w}
+	err := chatapi.ReadPages(func(after *chatapi.ExportCursor) (*chatapi.ExportCursor, error) {
+		var page chatapi.ExportResult
+		if err := a.call(r, chatapi.ExportSubject, p, chatapi.ExportArgs{Visitor: subject, After: after}, &page); err != nil {
+			return nil, err
+		}
+		if !out.begun {
+			w.Header().Set("Content-Disposition", `attachment; filename="parley-export.json"`)
+			if err := out.start(doc); err != nil {
+				return nil, err
 			}
-			return page.Next
-		})
-	if err != nil {
-		return nil, err
+		}
+		return page.Next, out.page(page.Conversations)
+	})
+	if err == nil {
+		err = out.end()
 	}
-	return convs, nil
+	if err != nil && out.begun {
+		return abortAnswer(fmt.Errorf("stream export: %w", err))
+	}
+	return err
 }
 
 func (a *API) eraseMe(w http.ResponseWriter, r *http.Request) error {

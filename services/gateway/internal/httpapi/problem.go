@@ -53,6 +53,18 @@ var (
 	errBadSince      = invalid("since must be a time in RFC 3339 format, such as 2026-01-02T15:04:05Z")
 )
 
+// answerCut is the error of a handler whose answer had begun when it
+// failed: too late for a problem, so handle cuts the connection instead,
+// and the client sees the answer end early (an HTTP/1.1 chunked body
+// without its last chunk), never one that looks complete.
+type answerCut struct{ err error }
+
+func (e *answerCut) Error() string { return e.err.Error() }
+func (e *answerCut) Unwrap() error { return e.err }
+
+// abortAnswer marks err as the failure of an answer already begun.
+func abortAnswer(err error) error { return &answerCut{err: err} }
+
 // rpcProblems maps the codes of other services' errors; any other code is
 // internal.
 var rpcProblems = map[rpc.Code]struct {

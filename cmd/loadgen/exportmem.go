@@ -1,0 +1,181 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// exportMemory is parley's resident memory while concurrent exports of
+// one large history run: an export must be streamed a page at a time, its
+// memory bounded by a page, not by the history.
+type exportMemory struct {
+	Messages     int
+	HistoryBytes int64 // of message text
+	Exports      int   // run at once
+	ExportBytes  int64 // of one export document
+	Elapsed      time.Duration
+	// RSSBefore is VmRSS once the history is posted and parley has
+	// settled, just before the exports.
+	RSSBefore int64
+	// PeakRSS is VmHWM after the exports, the high-water mark having been
+	// reset to the resident size before them (clear_refs); when the
+	// kernel refused the reset, the largest VmRSS sampled.
+	PeakRSS int64
+	// SampledPeak is the largest VmRSS sampled every 10 ms meanwhile.
+	SampledPeak int64
+	HWMReset    bool
+}
+
+// exportMessage is the size of a message of the exported history: large
+// enough that the history is tens of MiB in a few thousand posts.
+const exportMessage = 16 << 10
+
+// measureExportMemory posts a history of about historyBytes as one
+// visitor, then runs exports of it at once, each read to its end and
+// checked whole, while parley's resident memory is sampled.
+func measureExportMemory(ctx context.Context, p *parley, cfg config, historyBytes int64, exports int) (exportMemory, error) {
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 2 * historyConversations}}
+	n := int(historyBytes / exportMessage)
+	tok, err := visitorWithHistory(ctx, client, p.base, n, exportMessage)
+	if err != nil {
+		return exportMemory{}, err
+	}
+	if err := p.settle(ctx, cfg.Settle); err != nil {
+		return exportMemory{}, err
+	}
+	m := exportMemory{Messages: n, HistoryBytes: int64(n) * exportMessage, Exports: exports}
+	if m.RSSBefore, err = p.procStatus("VmRSS"); err != nil {
+		return m, err
+	}
+	// Writing 5 to clear_refs resets the high-water mark to the resident
+	// size now (Linux 4.0 on), so that VmHWM after is the exports' peak.
+	m.HWMReset = os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", p.cmd.Process.Pid), []byte("5"), 0) == nil
+
+	sampled := make(chan int64, 1)
+	stop := make(chan struct{})
+	go func() {
+		peak := m.RSSBefore
+		tick := time.NewTicker(10 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				sampled <- peak
+				return
+			case <-tick.C:
+				if rss, err := p.procStatus("VmRSS"); err == nil {
+					peak = max(peak, rss)
+				}
+			}
+		}
+	}()
+	start := time.Now()
+	sizes := make([]int64, exports)
+	errs := make([]error, exports)
+	var wg sync.WaitGroup
+	for i := range exports {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sizes[i], errs[i] = readExport(ctx, client, p.base, tok, n)
+		}()
+	}
+	wg.Wait()
+	m.Elapsed = time.Since(start)
+	close(stop)
+	m.SampledPeak = <-sampled
+	if err := errors.Join(errs...); err != nil {
+		return m, err
+	}
+	m.ExportBytes = sizes[0]
+	m.PeakRSS = m.SampledPeak
+	if m.HWMReset {
+		if m.PeakRSS, err = p.procStatus("VmHWM"); err != nil {
+			return m, err
+		}
+	}
+	fmt.Fprintf(os.Stderr, "%-30s %d × %.1f MiB in %v: parley resident %.1f MiB before, peak %.1f MiB\n", "export: memory",
+		exports, float64(m.ExportBytes)/(1<<20), m.Elapsed.Round(time.Millisecond), float64(m.RSSBefore)/(1<<20), float64(m.PeakRSS)/(1<<20))
+	return m, nil
+}
+
+// readExport reads GET /v1/me/export to its end as a stream of JSON
+// tokens, so that the load generator holds no more of it than parley
+// should, and checks that it is one valid document holding the want
+// messages. It returns the document's size.
+func readExport(ctx context.Context, client *http.Client, base, token string, want int) (int64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/v1/me/export", nil)
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0, fmt.Errorf("export: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
+		return 0, fmt.Errorf("export: %d %s", resp.StatusCode, b)
+	}
+	body := &countingReader{r: resp.Body}
+	dec := json.NewDecoder(body)
+	messages := 0
+	for {
+		tok, err := dec.Token()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return body.n, fmt.Errorf("export after %d bytes: %w", body.n, err)
+		}
+		// Every message, and nothing else in an export, has a "seq".
+		if tok == "seq" {
+			messages++
+		}
+	}
+	if messages != want {
+		return body.n, fmt.Errorf("export holds %d messages, want %d", messages, want)
+	}
+	return body.n, nil
+}
+
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(b []byte) (int, error) {
+	n, err := c.r.Read(b)
+	c.n += int64(n)
+	return n, err
+}
+
+// procStatus reads a size field of /proc/PID/status of parley, in bytes.
+func (p *parley) procStatus(field string) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
+	if err != nil {
+		return 0, fmt.Errorf("read status: %w", err)
+	}
+	for line := range strings.SplitSeq(string(b), "\n") {
+		v, ok := strings.CutPrefix(line, field+":")
+		if !ok {
+			continue
+		}
+		kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("parse %s: %w", field, err)
+		}
+		return kb << 10, nil
+	}
+	return 0, fmt.Errorf("no %s in /proc/%d/status", field, p.cmd.Process.Pid)
+}
