@@ -33,7 +33,8 @@ func TestAuditVerify(t *testing.T) {
 	dir := t.TempDir()
 	a, _ := testAll(t, dir)
 	admin := staffToken(t, dir, "demo", "admin", "ada")
-	natsFlags := []string{"--nats-url", a.NATSURL(), "--nats-user", "admin", "--nats-password-file", filepath.Join(dir, natsAdminPasswordFile)}
+	natsFlags := []string{"--nats-url", a.NATSURL(), "--nats-user", "admin", "--nats-password-file", filepath.Join(dir, natsAdminPasswordFile),
+		"--audit-key-file", filepath.Join(dir, privacy.AuditKeyFile)}
 	// Tenant demo exists, but nothing of it is audited yet.
 	const empty = "audit trail of demo: no entries, nothing to verify\n"
 	if out, err := auditVerify(append([]string{"--tenant", "demo"}, natsFlags...)...); err != nil || out != empty {
