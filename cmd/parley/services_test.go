@@ -18,8 +18,8 @@ import (
 	"github.com/parley-chat/parley/pkg/auth"
 	"github.com/parley-chat/parley/pkg/buspolicy"
 	"github.com/parley-chat/parley/pkg/natsembed"
-	"github.com/parley-chat/parley/services/privacy"
 	"github.com/parley-chat/parley/pkg/rpc"
+	"github.com/parley-chat/parley/services/privacy"
 )
 
 // TestServicesAgainstExternalNATS runs each service as its own command, as
