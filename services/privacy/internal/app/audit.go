@@ -120,11 +120,13 @@ func (a *App) appendAudit(ctx context.Context, args privacyapi.AppendAuditArgs) 
 // latest checkpoint: a chain that lost entries, or was replaced, is not
 // extended, since its next checkpoint would hide the loss.
 func (a *App) loadHead(ctx context.Context, tenant string) (AuditHead, error) {
-	head, err := a.audit.Head(ctx, tenant)
+	// The checkpoint first: each is stored after its entry, so the head
+	// read after it is as far at least, however many instances append.
+	cp, _, found, err := a.checkpoints.Latest(ctx, tenant)
 	if err != nil {
 		return AuditHead{}, err
 	}
-	cp, _, found, err := a.checkpoints.Latest(ctx, tenant)
+	head, err := a.audit.Head(ctx, tenant)
 	if err != nil || !found {
 		return head, err
 	}
