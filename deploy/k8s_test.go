@@ -44,7 +44,7 @@ var (
 	serviceFlags = map[string][]string{
 		"":          {"--nats-url", "--nats-creds", "--replicas", "--log-format", "--log-level"},
 		"gateway":   {"--http-addr", "--signing-key-file", "--default-tenant"},
-		"privacy":   {"--kek-file"},
+		"privacy":   {"--kek-file", "--audit-key-file"},
 		"analytics": {"--clickhouse"},
 	}
 	streamsApplyFlags = []string{"--nats-url", "--nats-creds", "--nats-user", "--nats-password-file", "--data-dir", "--replicas"}
@@ -59,7 +59,7 @@ const authConf = "k8s/base/nats/auth.conf"
 
 // externalSecrets are the Secrets an operator creates (README.md); only the
 // dev overlay generates them.
-var externalSecrets = []string{"parley-kek", "parley-signing-key", "parley-nats-passwords", "parley-clickhouse", "parley-tls"}
+var externalSecrets = []string{"parley-kek", "parley-signing-key", "parley-audit-key", "parley-nats-passwords", "parley-clickhouse", "parley-tls"}
 
 // manifests is one built overlay, every object decoded into its type.
 type manifests struct {
@@ -426,6 +426,9 @@ func checkParleyService(t *testing.T, m manifests, svc string) {
 	case "privacy":
 		if !m.mountsFileOf(d.Spec.Template.Spec, c, args["--kek-file"], "parley-kek") {
 			t.Errorf("privacy: --kek-file %q is not in a volume of Secret parley-kek", args["--kek-file"])
+		}
+		if !m.mountsFileOf(d.Spec.Template.Spec, c, args["--audit-key-file"], "parley-audit-key") {
+			t.Errorf("privacy: --audit-key-file %q is not in a volume of Secret parley-audit-key", args["--audit-key-file"])
 		}
 	case "analytics":
 		want := "clickhouse://analytics:$(CLICKHOUSE_PASSWORD)@clickhouse:9000/default"

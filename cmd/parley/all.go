@@ -51,6 +51,7 @@ type allConfig struct {
 	ClickHouseBinary string
 	KEKFile          string // default DataDir/kek.key, created when missing
 	SigningKey       string // default DataDir/signing-key.pem, created when missing
+	AuditKeyFile     string // default DataDir/audit-key.pem, created when missing
 	DefaultTenant    string // default "demo"
 	// SyncAlways makes JetStream fsync before every acknowledgement.
 	SyncAlways bool
@@ -74,6 +75,9 @@ func (c *allConfig) setDefaults() {
 	}
 	if c.SigningKey == "" {
 		c.SigningKey = filepath.Join(c.DataDir, auth.SigningKeyFile)
+	}
+	if c.AuditKeyFile == "" {
+		c.AuditKeyFile = filepath.Join(c.DataDir, privacy.AuditKeyFile)
 	}
 	if c.DefaultTenant == "" {
 		c.DefaultTenant = "demo"
@@ -106,6 +110,7 @@ func runAll(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs.StringVar(&cfg.ClickHouseBinary, "clickhouse-binary", "", `with --clickhouse auto: the ClickHouse server executable (default: clickhouse-server or clickhouse, found on PATH, in /usr/sbin or /usr/bin)`)
 	fs.StringVar(&cfg.KEKFile, "kek-file", "", "key-encryption key file (default DATA_DIR/kek.key; PARLEY_KEK holds the key itself)")
 	fs.StringVar(&cfg.SigningKey, "signing-key-file", "", "token signing key (default DATA_DIR/signing-key.pem)")
+	fs.StringVar(&cfg.AuditKeyFile, "audit-key-file", "", "key signing the audit trail's checkpoints (default DATA_DIR/"+privacy.AuditKeyFile+")")
 	fs.StringVar(&cfg.DefaultTenant, "default-tenant", "demo", "tenant created on first start")
 	fs.BoolVar(&cfg.SyncAlways, "sync-always", false, "fsync JetStream before every acknowledgement")
 	fs.Float64Var(&cfg.RateLimit, "rate-limit", 0, "requests per second per principal (0: the default of 50, negative: no limit)")
@@ -167,6 +172,10 @@ func startAll(ctx context.Context, cfg allConfig, log *slog.Logger) (_ *allInOne
 		return nil, err
 	}
 	signingKey, err := auth.LoadOrCreateKey(cfg.SigningKey)
+	if err != nil {
+		return nil, err
+	}
+	auditKey, err := privacy.LoadOrCreateAuditKey(cfg.AuditKeyFile)
 	if err != nil {
 		return nil, err
 	}
@@ -240,7 +249,7 @@ func startAll(ctx context.Context, cfg allConfig, log *slog.Logger) (_ *allInOne
 	g, gctx := errgroup.WithContext(runCtx)
 	a.group = g
 	g.Go(func() error {
-		return privacy.Run(gctx, privacy.Deps{NC: privacyNC, Log: log.With("service", "privacy"), KEK: kek})
+		return privacy.Run(gctx, privacy.Deps{NC: privacyNC, Log: log.With("service", "privacy"), KEK: kek, AuditKey: auditKey})
 	})
 	g.Go(func() error {
 		return chat.Run(gctx, chat.Deps{NC: chatNC, Log: log.With("service", "chat"), Keys: chatKeys, Registry: registry})

@@ -3,9 +3,13 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"io"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -15,6 +19,7 @@ import (
 
 	"github.com/parley-chat/parley/pkg/audit"
 	"github.com/parley-chat/parley/pkg/natsembed"
+	"github.com/parley-chat/parley/pkg/privacyapi"
 	"github.com/parley-chat/parley/pkg/stream"
 	"github.com/parley-chat/parley/services/privacy"
 )
@@ -33,7 +38,8 @@ func TestAuditVerify(t *testing.T) {
 	dir := t.TempDir()
 	a, _ := testAll(t, dir)
 	admin := staffToken(t, dir, "demo", "admin", "ada")
-	natsFlags := []string{"--nats-url", a.NATSURL(), "--nats-user", "admin", "--nats-password-file", filepath.Join(dir, natsAdminPasswordFile)}
+	natsFlags := []string{"--nats-url", a.NATSURL(), "--nats-user", "admin", "--nats-password-file", filepath.Join(dir, natsAdminPasswordFile),
+		"--audit-key-file", filepath.Join(dir, privacy.AuditKeyFile)}
 	// Tenant demo exists, but nothing of it is audited yet.
 	const empty = "audit trail of demo: no entries, nothing to verify\n"
 	if out, err := auditVerify(append([]string{"--tenant", "demo"}, natsFlags...)...); err != nil || out != empty {
@@ -148,5 +154,149 @@ func writeTrail(t *testing.T, dir string, entries []audit.Entry) {
 		if _, err := js.Publish(t.Context(), audit.Subject(e.Tenant), data); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// TestAuditCheckpointsEndToEnd saves the checkpoint an auditor would, then
+// removes the trail's newest entries, and the whole trail, as someone
+// holding the store files or the bus's admin password could: `parley
+// audit verify` must fail against the saved checkpoint and against the one
+// Parley keeps, and refuse a checkpoint that was altered. The key that
+// signs them is nowhere in the store.
+func TestAuditCheckpointsEndToEnd(t *testing.T) {
+	dir := t.TempDir()
+	a, _ := testAll(t, dir)
+	admin := staffToken(t, dir, "demo", "admin", "ada")
+	auditor := staffToken(t, dir, "demo", "auditor", "aud")
+	for _, days := range []int{30, 60, 90} {
+		mustCall(t, a.URL(), "PUT", "/v1/settings", admin, map[string]any{"retention_days": days, "collect_network_data": false}, http.StatusOK)
+	}
+	if status, _ := call(t, a.URL(), "GET", "/v1/audit/checkpoint", staffToken(t, dir, "demo", "agent", "al"), nil); status != http.StatusForbidden {
+		t.Errorf("GET /v1/audit/checkpoint as an agent = %d, want %d", status, http.StatusForbidden)
+	}
+	// The auditor keeps the answer as it came.
+	resp := send(t, a.URL(), "GET", "/v1/audit/checkpoint", auditor, nil)
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /v1/audit/checkpoint = %d, %v", resp.StatusCode, err)
+	}
+	var answer privacyapi.AuditCheckpointResult
+	if err := json.Unmarshal(body, &answer); err != nil || answer.Checkpoint == nil || answer.Checkpoint.Count != 3 {
+		t.Fatalf("GET /v1/audit/checkpoint = %s, want a checkpoint of 3 entries", body)
+	}
+	saved := filepath.Join(t.TempDir(), "checkpoint.json")
+	if err := os.WriteFile(saved, body, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	natsFlags := []string{"--nats-url", a.NATSURL(), "--nats-user", "admin", "--nats-password-file", filepath.Join(dir, natsAdminPasswordFile)}
+	out, err := auditVerify(append([]string{"--tenant", "demo", "--checkpoint", saved}, natsFlags...)...)
+	if err != nil || !strings.Contains(out, "3 entries, chain intact\n") || strings.Count(out, ": held") != 2 {
+		t.Errorf("audit verify of an intact trail = %v, %q; want both checkpoints held", err, out)
+	}
+
+	// A checkpoint altered to count fewer entries no longer verifies.
+	altered := *answer.Checkpoint
+	altered.Count = 2
+	alteredFile := filepath.Join(t.TempDir(), "altered.json")
+	writeJSONFile(t, alteredFile, privacyapi.AuditCheckpointResult{Checkpoint: &altered, PublicKey: answer.PublicKey})
+	out, err = auditVerify(append([]string{"--tenant", "demo", "--checkpoint", alteredFile}, natsFlags...)...)
+	if !errors.Is(err, errBadCheckpoint) || !strings.Contains(out, "REFUSED") {
+		t.Errorf("audit verify with an altered checkpoint = %v, %q; want %v", err, out, errBadCheckpoint)
+	}
+
+	// The audit key is not on the bus: not in any form in the store.
+	key, err := privacy.ReadAuditKey(filepath.Join(dir, privacy.AuditKeyFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pem, err := os.ReadFile(filepath.Join(dir, privacy.AuditKeyFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	seed := key.Seed()
+	if hits := storeContains(t, filepath.Join(dir, "nats"), string(seed), hex.EncodeToString(seed),
+		base64.StdEncoding.EncodeToString(seed), base64.StdEncoding.EncodeToString(key), string(pem)); len(hits) > 0 {
+		t.Errorf("the audit key is in the store: %v", hits)
+	}
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// The newest entry cut off in a copy of the stopped store: verify fails
+	// against the saved checkpoint, and against Parley's own with the key
+	// under the data dir.
+	cut := t.TempDir()
+	copyDir(t, dir, cut)
+	rebuildTrail(t, cut, 2)
+	for _, args := range [][]string{{"--checkpoint", saved}, nil} {
+		out, err := auditVerify(append([]string{"--tenant", "demo", "--data-dir", cut}, args...)...)
+		if !errors.Is(err, errChainBroken) || !strings.Contains(out, "2 entries") || !strings.Contains(out, "ENTRIES MISSING") {
+			t.Errorf("audit verify %v of a trail cut to 2 entries = %v, %q; want %v", args, err, out, errChainBroken)
+		}
+	}
+
+	// The AUDIT stream deleted by the bus's admin while Parley runs; then
+	// AUDIT_CHECKPOINTS too: the auditor's copy still shows the loss.
+	b, _ := testAll(t, dir)
+	_, js := adminConn(t, b)
+	if err := js.DeleteStream(t.Context(), stream.Audit); err != nil {
+		t.Fatal(err)
+	}
+	natsFlags[1] = b.NATSURL()
+	for _, args := range [][]string{{"--checkpoint", saved}, {"--public-key", base64.StdEncoding.EncodeToString(answer.PublicKey)}} {
+		out, err := auditVerify(append(append([]string{"--tenant", "demo"}, args...), natsFlags...)...)
+		if !errors.Is(err, errChainBroken) || !strings.Contains(out, "0 entries") || !strings.Contains(out, "it was deleted") {
+			t.Errorf("audit verify %v of a deleted trail = %v, %q; want %v", args[0], err, out, errChainBroken)
+		}
+	}
+	if err := js.DeleteStream(t.Context(), stream.AuditCheckpoints); err != nil {
+		t.Fatal(err)
+	}
+	out, err = auditVerify(append([]string{"--tenant", "demo", "--checkpoint", saved}, natsFlags...)...)
+	if !errors.Is(err, errChainBroken) || !strings.Contains(out, "it was deleted") {
+		t.Errorf("audit verify of a deleted trail and checkpoints = %v, %q; want %v", err, out, errChainBroken)
+	}
+}
+
+// rebuildTrail keeps only the first n entries of tenant demo's trail in the
+// stopped store under dir, as someone with access to its files could.
+func rebuildTrail(t *testing.T, dir string, n int) {
+	t.Helper()
+	entries := readTrail(t, dir)
+	nc, closeStore, err := (&storeFlags{dataDir: dir}).open("test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeStore()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := js.DeleteStream(t.Context(), stream.Audit); err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.Ensure(t.Context(), js, stream.Options{}, stream.Audit); err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries[:n] {
+		data, err := json.Marshal(e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := js.Publish(t.Context(), audit.Subject(e.Tenant), data); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func writeJSONFile(t *testing.T, path string, v any) {
+	t.Helper()
+	data, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -30,6 +30,7 @@ type serviceConfig struct {
 	SigningKey    string  // gateway
 	DefaultTenant string  // gateway
 	KEKFile       string  // privacy
+	AuditKeyFile  string  // privacy
 	ClickHouse    string  // analytics
 	RateLimit     float64 // gateway
 }
@@ -48,6 +49,7 @@ func runService(ctx context.Context, name string, args []string, stdout, stderr 
 		fs.Float64Var(&cfg.RateLimit, "rate-limit", 0, "requests per second per principal (0: the default of 50, negative: no limit)")
 	case "privacy":
 		fs.StringVar(&cfg.KEKFile, "kek-file", "", "key-encryption key file (or PARLEY_KEK)")
+		fs.StringVar(&cfg.AuditKeyFile, "audit-key-file", "", "key signing the audit trail's checkpoints, PEM; never give it to the bus administrator (required)")
 	case "analytics":
 		fs.StringVar(&cfg.ClickHouse, "clickhouse", "", "ClickHouse DSN, clickhouse://host:9000/db")
 	}
@@ -61,6 +63,9 @@ func runService(ctx context.Context, name string, args []string, stdout, stderr 
 	}
 	if name == "gateway" && cfg.SigningKey == "" {
 		return usageError{"--signing-key-file is required"}
+	}
+	if name == "privacy" && cfg.AuditKeyFile == "" {
+		return usageError{"--audit-key-file is required"}
 	}
 	if cfg.DefaultTenant != "" && !auth.ValidTenantID(cfg.DefaultTenant) {
 		return usageError{fmt.Sprintf("--default-tenant %q: want a tenant id, 1-63 of [a-z0-9-]", cfg.DefaultTenant)}
@@ -88,7 +93,11 @@ func runService(ctx context.Context, name string, args []string, stdout, stderr 
 		if err != nil {
 			return err
 		}
-		return privacy.Run(ctx, privacy.Deps{NC: nc, Log: log, KEK: kek, Streams: streams})
+		auditKey, err := privacy.ReadAuditKey(cfg.AuditKeyFile)
+		if err != nil {
+			return err
+		}
+		return privacy.Run(ctx, privacy.Deps{NC: nc, Log: log, KEK: kek, AuditKey: auditKey, Streams: streams})
 	case "analytics":
 		return analytics.New(analytics.Deps{NC: nc, Log: log, ClickHouseDSN: cfg.ClickHouse}).Run(ctx)
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/parley-chat/parley/pkg/buspolicy"
 	"github.com/parley-chat/parley/pkg/natsembed"
 	"github.com/parley-chat/parley/pkg/rpc"
+	"github.com/parley-chat/parley/services/privacy"
 )
 
 // TestServicesAgainstExternalNATS runs each service as its own command, as
@@ -58,6 +59,10 @@ func TestServicesAgainstExternalNATS(t *testing.T) {
 	if _, err := auth.LoadOrCreateKey(keyFile); err != nil {
 		t.Fatal(err)
 	}
+	auditKeyFile := filepath.Join(dir, privacy.AuditKeyFile)
+	if _, err := privacy.LoadOrCreateAuditKey(auditKeyFile); err != nil {
+		t.Fatal(err)
+	}
 	t.Setenv("PARLEY_KEK", strings.Repeat("ab", 32))
 	httpAddr := freeAddr(t)
 
@@ -65,7 +70,7 @@ func TestServicesAgainstExternalNATS(t *testing.T) {
 	var wg sync.WaitGroup
 	var logs syncBuffer
 	commands := [][]string{
-		{"privacy", "--nats-url", natsURL(buspolicy.Privacy), "--replicas", "1"},
+		{"privacy", "--nats-url", natsURL(buspolicy.Privacy), "--replicas", "1", "--audit-key-file", auditKeyFile},
 		{"chat", "--nats-url", natsURL(buspolicy.Chat), "--replicas", "1"},
 		{"analytics", "--nats-url", natsURL(buspolicy.Analytics)},
 		{"gateway", "--nats-url", natsURL(buspolicy.Gateway), "--replicas", "1", "--http-addr", httpAddr,

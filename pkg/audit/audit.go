@@ -7,8 +7,8 @@
 // canonical encoding of its fields and PrevHash. Changing any field of an
 // entry, or removing or reordering entries, breaks the chain where it
 // happened, and Verify names that entry. What a chain alone cannot show is
-// the removal of its newest entries; the AUDIT stream denies deletes and
-// purges so that needs access to the store files.
+// the removal of its newest entries, or of all of them: a signed
+// Checkpoint of its length and head does (CheckCheckpoint).
 //
 // The privacy service is the chain's only writer (see privacyapi
 // AppendAuditSubject), so entries are appended one after another.

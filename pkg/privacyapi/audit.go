@@ -1,6 +1,7 @@
 package privacyapi
 
 import (
+	"crypto/ed25519"
 	"time"
 
 	"github.com/parley-chat/parley/pkg/audit"
@@ -32,7 +33,28 @@ const (
 	// Errors: rpc.CodeInvalid for a malformed tenant; rpc.CodeForbidden for
 	// any other role or another tenant.
 	ListAuditSubject = "parley.privacy.audit.list"
+
+	// AuditCheckpointSubject answers the tenant's latest signed checkpoint
+	// of its audit chain, and the public key that verifies it, for the
+	// auditor to keep apart from Parley: `parley audit verify
+	// --checkpoint` then shows whether entries were removed since.
+	//
+	// Request: rpc.Request[TenantArgs]. Result: AuditCheckpointResult.
+	// Who: an auditor or an admin of the tenant.
+	//
+	// Errors: rpc.CodeInvalid for a malformed tenant; rpc.CodeForbidden for
+	// any other role or another tenant; rpc.CodeInternal when the stored
+	// checkpoint does not verify.
+	AuditCheckpointSubject = "parley.privacy.audit.checkpoint"
 )
+
+// AuditCheckpointResult is the tenant's latest audit checkpoint, nil when
+// nothing of the tenant was audited yet, and the Ed25519 public key of the
+// privacy service's audit key (base64 in JSON), which verifies it.
+type AuditCheckpointResult struct {
+	Checkpoint *audit.Checkpoint `json:"checkpoint"`
+	PublicKey  ed25519.PublicKey `json:"public_key"`
+}
 
 // MaxAuditEntries is the most entries one ListAudit answer holds.
 const MaxAuditEntries = 1000

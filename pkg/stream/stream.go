@@ -26,6 +26,11 @@ const (
 	Analytics = "ANALYTICS"
 	Audit     = "AUDIT"
 	Keys      = "KEYS"
+	// AuditCheckpoints holds each tenant's latest signed checkpoint of its
+	// audit chain (pkg/audit Checkpoint), on subjects
+	// "audit_checkpoint.<tenant>": apart from AUDIT, so that deleting that
+	// stream leaves the proof that it held entries.
+	AuditCheckpoints = "AUDIT_CHECKPOINTS"
 	// Schedules holds the privacy service's scheduled messages (the
 	// erasure of a conversation some time after it closes) and the
 	// messages they fire, on subjects "schedule.>".
@@ -117,6 +122,12 @@ func Config(name string, o Options) (jetstream.StreamConfig, error) {
 		base.Subjects = []string{"audit.*"}
 		base.DenyDelete = true
 		base.DenyPurge = true
+	case AuditCheckpoints:
+		base.Subjects = []string{"audit_checkpoint.*"}
+		// The latest checkpoint says all an older one does.
+		base.MaxMsgsPerSubject = 1
+		base.DenyDelete = true
+		base.DenyPurge = true
 	case Keys:
 		base.Subjects = []string{"keys.*.*"}
 		base.AllowMsgTTL = true
@@ -140,7 +151,9 @@ func Config(name string, o Options) (jetstream.StreamConfig, error) {
 }
 
 // Names lists every stream of Parley, in the order Apply applies them.
-func Names() []string { return []string{Privacy, Keys, Audit, Analytics, Chat, Schedules} }
+func Names() []string {
+	return []string{Privacy, Keys, Audit, AuditCheckpoints, Analytics, Chat, Schedules}
+}
 
 // Ensure creates or updates the named streams. Updating needs the right to
 // reconfigure a stream, which only the admin user holds: services use Create.

@@ -84,6 +84,7 @@ func TestOpenAPI(t *testing.T) {
 		"GET /metrics",
 		"GET /readyz",
 		"GET /v1/audit",
+		"GET /v1/audit/checkpoint",
 		"GET /v1/conversations",
 		"GET /v1/conversations/{id}/messages",
 		"GET /v1/erasures/{erasure_id}",

@@ -1,6 +1,8 @@
 package privacy_test
 
 import (
+	"crypto/ed25519"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -155,5 +157,96 @@ func TestAuditRefusals(t *testing.T) {
 	}
 	if diff := cmp.Diff([]audit.Entry{got}, res.Entries); diff != "" {
 		t.Errorf("ListAudit() mismatch (-want +got):\n%s", diff)
+	}
+}
+
+func auditCheckpoint(t *testing.T, nc *nats.Conn, p auth.Principal) (privacyapi.AuditCheckpointResult, error) {
+	t.Helper()
+	return call[privacyapi.AuditCheckpointResult](t, nc, privacyapi.AuditCheckpointSubject, p, privacyapi.TenantArgs{Tenant: tenant})
+}
+
+// TestAuditCheckpoints follows the checkpoint of a chain written by two
+// instances, then removes the chain as a bus administrator could, and
+// forges a checkpoint: the service must refuse to go on with either,
+// since its next checkpoint would hide what was lost.
+func TestAuditCheckpoints(t *testing.T) {
+	s := natstest.Start(t, "")
+	kek := newKEK(t)
+	start(t, s, kek)
+	start(t, s, kek)
+	nc, js := natstest.Connect(t, s)
+	act := privacyapi.AppendAuditArgs{Tenant: tenant, Actor: audit.Actor{Role: auth.RoleAdmin, ID: "a1"}, Action: audit.ActionExport, Target: "subject:v1"}
+
+	for _, p := range []auth.Principal{agent, visitorOf("v1"), {Tenant: "acme", ID: "au", Role: auth.RoleAuditor}} {
+		if _, err := auditCheckpoint(t, nc, p); rpc.CodeOf(err) != rpc.CodeForbidden {
+			t.Errorf("AuditCheckpoint(as %s of %s) error = %v, want code %s", p.Role, p.Tenant, err, rpc.CodeForbidden)
+		}
+	}
+	res, err := auditCheckpoint(t, nc, auditor)
+	if err != nil || res.Checkpoint != nil || !auditKey.Public().(ed25519.PublicKey).Equal(res.PublicKey) {
+		t.Fatalf("AuditCheckpoint(nothing audited) = %+v, %v; want no checkpoint and the audit key's public half", res, err)
+	}
+	const n = 12
+	var wg sync.WaitGroup
+	for range n {
+		wg.Go(func() {
+			if _, err := appendAudit(t, nc, act); err != nil {
+				t.Errorf("AppendAudit() error = %v", err)
+			}
+		})
+	}
+	wg.Wait()
+	entries, err := listAudit(t, nc, auditor, time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err = auditCheckpoint(t, nc, admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp := res.Checkpoint
+	if cp == nil || cp.Count != n || cp.Head != entries.Entries[n-1].Hash || cp.Verify(res.PublicKey) != nil {
+		t.Fatalf("AuditCheckpoint() = %+v, want count %d, the head %s, signed", cp, n, entries.Entries[n-1].Hash)
+	}
+
+	// The AUDIT stream deleted and created again, empty: no instance
+	// starts a new chain over the lost one.
+	if err := js.DeleteStream(t.Context(), stream.Audit); err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.Ensure(t.Context(), js, stream.Options{}, stream.Audit); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 { // both instances, whichever answers
+		if _, err := appendAudit(t, nc, act); rpc.CodeOf(err) != rpc.CodeInternal {
+			t.Errorf("AppendAudit(to a trail its checkpoint counts %d entries more) error = %v, want code %s", n, err, rpc.CodeInternal)
+		}
+	}
+	if st := streamState(t, js, stream.Audit); st.Msgs != 0 {
+		t.Errorf("AUDIT holds %d entries after appends to a cut trail, want 0", st.Msgs)
+	}
+	if got, err := auditCheckpoint(t, nc, auditor); err != nil || got.Checkpoint == nil || got.Checkpoint.Count != n {
+		t.Errorf("AuditCheckpoint(after the trail was cut) = %+v, %v; want the checkpoint of %d entries", got.Checkpoint, err, n)
+	}
+
+	// A checkpoint signed with another key, stored as a bus administrator
+	// could, is refused.
+	_, other, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged := audit.Checkpoint{Tenant: tenant, At: time.Now()}.Sign(other)
+	data, err := json.Marshal(forged)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.Publish(t.Context(), audit.CheckpointSubject(tenant), data); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := appendAudit(t, nc, act); rpc.CodeOf(err) != rpc.CodeInternal {
+		t.Errorf("AppendAudit(under a forged checkpoint) error = %v, want code %s", err, rpc.CodeInternal)
+	}
+	if _, err := auditCheckpoint(t, nc, auditor); rpc.CodeOf(err) != rpc.CodeInternal {
+		t.Errorf("AuditCheckpoint(forged) error = %v, want code %s", err, rpc.CodeInternal)
 	}
 }

@@ -14,7 +14,8 @@
 //   - its part of a subject's export on privacyapi.ExportSubject;
 //   - the consent registry on privacyapi.SetConsentSubject,
 //     GetConsentSubject and ConsentHistorySubject;
-//   - the audit trail on privacyapi.AppendAuditSubject and ListAuditSubject;
+//   - the audit trail on privacyapi.AppendAuditSubject, ListAuditSubject
+//     and AuditCheckpointSubject;
 //   - tenant settings on privacyapi.GetSettingsSubject and
 //     PutSettingsSubject.
 //
@@ -77,7 +78,8 @@
 // succeeded. Watermill's router hands a handler one message and acks it on
 // its own, which would turn every batch into a write per message.
 //
-// It owns the streams PRIVACY, KEYS, AUDIT, ANALYTICS and SCHEDULES and the
+// It owns the streams PRIVACY, KEYS, AUDIT, AUDIT_CHECKPOINTS, ANALYTICS and
+// SCHEDULES and the
 // key-value bucket SETTINGS, and creates them at start when missing (never
 // updates them: an operator applies changed definitions). Its view of
 // PRIVACY (each subject's consents, every erasure) is held in memory, rebuilt from the
@@ -113,13 +115,17 @@
 //     only writer and appends with an expected last subject sequence, so
 //     concurrent writers, in one instance or many, never fork it. Erasures
 //     and settings changes made by staff are audited before they happen.
+//   - After each entry, and before the act goes ahead, it stores the
+//     chain's checkpoint (count, head hash) signed with its audit key on
+//     AUDIT_CHECKPOINTS, and it never extends a chain shorter than its
+//     latest checkpoint, or one whose checkpoint it did not sign.
 //
 // For operators it exports tools that work on the store directly, while the
 // service is stopped: RotateKEK (`parley keys rotate`) re-wraps every live
 // key under a new KEK, secure-deleting each old record, so that once the old
 // KEK is destroyed no copy of the store made before (backups, snapshots,
-// Raft logs) gives up a key; AuditTrail (`parley audit verify`) reads a
-// tenant's whole chain for audit.Verify.
+// Raft logs) gives up a key; AuditTrail and AuditCheckpoint (`parley audit
+// verify`) read a tenant's whole chain and latest checkpoint.
 //
 // Limits: a crash between an erasure's steps leaves it pending until it is
 // asked for again, which finishes it; a conversation opened by a visitor
@@ -127,7 +133,7 @@
 // yet be in the chat service's list, and then loses its visitor's key with
 // them; a service that missed the erasure
 // broadcast (disconnected at that moment) keeps the subject's keys in
-// memory until it restarts; and the newest audit entries could be removed
-// unnoticed by someone with access to the store files, as a hash chain only
-// shows what was removed before its last entry.
+// memory until it restarts; and whoever administers the bus can delete
+// AUDIT and AUDIT_CHECKPOINTS both, which only a checkpoint saved outside
+// Parley by the auditor shows.
 package privacy

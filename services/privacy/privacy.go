@@ -2,6 +2,7 @@ package privacy
 
 import (
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
 
+	"github.com/parley-chat/parley/pkg/auth"
 	"github.com/parley-chat/parley/pkg/seal"
 	"github.com/parley-chat/parley/pkg/stream"
 	"github.com/parley-chat/parley/pkg/subjectkey"
@@ -33,11 +35,15 @@ type Deps struct {
 	// KEK is the key-encryption key that wraps every subject's keys; it must
 	// not be the zero key. See LoadOrCreateKEK and ParseKEK.
 	KEK seal.Key
+	// AuditKey signs the checkpoints of the audit trail (pkg/audit
+	// Checkpoint); required. Every instance holds the same key, and the
+	// bus never does: see LoadOrCreateAuditKey.
+	AuditKey ed25519.PrivateKey
 	// Streams tune the definitions of the streams the service ensures.
 	Streams stream.Options
 }
 
-// Run creates the streams PRIVACY, KEYS, AUDIT, ANALYTICS and SCHEDULES and
+// Run creates the streams PRIVACY, KEYS, AUDIT, AUDIT_CHECKPOINTS, ANALYTICS and SCHEDULES and
 // the SETTINGS bucket when missing, rebuilds its view of PRIVACY (consents, erasures) from
 // the stream's first event, then serves the privacy service until ctx is
 // done. It returns nil on a clean shutdown, and an error when the
@@ -50,6 +56,8 @@ func Run(ctx context.Context, d Deps) error {
 		return errors.New("privacy: no logger")
 	case d.KEK == seal.Key{}:
 		return errors.New("privacy: no key-encryption key")
+	case len(d.AuditKey) != ed25519.PrivateKeySize:
+		return errors.New("privacy: no audit key")
 	}
 	js, err := natsjs.New(d.NC)
 	if err != nil {
@@ -57,7 +65,7 @@ func Run(ctx context.Context, d Deps) error {
 	}
 	// Create, never update: the privacy user may not reconfigure streams
 	// (pkg/buspolicy); an operator applies a changed definition.
-	switch err := stream.Create(ctx, js, d.Streams, stream.Privacy, stream.Keys, stream.Audit, stream.Analytics, stream.Schedules); {
+	switch err := stream.Create(ctx, js, d.Streams, stream.Privacy, stream.Keys, stream.Audit, stream.AuditCheckpoints, stream.Analytics, stream.Schedules); {
 	case errors.Is(err, stream.ErrDrift):
 		d.Log.Warn("streams differ from this version's definitions", "err", err)
 	case err != nil:
@@ -71,13 +79,17 @@ func Run(ctx context.Context, d Deps) error {
 	if err != nil {
 		return fmt.Errorf("privacy: %w", err)
 	}
+	checkpoints, err := jetstream.NewCheckpoints(ctx, js)
+	if err != nil {
+		return fmt.Errorf("privacy: %w", err)
+	}
 	settings, err := jetstream.NewSettingsStore(ctx, js, d.Streams, d.Log)
 	if err != nil {
 		return fmt.Errorf("privacy: %w", err)
 	}
 	events := jetstream.NewEventLog(js)
 	ring := keyring.New(d.KEK)
-	a := app.New(ring, app.Stores{Keys: keys, Events: events, Audit: auditLog, Settings: settings, Bus: bus.NewBroadcaster(d.NC),
+	a := app.New(ring, d.AuditKey, app.Stores{Keys: keys, Events: events, Audit: auditLog, Checkpoints: checkpoints, Settings: settings, Bus: bus.NewBroadcaster(d.NC),
 		Analytics: relay.NewCleaner(d.NC, js)})
 
 	follow, err := events.Follow(ctx, a.Apply)
@@ -144,4 +156,31 @@ func LoadKEK(path string) (seal.Key, error) {
 // 64 hex digits of its 32 bytes, surrounding white space ignored.
 func ParseKEK(s string) (seal.Key, error) {
 	return keyring.ParseKEK(s)
+}
+
+// AuditKeyFile is the name of the audit key under a data directory.
+const AuditKeyFile = "audit-key.pem"
+
+// LoadOrCreateAuditKey reads the audit key, a PEM (PKCS #8) Ed25519 key,
+// from the file at path, and creates the file with a new key and mode 0600
+// when it does not exist, for development under --data-dir. In production
+// the key is provisioned (ReadAuditKey), to the privacy service only: an
+// administrator of the bus must not hold it, or they could sign a
+// checkpoint that hides the entries they removed.
+func LoadOrCreateAuditKey(path string) (ed25519.PrivateKey, error) {
+	k, err := auth.LoadOrCreateKey(path)
+	if err != nil {
+		return nil, fmt.Errorf("audit key: %w", err)
+	}
+	return k, nil
+}
+
+// ReadAuditKey reads the audit key from the file at path, as
+// LoadOrCreateAuditKey does, but never creates one.
+func ReadAuditKey(path string) (ed25519.PrivateKey, error) {
+	k, err := auth.ReadKey(path)
+	if err != nil {
+		return nil, fmt.Errorf("audit key: %w", err)
+	}
+	return k, nil
 }

@@ -3,6 +3,7 @@ package privacy_test
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -71,7 +72,7 @@ func start(t *testing.T, s *natsembed.Server, kek seal.Key) *instance {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- privacy.Run(ctx, privacy.Deps{NC: nc, Log: slog.New(slog.NewJSONHandler(logs, nil)), KEK: kek})
+		done <- privacy.Run(ctx, privacy.Deps{NC: nc, Log: slog.New(slog.NewJSONHandler(logs, nil)), KEK: kek, AuditKey: auditKey})
 	}()
 	var once sync.Once
 	stop := func() {
@@ -117,6 +118,10 @@ func serving(t *testing.T, s *natsembed.Server, cid uint64) bool {
 	}
 	return false
 }
+
+// auditKey is the audit key of every instance a test starts: instances of
+// one deployment share it.
+var auditKey = ed25519.NewKeyFromSeed(bytes.Repeat([]byte{7}, ed25519.SeedSize))
 
 func newKEK(t *testing.T) seal.Key {
 	t.Helper()
@@ -493,9 +498,10 @@ func TestRunRequiresDeps(t *testing.T) {
 		name string
 		give privacy.Deps
 	}{
-		{"no connection", privacy.Deps{Log: log, KEK: kek}},
-		{"no logger", privacy.Deps{NC: nc, KEK: kek}},
-		{"no KEK", privacy.Deps{NC: nc, Log: log}},
+		{"no connection", privacy.Deps{Log: log, KEK: kek, AuditKey: auditKey}},
+		{"no logger", privacy.Deps{NC: nc, KEK: kek, AuditKey: auditKey}},
+		{"no KEK", privacy.Deps{NC: nc, Log: log, AuditKey: auditKey}},
+		{"no audit key", privacy.Deps{NC: nc, Log: log, KEK: kek}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -340,7 +340,7 @@ func benchmarkRelay(b *testing.B, mode string) {
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
 		go func() {
-			done <- privacy.Run(ctx, privacy.Deps{NC: nc, Log: slog.New(slog.NewJSONHandler(io.Discard, nil)), KEK: kek})
+			done <- privacy.Run(ctx, privacy.Deps{NC: nc, Log: slog.New(slog.NewJSONHandler(io.Discard, nil)), KEK: kek, AuditKey: auditKey})
 		}()
 		return func() {
 			cancel()

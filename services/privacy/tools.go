@@ -94,3 +94,24 @@ func AuditTrail(ctx context.Context, js natsjs.JetStream, tenant string) ([]audi
 	}
 	return entries, nil
 }
+
+// AuditCheckpoint returns the tenant's latest audit checkpoint as the
+// AUDIT_CHECKPOINTS stream holds it, its signature unchecked; found is
+// false when there is none, or no such stream.
+func AuditCheckpoint(ctx context.Context, js natsjs.JetStream, tenant string) (cp audit.Checkpoint, found bool, err error) {
+	if !stream.ValidToken(tenant) {
+		return audit.Checkpoint{}, false, fmt.Errorf("audit checkpoint: tenant %q is not a valid id", tenant)
+	}
+	c, err := jetstream.NewCheckpoints(ctx, js)
+	if errors.Is(err, natsjs.ErrStreamNotFound) {
+		return audit.Checkpoint{}, false, nil
+	}
+	if err != nil {
+		return audit.Checkpoint{}, false, fmt.Errorf("audit checkpoint: %w", err)
+	}
+	cp, _, found, err = c.Latest(ctx, tenant)
+	if err != nil {
+		return audit.Checkpoint{}, false, fmt.Errorf("audit checkpoint: %w", err)
+	}
+	return cp, found, nil
+}

@@ -137,6 +137,7 @@ func (a *API) routes() {
 	m.Handle("GET /v1/subjects/{id}/export", a.handle(a.exportSubject))
 	m.Handle("GET /v1/erasures/{erasure_id}", a.handle(a.erasureStatus))
 	m.Handle("GET /v1/audit", a.handle(a.listAudit))
+	m.Handle("GET /v1/audit/checkpoint", a.handle(a.auditCheckpoint))
 	m.Handle("GET /v1/settings", a.handle(a.getSettings))
 	m.Handle("PUT /v1/settings", a.handle(a.putSettings))
 	m.Handle("GET /v1/metrics/{name}", a.handle(a.getMetric))

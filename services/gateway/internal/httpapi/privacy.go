@@ -282,6 +282,22 @@ func (a *API) listAudit(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// auditCheckpoint answers the tenant's latest signed checkpoint of its
+// audit chain and the public key that verifies it, for the auditor to keep
+// apart from Parley.
+func (a *API) auditCheckpoint(w http.ResponseWriter, r *http.Request) error {
+	p, err := a.memberAs(r, auth.RoleAuditor, auth.RoleAdmin)
+	if err != nil {
+		return err
+	}
+	var res privacyapi.AuditCheckpointResult
+	if err := a.call(r, privacyapi.AuditCheckpointSubject, p, privacyapi.TenantArgs{Tenant: p.Tenant}, &res); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, res)
+	return nil
+}
+
 // settingsBody is PUT /v1/settings. retention_days and
 // collect_network_data are required; erase_after_close_hours, when absent,
 // is 0: no automatic erasure; min_group_size, when absent, is 0: the

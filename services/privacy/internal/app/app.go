@@ -5,6 +5,7 @@ package app
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"time"
 
@@ -26,6 +27,10 @@ var (
 	ErrNotFound = errors.New("not found")
 	// ErrErased means the subject was erased.
 	ErrErased = errors.New("subject erased")
+	// ErrAuditBroken means the tenant's audit trail lacks entries its
+	// latest checkpoint counts, or the checkpoint does not verify: nothing
+	// more is appended to it, so no act that must be audited happens.
+	ErrAuditBroken = errors.New("audit trail does not hold what its checkpoint says")
 	// ErrConflict is returned by stores when an append lost a race with
 	// another writer; the use cases retry, callers never see it.
 	ErrConflict = errors.New("conflicting write")
@@ -60,15 +65,34 @@ type EventLog interface {
 
 // AuditLog is the AUDIT stream: one chain of entries per tenant.
 type AuditLog interface {
-	// Head returns the sequence and hash of the tenant's last entry; 0 and
-	// "" when there is none.
-	Head(ctx context.Context, tenant string) (uint64, string, error)
+	// Head returns the tenant's last entry and the number of entries up to
+	// it; the zero AuditHead when there is none.
+	Head(ctx context.Context, tenant string) (AuditHead, error)
 	// Append stores e when the tenant's last entry has sequence last (0:
 	// none), and returns ErrConflict otherwise.
 	Append(ctx context.Context, e audit.Entry, last uint64) (uint64, error)
 	// List returns up to limit entries stored at or after since, oldest
 	// first, and whether more follow.
 	List(ctx context.Context, tenant string, since time.Time, limit int) ([]audit.Entry, bool, error)
+}
+
+// AuditHead is the last entry of a tenant's chain: its stream sequence,
+// its hash, and the number of entries up to it.
+type AuditHead struct {
+	Seq   uint64
+	Hash  string
+	Count int
+}
+
+// CheckpointStore keeps each tenant's latest signed audit checkpoint,
+// apart from the AUDIT stream.
+type CheckpointStore interface {
+	// Latest returns the tenant's latest checkpoint as stored, its
+	// signature unchecked; found is false when there is none.
+	Latest(ctx context.Context, tenant string) (cp audit.Checkpoint, seq uint64, found bool, err error)
+	// Advance stores c unless the stored checkpoint counts as many entries
+	// or more.
+	Advance(ctx context.Context, c audit.Checkpoint) error
 }
 
 // SettingsStore keeps one Settings per tenant.
@@ -86,11 +110,13 @@ type Broadcaster interface {
 
 // Stores are what App runs on.
 type Stores struct {
-	Keys     KeyStore
-	Events   EventLog
-	Audit    AuditLog
-	Settings SettingsStore
-	Bus      Broadcaster
+	Keys   KeyStore
+	Events EventLog
+	Audit  AuditLog
+	// Checkpoints keeps the signed checkpoints of the audit chains.
+	Checkpoints CheckpointStore
+	Settings    SettingsStore
+	Bus         Broadcaster
 	// Analytics deletes erased subjects' analytics rows; nil skips that
 	// step of erasure.
 	Analytics AnalyticsCleaner
@@ -113,12 +139,15 @@ func (e *ValidationError) Error() string { return e.Field + " " + e.Reason }
 // view it wrote to; one that would answer "not found" first catches up with
 // the stream, as another instance may have just written what it looks for.
 type App struct {
-	ring     *keyring.Ring
-	keys     KeyStore
-	events   EventLog
-	audit    AuditLog
-	settings SettingsStore
-	bus      Broadcaster
+	ring   *keyring.Ring
+	keys   KeyStore
+	events EventLog
+	audit  AuditLog
+	// auditKey signs the checkpoints of the audit chains.
+	auditKey    ed25519.PrivateKey
+	checkpoints CheckpointStore
+	settings    SettingsStore
+	bus         Broadcaster
 	// analytics may be nil; see Stores.
 	analytics AnalyticsCleaner
 	now       func() time.Time
@@ -130,20 +159,23 @@ type App struct {
 
 type subjectID struct{ tenant, subject string }
 
-// New returns the service wrapping keys with ring and storing in s.
-func New(ring *keyring.Ring, s Stores) *App {
+// New returns the service wrapping keys with ring, signing audit
+// checkpoints with auditKey and storing in s.
+func New(ring *keyring.Ring, auditKey ed25519.PrivateKey, s Stores) *App {
 	return &App{
-		ring:      ring,
-		keys:      s.Keys,
-		events:    s.Events,
-		audit:     s.Audit,
-		settings:  s.Settings,
-		bus:       s.Bus,
-		analytics: s.Analytics,
-		now:       time.Now,
-		keyCache:  keyCache{entries: make(map[subjectID]subjectkey.Keys)},
-		index:     newIndex(),
-		chains:    chains{heads: make(map[string]*chainHead)},
+		ring:        ring,
+		keys:        s.Keys,
+		events:      s.Events,
+		audit:       s.Audit,
+		auditKey:    auditKey,
+		checkpoints: s.Checkpoints,
+		settings:    s.Settings,
+		bus:         s.Bus,
+		analytics:   s.Analytics,
+		now:         time.Now,
+		keyCache:    keyCache{entries: make(map[subjectID]subjectkey.Keys)},
+		index:       newIndex(),
+		chains:      chains{heads: make(map[string]*chainHead)},
 	}
 }
 

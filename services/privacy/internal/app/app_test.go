@@ -33,7 +33,7 @@ func TestGetKeysRace(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		apps = append(apps, app.New(keyring.New(kek), app.Stores{Keys: ks, Events: jetstream.NewEventLog(js)}))
+		apps = append(apps, app.New(keyring.New(kek), nil, app.Stores{Keys: ks, Events: jetstream.NewEventLog(js)}))
 	}
 
 	const perApp = 8

@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"regexp"
@@ -37,8 +38,7 @@ type chains struct {
 type chainHead struct {
 	mu     sync.Mutex
 	loaded bool
-	seq    uint64
-	hash   string
+	AuditHead
 }
 
 func (c *chains) head(tenant string) *chainHead {
@@ -73,17 +73,21 @@ func (a *App) AppendAudit(ctx context.Context, args privacyapi.AppendAuditArgs) 
 	return a.appendAudit(ctx, args)
 }
 
+// appendAudit stores the entry, then the checkpoint of the chain with it,
+// before it answers: an act is audited once both are stored. An instance
+// that stops in between leaves the checkpoint one entry behind, until the
+// next append.
 func (a *App) appendAudit(ctx context.Context, args privacyapi.AppendAuditArgs) (audit.Entry, error) {
 	h := a.chains.head(args.Tenant)
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for range auditAttempts {
 		if !h.loaded {
-			seq, hash, err := a.audit.Head(ctx, args.Tenant)
+			head, err := a.loadHead(ctx, args.Tenant)
 			if err != nil {
 				return audit.Entry{}, err
 			}
-			h.seq, h.hash, h.loaded = seq, hash, true
+			h.AuditHead, h.loaded = head, true
 		}
 		e := audit.Entry{
 			At:     a.now().UTC(),
@@ -91,8 +95,8 @@ func (a *App) appendAudit(ctx context.Context, args privacyapi.AppendAuditArgs) 
 			Actor:  args.Actor,
 			Action: args.Action,
 			Target: args.Target,
-		}.Link(h.hash)
-		seq, err := a.audit.Append(ctx, e, h.seq)
+		}.Link(h.Hash)
+		seq, err := a.audit.Append(ctx, e, h.Seq)
 		if err != nil {
 			// After a conflict, or a failure that may have stored the entry
 			// all the same, only the store knows the head.
@@ -102,10 +106,67 @@ func (a *App) appendAudit(ctx context.Context, args privacyapi.AppendAuditArgs) 
 			}
 			return audit.Entry{}, err
 		}
-		h.seq, h.hash = seq, e.Hash
+		h.AuditHead = AuditHead{Seq: seq, Hash: e.Hash, Count: h.Count + 1}
+		cp := audit.Checkpoint{Tenant: args.Tenant, Count: h.Count, Head: h.Hash, At: e.At}.Sign(a.auditKey)
+		if err := a.checkpoints.Advance(ctx, cp); err != nil {
+			return audit.Entry{}, fmt.Errorf("checkpoint audit trail of %s: %w", args.Tenant, err)
+		}
 		return e, nil
 	}
 	return audit.Entry{}, fmt.Errorf("append audit entry of %s: other writers won %d times", args.Tenant, auditAttempts)
+}
+
+// loadHead reads the head of the tenant's chain and checks it against the
+// latest checkpoint: a chain that lost entries, or was replaced, is not
+// extended, since its next checkpoint would hide the loss.
+func (a *App) loadHead(ctx context.Context, tenant string) (AuditHead, error) {
+	// The checkpoint first: each is stored after its entry, so the head
+	// read after it is as far at least, however many instances append.
+	cp, _, found, err := a.checkpoints.Latest(ctx, tenant)
+	if err != nil {
+		return AuditHead{}, err
+	}
+	head, err := a.audit.Head(ctx, tenant)
+	if err != nil || !found {
+		return head, err
+	}
+	if err := cp.Verify(a.auditKey.Public().(ed25519.PublicKey)); err != nil || cp.Tenant != tenant {
+		return AuditHead{}, fmt.Errorf("%w: the checkpoint of %s is not one this service signed (%v)", ErrAuditBroken, tenant, err)
+	}
+	switch {
+	case head.Count < cp.Count:
+		return AuditHead{}, fmt.Errorf("%w: %s has %d entries, its checkpoint of %s counts %d", ErrAuditBroken,
+			tenant, head.Count, cp.At.Format(time.RFC3339), cp.Count)
+	case head.Count == cp.Count && head.Hash != cp.Head:
+		return AuditHead{}, fmt.Errorf("%w: the last of the %d entries of %s is not the one its checkpoint of %s names", ErrAuditBroken,
+			head.Count, tenant, cp.At.Format(time.RFC3339))
+	}
+	return head, nil
+}
+
+// AuditCheckpoint returns the tenant's latest audit checkpoint and the
+// public key that verifies it, for an auditor or admin of the tenant to
+// keep apart from Parley. A tenant without entries has no checkpoint.
+func (a *App) AuditCheckpoint(ctx context.Context, p auth.Principal, tenant string) (privacyapi.AuditCheckpointResult, error) {
+	if err := validToken("tenant", tenant); err != nil {
+		return privacyapi.AuditCheckpointResult{}, err
+	}
+	if err := allow(p, tenant, auth.RoleAuditor, auth.RoleAdmin); err != nil {
+		return privacyapi.AuditCheckpointResult{}, err
+	}
+	res := privacyapi.AuditCheckpointResult{PublicKey: a.auditKey.Public().(ed25519.PublicKey)}
+	cp, _, found, err := a.checkpoints.Latest(ctx, tenant)
+	if err != nil {
+		return privacyapi.AuditCheckpointResult{}, err
+	}
+	if !found {
+		return res, nil
+	}
+	if err := cp.Verify(res.PublicKey); err != nil || cp.Tenant != tenant {
+		return privacyapi.AuditCheckpointResult{}, fmt.Errorf("%w: the checkpoint of %s is not one this service signed (%v)", ErrAuditBroken, tenant, err)
+	}
+	res.Checkpoint = &cp
+	return res, nil
 }
 
 // ListAudit returns the tenant's audit entries stored at or after since,

@@ -31,22 +31,47 @@ func NewAuditLog(ctx context.Context, js jetstream.JetStream) (*AuditLog, error)
 	return &AuditLog{js: js, stream: s}, nil
 }
 
-// Head returns the stream sequence and hash of the tenant's last entry, or
-// 0 and "" when the tenant has none.
-func (l *AuditLog) Head(ctx context.Context, tenant string) (uint64, string, error) {
+// Head returns the tenant's last entry: its stream sequence and hash, and
+// the number of entries up to it; the zero AuditHead when the tenant has
+// none.
+func (l *AuditLog) Head(ctx context.Context, tenant string) (app.AuditHead, error) {
 	subj := audit.Subject(tenant)
+	// The server answers the count and the last message apart: they belong
+	// together when no entry was appended in between.
+	for {
+		before, err := l.last(ctx, subj)
+		if err != nil {
+			return app.AuditHead{}, err
+		}
+		info, err := l.stream.Info(ctx, jetstream.WithSubjectFilter(subj))
+		if err != nil {
+			return app.AuditHead{}, fmt.Errorf("count entries of %s: %w", subj, err)
+		}
+		h, err := l.last(ctx, subj)
+		if err != nil {
+			return app.AuditHead{}, err
+		}
+		if h.Seq == before.Seq {
+			h.Count = int(info.State.Subjects[subj])
+			return h, nil
+		}
+	}
+}
+
+// last returns the sequence and hash of the last entry on subj.
+func (l *AuditLog) last(ctx context.Context, subj string) (app.AuditHead, error) {
 	m, err := l.stream.GetLastMsgForSubject(ctx, subj)
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return 0, "", nil
+		return app.AuditHead{}, nil
 	}
 	if err != nil {
-		return 0, "", fmt.Errorf("read head of %s: %w", subj, err)
+		return app.AuditHead{}, fmt.Errorf("read head of %s: %w", subj, err)
 	}
 	var e audit.Entry
 	if err := json.Unmarshal(m.Data, &e); err != nil {
-		return 0, "", fmt.Errorf("decode head of %s: %w", subj, err)
+		return app.AuditHead{}, fmt.Errorf("decode head of %s: %w", subj, err)
 	}
-	return m.Sequence, e.Hash, nil
+	return app.AuditHead{Seq: m.Sequence, Hash: e.Hash}, nil
 }
 
 // Append stores e after the entry at stream sequence last (0: e is the
@@ -122,4 +147,74 @@ func (l *AuditLog) List(ctx context.Context, tenant string, since time.Time, lim
 		}
 	}
 	return entries, true, nil
+}
+
+// checkpointAttempts bounds the stores of a checkpoint lost to other
+// instances storing theirs.
+const checkpointAttempts = 10
+
+// Checkpoints keeps each tenant's latest audit checkpoint on the
+// AUDIT_CHECKPOINTS stream. It is safe for concurrent use.
+type Checkpoints struct {
+	js     jetstream.JetStream
+	stream jetstream.Stream
+}
+
+// NewCheckpoints returns the checkpoints on the AUDIT_CHECKPOINTS stream,
+// which must exist.
+func NewCheckpoints(ctx context.Context, js jetstream.JetStream) (*Checkpoints, error) {
+	s, err := js.Stream(ctx, stream.AuditCheckpoints)
+	if err != nil {
+		return nil, fmt.Errorf("open stream %s: %w", stream.AuditCheckpoints, err)
+	}
+	return &Checkpoints{js: js, stream: s}, nil
+}
+
+// Latest returns the tenant's latest checkpoint as stored, its signature
+// unchecked, and its stream sequence; found is false when there is none.
+func (c *Checkpoints) Latest(ctx context.Context, tenant string) (cp audit.Checkpoint, seq uint64, found bool, err error) {
+	subj := audit.CheckpointSubject(tenant)
+	m, err := c.stream.GetLastMsgForSubject(ctx, subj)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return audit.Checkpoint{}, 0, false, nil
+	}
+	if err != nil {
+		return audit.Checkpoint{}, 0, false, fmt.Errorf("read %s: %w", subj, err)
+	}
+	if err := json.Unmarshal(m.Data, &cp); err != nil {
+		return audit.Checkpoint{}, 0, false, fmt.Errorf("decode %s: %w", subj, err)
+	}
+	return cp, m.Sequence, true, nil
+}
+
+// Advance stores cp as its tenant's latest checkpoint, unless the stored
+// one counts as many entries or more: instances that append to one chain
+// may store their checkpoints out of order, and the latest must never go
+// back.
+func (c *Checkpoints) Advance(ctx context.Context, cp audit.Checkpoint) error {
+	subj := audit.CheckpointSubject(cp.Tenant)
+	data, err := json.Marshal(cp)
+	if err != nil {
+		return fmt.Errorf("encode audit checkpoint: %w", err)
+	}
+	for range checkpointAttempts {
+		stored, seq, found, err := c.Latest(ctx, cp.Tenant)
+		if err != nil {
+			return err
+		}
+		if found && stored.Count >= cp.Count {
+			return nil
+		}
+		_, err = c.js.Publish(ctx, subj, data,
+			jetstream.WithExpectStream(stream.AuditCheckpoints),
+			jetstream.WithExpectLastSequencePerSubject(seq))
+		if isWrongLastSequence(err) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("store %s: %w", subj, err)
+		}
+		return nil
+	}
+	return fmt.Errorf("store %s: other writers won %d times", subj, checkpointAttempts)
 }

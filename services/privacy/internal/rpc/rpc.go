@@ -68,6 +68,10 @@ func Serve(ctx context.Context, nc *nats.Conn, log *slog.Logger, a *app.App) ([]
 			res, err := a.ListAudit(ctx, req.Principal, req.Args.Tenant, req.Args.Since)
 			return res, codeOf(err)
 		})},
+		{Subject: privacyapi.AuditCheckpointSubject, Handler: rpc.Handle(func(ctx context.Context, req rpc.Request[privacyapi.TenantArgs]) (privacyapi.AuditCheckpointResult, error) {
+			res, err := a.AuditCheckpoint(ctx, req.Principal, req.Args.Tenant)
+			return res, codeOf(err)
+		})},
 		{Subject: privacyapi.GetSettingsSubject, Handler: rpc.Handle(func(ctx context.Context, req rpc.Request[privacyapi.TenantArgs]) (privacyapi.Settings, error) {
 			res, err := a.GetSettings(ctx, req.Principal, req.Args.Tenant)
 			return res, codeOf(err)
