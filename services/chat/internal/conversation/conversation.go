@@ -36,7 +36,26 @@ var (
 	// ErrErased means the conversation's visitor was erased: nothing more
 	// can be written in it.
 	ErrErased = errors.New("the visitor's data is erased")
+	// ErrTooManyOpen means the visitor has as many conversations open as
+	// their tenant allows (see CheckOpen).
+	ErrTooManyOpen = errors.New("too many open conversations; close one first")
+	// ErrTooManyMessages means the conversation took as many messages in
+	// the last minute as its tenant allows; a *PaceError says when the
+	// next one may come.
+	ErrTooManyMessages = errors.New("too many messages in this conversation; slow down")
 )
+
+// PaceError is ErrTooManyMessages with when the next message fits.
+type PaceError struct {
+	RetryAfter time.Duration
+}
+
+func (e *PaceError) Error() string { return ErrTooManyMessages.Error() }
+
+func (e *PaceError) Unwrap() error { return ErrTooManyMessages }
+
+// paceWindow is the span of a conversation's message limit.
+const paceWindow = time.Minute
 
 // ValidationError is a command argument with a value the rules reject.
 type ValidationError struct {
@@ -77,6 +96,11 @@ type Conversation struct {
 
 	CreatedAt     time.Time
 	LastMessageAt time.Time
+	// recent are the times of the messages of the last paceWindow before
+	// the latest one, oldest first: what the message limit counts. A new
+	// slice replaces it at every change, so copies of a Conversation never
+	// share what they write.
+	recent []time.Time
 	// Version is the stream sequence of the last event applied: the
 	// expected last subject sequence of the next append.
 	Version uint64
@@ -109,8 +133,10 @@ func (c *Conversation) Apply(seq uint64, e event.Envelope, payload any) bool {
 	switch e.Type {
 	case event.ConversationOpened:
 		c.CreatedAt, c.LastMessageAt = e.At, e.At
+		c.recent = []time.Time{e.At}
 	case event.MessagePosted:
 		c.LastMessageAt = e.At
+		c.recent = append(recentAt(c.recent, e.At), e.At)
 	case event.ConversationAssigned:
 		c.Assigned = true
 		c.Assignee = ""
@@ -126,6 +152,27 @@ func (c *Conversation) Apply(seq uint64, e event.Envelope, payload any) bool {
 	}
 	c.Version = seq
 	return true
+}
+
+// recentAt returns a new slice of the times of recent within paceWindow
+// before now.
+func recentAt(recent []time.Time, now time.Time) []time.Time {
+	out := make([]time.Time, 0, len(recent)+1)
+	for _, t := range recent {
+		if now.Sub(t) < paceWindow {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// CheckOpen returns ErrTooManyOpen when a visitor with open conversations
+// open may not open another under limit.
+func CheckOpen(open, limit int) error {
+	if open >= limit {
+		return ErrTooManyOpen
+	}
+	return nil
 }
 
 // Erase marks the conversation as its visitor's erasure leaves it: closed,
@@ -188,15 +235,20 @@ func OpenWith(p auth.Principal, text string, eraseAfterCloseHours *int, byDefaul
 	return Change{Type: event.ConversationOpened, Payload: &o}, nil
 }
 
-// Post decides the events of p posting text: the conversation's visitor, its
-// assigned agent, or an agent taking it while unassigned (which assigns it
-// to them first).
-func (c *Conversation) Post(p auth.Principal, text string) ([]Change, error) {
+// Post decides the events of p posting text at now: the conversation's
+// visitor, its assigned agent, or an agent taking it while unassigned
+// (which assigns it to them first). A conversation that took perMinute
+// messages in the minute before now refuses with a *PaceError.
+func (c *Conversation) Post(p auth.Principal, text string, now time.Time, perMinute int) ([]Change, error) {
 	if err := c.writable(p); err != nil {
 		return nil, err
 	}
 	if err := ValidateText(text); err != nil {
 		return nil, err
+	}
+	if r := recentAt(c.recent, now); len(r) >= perMinute {
+		// The oldest of the last perMinute messages leaves the window first.
+		return nil, &PaceError{RetryAfter: r[len(r)-perMinute].Add(paceWindow).Sub(now)}
 	}
 	posted := Change{Type: event.MessagePosted, Payload: &event.Posted{Author: author(p), Text: text}}
 	var changes []Change

@@ -21,6 +21,17 @@ import (
 // roles; any other role is refused before anything reaches the bus.
 func (a *API) memberAs(r *http.Request, roles ...auth.Role) (auth.Principal, error) {
 	p, err := a.member(r, false)
+	return withRole(p, err, roles)
+}
+
+// memberEvenErasedAs is memberAs for the calls an erased visitor may still
+// make (see memberEvenErased).
+func (a *API) memberEvenErasedAs(r *http.Request, roles ...auth.Role) (auth.Principal, error) {
+	p, err := a.memberEvenErased(r, false)
+	return withRole(p, err, roles)
+}
+
+func withRole(p auth.Principal, err error, roles []auth.Role) (auth.Principal, error) {
 	if err != nil {
 		return p, err
 	}
@@ -195,8 +206,10 @@ func (a *API) exportChat(r *http.Request, p auth.Principal, subject string) ([]c
 	return convs, nil
 }
 
+// eraseMe serves an erased visitor too: asking again answers the erasure
+// made.
 func (a *API) eraseMe(w http.ResponseWriter, r *http.Request) error {
-	p, err := a.memberAs(r, auth.RoleVisitor)
+	p, err := a.memberEvenErasedAs(r, auth.RoleVisitor)
 	if err != nil {
 		return err
 	}
@@ -245,7 +258,7 @@ type erasureView struct {
 // verifies after the erasure: the privacy service answers a visitor about
 // their own erasure only.
 func (a *API) erasureStatus(w http.ResponseWriter, r *http.Request) error {
-	p, err := a.memberAs(r, auth.RoleAdmin, auth.RoleVisitor)
+	p, err := a.memberEvenErasedAs(r, auth.RoleAdmin, auth.RoleVisitor)
 	if err != nil {
 		return err
 	}
@@ -298,6 +311,9 @@ type settingsBody struct {
 	RetentionSeconds       int   `json:"retention_seconds"`
 	EraseAfterCloseSeconds int   `json:"erase_after_close_seconds"`
 	MinGroupSize           int   `json:"min_group_size"`
+	// The limits are validated by the privacy service, which stores them.
+	OpenConversationsPerVisitor      int `json:"open_conversations_per_visitor"`
+	MessagesPerConversationPerMinute int `json:"messages_per_conversation_per_minute"`
 }
 
 func (b settingsBody) settings() (privacyapi.Settings, error) {
@@ -321,6 +337,9 @@ func (b settingsBody) settings() (privacyapi.Settings, error) {
 		RetentionSeconds:       b.RetentionSeconds,
 		EraseAfterCloseSeconds: b.EraseAfterCloseSeconds,
 		MinGroupSize:           b.MinGroupSize,
+
+		OpenConversationsPerVisitor:      b.OpenConversationsPerVisitor,
+		MessagesPerConversationPerMinute: b.MessagesPerConversationPerMinute,
 	}
 	if b.EraseAfterCloseHours != nil {
 		s.EraseAfterCloseHours = *b.EraseAfterCloseHours
