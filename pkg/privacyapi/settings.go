@@ -45,12 +45,12 @@ const (
 	// DefaultOpenConversationsPerVisitor and MaxOpenConversationsPerVisitor
 	// are the default and the ceiling of OpenConversationsPerVisitor.
 	DefaultOpenConversationsPerVisitor = 5
-	MaxOpenConversationsPerVisitor     = 100
+	MaxOpenConversationsPerVisitor     = 10_000
 	// DefaultMessagesPerConversationPerMinute and
 	// MaxMessagesPerConversationPerMinute are the default and the ceiling
 	// of MessagesPerConversationPerMinute.
 	DefaultMessagesPerConversationPerMinute = 60
-	MaxMessagesPerConversationPerMinute     = 600
+	MaxMessagesPerConversationPerMinute     = 100_000
 )
 
 // Settings are a tenant's privacy policy.

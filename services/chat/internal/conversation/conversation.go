@@ -96,11 +96,12 @@ type Conversation struct {
 
 	CreatedAt     time.Time
 	LastMessageAt time.Time
-	// recent are the times of the messages of the last paceWindow before
-	// the latest one, oldest first: what the message limit counts. A new
-	// slice replaces it at every change, so copies of a Conversation never
-	// share what they write.
-	recent []time.Time
+	// windowStart and inWindow are what the message limit counts: the
+	// messages (the opening one included) since windowStart, and a window
+	// starts with the first message at least paceWindow after the last
+	// one started.
+	windowStart time.Time
+	inWindow    int
 	// Version is the stream sequence of the last event applied: the
 	// expected last subject sequence of the next append.
 	Version uint64
@@ -133,10 +134,10 @@ func (c *Conversation) Apply(seq uint64, e event.Envelope, payload any) bool {
 	switch e.Type {
 	case event.ConversationOpened:
 		c.CreatedAt, c.LastMessageAt = e.At, e.At
-		c.recent = []time.Time{e.At}
+		c.count(e.At)
 	case event.MessagePosted:
 		c.LastMessageAt = e.At
-		c.recent = append(recentAt(c.recent, e.At), e.At)
+		c.count(e.At)
 	case event.ConversationAssigned:
 		c.Assigned = true
 		c.Assignee = ""
@@ -154,16 +155,12 @@ func (c *Conversation) Apply(seq uint64, e event.Envelope, payload any) bool {
 	return true
 }
 
-// recentAt returns a new slice of the times of recent within paceWindow
-// before now.
-func recentAt(recent []time.Time, now time.Time) []time.Time {
-	out := make([]time.Time, 0, len(recent)+1)
-	for _, t := range recent {
-		if now.Sub(t) < paceWindow {
-			out = append(out, t)
-		}
+// count counts a message at in the message limit's window.
+func (c *Conversation) count(at time.Time) {
+	if at.Sub(c.windowStart) >= paceWindow {
+		c.windowStart, c.inWindow = at, 0
 	}
-	return out
+	c.inWindow++
 }
 
 // CheckOpen returns ErrTooManyOpen when a visitor with open conversations
@@ -238,7 +235,9 @@ func OpenWith(p auth.Principal, text string, eraseAfterCloseHours *int, byDefaul
 // Post decides the events of p posting text at now: the conversation's
 // visitor, its assigned agent, or an agent taking it while unassigned
 // (which assigns it to them first). A conversation that took perMinute
-// messages in the minute before now refuses with a *PaceError.
+// messages in its current window, a minute from the first message after the
+// last window, refuses with a *PaceError until the window ends: never more
+// than perMinute messages in one window, nor twice as many in any minute.
 func (c *Conversation) Post(p auth.Principal, text string, now time.Time, perMinute int) ([]Change, error) {
 	if err := c.writable(p); err != nil {
 		return nil, err
@@ -246,9 +245,8 @@ func (c *Conversation) Post(p auth.Principal, text string, now time.Time, perMin
 	if err := ValidateText(text); err != nil {
 		return nil, err
 	}
-	if r := recentAt(c.recent, now); len(r) >= perMinute {
-		// The oldest of the last perMinute messages leaves the window first.
-		return nil, &PaceError{RetryAfter: r[len(r)-perMinute].Add(paceWindow).Sub(now)}
+	if end := c.windowStart.Add(paceWindow); now.Before(end) && c.inWindow >= perMinute {
+		return nil, &PaceError{RetryAfter: end.Sub(now)}
 	}
 	posted := Change{Type: event.MessagePosted, Payload: &event.Posted{Author: author(p), Text: text}}
 	var changes []Change

@@ -109,8 +109,8 @@ func TestPostKeepsToTheMessageLimit(t *testing.T) {
 	}{
 		{"under the limit", 30 * time.Second, 4, 0},
 		{"at the limit", 30 * time.Second, 3, 30 * time.Second},
-		{"at the limit, the oldest two must leave", 30 * time.Second, 2, 40 * time.Second},
-		{"the opening message left the window", 61 * time.Second, 3, 0},
+		{"past the limit", 59 * time.Second, 2, time.Second},
+		{"a new window", 60 * time.Second, 3, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -333,21 +333,8 @@ func (a *API) rejected(limit string) {
 }
 
 // member returns the principal of r acting within its own tenant: never the
-// operator, only for a tenant that exists, and never an erased visitor.
+// operator, and only for a tenant that exists.
 func (a *API) member(r *http.Request, allowQuery bool) (auth.Principal, error) {
-	p, err := a.memberEvenErased(r, allowQuery)
-	if err != nil {
-		return p, err
-	}
-	if p.Role == auth.RoleVisitor && a.erased(r.Context(), p) {
-		return p, errErased
-	}
-	return p, nil
-}
-
-// memberEvenErased is member for the calls an erased visitor may still
-// make: asking for their erasure, and how it went.
-func (a *API) memberEvenErased(r *http.Request, allowQuery bool) (auth.Principal, error) {
 	p, err := a.authenticate(r, allowQuery)
 	if err != nil {
 		return p, err
@@ -361,14 +348,22 @@ func (a *API) memberEvenErased(r *http.Request, allowQuery bool) (auth.Principal
 	return p, nil
 }
 
-// erased reports whether the key service says the visitor p is erased. The
-// key cache remembers the answer, and learns erasures from their broadcast,
-// so a visitor's calls ask the key service once per process; one that
-// cannot be asked is let through, as the services behind refuse an erased
-// visitor's commands themselves.
-func (a *API) erased(ctx context.Context, p auth.Principal) bool {
-	_, err := a.cfg.Keys.Get(ctx, p.Tenant, p.ID)
-	return errors.Is(err, subjectkey.ErrErased)
+// checkErased returns errErased for a visitor the key service says is
+// erased: their token still verifies until it expires, but opens nothing.
+// It runs just before a visitor's request would reach the bus anyway, so
+// that a request refused for its input never does. The key cache remembers
+// the answer and learns erasures from their broadcast, so a visitor's calls
+// ask the key service once per process; when it cannot be asked the request
+// goes on, as the services behind refuse an erased visitor's commands
+// themselves.
+func (a *API) checkErased(ctx context.Context, p auth.Principal) error {
+	if p.Role != auth.RoleVisitor {
+		return nil
+	}
+	if _, err := a.cfg.Keys.Get(ctx, p.Tenant, p.ID); errors.Is(err, subjectkey.ErrErased) {
+		return errErased
+	}
+	return nil
 }
 
 func (a *API) operator(r *http.Request) error {
@@ -401,6 +396,9 @@ func (a *API) ready(w http.ResponseWriter, r *http.Request) error {
 func (a *API) stream(w http.ResponseWriter, r *http.Request) error {
 	p, err := a.member(r, true)
 	if err != nil {
+		return err
+	}
+	if err := a.checkErased(r.Context(), p); err != nil {
 		return err
 	}
 	lim := a.cfg.Tenants.Limits(p.Tenant)

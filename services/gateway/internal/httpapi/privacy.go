@@ -21,17 +21,6 @@ import (
 // roles; any other role is refused before anything reaches the bus.
 func (a *API) memberAs(r *http.Request, roles ...auth.Role) (auth.Principal, error) {
 	p, err := a.member(r, false)
-	return withRole(p, err, roles)
-}
-
-// memberEvenErasedAs is memberAs for the calls an erased visitor may still
-// make (see memberEvenErased).
-func (a *API) memberEvenErasedAs(r *http.Request, roles ...auth.Role) (auth.Principal, error) {
-	p, err := a.memberEvenErased(r, false)
-	return withRole(p, err, roles)
-}
-
-func withRole(p auth.Principal, err error, roles []auth.Role) (auth.Principal, error) {
 	if err != nil {
 		return p, err
 	}
@@ -206,10 +195,8 @@ func (a *API) exportChat(r *http.Request, p auth.Principal, subject string) ([]c
 	return convs, nil
 }
 
-// eraseMe serves an erased visitor too: asking again answers the erasure
-// made.
 func (a *API) eraseMe(w http.ResponseWriter, r *http.Request) error {
-	p, err := a.memberEvenErasedAs(r, auth.RoleVisitor)
+	p, err := a.memberAs(r, auth.RoleVisitor)
 	if err != nil {
 		return err
 	}
@@ -258,7 +245,7 @@ type erasureView struct {
 // verifies after the erasure: the privacy service answers a visitor about
 // their own erasure only.
 func (a *API) erasureStatus(w http.ResponseWriter, r *http.Request) error {
-	p, err := a.memberEvenErasedAs(r, auth.RoleAdmin, auth.RoleVisitor)
+	p, err := a.memberAs(r, auth.RoleAdmin, auth.RoleVisitor)
 	if err != nil {
 		return err
 	}
