@@ -153,6 +153,13 @@ func Run(ctx context.Context, d Deps) error {
 	}, func() float64 { return float64(hub.Sessions()) })); err != nil {
 		return fmt.Errorf("gateway: register metrics: %w", err)
 	}
+	maxSessions := float64(d.MaxSessions)
+	if err := reg.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Namespace: "parley", Subsystem: "gateway", Name: "live_sessions_max",
+		Help: "WebSocket sessions the process admits at most (0: no bound).",
+	}, func() float64 { return maxSessions })); err != nil {
+		return fmt.Errorf("gateway: register metrics: %w", err)
+	}
 
 	streamCtx, stopStreams := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopStreams()
