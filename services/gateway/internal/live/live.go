@@ -611,6 +611,10 @@ type session struct {
 	queue   [][]byte
 	writing bool
 	closed  bool
+	// code and reason are those of a close asked for before the session
+	// had its connection (0: none), which attach sends.
+	code   websocket.StatusCode
+	reason string
 }
 
 // send queues b for the client without blocking; a client whose queue is
@@ -650,7 +654,11 @@ func (s *session) attach(conn *websocket.Conn) {
 	defer s.mu.Unlock()
 	s.conn = conn
 	if s.closed {
-		go conn.CloseNow()
+		if s.code != 0 {
+			go conn.Close(s.code, s.reason)
+		} else {
+			go conn.CloseNow()
+		}
 		return
 	}
 	s.startWriting()
@@ -690,9 +698,11 @@ func (s *session) close(code websocket.StatusCode, reason string) {
 	}
 	s.closed = true
 	s.queue = nil
-	if s.conn != nil {
-		go s.conn.Close(code, reason)
+	if s.conn == nil {
+		s.code, s.reason = code, reason
+		return
 	}
+	go s.conn.Close(code, reason)
 }
 
 func (s *session) closeNow() {
