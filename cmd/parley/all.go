@@ -115,8 +115,7 @@ func runAll(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs.StringVar(&cfg.DefaultTenant, "default-tenant", "demo", "tenant created on first start")
 	fs.BoolVar(&cfg.SyncAlways, "sync-always", false, "fsync JetStream before every acknowledgement")
 	fs.Float64Var(&cfg.RateLimit, "rate-limit", 0, "requests per second per principal (0: the default of 50, negative: no limit)")
-	fs.IntVar(&cfg.MaxSessions, "max-sessions", 0, "live WebSocket sessions of the process (0: the open-file limit less a tenth, at least 256; negative: no bound)")
-	fs.StringVar(&cfg.ClientAddrHeader, "client-addr-header", "", "header a trusted reverse proxy writes the client address in, such as X-Forwarded-For (default: the peer address; set only behind a proxy that overwrites it)")
+	gatewayLimitFlags(fs, &cfg.MaxSessions, &cfg.ClientAddrHeader)
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	if err := parseFlags(fs, args, stdout, stderr); err != nil {
