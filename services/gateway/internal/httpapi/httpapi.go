@@ -7,7 +7,8 @@
 // language, location — is logged, and nothing is read or forwarded but at
 // visitor registration, where internal/netdata decides: the network (/24,
 // /48) and browser family of a visitor who consents, in a tenant that
-// collects them.
+// collects them. The registration limit per address keys on an HMAC of the
+// address (addressKeys), which cannot be turned back into it.
 package httpapi
 
 import (
