@@ -117,6 +117,7 @@ func New(cfg Config) (*API, error) {
 		cfg:           cfg,
 		mux:           http.NewServeMux(),
 		principal:     newLimiter(principalRate, principalBurst),
+		// Their allowances are the tenant's, given at each take.
 		registrations: newLimiter(0, 0),
 		addresses:     newLimiter(0, 0),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
