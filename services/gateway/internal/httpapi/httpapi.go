@@ -114,9 +114,9 @@ func New(cfg Config) (*API, error) {
 	// second it would round down to none, and no request would ever pass.
 	principalBurst := max(1, 2*int(min(principalRate, 1e6)))
 	a := &API{
-		cfg:           cfg,
-		mux:           http.NewServeMux(),
-		principal:     newLimiter(principalRate, principalBurst),
+		cfg:       cfg,
+		mux:       http.NewServeMux(),
+		principal: newLimiter(principalRate, principalBurst),
 		// Their allowances are the tenant's, given at each take.
 		registrations: newLimiter(0, 0),
 		addresses:     newLimiter(0, 0),
