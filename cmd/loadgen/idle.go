@@ -64,6 +64,8 @@ const (
 	metricStacks     = "go_memstats_stack_inuse_bytes"
 	metricGoroutines = "go_goroutines"
 	metricSessions   = "parley_gateway_live_sessions"
+	// metricSessionsMax is how many sessions parley admits in all.
+	metricSessionsMax = "parley_gateway_live_sessions_max"
 )
 
 // measureIdle has a child process (`loadgen hold-ws`) open conns idle live
@@ -78,6 +80,15 @@ func measureIdle(ctx context.Context, p *parley, conns, steps int) (idleMemory, 
 	if conns > limit-fdHeadroom {
 		conns = limit - fdHeadroom
 		fmt.Fprintf(os.Stderr, "parley may open %d files: holding %d idle connections, not %d\n", limit, conns, m.Target)
+	}
+	// parley keeps files for other requests than sessions.
+	caps, err := p.promValues(ctx, metricSessionsMax)
+	if err != nil {
+		return m, err
+	}
+	if most := int(caps[metricSessionsMax]); most > 0 && conns > most {
+		conns = most
+		fmt.Fprintf(os.Stderr, "parley admits %d sessions: holding %d idle connections, not %d\n", most, conns, m.Target)
 	}
 	m.Sources = (conns + connsPerSource - 1) / connsPerSource
 	client := &http.Client{}

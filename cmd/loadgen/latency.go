@@ -101,16 +101,11 @@ const visitorsPerTenant = 150
 // spreadConversations opens n conversations of as many visitors, over new
 // tenants (bench-1, bench-2, …) of visitorsPerTenant visitors each.
 func spreadConversations(ctx context.Context, p *parley, client *http.Client, n int) ([]conversation, error) {
-	op, err := p.token(ctx, "*", "operator", "bench")
-	if err != nil {
-		return nil, err
-	}
 	var out []conversation
 	for t := 1; len(out) < n; t++ {
 		id := "bench-" + strconv.Itoa(t)
-		body, _ := json.Marshal(map[string]string{"name": "Load generator " + strconv.Itoa(t)})
-		if err := call(ctx, client, http.MethodPut, p.base+"/v1/tenants/"+id, op, body, http.StatusCreated, nil); err != nil {
-			return nil, fmt.Errorf("create tenant: %w", err)
+		if err := p.putTenant(ctx, client, id, "Load generator "+strconv.Itoa(t), http.StatusCreated); err != nil {
+			return nil, err
 		}
 		convs, err := openConversations(ctx, client, p.base, id, min(visitorsPerTenant, n-len(out)))
 		if err != nil {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -90,7 +91,39 @@ func startParley(ctx context.Context, bin string, o startOptions) (*parley, erro
 		}
 		return nil, err
 	}
+	if err := p.putTenant(ctx, &http.Client{}, "demo", "Demo", http.StatusOK); err != nil {
+		p.stop()
+		return nil, err
+	}
 	return p, nil
+}
+
+// putTenant creates or replaces the tenant id, answered with status want,
+// with its limits as high as they go: every visitor registers from this
+// host, one visitor holds every idle session, and every conversation posts
+// flat out, which no tenant's limits are meant for.
+func (p *parley) putTenant(ctx context.Context, client *http.Client, id, name string, want int) error {
+	op, err := p.token(ctx, "*", "operator", "bench")
+	if err != nil {
+		return err
+	}
+	tenant, _ := json.Marshal(map[string]any{"name": name, "limits": map[string]int{
+		"sessions_per_principal": 1_000_000, "sessions": 1_000_000,
+		"registrations_per_minute": 1_000_000, "registrations_per_address_per_minute": 1_000_000,
+	}})
+	if err := call(ctx, client, http.MethodPut, p.base+"/v1/tenants/"+id, op, tenant, want, nil); err != nil {
+		return fmt.Errorf("put tenant %s: %w", id, err)
+	}
+	admin, err := p.token(ctx, id, "admin", "bench")
+	if err != nil {
+		return err
+	}
+	settings := []byte(`{"retention_days":365,"collect_network_data":false,` +
+		`"open_conversations_per_visitor":10000,"messages_per_conversation_per_minute":100000}`)
+	if err := call(ctx, client, http.MethodPut, p.base+"/v1/settings", admin, settings, http.StatusOK, nil); err != nil {
+		return fmt.Errorf("lift conversation limits of %s: %w", id, err)
+	}
+	return nil
 }
 
 // natsAdminPasswordFile is where `parley all` writes the password of its

@@ -58,6 +58,12 @@ type allConfig struct {
 	// RateLimit is the gateway's requests per second per principal; 0 means
 	// its default, negative no limit.
 	RateLimit float64
+	// MaxSessions bounds the gateway's WebSocket sessions; 0 means derived
+	// from the open-file limit, negative no bound.
+	MaxSessions int
+	// ClientAddrHeader names the header a trusted reverse proxy writes the
+	// client address in; "" means the peer address.
+	ClientAddrHeader string
 }
 
 func (c *allConfig) setDefaults() {
@@ -114,6 +120,7 @@ func runAll(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs.StringVar(&cfg.DefaultTenant, "default-tenant", "demo", "tenant created on first start")
 	fs.BoolVar(&cfg.SyncAlways, "sync-always", false, "fsync JetStream before every acknowledgement")
 	fs.Float64Var(&cfg.RateLimit, "rate-limit", 0, "requests per second per principal (0: the default of 50, negative: no limit)")
+	gatewayLimitFlags(fs, &cfg.MaxSessions, &cfg.ClientAddrHeader)
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	if err := parseFlags(fs, args, stdout, stderr); err != nil {
@@ -267,6 +274,9 @@ func startAll(ctx context.Context, cfg allConfig, log *slog.Logger) (_ *allInOne
 			DefaultTenant: cfg.DefaultTenant,
 			RateLimit:     cfg.RateLimit,
 			Ready:         a.readyCheck(an, gatewayNC),
+
+			MaxSessions:      cfg.MaxSessions,
+			ClientAddrHeader: cfg.ClientAddrHeader,
 		})
 	})
 	go func() {

@@ -153,7 +153,7 @@ func mustCall(t *testing.T, base, method, path, token string, body any, want int
 }
 
 // staffToken issues a token with the CLI, as an operator would.
-func staffToken(t *testing.T, dataDir, tenant, role, id string) string {
+func staffToken(t testing.TB, dataDir, tenant, role, id string) string {
 	t.Helper()
 	var out, errOut bytes.Buffer
 	err := run(context.Background(), []string{"token", "--data-dir", dataDir, "--tenant", tenant, "--role", role, "--id", id}, &out, &errOut)

@@ -51,3 +51,10 @@ func parseFlags(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) error
 func envName(flagName string) string {
 	return "PARLEY_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
 }
+
+// gatewayLimitFlags defines the gateway's process-wide limit flags, the same
+// for `parley all` and `parley gateway`.
+func gatewayLimitFlags(fs *flag.FlagSet, maxSessions *int, clientAddrHeader *string) {
+	fs.IntVar(maxSessions, "max-sessions", 0, "live WebSocket sessions of the process (0: the open-file limit less a tenth, at least 256; negative: no bound)")
+	fs.StringVar(clientAddrHeader, "client-addr-header", "", "header a trusted reverse proxy writes the client address in, such as X-Forwarded-For, for the limit on registrations per address (default: the peer address; set it only behind a proxy that overwrites the header)")
+}

@@ -125,7 +125,12 @@ func TestPagedReadsEndToEnd(t *testing.T) {
 	}
 
 	// More conversations than a page holds, opened by several visitors so
-	// that none of them runs into the rate limit.
+	// that none of them runs into the rate limit, under a tenant that lets
+	// a visitor keep 90 open.
+	admin := staffToken(t, dir, "demo", "admin", "ada")
+	mustCall(t, base, "PUT", "/v1/settings", admin, map[string]any{
+		"retention_days": 365, "collect_network_data": false, "open_conversations_per_visitor": 90,
+	}, http.StatusOK)
 	ids := []string{conv}
 	for len(ids) <= chatapi.PageItems+10 {
 		_, v := newVisitor(t, base, "demo")

@@ -24,3 +24,21 @@ func (s Settings) EraseAfterClose() time.Duration {
 	}
 	return time.Duration(s.EraseAfterCloseHours) * time.Hour
 }
+
+// OpenConversationLimit is how many conversations one visitor may have open
+// at once.
+func (s Settings) OpenConversationLimit() int {
+	if s.OpenConversationsPerVisitor > 0 {
+		return s.OpenConversationsPerVisitor
+	}
+	return DefaultOpenConversationsPerVisitor
+}
+
+// MessageLimit is how many messages one conversation may take in any
+// minute.
+func (s Settings) MessageLimit() int {
+	if s.MessagesPerConversationPerMinute > 0 {
+		return s.MessagesPerConversationPerMinute
+	}
+	return DefaultMessagesPerConversationPerMinute
+}

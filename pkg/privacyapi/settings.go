@@ -42,6 +42,15 @@ const (
 	// MaxMinGroupSize bounds MinGroupSize; its floor is the analytics
 	// service's own minimum, analyticsapi.DefaultMinGroupSize.
 	MaxMinGroupSize = 1000
+	// DefaultOpenConversationsPerVisitor and MaxOpenConversationsPerVisitor
+	// are the default and the ceiling of OpenConversationsPerVisitor.
+	DefaultOpenConversationsPerVisitor = 5
+	MaxOpenConversationsPerVisitor     = 10_000
+	// DefaultMessagesPerConversationPerMinute and
+	// MaxMessagesPerConversationPerMinute are the default and the ceiling
+	// of MessagesPerConversationPerMinute.
+	DefaultMessagesPerConversationPerMinute = 60
+	MaxMessagesPerConversationPerMinute     = 100_000
 )
 
 // Settings are a tenant's privacy policy.
@@ -60,6 +69,15 @@ type Settings struct {
 	// stand for before it is suppressed; 0 means the analytics default (5),
 	// and a tenant may only raise it, up to MaxMinGroupSize.
 	MinGroupSize int `json:"min_group_size,omitempty"`
+	// OpenConversationsPerVisitor bounds the conversations one visitor may
+	// have open at once; 0 means DefaultOpenConversationsPerVisitor,
+	// at most MaxOpenConversationsPerVisitor.
+	OpenConversationsPerVisitor int `json:"open_conversations_per_visitor,omitempty"`
+	// MessagesPerConversationPerMinute bounds the messages of one
+	// conversation, from anyone, in any minute; 0 means
+	// DefaultMessagesPerConversationPerMinute, at most
+	// MaxMessagesPerConversationPerMinute.
+	MessagesPerConversationPerMinute int `json:"messages_per_conversation_per_minute,omitempty"`
 
 	// RetentionSeconds and EraseAfterCloseSeconds are the same two policies
 	// in seconds, for tests and evaluations that cannot wait days: when one

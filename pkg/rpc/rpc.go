@@ -32,7 +32,10 @@ const (
 	// it, now or later: a subject's keys wrapped under a key-encryption
 	// key the key service does not hold.
 	CodeUnreadable Code = "unreadable"
-	CodeInternal   Code = "internal"
+	// CodeLimited means the caller reached one of its limits;
+	// Error.RetryAfter says when it may try again.
+	CodeLimited  Code = "limited"
+	CodeInternal Code = "internal"
 )
 
 // Error is an error with a Code. Its Message is shown to API clients, so it
@@ -40,6 +43,9 @@ const (
 type Error struct {
 	Code    Code   `json:"code"`
 	Message string `json:"message"`
+	// RetryAfter, in seconds, is when a CodeLimited call may succeed
+	// again; 0 when unknown.
+	RetryAfter int `json:"retry_after,omitempty"`
 }
 
 func (e *Error) Error() string { return string(e.Code) + ": " + e.Message }

@@ -35,6 +35,14 @@
 //   - The read models (inbox and transcripts) live in memory, are rebuilt
 //     from CHAT at start before any request is served, and are kept current
 //     by an ordered consumer; an instance reads its own writes at once.
+//   - Limits, from the tenant's settings, answer rpc.CodeLimited with a
+//     RetryAfter: a visitor may keep open_conversations_per_visitor
+//     conversations open (counted in this instance's read model, whose own
+//     openings for one visitor are serialised; one made on another instance
+//     a moment before may not be counted yet), and a conversation takes
+//     messages_per_conversation_per_minute messages in each minute-long
+//     window, a rule of the conversation decided like any other, so exact
+//     across instances.
 //   - Answers that can outgrow a NATS message (the list, a transcript, an
 //     export) always come in pages bounded by chatapi.PageBytes of JSON as
 //     sent, so that no reply exceeds the bus's 1 MiB, whatever the texts

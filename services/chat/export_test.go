@@ -99,6 +99,7 @@ func TestExportComesInPages(t *testing.T) {
 	s := natstest.Start(t, "")
 	ks := startKeyService(t, s)
 	ks.add(t, tenant, visitor.ID)
+	unlimited(t, s, tenant)
 	startChat(t, s)
 	c := newClient(t, s)
 

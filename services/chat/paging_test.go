@@ -42,6 +42,7 @@ func TestListComesInPages(t *testing.T) {
 	s := natstest.Start(t, "")
 	ks := startKeyService(t, s)
 	ks.add(t, tenant, visitor.ID, visitor2.ID)
+	unlimited(t, s, tenant)
 	startChat(t, s)
 	c := newClient(t, s)
 

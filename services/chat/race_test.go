@@ -23,6 +23,7 @@ func TestInstancesRacingOnOneConversation(t *testing.T) {
 	s := natstest.Start(t, "")
 	ks := startKeyService(t, s)
 	ks.add(t, tenant, visitor.ID)
+	unlimited(t, s, tenant)
 	instances := []*instance{startChat(t, s), startChat(t, s)}
 	conv := newClient(t, s).open(visitor, "race")
 

@@ -41,6 +41,18 @@ func putSettings(t *testing.T, kv jetstream.KeyValue, tenant string, st privacya
 	}
 }
 
+// unlimited lifts the tenant's limits on open conversations and messages
+// for tests that need many: past what the privacy service would store, which
+// the chat service takes as it finds it.
+func unlimited(t *testing.T, s *natsembed.Server, tenant string) {
+	t.Helper()
+	putSettings(t, settingsBucket(t, s), tenant, privacyapi.Settings{
+		RetentionDays:                    privacyapi.DefaultRetentionDays,
+		OpenConversationsPerVisitor:      1 << 20,
+		MessagesPerConversationPerMinute: 1 << 20,
+	})
+}
+
 // TestRetentionExpiresConversations sets a tenant's retention to seconds
 // and shows the store removing the conversation's events by their TTL and
 // the read models dropping it too, while another tenant's conversation,

@@ -10,14 +10,27 @@
 // authentication or validation never reaches the bus.
 //
 // It owns one thing: the tenant registry, the JetStream KV bucket TENANTS,
-// mirrored in memory so every request's tenant check is local.
+// mirrored in memory so every request's tenant check is local. A tenant's
+// record holds the limits the operator set on its live sessions and visitor
+// registrations (tenant.Limits), so that checking them is local too.
+//
+// Limits: each is answered 429 with Retry-After (or 408 for a request body
+// that does not arrive within its deadline) and counted in
+// parley_gateway_limit_rejections_total by limit. The process admits at most
+// Deps.MaxSessions WebSocket sessions, by default its open-file limit less a
+// reserve for everything else. The chat service decides the limits on open
+// conversations and messages, from the tenant's settings.
 //
 // Live events: one subscription on live.chat.> follows every conversation:
 // the CHAT stream republishes there each event it stores, once, so a
 // session is never shown an append the stream refused or dropped as a
 // duplicate. Events are decrypted with the visitor's key (asked of the key
 // service and cached until erasure) and pushed only to sessions allowed to
-// see them. When a subject is erased, their sessions are closed.
+// see them. When a subject is erased, their sessions are closed, and an
+// erased visitor's token, valid until it expires, opens no new session and
+// makes no other call (410) but asking for the erasure and how it went: the
+// key cache knows from the erasure broadcast, or after a restart from the
+// key service's tombstone.
 //
 // Privacy calls (consent, export, erasure, audit trail, settings) are
 // forwarded to the privacy service; an export joins its answer with the
@@ -27,8 +40,10 @@
 //
 // Data minimisation: the gateway logs no IP address, user agent, language
 // or location, and reads or forwards none of them except at visitor
-// registration when the tenant's settings collect network data and the
-// visitor consents: then only the network (/24, /48) and the browser
-// family go to the privacy service (internal/netdata). Request logs hold
+// registration. There the client address keys the limit on registrations
+// per address as an HMAC under a random key held in memory only and
+// replaced hourly, never stored; and when the tenant's settings collect
+// network data and the visitor consents, only the network (/24, /48) and the
+// browser family go to the privacy service (internal/netdata). Request logs hold
 // the method, route pattern, status and duration only.
 package gateway

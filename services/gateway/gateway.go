@@ -51,6 +51,16 @@ type Deps struct {
 	RateLimit float64
 	// Ready is an extra readiness check (e.g. ClickHouse); nil means none.
 	Ready func(context.Context) error
+	// MaxSessions bounds the WebSocket sessions of the process; 0 means
+	// derived from the open-file limit (see sessionCap), a negative value
+	// no bound.
+	MaxSessions int
+	// BodyReadTimeout bounds the reading of a request body; 0 means 30s.
+	BodyReadTimeout time.Duration
+	// ClientAddrHeader names the header a trusted reverse proxy writes the
+	// client's address in, for the limit on registrations per address; ""
+	// means the peer address.
+	ClientAddrHeader string
 }
 
 // ShutdownTimeout bounds the graceful shutdown.
@@ -90,6 +100,12 @@ func Run(ctx context.Context, d Deps) error {
 	}
 	if d.VisitorTokenTTL == 0 {
 		d.VisitorTokenTTL = 24 * time.Hour
+	}
+	switch {
+	case d.MaxSessions == 0:
+		d.MaxSessions = sessionCap()
+	case d.MaxSessions < 0:
+		d.MaxSessions = 0
 	}
 	reg := d.Registry
 	if reg == nil {
@@ -137,23 +153,34 @@ func Run(ctx context.Context, d Deps) error {
 	}, func() float64 { return float64(hub.Sessions()) })); err != nil {
 		return fmt.Errorf("gateway: register metrics: %w", err)
 	}
+	maxSessions := float64(d.MaxSessions)
+	if err := reg.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Namespace: "parley", Subsystem: "gateway", Name: "live_sessions_max",
+		Help: "WebSocket sessions the process admits at most (0: no bound).",
+	}, func() float64 { return maxSessions })); err != nil {
+		return fmt.Errorf("gateway: register metrics: %w", err)
+	}
 
 	streamCtx, stopStreams := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopStreams()
 	api, err := httpapi.New(httpapi.Config{
-		NC:              d.NC,
-		Log:             log,
-		Signer:          d.Signer,
-		Verifier:        d.Verifier,
-		Tenants:         tenants,
-		Settings:        settings.NewReader(js),
-		Hub:             hub,
-		Registerer:      reg,
-		Gatherer:        reg,
-		VisitorTokenTTL: d.VisitorTokenTTL,
-		RateLimit:       d.RateLimit,
-		Ready:           d.Ready,
-		StreamContext:   streamCtx,
+		NC:               d.NC,
+		Log:              log,
+		Signer:           d.Signer,
+		Verifier:         d.Verifier,
+		Tenants:          tenants,
+		Settings:         settings.NewReader(js),
+		Hub:              hub,
+		Registerer:       reg,
+		Gatherer:         reg,
+		VisitorTokenTTL:  d.VisitorTokenTTL,
+		RateLimit:        d.RateLimit,
+		Ready:            d.Ready,
+		StreamContext:    streamCtx,
+		Keys:             d.Keys,
+		MaxSessions:      d.MaxSessions,
+		BodyReadTimeout:  d.BodyReadTimeout,
+		ClientAddrHeader: d.ClientAddrHeader,
 	})
 	if err != nil {
 		return fmt.Errorf("gateway: register metrics: %w", err)
@@ -169,7 +196,7 @@ func Run(ctx context.Context, d Deps) error {
 
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(d.Listener) }()
-	log.Info("gateway listening", "addr", d.Listener.Addr().String())
+	log.Info("gateway listening", "addr", d.Listener.Addr().String(), "max_sessions", d.MaxSessions)
 
 	select {
 	case err := <-served:

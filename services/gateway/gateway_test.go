@@ -62,8 +62,33 @@ func (s *syncBuffer) String() string {
 // keyService stands in for the privacy service's key service: it serves a
 // random key per subject until the subject is erased.
 type keyService struct {
-	mu   sync.Mutex
-	keys map[string]subjectkey.Keys
+	mu     sync.Mutex
+	keys   map[string]subjectkey.Keys
+	erased map[string]bool
+}
+
+// erase makes the subject's keys gone for good, as its tombstone does.
+func (k *keyService) erase(tenant, subject string) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.erased == nil {
+		k.erased = make(map[string]bool)
+	}
+	k.erased[tenant+"."+subject] = true
+}
+
+func (k *keyService) isErased(tenant, subject string) bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.erased[tenant+"."+subject]
+}
+
+// has reports whether the subject's keys were asked for.
+func (k *keyService) has(tenant, subject string) bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	_, ok := k.keys[tenant+"."+subject]
+	return ok
 }
 
 func (k *keyService) get(tenant, subject string) subjectkey.Keys {
@@ -82,6 +107,12 @@ func (k *keyService) get(tenant, subject string) subjectkey.Keys {
 
 func startGateway(t *testing.T) *env {
 	t.Helper()
+	return startGatewayWith(t, func(*gateway.Deps) {})
+}
+
+// startGatewayWith is startGateway with Deps as tune leaves them.
+func startGatewayWith(t *testing.T, tune func(*gateway.Deps)) *env {
+	t.Helper()
 	srv := natstest.Start(t, "")
 	nc, js := natstest.Connect(t, srv)
 	pub, priv, err := ed25519.GenerateKey(rand.Reader)
@@ -91,6 +122,9 @@ func startGateway(t *testing.T) *env {
 	e := &env{t: t, nc: nc, js: js, signer: auth.NewSigner(priv), logs: &syncBuffer{}, keys: &keyService{keys: make(map[string]subjectkey.Keys)}, done: make(chan error, 1)}
 
 	serve(t, nc, subjectkey.GetSubject, func(_ context.Context, req subjectkey.Request) (subjectkey.Keys, error) {
+		if e.keys.isErased(req.Tenant, req.Subject) {
+			return subjectkey.Keys{}, rpc.Errorf(rpc.CodeGone, "subject erased")
+		}
 		return e.keys.get(req.Tenant, req.Subject), nil
 	})
 
@@ -111,25 +145,25 @@ func startGateway(t *testing.T) *env {
 	ctx, cancel := context.WithCancel(context.Background())
 	e.cancel = cancel
 	log := slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	go func() {
-		e.done <- gateway.Run(ctx, gateway.Deps{
-			NC:            gnc,
-			Log:           log,
-			Listener:      ln,
-			Signer:        e.signer,
-			Verifier:      auth.NewVerifier(pub),
-			Keys:          cache,
-			DefaultTenant: "demo",
-			Ready: func(ctx context.Context) error {
-				e.readyMu.Lock()
-				defer e.readyMu.Unlock()
-				if e.ready == nil {
-					return nil
-				}
-				return e.ready(ctx)
-			},
-		})
-	}()
+	deps := gateway.Deps{
+		NC:            gnc,
+		Log:           log,
+		Listener:      ln,
+		Signer:        e.signer,
+		Verifier:      auth.NewVerifier(pub),
+		Keys:          cache,
+		DefaultTenant: "demo",
+		Ready: func(ctx context.Context) error {
+			e.readyMu.Lock()
+			defer e.readyMu.Unlock()
+			if e.ready == nil {
+				return nil
+			}
+			return e.ready(ctx)
+		},
+	}
+	tune(&deps)
+	go func() { e.done <- gateway.Run(ctx, deps) }()
 	t.Cleanup(func() {
 		cancel()
 		select {

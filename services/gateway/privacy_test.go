@@ -190,13 +190,13 @@ func TestPutSettingsForwardsEveryField(t *testing.T) {
 		return req.Args.Settings, nil
 	})
 	admin := auth.Principal{Tenant: "demo", ID: "ad1", Role: auth.RoleAdmin}
-	r := e.do(http.MethodPut, "/v1/settings", e.token(admin), []byte(`{"retention_days":30,"collect_network_data":true,"erase_after_close_hours":2,"retention_seconds":5}`))
+	r := e.do(http.MethodPut, "/v1/settings", e.token(admin), []byte(`{"retention_days":30,"collect_network_data":true,"erase_after_close_hours":2,"retention_seconds":5,"open_conversations_per_visitor":3,"messages_per_conversation_per_minute":30}`))
 	if r.status != http.StatusOK {
 		t.Fatalf("PUT /v1/settings = %d, want 200 (body %s)", r.status, r.body)
 	}
 	want := rpc.Request[privacyapi.PutSettingsArgs]{Principal: admin, Args: privacyapi.PutSettingsArgs{
 		Tenant:   "demo",
-		Settings: privacyapi.Settings{RetentionDays: 30, CollectNetworkData: true, EraseAfterCloseHours: 2, RetentionSeconds: 5},
+		Settings: privacyapi.Settings{RetentionDays: 30, CollectNetworkData: true, EraseAfterCloseHours: 2, RetentionSeconds: 5, OpenConversationsPerVisitor: 3, MessagesPerConversationPerMinute: 30},
 	}}
 	if diff := cmp.Diff(want, <-got); diff != "" {
 		t.Errorf("PutSettings request mismatch (-want +got):\n%s", diff)

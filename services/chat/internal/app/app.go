@@ -98,6 +98,8 @@ type Service struct {
 	now        func() time.Time
 	onConflict func()
 	state      state
+	// opening serialises the openings of each visitor (see Open).
+	opening stripes
 }
 
 // New returns a Service storing events in events and sealing them with keys.

@@ -15,10 +15,20 @@ import (
 // Open opens a new conversation of visitor p with its first message. The
 // delay of its erasure after closing is resolved now, from the request or
 // the tenant's settings, and recorded in the event: a later change of the
-// settings does not change what the visitor was promised.
+// settings does not change what the visitor was promised. A visitor with
+// as many conversations open as the tenant allows gets
+// conversation.ErrTooManyOpen: this instance's openings for one visitor
+// are serialised so that racing requests cannot pass the limit together.
 func (s *Service) Open(ctx context.Context, p auth.Principal, args chatapi.OpenArgs) (chatapi.OpenResult, error) {
-	ch, err := conversation.OpenWith(p, args.Text, args.EraseAfterCloseHours, s.policies.Get(p.Tenant).EraseAfterClose())
+	policy := s.policies.Get(p.Tenant)
+	ch, err := conversation.OpenWith(p, args.Text, args.EraseAfterCloseHours, policy.EraseAfterClose())
 	if err != nil {
+		return chatapi.OpenResult{}, err
+	}
+	mu := s.opening.of(p.Tenant, p.ID)
+	mu.Lock()
+	defer mu.Unlock()
+	if err := conversation.CheckOpen(s.state.openOf(p.Tenant, p.ID), policy.OpenConversationLimit()); err != nil {
 		return chatapi.OpenResult{}, err
 	}
 	keys, err := s.visitorKeys(ctx, p.Tenant, p.ID)

@@ -13,7 +13,7 @@ import (
 // conversation takes it: it is assigned to them first.
 func (s *Service) Post(ctx context.Context, p auth.Principal, args chatapi.PostArgs) (chatapi.PostResult, error) {
 	_, appended, err := s.update(ctx, p, args.Conversation, func(c *conversation.Conversation) ([]conversation.Change, error) {
-		return c.Post(p, args.Text)
+		return c.Post(p, args.Text, s.now(), s.policies.Get(p.Tenant).MessageLimit())
 	})
 	if err != nil {
 		return chatapi.PostResult{}, err

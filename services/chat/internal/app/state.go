@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"slices"
 	"sync"
 	"time"
@@ -313,6 +314,29 @@ func (s *Service) EraseVisitor(tenant, visitor string) {
 			e.erase()
 		}
 	}
+}
+
+// openOf returns how many conversations of the visitor in tenant are open.
+func (st *state) openOf(tenant, visitor string) int {
+	n := 0
+	for _, e := range st.all(tenant) {
+		if c := e.snapshot(); c.Visitor == visitor && c.Status == conversation.Open {
+			n++
+		}
+	}
+	return n
+}
+
+// stripes are mutexes shared out by key: enough to serialise what one key
+// does without a map that grows with the keys.
+type stripes [64]sync.Mutex
+
+func (s *stripes) of(tenant, id string) *sync.Mutex {
+	h := fnv.New32a()
+	h.Write([]byte(tenant))
+	h.Write([]byte{0})
+	h.Write([]byte(id))
+	return &s[h.Sum32()%uint32(len(s))]
 }
 
 // Forget drops an erased conversation from the read models for good: the

@@ -36,7 +36,26 @@ var (
 	// ErrErased means the conversation's visitor was erased: nothing more
 	// can be written in it.
 	ErrErased = errors.New("the visitor's data is erased")
+	// ErrTooManyOpen means the visitor has as many conversations open as
+	// their tenant allows (see CheckOpen).
+	ErrTooManyOpen = errors.New("too many open conversations; close one first")
+	// ErrTooManyMessages means the conversation took as many messages in
+	// the last minute as its tenant allows; a *PaceError says when the
+	// next one may come.
+	ErrTooManyMessages = errors.New("too many messages in this conversation; slow down")
 )
+
+// PaceError is ErrTooManyMessages with when the next message fits.
+type PaceError struct {
+	RetryAfter time.Duration
+}
+
+func (e *PaceError) Error() string { return ErrTooManyMessages.Error() }
+
+func (e *PaceError) Unwrap() error { return ErrTooManyMessages }
+
+// paceWindow is the span of a conversation's message limit.
+const paceWindow = time.Minute
 
 // ValidationError is a command argument with a value the rules reject.
 type ValidationError struct {
@@ -77,6 +96,12 @@ type Conversation struct {
 
 	CreatedAt     time.Time
 	LastMessageAt time.Time
+	// windowStart and inWindow are what the message limit counts: the
+	// messages (the opening one included) since windowStart, and a window
+	// starts with the first message at least paceWindow after the last
+	// one started.
+	windowStart time.Time
+	inWindow    int
 	// Version is the stream sequence of the last event applied: the
 	// expected last subject sequence of the next append.
 	Version uint64
@@ -109,8 +134,10 @@ func (c *Conversation) Apply(seq uint64, e event.Envelope, payload any) bool {
 	switch e.Type {
 	case event.ConversationOpened:
 		c.CreatedAt, c.LastMessageAt = e.At, e.At
+		c.count(e.At)
 	case event.MessagePosted:
 		c.LastMessageAt = e.At
+		c.count(e.At)
 	case event.ConversationAssigned:
 		c.Assigned = true
 		c.Assignee = ""
@@ -126,6 +153,23 @@ func (c *Conversation) Apply(seq uint64, e event.Envelope, payload any) bool {
 	}
 	c.Version = seq
 	return true
+}
+
+// count counts a message at in the message limit's window.
+func (c *Conversation) count(at time.Time) {
+	if at.Sub(c.windowStart) >= paceWindow {
+		c.windowStart, c.inWindow = at, 0
+	}
+	c.inWindow++
+}
+
+// CheckOpen returns ErrTooManyOpen when a visitor with open conversations
+// open may not open another under limit.
+func CheckOpen(open, limit int) error {
+	if open >= limit {
+		return ErrTooManyOpen
+	}
+	return nil
 }
 
 // Erase marks the conversation as its visitor's erasure leaves it: closed,
@@ -188,15 +232,21 @@ func OpenWith(p auth.Principal, text string, eraseAfterCloseHours *int, byDefaul
 	return Change{Type: event.ConversationOpened, Payload: &o}, nil
 }
 
-// Post decides the events of p posting text: the conversation's visitor, its
-// assigned agent, or an agent taking it while unassigned (which assigns it
-// to them first).
-func (c *Conversation) Post(p auth.Principal, text string) ([]Change, error) {
+// Post decides the events of p posting text at now: the conversation's
+// visitor, its assigned agent, or an agent taking it while unassigned
+// (which assigns it to them first). A conversation that took perMinute
+// messages in its current window, a minute from the first message after the
+// last window, refuses with a *PaceError until the window ends: never more
+// than perMinute messages in one window, nor twice as many in any minute.
+func (c *Conversation) Post(p auth.Principal, text string, now time.Time, perMinute int) ([]Change, error) {
 	if err := c.writable(p); err != nil {
 		return nil, err
 	}
 	if err := ValidateText(text); err != nil {
 		return nil, err
+	}
+	if end := c.windowStart.Add(paceWindow); now.Before(end) && c.inWindow >= perMinute {
+		return nil, &PaceError{RetryAfter: end.Sub(now)}
 	}
 	posted := Change{Type: event.MessagePosted, Payload: &event.Posted{Author: author(p), Text: text}}
 	var changes []Change

@@ -86,7 +86,61 @@ func TestErasedStaysErased(t *testing.T) {
 		t.Errorf("after erasure and a late assignment: %+v, want erased, closed, assigned to no one readable", c)
 	}
 	p := auth.Principal{Tenant: "demo", ID: "alice", Role: auth.RoleAgent}
-	if _, err := c.Post(p, "hello"); !errors.Is(err, conversation.ErrErased) {
+	if _, err := c.Post(p, "hello", time.Now(), 60); !errors.Is(err, conversation.ErrErased) {
 		t.Errorf("Post() after erasure = %v, want ErrErased", err)
+	}
+}
+
+func TestPostKeepsToTheMessageLimit(t *testing.T) {
+	at := time.Date(2026, 1, 5, 10, 0, 0, 0, time.UTC)
+	visitor := auth.Principal{Tenant: "demo", ID: "v1", Role: auth.RoleVisitor}
+	// A conversation opened at at, with messages 10s and 20s later: three
+	// messages in its first minute.
+	var c conversation.Conversation
+	c.Apply(1, event.Envelope{Type: event.ConversationOpened, Tenant: "demo", Subject: "v1", Aggregate: "c1", At: at}, nil)
+	for i, d := range []time.Duration{10 * time.Second, 20 * time.Second} {
+		c.Apply(uint64(i+2), event.Envelope{Type: event.MessagePosted, Tenant: "demo", Subject: "v1", Aggregate: "c1", At: at.Add(d)}, nil)
+	}
+	tests := []struct {
+		name      string
+		now       time.Duration // after at
+		perMinute int
+		wantRetry time.Duration // 0: allowed
+	}{
+		{"under the limit", 30 * time.Second, 4, 0},
+		{"at the limit", 30 * time.Second, 3, 30 * time.Second},
+		{"past the limit", 59 * time.Second, 2, time.Second},
+		{"a new window", 60 * time.Second, 3, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := c.Post(visitor, "hello", at.Add(tt.now), tt.perMinute)
+			var pe *conversation.PaceError
+			switch {
+			case tt.wantRetry == 0 && err != nil:
+				t.Errorf("Post() = %v, want nil", err)
+			case tt.wantRetry != 0 && !errors.As(err, &pe):
+				t.Errorf("Post() = %v, want a PaceError", err)
+			case tt.wantRetry != 0 && (pe.RetryAfter != tt.wantRetry || !errors.Is(err, conversation.ErrTooManyMessages)):
+				t.Errorf("Post() = %v retry after %v, want ErrTooManyMessages retry after %v", err, pe.RetryAfter, tt.wantRetry)
+			}
+		})
+	}
+}
+
+func TestCheckOpen(t *testing.T) {
+	tests := []struct {
+		open, limit int
+		want        error
+	}{
+		{0, 1, nil},
+		{4, 5, nil},
+		{5, 5, conversation.ErrTooManyOpen},
+		{6, 5, conversation.ErrTooManyOpen},
+	}
+	for _, tt := range tests {
+		if got := conversation.CheckOpen(tt.open, tt.limit); !errors.Is(got, tt.want) || (tt.want == nil) != (got == nil) {
+			t.Errorf("CheckOpen(%d, %d) = %v, want %v", tt.open, tt.limit, got, tt.want)
+		}
 	}
 }

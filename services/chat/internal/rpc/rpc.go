@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"time"
 
 	"github.com/nats-io/nats.go"
 
@@ -60,14 +61,26 @@ var codes = []struct {
 	{conversation.ErrErased, rpc.CodeGone},
 }
 
+// openRetry is the Retry-After of conversation.ErrTooManyOpen: an open
+// conversation ends when someone closes it, which no clock tells.
+const openRetry = time.Minute
+
 // toRPC maps an error of the use cases to an *rpc.Error. Any other error
 // becomes an internal one, which rpc.Serve logs and answers as CodeInternal:
 // it is hidden behind internalError so that an *rpc.Error it wraps (from the
 // key service) does not reach the caller with that service's code.
 func toRPC(err error) error {
-	var ve *conversation.ValidationError
-	if errors.As(err, &ve) {
+	var (
+		ve *conversation.ValidationError
+		pe *conversation.PaceError
+	)
+	switch {
+	case errors.As(err, &ve):
 		return rpc.Errorf(rpc.CodeInvalid, "%s", ve.Error())
+	case errors.As(err, &pe):
+		return limited(conversation.ErrTooManyMessages, pe.RetryAfter)
+	case errors.Is(err, conversation.ErrTooManyOpen):
+		return limited(conversation.ErrTooManyOpen, openRetry)
 	}
 	for _, c := range codes {
 		if errors.Is(err, c.err) {
@@ -78,6 +91,14 @@ func toRPC(err error) error {
 		return rpc.Errorf(rpc.CodeUnavailable, "a dependency of the chat service is unavailable")
 	}
 	return internalError{err}
+}
+
+// limited is the rpc.CodeLimited error of the sentinel err, which may be
+// tried again after d (rounded up to whole seconds, at least one).
+func limited(err error, d time.Duration) *rpc.Error {
+	e := rpc.Errorf(rpc.CodeLimited, "%s", err.Error())
+	e.RetryAfter = max(1, int((d+time.Second-1)/time.Second))
+	return e
 }
 
 // internalError carries an unexpected error's message to the log without

@@ -6,6 +6,7 @@ import (
 
 	"github.com/parley-chat/parley/pkg/auth"
 	"github.com/parley-chat/parley/pkg/chatapi"
+	"github.com/parley-chat/parley/pkg/privacyapi"
 	"github.com/parley-chat/parley/pkg/rpc"
 	"github.com/parley-chat/parley/pkg/stream"
 )
@@ -28,8 +29,15 @@ func viewOf(s chatapi.Summary) conversation {
 	return conversation{ID: s.ID, Status: s.Status, Assignee: s.Assignee, Visitor: s.Visitor, CreatedAt: s.CreatedAt, LastMessageAt: s.LastMessageAt}
 }
 
-// call sends one request to the chat service on behalf of p.
+// call sends one request to a service on behalf of p. An erased visitor's
+// request is refused (checkErased) unless it asks for their erasure or how
+// it went: the privacy service answers those, also after the erasure.
 func (a *API) call(r *http.Request, subject string, p auth.Principal, args, resp any) error {
+	if subject != privacyapi.EraseSubject && subject != privacyapi.ErasureStatusSubject {
+		if err := a.checkErased(r.Context(), p); err != nil {
+			return err
+		}
+	}
 	return rpc.Call(r.Context(), a.cfg.NC, subject, rpc.Request[any]{Principal: p, Args: args}, resp)
 }
 

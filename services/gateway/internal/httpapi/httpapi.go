@@ -7,7 +7,8 @@
 // language, location — is logged, and nothing is read or forwarded but at
 // visitor registration, where internal/netdata decides: the network (/24,
 // /48) and browser family of a visitor who consents, in a tenant that
-// collects them.
+// collects them. The registration limit per address keys on an HMAC of the
+// address (addressKeys), which cannot be turned back into it.
 package httpapi
 
 import (
@@ -32,6 +33,8 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/parley-chat/parley/pkg/auth"
+	"github.com/parley-chat/parley/pkg/rpc"
+	"github.com/parley-chat/parley/pkg/subjectkey"
 	"github.com/parley-chat/parley/services/gateway/internal/live"
 	"github.com/parley-chat/parley/services/gateway/internal/settings"
 	"github.com/parley-chat/parley/services/gateway/internal/tenant"
@@ -60,25 +63,42 @@ type Config struct {
 	// StreamContext bounds every WebSocket session: when it is done, they
 	// end.
 	StreamContext context.Context
+	// Keys tells an erased visitor: their token opens nothing more.
+	Keys live.Keys
+	// MaxSessions bounds the WebSocket sessions of the process; 0 means no
+	// bound.
+	MaxSessions int
+	// BodyReadTimeout bounds the reading of a request body, from when the
+	// handler starts; 0 means defaultBodyReadTimeout.
+	BodyReadTimeout time.Duration
+	// ClientAddrHeader names the header a trusted reverse proxy writes the
+	// client's address in (X-Forwarded-For, X-Real-IP), for the limit on
+	// registrations per address; "" means the peer address. Any client can
+	// write the header: set it only behind a proxy that overwrites it.
+	ClientAddrHeader string
 }
 
-// Rate limits. A principal's requests share one bucket; anonymous visitor
-// creation shares one bucket per tenant, so that one site cannot mint
-// visitors without bound.
-const (
-	defaultPrincipalRate = 50
-	visitorRate          = rate.Limit(100)
-	visitorBurst         = 200
-)
+// defaultBodyReadTimeout leaves a slow mobile client ample time for the
+// largest body (maxBody).
+const defaultBodyReadTimeout = 30 * time.Second
+
+// defaultPrincipalRate is the requests per second a principal's requests
+// share; visitor registration is limited per tenant and per client address
+// by the tenant's limits (tenant.Limits).
+const defaultPrincipalRate = 50
 
 // API is the gateway's HTTP handler.
 type API struct {
 	cfg       Config
 	mux       *http.ServeMux
 	principal *limiter
-	visitors  *limiter
-	requests  *prometheus.CounterVec
-	latency   *prometheus.HistogramVec
+	// registrations are keyed by tenant, addresses by addressKeys.
+	registrations *limiter
+	addresses     *limiter
+	addressKeys   addressKeys
+	requests      *prometheus.CounterVec
+	latency       *prometheus.HistogramVec
+	rejections    *prometheus.CounterVec
 }
 
 // New returns the API, its metrics registered with cfg.Registerer.
@@ -97,7 +117,9 @@ func New(cfg Config) (*API, error) {
 		cfg:       cfg,
 		mux:       http.NewServeMux(),
 		principal: newLimiter(principalRate, principalBurst),
-		visitors:  newLimiter(visitorRate, visitorBurst),
+		// Their allowances are the tenant's, given at each take.
+		registrations: newLimiter(0, 0),
+		addresses:     newLimiter(0, 0),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "parley", Subsystem: "gateway", Name: "http_requests_total",
 			Help: "HTTP requests by route pattern and status code.",
@@ -107,8 +129,15 @@ func New(cfg Config) (*API, error) {
 			Help:    "HTTP request latency by route pattern (WebSocket sessions excluded).",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
 		}, []string{"route"}),
+		rejections: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "parley", Subsystem: "gateway", Name: "limit_rejections_total",
+			Help: "Requests and WebSocket sessions refused for a limit, by limit.",
+		}, []string{"limit"}),
 	}
-	for _, c := range []prometheus.Collector{a.requests, a.latency} {
+	if a.cfg.BodyReadTimeout == 0 {
+		a.cfg.BodyReadTimeout = defaultBodyReadTimeout
+	}
+	for _, c := range []prometheus.Collector{a.requests, a.latency, a.rejections} {
 		if err := cfg.Registerer.Register(c); err != nil {
 			return nil, err
 		}
@@ -173,9 +202,14 @@ func (a *API) handle(fn func(http.ResponseWriter, *http.Request) error) http.Han
 		if internal && r.Context().Err() == nil {
 			a.cfg.Log.Error("request failed", "method", r.Method, "route", r.Pattern, "err", err)
 		}
-		var limited *rateLimited
-		if errors.As(err, &limited) {
-			w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds(limited.retryAfter)))
+		switch {
+		case rpc.CodeOf(err) == rpc.CodeLimited:
+			a.rejected(chatLimits[r.Pattern])
+		case errors.Is(err, errBodyDeadline):
+			a.rejected(limitBodyDeadline)
+		}
+		if d, ok := retryAfter(err); ok {
+			w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds(d)))
 		}
 		writeProblem(w, p)
 	})
@@ -184,9 +218,10 @@ func (a *API) handle(fn func(http.ResponseWriter, *http.Request) error) http.Han
 // ServeHTTP serves the API, recording each request's route pattern, status
 // and duration — and nothing else about it.
 func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
 	rec := &statusRecorder{ResponseWriter: w, req: r, status: http.StatusOK}
 	// Deferred, so that an answer cut off (answerCut) is counted too.
-	defer a.observe(r, rec, time.Now())
+	defer a.observe(r, rec, start)
 	h := w.Header()
 	// Bearer tokens, not cookies, authenticate, so any site may embed the
 	// widget and call the API.
@@ -197,6 +232,12 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.Set("Access-Control-Max-Age", "600")
 		rec.WriteHeader(http.StatusNoContent)
 	} else {
+		if r.Body != http.NoBody {
+			// A body that never finishes must not hold the connection and
+			// its goroutine: decode lifts the deadline once it has read the
+			// whole body, so that it does not cut a long answer short.
+			http.NewResponseController(w).SetReadDeadline(start.Add(a.cfg.BodyReadTimeout))
+		}
 		a.mux.ServeHTTP(rec, r)
 	}
 }
@@ -295,9 +336,17 @@ func (a *API) authenticate(r *http.Request, allowQuery bool) (auth.Principal, er
 		return auth.Principal{}, err
 	}
 	if err := a.principal.take(string(p.Role) + ":" + p.Tenant + ":" + p.ID); err != nil {
+		a.rejected(limitRequests)
 		return auth.Principal{}, err
 	}
 	return p, nil
+}
+
+// rejected counts a refusal for limit.
+func (a *API) rejected(limit string) {
+	if limit != "" {
+		a.rejections.WithLabelValues(limit).Inc()
+	}
 }
 
 // member returns the principal of r acting within its own tenant: never the
@@ -314,6 +363,24 @@ func (a *API) member(r *http.Request, allowQuery bool) (auth.Principal, error) {
 		return p, errUnknownTenant
 	}
 	return p, nil
+}
+
+// checkErased returns errErased for a visitor the key service says is
+// erased: their token still verifies until it expires, but opens nothing.
+// It runs just before a visitor's request would reach the bus anyway, so
+// that a request refused for its input never does. The key cache remembers
+// the answer and learns erasures from their broadcast, so a visitor's calls
+// ask the key service once per process; when it cannot be asked the request
+// goes on, as the services behind refuse an erased visitor's commands
+// themselves.
+func (a *API) checkErased(ctx context.Context, p auth.Principal) error {
+	if p.Role != auth.RoleVisitor {
+		return nil
+	}
+	if _, err := a.cfg.Keys.Get(ctx, p.Tenant, p.ID); errors.Is(err, subjectkey.ErrErased) {
+		return errErased
+	}
+	return nil
 }
 
 func (a *API) operator(r *http.Request) error {
@@ -348,7 +415,12 @@ func (a *API) stream(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	err = a.cfg.Hub.Start(a.cfg.StreamContext, p, func() (*websocket.Conn, error) {
+	if err := a.checkErased(r.Context(), p); err != nil {
+		return err
+	}
+	lim := a.cfg.Tenants.Limits(p.Tenant)
+	sessions := live.Limits{Principal: lim.SessionsPerPrincipal, Tenant: lim.Sessions, Process: a.cfg.MaxSessions}
+	err = a.cfg.Hub.Start(a.cfg.StreamContext, p, sessions, func() (*websocket.Conn, error) {
 		return websocket.Accept(smallBuffers{w}, r, &websocket.AcceptOptions{
 			// Cross-site WebSocket hijacking needs ambient credentials
 			// (cookies); a bearer token in the request is not one, and the
@@ -356,6 +428,20 @@ func (a *API) stream(w http.ResponseWriter, r *http.Request) error {
 			InsecureSkipVerify: true,
 		})
 	})
+	for _, l := range []struct {
+		err   error
+		limit string
+		is    *statusError
+	}{
+		{live.ErrPrincipalSessions, limitSessionsOfOne, errSessionsOfOne},
+		{live.ErrTenantSessions, limitSessionsTenant, errSessionsOfAll},
+		{live.ErrProcessSessions, limitSessionsProcess, errSessionsFull},
+	} {
+		if errors.Is(err, l.err) {
+			a.rejected(l.limit)
+			return &rateLimited{retryAfter: sessionRetry, cause: l.is}
+		}
+	}
 	if errors.Is(err, live.ErrClosing) {
 		return errNotReady
 	}

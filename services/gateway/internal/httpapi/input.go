@@ -6,7 +6,9 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"os"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/parley-chat/parley/pkg/chatapi"
@@ -24,11 +26,19 @@ func decode(w http.ResponseWriter, r *http.Request, v any, optional bool) error 
 	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
 	if err != nil {
 		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
+		switch {
+		case errors.As(err, &mbe):
 			return errBodyTooLarge
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			return errBodyDeadline
 		}
 		return errMalformed
 	}
+	// The body is in: the deadline ServeHTTP set for it must not cut the
+	// rest of the request short (net/http reads on in the background to
+	// notice a client that goes away, and cancels the request when that
+	// read fails).
+	http.NewResponseController(w).SetReadDeadline(time.Time{})
 	if len(b) == 0 && optional {
 		return nil
 	}

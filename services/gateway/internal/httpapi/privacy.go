@@ -310,6 +310,9 @@ type settingsBody struct {
 	RetentionSeconds       int   `json:"retention_seconds"`
 	EraseAfterCloseSeconds int   `json:"erase_after_close_seconds"`
 	MinGroupSize           int   `json:"min_group_size"`
+	// The limits are validated by the privacy service, which stores them.
+	OpenConversationsPerVisitor      int `json:"open_conversations_per_visitor"`
+	MessagesPerConversationPerMinute int `json:"messages_per_conversation_per_minute"`
 }
 
 func (b settingsBody) settings() (privacyapi.Settings, error) {
@@ -333,6 +336,9 @@ func (b settingsBody) settings() (privacyapi.Settings, error) {
 		RetentionSeconds:       b.RetentionSeconds,
 		EraseAfterCloseSeconds: b.EraseAfterCloseSeconds,
 		MinGroupSize:           b.MinGroupSize,
+
+		OpenConversationsPerVisitor:      b.OpenConversationsPerVisitor,
+		MessagesPerConversationPerMinute: b.MessagesPerConversationPerMinute,
 	}
 	if b.EraseAfterCloseHours != nil {
 		s.EraseAfterCloseHours = *b.EraseAfterCloseHours

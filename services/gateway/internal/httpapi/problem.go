@@ -50,6 +50,13 @@ var (
 	errUnknownSubj   = newError(http.StatusNotFound, "not-found", "no such subject")
 	errUnknownErase  = newError(http.StatusNotFound, "not-found", "no such erasure")
 	errNotAudited    = newError(http.StatusServiceUnavailable, "unavailable", "the read could not be written to the audit trail, so the transcript is not shown")
+	errSessionsOfOne = newError(http.StatusTooManyRequests, "rate-limited", "too many live sessions of this principal; close one first")
+	errSessionsOfAll = newError(http.StatusTooManyRequests, "rate-limited", "too many live sessions of this tenant")
+	errSessionsFull  = newError(http.StatusTooManyRequests, "rate-limited", "the server holds as many live sessions as it may; try again later")
+	errRegAddress    = newError(http.StatusTooManyRequests, "rate-limited", "too many visitors registered from this address; slow down")
+	errRegTenant     = newError(http.StatusTooManyRequests, "rate-limited", "too many visitors registered for this tenant; slow down")
+	errBodyDeadline  = newError(http.StatusRequestTimeout, "timeout", "the body did not arrive in time")
+	errErased        = newError(http.StatusGone, "gone", "this visitor's data is erased: the token opens nothing any more")
 	errBadSince      = invalid("since must be a time in RFC 3339 format, such as 2026-01-02T15:04:05Z")
 )
 
@@ -77,6 +84,7 @@ var rpcProblems = map[rpc.Code]struct {
 	rpc.CodeForbidden:   {http.StatusForbidden, "forbidden"},
 	rpc.CodeGone:        {http.StatusGone, "gone"},
 	rpc.CodeUnavailable: {http.StatusServiceUnavailable, "unavailable"},
+	rpc.CodeLimited:     {http.StatusTooManyRequests, "rate-limited"},
 }
 
 // Problem is an RFC 9457 problem details body.

@@ -38,7 +38,11 @@ func TestProblemFor(t *testing.T) {
 		{"invalid token", auth.ErrInvalidToken, http.StatusUnauthorized, "the token is not valid", false},
 		{"body too large", &http.MaxBytesError{Limit: 1}, http.StatusRequestEntityTooLarge, "the body is too large", false},
 		{"rate limited", errRateLimited, http.StatusTooManyRequests, errRateLimited.detail, false},
-		{"rate limited with retry", &rateLimited{retryAfter: time.Second}, http.StatusTooManyRequests, errRateLimited.detail, false},
+		{"rate limited with retry", &rateLimited{retryAfter: time.Second, cause: errRateLimited}, http.StatusTooManyRequests, errRateLimited.detail, false},
+		{"session limit", &rateLimited{retryAfter: sessionRetry, cause: errSessionsOfOne}, http.StatusTooManyRequests, errSessionsOfOne.detail, false},
+		{"limited by a service", &rpc.Error{Code: rpc.CodeLimited, Message: "slow down", RetryAfter: 3}, http.StatusTooManyRequests, "slow down", false},
+		{"body deadline", errBodyDeadline, http.StatusRequestTimeout, errBodyDeadline.detail, false},
+		{"erased visitor", errErased, http.StatusGone, errErased.detail, false},
 		{"malformed", errMalformed, http.StatusBadRequest, errMalformed.detail, false},
 	}
 	for _, tt := range tests {

@@ -11,12 +11,13 @@ func (a *API) putTenant(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	var body struct {
-		Name string `json:"name"`
+		Name   string        `json:"name"`
+		Limits tenant.Limits `json:"limits"`
 	}
 	if err := decode(w, r, &body, false); err != nil {
 		return err
 	}
-	t := tenant.Tenant{ID: r.PathValue("tenant"), Name: body.Name}
+	t := tenant.Tenant{ID: r.PathValue("tenant"), Name: body.Name, Limits: body.Limits}
 	if err := t.Validate(); err != nil {
 		return invalid(err.Error())
 	}
@@ -28,6 +29,7 @@ func (a *API) putTenant(w http.ResponseWriter, r *http.Request) error {
 	if created {
 		status = http.StatusCreated
 	}
+	t.Limits = t.Limits.Effective()
 	writeJSON(w, status, t)
 	return nil
 }
@@ -36,6 +38,10 @@ func (a *API) listTenants(w http.ResponseWriter, r *http.Request) error {
 	if err := a.operator(r); err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, map[string][]tenant.Tenant{"tenants": a.cfg.Tenants.List()})
+	ts := a.cfg.Tenants.List()
+	for i := range ts {
+		ts[i].Limits = ts[i].Limits.Effective()
+	}
+	writeJSON(w, http.StatusOK, map[string][]tenant.Tenant{"tenants": ts})
 	return nil
 }

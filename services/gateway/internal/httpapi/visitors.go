@@ -47,7 +47,7 @@ func (a *API) createVisitor(w http.ResponseWriter, r *http.Request) error {
 	if !auth.ValidTenantID(tid) || !a.cfg.Tenants.Exists(tid) {
 		return errUnknownTenant
 	}
-	if err := a.visitors.take(tid); err != nil {
+	if err := a.admitRegistration(r, tid); err != nil {
 		return err
 	}
 	var body visitorBody
@@ -89,4 +89,26 @@ func (a *API) networkData(r *http.Request, tenant string) *privacyapi.NetworkDat
 		return nil
 	}
 	return netdata.Of(r)
+}
+
+// admitRegistration spends one of the registrations of the client's
+// address, then one of the tenant's: a client over its own limit is refused
+// before it uses up the tenant's, which every other visitor of the tenant
+// shares.
+func (a *API) admitRegistration(r *http.Request, tenant string) error {
+	lim := a.cfg.Tenants.Limits(tenant)
+	// Clients whose address cannot be read share one allowance.
+	key := tenant + ":?"
+	if addr, ok := clientAddr(r, a.cfg.ClientAddrHeader); ok {
+		key = a.addressKeys.of(tenant, addr)
+	}
+	if err := a.addresses.takePerMinute(key, lim.RegistrationsPerAddressPerMinute, errRegAddress); err != nil {
+		a.rejected(limitRegAddress)
+		return err
+	}
+	if err := a.registrations.takePerMinute(tenant, lim.RegistrationsPerMinute, errRegTenant); err != nil {
+		a.rejected(limitRegTenant)
+		return err
+	}
+	return nil
 }

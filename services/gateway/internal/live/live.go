@@ -119,10 +119,30 @@ type tenantSessions struct {
 	agents    map[string]set // by agent id
 	overseers set            // supervisors and admins
 	nagents   int
+	n         int // every session of the tenant
 }
 
+// sessionsOf returns the number of sessions of the principal id with role.
+func (t *tenantSessions) sessionsOf(role auth.Role, id string) int {
+	switch role {
+	case auth.RoleVisitor:
+		return len(t.visitors[id])
+	case auth.RoleAgent:
+		return len(t.agents[id])
+	}
+	n := 0
+	for s := range t.overseers {
+		if s.p.ID == id {
+			n++
+		}
+	}
+	return n
+}
+
+// empty counts every session, those of roles that see nothing (analysts,
+// auditors) included: they too are removed from the tenant's entry.
 func (t *tenantSessions) empty() bool {
-	return len(t.visitors) == 0 && len(t.agents) == 0 && len(t.overseers) == 0
+	return t.n == 0
 }
 
 // NewHub returns a hub decrypting with keys and asking assignee about
@@ -157,20 +177,40 @@ func (h *Hub) Subscribe(nc *nats.Conn) (*nats.Subscription, error) {
 // ErrClosing is returned by Start once Close has begun.
 var ErrClosing = errors.New("live: hub closing")
 
+// Errors of Start for a session over one of its Limits.
+var (
+	ErrPrincipalSessions = errors.New("live: too many sessions of this principal")
+	ErrTenantSessions    = errors.New("live: too many sessions of this tenant")
+	ErrProcessSessions   = errors.New("live: too many sessions in this process")
+)
+
+// Limits bound the sessions Start admits; a value of 0 or less means no
+// limit.
+type Limits struct {
+	// Principal bounds the sessions of one principal.
+	Principal int
+	// Tenant bounds the sessions of the principal's tenant.
+	Tenant int
+	// Process bounds the sessions of the whole hub.
+	Process int
+}
+
 // Start registers a session for p, then completes the WebSocket handshake
 // with accept, and runs the session on the connection until the client
 // goes away, the hub closes it, or ctx is done, then closes it. The session
 // is registered first so that every event stored after the client saw the
 // handshake reaches it; what arrives before accept returns waits in its
 // queue. Start returns ErrClosing, without calling accept, once Close has
-// begun; an error of accept, which has answered the client itself, ends
-// the session. Otherwise it returns at once: the session reads on a
+// begun, and ErrPrincipalSessions, ErrTenantSessions or ErrProcessSessions
+// when the session would exceed lim, in both cases without calling accept;
+// an error of accept, which has answered the client itself, ends the
+// session. Otherwise it returns at once: the session reads on a
 // goroutine of its own, started fresh so that its stack stays small, and
 // the HTTP handler can return.
-func (h *Hub) Start(ctx context.Context, p auth.Principal, accept func() (*websocket.Conn, error)) error {
+func (h *Hub) Start(ctx context.Context, p auth.Principal, lim Limits, accept func() (*websocket.Conn, error)) error {
 	s := &session{p: p}
-	if !h.add(s) {
-		return ErrClosing
+	if err := h.add(s, lim); err != nil {
+		return err
 	}
 	conn, err := accept()
 	if err != nil {
@@ -186,7 +226,7 @@ func (h *Hub) Start(ctx context.Context, p auth.Principal, accept func() (*webso
 		// hub's one pipeline, every session's deliveries, for a round
 		// trip to the key service.
 		h.wg.Add(1)
-		go h.prefetchKeys(p.Tenant, p.ID)
+		go h.prefetchKeys(s)
 	}
 	go h.read(ctx, s)
 	return nil
@@ -194,16 +234,26 @@ func (h *Hub) Start(ctx context.Context, p auth.Principal, accept func() (*webso
 
 // prefetchKeys puts a visitor's keys in the cache, on a goroutine of its
 // own so that neither the handshake nor the session's small reading stack
-// pays for the lookup.
-func (h *Hub) prefetchKeys(tenant, visitor string) {
+// pays for the lookup. It also closes the session of a visitor erased
+// while it started: the erasure's CloseSubject may have run before the
+// session was registered, but the cache knew of the erasure by then.
+func (h *Hub) prefetchKeys(s *session) {
 	defer h.wg.Done()
 	ctx, cancel := context.WithTimeout(context.Background(), lookupTimeout)
 	defer cancel()
-	if _, err := h.keys.Get(ctx, tenant, visitor); err != nil && !errors.Is(err, subjectkey.ErrNotFound) {
+	_, err := h.keys.Get(ctx, s.p.Tenant, s.p.ID)
+	switch {
+	case errors.Is(err, subjectkey.ErrErased):
+		s.close(websocket.StatusPolicyViolation, CloseErased)
+	case err != nil && !errors.Is(err, subjectkey.ErrNotFound):
 		// The first event will ask again.
-		h.log.Warn("live: prefetch key", "tenant", tenant, "err", err)
+		h.log.Warn("live: prefetch key", "tenant", s.p.Tenant, "err", err)
 	}
 }
+
+// CloseErased is the reason of the close frame (status 1008, policy
+// violation) that ends the sessions of an erased subject.
+const CloseErased = "subject erased"
 
 func (h *Hub) read(ctx context.Context, s *session) {
 	defer h.wg.Done()
@@ -218,14 +268,24 @@ func (h *Hub) read(ctx context.Context, s *session) {
 	}
 }
 
-func (h *Hub) add(s *session) bool {
+// add registers s unless the hub is closing or s would exceed lim.
+func (h *Hub) add(s *session, lim Limits) error {
 	h.mu.Lock()
+	defer h.mu.Unlock()
 	if h.closing {
-		h.mu.Unlock()
-		return false
+		return ErrClosing
+	}
+	t := h.tenants[s.p.Tenant]
+	switch {
+	case lim.Process > 0 && h.sessions >= lim.Process:
+		return ErrProcessSessions
+	case t == nil:
+	case lim.Tenant > 0 && t.n >= lim.Tenant:
+		return ErrTenantSessions
+	case lim.Principal > 0 && t.sessionsOf(s.p.Role, s.p.ID) >= lim.Principal:
+		return ErrPrincipalSessions
 	}
 	h.wg.Add(1)
-	t := h.tenants[s.p.Tenant]
 	if t == nil {
 		t = &tenantSessions{visitors: make(map[string]set), agents: make(map[string]set), overseers: make(set)}
 		h.tenants[s.p.Tenant] = t
@@ -239,9 +299,9 @@ func (h *Hub) add(s *session) bool {
 	case auth.RoleSupervisor, auth.RoleAdmin:
 		t.overseers[s] = struct{}{}
 	}
+	t.n++
 	h.sessions++
-	h.mu.Unlock()
-	return true
+	return nil
 }
 
 func (h *Hub) remove(s *session) {
@@ -256,6 +316,7 @@ func (h *Hub) remove(s *session) {
 	case auth.RoleSupervisor, auth.RoleAdmin:
 		delete(t.overseers, s)
 	}
+	t.n--
 	if t.empty() {
 		delete(h.tenants, s.p.Tenant)
 	}
@@ -307,7 +368,7 @@ func (h *Hub) CloseSubject(tenant, id string) {
 	}
 	h.mu.RUnlock()
 	for _, s := range victims {
-		s.close(websocket.StatusPolicyViolation, "subject erased")
+		s.close(websocket.StatusPolicyViolation, CloseErased)
 	}
 }
 
@@ -550,6 +611,10 @@ type session struct {
 	queue   [][]byte
 	writing bool
 	closed  bool
+	// code and reason are those of a close asked for before the session
+	// had its connection (0: none), which attach sends.
+	code   websocket.StatusCode
+	reason string
 }
 
 // send queues b for the client without blocking; a client whose queue is
@@ -589,7 +654,11 @@ func (s *session) attach(conn *websocket.Conn) {
 	defer s.mu.Unlock()
 	s.conn = conn
 	if s.closed {
-		go conn.CloseNow()
+		if s.code != 0 {
+			go conn.Close(s.code, s.reason)
+		} else {
+			go conn.CloseNow()
+		}
 		return
 	}
 	s.startWriting()
@@ -629,9 +698,11 @@ func (s *session) close(code websocket.StatusCode, reason string) {
 	}
 	s.closed = true
 	s.queue = nil
-	if s.conn != nil {
-		go s.conn.Close(code, reason)
+	if s.conn == nil {
+		s.code, s.reason = code, reason
+		return
 	}
+	go s.conn.Close(code, reason)
 }
 
 func (s *session) closeNow() {

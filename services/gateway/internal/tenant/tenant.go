@@ -33,6 +33,72 @@ var ErrInvalid = errors.New("invalid tenant")
 type Tenant struct {
 	ID   string `json:"id"`
 	Name string `json:"name"`
+	// Limits are what the operator set; a zero field takes its default
+	// (see Limits.Effective).
+	Limits Limits `json:"limits"`
+}
+
+// Limits bound what one tenant's clients can make the gateway hold, so that
+// no client and no tenant can starve the others. The operator sets them; a
+// field left 0 takes its default (DefaultLimits).
+type Limits struct {
+	// SessionsPerPrincipal bounds the live WebSocket sessions of one
+	// principal (one visitor, one agent).
+	SessionsPerPrincipal int `json:"sessions_per_principal,omitempty"`
+	// Sessions bounds the live WebSocket sessions of the whole tenant.
+	Sessions int `json:"sessions,omitempty"`
+	// RegistrationsPerMinute bounds the visitors the tenant's site may
+	// register, from all addresses together.
+	RegistrationsPerMinute int `json:"registrations_per_minute,omitempty"`
+	// RegistrationsPerAddressPerMinute bounds the visitors one client
+	// address may register, so that one client's flood cannot use up the
+	// tenant's RegistrationsPerMinute.
+	RegistrationsPerAddressPerMinute int `json:"registrations_per_address_per_minute,omitempty"`
+}
+
+// DefaultLimits are the limits of a tenant that set none.
+var DefaultLimits = Limits{
+	SessionsPerPrincipal:             10,
+	Sessions:                         10_000,
+	RegistrationsPerMinute:           6_000,
+	RegistrationsPerAddressPerMinute: 30,
+}
+
+// maxLimit bounds every field of Limits: past it a limit protects nothing.
+const maxLimit = 1_000_000
+
+// Effective returns l with each unset field at its default.
+func (l Limits) Effective() Limits {
+	or := func(v, def int) int {
+		if v == 0 {
+			return def
+		}
+		return v
+	}
+	d := DefaultLimits
+	return Limits{
+		SessionsPerPrincipal:             or(l.SessionsPerPrincipal, d.SessionsPerPrincipal),
+		Sessions:                         or(l.Sessions, d.Sessions),
+		RegistrationsPerMinute:           or(l.RegistrationsPerMinute, d.RegistrationsPerMinute),
+		RegistrationsPerAddressPerMinute: or(l.RegistrationsPerAddressPerMinute, d.RegistrationsPerAddressPerMinute),
+	}
+}
+
+func (l Limits) validate() error {
+	for _, f := range []struct {
+		name string
+		v    int
+	}{
+		{"sessions_per_principal", l.SessionsPerPrincipal},
+		{"sessions", l.Sessions},
+		{"registrations_per_minute", l.RegistrationsPerMinute},
+		{"registrations_per_address_per_minute", l.RegistrationsPerAddressPerMinute},
+	} {
+		if f.v < 0 || f.v > maxLimit {
+			return fmt.Errorf("%w: limits.%s must be 0 (the default) to %d", ErrInvalid, f.name, maxLimit)
+		}
+	}
+	return nil
 }
 
 // Validate reports what is wrong with t, wrapping ErrInvalid.
@@ -45,15 +111,17 @@ func (t Tenant) Validate() error {
 	case utf8.RuneCountInString(t.Name) > MaxNameLen:
 		return fmt.Errorf("%w: name is longer than %d characters", ErrInvalid, MaxNameLen)
 	}
-	return nil
+	return t.Limits.validate()
 }
 
 type record struct {
-	Name string `json:"name"`
+	Name   string `json:"name"`
+	Limits Limits `json:"limits,omitzero"`
 }
 
 type entry struct {
 	name     string
+	limits   Limits
 	revision uint64
 }
 
@@ -136,14 +204,14 @@ func (r *Registry) apply(e jetstream.KeyValueEntry) {
 	if json.Unmarshal(e.Value(), &rec) != nil {
 		return
 	}
-	r.tenants[e.Key()] = entry{name: rec.Name, revision: e.Revision()}
+	r.tenants[e.Key()] = entry{name: rec.Name, limits: rec.Limits, revision: e.Revision()}
 }
 
 func (r *Registry) set(t Tenant, revision uint64) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if cur, ok := r.tenants[t.ID]; !ok || cur.revision < revision {
-		r.tenants[t.ID] = entry{name: t.Name, revision: revision}
+		r.tenants[t.ID] = entry{name: t.Name, limits: t.Limits, revision: revision}
 	}
 }
 
@@ -155,25 +223,33 @@ func (r *Registry) Exists(id string) bool {
 	return ok
 }
 
+// Limits returns the effective limits of the tenant id: its own where set,
+// DefaultLimits elsewhere, and DefaultLimits for an unknown tenant.
+func (r *Registry) Limits(id string) Limits {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.tenants[id].limits.Effective()
+}
+
 // List returns every tenant, sorted by id.
 func (r *Registry) List() []Tenant {
 	r.mu.RLock()
 	ts := make([]Tenant, 0, len(r.tenants))
 	for id, e := range r.tenants {
-		ts = append(ts, Tenant{ID: id, Name: e.name})
+		ts = append(ts, Tenant{ID: id, Name: e.name, Limits: e.limits})
 	}
 	r.mu.RUnlock()
 	slices.SortFunc(ts, func(a, b Tenant) int { return strings.Compare(a.ID, b.ID) })
 	return ts
 }
 
-// Put creates or renames t and reports whether it was created. A t that
+// Put creates t, or replaces its name and limits, and reports whether it was created. A t that
 // fails Validate returns an error wrapping ErrInvalid and writes nothing.
 func (r *Registry) Put(ctx context.Context, t Tenant) (created bool, err error) {
 	if err := t.Validate(); err != nil {
 		return false, err
 	}
-	val, err := json.Marshal(record{Name: t.Name})
+	val, err := json.Marshal(record{Name: t.Name, Limits: t.Limits})
 	if err != nil {
 		return false, fmt.Errorf("encode tenant %s: %w", t.ID, err)
 	}
@@ -197,7 +273,7 @@ func (r *Registry) Ensure(ctx context.Context, t Tenant) error {
 	if err := t.Validate(); err != nil {
 		return err
 	}
-	val, err := json.Marshal(record{Name: t.Name})
+	val, err := json.Marshal(record{Name: t.Name, Limits: t.Limits})
 	if err != nil {
 		return fmt.Errorf("encode tenant %s: %w", t.ID, err)
 	}

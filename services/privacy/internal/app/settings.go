@@ -42,6 +42,9 @@ func (a *App) PutSettings(ctx context.Context, p auth.Principal, tenant string, 
 	}
 	target := fmt.Sprintf("settings retention_days=%d collect_network_data=%t erase_after_close_hours=%d",
 		s.RetentionDays, s.CollectNetworkData, s.EraseAfterCloseHours)
+	if s.OpenConversationsPerVisitor > 0 || s.MessagesPerConversationPerMinute > 0 {
+		target += fmt.Sprintf(" open_conversations_per_visitor=%d messages_per_conversation_per_minute=%d", s.OpenConversationsPerVisitor, s.MessagesPerConversationPerMinute)
+	}
 	if s.RetentionSeconds > 0 || s.EraseAfterCloseSeconds > 0 {
 		target += fmt.Sprintf(" retention_seconds=%d erase_after_close_seconds=%d", s.RetentionSeconds, s.EraseAfterCloseSeconds)
 	}
@@ -64,6 +67,12 @@ func validSettings(s privacyapi.Settings) error {
 	}
 	if s.MinGroupSize != 0 && (s.MinGroupSize < analyticsapi.DefaultMinGroupSize || s.MinGroupSize > privacyapi.MaxMinGroupSize) {
 		errs = append(errs, &ValidationError{Field: "min_group_size", Reason: fmt.Sprintf("must be 0 (the default) or %d to %d", analyticsapi.DefaultMinGroupSize, privacyapi.MaxMinGroupSize)})
+	}
+	if s.OpenConversationsPerVisitor < 0 || s.OpenConversationsPerVisitor > privacyapi.MaxOpenConversationsPerVisitor {
+		errs = append(errs, &ValidationError{Field: "open_conversations_per_visitor", Reason: fmt.Sprintf("must be 0 (the default of %d) to %d", privacyapi.DefaultOpenConversationsPerVisitor, privacyapi.MaxOpenConversationsPerVisitor)})
+	}
+	if s.MessagesPerConversationPerMinute < 0 || s.MessagesPerConversationPerMinute > privacyapi.MaxMessagesPerConversationPerMinute {
+		errs = append(errs, &ValidationError{Field: "messages_per_conversation_per_minute", Reason: fmt.Sprintf("must be 0 (the default of %d) to %d", privacyapi.DefaultMessagesPerConversationPerMinute, privacyapi.MaxMessagesPerConversationPerMinute)})
 	}
 	if s.RetentionSeconds < 0 || s.RetentionSeconds > privacyapi.MaxRetentionDays*24*3600 {
 		errs = append(errs, &ValidationError{Field: "retention_seconds", Reason: fmt.Sprintf("must be 0 (use retention_days) to %d", privacyapi.MaxRetentionDays*24*3600)})
