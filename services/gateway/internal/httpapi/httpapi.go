@@ -71,6 +71,10 @@ const (
 	visitorBurst         = 200
 )
 
+// unavailableRetryAfter is the Retry-After, in seconds, of a 503: a
+// JetStream stream electing a new leader takes a few seconds.
+const unavailableRetryAfter = 2
+
 // API is the gateway's HTTP handler.
 type API struct {
 	cfg       Config
@@ -165,8 +169,11 @@ func (a *API) handle(fn func(http.ResponseWriter, *http.Request) error) http.Han
 			a.cfg.Log.Error("request failed", "method", r.Method, "route", r.Pattern, "err", err)
 		}
 		var limited *rateLimited
-		if errors.As(err, &limited) {
+		switch {
+		case errors.As(err, &limited):
 			w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds(limited.retryAfter)))
+		case p.Status == http.StatusServiceUnavailable:
+			w.Header().Set("Retry-After", strconv.Itoa(unavailableRetryAfter))
 		}
 		writeProblem(w, p)
 	})
@@ -183,7 +190,7 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.Set("Access-Control-Allow-Origin", "*")
 	if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
 		h.Set("Access-Control-Allow-Methods", "GET, POST, PUT, DELETE")
-		h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type")
+		h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, Idempotency-Key")
 		h.Set("Access-Control-Max-Age", "600")
 		rec.WriteHeader(http.StatusNoContent)
 	} else {
@@ -334,7 +341,11 @@ func (a *API) stream(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	err = a.cfg.Hub.Start(a.cfg.StreamContext, p, func() (*websocket.Conn, error) {
+	since, err := sinceSeq(r)
+	if err != nil {
+		return err
+	}
+	err = a.cfg.Hub.Start(a.cfg.StreamContext, p, since, func() (*websocket.Conn, error) {
 		return websocket.Accept(smallBuffers{w}, r, &websocket.AcceptOptions{
 			// Cross-site WebSocket hijacking needs ambient credentials
 			// (cookies); a bearer token in the request is not one, and the

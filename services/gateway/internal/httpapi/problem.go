@@ -3,9 +3,11 @@ package httpapi
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 
 	"github.com/parley-chat/parley/pkg/auth"
+	"github.com/parley-chat/parley/pkg/chatapi"
 	"github.com/parley-chat/parley/pkg/rpc"
 )
 
@@ -51,6 +53,14 @@ var (
 	errUnknownErase  = newError(http.StatusNotFound, "not-found", "no such erasure")
 	errNotAudited    = newError(http.StatusServiceUnavailable, "unavailable", "the read could not be written to the audit trail, so the transcript is not shown")
 	errBadSince      = invalid("since must be a time in RFC 3339 format, such as 2026-01-02T15:04:05Z")
+)
+
+// The errors of the headers and parameters that make retries and resumes
+// safe.
+var (
+	errBadIdempotencyKey = newError(http.StatusBadRequest, "malformed",
+		fmt.Sprintf("Idempotency-Key must be one header of 1-%d printable ASCII characters without spaces", chatapi.MaxIdempotencyKeyLen))
+	errBadSeq = newError(http.StatusBadRequest, "malformed", "since must be the seq of a live event: a whole number")
 )
 
 // rpcProblems maps the codes of other services' errors; any other code is
