@@ -34,7 +34,12 @@ func JetStreamHistory(js jetstream.JetStream) History {
 			return fmt.Errorf("replay %s after %d: %w", tenant, after, err)
 		}
 		info := cons.CachedInfo()
-		defer js.DeleteConsumer(context.WithoutCancel(ctx), stream.Chat, info.Name)
+		defer func() {
+			// Best effort: InactiveThreshold removes it otherwise.
+			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+			defer cancel()
+			js.DeleteConsumer(dctx, stream.Chat, info.Name)
+		}()
 		pending := info.NumPending
 		if pending > uint64(max) {
 			return ErrTooFarBehind

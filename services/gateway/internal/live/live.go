@@ -768,6 +768,7 @@ func (s *session) enqueue(b []byte) {
 		// A client this far behind would not read a close frame either.
 		s.closed = true
 		s.queue = nil
+		s.wake()
 		if s.conn != nil {
 			go s.conn.CloseNow()
 		}
@@ -813,10 +814,7 @@ func (s *session) flush() {
 		s.queue[0] = nil
 		s.queue = s.queue[1:]
 		s.mu.Unlock()
-		select {
-		case s.room <- struct{}{}:
-		default:
-		}
+		s.wake()
 
 		ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
 		err := s.conn.Write(ctx, websocket.MessageText, b)
@@ -837,8 +835,17 @@ func (s *session) close(code websocket.StatusCode, reason string) {
 	}
 	s.closed = true
 	s.queue = nil
+	s.wake()
 	if s.conn != nil {
 		go s.conn.Close(code, reason)
+	}
+}
+
+// wake tells a replay waiting for room to look again.
+func (s *session) wake() {
+	select {
+	case s.room <- struct{}{}:
+	default:
 	}
 }
 
@@ -848,6 +855,7 @@ func (s *session) closeNow() {
 	s.queue = nil
 	conn := s.conn
 	s.mu.Unlock()
+	s.wake()
 	// A session still in its handshake has no connection yet: attach
 	// closes it.
 	if conn != nil {
