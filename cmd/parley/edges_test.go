@@ -222,3 +222,35 @@ func TestBusUnavailableAnswers503(t *testing.T) {
 		t.Errorf("POST without JetStream = %d %v, Retry-After %q (after %v); want 503 with Retry-After", status, out, retry, time.Since(start))
 	}
 }
+
+// TestConcurrentErasuresEndToEnd erases one visitor by twelve requests at
+// once, as the visitor and as an admin: every one is answered 202 with the
+// same erasure.
+func TestConcurrentErasuresEndToEnd(t *testing.T) {
+	dir := t.TempDir()
+	a, _ := testAll(t, dir)
+	t.Cleanup(http.DefaultClient.CloseIdleConnections) // see TestRetriesAndResumesEndToEnd
+	base := a.URL()
+	admin := staffToken(t, dir, "demo", "admin", "ada")
+	id, visitor := newVisitor(t, base, "demo")
+	mustCall(t, base, "POST", "/v1/conversations", visitor, map[string]any{"text": "erase me"}, http.StatusCreated)
+
+	results := make([]string, 12)
+	var wg sync.WaitGroup
+	for i := range results {
+		wg.Go(func() {
+			method, path, token := "DELETE", "/v1/me", visitor
+			if i%2 == 1 {
+				method, path, token = "POST", "/v1/subjects/"+id+"/erase", admin
+			}
+			status, out := call(t, base, method, path, token, nil)
+			results[i] = fmt.Sprint(status, " ", out["erasure_id"])
+		})
+	}
+	wg.Wait()
+	for i, r := range results {
+		if r != results[0] || !strings.HasPrefix(r, "202 ") {
+			t.Errorf("erasure #%d = %s, want 202 and the erasure of #0 (%s)", i, r, results[0])
+		}
+	}
+}
