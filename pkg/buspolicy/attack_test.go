@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -212,9 +213,21 @@ func TestAttacks(t *testing.T) {
 			},
 		},
 		{
-			name: "read CHAT by direct get", as: []string{buspolicy.Analytics}, violation: "$JS.API.DIRECT.GET.CHAT",
+			name: "read CHAT by direct get", as: []string{buspolicy.Analytics, buspolicy.Gateway}, violation: "$JS.API.DIRECT.GET.CHAT",
 			try: func(ctx context.Context, c *client) error {
 				return jsRequest(ctx, c, "$JS.API.DIRECT.GET.CHAT.chat.demo.c1", nil)
+			},
+		},
+		{
+			// The gateway replays one tenant's conversations, never the
+			// whole stream at once.
+			name: "consume CHAT unfiltered", as: []string{buspolicy.Analytics, buspolicy.Gateway}, violation: "$JS.API.CONSUMER.CREATE.CHAT",
+			try: func(ctx context.Context, c *client) error {
+				cons, err := c.js.CreateConsumer(ctx, stream.Chat, jetstream.ConsumerConfig{AckPolicy: jetstream.AckNonePolicy, InactiveThreshold: time.Second})
+				if err != nil {
+					return err
+				}
+				return c.js.DeleteConsumer(ctx, stream.Chat, cons.CachedInfo().Name)
 			},
 		},
 		{
@@ -468,6 +481,31 @@ func TestServicesDoTheirWork(t *testing.T) {
 			name: "gateway follows the chat events CHAT stored", as: buspolicy.Gateway,
 			try: func(ctx context.Context, c *client) error {
 				return b.subscribeGets(ctx, c, stream.LiveChatSubjects, "chat.demo.c1")
+			},
+		},
+		{
+			name: "gateway replays what a reconnecting client missed", as: buspolicy.Gateway,
+			try: func(ctx context.Context, c *client) error {
+				cons, err := c.js.CreateConsumer(ctx, stream.Chat, jetstream.ConsumerConfig{
+					FilterSubject: stream.ChatSubject("demo", "*"),
+					AckPolicy:     jetstream.AckNonePolicy,
+					MemoryStorage: true,
+				})
+				if err != nil {
+					return err
+				}
+				batch, err := cons.Fetch(1, jetstream.FetchMaxWait(time.Second))
+				if err != nil {
+					return err
+				}
+				n := 0
+				for range batch.Messages() {
+					n++
+				}
+				if n != 1 {
+					return fmt.Errorf("replayed %d messages, want 1", n)
+				}
+				return c.js.DeleteConsumer(ctx, stream.Chat, cons.CachedInfo().Name)
 			},
 		},
 		{

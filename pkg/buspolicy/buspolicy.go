@@ -96,6 +96,12 @@ func policyOf(user string) (policy, bool) {
 					pub: []string{"parley.chat.>", "parley.privacy.>", subjectkey.GetSubject, "parley.analytics.>"}},
 				{why: "live events for connected clients, as the CHAT stream republishes them once stored: ciphertext, decrypted per reader",
 					sub: []string{stream.LiveChatSubjects}},
+				{why: "what a reconnecting client missed: an ephemeral consumer on CHAT filtered to a tenant's conversations (chat.<tenant>.*), pulled and deleted; the same ciphertext as live, no single-message reads",
+					pub: []string{
+						"$JS.API.CONSUMER.CREATE." + stream.Chat + ".*." + stream.ChatSubject("*", "*"),
+						"$JS.API.CONSUMER.MSG.NEXT." + stream.Chat + ".*",
+						"$JS.API.CONSUMER.DELETE." + stream.Chat + ".*",
+					}},
 				broadcasts(),
 				jsAccount(),
 				kvOwn(TenantsBucket, "the tenant registry, which the gateway owns"),

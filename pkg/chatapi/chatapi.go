@@ -39,6 +39,9 @@ const (
 type OpenArgs struct {
 	Text                 string `json:"text"`
 	EraseAfterCloseHours *int   `json:"erase_after_close_hours,omitempty"`
+	// IdempotencyKey, when set, makes the opening safe to repeat: see
+	// ValidIdempotencyKey.
+	IdempotencyKey string `json:"idempotency_key,omitempty"`
 }
 
 // OpenResult names the new conversation.
@@ -50,6 +53,31 @@ type OpenResult struct {
 type PostArgs struct {
 	Conversation string `json:"conversation"`
 	Text         string `json:"text"`
+	// IdempotencyKey, when set, makes the post safe to repeat: see
+	// ValidIdempotencyKey.
+	IdempotencyKey string `json:"idempotency_key,omitempty"`
+}
+
+// MaxIdempotencyKeyLen is the longest Idempotency-Key accepted.
+const MaxIdempotencyKeyLen = 128
+
+// ValidIdempotencyKey reports whether k is an acceptable idempotency key: 1
+// to MaxIdempotencyKeyLen printable ASCII characters, no spaces (a UUID is
+// one). A request (OpenArgs, PostArgs) repeated by the same principal with
+// the same key answers what the first answered and stores nothing again,
+// also when the first was stored after its caller gave up waiting; the
+// same key with other arguments, or on another command, is refused as
+// invalid.
+func ValidIdempotencyKey(k string) bool {
+	if len(k) == 0 || len(k) > MaxIdempotencyKeyLen {
+		return false
+	}
+	for i := range len(k) {
+		if k[i] < '!' || k[i] > '~' {
+			return false
+		}
+	}
+	return true
 }
 
 // PostResult identifies the stored message: its id, the stream sequence of

@@ -47,6 +47,9 @@ const (
 	HeaderTenant  = "Parley-Tenant"
 	HeaderSubject = "Parley-Subject"
 	HeaderAt      = "Parley-At"
+	// HeaderIdempotency carries Envelope.Idempotency, on the events a
+	// client's request with an Idempotency-Key stored.
+	HeaderIdempotency = "Parley-Idempotency"
 )
 
 // ErrMalformed is returned by Parse for a message that is not a Parley event.
@@ -64,6 +67,10 @@ type Envelope struct {
 	Aggregate string
 	At        time.Time
 	Body      []byte
+	// Idempotency is a hash of the Idempotency-Key (and of who sent it) of
+	// the request that stored the event, empty when it had none. Never the
+	// key itself: the key is the client's and may say anything.
+	Idempotency string
 }
 
 // NewID returns a new time-ordered unique id for events and aggregates.
@@ -71,9 +78,22 @@ func NewID() string {
 	return uuid.Must(uuid.NewV7()).String()
 }
 
+// DerivedID returns the id that seed always derives, in the form of NewID's
+// (a UUID, of version 5), for events and aggregates that a repeated request
+// must name the same.
+func DerivedID(seed string) string {
+	return uuid.NewSHA1(uuid.NameSpaceOID, []byte(seed)).String()
+}
+
 // New seals payload under key and returns the envelope of a new event.
 func New(key seal.Key, typ Type, tenant, subject, aggregate string, at time.Time, payload any) (Envelope, error) {
-	e := Envelope{ID: NewID(), Type: typ, Tenant: tenant, Subject: subject, Aggregate: aggregate, At: at.UTC()}
+	return NewWithID(NewID(), key, typ, tenant, subject, aggregate, at, payload)
+}
+
+// NewWithID is New for an event whose id is id (see DerivedID): the id is
+// sealed into the body, so it cannot be changed after.
+func NewWithID(id string, key seal.Key, typ Type, tenant, subject, aggregate string, at time.Time, payload any) (Envelope, error) {
+	e := Envelope{ID: id, Type: typ, Tenant: tenant, Subject: subject, Aggregate: aggregate, At: at.UTC()}
 	pt, err := json.Marshal(payload)
 	if err != nil {
 		return Envelope{}, fmt.Errorf("encode %s: %w", typ, err)
@@ -110,6 +130,9 @@ func (e Envelope) Msg(natsSubject string) *nats.Msg {
 	m.Header.Set(HeaderTenant, e.Tenant)
 	m.Header.Set(HeaderSubject, e.Subject)
 	m.Header.Set(HeaderAt, e.At.Format(time.RFC3339Nano))
+	if e.Idempotency != "" {
+		m.Header.Set(HeaderIdempotency, e.Idempotency)
+	}
 	m.Data = e.Body
 	return m
 }
@@ -122,6 +145,8 @@ func Parse(natsSubject string, h nats.Header, body []byte) (Envelope, error) {
 		Tenant:  h.Get(HeaderTenant),
 		Subject: h.Get(HeaderSubject),
 		Body:    body,
+
+		Idempotency: h.Get(HeaderIdempotency),
 	}
 	if i := strings.LastIndexByte(natsSubject, '.'); i >= 0 {
 		e.Aggregate = natsSubject[i+1:]

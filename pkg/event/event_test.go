@@ -22,6 +22,7 @@ func TestEnvelopeRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	e.Idempotency = "4f1c"
 	m := e.Msg("chat.demo.c1")
 	if bytes.Contains(m.Data, []byte("secret marker")) {
 		t.Fatal("message body holds the plaintext")

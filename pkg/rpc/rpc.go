@@ -9,9 +9,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/parley-chat/parley/pkg/auth"
 )
@@ -56,16 +58,44 @@ func Errorf(code Code, format string, args ...any) *Error {
 }
 
 // CodeOf returns the code of err: its *Error's, CodeUnavailable when the bus
-// had no responder or timed out, CodeInternal otherwise.
+// is briefly unavailable (see Unavailable), CodeInternal otherwise.
 func CodeOf(err error) Code {
 	var e *Error
 	switch {
 	case errors.As(err, &e):
 		return e.Code
-	case errors.Is(err, nats.ErrNoResponders), errors.Is(err, nats.ErrTimeout), errors.Is(err, context.DeadlineExceeded):
+	case Unavailable(err):
 		return CodeUnavailable
 	}
 	return CodeInternal
+}
+
+// transientJS are the JetStream API errors the server answers with status
+// 500 that still pass with time: a stream or cluster between leaders.
+var transientJS = []jetstream.ErrorCode{
+	10007, // JSClusterNotAssignedErr
+	10009, // JSClusterNotLeaderErr
+	10118, // JSStreamOfflineErr
+	10194, // JSStreamOfflineReasonErrF
+}
+
+// Unavailable reports whether err means the bus could not serve a request
+// for now, so that the same request may well succeed in a moment: no
+// responder, a timeout, a connection closed or draining, a stream without a
+// leader (no response from the stream, JetStream answering 503 such as
+// "JetStream system temporarily unavailable", or a stream offline or
+// between leaders).
+func Unavailable(err error) bool {
+	var apiErr *jetstream.APIError
+	switch {
+	case errors.Is(err, nats.ErrNoResponders), errors.Is(err, nats.ErrTimeout), errors.Is(err, context.DeadlineExceeded),
+		errors.Is(err, nats.ErrConnectionClosed), errors.Is(err, nats.ErrConnectionDraining), errors.Is(err, nats.ErrNoServers),
+		errors.Is(err, jetstream.ErrNoStreamResponse), errors.Is(err, jetstream.ErrConsumerLeadershipChanged):
+		return true
+	case errors.As(err, &apiErr):
+		return apiErr.Code == 503 || slices.Contains(transientJS, apiErr.ErrorCode)
+	}
+	return false
 }
 
 // DefaultTimeout bounds a Call whose context has no deadline.

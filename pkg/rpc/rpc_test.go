@@ -3,11 +3,13 @@ package rpc_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync/atomic"
 	"testing"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/parley-chat/parley/pkg/natsembed/natstest"
 	"github.com/parley-chat/parley/pkg/rpc"
@@ -77,5 +79,40 @@ func TestCallServePing(t *testing.T) {
 	}
 	if code := rpc.CodeOf(rpc.Call(ctx, nc, "test.nobody", echoArgs{}, nil)); code != rpc.CodeUnavailable {
 		t.Errorf("Call(unserved) code = %v, want %v", code, rpc.CodeUnavailable)
+	}
+}
+
+func TestUnavailable(t *testing.T) {
+	tests := []struct {
+		name string
+		give error
+		want bool
+	}{
+		{"no responders", fmt.Errorf("call: %w", nats.ErrNoResponders), true},
+		{"timeout", nats.ErrTimeout, true},
+		{"deadline", context.DeadlineExceeded, true},
+		{"connection closed", nats.ErrConnectionClosed, true},
+		{"no response from the stream", fmt.Errorf("append: %w", jetstream.ErrNoStreamResponse), true},
+		{"JetStream temporarily unavailable", &jetstream.APIError{Code: 503, ErrorCode: 10008}, true},
+		{"JetStream not enabled", jetstream.ErrJetStreamNotEnabled, true},
+		{"stream between leaders", fmt.Errorf("append: %w", &jetstream.APIError{Code: 500, ErrorCode: 10009}), true},
+		{"stream offline", &jetstream.APIError{Code: 500, ErrorCode: 10118}, true},
+		{"wrong last sequence", &jetstream.APIError{Code: 400, ErrorCode: jetstream.JSErrCodeStreamWrongLastSequence}, false},
+		{"stream not found", jetstream.ErrStreamNotFound, false},
+		{"other", errors.New("disk on fire"), false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := rpc.Unavailable(tt.give); got != tt.want {
+				t.Errorf("Unavailable(%v) = %v, want %v", tt.give, got, tt.want)
+			}
+			wantCode := rpc.CodeInternal
+			if tt.want {
+				wantCode = rpc.CodeUnavailable
+			}
+			if got := rpc.CodeOf(tt.give); got != wantCode {
+				t.Errorf("CodeOf(%v) = %v, want %v", tt.give, got, wantCode)
+			}
+		})
 	}
 }

@@ -129,7 +129,7 @@ func Run(ctx context.Context, d Deps) error {
 		}
 	}
 
-	hub := live.NewHub(log, d.Keys, assigneeFunc(d.NC))
+	hub := live.NewHub(log, d.Keys, assigneeFunc(d.NC), live.JetStreamHistory(js))
 	sub, err := hub.Subscribe(d.NC)
 	if err != nil {
 		return fmt.Errorf("gateway: subscribe %s: %w", live.Subject, err)

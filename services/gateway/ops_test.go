@@ -159,7 +159,7 @@ func TestCORSPreflight(t *testing.T) {
 	}
 	resp.Body.Close()
 	got := []string{strconv.Itoa(resp.StatusCode), resp.Header.Get("Access-Control-Allow-Origin"), resp.Header.Get("Access-Control-Allow-Headers")}
-	want := []string{"204", "*", "Authorization, Content-Type"}
+	want := []string{"204", "*", "Authorization, Content-Type, Idempotency-Key"}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("preflight mismatch (-want +got):\n%s", diff)
 	}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"maps"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -380,5 +381,56 @@ func TestStaffErasureIsAudited(t *testing.T) {
 	}
 	if err := audit.Verify(res.Entries); err != nil {
 		t.Errorf("Verify() = %v", err)
+	}
+}
+
+// TestConcurrentErasuresOfOneSubject erases one subject by many requests at
+// once, spread over two instances: every one is answered with the same
+// erasure, and the keys are gone.
+func TestConcurrentErasuresOfOneSubject(t *testing.T) {
+	const requests = 12
+	s := natstest.Start(t, "")
+	kek := newKEK(t)
+	start(t, s, kek)
+	start(t, s, kek)
+	nc, js := natstest.Connect(t, s)
+
+	for round := range 3 {
+		visitor := mustRegister(t, nc)
+		got := make([]privacyapi.Erasure, requests)
+		errs := make([]error, requests)
+		var wg sync.WaitGroup
+		for i := range requests {
+			p := admin
+			if i%2 == 0 {
+				p = visitorOf(visitor)
+			}
+			wg.Go(func() { got[i], errs[i] = erase(t, nc, p, visitor) })
+		}
+		wg.Wait()
+		ids := map[string]bool{}
+		for i, err := range errs {
+			if err != nil {
+				t.Fatalf("round %d: Erase() #%d error = %v, want the erasure", round, i, err)
+			}
+			ids[got[i].ErasureID] = true
+		}
+		if len(ids) != 1 {
+			t.Errorf("round %d: erasure ids %v, want one", round, slices.Sorted(maps.Keys(ids)))
+		}
+		if _, err := getKeys(t.Context(), nc, visitor, false); rpc.CodeOf(err) != rpc.CodeGone {
+			t.Errorf("round %d: Get(erased) error = %v, want code %s", round, err, rpc.CodeGone)
+		}
+		m, err := js.Stream(t.Context(), stream.Keys)
+		if err != nil {
+			t.Fatal(err)
+		}
+		last, err := m.GetLastMsgForSubject(t.Context(), stream.KeysSubject(tenant, visitor))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if last.Header.Get("Parley-Erased") == "" {
+			t.Errorf("round %d: last KEYS record is not a tombstone", round)
+		}
 	}
 }

@@ -29,6 +29,10 @@ var (
 	// ErrStale is returned by an EventStore's Append when the conversation
 	// has events past the expected version.
 	ErrStale = errors.New("conversation has newer events")
+	// ErrDuplicateID is returned by an EventStore's Append when an event
+	// of the same id is stored already in another conversation: only a
+	// derived id (an idempotency key used again elsewhere) does that.
+	ErrDuplicateID = errors.New("event id in use in another conversation")
 )
 
 // MaxTries bounds how often a command is decided again after losing a race.
@@ -52,7 +56,10 @@ func (r Record) expired(now time.Time) bool {
 type EventStore interface {
 	// Append stores e if the conversation's last event is at stream
 	// sequence version (0: it has none) and returns e's sequence. It returns
-	// an error wrapping ErrStale when the conversation moved on. With a ttl
+	// an error wrapping ErrStale when the conversation moved on, also when
+	// it holds another event of e's id (stored by a repeated request), and
+	// ErrDuplicateID when another conversation does. A resend of e itself
+	// that the store has already returns the sequence it has. With a ttl
 	// above 0 the store removes e that long after storing it.
 	Append(ctx context.Context, e event.Envelope, version uint64, ttl time.Duration) (uint64, error)
 	// Load returns the conversation's events after stream sequence after,

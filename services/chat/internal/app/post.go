@@ -5,14 +5,29 @@ import (
 
 	"github.com/parley-chat/parley/pkg/auth"
 	"github.com/parley-chat/parley/pkg/chatapi"
+	"github.com/parley-chat/parley/pkg/event"
 
 	"github.com/parley-chat/parley/services/chat/internal/conversation"
 )
 
 // Post posts a message to a conversation. An agent posting to an unassigned
-// conversation takes it: it is assigned to them first.
+// conversation takes it: it is assigned to them first. A post repeated with
+// its idempotency key answers the message the first stored.
 func (s *Service) Post(ctx context.Context, p auth.Principal, args chatapi.PostArgs) (chatapi.PostResult, error) {
-	_, appended, err := s.update(ctx, p, args.Conversation, func(c *conversation.Conversation) ([]conversation.Change, error) {
+	k, err := idempotencyOf(p, args.IdempotencyKey, func(ctx context.Context, prior Record) error {
+		var posted event.Posted
+		if err := s.openPrior(ctx, prior, event.MessagePosted, &posted); err != nil {
+			return err
+		}
+		if posted.Text != args.Text {
+			return ErrKeyReused
+		}
+		return nil
+	})
+	if err != nil {
+		return chatapi.PostResult{}, err
+	}
+	_, appended, err := s.updateKeyed(ctx, p, args.Conversation, k, func(c *conversation.Conversation) ([]conversation.Change, error) {
 		return c.Post(p, args.Text, s.now(), s.policies.Get(p.Tenant).MessageLimit())
 	})
 	if err != nil {

@@ -61,6 +61,9 @@ type entry struct {
 	mu   sync.RWMutex
 	conv conversation.Conversation
 	msgs []message
+	// keyed holds the messages stored by requests with an idempotency key,
+	// by the key's hash (event.Envelope.Idempotency).
+	keyed map[string]message
 	// until is the latest expiry of the entry's events; forever is set when
 	// one of them has none.
 	until   time.Time
@@ -180,8 +183,27 @@ func (e *entry) apply(r Record, payload any, erased bool) {
 	}
 	switch r.Event.Type {
 	case event.ConversationOpened, event.MessagePosted:
-		e.msgs = append(e.msgs, message{seq: r.Seq, env: r.Event, expires: r.Expires})
+		m := message{seq: r.Seq, env: r.Event, expires: r.Expires}
+		e.msgs = append(e.msgs, m)
+		if h := r.Event.Idempotency; h != "" {
+			if e.keyed == nil {
+				e.keyed = make(map[string]message)
+			}
+			e.keyed[h] = m
+		}
 	}
+}
+
+// prior returns the message stored by the request whose idempotency key
+// hashes to hash, if e holds one; never for the empty hash.
+func (e *entry) prior(hash string) (Record, bool) {
+	if hash == "" {
+		return Record{}, false
+	}
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	m, ok := e.keyed[hash]
+	return Record{Seq: m.seq, Event: m.env, Expires: m.expires}, ok
 }
 
 // erase marks the entry's conversation erased (see conversation.Erase).

@@ -24,6 +24,14 @@ type decision func(c *conversation.Conversation) ([]conversation.Change, error)
 // is current unless another instance wrote in between, which the append
 // detects.
 func (s *Service) update(ctx context.Context, p auth.Principal, id string, decide decision) (conversation.Conversation, []Record, error) {
+	return s.updateKeyed(ctx, p, id, idempotency{}, decide)
+}
+
+// updateKeyed is update for a request with idempotency k: the last event it
+// appends carries k, and when an event with k is stored already, in what
+// this instance holds or what it catches up with after losing a race, it
+// answers that event (see idempotency.repeat) instead of deciding.
+func (s *Service) updateKeyed(ctx context.Context, p auth.Principal, id string, k idempotency, decide decision) (conversation.Conversation, []Record, error) {
 	if err := conversation.CheckActor(p); err != nil {
 		return conversation.Conversation{}, nil, err
 	}
@@ -37,6 +45,10 @@ func (s *Service) update(ctx context.Context, p auth.Principal, id string, decid
 	var keys *subjectkey.Keys
 	for try := 1; ; try++ {
 		c := e.snapshot()
+		if prior, ok := e.prior(k.hash); ok {
+			rs, err := k.repeat(ctx, prior)
+			return c, rs, err
+		}
 		changes, err := decide(&c)
 		if err != nil || len(changes) == 0 {
 			return c, nil, err
@@ -48,7 +60,10 @@ func (s *Service) update(ctx context.Context, p auth.Principal, id string, decid
 			}
 			keys = &k
 		}
-		appended, err := s.appendAll(ctx, e, keys, &c, changes)
+		appended, err := s.appendAll(ctx, e, keys, &c, changes, k)
+		if errors.Is(err, ErrDuplicateID) && k.hash != "" {
+			return c, appended, ErrKeyReused
+		}
 		if !errors.Is(err, ErrStale) {
 			return c, appended, err
 		}
@@ -64,13 +79,21 @@ func (s *Service) update(ctx context.Context, p auth.Principal, id string, decid
 
 // appendAll appends changes to c one by one, each expecting the version the
 // previous one left, and applies each to e as soon as it is stored, so the
-// instance reads its own writes.
-func (s *Service) appendAll(ctx context.Context, e *entry, keys *subjectkey.Keys, c *conversation.Conversation, changes []conversation.Change) ([]Record, error) {
+// instance reads its own writes. The last change, the one the request is
+// about, is stored with idempotency k.
+func (s *Service) appendAll(ctx context.Context, e *entry, keys *subjectkey.Keys, c *conversation.Conversation, changes []conversation.Change, k idempotency) ([]Record, error) {
 	out := make([]Record, 0, len(changes))
-	for _, ch := range changes {
-		env, err := event.New(keys.Data, ch.Type, c.Tenant, c.Visitor, c.ID, s.now(), ch.Payload)
+	for i, ch := range changes {
+		id := event.NewID()
+		if i == len(changes)-1 {
+			id = k.id("event")
+		}
+		env, err := event.NewWithID(id, keys.Data, ch.Type, c.Tenant, c.Visitor, c.ID, s.now(), ch.Payload)
 		if err != nil {
 			return out, err
+		}
+		if i == len(changes)-1 {
+			env.Idempotency = k.hash
 		}
 		r, err := s.appendEvent(ctx, env, c.Version)
 		if err != nil {

@@ -5,6 +5,7 @@
 package jetstream
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -65,20 +66,55 @@ func (s *Store) Append(ctx context.Context, e event.Envelope, version uint64, tt
 	if err != nil {
 		return 0, fmt.Errorf("append to %s: %w", subject, err)
 	}
+	if ack.Duplicate {
+		return s.duplicate(ctx, subject, e, ack.Sequence)
+	}
 	return ack.Sequence, nil
 }
 
+// duplicate tells what an append of e to subject met that JetStream dropped
+// as a duplicate of the event at seq, which has e's id: a resend of e
+// itself (the same sealed body, whose nonce is random) is stored at seq;
+// another event of the id in the conversation, stored by a request that
+// repeated e's, means the conversation moved on; one in another
+// conversation is app.ErrDuplicateID. A replicated stream checks the id
+// before the expected sequence, a single server after it, so either error
+// can tell a repeated request.
+func (s *Store) duplicate(ctx context.Context, subject string, e event.Envelope, seq uint64) (uint64, error) {
+	m, err := s.stream.GetMsg(ctx, seq)
+	if errors.Is(err, natsjs.ErrMsgNotFound) {
+		// Removed since (expired, or erased): nothing to answer from.
+		return 0, fmt.Errorf("append to %s: duplicate of removed sequence %d: %w", subject, seq, app.ErrDuplicateID)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("append to %s: read duplicate %d: %w", subject, seq, err)
+	}
+	switch {
+	case m.Subject != subject:
+		return 0, fmt.Errorf("append to %s: id of sequence %d: %w", subject, seq, app.ErrDuplicateID)
+	case !bytes.Equal(m.Data, e.Body):
+		return 0, fmt.Errorf("append to %s: id stored at %d: %w", subject, seq, app.ErrStale)
+	}
+	return seq, nil
+}
+
 // wrongLastSequence reports whether err is JetStream refusing an append
-// because the subject moved past the expected sequence. Replicated streams
-// answer with a code of their own for the same refusal.
+// because the subject moved past the expected sequence, or may have.
+// Replicated streams answer with a code of their own for the same refusal.
 func wrongLastSequence(err error) bool {
 	var apiErr *natsjs.APIError
 	if !errors.As(err, &apiErr) {
 		return false
 	}
 	return apiErr.ErrorCode == natsjs.JSErrCodeStreamWrongLastSequence ||
-		apiErr.ErrorCode == natsjs.JSErrCodeStreamWrongLastSequenceConstant
+		apiErr.ErrorCode == natsjs.JSErrCodeStreamWrongLastSequenceConstant ||
+		apiErr.ErrorCode == jsErrCodeDuplicateInProcess
 }
+
+// jsErrCodeDuplicateInProcess is a replicated stream refusing an append
+// whose id an append not yet committed has: like a stale version, the
+// writer catches up and decides again.
+const jsErrCodeDuplicateInProcess natsjs.ErrorCode = 10158
 
 // Load implements app.EventStore. It asks for the conversation's last event
 // first and then walks the events before it with direct gets, one per

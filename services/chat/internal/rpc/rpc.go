@@ -58,6 +58,7 @@ var codes = []struct {
 	{conversation.ErrNotClosed, rpc.CodeConflict},
 	{conversation.ErrRated, rpc.CodeConflict},
 	{app.ErrContended, rpc.CodeConflict},
+	{app.ErrKeyReused, rpc.CodeInvalid},
 	{conversation.ErrErased, rpc.CodeGone},
 }
 

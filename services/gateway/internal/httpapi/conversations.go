@@ -59,7 +59,15 @@ func (a *API) openConversation(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	var body chatapi.OpenArgs
+	key, err := idempotencyKey(r)
+	if err != nil {
+		return err
+	}
+	// Decoded apart from chatapi.OpenArgs: the key comes in its header only.
+	var body struct {
+		Text                 string `json:"text"`
+		EraseAfterCloseHours *int   `json:"erase_after_close_hours"`
+	}
 	if err := decode(w, r, &body, false); err != nil {
 		return err
 	}
@@ -70,7 +78,8 @@ func (a *API) openConversation(w http.ResponseWriter, r *http.Request) error {
 		return invalid("erase_after_close_hours must be between 1 and 87600")
 	}
 	var res chatapi.OpenResult
-	if err := a.call(r, chatapi.OpenSubject, p, body, &res); err != nil {
+	args := chatapi.OpenArgs{Text: body.Text, EraseAfterCloseHours: body.EraseAfterCloseHours, IdempotencyKey: key}
+	if err := a.call(r, chatapi.OpenSubject, p, args, &res); err != nil {
 		return err
 	}
 	writeJSON(w, http.StatusCreated, res)
@@ -113,6 +122,10 @@ func (a *API) postMessage(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	key, err := idempotencyKey(r)
+	if err != nil {
+		return err
+	}
 	var body struct {
 		Text string `json:"text"`
 	}
@@ -123,7 +136,7 @@ func (a *API) postMessage(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	var res chatapi.PostResult
-	if err := a.call(r, chatapi.PostSubject, p, chatapi.PostArgs{Conversation: id, Text: body.Text}, &res); err != nil {
+	if err := a.call(r, chatapi.PostSubject, p, chatapi.PostArgs{Conversation: id, Text: body.Text, IdempotencyKey: key}, &res); err != nil {
 		return err
 	}
 	writeJSON(w, http.StatusCreated, res)

@@ -87,6 +87,10 @@ const defaultBodyReadTimeout = 30 * time.Second
 // by the tenant's limits (tenant.Limits).
 const defaultPrincipalRate = 50
 
+// unavailableRetryAfter is the Retry-After, in seconds, of a 503: a
+// JetStream stream electing a new leader takes a few seconds.
+const unavailableRetryAfter = 2
+
 // API is the gateway's HTTP handler.
 type API struct {
 	cfg       Config
@@ -210,6 +214,8 @@ func (a *API) handle(fn func(http.ResponseWriter, *http.Request) error) http.Han
 		}
 		if d, ok := retryAfter(err); ok {
 			w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds(d)))
+		} else if p.Status == http.StatusServiceUnavailable {
+			w.Header().Set("Retry-After", strconv.Itoa(unavailableRetryAfter))
 		}
 		writeProblem(w, p)
 	})
@@ -228,7 +234,7 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.Set("Access-Control-Allow-Origin", "*")
 	if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
 		h.Set("Access-Control-Allow-Methods", "GET, POST, PUT, DELETE")
-		h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type")
+		h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, Idempotency-Key")
 		h.Set("Access-Control-Max-Age", "600")
 		rec.WriteHeader(http.StatusNoContent)
 	} else {
@@ -418,9 +424,13 @@ func (a *API) stream(w http.ResponseWriter, r *http.Request) error {
 	if err := a.checkErased(r.Context(), p); err != nil {
 		return err
 	}
+	since, err := sinceSeq(r)
+	if err != nil {
+		return err
+	}
 	lim := a.cfg.Tenants.Limits(p.Tenant)
 	sessions := live.Limits{Principal: lim.SessionsPerPrincipal, Tenant: lim.Sessions, Process: a.cfg.MaxSessions}
-	err = a.cfg.Hub.Start(a.cfg.StreamContext, p, sessions, func() (*websocket.Conn, error) {
+	err = a.cfg.Hub.Start(a.cfg.StreamContext, p, sessions, since, func() (*websocket.Conn, error) {
 		return websocket.Accept(smallBuffers{w}, r, &websocket.AcceptOptions{
 			// Cross-site WebSocket hijacking needs ambient credentials
 			// (cookies); a bearer token in the request is not one, and the

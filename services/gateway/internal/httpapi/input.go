@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -65,4 +66,34 @@ func checkText(text string) error {
 		return invalid("text is required")
 	}
 	return nil
+}
+
+// idempotencyKey returns the request's Idempotency-Key header, "" when it
+// has none; the chat service makes a request with one safe to repeat.
+func idempotencyKey(r *http.Request) (string, error) {
+	vs := r.Header.Values("Idempotency-Key")
+	switch {
+	case len(vs) == 0:
+		return "", nil
+	case len(vs) > 1 || !chatapi.ValidIdempotencyKey(vs[0]):
+		return "", errBadIdempotencyKey
+	}
+	return vs[0], nil
+}
+
+// sinceSeq returns the stream's since parameter, the seq of the last live
+// event the client saw, nil when it has none.
+func sinceSeq(r *http.Request) (*uint64, error) {
+	v, ok := r.URL.Query()["since"]
+	if !ok {
+		return nil, nil
+	}
+	if len(v) != 1 {
+		return nil, errBadSeq
+	}
+	seq, err := strconv.ParseUint(v[0], 10, 64)
+	if err != nil {
+		return nil, errBadSeq
+	}
+	return &seq, nil
 }

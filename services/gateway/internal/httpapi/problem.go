@@ -3,9 +3,11 @@ package httpapi
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 
 	"github.com/parley-chat/parley/pkg/auth"
+	"github.com/parley-chat/parley/pkg/chatapi"
 	"github.com/parley-chat/parley/pkg/rpc"
 )
 
@@ -71,6 +73,14 @@ func (e *answerCut) Unwrap() error { return e.err }
 
 // abortAnswer marks err as the failure of an answer already begun.
 func abortAnswer(err error) error { return &answerCut{err: err} }
+
+// The errors of the headers and parameters that make retries and resumes
+// safe.
+var (
+	errBadIdempotencyKey = newError(http.StatusBadRequest, "malformed",
+		fmt.Sprintf("Idempotency-Key must be one header of 1-%d printable ASCII characters without spaces", chatapi.MaxIdempotencyKeyLen))
+	errBadSeq = newError(http.StatusBadRequest, "malformed", "since must be the seq of a live event: a whole number")
+)
 
 // rpcProblems maps the codes of other services' errors; any other code is
 // internal.

@@ -22,6 +22,15 @@
 // Events are encoded once and the same bytes go to every recipient. A
 // visitor's keys are fetched as their session starts, not on the pipeline
 // when their first event arrives.
+//
+// Every event carries the stream sequence of the chat event it shows. A
+// client that reconnects with the last sequence it saw (Start's since) is
+// first sent what it missed, read from the stream (History) and filtered
+// as live delivery filters, in order, then the live events, each once:
+// live events that arrive during the replay are held, and those the replay
+// already sent are dropped by their sequence. A client that missed more
+// than MaxReplay events, or whose replay fails, is sent a resync event
+// instead, and then the live events: it reloads what it shows.
 package live
 
 import (
@@ -29,11 +38,13 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"strconv"
 	"sync"
 	"time"
 
 	"github.com/coder/websocket"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/parley-chat/parley/pkg/auth"
 	"github.com/parley-chat/parley/pkg/event"
@@ -59,6 +70,9 @@ const (
 	// lookupTimeout bounds a key or assignee lookup, which holds up the
 	// whole event pipeline.
 	lookupTimeout = 2 * time.Second
+	// MaxReplay bounds the events a reconnecting client is sent from the
+	// stream; a client further behind is told to resync.
+	MaxReplay = 1000
 )
 
 // Keys returns a data subject's keys; subjectkey.Cache is one.
@@ -70,10 +84,13 @@ type Keys interface {
 // is unassigned.
 type AssigneeFunc func(ctx context.Context, tenant, conversation string) (string, error)
 
-// Event is one frame pushed to clients.
+// Event is one frame pushed to clients. Seq is the stream sequence of the
+// chat event it shows, what a client reconnects with; the two frames of an
+// opening share it. A resync event has neither sequence nor conversation.
 type Event struct {
 	Type           string   `json:"type"`
-	ConversationID string   `json:"conversation_id"`
+	Seq            uint64   `json:"seq,omitempty"`
+	ConversationID string   `json:"conversation_id,omitempty"`
 	Message        *Message `json:"message,omitempty"`
 }
 
@@ -92,13 +109,27 @@ const (
 	TypeAssigned = "assigned"
 	TypeClosed   = "closed"
 	TypeRated    = "rated"
+	// TypeResync tells a reconnecting client that what it missed is not
+	// replayed: it reloads the conversations it shows.
+	TypeResync = "resync"
 )
+
+// History reads what a reconnecting client missed: the chat events of
+// tenant stored after stream sequence after, in order, up to the last one
+// stored when it was called, handing each to fn; it stops at fn's first
+// error and returns it. When more than max events are to be read it reads
+// none and returns ErrTooFarBehind.
+type History func(ctx context.Context, tenant string, after uint64, max int, fn func(seq uint64, env event.Envelope) error) error
+
+// ErrTooFarBehind is returned by a History asked for more than its max.
+var ErrTooFarBehind = errors.New("live: too many events missed to replay")
 
 // Hub routes chat events to sessions. It is safe for concurrent use.
 type Hub struct {
 	log      *slog.Logger
 	keys     Keys
 	assignee AssigneeFunc
+	history  History
 
 	mu       sync.RWMutex
 	tenants  map[string]*tenantSessions
@@ -145,13 +176,15 @@ func (t *tenantSessions) empty() bool {
 	return t.n == 0
 }
 
-// NewHub returns a hub decrypting with keys and asking assignee about
-// conversations it has not seen assigned.
-func NewHub(log *slog.Logger, keys Keys, assignee AssigneeFunc) *Hub {
+// NewHub returns a hub decrypting with keys, asking assignee about
+// conversations it has not seen assigned, and replaying from history to
+// reconnecting clients (nil: every reconnecting client is told to resync).
+func NewHub(log *slog.Logger, keys Keys, assignee AssigneeFunc, history History) *Hub {
 	return &Hub{
 		log:       log,
 		keys:      keys,
 		assignee:  assignee,
+		history:   history,
 		tenants:   make(map[string]*tenantSessions),
 		assignees: make(map[string]string),
 	}
@@ -200,15 +233,17 @@ type Limits struct {
 // goes away, the hub closes it, or ctx is done, then closes it. The session
 // is registered first so that every event stored after the client saw the
 // handshake reaches it; what arrives before accept returns waits in its
-// queue. Start returns ErrClosing, without calling accept, once Close has
-// begun, and ErrPrincipalSessions, ErrTenantSessions or ErrProcessSessions
-// when the session would exceed lim, in both cases without calling accept;
-// an error of accept, which has answered the client itself, ends the
-// session. Otherwise it returns at once: the session reads on a
-// goroutine of its own, started fresh so that its stack stays small, and
-// the HTTP handler can return.
-func (h *Hub) Start(ctx context.Context, p auth.Principal, lim Limits, accept func() (*websocket.Conn, error)) error {
-	s := &session{p: p}
+// queue. With since, the last sequence the client saw, it is first sent
+// the events it missed (see the package comment). Start returns
+// ErrClosing, without calling accept, once Close has begun, and
+// ErrPrincipalSessions, ErrTenantSessions or ErrProcessSessions when the
+// session would exceed lim, in both cases without calling accept; an error
+// of accept, which has answered the client itself, ends the session.
+// Otherwise it returns at once: the session reads on a goroutine of its
+// own, started fresh so that its stack stays small, and the HTTP handler
+// can return.
+func (h *Hub) Start(ctx context.Context, p auth.Principal, lim Limits, since *uint64, accept func() (*websocket.Conn, error)) error {
+	s := &session{p: p, replaying: since != nil, room: make(chan struct{}, 1)}
 	if err := h.add(s, lim); err != nil {
 		return err
 	}
@@ -228,8 +263,69 @@ func (h *Hub) Start(ctx context.Context, p auth.Principal, lim Limits, accept fu
 		h.wg.Add(1)
 		go h.prefetchKeys(s)
 	}
+	if since != nil {
+		h.wg.Add(1)
+		go h.replay(ctx, s, *since)
+	}
 	go h.read(ctx, s)
 	return nil
+}
+
+// replay sends s the events of its tenant after sequence after that its
+// principal may see, then the live events held meanwhile.
+func (h *Hub) replay(ctx context.Context, s *session, after uint64) {
+	defer h.wg.Done()
+	err := ErrTooFarBehind
+	if h.history != nil {
+		assignees := make(map[string]string) // conversation → agent, as of now
+		err = h.history(ctx, s.p.Tenant, after, MaxReplay, func(seq uint64, env event.Envelope) error {
+			if !h.visible(ctx, s.p, env, assignees) {
+				return nil
+			}
+			frames, _, ok := h.frames(ctx, seq, env)
+			if !ok {
+				return nil
+			}
+			return s.replayed(ctx, seq, frames)
+		})
+	}
+	if err != nil && !errors.Is(err, ErrTooFarBehind) && !errors.Is(err, errSessionClosed) && ctx.Err() == nil {
+		h.log.Warn("live: replay missed events", "tenant", s.p.Tenant, "err", err)
+	}
+	s.endReplay(h.encode(Event{Type: TypeResync}), err != nil)
+}
+
+// visible reports whether p may see env in a replay: as live delivery
+// decides, but with each conversation's assignee as it is now, remembered
+// in assignees, since one that changed meanwhile changed what p may read
+// of the conversation too.
+func (h *Hub) visible(ctx context.Context, p auth.Principal, env event.Envelope, assignees map[string]string) bool {
+	switch p.Role {
+	case auth.RoleVisitor:
+		return env.Subject == p.ID
+	case auth.RoleSupervisor, auth.RoleAdmin:
+		return true
+	case auth.RoleAgent:
+	default:
+		return false
+	}
+	a, ok := assignees[env.Aggregate]
+	if !ok {
+		h.amu.Lock()
+		a, ok = h.assignees[env.Tenant+"."+env.Aggregate]
+		h.amu.Unlock()
+	}
+	if !ok {
+		lctx, cancel := context.WithTimeout(ctx, lookupTimeout)
+		defer cancel()
+		var err error
+		if a, err = h.assignee(lctx, env.Tenant, env.Aggregate); err != nil {
+			// Not shown rather than maybe shown to the wrong agent.
+			return false
+		}
+	}
+	assignees[env.Aggregate] = a
+	return a == "" || a == p.ID
 }
 
 // prefetchKeys puts a visitor's keys in the cache, on a goroutine of its
@@ -420,6 +516,12 @@ func (h *Hub) handle(m *nats.Msg) {
 		h.log.Warn("live: skip event", "subject", m.Subject, "err", err)
 		return
 	}
+	// The stream republishes each event with its sequence.
+	seq, err := strconv.ParseUint(m.Header.Get(jetstream.SequenceHeader), 10, 64)
+	if err != nil {
+		h.log.Warn("live: skip event without its sequence", "subject", m.Subject)
+		return
+	}
 	ckey := env.Tenant + "." + env.Aggregate
 
 	h.mu.RLock()
@@ -445,55 +547,67 @@ func (h *Hub) handle(m *nats.Msg) {
 	defer cancel()
 
 	var (
-		frames [][]byte
 		oldA   string // assignee before this event
-		newA   string // assignee after it
 		knownA = true
 	)
 	if agents {
 		oldA, knownA = h.lookupAssignee(ctx, env.Tenant, env.Aggregate, env.Type)
+	}
+	frames, newA, ok := h.frames(ctx, seq, env)
+	switch {
+	case !ok && env.Type == event.ConversationAssigned:
+		h.dropAssignee(ckey)
+		return
+	case !ok:
+		return
+	case env.Type == event.ConversationAssigned:
+		h.setAssignee(ckey, newA)
+	default:
 		newA = oldA
 	}
+	for _, s := range h.recipients(env.Tenant, env.Subject, agents, knownA, oldA, newA) {
+		s.deliver(seq, frames)
+	}
+}
+
+// frames returns the frames that show env, stored at seq, and for an
+// assignment its agent; false when env cannot be read or is not shown.
+func (h *Hub) frames(ctx context.Context, seq uint64, env event.Envelope) ([][]byte, string, bool) {
+	ev := Event{Seq: seq, ConversationID: env.Aggregate}
 	switch env.Type {
 	case event.ConversationOpened:
 		var o event.Opened
 		if !h.open(ctx, env, &o) {
-			return
+			return nil, "", false
 		}
-		frames = append(frames,
-			h.encode(Event{Type: TypeOpened, ConversationID: env.Aggregate}),
-			h.encode(Event{Type: TypeMessage, ConversationID: env.Aggregate, Message: &Message{
-				ID: env.ID, Author: event.Author{Role: string(auth.RoleVisitor), ID: env.Subject}, Text: o.Text, At: env.At,
-			}}))
+		opened, msg := ev, ev
+		opened.Type = TypeOpened
+		msg.Type = TypeMessage
+		msg.Message = &Message{ID: env.ID, Author: event.Author{Role: string(auth.RoleVisitor), ID: env.Subject}, Text: o.Text, At: env.At}
+		return [][]byte{h.encode(opened), h.encode(msg)}, "", true
 	case event.MessagePosted:
 		var p event.Posted
 		if !h.open(ctx, env, &p) {
-			return
+			return nil, "", false
 		}
-		frames = append(frames, h.encode(Event{Type: TypeMessage, ConversationID: env.Aggregate, Message: &Message{
-			ID: env.ID, Author: p.Author, Text: p.Text, At: env.At,
-		}}))
+		ev.Type = TypeMessage
+		ev.Message = &Message{ID: env.ID, Author: p.Author, Text: p.Text, At: env.At}
+		return [][]byte{h.encode(ev)}, "", true
 	case event.ConversationAssigned:
 		var a event.Assigned
 		if !h.open(ctx, env, &a) {
-			h.dropAssignee(ckey)
-			return
+			return nil, "", false
 		}
-		newA = a.Agent
-		h.setAssignee(ckey, a.Agent)
-		frames = append(frames, h.encode(Event{Type: TypeAssigned, ConversationID: env.Aggregate}))
+		ev.Type = TypeAssigned
+		return [][]byte{h.encode(ev)}, a.Agent, true
 	case event.ConversationClosed:
-		frames = append(frames, h.encode(Event{Type: TypeClosed, ConversationID: env.Aggregate}))
+		ev.Type = TypeClosed
 	case event.ConversationRated:
-		frames = append(frames, h.encode(Event{Type: TypeRated, ConversationID: env.Aggregate}))
+		ev.Type = TypeRated
 	default:
-		return
+		return nil, "", false
 	}
-	for _, s := range h.recipients(env.Tenant, env.Subject, agents, knownA, oldA, newA) {
-		for _, f := range frames {
-			s.send(f)
-		}
-	}
+	return [][]byte{h.encode(ev)}, "", true
 }
 
 // recipients returns the sessions that may see an event of the visitor's
@@ -606,6 +720,9 @@ type session struct {
 	// conn is set once the handshake completes (attach); until then events
 	// wait in queue.
 	conn *websocket.Conn
+	// room is signalled each time the writer takes a frame off the queue,
+	// for a replay waiting to add more.
+	room chan struct{}
 
 	mu      sync.Mutex
 	queue   [][]byte
@@ -615,13 +732,100 @@ type session struct {
 	// had its connection (0: none), which attach sends.
 	code   websocket.StatusCode
 	reason string
+	// last is the sequence of the last event queued: an event at or below
+	// it was sent already.
+	last uint64
+	// replaying is set while the missed events are read; live events wait
+	// in held meanwhile, at most QueueLen of them (overflow set past it).
+	replaying bool
+	held      []heldEvent
+	overflow  bool
 }
 
-// send queues b for the client without blocking; a client whose queue is
-// full is disconnected.
+type heldEvent struct {
+	seq    uint64
+	frames [][]byte
+}
+
+// errSessionClosed ends a replay to a session that is gone.
+var errSessionClosed = errors.New("live: session closed")
+
+// deliver queues the frames of the live event at seq, once; during a
+// replay it holds them.
+func (s *session) deliver(seq uint64, frames [][]byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.replaying {
+		if len(s.held) >= QueueLen {
+			s.overflow = true
+			return
+		}
+		s.held = append(s.held, heldEvent{seq, frames})
+		return
+	}
+	s.queueEvent(seq, frames)
+}
+
+// queueEvent queues the frames of the event at seq unless it was sent;
+// s.mu is held.
+func (s *session) queueEvent(seq uint64, frames [][]byte) {
+	if seq <= s.last {
+		return
+	}
+	s.last = seq
+	for _, f := range frames {
+		s.enqueue(f)
+	}
+}
+
+// replayed queues the frames of a missed event at seq, waiting while the
+// queue is half full, so that a replay never overflows it.
+func (s *session) replayed(ctx context.Context, seq uint64, frames [][]byte) error {
+	for {
+		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			return errSessionClosed
+		}
+		if len(s.queue) < QueueLen/2 {
+			s.queueEvent(seq, frames)
+			s.mu.Unlock()
+			return nil
+		}
+		s.mu.Unlock()
+		select {
+		case <-s.room:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// endReplay switches s to live delivery: it queues the resync frame when
+// the replay failed or live events held meanwhile were dropped for want of
+// room, then the held events it did not send.
+func (s *session) endReplay(resync []byte, failed bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if failed || s.overflow {
+		s.enqueue(resync)
+	}
+	for _, e := range s.held {
+		s.queueEvent(e.seq, e.frames)
+	}
+	s.replaying, s.held, s.overflow = false, nil, false
+}
+
+// send queues b for the client without blocking.
 func (s *session) send(b []byte) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.enqueue(b)
+}
+
+// enqueue queues b for the client without blocking; a client whose queue
+// is full is disconnected. s.mu is held.
+func (s *session) enqueue(b []byte) {
 	if s.closed {
 		return
 	}
@@ -629,6 +833,7 @@ func (s *session) send(b []byte) {
 		// A client this far behind would not read a close frame either.
 		s.closed = true
 		s.queue = nil
+		s.wake()
 		if s.conn != nil {
 			go s.conn.CloseNow()
 		}
@@ -678,6 +883,7 @@ func (s *session) flush() {
 		s.queue[0] = nil
 		s.queue = s.queue[1:]
 		s.mu.Unlock()
+		s.wake()
 
 		ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
 		err := s.conn.Write(ctx, websocket.MessageText, b)
@@ -698,11 +904,20 @@ func (s *session) close(code websocket.StatusCode, reason string) {
 	}
 	s.closed = true
 	s.queue = nil
+	s.wake()
 	if s.conn == nil {
 		s.code, s.reason = code, reason
 		return
 	}
 	go s.conn.Close(code, reason)
+}
+
+// wake tells a replay waiting for room to look again.
+func (s *session) wake() {
+	select {
+	case s.room <- struct{}{}:
+	default:
+	}
 }
 
 func (s *session) closeNow() {
@@ -711,6 +926,7 @@ func (s *session) closeNow() {
 	s.queue = nil
 	conn := s.conn
 	s.mu.Unlock()
+	s.wake()
 	// A session still in its handshake has no connection yet: attach
 	// closes it.
 	if conn != nil {

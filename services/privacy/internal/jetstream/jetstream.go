@@ -112,8 +112,7 @@ func (s *KeyStore) Destroy(ctx context.Context, tenant, subject string, tomb key
 			}
 			return old, nil
 		default:
-			err := s.keys.SecureDeleteMsg(ctx, m.Sequence)
-			if err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+			if err := s.secureDelete(ctx, m.Sequence); err != nil {
 				return keyring.Tombstone{}, fmt.Errorf("destroy %s: %w", subj, err)
 			}
 			tomb.KeysDestroyed = true
@@ -134,6 +133,21 @@ func (s *KeyStore) Destroy(ctx context.Context, tenant, subject string, tomb key
 		}
 	}
 	return keyring.Tombstone{}, fmt.Errorf("destroy %s: keys kept being created, gave up after %d rounds", subj, destroyAttempts)
+}
+
+// secureDelete secure-deletes the message at seq, or finds it deleted: an
+// instance erasing the same subject at once may delete it first. The server
+// then answers "sequence not found", which nats.go passes on as text only,
+// so a failed delete is checked against the stream rather than its message.
+func (s *KeyStore) secureDelete(ctx context.Context, seq uint64) error {
+	err := s.keys.SecureDeleteMsg(ctx, seq)
+	if !errors.Is(err, jetstream.ErrMsgDeleteUnsuccessful) {
+		return err
+	}
+	if _, gerr := s.keys.GetMsg(ctx, seq); errors.Is(gerr, jetstream.ErrMsgNotFound) {
+		return nil
+	}
+	return err
 }
 
 func isWrongLastSequence(err error) bool {

@@ -121,8 +121,7 @@ func codeOf(err error) error {
 		return rpc.Errorf(rpc.CodeUnreadable, "subject's keys are wrapped under another key-encryption key")
 	case errors.Is(err, app.ErrNotFound):
 		return rpc.Errorf(rpc.CodeNotFound, "not found")
-	case errors.Is(err, nats.ErrTimeout), errors.Is(err, nats.ErrNoResponders),
-		errors.Is(err, nats.ErrConnectionClosed), errors.Is(err, context.DeadlineExceeded):
+	case rpc.Unavailable(err):
 		return rpc.Errorf(rpc.CodeUnavailable, "store unavailable")
 	}
 	return err

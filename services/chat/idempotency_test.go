@@ -1,0 +1,199 @@
+package chat_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"sync"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/parley-chat/parley/pkg/auth"
+	"github.com/parley-chat/parley/pkg/chatapi"
+	"github.com/parley-chat/parley/pkg/natsembed/natstest"
+	"github.com/parley-chat/parley/pkg/rpc"
+	"github.com/parley-chat/parley/pkg/stream"
+)
+
+// postKeyed posts text with an idempotency key, as p.
+func (c client) postKeyed(p auth.Principal, conv, text, key string) (chatapi.PostResult, error) {
+	var res chatapi.PostResult
+	err := c.call(p, chatapi.PostSubject, chatapi.PostArgs{Conversation: conv, Text: text, IdempotencyKey: key}, &res)
+	return res, err
+}
+
+// sendAndForget sends a request nobody waits for the answer of: a client
+// whose call timed out, or whose connection dropped, after sending.
+func (c client) sendAndForget(p auth.Principal, subject string, args any) {
+	c.t.Helper()
+	b, err := json.Marshal(rpc.Request[any]{Principal: p, Args: args})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	if err := c.nc.PublishRequest(subject, c.nc.NewRespInbox(), b); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+func TestPostRepeatedWithKeyStoresOnce(t *testing.T) {
+	s := natstest.Start(t, "")
+	ks := startKeyService(t, s)
+	ks.add(t, tenant, visitor.ID)
+	first := startChat(t, s)
+	startChat(t, s)
+	c := newClient(t, s)
+	_, js := natstest.Connect(t, s)
+	conv := c.open(visitor, "hello")
+	subject := stream.ChatSubject(tenant, conv)
+
+	// A retry after a success: the queue group spreads the calls over
+	// both instances.
+	want, err := c.postKeyed(visitor, conv, "once", "retry-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 4 {
+		got, err := c.postKeyed(visitor, conv, "once", "retry-1")
+		if err != nil {
+			t.Fatalf("Post(same key) error = %v", err)
+		}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("Post(same key) mismatch (-first +again):\n%s", diff)
+		}
+	}
+
+	// Concurrent posts with one key.
+	const concurrent = 10
+	results := make([]chatapi.PostResult, concurrent)
+	errs := make([]error, concurrent)
+	var wg sync.WaitGroup
+	for i := range concurrent {
+		wg.Go(func() { results[i], errs[i] = c.postKeyed(visitor, conv, "at once", "race-1") })
+	}
+	wg.Wait()
+	for i := range concurrent {
+		if errs[i] != nil {
+			t.Fatalf("concurrent Post(same key) #%d error = %v", i, errs[i])
+		}
+		if diff := cmp.Diff(results[0], results[i]); diff != "" {
+			t.Errorf("concurrent Post(same key) #%d mismatch (-#0 +#%d):\n%s", i, i, diff)
+		}
+	}
+
+	// A post whose caller got no answer, stored meanwhile, then retried
+	// while its first attempt may still be on its way.
+	for i := range 5 {
+		key := fmt.Sprintf("lost-%d", i)
+		c.sendAndForget(visitor, chatapi.PostSubject, chatapi.PostArgs{Conversation: conv, Text: "lost", IdempotencyKey: key})
+		if _, err := c.postKeyed(visitor, conv, "lost", key); err != nil {
+			t.Fatalf("Post(retry of a lost post) error = %v", err)
+		}
+	}
+	eventually(t, "every lost post stored", func() error {
+		if n := len(storedEvents(t, js, subject)); n != 1+1+1+5 {
+			return fmt.Errorf("%d events stored", n)
+		}
+		return nil
+	})
+
+	// The key survives a restart: the read models rebuild its index.
+	if err := first.stop(); err != nil {
+		t.Fatalf("Run() = %v, want nil", err)
+	}
+	startChat(t, s)
+	for range 2 {
+		got, err := c.postKeyed(visitor, conv, "once", "retry-1")
+		if err != nil || got != want {
+			t.Errorf("Post(same key) after a restart = %+v, %v; want %+v", got, err, want)
+		}
+	}
+
+	want1 := []string{"visitor/v1: hello", "visitor/v1: once", "visitor/v1: at once"}
+	for range 5 {
+		want1 = append(want1, "visitor/v1: lost")
+	}
+	if diff := cmp.Diff(want1, texts(c.messages(visitor, conv))); diff != "" {
+		t.Errorf("transcript mismatch (-want +got):\n%s", diff)
+	}
+	if n := len(storedEvents(t, js, subject)); n != len(want1) {
+		t.Errorf("%d events stored, want %d", n, len(want1))
+	}
+}
+
+func TestOpenRepeatedWithKey(t *testing.T) {
+	s := natstest.Start(t, "")
+	ks := startKeyService(t, s)
+	ks.add(t, tenant, visitor.ID, visitor2.ID)
+	startChat(t, s)
+	startChat(t, s)
+	c := newClient(t, s)
+
+	open := func(p auth.Principal, text, key string) (string, error) {
+		var res chatapi.OpenResult
+		err := c.call(p, chatapi.OpenSubject, chatapi.OpenArgs{Text: text, IdempotencyKey: key}, &res)
+		return res.ID, err
+	}
+	c.sendAndForget(visitor, chatapi.OpenSubject, chatapi.OpenArgs{Text: "hi", IdempotencyKey: "open-1"})
+	const concurrent = 6
+	got := make([]string, concurrent)
+	errs := make([]error, concurrent)
+	var wg sync.WaitGroup
+	for i := range concurrent {
+		wg.Go(func() { got[i], errs[i] = open(visitor, "hi", "open-1") })
+	}
+	wg.Wait()
+	for i := range concurrent {
+		if errs[i] != nil || got[i] != got[0] {
+			t.Fatalf("Open(same key) #%d = %q, %v; want %q", i, got[i], errs[i], got[0])
+		}
+	}
+	eventually(t, "one conversation", func() error {
+		if n := len(c.list(visitor)); n != 1 {
+			return fmt.Errorf("%d conversations listed", n)
+		}
+		return nil
+	})
+	// Another visitor's key of the same name is theirs.
+	other, err := open(visitor2, "hi", "open-1")
+	if err != nil || other == got[0] {
+		t.Errorf("Open(another visitor, same key) = %q, %v; want a conversation of their own", other, err)
+	}
+}
+
+func TestKeyReusedForAnotherRequest(t *testing.T) {
+	s := natstest.Start(t, "")
+	ks := startKeyService(t, s)
+	ks.add(t, tenant, visitor.ID)
+	startChat(t, s)
+	c := newClient(t, s)
+	conv := c.open(visitor, "hello")
+	other := c.open(visitor, "another")
+	if _, err := c.postKeyed(visitor, conv, "first", "k1"); err != nil {
+		t.Fatal(err)
+	}
+	var opened chatapi.OpenResult
+	c.must(visitor, chatapi.OpenSubject, chatapi.OpenArgs{Text: "opening", IdempotencyKey: "k2"}, &opened)
+
+	tests := []struct {
+		name string
+		call func() error
+	}{
+		{"other text", func() error { _, err := c.postKeyed(visitor, conv, "second", "k1"); return err }},
+		{"other conversation", func() error { _, err := c.postKeyed(visitor, other, "first", "k1"); return err }},
+		{"a post with an opening's key", func() error { _, err := c.postKeyed(visitor, opened.ID, "opening", "k2"); return err }},
+		{"an opening with other text", func() error {
+			return c.call(visitor, chatapi.OpenSubject, chatapi.OpenArgs{Text: "other", IdempotencyKey: "k2"}, nil)
+		}},
+		{"a malformed key", func() error { _, err := c.postKeyed(visitor, conv, "x", "has space"); return err }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if err := tt.call(); rpc.CodeOf(err) != rpc.CodeInvalid {
+				t.Errorf("error = %v, want code %s", err, rpc.CodeInvalid)
+			}
+		})
+	}
+	if diff := cmp.Diff([]string{"visitor/v1: hello", "visitor/v1: first"}, texts(c.messages(visitor, conv))); diff != "" {
+		t.Errorf("transcript mismatch (-want +got):\n%s", diff)
+	}
+}
