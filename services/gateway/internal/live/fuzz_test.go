@@ -55,12 +55,12 @@ func clientFrame(fin bool, opcode byte, payload []byte) []byte {
 // client: whatever the client sends, once it hangs up the hub forgets it.
 func FuzzClientFrames(f *testing.F) {
 	const (
-		text  = 0x1
-		bin   = 0x2
-		cont  = 0x0
+		text    = 0x1
+		bin     = 0x2
+		cont    = 0x0
 		closeOp = 0x8
-		ping  = 0x9
-		pong  = 0xa
+		ping    = 0x9
+		pong    = 0xa
 	)
 	join := func(frames ...[]byte) []byte {
 		var b []byte
