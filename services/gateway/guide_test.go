@@ -24,30 +24,42 @@ func readGuide(t *testing.T) string {
 	return string(b)
 }
 
-// TestAPIGuideMatchesOpenAPI checks that docs/api.md documents exactly the
-// operations of the OpenAPI document the gateway serves: each as a heading
-// "### `METHOD /path`".
-func TestAPIGuideMatchesOpenAPI(t *testing.T) {
+// openAPIOperations returns the operations of an OpenAPI document as
+// "METHOD /path", sorted.
+func openAPIOperations(t *testing.T, doc []byte) []string {
+	t.Helper()
+	var d struct {
+		Paths map[string]map[string]json.RawMessage `json:"paths"`
+	}
+	if err := json.Unmarshal(doc, &d); err != nil {
+		t.Fatal(err)
+	}
+	var ops []string
+	for path, byMethod := range d.Paths {
+		for method := range byMethod {
+			if method != "parameters" {
+				ops = append(ops, strings.ToUpper(method)+" "+path)
+			}
+		}
+	}
+	slices.Sort(ops)
+	return ops
+}
+
+func readOpenAPI(t *testing.T) []byte {
+	t.Helper()
 	b, err := os.ReadFile(filepath.Join("internal", "httpapi", "openapi.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	var doc struct {
-		Paths map[string]map[string]json.RawMessage `json:"paths"`
-	}
-	if err := json.Unmarshal(b, &doc); err != nil {
-		t.Fatal(err)
-	}
-	var want []string
-	for path, ops := range doc.Paths {
-		for method := range ops {
-			if method != "parameters" {
-				want = append(want, strings.ToUpper(method)+" "+path)
-			}
-		}
-	}
-	slices.Sort(want)
+	return b
+}
 
+// TestAPIGuideMatchesOpenAPI checks that docs/api.md documents exactly the
+// operations of the OpenAPI document the gateway serves: each as a heading
+// "### `METHOD /path`".
+func TestAPIGuideMatchesOpenAPI(t *testing.T) {
+	want := openAPIOperations(t, readOpenAPI(t))
 	heading := regexp.MustCompile("^### `([A-Z]+ /[^`]*)`$")
 	var got []string
 	for line := range strings.Lines(readGuide(t)) {
@@ -61,6 +73,27 @@ func TestAPIGuideMatchesOpenAPI(t *testing.T) {
 	}
 	if dup := slices.Compact(slices.Clone(got)); len(dup) != len(got) {
 		t.Errorf("docs/api.md documents an operation twice: %v", got)
+	}
+}
+
+// TestOpenAPIListsEveryRoute checks that the routes httpapi registers are
+// exactly the operations of openapi.json; TestOpenAPI checks that each
+// documented operation is served.
+func TestOpenAPIListsEveryRoute(t *testing.T) {
+	src, err := os.ReadFile(filepath.Join("internal", "httpapi", "httpapi.go"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var routes []string
+	for _, m := range regexp.MustCompile(`m\.Handle(?:Func)?\("([A-Z]+ /[^"]*)"`).FindAllStringSubmatch(string(src), -1) {
+		routes = append(routes, m[1])
+	}
+	slices.Sort(routes)
+	if len(routes) < 20 {
+		t.Fatalf("found only %d routes in internal/httpapi/httpapi.go: has routes() changed shape?", len(routes))
+	}
+	if diff := cmp.Diff(openAPIOperations(t, readOpenAPI(t)), routes); diff != "" {
+		t.Errorf("openapi.json (-) and the routes of internal/httpapi/httpapi.go (+) differ:\n%s", diff)
 	}
 }
 
