@@ -34,16 +34,13 @@ run: build ## build, then run every service in one process (HTTP_ADDR, DATA_DIR)
 test: ## run every module's tests with the race detector (needs clickhouse-server)
 	$(GO) test $(TEST_FLAGS) $(PACKAGES)
 
-# The Go fuzz targets as dir:FuzzName, found by grep: `go test -fuzz` runs
-# one target at a time. Their seeds also run as tests in `make test`.
+# The Go fuzz targets as dir:FuzzName, found by grep. Their seeds also run
+# as tests in `make test`.
 FUZZ_TARGETS = $(shell grep -rHo --include='*_test.go' '^func Fuzz[A-Za-z0-9_]*' $(MODULES) | sed -E 's|/[^/]*:func |:|')
 FUZZTIME ?= 10s
 
-fuzz: ## run each Go fuzz target for FUZZTIME (default 10s); a crash is saved under the package's testdata/fuzz
-	@for t in $(FUZZ_TARGETS); do \
-		dir=$${t%%:*}; name=$${t##*:}; echo "fuzz $$name in $$dir for $(FUZZTIME)"; \
-		(cd "$$dir" && $(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) .); \
-	done
+fuzz: ## run each Go fuzz target for FUZZTIME (default 10s); a failing input is saved under the package's testdata/fuzz
+	FUZZTIME=$(FUZZTIME) GO=$(GO) scripts/fuzz.sh $(FUZZ_TARGETS)
 
 lint: fmt-check vet build-modules ## gofmt, go vet, and each module building alone
 
