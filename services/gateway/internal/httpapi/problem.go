@@ -30,32 +30,27 @@ func invalid(detail string) *statusError {
 }
 
 var (
-	errNoToken        = newError(http.StatusUnauthorized, "unauthorized", "an Authorization: Bearer token is required")
-	errOperatorOnly   = newError(http.StatusForbidden, "forbidden", "only the operator manages tenants")
-	errOperatorScope  = newError(http.StatusForbidden, "forbidden", "the operator manages tenants only")
-	errUnknownTenant  = newError(http.StatusNotFound, "not-found", "no such tenant")
-	errUnknownConv    = newError(http.StatusNotFound, "not-found", "no such conversation")
-	errNoRoute        = newError(http.StatusNotFound, "not-found", "no such resource")
-	errUncleanPath    = newError(http.StatusNotFound, "not-found", "no such resource: a path is served only as it is written in the API, without empty, . or .. segments, and never redirected")
-	errWrongMethod    = newError(http.StatusMethodNotAllowed, "method-not-allowed", "the resource does not support this method; Allow lists those it does")
-	errMalformed      = newError(http.StatusBadRequest, "malformed", "the body is not a JSON object of the expected shape")
-	errBadRequest     = newError(http.StatusBadRequest, "malformed", "the request is malformed")
-	errBadHandshake   = newError(http.StatusBadRequest, "malformed", "the WebSocket handshake is malformed: it needs Sec-WebSocket-Version: 13 and one Sec-WebSocket-Key of 16 bytes in base64")
-	errNoUpgrade      = newError(http.StatusUpgradeRequired, "upgrade-required", "this call is a WebSocket handshake: send Connection: Upgrade and Upgrade: websocket")
-	errHeaderTooLarge = newError(http.StatusRequestHeaderFieldsTooLarge, "header-too-large", "the request line and header fields are larger than 32 KiB")
-	errNotUTF8        = newError(http.StatusBadRequest, "malformed", "the body is not valid UTF-8")
-	errBodyTooLarge   = newError(http.StatusRequestEntityTooLarge, "too-large", "the body is too large")
-	errTextTooLarge   = newError(http.StatusRequestEntityTooLarge, "too-large", "the text is longer than the limit")
-	errRateLimited    = newError(http.StatusTooManyRequests, "rate-limited", "too many requests; slow down")
-	errNotReady       = newError(http.StatusServiceUnavailable, "unavailable", "a dependency is not reachable")
-	errInternal       = newError(http.StatusInternalServerError, "internal", "internal error")
-	errExpiredToken   = newError(http.StatusUnauthorized, "unauthorized", "the token has expired")
-	errInvalidToken   = newError(http.StatusUnauthorized, "unauthorized", "the token is not valid")
-	errRole           = newError(http.StatusForbidden, "forbidden", "this role may not make this call")
-	errUnknownSubj    = newError(http.StatusNotFound, "not-found", "no such subject")
-	errUnknownErase   = newError(http.StatusNotFound, "not-found", "no such erasure")
-	errNotAudited     = newError(http.StatusServiceUnavailable, "unavailable", "the read could not be written to the audit trail, so the transcript is not shown")
-	errBadSince       = invalid("since must be a time in RFC 3339 format, such as 2026-01-02T15:04:05Z")
+	errNoToken       = newError(http.StatusUnauthorized, "unauthorized", "an Authorization: Bearer token is required")
+	errOperatorOnly  = newError(http.StatusForbidden, "forbidden", "only the operator manages tenants")
+	errOperatorScope = newError(http.StatusForbidden, "forbidden", "the operator manages tenants only")
+	errUnknownTenant = newError(http.StatusNotFound, "not-found", "no such tenant")
+	errUnknownConv   = newError(http.StatusNotFound, "not-found", "no such conversation")
+	errNoRoute       = newError(http.StatusNotFound, "not-found", "no such resource")
+	errWrongMethod   = newError(http.StatusMethodNotAllowed, "method-not-allowed", "the resource does not support this method; Allow lists those it does")
+	errMalformed     = newError(http.StatusBadRequest, "malformed", "the body is not a JSON object of the expected shape")
+	errNotUTF8       = newError(http.StatusBadRequest, "malformed", "the body is not valid UTF-8")
+	errBodyTooLarge  = newError(http.StatusRequestEntityTooLarge, "too-large", "the body is too large")
+	errTextTooLarge  = newError(http.StatusRequestEntityTooLarge, "too-large", "the text is longer than the limit")
+	errRateLimited   = newError(http.StatusTooManyRequests, "rate-limited", "too many requests; slow down")
+	errNotReady      = newError(http.StatusServiceUnavailable, "unavailable", "a dependency is not reachable")
+	errInternal      = newError(http.StatusInternalServerError, "internal", "internal error")
+	errExpiredToken  = newError(http.StatusUnauthorized, "unauthorized", "the token has expired")
+	errInvalidToken  = newError(http.StatusUnauthorized, "unauthorized", "the token is not valid")
+	errRole          = newError(http.StatusForbidden, "forbidden", "this role may not make this call")
+	errUnknownSubj   = newError(http.StatusNotFound, "not-found", "no such subject")
+	errUnknownErase  = newError(http.StatusNotFound, "not-found", "no such erasure")
+	errNotAudited    = newError(http.StatusServiceUnavailable, "unavailable", "the read could not be written to the audit trail, so the transcript is not shown")
+	errBadSince      = invalid("since must be a time in RFC 3339 format, such as 2026-01-02T15:04:05Z")
 )
 
 // rpcProblems maps the codes of other services' errors; any other code is
@@ -132,6 +127,16 @@ func writeProblem(w http.ResponseWriter, p Problem) {
 	w.WriteHeader(p.Status)
 	json.NewEncoder(w).Encode(p)
 }
+
+// The errors of answers that code outside this package writes (see
+// statusRecorder), and of oversized headers.
+var (
+	errUncleanPath    = newError(http.StatusNotFound, "not-found", "no such resource: a path is served only as it is written in the API, without empty, . or .. segments, and never redirected")
+	errBadRequest     = newError(http.StatusBadRequest, "malformed", "the request is malformed")
+	errBadHandshake   = newError(http.StatusBadRequest, "malformed", "the WebSocket handshake is malformed: it needs Sec-WebSocket-Version: 13 and one Sec-WebSocket-Key of 16 bytes in base64")
+	errNoUpgrade      = newError(http.StatusUpgradeRequired, "upgrade-required", "this call is a WebSocket handshake: send Connection: Upgrade and Upgrade: websocket")
+	errHeaderTooLarge = newError(http.StatusRequestHeaderFieldsTooLarge, "header-too-large", "the request line and header fields are larger than 32 KiB")
+)
 
 // answerError is the error of an answer of status that code outside this
 // package wrote (see statusRecorder). routed reports whether the mux had
