@@ -3,6 +3,7 @@ package httpapi
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 
 	"github.com/parley-chat/parley/pkg/auth"
@@ -135,7 +136,7 @@ var (
 	errBadRequest     = newError(http.StatusBadRequest, "malformed", "the request is malformed")
 	errBadHandshake   = newError(http.StatusBadRequest, "malformed", "the WebSocket handshake is malformed: it needs Sec-WebSocket-Version: 13 and one Sec-WebSocket-Key of 16 bytes in base64")
 	errNoUpgrade      = newError(http.StatusUpgradeRequired, "upgrade-required", "this call is a WebSocket handshake: send Connection: Upgrade and Upgrade: websocket")
-	errHeaderTooLarge = newError(http.StatusRequestHeaderFieldsTooLarge, "header-too-large", "the request line and header fields are larger than 32 KiB")
+	errHeaderTooLarge = newError(http.StatusRequestHeaderFieldsTooLarge, "header-too-large", fmt.Sprintf("the request line and header fields are larger than %d KiB", MaxHeaderBytes>>10))
 )
 
 // answerError is the error of an answer of status that code outside this
