@@ -19,7 +19,7 @@ TEST_FLAGS ?= -race -count=1 -timeout 30m
 # explains how otherwise. Parley runs without it (analytics then reports not ready).
 ENSURE_CLICKHOUSE ?= scripts/ensure-clickhouse.sh
 
-.PHONY: help build run test lint fmt-check vet build-modules bench
+.PHONY: help build run test fuzz lint fmt-check vet build-modules bench
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -33,6 +33,14 @@ run: build ## build, then run every service in one process (HTTP_ADDR, DATA_DIR)
 
 test: ## run every module's tests with the race detector (needs clickhouse-server)
 	$(GO) test $(TEST_FLAGS) $(PACKAGES)
+
+# The Go fuzz targets as dir:FuzzName, found by grep. Their seeds also run
+# as tests in `make test`.
+FUZZ_TARGETS = $(shell grep -rHo --include='*_test.go' '^func Fuzz[A-Za-z0-9_]*' $(MODULES) | sed -E 's|/[^/]*:func |:|')
+FUZZTIME ?= 10s
+
+fuzz: ## run each Go fuzz target for FUZZTIME (default 10s); a failing input is saved under the package's testdata/fuzz
+	FUZZTIME=$(FUZZTIME) GO=$(GO) scripts/fuzz.sh $(FUZZ_TARGETS)
 
 lint: fmt-check vet build-modules ## gofmt, go vet, and each module building alone
 

@@ -188,6 +188,7 @@ func Run(ctx context.Context, d Deps) error {
 	srv := &http.Server{
 		Handler:           api,
 		ReadHeaderTimeout: 10 * time.Second,
+		MaxHeaderBytes:    httpapi.ServerMaxHeaderBytes,
 		IdleTimeout:       2 * time.Minute,
 		// Request logs go through slog with the fields we choose; the
 		// server's own messages could name a client address.

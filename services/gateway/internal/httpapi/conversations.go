@@ -117,6 +117,20 @@ func (a *API) listConversations(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// The bodies of the conversation calls that take one; opening takes
+// chatapi.OpenArgs, closing an empty object or nothing.
+type (
+	postBody struct {
+		Text string `json:"text"`
+	}
+	assignBody struct {
+		AgentID string `json:"agent_id"`
+	}
+	ratingBody struct {
+		Score *int `json:"score"`
+	}
+)
+
 func (a *API) postMessage(w http.ResponseWriter, r *http.Request) error {
 	p, id, err := a.target(r)
 	if err != nil {
@@ -126,9 +140,7 @@ func (a *API) postMessage(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	var body struct {
-		Text string `json:"text"`
-	}
+	var body postBody
 	if err := decode(w, r, &body, false); err != nil {
 		return err
 	}
@@ -185,9 +197,7 @@ func (a *API) assign(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	var body struct {
-		AgentID string `json:"agent_id"`
-	}
+	var body assignBody
 	if err := decode(w, r, &body, false); err != nil {
 		return err
 	}
@@ -214,9 +224,7 @@ func (a *API) rate(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	var body struct {
-		Score *int `json:"score"`
-	}
+	var body ratingBody
 	if err := decode(w, r, &body, false); err != nil {
 		return err
 	}

@@ -221,6 +221,17 @@ func (a *API) handle(fn func(http.ResponseWriter, *http.Request) error) http.Han
 	})
 }
 
+// MaxHeaderBytes bounds a request's line and header fields: a larger
+// request is answered 431 with a problem. The server itself must refuse
+// larger ones still, before any handler runs, in plain text: it is given
+// twice this limit (see ServerMaxHeaderBytes), so that the API answers
+// every header of reasonable size.
+const MaxHeaderBytes = 32 << 10
+
+// ServerMaxHeaderBytes is the http.Server.MaxHeaderBytes the API is served
+// with.
+const ServerMaxHeaderBytes = 2 * MaxHeaderBytes
+
 // ServeHTTP serves the API, recording each request's route pattern, status
 // and duration — and nothing else about it.
 func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -232,12 +243,16 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// Bearer tokens, not cookies, authenticate, so any site may embed the
 	// widget and call the API.
 	h.Set("Access-Control-Allow-Origin", "*")
-	if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
+	switch {
+	case headerBytes(r) > MaxHeaderBytes:
+		p, _ := problemFor(errHeaderTooLarge)
+		writeProblem(rec, p)
+	case r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "":
 		h.Set("Access-Control-Allow-Methods", "GET, POST, PUT, DELETE")
 		h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, Idempotency-Key")
 		h.Set("Access-Control-Max-Age", "600")
 		rec.WriteHeader(http.StatusNoContent)
-	} else {
+	default:
 		if r.Body != http.NoBody {
 			// A body that never finishes must not hold the connection and
 			// its goroutine: decode lifts the deadline once it has read the
@@ -251,7 +266,8 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // observe counts a request and its duration.
 func (a *API) observe(r *http.Request, rec *statusRecorder, start time.Time) {
 	route := r.Pattern
-	if route == "" {
+	// The mux names the pattern of the clean path it redirects to.
+	if route == "" || rec.redirected {
 		route = "unmatched"
 	}
 	d := time.Since(start)
@@ -262,17 +278,41 @@ func (a *API) observe(r *http.Request, rec *statusRecorder, start time.Time) {
 	a.cfg.Log.Debug("http request", "method", r.Method, "route", route, "status", rec.status, "duration", d)
 }
 
-// statusRecorder notes the status of the answer. When no route matches,
-// the mux answers 404, or 405 with the Allow header listing the methods the
-// path is served under, in plain text: the recorder answers a problem
-// instead, as every other error is answered, and drops the mux's body.
+// headerBytes is the size of r's request line and header fields as they
+// were sent, give or take the spaces around the colons.
+func headerBytes(r *http.Request) int {
+	const crlf = 2
+	n := len(r.Method) + 1 + len(r.RequestURI) + 1 + len(r.Proto) + crlf
+	// net/http moves the Host field out of the header.
+	n += len("Host: ") + len(r.Host) + crlf
+	for k, vs := range r.Header {
+		for _, v := range vs {
+			n += len(k) + len(": ") + len(v) + crlf
+		}
+	}
+	return n
+}
+
+// statusRecorder notes the status of the answer and makes every error a
+// problem. Code that is not this package's answers in its own way: the mux
+// answers a request no route matches with 404, or 405 with Allow, in plain
+// text, a request-target of "*" with 400, and a path it would clean
+// ("//v1/x", "/v1/./x") with a redirect to the clean one; the WebSocket
+// handshake answers 426 or 400 in plain text, the metrics handler 500. Any
+// answer of 300 or more written without the problem content type is
+// replaced by the problem of its status, keeping headers such as Allow and
+// Upgrade, and its own body is dropped. A redirect becomes 404: the API
+// serves each resource under one path, and redirects nowhere.
 type statusRecorder struct {
 	http.ResponseWriter
 	req     *http.Request
 	status  int
 	written bool
-	// unrouted is set once the mux's own answer was replaced.
-	unrouted bool
+	// replaced is set once an answer was replaced by a problem.
+	replaced bool
+	// redirected is set when the replaced answer was a redirect: no route
+	// served the request.
+	redirected bool
 }
 
 func (s *statusRecorder) WriteHeader(code int) {
@@ -280,24 +320,24 @@ func (s *statusRecorder) WriteHeader(code int) {
 		s.ResponseWriter.WriteHeader(code)
 		return
 	}
-	s.status, s.written = code, true
-	// The mux sets the request's pattern as it routes: empty, no route
-	// matched and the answer is its own.
-	if s.req.Pattern == "" && (code == http.StatusNotFound || code == http.StatusMethodNotAllowed) {
-		s.unrouted = true
-		err := errNoRoute
-		if code == http.StatusMethodNotAllowed {
-			err = errWrongMethod
-		}
-		p, _ := problemFor(err)
-		writeProblem(s.ResponseWriter, p)
+	s.written = true
+	h := s.Header()
+	if code < 300 || strings.HasPrefix(h.Get("Content-Type"), problemContentType) {
+		s.status = code
+		s.ResponseWriter.WriteHeader(code)
 		return
 	}
-	s.ResponseWriter.WriteHeader(code)
+	s.replaced, s.redirected = true, code < 400
+	h.Del("Location")
+	h.Del("Content-Length")
+	// The mux sets the request's pattern as it routes.
+	p, _ := problemFor(answerError(code, s.req.Pattern != ""))
+	s.status = p.Status
+	writeProblem(s.ResponseWriter, p)
 }
 
 func (s *statusRecorder) Write(b []byte) (int, error) {
-	if s.unrouted {
+	if s.replaced {
 		return len(b), nil
 	}
 	s.written = true

@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"net/http"
+	"net/url"
 	"time"
 
 	"github.com/parley-chat/parley/pkg/analyticsapi"
@@ -35,18 +36,9 @@ func (a *API) getMetric(w http.ResponseWriter, r *http.Request) error {
 	if !metricNames[name] {
 		return errBadMetric
 	}
-	q := r.URL.Query()
-	interval := q.Get("interval")
-	if interval == "" {
-		interval = analyticsapi.IntervalDay
-	}
-	if interval != analyticsapi.IntervalHour && interval != analyticsapi.IntervalDay {
-		return errBadInterval
-	}
-	from, errFrom := time.Parse(time.RFC3339, q.Get("from"))
-	to, errTo := time.Parse(time.RFC3339, q.Get("to"))
-	if errFrom != nil || errTo != nil || !to.After(from) {
-		return errBadRange
+	interval, from, to, err := metricRange(r.URL.Query())
+	if err != nil {
+		return err
 	}
 	set, err := a.cfg.Settings.Of(r.Context(), p.Tenant)
 	if err != nil {
@@ -59,4 +51,22 @@ func (a *API) getMetric(w http.ResponseWriter, r *http.Request) error {
 	}
 	writeJSON(w, http.StatusOK, res)
 	return nil
+}
+
+// metricRange reads a metric query: interval (hour or day, by default day),
+// and from and to, RFC 3339 times with to after from.
+func metricRange(q url.Values) (interval string, from, to time.Time, err error) {
+	interval = q.Get("interval")
+	if interval == "" {
+		interval = analyticsapi.IntervalDay
+	}
+	if interval != analyticsapi.IntervalHour && interval != analyticsapi.IntervalDay {
+		return "", time.Time{}, time.Time{}, errBadInterval
+	}
+	from, errFrom := time.Parse(time.RFC3339, q.Get("from"))
+	to, errTo := time.Parse(time.RFC3339, q.Get("to"))
+	if errFrom != nil || errTo != nil || !to.After(from) {
+		return "", time.Time{}, time.Time{}, errBadRange
+	}
+	return interval, from, to, nil
 }

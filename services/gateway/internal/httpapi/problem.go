@@ -107,6 +107,9 @@ type Problem struct {
 
 const problemBase = "https://parley.dev/problems/"
 
+// problemContentType is the media type of a problem (RFC 9457).
+const problemContentType = "application/problem+json"
+
 // problemFor maps any error a handler returns to its problem: the one place
 // where errors become HTTP status codes. internal reports an error the
 // client cannot be told about, which the caller logs.
@@ -149,8 +152,43 @@ func problemFor(err error) (p Problem, internal bool) {
 }
 
 func writeProblem(w http.ResponseWriter, p Problem) {
-	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Content-Type", problemContentType)
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(p.Status)
 	json.NewEncoder(w).Encode(p)
+}
+
+// The errors of answers that code outside this package writes (see
+// statusRecorder), and of oversized headers.
+var (
+	errUncleanPath    = newError(http.StatusNotFound, "not-found", "no such resource: a path is served only as it is written in the API, without empty, . or .. segments, and never redirected")
+	errBadRequest     = newError(http.StatusBadRequest, "malformed", "the request is malformed")
+	errBadHandshake   = newError(http.StatusBadRequest, "malformed", "the WebSocket handshake is malformed: it needs Sec-WebSocket-Version: 13 and one Sec-WebSocket-Key of 16 bytes in base64")
+	errNoUpgrade      = newError(http.StatusUpgradeRequired, "upgrade-required", "this call is a WebSocket handshake: send Connection: Upgrade and Upgrade: websocket")
+	errHeaderTooLarge = newError(http.StatusRequestHeaderFieldsTooLarge, "header-too-large", fmt.Sprintf("the request line and header fields are larger than %d KiB", MaxHeaderBytes>>10))
+)
+
+// answerError is the error of an answer of status that code outside this
+// package wrote (see statusRecorder). routed reports whether the mux had
+// found a route for the request.
+func answerError(status int, routed bool) *statusError {
+	switch {
+	case status < http.StatusBadRequest:
+		// The mux redirects to the clean form of a path.
+		return errUncleanPath
+	case status == http.StatusNotFound:
+		return errNoRoute
+	case status == http.StatusMethodNotAllowed:
+		return errWrongMethod
+	case status == http.StatusUpgradeRequired:
+		return errNoUpgrade
+	case status == http.StatusBadRequest && routed:
+		// Within a route, only the WebSocket handshake answers 400 itself.
+		return errBadHandshake
+	case status == http.StatusBadRequest:
+		return errBadRequest
+	case status >= http.StatusInternalServerError:
+		return errInternal
+	}
+	return newError(status, "http-status", http.StatusText(status))
 }

@@ -6,14 +6,17 @@ import (
 	"github.com/parley-chat/parley/services/gateway/internal/tenant"
 )
 
+// tenantBody is PUT /v1/tenants/{tenant}.
+type tenantBody struct {
+	Name   string        `json:"name"`
+	Limits tenant.Limits `json:"limits"`
+}
+
 func (a *API) putTenant(w http.ResponseWriter, r *http.Request) error {
 	if err := a.operator(r); err != nil {
 		return err
 	}
-	var body struct {
-		Name   string        `json:"name"`
-		Limits tenant.Limits `json:"limits"`
-	}
+	var body tenantBody
 	if err := decode(w, r, &body, false); err != nil {
 		return err
 	}
