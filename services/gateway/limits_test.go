@@ -129,6 +129,15 @@ func TestSessionLimitsDefault(t *testing.T) {
 	}
 	_, r := e.tryDial(p)
 	checkLimited(t, "eleventh session", r, "sessions_per_principal", e, "1")
+	// An analyst sees no live event, but holds a connection all the same.
+	analyst := auth.Principal{Tenant: "demo", ID: "ann", Role: auth.RoleAnalyst}
+	for range 10 {
+		if c, r := e.tryDial(analyst); c == nil {
+			t.Fatalf("analyst session = %d %s, want admitted", r.status, r.body)
+		}
+	}
+	_, r = e.tryDial(analyst)
+	checkLimited(t, "eleventh session of an analyst", r, "sessions_per_principal", e, "2")
 	var tenants struct {
 		Tenants []struct {
 			ID     string         `json:"id"`

@@ -151,23 +151,14 @@ type tenantSessions struct {
 	overseers set            // supervisors and admins
 	nagents   int
 	n         int // every session of the tenant
+	// byPrincipal counts the sessions of each principal, of every role:
+	// analysts and auditors, who see nothing, hold connections too.
+	byPrincipal map[principalID]int
 }
 
-// sessionsOf returns the number of sessions of the principal id with role.
-func (t *tenantSessions) sessionsOf(role auth.Role, id string) int {
-	switch role {
-	case auth.RoleVisitor:
-		return len(t.visitors[id])
-	case auth.RoleAgent:
-		return len(t.agents[id])
-	}
-	n := 0
-	for s := range t.overseers {
-		if s.p.ID == id {
-			n++
-		}
-	}
-	return n
+type principalID struct {
+	role auth.Role
+	id   string
 }
 
 // empty counts every session, those of roles that see nothing (analysts,
@@ -378,12 +369,12 @@ func (h *Hub) add(s *session, lim Limits) error {
 	case t == nil:
 	case lim.Tenant > 0 && t.n >= lim.Tenant:
 		return ErrTenantSessions
-	case lim.Principal > 0 && t.sessionsOf(s.p.Role, s.p.ID) >= lim.Principal:
+	case lim.Principal > 0 && t.byPrincipal[principalID{s.p.Role, s.p.ID}] >= lim.Principal:
 		return ErrPrincipalSessions
 	}
 	h.wg.Add(1)
 	if t == nil {
-		t = &tenantSessions{visitors: make(map[string]set), agents: make(map[string]set), overseers: make(set)}
+		t = &tenantSessions{visitors: make(map[string]set), agents: make(map[string]set), overseers: make(set), byPrincipal: make(map[principalID]int)}
 		h.tenants[s.p.Tenant] = t
 	}
 	switch s.p.Role {
@@ -396,6 +387,7 @@ func (h *Hub) add(s *session, lim Limits) error {
 		t.overseers[s] = struct{}{}
 	}
 	t.n++
+	t.byPrincipal[principalID{s.p.Role, s.p.ID}]++
 	h.sessions++
 	return nil
 }
@@ -413,6 +405,11 @@ func (h *Hub) remove(s *session) {
 		delete(t.overseers, s)
 	}
 	t.n--
+	if k := (principalID{s.p.Role, s.p.ID}); t.byPrincipal[k] > 1 {
+		t.byPrincipal[k]--
+	} else {
+		delete(t.byPrincipal, k)
+	}
 	if t.empty() {
 		delete(h.tenants, s.p.Tenant)
 	}
