@@ -24,7 +24,8 @@ first entry where it breaks otherwise (exit status 1): an entry that was
 changed, or the entry after one that was removed.
 
 With --data-dir (the default), parley must be stopped: the tool opens the
-store itself. With --nats-url it reads from a running server.
+store itself, and refuses a data dir that a running process owns. With
+--nats-url it reads from a running server.
 
 `
 

@@ -72,6 +72,13 @@ func runKeys(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
+	// Opened, and with --data-dir locked, before the new KEK is written
+	// beside the old one.
+	nc, closeStore, err := store.open("keys")
+	if err != nil {
+		return err
+	}
+	defer closeStore()
 	nextFile := *newKEKFile
 	if !fromEnv {
 		nextFile = *kekFile + nextKEKSuffix
@@ -95,11 +102,6 @@ func runKeys(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return nil
 	}
 
-	nc, closeStore, err := store.open("keys")
-	if err != nil {
-		return err
-	}
-	defer closeStore()
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return fmt.Errorf("keys rotate: %w", err)
