@@ -199,7 +199,7 @@ func TestRotationRacingRegistrations(t *testing.T) {
 	idle := func(context.Context) error {
 		// Called before the rotation marker is stored, then after: the
 		// second time, instances must be refused, whatever their KEK.
-		if st, _, _ := kekState(t, js); st.RotatingTo != "" {
+		if st, _, _ := readKEKState(t, js); st.RotatingTo != "" {
 			midStart = append(midStart, runOnce(t, s, oldK), runOnce(t, s, newK))
 		}
 		return nil
@@ -263,8 +263,8 @@ func TestRotationRacingRegistrations(t *testing.T) {
 	}
 }
 
-// kekState reads the KEK state as the last message on its subjects says.
-func kekState(t *testing.T, js jetstream.JetStream) (pjs.KEKState, uint64, error) {
+// readKEKState reads the KEK state as the last message on its subjects says.
+func readKEKState(t *testing.T, js jetstream.JetStream) (pjs.KEKState, uint64, error) {
 	t.Helper()
 	s, err := js.Stream(t.Context(), stream.Keys)
 	if err != nil {
