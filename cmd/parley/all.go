@@ -143,6 +143,7 @@ func runAll(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 type allInOne struct {
 	cfg   allConfig
 	log   *slog.Logger
+	lock  *dirLock
 	nats  *natsembed.Server
 	ch    *chserver.Server
 	chDSN string
@@ -173,6 +174,11 @@ func startAll(ctx context.Context, cfg allConfig, log *slog.Logger) (_ *allInOne
 	}()
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data dir: %w", err)
+	}
+	// Before anything in the dir is written: a second process must not
+	// replace the first's admin password, KEK or store files.
+	if a.lock, err = lockDataDir(cfg.DataDir); err != nil {
+		return nil, err
 	}
 	kek, err := loadKEK(cfg.KEKFile, true)
 	if err != nil {
@@ -433,6 +439,8 @@ func (a *allInOne) release() {
 	if a.nats != nil {
 		a.nats.Close()
 	}
+	// Last: the store is closed before another process may open it.
+	_ = a.lock.Close()
 }
 
 // loadKEK reads the key-encryption key from PARLEY_KEK, else from path,

@@ -44,7 +44,8 @@ the endpoint answers it, base64), else the one saved in FILE, else the
 public half of --audit-key-file (with --data-dir, DATA_DIR/audit-key.pem).
 
 With --data-dir (the default), parley must be stopped: the tool opens the
-store itself. With --nats-url it reads from a running server.
+store itself, and refuses a data dir that a running process owns. With
+--nats-url it reads from a running server.
 
 `
 

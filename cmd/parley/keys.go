@@ -23,9 +23,12 @@ secure-deletes each old record from the store, and then destroys the old
 KEK. Copies of the store made before the rotation (backups, snapshots) then
 no longer give up any key, erased or not, to whoever holds them.
 
-The privacy service must not run meanwhile: with --data-dir (the default)
-parley must be stopped, as the tool opens the store itself; with --nats-url
-stop the privacy service and start it again with the new KEK.
+The privacy service must not run meanwhile, and the tool checks: with
+--data-dir (the default) parley must be stopped, as the tool opens the
+store itself, and a data dir a running process owns is refused; with
+--nats-url it refuses while any privacy instance answers on the bus. From
+its start until it completes no key is wrapped and no privacy instance
+starts; after, only one holding the new KEK starts.
 
 The KEK is read from PARLEY_KEK or from --kek-file (default
 DATA_DIR/kek.key). In a file, the new KEK is written over the old one's
@@ -72,6 +75,13 @@ func runKeys(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
+	// Opened, and with --data-dir locked, before the new KEK is written
+	// beside the old one.
+	nc, closeStore, err := store.open("keys")
+	if err != nil {
+		return err
+	}
+	defer closeStore()
 	nextFile := *newKEKFile
 	if !fromEnv {
 		nextFile = *kekFile + nextKEKSuffix
@@ -95,11 +105,6 @@ func runKeys(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return nil
 	}
 
-	nc, closeStore, err := store.open("keys")
-	if err != nil {
-		return err
-	}
-	defer closeStore()
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return fmt.Errorf("keys rotate: %w", err)

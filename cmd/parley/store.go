@@ -36,7 +36,9 @@ func (f *storeFlags) register(fs *flag.FlagSet) {
 }
 
 // open connects to the store and returns the connection and the function
-// that closes it (and stops the embedded server, when there is one).
+// that closes it (and stops the embedded server, when there is one). With
+// --data-dir it first takes the data dir's lock (see lockDataDir), held
+// until that function is called, and refuses when a process owns the dir.
 func (f *storeFlags) open(name string) (*nats.Conn, func(), error) {
 	opts := []nats.Option{nats.Name("parley-" + name)}
 	if f.natsURL != "" {
@@ -64,17 +66,25 @@ func (f *storeFlags) open(name string) (*nats.Conn, func(), error) {
 	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
 		return nil, nil, usageError{fmt.Sprintf("no store at %s: pass the --data-dir of `parley all`, or --nats-url", dir)}
 	}
+	// Exclusive even to read: the embedded server writes to the store it
+	// opens, and a running parley all must not share it.
+	lock, err := lockDataDir(f.dataDir)
+	if err != nil {
+		return nil, nil, err
+	}
 	// A user of its own, with a password that lives as long as the
 	// process, so that nothing else on the machine uses the store meanwhile.
 	user := &server.User{Username: "tool", Password: rand.Text()}
 	s, err := natsembed.Start(natsembed.Options{StoreDir: dir, Users: []*server.User{user}})
 	if err != nil {
+		lock.Close()
 		return nil, nil, err
 	}
 	nc, err := nats.Connect(s.ClientURL(), append(opts, nats.UserInfo(user.Username, user.Password))...)
 	if err != nil {
 		s.Close()
+		lock.Close()
 		return nil, nil, fmt.Errorf("connect to the embedded nats: %w", err)
 	}
-	return nc, func() { nc.Close(); s.Close() }, nil
+	return nc, func() { nc.Close(); s.Close(); lock.Close() }, nil
 }

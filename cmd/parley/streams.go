@@ -29,7 +29,8 @@ parley all applies the definitions itself at every start.
 --replicas must be the services' --replicas: a stream whose replica count
 differs is a changed definition too.
 
-With --data-dir, parley must be stopped: the tool opens the store itself.
+With --data-dir, parley must be stopped: the tool opens the store itself,
+and refuses a data dir that a running process owns.
 
 `
 

@@ -35,6 +35,10 @@ func runToken(args []string, stdout, stderr io.Writer) error {
 	if path == "" {
 		path = filepath.Join(*dataDir, auth.SigningKeyFile)
 	}
+	// No lock on the data dir: the token only reads the signing key, which
+	// parley all writes once, at its first start, and never changes; and
+	// issuing tokens for a running parley all is what this command is for,
+	// which even a shared lock would refuse.
 	key, err := auth.ReadKey(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return usageError{fmt.Sprintf("no signing key at %s: start `parley all --data-dir %s` once, or pass --signing-key-file", path, *dataDir)}

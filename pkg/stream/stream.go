@@ -90,6 +90,17 @@ func KeysSubject(tenant, subject string) string {
 	return "keys." + tenant + "." + subject
 }
 
+// KEKStateSubjects, in the KEYS stream, hold which key-encryption key
+// (KEK) is in force, named by its fingerprint, and a KEK rotation under
+// way: the last message on them is the state, and every key record is
+// published expecting the sequence of the state its writer read, so that a
+// rotation begun or finished meanwhile makes the server refuse it. "_kek"
+// is no tenant id, so no subject's keys are stored here.
+const KEKStateSubjects = "keys._kek.*"
+
+// KEKStateSubject is the subject of one KEK state message, named by name.
+func KEKStateSubject(name string) string { return "keys._kek." + name }
+
 // Config returns the definition of the named stream.
 func Config(name string, o Options) (jetstream.StreamConfig, error) {
 	replicas := max(o.Replicas, 1)
@@ -132,8 +143,14 @@ func Config(name string, o Options) (jetstream.StreamConfig, error) {
 		base.Subjects = []string{"keys.*.*"}
 		base.AllowMsgTTL = true
 		// One message per subject: a subject's keys are written once and only
-		// ever secure-deleted, never replaced.
+		// ever secure-deleted, never replaced. The server refuses a second
+		// one rather than dropping the first, so a key record is created
+		// once without an expectation on its own subject, which leaves the
+		// one expectation a publish may carry to the KEK in force (see
+		// KEKStateSubjects).
 		base.MaxMsgsPerSubject = 1
+		base.Discard = jetstream.DiscardNew
+		base.DiscardNewPerSubject = true
 		base.DenyPurge = true
 	case Schedules:
 		base.Subjects = []string{"schedule.>"}

@@ -90,9 +90,9 @@
 //   - Keys are stored only wrapped under the key-encryption key (KEK), one
 //     message per subject in the KEYS stream; no key is ever on disk in
 //     clear. Only this service unwraps them.
-//   - A subject has at most one pair of keys: creation publishes with an
-//     expected last subject sequence of 0, so of any number of instances
-//     racing, one creates and all return its keys.
+//   - A subject has at most one pair of keys: KEYS refuses a second message
+//     on a subject, so of any number of instances racing, one creates and
+//     all return its keys.
 //   - Keys wrapped under another KEK are an error, never replaced by new
 //     keys and never unwrapped into wrong ones.
 //   - Erasure destroys the subject's key record with a secure delete, which
@@ -119,13 +119,21 @@
 //     chain's checkpoint (count, head hash) signed with its audit key on
 //     AUDIT_CHECKPOINTS, and it never extends a chain shorter than its
 //     latest checkpoint, or one whose checkpoint it did not sign.
+//   - No key is ever wrapped under a KEK the service cannot unwrap: KEYS
+//     records the KEK in force and a rotation under way (stream.
+//     KEKStateSubjects), and every key record is published expecting the
+//     state its writer read, so the server refuses one wrapped under a
+//     retired KEK or during a rotation (answered CodeUnavailable). An
+//     instance whose KEK is not in force, or starting mid-rotation, does
+//     not start.
 //
 // For operators it exports tools that work on the store directly, while the
-// service is stopped: RotateKEK (`parley keys rotate`) re-wraps every live
-// key under a new KEK, secure-deleting each old record, so that once the old
-// KEK is destroyed no copy of the store made before (backups, snapshots,
-// Raft logs) gives up a key; AuditTrail and AuditCheckpoint (`parley audit
-// verify`) read a tenant's whole chain and latest checkpoint.
+// service is stopped: RotateKEK (`parley keys rotate`, refused while an
+// instance serves) re-wraps every live key under a new KEK, secure-deleting
+// each old record, so that once the old KEK is destroyed no copy of the
+// store made before (backups, snapshots, Raft logs) gives up a key;
+// AuditTrail and AuditCheckpoint (`parley audit verify`) read a tenant's
+// whole chain and latest checkpoint.
 //
 // Limits: a crash between an erasure's steps leaves it pending until it is
 // asked for again, which finishes it; a conversation opened by a visitor

@@ -133,8 +133,8 @@ func TestEraseShredsKeys(t *testing.T) {
 	if _, err := cache.GetOrCreate(t.Context(), tenant, visitor); !errors.Is(err, subjectkey.ErrErased) || !errors.Is(err, subjectkey.ErrNotFound) {
 		t.Errorf("GetOrCreate(erased) error = %v, want ErrErased and ErrNotFound", err)
 	}
-	if st := streamState(t, js, stream.Keys); st.Msgs != 3 || st.LastSeq != 4 {
-		t.Errorf("KEYS holds %d messages, last sequence %d; want 3 (2 records, 1 tombstone) and 4", st.Msgs, st.LastSeq)
+	if st := streamState(t, js, stream.Keys); st.Msgs != 3+kekState || st.LastSeq != 4+kekState {
+		t.Errorf("KEYS holds %d messages, last sequence %d; want 4 (the KEK state, 2 records, 1 tombstone) and 5", st.Msgs, st.LastSeq)
 	}
 	tomb, err := ks.GetLastMsgForSubject(t.Context(), stream.KeysSubject(tenant, visitor))
 	if err != nil {

@@ -102,9 +102,9 @@ func TestRegisterVisitorRejectsFineNetworkData(t *testing.T) {
 			}
 		})
 	}
-	for _, name := range []string{stream.Privacy, stream.Keys} {
-		if st := streamState(t, js, name); st.Msgs != 0 {
-			t.Errorf("%s holds %d messages after bad requests, want 0", name, st.Msgs)
+	for name, want := range map[string]uint64{stream.Privacy: 0, stream.Keys: kekState} {
+		if st := streamState(t, js, name); st.Msgs != want {
+			t.Errorf("%s holds %d messages after bad requests, want %d", name, st.Msgs, want)
 		}
 	}
 }

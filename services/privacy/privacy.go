@@ -71,8 +71,14 @@ func Run(ctx context.Context, d Deps) error {
 	case err != nil:
 		return fmt.Errorf("privacy: %w", err)
 	}
-	keys, err := jetstream.NewKeyStore(ctx, js)
-	if err != nil {
+	ring := keyring.New(d.KEK)
+	keys, err := jetstream.NewKeyStore(ctx, js, ring.KEKID())
+	switch {
+	case errors.Is(err, keyring.ErrRotating):
+		return fmt.Errorf("privacy: %w; start the service again with the new KEK once the rotation completed", err)
+	case errors.Is(err, keyring.ErrKEKRetired):
+		return fmt.Errorf("privacy: %w; start the service with the KEK in force (the one `parley keys rotate` made last)", err)
+	case err != nil:
 		return fmt.Errorf("privacy: %w", err)
 	}
 	auditLog, err := jetstream.NewAuditLog(ctx, js)
@@ -88,7 +94,6 @@ func Run(ctx context.Context, d Deps) error {
 		return fmt.Errorf("privacy: %w", err)
 	}
 	events := jetstream.NewEventLog(js)
-	ring := keyring.New(d.KEK)
 	a := app.New(ring, d.AuditKey, app.Stores{Keys: keys, Events: events, Audit: auditLog, Checkpoints: checkpoints, Settings: settings, Bus: bus.NewBroadcaster(d.NC),
 		Analytics: relay.NewCleaner(d.NC, js)})
 

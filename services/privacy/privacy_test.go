@@ -93,6 +93,7 @@ func start(t *testing.T, s *natsembed.Server, kek seal.Key) *instance {
 	for !serving(t, s, cid) {
 		select {
 		case err := <-done:
+			done <- err // for stop, which the cleanup calls
 			t.Fatalf("Run() = %v before serving", err)
 		case <-time.After(10 * time.Millisecond):
 		}
@@ -137,6 +138,10 @@ func getKeys(ctx context.Context, nc *nats.Conn, subject string, create bool) (s
 	err := rpc.Call(ctx, nc, subjectkey.GetSubject, subjectkey.Request{Tenant: tenant, Subject: subject, Create: create}, &k)
 	return k, err
 }
+
+// kekState counts the message in KEYS that says which KEK is in force,
+// stored by the first instance to start.
+const kekState = 1
 
 func streamState(t *testing.T, js jetstream.JetStream, name string) jetstream.StreamState {
 	t.Helper()
@@ -196,10 +201,11 @@ func TestKeysAreCreatedOnceAcrossInstances(t *testing.T) {
 		}
 	}
 	// KEYS keeps one message per subject, so a second write would replace the
-	// first: the last sequence counts every write ever made.
+	// first: the last sequence counts every write ever made, the KEK state
+	// the first instance claimed included.
 	st := streamState(t, js, stream.Keys)
-	if st.Msgs != uint64(len(subjects)) || st.LastSeq != uint64(len(subjects)) {
-		t.Errorf("KEYS holds %d messages, last sequence %d; want %d and %d", st.Msgs, st.LastSeq, len(subjects), len(subjects))
+	if want := uint64(len(subjects)) + kekState; st.Msgs != want || st.LastSeq != want {
+		t.Errorf("KEYS holds %d messages, last sequence %d; want %d and %d", st.Msgs, st.LastSeq, want, want)
 	}
 }
 
@@ -301,6 +307,27 @@ func TestStoreHoldsOnlyWrappedKeys(t *testing.T) {
 	}
 }
 
+// dropKEKState deletes the messages that say which KEK is in force.
+func dropKEKState(t *testing.T, js jetstream.JetStream) {
+	t.Helper()
+	keys, err := js.Stream(t.Context(), stream.Keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		m, err := keys.GetLastMsgForSubject(t.Context(), stream.KEKStateSubjects)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			return
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := keys.DeleteMsg(t.Context(), m.Sequence); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 func TestOtherKEKCannotUnwrap(t *testing.T) {
 	s := natstest.Start(t, "")
 	kek := newKEK(t)
@@ -313,7 +340,15 @@ func TestOtherKEKCannotUnwrap(t *testing.T) {
 	}
 	first.stop()
 
-	other := start(t, s, newKEK(t))
+	// An instance with another KEK does not start while kek is in force;
+	// with the KEK state removed, as an operator running a store restored
+	// under a newer KEK would, it starts and claims it.
+	otherKEK := newKEK(t)
+	if err := runOnce(t, s, otherKEK); err == nil || !strings.Contains(err.Error(), "not the one in force") {
+		t.Fatalf("Run() with another KEK = %v, want it refused", err)
+	}
+	dropKEKState(t, js)
+	other := start(t, s, otherKEK)
 	for _, create := range []bool{false, true} {
 		if _, err := getKeys(t.Context(), nc, "v1", create); rpc.CodeOf(err) != rpc.CodeUnreadable {
 			t.Errorf("Get(create=%v) under another KEK: error = %v, want code %s", create, err, rpc.CodeUnreadable)
@@ -322,12 +357,14 @@ func TestOtherKEKCannotUnwrap(t *testing.T) {
 	if !bytes.Contains(other.logs.Bytes(), []byte("keys wrapped under another key-encryption key")) {
 		t.Errorf("logs say nothing of keys the KEK cannot unwrap:\n%s", other.logs.Bytes())
 	}
-	if st := streamState(t, js, stream.Keys); st.LastSeq != 1 {
-		t.Errorf("KEYS last sequence = %d, want 1: keys were replaced", st.LastSeq)
+	// The first KEK state, v1's record, the second KEK state.
+	if st := streamState(t, js, stream.Keys); st.LastSeq != 3 {
+		t.Errorf("KEYS last sequence = %d, want 3: keys were replaced", st.LastSeq)
 	}
 	other.stop()
 
 	// The record is intact: the right KEK still unwraps it.
+	dropKEKState(t, js)
 	start(t, s, kek)
 	got, err := getKeys(t.Context(), nc, "v1", false)
 	if err != nil {
@@ -351,8 +388,8 @@ func TestGetUnknownSubject(t *testing.T) {
 	if _, err := cache.Get(t.Context(), tenant, "nobody"); !errors.Is(err, subjectkey.ErrNotFound) {
 		t.Errorf("Get(unknown) error = %v, want %v", err, subjectkey.ErrNotFound)
 	}
-	if st := streamState(t, js, stream.Keys); st.Msgs != 0 {
-		t.Errorf("KEYS holds %d messages after a Get, want 0", st.Msgs)
+	if st := streamState(t, js, stream.Keys); st.Msgs != kekState {
+		t.Errorf("KEYS holds %d messages after a Get, want only the KEK state", st.Msgs)
 	}
 	created, err := cache.GetOrCreate(t.Context(), tenant, "nobody")
 	if err != nil {
@@ -396,8 +433,8 @@ func TestKeyRequestRejectsBadIDs(t *testing.T) {
 			}
 		})
 	}
-	if st := streamState(t, js, stream.Keys); st.Msgs != 0 {
-		t.Errorf("KEYS holds %d messages, want 0", st.Msgs)
+	if st := streamState(t, js, stream.Keys); st.Msgs != kekState {
+		t.Errorf("KEYS holds %d messages, want only the KEK state", st.Msgs)
 	}
 }
 
@@ -481,9 +518,9 @@ func TestRegisterVisitorRejectsBadInput(t *testing.T) {
 			}
 		})
 	}
-	for _, name := range []string{stream.Privacy, stream.Keys} {
-		if st := streamState(t, js, name); st.Msgs != 0 {
-			t.Errorf("%s holds %d messages after bad requests, want 0", name, st.Msgs)
+	for name, want := range map[string]uint64{stream.Privacy: 0, stream.Keys: kekState} {
+		if st := streamState(t, js, name); st.Msgs != want {
+			t.Errorf("%s holds %d messages after bad requests, want %d", name, st.Msgs, want)
 		}
 	}
 }

@@ -6,11 +6,15 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
 
 	"github.com/parley-chat/parley/pkg/audit"
+	"github.com/parley-chat/parley/pkg/privacyapi"
+	pkgrpc "github.com/parley-chat/parley/pkg/rpc"
 	"github.com/parley-chat/parley/pkg/seal"
 	"github.com/parley-chat/parley/pkg/stream"
+	"github.com/parley-chat/parley/pkg/subjectkey"
 
 	"github.com/parley-chat/parley/services/privacy/internal/jetstream"
 	"github.com/parley-chat/parley/services/privacy/internal/keyring"
@@ -38,6 +42,9 @@ type RotationReport struct {
 // neither of its KEKs: nothing more is moved, and the old KEK must be kept.
 var ErrForeignKEK = jetstream.ErrForeignKEK
 
+// ErrServing is returned by RotateKEK while a privacy service is serving.
+var ErrServing = errors.New("a privacy service is serving: stop every instance before rotating the key-encryption key")
+
 // RotateKEK re-wraps every subject's keys in the KEYS stream from oldKEK to
 // newKEK, and calls progress (when not nil) after each record with how many
 // are done out of how many there were. Erased subjects' tombstones are
@@ -46,20 +53,38 @@ var ErrForeignKEK = jetstream.ErrForeignKEK
 // lost if the rotation stops half way; run it again with the same two KEKs
 // to resume.
 //
-// Run it while no privacy service is connected to the store: one still
-// holding oldKEK could create keys under it meanwhile, and must be
-// restarted with newKEK anyway. Only once RotateKEK returned nil may oldKEK
-// be destroyed; until it is, copies of the store made before (backups,
-// snapshots, Raft logs) still give up the keys they hold to whoever has it.
+// It refuses with ErrServing while any privacy service answers on the bus,
+// as one holding oldKEK could not read the keys once moved. From its start
+// until it returns nil no key is wrapped, by any instance, and no instance
+// starts (both answer that a rotation is under way); once it returned nil,
+// only instances holding newKEK start. Only then may oldKEK be destroyed;
+// until it is, copies of the store made before (backups, snapshots, Raft
+// logs) still give up the keys they hold to whoever has it.
 func RotateKEK(ctx context.Context, js natsjs.JetStream, oldKEK, newKEK seal.Key, progress func(done, total int)) (RotationReport, error) {
 	from, to := keyring.New(oldKEK), keyring.New(newKEK)
 	rep := RotationReport{OldKEKID: from.KEKID(), NewKEKID: to.KEKID()}
 	if oldKEK == newKEK {
 		return rep, errors.New("rotate: the new key-encryption key is the old one")
 	}
-	r, err := jetstream.Rotate(ctx, js, from, to, progress)
+	idle := func(ctx context.Context) error { return noneServing(ctx, js.Conn()) }
+	r, err := jetstream.Rotate(ctx, js, from, to, idle, progress)
 	rep.Rewrapped, rep.AlreadyRewrapped, rep.Tombstones = r.Rewrapped, r.Current, r.Tombstones
 	return rep, err
+}
+
+// noneServing returns nil when no privacy service answers on the bus, and
+// ErrServing when one does.
+func noneServing(ctx context.Context, nc *nats.Conn) error {
+	for _, subj := range []string{subjectkey.GetSubject, privacyapi.RegisterVisitorSubject} {
+		err := pkgrpc.Ping(ctx, nc, subj)
+		switch {
+		case err == nil:
+			return ErrServing
+		case !errors.Is(err, nats.ErrNoResponders):
+			return fmt.Errorf("rotate: tell whether a privacy service is serving: %w", err)
+		}
+	}
+	return nil
 }
 
 // KEKID returns the fingerprint of kek that key records carry: safe to

@@ -29,7 +29,7 @@ func TestGetKeysRace(t *testing.T) {
 		if err := stream.Ensure(t.Context(), js, stream.Options{}, stream.Privacy, stream.Keys); err != nil {
 			t.Fatal(err)
 		}
-		ks, err := jetstream.NewKeyStore(t.Context(), js)
+		ks, err := jetstream.NewKeyStore(t.Context(), js, keyring.Fingerprint(kek))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -74,7 +74,8 @@ func TestGetKeysRace(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st := ks.CachedInfo().State; st.Msgs != 1 || st.LastSeq != 1 {
-		t.Errorf("KEYS holds %d messages, last sequence %d; want 1 and 1", st.Msgs, st.LastSeq)
+	// The KEK state, claimed by the first store, and one record.
+	if st := ks.CachedInfo().State; st.Msgs != 2 || st.LastSeq != 2 {
+		t.Errorf("KEYS holds %d messages, last sequence %d; want 2 and 2", st.Msgs, st.LastSeq)
 	}
 }

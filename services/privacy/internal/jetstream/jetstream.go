@@ -9,6 +9,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
+	"sync/atomic"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -27,19 +29,58 @@ const headerErased = "Parley-Erased"
 const destroyAttempts = 5
 
 // KeyStore keeps each subject's key record as the one message on its
-// subject of the KEYS stream. It is safe for concurrent use.
+// subject of the KEYS stream, wrapped under the KEK in force only. It is
+// safe for concurrent use.
 type KeyStore struct {
-	js   jetstream.JetStream
-	keys jetstream.Stream
+	js    jetstream.JetStream
+	keys  jetstream.Stream
+	kekID string
+	// fence is the stream sequence of the KEK state that let this store
+	// wrap keys under kekID; every record is published expecting it.
+	fence atomic.Uint64
 }
 
-// NewKeyStore returns a store on the KEYS stream, which must exist.
-func NewKeyStore(ctx context.Context, js jetstream.JetStream) (*KeyStore, error) {
+// NewKeyStore returns a store on the KEYS stream, which must exist, for
+// records wrapped under the KEK named kekID (its keyring.Fingerprint). The
+// first store of a KEYS stream records kekID as the KEK in force. It fails
+// with an error wrapping keyring.ErrRotating while a rotation is under way,
+// and keyring.ErrKEKRetired when another KEK is in force: an instance
+// holding that KEK must not start, as every key it wrapped would be lost to
+// the others.
+func NewKeyStore(ctx context.Context, js jetstream.JetStream, kekID string) (*KeyStore, error) {
 	s, err := js.Stream(ctx, stream.Keys)
 	if err != nil {
 		return nil, fmt.Errorf("open stream %s: %w", stream.Keys, err)
 	}
-	return &KeyStore{js: js, keys: s}, nil
+	// Without them a second record of a subject would replace the first,
+	// keys in use included: Create relies on the server refusing it.
+	if cfg := s.CachedInfo().Config; cfg.Discard != jetstream.DiscardNew || !cfg.DiscardNewPerSubject {
+		return nil, fmt.Errorf("stream %s predates this version's definition, which refuses a second record of a subject: apply it first (parley streams apply)", stream.Keys)
+	}
+	ks := &KeyStore{js: js, keys: s, kekID: kekID}
+	st, seq, err := loadKEKState(ctx, s)
+	if err != nil {
+		return nil, err
+	}
+	if seq == 0 {
+		// A store without a KEK state: the first instance of this version.
+		// Of instances racing to claim it, one wins; the others read its
+		// claim.
+		seq, err = publishKEKState(ctx, js, kekID, KEKState{KEKID: kekID}, 0)
+		if isWrongLastSequence(err) {
+			st, seq, err = loadKEKState(ctx, s)
+		} else {
+			st = KEKState{KEKID: kekID}
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	if err := st.check(kekID); err != nil {
+		return nil, fmt.Errorf("key store: %w", err)
+	}
+	ks.fence.Store(seq)
+	return ks, nil
 }
 
 // Load returns the subject's record, keyring.ErrNotFound when there is
@@ -63,26 +104,51 @@ func (s *KeyStore) Load(ctx context.Context, tenant, subject string) (keyring.Re
 	return rec, nil
 }
 
-// Create publishes the subject's first record, expecting no message on its
-// subject: JetStream rejects every publish but the first, and Create then
-// returns keyring.ErrExists. A retried Create whose first attempt was stored
-// also returns keyring.ErrExists, so the caller reads back what was stored.
+// Create publishes the subject's first record. The server refuses a second
+// record of a subject (KEYS discards new messages per subject), and Create
+// then returns keyring.ErrExists; a retried Create whose first attempt was
+// stored does too, so the caller reads back what was stored.
+//
+// The record is published expecting the KEK state this store last found in
+// force, so that no record is ever stored under a KEK a rotation begun
+// meanwhile would miss or has retired: the server refuses it, and Create
+// reads the state again and returns an error wrapping keyring.ErrRotating
+// or keyring.ErrKEKRetired, or tries once more when the state still lets
+// it wrap under its KEK.
 func (s *KeyStore) Create(ctx context.Context, tenant, subject string, rec keyring.Record) error {
 	subj := stream.KeysSubject(tenant, subject)
+	if rec.KEKID != s.kekID {
+		return fmt.Errorf("create %s: record under kek %s, store under %s: %w", subj, rec.KEKID, s.kekID, keyring.ErrKEKRetired)
+	}
 	data, err := json.Marshal(rec)
 	if err != nil {
 		return fmt.Errorf("encode %s: %w", subj, err)
 	}
-	_, err = s.js.Publish(ctx, subj, data,
-		jetstream.WithExpectStream(stream.Keys),
-		jetstream.WithExpectLastSequencePerSubject(0))
-	if isWrongLastSequence(err) {
-		return fmt.Errorf("create %s: %w", subj, keyring.ErrExists)
+	for attempt := 0; ; attempt++ {
+		fence := s.fence.Load()
+		_, err = s.js.Publish(ctx, subj, data,
+			jetstream.WithExpectStream(stream.Keys),
+			jetstream.WithExpectLastSequenceForSubject(fence, stream.KEKStateSubjects))
+		switch {
+		case err == nil:
+			return nil
+		case isPerSubjectLimit(err):
+			return fmt.Errorf("create %s: %w", subj, keyring.ErrExists)
+		case !isWrongLastSequence(err):
+			return fmt.Errorf("create %s: %w", subj, err)
+		}
+		st, seq, err := loadKEKState(ctx, s.keys)
+		if err != nil {
+			return fmt.Errorf("create %s: %w", subj, err)
+		}
+		if err := st.check(s.kekID); err != nil {
+			return fmt.Errorf("create %s: %w", subj, err)
+		}
+		if attempt == 1 {
+			return fmt.Errorf("create %s: the kek state keeps changing: %w", subj, keyring.ErrRotating)
+		}
+		s.fence.CompareAndSwap(fence, seq)
 	}
-	if err != nil {
-		return fmt.Errorf("create %s: %w", subj, err)
-	}
-	return nil
 }
 
 // Destroy erases the subject's keys: it secure-deletes their record, which
@@ -148,6 +214,18 @@ func (s *KeyStore) secureDelete(ctx context.Context, seq uint64) error {
 		return nil
 	}
 	return err
+}
+
+// errCodeStoreFailed is the server's JSStreamStoreFailedF, which nats.go
+// does not name: a message the stream's limits refuse.
+const errCodeStoreFailed jetstream.ErrorCode = 10077
+
+// isPerSubjectLimit reports whether err is the server refusing a message
+// on a subject that holds as many as the stream allows.
+func isPerSubjectLimit(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && apiErr.ErrorCode == errCodeStoreFailed &&
+		strings.Contains(apiErr.Description, "maximum messages per subject exceeded")
 }
 
 func isWrongLastSequence(err error) bool {

@@ -35,8 +35,17 @@ var ErrForeignKEK = errors.New("record wrapped under a key-encryption key that i
 
 // Rotate re-wraps every key record of the KEYS stream that is wrapped under
 // from so that it is wrapped under to, and calls progress after each
-// message it looked at (records and tombstones) with how many it has and
+// record it looked at (records and tombstones) with how many it has and
 // how many there were when it started.
+//
+// First it stores a rotation marker as the KEK state (see KEKState): from
+// then on the server refuses every new key record, whichever instance
+// wraps it, and no instance starts, so no key is ever wrapped under a KEK
+// the rotation misses or retires. idle is called before the marker is
+// stored and again after, before anything is re-wrapped; when it fails,
+// Rotate withdraws the marker it stored and returns its error. It is how
+// the caller makes sure no privacy service is serving: one started before
+// the marker would otherwise still answer with the old KEK.
 //
 // Each record is replaced in two steps, so a crash never loses a key: the
 // new record is published expecting the old one to be the subject's last
@@ -44,15 +53,16 @@ var ErrForeignKEK = errors.New("record wrapped under a key-encryption key that i
 // fail, and the subject is looked at again), then the old record is
 // secure-deleted, which overwrites its bytes in the store files. For the
 // moment between the two steps a subject holds two messages, so Rotate
-// raises the stream's per-subject limit to 2 for its run and sets it back
-// to 1 when it returns. A record's remaining Nats-TTL is carried over.
+// raises the stream's per-subject limit to 2 and sets it back to 1 before
+// it completes. A record's remaining Nats-TTL is carried over. Last, it
+// stores to as the KEK in force, which lets instances holding it start and
+// wrap keys again.
 //
 // Rotate stops at the first record it cannot move (ErrForeignKEK, a
 // record that does not unwrap, a store error) and returns what it did so
-// far; running it again with the same keys resumes. It should run while no
-// privacy service uses the store: one running with the old KEK could
-// create records under it meanwhile.
-func Rotate(ctx context.Context, js jetstream.JetStream, from, to *keyring.Ring, progress func(done, total int)) (r Rotation, err error) {
+// far, leaving the marker in place; running it again with the same keys
+// resumes.
+func Rotate(ctx context.Context, js jetstream.JetStream, from, to *keyring.Ring, idle func(context.Context) error, progress func(done, total int)) (r Rotation, err error) {
 	s, err := js.Stream(ctx, stream.Keys)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
 		return r, nil
@@ -60,21 +70,33 @@ func Rotate(ctx context.Context, js jetstream.JetStream, from, to *keyring.Ring,
 	if err != nil {
 		return r, fmt.Errorf("rotate: open stream %s: %w", stream.Keys, err)
 	}
-	info, err := s.Info(ctx)
-	if err != nil {
-		return r, fmt.Errorf("rotate: %w", err)
-	}
-	total, last := int(info.State.Msgs), info.State.LastSeq
-	restore, err := allowTwoPerSubject(ctx, js, info.Config)
+	marker, committed, err := beginRotation(ctx, js, s, from.KEKID(), to.KEKID(), idle)
 	if err != nil {
 		return r, err
 	}
+	info, err := s.Info(ctx, jetstream.WithSubjectFilter(stream.KEKStateSubjects))
+	if err != nil {
+		return r, fmt.Errorf("rotate: %w", err)
+	}
+	states := 0
+	for _, n := range info.State.Subjects {
+		states += int(n)
+	}
+	total, last := int(info.State.Msgs)-states, info.State.LastSeq
+	// Once the new KEK is in force, instances may be creating keys again:
+	// a subject must not hold two records then.
+	restore := func() error { return nil }
+	if !committed {
+		if restore, err = allowTwoPerSubject(ctx, js, info.Config); err != nil {
+			return r, err
+		}
+	}
+	restored := false
 	defer func() {
-		if rerr := restore(); rerr != nil {
-			err = errors.Join(err, rerr)
+		if !restored {
+			err = errors.Join(err, restore())
 		}
 	}()
-
 	done := 0
 	for seq := uint64(1); seq <= last; {
 		m, err := s.GetMsg(ctx, seq, jetstream.WithGetMsgSubject("keys.>"))
@@ -87,6 +109,10 @@ func Rotate(ctx context.Context, js jetstream.JetStream, from, to *keyring.Ring,
 		if m.Sequence > last {
 			break
 		}
+		seq = m.Sequence + 1
+		if isKEKState(m.Subject) {
+			continue
+		}
 		if err := rotateOne(ctx, js, s, m, from, to, &r); err != nil {
 			return r, err
 		}
@@ -94,9 +120,79 @@ func Rotate(ctx context.Context, js jetstream.JetStream, from, to *keyring.Ring,
 		if progress != nil {
 			progress(done, total)
 		}
-		seq = m.Sequence + 1
 	}
-	return r, nil
+	// Back to one record per subject before instances may wrap keys again.
+	restored = true
+	if err := restore(); err != nil {
+		return r, err
+	}
+	if committed {
+		return r, nil
+	}
+	return r, commitRotation(ctx, js, s, marker, from.KEKID(), to.KEKID())
+}
+
+// beginRotation stores the rotation marker as the KEK state, expecting the
+// state from is in force, and returns its sequence; or finds it stored by
+// an earlier run that stopped half way. committed is set when to is in
+// force already: the rotation completed, and a run again only counts.
+func beginRotation(ctx context.Context, js jetstream.JetStream, s jetstream.Stream, from, to string, idle func(context.Context) error) (marker uint64, committed bool, err error) {
+	st, seq, err := loadKEKState(ctx, s)
+	if err != nil {
+		return 0, false, fmt.Errorf("rotate: %w", err)
+	}
+	switch {
+	case st.RotatingTo == to && st.KEKID == from:
+		// Resumed: no instance could start since the marker was stored.
+		return seq, false, idle(ctx)
+	case st.RotatingTo != "":
+		return 0, false, fmt.Errorf("rotate: a rotation from %s to %s was begun and has not completed; run it again with that new KEK: %w", st.KEKID, st.RotatingTo, ErrForeignKEK)
+	case seq != 0 && st.KEKID == to:
+		return seq, true, nil
+	case seq != 0 && st.KEKID != from:
+		return 0, false, fmt.Errorf("rotate: the KEK in force is %s, neither the old %s nor the new %s: %w", st.KEKID, from, to, ErrForeignKEK)
+	}
+	if err := idle(ctx); err != nil {
+		return 0, false, err
+	}
+	marker, err = publishKEKState(ctx, js, rotationMarker, KEKState{KEKID: from, RotatingTo: to}, seq)
+	if isWrongLastSequence(err) {
+		return 0, false, fmt.Errorf("rotate: the KEK state changed while the rotation began; run it again: %w", err)
+	}
+	if err != nil {
+		return 0, false, fmt.Errorf("rotate: %w", err)
+	}
+	// An instance that started before the marker was stored and is still
+	// serving holds the old KEK only.
+	if err := idle(ctx); err != nil {
+		if derr := s.DeleteMsg(context.WithoutCancel(ctx), marker); derr != nil {
+			err = errors.Join(err, fmt.Errorf("rotate: withdraw the rotation marker: %w", derr))
+		}
+		return 0, false, err
+	}
+	return marker, false, nil
+}
+
+// commitRotation stores to as the KEK in force, expecting the marker to be
+// the state still, then deletes the marker and from's state, whose
+// subjects a later rotation uses again.
+func commitRotation(ctx context.Context, js jetstream.JetStream, s jetstream.Stream, marker uint64, from, to string) error {
+	if _, err := publishKEKState(ctx, js, to, KEKState{KEKID: to}, marker); err != nil {
+		return fmt.Errorf("rotate: make the new KEK the one in force: %w", err)
+	}
+	for _, name := range []string{rotationMarker, from} {
+		m, err := s.GetLastMsgForSubject(ctx, stream.KEKStateSubject(name))
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			continue
+		}
+		if err == nil {
+			err = s.DeleteMsg(ctx, m.Sequence)
+		}
+		if err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+			return fmt.Errorf("rotate: remove the old kek state %s: %w", name, err)
+		}
+	}
+	return nil
 }
 
 // allowTwoPerSubject raises the KEYS stream's per-subject limit to 2 and

@@ -29,6 +29,13 @@ var (
 	// ErrErased means the subject was erased: in place of their keys the
 	// store holds a Tombstone, and no keys are ever created for them again.
 	ErrErased = errors.New("subject erased")
+	// ErrRotating means a rotation of the KEK is under way: no key is
+	// wrapped until it completes.
+	ErrRotating = errors.New("a key-encryption key rotation is under way")
+	// ErrKEKRetired means the ring's KEK is not the one in force: a
+	// rotation replaced it, or the instance was started with a wrong one.
+	// A key wrapped under it would be lost to the service, so none is.
+	ErrKEKRetired = errors.New("this key-encryption key is not the one in force")
 )
 
 // Tombstone takes the place of an erased subject's record in the key store.
@@ -69,8 +76,10 @@ func New(kek seal.Key) *Ring {
 }
 
 // Fingerprint names a KEK without revealing it: the hex of the first 8 bytes
-// of its SHA-256. Records carry it so that a KEK rotation can tell which
-// records are still wrapped under the old key.
+// of its SHA-256, a one-way function of 32 random bytes, so it gives away
+// nothing that helps find them. Records carry it, and the KEYS stream's KEK
+// state, so that a KEK rotation can tell which records are still wrapped
+// under the old key and an instance holding a KEK not in force wraps none.
 func Fingerprint(kek seal.Key) string {
 	sum := sha256.Sum256(kek[:])
 	return hex.EncodeToString(sum[:8])

@@ -119,6 +119,10 @@ func codeOf(err error) error {
 		return rpc.Errorf(rpc.CodeNotFound, "subject has no keys")
 	case errors.Is(err, keyring.ErrUnknownKEK):
 		return rpc.Errorf(rpc.CodeUnreadable, "subject's keys are wrapped under another key-encryption key")
+	case errors.Is(err, keyring.ErrRotating), errors.Is(err, keyring.ErrKEKRetired):
+		// Refused before anything was stored: the caller may try again
+		// once the rotation completed or the instance was restarted.
+		return rpc.Errorf(rpc.CodeUnavailable, "key-encryption key rotation: no new keys for now")
 	case errors.Is(err, app.ErrNotFound):
 		return rpc.Errorf(rpc.CodeNotFound, "not found")
 	case rpc.Unavailable(err):
