@@ -114,7 +114,7 @@ func runOnce(t *testing.T, s *natsembed.Server, kek seal.Key) error {
 	nc, _ := natstest.Connect(t, s)
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
 	defer cancel()
-	return privacy.Run(ctx, privacy.Deps{NC: nc, Log: slog.New(slog.DiscardHandler), KEK: kek})
+	return privacy.Run(ctx, privacy.Deps{NC: nc, Log: slog.New(slog.DiscardHandler), KEK: kek, AuditKey: auditKey})
 }
 
 // TestRotateKEKRefusedWhileServing: a rotation finds the privacy service
