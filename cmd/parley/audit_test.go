@@ -105,15 +105,8 @@ func TestAuditVerify(t *testing.T) {
 // readTrail reads tenant demo's audit chain from the stopped store under dir.
 func readTrail(t *testing.T, dir string) []audit.Entry {
 	t.Helper()
-	nc, closeStore, err := (&storeFlags{dataDir: dir}).open("test")
-	if err != nil {
-		t.Fatal(err)
-	}
+	js, closeStore := openStore(t, dir)
 	defer closeStore()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
 	entries, err := privacy.AuditTrail(t.Context(), js, "demo")
 	if err != nil {
 		t.Fatal(err)
@@ -264,15 +257,8 @@ func TestAuditCheckpointsEndToEnd(t *testing.T) {
 func rebuildTrail(t *testing.T, dir string, n int) {
 	t.Helper()
 	entries := readTrail(t, dir)
-	nc, closeStore, err := (&storeFlags{dataDir: dir}).open("test")
-	if err != nil {
-		t.Fatal(err)
-	}
+	js, closeStore := openStore(t, dir)
 	defer closeStore()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
 	if err := js.DeleteStream(t.Context(), stream.Audit); err != nil {
 		t.Fatal(err)
 	}

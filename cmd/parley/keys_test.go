@@ -35,16 +35,8 @@ type keyRecord struct {
 // the record of every subject in the KEYS stream, by KEYS subject.
 func readKeys(t *testing.T, dir string) map[string]keyRecord {
 	t.Helper()
-	store := storeFlags{dataDir: dir}
-	nc, closeStore, err := store.open("test")
-	if err != nil {
-		t.Fatal(err)
-	}
+	js, closeStore := openStore(t, dir)
 	defer closeStore()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
 	s, err := js.Stream(t.Context(), stream.Keys)
 	if err != nil {
 		t.Fatal(err)
@@ -233,4 +225,20 @@ func TestKeysRotate(t *testing.T) {
 	if !strings.Contains(err.Error(), "not the one in force") {
 		t.Errorf("parley all on the backup with the new KEK: %v, want it refused as a KEK not in force", err)
 	}
+}
+
+// openStore opens the JetStream store of a stopped parley under dir, as
+// the tools do; closing it releases the data dir.
+func openStore(t *testing.T, dir string) (jetstream.JetStream, func()) {
+	t.Helper()
+	nc, closeStore, err := (&storeFlags{dataDir: dir}).open("test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		closeStore()
+		t.Fatal(err)
+	}
+	return js, closeStore
 }
