@@ -1,6 +1,7 @@
 // Package app holds the chat service's use cases, one per file: the commands
 // that append conversation events with optimistic concurrency, and the
-// queries served from the in-memory read models (inbox and transcripts).
+// queries: the inbox, served from the in-memory summaries, and transcripts
+// and exports, read from the event store when asked.
 //
 // A Service is safe for concurrent use. Commands on one conversation are
 // serialised within an instance and made safe across instances by the event
@@ -65,6 +66,11 @@ type EventStore interface {
 	// Load returns the conversation's events after stream sequence after,
 	// oldest first.
 	Load(ctx context.Context, tenant, conversation string, after uint64) ([]Record, error)
+	// Read returns up to limit of the conversation's events after stream
+	// sequence after, oldest first, and whether the store holds more past
+	// them. It may return fewer than limit with more set, to bound what one
+	// read holds.
+	Read(ctx context.Context, tenant, conversation string, after uint64, limit int) (rs []Record, more bool, err error)
 }
 
 // Keys fetches a data subject's keys; *subjectkey.Cache is one. It returns

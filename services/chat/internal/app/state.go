@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
-	"slices"
 	"sync"
 	"time"
 
@@ -17,7 +16,9 @@ import (
 )
 
 // state is the in-memory model of every conversation: the aggregate state
-// that commands decide on, which is also the inbox, and the transcript.
+// that commands decide on, which is also the inbox. Transcripts are not
+// held: they are read from the event store when asked (see scan), so what
+// an instance holds grows with its conversations, not their messages.
 // Entries are added for conversations that have events, and removed once
 // every event of theirs is past its retention: the store removes the events
 // then, and the read models follow it (see entry.expired).
@@ -56,33 +57,15 @@ func (st *state) isErased(tenant, id string) bool {
 // reads and the live consumer never wait for a publish.
 type entry struct {
 	cmd sync.Mutex
-	now func() time.Time
 
 	mu   sync.RWMutex
 	conv conversation.Conversation
-	msgs []message
-	// keyed holds the messages stored by requests with an idempotency key,
-	// by the key's hash (event.Envelope.Idempotency).
-	keyed map[string]message
+	// keyed finds the messages stored by requests with an idempotency key.
+	keyed keyIndex
 	// until is the latest expiry of the entry's events; forever is set when
 	// one of them has none.
 	until   time.Time
 	forever bool
-}
-
-// message is one transcript line. Its author and text stay sealed in env
-// and are opened at read time, so they turn unreadable the moment the
-// visitor's key is evicted.
-type message struct {
-	seq     uint64
-	env     event.Envelope
-	expires time.Time
-}
-
-// expired reports whether the store has removed m, or is about to, by its
-// tenant's retention.
-func (m message) expired(now time.Time) bool {
-	return !m.expires.IsZero() && !now.Before(m.expires)
 }
 
 func (st *state) get(tenant, id string) *entry {
@@ -109,7 +92,7 @@ func (st *state) getOrCreate(tenant, id string) *entry {
 	}
 	e := byID[id]
 	if e == nil {
-		e = &entry{now: st.now}
+		e = &entry{}
 		byID[id] = e
 	}
 	return e
@@ -181,29 +164,9 @@ func (e *entry) apply(r Record, payload any, erased bool) {
 	} else if r.Expires.After(e.until) {
 		e.until = r.Expires
 	}
-	switch r.Event.Type {
-	case event.ConversationOpened, event.MessagePosted:
-		m := message{seq: r.Seq, env: r.Event, expires: r.Expires}
-		e.msgs = append(e.msgs, m)
-		if h := r.Event.Idempotency; h != "" {
-			if e.keyed == nil {
-				e.keyed = make(map[string]message)
-			}
-			e.keyed[h] = m
-		}
+	if isMessage(r.Event) && r.Event.Idempotency != "" {
+		e.keyed.add(r.Event.Idempotency, r.Seq)
 	}
-}
-
-// prior returns the message stored by the request whose idempotency key
-// hashes to hash, if e holds one; never for the empty hash.
-func (e *entry) prior(hash string) (Record, bool) {
-	if hash == "" {
-		return Record{}, false
-	}
-	e.mu.RLock()
-	defer e.mu.RUnlock()
-	m, ok := e.keyed[hash]
-	return Record{Seq: m.seq, Event: m.env, Expires: m.expires}, ok
 }
 
 // erase marks the entry's conversation erased (see conversation.Erase).
@@ -211,19 +174,6 @@ func (e *entry) erase() {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.conv.Erase()
-}
-
-// transcript returns the entry's conversation and its messages so far,
-// without those past their retention (which it forgets); the slice must not
-// be modified.
-func (e *entry) transcript() (conversation.Conversation, []message) {
-	now := e.now()
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if slices.ContainsFunc(e.msgs, func(m message) bool { return m.expired(now) }) {
-		e.msgs = slices.DeleteFunc(slices.Clone(e.msgs), func(m message) bool { return m.expired(now) })
-	}
-	return e.conv, e.msgs[:len(e.msgs):len(e.msgs)]
 }
 
 // read decodes what applying r needs from its body, the agent of an

@@ -1,7 +1,7 @@
 // Package jetstream is the chat service's event store on the CHAT stream,
 // written on nats.go's jetstream package: appends with an expected last
-// subject sequence per conversation, reads of one conversation by direct
-// get, and an ordered consumer that follows every conversation.
+// subject sequence per conversation, reads of one conversation by batched
+// direct get, and an ordered consumer that follows every conversation.
 package jetstream
 
 import (
@@ -15,6 +15,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
+	"github.com/synadia-io/orbit.go/jetstreamext"
 
 	"github.com/parley-chat/parley/pkg/event"
 	"github.com/parley-chat/parley/pkg/rpc"
@@ -116,46 +117,66 @@ func wrongLastSequence(err error) bool {
 // writer catches up and decides again.
 const jsErrCodeDuplicateInProcess natsjs.ErrorCode = 10158
 
-// Load implements app.EventStore. It asks for the conversation's last event
-// first and then walks the events before it with direct gets, one per
-// request: a writer that lost a race usually misses one event, which this
-// reads in one round trip.
+// Load implements app.EventStore.
 func (s *Store) Load(ctx context.Context, tenant, conversation string, after uint64) ([]app.Record, error) {
-	subject := stream.ChatSubject(tenant, conversation)
-	last, err := s.stream.GetLastMsgForSubject(ctx, subject)
-	if errors.Is(err, natsjs.ErrMsgNotFound) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("load %s: %w", subject, err)
-	}
-	if last.Sequence <= after {
-		return nil, nil
-	}
 	var out []app.Record
-	for seq := after + 1; seq < last.Sequence; {
-		m, err := s.stream.GetMsg(ctx, seq, natsjs.WithGetMsgSubject(subject))
-		if errors.Is(err, natsjs.ErrMsgNotFound) {
-			break // the events in between expired meanwhile
-		}
-		if err != nil {
-			return nil, fmt.Errorf("load %s from %d: %w", subject, seq, err)
-		}
-		if m.Sequence >= last.Sequence {
-			break
-		}
-		r, err := record(m)
+	for {
+		rs, more, err := s.Read(ctx, tenant, conversation, after, loadBatch)
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, r)
-		seq = m.Sequence + 1
+		out = append(out, rs...)
+		if !more || len(rs) == 0 {
+			return out, nil
+		}
+		after = rs[len(rs)-1].Seq
 	}
-	r, err := record(last)
+}
+
+// loadBatch is how many events Load asks for at a time: a writer that lost
+// a race misses one or two, a conversation read whole a few hundred.
+const loadBatch = 256
+
+// readMaxBytes bounds what one Read holds, whatever the texts: the server
+// stops a batch once it sent this much, so a batch is at most this and one
+// event (64 KiB of text, sealed).
+const readMaxBytes = 1 << 20
+
+// numPendingHeader is what a batched direct get tells with each message: how
+// many more match the request.
+const numPendingHeader = "Nats-Num-Pending"
+
+// Read implements app.EventStore with one batched direct get filtered to
+// the conversation's subject (nats-server 2.11 or later), so a page of a
+// transcript is one round trip however many other conversations share the
+// stream. more is the server's count of the events on the subject past the
+// last one returned, as of the read.
+func (s *Store) Read(ctx context.Context, tenant, conversation string, after uint64, limit int) ([]app.Record, bool, error) {
+	subject := stream.ChatSubject(tenant, conversation)
+	msgs, err := jetstreamext.GetBatch(ctx, s.js, stream.Chat, limit,
+		jetstreamext.GetBatchSubject(subject), jetstreamext.GetBatchSeq(after+1), jetstreamext.GetBatchMaxBytes(readMaxBytes))
 	if err != nil {
-		return nil, err
+		return nil, false, fmt.Errorf("read %s after %d: %w", subject, after, err)
 	}
-	return append(out, r), nil
+	var (
+		out  []app.Record
+		more bool
+	)
+	for m, err := range msgs {
+		if errors.Is(err, jetstreamext.ErrNoMessages) {
+			break
+		}
+		if err != nil {
+			return nil, false, fmt.Errorf("read %s after %d: %w", subject, after, err)
+		}
+		r, err := record(m)
+		if err != nil {
+			return nil, false, err
+		}
+		out = append(out, r)
+		more = m.Header.Get(numPendingHeader) != "0"
+	}
+	return out, more, nil
 }
 
 func record(m *natsjs.RawStreamMsg) (app.Record, error) {
