@@ -33,8 +33,11 @@
 //     is due; on its broadcast (privacyapi.ConversationErased) the read
 //     models drop the conversation for good, and it answers not found.
 //   - The conversations' state (the inbox, and what commands decide on)
-//     lives in memory, is rebuilt from CHAT at start before any request is
-//     served, and is kept current by an ordered consumer; an instance reads
+//     lives in memory and in the KV bucket CHAT_VIEW, a view of CHAT that
+//     records the sequence it reflects, assignees sealed under the visitor's
+//     key. At start it is loaded from the view and caught up from CHAT
+//     before any request is served, then kept current by an ordered
+//     consumer, which writes the view after the stream; an instance reads
 //     its own writes at once. Transcripts and exports are read from CHAT
 //     when asked (batched direct gets of the conversation's subject), a
 //     bounded batch at a time, so memory does not grow with messages.

@@ -106,6 +106,7 @@ type Options struct {
 // Service runs the chat use cases.
 type Service struct {
 	events     EventStore
+	view       View
 	keys       Keys
 	policies   Policies
 	now        func() time.Time
@@ -113,11 +114,16 @@ type Service struct {
 	state      state
 	// opening serialises the openings of each visitor (see Open).
 	opening stripes
+	// marked is the last sequence recorded as applied to the view, at
+	// markedAt; only Project uses them.
+	marked   uint64
+	markedAt time.Time
 }
 
-// New returns a Service storing events in events and sealing them with keys.
-func New(events EventStore, keys Keys, o Options) *Service {
-	s := &Service{events: events, keys: keys, policies: o.Policies, now: o.Now, onConflict: o.OnConflict}
+// New returns a Service storing events in events, keeping their view in
+// view and sealing them with keys.
+func New(events EventStore, view View, keys Keys, o Options) *Service {
+	s := &Service{events: events, view: view, keys: keys, policies: o.Policies, now: o.Now, onConflict: o.OnConflict}
 	if s.policies == nil {
 		s.policies = defaultPolicies{}
 	}

@@ -91,16 +91,16 @@ func (s *Service) openPrior(ctx context.Context, prior Record, typ event.Type, v
 // A key is honoured as long as its message is kept, so the older ones
 // cannot simply be forgotten; a conversation without keys holds nothing.
 type keyIndex struct {
-	recent []keyedMessage // a ring once full, next is its oldest
-	next   int
-	older  *bloom
-	// olderUpTo is the sequence of the newest message that left recent.
-	olderUpTo uint64
+	Recent []keyedMessage `json:"recent,omitempty"` // a ring once full, Next is its oldest
+	Next   int            `json:"next,omitempty"`
+	Older  *bloom         `json:"older,omitempty"`
+	// OlderUpTo is the sequence of the newest message that left Recent.
+	OlderUpTo uint64 `json:"older_up_to,omitempty"`
 }
 
 type keyedMessage struct {
-	hash string
-	seq  uint64
+	Hash string `json:"hash"`
+	Seq  uint64 `json:"seq"`
 }
 
 // recentKeys is how many keyed messages a conversation indexes exactly:
@@ -109,31 +109,31 @@ const recentKeys = 16
 
 // add indexes the message at seq stored with the key of hash.
 func (x *keyIndex) add(hash string, seq uint64) {
-	if len(x.recent) < recentKeys {
-		x.recent = append(x.recent, keyedMessage{hash, seq})
+	if len(x.Recent) < recentKeys {
+		x.Recent = append(x.Recent, keyedMessage{hash, seq})
 		return
 	}
-	old := x.recent[x.next]
-	if x.older == nil {
-		x.older = new(bloom)
+	old := x.Recent[x.Next]
+	if x.Older == nil {
+		x.Older = new(bloom)
 	}
-	x.older.add(old.hash)
-	x.olderUpTo = max(x.olderUpTo, old.seq)
-	x.recent[x.next] = keyedMessage{hash, seq}
-	x.next = (x.next + 1) % recentKeys
+	x.Older.add(old.Hash)
+	x.OlderUpTo = max(x.OlderUpTo, old.Seq)
+	x.Recent[x.Next] = keyedMessage{hash, seq}
+	x.Next = (x.Next + 1) % recentKeys
 }
 
 // find returns the sequence of the message of hash when it is among the
 // recent ones, or else the sequence up to which the store may hold it (0:
 // it does not).
 func (x *keyIndex) find(hash string) (seq uint64, ok bool, upTo uint64) {
-	for _, m := range x.recent {
-		if m.hash == hash {
-			return m.seq, true, 0
+	for _, m := range x.Recent {
+		if m.Hash == hash {
+			return m.Seq, true, 0
 		}
 	}
-	if x.older != nil && x.older.has(hash) {
-		return 0, false, x.olderUpTo
+	if x.Older != nil && x.Older.has(hash) {
+		return 0, false, x.OlderUpTo
 	}
 	return 0, false, 0
 }

@@ -66,6 +66,10 @@ type entry struct {
 	// one of them has none.
 	until   time.Time
 	forever bool
+	// viewVersion is the version of the entry the View holds, at its
+	// revision viewRev.
+	viewVersion uint64
+	viewRev     uint64
 }
 
 func (st *state) get(tenant, id string) *entry {
@@ -96,6 +100,20 @@ func (st *state) getOrCreate(tenant, id string) *entry {
 		byID[id] = e
 	}
 	return e
+}
+
+// put sets the conversation's entry, as restored from the view, unless it
+// was erased meanwhile.
+func (st *state) put(tenant, id string, e *entry) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if _, ok := st.erased[convID{tenant, id}]; ok {
+		return
+	}
+	if st.tenants[tenant] == nil {
+		st.tenants[tenant] = make(map[string]*entry)
+	}
+	st.tenants[tenant][id] = e
 }
 
 // all returns the entries of tenant that are not expired, and removes the
@@ -260,21 +278,28 @@ func (s *Service) catchUp(ctx context.Context, e *entry) error {
 	return s.applyAll(ctx, e, rs)
 }
 
-// Project applies an event read from the stream to the read models. Events
-// already applied (by this instance's own commands, or twice delivered) are
-// skipped by their sequence, so Project is idempotent. An error is transient
-// (the key service could not be asked): the caller retries r.
+// Project applies an event read from the stream to the read models and the
+// View, in stream order: it is called by one goroutine, the follower of the
+// event store. Events already applied (by this instance's own commands, or
+// twice delivered) are skipped by their sequence, so Project is idempotent.
+// An error is transient (the key service or the view could not be asked):
+// the caller retries r.
 func (s *Service) Project(ctx context.Context, r Record) error {
 	e := s.state.getOrCreate(r.Event.Tenant, r.Event.Aggregate)
-	if e == nil || r.Seq <= e.version() {
-		return nil
+	if e == nil {
+		return s.markApplied(ctx, r.Seq)
 	}
-	p, erased, err := s.read(ctx, r)
-	if err != nil {
+	if r.Seq > e.version() {
+		p, erased, err := s.read(ctx, r)
+		if err != nil {
+			return err
+		}
+		e.apply(r, p, erased)
+	}
+	if err := s.storeView(ctx, e); err != nil {
 		return err
 	}
-	e.apply(r, p, erased)
-	return nil
+	return s.markApplied(ctx, r.Seq)
 }
 
 // EraseVisitor marks the visitor's conversations erased, as they are
@@ -311,8 +336,11 @@ func (s *stripes) of(tenant, id string) *sync.Mutex {
 	return &s[h.Sum32()%uint32(len(s))]
 }
 
-// Forget drops an erased conversation from the read models for good: the
-// privacy service secure-deleted its events (privacyapi.ConversationErased).
-func (s *Service) Forget(tenant, conversation string) {
+// Forget drops an erased conversation from the read models and the View
+// for good: the privacy service secure-deleted its events
+// (privacyapi.ConversationErased). An error means the view still holds it;
+// the next start removes it, as the store holds none of its events.
+func (s *Service) Forget(ctx context.Context, tenant, conversation string) error {
 	s.state.forget(tenant, conversation)
+	return s.view.Remove(ctx, tenant, conversation)
 }

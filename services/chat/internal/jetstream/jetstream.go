@@ -184,14 +184,17 @@ func record(m *natsjs.RawStreamMsg) (app.Record, error) {
 	if err != nil {
 		return app.Record{}, fmt.Errorf("load sequence %d: %w", m.Sequence, err)
 	}
-	return app.Record{Seq: m.Sequence, Event: e, Expires: expires(m.Header, m.Time)}, nil
+	return app.Record{Seq: m.Sequence, Event: e, Expires: expires(m.Header, e.At)}, nil
 }
 
-// expires returns when a message stored at stored with header h expires by
-// its Nats-TTL, the zero time when it has none. The server reads the header
-// as a Go duration or a number of seconds; what it would refuse is never
-// stored.
-func expires(h nats.Header, stored time.Time) time.Time {
+// expires returns when an event written at at, with header h, expires by
+// its Nats-TTL, the zero time when it has none. The store counts from when
+// it stored the event, a moment after at: counting from at lets the read
+// models drop the event no later than the store does, and gives every
+// instance, and the writer that applied its own append, the same expiry
+// (app.Service.appendEvent). The server reads the header as a Go duration
+// or a number of seconds; what it would refuse is never stored.
+func expires(h nats.Header, at time.Time) time.Time {
 	v := h.Get(natsjs.MsgTTLHeader)
 	if v == "" {
 		return time.Time{}
@@ -204,35 +207,29 @@ func expires(h nats.Header, stored time.Time) time.Time {
 		}
 		d = time.Duration(secs) * time.Second
 	}
-	return stored.Add(d.Truncate(time.Second))
+	return at.Add(d.Truncate(time.Second))
 }
 
 // Handler applies one event read by Follow. An error is transient: the same
 // record is handed over again after a pause.
 type Handler func(context.Context, app.Record) error
 
-// Follow waits between handing a record over again, doubling the pause from
+// Follow and Retry wait between tries, doubling the pause from
 // minRetryPause up to maxRetryPause while the handler keeps failing.
 const (
 	minRetryPause = 100 * time.Millisecond
 	maxRetryPause = 5 * time.Second
 )
 
-// Follow replays every chat event in stream order into h, then keeps
-// following new ones until ctx is done, when it returns nil. It calls
-// caughtUp once, when the replay reached the end of the stream. Records
-// that are not Parley events are logged and skipped.
-func (s *Store) Follow(ctx context.Context, h Handler, caughtUp func()) error {
-	info, err := s.stream.Info(ctx)
-	if err != nil {
-		return fmt.Errorf("follow %s: %w", stream.Chat, err)
-	}
-	ready := info.State.Msgs == 0
-	if ready {
-		caughtUp()
-	}
+// Follow hands h every chat event from stream sequence from on, in stream
+// order, then keeps following new ones until ctx is done, when it returns
+// nil. It calls caughtUp once, when it handed over every event stored when
+// it started. Records that are not Parley events are logged and skipped.
+func (s *Store) Follow(ctx context.Context, from uint64, h Handler, caughtUp func()) error {
 	cons, err := s.js.OrderedConsumer(ctx, stream.Chat, natsjs.OrderedConsumerConfig{
 		FilterSubjects: []string{"chat.>"},
+		DeliverPolicy:  natsjs.DeliverByStartSequencePolicy,
+		OptStartSeq:    max(from, 1),
 	})
 	if err != nil {
 		return fmt.Errorf("follow %s: %w", stream.Chat, err)
@@ -242,6 +239,12 @@ func (s *Store) Follow(ctx context.Context, h Handler, caughtUp func()) error {
 		return fmt.Errorf("follow %s: %w", stream.Chat, err)
 	}
 	defer it.Stop()
+	// Pending as the consumer was created: events removed meanwhile never
+	// come, so nothing waits for one.
+	ready := cons.CachedInfo().NumPending == 0
+	if ready {
+		caughtUp()
+	}
 	for {
 		m, err := it.Next(natsjs.NextContext(ctx))
 		if ctx.Err() != nil {
@@ -257,7 +260,9 @@ func (s *Store) Follow(ctx context.Context, h Handler, caughtUp func()) error {
 		e, err := event.Parse(m.Subject(), m.Headers(), m.Data())
 		if err != nil {
 			s.log.Warn("skip stored message", "stream_seq", md.Sequence.Stream, "err", err)
-		} else if err := s.handle(ctx, h, app.Record{Seq: md.Sequence.Stream, Event: e, Expires: expires(m.Headers(), md.Timestamp)}); err != nil {
+		} else if err := s.Retry(ctx, "apply event", func(ctx context.Context) error {
+			return h(ctx, app.Record{Seq: md.Sequence.Stream, Event: e, Expires: expires(m.Headers(), e.At)})
+		}, "stream_seq", md.Sequence.Stream); err != nil {
 			return nil // ctx is done
 		}
 		if !ready && md.NumPending == 0 {
@@ -267,19 +272,21 @@ func (s *Store) Follow(ctx context.Context, h Handler, caughtUp func()) error {
 	}
 }
 
-// handle hands r to h until h takes it or ctx is done.
-func (s *Store) handle(ctx context.Context, h Handler, r app.Record) error {
+// Retry runs fn until it succeeds or ctx is done, when it returns ctx's
+// error, pausing between tries as Follow does. what names fn in the log,
+// with attrs.
+func (s *Store) Retry(ctx context.Context, what string, fn func(context.Context) error, attrs ...any) error {
 	for pause := minRetryPause; ; pause = min(2*pause, maxRetryPause) {
-		err := h(ctx, r)
+		err := fn(ctx)
 		if err == nil {
 			return nil
 		}
 		if rpc.CodeOf(err) == rpc.CodeUnavailable && pause < maxRetryPause {
 			// Expected for a moment while the privacy service starts beside
 			// this one; a warning once it lasts.
-			s.log.Info("apply event: the key service does not answer yet, retrying", "stream_seq", r.Seq, "retry_in", pause)
+			s.log.Info(what+": the key service does not answer yet, retrying", append(attrs, "retry_in", pause)...)
 		} else {
-			s.log.Warn("apply event, retrying", "stream_seq", r.Seq, "retry_in", pause, "err", err)
+			s.log.Warn(what+", retrying", append(attrs, "retry_in", pause, "err", err)...)
 		}
 		t := time.NewTimer(pause)
 		select {
