@@ -46,6 +46,9 @@ type Record struct {
 	// Expires is when the store removes the event by its tenant's
 	// retention; zero when only the stream's MaxAge applies.
 	Expires time.Time
+	// Pending is how many events the follower of the store had yet to
+	// deliver after this one: 0 when it reached the last.
+	Pending uint64
 }
 
 // expired reports whether r is past its expiry at now.
@@ -114,10 +117,13 @@ type Service struct {
 	state      state
 	// opening serialises the openings of each visitor (see Open).
 	opening stripes
-	// marked is the last sequence recorded as applied to the view, at
-	// markedAt; only Project uses them.
-	marked   uint64
-	markedAt time.Time
+	// dirty are the entries Project changed since it last wrote the view,
+	// at flushedAt; applied is the sequence it last recorded as applied, at
+	// appliedAt. Only Project uses them.
+	dirty     map[*entry]struct{}
+	flushedAt time.Time
+	applied   uint64
+	appliedAt time.Time
 }
 
 // New returns a Service storing events in events, keeping their view in
@@ -133,6 +139,7 @@ func New(events EventStore, view View, keys Keys, o Options) *Service {
 	if s.onConflict == nil {
 		s.onConflict = func() {}
 	}
+	s.dirty = make(map[*entry]struct{})
 	s.state.tenants = make(map[string]map[string]*entry)
 	s.state.erased = make(map[convID]struct{})
 	s.state.now = s.now

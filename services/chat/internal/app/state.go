@@ -278,28 +278,26 @@ func (s *Service) catchUp(ctx context.Context, e *entry) error {
 	return s.applyAll(ctx, e, rs)
 }
 
-// Project applies an event read from the stream to the read models and the
-// View, in stream order: it is called by one goroutine, the follower of the
-// event store. Events already applied (by this instance's own commands, or
+// Project applies an event read from the stream to the read models and,
+// once it reached the last event or every viewFlushInterval, to the View
+// (see flush), in stream order: it is called by one goroutine, the follower
+// of the event store. Events already applied (by this instance's own commands, or
 // twice delivered) are skipped by their sequence, so Project is idempotent.
 // An error is transient (the key service or the view could not be asked):
 // the caller retries r.
 func (s *Service) Project(ctx context.Context, r Record) error {
 	e := s.state.getOrCreate(r.Event.Tenant, r.Event.Aggregate)
-	if e == nil {
-		return s.markApplied(ctx, r.Seq)
-	}
-	if r.Seq > e.version() {
+	if e != nil && r.Seq > e.version() {
 		p, erased, err := s.read(ctx, r)
 		if err != nil {
 			return err
 		}
 		e.apply(r, p, erased)
 	}
-	if err := s.storeView(ctx, e); err != nil {
-		return err
+	if e != nil {
+		s.dirty[e] = struct{}{}
 	}
-	return s.markApplied(ctx, r.Seq)
+	return s.flush(ctx, r)
 }
 
 // EraseVisitor marks the visitor's conversations erased, as they are

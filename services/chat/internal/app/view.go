@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/parley-chat/parley/pkg/seal"
 	"github.com/parley-chat/parley/pkg/subjectkey"
 
@@ -68,12 +70,14 @@ func viewAD(e ViewEntry) []byte {
 	return seal.AD("chat-view", e.Tenant, e.ID, e.Visitor, strconv.FormatUint(e.Version, 10))
 }
 
-// viewMarkEvery is how often Project records the sequence it reached: a
-// restart catches up from there, so at most this many events, or a second's.
-const (
-	viewMarkEvery    = 1000
-	viewMarkInterval = time.Second
-)
+// viewFlushInterval is how often Project writes the view while it is
+// behind the store, catching up: a conversation that takes many events then
+// is written once an interval, not once an event. At the last event it
+// writes at once.
+const viewFlushInterval = time.Second
+
+// viewWriters is how many entries a flush writes at once.
+const viewWriters = 16
 
 // storeView writes e's state to the view unless the view has it at its
 // version already.
@@ -180,16 +184,38 @@ func (s *Service) Restore(ctx context.Context, held func(tenant, id string) bool
 	return applied, nil
 }
 
-// markApplied records in the view, now and then, that every event up to
-// seq is applied; Project calls it after each event.
-func (s *Service) markApplied(ctx context.Context, seq uint64) error {
+// flush writes the entries Project changed to the view, then records that
+// every event up to r is in it, when r is the last event the follower had
+// to deliver or viewFlushInterval passed since the last flush. Until then,
+// the view and its applied sequence stay behind the store, never ahead.
+func (s *Service) flush(ctx context.Context, r Record) error {
 	now := s.now()
-	if seq-s.marked < viewMarkEvery && now.Sub(s.markedAt) < viewMarkInterval {
+	if r.Pending > 0 && now.Sub(s.flushedAt) < viewFlushInterval {
 		return nil
 	}
-	if err := s.view.Applied(ctx, seq); err != nil {
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(viewWriters)
+	for e := range s.dirty {
+		g.Go(func() error { return s.storeView(gctx, e) })
+	}
+	if err := g.Wait(); err != nil {
 		return err
 	}
-	s.marked, s.markedAt = seq, now
+	clear(s.dirty)
+	s.flushedAt = now
+	// Recorded once an interval, or once viewAppliedEvery events when at
+	// the last event, which costs a restart at most that many events again
+	// rather than one more write per event.
+	if now.Sub(s.appliedAt) < viewFlushInterval && (r.Pending > 0 || r.Seq-s.applied < viewAppliedEvery) {
+		return nil
+	}
+	if err := s.view.Applied(ctx, r.Seq); err != nil {
+		return err
+	}
+	s.applied, s.appliedAt = r.Seq, now
 	return nil
 }
+
+// viewAppliedEvery is how many events past the last recorded applied
+// sequence Project records it again once at the last event.
+const viewAppliedEvery = 1000
