@@ -46,7 +46,7 @@ func (c *client) violated(subject string) bool {
 }
 
 // bus is an embedded server with every bus user, holding a key in KEYS, an
-// event in CHAT and a fact in ANALYTICS.
+// event in CHAT, its entry in CHAT_VIEW and a fact in ANALYTICS.
 type bus struct {
 	srv       *natsembed.Server
 	passwords map[string]string
@@ -73,7 +73,7 @@ func startBus(t *testing.T) *bus {
 	if _, err := stream.Apply(ctx, b.admin.js, stream.Options{}); err != nil {
 		t.Fatal(err)
 	}
-	for _, subj := range []string{"keys.demo.s1", "chat.demo.c1", "analytics.demo.message"} {
+	for _, subj := range []string{"keys.demo.s1", "chat.demo.c1", "$KV." + stream.ChatViewBucket + ".demo.c1", "analytics.demo.message"} {
 		if _, err := b.admin.js.Publish(ctx, subj, []byte("stored")); err != nil {
 			t.Fatal(err)
 		}
@@ -259,6 +259,12 @@ func TestAttacks(t *testing.T) {
 					return nil
 				}
 				return errors.New("no message")
+			},
+		},
+		{
+			name: "read chat's view of the conversations", as: []string{buspolicy.Analytics, buspolicy.Gateway, buspolicy.Privacy}, violation: "$JS.API.DIRECT.GET.KV_" + stream.ChatViewBucket,
+			try: func(ctx context.Context, c *client) error {
+				return jsRequest(ctx, c, "$JS.API.DIRECT.GET.KV_"+stream.ChatViewBucket+".$KV."+stream.ChatViewBucket+".demo.c1", nil)
 			},
 		},
 		{
@@ -516,6 +522,26 @@ func TestServicesDoTheirWork(t *testing.T) {
 					return err
 				}
 				_, err = s.GetLastMsgForSubject(ctx, "chat.demo.c1")
+				return err
+			},
+		},
+		{
+			name: "chat reads a conversation by batched direct get", as: buspolicy.Chat,
+			try: func(ctx context.Context, c *client) error {
+				return jsRequest(ctx, c, "$JS.API.DIRECT.GET."+stream.Chat, []byte(`{"seq":1,"batch":10,"next_by_subj":"chat.demo.c1"}`))
+			},
+		},
+		{
+			name: "chat keeps its view", as: buspolicy.Chat,
+			try: func(ctx context.Context, c *client) error {
+				kv, err := c.js.KeyValue(ctx, stream.ChatViewBucket)
+				if err != nil {
+					return err
+				}
+				if _, err := kv.Put(ctx, "demo.c2", []byte("{}")); err != nil {
+					return err
+				}
+				_, err = kv.Get(ctx, "demo.c1")
 				return err
 			},
 		},

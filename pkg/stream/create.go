@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -15,10 +16,18 @@ const (
 	// SettingsBucket is the tenants' privacy settings, owned by privacy; it
 	// is privacyapi.SettingsBucket.
 	SettingsBucket = "SETTINGS"
+	// ChatViewBucket is the chat service's materialised view of CHAT: each
+	// conversation's state, the assignee sealed under the visitor's key.
+	ChatViewBucket = "CHAT_VIEW"
 )
 
 // Buckets lists every key-value bucket of Parley.
-func Buckets() []string { return []string{TenantsBucket, SettingsBucket} }
+func Buckets() []string { return []string{TenantsBucket, SettingsBucket, ChatViewBucket} }
+
+// ViewMarkerTTL is how long CHAT_VIEW keeps the marker of a conversation
+// removed from it (erased or expired), so that the bucket does not grow
+// with every conversation it ever held.
+const ViewMarkerTTL = 24 * time.Hour
 
 // BucketStream is the name of the stream that holds bucket.
 func BucketStream(bucket string) string { return "KV_" + bucket }
@@ -36,6 +45,10 @@ func BucketConfig(bucket string, o Options) (jetstream.KeyValueConfig, error) {
 		cfg.History = 1
 	case SettingsBucket:
 		cfg.Description = "tenant privacy settings; no personal data"
+	case ChatViewBucket:
+		cfg.Description = "the chat service's view of CHAT, rebuilt from it at will; assignees sealed under the visitor's key"
+		cfg.History = 1
+		cfg.LimitMarkerTTL = ViewMarkerTTL
 	default:
 		return jetstream.KeyValueConfig{}, fmt.Errorf("unknown bucket %q", bucket)
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
@@ -36,10 +37,11 @@ type Deps struct {
 	Registry prometheus.Registerer
 }
 
-// Run creates the stream CHAT when missing, waits for the tenants' settings (the
-// privacy service's SETTINGS bucket), rebuilds the read models from CHAT, then serves
-// the chat subjects until ctx is done. Nothing is served before the read
-// models hold every event stored when Run started. It returns nil once ctx
+// Run creates the stream CHAT and the bucket CHAT_VIEW when missing, waits
+// for the tenants' settings (the privacy service's SETTINGS bucket),
+// restores the read models from CHAT_VIEW and catches up from CHAT, then
+// serves the chat subjects until ctx is done. Nothing is served before the
+// read models hold every event stored when Run started. It returns nil once ctx
 // is done, also when that interrupts the start, and an error when it cannot
 // start or its consumer fails.
 func Run(ctx context.Context, d Deps) error {
@@ -78,14 +80,24 @@ func run(ctx context.Context, d Deps) error {
 	if err != nil {
 		return fmt.Errorf("chat: %w", err)
 	}
-	svc := app.New(store, d.Keys, app.Options{Policies: settings, OnConflict: conflicts.Inc})
+	view, err := jetstream.OpenView(ctx, js, d.Streams, log)
+	if err != nil {
+		return fmt.Errorf("chat: %w", err)
+	}
+	svc := app.New(store, view, d.Keys, app.Options{Policies: settings, OnConflict: conflicts.Inc})
 	d.Keys.OnErase(func(e subjectkey.Erased) { svc.EraseVisitor(e.Tenant, e.Subject) })
-	// Subscribed before the read models are rebuilt, so that no erasure
-	// falls between the rebuild and the subscription.
+	// Subscribed before the read models are restored, so that no erasure
+	// falls between the restore and the subscription.
 	erased, err := d.NC.Subscribe(privacyapi.ConversationErasedSubject, func(m *nats.Msg) {
 		var e privacyapi.ConversationErased
-		if json.Unmarshal(m.Data, &e) == nil {
-			svc.Forget(e.Tenant, e.Conversation)
+		if json.Unmarshal(m.Data, &e) != nil {
+			return
+		}
+		ctx, cancel := context.WithTimeout(runCtx, forgetTimeout)
+		defer cancel()
+		if err := svc.Forget(ctx, e.Tenant, e.Conversation); err != nil {
+			// The next start removes it: CHAT no longer holds its events.
+			log.Warn("remove an erased conversation from the view", "err", err)
 		}
 	})
 	if err != nil {
@@ -93,10 +105,22 @@ func run(ctx context.Context, d Deps) error {
 	}
 	defer func() { _ = erased.Unsubscribe() }()
 
+	held, err := store.Conversations(runCtx)
+	if err != nil {
+		return fmt.Errorf("chat: %w", err)
+	}
+	var applied uint64
+	err = store.Retry(runCtx, "restore the view", func(ctx context.Context) error {
+		applied, err = svc.Restore(ctx, held)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("chat: restore the view: %w", err)
+	}
 	g, gctx := errgroup.WithContext(runCtx)
 	caughtUp := make(chan struct{})
 	g.Go(func() error {
-		return store.Follow(gctx, svc.Project, func() { close(caughtUp) })
+		return store.Follow(gctx, applied+1, svc.Project, func() { close(caughtUp) })
 	})
 	select {
 	case <-caughtUp:
@@ -120,6 +144,9 @@ func run(ctx context.Context, d Deps) error {
 	}
 	return g.Wait()
 }
+
+// forgetTimeout bounds the removal of an erased conversation from the view.
+const forgetTimeout = 10 * time.Second
 
 // conflictCounter returns the counter of appends that lost the race for a
 // conversation, registered on reg when set. A registry that has it already

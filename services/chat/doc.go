@@ -32,9 +32,15 @@
 //     when the conversation closes and secure-deletes its events when it
 //     is due; on its broadcast (privacyapi.ConversationErased) the read
 //     models drop the conversation for good, and it answers not found.
-//   - The read models (inbox and transcripts) live in memory, are rebuilt
-//     from CHAT at start before any request is served, and are kept current
-//     by an ordered consumer; an instance reads its own writes at once.
+//   - The conversations' state (the inbox, and what commands decide on)
+//     lives in memory and in the KV bucket CHAT_VIEW, a view of CHAT that
+//     records the sequence it reflects, assignees sealed under the visitor's
+//     key. At start it is loaded from the view and caught up from CHAT
+//     before any request is served, then kept current by an ordered
+//     consumer, which writes the view after the stream; an instance reads
+//     its own writes at once. Transcripts and exports are read from CHAT
+//     when asked (batched direct gets of the conversation's subject), a
+//     bounded batch at a time, so memory does not grow with messages.
 //   - Limits, from the tenant's settings, answer rpc.CodeLimited with a
 //     RetryAfter: a visitor may keep open_conversations_per_visitor
 //     conversations open (counted in this instance's read model, whose own

@@ -1,6 +1,7 @@
 // Package app holds the chat service's use cases, one per file: the commands
 // that append conversation events with optimistic concurrency, and the
-// queries served from the in-memory read models (inbox and transcripts).
+// queries: the inbox, served from the in-memory summaries, and transcripts
+// and exports, read from the event store when asked.
 //
 // A Service is safe for concurrent use. Commands on one conversation are
 // serialised within an instance and made safe across instances by the event
@@ -45,6 +46,9 @@ type Record struct {
 	// Expires is when the store removes the event by its tenant's
 	// retention; zero when only the stream's MaxAge applies.
 	Expires time.Time
+	// Pending is how many events the follower of the store had yet to
+	// deliver after this one: 0 when it reached the last.
+	Pending uint64
 }
 
 // expired reports whether r is past its expiry at now.
@@ -65,6 +69,11 @@ type EventStore interface {
 	// Load returns the conversation's events after stream sequence after,
 	// oldest first.
 	Load(ctx context.Context, tenant, conversation string, after uint64) ([]Record, error)
+	// Read returns up to limit of the conversation's events after stream
+	// sequence after, oldest first, and whether the store holds more past
+	// them. It may return fewer than limit with more set, to bound what one
+	// read holds.
+	Read(ctx context.Context, tenant, conversation string, after uint64, limit int) (rs []Record, more bool, err error)
 }
 
 // Keys fetches a data subject's keys; *subjectkey.Cache is one. It returns
@@ -100,6 +109,7 @@ type Options struct {
 // Service runs the chat use cases.
 type Service struct {
 	events     EventStore
+	view       View
 	keys       Keys
 	policies   Policies
 	now        func() time.Time
@@ -107,11 +117,19 @@ type Service struct {
 	state      state
 	// opening serialises the openings of each visitor (see Open).
 	opening stripes
+	// dirty are the entries Project changed since it last wrote the view,
+	// at flushedAt; applied is the sequence it last recorded as applied, at
+	// appliedAt. Only Project uses them.
+	dirty     map[*entry]struct{}
+	flushedAt time.Time
+	applied   uint64
+	appliedAt time.Time
 }
 
-// New returns a Service storing events in events and sealing them with keys.
-func New(events EventStore, keys Keys, o Options) *Service {
-	s := &Service{events: events, keys: keys, policies: o.Policies, now: o.Now, onConflict: o.OnConflict}
+// New returns a Service storing events in events, keeping their view in
+// view and sealing them with keys.
+func New(events EventStore, view View, keys Keys, o Options) *Service {
+	s := &Service{events: events, view: view, keys: keys, policies: o.Policies, now: o.Now, onConflict: o.OnConflict}
 	if s.policies == nil {
 		s.policies = defaultPolicies{}
 	}
@@ -121,6 +139,7 @@ func New(events EventStore, keys Keys, o Options) *Service {
 	if s.onConflict == nil {
 		s.onConflict = func() {}
 	}
+	s.dirty = make(map[*entry]struct{})
 	s.state.tenants = make(map[string]map[string]*entry)
 	s.state.erased = make(map[convID]struct{})
 	s.state.now = s.now

@@ -29,25 +29,21 @@ func (s *Service) Export(ctx context.Context, p auth.Principal, args chatapi.Exp
 	if p.Role != auth.RoleAdmin && !(p.Role == auth.RoleVisitor && p.ID == args.Visitor) {
 		return chatapi.ExportResult{}, conversation.ErrForbidden
 	}
-	type transcript struct {
-		conv conversation.Conversation
-		msgs []message
-	}
-	var ts []transcript
+	var ts []conversation.Conversation
 	for _, e := range s.state.all(p.Tenant) {
-		if c, msgs := e.transcript(); c.Exists() && c.Visitor == args.Visitor {
-			ts = append(ts, transcript{c, msgs})
+		if c := e.snapshot(); c.Exists() && c.Visitor == args.Visitor {
+			ts = append(ts, c)
 		}
 	}
 	out := chatapi.ExportResult{Conversations: []chatapi.ExportedConversation{}}
 	if len(ts) == 0 {
 		return out, nil
 	}
-	slices.SortFunc(ts, func(a, b transcript) int {
-		if c := a.conv.CreatedAt.Compare(b.conv.CreatedAt); c != 0 {
+	slices.SortFunc(ts, func(a, b conversation.Conversation) int {
+		if c := a.CreatedAt.Compare(b.CreatedAt); c != 0 {
 			return c
 		}
-		return strings.Compare(a.conv.ID, b.conv.ID)
+		return strings.Compare(a.ID, b.ID)
 	})
 	key, err := s.visitorKeys(ctx, p.Tenant, args.Visitor)
 	if err != nil {
@@ -55,52 +51,61 @@ func (s *Service) Export(ctx context.Context, p auth.Principal, args chatapi.Exp
 	}
 	start := 0
 	if args.After != nil {
-		start = slices.IndexFunc(ts, func(t transcript) bool { return t.conv.ID == args.After.Conversation })
+		start = slices.IndexFunc(ts, func(c conversation.Conversation) bool { return c.ID == args.After.Conversation })
 		if start < 0 {
 			return chatapi.ExportResult{}, &conversation.ValidationError{Field: "after", Reason: "names no conversation of this visitor"}
 		}
 	}
 	pg := &page{limit: math.MaxInt} // bounded by bytes alone: see chatapi.PageItems
-	for i, t := range ts[start:] {
-		ec := chatapi.ExportedConversation{Summary: summary(t.conv), Messages: []chatapi.Message{}}
+	for i, c := range ts[start:] {
+		ec := chatapi.ExportedConversation{Summary: summary(c), Messages: []chatapi.Message{}}
 		// The conversation's own bytes are counted with its first message in
 		// the page, or alone when none of its messages is left.
 		head, err := jsonSize(ec)
 		if err != nil {
 			return chatapi.ExportResult{}, err
 		}
-		for _, m := range t.msgs {
-			if i == 0 && args.After != nil && m.seq <= args.After.Seq {
-				continue
+		var after uint64
+		if i == 0 && args.After != nil {
+			after = args.After.Seq
+		}
+		full := false
+		err = s.scan(ctx, c.Tenant, c.ID, after, readBatch, func(r Record) (bool, error) {
+			if !isMessage(r.Event) {
+				return true, nil
 			}
-			cm := chatapi.Message{ID: m.env.ID, Seq: m.seq, At: m.env.At}
-			if cm.Author, cm.Text, err = open(key.Data, m.env); err != nil {
-				return chatapi.ExportResult{}, err
+			cm := chatapi.Message{ID: r.Event.ID, Seq: r.Seq, At: r.Event.At}
+			var err error
+			if cm.Author, cm.Text, err = open(key.Data, r.Event); err != nil {
+				return false, err
 			}
 			n, err := jsonSize(cm)
 			if err != nil {
-				return chatapi.ExportResult{}, err
+				return false, err
 			}
-			if !pg.fits(head + n) {
-				// The page is full: the next starts after the last message in it,
-				// or at the start of this conversation if none of it fitted (it
-				// is not the page's first, which always fits).
-				out.Next = &chatapi.ExportCursor{Conversation: t.conv.ID}
-				if len(ec.Messages) > 0 {
-					out.Conversations = append(out.Conversations, ec)
-					out.Next.Seq = ec.Messages[len(ec.Messages)-1].Seq
-				}
-				return out, nil
+			if full = !pg.fits(head + n); full {
+				return false, nil
 			}
 			pg.add(head + n)
 			head = 0
 			ec.Messages = append(ec.Messages, cm)
+			return true, nil
+		})
+		if err != nil {
+			return chatapi.ExportResult{}, err
+		}
+		if full || head > 0 && !pg.fits(head) {
+			// The page is full: the next starts after the last message in it,
+			// or at the start of this conversation if none of it fitted (it
+			// is not the page's first, which always fits).
+			out.Next = &chatapi.ExportCursor{Conversation: c.ID}
+			if len(ec.Messages) > 0 {
+				out.Conversations = append(out.Conversations, ec)
+				out.Next.Seq = ec.Messages[len(ec.Messages)-1].Seq
+			}
+			return out, nil
 		}
 		if head > 0 {
-			if !pg.fits(head) {
-				out.Next = &chatapi.ExportCursor{Conversation: t.conv.ID}
-				return out, nil
-			}
 			pg.add(head)
 		}
 		out.Conversations = append(out.Conversations, ec)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sort"
 
 	"github.com/parley-chat/parley/pkg/auth"
 	"github.com/parley-chat/parley/pkg/chatapi"
@@ -27,7 +26,7 @@ func (s *Service) Messages(ctx context.Context, p auth.Principal, args chatapi.M
 	if err != nil {
 		return chatapi.MessagesResult{}, err
 	}
-	c, msgs := e.transcript()
+	c := e.snapshot()
 	if err := c.CanRead(p); err != nil {
 		return chatapi.MessagesResult{}, err
 	}
@@ -37,26 +36,34 @@ func (s *Service) Messages(ctx context.Context, p auth.Principal, args chatapi.M
 		return chatapi.MessagesResult{}, err
 	}
 	pg := newPage(args.Page.Limit)
+	res := chatapi.MessagesResult{Messages: []chatapi.Message{}}
 	// A transcript is in stream order: the page starts at the first message
-	// after the cursor.
-	msgs = msgs[sort.Search(len(msgs), func(i int) bool { return msgs[i].seq > args.Page.After }):]
-	res := chatapi.MessagesResult{Messages: make([]chatapi.Message, 0, min(len(msgs), pg.limit))}
-	for _, m := range msgs {
-		cm := chatapi.Message{ID: m.env.ID, Seq: m.seq, At: m.env.At, Erased: erased}
+	// after the cursor. One event more than the page holds tells whether
+	// another page follows.
+	err = s.scan(ctx, c.Tenant, c.ID, args.Page.After, pg.limit+1, func(r Record) (bool, error) {
+		if !isMessage(r.Event) {
+			return true, nil
+		}
+		cm := chatapi.Message{ID: r.Event.ID, Seq: r.Seq, At: r.Event.At, Erased: erased}
 		if !erased {
-			if cm.Author, cm.Text, err = open(key.Data, m.env); err != nil {
-				return chatapi.MessagesResult{}, err
+			var err error
+			if cm.Author, cm.Text, err = open(key.Data, r.Event); err != nil {
+				return false, err
 			}
 		}
 		ok, err := pg.take(cm)
 		if err != nil {
-			return chatapi.MessagesResult{}, err
+			return false, err
 		}
-		if !ok {
+		if !ok { // never the page's first, which always fits
 			res.Next = &res.Messages[len(res.Messages)-1].Seq
-			break
+			return false, nil
 		}
 		res.Messages = append(res.Messages, cm)
+		return true, nil
+	})
+	if err != nil {
+		return chatapi.MessagesResult{}, err
 	}
 	return res, nil
 }

@@ -93,7 +93,10 @@ func (s *Service) reopen(ctx context.Context, p auth.Principal, id string, k ide
 	if err := s.catchUp(ctx, e); err != nil {
 		return chatapi.OpenResult{}, err
 	}
-	prior, ok := e.prior(k.hash)
+	prior, ok, err := s.prior(ctx, e, k.hash)
+	if err != nil {
+		return chatapi.OpenResult{}, err
+	}
 	if !ok {
 		return chatapi.OpenResult{}, ErrKeyReused
 	}

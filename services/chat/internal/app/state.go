@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
-	"slices"
 	"sync"
 	"time"
 
@@ -17,7 +16,9 @@ import (
 )
 
 // state is the in-memory model of every conversation: the aggregate state
-// that commands decide on, which is also the inbox, and the transcript.
+// that commands decide on, which is also the inbox. Transcripts are not
+// held: they are read from the event store when asked (see scan), so what
+// an instance holds grows with its conversations, not their messages.
 // Entries are added for conversations that have events, and removed once
 // every event of theirs is past its retention: the store removes the events
 // then, and the read models follow it (see entry.expired).
@@ -56,33 +57,19 @@ func (st *state) isErased(tenant, id string) bool {
 // reads and the live consumer never wait for a publish.
 type entry struct {
 	cmd sync.Mutex
-	now func() time.Time
 
 	mu   sync.RWMutex
 	conv conversation.Conversation
-	msgs []message
-	// keyed holds the messages stored by requests with an idempotency key,
-	// by the key's hash (event.Envelope.Idempotency).
-	keyed map[string]message
+	// keyed finds the messages stored by requests with an idempotency key.
+	keyed keyIndex
 	// until is the latest expiry of the entry's events; forever is set when
 	// one of them has none.
 	until   time.Time
 	forever bool
-}
-
-// message is one transcript line. Its author and text stay sealed in env
-// and are opened at read time, so they turn unreadable the moment the
-// visitor's key is evicted.
-type message struct {
-	seq     uint64
-	env     event.Envelope
-	expires time.Time
-}
-
-// expired reports whether the store has removed m, or is about to, by its
-// tenant's retention.
-func (m message) expired(now time.Time) bool {
-	return !m.expires.IsZero() && !now.Before(m.expires)
+	// viewVersion is the version of the entry the View holds, at its
+	// revision viewRev.
+	viewVersion uint64
+	viewRev     uint64
 }
 
 func (st *state) get(tenant, id string) *entry {
@@ -109,10 +96,24 @@ func (st *state) getOrCreate(tenant, id string) *entry {
 	}
 	e := byID[id]
 	if e == nil {
-		e = &entry{now: st.now}
+		e = &entry{}
 		byID[id] = e
 	}
 	return e
+}
+
+// put sets the conversation's entry, as restored from the view, unless it
+// was erased meanwhile.
+func (st *state) put(tenant, id string, e *entry) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if _, ok := st.erased[convID{tenant, id}]; ok {
+		return
+	}
+	if st.tenants[tenant] == nil {
+		st.tenants[tenant] = make(map[string]*entry)
+	}
+	st.tenants[tenant][id] = e
 }
 
 // all returns the entries of tenant that are not expired, and removes the
@@ -181,29 +182,9 @@ func (e *entry) apply(r Record, payload any, erased bool) {
 	} else if r.Expires.After(e.until) {
 		e.until = r.Expires
 	}
-	switch r.Event.Type {
-	case event.ConversationOpened, event.MessagePosted:
-		m := message{seq: r.Seq, env: r.Event, expires: r.Expires}
-		e.msgs = append(e.msgs, m)
-		if h := r.Event.Idempotency; h != "" {
-			if e.keyed == nil {
-				e.keyed = make(map[string]message)
-			}
-			e.keyed[h] = m
-		}
+	if isMessage(r.Event) && r.Event.Idempotency != "" {
+		e.keyed.add(r.Event.Idempotency, r.Seq)
 	}
-}
-
-// prior returns the message stored by the request whose idempotency key
-// hashes to hash, if e holds one; never for the empty hash.
-func (e *entry) prior(hash string) (Record, bool) {
-	if hash == "" {
-		return Record{}, false
-	}
-	e.mu.RLock()
-	defer e.mu.RUnlock()
-	m, ok := e.keyed[hash]
-	return Record{Seq: m.seq, Event: m.env, Expires: m.expires}, ok
 }
 
 // erase marks the entry's conversation erased (see conversation.Erase).
@@ -211,19 +192,6 @@ func (e *entry) erase() {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.conv.Erase()
-}
-
-// transcript returns the entry's conversation and its messages so far,
-// without those past their retention (which it forgets); the slice must not
-// be modified.
-func (e *entry) transcript() (conversation.Conversation, []message) {
-	now := e.now()
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if slices.ContainsFunc(e.msgs, func(m message) bool { return m.expired(now) }) {
-		e.msgs = slices.DeleteFunc(slices.Clone(e.msgs), func(m message) bool { return m.expired(now) })
-	}
-	return e.conv, e.msgs[:len(e.msgs):len(e.msgs)]
 }
 
 // read decodes what applying r needs from its body, the agent of an
@@ -310,21 +278,26 @@ func (s *Service) catchUp(ctx context.Context, e *entry) error {
 	return s.applyAll(ctx, e, rs)
 }
 
-// Project applies an event read from the stream to the read models. Events
-// already applied (by this instance's own commands, or twice delivered) are
-// skipped by their sequence, so Project is idempotent. An error is transient
-// (the key service could not be asked): the caller retries r.
+// Project applies an event read from the stream to the read models and,
+// once it reached the last event or every viewFlushInterval, to the View
+// (see flush), in stream order: it is called by one goroutine, the follower
+// of the event store. Events already applied (by this instance's own commands, or
+// twice delivered) are skipped by their sequence, so Project is idempotent.
+// An error is transient (the key service or the view could not be asked):
+// the caller retries r.
 func (s *Service) Project(ctx context.Context, r Record) error {
 	e := s.state.getOrCreate(r.Event.Tenant, r.Event.Aggregate)
-	if e == nil || r.Seq <= e.version() {
-		return nil
+	if e != nil && r.Seq > e.version() {
+		p, erased, err := s.read(ctx, r)
+		if err != nil {
+			return err
+		}
+		e.apply(r, p, erased)
 	}
-	p, erased, err := s.read(ctx, r)
-	if err != nil {
-		return err
+	if e != nil {
+		s.dirty[e] = struct{}{}
 	}
-	e.apply(r, p, erased)
-	return nil
+	return s.flush(ctx, r)
 }
 
 // EraseVisitor marks the visitor's conversations erased, as they are
@@ -361,8 +334,11 @@ func (s *stripes) of(tenant, id string) *sync.Mutex {
 	return &s[h.Sum32()%uint32(len(s))]
 }
 
-// Forget drops an erased conversation from the read models for good: the
-// privacy service secure-deleted its events (privacyapi.ConversationErased).
-func (s *Service) Forget(tenant, conversation string) {
+// Forget drops an erased conversation from the read models and the View
+// for good: the privacy service secure-deleted its events
+// (privacyapi.ConversationErased). An error means the view still holds it;
+// the next start removes it, as the store holds none of its events.
+func (s *Service) Forget(ctx context.Context, tenant, conversation string) error {
 	s.state.forget(tenant, conversation)
+	return s.view.Remove(ctx, tenant, conversation)
 }

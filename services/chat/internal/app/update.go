@@ -45,7 +45,11 @@ func (s *Service) updateKeyed(ctx context.Context, p auth.Principal, id string, 
 	var keys *subjectkey.Keys
 	for try := 1; ; try++ {
 		c := e.snapshot()
-		if prior, ok := e.prior(k.hash); ok {
+		prior, ok, err := s.prior(ctx, e, k.hash)
+		if err != nil {
+			return c, nil, err
+		}
+		if ok {
 			rs, err := k.repeat(ctx, prior)
 			return c, rs, err
 		}

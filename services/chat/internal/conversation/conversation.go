@@ -7,6 +7,7 @@
 package conversation
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -400,4 +401,40 @@ func (c *Conversation) assignedTo(agent string) bool {
 
 func author(p auth.Principal) event.Author {
 	return event.Author{Role: string(p.Role), ID: p.ID}
+}
+
+// stored is Conversation as the chat service's view keeps it: every field,
+// the message limit's window included, so a conversation restored from the
+// view decides as one folded from its events.
+type stored struct {
+	ID            string    `json:"id"`
+	Tenant        string    `json:"tenant"`
+	Visitor       string    `json:"visitor"`
+	Status        Status    `json:"status"`
+	Assigned      bool      `json:"assigned,omitempty"`
+	Assignee      string    `json:"assignee,omitempty"`
+	Rated         bool      `json:"rated,omitempty"`
+	Erased        bool      `json:"erased,omitempty"`
+	CreatedAt     time.Time `json:"created_at"`
+	LastMessageAt time.Time `json:"last_message_at"`
+	WindowStart   time.Time `json:"window_start"`
+	InWindow      int       `json:"in_window,omitempty"`
+	Version       uint64    `json:"version"`
+}
+
+// MarshalJSON encodes every field of c, for the view.
+func (c Conversation) MarshalJSON() ([]byte, error) {
+	return json.Marshal(stored{c.ID, c.Tenant, c.Visitor, c.Status, c.Assigned, c.Assignee, c.Rated, c.Erased,
+		c.CreatedAt, c.LastMessageAt, c.windowStart, c.inWindow, c.Version})
+}
+
+// UnmarshalJSON decodes what MarshalJSON encoded.
+func (c *Conversation) UnmarshalJSON(b []byte) error {
+	var s stored
+	if err := json.Unmarshal(b, &s); err != nil {
+		return err
+	}
+	*c = Conversation{s.ID, s.Tenant, s.Visitor, s.Status, s.Assigned, s.Assignee, s.Rated, s.Erased,
+		s.CreatedAt, s.LastMessageAt, s.WindowStart, s.InWindow, s.Version}
+	return nil
 }

@@ -1,6 +1,7 @@
 package conversation_test
 
 import (
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
@@ -112,19 +113,31 @@ func TestPostKeepsToTheMessageLimit(t *testing.T) {
 		{"past the limit", 59 * time.Second, 2, time.Second},
 		{"a new window", 60 * time.Second, 3, 0},
 	}
+	// The chat service's view stores conversations in JSON: one restored
+	// from it decides as the folded one.
+	b, err := json.Marshal(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var restored conversation.Conversation
+	if err := json.Unmarshal(b, &restored); err != nil {
+		t.Fatal(err)
+	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			_, err := c.Post(visitor, "hello", at.Add(tt.now), tt.perMinute)
-			var pe *conversation.PaceError
-			switch {
-			case tt.wantRetry == 0 && err != nil:
-				t.Errorf("Post() = %v, want nil", err)
-			case tt.wantRetry != 0 && !errors.As(err, &pe):
-				t.Errorf("Post() = %v, want a PaceError", err)
-			case tt.wantRetry != 0 && (pe.RetryAfter != tt.wantRetry || !errors.Is(err, conversation.ErrTooManyMessages)):
-				t.Errorf("Post() = %v retry after %v, want ErrTooManyMessages retry after %v", err, pe.RetryAfter, tt.wantRetry)
-			}
-		})
+		for name, c := range map[string]conversation.Conversation{"folded": c, "restored": restored} {
+			t.Run(tt.name+"/"+name, func(t *testing.T) {
+				_, err := c.Post(visitor, "hello", at.Add(tt.now), tt.perMinute)
+				var pe *conversation.PaceError
+				switch {
+				case tt.wantRetry == 0 && err != nil:
+					t.Errorf("Post() = %v, want nil", err)
+				case tt.wantRetry != 0 && !errors.As(err, &pe):
+					t.Errorf("Post() = %v, want a PaceError", err)
+				case tt.wantRetry != 0 && (pe.RetryAfter != tt.wantRetry || !errors.Is(err, conversation.ErrTooManyMessages)):
+					t.Errorf("Post() = %v retry after %v, want ErrTooManyMessages retry after %v", err, pe.RetryAfter, tt.wantRetry)
+				}
+			})
+		}
 	}
 }
 

@@ -1,7 +1,7 @@
 // Package jetstream is the chat service's event store on the CHAT stream,
 // written on nats.go's jetstream package: appends with an expected last
-// subject sequence per conversation, reads of one conversation by direct
-// get, and an ordered consumer that follows every conversation.
+// subject sequence per conversation, reads of one conversation by batched
+// direct get, and an ordered consumer that follows every conversation.
 package jetstream
 
 import (
@@ -15,6 +15,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
+	"github.com/synadia-io/orbit.go/jetstreamext"
 
 	"github.com/parley-chat/parley/pkg/event"
 	"github.com/parley-chat/parley/pkg/rpc"
@@ -116,46 +117,66 @@ func wrongLastSequence(err error) bool {
 // writer catches up and decides again.
 const jsErrCodeDuplicateInProcess natsjs.ErrorCode = 10158
 
-// Load implements app.EventStore. It asks for the conversation's last event
-// first and then walks the events before it with direct gets, one per
-// request: a writer that lost a race usually misses one event, which this
-// reads in one round trip.
+// Load implements app.EventStore.
 func (s *Store) Load(ctx context.Context, tenant, conversation string, after uint64) ([]app.Record, error) {
-	subject := stream.ChatSubject(tenant, conversation)
-	last, err := s.stream.GetLastMsgForSubject(ctx, subject)
-	if errors.Is(err, natsjs.ErrMsgNotFound) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("load %s: %w", subject, err)
-	}
-	if last.Sequence <= after {
-		return nil, nil
-	}
 	var out []app.Record
-	for seq := after + 1; seq < last.Sequence; {
-		m, err := s.stream.GetMsg(ctx, seq, natsjs.WithGetMsgSubject(subject))
-		if errors.Is(err, natsjs.ErrMsgNotFound) {
-			break // the events in between expired meanwhile
-		}
-		if err != nil {
-			return nil, fmt.Errorf("load %s from %d: %w", subject, seq, err)
-		}
-		if m.Sequence >= last.Sequence {
-			break
-		}
-		r, err := record(m)
+	for {
+		rs, more, err := s.Read(ctx, tenant, conversation, after, loadBatch)
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, r)
-		seq = m.Sequence + 1
+		out = append(out, rs...)
+		if !more || len(rs) == 0 {
+			return out, nil
+		}
+		after = rs[len(rs)-1].Seq
 	}
-	r, err := record(last)
+}
+
+// loadBatch is how many events Load asks for at a time: a writer that lost
+// a race misses one or two, a conversation read whole a few hundred.
+const loadBatch = 256
+
+// readMaxBytes bounds what one Read holds, whatever the texts: the server
+// stops a batch once it sent this much, so a batch is at most this and one
+// event (64 KiB of text, sealed).
+const readMaxBytes = 1 << 20
+
+// numPendingHeader is what a batched direct get tells with each message: how
+// many more match the request.
+const numPendingHeader = "Nats-Num-Pending"
+
+// Read implements app.EventStore with one batched direct get filtered to
+// the conversation's subject (nats-server 2.11 or later), so a page of a
+// transcript is one round trip however many other conversations share the
+// stream. more is the server's count of the events on the subject past the
+// last one returned, as of the read.
+func (s *Store) Read(ctx context.Context, tenant, conversation string, after uint64, limit int) ([]app.Record, bool, error) {
+	subject := stream.ChatSubject(tenant, conversation)
+	msgs, err := jetstreamext.GetBatch(ctx, s.js, stream.Chat, limit,
+		jetstreamext.GetBatchSubject(subject), jetstreamext.GetBatchSeq(after+1), jetstreamext.GetBatchMaxBytes(readMaxBytes))
 	if err != nil {
-		return nil, err
+		return nil, false, fmt.Errorf("read %s after %d: %w", subject, after, err)
 	}
-	return append(out, r), nil
+	var (
+		out  []app.Record
+		more bool
+	)
+	for m, err := range msgs {
+		if errors.Is(err, jetstreamext.ErrNoMessages) {
+			break
+		}
+		if err != nil {
+			return nil, false, fmt.Errorf("read %s after %d: %w", subject, after, err)
+		}
+		r, err := record(m)
+		if err != nil {
+			return nil, false, err
+		}
+		out = append(out, r)
+		more = m.Header.Get(numPendingHeader) != "0"
+	}
+	return out, more, nil
 }
 
 func record(m *natsjs.RawStreamMsg) (app.Record, error) {
@@ -163,14 +184,17 @@ func record(m *natsjs.RawStreamMsg) (app.Record, error) {
 	if err != nil {
 		return app.Record{}, fmt.Errorf("load sequence %d: %w", m.Sequence, err)
 	}
-	return app.Record{Seq: m.Sequence, Event: e, Expires: expires(m.Header, m.Time)}, nil
+	return app.Record{Seq: m.Sequence, Event: e, Expires: expires(m.Header, e.At)}, nil
 }
 
-// expires returns when a message stored at stored with header h expires by
-// its Nats-TTL, the zero time when it has none. The server reads the header
-// as a Go duration or a number of seconds; what it would refuse is never
-// stored.
-func expires(h nats.Header, stored time.Time) time.Time {
+// expires returns when an event written at at, with header h, expires by
+// its Nats-TTL, the zero time when it has none. The store counts from when
+// it stored the event, a moment after at: counting from at lets the read
+// models drop the event no later than the store does, and gives every
+// instance, and the writer that applied its own append, the same expiry
+// (app.Service.appendEvent). The server reads the header as a Go duration
+// or a number of seconds; what it would refuse is never stored.
+func expires(h nats.Header, at time.Time) time.Time {
 	v := h.Get(natsjs.MsgTTLHeader)
 	if v == "" {
 		return time.Time{}
@@ -183,35 +207,29 @@ func expires(h nats.Header, stored time.Time) time.Time {
 		}
 		d = time.Duration(secs) * time.Second
 	}
-	return stored.Add(d.Truncate(time.Second))
+	return at.Add(d.Truncate(time.Second))
 }
 
 // Handler applies one event read by Follow. An error is transient: the same
 // record is handed over again after a pause.
 type Handler func(context.Context, app.Record) error
 
-// Follow waits between handing a record over again, doubling the pause from
+// Follow and Retry wait between tries, doubling the pause from
 // minRetryPause up to maxRetryPause while the handler keeps failing.
 const (
 	minRetryPause = 100 * time.Millisecond
 	maxRetryPause = 5 * time.Second
 )
 
-// Follow replays every chat event in stream order into h, then keeps
-// following new ones until ctx is done, when it returns nil. It calls
-// caughtUp once, when the replay reached the end of the stream. Records
-// that are not Parley events are logged and skipped.
-func (s *Store) Follow(ctx context.Context, h Handler, caughtUp func()) error {
-	info, err := s.stream.Info(ctx)
-	if err != nil {
-		return fmt.Errorf("follow %s: %w", stream.Chat, err)
-	}
-	ready := info.State.Msgs == 0
-	if ready {
-		caughtUp()
-	}
+// Follow hands h every chat event from stream sequence from on, in stream
+// order, then keeps following new ones until ctx is done, when it returns
+// nil. It calls caughtUp once, when it handed over every event stored when
+// it started. Records that are not Parley events are logged and skipped.
+func (s *Store) Follow(ctx context.Context, from uint64, h Handler, caughtUp func()) error {
 	cons, err := s.js.OrderedConsumer(ctx, stream.Chat, natsjs.OrderedConsumerConfig{
 		FilterSubjects: []string{"chat.>"},
+		DeliverPolicy:  natsjs.DeliverByStartSequencePolicy,
+		OptStartSeq:    max(from, 1),
 	})
 	if err != nil {
 		return fmt.Errorf("follow %s: %w", stream.Chat, err)
@@ -221,6 +239,12 @@ func (s *Store) Follow(ctx context.Context, h Handler, caughtUp func()) error {
 		return fmt.Errorf("follow %s: %w", stream.Chat, err)
 	}
 	defer it.Stop()
+	// Pending as the consumer was created: events removed meanwhile never
+	// come, so nothing waits for one.
+	ready := cons.CachedInfo().NumPending == 0
+	if ready {
+		caughtUp()
+	}
 	for {
 		m, err := it.Next(natsjs.NextContext(ctx))
 		if ctx.Err() != nil {
@@ -236,7 +260,9 @@ func (s *Store) Follow(ctx context.Context, h Handler, caughtUp func()) error {
 		e, err := event.Parse(m.Subject(), m.Headers(), m.Data())
 		if err != nil {
 			s.log.Warn("skip stored message", "stream_seq", md.Sequence.Stream, "err", err)
-		} else if err := s.handle(ctx, h, app.Record{Seq: md.Sequence.Stream, Event: e, Expires: expires(m.Headers(), md.Timestamp)}); err != nil {
+		} else if err := s.Retry(ctx, "apply event", func(ctx context.Context) error {
+			return h(ctx, app.Record{Seq: md.Sequence.Stream, Event: e, Expires: expires(m.Headers(), e.At), Pending: md.NumPending})
+		}, "stream_seq", md.Sequence.Stream); err != nil {
 			return nil // ctx is done
 		}
 		if !ready && md.NumPending == 0 {
@@ -246,19 +272,21 @@ func (s *Store) Follow(ctx context.Context, h Handler, caughtUp func()) error {
 	}
 }
 
-// handle hands r to h until h takes it or ctx is done.
-func (s *Store) handle(ctx context.Context, h Handler, r app.Record) error {
+// Retry runs fn until it succeeds or ctx is done, when it returns ctx's
+// error, pausing between tries as Follow does. what names fn in the log,
+// with attrs.
+func (s *Store) Retry(ctx context.Context, what string, fn func(context.Context) error, attrs ...any) error {
 	for pause := minRetryPause; ; pause = min(2*pause, maxRetryPause) {
-		err := h(ctx, r)
+		err := fn(ctx)
 		if err == nil {
 			return nil
 		}
 		if rpc.CodeOf(err) == rpc.CodeUnavailable && pause < maxRetryPause {
 			// Expected for a moment while the privacy service starts beside
 			// this one; a warning once it lasts.
-			s.log.Info("apply event: the key service does not answer yet, retrying", "stream_seq", r.Seq, "retry_in", pause)
+			s.log.Info(what+": the key service does not answer yet, retrying", append(attrs, "retry_in", pause)...)
 		} else {
-			s.log.Warn("apply event, retrying", "stream_seq", r.Seq, "retry_in", pause, "err", err)
+			s.log.Warn(what+", retrying", append(attrs, "retry_in", pause, "err", err)...)
 		}
 		t := time.NewTimer(pause)
 		select {

@@ -1,0 +1,41 @@
+package app
+
+import (
+	"context"
+
+	"github.com/parley-chat/parley/pkg/event"
+)
+
+// scan hands fn the conversation's events after stream sequence after,
+// oldest first, read from the event store batch events at a time, until fn
+// returns false or an error, or no event is left. Events past their
+// retention that the store has not removed yet are skipped, as the store
+// is about to remove them. It holds one batch at a time, never the whole
+// transcript.
+func (s *Service) scan(ctx context.Context, tenant, id string, after uint64, batch int, fn func(Record) (bool, error)) error {
+	now := s.now()
+	for {
+		rs, more, err := s.events.Read(ctx, tenant, id, after, batch)
+		if err != nil {
+			return err
+		}
+		for _, r := range rs {
+			if r.expired(now) {
+				continue
+			}
+			if ok, err := fn(r); err != nil || !ok {
+				return err
+			}
+		}
+		if !more || len(rs) == 0 {
+			return nil
+		}
+		after = rs[len(rs)-1].Seq
+	}
+}
+
+// isMessage reports whether e is a line of the transcript: the opening
+// message or a posted one.
+func isMessage(e event.Envelope) bool {
+	return e.Type == event.ConversationOpened || e.Type == event.MessagePosted
+}

@@ -1,0 +1,221 @@
+package app
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/parley-chat/parley/pkg/seal"
+	"github.com/parley-chat/parley/pkg/subjectkey"
+
+	"github.com/parley-chat/parley/services/chat/internal/conversation"
+)
+
+// View keeps the conversations' state across restarts: a materialised view
+// of the event store, each entry the state of one conversation after the
+// event at its Version. An instance loads it at start and catches up from
+// the sequence up to which it applied every event, instead of folding the
+// store from its first event. The store stays the source of truth: an
+// entry is written only after its events are stored, and applying an event
+// again is a no-op, so a view behind the store only costs catching up.
+type View interface {
+	// Load hands fn every entry and returns the sequence up to which every
+	// event was applied to the view (0: none).
+	Load(ctx context.Context, fn func(ViewEntry) error) (applied uint64, err error)
+	// Put stores e unless the view holds e's conversation at e.Version or
+	// later, writing over revision e.Rev only (0: none), and returns the
+	// revision the view holds for it then. Entries never go back.
+	Put(ctx context.Context, e ViewEntry) (rev uint64, err error)
+	// Remove deletes the conversation's entry.
+	Remove(ctx context.Context, tenant, id string) error
+	// Applied records that every event up to seq is applied to the view.
+	Applied(ctx context.Context, seq uint64) error
+}
+
+// ViewEntry is one conversation in the View. Its state is in the clear
+// with no assignee, the only personal data in it, which is sealed under the
+// visitor's key: once the visitor is erased it cannot be read, as the
+// assignment event cannot.
+type ViewEntry struct {
+	Tenant  string `json:"tenant"`
+	ID      string `json:"id"`
+	Visitor string `json:"visitor"`
+	// Version is the stream sequence of the last event the entry reflects.
+	Version uint64 `json:"version"`
+	// State is the viewState, assignee left out.
+	State json.RawMessage `json:"state"`
+	// Assignee is the assignee sealed under the visitor's data key, or nil.
+	Assignee []byte `json:"assignee,omitempty"`
+	// Rev is the view's revision of the entry; not stored.
+	Rev uint64 `json:"-"`
+}
+
+// viewState is what an entry records of a conversation: what its commands
+// decide on, when it expires, and its idempotency index.
+type viewState struct {
+	Conv    conversation.Conversation `json:"conv"`
+	Until   time.Time                 `json:"until"`
+	Forever bool                      `json:"forever,omitempty"`
+	Keyed   keyIndex                  `json:"keyed"`
+}
+
+// viewAD binds a sealed assignee to its conversation and version, so it
+// cannot be moved to another entry or an older one.
+func viewAD(e ViewEntry) []byte {
+	return seal.AD("chat-view", e.Tenant, e.ID, e.Visitor, strconv.FormatUint(e.Version, 10))
+}
+
+// viewFlushInterval is how often Project writes the view while it is
+// behind the store, catching up: a conversation that takes many events then
+// is written once an interval, not once an event. At the last event it
+// writes at once.
+const viewFlushInterval = time.Second
+
+// viewWriters is how many entries a flush writes at once.
+const viewWriters = 16
+
+// storeView writes e's state to the view unless the view has it at its
+// version already.
+func (s *Service) storeView(ctx context.Context, e *entry) error {
+	e.mu.RLock()
+	st := viewState{Conv: e.conv, Until: e.until, Forever: e.forever, Keyed: e.keyed}
+	assignee := st.Conv.Assignee
+	st.Conv.Assignee = ""
+	b, err := json.Marshal(st)
+	written, rev := e.viewVersion, e.viewRev
+	e.mu.RUnlock()
+	if err != nil {
+		return fmt.Errorf("encode view of %s: %w", st.Conv.ID, err)
+	}
+	if st.Conv.Version <= written {
+		return nil
+	}
+	v := ViewEntry{Tenant: st.Conv.Tenant, ID: st.Conv.ID, Visitor: st.Conv.Visitor, Version: st.Conv.Version, State: b, Rev: rev}
+	if assignee != "" {
+		k, err := s.keys.Get(ctx, v.Tenant, v.Visitor)
+		switch {
+		case errors.Is(err, subjectkey.ErrNotFound), errors.Is(err, subjectkey.ErrUnreadable):
+			// Stored without it, as the events read now would fold: erased
+			// (see openView), or with an assignment that cannot be read.
+		case err != nil:
+			return fmt.Errorf("view of %s: %w", v.ID, err)
+		default:
+			if v.Assignee, err = seal.Seal(k.Data, []byte(assignee), viewAD(v)); err != nil {
+				return fmt.Errorf("view of %s: %w", v.ID, err)
+			}
+		}
+	}
+	rev, err = s.view.Put(ctx, v)
+	if err != nil {
+		return err
+	}
+	e.mu.Lock()
+	if v.Version > e.viewVersion {
+		e.viewVersion, e.viewRev = v.Version, rev
+	}
+	e.mu.Unlock()
+	return nil
+}
+
+// openView decodes a view entry as the conversation's events would fold
+// now: with its assignee when the visitor's key opens it, erased when the
+// key is gone.
+func (s *Service) openView(ctx context.Context, v ViewEntry) (viewState, error) {
+	var st viewState
+	if err := json.Unmarshal(v.State, &st); err != nil {
+		return viewState{}, fmt.Errorf("decode view of %s: %w", v.ID, err)
+	}
+	k, err := s.keys.Get(ctx, v.Tenant, v.Visitor)
+	switch {
+	case errors.Is(err, subjectkey.ErrNotFound):
+		st.Conv.Erase()
+		return st, nil
+	case errors.Is(err, subjectkey.ErrUnreadable) || v.Assignee == nil:
+		return st, nil
+	case err != nil:
+		return viewState{}, fmt.Errorf("view of %s: %w", v.ID, err)
+	}
+	a, err := seal.Open(k.Data, v.Assignee, viewAD(v))
+	if err != nil {
+		// Not this visitor's: left unread, as a rebuild would leave an
+		// assignment that does not open.
+		return st, nil
+	}
+	if !st.Conv.Erased {
+		st.Conv.Assignee = string(a)
+	}
+	return st, nil
+}
+
+// Restore loads the view into the read models and returns the sequence to
+// follow the event store from: every event up to it is applied. Entries of
+// conversations whose events are gone — expired, or erased while this
+// instance did not run — are removed from the view; held tells which
+// conversations the store holds events of.
+func (s *Service) Restore(ctx context.Context, held func(tenant, id string) bool) (uint64, error) {
+	now := s.now()
+	var gone []ViewEntry
+	applied, err := s.view.Load(ctx, func(v ViewEntry) error {
+		st, err := s.openView(ctx, v)
+		if err != nil {
+			return err
+		}
+		e := &entry{conv: st.Conv, keyed: st.Keyed, until: st.Until, forever: st.Forever, viewVersion: v.Version, viewRev: v.Rev}
+		if e.expired(now) || !held(v.Tenant, v.ID) {
+			gone = append(gone, v)
+			return nil
+		}
+		s.state.put(v.Tenant, v.ID, e)
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	for _, v := range gone {
+		if err := s.view.Remove(ctx, v.Tenant, v.ID); err != nil {
+			return 0, err
+		}
+	}
+	return applied, nil
+}
+
+// flush writes the entries Project changed to the view, then records that
+// every event up to r is in it, when r is the last event the follower had
+// to deliver or viewFlushInterval passed since the last flush. Until then,
+// the view and its applied sequence stay behind the store, never ahead.
+func (s *Service) flush(ctx context.Context, r Record) error {
+	now := s.now()
+	if r.Pending > 0 && now.Sub(s.flushedAt) < viewFlushInterval {
+		return nil
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(viewWriters)
+	for e := range s.dirty {
+		g.Go(func() error { return s.storeView(gctx, e) })
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	clear(s.dirty)
+	s.flushedAt = now
+	// Recorded once an interval, or once viewAppliedEvery events when at
+	// the last event, which costs a restart at most that many events again
+	// rather than one more write per event.
+	if now.Sub(s.appliedAt) < viewFlushInterval && (r.Pending > 0 || r.Seq-s.applied < viewAppliedEvery) {
+		return nil
+	}
+	if err := s.view.Applied(ctx, r.Seq); err != nil {
+		return err
+	}
+	s.applied, s.appliedAt = r.Seq, now
+	return nil
+}
+
+// viewAppliedEvery is how many events past the last recorded applied
+// sequence Project records it again once at the last event.
+const viewAppliedEvery = 1000

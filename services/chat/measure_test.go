@@ -1,0 +1,162 @@
+package chat_test
+
+import (
+	"fmt"
+	"os"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/parley-chat/parley/pkg/auth"
+	"github.com/parley-chat/parley/pkg/chatapi"
+	"github.com/parley-chat/parley/pkg/event"
+	"github.com/parley-chat/parley/pkg/natsembed"
+	"github.com/parley-chat/parley/pkg/natsembed/natstest"
+	"github.com/parley-chat/parley/pkg/stream"
+)
+
+// measureMessages reads PARLEY_MEASURE_MESSAGES, the retained messages the
+// measurements of BENCHMARKS.md run with; the measurements are skipped
+// without it.
+func measureMessages(t *testing.T) int {
+	t.Helper()
+	v := os.Getenv("PARLEY_MEASURE_MESSAGES")
+	if v == "" {
+		t.Skip("set PARLEY_MEASURE_MESSAGES to measure (see BENCHMARKS.md)")
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 {
+		t.Fatalf("PARLEY_MEASURE_MESSAGES = %q, want a count", v)
+	}
+	return n
+}
+
+// seed stores messages of 64 bytes spread over conversations, each of its
+// own visitor, as the chat service stores them (sealed, with the default
+// retention's TTL), straight into CHAT: far faster than through the
+// service, and the same to a restart.
+func seed(t *testing.T, s *natsembed.Server, ks *keyService, prefix string, conversations, messages int) []string {
+	t.Helper()
+	_, js := natstest.Connect(t, s)
+	if err := stream.Ensure(t.Context(), js, stream.Options{}, stream.Chat); err != nil {
+		t.Fatal(err)
+	}
+	text := strings.Repeat("x", 64)
+	convs := make([]string, conversations)
+	visitors := make([]string, conversations)
+	for i := range convs {
+		convs[i], visitors[i] = event.NewID(), fmt.Sprint(prefix, i)
+		ks.add(t, tenant, visitors[i])
+	}
+	at := time.Now().UTC()
+	pending := 0
+	publish := func(i int, typ event.Type, payload any) {
+		ks.mu.Lock()
+		k := ks.keys[[2]string{tenant, visitors[i]}]
+		ks.mu.Unlock()
+		env, err := event.New(k.Data, typ, tenant, visitors[i], convs[i], at, payload)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := js.PublishMsgAsync(env.Msg(stream.ChatSubject(tenant, convs[i])), jetstream.WithMsgTTL(365*24*time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+		if pending++; pending%2000 == 0 {
+			<-js.PublishAsyncComplete()
+		}
+	}
+	for i := range convs {
+		publish(i, event.ConversationOpened, &event.Opened{Visitor: visitors[i], Text: text})
+	}
+	for m := conversations; m < messages; m++ {
+		i := m % conversations
+		publish(i, event.MessagePosted, &event.Posted{Author: event.Author{Role: string(auth.RoleVisitor), ID: visitors[i]}, Text: text})
+	}
+	<-js.PublishAsyncComplete()
+	return convs
+}
+
+// heap returns the bytes of live heap after a collection, and the resident
+// set of the process.
+func heap(t *testing.T) (live, rss uint64) {
+	t.Helper()
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for line := range strings.Lines(string(b)) {
+		if f := strings.Fields(line); len(f) == 3 && f[0] == "VmRSS:" {
+			kb, _ := strconv.ParseUint(f[1], 10, 64)
+			rss = kb << 10
+		}
+	}
+	return ms.HeapAlloc, rss
+}
+
+// TestMeasureStart measures the chat service's start to ready and the heap
+// it holds once ready, with PARLEY_MEASURE_MESSAGES retained messages over
+// 1,000 conversations (fewer when there are fewer messages): a first start
+// and a restart. The embedded NATS server shares the process; its block
+// cache, which the reads fill, expires after a few seconds of quiet, so the
+// heap is measured again after 10 seconds.
+func TestMeasureStart(t *testing.T) {
+	n := measureMessages(t)
+	s := natstest.Start(t, t.TempDir())
+	ks := startKeyService(t, s)
+	settingsBucket(t, s)
+	if n > 0 {
+		seed(t, s, ks, "v", min(n, 1000), n)
+	}
+	for _, run := range []string{"first start", "restart"} {
+		base, baseRSS := heap(t)
+		start := time.Now()
+		in := startChat(t, s)
+		ready := time.Since(start)
+		live, rss := heap(t)
+		time.Sleep(10 * time.Second) // let the server's block cache expire; a measurement, not a test
+		settled, settledRSS := heap(t)
+		t.Logf("%d messages, %s: ready in %v; heap +%d MiB at ready, +%d MiB 10 s later; RSS %d MiB → %d MiB → %d MiB",
+			n, run, ready.Round(time.Millisecond), (int64(live)-int64(base))>>20, (int64(settled)-int64(base))>>20, baseRSS>>20, rss>>20, settledRSS>>20)
+		if err := in.stop(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestMeasureTranscript measures reading a transcript of 500 messages, one
+// page of 500, among PARLEY_MEASURE_MESSAGES others: p50 and p99 of 300
+// reads.
+func TestMeasureTranscript(t *testing.T) {
+	n := measureMessages(t)
+	s := natstest.Start(t, t.TempDir())
+	ks := startKeyService(t, s)
+	settingsBucket(t, s)
+	if n > 0 {
+		seed(t, s, ks, "v", min(n, 1000), n)
+	}
+	convs := seed(t, s, ks, "reader", 1, 500)
+	startChat(t, s)
+	c := newClient(t, s)
+	p := principal(tenant, auth.RoleVisitor, "reader0")
+	args := chatapi.MessagesArgs{Conversation: convs[0], Page: chatapi.Page[uint64]{Limit: chatapi.PageItems}}
+	var took []time.Duration
+	for range 300 {
+		var res chatapi.MessagesResult
+		start := time.Now()
+		c.must(p, chatapi.MessagesSubject, args, &res)
+		took = append(took, time.Since(start))
+		if len(res.Messages) != 500 {
+			t.Fatalf("read %d messages, want 500", len(res.Messages))
+		}
+	}
+	slices.Sort(took)
+	t.Logf("%d messages retained: transcript of 500, p50 %v, p99 %v", n, took[len(took)/2].Round(10*time.Microsecond), took[len(took)*99/100].Round(10*time.Microsecond))
+}

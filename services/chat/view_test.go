@@ -1,0 +1,244 @@
+package chat_test
+
+import (
+	"crypto/rand"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/parley-chat/parley/pkg/auth"
+	"github.com/parley-chat/parley/pkg/chatapi"
+	"github.com/parley-chat/parley/pkg/natsembed"
+	"github.com/parley-chat/parley/pkg/natsembed/natstest"
+	"github.com/parley-chat/parley/pkg/rpc"
+	"github.com/parley-chat/parley/pkg/stream"
+)
+
+// viewEntry is what the tests read of a CHAT_VIEW entry: the clear part,
+// which a rebuild must reproduce byte for byte (the sealed assignee has a
+// random nonce).
+type viewEntry struct {
+	Version uint64          `json:"version"`
+	State   json.RawMessage `json:"state"`
+	Sealed  bool
+}
+
+// readView returns the bucket's conversations by key, and its applied
+// sequence.
+func readView(t *testing.T, s *natsembed.Server) (map[string]viewEntry, uint64) {
+	t.Helper()
+	_, js := natstest.Connect(t, s)
+	kv, err := js.KeyValue(t.Context(), stream.ChatViewBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, err := kv.ListKeys(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]viewEntry{}
+	var applied uint64
+	for k := range keys.Keys() {
+		e, err := kv.Get(t.Context(), k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if k == "applied" {
+			if applied, err = strconv.ParseUint(string(e.Value()), 10, 64); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		var v struct {
+			viewEntry
+			Assignee []byte `json:"assignee"`
+		}
+		if err := json.Unmarshal(e.Value(), &v); err != nil {
+			t.Fatal(err)
+		}
+		v.Sealed = v.Assignee != nil
+		out[k] = v.viewEntry
+	}
+	return out, applied
+}
+
+// viewSettled waits until the view holds each conversation at its last
+// event in the stream: the service writes the view after the stream.
+func viewSettled(t *testing.T, s *natsembed.Server, js jetstream.JetStream, convs ...string) {
+	t.Helper()
+	eventually(t, "the view holds every event", func() error {
+		view, _ := readView(t, s)
+		for _, conv := range convs {
+			events := storedEvents(t, js, stream.ChatSubject(tenant, conv))
+			if got, want := view[tenant+"."+conv].Version, events[len(events)-1].seq; got != want {
+				return fmt.Errorf("view of %s at %d, want %d", conv, got, want)
+			}
+		}
+		return nil
+	})
+}
+
+// TestViewCaughtUpEqualsRebuild restarts the chat service from a view left
+// as a crash mid-update leaves it — the applied sequence far behind, one
+// entry older than its conversation — and shows the view and the read
+// models it catches up to equal those rebuilt from the stream alone.
+func TestViewCaughtUpEqualsRebuild(t *testing.T) {
+	s := natstest.Start(t, "")
+	ks := startKeyService(t, s)
+	ks.add(t, tenant, visitor.ID, visitor2.ID)
+	unlimited(t, s, tenant)
+	first := startChat(t, s)
+	c := newClient(t, s)
+	_, js := natstest.Connect(t, s)
+	kv, err := js.KeyValue(t.Context(), stream.ChatViewBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	a := c.open(visitor, "a")
+	b := c.open(visitor2, "b")
+	c.post(agent, a, "taken")
+	if _, err := c.postKeyed(visitor2, b, "keyed", "k-0"); err != nil {
+		t.Fatal(err)
+	}
+	// The entry of a as it is now, and the sequence it reflects.
+	var stale jetstream.KeyValueEntry
+	eventually(t, "a's entry written", func() error {
+		stale, err = kv.Get(t.Context(), tenant+"."+a)
+		return err
+	})
+	var staleEntry viewEntry
+	if err := json.Unmarshal(stale.Value(), &staleEntry); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 30 {
+		c.post(visitor, a, fmt.Sprint("more ", i))
+		if _, err := c.postKeyed(visitor2, b, fmt.Sprint("keyed ", i), fmt.Sprint("k-", i+1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.must(supervisor, chatapi.AssignSubject, chatapi.AssignArgs{Conversation: b, Agent: agent2.ID}, nil)
+	c.must(visitor, chatapi.CloseSubject, chatapi.ConversationArgs{Conversation: a}, nil)
+	c.must(visitor, chatapi.RateSubject, chatapi.RateArgs{Conversation: a, Score: 4}, nil)
+	d := c.open(visitor, "d")
+	viewSettled(t, s, js, a, b, d)
+	if err := first.stop(); err != nil {
+		t.Fatalf("Run() = %v, want nil", err)
+	}
+	want, _ := readView(t, s)
+	if !want[tenant+"."+b].Sealed || want[tenant+"."+d].Sealed {
+		t.Errorf("assignee sealed in b: %v, in d (unassigned): %v; want true, false", want[tenant+"."+b].Sealed, want[tenant+"."+d].Sealed)
+	}
+
+	// A crash between the stream and the view: a's entry and the applied
+	// sequence behind what the stream holds.
+	if _, err := kv.Put(t.Context(), tenant+"."+a, stale.Value()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Put(t.Context(), "applied", []byte(strconv.FormatUint(staleEntry.Version, 10))); err != nil {
+		t.Fatal(err)
+	}
+	second := startChat(t, s)
+	wantList := c.list(supervisor)
+	got, applied := readView(t, s)
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("view caught up after a crash mismatch (-before the crash +caught up):\n%s", diff)
+	}
+	if applied < staleEntry.Version {
+		t.Errorf("applied = %d, want at least %d", applied, staleEntry.Version)
+	}
+	// The restored state decides as the folded one: the keys are found,
+	// the closed conversation refuses a post.
+	if _, err := c.postKeyed(visitor2, b, "keyed 3", "k-4"); err != nil {
+		t.Errorf("Post(k-4 again) after restore = %v", err)
+	}
+	if err := c.call(visitor, chatapi.PostSubject, chatapi.PostArgs{Conversation: a, Text: "x"}, nil); rpc.CodeOf(err) != rpc.CodeConflict {
+		t.Errorf("Post(closed) after restore = %v, want %s", err, rpc.CodeConflict)
+	}
+	if err := second.stop(); err != nil {
+		t.Fatalf("Run() = %v, want nil", err)
+	}
+
+	// Rebuilt from the stream alone.
+	if err := js.DeleteKeyValue(t.Context(), stream.ChatViewBucket); err != nil {
+		t.Fatal(err)
+	}
+	startChat(t, s)
+	rebuilt, _ := readView(t, s)
+	if diff := cmp.Diff(rebuilt, got); diff != "" {
+		t.Errorf("view caught up mismatch (-rebuilt from the stream +caught up):\n%s", diff)
+	}
+	if diff := cmp.Diff(wantList, c.list(supervisor)); diff != "" {
+		t.Errorf("List() mismatch (-caught up +rebuilt):\n%s", diff)
+	}
+}
+
+// TestViewFollowsErasureAndRemoval erases a visitor, and secure-deletes
+// another conversation's events as erasure after close does, while the chat
+// service is down: the view it restarts from holds no assignee in the clear
+// at any time, the erased visitor's conversation comes back erased, and
+// the deleted one is gone from the view and the read models.
+func TestViewFollowsErasureAndRemoval(t *testing.T) {
+	dir := t.TempDir()
+	s := natstest.Start(t, dir)
+	ks := startKeyService(t, s)
+	ks.add(t, tenant, visitor.ID, visitor2.ID)
+	first := startChat(t, s)
+	c := newClient(t, s)
+	_, js := natstest.Connect(t, s)
+
+	marker := "agent-" + rand.Text()
+	named := principal(tenant, auth.RoleAgent, marker)
+	conv := c.open(visitor, "erase me")
+	last := c.post(named, conv, "assigned to the named agent")
+	gone := c.open(visitor2, "delete my events")
+	wantErased := chatapi.Summary{}
+	c.must(supervisor, chatapi.GetSubject, chatapi.ConversationArgs{Conversation: conv}, &wantErased)
+	wantErased.Status, wantErased.Assignee = chatapi.StatusClosed, nil
+	viewSettled(t, s, js, conv, gone)
+	if view, _ := readView(t, s); !view[tenant+"."+conv].Sealed {
+		t.Errorf("view of %s holds no sealed assignee", conv)
+	}
+	if err := first.stop(); err != nil {
+		t.Fatalf("Run() = %v, want nil", err)
+	}
+	eventually(t, "the last event reaches the store files", func() error {
+		if !storeHolds(t, dir, last.ID)[last.ID] {
+			return fmt.Errorf("no file under %s holds event id %s", dir, last.ID)
+		}
+		return nil
+	})
+
+	ks.forget(tenant, visitor.ID)
+	chatStream, err := js.Stream(t.Context(), stream.Chat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range storedEvents(t, js, stream.ChatSubject(tenant, gone)) {
+		if err := chatStream.SecureDeleteMsg(t.Context(), e.seq); err != nil {
+			t.Fatal(err)
+		}
+	}
+	startChat(t, s)
+
+	var got chatapi.Summary
+	c.must(supervisor, chatapi.GetSubject, chatapi.ConversationArgs{Conversation: conv}, &got)
+	if diff := cmp.Diff(wantErased, got); diff != "" {
+		t.Errorf("Get(erased visitor's) after restart mismatch (-want +got):\n%s", diff)
+	}
+	err = c.call(supervisor, chatapi.GetSubject, chatapi.ConversationArgs{Conversation: gone}, nil)
+	if rpc.CodeOf(err) != rpc.CodeNotFound {
+		t.Errorf("Get(deleted) after restart = %v, want code %s", err, rpc.CodeNotFound)
+	}
+	view, _ := readView(t, s)
+	if _, ok := view[tenant+"."+gone]; ok {
+		t.Errorf("view still holds the deleted conversation %s", gone)
+	}
+	if found := storeHolds(t, dir, marker); len(found) > 0 {
+		t.Errorf("store files hold the assignee in the clear")
+	}
+}
