@@ -29,6 +29,8 @@ const (
 	limitOpen            = "open_conversations_per_visitor"
 	limitMessages        = "messages_per_conversation_per_minute"
 	limitBodyDeadline    = "body_read_deadline"
+	limitConnsOfAddress  = "connections_per_address"
+	limitConnsProcess    = "connections_per_process"
 )
 
 // chatLimits names the limit behind a rpc.CodeLimited answer, by the route
@@ -201,10 +203,16 @@ func clientAddr(r *http.Request, header string) (netip.Addr, bool) {
 	if err != nil {
 		return netip.Addr{}, false
 	}
+	return client(addr), true
+}
+
+// client returns what of addr tells one client from another: an IPv6
+// address is cut to its /64.
+func client(addr netip.Addr) netip.Addr {
 	addr = addr.Unmap().WithZone("")
 	if addr.Is6() {
 		p, _ := addr.Prefix(ipv6Bits)
 		addr = p.Addr()
 	}
-	return addr, true
+	return addr
 }
