@@ -346,3 +346,50 @@ func checkErased(t *testing.T, e *env, v auth.Principal) {
 	r := e.do(http.MethodGet, "/v1/conversations", e.token(v), nil)
 	checkProblem(t, r, http.StatusGone)
 }
+
+// TestPartBodyOutlivesHeaderTimeout sends the header fields and part of
+// the body in one write, then nothing: the body deadline, longer than the
+// server's 10 s for the header fields, is what answers, with a 408 problem,
+// whether the body has a length or is chunked.
+func TestPartBodyOutlivesHeaderTimeout(t *testing.T) {
+	const timeout = 12 * time.Second
+	e := startGatewayWith(t, func(d *gateway.Deps) { d.BodyReadTimeout = timeout })
+	tests := []struct {
+		name    string
+		framing string
+		part    string
+	}{
+		{"content-length", "Content-Length: 100", `{"con`},
+		{"chunked", "Transfer-Encoding: chunked", "5\r\n{\"con"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			conn, err := net.Dial("tcp", strings.TrimPrefix(e.base, "http://"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			start := time.Now()
+			fmt.Fprintf(conn, "POST /v1/tenants/demo/visitors HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n%s\r\n\r\n%s", tt.framing, tt.part)
+			conn.SetReadDeadline(start.Add(timeout + 20*time.Second))
+			resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+			if err != nil {
+				t.Fatalf("read answer after %v: %v, want a 408 problem", time.Since(start), err)
+			}
+			defer resp.Body.Close()
+			b, _ := io.ReadAll(resp.Body)
+			if resp.StatusCode != http.StatusRequestTimeout || resp.Header.Get("Content-Type") != "application/problem+json" {
+				t.Errorf("part body answered %d %s %s, want a 408 problem", resp.StatusCode, resp.Header.Get("Content-Type"), b)
+			}
+			if d := time.Since(start); d < timeout {
+				t.Errorf("answered after %v, want the body deadline of %v", d, timeout)
+			}
+		})
+	}
+	t.Cleanup(func() {
+		if got := e.rejections("body_read_deadline"); got != "2" {
+			t.Errorf("rejections{limit=body_read_deadline} = %s, want 2", got)
+		}
+	})
+}
