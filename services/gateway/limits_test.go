@@ -229,6 +229,31 @@ func TestRegistrationLimits(t *testing.T) {
 	}
 }
 
+// TestRegistrationRefusedByTenantIsGivenBack checks that a registration
+// the tenant's limit refuses does not count against the client's address.
+func TestRegistrationRefusedByTenantIsGivenBack(t *testing.T) {
+	e := startGateway(t)
+	serveRegistrations(t, e)
+	e.putTenant("acme", `{"name":"Acme","limits":{"registrations_per_address_per_minute":2,"registrations_per_minute":1}}`)
+	if r := e.registerFrom("127.0.0.2", "acme", nil); r.status != http.StatusCreated {
+		t.Fatalf("registration from 127.0.0.2 = %d %s, want 201", r.status, r.body)
+	}
+	checkLimited(t, "a registration from 127.0.0.3 over the tenant's limit", e.registerFrom("127.0.0.3", "acme", nil), "registrations_per_tenant", e, "1")
+	checkLimited(t, "another from 127.0.0.3", e.registerFrom("127.0.0.3", "acme", nil), "registrations_per_tenant", e, "2")
+	// The tenant's allowance grows; 127.0.0.3 still has both of its own.
+	e.putTenant("acme", `{"name":"Acme","limits":{"registrations_per_address_per_minute":2,"registrations_per_minute":1000000}}`)
+	// The tenant's bucket fills at the new rate from the next request on.
+	waitFor(t, "a registration from 127.0.0.4", func() bool {
+		return e.registerFrom("127.0.0.4", "acme", nil).status == http.StatusCreated
+	})
+	for i := range 2 {
+		if r := e.registerFrom("127.0.0.3", "acme", nil); r.status != http.StatusCreated {
+			t.Fatalf("registration %d from 127.0.0.3 after the tenant's limit rose = %d %s, want 201", i, r.status, r.body)
+		}
+	}
+	checkLimited(t, "a third from 127.0.0.3", e.registerFrom("127.0.0.3", "acme", nil), "registrations_per_address", e, "1")
+}
+
 func TestRegistrationLimitsBehindAProxy(t *testing.T) {
 	e := startGatewayWith(t, func(d *gateway.Deps) { d.ClientAddrHeader = "X-Forwarded-For" })
 	serveRegistrations(t, e)
