@@ -46,6 +46,16 @@ func (lc *limitedConn) Close() error {
 	return lc.Conn.Close()
 }
 
+// CloseWrite lets net/http half-close a connection it refuses a request on
+// (431, 400), so that the client reads the answer before the close: a
+// close with the request unread would reset the connection and lose it.
+func (lc *limitedConn) CloseWrite() error {
+	if cw, ok := lc.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}
+
 // admit counts conn, or returns the name of the limit that refuses it;
 // victim is an idle connection to close to make room for conn, or nil.
 func (c *conns) admit(conn net.Conn) (lc *limitedConn, victim *limitedConn, limit string) {
