@@ -287,3 +287,32 @@ func writeJSONFile(t *testing.T, path string, v any) {
 		t.Fatal(err)
 	}
 }
+
+// TestAuditTrailRefusalLoggedOnce deletes the AUDIT stream under a running
+// parley all: audited acts are refused, and the privacy service says why
+// once, at error level, not at every request.
+func TestAuditTrailRefusalLoggedOnce(t *testing.T) {
+	dir := t.TempDir()
+	a, logs := testAll(t, dir)
+	admin := staffToken(t, dir, "demo", "admin", "ada")
+	settings := map[string]any{"retention_days": 30, "collect_network_data": false}
+	mustCall(t, a.URL(), "PUT", "/v1/settings", admin, settings, http.StatusOK)
+	_, js := adminConn(t, a)
+	if err := js.DeleteStream(t.Context(), stream.Audit); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if status, body := call(t, a.URL(), "PUT", "/v1/settings", admin, settings); status != http.StatusServiceUnavailable {
+			t.Fatalf("PUT /v1/settings without an audit trail = %d %v, want 503", status, body)
+		}
+	}
+	var refusals []string
+	for line := range strings.Lines(logs.String()) {
+		if strings.Contains(line, `"level":"ERROR"`) && strings.Contains(line, "audit trail") {
+			refusals = append(refusals, line)
+		}
+	}
+	if len(refusals) != 1 || !strings.Contains(refusals[0], "refus") {
+		t.Errorf("the logs say %d times that the audit trail is refused: %q; want once", len(refusals), refusals)
+	}
+}
