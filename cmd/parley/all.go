@@ -64,6 +64,9 @@ type allConfig struct {
 	// ClientAddrHeader names the header a trusted reverse proxy writes the
 	// client address in; "" means the peer address.
 	ClientAddrHeader string
+	// MaxConnsPerAddr bounds the gateway's connections per client address;
+	// 0 means no bound.
+	MaxConnsPerAddr int
 }
 
 func (c *allConfig) setDefaults() {
@@ -120,7 +123,7 @@ func runAll(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs.StringVar(&cfg.DefaultTenant, "default-tenant", "demo", "tenant created on first start")
 	fs.BoolVar(&cfg.SyncAlways, "sync-always", false, "fsync JetStream before every acknowledgement")
 	fs.Float64Var(&cfg.RateLimit, "rate-limit", 0, "requests per second per principal (0: the default of 50, negative: no limit)")
-	gatewayLimitFlags(fs, &cfg.MaxSessions, &cfg.ClientAddrHeader)
+	gatewayLimitFlags(fs, &cfg.MaxSessions, &cfg.MaxConnsPerAddr, &cfg.ClientAddrHeader)
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	if err := parseFlags(fs, args, stdout, stderr); err != nil {
@@ -283,6 +286,7 @@ func startAll(ctx context.Context, cfg allConfig, log *slog.Logger) (_ *allInOne
 
 			MaxSessions:      cfg.MaxSessions,
 			ClientAddrHeader: cfg.ClientAddrHeader,
+			MaxConnsPerAddr:  cfg.MaxConnsPerAddr,
 		})
 	})
 	go func() {

@@ -113,6 +113,9 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	case found:
 		checkpoints = append(checkpoints, namedCheckpoint{"Parley's checkpoint", kept})
 	}
+	if len(checkpoints) == 0 {
+		fmt.Fprintln(stderr, noCheckpointWarning)
+	}
 	if len(entries) == 0 && len(checkpoints) == 0 {
 		// An empty trail is intact, but "0 entries, chain intact" would
 		// pass a mistyped tenant off as a checked one.
@@ -155,12 +158,14 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		state = "chain intact up to its end, but entries a checkpoint counts are MISSING"
 	case failed != nil:
 		state = "chain intact, but a checkpoint is REFUSED"
-	case len(checkpoints) == 0:
-		report.WriteString("  no checkpoint to compare with: a cut-off end would not show\n")
 	}
 	fmt.Fprintf(stdout, "audit trail of %s: %d entries, %s\n%s", *tenant, len(entries), state, report.String())
 	return failed
 }
+
+// noCheckpointWarning is printed when there is no checkpoint to check the
+// trail against: an intact chain then proves nothing about its end.
+const noCheckpointWarning = "warning: no checkpoint, neither Parley's nor --checkpoint: a trail deleted whole, or cut off at its end, cannot be detected without one; save GET /v1/audit/checkpoint and pass it with --checkpoint"
 
 // namedCheckpoint is a checkpoint and where it came from, for the report.
 type namedCheckpoint struct {

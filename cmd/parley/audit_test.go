@@ -40,8 +40,9 @@ func TestAuditVerify(t *testing.T) {
 	admin := staffToken(t, dir, "demo", "admin", "ada")
 	natsFlags := []string{"--nats-url", a.NATSURL(), "--nats-user", "admin", "--nats-password-file", filepath.Join(dir, natsAdminPasswordFile),
 		"--audit-key-file", filepath.Join(dir, privacy.AuditKeyFile)}
-	// Tenant demo exists, but nothing of it is audited yet.
-	const empty = "audit trail of demo: no entries, nothing to verify\n"
+	// Tenant demo exists, but nothing of it is audited yet. Without a
+	// checkpoint the answer warns that a deleted trail would look the same.
+	const empty = "audit trail of demo: no entries, nothing to verify\n" + noCheckpointWarning + "\n"
 	if out, err := auditVerify(append([]string{"--tenant", "demo"}, natsFlags...)...); err != nil || out != empty {
 		t.Errorf("audit verify of a tenant without entries = %v, %q; want nil, %q", err, out, empty)
 	}
@@ -60,7 +61,7 @@ func TestAuditVerify(t *testing.T) {
 	if err != nil || !strings.Contains(out, intact) {
 		t.Fatalf("audit verify --data-dir = %v, %q; want nil, %q", err, out, intact)
 	}
-	const missing = "audit trail of acme: no entries, nothing to verify; there is no tenant acme\n"
+	const missing = "audit trail of acme: no entries, nothing to verify; there is no tenant acme\n" + noCheckpointWarning + "\n"
 	if out, err := auditVerify("--tenant", "acme", "--data-dir", dir); err != nil || out != missing {
 		t.Errorf("audit verify of a tenant that does not exist = %v, %q; want nil, %q", err, out, missing)
 	}
@@ -284,5 +285,34 @@ func writeJSONFile(t *testing.T, path string, v any) {
 	}
 	if err := os.WriteFile(path, data, 0o600); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestAuditTrailRefusalLoggedOnce deletes the AUDIT stream under a running
+// parley all: audited acts are refused, and the privacy service says why
+// once, at error level, not at every request.
+func TestAuditTrailRefusalLoggedOnce(t *testing.T) {
+	dir := t.TempDir()
+	a, logs := testAll(t, dir)
+	admin := staffToken(t, dir, "demo", "admin", "ada")
+	settings := map[string]any{"retention_days": 30, "collect_network_data": false}
+	mustCall(t, a.URL(), "PUT", "/v1/settings", admin, settings, http.StatusOK)
+	_, js := adminConn(t, a)
+	if err := js.DeleteStream(t.Context(), stream.Audit); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if status, body := call(t, a.URL(), "PUT", "/v1/settings", admin, settings); status != http.StatusServiceUnavailable {
+			t.Fatalf("PUT /v1/settings without an audit trail = %d %v, want 503", status, body)
+		}
+	}
+	var refusals []string
+	for line := range strings.Lines(logs.String()) {
+		if strings.Contains(line, `"level":"ERROR"`) && strings.Contains(line, "audit trail") {
+			refusals = append(refusals, line)
+		}
+	}
+	if len(refusals) != 1 || !strings.Contains(refusals[0], "refus") {
+		t.Errorf("the logs say %d times that the audit trail is refused: %q; want once", len(refusals), refusals)
 	}
 }

@@ -54,7 +54,13 @@ func envName(flagName string) string {
 
 // gatewayLimitFlags defines the gateway's process-wide limit flags, the same
 // for `parley all` and `parley gateway`.
-func gatewayLimitFlags(fs *flag.FlagSet, maxSessions *int, clientAddrHeader *string) {
+func gatewayLimitFlags(fs *flag.FlagSet, maxSessions, maxConnsPerAddr *int, clientAddrHeader *string) {
 	fs.IntVar(maxSessions, "max-sessions", 0, "live WebSocket sessions of the process (0: the open-file limit less a tenth, at least 256; negative: no bound)")
+	fs.IntVar(maxConnsPerAddr, "max-conns-per-addr", defaultMaxConnsPerAddr, "HTTP connections, WebSocket sessions included, of one client address (an IPv6 /64) at once (0: no bound; behind a reverse proxy every connection comes from the proxy: set 0 there)")
 	fs.StringVar(clientAddrHeader, "client-addr-header", "", "header a trusted reverse proxy writes the client address in, such as X-Forwarded-For, for the limit on registrations per address (default: the peer address; set it only behind a proxy that overwrites the header)")
 }
+
+// defaultMaxConnsPerAddr leaves room for an office behind one NAT address:
+// a browser opens up to six connections to a host, and a live session one
+// more.
+const defaultMaxConnsPerAddr = 128

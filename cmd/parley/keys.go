@@ -82,6 +82,11 @@ func runKeys(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	defer closeStore()
+	// Before anything is printed or written: a refused rotation must not
+	// look like one that started.
+	if err := privacy.NoneServing(ctx, nc); err != nil {
+		return refusedRotation(err)
+	}
 	nextFile := *newKEKFile
 	if !fromEnv {
 		nextFile = *kekFile + nextKEKSuffix
@@ -113,6 +118,9 @@ func runKeys(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	rep, err := privacy.RotateKEK(ctx, js, oldKEK, newKEK, progressPrinter(stdout))
 	if err != nil {
 		fmt.Fprintln(stdout)
+		if errors.Is(err, privacy.ErrServing) {
+			return refusedRotation(err)
+		}
 		return fmt.Errorf("%w\nnothing is lost: run the rotation again to resume; the old KEK is kept until it completes", err)
 	}
 	fmt.Fprintf(stdout, "\nre-wrapped %d subjects' keys (%d already re-wrapped), skipped %d erased subjects\n",
@@ -130,6 +138,12 @@ func runKeys(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	fmt.Fprintf(stdout, "the old KEK is destroyed: %s now holds the new one\n", *kekFile)
 	return nil
+}
+
+// refusedRotation is the error of a rotation refused because a privacy
+// instance is serving.
+func refusedRotation(err error) error {
+	return fmt.Errorf("keys rotate refused: an instance is serving, so nothing was rotated; stop every privacy instance and run it again\n%w", err)
 }
 
 // progressPrinter returns a progress function that keeps one line of the

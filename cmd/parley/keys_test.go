@@ -242,3 +242,24 @@ func openStore(t *testing.T, dir string) (jetstream.JetStream, func()) {
 	}
 	return js, closeStore
 }
+
+// TestKeysRotateRefusedWhileServing runs keys rotate --nats-url against a
+// running parley all: it is refused before it prints a rotation or writes
+// a new KEK, and says why.
+func TestKeysRotateRefusedWhileServing(t *testing.T) {
+	dir := t.TempDir()
+	a, _ := testAll(t, dir)
+	kekFile := filepath.Join(dir, "kek.key")
+	var out, errOut bytes.Buffer
+	err := run(t.Context(), []string{"keys", "rotate", "--nats-url", a.NATSURL(), "--nats-user", "admin",
+		"--nats-password-file", filepath.Join(dir, natsAdminPasswordFile), "--kek-file", kekFile}, &out, &errOut)
+	if err == nil || !strings.Contains(err.Error(), "refused: an instance is serving") || strings.Contains(err.Error(), "resume") {
+		t.Errorf("keys rotate while privacy serves = %v, want refused because an instance is serving", err)
+	}
+	if out.Len() != 0 {
+		t.Errorf("keys rotate while privacy serves printed %q, want nothing", out.String())
+	}
+	if _, err := os.Stat(kekFile + nextKEKSuffix); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("keys rotate while privacy serves left %s (stat: %v), want none", kekFile+nextKEKSuffix, err)
+	}
+}

@@ -33,8 +33,10 @@ type serviceConfig struct {
 	AuditKeyFile  string  // privacy
 	ClickHouse    string  // analytics
 	RateLimit     float64 // gateway
-	// MaxSessions and ClientAddrHeader are the gateway's (gateway.Deps).
+	// MaxSessions, MaxConnsPerAddr and ClientAddrHeader are the gateway's
+	// (gateway.Deps).
 	MaxSessions      int
+	MaxConnsPerAddr  int
 	ClientAddrHeader string
 }
 
@@ -50,7 +52,7 @@ func runService(ctx context.Context, name string, args []string, stdout, stderr 
 		fs.StringVar(&cfg.SigningKey, "signing-key-file", "", "token signing key, PEM (required)")
 		fs.StringVar(&cfg.DefaultTenant, "default-tenant", "", "tenant to create at start when missing")
 		fs.Float64Var(&cfg.RateLimit, "rate-limit", 0, "requests per second per principal (0: the default of 50, negative: no limit)")
-		gatewayLimitFlags(fs, &cfg.MaxSessions, &cfg.ClientAddrHeader)
+		gatewayLimitFlags(fs, &cfg.MaxSessions, &cfg.MaxConnsPerAddr, &cfg.ClientAddrHeader)
 	case "privacy":
 		fs.StringVar(&cfg.KEKFile, "kek-file", "", "key-encryption key file (or PARLEY_KEK)")
 		fs.StringVar(&cfg.AuditKeyFile, "audit-key-file", "", "key signing the audit trail's checkpoints, PEM; never give it to the bus administrator (required)")
@@ -139,5 +141,6 @@ func runService(ctx context.Context, name string, args []string, stdout, stderr 
 
 		MaxSessions:      cfg.MaxSessions,
 		ClientAddrHeader: cfg.ClientAddrHeader,
+		MaxConnsPerAddr:  cfg.MaxConnsPerAddr,
 	})
 }

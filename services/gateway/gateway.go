@@ -61,6 +61,15 @@ type Deps struct {
 	// client's address in, for the limit on registrations per address; ""
 	// means the peer address.
 	ClientAddrHeader string
+	// MaxConns bounds the HTTP connections of the process, WebSocket
+	// sessions included; 0 means derived from the open-file limit (see
+	// connCap), a negative value no bound. At the bound a new connection
+	// closes the one idle the longest, or is closed at once when none is.
+	MaxConns int
+	// MaxConnsPerAddr bounds the HTTP connections of one peer address (an
+	// IPv6 /64); 0 means no bound. Behind a reverse proxy every connection
+	// comes from the proxy: leave it 0 there, or above what the proxy opens.
+	MaxConnsPerAddr int
 }
 
 // ShutdownTimeout bounds the graceful shutdown.
@@ -106,6 +115,12 @@ func Run(ctx context.Context, d Deps) error {
 		d.MaxSessions = sessionCap()
 	case d.MaxSessions < 0:
 		d.MaxSessions = 0
+	}
+	switch {
+	case d.MaxConns == 0:
+		d.MaxConns = connCap()
+	case d.MaxConns < 0:
+		d.MaxConns = 0
 	}
 	reg := d.Registry
 	if reg == nil {
@@ -181,6 +196,8 @@ func Run(ctx context.Context, d Deps) error {
 		MaxSessions:      d.MaxSessions,
 		BodyReadTimeout:  d.BodyReadTimeout,
 		ClientAddrHeader: d.ClientAddrHeader,
+		MaxConns:         d.MaxConns,
+		MaxConnsPerAddr:  d.MaxConnsPerAddr,
 	})
 	if err != nil {
 		return fmt.Errorf("gateway: register metrics: %w", err)
@@ -190,14 +207,16 @@ func Run(ctx context.Context, d Deps) error {
 		ReadHeaderTimeout: 10 * time.Second,
 		MaxHeaderBytes:    httpapi.ServerMaxHeaderBytes,
 		IdleTimeout:       2 * time.Minute,
+		ConnState:         api.ConnState,
 		// Request logs go through slog with the fields we choose; the
 		// server's own messages could name a client address.
 		ErrorLog: slog.NewLogLogger(slog.DiscardHandler, slog.LevelError),
 	}
 
 	served := make(chan error, 1)
-	go func() { served <- srv.Serve(d.Listener) }()
-	log.Info("gateway listening", "addr", d.Listener.Addr().String(), "max_sessions", d.MaxSessions)
+	go func() { served <- srv.Serve(api.Listener(d.Listener)) }()
+	log.Info("gateway listening", "addr", d.Listener.Addr().String(), "max_sessions", d.MaxSessions,
+		"max_conns", d.MaxConns, "max_conns_per_addr", d.MaxConnsPerAddr)
 
 	select {
 	case err := <-served:

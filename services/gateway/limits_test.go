@@ -229,6 +229,31 @@ func TestRegistrationLimits(t *testing.T) {
 	}
 }
 
+// TestRegistrationRefusedByTenantIsGivenBack checks that a registration
+// the tenant's limit refuses does not count against the client's address.
+func TestRegistrationRefusedByTenantIsGivenBack(t *testing.T) {
+	e := startGateway(t)
+	serveRegistrations(t, e)
+	e.putTenant("acme", `{"name":"Acme","limits":{"registrations_per_address_per_minute":2,"registrations_per_minute":1}}`)
+	if r := e.registerFrom("127.0.0.2", "acme", nil); r.status != http.StatusCreated {
+		t.Fatalf("registration from 127.0.0.2 = %d %s, want 201", r.status, r.body)
+	}
+	checkLimited(t, "a registration from 127.0.0.3 over the tenant's limit", e.registerFrom("127.0.0.3", "acme", nil), "registrations_per_tenant", e, "1")
+	checkLimited(t, "another from 127.0.0.3", e.registerFrom("127.0.0.3", "acme", nil), "registrations_per_tenant", e, "2")
+	// The tenant's allowance grows; 127.0.0.3 still has both of its own.
+	e.putTenant("acme", `{"name":"Acme","limits":{"registrations_per_address_per_minute":2,"registrations_per_minute":1000000}}`)
+	// The tenant's bucket fills at the new rate from the next request on.
+	waitFor(t, "a registration from 127.0.0.4", func() bool {
+		return e.registerFrom("127.0.0.4", "acme", nil).status == http.StatusCreated
+	})
+	for i := range 2 {
+		if r := e.registerFrom("127.0.0.3", "acme", nil); r.status != http.StatusCreated {
+			t.Fatalf("registration %d from 127.0.0.3 after the tenant's limit rose = %d %s, want 201", i, r.status, r.body)
+		}
+	}
+	checkLimited(t, "a third from 127.0.0.3", e.registerFrom("127.0.0.3", "acme", nil), "registrations_per_address", e, "1")
+}
+
 func TestRegistrationLimitsBehindAProxy(t *testing.T) {
 	e := startGatewayWith(t, func(d *gateway.Deps) { d.ClientAddrHeader = "X-Forwarded-For" })
 	serveRegistrations(t, e)
@@ -345,4 +370,51 @@ func checkErased(t *testing.T, e *env, v auth.Principal) {
 	}
 	r := e.do(http.MethodGet, "/v1/conversations", e.token(v), nil)
 	checkProblem(t, r, http.StatusGone)
+}
+
+// TestPartBodyOutlivesHeaderTimeout sends the header fields and part of
+// the body in one write, then nothing: the body deadline, longer than the
+// server's 10 s for the header fields, is what answers, with a 408 problem,
+// whether the body has a length or is chunked.
+func TestPartBodyOutlivesHeaderTimeout(t *testing.T) {
+	const timeout = 12 * time.Second
+	e := startGatewayWith(t, func(d *gateway.Deps) { d.BodyReadTimeout = timeout })
+	tests := []struct {
+		name    string
+		framing string
+		part    string
+	}{
+		{"content-length", "Content-Length: 100", `{"con`},
+		{"chunked", "Transfer-Encoding: chunked", "5\r\n{\"con"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			conn, err := net.Dial("tcp", strings.TrimPrefix(e.base, "http://"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			start := time.Now()
+			fmt.Fprintf(conn, "POST /v1/tenants/demo/visitors HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n%s\r\n\r\n%s", tt.framing, tt.part)
+			conn.SetReadDeadline(start.Add(timeout + 20*time.Second))
+			resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+			if err != nil {
+				t.Fatalf("read answer after %v: %v, want a 408 problem", time.Since(start), err)
+			}
+			defer resp.Body.Close()
+			b, _ := io.ReadAll(resp.Body)
+			if resp.StatusCode != http.StatusRequestTimeout || resp.Header.Get("Content-Type") != "application/problem+json" {
+				t.Errorf("part body answered %d %s %s, want a 408 problem", resp.StatusCode, resp.Header.Get("Content-Type"), b)
+			}
+			if d := time.Since(start); d < timeout {
+				t.Errorf("answered after %v, want the body deadline of %v", d, timeout)
+			}
+		})
+	}
+	t.Cleanup(func() {
+		if got := e.rejections("body_read_deadline"); got != "2" {
+			t.Errorf("rejections{limit=body_read_deadline} = %s, want 2", got)
+		}
+	})
 }

@@ -2,6 +2,7 @@ package gateway_test
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -168,6 +169,20 @@ func TestReadsArePaged(t *testing.T) {
 	waitFor(t, "tenant acme known to the gateway", func() bool {
 		return e.do(http.MethodGet, "/v1/conversations", foreign, nil).status == http.StatusOK
 	})
+	// forge rewrites the JSON inside a cursor.
+	forge := func(c string, edit func(map[string]any)) string {
+		b, err := base64.RawURLEncoding.DecodeString(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var m map[string]any
+		if err := json.Unmarshal(b, &m); err != nil {
+			t.Fatal(err)
+		}
+		edit(m)
+		b, _ = json.Marshal(m)
+		return base64.RawURLEncoding.EncodeToString(b)
+	}
 	requests := countBus(t, e.nc)
 	tests := []struct {
 		name  string
@@ -178,6 +193,12 @@ func TestReadsArePaged(t *testing.T) {
 		{"limit above the largest page", "/v1/conversations?limit=501", supervisor},
 		{"limit not a number", "/v1/conversations/ok/messages?limit=ten", supervisor},
 		{"empty cursor", "/v1/conversations?cursor=", supervisor},
+		{"cursor not URL encoding", "/v1/conversations?cursor=%%%", supervisor},
+		{"limit twice", "/v1/conversations?limit=1&limit=2", supervisor},
+		{"cursor twice", "/v1/conversations?cursor=" + listCursor + "&cursor=" + listCursor, supervisor},
+		{"cursor with a field added", "/v1/conversations?cursor=" + forge(listCursor, func(m map[string]any) { m["x"] = 1 }), supervisor},
+		{"cursor without its position", "/v1/conversations?cursor=" + forge(listCursor, func(m map[string]any) { delete(m, "a") }), supervisor},
+		{"transcript cursor without its position", "/v1/conversations/ok/messages?cursor=" + forge(okCursor, func(m map[string]any) { delete(m, "a") }), supervisor},
 		{"cursor not base64url", "/v1/conversations?cursor=" + url.QueryEscape("a+b/c=="), supervisor},
 		{"cursor not JSON", "/v1/conversations?cursor=bm90IGpzb24", supervisor},
 		{"cursor too long", "/v1/conversations?cursor=" + strings.Repeat("A", 600), supervisor},

@@ -71,6 +71,7 @@ func TestEveryErrorIsAProblem(t *testing.T) {
 		{name: "unknown path, HEAD", req: "HEAD /v1/nothing HTTP/1.1\r\n" + host + "\r\n", want: 404},
 		{name: "wrong method", req: "PATCH /v1/conversations HTTP/1.1\r\n" + host + bearer + "\r\n", want: 405, wantHeader: "Allow", wantValue: "GET, HEAD, POST"},
 		{name: "asterisk target", req: "GET * HTTP/1.1\r\n" + host + "\r\n", want: 400},
+		{name: "OPTIONS of the server", req: "OPTIONS * HTTP/1.1\r\n" + host + "\r\n", want: 200, text: true},
 		{name: "stream without upgrade", req: "GET /v1/stream HTTP/1.1\r\n" + host + bearer + "\r\n", want: 426, wantHeader: "Upgrade", wantValue: "websocket"},
 		{name: "stream with token in query, no upgrade", req: "GET /v1/stream?access_token=" + visitor + " HTTP/1.1\r\n" + host + "\r\n", want: 426, wantHeader: "Upgrade", wantValue: "websocket"},
 		{name: "stream of an old WebSocket version", req: "GET /v1/stream HTTP/1.1\r\n" + host + bearer + handshake + "Sec-WebSocket-Version: 8\r\n\r\n", want: 400, wantHeader: "Sec-WebSocket-Version", wantValue: "13"},
@@ -89,6 +90,9 @@ func TestEveryErrorIsAProblem(t *testing.T) {
 			if tt.text {
 				if r.status != tt.want || strings.HasPrefix(r.contentType, "application/problem+json") {
 					t.Errorf("answer = %d %q, want net/http's own %d, not a problem", r.status, r.contentType, tt.want)
+				}
+				if tt.want == http.StatusOK && len(r.body) != 0 {
+					t.Errorf("answer body = %q, want none", r.body)
 				}
 				return
 			}

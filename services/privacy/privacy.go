@@ -95,7 +95,7 @@ func Run(ctx context.Context, d Deps) error {
 	}
 	events := jetstream.NewEventLog(js)
 	a := app.New(ring, d.AuditKey, app.Stores{Keys: keys, Events: events, Audit: auditLog, Checkpoints: checkpoints, Settings: settings, Bus: bus.NewBroadcaster(d.NC),
-		Analytics: relay.NewCleaner(d.NC, js)})
+		Analytics: relay.NewCleaner(d.NC, js), Log: d.Log})
 
 	follow, err := events.Follow(ctx, a.Apply)
 	if err != nil {

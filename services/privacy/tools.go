@@ -66,15 +66,16 @@ func RotateKEK(ctx context.Context, js natsjs.JetStream, oldKEK, newKEK seal.Key
 	if oldKEK == newKEK {
 		return rep, errors.New("rotate: the new key-encryption key is the old one")
 	}
-	idle := func(ctx context.Context) error { return noneServing(ctx, js.Conn()) }
+	idle := func(ctx context.Context) error { return NoneServing(ctx, js.Conn()) }
 	r, err := jetstream.Rotate(ctx, js, from, to, idle, progress)
 	rep.Rewrapped, rep.AlreadyRewrapped, rep.Tombstones = r.Rewrapped, r.Current, r.Tombstones
 	return rep, err
 }
 
-// noneServing returns nil when no privacy service answers on the bus, and
-// ErrServing when one does.
-func noneServing(ctx context.Context, nc *nats.Conn) error {
+// NoneServing returns nil when no privacy service answers on the bus, and
+// ErrServing when one does. RotateKEK checks it itself, at its start and
+// as it goes; a tool calls it first to refuse before it prepares anything.
+func NoneServing(ctx context.Context, nc *nats.Conn) error {
 	for _, subj := range []string{subjectkey.GetSubject, privacyapi.RegisterVisitorSubject} {
 		err := pkgrpc.Ping(ctx, nc, subj)
 		switch {

@@ -76,6 +76,10 @@ type Config struct {
 	// registrations per address; "" means the peer address. Any client can
 	// write the header: set it only behind a proxy that overwrites it.
 	ClientAddrHeader string
+	// MaxConns bounds the connections of the process served on Listener,
+	// MaxConnsPerAddr those of one peer address (an IPv6 /64); 0 means no
+	// bound. Behind a reverse proxy every connection comes from the proxy.
+	MaxConns, MaxConnsPerAddr int
 }
 
 // defaultBodyReadTimeout leaves a slow mobile client ample time for the
@@ -100,6 +104,7 @@ type API struct {
 	registrations *limiter
 	addresses     *limiter
 	addressKeys   addressKeys
+	conns         *conns
 	requests      *prometheus.CounterVec
 	latency       *prometheus.HistogramVec
 	rejections    *prometheus.CounterVec
@@ -138,10 +143,15 @@ func New(cfg Config) (*API, error) {
 			Help: "Requests and WebSocket sessions refused for a limit, by limit.",
 		}, []string{"limit"}),
 	}
+	a.conns = &conns{max: cfg.MaxConns, perAddr: cfg.MaxConnsPerAddr, keys: &a.addressKeys, rejected: a.rejected, ofAddr: make(map[string]int)}
+	open := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Namespace: "parley", Subsystem: "gateway", Name: "connections",
+		Help: "HTTP connections open, WebSocket sessions included.",
+	}, func() float64 { return float64(a.conns.count()) })
 	if a.cfg.BodyReadTimeout == 0 {
 		a.cfg.BodyReadTimeout = defaultBodyReadTimeout
 	}
-	for _, c := range []prometheus.Collector{a.requests, a.latency, a.rejections} {
+	for _, c := range []prometheus.Collector{a.requests, a.latency, a.rejections, open} {
 		if err := cfg.Registerer.Register(c); err != nil {
 			return nil, err
 		}

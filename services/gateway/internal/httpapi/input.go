@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -84,7 +85,13 @@ func idempotencyKey(r *http.Request) (string, error) {
 // sinceSeq returns the stream's since parameter, the seq of the last live
 // event the client saw, nil when it has none.
 func sinceSeq(r *http.Request) (*uint64, error) {
-	v, ok := r.URL.Query()["since"]
+	// r.URL.Query drops the pairs it cannot decode: a since written
+	// wrongly would silently skip the replay.
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		return nil, errBadSeq
+	}
+	v, ok := q["since"]
 	if !ok {
 		return nil, nil
 	}

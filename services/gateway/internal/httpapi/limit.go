@@ -29,6 +29,8 @@ const (
 	limitOpen            = "open_conversations_per_visitor"
 	limitMessages        = "messages_per_conversation_per_minute"
 	limitBodyDeadline    = "body_read_deadline"
+	limitConnsOfAddress  = "connections_per_address"
+	limitConnsProcess    = "connections_per_process"
 )
 
 // chatLimits names the limit behind a rpc.CodeLimited answer, by the route
@@ -70,21 +72,23 @@ func newLimiter(limit rate.Limit, burst int) *limiter {
 // take spends one of key's requests, or returns a *rateLimited error when
 // key has none left.
 func (l *limiter) take(key string) error {
-	return l.takeWith(key, l.limit, l.burst)
+	_, err := l.takeWith(key, l.limit, l.burst)
+	return err
 }
 
 // takePerMinute is take for a key allowed perMinute requests a minute, all
 // of them at once if it likes; a key's allowance may change between calls.
-func (l *limiter) takePerMinute(key string, perMinute int, detail *statusError) error {
-	err := l.takeWith(key, rate.Limit(perMinute)/60, perMinute)
+// Calling giveBack, at once, returns the request to the key.
+func (l *limiter) takePerMinute(key string, perMinute int, detail *statusError) (giveBack func(), err error) {
+	giveBack, err = l.takeWith(key, rate.Limit(perMinute)/60, perMinute)
 	var rl *rateLimited
 	if errors.As(err, &rl) {
 		rl.cause = detail
 	}
-	return err
+	return giveBack, err
 }
 
-func (l *limiter) takeWith(key string, limit rate.Limit, burst int) error {
+func (l *limiter) takeWith(key string, limit rate.Limit, burst int) (giveBack func(), err error) {
 	now := time.Now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -106,12 +110,16 @@ func (l *limiter) takeWith(key string, limit rate.Limit, burst int) error {
 		b.lim.SetBurstAt(now, burst)
 	}
 	b.used = now
-	if b.lim.AllowN(now, 1) {
-		return nil
+	r := b.lim.ReserveN(now, 1)
+	if r.OK() && r.DelayFrom(now) == 0 {
+		// A reservation is cancelled as of when it was made: one already
+		// acted on gives nothing back.
+		return func() { r.CancelAt(now) }, nil
 	}
+	r.CancelAt(now)
 	// The bucket refills at l.limit tokens a second; a request takes one.
 	missing := 1 - b.lim.TokensAt(now)
-	return &rateLimited{retryAfter: time.Duration(missing / float64(limit) * float64(time.Second)), cause: errRateLimited}
+	return nil, &rateLimited{retryAfter: time.Duration(missing / float64(limit) * float64(time.Second)), cause: errRateLimited}
 }
 
 // rateLimited is a 429 error, cause, with when the client may try again.
@@ -201,10 +209,16 @@ func clientAddr(r *http.Request, header string) (netip.Addr, bool) {
 	if err != nil {
 		return netip.Addr{}, false
 	}
+	return client(addr), true
+}
+
+// client returns what of addr tells one client from another: an IPv6
+// address is cut to its /64.
+func client(addr netip.Addr) netip.Addr {
 	addr = addr.Unmap().WithZone("")
 	if addr.Is6() {
 		p, _ := addr.Prefix(ipv6Bits)
 		addr = p.Addr()
 	}
-	return addr, true
+	return addr
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"net/http"
+	"net/url"
 	"strconv"
 
 	"github.com/parley-chat/parley/pkg/chatapi"
@@ -25,8 +26,9 @@ const (
 )
 
 var (
-	errBadLimit  = newError(http.StatusBadRequest, "malformed", "limit must be an integer from 1 to "+strconv.Itoa(maxPageLimit))
-	errBadCursor = newError(http.StatusBadRequest, "malformed", "cursor is not one this call answered as next_cursor")
+	errBadLimit  = newError(http.StatusBadRequest, "malformed", "limit must be one integer from 1 to "+strconv.Itoa(maxPageLimit))
+	errBadCursor = newError(http.StatusBadRequest, "malformed", "cursor is not one this call answered as next_cursor, or is given more than once")
+	errBadQuery  = newError(http.StatusBadRequest, "malformed", "the query string is not valid URL encoding")
 )
 
 // cursorScope is what a cursor was issued for: the call, the caller's
@@ -51,8 +53,18 @@ type cursor[C comparable] struct {
 // pageOf reads the page that r asks for with ?cursor= and ?limit=, a cursor
 // being accepted only from scope.
 func pageOf[C comparable](r *http.Request, scope cursorScope) (chatapi.Page[C], error) {
-	q := r.URL.Query()
 	pg := chatapi.Page[C]{Limit: defaultPageLimit}
+	// r.URL.Query drops the pairs it cannot decode: a cursor written
+	// wrongly would silently ask for the first page.
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	switch {
+	case err != nil:
+		return pg, errBadQuery
+	case len(q["limit"]) > 1:
+		return pg, errBadLimit
+	case len(q["cursor"]) > 1:
+		return pg, errBadCursor
+	}
 	if q.Has("limit") {
 		n, err := strconv.Atoi(q.Get("limit"))
 		if err != nil || n < 1 || n > maxPageLimit {
@@ -67,16 +79,31 @@ func pageOf[C comparable](r *http.Request, scope cursorScope) (chatapi.Page[C], 
 	if len(s) > maxCursorLen {
 		return pg, errBadCursor
 	}
+	after, ok := decodeCursor[C](s, scope)
+	if !ok {
+		return pg, errBadCursor
+	}
+	pg.After = after
+	return pg, nil
+}
+
+// decodeCursor returns the chat service's cursor inside s, a next_cursor
+// issued for scope. Only a cursor exactly as nextCursor writes it is
+// accepted: one with a field missing, added or written otherwise was not
+// issued by the gateway.
+func decodeCursor[C comparable](s string, scope cursorScope) (after C, ok bool) {
 	b, err := base64.RawURLEncoding.DecodeString(s)
 	if err != nil {
-		return pg, errBadCursor
+		return after, false
 	}
 	var c cursor[C]
 	if err := json.Unmarshal(b, &c); err != nil || c.cursorScope != scope {
-		return pg, errBadCursor
+		return after, false
 	}
-	pg.After = c.After
-	return pg, nil
+	if again := nextCursor(scope, &c.After); *again != s {
+		return after, false
+	}
+	return c.After, true
 }
 
 // nextCursor is the next_cursor of a page whose chat service cursor is

@@ -94,7 +94,8 @@ func (a *API) networkData(r *http.Request, tenant string) *privacyapi.NetworkDat
 // admitRegistration spends one of the registrations of the client's
 // address, then one of the tenant's: a client over its own limit is refused
 // before it uses up the tenant's, which every other visitor of the tenant
-// shares.
+// shares, and a registration the tenant's limit refuses is given back to
+// the address.
 func (a *API) admitRegistration(r *http.Request, tenant string) error {
 	lim := a.cfg.Tenants.Limits(tenant)
 	// Clients whose address cannot be read share one allowance.
@@ -102,11 +103,13 @@ func (a *API) admitRegistration(r *http.Request, tenant string) error {
 	if addr, ok := clientAddr(r, a.cfg.ClientAddrHeader); ok {
 		key = a.addressKeys.of(tenant, addr)
 	}
-	if err := a.addresses.takePerMinute(key, lim.RegistrationsPerAddressPerMinute, errRegAddress); err != nil {
+	giveBack, err := a.addresses.takePerMinute(key, lim.RegistrationsPerAddressPerMinute, errRegAddress)
+	if err != nil {
 		a.rejected(limitRegAddress)
 		return err
 	}
-	if err := a.registrations.takePerMinute(tenant, lim.RegistrationsPerMinute, errRegTenant); err != nil {
+	if _, err := a.registrations.takePerMinute(tenant, lim.RegistrationsPerMinute, errRegTenant); err != nil {
+		giveBack()
 		a.rejected(limitRegTenant)
 		return err
 	}

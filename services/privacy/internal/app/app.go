@@ -7,6 +7,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"errors"
+	"log/slog"
 	"time"
 
 	"github.com/parley-chat/parley/pkg/audit"
@@ -31,6 +32,10 @@ var (
 	// latest checkpoint counts, or the checkpoint does not verify: nothing
 	// more is appended to it, so no act that must be audited happens.
 	ErrAuditBroken = errors.New("audit trail does not hold what its checkpoint says")
+	// ErrAuditMissing means the AUDIT stream itself is gone (deleted by
+	// the bus's administrator): nothing is appended, as for ErrAuditBroken,
+	// until it is restored or created again.
+	ErrAuditMissing = errors.New("audit trail stream missing")
 	// ErrConflict is returned by stores when an append lost a race with
 	// another writer; the use cases retry, callers never see it.
 	ErrConflict = errors.New("conflicting write")
@@ -120,6 +125,9 @@ type Stores struct {
 	// Analytics deletes erased subjects' analytics rows; nil skips that
 	// step of erasure.
 	Analytics AnalyticsCleaner
+	// Log hears what an operator must act on: a tenant's audit trail
+	// refused, once until it is extended again. Nil discards it.
+	Log *slog.Logger
 }
 
 // ValidationError reports a request argument that breaks a rule. Its text
@@ -150,6 +158,7 @@ type App struct {
 	bus         Broadcaster
 	// analytics may be nil; see Stores.
 	analytics AnalyticsCleaner
+	log       *slog.Logger
 	now       func() time.Time
 
 	keyCache keyCache
@@ -158,6 +167,14 @@ type App struct {
 }
 
 type subjectID struct{ tenant, subject string }
+
+// cmpLog is log, or a logger that discards when it is nil.
+func cmpLog(log *slog.Logger) *slog.Logger {
+	if log == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return log
+}
 
 // New returns the service wrapping keys with ring, signing audit
 // checkpoints with auditKey and storing in s.
@@ -172,6 +189,7 @@ func New(ring *keyring.Ring, auditKey ed25519.PrivateKey, s Stores) *App {
 		settings:    s.Settings,
 		bus:         s.Bus,
 		analytics:   s.Analytics,
+		log:         cmpLog(s.Log),
 		now:         time.Now,
 		keyCache:    keyCache{entries: make(map[subjectID]subjectkey.Keys)},
 		index:       newIndex(),

@@ -38,6 +38,8 @@ type chains struct {
 type chainHead struct {
 	mu     sync.Mutex
 	loaded bool
+	// refused is set once the chain was refused and the log told why.
+	refused bool
 	AuditHead
 }
 
@@ -85,9 +87,16 @@ func (a *App) appendAudit(ctx context.Context, args privacyapi.AppendAuditArgs) 
 		if !h.loaded {
 			head, err := a.loadHead(ctx, args.Tenant)
 			if err != nil {
+				if (errors.Is(err, ErrAuditBroken) || errors.Is(err, ErrAuditMissing)) && !h.refused {
+					// Once: every audited act of the tenant is refused
+					// until an operator repairs the trail.
+					h.refused = true
+					a.log.Error("audit trail refused: no audited act of the tenant goes ahead until it is repaired",
+						"tenant", args.Tenant, "err", err)
+				}
 				return audit.Entry{}, err
 			}
-			h.AuditHead, h.loaded = head, true
+			h.AuditHead, h.loaded, h.refused = head, true, false
 		}
 		e := audit.Entry{
 			At:     a.now().UTC(),

@@ -65,6 +65,10 @@ func (l *AuditLog) last(ctx context.Context, subj string) (app.AuditHead, error)
 		return app.AuditHead{}, nil
 	}
 	if err != nil {
+		// A deleted stream answers like one that is briefly away: ask.
+		if _, serr := l.js.Stream(ctx, stream.Audit); errors.Is(serr, jetstream.ErrStreamNotFound) {
+			err = app.ErrAuditMissing
+		}
 		return app.AuditHead{}, fmt.Errorf("read head of %s: %w", subj, err)
 	}
 	var e audit.Entry

@@ -123,6 +123,9 @@ func codeOf(err error) error {
 		// Refused before anything was stored: the caller may try again
 		// once the rotation completed or the instance was restarted.
 		return rpc.Errorf(rpc.CodeUnavailable, "key-encryption key rotation: no new keys for now")
+	case errors.Is(err, app.ErrAuditMissing):
+		// Logged once by app; the act waits for the trail to be restored.
+		return rpc.Errorf(rpc.CodeUnavailable, "audit trail unavailable")
 	case errors.Is(err, app.ErrNotFound):
 		return rpc.Errorf(rpc.CodeNotFound, "not found")
 	case rpc.Unavailable(err):
