@@ -116,7 +116,8 @@ func NewSubscriber(js jetstream.JetStream, cfg SubscriberConfig) (*Subscriber, e
 // the stream's first unacknowledged one, until ctx is done or the
 // Subscriber is closed; then it closes the channel. It fails when the
 // consumer cannot be made (no such stream, no permission) or the
-// Subscriber is closed. When the consumer is lost later (deleted, the
+// Subscriber is closed; when ctx ends first, the channel is closed at once.
+// When the consumer is lost later (deleted, the
 // connection down), it makes it again, with backoff, and goes on.
 func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *message.Message, error) {
 	s.mu.Lock()
@@ -124,11 +125,17 @@ func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *messa
 	if s.closed {
 		return nil, errors.New("subscribe: subscriber closed")
 	}
+	out := make(chan *message.Message)
 	cons, err := s.consumer(ctx, topic)
+	if err != nil && ctx.Err() != nil {
+		// Ended before it began, as if just after: a Watermill router
+		// would otherwise wait forever for a handler that never started.
+		close(out)
+		return out, nil
+	}
 	if err != nil {
 		return nil, err
 	}
-	out := make(chan *message.Message)
 	s.subs.Add(1)
 	go func() {
 		defer s.subs.Done()

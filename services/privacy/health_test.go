@@ -60,18 +60,19 @@ func TestPingSaysNotReadyWhileTheRelayFails(t *testing.T) {
 	})
 }
 
-// A relay that keeps failing for GiveUp ends Run with its error, which
-// ends the process non-zero.
-func TestRunFailsWhenTheRelayGivesUp(t *testing.T) {
+// Consumers that keep failing for GiveUp (the relay and the erasures after
+// close, both without CHAT) end Run with the error, which ends the process
+// non-zero.
+func TestRunFailsWhenAConsumerGivesUp(t *testing.T) {
 	s := natstest.Start(t, "")
 	done, err := runPrivacy(t, s, 2*time.Second)
 	select {
 	case <-done:
-		if *err == nil || !strings.Contains((*err).Error(), "relay") {
-			t.Fatalf("Run() = %v, want the relay's error", *err)
+		if *err == nil || !strings.Contains((*err).Error(), "gave up") || !strings.Contains((*err).Error(), "stream not found") {
+			t.Fatalf("Run() = %v, want a consumer's error", *err)
 		}
 	case <-time.After(30 * time.Second):
-		t.Fatal("Run() still running 30s after the relay should have given up")
+		t.Fatal("Run() still running 30s after its consumers should have given up")
 	}
 }
 

@@ -169,16 +169,17 @@ func (e *Eraser) Run(ctx context.Context, giveUp time.Duration, health func(erro
 	e.log.Info("erase after close running", "consumers", []string{Durable, ExpireDurable})
 	// A subscription that gave up ends its handler only: stop the router
 	// with it.
-	ctx, cancel := context.WithCancel(ctx)
+	routerCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go func() {
 		select {
 		case <-sub.Failed():
 			cancel()
-		case <-ctx.Done():
+		case <-routerCtx.Done():
 		}
 	}()
-	if err := router.Run(ctx); err != nil {
+	// A router stopped as it starts fails to subscribe: no failure.
+	if err := router.Run(routerCtx); err != nil && ctx.Err() == nil {
 		return fmt.Errorf("erase after close: %w", err)
 	}
 	if err := sub.Err(); err != nil {
