@@ -16,7 +16,6 @@ import (
 
 	"github.com/parley-chat/parley/pkg/audit"
 	"github.com/parley-chat/parley/pkg/auth"
-	"github.com/parley-chat/parley/pkg/consent"
 	"github.com/parley-chat/parley/pkg/event"
 	"github.com/parley-chat/parley/pkg/natsembed/natstest"
 	"github.com/parley-chat/parley/pkg/privacyapi"
@@ -184,15 +183,10 @@ func TestEraseEvictsEverywhere(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { keys.Close() })
-	consents, err := consent.NewCache(other)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { consents.Close() })
 	if _, err := keys.Get(t.Context(), tenant, visitor); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := consents.Get(t.Context(), tenant, visitor); err != nil {
+	if _, err := getConsent(t, other, tenant, visitor); err != nil {
 		t.Fatal(err)
 	}
 
@@ -203,10 +197,9 @@ func TestEraseEvictsEverywhere(t *testing.T) {
 		_, err := keys.Get(t.Context(), tenant, visitor)
 		return errors.Is(err, subjectkey.ErrErased)
 	})
-	eventually(t, time.Second, "consent cache evicts the erased subject", func() bool {
-		_, err := consents.Get(t.Context(), tenant, visitor)
-		return errors.Is(err, consent.ErrErased)
-	})
+	if _, err := getConsent(t, other, tenant, visitor); rpc.CodeOf(err) != rpc.CodeGone {
+		t.Errorf("GetConsent(erased) error = %v, want code %s", err, rpc.CodeGone)
+	}
 	// Both privacy instances refuse keys now, whichever answers.
 	for range 4 {
 		if _, err := getKeys(t.Context(), nc, visitor, true); rpc.CodeOf(err) != rpc.CodeGone {
