@@ -18,6 +18,7 @@ import (
 	"github.com/parley-chat/parley/pkg/auth"
 	"github.com/parley-chat/parley/pkg/chatapi"
 	"github.com/parley-chat/parley/pkg/event"
+	"github.com/parley-chat/parley/pkg/natsembed/natstest"
 	"github.com/parley-chat/parley/pkg/privacyapi"
 	"github.com/parley-chat/parley/pkg/rpc"
 	"github.com/parley-chat/parley/pkg/stream"
@@ -113,7 +114,7 @@ func TestSessionLimits(t *testing.T) {
 
 	// A session that ends makes room again.
 	d2.Close(websocket.StatusNormalClosure, "")
-	waitFor(t, "live sessions 4", func() bool { return e.liveSessions() == "4" })
+	natstest.Until(t, 5*time.Second, "live sessions 4", func() bool { return e.liveSessions() == "4" })
 	if c, r := e.tryDial(visitor("demo", "d3")); c == nil {
 		t.Errorf("a session after another ended = %d %s, want admitted", r.status, r.body)
 	}
@@ -300,7 +301,7 @@ func TestErasedVisitorIsShutOut(t *testing.T) {
 	v := auth.Principal{Tenant: "demo", ID: "v1", Role: auth.RoleVisitor}
 	ws := e.dial(v, false)
 	// The session has asked for the keys before the erasure.
-	waitFor(t, "keys fetched", func() bool { return e.keys.has("demo", "v1") })
+	natstest.Until(t, 5*time.Second, "keys fetched", func() bool { return e.keys.has("demo", "v1") })
 
 	e.keys.erase("demo", "v1")
 	b, _ := json.Marshal(subjectkey.Erased{Tenant: "demo", Subject: "v1"})

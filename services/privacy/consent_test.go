@@ -43,7 +43,7 @@ func TestConsentChangesReachCaches(t *testing.T) {
 		if res.Consent != c || res.Seq == 0 {
 			t.Errorf("SetConsent(%+v) = %+v, want that consent at a sequence", c, res)
 		}
-		eventually(t, time.Second, "every instance answers the change", func() bool {
+		natstest.Until(t, time.Second, "every instance answers the change", func() bool {
 			got, err := getConsent(t, other, tenant, visitor)
 			return err == nil && got == c
 		})

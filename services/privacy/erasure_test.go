@@ -56,19 +56,6 @@ func erase(t *testing.T, nc *nats.Conn, p auth.Principal, subject string) (priva
 	return call[privacyapi.Erasure](t, nc, privacyapi.EraseSubject, p, privacyapi.EraseArgs{Tenant: tenant, Subject: subject})
 }
 
-// eventually polls cond every 10ms until it holds, failing the test after
-// within.
-func eventually(t *testing.T, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not after %v", what, within)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 func storeHolds(t *testing.T, dir string, b []byte) bool {
 	t.Helper()
 	return bytes.Contains(bytes.Join(slices.Collect(maps.Values(readStore(t, dir))), nil), b)
@@ -102,7 +89,7 @@ func TestEraseShredsKeys(t *testing.T) {
 		"data":      []byte(base64.StdEncoding.EncodeToString(rec.Data)),
 		"pseudonym": []byte(base64.StdEncoding.EncodeToString(rec.Pseudonym)),
 	}
-	eventually(t, 10*time.Second, "wrapped keys in the store files", func() bool { return storeHolds(t, dir, wrapped["record"]) })
+	natstest.Until(t, 10*time.Second, "wrapped keys in the store files", func() bool { return storeHolds(t, dir, wrapped["record"]) })
 
 	got, err := erase(t, nc, visitorOf(visitor), visitor)
 	if err != nil {
@@ -193,7 +180,7 @@ func TestEraseEvictsEverywhere(t *testing.T) {
 	if _, err := erase(t, nc, admin, visitor); err != nil {
 		t.Fatalf("Erase(as admin) error = %v", err)
 	}
-	eventually(t, time.Second, "key cache evicts the erased subject", func() bool {
+	natstest.Until(t, time.Second, "key cache evicts the erased subject", func() bool {
 		_, err := keys.Get(t.Context(), tenant, visitor)
 		return errors.Is(err, subjectkey.ErrErased)
 	})
