@@ -11,12 +11,12 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"golang.org/x/sync/errgroup"
 
 	"github.com/parley-chat/parley/pkg/auth"
 	"github.com/parley-chat/parley/pkg/buspolicy"
@@ -156,10 +156,32 @@ type allInOne struct {
 	ln        net.Listener
 	conns     []*nats.Conn
 	caches    []*subjectkey.Cache
-	cancel    context.CancelFunc
-	group     *errgroup.Group
+	stop      chan struct{} // closed by Close
+	stopOnce  sync.Once
 	done      chan struct{}
 	err       error
+}
+
+// service is one service of allInOne, run under a context of its own so
+// that the services stop in order.
+type service struct {
+	name   string
+	cancel context.CancelFunc
+	done   chan struct{}
+	err    error
+}
+
+// startService starts run under a context of its own, which only cancel
+// ends; ended hears when run returns.
+func startService(name string, run func(context.Context) error, ended chan<- string) *service {
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &service{name: name, cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(s.done)
+		s.err = run(ctx)
+		ended <- name
+	}()
+	return s
 }
 
 // startAll starts everything and returns once the HTTP listener is open.
@@ -169,7 +191,7 @@ func startAll(ctx context.Context, cfg allConfig, log *slog.Logger) (_ *allInOne
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	a := &allInOne{cfg: cfg, log: log, done: make(chan struct{})}
+	a := &allInOne{cfg: cfg, log: log, stop: make(chan struct{}), done: make(chan struct{})}
 	defer func() {
 		if err != nil {
 			a.release()
@@ -260,19 +282,16 @@ func startAll(ctx context.Context, cfg allConfig, log *slog.Logger) (_ *allInOne
 	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	an := analytics.New(analytics.Deps{NC: analyticsNC, Log: log.With("service", "analytics"), ClickHouseDSN: a.chDSN})
 
-	runCtx, cancel := context.WithCancel(ctx)
-	a.cancel = cancel
-	g, gctx := errgroup.WithContext(runCtx)
-	a.group = g
-	g.Go(func() error {
-		return privacy.Run(gctx, privacy.Deps{NC: privacyNC, Log: log.With("service", "privacy"), KEK: kek, AuditKey: auditKey})
-	})
-	g.Go(func() error {
-		return chat.Run(gctx, chat.Deps{NC: chatNC, Log: log.With("service", "chat"), Keys: chatKeys, Registry: registry})
-	})
-	g.Go(func() error { return an.Run(gctx) })
-	g.Go(func() error {
-		return gateway.Run(gctx, gateway.Deps{
+	ended := make(chan string, 4)
+	privacySvc := startService("privacy", func(ctx context.Context) error {
+		return privacy.Run(ctx, privacy.Deps{NC: privacyNC, Log: log.With("service", "privacy"), KEK: kek, AuditKey: auditKey})
+	}, ended)
+	chatSvc := startService("chat", func(ctx context.Context) error {
+		return chat.Run(ctx, chat.Deps{NC: chatNC, Log: log.With("service", "chat"), Keys: chatKeys, Registry: registry})
+	}, ended)
+	analyticsSvc := startService("analytics", an.Run, ended)
+	gatewaySvc := startService("gateway", func(ctx context.Context) error {
+		return gateway.Run(ctx, gateway.Deps{
 			NC:            gatewayNC,
 			Log:           log.With("service", "gateway"),
 			Listener:      a.ln,
@@ -288,9 +307,19 @@ func startAll(ctx context.Context, cfg allConfig, log *slog.Logger) (_ *allInOne
 			ClientAddrHeader: cfg.ClientAddrHeader,
 			MaxConnsPerAddr:  cfg.MaxConnsPerAddr,
 		})
-	})
+	}, ended)
 	go func() {
-		a.err = g.Wait()
+		select {
+		case <-ctx.Done():
+		case <-a.stop:
+		case name := <-ended:
+			log.Error("a service stopped by itself: stopping every other", "service", name)
+		}
+		a.err = stopInOrder(
+			[]*service{gatewaySvc},
+			[]*service{chatSvc, privacySvc},
+			[]*service{analyticsSvc},
+		)
 		a.release()
 		close(a.done)
 	}()
@@ -420,8 +449,29 @@ func (a *allInOne) Wait() error {
 
 // Close stops every service, then NATS and ClickHouse, and waits.
 func (a *allInOne) Close() error {
-	a.cancel()
+	a.stopOnce.Do(func() { close(a.stop) })
 	return a.Wait()
+}
+
+// stopInOrder stops the services stage by stage, each stage once the one
+// before has stopped: the gateway first, which drains HTTP requests and
+// closes WebSocket sessions while the services it calls still answer;
+// then chat and privacy, which drain their subscriptions, answering every
+// request received; then analytics. It returns the services' errors.
+func stopInOrder(stages ...[]*service) error {
+	var errs []error
+	for _, stage := range stages {
+		for _, s := range stage {
+			s.cancel()
+		}
+		for _, s := range stage {
+			<-s.done
+			if s.err != nil {
+				errs = append(errs, s.err)
+			}
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // release frees what startAll acquired, in reverse order.

@@ -23,8 +23,8 @@ const (
 	// is erased.
 	SetConsentSubject = "parley.privacy.consent.set"
 
-	// GetConsentSubject answers the consent in force for a subject. Other
-	// services ask it through consent.Cache rather than directly.
+	// GetConsentSubject answers the consent in force for a data subject
+	// (SubjectArgs.Subject names the person, not a NATS subject).
 	//
 	// Request: SubjectArgs (no principal: only services may publish here,
 	// by their bus permissions). Result: ConsentResult.

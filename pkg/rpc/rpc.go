@@ -9,7 +9,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -129,10 +132,16 @@ func Handle[Req, Resp any](fn func(context.Context, Req) (Resp, error)) Handler 
 
 // Serve subscribes h to subject in queue group queue, so instances of a
 // service share the load. Each request runs in its own goroutine with a
-// context cancelled when ctx is. Internal errors are logged here, once.
+// context cancelled when ctx is. Internal errors are logged here, once. A
+// ping (see Ping) is answered without calling h. Services use ServeAll,
+// whose Stop also waits for the answers.
 func Serve(ctx context.Context, nc *nats.Conn, log *slog.Logger, subject, queue string, h Handler) (*nats.Subscription, error) {
+	return serve(ctx, nc, log, subject, queue, nil, new(sync.WaitGroup), h)
+}
+
+func serve(ctx context.Context, nc *nats.Conn, log *slog.Logger, subject, queue string, health *Health, inFlight *sync.WaitGroup, h Handler) (*nats.Subscription, error) {
 	sub, err := nc.QueueSubscribe(subject, queue, func(m *nats.Msg) {
-		go respond(ctx, log, m, h)
+		inFlight.Go(func() { respond(ctx, log, m, health, h) })
 	})
 	if err != nil {
 		return nil, fmt.Errorf("serve %s: %w", subject, err)
@@ -146,43 +155,117 @@ type Route struct {
 	Handler Handler
 }
 
+// Served is a service's routes being served; Stop ends them.
+type Served struct {
+	subs     []*nats.Subscription
+	inFlight sync.WaitGroup
+}
+
 // ServeAll serves every route in queue group queue, then flushes, so that
 // the server has every subscription before the caller says it is serving.
-// On an error it ends those it made and returns the first error.
-func ServeAll(ctx context.Context, nc *nats.Conn, log *slog.Logger, queue string, routes ...Route) ([]*nats.Subscription, error) {
-	subs := make([]*nats.Subscription, 0, len(routes))
+// A ping of any route answers health's error while it has one (nil
+// health: always well). On an error it ends those it made and returns the
+// first error.
+func ServeAll(ctx context.Context, nc *nats.Conn, log *slog.Logger, queue string, health *Health, routes ...Route) (*Served, error) {
+	s := &Served{subs: make([]*nats.Subscription, 0, len(routes))}
 	for _, r := range routes {
-		sub, err := Serve(ctx, nc, log, r.Subject, queue, r.Handler)
+		sub, err := serve(ctx, nc, log, r.Subject, queue, health, &s.inFlight, r.Handler)
 		if err != nil {
-			Stop(subs...)
+			s.Stop()
 			return nil, err
 		}
-		subs = append(subs, sub)
+		s.subs = append(s.subs, sub)
 	}
 	if err := nc.Flush(); err != nil {
-		Stop(subs...)
+		s.Stop()
 		return nil, fmt.Errorf("flush subscriptions: %w", err)
 	}
-	return subs, nil
+	return s, nil
 }
 
-// Stop ends the subscriptions Serve made. Requests already received still
-// get their answer. An error means the connection is closed, which ends the
-// subscription too, so there is nothing to report.
-func Stop(subs ...*nats.Subscription) {
-	for _, s := range subs {
-		_ = s.Unsubscribe()
+// drainTimeout bounds Stop's wait for the server to confirm a drain.
+const drainTimeout = 10 * time.Second
+
+// Stop ends the routes and returns once every request they received has
+// been answered: each subscription is drained, so no new request reaches
+// it (another instance in the queue group gets it) while every request
+// already sent to it is handed to its handler, and then Stop waits for the
+// handlers. Requests are answered with the context given to ServeAll, so
+// a caller that wants them to finish passes one that outlives the
+// shutdown. A closed connection ends the subscriptions too, so errors are
+// not reported.
+func (s *Served) Stop() {
+	for _, sub := range s.subs {
+		_ = sub.Drain()
 	}
+	deadline := time.Now().Add(drainTimeout)
+	for _, sub := range s.subs {
+		// Drain returns at once; the subscription is closed once the
+		// server confirmed it and its pending requests were delivered.
+		for sub.IsValid() && time.Now().Before(deadline) {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	s.inFlight.Wait()
 }
 
-func respond(ctx context.Context, log *slog.Logger, m *nats.Msg, h Handler) {
-	if m.Header.Get(pingHeader) != "" {
-		if err := m.Respond([]byte(`{}`)); err != nil {
-			log.Warn("respond to ping", "subject", m.Subject, "err", err)
-		}
+// Health is what a service's pings answer: well while each of its
+// background parts (a consumer, a watch) works, else why not. The zero
+// value is well; it is safe for concurrent use.
+type Health struct {
+	mu      sync.Mutex
+	failing map[string]error
+}
+
+// Set records the state of part: err while it fails, nil once it works.
+func (h *Health) Set(part string, err error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if err == nil {
+		delete(h.failing, part)
 		return
 	}
-	res, err := h(ctx, m.Data)
+	if h.failing == nil {
+		h.failing = make(map[string]error)
+	}
+	h.failing[part] = err
+}
+
+// Of returns the function that sets part's state, for the part to call.
+func (h *Health) Of(part string) func(error) {
+	return func(err error) { h.Set(part, err) }
+}
+
+// Err returns nil when every part works, else an *Error with
+// CodeUnavailable naming each failing part and why, in the order of their
+// names.
+func (h *Health) Err() error {
+	if h == nil {
+		return nil
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(h.failing) == 0 {
+		return nil
+	}
+	parts := slices.Sorted(maps.Keys(h.failing))
+	msgs := make([]string, len(parts))
+	for i, p := range parts {
+		msgs[i] = p + ": " + h.failing[p].Error()
+	}
+	return Errorf(CodeUnavailable, "not ready: %s", strings.Join(msgs, "; "))
+}
+
+func respond(ctx context.Context, log *slog.Logger, m *nats.Msg, health *Health, h Handler) {
+	var (
+		res any
+		err error
+	)
+	if m.Header.Get(pingHeader) != "" {
+		err = health.Err()
+	} else {
+		res, err = h(ctx, m.Data)
+	}
 	var r reply
 	if err != nil {
 		var e *Error
@@ -204,9 +287,10 @@ func respond(ctx context.Context, log *slog.Logger, m *nats.Msg, h Handler) {
 // pingHeader marks a request that only asks whether a subject is served.
 const pingHeader = "Parley-Ping"
 
-// Ping checks that every subject has a responder, without calling any
-// handler. It returns an error wrapping nats.ErrNoResponders for the first
-// subject nobody serves.
+// Ping checks that every subject has a responder that is well, without
+// calling any handler. It returns an error wrapping nats.ErrNoResponders
+// for the first subject nobody serves, and one wrapping the responder's
+// *Error for the first whose service is not well (see Health).
 func Ping(ctx context.Context, nc *nats.Conn, subjects ...string) error {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
@@ -216,8 +300,16 @@ func Ping(ctx context.Context, nc *nats.Conn, subjects ...string) error {
 	for _, s := range subjects {
 		m := nats.NewMsg(s)
 		m.Header.Set(pingHeader, "1")
-		if _, err := nc.RequestMsgWithContext(ctx, m); err != nil {
+		res, err := nc.RequestMsgWithContext(ctx, m)
+		if err != nil {
 			return fmt.Errorf("ping %s: %w", s, err)
+		}
+		var r reply
+		if err := json.Unmarshal(res.Data, &r); err != nil {
+			return fmt.Errorf("ping %s: decode reply: %w", s, err)
+		}
+		if r.Error != nil {
+			return fmt.Errorf("ping %s: %w", s, r.Error)
 		}
 	}
 	return nil

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync/atomic"
 	"testing"
 
@@ -114,5 +115,27 @@ func TestUnavailable(t *testing.T) {
 				t.Errorf("CodeOf(%v) = %v, want %v", tt.give, got, wantCode)
 			}
 		})
+	}
+}
+
+func TestPingAnswersHealth(t *testing.T) {
+	s := natstest.Start(t, "")
+	nc, _ := natstest.Connect(t, s)
+	var health rpc.Health
+	served, err := rpc.ServeAll(t.Context(), nc, slog.New(slog.DiscardHandler), "q", &health,
+		rpc.Route{Subject: "test.health", Handler: rpc.Handle(func(_ context.Context, a echoArgs) (echoArgs, error) { return a, nil })})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(served.Stop)
+
+	health.Set("consumer", errors.New("stream not found"))
+	err = rpc.Ping(t.Context(), nc, "test.health")
+	if rpc.CodeOf(err) != rpc.CodeUnavailable || !strings.Contains(err.Error(), "consumer: stream not found") {
+		t.Errorf("Ping(failing part) = %v, want %s naming the part", err, rpc.CodeUnavailable)
+	}
+	health.Set("consumer", nil)
+	if err := rpc.Ping(t.Context(), nc, "test.health"); err != nil {
+		t.Errorf("Ping(well) = %v, want nil", err)
 	}
 }

@@ -12,6 +12,8 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/parley-chat/parley/pkg/retry"
 )
 
 // SubscriberConfig says which stream a Subscriber follows and how.
@@ -44,6 +46,13 @@ type SubscriberConfig struct {
 	MaxInFlight int
 	// Log receives what goes wrong in the background; nil discards it.
 	Log *slog.Logger
+	// Health, when set, hears of each failure of a topic's consumer (lost,
+	// and not made again yet) and nil once it is made again.
+	Health func(topic string, err error)
+	// GiveUp is how long a lost consumer may keep failing to be made again
+	// before its subscription ends, closing its channel; Failed and Err
+	// then tell it. 0 means never.
+	GiveUp time.Duration
 }
 
 const (
@@ -58,8 +67,6 @@ const (
 	// jetStreamMaxAckPending is JetStream's default bound on a consumer's
 	// messages delivered and not yet acknowledged.
 	jetStreamMaxAckPending = 1000
-	minBackoff             = 100 * time.Millisecond
-	maxBackoff             = 5 * time.Second
 )
 
 // Subscriber delivers the messages of a JetStream stream as Watermill
@@ -74,6 +81,8 @@ type Subscriber struct {
 	closed  bool
 	closing chan struct{}
 	subs    sync.WaitGroup
+	err     error         // why the first subscription that ended by itself did
+	failed  chan struct{} // closed with err set
 }
 
 var _ message.Subscriber = (*Subscriber)(nil)
@@ -99,7 +108,7 @@ func NewSubscriber(js jetstream.JetStream, cfg SubscriberConfig) (*Subscriber, e
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	return &Subscriber{js: js, cfg: cfg, closing: make(chan struct{})}, nil
+	return &Subscriber{js: js, cfg: cfg, closing: make(chan struct{}), failed: make(chan struct{})}, nil
 }
 
 // Subscribe creates or updates the consumer of topic (a subject, possibly
@@ -107,7 +116,8 @@ func NewSubscriber(js jetstream.JetStream, cfg SubscriberConfig) (*Subscriber, e
 // the stream's first unacknowledged one, until ctx is done or the
 // Subscriber is closed; then it closes the channel. It fails when the
 // consumer cannot be made (no such stream, no permission) or the
-// Subscriber is closed. When the consumer is lost later (deleted, the
+// Subscriber is closed; when ctx ends first, the channel is closed at once.
+// When the consumer is lost later (deleted, the
 // connection down), it makes it again, with backoff, and goes on.
 func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *message.Message, error) {
 	s.mu.Lock()
@@ -115,11 +125,17 @@ func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *messa
 	if s.closed {
 		return nil, errors.New("subscribe: subscriber closed")
 	}
+	out := make(chan *message.Message)
 	cons, err := s.consumer(ctx, topic)
+	if err != nil && ctx.Err() != nil {
+		// Ended before it began, as if just after: a Watermill router
+		// would otherwise wait forever for a handler that never started.
+		close(out)
+		return out, nil
+	}
 	if err != nil {
 		return nil, err
 	}
-	out := make(chan *message.Message)
 	s.subs.Add(1)
 	go func() {
 		defer s.subs.Done()
@@ -127,6 +143,26 @@ func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *messa
 		s.run(ctx, topic, cons, out)
 	}()
 	return out, nil
+}
+
+// Failed is closed when a subscription ended by itself, having given up
+// making its lost consumer again; Err then says why.
+func (s *Subscriber) Failed() <-chan struct{} { return s.failed }
+
+// Err returns why a subscription ended by itself, or nil.
+func (s *Subscriber) Err() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.err
+}
+
+func (s *Subscriber) fail(err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.err == nil {
+		s.err = err
+		close(s.failed)
+	}
 }
 
 // SubscribeInitialize makes topic's consumer, so that it holds every
@@ -209,31 +245,31 @@ func (s *Subscriber) run(ctx context.Context, topic string, cons jetstream.Consu
 		close(waiting)
 		<-answered
 	}()
-	backoff := minBackoff
-	for {
-		if cons != nil {
-			err := s.pull(ctx, cons, out, slots, waiting)
-			if ctx.Err() != nil {
-				return
+	health := func(err error) {
+		if s.cfg.Health != nil {
+			s.cfg.Health(topic, err)
+		}
+	}
+	err := retry.Keep(ctx, s.cfg.GiveUp, health, func(ctx context.Context, working func()) error {
+		if cons == nil {
+			var err error
+			if cons, err = s.consumer(ctx, topic); err != nil {
+				if ctx.Err() == nil {
+					s.cfg.Log.Warn("resubscribe", "stream", s.cfg.Stream, "topic", topic, "err", err)
+				}
+				return err
 			}
+		}
+		working()
+		err := s.pull(ctx, cons, out, slots, waiting)
+		cons = nil
+		if ctx.Err() == nil {
 			s.cfg.Log.Warn("consume, will resubscribe", "stream", s.cfg.Stream, "topic", topic, "err", err)
-			cons = nil
 		}
-		t := time.NewTimer(backoff)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return
-		case <-t.C:
-		}
-		backoff = min(2*backoff, maxBackoff)
-		var err error
-		if cons, err = s.consumer(ctx, topic); err != nil && ctx.Err() == nil {
-			s.cfg.Log.Warn("resubscribe", "stream", s.cfg.Stream, "topic", topic, "err", err)
-		}
-		if err == nil {
-			backoff = minBackoff
-		}
+		return err
+	})
+	if err != nil {
+		s.fail(fmt.Errorf("subscription to %s on %s: %w", topic, s.cfg.Stream, err))
 	}
 }
 

@@ -13,6 +13,10 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/nats-io/nats.go"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/parley-chat/parley/pkg/retry"
+	"github.com/parley-chat/parley/pkg/rpc"
 
 	chstore "github.com/parley-chat/parley/services/analytics/internal/clickhouse"
 	"github.com/parley-chat/parley/services/analytics/internal/ingest"
@@ -35,22 +39,19 @@ type Deps struct {
 	// RetentionDays is how long facts are kept; 0 means
 	// DefaultRetentionDays.
 	RetentionDays int
+	// GiveUp is how long the consumer of ANALYTICS may keep failing before
+	// Run stops and returns its error; 0 means retry.GiveUp. ClickHouse
+	// being unreachable is waited out however long it lasts.
+	GiveUp time.Duration
 }
 
 // DefaultRetentionDays keeps facts for 400 days: a year compared with the
 // one before, by month.
 const DefaultRetentionDays = 400
 
-const (
-	// Backoff between connection attempts: short at first, so a ClickHouse
-	// that starts alongside Parley is found quickly, capped so a long outage
-	// costs little.
-	minBackoff = 100 * time.Millisecond
-	maxBackoff = 5 * time.Second
-	// attemptTimeout bounds one attempt, so a server that accepts but does not
-	// answer is retried too.
-	attemptTimeout = 5 * time.Second
-)
+// attemptTimeout bounds one attempt to connect, so a server that accepts
+// but does not answer is retried too.
+const attemptTimeout = 5 * time.Second
 
 // Service is the analytics service. Ready may be called concurrently with
 // Run.
@@ -69,6 +70,8 @@ type Service struct {
 	storeSet  chan struct{}  // closed when store is set
 	ingester  *ingest.Ingester
 	retention int
+	// health is the consumer's, which pings and Ready report.
+	health rpc.Health
 }
 
 // New returns a service that starts working when Run is called.
@@ -85,9 +88,10 @@ func New(d Deps) *Service {
 }
 
 // Run runs the service until ctx ends, then returns nil. It connects
-// ClickHouse, retrying with backoff while the server is unreachable; it
-// returns an error only for a DSN that cannot be parsed, which no retry
-// fixes.
+// ClickHouse, retrying with backoff (pkg/retry) while the server is
+// unreachable; it returns an error for a DSN that cannot be parsed, which
+// no retry fixes, and when the consumer of ANALYTICS has kept failing for
+// Deps.GiveUp, meanwhile reported by Ready and the service's pings.
 func Run(ctx context.Context, d Deps) error {
 	return New(d).Run(ctx)
 }
@@ -106,41 +110,32 @@ func (s *Service) Run(ctx context.Context) error {
 			opts.DialTimeout = attemptTimeout
 		}
 	}
-	var wg sync.WaitGroup
-	defer wg.Wait()
+	g, gctx := errgroup.WithContext(ctx)
 	if s.d.NC != nil {
-		if err := s.serveBus(ctx, &wg); err != nil {
-			return err
+		if err := s.serveBus(gctx, g); err != nil {
+			return errors.Join(err, g.Wait())
 		}
 	}
 	if opts == nil {
 		s.log.Info("clickhouse not configured: analytics stays not ready, facts wait in their stream")
-		<-ctx.Done()
-		return nil
+	} else if s.connect(gctx, opts) && s.prepare(gctx) {
+		g.Go(func() error {
+			s.sweep(gctx)
+			return nil
+		})
 	}
-	s.connect(ctx, opts)
-	if s.prepare(ctx) {
-		wg.Go(func() { s.sweep(ctx) })
+	<-gctx.Done()
+	if err := g.Wait(); err != nil {
+		return fmt.Errorf("analytics: %w", err)
 	}
-	<-ctx.Done()
 	return nil
 }
 
-// connect tries until ClickHouse answers SELECT version() or ctx ends.
-func (s *Service) connect(ctx context.Context, opts *clickhouse.Options) {
-	backoff := minBackoff
-	for attempt := 1; ; attempt++ {
-		conn, version, err := open(ctx, opts)
-		if err == nil {
-			s.mu.Lock()
-			s.conn, s.version, s.lastErr, s.addrs = conn, version, nil, opts.Addr
-			s.mu.Unlock()
-			s.log.Info("clickhouse connected", "version", version, "attempts", attempt)
-			return
-		}
-		if ctx.Err() != nil {
-			return
-		}
+// connect tries until ClickHouse answers SELECT version(); false means ctx
+// ended first.
+func (s *Service) connect(ctx context.Context, opts *clickhouse.Options) bool {
+	attempt := 0
+	notify := func(err error) {
 		err = hideAddrs(err, opts.Addr)
 		s.mu.Lock()
 		s.lastErr = err
@@ -148,13 +143,25 @@ func (s *Service) connect(ctx context.Context, opts *clickhouse.Options) {
 		if attempt == 1 {
 			s.log.Warn("clickhouse unreachable, retrying", "error", err)
 		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(backoff):
-		}
-		backoff = min(2*backoff, maxBackoff)
 	}
+	c, err := retry.Until(ctx, 0, notify, func() (connection, error) {
+		attempt++
+		conn, version, err := open(ctx, opts)
+		return connection{conn, version}, err
+	})
+	if err != nil {
+		return false
+	}
+	s.mu.Lock()
+	s.conn, s.version, s.lastErr, s.addrs = c.conn, c.version, nil, opts.Addr
+	s.mu.Unlock()
+	s.log.Info("clickhouse connected", "version", c.version, "attempts", attempt)
+	return true
+}
+
+type connection struct {
+	conn    driver.Conn
+	version string
 }
 
 func open(ctx context.Context, opts *clickhouse.Options) (driver.Conn, string, error) {
@@ -184,10 +191,18 @@ func (s *Service) stop() {
 	s.stopped = true
 }
 
-// Ready returns nil when ClickHouse is configured and answers a ping now.
-// Otherwise its error says why: ErrNotConfigured, "clickhouse unreachable: …"
-// with the cause, or that the service has stopped.
+// Ready returns nil when ClickHouse is configured and answers a ping now,
+// and the consumer of ANALYTICS works. Otherwise its error says why:
+// ErrNotConfigured, "clickhouse unreachable: …" with the cause, that the
+// service has stopped, or that the consumer fails (an *rpc.Error).
 func (s *Service) Ready(ctx context.Context) error {
+	if err := s.clickHouseReady(ctx); err != nil {
+		return err
+	}
+	return s.health.Err()
+}
+
+func (s *Service) clickHouseReady(ctx context.Context) error {
 	if s.d.ClickHouseDSN == "" {
 		return ErrNotConfigured
 	}

@@ -18,25 +18,9 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2"
 
 	"github.com/parley-chat/parley/pkg/chserver/chtest"
+	"github.com/parley-chat/parley/pkg/natsembed/natstest"
 	"github.com/parley-chat/parley/services/analytics"
 )
-
-// waitFor polls cond until it returns nil or the deadline passes, and fails
-// the test with cond's last error.
-func waitFor(t testing.TB, what string, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: still %v after 30s", what, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
 
 // run starts s.Run and returns a function that cancels it and returns what
 // Run returned.
@@ -102,7 +86,7 @@ func TestRunConnectsAndDetectsVersion(t *testing.T) {
 	})
 	_, stop := run(t, s)
 
-	waitFor(t, "Ready()", func() error { return s.Ready(t.Context()) })
+	natstest.Eventually(t, 30*time.Second, "Ready()", func() error { return s.Ready(t.Context()) })
 	want := httpQuery(t, ch.HTTPAddr(), "SELECT version()")
 	if got := s.Version(); got != want || got == "" {
 		t.Errorf("Version() = %q, want %q", got, want)
@@ -141,7 +125,7 @@ func TestRunWithoutClickHouse(t *testing.T) {
 			s := analytics.New(analytics.Deps{Log: slog.New(slog.NewJSONHandler(&logs, nil)), ClickHouseDSN: tt.giveDSN})
 			done, stop := run(t, s)
 
-			waitFor(t, "Ready() error", func() error {
+			natstest.Eventually(t, 30*time.Second, "Ready() error", func() error {
 				err := s.Ready(t.Context())
 				if err == nil || !strings.Contains(err.Error(), tt.wantReady) || strings.Contains(err.Error(), "not connected yet") {
 					return errors.New("Ready() = " + errString(err) + ", want it to contain " + tt.wantReady)
@@ -192,7 +176,7 @@ func TestRunRetriesUntilReachable(t *testing.T) {
 	s := analytics.New(analytics.Deps{ClickHouseDSN: "clickhouse://" + proxy + "/default"})
 	done, stop := run(t, s)
 
-	waitFor(t, "Ready() error after a failed attempt", func() error {
+	natstest.Eventually(t, 30*time.Second, "Ready() error after a failed attempt", func() error {
 		if err := s.Ready(t.Context()); err == nil || !strings.Contains(err.Error(), "clickhouse unreachable: ") || strings.Contains(err.Error(), "not connected yet") {
 			return errors.New("Ready() = " + errString(err))
 		}
@@ -208,7 +192,7 @@ func TestRunRetriesUntilReachable(t *testing.T) {
 	}
 
 	forward.Store(true)
-	waitFor(t, "Ready()", func() error { return s.Ready(t.Context()) })
+	natstest.Eventually(t, 30*time.Second, "Ready()", func() error { return s.Ready(t.Context()) })
 	if got, want := s.Version(), httpQuery(t, ch.HTTPAddr(), "SELECT version()"); got != want {
 		t.Errorf("Version() = %q, want %q", got, want)
 	}

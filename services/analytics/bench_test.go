@@ -108,7 +108,7 @@ func BenchmarkLag(b *testing.B) {
 	s := analytics.New(analytics.Deps{NC: nc, ClickHouseDSN: ch.DSN()})
 	go s.Run(b.Context())
 	p := &pipeline{ch: ch}
-	waitFor(b, "schema", func() error { _, err := p.query(b, "SELECT count() FROM facts"); return err })
+	natstest.Eventually(b, 30*time.Second, "schema", func() error { _, err := p.query(b, "SELECT count() FROM facts"); return err })
 
 	const rate, tick = 1000, 10 * time.Millisecond
 	n := b.N * 5 * rate

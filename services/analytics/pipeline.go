@@ -4,12 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/parley-chat/parley/pkg/analyticsapi"
+	"github.com/parley-chat/parley/pkg/retry"
 	"github.com/parley-chat/parley/pkg/rpc"
 
 	"github.com/parley-chat/parley/services/analytics/internal/app"
@@ -22,14 +23,14 @@ import (
 const sweepEvery = time.Hour
 
 // serveBus starts the consumer of ANALYTICS and the request/reply
-// subjects; both wait for ClickHouse on their own.
-func (s *Service) serveBus(ctx context.Context, wg *sync.WaitGroup) error {
+// subjects in g; both wait for ClickHouse on their own.
+func (s *Service) serveBus(ctx context.Context, g *errgroup.Group) error {
 	js, err := jetstream.New(s.d.NC)
 	if err != nil {
 		return fmt.Errorf("analytics: jetstream: %w", err)
 	}
 	s.ingester = ingest.New(js, s.log, s.waitStore, s.recover)
-	subs, err := analyticsrpc.Serve(ctx, s.d.NC, s.log, analyticsrpc.Handlers{
+	served, err := analyticsrpc.Serve(ctx, s.d.NC, s.log, &s.health, analyticsrpc.Handlers{
 		Metrics: func(ctx context.Context, req rpc.Request[analyticsapi.MetricsArgs]) (analyticsapi.MetricsResult, error) {
 			var q app.Queries
 			if st := s.currentStore(); st != nil {
@@ -46,11 +47,16 @@ func (s *Service) serveBus(ctx context.Context, wg *sync.WaitGroup) error {
 	if err != nil {
 		return fmt.Errorf("analytics: %w", err)
 	}
-	wg.Go(func() {
+	g.Go(func() error {
 		<-ctx.Done()
-		rpc.Stop(subs...)
+		served.Stop()
+		return nil
 	})
-	wg.Go(func() { _ = s.ingester.Run(ctx) })
+	giveUp := s.d.GiveUp
+	if giveUp == 0 {
+		giveUp = retry.GiveUp
+	}
+	g.Go(func() error { return s.ingester.Run(ctx, giveUp, s.health.Of("ingest")) })
 	return nil
 }
 
@@ -78,20 +84,11 @@ func (s *Service) prepare(ctx context.Context) bool {
 		return false
 	}
 	st := chstore.New(conn, version)
-	for backoff := minBackoff; ; backoff = min(2*backoff, maxBackoff) {
-		err := s.migrate(ctx, st)
-		if err == nil {
-			break
-		}
-		if ctx.Err() != nil {
-			return false
-		}
+	notify := func(err error) {
 		s.log.Warn("migrate clickhouse schema, retrying", "err", hideAddrs(err, s.addrs))
-		select {
-		case <-ctx.Done():
-			return false
-		case <-time.After(backoff):
-		}
+	}
+	if _, err := retry.Until(ctx, 0, notify, func() (struct{}, error) { return struct{}{}, s.migrate(ctx, st) }); err != nil {
+		return false
 	}
 	s.mu.Lock()
 	s.store = st
@@ -145,20 +142,18 @@ func (s *Service) recover(ctx context.Context) {
 	if st == nil {
 		return
 	}
-	for backoff := minBackoff; ; backoff = min(2*backoff, maxBackoff) {
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(backoff):
-		}
-		if err := s.Ready(ctx); err != nil {
-			continue
-		}
-		if err := s.migrate(ctx, st); err != nil {
-			continue
-		}
-		s.log.Info("clickhouse back, ingesting again")
+	// The store just failed: wait before the first look.
+	if !retry.Sleep(ctx, retry.InitialInterval) {
 		return
+	}
+	_, err := retry.Until(ctx, 0, nil, func() (struct{}, error) {
+		if err := s.clickHouseReady(ctx); err != nil {
+			return struct{}{}, err
+		}
+		return struct{}{}, s.migrate(ctx, st)
+	})
+	if err == nil {
+		s.log.Info("clickhouse back, ingesting again")
 	}
 }
 

@@ -49,7 +49,7 @@ func startPipeline(t *testing.T) *pipeline {
 	_, stop := run(t, s)
 	t.Cleanup(func() { stop() })
 	p := &pipeline{nc: nc, js: js, ch: ch, s: s}
-	waitFor(t, "schema", func() error {
+	natstest.Eventually(t, 30*time.Second, "schema", func() error {
 		if err := s.Ready(t.Context()); err != nil {
 			return err
 		}
@@ -80,7 +80,7 @@ func (p *pipeline) query(t testing.TB, q string) (string, error) {
 // waitCount polls q, a query answering one number, until it answers want.
 func (p *pipeline) waitCount(t *testing.T, q string, want int) {
 	t.Helper()
-	waitFor(t, q, func() error {
+	natstest.Eventually(t, 30*time.Second, q, func() error {
 		got, err := p.query(t, q)
 		if err != nil {
 			return err
@@ -317,7 +317,7 @@ func TestFactsWaitWhileClickHouseIsDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	publishSome(200)
-	waitFor(t, "Ready() error while ClickHouse is down", func() error {
+	natstest.Eventually(t, 30*time.Second, "Ready() error while ClickHouse is down", func() error {
 		if p.s.Ready(t.Context()) == nil {
 			return errors.New("still ready")
 		}
@@ -340,12 +340,12 @@ func TestFactsWaitWhileClickHouseIsDown(t *testing.T) {
 	p.ch = restarted
 	publishSome(50)
 	p.waitCount(t, "SELECT count() FROM facts FINAL", n)
-	waitFor(t, "Ready()", func() error { return p.s.Ready(t.Context()) })
+	natstest.Eventually(t, 30*time.Second, "Ready()", func() error { return p.s.Ready(t.Context()) })
 
 	// The failed batch was held and retried, not handed back: within the
 	// ack wait the stream delivered every fact exactly once.
 	var delivered uint64
-	waitFor(t, "every fact acked", func() error {
+	natstest.Eventually(t, 30*time.Second, "every fact acked", func() error {
 		c, err := p.js.Consumer(t.Context(), stream.Analytics, ingest.Durable)
 		if err != nil {
 			return err
@@ -382,7 +382,7 @@ func TestNoStoreReadsNothing(t *testing.T) {
 	s := analytics.New(analytics.Deps{NC: nc})
 	_, stop := run(t, s)
 	t.Cleanup(func() { stop() })
-	waitFor(t, "the service answering", func() error {
+	natstest.Eventually(t, 30*time.Second, "the service answering", func() error {
 		_, err := p.metrics(t, analyticsapi.MetricsArgs{Tenant: "acme", Metric: "no-such-metric"})
 		if rpc.CodeOf(err) != rpc.CodeInvalid {
 			return fmt.Errorf("metrics = %v, want code %s", err, rpc.CodeInvalid)

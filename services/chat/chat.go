@@ -125,24 +125,29 @@ func run(ctx context.Context, d Deps) error {
 	select {
 	case <-caughtUp:
 	case <-gctx.Done():
-		return g.Wait()
+		return following(g.Wait())
 	}
 
 	// Requests in flight when ctx ends run to completion: their context is
 	// not cancelled with ctx, and each is bounded by the bus timeouts.
-	subs, err := rpc.Serve(context.WithoutCancel(ctx), d.NC, log, svc)
+	served, err := rpc.Serve(context.WithoutCancel(ctx), d.NC, log, nil, svc)
 	if err != nil {
 		stop()
 		return errors.Join(fmt.Errorf("chat: %w", err), g.Wait())
 	}
 	log.Info("chat service ready")
 	<-gctx.Done()
-	for _, s := range subs {
-		if err := s.Unsubscribe(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
-			log.Warn("unsubscribe", "subject", s.Subject, "err", err)
-		}
+	// Drained: every request received is answered before Run returns.
+	served.Stop()
+	return following(g.Wait())
+}
+
+// following names the read models' consumer in its error.
+func following(err error) error {
+	if err != nil {
+		return fmt.Errorf("chat: read models: %w", err)
 	}
-	return g.Wait()
+	return nil
 }
 
 // forgetTimeout bounds the removal of an erased conversation from the view.

@@ -279,22 +279,6 @@ func (c client) list(p auth.Principal) []chatapi.Summary {
 	return out
 }
 
-// eventually polls cond until it returns nil or the deadline passes.
-func eventually(t *testing.T, what string, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: %v", what, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 func principal(tenant string, role auth.Role, id string) auth.Principal {
 	return auth.Principal{Tenant: tenant, ID: id, Role: role}
 }

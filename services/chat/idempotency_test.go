@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -89,7 +90,7 @@ func TestPostRepeatedWithKeyStoresOnce(t *testing.T) {
 			t.Fatalf("Post(retry of a lost post) error = %v", err)
 		}
 	}
-	eventually(t, "every lost post stored", func() error {
+	natstest.Eventually(t, 10*time.Second, "every lost post stored", func() error {
 		if n := len(storedEvents(t, js, subject)); n != 1+1+1+5 {
 			return fmt.Errorf("%d events stored", n)
 		}
@@ -147,7 +148,7 @@ func TestOpenRepeatedWithKey(t *testing.T) {
 			t.Fatalf("Open(same key) #%d = %q, %v; want %q", i, got[i], errs[i], got[0])
 		}
 	}
-	eventually(t, "one conversation", func() error {
+	natstest.Eventually(t, 10*time.Second, "one conversation", func() error {
 		if n := len(c.list(visitor)); n != 1 {
 			return fmt.Errorf("%d conversations listed", n)
 		}

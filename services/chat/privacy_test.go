@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -70,7 +71,7 @@ func TestNoPlaintextAtRest(t *testing.T) {
 
 	// The clear routing metadata reaching the files proves they hold the
 	// events, so the absence of the markers means something.
-	eventually(t, "the last event reaches the store files", func() error {
+	natstest.Eventually(t, 10*time.Second, "the last event reaches the store files", func() error {
 		if !storeHolds(t, dir, last.ID)[last.ID] {
 			return fmt.Errorf("no file under %s holds event id %s", dir, last.ID)
 		}

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/nats-io/nats.go/jetstream"
@@ -107,7 +108,7 @@ func TestInstancesRacingOnOneConversation(t *testing.T) {
 	}
 	c := newClient(t, s)
 	agreed := 0
-	eventually(t, "transcripts converge", func() error {
+	natstest.Eventually(t, 10*time.Second, "transcripts converge", func() error {
 		var got []string
 		for _, m := range c.messages(supervisor, conv) {
 			got = append(got, *m.Text)

@@ -78,7 +78,7 @@ func TestRetentionExpiresConversations(t *testing.T) {
 	// The watch applies the change asynchronously: wait until an append
 	// carries the new TTL.
 	var conv string
-	eventually(t, "append under the new retention", func() error {
+	natstest.Eventually(t, 10*time.Second, "append under the new retention", func() error {
 		conv = c.open(visitor, "hello")
 		m, err := chatStream.GetLastMsgForSubject(t.Context(), stream.ChatSubject(short, conv))
 		if err != nil {
@@ -102,7 +102,7 @@ func TestRetentionExpiresConversations(t *testing.T) {
 		t.Fatalf("Messages() before expiry holds %d messages, want 2", got)
 	}
 
-	eventually(t, "events removed from the store", func() error {
+	natstest.Eventually(t, 10*time.Second, "events removed from the store", func() error {
 		_, err := chatStream.GetLastMsgForSubject(t.Context(), stream.ChatSubject(short, conv))
 		if !errors.Is(err, jetstream.ErrMsgNotFound) {
 			return fmt.Errorf("last message of the conversation: err = %v, want not found", err)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/nats-io/nats.go/jetstream"
@@ -70,7 +71,7 @@ func readView(t *testing.T, s *natsembed.Server) (map[string]viewEntry, uint64) 
 // event in the stream: the service writes the view after the stream.
 func viewSettled(t *testing.T, s *natsembed.Server, js jetstream.JetStream, convs ...string) {
 	t.Helper()
-	eventually(t, "the view holds every event", func() error {
+	natstest.Eventually(t, 10*time.Second, "the view holds every event", func() error {
 		view, _ := readView(t, s)
 		for _, conv := range convs {
 			events := storedEvents(t, js, stream.ChatSubject(tenant, conv))
@@ -107,7 +108,7 @@ func TestViewCaughtUpEqualsRebuild(t *testing.T) {
 	}
 	// The entry of a as it is now, and the sequence it reflects.
 	var stale jetstream.KeyValueEntry
-	eventually(t, "a's entry written", func() error {
+	natstest.Eventually(t, 10*time.Second, "a's entry written", func() error {
 		stale, err = kv.Get(t.Context(), tenant+"."+a)
 		return err
 	})
@@ -206,7 +207,7 @@ func TestViewFollowsErasureAndRemoval(t *testing.T) {
 	if err := first.stop(); err != nil {
 		t.Fatalf("Run() = %v, want nil", err)
 	}
-	eventually(t, "the last event reaches the store files", func() error {
+	natstest.Eventually(t, 10*time.Second, "the last event reaches the store files", func() error {
 		if !storeHolds(t, dir, last.ID)[last.ID] {
 			return fmt.Errorf("no file under %s holds event id %s", dir, last.ID)
 		}

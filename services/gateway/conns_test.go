@@ -15,6 +15,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/parley-chat/parley/pkg/auth"
+	"github.com/parley-chat/parley/pkg/natsembed/natstest"
 	"github.com/parley-chat/parley/services/gateway"
 )
 
@@ -97,7 +98,7 @@ func TestConnectionsPerAddress(t *testing.T) {
 	}
 	// A connection that ends makes room again.
 	held[0].conn.Close()
-	waitFor(t, "a connection from 127.0.0.2 admitted", func() bool {
+	natstest.Until(t, 5*time.Second, "a connection from 127.0.0.2 admitted", func() bool {
 		code, _ := e.rawConn("127.0.0.2").healthz()
 		return code == http.StatusOK
 	})
@@ -114,7 +115,7 @@ func TestConnectionsPerProcess(t *testing.T) {
 	// is admitted: a connection that has just answered is not idle yet.
 	healthyConn := func(ip string) *rawConn {
 		var c *rawConn
-		waitFor(t, "a connection admitted", func() bool {
+		natstest.Until(t, 5*time.Second, "a connection admitted", func() bool {
 			c = e.rawConn(ip)
 			code, _ := c.healthz()
 			return code == http.StatusOK

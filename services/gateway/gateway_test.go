@@ -175,7 +175,7 @@ func startGatewayWith(t *testing.T, tune func(*gateway.Deps)) *env {
 			t.Error("Run() did not return within 10s of shutdown")
 		}
 	})
-	waitFor(t, "gateway up", func() bool {
+	natstest.Until(t, 5*time.Second, "gateway up", func() bool {
 		resp, err := http.Get(e.base + "/healthz")
 		if err != nil {
 			return false
@@ -248,18 +248,6 @@ func (r response) decode(t *testing.T, v any) {
 	t.Helper()
 	if err := json.Unmarshal(r.body, v); err != nil {
 		t.Fatalf("decode %s: %v", r.body, err)
-	}
-}
-
-// waitFor polls cond until it holds or 5s pass.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not true after 5s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }
 

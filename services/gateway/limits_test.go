@@ -18,6 +18,7 @@ import (
 	"github.com/parley-chat/parley/pkg/auth"
 	"github.com/parley-chat/parley/pkg/chatapi"
 	"github.com/parley-chat/parley/pkg/event"
+	"github.com/parley-chat/parley/pkg/natsembed/natstest"
 	"github.com/parley-chat/parley/pkg/privacyapi"
 	"github.com/parley-chat/parley/pkg/rpc"
 	"github.com/parley-chat/parley/pkg/stream"
@@ -113,7 +114,7 @@ func TestSessionLimits(t *testing.T) {
 
 	// A session that ends makes room again.
 	d2.Close(websocket.StatusNormalClosure, "")
-	waitFor(t, "live sessions 4", func() bool { return e.liveSessions() == "4" })
+	natstest.Until(t, 5*time.Second, "live sessions 4", func() bool { return e.liveSessions() == "4" })
 	if c, r := e.tryDial(visitor("demo", "d3")); c == nil {
 		t.Errorf("a session after another ended = %d %s, want admitted", r.status, r.body)
 	}
@@ -243,7 +244,7 @@ func TestRegistrationRefusedByTenantIsGivenBack(t *testing.T) {
 	// The tenant's allowance grows; 127.0.0.3 still has both of its own.
 	e.putTenant("acme", `{"name":"Acme","limits":{"registrations_per_address_per_minute":2,"registrations_per_minute":1000000}}`)
 	// The tenant's bucket fills at the new rate from the next request on.
-	waitFor(t, "a registration from 127.0.0.4", func() bool {
+	natstest.Until(t, 5*time.Second, "a registration from 127.0.0.4", func() bool {
 		return e.registerFrom("127.0.0.4", "acme", nil).status == http.StatusCreated
 	})
 	for i := range 2 {
@@ -325,7 +326,7 @@ func TestErasedVisitorIsShutOut(t *testing.T) {
 	v := auth.Principal{Tenant: "demo", ID: "v1", Role: auth.RoleVisitor}
 	ws := e.dial(v, false)
 	// The session has asked for the keys before the erasure.
-	waitFor(t, "keys fetched", func() bool { return e.keys.has("demo", "v1") })
+	natstest.Until(t, 5*time.Second, "keys fetched", func() bool { return e.keys.has("demo", "v1") })
 
 	e.keys.erase("demo", "v1")
 	b, _ := json.Marshal(subjectkey.Erased{Tenant: "demo", Subject: "v1"})

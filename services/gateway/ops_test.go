@@ -13,6 +13,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/parley-chat/parley/pkg/auth"
+	"github.com/parley-chat/parley/pkg/natsembed/natstest"
 )
 
 func TestHealthAndReadiness(t *testing.T) {
@@ -111,7 +112,7 @@ func TestOpenAPI(t *testing.T) {
 func TestShutdownClosesSessions(t *testing.T) {
 	e := startGateway(t)
 	c := e.dial(auth.Principal{Tenant: "demo", ID: "s1", Role: auth.RoleSupervisor}, false)
-	waitFor(t, "1 live session", func() bool { return e.liveSessions() == "1" })
+	natstest.Until(t, 5*time.Second, "1 live session", func() bool { return e.liveSessions() == "1" })
 	start := time.Now()
 	e.cancel()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

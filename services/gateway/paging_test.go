@@ -21,6 +21,7 @@ import (
 	"github.com/parley-chat/parley/pkg/auth"
 	"github.com/parley-chat/parley/pkg/chatapi"
 	"github.com/parley-chat/parley/pkg/event"
+	"github.com/parley-chat/parley/pkg/natsembed/natstest"
 	"github.com/parley-chat/parley/pkg/privacyapi"
 	"github.com/parley-chat/parley/pkg/rpc"
 )
@@ -166,7 +167,7 @@ func TestReadsArePaged(t *testing.T) {
 		t.Fatalf("PUT /v1/tenants/acme = %d (body %s)", r.status, r.body)
 	}
 	foreign := e.token(auth.Principal{Tenant: "acme", ID: "s2", Role: auth.RoleSupervisor})
-	waitFor(t, "tenant acme known to the gateway", func() bool {
+	natstest.Until(t, 5*time.Second, "tenant acme known to the gateway", func() bool {
 		return e.do(http.MethodGet, "/v1/conversations", foreign, nil).status == http.StatusOK
 	})
 	// forge rewrites the JSON inside a cursor.

@@ -15,6 +15,7 @@ import (
 	"github.com/parley-chat/parley/pkg/auth"
 	"github.com/parley-chat/parley/pkg/chatapi"
 	"github.com/parley-chat/parley/pkg/event"
+	"github.com/parley-chat/parley/pkg/natsembed/natstest"
 	"github.com/parley-chat/parley/pkg/rpc"
 	"github.com/parley-chat/parley/pkg/stream"
 	"github.com/parley-chat/parley/services/gateway/internal/live"
@@ -107,7 +108,7 @@ func TestStreamResumesAfterADisconnect(t *testing.T) {
 	e.publish(event.ConversationOpened, "demo", "alice", "c1", event.Opened{Visitor: "alice", Text: "hello"}) // seq 1
 	e.publish(event.ConversationAssigned, "demo", "bob", "c2", event.Assigned{Agent: "a2"})                   // seq 2
 	conns := map[string]*websocket.Conn{"alice": e.dialSince(alice, ""), "agent": e.dialSince(agent, ""), "super": e.dialSince(super, "")}
-	waitFor(t, "3 live sessions", func() bool { return e.liveSessions() == "3" })
+	natstest.Until(t, 5*time.Second, "3 live sessions", func() bool { return e.liveSessions() == "3" })
 	post("alice", "c1", "before")                                                                                       // seq 3
 	e.publish(event.ConversationOpened, "demo", "zed", "acme-side", event.Opened{Visitor: "zed", Text: "other tenant"}) // seq 4, demo's too
 	last := map[string]string{}
@@ -117,7 +118,7 @@ func TestStreamResumesAfterADisconnect(t *testing.T) {
 		last[who] = strings.Fields(got[len(got)-1])[0]
 		c.Close(websocket.StatusNormalClosure, "")
 	}
-	waitFor(t, "no live sessions", func() bool { return e.liveSessions() == "0" })
+	natstest.Until(t, 5*time.Second, "no live sessions", func() bool { return e.liveSessions() == "0" })
 
 	// Missed while away: Alice's, Bob's in c2 (a2's) and another tenant's.
 	post("alice", "c1", "missed 1") // seq 5

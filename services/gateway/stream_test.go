@@ -16,6 +16,7 @@ import (
 	"github.com/parley-chat/parley/pkg/auth"
 	"github.com/parley-chat/parley/pkg/chatapi"
 	"github.com/parley-chat/parley/pkg/event"
+	"github.com/parley-chat/parley/pkg/natsembed/natstest"
 	"github.com/parley-chat/parley/pkg/rpc"
 	"github.com/parley-chat/parley/pkg/stream"
 	"github.com/parley-chat/parley/pkg/subjectkey"
@@ -131,7 +132,7 @@ func TestStream(t *testing.T) {
 	agent := e.dial(auth.Principal{Tenant: "demo", ID: "a1", Role: auth.RoleAgent}, false)
 	super := e.dial(auth.Principal{Tenant: "demo", ID: "s1", Role: auth.RoleSupervisor}, false)
 	acme := e.dial(auth.Principal{Tenant: "acme", ID: "s9", Role: auth.RoleAdmin}, false)
-	waitFor(t, "5 live sessions", func() bool { return e.liveSessions() == "5" })
+	natstest.Until(t, 5*time.Second, "5 live sessions", func() bool { return e.liveSessions() == "5" })
 
 	start := time.Now()
 	opened := e.publish(event.ConversationOpened, "demo", "alice", "c1", event.Opened{Visitor: "alice", Text: "hello, I need help"})
@@ -190,7 +191,7 @@ func TestStream(t *testing.T) {
 	if got := websocket.CloseStatus(err); got != websocket.StatusPolicyViolation {
 		t.Errorf("alice's session after erasure: read error %v (status %v), want close %v", err, got, websocket.StatusPolicyViolation)
 	}
-	waitFor(t, "4 live sessions", func() bool { return e.liveSessions() == "4" })
+	natstest.Until(t, 5*time.Second, "4 live sessions", func() bool { return e.liveSessions() == "4" })
 }
 
 // TestStreamShowsOnlyStoredEvents publishes to a conversation's subject
@@ -206,7 +207,7 @@ func TestStreamShowsOnlyStoredEvents(t *testing.T) {
 	}
 	alice := e.dial(auth.Principal{Tenant: "demo", ID: "alice", Role: auth.RoleVisitor}, false)
 	super := e.dial(auth.Principal{Tenant: "demo", ID: "s1", Role: auth.RoleSupervisor}, false)
-	waitFor(t, "2 live sessions", func() bool { return e.liveSessions() == "2" })
+	natstest.Until(t, 5*time.Second, "2 live sessions", func() bool { return e.liveSessions() == "2" })
 
 	post := func(text string) event.Envelope {
 		t.Helper()

@@ -1,15 +1,14 @@
 package privacy_test
 
 import (
-	"errors"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/nats-io/nats.go"
 
 	"github.com/parley-chat/parley/pkg/auth"
-	"github.com/parley-chat/parley/pkg/consent"
 	"github.com/parley-chat/parley/pkg/event"
 	"github.com/parley-chat/parley/pkg/natsembed/natstest"
 	"github.com/parley-chat/parley/pkg/privacyapi"
@@ -26,13 +25,8 @@ func TestConsentChangesReachCaches(t *testing.T) {
 	visitor := mustRegister(t, nc)
 
 	other, _ := natstest.Connect(t, s)
-	cache, err := consent.NewCache(other)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cache.Close() })
 	registered := event.Consent{Analytics: true, NoticeVersion: "n1"}
-	if got, err := cache.Get(t.Context(), tenant, visitor); err != nil || got != registered {
+	if got, err := getConsent(t, other, tenant, visitor); err != nil || got != registered {
 		t.Fatalf("Get() = %+v, %v; want %+v", got, err, registered)
 	}
 
@@ -49,8 +43,8 @@ func TestConsentChangesReachCaches(t *testing.T) {
 		if res.Consent != c || res.Seq == 0 {
 			t.Errorf("SetConsent(%+v) = %+v, want that consent at a sequence", c, res)
 		}
-		eventually(t, time.Second, "consent cache follows the change", func() bool {
-			got, err := cache.Get(t.Context(), tenant, visitor)
+		natstest.Until(t, time.Second, "every instance answers the change", func() bool {
+			got, err := getConsent(t, other, tenant, visitor)
 			return err == nil && got == c
 		})
 	}
@@ -73,17 +67,12 @@ func TestConsentChangesReachCaches(t *testing.T) {
 	if diff := cmp.Diff(append([]event.Consent{registered}, changes...), got); diff != "" {
 		t.Errorf("ConsentHistory() mismatch (-want +got):\n%s", diff)
 	}
-	// Fresh caches ask again; either instance may answer, both alike.
+	// Either instance may answer, both alike.
 	want := changes[len(changes)-1]
 	for range 4 {
-		fresh, err := consent.NewCache(other)
-		if err != nil {
-			t.Fatal(err)
+		if c, err := getConsent(t, other, tenant, visitor); err != nil || c != want {
+			t.Errorf("GetConsent() after restart = %+v, %v; want %+v", c, err, want)
 		}
-		if c, err := fresh.Get(t.Context(), tenant, visitor); err != nil || c != want {
-			t.Errorf("Get() after restart = %+v, %v; want %+v", c, err, want)
-		}
-		fresh.Close()
 	}
 }
 
@@ -144,24 +133,28 @@ func TestConsentRefusals(t *testing.T) {
 		})
 	}
 
-	cache, err := consent.NewCache(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cache.Close() })
 	gets := []struct {
 		subject string
-		want    error
+		want    rpc.Code
 	}{
-		{"nobody", consent.ErrNotFound},
-		{erased, consent.ErrErased},
+		{"nobody", rpc.CodeNotFound},
+		{erased, rpc.CodeGone},
 	}
 	for _, tt := range gets {
-		if _, err := cache.Get(t.Context(), tenant, tt.subject); !errors.Is(err, tt.want) {
-			t.Errorf("Get(%s) error = %v, want %v", tt.subject, err, tt.want)
+		if _, err := getConsent(t, nc, tenant, tt.subject); rpc.CodeOf(err) != tt.want {
+			t.Errorf("GetConsent(%s) error = %v, want code %s", tt.subject, err, tt.want)
 		}
 	}
-	if _, err := cache.Get(t.Context(), "de.mo", visitor); rpc.CodeOf(err) != rpc.CodeInvalid {
+	if _, err := getConsent(t, nc, "de.mo", visitor); rpc.CodeOf(err) != rpc.CodeInvalid {
 		t.Errorf("Get(bad tenant) error = %v, want code %s", err, rpc.CodeInvalid)
 	}
+}
+
+// getConsent asks the privacy service for a data subject's consent in
+// force, as any service may.
+func getConsent(t *testing.T, nc *nats.Conn, tenant, subject string) (event.Consent, error) {
+	t.Helper()
+	var res privacyapi.ConsentResult
+	err := rpc.Call(t.Context(), nc, privacyapi.GetConsentSubject, privacyapi.SubjectArgs{Tenant: tenant, Subject: subject}, &res)
+	return res.Consent, err
 }

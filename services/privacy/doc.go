@@ -21,8 +21,8 @@
 //
 // It broadcasts subjectkey.Erased on subjectkey.ErasedSubject after every
 // erasure and privacyapi.ConsentChanged on privacyapi.ConsentChangedSubject
-// after every consent; pkg/subjectkey and pkg/consent hold the caches other
-// services keep, which follow both.
+// after every consent; pkg/subjectkey holds the key cache other services
+// keep, which follows the erasures.
 //
 // It relays conversations to analytics (internal/relay): a durable consumer
 // of CHAT ("privacy-relay") writes content-free facts, pseudonymized under

@@ -15,6 +15,7 @@ import (
 
 	"github.com/parley-chat/parley/pkg/chatapi"
 	"github.com/parley-chat/parley/pkg/event"
+	"github.com/parley-chat/parley/pkg/natsembed/natstest"
 	"github.com/parley-chat/parley/pkg/privacyapi"
 	"github.com/parley-chat/parley/pkg/rpc"
 	"github.com/parley-chat/parley/pkg/stream"
@@ -58,7 +59,7 @@ func TestRelaySchedulesErasureAfterClose(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, "the last schedule", func() bool {
+	natstest.Until(t, 10*time.Second, "the last schedule", func() bool {
 		_, err := schedules.GetLastMsgForSubject(t.Context(), "schedule.erase-conversation."+tenant+".conv-last")
 		return err == nil
 	})
@@ -145,7 +146,7 @@ func TestEraserParksMalformedFiredMessages(t *testing.T) {
 		t.Fatal(err)
 	}
 	var parkedMsgs []parked
-	eventually(t, 10*time.Second, "two parked messages", func() bool {
+	natstest.Until(t, 10*time.Second, "two parked messages", func() bool {
 		b, err := poison.Fetch(2-len(parkedMsgs), jetstream.FetchMaxWait(time.Second))
 		if err != nil {
 			t.Fatal(err)
@@ -175,7 +176,7 @@ func TestEraserParksMalformedFiredMessages(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, "every fired message acknowledged", func() bool {
+	natstest.Until(t, 10*time.Second, "every fired message acknowledged", func() bool {
 		info, err := cons.Info(t.Context())
 		return err == nil && info.NumPending == 0 && info.NumAckPending == 0
 	})
@@ -240,7 +241,7 @@ func TestEraserListsEveryPage(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	eventually(t, 15*time.Second, "the visitor with nothing left erased", func() bool {
+	natstest.Until(t, 15*time.Second, "the visitor with nothing left erased", func() bool {
 		_, err := getKeys(t.Context(), nc, alone, false)
 		return rpc.CodeOf(err) == rpc.CodeGone
 	})
@@ -248,7 +249,7 @@ func TestEraserListsEveryPage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, "both erasures done", func() bool {
+	natstest.Until(t, 10*time.Second, "both erasures done", func() bool {
 		info, err := cons.Info(t.Context())
 		return err == nil && info.NumPending == 0 && info.NumAckPending == 0
 	})

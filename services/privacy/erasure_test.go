@@ -16,7 +16,6 @@ import (
 
 	"github.com/parley-chat/parley/pkg/audit"
 	"github.com/parley-chat/parley/pkg/auth"
-	"github.com/parley-chat/parley/pkg/consent"
 	"github.com/parley-chat/parley/pkg/event"
 	"github.com/parley-chat/parley/pkg/natsembed/natstest"
 	"github.com/parley-chat/parley/pkg/privacyapi"
@@ -57,19 +56,6 @@ func erase(t *testing.T, nc *nats.Conn, p auth.Principal, subject string) (priva
 	return call[privacyapi.Erasure](t, nc, privacyapi.EraseSubject, p, privacyapi.EraseArgs{Tenant: tenant, Subject: subject})
 }
 
-// eventually polls cond every 10ms until it holds, failing the test after
-// within.
-func eventually(t *testing.T, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not after %v", what, within)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 func storeHolds(t *testing.T, dir string, b []byte) bool {
 	t.Helper()
 	return bytes.Contains(bytes.Join(slices.Collect(maps.Values(readStore(t, dir))), nil), b)
@@ -103,7 +89,7 @@ func TestEraseShredsKeys(t *testing.T) {
 		"data":      []byte(base64.StdEncoding.EncodeToString(rec.Data)),
 		"pseudonym": []byte(base64.StdEncoding.EncodeToString(rec.Pseudonym)),
 	}
-	eventually(t, 10*time.Second, "wrapped keys in the store files", func() bool { return storeHolds(t, dir, wrapped["record"]) })
+	natstest.Until(t, 10*time.Second, "wrapped keys in the store files", func() bool { return storeHolds(t, dir, wrapped["record"]) })
 
 	got, err := erase(t, nc, visitorOf(visitor), visitor)
 	if err != nil {
@@ -184,29 +170,23 @@ func TestEraseEvictsEverywhere(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { keys.Close() })
-	consents, err := consent.NewCache(other)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { consents.Close() })
 	if _, err := keys.Get(t.Context(), tenant, visitor); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := consents.Get(t.Context(), tenant, visitor); err != nil {
+	if _, err := getConsent(t, other, tenant, visitor); err != nil {
 		t.Fatal(err)
 	}
 
 	if _, err := erase(t, nc, admin, visitor); err != nil {
 		t.Fatalf("Erase(as admin) error = %v", err)
 	}
-	eventually(t, time.Second, "key cache evicts the erased subject", func() bool {
+	natstest.Until(t, time.Second, "key cache evicts the erased subject", func() bool {
 		_, err := keys.Get(t.Context(), tenant, visitor)
 		return errors.Is(err, subjectkey.ErrErased)
 	})
-	eventually(t, time.Second, "consent cache evicts the erased subject", func() bool {
-		_, err := consents.Get(t.Context(), tenant, visitor)
-		return errors.Is(err, consent.ErrErased)
-	})
+	if _, err := getConsent(t, other, tenant, visitor); rpc.CodeOf(err) != rpc.CodeGone {
+		t.Errorf("GetConsent(erased) error = %v, want code %s", err, rpc.CodeGone)
+	}
 	// Both privacy instances refuse keys now, whichever answers.
 	for range 4 {
 		if _, err := getKeys(t.Context(), nc, visitor, true); rpc.CodeOf(err) != rpc.CodeGone {

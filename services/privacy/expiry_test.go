@@ -70,7 +70,7 @@ func TestRelayPushesExpiryOut(t *testing.T) {
 	schedule := func(visitor string, after uint64) (uint64, string) {
 		t.Helper()
 		var m *jetstream.RawStreamMsg
-		eventually(t, 10*time.Second, "the expiry of "+visitor, func() bool {
+		natstest.Until(t, 10*time.Second, "the expiry of "+visitor, func() bool {
 			m, err = schedules.GetLastMsgForSubject(t.Context(), "schedule.expire-subject."+tenant+"."+visitor)
 			return err == nil && m.Sequence > after
 		})

@@ -7,11 +7,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/parley-chat/parley/pkg/auth"
+	"github.com/parley-chat/parley/pkg/retry"
 	"github.com/parley-chat/parley/pkg/seal"
 	"github.com/parley-chat/parley/pkg/stream"
 	"github.com/parley-chat/parley/pkg/subjectkey"
@@ -41,13 +44,20 @@ type Deps struct {
 	AuditKey ed25519.PrivateKey
 	// Streams tune the definitions of the streams the service ensures.
 	Streams stream.Options
+	// GiveUp is how long a background consumer (the relay, the erasures
+	// after close) may keep failing before Run stops and returns its
+	// error; 0 means retry.GiveUp.
+	GiveUp time.Duration
 }
 
 // Run creates the streams PRIVACY, KEYS, AUDIT, AUDIT_CHECKPOINTS, ANALYTICS and SCHEDULES and
 // the SETTINGS bucket when missing, rebuilds its view of PRIVACY (consents, erasures) from
 // the stream's first event, then serves the privacy service until ctx is
-// done. It returns nil on a clean shutdown, and an error when the
-// dependencies are missing or the service cannot start.
+// done. While a background consumer fails, the service's pings answer that
+// it is not ready, naming it (pkg/rpc Health). Run returns nil on a clean
+// shutdown, after every request received was answered, and an error when
+// the dependencies are missing, the service cannot start, or a background
+// consumer has kept failing for Deps.GiveUp.
 func Run(ctx context.Context, d Deps) error {
 	switch {
 	case d.NC == nil:
@@ -116,30 +126,36 @@ func Run(ctx context.Context, d Deps) error {
 		return fmt.Errorf("privacy: subscribe %s: %w", subjectkey.ErasedSubject, err)
 	}
 	defer erased.Unsubscribe()
-	subs, err := rpc.Serve(ctx, d.NC, d.Log, a)
+	giveUp := d.GiveUp
+	if giveUp == 0 {
+		giveUp = retry.GiveUp
+	}
+	health := new(pkgrpc.Health)
+	g, gctx := errgroup.WithContext(ctx)
+	// Requests in flight when ctx ends run to completion: Stop drains the
+	// subscriptions, and each request is bounded by its own deadline.
+	served, err := rpc.Serve(context.WithoutCancel(ctx), d.NC, d.Log, health, a)
 	if err != nil {
 		return fmt.Errorf("privacy: %w", err)
 	}
 	// The relay to analytics, after the consent history is rebuilt.
-	relayDone := make(chan struct{})
-	go func() {
-		defer close(relayDone)
-		_ = relay.New(js, a, d.Log).Run(ctx)
-	}()
-	defer func() { <-relayDone }()
+	g.Go(func() error {
+		if err := relay.New(js, a, d.Log).Run(gctx, giveUp, health.Of("relay")); err != nil {
+			return fmt.Errorf("relay: %w", err)
+		}
+		return nil
+	})
 	// The erasures of conversations after they close, as their schedules
 	// fire.
-	eraserDone := make(chan struct{})
-	go func() {
-		defer close(eraserDone)
-		if err := ephemeral.NewEraser(d.NC, js, a, d.Log).Run(ctx); err != nil {
-			d.Log.Error("erase after close stopped", "err", err)
-		}
-	}()
-	defer func() { <-eraserDone }()
+	g.Go(func() error {
+		return ephemeral.NewEraser(d.NC, js, a, d.Log).Run(gctx, giveUp, health.Of("erase after close"))
+	})
 	d.Log.Info("privacy service running", "kek_id", ring.KEKID())
-	<-ctx.Done()
-	pkgrpc.Stop(subs...)
+	<-gctx.Done()
+	served.Stop()
+	if err := g.Wait(); err != nil {
+		return fmt.Errorf("privacy: %w", err)
+	}
 	return nil
 }
 

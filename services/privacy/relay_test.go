@@ -83,7 +83,7 @@ func facts(t *testing.T, js jetstream.JetStream, want int) []analyticsapi.Fact {
 		}
 		return info.State.Msgs
 	}
-	eventually(t, 10*time.Second, "facts on ANALYTICS", func() bool { return st() >= uint64(want) })
+	natstest.Until(t, 10*time.Second, "facts on ANALYTICS", func() bool { return st() >= uint64(want) })
 	cons, err := js.OrderedConsumer(t.Context(), stream.Analytics, jetstream.OrderedConsumerConfig{})
 	if err != nil {
 		t.Fatal(err)
@@ -228,7 +228,7 @@ func TestRelayRecovers(t *testing.T) {
 		t.Fatal(err)
 	}
 	w.append(visitor, "conv-a", event.MessagePosted, time.Now(), event.Posted{Author: event.Author{Role: "visitor", ID: visitor}, Text: "while away"})
-	eventually(t, 10*time.Second, "the relay retrying an event", func() bool {
+	natstest.Until(t, 10*time.Second, "the relay retrying an event", func() bool {
 		info, err := chat.Consumer(t.Context(), "privacy-relay")
 		if err != nil {
 			t.Fatal(err)
@@ -268,13 +268,13 @@ func TestRelayRecoversConsumerLostInRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(restarted.Close)
-	eventually(t, 10*time.Second, "the privacy service answering again", func() bool {
+	natstest.Until(t, 10*time.Second, "the privacy service answering again", func() bool {
 		_, err := getKeys(t.Context(), nc, visitor, false)
 		return err == nil
 	})
 
 	w.append(visitor, "conv-a", event.MessagePosted, time.Now(), event.Posted{Author: event.Author{Role: "visitor", ID: visitor}, Text: "after restart"})
-	eventually(t, 30*time.Second, "the relay following a new consumer", func() bool {
+	natstest.Until(t, 30*time.Second, "the relay following a new consumer", func() bool {
 		st, err := js.Stream(t.Context(), stream.Analytics)
 		if err != nil {
 			return false

@@ -193,7 +193,7 @@ func TestRotationRacingRegistrations(t *testing.T) {
 			}
 		})
 	}
-	eventually(t, 30*time.Second, "registrations before the rotation", func() bool { return attempts() >= 20 })
+	natstest.Until(t, 30*time.Second, "registrations before the rotation", func() bool { return attempts() >= 20 })
 
 	var midStart []error
 	idle := func(context.Context) error {
@@ -210,7 +210,7 @@ func TestRotationRacingRegistrations(t *testing.T) {
 	}
 	// Past the end of the rotation: the old instance must refuse too.
 	afterRotation := attempts()
-	eventually(t, 30*time.Second, "registrations after the rotation", func() bool { return attempts() >= afterRotation+20 })
+	natstest.Until(t, 30*time.Second, "registrations after the rotation", func() bool { return attempts() >= afterRotation+20 })
 	cancel()
 	wg.Wait()
 	old.stop()

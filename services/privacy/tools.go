@@ -79,7 +79,8 @@ func NoneServing(ctx context.Context, nc *nats.Conn) error {
 	for _, subj := range []string{subjectkey.GetSubject, privacyapi.RegisterVisitorSubject} {
 		err := pkgrpc.Ping(ctx, nc, subj)
 		switch {
-		case err == nil:
+		case err == nil, errors.As(err, new(*pkgrpc.Error)):
+			// An instance answering that it is not ready still serves.
 			return ErrServing
 		case !errors.Is(err, nats.ErrNoResponders):
 			return fmt.Errorf("rotate: tell whether a privacy service is serving: %w", err)

@@ -2,7 +2,9 @@
 package natstest
 
 import (
+	"errors"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -39,3 +41,35 @@ func Connect(t testing.TB, s *natsembed.Server) (*nats.Conn, jetstream.JetStream
 	}
 	return nc, js
 }
+
+// Eventually polls cond every 10 ms until it returns nil, and fails the
+// test with cond's last error when within has passed: the way tests wait
+// for what happens in the background, with a deadline generous enough for
+// a loaded machine rather than a sleep.
+func Eventually(t testing.TB, within time.Duration, what string, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		err := cond()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: still %v after %v", what, err, within)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// Until is Eventually for a condition that holds or not.
+func Until(t testing.TB, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	Eventually(t, within, what, func() error {
+		if cond() {
+			return nil
+		}
+		return errNotYet
+	})
+}
+
+var errNotYet = errors.New("not yet")

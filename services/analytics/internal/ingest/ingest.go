@@ -26,6 +26,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/parley-chat/parley/pkg/analyticsapi"
+	"github.com/parley-chat/parley/pkg/retry"
 	"github.com/parley-chat/parley/pkg/stream"
 	"github.com/parley-chat/parley/pkg/watermilljs"
 )
@@ -39,11 +40,7 @@ const (
 	MaxDelay = time.Second
 )
 
-const (
-	ackWait    = time.Minute
-	minBackoff = 100 * time.Millisecond
-	maxBackoff = 5 * time.Second
-)
+const ackWait = time.Minute
 
 // Store is where facts go.
 type Store interface {
@@ -112,12 +109,17 @@ func (in *Ingester) Erase(ctx context.Context, st Store, tenant, pseudonym strin
 	return in.deleted[k], nil
 }
 
-// Run consumes until ctx is done, then returns nil.
+// Run consumes until ctx is done, then returns nil. health hears of each
+// failure of the consumer (the ANALYTICS stream missing, the consumer lost
+// and not made again yet) and nil once it works; Run returns the error
+// once the consumer has kept failing for giveUp (0: never gives up). A
+// failing store is no failure of the consumer: Run holds the batch and
+// waits for it.
 //
 // One goroutine reads and decodes facts into batches while another inserts
 // the batch before, in order, so that decoding and ClickHouse's work
 // overlap.
-func (in *Ingester) Run(ctx context.Context) error {
+func (in *Ingester) Run(ctx context.Context, giveUp time.Duration, health func(error)) error {
 	// Nothing is read before there is a store to write to (none at all
 	// when Parley runs without ClickHouse): facts read and held would come
 	// back only after the ack wait, behind later ones.
@@ -133,15 +135,21 @@ func (in *Ingester) Run(ctx context.Context) error {
 		// A batch inserted, one queued and one being read.
 		MaxInFlight: 3 * MaxBatch,
 		Log:         in.log,
+		Health:      func(_ string, err error) { health(err) },
+		GiveUp:      giveUp,
 	})
 	if err != nil {
 		return fmt.Errorf("ingest: %w", err)
 	}
 	defer sub.Close()
-	msgs, ok := in.subscribe(ctx, sub)
-	if !ok {
-		return nil
+	msgs, err := in.subscribe(ctx, sub, giveUp, health)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("ingest: %w", err)
 	}
+	health(nil)
 	in.log.Info("ingesting facts", "consumer", Durable)
 	jobs := make(chan job, 1)
 	written := make(chan struct{})
@@ -186,6 +194,10 @@ func (in *Ingester) Run(ctx context.Context) error {
 			return nil
 		case msg, open := <-msgs:
 			if !open {
+				// The subscription gave up, or ctx ended.
+				if err := sub.Err(); err != nil {
+					return fmt.Errorf("ingest: %w", err)
+				}
 				return nil
 			}
 			erase, ok := in.read(b, msg)
@@ -335,32 +347,16 @@ func (in *Ingester) flush(ctx context.Context, st Store, b *batch) bool {
 }
 
 // subscribe follows the whole ANALYTICS stream with the durable consumer,
-// waiting for the stream (owned by the privacy service) to exist. ok is
-// false when ctx ended.
-func (in *Ingester) subscribe(ctx context.Context, sub *watermilljs.Subscriber) (<-chan *message.Message, bool) {
-	backoff := minBackoff
-	for {
-		msgs, err := sub.Subscribe(ctx, analyticsapi.Subject("*", "*"))
-		if err == nil {
-			return msgs, true
-		}
-		if !errors.Is(err, jetstream.ErrStreamNotFound) && ctx.Err() == nil {
+// waiting for the stream (owned by the privacy service) to exist, for
+// giveUp at most.
+func (in *Ingester) subscribe(ctx context.Context, sub *watermilljs.Subscriber, giveUp time.Duration, health func(error)) (<-chan *message.Message, error) {
+	notify := func(err error) {
+		if !errors.Is(err, jetstream.ErrStreamNotFound) {
 			in.log.Warn("subscribe to facts", "err", err)
 		}
-		if !sleep(ctx, backoff) {
-			return nil, false
-		}
-		backoff = min(2*backoff, maxBackoff)
+		health(err)
 	}
-}
-
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
+	return retry.Until(ctx, giveUp, notify, func() (<-chan *message.Message, error) {
+		return sub.Subscribe(ctx, analyticsapi.Subject("*", "*"))
+	})
 }

@@ -23,9 +23,10 @@ type Handlers struct {
 	Erase   func(ctx context.Context, tenant, pseudonym string) (int64, error)
 }
 
-// Serve subscribes h until the returned subscriptions are ended.
-func Serve(ctx context.Context, nc *nats.Conn, log *slog.Logger, h Handlers) ([]*nats.Subscription, error) {
-	return rpc.ServeAll(ctx, nc, log, analyticsapi.Queue,
+// Serve subscribes h until the caller stops what it returns; pings answer
+// health.
+func Serve(ctx context.Context, nc *nats.Conn, log *slog.Logger, health *rpc.Health, h Handlers) (*rpc.Served, error) {
+	return rpc.ServeAll(ctx, nc, log, analyticsapi.Queue, health,
 		rpc.Route{Subject: analyticsapi.MetricsSubject, Handler: rpc.Handle(func(ctx context.Context, req rpc.Request[analyticsapi.MetricsArgs]) (analyticsapi.MetricsResult, error) {
 			res, err := h.Metrics(ctx, req)
 			return res, codeOf(err)

@@ -19,10 +19,10 @@ import (
 	"github.com/parley-chat/parley/services/chat/internal/conversation"
 )
 
-// Serve subscribes the chat subjects on nc, each request handled by svc. The
-// subscriptions are returned so the caller can drain them on shutdown.
-func Serve(ctx context.Context, nc *nats.Conn, log *slog.Logger, svc *app.Service) ([]*nats.Subscription, error) {
-	return rpc.ServeAll(ctx, nc, log, chatapi.Queue,
+// Serve subscribes the chat subjects on nc, each request handled by svc,
+// until the caller stops what it returns; pings answer health.
+func Serve(ctx context.Context, nc *nats.Conn, log *slog.Logger, health *rpc.Health, svc *app.Service) (*rpc.Served, error) {
+	return rpc.ServeAll(ctx, nc, log, chatapi.Queue, health,
 		rpc.Route{Subject: chatapi.OpenSubject, Handler: handle(svc.Open)},
 		rpc.Route{Subject: chatapi.PostSubject, Handler: handle(svc.Post)},
 		rpc.Route{Subject: chatapi.AssignSubject, Handler: handle(svc.Assign)},

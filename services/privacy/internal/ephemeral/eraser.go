@@ -17,6 +17,7 @@ import (
 	"github.com/parley-chat/parley/pkg/auth"
 	"github.com/parley-chat/parley/pkg/chatapi"
 	"github.com/parley-chat/parley/pkg/privacyapi"
+	"github.com/parley-chat/parley/pkg/retry"
 	"github.com/parley-chat/parley/pkg/rpc"
 	"github.com/parley-chat/parley/pkg/stream"
 	"github.com/parley-chat/parley/pkg/watermilljs"
@@ -63,8 +64,6 @@ const (
 	closeTimeout = 10 * time.Second
 	// callTimeout bounds a call to the chat service.
 	callTimeout = 5 * time.Second
-	minBackoff  = 100 * time.Millisecond
-	maxBackoff  = 5 * time.Second
 )
 
 // errMalformed marks a fired message no retry can help: it is parked on
@@ -105,8 +104,10 @@ func NewEraser(nc *nats.Conn, js jetstream.JetStream, a App, log *slog.Logger) *
 
 // Run erases conversations as their schedules fire until ctx is done, then
 // returns nil. It waits for the CHAT stream (owned by the chat service) to
-// exist; SCHEDULES must exist already. It returns an error only when the
-// Watermill router cannot run.
+// exist; SCHEDULES must exist already. health hears of each failure to
+// open the streams or to make a consumer, and nil once that works again.
+// Run returns an error when the Watermill router cannot run, or when the
+// streams or a consumer have kept failing for giveUp (0: never gives up).
 //
 // Each fired message goes through a Watermill router: a panic becomes an
 // error (middleware.Recoverer); a failed erasure is retried in place a few
@@ -115,20 +116,32 @@ func NewEraser(nc *nats.Conn, js jetstream.JetStream, a App, log *slog.Logger) *
 // no retry can help is parked on PoisonSubject with the reason
 // (middleware.PoisonQueue) and acknowledged, so it never holds up the
 // erasures behind it.
-func (e *Eraser) Run(ctx context.Context) error {
+func (e *Eraser) Run(ctx context.Context, giveUp time.Duration, health func(error)) error {
 	sub, err := watermilljs.NewSubscriber(e.js, watermilljs.SubscriberConfig{
 		Stream:   stream.Schedules,
 		Durable:  durable,
 		AckWait:  ackWait,
 		NakDelay: retryDelay,
 		Log:      e.log,
+		Health:   func(_ string, err error) { health(err) },
+		GiveUp:   giveUp,
 	})
 	if err != nil {
 		return fmt.Errorf("erase after close: %w", err)
 	}
-	if err := e.open(ctx, sub); err != nil {
-		return nil // ctx is done
+	notify := func(err error) {
+		if !errors.Is(err, jetstream.ErrStreamNotFound) {
+			e.log.Warn("open scheduled erasures", "err", err)
+		}
+		health(err)
 	}
+	if _, err := retry.Until(ctx, giveUp, notify, func() (struct{}, error) { return struct{}{}, e.open(ctx, sub) }); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("erase after close: %w", err)
+	}
+	health(nil)
 	// Watermill's own progress reports are debug detail here.
 	logger := watermill.NewSlogLoggerWithLevelMapping(e.log, map[slog.Level]slog.Level{slog.LevelInfo: slog.LevelDebug})
 	router, err := message.NewRouter(message.RouterConfig{CloseTimeout: closeTimeout}, logger)
@@ -154,7 +167,22 @@ func (e *Eraser) Run(ctx context.Context) error {
 	router.AddConsumerHandler(handlerName, firedFilter, sub, e.handle)
 	router.AddConsumerHandler(expireHandlerName, expireFiredFilter, sub, e.handleExpiry)
 	e.log.Info("erase after close running", "consumers", []string{Durable, ExpireDurable})
-	if err := router.Run(ctx); err != nil {
+	// A subscription that gave up ends its handler only: stop the router
+	// with it.
+	routerCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-sub.Failed():
+			cancel()
+		case <-routerCtx.Done():
+		}
+	}()
+	// A router stopped as it starts fails to subscribe: no failure.
+	if err := router.Run(routerCtx); err != nil && ctx.Err() == nil {
+		return fmt.Errorf("erase after close: %w", err)
+	}
+	if err := sub.Err(); err != nil {
 		return fmt.Errorf("erase after close: %w", err)
 	}
 	return nil
@@ -168,33 +196,25 @@ func durable(topic string) string {
 	return Durable
 }
 
-// open opens both streams and makes the durable consumer, retrying until
-// ctx is done.
+// open opens both streams and makes the durable consumers.
 func (e *Eraser) open(ctx context.Context, sub *watermilljs.Subscriber) error {
-	backoff := minBackoff
-	for {
-		var err error
-		if e.chat == nil {
-			e.chat, err = e.js.Stream(ctx, stream.Chat)
+	var err error
+	if e.chat == nil {
+		if e.chat, err = e.js.Stream(ctx, stream.Chat); err != nil {
+			return fmt.Errorf("open stream %s: %w", stream.Chat, err)
 		}
-		if err == nil && e.schedules == nil {
-			e.schedules, err = e.js.Stream(ctx, stream.Schedules)
-		}
-		if err == nil {
-			if err = sub.SubscribeInitialize(firedFilter); err == nil {
-				if err = sub.SubscribeInitialize(expireFiredFilter); err == nil {
-					return nil
-				}
-			}
-		}
-		if !errors.Is(err, jetstream.ErrStreamNotFound) {
-			e.log.Warn("open scheduled erasures", "err", err)
-		}
-		if !sleep(ctx, backoff) {
-			return ctx.Err()
-		}
-		backoff = min(2*backoff, maxBackoff)
 	}
+	if e.schedules == nil {
+		if e.schedules, err = e.js.Stream(ctx, stream.Schedules); err != nil {
+			return fmt.Errorf("open stream %s: %w", stream.Schedules, err)
+		}
+	}
+	for _, topic := range []string{firedFilter, expireFiredFilter} {
+		if err := sub.SubscribeInitialize(topic); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // handle runs the erasure of one fired message, then deletes it. It
@@ -459,17 +479,4 @@ func (e *Eraser) expire(ctx context.Context, x Expiry) (bool, error) {
 		return false, fmt.Errorf("erase visitor: %w", err)
 	}
 	return true, nil
-}
-
-// sleep waits d or until ctx is done, and reports whether ctx is still
-// live.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }

@@ -59,6 +59,7 @@ import (
 
 	"github.com/parley-chat/parley/pkg/analyticsapi"
 	"github.com/parley-chat/parley/pkg/event"
+	"github.com/parley-chat/parley/pkg/retry"
 	"github.com/parley-chat/parley/pkg/stream"
 	"github.com/parley-chat/parley/pkg/subjectkey"
 
@@ -93,8 +94,6 @@ const (
 	// kept; beyond it some are dropped, and scheduled again at their next
 	// event.
 	maxExpiries = 100_000
-	minBackoff  = 100 * time.Millisecond
-	maxBackoff  = 5 * time.Second
 )
 
 // App is what the relay needs of the privacy service.
@@ -166,29 +165,28 @@ func New(js jetstream.JetStream, app App, log *slog.Logger) *Relay {
 		convs: make(map[convKey]*conv), expiries: make(map[visitorKey]time.Time)}
 }
 
-// Run relays events until ctx is done, then returns nil. It waits for the
-// CHAT stream (owned by the chat service) to exist.
-func (r *Relay) Run(ctx context.Context) error {
-	backoff := minBackoff
-	for {
+// Run relays events until ctx is done, then returns nil. health hears of
+// each failure of the consumer and nil once it works again; Run makes the
+// consumer again after each failure, with backoff, waiting for the CHAT
+// stream (owned by the chat service) to exist, and returns the error once
+// it has kept failing for giveUp (0: never gives up).
+func (r *Relay) Run(ctx context.Context, giveUp time.Duration, health func(error)) error {
+	return retry.Keep(ctx, giveUp, health, func(ctx context.Context, working func()) error {
 		cons, err := r.consumer(ctx)
 		if err != nil {
-			return nil // ctx is done
+			if !errors.Is(err, jetstream.ErrStreamNotFound) && ctx.Err() == nil {
+				r.log.Warn("create relay consumer", "err", err)
+			}
+			return err
 		}
+		working()
 		r.log.Info("relay running", "consumer", Durable)
-		relayed, err := r.consume(ctx, cons)
-		if ctx.Err() != nil {
-			return nil
+		err = r.consume(ctx, cons)
+		if ctx.Err() == nil {
+			r.log.Warn("consume chat events, will retry", "err", err)
 		}
-		if relayed {
-			backoff = minBackoff
-		}
-		r.log.Warn("consume chat events", "err", err, "retry_in", backoff)
-		if !sleep(ctx, backoff) {
-			return nil
-		}
-		backoff = min(2*backoff, maxBackoff)
-	}
+		return err
+	})
 }
 
 // errConsumeStopped is returned by consume when the pull subscription
@@ -196,10 +194,10 @@ func (r *Relay) Run(ctx context.Context) error {
 var errConsumeStopped = errors.New("pull subscription stopped")
 
 // consume relays the events of cons until ctx is done or the subscription
-// ends, and reports whether it relayed any. Each batch is every event
+// ends. Each batch is every event
 // delivered and not yet handled, up to batchSize, taken in delivery order
 // once at least one is there.
-func (r *Relay) consume(ctx context.Context, cons jetstream.Consumer) (bool, error) {
+func (r *Relay) consume(ctx context.Context, cons jetstream.Consumer) error {
 	in := make(chan jetstream.Msg, batchSize)
 	// lost carries a missed heartbeat: the pull subscription retries on
 	// its own, forever, even when its consumer is gone (a server restarted
@@ -221,22 +219,21 @@ func (r *Relay) consume(ctx context.Context, cons jetstream.Consumer) (bool, err
 			r.log.Warn("pull chat events", "err", err)
 		}))
 	if err != nil {
-		return false, err
+		return err
 	}
 	stopped := cc.Closed()
 	defer handBack(cc, in, stopped)
 	batch := make([]jetstream.Msg, 0, batchSize)
-	relayed := false
 	for {
 		select {
 		case m := <-in:
 			batch = append(batch, m)
 		case <-stopped:
-			return relayed, errConsumeStopped
+			return errConsumeStopped
 		case err := <-lost:
-			return relayed, err
+			return err
 		case <-ctx.Done():
-			return relayed, ctx.Err()
+			return ctx.Err()
 		}
 	more:
 		for len(batch) < batchSize {
@@ -248,7 +245,6 @@ func (r *Relay) consume(ctx context.Context, cons jetstream.Consumer) (bool, err
 			}
 		}
 		r.process(ctx, batch)
-		relayed = true
 		clear(batch)
 		batch = batch[:0]
 	}
@@ -279,34 +275,25 @@ func handBack(cc jetstream.ConsumeContext, in <-chan jetstream.Msg, stopped <-ch
 	}
 }
 
-// consumer ensures the durable consumer, retrying until CHAT exists or ctx
-// is done.
+// consumer ensures the durable consumer.
 func (r *Relay) consumer(ctx context.Context) (jetstream.Consumer, error) {
-	backoff := minBackoff
-	for {
-		chat, err := r.js.Stream(ctx, stream.Chat)
-		if err == nil {
-			r.chat = chat
-			cons, err := chat.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
-				Durable:       Durable,
-				FilterSubject: "chat.>",
-				AckPolicy:     jetstream.AckExplicitPolicy,
-				DeliverPolicy: jetstream.DeliverAllPolicy,
-				AckWait:       ackWait,
-				MaxAckPending: 4 * batchSize,
-			})
-			if err == nil {
-				return cons, nil
-			}
-			r.log.Warn("create relay consumer", "err", err)
-		} else if !errors.Is(err, jetstream.ErrStreamNotFound) {
-			r.log.Warn("open chat stream", "err", err)
-		}
-		if !sleep(ctx, backoff) {
-			return nil, ctx.Err()
-		}
-		backoff = min(2*backoff, maxBackoff)
+	chat, err := r.js.Stream(ctx, stream.Chat)
+	if err != nil {
+		return nil, fmt.Errorf("open stream %s: %w", stream.Chat, err)
 	}
+	r.chat = chat
+	cons, err := chat.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
+		Durable:       Durable,
+		FilterSubject: "chat.>",
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+		AckWait:       ackWait,
+		MaxAckPending: 4 * batchSize,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("create consumer %s: %w", Durable, err)
+	}
+	return cons, nil
 }
 
 // process relays a batch: the facts of every event are published
@@ -733,17 +720,4 @@ func (r *Relay) rebuild(ctx context.Context, c *conv, seq uint64, e event.Envelo
 		c.apply(m.Sequence, old, payload)
 	}
 	return nil
-}
-
-// sleep waits d or until ctx is done, and reports whether ctx is still
-// live.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }

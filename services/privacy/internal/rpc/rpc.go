@@ -19,9 +19,9 @@ import (
 	"github.com/parley-chat/parley/services/privacy/internal/keyring"
 )
 
-// Serve subscribes a's calls in queue group privacyapi.Queue until ctx is
-// done. It returns the subscriptions, for the caller to end on shutdown.
-func Serve(ctx context.Context, nc *nats.Conn, log *slog.Logger, a *app.App) ([]*nats.Subscription, error) {
+// Serve subscribes a's calls in queue group privacyapi.Queue until the
+// caller stops what it returns; pings answer health.
+func Serve(ctx context.Context, nc *nats.Conn, log *slog.Logger, health *rpc.Health, a *app.App) (*rpc.Served, error) {
 	routes := []rpc.Route{
 		{Subject: subjectkey.GetSubject, Handler: rpc.Handle(func(ctx context.Context, req subjectkey.Request) (subjectkey.Keys, error) {
 			k, err := a.GetKeys(ctx, req.Tenant, req.Subject, req.Create)
@@ -84,7 +84,7 @@ func Serve(ctx context.Context, nc *nats.Conn, log *slog.Logger, a *app.App) ([]
 	for i := range routes {
 		routes[i].Handler = bounded(routes[i].Handler)
 	}
-	return rpc.ServeAll(ctx, nc, log, privacyapi.Queue, routes...)
+	return rpc.ServeAll(ctx, nc, log, privacyapi.Queue, health, routes...)
 }
 
 // requestTimeout bounds the work on one request; a caller waits

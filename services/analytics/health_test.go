@@ -1,0 +1,55 @@
+package analytics_test
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/parley-chat/parley/pkg/analyticsapi"
+	"github.com/parley-chat/parley/pkg/chserver/chtest"
+	"github.com/parley-chat/parley/pkg/natsembed/natstest"
+	"github.com/parley-chat/parley/pkg/rpc"
+	"github.com/parley-chat/parley/services/analytics"
+)
+
+// An ingester without its ANALYTICS stream is a dead consumer: Ready and
+// the service's pings say so, naming it, and once it has kept failing for
+// GiveUp, Run returns the error.
+func TestDeadConsumerMakesAnalyticsNotReady(t *testing.T) {
+	ch := chtest.Start(t)
+	ns := natstest.Start(t, "")
+	nc, _ := natstest.Connect(t, ns)
+	s := analytics.New(analytics.Deps{NC: nc, Log: slog.New(slog.DiscardHandler), ClickHouseDSN: ch.DSN(), GiveUp: 5 * time.Second})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+
+	natstest.Eventually(t, 30*time.Second, "Ready naming the consumer", func() error {
+		if err := s.Ready(t.Context()); err == nil || !strings.Contains(err.Error(), "ingest") {
+			return errors.New(errText(err))
+		}
+		return nil
+	})
+	if err := rpc.Ping(t.Context(), nc, analyticsapi.MetricsSubject); rpc.CodeOf(err) != rpc.CodeUnavailable {
+		t.Errorf("Ping() = %v, want %v", err, rpc.CodeUnavailable)
+	}
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "gave up") {
+			t.Errorf("Run() = %v, want the consumer's error", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Run() still running 30s after the consumer should have given up")
+	}
+}
+
+func errText(err error) string {
+	if err == nil {
+		return "ready"
+	}
+	return err.Error()
+}

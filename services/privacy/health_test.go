@@ -1,0 +1,84 @@
+package privacy_test
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/parley-chat/parley/pkg/natsembed"
+	"github.com/parley-chat/parley/pkg/natsembed/natstest"
+	"github.com/parley-chat/parley/pkg/privacyapi"
+	"github.com/parley-chat/parley/pkg/rpc"
+	"github.com/parley-chat/parley/pkg/stream"
+
+	"github.com/parley-chat/parley/services/privacy"
+)
+
+// runPrivacy runs the privacy service on s until the test ends; err holds
+// what Run returned once done is closed.
+func runPrivacy(t *testing.T, s *natsembed.Server, giveUp time.Duration) (done <-chan struct{}, err *error) {
+	t.Helper()
+	nc, _ := natstest.Connect(t, s)
+	ctx, cancel := context.WithCancel(context.Background())
+	ended := make(chan struct{})
+	var runErr error
+	kek := newKEK(t)
+	go func() {
+		defer close(ended)
+		runErr = privacy.Run(ctx, privacy.Deps{NC: nc, Log: slog.New(slog.DiscardHandler), KEK: kek, AuditKey: auditKey, GiveUp: giveUp})
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-ended
+	})
+	return ended, &runErr
+}
+
+// A relay without its CHAT stream is a dead consumer: the service answers
+// its pings that it is not ready, naming the relay, until the stream is
+// there.
+func TestPingSaysNotReadyWhileTheRelayFails(t *testing.T) {
+	s := natstest.Start(t, "")
+	runPrivacy(t, s, time.Hour)
+	nc, js := natstest.Connect(t, s)
+
+	natstest.Eventually(t, 20*time.Second, "a ping naming the relay", func() error {
+		err := rpc.Ping(t.Context(), nc, privacyapi.RegisterVisitorSubject)
+		if rpc.CodeOf(err) != rpc.CodeUnavailable || !strings.Contains(err.Error(), "relay") {
+			return errors.New(errString(err))
+		}
+		return nil
+	})
+	if err := stream.Create(t.Context(), js, stream.Options{}, stream.Chat); err != nil {
+		t.Fatal(err)
+	}
+	natstest.Eventually(t, 20*time.Second, "ready once CHAT exists", func() error {
+		return rpc.Ping(t.Context(), nc, privacyapi.RegisterVisitorSubject)
+	})
+}
+
+// Consumers that keep failing for GiveUp (the relay and the erasures after
+// close, both without CHAT) end Run with the error, which ends the process
+// non-zero.
+func TestRunFailsWhenAConsumerGivesUp(t *testing.T) {
+	s := natstest.Start(t, "")
+	done, err := runPrivacy(t, s, 2*time.Second)
+	select {
+	case <-done:
+		if *err == nil || !strings.Contains((*err).Error(), "gave up") || !strings.Contains((*err).Error(), "stream not found") {
+			t.Fatalf("Run() = %v, want a consumer's error", *err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Run() still running 30s after its consumers should have given up")
+	}
+}
+
+func errString(err error) string {
+	if err == nil {
+		return "ready"
+	}
+	return err.Error()
+}
