@@ -18,6 +18,7 @@ import (
 	"github.com/synadia-io/orbit.go/jetstreamext"
 
 	"github.com/parley-chat/parley/pkg/event"
+	"github.com/parley-chat/parley/pkg/retry"
 	"github.com/parley-chat/parley/pkg/rpc"
 	"github.com/parley-chat/parley/pkg/stream"
 
@@ -214,13 +215,6 @@ func expires(h nats.Header, at time.Time) time.Time {
 // record is handed over again after a pause.
 type Handler func(context.Context, app.Record) error
 
-// Follow and Retry wait between tries, doubling the pause from
-// minRetryPause up to maxRetryPause while the handler keeps failing.
-const (
-	minRetryPause = 100 * time.Millisecond
-	maxRetryPause = 5 * time.Second
-)
-
 // Follow hands h every chat event from stream sequence from on, in stream
 // order, then keeps following new ones until ctx is done, when it returns
 // nil. It calls caughtUp once, when it handed over every event stored when
@@ -273,27 +267,18 @@ func (s *Store) Follow(ctx context.Context, from uint64, h Handler, caughtUp fun
 }
 
 // Retry runs fn until it succeeds or ctx is done, when it returns ctx's
-// error, pausing between tries as Follow does. what names fn in the log,
+// error, waiting between tries as pkg/retry says. what names fn in the log,
 // with attrs.
 func (s *Store) Retry(ctx context.Context, what string, fn func(context.Context) error, attrs ...any) error {
-	for pause := minRetryPause; ; pause = min(2*pause, maxRetryPause) {
-		err := fn(ctx)
-		if err == nil {
-			return nil
-		}
-		if rpc.CodeOf(err) == rpc.CodeUnavailable && pause < maxRetryPause {
+	start := time.Now()
+	_, err := retry.Until(ctx, 0, func(err error) {
+		if rpc.CodeOf(err) == rpc.CodeUnavailable && time.Since(start) < retry.MaxInterval {
 			// Expected for a moment while the privacy service starts beside
 			// this one; a warning once it lasts.
-			s.log.Info(what+": the key service does not answer yet, retrying", append(attrs, "retry_in", pause)...)
-		} else {
-			s.log.Warn(what+", retrying", append(attrs, "retry_in", pause, "err", err)...)
+			s.log.Info(what+": the key service does not answer yet, retrying", attrs...)
+			return
 		}
-		t := time.NewTimer(pause)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return ctx.Err()
-		case <-t.C:
-		}
-	}
+		s.log.Warn(what+", retrying", append(attrs, "err", err)...)
+	}, func() (struct{}, error) { return struct{}{}, fn(ctx) })
+	return err
 }
