@@ -73,8 +73,9 @@ func startParley(ctx context.Context, bin string, o startOptions) (*parley, erro
 		"--http-addr", "127.0.0.1:"+strconv.Itoa(httpPort),
 		"--nats-addr", "127.0.0.1:"+strconv.Itoa(natsPort),
 		"--data-dir", dir, "--clickhouse", o.ClickHouse, "--log-level", "warn",
-		// 100 conversations posting flat out is no human load: lift the per-principal limit.
-		"--rate-limit", "-1")
+		// 100 conversations posting flat out is no human load: lift the per-principal limit;
+		// thousands of idle sessions from a few addresses are the memory probe, not an attack.
+		"--rate-limit", "-1", "--max-conns-per-addr", "0")
 	p.cmd.Stderr = os.Stderr
 	if err := p.cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", bin, err)
