@@ -24,21 +24,16 @@ const testPinTTL = 3 * time.Second
 
 func withPinTTL(d *privacy.Deps) { d.RelayPinTTL = testPinTTL }
 
-// relayConsumer returns the relay's consumer's info.
-func relayConsumer(t *testing.T, js jetstream.JetStream) *jetstream.ConsumerInfo {
-	t.Helper()
-	cons, err := js.Consumer(t.Context(), stream.Chat, relay.Durable)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cons.CachedInfo()
-}
-
 // settled waits until the relay has acked every event in CHAT.
 func settled(t *testing.T, js jetstream.JetStream, within time.Duration) {
 	t.Helper()
 	natstest.Until(t, within, "the relay acking every event", func() bool {
-		info := relayConsumer(t, js)
+		// The relay may not have made its consumer yet.
+		cons, err := js.Consumer(t.Context(), stream.Chat, relay.Durable)
+		if err != nil {
+			return false
+		}
+		info := cons.CachedInfo()
 		return info.NumPending == 0 && info.NumAckPending == 0
 	})
 }
@@ -95,7 +90,10 @@ func TestRelayInstancesShareTheWork(t *testing.T) {
 	}
 	w := chatWriter{t: t, nc: nc, js: js}
 
-	const conversations, visitors = 60, 6
+	// An odd number of conversations: without the pin, a consumer shared
+	// by two instances hands out events in turn, and an even number would
+	// give each conversation's events to the same instance at every step.
+	const conversations, visitors = 61, 6
 	var ids []string
 	for range visitors {
 		ids = append(ids, mustRegister(t, nc))
@@ -116,7 +114,11 @@ func TestRelayInstancesShareTheWork(t *testing.T) {
 	step(0, event.ConversationOpened, func(c int) any { return event.Opened{Visitor: visitor(c), Text: "hello"} })
 	settled(t, js, 10*time.Second)
 	second := start(t, s, kek, withPinTTL)
-	t.Cleanup(func() { t.Logf("second: %s", second.logs.Bytes()); t.Logf("first: %s", first.logs.Bytes()) })
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("logs of the first instance: %s\nof the second: %s", first.logs.Bytes(), second.logs.Bytes())
+		}
+	})
 	step(1, event.MessagePosted, func(int) any { return event.Posted{Author: staff, Text: "first answer"} })
 	settled(t, js, 10*time.Second)
 	step(2, event.MessagePosted, func(int) any { return event.Posted{Author: staff, Text: "second answer"} })
@@ -160,5 +162,70 @@ func TestRelayInstancesShareTheWork(t *testing.T) {
 				t.Errorf("conversation %s has %d %s facts, want %d", c, kinds[kind], kind, n)
 			}
 		}
+	}
+}
+
+// TestRelayTakesOverConsumerOfOlderVersion starts the service on a CHAT
+// whose relay consumer an older version made, without the priority group,
+// and acked to the end: the consumer is updated in place and the relay goes
+// on after the last event, relaying none of the earlier ones again.
+func TestRelayTakesOverConsumerOfOlderVersion(t *testing.T) {
+	s := natstest.Start(t, "")
+	kek := newKEK(t)
+	older := start(t, s, kek)
+	nc, js := natstest.Connect(t, s)
+	if err := stream.Ensure(t.Context(), js, stream.Options{}, stream.Chat); err != nil {
+		t.Fatal(err)
+	}
+	w := chatWriter{t: t, nc: nc, js: js}
+	visitor := mustRegister(t, w.nc)
+	w.append(visitor, "conv-a", event.ConversationOpened, time.Now(), event.Opened{Visitor: visitor, Text: "hi"})
+	w.append(visitor, "conv-a", event.MessagePosted, time.Now(), event.Posted{Author: event.Author{Role: "agent", ID: "agent-1"}, Text: "hello"})
+	settled(t, js, 10*time.Second)
+	older.stop()
+
+	// The older version's consumer, every event acked.
+	chat, err := w.js.Stream(t.Context(), stream.Chat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := chat.DeleteConsumer(t.Context(), relay.Durable); err != nil {
+		t.Fatal(err)
+	}
+	cons, err := chat.CreateConsumer(t.Context(), jetstream.ConsumerConfig{
+		Durable: relay.Durable, FilterSubject: "chat.>", AckPolicy: jetstream.AckExplicitPolicy,
+		DeliverPolicy: jetstream.DeliverAllPolicy, AckWait: 30 * time.Second, MaxAckPending: 2000,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	batch, err := cons.FetchNoWait(10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for m := range batch.Messages() {
+		if err := m.DoubleAck(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A fresh ANALYTICS, without the duplicate window that would hide
+	// facts relayed again.
+	if err := w.js.DeleteStream(t.Context(), stream.Analytics); err != nil {
+		t.Fatal(err)
+	}
+
+	start(t, s, kek, withPinTTL)
+	w.append(visitor, "conv-a", event.MessagePosted, time.Now(), event.Posted{Author: event.Author{Role: "visitor", ID: visitor}, Text: "thanks"})
+	settled(t, w.js, 10*time.Second)
+	info, err := chat.Consumer(t.Context(), relay.Durable)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg := info.CachedInfo().Config; cfg.PriorityPolicy != jetstream.PriorityPolicyPinned || len(cfg.PriorityGroups) != 1 {
+		t.Errorf("consumer's priority policy %v, groups %v; want pinned, one group", cfg.PriorityPolicy, cfg.PriorityGroups)
+	}
+	counts, total := factCounts(t, w.js)
+	if total != 1 {
+		t.Errorf("facts after the update = %v, want only the message posted after it", counts)
 	}
 }
