@@ -160,6 +160,8 @@ func policyOf(user string) (policy, bool) {
 				jsCreate(stream.Analytics, "the pseudonymized facts the relay writes, which privacy owns and never reads"),
 				jsRead(stream.Chat, "the consent-gated relay follows conversations with its durable consumer"),
 				jsConsume(stream.Chat, ""),
+				{why: "the relay's instances share its consumer pinned to one at a time, and one that stops hands the pin over",
+					pub: []string{"$JS.API.CONSUMER.UNPIN." + stream.Chat + ".*"}},
 				{why: "erasure after close secure-deletes every event of the conversation",
 					pub: []string{"$JS.API.STREAM.MSG.DELETE." + stream.Chat}},
 				jsOwn(stream.Schedules, "scheduled erasures after close and expiries of keys by retention, which privacy owns"),

@@ -48,6 +48,11 @@ type Deps struct {
 	// after close) may keep failing before Run stops and returns its
 	// error; 0 means retry.GiveUp.
 	GiveUp time.Duration
+	// RelayPinTTL is how long the relay's consumer stays with an instance
+	// that stopped pulling (it died, or lost the bus) before another
+	// instance relays; 0 means relay.DefaultPinTTL (30 s). The same on
+	// every instance.
+	RelayPinTTL time.Duration
 }
 
 // Run creates the streams PRIVACY, KEYS, AUDIT, AUDIT_CHECKPOINTS, ANALYTICS and SCHEDULES and
@@ -140,7 +145,7 @@ func Run(ctx context.Context, d Deps) error {
 	}
 	// The relay to analytics, after the consent history is rebuilt.
 	g.Go(func() error {
-		if err := relay.New(js, a, d.Log).Run(gctx, giveUp, health.Of("relay")); err != nil {
+		if err := relay.New(js, a, d.Log, d.RelayPinTTL).Run(gctx, giveUp, health.Of("relay")); err != nil {
 			return fmt.Errorf("relay: %w", err)
 		}
 		return nil

@@ -60,19 +60,25 @@ func (b *syncBuffer) Bytes() []byte {
 type instance struct {
 	logs *syncBuffer
 	stop func()
+	// nc is its connection: closing it is the instance's crash.
+	nc *nats.Conn
 }
 
 // start runs a privacy service with kek on its own connection to s and
-// returns once it serves. The service stops when the test ends, or earlier
+// returns once it serves; opts change its Deps. The service stops when the test ends, or earlier
 // with stop, which fails the test unless Run returned nil.
-func start(t *testing.T, s *natsembed.Server, kek seal.Key) *instance {
+func start(t *testing.T, s *natsembed.Server, kek seal.Key, opts ...func(*privacy.Deps)) *instance {
 	t.Helper()
 	nc, _ := natstest.Connect(t, s)
 	logs := &syncBuffer{}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
+	d := privacy.Deps{NC: nc, Log: slog.New(slog.NewJSONHandler(logs, nil)), KEK: kek, AuditKey: auditKey}
+	for _, o := range opts {
+		o(&d)
+	}
 	go func() {
-		done <- privacy.Run(ctx, privacy.Deps{NC: nc, Log: slog.New(slog.NewJSONHandler(logs, nil)), KEK: kek, AuditKey: auditKey})
+		done <- privacy.Run(ctx, d)
 	}()
 	var once sync.Once
 	stop := func() {
@@ -101,7 +107,7 @@ func start(t *testing.T, s *natsembed.Server, kek seal.Key) *instance {
 			t.Fatal("privacy service not serving after 10s")
 		}
 	}
-	return &instance{logs: logs, stop: stop}
+	return &instance{logs: logs, stop: stop, nc: nc}
 }
 
 // serving reports whether the connection cid subscribes to both subjects of

@@ -23,6 +23,19 @@
 // is dropped by ANALYTICS as a duplicate, and by the analytics store after
 // the stream's duplicate window.
 //
+// Several instances of the service share the consumer, and exactly one
+// relays at a time: the consumer is a pinned-client priority group
+// (PriorityPolicyPinned, group Group), so JetStream delivers to one pull
+// subscription only, and hands the pin to another instance's once the
+// pinned one has sent no pull for the pin TTL (it died, or lost the
+// server), or at once when it stops and unpins itself. Every event
+// delivered under a pin carries the pin's id (header Nats-Pin-Id): when
+// it differs from the last one the relay saw, the relay may have missed
+// events another instance relayed meanwhile, so it forgets what it folded
+// and rebuilds each conversation from the stream when it next needs it.
+// A fact is thus a function of the stream up to its event, whichever
+// instance derives it, and a repeat is the same message with the same id.
+//
 // The relay also schedules the erasure of conversations erased after they
 // close (see internal/ephemeral): when it relays the event that closes one,
 // it stores the schedule in SCHEDULES, acked with the event's facts, and
@@ -69,8 +82,22 @@ import (
 )
 
 // Durable is the name of the relay's consumer of CHAT. It never changes: a
-// new name would start over from the first event.
+// new name would start over from the first event. A consumer made by a
+// version without the priority group is updated in place, keeping where
+// it stands: a version's pull without a group is served only while no
+// instance holds the pin.
 const Durable = "privacy-relay"
+
+// Group is the consumer's one priority group.
+const Group = "relay"
+
+// DefaultPinTTL is how long the consumer stays pinned to an instance that
+// sends no pull before another instance takes over.
+const DefaultPinTTL = 30 * time.Second
+
+// pinHeader carries the pin's id on every event delivered to the pinned
+// pull subscription.
+const pinHeader = "Nats-Pin-Id"
 
 const (
 	// batchSize bounds the events handled between two rounds of acks, and
@@ -78,8 +105,11 @@ const (
 	batchSize = 500
 	// ackWait is how long JetStream waits for an ack before redelivering.
 	ackWait = 30 * time.Second
-	// pullExpiry is how long one pull request waits on the server.
-	pullExpiry = 10 * time.Second
+	// maxPullExpiry bounds how long one pull request waits on the
+	// server; it is shorter with a short pin TTL (see pullExpiry).
+	maxPullExpiry = 10 * time.Second
+	// unpinTimeout bounds the unpinning at shutdown.
+	unpinTimeout = 2 * time.Second
 	// retryDelay is how long a nak'd event waits before it comes back.
 	retryDelay = time.Second
 	// catchUpMargin covers the time between a consent being stamped and
@@ -114,8 +144,13 @@ type Relay struct {
 	app App
 	log *slog.Logger
 	now func() time.Time
+	// pinTTL is the consumer's PinnedTTL.
+	pinTTL time.Duration
 
-	chat  jetstream.Stream
+	chat jetstream.Stream
+	// pin is the pin id of the last event delivered, "" before any: the
+	// events folded in convs are every event since the pin was given.
+	pin   string
 	convs map[convKey]*conv
 	// pending and futures are reused from batch to batch.
 	pending []pending
@@ -159,10 +194,23 @@ type pending struct {
 	expiry *visitorKey
 }
 
-// New returns a relay reading CHAT and writing ANALYTICS through js.
-func New(js jetstream.JetStream, app App, log *slog.Logger) *Relay {
-	return &Relay{js: js, app: app, log: log.With("component", "relay"), now: time.Now,
+// New returns a relay reading CHAT and writing ANALYTICS through js. pinTTL
+// is how long an instance that stopped pulling keeps the consumer before
+// another takes over (0: DefaultPinTTL); every instance must use the same,
+// or each start reconfigures the consumer.
+func New(js jetstream.JetStream, app App, log *slog.Logger, pinTTL time.Duration) *Relay {
+	if pinTTL <= 0 {
+		pinTTL = DefaultPinTTL
+	}
+	return &Relay{js: js, app: app, log: log.With("component", "relay"), now: time.Now, pinTTL: pinTTL,
 		convs: make(map[convKey]*conv), expiries: make(map[visitorKey]time.Time)}
+}
+
+// pullExpiry is how long one pull request waits on the server: a third of
+// the pin TTL at most, since an idle pinned subscription pulls again only
+// when its request expires, and the pin lapses after pinTTL without one.
+func (r *Relay) pullExpiry() time.Duration {
+	return max(min(maxPullExpiry, r.pinTTL/3), time.Second)
 }
 
 // Run relays events until ctx is done, then returns nil. health hears of
@@ -204,25 +252,34 @@ func (r *Relay) consume(ctx context.Context, cons jetstream.Consumer) error {
 	// without it answers no pull), so the relay makes the consumer again.
 	lost := make(chan error, 1)
 	cc, err := cons.Consume(func(m jetstream.Msg) { in <- m },
+		jetstream.PullPriorityGroup(Group),
 		jetstream.PullMaxMessages(batchSize),
 		// A heartbeat every pullExpiry/2: a lost consumer is noticed
 		// within pullExpiry.
-		jetstream.PullExpiry(pullExpiry),
+		jetstream.PullExpiry(r.pullExpiry()),
 		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
-			if errors.Is(err, jetstream.ErrNoHeartbeat) {
+			switch {
+			case errors.Is(err, jetstream.ErrNoHeartbeat):
 				select {
 				case lost <- err:
 				default:
 				}
-				return
+			case errors.Is(err, jetstream.ErrPinIDMismatch):
+				// The pin went to another instance; the subscription pulls
+				// on without one, and waits for the pin to come back.
+				r.log.Info("relay unpinned: another instance relays")
+			default:
+				r.log.Warn("pull chat events", "err", err)
 			}
-			r.log.Warn("pull chat events", "err", err)
 		}))
 	if err != nil {
 		return err
 	}
 	stopped := cc.Closed()
-	defer handBack(cc, in, stopped)
+	defer func() {
+		handBack(cc, in, stopped)
+		r.unpin(ctx)
+	}()
 	batch := make([]jetstream.Msg, 0, batchSize)
 	for {
 		select {
@@ -275,6 +332,44 @@ func handBack(cc jetstream.ConsumeContext, in <-chan jetstream.Msg, stopped <-ch
 	}
 }
 
+// unpin hands the pin over at once when this instance holds it, so that
+// another instance relays without waiting for the pin TTL. A failure only
+// leaves the pin to lapse.
+func (r *Relay) unpin(ctx context.Context) {
+	if r.pin == "" || r.chat == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), unpinTimeout)
+	defer cancel()
+	cons, err := r.chat.Consumer(ctx, Durable)
+	if err != nil {
+		return
+	}
+	for _, g := range cons.CachedInfo().PriorityGroups {
+		// Only its own pin: another instance's would be taken from it for
+		// nothing.
+		if g.Group == Group && g.PinnedClientID == r.pin {
+			if err := r.chat.UnpinConsumer(ctx, Durable, Group); err != nil {
+				r.log.Warn("unpin relay consumer", "err", err)
+			}
+		}
+	}
+}
+
+// follow notes the pin under which m was delivered. A new pin means other
+// instances may have relayed events since this one last did: what it
+// folded may miss them, so it is forgotten.
+func (r *Relay) follow(m jetstream.Msg) {
+	pin := m.Headers().Get(pinHeader)
+	if pin == r.pin {
+		return
+	}
+	r.pin = pin
+	clear(r.convs)
+	clear(r.expiries)
+	r.log.Info("relay pinned to this instance")
+}
+
 // consumer ensures the durable consumer.
 func (r *Relay) consumer(ctx context.Context) (jetstream.Consumer, error) {
 	chat, err := r.js.Stream(ctx, stream.Chat)
@@ -289,6 +384,10 @@ func (r *Relay) consumer(ctx context.Context) (jetstream.Consumer, error) {
 		DeliverPolicy: jetstream.DeliverAllPolicy,
 		AckWait:       ackWait,
 		MaxAckPending: 4 * batchSize,
+		// One instance relays at a time: see the package comment.
+		PriorityPolicy: jetstream.PriorityPolicyPinned,
+		PriorityGroups: []string{Group},
+		PinnedTTL:      r.pinTTL,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("create consumer %s: %w", Durable, err)
@@ -316,6 +415,7 @@ func (r *Relay) process(ctx context.Context, msgs []jetstream.Msg) {
 	}()
 	var outs []*nats.Msg
 	for _, m := range msgs {
+		r.follow(m)
 		p := pending{msg: m, from: len(futures)}
 		var err error
 		outs, p.expiry, err = r.handle(ctx, m, outs[:0])
