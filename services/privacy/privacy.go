@@ -48,6 +48,10 @@ type Deps struct {
 	// after close) may keep failing before Run stops and returns its
 	// error; 0 means retry.GiveUp.
 	GiveUp time.Duration
+	// KeyCacheSize bounds how many subjects' unwrapped keys an instance
+	// keeps in memory, the least recently used leaving first; 0 means
+	// 100,000.
+	KeyCacheSize int
 }
 
 // Run creates the streams PRIVACY, KEYS, AUDIT, AUDIT_CHECKPOINTS, ANALYTICS and SCHEDULES and
@@ -105,7 +109,7 @@ func Run(ctx context.Context, d Deps) error {
 	}
 	events := jetstream.NewEventLog(js)
 	a := app.New(ring, d.AuditKey, app.Stores{Keys: keys, Events: events, Audit: auditLog, Checkpoints: checkpoints, Settings: settings, Bus: bus.NewBroadcaster(d.NC),
-		Analytics: relay.NewCleaner(d.NC, js), Log: d.Log})
+		Analytics: relay.NewCleaner(d.NC, js), Log: d.Log, KeyCacheSize: d.KeyCacheSize})
 
 	follow, err := events.Follow(ctx, a.Apply)
 	if err != nil {
