@@ -67,6 +67,9 @@ type allConfig struct {
 	// MaxConnsPerAddr bounds the gateway's connections per client address;
 	// 0 means no bound.
 	MaxConnsPerAddr int
+	// KeyCacheSize bounds each service's cache of data subjects' keys; 0
+	// means subjectkey.DefaultCacheSize.
+	KeyCacheSize int
 }
 
 func (c *allConfig) setDefaults() {
@@ -124,6 +127,7 @@ func runAll(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs.BoolVar(&cfg.SyncAlways, "sync-always", false, "fsync JetStream before every acknowledgement")
 	fs.Float64Var(&cfg.RateLimit, "rate-limit", 0, "requests per second per principal (0: the default of 50, negative: no limit)")
 	gatewayLimitFlags(fs, &cfg.MaxSessions, &cfg.MaxConnsPerAddr, &cfg.ClientAddrHeader)
+	keyCacheFlag(fs, &cfg.KeyCacheSize)
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	if err := parseFlags(fs, args, stdout, stderr); err != nil {
@@ -254,7 +258,7 @@ func startAll(ctx context.Context, cfg allConfig, log *slog.Logger) (_ *allInOne
 			return nil, nil, fmt.Errorf("connect %s to nats: %w", name, err)
 		}
 		a.conns = append(a.conns, nc)
-		keys, err := subjectkey.NewCache(nc)
+		keys, err := subjectkey.NewCacheSize(nc, a.cfg.KeyCacheSize)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -284,7 +288,7 @@ func startAll(ctx context.Context, cfg allConfig, log *slog.Logger) (_ *allInOne
 
 	ended := make(chan string, 4)
 	privacySvc := startService("privacy", func(ctx context.Context) error {
-		return privacy.Run(ctx, privacy.Deps{NC: privacyNC, Log: log.With("service", "privacy"), KEK: kek, AuditKey: auditKey})
+		return privacy.Run(ctx, privacy.Deps{NC: privacyNC, Log: log.With("service", "privacy"), KEK: kek, AuditKey: auditKey, KeyCacheSize: cfg.KeyCacheSize})
 	}, ended)
 	chatSvc := startService("chat", func(ctx context.Context) error {
 		return chat.Run(ctx, chat.Deps{NC: chatNC, Log: log.With("service", "chat"), Keys: chatKeys, Registry: registry})

@@ -7,6 +7,8 @@ import (
 	"io"
 	"os"
 	"strings"
+
+	"github.com/parley-chat/parley/pkg/subjectkey"
 )
 
 // parseFlags parses args into fs, then fills every flag not given on the
@@ -58,6 +60,12 @@ func gatewayLimitFlags(fs *flag.FlagSet, maxSessions, maxConnsPerAddr *int, clie
 	fs.IntVar(maxSessions, "max-sessions", 0, "live WebSocket sessions of the process (0: the open-file limit less a tenth, at least 256; negative: no bound)")
 	fs.IntVar(maxConnsPerAddr, "max-conns-per-addr", defaultMaxConnsPerAddr, "HTTP connections, WebSocket sessions included, of one client address (an IPv6 /64) at once (0: no bound; behind a reverse proxy every connection comes from the proxy: set 0 there)")
 	fs.StringVar(clientAddrHeader, "client-addr-header", "", "header a trusted reverse proxy writes the client address in, such as X-Forwarded-For, for the limit on registrations per address (default: the peer address; set it only behind a proxy that overwrites the header)")
+}
+
+// keyCacheFlag defines the size of a service's cache of data subjects'
+// keys (subjectkey.Cache; the privacy service's cache of unwrapped keys).
+func keyCacheFlag(fs *flag.FlagSet, size *int) {
+	fs.IntVar(size, "key-cache-size", subjectkey.DefaultCacheSize, "data subjects whose keys a service keeps in memory, the least recently used leaving first and fetched again on its next use (0: the default)")
 }
 
 // defaultMaxConnsPerAddr leaves room for an office behind one NAT address:

@@ -31,6 +31,7 @@ type serviceConfig struct {
 	DefaultTenant string  // gateway
 	KEKFile       string  // privacy
 	AuditKeyFile  string  // privacy
+	KeyCacheSize  int     // gateway, chat, privacy
 	ClickHouse    string  // analytics
 	RateLimit     float64 // gateway
 	// MaxSessions, MaxConnsPerAddr and ClientAddrHeader are the gateway's
@@ -58,6 +59,9 @@ func runService(ctx context.Context, name string, args []string, stdout, stderr 
 		fs.StringVar(&cfg.AuditKeyFile, "audit-key-file", "", "key signing the audit trail's checkpoints, PEM; never give it to the bus administrator (required)")
 	case "analytics":
 		fs.StringVar(&cfg.ClickHouse, "clickhouse", "", "ClickHouse DSN, clickhouse://host:9000/db")
+	}
+	if name != "analytics" {
+		keyCacheFlag(fs, &cfg.KeyCacheSize)
 	}
 	logFormat := fs.String("log-format", "json", "log format: text or json")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
@@ -103,12 +107,12 @@ func runService(ctx context.Context, name string, args []string, stdout, stderr 
 		if err != nil {
 			return err
 		}
-		return privacy.Run(ctx, privacy.Deps{NC: nc, Log: log, KEK: kek, AuditKey: auditKey, Streams: streams})
+		return privacy.Run(ctx, privacy.Deps{NC: nc, Log: log, KEK: kek, AuditKey: auditKey, Streams: streams, KeyCacheSize: cfg.KeyCacheSize})
 	case "analytics":
 		return analytics.New(analytics.Deps{NC: nc, Log: log, ClickHouseDSN: cfg.ClickHouse}).Run(ctx)
 	}
 
-	keys, err := subjectkey.NewCache(nc)
+	keys, err := subjectkey.NewCacheSize(nc, cfg.KeyCacheSize)
 	if err != nil {
 		return err
 	}

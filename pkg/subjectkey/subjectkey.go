@@ -2,8 +2,9 @@
 // service, and the cache other services keep of the keys it serves.
 //
 // Only the privacy service unwraps keys. Others ask it over request/reply
-// and keep the answer in memory until the subject is erased: an erasure
-// broadcast on ErasedSubject evicts the key everywhere at once.
+// and keep the answer in memory, for at most a bounded number of subjects,
+// until the subject is erased: an erasure broadcast on ErasedSubject evicts
+// the key everywhere at once.
 package subjectkey
 
 import (
@@ -13,6 +14,7 @@ import (
 	"fmt"
 	"sync"
 
+	"github.com/hashicorp/golang-lru/v2/simplelru"
 	"github.com/nats-io/nats.go"
 
 	"github.com/parley-chat/parley/pkg/rpc"
@@ -78,24 +80,46 @@ type entry struct {
 	erased bool
 }
 
+// DefaultCacheSize is how many subjects a Cache made by NewCache holds.
+const DefaultCacheSize = 100_000
+
 // Cache fetches keys from the key service and keeps them until the subject
 // is erased. It remembers "no keys" and "erased" too, so reads of an erased
-// subject's history do not ask again and again. It is safe for concurrent use.
+// subject's history do not ask again and again. It holds a bounded number of
+// subjects, the least recently used leaving first: a subject that left is
+// asked of the key service again on its next use, which answers "erased"
+// for an erased one as surely as the cache did, so the bound never serves
+// an erased subject's keys. It is safe for concurrent use.
 type Cache struct {
 	nc  *nats.Conn
 	sub *nats.Subscription
 
-	mu      sync.RWMutex
-	entries map[cacheKey]entry
+	// mu is a full lock: a lookup moves the subject up the LRU order.
+	mu      sync.Mutex
+	entries *simplelru.LRU[cacheKey, entry]
 	// evictions counts Evict calls, so that keys fetched while an erasure
 	// went by are not cached after it.
 	evictions uint64
 	onErase   []func(Erased)
 }
 
-// NewCache returns a cache listening for erasures on nc.
+// NewCache returns a cache of DefaultCacheSize subjects listening for
+// erasures on nc.
 func NewCache(nc *nats.Conn) (*Cache, error) {
-	c := &Cache{nc: nc, entries: make(map[cacheKey]entry)}
+	return NewCacheSize(nc, DefaultCacheSize)
+}
+
+// NewCacheSize returns a cache of size subjects (DefaultCacheSize when size
+// is 0 or less) listening for erasures on nc.
+func NewCacheSize(nc *nats.Conn, size int) (*Cache, error) {
+	if size <= 0 {
+		size = DefaultCacheSize
+	}
+	entries, err := simplelru.NewLRU[cacheKey, entry](size, nil)
+	if err != nil {
+		return nil, fmt.Errorf("key cache: %w", err)
+	}
+	c := &Cache{nc: nc, entries: entries}
 	sub, err := nc.Subscribe(ErasedSubject, func(m *nats.Msg) {
 		var e Erased
 		if json.Unmarshal(m.Data, &e) != nil {
@@ -122,7 +146,7 @@ func (c *Cache) OnErase(fn func(Erased)) {
 // the OnErase callbacks.
 func (c *Cache) Evict(e Erased) {
 	c.mu.Lock()
-	c.entries[cacheKey{e.Tenant, e.Subject}] = entry{erased: true}
+	c.entries.Add(cacheKey{e.Tenant, e.Subject}, entry{erased: true})
 	c.evictions++
 	fns := c.onErase
 	c.mu.Unlock()
@@ -145,10 +169,10 @@ func (c *Cache) GetOrCreate(ctx context.Context, tenant, subject string) (Keys, 
 
 func (c *Cache) get(ctx context.Context, req Request) (Keys, error) {
 	k := cacheKey{req.Tenant, req.Subject}
-	c.mu.RLock()
-	e, ok := c.entries[k]
+	c.mu.Lock()
+	e, ok := c.entries.Get(k)
 	evictions := c.evictions
-	c.mu.RUnlock()
+	c.mu.Unlock()
 	switch {
 	case ok && e.erased:
 		return Keys{}, errErased
@@ -179,8 +203,15 @@ func (c *Cache) store(k cacheKey, e entry, evictions uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.evictions == evictions {
-		c.entries[k] = e
+		c.entries.Add(k, e)
 	}
+}
+
+// Len returns how many subjects the cache holds.
+func (c *Cache) Len() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.entries.Len()
 }
 
 // Close stops listening for erasures.

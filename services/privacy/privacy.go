@@ -53,6 +53,10 @@ type Deps struct {
 	// instance relays; 0 means relay.DefaultPinTTL (30 s). The same on
 	// every instance.
 	RelayPinTTL time.Duration
+	// KeyCacheSize bounds how many subjects' unwrapped keys an instance
+	// keeps in memory, the least recently used leaving first; 0 means
+	// 100,000.
+	KeyCacheSize int
 }
 
 // Run creates the streams PRIVACY, KEYS, AUDIT, AUDIT_CHECKPOINTS, ANALYTICS and SCHEDULES and
@@ -110,7 +114,7 @@ func Run(ctx context.Context, d Deps) error {
 	}
 	events := jetstream.NewEventLog(js)
 	a := app.New(ring, d.AuditKey, app.Stores{Keys: keys, Events: events, Audit: auditLog, Checkpoints: checkpoints, Settings: settings, Bus: bus.NewBroadcaster(d.NC),
-		Analytics: relay.NewCleaner(d.NC, js), Log: d.Log})
+		Analytics: relay.NewCleaner(d.NC, js), Log: d.Log, KeyCacheSize: d.KeyCacheSize})
 
 	follow, err := events.Follow(ctx, a.Apply)
 	if err != nil {

@@ -141,7 +141,7 @@ func New(events EventStore, view View, keys Keys, o Options) *Service {
 	}
 	s.dirty = make(map[*entry]struct{})
 	s.state.tenants = make(map[string]map[string]*entry)
-	s.state.erased = make(map[convID]struct{})
+	s.state.erased = make(map[convID]time.Time)
 	s.state.now = s.now
 	return s
 }

@@ -24,32 +24,57 @@ import (
 // then, and the read models follow it (see entry.expired).
 //
 // Conversations erased by the privacy service (Forget) are dropped and
-// remembered, so that an event of theirs still on its way (the live
-// consumer lagging behind the erasure) does not bring them back. Their ids
-// are never reused.
+// remembered for erasedFor, so that an event of theirs still on its way
+// does not bring them back; see erasedFor for why that is long enough.
 type state struct {
 	now     func() time.Time
 	mu      sync.RWMutex
 	tenants map[string]map[string]*entry
-	erased  map[convID]struct{}
+	// erased holds when each conversation was forgotten, for erasedFor.
+	erased map[convID]time.Time
 }
+
+// erasedFor is how long an erased conversation's id is remembered. The
+// privacy service secure-deletes a conversation's events before it
+// announces the erasure, so the only events of it that can still arrive are
+// those the live consumer fetched before the deletion and has not applied
+// yet, and requests that passed find just before the erasure: seconds
+// behind, or as long as the consumer stalls retrying the key service, which
+// makes the service not ready. A day is far beyond both, and keeps the set
+// to the erasures of a day rather than of the process's life. Past it the
+// store is the only memory needed: it holds no event of the conversation,
+// as after a restart.
+const erasedFor = 24 * time.Hour
 
 type convID struct{ tenant, id string }
 
-// forget drops the conversation and keeps it out from now on.
+// forget drops the conversation and keeps it out for erasedFor, and forgets
+// the erasures older than that.
 func (st *state) forget(tenant, id string) {
+	now := st.now()
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	delete(st.tenants[tenant], id)
-	st.erased[convID{tenant, id}] = struct{}{}
+	for c, at := range st.erased {
+		if now.Sub(at) >= erasedFor {
+			delete(st.erased, c)
+		}
+	}
+	st.erased[convID{tenant, id}] = now
 }
 
 // isErased reports whether the conversation was forgotten.
 func (st *state) isErased(tenant, id string) bool {
 	st.mu.RLock()
 	defer st.mu.RUnlock()
-	_, ok := st.erased[convID{tenant, id}]
-	return ok
+	return st.erasedLocked(convID{tenant, id})
+}
+
+// erasedLocked reports whether c was forgotten within erasedFor; st.mu is
+// held.
+func (st *state) erasedLocked(c convID) bool {
+	at, ok := st.erased[c]
+	return ok && st.now().Sub(at) < erasedFor
 }
 
 // entry is one conversation. cmd serialises this instance's commands on it
@@ -86,7 +111,7 @@ func (st *state) getOrCreate(tenant, id string) *entry {
 	}
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	if _, ok := st.erased[convID{tenant, id}]; ok {
+	if st.erasedLocked(convID{tenant, id}) {
 		return nil
 	}
 	byID := st.tenants[tenant]
@@ -107,7 +132,7 @@ func (st *state) getOrCreate(tenant, id string) *entry {
 func (st *state) put(tenant, id string, e *entry) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	if _, ok := st.erased[convID{tenant, id}]; ok {
+	if st.erasedLocked(convID{tenant, id}) {
 		return
 	}
 	if st.tenants[tenant] == nil {

@@ -54,6 +54,7 @@ const idleAfter = time.Minute
 type limiter struct {
 	limit rate.Limit
 	burst int
+	now   func() time.Time
 
 	mu        sync.Mutex
 	buckets   map[string]*bucket
@@ -66,7 +67,7 @@ type bucket struct {
 }
 
 func newLimiter(limit rate.Limit, burst int) *limiter {
-	return &limiter{limit: limit, burst: burst, buckets: make(map[string]*bucket), lastSweep: time.Now()}
+	return &limiter{limit: limit, burst: burst, now: time.Now, buckets: make(map[string]*bucket), lastSweep: time.Now()}
 }
 
 // take spends one of key's requests, or returns a *rateLimited error when
@@ -89,7 +90,7 @@ func (l *limiter) takePerMinute(key string, perMinute int, detail *statusError) 
 }
 
 func (l *limiter) takeWith(key string, limit rate.Limit, burst int) (giveBack func(), err error) {
-	now := time.Now()
+	now := l.now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if now.Sub(l.lastSweep) > idleAfter {

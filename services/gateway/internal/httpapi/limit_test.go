@@ -1,10 +1,12 @@
 package httpapi
 
 import (
+	"fmt"
 	"net/http"
 	"net/netip"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestClientAddr(t *testing.T) {
@@ -65,5 +67,33 @@ func TestAddressKeysHideTheAddress(t *testing.T) {
 	k.made = k.made.Add(-2 * addressKeyLifetime)
 	if k.of("acme", a) == ka {
 		t.Error("the key did not change with the period")
+	}
+}
+
+// TestLimiterForgetsQuietKeys fills a limiter with keys, then checks that
+// those quiet for idleAfter are dropped and a returning key starts afresh.
+func TestLimiterForgetsQuietKeys(t *testing.T) {
+	now := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+	l := newLimiter(1, 1)
+	l.now = func() time.Time { return now }
+	l.lastSweep = now
+	const n = 1000
+	for i := range n {
+		if err := l.take(fmt.Sprintf("k%d", i)); err != nil {
+			t.Fatalf("take(k%d) = %v, want nil", i, err)
+		}
+	}
+	if err := l.take("k0"); err == nil {
+		t.Fatal("take(k0) a second time = nil, want rate limited")
+	}
+	if got := len(l.buckets); got != n {
+		t.Fatalf("limiter holds %d buckets, want %d", got, n)
+	}
+	now = now.Add(idleAfter + time.Second)
+	if err := l.take("k0"); err != nil {
+		t.Errorf("take(k0) after idleAfter = %v, want nil", err)
+	}
+	if got := len(l.buckets); got != 1 {
+		t.Errorf("limiter holds %d buckets after idleAfter, want 1", got)
 	}
 }

@@ -43,6 +43,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/hashicorp/golang-lru/v2/simplelru"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -65,7 +66,8 @@ const (
 	// this socket, so anything big is abuse.
 	readLimit = 4 << 10
 	// maxAssignees bounds the conversation→assignee cache; past it the
-	// cache starts over and refills from the chat service on demand.
+	// conversation used least recently leaves, and is asked of the chat
+	// service again when an event of it comes.
 	maxAssignees = 100_000
 	// lookupTimeout bounds a key or assignee lookup, which holds up the
 	// whole event pipeline.
@@ -140,7 +142,7 @@ type Hub struct {
 	// amu guards assignees: the subscription's goroutine fills it, erasures
 	// of conversations empty it.
 	amu       sync.Mutex
-	assignees map[string]string // tenant+"."+conversation → agent id
+	assignees *simplelru.LRU[string, string] // tenant+"."+conversation → agent id
 }
 
 type set map[*session]struct{}
@@ -171,13 +173,14 @@ func (t *tenantSessions) empty() bool {
 // conversations it has not seen assigned, and replaying from history to
 // reconnecting clients (nil: every reconnecting client is told to resync).
 func NewHub(log *slog.Logger, keys Keys, assignee AssigneeFunc, history History) *Hub {
+	assignees, _ := simplelru.NewLRU[string, string](maxAssignees, nil) // fails only for a size <= 0
 	return &Hub{
 		log:       log,
 		keys:      keys,
 		assignee:  assignee,
 		history:   history,
 		tenants:   make(map[string]*tenantSessions),
-		assignees: make(map[string]string),
+		assignees: assignees,
 	}
 }
 
@@ -303,7 +306,7 @@ func (h *Hub) visible(ctx context.Context, p auth.Principal, env event.Envelope,
 	a, ok := assignees[env.Aggregate]
 	if !ok {
 		h.amu.Lock()
-		a, ok = h.assignees[env.Tenant+"."+env.Aggregate]
+		a, ok = h.assignees.Get(env.Tenant + "." + env.Aggregate)
 		h.amu.Unlock()
 	}
 	if !ok {
@@ -671,7 +674,7 @@ func (h *Hub) lookupAssignee(ctx context.Context, tenant, conversation string, t
 	}
 	ckey := tenant + "." + conversation
 	h.amu.Lock()
-	a, ok := h.assignees[ckey]
+	a, ok := h.assignees.Get(ckey)
 	h.amu.Unlock()
 	if ok {
 		return a, true
@@ -688,16 +691,13 @@ func (h *Hub) lookupAssignee(ctx context.Context, tenant, conversation string, t
 func (h *Hub) setAssignee(ckey, agent string) {
 	h.amu.Lock()
 	defer h.amu.Unlock()
-	if len(h.assignees) >= maxAssignees {
-		clear(h.assignees)
-	}
-	h.assignees[ckey] = agent
+	h.assignees.Add(ckey, agent)
 }
 
 func (h *Hub) dropAssignee(ckey string) {
 	h.amu.Lock()
 	defer h.amu.Unlock()
-	delete(h.assignees, ckey)
+	h.assignees.Remove(ckey)
 }
 
 // ForgetConversation drops what the hub remembers of an erased

@@ -15,7 +15,6 @@ import (
 	"github.com/parley-chat/parley/pkg/event"
 	"github.com/parley-chat/parley/pkg/privacyapi"
 	"github.com/parley-chat/parley/pkg/stream"
-	"github.com/parley-chat/parley/pkg/subjectkey"
 
 	"github.com/parley-chat/parley/services/privacy/internal/keyring"
 )
@@ -128,6 +127,9 @@ type Stores struct {
 	// Log hears what an operator must act on: a tenant's audit trail
 	// refused, once until it is extended again. Nil discards it.
 	Log *slog.Logger
+	// KeyCacheSize bounds how many subjects' unwrapped keys are kept in
+	// memory; 0 means DefaultKeyCacheSize.
+	KeyCacheSize int
 }
 
 // ValidationError reports a request argument that breaks a rule. Its text
@@ -191,7 +193,7 @@ func New(ring *keyring.Ring, auditKey ed25519.PrivateKey, s Stores) *App {
 		analytics:   s.Analytics,
 		log:         cmpLog(s.Log),
 		now:         time.Now,
-		keyCache:    keyCache{entries: make(map[subjectID]subjectkey.Keys)},
+		keyCache:    newKeyCache(s.KeyCacheSize),
 		index:       newIndex(),
 		chains:      chains{heads: make(map[string]*chainHead)},
 	}

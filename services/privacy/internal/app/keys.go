@@ -7,6 +7,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hashicorp/golang-lru/v2/simplelru"
+
 	"github.com/parley-chat/parley/pkg/subjectkey"
 
 	"github.com/parley-chat/parley/services/privacy/internal/keyring"
@@ -15,11 +17,19 @@ import (
 // rereadAttempts bounds the reads after losing a creation race; see GetKeys.
 const rereadAttempts = 5
 
-// keyCache holds unwrapped keys, so a subject's record is unwrapped once per
-// instance.
+// DefaultKeyCacheSize is how many subjects' keys an App keeps unwrapped
+// when Stores.KeyCacheSize is 0.
+const DefaultKeyCacheSize = 100_000
+
+// keyCache holds unwrapped keys of the subjects used most recently, so a
+// subject's record is unwrapped about once per instance while memory stays
+// bounded: a subject that left is loaded and unwrapped again on its next
+// use. It caches keys only, never "erased", which the key store and the
+// erasure index answer.
 type keyCache struct {
-	mu      sync.RWMutex
-	entries map[subjectID]subjectkey.Keys
+	// mu is a full lock: a lookup moves the subject up the LRU order.
+	mu      sync.Mutex
+	entries *simplelru.LRU[subjectID, subjectkey.Keys]
 	// forgets counts Forget calls, so that keys loaded while an erasure went
 	// by are not cached after it.
 	forgets uint64
@@ -42,10 +52,10 @@ func (a *App) GetKeys(ctx context.Context, tenant, subject string, create bool) 
 	if a.index.erasureOf(id) != "" {
 		return subjectkey.Keys{}, fmt.Errorf("keys of %s/%s: %w", tenant, subject, keyring.ErrErased)
 	}
-	a.keyCache.mu.RLock()
-	k, ok := a.keyCache.entries[id]
+	a.keyCache.mu.Lock()
+	k, ok := a.keyCache.entries.Get(id)
 	forgets := a.keyCache.forgets
-	a.keyCache.mu.RUnlock()
+	a.keyCache.mu.Unlock()
 	if ok {
 		return k, nil
 	}
@@ -59,7 +69,7 @@ func (a *App) GetKeys(ctx context.Context, tenant, subject string, create bool) 
 	}
 	a.keyCache.mu.Lock()
 	if a.keyCache.forgets == forgets {
-		a.keyCache.entries[id] = k
+		a.keyCache.entries.Add(id, k)
 	}
 	a.keyCache.mu.Unlock()
 	return k, nil
@@ -70,8 +80,16 @@ func (a *App) GetKeys(ctx context.Context, tenant, subject string, create bool) 
 func (a *App) Forget(tenant, subject string) {
 	a.keyCache.mu.Lock()
 	defer a.keyCache.mu.Unlock()
-	delete(a.keyCache.entries, subjectID{tenant, subject})
+	a.keyCache.entries.Remove(subjectID{tenant, subject})
 	a.keyCache.forgets++
+}
+
+func newKeyCache(size int) keyCache {
+	if size <= 0 {
+		size = DefaultKeyCacheSize
+	}
+	entries, _ := simplelru.NewLRU[subjectID, subjectkey.Keys](size, nil) // fails only for size <= 0
+	return keyCache{entries: entries}
 }
 
 func (a *App) load(ctx context.Context, tenant, subject string) (subjectkey.Keys, error) {

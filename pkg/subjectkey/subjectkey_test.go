@@ -1,0 +1,166 @@
+package subjectkey_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/parley-chat/parley/pkg/natsembed/natstest"
+	"github.com/parley-chat/parley/pkg/rpc"
+	"github.com/parley-chat/parley/pkg/seal"
+	"github.com/parley-chat/parley/pkg/subjectkey"
+)
+
+// keyService answers GetSubject on the bus as the privacy service does:
+// keys made on demand, "gone" for an erased subject whatever Create says.
+type keyService struct {
+	mu     sync.Mutex
+	keys   map[string]subjectkey.Keys
+	erased map[string]bool
+	calls  int
+}
+
+func (ks *keyService) get(_ context.Context, r subjectkey.Request) (subjectkey.Keys, error) {
+	ks.mu.Lock()
+	defer ks.mu.Unlock()
+	ks.calls++
+	id := r.Tenant + "/" + r.Subject
+	if ks.erased[id] {
+		return subjectkey.Keys{}, rpc.Errorf(rpc.CodeGone, "erased")
+	}
+	if k, ok := ks.keys[id]; ok {
+		return k, nil
+	}
+	if !r.Create {
+		return subjectkey.Keys{}, rpc.Errorf(rpc.CodeNotFound, "no keys")
+	}
+	data, err := seal.NewKey()
+	if err != nil {
+		return subjectkey.Keys{}, err
+	}
+	k := subjectkey.Keys{Data: data}
+	ks.keys[id] = k
+	return k, nil
+}
+
+func (ks *keyService) erase(tenant, subject string) {
+	ks.mu.Lock()
+	defer ks.mu.Unlock()
+	delete(ks.keys, tenant+"/"+subject)
+	ks.erased[tenant+"/"+subject] = true
+}
+
+func (ks *keyService) callCount() int {
+	ks.mu.Lock()
+	defer ks.mu.Unlock()
+	return ks.calls
+}
+
+func newCache(t *testing.T, size int) (*subjectkey.Cache, *keyService, func(subjectkey.Erased)) {
+	t.Helper()
+	srv := natstest.Start(t, "")
+	nc, _ := natstest.Connect(t, srv)
+	ks := &keyService{keys: make(map[string]subjectkey.Keys), erased: make(map[string]bool)}
+	sub, err := rpc.Serve(t.Context(), nc, slog.New(slog.DiscardHandler), subjectkey.GetSubject, "", rpc.Handle(ks.get))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	c, err := subjectkey.NewCacheSize(nc, size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	broadcast := func(e subjectkey.Erased) {
+		t.Helper()
+		data, _ := json.Marshal(e)
+		if err := nc.Publish(subjectkey.ErasedSubject, data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return c, ks, broadcast
+}
+
+func TestCacheHoldsAtMostItsSize(t *testing.T) {
+	const size = 8
+	c, ks, _ := newCache(t, size)
+	ctx := t.Context()
+	first, err := c.GetOrCreate(ctx, "acme", "s0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i < 5*size; i++ {
+		if _, err := c.GetOrCreate(ctx, "acme", fmt.Sprintf("s%d", i)); err != nil {
+			t.Fatal(err)
+		}
+		if n := c.Len(); n > size {
+			t.Fatalf("Len() = %d after %d subjects, want at most %d", n, i+1, size)
+		}
+	}
+	// s0 left the cache long ago: it is asked of the key service again,
+	// which gives the same keys.
+	calls := ks.callCount()
+	again, err := c.Get(ctx, "acme", "s0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again != first {
+		t.Errorf("Get(s0) after eviction returned other keys")
+	}
+	if got := ks.callCount(); got != calls+1 {
+		t.Errorf("key service calls = %d, want %d: an evicted subject is fetched again", got, calls+1)
+	}
+	// A subject used recently stays cached.
+	calls = ks.callCount()
+	if _, err := c.Get(ctx, "acme", "s0"); err != nil {
+		t.Fatal(err)
+	}
+	if got := ks.callCount(); got != calls {
+		t.Errorf("key service calls = %d, want %d: a cached subject is not fetched", got, calls)
+	}
+}
+
+func TestCacheNeverServesErasedSubject(t *testing.T) {
+	const size = 4
+	c, ks, broadcast := newCache(t, size)
+	ctx := t.Context()
+	if _, err := c.GetOrCreate(ctx, "acme", "gone"); err != nil {
+		t.Fatal(err)
+	}
+	ks.erase("acme", "gone")
+	broadcast(subjectkey.Erased{Tenant: "acme", Subject: "gone"})
+	natstest.Eventually(t, 10*time.Second, "erasure evicts the keys", func() error {
+		_, err := c.Get(ctx, "acme", "gone")
+		if !errors.Is(err, subjectkey.ErrErased) {
+			return fmt.Errorf("Get(gone) = %v, want ErrErased", err)
+		}
+		return nil
+	})
+	// Push the tombstone out of the cache: the key service still says
+	// erased, and nothing is created for the subject.
+	for i := range 3 * size {
+		if _, err := c.GetOrCreate(ctx, "acme", fmt.Sprintf("s%d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tests := []struct {
+		name string
+		get  func(context.Context, string, string) (subjectkey.Keys, error)
+	}{
+		{"Get", c.Get},
+		{"GetOrCreate", c.GetOrCreate},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := tt.get(ctx, "acme", "gone")
+			if !errors.Is(err, subjectkey.ErrErased) || !errors.Is(err, subjectkey.ErrNotFound) {
+				t.Errorf("%s(gone) after eviction = %v, want ErrErased and ErrNotFound", tt.name, err)
+			}
+		})
+	}
+}
