@@ -1,0 +1,299 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/getkin/kin-openapi/openapi3"
+	"github.com/getkin/kin-openapi/openapi3filter"
+	"github.com/getkin/kin-openapi/routers"
+	"github.com/getkin/kin-openapi/routers/gorillamux"
+)
+
+// contract is the gateway's openapi.json as `parley all` serves it, loaded
+// once: every test's traffic is held to the document clients are given.
+var contract struct {
+	once   sync.Once
+	doc    *openapi3.T
+	router routers.Router
+	err    error
+}
+
+func loadContract(rt http.RoundTripper, base string) (*openapi3.T, routers.Router, error) {
+	contract.once.Do(func() {
+		contract.doc, contract.router, contract.err = fetchContract(rt, base)
+	})
+	return contract.doc, contract.router, contract.err
+}
+
+func fetchContract(rt http.RoundTripper, base string) (*openapi3.T, routers.Router, error) {
+	req, err := http.NewRequest(http.MethodGet, base+"/v1/openapi.json", nil)
+	if err != nil {
+		return nil, nil, fmt.Errorf("openapi request: %w", err)
+	}
+	resp, err := rt.RoundTrip(req)
+	if err != nil {
+		return nil, nil, fmt.Errorf("get openapi.json: %w", err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, nil, fmt.Errorf("read openapi.json: %w", err)
+	}
+	doc, err := openapi3.NewLoader().LoadFromData(data)
+	if err != nil {
+		return nil, nil, fmt.Errorf("load openapi.json: %w", err)
+	}
+	if err := doc.Validate(context.Background()); err != nil {
+		return nil, nil, fmt.Errorf("openapi.json is not a valid document: %w", err)
+	}
+	closeObjects(doc)
+	router, err := gorillamux.NewRouter(doc)
+	if err != nil {
+		return nil, nil, fmt.Errorf("route openapi.json: %w", err)
+	}
+	return doc, router, nil
+}
+
+// contractTransport checks every request and response passing through it
+// against openapi.json and fails the test on a mismatch: a response the
+// document does not describe (status, headers, body — problem documents
+// included), or a request the document calls invalid that the server did not
+// refuse with a 4xx. Tests send invalid requests on purpose, so an invalid
+// request alone is no failure.
+type contractTransport struct {
+	t    testing.TB
+	next http.RoundTripper
+}
+
+// contractClient returns a client sending through the checker, over whatever
+// transport the test put on http.DefaultClient.
+func contractClient(t testing.TB) *http.Client {
+	next := http.DefaultClient.Transport
+	if next == nil {
+		next = http.DefaultTransport
+	}
+	return &http.Client{Transport: contractTransport{t: t, next: next}}
+}
+
+func (c contractTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	// A WebSocket upgrade hands the connection over: there is no response
+	// body to check, and the frames are not what openapi.json describes.
+	if strings.EqualFold(req.Header.Get("Upgrade"), "websocket") {
+		return c.next.RoundTrip(req)
+	}
+	base := req.URL.Scheme + "://" + req.URL.Host
+	doc, router, err := loadContract(c.next, base)
+	if err != nil {
+		c.t.Errorf("openapi contract: %v", err)
+		return c.next.RoundTrip(req)
+	}
+	var reqBody []byte
+	if req.Body != nil {
+		if reqBody, err = io.ReadAll(req.Body); err != nil {
+			return nil, fmt.Errorf("read request body: %w", err)
+		}
+		req.Body.Close()
+		req.Body = io.NopCloser(bytes.NewReader(reqBody))
+	}
+	resp, err := c.next.RoundTrip(req)
+	if err != nil {
+		return nil, err
+	}
+	respBody, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		return nil, fmt.Errorf("read response body: %w", err)
+	}
+	resp.Body = io.NopCloser(bytes.NewReader(respBody))
+	if err := checkExchange(doc, router, req, reqBody, resp, respBody); err != nil {
+		c.t.Errorf("openapi.json and %s %s → %d disagree: %v\nresponse: %s", req.Method, req.URL.Path, resp.StatusCode, err, respBody)
+	}
+	return resp, nil
+}
+
+// closeObjects makes every object schema that lists its properties refuse
+// others, so a field the server sends (or takes) that the document does not
+// describe is a mismatch too, not silently allowed as JSON Schema would.
+func closeObjects(doc *openapi3.T) {
+	seen := map[*openapi3.Schema]bool{}
+	var walk func(ref *openapi3.SchemaRef)
+	walk = func(ref *openapi3.SchemaRef) {
+		if ref == nil || ref.Value == nil || seen[ref.Value] {
+			return
+		}
+		s := ref.Value
+		seen[s] = true
+		flattenAllOf(s)
+		if len(s.Properties) > 0 && s.AdditionalProperties.Has == nil && s.AdditionalProperties.Schema == nil {
+			closed := false
+			s.AdditionalProperties.Has = &closed
+		}
+		for _, p := range s.Properties {
+			walk(p)
+		}
+		walk(s.Items)
+		walk(s.AdditionalProperties.Schema)
+		for _, group := range []openapi3.SchemaRefs{s.AllOf, s.AnyOf, s.OneOf} {
+			for _, sub := range group {
+				walk(sub)
+			}
+		}
+	}
+	for _, s := range doc.Components.Schemas {
+		walk(s)
+	}
+	for _, item := range doc.Paths.Map() {
+		for _, op := range item.Operations() {
+			if op.RequestBody != nil && op.RequestBody.Value != nil {
+				for _, mt := range op.RequestBody.Value.Content {
+					walk(mt.Schema)
+				}
+			}
+			for _, r := range op.Responses.Map() {
+				if r.Value != nil {
+					for _, mt := range r.Value.Content {
+						walk(mt.Schema)
+					}
+				}
+			}
+		}
+	}
+}
+
+// flattenAllOf folds an allOf of objects into s itself: closed, each part
+// would refuse the others' properties.
+func flattenAllOf(s *openapi3.Schema) {
+	if len(s.AllOf) == 0 {
+		return
+	}
+	props := openapi3.Schemas{}
+	for k, v := range s.Properties {
+		props[k] = v
+	}
+	required := append([]string(nil), s.Required...)
+	for _, part := range s.AllOf {
+		for k, v := range part.Value.Properties {
+			props[k] = v
+		}
+		required = append(required, part.Value.Required...)
+	}
+	s.AllOf = nil
+	s.Type = &openapi3.Types{openapi3.TypeObject}
+	s.Properties = props
+	s.Required = required
+}
+
+func checkExchange(doc *openapi3.T, router routers.Router, req *http.Request, reqBody []byte, resp *http.Response, respBody []byte) error {
+	probe := req.Clone(req.Context())
+	probe.Body = io.NopCloser(bytes.NewReader(reqBody))
+	route, params, err := router.FindRoute(probe)
+	if err != nil {
+		// A path or method the document does not have must be refused,
+		// with a problem document like every other error.
+		if resp.StatusCode != http.StatusNotFound && resp.StatusCode != http.StatusMethodNotAllowed {
+			return fmt.Errorf("no operation for it (%w), yet not answered 404 or 405", err)
+		}
+		return checkProblem(doc, resp, respBody)
+	}
+	in := &openapi3filter.RequestValidationInput{
+		Request:    probe,
+		PathParams: params,
+		Route:      route,
+		Options: &openapi3filter.Options{
+			SchemaValidationOptions:           []openapi3.SchemaValidationOption{openapi3.EnableFormatValidation()},
+			RejectWhenRequestBodyNotSpecified: true,
+			// Whether a token is good is the server's to say; the
+			// document only says one is needed.
+			AuthenticationFunc: func(_ context.Context, in *openapi3filter.AuthenticationInput) error {
+				if !strings.HasPrefix(in.RequestValidationInput.Request.Header.Get("Authorization"), "Bearer ") {
+					return errors.New("no bearer token")
+				}
+				return nil
+			},
+		},
+	}
+	if err := openapi3filter.ValidateRequest(req.Context(), in); err != nil {
+		if resp.StatusCode < 400 || resp.StatusCode >= 500 {
+			return fmt.Errorf("the request is invalid by the document (%w), yet not refused with a 4xx", err)
+		}
+	}
+	return openapi3filter.ValidateResponse(req.Context(), &openapi3filter.ResponseValidationInput{
+		RequestValidationInput: in,
+		Status:                 resp.StatusCode,
+		Header:                 resp.Header,
+		Body:                   io.NopCloser(bytes.NewReader(respBody)),
+		Options: &openapi3filter.Options{
+			IncludeResponseStatus:   true,
+			SchemaValidationOptions: []openapi3.SchemaValidationOption{openapi3.EnableFormatValidation()},
+		},
+	})
+}
+
+func checkProblem(doc *openapi3.T, resp *http.Response, body []byte) error {
+	if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/problem+json") {
+		return fmt.Errorf("content type %q, want application/problem+json", ct)
+	}
+	v, err := openapi3filter.RegisteredBodyDecoder("application/json")(bytes.NewReader(body), resp.Header, doc.Components.Schemas["Problem"], nil)
+	if err != nil {
+		return fmt.Errorf("problem body: %w", err)
+	}
+	if err := doc.Components.Schemas["Problem"].Value.VisitJSON(v); err != nil {
+		return fmt.Errorf("problem body: %w", err)
+	}
+	return nil
+}
+
+// TestContractCheckCatchesMismatches keeps the checker honest: responses
+// that stray from openapi.json must be reported, good ones must not.
+func TestContractCheckCatchesMismatches(t *testing.T) {
+	a, _ := testAll(t, t.TempDir())
+	doc, router, err := loadContract(http.DefaultTransport, a.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	problem := `{"type":"about:blank","title":"Unauthorized","status":401,"detail":"no token"}`
+	tests := []struct {
+		name, method, path, token, reqBody string
+		status                             int
+		contentType, respBody              string
+		wantErr                            bool
+	}{
+		{"problem as documented", "GET", "/v1/tenants", "", "", 401, "application/problem+json", problem, false},
+		{"problem without status", "GET", "/v1/tenants", "", "", 401, "application/problem+json", `{"title":"Unauthorized"}`, true},
+		{"problem as plain JSON", "GET", "/v1/tenants", "", "", 401, "application/json", problem, true},
+		{"undocumented status", "GET", "/v1/tenants", "", "", 418, "application/problem+json", problem, true},
+		{"body not the schema", "GET", "/v1/tenants", "t", "", 200, "application/json", `{"tenants":7}`, true},
+		{"undocumented field", "GET", "/v1/tenants", "", "", 401, "application/problem+json", `{"type":"about:blank","title":"Unauthorized","status":401,"trace":"x"}`, true},
+		{"not a date-time", "POST", "/v1/conversations/c1/close", "t", "", 200, "application/json", `{"id":"c1","status":"closed","assignee":null,"created_at":"yesterday","last_message_at":"2026-01-01T00:00:00Z"}`, true},
+		{"invalid request accepted", "POST", "/v1/conversations", "t", `{"text":7}`, 201, "application/json", `{}`, true},
+		{"unknown path answered 200", "GET", "/v1/nowhere", "", "", 200, "application/json", `{}`, true},
+		{"unknown path refused", "GET", "/v1/nowhere", "", "", 404, "application/problem+json", `{"type":"about:blank","title":"Not Found","status":404}`, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			req, err := http.NewRequest(tt.method, a.URL()+tt.path, strings.NewReader(tt.reqBody))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tt.token != "" {
+				req.Header.Set("Authorization", "Bearer "+tt.token)
+			}
+			if tt.reqBody != "" {
+				req.Header.Set("Content-Type", "application/json")
+			}
+			resp := &http.Response{StatusCode: tt.status, Header: http.Header{"Content-Type": {tt.contentType}}}
+			err = checkExchange(doc, router, req, []byte(tt.reqBody), resp, []byte(tt.respBody))
+			if (err != nil) != tt.wantErr {
+				t.Errorf("checkExchange() error = %v, want error %v", err, tt.wantErr)
+			}
+		})
+	}
+}
