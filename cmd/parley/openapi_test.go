@@ -297,3 +297,54 @@ func TestContractCheckCatchesMismatches(t *testing.T) {
 		})
 	}
 }
+
+// TestOperationsAnswerAsDocumented walks the operations and refusals the
+// other end-to-end tests leave out, so the contract check sees them too.
+func TestOperationsAnswerAsDocumented(t *testing.T) {
+	dir := t.TempDir()
+	a, _ := testAll(t, dir)
+	base := a.URL()
+	agent := staffToken(t, dir, "demo", "agent", "alice")
+	admin := staffToken(t, dir, "demo", "admin", "ada")
+	_, visitor := newVisitor(t, base, "demo")
+
+	mustCall(t, base, "GET", "/readyz", "", nil, http.StatusOK)
+	mustCall(t, base, "GET", "/v1/openapi.json", "", nil, http.StatusOK)
+	visitors := "/v1/tenants/demo/visitors"
+	mustCall(t, base, "POST", visitors, "", []byte(`{"consent":`), http.StatusBadRequest)
+	mustCall(t, base, "POST", visitors, "", map[string]any{"consent": map[string]bool{}}, http.StatusUnprocessableEntity)
+
+	mustCall(t, base, "POST", "/v1/conversations", "", map[string]any{"text": "hi"}, http.StatusUnauthorized)
+	mustCall(t, base, "POST", "/v1/conversations", visitor, []byte(`{"text":`), http.StatusBadRequest)
+	mustCall(t, base, "POST", "/v1/conversations", visitor, map[string]any{"text": ""}, http.StatusUnprocessableEntity)
+	mustCall(t, base, "POST", "/v1/conversations", agent, map[string]any{"text": "hi"}, http.StatusForbidden)
+	conv := mustCall(t, base, "POST", "/v1/conversations", visitor, map[string]any{"text": "hi"}, http.StatusCreated)["id"].(string)
+
+	assign := "/v1/conversations/" + conv + "/assign"
+	mustCall(t, base, "POST", assign, visitor, map[string]any{"agent_id": "alice"}, http.StatusForbidden)
+	mustCall(t, base, "POST", assign, agent, map[string]any{"agent_id": "bob"}, http.StatusForbidden)
+	mustCall(t, base, "POST", assign, agent, []byte(`{"agent_id":`), http.StatusBadRequest)
+	mustCall(t, base, "POST", assign, admin, map[string]any{"agent_id": "no spaces"}, http.StatusUnprocessableEntity)
+	mustCall(t, base, "POST", "/v1/conversations/nope/assign", admin, map[string]any{"agent_id": "alice"}, http.StatusNotFound)
+	mustCall(t, base, "POST", assign, agent, map[string]any{"agent_id": "alice"}, http.StatusOK)
+	mustCall(t, base, "POST", assign, admin, map[string]any{"agent_id": "bob"}, http.StatusOK)
+
+	mustCall(t, base, "POST", "/v1/conversations/"+conv+"/rating", agent, map[string]any{"score": 5}, http.StatusForbidden)
+	mustCall(t, base, "POST", "/v1/conversations/nope/close", agent, nil, http.StatusNotFound)
+	mustCall(t, base, "POST", "/v1/conversations/"+conv+"/close", visitor, nil, http.StatusOK)
+	call(t, base, "POST", "/v1/conversations/"+conv+"/close", visitor, nil)
+	call(t, base, "POST", assign, admin, map[string]any{"agent_id": "alice"})
+
+	mustCall(t, base, "PUT", "/v1/me/consent", "", map[string]any{"analytics": true, "network_data": false, "ai": false}, http.StatusUnauthorized)
+	mustCall(t, base, "PUT", "/v1/me/consent", visitor, []byte(`{`), http.StatusBadRequest)
+	mustCall(t, base, "PUT", "/v1/me/consent", visitor, map[string]any{"analytics": true}, http.StatusUnprocessableEntity)
+	mustCall(t, base, "PUT", "/v1/me/consent", agent, map[string]any{"analytics": true, "network_data": false, "ai": false}, http.StatusForbidden)
+	for _, path := range []string{"/v1/settings", "/v1/audit", "/v1/audit/checkpoint", "/v1/me/export", "/v1/erasures/x", "/v1/metrics/conversations_opened"} {
+		mustCall(t, base, "GET", path, "", nil, http.StatusUnauthorized)
+	}
+	mustCall(t, base, "DELETE", "/v1/me", "", nil, http.StatusUnauthorized)
+	mustCall(t, base, "DELETE", "/v1/me", agent, nil, http.StatusForbidden)
+	mustCall(t, base, "DELETE", "/v1/me", visitor, nil, http.StatusAccepted)
+	mustCall(t, base, "POST", "/v1/conversations", visitor, map[string]any{"text": "again"}, http.StatusGone)
+	call(t, base, "PUT", "/v1/me/consent", visitor, map[string]any{"analytics": true, "network_data": false, "ai": false})
+}
