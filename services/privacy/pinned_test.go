@@ -101,7 +101,10 @@ func TestRelayInstancesShareTheWork(t *testing.T) {
 	visitor := func(c int) string { return ids[c%visitors] }
 	conv := func(c int) string { return fmt.Sprintf("conv-%d", c) }
 	staff := event.Author{Role: "agent", ID: "agent-1"}
-	t0 := time.Now().Truncate(time.Millisecond)
+	// Consent is recorded to the nanosecond and events carry milliseconds:
+	// rounded down, the first events could precede the last visitor's
+	// consent and rightly yield no fact.
+	t0 := time.Now().Truncate(time.Millisecond).Add(time.Millisecond)
 	// One step of every conversation at a time, so that each
 	// conversation's events are spread over many deliveries.
 	step := func(i int, typ event.Type, payload func(c int) any) {
