@@ -1,9 +1,7 @@
 package privacy_test
 
 import (
-	"encoding/json"
 	"fmt"
-	"strings"
 	"testing"
 	"time"
 
@@ -42,37 +40,15 @@ func settled(t *testing.T, js jetstream.JetStream, within time.Duration) {
 // conversation pseudonym, and their total.
 func factCounts(t *testing.T, js jetstream.JetStream) (map[string]map[string]int, int) {
 	t.Helper()
-	cons, err := js.OrderedConsumer(t.Context(), stream.Analytics, jetstream.OrderedConsumerConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := js.Stream(t.Context(), stream.Analytics)
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := st.Info(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
+	fs := readFacts(t, js)
 	counts := make(map[string]map[string]int)
-	for range info.State.Msgs {
-		m, err := cons.Next(jetstream.FetchMaxWait(5 * time.Second))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if strings.HasSuffix(m.Subject(), "."+analyticsapi.KindErasure) {
-			continue
-		}
-		var f analyticsapi.Fact
-		if err := json.Unmarshal(m.Data(), &f); err != nil {
-			t.Fatal(err)
-		}
+	for _, f := range fs {
 		if counts[f.Conversation] == nil {
 			counts[f.Conversation] = make(map[string]int)
 		}
 		counts[f.Conversation][f.Kind]++
 	}
-	return counts, int(info.State.Msgs)
+	return counts, len(fs)
 }
 
 // TestRelayInstancesShareTheWork runs two privacy instances on one CHAT and

@@ -68,28 +68,37 @@ func startWithChat(t *testing.T, dir string) (*natsembed.Server, chatWriter) {
 	return s, chatWriter{t: t, nc: nc, js: js}
 }
 
-// facts returns the facts on ANALYTICS once there are want of them, and
-// fails the test if more arrive within a short while.
+// facts returns the facts on ANALYTICS once there are want of them.
 func facts(t *testing.T, js jetstream.JetStream, want int) []analyticsapi.Fact {
 	t.Helper()
-	st := func() uint64 {
-		s, err := js.Stream(t.Context(), stream.Analytics)
-		if err != nil {
-			t.Fatal(err)
-		}
-		info, err := s.Info(t.Context())
-		if err != nil {
-			t.Fatal(err)
-		}
-		return info.State.Msgs
+	natstest.Until(t, 10*time.Second, "facts on ANALYTICS", func() bool { return analyticsMsgs(t, js) >= uint64(want) })
+	return readFacts(t, js)
+}
+
+// analyticsMsgs returns how many messages ANALYTICS holds.
+func analyticsMsgs(t *testing.T, js jetstream.JetStream) uint64 {
+	t.Helper()
+	s, err := js.Stream(t.Context(), stream.Analytics)
+	if err != nil {
+		t.Fatal(err)
 	}
-	natstest.Until(t, 10*time.Second, "facts on ANALYTICS", func() bool { return st() >= uint64(want) })
+	info, err := s.Info(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.State.Msgs
+}
+
+// readFacts returns the facts ANALYTICS holds now, erasures left out, and
+// fails the test for one stored on another subject or id than its own.
+func readFacts(t *testing.T, js jetstream.JetStream) []analyticsapi.Fact {
+	t.Helper()
 	cons, err := js.OrderedConsumer(t.Context(), stream.Analytics, jetstream.OrderedConsumerConfig{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	var out []analyticsapi.Fact
-	for range st() {
+	for range analyticsMsgs(t, js) {
 		m, err := cons.Next(jetstream.FetchMaxWait(5 * time.Second))
 		if err != nil {
 			t.Fatal(err)
