@@ -14,7 +14,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 )
 
-// Tests of the privacy guarantees (DESIGN.md) through the public API, on
+// Tests of the privacy guarantees (docs/privacy.md) through the public API, on
 // the whole system.
 
 // visitorWith registers a visitor of demo with the given network_data

@@ -1,6 +1,6 @@
 // Package buspolicy is the one definition of what each Parley service may do
 // on the bus: the NATS user of each service and its publish and subscribe
-// permissions (DESIGN.md, privacy guarantee 4). The embedded server of
+// permissions (docs/privacy.md, guarantee 4). The embedded server of
 // `parley all` gets its users from Users; a NATS cluster gets the same
 // permissions from WriteAuthorization, so the two cannot drift apart.
 //
