@@ -21,7 +21,6 @@ import (
 	"github.com/parley-chat/parley/pkg/natsembed/natstest"
 	"github.com/parley-chat/parley/pkg/privacyapi"
 	"github.com/parley-chat/parley/pkg/rpc"
-	"github.com/parley-chat/parley/pkg/stream"
 	"github.com/parley-chat/parley/pkg/subjectkey"
 	"github.com/parley-chat/parley/services/gateway"
 )
@@ -275,9 +274,7 @@ func TestRegistrationLimitsBehindAProxy(t *testing.T) {
 func TestSlowBodyIsCutOff(t *testing.T) {
 	const timeout = 300 * time.Millisecond
 	e := startGatewayWith(t, func(d *gateway.Deps) { d.BodyReadTimeout = timeout })
-	if err := stream.Ensure(t.Context(), e.js, stream.Options{}, stream.Chat); err != nil {
-		t.Fatal(err)
-	}
+	e.ensureChatStream()
 	visitor := auth.Principal{Tenant: "demo", ID: "v1", Role: auth.RoleVisitor}
 	ws := e.dial(visitor, false)
 

@@ -17,7 +17,6 @@ import (
 	"github.com/parley-chat/parley/pkg/event"
 	"github.com/parley-chat/parley/pkg/natsembed/natstest"
 	"github.com/parley-chat/parley/pkg/rpc"
-	"github.com/parley-chat/parley/pkg/stream"
 	"github.com/parley-chat/parley/services/gateway/internal/live"
 )
 
@@ -44,14 +43,7 @@ func (e *env) dialSince(p auth.Principal, since string) *websocket.Conn {
 	if since != "" {
 		url += "&since=" + since
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	c, _, err := websocket.Dial(ctx, url, nil)
-	if err != nil {
-		e.t.Fatalf("dial stream as %v: %v", p, err)
-	}
-	e.t.Cleanup(func() { c.CloseNow() })
-	return c
+	return e.dialURL(p, url, nil)
 }
 
 // read reads n events from c.
@@ -87,9 +79,7 @@ func quiet(t *testing.T, who string, c *websocket.Conn) {
 
 func TestStreamResumesAfterADisconnect(t *testing.T) {
 	e := startGateway(t)
-	if err := stream.Ensure(t.Context(), e.js, stream.Options{}, stream.Chat); err != nil {
-		t.Fatal(err)
-	}
+	e.ensureChatStream()
 	// c2 is assigned to a2 before anyone connects; the others are not.
 	serve(t, e.nc, chatapi.GetSubject, func(_ context.Context, req rpc.Request[chatapi.ConversationArgs]) (chatapi.Summary, error) {
 		if req.Args.Conversation == "c2" {
@@ -145,9 +135,7 @@ func TestStreamResumesAfterADisconnect(t *testing.T) {
 
 func TestStreamTooFarBehindResyncs(t *testing.T) {
 	e := startGateway(t)
-	if err := stream.Ensure(t.Context(), e.js, stream.Options{}, stream.Chat); err != nil {
-		t.Fatal(err)
-	}
+	e.ensureChatStream()
 	for i := range live.MaxReplay + 1 {
 		e.publish(event.ConversationClosed, "demo", "alice", fmt.Sprintf("c%d", i), event.Closed{})
 	}

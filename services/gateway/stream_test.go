@@ -46,6 +46,12 @@ func (e *env) dial(p auth.Principal, inQuery bool) *websocket.Conn {
 	} else {
 		opts.HTTPHeader = http.Header{"Authorization": {"Bearer " + tok}}
 	}
+	return e.dialURL(p, url, opts)
+}
+
+// dialURL opens the WebSocket at url as p, closed when the test ends.
+func (e *env) dialURL(p auth.Principal, url string, opts *websocket.DialOptions) *websocket.Conn {
+	e.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	c, _, err := websocket.Dial(ctx, url, opts)
@@ -54,6 +60,15 @@ func (e *env) dial(p auth.Principal, inQuery bool) *websocket.Conn {
 	}
 	e.t.Cleanup(func() { c.CloseNow() })
 	return c
+}
+
+// ensureChatStream creates the CHAT stream, which the tests that publish
+// chat events need and the gateway does not create.
+func (e *env) ensureChatStream() {
+	e.t.Helper()
+	if err := stream.Ensure(e.t.Context(), e.js, stream.Options{}, stream.Chat); err != nil {
+		e.t.Fatal(err)
+	}
 }
 
 // publish appends a chat event to the CHAT stream, sealed under the
@@ -109,9 +124,7 @@ func expect(t *testing.T, who string, c *websocket.Conn, want ...liveEvent) {
 
 func TestStream(t *testing.T) {
 	e := startGateway(t)
-	if err := stream.Ensure(t.Context(), e.js, stream.Options{}, stream.Chat); err != nil {
-		t.Fatal(err)
-	}
+	e.ensureChatStream()
 	// Conversations opened before the gateway saw them are looked up.
 	serve(t, e.nc, chatapi.GetSubject, func(_ context.Context, req rpc.Request[chatapi.ConversationArgs]) (chatapi.Summary, error) {
 		if req.Principal.Role != auth.RoleAdmin || req.Principal.Tenant != "demo" {
@@ -202,9 +215,7 @@ func TestStream(t *testing.T) {
 // session must see neither: only what the stream stored, once.
 func TestStreamShowsOnlyStoredEvents(t *testing.T) {
 	e := startGateway(t)
-	if err := stream.Ensure(t.Context(), e.js, stream.Options{}, stream.Chat); err != nil {
-		t.Fatal(err)
-	}
+	e.ensureChatStream()
 	alice := e.dial(auth.Principal{Tenant: "demo", ID: "alice", Role: auth.RoleVisitor}, false)
 	super := e.dial(auth.Principal{Tenant: "demo", ID: "s1", Role: auth.RoleSupervisor}, false)
 	natstest.Until(t, 5*time.Second, "2 live sessions", func() bool { return e.liveSessions() == "2" })

@@ -305,11 +305,11 @@ func (h *Hub) visible(ctx context.Context, p auth.Principal, env event.Envelope,
 	}
 	a, ok := assignees[env.Aggregate]
 	if !ok {
-		h.amu.Lock()
-		a, ok = h.assignees.Get(env.Tenant + "." + env.Aggregate)
-		h.amu.Unlock()
+		a, ok = h.cachedAssignee(env.Tenant + "." + env.Aggregate)
 	}
 	if !ok {
+		// Not lookupAssignee: only the pipeline writes the cache, in event
+		// order, and this answer may predate an assignment it applies now.
 		lctx, cancel := context.WithTimeout(ctx, lookupTimeout)
 		defer cancel()
 		var err error
@@ -673,10 +673,7 @@ func (h *Hub) lookupAssignee(ctx context.Context, tenant, conversation string, t
 		return "", true
 	}
 	ckey := tenant + "." + conversation
-	h.amu.Lock()
-	a, ok := h.assignees.Get(ckey)
-	h.amu.Unlock()
-	if ok {
+	if a, ok := h.cachedAssignee(ckey); ok {
 		return a, true
 	}
 	a, err := h.assignee(ctx, tenant, conversation)
@@ -686,6 +683,14 @@ func (h *Hub) lookupAssignee(ctx context.Context, tenant, conversation string, t
 	}
 	h.setAssignee(ckey, a)
 	return a, true
+}
+
+// cachedAssignee returns the assignee the hub remembers for ckey, without
+// asking the chat service.
+func (h *Hub) cachedAssignee(ckey string) (string, bool) {
+	h.amu.Lock()
+	defer h.amu.Unlock()
+	return h.assignees.Get(ckey)
 }
 
 func (h *Hub) setAssignee(ckey, agent string) {
