@@ -818,13 +818,6 @@ func (s *session) endReplay(resync []byte, failed bool) {
 	s.replaying, s.held, s.overflow = false, nil, false
 }
 
-// send queues b for the client without blocking.
-func (s *session) send(b []byte) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.enqueue(b)
-}
-
 // enqueue queues b for the client without blocking; a client whose queue
 // is full is disconnected. s.mu is held.
 func (s *session) enqueue(b []byte) {

@@ -166,3 +166,10 @@ func TestEventDuringHandshakeIsDelivered(t *testing.T) {
 		t.Errorf("first frame = %q, %v; want %s", got, err, early)
 	}
 }
+
+// send queues b for the client as the hub's deliveries do, with s.mu held.
+func (s *session) send(b []byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.enqueue(b)
+}
