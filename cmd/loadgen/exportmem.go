@@ -104,7 +104,7 @@ func measureExportMemory(ctx context.Context, p *parley, cfg config, historyByte
 		}
 	}
 	fmt.Fprintf(os.Stderr, "%-30s %d × %.1f MiB in %v: parley resident %.1f MiB before, peak %.1f MiB\n", "export: memory",
-		exports, float64(m.ExportBytes)/(1<<20), m.Elapsed.Round(time.Millisecond), float64(m.RSSBefore)/(1<<20), float64(m.PeakRSS)/(1<<20))
+		exports, mib(m.ExportBytes), m.Elapsed.Round(time.Millisecond), mib(m.RSSBefore), mib(m.PeakRSS))
 	return m, nil
 }
 

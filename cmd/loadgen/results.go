@@ -198,7 +198,7 @@ func (r results) markdown() string {
 		row(fmt.Sprintf("export (`GET /v1/me/export`), history of %s messages", thousands(e.History)), result, "", "")
 	}
 	if m := r.ExportMemory; m != nil {
-		row(fmt.Sprintf("%d exports at once of a history of %s messages, %.0f MiB of text: parley's resident memory", m.Exports, thousands(m.Messages), float64(m.HistoryBytes)/(1<<20)),
+		row(fmt.Sprintf("%d exports at once of a history of %s messages, %.0f MiB of text: parley's resident memory", m.Exports, thousands(m.Messages), mib(m.HistoryBytes)),
 			m.summary(), "≤ 64 MiB growth, whatever the history", met(m.PeakRSS-m.RSSBefore <= goalExportGrowth))
 	}
 	if a := r.Analytics; a.NotMeasured != "" {

@@ -20,12 +20,7 @@ import (
 func TestServicesNeedNothingOutsideTheirBusPermissions(t *testing.T) {
 	dir := t.TempDir()
 	a, logs := testAll(t, dir)
-	// Checked also when a step below fails: a refusal is its likely cause.
-	t.Cleanup(func() {
-		if v := violations(logs.String()); len(v) > 0 {
-			t.Errorf("services were refused on the bus:\n%s", strings.Join(v, "\n"))
-		}
-	})
+	checkBus(t, logs)
 	base := a.URL()
 	_, visitor := newVisitor(t, base, "demo")
 	agent := staffToken(t, dir, "demo", "agent", "alice")
@@ -60,6 +55,18 @@ func TestServicesNeedNothingOutsideTheirBusPermissions(t *testing.T) {
 		status, _ := call(t, base, c.method, c.path, c.token, body)
 		t.Logf("%s %s: %d", c.method, c.path, status)
 	}
+}
+
+// checkBus fails t, when it ends, if the embedded server refused any
+// service anything on the bus: registered as a cleanup so that it runs
+// also when a step fails, a refusal being its likely cause.
+func checkBus(t *testing.T, logs *syncBuffer) {
+	t.Helper()
+	t.Cleanup(func() {
+		if v := violations(logs.String()); len(v) > 0 {
+			t.Errorf("services were refused on the bus:\n%s", strings.Join(v, "\n"))
+		}
+	})
 }
 
 func violations(logs string) []string {

@@ -108,11 +108,7 @@ func readMessages(t *testing.T, conn *websocket.Conn, n int) []string {
 func TestRetriesAndResumesEndToEnd(t *testing.T) {
 	dir := t.TempDir()
 	a, logs := testAll(t, dir)
-	t.Cleanup(func() {
-		if v := violations(logs.String()); len(v) > 0 {
-			t.Errorf("services were refused on the bus:\n%s", strings.Join(v, "\n"))
-		}
-	})
+	checkBus(t, logs)
 	// The concurrent posts below may leave the client a connection it
 	// dialled but never used, which the gateway's graceful shutdown would
 	// wait for (net/http waits 5s for a connection that sent nothing).

@@ -93,14 +93,7 @@ func TestConversationsErasedAfterClose(t *testing.T) {
 	a, logs := testAll(t, dir)
 	// Each service runs as its own bus user: what the erasure needs must be
 	// in pkg/buspolicy.
-	checkBus := func(logs *syncBuffer) {
-		t.Cleanup(func() {
-			if v := violations(logs.String()); len(v) > 0 {
-				t.Errorf("services were refused on the bus:\n%s", strings.Join(v, "\n"))
-			}
-		})
-	}
-	checkBus(logs)
+	checkBus(t, logs)
 	base := a.URL()
 	nc, js := adminConn(t, a)
 	chatStream, err := js.Stream(t.Context(), stream.Chat)
@@ -218,7 +211,7 @@ func TestConversationsErasedAfterClose(t *testing.T) {
 		t.Errorf("CHAT store files hold ids of the erased conversation's events: %v", hits)
 	}
 	a, logs = testAll(t, dir)
-	checkBus(logs)
+	checkBus(t, logs)
 	base = a.URL()
 	_, js = adminConn(t, a)
 	if chatStream, err = js.Stream(t.Context(), stream.Chat); err != nil {

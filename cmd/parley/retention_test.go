@@ -123,11 +123,7 @@ func TestRetentionRemovesConversations(t *testing.T) {
 func TestRetentionExpiresKeys(t *testing.T) {
 	dir := t.TempDir()
 	a, logs := testAll(t, dir)
-	t.Cleanup(func() {
-		if v := violations(logs.String()); len(v) > 0 {
-			t.Errorf("services were refused on the bus:\n%s", strings.Join(v, "\n"))
-		}
-	})
+	checkBus(t, logs)
 	base := a.URL()
 	nc, js := adminConn(t, a)
 	chatStream, err := js.Stream(t.Context(), stream.Chat)
