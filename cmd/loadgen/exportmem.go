@@ -53,7 +53,7 @@ func measureExportMemory(ctx context.Context, p *parley, cfg config, historyByte
 		return exportMemory{}, err
 	}
 	m := exportMemory{Messages: n, HistoryBytes: int64(n) * exportMessage, Exports: exports}
-	if m.RSSBefore, err = p.procStatus("VmRSS"); err != nil {
+	if m.RSSBefore, err = p.rss(); err != nil {
 		return m, err
 	}
 	// Writing 5 to clear_refs resets the high-water mark to the resident
@@ -72,7 +72,7 @@ func measureExportMemory(ctx context.Context, p *parley, cfg config, historyByte
 				sampled <- peak
 				return
 			case <-tick.C:
-				if rss, err := p.procStatus("VmRSS"); err == nil {
+				if rss, err := p.rss(); err == nil {
 					peak = max(peak, rss)
 				}
 			}

@@ -167,17 +167,7 @@ func (p *parley) waitReady(ctx context.Context, within time.Duration) error {
 var errNotReady = errors.New("not ready")
 
 // rss is the resident set size of the parley process in bytes.
-func (p *parley) rss() (int64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/statm", p.cmd.Process.Pid))
-	if err != nil {
-		return 0, fmt.Errorf("read statm: %w", err)
-	}
-	var size, resident int64
-	if _, err := fmt.Sscan(string(b), &size, &resident); err != nil {
-		return 0, fmt.Errorf("parse statm: %w", err)
-	}
-	return resident * int64(os.Getpagesize()), nil
-}
+func (p *parley) rss() (int64, error) { return p.procStatus("VmRSS") }
 
 // stop stops parley, keeping its data dir.
 func (p *parley) stop() {
