@@ -12,6 +12,7 @@ package stream
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"regexp"
 	"time"
@@ -185,4 +186,15 @@ func Ensure(ctx context.Context, js jetstream.JetStream, o Options, names ...str
 		}
 	}
 	return nil
+}
+
+// WrongLastSequence reports whether err is JetStream refusing a publish
+// because the subject moved past the sequence it expected. Replicated
+// streams answer with a code of their own for the same refusal, which
+// every writer that expects a sequence must treat alike; hence one test.
+func WrongLastSequence(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) &&
+		(apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+			apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
 }

@@ -37,13 +37,8 @@ func TestDeadConsumerMakesAnalyticsNotReady(t *testing.T) {
 	if err := rpc.Ping(t.Context(), nc, analyticsapi.MetricsSubject); rpc.CodeOf(err) != rpc.CodeUnavailable {
 		t.Errorf("Ping() = %v, want %v", err, rpc.CodeUnavailable)
 	}
-	select {
-	case err := <-done:
-		if err == nil || !strings.Contains(err.Error(), "gave up") {
-			t.Errorf("Run() = %v, want the consumer's error", err)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("Run() still running 30s after the consumer should have given up")
+	if err := natstest.Returns(t, 30*time.Second, "the consumer should have given up", done); err == nil || !strings.Contains(err.Error(), "gave up") {
+		t.Errorf("Run() = %v, want the consumer's error", err)
 	}
 }
 

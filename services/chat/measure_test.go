@@ -81,6 +81,22 @@ func seed(t *testing.T, s *natsembed.Server, ks *keyService, prefix string, conv
 	return convs
 }
 
+// measureServer starts what every measurement runs against: a NATS server
+// holding PARLEY_MEASURE_MESSAGES retained messages over 1,000
+// conversations (fewer when there are fewer messages), the key service and
+// the settings bucket. It returns the message count with them.
+func measureServer(t *testing.T) (int, *natsembed.Server, *keyService) {
+	t.Helper()
+	n := measureMessages(t)
+	s := natstest.Start(t, t.TempDir())
+	ks := startKeyService(t, s)
+	settingsBucket(t, s)
+	if n > 0 {
+		seed(t, s, ks, "v", min(n, 1000), n)
+	}
+	return n, s, ks
+}
+
 // heap returns the bytes of live heap after a collection, and the resident
 // set of the process.
 func heap(t *testing.T) (live, rss uint64) {
@@ -108,13 +124,7 @@ func heap(t *testing.T) (live, rss uint64) {
 // cache, which the reads fill, expires after a few seconds of quiet, so the
 // heap is measured again after 10 seconds.
 func TestMeasureStart(t *testing.T) {
-	n := measureMessages(t)
-	s := natstest.Start(t, t.TempDir())
-	ks := startKeyService(t, s)
-	settingsBucket(t, s)
-	if n > 0 {
-		seed(t, s, ks, "v", min(n, 1000), n)
-	}
+	n, s, _ := measureServer(t)
 	for _, run := range []string{"first start", "restart"} {
 		base, baseRSS := heap(t)
 		start := time.Now()
@@ -135,13 +145,7 @@ func TestMeasureStart(t *testing.T) {
 // page of 500, among PARLEY_MEASURE_MESSAGES others: p50 and p99 of 300
 // reads.
 func TestMeasureTranscript(t *testing.T) {
-	n := measureMessages(t)
-	s := natstest.Start(t, t.TempDir())
-	ks := startKeyService(t, s)
-	settingsBucket(t, s)
-	if n > 0 {
-		seed(t, s, ks, "v", min(n, 1000), n)
-	}
+	n, s, ks := measureServer(t)
 	convs := seed(t, s, ks, "reader", 1, 500)
 	startChat(t, s)
 	c := newClient(t, s)

@@ -17,24 +17,24 @@ import (
 	"github.com/parley-chat/parley/services/privacy"
 )
 
-// runPrivacy runs the privacy service on s until the test ends; err holds
-// what Run returned once done is closed.
-func runPrivacy(t *testing.T, s *natsembed.Server, giveUp time.Duration) (done <-chan struct{}, err *error) {
+// runPrivacy runs the privacy service on s until the test ends; done gets
+// what Run returned.
+func runPrivacy(t *testing.T, s *natsembed.Server, giveUp time.Duration) (done <-chan error) {
 	t.Helper()
 	nc, _ := natstest.Connect(t, s)
 	ctx, cancel := context.WithCancel(context.Background())
 	ended := make(chan struct{})
-	var runErr error
+	runErr := make(chan error, 1) // buffered: Run ends at cleanup whether or not a test reads it
 	kek := newKEK(t)
 	go func() {
 		defer close(ended)
-		runErr = privacy.Run(ctx, privacy.Deps{NC: nc, Log: slog.New(slog.DiscardHandler), KEK: kek, AuditKey: auditKey, GiveUp: giveUp})
+		runErr <- privacy.Run(ctx, privacy.Deps{NC: nc, Log: slog.New(slog.DiscardHandler), KEK: kek, AuditKey: auditKey, GiveUp: giveUp})
 	}()
 	t.Cleanup(func() {
 		cancel()
 		<-ended
 	})
-	return ended, &runErr
+	return runErr
 }
 
 // A relay without its CHAT stream is a dead consumer: the service answers
@@ -65,14 +65,9 @@ func TestPingSaysNotReadyWhileTheRelayFails(t *testing.T) {
 // non-zero.
 func TestRunFailsWhenAConsumerGivesUp(t *testing.T) {
 	s := natstest.Start(t, "")
-	done, err := runPrivacy(t, s, 2*time.Second)
-	select {
-	case <-done:
-		if *err == nil || !strings.Contains((*err).Error(), "gave up") || !strings.Contains((*err).Error(), "stream not found") {
-			t.Fatalf("Run() = %v, want a consumer's error", *err)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("Run() still running 30s after its consumers should have given up")
+	err := natstest.Returns(t, 30*time.Second, "its consumers should have given up", runPrivacy(t, s, 2*time.Second))
+	if err == nil || !strings.Contains(err.Error(), "gave up") || !strings.Contains(err.Error(), "stream not found") {
+		t.Fatalf("Run() = %v, want a consumer's error", err)
 	}
 }
 

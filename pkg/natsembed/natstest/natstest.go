@@ -73,3 +73,18 @@ func Until(t testing.TB, within time.Duration, what string, cond func() bool) {
 }
 
 var errNotYet = errors.New("not yet")
+
+// Returns waits for what a service's Run, started on its own goroutine,
+// sends on done when it returns, and returns it; it fails the test when
+// within passes first, what naming why Run should have returned. Tests of a
+// service giving up read its end this way rather than each with a select.
+func Returns(t testing.TB, within time.Duration, what string, done <-chan error) error {
+	t.Helper()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(within):
+		t.Fatalf("Run() still running %v after %s", within, what)
+		return nil
+	}
+}

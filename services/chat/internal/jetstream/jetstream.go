@@ -105,12 +105,8 @@ func (s *Store) duplicate(ctx context.Context, subject string, e event.Envelope,
 // Replicated streams answer with a code of their own for the same refusal.
 func wrongLastSequence(err error) bool {
 	var apiErr *natsjs.APIError
-	if !errors.As(err, &apiErr) {
-		return false
-	}
-	return apiErr.ErrorCode == natsjs.JSErrCodeStreamWrongLastSequence ||
-		apiErr.ErrorCode == natsjs.JSErrCodeStreamWrongLastSequenceConstant ||
-		apiErr.ErrorCode == jsErrCodeDuplicateInProcess
+	return stream.WrongLastSequence(err) ||
+		errors.As(err, &apiErr) && apiErr.ErrorCode == jsErrCodeDuplicateInProcess
 }
 
 // jsErrCodeDuplicateInProcess is a replicated stream refusing an append

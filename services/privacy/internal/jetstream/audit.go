@@ -92,7 +92,7 @@ func (l *AuditLog) Append(ctx context.Context, e audit.Entry, last uint64) (uint
 		jetstream.WithMsgID(e.Hash),
 		jetstream.WithExpectStream(stream.Audit),
 		jetstream.WithExpectLastSequencePerSubject(last))
-	if isWrongLastSequence(err) {
+	if stream.WrongLastSequence(err) {
 		return 0, fmt.Errorf("append to %s: %w", subj, app.ErrConflict)
 	}
 	if err != nil {
@@ -212,7 +212,7 @@ func (c *Checkpoints) Advance(ctx context.Context, cp audit.Checkpoint) error {
 		_, err = c.js.Publish(ctx, subj, data,
 			jetstream.WithExpectStream(stream.AuditCheckpoints),
 			jetstream.WithExpectLastSequencePerSubject(seq))
-		if isWrongLastSequence(err) {
+		if stream.WrongLastSequence(err) {
 			continue
 		}
 		if err != nil {

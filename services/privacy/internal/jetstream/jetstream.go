@@ -67,7 +67,7 @@ func NewKeyStore(ctx context.Context, js jetstream.JetStream, kekID string) (*Ke
 		// Of instances racing to claim it, one wins; the others read its
 		// claim.
 		seq, err = publishKEKState(ctx, js, kekID, KEKState{KEKID: kekID}, 0)
-		if isWrongLastSequence(err) {
+		if stream.WrongLastSequence(err) {
 			st, seq, err = loadKEKState(ctx, s)
 		} else {
 			st = KEKState{KEKID: kekID}
@@ -134,7 +134,7 @@ func (s *KeyStore) Create(ctx context.Context, tenant, subject string, rec keyri
 			return nil
 		case isPerSubjectLimit(err):
 			return fmt.Errorf("create %s: %w", subj, keyring.ErrExists)
-		case !isWrongLastSequence(err):
+		case !stream.WrongLastSequence(err):
 			return fmt.Errorf("create %s: %w", subj, err)
 		}
 		st, seq, err := loadKEKState(ctx, s.keys)
@@ -194,7 +194,7 @@ func (s *KeyStore) Destroy(ctx context.Context, tenant, subject string, tomb key
 		if err == nil {
 			return tomb, nil
 		}
-		if !isWrongLastSequence(err) {
+		if !stream.WrongLastSequence(err) {
 			return keyring.Tombstone{}, fmt.Errorf("store tombstone %s: %w", subj, err)
 		}
 	}
@@ -228,16 +228,6 @@ func isPerSubjectLimit(err error) bool {
 		strings.Contains(apiErr.Description, "maximum messages per subject exceeded")
 }
 
-func isWrongLastSequence(err error) bool {
-	var apiErr *jetstream.APIError
-	if !errors.As(err, &apiErr) {
-		return false
-	}
-	// A replicated stream answers with the second code for the same conflict.
-	return apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
-		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant
-}
-
 // EventLog appends privacy events to the PRIVACY stream. It is safe for
 // concurrent use.
 type EventLog struct {
@@ -261,7 +251,7 @@ func (l *EventLog) Append(ctx context.Context, e event.Envelope) (uint64, error)
 // stores nothing and returns app.ErrConflict.
 func (l *EventLog) AppendExpect(ctx context.Context, e event.Envelope, last uint64) (uint64, error) {
 	seq, err := l.publish(ctx, e, jetstream.WithExpectLastSequencePerSubject(last))
-	if isWrongLastSequence(err) {
+	if stream.WrongLastSequence(err) {
 		return 0, fmt.Errorf("append %s: %w", e.Type, app.ErrConflict)
 	}
 	return seq, err

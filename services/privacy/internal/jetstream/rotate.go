@@ -156,7 +156,7 @@ func beginRotation(ctx context.Context, js jetstream.JetStream, s jetstream.Stre
 		return 0, false, err
 	}
 	marker, err = publishKEKState(ctx, js, rotationMarker, KEKState{KEKID: from, RotatingTo: to}, seq)
-	if isWrongLastSequence(err) {
+	if stream.WrongLastSequence(err) {
 		return 0, false, fmt.Errorf("rotate: the KEK state changed while the rotation began; run it again: %w", err)
 	}
 	if err != nil {
@@ -255,7 +255,7 @@ func rotateOne(ctx context.Context, js jetstream.JetStream, s jetstream.Stream, 
 		opts = append(opts, jetstream.WithMsgTTL(ttl))
 	}
 	_, err = js.PublishMsg(ctx, msg, opts...)
-	if isWrongLastSequence(err) {
+	if stream.WrongLastSequence(err) {
 		return changedMeanwhile(ctx, s, m.Subject, r)
 	}
 	if err != nil {
