@@ -370,7 +370,9 @@ func TestAttacks(t *testing.T) {
 			// What the system principal is trusted for: only services
 			// that need an internal endpoint may publish to it.
 			name: "call chat's internal endpoint as the system principal", as: []string{buspolicy.Gateway, buspolicy.Analytics, buspolicy.Chat}, violation: chatapi.VisitorConversationsSubject,
-			try: func(ctx context.Context, c *client) error { return callAsSystem(ctx, c, chatapi.VisitorConversationsSubject) },
+			try: func(ctx context.Context, c *client) error {
+				return callAsSystem(ctx, c, chatapi.VisitorConversationsSubject)
+			},
 		},
 		{
 			name: "erase analytics rows as the system principal", as: []string{buspolicy.Gateway, buspolicy.Chat}, violation: analyticsapi.EraseSubject,
@@ -568,7 +570,9 @@ func TestServicesDoTheirWork(t *testing.T) {
 		},
 		{
 			name: "privacy lists a visitor's conversations as the system principal", as: buspolicy.Privacy,
-			try: func(ctx context.Context, c *client) error { return callAsSystem(ctx, c, chatapi.VisitorConversationsSubject) },
+			try: func(ctx context.Context, c *client) error {
+				return callAsSystem(ctx, c, chatapi.VisitorConversationsSubject)
+			},
 		},
 		{
 			name: "privacy erases analytics rows as the system principal", as: buspolicy.Privacy,

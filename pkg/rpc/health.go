@@ -53,4 +53,3 @@ func (h *Health) Err() error {
 	}
 	return Errorf(CodeUnavailable, "not ready: %s", strings.Join(msgs, "; "))
 }
-
