@@ -110,7 +110,7 @@ func Unavailable(err error) bool {
 	return false
 }
 
-// DefaultTimeout bounds a Call whose context has no deadline.
+// DefaultTimeout bounds a Call or a Ping whose context has no deadline.
 const DefaultTimeout = 5 * time.Second
 
 // Request is what a caller sends: the principal acting, and the call's
