@@ -39,14 +39,20 @@ const (
 	// The analytics service also refuses that pseudonym's facts from then
 	// on, as some may still be in transit.
 	//
-	// Request: EraseArgs (no principal: only the privacy service may
-	// publish here, by its bus permissions). Result: EraseResult.
+	// An internal subject: only the privacy service may publish here, by
+	// its bus permissions (pkg/buspolicy).
+	//
+	// Request: rpc.Request[EraseArgs] with the system principal
+	// (auth.System). Result: EraseResult.
 	//
 	// Errors: rpc.CodeInvalid for a malformed tenant or pseudonym;
+	// rpc.CodeForbidden for any principal but the system's;
 	// rpc.CodeUnavailable while ClickHouse is unreachable.
-	EraseSubject = "parley.analytics.erase"
+	EraseSubject = "parley.internal.analytics.erase"
 
 	Queue = "analytics"
+	// Service names the analytics service for discovery (`nats micro ls`).
+	Service = "parley-analytics"
 )
 
 // Fact kinds: the last token of a fact's subject, and its Kind.

@@ -37,6 +37,17 @@ const (
 	RoleOperator   Role = "operator"
 )
 
+// RoleSystem is the role of a service calling another on its own behalf
+// (System): never in a token, so never a user's. It is accepted on
+// internal endpoints only, which only services may reach (see pkg/rpc).
+const RoleSystem Role = "system"
+
+// System is the principal of service (its name on the bus, such as
+// privacyapi.Service) acting on tenant's data on its own behalf.
+func System(tenant, service string) Principal {
+	return Principal{Tenant: tenant, ID: service, Role: RoleSystem}
+}
+
 // OperatorTenant is the tenant of operator tokens.
 const OperatorTenant = "*"
 
@@ -48,7 +59,8 @@ var (
 	ErrExpiredToken = errors.New("token expired")
 )
 
-// Valid reports whether r is a known role.
+// Valid reports whether r is a role a token may carry: any but
+// RoleSystem.
 func (r Role) Valid() bool {
 	switch r {
 	case RoleVisitor, RoleAgent, RoleSupervisor, RoleAdmin, RoleAnalyst, RoleAuditor, RoleOperator:

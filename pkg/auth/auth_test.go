@@ -78,6 +78,8 @@ func TestIssueRejectsBadPrincipals(t *testing.T) {
 		{name: "operator of a tenant", give: auth.Principal{Tenant: "demo", ID: "a", Role: auth.RoleOperator}},
 		{name: "star tenant for staff", give: auth.Principal{Tenant: "*", ID: "a", Role: auth.RoleAdmin}},
 		{name: "id with a dot", give: auth.Principal{Tenant: "demo", ID: "a.b", Role: auth.RoleAgent}},
+		// Verify checks a token the same way: no token speaks for a service.
+		{name: "the system principal", give: auth.System("demo", "parley-privacy")},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
 	"testing"
@@ -12,9 +13,14 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go/micro"
 
+	"github.com/parley-chat/parley/pkg/analyticsapi"
+	"github.com/parley-chat/parley/pkg/auth"
 	"github.com/parley-chat/parley/pkg/buspolicy"
+	"github.com/parley-chat/parley/pkg/chatapi"
 	"github.com/parley-chat/parley/pkg/natsembed"
+	"github.com/parley-chat/parley/pkg/rpc"
 	"github.com/parley-chat/parley/pkg/stream"
 	"github.com/parley-chat/parley/pkg/subjectkey"
 )
@@ -51,11 +57,13 @@ type bus struct {
 	srv       *natsembed.Server
 	passwords map[string]string
 	admin     *client
+	// served are the connections serving internal endpoints, by user.
+	served map[string]*client
 }
 
 func startBus(t *testing.T) *bus {
 	t.Helper()
-	b := &bus{passwords: map[string]string{}}
+	b := &bus{passwords: map[string]string{}, served: map[string]*client{}}
 	for _, u := range append(buspolicy.Services(), buspolicy.Admin) {
 		b.passwords[u] = u + "-secret"
 	}
@@ -82,14 +90,36 @@ func startBus(t *testing.T) *bus {
 	// it was given: allow_responses at work.
 	privacy := b.connect(t, buspolicy.Privacy)
 	if _, err := privacy.nc.QueueSubscribe(subjectkey.GetSubject, "privacy", func(m *nats.Msg) {
-		_ = m.Respond([]byte(`{"result":{}}`))
+		_ = m.Respond([]byte(`{}`))
 	}); err != nil {
 		t.Fatal(err)
 	}
 	if err := privacy.nc.Flush(); err != nil {
 		t.Fatal(err)
 	}
+	b.serveInternal(t, buspolicy.Chat, chatapi.Service, "parley.internal.chat", chatapi.VisitorConversationsSubject)
+	b.serveInternal(t, buspolicy.Analytics, analyticsapi.Service, "parley.internal.analytics", analyticsapi.EraseSubject)
 	return b
+}
+
+// serveInternal serves subject, an internal endpoint of group, as the
+// micro service name on a connection of user, as the service does.
+func (b *bus) serveInternal(t *testing.T, user, name, group, subject string) {
+	t.Helper()
+	c := b.connect(t, user)
+	served, err := rpc.Serve(t.Context(), c.nc, slog.New(slog.DiscardHandler), rpc.Service{Name: name, Queue: user,
+		Groups: []rpc.Group{{Prefix: group, Internal: true, Routes: []rpc.Route{{Subject: subject,
+			Handler: rpc.Handle(func(context.Context, rpc.Request[struct{}]) (struct{}, error) { return struct{}{}, nil })}}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(served.Stop)
+	b.served[user] = c
+}
+
+// callAsSystem calls subject as c with the system principal.
+func callAsSystem(ctx context.Context, c *client, subject string) error {
+	return rpc.Call(ctx, c.nc, subject, rpc.Request[struct{}]{Principal: auth.System("demo", "parley-"+c.user)}, nil)
 }
 
 func (b *bus) connect(t *testing.T, user string) *client {
@@ -337,6 +367,30 @@ func TestAttacks(t *testing.T) {
 			},
 		},
 		{
+			// What the system principal is trusted for: only services
+			// that need an internal endpoint may publish to it.
+			name: "call chat's internal endpoint as the system principal", as: []string{buspolicy.Gateway, buspolicy.Analytics, buspolicy.Chat}, violation: chatapi.VisitorConversationsSubject,
+			try: func(ctx context.Context, c *client) error {
+				return callAsSystem(ctx, c, chatapi.VisitorConversationsSubject)
+			},
+		},
+		{
+			name: "erase analytics rows as the system principal", as: []string{buspolicy.Gateway, buspolicy.Chat}, violation: analyticsapi.EraseSubject,
+			try: func(ctx context.Context, c *client) error { return callAsSystem(ctx, c, analyticsapi.EraseSubject) },
+		},
+		{
+			name: "listen on internal endpoints", as: buspolicy.Services(), violation: "parley.internal.>",
+			try: func(ctx context.Context, c *client) error {
+				return b.subscribeGets(ctx, c, "parley.internal.>", chatapi.VisitorConversationsSubject)
+			},
+		},
+		{
+			name: "answer discovery as another service", as: []string{buspolicy.Gateway, buspolicy.Analytics, buspolicy.Privacy}, violation: "$SRV.INFO." + chatapi.Service,
+			try: func(ctx context.Context, c *client) error {
+				return b.subscribeGets(ctx, c, "$SRV.INFO."+chatapi.Service, "$SRV.INFO."+chatapi.Service)
+			},
+		},
+		{
 			name: "forge a chat event", as: []string{buspolicy.Analytics, buspolicy.Gateway}, violation: "chat.demo.forged",
 			try: func(ctx context.Context, c *client) error {
 				_, err := c.js.Publish(ctx, "chat.demo.forged", []byte("forged"))
@@ -515,6 +569,36 @@ func TestServicesDoTheirWork(t *testing.T) {
 			},
 		},
 		{
+			name: "privacy lists a visitor's conversations as the system principal", as: buspolicy.Privacy,
+			try: func(ctx context.Context, c *client) error {
+				return callAsSystem(ctx, c, chatapi.VisitorConversationsSubject)
+			},
+		},
+		{
+			name: "privacy erases analytics rows as the system principal", as: buspolicy.Privacy,
+			try: func(ctx context.Context, c *client) error { return callAsSystem(ctx, c, analyticsapi.EraseSubject) },
+		},
+		{
+			// What `nats micro info` asks; admin has full access.
+			name: "services answer discovery", as: buspolicy.Admin,
+			try: func(ctx context.Context, c *client) error {
+				for _, name := range []string{chatapi.Service, analyticsapi.Service} {
+					m, err := c.nc.RequestWithContext(ctx, "$SRV.INFO."+name, nil)
+					if err != nil {
+						return fmt.Errorf("info %s: %w", name, err)
+					}
+					var info micro.Info
+					if err := json.Unmarshal(m.Data, &info); err != nil {
+						return err
+					}
+					if info.Name != name || len(info.Endpoints) != 1 {
+						return fmt.Errorf("info %s = %+v, want its one endpoint", name, info)
+					}
+				}
+				return nil
+			},
+		},
+		{
 			name: "chat reads a conversation by direct get", as: buspolicy.Chat,
 			try: func(ctx context.Context, c *client) error {
 				s, err := c.js.Stream(ctx, stream.Chat)
@@ -582,10 +666,12 @@ func TestServicesDoTheirWork(t *testing.T) {
 			if err := tt.try(ctx, c); err != nil {
 				t.Errorf("as %s: %v, want success", tt.as, err)
 			}
-			c.mu.Lock()
-			defer c.mu.Unlock()
-			if len(c.violations) > 0 {
-				t.Errorf("as %s: permissions violations %q, want none", tt.as, c.violations)
+			for _, c := range append([]*client{c}, b.served[buspolicy.Chat], b.served[buspolicy.Analytics]) {
+				c.mu.Lock()
+				if len(c.violations) > 0 {
+					t.Errorf("as %s: permissions violations %q, want none", c.user, c.violations)
+				}
+				c.mu.Unlock()
 			}
 		})
 	}

@@ -21,6 +21,13 @@
 // could subscribe to the replies meant for another, the key service's
 // unwrapped keys included.
 //
+// Services call each other as the system principal (auth.System) on
+// internal endpoints, under "parley.internal.>": each may be published to
+// only by the services that call it, and never by the gateway, which
+// serves users; so a request there comes from a service's own bus user
+// (pkg/rpc). Each serving service answers discovery (`nats micro ls`) as
+// its micro service, on $SRV subjects of its own name.
+//
 // No service may update a stream ($JS.API.STREAM.UPDATE): a user allowed
 // to may reconfigure the stream, for example to source or mirror KEYS, and
 // read the copies, which the subject permissions cannot see. A service only
@@ -38,6 +45,7 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 
+	"github.com/parley-chat/parley/pkg/analyticsapi"
 	"github.com/parley-chat/parley/pkg/chatapi"
 	"github.com/parley-chat/parley/pkg/privacyapi"
 	"github.com/parley-chat/parley/pkg/stream"
@@ -110,6 +118,8 @@ func policyOf(user string) (policy, bool) {
 			deny: []rule{
 				{why: "the gateway never writes events: the chat service does, after its checks",
 					pub: []string{"chat.>"}},
+				{why: "internal endpoints, where services call each other as the system principal: the gateway serves users only",
+					pub: []string{internalSubjects}},
 				denyLiveForgery(),
 				denyKeys(),
 				denyOtherInboxes(),
@@ -119,8 +129,9 @@ func policyOf(user string) (policy, bool) {
 		return policy{
 			allow: []rule{
 				inbox(Chat),
-				{why: "served in queue group chat",
-					sub: []string{"parley.chat.>"}},
+				{why: "served in queue group chat: the calls of users, and the internal ones of other services",
+					sub: []string{"parley.chat.>", "parley.internal.chat.>"}},
+				discovery(chatapi.Service),
 				{why: "subject keys, from the key service: the only way to them",
 					pub: []string{subjectkey.GetSubject}},
 				broadcasts(),
@@ -140,13 +151,14 @@ func policyOf(user string) (policy, bool) {
 				inbox(Privacy),
 				{why: "served in queue group privacy: the privacy calls and the key service",
 					sub: []string{"parley.privacy.>", subjectkey.GetSubject}},
+				discovery(privacyapi.Service),
 				{why: "broadcasts for every service's caches: erasures, consent changes",
 					pub: []string{subjectkey.ErasedSubject, privacyapi.ConsentChangedSubject},
 					sub: []string{subjectkey.ErasedSubject, privacyapi.ConsentChangedSubject}},
-				{why: "calls: erasure of a subject's pseudonymized rows in analytics",
-					pub: []string{"parley.analytics.>"}},
-				{why: "erasure after close: the erased conversation broadcast to chat and the gateway; the visitor's conversation list, asked of chat as the visitor, to tell whether anything of theirs is left",
-					pub: []string{privacyapi.ConversationErasedSubject, chatapi.ListSubject}},
+				{why: "internal calls, as the system principal: erasure of a subject's pseudonymized rows in analytics; a visitor's conversations, asked of chat, to tell whether anything of theirs is left after an erasure after close or an expiry",
+					pub: []string{analyticsapi.EraseSubject, chatapi.VisitorConversationsSubject}},
+				{why: "erasure after close: the erased conversation broadcast to chat and the gateway",
+					pub: []string{privacyapi.ConversationErasedSubject}},
 				{why: "appends to the streams privacy writes",
 					pub: []string{"privacy.*.*", "keys.*.*", "audit.*", "audit_checkpoint.*", "analytics.*.*", "schedule.>"}},
 				jsAccount(),
@@ -176,8 +188,9 @@ func policyOf(user string) (policy, bool) {
 		return policy{
 			allow: []rule{
 				inbox(Analytics),
-				{why: "metrics queries and erasures of pseudonymized rows, served in queue group analytics",
-					sub: []string{"parley.analytics.>"}},
+				{why: "metrics queries, and the internal erasures of pseudonymized rows, served in queue group analytics",
+					sub: []string{"parley.analytics.>", "parley.internal.analytics.>"}},
+				discovery(analyticsapi.Service),
 				{why: "erasure broadcasts, for caches",
 					sub: []string{subjectkey.ErasedSubject}},
 				jsAccount(),
@@ -198,6 +211,18 @@ func policyOf(user string) (policy, bool) {
 		}, true
 	}
 	return policy{}, false
+}
+
+// internalSubjects are the internal endpoints of every service.
+const internalSubjects = "parley.internal.>"
+
+// discovery is answering `nats micro ls|info|stats` as the micro service
+// name: micro subscribes $SRV.<verb>, $SRV.<verb>.<name> and
+// $SRV.<verb>.<name>.<id>, and answers on the reply subject. Other
+// services' names stay out of reach, so none answers as another.
+func discovery(name string) rule {
+	return rule{why: "discovery of its micro service " + name + ": ping, info and stats",
+		sub: []string{"$SRV.*", "$SRV.*." + name, "$SRV.*." + name + ".*"}}
 }
 
 func inbox(user string) rule {

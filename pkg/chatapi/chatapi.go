@@ -22,7 +22,28 @@ const (
 	GetSubject      = "parley.chat.get"      // ConversationArgs → Summary
 
 	Queue = "chat"
+	// Service names the chat service for discovery (`nats micro ls`).
+	Service = "parley-chat"
 )
+
+// Internal subjects, served by the chat service in queue group Queue for
+// other services only: the request's principal must be the system
+// principal (auth.System), and only the services named may publish here,
+// by their bus permissions (pkg/buspolicy).
+const (
+	// VisitorConversationsSubject lists, a page at a time, the
+	// conversations of a visitor of the principal's tenant, as the visitor
+	// would see them (ListArgs), for the privacy service's erasure after
+	// close and expiry to tell whether anything of theirs is left.
+	// rpc.Request[VisitorConversationsArgs] → ListResult.
+	VisitorConversationsSubject = "parley.internal.chat.visitor.conversations"
+)
+
+// VisitorConversationsArgs asks for one page of a visitor's conversations.
+type VisitorConversationsArgs struct {
+	Visitor string       `json:"visitor"`
+	Page    Page[string] `json:"page"`
+}
 
 // MaxTextBytes is the largest message text accepted, in bytes of UTF-8.
 const MaxTextBytes = 64 << 10

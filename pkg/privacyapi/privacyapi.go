@@ -12,6 +12,9 @@ const (
 	RegisterVisitorSubject = "parley.privacy.visitor.register"
 
 	Queue = "privacy"
+	// Service names the privacy service, the key service included, for
+	// discovery (`nats micro ls`).
+	Service = "parley-privacy"
 )
 
 // RegisterVisitorArgs registers a visitor of Tenant with their consent.

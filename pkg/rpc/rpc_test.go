@@ -2,15 +2,21 @@ package rpc_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go/micro"
+
+	"github.com/parley-chat/parley/pkg/auth"
 
 	"github.com/parley-chat/parley/pkg/natsembed/natstest"
 	"github.com/parley-chat/parley/pkg/rpc"
@@ -25,7 +31,7 @@ func TestCallServePing(t *testing.T) {
 	nc, _ := natstest.Connect(t, s)
 	ctx := t.Context()
 	var calls atomic.Int64
-	_, err := rpc.Serve(ctx, nc, slog.New(slog.DiscardHandler), "test.echo", "q", rpc.Handle(func(_ context.Context, a echoArgs) (echoArgs, error) {
+	serve(t, nc, nil, rpc.Group{Routes: []rpc.Route{{Subject: "test.echo", Handler: rpc.Handle(func(_ context.Context, a echoArgs) (echoArgs, error) {
 		calls.Add(1)
 		switch a.Text {
 		case "":
@@ -34,10 +40,7 @@ func TestCallServePing(t *testing.T) {
 			return echoArgs{}, errors.New("database on fire")
 		}
 		return a, nil
-	}))
-	if err != nil {
-		t.Fatal(err)
-	}
+	})}}})
 
 	tests := []struct {
 		name     string
@@ -122,20 +125,216 @@ func TestPingAnswersHealth(t *testing.T) {
 	s := natstest.Start(t, "")
 	nc, _ := natstest.Connect(t, s)
 	var health rpc.Health
-	served, err := rpc.ServeAll(t.Context(), nc, slog.New(slog.DiscardHandler), "q", &health,
-		rpc.Route{Subject: "test.health", Handler: rpc.Handle(func(_ context.Context, a echoArgs) (echoArgs, error) { return a, nil })})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(served.Stop)
+	serve(t, nc, &health, rpc.Group{Routes: []rpc.Route{{Subject: "test.health", Handler: rpc.Handle(func(_ context.Context, a echoArgs) (echoArgs, error) { return a, nil })}}})
 
 	health.Set("consumer", errors.New("stream not found"))
-	err = rpc.Ping(t.Context(), nc, "test.health")
+	err := rpc.Ping(t.Context(), nc, "test.health")
 	if rpc.CodeOf(err) != rpc.CodeUnavailable || !strings.Contains(err.Error(), "consumer: stream not found") {
 		t.Errorf("Ping(failing part) = %v, want %s naming the part", err, rpc.CodeUnavailable)
 	}
 	health.Set("consumer", nil)
 	if err := rpc.Ping(t.Context(), nc, "test.health"); err != nil {
 		t.Errorf("Ping(well) = %v, want nil", err)
+	}
+}
+
+// serve serves groups as the service "parley-test" in queue group "q"
+// until the test ends.
+func serve(t *testing.T, nc *nats.Conn, health *rpc.Health, groups ...rpc.Group) *rpc.Served {
+	t.Helper()
+	served, err := rpc.Serve(t.Context(), nc, slog.New(slog.DiscardHandler), rpc.Service{
+		Name: "parley-test", Version: "1.2.3", Description: "a test", Queue: "q", Health: health, Groups: groups,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(served.Stop)
+	return served
+}
+
+// TestErrorHeaders checks the wire: an error is micro's error headers
+// carrying the Code, and a body that keeps what the headers lack.
+func TestErrorHeaders(t *testing.T) {
+	s := natstest.Start(t, "")
+	nc, _ := natstest.Connect(t, s)
+	serve(t, nc, nil, rpc.Group{Prefix: "test", Routes: []rpc.Route{{Subject: "test.limited", Handler: rpc.Handle(func(context.Context, echoArgs) (echoArgs, error) {
+		return echoArgs{}, &rpc.Error{Code: rpc.CodeLimited, Message: "slow down", RetryAfter: 7}
+	})}}})
+
+	m, err := nc.Request("test.limited", []byte(`{}`), rpc.DefaultTimeout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := m.Header.Get(micro.ErrorCodeHeader), string(rpc.CodeLimited); got != want {
+		t.Errorf("%s = %q, want %q", micro.ErrorCodeHeader, got, want)
+	}
+	if got, want := m.Header.Get(micro.ErrorHeader), "slow down"; got != want {
+		t.Errorf("%s = %q, want %q", micro.ErrorHeader, got, want)
+	}
+	err = rpc.Call(t.Context(), nc, "test.limited", echoArgs{}, nil)
+	var e *rpc.Error
+	if !errors.As(err, &e) || e.Code != rpc.CodeLimited || e.RetryAfter != 7 {
+		t.Errorf("Call() = %#v, want %s with RetryAfter 7", err, rpc.CodeLimited)
+	}
+}
+
+// TestDiscovery checks what `nats micro ls|info|stats` ask: every
+// endpoint listed under its group's subject and queue group, and counted.
+func TestDiscovery(t *testing.T) {
+	s := natstest.Start(t, "")
+	nc, _ := natstest.Connect(t, s)
+	echo := rpc.Handle(func(_ context.Context, a echoArgs) (echoArgs, error) {
+		if a.Text == "" {
+			return a, rpc.Errorf(rpc.CodeInvalid, "empty text")
+		}
+		return a, nil
+	})
+	serve(t, nc, nil,
+		rpc.Group{Prefix: "test.pub", Routes: []rpc.Route{{Subject: "test.pub.echo", Handler: echo}, {Subject: "test.pub.deep.echo", Handler: echo}}},
+		rpc.Group{Prefix: "test.internal", Internal: true, Routes: []rpc.Route{{Subject: "test.internal.secret.echo", Handler: echo}}},
+	)
+	for _, text := range []string{"hi", ""} {
+		_ = rpc.Call(t.Context(), nc, "test.pub.echo", echoArgs{Text: text}, nil)
+	}
+
+	var ping micro.Ping
+	discover(t, nc, micro.PingVerb, &ping)
+	if ping.Name != "parley-test" || ping.Version != "1.2.3" {
+		t.Errorf("PING = %+v, want parley-test 1.2.3", ping.ServiceIdentity)
+	}
+	var info micro.Info
+	discover(t, nc, micro.InfoVerb, &info)
+	got := map[string]string{}
+	for _, e := range info.Endpoints {
+		got[e.Name] = e.Subject + " " + e.QueueGroup
+	}
+	want := map[string]string{"echo": "test.pub.echo q", "deep-echo": "test.pub.deep.echo q", "secret-echo": "test.internal.secret.echo q"}
+	if info.Description != "a test" || !cmp.Equal(got, want) {
+		t.Errorf("INFO = %q, %v; want %q, %v", info.Description, got, "a test", want)
+	}
+	var stats micro.Stats
+	discover(t, nc, micro.StatsVerb, &stats)
+	for _, e := range stats.Endpoints {
+		if e.Name != "echo" {
+			continue
+		}
+		var d rpc.EndpointData
+		if err := json.Unmarshal(e.Data, &d); err != nil {
+			t.Fatal(err)
+		}
+		if e.NumRequests != 2 || d.Answered != 2 || d.Errors[rpc.CodeInvalid] != 1 {
+			t.Errorf("STATS echo = %d requests, data %+v; want 2 requests, 2 answered, 1 %s", e.NumRequests, d, rpc.CodeInvalid)
+		}
+		return
+	}
+	t.Errorf("STATS lists no endpoint echo: %+v", stats.Endpoints)
+}
+
+// discover asks the service's verb subject, as `nats micro` does, and
+// decodes the answer into v.
+func discover(t *testing.T, nc *nats.Conn, verb micro.Verb, v any) {
+	t.Helper()
+	subject, err := micro.ControlSubject(verb, "parley-test", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := nc.Request(subject, nil, rpc.DefaultTimeout)
+	if err != nil {
+		t.Fatalf("%s: %v", subject, err)
+	}
+	if err := json.Unmarshal(m.Data, v); err != nil {
+		t.Fatalf("%s: %v", subject, err)
+	}
+}
+
+// TestSystemPrincipal checks that the system principal is accepted on
+// internal endpoints, and only there.
+func TestSystemPrincipal(t *testing.T) {
+	s := natstest.Start(t, "")
+	nc, _ := natstest.Connect(t, s)
+	whoami := rpc.Handle(func(_ context.Context, r rpc.Request[echoArgs]) (auth.Principal, error) { return r.Principal, nil })
+	serve(t, nc, nil,
+		rpc.Group{Prefix: "test.pub", Routes: []rpc.Route{{Subject: "test.pub.whoami", Handler: whoami}}},
+		rpc.Group{Prefix: "test.internal", Internal: true, Routes: []rpc.Route{{Subject: "test.internal.sys.whoami", Handler: whoami}}},
+	)
+	system := auth.System("demo", "privacy")
+	visitor := auth.Principal{Tenant: "demo", ID: "v1", Role: auth.RoleVisitor}
+	tests := []struct {
+		name     string
+		subject  string
+		give     auth.Principal
+		wantCode rpc.Code
+	}{
+		{name: "internal endpoint, system", subject: "test.internal.sys.whoami", give: system},
+		{name: "internal endpoint, a user", subject: "test.internal.sys.whoami", give: visitor, wantCode: rpc.CodeForbidden},
+		{name: "internal endpoint, no principal", subject: "test.internal.sys.whoami", wantCode: rpc.CodeForbidden},
+		{name: "public endpoint, a user", subject: "test.pub.whoami", give: visitor},
+		{name: "public endpoint, posing as system", subject: "test.pub.whoami", give: system, wantCode: rpc.CodeForbidden},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var got auth.Principal
+			err := rpc.Call(t.Context(), nc, tt.subject, rpc.Request[echoArgs]{Principal: tt.give}, &got)
+			if tt.wantCode != "" {
+				if rpc.CodeOf(err) != tt.wantCode {
+					t.Errorf("Call(%s as %v) = %v, want %s", tt.subject, tt.give, err, tt.wantCode)
+				}
+				return
+			}
+			if err != nil || got != tt.give {
+				t.Errorf("Call(%s as %v) = %v, %v; want the principal back", tt.subject, tt.give, got, err)
+			}
+		})
+	}
+}
+
+// TestStopAnswersInFlight checks the drain: requests a handler is still
+// working on when Stop is called are answered before Stop returns, so the
+// connection may close right after, and none arrive after.
+func TestStopAnswersInFlight(t *testing.T) {
+	s := natstest.Start(t, "")
+	nc, _ := natstest.Connect(t, s)
+	server, _ := natstest.Connect(t, s)
+	release := make(chan struct{})
+	var started atomic.Int64
+	served := serve(t, server, nil, rpc.Group{Routes: []rpc.Route{{Subject: "test.slow", Handler: rpc.Handle(func(_ context.Context, a echoArgs) (echoArgs, error) {
+		started.Add(1)
+		<-release
+		return a, nil
+	})}}})
+
+	const n = 5
+	answers := make(chan error, n)
+	for i := range n {
+		go func() {
+			var got echoArgs
+			err := rpc.Call(context.Background(), nc, "test.slow", echoArgs{Text: fmt.Sprint(i)}, &got)
+			if err == nil && got.Text != fmt.Sprint(i) {
+				err = fmt.Errorf("answer %q, want %q", got.Text, fmt.Sprint(i))
+			}
+			answers <- err
+		}()
+	}
+	natstest.Until(t, 10*time.Second, "every request in flight", func() bool { return started.Load() == n })
+	stopped := make(chan struct{})
+	go func() {
+		served.Stop()
+		close(stopped)
+	}()
+	select {
+	case <-stopped:
+		t.Fatal("Stop returned with requests in flight")
+	case <-time.After(100 * time.Millisecond):
+	}
+	close(release)
+	<-stopped
+	server.Close()
+	for range n {
+		if err := <-answers; err != nil {
+			t.Errorf("request in flight at Stop: %v, want its answer", err)
+		}
+	}
+	if err := rpc.Call(t.Context(), nc, "test.slow", echoArgs{}, nil); !errors.Is(err, nats.ErrNoResponders) {
+		t.Errorf("Call() after Stop = %v, want %v", err, nats.ErrNoResponders)
 	}
 }

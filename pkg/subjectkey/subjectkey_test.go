@@ -66,11 +66,12 @@ func newCache(t *testing.T, size int) (*subjectkey.Cache, *keyService, func(subj
 	srv := natstest.Start(t, "")
 	nc, _ := natstest.Connect(t, srv)
 	ks := &keyService{keys: make(map[string]subjectkey.Keys), erased: make(map[string]bool)}
-	sub, err := rpc.Serve(t.Context(), nc, slog.New(slog.DiscardHandler), subjectkey.GetSubject, "", rpc.Handle(ks.get))
+	served, err := rpc.Serve(t.Context(), nc, slog.New(slog.DiscardHandler), rpc.Service{Name: "fake-keys",
+		Groups: []rpc.Group{{Routes: []rpc.Route{{Subject: subjectkey.GetSubject, Handler: rpc.Handle(ks.get)}}}}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	t.Cleanup(served.Stop)
 	c, err := subjectkey.NewCacheSize(nc, size)
 	if err != nil {
 		t.Fatal(err)

@@ -257,8 +257,15 @@ func TestEraseDeletesRowsAndRefusesLaterFacts(t *testing.T) {
 	p.publish(t, byAgent, "")
 	p.waitCount(t, "SELECT count() FROM facts FINAL", 7)
 
+	// Only a service erases: a user, even the tenant's admin, is refused.
+	asAdmin := eraseRequest("acme", kept)
+	asAdmin.Principal = auth.Principal{Tenant: "acme", ID: "x", Role: auth.RoleAdmin}
+	if err := rpc.Call(t.Context(), p.nc, analyticsapi.EraseSubject, asAdmin, nil); rpc.CodeOf(err) != rpc.CodeForbidden {
+		t.Errorf("erase as admin = %v, want %s", err, rpc.CodeForbidden)
+	}
+
 	var res analyticsapi.EraseResult
-	if err := rpc.Call(t.Context(), p.nc, analyticsapi.EraseSubject, analyticsapi.EraseArgs{Tenant: "acme", Pseudonym: gone}, &res); err != nil {
+	if err := rpc.Call(t.Context(), p.nc, analyticsapi.EraseSubject, eraseRequest("acme", gone), &res); err != nil {
 		t.Fatal(err)
 	}
 	if res.RowsDeleted != 3 {
@@ -277,7 +284,7 @@ func TestEraseDeletesRowsAndRefusesLaterFacts(t *testing.T) {
 	p.waitCount(t, "SELECT count() FROM facts FINAL", 3)
 	// The same erasure called over the bus afterwards finds nothing left,
 	// and reports what the stored request deleted.
-	if err := rpc.Call(t.Context(), p.nc, analyticsapi.EraseSubject, analyticsapi.EraseArgs{Tenant: "acme", Pseudonym: agent}, &res); err != nil {
+	if err := rpc.Call(t.Context(), p.nc, analyticsapi.EraseSubject, eraseRequest("acme", agent), &res); err != nil {
 		t.Fatal(err)
 	}
 	if res.RowsDeleted != 1 {
@@ -399,5 +406,14 @@ func TestNoStoreReadsNothing(t *testing.T) {
 	}
 	if d := c.CachedInfo().Delivered.Consumer; d > 0 {
 		t.Errorf("%d facts read with no store to write them to, want none", d)
+	}
+}
+
+// eraseRequest is the privacy service's call of EraseSubject: as the
+// system principal, which the internal endpoint requires.
+func eraseRequest(tenant, pseudonym string) rpc.Request[analyticsapi.EraseArgs] {
+	return rpc.Request[analyticsapi.EraseArgs]{
+		Principal: auth.System(tenant, "parley-privacy"),
+		Args:      analyticsapi.EraseArgs{Tenant: tenant, Pseudonym: pseudonym},
 	}
 }

@@ -27,6 +27,8 @@ var (
 	auditor    = principal(tenant, auth.RoleAuditor, "au1")
 	operator   = principal(auth.OperatorTenant, auth.RoleOperator, "op1")
 	foreigner  = principal("other", auth.RoleSupervisor, "s1")
+	// system is a service calling chat, as the privacy service does.
+	system = auth.System(tenant, "parley-privacy")
 )
 
 // ids lists the ids of summaries, in order.
@@ -231,6 +233,12 @@ func TestRules(t *testing.T) {
 		{"list by operator", operator, chatapi.ListSubject, chatapi.ListArgs{}, rpc.CodeForbidden},
 
 		{"malformed arguments", visitor, chatapi.PostSubject, "not an object", rpc.CodeInvalid},
+
+		{"list as the system principal", system, chatapi.ListSubject, chatapi.ListArgs{}, rpc.CodeForbidden},
+		{"post as the system principal", system, chatapi.PostSubject, post(unassigned, "x"), rpc.CodeForbidden},
+		{"visitor's conversations by admin", admin, chatapi.VisitorConversationsSubject, chatapi.VisitorConversationsArgs{Visitor: visitor.ID}, rpc.CodeForbidden},
+		{"visitor's conversations by the visitor", visitor, chatapi.VisitorConversationsSubject, chatapi.VisitorConversationsArgs{Visitor: visitor.ID}, rpc.CodeForbidden},
+		{"visitor's conversations of a bad id", system, chatapi.VisitorConversationsSubject, chatapi.VisitorConversationsArgs{Visitor: "a b"}, rpc.CodeInvalid},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -256,6 +264,34 @@ func TestRules(t *testing.T) {
 	c.must(supervisor, chatapi.GetSubject, one(unassigned), &sum)
 	if sum.Assignee != nil || sum.Status != chatapi.StatusOpen {
 		t.Errorf("Get(unassigned) = %+v, want open and unassigned", sum)
+	}
+}
+
+// TestVisitorConversationsForServices checks chat's internal endpoint: a
+// service, as the system principal, lists a visitor's conversations as the
+// visitor sees them.
+func TestVisitorConversationsForServices(t *testing.T) {
+	s := natstest.Start(t, "")
+	ks := startKeyService(t, s)
+	ks.add(t, tenant, visitor.ID, visitor2.ID)
+	startChat(t, s)
+	c := newClient(t, s)
+	c.open(visitor, "one")
+	c.open(visitor2, "someone else's")
+	c.open(visitor, "two")
+
+	var got []chatapi.Summary
+	err := chatapi.ReadPages(func(after *string) (*string, error) {
+		var res chatapi.ListResult
+		c.must(system, chatapi.VisitorConversationsSubject, chatapi.VisitorConversationsArgs{Visitor: visitor.ID, Page: chatapi.PageAfter(after)}, &res)
+		got = append(got, res.Conversations...)
+		return res.Next, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(c.list(visitor), got); diff != "" {
+		t.Errorf("VisitorConversations() differs from the visitor's own list (-want +got):\n%s", diff)
 	}
 }
 

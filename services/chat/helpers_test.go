@@ -51,9 +51,12 @@ func startKeyService(t testing.TB, s *natsembed.Server) *keyService {
 		}
 		return ks.create(req.Tenant, req.Subject)
 	})
-	if _, err := rpc.Serve(t.Context(), nc, slog.New(slog.DiscardHandler), subjectkey.GetSubject, "keys", h); err != nil {
+	served, err := rpc.Serve(t.Context(), nc, slog.New(slog.DiscardHandler), rpc.Service{Name: "fake-keys", Queue: "keys",
+		Groups: []rpc.Group{{Routes: []rpc.Route{{Subject: subjectkey.GetSubject, Handler: h}}}}})
+	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(served.Stop)
 	if err := nc.Flush(); err != nil {
 		t.Fatal(err)
 	}

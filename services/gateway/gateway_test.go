@@ -189,14 +189,12 @@ func startGatewayWith(t *testing.T, tune func(*gateway.Deps)) *env {
 // serve runs a test responder for another service's subject.
 func serve[Req, Resp any](t *testing.T, nc *nats.Conn, subject string, fn func(context.Context, Req) (Resp, error)) {
 	t.Helper()
-	sub, err := rpc.Serve(t.Context(), nc, slog.New(slog.DiscardHandler), subject, "test", rpc.Handle(fn))
+	served, err := rpc.Serve(t.Context(), nc, slog.New(slog.DiscardHandler), rpc.Service{Name: "fake", Queue: "test",
+		Groups: []rpc.Group{{Routes: []rpc.Route{{Subject: subject, Handler: rpc.Handle(fn)}}}}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { sub.Unsubscribe() })
-	if err := nc.Flush(); err != nil {
-		t.Fatal(err)
-	}
+	t.Cleanup(served.Stop)
 }
 
 func (e *env) token(p auth.Principal) string {

@@ -11,8 +11,10 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/parley-chat/parley/pkg/auth"
 	"github.com/parley-chat/parley/pkg/chatapi"
 	"github.com/parley-chat/parley/pkg/event"
 	"github.com/parley-chat/parley/pkg/natsembed/natstest"
@@ -106,14 +108,9 @@ func TestEraserParksMalformedFiredMessages(t *testing.T) {
 	_, w := startWithChat(t, "")
 	nc, js := w.nc, w.js
 	// The chat service's part: the visitor has no other conversation.
-	list, err := rpc.Serve(t.Context(), nc, slog.New(slog.DiscardHandler), chatapi.ListSubject, "",
-		rpc.Handle(func(context.Context, rpc.Request[chatapi.ListArgs]) (chatapi.ListResult, error) {
-			return chatapi.ListResult{}, nil
-		}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = list.Unsubscribe() })
+	serveChat(t, nc, func(context.Context, rpc.Request[chatapi.VisitorConversationsArgs]) (chatapi.ListResult, error) {
+		return chatapi.ListResult{}, nil
+	})
 	erased, err := nc.SubscribeSync(privacyapi.ConversationErasedSubject)
 	if err != nil {
 		t.Fatal(err)
@@ -205,29 +202,28 @@ func TestEraserListsEveryPage(t *testing.T) {
 	// fewer than chatapi.PageItems.
 	var mu sync.Mutex
 	pages := map[string]int{}
-	list, err := rpc.Serve(t.Context(), nc, slog.New(slog.DiscardHandler), chatapi.ListSubject, "",
-		rpc.Handle(func(_ context.Context, req rpc.Request[chatapi.ListArgs]) (chatapi.ListResult, error) {
-			mu.Lock()
-			pages[req.Principal.ID]++
-			mu.Unlock()
-			res := chatapi.ListResult{Conversations: []chatapi.Summary{}}
-			ids := convs[req.Principal.ID]
-			for i, id := range ids {
-				if id <= req.Args.Page.After {
-					continue
-				}
-				if len(res.Conversations) == 2 {
-					res.Next = &ids[i-1]
-					break
-				}
-				res.Conversations = append(res.Conversations, chatapi.Summary{ID: id, Tenant: tenant, Visitor: req.Principal.ID})
+	serveChat(t, nc, func(_ context.Context, req rpc.Request[chatapi.VisitorConversationsArgs]) (chatapi.ListResult, error) {
+		if want := auth.System(tenant, privacyapi.Service); req.Principal != want {
+			t.Errorf("listed %s's conversations as %v, want %v", req.Args.Visitor, req.Principal, want)
+		}
+		visitor := req.Args.Visitor
+		mu.Lock()
+		pages[visitor]++
+		mu.Unlock()
+		res := chatapi.ListResult{Conversations: []chatapi.Summary{}}
+		ids := convs[visitor]
+		for i, id := range ids {
+			if id <= req.Args.Page.After {
+				continue
 			}
-			return res, nil
-		}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = list.Unsubscribe() })
+			if len(res.Conversations) == 2 {
+				res.Next = &ids[i-1]
+				break
+			}
+			res.Conversations = append(res.Conversations, chatapi.Summary{ID: id, Tenant: tenant, Visitor: visitor})
+		}
+		return res, nil
+	})
 
 	for _, j := range []ephemeral.Job{
 		{Tenant: tenant, Conversation: "k-00", Visitor: kept},
@@ -264,4 +260,18 @@ func TestEraserListsEveryPage(t *testing.T) {
 			t.Errorf("the Eraser asked %d pages of a visitor's list, want the 4 there are", pages[v])
 		}
 	}
+}
+
+// serveChat serves fn as the chat service's internal endpoint
+// VisitorConversationsSubject, which admits the system principal only,
+// until the test ends.
+func serveChat(t *testing.T, nc *nats.Conn, fn func(context.Context, rpc.Request[chatapi.VisitorConversationsArgs]) (chatapi.ListResult, error)) {
+	t.Helper()
+	served, err := rpc.Serve(t.Context(), nc, slog.New(slog.DiscardHandler), rpc.Service{Name: "fake-chat",
+		Groups: []rpc.Group{{Prefix: "parley.internal.chat", Internal: true,
+			Routes: []rpc.Route{{Subject: chatapi.VisitorConversationsSubject, Handler: rpc.Handle(fn)}}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(served.Stop)
 }

@@ -1,6 +1,6 @@
 // Package rpc serves the analytics service's request/reply subjects
-// (analyticsapi.MetricsSubject, analyticsapi.EraseSubject) in queue group
-// analyticsapi.Queue. Errors become rpc Codes here, in one place.
+// (analyticsapi.MetricsSubject, and the internal analyticsapi.EraseSubject)
+// in queue group analyticsapi.Queue. Errors become rpc Codes here, in one place.
 package rpc
 
 import (
@@ -23,22 +23,33 @@ type Handlers struct {
 	Erase   func(ctx context.Context, tenant, pseudonym string) (int64, error)
 }
 
-// Serve subscribes h until the caller stops what it returns; pings answer
-// health.
+// Serve serves h as the micro service analyticsapi.Service until the
+// caller stops what it returns; pings answer health.
 func Serve(ctx context.Context, nc *nats.Conn, log *slog.Logger, health *rpc.Health, h Handlers) (*rpc.Served, error) {
-	return rpc.ServeAll(ctx, nc, log, analyticsapi.Queue, health,
-		rpc.Route{Subject: analyticsapi.MetricsSubject, Handler: rpc.Handle(func(ctx context.Context, req rpc.Request[analyticsapi.MetricsArgs]) (analyticsapi.MetricsResult, error) {
-			res, err := h.Metrics(ctx, req)
-			return res, codeOf(err)
-		})},
-		rpc.Route{Subject: analyticsapi.EraseSubject, Handler: rpc.Handle(func(ctx context.Context, req analyticsapi.EraseArgs) (analyticsapi.EraseResult, error) {
-			if !stream.ValidToken(req.Tenant) || !analyticsapi.ValidPseudonym(req.Pseudonym) {
-				return analyticsapi.EraseResult{}, rpc.Errorf(rpc.CodeInvalid, "tenant or pseudonym malformed")
-			}
-			n, err := h.Erase(ctx, req.Tenant, req.Pseudonym)
-			return analyticsapi.EraseResult{RowsDeleted: n}, codeOf(err)
-		})},
-	)
+	return rpc.Serve(ctx, nc, log, rpc.Service{
+		Name:        analyticsapi.Service,
+		Description: "metrics of pseudonymized facts, and their erasure",
+		Queue:       analyticsapi.Queue,
+		Health:      health,
+		Groups: []rpc.Group{
+			{Prefix: "parley.analytics", Routes: []rpc.Route{
+				{Subject: analyticsapi.MetricsSubject, Handler: rpc.Handle(func(ctx context.Context, req rpc.Request[analyticsapi.MetricsArgs]) (analyticsapi.MetricsResult, error) {
+					res, err := h.Metrics(ctx, req)
+					return res, codeOf(err)
+				})},
+			}},
+			// rpc.Handle admits the system principal only.
+			{Prefix: "parley.internal.analytics", Internal: true, Routes: []rpc.Route{
+				{Subject: analyticsapi.EraseSubject, Handler: rpc.Handle(func(ctx context.Context, req rpc.Request[analyticsapi.EraseArgs]) (analyticsapi.EraseResult, error) {
+					if !stream.ValidToken(req.Args.Tenant) || !analyticsapi.ValidPseudonym(req.Args.Pseudonym) {
+						return analyticsapi.EraseResult{}, rpc.Errorf(rpc.CodeInvalid, "tenant or pseudonym malformed")
+					}
+					n, err := h.Erase(ctx, req.Args.Tenant, req.Args.Pseudonym)
+					return analyticsapi.EraseResult{RowsDeleted: n}, codeOf(err)
+				})},
+			}},
+		},
+	})
 }
 
 func codeOf(err error) error {

@@ -1,6 +1,7 @@
 // Package rpc is the chat service's bus port: it serves the chatapi subjects
-// with pkg/rpc in queue group chatapi.Queue and turns the use cases' errors
-// into rpc Codes, in this one place.
+// with pkg/rpc, as the micro service chatapi.Service in queue group
+// chatapi.Queue, and turns the use cases' errors into rpc Codes, in this one
+// place.
 package rpc
 
 import (
@@ -19,20 +20,31 @@ import (
 	"github.com/parley-chat/parley/services/chat/internal/conversation"
 )
 
-// Serve subscribes the chat subjects on nc, each request handled by svc,
-// until the caller stops what it returns; pings answer health.
+// Serve serves the chat subjects on nc, each request handled by svc, until
+// the caller stops what it returns; pings answer health.
 func Serve(ctx context.Context, nc *nats.Conn, log *slog.Logger, health *rpc.Health, svc *app.Service) (*rpc.Served, error) {
-	return rpc.ServeAll(ctx, nc, log, chatapi.Queue, health,
-		rpc.Route{Subject: chatapi.OpenSubject, Handler: handle(svc.Open)},
-		rpc.Route{Subject: chatapi.PostSubject, Handler: handle(svc.Post)},
-		rpc.Route{Subject: chatapi.AssignSubject, Handler: handle(svc.Assign)},
-		rpc.Route{Subject: chatapi.CloseSubject, Handler: handle(svc.Close)},
-		rpc.Route{Subject: chatapi.RateSubject, Handler: handle(svc.Rate)},
-		rpc.Route{Subject: chatapi.ListSubject, Handler: handle(svc.List)},
-		rpc.Route{Subject: chatapi.MessagesSubject, Handler: handle(svc.Messages)},
-		rpc.Route{Subject: chatapi.GetSubject, Handler: handle(svc.Get)},
-		rpc.Route{Subject: chatapi.ExportSubject, Handler: handle(svc.Export)},
-	)
+	return rpc.Serve(ctx, nc, log, rpc.Service{
+		Name:        chatapi.Service,
+		Description: "conversations: commands, transcripts, lists and exports",
+		Queue:       chatapi.Queue,
+		Health:      health,
+		Groups: []rpc.Group{
+			{Prefix: "parley.chat", Routes: []rpc.Route{
+				{Subject: chatapi.OpenSubject, Handler: handle(svc.Open)},
+				{Subject: chatapi.PostSubject, Handler: handle(svc.Post)},
+				{Subject: chatapi.AssignSubject, Handler: handle(svc.Assign)},
+				{Subject: chatapi.CloseSubject, Handler: handle(svc.Close)},
+				{Subject: chatapi.RateSubject, Handler: handle(svc.Rate)},
+				{Subject: chatapi.ListSubject, Handler: handle(svc.List)},
+				{Subject: chatapi.MessagesSubject, Handler: handle(svc.Messages)},
+				{Subject: chatapi.GetSubject, Handler: handle(svc.Get)},
+				{Subject: chatapi.ExportSubject, Handler: handle(svc.Export)},
+			}},
+			{Prefix: "parley.internal.chat", Internal: true, Routes: []rpc.Route{
+				{Subject: chatapi.VisitorConversationsSubject, Handler: handle(svc.VisitorConversations)},
+			}},
+		},
+	})
 }
 
 // handle adapts a use case to a typed rpc handler.

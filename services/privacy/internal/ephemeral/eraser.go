@@ -385,20 +385,20 @@ func (e *Eraser) left(ctx context.Context, tenant, visitor, except string) (bool
 }
 
 // conversations returns the ids of the visitor's conversations, as the
-// chat service lists them to the visitor, whose own list it is: page after
-// page, each call bounded by callTimeout, so that a visitor with more
-// conversations than one reply holds is seen whole. The pages come in
-// order of id, so one erased or expired between two pages never hides
-// another.
+// chat service lists them to the visitor, asked as the system principal on
+// chat's internal endpoint: page after page, each call bounded by
+// callTimeout, so that a visitor with more conversations than one reply
+// holds is seen whole. The pages come in order of id, so one erased or
+// expired between two pages never hides another.
 func (e *Eraser) conversations(ctx context.Context, tenant, visitor string) ([]string, error) {
-	p := auth.Principal{Tenant: tenant, ID: visitor, Role: auth.RoleVisitor}
+	p := auth.System(tenant, privacyapi.Service)
 	var ids []string
 	err := chatapi.ReadPages(func(after *string) (*string, error) {
 		ctx, cancel := context.WithTimeout(ctx, callTimeout)
 		defer cancel()
 		var res chatapi.ListResult
-		req := rpc.Request[chatapi.ListArgs]{Principal: p, Args: chatapi.ListArgs{Page: chatapi.PageAfter(after)}}
-		if err := rpc.Call(ctx, e.nc, chatapi.ListSubject, req, &res); err != nil {
+		req := rpc.Request[chatapi.VisitorConversationsArgs]{Principal: p, Args: chatapi.VisitorConversationsArgs{Visitor: visitor, Page: chatapi.PageAfter(after)}}
+		if err := rpc.Call(ctx, e.nc, chatapi.VisitorConversationsSubject, req, &res); err != nil {
 			return nil, err
 		}
 		for _, c := range res.Conversations {

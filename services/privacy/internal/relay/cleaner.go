@@ -10,6 +10,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/parley-chat/parley/pkg/analyticsapi"
+	"github.com/parley-chat/parley/pkg/auth"
+	"github.com/parley-chat/parley/pkg/privacyapi"
 	"github.com/parley-chat/parley/pkg/rpc"
 )
 
@@ -62,7 +64,11 @@ func (c *Cleaner) Erase(ctx context.Context, tenant, pseudonym string) (int64, e
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	var res analyticsapi.EraseResult
-	if err := rpc.Call(ctx, c.nc, analyticsapi.EraseSubject, analyticsapi.EraseArgs{Tenant: tenant, Pseudonym: pseudonym}, &res); err != nil {
+	req := rpc.Request[analyticsapi.EraseArgs]{
+		Principal: auth.System(tenant, privacyapi.Service),
+		Args:      analyticsapi.EraseArgs{Tenant: tenant, Pseudonym: pseudonym},
+	}
+	if err := rpc.Call(ctx, c.nc, analyticsapi.EraseSubject, req, &res); err != nil {
 		return 0, err
 	}
 	return res.RowsDeleted, nil

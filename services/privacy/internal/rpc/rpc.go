@@ -19,10 +19,11 @@ import (
 	"github.com/parley-chat/parley/services/privacy/internal/keyring"
 )
 
-// Serve subscribes a's calls in queue group privacyapi.Queue until the
-// caller stops what it returns; pings answer health.
+// Serve serves a's calls as the micro service privacyapi.Service in queue
+// group privacyapi.Queue until the caller stops what it returns; pings
+// answer health.
 func Serve(ctx context.Context, nc *nats.Conn, log *slog.Logger, health *rpc.Health, a *app.App) (*rpc.Served, error) {
-	routes := []rpc.Route{
+	keys := []rpc.Route{
 		{Subject: subjectkey.GetSubject, Handler: rpc.Handle(func(ctx context.Context, req subjectkey.Request) (subjectkey.Keys, error) {
 			k, err := a.GetKeys(ctx, req.Tenant, req.Subject, req.Create)
 			if errors.Is(err, keyring.ErrUnknownKEK) {
@@ -32,6 +33,8 @@ func Serve(ctx context.Context, nc *nats.Conn, log *slog.Logger, health *rpc.Hea
 			}
 			return k, codeOf(err)
 		})},
+	}
+	routes := []rpc.Route{
 		{Subject: privacyapi.RegisterVisitorSubject, Handler: rpc.Handle(func(ctx context.Context, req rpc.Request[privacyapi.RegisterVisitorArgs]) (privacyapi.RegisterVisitorResult, error) {
 			id, err := a.RegisterVisitor(ctx, req.Args.Tenant, req.Args.Consent, req.Args.NetworkData)
 			return privacyapi.RegisterVisitorResult{VisitorID: id}, codeOf(err)
@@ -81,10 +84,24 @@ func Serve(ctx context.Context, nc *nats.Conn, log *slog.Logger, health *rpc.Hea
 			return res, codeOf(err)
 		})},
 	}
-	for i := range routes {
-		routes[i].Handler = bounded(routes[i].Handler)
+	groups := []rpc.Group{
+		// The key service: no principal, for the services whose bus
+		// permissions let them ask (the gateway and chat).
+		{Prefix: "parley.keys", Routes: keys},
+		{Prefix: "parley.privacy", Routes: routes},
 	}
-	return rpc.ServeAll(ctx, nc, log, privacyapi.Queue, health, routes...)
+	for _, g := range groups {
+		for i := range g.Routes {
+			g.Routes[i].Handler = bounded(g.Routes[i].Handler)
+		}
+	}
+	return rpc.Serve(ctx, nc, log, rpc.Service{
+		Name:        privacyapi.Service,
+		Description: "the key service, consent, erasure, exports, the audit trail and tenant settings",
+		Queue:       privacyapi.Queue,
+		Health:      health,
+		Groups:      groups,
+	})
 }
 
 // requestTimeout bounds the work on one request; a caller waits
