@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -69,6 +70,10 @@ type Mirror[V any] struct {
 	err   error // why the mirror stopped by itself; set before done closes
 
 	readyOnce sync.Once
+	tried     chan struct{}
+	triedOnce sync.Once
+	// health holds the watch's last failure, nil while it works.
+	health atomic.Pointer[error]
 	// waitLogged is touched by the watching goroutine only.
 	waitLogged bool
 
@@ -89,9 +94,6 @@ func Start[V any](ctx context.Context, js jetstream.JetStream, cfg Config[V]) *M
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	if cfg.Health == nil {
-		cfg.Health = func(error) {}
-	}
 	switch {
 	case cfg.GiveUp == 0:
 		cfg.GiveUp = retry.GiveUp
@@ -101,12 +103,20 @@ func Start[V any](ctx context.Context, js jetstream.JetStream, cfg Config[V]) *M
 	ctx, stop := context.WithCancel(ctx)
 	m := &Mirror[V]{
 		js: js, cfg: cfg, stop: stop,
-		ready: make(chan struct{}), done: make(chan struct{}),
+		ready: make(chan struct{}), tried: make(chan struct{}), done: make(chan struct{}),
 		items: make(map[string]item[V]),
+	}
+	m.health.Store(&ErrNotReady)
+	health := func(err error) {
+		m.health.Store(&err)
+		m.triedOnce.Do(func() { close(m.tried) })
+		if cfg.Health != nil {
+			cfg.Health(err)
+		}
 	}
 	go func() {
 		defer close(m.done)
-		m.err = retry.Keep(ctx, cfg.GiveUp, cfg.Health, m.watch)
+		m.err = retry.Keep(ctx, cfg.GiveUp, health, m.watch)
 		if m.err != nil {
 			m.err = fmt.Errorf("mirror bucket %s: %w", cfg.Bucket, m.err)
 		}
@@ -128,6 +138,11 @@ func (m *Mirror[V]) Wait(ctx context.Context) error {
 	}
 }
 
+// Tried is closed once the mirror's first watch of the bucket has loaded
+// it or failed, so that Health tells something: for a caller that can do
+// without the bucket while it is missing.
+func (m *Mirror[V]) Tried() <-chan struct{} { return m.tried }
+
 // Ready reports whether the mirror has loaded the bucket's values once.
 func (m *Mirror[V]) Ready() bool {
 	select {
@@ -136,6 +151,17 @@ func (m *Mirror[V]) Ready() bool {
 	default:
 		return false
 	}
+}
+
+// Health returns nil while the mirror follows its bucket, and otherwise
+// why not: ErrNotReady before it first loaded, the last failure of its
+// watch while it tries again, and Err once it stopped. A service counts
+// it in its readiness.
+func (m *Mirror[V]) Health() error {
+	if err := m.Err(); err != nil {
+		return err
+	}
+	return *m.health.Load()
 }
 
 // Done is closed when the mirror has stopped: by Close, by the end of
