@@ -114,6 +114,9 @@ func TestMirrorWaitsForBucket(t *testing.T) {
 	if m.Ready() {
 		t.Fatal("mirror of a missing bucket is ready")
 	}
+	if err := m.Health(); !errors.Is(err, jetstream.ErrBucketNotFound) {
+		t.Errorf("Health() of a mirror waiting for its bucket = %v, want ErrBucketNotFound", err)
+	}
 
 	kv, err := js.CreateKeyValue(t.Context(), jetstream.KeyValueConfig{Bucket: "LATE"})
 	if err != nil {
@@ -127,8 +130,8 @@ func TestMirrorWaitsForBucket(t *testing.T) {
 	mu.Lock()
 	last := health[len(health)-1]
 	mu.Unlock()
-	if last != nil {
-		t.Errorf("health after the mirror is ready = %v, want nil", last)
+	if last != nil || m.Health() != nil {
+		t.Errorf("health after the mirror is ready = %v, Health() = %v; want nil", last, m.Health())
 	}
 }
 
@@ -163,8 +166,8 @@ func TestMirrorReportsLostWatch(t *testing.T) {
 	case <-time.After(within):
 		t.Fatal("mirror still running on a closed connection")
 	}
-	if m.Err() == nil {
-		t.Error("Err() = nil after giving up")
+	if m.Err() == nil || m.Health() == nil {
+		t.Errorf("Err() = %v, Health() = %v after giving up; want errors", m.Err(), m.Health())
 	}
 	mu.Lock()
 	defer mu.Unlock()

@@ -15,6 +15,7 @@ import (
 	"github.com/parley-chat/parley/pkg/event"
 	"github.com/parley-chat/parley/pkg/privacyapi"
 	"github.com/parley-chat/parley/pkg/stream"
+	"github.com/parley-chat/parley/pkg/subjectkey"
 
 	"github.com/parley-chat/parley/services/privacy/internal/keyring"
 )
@@ -128,7 +129,7 @@ type Stores struct {
 	// refused, once until it is extended again. Nil discards it.
 	Log *slog.Logger
 	// KeyCacheSize bounds how many subjects' unwrapped keys are kept in
-	// memory; 0 means DefaultKeyCacheSize.
+	// memory; 0 means subjectkey.DefaultCacheSize.
 	KeyCacheSize int
 }
 
@@ -163,7 +164,11 @@ type App struct {
 	log       *slog.Logger
 	now       func() time.Time
 
-	keyCache keyCache
+	// keyCache holds unwrapped keys of the subjects used most recently, so
+	// a subject's record is unwrapped about once per instance while memory
+	// stays bounded. It caches keys only, never "erased", which the key
+	// store and the erasure index answer.
+	keyCache *subjectkey.LRU[subjectID, subjectkey.Keys]
 	index    index
 	chains   chains
 }
@@ -193,7 +198,7 @@ func New(ring *keyring.Ring, auditKey ed25519.PrivateKey, s Stores) *App {
 		analytics:   s.Analytics,
 		log:         cmpLog(s.Log),
 		now:         time.Now,
-		keyCache:    newKeyCache(s.KeyCacheSize),
+		keyCache:    subjectkey.NewLRU[subjectID, subjectkey.Keys](s.KeyCacheSize),
 		index:       newIndex(),
 		chains:      chains{heads: make(map[string]*chainHead)},
 	}

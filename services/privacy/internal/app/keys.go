@@ -4,10 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 	"time"
-
-	"github.com/hashicorp/golang-lru/v2/simplelru"
 
 	"github.com/parley-chat/parley/pkg/subjectkey"
 
@@ -16,24 +13,6 @@ import (
 
 // rereadAttempts bounds the reads after losing a creation race; see GetKeys.
 const rereadAttempts = 5
-
-// DefaultKeyCacheSize is how many subjects' keys an App keeps unwrapped
-// when Stores.KeyCacheSize is 0.
-const DefaultKeyCacheSize = 100_000
-
-// keyCache holds unwrapped keys of the subjects used most recently, so a
-// subject's record is unwrapped about once per instance while memory stays
-// bounded: a subject that left is loaded and unwrapped again on its next
-// use. It caches keys only, never "erased", which the key store and the
-// erasure index answer.
-type keyCache struct {
-	// mu is a full lock: a lookup moves the subject up the LRU order.
-	mu      sync.Mutex
-	entries *simplelru.LRU[subjectID, subjectkey.Keys]
-	// forgets counts Forget calls, so that keys loaded while an erasure went
-	// by are not cached after it.
-	forgets uint64
-}
 
 // GetKeys returns the subject's keys. When the subject has none it returns
 // keyring.ErrNotFound, or with create generates, wraps and stores them. For
@@ -52,10 +31,7 @@ func (a *App) GetKeys(ctx context.Context, tenant, subject string, create bool) 
 	if a.index.erasureOf(id) != "" {
 		return subjectkey.Keys{}, fmt.Errorf("keys of %s/%s: %w", tenant, subject, keyring.ErrErased)
 	}
-	a.keyCache.mu.Lock()
-	k, ok := a.keyCache.entries.Get(id)
-	forgets := a.keyCache.forgets
-	a.keyCache.mu.Unlock()
+	k, ok, stamp := a.keyCache.Get(id)
 	if ok {
 		return k, nil
 	}
@@ -67,29 +43,14 @@ func (a *App) GetKeys(ctx context.Context, tenant, subject string, create bool) 
 	if err != nil {
 		return subjectkey.Keys{}, err
 	}
-	a.keyCache.mu.Lock()
-	if a.keyCache.forgets == forgets {
-		a.keyCache.entries.Add(id, k)
-	}
-	a.keyCache.mu.Unlock()
+	a.keyCache.Add(id, k, stamp)
 	return k, nil
 }
 
 // Forget drops the subject's keys from this instance's memory. The privacy
 // service calls it for every erasure broadcast, its own included.
 func (a *App) Forget(tenant, subject string) {
-	a.keyCache.mu.Lock()
-	defer a.keyCache.mu.Unlock()
-	a.keyCache.entries.Remove(subjectID{tenant, subject})
-	a.keyCache.forgets++
-}
-
-func newKeyCache(size int) keyCache {
-	if size <= 0 {
-		size = DefaultKeyCacheSize
-	}
-	entries, _ := simplelru.NewLRU[subjectID, subjectkey.Keys](size, nil) // fails only for size <= 0
-	return keyCache{entries: entries}
+	a.keyCache.Forget(subjectID{tenant, subject})
 }
 
 func (a *App) load(ctx context.Context, tenant, subject string) (subjectkey.Keys, error) {
