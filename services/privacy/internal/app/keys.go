@@ -6,13 +6,14 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/parley-chat/parley/pkg/retry"
 	"github.com/parley-chat/parley/pkg/subjectkey"
 
 	"github.com/parley-chat/parley/services/privacy/internal/keyring"
 )
 
-// rereadAttempts bounds the reads after losing a creation race; see GetKeys.
-const rereadAttempts = 5
+// rereadFor bounds the reads after losing a creation race; see GetKeys.
+const rereadFor = time.Second
 
 // GetKeys returns the subject's keys. When the subject has none it returns
 // keyring.ErrNotFound, or with create generates, wraps and stores them. For
@@ -76,15 +77,11 @@ func (a *App) create(ctx context.Context, tenant, subject string) (subjectkey.Ke
 	// Another instance won, or the subject was erased. A replica answering
 	// a direct get may not have applied the winner's record yet, so "not
 	// found" is retried briefly.
-	for attempt := 1; ; attempt++ {
-		k, err = a.load(ctx, tenant, subject)
-		if !errors.Is(err, keyring.ErrNotFound) || attempt == rereadAttempts {
-			return k, err
+	return retry.Until(ctx, rereadFor, nil, func() (subjectkey.Keys, error) {
+		k, err := a.load(ctx, tenant, subject)
+		if err != nil && !errors.Is(err, keyring.ErrNotFound) {
+			return k, retry.Permanent(err)
 		}
-		select {
-		case <-ctx.Done():
-			return subjectkey.Keys{}, fmt.Errorf("read created keys of %s/%s: %w", tenant, subject, ctx.Err())
-		case <-time.After(time.Duration(attempt) * 10 * time.Millisecond):
-		}
-	}
+		return k, err
+	})
 }
