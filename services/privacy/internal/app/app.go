@@ -131,6 +131,9 @@ type Stores struct {
 	// KeyCacheSize bounds how many subjects' unwrapped keys are kept in
 	// memory; 0 means subjectkey.DefaultCacheSize.
 	KeyCacheSize int
+	// Now is the clock that stamps audit entries, tombstones and new keys;
+	// nil means time.Now. Tests advance their own.
+	Now func() time.Time
 }
 
 // ValidationError reports a request argument that breaks a rule. Its text
@@ -186,6 +189,9 @@ func cmpLog(log *slog.Logger) *slog.Logger {
 // New returns the service wrapping keys with ring, signing audit
 // checkpoints with auditKey and storing in s.
 func New(ring *keyring.Ring, auditKey ed25519.PrivateKey, s Stores) *App {
+	if s.Now == nil {
+		s.Now = time.Now
+	}
 	return &App{
 		ring:        ring,
 		keys:        s.Keys,
@@ -197,7 +203,7 @@ func New(ring *keyring.Ring, auditKey ed25519.PrivateKey, s Stores) *App {
 		bus:         s.Bus,
 		analytics:   s.Analytics,
 		log:         cmpLog(s.Log),
-		now:         time.Now,
+		now:         s.Now,
 		keyCache:    subjectkey.NewLRU[subjectID, subjectkey.Keys](s.KeyCacheSize),
 		index:       newIndex(),
 		chains:      chains{heads: make(map[string]*chainHead)},
