@@ -6,25 +6,25 @@ import (
 	"github.com/hashicorp/golang-lru/v2/simplelru"
 )
 
-// DefaultCacheSize is how many subjects an LRU (and so a Cache) holds when
-// it is given no size.
+// DefaultCacheSize is how many people's keys an LRU (and so a Cache)
+// holds when it is given no size.
 const DefaultCacheSize = 100_000
 
 // LRU is the bounded memory of keys both sides of the key service keep:
-// the values of at most size subjects, the least recently used leaving
-// first. A value read from the key service or store while an erasure went
+// the values of at most size people (data subjects), the least recently
+// used leaving first. A value read from the key service or store while an erasure went
 // by must not be cached after it, so Get hands out a stamp, and Add with
 // that stamp adds nothing when Forget or Replace ran in between. It is safe
 // for concurrent use.
 type LRU[K comparable, V any] struct {
-	// mu is a full lock: a lookup moves the subject up the LRU order.
+	// mu is a full lock: a lookup moves the key up the LRU order.
 	mu      sync.Mutex
 	entries *simplelru.LRU[K, V]
 	// forgets counts Forget and Replace calls; it is the stamp.
 	forgets uint64
 }
 
-// NewLRU returns an LRU of size subjects, DefaultCacheSize when size is 0
+// NewLRU returns an LRU of size entries, DefaultCacheSize when size is 0
 // or less.
 func NewLRU[K comparable, V any](size int) *LRU[K, V] {
 	if size <= 0 {
@@ -69,7 +69,7 @@ func (c *LRU[K, V]) Replace(k K, v V) {
 	c.forgets++
 }
 
-// Len returns how many subjects the LRU holds.
+// Len returns how many entries the LRU holds.
 func (c *LRU[K, V]) Len() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
