@@ -188,8 +188,12 @@ func (m *Mirror[V]) Close() error {
 }
 
 // Get returns the value of key, and false when the bucket holds none (or
-// the mirror is not ready yet).
+// the mirror is not ready yet). A nil Mirror holds nothing.
 func (m *Mirror[V]) Get(key string) (V, bool) {
+	if m == nil {
+		var zero V
+		return zero, false
+	}
 	m.mu.RLock()
 	defer m.mu.RUnlock()
 	it, ok := m.items[key]
@@ -199,6 +203,9 @@ func (m *Mirror[V]) Get(key string) (V, bool) {
 // Range calls fn for each key and value, in no order, until fn returns
 // false. fn must not call the mirror's other methods.
 func (m *Mirror[V]) Range(fn func(key string, v V) bool) {
+	if m == nil {
+		return
+	}
 	m.mu.RLock()
 	defer m.mu.RUnlock()
 	for k, it := range m.items {
