@@ -15,7 +15,7 @@ import (
 
 // TestGetKeysRace races two instances, each with an empty cache, to create
 // the same subject's keys in one key store. The store's side of the race
-// (one record wins) is the conformance suite's (internal/keystoretest);
+// (one record wins) is the conformance suite's (internal/storetest);
 // this is the use case's: every loser serves the winner's keys.
 func TestGetKeysRace(t *testing.T) {
 	kek, err := seal.NewKey()

@@ -23,8 +23,8 @@ func (c *clock) now() time.Time          { return c.t }
 func (c *clock) advance(d time.Duration) { c.t = c.t.Add(d) }
 
 // newMemoryApp returns the privacy use cases on in-memory stores, on the
-// clock c.
-func newMemoryApp(t *testing.T, c *clock) *app.App {
+// clock c, broadcasting on bus.
+func newMemoryApp(t *testing.T, c *clock, bus *memory.Bus) *app.App {
 	t.Helper()
 	kek, err := seal.NewKey()
 	if err != nil {
@@ -34,13 +34,18 @@ func newMemoryApp(t *testing.T, c *clock) *app.App {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return app.New(keyring.New(kek), auditKey, app.Stores{
+	events := memory.NewEventLog()
+	a := app.New(keyring.New(kek), auditKey, app.Stores{
 		Keys:        memory.NewKeyStore(keyring.Fingerprint(kek)),
+		Events:      events,
 		Audit:       memory.NewAuditLog(),
 		Checkpoints: memory.NewCheckpoints(),
 		Settings:    memory.NewSettingsStore(),
+		Bus:         bus,
 		Now:         c.now,
 	})
+	events.Follow(a.Apply)
+	return a
 }
 
 // TestPutSettingsIsAudited checks the settings use cases with no bus: an
@@ -49,7 +54,7 @@ func newMemoryApp(t *testing.T, c *clock) *app.App {
 // changes nothing and audits nothing.
 func TestPutSettingsIsAudited(t *testing.T) {
 	c := &clock{t: time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)}
-	a := newMemoryApp(t, c)
+	a := newMemoryApp(t, c, new(memory.Bus))
 	ctx := t.Context()
 	admin := auth.Principal{Tenant: "demo", ID: "a-1", Role: auth.RoleAdmin}
 	auditor := auth.Principal{Tenant: "demo", ID: "au-1", Role: auth.RoleAuditor}

@@ -1,6 +1,6 @@
 // Package memory holds in-memory adapters of the privacy service's ports,
 // for tests of the use cases that need no bus. Each passes the same
-// conformance suite as its JetStream adapter (internal/keystoretest), so a
+// conformance suite as its JetStream adapter (internal/storetest), so a
 // use case tested on it behaves the same on the bus.
 package memory
 

@@ -4,10 +4,14 @@ import (
 	"testing"
 
 	"github.com/parley-chat/parley/services/privacy/internal/app"
-	"github.com/parley-chat/parley/services/privacy/internal/keystoretest"
 	"github.com/parley-chat/parley/services/privacy/internal/memory"
+	"github.com/parley-chat/parley/services/privacy/internal/storetest"
 )
 
 func TestKeyStore(t *testing.T) {
-	keystoretest.Run(t, func(_ *testing.T, kekID string) app.KeyStore { return memory.NewKeyStore(kekID) })
+	storetest.KeyStore(t, func(_ *testing.T, kekID string) app.KeyStore { return memory.NewKeyStore(kekID) })
+}
+
+func TestEventLog(t *testing.T) {
+	storetest.EventLog(t, func(*testing.T) app.EventLog { return memory.NewEventLog() })
 }

@@ -1,9 +1,9 @@
-// Package keystoretest is the conformance suite of the privacy service's
-// key store port (app.KeyStore): every adapter, in memory or on
-// JetStream, runs it, so that the use cases may rely on one behaviour
+// Package storetest holds the conformance suites of the privacy service's
+// ports (app.KeyStore, app.EventLog): every adapter, in memory or on
+// JetStream, runs them, so that the use cases may rely on one behaviour
 // whichever they run on, the way Watermill's Pub/Sub suite serves every
 // adapter.
-package keystoretest
+package storetest
 
 import (
 	"context"
@@ -19,13 +19,12 @@ import (
 	"github.com/parley-chat/parley/services/privacy/internal/keyring"
 )
 
-// Open returns an empty store, of its own, for records wrapped under the
-// KEK named kekID. Two calls in one test may share what they store (two
-// instances on one bus) or not; the suite does not rely on either.
-type Open func(t *testing.T, kekID string) app.KeyStore
+// OpenKeyStore returns an empty store, of its own, for records wrapped
+// under the KEK named kekID.
+type OpenKeyStore func(t *testing.T, kekID string) app.KeyStore
 
-// Run runs the suite against the stores open makes.
-func Run(t *testing.T, open Open) {
+// KeyStore runs the key store's suite against the stores open makes.
+func KeyStore(t *testing.T, open OpenKeyStore) {
 	tests := []struct {
 		name string
 		run  func(t *testing.T, ks app.KeyStore, ring *keyring.Ring)
