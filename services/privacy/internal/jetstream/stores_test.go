@@ -39,3 +39,18 @@ func TestEventLog(t *testing.T) {
 		return jetstream.NewEventLog(connect(t, stream.Privacy))
 	})
 }
+
+func TestAudit(t *testing.T) {
+	storetest.Audit(t, func(t *testing.T) (app.AuditLog, app.CheckpointStore) {
+		js := connect(t, stream.Audit, stream.AuditCheckpoints)
+		l, err := jetstream.NewAuditLog(t.Context(), js)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := jetstream.NewCheckpoints(t.Context(), js)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l, c
+	})
+}

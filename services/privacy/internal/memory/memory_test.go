@@ -15,3 +15,9 @@ func TestKeyStore(t *testing.T) {
 func TestEventLog(t *testing.T) {
 	storetest.EventLog(t, func(*testing.T) app.EventLog { return memory.NewEventLog() })
 }
+
+func TestAudit(t *testing.T) {
+	storetest.Audit(t, func(*testing.T) (app.AuditLog, app.CheckpointStore) {
+		return memory.NewAuditLog(), memory.NewCheckpoints()
+	})
+}
