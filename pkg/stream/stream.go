@@ -63,9 +63,11 @@ func ChatSubject(tenant, conversation string) string {
 	return "chat." + tenant + "." + conversation
 }
 
-// PrivacySubject is the subject of one data subject's privacy events.
-func PrivacySubject(tenant, subject string) string {
-	return "privacy." + tenant + "." + subject
+// PrivacySubject is the subject of the privacy events of one person, a
+// data subject in the GDPR's sense (a visitor or a member of staff), named
+// by their id. In Parley "subject" alone means a NATS subject.
+func PrivacySubject(tenant, person string) string {
+	return "privacy." + tenant + "." + person
 }
 
 // LiveChatSubjects is where the CHAT stream republishes every event it
@@ -86,9 +88,9 @@ func LiveChatSubject(tenant, conversation string) string {
 	return "live." + ChatSubject(tenant, conversation)
 }
 
-// KeysSubject is the subject holding one data subject's wrapped keys.
-func KeysSubject(tenant, subject string) string {
-	return "keys." + tenant + "." + subject
+// KeysSubject is the subject holding one person's wrapped keys.
+func KeysSubject(tenant, person string) string {
+	return "keys." + tenant + "." + person
 }
 
 // KEKStateSubjects, in the KEYS stream, hold which key-encryption key
@@ -96,7 +98,7 @@ func KeysSubject(tenant, subject string) string {
 // way: the last message on them is the state, and every key record is
 // published expecting the sequence of the state its writer read, so that a
 // rotation begun or finished meanwhile makes the server refuse it. "_kek"
-// is no tenant id, so no subject's keys are stored here.
+// is no tenant id, so no person's keys are stored here.
 const KEKStateSubjects = "keys._kek.*"
 
 // KEKStateSubject is the subject of one KEK state message, named by name.
@@ -143,7 +145,7 @@ func Config(name string, o Options) (jetstream.StreamConfig, error) {
 	case Keys:
 		base.Subjects = []string{"keys.*.*"}
 		base.AllowMsgTTL = true
-		// One message per subject: a subject's keys are written once and only
+		// One message per subject: a person's keys are written once and only
 		// ever secure-deleted, never replaced. The server refuses a second
 		// one rather than dropping the first, so a key record is created
 		// once without an expectation on its own subject, which leaves the

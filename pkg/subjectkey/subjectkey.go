@@ -14,7 +14,6 @@ import (
 	"fmt"
 	"sync"
 
-	"github.com/hashicorp/golang-lru/v2/simplelru"
 	"github.com/nats-io/nats.go"
 
 	"github.com/parley-chat/parley/pkg/rpc"
@@ -80,27 +79,20 @@ type entry struct {
 	erased bool
 }
 
-// DefaultCacheSize is how many subjects a Cache made by NewCache holds.
-const DefaultCacheSize = 100_000
-
 // Cache fetches keys from the key service and keeps them until the subject
 // is erased. It remembers "no keys" and "erased" too, so reads of an erased
 // subject's history do not ask again and again. It holds a bounded number of
-// subjects, the least recently used leaving first: a subject that left is
-// asked of the key service again on its next use, which answers "erased"
-// for an erased one as surely as the cache did, so the bound never serves
-// an erased subject's keys. It is safe for concurrent use.
+// subjects (an LRU): a subject that left is asked of the key service again
+// on its next use, which answers "erased" for an erased one as surely as
+// the cache did, so the bound never serves an erased subject's keys. It is
+// safe for concurrent use.
 type Cache struct {
-	nc  *nats.Conn
-	sub *nats.Subscription
+	nc      *nats.Conn
+	sub     *nats.Subscription
+	entries *LRU[cacheKey, entry]
 
-	// mu is a full lock: a lookup moves the subject up the LRU order.
 	mu      sync.Mutex
-	entries *simplelru.LRU[cacheKey, entry]
-	// evictions counts Evict calls, so that keys fetched while an erasure
-	// went by are not cached after it.
-	evictions uint64
-	onErase   []func(Erased)
+	onErase []func(Erased)
 }
 
 // NewCache returns a cache of DefaultCacheSize subjects listening for
@@ -112,14 +104,7 @@ func NewCache(nc *nats.Conn) (*Cache, error) {
 // NewCacheSize returns a cache of size subjects (DefaultCacheSize when size
 // is 0 or less) listening for erasures on nc.
 func NewCacheSize(nc *nats.Conn, size int) (*Cache, error) {
-	if size <= 0 {
-		size = DefaultCacheSize
-	}
-	entries, err := simplelru.NewLRU[cacheKey, entry](size, nil)
-	if err != nil {
-		return nil, fmt.Errorf("key cache: %w", err)
-	}
-	c := &Cache{nc: nc, entries: entries}
+	c := &Cache{nc: nc, entries: NewLRU[cacheKey, entry](size)}
 	sub, err := nc.Subscribe(ErasedSubject, func(m *nats.Msg) {
 		var e Erased
 		if json.Unmarshal(m.Data, &e) != nil {
@@ -145,9 +130,8 @@ func (c *Cache) OnErase(fn func(Erased)) {
 // Evict forgets the subject's keys, remembers that they are erased, and runs
 // the OnErase callbacks.
 func (c *Cache) Evict(e Erased) {
+	c.entries.Replace(cacheKey{e.Tenant, e.Subject}, entry{erased: true})
 	c.mu.Lock()
-	c.entries.Add(cacheKey{e.Tenant, e.Subject}, entry{erased: true})
-	c.evictions++
 	fns := c.onErase
 	c.mu.Unlock()
 	for _, fn := range fns {
@@ -169,10 +153,7 @@ func (c *Cache) GetOrCreate(ctx context.Context, tenant, subject string) (Keys, 
 
 func (c *Cache) get(ctx context.Context, req Request) (Keys, error) {
 	k := cacheKey{req.Tenant, req.Subject}
-	c.mu.Lock()
-	e, ok := c.entries.Get(k)
-	evictions := c.evictions
-	c.mu.Unlock()
+	e, ok, stamp := c.entries.Get(k)
 	switch {
 	case ok && e.erased:
 		return Keys{}, errErased
@@ -185,34 +166,22 @@ func (c *Cache) get(ctx context.Context, req Request) (Keys, error) {
 	err := rpc.Call(ctx, c.nc, GetSubject, req, &keys)
 	switch {
 	case rpc.CodeOf(err) == rpc.CodeGone:
-		c.store(k, entry{erased: true}, evictions)
+		c.entries.Add(k, entry{erased: true}, stamp)
 		return Keys{}, errErased
 	case rpc.CodeOf(err) == rpc.CodeNotFound:
-		c.store(k, entry{}, evictions)
+		c.entries.Add(k, entry{}, stamp)
 		return Keys{}, ErrNotFound
 	case rpc.CodeOf(err) == rpc.CodeUnreadable:
 		return Keys{}, fmt.Errorf("get keys: %w: %w", ErrUnreadable, err)
 	case err != nil:
 		return Keys{}, fmt.Errorf("get keys: %w", err)
 	}
-	c.store(k, entry{keys: keys, found: true}, evictions)
+	c.entries.Add(k, entry{keys: keys, found: true}, stamp)
 	return keys, nil
 }
 
-func (c *Cache) store(k cacheKey, e entry, evictions uint64) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.evictions == evictions {
-		c.entries.Add(k, e)
-	}
-}
-
 // Len returns how many subjects the cache holds.
-func (c *Cache) Len() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.entries.Len()
-}
+func (c *Cache) Len() int { return c.entries.Len() }
 
 // Close stops listening for erasures.
 func (c *Cache) Close() error {

@@ -80,6 +80,7 @@ func run(ctx context.Context, d Deps) error {
 	if err != nil {
 		return fmt.Errorf("chat: %w", err)
 	}
+	defer settings.Close()
 	view, err := jetstream.OpenView(ctx, js, d.Streams, log)
 	if err != nil {
 		return fmt.Errorf("chat: %w", err)
@@ -122,6 +123,7 @@ func run(ctx context.Context, d Deps) error {
 	g.Go(func() error {
 		return store.Follow(gctx, applied+1, svc.Project, func() { close(caughtUp) })
 	})
+	g.Go(func() error { return settings.Watching(gctx) })
 	select {
 	case <-caughtUp:
 	case <-gctx.Done():

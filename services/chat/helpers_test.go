@@ -177,22 +177,18 @@ func startChat(t testing.TB, s *natsembed.Server) *instance {
 func waitReady(t testing.TB, s *natsembed.Server, done <-chan error) {
 	t.Helper()
 	nc, _ := natstest.Connect(t, s)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	natstest.Eventually(t, 10*time.Second, "chat service ready", func() error {
 		err := rpc.Call(t.Context(), nc, chatapi.ListSubject, rpc.Request[chatapi.ListArgs]{Principal: auth.Principal{Tenant: "t", ID: "probe", Role: auth.RoleAdmin}}, nil)
-		if err == nil {
-			return
-		}
 		select {
 		case err := <-done:
 			t.Fatalf("Run() = %v before serving", err)
 		default:
 		}
-		if !errors.Is(err, nats.ErrNoResponders) || time.Now().After(deadline) {
+		if err != nil && !errors.Is(err, nats.ErrNoResponders) {
 			t.Fatalf("chat service not ready: %v", err)
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return err
+	})
 }
 
 // conflicts reads the instance's parley_chat_append_conflicts_total.

@@ -138,6 +138,11 @@ func Run(ctx context.Context, d Deps) error {
 		return fmt.Errorf("gateway: %w", err)
 	}
 	defer tenants.Close()
+	tenantSettings, err := settings.Open(ctx, js, log)
+	if err != nil {
+		return fmt.Errorf("gateway: %w", err)
+	}
+	defer tenantSettings.Close()
 	if d.DefaultTenant != "" {
 		if err := tenants.Ensure(ctx, tenant.Tenant{ID: d.DefaultTenant, Name: "Demo"}); err != nil {
 			return fmt.Errorf("gateway: default tenant: %w", err)
@@ -184,13 +189,13 @@ func Run(ctx context.Context, d Deps) error {
 		Signer:           d.Signer,
 		Verifier:         d.Verifier,
 		Tenants:          tenants,
-		Settings:         settings.NewReader(js),
+		Settings:         tenantSettings,
 		Hub:              hub,
 		Registerer:       reg,
 		Gatherer:         reg,
 		VisitorTokenTTL:  d.VisitorTokenTTL,
 		RateLimit:        d.RateLimit,
-		Ready:            d.Ready,
+		Ready:            ready(tenants, d.Ready),
 		StreamContext:    streamCtx,
 		Keys:             d.Keys,
 		MaxSessions:      d.MaxSessions,
@@ -218,10 +223,13 @@ func Run(ctx context.Context, d Deps) error {
 	log.Info("gateway listening", "addr", d.Listener.Addr().String(), "max_sessions", d.MaxSessions,
 		"max_conns", d.MaxConns, "max_conns_per_addr", d.MaxConnsPerAddr)
 
+	var failed error
 	select {
 	case err := <-served:
 		return fmt.Errorf("gateway: serve: %w", err)
 	case <-ctx.Done():
+	case <-tenants.Stopped():
+		failed = fmt.Errorf("gateway: %w", tenants.Err())
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), ShutdownTimeout)
 	defer cancel()
@@ -230,9 +238,23 @@ func Run(ctx context.Context, d Deps) error {
 	hubErr := hub.Close(sctx)
 	stopStreams()
 	if err := errors.Join(shutErr, hubErr); err != nil {
-		return fmt.Errorf("gateway: shutdown: %w", err)
+		return errors.Join(failed, fmt.Errorf("gateway: shutdown: %w", err))
 	}
-	return nil
+	return failed
+}
+
+// ready is the gateway's readiness: the tenant registry follows its bucket,
+// and then extra, when set.
+func ready(tenants *tenant.Registry, extra func(context.Context) error) func(context.Context) error {
+	return func(ctx context.Context) error {
+		if err := tenants.Health(); err != nil {
+			return fmt.Errorf("tenants: %w", err)
+		}
+		if extra == nil {
+			return nil
+		}
+		return extra(ctx)
+	}
 }
 
 // assigneeFunc asks the chat service who a conversation is assigned to,

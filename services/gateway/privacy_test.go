@@ -3,9 +3,11 @@ package gateway_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/nats-io/nats.go/jetstream"
@@ -13,6 +15,7 @@ import (
 	"github.com/parley-chat/parley/pkg/audit"
 	"github.com/parley-chat/parley/pkg/auth"
 	"github.com/parley-chat/parley/pkg/chatapi"
+	"github.com/parley-chat/parley/pkg/natsembed/natstest"
 	"github.com/parley-chat/parley/pkg/privacyapi"
 	"github.com/parley-chat/parley/pkg/rpc"
 )
@@ -155,22 +158,27 @@ func TestNetworkDataIsForwardedOnlyWhenAllowed(t *testing.T) {
 				t.Fatal(err)
 			}
 			body := `{"consent":{"analytics":false,"network_data":` + map[bool]string{true: "true", false: "false"}[tt.consent] + `,"ai":false},"notice_version":"n1"}`
-			req, err := http.NewRequest(http.MethodPost, e.base+"/v1/tenants/demo/visitors", strings.NewReader(body))
-			if err != nil {
-				t.Fatal(err)
-			}
-			req.Header.Set("User-Agent", firefox)
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			resp.Body.Close()
-			if resp.StatusCode != http.StatusCreated {
-				t.Fatalf("POST visitors = %d, want 201", resp.StatusCode)
-			}
-			if diff := cmp.Diff(tt.want, (<-got).NetworkData); diff != "" {
-				t.Errorf("forwarded network data mismatch (-want +got):\n%s", diff)
-			}
+			// The gateway reads settings from its mirror of the bucket, which
+			// the watch brings the change to a moment later.
+			natstest.Eventually(t, 10*time.Second, "network data forwarded as allowed", func() error {
+				req, err := http.NewRequest(http.MethodPost, e.base+"/v1/tenants/demo/visitors", strings.NewReader(body))
+				if err != nil {
+					t.Fatal(err)
+				}
+				req.Header.Set("User-Agent", firefox)
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusCreated {
+					t.Fatalf("POST visitors = %d, want 201", resp.StatusCode)
+				}
+				if diff := cmp.Diff(tt.want, (<-got).NetworkData); diff != "" {
+					return fmt.Errorf("forwarded network data mismatch (-want +got):\n%s", diff)
+				}
+				return nil
+			})
 		})
 	}
 	// The listener's own address is logged at start; the client's network

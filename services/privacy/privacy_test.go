@@ -95,18 +95,15 @@ func start(t *testing.T, s *natsembed.Server, kek seal.Key, opts ...func(*privac
 	if err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for !serving(t, s, cid) {
+	natstest.Until(t, 10*time.Second, "privacy service serving", func() bool {
 		select {
 		case err := <-done:
 			done <- err // for stop, which the cleanup calls
 			t.Fatalf("Run() = %v before serving", err)
-		case <-time.After(10 * time.Millisecond):
+		default:
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("privacy service not serving after 10s")
-		}
-	}
+		return serving(t, s, cid)
+	})
 	return &instance{logs: logs, stop: stop, nc: nc}
 }
 
@@ -284,18 +281,10 @@ func TestStoreHoldsOnlyWrappedKeys(t *testing.T) {
 
 	// The wrapped keys reaching the files shows the store was written and the
 	// search below can find what is there.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	natstest.Until(t, 10*time.Second, "wrapped keys in the store files", func() bool {
 		all := bytes.Join(slices.Collect(maps.Values(readStore(t, dir))), nil)
-		missing := slices.ContainsFunc(wrapped, func(w []byte) bool { return !bytes.Contains(all, w) })
-		if !missing {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("wrapped keys not in the store files after 10s")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return !slices.ContainsFunc(wrapped, func(w []byte) bool { return !bytes.Contains(all, w) })
+	})
 
 	inst.stop()
 	files := readStore(t, dir)

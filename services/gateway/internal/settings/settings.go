@@ -1,73 +1,73 @@
 // Package settings reads tenants' policies (privacyapi.Settings) for the
 // gateway: whether network data may be collected, and the minimum group
 // size of metrics. The privacy service owns and writes them in the SETTINGS
-// bucket; the gateway only reads.
+// bucket; the gateway only reads, from a mirror of it (pkg/kvmirror).
 package settings
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"sync"
+	"log/slog"
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/parley-chat/parley/pkg/kvmirror"
 	"github.com/parley-chat/parley/pkg/privacyapi"
 )
 
-// Reader reads a tenant's settings from the privacy service's SETTINGS
-// bucket (privacyapi.SettingsBucket) on each call: settings are read
-// rarely enough, and a change applies at once. It is safe for concurrent
-// use.
+// Reader reads tenants' settings from a mirror of the privacy service's
+// SETTINGS bucket (privacyapi.SettingsBucket), so that a request never
+// waits on the bus for them; a change applies as soon as the mirror's
+// watch delivers it. It is safe for concurrent use.
 type Reader struct {
-	js jetstream.JetStream
-
-	mu sync.Mutex
-	kv jetstream.KeyValue
+	m *kvmirror.Mirror[privacyapi.Settings]
 }
 
-// NewReader returns a reader of the settings through js.
-func NewReader(js jetstream.JetStream) *Reader {
-	return &Reader{js: js}
+// Open starts mirroring the settings through js until Close, and returns
+// once it has loaded them or found that the privacy service has not created
+// the bucket yet: the gateway does not wait for the privacy service. It
+// returns ctx's error when ctx ends first.
+func Open(ctx context.Context, js jetstream.JetStream, log *slog.Logger) (*Reader, error) {
+	// The mirror outlives ctx, which only bounds Open; Close stops it.
+	m := kvmirror.Start(context.WithoutCancel(ctx), js, kvmirror.Config[privacyapi.Settings]{
+		Bucket: privacyapi.SettingsBucket,
+		Log:    log,
+		Health: func(err error) {
+			if err != nil && !errors.Is(err, jetstream.ErrBucketNotFound) {
+				log.Warn("watch tenant settings, will retry", "err", err)
+			}
+		},
+		// Of answers safely without the mirror: it need not stop the
+		// gateway.
+		GiveUp: -1,
+	})
+	select {
+	case <-m.Tried():
+		return &Reader{m: m}, nil
+	case <-ctx.Done():
+		_ = m.Close()
+		return nil, fmt.Errorf("load bucket %s: %w", privacyapi.SettingsBucket, ctx.Err())
+	}
 }
 
 // Of returns tenant's settings: privacyapi.DefaultSettings for a tenant
 // without any, or while the privacy service has not created the bucket
-// yet. An error means the settings could not be read, and the caller must
-// then take the most private choice.
-func (p *Reader) Of(ctx context.Context, tenant string) (privacyapi.Settings, error) {
-	kv, err := p.bucket(ctx)
-	if errors.Is(err, jetstream.ErrBucketNotFound) {
-		return privacyapi.DefaultSettings(), nil
+// yet. An error, wrapping kvmirror.ErrNotReady, means the settings have not
+// been read yet, and the caller must then take the most private choice.
+func (p *Reader) Of(_ context.Context, tenant string) (privacyapi.Settings, error) {
+	if !p.m.Ready() {
+		err := p.m.Health()
+		if errors.Is(err, jetstream.ErrBucketNotFound) {
+			return privacyapi.DefaultSettings(), nil
+		}
+		return privacyapi.Settings{}, fmt.Errorf("settings of %s: %w", tenant, errors.Join(kvmirror.ErrNotReady, err))
 	}
-	if err != nil {
-		return privacyapi.Settings{}, err
+	if s, ok := p.m.Get(tenant); ok {
+		return s, nil
 	}
-	e, err := kv.Get(ctx, tenant)
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return privacyapi.DefaultSettings(), nil
-	}
-	if err != nil {
-		return privacyapi.Settings{}, fmt.Errorf("read settings of %s: %w", tenant, err)
-	}
-	var s privacyapi.Settings
-	if err := json.Unmarshal(e.Value(), &s); err != nil {
-		return privacyapi.Settings{}, fmt.Errorf("decode settings of %s: %w", tenant, err)
-	}
-	return s, nil
+	return privacyapi.DefaultSettings(), nil
 }
 
-func (p *Reader) bucket(ctx context.Context) (jetstream.KeyValue, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.kv != nil {
-		return p.kv, nil
-	}
-	kv, err := p.js.KeyValue(ctx, privacyapi.SettingsBucket)
-	if err != nil {
-		return nil, fmt.Errorf("open bucket %s: %w", privacyapi.SettingsBucket, err)
-	}
-	p.kv = kv
-	return kv, nil
-}
+// Close stops mirroring the settings.
+func (p *Reader) Close() { _ = p.m.Close() }

@@ -2,7 +2,9 @@ package settings_test
 
 import (
 	"encoding/json"
+	"log/slog"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -14,7 +16,11 @@ import (
 func TestReader(t *testing.T) {
 	s := natstest.Start(t, "")
 	_, js := natstest.Connect(t, s)
-	r := settings.NewReader(js)
+	r, err := settings.Open(t.Context(), js, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(r.Close)
 	collect := func(tenant string) bool {
 		t.Helper()
 		s, err := r.Of(t.Context(), tenant)
@@ -42,6 +48,9 @@ func TestReader(t *testing.T) {
 	}
 	put("on", privacyapi.Settings{RetentionDays: 30, CollectNetworkData: true})
 	put("off", privacyapi.Settings{RetentionDays: 30})
+	// The mirror finds the bucket on its next try, within pkg/retry's
+	// longest wait.
+	natstest.Until(t, 10*time.Second, "the reader mirrors the new bucket", func() bool { return collect("on") })
 	tests := []struct {
 		tenant string
 		want   bool
@@ -56,7 +65,5 @@ func TestReader(t *testing.T) {
 		}
 	}
 	put("on", privacyapi.Settings{RetentionDays: 30})
-	if collect("on") {
-		t.Error("Of() after the setting was turned off = true, want false")
-	}
+	natstest.Until(t, 10*time.Second, "the setting is turned off", func() bool { return !collect("on") })
 }

@@ -1,5 +1,5 @@
 // Package tenant is the gateway's tenant registry: a JetStream KV bucket
-// owned by the gateway, mirrored in memory by a watcher so that checking a
+// owned by the gateway, mirrored in memory (pkg/kvmirror) so that checking a
 // tenant on every request never touches the bus.
 package tenant
 
@@ -11,12 +11,12 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
-	"sync"
 	"unicode/utf8"
 
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/parley-chat/parley/pkg/auth"
+	"github.com/parley-chat/parley/pkg/kvmirror"
 	"github.com/parley-chat/parley/pkg/stream"
 )
 
@@ -119,22 +119,13 @@ type record struct {
 	Limits Limits `json:"limits,omitzero"`
 }
 
-type entry struct {
-	name     string
-	limits   Limits
-	revision uint64
-}
-
 // Registry is the set of tenants. It is safe for concurrent use; reads are
-// served from memory and reflect this instance's own writes at once and
-// other instances' writes as soon as the watcher delivers them.
+// served from a mirror of the bucket (pkg/kvmirror) and reflect this
+// instance's own writes at once and other instances' writes as soon as the
+// mirror's watch delivers them.
 type Registry struct {
 	kv      jetstream.KeyValue
-	watcher jetstream.KeyWatcher
-	done    chan struct{}
-
-	mu      sync.RWMutex
-	tenants map[string]entry
+	tenants *kvmirror.Mirror[record]
 }
 
 // Open creates the bucket with the definition of o when missing, loads
@@ -152,93 +143,39 @@ func Open(ctx context.Context, js jetstream.JetStream, o stream.Options, log *sl
 	if err != nil {
 		return nil, fmt.Errorf("open bucket %s: %w", Bucket, err)
 	}
-	// The watcher outlives ctx, which only bounds Open; Close stops it.
-	w, err := kv.WatchAll(context.WithoutCancel(ctx))
-	if err != nil {
-		return nil, fmt.Errorf("watch bucket %s: %w", Bucket, err)
+	// The mirror outlives ctx, which only bounds Open; Close stops it.
+	m := kvmirror.Start(context.WithoutCancel(ctx), js, kvmirror.Config[record]{Bucket: Bucket, Log: log})
+	if err := m.Wait(ctx); err != nil {
+		_ = m.Close()
+		return nil, err
 	}
-	r := &Registry{kv: kv, watcher: w, done: make(chan struct{}), tenants: make(map[string]entry)}
-	// The watcher sends every current value, then nil, then live updates.
-	for loaded := false; !loaded; {
-		select {
-		case e, ok := <-w.Updates():
-			if !ok {
-				return nil, fmt.Errorf("watch bucket %s: watcher stopped", Bucket)
-			}
-			if e == nil {
-				loaded = true
-				continue
-			}
-			r.apply(e)
-		case <-ctx.Done():
-			w.Stop()
-			return nil, fmt.Errorf("load bucket %s: %w", Bucket, ctx.Err())
-		}
-	}
-	go r.watch()
-	return r, nil
-}
-
-func (r *Registry) watch() {
-	defer close(r.done)
-	for e := range r.watcher.Updates() {
-		if e != nil {
-			r.apply(e)
-		}
-	}
-}
-
-func (r *Registry) apply(e jetstream.KeyValueEntry) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	cur, ok := r.tenants[e.Key()]
-	if ok && cur.revision >= e.Revision() {
-		// This instance's own write got here before the watcher did.
-		return
-	}
-	if e.Operation() != jetstream.KeyValuePut {
-		delete(r.tenants, e.Key())
-		return
-	}
-	var rec record
-	if json.Unmarshal(e.Value(), &rec) != nil {
-		return
-	}
-	r.tenants[e.Key()] = entry{name: rec.Name, limits: rec.Limits, revision: e.Revision()}
+	return &Registry{kv: kv, tenants: m}, nil
 }
 
 func (r *Registry) set(t Tenant, revision uint64) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if cur, ok := r.tenants[t.ID]; !ok || cur.revision < revision {
-		r.tenants[t.ID] = entry{name: t.Name, limits: t.Limits, revision: revision}
-	}
+	r.tenants.Set(t.ID, record{Name: t.Name, Limits: t.Limits}, revision)
 }
 
 // Exists reports whether the tenant id is registered.
 func (r *Registry) Exists(id string) bool {
-	r.mu.RLock()
-	defer r.mu.RUnlock()
-	_, ok := r.tenants[id]
+	_, ok := r.tenants.Get(id)
 	return ok
 }
 
 // Limits returns the effective limits of the tenant id: its own where set,
 // DefaultLimits elsewhere, and DefaultLimits for an unknown tenant.
 func (r *Registry) Limits(id string) Limits {
-	r.mu.RLock()
-	defer r.mu.RUnlock()
-	return r.tenants[id].limits.Effective()
+	rec, _ := r.tenants.Get(id)
+	return rec.Limits.Effective()
 }
 
 // List returns every tenant, sorted by id.
 func (r *Registry) List() []Tenant {
-	r.mu.RLock()
-	ts := make([]Tenant, 0, len(r.tenants))
-	for id, e := range r.tenants {
-		ts = append(ts, Tenant{ID: id, Name: e.name, Limits: e.limits})
-	}
-	r.mu.RUnlock()
+	var ts []Tenant
+	r.tenants.Range(func(id string, rec record) bool {
+		ts = append(ts, Tenant{ID: id, Name: rec.Name, Limits: rec.Limits})
+		return true
+	})
 	slices.SortFunc(ts, func(a, b Tenant) int { return strings.Compare(a.ID, b.ID) })
 	return ts
 }
@@ -288,12 +225,18 @@ func (r *Registry) Ensure(ctx context.Context, t Tenant) error {
 	return nil
 }
 
-// Close stops watching for changes.
-func (r *Registry) Close() error {
-	err := r.watcher.Stop()
-	<-r.done
-	if err != nil {
-		return fmt.Errorf("stop watching %s: %w", Bucket, err)
-	}
-	return nil
-}
+// Stopped is closed when the registry stopped following the bucket: by
+// Close, or having failed for longer than pkg/retry's GiveUp, which Err
+// then returns.
+func (r *Registry) Stopped() <-chan struct{} { return r.tenants.Done() }
+
+// Err returns why the registry stopped following the bucket by itself, or
+// nil.
+func (r *Registry) Err() error { return r.tenants.Err() }
+
+// Health returns nil while the registry follows the bucket, and the
+// failure of its watch otherwise (kvmirror.Mirror.Health).
+func (r *Registry) Health() error { return r.tenants.Health() }
+
+// Close stops watching for changes, and returns Err.
+func (r *Registry) Close() error { return r.tenants.Close() }

@@ -15,6 +15,7 @@ import (
 	"github.com/parley-chat/parley/pkg/event"
 	"github.com/parley-chat/parley/pkg/privacyapi"
 	"github.com/parley-chat/parley/pkg/stream"
+	"github.com/parley-chat/parley/pkg/subjectkey"
 
 	"github.com/parley-chat/parley/services/privacy/internal/keyring"
 )
@@ -128,8 +129,11 @@ type Stores struct {
 	// refused, once until it is extended again. Nil discards it.
 	Log *slog.Logger
 	// KeyCacheSize bounds how many subjects' unwrapped keys are kept in
-	// memory; 0 means DefaultKeyCacheSize.
+	// memory; 0 means subjectkey.DefaultCacheSize.
 	KeyCacheSize int
+	// Now is the clock that stamps audit entries, tombstones and new keys;
+	// nil means time.Now. Tests advance their own.
+	Now func() time.Time
 }
 
 // ValidationError reports a request argument that breaks a rule. Its text
@@ -163,7 +167,11 @@ type App struct {
 	log       *slog.Logger
 	now       func() time.Time
 
-	keyCache keyCache
+	// keyCache holds unwrapped keys of the subjects used most recently, so
+	// a subject's record is unwrapped about once per instance while memory
+	// stays bounded. It caches keys only, never "erased", which the key
+	// store and the erasure index answer.
+	keyCache *subjectkey.LRU[subjectID, subjectkey.Keys]
 	index    index
 	chains   chains
 }
@@ -181,6 +189,9 @@ func cmpLog(log *slog.Logger) *slog.Logger {
 // New returns the service wrapping keys with ring, signing audit
 // checkpoints with auditKey and storing in s.
 func New(ring *keyring.Ring, auditKey ed25519.PrivateKey, s Stores) *App {
+	if s.Now == nil {
+		s.Now = time.Now
+	}
 	return &App{
 		ring:        ring,
 		keys:        s.Keys,
@@ -192,8 +203,8 @@ func New(ring *keyring.Ring, auditKey ed25519.PrivateKey, s Stores) *App {
 		bus:         s.Bus,
 		analytics:   s.Analytics,
 		log:         cmpLog(s.Log),
-		now:         time.Now,
-		keyCache:    newKeyCache(s.KeyCacheSize),
+		now:         s.Now,
+		keyCache:    subjectkey.NewLRU[subjectID, subjectkey.Keys](s.KeyCacheSize),
 		index:       newIndex(),
 		chains:      chains{heads: make(map[string]*chainHead)},
 	}

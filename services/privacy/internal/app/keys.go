@@ -4,36 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 	"time"
 
-	"github.com/hashicorp/golang-lru/v2/simplelru"
-
+	"github.com/parley-chat/parley/pkg/retry"
 	"github.com/parley-chat/parley/pkg/subjectkey"
 
 	"github.com/parley-chat/parley/services/privacy/internal/keyring"
 )
 
-// rereadAttempts bounds the reads after losing a creation race; see GetKeys.
-const rereadAttempts = 5
-
-// DefaultKeyCacheSize is how many subjects' keys an App keeps unwrapped
-// when Stores.KeyCacheSize is 0.
-const DefaultKeyCacheSize = 100_000
-
-// keyCache holds unwrapped keys of the subjects used most recently, so a
-// subject's record is unwrapped about once per instance while memory stays
-// bounded: a subject that left is loaded and unwrapped again on its next
-// use. It caches keys only, never "erased", which the key store and the
-// erasure index answer.
-type keyCache struct {
-	// mu is a full lock: a lookup moves the subject up the LRU order.
-	mu      sync.Mutex
-	entries *simplelru.LRU[subjectID, subjectkey.Keys]
-	// forgets counts Forget calls, so that keys loaded while an erasure went
-	// by are not cached after it.
-	forgets uint64
-}
+// rereadFor bounds the reads after losing a creation race; see GetKeys.
+const rereadFor = time.Second
 
 // GetKeys returns the subject's keys. When the subject has none it returns
 // keyring.ErrNotFound, or with create generates, wraps and stores them. For
@@ -52,10 +32,7 @@ func (a *App) GetKeys(ctx context.Context, tenant, subject string, create bool) 
 	if a.index.erasureOf(id) != "" {
 		return subjectkey.Keys{}, fmt.Errorf("keys of %s/%s: %w", tenant, subject, keyring.ErrErased)
 	}
-	a.keyCache.mu.Lock()
-	k, ok := a.keyCache.entries.Get(id)
-	forgets := a.keyCache.forgets
-	a.keyCache.mu.Unlock()
+	k, ok, stamp := a.keyCache.Get(id)
 	if ok {
 		return k, nil
 	}
@@ -67,29 +44,14 @@ func (a *App) GetKeys(ctx context.Context, tenant, subject string, create bool) 
 	if err != nil {
 		return subjectkey.Keys{}, err
 	}
-	a.keyCache.mu.Lock()
-	if a.keyCache.forgets == forgets {
-		a.keyCache.entries.Add(id, k)
-	}
-	a.keyCache.mu.Unlock()
+	a.keyCache.Add(id, k, stamp)
 	return k, nil
 }
 
 // Forget drops the subject's keys from this instance's memory. The privacy
 // service calls it for every erasure broadcast, its own included.
 func (a *App) Forget(tenant, subject string) {
-	a.keyCache.mu.Lock()
-	defer a.keyCache.mu.Unlock()
-	a.keyCache.entries.Remove(subjectID{tenant, subject})
-	a.keyCache.forgets++
-}
-
-func newKeyCache(size int) keyCache {
-	if size <= 0 {
-		size = DefaultKeyCacheSize
-	}
-	entries, _ := simplelru.NewLRU[subjectID, subjectkey.Keys](size, nil) // fails only for size <= 0
-	return keyCache{entries: entries}
+	a.keyCache.Forget(subjectID{tenant, subject})
 }
 
 func (a *App) load(ctx context.Context, tenant, subject string) (subjectkey.Keys, error) {
@@ -115,15 +77,11 @@ func (a *App) create(ctx context.Context, tenant, subject string) (subjectkey.Ke
 	// Another instance won, or the subject was erased. A replica answering
 	// a direct get may not have applied the winner's record yet, so "not
 	// found" is retried briefly.
-	for attempt := 1; ; attempt++ {
-		k, err = a.load(ctx, tenant, subject)
-		if !errors.Is(err, keyring.ErrNotFound) || attempt == rereadAttempts {
-			return k, err
+	return retry.Until(ctx, rereadFor, nil, func() (subjectkey.Keys, error) {
+		k, err := a.load(ctx, tenant, subject)
+		if err != nil && !errors.Is(err, keyring.ErrNotFound) {
+			return k, retry.Permanent(err)
 		}
-		select {
-		case <-ctx.Done():
-			return subjectkey.Keys{}, fmt.Errorf("read created keys of %s/%s: %w", tenant, subject, ctx.Err())
-		case <-time.After(time.Duration(attempt) * 10 * time.Millisecond):
-		}
-	}
+		return k, err
+	})
 }

@@ -6,13 +6,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/parley-chat/parley/pkg/natsembed/natstest"
 	"github.com/parley-chat/parley/pkg/seal"
-	"github.com/parley-chat/parley/pkg/stream"
 
 	"github.com/parley-chat/parley/services/privacy/internal/app"
-	"github.com/parley-chat/parley/services/privacy/internal/jetstream"
 	"github.com/parley-chat/parley/services/privacy/internal/keyring"
+	"github.com/parley-chat/parley/services/privacy/internal/memory"
 )
 
 // TestKeyCacheBound fills the key cache past its size: it keeps at most its
@@ -20,20 +18,12 @@ import (
 // keys, and an erased subject is never served from it.
 func TestKeyCacheBound(t *testing.T) {
 	const size = 4
-	s := natstest.Start(t, "")
-	_, js := natstest.Connect(t, s)
-	if err := stream.Ensure(t.Context(), js, stream.Options{}, stream.Privacy, stream.Keys); err != nil {
-		t.Fatal(err)
-	}
 	kek, err := seal.NewKey()
 	if err != nil {
 		t.Fatal(err)
 	}
-	ks, err := jetstream.NewKeyStore(t.Context(), js, keyring.Fingerprint(kek))
-	if err != nil {
-		t.Fatal(err)
-	}
-	a := app.New(keyring.New(kek), nil, app.Stores{Keys: ks, Events: jetstream.NewEventLog(js), KeyCacheSize: size})
+	ks := memory.NewKeyStore(keyring.Fingerprint(kek))
+	a := app.New(keyring.New(kek), nil, app.Stores{Keys: ks, KeyCacheSize: size})
 	ctx := t.Context()
 
 	first, err := a.GetKeys(ctx, "demo", "v0", true)

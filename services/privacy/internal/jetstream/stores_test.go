@@ -1,0 +1,56 @@
+package jetstream_test
+
+import (
+	"testing"
+
+	natsjs "github.com/nats-io/nats.go/jetstream"
+
+	"github.com/parley-chat/parley/pkg/natsembed/natstest"
+	"github.com/parley-chat/parley/pkg/stream"
+
+	"github.com/parley-chat/parley/services/privacy/internal/app"
+	"github.com/parley-chat/parley/services/privacy/internal/jetstream"
+	"github.com/parley-chat/parley/services/privacy/internal/storetest"
+)
+
+// connect returns JetStream on a server of the test's own holding the
+// named streams.
+func connect(t *testing.T, names ...string) natsjs.JetStream {
+	t.Helper()
+	_, js := natstest.Connect(t, natstest.Start(t, ""))
+	if err := stream.Ensure(t.Context(), js, stream.Options{}, names...); err != nil {
+		t.Fatal(err)
+	}
+	return js
+}
+
+func TestKeyStore(t *testing.T) {
+	storetest.KeyStore(t, func(t *testing.T, kekID string) app.KeyStore {
+		ks, err := jetstream.NewKeyStore(t.Context(), connect(t, stream.Keys), kekID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ks
+	})
+}
+
+func TestEventLog(t *testing.T) {
+	storetest.EventLog(t, func(t *testing.T) app.EventLog {
+		return jetstream.NewEventLog(connect(t, stream.Privacy))
+	})
+}
+
+func TestAudit(t *testing.T) {
+	storetest.Audit(t, func(t *testing.T) (app.AuditLog, app.CheckpointStore) {
+		js := connect(t, stream.Audit, stream.AuditCheckpoints)
+		l, err := jetstream.NewAuditLog(t.Context(), js)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := jetstream.NewCheckpoints(t.Context(), js)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l, c
+	})
+}

@@ -1,0 +1,131 @@
+package memory
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	"github.com/parley-chat/parley/pkg/event"
+
+	"github.com/parley-chat/parley/services/privacy/internal/app"
+)
+
+type storedEvent struct {
+	seq uint64
+	e   event.Envelope
+}
+
+// EventLog keeps privacy events in memory, numbered as one stream, with the
+// PRIVACY stream's guarantees: an event appended again (same id) is stored
+// once, and AppendExpect refuses an append behind another writer's. Follow
+// hands each stored event, in order, to the App's index, as the JetStream
+// adapter's ordered consumer does. It is safe for concurrent use.
+type EventLog struct {
+	mu     sync.Mutex
+	events []storedEvent
+	byID   map[string]uint64
+	lastOf map[string]uint64 // tenant and aggregate → the sequence of their last event
+	apply  func(seq uint64, e event.Envelope)
+
+	// delivering serializes Follow's deliveries, so that they come in
+	// stream order; delivered is the last sequence handed over.
+	delivering sync.Mutex
+	delivered  uint64
+}
+
+// NewEventLog returns an empty log.
+func NewEventLog() *EventLog {
+	return &EventLog{byID: make(map[string]uint64), lastOf: make(map[string]uint64)}
+}
+
+// Follow hands every event stored so far, then each one appended later, to
+// apply, in stream order; an append returns once its event was handed over.
+// It is called once, before the log is used.
+func (l *EventLog) Follow(apply func(seq uint64, e event.Envelope)) {
+	l.mu.Lock()
+	l.apply = apply
+	l.mu.Unlock()
+	l.deliver()
+}
+
+// Append stores e and returns its sequence.
+func (l *EventLog) Append(_ context.Context, e event.Envelope) (uint64, error) {
+	return l.append(e, nil)
+}
+
+// AppendExpect is Append when the last event of e's aggregate has sequence
+// last (0: none), and app.ErrConflict otherwise.
+func (l *EventLog) AppendExpect(_ context.Context, e event.Envelope, last uint64) (uint64, error) {
+	return l.append(e, &last)
+}
+
+func (l *EventLog) append(e event.Envelope, expect *uint64) (uint64, error) {
+	l.mu.Lock()
+	if seq, ok := l.byID[e.ID]; ok {
+		l.mu.Unlock()
+		return seq, nil
+	}
+	agg := e.Tenant + "." + e.Aggregate
+	if expect != nil && l.lastOf[agg] != *expect {
+		l.mu.Unlock()
+		return 0, fmt.Errorf("append %s: %w", e.Type, app.ErrConflict)
+	}
+	seq := uint64(len(l.events)) + 1
+	l.events = append(l.events, storedEvent{seq: seq, e: e})
+	l.byID[e.ID] = seq
+	l.lastOf[agg] = seq
+	l.mu.Unlock()
+	l.deliver()
+	return seq, nil
+}
+
+// LastSeq returns the sequence of the last event.
+func (l *EventLog) LastSeq(context.Context) (uint64, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return uint64(len(l.events)), nil
+}
+
+// deliver hands the events not handed over yet to the follower.
+func (l *EventLog) deliver() {
+	l.delivering.Lock()
+	defer l.delivering.Unlock()
+	l.mu.Lock()
+	apply, pending := l.apply, l.events[l.delivered:]
+	l.mu.Unlock()
+	if apply == nil {
+		return
+	}
+	for _, se := range pending {
+		apply(se.seq, se.e)
+		l.delivered = se.seq
+	}
+}
+
+// Broadcast is one message a Bus sent.
+type Broadcast struct {
+	Subject string
+	Value   any
+}
+
+// Bus records what the App broadcasts, in place of NATS. It is safe for
+// concurrent use.
+type Bus struct {
+	mu   sync.Mutex
+	sent []Broadcast
+}
+
+// Broadcast records v, sent on subject.
+func (b *Bus) Broadcast(subject string, v any) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.sent = append(b.sent, Broadcast{Subject: subject, Value: v})
+	return nil
+}
+
+// Sent returns what was broadcast so far, in order.
+func (b *Bus) Sent() []Broadcast {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return append([]Broadcast(nil), b.sent...)
+}

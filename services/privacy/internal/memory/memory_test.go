@@ -1,0 +1,23 @@
+package memory_test
+
+import (
+	"testing"
+
+	"github.com/parley-chat/parley/services/privacy/internal/app"
+	"github.com/parley-chat/parley/services/privacy/internal/memory"
+	"github.com/parley-chat/parley/services/privacy/internal/storetest"
+)
+
+func TestKeyStore(t *testing.T) {
+	storetest.KeyStore(t, func(_ *testing.T, kekID string) app.KeyStore { return memory.NewKeyStore(kekID) })
+}
+
+func TestEventLog(t *testing.T) {
+	storetest.EventLog(t, func(*testing.T) app.EventLog { return memory.NewEventLog() })
+}
+
+func TestAudit(t *testing.T) {
+	storetest.Audit(t, func(*testing.T) (app.AuditLog, app.CheckpointStore) {
+		return memory.NewAuditLog(), memory.NewCheckpoints()
+	})
+}
