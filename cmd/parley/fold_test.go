@@ -156,7 +156,7 @@ func TestDeliveriesAndFactsGolden(t *testing.T) {
 	step(visitor, "POST", msgs, map[string]any{"text": "are you there?"}, http.StatusCreated, "are you there?")
 	step(alice, "POST", msgs, map[string]any{"text": "alice here, taking it"}, http.StatusCreated, "alice here, taking it")
 	step(sue, "POST", "/v1/conversations/"+conv+"/assign", map[string]any{"agent_id": "bob"}, http.StatusOK, `"type":"assigned"`)
-	step(bob, "POST", msgs, map[string]any{"text": "bob now, "+strings.Repeat("long answer ", 30)}, http.StatusCreated, "bob now")
+	step(bob, "POST", msgs, map[string]any{"text": "bob now, " + strings.Repeat("long answer ", 30)}, http.StatusCreated, "bob now")
 	step(visitor, "POST", msgs, map[string]any{"text": "thanks"}, http.StatusCreated, "thanks")
 	step(bob, "POST", "/v1/conversations/"+conv+"/close", map[string]any{}, http.StatusOK, `"type":"closed"`)
 	step(visitor, "POST", "/v1/conversations/"+conv+"/rating", map[string]any{"score": 4}, http.StatusOK, `"type":"rated"`)
@@ -168,19 +168,18 @@ func TestDeliveriesAndFactsGolden(t *testing.T) {
 	eventually(t, liveWithin, func() bool { return sessions["visitor"].isClosed() })
 	// A last conversation, which every session but the visitor's and the
 	// analyst's sees, ends what the others are sent.
-	mustCall(t, base, "POST", "/v1/conversations", bystander, map[string]any{"text": "the end"}, http.StatusCreated)
+	end := mustCall(t, base, "POST", "/v1/conversations", bystander, map[string]any{"text": "the end"}, http.StatusCreated)["id"].(string)
 	for _, who := range []string{"bystander", "alice", "bob", "carol", "sue", "ada"} {
 		eventually(t, liveWithin, func() bool { return sessions[who].has("the end") })
 	}
 	eventually(t, liveWithin, func() bool { return len(readAnalytics(t, js)) >= 12 })
 
-	convs := &aliases{prefix: "C"}
-	people := map[string]string{visitorID: "visitor", bystanderID: "bystander"}
+	names := map[string]string{visitorID: "visitor", bystanderID: "bystander", conv: "C1", end: "C2"}
 	got := golden{Deliveries: make(map[string][]string), Closed: make(map[string]string)}
 	for who, fl := range sessions {
 		fl.mu.Lock()
 		for _, f := range fl.frames {
-			got.Deliveries[who] = append(got.Deliveries[who], describeFrame(t, f, convs, people))
+			got.Deliveries[who] = append(got.Deliveries[who], describeFrame(t, f, names))
 		}
 		got.Closed[who] = fl.closed
 		fl.mu.Unlock()
@@ -219,7 +218,8 @@ type golden struct {
 	Facts      []string            `json:"facts"`
 }
 
-func describeFrame(t *testing.T, f json.RawMessage, convs *aliases, people map[string]string) string {
+// describeFrame writes a live event with its ids as names has them.
+func describeFrame(t *testing.T, f json.RawMessage, names map[string]string) string {
 	t.Helper()
 	var ev struct {
 		Type           string `json:"type"`
@@ -236,10 +236,10 @@ func describeFrame(t *testing.T, f json.RawMessage, convs *aliases, people map[s
 	if ev.Seq == 0 {
 		t.Errorf("live event %s has no seq", f)
 	}
-	s := ev.Type + " " + convs.of(ev.ConversationID)
+	s := ev.Type + " " + names[ev.ConversationID]
 	if m := ev.Message; m != nil {
 		who := m.Author.ID
-		if n, ok := people[who]; ok {
+		if n, ok := names[who]; ok {
 			who = n
 		}
 		s += fmt.Sprintf(" %s/%s: %.20s", m.Author.Role, who, m.Text)
