@@ -1,9 +1,7 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"math"
@@ -11,11 +9,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/coder/websocket"
 	"github.com/google/go-cmp/cmp"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -25,72 +21,17 @@ import (
 
 var updateGolden = flag.Bool("update", false, "rewrite the golden files in testdata")
 
-// frameLog is a /v1/stream session recording every frame it receives, and
-// how the server closed it.
-type frameLog struct {
-	mu     sync.Mutex
-	frames []json.RawMessage
-	closed string
+// received returns how many events lc received.
+func (lc *liveClient) received() int {
+	lc.mu.Lock()
+	defer lc.mu.Unlock()
+	return len(lc.events)
 }
 
-func record(t *testing.T, base, token string) *frameLog {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	conn, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(base, "http")+"/v1/stream", &websocket.DialOptions{
-		HTTPHeader: http.Header{"Authorization": {"Bearer " + token}},
-	})
-	if err != nil {
-		cancel()
-		t.Fatalf("dial stream: %v", err)
-	}
-	fl := &frameLog{}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			_, data, err := conn.Read(ctx)
-			fl.mu.Lock()
-			if err != nil {
-				fl.closed = fmt.Sprintf("%d %s", websocket.CloseStatus(err), closeReason(err))
-				fl.mu.Unlock()
-				return
-			}
-			fl.frames = append(fl.frames, data)
-			fl.mu.Unlock()
-		}
-	}()
-	t.Cleanup(func() {
-		cancel()
-		conn.CloseNow()
-		<-done
-	})
-	return fl
-}
-
-func closeReason(err error) string {
-	var ce websocket.CloseError
-	if errors.As(err, &ce) {
-		return ce.Reason
-	}
-	return ""
-}
-
-// has reports whether a frame holds s.
-func (fl *frameLog) has(s string) bool {
-	fl.mu.Lock()
-	defer fl.mu.Unlock()
-	for _, f := range fl.frames {
-		if strings.Contains(string(f), s) {
-			return true
-		}
-	}
-	return false
-}
-
-func (fl *frameLog) isClosed() bool {
-	fl.mu.Lock()
-	defer fl.mu.Unlock()
-	return fl.closed != ""
+func (lc *liveClient) isClosed() bool {
+	lc.mu.Lock()
+	defer lc.mu.Unlock()
+	return lc.closed != ""
 }
 
 // aliases names ids in the order they are first met, so that a golden file
@@ -133,33 +74,34 @@ func TestDeliveriesAndFactsGolden(t *testing.T) {
 	alice := staffToken(t, dir, "demo", "agent", "alice")
 	bob := staffToken(t, dir, "demo", "agent", "bob")
 	sue := staffToken(t, dir, "demo", "supervisor", "sue")
-	sessions := map[string]*frameLog{
-		"visitor":   record(t, base, visitor),
-		"bystander": record(t, base, bystander),
-		"alice":     record(t, base, alice),
-		"bob":       record(t, base, bob),
-		"carol":     record(t, base, staffToken(t, dir, "demo", "agent", "carol")),
-		"sue":       record(t, base, sue),
-		"ada":       record(t, base, staffToken(t, dir, "demo", "admin", "ada")),
-		"anna":      record(t, base, staffToken(t, dir, "demo", "analyst", "anna")),
+	sessions := map[string]*liveClient{
+		"visitor":   openStream(t, base, visitor),
+		"bystander": openStream(t, base, bystander),
+		"alice":     openStream(t, base, alice),
+		"bob":       openStream(t, base, bob),
+		"carol":     openStream(t, base, staffToken(t, dir, "demo", "agent", "carol")),
+		"sue":       openStream(t, base, sue),
+		"ada":       openStream(t, base, staffToken(t, dir, "demo", "admin", "ada")),
+		"anna":      openStream(t, base, staffToken(t, dir, "demo", "analyst", "anna")),
 	}
-	// Each step waits until the supervisor, who sees every event, saw it:
-	// the live events of one step are then routed before the next is stored.
-	step := func(token, method, path string, body map[string]any, want int, seen string) map[string]any {
+	// Each step waits until the supervisor, who sees every event, received
+	// seen events in all: the live events of one step are then routed
+	// before the next is stored.
+	step := func(token, method, path string, body map[string]any, want, seen int) map[string]any {
 		t.Helper()
 		out := mustCall(t, base, method, path, token, body, want)
-		eventually(t, liveWithin, func() bool { return sessions["sue"].has(seen) })
+		eventually(t, liveWithin, func() bool { return sessions["sue"].received() >= seen })
 		return out
 	}
-	conv := step(visitor, "POST", "/v1/conversations", map[string]any{"text": "hello, I need help"}, http.StatusCreated, "hello, I need help")["id"].(string)
+	conv := step(visitor, "POST", "/v1/conversations", map[string]any{"text": "hello, I need help"}, http.StatusCreated, 2)["id"].(string)
 	msgs := "/v1/conversations/" + conv + "/messages"
-	step(visitor, "POST", msgs, map[string]any{"text": "are you there?"}, http.StatusCreated, "are you there?")
-	step(alice, "POST", msgs, map[string]any{"text": "alice here, taking it"}, http.StatusCreated, "alice here, taking it")
-	step(sue, "POST", "/v1/conversations/"+conv+"/assign", map[string]any{"agent_id": "bob"}, http.StatusOK, `"type":"assigned"`)
-	step(bob, "POST", msgs, map[string]any{"text": "bob now, " + strings.Repeat("long answer ", 30)}, http.StatusCreated, "bob now")
-	step(visitor, "POST", msgs, map[string]any{"text": "thanks"}, http.StatusCreated, "thanks")
-	step(bob, "POST", "/v1/conversations/"+conv+"/close", map[string]any{}, http.StatusOK, `"type":"closed"`)
-	step(visitor, "POST", "/v1/conversations/"+conv+"/rating", map[string]any{"score": 4}, http.StatusOK, `"type":"rated"`)
+	step(visitor, "POST", msgs, map[string]any{"text": "are you there?"}, http.StatusCreated, 3)
+	step(alice, "POST", msgs, map[string]any{"text": "alice here, taking it"}, http.StatusCreated, 5)
+	step(sue, "POST", "/v1/conversations/"+conv+"/assign", map[string]any{"agent_id": "bob"}, http.StatusOK, 6)
+	step(bob, "POST", msgs, map[string]any{"text": "bob now, " + strings.Repeat("long answer ", 30)}, http.StatusCreated, 7)
+	step(visitor, "POST", msgs, map[string]any{"text": "thanks"}, http.StatusCreated, 8)
+	step(bob, "POST", "/v1/conversations/"+conv+"/close", map[string]any{}, http.StatusOK, 9)
+	step(visitor, "POST", "/v1/conversations/"+conv+"/rating", map[string]any{"score": 4}, http.StatusOK, 10)
 
 	// Every fact of the conversation is stored before its visitor goes:
 	// opened, five messages, first_response, closed and rated.
@@ -176,13 +118,13 @@ func TestDeliveriesAndFactsGolden(t *testing.T) {
 
 	names := map[string]string{visitorID: "visitor", bystanderID: "bystander", conv: "C1", end: "C2"}
 	got := golden{Deliveries: make(map[string][]string), Closed: make(map[string]string)}
-	for who, fl := range sessions {
-		fl.mu.Lock()
-		for _, f := range fl.frames {
-			got.Deliveries[who] = append(got.Deliveries[who], describeFrame(t, f, names))
+	for who, lc := range sessions {
+		lc.mu.Lock()
+		for _, e := range lc.events {
+			got.Deliveries[who] = append(got.Deliveries[who], describeEvent(t, e, names))
 		}
-		got.Closed[who] = fl.closed
-		fl.mu.Unlock()
+		got.Closed[who] = lc.closed
+		lc.mu.Unlock()
 	}
 	got.Facts = describeFacts(readAnalytics(t, js))
 
@@ -218,26 +160,15 @@ type golden struct {
 	Facts      []string            `json:"facts"`
 }
 
-// describeFrame writes a live event with its ids as names has them.
-func describeFrame(t *testing.T, f json.RawMessage, names map[string]string) string {
+// describeEvent writes a live event with its ids as names has them.
+func describeEvent(t *testing.T, e liveEvent, names map[string]string) string {
 	t.Helper()
-	var ev struct {
-		Type           string `json:"type"`
-		Seq            uint64 `json:"seq"`
-		ConversationID string `json:"conversation_id"`
-		Message        *struct {
-			Author struct{ Role, ID string } `json:"author"`
-			Text   string                    `json:"text"`
-		} `json:"message"`
+	if e.Seq == 0 {
+		t.Errorf("live event %+v has no seq", e)
 	}
-	if err := json.Unmarshal(f, &ev); err != nil {
-		t.Fatalf("decode live event %s: %v", f, err)
-	}
-	if ev.Seq == 0 {
-		t.Errorf("live event %s has no seq", f)
-	}
-	s := ev.Type + " " + names[ev.ConversationID]
-	if m := ev.Message; m != nil {
+	s := e.Type + " " + names[e.ConversationID]
+	if e.Type == "message" {
+		m := e.Message
 		who := m.Author.ID
 		if n, ok := names[who]; ok {
 			who = n

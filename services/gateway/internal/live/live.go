@@ -578,7 +578,8 @@ func (h *Hub) frames(ctx context.Context, seq uint64, env event.Envelope) ([][]b
 }
 
 // recipients returns the sessions that may see an event of the visitor's
-// conversation that goes by rt.
+// conversation that goes by rt: those rt.shows, found by lookups rather
+// than by asking every session.
 func (h *Hub) recipients(tenant, visitor string, rt route) []*session {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
