@@ -6,6 +6,8 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"log/slog"
@@ -184,6 +186,7 @@ func marker(t *testing.T) string {
 
 type liveEvent struct {
 	Type           string `json:"type"`
+	Seq            uint64 `json:"seq"`
 	ConversationID string `json:"conversation_id"`
 	Message        struct {
 		ID     string `json:"id"`
@@ -195,10 +198,12 @@ type liveEvent struct {
 	} `json:"message"`
 }
 
-// liveClient is an open /v1/stream WebSocket collecting the events it receives.
+// liveClient is an open /v1/stream WebSocket collecting the events it
+// receives, and how the server closed it ("" until it did).
 type liveClient struct {
 	mu     sync.Mutex
 	events []liveEvent
+	closed string
 }
 
 func openStream(t *testing.T, base, token string) *liveClient {
@@ -219,6 +224,12 @@ func openStream(t *testing.T, base, token string) *liveClient {
 		for {
 			_, data, err := conn.Read(ctx)
 			if err != nil {
+				var ce websocket.CloseError
+				if errors.As(err, &ce) {
+					lc.mu.Lock()
+					lc.closed = fmt.Sprintf("%d %s", ce.Code, ce.Reason)
+					lc.mu.Unlock()
+				}
 				return
 			}
 			var e liveEvent

@@ -17,6 +17,7 @@ type Author struct {
 // test settings count in seconds. Events stored before the seconds were
 // recorded have the hours only; see EraseAfterClose.
 type Opened struct {
+	Stamped
 	Visitor                string `json:"visitor"`
 	Text                   string `json:"text"`
 	EraseAfterCloseHours   int    `json:"erase_after_close_hours,omitempty"`
@@ -34,22 +35,45 @@ func (o Opened) EraseAfterClose() time.Duration {
 
 // Posted is the payload of MessagePosted; the event id is the message id.
 type Posted struct {
+	Stamped
 	Author Author `json:"author"`
 	Text   string `json:"text"`
 }
 
 // Assigned is the payload of ConversationAssigned.
 type Assigned struct {
+	Stamped
 	Agent string `json:"agent"`
 	By    Author `json:"by"`
 }
 
 // Closed is the payload of ConversationClosed.
 type Closed struct {
+	Stamped
 	By Author `json:"by"`
 }
 
 // Rated is the payload of ConversationRated.
 type Rated struct {
+	Stamped
 	Score int `json:"score"`
+}
+
+// NewPayload returns a pointer to a new payload of the chat event type typ,
+// nil for any other type: the one place a chat event type is tied to its
+// payload.
+func NewPayload(typ Type) any {
+	switch typ {
+	case ConversationOpened:
+		return &Opened{}
+	case MessagePosted:
+		return &Posted{}
+	case ConversationAssigned:
+		return &Assigned{}
+	case ConversationClosed:
+		return &Closed{}
+	case ConversationRated:
+		return &Rated{}
+	}
+	return nil
 }

@@ -4,7 +4,12 @@
 // It serves the request/reply subjects of pkg/chatapi (open, post, assign,
 // close, rate, list, messages, get, export) to the gateway, in queue group
 // chatapi.Queue so that instances share the load, and produces the chat
-// events of pkg/event on chat.<tenant>.<conversation>.
+// events of pkg/event on chat.<tenant>.<conversation>, each stamped, inside
+// its sealed payload, with what the one fold of the conversation
+// (internal/conversation) derives once it applies (event.Stamp): its
+// assignee, and the first-response and resolution seconds. The gateway's
+// live hub and the privacy relay read the stamp instead of folding the
+// conversation again or asking.
 //
 // Guarantees:
 //   - Every event of a conversation is sealed under its visitor's data key,

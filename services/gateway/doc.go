@@ -26,7 +26,7 @@
 // session is never shown an append the stream refused or dropped as a
 // duplicate. Events are decrypted with the visitor's key (asked of the key
 // service and cached until erasure) and pushed only to sessions allowed to
-// see them. When a subject is erased, their sessions are closed, and an
+// see them, by the assignee chat stamped into the event (see internal/live). When a subject is erased, their sessions are closed, and an
 // erased visitor's token, valid until it expires, opens no new session and
 // makes no other call (410) but asking for the erasure and how it went: the
 // key cache knows from the erasure broadcast, or after a restart from the

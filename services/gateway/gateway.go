@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -16,9 +15,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/parley-chat/parley/pkg/auth"
-	"github.com/parley-chat/parley/pkg/chatapi"
-	"github.com/parley-chat/parley/pkg/privacyapi"
-	"github.com/parley-chat/parley/pkg/rpc"
 	"github.com/parley-chat/parley/pkg/stream"
 	"github.com/parley-chat/parley/pkg/subjectkey"
 	"github.com/parley-chat/parley/services/gateway/internal/httpapi"
@@ -74,10 +70,6 @@ type Deps struct {
 
 // ShutdownTimeout bounds the graceful shutdown.
 const ShutdownTimeout = 5 * time.Second
-
-// gatewayID is the principal id the gateway uses when it asks the chat
-// service about a conversation for routing live events.
-const gatewayID = "gateway"
 
 func (d Deps) validate() error {
 	switch {
@@ -149,23 +141,13 @@ func Run(ctx context.Context, d Deps) error {
 		}
 	}
 
-	hub := live.NewHub(log, d.Keys, assigneeFunc(d.NC), live.JetStreamHistory(js))
+	hub := live.NewHub(log, d.Keys, live.JetStreamHistory(js))
 	sub, err := hub.Subscribe(d.NC)
 	if err != nil {
 		return fmt.Errorf("gateway: subscribe %s: %w", live.Subject, err)
 	}
 	defer sub.Unsubscribe()
 	d.Keys.OnErase(func(e subjectkey.Erased) { hub.CloseSubject(e.Tenant, e.Subject) })
-	convErased, err := d.NC.Subscribe(privacyapi.ConversationErasedSubject, func(m *nats.Msg) {
-		var e privacyapi.ConversationErased
-		if json.Unmarshal(m.Data, &e) == nil {
-			hub.ForgetConversation(e.Tenant, e.Conversation)
-		}
-	})
-	if err != nil {
-		return fmt.Errorf("gateway: subscribe %s: %w", privacyapi.ConversationErasedSubject, err)
-	}
-	defer convErased.Unsubscribe()
 
 	if err := reg.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Namespace: "parley", Subsystem: "gateway", Name: "live_sessions",
@@ -254,24 +236,5 @@ func ready(tenants *tenant.Registry, extra func(context.Context) error) func(con
 			return nil
 		}
 		return extra(ctx)
-	}
-}
-
-// assigneeFunc asks the chat service who a conversation is assigned to,
-// acting as the tenant's admin so that it may see any conversation.
-func assigneeFunc(nc *nats.Conn) live.AssigneeFunc {
-	return func(ctx context.Context, tenantID, conversation string) (string, error) {
-		var s chatapi.Summary
-		req := rpc.Request[chatapi.ConversationArgs]{
-			Principal: auth.Principal{Tenant: tenantID, ID: gatewayID, Role: auth.RoleAdmin},
-			Args:      chatapi.ConversationArgs{Conversation: conversation},
-		}
-		if err := rpc.Call(ctx, nc, chatapi.GetSubject, req, &s); err != nil {
-			return "", err
-		}
-		if s.Assignee == nil {
-			return "", nil
-		}
-		return *s.Assignee, nil
 	}
 }

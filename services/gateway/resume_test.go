@@ -13,10 +13,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/parley-chat/parley/pkg/auth"
-	"github.com/parley-chat/parley/pkg/chatapi"
 	"github.com/parley-chat/parley/pkg/event"
 	"github.com/parley-chat/parley/pkg/natsembed/natstest"
-	"github.com/parley-chat/parley/pkg/rpc"
 	"github.com/parley-chat/parley/services/gateway/internal/live"
 )
 
@@ -80,23 +78,18 @@ func quiet(t *testing.T, who string, c *websocket.Conn) {
 func TestStreamResumesAfterADisconnect(t *testing.T) {
 	e := startGateway(t)
 	e.ensureChatStream()
-	// c2 is assigned to a2 before anyone connects; the others are not.
-	serve(t, e.nc, chatapi.GetSubject, func(_ context.Context, req rpc.Request[chatapi.ConversationArgs]) (chatapi.Summary, error) {
-		if req.Args.Conversation == "c2" {
-			a2 := "a2"
-			return chatapi.Summary{ID: "c2", Assignee: &a2}, nil
-		}
-		return chatapi.Summary{ID: req.Args.Conversation}, nil
-	})
+	// c2 is assigned to a2 before anyone connects; the others are not, as
+	// the stamps of their events say.
+	assignees := map[string]string{"c2": "a2"}
 	alice := auth.Principal{Tenant: "demo", ID: "alice", Role: auth.RoleVisitor}
 	agent := auth.Principal{Tenant: "demo", ID: "a1", Role: auth.RoleAgent}
 	super := auth.Principal{Tenant: "demo", ID: "s1", Role: auth.RoleSupervisor}
 	post := func(visitor, conv, text string) {
-		e.publish(event.MessagePosted, "demo", visitor, conv, event.Posted{Author: event.Author{Role: "visitor", ID: visitor}, Text: text})
+		e.publish(event.MessagePosted, "demo", visitor, conv, event.Posted{Stamped: stamped(event.Stamp{Assignee: assignees[conv]}), Author: event.Author{Role: "visitor", ID: visitor}, Text: text})
 	}
 
-	e.publish(event.ConversationOpened, "demo", "alice", "c1", event.Opened{Visitor: "alice", Text: "hello"}) // seq 1
-	e.publish(event.ConversationAssigned, "demo", "bob", "c2", event.Assigned{Agent: "a2"})                   // seq 2
+	e.publish(event.ConversationOpened, "demo", "alice", "c1", event.Opened{Visitor: "alice", Text: "hello"})                              // seq 1
+	e.publish(event.ConversationAssigned, "demo", "bob", "c2", event.Assigned{Stamped: stamped(event.Stamp{Assignee: "a2"}), Agent: "a2"}) // seq 2
 	conns := map[string]*websocket.Conn{"alice": e.dialSince(alice, ""), "agent": e.dialSince(agent, ""), "super": e.dialSince(super, "")}
 	natstest.Until(t, 5*time.Second, "3 live sessions", func() bool { return e.liveSessions() == "3" })
 	post("alice", "c1", "before")                                                                                       // seq 3

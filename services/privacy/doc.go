@@ -27,7 +27,8 @@
 // It relays conversations to analytics (internal/relay): a durable consumer
 // of CHAT ("privacy-relay") writes content-free facts, pseudonymized under
 // the subjects' pseudonym keys, to ANALYTICS, for visitors whose analytics
-// consent held at the time of each event. An erasure computes the visitor's
+// consent held at the time of each event, each from its event alone and the
+// stamp the chat service sealed into it (event.Stamp). An erasure computes the visitor's
 // pseudonym before destroying the keys, stores the request to delete their
 // analytics rows in ANALYTICS, and asks the analytics service to delete them
 // at once (analyticsapi.EraseSubject); the report counts
@@ -38,7 +39,7 @@
 // (internal/ephemeral), when the visitor chose so on opening
 // (erase_after_close_hours) or the tenant's settings make it the default;
 // the chat service records the delay in effect in the conversation's
-// opening event. The erasure is enforced by the store, not by a sweep:
+// opening event and stamps it on its closing. The erasure is enforced by the store, not by a sweep:
 // when the relay sees such a conversation close, it stores a scheduled
 // message in the SCHEDULES stream (JetStream message scheduling, ADR-51:
 // "Nats-Schedule: @at <close + delay>", Nats-Msg-Id the closing event's id,

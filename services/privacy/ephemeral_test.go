@@ -29,7 +29,8 @@ import (
 // conversation erased after closing closes, a schedule in SCHEDULES that
 // fires at close + the delay of its opening event, whatever the visitor's
 // analytics consent, with ids only in its body; and nothing for a
-// conversation without a delay.
+// conversation without a delay. The delay comes from the closing's stamp,
+// or, for a closing stored before stamps, from the opening event.
 func TestRelaySchedulesErasureAfterClose(t *testing.T) {
 	_, w := startWithChat(t, "")
 	nc, js := w.nc, w.js
@@ -42,16 +43,22 @@ func TestRelaySchedulesErasureAfterClose(t *testing.T) {
 	tests := []struct {
 		conv   string
 		opened event.Opened
+		closed event.Closed
 		// want is the schedule's time; zero for none.
 		want time.Time
 	}{
-		{"conv-seconds", event.Opened{Visitor: visitor, Text: "x", EraseAfterCloseSeconds: 30}, t0.Add(31 * time.Second).Truncate(time.Second)},
-		{"conv-hours", event.Opened{Visitor: visitor, Text: "x", EraseAfterCloseHours: 2}, t0.Add(2*time.Hour + time.Second).Truncate(time.Second)},
-		{"conv-kept", event.Opened{Visitor: visitor, Text: "x"}, time.Time{}},
+		{"conv-seconds", event.Opened{Visitor: visitor, Text: "x", EraseAfterCloseSeconds: 30}, event.Closed{By: staff}, t0.Add(31 * time.Second).Truncate(time.Second)},
+		{"conv-hours", event.Opened{Visitor: visitor, Text: "x", EraseAfterCloseHours: 2}, event.Closed{By: staff}, t0.Add(2*time.Hour + time.Second).Truncate(time.Second)},
+		{"conv-kept", event.Opened{Visitor: visitor, Text: "x"}, event.Closed{By: staff}, time.Time{}},
+		// Stamped: the relay takes the delay from the stamp alone, so an
+		// opening that says otherwise changes nothing.
+		{"conv-stamped", event.Opened{Visitor: visitor, Text: "x"}, event.Closed{Stamped: stamped(event.Stamp{EraseAfterCloseSeconds: 45}), By: staff},
+			t0.Add(46 * time.Second).Truncate(time.Second)},
+		{"conv-stamped-kept", event.Opened{Visitor: visitor, Text: "x", EraseAfterCloseSeconds: 30}, event.Closed{Stamped: stamped(event.Stamp{}), By: staff}, time.Time{}},
 	}
 	for _, tt := range tests {
 		w.append(visitor, tt.conv, event.ConversationOpened, t0.Add(-time.Minute), tt.opened)
-		w.append(visitor, tt.conv, event.ConversationClosed, t0, event.Closed{By: staff})
+		w.append(visitor, tt.conv, event.ConversationClosed, t0, tt.closed)
 	}
 	// A marker conversation closed last: once its schedule is stored, the
 	// relay has handled every event before it.

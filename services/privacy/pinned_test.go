@@ -98,9 +98,15 @@ func TestRelayInstancesShareTheWork(t *testing.T) {
 			t.Logf("logs of the first instance: %s\nof the second: %s", first.logs.Bytes(), second.logs.Bytes())
 		}
 	})
-	step(1, event.MessagePosted, func(int) any { return event.Posted{Author: staff, Text: "first answer"} })
+	// Stamped as the chat service stamps them: only the first answer is
+	// the first response, whichever instance relays which event.
+	step(1, event.MessagePosted, func(int) any {
+		return event.Posted{Stamped: stamped(event.Stamp{FirstResponseSeconds: secs(60)}), Author: staff, Text: "first answer"}
+	})
 	settled(t, js, 10*time.Second)
-	step(2, event.MessagePosted, func(int) any { return event.Posted{Author: staff, Text: "second answer"} })
+	step(2, event.MessagePosted, func(int) any {
+		return event.Posted{Stamped: stamped(event.Stamp{}), Author: staff, Text: "second answer"}
+	})
 	// Crashed with events in hand: it neither acks them nor unpins.
 	cid, err := first.nc.GetClientID()
 	if err != nil {
@@ -111,7 +117,9 @@ func TestRelayInstancesShareTheWork(t *testing.T) {
 	// Calls go to the other instance only once the server saw the crash.
 	natstest.Until(t, 10*time.Second, "the crashed instance gone", func() bool { return !serving(t, s, cid) })
 
-	step(3, event.ConversationClosed, func(int) any { return event.Closed{By: staff} })
+	step(3, event.ConversationClosed, func(int) any {
+		return event.Closed{Stamped: stamped(event.Stamp{OpenSeconds: secs(180)}), By: staff}
+	})
 	natstest.Until(t, testPinTTL+20*time.Second, "the other instance relaying the closings", func() bool {
 		counts, _ := factCounts(t, js)
 		closed := 0
@@ -120,7 +128,7 @@ func TestRelayInstancesShareTheWork(t *testing.T) {
 		}
 		return closed == conversations
 	})
-	step(4, event.ConversationRated, func(int) any { return event.Rated{Score: 5} })
+	step(4, event.ConversationRated, func(int) any { return event.Rated{Stamped: stamped(event.Stamp{}), Score: 5} })
 	// Events the crashed instance held come again after the ack wait.
 	settled(t, js, time.Minute)
 

@@ -54,6 +54,13 @@ func (w chatWriter) append(visitor, conv string, typ event.Type, at time.Time, p
 	}
 }
 
+// stamped returns the stamp the chat service would seal into a payload.
+func stamped(st event.Stamp) event.Stamped {
+	return event.Stamped{Stamp: &st}
+}
+
+func secs(s float64) *float64 { return &s }
+
 // startWithChat starts the privacy service on a server storing in dir (a
 // temp dir when empty) that has the CHAT stream, and returns the server and
 // a writer of chat events on a connection of its own.
@@ -131,13 +138,17 @@ func TestRelayWritesConsentedPseudonymizedFacts(t *testing.T) {
 	t0 := time.Now().Add(time.Second).Truncate(time.Millisecond)
 	const agentID, text = "agent-7", "a secret text marker, longer than twenty characters"
 	staff := event.Author{Role: "agent", ID: agentID}
-	w.append(consented, "conv-a", event.ConversationOpened, t0, event.Opened{Visitor: consented, Text: "hello there"})
-	w.append(consented, "conv-a", event.ConversationAssigned, t0.Add(5*time.Second), event.Assigned{Agent: agentID, By: staff})
-	w.append(consented, "conv-a", event.MessagePosted, t0.Add(30*time.Second), event.Posted{Author: staff, Text: text})
-	w.append(consented, "conv-a", event.MessagePosted, t0.Add(40*time.Second), event.Posted{Author: event.Author{Role: "visitor", ID: consented}, Text: strings.Repeat("x", 600)})
-	w.append(consented, "conv-a", event.MessagePosted, t0.Add(50*time.Second), event.Posted{Author: staff, Text: "ok"})
-	w.append(consented, "conv-a", event.ConversationClosed, t0.Add(120*time.Second), event.Closed{By: staff})
-	w.append(consented, "conv-a", event.ConversationRated, t0.Add(130*time.Second), event.Rated{Score: 4})
+	// Stamped as the chat service stamps them.
+	assigned := stamped(event.Stamp{Assignee: agentID})
+	w.append(consented, "conv-a", event.ConversationOpened, t0, event.Opened{Stamped: stamped(event.Stamp{}), Visitor: consented, Text: "hello there"})
+	w.append(consented, "conv-a", event.ConversationAssigned, t0.Add(5*time.Second), event.Assigned{Stamped: assigned, Agent: agentID, By: staff})
+	w.append(consented, "conv-a", event.MessagePosted, t0.Add(30*time.Second), event.Posted{
+		Stamped: stamped(event.Stamp{Assignee: agentID, FirstResponseSeconds: secs(30)}), Author: staff, Text: text})
+	w.append(consented, "conv-a", event.MessagePosted, t0.Add(40*time.Second), event.Posted{Stamped: assigned, Author: event.Author{Role: "visitor", ID: consented}, Text: strings.Repeat("x", 600)})
+	w.append(consented, "conv-a", event.MessagePosted, t0.Add(50*time.Second), event.Posted{Stamped: assigned, Author: staff, Text: "ok"})
+	w.append(consented, "conv-a", event.ConversationClosed, t0.Add(120*time.Second), event.Closed{
+		Stamped: stamped(event.Stamp{Assignee: agentID, OpenSeconds: secs(120)}), By: staff})
+	w.append(consented, "conv-a", event.ConversationRated, t0.Add(130*time.Second), event.Rated{Stamped: assigned, Score: 4})
 	w.append(refused, "conv-b", event.ConversationOpened, t0, event.Opened{Visitor: refused, Text: text})
 	w.append(refused, "conv-b", event.MessagePosted, t0.Add(time.Second), event.Posted{Author: staff, Text: text})
 
@@ -207,6 +218,39 @@ func TestRelayWritesConsentedPseudonymizedFacts(t *testing.T) {
 				t.Errorf("fact %s holds %q", b, secret)
 			}
 		}
+	}
+}
+
+// TestRelayFactsOfUnstampedEvents relays a conversation stored by a chat
+// service of before stamps: the facts of each event alone come out, the
+// closed fact with its seconds from the opening event; the first response
+// and the agent of the closed and rated facts, which need the whole
+// history, are lost, as the package comment says.
+func TestRelayFactsOfUnstampedEvents(t *testing.T) {
+	_, w := startWithChat(t, "")
+	nc, js := w.nc, w.js
+	visitor := mustRegister(t, nc)
+	t0 := time.Now().Add(time.Second).Truncate(time.Millisecond)
+	staff := event.Author{Role: "agent", ID: "agent-7"}
+	w.append(visitor, "conv-a", event.ConversationOpened, t0, event.Opened{Visitor: visitor, Text: "hello"})
+	w.append(visitor, "conv-a", event.ConversationAssigned, t0.Add(5*time.Second), event.Assigned{Agent: staff.ID, By: staff})
+	w.append(visitor, "conv-a", event.MessagePosted, t0.Add(30*time.Second), event.Posted{Author: staff, Text: "hi"})
+	w.append(visitor, "conv-a", event.ConversationClosed, t0.Add(120*time.Second), event.Closed{By: staff})
+	w.append(visitor, "conv-a", event.ConversationRated, t0.Add(130*time.Second), event.Rated{Score: 3})
+
+	var got []string
+	for _, f := range facts(t, js, 5) {
+		got = append(got, fmt.Sprintf("%s agent=%t value=%g", f.Kind, f.Agent != "", f.Value))
+	}
+	want := []string{
+		analyticsapi.KindOpened + " agent=false value=0",
+		analyticsapi.KindMessage + " agent=false value=0",
+		analyticsapi.KindMessage + " agent=true value=0",
+		analyticsapi.KindClosed + " agent=false value=120",
+		analyticsapi.KindRated + " agent=false value=3",
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("facts of unstamped events (-want +got):\n%s", diff)
 	}
 }
 

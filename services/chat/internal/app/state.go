@@ -219,9 +219,9 @@ func (e *entry) erase() {
 	e.conv.Erase()
 }
 
-// read decodes what applying r needs from its body, the agent of an
-// assignment (nil for other events, and when the body cannot be read), and
-// reports whether the visitor is erased (their keys are gone). An error
+// read decodes what applying r needs from its body, its payload (nil when
+// the body cannot be read), and reports whether the visitor is erased
+// (their keys are gone). An error
 // means the key service could not be asked and r should be applied later.
 func (s *Service) read(ctx context.Context, r Record) (payload any, erased bool, err error) {
 	k, err := s.keys.Get(ctx, r.Event.Tenant, r.Event.Subject)
@@ -237,16 +237,13 @@ func (s *Service) read(ctx context.Context, r Record) (payload any, erased bool,
 	case err != nil:
 		return nil, false, fmt.Errorf("keys for event %d: %w", r.Seq, err)
 	}
-	if r.Event.Type != event.ConversationAssigned {
-		return nil, false, nil
-	}
-	var a event.Assigned
-	if r.Event.Open(k.Data, &a) != nil {
+	payload = event.NewPayload(r.Event.Type)
+	if payload == nil || r.Event.Open(k.Data, payload) != nil {
 		// Authenticated encryption failed: the body is not this subject's, so
 		// it is treated as unreadable rather than trusted.
 		return nil, false, nil
 	}
-	return &a, false, nil
+	return payload, false, nil
 }
 
 // applyAll applies rs, in order, to e.

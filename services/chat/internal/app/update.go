@@ -92,7 +92,9 @@ func (s *Service) appendAll(ctx context.Context, e *entry, keys *subjectkey.Keys
 		if i == len(changes)-1 {
 			id = k.id("event")
 		}
-		env, err := event.NewWithID(id, keys.Data, ch.Type, c.Tenant, c.Visitor, c.ID, s.now(), ch.Payload)
+		at := s.now()
+		c.Stamp(ch, at)
+		env, err := event.NewWithID(id, keys.Data, ch.Type, c.Tenant, c.Visitor, c.ID, at, ch.Payload)
 		if err != nil {
 			return out, err
 		}

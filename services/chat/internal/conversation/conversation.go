@@ -94,6 +94,12 @@ type Conversation struct {
 	Rated    bool
 	// Erased is set once the visitor's keys are gone (see Erase).
 	Erased bool
+	// Responded is set once staff posted a message: the first such
+	// message is the conversation's first response.
+	Responded bool
+	// EraseAfterClose is how long after it closes the conversation is
+	// erased, as its opening recorded; 0 means never.
+	EraseAfterClose time.Duration
 
 	CreatedAt     time.Time
 	LastMessageAt time.Time
@@ -119,8 +125,8 @@ type Change struct {
 func (c *Conversation) Exists() bool { return c.Version > 0 }
 
 // Apply folds the event e, stored at stream sequence seq, into c. payload is
-// the decoded body (a pointer to the event package's payload type) or nil
-// when it cannot be read; only ConversationAssigned needs it. Events at or
+// the decoded body (a pointer to the event package's payload type, see
+// event.NewPayload) or nil when it cannot be read. Events at or
 // below c.Version were applied already and are ignored, so applying is
 // idempotent and Apply reports whether e changed c.
 func (c *Conversation) Apply(seq uint64, e event.Envelope, payload any) bool {
@@ -136,9 +142,15 @@ func (c *Conversation) Apply(seq uint64, e event.Envelope, payload any) bool {
 	case event.ConversationOpened:
 		c.CreatedAt, c.LastMessageAt = e.At, e.At
 		c.count(e.At)
+		if o, ok := payload.(*event.Opened); ok {
+			c.EraseAfterClose = o.EraseAfterClose()
+		}
 	case event.MessagePosted:
 		c.LastMessageAt = e.At
 		c.count(e.At)
+		if p, ok := payload.(*event.Posted); ok && staff(p.Author) {
+			c.Responded = true
+		}
 	case event.ConversationAssigned:
 		c.Assigned = true
 		c.Assignee = ""
@@ -154,6 +166,38 @@ func (c *Conversation) Apply(seq uint64, e event.Envelope, payload any) bool {
 	}
 	c.Version = seq
 	return true
+}
+
+// Stamp seals into ch's payload what downstream needs of ch appended at at
+// to c, as c's fold derives it: who the conversation is assigned to after
+// it, and the facts of its history that ch completes (see event.Stamp).
+// Call it on c as it is before ch, with at the time the event records.
+func (c *Conversation) Stamp(ch Change, at time.Time) {
+	st := event.Stamp{Assignee: c.Assignee}
+	switch p := ch.Payload.(type) {
+	case *event.Posted:
+		if staff(p.Author) && !c.Responded {
+			st.FirstResponseSeconds = secondsSince(c.CreatedAt, at)
+		}
+	case *event.Assigned:
+		st.PreviousAssignee, st.Assignee = c.Assignee, p.Agent
+	case *event.Closed:
+		st.OpenSeconds = secondsSince(c.CreatedAt, at)
+		st.EraseAfterCloseSeconds = int((c.EraseAfterClose + time.Second - 1) / time.Second)
+	}
+	event.SetStamp(ch.Payload, st)
+}
+
+// secondsSince returns the seconds from start to at, never negative (the
+// clocks of two chat instances may differ).
+func secondsSince(start, at time.Time) *float64 {
+	s := max(at.Sub(start).Seconds(), 0)
+	return &s
+}
+
+// staff reports whether a is a member of the support organisation.
+func staff(a event.Author) bool {
+	return a.Role != "" && a.Role != string(auth.RoleVisitor)
 }
 
 // count counts a message at in the message limit's window.
@@ -219,7 +263,8 @@ func OpenWith(p auth.Principal, text string, eraseAfterCloseHours *int, byDefaul
 	if err := ValidateText(text); err != nil {
 		return Change{}, err
 	}
-	o := event.Opened{Visitor: p.ID, Text: text}
+	// A new conversation has nothing to stamp but that it is unassigned.
+	o := event.Opened{Stamped: event.Stamped{Stamp: &event.Stamp{}}, Visitor: p.ID, Text: text}
 	if h := eraseAfterCloseHours; h != nil {
 		if *h < 0 || *h > maxEraseAfterCloseHours {
 			return Change{}, &ValidationError{Field: "erase_after_close_hours", Reason: fmt.Sprintf("must be 0 to %d", maxEraseAfterCloseHours)}
@@ -415,6 +460,8 @@ type stored struct {
 	Assignee      string    `json:"assignee,omitempty"`
 	Rated         bool      `json:"rated,omitempty"`
 	Erased        bool      `json:"erased,omitempty"`
+	Responded     bool      `json:"responded,omitempty"`
+	EraseAfter    int64     `json:"erase_after_close_ns,omitempty"`
 	CreatedAt     time.Time `json:"created_at"`
 	LastMessageAt time.Time `json:"last_message_at"`
 	WindowStart   time.Time `json:"window_start"`
@@ -425,7 +472,7 @@ type stored struct {
 // MarshalJSON encodes every field of c, for the view.
 func (c Conversation) MarshalJSON() ([]byte, error) {
 	return json.Marshal(stored{c.ID, c.Tenant, c.Visitor, c.Status, c.Assigned, c.Assignee, c.Rated, c.Erased,
-		c.CreatedAt, c.LastMessageAt, c.windowStart, c.inWindow, c.Version})
+		c.Responded, int64(c.EraseAfterClose), c.CreatedAt, c.LastMessageAt, c.windowStart, c.inWindow, c.Version})
 }
 
 // UnmarshalJSON decodes what MarshalJSON encoded.
@@ -435,6 +482,6 @@ func (c *Conversation) UnmarshalJSON(b []byte) error {
 		return err
 	}
 	*c = Conversation{s.ID, s.Tenant, s.Visitor, s.Status, s.Assigned, s.Assignee, s.Rated, s.Erased,
-		s.CreatedAt, s.LastMessageAt, s.WindowStart, s.InWindow, s.Version}
+		s.Responded, time.Duration(s.EraseAfter), s.CreatedAt, s.LastMessageAt, s.WindowStart, s.InWindow, s.Version}
 	return nil
 }

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+
 	"github.com/parley-chat/parley/pkg/auth"
 	"github.com/parley-chat/parley/pkg/chatapi"
 	"github.com/parley-chat/parley/pkg/event"
@@ -154,6 +156,79 @@ func TestCheckOpen(t *testing.T) {
 	for _, tt := range tests {
 		if got := conversation.CheckOpen(tt.open, tt.limit); !errors.Is(got, tt.want) || (tt.want == nil) != (got == nil) {
 			t.Errorf("CheckOpen(%d, %d) = %v, want %v", tt.open, tt.limit, got, tt.want)
+		}
+	}
+}
+
+// TestStamp runs a conversation through every event type as the chat
+// service appends them — decide, stamp, apply — and checks what each event
+// is stamped with; the same from a conversation restored from the view's
+// JSON before each command.
+func TestStamp(t *testing.T) {
+	at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	visitor := auth.Principal{Tenant: "demo", ID: "v1", Role: auth.RoleVisitor}
+	alice := auth.Principal{Tenant: "demo", ID: "alice", Role: auth.RoleAgent}
+	bob := auth.Principal{Tenant: "demo", ID: "bob", Role: auth.RoleAgent}
+	sue := auth.Principal{Tenant: "demo", ID: "sue", Role: auth.RoleSupervisor}
+	secs := func(s float64) *float64 { return &s }
+	hours := 2
+	steps := []struct {
+		name   string
+		after  time.Duration
+		decide func(c *conversation.Conversation) ([]conversation.Change, error)
+		want   []event.Stamp
+	}{
+		{"opened", 0, func(*conversation.Conversation) ([]conversation.Change, error) {
+			ch, err := conversation.OpenWith(visitor, "hello", &hours, 0)
+			return []conversation.Change{ch}, err
+		}, []event.Stamp{{}}},
+		{"visitor's message", time.Second, func(c *conversation.Conversation) ([]conversation.Change, error) {
+			return c.Post(visitor, "anyone?", at.Add(time.Second), 100)
+		}, []event.Stamp{{}}},
+		{"agent's first message takes it", 30 * time.Second, func(c *conversation.Conversation) ([]conversation.Change, error) {
+			return c.Post(alice, "here", at.Add(30*time.Second), 100)
+		}, []event.Stamp{{Assignee: "alice"}, {Assignee: "alice", FirstResponseSeconds: secs(30)}}},
+		{"reassigned", 40 * time.Second, func(c *conversation.Conversation) ([]conversation.Change, error) {
+			return c.Assign(sue, "bob")
+		}, []event.Stamp{{Assignee: "bob", PreviousAssignee: "alice"}}},
+		{"second agent's message", 50 * time.Second, func(c *conversation.Conversation) ([]conversation.Change, error) {
+			return c.Post(bob, "bob now", at.Add(50*time.Second), 100)
+		}, []event.Stamp{{Assignee: "bob"}}},
+		{"closed", 90 * time.Second, func(c *conversation.Conversation) ([]conversation.Change, error) {
+			return c.Close(bob)
+		}, []event.Stamp{{Assignee: "bob", OpenSeconds: secs(90), EraseAfterCloseSeconds: 2 * 3600}}},
+		{"rated", 100 * time.Second, func(c *conversation.Conversation) ([]conversation.Change, error) {
+			return c.Rate(visitor, 5)
+		}, []event.Stamp{{Assignee: "bob"}}},
+	}
+	for _, restore := range []bool{false, true} {
+		var c conversation.Conversation
+		seq := uint64(0)
+		for _, st := range steps {
+			if restore {
+				b, err := json.Marshal(c)
+				if err != nil {
+					t.Fatal(err)
+				}
+				c = conversation.Conversation{}
+				if err := json.Unmarshal(b, &c); err != nil {
+					t.Fatal(err)
+				}
+			}
+			changes, err := st.decide(&c)
+			if err != nil {
+				t.Fatalf("%s: %v", st.name, err)
+			}
+			var got []event.Stamp
+			for _, ch := range changes {
+				c.Stamp(ch, at.Add(st.after))
+				got = append(got, *event.StampOf(ch.Payload))
+				seq++
+				c.Apply(seq, event.Envelope{Type: ch.Type, Tenant: "demo", Subject: "v1", Aggregate: "c1", At: at.Add(st.after)}, ch.Payload)
+			}
+			if diff := cmp.Diff(st.want, got); diff != "" {
+				t.Errorf("%s (restored: %v): stamps mismatch (-want +got):\n%s", st.name, restore, diff)
+			}
 		}
 	}
 }

@@ -157,7 +157,7 @@ func FuzzRequest(f *testing.F) {
 		Signer:        auth.NewSigner(priv),
 		Verifier:      auth.NewVerifier(pub),
 		Tenants:       &tenant.Registry{},
-		Hub:           live.NewHub(log, nil, nil, nil),
+		Hub:           live.NewHub(log, nil, nil),
 		Registerer:    reg,
 		Gatherer:      reg,
 		StreamContext: f.Context(),

@@ -2,7 +2,6 @@ package live
 
 import (
 	"bufio"
-	"context"
 	"encoding/binary"
 	"io"
 	"log/slog"
@@ -78,7 +77,7 @@ func FuzzClientFrames(f *testing.F) {
 	f.Add([]byte{0x81, 0x05, 'h', 'e', 'l', 'l', 'o'}) // unmasked
 	f.Add([]byte{0x81, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff})
 
-	h := NewHub(slog.New(slog.DiscardHandler), noKeys{}, func(context.Context, string, string) (string, error) { return "", nil }, nil)
+	h := NewHub(slog.New(slog.DiscardHandler), noKeys{}, nil)
 	agent := auth.Principal{Tenant: "demo", ID: "a1", Role: auth.RoleAgent}
 	f.Fuzz(func(t *testing.T, frames []byte) {
 		server, client := net.Pipe()

@@ -13,6 +13,12 @@
 // Who sees what: a visitor sees their own conversations; an agent sees the
 // conversations assigned to them and the unassigned ones; supervisors and
 // admins see every conversation of their tenant; other roles see nothing.
+// The hub keeps no state of conversations and asks nobody: who a
+// conversation is assigned to before and after an event is stamped into
+// the event's sealed payload by the chat service (event.Stamp). An event
+// stored before stamps existed, which the hub cannot place, goes only to
+// its visitor, supervisors and admins — never to an agent who may not see
+// it — except an opening, which is unassigned whatever its age.
 //
 // Each session costs a WebSocket connection, one goroutine that reads (so
 // that pings and close frames are answered) and a small bounded queue.
@@ -43,7 +49,6 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
-	"github.com/hashicorp/golang-lru/v2/simplelru"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -65,12 +70,8 @@ const (
 	// readLimit bounds a client's frames: clients have nothing to say on
 	// this socket, so anything big is abuse.
 	readLimit = 4 << 10
-	// maxAssignees bounds the conversation→assignee cache; past it the
-	// conversation used least recently leaves, and is asked of the chat
-	// service again when an event of it comes.
-	maxAssignees = 100_000
-	// lookupTimeout bounds a key or assignee lookup, which holds up the
-	// whole event pipeline.
+	// lookupTimeout bounds a key lookup, which holds up the whole event
+	// pipeline.
 	lookupTimeout = 2 * time.Second
 	// MaxReplay bounds the events a reconnecting client is sent from the
 	// stream; a client further behind is told to resync.
@@ -81,10 +82,6 @@ const (
 type Keys interface {
 	Get(ctx context.Context, tenant, subject string) (subjectkey.Keys, error)
 }
-
-// AssigneeFunc returns the agent a conversation is assigned to, "" when it
-// is unassigned.
-type AssigneeFunc func(ctx context.Context, tenant, conversation string) (string, error)
 
 // Event is one frame pushed to clients. Seq is the stream sequence of the
 // chat event it shows, what a client reconnects with; the two frames of an
@@ -128,21 +125,15 @@ var ErrTooFarBehind = errors.New("live: too many events missed to replay")
 
 // Hub routes chat events to sessions. It is safe for concurrent use.
 type Hub struct {
-	log      *slog.Logger
-	keys     Keys
-	assignee AssigneeFunc
-	history  History
+	log     *slog.Logger
+	keys    Keys
+	history History
 
 	mu       sync.RWMutex
 	tenants  map[string]*tenantSessions
 	sessions int
 	closing  bool
 	wg       sync.WaitGroup
-
-	// amu guards assignees: the subscription's goroutine fills it, erasures
-	// of conversations empty it.
-	amu       sync.Mutex
-	assignees *simplelru.LRU[string, string] // tenant+"."+conversation → agent id
 }
 
 type set map[*session]struct{}
@@ -169,18 +160,14 @@ func (t *tenantSessions) empty() bool {
 	return t.n == 0
 }
 
-// NewHub returns a hub decrypting with keys, asking assignee about
-// conversations it has not seen assigned, and replaying from history to
+// NewHub returns a hub decrypting with keys and replaying from history to
 // reconnecting clients (nil: every reconnecting client is told to resync).
-func NewHub(log *slog.Logger, keys Keys, assignee AssigneeFunc, history History) *Hub {
-	assignees, _ := simplelru.NewLRU[string, string](maxAssignees, nil) // fails only for a size <= 0
+func NewHub(log *slog.Logger, keys Keys, history History) *Hub {
 	return &Hub{
-		log:       log,
-		keys:      keys,
-		assignee:  assignee,
-		history:   history,
-		tenants:   make(map[string]*tenantSessions),
-		assignees: assignees,
+		log:     log,
+		keys:    keys,
+		history: history,
+		tenants: make(map[string]*tenantSessions),
 	}
 }
 
@@ -266,18 +253,15 @@ func (h *Hub) Start(ctx context.Context, p auth.Principal, lim Limits, since *ui
 }
 
 // replay sends s the events of its tenant after sequence after that its
-// principal may see, then the live events held meanwhile.
+// principal may see, as live delivery decides, then the live events held
+// meanwhile.
 func (h *Hub) replay(ctx context.Context, s *session, after uint64) {
 	defer h.wg.Done()
 	err := ErrTooFarBehind
 	if h.history != nil {
-		assignees := make(map[string]string) // conversation → agent, as of now
 		err = h.history(ctx, s.p.Tenant, after, MaxReplay, func(seq uint64, env event.Envelope) error {
-			if !h.visible(ctx, s.p, env, assignees) {
-				return nil
-			}
-			frames, _, ok := h.frames(ctx, seq, env)
-			if !ok {
+			frames, rt, ok := h.frames(ctx, seq, env)
+			if !ok || !rt.shows(s.p, env.Subject) {
 				return nil
 			}
 			return s.replayed(ctx, seq, frames)
@@ -287,39 +271,6 @@ func (h *Hub) replay(ctx context.Context, s *session, after uint64) {
 		h.log.Warn("live: replay missed events", "tenant", s.p.Tenant, "err", err)
 	}
 	s.endReplay(h.encode(Event{Type: TypeResync}), err != nil)
-}
-
-// visible reports whether p may see env in a replay: as live delivery
-// decides, but with each conversation's assignee as it is now, remembered
-// in assignees, since one that changed meanwhile changed what p may read
-// of the conversation too.
-func (h *Hub) visible(ctx context.Context, p auth.Principal, env event.Envelope, assignees map[string]string) bool {
-	switch p.Role {
-	case auth.RoleVisitor:
-		return env.Subject == p.ID
-	case auth.RoleSupervisor, auth.RoleAdmin:
-		return true
-	case auth.RoleAgent:
-	default:
-		return false
-	}
-	a, ok := assignees[env.Aggregate]
-	if !ok {
-		a, ok = h.cachedAssignee(env.Tenant + "." + env.Aggregate)
-	}
-	if !ok {
-		// Not lookupAssignee: only the pipeline writes the cache, in event
-		// order, and this answer may predate an assignment it applies now.
-		lctx, cancel := context.WithTimeout(ctx, lookupTimeout)
-		defer cancel()
-		var err error
-		if a, err = h.assignee(lctx, env.Tenant, env.Aggregate); err != nil {
-			// Not shown rather than maybe shown to the wrong agent.
-			return false
-		}
-	}
-	assignees[env.Aggregate] = a
-	return a == "" || a == p.ID
 }
 
 // prefetchKeys puts a visitor's keys in the cache, on a goroutine of its
@@ -522,97 +473,114 @@ func (h *Hub) handle(m *nats.Msg) {
 		h.log.Warn("live: skip event without its sequence", "subject", m.Subject)
 		return
 	}
-	ckey := env.Tenant + "." + env.Aggregate
-
 	h.mu.RLock()
 	t := h.tenants[env.Tenant]
-	agents := t != nil && t.nagents > 0
-	interested := agents || t != nil && (len(t.visitors[env.Subject]) > 0 || len(t.overseers) > 0)
+	interested := t != nil && (t.nagents > 0 || len(t.visitors[env.Subject]) > 0 || len(t.overseers) > 0)
 	h.mu.RUnlock()
-
-	switch {
-	case env.Type == event.ConversationOpened:
-		// A new conversation is unassigned: no need to ask.
-		h.setAssignee(ckey, "")
-	case env.Type == event.ConversationAssigned && !agents:
-		// Without agents connected nobody decrypts the assignment below;
-		// forget the old one, and a later reader asks the chat service.
-		h.dropAssignee(ckey)
-	}
 	if !interested {
 		return
 	}
-
 	ctx, cancel := context.WithTimeout(context.Background(), lookupTimeout)
 	defer cancel()
-
-	var (
-		oldA   string // assignee before this event
-		knownA = true
-	)
-	if agents {
-		oldA, knownA = h.lookupAssignee(ctx, env.Tenant, env.Aggregate, env.Type)
-	}
-	frames, newA, ok := h.frames(ctx, seq, env)
-	switch {
-	case !ok && env.Type == event.ConversationAssigned:
-		h.dropAssignee(ckey)
+	frames, rt, ok := h.frames(ctx, seq, env)
+	if !ok {
 		return
-	case !ok:
-		return
-	case env.Type == event.ConversationAssigned:
-		h.setAssignee(ckey, newA)
-	default:
-		newA = oldA
 	}
-	for _, s := range h.recipients(env.Tenant, env.Subject, agents, knownA, oldA, newA) {
+	for _, s := range h.recipients(env.Tenant, env.Subject, rt) {
 		s.deliver(seq, frames)
 	}
 }
 
-// frames returns the frames that show env, stored at seq, and for an
-// assignment its agent; false when env cannot be read or is not shown.
-func (h *Hub) frames(ctx context.Context, seq uint64, env event.Envelope) ([][]byte, string, bool) {
+// route is who may see an event besides its visitor, supervisors and
+// admins, as the chat service stamped it.
+type route struct {
+	// placed is false for an event the hub cannot place: stored before
+	// stamps existed, or whose payload cannot be read. No agent sees it.
+	placed bool
+	// was and now are the conversation's assignee before and after the
+	// event, "" while unassigned.
+	was, now string
+}
+
+// routeOf returns the route of an event of type typ stamped with st (nil:
+// none).
+func routeOf(typ event.Type, st *event.Stamp) route {
+	switch {
+	case st == nil && typ == event.ConversationOpened:
+		return route{placed: true}
+	case st == nil:
+		return route{}
+	case typ == event.ConversationAssigned:
+		return route{placed: true, was: st.PreviousAssignee, now: st.Assignee}
+	}
+	return route{placed: true, was: st.Assignee, now: st.Assignee}
+}
+
+// reaches reports whether the agent may see the event: every agent while
+// the conversation was unassigned, else its agent before and after.
+func (r route) reaches(agent string) bool {
+	return r.placed && (r.was == "" || r.was == agent || r.now == agent)
+}
+
+// shows reports whether p may see an event of visitor's conversation that
+// goes by r.
+func (r route) shows(p auth.Principal, visitor string) bool {
+	switch p.Role {
+	case auth.RoleVisitor:
+		return visitor == p.ID
+	case auth.RoleSupervisor, auth.RoleAdmin:
+		return true
+	case auth.RoleAgent:
+		return r.reaches(p.ID)
+	}
+	return false
+}
+
+// frames returns the frames that show env, stored at seq, and its route;
+// false when env is not shown, or cannot be read and is not shown without
+// its payload. A closing or rating whose payload cannot be read is shown
+// unplaced.
+func (h *Hub) frames(ctx context.Context, seq uint64, env event.Envelope) ([][]byte, route, bool) {
+	payload := event.NewPayload(env.Type)
+	if payload == nil {
+		return nil, route{}, false
+	}
+	read := h.open(ctx, env, payload)
+	rt := routeOf(env.Type, event.StampOf(payload))
 	ev := Event{Seq: seq, ConversationID: env.Aggregate}
-	switch env.Type {
-	case event.ConversationOpened:
-		var o event.Opened
-		if !h.open(ctx, env, &o) {
-			return nil, "", false
+	switch p := payload.(type) {
+	case *event.Opened:
+		if !read {
+			return nil, route{}, false
 		}
 		opened, msg := ev, ev
 		opened.Type = TypeOpened
 		msg.Type = TypeMessage
-		msg.Message = &Message{ID: env.ID, Author: event.Author{Role: string(auth.RoleVisitor), ID: env.Subject}, Text: o.Text, At: env.At}
-		return [][]byte{h.encode(opened), h.encode(msg)}, "", true
-	case event.MessagePosted:
-		var p event.Posted
-		if !h.open(ctx, env, &p) {
-			return nil, "", false
+		msg.Message = &Message{ID: env.ID, Author: event.Author{Role: string(auth.RoleVisitor), ID: env.Subject}, Text: p.Text, At: env.At}
+		return [][]byte{h.encode(opened), h.encode(msg)}, rt, true
+	case *event.Posted:
+		if !read {
+			return nil, route{}, false
 		}
 		ev.Type = TypeMessage
 		ev.Message = &Message{ID: env.ID, Author: p.Author, Text: p.Text, At: env.At}
-		return [][]byte{h.encode(ev)}, "", true
-	case event.ConversationAssigned:
-		var a event.Assigned
-		if !h.open(ctx, env, &a) {
-			return nil, "", false
+	case *event.Assigned:
+		if !read {
+			return nil, route{}, false
 		}
 		ev.Type = TypeAssigned
-		return [][]byte{h.encode(ev)}, a.Agent, true
-	case event.ConversationClosed:
+	case *event.Closed:
 		ev.Type = TypeClosed
-	case event.ConversationRated:
+	case *event.Rated:
 		ev.Type = TypeRated
-	default:
-		return nil, "", false
 	}
-	return [][]byte{h.encode(ev)}, "", true
+	return [][]byte{h.encode(ev)}, rt, true
 }
 
 // recipients returns the sessions that may see an event of the visitor's
-// conversation whose assignee was oldA (if knownA) and is now newA.
-func (h *Hub) recipients(tenant, visitor string, agents, knownA bool, oldA, newA string) []*session {
+// conversation that goes by rt: those rt.shows, found by lookups rather
+// than by asking every session.
+func (h *Hub) recipients(tenant, visitor string, rt route) []*session {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	t := h.tenants[tenant]
@@ -627,8 +595,8 @@ func (h *Hub) recipients(tenant, visitor string, agents, knownA bool, oldA, newA
 		to = append(to, s)
 	}
 	switch {
-	case !agents:
-	case knownA && oldA == "":
+	case !rt.placed:
+	case rt.was == "":
 		// Unassigned until now: every agent of the tenant saw it.
 		for _, ss := range t.agents {
 			for s := range ss {
@@ -636,12 +604,12 @@ func (h *Hub) recipients(tenant, visitor string, agents, knownA bool, oldA, newA
 			}
 		}
 	default:
-		// Its agent until now (when known) and its new one.
-		for s := range t.agents[oldA] {
+		// Its agent until now and its new one.
+		for s := range t.agents[rt.was] {
 			to = append(to, s)
 		}
-		if newA != oldA {
-			for s := range t.agents[newA] {
+		if rt.now != rt.was {
+			for s := range t.agents[rt.now] {
 				to = append(to, s)
 			}
 		}
@@ -650,7 +618,7 @@ func (h *Hub) recipients(tenant, visitor string, agents, knownA bool, oldA, newA
 }
 
 // open decrypts env's payload into v; false means it cannot be read (the
-// subject was erased, or the key service failed) and the event is skipped.
+// subject was erased, or the key service failed).
 func (h *Hub) open(ctx context.Context, env event.Envelope, v any) bool {
 	keys, err := h.keys.Get(ctx, env.Tenant, env.Subject)
 	if err != nil {
@@ -664,51 +632,6 @@ func (h *Hub) open(ctx context.Context, env event.Envelope, v any) bool {
 		return false
 	}
 	return true
-}
-
-// lookupAssignee returns the conversation's assignee before an event of
-// type typ, and whether it is known.
-func (h *Hub) lookupAssignee(ctx context.Context, tenant, conversation string, typ event.Type) (string, bool) {
-	if typ == event.ConversationOpened {
-		return "", true
-	}
-	ckey := tenant + "." + conversation
-	if a, ok := h.cachedAssignee(ckey); ok {
-		return a, true
-	}
-	a, err := h.assignee(ctx, tenant, conversation)
-	if err != nil {
-		h.log.Warn("live: look up assignee", "tenant", tenant, "conversation", conversation, "err", err)
-		return "", false
-	}
-	h.setAssignee(ckey, a)
-	return a, true
-}
-
-// cachedAssignee returns the assignee the hub remembers for ckey, without
-// asking the chat service.
-func (h *Hub) cachedAssignee(ckey string) (string, bool) {
-	h.amu.Lock()
-	defer h.amu.Unlock()
-	return h.assignees.Get(ckey)
-}
-
-func (h *Hub) setAssignee(ckey, agent string) {
-	h.amu.Lock()
-	defer h.amu.Unlock()
-	h.assignees.Add(ckey, agent)
-}
-
-func (h *Hub) dropAssignee(ckey string) {
-	h.amu.Lock()
-	defer h.amu.Unlock()
-	h.assignees.Remove(ckey)
-}
-
-// ForgetConversation drops what the hub remembers of an erased
-// conversation (privacyapi.ConversationErased).
-func (h *Hub) ForgetConversation(tenant, conversation string) {
-	h.dropAssignee(tenant + "." + conversation)
 }
 
 func (h *Hub) encode(e Event) []byte {

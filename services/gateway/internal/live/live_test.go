@@ -57,7 +57,7 @@ func dialWith(t *testing.T, ctx context.Context, h *Hub, p auth.Principal, durin
 // TestSlowClientIsDropped checks that a client that stops reading is
 // disconnected once its queue is full, and that sending to it never blocks.
 func TestSlowClientIsDropped(t *testing.T) {
-	h := NewHub(slog.New(slog.DiscardHandler), noKeys{}, func(context.Context, string, string) (string, error) { return "", nil }, nil)
+	h := NewHub(slog.New(slog.DiscardHandler), noKeys{}, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	dial(t, ctx, h, auth.Principal{Tenant: "demo", ID: "v1", Role: auth.RoleVisitor})
@@ -121,7 +121,7 @@ func (k *askedKeys) list() []string {
 // other roles' sessions ask for nothing.
 func TestVisitorKeysFetchedOnConnect(t *testing.T) {
 	keys := &askedKeys{}
-	h := NewHub(slog.New(slog.DiscardHandler), keys, func(context.Context, string, string) (string, error) { return "", nil }, nil)
+	h := NewHub(slog.New(slog.DiscardHandler), keys, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	dial(t, ctx, h, auth.Principal{Tenant: "demo", ID: "a1", Role: auth.RoleAgent})
@@ -148,7 +148,7 @@ func TestVisitorKeysFetchedOnConnect(t *testing.T) {
 // meanwhile, one stored just as the client sees the handshake, reaches the
 // client once it does.
 func TestEventDuringHandshakeIsDelivered(t *testing.T) {
-	h := NewHub(slog.New(slog.DiscardHandler), noKeys{}, func(context.Context, string, string) (string, error) { return "", nil }, nil)
+	h := NewHub(slog.New(slog.DiscardHandler), noKeys{}, nil)
 	p := auth.Principal{Tenant: "demo", ID: "v1", Role: auth.RoleVisitor}
 	const early = `{"type":"early"}`
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

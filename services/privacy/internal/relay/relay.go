@@ -31,9 +31,8 @@
 // server), or at once when it stops and unpins itself. Every event
 // delivered under a pin carries the pin's id (header Nats-Pin-Id): when
 // it differs from the last one the relay saw, the relay may have missed
-// events another instance relayed meanwhile, so it forgets what it folded
-// and rebuilds each conversation from the stream when it next needs it.
-// A fact is thus a function of the stream up to its event, whichever
+// events another instance relayed meanwhile, so it forgets the expiries it
+// scheduled (below). A fact is a function of its event alone, whichever
 // instance derives it, and a repeat is the same message with the same id.
 //
 // The relay also schedules the erasure of conversations erased after they
@@ -51,11 +50,17 @@
 // remembers storing fires needs none, so a visitor writing fast costs one
 // schedule per grace.
 //
-// What a fact needs beyond its event (when the conversation opened, whether
-// an agent answered already, who is assigned) is kept in memory per
-// conversation. After a restart, or for a conversation whose state was
-// dropped, it is recomputed from the conversation's earlier events, read by
-// direct gets.
+// What a fact needs beyond its event — how long after the opening came the
+// first answer by staff or the closing, who is assigned, when a closed
+// conversation is erased — the chat service derived with its one fold of
+// the conversation and stamped into the event's sealed payload
+// (event.Stamp): the relay keeps no state of conversations and folds
+// nothing. An event stored by a chat service of before stamps has none;
+// for it the relay derives what it can from the event and, for a closing,
+// from the conversation's opening, read by one direct get (the erasure
+// schedule and the closed fact's seconds). What needs the whole history is
+// lost for such events: a first_response fact for a first answer by
+// staff, and the agent of closed and rated facts.
 package relay
 
 import (
@@ -117,9 +122,6 @@ const (
 	// than the last catch-up with PRIVACY minus this make the relay catch
 	// up again before deciding.
 	catchUpMargin = time.Second
-	// maxConversations bounds the conversations whose state is kept;
-	// beyond it some are dropped and recomputed when needed.
-	maxConversations = 100_000
 	// maxExpiries bounds the visitors whose last scheduled expiry is
 	// kept; beyond it some are dropped, and scheduled again at their next
 	// event.
@@ -148,10 +150,8 @@ type Relay struct {
 	pinTTL time.Duration
 
 	chat jetstream.Stream
-	// pin is the pin id of the last event delivered, "" before any: the
-	// events folded in convs are every event since the pin was given.
-	pin   string
-	convs map[convKey]*conv
+	// pin is the pin id of the last event delivered, "" before any.
+	pin string
 	// pending and futures are reused from batch to batch.
 	pending []pending
 	futures []jetstream.PubAckFuture
@@ -162,27 +162,7 @@ type Relay struct {
 	caughtUp time.Time
 }
 
-type convKey struct{ tenant, conversation string }
-
 type visitorKey struct{ tenant, visitor string }
-
-// conv is what the relay remembers of a conversation.
-type conv struct {
-	seq    uint64 // stream sequence of the last event applied
-	opened time.Time
-	agent  string // the assigned agent, if any
-	// firstResponse is the id of the first message by staff, "" until
-	// there is one.
-	firstResponse string
-	// eraseAfter is how long after closing the conversation is erased; 0:
-	// never.
-	eraseAfter time.Duration
-	// visitor is the conversation's visitor, and conversationPseudonym and
-	// visitorPseudonym the pseudonyms of the conversation and of the
-	// visitor under their key, which stays the same as long as they have
-	// one: computed once, not for every fact.
-	visitor, conversationPseudonym, visitorPseudonym string
-}
 
 // pending is an event of the batch in hand.
 type pending struct {
@@ -203,7 +183,7 @@ func New(js jetstream.JetStream, app App, log *slog.Logger, pinTTL time.Duration
 		pinTTL = DefaultPinTTL
 	}
 	return &Relay{js: js, app: app, log: log.With("component", "relay"), now: time.Now, pinTTL: pinTTL,
-		convs: make(map[convKey]*conv), expiries: make(map[visitorKey]time.Time)}
+		expiries: make(map[visitorKey]time.Time)}
 }
 
 // pullExpiry is how long one pull request waits on the server: a third of
@@ -357,15 +337,14 @@ func (r *Relay) unpin(ctx context.Context) {
 }
 
 // follow notes the pin under which m was delivered. A new pin means other
-// instances may have relayed events since this one last did: what it
-// folded may miss them, so it is forgotten.
+// instances may have relayed events since this one last did: the expiries
+// it remembers scheduling may have been replaced, so they are forgotten.
 func (r *Relay) follow(m jetstream.Msg) {
 	pin := m.Headers().Get(pinHeader)
 	if pin == r.pin {
 		return
 	}
 	r.pin = pin
-	clear(r.convs)
 	clear(r.expiries)
 	r.log.Info("relay pinned to this instance")
 }
@@ -525,7 +504,7 @@ func (r *Relay) handle(ctx context.Context, m jetstream.Msg, out []*nats.Msg) ([
 		r.log.Warn("skip chat message that is not an event", "stream_seq", md.Sequence.Stream)
 		return out, nil, nil
 	}
-	schedule, facts, err := r.facts(ctx, md.Sequence.Stream, e)
+	schedule, facts, err := r.facts(ctx, e)
 	if errors.Is(err, errSkip) {
 		return out, nil, nil
 	}
@@ -597,81 +576,77 @@ func (r *Relay) visitorKeys(ctx context.Context, e event.Envelope) (subjectkey.K
 	return k, err
 }
 
-// payloadOf returns a pointer to the decoded body of e, nil for an event
-// type the relay ignores; errSkip when the body cannot be opened.
-func payloadOf(k subjectkey.Keys, e event.Envelope) (any, error) {
-	var p any
-	switch e.Type {
-	case event.ConversationOpened:
-		p = &event.Opened{}
-	case event.MessagePosted:
-		p = &event.Posted{}
-	case event.ConversationAssigned:
-		p = &event.Assigned{}
-	case event.ConversationClosed:
-		p = &event.Closed{}
-	case event.ConversationRated:
-		p = &event.Rated{}
-	default:
-		return nil, nil
-	}
-	if err := e.Open(k.Data, p); err != nil {
-		return nil, fmt.Errorf("%w: %w", errSkip, err)
-	}
-	return p, nil
-}
-
-// facts applies the event e, at stream sequence seq, to its
-// conversation's state and returns its facts when the visitor consented;
-// and, whatever the consent, the scheduled erasure of the conversation when
-// e closes one that is erased after closing.
-func (r *Relay) facts(ctx context.Context, seq uint64, e event.Envelope) (*nats.Msg, []analyticsapi.Fact, error) {
+// facts returns the facts of the event e when the visitor consented; and,
+// whatever the consent, the scheduled erasure of the conversation when e
+// closes one that is erased after closing.
+func (r *Relay) facts(ctx context.Context, e event.Envelope) (*nats.Msg, []analyticsapi.Fact, error) {
 	k, err := r.visitorKeys(ctx, e)
 	if err != nil {
 		return nil, nil, err
 	}
-	payload, err := payloadOf(k, e)
-	if err != nil || payload == nil {
-		return nil, nil, err
+	payload := event.NewPayload(e.Type)
+	if payload == nil {
+		return nil, nil, nil
 	}
-	c, err := r.state(ctx, seq, e)
-	if err != nil {
-		return nil, nil, err
+	if err := e.Open(k.Data, payload); err != nil {
+		return nil, nil, fmt.Errorf("%w: %w", errSkip, err)
 	}
-	c.apply(seq, e, payload)
-	if e.Type == event.ConversationRated {
-		// A rated conversation has nothing more to say; should it, its
-		// state is recomputed.
-		defer delete(r.convs, convKey{e.Tenant, e.Aggregate})
-	}
-	var schedule *nats.Msg
-	if e.Type == event.ConversationClosed && c.eraseAfter > 0 {
-		job := ephemeral.Job{Tenant: e.Tenant, Conversation: e.Aggregate, Visitor: e.Subject}
-		if schedule, err = ephemeral.Schedule(e.ID, job, e.At.Add(c.eraseAfter)); err != nil {
+	st := event.StampOf(payload)
+	if st == nil {
+		if st, err = r.unstamped(ctx, k, e); err != nil {
 			return nil, nil, err
 		}
 	}
-	facts, err := r.factsOf(ctx, k, e, c, payload)
+	var schedule *nats.Msg
+	if e.Type == event.ConversationClosed && st.EraseAfterCloseSeconds > 0 {
+		job := ephemeral.Job{Tenant: e.Tenant, Conversation: e.Aggregate, Visitor: e.Subject}
+		if schedule, err = ephemeral.Schedule(e.ID, job, e.At.Add(time.Duration(st.EraseAfterCloseSeconds)*time.Second)); err != nil {
+			return nil, nil, err
+		}
+	}
+	facts, err := r.factsOf(ctx, k, e, payload, st)
 	return schedule, facts, err
 }
 
-// factsOf returns the facts of e, with c its conversation's state after
-// it, when the visitor consented to analytics at the time.
-func (r *Relay) factsOf(ctx context.Context, k subjectkey.Keys, e event.Envelope, c *conv, payload any) ([]analyticsapi.Fact, error) {
+// unstamped returns what the relay can know of the stamp of e, stored
+// before the chat service stamped its events: for a closing, the seconds
+// since the opening and the erasure delay, read from the conversation's
+// opening event; nothing else (see the package comment).
+func (r *Relay) unstamped(ctx context.Context, k subjectkey.Keys, e event.Envelope) (*event.Stamp, error) {
+	st := &event.Stamp{}
+	if e.Type != event.ConversationClosed {
+		return st, nil
+	}
+	m, err := r.chat.GetMsg(ctx, 1, jetstream.WithGetMsgSubject(stream.ChatSubject(e.Tenant, e.Aggregate)))
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return st, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read the opening of a conversation: %w", err)
+	}
+	first, err := event.Parse(m.Subject, m.Header, m.Data)
+	var o event.Opened
+	if err != nil || first.Type != event.ConversationOpened || first.Open(k.Data, &o) != nil {
+		return st, nil
+	}
+	open := seconds(e.At.Sub(first.At))
+	st.OpenSeconds = &open
+	st.EraseAfterCloseSeconds = int((o.EraseAfterClose() + time.Second - 1) / time.Second)
+	return st, nil
+}
+
+// factsOf returns the facts of e, whose payload is decoded and stamped
+// with st, when the visitor consented to analytics at the time.
+func (r *Relay) factsOf(ctx context.Context, k subjectkey.Keys, e event.Envelope, payload any, st *event.Stamp) ([]analyticsapi.Fact, error) {
 	if !r.app.AnalyticsConsentAt(e.Tenant, e.Subject, e.At) {
 		return nil, nil
 	}
 	var err error
-	if c.visitor != e.Subject || c.conversationPseudonym == "" {
-		c.visitor = e.Subject
-		c.conversationPseudonym = analyticsapi.Pseudonym(k.Pseudonym, e.Aggregate)
-		c.visitorPseudonym = analyticsapi.Pseudonym(k.Pseudonym, e.Subject)
-	}
 	base := analyticsapi.Fact{
 		Tenant:       e.Tenant,
 		At:           e.At.UTC(),
-		Conversation: c.conversationPseudonym,
-		Visitor:      c.visitorPseudonym,
+		Conversation: analyticsapi.Pseudonym(k.Pseudonym, e.Aggregate),
+		Visitor:      analyticsapi.Pseudonym(k.Pseudonym, e.Subject),
 	}
 	fact := func(kind string) analyticsapi.Fact {
 		f := base
@@ -693,16 +668,16 @@ func (r *Relay) factsOf(ctx context.Context, k subjectkey.Keys, e event.Envelope
 			}
 		}
 		out = append(out, msg)
-		if staff(p.Author) && c.firstResponse == e.ID && !c.opened.IsZero() {
+		if st.FirstResponseSeconds != nil {
 			fr := fact(analyticsapi.KindFirstResponse)
-			fr.Agent, fr.Value = msg.Agent, seconds(e.At.Sub(c.opened))
+			fr.Agent, fr.Value = msg.Agent, *st.FirstResponseSeconds
 			out = append(out, fr)
 		}
 	case *event.Closed:
-		if !c.opened.IsZero() {
+		if st.OpenSeconds != nil {
 			cl := fact(analyticsapi.KindClosed)
-			cl.Value = seconds(e.At.Sub(c.opened))
-			if cl.Agent, err = r.agentPseudonym(ctx, e.Tenant, c.agent); err != nil {
+			cl.Value = *st.OpenSeconds
+			if cl.Agent, err = r.agentPseudonym(ctx, e.Tenant, st.Assignee); err != nil {
 				return nil, err
 			}
 			out = append(out, cl)
@@ -710,7 +685,7 @@ func (r *Relay) factsOf(ctx context.Context, k subjectkey.Keys, e event.Envelope
 	case *event.Rated:
 		rt := fact(analyticsapi.KindRated)
 		rt.Value = float64(p.Score)
-		if rt.Agent, err = r.agentPseudonym(ctx, e.Tenant, c.agent); err != nil {
+		if rt.Agent, err = r.agentPseudonym(ctx, e.Tenant, st.Assignee); err != nil {
 			return nil, err
 		}
 		out = append(out, rt)
@@ -743,81 +718,4 @@ func (r *Relay) agentPseudonym(ctx context.Context, tenant, agent string) (strin
 		return "", fmt.Errorf("agent keys: %w", err)
 	}
 	return analyticsapi.Pseudonym(k.Pseudonym, agent), nil
-}
-
-// apply folds e, at stream sequence seq, into c; events applied already
-// change nothing.
-func (c *conv) apply(seq uint64, e event.Envelope, payload any) {
-	if seq <= c.seq {
-		return
-	}
-	c.seq = seq
-	switch p := payload.(type) {
-	case *event.Opened:
-		c.opened = e.At
-		c.eraseAfter = p.EraseAfterClose()
-	case *event.Posted:
-		if staff(p.Author) && c.firstResponse == "" {
-			c.firstResponse = e.ID
-		}
-	case *event.Assigned:
-		c.agent = p.Agent
-	}
-}
-
-// state returns the state of e's conversation before the event at seq:
-// remembered, or recomputed from the conversation's earlier events.
-func (r *Relay) state(ctx context.Context, seq uint64, e event.Envelope) (*conv, error) {
-	key := convKey{e.Tenant, e.Aggregate}
-	if c := r.convs[key]; c != nil {
-		return c, nil
-	}
-	c := &conv{}
-	if e.Type != event.ConversationOpened {
-		if err := r.rebuild(ctx, c, seq, e); err != nil {
-			return nil, err
-		}
-	}
-	if len(r.convs) >= maxConversations {
-		for k := range r.convs {
-			delete(r.convs, k)
-			if len(r.convs) < maxConversations*9/10 {
-				break
-			}
-		}
-	}
-	r.convs[key] = c
-	return c, nil
-}
-
-// rebuild applies to c the events of e's conversation stored before seq.
-func (r *Relay) rebuild(ctx context.Context, c *conv, seq uint64, e event.Envelope) error {
-	subject := stream.ChatSubject(e.Tenant, e.Aggregate)
-	k, err := r.visitorKeys(ctx, e)
-	if err != nil {
-		return err
-	}
-	for next := uint64(1); next < seq; {
-		m, err := r.chat.GetMsg(ctx, next, jetstream.WithGetMsgSubject(subject))
-		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("read history of a conversation: %w", err)
-		}
-		if m.Sequence >= seq {
-			return nil
-		}
-		next = m.Sequence + 1
-		old, err := event.Parse(m.Subject, m.Header, m.Data)
-		if err != nil {
-			continue
-		}
-		payload, err := payloadOf(k, old)
-		if err != nil || payload == nil {
-			continue
-		}
-		c.apply(m.Sequence, old, payload)
-	}
-	return nil
 }
