@@ -110,7 +110,7 @@ func policyOf(user string) (policy, bool) {
 						"$JS.API.CONSUMER.MSG.NEXT." + stream.Chat + ".*",
 						"$JS.API.CONSUMER.DELETE." + stream.Chat + ".*",
 					}},
-				broadcasts(),
+				broadcasts(subjectkey.ErasedSubject),
 				jsAccount(),
 				kvOwn(TenantsBucket, "the tenant registry, which the gateway owns"),
 				kvRead(privacyapi.SettingsBucket, "tenant settings, owned by privacy: read and watch"),
@@ -134,7 +134,7 @@ func policyOf(user string) (policy, bool) {
 				discovery(chatapi.Service),
 				{why: "subject keys, from the key service: the only way to them",
 					pub: []string{subjectkey.GetSubject}},
-				broadcasts(),
+				broadcasts(subjectkey.ErasedSubject, privacyapi.ConversationErasedSubject),
 				{why: "appends to the CHAT stream",
 					pub: []string{"chat.*.*"}},
 				jsAccount(),
@@ -230,9 +230,10 @@ func inbox(user string) rule {
 		sub: []string{InboxPrefix(user) + ".>"}}
 }
 
-func broadcasts() rule {
-	return rule{why: "cache invalidation broadcasts from privacy",
-		sub: []string{subjectkey.ErasedSubject, privacyapi.ConsentChangedSubject, privacyapi.ConversationErasedSubject}}
+// broadcasts is the erasure broadcasts from privacy that a service acts
+// on, each service only those it needs.
+func broadcasts(subjects ...string) rule {
+	return rule{why: "erasure broadcasts from privacy, which evict caches", sub: subjects}
 }
 
 // jsAccount is JetStream account info: totals only, no names or content.
