@@ -9,6 +9,7 @@ import (
 	"maps"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -56,15 +57,14 @@ type Route struct {
 
 // Served is a service being served; Stop ends it.
 type Served struct {
-	// nc is a connection of the service's own: micro drains its
-	// subscriptions on Stop but gives no handle on them, and on a
-	// connection holding nothing else their end is seen as none left.
 	nc  *nats.Conn
 	svc micro.Service
 	log *slog.Logger
 
 	inFlight sync.WaitGroup
-	stats    map[string]*endpointStats
+	// pending counts requests received and not yet answered.
+	pending atomic.Int64
+	stats   map[string]*endpointStats
 }
 
 // Serve puts svc on nc: each route an endpoint of its group, served in
@@ -75,13 +75,7 @@ type Served struct {
 // that the server has every subscription before the caller says it is
 // serving.
 func Serve(ctx context.Context, nc *nats.Conn, log *slog.Logger, svc Service) (*Served, error) {
-	opts := nc.Opts
-	opts.Name = svc.Name
-	own, err := opts.Connect()
-	if err != nil {
-		return nil, fmt.Errorf("serve %s: connect: %w", svc.Name, err)
-	}
-	s := &Served{nc: own, log: log, stats: make(map[string]*endpointStats)}
+	s := &Served{nc: nc, log: log, stats: make(map[string]*endpointStats)}
 	type endpoint struct {
 		group, name, subject string
 		h                    micro.Handler
@@ -109,7 +103,8 @@ func Serve(ctx context.Context, nc *nats.Conn, log *slog.Logger, svc Service) (*
 	if version == "" {
 		version = DefaultVersion
 	}
-	s.svc, err = micro.AddService(own, micro.Config{
+	var err error
+	s.svc, err = micro.AddService(nc, micro.Config{
 		Name:         svc.Name,
 		Version:      version,
 		Description:  svc.Description,
@@ -117,7 +112,6 @@ func Serve(ctx context.Context, nc *nats.Conn, log *slog.Logger, svc Service) (*
 		StatsHandler: func(e *micro.Endpoint) any { return s.stats[e.Name].snapshot() },
 	})
 	if err != nil {
-		own.Close()
 		return nil, fmt.Errorf("serve %s: %w", svc.Name, err)
 	}
 	groups := make(map[string]micro.Group)
@@ -134,7 +128,7 @@ func Serve(ctx context.Context, nc *nats.Conn, log *slog.Logger, svc Service) (*
 			return nil, fmt.Errorf("serve %s: endpoint %s: %w", svc.Name, e.name, err)
 		}
 	}
-	if err := own.Flush(); err != nil {
+	if err := nc.Flush(); err != nil {
 		s.Stop()
 		return nil, fmt.Errorf("serve %s: flush subscriptions: %w", svc.Name, err)
 	}
@@ -151,8 +145,10 @@ func (s *Served) handler(ctx context.Context, health *Health, internal bool, r R
 		ctx = context.WithValue(ctx, internalKey{}, true)
 	}
 	return micro.HandlerFunc(func(req micro.Request) {
+		s.pending.Add(1)
 		st.start()
 		s.inFlight.Go(func() {
+			defer s.pending.Add(-1)
 			begin := time.Now()
 			var (
 				res any
@@ -199,23 +195,34 @@ func (s *Served) respond(subject string, req micro.Request, res any, err error, 
 // answered.
 const drainTimeout = 10 * time.Second
 
+// settle is how long Stop sees no request pending before it takes the
+// drain as done.
+const settle = 50 * time.Millisecond
+
 // Stop ends the service and returns once every request it received has
 // been answered: micro drains each endpoint's subscription, so no new
 // request reaches it (another instance in the queue group gets it) while
-// every request already sent to it is handed to its handler; a drained
-// subscription leaves the connection, so once none is left every request
-// is with a handler, and Stop waits for the handlers before it closes the
-// connection. Requests are answered with the context given to Serve, so a
-// caller that wants them to finish passes one that outlives the shutdown.
+// every request already sent to it is handed to its handler, and then Stop
+// waits for the handlers. Requests are answered with the context given to
+// Serve, so a caller that wants them to finish passes one that outlives
+// the shutdown. A closed connection ends the subscriptions too, so errors
+// are not reported.
 func (s *Served) Stop() {
-	defer s.nc.Close()
-	_ = s.svc.Stop() // fails only on a closed connection, which ends the subscriptions too
+	_ = s.svc.Stop()
+	// Once the flush is answered the server sends no more requests, and
+	// every one it sent is queued on its subscription; micro does not let
+	// its drained subscriptions be watched, so what is queued is taken as
+	// handed over once nothing was pending for a while.
+	_ = s.nc.Flush()
 	deadline := time.Now().Add(drainTimeout)
-	for s.nc.NumSubscriptions() > 0 && !s.nc.IsClosed() && time.Now().Before(deadline) {
+	quiet := time.Now()
+	for time.Since(quiet) < settle && time.Now().Before(deadline) {
+		if s.pending.Load() > 0 {
+			quiet = time.Now()
+		}
 		time.Sleep(5 * time.Millisecond)
 	}
 	s.inFlight.Wait()
-	_ = s.nc.Flush() // the answers leave before the connection closes
 }
 
 // endpointStats is what micro cannot count of an endpoint, its requests
