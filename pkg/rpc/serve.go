@@ -61,6 +61,11 @@ type Served struct {
 	svc micro.Service
 	log *slog.Logger
 
+	// mu orders a handler's start against Stop's end: once stopped, a
+	// request micro still hands over is answered unavailable at once, so
+	// that no handler starts after Stop returned.
+	mu       sync.Mutex
+	stopped  bool
 	inFlight sync.WaitGroup
 	// pending counts requests received and not yet answered.
 	pending atomic.Int64
@@ -145,8 +150,14 @@ func (s *Served) handler(ctx context.Context, health *Health, internal bool, r R
 		ctx = context.WithValue(ctx, internalKey{}, true)
 	}
 	return micro.HandlerFunc(func(req micro.Request) {
-		s.pending.Add(1)
+		s.mu.Lock()
+		defer s.mu.Unlock()
 		st.start()
+		if s.stopped {
+			s.respond(r.Subject, req, nil, Errorf(CodeUnavailable, "service stopping"), st, time.Now())
+			return
+		}
+		s.pending.Add(1)
 		s.inFlight.Go(func() {
 			defer s.pending.Add(-1)
 			begin := time.Now()
@@ -196,7 +207,8 @@ func (s *Served) respond(subject string, req micro.Request, res any, err error, 
 const drainTimeout = 10 * time.Second
 
 // settle is how long Stop sees no request pending before it takes the
-// drain as done.
+// drain as done; a request handed over later still gets an answer, see
+// Served.mu.
 const settle = 50 * time.Millisecond
 
 // Stop ends the service and returns once every request it received has
@@ -212,7 +224,8 @@ func (s *Served) Stop() {
 	// Once the flush is answered the server sends no more requests, and
 	// every one it sent is queued on its subscription; micro does not let
 	// its drained subscriptions be watched, so what is queued is taken as
-	// handed over once nothing was pending for a while.
+	// handed over once nothing was pending for a while; anything later is
+	// answered unavailable, which callers retry on another instance.
 	_ = s.nc.Flush()
 	deadline := time.Now().Add(drainTimeout)
 	quiet := time.Now()
@@ -222,6 +235,9 @@ func (s *Served) Stop() {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+	s.mu.Lock()
+	s.stopped = true
+	s.mu.Unlock()
 	s.inFlight.Wait()
 }
 
