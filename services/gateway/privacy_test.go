@@ -10,9 +10,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/parley-chat/parley/pkg/audit"
 	"github.com/parley-chat/parley/pkg/auth"
-	"github.com/parley-chat/parley/pkg/chatapi"
 	"github.com/parley-chat/parley/pkg/privacyapi"
 	"github.com/parley-chat/parley/pkg/rpc"
 )
@@ -74,48 +72,6 @@ func TestPrivacyCallsRefuseWrongRolesAndBadInput(t *testing.T) {
 	}
 	if n := requests(); n != 0 {
 		t.Errorf("refused requests sent %d messages on parley.>, want 0", n)
-	}
-}
-
-func TestStaffTranscriptReadIsAuditedFirst(t *testing.T) {
-	e := startGateway(t)
-	text := "hello"
-	serve(t, e.nc, chatapi.MessagesSubject, func(_ context.Context, req rpc.Request[chatapi.MessagesArgs]) (chatapi.MessagesResult, error) {
-		return chatapi.MessagesResult{Messages: []chatapi.Message{{ID: "m1", Text: &text}}}, nil
-	})
-	visitor := e.token(auth.Principal{Tenant: "demo", ID: "v1", Role: auth.RoleVisitor})
-	supervisor := e.token(auth.Principal{Tenant: "demo", ID: "s1", Role: auth.RoleSupervisor})
-
-	// No audit trail answers: a staff read is refused, a visitor's is not.
-	r := e.do(http.MethodGet, "/v1/conversations/c1/messages", supervisor, nil)
-	checkProblem(t, r, http.StatusServiceUnavailable)
-	if strings.Contains(string(r.body), text) {
-		t.Errorf("unaudited read answered the transcript: %s", r.body)
-	}
-	if r := e.do(http.MethodGet, "/v1/conversations/c1/messages", visitor, nil); r.status != http.StatusOK {
-		t.Errorf("visitor read = %d, want 200 (body %s)", r.status, r.body)
-	}
-
-	appended := make(chan privacyapi.AppendAuditArgs, 2)
-	serve(t, e.nc, privacyapi.AppendAuditSubject, func(_ context.Context, args privacyapi.AppendAuditArgs) (audit.Entry, error) {
-		appended <- args
-		return audit.Entry{}, nil
-	})
-	if r := e.do(http.MethodGet, "/v1/conversations/c1/messages", visitor, nil); r.status != http.StatusOK {
-		t.Fatalf("visitor read = %d, want 200 (body %s)", r.status, r.body)
-	}
-	if r := e.do(http.MethodGet, "/v1/conversations/c1/messages", supervisor, nil); r.status != http.StatusOK || !strings.Contains(string(r.body), text) {
-		t.Fatalf("supervisor read = %d %s, want 200 with the transcript", r.status, r.body)
-	}
-	want := privacyapi.AppendAuditArgs{
-		Tenant: "demo", Actor: audit.Actor{Role: auth.RoleSupervisor, ID: "s1"},
-		Action: audit.ActionTranscriptRead, Target: "conversation:c1",
-	}
-	if diff := cmp.Diff(want, <-appended); diff != "" {
-		t.Errorf("audit entry mismatch (-want +got):\n%s", diff)
-	}
-	if len(appended) != 0 {
-		t.Errorf("%d more audit entries, want none for the visitor's read", len(appended))
 	}
 }
 

@@ -1,7 +1,6 @@
 package httpapi
 
 import (
-	"context"
 	"fmt"
 	"net/http"
 	"slices"
@@ -377,22 +376,5 @@ func (a *API) putSettings(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	writeJSON(w, http.StatusOK, res)
-	return nil
-}
-
-// auditRead writes a staff member's read of a conversation's transcript to
-// the audit trail. It runs after the read succeeded and before the
-// transcript is sent: a read that could not be audited is refused.
-func (a *API) auditRead(ctx context.Context, p auth.Principal, conversation string) error {
-	args := privacyapi.AppendAuditArgs{
-		Tenant: p.Tenant,
-		Actor:  audit.Actor{Role: p.Role, ID: p.ID},
-		Action: audit.ActionTranscriptRead,
-		Target: "conversation:" + conversation,
-	}
-	if err := rpc.Call(ctx, a.cfg.NC, privacyapi.AppendAuditSubject, args, nil); err != nil {
-		a.cfg.Log.Warn("audit transcript read", "conversation", conversation, "err", err)
-		return errNotAudited
-	}
 	return nil
 }
