@@ -5,15 +5,12 @@ import (
 	"net/http"
 	"slices"
 	"time"
-	"unicode/utf8"
 
-	"github.com/parley-chat/parley/pkg/analyticsapi"
 	"github.com/parley-chat/parley/pkg/audit"
 	"github.com/parley-chat/parley/pkg/auth"
 	"github.com/parley-chat/parley/pkg/chatapi"
 	"github.com/parley-chat/parley/pkg/event"
 	"github.com/parley-chat/parley/pkg/privacyapi"
-	"github.com/parley-chat/parley/pkg/rpc"
 	"github.com/parley-chat/parley/pkg/stream"
 )
 
@@ -40,7 +37,8 @@ func subjectParam(r *http.Request) (string, error) {
 }
 
 // consentBody is PUT /v1/me/consent. Every purpose is required;
-// notice_version, when absent, stays the one of the consent in force.
+// notice_version, when absent, stays the one of the consent in force, which
+// the privacy service reads and records over in one step.
 type consentBody struct {
 	Analytics     *bool   `json:"analytics"`
 	NetworkData   *bool   `json:"network_data"`
@@ -70,27 +68,19 @@ func (a *API) putConsent(w http.ResponseWriter, r *http.Request) error {
 	if err := decode(w, r, &body, false); err != nil {
 		return err
 	}
-	switch {
-	case body.Analytics == nil || body.NetworkData == nil || body.AI == nil:
+	if body.Analytics == nil || body.NetworkData == nil || body.AI == nil {
 		return invalid("consent needs analytics, network_data and ai")
-	case body.NoticeVersion != nil && *body.NoticeVersion == "":
-		return invalid("notice_version must not be empty")
-	case body.NoticeVersion != nil && utf8.RuneCountInString(*body.NoticeVersion) > maxNoticeVersion:
-		return invalid("notice_version is too long")
 	}
-	c := event.Consent{Analytics: *body.Analytics, NetworkData: *body.NetworkData, AI: *body.AI}
+	args := privacyapi.SetConsentArgs{
+		Tenant:     p.Tenant,
+		Consent:    event.Consent{Analytics: *body.Analytics, NetworkData: *body.NetworkData, AI: *body.AI},
+		SameNotice: body.NoticeVersion == nil,
+	}
 	if body.NoticeVersion != nil {
-		c.NoticeVersion = *body.NoticeVersion
-	} else {
-		var now privacyapi.ConsentResult
-		args := privacyapi.SubjectArgs{Tenant: p.Tenant, Subject: p.ID}
-		if err := rpc.Call(r.Context(), a.cfg.NC, privacyapi.GetConsentSubject, args, &now); err != nil {
-			return err
-		}
-		c.NoticeVersion = now.Consent.NoticeVersion
+		args.Consent.NoticeVersion = *body.NoticeVersion
 	}
 	var res privacyapi.ConsentResult
-	if err := a.call(r, privacyapi.SetConsentSubject, p, privacyapi.SetConsentArgs{Tenant: p.Tenant, Consent: c}, &res); err != nil {
+	if err := a.call(r, privacyapi.SetConsentSubject, p, args, &res); err != nil {
 		return err
 	}
 	writeJSON(w, http.StatusOK, viewOfConsent(res.Consent, res.At))
@@ -301,48 +291,34 @@ func (a *API) auditCheckpoint(w http.ResponseWriter, r *http.Request) error {
 // collect_network_data are required; erase_after_close_hours, when absent,
 // is 0: no automatic erasure; min_group_size, when absent, is 0: the
 // analytics default. retention_seconds and erase_after_close_seconds are
-// the test unit of privacyapi.Settings.
+// the test unit of privacyapi.Settings. The values are validated by the
+// privacy service, which stores them: its refusal is the answer.
 type settingsBody struct {
-	RetentionDays          *int  `json:"retention_days"`
-	CollectNetworkData     *bool `json:"collect_network_data"`
-	EraseAfterCloseHours   *int  `json:"erase_after_close_hours"`
-	RetentionSeconds       int   `json:"retention_seconds"`
-	EraseAfterCloseSeconds int   `json:"erase_after_close_seconds"`
-	MinGroupSize           int   `json:"min_group_size"`
-	// The limits are validated by the privacy service, which stores them.
-	OpenConversationsPerVisitor      int `json:"open_conversations_per_visitor"`
-	MessagesPerConversationPerMinute int `json:"messages_per_conversation_per_minute"`
+	RetentionDays                    *int  `json:"retention_days"`
+	CollectNetworkData               *bool `json:"collect_network_data"`
+	EraseAfterCloseHours             int   `json:"erase_after_close_hours"`
+	RetentionSeconds                 int   `json:"retention_seconds"`
+	EraseAfterCloseSeconds           int   `json:"erase_after_close_seconds"`
+	MinGroupSize                     int   `json:"min_group_size"`
+	OpenConversationsPerVisitor      int   `json:"open_conversations_per_visitor"`
+	MessagesPerConversationPerMinute int   `json:"messages_per_conversation_per_minute"`
 }
 
 func (b settingsBody) settings() (privacyapi.Settings, error) {
-	switch {
-	case b.RetentionDays == nil || b.CollectNetworkData == nil:
+	if b.RetentionDays == nil || b.CollectNetworkData == nil {
 		return privacyapi.Settings{}, invalid("retention_days and collect_network_data are required")
-	case *b.RetentionDays < privacyapi.MinRetentionDays || *b.RetentionDays > privacyapi.MaxRetentionDays:
-		return privacyapi.Settings{}, invalid("retention_days must be between 1 and 3650")
-	case b.EraseAfterCloseHours != nil && (*b.EraseAfterCloseHours < 0 || *b.EraseAfterCloseHours > privacyapi.MaxEraseAfterCloseHours):
-		return privacyapi.Settings{}, invalid("erase_after_close_hours must be between 0 (off) and 8760")
-	case b.RetentionSeconds < 0 || b.RetentionSeconds > privacyapi.MaxRetentionDays*24*3600:
-		return privacyapi.Settings{}, invalid("retention_seconds must be between 0 (use retention_days) and 315360000")
-	case b.EraseAfterCloseSeconds < 0 || b.EraseAfterCloseSeconds > privacyapi.MaxEraseAfterCloseHours*3600:
-		return privacyapi.Settings{}, invalid("erase_after_close_seconds must be between 0 (use erase_after_close_hours) and 31536000")
-	case b.MinGroupSize != 0 && (b.MinGroupSize < analyticsapi.DefaultMinGroupSize || b.MinGroupSize > privacyapi.MaxMinGroupSize):
-		return privacyapi.Settings{}, invalid("min_group_size must be 0 (the default of 5) or between 5 and 1000")
 	}
-	s := privacyapi.Settings{
+	return privacyapi.Settings{
 		RetentionDays:          *b.RetentionDays,
 		CollectNetworkData:     *b.CollectNetworkData,
+		EraseAfterCloseHours:   b.EraseAfterCloseHours,
 		RetentionSeconds:       b.RetentionSeconds,
 		EraseAfterCloseSeconds: b.EraseAfterCloseSeconds,
 		MinGroupSize:           b.MinGroupSize,
 
 		OpenConversationsPerVisitor:      b.OpenConversationsPerVisitor,
 		MessagesPerConversationPerMinute: b.MessagesPerConversationPerMinute,
-	}
-	if b.EraseAfterCloseHours != nil {
-		s.EraseAfterCloseHours = *b.EraseAfterCloseHours
-	}
-	return s, nil
+	}, nil
 }
 
 func (a *API) getSettings(w http.ResponseWriter, r *http.Request) error {

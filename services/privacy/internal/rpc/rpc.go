@@ -45,7 +45,7 @@ func Serve(ctx context.Context, nc *nats.Conn, log *slog.Logger, health *rpc.Hea
 			return res, codeOf(err)
 		})},
 		{Subject: privacyapi.SetConsentSubject, Handler: rpc.Handle(func(ctx context.Context, req rpc.Request[privacyapi.SetConsentArgs]) (privacyapi.ConsentResult, error) {
-			res, err := a.SetConsent(ctx, req.Principal, req.Args.Tenant, req.Args.Consent)
+			res, err := a.SetConsent(ctx, req.Principal, req.Args)
 			return res, codeOf(err)
 		})},
 		{Subject: privacyapi.GetConsentSubject, Handler: rpc.Handle(func(ctx context.Context, req privacyapi.SubjectArgs) (privacyapi.ConsentResult, error) {
