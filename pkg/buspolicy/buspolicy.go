@@ -110,6 +110,8 @@ func policyOf(user string) (policy, bool) {
 			deny: []rule{
 				{why: "the gateway never writes events: the chat service does, after its checks",
 					pub: []string{"chat.>"}},
+				{why: "the services that serve an act audit it, and an export's conversations are read by privacy, which records and audits the export: the gateway can neither write the audit trail nor read an export past them",
+					pub: []string{privacyapi.AppendAuditSubject, chatapi.ExportSubject}},
 				denyLiveForgery(),
 				denyKeys(),
 				denyOtherInboxes(),

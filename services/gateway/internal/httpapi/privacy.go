@@ -125,23 +125,24 @@ func (a *API) exportSubject(w http.ResponseWriter, r *http.Request) error {
 	return a.export(w, r, p, subject)
 }
 
-// export joins the privacy service's part of the export with the chat
-// service's. The privacy service is asked first: it records the export and
-// audits a staff export, and answers gone or not found for a subject that
-// is erased or never existed, so no transcript is read unaudited.
+// export answers the privacy service's export of subject: the privacy
+// service starts it (records it, audits a staff export, and answers gone or
+// not found for a subject that is erased or never existed), then answers
+// its conversations page after page, reading each from the chat service.
+// The gateway only writes what it is given.
 //
 // A history can be far larger than the gateway should hold, so the
 // document is streamed: the privacy service's part, then each page of
-// conversations as the chat service answers it, flushed. The answer
-// begins once the first page is read, so an export refused outright is
-// still a problem; one that fails later is cut off (abortAnswer).
+// conversations as it comes, flushed. The answer begins once the first page
+// is read, so an export refused outright is still a problem; one that fails
+// later is cut off (abortAnswer).
 func (a *API) export(w http.ResponseWriter, r *http.Request, p auth.Principal, subject string) error {
 	var priv privacyapi.ExportResult
 	if err := a.call(r, privacyapi.ExportSubject, p, privacyapi.SubjectArgs{Tenant: p.Tenant, Subject: subject}, &priv); err != nil {
 		return err
 	}
 	doc := exportDoc{
-		ExportedAt:    time.Now().UTC(),
+		ExportedAt:    priv.At.UTC(),
 		Consents:      make([]consentView, len(priv.Consents)),
 		NetworkData:   priv.NetworkData,
 		Requests:      priv.Requests,
@@ -160,7 +161,8 @@ func (a *API) export(w http.ResponseWriter, r *http.Request, p auth.Principal, s
 	out := &exportStream{w: w}
 	err := chatapi.ReadPages(func(after *chatapi.ExportCursor) (*chatapi.ExportCursor, error) {
 		var page chatapi.ExportResult
-		if err := a.call(r, chatapi.ExportSubject, p, chatapi.ExportArgs{Visitor: subject, After: after}, &page); err != nil {
+		args := privacyapi.ExportPageArgs{Tenant: p.Tenant, Subject: subject, ExportID: priv.ExportID, After: after}
+		if err := a.call(r, privacyapi.ExportPageSubject, p, args, &page); err != nil {
 			return nil, err
 		}
 		if !out.begun {
