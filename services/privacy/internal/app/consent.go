@@ -10,10 +10,6 @@ import (
 	"github.com/parley-chat/parley/pkg/privacyapi"
 )
 
-// consentAttempts bounds the appends a consent may lose to other writers
-// of the subject's events.
-const consentAttempts = 10
-
 // SetConsent records new consent choices of the visitor p: a
 // ConsentRecorded event, then a ConsentChanged broadcast. It returns the
 // consent now in force. Only a visitor of tenant may set consent, their own;
@@ -22,7 +18,9 @@ const consentAttempts = 10
 // The event is appended only if the subject has no event past those read,
 // so that the notice version kept with args.SameNotice is the one in force
 // when the consent is recorded, and no erasure slips in between the check
-// and the append; a lost race is read again.
+// and the append; a lost race is read again, as long as ctx allows: each
+// loss is another writer's success, so the writers of one subject all get
+// through in turn.
 func (a *App) SetConsent(ctx context.Context, p auth.Principal, args privacyapi.SetConsentArgs) (privacyapi.ConsentResult, error) {
 	tenant, c := args.Tenant, args.Consent
 	var notice error
@@ -39,7 +37,10 @@ func (a *App) SetConsent(ctx context.Context, p auth.Principal, args privacyapi.
 		return privacyapi.ConsentResult{}, err
 	}
 	id := subjectID{tenant, p.ID}
-	for range consentAttempts {
+	for {
+		if err := ctx.Err(); err != nil {
+			return privacyapi.ConsentResult{}, fmt.Errorf("record consent of %s/%s: %w", tenant, p.ID, err)
+		}
 		v, err := a.consented(ctx, id)
 		if err != nil {
 			return privacyapi.ConsentResult{}, err
@@ -70,7 +71,6 @@ func (a *App) SetConsent(ctx context.Context, p auth.Principal, args privacyapi.
 		}
 		return res, nil
 	}
-	return privacyapi.ConsentResult{}, fmt.Errorf("record consent of %s/%s: other writers won %d times", tenant, p.ID, consentAttempts)
 }
 
 // GetConsent returns the consent in force for tenant's subject; ErrNotFound
