@@ -51,6 +51,8 @@ func TestBadInputIsRejectedAndChangesNothing(t *testing.T) {
 	}
 
 	admin := staffToken(t, dir, "demo", "admin", "ada")
+	agent := staffToken(t, dir, "demo", "agent", "alice")
+	auditor := staffToken(t, dir, "demo", "auditor", "aud")
 	msgs := "/v1/conversations/" + conv + "/messages"
 	// detail, when set, is the field the service names in its refusal: the
 	// rule is the service's, and its message reaches the client.
@@ -91,6 +93,11 @@ func TestBadInputIsRejectedAndChangesNothing(t *testing.T) {
 		{name: "visitor without a notice version", method: "POST", path: "/v1/tenants/demo/visitors", body: []byte(`{"consent":{"analytics":true,"network_data":false,"ai":false}}`), want: http.StatusUnprocessableEntity, detail: "notice_version"},
 		{name: "retention of 0 days", method: "PUT", path: "/v1/settings", token: admin, body: []byte(`{"retention_days":0,"collect_network_data":false}`), want: http.StatusUnprocessableEntity, detail: "retention_days"},
 		{name: "erasure after close beyond a year", method: "PUT", path: "/v1/settings", token: admin, body: []byte(`{"retention_days":30,"collect_network_data":false,"erase_after_close_hours":8761}`), want: http.StatusUnprocessableEntity, detail: "erase_after_close_hours"},
+		{name: "agent reads the audit trail", method: "GET", path: "/v1/audit", token: agent, want: http.StatusForbidden},
+		{name: "visitor reads the audit checkpoint", method: "GET", path: "/v1/audit/checkpoint", token: visitor, want: http.StatusForbidden},
+		{name: "auditor reads settings", method: "GET", path: "/v1/settings", token: auditor, want: http.StatusForbidden},
+		{name: "visitor changes settings", method: "PUT", path: "/v1/settings", token: visitor, body: []byte(`{"retention_days":1,"collect_network_data":true}`), want: http.StatusForbidden},
+		{name: "agent reads an erasure", method: "GET", path: "/v1/erasures/e1", token: agent, want: http.StatusForbidden},
 		{name: "settings without collect_network_data", method: "PUT", path: "/v1/settings", token: admin, body: []byte(`{"retention_days":30}`), want: http.StatusUnprocessableEntity, detail: "collect_network_data"},
 	}
 	settings := mustCall(t, base, "GET", "/v1/settings", admin, nil, http.StatusOK)
