@@ -32,10 +32,11 @@
 // key cache knows from the erasure broadcast, or after a restart from the
 // key service's tombstone.
 //
-// The gateway translates HTTP to bus calls and back and decides nothing of
-// its own: it checks a body's shape (JSON, required fields, the size of a
-// text) and passes the values to the service whose rules they are, whose
-// refusal (422 with the service's message) is the answer. Privacy calls
+// The gateway translates HTTP to bus calls and back and holds no use case:
+// besides its own limits (requests, sessions, registrations), it checks a
+// body's shape (JSON, required fields, the size of a text) and passes the
+// values to the service whose rules they are, whose refusal (422 with the
+// service's message) is the answer. Privacy calls
 // (consent, export, erasure, audit trail, settings) go to the privacy
 // service; an export is the privacy service's, which reads the
 // conversations from the chat service page by page, and the gateway streams
