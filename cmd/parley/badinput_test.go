@@ -50,7 +50,12 @@ func TestBadInputIsRejectedAndChangesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	admin := staffToken(t, dir, "demo", "admin", "ada")
+	agent := staffToken(t, dir, "demo", "agent", "alice")
+	auditor := staffToken(t, dir, "demo", "auditor", "aud")
 	msgs := "/v1/conversations/" + conv + "/messages"
+	// detail, when set, is the field the service names in its refusal: the
+	// rule is the service's, and its message reaches the client.
 	tests := []struct {
 		name   string
 		method string
@@ -58,6 +63,7 @@ func TestBadInputIsRejectedAndChangesNothing(t *testing.T) {
 		token  string
 		body   []byte
 		want   int
+		detail string
 	}{
 		{name: "malformed JSON", method: "POST", path: msgs, token: visitor, body: []byte(`{"text":`), want: http.StatusBadRequest},
 		{name: "JSON of the wrong shape", method: "POST", path: msgs, token: visitor, body: []byte(`{"text":42}`), want: http.StatusBadRequest},
@@ -78,7 +84,23 @@ func TestBadInputIsRejectedAndChangesNothing(t *testing.T) {
 		{name: "bad tenant id", method: "PUT", path: "/v1/tenants/Bad_Id", token: operator, body: []byte(`{"name":"x"}`), want: http.StatusUnprocessableEntity},
 		{name: "rating out of range", method: "POST", path: "/v1/conversations/" + conv + "/rating", token: visitor, body: []byte(`{"score":9}`), want: http.StatusUnprocessableEntity},
 		{name: "visitors of an unknown tenant", method: "POST", path: "/v1/tenants/ghost/visitors", body: []byte(`{"consent":{"analytics":true,"network_data":false,"ai":false},"notice_version":"1"}`), want: http.StatusNotFound},
+		{name: "blank text", method: "POST", path: msgs, token: visitor, body: []byte(`{"text":" \n"}`), want: http.StatusUnprocessableEntity, detail: "text"},
+		{name: "erasure after close beyond ten years", method: "POST", path: "/v1/conversations", token: visitor, body: []byte(`{"text":"hi","erase_after_close_hours":87601}`), want: http.StatusUnprocessableEntity, detail: "erase_after_close_hours"},
+		{name: "assign a malformed agent id", method: "POST", path: "/v1/conversations/" + conv + "/assign", token: supervisor, body: []byte(`{"agent_id":"a.b"}`), want: http.StatusUnprocessableEntity, detail: "agent_id"},
+		{name: "rating without a score", method: "POST", path: "/v1/conversations/" + conv + "/rating", token: visitor, body: []byte(`{}`), want: http.StatusUnprocessableEntity, detail: "score"},
+		{name: "notice version too long", method: "PUT", path: "/v1/me/consent", token: visitor, body: []byte(`{"analytics":true,"network_data":false,"ai":false,"notice_version":"` + strings.Repeat("v", 65) + `"}`), want: http.StatusUnprocessableEntity, detail: "notice_version"},
+		{name: "empty notice version", method: "PUT", path: "/v1/me/consent", token: visitor, body: []byte(`{"analytics":true,"network_data":false,"ai":false,"notice_version":""}`), want: http.StatusUnprocessableEntity, detail: "notice_version"},
+		{name: "visitor without a notice version", method: "POST", path: "/v1/tenants/demo/visitors", body: []byte(`{"consent":{"analytics":true,"network_data":false,"ai":false}}`), want: http.StatusUnprocessableEntity, detail: "notice_version"},
+		{name: "retention of 0 days", method: "PUT", path: "/v1/settings", token: admin, body: []byte(`{"retention_days":0,"collect_network_data":false}`), want: http.StatusUnprocessableEntity, detail: "retention_days"},
+		{name: "erasure after close beyond a year", method: "PUT", path: "/v1/settings", token: admin, body: []byte(`{"retention_days":30,"collect_network_data":false,"erase_after_close_hours":8761}`), want: http.StatusUnprocessableEntity, detail: "erase_after_close_hours"},
+		{name: "agent reads the audit trail", method: "GET", path: "/v1/audit", token: agent, want: http.StatusForbidden},
+		{name: "visitor reads the audit checkpoint", method: "GET", path: "/v1/audit/checkpoint", token: visitor, want: http.StatusForbidden},
+		{name: "auditor reads settings", method: "GET", path: "/v1/settings", token: auditor, want: http.StatusForbidden},
+		{name: "visitor changes settings", method: "PUT", path: "/v1/settings", token: visitor, body: []byte(`{"retention_days":1,"collect_network_data":true}`), want: http.StatusForbidden},
+		{name: "agent reads an erasure", method: "GET", path: "/v1/erasures/e1", token: agent, want: http.StatusForbidden},
+		{name: "settings without collect_network_data", method: "PUT", path: "/v1/settings", token: admin, body: []byte(`{"retention_days":30}`), want: http.StatusUnprocessableEntity, detail: "collect_network_data"},
 	}
+	settings := mustCall(t, base, "GET", "/v1/settings", admin, nil, http.StatusOK)
 	before := snapshot(t, base, supervisor)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -106,11 +128,19 @@ func TestBadInputIsRejectedAndChangesNothing(t *testing.T) {
 			if problem.Status != tt.want || problem.Title == "" || problem.Type == "" {
 				t.Errorf("problem = %+v, want status %d with type and title", problem, tt.want)
 			}
+			if !strings.Contains(problem.Detail, tt.detail) {
+				t.Errorf("problem detail = %q, want it to name %q", problem.Detail, tt.detail)
+			}
 		})
 	}
 	if diff := cmp.Diff(before, snapshot(t, base, supervisor)); diff != "" {
 		t.Errorf("bad requests changed state (-before +after):\n%s", diff)
 	}
+	if diff := cmp.Diff(settings, mustCall(t, base, "GET", "/v1/settings", admin, nil, http.StatusOK)); diff != "" {
+		t.Errorf("bad requests changed the settings (-before +after):\n%s", diff)
+	}
+	// 0 hours is the chat service's "never": accepted, as the domain says.
+	mustCall(t, base, "POST", "/v1/conversations", visitor, map[string]any{"text": "keep", "erase_after_close_hours": 0}, http.StatusCreated)
 	tenants := mustCall(t, base, "GET", "/v1/tenants", operator, nil, http.StatusOK)["tenants"].([]any)
 	if len(tenants) != 2 {
 		t.Errorf("tenants = %v, want demo and acme only", tenants)

@@ -2,9 +2,9 @@ package chatapi
 
 // ExportSubject answers every conversation of a visitor with its messages,
 // decrypted, for the visitor's export. Only the chat service decrypts chat
-// content; the gateway joins the answer with the privacy service's
-// (privacyapi.ExportSubject), which records and audits the export, and asks
-// there first.
+// content; the privacy service, which owns the export, records and audits
+// it, then asks here page by page on behalf of whoever asked for it
+// (privacyapi.ExportPageSubject).
 //
 // Request: rpc.Request[ExportArgs]. Result: ExportResult. Who: the visitor
 // themself, or an admin of the visitor's tenant.

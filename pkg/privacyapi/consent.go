@@ -16,8 +16,9 @@ const (
 	// Request: rpc.Request[SetConsentArgs]. Result: ConsentResult, the
 	// consent now in force. Who: a visitor, for themself only.
 	//
-	// Errors: rpc.CodeInvalid for a malformed tenant or a missing or longer
-	// than 64 characters notice version; rpc.CodeForbidden for any other
+	// Errors: rpc.CodeInvalid for a malformed tenant, a missing or longer
+	// than 64 characters notice version, or one given with SameNotice;
+	// rpc.CodeForbidden for any other
 	// role or another tenant; rpc.CodeNotFound when the visitor has no
 	// consent record (was never registered); rpc.CodeGone when the visitor
 	// is erased.
@@ -54,9 +55,14 @@ const (
 )
 
 // SetConsentArgs are a visitor's new choices. The subject is the principal.
+// With SameNotice the choices are recorded under the notice version of the
+// consent in force, which Consent.NoticeVersion leaves empty: the service
+// reads it and records the new consent as one step, so a notice version
+// recorded meanwhile is never overwritten by an older one.
 type SetConsentArgs struct {
-	Tenant  string        `json:"tenant"`
-	Consent event.Consent `json:"consent"`
+	Tenant     string        `json:"tenant"`
+	Consent    event.Consent `json:"consent"`
+	SameNotice bool          `json:"same_notice,omitempty"`
 }
 
 // SubjectArgs names a data subject.

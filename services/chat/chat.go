@@ -19,6 +19,7 @@ import (
 
 	"github.com/parley-chat/parley/services/chat/internal/app"
 	"github.com/parley-chat/parley/services/chat/internal/jetstream"
+	"github.com/parley-chat/parley/services/chat/internal/privacy"
 	"github.com/parley-chat/parley/services/chat/internal/rpc"
 )
 
@@ -85,7 +86,9 @@ func run(ctx context.Context, d Deps) error {
 	if err != nil {
 		return fmt.Errorf("chat: %w", err)
 	}
-	svc := app.New(store, view, d.Keys, app.Options{Policies: settings, OnConflict: conflicts.Inc})
+	svc := app.New(store, view, d.Keys, app.Options{
+		Policies: settings, OnConflict: conflicts.Inc, Auditor: privacy.NewAudit(d.NC, log),
+	})
 	d.Keys.OnErase(func(e subjectkey.Erased) { svc.EraseVisitor(e.Tenant, e.Subject) })
 	// Subscribed before the read models are restored, so that no erasure
 	// falls between the restore and the subscription.

@@ -54,6 +54,11 @@
 //     messages_per_conversation_per_minute messages in each minute-long
 //     window, a rule of the conversation decided like any other, so exact
 //     across instances.
+//   - Every page of a transcript a member of staff reads is written to the
+//     audit trail (privacyapi.AppendAuditSubject) before it is answered,
+//     whoever asks on the bus; a page that could not be audited answers
+//     rpc.CodeUnavailable and no text. An export is read by the privacy
+//     service, which records and audits it, on behalf of whoever asked it.
 //   - Answers that can outgrow a NATS message (the list, a transcript, an
 //     export) always come in pages bounded by chatapi.PageBytes of JSON as
 //     sent, so that no reply exceeds the bus's 1 MiB, whatever the texts

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -16,6 +17,7 @@ import (
 	"github.com/parley-chat/parley/pkg/chatapi"
 	"github.com/parley-chat/parley/pkg/natsembed"
 	"github.com/parley-chat/parley/pkg/natsembed/natstest"
+	"github.com/parley-chat/parley/pkg/privacyapi"
 	"github.com/parley-chat/parley/pkg/rpc"
 	"github.com/parley-chat/parley/pkg/seal"
 	"github.com/parley-chat/parley/pkg/subjectkey"
@@ -23,13 +25,18 @@ import (
 	"github.com/parley-chat/parley/services/chat"
 )
 
-// keyService answers subjectkey.GetSubject from memory, standing in for the
-// privacy service.
+// keyService answers subjectkey.GetSubject and
+// privacyapi.AppendAuditSubject from memory, standing in for the privacy
+// service.
 type keyService struct {
 	mu   sync.Mutex
 	keys map[[2]string]subjectkey.Keys
 	// unreadable subjects have keys the service cannot unwrap.
 	unreadable map[[2]string]bool
+	// audited are the acts appended to the audit trail, in order; while
+	// auditDown is set every append is refused.
+	audited   []privacyapi.AppendAuditArgs
+	auditDown bool
 }
 
 func startKeyService(t testing.TB, s *natsembed.Server) *keyService {
@@ -57,6 +64,21 @@ func startKeyService(t testing.TB, s *natsembed.Server) *keyService {
 		t.Fatal(err)
 	}
 	t.Cleanup(served.Stop)
+	audit := rpc.Handle(func(_ context.Context, act privacyapi.AppendAuditArgs) (struct{}, error) {
+		ks.mu.Lock()
+		defer ks.mu.Unlock()
+		if ks.auditDown {
+			return struct{}{}, rpc.Errorf(rpc.CodeUnavailable, "audit trail unavailable")
+		}
+		ks.audited = append(ks.audited, act)
+		return struct{}{}, nil
+	})
+	auditing, err := rpc.Serve(t.Context(), nc, slog.New(slog.DiscardHandler), rpc.Service{Name: "fake-audit", Queue: "audit",
+		Groups: []rpc.Group{{Routes: []rpc.Route{{Subject: privacyapi.AppendAuditSubject, Handler: audit}}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(auditing.Stop)
 	if err := nc.Flush(); err != nil {
 		t.Fatal(err)
 	}
@@ -95,6 +117,19 @@ func (ks *keyService) makeUnreadable(tenant, subject string) {
 	ks.mu.Lock()
 	defer ks.mu.Unlock()
 	ks.unreadable[[2]string{tenant, subject}] = true
+}
+
+// audits returns the acts appended to the audit trail so far.
+func (ks *keyService) audits() []privacyapi.AppendAuditArgs {
+	ks.mu.Lock()
+	defer ks.mu.Unlock()
+	return slices.Clone(ks.audited)
+}
+
+func (ks *keyService) setAuditDown(down bool) {
+	ks.mu.Lock()
+	defer ks.mu.Unlock()
+	ks.auditDown = down
 }
 
 func (ks *keyService) forget(tenant, subject string) {

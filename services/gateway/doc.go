@@ -32,11 +32,16 @@
 // key cache knows from the erasure broadcast, or after a restart from the
 // key service's tombstone.
 //
-// Privacy calls (consent, export, erasure, audit trail, settings) are
-// forwarded to the privacy service; an export joins its answer with the
-// chat service's. Every read of a transcript by staff is written to the
-// audit trail before the transcript is sent, and refused (503) when it
-// cannot be.
+// The gateway translates HTTP to bus calls and back and holds no use case:
+// besides its own limits (requests, sessions, registrations), it checks a
+// body's shape (JSON, required fields, the size of a text) and passes the
+// values to the service whose rules they are, whose refusal (422 with the
+// service's message) is the answer. Privacy calls
+// (consent, export, erasure, audit trail, settings) go to the privacy
+// service; an export is the privacy service's, which reads the
+// conversations from the chat service page by page, and the gateway streams
+// the pages it is given. Staff reads of transcripts are audited by the chat
+// service that serves them.
 //
 // Data minimisation: the gateway logs no IP address, user agent, language
 // or location, and reads or forwards none of them except at visitor

@@ -1,7 +1,9 @@
 package privacy_test
 
 import (
+	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -76,6 +78,57 @@ func TestConsentChangesReachCaches(t *testing.T) {
 	}
 }
 
+// TestConsentKeepsTheNoticeInForce sets a visitor's consent many times at
+// once on two instances, half of the calls with a new notice version and
+// half keeping the one in force: each kept one is the version of the
+// consent recorded just before it, never one another call replaced
+// meanwhile.
+func TestConsentKeepsTheNoticeInForce(t *testing.T) {
+	s := natstest.Start(t, "")
+	kek := newKEK(t)
+	start(t, s, kek)
+	start(t, s, kek)
+	nc, _ := natstest.Connect(t, s)
+	visitor := mustRegister(t, nc)
+
+	const calls = 16
+	var wg sync.WaitGroup
+	errs := make(chan error, calls)
+	for i := range calls {
+		wg.Go(func() {
+			args := privacyapi.SetConsentArgs{Tenant: tenant, SameNotice: true}
+			if i%2 == 0 {
+				args = privacyapi.SetConsentArgs{Tenant: tenant, Consent: event.Consent{Analytics: true, NoticeVersion: fmt.Sprint("n", i+2)}}
+			}
+			res, err := call[privacyapi.ConsentResult](t, nc, privacyapi.SetConsentSubject, visitorOf(visitor), args)
+			if err == nil && res.Consent.NoticeVersion == "" {
+				err = fmt.Errorf("SetConsent(%+v) = %+v, want a notice version", args, res)
+			}
+			errs <- err
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	hist, err := call[privacyapi.ConsentHistoryResult](t, nc, privacyapi.ConsentHistorySubject, admin, privacyapi.SubjectArgs{Tenant: tenant, Subject: visitor})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(hist.Entries) != calls+1 {
+		t.Fatalf("ConsentHistory() holds %d entries, want %d", len(hist.Entries), calls+1)
+	}
+	for i, e := range hist.Entries[1:] {
+		before := hist.Entries[i].Consent
+		if !e.Consent.Analytics && e.Consent.NoticeVersion != before.NoticeVersion {
+			t.Errorf("entry %d kept notice version %q, want %q of the consent before it", i+1, e.Consent.NoticeVersion, before.NoticeVersion)
+		}
+	}
+}
+
 func TestConsentRefusals(t *testing.T) {
 	s := natstest.Start(t, "")
 	start(t, s, newKEK(t))
@@ -98,6 +151,8 @@ func TestConsentRefusals(t *testing.T) {
 		{"other tenant", visitorOf(visitor), privacyapi.SetConsentArgs{Tenant: "acme", Consent: valid}, rpc.CodeForbidden},
 		{"no notice version", visitorOf(visitor), privacyapi.SetConsentArgs{Tenant: tenant, Consent: event.Consent{Analytics: true}}, rpc.CodeInvalid},
 		{"long notice version", visitorOf(visitor), privacyapi.SetConsentArgs{Tenant: tenant, Consent: event.Consent{NoticeVersion: strings.Repeat("v", 65)}}, rpc.CodeInvalid},
+		{"notice version and the same notice", visitorOf(visitor), privacyapi.SetConsentArgs{Tenant: tenant, Consent: valid, SameNotice: true}, rpc.CodeInvalid},
+		{"same notice, erased", visitorOf(erased), privacyapi.SetConsentArgs{Tenant: tenant, SameNotice: true}, rpc.CodeGone},
 		{"never registered", visitorOf("ghost"), privacyapi.SetConsentArgs{Tenant: tenant, Consent: valid}, rpc.CodeNotFound},
 		{"erased", visitorOf(erased), privacyapi.SetConsentArgs{Tenant: tenant, Consent: valid}, rpc.CodeGone},
 	}

@@ -11,7 +11,9 @@
 //     visitor's coarse network data when the tenant collects it and the
 //     visitor consents;
 //   - erasure on privacyapi.EraseSubject and ErasureStatusSubject;
-//   - its part of a subject's export on privacyapi.ExportSubject;
+//   - a subject's export: its own part on privacyapi.ExportSubject, then
+//     the subject's conversations on ExportPageSubject, read page by page
+//     from the chat service for whoever started the export;
 //   - the consent registry on privacyapi.SetConsentSubject,
 //     GetConsentSubject and ConsentHistorySubject;
 //   - the audit trail on privacyapi.AppendAuditSubject, ListAuditSubject
@@ -111,7 +113,11 @@
 //     both allow it, sealed under the visitor's data key, so an erasure
 //     makes it unreadable.
 //   - An export by staff is audited, and every export recorded, before
-//     anything is answered.
+//     anything is answered; its conversations are answered only under it,
+//     to whoever started it, within privacyapi.ExportPagesWithin.
+//   - A consent that keeps the notice version in force is read and
+//     recorded as one step: appended expecting the subject's last event, and
+//     read again when another write came first.
 //   - The audit trail of a tenant is one hash chain: this service is its
 //     only writer and appends with an expected last subject sequence, so
 //     concurrent writers, in one instance or many, never fork it. Erasures

@@ -1,6 +1,9 @@
 package privacy_test
 
 import (
+	"context"
+	"log/slog"
+	"sync"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -9,6 +12,7 @@ import (
 
 	"github.com/parley-chat/parley/pkg/audit"
 	"github.com/parley-chat/parley/pkg/auth"
+	"github.com/parley-chat/parley/pkg/chatapi"
 	"github.com/parley-chat/parley/pkg/event"
 	"github.com/parley-chat/parley/pkg/natsembed/natstest"
 	"github.com/parley-chat/parley/pkg/privacyapi"
@@ -193,5 +197,85 @@ func TestExport(t *testing.T) {
 		if _, err := export(t, nc, p, visitor); rpc.CodeOf(err) != rpc.CodeGone {
 			t.Errorf("Export(erased) as %s error = %v, want code %s", p.Role, err, rpc.CodeGone)
 		}
+	}
+}
+
+// TestExportPagesComeFromChatUnderAnExport reads an export's conversations
+// from a stand-in chat service: a page is read from chat on behalf of the
+// principal who started the export, and only for them, only under an export
+// recorded, and not once the subject is erased.
+func TestExportPagesComeFromChatUnderAnExport(t *testing.T) {
+	s := natstest.Start(t, "")
+	start(t, s, newKEK(t))
+	nc, _ := natstest.Connect(t, s)
+	visitor := mustRegister(t, nc)
+
+	type asked struct {
+		As   auth.Principal
+		Args chatapi.ExportArgs
+	}
+	var (
+		mu  sync.Mutex
+		got []asked
+	)
+	page := chatapi.ExportResult{Conversations: []chatapi.ExportedConversation{{Summary: chatapi.Summary{ID: "c1"}, Messages: []chatapi.Message{}}}}
+	chatNC, _ := natstest.Connect(t, s)
+	h := rpc.Handle(func(_ context.Context, req rpc.Request[chatapi.ExportArgs]) (chatapi.ExportResult, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		got = append(got, asked{req.Principal, req.Args})
+		return page, nil
+	})
+	served, err := rpc.Serve(t.Context(), chatNC, slog.New(slog.DiscardHandler), rpc.Service{Name: "fake-chat", Queue: "chat",
+		Groups: []rpc.Group{{Routes: []rpc.Route{{Subject: chatapi.ExportSubject, Handler: h}}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(served.Stop)
+	if err := chatNC.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	readPage := func(p auth.Principal, exportID string, after *chatapi.ExportCursor) (chatapi.ExportResult, error) {
+		return call[chatapi.ExportResult](t, nc, privacyapi.ExportPageSubject, p, privacyapi.ExportPageArgs{Tenant: tenant, Subject: visitor, ExportID: exportID, After: after})
+	}
+
+	if _, err := readPage(visitorOf(visitor), "never-started", nil); rpc.CodeOf(err) != rpc.CodeNotFound {
+		t.Errorf("ExportPage(an export never started) error = %v, want code %s", err, rpc.CodeNotFound)
+	}
+	mine, err := export(t, nc, visitorOf(visitor), visitor)
+	if err != nil || mine.ExportID == "" || mine.At.IsZero() {
+		t.Fatalf("Export() = %+v, %v; want an export id and time", mine, err)
+	}
+	after := &chatapi.ExportCursor{Conversation: "c0", Seq: 7}
+	if res, err := readPage(visitorOf(visitor), mine.ExportID, after); err != nil || !cmp.Equal(page, res) {
+		t.Errorf("ExportPage(own export) = %+v, %v; want chat's page %+v", res, err, page)
+	}
+	if _, err := readPage(admin, mine.ExportID, nil); rpc.CodeOf(err) != rpc.CodeNotFound {
+		t.Errorf("ExportPage(the visitor's export, as an admin) error = %v, want code %s", err, rpc.CodeNotFound)
+	}
+	theirs, err := export(t, nc, admin, visitor)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := readPage(admin, theirs.ExportID, nil); err != nil {
+		t.Errorf("ExportPage(admin's export) error = %v", err)
+	}
+	mu.Lock()
+	want := []asked{{visitorOf(visitor), chatapi.ExportArgs{Visitor: visitor, After: after}}, {admin, chatapi.ExportArgs{Visitor: visitor}}}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("pages asked of chat mismatch (-want +got):\n%s", diff)
+	}
+	mu.Unlock()
+
+	if _, err := erase(t, nc, visitorOf(visitor), visitor); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := readPage(admin, theirs.ExportID, nil); rpc.CodeOf(err) != rpc.CodeGone {
+		t.Errorf("ExportPage(erased subject) error = %v, want code %s", err, rpc.CodeGone)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(got) != len(want) {
+		t.Errorf("chat asked %d times, want %d: refused pages ask nothing", len(got), len(want))
 	}
 }

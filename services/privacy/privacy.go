@@ -22,6 +22,7 @@ import (
 	pkgrpc "github.com/parley-chat/parley/pkg/rpc"
 	"github.com/parley-chat/parley/services/privacy/internal/app"
 	"github.com/parley-chat/parley/services/privacy/internal/bus"
+	"github.com/parley-chat/parley/services/privacy/internal/chat"
 	"github.com/parley-chat/parley/services/privacy/internal/ephemeral"
 	"github.com/parley-chat/parley/services/privacy/internal/jetstream"
 	"github.com/parley-chat/parley/services/privacy/internal/keyring"
@@ -114,7 +115,7 @@ func Run(ctx context.Context, d Deps) error {
 	}
 	events := jetstream.NewEventLog(js)
 	a := app.New(ring, d.AuditKey, app.Stores{Keys: keys, Events: events, Audit: auditLog, Checkpoints: checkpoints, Settings: settings, Bus: bus.NewBroadcaster(d.NC),
-		Analytics: relay.NewCleaner(d.NC, js), Log: d.Log, KeyCacheSize: d.KeyCacheSize})
+		Analytics: relay.NewCleaner(d.NC, js), Chat: chat.New(d.NC), Log: d.Log, KeyCacheSize: d.KeyCacheSize})
 
 	follow, err := events.Follow(ctx, a.Apply)
 	if err != nil {

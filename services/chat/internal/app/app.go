@@ -34,6 +34,9 @@ var (
 	// of the same id is stored already in another conversation: only a
 	// derived id (an idempotency key used again elsewhere) does that.
 	ErrDuplicateID = errors.New("event id in use in another conversation")
+	// ErrNotAudited means a staff member's read could not be written to
+	// the audit trail, so nothing of it is answered.
+	ErrNotAudited = errors.New("the read could not be written to the audit trail, so the transcript is not shown")
 )
 
 // MaxTries bounds how often a command is decided again after losing a race.
@@ -89,6 +92,13 @@ type Policies interface {
 	Get(tenant string) privacyapi.Settings
 }
 
+// Auditor writes an act to its tenant's audit trail, which the privacy
+// service keeps (privacyapi.AppendAuditSubject), and returns once it is
+// stored.
+type Auditor interface {
+	Audit(ctx context.Context, act privacyapi.AppendAuditArgs) error
+}
+
 // defaultPolicies gives every tenant the default settings.
 type defaultPolicies struct{}
 
@@ -104,6 +114,9 @@ type Options struct {
 	// OnConflict, when set, runs each time an append loses the race for a
 	// conversation to another writer.
 	OnConflict func()
+	// Auditor records staff members' reads of transcripts; nil refuses
+	// every staff read with ErrNotAudited.
+	Auditor Auditor
 }
 
 // Service runs the chat use cases.
@@ -114,6 +127,7 @@ type Service struct {
 	policies   Policies
 	now        func() time.Time
 	onConflict func()
+	auditor    Auditor
 	state      state
 	// opening serialises the openings of each visitor (see Open).
 	opening stripes
@@ -129,7 +143,7 @@ type Service struct {
 // New returns a Service storing events in events, keeping their view in
 // view and sealing them with keys.
 func New(events EventStore, view View, keys Keys, o Options) *Service {
-	s := &Service{events: events, view: view, keys: keys, policies: o.Policies, now: o.Now, onConflict: o.OnConflict}
+	s := &Service{events: events, view: view, keys: keys, policies: o.Policies, now: o.Now, onConflict: o.OnConflict, auditor: o.Auditor}
 	if s.policies == nil {
 		s.policies = defaultPolicies{}
 	}

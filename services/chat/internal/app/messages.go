@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/parley-chat/parley/pkg/audit"
 	"github.com/parley-chat/parley/pkg/auth"
 	"github.com/parley-chat/parley/pkg/chatapi"
 	"github.com/parley-chat/parley/pkg/event"
+	"github.com/parley-chat/parley/pkg/privacyapi"
 	"github.com/parley-chat/parley/pkg/seal"
 
 	"github.com/parley-chat/parley/services/chat/internal/conversation"
@@ -17,7 +19,9 @@ import (
 // from after the cursor (see chatapi.MessagesArgs), to its participants,
 // supervisors and admins. Authors and texts are decrypted now, under the
 // visitor's key: once that key is gone every message reads Author nil,
-// Text nil, Erased true.
+// Text nil, Erased true. A staff member's read of each page is written to
+// the audit trail before it is answered, whoever asks on the bus: a read
+// that could not be audited answers ErrNotAudited and nothing of the page.
 func (s *Service) Messages(ctx context.Context, p auth.Principal, args chatapi.MessagesArgs) (chatapi.MessagesResult, error) {
 	if err := conversation.CheckActor(p); err != nil {
 		return chatapi.MessagesResult{}, err
@@ -65,7 +69,30 @@ func (s *Service) Messages(ctx context.Context, p auth.Principal, args chatapi.M
 	if err != nil {
 		return chatapi.MessagesResult{}, err
 	}
+	if p.Role.Staff() {
+		if err := s.auditRead(ctx, p, c.ID); err != nil {
+			return chatapi.MessagesResult{}, err
+		}
+	}
 	return res, nil
+}
+
+// auditRead writes p's read of the conversation's transcript to the audit
+// trail.
+func (s *Service) auditRead(ctx context.Context, p auth.Principal, conv string) error {
+	if s.auditor == nil {
+		return ErrNotAudited
+	}
+	err := s.auditor.Audit(ctx, privacyapi.AppendAuditArgs{
+		Tenant: p.Tenant,
+		Actor:  audit.Actor{Role: p.Role, ID: p.ID},
+		Action: audit.ActionTranscriptRead,
+		Target: "conversation:" + conv,
+	})
+	if err != nil {
+		return fmt.Errorf("audit transcript read: %w: %w", ErrNotAudited, err)
+	}
+	return nil
 }
 
 // open decrypts a message event's author and text.

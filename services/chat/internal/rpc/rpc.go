@@ -72,6 +72,7 @@ var codes = []struct {
 	{app.ErrContended, rpc.CodeConflict},
 	{app.ErrKeyReused, rpc.CodeInvalid},
 	{conversation.ErrErased, rpc.CodeGone},
+	{app.ErrNotAudited, rpc.CodeUnavailable},
 }
 
 // openRetry is the Retry-After of conversation.ErrTooManyOpen: an open

@@ -11,10 +11,6 @@ import (
 	"github.com/parley-chat/parley/pkg/stream"
 )
 
-// maxEraseAfterCloseHours is ten years, the longest retention of the CHAT
-// stream.
-const maxEraseAfterCloseHours = 10 * 365 * 24
-
 // conversation is a conversation as the API shows it.
 type conversation struct {
 	ID            string    `json:"id"`
@@ -71,11 +67,8 @@ func (a *API) openConversation(w http.ResponseWriter, r *http.Request) error {
 	if err := decode(w, r, &body, false); err != nil {
 		return err
 	}
-	if err := checkText(body.Text); err != nil {
+	if err := checkTextSize(body.Text); err != nil {
 		return err
-	}
-	if h := body.EraseAfterCloseHours; h != nil && (*h < 1 || *h > maxEraseAfterCloseHours) {
-		return invalid("erase_after_close_hours must be between 1 and 87600")
 	}
 	var res chatapi.OpenResult
 	args := chatapi.OpenArgs{Text: body.Text, EraseAfterCloseHours: body.EraseAfterCloseHours, IdempotencyKey: key}
@@ -117,8 +110,9 @@ func (a *API) listConversations(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// The bodies of the conversation calls that take one; opening takes
-// chatapi.OpenArgs, closing an empty object or nothing.
+// The bodies of the conversation calls that take one; closing takes an
+// empty object or nothing. Their values are judged by the chat service,
+// whose rules they are: the gateway decodes and passes them on.
 type (
 	postBody struct {
 		Text string `json:"text"`
@@ -127,7 +121,7 @@ type (
 		AgentID string `json:"agent_id"`
 	}
 	ratingBody struct {
-		Score *int `json:"score"`
+		Score int `json:"score"`
 	}
 )
 
@@ -144,7 +138,7 @@ func (a *API) postMessage(w http.ResponseWriter, r *http.Request) error {
 	if err := decode(w, r, &body, false); err != nil {
 		return err
 	}
-	if err := checkText(body.Text); err != nil {
+	if err := checkTextSize(body.Text); err != nil {
 		return err
 	}
 	var res chatapi.PostResult
@@ -163,9 +157,8 @@ type messagePage struct {
 
 // listMessages answers one page of a transcript, oldest first. Each page is
 // one request to the chat service, which checks the caller's access to the
-// conversation again, and decides once for the whole page whether its
-// visitor is erased; a staff member's read of each page is audited before
-// it is answered.
+// conversation again, decides once for the whole page whether its visitor
+// is erased, and audits a staff member's read of the page before answering.
 func (a *API) listMessages(w http.ResponseWriter, r *http.Request) error {
 	p, id, err := a.target(r)
 	if err != nil {
@@ -179,11 +172,6 @@ func (a *API) listMessages(w http.ResponseWriter, r *http.Request) error {
 	var res chatapi.MessagesResult
 	if err := a.call(r, chatapi.MessagesSubject, p, chatapi.MessagesArgs{Conversation: id, Page: pg}, &res); err != nil {
 		return err
-	}
-	if p.Role.Staff() {
-		if err := a.auditRead(r.Context(), p, id); err != nil {
-			return err
-		}
 	}
 	if res.Messages == nil {
 		res.Messages = []chatapi.Message{}
@@ -200,9 +188,6 @@ func (a *API) assign(w http.ResponseWriter, r *http.Request) error {
 	var body assignBody
 	if err := decode(w, r, &body, false); err != nil {
 		return err
-	}
-	if !stream.ValidToken(body.AgentID) {
-		return invalid("agent_id must be 1-64 of [A-Za-z0-9_-]")
 	}
 	return a.summary(w, r, chatapi.AssignSubject, p, chatapi.AssignArgs{Conversation: id, Agent: body.AgentID})
 }
@@ -228,10 +213,7 @@ func (a *API) rate(w http.ResponseWriter, r *http.Request) error {
 	if err := decode(w, r, &body, false); err != nil {
 		return err
 	}
-	if body.Score == nil || *body.Score < 1 || *body.Score > 5 {
-		return invalid("score must be an integer from 1 to 5")
-	}
-	return a.summary(w, r, chatapi.RateSubject, p, chatapi.RateArgs{Conversation: id, Score: *body.Score})
+	return a.summary(w, r, chatapi.RateSubject, p, chatapi.RateArgs{Conversation: id, Score: body.Score})
 }
 
 // summary calls a chat command that answers with the conversation's

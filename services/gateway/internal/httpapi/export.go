@@ -9,9 +9,9 @@ import (
 	"github.com/parley-chat/parley/pkg/chatapi"
 )
 
-// exportStream writes an export document (exportDoc) as the chat service's
-// pages come, each page flushed to the client: the gateway holds one page,
-// never the history. The bytes are those of the whole document encoded at
+// exportStream writes an export document (exportDoc) as the privacy
+// service's pages come, each page flushed to the client: the gateway holds
+// one page, never the history. The bytes are those of the whole document encoded at
 // once. A conversation split between two pages is continued, not repeated.
 type exportStream struct {
 	w   http.ResponseWriter

@@ -33,8 +33,8 @@ var bodyTargets = []struct {
 	new      func() any
 	check    func(v any) error
 }{
-	{"open conversation", false, func() any { return new(chatapi.OpenArgs) }, func(v any) error { return checkText(v.(*chatapi.OpenArgs).Text) }},
-	{"post message", false, func() any { return new(postBody) }, func(v any) error { return checkText(v.(*postBody).Text) }},
+	{"open conversation", false, func() any { return new(chatapi.OpenArgs) }, func(v any) error { return checkTextSize(v.(*chatapi.OpenArgs).Text) }},
+	{"post message", false, func() any { return new(postBody) }, func(v any) error { return checkTextSize(v.(*postBody).Text) }},
 	{"assign", false, func() any { return new(assignBody) }, nil},
 	{"close", true, func() any { return new(struct{}) }, nil},
 	{"rating", false, func() any { return new(ratingBody) }, nil},

@@ -1,25 +1,24 @@
 package httpapi
 
 import (
-	"context"
 	"fmt"
 	"net/http"
 	"slices"
 	"time"
-	"unicode/utf8"
 
-	"github.com/parley-chat/parley/pkg/analyticsapi"
 	"github.com/parley-chat/parley/pkg/audit"
 	"github.com/parley-chat/parley/pkg/auth"
 	"github.com/parley-chat/parley/pkg/chatapi"
 	"github.com/parley-chat/parley/pkg/event"
 	"github.com/parley-chat/parley/pkg/privacyapi"
-	"github.com/parley-chat/parley/pkg/rpc"
 	"github.com/parley-chat/parley/pkg/stream"
 )
 
 // memberAs returns the principal of r, a member of its tenant with one of
-// roles; any other role is refused before anything reaches the bus.
+// roles; any other role is refused before anything reaches the bus. It
+// serves the routes whose path says who calls: /v1/me/... is a visitor's
+// own data, /v1/subjects/{id}/... an admin's act on a subject. Who may
+// make any other privacy call is the privacy service's rule alone.
 func (a *API) memberAs(r *http.Request, roles ...auth.Role) (auth.Principal, error) {
 	p, err := a.member(r, false)
 	if err != nil {
@@ -41,7 +40,8 @@ func subjectParam(r *http.Request) (string, error) {
 }
 
 // consentBody is PUT /v1/me/consent. Every purpose is required;
-// notice_version, when absent, stays the one of the consent in force.
+// notice_version, when absent, stays the one of the consent in force, which
+// the privacy service reads and records over in one step.
 type consentBody struct {
 	Analytics     *bool   `json:"analytics"`
 	NetworkData   *bool   `json:"network_data"`
@@ -71,27 +71,19 @@ func (a *API) putConsent(w http.ResponseWriter, r *http.Request) error {
 	if err := decode(w, r, &body, false); err != nil {
 		return err
 	}
-	switch {
-	case body.Analytics == nil || body.NetworkData == nil || body.AI == nil:
+	if body.Analytics == nil || body.NetworkData == nil || body.AI == nil {
 		return invalid("consent needs analytics, network_data and ai")
-	case body.NoticeVersion != nil && *body.NoticeVersion == "":
-		return invalid("notice_version must not be empty")
-	case body.NoticeVersion != nil && utf8.RuneCountInString(*body.NoticeVersion) > maxNoticeVersion:
-		return invalid("notice_version is too long")
 	}
-	c := event.Consent{Analytics: *body.Analytics, NetworkData: *body.NetworkData, AI: *body.AI}
+	args := privacyapi.SetConsentArgs{
+		Tenant:     p.Tenant,
+		Consent:    event.Consent{Analytics: *body.Analytics, NetworkData: *body.NetworkData, AI: *body.AI},
+		SameNotice: body.NoticeVersion == nil,
+	}
 	if body.NoticeVersion != nil {
-		c.NoticeVersion = *body.NoticeVersion
-	} else {
-		var now privacyapi.ConsentResult
-		args := privacyapi.SubjectArgs{Tenant: p.Tenant, Subject: p.ID}
-		if err := rpc.Call(r.Context(), a.cfg.NC, privacyapi.GetConsentSubject, args, &now); err != nil {
-			return err
-		}
-		c.NoticeVersion = now.Consent.NoticeVersion
+		args.Consent.NoticeVersion = *body.NoticeVersion
 	}
 	var res privacyapi.ConsentResult
-	if err := a.call(r, privacyapi.SetConsentSubject, p, privacyapi.SetConsentArgs{Tenant: p.Tenant, Consent: c}, &res); err != nil {
+	if err := a.call(r, privacyapi.SetConsentSubject, p, args, &res); err != nil {
 		return err
 	}
 	writeJSON(w, http.StatusOK, viewOfConsent(res.Consent, res.At))
@@ -136,23 +128,24 @@ func (a *API) exportSubject(w http.ResponseWriter, r *http.Request) error {
 	return a.export(w, r, p, subject)
 }
 
-// export joins the privacy service's part of the export with the chat
-// service's. The privacy service is asked first: it records the export and
-// audits a staff export, and answers gone or not found for a subject that
-// is erased or never existed, so no transcript is read unaudited.
+// export answers the privacy service's export of subject: the privacy
+// service starts it (records it, audits a staff export, and answers gone or
+// not found for a subject that is erased or never existed), then answers
+// its conversations page after page, reading each from the chat service.
+// The gateway only writes what it is given.
 //
 // A history can be far larger than the gateway should hold, so the
 // document is streamed: the privacy service's part, then each page of
-// conversations as the chat service answers it, flushed. The answer
-// begins once the first page is read, so an export refused outright is
-// still a problem; one that fails later is cut off (abortAnswer).
+// conversations as it comes, flushed. The answer begins once the first page
+// is read, so an export refused outright is still a problem; one that fails
+// later is cut off (abortAnswer).
 func (a *API) export(w http.ResponseWriter, r *http.Request, p auth.Principal, subject string) error {
 	var priv privacyapi.ExportResult
 	if err := a.call(r, privacyapi.ExportSubject, p, privacyapi.SubjectArgs{Tenant: p.Tenant, Subject: subject}, &priv); err != nil {
 		return err
 	}
 	doc := exportDoc{
-		ExportedAt:    time.Now().UTC(),
+		ExportedAt:    priv.At.UTC(),
 		Consents:      make([]consentView, len(priv.Consents)),
 		NetworkData:   priv.NetworkData,
 		Requests:      priv.Requests,
@@ -171,7 +164,8 @@ func (a *API) export(w http.ResponseWriter, r *http.Request, p auth.Principal, s
 	out := &exportStream{w: w}
 	err := chatapi.ReadPages(func(after *chatapi.ExportCursor) (*chatapi.ExportCursor, error) {
 		var page chatapi.ExportResult
-		if err := a.call(r, chatapi.ExportSubject, p, chatapi.ExportArgs{Visitor: subject, After: after}, &page); err != nil {
+		args := privacyapi.ExportPageArgs{Tenant: p.Tenant, Subject: subject, ExportID: priv.ExportID, After: after}
+		if err := a.call(r, privacyapi.ExportPageSubject, p, args, &page); err != nil {
 			return nil, err
 		}
 		if !out.begun {
@@ -238,10 +232,10 @@ type erasureView struct {
 }
 
 // erasureStatus serves admins and the erased visitor, whose token still
-// verifies after the erasure: the privacy service answers a visitor about
-// their own erasure only.
+// verifies after the erasure: the privacy service decides who may ask, and
+// answers a visitor about their own erasure only.
 func (a *API) erasureStatus(w http.ResponseWriter, r *http.Request) error {
-	p, err := a.memberAs(r, auth.RoleAdmin, auth.RoleVisitor)
+	p, err := a.member(r, false)
 	if err != nil {
 		return err
 	}
@@ -260,8 +254,10 @@ func (a *API) erasureStatus(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// listAudit answers the tenant's audit trail to those the privacy service
+// lets read it (auditors and admins).
 func (a *API) listAudit(w http.ResponseWriter, r *http.Request) error {
-	p, err := a.memberAs(r, auth.RoleAuditor, auth.RoleAdmin)
+	p, err := a.member(r, false)
 	if err != nil {
 		return err
 	}
@@ -284,9 +280,9 @@ func (a *API) listAudit(w http.ResponseWriter, r *http.Request) error {
 
 // auditCheckpoint answers the tenant's latest signed checkpoint of its
 // audit chain and the public key that verifies it, for the auditor to keep
-// apart from Parley.
+// apart from Parley; the privacy service decides who may read it.
 func (a *API) auditCheckpoint(w http.ResponseWriter, r *http.Request) error {
-	p, err := a.memberAs(r, auth.RoleAuditor, auth.RoleAdmin)
+	p, err := a.member(r, false)
 	if err != nil {
 		return err
 	}
@@ -302,52 +298,40 @@ func (a *API) auditCheckpoint(w http.ResponseWriter, r *http.Request) error {
 // collect_network_data are required; erase_after_close_hours, when absent,
 // is 0: no automatic erasure; min_group_size, when absent, is 0: the
 // analytics default. retention_seconds and erase_after_close_seconds are
-// the test unit of privacyapi.Settings.
+// the test unit of privacyapi.Settings. The values are validated by the
+// privacy service, which stores them: its refusal is the answer.
 type settingsBody struct {
-	RetentionDays          *int  `json:"retention_days"`
-	CollectNetworkData     *bool `json:"collect_network_data"`
-	EraseAfterCloseHours   *int  `json:"erase_after_close_hours"`
-	RetentionSeconds       int   `json:"retention_seconds"`
-	EraseAfterCloseSeconds int   `json:"erase_after_close_seconds"`
-	MinGroupSize           int   `json:"min_group_size"`
-	// The limits are validated by the privacy service, which stores them.
-	OpenConversationsPerVisitor      int `json:"open_conversations_per_visitor"`
-	MessagesPerConversationPerMinute int `json:"messages_per_conversation_per_minute"`
+	RetentionDays                    *int  `json:"retention_days"`
+	CollectNetworkData               *bool `json:"collect_network_data"`
+	EraseAfterCloseHours             int   `json:"erase_after_close_hours"`
+	RetentionSeconds                 int   `json:"retention_seconds"`
+	EraseAfterCloseSeconds           int   `json:"erase_after_close_seconds"`
+	MinGroupSize                     int   `json:"min_group_size"`
+	OpenConversationsPerVisitor      int   `json:"open_conversations_per_visitor"`
+	MessagesPerConversationPerMinute int   `json:"messages_per_conversation_per_minute"`
 }
 
 func (b settingsBody) settings() (privacyapi.Settings, error) {
-	switch {
-	case b.RetentionDays == nil || b.CollectNetworkData == nil:
+	if b.RetentionDays == nil || b.CollectNetworkData == nil {
 		return privacyapi.Settings{}, invalid("retention_days and collect_network_data are required")
-	case *b.RetentionDays < privacyapi.MinRetentionDays || *b.RetentionDays > privacyapi.MaxRetentionDays:
-		return privacyapi.Settings{}, invalid("retention_days must be between 1 and 3650")
-	case b.EraseAfterCloseHours != nil && (*b.EraseAfterCloseHours < 0 || *b.EraseAfterCloseHours > privacyapi.MaxEraseAfterCloseHours):
-		return privacyapi.Settings{}, invalid("erase_after_close_hours must be between 0 (off) and 8760")
-	case b.RetentionSeconds < 0 || b.RetentionSeconds > privacyapi.MaxRetentionDays*24*3600:
-		return privacyapi.Settings{}, invalid("retention_seconds must be between 0 (use retention_days) and 315360000")
-	case b.EraseAfterCloseSeconds < 0 || b.EraseAfterCloseSeconds > privacyapi.MaxEraseAfterCloseHours*3600:
-		return privacyapi.Settings{}, invalid("erase_after_close_seconds must be between 0 (use erase_after_close_hours) and 31536000")
-	case b.MinGroupSize != 0 && (b.MinGroupSize < analyticsapi.DefaultMinGroupSize || b.MinGroupSize > privacyapi.MaxMinGroupSize):
-		return privacyapi.Settings{}, invalid("min_group_size must be 0 (the default of 5) or between 5 and 1000")
 	}
-	s := privacyapi.Settings{
+	return privacyapi.Settings{
 		RetentionDays:          *b.RetentionDays,
 		CollectNetworkData:     *b.CollectNetworkData,
+		EraseAfterCloseHours:   b.EraseAfterCloseHours,
 		RetentionSeconds:       b.RetentionSeconds,
 		EraseAfterCloseSeconds: b.EraseAfterCloseSeconds,
 		MinGroupSize:           b.MinGroupSize,
 
 		OpenConversationsPerVisitor:      b.OpenConversationsPerVisitor,
 		MessagesPerConversationPerMinute: b.MessagesPerConversationPerMinute,
-	}
-	if b.EraseAfterCloseHours != nil {
-		s.EraseAfterCloseHours = *b.EraseAfterCloseHours
-	}
-	return s, nil
+	}, nil
 }
 
+// getSettings and putSettings serve those the privacy service lets manage
+// the settings (admins).
 func (a *API) getSettings(w http.ResponseWriter, r *http.Request) error {
-	p, err := a.memberAs(r, auth.RoleAdmin)
+	p, err := a.member(r, false)
 	if err != nil {
 		return err
 	}
@@ -360,7 +344,7 @@ func (a *API) getSettings(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (a *API) putSettings(w http.ResponseWriter, r *http.Request) error {
-	p, err := a.memberAs(r, auth.RoleAdmin)
+	p, err := a.member(r, false)
 	if err != nil {
 		return err
 	}
@@ -377,22 +361,5 @@ func (a *API) putSettings(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	writeJSON(w, http.StatusOK, res)
-	return nil
-}
-
-// auditRead writes a staff member's read of a conversation's transcript to
-// the audit trail. It runs after the read succeeded and before the
-// transcript is sent: a read that could not be audited is refused.
-func (a *API) auditRead(ctx context.Context, p auth.Principal, conversation string) error {
-	args := privacyapi.AppendAuditArgs{
-		Tenant: p.Tenant,
-		Actor:  audit.Actor{Role: p.Role, ID: p.ID},
-		Action: audit.ActionTranscriptRead,
-		Target: "conversation:" + conversation,
-	}
-	if err := rpc.Call(ctx, a.cfg.NC, privacyapi.AppendAuditSubject, args, nil); err != nil {
-		a.cfg.Log.Warn("audit transcript read", "conversation", conversation, "err", err)
-		return errNotAudited
-	}
 	return nil
 }

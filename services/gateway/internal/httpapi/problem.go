@@ -51,7 +51,6 @@ var (
 	errRole          = newError(http.StatusForbidden, "forbidden", "this role may not make this call")
 	errUnknownSubj   = newError(http.StatusNotFound, "not-found", "no such subject")
 	errUnknownErase  = newError(http.StatusNotFound, "not-found", "no such erasure")
-	errNotAudited    = newError(http.StatusServiceUnavailable, "unavailable", "the read could not be written to the audit trail, so the transcript is not shown")
 	errSessionsOfOne = newError(http.StatusTooManyRequests, "rate-limited", "too many live sessions of this principal; close one first")
 	errSessionsOfAll = newError(http.StatusTooManyRequests, "rate-limited", "too many live sessions of this tenant")
 	errSessionsFull  = newError(http.StatusTooManyRequests, "rate-limited", "the server holds as many live sessions as it may; try again later")

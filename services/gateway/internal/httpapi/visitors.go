@@ -2,7 +2,6 @@ package httpapi
 
 import (
 	"net/http"
-	"unicode/utf8"
 
 	"github.com/parley-chat/parley/pkg/auth"
 	"github.com/parley-chat/parley/pkg/event"
@@ -10,10 +9,6 @@ import (
 	"github.com/parley-chat/parley/pkg/rpc"
 	"github.com/parley-chat/parley/services/gateway/internal/netdata"
 )
-
-// maxNoticeVersion is the longest notice version, in characters, that the
-// privacy service records.
-const maxNoticeVersion = 64
 
 type visitorBody struct {
 	Consent *struct {
@@ -24,6 +19,9 @@ type visitorBody struct {
 	NoticeVersion string `json:"notice_version"`
 }
 
+// consent returns the consent the body gives. Each choice must be there,
+// which is the body's shape; the notice version is the privacy service's
+// to judge.
 func (b visitorBody) consent() (event.Consent, error) {
 	c := b.Consent
 	switch {
@@ -31,10 +29,6 @@ func (b visitorBody) consent() (event.Consent, error) {
 		return event.Consent{}, invalid("consent is required")
 	case c.Analytics == nil || c.NetworkData == nil || c.AI == nil:
 		return event.Consent{}, invalid("consent needs analytics, network_data and ai")
-	case b.NoticeVersion == "":
-		return event.Consent{}, invalid("notice_version is required")
-	case utf8.RuneCountInString(b.NoticeVersion) > maxNoticeVersion:
-		return event.Consent{}, invalid("notice_version is too long")
 	}
 	return event.Consent{Analytics: *c.Analytics, NetworkData: *c.NetworkData, AI: *c.AI, NoticeVersion: b.NoticeVersion}, nil
 }

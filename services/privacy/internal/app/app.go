@@ -12,6 +12,7 @@ import (
 
 	"github.com/parley-chat/parley/pkg/audit"
 	"github.com/parley-chat/parley/pkg/auth"
+	"github.com/parley-chat/parley/pkg/chatapi"
 	"github.com/parley-chat/parley/pkg/event"
 	"github.com/parley-chat/parley/pkg/privacyapi"
 	"github.com/parley-chat/parley/pkg/stream"
@@ -107,6 +108,14 @@ type SettingsStore interface {
 	Put(ctx context.Context, tenant string, s privacyapi.Settings) error
 }
 
+// Chat reads conversations from the chat service, the only one that
+// decrypts them.
+type Chat interface {
+	// ExportPage returns the page after after (nil: the first) of the
+	// visitor's conversations, read on behalf of p.
+	ExportPage(ctx context.Context, p auth.Principal, visitor string, after *chatapi.ExportCursor) (chatapi.ExportResult, error)
+}
+
 // Broadcaster tells every service at once.
 type Broadcaster interface {
 	// Broadcast sends v on subject and returns once it is on its way.
@@ -125,6 +134,9 @@ type Stores struct {
 	// Analytics deletes erased subjects' analytics rows; nil skips that
 	// step of erasure.
 	Analytics AnalyticsCleaner
+	// Chat reads the conversations of an export; nil answers every page
+	// ErrNotFound.
+	Chat Chat
 	// Log hears what an operator must act on: a tenant's audit trail
 	// refused, once until it is extended again. Nil discards it.
 	Log *slog.Logger
@@ -162,8 +174,9 @@ type App struct {
 	checkpoints CheckpointStore
 	settings    SettingsStore
 	bus         Broadcaster
-	// analytics may be nil; see Stores.
+	// analytics and chat may be nil; see Stores.
 	analytics AnalyticsCleaner
+	chat      Chat
 	log       *slog.Logger
 	now       func() time.Time
 
@@ -202,6 +215,7 @@ func New(ring *keyring.Ring, auditKey ed25519.PrivateKey, s Stores) *App {
 		settings:    s.Settings,
 		bus:         s.Bus,
 		analytics:   s.Analytics,
+		chat:        s.Chat,
 		log:         cmpLog(s.Log),
 		now:         s.Now,
 		keyCache:    subjectkey.NewLRU[subjectID, subjectkey.Keys](s.KeyCacheSize),

@@ -14,33 +14,63 @@ import (
 // ConsentRecorded event, then a ConsentChanged broadcast. It returns the
 // consent now in force. Only a visitor of tenant may set consent, their own;
 // a visitor never registered gets ErrNotFound, an erased one ErrErased.
-func (a *App) SetConsent(ctx context.Context, p auth.Principal, tenant string, c event.Consent) (privacyapi.ConsentResult, error) {
-	if err := errors.Join(validToken("tenant", tenant), validNoticeVersion(c.NoticeVersion)); err != nil {
+//
+// The event is appended only if the subject has no event past those read,
+// so that the notice version kept with args.SameNotice is the one in force
+// when the consent is recorded, and no erasure slips in between the check
+// and the append; a lost race is read again, as long as ctx allows: each
+// loss is another writer's success, so the writers of one subject all get
+// through in turn.
+func (a *App) SetConsent(ctx context.Context, p auth.Principal, args privacyapi.SetConsentArgs) (privacyapi.ConsentResult, error) {
+	tenant, c := args.Tenant, args.Consent
+	var notice error
+	switch {
+	case !args.SameNotice:
+		notice = validNoticeVersion(c.NoticeVersion)
+	case c.NoticeVersion != "":
+		notice = &ValidationError{Field: "notice_version", Reason: "must be left out to keep the one in force"}
+	}
+	if err := errors.Join(validToken("tenant", tenant), notice); err != nil {
 		return privacyapi.ConsentResult{}, err
 	}
 	if err := allow(p, tenant, auth.RoleVisitor); err != nil {
 		return privacyapi.ConsentResult{}, err
 	}
 	id := subjectID{tenant, p.ID}
-	if _, err := a.consents(ctx, id); err != nil {
-		return privacyapi.ConsentResult{}, err
+	for {
+		if err := ctx.Err(); err != nil {
+			return privacyapi.ConsentResult{}, fmt.Errorf("record consent of %s/%s: %w", tenant, p.ID, err)
+		}
+		v, err := a.consented(ctx, id)
+		if err != nil {
+			return privacyapi.ConsentResult{}, err
+		}
+		if args.SameNotice {
+			c.NoticeVersion = v.consents[len(v.consents)-1].Consent.NoticeVersion
+		}
+		e, err := event.NewClear(event.ConsentRecorded, tenant, p.ID, p.ID, a.now(), c)
+		if err != nil {
+			return privacyapi.ConsentResult{}, err
+		}
+		seq, err := a.events.AppendExpect(ctx, e, v.last)
+		if errors.Is(err, ErrConflict) {
+			if err := a.CatchUp(ctx); err != nil {
+				return privacyapi.ConsentResult{}, err
+			}
+			continue
+		}
+		if err != nil {
+			return privacyapi.ConsentResult{}, fmt.Errorf("record consent: %w", err)
+		}
+		if err := a.index.waitApplied(ctx, seq); err != nil {
+			return privacyapi.ConsentResult{}, err
+		}
+		res := privacyapi.ConsentResult{Consent: c, At: e.At, Seq: seq}
+		if err := a.bus.Broadcast(privacyapi.ConsentChangedSubject, privacyapi.ConsentChanged{Tenant: tenant, Subject: p.ID, Result: res}); err != nil {
+			return privacyapi.ConsentResult{}, err
+		}
+		return res, nil
 	}
-	e, err := event.NewClear(event.ConsentRecorded, tenant, p.ID, p.ID, a.now(), c)
-	if err != nil {
-		return privacyapi.ConsentResult{}, err
-	}
-	seq, err := a.events.Append(ctx, e)
-	if err != nil {
-		return privacyapi.ConsentResult{}, fmt.Errorf("record consent: %w", err)
-	}
-	if err := a.index.waitApplied(ctx, seq); err != nil {
-		return privacyapi.ConsentResult{}, err
-	}
-	res := privacyapi.ConsentResult{Consent: c, At: e.At, Seq: seq}
-	if err := a.bus.Broadcast(privacyapi.ConsentChangedSubject, privacyapi.ConsentChanged{Tenant: tenant, Subject: p.ID, Result: res}); err != nil {
-		return privacyapi.ConsentResult{}, err
-	}
-	return res, nil
 }
 
 // GetConsent returns the consent in force for tenant's subject; ErrNotFound
@@ -80,18 +110,25 @@ func (a *App) ConsentHistory(ctx context.Context, p auth.Principal, tenant, subj
 // ErrNotFound when there are none, even after catching up with the stream,
 // and ErrErased when the subject was erased.
 func (a *App) consents(ctx context.Context, id subjectID) ([]privacyapi.ConsentResult, error) {
+	v, err := a.consented(ctx, id)
+	return v.consents, err
+}
+
+// consented returns what the index holds of a subject with consents, as
+// consents does.
+func (a *App) consented(ctx context.Context, id subjectID) (subjectView, error) {
 	v := a.index.subject(id)
 	if v.erasure == "" && len(v.consents) == 0 {
 		if err := a.CatchUp(ctx); err != nil {
-			return nil, err
+			return subjectView{}, err
 		}
 		v = a.index.subject(id)
 	}
 	switch {
 	case v.erasure != "":
-		return nil, fmt.Errorf("consent of %s/%s: %w", id.tenant, id.subject, ErrErased)
+		return subjectView{}, fmt.Errorf("consent of %s/%s: %w", id.tenant, id.subject, ErrErased)
 	case len(v.consents) == 0:
-		return nil, fmt.Errorf("consent of %s/%s: %w", id.tenant, id.subject, ErrNotFound)
+		return subjectView{}, fmt.Errorf("consent of %s/%s: %w", id.tenant, id.subject, ErrNotFound)
 	}
-	return v.consents, nil
+	return v, nil
 }

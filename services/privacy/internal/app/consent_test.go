@@ -35,7 +35,7 @@ func TestConsentOnMemory(t *testing.T) {
 
 	c.advance(time.Hour)
 	second := event.Consent{Analytics: false, AI: true, NoticeVersion: "n2"}
-	set, err := a.SetConsent(ctx, me, "demo", second)
+	set, err := a.SetConsent(ctx, me, privacyapi.SetConsentArgs{Tenant: "demo", Consent: second})
 	if err != nil {
 		t.Fatalf("SetConsent() = %v", err)
 	}
@@ -67,7 +67,7 @@ func TestConsentOnMemory(t *testing.T) {
 	if _, err := a.ConsentHistory(ctx, other, "demo", visitor); !errors.Is(err, app.ErrForbidden) {
 		t.Errorf("ConsentHistory() by another visitor = %v, want ErrForbidden", err)
 	}
-	if _, err := a.SetConsent(ctx, other, "demo", second); !errors.Is(err, app.ErrNotFound) {
+	if _, err := a.SetConsent(ctx, other, privacyapi.SetConsentArgs{Tenant: "demo", Consent: second}); !errors.Is(err, app.ErrNotFound) {
 		t.Errorf("SetConsent() by an unregistered visitor = %v, want ErrNotFound", err)
 	}
 }

@@ -4,20 +4,23 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/parley-chat/parley/pkg/audit"
 	"github.com/parley-chat/parley/pkg/auth"
+	"github.com/parley-chat/parley/pkg/chatapi"
 	"github.com/parley-chat/parley/pkg/event"
 	"github.com/parley-chat/parley/pkg/privacyapi"
 
 	"github.com/parley-chat/parley/services/privacy/internal/keyring"
 )
 
-// Export returns what the service holds about tenant's subject, for the
-// subject themself (a visitor) or an admin of the tenant: their consents,
-// their network data decrypted, and their requests. Each export is recorded
-// as an ExportRequested event first, and an admin's is audited before that:
-// an export that could not be audited or recorded answers nothing.
+// Export starts an export of tenant's subject, for the subject themself (a
+// visitor) or an admin of the tenant, and returns what the service holds
+// about them: their consents, their network data decrypted, and their
+// requests. Each export is recorded as an ExportRequested event first, and
+// an admin's is audited before that: an export that could not be audited or
+// recorded answers nothing. Its conversations follow from ExportPage.
 //
 // A subject that never existed gets ErrNotFound and an erased one
 // ErrErased; nothing is written for either. Network data that no longer
@@ -75,6 +78,8 @@ func (a *App) Export(ctx context.Context, p auth.Principal, tenant, subject stri
 		return privacyapi.ExportResult{}, err
 	}
 	res := privacyapi.ExportResult{
+		ExportID:    exportID,
+		At:          e.At,
 		Consents:    make([]privacyapi.ConsentEntry, len(v.consents)),
 		NetworkData: network,
 		Requests:    v.requests,
@@ -83,6 +88,54 @@ func (a *App) Export(ctx context.Context, p auth.Principal, tenant, subject stri
 		res.Consents[i] = privacyapi.ConsentEntry{Consent: c.Consent, At: c.At}
 	}
 	return res, nil
+}
+
+// ExportPage returns a page of the conversations of the export exportID of
+// tenant's subject, read from the chat service on behalf of p, who must
+// have started that export (Export) within privacyapi.ExportPagesWithin:
+// so every conversation exported is under an export recorded, and audited
+// when staff asked. An export p did not start, or started earlier, is
+// ErrNotFound; a subject erased meanwhile ErrErased.
+func (a *App) ExportPage(ctx context.Context, p auth.Principal, args privacyapi.ExportPageArgs) (chatapi.ExportResult, error) {
+	tenant, subject := args.Tenant, args.Subject
+	if err := errors.Join(validToken("tenant", tenant), validToken("subject", subject), validToken("export_id", args.ExportID)); err != nil {
+		return chatapi.ExportResult{}, err
+	}
+	if p.Tenant != tenant || !(p.Role == auth.RoleAdmin || p.Role == auth.RoleVisitor && p.ID == subject) {
+		return chatapi.ExportResult{}, ErrForbidden
+	}
+	id := subjectID{tenant, subject}
+	started, ok := a.exportOf(id, args.ExportID, actor(p))
+	if !ok {
+		// Started on another instance, which this one may not have applied
+		// yet.
+		if err := a.CatchUp(ctx); err != nil {
+			return chatapi.ExportResult{}, err
+		}
+		started, ok = a.exportOf(id, args.ExportID, actor(p))
+	}
+	if !ok || a.chat == nil || !a.now().Before(started.Add(privacyapi.ExportPagesWithin)) {
+		return chatapi.ExportResult{}, fmt.Errorf("export %s of %s/%s: %w", args.ExportID, tenant, subject, ErrNotFound)
+	}
+	if a.index.erasureOf(id) != "" {
+		return chatapi.ExportResult{}, fmt.Errorf("export %s/%s: %w", tenant, subject, ErrErased)
+	}
+	page, err := a.chat.ExportPage(ctx, p, subject, args.After)
+	if err != nil {
+		return chatapi.ExportResult{}, fmt.Errorf("export %s/%s: %w", tenant, subject, err)
+	}
+	return page, nil
+}
+
+// exportOf returns when by started the export exportID of the subject, as
+// the index holds it.
+func (a *App) exportOf(id subjectID, exportID string, by audit.Actor) (time.Time, bool) {
+	for _, r := range a.index.subject(id).requests {
+		if r.Kind == privacyapi.RequestExport && r.ID == exportID && r.By == by {
+			return r.At, true
+		}
+	}
+	return time.Time{}, false
 }
 
 // openNetworkData decrypts the subject's network data events; none when

@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/parley-chat/parley/pkg/audit"
+	"github.com/parley-chat/parley/pkg/chatapi"
 	"github.com/parley-chat/parley/pkg/privacyapi"
 	"github.com/parley-chat/parley/pkg/rpc"
 	"github.com/parley-chat/parley/pkg/subjectkey"
@@ -48,7 +49,7 @@ func Serve(ctx context.Context, nc *nats.Conn, log *slog.Logger, health *rpc.Hea
 			return res, codeOf(err)
 		})},
 		{Subject: privacyapi.SetConsentSubject, Handler: rpc.Handle(func(ctx context.Context, req rpc.Request[privacyapi.SetConsentArgs]) (privacyapi.ConsentResult, error) {
-			res, err := a.SetConsent(ctx, req.Principal, req.Args.Tenant, req.Args.Consent)
+			res, err := a.SetConsent(ctx, req.Principal, req.Args)
 			return res, codeOf(err)
 		})},
 		{Subject: privacyapi.GetConsentSubject, Handler: rpc.Handle(func(ctx context.Context, req privacyapi.SubjectArgs) (privacyapi.ConsentResult, error) {
@@ -61,6 +62,10 @@ func Serve(ctx context.Context, nc *nats.Conn, log *slog.Logger, health *rpc.Hea
 		})},
 		{Subject: privacyapi.ExportSubject, Handler: rpc.Handle(func(ctx context.Context, req rpc.Request[privacyapi.SubjectArgs]) (privacyapi.ExportResult, error) {
 			res, err := a.Export(ctx, req.Principal, req.Args.Tenant, req.Args.Subject)
+			return res, codeOf(err)
+		})},
+		{Subject: privacyapi.ExportPageSubject, Handler: rpc.Handle(func(ctx context.Context, req rpc.Request[privacyapi.ExportPageArgs]) (chatapi.ExportResult, error) {
+			res, err := a.ExportPage(ctx, req.Principal, req.Args)
 			return res, codeOf(err)
 		})},
 		{Subject: privacyapi.AppendAuditSubject, Handler: rpc.Handle(func(ctx context.Context, req privacyapi.AppendAuditArgs) (audit.Entry, error) {

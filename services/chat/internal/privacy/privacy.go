@@ -1,0 +1,37 @@
+// Package privacy is the chat service's client of the privacy service: the
+// audit trail, where chat writes the staff reads it serves.
+package privacy
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/parley-chat/parley/pkg/privacyapi"
+	"github.com/parley-chat/parley/pkg/rpc"
+)
+
+// Audit appends acts to the audit trail over the bus; it is an
+// app.Auditor, safe for concurrent use.
+type Audit struct {
+	nc  *nats.Conn
+	log *slog.Logger
+}
+
+// NewAudit returns an Audit calling on nc, logging to log the acts it
+// could not store.
+func NewAudit(nc *nats.Conn, log *slog.Logger) *Audit { return &Audit{nc: nc, log: log} }
+
+// Audit stores act and returns once the privacy service answered that it
+// is in the trail.
+func (a *Audit) Audit(ctx context.Context, act privacyapi.AppendAuditArgs) error {
+	if err := rpc.Call(ctx, a.nc, privacyapi.AppendAuditSubject, act, nil); err != nil {
+		// The caller is told only that the act was not audited; the
+		// operator needs the cause.
+		a.log.Warn("append to the audit trail", "action", act.Action, "target", act.Target, "err", err)
+		return fmt.Errorf("append %s to the audit trail: %w", act.Action, err)
+	}
+	return nil
+}
