@@ -85,7 +85,15 @@ func run(ctx context.Context, d Deps) error {
 		return fmt.Errorf("chat: %w", err)
 	}
 	svc := app.New(store, view, d.Keys, app.Options{Policies: settings, OnConflict: conflicts.Inc})
-	d.Keys.OnErase(func(e subjectkey.Erased) { svc.EraseVisitor(e.Tenant, e.Subject) })
+	d.Keys.OnErase(func(e subjectkey.Erased) {
+		ctx, cancel := context.WithTimeout(runCtx, forgetTimeout)
+		defer cancel()
+		if err := svc.EraseVisitor(ctx, e.Tenant, e.Subject); err != nil {
+			// The next start writes it: an open entry whose visitor has no
+			// keys is written back as closed.
+			log.Warn("write an erased visitor's conversations to the view", "err", err)
+		}
+	})
 	// Subscribed before the read models are restored, so that no erasure
 	// falls between the restore and the subscription.
 	erased, err := d.NC.Subscribe(privacyapi.ConversationErasedSubject, func(m *nats.Msg) {

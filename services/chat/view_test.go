@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -26,10 +27,12 @@ type viewEntry struct {
 	Version uint64          `json:"version"`
 	State   json.RawMessage `json:"state"`
 	Sealed  bool
+	// Key is the entry's key, <tenant>.<open|closed>.<visitor>.<id>.
+	Key string
 }
 
-// readView returns the bucket's conversations by key, and its applied
-// sequence.
+// readView returns the bucket's conversations by <tenant>.<id>, and its
+// applied sequence. A conversation under two keys fails the test.
 func readView(t *testing.T, s *natsembed.Server) (map[string]viewEntry, uint64) {
 	t.Helper()
 	_, js := natstest.Connect(t, s)
@@ -48,10 +51,13 @@ func readView(t *testing.T, s *natsembed.Server) (map[string]viewEntry, uint64) 
 		if err != nil {
 			t.Fatal(err)
 		}
-		if k == "applied" {
+		switch k {
+		case "applied":
 			if applied, err = strconv.ParseUint(string(e.Value()), 10, 64); err != nil {
 				t.Fatal(err)
 			}
+			continue
+		case "layout":
 			continue
 		}
 		var v struct {
@@ -62,7 +68,16 @@ func readView(t *testing.T, s *natsembed.Server) (map[string]viewEntry, uint64) 
 			t.Fatal(err)
 		}
 		v.Sealed = v.Assignee != nil
-		out[k] = v.viewEntry
+		v.Key = k
+		tok := strings.Split(k, ".")
+		if len(tok) != 4 {
+			t.Fatalf("view key %q is not <tenant>.<status>.<visitor>.<id>", k)
+		}
+		conv := tok[0] + "." + tok[3]
+		if prev, ok := out[conv]; ok {
+			t.Errorf("view holds %s under %s and %s", conv, prev.Key, k)
+		}
+		out[conv] = v.viewEntry
 	}
 	return out, applied
 }
@@ -109,7 +124,7 @@ func TestViewCaughtUpEqualsRebuild(t *testing.T) {
 	// The entry of a as it is now, and the sequence it reflects.
 	var stale jetstream.KeyValueEntry
 	natstest.Eventually(t, 10*time.Second, "a's entry written", func() error {
-		stale, err = kv.Get(t.Context(), tenant+"."+a)
+		stale, err = kv.Get(t.Context(), tenant+".open."+visitor.ID+"."+a)
 		return err
 	})
 	var staleEntry viewEntry
@@ -135,9 +150,15 @@ func TestViewCaughtUpEqualsRebuild(t *testing.T) {
 		t.Errorf("assignee sealed in b: %v, in d (unassigned): %v; want true, false", want[tenant+"."+b].Sealed, want[tenant+"."+d].Sealed)
 	}
 
-	// A crash between the stream and the view: a's entry and the applied
-	// sequence behind what the stream holds.
-	if _, err := kv.Put(t.Context(), tenant+"."+a, stale.Value()); err != nil {
+	if got := want[tenant+"."+a].Key; got != tenant+".closed."+visitor.ID+"."+a {
+		t.Errorf("closed conversation a under key %s", got)
+	}
+	// A crash between the stream and the view: a's entry, still open, and
+	// the applied sequence behind what the stream holds.
+	if err := kv.Purge(t.Context(), want[tenant+"."+a].Key); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Put(t.Context(), stale.Key(), stale.Value()); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := kv.Put(t.Context(), "applied", []byte(strconv.FormatUint(staleEntry.Version, 10))); err != nil {
