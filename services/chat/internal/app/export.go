@@ -115,8 +115,8 @@ func (s *Service) Export(ctx context.Context, p auth.Principal, args chatapi.Exp
 // instance holds, and the closed ones in the View it does not.
 func (s *Service) visitorConversations(ctx context.Context, tenant, visitor string) ([]conversation.Conversation, error) {
 	byID := map[string]conversation.Conversation{}
-	for _, e := range s.state.held(tenant) {
-		if c := e.snapshot(); c.Exists() && c.Visitor == visitor {
+	for _, c := range s.state.conversations(tenant) {
+		if c.Exists() && c.Visitor == visitor {
 			byID[c.ID] = c
 		}
 	}

@@ -33,42 +33,46 @@ func (s *Service) List(ctx context.Context, p auth.Principal, args chatapi.ListA
 		return chatapi.ListResult{}, &conversation.ValidationError{Field: "status", Reason: "want open or closed"}
 	}
 	after := args.Page.After
-	below := func(id string) bool { return after == "" || id < after }
 	pg := newPage(args.Page.Limit)
-	// Conversations by id: what this instance holds, then the View's closed
-	// ones, the later version winning (the View may lag a close or hold one
-	// this instance has yet to apply).
-	byID := map[string]conversation.Conversation{}
-	keep := func(c conversation.Conversation) {
-		if prev, ok := byID[c.ID]; !ok || c.Version > prev.Version {
-			byID[c.ID] = c
-		}
-	}
-	for _, e := range s.state.held(p.Tenant) {
-		if c := e.snapshot(); c.Exists() && below(c.ID) {
-			keep(c)
-		}
-	}
-	var floor string // the window's last id, when closed ones follow it
+	// The View's window of closed conversations, then what this instance
+	// holds, the later version of a conversation winning: the View may lag
+	// a close, or hold one this instance has yet to apply.
+	var (
+		window = map[string]conversation.Conversation{}
+		floor  string // the window's last id, when closed ones follow it
+	)
 	if args.Status != chatapi.StatusOpen {
-		cs, last, err := s.closedWindow(ctx, p, after, pg.limit, byID)
+		cs, last, err := s.closedWindow(ctx, p, after, pg.limit)
 		if err != nil {
 			return chatapi.ListResult{}, err
 		}
 		for _, c := range cs {
-			keep(c)
+			window[c.ID] = c
 		}
 		floor = last
 	}
-	cs := make([]conversation.Conversation, 0, len(byID))
-	for _, c := range byID {
-		if c.Listed(p) && (args.Status == "" || string(c.Status) == args.Status) && c.ID >= floor {
-			cs = append(cs, c)
+	// Only the page's first pg.limit can be listed: a heap keeps those.
+	top := &convHeap{n: pg.limit}
+	offer := func(c conversation.Conversation) {
+		if c.Exists() && (after == "" || c.ID < after) && c.ID >= floor && c.Listed(p) &&
+			(args.Status == "" || string(c.Status) == args.Status) {
+			top.offer(c)
 		}
 	}
-	slices.SortFunc(cs, func(a, b conversation.Conversation) int { return strings.Compare(b.ID, a.ID) })
-	out := make([]chatapi.Summary, 0, min(len(cs), pg.limit))
-	for _, c := range cs {
+	s.state.each(p.Tenant, func(_ *entry, c conversation.Conversation) {
+		if w, ok := window[c.ID]; ok {
+			if c.Version > w.Version {
+				window[c.ID] = c
+			}
+			return
+		}
+		offer(c)
+	})
+	for _, c := range window {
+		offer(c)
+	}
+	out := make([]chatapi.Summary, 0, top.Len())
+	for _, c := range top.desc() {
 		sum := summary(c)
 		ok, err := pg.take(sum)
 		if err != nil {
@@ -86,11 +90,46 @@ func (s *Service) List(ctx context.Context, p auth.Principal, args chatapi.ListA
 	return res, nil
 }
 
+// convHeap keeps the n conversations of greatest id offered to it, least
+// id first.
+type convHeap struct {
+	n  int
+	cs []conversation.Conversation
+}
+
+func (h *convHeap) offer(c conversation.Conversation) {
+	if len(h.cs) < h.n {
+		heap.Push(h, c)
+		return
+	}
+	if c.ID > h.cs[0].ID {
+		h.cs[0] = c
+		heap.Fix(h, 0)
+	}
+}
+
+// desc returns the conversations kept, greatest id first.
+func (h *convHeap) desc() []conversation.Conversation {
+	slices.SortFunc(h.cs, func(a, b conversation.Conversation) int { return strings.Compare(b.ID, a.ID) })
+	return h.cs
+}
+
+func (h *convHeap) Len() int           { return len(h.cs) }
+func (h *convHeap) Less(i, j int) bool { return h.cs[i].ID < h.cs[j].ID }
+func (h *convHeap) Swap(i, j int)      { h.cs[i], h.cs[j] = h.cs[j], h.cs[i] }
+func (h *convHeap) Push(x any)         { h.cs = append(h.cs, x.(conversation.Conversation)) }
+func (h *convHeap) Pop() any {
+	c := h.cs[len(h.cs)-1]
+	h.cs = h.cs[:len(h.cs)-1]
+	return c
+}
+
 // closedWindow returns the closed conversations among the n of p's tenant
 // (p's own, for a visitor) with the greatest ids below after in the View,
 // those expired left out, and the least id of them when the View holds more
-// below it. Those in held are taken from there rather than read.
-func (s *Service) closedWindow(ctx context.Context, p auth.Principal, after string, n int, held map[string]conversation.Conversation) ([]conversation.Conversation, string, error) {
+// below it. Those this instance holds closed are taken from memory rather
+// than read.
+func (s *Service) closedWindow(ctx context.Context, p auth.Principal, after string, n int) ([]conversation.Conversation, string, error) {
 	visitor := ""
 	if p.Role == auth.RoleVisitor {
 		visitor = p.ID
@@ -115,9 +154,11 @@ func (s *Service) closedWindow(ctx context.Context, p auth.Principal, after stri
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(viewWriters)
 	for i, k := range w.keys {
-		if c, ok := held[k.ID]; ok && c.Status != conversation.Open {
-			out[i], found[i] = c, true
-			continue
+		if e := s.state.peek(k.Tenant, k.ID); e != nil {
+			if c := e.snapshot(); c.Status != conversation.Open {
+				out[i], found[i] = c, true
+				continue
+			}
 		}
 		g.Go(func() error {
 			v, ok, err := s.view.Get(gctx, k.Tenant, k.Visitor, k.ID)

@@ -139,6 +139,19 @@ func (st *state) get(tenant, id string) *entry {
 	return nil
 }
 
+// peek is get without marking a closed conversation used: for listing.
+func (st *state) peek(tenant, id string) *entry {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if e := st.open[tenant][id]; e != nil {
+		return e
+	}
+	if el, ok := st.byID[convID{tenant, id}]; ok {
+		return el.Value.(*entry)
+	}
+	return nil
+}
+
 // getOrCreate returns the conversation's entry, created empty among the
 // open ones when there is none: a conversation is open from its first
 // event. It returns nil for an erased conversation.
@@ -208,28 +221,44 @@ func (st *state) track(e *entry) {
 // held returns the entries of tenant this instance holds, open and closed,
 // that are not expired, and removes the expired ones.
 func (st *state) held(tenant string) []*entry {
+	var out []*entry
+	st.each(tenant, func(e *entry, _ conversation.Conversation) { out = append(out, e) })
+	return out
+}
+
+// conversations returns the state of each conversation of tenant this
+// instance holds, as held does.
+func (st *state) conversations(tenant string) []conversation.Conversation {
+	var out []conversation.Conversation
+	st.each(tenant, func(_ *entry, c conversation.Conversation) { out = append(out, c) })
+	return out
+}
+
+// each hands fn the entries of tenant this instance holds and their state,
+// those expired left out and removed.
+func (st *state) each(tenant string, fn func(*entry, conversation.Conversation)) {
 	now := st.now()
 	st.mu.Lock()
-	out := make([]*entry, 0, len(st.open[tenant]))
+	es := make([]*entry, 0, len(st.open[tenant])+st.closed.Len())
 	for _, e := range st.open[tenant] {
-		out = append(out, e)
+		es = append(es, e)
 	}
 	for el := st.closed.Front(); el != nil; el = el.Next() {
-		out = append(out, el.Value.(*entry))
+		es = append(es, el.Value.(*entry))
 	}
 	st.mu.Unlock()
-	live := out[:0]
-	for _, e := range out {
-		c := e.snapshot()
+	for _, e := range es {
+		e.mu.RLock()
+		c, expired := e.conv, e.expiredLocked(now)
+		e.mu.RUnlock()
 		switch {
 		case c.Tenant != tenant && c.Exists():
-		case e.expired(now):
+		case expired:
 			st.remove(c.Tenant, c.ID, now)
 		default:
-			live = append(live, e)
+			fn(e, c)
 		}
 	}
-	return live
 }
 
 // remove drops the conversation's entry if it is still expired at now: an
@@ -251,6 +280,11 @@ func (st *state) remove(tenant, id string, now time.Time) {
 func (e *entry) expired(now time.Time) bool {
 	e.mu.RLock()
 	defer e.mu.RUnlock()
+	return e.expiredLocked(now)
+}
+
+// expiredLocked is expired with e.mu held.
+func (e *entry) expiredLocked(now time.Time) bool {
 	return e.conv.Exists() && !e.forever && !now.Before(e.until)
 }
 
@@ -467,11 +501,11 @@ func (s *Service) EraseVisitor(ctx context.Context, tenant, visitor string) erro
 // openOf returns how many conversations of the visitor in tenant are open.
 func (st *state) openOf(tenant, visitor string) int {
 	n := 0
-	for _, e := range st.held(tenant) {
-		if c := e.snapshot(); c.Visitor == visitor && c.Status == conversation.Open {
+	st.each(tenant, func(_ *entry, c conversation.Conversation) {
+		if c.Visitor == visitor && c.Status == conversation.Open {
 			n++
 		}
-	}
+	})
 	return n
 }
 
