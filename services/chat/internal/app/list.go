@@ -84,17 +84,21 @@ func (s *Service) List(ctx context.Context, p auth.Principal, args chatapi.ListA
 		out = append(out, sum)
 	}
 	res := chatapi.ListResult{Conversations: out}
-	if floor != "" {
+	switch {
+	case top.more:
+		res.Next = &out[len(out)-1].ID
+	case floor != "":
 		res.Next = &floor
 	}
 	return res, nil
 }
 
 // convHeap keeps the n conversations of greatest id offered to it, least
-// id first.
+// id first, and whether it was offered more.
 type convHeap struct {
-	n  int
-	cs []conversation.Conversation
+	n    int
+	cs   []conversation.Conversation
+	more bool
 }
 
 func (h *convHeap) offer(c conversation.Conversation) {
@@ -102,6 +106,7 @@ func (h *convHeap) offer(c conversation.Conversation) {
 		heap.Push(h, c)
 		return
 	}
+	h.more = true
 	if c.ID > h.cs[0].ID {
 		h.cs[0] = c
 		heap.Fix(h, 0)
