@@ -174,7 +174,7 @@ func startChat(t testing.TB, s *natsembed.Server) *instance {
 func waitReady(t testing.TB, s *natsembed.Server, done <-chan error) {
 	t.Helper()
 	nc, _ := natstest.Connect(t, s)
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(time.Minute) // generous: a measurement folds much of CHAT first
 	for {
 		err := rpc.Call(t.Context(), nc, chatapi.ListSubject, rpc.Request[chatapi.ListArgs]{Principal: auth.Principal{Tenant: "t", ID: "probe", Role: auth.RoleAdmin}}, nil)
 		if err == nil {
