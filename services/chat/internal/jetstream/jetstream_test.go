@@ -22,3 +22,14 @@ func TestEventStore(t *testing.T) {
 		return s
 	})
 }
+
+func TestView(t *testing.T) {
+	storetest.View(t, func(t *testing.T) app.View {
+		_, js := natstest.Connect(t, natstest.Start(t, ""))
+		v, err := jetstream.OpenView(t.Context(), js, stream.Options{}, slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	})
+}

@@ -11,3 +11,7 @@ import (
 func TestEventStore(t *testing.T) {
 	storetest.EventStore(t, func(*testing.T) app.EventStore { return &memstore.Store{} })
 }
+
+func TestView(t *testing.T) {
+	storetest.View(t, func(*testing.T) app.View { return &memstore.View{} })
+}
