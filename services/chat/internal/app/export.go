@@ -125,16 +125,12 @@ func (s *Service) visitorConversations(ctx context.Context, tenant, visitor stri
 		if c, ok := byID[k.ID]; ok && c.Status != conversation.Open {
 			return nil
 		}
-		v, ok, err := s.view.Get(ctx, k.Tenant, k.Visitor, k.ID)
+		c, ok, err := s.viewed(ctx, k, now)
 		if err != nil || !ok {
 			return err
 		}
-		e, err := s.restored(ctx, v)
-		if err != nil || e.expired(now) {
-			return err
-		}
-		if c, ok := byID[k.ID]; !ok || e.conv.Version > c.Version {
-			byID[k.ID] = e.conv
+		if held, ok := byID[k.ID]; !ok || c.Version > held.Version {
+			byID[k.ID] = c
 		}
 		return nil
 	})

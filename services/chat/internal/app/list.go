@@ -5,6 +5,7 @@ import (
 	"context"
 	"slices"
 	"strings"
+	"time"
 
 	"golang.org/x/sync/errgroup"
 
@@ -52,7 +53,7 @@ func (s *Service) List(ctx context.Context, p auth.Principal, args chatapi.ListA
 		floor = last
 	}
 	// Only the page's first pg.limit can be listed: a heap keeps those.
-	top := &convHeap{n: pg.limit}
+	top := &greatest[conversation.Conversation]{n: pg.limit, id: func(c conversation.Conversation) string { return c.ID }}
 	offer := func(c conversation.Conversation) {
 		if c.Exists() && (after == "" || c.ID < after) && c.ID >= floor && c.Listed(p) &&
 			(args.Status == "" || string(c.Status) == args.Status) {
@@ -93,40 +94,41 @@ func (s *Service) List(ctx context.Context, p auth.Principal, args chatapi.ListA
 	return res, nil
 }
 
-// convHeap keeps the n conversations of greatest id offered to it, least
-// id first, and whether it was offered more.
-type convHeap struct {
-	n    int
-	cs   []conversation.Conversation
-	more bool
+// greatest keeps the n items of greatest id offered to it, in a heap of
+// least id first, and whether it was offered more.
+type greatest[T any] struct {
+	n     int
+	id    func(T) string
+	items []T
+	more  bool
 }
 
-func (h *convHeap) offer(c conversation.Conversation) {
-	if len(h.cs) < h.n {
-		heap.Push(h, c)
+func (h *greatest[T]) offer(x T) {
+	if len(h.items) < h.n {
+		heap.Push(h, x)
 		return
 	}
 	h.more = true
-	if c.ID > h.cs[0].ID {
-		h.cs[0] = c
+	if h.id(x) > h.id(h.items[0]) {
+		h.items[0] = x
 		heap.Fix(h, 0)
 	}
 }
 
-// desc returns the conversations kept, greatest id first.
-func (h *convHeap) desc() []conversation.Conversation {
-	slices.SortFunc(h.cs, func(a, b conversation.Conversation) int { return strings.Compare(b.ID, a.ID) })
-	return h.cs
+// desc returns the items kept, greatest id first.
+func (h *greatest[T]) desc() []T {
+	slices.SortFunc(h.items, func(a, b T) int { return strings.Compare(h.id(b), h.id(a)) })
+	return h.items
 }
 
-func (h *convHeap) Len() int           { return len(h.cs) }
-func (h *convHeap) Less(i, j int) bool { return h.cs[i].ID < h.cs[j].ID }
-func (h *convHeap) Swap(i, j int)      { h.cs[i], h.cs[j] = h.cs[j], h.cs[i] }
-func (h *convHeap) Push(x any)         { h.cs = append(h.cs, x.(conversation.Conversation)) }
-func (h *convHeap) Pop() any {
-	c := h.cs[len(h.cs)-1]
-	h.cs = h.cs[:len(h.cs)-1]
-	return c
+func (h *greatest[T]) Len() int           { return len(h.items) }
+func (h *greatest[T]) Less(i, j int) bool { return h.id(h.items[i]) < h.id(h.items[j]) }
+func (h *greatest[T]) Swap(i, j int)      { h.items[i], h.items[j] = h.items[j], h.items[i] }
+func (h *greatest[T]) Push(x any)         { h.items = append(h.items, x.(T)) }
+func (h *greatest[T]) Pop() any {
+	x := h.items[len(h.items)-1]
+	h.items = h.items[:len(h.items)-1]
+	return x
 }
 
 // closedWindow returns the closed conversations among the n of p's tenant
@@ -139,7 +141,7 @@ func (s *Service) closedWindow(ctx context.Context, p auth.Principal, after stri
 	if p.Role == auth.RoleVisitor {
 		visitor = p.ID
 	}
-	w := &window{n: n}
+	w := &greatest[ClosedKey]{n: n, id: func(k ClosedKey) string { return k.ID }}
 	err := s.view.Closed(ctx, p.Tenant, visitor, func(k ClosedKey) error {
 		if after == "" || k.ID < after {
 			w.offer(k)
@@ -151,31 +153,23 @@ func (s *Service) closedWindow(ctx context.Context, p auth.Principal, after stri
 	}
 	var floor string
 	if w.more {
-		floor = w.keys[0].ID // the heap's least
+		floor = w.items[0].ID // the heap's least
 	}
-	out := make([]conversation.Conversation, len(w.keys))
-	found := make([]bool, len(w.keys))
+	out := make([]conversation.Conversation, len(w.items))
+	found := make([]bool, len(w.items))
 	now := s.now()
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(viewWriters)
-	for i, k := range w.keys {
+	for i, k := range w.items {
 		if e := s.state.peek(k.Tenant, k.ID); e != nil {
 			if c := e.snapshot(); c.Status != conversation.Open {
 				out[i], found[i] = c, true
 				continue
 			}
 		}
-		g.Go(func() error {
-			v, ok, err := s.view.Get(gctx, k.Tenant, k.Visitor, k.ID)
-			if err != nil || !ok {
-				return err
-			}
-			e, err := s.restored(gctx, v)
-			if err != nil || e.expired(now) {
-				return err
-			}
-			out[i], found[i] = e.conv, true
-			return nil
+		g.Go(func() (err error) {
+			out[i], found[i], err = s.viewed(gctx, k, now)
+			return err
 		})
 	}
 	if err := g.Wait(); err != nil {
@@ -190,34 +184,18 @@ func (s *Service) closedWindow(ctx context.Context, p auth.Principal, after stri
 	return live, floor, nil
 }
 
-// window keeps the n closed keys of greatest id offered to it, in a heap
-// of least id first, and whether it was offered more.
-type window struct {
-	n    int
-	keys []ClosedKey
-	more bool
-}
-
-func (w *window) offer(k ClosedKey) {
-	if len(w.keys) < w.n {
-		heap.Push(w, k)
-		return
+// viewed returns the closed conversation k as the View holds it, and false
+// when it holds none or its events are all expired at now.
+func (s *Service) viewed(ctx context.Context, k ClosedKey, now time.Time) (conversation.Conversation, bool, error) {
+	v, ok, err := s.view.Get(ctx, k.Tenant, k.Visitor, k.ID)
+	if err != nil || !ok {
+		return conversation.Conversation{}, false, err
 	}
-	w.more = true
-	if k.ID > w.keys[0].ID {
-		w.keys[0] = k
-		heap.Fix(w, 0)
+	e, err := s.restored(ctx, v)
+	if err != nil || e.expired(now) {
+		return conversation.Conversation{}, false, err
 	}
-}
-
-func (w *window) Len() int           { return len(w.keys) }
-func (w *window) Less(i, j int) bool { return w.keys[i].ID < w.keys[j].ID }
-func (w *window) Swap(i, j int)      { w.keys[i], w.keys[j] = w.keys[j], w.keys[i] }
-func (w *window) Push(x any)         { w.keys = append(w.keys, x.(ClosedKey)) }
-func (w *window) Pop() any {
-	k := w.keys[len(w.keys)-1]
-	w.keys = w.keys[:len(w.keys)-1]
-	return k
+	return e.conv, true, nil
 }
 
 func summary(c conversation.Conversation) chatapi.Summary {

@@ -125,31 +125,31 @@ type entry struct {
 	viewOpen    bool
 }
 
-// get returns the conversation's entry, nil when this instance holds none.
+// get returns the conversation's entry, nil when this instance holds none,
+// and marks a closed one used.
 func (st *state) get(tenant, id string) *entry {
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	if e := st.open[tenant][id]; e != nil {
-		return e
-	}
-	if el, ok := st.byID[convID{tenant, id}]; ok {
-		st.closed.MoveToFront(el)
-		return el.Value.(*entry)
-	}
-	return nil
+	return st.lookup(tenant, id, true)
 }
 
 // peek is get without marking a closed conversation used: for listing.
 func (st *state) peek(tenant, id string) *entry {
+	return st.lookup(tenant, id, false)
+}
+
+func (st *state) lookup(tenant, id string, use bool) *entry {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	if e := st.open[tenant][id]; e != nil {
 		return e
 	}
-	if el, ok := st.byID[convID{tenant, id}]; ok {
-		return el.Value.(*entry)
+	el, ok := st.byID[convID{tenant, id}]
+	if !ok {
+		return nil
 	}
-	return nil
+	if use {
+		st.closed.MoveToFront(el)
+	}
+	return el.Value.(*entry)
 }
 
 // getOrCreate returns the conversation's entry, created empty among the
