@@ -30,19 +30,24 @@ func visitorN(i int) auth.Principal {
 	return auth.Principal{Tenant: tenant, ID: fmt.Sprint("v", i), Role: auth.RoleVisitor}
 }
 
-// keys is app.Keys in memory: every subject has keys, made when first asked.
+// keys is app.Keys in memory: every subject has keys, made when first
+// asked, until erased.
 type keys struct {
-	mu   sync.Mutex
-	keys map[string]subjectkey.Keys
+	mu     sync.Mutex
+	keys   map[string]subjectkey.Keys
+	erased map[string]bool
 }
 
 func (k *keys) Get(_ context.Context, tenant, subject string) (subjectkey.Keys, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if k.keys == nil {
-		k.keys = make(map[string]subjectkey.Keys)
+		k.keys, k.erased = make(map[string]subjectkey.Keys), make(map[string]bool)
 	}
 	id := tenant + "/" + subject
+	if k.erased[id] {
+		return subjectkey.Keys{}, subjectkey.ErrNotFound
+	}
 	if ks, ok := k.keys[id]; ok {
 		return ks, nil
 	}
@@ -52,6 +57,17 @@ func (k *keys) Get(_ context.Context, tenant, subject string) (subjectkey.Keys, 
 	}
 	k.keys[id] = subjectkey.Keys{Data: data}
 	return k.keys[id], nil
+}
+
+// erase destroys the subject's keys, as the privacy service does.
+func (k *keys) erase(tenant, subject string) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	delete(k.keys, tenant+"/"+subject)
+	if k.erased == nil {
+		k.erased = make(map[string]bool)
+	}
+	k.erased[tenant+"/"+subject] = true
 }
 
 // world is the storage instances of the chat service share.
@@ -75,8 +91,15 @@ type instance struct {
 
 func (w *world) start(t testing.TB) *instance {
 	t.Helper()
+	return w.startWith(t, app.Options{})
+}
+
+// startWith starts an instance with o; its OnConflict is the instance's.
+func (w *world) startWith(t testing.TB, o app.Options) *instance {
+	t.Helper()
 	in := &instance{w: w}
-	in.Service = app.New(w.events, w.view, w.keys, app.Options{OnConflict: func() { in.conflicts++ }})
+	o.OnConflict = func() { in.conflicts++ }
+	in.Service = app.New(w.events, w.view, w.keys, o)
 	applied, err := in.Restore(t.Context(), func(string, string) bool { return true })
 	if err != nil {
 		t.Fatal(err)
