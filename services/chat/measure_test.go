@@ -200,6 +200,7 @@ func TestMeasureClosed(t *testing.T) {
 		}
 		t.Logf("%d closed conversations, %s: ready in %v; heap %s at ready, %s 10 s later",
 			n, run, ready.Round(time.Millisecond), grown(live), grown(settled))
+		t.Logf("%d closed conversations, %s: inbox pages of 100, %s", n, run, pageTimes(t, newClient(t, s), 20))
 		if err := in.stop(); err != nil {
 			t.Fatal(err)
 		}
@@ -228,4 +229,46 @@ func closeAll(t *testing.T, s *natsembed.Server, ks *keyService, prefix string, 
 		}
 	}
 	<-js.PublishAsyncComplete()
+}
+
+// TestMeasureInbox measures listing an inbox of PARLEY_MEASURE_OPEN open
+// conversations (10,000 unless set) through the bus, a page of 100 at a
+// time: p50 and p99 of the pages of three walks through it.
+func TestMeasureInbox(t *testing.T) {
+	v := os.Getenv("PARLEY_MEASURE_OPEN")
+	if v == "" {
+		t.Skip("set PARLEY_MEASURE_OPEN to measure")
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 {
+		t.Fatalf("PARLEY_MEASURE_OPEN = %q, want a count", v)
+	}
+	s := natstest.Start(t, t.TempDir())
+	ks := startKeyService(t, s)
+	settingsBucket(t, s)
+	seed(t, s, ks, "v", n, n)
+	startChat(t, s)
+	t.Logf("%d open conversations: inbox pages of 100, %s", n, pageTimes(t, newClient(t, s), 3*n/100))
+}
+
+// pageTimes lists the inbox as a supervisor, pages pages of 100 from the
+// first, starting again at the last, and tells their p50 and p99.
+func pageTimes(t *testing.T, c client, pages int) string {
+	t.Helper()
+	var (
+		took  []time.Duration
+		after string
+	)
+	for range pages {
+		var res chatapi.ListResult
+		start := time.Now()
+		c.must(supervisor, chatapi.ListSubject, chatapi.ListArgs{Page: chatapi.Page[string]{After: after, Limit: 100}}, &res)
+		took = append(took, time.Since(start))
+		after = ""
+		if res.Next != nil {
+			after = *res.Next
+		}
+	}
+	slices.Sort(took)
+	return fmt.Sprintf("p50 %v, p99 %v", took[len(took)/2].Round(10*time.Microsecond), took[len(took)*99/100].Round(10*time.Microsecond))
 }
