@@ -192,10 +192,13 @@ func (s *Service) restored(ctx context.Context, v ViewEntry) (*entry, error) {
 // erased while this instance did not run — are removed from the view, the
 // closed ones found by their keys alone; held tells which conversations the
 // store holds events of. An open entry whose visitor was erased meanwhile is
-// written back as closed at the first flush.
+// written back as closed.
 func (s *Service) Restore(ctx context.Context, held func(tenant, id string) bool) (uint64, error) {
 	now := s.now()
-	var gone []ViewEntry
+	var (
+		gone   []ViewEntry
+		closed []*entry // open in the view, closed by an erasure since
+	)
 	applied, err := s.view.Load(ctx, func(v ViewEntry) error {
 		e, err := s.restored(ctx, v)
 		if err != nil {
@@ -207,12 +210,17 @@ func (s *Service) Restore(ctx context.Context, held func(tenant, id string) bool
 		}
 		s.state.track(e)
 		if e.snapshot().Status != conversation.Open {
-			s.dirty[e] = struct{}{}
+			closed = append(closed, e)
 		}
 		return nil
 	})
 	if err != nil {
 		return 0, err
+	}
+	for _, e := range closed {
+		if err := s.storeView(ctx, e); err != nil {
+			return 0, err
+		}
 	}
 	for _, v := range gone {
 		if err := s.view.Remove(ctx, v.Tenant, v.ID); err != nil {

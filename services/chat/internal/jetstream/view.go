@@ -60,8 +60,9 @@ func OpenView(ctx context.Context, js natsjs.JetStream, o stream.Options, log *s
 }
 
 // upgrade empties a bucket written in an older layout and marks it written
-// in this one. Instances that start together may both empty it: the rebuild
-// that follows writes every entry again either way.
+// in this one. Instances that start together may both do it: neither
+// removes the other's entries in this layout, and a removed applied costs
+// the next start a rebuild, nothing more.
 func (v *View) upgrade(ctx context.Context, log *slog.Logger) error {
 	cur, err := v.kv.Get(ctx, layoutKey)
 	if err == nil && string(cur.Value()) == layout {
@@ -71,13 +72,15 @@ func (v *View) upgrade(ctx context.Context, log *slog.Logger) error {
 		return fmt.Errorf("layout of %s: %w", stream.ChatViewBucket, err)
 	}
 	log.Info("rebuilding the view in a new key layout", "bucket", stream.ChatViewBucket, "layout", layout)
-	keys, err := v.kv.ListKeys(ctx)
+	// Only the old layout's keys, <tenant>.<conversation>, and applied: an
+	// instance that upgraded a moment before may be writing the new ones.
+	keys, err := v.kv.ListKeysFiltered(ctx, "*.*", appliedKey)
 	if err != nil {
 		return fmt.Errorf("upgrade %s: %w", stream.ChatViewBucket, err)
 	}
+	defer func() { _ = keys.Stop() }()
 	for k := range keys.Keys() {
 		if err := v.kv.Purge(ctx, k, natsjs.PurgeTTL(stream.ViewMarkerTTL)); err != nil {
-			_ = keys.Stop()
 			return fmt.Errorf("upgrade %s: %w", stream.ChatViewBucket, err)
 		}
 	}
