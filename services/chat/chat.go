@@ -144,6 +144,14 @@ func run(ctx context.Context, d Deps) error {
 		return errors.Join(fmt.Errorf("chat: %w", err), g.Wait())
 	}
 	log.Info("chat service ready")
+	g.Go(func() error {
+		// A view entry left behind serves as a closed conversation with no
+		// transcript until removed: worth a warning, not the service.
+		if err := svc.Prune(gctx, held); err != nil && gctx.Err() == nil {
+			log.Warn("prune the view", "err", err)
+		}
+		return nil
+	})
 	<-gctx.Done()
 	// Drained: every request received is answered before Run returns.
 	served.Stop()

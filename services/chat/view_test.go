@@ -218,10 +218,12 @@ func TestViewFollowsErasureAndRemoval(t *testing.T) {
 	conv := c.open(visitor, "erase me")
 	last := c.post(named, conv, "assigned to the named agent")
 	gone := c.open(visitor2, "delete my events")
+	goneClosed := c.open(visitor2, "delete my events once closed")
+	c.must(visitor2, chatapi.CloseSubject, chatapi.ConversationArgs{Conversation: goneClosed}, nil)
 	wantErased := chatapi.Summary{}
 	c.must(supervisor, chatapi.GetSubject, chatapi.ConversationArgs{Conversation: conv}, &wantErased)
 	wantErased.Status, wantErased.Assignee = chatapi.StatusClosed, nil
-	viewSettled(t, s, js, conv, gone)
+	viewSettled(t, s, js, conv, gone, goneClosed)
 	if view, _ := readView(t, s); !view[tenant+"."+conv].Sealed {
 		t.Errorf("view of %s holds no sealed assignee", conv)
 	}
@@ -240,9 +242,11 @@ func TestViewFollowsErasureAndRemoval(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, e := range storedEvents(t, js, stream.ChatSubject(tenant, gone)) {
-		if err := chatStream.SecureDeleteMsg(t.Context(), e.seq); err != nil {
-			t.Fatal(err)
+	for _, deleted := range []string{gone, goneClosed} {
+		for _, e := range storedEvents(t, js, stream.ChatSubject(tenant, deleted)) {
+			if err := chatStream.SecureDeleteMsg(t.Context(), e.seq); err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
 	startChat(t, s)
@@ -256,9 +260,21 @@ func TestViewFollowsErasureAndRemoval(t *testing.T) {
 	if rpc.CodeOf(err) != rpc.CodeNotFound {
 		t.Errorf("Get(deleted) after restart = %v, want code %s", err, rpc.CodeNotFound)
 	}
-	view, _ := readView(t, s)
-	if _, ok := view[tenant+"."+gone]; ok {
-		t.Errorf("view still holds the deleted conversation %s", gone)
+	// The open one is removed before the service answers, the closed one
+	// once it runs.
+	natstest.Eventually(t, 10*time.Second, "the deleted conversations leave the view", func() error {
+		view, _ := readView(t, s)
+		for _, deleted := range []string{gone, goneClosed} {
+			if _, ok := view[tenant+"."+deleted]; ok {
+				return fmt.Errorf("view still holds the deleted conversation %s", deleted)
+			}
+		}
+		return nil
+	})
+	for _, sum := range c.list(supervisor) {
+		if sum.ID == gone || sum.ID == goneClosed {
+			t.Errorf("List() after restart holds the deleted conversation %s", sum.ID)
+		}
 	}
 	if found := storeHolds(t, dir, marker); len(found) > 0 {
 		t.Errorf("store files hold the assignee in the clear")

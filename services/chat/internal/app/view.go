@@ -188,10 +188,10 @@ func (s *Service) restored(ctx context.Context, v ViewEntry) (*entry, error) {
 
 // Restore loads the open conversations of the view into the read models and
 // returns the sequence to follow the event store from: every event up to it
-// is applied. Entries of conversations whose events are gone — expired, or
-// erased while this instance did not run — are removed from the view, the
-// closed ones found by their keys alone; held tells which conversations the
-// store holds events of. An open entry whose visitor was erased meanwhile is
+// is applied. Open entries of conversations whose events are gone —
+// expired, or erased while this instance did not run — are removed from the
+// view (the closed ones by Prune); held tells which conversations the store
+// holds events of. An open entry whose visitor was erased meanwhile is
 // written back as closed.
 func (s *Service) Restore(ctx context.Context, held func(tenant, id string) bool) (uint64, error) {
 	now := s.now()
@@ -227,16 +227,26 @@ func (s *Service) Restore(ctx context.Context, held func(tenant, id string) bool
 			return 0, err
 		}
 	}
-	err = s.view.Closed(ctx, "", "", func(k ClosedKey) error {
+	return applied, nil
+}
+
+// Prune removes from the view the closed conversations whose events the
+// store no longer holds: expired, or erased while no instance ran to hear
+// of it. It reads the view's keys alone, so it runs beside the service
+// rather than before it: held, taken at start, tells which conversations
+// certainly have events, and a conversation it does not name is read from
+// the store before it is removed, as it may have been opened since.
+func (s *Service) Prune(ctx context.Context, held func(tenant, id string) bool) error {
+	return s.view.Closed(ctx, "", "", func(k ClosedKey) error {
 		if held(k.Tenant, k.ID) {
 			return nil
 		}
+		rs, _, err := s.events.Read(ctx, k.Tenant, k.ID, 0, 1)
+		if err != nil || len(rs) > 0 {
+			return err
+		}
 		return s.view.Remove(ctx, k.Tenant, k.ID)
 	})
-	if err != nil {
-		return 0, err
-	}
-	return applied, nil
 }
 
 // flush writes the entries Project changed to the view, then records that
