@@ -132,9 +132,11 @@ type RateArgs struct {
 // change, so a conversation whose activity changes between two pages is
 // neither missed nor listed twice; one opened meanwhile sorts before the
 // first page and is not listed. The zero Page (or none sent) asks for the
-// first page.
+// first page. Status, when set, lists only the conversations of that status
+// (StatusOpen or StatusClosed); empty lists both.
 type ListArgs struct {
-	Page Page[string] `json:"page"`
+	Page   Page[string] `json:"page"`
+	Status string       `json:"status,omitempty"`
 }
 
 // Summary is a conversation's state without its content. Assignee is nil

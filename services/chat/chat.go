@@ -89,7 +89,15 @@ func run(ctx context.Context, d Deps) error {
 	svc := app.New(store, view, d.Keys, app.Options{
 		Policies: settings, OnConflict: conflicts.Inc, Auditor: privacy.NewAudit(d.NC, log),
 	})
-	d.Keys.OnErase(func(e subjectkey.Erased) { svc.EraseVisitor(e.Tenant, e.Subject) })
+	d.Keys.OnErase(func(e subjectkey.Erased) {
+		ctx, cancel := context.WithTimeout(runCtx, forgetTimeout)
+		defer cancel()
+		if err := svc.EraseVisitor(ctx, e.Tenant, e.Subject); err != nil {
+			// The next start writes it: an open entry whose visitor has no
+			// keys is written back as closed.
+			log.Warn("write an erased visitor's conversations to the view", "err", err)
+		}
+	})
 	// Subscribed before the read models are restored, so that no erasure
 	// falls between the restore and the subscription.
 	erased, err := d.NC.Subscribe(privacyapi.ConversationErasedSubject, func(m *nats.Msg) {
@@ -141,6 +149,14 @@ func run(ctx context.Context, d Deps) error {
 		return errors.Join(fmt.Errorf("chat: %w", err), g.Wait())
 	}
 	log.Info("chat service ready")
+	g.Go(func() error {
+		// A view entry left behind serves as a closed conversation with no
+		// transcript until removed: worth a warning, not the service.
+		if err := svc.Prune(gctx, held); err != nil && gctx.Err() == nil {
+			log.Warn("prune the view", "err", err)
+		}
+		return nil
+	})
 	<-gctx.Done()
 	// Drained: every request received is answered before Run returns.
 	served.Stop()

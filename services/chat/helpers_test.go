@@ -212,7 +212,7 @@ func startChat(t testing.TB, s *natsembed.Server) *instance {
 func waitReady(t testing.TB, s *natsembed.Server, done <-chan error) {
 	t.Helper()
 	nc, _ := natstest.Connect(t, s)
-	natstest.Eventually(t, 10*time.Second, "chat service ready", func() error {
+	natstest.Eventually(t, time.Minute, "chat service ready", func() error { // generous: a measurement folds much of CHAT first
 		err := rpc.Call(t.Context(), nc, chatapi.ListSubject, rpc.Request[chatapi.ListArgs]{Principal: auth.Principal{Tenant: "t", ID: "probe", Role: auth.RoleAdmin}}, nil)
 		select {
 		case err := <-done:

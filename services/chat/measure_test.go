@@ -164,3 +164,111 @@ func TestMeasureTranscript(t *testing.T) {
 	slices.Sort(took)
 	t.Logf("%d messages retained: transcript of 500, p50 %v, p99 %v", n, took[len(took)/2].Round(10*time.Microsecond), took[len(took)*99/100].Round(10*time.Microsecond))
 }
+
+// TestMeasureClosed measures the heap the chat service holds once ready
+// with PARLEY_MEASURE_CLOSED closed conversations of two messages each, and
+// 100 open ones: a first start, which folds CHAT, and a restart from the
+// view. What it holds grows with the open conversations, not the closed.
+// The embedded NATS server shares the process: the heap is measured again
+// after 10 seconds, once its block cache expired.
+func TestMeasureClosed(t *testing.T) {
+	v := os.Getenv("PARLEY_MEASURE_CLOSED")
+	if v == "" {
+		t.Skip("set PARLEY_MEASURE_CLOSED to measure")
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 {
+		t.Fatalf("PARLEY_MEASURE_CLOSED = %q, want a count", v)
+	}
+	s := natstest.Start(t, t.TempDir())
+	ks := startKeyService(t, s)
+	settingsBucket(t, s)
+	convs := seed(t, s, ks, "v", n, 2*n)
+	closeAll(t, s, ks, "v", convs)
+	seed(t, s, ks, "open", 100, 100)
+	for _, run := range []string{"first start", "restart"} {
+		base, _ := heap(t)
+		start := time.Now()
+		in := startChat(t, s)
+		ready := time.Since(start)
+		live, _ := heap(t)
+		time.Sleep(10 * time.Second) // let the server's block cache expire; a measurement, not a test
+		settled, _ := heap(t)
+		grown := func(b uint64) string {
+			d := float64(int64(b) - int64(base))
+			return fmt.Sprintf("+%.1f MiB (%.0f B a closed conversation)", d/(1<<20), d/float64(n))
+		}
+		t.Logf("%d closed conversations, %s: ready in %v; heap %s at ready, %s 10 s later",
+			n, run, ready.Round(time.Millisecond), grown(live), grown(settled))
+		t.Logf("%d closed conversations, %s: inbox pages of 100, %s", n, run, pageTimes(t, newClient(t, s), 20))
+		if err := in.stop(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// closeAll stores the closing of each of convs, seeded by seed with prefix.
+func closeAll(t *testing.T, s *natsembed.Server, ks *keyService, prefix string, convs []string) {
+	t.Helper()
+	_, js := natstest.Connect(t, s)
+	at := time.Now().UTC()
+	for i, conv := range convs {
+		visitor := fmt.Sprint(prefix, i)
+		ks.mu.Lock()
+		k := ks.keys[[2]string{tenant, visitor}]
+		ks.mu.Unlock()
+		env, err := event.New(k.Data, event.ConversationClosed, tenant, visitor, conv, at, &event.Closed{By: event.Author{Role: string(auth.RoleVisitor), ID: visitor}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := js.PublishMsgAsync(env.Msg(stream.ChatSubject(tenant, conv)), jetstream.WithMsgTTL(365*24*time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+		if i%2000 == 1999 {
+			<-js.PublishAsyncComplete()
+		}
+	}
+	<-js.PublishAsyncComplete()
+}
+
+// TestMeasureInbox measures listing an inbox of PARLEY_MEASURE_OPEN open
+// conversations (10,000 unless set) through the bus, a page of 100 at a
+// time: p50 and p99 of the pages of three walks through it.
+func TestMeasureInbox(t *testing.T) {
+	v := os.Getenv("PARLEY_MEASURE_OPEN")
+	if v == "" {
+		t.Skip("set PARLEY_MEASURE_OPEN to measure")
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 {
+		t.Fatalf("PARLEY_MEASURE_OPEN = %q, want a count", v)
+	}
+	s := natstest.Start(t, t.TempDir())
+	ks := startKeyService(t, s)
+	settingsBucket(t, s)
+	seed(t, s, ks, "v", n, n)
+	startChat(t, s)
+	t.Logf("%d open conversations: inbox pages of 100, %s", n, pageTimes(t, newClient(t, s), 3*n/100))
+}
+
+// pageTimes lists the inbox as a supervisor, pages pages of 100 from the
+// first, starting again at the last, and tells their p50 and p99.
+func pageTimes(t *testing.T, c client, pages int) string {
+	t.Helper()
+	var (
+		took  []time.Duration
+		after string
+	)
+	for range pages {
+		var res chatapi.ListResult
+		start := time.Now()
+		c.must(supervisor, chatapi.ListSubject, chatapi.ListArgs{Page: chatapi.Page[string]{After: after, Limit: 100}}, &res)
+		took = append(took, time.Since(start))
+		after = ""
+		if res.Next != nil {
+			after = *res.Next
+		}
+	}
+	slices.Sort(took)
+	return fmt.Sprintf("p50 %v, p99 %v", took[len(took)/2].Round(10*time.Microsecond), took[len(took)*99/100].Round(10*time.Microsecond))
+}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -26,10 +27,12 @@ type viewEntry struct {
 	Version uint64          `json:"version"`
 	State   json.RawMessage `json:"state"`
 	Sealed  bool
+	// Key is the entry's key, <tenant>.<open|closed>.<visitor>.<id>.
+	Key string
 }
 
-// readView returns the bucket's conversations by key, and its applied
-// sequence.
+// readView returns the bucket's conversations by <tenant>.<id>, and its
+// applied sequence. A conversation under two keys fails the test.
 func readView(t *testing.T, s *natsembed.Server) (map[string]viewEntry, uint64) {
 	t.Helper()
 	_, js := natstest.Connect(t, s)
@@ -48,10 +51,13 @@ func readView(t *testing.T, s *natsembed.Server) (map[string]viewEntry, uint64) 
 		if err != nil {
 			t.Fatal(err)
 		}
-		if k == "applied" {
+		switch k {
+		case "applied":
 			if applied, err = strconv.ParseUint(string(e.Value()), 10, 64); err != nil {
 				t.Fatal(err)
 			}
+			continue
+		case "layout":
 			continue
 		}
 		var v struct {
@@ -62,7 +68,16 @@ func readView(t *testing.T, s *natsembed.Server) (map[string]viewEntry, uint64) 
 			t.Fatal(err)
 		}
 		v.Sealed = v.Assignee != nil
-		out[k] = v.viewEntry
+		v.Key = k
+		tok := strings.Split(k, ".")
+		if len(tok) != 4 {
+			t.Fatalf("view key %q is not <tenant>.<status>.<visitor>.<id>", k)
+		}
+		conv := tok[0] + "." + tok[3]
+		if prev, ok := out[conv]; ok {
+			t.Errorf("view holds %s under %s and %s", conv, prev.Key, k)
+		}
+		out[conv] = v.viewEntry
 	}
 	return out, applied
 }
@@ -109,7 +124,7 @@ func TestViewCaughtUpEqualsRebuild(t *testing.T) {
 	// The entry of a as it is now, and the sequence it reflects.
 	var stale jetstream.KeyValueEntry
 	natstest.Eventually(t, 10*time.Second, "a's entry written", func() error {
-		stale, err = kv.Get(t.Context(), tenant+"."+a)
+		stale, err = kv.Get(t.Context(), tenant+".open."+visitor.ID+"."+a)
 		return err
 	})
 	var staleEntry viewEntry
@@ -135,9 +150,15 @@ func TestViewCaughtUpEqualsRebuild(t *testing.T) {
 		t.Errorf("assignee sealed in b: %v, in d (unassigned): %v; want true, false", want[tenant+"."+b].Sealed, want[tenant+"."+d].Sealed)
 	}
 
-	// A crash between the stream and the view: a's entry and the applied
-	// sequence behind what the stream holds.
-	if _, err := kv.Put(t.Context(), tenant+"."+a, stale.Value()); err != nil {
+	if got := want[tenant+"."+a].Key; got != tenant+".closed."+visitor.ID+"."+a {
+		t.Errorf("closed conversation a under key %s", got)
+	}
+	// A crash between the stream and the view: a's entry, still open, and
+	// the applied sequence behind what the stream holds.
+	if err := kv.Purge(t.Context(), want[tenant+"."+a].Key); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Put(t.Context(), stale.Key(), stale.Value()); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := kv.Put(t.Context(), "applied", []byte(strconv.FormatUint(staleEntry.Version, 10))); err != nil {
@@ -197,10 +218,12 @@ func TestViewFollowsErasureAndRemoval(t *testing.T) {
 	conv := c.open(visitor, "erase me")
 	last := c.post(named, conv, "assigned to the named agent")
 	gone := c.open(visitor2, "delete my events")
+	goneClosed := c.open(visitor2, "delete my events once closed")
+	c.must(visitor2, chatapi.CloseSubject, chatapi.ConversationArgs{Conversation: goneClosed}, nil)
 	wantErased := chatapi.Summary{}
 	c.must(supervisor, chatapi.GetSubject, chatapi.ConversationArgs{Conversation: conv}, &wantErased)
 	wantErased.Status, wantErased.Assignee = chatapi.StatusClosed, nil
-	viewSettled(t, s, js, conv, gone)
+	viewSettled(t, s, js, conv, gone, goneClosed)
 	if view, _ := readView(t, s); !view[tenant+"."+conv].Sealed {
 		t.Errorf("view of %s holds no sealed assignee", conv)
 	}
@@ -219,9 +242,11 @@ func TestViewFollowsErasureAndRemoval(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, e := range storedEvents(t, js, stream.ChatSubject(tenant, gone)) {
-		if err := chatStream.SecureDeleteMsg(t.Context(), e.seq); err != nil {
-			t.Fatal(err)
+	for _, deleted := range []string{gone, goneClosed} {
+		for _, e := range storedEvents(t, js, stream.ChatSubject(tenant, deleted)) {
+			if err := chatStream.SecureDeleteMsg(t.Context(), e.seq); err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
 	startChat(t, s)
@@ -235,9 +260,21 @@ func TestViewFollowsErasureAndRemoval(t *testing.T) {
 	if rpc.CodeOf(err) != rpc.CodeNotFound {
 		t.Errorf("Get(deleted) after restart = %v, want code %s", err, rpc.CodeNotFound)
 	}
-	view, _ := readView(t, s)
-	if _, ok := view[tenant+"."+gone]; ok {
-		t.Errorf("view still holds the deleted conversation %s", gone)
+	// The open one is removed before the service answers, the closed one
+	// once it runs.
+	natstest.Eventually(t, 10*time.Second, "the deleted conversations leave the view", func() error {
+		view, _ := readView(t, s)
+		for _, deleted := range []string{gone, goneClosed} {
+			if _, ok := view[tenant+"."+deleted]; ok {
+				return fmt.Errorf("view still holds the deleted conversation %s", deleted)
+			}
+		}
+		return nil
+	})
+	for _, sum := range c.list(supervisor) {
+		if sum.ID == gone || sum.ID == goneClosed {
+			t.Errorf("List() after restart holds the deleted conversation %s", sum.ID)
+		}
 	}
 	if found := storeHolds(t, dir, marker); len(found) > 0 {
 		t.Errorf("store files hold the assignee in the clear")

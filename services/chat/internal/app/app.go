@@ -154,9 +154,7 @@ func New(events EventStore, view View, keys Keys, o Options) *Service {
 		s.onConflict = func() {}
 	}
 	s.dirty = make(map[*entry]struct{})
-	s.state.tenants = make(map[string]map[string]*entry)
-	s.state.erased = make(map[convID]time.Time)
-	s.state.now = s.now
+	s.state = newState(s.now)
 	return s
 }
 

@@ -29,11 +29,9 @@ func (s *Service) Export(ctx context.Context, p auth.Principal, args chatapi.Exp
 	if p.Role != auth.RoleAdmin && !(p.Role == auth.RoleVisitor && p.ID == args.Visitor) {
 		return chatapi.ExportResult{}, conversation.ErrForbidden
 	}
-	var ts []conversation.Conversation
-	for _, e := range s.state.all(p.Tenant) {
-		if c := e.snapshot(); c.Exists() && c.Visitor == args.Visitor {
-			ts = append(ts, c)
-		}
+	ts, err := s.visitorConversations(ctx, p.Tenant, args.Visitor)
+	if err != nil {
+		return chatapi.ExportResult{}, err
 	}
 	out := chatapi.ExportResult{Conversations: []chatapi.ExportedConversation{}}
 	if len(ts) == 0 {
@@ -109,6 +107,39 @@ func (s *Service) Export(ctx context.Context, p auth.Principal, args chatapi.Exp
 			pg.add(head)
 		}
 		out.Conversations = append(out.Conversations, ec)
+	}
+	return out, nil
+}
+
+// visitorConversations returns the visitor's conversations: those this
+// instance holds, and the closed ones in the View it does not.
+func (s *Service) visitorConversations(ctx context.Context, tenant, visitor string) ([]conversation.Conversation, error) {
+	byID := map[string]conversation.Conversation{}
+	for _, c := range s.state.conversations(tenant) {
+		if c.Exists() && c.Visitor == visitor {
+			byID[c.ID] = c
+		}
+	}
+	now := s.now()
+	err := s.view.Closed(ctx, tenant, visitor, func(k ClosedKey) error {
+		if c, ok := byID[k.ID]; ok && c.Status != conversation.Open {
+			return nil
+		}
+		c, ok, err := s.viewed(ctx, k, now)
+		if err != nil || !ok {
+			return err
+		}
+		if held, ok := byID[k.ID]; !ok || c.Version > held.Version {
+			byID[k.ID] = c
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]conversation.Conversation, 0, len(byID))
+	for _, c := range byID {
+		out = append(out, c)
 	}
 	return out, nil
 }

@@ -1,9 +1,13 @@
 package app
 
 import (
+	"container/heap"
 	"context"
 	"slices"
 	"strings"
+	"time"
+
+	"golang.org/x/sync/errgroup"
 
 	"github.com/parley-chat/parley/pkg/auth"
 	"github.com/parley-chat/parley/pkg/chatapi"
@@ -14,29 +18,184 @@ import (
 // List returns one page of the conversations in p's inbox: a visitor's
 // own, an agent's assigned and unassigned ones, all of the tenant for
 // supervisors and admins, in descending order of id from after the cursor
-// (see chatapi.ListArgs).
-func (s *Service) List(_ context.Context, p auth.Principal, args chatapi.ListArgs) (chatapi.ListResult, error) {
+// (see chatapi.ListArgs), of the status asked for or of both.
+//
+// Open conversations come from memory. Closed ones come from the View a
+// window at a time: the ids of the page's size that follow the cursor,
+// found by a scan of the View's keys that holds no more than the window,
+// then their entries. A page ends where the window does, so it may hold
+// fewer conversations than asked for (none, for an agent whose window is
+// all others') and still name a next page: paging moves on all the same.
+func (s *Service) List(ctx context.Context, p auth.Principal, args chatapi.ListArgs) (chatapi.ListResult, error) {
 	if err := conversation.CheckActor(p); err != nil {
 		return chatapi.ListResult{}, err
 	}
-	out := []chatapi.Summary{}
-	for _, e := range s.state.all(p.Tenant) {
-		if c := e.snapshot(); c.Listed(p) && (args.Page.After == "" || c.ID < args.Page.After) {
-			out = append(out, summary(c))
+	if args.Status != "" && args.Status != chatapi.StatusOpen && args.Status != chatapi.StatusClosed {
+		return chatapi.ListResult{}, &conversation.ValidationError{Field: "status", Reason: "want open or closed"}
+	}
+	after := args.Page.After
+	pg := newPage(args.Page.Limit)
+	// The View's window of closed conversations, then what this instance
+	// holds, the later version of a conversation winning: the View may lag
+	// a close, or hold one this instance has yet to apply.
+	var (
+		window = map[string]conversation.Conversation{}
+		floor  string // the window's last id, when closed ones follow it
+	)
+	if args.Status != chatapi.StatusOpen {
+		cs, last, err := s.closedWindow(ctx, p, after, pg.limit)
+		if err != nil {
+			return chatapi.ListResult{}, err
+		}
+		for _, c := range cs {
+			window[c.ID] = c
+		}
+		floor = last
+	}
+	// Only the page's first pg.limit can be listed: a heap keeps those.
+	top := &greatest[conversation.Conversation]{n: pg.limit, id: func(c conversation.Conversation) string { return c.ID }}
+	offer := func(c conversation.Conversation) {
+		if c.Exists() && (after == "" || c.ID < after) && c.ID >= floor && c.Listed(p) &&
+			(args.Status == "" || string(c.Status) == args.Status) {
+			top.offer(c)
 		}
 	}
-	slices.SortFunc(out, func(a, b chatapi.Summary) int { return strings.Compare(b.ID, a.ID) })
-	pg := newPage(args.Page.Limit)
-	for i, c := range out {
-		ok, err := pg.take(c)
+	s.state.each(p.Tenant, func(_ *entry, c conversation.Conversation) {
+		if w, ok := window[c.ID]; ok {
+			if c.Version > w.Version {
+				window[c.ID] = c
+			}
+			return
+		}
+		offer(c)
+	})
+	for _, c := range window {
+		offer(c)
+	}
+	out := make([]chatapi.Summary, 0, top.Len())
+	for _, c := range top.desc() {
+		sum := summary(c)
+		ok, err := pg.take(sum)
 		if err != nil {
 			return chatapi.ListResult{}, err
 		}
 		if !ok {
-			return chatapi.ListResult{Conversations: out[:i], Next: &out[i-1].ID}, nil
+			return chatapi.ListResult{Conversations: out, Next: &out[len(out)-1].ID}, nil
+		}
+		out = append(out, sum)
+	}
+	res := chatapi.ListResult{Conversations: out}
+	switch {
+	case top.more:
+		res.Next = &out[len(out)-1].ID
+	case floor != "":
+		res.Next = &floor
+	}
+	return res, nil
+}
+
+// greatest keeps the n items of greatest id offered to it, in a heap of
+// least id first, and whether it was offered more.
+type greatest[T any] struct {
+	n     int
+	id    func(T) string
+	items []T
+	more  bool
+}
+
+func (h *greatest[T]) offer(x T) {
+	if len(h.items) < h.n {
+		heap.Push(h, x)
+		return
+	}
+	h.more = true
+	if h.id(x) > h.id(h.items[0]) {
+		h.items[0] = x
+		heap.Fix(h, 0)
+	}
+}
+
+// desc returns the items kept, greatest id first.
+func (h *greatest[T]) desc() []T {
+	slices.SortFunc(h.items, func(a, b T) int { return strings.Compare(h.id(b), h.id(a)) })
+	return h.items
+}
+
+func (h *greatest[T]) Len() int           { return len(h.items) }
+func (h *greatest[T]) Less(i, j int) bool { return h.id(h.items[i]) < h.id(h.items[j]) }
+func (h *greatest[T]) Swap(i, j int)      { h.items[i], h.items[j] = h.items[j], h.items[i] }
+func (h *greatest[T]) Push(x any)         { h.items = append(h.items, x.(T)) }
+func (h *greatest[T]) Pop() any {
+	x := h.items[len(h.items)-1]
+	h.items = h.items[:len(h.items)-1]
+	return x
+}
+
+// closedWindow returns the closed conversations among the n of p's tenant
+// (p's own, for a visitor) with the greatest ids below after in the View,
+// those expired left out, and the least id of them when the View holds more
+// below it. Those this instance holds closed are taken from memory rather
+// than read.
+func (s *Service) closedWindow(ctx context.Context, p auth.Principal, after string, n int) ([]conversation.Conversation, string, error) {
+	visitor := ""
+	if p.Role == auth.RoleVisitor {
+		visitor = p.ID
+	}
+	w := &greatest[ClosedKey]{n: n, id: func(k ClosedKey) string { return k.ID }}
+	err := s.view.Closed(ctx, p.Tenant, visitor, func(k ClosedKey) error {
+		if after == "" || k.ID < after {
+			w.offer(k)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, "", err
+	}
+	var floor string
+	if w.more {
+		floor = w.items[0].ID // the heap's least
+	}
+	out := make([]conversation.Conversation, len(w.items))
+	found := make([]bool, len(w.items))
+	now := s.now()
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(viewWriters)
+	for i, k := range w.items {
+		if e := s.state.peek(k.Tenant, k.ID); e != nil {
+			if c := e.snapshot(); c.Status != conversation.Open {
+				out[i], found[i] = c, true
+				continue
+			}
+		}
+		g.Go(func() (err error) {
+			out[i], found[i], err = s.viewed(gctx, k, now)
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, "", err
+	}
+	live := out[:0]
+	for i, c := range out {
+		if found[i] {
+			live = append(live, c)
 		}
 	}
-	return chatapi.ListResult{Conversations: out}, nil
+	return live, floor, nil
+}
+
+// viewed returns the closed conversation k as the View holds it, and false
+// when it holds none or its events are all expired at now.
+func (s *Service) viewed(ctx context.Context, k ClosedKey, now time.Time) (conversation.Conversation, bool, error) {
+	v, ok, err := s.view.Get(ctx, k.Tenant, k.Visitor, k.ID)
+	if err != nil || !ok {
+		return conversation.Conversation{}, false, err
+	}
+	e, err := s.restored(ctx, v)
+	if err != nil || e.expired(now) {
+		return conversation.Conversation{}, false, err
+	}
+	return e.conv, true, nil
 }
 
 func summary(c conversation.Conversation) chatapi.Summary {

@@ -79,6 +79,7 @@ func (s *Service) Open(ctx context.Context, p auth.Principal, args chatapi.OpenA
 	}
 	if e := s.state.getOrCreate(p.Tenant, id); e != nil { // nil only were the new id erased
 		e.apply(r, ch.Payload, false)
+		s.state.track(e)
 	}
 	return chatapi.OpenResult{ID: id}, nil
 }
@@ -88,9 +89,6 @@ func (s *Service) Open(ctx context.Context, p auth.Principal, args chatapi.OpenA
 func (s *Service) reopen(ctx context.Context, p auth.Principal, id string, k idempotency) (chatapi.OpenResult, error) {
 	e, err := s.find(ctx, p.Tenant, id)
 	if err != nil {
-		return chatapi.OpenResult{}, err
-	}
-	if err := s.catchUp(ctx, e); err != nil {
 		return chatapi.OpenResult{}, err
 	}
 	prior, ok, err := s.prior(ctx, e, k.hash)

@@ -1,6 +1,7 @@
 package app
 
 import (
+	"container/list"
 	"context"
 	"errors"
 	"fmt"
@@ -15,11 +16,13 @@ import (
 	"github.com/parley-chat/parley/services/chat/internal/conversation"
 )
 
-// state is the in-memory model of every conversation: the aggregate state
-// that commands decide on, which is also the inbox. Transcripts are not
-// held: they are read from the event store when asked (see scan), so what
-// an instance holds grows with its conversations, not their messages.
-// Entries are added for conversations that have events, and removed once
+// state is the in-memory model of the conversations an instance needs at
+// hand: every open conversation, which commands decide on and the inbox
+// lists first, and up to closedCached closed ones used lately. A closed
+// conversation that is not held is read from the View when asked (see
+// Service.load), so what an instance holds grows with the conversations
+// open, not with those retained. Transcripts are not held either: they are
+// read from the event store when asked (see scan). Entries are removed once
 // every event of theirs is past its retention: the store removes the events
 // then, and the read models follow it (see entry.expired).
 //
@@ -27,11 +30,26 @@ import (
 // remembered for erasedFor, so that an event of theirs still on its way
 // does not bring them back; see erasedFor for why that is long enough.
 type state struct {
-	now     func() time.Time
-	mu      sync.RWMutex
-	tenants map[string]map[string]*entry
+	now func() time.Time
+	mu  sync.Mutex
+	// open holds the open conversations by tenant and id.
+	open map[string]map[string]*entry
+	// closed holds closed conversations used lately, the least recently
+	// used first out.
+	closed *list.List
+	byID   map[convID]*list.Element
 	// erased holds when each conversation was forgotten, for erasedFor.
 	erased map[convID]time.Time
+}
+
+// closedCached bounds the closed conversations an instance holds: at about
+// 2 KiB each, a few MiB, enough for those rated or read again soon after
+// closing.
+const closedCached = 1024
+
+func newState(now func() time.Time) state {
+	return state{now: now, open: make(map[string]map[string]*entry), closed: list.New(),
+		byID: make(map[convID]*list.Element), erased: make(map[convID]time.Time)}
 }
 
 // erasedFor is how long an erased conversation's id is remembered. The
@@ -54,7 +72,7 @@ func (st *state) forget(tenant, id string) {
 	now := st.now()
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	delete(st.tenants[tenant], id)
+	st.dropLocked(convID{tenant, id})
 	for c, at := range st.erased {
 		if now.Sub(at) >= erasedFor {
 			delete(st.erased, c)
@@ -63,10 +81,19 @@ func (st *state) forget(tenant, id string) {
 	st.erased[convID{tenant, id}] = now
 }
 
+// dropLocked removes the conversation's entry; st.mu is held.
+func (st *state) dropLocked(c convID) {
+	delete(st.open[c.tenant], c.id)
+	if el, ok := st.byID[c]; ok {
+		st.closed.Remove(el)
+		delete(st.byID, c)
+	}
+}
+
 // isErased reports whether the conversation was forgotten.
 func (st *state) isErased(tenant, id string) bool {
-	st.mu.RLock()
-	defer st.mu.RUnlock()
+	st.mu.Lock()
+	defer st.mu.Unlock()
 	return st.erasedLocked(convID{tenant, id})
 }
 
@@ -92,19 +119,42 @@ type entry struct {
 	until   time.Time
 	forever bool
 	// viewVersion is the version of the entry the View holds, at its
-	// revision viewRev.
+	// revision viewRev, as open when viewOpen.
 	viewVersion uint64
 	viewRev     uint64
+	viewOpen    bool
 }
 
+// get returns the conversation's entry, nil when this instance holds none,
+// and marks a closed one used.
 func (st *state) get(tenant, id string) *entry {
-	st.mu.RLock()
-	defer st.mu.RUnlock()
-	return st.tenants[tenant][id]
+	return st.lookup(tenant, id, true)
 }
 
-// getOrCreate returns the conversation's entry, created empty when there
-// is none; nil for an erased conversation.
+// peek is get without marking a closed conversation used: for listing.
+func (st *state) peek(tenant, id string) *entry {
+	return st.lookup(tenant, id, false)
+}
+
+func (st *state) lookup(tenant, id string, use bool) *entry {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if e := st.open[tenant][id]; e != nil {
+		return e
+	}
+	el, ok := st.byID[convID{tenant, id}]
+	if !ok {
+		return nil
+	}
+	if use {
+		st.closed.MoveToFront(el)
+	}
+	return el.Value.(*entry)
+}
+
+// getOrCreate returns the conversation's entry, created empty among the
+// open ones when there is none: a conversation is open from its first
+// event. It returns nil for an erased conversation.
 func (st *state) getOrCreate(tenant, id string) *entry {
 	if e := st.get(tenant, id); e != nil {
 		return e
@@ -114,10 +164,10 @@ func (st *state) getOrCreate(tenant, id string) *entry {
 	if st.erasedLocked(convID{tenant, id}) {
 		return nil
 	}
-	byID := st.tenants[tenant]
+	byID := st.open[tenant]
 	if byID == nil {
 		byID = make(map[string]*entry)
-		st.tenants[tenant] = byID
+		st.open[tenant] = byID
 	}
 	e := byID[id]
 	if e == nil {
@@ -127,48 +177,102 @@ func (st *state) getOrCreate(tenant, id string) *entry {
 	return e
 }
 
-// put sets the conversation's entry, as restored from the view, unless it
-// was erased meanwhile.
-func (st *state) put(tenant, id string, e *entry) {
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	if st.erasedLocked(convID{tenant, id}) {
+// track holds e by its conversation's status, after it changed or was
+// loaded: among the open ones, or first among the closed ones, which evicts
+// the least recently used past closedCached. An erased conversation is not
+// held.
+func (st *state) track(e *entry) {
+	c := e.snapshot()
+	if !c.Exists() {
 		return
 	}
-	if st.tenants[tenant] == nil {
-		st.tenants[tenant] = make(map[string]*entry)
+	id := convID{c.Tenant, c.ID}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.erasedLocked(id) {
+		return
 	}
-	st.tenants[tenant][id] = e
+	if c.Status == conversation.Open {
+		if el, ok := st.byID[id]; ok {
+			st.closed.Remove(el)
+			delete(st.byID, id)
+		}
+		if st.open[c.Tenant] == nil {
+			st.open[c.Tenant] = make(map[string]*entry)
+		}
+		st.open[c.Tenant][c.ID] = e
+		return
+	}
+	delete(st.open[c.Tenant], c.ID)
+	if el, ok := st.byID[id]; ok {
+		el.Value = e
+		st.closed.MoveToFront(el)
+		return
+	}
+	st.byID[id] = st.closed.PushFront(e)
+	for st.closed.Len() > closedCached {
+		old := st.closed.Back()
+		c := old.Value.(*entry).snapshot()
+		st.closed.Remove(old)
+		delete(st.byID, convID{c.Tenant, c.ID})
+	}
 }
 
-// all returns the entries of tenant that are not expired, and removes the
-// expired ones.
-func (st *state) all(tenant string) []*entry {
-	now := st.now()
-	st.mu.RLock()
-	out := make([]*entry, 0, len(st.tenants[tenant]))
-	var expired []string
-	for id, e := range st.tenants[tenant] {
-		if e.expired(now) {
-			expired = append(expired, id)
-			continue
-		}
-		out = append(out, e)
-	}
-	st.mu.RUnlock()
-	for _, id := range expired {
-		st.remove(tenant, id, now)
-	}
+// held returns the entries of tenant this instance holds, open and closed,
+// that are not expired, and removes the expired ones.
+func (st *state) held(tenant string) []*entry {
+	var out []*entry
+	st.each(tenant, func(e *entry, _ conversation.Conversation) { out = append(out, e) })
 	return out
+}
+
+// conversations returns the state of each conversation of tenant this
+// instance holds, as held does.
+func (st *state) conversations(tenant string) []conversation.Conversation {
+	var out []conversation.Conversation
+	st.each(tenant, func(_ *entry, c conversation.Conversation) { out = append(out, c) })
+	return out
+}
+
+// each hands fn the entries of tenant this instance holds and their state,
+// those expired left out and removed.
+func (st *state) each(tenant string, fn func(*entry, conversation.Conversation)) {
+	now := st.now()
+	st.mu.Lock()
+	es := make([]*entry, 0, len(st.open[tenant])+st.closed.Len())
+	for _, e := range st.open[tenant] {
+		es = append(es, e)
+	}
+	for el := st.closed.Front(); el != nil; el = el.Next() {
+		es = append(es, el.Value.(*entry))
+	}
+	st.mu.Unlock()
+	for _, e := range es {
+		e.mu.RLock()
+		c, expired := e.conv, e.expiredLocked(now)
+		e.mu.RUnlock()
+		switch {
+		case c.Tenant != tenant && c.Exists():
+		case expired:
+			st.remove(c.Tenant, c.ID, now)
+		default:
+			fn(e, c)
+		}
+	}
 }
 
 // remove drops the conversation's entry if it is still expired at now: an
 // event applied since may have brought it back.
 func (st *state) remove(tenant, id string, now time.Time) {
+	c := convID{tenant, id}
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	if e := st.tenants[tenant][id]; e != nil && e.expired(now) {
-		delete(st.tenants[tenant], id)
+	e := st.open[tenant][id]
+	if el, ok := st.byID[c]; ok && e == nil {
+		e = el.Value.(*entry)
+	}
+	if e != nil && e.expired(now) {
+		st.dropLocked(c)
 	}
 }
 
@@ -176,6 +280,11 @@ func (st *state) remove(tenant, id string, now time.Time) {
 func (e *entry) expired(now time.Time) bool {
 	e.mu.RLock()
 	defer e.mu.RUnlock()
+	return e.expiredLocked(now)
+}
+
+// expiredLocked is expired with e.mu held.
+func (e *entry) expiredLocked(now time.Time) bool {
 	return e.conv.Exists() && !e.forever && !now.Before(e.until)
 }
 
@@ -258,42 +367,75 @@ func (s *Service) applyAll(ctx context.Context, e *entry, rs []Record) error {
 	return nil
 }
 
-// find returns the conversation's entry, reading it from the event store
-// when this instance has not seen it yet (another instance may have opened
-// it a moment ago). A conversation without events is ErrNotFound.
+// find returns the conversation's entry as the event store holds it now,
+// whichever instance wrote its last event: the entry this instance holds,
+// or the View's, caught up with the events stored after it (one batched
+// read of the conversation's subject when nothing is missing). So a command
+// decides on the conversation's last event and a read shows every write
+// answered before it. A conversation without events is ErrNotFound.
 func (s *Service) find(ctx context.Context, tenant, id string) (*entry, error) {
 	if !stream.ValidToken(tenant) || !stream.ValidToken(id) || s.state.isErased(tenant, id) {
 		return nil, conversation.ErrNotFound
 	}
-	now := s.now()
-	if e := s.state.get(tenant, id); e != nil && e.version() > 0 {
-		if e.expired(now) {
-			s.state.remove(tenant, id, now)
+	e := s.state.get(tenant, id)
+	if e != nil && e.version() > 0 {
+		if err := s.catchUp(ctx, e, tenant, id); err != nil {
+			return nil, err
+		}
+		s.state.track(e)
+	} else {
+		// Not held: the visitor, which the View's key names, is in every
+		// event of the conversation; its first tells whether there is any.
+		rs, _, err := s.events.Read(ctx, tenant, id, 0, 1)
+		if err != nil {
+			return nil, err
+		}
+		if len(rs) == 0 {
 			return nil, conversation.ErrNotFound
 		}
-		return e, nil
+		if e, err = s.load(ctx, tenant, rs[0].Event.Subject, id); err != nil {
+			return nil, err
+		}
 	}
-	rs, err := s.events.Load(ctx, tenant, id, 0)
-	if err != nil {
-		return nil, err
-	}
-	if len(rs) == 0 {
+	now := s.now()
+	if e == nil || e.version() == 0 {
 		return nil, conversation.ErrNotFound
 	}
-	e := s.state.getOrCreate(tenant, id)
-	if e == nil {
+	if e.expired(now) {
+		s.state.remove(tenant, id, now)
 		return nil, conversation.ErrNotFound
-	}
-	if err := s.applyAll(ctx, e, rs); err != nil {
-		return nil, err
 	}
 	return e, nil
 }
 
-// catchUp applies the events e is missing from the event store.
-func (s *Service) catchUp(ctx context.Context, e *entry) error {
-	c := e.snapshot()
-	rs, err := s.events.Load(ctx, c.Tenant, c.ID, c.Version)
+// load reads a conversation this instance does not hold from the View,
+// catches it up from the event store and holds it; nil when the store holds
+// no event of it.
+func (s *Service) load(ctx context.Context, tenant, visitor, id string) (*entry, error) {
+	e := &entry{}
+	v, ok, err := s.view.Get(ctx, tenant, visitor, id)
+	if err != nil {
+		return nil, err
+	}
+	if ok {
+		if e, err = s.restored(ctx, v); err != nil {
+			return nil, err
+		}
+	}
+	if err := s.catchUp(ctx, e, tenant, id); err != nil {
+		return nil, err
+	}
+	if e.version() == 0 || s.state.isErased(tenant, id) {
+		return nil, nil
+	}
+	s.state.track(e)
+	return e, nil
+}
+
+// catchUp applies the events of conversation id of tenant that e is
+// missing from the event store.
+func (s *Service) catchUp(ctx context.Context, e *entry, tenant, id string) error {
+	rs, err := s.events.Load(ctx, tenant, id, e.version())
 	if err != nil {
 		return err
 	}
@@ -305,16 +447,29 @@ func (s *Service) catchUp(ctx context.Context, e *entry) error {
 // (see flush), in stream order: it is called by one goroutine, the follower
 // of the event store. Events already applied (by this instance's own commands, or
 // twice delivered) are skipped by their sequence, so Project is idempotent.
+// An event of a closed conversation this instance does not hold loads it
+// (see load), which applies the event with those before it.
 // An error is transient (the key service or the view could not be asked):
 // the caller retries r.
 func (s *Service) Project(ctx context.Context, r Record) error {
-	e := s.state.getOrCreate(r.Event.Tenant, r.Event.Aggregate)
+	tenant, id := r.Event.Tenant, r.Event.Aggregate
+	e := s.state.get(tenant, id)
+	if e == nil && r.Event.Type == event.ConversationOpened {
+		// The first event: nothing to load.
+		e = s.state.getOrCreate(tenant, id)
+	} else if e == nil && !s.state.isErased(tenant, id) {
+		var err error
+		if e, err = s.load(ctx, tenant, r.Event.Subject, id); err != nil {
+			return err
+		}
+	}
 	if e != nil && r.Seq > e.version() {
 		p, erased, err := s.read(ctx, r)
 		if err != nil {
 			return err
 		}
 		e.apply(r, p, erased)
+		s.state.track(e)
 	}
 	if e != nil {
 		s.dirty[e] = struct{}{}
@@ -323,24 +478,31 @@ func (s *Service) Project(ctx context.Context, r Record) error {
 }
 
 // EraseVisitor marks the visitor's conversations erased, as they are
-// rebuilt after the erasure: the privacy service destroyed the visitor's
-// keys (subjectkey.Erased).
-func (s *Service) EraseVisitor(tenant, visitor string) {
-	for _, e := range s.state.all(tenant) {
-		if e.snapshot().Visitor == visitor {
-			e.erase()
+// rebuilt after the erasure, and writes those it holds to the View, where
+// they are listed as closed: the privacy service destroyed the visitor's
+// keys (subjectkey.Erased). Those it does not hold are closed in the View
+// already, and come back erased when read (see openView).
+func (s *Service) EraseVisitor(ctx context.Context, tenant, visitor string) error {
+	var errs []error
+	for _, e := range s.state.held(tenant) {
+		if e.snapshot().Visitor != visitor {
+			continue
 		}
+		e.erase()
+		s.state.track(e)
+		errs = append(errs, s.storeView(ctx, e))
 	}
+	return errors.Join(errs...)
 }
 
 // openOf returns how many conversations of the visitor in tenant are open.
 func (st *state) openOf(tenant, visitor string) int {
 	n := 0
-	for _, e := range st.all(tenant) {
-		if c := e.snapshot(); c.Visitor == visitor && c.Status == conversation.Open {
+	st.each(tenant, func(_ *entry, c conversation.Conversation) {
+		if c.Visitor == visitor && c.Status == conversation.Open {
 			n++
 		}
-	}
+	})
 	return n
 }
 

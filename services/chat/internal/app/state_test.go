@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/parley-chat/parley/pkg/event"
 )
 
 // clock is a time that tests move by hand.
@@ -11,16 +13,17 @@ type clock struct{ t time.Time }
 
 func (c *clock) now() time.Time { return c.t }
 
-func newState(c *clock) *state {
-	return &state{now: c.now, tenants: make(map[string]map[string]*entry), erased: make(map[convID]time.Time)}
+func stateAt(c *clock) *state {
+	st := newState(c.now)
+	return &st
 }
 
 // TestErasedConversationStaysOut checks that a late event of an erased
 // conversation (Project's getOrCreate) and a view entry restored after the
-// erasure (put) do not bring it back within erasedFor.
+// erasure (track) do not bring it back within erasedFor.
 func TestErasedConversationStaysOut(t *testing.T) {
 	c := &clock{t: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)}
-	st := newState(c)
+	st := stateAt(c)
 	if st.getOrCreate("acme", "c1") == nil {
 		t.Fatal("getOrCreate(c1) = nil before erasure")
 	}
@@ -29,9 +32,11 @@ func TestErasedConversationStaysOut(t *testing.T) {
 	if e := st.getOrCreate("acme", "c1"); e != nil {
 		t.Errorf("getOrCreate(c1) %v after erasure = %p, want nil", erasedFor-time.Minute, e)
 	}
-	st.put("acme", "c1", &entry{})
+	restored := &entry{}
+	restored.conv.Apply(1, event.Envelope{Type: event.ConversationOpened, Tenant: "acme", Aggregate: "c1", Subject: "v1"}, nil)
+	st.track(restored)
 	if e := st.get("acme", "c1"); e != nil {
-		t.Errorf("get(c1) after put of an erased conversation = %p, want nil", e)
+		t.Errorf("get(c1) after track of an erased conversation = %p, want nil", e)
 	}
 	if !st.isErased("acme", "c1") {
 		t.Error("isErased(c1) = false, want true")
@@ -42,7 +47,7 @@ func TestErasedConversationStaysOut(t *testing.T) {
 // than erasedFor leave it.
 func TestErasedSetBound(t *testing.T) {
 	c := &clock{t: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)}
-	st := newState(c)
+	st := stateAt(c)
 	const n = 1000
 	for i := range n {
 		st.forget("acme", fmt.Sprintf("c%d", i))

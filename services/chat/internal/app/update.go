@@ -20,9 +20,9 @@ type decision func(c *conversation.Conversation) ([]conversation.Change, error)
 // decides again, at most MaxTries times. It returns the state after the
 // command and the records it appended.
 //
-// The happy path reads nothing from the event store: this instance's state
-// is current unless another instance wrote in between, which the append
-// detects.
+// It decides on the conversation as the store holds it (see find): a
+// writer whose requests reach instances at random is refused only when
+// another writer got in between, not because an instance lagged.
 func (s *Service) update(ctx context.Context, p auth.Principal, id string, decide decision) (conversation.Conversation, []Record, error) {
 	return s.updateKeyed(ctx, p, id, idempotency{}, decide)
 }
@@ -65,6 +65,7 @@ func (s *Service) updateKeyed(ctx context.Context, p auth.Principal, id string, 
 			keys = &k
 		}
 		appended, err := s.appendAll(ctx, e, keys, &c, changes, k)
+		s.state.track(e)
 		if errors.Is(err, ErrDuplicateID) && k.hash != "" {
 			return c, appended, ErrKeyReused
 		}
@@ -75,7 +76,7 @@ func (s *Service) updateKeyed(ctx context.Context, p auth.Principal, id string, 
 		if try == MaxTries {
 			return c, nil, ErrContended
 		}
-		if err := s.catchUp(ctx, e); err != nil {
+		if err := s.catchUp(ctx, e, c.Tenant, c.ID); err != nil {
 			return c, nil, err
 		}
 	}

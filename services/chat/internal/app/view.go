@@ -18,23 +18,38 @@ import (
 
 // View keeps the conversations' state across restarts: a materialised view
 // of the event store, each entry the state of one conversation after the
-// event at its Version. An instance loads it at start and catches up from
-// the sequence up to which it applied every event, instead of folding the
-// store from its first event. The store stays the source of truth: an
-// entry is written only after its events are stored, and applying an event
-// again is a no-op, so a view behind the store only costs catching up.
+// event at its Version, kept apart by status, open or closed. An instance
+// loads the open entries at start and catches up from the sequence up to
+// which it applied every event, instead of folding the store from its
+// first event; a closed conversation is read from it when asked. The store
+// stays the source of truth: an entry is written only after its events are
+// stored, and applying an event again is a no-op, so a view behind the
+// store only costs catching up.
 type View interface {
-	// Load hands fn every entry and returns the sequence up to which every
-	// event was applied to the view (0: none).
+	// Load hands fn every open conversation's entry and returns the
+	// sequence up to which every event was applied to the view (0: none).
 	Load(ctx context.Context, fn func(ViewEntry) error) (applied uint64, err error)
+	// Get returns the entry of the visitor's conversation id, and false
+	// when the view holds none.
+	Get(ctx context.Context, tenant, visitor, id string) (ViewEntry, bool, error)
+	// Closed hands fn the tenant's closed conversations, the visitor's only
+	// unless visitor is empty, every tenant's when tenant is empty, in no
+	// particular order, reading no entry.
+	Closed(ctx context.Context, tenant, visitor string, fn func(ClosedKey) error) error
 	// Put stores e unless the view holds e's conversation at e.Version or
 	// later, writing over revision e.Rev only (0: none), and returns the
-	// revision the view holds for it then. Entries never go back.
+	// revision the view holds for it then. Entries never go back. A closed
+	// e stored afresh (Rev 0) replaces the conversation's open entry.
 	Put(ctx context.Context, e ViewEntry) (rev uint64, err error)
-	// Remove deletes the conversation's entry.
+	// Remove deletes the conversation's entries.
 	Remove(ctx context.Context, tenant, id string) error
 	// Applied records that every event up to seq is applied to the view.
 	Applied(ctx context.Context, seq uint64) error
+}
+
+// ClosedKey names a closed conversation in the View.
+type ClosedKey struct {
+	Tenant, Visitor, ID string
 }
 
 // ViewEntry is one conversation in the View. Its state is in the clear
@@ -51,6 +66,9 @@ type ViewEntry struct {
 	State json.RawMessage `json:"state"`
 	// Assignee is the assignee sealed under the visitor's data key, or nil.
 	Assignee []byte `json:"assignee,omitempty"`
+	// Open tells which entries of the view it is among; not stored, the
+	// View keeps them apart.
+	Open bool `json:"-"`
 	// Rev is the view's revision of the entry; not stored.
 	Rev uint64 `json:"-"`
 }
@@ -87,15 +105,21 @@ func (s *Service) storeView(ctx context.Context, e *entry) error {
 	assignee := st.Conv.Assignee
 	st.Conv.Assignee = ""
 	b, err := json.Marshal(st)
-	written, rev := e.viewVersion, e.viewRev
+	written, rev, wasOpen := e.viewVersion, e.viewRev, e.viewOpen
 	e.mu.RUnlock()
 	if err != nil {
 		return fmt.Errorf("encode view of %s: %w", st.Conv.ID, err)
 	}
-	if st.Conv.Version <= written {
+	open := st.Conv.Status == conversation.Open
+	// Rewritten also when only its status moved: a visitor's erasure
+	// closes the conversation with no event.
+	if !st.Conv.Exists() || st.Conv.Version <= written && open == wasOpen {
 		return nil
 	}
-	v := ViewEntry{Tenant: st.Conv.Tenant, ID: st.Conv.ID, Visitor: st.Conv.Visitor, Version: st.Conv.Version, State: b, Rev: rev}
+	if open != wasOpen {
+		rev = 0 // another key
+	}
+	v := ViewEntry{Tenant: st.Conv.Tenant, ID: st.Conv.ID, Visitor: st.Conv.Visitor, Version: st.Conv.Version, State: b, Open: open, Rev: rev}
 	if assignee != "" {
 		k, err := s.keys.Get(ctx, v.Tenant, v.Visitor)
 		switch {
@@ -115,8 +139,8 @@ func (s *Service) storeView(ctx context.Context, e *entry) error {
 		return err
 	}
 	e.mu.Lock()
-	if v.Version > e.viewVersion {
-		e.viewVersion, e.viewRev = v.Version, rev
+	if v.Version > e.viewVersion || v.Open != e.viewOpen {
+		e.viewVersion, e.viewRev, e.viewOpen = v.Version, rev, v.Open
 	}
 	e.mu.Unlock()
 	return nil
@@ -152,29 +176,51 @@ func (s *Service) openView(ctx context.Context, v ViewEntry) (viewState, error) 
 	return st, nil
 }
 
-// Restore loads the view into the read models and returns the sequence to
-// follow the event store from: every event up to it is applied. Entries of
-// conversations whose events are gone — expired, or erased while this
-// instance did not run — are removed from the view; held tells which
-// conversations the store holds events of.
+// restored returns the entry of a conversation read from the view.
+func (s *Service) restored(ctx context.Context, v ViewEntry) (*entry, error) {
+	st, err := s.openView(ctx, v)
+	if err != nil {
+		return nil, err
+	}
+	return &entry{conv: st.Conv, keyed: st.Keyed, until: st.Until, forever: st.Forever,
+		viewVersion: v.Version, viewRev: v.Rev, viewOpen: v.Open}, nil
+}
+
+// Restore loads the open conversations of the view into the read models and
+// returns the sequence to follow the event store from: every event up to it
+// is applied. Open entries of conversations whose events are gone —
+// expired, or erased while this instance did not run — are removed from the
+// view (the closed ones by Prune); held tells which conversations the store
+// holds events of. An open entry whose visitor was erased meanwhile is
+// written back as closed.
 func (s *Service) Restore(ctx context.Context, held func(tenant, id string) bool) (uint64, error) {
 	now := s.now()
-	var gone []ViewEntry
+	var (
+		gone   []ViewEntry
+		closed []*entry // open in the view, closed by an erasure since
+	)
 	applied, err := s.view.Load(ctx, func(v ViewEntry) error {
-		st, err := s.openView(ctx, v)
+		e, err := s.restored(ctx, v)
 		if err != nil {
 			return err
 		}
-		e := &entry{conv: st.Conv, keyed: st.Keyed, until: st.Until, forever: st.Forever, viewVersion: v.Version, viewRev: v.Rev}
 		if e.expired(now) || !held(v.Tenant, v.ID) {
 			gone = append(gone, v)
 			return nil
 		}
-		s.state.put(v.Tenant, v.ID, e)
+		s.state.track(e)
+		if e.snapshot().Status != conversation.Open {
+			closed = append(closed, e)
+		}
 		return nil
 	})
 	if err != nil {
 		return 0, err
+	}
+	for _, e := range closed {
+		if err := s.storeView(ctx, e); err != nil {
+			return 0, err
+		}
 	}
 	for _, v := range gone {
 		if err := s.view.Remove(ctx, v.Tenant, v.ID); err != nil {
@@ -182,6 +228,25 @@ func (s *Service) Restore(ctx context.Context, held func(tenant, id string) bool
 		}
 	}
 	return applied, nil
+}
+
+// Prune removes from the view the closed conversations whose events the
+// store no longer holds: expired, or erased while no instance ran to hear
+// of it. It reads the view's keys alone, so it runs beside the service
+// rather than before it: held, taken at start, tells which conversations
+// certainly have events, and a conversation it does not name is read from
+// the store before it is removed, as it may have been opened since.
+func (s *Service) Prune(ctx context.Context, held func(tenant, id string) bool) error {
+	return s.view.Closed(ctx, "", "", func(k ClosedKey) error {
+		if held(k.Tenant, k.ID) {
+			return nil
+		}
+		rs, _, err := s.events.Read(ctx, k.Tenant, k.ID, 0, 1)
+		if err != nil || len(rs) > 0 {
+			return err
+		}
+		return s.view.Remove(ctx, k.Tenant, k.ID)
+	})
 }
 
 // flush writes the entries Project changed to the view, then records that

@@ -1,12 +1,14 @@
 package jetstream
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 
 	natsjs "github.com/nats-io/nats.go/jetstream"
 
@@ -15,21 +17,30 @@ import (
 	"github.com/parley-chat/parley/services/chat/internal/app"
 )
 
-// View is app.View on the key-value bucket CHAT_VIEW: one key per
-// conversation, <tenant>.<conversation>, and appliedKey. It is safe for
-// concurrent use; instances sharing the bucket never move an entry back,
-// as every write names the revision it replaces.
+// View is app.View on the key-value bucket CHAT_VIEW. A conversation's key
+// is <tenant>.open.<visitor>.<conversation> while it is open and
+// <tenant>.closed.<visitor>.<conversation> once closed, so that a start
+// loads the open ones with one filtered watch, and the closed ones of a
+// tenant or of one visitor are listed by a filter on the keys; appliedKey
+// and layoutKey have no dot, so no conversation's key is the same. It is
+// safe for concurrent use; instances sharing the bucket never move an entry
+// back, as every write names the revision it replaces.
 type View struct {
 	kv natsjs.KeyValue
 }
 
-// appliedKey holds the sequence up to which every event is in the view. It
-// has no dot, so no conversation's key is the same.
-const appliedKey = "applied"
+const (
+	// appliedKey holds the sequence up to which every event is in the view.
+	appliedKey = "applied"
+	// layoutKey names the key layout the bucket is written in, layout.
+	layoutKey = "layout"
+	layout    = "2"
+)
 
 // OpenView creates the bucket with the definition of o when missing and
 // returns a View on it; a bucket with another definition is used as it is,
-// with a warning (see stream.CreateBuckets).
+// with a warning (see stream.CreateBuckets). A bucket in an older key
+// layout, one key per conversation, is emptied to be rebuilt from CHAT.
 func OpenView(ctx context.Context, js natsjs.JetStream, o stream.Options, log *slog.Logger) (*View, error) {
 	switch err := stream.CreateBuckets(ctx, js, o, stream.ChatViewBucket); {
 	case errors.Is(err, stream.ErrDrift):
@@ -41,19 +52,74 @@ func OpenView(ctx context.Context, js natsjs.JetStream, o stream.Options, log *s
 	if err != nil {
 		return nil, fmt.Errorf("open bucket %s: %w", stream.ChatViewBucket, err)
 	}
-	return &View{kv: kv}, nil
+	v := &View{kv: kv}
+	if err := v.upgrade(ctx, log); err != nil {
+		return nil, err
+	}
+	return v, nil
 }
 
-func viewKey(tenant, id string) string { return tenant + "." + id }
+// upgrade empties a bucket written in an older layout and marks it written
+// in this one. Instances that start together may both do it: neither
+// removes the other's entries in this layout, and a removed applied costs
+// the next start a rebuild, nothing more.
+func (v *View) upgrade(ctx context.Context, log *slog.Logger) error {
+	cur, err := v.kv.Get(ctx, layoutKey)
+	if err == nil && string(cur.Value()) == layout {
+		return nil
+	}
+	if err != nil && !errors.Is(err, natsjs.ErrKeyNotFound) {
+		return fmt.Errorf("layout of %s: %w", stream.ChatViewBucket, err)
+	}
+	log.Info("rebuilding the view in a new key layout", "bucket", stream.ChatViewBucket, "layout", layout)
+	// Only the old layout's keys, <tenant>.<conversation>, and applied: an
+	// instance that upgraded a moment before may be writing the new ones.
+	keys, err := v.kv.ListKeysFiltered(ctx, "*.*", appliedKey)
+	if err != nil {
+		return fmt.Errorf("upgrade %s: %w", stream.ChatViewBucket, err)
+	}
+	defer func() { _ = keys.Stop() }()
+	for k := range keys.Keys() {
+		if err := v.kv.Purge(ctx, k, natsjs.PurgeTTL(stream.ViewMarkerTTL)); err != nil {
+			return fmt.Errorf("upgrade %s: %w", stream.ChatViewBucket, err)
+		}
+	}
+	if _, err := v.kv.Put(ctx, layoutKey, []byte(layout)); err != nil {
+		return fmt.Errorf("upgrade %s: %w", stream.ChatViewBucket, err)
+	}
+	return nil
+}
 
-// Load implements app.View, reading the bucket with one watch.
+// status is the key token of an entry's status.
+func status(open bool) string {
+	if open {
+		return "open"
+	}
+	return "closed"
+}
+
+func viewKey(tenant, visitor, id string, open bool) string {
+	return tenant + "." + status(open) + "." + visitor + "." + id
+}
+
+// Load implements app.View, reading the open entries with one watch.
 func (v *View) Load(ctx context.Context, fn func(app.ViewEntry) error) (uint64, error) {
-	w, err := v.kv.WatchAll(ctx, natsjs.IgnoreDeletes())
+	var applied uint64
+	cur, err := v.kv.Get(ctx, appliedKey)
+	switch {
+	case errors.Is(err, natsjs.ErrKeyNotFound):
+	case err != nil:
+		return 0, fmt.Errorf("load %s: %w", stream.ChatViewBucket, err)
+	default:
+		if applied, err = strconv.ParseUint(string(cur.Value()), 10, 64); err != nil {
+			return 0, fmt.Errorf("load %s: %s: %w", stream.ChatViewBucket, appliedKey, err)
+		}
+	}
+	w, err := v.kv.Watch(ctx, "*.open.*.*", natsjs.IgnoreDeletes())
 	if err != nil {
 		return 0, fmt.Errorf("load %s: %w", stream.ChatViewBucket, err)
 	}
 	defer func() { _ = w.Stop() }()
-	var applied uint64
 	for {
 		var kve natsjs.KeyValueEntry
 		select {
@@ -63,12 +129,6 @@ func (v *View) Load(ctx context.Context, fn func(app.ViewEntry) error) (uint64, 
 		}
 		if kve == nil { // all values read
 			return applied, nil
-		}
-		if kve.Key() == appliedKey {
-			if applied, err = strconv.ParseUint(string(kve.Value()), 10, 64); err != nil {
-				return 0, fmt.Errorf("load %s: %s: %w", stream.ChatViewBucket, appliedKey, err)
-			}
-			continue
 		}
 		e, err := decodeEntry(kve)
 		if err != nil {
@@ -85,18 +145,78 @@ func decodeEntry(kve natsjs.KeyValueEntry) (app.ViewEntry, error) {
 	if err := json.Unmarshal(kve.Value(), &e); err != nil {
 		return app.ViewEntry{}, fmt.Errorf("load %s: entry %d: %w", stream.ChatViewBucket, kve.Revision(), err)
 	}
-	if viewKey(e.Tenant, e.ID) != kve.Key() {
+	switch kve.Key() {
+	case viewKey(e.Tenant, e.Visitor, e.ID, true):
+		e.Open = true
+	case viewKey(e.Tenant, e.Visitor, e.ID, false):
+	default:
 		return app.ViewEntry{}, fmt.Errorf("load %s: entry %d is not its key's", stream.ChatViewBucket, kve.Revision())
 	}
 	e.Rev = kve.Revision()
 	return e, nil
 }
 
+// Get implements app.View: the closed entry, or else the open one.
+func (v *View) Get(ctx context.Context, tenant, visitor, id string) (app.ViewEntry, bool, error) {
+	for _, open := range []bool{false, true} {
+		kve, err := v.kv.Get(ctx, viewKey(tenant, visitor, id, open))
+		if errors.Is(err, natsjs.ErrKeyNotFound) {
+			continue
+		}
+		if err != nil {
+			return app.ViewEntry{}, false, fmt.Errorf("get %s from %s: %w", id, stream.ChatViewBucket, err)
+		}
+		e, err := decodeEntry(kve)
+		return e, err == nil, err
+	}
+	return app.ViewEntry{}, false, nil
+}
+
+// Closed implements app.View with a listing of the keys filtered to the
+// tenant and visitor.
+func (v *View) Closed(ctx context.Context, tenant, visitor string, fn func(app.ClosedKey) error) error {
+	filter := viewKey(cmp.Or(tenant, "*"), cmp.Or(visitor, "*"), "*", false)
+	keys, err := v.kv.ListKeysFiltered(ctx, filter)
+	if err != nil {
+		return fmt.Errorf("list %s: %w", filter, err)
+	}
+	defer func() { _ = keys.Stop() }()
+	for k := range keys.Keys() {
+		t := strings.Split(k, ".")
+		if len(t) != 4 {
+			continue
+		}
+		if err := fn(app.ClosedKey{Tenant: t[0], Visitor: t[2], ID: t[3]}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // Put implements app.View with compare-and-set writes: a write over a
 // revision that is no longer the last reads the entry there and stops when
-// it is as new as e, or writes over it.
+// it is as new as e, or writes over it. A closed entry written afresh
+// removes the open one.
 func (v *View) Put(ctx context.Context, e app.ViewEntry) (uint64, error) {
-	key := viewKey(e.Tenant, e.ID)
+	rev, err := v.put(ctx, e)
+	if err != nil || e.Open || e.Rev != 0 {
+		return rev, err
+	}
+	open := viewKey(e.Tenant, e.Visitor, e.ID, true)
+	switch _, err := v.kv.Get(ctx, open); {
+	case errors.Is(err, natsjs.ErrKeyNotFound):
+		return rev, nil
+	case err != nil:
+		return 0, fmt.Errorf("put %s in %s: %w", e.ID, stream.ChatViewBucket, err)
+	}
+	if err := v.kv.Purge(ctx, open, natsjs.PurgeTTL(stream.ViewMarkerTTL)); err != nil {
+		return 0, fmt.Errorf("put %s in %s: %w", e.ID, stream.ChatViewBucket, err)
+	}
+	return rev, nil
+}
+
+func (v *View) put(ctx context.Context, e app.ViewEntry) (uint64, error) {
+	key := viewKey(e.Tenant, e.Visitor, e.ID, e.Open)
 	b, err := json.Marshal(e)
 	if err != nil {
 		return 0, fmt.Errorf("put %s: %w", key, err)
@@ -134,11 +254,19 @@ func (v *View) Put(ctx context.Context, e app.ViewEntry) (uint64, error) {
 	}
 }
 
-// Remove implements app.View. The marker it leaves goes after
-// stream.ViewMarkerTTL.
+// Remove implements app.View, finding the conversation's keys by a filter.
+// The markers it leaves go after stream.ViewMarkerTTL.
 func (v *View) Remove(ctx context.Context, tenant, id string) error {
-	if err := v.kv.Purge(ctx, viewKey(tenant, id), natsjs.PurgeTTL(stream.ViewMarkerTTL)); err != nil {
-		return fmt.Errorf("remove %s from %s: %w", viewKey(tenant, id), stream.ChatViewBucket, err)
+	filter := tenant + ".*.*." + id
+	keys, err := v.kv.ListKeysFiltered(ctx, filter)
+	if err != nil {
+		return fmt.Errorf("remove %s from %s: %w", filter, stream.ChatViewBucket, err)
+	}
+	defer func() { _ = keys.Stop() }()
+	for k := range keys.Keys() {
+		if err := v.kv.Purge(ctx, k, natsjs.PurgeTTL(stream.ViewMarkerTTL)); err != nil {
+			return fmt.Errorf("remove %s from %s: %w", k, stream.ChatViewBucket, err)
+		}
 	}
 	return nil
 }

@@ -87,7 +87,8 @@ type conversationPage struct {
 
 // listConversations answers one page of the caller's conversations, newest
 // first: in descending order of id (UUIDv7, time-ordered), which no
-// activity changes, so paging neither misses nor repeats one.
+// activity changes, so paging neither misses nor repeats one; with
+// ?status=open or closed, those of that status only.
 func (a *API) listConversations(w http.ResponseWriter, r *http.Request) error {
 	p, err := a.member(r, false)
 	if err != nil {
@@ -98,8 +99,12 @@ func (a *API) listConversations(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	status := r.URL.Query()["status"]
+	if len(status) > 1 || len(status) == 1 && status[0] != chatapi.StatusOpen && status[0] != chatapi.StatusClosed {
+		return errBadStatus
+	}
 	var res chatapi.ListResult
-	if err := a.call(r, chatapi.ListSubject, p, chatapi.ListArgs{Page: pg}, &res); err != nil {
+	if err := a.call(r, chatapi.ListSubject, p, chatapi.ListArgs{Page: pg, Status: r.URL.Query().Get("status")}, &res); err != nil {
 		return err
 	}
 	out := conversationPage{Conversations: make([]conversation, len(res.Conversations)), NextCursor: nextCursor(scope, res.Next)}

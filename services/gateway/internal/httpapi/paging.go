@@ -29,6 +29,7 @@ var (
 	errBadLimit  = newError(http.StatusBadRequest, "malformed", "limit must be one integer from 1 to "+strconv.Itoa(maxPageLimit))
 	errBadCursor = newError(http.StatusBadRequest, "malformed", "cursor is not one this call answered as next_cursor, or is given more than once")
 	errBadQuery  = newError(http.StatusBadRequest, "malformed", "the query string is not valid URL encoding")
+	errBadStatus = newError(http.StatusBadRequest, "malformed", "status must be open or closed, given once")
 )
 
 // cursorScope is what a cursor was issued for: the call, the caller's

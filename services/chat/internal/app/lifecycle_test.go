@@ -1,0 +1,100 @@
+package app_test
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/parley-chat/parley/pkg/chatapi"
+	"github.com/parley-chat/parley/pkg/privacyapi"
+
+	"github.com/parley-chat/parley/services/chat/internal/app"
+	"github.com/parley-chat/parley/services/chat/internal/conversation"
+)
+
+// TestErasedVisitorListedClosed erases a visitor with open conversations:
+// the instance lists them closed at once, the View holds them closed, and
+// a restart neither loads them as open nor loses them from the list.
+func TestErasedVisitorListedClosed(t *testing.T) {
+	w := newWorld()
+	in := w.start(t)
+	v := visitorN(1)
+	a, b := in.open(t, v, "a"), in.open(t, v, "b")
+	kept := in.open(t, visitorN(2), "kept")
+	in.follow(t)
+	w.keys.erase(tenant, v.ID)
+	if err := in.EraseVisitor(t.Context(), tenant, v.ID); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{kept, b, a}
+	if got := in.list(t, supervisor, chatapi.StatusClosed, 10); !cmp.Equal(got, want[1:]) {
+		t.Errorf("List(closed) after erasure = %v, want %v", got, want[1:])
+	}
+	var open []string
+	if _, err := w.view.Load(t.Context(), func(e app.ViewEntry) error {
+		open = append(open, e.ID)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if !cmp.Equal(open, []string{kept}) {
+		t.Errorf("View's open entries after erasure = %v, want [%s]", open, kept)
+	}
+	again := w.start(t)
+	if got := app.Held(again.Service); got != 1 {
+		t.Errorf("restarted instance holds %d conversations, want the 1 open one", got)
+	}
+	if diff := cmp.Diff(want, again.list(t, supervisor, "", 10)); diff != "" {
+		t.Errorf("List() after restart mismatch (-want +got):\n%s", diff)
+	}
+	_, err := again.Post(t.Context(), v, chatapi.PostArgs{Conversation: a, Text: "x"})
+	if !errors.Is(err, conversation.ErrErased) {
+		t.Errorf("Post(erased visitor's) = %v, want ErrErased", err)
+	}
+}
+
+// fixedPolicies gives every tenant one retention.
+type fixedPolicies time.Duration
+
+func (p fixedPolicies) Get(string) privacyapi.Settings {
+	return privacyapi.Settings{RetentionSeconds: int(time.Duration(p) / time.Second)}
+}
+
+// TestExpiredClosedConversationsLeave lets the retention of closed
+// conversations that no instance holds pass: they leave the list, the
+// visitor's export, and are not found.
+func TestExpiredClosedConversationsLeave(t *testing.T) {
+	w := newWorld()
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	clock := func() time.Time { return now }
+	in := w.startWith(t, app.Options{Now: clock, Policies: fixedPolicies(time.Hour)})
+	v := visitorN(1)
+	conv := in.open(t, v, "short")
+	if _, err := in.Close(t.Context(), v, chatapi.ConversationArgs{Conversation: conv}); err != nil {
+		t.Fatal(err)
+	}
+	in.follow(t)
+	later := w.startWith(t, app.Options{Now: clock, Policies: fixedPolicies(time.Hour)})
+	if got := later.list(t, v, "", 10); !cmp.Equal(got, []string{conv}) {
+		t.Fatalf("List() within retention = %v, want [%s]", got, conv)
+	}
+	ex, err := later.Export(t.Context(), v, chatapi.ExportArgs{Visitor: v.ID})
+	if err != nil || len(ex.Conversations) != 1 {
+		t.Fatalf("Export() within retention = %d conversations, %v; want 1", len(ex.Conversations), err)
+	}
+
+	now = now.Add(2 * time.Hour)
+	again := w.startWith(t, app.Options{Now: clock, Policies: fixedPolicies(time.Hour)})
+	if got := again.list(t, supervisor, "", 10); len(got) != 0 {
+		t.Errorf("List() past retention = %v, want none", got)
+	}
+	ex, err = again.Export(t.Context(), v, chatapi.ExportArgs{Visitor: v.ID})
+	if err != nil || len(ex.Conversations) != 0 {
+		t.Errorf("Export() past retention = %d conversations, %v; want none", len(ex.Conversations), err)
+	}
+	if _, err := again.Get(t.Context(), v, chatapi.ConversationArgs{Conversation: conv}); !errors.Is(err, conversation.ErrNotFound) {
+		t.Errorf("Get() past retention = %v, want ErrNotFound", err)
+	}
+}

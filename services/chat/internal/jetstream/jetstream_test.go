@@ -1,0 +1,86 @@
+package jetstream_test
+
+import (
+	"log/slog"
+	"testing"
+
+	"github.com/parley-chat/parley/pkg/natsembed/natstest"
+	"github.com/parley-chat/parley/pkg/stream"
+
+	"github.com/parley-chat/parley/services/chat/internal/app"
+	"github.com/parley-chat/parley/services/chat/internal/app/storetest"
+	"github.com/parley-chat/parley/services/chat/internal/jetstream"
+)
+
+func TestEventStore(t *testing.T) {
+	storetest.EventStore(t, func(t *testing.T) app.EventStore {
+		_, js := natstest.Connect(t, natstest.Start(t, ""))
+		s, err := jetstream.Open(t.Context(), js, stream.Options{}, slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	})
+}
+
+func TestView(t *testing.T) {
+	storetest.View(t, func(t *testing.T) app.View {
+		_, js := natstest.Connect(t, natstest.Start(t, ""))
+		v, err := jetstream.OpenView(t.Context(), js, stream.Options{}, slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	})
+}
+
+// TestViewUpgradesLayout opens a CHAT_VIEW written in the first layout, one
+// key per conversation: its entries and applied sequence go, so the service
+// rebuilds it from CHAT, while an entry of this layout, written by an
+// instance that upgraded first, stays.
+func TestViewUpgradesLayout(t *testing.T) {
+	ctx := t.Context()
+	_, js := natstest.Connect(t, natstest.Start(t, ""))
+	log := slog.New(slog.DiscardHandler)
+	if err := stream.CreateBuckets(ctx, js, stream.Options{}, stream.ChatViewBucket); err != nil {
+		t.Fatal(err)
+	}
+	kv, err := js.KeyValue(ctx, stream.ChatViewBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range map[string]string{"acme.c1": `{"tenant":"acme","id":"c1"}`, "applied": "42", "acme.open.v2.c2": `{"tenant":"acme","id":"c2","visitor":"v2","version":7,"state":{}}`} {
+		if _, err := kv.Put(ctx, k, []byte(v)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	v, err := jetstream.OpenView(ctx, js, stream.Options{}, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var loaded []string
+	applied, err := v.Load(ctx, func(e app.ViewEntry) error {
+		loaded = append(loaded, e.ID)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if applied != 0 || len(loaded) != 1 || loaded[0] != "c2" {
+		t.Errorf("Load() after the upgrade = %v, applied %d; want [c2], 0", loaded, applied)
+	}
+	if _, err := kv.Get(ctx, "acme.c1"); err == nil {
+		t.Error("the first layout's entry acme.c1 is still there")
+	}
+	// Opened again, the bucket is in this layout: nothing more is removed.
+	if err := v.Applied(ctx, 9); err != nil {
+		t.Fatal(err)
+	}
+	again, err := jetstream.OpenView(ctx, js, stream.Options{}, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if applied, err := again.Load(ctx, func(app.ViewEntry) error { return nil }); err != nil || applied != 9 {
+		t.Errorf("Load() on reopening = applied %d, %v; want 9", applied, err)
+	}
+}

@@ -1,0 +1,95 @@
+// Package memstore holds the chat service's storage ports in memory: an
+// app.EventStore and an app.View that behave as the JetStream adapters do
+// (the storetest suite checks both), for use-case tests that need no bus.
+package memstore
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/parley-chat/parley/pkg/event"
+
+	"github.com/parley-chat/parley/services/chat/internal/app"
+)
+
+// Store is an app.EventStore in memory. The zero value is empty and ready;
+// it is safe for concurrent use.
+type Store struct {
+	mu     sync.Mutex
+	events []app.Record
+	// last is each conversation's last sequence, by "<tenant>.<id>".
+	last map[string]uint64
+	// ids finds an event by its id, as JetStream's duplicate window does.
+	ids map[string]int
+}
+
+func conv(tenant, id string) string { return tenant + "." + id }
+
+// Append implements app.EventStore.
+func (s *Store) Append(_ context.Context, e event.Envelope, version uint64, ttl time.Duration) (uint64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.last == nil {
+		s.last, s.ids = make(map[string]uint64), make(map[string]int)
+	}
+	c := conv(e.Tenant, e.Aggregate)
+	if i, ok := s.ids[e.ID]; ok {
+		held := s.events[i]
+		switch {
+		case conv(held.Event.Tenant, held.Event.Aggregate) != c:
+			return 0, fmt.Errorf("append to %s: %w", c, app.ErrDuplicateID)
+		case string(held.Event.Body) != string(e.Body):
+			return 0, fmt.Errorf("append to %s: %w", c, app.ErrStale)
+		}
+		return held.Seq, nil
+	}
+	if s.last[c] != version {
+		return 0, fmt.Errorf("append to %s after %d: %w", c, version, app.ErrStale)
+	}
+	r := app.Record{Seq: uint64(len(s.events)) + 1, Event: e}
+	if ttl > 0 {
+		r.Expires = e.At.Add(max(ttl.Truncate(time.Second), time.Second))
+	}
+	s.events = append(s.events, r)
+	s.ids[e.ID] = len(s.events) - 1
+	s.last[c] = r.Seq
+	return r.Seq, nil
+}
+
+// Load implements app.EventStore.
+func (s *Store) Load(ctx context.Context, tenant, conversation string, after uint64) ([]app.Record, error) {
+	rs, _, err := s.Read(ctx, tenant, conversation, after, len(s.events)+1)
+	return rs, err
+}
+
+// Read implements app.EventStore, a scan of every event: tests hold few.
+func (s *Store) Read(_ context.Context, tenant, conversation string, after uint64, limit int) ([]app.Record, bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []app.Record
+	for _, r := range s.events[min(after, uint64(len(s.events))):] {
+		if r.Event.Tenant != tenant || r.Event.Aggregate != conversation {
+			continue
+		}
+		if len(out) == limit {
+			return out, true, nil
+		}
+		out = append(out, r)
+	}
+	return out, false, nil
+}
+
+// Since returns the events after sequence after, in order: what a follower
+// of the store is handed.
+func (s *Store) Since(after uint64) []app.Record {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	rs := slices.Clone(s.events[min(after, uint64(len(s.events))):])
+	for i := range rs {
+		rs[i].Pending = uint64(len(rs) - 1 - i)
+	}
+	return rs
+}

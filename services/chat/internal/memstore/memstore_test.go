@@ -1,0 +1,17 @@
+package memstore_test
+
+import (
+	"testing"
+
+	"github.com/parley-chat/parley/services/chat/internal/app"
+	"github.com/parley-chat/parley/services/chat/internal/app/storetest"
+	"github.com/parley-chat/parley/services/chat/internal/memstore"
+)
+
+func TestEventStore(t *testing.T) {
+	storetest.EventStore(t, func(*testing.T) app.EventStore { return &memstore.Store{} })
+}
+
+func TestView(t *testing.T) {
+	storetest.View(t, func(*testing.T) app.View { return &memstore.View{} })
+}
