@@ -248,7 +248,9 @@ func startClusterRig(t *testing.T, chats, privacies int) *clusterRig {
 }
 
 // subscribers returns, for each connection of the bus user across the
-// nodes that subscribes to subject, the messages delivered on it.
+// nodes that subscribes to subject, the messages delivered on it. A
+// subscription to a subject under subject counts as one to subject, so
+// that serving a call in partitions (parley.chat.post.<partition>) counts.
 func (r *clusterRig) subscribers(user, subject string) ([]int64, error) {
 	var msgs []int64
 	for _, s := range r.cluster.Nodes {
@@ -257,10 +259,16 @@ func (r *clusterRig) subscribers(user, subject string) ([]int64, error) {
 			return nil, fmt.Errorf("connections of %s on %s: %w", user, s.Name(), err)
 		}
 		for _, c := range cz.Conns {
+			var n int64
+			serves := false
 			for _, sub := range c.SubsDetail {
-				if sub.Subject == subject {
-					msgs = append(msgs, sub.Msgs)
+				if sub.Subject == subject || strings.HasPrefix(sub.Subject, subject+".") {
+					n += sub.Msgs
+					serves = true
 				}
+			}
+			if serves {
+				msgs = append(msgs, n)
 			}
 		}
 	}
