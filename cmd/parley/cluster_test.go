@@ -107,7 +107,7 @@ type clusterOutcome struct {
 }
 
 // clusterRig is Parley on a three-node cluster: one gateway, and chat and
-// privacy instances each on a node of their own while there are nodes,
+// privacy instances, the instances of a service each on another node,
 // each connected as its service's bus user with the other nodes to
 // reconnect to.
 type clusterRig struct {
@@ -184,6 +184,7 @@ func startClusterRig(t *testing.T, chats, privacies int) *clusterRig {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { _ = ln.Close() })
 	r.base = "http://" + ln.Addr().String()
 
 	// Every connection is made before the services start, so that the
