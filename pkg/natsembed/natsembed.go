@@ -5,6 +5,7 @@ package natsembed
 import (
 	"errors"
 	"fmt"
+	"net/url"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -25,6 +26,25 @@ type Options struct {
 	// Users may connect, each with their own password and permissions;
 	// none means any client may connect and do anything.
 	Users []*server.User
+	// Name is the server's name, unique in a cluster; empty means "parley".
+	Name string
+	// Cluster, when set, makes the server a node of a JetStream cluster.
+	Cluster *Cluster
+}
+
+// Cluster joins a server to a JetStream cluster. The nodes of a cluster
+// share its Name, their Routes and Options.Users.
+type Cluster struct {
+	// Name is the cluster's name; empty means "parley".
+	Name string
+	// Port is where the server listens for routes from other nodes, on its
+	// Host; required.
+	Port int
+	// Routes are the nodes' route URLs (nats-route://host:port), this
+	// server's own included, which it skips: JetStream requires a node to
+	// know of routes when it starts, and sizes its first meta group from
+	// their number.
+	Routes []*url.URL
 }
 
 // Server is a running embedded NATS server.
@@ -37,6 +57,9 @@ func Start(o Options) (*Server, error) {
 	if o.StoreDir == "" {
 		return nil, errors.New("start nats: no store dir")
 	}
+	if o.Cluster != nil && o.Cluster.Port == 0 {
+		return nil, errors.New("start nats: no cluster port")
+	}
 	host := o.Host
 	if host == "" {
 		host = "127.0.0.1"
@@ -45,8 +68,12 @@ func Start(o Options) (*Server, error) {
 	if port == 0 {
 		port = server.RANDOM_PORT
 	}
+	name := o.Name
+	if name == "" {
+		name = "parley"
+	}
 	opts := &server.Options{
-		ServerName: "parley",
+		ServerName: name,
 		Host:       host,
 		Port:       port,
 		JetStream:  true,
@@ -56,6 +83,13 @@ func Start(o Options) (*Server, error) {
 		NoLog:      true,
 		MaxPayload: 1 << 20,
 		Users:      o.Users,
+	}
+	if c := o.Cluster; c != nil {
+		opts.Cluster = server.ClusterOpts{Name: c.Name, Host: host, Port: c.Port}
+		if opts.Cluster.Name == "" {
+			opts.Cluster.Name = "parley"
+		}
+		opts.Routes = c.Routes
 	}
 	s, err := server.NewServer(opts)
 	if err != nil {
