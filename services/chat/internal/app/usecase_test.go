@@ -10,6 +10,7 @@ import (
 
 	"github.com/parley-chat/parley/pkg/auth"
 	"github.com/parley-chat/parley/pkg/chatapi"
+	"github.com/parley-chat/parley/pkg/privacyapi"
 	"github.com/parley-chat/parley/pkg/seal"
 	"github.com/parley-chat/parley/pkg/subjectkey"
 
@@ -72,13 +73,34 @@ func (k *keys) erase(tenant, subject string) {
 
 // world is the storage instances of the chat service share.
 type world struct {
-	events *memstore.Store
-	view   *memstore.View
-	keys   *keys
+	events  *memstore.Store
+	view    *memstore.View
+	keys    *keys
+	audited auditTrail
 }
 
 func newWorld() *world {
 	return &world{events: &memstore.Store{}, view: &memstore.View{}, keys: &keys{}}
+}
+
+// auditTrail is the privacy service's audit trail as the instances of a
+// world write to it.
+type auditTrail struct {
+	mu   sync.Mutex
+	acts []privacyapi.AppendAuditArgs
+}
+
+func (a *auditTrail) Audit(_ context.Context, act privacyapi.AppendAuditArgs) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.acts = append(a.acts, act)
+	return nil
+}
+
+func (a *auditTrail) len() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return len(a.acts)
 }
 
 // instance is one chat service on w, and the sequence its follower reached.
@@ -99,6 +121,9 @@ func (w *world) startWith(t testing.TB, o app.Options) *instance {
 	t.Helper()
 	in := &instance{w: w}
 	o.OnConflict = func() { in.conflicts++ }
+	if o.Auditor == nil {
+		o.Auditor = &w.audited
+	}
 	in.Service = app.New(w.events, w.view, w.keys, o)
 	applied, err := in.Restore(t.Context(), func(string, string) bool { return true })
 	if err != nil {
@@ -188,6 +213,9 @@ func TestPacedWritersReadTheirWrites(t *testing.T) {
 	}
 	if a.conflicts+b.conflicts != 0 {
 		t.Errorf("%d appends lost a race, want none for paced writers", a.conflicts+b.conflicts)
+	}
+	if n := w.audited.len(); n != 20 {
+		t.Errorf("%d staff reads audited, want 20", n)
 	}
 }
 

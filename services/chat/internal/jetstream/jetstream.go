@@ -229,6 +229,10 @@ func (s *Store) Follow(ctx context.Context, from uint64, h Handler, caughtUp fun
 		return fmt.Errorf("follow %s: %w", stream.Chat, err)
 	}
 	defer it.Stop()
+	// Next's context does not reach the consumer's recreation, which nats.go
+	// retries without end after the server lost it (JetStream stopped, a
+	// leader gone): Stop does, so that Run returns.
+	defer context.AfterFunc(ctx, it.Stop)()
 	// Pending as the consumer was created: events removed meanwhile never
 	// come, so nothing waits for one.
 	ready := cons.CachedInfo().NumPending == 0

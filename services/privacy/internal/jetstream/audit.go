@@ -130,7 +130,9 @@ func (l *AuditLog) List(ctx context.Context, tenant string, since time.Time, lim
 	}
 	defer it.Stop()
 	// The entries up to last are stored, so only a store in trouble makes
-	// Next wait: ctx bounds that.
+	// Next wait: ctx bounds that, stopping the consumer too, whose
+	// recreation Next's context does not reach.
+	defer context.AfterFunc(ctx, it.Stop)()
 	var entries []audit.Entry
 	for len(entries) < limit {
 		m, err := it.Next(jetstream.NextContext(ctx))
