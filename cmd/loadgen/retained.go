@@ -145,10 +145,11 @@ func measureRetained(ctx context.Context, bin string, cfg config) (retained, err
 }
 
 // restart stops p and starts parley again on its data dir, returning the
-// new process.
+// new process. A start that replays a long history may take minutes: it
+// is a figure, not a failure.
 func (p *parley) restart(ctx context.Context) (*parley, error) {
 	p.stop()
-	np, err := startParley(ctx, p.bin, startOptions{DataDir: p.dataDir})
+	np, err := startParley(ctx, p.bin, startOptions{DataDir: p.dataDir, ReadyWithin: 10 * time.Minute})
 	if err != nil {
 		return p, fmt.Errorf("restart on %s: %w", p.dataDir, err)
 	}

@@ -41,6 +41,8 @@ type startOptions struct {
 	// Started, when set, is called once the process has started, before
 	// it is ready.
 	Started func(*parley)
+	// ReadyWithin is how long it may take to be ready; 0 is a minute.
+	ReadyWithin time.Duration
 }
 
 // startParley starts `parley all` on free loopback ports and waits until it
@@ -88,7 +90,10 @@ func startParley(ctx context.Context, bin string, o startOptions) (*parley, erro
 	if o.Started != nil {
 		o.Started(p)
 	}
-	if err := p.waitReady(ctx, 60*time.Second); err != nil {
+	if o.ReadyWithin == 0 {
+		o.ReadyWithin = time.Minute
+	}
+	if err := p.waitReady(ctx, o.ReadyWithin); err != nil {
 		p.stop()
 		if o.DataDir == "" {
 			p.remove()
