@@ -1,7 +1,8 @@
 // Package ingest moves facts from the ANALYTICS stream into the store, in
 // batches of up to MaxBatch facts or MaxDelay, whichever comes first; a
 // batch of MinIdleBatch facts or more goes sooner when no fact has come for
-// IdleDelay and nothing waits to be inserted, as at the end of a backlog.
+// IdleDelay, the consumer has nothing more pending in the stream and
+// nothing waits to be inserted: at the end of a backlog.
 //
 // It reads ANALYTICS through a Watermill subscriber (pkg/watermilljs) that
 // lets it hold a whole batch unanswered: a fact is acked only after the
@@ -238,18 +239,30 @@ func (in *Ingester) Run(ctx context.Context, giveUp time.Duration, health func(e
 		case <-idle.C:
 			// Only into an empty queue: with a batch waiting, the store
 			// is what holds the facts back, and this one may as well fill
-			// meanwhile; it is looked at again after IdleDelay.
-			if len(b.msgs) >= MinIdleBatch {
-				select {
-				case jobs <- job{batch: b}:
-					due.Stop()
-					b = newBatch()
-				default:
-					idle.Reset(IdleDelay)
-				}
+			// meanwhile; it is looked at again after IdleDelay. Only once
+			// the stream has no more: a pause in the delivery of a backlog
+			// (a loaded machine's scheduler) would split its batches.
+			if len(b.msgs) < MinIdleBatch || !in.caughtUp(ctx) {
+				continue
+			}
+			select {
+			case jobs <- job{batch: b}:
+				due.Stop()
+				b = newBatch()
+			default:
+				idle.Reset(IdleDelay)
 			}
 		}
 	}
+}
+
+// caughtUp reports whether the consumer has been handed every fact in the
+// stream, asking the server; false when it cannot tell.
+func (in *Ingester) caughtUp(ctx context.Context) bool {
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	c, err := in.js.Consumer(ctx, stream.Analytics, Durable)
+	return err == nil && c.CachedInfo().NumPending == 0
 }
 
 // job is a batch to insert or an erasure request to perform.
