@@ -121,7 +121,7 @@ func (r results) print(w io.Writer) {
 	fmt.Fprintf(w, "  parley resident memory      %10.1f MiB\n", float64(r.RSS)/(1<<20))
 	if rt := r.Retained; rt != nil {
 		for _, run := range rt.Runs {
-			fmt.Fprintf(w, "  restart, %9d retained  ready in %v, %.1f MiB resident", run.Messages, fmtDur(run.Ready), mib(run.RSS))
+			fmt.Fprintf(w, "  restart, %9d retained  ready in %v, %.1f MiB resident (peak %.1f MiB)", run.Messages, fmtDur(run.Ready), mib(run.RSS), mib(run.Peak))
 			if run.Reads > 0 {
 				fmt.Fprintf(w, "; transcript of %d: p50 %v, p99 %v", transcriptMessages, fmtDur(run.ReadP50), fmtDur(run.ReadP99))
 			}
@@ -260,12 +260,12 @@ func (rt retained) markdown(row func(what, result, goal, met string)) {
 		if run.Messages == goalRetained {
 			goal, ok = "≤ 3 s, ≤ 300 MiB", met(run.Ready <= goalRetainedReady && run.RSS <= goalRetainedRSS)
 		}
-		what := "parley restarted on an empty data dir: start to ready, resident once settled"
+		what := "parley restarted on an empty data dir: start to ready, resident once settled (peak since the start)"
 		if run.Messages > 0 {
-			what = fmt.Sprintf("parley restarted on %s retained messages of %d B over %s conversations: start to ready, resident once settled",
+			what = fmt.Sprintf("parley restarted on %s retained messages of %d B over %s conversations: start to ready, resident once settled (peak since the start)",
 				thousands(run.Messages), retainedPayload, thousands(rt.Conversations))
 		}
-		row(what, fmt.Sprintf("%v, %.1f MiB", fmtDur(run.Ready), mib(run.RSS)), goal, ok)
+		row(what, fmt.Sprintf("%v, %.1f MiB (%.1f MiB)", fmtDur(run.Ready), mib(run.RSS), mib(run.Peak)), goal, ok)
 	}
 	for _, run := range rt.Runs {
 		if run.Reads == 0 {

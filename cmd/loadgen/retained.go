@@ -32,8 +32,9 @@ type retainedRun struct {
 	Messages int
 	// Ready is from the process's start to /readyz answering 200.
 	Ready time.Duration
-	// RSS is VmRSS once ready and settled.
-	RSS int64
+	// RSS is VmRSS once ready and settled; Peak is VmHWM then, the most
+	// it was resident since it started: what a memory limit must hold.
+	RSS, Peak int64
 	// Reads of the transcript of transcriptMessages messages, one page
 	// each; none with an empty history.
 	Reads            int
@@ -124,6 +125,9 @@ func measureRetained(ctx context.Context, bin string, cfg config) (retained, err
 		if run.RSS, err = p.rss(); err != nil {
 			return r, err
 		}
+		if run.Peak, err = p.procStatus("VmHWM"); err != nil {
+			return r, err
+		}
 		if reader != nil {
 			took, err := readTranscripts(ctx, client, p.base, reader[0], cfg.TranscriptReads)
 			if err != nil {
@@ -131,7 +135,7 @@ func measureRetained(ctx context.Context, bin string, cfg config) (retained, err
 			}
 			run.Reads, run.ReadP50, run.ReadP99, run.ReadMax = len(took), percentile(took, 50), percentile(took, 99), percentile(took, 100)
 		}
-		fmt.Fprintf(os.Stderr, "%-30s %9d messages: ready in %v, %.1f MiB resident\n", "retained: restart", run.Messages, fmtDur(run.Ready), mib(run.RSS))
+		fmt.Fprintf(os.Stderr, "%-30s %9d messages: ready in %v, %.1f MiB resident (peak %.1f MiB)\n", "retained: restart", run.Messages, fmtDur(run.Ready), mib(run.RSS), mib(run.Peak))
 		r.Runs = append(r.Runs, run)
 	}
 	if cfg.Inbox > 0 {
