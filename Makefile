@@ -62,7 +62,7 @@ BENCH_PACKAGES = $(sort $(dir $(shell grep -rl --include='*_test.go' '^func Benc
 # end to end in the same run.
 BENCH_FLAGS = -run '^$$' -bench . -benchmem $(if $(BENCH_QUICK),-benchtime 100ms -skip '^BenchmarkLag$$',-benchtime 1s)
 
-bench: build ## measure end to end beside raw JetStream into BENCHMARKS.md and docs/bench (BENCH_QUICK=1: under a minute), then the Go benchmarks
+bench: build ## measure end to end beside raw JetStream into BENCHMARKS.md and docs/bench (BENCH_QUICK=1: a minute or two), then the Go benchmarks
 	$(ENSURE_CLICKHOUSE)
 	$(GO) build -o bin/loadgen ./cmd/loadgen
 	./bin/loadgen --parley ./bin/parley --out BENCHMARKS.md

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -97,62 +98,79 @@ func visitorWithHistory(ctx context.Context, client *http.Client, base string, n
 		return "", fmt.Errorf("history visitor: %w", err)
 	}
 	text, _ := json.Marshal(map[string]string{"text": strings.Repeat("h", payload)})
-	convs := min(n, historyConversations)
+	convs := make([]conversation, min(n, historyConversations))
+	errs := make([]error, len(convs))
+	var wg sync.WaitGroup
+	for i := range convs {
+		wg.Go(func() {
+			var c struct{ ID string }
+			errs[i] = post(ctx, client, base+"/v1/conversations", v.Token, text, http.StatusCreated, &c)
+			convs[i] = conversation{id: c.ID, token: v.Token}
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return "", fmt.Errorf("open history conversations: %w", err)
+	}
+	if err := postMessages(ctx, client, base, convs, n-len(convs), text, len(convs), fmt.Sprintf("history of %d", n)); err != nil {
+		return "", err
+	}
+	return v.Token, nil
+}
+
+// postMessages posts n messages of body (JSON) over convs, round robin, in
+// workers concurrent workers, printing its progress as name. Worker w
+// posts to conversations w, w+workers, …, one post at a time: appends to
+// one conversation are serialised, as they must be.
+func postMessages(ctx context.Context, client *http.Client, base string, convs []conversation, n int, body []byte, workers int, name string) error {
+	workers = min(workers, len(convs))
+	if n <= 0 || workers == 0 {
+		return nil
+	}
 	var (
 		posted atomic.Int64
 		wg     sync.WaitGroup
-		errs   = make([]error, convs)
+		errs   = make([]error, workers)
 	)
-	name := fmt.Sprintf("history of %d", n)
 	start := time.Now()
-	for w := range convs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			var c struct{ ID string }
-			if errs[w] = post(ctx, client, base+"/v1/conversations", v.Token, text, http.StatusCreated, &c); errs[w] != nil {
-				return
-			}
-			posted.Add(1)
-			// This conversation's share of the rest.
-			for range (n-convs)/convs + btoi(w < (n-convs)%convs) {
-				if errs[w] = post(ctx, client, base+"/v1/conversations/"+c.ID+"/messages", v.Token, text, http.StatusCreated, nil); errs[w] != nil {
+	for w := range workers {
+		wg.Go(func() {
+			// Message m goes to conversation m % len(convs); this worker's
+			// are those whose conversation is w modulo workers.
+			for m := w; m < n; m += workers {
+				c := convs[m%len(convs)]
+				if errs[w] = post(ctx, client, base+"/v1/conversations/"+c.id+"/messages", c.token, body, http.StatusCreated, nil); errs[w] != nil {
 					return
 				}
 				posted.Add(1)
 			}
-		}()
+		})
 	}
 	done := make(chan struct{})
 	go func() { wg.Wait(); close(done) }()
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
+	progress := func() {
+		el := time.Since(start)
+		fmt.Fprintf(os.Stderr, "\r%-30s %5.1fs %9d ok %9.0f/s", name, el.Seconds(), posted.Load(), float64(posted.Load())/el.Seconds())
+	}
 wait:
 	for {
 		select {
 		case <-tick.C:
-			el := time.Since(start)
-			fmt.Fprintf(os.Stderr, "\r%-30s %5.1fs %9d ok %9.0f/s", name, el.Seconds(), posted.Load(), float64(posted.Load())/el.Seconds())
+			progress()
 		case <-done:
 			break wait
 		}
 	}
 	if time.Since(start) > time.Second {
+		progress()
 		fmt.Fprintln(os.Stderr)
 	}
-	for _, err := range errs {
-		if err != nil {
-			return "", fmt.Errorf("post history: %w", err)
-		}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("post %s: %w", name, err)
 	}
-	return v.Token, nil
-}
-
-func btoi(b bool) int {
-	if b {
-		return 1
-	}
-	return 0
+	return nil
 }
 
 // erase erases the visitor of token with DELETE /v1/me and polls the

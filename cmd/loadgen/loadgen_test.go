@@ -158,3 +158,30 @@ func TestParseList(t *testing.T) {
 		}
 	}
 }
+
+func TestParseSizes(t *testing.T) {
+	tests := []struct {
+		give    string
+		want    []int
+		wantErr bool
+	}{
+		{give: "0,300000,1000000", want: []int{0, 300000, 1000000}},
+		{give: "off", want: nil},
+		{give: "5000", want: []int{5000}},
+		{give: "10,10", wantErr: true},
+		{give: "10,5", wantErr: true},
+		{give: "-1", wantErr: true},
+		{give: "", wantErr: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.give, func(t *testing.T) {
+			got, err := parseSizes(tt.give)
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("parseSizes(%q) error = %v, want error %v", tt.give, err, tt.wantErr)
+			}
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("parseSizes(%q) mismatch (-want +got):\n%s", tt.give, diff)
+			}
+		})
+	}
+}

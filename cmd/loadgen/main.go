@@ -19,7 +19,12 @@
 //     concurrent requests while parley's resident memory is sampled;
 //  6. analytics: parley restarted on the same data with a local ClickHouse
 //     drains the facts of everything posted so far, then single posts are
-//     timed until the metrics count them.
+//     timed until the metrics count them;
+//  7. retained: on a parley and data dir of its own, restarted empty and
+//     then with each size of retained history posted through the API,
+//     start to ready, resident memory and a 500-message transcript's read;
+//     then an agent's inbox of thousands of open conversations, listed a
+//     page at a time.
 package main
 
 import (
@@ -75,6 +80,12 @@ type config struct {
 	Exports      int // concurrent exports of it
 	LagSamples   int
 	Analytics    bool
+	// Retained are the history sizes (ascending, 0 for none) the retained
+	// phase restarts parley with; none skips the phase.
+	Retained              []int
+	RetainedConversations int
+	TranscriptReads       int
+	Inbox                 int // open conversations of the inbox listing (0: skip)
 }
 
 func run(ctx context.Context, args []string) error {
@@ -90,6 +101,11 @@ func run(ctx context.Context, args []string) error {
 		ExportMiB:    48,
 		Exports:      4,
 		LagSamples:   5,
+		Retained:     []int{0, 300_000, 1_000_000},
+		// The issue's measurement: its messages over 1,000 conversations.
+		RetainedConversations: 1000,
+		TranscriptReads:       300,
+		Inbox:                 10_000,
 	}
 	fs := flag.NewFlagSet("loadgen", flag.ContinueOnError)
 	fs.StringVar(&cfg.Parley, "parley", "bin/parley", "the parley binary to measure")
@@ -111,6 +127,12 @@ func run(ctx context.Context, args []string) error {
 	})
 	fs.IntVar(&cfg.ExportMiB, "export-history", cfg.ExportMiB, "MiB of history of the export memory phase (0: skip)")
 	fs.IntVar(&cfg.Exports, "exports", cfg.Exports, "concurrent exports of the export memory phase")
+	fs.Func("retained", `retained history sizes to restart parley with, ascending, comma-separated, 0 for an empty one (default 0,300000,1000000; "off" skips)`, func(s string) error {
+		var err error
+		cfg.Retained, err = parseSizes(s)
+		return err
+	})
+	fs.IntVar(&cfg.Inbox, "inbox", cfg.Inbox, "open conversations of the inbox listing, after the retained phase (0: skip)")
 	fs.BoolVar(&cfg.Analytics, "analytics", true, "restart with a local ClickHouse and measure the facts' flow")
 	fs.BoolVar(&cfg.Quick, "quick", os.Getenv("BENCH_QUICK") == "1", "short phases (also BENCH_QUICK=1)")
 	if err := fs.Parse(args); err != nil {
@@ -122,6 +144,13 @@ func run(ctx context.Context, args []string) error {
 		cfg.RateVisitors, cfg.WarmUp, cfg.Settle = 500, 500*time.Millisecond, 5*time.Second
 		cfg.Histories, cfg.ExportAt, cfg.LagSamples = []int{10, 1000, 10_000}, 10_000, 3
 		cfg.ExportMiB = min(cfg.ExportMiB, 16)
+		// A fiftieth of each history: 6,000 and 20,000 messages for the
+		// issue's 300,000 and 1,000,000.
+		for i := range cfg.Retained {
+			cfg.Retained[i] /= 50
+		}
+		cfg.RetainedConversations, cfg.TranscriptReads = 200, 100
+		cfg.Inbox = min(cfg.Inbox, 1000)
 	}
 	if cfg.Concurrency < 1 || cfg.Payload < 1 || cfg.Duration <= 0 || cfg.IdleConns < 0 || cfg.ExportMiB < 0 || cfg.Exports < 1 {
 		return errors.New("--concurrency, --payload, --duration and --exports must be positive, --idle-conns and --export-history not negative")
@@ -186,6 +215,16 @@ func run(ctx context.Context, args []string) error {
 	} else {
 		res.Analytics.NotMeasured = "skipped (--analytics=false)"
 	}
+	if len(cfg.Retained) > 0 || cfg.Inbox > 0 {
+		// On a parley of its own: the one measured so far is stopped, so
+		// that the two do not share the machine.
+		srv.stop()
+		r, err := measureRetained(ctx, cfg.Parley, cfg)
+		if err != nil {
+			return fmt.Errorf("retained phase: %w", err)
+		}
+		res.Retained = &r
+	}
 	res.Elapsed = time.Since(res.Started)
 
 	if cfg.Out != "" && cfg.Plots != "" {
@@ -230,6 +269,26 @@ func replot(args []string) error {
 		fmt.Println(filepath.Join(*dir, c.File))
 	}
 	return err
+}
+
+// parseSizes parses an ascending comma-separated list of counts, 0
+// allowed; "off" is none.
+func parseSizes(s string) ([]int, error) {
+	if s == "off" {
+		return nil, nil
+	}
+	var out []int
+	for f := range strings.SplitSeq(s, ",") {
+		v, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil {
+			return nil, err
+		}
+		if v < 0 || len(out) > 0 && v <= out[len(out)-1] {
+			return nil, fmt.Errorf("%d: sizes must be ascending and not negative", v)
+		}
+		out = append(out, v)
+	}
+	return out, nil
 }
 
 // parseList parses a comma-separated list of positive numbers.

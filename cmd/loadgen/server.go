@@ -28,6 +28,8 @@ type parley struct {
 	natsURL string
 	exited  chan error
 	stopped sync.Once
+	// readyIn is from the process's start to /readyz answering 200.
+	readyIn time.Duration
 }
 
 // startOptions choose how parley starts.
@@ -39,6 +41,8 @@ type startOptions struct {
 	// Started, when set, is called once the process has started, before
 	// it is ready.
 	Started func(*parley)
+	// ReadyWithin is how long it may take to be ready; 0 is a minute.
+	ReadyWithin time.Duration
 }
 
 // startParley starts `parley all` on free loopback ports and waits until it
@@ -77,6 +81,7 @@ func startParley(ctx context.Context, bin string, o startOptions) (*parley, erro
 		// thousands of idle sessions from a few addresses are the memory probe, not an attack.
 		"--rate-limit", "-1", "--max-conns-per-addr", "0")
 	p.cmd.Stderr = os.Stderr
+	started := time.Now()
 	if err := p.cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", bin, err)
 	}
@@ -85,13 +90,17 @@ func startParley(ctx context.Context, bin string, o startOptions) (*parley, erro
 	if o.Started != nil {
 		o.Started(p)
 	}
-	if err := p.waitReady(ctx, 60*time.Second); err != nil {
+	if o.ReadyWithin == 0 {
+		o.ReadyWithin = time.Minute
+	}
+	if err := p.waitReady(ctx, o.ReadyWithin); err != nil {
 		p.stop()
 		if o.DataDir == "" {
 			p.remove()
 		}
 		return nil, err
 	}
+	p.readyIn = time.Since(started)
 	if err := p.putTenant(ctx, &http.Client{}, "demo", "Demo", http.StatusOK); err != nil {
 		p.stop()
 		return nil, err
@@ -150,7 +159,7 @@ func (p *parley) waitReady(ctx context.Context, within time.Duration) error {
 			return fmt.Errorf("parley exited before it was ready: %v", err)
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(100 * time.Millisecond):
+		case <-time.After(50 * time.Millisecond): // the start to ready is a figure
 		}
 		resp, err := http.Get(p.base + "/readyz")
 		if err == nil {

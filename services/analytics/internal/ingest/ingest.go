@@ -1,5 +1,8 @@
 // Package ingest moves facts from the ANALYTICS stream into the store, in
-// batches of up to MaxBatch facts or MaxDelay, whichever comes first.
+// batches of up to MaxBatch facts or MaxDelay, whichever comes first; a
+// batch of MinIdleBatch facts or more goes sooner when no fact has come for
+// IdleDelay, the consumer has nothing more pending in the stream and
+// nothing waits to be inserted: at the end of a backlog.
 //
 // It reads ANALYTICS through a Watermill subscriber (pkg/watermilljs) that
 // lets it hold a whole batch unanswered: a fact is acked only after the
@@ -38,6 +41,13 @@ const Durable = "analytics-clickhouse"
 const (
 	MaxBatch = 10_000
 	MaxDelay = time.Second
+	// IdleDelay and MinIdleBatch make the last batch of a backlog go at
+	// once rather than after MaxDelay (a second of a drain of a few
+	// seconds), while a trickle of facts, never IdleDelay apart, or a few
+	// now and then still make one insert a MaxDelay: ClickHouse wants few
+	// inserts of many rows.
+	IdleDelay    = 20 * time.Millisecond
+	MinIdleBatch = 1000
 )
 
 const ackWait = time.Minute
@@ -61,6 +71,9 @@ type Ingester struct {
 	store func(ctx context.Context) (Store, error)
 	// recover is called after the store failed, before it is used again.
 	recover func(ctx context.Context)
+	// maxDelay is MaxDelay; a test makes it longer than itself to see
+	// the idle flush alone.
+	maxDelay time.Duration
 
 	// mu orders inserts and erasures: an erasure marks its pseudonym under
 	// mu, so a batch inserted after that has the pseudonym's facts removed,
@@ -80,7 +93,7 @@ type Ingester struct {
 // store; recover is called after the store failed and returns once it
 // answers again (or ctx ends).
 func New(js jetstream.JetStream, log *slog.Logger, store func(context.Context) (Store, error), recover func(context.Context)) *Ingester {
-	return &Ingester{js: js, log: log, store: store, recover: recover, erased: make(map[string]bool), deleted: make(map[string]int64)}
+	return &Ingester{js: js, log: log, store: store, recover: recover, maxDelay: MaxDelay, erased: make(map[string]bool), deleted: make(map[string]int64)}
 }
 
 // MarkErased refuses the pseudonym's facts from now on: a fact whose
@@ -163,9 +176,12 @@ func (in *Ingester) Run(ctx context.Context, giveUp time.Duration, health func(e
 	}()
 	b := newBatch()
 	defer func() { b.nak() }()
-	// due fires when the batch's oldest fact has waited MaxDelay.
-	due := time.NewTimer(MaxDelay)
+	// due fires when the batch's oldest fact has waited MaxDelay; idle
+	// when no fact has come for IdleDelay.
+	due := time.NewTimer(in.maxDelay)
 	due.Stop()
+	idle := time.NewTimer(IdleDelay)
+	idle.Stop()
 	// send queues a job, handing the batch over first when it holds facts.
 	send := func(j job) bool {
 		if len(b.msgs) > 0 {
@@ -208,17 +224,45 @@ func (in *Ingester) Run(ctx context.Context, giveUp time.Duration, health func(e
 				return nil
 			}
 			if len(b.msgs) == 1 {
-				due.Reset(MaxDelay)
+				due.Reset(in.maxDelay)
 			}
 			if len(b.msgs) >= MaxBatch && !send(job{}) {
 				return nil
+			}
+			if len(b.msgs) >= MinIdleBatch {
+				idle.Reset(IdleDelay)
 			}
 		case <-due.C:
 			if !send(job{}) {
 				return nil
 			}
+		case <-idle.C:
+			// Only into an empty queue: with a batch waiting, the store
+			// is what holds the facts back, and this one may as well fill
+			// meanwhile; it is looked at again after IdleDelay. Only once
+			// the stream has no more: a pause in the delivery of a backlog
+			// (a loaded machine's scheduler) would split its batches.
+			if len(b.msgs) < MinIdleBatch || !in.caughtUp(ctx) {
+				continue
+			}
+			select {
+			case jobs <- job{batch: b}:
+				due.Stop()
+				b = newBatch()
+			default:
+				idle.Reset(IdleDelay)
+			}
 		}
 	}
+}
+
+// caughtUp reports whether the consumer has been handed every fact in the
+// stream, asking the server; false when it cannot tell.
+func (in *Ingester) caughtUp(ctx context.Context) bool {
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	c, err := in.js.Consumer(ctx, stream.Analytics, Durable)
+	return err == nil && c.CachedInfo().NumPending == 0
 }
 
 // job is a batch to insert or an erasure request to perform.
