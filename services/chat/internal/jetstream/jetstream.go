@@ -7,6 +7,7 @@ package jetstream
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -30,6 +31,9 @@ type Store struct {
 	js     natsjs.JetStream
 	stream natsjs.Stream
 	log    *slog.Logger
+	// replicated is a stream on several servers, whose replicas answer
+	// direct gets with what they have applied (see Read).
+	replicated bool
 }
 
 // Open creates the CHAT stream with the definition of o when missing and
@@ -47,7 +51,7 @@ func Open(ctx context.Context, js natsjs.JetStream, o stream.Options, log *slog.
 	if err != nil {
 		return nil, fmt.Errorf("open stream %s: %w", stream.Chat, err)
 	}
-	return &Store{js: js, stream: st, log: log}, nil
+	return &Store{js: js, stream: st, log: log, replicated: st.CachedInfo().Config.Replicas > 1}, nil
 }
 
 // Append implements app.EventStore. The event id doubles as Nats-Msg-Id, so
@@ -173,7 +177,90 @@ func (s *Store) Read(ctx context.Context, tenant, conversation string, after uin
 		out = append(out, r)
 		more = m.Header.Get(numPendingHeader) != "0"
 	}
-	return out, more, nil
+	if more || !s.replicated {
+		return out, more, nil
+	}
+	// A replica may answer before it applied an event the leader already
+	// acknowledged, to a writer on another instance: the leader's last
+	// sequence of the subject tells, and it gives what the replica lacked.
+	seen := after
+	if len(out) > 0 {
+		seen = out[len(out)-1].Seq
+	}
+	last, err := s.leaderGet(ctx, msgGetRequest{LastFor: subject})
+	if err != nil || last == nil {
+		return out, false, err
+	}
+	for seen < last.Sequence && len(out) < limit {
+		m, err := s.leaderGet(ctx, msgGetRequest{Seq: seen + 1, NextFor: subject})
+		if err != nil || m == nil {
+			return out, false, err
+		}
+		r, err := record(m)
+		if err != nil {
+			return nil, false, err
+		}
+		out = append(out, r)
+		seen = m.Sequence
+	}
+	return out, seen < last.Sequence, nil
+}
+
+// msgGetRequest is JetStream's request for one stored message, answered by
+// the stream's leader (not a direct get, which any replica answers).
+type msgGetRequest struct {
+	Seq     uint64 `json:"seq,omitempty"`
+	LastFor string `json:"last_by_subj,omitempty"`
+	NextFor string `json:"next_by_subj,omitempty"`
+}
+
+type msgGetResponse struct {
+	Error *struct {
+		Code        int    `json:"code"`
+		ErrCode     int    `json:"err_code"`
+		Description string `json:"description"`
+	} `json:"error"`
+	Message *struct {
+		Subject string    `json:"subject"`
+		Seq     uint64    `json:"seq"`
+		Header  []byte    `json:"hdrs"`
+		Data    []byte    `json:"data"`
+		Time    time.Time `json:"time"`
+	} `json:"message"`
+}
+
+// jsErrCodeNoMessage is the leader finding no message for the request.
+const jsErrCodeNoMessage = 10037
+
+// leaderGet asks CHAT's leader for a message; nil when there is none.
+func (s *Store) leaderGet(ctx context.Context, req msgGetRequest) (*natsjs.RawStreamMsg, error) {
+	data, err := json.Marshal(req)
+	if err != nil {
+		return nil, fmt.Errorf("read %s from the leader: %w", stream.Chat, err)
+	}
+	reply, err := s.js.Conn().RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET."+stream.Chat, data)
+	if err != nil {
+		return nil, fmt.Errorf("read %s from the leader: %w", stream.Chat, err)
+	}
+	var res msgGetResponse
+	if err := json.Unmarshal(reply.Data, &res); err != nil {
+		return nil, fmt.Errorf("read %s from the leader: %w", stream.Chat, err)
+	}
+	switch {
+	case res.Error != nil && res.Error.ErrCode == jsErrCodeNoMessage:
+		return nil, nil
+	case res.Error != nil:
+		return nil, fmt.Errorf("read %s from the leader: %s (%d)", stream.Chat, res.Error.Description, res.Error.ErrCode)
+	case res.Message == nil:
+		return nil, fmt.Errorf("read %s from the leader: an answer with no message", stream.Chat)
+	}
+	m := &natsjs.RawStreamMsg{Subject: res.Message.Subject, Sequence: res.Message.Seq, Data: res.Message.Data, Time: res.Message.Time}
+	if len(res.Message.Header) > 0 {
+		if m.Header, err = nats.DecodeHeadersMsg(res.Message.Header); err != nil {
+			return nil, fmt.Errorf("read %s from the leader: sequence %d: %w", stream.Chat, res.Message.Seq, err)
+		}
+	}
+	return m, nil
 }
 
 func record(m *natsjs.RawStreamMsg) (app.Record, error) {
