@@ -10,7 +10,7 @@ import (
 // Get returns the summary of one conversation to its visitor or to staff of
 // its tenant.
 func (s *Service) Get(ctx context.Context, p auth.Principal, args chatapi.ConversationArgs) (chatapi.Summary, error) {
-	e, err := s.find(ctx, p.Tenant, args.Conversation)
+	e, err := s.find(ctx, p.Tenant, args.Conversation, true)
 	if err != nil {
 		return chatapi.Summary{}, err
 	}

@@ -26,11 +26,20 @@ func (s *Service) Messages(ctx context.Context, p auth.Principal, args chatapi.M
 	if err := conversation.CheckActor(p); err != nil {
 		return chatapi.MessagesResult{}, err
 	}
-	e, err := s.find(ctx, p.Tenant, args.Conversation)
+	// The transcript comes from the store; the state held here only says
+	// who may read it, and is read from the store when it says no, as an
+	// assignment on another instance may say yes.
+	e, err := s.find(ctx, p.Tenant, args.Conversation, false)
 	if err != nil {
 		return chatapi.MessagesResult{}, err
 	}
 	c := e.snapshot()
+	if c.CanRead(p) != nil {
+		if e, err = s.find(ctx, p.Tenant, args.Conversation, true); err != nil {
+			return chatapi.MessagesResult{}, err
+		}
+		c = e.snapshot()
+	}
 	if err := c.CanRead(p); err != nil {
 		return chatapi.MessagesResult{}, err
 	}

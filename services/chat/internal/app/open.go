@@ -87,7 +87,7 @@ func (s *Service) Open(ctx context.Context, p auth.Principal, args chatapi.OpenA
 // reopen answers an opening repeated with idempotency k, whose conversation
 // id exists: the conversation, when its first event is this request's.
 func (s *Service) reopen(ctx context.Context, p auth.Principal, id string, k idempotency) (chatapi.OpenResult, error) {
-	e, err := s.find(ctx, p.Tenant, id)
+	e, err := s.find(ctx, p.Tenant, id, false)
 	if err != nil {
 		return chatapi.OpenResult{}, err
 	}

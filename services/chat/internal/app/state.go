@@ -367,20 +367,24 @@ func (s *Service) applyAll(ctx context.Context, e *entry, rs []Record) error {
 	return nil
 }
 
-// find returns the conversation's entry as the event store holds it now,
-// whichever instance wrote its last event: the entry this instance holds,
-// or the View's, caught up with the events stored after it (one batched
-// read of the conversation's subject when nothing is missing). So a command
-// decides on the conversation's last event and a read shows every write
-// answered before it. A conversation without events is ErrNotFound.
-func (s *Service) find(ctx context.Context, tenant, id string) (*entry, error) {
+// find returns the conversation's entry: the entry this instance holds,
+// or the View's caught up with the events stored after it. With current,
+// a held entry is caught up too (one batched read of the conversation's
+// subject when nothing is missing), so a read shows every write answered
+// before it, whichever instance wrote it. A command needs no such read: it
+// appends expecting the version it decided on, which the store refuses
+// when another instance wrote since (see updateKeyed). A conversation
+// without events is ErrNotFound.
+func (s *Service) find(ctx context.Context, tenant, id string, current bool) (*entry, error) {
 	if !stream.ValidToken(tenant) || !stream.ValidToken(id) || s.state.isErased(tenant, id) {
 		return nil, conversation.ErrNotFound
 	}
 	e := s.state.get(tenant, id)
 	if e != nil && e.version() > 0 {
-		if err := s.catchUp(ctx, e, tenant, id); err != nil {
-			return nil, err
+		if current {
+			if err := s.catchUp(ctx, e, tenant, id); err != nil {
+				return nil, err
+			}
 		}
 		s.state.track(e)
 	} else {

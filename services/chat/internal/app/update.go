@@ -20,7 +20,10 @@ type decision func(c *conversation.Conversation) ([]conversation.Change, error)
 // decides again, at most MaxTries times. It returns the state after the
 // command and the records it appended.
 //
-// It decides on the conversation as the store holds it (see find): a
+// It decides on the state this instance holds without reading the store
+// first: the append's expected version is the check, and a refusal is
+// decided again on the state caught up from the store, as is a decision
+// that refuses the command on a state not read from the store, so a
 // writer whose requests reach instances at random is refused only when
 // another writer got in between, not because an instance lagged.
 func (s *Service) update(ctx context.Context, p auth.Principal, id string, decide decision) (conversation.Conversation, []Record, error) {
@@ -35,7 +38,7 @@ func (s *Service) updateKeyed(ctx context.Context, p auth.Principal, id string, 
 	if err := conversation.CheckActor(p); err != nil {
 		return conversation.Conversation{}, nil, err
 	}
-	e, err := s.find(ctx, p.Tenant, id)
+	e, err := s.find(ctx, p.Tenant, id, false)
 	if err != nil {
 		return conversation.Conversation{}, nil, err
 	}
@@ -43,6 +46,7 @@ func (s *Service) updateKeyed(ctx context.Context, p auth.Principal, id string, 
 	defer e.cmd.Unlock()
 
 	var keys *subjectkey.Keys
+	current := false // whether the state was read from the store in this command
 	for try := 1; ; try++ {
 		c := e.snapshot()
 		prior, ok, err := s.prior(ctx, e, k.hash)
@@ -54,6 +58,18 @@ func (s *Service) updateKeyed(ctx context.Context, p auth.Principal, id string, 
 			return c, rs, err
 		}
 		changes, err := decide(&c)
+		if err != nil && !current {
+			// Refused on what this instance held: another may have written
+			// what allows it (an assignment, say).
+			before := e.version()
+			if err := s.catchUp(ctx, e, c.Tenant, c.ID); err != nil {
+				return c, nil, err
+			}
+			current = true
+			if e.version() != before {
+				continue
+			}
+		}
 		if err != nil || len(changes) == 0 {
 			return c, nil, err
 		}
@@ -79,6 +95,7 @@ func (s *Service) updateKeyed(ctx context.Context, p auth.Principal, id string, 
 		if err := s.catchUp(ctx, e, c.Tenant, c.ID); err != nil {
 			return c, nil, err
 		}
+		current = true
 	}
 }
 

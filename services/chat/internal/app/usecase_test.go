@@ -280,3 +280,34 @@ func TestClosedConversationsLeaveMemory(t *testing.T) {
 		t.Errorf("Messages(closed) after restart = %d messages, %v; want 1", len(res.Messages), err)
 	}
 }
+
+// TestRefusalDecidedOnTheStore has one instance refuse a command on the
+// state it holds, which another instance's write changed: the refusal is
+// decided again on the store's state, and the command succeeds with no
+// race lost.
+func TestRefusalDecidedOnTheStore(t *testing.T) {
+	w := newWorld()
+	a, b := w.start(t), w.start(t)
+	v := visitorN(1)
+	conv := a.open(t, v, "hello")
+	b.follow(t)
+	// b holds the conversation open; a closes it, and b has not followed.
+	if _, err := a.Close(t.Context(), v, chatapi.ConversationArgs{Conversation: conv}); err != nil {
+		t.Fatalf("Close() = %v", err)
+	}
+	// Rating needs a closed conversation, which b does not know of yet.
+	sum, err := b.Rate(t.Context(), v, chatapi.RateArgs{Conversation: conv, Score: 5})
+	if err != nil {
+		t.Fatalf("Rate() through the instance that did not see the close = %v, want it rated", err)
+	}
+	if sum.Status != "closed" {
+		t.Errorf("Rate() status = %q, want closed", sum.Status)
+	}
+	if a.conflicts+b.conflicts != 0 {
+		t.Errorf("%d appends lost a race, want none", a.conflicts+b.conflicts)
+	}
+	// A refusal that holds on the store's state stands.
+	if _, err := b.Rate(t.Context(), visitorN(2), chatapi.RateArgs{Conversation: conv, Score: 5}); err == nil {
+		t.Error("Rate() by another visitor succeeded, want it refused")
+	}
+}
