@@ -23,11 +23,11 @@ import (
 	"github.com/parley-chat/parley/pkg/chatapi"
 	"github.com/parley-chat/parley/pkg/chserver"
 	"github.com/parley-chat/parley/pkg/natsembed"
+	"github.com/parley-chat/parley/pkg/personkey"
 	"github.com/parley-chat/parley/pkg/privacyapi"
 	"github.com/parley-chat/parley/pkg/rpc"
 	"github.com/parley-chat/parley/pkg/seal"
 	"github.com/parley-chat/parley/pkg/stream"
-	"github.com/parley-chat/parley/pkg/subjectkey"
 	"github.com/parley-chat/parley/services/analytics"
 	"github.com/parley-chat/parley/services/chat"
 	"github.com/parley-chat/parley/services/gateway"
@@ -68,7 +68,7 @@ type allConfig struct {
 	// 0 means no bound.
 	MaxConnsPerAddr int
 	// KeyCacheSize bounds each service's cache of data subjects' keys; 0
-	// means subjectkey.DefaultCacheSize.
+	// means personkey.DefaultCacheSize.
 	KeyCacheSize int
 }
 
@@ -159,7 +159,7 @@ type allInOne struct {
 	chMissing bool
 	ln        net.Listener
 	conns     []*nats.Conn
-	caches    []*subjectkey.Cache
+	caches    []*personkey.Cache
 	stop      chan struct{} // closed by Close
 	stopOnce  sync.Once
 	done      chan struct{}
@@ -251,14 +251,14 @@ func startAll(ctx context.Context, cfg allConfig, log *slog.Logger) (_ *allInOne
 		return nil, fmt.Errorf("listen on %s: %w", cfg.HTTPAddr, err)
 	}
 
-	connect := func(name string) (*nats.Conn, *subjectkey.Cache, error) {
+	connect := func(name string) (*nats.Conn, *personkey.Cache, error) {
 		opts := append(busOptions(name, log), nats.UserInfo(name, passwords[name]))
 		nc, err := nats.Connect(a.nats.ClientURL(), opts...)
 		if err != nil {
 			return nil, nil, fmt.Errorf("connect %s to nats: %w", name, err)
 		}
 		a.conns = append(a.conns, nc)
-		keys, err := subjectkey.NewCacheSize(nc, a.cfg.KeyCacheSize)
+		keys, err := personkey.NewCacheSize(nc, a.cfg.KeyCacheSize)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -359,7 +359,7 @@ func (a *allInOne) applyStreams(ctx context.Context, password string) error {
 
 // servedSubjects are the calls the gateway makes: while one has no
 // responder, Parley is not ready.
-var servedSubjects = []string{chatapi.OpenSubject, privacyapi.RegisterVisitorSubject, subjectkey.GetSubject}
+var servedSubjects = []string{chatapi.OpenSubject, privacyapi.RegisterVisitorSubject, personkey.GetSubject}
 
 // waitServing waits until the chat and privacy services answer on the bus
 // (chat first replays its stream), or one of the services fails.

@@ -29,9 +29,9 @@ import (
 	"github.com/parley-chat/parley/pkg/buspolicy"
 	"github.com/parley-chat/parley/pkg/chatapi"
 	"github.com/parley-chat/parley/pkg/natsembed/natstest"
+	"github.com/parley-chat/parley/pkg/personkey"
 	"github.com/parley-chat/parley/pkg/privacyapi"
 	"github.com/parley-chat/parley/pkg/stream"
-	"github.com/parley-chat/parley/pkg/subjectkey"
 	"github.com/parley-chat/parley/services/chat"
 	"github.com/parley-chat/parley/services/gateway"
 	"github.com/parley-chat/parley/services/privacy"
@@ -150,8 +150,8 @@ func startClusterRig(t *testing.T, chats, privacies int) *clusterRig {
 		opts := append(busOptions(user, log), nats.UserInfo(user, passwords[user]))
 		return r.cluster.Connect(t, node%natstest.ClusterSize, opts...)
 	}
-	keys := func(nc *nats.Conn) *subjectkey.Cache {
-		c, err := subjectkey.NewCacheSize(nc, 0)
+	keys := func(nc *nats.Conn) *personkey.Cache {
+		c, err := personkey.NewCacheSize(nc, 0)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -8,7 +8,7 @@ import (
 	"os"
 	"strings"
 
-	"github.com/parley-chat/parley/pkg/subjectkey"
+	"github.com/parley-chat/parley/pkg/personkey"
 )
 
 // parseFlags parses args into fs, then fills every flag not given on the
@@ -63,9 +63,9 @@ func gatewayLimitFlags(fs *flag.FlagSet, maxSessions, maxConnsPerAddr *int, clie
 }
 
 // keyCacheFlag defines the size of a service's cache of data subjects'
-// keys (subjectkey.Cache; the privacy service's cache of unwrapped keys).
+// keys (personkey.Cache; the privacy service's cache of unwrapped keys).
 func keyCacheFlag(fs *flag.FlagSet, size *int) {
-	fs.IntVar(size, "key-cache-size", subjectkey.DefaultCacheSize, "data subjects whose keys a service keeps in memory, the least recently used leaving first and fetched again on its next use (0: the default)")
+	fs.IntVar(size, "key-cache-size", personkey.DefaultCacheSize, "data subjects whose keys a service keeps in memory, the least recently used leaving first and fetched again on its next use (0: the default)")
 }
 
 // defaultMaxConnsPerAddr leaves room for an office behind one NAT address:

@@ -12,8 +12,8 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/parley-chat/parley/pkg/personkey"
 	"github.com/parley-chat/parley/pkg/rpc"
-	"github.com/parley-chat/parley/pkg/subjectkey"
 )
 
 // TestLogsHoldNoSecrets runs a whole scenario — conversation, live stream,
@@ -57,8 +57,8 @@ func TestLogsHoldNoSecrets(t *testing.T) {
 	call(t, base, "POST", "/v1/conversations/"+conv+"/messages", visitor, []byte(`{"text":"`+hello))
 
 	nc, _ := adminConn(t, a)
-	var keys subjectkey.Keys
-	if err := rpc.Call(t.Context(), nc, subjectkey.GetSubject, subjectkey.Request{Tenant: "demo", Subject: visitorID}, &keys); err != nil {
+	var keys personkey.Keys
+	if err := rpc.Call(t.Context(), nc, personkey.GetSubject, personkey.Request{Tenant: "demo", Person: visitorID}, &keys); err != nil {
 		t.Fatalf("get the visitor's keys: %v", err)
 	}
 	mustCall(t, base, "DELETE", "/v1/me", visitor, nil, http.StatusAccepted)

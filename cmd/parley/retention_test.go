@@ -15,10 +15,10 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/parley-chat/parley/pkg/auth"
+	"github.com/parley-chat/parley/pkg/personkey"
 	"github.com/parley-chat/parley/pkg/privacyapi"
 	"github.com/parley-chat/parley/pkg/rpc"
 	"github.com/parley-chat/parley/pkg/stream"
-	"github.com/parley-chat/parley/pkg/subjectkey"
 )
 
 // adminConn connects to the embedded NATS of a running `parley all` as its
@@ -148,8 +148,8 @@ func TestRetentionExpiresKeys(t *testing.T) {
 	})
 
 	keysOf := func(id string) error {
-		var keys subjectkey.Keys
-		return rpc.Call(t.Context(), nc, subjectkey.GetSubject, subjectkey.Request{Tenant: "demo", Subject: id}, &keys)
+		var keys personkey.Keys
+		return rpc.Call(t.Context(), nc, personkey.GetSubject, personkey.Request{Tenant: "demo", Person: id}, &keys)
 	}
 	if err := keysOf(goneID); rpc.CodeOf(err) != rpc.CodeGone {
 		t.Errorf("keys of the expired visitor: err = %v, want code %q", err, rpc.CodeGone)

@@ -13,8 +13,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/parley-chat/parley/pkg/auth"
+	"github.com/parley-chat/parley/pkg/personkey"
 	"github.com/parley-chat/parley/pkg/stream"
-	"github.com/parley-chat/parley/pkg/subjectkey"
 	"github.com/parley-chat/parley/services/analytics"
 	"github.com/parley-chat/parley/services/chat"
 	"github.com/parley-chat/parley/services/gateway"
@@ -112,7 +112,7 @@ func runService(ctx context.Context, name string, args []string, stdout, stderr 
 		return analytics.New(analytics.Deps{NC: nc, Log: log, ClickHouseDSN: cfg.ClickHouse}).Run(ctx)
 	}
 
-	keys, err := subjectkey.NewCacheSize(nc, cfg.KeyCacheSize)
+	keys, err := personkey.NewCacheSize(nc, cfg.KeyCacheSize)
 	if err != nil {
 		return err
 	}

@@ -20,9 +20,9 @@ import (
 	"github.com/parley-chat/parley/pkg/buspolicy"
 	"github.com/parley-chat/parley/pkg/chatapi"
 	"github.com/parley-chat/parley/pkg/natsembed"
+	"github.com/parley-chat/parley/pkg/personkey"
 	"github.com/parley-chat/parley/pkg/rpc"
 	"github.com/parley-chat/parley/pkg/stream"
-	"github.com/parley-chat/parley/pkg/subjectkey"
 )
 
 // attemptTimeout bounds one attempt: a refused publish gets no reply, only
@@ -89,7 +89,7 @@ func startBus(t *testing.T) *bus {
 	// The key service, served as privacy, answering on the reply subject
 	// it was given: allow_responses at work.
 	privacy := b.connect(t, buspolicy.Privacy)
-	if _, err := privacy.nc.QueueSubscribe(subjectkey.GetSubject, "privacy", func(m *nats.Msg) {
+	if _, err := privacy.nc.QueueSubscribe(personkey.GetSubject, "privacy", func(m *nats.Msg) {
 		_ = m.Respond([]byte(`{}`))
 	}); err != nil {
 		t.Fatal(err)
@@ -229,9 +229,9 @@ func TestAttacks(t *testing.T) {
 			},
 		},
 		{
-			name: "ask the key service", as: []string{buspolicy.Analytics}, violation: subjectkey.GetSubject,
+			name: "ask the key service", as: []string{buspolicy.Analytics}, violation: personkey.GetSubject,
 			try: func(ctx context.Context, c *client) error {
-				_, err := c.nc.RequestWithContext(ctx, subjectkey.GetSubject, []byte(`{"tenant":"demo","subject":"s1"}`))
+				_, err := c.nc.RequestWithContext(ctx, personkey.GetSubject, []byte(`{"tenant":"demo","subject":"s1"}`))
 				return err
 			},
 		},
@@ -533,7 +533,7 @@ func TestServicesDoTheirWork(t *testing.T) {
 		{
 			name: "gateway asks the key service", as: buspolicy.Gateway,
 			try: func(ctx context.Context, c *client) error {
-				_, err := c.nc.RequestWithContext(ctx, subjectkey.GetSubject, []byte(`{}`))
+				_, err := c.nc.RequestWithContext(ctx, personkey.GetSubject, []byte(`{}`))
 				return err
 			},
 		},

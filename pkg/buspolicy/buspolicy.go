@@ -47,9 +47,9 @@ import (
 
 	"github.com/parley-chat/parley/pkg/analyticsapi"
 	"github.com/parley-chat/parley/pkg/chatapi"
+	"github.com/parley-chat/parley/pkg/personkey"
 	"github.com/parley-chat/parley/pkg/privacyapi"
 	"github.com/parley-chat/parley/pkg/stream"
-	"github.com/parley-chat/parley/pkg/subjectkey"
 )
 
 // The NATS users: one per service, and Admin for operator tools (`parley
@@ -101,7 +101,7 @@ func policyOf(user string) (policy, bool) {
 			allow: []rule{
 				inbox(Gateway),
 				{why: "calls: conversation commands, privacy calls, subject keys, analytics queries",
-					pub: []string{"parley.chat.>", "parley.privacy.>", subjectkey.GetSubject, "parley.analytics.>"}},
+					pub: []string{"parley.chat.>", "parley.privacy.>", personkey.GetSubject, "parley.analytics.>"}},
 				{why: "live events for connected clients, as the CHAT stream republishes them once stored: ciphertext, decrypted per reader",
 					sub: []string{stream.LiveChatSubjects}},
 				{why: "what a reconnecting client missed: an ephemeral consumer on CHAT filtered to a tenant's conversations (chat.<tenant>.*), pulled and deleted; the same ciphertext as live, no single-message reads",
@@ -110,7 +110,7 @@ func policyOf(user string) (policy, bool) {
 						"$JS.API.CONSUMER.MSG.NEXT." + stream.Chat + ".*",
 						"$JS.API.CONSUMER.DELETE." + stream.Chat + ".*",
 					}},
-				broadcasts(subjectkey.ErasedSubject),
+				broadcasts(personkey.ErasedSubject),
 				jsAccount(),
 				kvOwn(TenantsBucket, "the tenant registry, which the gateway owns"),
 				kvRead(privacyapi.SettingsBucket, "tenant settings, owned by privacy: read and watch"),
@@ -120,8 +120,8 @@ func policyOf(user string) (policy, bool) {
 					pub: []string{"chat.>"}},
 				{why: "internal endpoints, where services call each other as the system principal: the gateway serves users only",
 					pub: []string{internalSubjects}},
-				{why: "the services that serve an act audit it, and an export's conversations are read by privacy, which records and audits the export: the gateway can neither write the audit trail nor read an export past them",
-					pub: []string{privacyapi.AppendAuditSubject, chatapi.ExportSubject}},
+				{why: "an export's conversations are read by privacy, which records and audits the export: the gateway cannot read one past it",
+					pub: []string{chatapi.ExportSubject}},
 				denyLiveForgery(),
 				denyKeys(),
 				denyOtherInboxes(),
@@ -135,10 +135,10 @@ func policyOf(user string) (policy, bool) {
 					sub: []string{"parley.chat.>", "parley.internal.chat.>"}},
 				discovery(chatapi.Service),
 				{why: "subject keys, from the key service: the only way to them",
-					pub: []string{subjectkey.GetSubject}},
-				{why: "staff reads of transcripts, written to the audit trail by its keeper before they are answered",
+					pub: []string{personkey.GetSubject}},
+				{why: "internal calls, as the system principal: staff reads of transcripts, written to the audit trail by its keeper before they are answered",
 					pub: []string{privacyapi.AppendAuditSubject}},
-				broadcasts(subjectkey.ErasedSubject, privacyapi.ConversationErasedSubject),
+				broadcasts(personkey.ErasedSubject, privacyapi.ConversationErasedSubject),
 				{why: "appends to the CHAT stream",
 					pub: []string{"chat.*.*"}},
 				jsAccount(),
@@ -154,11 +154,11 @@ func policyOf(user string) (policy, bool) {
 			allow: []rule{
 				inbox(Privacy),
 				{why: "served in queue group privacy: the privacy calls and the key service",
-					sub: []string{"parley.privacy.>", subjectkey.GetSubject}},
+					sub: []string{"parley.privacy.>", "parley.internal.privacy.>", personkey.GetSubject}},
 				discovery(privacyapi.Service),
 				{why: "broadcasts for every service's caches: erasures, consent changes",
-					pub: []string{subjectkey.ErasedSubject, privacyapi.ConsentChangedSubject},
-					sub: []string{subjectkey.ErasedSubject, privacyapi.ConsentChangedSubject}},
+					pub: []string{personkey.ErasedSubject, privacyapi.ConsentChangedSubject},
+					sub: []string{personkey.ErasedSubject, privacyapi.ConsentChangedSubject}},
 				{why: "internal calls, as the system principal: erasure of a subject's pseudonymized rows in analytics; a visitor's conversations, asked of chat, to tell whether anything of theirs is left after an erasure after close or an expiry",
 					pub: []string{analyticsapi.EraseSubject, chatapi.VisitorConversationsSubject}},
 				{why: "erasure after close: the erased conversation broadcast to chat",
@@ -198,7 +198,7 @@ func policyOf(user string) (policy, bool) {
 					sub: []string{"parley.analytics.>", "parley.internal.analytics.>"}},
 				discovery(analyticsapi.Service),
 				{why: "erasure broadcasts, for caches",
-					sub: []string{subjectkey.ErasedSubject}},
+					sub: []string{personkey.ErasedSubject}},
 				jsAccount(),
 				{why: "its only input, the pseudonymized ANALYTICS stream, owned by privacy: no create or update, so no way to source another stream",
 					pub: []string{"$JS.API.STREAM.INFO." + stream.Analytics}},

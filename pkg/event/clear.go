@@ -18,7 +18,7 @@ func NewClear(typ Type, tenant, subject, aggregate string, at time.Time, payload
 	if err != nil {
 		return Envelope{}, fmt.Errorf("encode %s: %w", typ, err)
 	}
-	return Envelope{ID: NewID(), Type: typ, Tenant: tenant, Subject: subject, Aggregate: aggregate, At: at.UTC(), Body: body}, nil
+	return Envelope{ID: NewID(), Type: typ, Tenant: tenant, Person: subject, Aggregate: aggregate, At: at.UTC(), Body: body}, nil
 }
 
 // Decode reads the plain JSON body of a clear envelope (see NewClear) into v.

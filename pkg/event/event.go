@@ -60,8 +60,9 @@ type Envelope struct {
 	ID     string
 	Type   Type
 	Tenant string
-	// Subject is the data subject whose key seals Body: an opaque id.
-	Subject string
+	// Person is the data subject whose key seals Body: an opaque id, in
+	// the Parley-Subject header.
+	Person string
 	// Aggregate is the last token of the NATS subject: the conversation for
 	// chat events, the data subject for privacy events.
 	Aggregate string
@@ -93,7 +94,7 @@ func New(key seal.Key, typ Type, tenant, subject, aggregate string, at time.Time
 // NewWithID is New for an event whose id is id (see DerivedID): the id is
 // sealed into the body, so it cannot be changed after.
 func NewWithID(id string, key seal.Key, typ Type, tenant, subject, aggregate string, at time.Time, payload any) (Envelope, error) {
-	e := Envelope{ID: id, Type: typ, Tenant: tenant, Subject: subject, Aggregate: aggregate, At: at.UTC()}
+	e := Envelope{ID: id, Type: typ, Tenant: tenant, Person: subject, Aggregate: aggregate, At: at.UTC()}
 	pt, err := json.Marshal(payload)
 	if err != nil {
 		return Envelope{}, fmt.Errorf("encode %s: %w", typ, err)
@@ -119,7 +120,7 @@ func (e Envelope) Open(key seal.Key, v any) error {
 }
 
 func (e Envelope) ad() []byte {
-	return seal.AD(e.Tenant, e.Subject, e.Aggregate, e.ID, string(e.Type))
+	return seal.AD(e.Tenant, e.Person, e.Aggregate, e.ID, string(e.Type))
 }
 
 // Msg returns the NATS message that stores e on natsSubject.
@@ -128,7 +129,7 @@ func (e Envelope) Msg(natsSubject string) *nats.Msg {
 	m.Header.Set(HeaderID, e.ID)
 	m.Header.Set(HeaderType, string(e.Type))
 	m.Header.Set(HeaderTenant, e.Tenant)
-	m.Header.Set(HeaderSubject, e.Subject)
+	m.Header.Set(HeaderSubject, e.Person)
 	m.Header.Set(HeaderAt, e.At.Format(time.RFC3339Nano))
 	if e.Idempotency != "" {
 		m.Header.Set(HeaderIdempotency, e.Idempotency)
@@ -140,11 +141,11 @@ func (e Envelope) Msg(natsSubject string) *nats.Msg {
 // Parse reads an envelope from a stored message.
 func Parse(natsSubject string, h nats.Header, body []byte) (Envelope, error) {
 	e := Envelope{
-		ID:      h.Get(HeaderID),
-		Type:    Type(h.Get(HeaderType)),
-		Tenant:  h.Get(HeaderTenant),
-		Subject: h.Get(HeaderSubject),
-		Body:    body,
+		ID:     h.Get(HeaderID),
+		Type:   Type(h.Get(HeaderType)),
+		Tenant: h.Get(HeaderTenant),
+		Person: h.Get(HeaderSubject),
+		Body:   body,
 
 		Idempotency: h.Get(HeaderIdempotency),
 	}
@@ -152,7 +153,7 @@ func Parse(natsSubject string, h nats.Header, body []byte) (Envelope, error) {
 		e.Aggregate = natsSubject[i+1:]
 	}
 	at, err := time.Parse(time.RFC3339Nano, h.Get(HeaderAt))
-	if err != nil || e.ID == "" || e.Type == "" || e.Tenant == "" || e.Subject == "" || e.Aggregate == "" {
+	if err != nil || e.ID == "" || e.Type == "" || e.Tenant == "" || e.Person == "" || e.Aggregate == "" {
 		return Envelope{}, fmt.Errorf("%w on %s", ErrMalformed, natsSubject)
 	}
 	e.At = at

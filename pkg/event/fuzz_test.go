@@ -44,7 +44,7 @@ func FuzzParse(f *testing.F) {
 			}
 			return
 		}
-		if e.ID == "" || e.Type == "" || e.Tenant == "" || e.Subject == "" || e.Aggregate == "" {
+		if e.ID == "" || e.Type == "" || e.Tenant == "" || e.Person == "" || e.Aggregate == "" {
 			t.Fatalf("Parse() = %+v, a partial envelope", e)
 		}
 		m := e.Msg(subject)
@@ -85,7 +85,7 @@ func FuzzOpen(f *testing.F) {
 		payloads := func() []any {
 			return []any{&event.Opened{}, &event.Posted{}, &event.Assigned{}, &event.Closed{}, &event.Rated{}, &event.Consent{}}
 		}
-		clear := event.Envelope{ID: "e1", Type: event.ConsentRecorded, Tenant: "demo", Subject: "v1", Aggregate: "v1", Body: body}
+		clear := event.Envelope{ID: "e1", Type: event.ConsentRecorded, Tenant: "demo", Person: "v1", Aggregate: "v1", Body: body}
 		for _, v := range payloads() {
 			clear.Decode(v)
 		}
@@ -93,7 +93,7 @@ func FuzzOpen(f *testing.F) {
 		if err != nil {
 			// Not JSON: it cannot be sealed as a payload, only stored as a
 			// forged body.
-			sealed = event.Envelope{ID: "e1", Type: event.MessagePosted, Tenant: "demo", Subject: "v1", Aggregate: "c1", Body: body}
+			sealed = event.Envelope{ID: "e1", Type: event.MessagePosted, Tenant: "demo", Person: "v1", Aggregate: "c1", Body: body}
 			for _, v := range payloads() {
 				if err := sealed.Open(key, v); !errors.Is(err, seal.ErrOpen) {
 					t.Fatalf("Open(forged body %q) = %v, want ErrOpen", body, err)

@@ -15,15 +15,17 @@ const (
 	// service stamps the time, links the entry into the chain and stores it
 	// on audit.Subject(tenant) before answering.
 	//
-	// Request: AppendAuditArgs (no principal: only services may publish
-	// here, by their bus permissions; the actor is the principal the
-	// calling service served). Result: audit.Entry as stored.
+	// An internal endpoint: Request: rpc.Request[AppendAuditArgs] with
+	// the calling service's system principal (auth.System), the only one
+	// accepted; only the services that serve acts may publish here, by
+	// their bus permissions. The actor is the principal that service
+	// served. Result: audit.Entry as stored.
 	//
 	// Errors: rpc.CodeInvalid for a malformed tenant, an unknown role, a
 	// malformed actor id, an action that is not 1 to 64 of [a-z0-9._], or a
 	// target that is empty, longer than 256 bytes or not printable ASCII;
 	// rpc.CodeUnavailable when the store cannot be reached.
-	AppendAuditSubject = "parley.privacy.audit.append"
+	AppendAuditSubject = "parley.internal.privacy.audit.append"
 
 	// ListAuditSubject lists a tenant's audit entries, oldest first.
 	//

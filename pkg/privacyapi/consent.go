@@ -25,9 +25,9 @@ const (
 	SetConsentSubject = "parley.privacy.consent.set"
 
 	// GetConsentSubject answers the consent in force for a data subject
-	// (SubjectArgs.Subject names the person, not a NATS subject).
+	// (PersonArgs.Person).
 	//
-	// Request: SubjectArgs (no principal: only services may publish here,
+	// Request: PersonArgs (no principal: only services may publish here,
 	// by their bus permissions). Result: ConsentResult.
 	//
 	// Errors: rpc.CodeInvalid for a malformed tenant or subject;
@@ -40,7 +40,7 @@ const (
 	// first, for their export. The call is not audited: the export that
 	// uses it is, once, by whoever assembles it.
 	//
-	// Request: rpc.Request[SubjectArgs]. Result: ConsentHistoryResult. Who:
+	// Request: rpc.Request[PersonArgs]. Result: ConsentHistoryResult. Who:
 	// a visitor for themself, an admin for any subject of their tenant.
 	//
 	// Errors: rpc.CodeInvalid for a malformed tenant or subject;
@@ -65,10 +65,10 @@ type SetConsentArgs struct {
 	SameNotice bool          `json:"same_notice,omitempty"`
 }
 
-// SubjectArgs names a data subject.
-type SubjectArgs struct {
-	Tenant  string `json:"tenant"`
-	Subject string `json:"subject"`
+// PersonArgs names a data subject.
+type PersonArgs struct {
+	Tenant string `json:"tenant"`
+	Person string `json:"subject"`
 }
 
 // ConsentResult is the consent in force for a subject: recorded At, by the
@@ -92,7 +92,7 @@ type ConsentEntry struct {
 
 // ConsentChanged is the broadcast of a newly recorded consent.
 type ConsentChanged struct {
-	Tenant  string        `json:"tenant"`
-	Subject string        `json:"subject"`
-	Result  ConsentResult `json:"result"`
+	Tenant string        `json:"tenant"`
+	Person string        `json:"subject"`
+	Result ConsentResult `json:"result"`
 }

@@ -11,7 +11,7 @@ import (
 const (
 	// EraseSubject erases a data subject: it destroys their keys (their
 	// events in every stream become unreadable), broadcasts
-	// subjectkey.Erased on subjectkey.ErasedSubject so every service evicts
+	// personkey.Erased on personkey.ErasedSubject so every service evicts
 	// what it holds, and records the erasure in the PRIVACY stream. It
 	// answers once the erasure is completed; its time does not depend on
 	// how much the subject has written.
@@ -61,10 +61,10 @@ const (
 	StatusCompleted = "completed"
 )
 
-// EraseArgs names the subject to erase.
+// EraseArgs names the person to erase.
 type EraseArgs struct {
-	Tenant  string `json:"tenant"`
-	Subject string `json:"subject"`
+	Tenant string `json:"tenant"`
+	Person string `json:"subject"`
 }
 
 // ErasureStatusArgs names an erasure.
@@ -78,7 +78,7 @@ type ErasureStatusArgs struct {
 type Erasure struct {
 	ErasureID   string         `json:"erasure_id"`
 	Tenant      string         `json:"tenant"`
-	Subject     string         `json:"subject"`
+	Person      string         `json:"subject"`
 	Status      string         `json:"status"`
 	RequestedAt time.Time      `json:"requested_at"`
 	CompletedAt *time.Time     `json:"completed_at"`

@@ -18,7 +18,7 @@ import (
 // conversations follow, page after page, from ExportPageSubject under the
 // ExportID answered here.
 //
-// Request: rpc.Request[SubjectArgs]. Result: ExportResult. Who: a visitor
+// Request: rpc.Request[PersonArgs]. Result: ExportResult. Who: a visitor
 // for themself, an admin for any subject of their tenant.
 //
 // Errors: rpc.CodeInvalid for a malformed tenant or subject;
@@ -55,7 +55,7 @@ const ExportPagesWithin = time.Hour
 // export ExportID of a data subject.
 type ExportPageArgs struct {
 	Tenant   string                `json:"tenant"`
-	Subject  string                `json:"subject"`
+	Person   string                `json:"subject"`
 	ExportID string                `json:"export_id"`
 	After    *chatapi.ExportCursor `json:"after,omitempty"`
 }

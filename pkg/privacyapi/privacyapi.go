@@ -1,5 +1,5 @@
 // Package privacyapi is the bus contract of the privacy service's
-// request/reply calls (the key service has its own, in subjectkey).
+// request/reply calls (the key service has its own, in personkey).
 package privacyapi
 
 import "github.com/parley-chat/parley/pkg/event"

@@ -13,9 +13,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/parley-chat/parley/pkg/personkey"
 	"github.com/parley-chat/parley/pkg/privacyapi"
 	"github.com/parley-chat/parley/pkg/stream"
-	"github.com/parley-chat/parley/pkg/subjectkey"
 
 	"github.com/parley-chat/parley/services/chat/internal/app"
 	"github.com/parley-chat/parley/services/chat/internal/jetstream"
@@ -31,7 +31,7 @@ type Deps struct {
 	Log *slog.Logger
 	// Keys are the visitors' keys, fetched from the privacy service over the
 	// bus; required.
-	Keys *subjectkey.Cache
+	Keys *personkey.Cache
 	// Streams tune the CHAT stream's definition.
 	Streams stream.Options
 	// Registry receives the service's metrics; nil means none are exported.
@@ -89,10 +89,10 @@ func run(ctx context.Context, d Deps) error {
 	svc := app.New(store, view, d.Keys, app.Options{
 		Policies: settings, OnConflict: conflicts.Inc, Auditor: privacy.NewAudit(d.NC, log),
 	})
-	d.Keys.OnErase(func(e subjectkey.Erased) {
+	d.Keys.OnErase(func(e personkey.Erased) {
 		ctx, cancel := context.WithTimeout(runCtx, forgetTimeout)
 		defer cancel()
-		if err := svc.EraseVisitor(ctx, e.Tenant, e.Subject); err != nil {
+		if err := svc.EraseVisitor(ctx, e.Tenant, e.Person); err != nil {
 			// The next start writes it: an open entry whose visitor has no
 			// keys is written back as closed.
 			log.Warn("write an erased visitor's conversations to the view", "err", err)

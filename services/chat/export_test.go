@@ -11,8 +11,8 @@ import (
 	"github.com/parley-chat/parley/pkg/auth"
 	"github.com/parley-chat/parley/pkg/chatapi"
 	"github.com/parley-chat/parley/pkg/natsembed/natstest"
+	"github.com/parley-chat/parley/pkg/personkey"
 	"github.com/parley-chat/parley/pkg/rpc"
-	"github.com/parley-chat/parley/pkg/subjectkey"
 )
 
 func TestExport(t *testing.T) {
@@ -89,7 +89,7 @@ func TestExport(t *testing.T) {
 	}
 
 	ks.forget(tenant, visitor.ID)
-	in.keys.Evict(subjectkey.Erased{Tenant: tenant, Subject: visitor.ID})
+	in.keys.Evict(personkey.Erased{Tenant: tenant, Person: visitor.ID})
 	if _, err := export(admin, visitor.ID); rpc.CodeOf(err) != rpc.CodeGone {
 		t.Errorf("Export() of an erased visitor error = %v, want code %s", err, rpc.CodeGone)
 	}

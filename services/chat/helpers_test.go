@@ -17,20 +17,20 @@ import (
 	"github.com/parley-chat/parley/pkg/chatapi"
 	"github.com/parley-chat/parley/pkg/natsembed"
 	"github.com/parley-chat/parley/pkg/natsembed/natstest"
+	"github.com/parley-chat/parley/pkg/personkey"
 	"github.com/parley-chat/parley/pkg/privacyapi"
 	"github.com/parley-chat/parley/pkg/rpc"
 	"github.com/parley-chat/parley/pkg/seal"
-	"github.com/parley-chat/parley/pkg/subjectkey"
 
 	"github.com/parley-chat/parley/services/chat"
 )
 
-// keyService answers subjectkey.GetSubject and
+// keyService answers personkey.GetSubject and
 // privacyapi.AppendAuditSubject from memory, standing in for the privacy
 // service.
 type keyService struct {
 	mu   sync.Mutex
-	keys map[[2]string]subjectkey.Keys
+	keys map[[2]string]personkey.Keys
 	// unreadable subjects have keys the service cannot unwrap.
 	unreadable map[[2]string]bool
 	// audited are the acts appended to the audit trail, in order; while
@@ -42,39 +42,39 @@ type keyService struct {
 func startKeyService(t testing.TB, s *natsembed.Server) *keyService {
 	t.Helper()
 	nc, _ := natstest.Connect(t, s)
-	ks := &keyService{keys: make(map[[2]string]subjectkey.Keys), unreadable: make(map[[2]string]bool)}
-	h := rpc.Handle(func(_ context.Context, req subjectkey.Request) (subjectkey.Keys, error) {
+	ks := &keyService{keys: make(map[[2]string]personkey.Keys), unreadable: make(map[[2]string]bool)}
+	h := rpc.Handle(func(_ context.Context, req personkey.Request) (personkey.Keys, error) {
 		ks.mu.Lock()
 		defer ks.mu.Unlock()
-		if ks.unreadable[[2]string{req.Tenant, req.Subject}] {
-			return subjectkey.Keys{}, rpc.Errorf(rpc.CodeUnreadable, "wrapped under another key-encryption key")
+		if ks.unreadable[[2]string{req.Tenant, req.Person}] {
+			return personkey.Keys{}, rpc.Errorf(rpc.CodeUnreadable, "wrapped under another key-encryption key")
 		}
-		k, ok := ks.keys[[2]string{req.Tenant, req.Subject}]
+		k, ok := ks.keys[[2]string{req.Tenant, req.Person}]
 		if ok {
 			return k, nil
 		}
 		if !req.Create {
-			return subjectkey.Keys{}, rpc.Errorf(rpc.CodeNotFound, "no keys")
+			return personkey.Keys{}, rpc.Errorf(rpc.CodeNotFound, "no keys")
 		}
-		return ks.create(req.Tenant, req.Subject)
+		return ks.create(req.Tenant, req.Person)
 	})
 	served, err := rpc.Serve(t.Context(), nc, slog.New(slog.DiscardHandler), rpc.Service{Name: "fake-keys", Queue: "keys",
-		Groups: []rpc.Group{{Routes: []rpc.Route{{Subject: subjectkey.GetSubject, Handler: h}}}}})
+		Groups: []rpc.Group{{Routes: []rpc.Route{{Subject: personkey.GetSubject, Handler: h}}}}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(served.Stop)
-	audit := rpc.Handle(func(_ context.Context, act privacyapi.AppendAuditArgs) (struct{}, error) {
+	audit := rpc.Handle(func(_ context.Context, req rpc.Request[privacyapi.AppendAuditArgs]) (struct{}, error) {
 		ks.mu.Lock()
 		defer ks.mu.Unlock()
 		if ks.auditDown {
 			return struct{}{}, rpc.Errorf(rpc.CodeUnavailable, "audit trail unavailable")
 		}
-		ks.audited = append(ks.audited, act)
+		ks.audited = append(ks.audited, req.Args)
 		return struct{}{}, nil
 	})
 	auditing, err := rpc.Serve(t.Context(), nc, slog.New(slog.DiscardHandler), rpc.Service{Name: "fake-audit", Queue: "audit",
-		Groups: []rpc.Group{{Routes: []rpc.Route{{Subject: privacyapi.AppendAuditSubject, Handler: audit}}}}})
+		Groups: []rpc.Group{{Prefix: "parley.internal.privacy", Internal: true, Routes: []rpc.Route{{Subject: privacyapi.AppendAuditSubject, Handler: audit}}}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,16 +85,16 @@ func startKeyService(t testing.TB, s *natsembed.Server) *keyService {
 	return ks
 }
 
-func (ks *keyService) create(tenant, subject string) (subjectkey.Keys, error) {
+func (ks *keyService) create(tenant, subject string) (personkey.Keys, error) {
 	data, err := seal.NewKey()
 	if err != nil {
-		return subjectkey.Keys{}, err
+		return personkey.Keys{}, err
 	}
 	pseudo, err := seal.NewKey()
 	if err != nil {
-		return subjectkey.Keys{}, err
+		return personkey.Keys{}, err
 	}
-	k := subjectkey.Keys{Data: data, Pseudonym: pseudo}
+	k := personkey.Keys{Data: data, Pseudonym: pseudo}
 	ks.keys[[2]string{tenant, subject}] = k
 	return k, nil
 }
@@ -158,7 +158,7 @@ func (b *syncBuffer) Bytes() []byte {
 
 // instance is one running chat service.
 type instance struct {
-	keys *subjectkey.Cache
+	keys *personkey.Cache
 	reg  *prometheus.Registry
 	logs *syncBuffer
 	stop func() error
@@ -171,7 +171,7 @@ func startChat(t testing.TB, s *natsembed.Server) *instance {
 	t.Helper()
 	settingsBucket(t, s)
 	nc, _ := natstest.Connect(t, s)
-	cache, err := subjectkey.NewCache(nc)
+	cache, err := personkey.NewCache(nc)
 	if err != nil {
 		t.Fatal(err)
 	}

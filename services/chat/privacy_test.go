@@ -15,8 +15,8 @@ import (
 	"github.com/parley-chat/parley/pkg/auth"
 	"github.com/parley-chat/parley/pkg/chatapi"
 	"github.com/parley-chat/parley/pkg/natsembed/natstest"
+	"github.com/parley-chat/parley/pkg/personkey"
 	"github.com/parley-chat/parley/pkg/rpc"
-	"github.com/parley-chat/parley/pkg/subjectkey"
 )
 
 // storeHolds reports which of needles occur in any file under dir.
@@ -101,7 +101,7 @@ func TestErasedVisitorReadsAsErased(t *testing.T) {
 	before := c.messages(supervisor, conv)
 
 	ks.forget(tenant, visitor.ID)
-	in.keys.Evict(subjectkey.Erased{Tenant: tenant, Subject: visitor.ID})
+	in.keys.Evict(personkey.Erased{Tenant: tenant, Person: visitor.ID})
 
 	// Who wrote a message was sealed with its text, so it goes too.
 	want := []chatapi.Message{

@@ -15,8 +15,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/parley-chat/parley/pkg/auth"
+	"github.com/parley-chat/parley/pkg/personkey"
 	"github.com/parley-chat/parley/pkg/stream"
-	"github.com/parley-chat/parley/pkg/subjectkey"
 	"github.com/parley-chat/parley/services/gateway/internal/httpapi"
 	"github.com/parley-chat/parley/services/gateway/internal/live"
 	"github.com/parley-chat/parley/services/gateway/internal/settings"
@@ -31,7 +31,7 @@ type Deps struct {
 	Signer   *auth.Signer   // required: issues visitor tokens
 	Verifier *auth.Verifier // required
 	// Keys is required: visitor keys, to decrypt live events.
-	Keys *subjectkey.Cache
+	Keys *personkey.Cache
 	// Registry is what /metrics serves; nil means a new one with the Go and
 	// process collectors.
 	Registry *prometheus.Registry
@@ -147,7 +147,7 @@ func Run(ctx context.Context, d Deps) error {
 		return fmt.Errorf("gateway: subscribe %s: %w", live.Subject, err)
 	}
 	defer sub.Unsubscribe()
-	d.Keys.OnErase(func(e subjectkey.Erased) { hub.CloseSubject(e.Tenant, e.Subject) })
+	d.Keys.OnErase(func(e personkey.Erased) { hub.CloseSubject(e.Tenant, e.Person) })
 
 	if err := reg.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Namespace: "parley", Subsystem: "gateway", Name: "live_sessions",

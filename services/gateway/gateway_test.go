@@ -20,9 +20,9 @@ import (
 
 	"github.com/parley-chat/parley/pkg/auth"
 	"github.com/parley-chat/parley/pkg/natsembed/natstest"
+	"github.com/parley-chat/parley/pkg/personkey"
 	"github.com/parley-chat/parley/pkg/rpc"
 	"github.com/parley-chat/parley/pkg/seal"
-	"github.com/parley-chat/parley/pkg/subjectkey"
 	"github.com/parley-chat/parley/services/gateway"
 )
 
@@ -63,7 +63,7 @@ func (s *syncBuffer) String() string {
 // random key per subject until the subject is erased.
 type keyService struct {
 	mu     sync.Mutex
-	keys   map[string]subjectkey.Keys
+	keys   map[string]personkey.Keys
 	erased map[string]bool
 }
 
@@ -91,7 +91,7 @@ func (k *keyService) has(tenant, subject string) bool {
 	return ok
 }
 
-func (k *keyService) get(tenant, subject string) subjectkey.Keys {
+func (k *keyService) get(tenant, subject string) personkey.Keys {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	id := tenant + "." + subject
@@ -100,7 +100,7 @@ func (k *keyService) get(tenant, subject string) subjectkey.Keys {
 	}
 	d, _ := seal.NewKey()
 	p, _ := seal.NewKey()
-	ks := subjectkey.Keys{Data: d, Pseudonym: p}
+	ks := personkey.Keys{Data: d, Pseudonym: p}
 	k.keys[id] = ks
 	return ks
 }
@@ -119,13 +119,13 @@ func startGatewayWith(t *testing.T, tune func(*gateway.Deps)) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{t: t, nc: nc, js: js, signer: auth.NewSigner(priv), logs: &syncBuffer{}, keys: &keyService{keys: make(map[string]subjectkey.Keys)}, done: make(chan error, 1)}
+	e := &env{t: t, nc: nc, js: js, signer: auth.NewSigner(priv), logs: &syncBuffer{}, keys: &keyService{keys: make(map[string]personkey.Keys)}, done: make(chan error, 1)}
 
-	serve(t, nc, subjectkey.GetSubject, func(_ context.Context, req subjectkey.Request) (subjectkey.Keys, error) {
-		if e.keys.isErased(req.Tenant, req.Subject) {
-			return subjectkey.Keys{}, rpc.Errorf(rpc.CodeGone, "subject erased")
+	serve(t, nc, personkey.GetSubject, func(_ context.Context, req personkey.Request) (personkey.Keys, error) {
+		if e.keys.isErased(req.Tenant, req.Person) {
+			return personkey.Keys{}, rpc.Errorf(rpc.CodeGone, "subject erased")
 		}
-		return e.keys.get(req.Tenant, req.Subject), nil
+		return e.keys.get(req.Tenant, req.Person), nil
 	})
 
 	gnc, err := nats.Connect(srv.ClientURL())
@@ -133,7 +133,7 @@ func startGatewayWith(t *testing.T, tune func(*gateway.Deps)) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(gnc.Close)
-	cache, err := subjectkey.NewCache(gnc)
+	cache, err := personkey.NewCache(gnc)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,9 +19,9 @@ import (
 	"github.com/parley-chat/parley/pkg/chatapi"
 	"github.com/parley-chat/parley/pkg/event"
 	"github.com/parley-chat/parley/pkg/natsembed/natstest"
+	"github.com/parley-chat/parley/pkg/personkey"
 	"github.com/parley-chat/parley/pkg/privacyapi"
 	"github.com/parley-chat/parley/pkg/rpc"
-	"github.com/parley-chat/parley/pkg/subjectkey"
 	"github.com/parley-chat/parley/services/gateway"
 )
 
@@ -326,8 +326,8 @@ func TestErasedVisitorIsShutOut(t *testing.T) {
 	natstest.Until(t, 5*time.Second, "keys fetched", func() bool { return e.keys.has("demo", "v1") })
 
 	e.keys.erase("demo", "v1")
-	b, _ := json.Marshal(subjectkey.Erased{Tenant: "demo", Subject: "v1"})
-	if err := e.nc.Publish(subjectkey.ErasedSubject, b); err != nil {
+	b, _ := json.Marshal(personkey.Erased{Tenant: "demo", Person: "v1"})
+	if err := e.nc.Publish(personkey.ErasedSubject, b); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

@@ -216,7 +216,7 @@ func TestReadsArePaged(t *testing.T) {
 func TestExportIsStreamed(t *testing.T) {
 	e := startGateway(t)
 	at := time.Date(2025, 3, 4, 5, 6, 7, 0, time.UTC)
-	serve(t, e.nc, privacyapi.ExportSubject, func(_ context.Context, req rpc.Request[privacyapi.SubjectArgs]) (privacyapi.ExportResult, error) {
+	serve(t, e.nc, privacyapi.ExportSubject, func(_ context.Context, req rpc.Request[privacyapi.PersonArgs]) (privacyapi.ExportResult, error) {
 		return privacyapi.ExportResult{ExportID: "x1", At: at}, nil
 	})
 	message := func(seq uint64) chatapi.Message {
@@ -239,7 +239,7 @@ func TestExportIsStreamed(t *testing.T) {
 	var fail atomic.Bool
 	serve(t, e.nc, privacyapi.ExportPageSubject, func(_ context.Context, req rpc.Request[privacyapi.ExportPageArgs]) (chatapi.ExportResult, error) {
 		switch {
-		case req.Args.ExportID != "x1" || req.Args.Subject != "v1":
+		case req.Args.ExportID != "x1" || req.Args.Person != "v1":
 			return chatapi.ExportResult{}, rpc.Errorf(rpc.CodeNotFound, "no such export")
 		case req.Args.After == nil:
 			return pages[0], nil

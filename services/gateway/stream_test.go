@@ -16,8 +16,8 @@ import (
 	"github.com/parley-chat/parley/pkg/auth"
 	"github.com/parley-chat/parley/pkg/event"
 	"github.com/parley-chat/parley/pkg/natsembed/natstest"
+	"github.com/parley-chat/parley/pkg/personkey"
 	"github.com/parley-chat/parley/pkg/stream"
-	"github.com/parley-chat/parley/pkg/subjectkey"
 )
 
 type liveMessage struct {
@@ -189,8 +189,8 @@ func TestStream(t *testing.T) {
 	}
 
 	// Erasing Alice closes her session.
-	data, _ := json.Marshal(subjectkey.Erased{Tenant: "demo", Subject: "alice"})
-	if err := e.nc.Publish(subjectkey.ErasedSubject, data); err != nil {
+	data, _ := json.Marshal(personkey.Erased{Tenant: "demo", Person: "alice"})
+	if err := e.nc.Publish(personkey.ErasedSubject, data); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

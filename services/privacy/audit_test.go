@@ -16,6 +16,7 @@ import (
 
 	"github.com/parley-chat/parley/pkg/audit"
 	"github.com/parley-chat/parley/pkg/auth"
+	"github.com/parley-chat/parley/pkg/chatapi"
 	"github.com/parley-chat/parley/pkg/natsembed/natstest"
 	"github.com/parley-chat/parley/pkg/privacyapi"
 	"github.com/parley-chat/parley/pkg/rpc"
@@ -25,7 +26,8 @@ import (
 func appendAudit(t *testing.T, nc *nats.Conn, args privacyapi.AppendAuditArgs) (audit.Entry, error) {
 	t.Helper()
 	var e audit.Entry
-	err := rpc.Call(t.Context(), nc, privacyapi.AppendAuditSubject, args, &e)
+	req := rpc.Request[privacyapi.AppendAuditArgs]{Principal: auth.System(args.Tenant, chatapi.Service), Args: args}
+	err := rpc.Call(t.Context(), nc, privacyapi.AppendAuditSubject, req, &e)
 	return e, err
 }
 

@@ -55,7 +55,7 @@ func TestConsentChangesReachCaches(t *testing.T) {
 	// PRIVACY.
 	first.stop()
 	start(t, s, kek)
-	hist, err := call[privacyapi.ConsentHistoryResult](t, nc, privacyapi.ConsentHistorySubject, admin, privacyapi.SubjectArgs{Tenant: tenant, Subject: visitor})
+	hist, err := call[privacyapi.ConsentHistoryResult](t, nc, privacyapi.ConsentHistorySubject, admin, privacyapi.PersonArgs{Tenant: tenant, Person: visitor})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,7 +114,7 @@ func TestConsentKeepsTheNoticeInForce(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	hist, err := call[privacyapi.ConsentHistoryResult](t, nc, privacyapi.ConsentHistorySubject, admin, privacyapi.SubjectArgs{Tenant: tenant, Subject: visitor})
+	hist, err := call[privacyapi.ConsentHistoryResult](t, nc, privacyapi.ConsentHistorySubject, admin, privacyapi.PersonArgs{Tenant: tenant, Person: visitor})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -181,7 +181,7 @@ func TestConsentRefusals(t *testing.T) {
 	}
 	for _, tt := range histories {
 		t.Run("history/"+tt.name, func(t *testing.T) {
-			_, err := call[privacyapi.ConsentHistoryResult](t, nc, privacyapi.ConsentHistorySubject, tt.as, privacyapi.SubjectArgs{Tenant: tenant, Subject: tt.subject})
+			_, err := call[privacyapi.ConsentHistoryResult](t, nc, privacyapi.ConsentHistorySubject, tt.as, privacyapi.PersonArgs{Tenant: tenant, Person: tt.subject})
 			if rpc.CodeOf(err) != tt.want {
 				t.Errorf("ConsentHistory(%s) error = %v, want code %s", tt.subject, err, tt.want)
 			}
@@ -210,6 +210,6 @@ func TestConsentRefusals(t *testing.T) {
 func getConsent(t *testing.T, nc *nats.Conn, tenant, subject string) (event.Consent, error) {
 	t.Helper()
 	var res privacyapi.ConsentResult
-	err := rpc.Call(t.Context(), nc, privacyapi.GetConsentSubject, privacyapi.SubjectArgs{Tenant: tenant, Subject: subject}, &res)
+	err := rpc.Call(t.Context(), nc, privacyapi.GetConsentSubject, privacyapi.PersonArgs{Tenant: tenant, Person: subject}, &res)
 	return res.Consent, err
 }

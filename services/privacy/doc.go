@@ -4,8 +4,8 @@
 //
 // It serves, in queue group privacyapi.Queue so that instances share the load
 // (the contract of each call, with who may make it and its errors, is in
-// pkg/privacyapi and pkg/subjectkey):
-//   - the key service on subjectkey.GetSubject: a subject's data key and
+// pkg/privacyapi and pkg/personkey):
+//   - the key service on personkey.GetSubject: a subject's data key and
 //     pseudonym key, created on first request when asked to;
 //   - visitor registration on privacyapi.RegisterVisitorSubject, with the
 //     visitor's coarse network data when the tenant collects it and the
@@ -21,9 +21,9 @@
 //   - tenant settings on privacyapi.GetSettingsSubject and
 //     PutSettingsSubject.
 //
-// It broadcasts subjectkey.Erased on subjectkey.ErasedSubject after every
+// It broadcasts personkey.Erased on personkey.ErasedSubject after every
 // erasure and privacyapi.ConsentChanged on privacyapi.ConsentChangedSubject
-// after every consent; pkg/subjectkey holds the key cache other services
+// after every consent; pkg/personkey holds the key cache other services
 // keep, which follows the erasures.
 //
 // It relays conversations to analytics (internal/relay): a durable consumer

@@ -18,10 +18,10 @@ import (
 	"github.com/parley-chat/parley/pkg/auth"
 	"github.com/parley-chat/parley/pkg/event"
 	"github.com/parley-chat/parley/pkg/natsembed/natstest"
+	"github.com/parley-chat/parley/pkg/personkey"
 	"github.com/parley-chat/parley/pkg/privacyapi"
 	"github.com/parley-chat/parley/pkg/rpc"
 	"github.com/parley-chat/parley/pkg/stream"
-	"github.com/parley-chat/parley/pkg/subjectkey"
 )
 
 var (
@@ -53,7 +53,7 @@ func mustRegister(t *testing.T, nc *nats.Conn) string {
 
 func erase(t *testing.T, nc *nats.Conn, p auth.Principal, subject string) (privacyapi.Erasure, error) {
 	t.Helper()
-	return call[privacyapi.Erasure](t, nc, privacyapi.EraseSubject, p, privacyapi.EraseArgs{Tenant: tenant, Subject: subject})
+	return call[privacyapi.Erasure](t, nc, privacyapi.EraseSubject, p, privacyapi.EraseArgs{Tenant: tenant, Person: subject})
 }
 
 func storeHolds(t *testing.T, dir string, b []byte) bool {
@@ -106,7 +106,7 @@ func TestEraseShredsKeys(t *testing.T) {
 
 	// Only the tombstone is left, and it stays the only message however
 	// often keys are asked for.
-	cache, err := subjectkey.NewCache(nc)
+	cache, err := personkey.NewCache(nc)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,7 +116,7 @@ func TestEraseShredsKeys(t *testing.T) {
 			t.Errorf("Get(erased, create=%v) error = %v, want code %s", create, err, rpc.CodeGone)
 		}
 	}
-	if _, err := cache.GetOrCreate(t.Context(), tenant, visitor); !errors.Is(err, subjectkey.ErrErased) || !errors.Is(err, subjectkey.ErrNotFound) {
+	if _, err := cache.GetOrCreate(t.Context(), tenant, visitor); !errors.Is(err, personkey.ErrErased) || !errors.Is(err, personkey.ErrNotFound) {
 		t.Errorf("GetOrCreate(erased) error = %v, want ErrErased and ErrNotFound", err)
 	}
 	if st := streamState(t, js, stream.Keys); st.Msgs != 3+kekState || st.LastSeq != 4+kekState {
@@ -165,7 +165,7 @@ func TestEraseEvictsEverywhere(t *testing.T) {
 
 	// Another service: its own connection and caches, both warm.
 	other, _ := natstest.Connect(t, s)
-	keys, err := subjectkey.NewCache(other)
+	keys, err := personkey.NewCache(other)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -182,7 +182,7 @@ func TestEraseEvictsEverywhere(t *testing.T) {
 	}
 	natstest.Until(t, time.Second, "key cache evicts the erased subject", func() bool {
 		_, err := keys.Get(t.Context(), tenant, visitor)
-		return errors.Is(err, subjectkey.ErrErased)
+		return errors.Is(err, personkey.ErrErased)
 	})
 	if _, err := getConsent(t, other, tenant, visitor); rpc.CodeOf(err) != rpc.CodeGone {
 		t.Errorf("GetConsent(erased) error = %v, want code %s", err, rpc.CodeGone)

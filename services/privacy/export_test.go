@@ -22,7 +22,7 @@ import (
 
 func export(t *testing.T, nc *nats.Conn, p auth.Principal, subject string) (privacyapi.ExportResult, error) {
 	t.Helper()
-	return call[privacyapi.ExportResult](t, nc, privacyapi.ExportSubject, p, privacyapi.SubjectArgs{Tenant: tenant, Subject: subject})
+	return call[privacyapi.ExportResult](t, nc, privacyapi.ExportSubject, p, privacyapi.PersonArgs{Tenant: tenant, Person: subject})
 }
 
 // TestNetworkDataNeedsSettingAndConsent registers visitors with network data
@@ -236,7 +236,7 @@ func TestExportPagesComeFromChatUnderAnExport(t *testing.T) {
 		t.Fatal(err)
 	}
 	readPage := func(p auth.Principal, exportID string, after *chatapi.ExportCursor) (chatapi.ExportResult, error) {
-		return call[chatapi.ExportResult](t, nc, privacyapi.ExportPageSubject, p, privacyapi.ExportPageArgs{Tenant: tenant, Subject: visitor, ExportID: exportID, After: after})
+		return call[chatapi.ExportResult](t, nc, privacyapi.ExportPageSubject, p, privacyapi.ExportPageArgs{Tenant: tenant, Person: visitor, ExportID: exportID, After: after})
 	}
 
 	if _, err := readPage(visitorOf(visitor), "never-started", nil); rpc.CodeOf(err) != rpc.CodeNotFound {

@@ -14,10 +14,10 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/parley-chat/parley/pkg/auth"
+	"github.com/parley-chat/parley/pkg/personkey"
 	"github.com/parley-chat/parley/pkg/retry"
 	"github.com/parley-chat/parley/pkg/seal"
 	"github.com/parley-chat/parley/pkg/stream"
-	"github.com/parley-chat/parley/pkg/subjectkey"
 
 	pkgrpc "github.com/parley-chat/parley/pkg/rpc"
 	"github.com/parley-chat/parley/services/privacy/internal/app"
@@ -126,14 +126,14 @@ func Run(ctx context.Context, d Deps) error {
 		return fmt.Errorf("privacy: rebuild from %s: %w", stream.Privacy, err)
 	}
 	// Other instances' erasures: drop the keys this one holds.
-	erased, err := d.NC.Subscribe(subjectkey.ErasedSubject, func(m *nats.Msg) {
-		var e subjectkey.Erased
+	erased, err := d.NC.Subscribe(personkey.ErasedSubject, func(m *nats.Msg) {
+		var e personkey.Erased
 		if json.Unmarshal(m.Data, &e) == nil {
-			a.Forget(e.Tenant, e.Subject)
+			a.Forget(e.Tenant, e.Person)
 		}
 	})
 	if err != nil {
-		return fmt.Errorf("privacy: subscribe %s: %w", subjectkey.ErasedSubject, err)
+		return fmt.Errorf("privacy: subscribe %s: %w", personkey.ErasedSubject, err)
 	}
 	defer erased.Unsubscribe()
 	giveUp := d.GiveUp

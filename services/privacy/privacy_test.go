@@ -27,11 +27,11 @@ import (
 	"github.com/parley-chat/parley/pkg/event"
 	"github.com/parley-chat/parley/pkg/natsembed"
 	"github.com/parley-chat/parley/pkg/natsembed/natstest"
+	"github.com/parley-chat/parley/pkg/personkey"
 	"github.com/parley-chat/parley/pkg/privacyapi"
 	"github.com/parley-chat/parley/pkg/rpc"
 	"github.com/parley-chat/parley/pkg/seal"
 	"github.com/parley-chat/parley/pkg/stream"
-	"github.com/parley-chat/parley/pkg/subjectkey"
 
 	"github.com/parley-chat/parley/services/privacy"
 )
@@ -116,7 +116,7 @@ func serving(t *testing.T, s *natsembed.Server, cid uint64) bool {
 		t.Fatal(err)
 	}
 	for _, c := range cz.Conns {
-		if slices.Contains(c.Subs, subjectkey.GetSubject) && slices.Contains(c.Subs, privacyapi.RegisterVisitorSubject) {
+		if slices.Contains(c.Subs, personkey.GetSubject) && slices.Contains(c.Subs, privacyapi.RegisterVisitorSubject) {
 			return true
 		}
 	}
@@ -136,9 +136,9 @@ func newKEK(t *testing.T) seal.Key {
 	return k
 }
 
-func getKeys(ctx context.Context, nc *nats.Conn, subject string, create bool) (subjectkey.Keys, error) {
-	var k subjectkey.Keys
-	err := rpc.Call(ctx, nc, subjectkey.GetSubject, subjectkey.Request{Tenant: tenant, Subject: subject, Create: create}, &k)
+func getKeys(ctx context.Context, nc *nats.Conn, subject string, create bool) (personkey.Keys, error) {
+	var k personkey.Keys
+	err := rpc.Call(ctx, nc, personkey.GetSubject, personkey.Request{Tenant: tenant, Person: subject, Create: create}, &k)
 	return k, err
 }
 
@@ -167,7 +167,7 @@ func TestKeysAreCreatedOnceAcrossInstances(t *testing.T) {
 	var (
 		wg    sync.WaitGroup
 		mu    sync.Mutex
-		got   = make(map[string][]subjectkey.Keys)
+		got   = make(map[string][]personkey.Keys)
 		begin = make(chan struct{})
 	)
 	for _, subject := range subjects {
@@ -214,7 +214,7 @@ func TestKeysAreCreatedOnceAcrossInstances(t *testing.T) {
 
 // keyForms are the encodings in which a key could leak into a file.
 func keyForms(k seal.Key) map[string][]byte {
-	b, _ := json.Marshal(k) // an array of numbers: how subjectkey.Keys travels
+	b, _ := json.Marshal(k) // an array of numbers: how personkey.Keys travels
 	return map[string][]byte{
 		"raw":       k[:],
 		"hex":       []byte(hex.EncodeToString(k[:])),
@@ -258,7 +258,7 @@ func TestStoreHoldsOnlyWrappedKeys(t *testing.T) {
 		t.Fatal(err)
 	}
 	subjects := []string{res.VisitorID, "agent-1"}
-	keys := make(map[string]subjectkey.Keys)
+	keys := make(map[string]personkey.Keys)
 	var wrapped [][]byte
 	ks, err := js.Stream(t.Context(), stream.Keys)
 	if err != nil {
@@ -374,14 +374,14 @@ func TestGetUnknownSubject(t *testing.T) {
 	s := natstest.Start(t, "")
 	start(t, s, newKEK(t))
 	nc, js := natstest.Connect(t, s)
-	cache, err := subjectkey.NewCache(nc)
+	cache, err := personkey.NewCache(nc)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cache.Close() })
 
-	if _, err := cache.Get(t.Context(), tenant, "nobody"); !errors.Is(err, subjectkey.ErrNotFound) {
-		t.Errorf("Get(unknown) error = %v, want %v", err, subjectkey.ErrNotFound)
+	if _, err := cache.Get(t.Context(), tenant, "nobody"); !errors.Is(err, personkey.ErrNotFound) {
+		t.Errorf("Get(unknown) error = %v, want %v", err, personkey.ErrNotFound)
 	}
 	if st := streamState(t, js, stream.Keys); st.Msgs != kekState {
 		t.Errorf("KEYS holds %d messages after a Get, want only the KEK state", st.Msgs)
@@ -391,7 +391,7 @@ func TestGetUnknownSubject(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A fresh cache asks the service again, which now finds the keys.
-	fresh, err := subjectkey.NewCache(nc)
+	fresh, err := personkey.NewCache(nc)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -412,17 +412,17 @@ func TestKeyRequestRejectsBadIDs(t *testing.T) {
 
 	tests := []struct {
 		name string
-		give subjectkey.Request
+		give personkey.Request
 	}{
-		{"empty tenant", subjectkey.Request{Subject: "v1", Create: true}},
-		{"wildcard tenant", subjectkey.Request{Tenant: "*", Subject: "v1", Create: true}},
-		{"empty subject", subjectkey.Request{Tenant: tenant, Create: true}},
-		{"dotted subject", subjectkey.Request{Tenant: tenant, Subject: "v1.v2", Create: true}},
-		{"wildcard subject", subjectkey.Request{Tenant: tenant, Subject: ">", Create: true}},
+		{"empty tenant", personkey.Request{Person: "v1", Create: true}},
+		{"wildcard tenant", personkey.Request{Tenant: "*", Person: "v1", Create: true}},
+		{"empty subject", personkey.Request{Tenant: tenant, Create: true}},
+		{"dotted subject", personkey.Request{Tenant: tenant, Person: "v1.v2", Create: true}},
+		{"wildcard subject", personkey.Request{Tenant: tenant, Person: ">", Create: true}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := rpc.Call(t.Context(), nc, subjectkey.GetSubject, tt.give, nil)
+			err := rpc.Call(t.Context(), nc, personkey.GetSubject, tt.give, nil)
 			if code := rpc.CodeOf(err); code != rpc.CodeInvalid {
 				t.Errorf("Get(%+v) error = %v, want code %s", tt.give, err, rpc.CodeInvalid)
 			}
@@ -473,8 +473,8 @@ func TestRegisterVisitor(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if e.Type != event.ConsentRecorded || e.Tenant != tenant || e.Subject != id || e.Aggregate != id {
-				t.Errorf("event = %s %s/%s on %s, want %s %s/%s on %s", e.Type, e.Tenant, e.Subject, e.Aggregate, event.ConsentRecorded, tenant, id, id)
+			if e.Type != event.ConsentRecorded || e.Tenant != tenant || e.Person != id || e.Aggregate != id {
+				t.Errorf("event = %s %s/%s on %s, want %s %s/%s on %s", e.Type, e.Tenant, e.Person, e.Aggregate, event.ConsentRecorded, tenant, id, id)
 			}
 			var got event.Consent
 			if err := e.Decode(&got); err != nil {

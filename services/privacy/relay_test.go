@@ -23,10 +23,10 @@ import (
 	"github.com/parley-chat/parley/pkg/event"
 	"github.com/parley-chat/parley/pkg/natsembed"
 	"github.com/parley-chat/parley/pkg/natsembed/natstest"
+	"github.com/parley-chat/parley/pkg/personkey"
 	"github.com/parley-chat/parley/pkg/privacyapi"
 	"github.com/parley-chat/parley/pkg/seal"
 	"github.com/parley-chat/parley/pkg/stream"
-	"github.com/parley-chat/parley/pkg/subjectkey"
 
 	"github.com/parley-chat/parley/services/privacy"
 	"github.com/parley-chat/parley/services/privacy/internal/relay"
@@ -408,7 +408,7 @@ func benchmarkRelay(b *testing.B, mode string) {
 		b.Fatal(err)
 	}
 	var visitors []string
-	var keys []subjectkey.Keys
+	var keys []personkey.Keys
 	for range 20 {
 		var id string
 		var err error

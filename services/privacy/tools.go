@@ -10,11 +10,11 @@ import (
 	natsjs "github.com/nats-io/nats.go/jetstream"
 
 	"github.com/parley-chat/parley/pkg/audit"
+	"github.com/parley-chat/parley/pkg/personkey"
 	"github.com/parley-chat/parley/pkg/privacyapi"
 	pkgrpc "github.com/parley-chat/parley/pkg/rpc"
 	"github.com/parley-chat/parley/pkg/seal"
 	"github.com/parley-chat/parley/pkg/stream"
-	"github.com/parley-chat/parley/pkg/subjectkey"
 
 	"github.com/parley-chat/parley/services/privacy/internal/jetstream"
 	"github.com/parley-chat/parley/services/privacy/internal/keyring"
@@ -76,7 +76,7 @@ func RotateKEK(ctx context.Context, js natsjs.JetStream, oldKEK, newKEK seal.Key
 // ErrServing when one does. RotateKEK checks it itself, at its start and
 // as it goes; a tool calls it first to refuse before it prepares anything.
 func NoneServing(ctx context.Context, nc *nats.Conn) error {
-	for _, subj := range []string{subjectkey.GetSubject, privacyapi.RegisterVisitorSubject} {
+	for _, subj := range []string{personkey.GetSubject, privacyapi.RegisterVisitorSubject} {
 		err := pkgrpc.Ping(ctx, nc, subj)
 		switch {
 		case err == nil, errors.As(err, new(*pkgrpc.Error)):

@@ -16,8 +16,8 @@ import (
 	"time"
 
 	"github.com/parley-chat/parley/pkg/event"
+	"github.com/parley-chat/parley/pkg/personkey"
 	"github.com/parley-chat/parley/pkg/privacyapi"
-	"github.com/parley-chat/parley/pkg/subjectkey"
 
 	"github.com/parley-chat/parley/services/chat/internal/conversation"
 )
@@ -79,10 +79,10 @@ type EventStore interface {
 	Read(ctx context.Context, tenant, conversation string, after uint64, limit int) (rs []Record, more bool, err error)
 }
 
-// Keys fetches a data subject's keys; *subjectkey.Cache is one. It returns
-// subjectkey.ErrNotFound when the subject has none.
+// Keys fetches a data subject's keys; *personkey.Cache is one. It returns
+// personkey.ErrNotFound when the subject has none.
 type Keys interface {
-	Get(ctx context.Context, tenant, subject string) (subjectkey.Keys, error)
+	Get(ctx context.Context, tenant, subject string) (personkey.Keys, error)
 }
 
 // Policies tells each tenant's settings; *jetstream.Settings is one.
@@ -160,13 +160,13 @@ func New(events EventStore, view View, keys Keys, o Options) *Service {
 
 // visitorKeys returns the keys that seal the visitor's conversations, or
 // conversation.ErrErased when they are gone.
-func (s *Service) visitorKeys(ctx context.Context, tenant, visitor string) (subjectkey.Keys, error) {
+func (s *Service) visitorKeys(ctx context.Context, tenant, visitor string) (personkey.Keys, error) {
 	k, err := s.keys.Get(ctx, tenant, visitor)
-	if errors.Is(err, subjectkey.ErrNotFound) {
-		return subjectkey.Keys{}, conversation.ErrErased
+	if errors.Is(err, personkey.ErrNotFound) {
+		return personkey.Keys{}, conversation.ErrErased
 	}
 	if err != nil {
-		return subjectkey.Keys{}, fmt.Errorf("visitor keys: %w", err)
+		return personkey.Keys{}, fmt.Errorf("visitor keys: %w", err)
 	}
 	return k, nil
 }

@@ -74,7 +74,7 @@ func (s *Service) openPrior(ctx context.Context, prior Record, typ event.Type, v
 	if prior.Event.Type != typ {
 		return ErrKeyReused
 	}
-	keys, err := s.visitorKeys(ctx, prior.Event.Tenant, prior.Event.Subject)
+	keys, err := s.visitorKeys(ctx, prior.Event.Tenant, prior.Event.Person)
 	if err != nil {
 		return err
 	}

@@ -112,7 +112,7 @@ func open(key seal.Key, env event.Envelope) (*event.Author, *string, error) {
 		if err := env.Open(key, &o); err != nil {
 			return nil, nil, fmt.Errorf("read message: %w", err)
 		}
-		return &event.Author{Role: string(auth.RoleVisitor), ID: env.Subject}, &o.Text, nil
+		return &event.Author{Role: string(auth.RoleVisitor), ID: env.Person}, &o.Text, nil
 	case event.MessagePosted:
 		var p event.Posted
 		if err := env.Open(key, &p); err != nil {

@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"github.com/parley-chat/parley/pkg/event"
+	"github.com/parley-chat/parley/pkg/personkey"
 	"github.com/parley-chat/parley/pkg/stream"
-	"github.com/parley-chat/parley/pkg/subjectkey"
 
 	"github.com/parley-chat/parley/services/chat/internal/conversation"
 )
@@ -333,11 +333,11 @@ func (e *entry) erase() {
 // (their keys are gone). An error
 // means the key service could not be asked and r should be applied later.
 func (s *Service) read(ctx context.Context, r Record) (payload any, erased bool, err error) {
-	k, err := s.keys.Get(ctx, r.Event.Tenant, r.Event.Subject)
+	k, err := s.keys.Get(ctx, r.Event.Tenant, r.Event.Person)
 	switch {
-	case errors.Is(err, subjectkey.ErrNotFound):
+	case errors.Is(err, personkey.ErrNotFound):
 		return nil, true, nil
-	case errors.Is(err, subjectkey.ErrUnreadable):
+	case errors.Is(err, personkey.ErrUnreadable):
 		// The key service has keys for the subject but cannot read them
 		// (wrapped under a key-encryption key it does not hold, as in a
 		// backup restored after a rotation): asking again changes nothing,
@@ -397,7 +397,7 @@ func (s *Service) find(ctx context.Context, tenant, id string, current bool) (*e
 		if len(rs) == 0 {
 			return nil, conversation.ErrNotFound
 		}
-		if e, err = s.load(ctx, tenant, rs[0].Event.Subject, id); err != nil {
+		if e, err = s.load(ctx, tenant, rs[0].Event.Person, id); err != nil {
 			return nil, err
 		}
 	}
@@ -463,7 +463,7 @@ func (s *Service) Project(ctx context.Context, r Record) error {
 		e = s.state.getOrCreate(tenant, id)
 	} else if e == nil && !s.state.isErased(tenant, id) {
 		var err error
-		if e, err = s.load(ctx, tenant, r.Event.Subject, id); err != nil {
+		if e, err = s.load(ctx, tenant, r.Event.Person, id); err != nil {
 			return err
 		}
 	}
@@ -484,7 +484,7 @@ func (s *Service) Project(ctx context.Context, r Record) error {
 // EraseVisitor marks the visitor's conversations erased, as they are
 // rebuilt after the erasure, and writes those it holds to the View, where
 // they are listed as closed: the privacy service destroyed the visitor's
-// keys (subjectkey.Erased). Those it does not hold are closed in the View
+// keys (personkey.Erased). Those it does not hold are closed in the View
 // already, and come back erased when read (see openView).
 func (s *Service) EraseVisitor(ctx context.Context, tenant, visitor string) error {
 	var errs []error

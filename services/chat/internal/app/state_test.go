@@ -33,7 +33,7 @@ func TestErasedConversationStaysOut(t *testing.T) {
 		t.Errorf("getOrCreate(c1) %v after erasure = %p, want nil", erasedFor-time.Minute, e)
 	}
 	restored := &entry{}
-	restored.conv.Apply(1, event.Envelope{Type: event.ConversationOpened, Tenant: "acme", Aggregate: "c1", Subject: "v1"}, nil)
+	restored.conv.Apply(1, event.Envelope{Type: event.ConversationOpened, Tenant: "acme", Aggregate: "c1", Person: "v1"}, nil)
 	st.track(restored)
 	if e := st.get("acme", "c1"); e != nil {
 		t.Errorf("get(c1) after track of an erased conversation = %p, want nil", e)

@@ -6,7 +6,7 @@ import (
 
 	"github.com/parley-chat/parley/pkg/auth"
 	"github.com/parley-chat/parley/pkg/event"
-	"github.com/parley-chat/parley/pkg/subjectkey"
+	"github.com/parley-chat/parley/pkg/personkey"
 
 	"github.com/parley-chat/parley/services/chat/internal/conversation"
 )
@@ -45,7 +45,7 @@ func (s *Service) updateKeyed(ctx context.Context, p auth.Principal, id string, 
 	e.cmd.Lock()
 	defer e.cmd.Unlock()
 
-	var keys *subjectkey.Keys
+	var keys *personkey.Keys
 	current := false // whether the state was read from the store in this command
 	for try := 1; ; try++ {
 		c := e.snapshot()
@@ -103,7 +103,7 @@ func (s *Service) updateKeyed(ctx context.Context, p auth.Principal, id string, 
 // previous one left, and applies each to e as soon as it is stored, so the
 // instance reads its own writes. The last change, the one the request is
 // about, is stored with idempotency k.
-func (s *Service) appendAll(ctx context.Context, e *entry, keys *subjectkey.Keys, c *conversation.Conversation, changes []conversation.Change, k idempotency) ([]Record, error) {
+func (s *Service) appendAll(ctx context.Context, e *entry, keys *personkey.Keys, c *conversation.Conversation, changes []conversation.Change, k idempotency) ([]Record, error) {
 	out := make([]Record, 0, len(changes))
 	for i, ch := range changes {
 		id := event.NewID()

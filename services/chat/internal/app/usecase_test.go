@@ -10,9 +10,9 @@ import (
 
 	"github.com/parley-chat/parley/pkg/auth"
 	"github.com/parley-chat/parley/pkg/chatapi"
+	"github.com/parley-chat/parley/pkg/personkey"
 	"github.com/parley-chat/parley/pkg/privacyapi"
 	"github.com/parley-chat/parley/pkg/seal"
-	"github.com/parley-chat/parley/pkg/subjectkey"
 
 	"github.com/parley-chat/parley/services/chat/internal/app"
 	"github.com/parley-chat/parley/services/chat/internal/memstore"
@@ -35,28 +35,28 @@ func visitorN(i int) auth.Principal {
 // asked, until erased.
 type keys struct {
 	mu     sync.Mutex
-	keys   map[string]subjectkey.Keys
+	keys   map[string]personkey.Keys
 	erased map[string]bool
 }
 
-func (k *keys) Get(_ context.Context, tenant, subject string) (subjectkey.Keys, error) {
+func (k *keys) Get(_ context.Context, tenant, subject string) (personkey.Keys, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if k.keys == nil {
-		k.keys, k.erased = make(map[string]subjectkey.Keys), make(map[string]bool)
+		k.keys, k.erased = make(map[string]personkey.Keys), make(map[string]bool)
 	}
 	id := tenant + "/" + subject
 	if k.erased[id] {
-		return subjectkey.Keys{}, subjectkey.ErrNotFound
+		return personkey.Keys{}, personkey.ErrNotFound
 	}
 	if ks, ok := k.keys[id]; ok {
 		return ks, nil
 	}
 	data, err := seal.NewKey()
 	if err != nil {
-		return subjectkey.Keys{}, err
+		return personkey.Keys{}, err
 	}
-	k.keys[id] = subjectkey.Keys{Data: data}
+	k.keys[id] = personkey.Keys{Data: data}
 	return k.keys[id], nil
 }
 

@@ -10,8 +10,8 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/parley-chat/parley/pkg/personkey"
 	"github.com/parley-chat/parley/pkg/seal"
-	"github.com/parley-chat/parley/pkg/subjectkey"
 
 	"github.com/parley-chat/parley/services/chat/internal/conversation"
 )
@@ -123,7 +123,7 @@ func (s *Service) storeView(ctx context.Context, e *entry) error {
 	if assignee != "" {
 		k, err := s.keys.Get(ctx, v.Tenant, v.Visitor)
 		switch {
-		case errors.Is(err, subjectkey.ErrNotFound), errors.Is(err, subjectkey.ErrUnreadable):
+		case errors.Is(err, personkey.ErrNotFound), errors.Is(err, personkey.ErrUnreadable):
 			// Stored without it, as the events read now would fold: erased
 			// (see openView), or with an assignment that cannot be read.
 		case err != nil:
@@ -156,10 +156,10 @@ func (s *Service) openView(ctx context.Context, v ViewEntry) (viewState, error) 
 	}
 	k, err := s.keys.Get(ctx, v.Tenant, v.Visitor)
 	switch {
-	case errors.Is(err, subjectkey.ErrNotFound):
+	case errors.Is(err, personkey.ErrNotFound):
 		st.Conv.Erase()
 		return st, nil
-	case errors.Is(err, subjectkey.ErrUnreadable) || v.Assignee == nil:
+	case errors.Is(err, personkey.ErrUnreadable) || v.Assignee == nil:
 		return st, nil
 	case err != nil:
 		return viewState{}, fmt.Errorf("view of %s: %w", v.ID, err)

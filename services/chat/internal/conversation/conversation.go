@@ -134,7 +134,7 @@ func (c *Conversation) Apply(seq uint64, e event.Envelope, payload any) bool {
 		return false
 	}
 	if !c.Exists() {
-		c.ID, c.Tenant, c.Visitor = e.Aggregate, e.Tenant, e.Subject
+		c.ID, c.Tenant, c.Visitor = e.Aggregate, e.Tenant, e.Person
 		c.Status = Open
 		c.CreatedAt, c.LastMessageAt = e.At, e.At
 	}

@@ -79,7 +79,7 @@ func TestOpenWithResolvesEraseAfterClose(t *testing.T) {
 func TestErasedStaysErased(t *testing.T) {
 	at := time.Date(2026, 1, 5, 10, 0, 0, 0, time.UTC)
 	env := func(typ event.Type) event.Envelope {
-		return event.Envelope{ID: "e-" + string(typ), Type: typ, Tenant: "demo", Subject: "v1", Aggregate: "c1", At: at}
+		return event.Envelope{ID: "e-" + string(typ), Type: typ, Tenant: "demo", Person: "v1", Aggregate: "c1", At: at}
 	}
 	var c conversation.Conversation
 	c.Apply(1, env(event.ConversationOpened), nil)
@@ -100,9 +100,9 @@ func TestPostKeepsToTheMessageLimit(t *testing.T) {
 	// A conversation opened at at, with messages 10s and 20s later: three
 	// messages in its first minute.
 	var c conversation.Conversation
-	c.Apply(1, event.Envelope{Type: event.ConversationOpened, Tenant: "demo", Subject: "v1", Aggregate: "c1", At: at}, nil)
+	c.Apply(1, event.Envelope{Type: event.ConversationOpened, Tenant: "demo", Person: "v1", Aggregate: "c1", At: at}, nil)
 	for i, d := range []time.Duration{10 * time.Second, 20 * time.Second} {
-		c.Apply(uint64(i+2), event.Envelope{Type: event.MessagePosted, Tenant: "demo", Subject: "v1", Aggregate: "c1", At: at.Add(d)}, nil)
+		c.Apply(uint64(i+2), event.Envelope{Type: event.MessagePosted, Tenant: "demo", Person: "v1", Aggregate: "c1", At: at.Add(d)}, nil)
 	}
 	tests := []struct {
 		name      string
@@ -224,7 +224,7 @@ func TestStamp(t *testing.T) {
 				c.Stamp(ch, at.Add(st.after))
 				got = append(got, *event.StampOf(ch.Payload))
 				seq++
-				c.Apply(seq, event.Envelope{Type: ch.Type, Tenant: "demo", Subject: "v1", Aggregate: "c1", At: at.Add(st.after)}, ch.Payload)
+				c.Apply(seq, event.Envelope{Type: ch.Type, Tenant: "demo", Person: "v1", Aggregate: "c1", At: at.Add(st.after)}, ch.Payload)
 			}
 			if diff := cmp.Diff(st.want, got); diff != "" {
 				t.Errorf("%s (restored: %v): stamps mismatch (-want +got):\n%s", st.name, restore, diff)

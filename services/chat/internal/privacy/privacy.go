@@ -9,6 +9,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/parley-chat/parley/pkg/auth"
+	"github.com/parley-chat/parley/pkg/chatapi"
 	"github.com/parley-chat/parley/pkg/privacyapi"
 	"github.com/parley-chat/parley/pkg/rpc"
 )
@@ -27,7 +29,8 @@ func NewAudit(nc *nats.Conn, log *slog.Logger) *Audit { return &Audit{nc: nc, lo
 // Audit stores act and returns once the privacy service answered that it
 // is in the trail.
 func (a *Audit) Audit(ctx context.Context, act privacyapi.AppendAuditArgs) error {
-	if err := rpc.Call(ctx, a.nc, privacyapi.AppendAuditSubject, act, nil); err != nil {
+	req := rpc.Request[privacyapi.AppendAuditArgs]{Principal: auth.System(act.Tenant, chatapi.Service), Args: act}
+	if err := rpc.Call(ctx, a.nc, privacyapi.AppendAuditSubject, req, nil); err != nil {
 		// The caller is told only that the act was not audited; the
 		// operator needs the cause.
 		a.log.Warn("append to the audit trail", "action", act.Action, "target", act.Target, "err", err)

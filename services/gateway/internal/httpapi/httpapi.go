@@ -33,8 +33,8 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/parley-chat/parley/pkg/auth"
+	"github.com/parley-chat/parley/pkg/personkey"
 	"github.com/parley-chat/parley/pkg/rpc"
-	"github.com/parley-chat/parley/pkg/subjectkey"
 	"github.com/parley-chat/parley/services/gateway/internal/live"
 	"github.com/parley-chat/parley/services/gateway/internal/settings"
 	"github.com/parley-chat/parley/services/gateway/internal/tenant"
@@ -433,7 +433,7 @@ func (a *API) checkErased(ctx context.Context, p auth.Principal) error {
 	if p.Role != auth.RoleVisitor {
 		return nil
 	}
-	if _, err := a.cfg.Keys.Get(ctx, p.Tenant, p.ID); errors.Is(err, subjectkey.ErrErased) {
+	if _, err := a.cfg.Keys.Get(ctx, p.Tenant, p.ID); errors.Is(err, personkey.ErrErased) {
 		return errErased
 	}
 	return nil

@@ -141,7 +141,7 @@ func (a *API) exportSubject(w http.ResponseWriter, r *http.Request) error {
 // later is cut off (abortAnswer).
 func (a *API) export(w http.ResponseWriter, r *http.Request, p auth.Principal, subject string) error {
 	var priv privacyapi.ExportResult
-	if err := a.call(r, privacyapi.ExportSubject, p, privacyapi.SubjectArgs{Tenant: p.Tenant, Subject: subject}, &priv); err != nil {
+	if err := a.call(r, privacyapi.ExportSubject, p, privacyapi.PersonArgs{Tenant: p.Tenant, Person: subject}, &priv); err != nil {
 		return err
 	}
 	doc := exportDoc{
@@ -164,7 +164,7 @@ func (a *API) export(w http.ResponseWriter, r *http.Request, p auth.Principal, s
 	out := &exportStream{w: w}
 	err := chatapi.ReadPages(func(after *chatapi.ExportCursor) (*chatapi.ExportCursor, error) {
 		var page chatapi.ExportResult
-		args := privacyapi.ExportPageArgs{Tenant: p.Tenant, Subject: subject, ExportID: priv.ExportID, After: after}
+		args := privacyapi.ExportPageArgs{Tenant: p.Tenant, Person: subject, ExportID: priv.ExportID, After: after}
 		if err := a.call(r, privacyapi.ExportPageSubject, p, args, &page); err != nil {
 			return nil, err
 		}
@@ -214,7 +214,7 @@ func (a *API) eraseSubject(w http.ResponseWriter, r *http.Request) error {
 // completed: status tells which.
 func (a *API) erase(w http.ResponseWriter, r *http.Request, p auth.Principal, subject string) error {
 	var res privacyapi.Erasure
-	if err := a.call(r, privacyapi.EraseSubject, p, privacyapi.EraseArgs{Tenant: p.Tenant, Subject: subject}, &res); err != nil {
+	if err := a.call(r, privacyapi.EraseSubject, p, privacyapi.EraseArgs{Tenant: p.Tenant, Person: subject}, &res); err != nil {
 		return err
 	}
 	writeJSON(w, http.StatusAccepted, map[string]string{"erasure_id": res.ErasureID, "status": res.Status})
@@ -248,7 +248,7 @@ func (a *API) erasureStatus(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	writeJSON(w, http.StatusOK, erasureView{
-		ErasureID: res.ErasureID, Subject: res.Subject, Status: res.Status,
+		ErasureID: res.ErasureID, Subject: res.Person, Status: res.Status,
 		RequestedAt: res.RequestedAt, CompletedAt: res.CompletedAt, Report: res.Report,
 	})
 	return nil

@@ -54,8 +54,8 @@ import (
 
 	"github.com/parley-chat/parley/pkg/auth"
 	"github.com/parley-chat/parley/pkg/event"
+	"github.com/parley-chat/parley/pkg/personkey"
 	"github.com/parley-chat/parley/pkg/stream"
-	"github.com/parley-chat/parley/pkg/subjectkey"
 )
 
 // Subject is what the hub subscribes to: every stored event of every
@@ -78,9 +78,9 @@ const (
 	MaxReplay = 1000
 )
 
-// Keys returns a data subject's keys; subjectkey.Cache is one.
+// Keys returns a data subject's keys; personkey.Cache is one.
 type Keys interface {
-	Get(ctx context.Context, tenant, subject string) (subjectkey.Keys, error)
+	Get(ctx context.Context, tenant, subject string) (personkey.Keys, error)
 }
 
 // Event is one frame pushed to clients. Seq is the stream sequence of the
@@ -261,7 +261,7 @@ func (h *Hub) replay(ctx context.Context, s *session, after uint64) {
 	if h.history != nil {
 		err = h.history(ctx, s.p.Tenant, after, MaxReplay, func(seq uint64, env event.Envelope) error {
 			frames, rt, ok := h.frames(ctx, seq, env)
-			if !ok || !rt.shows(s.p, env.Subject) {
+			if !ok || !rt.shows(s.p, env.Person) {
 				return nil
 			}
 			return s.replayed(ctx, seq, frames)
@@ -284,9 +284,9 @@ func (h *Hub) prefetchKeys(s *session) {
 	defer cancel()
 	_, err := h.keys.Get(ctx, s.p.Tenant, s.p.ID)
 	switch {
-	case errors.Is(err, subjectkey.ErrErased):
+	case errors.Is(err, personkey.ErrErased):
 		s.close(websocket.StatusPolicyViolation, CloseErased)
-	case err != nil && !errors.Is(err, subjectkey.ErrNotFound):
+	case err != nil && !errors.Is(err, personkey.ErrNotFound):
 		// The first event will ask again.
 		h.log.Warn("live: prefetch key", "tenant", s.p.Tenant, "err", err)
 	}
@@ -475,7 +475,7 @@ func (h *Hub) handle(m *nats.Msg) {
 	}
 	h.mu.RLock()
 	t := h.tenants[env.Tenant]
-	interested := t != nil && (t.nagents > 0 || len(t.visitors[env.Subject]) > 0 || len(t.overseers) > 0)
+	interested := t != nil && (t.nagents > 0 || len(t.visitors[env.Person]) > 0 || len(t.overseers) > 0)
 	h.mu.RUnlock()
 	if !interested {
 		return
@@ -486,7 +486,7 @@ func (h *Hub) handle(m *nats.Msg) {
 	if !ok {
 		return
 	}
-	for _, s := range h.recipients(env.Tenant, env.Subject, rt) {
+	for _, s := range h.recipients(env.Tenant, env.Person, rt) {
 		s.deliver(seq, frames)
 	}
 }
@@ -556,7 +556,7 @@ func (h *Hub) frames(ctx context.Context, seq uint64, env event.Envelope) ([][]b
 		opened, msg := ev, ev
 		opened.Type = TypeOpened
 		msg.Type = TypeMessage
-		msg.Message = &Message{ID: env.ID, Author: event.Author{Role: string(auth.RoleVisitor), ID: env.Subject}, Text: p.Text, At: env.At}
+		msg.Message = &Message{ID: env.ID, Author: event.Author{Role: string(auth.RoleVisitor), ID: env.Person}, Text: p.Text, At: env.At}
 		return [][]byte{h.encode(opened), h.encode(msg)}, rt, true
 	case *event.Posted:
 		if !read {
@@ -620,9 +620,9 @@ func (h *Hub) recipients(tenant, visitor string, rt route) []*session {
 // open decrypts env's payload into v; false means it cannot be read (the
 // subject was erased, or the key service failed).
 func (h *Hub) open(ctx context.Context, env event.Envelope, v any) bool {
-	keys, err := h.keys.Get(ctx, env.Tenant, env.Subject)
+	keys, err := h.keys.Get(ctx, env.Tenant, env.Person)
 	if err != nil {
-		if !errors.Is(err, subjectkey.ErrNotFound) {
+		if !errors.Is(err, personkey.ErrNotFound) {
 			h.log.Warn("live: get key", "tenant", env.Tenant, "event_id", env.ID, "err", err)
 		}
 		return false

@@ -14,13 +14,13 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/parley-chat/parley/pkg/auth"
-	"github.com/parley-chat/parley/pkg/subjectkey"
+	"github.com/parley-chat/parley/pkg/personkey"
 )
 
 type noKeys struct{}
 
-func (noKeys) Get(context.Context, string, string) (subjectkey.Keys, error) {
-	return subjectkey.Keys{}, subjectkey.ErrNotFound
+func (noKeys) Get(context.Context, string, string) (personkey.Keys, error) {
+	return personkey.Keys{}, personkey.ErrNotFound
 }
 
 // dial serves h on a loopback listener, where every WebSocket session runs
@@ -103,11 +103,11 @@ type askedKeys struct {
 	asked []string
 }
 
-func (k *askedKeys) Get(_ context.Context, tenant, subject string) (subjectkey.Keys, error) {
+func (k *askedKeys) Get(_ context.Context, tenant, subject string) (personkey.Keys, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	k.asked = append(k.asked, tenant+"/"+subject)
-	return subjectkey.Keys{}, nil
+	return personkey.Keys{}, nil
 }
 
 func (k *askedKeys) list() []string {

@@ -14,9 +14,9 @@ import (
 	"github.com/parley-chat/parley/pkg/auth"
 	"github.com/parley-chat/parley/pkg/chatapi"
 	"github.com/parley-chat/parley/pkg/event"
+	"github.com/parley-chat/parley/pkg/personkey"
 	"github.com/parley-chat/parley/pkg/privacyapi"
 	"github.com/parley-chat/parley/pkg/stream"
-	"github.com/parley-chat/parley/pkg/subjectkey"
 
 	"github.com/parley-chat/parley/services/privacy/internal/keyring"
 )
@@ -141,7 +141,7 @@ type Stores struct {
 	// refused, once until it is extended again. Nil discards it.
 	Log *slog.Logger
 	// KeyCacheSize bounds how many subjects' unwrapped keys are kept in
-	// memory; 0 means subjectkey.DefaultCacheSize.
+	// memory; 0 means personkey.DefaultCacheSize.
 	KeyCacheSize int
 	// Now is the clock that stamps audit entries, tombstones and new keys;
 	// nil means time.Now. Tests advance their own.
@@ -184,7 +184,7 @@ type App struct {
 	// a subject's record is unwrapped about once per instance while memory
 	// stays bounded. It caches keys only, never "erased", which the key
 	// store and the erasure index answer.
-	keyCache *subjectkey.LRU[subjectID, subjectkey.Keys]
+	keyCache *personkey.LRU[subjectID, personkey.Keys]
 	index    index
 	chains   chains
 }
@@ -218,7 +218,7 @@ func New(ring *keyring.Ring, auditKey ed25519.PrivateKey, s Stores) *App {
 		chat:        s.Chat,
 		log:         cmpLog(s.Log),
 		now:         s.Now,
-		keyCache:    subjectkey.NewLRU[subjectID, subjectkey.Keys](s.KeyCacheSize),
+		keyCache:    personkey.NewLRU[subjectID, personkey.Keys](s.KeyCacheSize),
 		index:       newIndex(),
 		chains:      chains{heads: make(map[string]*chainHead)},
 	}

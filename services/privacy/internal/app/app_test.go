@@ -5,8 +5,8 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/parley-chat/parley/pkg/personkey"
 	"github.com/parley-chat/parley/pkg/seal"
-	"github.com/parley-chat/parley/pkg/subjectkey"
 
 	"github.com/parley-chat/parley/services/privacy/internal/app"
 	"github.com/parley-chat/parley/services/privacy/internal/keyring"
@@ -32,7 +32,7 @@ func TestGetKeysRace(t *testing.T) {
 	var (
 		wg    sync.WaitGroup
 		mu    sync.Mutex
-		got   []subjectkey.Keys
+		got   []personkey.Keys
 		begin = make(chan struct{})
 	)
 	for _, a := range apps {

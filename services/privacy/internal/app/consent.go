@@ -66,7 +66,7 @@ func (a *App) SetConsent(ctx context.Context, p auth.Principal, args privacyapi.
 			return privacyapi.ConsentResult{}, err
 		}
 		res := privacyapi.ConsentResult{Consent: c, At: e.At, Seq: seq}
-		if err := a.bus.Broadcast(privacyapi.ConsentChangedSubject, privacyapi.ConsentChanged{Tenant: tenant, Subject: p.ID, Result: res}); err != nil {
+		if err := a.bus.Broadcast(privacyapi.ConsentChangedSubject, privacyapi.ConsentChanged{Tenant: tenant, Person: p.ID, Result: res}); err != nil {
 			return privacyapi.ConsentResult{}, err
 		}
 		return res, nil

@@ -59,7 +59,7 @@ func TestConsentOnMemory(t *testing.T) {
 	if len(sent) != 1 || sent[0].Subject != privacyapi.ConsentChangedSubject {
 		t.Fatalf("broadcasts = %+v, want one ConsentChanged", sent)
 	}
-	if ch := sent[0].Value.(privacyapi.ConsentChanged); ch.Subject != visitor || ch.Result.Seq != set.Seq {
+	if ch := sent[0].Value.(privacyapi.ConsentChanged); ch.Person != visitor || ch.Result.Seq != set.Seq {
 		t.Errorf("ConsentChanged = %+v, want the visitor's change at sequence %d", ch, set.Seq)
 	}
 

@@ -8,8 +8,8 @@ import (
 	"github.com/parley-chat/parley/pkg/audit"
 	"github.com/parley-chat/parley/pkg/auth"
 	"github.com/parley-chat/parley/pkg/event"
+	"github.com/parley-chat/parley/pkg/personkey"
 	"github.com/parley-chat/parley/pkg/privacyapi"
-	"github.com/parley-chat/parley/pkg/subjectkey"
 
 	"github.com/parley-chat/parley/services/privacy/internal/keyring"
 )
@@ -147,7 +147,7 @@ func (a *App) finishErasure(ctx context.Context, by audit.Actor, audited bool, e
 		return privacyapi.Erasure{}, err
 	}
 	a.Forget(rec.tenant, rec.subject)
-	if err := a.bus.Broadcast(subjectkey.ErasedSubject, subjectkey.Erased{Tenant: rec.tenant, Subject: rec.subject}); err != nil {
+	if err := a.bus.Broadcast(personkey.ErasedSubject, personkey.Erased{Tenant: rec.tenant, Person: rec.subject}); err != nil {
 		return privacyapi.Erasure{}, err
 	}
 	at := a.now()

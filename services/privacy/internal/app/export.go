@@ -97,7 +97,7 @@ func (a *App) Export(ctx context.Context, p auth.Principal, tenant, subject stri
 // when staff asked. An export p did not start, or started earlier, is
 // ErrNotFound; a subject erased meanwhile ErrErased.
 func (a *App) ExportPage(ctx context.Context, p auth.Principal, args privacyapi.ExportPageArgs) (chatapi.ExportResult, error) {
-	tenant, subject := args.Tenant, args.Subject
+	tenant, subject := args.Tenant, args.Person
 	if err := errors.Join(validToken("tenant", tenant), validToken("subject", subject), validToken("export_id", args.ExportID)); err != nil {
 		return chatapi.ExportResult{}, err
 	}

@@ -51,7 +51,7 @@ func (r *erasureRecord) view() privacyapi.Erasure {
 	v := privacyapi.Erasure{
 		ErasureID:   r.id,
 		Tenant:      r.tenant,
-		Subject:     r.subject,
+		Person:      r.subject,
 		Status:      privacyapi.StatusPending,
 		RequestedAt: r.requestedAt,
 	}

@@ -6,8 +6,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/parley-chat/parley/pkg/personkey"
 	"github.com/parley-chat/parley/pkg/retry"
-	"github.com/parley-chat/parley/pkg/subjectkey"
 
 	"github.com/parley-chat/parley/services/privacy/internal/keyring"
 )
@@ -23,14 +23,14 @@ const rereadFor = time.Second
 // record of a subject, and every loser of the race reads the winner's keys,
 // so all callers get the same keys. A record that does not unwrap under this
 // instance's KEK is an error, never a reason to create new keys.
-func (a *App) GetKeys(ctx context.Context, tenant, subject string, create bool) (subjectkey.Keys, error) {
+func (a *App) GetKeys(ctx context.Context, tenant, subject string, create bool) (personkey.Keys, error) {
 	if err := errors.Join(validToken("tenant", tenant), validToken("subject", subject)); err != nil {
-		return subjectkey.Keys{}, err
+		return personkey.Keys{}, err
 	}
 	id := subjectID{tenant, subject}
 	// An erasure in progress refuses keys before its tombstone is stored.
 	if a.index.erasureOf(id) != "" {
-		return subjectkey.Keys{}, fmt.Errorf("keys of %s/%s: %w", tenant, subject, keyring.ErrErased)
+		return personkey.Keys{}, fmt.Errorf("keys of %s/%s: %w", tenant, subject, keyring.ErrErased)
 	}
 	k, ok, stamp := a.keyCache.Get(id)
 	if ok {
@@ -42,7 +42,7 @@ func (a *App) GetKeys(ctx context.Context, tenant, subject string, create bool) 
 		k, err = a.create(ctx, tenant, subject)
 	}
 	if err != nil {
-		return subjectkey.Keys{}, err
+		return personkey.Keys{}, err
 	}
 	a.keyCache.Add(id, k, stamp)
 	return k, nil
@@ -54,30 +54,30 @@ func (a *App) Forget(tenant, subject string) {
 	a.keyCache.Forget(subjectID{tenant, subject})
 }
 
-func (a *App) load(ctx context.Context, tenant, subject string) (subjectkey.Keys, error) {
+func (a *App) load(ctx context.Context, tenant, subject string) (personkey.Keys, error) {
 	rec, err := a.keys.Load(ctx, tenant, subject)
 	if err != nil {
-		return subjectkey.Keys{}, err
+		return personkey.Keys{}, err
 	}
 	return a.ring.Unwrap(tenant, subject, rec)
 }
 
-func (a *App) create(ctx context.Context, tenant, subject string) (subjectkey.Keys, error) {
+func (a *App) create(ctx context.Context, tenant, subject string) (personkey.Keys, error) {
 	k, rec, err := a.ring.NewKeys(tenant, subject, a.now())
 	if err != nil {
-		return subjectkey.Keys{}, err
+		return personkey.Keys{}, err
 	}
 	err = a.keys.Create(ctx, tenant, subject, rec)
 	switch {
 	case err == nil:
 		return k, nil
 	case !errors.Is(err, keyring.ErrExists):
-		return subjectkey.Keys{}, err
+		return personkey.Keys{}, err
 	}
 	// Another instance won, or the subject was erased. A replica answering
 	// a direct get may not have applied the winner's record yet, so "not
 	// found" is retried briefly.
-	return retry.Until(ctx, rereadFor, nil, func() (subjectkey.Keys, error) {
+	return retry.Until(ctx, rereadFor, nil, func() (personkey.Keys, error) {
 		k, err := a.load(ctx, tenant, subject)
 		if err != nil && !errors.Is(err, keyring.ErrNotFound) {
 			return k, retry.Permanent(err)

@@ -14,8 +14,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/parley-chat/parley/pkg/personkey"
 	"github.com/parley-chat/parley/pkg/seal"
-	"github.com/parley-chat/parley/pkg/subjectkey"
 )
 
 // Errors of the key store and of Unwrap.
@@ -90,18 +90,18 @@ func (r *Ring) KEKID() string { return r.id }
 
 // NewKeys generates fresh keys for a subject and wraps them. It returns the
 // keys in clear for the caller to use, and the record to store.
-func (r *Ring) NewKeys(tenant, subject string, at time.Time) (subjectkey.Keys, Record, error) {
-	var k subjectkey.Keys
+func (r *Ring) NewKeys(tenant, subject string, at time.Time) (personkey.Keys, Record, error) {
+	var k personkey.Keys
 	var err error
 	if k.Data, err = seal.NewKey(); err != nil {
-		return subjectkey.Keys{}, Record{}, err
+		return personkey.Keys{}, Record{}, err
 	}
 	if k.Pseudonym, err = seal.NewKey(); err != nil {
-		return subjectkey.Keys{}, Record{}, err
+		return personkey.Keys{}, Record{}, err
 	}
 	rec, err := r.Wrap(tenant, subject, k, at)
 	if err != nil {
-		return subjectkey.Keys{}, Record{}, err
+		return personkey.Keys{}, Record{}, err
 	}
 	return k, rec, nil
 }
@@ -118,17 +118,17 @@ func (r *Ring) wrap(tenant, subject, which string, key []byte) ([]byte, error) {
 // ErrUnknownKEK when rec was wrapped under another KEK, and an error
 // wrapping seal.ErrOpen when rec was altered or belongs to another subject;
 // it never returns keys that were not wrapped for this subject.
-func (r *Ring) Unwrap(tenant, subject string, rec Record) (subjectkey.Keys, error) {
+func (r *Ring) Unwrap(tenant, subject string, rec Record) (personkey.Keys, error) {
 	if rec.KEKID != r.id {
-		return subjectkey.Keys{}, fmt.Errorf("unwrap keys of %s/%s: kek %s: %w", tenant, subject, rec.KEKID, ErrUnknownKEK)
+		return personkey.Keys{}, fmt.Errorf("unwrap keys of %s/%s: kek %s: %w", tenant, subject, rec.KEKID, ErrUnknownKEK)
 	}
-	var k subjectkey.Keys
+	var k personkey.Keys
 	var err error
 	if k.Data, err = r.unwrap(tenant, subject, wrapData, rec.Data); err != nil {
-		return subjectkey.Keys{}, err
+		return personkey.Keys{}, err
 	}
 	if k.Pseudonym, err = r.unwrap(tenant, subject, wrapPseudonym, rec.Pseudonym); err != nil {
-		return subjectkey.Keys{}, err
+		return personkey.Keys{}, err
 	}
 	return k, nil
 }

@@ -77,9 +77,9 @@ import (
 
 	"github.com/parley-chat/parley/pkg/analyticsapi"
 	"github.com/parley-chat/parley/pkg/event"
+	"github.com/parley-chat/parley/pkg/personkey"
 	"github.com/parley-chat/parley/pkg/retry"
 	"github.com/parley-chat/parley/pkg/stream"
-	"github.com/parley-chat/parley/pkg/subjectkey"
 
 	"github.com/parley-chat/parley/services/privacy/internal/app"
 	"github.com/parley-chat/parley/services/privacy/internal/ephemeral"
@@ -131,7 +131,7 @@ const (
 // App is what the relay needs of the privacy service.
 type App interface {
 	// GetKeys returns a subject's keys (see app.App.GetKeys).
-	GetKeys(ctx context.Context, tenant, subject string, create bool) (subjectkey.Keys, error)
+	GetKeys(ctx context.Context, tenant, subject string, create bool) (personkey.Keys, error)
 	// AnalyticsConsentAt reports whether the subject consented to
 	// analytics at that time.
 	AnalyticsConsentAt(tenant, subject string, at time.Time) bool
@@ -538,19 +538,19 @@ func (r *Relay) handle(ctx context.Context, m jetstream.Msg, out []*nats.Msg) ([
 // e never expires.
 func (r *Relay) expiry(stored time.Time, h nats.Header, e event.Envelope) (*nats.Msg, *visitorKey, error) {
 	ttl, ok := ephemeral.TTL(h)
-	if !ok || !stream.ValidToken(e.Tenant) || !stream.ValidToken(e.Subject) {
+	if !ok || !stream.ValidToken(e.Tenant) || !stream.ValidToken(e.Person) {
 		return nil, nil, nil
 	}
 	grace := ephemeral.Grace(ttl)
 	at := stored.Add(ttl + grace)
-	key := visitorKey{e.Tenant, e.Subject}
+	key := visitorKey{e.Tenant, e.Person}
 	if !at.After(r.expiries[key]) {
 		return nil, nil, nil
 	}
 	// A grace later than needed: the visitor's events of the next grace
 	// need no schedule of their own.
 	at = at.Add(grace)
-	m, err := ephemeral.ExpirySchedule(ephemeral.Expiry{Tenant: e.Tenant, Visitor: e.Subject}, at)
+	m, err := ephemeral.ExpirySchedule(ephemeral.Expiry{Tenant: e.Tenant, Visitor: e.Person}, at)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -568,10 +568,10 @@ func (r *Relay) expiry(stored time.Time, h nats.Header, e event.Envelope) (*nats
 
 // visitorKeys returns the keys sealing e; errSkip when the visitor has
 // none left (erased, or expired with their conversations).
-func (r *Relay) visitorKeys(ctx context.Context, e event.Envelope) (subjectkey.Keys, error) {
-	k, err := r.app.GetKeys(ctx, e.Tenant, e.Subject, false)
+func (r *Relay) visitorKeys(ctx context.Context, e event.Envelope) (personkey.Keys, error) {
+	k, err := r.app.GetKeys(ctx, e.Tenant, e.Person, false)
 	if errors.Is(err, keyring.ErrErased) || errors.Is(err, keyring.ErrNotFound) || invalid(err) {
-		return subjectkey.Keys{}, errSkip
+		return personkey.Keys{}, errSkip
 	}
 	return k, err
 }
@@ -599,7 +599,7 @@ func (r *Relay) facts(ctx context.Context, e event.Envelope) (*nats.Msg, []analy
 	}
 	var schedule *nats.Msg
 	if e.Type == event.ConversationClosed && st.EraseAfterCloseSeconds > 0 {
-		job := ephemeral.Job{Tenant: e.Tenant, Conversation: e.Aggregate, Visitor: e.Subject}
+		job := ephemeral.Job{Tenant: e.Tenant, Conversation: e.Aggregate, Visitor: e.Person}
 		if schedule, err = ephemeral.Schedule(e.ID, job, e.At.Add(time.Duration(st.EraseAfterCloseSeconds)*time.Second)); err != nil {
 			return nil, nil, err
 		}
@@ -612,7 +612,7 @@ func (r *Relay) facts(ctx context.Context, e event.Envelope) (*nats.Msg, []analy
 // before the chat service stamped its events: for a closing, the seconds
 // since the opening and the erasure delay, read from the conversation's
 // opening event; nothing else (see the package comment).
-func (r *Relay) unstamped(ctx context.Context, k subjectkey.Keys, e event.Envelope) (*event.Stamp, error) {
+func (r *Relay) unstamped(ctx context.Context, k personkey.Keys, e event.Envelope) (*event.Stamp, error) {
 	st := &event.Stamp{}
 	if e.Type != event.ConversationClosed {
 		return st, nil
@@ -637,8 +637,8 @@ func (r *Relay) unstamped(ctx context.Context, k subjectkey.Keys, e event.Envelo
 
 // factsOf returns the facts of e, whose payload is decoded and stamped
 // with st, when the visitor consented to analytics at the time.
-func (r *Relay) factsOf(ctx context.Context, k subjectkey.Keys, e event.Envelope, payload any, st *event.Stamp) ([]analyticsapi.Fact, error) {
-	if !r.app.AnalyticsConsentAt(e.Tenant, e.Subject, e.At) {
+func (r *Relay) factsOf(ctx context.Context, k personkey.Keys, e event.Envelope, payload any, st *event.Stamp) ([]analyticsapi.Fact, error) {
+	if !r.app.AnalyticsConsentAt(e.Tenant, e.Person, e.At) {
 		return nil, nil
 	}
 	var err error
@@ -646,7 +646,7 @@ func (r *Relay) factsOf(ctx context.Context, k subjectkey.Keys, e event.Envelope
 		Tenant:       e.Tenant,
 		At:           e.At.UTC(),
 		Conversation: analyticsapi.Pseudonym(k.Pseudonym, e.Aggregate),
-		Visitor:      analyticsapi.Pseudonym(k.Pseudonym, e.Subject),
+		Visitor:      analyticsapi.Pseudonym(k.Pseudonym, e.Person),
 	}
 	fact := func(kind string) analyticsapi.Fact {
 		f := base

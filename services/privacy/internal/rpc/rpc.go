@@ -1,5 +1,5 @@
 // Package rpc serves the privacy service's request/reply subjects on NATS:
-// the key service (subjectkey.GetSubject) and the calls of privacyapi.
+// the key service (personkey.GetSubject) and the calls of privacyapi.
 // Errors become rpc Codes here, in one place.
 package rpc
 
@@ -12,9 +12,9 @@ import (
 
 	"github.com/parley-chat/parley/pkg/audit"
 	"github.com/parley-chat/parley/pkg/chatapi"
+	"github.com/parley-chat/parley/pkg/personkey"
 	"github.com/parley-chat/parley/pkg/privacyapi"
 	"github.com/parley-chat/parley/pkg/rpc"
-	"github.com/parley-chat/parley/pkg/subjectkey"
 
 	"github.com/parley-chat/parley/services/privacy/internal/app"
 	"github.com/parley-chat/parley/services/privacy/internal/keyring"
@@ -25,8 +25,8 @@ import (
 // answer health.
 func Serve(ctx context.Context, nc *nats.Conn, log *slog.Logger, health *rpc.Health, a *app.App) (*rpc.Served, error) {
 	keys := []rpc.Route{
-		{Subject: subjectkey.GetSubject, Handler: rpc.Handle(func(ctx context.Context, req subjectkey.Request) (subjectkey.Keys, error) {
-			k, err := a.GetKeys(ctx, req.Tenant, req.Subject, req.Create)
+		{Subject: personkey.GetSubject, Handler: rpc.Handle(func(ctx context.Context, req personkey.Request) (personkey.Keys, error) {
+			k, err := a.GetKeys(ctx, req.Tenant, req.Person, req.Create)
 			if errors.Is(err, keyring.ErrUnknownKEK) {
 				// The caller is told only that the keys are unreadable; the
 				// operator needs to know which KEK holds them.
@@ -41,7 +41,7 @@ func Serve(ctx context.Context, nc *nats.Conn, log *slog.Logger, health *rpc.Hea
 			return privacyapi.RegisterVisitorResult{VisitorID: id}, codeOf(err)
 		})},
 		{Subject: privacyapi.EraseSubject, Handler: rpc.Handle(func(ctx context.Context, req rpc.Request[privacyapi.EraseArgs]) (privacyapi.Erasure, error) {
-			res, err := a.Erase(ctx, req.Principal, req.Args.Tenant, req.Args.Subject)
+			res, err := a.Erase(ctx, req.Principal, req.Args.Tenant, req.Args.Person)
 			return res, codeOf(err)
 		})},
 		{Subject: privacyapi.ErasureStatusSubject, Handler: rpc.Handle(func(ctx context.Context, req rpc.Request[privacyapi.ErasureStatusArgs]) (privacyapi.Erasure, error) {
@@ -52,24 +52,20 @@ func Serve(ctx context.Context, nc *nats.Conn, log *slog.Logger, health *rpc.Hea
 			res, err := a.SetConsent(ctx, req.Principal, req.Args)
 			return res, codeOf(err)
 		})},
-		{Subject: privacyapi.GetConsentSubject, Handler: rpc.Handle(func(ctx context.Context, req privacyapi.SubjectArgs) (privacyapi.ConsentResult, error) {
-			res, err := a.GetConsent(ctx, req.Tenant, req.Subject)
+		{Subject: privacyapi.GetConsentSubject, Handler: rpc.Handle(func(ctx context.Context, req privacyapi.PersonArgs) (privacyapi.ConsentResult, error) {
+			res, err := a.GetConsent(ctx, req.Tenant, req.Person)
 			return res, codeOf(err)
 		})},
-		{Subject: privacyapi.ConsentHistorySubject, Handler: rpc.Handle(func(ctx context.Context, req rpc.Request[privacyapi.SubjectArgs]) (privacyapi.ConsentHistoryResult, error) {
-			res, err := a.ConsentHistory(ctx, req.Principal, req.Args.Tenant, req.Args.Subject)
+		{Subject: privacyapi.ConsentHistorySubject, Handler: rpc.Handle(func(ctx context.Context, req rpc.Request[privacyapi.PersonArgs]) (privacyapi.ConsentHistoryResult, error) {
+			res, err := a.ConsentHistory(ctx, req.Principal, req.Args.Tenant, req.Args.Person)
 			return res, codeOf(err)
 		})},
-		{Subject: privacyapi.ExportSubject, Handler: rpc.Handle(func(ctx context.Context, req rpc.Request[privacyapi.SubjectArgs]) (privacyapi.ExportResult, error) {
-			res, err := a.Export(ctx, req.Principal, req.Args.Tenant, req.Args.Subject)
+		{Subject: privacyapi.ExportSubject, Handler: rpc.Handle(func(ctx context.Context, req rpc.Request[privacyapi.PersonArgs]) (privacyapi.ExportResult, error) {
+			res, err := a.Export(ctx, req.Principal, req.Args.Tenant, req.Args.Person)
 			return res, codeOf(err)
 		})},
 		{Subject: privacyapi.ExportPageSubject, Handler: rpc.Handle(func(ctx context.Context, req rpc.Request[privacyapi.ExportPageArgs]) (chatapi.ExportResult, error) {
 			res, err := a.ExportPage(ctx, req.Principal, req.Args)
-			return res, codeOf(err)
-		})},
-		{Subject: privacyapi.AppendAuditSubject, Handler: rpc.Handle(func(ctx context.Context, req privacyapi.AppendAuditArgs) (audit.Entry, error) {
-			res, err := a.AppendAudit(ctx, req)
 			return res, codeOf(err)
 		})},
 		{Subject: privacyapi.ListAuditSubject, Handler: rpc.Handle(func(ctx context.Context, req rpc.Request[privacyapi.ListAuditArgs]) (privacyapi.ListAuditResult, error) {
@@ -94,6 +90,13 @@ func Serve(ctx context.Context, nc *nats.Conn, log *slog.Logger, health *rpc.Hea
 		// permissions let them ask (the gateway and chat).
 		{Prefix: "parley.keys", Routes: keys},
 		{Prefix: "parley.privacy", Routes: routes},
+		// Services' calls, as the system principal (rpc.Handle checks).
+		{Prefix: "parley.internal.privacy", Internal: true, Routes: []rpc.Route{
+			{Subject: privacyapi.AppendAuditSubject, Handler: rpc.Handle(func(ctx context.Context, req rpc.Request[privacyapi.AppendAuditArgs]) (audit.Entry, error) {
+				res, err := a.AppendAudit(ctx, req.Args)
+				return res, codeOf(err)
+			})},
+		}},
 	}
 	for _, g := range groups {
 		for i := range g.Routes {

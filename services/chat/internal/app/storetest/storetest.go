@@ -255,7 +255,7 @@ func sameRecords(t *testing.T, what string, got, want []app.Record) {
 	for i := range want {
 		g, w := got[i], want[i]
 		if g.Seq != w.Seq || g.Event.ID != w.Event.ID || g.Event.Type != w.Event.Type || g.Event.Tenant != w.Event.Tenant ||
-			g.Event.Subject != w.Event.Subject || g.Event.Aggregate != w.Event.Aggregate || !g.Event.At.Equal(w.Event.At) ||
+			g.Event.Person != w.Event.Person || g.Event.Aggregate != w.Event.Aggregate || !g.Event.At.Equal(w.Event.At) ||
 			string(g.Event.Body) != string(w.Event.Body) || g.Event.Idempotency != w.Event.Idempotency {
 			t.Errorf("%s: record %d = seq %d %s %s, want seq %d %s %s", what, i, g.Seq, g.Event.Type, g.Event.ID, w.Seq, w.Event.Type, w.Event.ID)
 		}

@@ -1,11 +1,11 @@
-// Package subjectkey is the bus contract of the privacy service's key
+// Package personkey is the bus contract of the privacy service's key
 // service, and the cache other services keep of the keys it serves.
 //
 // Only the privacy service unwraps keys. Others ask it over request/reply
-// and keep the answer in memory, for at most a bounded number of subjects,
-// until the subject is erased: an erasure broadcast on ErasedSubject evicts
+// and keep the answer in memory, for at most a bounded number of people,
+// until the person is erased: an erasure broadcast on ErasedSubject evicts
 // the key everywhere at once.
-package subjectkey
+package personkey
 
 import (
 	"context"
@@ -23,68 +23,68 @@ import (
 // Subjects of the key service.
 const (
 	// GetSubject answers a Request with Keys; Create makes them first when
-	// the subject has none. It fails with rpc.CodeNotFound when the subject
+	// the person has none. It fails with rpc.CodeNotFound when the person
 	// has no keys and Create is false, and with rpc.CodeGone when the
-	// subject was erased, whatever Create says.
+	// person was erased, whatever Create says.
 	GetSubject = "parley.keys.get"
-	// ErasedSubject carries an Erased broadcast after a subject's keys are
+	// ErasedSubject carries an Erased broadcast after a person's keys are
 	// destroyed.
 	ErasedSubject = "parley.subject.erased"
 )
 
 // Errors of Get.
 var (
-	// ErrNotFound means the subject has no keys: never created, erased or expired.
-	ErrNotFound = errors.New("subject has no keys")
-	// ErrErased means the subject was erased: their keys are destroyed and
+	// ErrNotFound means the person has no keys: never created, erased or expired.
+	ErrNotFound = errors.New("person has no keys")
+	// ErrErased means the person was erased: their keys are destroyed and
 	// will never be created again. An error that is ErrErased is also
 	// ErrNotFound, so callers that only ask "are there keys?" need not care.
-	ErrErased = errors.New("subject erased")
-	// ErrUnreadable means the subject has keys the key service cannot
+	ErrErased = errors.New("person erased")
+	// ErrUnreadable means the person has keys the key service cannot
 	// read (wrapped under a key-encryption key it does not hold, as in a
 	// backup restored after a rotation): asking again changes nothing.
-	ErrUnreadable = errors.New("subject's keys are unreadable")
+	ErrUnreadable = errors.New("person's keys are unreadable")
 )
 
-// errErased is what Get and GetOrCreate return for an erased subject.
+// errErased is what Get and GetOrCreate return for an erased person.
 var errErased = fmt.Errorf("%w: %w", ErrNotFound, ErrErased)
 
-// Request asks for a subject's keys.
+// Request asks for a person's keys.
 type Request struct {
-	Tenant  string `json:"tenant"`
-	Subject string `json:"subject"`
-	Create  bool   `json:"create,omitempty"`
+	Tenant string `json:"tenant"`
+	Person string `json:"subject"` // the data subject; "subject" on the wire
+	Create bool   `json:"create,omitempty"`
 }
 
-// Keys are a subject's unwrapped keys: Data seals their events, Pseudonym
+// Keys are a person's unwrapped keys: Data seals their events, Pseudonym
 // keys the HMAC that pseudonymizes them for analytics.
 type Keys struct {
 	Data      seal.Key `json:"data"`
 	Pseudonym seal.Key `json:"pseudonym"`
 }
 
-// Erased is the broadcast sent when a subject's keys are destroyed.
+// Erased is the broadcast sent when a person's keys are destroyed.
 type Erased struct {
-	Tenant  string `json:"tenant"`
-	Subject string `json:"subject"`
+	Tenant string `json:"tenant"`
+	Person string `json:"subject"` // the data subject; "subject" on the wire
 }
 
-type cacheKey struct{ tenant, subject string }
+type cacheKey struct{ tenant, person string }
 
 type entry struct {
 	keys  Keys
 	found bool
-	// erased is final: an erased subject never has keys again, so neither
+	// erased is final: an erased person never has keys again, so neither
 	// Get nor GetOrCreate asks the key service once it is known.
 	erased bool
 }
 
-// Cache fetches keys from the key service and keeps them until the subject
+// Cache fetches keys from the key service and keeps them until the person
 // is erased. It remembers "no keys" and "erased" too, so reads of an erased
-// subject's history do not ask again and again. It holds a bounded number of
-// subjects (an LRU): a subject that left is asked of the key service again
+// person's history do not ask again and again. It holds a bounded number of
+// people (an LRU): a person that left is asked of the key service again
 // on its next use, which answers "erased" for an erased one as surely as
-// the cache did, so the bound never serves an erased subject's keys. It is
+// the cache did, so the bound never serves an erased person's keys. It is
 // safe for concurrent use.
 type Cache struct {
 	nc      *nats.Conn
@@ -95,13 +95,13 @@ type Cache struct {
 	onErase []func(Erased)
 }
 
-// NewCache returns a cache of DefaultCacheSize subjects listening for
+// NewCache returns a cache of DefaultCacheSize people listening for
 // erasures on nc.
 func NewCache(nc *nats.Conn) (*Cache, error) {
 	return NewCacheSize(nc, DefaultCacheSize)
 }
 
-// NewCacheSize returns a cache of size subjects (DefaultCacheSize when size
+// NewCacheSize returns a cache of size people (DefaultCacheSize when size
 // is 0 or less) listening for erasures on nc.
 func NewCacheSize(nc *nats.Conn, size int) (*Cache, error) {
 	c := &Cache{nc: nc, entries: NewLRU[cacheKey, entry](size)}
@@ -120,17 +120,17 @@ func NewCacheSize(nc *nats.Conn, size int) (*Cache, error) {
 }
 
 // OnErase registers fn to run after every eviction, so a service can drop
-// what it derived from the subject's keys (read models, sessions).
+// what it derived from the person's keys (read models, sessions).
 func (c *Cache) OnErase(fn func(Erased)) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.onErase = append(c.onErase, fn)
 }
 
-// Evict forgets the subject's keys, remembers that they are erased, and runs
+// Evict forgets the person's keys, remembers that they are erased, and runs
 // the OnErase callbacks.
 func (c *Cache) Evict(e Erased) {
-	c.entries.Replace(cacheKey{e.Tenant, e.Subject}, entry{erased: true})
+	c.entries.Replace(cacheKey{e.Tenant, e.Person}, entry{erased: true})
 	c.mu.Lock()
 	fns := c.onErase
 	c.mu.Unlock()
@@ -139,20 +139,20 @@ func (c *Cache) Evict(e Erased) {
 	}
 }
 
-// Get returns the subject's keys, ErrNotFound when they have none, or
-// ErrErased (which is also ErrNotFound) when the subject was erased.
-func (c *Cache) Get(ctx context.Context, tenant, subject string) (Keys, error) {
-	return c.get(ctx, Request{Tenant: tenant, Subject: subject})
+// Get returns the person's keys, ErrNotFound when they have none, or
+// ErrErased (which is also ErrNotFound) when the person was erased.
+func (c *Cache) Get(ctx context.Context, tenant, person string) (Keys, error) {
+	return c.get(ctx, Request{Tenant: tenant, Person: person})
 }
 
-// GetOrCreate returns the subject's keys, creating them when they have
-// none. For an erased subject it returns ErrErased and creates nothing.
-func (c *Cache) GetOrCreate(ctx context.Context, tenant, subject string) (Keys, error) {
-	return c.get(ctx, Request{Tenant: tenant, Subject: subject, Create: true})
+// GetOrCreate returns the person's keys, creating them when they have
+// none. For an erased person it returns ErrErased and creates nothing.
+func (c *Cache) GetOrCreate(ctx context.Context, tenant, person string) (Keys, error) {
+	return c.get(ctx, Request{Tenant: tenant, Person: person, Create: true})
 }
 
 func (c *Cache) get(ctx context.Context, req Request) (Keys, error) {
-	k := cacheKey{req.Tenant, req.Subject}
+	k := cacheKey{req.Tenant, req.Person}
 	e, ok, stamp := c.entries.Get(k)
 	switch {
 	case ok && e.erased:
@@ -180,7 +180,7 @@ func (c *Cache) get(ctx context.Context, req Request) (Keys, error) {
 	return keys, nil
 }
 
-// Len returns how many subjects the cache holds.
+// Len returns how many people the cache holds.
 func (c *Cache) Len() int { return c.entries.Len() }
 
 // Close stops listening for erasures.

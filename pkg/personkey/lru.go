@@ -1,4 +1,4 @@
-package subjectkey
+package personkey
 
 import (
 	"sync"

@@ -1,4 +1,4 @@
-package subjectkey_test
+package personkey_test
 
 import (
 	"context"
@@ -11,39 +11,39 @@ import (
 	"time"
 
 	"github.com/parley-chat/parley/pkg/natsembed/natstest"
+	"github.com/parley-chat/parley/pkg/personkey"
 	"github.com/parley-chat/parley/pkg/rpc"
 	"github.com/parley-chat/parley/pkg/seal"
-	"github.com/parley-chat/parley/pkg/subjectkey"
 )
 
 // keyService answers GetSubject on the bus as the privacy service does:
 // keys made on demand, "gone" for an erased subject whatever Create says.
 type keyService struct {
 	mu     sync.Mutex
-	keys   map[string]subjectkey.Keys
+	keys   map[string]personkey.Keys
 	erased map[string]bool
 	calls  int
 }
 
-func (ks *keyService) get(_ context.Context, r subjectkey.Request) (subjectkey.Keys, error) {
+func (ks *keyService) get(_ context.Context, r personkey.Request) (personkey.Keys, error) {
 	ks.mu.Lock()
 	defer ks.mu.Unlock()
 	ks.calls++
-	id := r.Tenant + "/" + r.Subject
+	id := r.Tenant + "/" + r.Person
 	if ks.erased[id] {
-		return subjectkey.Keys{}, rpc.Errorf(rpc.CodeGone, "erased")
+		return personkey.Keys{}, rpc.Errorf(rpc.CodeGone, "erased")
 	}
 	if k, ok := ks.keys[id]; ok {
 		return k, nil
 	}
 	if !r.Create {
-		return subjectkey.Keys{}, rpc.Errorf(rpc.CodeNotFound, "no keys")
+		return personkey.Keys{}, rpc.Errorf(rpc.CodeNotFound, "no keys")
 	}
 	data, err := seal.NewKey()
 	if err != nil {
-		return subjectkey.Keys{}, err
+		return personkey.Keys{}, err
 	}
-	k := subjectkey.Keys{Data: data}
+	k := personkey.Keys{Data: data}
 	ks.keys[id] = k
 	return k, nil
 }
@@ -61,26 +61,26 @@ func (ks *keyService) callCount() int {
 	return ks.calls
 }
 
-func newCache(t *testing.T, size int) (*subjectkey.Cache, *keyService, func(subjectkey.Erased)) {
+func newCache(t *testing.T, size int) (*personkey.Cache, *keyService, func(personkey.Erased)) {
 	t.Helper()
 	srv := natstest.Start(t, "")
 	nc, _ := natstest.Connect(t, srv)
-	ks := &keyService{keys: make(map[string]subjectkey.Keys), erased: make(map[string]bool)}
+	ks := &keyService{keys: make(map[string]personkey.Keys), erased: make(map[string]bool)}
 	served, err := rpc.Serve(t.Context(), nc, slog.New(slog.DiscardHandler), rpc.Service{Name: "fake-keys",
-		Groups: []rpc.Group{{Routes: []rpc.Route{{Subject: subjectkey.GetSubject, Handler: rpc.Handle(ks.get)}}}}})
+		Groups: []rpc.Group{{Routes: []rpc.Route{{Subject: personkey.GetSubject, Handler: rpc.Handle(ks.get)}}}}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(served.Stop)
-	c, err := subjectkey.NewCacheSize(nc, size)
+	c, err := personkey.NewCacheSize(nc, size)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = c.Close() })
-	broadcast := func(e subjectkey.Erased) {
+	broadcast := func(e personkey.Erased) {
 		t.Helper()
 		data, _ := json.Marshal(e)
-		if err := nc.Publish(subjectkey.ErasedSubject, data); err != nil {
+		if err := nc.Publish(personkey.ErasedSubject, data); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -134,10 +134,10 @@ func TestCacheNeverServesErasedSubject(t *testing.T) {
 		t.Fatal(err)
 	}
 	ks.erase("acme", "gone")
-	broadcast(subjectkey.Erased{Tenant: "acme", Subject: "gone"})
+	broadcast(personkey.Erased{Tenant: "acme", Person: "gone"})
 	natstest.Eventually(t, 10*time.Second, "erasure evicts the keys", func() error {
 		_, err := c.Get(ctx, "acme", "gone")
-		if !errors.Is(err, subjectkey.ErrErased) {
+		if !errors.Is(err, personkey.ErrErased) {
 			return fmt.Errorf("Get(gone) = %v, want ErrErased", err)
 		}
 		return nil
@@ -151,7 +151,7 @@ func TestCacheNeverServesErasedSubject(t *testing.T) {
 	}
 	tests := []struct {
 		name string
-		get  func(context.Context, string, string) (subjectkey.Keys, error)
+		get  func(context.Context, string, string) (personkey.Keys, error)
 	}{
 		{"Get", c.Get},
 		{"GetOrCreate", c.GetOrCreate},
@@ -159,7 +159,7 @@ func TestCacheNeverServesErasedSubject(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := tt.get(ctx, "acme", "gone")
-			if !errors.Is(err, subjectkey.ErrErased) || !errors.Is(err, subjectkey.ErrNotFound) {
+			if !errors.Is(err, personkey.ErrErased) || !errors.Is(err, personkey.ErrNotFound) {
 				t.Errorf("%s(gone) after eviction = %v, want ErrErased and ErrNotFound", tt.name, err)
 			}
 		})

@@ -1,15 +1,15 @@
-package subjectkey_test
+package personkey_test
 
 import (
 	"testing"
 
-	"github.com/parley-chat/parley/pkg/subjectkey"
+	"github.com/parley-chat/parley/pkg/personkey"
 )
 
 // TestLRU checks the two promises of the LRU: it never holds more than its
 // size, and a value read before a Forget or Replace is not cached after it.
 func TestLRU(t *testing.T) {
-	c := subjectkey.NewLRU[int, string](2)
+	c := personkey.NewLRU[int, string](2)
 	for i := range 5 {
 		_, _, stamp := c.Get(i)
 		c.Add(i, "v", stamp)
