@@ -257,8 +257,10 @@ func (m *Mirror[V]) watch(ctx context.Context, working func()) error {
 			case e == nil:
 				m.replace(initial, top)
 				initial = nil
-				m.readyOnce.Do(func() { close(m.ready) })
+				// Healthy before ready, so that no one who waited for
+				// ready reads the failure that came before.
 				working()
+				m.readyOnce.Do(func() { close(m.ready) })
 			case initial != nil:
 				top = max(top, e.Revision())
 				m.apply(initial, e)

@@ -180,7 +180,7 @@ const forgetTimeout = 10 * time.Second
 func conflictCounter(reg prometheus.Registerer) (prometheus.Counter, error) {
 	c := prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "parley_chat_append_conflicts_total",
-		Help: "Appends to a conversation refused because another writer appended first.",
+		Help: "Appends to a conversation refused because another writer appended while this one decided on the conversation as the store held it.",
 	})
 	if reg == nil {
 		return c, nil

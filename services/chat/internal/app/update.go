@@ -88,7 +88,11 @@ func (s *Service) updateKeyed(ctx context.Context, p auth.Principal, id string, 
 		if !errors.Is(err, ErrStale) {
 			return c, appended, err
 		}
-		s.onConflict()
+		if current {
+			// A race lost; a refusal of what this instance held is the
+			// check doing its work, not a race (see find).
+			s.onConflict()
+		}
 		if try == MaxTries {
 			return c, nil, ErrContended
 		}

@@ -7,7 +7,6 @@ package jetstream
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -187,14 +186,17 @@ func (s *Store) Read(ctx context.Context, tenant, conversation string, after uin
 	if len(out) > 0 {
 		seen = out[len(out)-1].Seq
 	}
-	last, err := s.leaderGet(ctx, msgGetRequest{LastFor: subject})
-	if err != nil || last == nil {
-		return out, false, err
+	last, err := stream.LastMsg(ctx, s.js, stream.Chat, subject)
+	if errors.Is(err, natsjs.ErrMsgNotFound) {
+		return out, false, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("read %s after %d: %w", subject, after, err)
 	}
 	for seen < last.Sequence && len(out) < limit {
-		m, err := s.leaderGet(ctx, msgGetRequest{Seq: seen + 1, NextFor: subject})
-		if err != nil || m == nil {
-			return out, false, err
+		m, err := stream.NextMsg(ctx, s.js, stream.Chat, subject, seen+1)
+		if err != nil {
+			return nil, false, fmt.Errorf("read %s after %d: %w", subject, seen, err)
 		}
 		r, err := record(m)
 		if err != nil {
@@ -204,63 +206,6 @@ func (s *Store) Read(ctx context.Context, tenant, conversation string, after uin
 		seen = m.Sequence
 	}
 	return out, seen < last.Sequence, nil
-}
-
-// msgGetRequest is JetStream's request for one stored message, answered by
-// the stream's leader (not a direct get, which any replica answers).
-type msgGetRequest struct {
-	Seq     uint64 `json:"seq,omitempty"`
-	LastFor string `json:"last_by_subj,omitempty"`
-	NextFor string `json:"next_by_subj,omitempty"`
-}
-
-type msgGetResponse struct {
-	Error *struct {
-		Code        int    `json:"code"`
-		ErrCode     int    `json:"err_code"`
-		Description string `json:"description"`
-	} `json:"error"`
-	Message *struct {
-		Subject string    `json:"subject"`
-		Seq     uint64    `json:"seq"`
-		Header  []byte    `json:"hdrs"`
-		Data    []byte    `json:"data"`
-		Time    time.Time `json:"time"`
-	} `json:"message"`
-}
-
-// jsErrCodeNoMessage is the leader finding no message for the request.
-const jsErrCodeNoMessage = 10037
-
-// leaderGet asks CHAT's leader for a message; nil when there is none.
-func (s *Store) leaderGet(ctx context.Context, req msgGetRequest) (*natsjs.RawStreamMsg, error) {
-	data, err := json.Marshal(req)
-	if err != nil {
-		return nil, fmt.Errorf("read %s from the leader: %w", stream.Chat, err)
-	}
-	reply, err := s.js.Conn().RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET."+stream.Chat, data)
-	if err != nil {
-		return nil, fmt.Errorf("read %s from the leader: %w", stream.Chat, err)
-	}
-	var res msgGetResponse
-	if err := json.Unmarshal(reply.Data, &res); err != nil {
-		return nil, fmt.Errorf("read %s from the leader: %w", stream.Chat, err)
-	}
-	switch {
-	case res.Error != nil && res.Error.ErrCode == jsErrCodeNoMessage:
-		return nil, nil
-	case res.Error != nil:
-		return nil, fmt.Errorf("read %s from the leader: %s (%d)", stream.Chat, res.Error.Description, res.Error.ErrCode)
-	case res.Message == nil:
-		return nil, fmt.Errorf("read %s from the leader: an answer with no message", stream.Chat)
-	}
-	m := &natsjs.RawStreamMsg{Subject: res.Message.Subject, Sequence: res.Message.Seq, Data: res.Message.Data, Time: res.Message.Time}
-	if len(res.Message.Header) > 0 {
-		if m.Header, err = nats.DecodeHeadersMsg(res.Message.Header); err != nil {
-			return nil, fmt.Errorf("read %s from the leader: sequence %d: %w", stream.Chat, res.Message.Seq, err)
-		}
-	}
-	return m, nil
 }
 
 func record(m *natsjs.RawStreamMsg) (app.Record, error) {

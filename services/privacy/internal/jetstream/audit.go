@@ -60,7 +60,9 @@ func (l *AuditLog) Head(ctx context.Context, tenant string) (app.AuditHead, erro
 
 // last returns the sequence and hash of the last entry on subj.
 func (l *AuditLog) last(ctx context.Context, subj string) (app.AuditHead, error) {
-	m, err := l.stream.GetLastMsgForSubject(ctx, subj)
+	// The leader's: the chain is extended from it, and a replica's may lag
+	// an entry another instance appended.
+	m, err := stream.LastMsg(ctx, l.js, stream.Audit, subj)
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return app.AuditHead{}, nil
 	}
@@ -180,7 +182,7 @@ func NewCheckpoints(ctx context.Context, js jetstream.JetStream) (*Checkpoints, 
 // unchecked, and its stream sequence; found is false when there is none.
 func (c *Checkpoints) Latest(ctx context.Context, tenant string) (cp audit.Checkpoint, seq uint64, found bool, err error) {
 	subj := audit.CheckpointSubject(tenant)
-	m, err := c.stream.GetLastMsgForSubject(ctx, subj)
+	m, err := stream.LastMsg(ctx, c.js, stream.AuditCheckpoints, subj)
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return audit.Checkpoint{}, 0, false, nil
 	}

@@ -1,0 +1,90 @@
+package stream
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// A replica answers a direct get with what it has applied, which may lag
+// what the stream's leader acknowledged: on a replicated stream, a read
+// that decides something (the head of a chain to extend, whether a write
+// acknowledged to another instance is there) asks the leader, which only
+// the stream's message-get API does.
+
+// LastMsg returns the last message of subject in the named stream as its
+// leader holds it, or jetstream.ErrMsgNotFound.
+func LastMsg(ctx context.Context, js jetstream.JetStream, name, subject string) (*jetstream.RawStreamMsg, error) {
+	return leaderGet(ctx, js, name, msgGetRequest{LastFor: subject})
+}
+
+// NextMsg returns the first message of subject at or after seq in the named
+// stream as its leader holds it, or jetstream.ErrMsgNotFound.
+func NextMsg(ctx context.Context, js jetstream.JetStream, name, subject string, seq uint64) (*jetstream.RawStreamMsg, error) {
+	return leaderGet(ctx, js, name, msgGetRequest{Seq: seq, NextFor: subject})
+}
+
+type msgGetRequest struct {
+	Seq     uint64 `json:"seq,omitempty"`
+	LastFor string `json:"last_by_subj,omitempty"`
+	NextFor string `json:"next_by_subj,omitempty"`
+}
+
+type msgGetResponse struct {
+	Error   *jetstream.APIError `json:"error"`
+	Message *struct {
+		Subject string    `json:"subject"`
+		Seq     uint64    `json:"seq"`
+		Header  []byte    `json:"hdrs"`
+		Data    []byte    `json:"data"`
+		Time    time.Time `json:"time"`
+	} `json:"message"`
+}
+
+// jsErrCodeNoMessage is the leader finding no message for the request.
+const jsErrCodeNoMessage jetstream.ErrorCode = 10037
+
+func leaderGet(ctx context.Context, js jetstream.JetStream, name string, req msgGetRequest) (*jetstream.RawStreamMsg, error) {
+	data, err := json.Marshal(req)
+	if err != nil {
+		return nil, fmt.Errorf("read %s from its leader: %w", name, err)
+	}
+	opts := js.Options()
+	prefix := opts.APIPrefix
+	if prefix == "" {
+		prefix = jetstream.DefaultAPIPrefix
+	}
+	if _, ok := ctx.Deadline(); !ok && opts.DefaultTimeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, opts.DefaultTimeout)
+		defer cancel()
+	}
+	reply, err := js.Conn().RequestWithContext(ctx, prefix+"STREAM.MSG.GET."+name, data)
+	if err != nil {
+		return nil, fmt.Errorf("read %s from its leader: %w", name, err)
+	}
+	var res msgGetResponse
+	if err := json.Unmarshal(reply.Data, &res); err != nil {
+		return nil, fmt.Errorf("read %s from its leader: %w", name, err)
+	}
+	switch {
+	case res.Error != nil && res.Error.ErrorCode == jsErrCodeNoMessage:
+		return nil, jetstream.ErrMsgNotFound
+	case res.Error != nil:
+		return nil, fmt.Errorf("read %s from its leader: %w", name, res.Error)
+	case res.Message == nil:
+		return nil, fmt.Errorf("read %s from its leader: %w", name, errors.New("an answer with no message"))
+	}
+	m := &jetstream.RawStreamMsg{Subject: res.Message.Subject, Sequence: res.Message.Seq, Data: res.Message.Data, Time: res.Message.Time}
+	if len(res.Message.Header) > 0 {
+		if m.Header, err = nats.DecodeHeadersMsg(res.Message.Header); err != nil {
+			return nil, fmt.Errorf("read %s from its leader: sequence %d: %w", name, res.Message.Seq, err)
+		}
+	}
+	return m, nil
+}
