@@ -3,6 +3,7 @@ package chat_test
 import (
 	"crypto/rand"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -35,6 +36,18 @@ type viewEntry struct {
 // applied sequence. A conversation under two keys fails the test.
 func readView(t *testing.T, s *natsembed.Server) (map[string]viewEntry, uint64) {
 	t.Helper()
+	view, applied, err := viewNow(t, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return view, applied
+}
+
+// viewNow is readView of a bucket the service may be writing: a key gone
+// between the listing and its read, or a conversation under both keys as
+// it moves from open to closed, is an error to poll past.
+func viewNow(t *testing.T, s *natsembed.Server) (map[string]viewEntry, uint64, error) {
+	t.Helper()
 	_, js := natstest.Connect(t, s)
 	kv, err := js.KeyValue(t.Context(), stream.ChatViewBucket)
 	if err != nil {
@@ -48,6 +61,9 @@ func readView(t *testing.T, s *natsembed.Server) (map[string]viewEntry, uint64) 
 	var applied uint64
 	for k := range keys.Keys() {
 		e, err := kv.Get(t.Context(), k)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			return nil, 0, fmt.Errorf("view key %s gone while read", k)
+		}
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -75,11 +91,11 @@ func readView(t *testing.T, s *natsembed.Server) (map[string]viewEntry, uint64) 
 		}
 		conv := tok[0] + "." + tok[3]
 		if prev, ok := out[conv]; ok {
-			t.Errorf("view holds %s under %s and %s", conv, prev.Key, k)
+			return nil, 0, fmt.Errorf("view holds %s under %s and %s", conv, prev.Key, k)
 		}
 		out[conv] = v.viewEntry
 	}
-	return out, applied
+	return out, applied, nil
 }
 
 // viewSettled waits until the view holds each conversation at its last
@@ -87,7 +103,10 @@ func readView(t *testing.T, s *natsembed.Server) (map[string]viewEntry, uint64) 
 func viewSettled(t *testing.T, s *natsembed.Server, js jetstream.JetStream, convs ...string) {
 	t.Helper()
 	natstest.Eventually(t, 10*time.Second, "the view holds every event", func() error {
-		view, _ := readView(t, s)
+		view, _, err := viewNow(t, s)
+		if err != nil {
+			return err
+		}
 		for _, conv := range convs {
 			events := storedEvents(t, js, stream.ChatSubject(tenant, conv))
 			if got, want := view[tenant+"."+conv].Version, events[len(events)-1].seq; got != want {
@@ -263,7 +282,10 @@ func TestViewFollowsErasureAndRemoval(t *testing.T) {
 	// The open one is removed before the service answers, the closed one
 	// once it runs.
 	natstest.Eventually(t, 10*time.Second, "the deleted conversations leave the view", func() error {
-		view, _ := readView(t, s)
+		view, _, err := viewNow(t, s)
+		if err != nil {
+			return err
+		}
 		for _, deleted := range []string{gone, goneClosed} {
 			if _, ok := view[tenant+"."+deleted]; ok {
 				return fmt.Errorf("view still holds the deleted conversation %s", deleted)
