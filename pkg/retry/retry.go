@@ -27,9 +27,9 @@ const (
 // process that cannot recover on its own.
 const GiveUp = 15 * time.Minute
 
-// Backoff returns the policy as a fresh backoff.BackOff, for loops that
-// wait themselves. It never stops by itself.
-func Backoff() *backoff.ExponentialBackOff {
+// policy returns the policy as a fresh backoff.BackOff, for the loops here
+// that wait themselves. It never stops by itself.
+func policy() *backoff.ExponentialBackOff {
 	return &backoff.ExponentialBackOff{
 		InitialInterval:     InitialInterval,
 		RandomizationFactor: backoff.DefaultRandomizationFactor,
@@ -54,7 +54,7 @@ func Until[T any](ctx context.Context, giveUp time.Duration, notify func(error),
 		permanent = errors.As(err, new(*backoff.PermanentError))
 		return v, err
 	}
-	opts := []backoff.RetryOption{backoff.WithBackOff(Backoff()), backoff.WithMaxElapsedTime(giveUp)}
+	opts := []backoff.RetryOption{backoff.WithBackOff(policy()), backoff.WithMaxElapsedTime(giveUp)}
 	if notify != nil {
 		opts = append(opts, backoff.WithNotify(func(err error, _ time.Duration) { notify(err) }))
 	}
@@ -78,7 +78,7 @@ func Until[T any](ctx context.Context, giveUp time.Duration, notify func(error),
 // last worked, or since Keep began (0: never gives up). working must be
 // called on run's goroutine.
 func Keep(ctx context.Context, giveUp time.Duration, health func(error), run func(ctx context.Context, working func()) error) error {
-	b := Backoff()
+	b := policy()
 	since := time.Now()
 	working := func() {
 		since = time.Now()

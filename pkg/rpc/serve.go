@@ -64,7 +64,7 @@ type Served struct {
 	// mu orders a handler's start against Stop's end: once stopped, a
 	// request micro still hands over is answered unavailable at once, so
 	// that no handler starts after Stop returned.
-	mu       sync.Mutex
+	mu       sync.RWMutex
 	stopped  bool
 	inFlight sync.WaitGroup
 	// pending counts requests received and not yet answered.
@@ -150,8 +150,8 @@ func (s *Served) handler(ctx context.Context, health *Health, internal bool, r R
 		ctx = context.WithValue(ctx, internalKey{}, true)
 	}
 	return micro.HandlerFunc(func(req micro.Request) {
-		s.mu.Lock()
-		defer s.mu.Unlock()
+		s.mu.RLock()
+		defer s.mu.RUnlock()
 		st.start()
 		if s.stopped {
 			s.respond(r.Subject, req, nil, Errorf(CodeUnavailable, "service stopping"), st, time.Now())

@@ -46,13 +46,18 @@ type msgGetResponse struct {
 	} `json:"message"`
 }
 
-// jsErrCodeNoMessage is the leader finding no message for the request.
-const jsErrCodeNoMessage jetstream.ErrorCode = 10037
-
 func leaderGet(ctx context.Context, js jetstream.JetStream, name string, req msgGetRequest) (*jetstream.RawStreamMsg, error) {
+	m, err := askLeader(ctx, js, name, req)
+	if err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+		return nil, fmt.Errorf("read %s from its leader: %w", name, err)
+	}
+	return m, err
+}
+
+func askLeader(ctx context.Context, js jetstream.JetStream, name string, req msgGetRequest) (*jetstream.RawStreamMsg, error) {
 	data, err := json.Marshal(req)
 	if err != nil {
-		return nil, fmt.Errorf("read %s from its leader: %w", name, err)
+		return nil, err
 	}
 	opts := js.Options()
 	prefix := opts.APIPrefix
@@ -66,24 +71,24 @@ func leaderGet(ctx context.Context, js jetstream.JetStream, name string, req msg
 	}
 	reply, err := js.Conn().RequestWithContext(ctx, prefix+"STREAM.MSG.GET."+name, data)
 	if err != nil {
-		return nil, fmt.Errorf("read %s from its leader: %w", name, err)
+		return nil, err
 	}
 	var res msgGetResponse
 	if err := json.Unmarshal(reply.Data, &res); err != nil {
-		return nil, fmt.Errorf("read %s from its leader: %w", name, err)
+		return nil, err
 	}
 	switch {
-	case res.Error != nil && res.Error.ErrorCode == jsErrCodeNoMessage:
+	case res.Error != nil && res.Error.ErrorCode == jetstream.JSErrCodeMessageNotFound:
 		return nil, jetstream.ErrMsgNotFound
 	case res.Error != nil:
-		return nil, fmt.Errorf("read %s from its leader: %w", name, res.Error)
+		return nil, res.Error
 	case res.Message == nil:
-		return nil, fmt.Errorf("read %s from its leader: %w", name, errors.New("an answer with no message"))
+		return nil, jetstream.ErrInvalidJetStreamResponse
 	}
 	m := &jetstream.RawStreamMsg{Subject: res.Message.Subject, Sequence: res.Message.Seq, Data: res.Message.Data, Time: res.Message.Time}
 	if len(res.Message.Header) > 0 {
 		if m.Header, err = nats.DecodeHeadersMsg(res.Message.Header); err != nil {
-			return nil, fmt.Errorf("read %s from its leader: sequence %d: %w", name, res.Message.Seq, err)
+			return nil, fmt.Errorf("sequence %d: %w", res.Message.Seq, err)
 		}
 	}
 	return m, nil

@@ -115,11 +115,11 @@ func (s *Service) Export(ctx context.Context, p auth.Principal, args chatapi.Exp
 // instance holds, and the closed ones in the View it does not.
 func (s *Service) visitorConversations(ctx context.Context, tenant, visitor string) ([]conversation.Conversation, error) {
 	byID := map[string]conversation.Conversation{}
-	for _, c := range s.state.conversations(tenant) {
+	s.state.each(tenant, true, func(_ *entry, c conversation.Conversation) {
 		if c.Exists() && c.Visitor == visitor {
 			byID[c.ID] = c
 		}
-	}
+	})
 	now := s.now()
 	err := s.view.Closed(ctx, tenant, visitor, func(k ClosedKey) error {
 		if c, ok := byID[k.ID]; ok && c.Status != conversation.Open {

@@ -60,7 +60,7 @@ func (s *Service) List(ctx context.Context, p auth.Principal, args chatapi.ListA
 			top.offer(c)
 		}
 	}
-	s.state.each(p.Tenant, func(_ *entry, c conversation.Conversation) {
+	s.state.each(p.Tenant, true, func(_ *entry, c conversation.Conversation) {
 		if w, ok := window[c.ID]; ok {
 			if c.Version > w.Version {
 				window[c.ID] = c

@@ -218,32 +218,17 @@ func (st *state) track(e *entry) {
 	}
 }
 
-// held returns the entries of tenant this instance holds, open and closed,
-// that are not expired, and removes the expired ones.
-func (st *state) held(tenant string) []*entry {
-	var out []*entry
-	st.each(tenant, func(e *entry, _ conversation.Conversation) { out = append(out, e) })
-	return out
-}
-
-// conversations returns the state of each conversation of tenant this
-// instance holds, as held does.
-func (st *state) conversations(tenant string) []conversation.Conversation {
-	var out []conversation.Conversation
-	st.each(tenant, func(_ *entry, c conversation.Conversation) { out = append(out, c) })
-	return out
-}
-
 // each hands fn the entries of tenant this instance holds and their state,
-// those expired left out and removed.
-func (st *state) each(tenant string, fn func(*entry, conversation.Conversation)) {
+// the open ones and, with closedToo, the closed ones; those expired left out
+// and removed.
+func (st *state) each(tenant string, closedToo bool, fn func(*entry, conversation.Conversation)) {
 	now := st.now()
 	st.mu.Lock()
-	es := make([]*entry, 0, len(st.open[tenant])+st.closed.Len())
+	es := make([]*entry, 0, len(st.open[tenant]))
 	for _, e := range st.open[tenant] {
 		es = append(es, e)
 	}
-	for el := st.closed.Front(); el != nil; el = el.Next() {
+	for el := st.closed.Front(); closedToo && el != nil; el = el.Next() {
 		es = append(es, el.Value.(*entry))
 	}
 	st.mu.Unlock()
@@ -488,21 +473,21 @@ func (s *Service) Project(ctx context.Context, r Record) error {
 // already, and come back erased when read (see openView).
 func (s *Service) EraseVisitor(ctx context.Context, tenant, visitor string) error {
 	var errs []error
-	for _, e := range s.state.held(tenant) {
-		if e.snapshot().Visitor != visitor {
-			continue
+	s.state.each(tenant, true, func(e *entry, c conversation.Conversation) {
+		if c.Visitor != visitor {
+			return
 		}
 		e.erase()
 		s.state.track(e)
 		errs = append(errs, s.storeView(ctx, e))
-	}
+	})
 	return errors.Join(errs...)
 }
 
 // openOf returns how many conversations of the visitor in tenant are open.
 func (st *state) openOf(tenant, visitor string) int {
 	n := 0
-	st.each(tenant, func(_ *entry, c conversation.Conversation) {
+	st.each(tenant, false, func(_ *entry, c conversation.Conversation) {
 		if c.Visitor == visitor && c.Status == conversation.Open {
 			n++
 		}

@@ -110,8 +110,9 @@ func (s *Service) updateKeyed(ctx context.Context, p auth.Principal, id string, 
 func (s *Service) appendAll(ctx context.Context, e *entry, keys *personkey.Keys, c *conversation.Conversation, changes []conversation.Change, k idempotency) ([]Record, error) {
 	out := make([]Record, 0, len(changes))
 	for i, ch := range changes {
+		last := i == len(changes)-1
 		id := event.NewID()
-		if i == len(changes)-1 {
+		if last {
 			id = k.id("event")
 		}
 		at := s.now()
@@ -120,7 +121,7 @@ func (s *Service) appendAll(ctx context.Context, e *entry, keys *personkey.Keys,
 		if err != nil {
 			return out, err
 		}
-		if i == len(changes)-1 {
+		if last {
 			env.Idempotency = k.hash
 		}
 		r, err := s.appendEvent(ctx, env, c.Version)

@@ -6,6 +6,7 @@ package memstore
 import (
 	"context"
 	"fmt"
+	"math"
 	"slices"
 	"sync"
 	"time"
@@ -61,7 +62,7 @@ func (s *Store) Append(_ context.Context, e event.Envelope, version uint64, ttl 
 
 // Load implements app.EventStore.
 func (s *Store) Load(ctx context.Context, tenant, conversation string, after uint64) ([]app.Record, error) {
-	rs, _, err := s.Read(ctx, tenant, conversation, after, len(s.events)+1)
+	rs, _, err := s.Read(ctx, tenant, conversation, after, math.MaxInt)
 	return rs, err
 }
 

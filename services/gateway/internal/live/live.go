@@ -260,6 +260,9 @@ func (h *Hub) replay(ctx context.Context, s *session, after uint64) {
 	err := ErrTooFarBehind
 	if h.history != nil {
 		err = h.history(ctx, s.p.Tenant, after, MaxReplay, func(seq uint64, env event.Envelope) error {
+			if !mayShow(s.p, env.Person) {
+				return nil // not opened: another visitor's, or a role shown nothing
+			}
 			frames, rt, ok := h.frames(ctx, seq, env)
 			if !ok || !rt.shows(s.p, env.Person) {
 				return nil
@@ -525,13 +528,17 @@ func (r route) reaches(agent string) bool {
 // shows reports whether p may see an event of visitor's conversation that
 // goes by r.
 func (r route) shows(p auth.Principal, visitor string) bool {
+	return mayShow(p, visitor) && (p.Role != auth.RoleAgent || r.reaches(p.ID))
+}
+
+// mayShow reports whether p may see an event of visitor's conversation on
+// some route: what needs no opening of the event to tell.
+func mayShow(p auth.Principal, visitor string) bool {
 	switch p.Role {
 	case auth.RoleVisitor:
 		return visitor == p.ID
-	case auth.RoleSupervisor, auth.RoleAdmin:
+	case auth.RoleSupervisor, auth.RoleAdmin, auth.RoleAgent:
 		return true
-	case auth.RoleAgent:
-		return r.reaches(p.ID)
 	}
 	return false
 }

@@ -4,6 +4,7 @@
 package tenant
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -69,18 +70,12 @@ const maxLimit = 1_000_000
 
 // Effective returns l with each unset field at its default.
 func (l Limits) Effective() Limits {
-	or := func(v, def int) int {
-		if v == 0 {
-			return def
-		}
-		return v
-	}
 	d := DefaultLimits
 	return Limits{
-		SessionsPerPrincipal:             or(l.SessionsPerPrincipal, d.SessionsPerPrincipal),
-		Sessions:                         or(l.Sessions, d.Sessions),
-		RegistrationsPerMinute:           or(l.RegistrationsPerMinute, d.RegistrationsPerMinute),
-		RegistrationsPerAddressPerMinute: or(l.RegistrationsPerAddressPerMinute, d.RegistrationsPerAddressPerMinute),
+		SessionsPerPrincipal:             cmp.Or(l.SessionsPerPrincipal, d.SessionsPerPrincipal),
+		Sessions:                         cmp.Or(l.Sessions, d.Sessions),
+		RegistrationsPerMinute:           cmp.Or(l.RegistrationsPerMinute, d.RegistrationsPerMinute),
+		RegistrationsPerAddressPerMinute: cmp.Or(l.RegistrationsPerAddressPerMinute, d.RegistrationsPerAddressPerMinute),
 	}
 }
 

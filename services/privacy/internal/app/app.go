@@ -4,6 +4,7 @@
 package app
 
 import (
+	"cmp"
 	"context"
 	"crypto/ed25519"
 	"errors"
@@ -191,14 +192,6 @@ type App struct {
 
 type subjectID struct{ tenant, subject string }
 
-// cmpLog is log, or a logger that discards when it is nil.
-func cmpLog(log *slog.Logger) *slog.Logger {
-	if log == nil {
-		return slog.New(slog.DiscardHandler)
-	}
-	return log
-}
-
 // New returns the service wrapping keys with ring, signing audit
 // checkpoints with auditKey and storing in s.
 func New(ring *keyring.Ring, auditKey ed25519.PrivateKey, s Stores) *App {
@@ -216,7 +209,7 @@ func New(ring *keyring.Ring, auditKey ed25519.PrivateKey, s Stores) *App {
 		bus:         s.Bus,
 		analytics:   s.Analytics,
 		chat:        s.Chat,
-		log:         cmpLog(s.Log),
+		log:         cmp.Or(s.Log, slog.New(slog.DiscardHandler)),
 		now:         s.Now,
 		keyCache:    personkey.NewLRU[subjectID, personkey.Keys](s.KeyCacheSize),
 		index:       newIndex(),
