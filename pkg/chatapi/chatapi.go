@@ -140,15 +140,20 @@ type ListArgs struct {
 }
 
 // Summary is a conversation's state without its content. Assignee is nil
-// while unassigned.
+// while unassigned; Rating (1 to 5) while unrated or once its visitor is
+// erased; ClosedAt while open (and for a conversation closed by its
+// visitor's erasure alone); FirstResponseAt until staff first posted.
 type Summary struct {
-	ID            string    `json:"id"`
-	Tenant        string    `json:"tenant"`
-	Visitor       string    `json:"visitor"`
-	Status        string    `json:"status"`
-	Assignee      *string   `json:"assignee"`
-	CreatedAt     time.Time `json:"created_at"`
-	LastMessageAt time.Time `json:"last_message_at"`
+	ID              string     `json:"id"`
+	Tenant          string     `json:"tenant"`
+	Visitor         string     `json:"visitor"`
+	Status          string     `json:"status"`
+	Assignee        *string    `json:"assignee"`
+	Rating          *int       `json:"rating"`
+	CreatedAt       time.Time  `json:"created_at"`
+	LastMessageAt   time.Time  `json:"last_message_at"`
+	ClosedAt        *time.Time `json:"closed_at"`
+	FirstResponseAt *time.Time `json:"first_response_at"`
 }
 
 // ListResult is one page of the principal's conversations, in descending

@@ -76,6 +76,7 @@ func TestOpenAPI(t *testing.T) {
 		"GET /v1/audit",
 		"GET /v1/audit/checkpoint",
 		"GET /v1/conversations",
+		"GET /v1/conversations/{id}",
 		"GET /v1/conversations/{id}/messages",
 		"GET /v1/erasures/{erasure_id}",
 		"GET /v1/me/export",

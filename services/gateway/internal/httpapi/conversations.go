@@ -13,16 +13,20 @@ import (
 
 // conversation is a conversation as the API shows it.
 type conversation struct {
-	ID            string    `json:"id"`
-	Status        string    `json:"status"`
-	Assignee      *string   `json:"assignee"`
-	Visitor       string    `json:"visitor"`
-	CreatedAt     time.Time `json:"created_at"`
-	LastMessageAt time.Time `json:"last_message_at"`
+	ID              string     `json:"id"`
+	Status          string     `json:"status"`
+	Assignee        *string    `json:"assignee"`
+	Visitor         string     `json:"visitor"`
+	Rating          *int       `json:"rating"`
+	CreatedAt       time.Time  `json:"created_at"`
+	LastMessageAt   time.Time  `json:"last_message_at"`
+	ClosedAt        *time.Time `json:"closed_at"`
+	FirstResponseAt *time.Time `json:"first_response_at"`
 }
 
 func viewOf(s chatapi.Summary) conversation {
-	return conversation{ID: s.ID, Status: s.Status, Assignee: s.Assignee, Visitor: s.Visitor, CreatedAt: s.CreatedAt, LastMessageAt: s.LastMessageAt}
+	return conversation{ID: s.ID, Status: s.Status, Assignee: s.Assignee, Visitor: s.Visitor, Rating: s.Rating,
+		CreatedAt: s.CreatedAt, LastMessageAt: s.LastMessageAt, ClosedAt: s.ClosedAt, FirstResponseAt: s.FirstResponseAt}
 }
 
 // call sends one request to a service on behalf of p. An erased visitor's
@@ -183,6 +187,16 @@ func (a *API) listMessages(w http.ResponseWriter, r *http.Request) error {
 	}
 	writeJSON(w, http.StatusOK, messagePage{Messages: res.Messages, NextCursor: nextCursor(scope, res.Next)})
 	return nil
+}
+
+// getConversation answers one conversation's summary to whoever finds it
+// in their inbox; the chat service decides who that is.
+func (a *API) getConversation(w http.ResponseWriter, r *http.Request) error {
+	p, id, err := a.target(r)
+	if err != nil {
+		return err
+	}
+	return a.summary(w, r, chatapi.GetSubject, p, chatapi.ConversationArgs{Conversation: id})
 }
 
 func (a *API) assign(w http.ResponseWriter, r *http.Request) error {

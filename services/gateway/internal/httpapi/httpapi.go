@@ -167,6 +167,7 @@ func (a *API) routes() {
 	m.Handle("POST /v1/tenants/{tenant}/visitors", a.handle(a.createVisitor))
 	m.Handle("POST /v1/conversations", a.handle(a.openConversation))
 	m.Handle("GET /v1/conversations", a.handle(a.listConversations))
+	m.Handle("GET /v1/conversations/{id}", a.handle(a.getConversation))
 	m.Handle("POST /v1/conversations/{id}/messages", a.handle(a.postMessage))
 	m.Handle("GET /v1/conversations/{id}/messages", a.handle(a.listMessages))
 	m.Handle("POST /v1/conversations/{id}/assign", a.handle(a.assign))
