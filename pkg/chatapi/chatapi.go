@@ -20,6 +20,10 @@ const (
 	ListSubject     = "parley.chat.list"     // ListArgs → ListResult
 	MessagesSubject = "parley.chat.messages" // MessagesArgs → MessagesResult
 	GetSubject      = "parley.chat.get"      // ConversationArgs → Summary
+	// TypingSubject answers whether the principal may show that they are
+	// typing in the conversation, with its summary (whose visitor and
+	// assignee say who sees it); refused as a post would be.
+	TypingSubject = "parley.chat.typing" // ConversationArgs → Summary
 
 	Queue = "chat"
 	// Service names the chat service for discovery (`nats micro ls`).
@@ -38,6 +42,28 @@ const (
 	// rpc.Request[VisitorConversationsArgs] → ListResult.
 	VisitorConversationsSubject = "parley.internal.chat.visitor.conversations"
 )
+
+// TypingSignals are the subjects of typing signals, one per conversation
+// (TypingSignal), published by the gateway instance a client typed on and
+// followed by every gateway instance, on core NATS only: no stream holds
+// them, so they are never stored nor relayed to analytics.
+const TypingSignals = "parley.typing.>"
+
+// TypingSignal is the subject of the typing signals of a conversation.
+func TypingSignal(tenant, conversation string) string {
+	return "parley.typing." + tenant + "." + conversation
+}
+
+// Typed is the body of a typing signal: who typed in which conversation,
+// and who sees it, as the chat service answered on TypingSubject. It holds
+// no text.
+type Typed struct {
+	Tenant       string       `json:"tenant"`
+	Conversation string       `json:"conversation_id"`
+	Visitor      string       `json:"visitor"`
+	Assignee     string       `json:"assignee,omitempty"`
+	Author       event.Author `json:"author"`
+}
 
 // VisitorConversationsArgs asks for one page of a visitor's conversations.
 type VisitorConversationsArgs struct {

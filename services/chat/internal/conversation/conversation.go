@@ -309,24 +309,42 @@ func (c *Conversation) Post(p auth.Principal, text string, now time.Time, perMin
 	if end := c.windowStart.Add(paceWindow); now.Before(end) && c.inWindow >= perMinute {
 		return nil, &PaceError{RetryAfter: end.Sub(now)}
 	}
-	posted := Change{Type: event.MessagePosted, Payload: &event.Posted{Author: author(p), Text: text}}
+	if err := c.postable(p); err != nil {
+		return nil, err
+	}
 	var changes []Change
+	if p.Role == auth.RoleAgent && !c.Assigned {
+		changes = append(changes, Change{Type: event.ConversationAssigned, Payload: &event.Assigned{Agent: p.ID, By: author(p)}})
+	}
+	return append(changes, Change{Type: event.MessagePosted, Payload: &event.Posted{Author: author(p), Text: text}}), nil
+}
+
+// postable reports whether p's role and relation to the conversation let
+// them post in it now: its visitor, the agent it is assigned to or any
+// agent while it is unassigned, while it is open.
+func (c *Conversation) postable(p auth.Principal) error {
 	switch p.Role {
 	case auth.RoleVisitor:
 	case auth.RoleAgent:
 		if c.Assigned && c.Assignee != p.ID {
-			return nil, ErrForbidden
-		}
-		if !c.Assigned && c.Status == Open {
-			changes = append(changes, Change{Type: event.ConversationAssigned, Payload: &event.Assigned{Agent: p.ID, By: author(p)}})
+			return ErrForbidden
 		}
 	default:
-		return nil, ErrForbidden
+		return ErrForbidden
 	}
 	if c.Status == Closed {
-		return nil, ErrClosed
+		return ErrClosed
 	}
-	return append(changes, posted), nil
+	return nil
+}
+
+// CanType reports whether p may show the other side that they are typing:
+// whoever may post in the conversation now (see Post).
+func (c *Conversation) CanType(p auth.Principal) error {
+	if err := c.writable(p); err != nil {
+		return err
+	}
+	return c.postable(p)
 }
 
 // Assign decides the event of p assigning the conversation to agent. An

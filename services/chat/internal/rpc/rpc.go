@@ -38,6 +38,7 @@ func Serve(ctx context.Context, nc *nats.Conn, log *slog.Logger, health *rpc.Hea
 				{Subject: chatapi.ListSubject, Handler: handle(svc.List)},
 				{Subject: chatapi.MessagesSubject, Handler: handle(svc.Messages)},
 				{Subject: chatapi.GetSubject, Handler: handle(svc.Get)},
+				{Subject: chatapi.TypingSubject, Handler: handle(svc.Typing)},
 				{Subject: chatapi.ExportSubject, Handler: handle(svc.Export)},
 			}},
 			{Prefix: "parley.internal.chat", Internal: true, Routes: []rpc.Route{
