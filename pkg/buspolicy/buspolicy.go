@@ -146,6 +146,7 @@ func policyOf(user string) (policy, bool) {
 				jsAccount(),
 				jsOwn(stream.Chat, "the CHAT stream, which chat owns: created when missing, read by direct get, followed into the read models"),
 				kvOwn(stream.ChatViewBucket, "the view of CHAT that chat keeps and starts from, which chat owns"),
+				kvOwn(stream.AgentsBucket, "agents' presence and capacity, which chat owns and assigns by"),
 				kvRead(privacyapi.SettingsBucket, "tenant settings (retention), owned by privacy: read and watch"),
 			},
 			deny:    []rule{denyLiveForgery(), denyKeys(), denyOtherInboxes()},

@@ -24,6 +24,13 @@ const (
 	// typing in the conversation, with its summary (whose visitor and
 	// assignee say who sees it); refused as a post would be.
 	TypingSubject = "parley.chat.typing" // ConversationArgs → Summary
+	// PresenceSubject sets the principal's own presence (an agent's).
+	PresenceSubject = "parley.chat.presence" // PresenceArgs → Availability
+	// CapacitySubject sets an agent's capacity (supervisors, admins).
+	CapacitySubject = "parley.chat.capacity" // CapacityArgs → Availability
+	// AvailabilitySubject reads an agent's presence, capacity and open
+	// conversations (the agent themself, supervisors, admins).
+	AvailabilitySubject = "parley.chat.availability" // AgentArgs → Availability
 
 	Queue = "chat"
 	// Service names the chat service for discovery (`nats micro ls`).
@@ -135,10 +142,52 @@ type PostResult struct {
 	At  time.Time `json:"at"`
 }
 
-// AssignArgs assigns a conversation to an agent.
+// AssignArgs assigns a conversation to an agent. An assignment to an
+// agent who is away, or who holds as many open conversations as their
+// capacity, is refused unless Override is set, which only supervisors and
+// admins may.
 type AssignArgs struct {
 	Conversation string `json:"conversation"`
 	Agent        string `json:"agent_id"`
+	Override     bool   `json:"override,omitempty"`
+}
+
+// Agent presences.
+const (
+	PresenceOnline = "online"
+	PresenceAway   = "away"
+)
+
+// MaxCapacity is the largest capacity an agent may be given.
+const MaxCapacity = 10000
+
+// PresenceArgs sets the principal's presence, PresenceOnline or
+// PresenceAway.
+type PresenceArgs struct {
+	Status string `json:"status"`
+}
+
+// CapacityArgs sets how many open conversations may be assigned to an
+// agent: 0 to MaxCapacity, nil for no bound.
+type CapacityArgs struct {
+	Agent   string `json:"agent_id"`
+	MaxOpen *int   `json:"max_open"`
+}
+
+// AgentArgs names an agent.
+type AgentArgs struct {
+	Agent string `json:"agent_id"`
+}
+
+// Availability is what assigning to an agent goes by: their presence
+// (online until they set one), their capacity (nil: no bound) and how many
+// open conversations are assigned to them.
+type Availability struct {
+	Agent    string     `json:"agent_id"`
+	Status   string     `json:"status"`
+	MaxOpen  *int       `json:"max_open"`
+	Open     int        `json:"open"`
+	StatusAt *time.Time `json:"status_at"`
 }
 
 // ConversationArgs names one conversation.

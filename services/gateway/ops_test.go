@@ -73,6 +73,7 @@ func TestOpenAPI(t *testing.T) {
 		"GET /healthz",
 		"GET /metrics",
 		"GET /readyz",
+		"GET /v1/agents/{id}",
 		"GET /v1/audit",
 		"GET /v1/audit/checkpoint",
 		"GET /v1/conversations",
@@ -93,7 +94,9 @@ func TestOpenAPI(t *testing.T) {
 		"POST /v1/conversations/{id}/rating",
 		"POST /v1/subjects/{id}/erase",
 		"POST /v1/tenants/{tenant}/visitors",
+		"PUT /v1/agents/{id}/capacity",
 		"PUT /v1/me/consent",
+		"PUT /v1/me/presence",
 		"PUT /v1/settings",
 		"PUT /v1/tenants/{tenant}",
 	}

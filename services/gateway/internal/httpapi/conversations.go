@@ -127,7 +127,8 @@ type (
 		Text string `json:"text"`
 	}
 	assignBody struct {
-		AgentID string `json:"agent_id"`
+		AgentID  string `json:"agent_id"`
+		Override bool   `json:"override"`
 	}
 	ratingBody struct {
 		Score int `json:"score"`
@@ -208,7 +209,7 @@ func (a *API) assign(w http.ResponseWriter, r *http.Request) error {
 	if err := decode(w, r, &body, false); err != nil {
 		return err
 	}
-	return a.summary(w, r, chatapi.AssignSubject, p, chatapi.AssignArgs{Conversation: id, Agent: body.AgentID})
+	return a.summary(w, r, chatapi.AssignSubject, p, chatapi.AssignArgs{Conversation: id, Agent: body.AgentID, Override: body.Override})
 }
 
 func (a *API) close(w http.ResponseWriter, r *http.Request) error {
