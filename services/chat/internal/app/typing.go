@@ -5,27 +5,39 @@ import (
 
 	"github.com/parley-chat/parley/pkg/auth"
 	"github.com/parley-chat/parley/pkg/chatapi"
+
+	"github.com/parley-chat/parley/services/chat/internal/conversation"
 )
 
 // Typing answers whether p may show the other side of a conversation that
 // they are typing (conversation.CanType) with its summary, which names who
 // that other side is. Nothing is stored: the gateway relays the signal.
 func (s *Service) Typing(ctx context.Context, p auth.Principal, args chatapi.ConversationArgs) (chatapi.Summary, error) {
-	e, err := s.find(ctx, p.Tenant, args.Conversation, false)
+	c, err := s.findAllowed(ctx, p, args.Conversation, (*conversation.Conversation).CanType)
 	if err != nil {
 		return chatapi.Summary{}, err
 	}
+	return summary(c), nil
+}
+
+// findAllowed returns the conversation id of p's tenant when allow lets p
+// at it, decided on the state this instance holds and, when that refuses,
+// on the state caught up from the store: an assignment on another instance
+// may allow it.
+func (s *Service) findAllowed(ctx context.Context, p auth.Principal, id string, allow func(*conversation.Conversation, auth.Principal) error) (conversation.Conversation, error) {
+	e, err := s.find(ctx, p.Tenant, id, false)
+	if err != nil {
+		return conversation.Conversation{}, err
+	}
 	c := e.snapshot()
-	if c.CanType(p) != nil {
-		// Refused on what this instance holds: another may have written
-		// what allows it, as for a command (see update).
-		if e, err = s.find(ctx, p.Tenant, args.Conversation, true); err != nil {
-			return chatapi.Summary{}, err
+	if allow(&c, p) != nil {
+		if e, err = s.find(ctx, p.Tenant, id, true); err != nil {
+			return conversation.Conversation{}, err
 		}
 		c = e.snapshot()
 	}
-	if err := c.CanType(p); err != nil {
-		return chatapi.Summary{}, err
+	if err := allow(&c, p); err != nil {
+		return conversation.Conversation{}, err
 	}
-	return summary(c), nil
+	return c, nil
 }
