@@ -90,18 +90,27 @@ func (s *Service) availability(ctx context.Context, tenant, agent string) (chata
 	return out, nil
 }
 
-// takes returns nil when a conversation of tenant may be assigned to
-// agent, by their availability (conversation.Availability.Takes); always
-// when no Agents are kept.
-func (s *Service) takes(ctx context.Context, tenant, agent string, themself bool) error {
-	if s.agents == nil {
-		return nil
+// takes returns the check, for the decisions of one command, of whether a
+// conversation of tenant may be assigned to agent by their availability
+// (conversation.Availability.Takes); it always passes when no Agents are
+// kept. A command decides again after losing a race, so the availability
+// is read once, the first time it is needed, not once a decision: each
+// read would widen the window in which the command can lose again.
+func (s *Service) takes(tenant, agent string, themself bool) func(context.Context) error {
+	var av *conversation.Availability
+	return func(ctx context.Context) error {
+		if s.agents == nil {
+			return nil
+		}
+		if av == nil {
+			a, err := s.agents.Get(ctx, tenant, agent)
+			if err != nil {
+				return err
+			}
+			av = &a
+		}
+		return av.Takes(s.openAssigned(tenant, agent), themself)
 	}
-	a, err := s.agents.Get(ctx, tenant, agent)
-	if err != nil {
-		return err
-	}
-	return a.Takes(s.openAssigned(tenant, agent), themself)
 }
 
 // openAssigned counts the open conversations of tenant assigned to agent

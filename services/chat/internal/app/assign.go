@@ -18,12 +18,13 @@ func (s *Service) Assign(ctx context.Context, p auth.Principal, args chatapi.Ass
 			return chatapi.Summary{}, err
 		}
 	}
+	takes := s.takes(p.Tenant, args.Agent, p.ID == args.Agent)
 	c, _, err := s.update(ctx, p, args.Conversation, func(c *conversation.Conversation) ([]conversation.Change, error) {
 		changes, err := c.Assign(p, args.Agent)
 		if err != nil || len(changes) == 0 || args.Override {
 			return changes, err
 		}
-		return changes, s.takes(ctx, c.Tenant, args.Agent, p.ID == args.Agent)
+		return changes, takes(ctx)
 	})
 	if err != nil {
 		return chatapi.Summary{}, err

@@ -28,12 +28,16 @@ func (s *Service) Post(ctx context.Context, p auth.Principal, args chatapi.PostA
 	if err != nil {
 		return chatapi.PostResult{}, err
 	}
+	var takes func(context.Context) error // made only for a post that takes the conversation
 	_, appended, err := s.updateKeyed(ctx, p, args.Conversation, k, func(c *conversation.Conversation) ([]conversation.Change, error) {
 		changes, err := c.Post(p, args.Text, s.now(), s.policies.Get(p.Tenant).MessageLimit())
 		if err != nil || len(changes) == 1 {
 			return changes, err
 		}
-		return changes, s.takes(ctx, c.Tenant, p.ID, true)
+		if takes == nil {
+			takes = s.takes(p.Tenant, p.ID, true)
+		}
+		return changes, takes(ctx)
 	})
 	if err != nil {
 		return chatapi.PostResult{}, err
