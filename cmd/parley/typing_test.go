@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/parley-chat/parley/pkg/chatapi"
+	"github.com/parley-chat/parley/pkg/stream"
 )
 
 // typed sends a typing signal for conv on lc's WebSocket.
@@ -99,13 +100,15 @@ func TestTypingReachesTheOtherSideAndIsNotStored(t *testing.T) {
 	supervisorLive := openStream(t, base, supervisor)
 	strangerLive := openStream(t, base, stranger)
 
-	// Let what the opening wrote settle (the chat view is flushed a second
-	// after), so that what follows is typing alone.
+	// Let what the opening wrote settle — its fact relayed to ANALYTICS,
+	// the chat view flushed (a second after) — so that what follows is
+	// typing alone.
 	var before map[string][2]uint64
 	eventually(t, 30*time.Second, func() bool {
 		prev := before
 		before = streamHoldings(t, js)
-		if !maps.Equal(prev, before) {
+		settled := before[stream.Analytics][0] > 0 && before[stream.BucketStream(stream.ChatViewBucket)][0] > 0
+		if !settled || !maps.Equal(prev, before) {
 			time.Sleep(1500 * time.Millisecond) // past the view's flush interval
 			return false
 		}
