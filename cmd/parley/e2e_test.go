@@ -188,7 +188,12 @@ type liveEvent struct {
 	Type           string `json:"type"`
 	Seq            uint64 `json:"seq"`
 	ConversationID string `json:"conversation_id"`
-	Message        struct {
+	// Author is who is typing, on a typing event.
+	Author struct {
+		Role string `json:"role"`
+		ID   string `json:"id"`
+	} `json:"author"`
+	Message struct {
 		ID     string `json:"id"`
 		Text   string `json:"text"`
 		Author struct {
@@ -201,6 +206,7 @@ type liveEvent struct {
 // liveClient is an open /v1/stream WebSocket collecting the events it
 // receives, and how the server closed it ("" until it did).
 type liveClient struct {
+	conn   *websocket.Conn
 	mu     sync.Mutex
 	events []liveEvent
 	closed string
@@ -217,7 +223,7 @@ func openStream(t *testing.T, base, token string) *liveClient {
 		cancel()
 		t.Fatalf("dial %s: %v", url, err)
 	}
-	lc := &liveClient{}
+	lc := &liveClient{conn: conn}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)

@@ -215,6 +215,19 @@ func TestAttacks(t *testing.T) {
 			},
 		},
 		{
+			name: "hear who is typing", as: []string{buspolicy.Analytics, buspolicy.Chat, buspolicy.Privacy}, violation: chatapi.TypingSignals,
+			try: func(ctx context.Context, c *client) error {
+				return b.subscribeGets(ctx, c, chatapi.TypingSignals, chatapi.TypingSignal("demo", "c1"))
+			},
+		},
+		{
+			name: "forge a typing signal", as: []string{buspolicy.Analytics, buspolicy.Chat, buspolicy.Privacy}, violation: chatapi.TypingSignal("demo", "c2"),
+			// c2: the subtests run in parallel, and admin publishes on c1's.
+			try: func(ctx context.Context, c *client) error {
+				return b.publishArrives(ctx, c, chatapi.TypingSignal("demo", "c2"))
+			},
+		},
+		{
 			name: "subscribe to keys", as: []string{buspolicy.Analytics, buspolicy.Gateway, buspolicy.Chat}, violation: "keys.>",
 			try: func(ctx context.Context, c *client) error { return b.subscribeGets(ctx, c, "keys.>", "keys.demo.live") },
 		},

@@ -104,6 +104,8 @@ func policyOf(user string) (policy, bool) {
 					pub: []string{"parley.chat.>", "parley.privacy.>", personkey.GetSubject, "parley.analytics.>"}},
 				{why: "live events for connected clients, as the CHAT stream republishes them once stored: ciphertext, decrypted per reader",
 					sub: []string{stream.LiveChatSubjects}},
+				{why: "typing signals, published by the instance a client typed on and followed by every instance to reach the other side: core NATS only, no stream captures them, no other service hears them",
+					pub: []string{chatapi.TypingSignals}, sub: []string{chatapi.TypingSignals}},
 				{why: "what a reconnecting client missed: an ephemeral consumer on CHAT filtered to a tenant's conversations (chat.<tenant>.*), pulled and deleted; the same ciphertext as live, no single-message reads",
 					pub: []string{
 						"$JS.API.CONSUMER.CREATE." + stream.Chat + ".*." + stream.ChatSubject("*", "*"),
@@ -144,6 +146,7 @@ func policyOf(user string) (policy, bool) {
 				jsAccount(),
 				jsOwn(stream.Chat, "the CHAT stream, which chat owns: created when missing, read by direct get, followed into the read models"),
 				kvOwn(stream.ChatViewBucket, "the view of CHAT that chat keeps and starts from, which chat owns"),
+				kvOwn(stream.AgentsBucket, "agents' presence and capacity, which chat owns and assigns by"),
 				kvRead(privacyapi.SettingsBucket, "tenant settings (retention), owned by privacy: read and watch"),
 			},
 			deny:    []rule{denyLiveForgery(), denyKeys(), denyOtherInboxes()},
@@ -205,9 +208,9 @@ func policyOf(user string) (policy, bool) {
 				jsConsume(stream.Analytics, ""),
 			},
 			deny: []rule{
-				{why: "guarantee 4: analytics never reads conversations or keys, whatever the allow list says",
+				{why: "guarantee 4: analytics never reads conversations or keys, whatever the allow list says; nor hears who is typing",
 					pub: []string{"chat.>", "keys.>", "parley.keys.>"},
-					sub: []string{"chat.>", stream.LiveChatSubjects, "keys.>", "parley.keys.>"}},
+					sub: []string{"chat.>", stream.LiveChatSubjects, "keys.>", "parley.keys.>", chatapi.TypingSignals}},
 				denyStream(stream.Chat, ""),
 				denyStream(stream.Keys, ""),
 				denyLiveForgery(),

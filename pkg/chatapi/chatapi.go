@@ -20,6 +20,17 @@ const (
 	ListSubject     = "parley.chat.list"     // ListArgs → ListResult
 	MessagesSubject = "parley.chat.messages" // MessagesArgs → MessagesResult
 	GetSubject      = "parley.chat.get"      // ConversationArgs → Summary
+	// TypingSubject answers whether the principal may show that they are
+	// typing in the conversation, with its summary (whose visitor and
+	// assignee say who sees it); refused as a post would be.
+	TypingSubject = "parley.chat.typing" // ConversationArgs → Summary
+	// PresenceSubject sets the principal's own presence (an agent's).
+	PresenceSubject = "parley.chat.presence" // PresenceArgs → Availability
+	// CapacitySubject sets an agent's capacity (supervisors, admins).
+	CapacitySubject = "parley.chat.capacity" // CapacityArgs → Availability
+	// AvailabilitySubject reads an agent's presence, capacity and open
+	// conversations (the agent themself, supervisors, admins).
+	AvailabilitySubject = "parley.chat.availability" // AgentArgs → Availability
 
 	Queue = "chat"
 	// Service names the chat service for discovery (`nats micro ls`).
@@ -38,6 +49,28 @@ const (
 	// rpc.Request[VisitorConversationsArgs] → ListResult.
 	VisitorConversationsSubject = "parley.internal.chat.visitor.conversations"
 )
+
+// TypingSignals are the subjects of typing signals, one per conversation
+// (TypingSignal), published by the gateway instance a client typed on and
+// followed by every gateway instance, on core NATS only: no stream holds
+// them, so they are never stored nor relayed to analytics.
+const TypingSignals = "parley.typing.>"
+
+// TypingSignal is the subject of the typing signals of a conversation.
+func TypingSignal(tenant, conversation string) string {
+	return "parley.typing." + tenant + "." + conversation
+}
+
+// Typed is the body of a typing signal: who typed in which conversation,
+// and who sees it, as the chat service answered on TypingSubject. It holds
+// no text.
+type Typed struct {
+	Tenant       string       `json:"tenant"`
+	Conversation string       `json:"conversation_id"`
+	Visitor      string       `json:"visitor"`
+	Assignee     string       `json:"assignee,omitempty"`
+	Author       event.Author `json:"author"`
+}
 
 // VisitorConversationsArgs asks for one page of a visitor's conversations.
 type VisitorConversationsArgs struct {
@@ -109,10 +142,52 @@ type PostResult struct {
 	At  time.Time `json:"at"`
 }
 
-// AssignArgs assigns a conversation to an agent.
+// AssignArgs assigns a conversation to an agent. An assignment to an
+// agent who is away, or who holds as many open conversations as their
+// capacity, is refused unless Override is set, which only supervisors and
+// admins may.
 type AssignArgs struct {
 	Conversation string `json:"conversation"`
 	Agent        string `json:"agent_id"`
+	Override     bool   `json:"override,omitempty"`
+}
+
+// Agent presences.
+const (
+	PresenceOnline = "online"
+	PresenceAway   = "away"
+)
+
+// MaxCapacity is the largest capacity an agent may be given.
+const MaxCapacity = 10000
+
+// PresenceArgs sets the principal's presence, PresenceOnline or
+// PresenceAway.
+type PresenceArgs struct {
+	Status string `json:"status"`
+}
+
+// CapacityArgs sets how many open conversations may be assigned to an
+// agent: 0 to MaxCapacity, nil for no bound.
+type CapacityArgs struct {
+	Agent   string `json:"agent_id"`
+	MaxOpen *int   `json:"max_open"`
+}
+
+// AgentArgs names an agent.
+type AgentArgs struct {
+	Agent string `json:"agent_id"`
+}
+
+// Availability is what assigning to an agent goes by: their presence
+// (online until they set one), their capacity (nil: no bound) and how many
+// open conversations are assigned to them.
+type Availability struct {
+	Agent    string     `json:"agent_id"`
+	Status   string     `json:"status"`
+	MaxOpen  *int       `json:"max_open"`
+	Open     int        `json:"open"`
+	StatusAt *time.Time `json:"status_at"`
 }
 
 // ConversationArgs names one conversation.
@@ -140,15 +215,20 @@ type ListArgs struct {
 }
 
 // Summary is a conversation's state without its content. Assignee is nil
-// while unassigned.
+// while unassigned; Rating (1 to 5) while unrated or once its visitor is
+// erased; ClosedAt while open (and for a conversation closed by its
+// visitor's erasure alone); FirstResponseAt until staff first posted.
 type Summary struct {
-	ID            string    `json:"id"`
-	Tenant        string    `json:"tenant"`
-	Visitor       string    `json:"visitor"`
-	Status        string    `json:"status"`
-	Assignee      *string   `json:"assignee"`
-	CreatedAt     time.Time `json:"created_at"`
-	LastMessageAt time.Time `json:"last_message_at"`
+	ID              string     `json:"id"`
+	Tenant          string     `json:"tenant"`
+	Visitor         string     `json:"visitor"`
+	Status          string     `json:"status"`
+	Assignee        *string    `json:"assignee"`
+	Rating          *int       `json:"rating"`
+	CreatedAt       time.Time  `json:"created_at"`
+	LastMessageAt   time.Time  `json:"last_message_at"`
+	ClosedAt        *time.Time `json:"closed_at"`
+	FirstResponseAt *time.Time `json:"first_response_at"`
 }
 
 // ListResult is one page of the principal's conversations, in descending

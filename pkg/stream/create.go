@@ -19,10 +19,15 @@ const (
 	// ChatViewBucket is the chat service's materialised view of CHAT: each
 	// conversation's state, the assignee sealed under the visitor's key.
 	ChatViewBucket = "CHAT_VIEW"
+	// AgentsBucket is each agent's presence and capacity, owned by chat,
+	// which assigns conversations by them.
+	AgentsBucket = "AGENTS"
 )
 
 // Buckets lists every key-value bucket of Parley.
-func Buckets() []string { return []string{TenantsBucket, SettingsBucket, ChatViewBucket} }
+func Buckets() []string {
+	return []string{TenantsBucket, SettingsBucket, ChatViewBucket, AgentsBucket}
+}
 
 // ViewMarkerTTL is how long CHAT_VIEW keeps the marker of a conversation
 // removed from it (erased or expired), so that the bucket does not grow
@@ -49,6 +54,13 @@ func BucketConfig(bucket string, o Options) (jetstream.KeyValueConfig, error) {
 		cfg.Description = "the chat service's view of CHAT, rebuilt from it at will; assignees sealed under the visitor's key"
 		cfg.History = 1
 		cfg.LimitMarkerTTL = ViewMarkerTTL
+	case AgentsBucket:
+		cfg.Description = "agents' presence and capacity, owned by chat; staff ids, nothing of visitors"
+		cfg.History = 1
+		// Two small values per agent who set one: bounded so that no
+		// tenant can grow the server's store without end.
+		cfg.MaxValueSize = 256
+		cfg.MaxBytes = 64 << 20
 	default:
 		return jetstream.KeyValueConfig{}, fmt.Errorf("unknown bucket %q", bucket)
 	}

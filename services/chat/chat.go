@@ -38,7 +38,7 @@ type Deps struct {
 	Registry prometheus.Registerer
 }
 
-// Run creates the stream CHAT and the bucket CHAT_VIEW when missing, waits
+// Run creates the stream CHAT and the buckets CHAT_VIEW and AGENTS when missing, waits
 // for the tenants' settings (the privacy service's SETTINGS bucket),
 // restores the read models from CHAT_VIEW and catches up from CHAT, then
 // serves the chat subjects until ctx is done. Nothing is served before the
@@ -86,8 +86,12 @@ func run(ctx context.Context, d Deps) error {
 	if err != nil {
 		return fmt.Errorf("chat: %w", err)
 	}
+	agents, err := jetstream.OpenAgents(ctx, js, d.Streams, log)
+	if err != nil {
+		return fmt.Errorf("chat: %w", err)
+	}
 	svc := app.New(store, view, d.Keys, app.Options{
-		Policies: settings, OnConflict: conflicts.Inc, Auditor: privacy.NewAudit(d.NC, log),
+		Policies: settings, OnConflict: conflicts.Inc, Auditor: privacy.NewAudit(d.NC, log), Agents: agents,
 	})
 	d.Keys.OnErase(func(e personkey.Erased) {
 		ctx, cancel := context.WithTimeout(runCtx, forgetTimeout)

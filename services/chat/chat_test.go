@@ -104,7 +104,7 @@ func TestConversationFlow(t *testing.T) {
 	if diff := cmp.Diff([]string{conv, older}, ids(agentList)); diff != "" {
 		t.Fatalf("List(a1) mismatch (-want +got):\n%s", diff)
 	}
-	wantSummary := chatapi.Summary{ID: conv, Tenant: tenant, Visitor: visitor.ID, Status: chatapi.StatusOpen, Assignee: ptr(agent.ID)}
+	wantSummary := chatapi.Summary{ID: conv, Tenant: tenant, Visitor: visitor.ID, Status: chatapi.StatusOpen, Assignee: ptr(agent.ID), FirstResponseAt: &posted.At}
 	if diff := cmp.Diff(wantSummary, agentList[0], cmpopts.IgnoreFields(chatapi.Summary{}, "CreatedAt", "LastMessageAt")); diff != "" {
 		t.Errorf("List(a1)[0] mismatch (-want +got):\n%s", diff)
 	}

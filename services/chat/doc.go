@@ -54,6 +54,14 @@
 //     messages_per_conversation_per_minute messages in each minute-long
 //     window, a rule of the conversation decided like any other, so exact
 //     across instances.
+//   - Agents' presence (online or away, set by each agent) and capacity (the
+//     open conversations they may hold, set by supervisors and admins) live
+//     in the KV bucket AGENTS, which every instance reads when it assigns:
+//     an assignment to an agent who is away, or at capacity (counted in
+//     this instance's read model, so one assigned a moment before on
+//     another instance may not be counted yet), answers rpc.CodeConflict
+//     unless a supervisor or admin overrides it. Presence is what the agent
+//     last set; nothing sets it for them.
 //   - Every page of a transcript a member of staff reads is written to the
 //     audit trail (privacyapi.AppendAuditSubject) before it is answered,
 //     whoever asks on the bus; a page that could not be audited answers

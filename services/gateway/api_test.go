@@ -223,7 +223,8 @@ func TestChatCalls(t *testing.T) {
 	e := startGateway(t)
 	at := time.Date(2025, 3, 4, 5, 6, 7, 0, time.UTC)
 	agentID := "a1"
-	summary := chatapi.Summary{ID: "c1", Tenant: "demo", Visitor: "v1", Status: chatapi.StatusOpen, Assignee: &agentID, CreatedAt: at, LastMessageAt: at}
+	score := 4
+	summary := chatapi.Summary{ID: "c1", Tenant: "demo", Visitor: "v1", Status: chatapi.StatusOpen, Assignee: &agentID, Rating: &score, CreatedAt: at, LastMessageAt: at}
 	posted := make(chan rpc.Request[chatapi.PostArgs], 1)
 	serve(t, e.nc, chatapi.PostSubject, func(_ context.Context, req rpc.Request[chatapi.PostArgs]) (chatapi.PostResult, error) {
 		posted <- req
@@ -270,7 +271,8 @@ func TestChatCalls(t *testing.T) {
 	}
 	var conv map[string]any
 	r.decode(t, &conv)
-	wantConv := map[string]any{"id": "c1", "status": "open", "assignee": "a1", "visitor": "v1", "created_at": "2025-03-04T05:06:07Z", "last_message_at": "2025-03-04T05:06:07Z"}
+	wantConv := map[string]any{"id": "c1", "status": "open", "assignee": "a1", "visitor": "v1", "rating": float64(4),
+		"created_at": "2025-03-04T05:06:07Z", "last_message_at": "2025-03-04T05:06:07Z", "closed_at": nil, "first_response_at": nil}
 	if diff := cmp.Diff(wantConv, conv); diff != "" {
 		t.Errorf("POST assign body mismatch (-want +got):\n%s", diff)
 	}

@@ -15,7 +15,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/parley-chat/parley/pkg/auth"
+	"github.com/parley-chat/parley/pkg/chatapi"
 	"github.com/parley-chat/parley/pkg/personkey"
+	"github.com/parley-chat/parley/pkg/rpc"
 	"github.com/parley-chat/parley/pkg/stream"
 	"github.com/parley-chat/parley/services/gateway/internal/httpapi"
 	"github.com/parley-chat/parley/services/gateway/internal/live"
@@ -147,6 +149,15 @@ func Run(ctx context.Context, d Deps) error {
 		return fmt.Errorf("gateway: subscribe %s: %w", live.Subject, err)
 	}
 	defer sub.Unsubscribe()
+	typing, err := hub.Typing(d.NC, func(ctx context.Context, p auth.Principal, conv string) (chatapi.Summary, error) {
+		var sum chatapi.Summary
+		err := rpc.Call(ctx, d.NC, chatapi.TypingSubject, rpc.Request[chatapi.ConversationArgs]{Principal: p, Args: chatapi.ConversationArgs{Conversation: conv}}, &sum)
+		return sum, err
+	})
+	if err != nil {
+		return fmt.Errorf("gateway: subscribe %s: %w", chatapi.TypingSignals, err)
+	}
+	defer typing.Unsubscribe()
 	d.Keys.OnErase(func(e personkey.Erased) { hub.CloseSubject(e.Tenant, e.Person) })
 
 	if err := reg.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{

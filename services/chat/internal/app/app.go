@@ -37,6 +37,9 @@ var (
 	// ErrNotAudited means a staff member's read could not be written to
 	// the audit trail, so nothing of it is answered.
 	ErrNotAudited = errors.New("the read could not be written to the audit trail, so the transcript is not shown")
+	// ErrNoAgents means the Service keeps no agents' presence or capacity
+	// (Options.Agents is nil), so none can be set.
+	ErrNoAgents = errors.New("agents' presence and capacity are not kept")
 )
 
 // MaxTries bounds how often a command is decided again after losing a race.
@@ -117,6 +120,9 @@ type Options struct {
 	// Auditor records staff members' reads of transcripts; nil refuses
 	// every staff read with ErrNotAudited.
 	Auditor Auditor
+	// Agents keeps agents' presence and capacity, which assignments go
+	// by; nil assigns to anyone and refuses to set them with ErrNoAgents.
+	Agents Agents
 }
 
 // Service runs the chat use cases.
@@ -128,6 +134,7 @@ type Service struct {
 	now        func() time.Time
 	onConflict func()
 	auditor    Auditor
+	agents     Agents
 	state      state
 	// opening serialises the openings of each visitor (see Open).
 	opening stripes
@@ -143,7 +150,7 @@ type Service struct {
 // New returns a Service storing events in events, keeping their view in
 // view and sealing them with keys.
 func New(events EventStore, view View, keys Keys, o Options) *Service {
-	s := &Service{events: events, view: view, keys: keys, policies: o.Policies, now: o.Now, onConflict: o.OnConflict, auditor: o.Auditor}
+	s := &Service{events: events, view: view, keys: keys, policies: o.Policies, now: o.Now, onConflict: o.OnConflict, auditor: o.Auditor, agents: o.Agents}
 	if s.policies == nil {
 		s.policies = defaultPolicies{}
 	}

@@ -210,5 +210,14 @@ func summary(c conversation.Conversation) chatapi.Summary {
 	if c.Assigned && c.Assignee != "" {
 		s.Assignee = &c.Assignee
 	}
+	if c.Score > 0 {
+		s.Rating = &c.Score
+	}
+	if !c.ClosedAt.IsZero() {
+		s.ClosedAt = &c.ClosedAt
+	}
+	if !c.FirstResponseAt.IsZero() {
+		s.FirstResponseAt = &c.FirstResponseAt
+	}
 	return s
 }

@@ -27,20 +27,9 @@ func (s *Service) Messages(ctx context.Context, p auth.Principal, args chatapi.M
 		return chatapi.MessagesResult{}, err
 	}
 	// The transcript comes from the store; the state held here only says
-	// who may read it, and is read from the store when it says no, as an
-	// assignment on another instance may say yes.
-	e, err := s.find(ctx, p.Tenant, args.Conversation, false)
+	// who may read it.
+	c, err := s.findAllowed(ctx, p, args.Conversation, (*conversation.Conversation).CanRead)
 	if err != nil {
-		return chatapi.MessagesResult{}, err
-	}
-	c := e.snapshot()
-	if c.CanRead(p) != nil {
-		if e, err = s.find(ctx, p.Tenant, args.Conversation, true); err != nil {
-			return chatapi.MessagesResult{}, err
-		}
-		c = e.snapshot()
-	}
-	if err := c.CanRead(p); err != nil {
 		return chatapi.MessagesResult{}, err
 	}
 	key, err := s.visitorKeys(ctx, c.Tenant, c.Visitor)

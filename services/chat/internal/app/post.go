@@ -11,8 +11,9 @@ import (
 )
 
 // Post posts a message to a conversation. An agent posting to an unassigned
-// conversation takes it: it is assigned to them first. A post repeated with
-// its idempotency key answers the message the first stored.
+// conversation takes it: it is assigned to them first, within their
+// capacity (see takes). A post repeated with its idempotency key answers
+// the message the first stored.
 func (s *Service) Post(ctx context.Context, p auth.Principal, args chatapi.PostArgs) (chatapi.PostResult, error) {
 	k, err := idempotencyOf(p, args.IdempotencyKey, func(ctx context.Context, prior Record) error {
 		var posted event.Posted
@@ -27,8 +28,16 @@ func (s *Service) Post(ctx context.Context, p auth.Principal, args chatapi.PostA
 	if err != nil {
 		return chatapi.PostResult{}, err
 	}
+	var takes func(context.Context) error // made only for a post that takes the conversation
 	_, appended, err := s.updateKeyed(ctx, p, args.Conversation, k, func(c *conversation.Conversation) ([]conversation.Change, error) {
-		return c.Post(p, args.Text, s.now(), s.policies.Get(p.Tenant).MessageLimit())
+		changes, err := c.Post(p, args.Text, s.now(), s.policies.Get(p.Tenant).MessageLimit())
+		if err != nil || len(changes) == 1 {
+			return changes, err
+		}
+		if takes == nil {
+			takes = s.takes(p.Tenant, p.ID, true)
+		}
+		return changes, takes(ctx)
 	})
 	if err != nil {
 		return chatapi.PostResult{}, err

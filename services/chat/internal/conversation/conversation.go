@@ -92,17 +92,25 @@ type Conversation struct {
 	Assigned bool
 	Assignee string
 	Rated    bool
+	// Score is the visitor's rating, 1 to 5, or 0 while unrated or when
+	// it can no longer be read (it is sealed under the visitor's key).
+	Score int
 	// Erased is set once the visitor's keys are gone (see Erase).
 	Erased bool
 	// Responded is set once staff posted a message: the first such
 	// message is the conversation's first response.
 	Responded bool
+	// FirstResponseAt is when staff first posted; zero until then.
+	FirstResponseAt time.Time
 	// EraseAfterClose is how long after it closes the conversation is
 	// erased, as its opening recorded; 0 means never.
 	EraseAfterClose time.Duration
 
 	CreatedAt     time.Time
 	LastMessageAt time.Time
+	// ClosedAt is when the conversation was closed; zero while open, and
+	// for one closed by its visitor's erasure alone.
+	ClosedAt time.Time
 	// windowStart and inWindow are what the message limit counts: the
 	// messages (the opening one included) since windowStart, and a window
 	// starts with the first message at least paceWindow after the last
@@ -148,8 +156,9 @@ func (c *Conversation) Apply(seq uint64, e event.Envelope, payload any) bool {
 	case event.MessagePosted:
 		c.LastMessageAt = e.At
 		c.count(e.At)
-		if p, ok := payload.(*event.Posted); ok && staff(p.Author) {
+		if p, ok := payload.(*event.Posted); ok && staff(p.Author) && !c.Responded {
 			c.Responded = true
+			c.FirstResponseAt = e.At
 		}
 	case event.ConversationAssigned:
 		c.Assigned = true
@@ -161,8 +170,12 @@ func (c *Conversation) Apply(seq uint64, e event.Envelope, payload any) bool {
 		}
 	case event.ConversationClosed:
 		c.Status = Closed
+		c.ClosedAt = e.At
 	case event.ConversationRated:
 		c.Rated = true
+		if r, ok := payload.(*event.Rated); ok && !c.Erased {
+			c.Score = r.Score
+		}
 	}
 	c.Version = seq
 	return true
@@ -218,13 +231,15 @@ func CheckOpen(open, limit int) error {
 }
 
 // Erase marks the conversation as its visitor's erasure leaves it: closed,
-// since nothing more can be written in it, and with no assignee, since the
-// event naming them is sealed under the visitor's key. A conversation
-// rebuilt from the stream after the erasure comes out the same.
+// since nothing more can be written in it, and with neither assignee nor
+// rating score, since the events holding them are sealed under the
+// visitor's key. A conversation rebuilt from the stream after the erasure
+// comes out the same.
 func (c *Conversation) Erase() {
 	c.Erased = true
 	c.Status = Closed
 	c.Assignee = ""
+	c.Score = 0
 }
 
 // CheckActor returns ErrForbidden for roles that never touch conversations:
@@ -294,24 +309,42 @@ func (c *Conversation) Post(p auth.Principal, text string, now time.Time, perMin
 	if end := c.windowStart.Add(paceWindow); now.Before(end) && c.inWindow >= perMinute {
 		return nil, &PaceError{RetryAfter: end.Sub(now)}
 	}
-	posted := Change{Type: event.MessagePosted, Payload: &event.Posted{Author: author(p), Text: text}}
+	if err := c.postable(p); err != nil {
+		return nil, err
+	}
 	var changes []Change
+	if p.Role == auth.RoleAgent && !c.Assigned {
+		changes = append(changes, Change{Type: event.ConversationAssigned, Payload: &event.Assigned{Agent: p.ID, By: author(p)}})
+	}
+	return append(changes, Change{Type: event.MessagePosted, Payload: &event.Posted{Author: author(p), Text: text}}), nil
+}
+
+// postable reports whether p's role and relation to the conversation let
+// them post in it now: its visitor, the agent it is assigned to or any
+// agent while it is unassigned, while it is open.
+func (c *Conversation) postable(p auth.Principal) error {
 	switch p.Role {
 	case auth.RoleVisitor:
 	case auth.RoleAgent:
 		if c.Assigned && c.Assignee != p.ID {
-			return nil, ErrForbidden
-		}
-		if !c.Assigned && c.Status == Open {
-			changes = append(changes, Change{Type: event.ConversationAssigned, Payload: &event.Assigned{Agent: p.ID, By: author(p)}})
+			return ErrForbidden
 		}
 	default:
-		return nil, ErrForbidden
+		return ErrForbidden
 	}
 	if c.Status == Closed {
-		return nil, ErrClosed
+		return ErrClosed
 	}
-	return append(changes, posted), nil
+	return nil
+}
+
+// CanType reports whether p may show the other side that they are typing:
+// whoever may post in the conversation now (see Post).
+func (c *Conversation) CanType(p auth.Principal) error {
+	if err := c.writable(p); err != nil {
+		return err
+	}
+	return c.postable(p)
 }
 
 // Assign decides the event of p assigning the conversation to agent. An
@@ -389,10 +422,17 @@ func (c *Conversation) CanRead(p auth.Principal) error {
 	return nil
 }
 
-// CanSee reports whether p may see the conversation's summary: its visitor
-// and any agent, supervisor or admin of the tenant.
+// CanSee reports whether p may see the conversation's summary: whoever
+// finds it in their inbox (see Listed), that is its visitor, an agent while
+// it is unassigned or assigned to them, supervisors and admins.
 func (c *Conversation) CanSee(p auth.Principal) error {
-	return c.visible(p)
+	if err := c.visible(p); err != nil {
+		return err
+	}
+	if !c.Listed(p) {
+		return ErrForbidden
+	}
+	return nil
 }
 
 // Listed reports whether the conversation belongs in p's inbox: a visitor's
@@ -459,11 +499,14 @@ type stored struct {
 	Assigned      bool      `json:"assigned,omitempty"`
 	Assignee      string    `json:"assignee,omitempty"`
 	Rated         bool      `json:"rated,omitempty"`
+	Score         int       `json:"score,omitempty"`
 	Erased        bool      `json:"erased,omitempty"`
 	Responded     bool      `json:"responded,omitempty"`
+	FirstResponse time.Time `json:"first_response_at,omitzero"`
 	EraseAfter    int64     `json:"erase_after_close_ns,omitempty"`
 	CreatedAt     time.Time `json:"created_at"`
 	LastMessageAt time.Time `json:"last_message_at"`
+	ClosedAt      time.Time `json:"closed_at,omitzero"`
 	WindowStart   time.Time `json:"window_start"`
 	InWindow      int       `json:"in_window,omitempty"`
 	Version       uint64    `json:"version"`
@@ -471,8 +514,9 @@ type stored struct {
 
 // MarshalJSON encodes every field of c, for the view.
 func (c Conversation) MarshalJSON() ([]byte, error) {
-	return json.Marshal(stored{c.ID, c.Tenant, c.Visitor, c.Status, c.Assigned, c.Assignee, c.Rated, c.Erased,
-		c.Responded, int64(c.EraseAfterClose), c.CreatedAt, c.LastMessageAt, c.windowStart, c.inWindow, c.Version})
+	return json.Marshal(stored{c.ID, c.Tenant, c.Visitor, c.Status, c.Assigned, c.Assignee, c.Rated, c.Score, c.Erased,
+		c.Responded, c.FirstResponseAt, int64(c.EraseAfterClose), c.CreatedAt, c.LastMessageAt, c.ClosedAt,
+		c.windowStart, c.inWindow, c.Version})
 }
 
 // UnmarshalJSON decodes what MarshalJSON encoded.
@@ -481,7 +525,8 @@ func (c *Conversation) UnmarshalJSON(b []byte) error {
 	if err := json.Unmarshal(b, &s); err != nil {
 		return err
 	}
-	*c = Conversation{s.ID, s.Tenant, s.Visitor, s.Status, s.Assigned, s.Assignee, s.Rated, s.Erased,
-		s.Responded, time.Duration(s.EraseAfter), s.CreatedAt, s.LastMessageAt, s.WindowStart, s.InWindow, s.Version}
+	*c = Conversation{s.ID, s.Tenant, s.Visitor, s.Status, s.Assigned, s.Assignee, s.Rated, s.Score, s.Erased,
+		s.Responded, s.FirstResponse, time.Duration(s.EraseAfter), s.CreatedAt, s.LastMessageAt, s.ClosedAt,
+		s.WindowStart, s.InWindow, s.Version}
 	return nil
 }

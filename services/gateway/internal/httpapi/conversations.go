@@ -13,16 +13,20 @@ import (
 
 // conversation is a conversation as the API shows it.
 type conversation struct {
-	ID            string    `json:"id"`
-	Status        string    `json:"status"`
-	Assignee      *string   `json:"assignee"`
-	Visitor       string    `json:"visitor"`
-	CreatedAt     time.Time `json:"created_at"`
-	LastMessageAt time.Time `json:"last_message_at"`
+	ID              string     `json:"id"`
+	Status          string     `json:"status"`
+	Assignee        *string    `json:"assignee"`
+	Visitor         string     `json:"visitor"`
+	Rating          *int       `json:"rating"`
+	CreatedAt       time.Time  `json:"created_at"`
+	LastMessageAt   time.Time  `json:"last_message_at"`
+	ClosedAt        *time.Time `json:"closed_at"`
+	FirstResponseAt *time.Time `json:"first_response_at"`
 }
 
 func viewOf(s chatapi.Summary) conversation {
-	return conversation{ID: s.ID, Status: s.Status, Assignee: s.Assignee, Visitor: s.Visitor, CreatedAt: s.CreatedAt, LastMessageAt: s.LastMessageAt}
+	return conversation{ID: s.ID, Status: s.Status, Assignee: s.Assignee, Visitor: s.Visitor, Rating: s.Rating,
+		CreatedAt: s.CreatedAt, LastMessageAt: s.LastMessageAt, ClosedAt: s.ClosedAt, FirstResponseAt: s.FirstResponseAt}
 }
 
 // call sends one request to a service on behalf of p. An erased visitor's
@@ -123,7 +127,8 @@ type (
 		Text string `json:"text"`
 	}
 	assignBody struct {
-		AgentID string `json:"agent_id"`
+		AgentID  string `json:"agent_id"`
+		Override bool   `json:"override"`
 	}
 	ratingBody struct {
 		Score int `json:"score"`
@@ -185,6 +190,16 @@ func (a *API) listMessages(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// getConversation answers one conversation's summary to whoever finds it
+// in their inbox; the chat service decides who that is.
+func (a *API) getConversation(w http.ResponseWriter, r *http.Request) error {
+	p, id, err := a.target(r)
+	if err != nil {
+		return err
+	}
+	return a.summary(w, r, chatapi.GetSubject, p, chatapi.ConversationArgs{Conversation: id})
+}
+
 func (a *API) assign(w http.ResponseWriter, r *http.Request) error {
 	p, id, err := a.target(r)
 	if err != nil {
@@ -194,7 +209,7 @@ func (a *API) assign(w http.ResponseWriter, r *http.Request) error {
 	if err := decode(w, r, &body, false); err != nil {
 		return err
 	}
-	return a.summary(w, r, chatapi.AssignSubject, p, chatapi.AssignArgs{Conversation: id, Agent: body.AgentID})
+	return a.summary(w, r, chatapi.AssignSubject, p, chatapi.AssignArgs{Conversation: id, Agent: body.AgentID, Override: body.Override})
 }
 
 func (a *API) close(w http.ResponseWriter, r *http.Request) error {

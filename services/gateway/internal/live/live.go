@@ -37,6 +37,17 @@
 // already sent are dropped by their sequence. A client that missed more
 // than MaxReplay events, or whose replay fails, is sent a resync event
 // instead, and then the live events: it reloads what it shows.
+//
+// Typing: a client sends {"type":"typing","conversation_id":…} while its
+// user types. The hub asks the chat service whether the user may (as they
+// may post there) and who the other side is, publishes the signal on core
+// NATS (chatapi.TypingSignal), and every gateway instance, this one
+// included, pushes a typing frame to the sessions of that conversation's
+// other side, found as for its messages, the typist's own sessions left
+// out. A typing frame has no seq and is never replayed: it is not stored
+// anywhere, and a session that is replaying or has no room drops it.
+// Each session may send TypingBurst signals at once and one every
+// TypingEvery after; others are dropped.
 package live
 
 import (
@@ -51,8 +62,10 @@ import (
 	"github.com/coder/websocket"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/time/rate"
 
 	"github.com/parley-chat/parley/pkg/auth"
+	"github.com/parley-chat/parley/pkg/chatapi"
 	"github.com/parley-chat/parley/pkg/event"
 	"github.com/parley-chat/parley/pkg/personkey"
 	"github.com/parley-chat/parley/pkg/stream"
@@ -67,9 +80,13 @@ const (
 	QueueLen = 256
 	// writeTimeout bounds one write to a client.
 	writeTimeout = 5 * time.Second
-	// readLimit bounds a client's frames: clients have nothing to say on
-	// this socket, so anything big is abuse.
+	// readLimit bounds a client's frames: clients say no more than that
+	// they are typing on this socket, so anything big is abuse.
 	readLimit = 4 << 10
+	// TypingEvery and TypingBurst bound the typing signals of a session:
+	// TypingBurst at once, then one every TypingEvery.
+	TypingEvery = time.Second
+	TypingBurst = 5
 	// lookupTimeout bounds a key lookup, which holds up the whole event
 	// pipeline.
 	lookupTimeout = 2 * time.Second
@@ -91,6 +108,8 @@ type Event struct {
 	Seq            uint64   `json:"seq,omitempty"`
 	ConversationID string   `json:"conversation_id,omitempty"`
 	Message        *Message `json:"message,omitempty"`
+	// Author is who is typing, on a typing frame only.
+	Author *event.Author `json:"author,omitempty"`
 }
 
 // Message is a posted message as pushed live.
@@ -111,7 +130,15 @@ const (
 	// TypeResync tells a reconnecting client that what it missed is not
 	// replayed: it reloads the conversations it shows.
 	TypeResync = "resync"
+	// TypeTyping says that Author is typing in the conversation; a client
+	// sends it with the conversation's id alone.
+	TypeTyping = "typing"
 )
+
+// Typist tells whether p may signal typing in a conversation and, if so,
+// its summary, which names the other side; the chat service answers it on
+// chatapi.TypingSubject.
+type Typist func(ctx context.Context, p auth.Principal, conversation string) (chatapi.Summary, error)
 
 // History reads what a reconnecting client missed: the chat events of
 // tenant stored after stream sequence after, in order, up to the last one
@@ -128,6 +155,10 @@ type Hub struct {
 	log     *slog.Logger
 	keys    Keys
 	history History
+	// nc and typist relay typing signals; set by Typing before sessions
+	// start, nil while typing is not relayed.
+	nc     *nats.Conn
+	typist Typist
 
 	mu       sync.RWMutex
 	tenants  map[string]*tenantSessions
@@ -188,6 +219,14 @@ func (h *Hub) Subscribe(nc *nats.Conn) (*nats.Subscription, error) {
 	return sub, nil
 }
 
+// Typing relays the typing signals of this hub's clients, checked by
+// typist, over nc to every hub, and follows those of every hub on nc. Call
+// it before the first Start.
+func (h *Hub) Typing(nc *nats.Conn, typist Typist) (*nats.Subscription, error) {
+	h.nc, h.typist = nc, typist
+	return nc.Subscribe(chatapi.TypingSignals, h.handleTyping)
+}
+
 // ErrClosing is returned by Start once Close has begun.
 var ErrClosing = errors.New("live: hub closing")
 
@@ -224,7 +263,7 @@ type Limits struct {
 // own, started fresh so that its stack stays small, and the HTTP handler
 // can return.
 func (h *Hub) Start(ctx context.Context, p auth.Principal, lim Limits, since *uint64, accept func() (*websocket.Conn, error)) error {
-	s := &session{p: p, replaying: since != nil, room: make(chan struct{}, 1)}
+	s := &session{p: p, replaying: since != nil, room: make(chan struct{}, 1), typing: rate.NewLimiter(rate.Every(TypingEvery), TypingBurst)}
 	if err := h.add(s, lim); err != nil {
 		return err
 	}
@@ -303,11 +342,57 @@ func (h *Hub) read(ctx context.Context, s *session) {
 	defer h.wg.Done()
 	defer h.remove(s)
 	// Reading answers pings and notices the close handshake; what a client
-	// sends is ignored.
+	// sends besides typing signals is ignored.
 	for {
-		if _, _, err := s.conn.Read(ctx); err != nil {
+		typ, data, err := s.conn.Read(ctx)
+		if err != nil {
 			s.closeNow()
 			return
+		}
+		if typ == websocket.MessageText {
+			h.typed(ctx, s, data)
+		}
+	}
+}
+
+// typed relays a typing signal the client of s sent, if data is one, s may
+// send one now, and the chat service lets its principal type there.
+func (h *Hub) typed(ctx context.Context, s *session, data []byte) {
+	var in Event
+	if h.typist == nil || json.Unmarshal(data, &in) != nil || in.Type != TypeTyping ||
+		!stream.ValidToken(in.ConversationID) || !s.typing.Allow() {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, lookupTimeout)
+	defer cancel()
+	sum, err := h.typist(ctx, s.p, in.ConversationID)
+	if err != nil {
+		// Refused or unanswered: a typing signal is not worth an error.
+		h.log.Debug("live: typing not relayed", "tenant", s.p.Tenant, "err", err)
+		return
+	}
+	t := chatapi.Typed{Tenant: s.p.Tenant, Conversation: sum.ID, Visitor: sum.Visitor, Author: event.Author{Role: string(s.p.Role), ID: s.p.ID}}
+	if sum.Assignee != nil {
+		t.Assignee = *sum.Assignee
+	}
+	b, _ := json.Marshal(t) // strings only
+	if err := h.nc.Publish(chatapi.TypingSignal(t.Tenant, t.Conversation), b); err != nil {
+		h.log.Warn("live: relay typing", "tenant", s.p.Tenant, "err", err)
+	}
+}
+
+// handleTyping pushes a typing signal of any hub to the sessions here that
+// see the conversation's messages, the typist's own left out.
+func (h *Hub) handleTyping(m *nats.Msg) {
+	var t chatapi.Typed
+	if err := json.Unmarshal(m.Data, &t); err != nil || m.Subject != chatapi.TypingSignal(t.Tenant, t.Conversation) {
+		h.log.Warn("live: skip typing signal", "subject", m.Subject)
+		return
+	}
+	frame := h.encode(Event{Type: TypeTyping, ConversationID: t.Conversation, Author: &t.Author})
+	for _, s := range h.recipients(t.Tenant, t.Visitor, route{placed: true, was: t.Assignee, now: t.Assignee}) {
+		if s.p.ID != t.Author.ID || string(s.p.Role) != t.Author.Role {
+			s.signal(frame)
 		}
 	}
 }
@@ -667,6 +752,8 @@ type session struct {
 	// last is the sequence of the last event queued: an event at or below
 	// it was sent already.
 	last uint64
+	// typing bounds the typing signals the client sends.
+	typing *rate.Limiter
 	// replaying is set while the missed events are read; live events wait
 	// in held meanwhile, at most QueueLen of them (overflow set past it).
 	replaying bool
@@ -696,6 +783,17 @@ func (s *session) deliver(seq uint64, frames [][]byte) {
 		return
 	}
 	s.queueEvent(seq, frames)
+}
+
+// signal queues a frame of no event, such as typing, unless a replay is
+// running (it would come out of order) or the queue is half full: it is
+// worth less than an event.
+func (s *session) signal(b []byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.replaying && len(s.queue) < QueueLen/2 {
+		s.enqueue(b)
+	}
 }
 
 // queueEvent queues the frames of the event at seq unless it was sent;
