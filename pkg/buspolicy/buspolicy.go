@@ -143,6 +143,8 @@ func policyOf(user string) (policy, bool) {
 					pub: []string{"chat.*.*"}},
 				jsAccount(),
 				jsOwn(stream.Chat, "the CHAT stream, which chat owns: created when missing, read by direct get, followed into the read models"),
+				{why: "a withdrawn message's posting, secure-deleted from CHAT",
+					pub: []string{"$JS.API.STREAM.MSG.DELETE." + stream.Chat}},
 				kvOwn(stream.ChatViewBucket, "the view of CHAT that chat keeps and starts from, which chat owns"),
 				kvRead(privacyapi.SettingsBucket, "tenant settings (retention), owned by privacy: read and watch"),
 			},

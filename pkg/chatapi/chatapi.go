@@ -20,6 +20,9 @@ const (
 	ListSubject     = "parley.chat.list"     // ListArgs → ListResult
 	MessagesSubject = "parley.chat.messages" // MessagesArgs → MessagesResult
 	GetSubject      = "parley.chat.get"      // ConversationArgs → Summary
+	// WithdrawSubject withdraws a message its visitor wrote: WithdrawArgs →
+	// struct{}. Repeating it changes nothing and answers the same.
+	WithdrawSubject = "parley.chat.withdraw"
 
 	Queue = "chat"
 	// Service names the chat service for discovery (`nats micro ls`).
@@ -160,7 +163,8 @@ type ListResult struct {
 }
 
 // Message is one message of a transcript. Text is nil and Erased true once
-// the key it was sealed under is destroyed.
+// the key it was sealed under is destroyed; Text is nil and Withdrawn true
+// once its author withdrew it.
 type Message struct {
 	ID  string `json:"id"`
 	Seq uint64 `json:"seq"`
@@ -170,6 +174,16 @@ type Message struct {
 	Text   *string       `json:"text"`
 	At     time.Time     `json:"at"`
 	Erased bool          `json:"erased"`
+	// Withdrawn is set, and Text nil, once its author withdrew it: the
+	// line stands where it was withdrawn (Seq is the withdrawal's), with
+	// the message's id and when it was posted.
+	Withdrawn bool `json:"withdrawn,omitempty"`
+}
+
+// WithdrawArgs names a message to withdraw.
+type WithdrawArgs struct {
+	Conversation string `json:"conversation"`
+	Message      string `json:"message"`
 }
 
 // MessagesArgs asks for one page of a conversation's transcript, the

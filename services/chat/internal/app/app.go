@@ -77,6 +77,11 @@ type EventStore interface {
 	// them. It may return fewer than limit with more set, to bound what one
 	// read holds.
 	Read(ctx context.Context, tenant, conversation string, after uint64, limit int) (rs []Record, more bool, err error)
+	// Delete removes the event at stream sequence seq, overwriting its
+	// bytes where the store keeps them on disk, so that what it sealed
+	// cannot be recovered even with its key. An event no longer there is
+	// not an error.
+	Delete(ctx context.Context, seq uint64) error
 }
 
 // Keys fetches a data subject's keys; *personkey.Cache is one. It returns

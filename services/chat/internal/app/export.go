@@ -72,9 +72,8 @@ func (s *Service) Export(ctx context.Context, p auth.Principal, args chatapi.Exp
 			if !isMessage(r.Event) {
 				return true, nil
 			}
-			cm := chatapi.Message{ID: r.Event.ID, Seq: r.Seq, At: r.Event.At}
-			var err error
-			if cm.Author, cm.Text, err = open(key.Data, r.Event); err != nil {
+			cm, err := line(key.Data, r, false)
+			if err != nil {
 				return false, err
 			}
 			n, err := jsonSize(cm)

@@ -117,6 +117,22 @@ func wrongLastSequence(err error) bool {
 // writer catches up and decides again.
 const jsErrCodeDuplicateInProcess natsjs.ErrorCode = 10158
 
+// Delete implements app.EventStore with JetStream's secure delete, which
+// overwrites the message's bytes in the store files; a plain delete would
+// leave them there until the block is compacted.
+func (s *Store) Delete(ctx context.Context, seq uint64) error {
+	err := s.stream.SecureDeleteMsg(ctx, seq)
+	if err == nil {
+		return nil
+	}
+	// nats.go flattens the server's "not found" into text: whether the
+	// event is gone is asked of the stream instead.
+	if _, gerr := s.stream.GetMsg(ctx, seq); errors.Is(gerr, natsjs.ErrMsgNotFound) {
+		return nil
+	}
+	return fmt.Errorf("secure-delete %s sequence %d: %w", stream.Chat, seq, err)
+}
+
 // Load implements app.EventStore.
 func (s *Store) Load(ctx context.Context, tenant, conversation string, after uint64) ([]app.Record, error) {
 	var out []app.Record

@@ -39,6 +39,7 @@ func Serve(ctx context.Context, nc *nats.Conn, log *slog.Logger, health *rpc.Hea
 				{Subject: chatapi.MessagesSubject, Handler: handle(svc.Messages)},
 				{Subject: chatapi.GetSubject, Handler: handle(svc.Get)},
 				{Subject: chatapi.ExportSubject, Handler: handle(svc.Export)},
+				{Subject: chatapi.WithdrawSubject, Handler: handle(svc.Withdraw)},
 			}},
 			{Prefix: "parley.internal.chat", Internal: true, Routes: []rpc.Route{
 				{Subject: chatapi.VisitorConversationsSubject, Handler: handle(svc.VisitorConversations)},
@@ -69,6 +70,8 @@ var codes = []struct {
 	{conversation.ErrClosed, rpc.CodeConflict},
 	{conversation.ErrNotClosed, rpc.CodeConflict},
 	{conversation.ErrRated, rpc.CodeConflict},
+	{conversation.ErrMessageNotFound, rpc.CodeNotFound},
+	{conversation.ErrOpeningMessage, rpc.CodeConflict},
 	{app.ErrContended, rpc.CodeConflict},
 	{app.ErrKeyReused, rpc.CodeInvalid},
 	{conversation.ErrErased, rpc.CodeGone},

@@ -185,6 +185,25 @@ func (a *API) listMessages(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// withdrawMessage withdraws a message its visitor wrote: the chat service
+// decides who may, and answers a repeated withdrawal as the first.
+func (a *API) withdrawMessage(w http.ResponseWriter, r *http.Request) error {
+	p, id, err := a.target(r)
+	if err != nil {
+		return err
+	}
+	msg := r.PathValue("message_id")
+	if !stream.ValidToken(msg) {
+		return errUnknownMsg
+	}
+	var res struct{}
+	if err := a.call(r, chatapi.WithdrawSubject, p, chatapi.WithdrawArgs{Conversation: id, Message: msg}, &res); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
 func (a *API) assign(w http.ResponseWriter, r *http.Request) error {
 	p, id, err := a.target(r)
 	if err != nil {

@@ -169,6 +169,7 @@ func (a *API) routes() {
 	m.Handle("GET /v1/conversations", a.handle(a.listConversations))
 	m.Handle("POST /v1/conversations/{id}/messages", a.handle(a.postMessage))
 	m.Handle("GET /v1/conversations/{id}/messages", a.handle(a.listMessages))
+	m.Handle("DELETE /v1/conversations/{id}/messages/{message_id}", a.handle(a.withdrawMessage))
 	m.Handle("POST /v1/conversations/{id}/assign", a.handle(a.assign))
 	m.Handle("POST /v1/conversations/{id}/close", a.handle(a.close))
 	m.Handle("POST /v1/conversations/{id}/rating", a.handle(a.rate))
