@@ -152,6 +152,9 @@ type Summary struct {
 	Assignee      *string   `json:"assignee"`
 	CreatedAt     time.Time `json:"created_at"`
 	LastMessageAt time.Time `json:"last_message_at"`
+	// VisitorProfile is the profile the visitor gave themself; nil when
+	// they gave none, removed it, or were erased.
+	VisitorProfile *Profile `json:"visitor_profile,omitempty"`
 }
 
 // ListResult is one page of the principal's conversations, in descending
@@ -197,6 +200,9 @@ type MessagesArgs struct {
 // MessagesResult is one page of a conversation's transcript, oldest first.
 type MessagesResult struct {
 	Messages []Message `json:"messages"`
+	// VisitorProfile is the profile the visitor gave themself, as
+	// Summary.VisitorProfile.
+	VisitorProfile *Profile `json:"visitor_profile,omitempty"`
 	// Next is the cursor of the next page, nil on the last one.
 	Next *uint64 `json:"next,omitempty"`
 }

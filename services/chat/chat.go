@@ -86,8 +86,12 @@ func run(ctx context.Context, d Deps) error {
 	if err != nil {
 		return fmt.Errorf("chat: %w", err)
 	}
+	profiles, err := jetstream.OpenProfiles(ctx, js, d.Streams, log)
+	if err != nil {
+		return fmt.Errorf("chat: %w", err)
+	}
 	svc := app.New(store, view, d.Keys, app.Options{
-		Policies: settings, OnConflict: conflicts.Inc, Auditor: privacy.NewAudit(d.NC, log),
+		Policies: settings, OnConflict: conflicts.Inc, Auditor: privacy.NewAudit(d.NC, log), Profiles: profiles,
 	})
 	d.Keys.OnErase(func(e personkey.Erased) {
 		ctx, cancel := context.WithTimeout(runCtx, forgetTimeout)
@@ -96,6 +100,11 @@ func run(ctx context.Context, d Deps) error {
 			// The next start writes it: an open entry whose visitor has no
 			// keys is written back as closed.
 			log.Warn("write an erased visitor's conversations to the view", "err", err)
+		}
+		if err := svc.ForgetProfile(ctx, e.Tenant, e.Person); err != nil {
+			// Unreadable already, its key being gone; the next read of it
+			// removes it.
+			log.Warn("remove an erased visitor's profile", "err", err)
 		}
 	})
 	// Subscribed before the read models are restored, so that no erasure

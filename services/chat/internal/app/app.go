@@ -122,6 +122,9 @@ type Options struct {
 	// Auditor records staff members' reads of transcripts; nil refuses
 	// every staff read with ErrNotAudited.
 	Auditor Auditor
+	// Profiles keeps the visitors' profiles; nil keeps none: setting one
+	// fails and none is shown.
+	Profiles ProfileStore
 }
 
 // Service runs the chat use cases.
@@ -133,6 +136,7 @@ type Service struct {
 	now        func() time.Time
 	onConflict func()
 	auditor    Auditor
+	profiles   ProfileStore
 	state      state
 	// opening serialises the openings of each visitor (see Open).
 	opening stripes
@@ -148,7 +152,7 @@ type Service struct {
 // New returns a Service storing events in events, keeping their view in
 // view and sealing them with keys.
 func New(events EventStore, view View, keys Keys, o Options) *Service {
-	s := &Service{events: events, view: view, keys: keys, policies: o.Policies, now: o.Now, onConflict: o.OnConflict, auditor: o.Auditor}
+	s := &Service{events: events, view: view, keys: keys, policies: o.Policies, now: o.Now, onConflict: o.OnConflict, auditor: o.Auditor, profiles: o.Profiles}
 	if s.policies == nil {
 		s.policies = defaultPolicies{}
 	}

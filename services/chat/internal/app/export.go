@@ -34,6 +34,20 @@ func (s *Service) Export(ctx context.Context, p auth.Principal, args chatapi.Exp
 		return chatapi.ExportResult{}, err
 	}
 	out := chatapi.ExportResult{Conversations: []chatapi.ExportedConversation{}}
+	pg := &page{limit: math.MaxInt} // bounded by bytes alone: see chatapi.PageItems
+	if args.After == nil {
+		profiles, err := s.profilesOf(ctx, p.Tenant, []string{args.Visitor})
+		if err != nil {
+			return chatapi.ExportResult{}, err
+		}
+		if out.Profile = profiles[args.Visitor]; out.Profile != nil {
+			n, err := jsonSize(out.Profile)
+			if err != nil {
+				return chatapi.ExportResult{}, err
+			}
+			pg.bytes += n
+		}
+	}
 	if len(ts) == 0 {
 		return out, nil
 	}
@@ -54,7 +68,6 @@ func (s *Service) Export(ctx context.Context, p auth.Principal, args chatapi.Exp
 			return chatapi.ExportResult{}, &conversation.ValidationError{Field: "after", Reason: "names no conversation of this visitor"}
 		}
 	}
-	pg := &page{limit: math.MaxInt} // bounded by bytes alone: see chatapi.PageItems
 	for i, c := range ts[start:] {
 		ec := chatapi.ExportedConversation{Summary: summary(c), Messages: []chatapi.Message{}}
 		// The conversation's own bytes are counted with its first message in

@@ -7,8 +7,8 @@ import (
 	"github.com/parley-chat/parley/pkg/chatapi"
 )
 
-// Get returns the summary of one conversation to its visitor or to staff of
-// its tenant.
+// Get returns the summary of one conversation, with the profile its
+// visitor gave themself, to its visitor or to staff of its tenant.
 func (s *Service) Get(ctx context.Context, p auth.Principal, args chatapi.ConversationArgs) (chatapi.Summary, error) {
 	e, err := s.find(ctx, p.Tenant, args.Conversation, true)
 	if err != nil {
@@ -18,5 +18,11 @@ func (s *Service) Get(ctx context.Context, p auth.Principal, args chatapi.Conver
 	if err := c.CanSee(p); err != nil {
 		return chatapi.Summary{}, err
 	}
-	return summary(c), nil
+	profiles, err := s.profilesOf(ctx, c.Tenant, []string{c.Visitor})
+	if err != nil {
+		return chatapi.Summary{}, err
+	}
+	sum := summary(c)
+	sum.VisitorProfile = profiles[c.Visitor]
+	return sum, nil
 }

@@ -50,6 +50,20 @@ func (s *Service) Messages(ctx context.Context, p auth.Principal, args chatapi.M
 	}
 	pg := newPage(args.Page.Limit)
 	res := chatapi.MessagesResult{Messages: []chatapi.Message{}}
+	if !erased {
+		profiles, err := s.profilesOf(ctx, c.Tenant, []string{c.Visitor})
+		if err != nil {
+			return chatapi.MessagesResult{}, err
+		}
+		res.VisitorProfile = profiles[c.Visitor]
+		// Counted in the page's bytes, not its items: the first message
+		// still always fits, and a profile is far below a bus message.
+		n, err := jsonSize(res.VisitorProfile)
+		if err != nil {
+			return chatapi.MessagesResult{}, err
+		}
+		pg.bytes += n
+	}
 	// A transcript is in stream order: the page starts at the first message
 	// after the cursor. One event more than the page holds tells whether
 	// another page follows.

@@ -291,3 +291,45 @@ func TestWithdraw(t *testing.T) {
 		})
 	}
 }
+
+func TestCheckProfile(t *testing.T) {
+	visitor := auth.Principal{Tenant: "demo", ID: "v1", Role: auth.RoleVisitor}
+	tests := []struct {
+		name      string
+		p         auth.Principal
+		give      chatapi.ProfileArgs
+		want      chatapi.ProfileArgs
+		wantField string
+		wantErr   error
+	}{
+		{"name and e-mail", visitor, chatapi.ProfileArgs{Name: " Ada Lovelace ", Email: "ada@example.com"}, chatapi.ProfileArgs{Name: "Ada Lovelace", Email: "ada@example.com"}, "", nil},
+		{"name only", visitor, chatapi.ProfileArgs{Name: "Zoë"}, chatapi.ProfileArgs{Name: "Zoë"}, "", nil},
+		{"e-mail only", visitor, chatapi.ProfileArgs{Email: "a.b+c@example.co.uk"}, chatapi.ProfileArgs{Email: "a.b+c@example.co.uk"}, "", nil},
+		{"longest name", visitor, chatapi.ProfileArgs{Name: strings.Repeat("é", chatapi.MaxNameRunes)}, chatapi.ProfileArgs{Name: strings.Repeat("é", chatapi.MaxNameRunes)}, "", nil},
+		{"neither", visitor, chatapi.ProfileArgs{Name: "  "}, chatapi.ProfileArgs{}, "name", nil},
+		{"name too long", visitor, chatapi.ProfileArgs{Name: strings.Repeat("x", chatapi.MaxNameRunes+1)}, chatapi.ProfileArgs{}, "name", nil},
+		{"control character", visitor, chatapi.ProfileArgs{Name: "Ada\x00"}, chatapi.ProfileArgs{}, "name", nil},
+		{"invalid UTF-8", visitor, chatapi.ProfileArgs{Name: "a\xffb"}, chatapi.ProfileArgs{}, "name", nil},
+		{"not an address", visitor, chatapi.ProfileArgs{Email: "ada at example"}, chatapi.ProfileArgs{}, "email", nil},
+		{"address with a display name", visitor, chatapi.ProfileArgs{Email: "Ada <ada@example.com>"}, chatapi.ProfileArgs{}, "email", nil},
+		{"two addresses", visitor, chatapi.ProfileArgs{Email: "a@example.com, b@example.com"}, chatapi.ProfileArgs{}, "email", nil},
+		{"address too long", visitor, chatapi.ProfileArgs{Email: strings.Repeat("a", chatapi.MaxEmailBytes) + "@example.com"}, chatapi.ProfileArgs{}, "email", nil},
+		{"staff", auth.Principal{Tenant: "demo", ID: "alice", Role: auth.RoleAgent}, chatapi.ProfileArgs{Name: "Alice"}, chatapi.ProfileArgs{}, "", conversation.ErrForbidden},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := conversation.CheckProfile(tt.p, tt.give)
+			var ve *conversation.ValidationError
+			switch {
+			case tt.wantField != "":
+				if !errors.As(err, &ve) || ve.Field != tt.wantField {
+					t.Errorf("CheckProfile(%+v) = %v, want a ValidationError of %s", tt.give, err, tt.wantField)
+				}
+			case !errors.Is(err, tt.wantErr):
+				t.Errorf("CheckProfile(%+v) = %v, want %v", tt.give, err, tt.wantErr)
+			case err == nil && got != tt.want:
+				t.Errorf("CheckProfile(%+v) = %+v, want %+v", tt.give, got, tt.want)
+			}
+		})
+	}
+}

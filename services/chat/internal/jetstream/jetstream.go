@@ -121,16 +121,22 @@ const jsErrCodeDuplicateInProcess natsjs.ErrorCode = 10158
 // overwrites the message's bytes in the store files; a plain delete would
 // leave them there until the block is compacted.
 func (s *Store) Delete(ctx context.Context, seq uint64) error {
-	err := s.stream.SecureDeleteMsg(ctx, seq)
+	return secureDelete(ctx, s.stream, seq)
+}
+
+// secureDelete secure-deletes the message at seq of st; one gone already is
+// no error.
+func secureDelete(ctx context.Context, st natsjs.Stream, seq uint64) error {
+	err := st.SecureDeleteMsg(ctx, seq)
 	if err == nil {
 		return nil
 	}
 	// nats.go flattens the server's "not found" into text: whether the
-	// event is gone is asked of the stream instead.
-	if _, gerr := s.stream.GetMsg(ctx, seq); errors.Is(gerr, natsjs.ErrMsgNotFound) {
+	// message is gone is asked of the stream instead.
+	if _, gerr := st.GetMsg(ctx, seq); errors.Is(gerr, natsjs.ErrMsgNotFound) {
 		return nil
 	}
-	return fmt.Errorf("secure-delete %s sequence %d: %w", stream.Chat, seq, err)
+	return fmt.Errorf("secure-delete %s sequence %d: %w", st.CachedInfo().Config.Name, seq, err)
 }
 
 // Load implements app.EventStore.

@@ -40,6 +40,9 @@ func Serve(ctx context.Context, nc *nats.Conn, log *slog.Logger, health *rpc.Hea
 				{Subject: chatapi.GetSubject, Handler: handle(svc.Get)},
 				{Subject: chatapi.ExportSubject, Handler: handle(svc.Export)},
 				{Subject: chatapi.WithdrawSubject, Handler: handle(svc.Withdraw)},
+				{Subject: chatapi.ProfilePutSubject, Handler: handle(svc.PutProfile)},
+				{Subject: chatapi.ProfileGetSubject, Handler: handle(svc.GetProfile)},
+				{Subject: chatapi.ProfileDeleteSubject, Handler: handle(svc.DeleteProfile)},
 			}},
 			{Prefix: "parley.internal.chat", Internal: true, Routes: []rpc.Route{
 				{Subject: chatapi.VisitorConversationsSubject, Handler: handle(svc.VisitorConversations)},
@@ -72,6 +75,7 @@ var codes = []struct {
 	{conversation.ErrRated, rpc.CodeConflict},
 	{conversation.ErrMessageNotFound, rpc.CodeNotFound},
 	{conversation.ErrOpeningMessage, rpc.CodeConflict},
+	{conversation.ErrNoProfile, rpc.CodeNotFound},
 	{app.ErrContended, rpc.CodeConflict},
 	{app.ErrKeyReused, rpc.CodeInvalid},
 	{conversation.ErrErased, rpc.CodeGone},

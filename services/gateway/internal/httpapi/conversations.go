@@ -19,10 +19,13 @@ type conversation struct {
 	Visitor       string    `json:"visitor"`
 	CreatedAt     time.Time `json:"created_at"`
 	LastMessageAt time.Time `json:"last_message_at"`
+	// VisitorProfile is absent when the visitor gave none.
+	VisitorProfile *chatapi.Profile `json:"visitor_profile,omitempty"`
 }
 
 func viewOf(s chatapi.Summary) conversation {
-	return conversation{ID: s.ID, Status: s.Status, Assignee: s.Assignee, Visitor: s.Visitor, CreatedAt: s.CreatedAt, LastMessageAt: s.LastMessageAt}
+	return conversation{ID: s.ID, Status: s.Status, Assignee: s.Assignee, Visitor: s.Visitor, CreatedAt: s.CreatedAt, LastMessageAt: s.LastMessageAt,
+		VisitorProfile: s.VisitorProfile}
 }
 
 // call sends one request to a service on behalf of p. An erased visitor's
@@ -158,6 +161,8 @@ func (a *API) postMessage(w http.ResponseWriter, r *http.Request) error {
 type messagePage struct {
 	Messages   []chatapi.Message `json:"messages"`
 	NextCursor *string           `json:"next_cursor"`
+	// VisitorProfile is absent when the visitor gave none.
+	VisitorProfile *chatapi.Profile `json:"visitor_profile,omitempty"`
 }
 
 // listMessages answers one page of a transcript, oldest first. Each page is
@@ -181,7 +186,7 @@ func (a *API) listMessages(w http.ResponseWriter, r *http.Request) error {
 	if res.Messages == nil {
 		res.Messages = []chatapi.Message{}
 	}
-	writeJSON(w, http.StatusOK, messagePage{Messages: res.Messages, NextCursor: nextCursor(scope, res.Next)})
+	writeJSON(w, http.StatusOK, messagePage{Messages: res.Messages, NextCursor: nextCursor(scope, res.Next), VisitorProfile: res.VisitorProfile})
 	return nil
 }
 
