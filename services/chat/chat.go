@@ -38,7 +38,7 @@ type Deps struct {
 	Registry prometheus.Registerer
 }
 
-// Run creates the stream CHAT and the bucket CHAT_VIEW when missing, waits
+// Run creates the streams CHAT and PROFILES and the bucket CHAT_VIEW when missing, waits
 // for the tenants' settings (the privacy service's SETTINGS bucket),
 // restores the read models from CHAT_VIEW and catches up from CHAT, then
 // serves the chat subjects until ctx is done. Nothing is served before the

@@ -14,7 +14,8 @@ import (
 )
 
 // Export returns every conversation of a visitor of p's tenant, oldest
-// first, each with its transcript decrypted: for the visitor themself or an
+// first, each with its transcript decrypted, and on the first page the
+// profile the visitor gave themself: for the visitor themself or an
 // admin. It returns conversation.ErrErased when the visitor has conversations but no
 // keys, so an erased visitor's export never looks like an empty one. The
 // caller (the gateway, after the privacy service) records and audits the
