@@ -18,11 +18,5 @@ func (s *Service) Get(ctx context.Context, p auth.Principal, args chatapi.Conver
 	if err := c.CanSee(p); err != nil {
 		return chatapi.Summary{}, err
 	}
-	profiles, err := s.profilesOf(ctx, c.Tenant, []string{c.Visitor})
-	if err != nil {
-		return chatapi.Summary{}, err
-	}
-	sum := summary(c)
-	sum.VisitorProfile = profiles[c.Visitor]
-	return sum, nil
+	return s.shown(ctx, c)
 }

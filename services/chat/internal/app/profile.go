@@ -136,6 +136,18 @@ func (s *Service) profilesOf(ctx context.Context, tenant string, visitors []stri
 	return out, nil
 }
 
+// shown returns the summary of c as the API shows one conversation: with
+// the profile its visitor gave themself.
+func (s *Service) shown(ctx context.Context, c conversation.Conversation) (chatapi.Summary, error) {
+	profiles, err := s.profilesOf(ctx, c.Tenant, []string{c.Visitor})
+	if err != nil {
+		return chatapi.Summary{}, err
+	}
+	sum := summary(c)
+	sum.VisitorProfile = profiles[c.Visitor]
+	return sum, nil
+}
+
 // visitorsOf returns the distinct visitors of cs.
 func visitorsOf(cs []conversation.Conversation) []string {
 	seen := make(map[string]bool, len(cs))
