@@ -25,15 +25,9 @@ type Profiles struct {
 // missing and returns Profiles on it; like Open, it runs on a stream of
 // another definition with a warning.
 func OpenProfiles(ctx context.Context, js natsjs.JetStream, o stream.Options, log *slog.Logger) (*Profiles, error) {
-	switch err := stream.Create(ctx, js, o, stream.Profiles); {
-	case errors.Is(err, stream.ErrDrift):
-		log.Warn("stream differs from this version's definition", "err", err)
-	case err != nil:
-		return nil, err
-	}
-	st, err := js.Stream(ctx, stream.Profiles)
+	st, err := open(ctx, js, o, log, stream.Profiles)
 	if err != nil {
-		return nil, fmt.Errorf("open stream %s: %w", stream.Profiles, err)
+		return nil, err
 	}
 	return &Profiles{js: js, stream: st}, nil
 }
