@@ -35,6 +35,7 @@ func TestProfileEndToEnd(t *testing.T) {
 		}
 	}
 	mustCall(t, base, "PUT", "/v1/me/profile", alice, map[string]any{"name": "Alice"}, http.StatusForbidden)
+	mustCall(t, base, "PUT", "/v1/me/profile", visitor, []byte(`{"name":`), http.StatusBadRequest)
 
 	profiles, err := js.Stream(t.Context(), stream.Profiles)
 	if err != nil {
@@ -125,6 +126,7 @@ func TestProfileEndToEnd(t *testing.T) {
 		_, err := profiles.GetMsg(t.Context(), 1, jetstream.WithGetMsgSubject(stream.ProfileSubject("demo", visitorID)))
 		return err != nil
 	})
+	mustCall(t, base, "GET", "/v1/me/profile", visitor, nil, http.StatusGone)
 	if hits := storeContains(t, dir, erasedSealed, newName); len(hits) > 0 {
 		t.Errorf("an erased visitor's profile is still stored: %v", hits)
 	}
