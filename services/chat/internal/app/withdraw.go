@@ -20,9 +20,8 @@ import (
 func (s *Service) Withdraw(ctx context.Context, p auth.Principal, args chatapi.WithdrawArgs) (struct{}, error) {
 	var posting uint64
 	_, _, err := s.update(ctx, p, args.Conversation, func(c *conversation.Conversation) ([]conversation.Change, error) {
-		if p.Role != auth.RoleVisitor || c.Erased {
-			// Refused without reading the transcript.
-			return c.Withdraw(p, conversation.Written{})
+		if err := c.CanWithdraw(p); err != nil {
+			return nil, err
 		}
 		keys, err := s.visitorKeys(ctx, c.Tenant, c.Visitor)
 		if err != nil {

@@ -405,12 +405,10 @@ type Written struct {
 // a withdrawal is safe. The opening message cannot be withdrawn
 // (ErrOpeningMessage): its event opens the fold.
 func (c *Conversation) Withdraw(p auth.Principal, m Written) ([]Change, error) {
-	if err := c.writable(p); err != nil {
+	if err := c.CanWithdraw(p); err != nil {
 		return nil, err
 	}
 	switch {
-	case p.Role != auth.RoleVisitor:
-		return nil, ErrForbidden
 	case m.ID == "":
 		return nil, ErrMessageNotFound
 	case m.Withdrawn:
@@ -421,6 +419,19 @@ func (c *Conversation) Withdraw(p auth.Principal, m Written) ([]Change, error) {
 		return nil, ErrOpeningMessage
 	}
 	return []Change{{Type: event.MessageWithdrawn, Payload: &event.Withdrawn{Message: m.ID, PostedAt: m.At}}}, nil
+}
+
+// CanWithdraw reports whether p may withdraw any message of the
+// conversation at all: only its visitor, until they are erased. Withdraw
+// checks it first; a caller checks it before reading what Withdraw needs.
+func (c *Conversation) CanWithdraw(p auth.Principal) error {
+	if err := c.writable(p); err != nil {
+		return err
+	}
+	if p.Role != auth.RoleVisitor {
+		return ErrForbidden
+	}
+	return nil
 }
 
 // CanRead reports whether p may read the transcript: the visitor, the
