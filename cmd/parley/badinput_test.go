@@ -98,6 +98,10 @@ func TestBadInputIsRejectedAndChangesNothing(t *testing.T) {
 		{name: "auditor reads settings", method: "GET", path: "/v1/settings", token: auditor, want: http.StatusForbidden},
 		{name: "visitor changes settings", method: "PUT", path: "/v1/settings", token: visitor, body: []byte(`{"retention_days":1,"collect_network_data":true}`), want: http.StatusForbidden},
 		{name: "agent reads an erasure", method: "GET", path: "/v1/erasures/e1", token: agent, want: http.StatusForbidden},
+		{name: "profile name too long", method: "PUT", path: "/v1/me/profile", token: visitor, body: []byte(`{"name":"` + strings.Repeat("n", 101) + `"}`), want: http.StatusUnprocessableEntity, detail: "name"},
+		{name: "profile e-mail with a display name", method: "PUT", path: "/v1/me/profile", token: visitor, body: []byte(`{"email":"Ada <ada@example.com>"}`), want: http.StatusUnprocessableEntity, detail: "email"},
+		{name: "agent sets a profile", method: "PUT", path: "/v1/me/profile", token: agent, body: []byte(`{"name":"Alice"}`), want: http.StatusForbidden},
+		{name: "supervisor withdraws a visitor's message", method: "DELETE", path: msgs + "/m1", token: supervisor, want: http.StatusForbidden},
 		{name: "settings without collect_network_data", method: "PUT", path: "/v1/settings", token: admin, body: []byte(`{"retention_days":30}`), want: http.StatusUnprocessableEntity, detail: "collect_network_data"},
 	}
 	settings := mustCall(t, base, "GET", "/v1/settings", admin, nil, http.StatusOK)
@@ -139,6 +143,7 @@ func TestBadInputIsRejectedAndChangesNothing(t *testing.T) {
 	if diff := cmp.Diff(settings, mustCall(t, base, "GET", "/v1/settings", admin, nil, http.StatusOK)); diff != "" {
 		t.Errorf("bad requests changed the settings (-before +after):\n%s", diff)
 	}
+	mustCall(t, base, "GET", "/v1/me/profile", visitor, nil, http.StatusNotFound)
 	// 0 hours is the chat service's "never": accepted, as the domain says.
 	mustCall(t, base, "POST", "/v1/conversations", visitor, map[string]any{"text": "keep", "erase_after_close_hours": 0}, http.StatusCreated)
 	tenants := mustCall(t, base, "GET", "/v1/tenants", operator, nil, http.StatusOK)["tenants"].([]any)

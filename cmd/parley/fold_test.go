@@ -58,10 +58,12 @@ func (a *aliases) of(id string) string {
 
 // TestDeliveriesAndFactsGolden runs a conversation through every chat event
 // type — opened, a visitor's and an agent's message, an assignment taken by
-// posting, a reassignment, closed, rated — and the erasure of its visitor,
-// and compares which session got which live event and which facts the relay
-// wrote with testdata/fold-golden.json, recorded from the version that
-// folded conversations in the gateway and the relay. Run with -update to
+// posting, a reassignment, a message withdrawn, closed, rated — and the
+// erasure of its visitor, and compares which session got which live event
+// and which facts the relay wrote with testdata/fold-golden.json, recorded
+// from the version that folded conversations in the gateway and the relay
+// and extended, deliberately, with the withdrawal: it reaches whoever saw
+// the message, and the relay writes no fact of it. Run with -update to
 // rewrite it.
 func TestDeliveriesAndFactsGolden(t *testing.T) {
 	dir := t.TempDir()
@@ -99,13 +101,20 @@ func TestDeliveriesAndFactsGolden(t *testing.T) {
 	step(alice, "POST", msgs, map[string]any{"text": "alice here, taking it"}, http.StatusCreated, 5)
 	step(sue, "POST", "/v1/conversations/"+conv+"/assign", map[string]any{"agent_id": "bob"}, http.StatusOK, 6)
 	step(bob, "POST", msgs, map[string]any{"text": "bob now, " + strings.Repeat("long answer ", 30)}, http.StatusCreated, 7)
-	step(visitor, "POST", msgs, map[string]any{"text": "thanks"}, http.StatusCreated, 8)
-	step(bob, "POST", "/v1/conversations/"+conv+"/close", map[string]any{}, http.StatusOK, 9)
-	step(visitor, "POST", "/v1/conversations/"+conv+"/rating", map[string]any{"score": 4}, http.StatusOK, 10)
+	oops := step(visitor, "POST", msgs, map[string]any{"text": "oops, wrong window"}, http.StatusCreated, 8)["id"].(string)
+	// The message's fact is stored before it is withdrawn, so that the
+	// relay's facts do not depend on which came first: a withdrawal leaves
+	// a counted message counted, and is no fact itself.
+	eventually(t, liveWithin, func() bool { return len(readAnalytics(t, js)) >= 7 })
+	mustCall(t, base, "DELETE", msgs+"/"+oops, visitor, nil, http.StatusNoContent)
+	eventually(t, liveWithin, func() bool { return sessions["sue"].received() >= 9 })
+	step(visitor, "POST", msgs, map[string]any{"text": "thanks"}, http.StatusCreated, 10)
+	step(bob, "POST", "/v1/conversations/"+conv+"/close", map[string]any{}, http.StatusOK, 11)
+	step(visitor, "POST", "/v1/conversations/"+conv+"/rating", map[string]any{"score": 4}, http.StatusOK, 12)
 
 	// Every fact of the conversation is stored before its visitor goes:
-	// opened, five messages, first_response, closed and rated.
-	eventually(t, liveWithin, func() bool { return len(readAnalytics(t, js)) >= 9 })
+	// opened, six messages, first_response, closed and rated.
+	eventually(t, liveWithin, func() bool { return len(readAnalytics(t, js)) >= 10 })
 	mustCall(t, base, "DELETE", "/v1/me", visitor, nil, http.StatusAccepted)
 	eventually(t, liveWithin, func() bool { return sessions["visitor"].isClosed() })
 	// A last conversation, which every session but the visitor's and the
@@ -114,7 +123,7 @@ func TestDeliveriesAndFactsGolden(t *testing.T) {
 	for _, who := range []string{"bystander", "alice", "bob", "carol", "sue", "ada"} {
 		eventually(t, liveWithin, func() bool { return sessions[who].has("the end") })
 	}
-	eventually(t, liveWithin, func() bool { return len(readAnalytics(t, js)) >= 12 })
+	eventually(t, liveWithin, func() bool { return len(readAnalytics(t, js)) >= 13 })
 
 	names := map[string]string{visitorID: "visitor", bystanderID: "bystander", conv: "C1", end: "C2"}
 	got := golden{Deliveries: make(map[string][]string), Closed: make(map[string]string)}
@@ -167,7 +176,7 @@ func describeEvent(t *testing.T, e liveEvent, names map[string]string) string {
 		t.Errorf("live event %+v has no seq", e)
 	}
 	s := e.Type + " " + names[e.ConversationID]
-	if e.Type == "message" {
+	if e.Type == "message" || e.Type == "withdrawn" {
 		m := e.Message
 		who := m.Author.ID
 		if n, ok := names[who]; ok {

@@ -305,6 +305,19 @@ func TestAttacks(t *testing.T) {
 			},
 		},
 		{
+			// The relay, in privacy, cannot pass on what it cannot read.
+			name: "read the visitors' profiles", as: []string{buspolicy.Analytics, buspolicy.Gateway, buspolicy.Privacy}, violation: "$JS.API.DIRECT.GET." + stream.Profiles,
+			try: func(ctx context.Context, c *client) error {
+				return jsRequest(ctx, c, "$JS.API.DIRECT.GET."+stream.Profiles+"."+stream.ProfileSubject("demo", "v1"), nil)
+			},
+		},
+		{
+			name: "subscribe to the visitors' profiles", as: []string{buspolicy.Analytics, buspolicy.Gateway, buspolicy.Privacy}, violation: "profile.>",
+			try: func(ctx context.Context, c *client) error {
+				return b.subscribeGets(ctx, c, "profile.>", stream.ProfileSubject("demo", "v1"))
+			},
+		},
+		{
 			name: "read chat's view of the conversations", as: []string{buspolicy.Analytics, buspolicy.Gateway, buspolicy.Privacy}, violation: "$JS.API.DIRECT.GET.KV_" + stream.ChatViewBucket,
 			try: func(ctx context.Context, c *client) error {
 				return jsRequest(ctx, c, "$JS.API.DIRECT.GET.KV_"+stream.ChatViewBucket+".$KV."+stream.ChatViewBucket+".demo.c1", nil)

@@ -31,6 +31,9 @@ const (
 	// AvailabilitySubject reads an agent's presence, capacity and open
 	// conversations (the agent themself, supervisors, admins).
 	AvailabilitySubject = "parley.chat.availability" // AgentArgs → Availability
+	// WithdrawSubject withdraws a message its visitor wrote: WithdrawArgs →
+	// struct{}. Repeating it changes nothing and answers the same.
+	WithdrawSubject = "parley.chat.withdraw"
 
 	Queue = "chat"
 	// Service names the chat service for discovery (`nats micro ls`).
@@ -229,6 +232,9 @@ type Summary struct {
 	LastMessageAt   time.Time  `json:"last_message_at"`
 	ClosedAt        *time.Time `json:"closed_at"`
 	FirstResponseAt *time.Time `json:"first_response_at"`
+	// VisitorProfile is the profile the visitor gave themself; nil when
+	// they gave none, removed it, or were erased.
+	VisitorProfile *Profile `json:"visitor_profile,omitempty"`
 }
 
 // ListResult is one page of the principal's conversations, in descending
@@ -240,7 +246,8 @@ type ListResult struct {
 }
 
 // Message is one message of a transcript. Text is nil and Erased true once
-// the key it was sealed under is destroyed.
+// the key it was sealed under is destroyed; Text is nil and Withdrawn true
+// once its author withdrew it.
 type Message struct {
 	ID  string `json:"id"`
 	Seq uint64 `json:"seq"`
@@ -250,6 +257,16 @@ type Message struct {
 	Text   *string       `json:"text"`
 	At     time.Time     `json:"at"`
 	Erased bool          `json:"erased"`
+	// Withdrawn is set, and Text nil, once its author withdrew it: the
+	// line stands where it was withdrawn (Seq is the withdrawal's), with
+	// the message's id and when it was posted.
+	Withdrawn bool `json:"withdrawn,omitempty"`
+}
+
+// WithdrawArgs names a message to withdraw.
+type WithdrawArgs struct {
+	Conversation string `json:"conversation"`
+	Message      string `json:"message"`
 }
 
 // MessagesArgs asks for one page of a conversation's transcript, the
@@ -263,6 +280,9 @@ type MessagesArgs struct {
 // MessagesResult is one page of a conversation's transcript, oldest first.
 type MessagesResult struct {
 	Messages []Message `json:"messages"`
+	// VisitorProfile is the profile the visitor gave themself, as
+	// Summary.VisitorProfile.
+	VisitorProfile *Profile `json:"visitor_profile,omitempty"`
 	// Next is the cursor of the next page, nil on the last one.
 	Next *uint64 `json:"next,omitempty"`
 }

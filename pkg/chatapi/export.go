@@ -41,6 +41,9 @@ type ExportedConversation struct {
 // ExportResult is a visitor's conversations, oldest first; empty, never
 // nil, for a visitor who never opened one.
 type ExportResult struct {
+	// Profile, on the first page only, is the profile the visitor gave
+	// themself; nil when none.
+	Profile       *Profile               `json:"profile,omitempty"`
 	Conversations []ExportedConversation `json:"conversations"`
 	// Next is the cursor of the next page; nil on the last one.
 	Next *ExportCursor `json:"next,omitempty"`

@@ -59,6 +59,16 @@ type Rated struct {
 	Score int `json:"score"`
 }
 
+// Withdrawn is the payload of MessageWithdrawn: the visitor who wrote
+// message Message, posted at PostedAt, withdrew it. The chat service deletes
+// the posting's event from the store once this one is stored, so Withdrawn
+// is all that is left of the message.
+type Withdrawn struct {
+	Stamped
+	Message  string    `json:"message"`
+	PostedAt time.Time `json:"posted_at"`
+}
+
 // NewPayload returns a pointer to a new payload of the chat event type typ,
 // nil for any other type: the one place a chat event type is tied to its
 // payload.
@@ -74,6 +84,8 @@ func NewPayload(typ Type) any {
 		return &Closed{}
 	case ConversationRated:
 		return &Rated{}
+	case MessageWithdrawn:
+		return &Withdrawn{}
 	}
 	return nil
 }

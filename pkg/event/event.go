@@ -32,6 +32,7 @@ const (
 	ConversationAssigned Type = "chat.conversation_assigned.v1"
 	ConversationClosed   Type = "chat.conversation_closed.v1"
 	ConversationRated    Type = "chat.conversation_rated.v1"
+	MessageWithdrawn     Type = "chat.message_withdrawn.v1"
 )
 
 // Privacy events, appended to the PRIVACY stream by the privacy service.

@@ -36,6 +36,10 @@ const (
 	// erasure of a conversation some time after it closes) and the
 	// messages they fire, on subjects "schedule.>".
 	Schedules = "SCHEDULES"
+	// Profiles holds the name and e-mail visitors give themselves, sealed
+	// under their key, on subjects "profile.<tenant>.<visitor>"; owned by
+	// the chat service.
+	Profiles = "PROFILES"
 )
 
 // Options tune the stream definitions for a deployment. The zero value suits
@@ -86,6 +90,11 @@ const LiveChatSubjects = "live.chat.>"
 // republished on.
 func LiveChatSubject(tenant, conversation string) string {
 	return "live." + ChatSubject(tenant, conversation)
+}
+
+// ProfileSubject is the subject of one visitor's profile.
+func ProfileSubject(tenant, visitor string) string {
+	return "profile." + tenant + "." + visitor
 }
 
 // KeysSubject is the subject holding one person's wrapped keys.
@@ -164,6 +173,13 @@ func Config(name string, o Options) (jetstream.StreamConfig, error) {
 		base.AllowMsgSchedules = true
 		base.AllowRollup = true
 		base.DenyPurge = false
+	case Profiles:
+		base.Subjects = []string{"profile.*.*"}
+		// No per-subject limit: the server drops a message over the limit
+		// with a plain delete, which leaves its bytes in the store files.
+		// The chat service secure-deletes every older version itself once
+		// the new one is stored, and every version on removal.
+		base.DenyPurge = true
 	default:
 		return jetstream.StreamConfig{}, fmt.Errorf("unknown stream %q", name)
 	}
@@ -172,7 +188,7 @@ func Config(name string, o Options) (jetstream.StreamConfig, error) {
 
 // Names lists every stream of Parley, in the order Apply applies them.
 func Names() []string {
-	return []string{Privacy, Keys, Audit, AuditCheckpoints, Analytics, Chat, Schedules}
+	return []string{Privacy, Keys, Audit, AuditCheckpoints, Analytics, Chat, Schedules, Profiles}
 }
 
 // Ensure creates or updates the named streams. Updating needs the right to

@@ -38,7 +38,7 @@ type Deps struct {
 	Registry prometheus.Registerer
 }
 
-// Run creates the stream CHAT and the buckets CHAT_VIEW and AGENTS when missing, waits
+// Run creates the streams CHAT and PROFILES and the buckets CHAT_VIEW and AGENTS when missing, waits
 // for the tenants' settings (the privacy service's SETTINGS bucket),
 // restores the read models from CHAT_VIEW and catches up from CHAT, then
 // serves the chat subjects until ctx is done. Nothing is served before the
@@ -90,8 +90,12 @@ func run(ctx context.Context, d Deps) error {
 	if err != nil {
 		return fmt.Errorf("chat: %w", err)
 	}
+	profiles, err := jetstream.OpenProfiles(ctx, js, d.Streams, log)
+	if err != nil {
+		return fmt.Errorf("chat: %w", err)
+	}
 	svc := app.New(store, view, d.Keys, app.Options{
-		Policies: settings, OnConflict: conflicts.Inc, Auditor: privacy.NewAudit(d.NC, log), Agents: agents,
+		Policies: settings, OnConflict: conflicts.Inc, Auditor: privacy.NewAudit(d.NC, log), Agents: agents, Profiles: profiles,
 	})
 	d.Keys.OnErase(func(e personkey.Erased) {
 		ctx, cancel := context.WithTimeout(runCtx, forgetTimeout)
@@ -100,6 +104,11 @@ func run(ctx context.Context, d Deps) error {
 			// The next start writes it: an open entry whose visitor has no
 			// keys is written back as closed.
 			log.Warn("write an erased visitor's conversations to the view", "err", err)
+		}
+		if err := svc.ForgetProfile(ctx, e.Tenant, e.Person); err != nil {
+			// Unreadable already, its key being gone; the next read of it
+			// removes it.
+			log.Warn("remove an erased visitor's profile", "err", err)
 		}
 	})
 	// Subscribed before the read models are restored, so that no erasure

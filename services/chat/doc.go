@@ -2,7 +2,8 @@
 // event-sourced on the JetStream stream CHAT.
 //
 // It serves the request/reply subjects of pkg/chatapi (open, post, assign,
-// close, rate, list, messages, get, export) to the gateway, in queue group
+// close, rate, list, messages, get, export, withdraw, and a visitor's
+// profile: put, get, delete) to the gateway, in queue group
 // chatapi.Queue so that instances share the load, and produces the chat
 // events of pkg/event on chat.<tenant>.<conversation>, each stamped, inside
 // its sealed payload, with what the one fold of the conversation
@@ -12,6 +13,14 @@
 // conversation again or asking.
 //
 // Guarantees:
+//   - A visitor's profile (the name and e-mail they gave themself) is kept
+//     in the stream PROFILES sealed under their key, only the latest
+//     version: older ones are secure-deleted once a new one is stored, all
+//     on removal and on the visitor's erasure. It is shown with their
+//     conversations and in their export, and never appended to CHAT.
+//   - A message its visitor withdrew reads withdrawn everywhere: the
+//     withdrawal is appended, then the posting's event is secure-deleted
+//     from CHAT.
 //   - Every event of a conversation is sealed under its visitor's data key,
 //     fetched from the privacy service's key service; no text reaches the
 //     store in the clear. Once the visitor is erased, commands on their

@@ -69,7 +69,9 @@ func TestOpenAPI(t *testing.T) {
 	}
 	got := openAPIOperations(t, r.body)
 	want := []string{
+		"DELETE /v1/conversations/{id}/messages/{message_id}",
 		"DELETE /v1/me",
+		"DELETE /v1/me/profile",
 		"GET /healthz",
 		"GET /metrics",
 		"GET /readyz",
@@ -81,6 +83,7 @@ func TestOpenAPI(t *testing.T) {
 		"GET /v1/conversations/{id}/messages",
 		"GET /v1/erasures/{erasure_id}",
 		"GET /v1/me/export",
+		"GET /v1/me/profile",
 		"GET /v1/metrics/{name}",
 		"GET /v1/openapi.json",
 		"GET /v1/settings",
@@ -97,6 +100,7 @@ func TestOpenAPI(t *testing.T) {
 		"PUT /v1/agents/{id}/capacity",
 		"PUT /v1/me/consent",
 		"PUT /v1/me/presence",
+		"PUT /v1/me/profile",
 		"PUT /v1/settings",
 		"PUT /v1/tenants/{tenant}",
 	}

@@ -80,6 +80,11 @@ type EventStore interface {
 	// them. It may return fewer than limit with more set, to bound what one
 	// read holds.
 	Read(ctx context.Context, tenant, conversation string, after uint64, limit int) (rs []Record, more bool, err error)
+	// Delete removes the event at stream sequence seq, overwriting its
+	// bytes where the store keeps them on disk, so that what it sealed
+	// cannot be recovered even with its key. An event no longer there is
+	// not an error.
+	Delete(ctx context.Context, seq uint64) error
 }
 
 // Keys fetches a data subject's keys; *personkey.Cache is one. It returns
@@ -123,6 +128,9 @@ type Options struct {
 	// Agents keeps agents' presence and capacity, which assignments go
 	// by; nil assigns to anyone and refuses to set them with ErrNoAgents.
 	Agents Agents
+	// Profiles keeps the visitors' profiles; nil keeps none: setting one
+	// fails and none is shown.
+	Profiles ProfileStore
 }
 
 // Service runs the chat use cases.
@@ -135,6 +143,7 @@ type Service struct {
 	onConflict func()
 	auditor    Auditor
 	agents     Agents
+	profiles   ProfileStore
 	state      state
 	// opening serialises the openings of each visitor (see Open).
 	opening stripes
@@ -150,7 +159,7 @@ type Service struct {
 // New returns a Service storing events in events, keeping their view in
 // view and sealing them with keys.
 func New(events EventStore, view View, keys Keys, o Options) *Service {
-	s := &Service{events: events, view: view, keys: keys, policies: o.Policies, now: o.Now, onConflict: o.OnConflict, auditor: o.Auditor, agents: o.Agents}
+	s := &Service{events: events, view: view, keys: keys, policies: o.Policies, now: o.Now, onConflict: o.OnConflict, auditor: o.Auditor, agents: o.Agents, profiles: o.Profiles}
 	if s.policies == nil {
 		s.policies = defaultPolicies{}
 	}

@@ -29,5 +29,5 @@ func (s *Service) Assign(ctx context.Context, p auth.Principal, args chatapi.Ass
 	if err != nil {
 		return chatapi.Summary{}, err
 	}
-	return summary(c), nil
+	return s.shown(ctx, c)
 }

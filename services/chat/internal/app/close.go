@@ -17,5 +17,5 @@ func (s *Service) Close(ctx context.Context, p auth.Principal, args chatapi.Conv
 	if err != nil {
 		return chatapi.Summary{}, err
 	}
-	return summary(c), nil
+	return s.shown(ctx, c)
 }

@@ -14,7 +14,8 @@ import (
 )
 
 // Export returns every conversation of a visitor of p's tenant, oldest
-// first, each with its transcript decrypted: for the visitor themself or an
+// first, each with its transcript decrypted, and on the first page the
+// profile the visitor gave themself: for the visitor themself or an
 // admin. It returns conversation.ErrErased when the visitor has conversations but no
 // keys, so an erased visitor's export never looks like an empty one. The
 // caller (the gateway, after the privacy service) records and audits the
@@ -34,6 +35,20 @@ func (s *Service) Export(ctx context.Context, p auth.Principal, args chatapi.Exp
 		return chatapi.ExportResult{}, err
 	}
 	out := chatapi.ExportResult{Conversations: []chatapi.ExportedConversation{}}
+	pg := &page{limit: math.MaxInt} // bounded by bytes alone: see chatapi.PageItems
+	if args.After == nil {
+		profiles, err := s.profilesOf(ctx, p.Tenant, []string{args.Visitor})
+		if err != nil {
+			return chatapi.ExportResult{}, err
+		}
+		if out.Profile = profiles[args.Visitor]; out.Profile != nil {
+			n, err := jsonSize(out.Profile)
+			if err != nil {
+				return chatapi.ExportResult{}, err
+			}
+			pg.bytes += n
+		}
+	}
 	if len(ts) == 0 {
 		return out, nil
 	}
@@ -54,7 +69,6 @@ func (s *Service) Export(ctx context.Context, p auth.Principal, args chatapi.Exp
 			return chatapi.ExportResult{}, &conversation.ValidationError{Field: "after", Reason: "names no conversation of this visitor"}
 		}
 	}
-	pg := &page{limit: math.MaxInt} // bounded by bytes alone: see chatapi.PageItems
 	for i, c := range ts[start:] {
 		ec := chatapi.ExportedConversation{Summary: summary(c), Messages: []chatapi.Message{}}
 		// The conversation's own bytes are counted with its first message in
@@ -72,9 +86,8 @@ func (s *Service) Export(ctx context.Context, p auth.Principal, args chatapi.Exp
 			if !isMessage(r.Event) {
 				return true, nil
 			}
-			cm := chatapi.Message{ID: r.Event.ID, Seq: r.Seq, At: r.Event.At}
-			var err error
-			if cm.Author, cm.Text, err = open(key.Data, r.Event); err != nil {
+			cm, err := line(key.Data, r, false)
+			if err != nil {
 				return false, err
 			}
 			n, err := jsonSize(cm)

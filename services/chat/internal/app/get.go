@@ -8,9 +8,9 @@ import (
 )
 
 // Get returns the summary of one conversation, caught up from the event
-// store, to whoever finds it in their inbox (conversation.CanSee). Unlike a
-// transcript read it is not audited, as the inbox's pages are not: a
-// summary holds no message content.
+// store, with the profile its visitor gave themself, to whoever finds it in
+// their inbox (conversation.CanSee). Unlike a transcript read it is not
+// audited, as the inbox's pages are not: a summary holds no message content.
 func (s *Service) Get(ctx context.Context, p auth.Principal, args chatapi.ConversationArgs) (chatapi.Summary, error) {
 	e, err := s.find(ctx, p.Tenant, args.Conversation, true)
 	if err != nil {
@@ -20,5 +20,5 @@ func (s *Service) Get(ctx context.Context, p auth.Principal, args chatapi.Conver
 	if err := c.CanSee(p); err != nil {
 		return chatapi.Summary{}, err
 	}
-	return summary(c), nil
+	return s.shown(ctx, c)
 }

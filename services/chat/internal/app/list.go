@@ -73,8 +73,15 @@ func (s *Service) List(ctx context.Context, p auth.Principal, args chatapi.ListA
 		offer(c)
 	}
 	out := make([]chatapi.Summary, 0, top.Len())
-	for _, c := range top.desc() {
+	listed := top.desc()
+	// Read before the page is measured: a profile counts in its bytes.
+	profiles, err := s.profilesOf(ctx, p.Tenant, visitorsOf(listed))
+	if err != nil {
+		return chatapi.ListResult{}, err
+	}
+	for _, c := range listed {
 		sum := summary(c)
+		sum.VisitorProfile = profiles[c.Visitor]
 		ok, err := pg.take(sum)
 		if err != nil {
 			return chatapi.ListResult{}, err

@@ -39,6 +39,20 @@ func (s *Service) Messages(ctx context.Context, p auth.Principal, args chatapi.M
 	}
 	pg := newPage(args.Page.Limit)
 	res := chatapi.MessagesResult{Messages: []chatapi.Message{}}
+	if !erased {
+		profiles, err := s.profilesOf(ctx, c.Tenant, []string{c.Visitor})
+		if err != nil {
+			return chatapi.MessagesResult{}, err
+		}
+		res.VisitorProfile = profiles[c.Visitor]
+		// Counted in the page's bytes, not its items: the first message
+		// still always fits, and a profile is far below a bus message.
+		n, err := jsonSize(res.VisitorProfile)
+		if err != nil {
+			return chatapi.MessagesResult{}, err
+		}
+		pg.bytes += n
+	}
 	// A transcript is in stream order: the page starts at the first message
 	// after the cursor. One event more than the page holds tells whether
 	// another page follows.
@@ -46,12 +60,9 @@ func (s *Service) Messages(ctx context.Context, p auth.Principal, args chatapi.M
 		if !isMessage(r.Event) {
 			return true, nil
 		}
-		cm := chatapi.Message{ID: r.Event.ID, Seq: r.Seq, At: r.Event.At, Erased: erased}
-		if !erased {
-			var err error
-			if cm.Author, cm.Text, err = open(key.Data, r.Event); err != nil {
-				return false, err
-			}
+		cm, err := line(key.Data, r, erased)
+		if err != nil {
+			return false, err
 		}
 		ok, err := pg.take(cm)
 		if err != nil {
@@ -93,21 +104,37 @@ func (s *Service) auditRead(ctx context.Context, p auth.Principal, conv string) 
 	return nil
 }
 
-// open decrypts a message event's author and text.
-func open(key seal.Key, env event.Envelope) (*event.Author, *string, error) {
+// line returns the transcript line of r, a message event (see isMessage),
+// its author and text decrypted under key unless the visitor is erased.
+func line(key seal.Key, r Record, erased bool) (chatapi.Message, error) {
+	env := r.Event
+	m := chatapi.Message{ID: env.ID, Seq: r.Seq, At: env.At, Erased: erased}
+	if erased {
+		return m, nil
+	}
+	visitor := &event.Author{Role: string(auth.RoleVisitor), ID: env.Person}
 	switch env.Type {
 	case event.ConversationOpened:
 		var o event.Opened
 		if err := env.Open(key, &o); err != nil {
-			return nil, nil, fmt.Errorf("read message: %w", err)
+			return m, fmt.Errorf("read message: %w", err)
 		}
-		return &event.Author{Role: string(auth.RoleVisitor), ID: env.Person}, &o.Text, nil
+		m.Author, m.Text = visitor, &o.Text
 	case event.MessagePosted:
 		var p event.Posted
 		if err := env.Open(key, &p); err != nil {
-			return nil, nil, fmt.Errorf("read message: %w", err)
+			return m, fmt.Errorf("read message: %w", err)
 		}
-		return &p.Author, &p.Text, nil
+		m.Author, m.Text = &p.Author, &p.Text
+	case event.MessageWithdrawn:
+		var w event.Withdrawn
+		if err := env.Open(key, &w); err != nil {
+			return m, fmt.Errorf("read withdrawal: %w", err)
+		}
+		// Only a visitor withdraws, and only their own message.
+		m.ID, m.At, m.Author, m.Withdrawn = w.Message, w.PostedAt, visitor, true
+	default:
+		return m, fmt.Errorf("read message: %s is not a message", env.Type)
 	}
-	return nil, nil, fmt.Errorf("read message: %s is not a message", env.Type)
+	return m, nil
 }

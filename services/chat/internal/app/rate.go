@@ -18,5 +18,5 @@ func (s *Service) Rate(ctx context.Context, p auth.Principal, args chatapi.RateA
 	if err != nil {
 		return chatapi.Summary{}, err
 	}
-	return summary(c), nil
+	return s.shown(ctx, c)
 }

@@ -35,7 +35,7 @@ func (s *Service) scan(ctx context.Context, tenant, id string, after uint64, bat
 }
 
 // isMessage reports whether e is a line of the transcript: the opening
-// message or a posted one.
+// message, a posted one, or what is left of a withdrawn one.
 func isMessage(e event.Envelope) bool {
-	return e.Type == event.ConversationOpened || e.Type == event.MessagePosted
+	return e.Type == event.ConversationOpened || e.Type == event.MessagePosted || e.Type == event.MessageWithdrawn
 }

@@ -73,14 +73,15 @@ func (k *keys) erase(tenant, subject string) {
 
 // world is the storage instances of the chat service share.
 type world struct {
-	events  *memstore.Store
-	view    *memstore.View
-	keys    *keys
-	audited auditTrail
+	events   *memstore.Store
+	view     *memstore.View
+	profiles *memstore.Profiles
+	keys     *keys
+	audited  auditTrail
 }
 
 func newWorld() *world {
-	return &world{events: &memstore.Store{}, view: &memstore.View{}, keys: &keys{}}
+	return &world{events: &memstore.Store{}, view: &memstore.View{}, profiles: &memstore.Profiles{}, keys: &keys{}}
 }
 
 // auditTrail is the privacy service's audit trail as the instances of a
@@ -123,6 +124,9 @@ func (w *world) startWith(t testing.TB, o app.Options) *instance {
 	o.OnConflict = func() { in.conflicts++ }
 	if o.Auditor == nil {
 		o.Auditor = &w.audited
+	}
+	if o.Profiles == nil {
+		o.Profiles = w.profiles
 	}
 	in.Service = app.New(w.events, w.view, w.keys, o)
 	applied, err := in.Restore(t.Context(), func(string, string) bool { return true })

@@ -37,6 +37,13 @@ var (
 	// ErrErased means the conversation's visitor was erased: nothing more
 	// can be written in it.
 	ErrErased = errors.New("the visitor's data is erased")
+	// ErrMessageNotFound means the conversation holds no message of that
+	// id.
+	ErrMessageNotFound = errors.New("message not found")
+	// ErrOpeningMessage means the message is the one that opened the
+	// conversation: its event is what the conversation is folded from, so
+	// it cannot be deleted (see Withdraw).
+	ErrOpeningMessage = errors.New("the opening message cannot be withdrawn; erase the conversation instead")
 	// ErrTooManyOpen means the visitor has as many conversations open as
 	// their tenant allows (see CheckOpen).
 	ErrTooManyOpen = errors.New("too many open conversations; close one first")
@@ -176,6 +183,9 @@ func (c *Conversation) Apply(seq uint64, e event.Envelope, payload any) bool {
 		if r, ok := payload.(*event.Rated); ok && !c.Erased {
 			c.Score = r.Score
 		}
+	case event.MessageWithdrawn:
+		// A withdrawal changes no state: who wrote what is in the
+		// transcript, which the store reads when asked.
 	}
 	c.Version = seq
 	return true
@@ -408,6 +418,53 @@ func (c *Conversation) Rate(p auth.Principal, score int) ([]Change, error) {
 		return nil, ErrRated
 	}
 	return []Change{{Type: event.ConversationRated, Payload: &event.Rated{Score: score}}}, nil
+}
+
+// Written is what the transcript says of one message, for Withdraw:
+// whether it opened the conversation, who wrote it and when, and whether it
+// was withdrawn already.
+type Written struct {
+	ID        string
+	Opening   bool
+	Author    event.Author
+	At        time.Time
+	Withdrawn bool
+}
+
+// Withdraw decides the event of p withdrawing message m, which the
+// transcript holds: only the visitor who wrote it may, also once the
+// conversation is closed (the right to rectification does not end with the
+// conversation). A message withdrawn already changes nothing, so repeating
+// a withdrawal is safe. The opening message cannot be withdrawn
+// (ErrOpeningMessage): its event opens the fold.
+func (c *Conversation) Withdraw(p auth.Principal, m Written) ([]Change, error) {
+	if err := c.CanWithdraw(p); err != nil {
+		return nil, err
+	}
+	switch {
+	case m.ID == "":
+		return nil, ErrMessageNotFound
+	case m.Withdrawn:
+		return nil, nil
+	case m.Author != author(p):
+		return nil, ErrForbidden
+	case m.Opening:
+		return nil, ErrOpeningMessage
+	}
+	return []Change{{Type: event.MessageWithdrawn, Payload: &event.Withdrawn{Message: m.ID, PostedAt: m.At}}}, nil
+}
+
+// CanWithdraw reports whether p may withdraw any message of the
+// conversation at all: only its visitor, until they are erased. Withdraw
+// checks it first; a caller checks it before reading what Withdraw needs.
+func (c *Conversation) CanWithdraw(p auth.Principal) error {
+	if err := c.writable(p); err != nil {
+		return err
+	}
+	if p.Role != auth.RoleVisitor {
+		return ErrForbidden
+	}
+	return nil
 }
 
 // CanRead reports whether p may read the transcript: the visitor, the

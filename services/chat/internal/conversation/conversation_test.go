@@ -232,3 +232,104 @@ func TestStamp(t *testing.T) {
 		}
 	}
 }
+
+// TestWithdraw shows who may withdraw which message: only the visitor who
+// wrote it, never the opening one, also once closed, and a second time
+// changes nothing.
+func TestWithdraw(t *testing.T) {
+	at := time.Date(2026, 1, 5, 10, 0, 0, 0, time.UTC)
+	visitor := auth.Principal{Tenant: "demo", ID: "v1", Role: auth.RoleVisitor}
+	mine := conversation.Written{ID: "m1", Author: event.Author{Role: "visitor", ID: "v1"}, At: at}
+	fold := func(closed, erased bool) conversation.Conversation {
+		var c conversation.Conversation
+		c.Apply(1, event.Envelope{ID: "c1", Type: event.ConversationOpened, Tenant: "demo", Person: "v1", Aggregate: "c1", At: at}, nil)
+		if closed {
+			c.Apply(2, event.Envelope{ID: "e2", Type: event.ConversationClosed, Tenant: "demo", Person: "v1", Aggregate: "c1", At: at}, nil)
+		}
+		if erased {
+			c.Erase()
+		}
+		return c
+	}
+	with := func(f func(*conversation.Written)) conversation.Written {
+		w := mine
+		f(&w)
+		return w
+	}
+	tests := []struct {
+		name    string
+		closed  bool
+		erased  bool
+		p       auth.Principal
+		give    conversation.Written
+		want    int
+		wantErr error
+	}{
+		{"own message", false, false, visitor, mine, 1, nil},
+		{"own message once closed", true, false, visitor, mine, 1, nil},
+		{"withdrawn already", false, false, visitor, with(func(w *conversation.Written) { w.Withdrawn = true }), 0, nil},
+		{"opening message", false, false, visitor, with(func(w *conversation.Written) { w.Opening = true }), 0, conversation.ErrOpeningMessage},
+		{"no such message", false, false, visitor, conversation.Written{}, 0, conversation.ErrMessageNotFound},
+		{"an agent's message", false, false, visitor, with(func(w *conversation.Written) { w.Author = event.Author{Role: "agent", ID: "v1"} }), 0, conversation.ErrForbidden},
+		{"staff", false, false, auth.Principal{Tenant: "demo", ID: "sue", Role: auth.RoleSupervisor}, mine, 0, conversation.ErrForbidden},
+		{"another visitor", false, false, auth.Principal{Tenant: "demo", ID: "v2", Role: auth.RoleVisitor}, mine, 0, conversation.ErrForbidden},
+		{"erased", false, true, visitor, mine, 0, conversation.ErrErased},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := fold(tt.closed, tt.erased)
+			got, err := c.Withdraw(tt.p, tt.give)
+			if !errors.Is(err, tt.wantErr) || len(got) != tt.want {
+				t.Fatalf("Withdraw(%v, %+v) = %v, %v; want %d changes, %v", tt.p, tt.give, got, err, tt.want, tt.wantErr)
+			}
+			if tt.want == 1 {
+				w := got[0].Payload.(*event.Withdrawn)
+				if got[0].Type != event.MessageWithdrawn || w.Message != "m1" || !w.PostedAt.Equal(at) {
+					t.Errorf("Withdraw() = %+v %+v, want the withdrawal of m1 posted at %v", got[0], w, at)
+				}
+			}
+		})
+	}
+}
+
+func TestCheckProfile(t *testing.T) {
+	visitor := auth.Principal{Tenant: "demo", ID: "v1", Role: auth.RoleVisitor}
+	tests := []struct {
+		name      string
+		p         auth.Principal
+		give      chatapi.ProfileArgs
+		want      chatapi.ProfileArgs
+		wantField string
+		wantErr   error
+	}{
+		{"name and e-mail", visitor, chatapi.ProfileArgs{Name: " Ada Lovelace ", Email: "ada@example.com"}, chatapi.ProfileArgs{Name: "Ada Lovelace", Email: "ada@example.com"}, "", nil},
+		{"name only", visitor, chatapi.ProfileArgs{Name: "Zoë"}, chatapi.ProfileArgs{Name: "Zoë"}, "", nil},
+		{"e-mail only", visitor, chatapi.ProfileArgs{Email: "a.b+c@example.co.uk"}, chatapi.ProfileArgs{Email: "a.b+c@example.co.uk"}, "", nil},
+		{"longest name", visitor, chatapi.ProfileArgs{Name: strings.Repeat("é", chatapi.MaxNameRunes)}, chatapi.ProfileArgs{Name: strings.Repeat("é", chatapi.MaxNameRunes)}, "", nil},
+		{"neither", visitor, chatapi.ProfileArgs{Name: "  "}, chatapi.ProfileArgs{}, "name", nil},
+		{"name too long", visitor, chatapi.ProfileArgs{Name: strings.Repeat("x", chatapi.MaxNameRunes+1)}, chatapi.ProfileArgs{}, "name", nil},
+		{"control character", visitor, chatapi.ProfileArgs{Name: "Ada\x00"}, chatapi.ProfileArgs{}, "name", nil},
+		{"invalid UTF-8", visitor, chatapi.ProfileArgs{Name: "a\xffb"}, chatapi.ProfileArgs{}, "name", nil},
+		{"not an address", visitor, chatapi.ProfileArgs{Email: "ada at example"}, chatapi.ProfileArgs{}, "email", nil},
+		{"address with a display name", visitor, chatapi.ProfileArgs{Email: "Ada <ada@example.com>"}, chatapi.ProfileArgs{}, "email", nil},
+		{"two addresses", visitor, chatapi.ProfileArgs{Email: "a@example.com, b@example.com"}, chatapi.ProfileArgs{}, "email", nil},
+		{"address too long", visitor, chatapi.ProfileArgs{Email: strings.Repeat("a", chatapi.MaxEmailBytes) + "@example.com"}, chatapi.ProfileArgs{}, "email", nil},
+		{"staff", auth.Principal{Tenant: "demo", ID: "alice", Role: auth.RoleAgent}, chatapi.ProfileArgs{Name: "Alice"}, chatapi.ProfileArgs{}, "", conversation.ErrForbidden},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := conversation.CheckProfile(tt.p, tt.give)
+			var ve *conversation.ValidationError
+			switch {
+			case tt.wantField != "":
+				if !errors.As(err, &ve) || ve.Field != tt.wantField {
+					t.Errorf("CheckProfile(%+v) = %v, want a ValidationError of %s", tt.give, err, tt.wantField)
+				}
+			case !errors.Is(err, tt.wantErr):
+				t.Errorf("CheckProfile(%+v) = %v, want %v", tt.give, err, tt.wantErr)
+			case err == nil && got != tt.want:
+				t.Errorf("CheckProfile(%+v) = %+v, want %+v", tt.give, got, tt.want)
+			}
+		})
+	}
+}

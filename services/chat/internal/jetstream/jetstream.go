@@ -40,17 +40,27 @@ type Store struct {
 // used as it is, with a warning: the chat service may not reconfigure it
 // (stream.Create).
 func Open(ctx context.Context, js natsjs.JetStream, o stream.Options, log *slog.Logger) (*Store, error) {
-	switch err := stream.Create(ctx, js, o, stream.Chat); {
+	st, err := open(ctx, js, o, log, stream.Chat)
+	if err != nil {
+		return nil, err
+	}
+	return &Store{js: js, stream: st, log: log, replicated: st.CachedInfo().Config.Replicas > 1}, nil
+}
+
+// open creates the named stream with the definition of o when missing and
+// returns it; one of another definition is used as it is, with a warning.
+func open(ctx context.Context, js natsjs.JetStream, o stream.Options, log *slog.Logger, name string) (natsjs.Stream, error) {
+	switch err := stream.Create(ctx, js, o, name); {
 	case errors.Is(err, stream.ErrDrift):
-		log.Warn("stream differs from this version's definition", "err", err)
+		log.Warn("stream differs from this version's definition", "stream", name, "err", err)
 	case err != nil:
 		return nil, err
 	}
-	st, err := js.Stream(ctx, stream.Chat)
+	st, err := js.Stream(ctx, name)
 	if err != nil {
-		return nil, fmt.Errorf("open stream %s: %w", stream.Chat, err)
+		return nil, fmt.Errorf("open stream %s: %w", name, err)
 	}
-	return &Store{js: js, stream: st, log: log, replicated: st.CachedInfo().Config.Replicas > 1}, nil
+	return st, nil
 }
 
 // Append implements app.EventStore. The event id doubles as Nats-Msg-Id, so
@@ -116,6 +126,28 @@ func wrongLastSequence(err error) bool {
 // whose id an append not yet committed has: like a stale version, the
 // writer catches up and decides again.
 const jsErrCodeDuplicateInProcess natsjs.ErrorCode = 10158
+
+// Delete implements app.EventStore with JetStream's secure delete, which
+// overwrites the message's bytes in the store files; a plain delete would
+// leave them there until the block is compacted.
+func (s *Store) Delete(ctx context.Context, seq uint64) error {
+	return secureDelete(ctx, s.stream, seq)
+}
+
+// secureDelete secure-deletes the message at seq of st; one gone already is
+// no error.
+func secureDelete(ctx context.Context, st natsjs.Stream, seq uint64) error {
+	err := st.SecureDeleteMsg(ctx, seq)
+	if err == nil {
+		return nil
+	}
+	// nats.go flattens the server's "not found" into text: whether the
+	// message is gone is asked of the stream instead.
+	if _, gerr := st.GetMsg(ctx, seq); errors.Is(gerr, natsjs.ErrMsgNotFound) {
+		return nil
+	}
+	return fmt.Errorf("secure-delete %s sequence %d: %w", st.CachedInfo().Config.Name, seq, err)
+}
 
 // Load implements app.EventStore.
 func (s *Store) Load(ctx context.Context, tenant, conversation string, after uint64) ([]app.Record, error) {

@@ -84,3 +84,14 @@ func TestViewUpgradesLayout(t *testing.T) {
 		t.Errorf("Load() on reopening = applied %d, %v; want 9", applied, err)
 	}
 }
+
+func TestProfileStore(t *testing.T) {
+	storetest.ProfileStore(t, func(t *testing.T) app.ProfileStore {
+		_, js := natstest.Connect(t, natstest.Start(t, ""))
+		p, err := jetstream.OpenProfiles(t.Context(), js, stream.Options{}, slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	})
+}

@@ -25,6 +25,8 @@ type Store struct {
 	last map[string]uint64
 	// ids finds an event by its id, as JetStream's duplicate window does.
 	ids map[string]int
+	// deleted are the sequences Delete removed: reads skip them.
+	deleted map[uint64]bool
 }
 
 func conv(tenant, id string) string { return tenant + "." + id }
@@ -60,6 +62,20 @@ func (s *Store) Append(_ context.Context, e event.Envelope, version uint64, ttl 
 	return r.Seq, nil
 }
 
+// Delete implements app.EventStore.
+func (s *Store) Delete(_ context.Context, seq uint64) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if seq == 0 || seq > uint64(len(s.events)) {
+		return nil
+	}
+	if s.deleted == nil {
+		s.deleted = make(map[uint64]bool)
+	}
+	s.deleted[seq] = true
+	return nil
+}
+
 // Load implements app.EventStore.
 func (s *Store) Load(ctx context.Context, tenant, conversation string, after uint64) ([]app.Record, error) {
 	rs, _, err := s.Read(ctx, tenant, conversation, after, math.MaxInt)
@@ -72,7 +88,7 @@ func (s *Store) Read(_ context.Context, tenant, conversation string, after uint6
 	defer s.mu.Unlock()
 	var out []app.Record
 	for _, r := range s.events[min(after, uint64(len(s.events))):] {
-		if r.Event.Tenant != tenant || r.Event.Aggregate != conversation {
+		if r.Event.Tenant != tenant || r.Event.Aggregate != conversation || s.deleted[r.Seq] {
 			continue
 		}
 		if len(out) == limit {
@@ -88,7 +104,7 @@ func (s *Store) Read(_ context.Context, tenant, conversation string, after uint6
 func (s *Store) Since(after uint64) []app.Record {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	rs := slices.Clone(s.events[min(after, uint64(len(s.events))):])
+	rs := slices.DeleteFunc(slices.Clone(s.events[min(after, uint64(len(s.events))):]), func(r app.Record) bool { return s.deleted[r.Seq] })
 	for i := range rs {
 		rs[i].Pending = uint64(len(rs) - 1 - i)
 	}

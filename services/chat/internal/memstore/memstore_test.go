@@ -15,3 +15,7 @@ func TestEventStore(t *testing.T) {
 func TestView(t *testing.T) {
 	storetest.View(t, func(*testing.T) app.View { return &memstore.View{} })
 }
+
+func TestProfileStore(t *testing.T) {
+	storetest.ProfileStore(t, func(*testing.T) app.ProfileStore { return &memstore.Profiles{} })
+}

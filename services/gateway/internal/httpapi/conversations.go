@@ -22,11 +22,14 @@ type conversation struct {
 	LastMessageAt   time.Time  `json:"last_message_at"`
 	ClosedAt        *time.Time `json:"closed_at"`
 	FirstResponseAt *time.Time `json:"first_response_at"`
+	// VisitorProfile is absent when the visitor gave none.
+	VisitorProfile *chatapi.Profile `json:"visitor_profile,omitempty"`
 }
 
 func viewOf(s chatapi.Summary) conversation {
 	return conversation{ID: s.ID, Status: s.Status, Assignee: s.Assignee, Visitor: s.Visitor, Rating: s.Rating,
-		CreatedAt: s.CreatedAt, LastMessageAt: s.LastMessageAt, ClosedAt: s.ClosedAt, FirstResponseAt: s.FirstResponseAt}
+		CreatedAt: s.CreatedAt, LastMessageAt: s.LastMessageAt, ClosedAt: s.ClosedAt, FirstResponseAt: s.FirstResponseAt,
+		VisitorProfile: s.VisitorProfile}
 }
 
 // call sends one request to a service on behalf of p. An erased visitor's
@@ -163,6 +166,8 @@ func (a *API) postMessage(w http.ResponseWriter, r *http.Request) error {
 type messagePage struct {
 	Messages   []chatapi.Message `json:"messages"`
 	NextCursor *string           `json:"next_cursor"`
+	// VisitorProfile is absent when the visitor gave none.
+	VisitorProfile *chatapi.Profile `json:"visitor_profile,omitempty"`
 }
 
 // listMessages answers one page of a transcript, oldest first. Each page is
@@ -186,7 +191,26 @@ func (a *API) listMessages(w http.ResponseWriter, r *http.Request) error {
 	if res.Messages == nil {
 		res.Messages = []chatapi.Message{}
 	}
-	writeJSON(w, http.StatusOK, messagePage{Messages: res.Messages, NextCursor: nextCursor(scope, res.Next)})
+	writeJSON(w, http.StatusOK, messagePage{Messages: res.Messages, NextCursor: nextCursor(scope, res.Next), VisitorProfile: res.VisitorProfile})
+	return nil
+}
+
+// withdrawMessage withdraws a message its visitor wrote: the chat service
+// decides who may, and answers a repeated withdrawal as the first.
+func (a *API) withdrawMessage(w http.ResponseWriter, r *http.Request) error {
+	p, id, err := a.target(r)
+	if err != nil {
+		return err
+	}
+	msg := r.PathValue("message_id")
+	if !stream.ValidToken(msg) {
+		return errUnknownMsg
+	}
+	var res struct{}
+	if err := a.call(r, chatapi.WithdrawSubject, p, chatapi.WithdrawArgs{Conversation: id, Message: msg}, &res); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
 	return nil
 }
 

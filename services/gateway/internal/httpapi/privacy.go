@@ -96,11 +96,13 @@ type exportDoc struct {
 		Tenant string `json:"tenant"`
 		ID     string `json:"id"`
 	} `json:"subject"`
-	ExportedAt    time.Time                     `json:"exported_at"`
-	Consents      []consentView                 `json:"consents"`
-	NetworkData   []privacyapi.NetworkDataEntry `json:"network_data"`
-	Requests      []privacyapi.RequestEntry     `json:"requests"`
-	Conversations []exportedConversation        `json:"conversations"`
+	ExportedAt  time.Time                     `json:"exported_at"`
+	Consents    []consentView                 `json:"consents"`
+	NetworkData []privacyapi.NetworkDataEntry `json:"network_data"`
+	Requests    []privacyapi.RequestEntry     `json:"requests"`
+	// Profile is the one the subject gave themself; null when none.
+	Profile       *chatapi.Profile       `json:"profile"`
+	Conversations []exportedConversation `json:"conversations"`
 }
 
 type exportedConversation struct {
@@ -169,6 +171,7 @@ func (a *API) export(w http.ResponseWriter, r *http.Request, p auth.Principal, s
 			return nil, err
 		}
 		if !out.begun {
+			doc.Profile = page.Profile
 			w.Header().Set("Content-Disposition", `attachment; filename="parley-export.json"`)
 			if err := out.start(doc); err != nil {
 				return nil, err

@@ -37,6 +37,7 @@ var (
 	errOperatorScope = newError(http.StatusForbidden, "forbidden", "the operator manages tenants only")
 	errUnknownTenant = newError(http.StatusNotFound, "not-found", "no such tenant")
 	errUnknownConv   = newError(http.StatusNotFound, "not-found", "no such conversation")
+	errUnknownMsg    = newError(http.StatusNotFound, "not-found", "message not found")
 	errNoRoute       = newError(http.StatusNotFound, "not-found", "no such resource")
 	errWrongMethod   = newError(http.StatusMethodNotAllowed, "method-not-allowed", "the resource does not support this method; Allow lists those it does")
 	errMalformed     = newError(http.StatusBadRequest, "malformed", "the body is not a JSON object of the expected shape")

@@ -112,12 +112,14 @@ type Event struct {
 	Author *event.Author `json:"author,omitempty"`
 }
 
-// Message is a posted message as pushed live.
+// Message is a posted message as pushed live; on a withdrawal, the
+// message withdrawn, with Withdrawn set and no text.
 type Message struct {
-	ID     string       `json:"id"`
-	Author event.Author `json:"author"`
-	Text   string       `json:"text"`
-	At     time.Time    `json:"at"`
+	ID        string       `json:"id"`
+	Author    event.Author `json:"author"`
+	Text      string       `json:"text"`
+	At        time.Time    `json:"at"`
+	Withdrawn bool         `json:"withdrawn,omitempty"`
 }
 
 // Event types.
@@ -127,6 +129,9 @@ const (
 	TypeAssigned = "assigned"
 	TypeClosed   = "closed"
 	TypeRated    = "rated"
+	// TypeWithdrawn tells that the visitor withdrew the message it names:
+	// a client shows it withdrawn in place.
+	TypeWithdrawn = "withdrawn"
 	// TypeResync tells a reconnecting client that what it missed is not
 	// replayed: it reloads the conversations it shows.
 	TypeResync = "resync"
@@ -661,6 +666,12 @@ func (h *Hub) frames(ctx context.Context, seq uint64, env event.Envelope) ([][]b
 			return nil, route{}, false
 		}
 		ev.Type = TypeAssigned
+	case *event.Withdrawn:
+		if !read {
+			return nil, route{}, false
+		}
+		ev.Type = TypeWithdrawn
+		ev.Message = &Message{ID: p.Message, Author: event.Author{Role: string(auth.RoleVisitor), ID: env.Person}, At: p.PostedAt, Withdrawn: true}
 	case *event.Closed:
 		ev.Type = TypeClosed
 	case *event.Rated:

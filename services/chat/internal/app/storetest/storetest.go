@@ -62,6 +62,7 @@ func EventStore(t *testing.T, open func(t *testing.T) app.EventStore) {
 		{"IDOfAnotherEventInConversation", idOfAnotherEvent},
 		{"IDInAnotherConversation", idInAnotherConversation},
 		{"TTLSetsExpiry", ttlSetsExpiry},
+		{"DeleteRemovesOneEvent", deleteRemovesOneEvent},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -102,6 +103,35 @@ func appendExpectsVersion(t *testing.T, s app.EventStore, f *fixture) {
 	if _, err := s.Append(ctx, f.event("c1", "", "ahead"), second+100, 0); !errors.Is(err, app.ErrStale) {
 		t.Errorf("Append(after %d) when the last is %d = %v, want ErrStale", second+100, second, err)
 	}
+}
+
+// deleteRemovesOneEvent: a deleted event is read no more, the others are,
+// the conversation's last sequence still fences appends, and deleting it
+// again, or what never was, is no error.
+func deleteRemovesOneEvent(t *testing.T, s app.EventStore, f *fixture) {
+	ctx := t.Context()
+	first := f.event("c1", "", "one")
+	v1 := mustAppend(t, s, first, 0)
+	v2 := mustAppend(t, s, f.event("c1", "", "two"), v1)
+	last := f.event("c1", "", "three")
+	v3 := mustAppend(t, s, last, v2)
+	for range 2 {
+		if err := s.Delete(ctx, v2); err != nil {
+			t.Fatalf("Delete(%d) = %v", v2, err)
+		}
+	}
+	if err := s.Delete(ctx, v3+1000); err != nil {
+		t.Errorf("Delete(a sequence never stored) = %v, want nil", err)
+	}
+	got, err := s.Load(ctx, tenant, "c1", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sameRecords(t, "Load(c1) after deleting its second event", got, []app.Record{{Seq: v1, Event: first}, {Seq: v3, Event: last}})
+	if _, err := s.Append(ctx, f.event("c1", "", "stale"), v2, 0); !errors.Is(err, app.ErrStale) {
+		t.Errorf("Append(after the deleted %d) = %v, want ErrStale", v2, err)
+	}
+	mustAppend(t, s, f.event("c1", "", "four"), v3)
 }
 
 // readsOneConversation: Read and Load return one conversation's events

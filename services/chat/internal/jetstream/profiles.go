@@ -1,0 +1,100 @@
+package jetstream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"strings"
+
+	natsjs "github.com/nats-io/nats.go/jetstream"
+	"github.com/synadia-io/orbit.go/jetstreamext"
+
+	"github.com/parley-chat/parley/pkg/stream"
+)
+
+// Profiles is the visitors' profiles on the PROFILES stream, one subject
+// per visitor. It is safe for concurrent use.
+type Profiles struct {
+	js     natsjs.JetStream
+	stream natsjs.Stream
+}
+
+// OpenProfiles creates the PROFILES stream with the definition of o when
+// missing and returns Profiles on it; like Open, it runs on a stream of
+// another definition with a warning.
+func OpenProfiles(ctx context.Context, js natsjs.JetStream, o stream.Options, log *slog.Logger) (*Profiles, error) {
+	st, err := open(ctx, js, o, log, stream.Profiles)
+	if err != nil {
+		return nil, err
+	}
+	return &Profiles{js: js, stream: st}, nil
+}
+
+// Save implements app.ProfileStore. Two saves racing both leave the later
+// stored: each removes only what came before its own.
+func (p *Profiles) Save(ctx context.Context, tenant, visitor string, sealed []byte) error {
+	subject := stream.ProfileSubject(tenant, visitor)
+	ack, err := p.js.Publish(ctx, subject, sealed)
+	if err != nil {
+		return fmt.Errorf("store profile: %w", err)
+	}
+	return p.removeBefore(ctx, subject, ack.Sequence)
+}
+
+// Remove implements app.ProfileStore.
+func (p *Profiles) Remove(ctx context.Context, tenant, visitor string) error {
+	return p.removeBefore(ctx, stream.ProfileSubject(tenant, visitor), math.MaxUint64)
+}
+
+// removeBefore secure-deletes every message on subject below sequence
+// before, read from the stream's leader so that none a replica has yet to
+// apply is missed.
+func (p *Profiles) removeBefore(ctx context.Context, subject string, before uint64) error {
+	for seq := uint64(1); seq < before; {
+		m, err := stream.NextMsg(ctx, p.js, stream.Profiles, subject, seq)
+		if errors.Is(err, natsjs.ErrMsgNotFound) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("find old profiles: %w", err)
+		}
+		if m.Sequence >= before {
+			return nil
+		}
+		if err := secureDelete(ctx, p.stream, m.Sequence); err != nil {
+			return fmt.Errorf("remove an old profile: %w", err)
+		}
+		seq = m.Sequence + 1
+	}
+	return nil
+}
+
+// Load implements app.ProfileStore with one batched direct get of the
+// last message of each visitor's subject.
+func (p *Profiles) Load(ctx context.Context, tenant string, visitors []string) (map[string][]byte, error) {
+	out := make(map[string][]byte, len(visitors))
+	if len(visitors) == 0 {
+		return out, nil
+	}
+	subjects := make([]string, len(visitors))
+	for i, v := range visitors {
+		subjects[i] = stream.ProfileSubject(tenant, v)
+	}
+	msgs, err := jetstreamext.GetLastMsgsFor(ctx, p.js, stream.Profiles, subjects)
+	if err != nil {
+		return nil, fmt.Errorf("read profiles: %w", err)
+	}
+	prefix := stream.ProfileSubject(tenant, "")
+	for m, err := range msgs {
+		if errors.Is(err, jetstreamext.ErrNoMessages) {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read profiles: %w", err)
+		}
+		out[strings.TrimPrefix(m.Subject, prefix)] = m.Data
+	}
+	return out, nil
+}
