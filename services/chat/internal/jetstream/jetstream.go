@@ -287,7 +287,7 @@ func (s *Store) Follow(ctx context.Context, from uint64, h Handler, caughtUp fun
 		if err != nil {
 			s.log.Warn("skip stored message", "stream_seq", md.Sequence.Stream, "err", err)
 		} else if err := s.Retry(ctx, "apply event", func(ctx context.Context) error {
-			return h(ctx, app.Record{Seq: md.Sequence.Stream, Event: e, Expires: expires(m.Headers(), e.At), Pending: md.NumPending})
+			return h(ctx, app.Record{Seq: md.Sequence.Stream, Event: e, Expires: expires(m.Headers(), e.At)})
 		}, "stream_seq", md.Sequence.Stream); err != nil {
 			return nil // ctx is done
 		}
