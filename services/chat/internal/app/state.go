@@ -453,6 +453,13 @@ func (s *Service) Project(ctx context.Context, r Record) error {
 		}
 	}
 	if e != nil && r.Seq > e.version() {
+		// A command of this instance applies the event it appended once the
+		// store acknowledged it, about when the follower is handed it:
+		// waiting for the command in flight spares opening it again.
+		e.cmd.Lock()
+		e.cmd.Unlock()
+	}
+	if e != nil && r.Seq > e.version() {
 		p, erased, err := s.read(ctx, r)
 		if err != nil {
 			return err

@@ -90,8 +90,10 @@ func viewAD(e ViewEntry) []byte {
 
 // ViewEvery is how often WriteView is meant to be called: a conversation
 // is written to the view at most once an interval, however many events it
-// takes, and a start catches up from what is at most that old.
-const ViewEvery = 250 * time.Millisecond
+// takes, and a start catches up from what is at most that old. A second:
+// a busy conversation takes a few events a second, and a shorter interval
+// would write it once an event all the same.
+const ViewEvery = time.Second
 
 // viewWriters is how many entries WriteView writes at once.
 const viewWriters = 16

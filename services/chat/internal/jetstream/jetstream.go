@@ -65,10 +65,10 @@ func (s *Store) Append(ctx context.Context, e event.Envelope, version uint64, tt
 		opts = append(opts, natsjs.WithMsgTTL(max(ttl.Truncate(time.Second), time.Second)))
 	}
 	ack, err := s.js.PublishMsg(ctx, e.Msg(subject), opts...)
-	if wrongLastSequence(err) {
-		return 0, fmt.Errorf("append to %s after %d: %w", subject, version, app.ErrStale)
-	}
 	if err != nil {
+		if wrongLastSequence(err) {
+			return 0, fmt.Errorf("append to %s after %d: %w", subject, version, app.ErrStale)
+		}
 		return 0, fmt.Errorf("append to %s: %w", subject, err)
 	}
 	if ack.Duplicate {
