@@ -63,6 +63,13 @@ type Keys struct {
 	Pseudonym seal.Key `json:"pseudonym"`
 }
 
+// Forget drops the ciphers seal keeps prepared for k (see seal.Forget):
+// what a cache of keys does when their person is erased.
+func (k Keys) Forget() {
+	seal.Forget(k.Data)
+	seal.Forget(k.Pseudonym)
+}
+
 // Erased is the broadcast sent when a person's keys are destroyed.
 type Erased struct {
 	Tenant string `json:"tenant"`
@@ -130,6 +137,9 @@ func (c *Cache) OnErase(fn func(Erased)) {
 // Evict forgets the person's keys, remembers that they are erased, and runs
 // the OnErase callbacks.
 func (c *Cache) Evict(e Erased) {
+	if v, ok, _ := c.entries.Get(cacheKey{e.Tenant, e.Person}); ok && v.found {
+		v.keys.Forget()
+	}
 	c.entries.Replace(cacheKey{e.Tenant, e.Person}, entry{erased: true})
 	c.mu.Lock()
 	fns := c.onErase

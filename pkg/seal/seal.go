@@ -2,7 +2,8 @@
 // subject's key, with associated data that binds a ciphertext to the one event
 // (or key record) it was written for, so it cannot be replayed elsewhere.
 //
-// Every function is safe for concurrent use.
+// Every function is safe for concurrent use. The ciphers of keys used lately
+// are kept prepared (see Forget).
 package seal
 
 import (
@@ -12,6 +13,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"sync"
 )
 
 // KeySize is the length of a Key in bytes (AES-256).
@@ -65,7 +67,7 @@ func AD(parts ...string) []byte {
 // Seal encrypts plaintext under k, authenticating ad. The result is the
 // random 12-byte nonce followed by the ciphertext and tag.
 func Seal(k Key, plaintext, ad []byte) ([]byte, error) {
-	aead, err := newGCM(k)
+	aead, err := prepared.get(k)
 	if err != nil {
 		return nil, err
 	}
@@ -79,7 +81,7 @@ func Seal(k Key, plaintext, ad []byte) ([]byte, error) {
 // Open decrypts a ciphertext made by Seal with the same key and associated
 // data. It returns ErrOpen when authentication fails.
 func Open(k Key, ciphertext, ad []byte) ([]byte, error) {
-	aead, err := newGCM(k)
+	aead, err := prepared.get(k)
 	if err != nil {
 		return nil, err
 	}
@@ -104,4 +106,62 @@ func newGCM(k Key) (cipher.AEAD, error) {
 		return nil, fmt.Errorf("gcm: %w", err)
 	}
 	return aead, nil
+}
+
+// Forget drops k's prepared cipher, which holds what the key is derived to,
+// so that it does not outlive the key: the key caches call it when a person
+// is erased. A key not forgotten leaves once aeadsCached others were used
+// after it.
+func Forget(k Key) {
+	prepared.forget(k)
+}
+
+// aeadsCached bounds the prepared ciphers kept, about 1 KiB each.
+const aeadsCached = 4096
+
+// prepared holds the ciphers of keys used lately: preparing one (the AES
+// key schedule and the GCM tables) costs more than sealing a short message,
+// and most of its allocations. Package-wide, as the API takes keys by value.
+var prepared aeadCache
+
+// aeadCache keeps ciphers in two generations: a key found in the previous
+// one moves to the current, and once the current holds half of
+// aeadsCached it becomes the previous, the oldest dropped whole. An
+// AES-GCM cipher holds no state between calls, so one serves every caller.
+type aeadCache struct {
+	mu        sync.RWMutex
+	cur, prev map[Key]cipher.AEAD
+}
+
+func (c *aeadCache) get(k Key) (cipher.AEAD, error) {
+	c.mu.RLock()
+	a, ok := c.cur[k]
+	c.mu.RUnlock()
+	if ok {
+		return a, nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if a, ok := c.cur[k]; ok {
+		return a, nil
+	}
+	a, ok = c.prev[k]
+	if !ok {
+		var err error
+		if a, err = newGCM(k); err != nil {
+			return nil, err
+		}
+	}
+	if len(c.cur) >= aeadsCached/2 || c.cur == nil {
+		c.prev, c.cur = c.cur, make(map[Key]cipher.AEAD, aeadsCached/2)
+	}
+	c.cur[k] = a
+	return a, nil
+}
+
+func (c *aeadCache) forget(k Key) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.cur, k)
+	delete(c.prev, k)
 }

@@ -98,7 +98,7 @@ func run(ctx context.Context, d Deps) error {
 		Policies: settings, OnConflict: conflicts.Inc, Auditor: privacy.NewAudit(d.NC, log), Agents: agents, Profiles: profiles,
 	})
 	d.Keys.OnErase(func(e personkey.Erased) {
-		ctx, cancel := context.WithTimeout(runCtx, forgetTimeout)
+		ctx, cancel := context.WithTimeout(runCtx, viewTimeout)
 		defer cancel()
 		if err := svc.EraseVisitor(ctx, e.Tenant, e.Person); err != nil {
 			// The next start writes it: an open entry whose visitor has no
@@ -118,7 +118,7 @@ func run(ctx context.Context, d Deps) error {
 		if json.Unmarshal(m.Data, &e) != nil {
 			return
 		}
-		ctx, cancel := context.WithTimeout(runCtx, forgetTimeout)
+		ctx, cancel := context.WithTimeout(runCtx, viewTimeout)
 		defer cancel()
 		if err := svc.Forget(ctx, e.Tenant, e.Conversation); err != nil {
 			// The next start removes it: CHAT no longer holds its events.
@@ -148,10 +148,32 @@ func run(ctx context.Context, d Deps) error {
 		return store.Follow(gctx, applied+1, svc.Project, func() { close(caughtUp) })
 	})
 	g.Go(func() error { return settings.Watching(gctx) })
+	g.Go(func() error {
+		t := time.NewTicker(app.ViewEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-gctx.Done():
+				return nil
+			case <-t.C:
+			}
+			// Written by the next tick: a view behind the store costs a
+			// start catching up, nothing more.
+			if err := svc.WriteView(gctx); err != nil && gctx.Err() == nil {
+				log.Warn("write the view", "err", err)
+			}
+		}
+	})
+	defer writeView(ctx, svc, log)
 	select {
 	case <-caughtUp:
 	case <-gctx.Done():
 		return following(g.Wait())
+	}
+	// The view as current as the read models when the service is ready: a
+	// start that caught up far is not caught up again after a crash.
+	if err := svc.WriteView(gctx); err != nil && gctx.Err() == nil {
+		log.Warn("write the view", "err", err)
 	}
 
 	// Requests in flight when ctx ends run to completion: their context is
@@ -176,6 +198,16 @@ func run(ctx context.Context, d Deps) error {
 	return following(g.Wait())
 }
 
+// writeView writes what the read models applied to the view once they
+// stopped, so that the next start catches up from there.
+func writeView(ctx context.Context, svc *app.Service, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), viewTimeout)
+	defer cancel()
+	if err := svc.WriteView(ctx); err != nil {
+		log.Warn("write the view at stop", "err", err)
+	}
+}
+
 // following names the read models' consumer in its error.
 func following(err error) error {
 	if err != nil {
@@ -184,8 +216,10 @@ func following(err error) error {
 	return nil
 }
 
-// forgetTimeout bounds the removal of an erased conversation from the view.
-const forgetTimeout = 10 * time.Second
+// viewTimeout bounds a write to the view that no request waits on: the
+// removal of an erased conversation, an erased visitor's entries, the last
+// write at stop.
+const viewTimeout = 10 * time.Second
 
 // conflictCounter returns the counter of appends that lost the race for a
 // conversation, registered on reg when set. A registry that has it already

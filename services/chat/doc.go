@@ -51,8 +51,8 @@
 //     records the sequence it reflects, assignees sealed under the visitor's
 //     key. At start it is loaded from the view and caught up from CHAT
 //     before any request is served, then kept current by an ordered
-//     consumer, which writes the view after the stream; an instance reads
-//     its own writes at once. Transcripts and exports are read from CHAT
+//     consumer; the view is written after the stream, once a second. An
+//     instance reads its own writes at once. Transcripts and exports are read from CHAT
 //     when asked (batched direct gets of the conversation's subject), a
 //     bounded batch at a time, so memory does not grow with messages.
 //   - Limits, from the tenant's settings, answer rpc.CodeLimited with a

@@ -13,6 +13,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/parley-chat/parley/pkg/event"
@@ -52,9 +53,6 @@ type Record struct {
 	// Expires is when the store removes the event by its tenant's
 	// retention; zero when only the stream's MaxAge applies.
 	Expires time.Time
-	// Pending is how many events the follower of the store had yet to
-	// deliver after this one: 0 when it reached the last.
-	Pending uint64
 }
 
 // expired reports whether r is past its expiry at now.
@@ -147,13 +145,15 @@ type Service struct {
 	state      state
 	// opening serialises the openings of each visitor (see Open).
 	opening stripes
-	// dirty are the entries Project changed since it last wrote the view,
-	// at flushedAt; applied is the sequence it last recorded as applied, at
-	// appliedAt. Only Project uses them.
+	// viewMu guards dirty, the entries Project changed since the view was
+	// last written, and projected, the last event Project applied.
+	viewMu    sync.Mutex
 	dirty     map[*entry]struct{}
-	flushedAt time.Time
-	applied   uint64
-	appliedAt time.Time
+	projected uint64
+	// writing serialises the writes to the View (see WriteView); applied
+	// is the sequence last recorded there, under it.
+	writing sync.Mutex
+	applied uint64
 }
 
 // New returns a Service storing events in events, keeping their view in

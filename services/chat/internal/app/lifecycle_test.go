@@ -2,6 +2,7 @@ package app_test
 
 import (
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -12,6 +13,7 @@ import (
 
 	"github.com/parley-chat/parley/services/chat/internal/app"
 	"github.com/parley-chat/parley/services/chat/internal/conversation"
+	"github.com/parley-chat/parley/services/chat/internal/memstore"
 )
 
 // TestErasedVisitorListedClosed erases a visitor with open conversations:
@@ -97,4 +99,95 @@ func TestExpiredClosedConversationsLeave(t *testing.T) {
 	if _, err := again.Get(t.Context(), v, chatapi.ConversationArgs{Conversation: conv}); !errors.Is(err, conversation.ErrNotFound) {
 		t.Errorf("Get() past retention = %v, want ErrNotFound", err)
 	}
+}
+
+// TestCrashBetweenViewWritesLosesNothing applies events the view is not
+// written with yet — posts, an assignment, a close, a new conversation —
+// and starts again from the view as a crash then leaves it: the instance
+// lists and decides as one started from a view rebuilt from the store
+// alone, and the view it writes equals that one.
+func TestCrashBetweenViewWritesLosesNothing(t *testing.T) {
+	w := newWorld()
+	in := w.start(t)
+	v1, v2 := visitorN(1), visitorN(2)
+	a, b := in.open(t, v1, "a"), in.open(t, v2, "b")
+	in.follow(t)
+	for i := range 5 {
+		if _, err := in.Post(t.Context(), v1, chatapi.PostArgs{Conversation: a, Text: "more", IdempotencyKey: fmt.Sprint("k", i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := in.Assign(t.Context(), supervisor, chatapi.AssignArgs{Conversation: a, Agent: agent.ID}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := in.Close(t.Context(), v2, chatapi.ConversationArgs{Conversation: b}); err != nil {
+		t.Fatal(err)
+	}
+	c := in.open(t, visitorN(3), "c")
+	in.project(t)
+	if _, applied := viewOf(t, w.view); applied >= in.followed {
+		t.Fatalf("view applied %d after the crash, want behind %d", applied, in.followed)
+	}
+
+	again := w.start(t)
+	again.follow(t)
+	rebuilt := (&world{events: w.events, view: &memstore.View{}, keys: w.keys}).start(t)
+	rebuilt.follow(t)
+	if diff := cmp.Diff(rebuilt.list(t, supervisor, "", 10), again.list(t, supervisor, "", 10)); diff != "" {
+		t.Errorf("List() mismatch (-rebuilt +caught up):\n%s", diff)
+	}
+	got, applied := viewOf(t, w.view)
+	want, _ := viewOf(t, rebuilt.w.view)
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("view mismatch (-rebuilt +caught up):\n%s", diff)
+	}
+	if applied != again.followed {
+		t.Errorf("view applied = %d, want %d", applied, again.followed)
+	}
+	// The idempotency index came through: a key posted again is the same post.
+	_, err := again.Post(t.Context(), v1, chatapi.PostArgs{Conversation: a, Text: "more", IdempotencyKey: "k4"})
+	if err != nil {
+		t.Errorf("Post(k4 again) after the crash = %v", err)
+	}
+	if _, err := again.Post(t.Context(), v2, chatapi.PostArgs{Conversation: b, Text: "x"}); !errors.Is(err, conversation.ErrClosed) {
+		t.Errorf("Post(closed) after the crash = %v, want ErrClosed", err)
+	}
+	if _, err := again.Get(t.Context(), supervisor, chatapi.ConversationArgs{Conversation: c}); err != nil {
+		t.Errorf("Get(opened before the crash) = %v", err)
+	}
+}
+
+// viewEntry is what a rebuild reproduces of a view entry: all but the
+// sealed assignee's bytes, whose nonce is random, and the revision.
+type viewEntry struct {
+	Version uint64
+	State   string
+	Open    bool
+	Sealed  bool
+}
+
+// viewOf returns the view's entries by conversation id, and its applied
+// sequence.
+func viewOf(t *testing.T, v *memstore.View) (map[string]viewEntry, uint64) {
+	t.Helper()
+	out := map[string]viewEntry{}
+	add := func(e app.ViewEntry) error {
+		out[e.ID] = viewEntry{Version: e.Version, State: string(e.State), Open: e.Open, Sealed: e.Assignee != nil}
+		return nil
+	}
+	applied, err := v.Load(t.Context(), add)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = v.Closed(t.Context(), "", "", func(k app.ClosedKey) error {
+		e, ok, err := v.Get(t.Context(), k.Tenant, k.Visitor, k.ID)
+		if err != nil || !ok {
+			return fmt.Errorf("closed entry %s: %v, found %v", k.ID, err, ok)
+		}
+		return add(e)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out, applied
 }

@@ -431,9 +431,9 @@ func (s *Service) catchUp(ctx context.Context, e *entry, tenant, id string) erro
 	return s.applyAll(ctx, e, rs)
 }
 
-// Project applies an event read from the stream to the read models and,
-// once it reached the last event or every viewFlushInterval, to the View
-// (see flush), in stream order: it is called by one goroutine, the follower
+// Project applies an event read from the stream to the read models, and
+// marks its conversation for WriteView to write to the View, in stream
+// order: it is called by one goroutine, the follower
 // of the event store. Events already applied (by this instance's own commands, or
 // twice delivered) are skipped by their sequence, so Project is idempotent.
 // An event of a closed conversation this instance does not hold loads it
@@ -453,6 +453,13 @@ func (s *Service) Project(ctx context.Context, r Record) error {
 		}
 	}
 	if e != nil && r.Seq > e.version() {
+		// A command of this instance applies the event it appended once the
+		// store acknowledged it, about when the follower is handed it:
+		// waiting for the command in flight spares opening it again.
+		e.cmd.Lock()
+		e.cmd.Unlock()
+	}
+	if e != nil && r.Seq > e.version() {
 		p, erased, err := s.read(ctx, r)
 		if err != nil {
 			return err
@@ -460,10 +467,13 @@ func (s *Service) Project(ctx context.Context, r Record) error {
 		e.apply(r, p, erased)
 		s.state.track(e)
 	}
+	s.viewMu.Lock()
+	defer s.viewMu.Unlock()
 	if e != nil {
 		s.dirty[e] = struct{}{}
 	}
-	return s.flush(ctx, r)
+	s.projected = r.Seq
+	return nil
 }
 
 // EraseVisitor marks the visitor's conversations erased, as they are
@@ -472,6 +482,8 @@ func (s *Service) Project(ctx context.Context, r Record) error {
 // keys (personkey.Erased). Those it does not hold are closed in the View
 // already, and come back erased when read (see openView).
 func (s *Service) EraseVisitor(ctx context.Context, tenant, visitor string) error {
+	s.writing.Lock()
+	defer s.writing.Unlock()
 	var errs []error
 	s.state.each(tenant, true, func(e *entry, c conversation.Conversation) {
 		if c.Visitor != visitor {
@@ -513,5 +525,9 @@ func (s *stripes) of(tenant, id string) *sync.Mutex {
 // the next start removes it, as the store holds none of its events.
 func (s *Service) Forget(ctx context.Context, tenant, conversation string) error {
 	s.state.forget(tenant, conversation)
+	// After a write of WriteView under way, which could put it back; the
+	// next skips it (see storeView).
+	s.writing.Lock()
+	defer s.writing.Unlock()
 	return s.view.Remove(ctx, tenant, conversation)
 }

@@ -138,8 +138,18 @@ func (w *world) startWith(t testing.TB, o app.Options) *instance {
 }
 
 // follow hands the instance every event stored since it last followed, as
-// its follower of the store does.
+// its follower of the store does, then writes the view as its writer does
+// next.
 func (in *instance) follow(t testing.TB) {
+	t.Helper()
+	in.project(t)
+	if err := in.WriteView(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// project is follow without the view's write: what a crash before it leaves.
+func (in *instance) project(t testing.TB) {
 	t.Helper()
 	for _, r := range in.w.events.Since(in.followed) {
 		if err := in.Project(t.Context(), r); err != nil {

@@ -88,13 +88,14 @@ func viewAD(e ViewEntry) []byte {
 	return seal.AD("chat-view", e.Tenant, e.ID, e.Visitor, strconv.FormatUint(e.Version, 10))
 }
 
-// viewFlushInterval is how often Project writes the view while it is
-// behind the store, catching up: a conversation that takes many events then
-// is written once an interval, not once an event. At the last event it
-// writes at once.
-const viewFlushInterval = time.Second
+// ViewEvery is how often WriteView is meant to be called: a conversation
+// is written to the view at most once an interval, however many events it
+// takes, and a start catches up from what is at most that old. A second:
+// a busy conversation takes a few events a second, and a shorter interval
+// would write it once an event all the same.
+const ViewEvery = time.Second
 
-// viewWriters is how many entries a flush writes at once.
+// viewWriters is how many entries WriteView writes at once.
 const viewWriters = 16
 
 // storeView writes e's state to the view unless the view has it at its
@@ -113,7 +114,8 @@ func (s *Service) storeView(ctx context.Context, e *entry) error {
 	open := st.Conv.Status == conversation.Open
 	// Rewritten also when only its status moved: a visitor's erasure
 	// closes the conversation with no event.
-	if !st.Conv.Exists() || st.Conv.Version <= written && open == wasOpen {
+	// A forgotten conversation is not written back after its removal.
+	if !st.Conv.Exists() || st.Conv.Version <= written && open == wasOpen || s.state.isErased(st.Conv.Tenant, st.Conv.ID) {
 		return nil
 	}
 	if open != wasOpen {
@@ -249,38 +251,43 @@ func (s *Service) Prune(ctx context.Context, held func(tenant, id string) bool) 
 	})
 }
 
-// flush writes the entries Project changed to the view, then records that
-// every event up to r is in it, when r is the last event the follower had
-// to deliver or viewFlushInterval passed since the last flush. Until then,
-// the view and its applied sequence stay behind the store, never ahead.
-func (s *Service) flush(ctx context.Context, r Record) error {
-	now := s.now()
-	if r.Pending > 0 && now.Sub(s.flushedAt) < viewFlushInterval {
-		return nil
+// WriteView writes the entries Project changed since the last call to the
+// view, then records that every event Project had applied by then is in it.
+// A conversation that took many events meanwhile is written once; nothing is
+// recorded as applied that a written entry does not reflect, so the view and
+// its applied sequence stay behind the store, never ahead, and a crash
+// between two calls costs a start the events since the last one again. On
+// an error the entries are written by the next call. It is safe to call
+// beside Project; calls are serialised.
+func (s *Service) WriteView(ctx context.Context) error {
+	s.writing.Lock()
+	defer s.writing.Unlock()
+	s.viewMu.Lock()
+	var dirty map[*entry]struct{}
+	if len(s.dirty) > 0 {
+		dirty, s.dirty = s.dirty, make(map[*entry]struct{}, len(s.dirty))
 	}
+	upTo := s.projected
+	s.viewMu.Unlock()
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(viewWriters)
-	for e := range s.dirty {
+	for e := range dirty {
 		g.Go(func() error { return s.storeView(gctx, e) })
 	}
 	if err := g.Wait(); err != nil {
+		s.viewMu.Lock()
+		for e := range dirty {
+			s.dirty[e] = struct{}{}
+		}
+		s.viewMu.Unlock()
 		return err
 	}
-	clear(s.dirty)
-	s.flushedAt = now
-	// Recorded once an interval, or once viewAppliedEvery events when at
-	// the last event, which costs a restart at most that many events again
-	// rather than one more write per event.
-	if now.Sub(s.appliedAt) < viewFlushInterval && (r.Pending > 0 || r.Seq-s.applied < viewAppliedEvery) {
+	if upTo <= s.applied {
 		return nil
 	}
-	if err := s.view.Applied(ctx, r.Seq); err != nil {
+	if err := s.view.Applied(ctx, upTo); err != nil {
 		return err
 	}
-	s.applied, s.appliedAt = r.Seq, now
+	s.applied = upTo
 	return nil
 }
-
-// viewAppliedEvery is how many events past the last recorded applied
-// sequence Project records it again once at the last event.
-const viewAppliedEvery = 1000

@@ -75,10 +75,10 @@ func (s *Store) Append(ctx context.Context, e event.Envelope, version uint64, tt
 		opts = append(opts, natsjs.WithMsgTTL(max(ttl.Truncate(time.Second), time.Second)))
 	}
 	ack, err := s.js.PublishMsg(ctx, e.Msg(subject), opts...)
-	if wrongLastSequence(err) {
-		return 0, fmt.Errorf("append to %s after %d: %w", subject, version, app.ErrStale)
-	}
 	if err != nil {
+		if wrongLastSequence(err) {
+			return 0, fmt.Errorf("append to %s after %d: %w", subject, version, app.ErrStale)
+		}
 		return 0, fmt.Errorf("append to %s: %w", subject, err)
 	}
 	if ack.Duplicate {
@@ -319,7 +319,7 @@ func (s *Store) Follow(ctx context.Context, from uint64, h Handler, caughtUp fun
 		if err != nil {
 			s.log.Warn("skip stored message", "stream_seq", md.Sequence.Stream, "err", err)
 		} else if err := s.Retry(ctx, "apply event", func(ctx context.Context) error {
-			return h(ctx, app.Record{Seq: md.Sequence.Stream, Event: e, Expires: expires(m.Headers(), e.At), Pending: md.NumPending})
+			return h(ctx, app.Record{Seq: md.Sequence.Stream, Event: e, Expires: expires(m.Headers(), e.At)})
 		}, "stream_seq", md.Sequence.Stream); err != nil {
 			return nil // ctx is done
 		}

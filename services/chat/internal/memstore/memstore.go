@@ -104,9 +104,5 @@ func (s *Store) Read(_ context.Context, tenant, conversation string, after uint6
 func (s *Store) Since(after uint64) []app.Record {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	rs := slices.DeleteFunc(slices.Clone(s.events[min(after, uint64(len(s.events))):]), func(r app.Record) bool { return s.deleted[r.Seq] })
-	for i := range rs {
-		rs[i].Pending = uint64(len(rs) - 1 - i)
-	}
-	return rs
+	return slices.DeleteFunc(slices.Clone(s.events[min(after, uint64(len(s.events))):]), func(r app.Record) bool { return s.deleted[r.Seq] })
 }

@@ -51,6 +51,9 @@ func (a *App) GetKeys(ctx context.Context, tenant, subject string, create bool) 
 // Forget drops the subject's keys from this instance's memory. The privacy
 // service calls it for every erasure broadcast, its own included.
 func (a *App) Forget(tenant, subject string) {
+	if k, ok, _ := a.keyCache.Get(subjectID{tenant, subject}); ok {
+		k.Forget()
+	}
 	a.keyCache.Forget(subjectID{tenant, subject})
 }
 

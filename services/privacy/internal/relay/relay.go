@@ -570,10 +570,13 @@ func (r *Relay) expiry(stored time.Time, h nats.Header, e event.Envelope) (*nats
 // none left (erased, or expired with their conversations).
 func (r *Relay) visitorKeys(ctx context.Context, e event.Envelope) (personkey.Keys, error) {
 	k, err := r.app.GetKeys(ctx, e.Tenant, e.Person, false)
+	if err == nil {
+		return k, nil
+	}
 	if errors.Is(err, keyring.ErrErased) || errors.Is(err, keyring.ErrNotFound) || invalid(err) {
 		return personkey.Keys{}, errSkip
 	}
-	return k, err
+	return personkey.Keys{}, err
 }
 
 // facts returns the facts of the event e when the visitor consented; and,
@@ -711,10 +714,11 @@ func (r *Relay) agentPseudonym(ctx context.Context, tenant, agent string) (strin
 		return "", nil
 	}
 	k, err := r.app.GetKeys(ctx, tenant, agent, true)
-	if errors.Is(err, keyring.ErrErased) || invalid(err) {
+	switch {
+	case err == nil:
+	case errors.Is(err, keyring.ErrErased) || invalid(err):
 		return "", nil
-	}
-	if err != nil {
+	default:
 		return "", fmt.Errorf("agent keys: %w", err)
 	}
 	return analyticsapi.Pseudonym(k.Pseudonym, agent), nil
