@@ -43,8 +43,9 @@ func measureMessages(t *testing.T) int {
 
 // seed stores messages of 64 bytes spread over conversations, each of its
 // own visitor, as the chat service stores them (sealed, with the default
-// retention's TTL), straight into CHAT: far faster than through the
-// service, and the same to a restart.
+// retention's TTL and the event id as Nats-Msg-Id), straight into CHAT, and
+// a fact of each into ANALYTICS as the relay would: far faster than
+// through the services, and the same to a restart.
 func seed(t *testing.T, s *natsembed.Server, ks *keyService, prefix string, conversations, messages int) []string {
 	t.Helper()
 	_, js := natstest.Connect(t, s)
@@ -164,7 +165,8 @@ func profile(t *testing.T, name string) {
 // 1,000 conversations (fewer when there are fewer messages): a first start
 // and a restart. The embedded NATS server shares the process; its block
 // cache, which the reads fill, expires after a few seconds of quiet, so the
-// heap is measured again after 10 seconds.
+// heap is measured again after 10 seconds. With PARLEY_MEASURE_PROFILES
+// set to a directory, a heap profile is written there at each point.
 func TestMeasureStart(t *testing.T) {
 	n, s, _ := measureServer(t)
 	for _, run := range []string{"first start", "restart"} {
