@@ -58,7 +58,7 @@ const (
 // server's memory is its write rate times its window, so the streams
 // written at the rate of the messages get the shortest window that their
 // idempotency needs (measured in BENCHMARKS.md: with two-minute windows,
-// `parley all` restarted after a burst of 4,800 messages a second held
+// `parley all` restarted after a burst of 4,571 messages a second held
 // about 150 MiB of ids).
 const (
 	// defaultDuplicates is the window of the streams written at the rate
