@@ -23,6 +23,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
 	"k8s.io/client-go/kubernetes/scheme"
@@ -169,6 +170,7 @@ func TestOverlays(t *testing.T) {
 			checkServices(t, m)
 			checkNATSConfig(t, m)
 			checkStreamsApply(t, m)
+			checkMemoryLimits(t, m)
 			for _, svc := range services {
 				checkParleyService(t, m, svc)
 			}
@@ -226,6 +228,43 @@ func checkWorkloads(t *testing.T, m manifests) {
 				t.Errorf("%s: capabilities must drop ALL and add none", where)
 			}
 			checkExpansions(t, where, c)
+		}
+	}
+}
+
+// checkMemoryLimits holds every Go container that keeps running (all but
+// ClickHouse's) to a soft memory limit below its memory limit: Parley's
+// are given their limit (PARLEY_MEMORY_LIMIT from the pod spec) and take
+// 90% of it; nats-server reads only GOMEMLIMIT, written out, at most 90%.
+func checkMemoryLimits(t *testing.T, m manifests) {
+	t.Helper()
+	for _, w := range m.workloads() {
+		if w.name == "clickhouse" {
+			continue
+		}
+		for _, c := range w.pod.Spec.Containers {
+			where := fmt.Sprintf("%s %s container %s", w.kind, w.name, c.Name)
+			limit := c.Resources.Limits[corev1.ResourceMemory]
+			env := map[string]corev1.EnvVar{}
+			for _, e := range c.Env {
+				env[e.Name] = e
+			}
+			if e, ok := env["GOMEMLIMIT"]; ok {
+				soft, err := resource.ParseQuantity(strings.TrimSuffix(e.Value, "B"))
+				if err != nil {
+					t.Errorf("%s: GOMEMLIMIT %q: %v", where, e.Value, err)
+					continue
+				}
+				if soft.Value() > limit.Value()*9/10 {
+					t.Errorf("%s: GOMEMLIMIT %s above 90%% of the memory limit %s", where, e.Value, limit.String())
+				}
+				continue
+			}
+			ref := env["PARLEY_MEMORY_LIMIT"].ValueFrom
+			if ref == nil || ref.ResourceFieldRef == nil || ref.ResourceFieldRef.Resource != "limits.memory" ||
+				ref.ResourceFieldRef.ContainerName != "" && ref.ResourceFieldRef.ContainerName != c.Name {
+				t.Errorf("%s: neither GOMEMLIMIT nor PARLEY_MEMORY_LIMIT from its limits.memory", where)
+			}
 		}
 	}
 }

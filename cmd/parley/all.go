@@ -128,6 +128,8 @@ func runAll(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs.Float64Var(&cfg.RateLimit, "rate-limit", 0, "requests per second per principal (0: the default of 50, negative: no limit)")
 	gatewayLimitFlags(fs, &cfg.MaxSessions, &cfg.MaxConnsPerAddr, &cfg.ClientAddrHeader)
 	keyCacheFlag(fs, &cfg.KeyCacheSize)
+	var memoryLimit int64
+	memoryLimitFlag(fs, &memoryLimit)
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	if err := parseFlags(fs, args, stdout, stderr); err != nil {
@@ -137,6 +139,7 @@ func runAll(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
+	setMemoryLimit(memoryLimit, log)
 	a, err := startAll(ctx, cfg, log)
 	if err != nil {
 		return err

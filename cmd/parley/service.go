@@ -63,6 +63,8 @@ func runService(ctx context.Context, name string, args []string, stdout, stderr 
 	if name != "analytics" {
 		keyCacheFlag(fs, &cfg.KeyCacheSize)
 	}
+	var memoryLimit int64
+	memoryLimitFlag(fs, &memoryLimit)
 	logFormat := fs.String("log-format", "json", "log format: text or json")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	if err := parseFlags(fs, args, stdout, stderr); err != nil {
@@ -85,6 +87,7 @@ func runService(ctx context.Context, name string, args []string, stdout, stderr 
 		return err
 	}
 	log = log.With("service", name)
+	setMemoryLimit(memoryLimit, log)
 
 	opts := busOptions(name, log)
 	if cfg.NATSCreds != "" {

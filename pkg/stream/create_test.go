@@ -156,3 +156,38 @@ func TestApply(t *testing.T) {
 		t.Errorf("Apply() again (-want +got):\n%s", diff)
 	}
 }
+
+// TestApplyShortensDuplicateWindows takes over CHAT and ANALYTICS as
+// earlier versions defined them, with two-minute duplicate windows: Apply
+// gives the running streams this version's shorter ones, which the server
+// then holds the ids of.
+func TestApplyShortensDuplicateWindows(t *testing.T) {
+	_, js := natstest.Connect(t, natstest.Start(t, ""))
+	ctx := t.Context()
+	for _, name := range []string{stream.Chat, stream.Analytics} {
+		cfg, err := stream.Config(name, stream.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cfg.Duplicates >= 2*time.Minute {
+			t.Errorf("Config(%s).Duplicates = %v, want less than the 2m0s of earlier versions", name, cfg.Duplicates)
+		}
+		cfg.Duplicates = 2 * time.Minute
+		if _, err := js.CreateStream(ctx, cfg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := stream.Apply(ctx, js, stream.Options{}); err != nil {
+		t.Fatalf("Apply() error = %v", err)
+	}
+	for _, name := range []string{stream.Chat, stream.Analytics} {
+		want, _ := stream.Config(name, stream.Options{})
+		s, err := js.Stream(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := s.CachedInfo().Config.Duplicates; got != want.Duplicates {
+			t.Errorf("%s's duplicate window after Apply() = %v, want %v", name, got, want.Duplicates)
+		}
+	}
+}

@@ -56,6 +56,32 @@ const (
 	analyticsMaxAge   = 7 * 24 * time.Hour
 )
 
+// Duplicate windows. JetStream holds the Nats-Msg-Id of every message of a
+// stream's window in memory, about 140 bytes each, and rebuilds that set
+// from the stored messages at every start: a stream's share of the
+// server's memory is its write rate times its window, so the streams
+// written at the rate of the messages get the shortest window that their
+// idempotency needs (measured in BENCHMARKS.md: with two-minute windows,
+// `parley all` restarted after a burst of 4,571 messages a second held
+// about 150 MiB of ids).
+const (
+	// defaultDuplicates is the window of the streams written at the rate
+	// of conversations, staff actions or erasures, never of messages.
+	defaultDuplicates = 2 * time.Minute
+	// chatDuplicates: a repeated request on the same conversation finds
+	// its event through the stream's expected sequence and chat's
+	// idempotency index, whatever the window (TestKeyedRepeatPastDuplicateWindow);
+	// the window only turns away, with 422, a key reused on another
+	// conversation or call while the first may still be in flight (the
+	// bus's request timeout is 5 s) or promptly retried.
+	chatDuplicates = 30 * time.Second
+	// analyticsDuplicates outlasts twice the privacy relay's AckWait
+	// (30 s), so that the facts of an event redelivered to it are dropped
+	// as duplicates (checked by the relay's tests); ClickHouse keeps one
+	// row per fact id for anything later.
+	analyticsDuplicates = time.Minute
+)
+
 var tokenRe = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 
 // ValidToken reports whether s may be used as one token of a NATS subject:
@@ -124,12 +150,13 @@ func Config(name string, o Options) (jetstream.StreamConfig, error) {
 		Name:        name,
 		Storage:     jetstream.FileStorage,
 		Replicas:    replicas,
-		Duplicates:  2 * time.Minute,
+		Duplicates:  defaultDuplicates,
 		AllowDirect: true,
 	}
 	switch name {
 	case Chat:
 		base.Subjects = []string{"chat.*.*"}
+		base.Duplicates = chatDuplicates
 		base.RePublish = &jetstream.RePublish{Source: "chat.>", Destination: LiveChatSubjects}
 		base.MaxAge = chatMaxAge
 		base.AllowMsgTTL = true
@@ -140,6 +167,7 @@ func Config(name string, o Options) (jetstream.StreamConfig, error) {
 		base.DenyPurge = true
 	case Analytics:
 		base.Subjects = []string{"analytics.*.*"}
+		base.Duplicates = analyticsDuplicates
 		base.MaxAge = analyticsMaxAge
 	case Audit:
 		base.Subjects = []string{"audit.*"}

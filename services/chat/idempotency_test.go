@@ -198,3 +198,57 @@ func TestKeyReusedForAnotherRequest(t *testing.T) {
 		t.Errorf("transcript mismatch (-want +got):\n%s", diff)
 	}
 }
+
+// TestKeyedRepeatPastDuplicateWindow repeats keyed requests after CHAT's
+// duplicate window has forgotten their ids, behind more keyed posts than
+// the index holds exactly: each still answers what it stored, and nothing
+// is stored twice. The window only turns away a key reused elsewhere
+// (TestKeyReusedForAnotherRequest), which is why CHAT's may be short.
+func TestKeyedRepeatPastDuplicateWindow(t *testing.T) {
+	s := natstest.Start(t, "")
+	_, js := natstest.Connect(t, s)
+	const window = 200 * time.Millisecond
+	cfg, err := stream.Config(stream.Chat, stream.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Duplicates = window
+	if _, err := js.CreateStream(t.Context(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	ks := startKeyService(t, s)
+	ks.add(t, tenant, visitor.ID)
+	startChat(t, s)
+	c := newClient(t, s)
+
+	openArgs := chatapi.OpenArgs{Text: "hello", IdempotencyKey: "open-1"}
+	var opened chatapi.OpenResult
+	c.must(visitor, chatapi.OpenSubject, openArgs, &opened)
+	first, err := c.postKeyed(visitor, opened.ID, "first", "k1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 20 {
+		if _, err := c.postKeyed(visitor, opened.ID, fmt.Sprint("more ", i), fmt.Sprint("more-", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stored := time.Now()
+	natstest.Until(t, 10*time.Second, "CHAT's duplicate window passed", func() bool { return time.Since(stored) > 2*window })
+
+	var again chatapi.OpenResult
+	c.must(visitor, chatapi.OpenSubject, openArgs, &again)
+	if again.ID != opened.ID {
+		t.Errorf("Open(same key) past the window = %q, want %q", again.ID, opened.ID)
+	}
+	got, err := c.postKeyed(visitor, opened.ID, "first", "k1")
+	if err != nil {
+		t.Fatalf("Post(same key) past the window error = %v", err)
+	}
+	if diff := cmp.Diff(first, got); diff != "" {
+		t.Errorf("Post(same key) past the window mismatch (-first +again):\n%s", diff)
+	}
+	if n := len(c.messages(visitor, opened.ID)); n != 22 {
+		t.Errorf("transcript holds %d messages, want 22: the opening and 21 posts, each once", n)
+	}
+}

@@ -1,17 +1,22 @@
 package chat_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
+	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/parley-chat/parley/pkg/analyticsapi"
 	"github.com/parley-chat/parley/pkg/auth"
 	"github.com/parley-chat/parley/pkg/chatapi"
 	"github.com/parley-chat/parley/pkg/event"
@@ -38,12 +43,13 @@ func measureMessages(t *testing.T) int {
 
 // seed stores messages of 64 bytes spread over conversations, each of its
 // own visitor, as the chat service stores them (sealed, with the default
-// retention's TTL), straight into CHAT: far faster than through the
-// service, and the same to a restart.
+// retention's TTL and the event id as Nats-Msg-Id), straight into CHAT, and
+// a fact of each into ANALYTICS as the relay would: far faster than
+// through the services, and the same to a restart.
 func seed(t *testing.T, s *natsembed.Server, ks *keyService, prefix string, conversations, messages int) []string {
 	t.Helper()
 	_, js := natstest.Connect(t, s)
-	if err := stream.Ensure(t.Context(), js, stream.Options{}, stream.Chat); err != nil {
+	if err := stream.Ensure(t.Context(), js, stream.Options{}, stream.Chat, stream.Analytics); err != nil {
 		t.Fatal(err)
 	}
 	text := strings.Repeat("x", 64)
@@ -66,6 +72,11 @@ func seed(t *testing.T, s *natsembed.Server, ks *keyService, prefix string, conv
 		if _, err := js.PublishMsgAsync(env.Msg(stream.ChatSubject(tenant, convs[i])), jetstream.WithMsgTTL(365*24*time.Hour)); err != nil {
 			t.Fatal(err)
 		}
+		// The relay derives a fact of each event into ANALYTICS, where
+		// they wait with no ClickHouse to take them, as in the bench.
+		if _, err := js.PublishMsgAsync(factMsg(env)); err != nil {
+			t.Fatal(err)
+		}
 		if pending++; pending%2000 == 0 {
 			<-js.PublishAsyncComplete()
 		}
@@ -79,6 +90,20 @@ func seed(t *testing.T, s *natsembed.Server, ks *keyService, prefix string, conv
 	}
 	<-js.PublishAsyncComplete()
 	return convs
+}
+
+// factMsg returns a fact as the relay derives it from e: its
+// Nats-Msg-Id is the fact id, its body of the size of a real one.
+func factMsg(e event.Envelope) *nats.Msg {
+	f := analyticsapi.Fact{
+		ID: analyticsapi.FactID(e.ID, analyticsapi.KindMessage), Tenant: e.Tenant, Kind: analyticsapi.KindMessage, At: e.At,
+		Conversation: strings.Repeat("c", 64), Visitor: strings.Repeat("v", 64), Role: string(auth.RoleVisitor), Length: analyticsapi.Length21to100,
+	}
+	data, _ := json.Marshal(f)
+	m := nats.NewMsg(analyticsapi.Subject(f.Tenant, f.Kind))
+	m.Header.Set(jetstream.MsgIDHeader, f.ID)
+	m.Data = data
+	return m
 }
 
 // measureServer starts what every measurement runs against: a NATS server
@@ -117,12 +142,31 @@ func heap(t *testing.T) (live, rss uint64) {
 	return ms.HeapAlloc, rss
 }
 
+// profile writes a heap profile named name into PARLEY_MEASURE_PROFILES,
+// when set.
+func profile(t *testing.T, name string) {
+	t.Helper()
+	dir := os.Getenv("PARLEY_MEASURE_PROFILES")
+	if dir == "" {
+		return
+	}
+	f, err := os.Create(filepath.Join(dir, strings.ReplaceAll(name, " ", "-")+".pprof"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := pprof.Lookup("heap").WriteTo(f, 0); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestMeasureStart measures the chat service's start to ready and the heap
 // it holds once ready, with PARLEY_MEASURE_MESSAGES retained messages over
 // 1,000 conversations (fewer when there are fewer messages): a first start
 // and a restart. The embedded NATS server shares the process; its block
 // cache, which the reads fill, expires after a few seconds of quiet, so the
-// heap is measured again after 10 seconds.
+// heap is measured again after 10 seconds. With PARLEY_MEASURE_PROFILES
+// set to a directory, a heap profile is written there at each point.
 func TestMeasureStart(t *testing.T) {
 	n, s, _ := measureServer(t)
 	for _, run := range []string{"first start", "restart"} {
@@ -131,8 +175,10 @@ func TestMeasureStart(t *testing.T) {
 		in := startChat(t, s)
 		ready := time.Since(start)
 		live, rss := heap(t)
+		profile(t, run+" ready")
 		time.Sleep(10 * time.Second) // let the server's block cache expire; a measurement, not a test
 		settled, settledRSS := heap(t)
+		profile(t, run+" settled")
 		t.Logf("%d messages, %s: ready in %v; heap +%d MiB at ready, +%d MiB 10 s later; RSS %d MiB → %d MiB → %d MiB",
 			n, run, ready.Round(time.Millisecond), (int64(live)-int64(base))>>20, (int64(settled)-int64(base))>>20, baseRSS>>20, rss>>20, settledRSS>>20)
 		if err := in.stop(); err != nil {
