@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"github.com/parley-chat/parley/pkg/analyticsapi"
 	"github.com/parley-chat/parley/pkg/natsembed/natstest"
 	"github.com/parley-chat/parley/pkg/stream"
+	"github.com/parley-chat/parley/pkg/watermilljs"
 )
 
 // memStore is a Store in memory: the batches inserted, in order.
@@ -25,7 +27,7 @@ type memStore struct {
 func (s *memStore) Insert(_ context.Context, facts []analyticsapi.Fact) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.batches = append(s.batches, facts)
+	s.batches = append(s.batches, slices.Clone(facts))
 	return nil
 }
 
@@ -75,4 +77,34 @@ func TestBacklogTailGoesWhenIdle(t *testing.T) {
 		}
 	})
 	natstest.Until(t, 30*time.Second, "the backlog inserted", func() bool { return st.facts() == backlog })
+}
+
+// BenchmarkRead measures reading a fact into a batch: its decoding and the
+// batch's growth, per fact.
+func BenchmarkRead(b *testing.B) {
+	msgs := make([]watermilljs.Msg, MaxBatch)
+	for i := range msgs {
+		v := fmt.Sprintf("%043d", i%50)
+		f := analyticsapi.Fact{
+			ID: fmt.Sprintf("%s-%d:%s", v[:12], i, analyticsapi.KindMessage), Tenant: "acme", Kind: analyticsapi.KindMessage,
+			At: time.Now(), Conversation: v, Visitor: v, Role: "visitor", Length: analyticsapi.Length21to100,
+		}
+		data, err := json.Marshal(f)
+		if err != nil {
+			b.Fatal(err)
+		}
+		msgs[i].Subject = analyticsapi.Subject("acme", analyticsapi.KindMessage)
+		msgs[i].Payload = data
+	}
+	in := New(nil, slog.New(slog.DiscardHandler), nil, nil)
+	batch := newBatch()
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		if in.read(batch, msgs[i%len(msgs)]) != nil {
+			b.Fatal("erasure read from a fact")
+		}
+		if len(batch.facts) == MaxBatch {
+			batch.reset()
+		}
+	}
 }
