@@ -94,8 +94,9 @@ func (s *Subscriber) SubscribeBatches(ctx context.Context, topic string) (*Batch
 	return b, nil
 }
 
-// C delivers the messages, a slice at a time; the receiver owns each
-// slice.
+// C delivers the messages, a slice at a time. A slice is the receiver's
+// until its next receive, when it is filled again: what is kept longer is
+// copied.
 func (b *Batches) C() <-chan []Msg { return b.c }
 
 // Ack acknowledges m and every message delivered before it. Messages must
@@ -125,8 +126,11 @@ func (b *Batches) run(ctx context.Context, cons jetstream.Consumer) {
 	b.s.keep(ctx, b.topic, cons, b.s.batchConsumer, b.pull)
 }
 
-// forward hands what was pulled to the reader until ctx is done.
+// forward hands what was pulled to the reader until ctx is done. Two
+// slices take turns, so that none is allocated for each: the one the
+// reader holds and the one being filled.
 func (b *Batches) forward(ctx context.Context) {
+	var held, free []Msg
 	for {
 		select {
 		case <-b.ready:
@@ -135,13 +139,16 @@ func (b *Batches) forward(ctx context.Context) {
 		}
 		b.mu.Lock()
 		msgs := b.buf
-		b.buf = make([]Msg, 0, cap(msgs))
+		b.buf = free[:0]
 		b.mu.Unlock()
 		select {
 		case b.c <- msgs:
 		case <-ctx.Done():
 			return
 		}
+		// This receive ended the reader's hold on the slice before.
+		free, held = held, msgs
+		clear(free) // the messages' payloads may go
 	}
 }
 
