@@ -15,8 +15,10 @@
 // counted once by the store (one row per fact id). The consumer has one
 // reader: Parley runs one analytics instance.
 //
-// Erasure requests stored in the stream (analyticsapi.KindErasure) are
-// performed in stream order: the batch before them is inserted first.
+// Erasure requests stored in the stream (analyticsapi.KindErasure) keep
+// stream order: the batch before one is inserted first, no later one
+// inserts the pseudonym's facts, and nothing after it is acked before its
+// rows are deleted.
 package ingest
 
 import (
@@ -286,26 +288,60 @@ type job struct {
 	args  analyticsapi.EraseArgs
 }
 
-// write performs jobs in order until jobs is closed, acking each once
-// done, and hands each batch inserted to free. A job the store fails is
-// retried, once the store answers again, before any later one: the reader
-// meanwhile fills the queue and stops, so nothing more is read, and the
-// job's facts stay unanswered rather than redelivered over and over. When
-// ctx ends, the jobs left are dropped, unanswered: the stream delivers
-// them again to the next reader.
+// write performs jobs in order until jobs is closed or ctx ends, and
+// hands each batch inserted to free. A batch the store fails is retried,
+// once the store answers again, before any later one: the reader meanwhile
+// fills the queue and stops, so nothing more is read, and the batch's
+// facts stay unanswered rather than redelivered over and over. An erasure
+// request marks its pseudonym erased at once, so that no later batch
+// inserts its facts, and deletes the rows already inserted in the
+// background while later batches go in: a deletion is a ClickHouse
+// mutation, which can take longer than inserting a whole batch, and a
+// drain's erasures had held its inserts back for as long. Acks keep stream
+// order: nothing after an erasure request is acked before its deletion is
+// done. What is left unanswered when ctx ends the stream delivers again to
+// the next reader.
 func (in *Ingester) write(ctx context.Context, batches *watermilljs.Batches, jobs <-chan job, free chan<- *batch) {
-	for j := range jobs {
-		for ctx.Err() == nil {
-			st, err := in.store(ctx)
-			if err == nil && in.perform(ctx, st, j) {
-				batches.Ack(j.last())
-				break
-			}
-			if ctx.Err() == nil {
-				in.recover(ctx)
-			}
+	var (
+		erasing []<-chan struct{} // deletions running, in stream order
+		done    watermilljs.Msg   // the last message done
+		owed    bool              // done is not acked yet
+	)
+	defer func() {
+		for _, e := range erasing {
+			<-e // each ends with ctx
 		}
-		if j.batch != nil {
+	}()
+	ack := func() {
+		if owed && len(erasing) == 0 {
+			batches.Ack(done)
+			owed = false
+		}
+	}
+	for {
+		var erased <-chan struct{}
+		if len(erasing) > 0 {
+			erased = erasing[0]
+		}
+		select {
+		case <-erased:
+			erasing = erasing[1:]
+			ack()
+		case j, open := <-jobs:
+			if !open {
+				return
+			}
+			if j.erase != nil {
+				in.MarkErased(j.args.Tenant, j.args.Pseudonym)
+				erasing = append(erasing, in.eraseInBackground(ctx, j.args))
+				done, owed = *j.erase, true
+				continue
+			}
+			if !in.insert(ctx, j.batch) {
+				return
+			}
+			done, owed = j.batch.last, true
+			ack()
 			j.batch.reset()
 			select {
 			case free <- j.batch:
@@ -315,28 +351,43 @@ func (in *Ingester) write(ctx context.Context, batches *watermilljs.Batches, job
 	}
 }
 
-// perform inserts j's batch or performs j's erasure; false means the store
-// failed.
-func (in *Ingester) perform(ctx context.Context, st Store, j job) bool {
-	if j.batch != nil {
-		return in.flush(ctx, st, j.batch)
-	}
-	if _, err := in.Erase(ctx, st, j.args.Tenant, j.args.Pseudonym); err != nil {
-		if ctx.Err() == nil {
-			in.log.Warn("erase pseudonym's rows, will retry", "err", err)
+// insert inserts b, retrying once the store answers again; false means ctx
+// ended first.
+func (in *Ingester) insert(ctx context.Context, b *batch) bool {
+	for ctx.Err() == nil {
+		st, err := in.store(ctx)
+		if err == nil && in.flush(ctx, st, b) {
+			return true
 		}
-		return false
+		if ctx.Err() == nil {
+			in.recover(ctx)
+		}
 	}
-	return true
+	return false
 }
 
-// last is the message whose ack answers j: the last one read into its
-// batch, or its erasure request.
-func (j job) last() watermilljs.Msg {
-	if j.batch != nil {
-		return j.batch.last
-	}
-	return *j.erase
+// eraseInBackground deletes the pseudonym's rows, retrying once the store
+// answers again, until it succeeds or ctx ends; the channel is closed then.
+func (in *Ingester) eraseInBackground(ctx context.Context, args analyticsapi.EraseArgs) <-chan struct{} {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for ctx.Err() == nil {
+			st, err := in.store(ctx)
+			if err == nil {
+				if _, err = in.Erase(ctx, st, args.Tenant, args.Pseudonym); err == nil {
+					return
+				}
+				if ctx.Err() == nil {
+					in.log.Warn("erase pseudonym's rows, will retry", "err", err)
+				}
+			}
+			if ctx.Err() == nil {
+				in.recover(ctx)
+			}
+		}
+	}()
+	return done
 }
 
 // batch is the facts read and not yet inserted. Its slices are reused
