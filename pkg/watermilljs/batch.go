@@ -32,7 +32,9 @@ import (
 // acknowledged only after the reader finished it and every message before
 // it, and delivery stays at least once, never dropped. Nothing is Nacked:
 // what the reader has not answered when it stops comes back with the next
-// session's reset.
+// session's reset. A session does not begin while another reader pulls
+// from the consumer (ErrOtherReader): a second instance waits, as a
+// standby, and gives up after GiveUp as for a lost consumer.
 
 // Msg is a message a batch subscription delivers: where it came from and
 // its payload.
@@ -152,6 +154,10 @@ func (b *Batches) forward(ctx context.Context) {
 	}
 }
 
+// ErrOtherReader is why a batch subscription's session does not begin:
+// another reader has pull requests waiting on the consumer.
+var ErrOtherReader = errors.New("another reader pulls from the consumer")
+
 // errConsumeStopped is returned when a pull subscription ends by itself:
 // its consumer was deleted, or the connection closed.
 var errConsumeStopped = errors.New("pull subscription stopped")
@@ -161,7 +167,15 @@ var errConsumeStopped = errors.New("pull subscription stopped")
 // Nothing blocks the pull: the consumer's MaxAckPending bounds what is
 // delivered and not acknowledged.
 func (b *Batches) pull(ctx context.Context, cons jetstream.Consumer) error {
-	info := cons.CachedInfo()
+	info, err := cons.Info(ctx)
+	if err != nil {
+		return fmt.Errorf("consumer %s: %w", cons.CachedInfo().Name, err)
+	}
+	if info.NumWaiting > 0 {
+		// Its pull requests, or a crashed one's until they expire
+		// (pullExpiry).
+		return fmt.Errorf("consumer %s: %w: %d pull requests waiting", info.Name, ErrOtherReader, info.NumWaiting)
+	}
 	if _, err := b.s.js.ResetConsumer(ctx, info.Stream, info.Name); err != nil {
 		return fmt.Errorf("reset consumer %s: %w", info.Name, err)
 	}

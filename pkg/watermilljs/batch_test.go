@@ -240,6 +240,47 @@ func TestBatches(t *testing.T) {
 		ackedThrough(t, js, 30, 0)
 	})
 
+	t.Run("a second reader waits for the first to stop", func(t *testing.T) {
+		js := setup(t)
+		publishN(t, js, 20)
+		first := batchSubscriber(t, js)
+		b, err := first.SubscribeBatches(t.Context(), batchTopic)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := receive(t, b, 20)
+		b.Ack(got[9])
+		ackedThrough(t, js, 10, 10)
+		second, err := batchSubscriber(t, js).SubscribeBatches(t.Context(), batchTopic)
+		if err != nil {
+			t.Fatal(err)
+		}
+		publishN(t, js, 10)
+		receive(t, b, 10)
+		select {
+		case msgs := <-second.C():
+			t.Fatalf("%d messages delivered to a second reader while the first pulls", len(msgs))
+		case <-time.After(500 * time.Millisecond):
+		}
+		if err := first.Close(); err != nil {
+			t.Fatal(err)
+		}
+		// What the first had not acked, then the rest.
+		deadline := time.After(30 * time.Second)
+		var again []watermilljs.Msg
+		for len(again) < 20 {
+			select {
+			case msgs := <-second.C():
+				again = append(again, msgs...)
+			case <-deadline:
+				t.Fatalf("received %d messages after the first reader stopped, want 20", len(again))
+			}
+		}
+		if diff := cmp.Diff(seqRange(11, 30), seqs(again)); diff != "" {
+			t.Errorf("delivered to the second reader (-want +got):\n%s", diff)
+		}
+	})
+
 	t.Run("a lost consumer is made again", func(t *testing.T) {
 		js := setup(t)
 		publishN(t, js, 10)
