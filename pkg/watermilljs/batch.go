@@ -140,6 +140,11 @@ func (b *Batches) forward(ctx context.Context) {
 			return
 		}
 		b.mu.Lock()
+		if len(b.buf) == 0 {
+			// The token of messages already handed over.
+			b.mu.Unlock()
+			continue
+		}
 		msgs := b.buf
 		b.buf = free[:0]
 		b.mu.Unlock()
