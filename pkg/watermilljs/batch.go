@@ -73,26 +73,11 @@ type Batches struct {
 // Subscribe made (acknowledging each message) is replaced by one starting
 // after its acknowledgement floor. It fails as Subscribe does.
 func (s *Subscriber) SubscribeBatches(ctx context.Context, topic string) (*Batches, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return nil, errors.New("subscribe: subscriber closed")
-	}
 	b := &Batches{s: s, topic: topic, c: make(chan []Msg), ready: make(chan struct{}, 1)}
-	cons, err := s.batchConsumer(ctx, topic)
-	if err != nil && ctx.Err() != nil {
-		close(b.c)
-		return b, nil
-	}
+	err := s.start(ctx, topic, s.batchConsumer, func(cons jetstream.Consumer) { b.run(ctx, cons) }, func() { close(b.c) })
 	if err != nil {
 		return nil, err
 	}
-	s.subs.Add(1)
-	go func() {
-		defer s.subs.Done()
-		defer close(b.c)
-		b.run(ctx, cons)
-	}()
 	return b, nil
 }
 

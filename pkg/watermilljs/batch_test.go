@@ -68,20 +68,29 @@ func receive(t *testing.T, b *watermilljs.Batches, n int) []watermilljs.Msg {
 	return got
 }
 
-func seqs(msgs []watermilljs.Msg) []uint64 {
-	var out []uint64
-	for _, m := range msgs {
-		out = append(out, m.Sequence)
+func subscribeBatches(t *testing.T, sub *watermilljs.Subscriber) *watermilljs.Batches {
+	t.Helper()
+	b, err := sub.SubscribeBatches(t.Context(), batchTopic)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return out
+	return b
 }
 
-func seqRange(from, to uint64) []uint64 {
-	var out []uint64
-	for s := from; s <= to; s++ {
-		out = append(out, s)
+// wantSeqs checks that msgs are the stream's messages from to to, in
+// order.
+func wantSeqs(t *testing.T, what string, msgs []watermilljs.Msg, from, to uint64) {
+	t.Helper()
+	var got, want []uint64
+	for _, m := range msgs {
+		got = append(got, m.Sequence)
 	}
-	return out
+	for s := from; s <= to; s++ {
+		want = append(want, s)
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("%s (-want +got):\n%s", what, diff)
+	}
 }
 
 func consumerInfo(t *testing.T, js jetstream.JetStream) *jetstream.ConsumerInfo {
@@ -118,14 +127,9 @@ func TestBatches(t *testing.T) {
 		js := setup(t)
 		publishN(t, js, 100)
 		sub := batchSubscriber(t, js)
-		b, err := sub.SubscribeBatches(t.Context(), batchTopic)
-		if err != nil {
-			t.Fatal(err)
-		}
+		b := subscribeBatches(t, sub)
 		got := receive(t, b, 100)
-		if diff := cmp.Diff(seqRange(1, 100), seqs(got)); diff != "" {
-			t.Errorf("delivered sequences (-want +got):\n%s", diff)
-		}
+		wantSeqs(t, "delivered sequences", got, 1, 100)
 		want := watermilljs.Delivery{Subject: "wmtest.batch.k1", Stream: testStream, Sequence: 100, NumDelivered: 1}
 		if diff := cmp.Diff(want, got[99].Delivery); diff != "" {
 			t.Errorf("last delivery (-want +got):\n%s", diff)
@@ -136,23 +140,15 @@ func TestBatches(t *testing.T) {
 			t.Fatal(err)
 		}
 		publishN(t, js, 10)
-		next, err := batchSubscriber(t, js).SubscribeBatches(t.Context(), batchTopic)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if diff := cmp.Diff(seqRange(101, 110), seqs(receive(t, next, 10))); diff != "" {
-			t.Errorf("delivered to the next subscriber (-want +got):\n%s", diff)
-		}
+		next := subscribeBatches(t, batchSubscriber(t, js))
+		wantSeqs(t, "delivered to the next subscriber", receive(t, next, 10), 101, 110)
 	})
 
 	t.Run("what was not acked comes back first, at once", func(t *testing.T) {
 		js := setup(t)
 		publishN(t, js, 50)
 		sub := batchSubscriber(t, js)
-		b, err := sub.SubscribeBatches(t.Context(), batchTopic)
-		if err != nil {
-			t.Fatal(err)
-		}
+		b := subscribeBatches(t, sub)
 		got := receive(t, b, 50)
 		b.Ack(got[19])
 		ackedThrough(t, js, 20, 30)
@@ -161,14 +157,9 @@ func TestBatches(t *testing.T) {
 			t.Fatal(err)
 		}
 		publishN(t, js, 10)
-		next, err := batchSubscriber(t, js).SubscribeBatches(t.Context(), batchTopic)
-		if err != nil {
-			t.Fatal(err)
-		}
+		next := subscribeBatches(t, batchSubscriber(t, js))
 		again := receive(t, next, 40)
-		if diff := cmp.Diff(seqRange(21, 60), seqs(again)); diff != "" {
-			t.Errorf("delivered after the restart (-want +got):\n%s", diff)
-		}
+		wantSeqs(t, "delivered after the restart", again, 21, 60)
 		next.Ack(again[39])
 		ackedThrough(t, js, 60, 0)
 	})
@@ -183,24 +174,16 @@ func TestBatches(t *testing.T) {
 		// The first reader's process dies: its connection drops with 11..30
 		// delivered and unanswered.
 		nc2, js2 := natstest.Connect(t, ns)
-		b, err := batchSubscriber(t, js2).SubscribeBatches(t.Context(), batchTopic)
-		if err != nil {
-			t.Fatal(err)
-		}
+		b := subscribeBatches(t, batchSubscriber(t, js2))
 		first := receive(t, b, 30)
 		b.Ack(first[9])
 		ackedThrough(t, js, 10, 20)
 		nc2.Close()
 		publishN(t, js, 10)
 
-		next, err := batchSubscriber(t, js).SubscribeBatches(t.Context(), batchTopic)
-		if err != nil {
-			t.Fatal(err)
-		}
+		next := subscribeBatches(t, batchSubscriber(t, js))
 		got := receive(t, next, 30)
-		if diff := cmp.Diff(seqRange(11, 40), seqs(got)); diff != "" {
-			t.Errorf("delivered to the next reader (-want +got):\n%s", diff)
-		}
+		wantSeqs(t, "delivered to the next reader", got, 11, 40)
 		next.Ack(got[29])
 		ackedThrough(t, js, 40, 0)
 	})
@@ -225,14 +208,9 @@ func TestBatches(t *testing.T) {
 		if err := sub.Close(); err != nil {
 			t.Fatal(err)
 		}
-		b, err := batchSubscriber(t, js).SubscribeBatches(t.Context(), batchTopic)
-		if err != nil {
-			t.Fatal(err)
-		}
+		b := subscribeBatches(t, batchSubscriber(t, js))
 		got := receive(t, b, 20)
-		if diff := cmp.Diff(seqRange(11, 30), seqs(got)); diff != "" {
-			t.Errorf("delivered after the change (-want +got):\n%s", diff)
-		}
+		wantSeqs(t, "delivered after the change", got, 11, 30)
 		if p := consumerInfo(t, js).Config.AckPolicy; p != jetstream.AckAllPolicy {
 			t.Errorf("consumer's ack policy = %v, want %v", p, jetstream.AckAllPolicy)
 		}
@@ -244,17 +222,11 @@ func TestBatches(t *testing.T) {
 		js := setup(t)
 		publishN(t, js, 20)
 		first := batchSubscriber(t, js)
-		b, err := first.SubscribeBatches(t.Context(), batchTopic)
-		if err != nil {
-			t.Fatal(err)
-		}
+		b := subscribeBatches(t, first)
 		got := receive(t, b, 20)
 		b.Ack(got[9])
 		ackedThrough(t, js, 10, 10)
-		second, err := batchSubscriber(t, js).SubscribeBatches(t.Context(), batchTopic)
-		if err != nil {
-			t.Fatal(err)
-		}
+		second := subscribeBatches(t, batchSubscriber(t, js))
 		publishN(t, js, 10)
 		receive(t, b, 10)
 		select {
@@ -276,18 +248,13 @@ func TestBatches(t *testing.T) {
 				t.Fatalf("received %d messages after the first reader stopped, want 20", len(again))
 			}
 		}
-		if diff := cmp.Diff(seqRange(11, 30), seqs(again)); diff != "" {
-			t.Errorf("delivered to the second reader (-want +got):\n%s", diff)
-		}
+		wantSeqs(t, "delivered to the second reader", again, 11, 30)
 	})
 
 	t.Run("a lost consumer is made again", func(t *testing.T) {
 		js := setup(t)
 		publishN(t, js, 10)
-		b, err := batchSubscriber(t, js).SubscribeBatches(t.Context(), batchTopic)
-		if err != nil {
-			t.Fatal(err)
-		}
+		b := subscribeBatches(t, batchSubscriber(t, js))
 		got := receive(t, b, 10)
 		b.Ack(got[9])
 		ackedThrough(t, js, 10, 0)

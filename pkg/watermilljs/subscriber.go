@@ -120,29 +120,43 @@ func NewSubscriber(js jetstream.JetStream, cfg SubscriberConfig) (*Subscriber, e
 // When the consumer is lost later (deleted, the
 // connection down), it makes it again, with backoff, and goes on.
 func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *message.Message, error) {
+	out := make(chan *message.Message)
+	err := s.start(ctx, topic, s.consumer, func(cons jetstream.Consumer) { s.run(ctx, topic, cons, out) }, func() { close(out) })
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// start makes topic's consumer with create and runs deliver on it in the
+// background, then end. It fails when the consumer cannot be made or s is
+// closed; when ctx ends first, it calls end at once and returns nil.
+func (s *Subscriber) start(ctx context.Context, topic string,
+	create func(context.Context, string) (jetstream.Consumer, error),
+	deliver func(jetstream.Consumer), end func(),
+) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		return nil, errors.New("subscribe: subscriber closed")
+		return errors.New("subscribe: subscriber closed")
 	}
-	out := make(chan *message.Message)
-	cons, err := s.consumer(ctx, topic)
+	cons, err := create(ctx, topic)
 	if err != nil && ctx.Err() != nil {
 		// Ended before it began, as if just after: a Watermill router
 		// would otherwise wait forever for a handler that never started.
-		close(out)
-		return out, nil
+		end()
+		return nil
 	}
 	if err != nil {
-		return nil, err
+		return err
 	}
 	s.subs.Add(1)
 	go func() {
 		defer s.subs.Done()
-		defer close(out)
-		s.run(ctx, topic, cons, out)
+		defer end()
+		deliver(cons)
 	}()
-	return out, nil
+	return nil
 }
 
 // Failed is closed when a subscription ended by itself, having given up
