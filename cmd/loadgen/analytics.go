@@ -19,6 +19,9 @@ import (
 const (
 	analyticsStream   = "ANALYTICS"
 	analyticsConsumer = "analytics-clickhouse"
+	// relayConsumer is the privacy relay's consumer of CHAT, which
+	// publishes the facts.
+	relayConsumer = "privacy-relay"
 )
 
 // analytics is the flow of facts into ClickHouse. Parley runs with
@@ -77,6 +80,12 @@ func measureAnalytics(ctx context.Context, old *parley, visitors []conversation,
 	if d.took > 0 {
 		a.FactsPerSec = float64(d.facts) / d.took.Seconds()
 	}
+	// What else the restarted process did while it drained: facts the
+	// relay was still publishing bound the drain's end, and the process's
+	// CPU a fact, against the ingest's own (BenchmarkIngest), says how
+	// much of it went to other work.
+	fmt.Fprintf(os.Stderr, "%-30s %d of the %d facts published during the drain (the relay had %d events unacked, %d pending at the first reading, %d at the end); parley's CPU %.1f µs a fact\n",
+		"analytics: drain", d.published, d.facts, d.relayAckPending, d.relayPending, d.relayPendingEnd, float64(d.cpu.Microseconds())/float64(max(d.facts, 1)))
 	tok, err := p.token(ctx, "demo", "analyst", "bench")
 	if err != nil {
 		return p, a, err
@@ -99,6 +108,13 @@ type drain struct {
 	took        time.Duration
 	notMeasured string
 	err         error
+	// published is how many facts ANALYTICS gained from the first reading
+	// to the last, relayPending and relayAckPending the relay's events
+	// not yet delivered and delivered and unacked at the first reading,
+	// relayPendingEnd those not yet delivered at the last; cpu is parley's
+	// from the first reading to the last.
+	published, relayPending, relayAckPending, relayPendingEnd uint64
+	cpu                                                       time.Duration
 }
 
 // watchDrain follows the analytics consumer of p, started at start, every
@@ -113,6 +129,9 @@ func watchDrain(ctx context.Context, p *parley, start time.Time) drain {
 		first    *jetstream.ConsumerInfo
 		from     = start
 		lastIdle time.Time
+		d        drain
+		last0    uint64
+		cpu0     time.Duration
 	)
 	defer func() {
 		if nc != nil {
@@ -147,6 +166,11 @@ func watchDrain(ctx context.Context, p *parley, start time.Time) drain {
 		}
 		if first == nil {
 			first = info
+			last0 = streamLast(ctx, js)
+			cpu0, _ = p.cpuTime()
+			if r, err := js.Consumer(ctx, "CHAT", relayConsumer); err == nil {
+				d.relayPending, d.relayAckPending = r.CachedInfo().NumPending, uint64(r.CachedInfo().NumAckPending)
+			}
 		}
 		if info.Delivered.Stream == first.AckFloor.Stream {
 			lastIdle = now
@@ -159,9 +183,23 @@ func watchDrain(ctx context.Context, p *parley, start time.Time) drain {
 		fmt.Fprintf(os.Stderr, "\r%-30s %5.1fs %9d ok %9.0f/s %9d pending", "analytics: facts into ClickHouse", el.Seconds(), done, float64(done)/max(el.Seconds(), 1e-3), info.NumPending+uint64(info.NumAckPending))
 		if info.NumPending == 0 && info.NumAckPending == 0 && done > 0 {
 			fmt.Fprintln(os.Stderr)
-			return drain{facts: done, took: el}
+			cpu, _ := p.cpuTime()
+			d.facts, d.took, d.published, d.cpu = done, el, streamLast(ctx, js)-last0, cpu-cpu0
+			if r, err := js.Consumer(ctx, "CHAT", relayConsumer); err == nil {
+				d.relayPendingEnd = r.CachedInfo().NumPending
+			}
+			return d
 		}
 	}
+}
+
+// streamLast is the last sequence of ANALYTICS, 0 when it cannot tell.
+func streamLast(ctx context.Context, js jetstream.JetStream) uint64 {
+	s, err := js.Stream(ctx, analyticsStream)
+	if err != nil {
+		return 0
+	}
+	return s.CachedInfo().State.LastSeq
 }
 
 func consumerInfo(ctx context.Context, js jetstream.JetStream) (*jetstream.ConsumerInfo, error) {

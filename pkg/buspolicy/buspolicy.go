@@ -286,7 +286,8 @@ func jsRead(name, why string) rule {
 }
 
 // jsConsume is following a stream with consumers: ordered, ephemeral or
-// durable, pulled or pushed, acknowledged and flow controlled.
+// durable, pulled or pushed, acknowledged and flow controlled, and reset
+// to their acknowledgement floor (pkg/watermilljs's batch mode).
 func jsConsume(name, why string) rule {
 	return rule{why: why, pub: []string{
 		"$JS.API.CONSUMER.CREATE." + name,
@@ -294,6 +295,7 @@ func jsConsume(name, why string) rule {
 		"$JS.API.CONSUMER.DURABLE.CREATE." + name + ".*",
 		"$JS.API.CONSUMER.INFO." + name + ".*",
 		"$JS.API.CONSUMER.DELETE." + name + ".*",
+		"$JS.API.CONSUMER.RESET." + name + ".*",
 		"$JS.API.CONSUMER.MSG.NEXT." + name + ".*",
 		"$JS.ACK." + name + ".>",
 		"$JS.FC." + name + ".>",

@@ -120,29 +120,43 @@ func NewSubscriber(js jetstream.JetStream, cfg SubscriberConfig) (*Subscriber, e
 // When the consumer is lost later (deleted, the
 // connection down), it makes it again, with backoff, and goes on.
 func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *message.Message, error) {
+	out := make(chan *message.Message)
+	err := s.start(ctx, topic, s.consumer, func(cons jetstream.Consumer) { s.run(ctx, topic, cons, out) }, func() { close(out) })
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// start makes topic's consumer with create and runs deliver on it in the
+// background, then end. It fails when the consumer cannot be made or s is
+// closed; when ctx ends first, it calls end at once and returns nil.
+func (s *Subscriber) start(ctx context.Context, topic string,
+	create func(context.Context, string) (jetstream.Consumer, error),
+	deliver func(jetstream.Consumer), end func(),
+) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		return nil, errors.New("subscribe: subscriber closed")
+		return errors.New("subscribe: subscriber closed")
 	}
-	out := make(chan *message.Message)
-	cons, err := s.consumer(ctx, topic)
+	cons, err := create(ctx, topic)
 	if err != nil && ctx.Err() != nil {
 		// Ended before it began, as if just after: a Watermill router
 		// would otherwise wait forever for a handler that never started.
-		close(out)
-		return out, nil
+		end()
+		return nil
 	}
 	if err != nil {
-		return nil, err
+		return err
 	}
 	s.subs.Add(1)
 	go func() {
 		defer s.subs.Done()
-		defer close(out)
-		s.run(ctx, topic, cons, out)
+		defer end()
+		deliver(cons)
 	}()
-	return out, nil
+	return nil
 }
 
 // Failed is closed when a subscription ended by itself, having given up
@@ -218,15 +232,8 @@ func (s *Subscriber) consumer(ctx context.Context, topic string) (jetstream.Cons
 // run delivers the messages of cons until ctx is done or s closes, making
 // the consumer again when it is lost.
 func (s *Subscriber) run(ctx context.Context, topic string, cons jetstream.Consumer, out chan<- *message.Message) {
-	ctx, cancel := context.WithCancel(ctx)
+	ctx, cancel := s.untilClosed(ctx)
 	defer cancel()
-	go func() {
-		select {
-		case <-s.closing:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
 	// slots holds a token per message delivered and not yet answered,
 	// across the subscription's pull iterators: one that fails is
 	// replaced at once, while the reader still holds what it delivered.
@@ -245,6 +252,31 @@ func (s *Subscriber) run(ctx context.Context, topic string, cons jetstream.Consu
 		close(waiting)
 		<-answered
 	}()
+	s.keep(ctx, topic, cons, s.consumer, func(ctx context.Context, cons jetstream.Consumer) error {
+		return s.pull(ctx, cons, out, slots, waiting)
+	})
+}
+
+// untilClosed is ctx, ended also when s closes.
+func (s *Subscriber) untilClosed(ctx context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(ctx)
+	go func() {
+		select {
+		case <-s.closing:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, cancel
+}
+
+// keep runs session on topic's consumer until ctx is done, making the
+// consumer again with create, with backoff, whenever a session ends by
+// itself; after GiveUp of failures, the Subscriber fails.
+func (s *Subscriber) keep(ctx context.Context, topic string, cons jetstream.Consumer,
+	create func(context.Context, string) (jetstream.Consumer, error),
+	session func(context.Context, jetstream.Consumer) error,
+) {
 	health := func(err error) {
 		if s.cfg.Health != nil {
 			s.cfg.Health(topic, err)
@@ -253,7 +285,7 @@ func (s *Subscriber) run(ctx context.Context, topic string, cons jetstream.Consu
 	err := retry.Keep(ctx, s.cfg.GiveUp, health, func(ctx context.Context, working func()) error {
 		if cons == nil {
 			var err error
-			if cons, err = s.consumer(ctx, topic); err != nil {
+			if cons, err = create(ctx, topic); err != nil {
 				if ctx.Err() == nil {
 					s.cfg.Log.Warn("resubscribe", "stream", s.cfg.Stream, "topic", topic, "err", err)
 				}
@@ -261,7 +293,7 @@ func (s *Subscriber) run(ctx context.Context, topic string, cons jetstream.Consu
 			}
 		}
 		working()
-		err := s.pull(ctx, cons, out, slots, waiting)
+		err := session(ctx, cons)
 		cons = nil
 		if ctx.Err() == nil {
 			s.cfg.Log.Warn("consume, will resubscribe", "stream", s.cfg.Stream, "topic", topic, "err", err)

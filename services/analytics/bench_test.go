@@ -18,10 +18,12 @@ import (
 	"github.com/parley-chat/parley/pkg/natsembed/natstest"
 	"github.com/parley-chat/parley/pkg/stream"
 	"github.com/parley-chat/parley/services/analytics"
+	"github.com/parley-chat/parley/services/analytics/internal/ingest"
 )
 
-// benchFacts returns n facts of 50 visitors, as the relay writes them.
-func benchFacts(b *testing.B, n int, at time.Time) [][]byte {
+// benchFacts returns n facts of 50 visitors, as the relay writes them:
+// fact i is of visitors[i%50].
+func benchFacts(b *testing.B, n int, at time.Time) ([][]byte, []string) {
 	b.Helper()
 	visitors := make([]string, 50)
 	for i := range visitors {
@@ -40,14 +42,15 @@ func benchFacts(b *testing.B, n int, at time.Time) [][]byte {
 		}
 		out[i] = data
 	}
-	return out
+	return out, visitors
 }
 
-func publishAsync(b *testing.B, js jetstream.JetStream, facts [][]byte) {
+// publishAsync stores facts, the first with message id from.
+func publishAsync(b *testing.B, js jetstream.JetStream, facts [][]byte, from int) {
 	b.Helper()
 	for i, data := range facts {
 		m := nats.NewMsg(analyticsapi.Subject("acme", analyticsapi.KindMessage))
-		m.Header.Set(jetstream.MsgIDHeader, strconv.Itoa(i))
+		m.Header.Set(jetstream.MsgIDHeader, strconv.Itoa(from+i))
 		m.Data = data
 		if _, err := js.PublishMsgAsync(m); err != nil {
 			b.Fatal(err)
@@ -72,7 +75,16 @@ const factsPerOp = 10_000
 // 10,000 facts per iteration are stored in the stream first, then the
 // clock runs from the service's start until ClickHouse holds them all
 // (connecting and migrating included).
-func BenchmarkIngest(b *testing.B) {
+func BenchmarkIngest(b *testing.B) { benchIngest(b, 0) }
+
+// BenchmarkIngestWithErasures is BenchmarkIngest with three erasure
+// requests in the backlog, at a quarter, a half and three quarters of it,
+// each of another visitor (2% of the facts each), as `make bench`'s
+// erasures leave them when ClickHouse was off: the clock runs until every
+// message is acked, the erasures' deletions included.
+func BenchmarkIngestWithErasures(b *testing.B) { benchIngest(b, 3) }
+
+func benchIngest(b *testing.B, erasures int) {
 	ns := natstest.Start(b, "")
 	nc, js := natstest.Connect(b, ns)
 	if err := stream.Ensure(b.Context(), js, stream.Options{}, stream.Analytics); err != nil {
@@ -80,8 +92,25 @@ func BenchmarkIngest(b *testing.B) {
 	}
 	ch := chtest.Start(b)
 	n := b.N * factsPerOp
-	publishAsync(b, js, benchFacts(b, n, time.Now()))
-	p := &pipeline{ch: ch}
+	facts, visitors := benchFacts(b, n, time.Now())
+	rows := n
+	for e := range erasures + 1 {
+		from, to := e*n/(erasures+1), (e+1)*n/(erasures+1)
+		publishAsync(b, js, facts[from:to], from)
+		if e == erasures {
+			break
+		}
+		// Visitor e's facts, before the request and after, are not kept.
+		rows -= (n - e + len(visitors) - 1) / len(visitors)
+		args, err := json.Marshal(analyticsapi.EraseArgs{Tenant: "acme", Pseudonym: visitors[e]})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := js.Publish(b.Context(), analyticsapi.Subject("acme", analyticsapi.KindErasure), args); err != nil {
+			b.Fatal(err)
+		}
+	}
+	p := &pipeline{ch: ch, js: js}
 
 	cpu := processCPU(b)
 	b.ResetTimer()
@@ -89,7 +118,7 @@ func BenchmarkIngest(b *testing.B) {
 	go s.Run(b.Context())
 	for {
 		got, _ := p.query(b, "SELECT count() FROM facts")
-		if got == strconv.Itoa(n) {
+		if got == strconv.Itoa(rows) && (erasures == 0 || p.allAcked(b)) {
 			break
 		}
 		time.Sleep(10 * time.Millisecond)
@@ -100,6 +129,17 @@ func BenchmarkIngest(b *testing.B) {
 	// each fact moves less with the machine's load than the rate does;
 	// ClickHouse's own is not in it.
 	b.ReportMetric(float64((processCPU(b)-cpu).Microseconds())/float64(n), "cpu-µs/fact")
+}
+
+// allAcked reports whether the ingester's consumer has acked everything in
+// ANALYTICS.
+func (p *pipeline) allAcked(b *testing.B) bool {
+	c, err := p.js.Consumer(b.Context(), stream.Analytics, ingest.Durable)
+	if err != nil {
+		return false
+	}
+	info, err := c.Info(b.Context())
+	return err == nil && info.NumPending == 0 && info.NumAckPending == 0
 }
 
 // processCPU is the user and system CPU time this process has used.
@@ -128,7 +168,7 @@ func BenchmarkLag(b *testing.B) {
 
 	const rate, tick = 1000, 10 * time.Millisecond
 	n := b.N * 5 * rate
-	facts := benchFacts(b, n, time.Now())
+	facts, _ := benchFacts(b, n, time.Now())
 	published := make([]atomic.Int64, n) // unix nanoseconds
 	b.ResetTimer()
 	go func() {

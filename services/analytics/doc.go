@@ -2,11 +2,13 @@
 // content-free facts of the ANALYTICS stream (and nothing else), stores them
 // in ClickHouse, and answers metrics with a minimum group size.
 //
-// It consumes ANALYTICS through a Watermill subscriber (pkg/watermilljs)
-// on the durable consumer "analytics-clickhouse" (internal/ingest) and
-// inserts in batches of up to 10,000 facts or one second, whichever comes
-// first, through clickhouse-go's native protocol with explicit column
-// lists. A batch is acked only after its insert succeeded: while
+// It consumes ANALYTICS through the batch mode of Parley's Watermill
+// subscriber (pkg/watermilljs) on the durable consumer
+// "analytics-clickhouse" (internal/ingest), one instance reading at a time,
+// and inserts in batches of up to 10,000 facts or one second, whichever
+// comes first, through clickhouse-go's native protocol with explicit
+// column lists. A batch is acked, with one cumulative ack, only after its
+// insert and every one before it succeeded: while
 // ClickHouse is down the batch is held and retried and nothing more is read
 // until it answers again, so facts wait in the stream (within its MaxAge)
 // and none is lost. A redelivered fact is

@@ -4,15 +4,21 @@
 // IdleDelay, the consumer has nothing more pending in the stream and
 // nothing waits to be inserted: at the end of a backlog.
 //
-// It reads ANALYTICS through a Watermill subscriber (pkg/watermilljs) that
-// lets it hold a whole batch unanswered: a fact is acked only after the
-// batch holding it was inserted. While the store fails, the batch is held
-// and retried, and nothing more is read until the store answers again, so
-// facts wait in the stream (within its MaxAge) and none is lost. Redelivered facts are
-// inserted again and counted once by the store (one row per fact id).
+// It reads ANALYTICS through the batch mode of the Watermill subscriber
+// (pkg/watermilljs), with no message of its own for each fact and one
+// acknowledgement for each batch: a fact is acked only after the batch
+// holding it, and every batch before, was inserted. While the store fails,
+// the batch is held and retried, and nothing more is inserted until the
+// store answers again, so facts wait in the stream (within its MaxAge) and
+// none is lost. What was read and not acked when the ingester stops is
+// delivered again to the next; redelivered facts are inserted again and
+// counted once by the store (one row per fact id). The consumer has one
+// reader: Parley runs one analytics instance.
 //
-// Erasure requests stored in the stream (analyticsapi.KindErasure) are
-// performed in stream order: the batch before them is inserted first.
+// Erasure requests stored in the stream (analyticsapi.KindErasure) keep
+// stream order: the batch before one is inserted first, no later one
+// inserts the pseudonym's facts, and nothing after it is acked before its
+// rows are deleted.
 package ingest
 
 import (
@@ -24,7 +30,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/ThreeDotsLabs/watermill/message"
 	json "github.com/go-json-experiment/json"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -55,7 +60,7 @@ const ackWait = time.Minute
 // Store is where facts go.
 type Store interface {
 	// Insert stores facts in one batch; inserting a fact twice counts it
-	// once.
+	// once. It does not keep facts, which are reused, after it returns.
 	Insert(ctx context.Context, facts []analyticsapi.Fact) error
 	// Erase deletes the rows of an erased pseudonym and returns how many
 	// facts it deleted.
@@ -145,7 +150,8 @@ func (in *Ingester) Run(ctx context.Context, giveUp time.Duration, health func(e
 		AckWait: ackWait,
 		// The stream pulls the next batch ahead while one is read.
 		Prefetch: MaxBatch,
-		// A batch inserted, one queued and one being read.
+		// A batch inserted, one queued and one being read: with Prefetch,
+		// what the consumer may have delivered and not acknowledged.
 		MaxInFlight: 3 * MaxBatch,
 		Log:         in.log,
 		Health:      func(_ string, err error) { health(err) },
@@ -155,7 +161,7 @@ func (in *Ingester) Run(ctx context.Context, giveUp time.Duration, health func(e
 		return fmt.Errorf("ingest: %w", err)
 	}
 	defer sub.Close()
-	msgs, err := in.subscribe(ctx, sub, giveUp, health)
+	batches, err := in.subscribe(ctx, sub, giveUp, health)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil
@@ -165,33 +171,45 @@ func (in *Ingester) Run(ctx context.Context, giveUp time.Duration, health func(e
 	health(nil)
 	in.log.Info("ingesting facts", "consumer", Durable)
 	jobs := make(chan job, 1)
+	// free holds the batches inserted, to be filled again: the batch being
+	// read, the one queued and the one being inserted.
+	free := make(chan *batch, 3)
 	written := make(chan struct{})
 	go func() {
 		defer close(written)
-		in.write(ctx, jobs)
+		in.write(ctx, batches, jobs, free)
 	}()
 	defer func() {
 		close(jobs)
 		<-written
 	}()
 	b := newBatch()
-	defer func() { b.nak() }()
 	// due fires when the batch's oldest fact has waited MaxDelay; idle
 	// when no fact has come for IdleDelay.
 	due := time.NewTimer(in.maxDelay)
 	due.Stop()
 	idle := time.NewTimer(IdleDelay)
 	idle.Stop()
-	// send queues a job, handing the batch over first when it holds facts.
+	// next is an empty batch: one inserted, or a new one.
+	next := func() *batch {
+		select {
+		case nb := <-free:
+			return nb
+		default:
+			return newBatch()
+		}
+	}
+	// send queues a job, handing the batch over first when it holds
+	// messages.
 	send := func(j job) bool {
-		if len(b.msgs) > 0 {
+		if b.read > 0 {
 			due.Stop()
 			select {
 			case jobs <- job{batch: b}:
 			case <-ctx.Done():
 				return false
 			}
-			b = newBatch()
+			b = next()
 		}
 		if j.erase == nil {
 			return true
@@ -200,7 +218,6 @@ func (in *Ingester) Run(ctx context.Context, giveUp time.Duration, health func(e
 		case jobs <- j:
 			return true
 		case <-ctx.Done():
-			j.erase.Nack()
 			return false
 		}
 	}
@@ -208,7 +225,7 @@ func (in *Ingester) Run(ctx context.Context, giveUp time.Duration, health func(e
 		select {
 		case <-ctx.Done():
 			return nil
-		case msg, open := <-msgs:
+		case msgs, open := <-batches.C():
 			if !open {
 				// The subscription gave up, or ctx ended.
 				if err := sub.Err(); err != nil {
@@ -216,20 +233,19 @@ func (in *Ingester) Run(ctx context.Context, giveUp time.Duration, health func(e
 				}
 				return nil
 			}
-			erase, ok := in.read(b, msg)
-			if !ok {
-				continue
+			for _, msg := range msgs {
+				erase := in.read(b, msg)
+				if erase != nil && !send(job{erase: &msg, args: *erase}) {
+					return nil
+				}
+				if b.read == 1 {
+					due.Reset(in.maxDelay)
+				}
+				if len(b.facts) >= MaxBatch && !send(job{}) {
+					return nil
+				}
 			}
-			if erase != nil && !send(job{erase: msg, args: *erase}) {
-				return nil
-			}
-			if len(b.msgs) == 1 {
-				due.Reset(in.maxDelay)
-			}
-			if len(b.msgs) >= MaxBatch && !send(job{}) {
-				return nil
-			}
-			if len(b.msgs) >= MinIdleBatch {
+			if len(b.facts) >= MinIdleBatch {
 				idle.Reset(IdleDelay)
 			}
 		case <-due.C:
@@ -242,13 +258,13 @@ func (in *Ingester) Run(ctx context.Context, giveUp time.Duration, health func(e
 			// meanwhile; it is looked at again after IdleDelay. Only once
 			// the stream has no more: a pause in the delivery of a backlog
 			// (a loaded machine's scheduler) would split its batches.
-			if len(b.msgs) < MinIdleBatch || !in.caughtUp(ctx) {
+			if len(b.facts) < MinIdleBatch || !in.caughtUp(ctx) {
 				continue
 			}
 			select {
 			case jobs <- job{batch: b}:
 				due.Stop()
-				b = newBatch()
+				b = next()
 			default:
 				idle.Reset(IdleDelay)
 			}
@@ -268,113 +284,173 @@ func (in *Ingester) caughtUp(ctx context.Context) bool {
 // job is a batch to insert or an erasure request to perform.
 type job struct {
 	batch *batch
-	erase *message.Message
+	erase *watermilljs.Msg
 	args  analyticsapi.EraseArgs
 }
 
-// write performs jobs in order until jobs is closed. A job the store fails
-// is retried, once the store answers again, before any later one: the
-// reader meanwhile fills the queue and stops, so nothing more is read, and
-// the job's facts stay unanswered rather than redelivered over and over.
-// Only when ctx ends are jobs handed back to the stream.
-func (in *Ingester) write(ctx context.Context, jobs <-chan job) {
-	for j := range jobs {
-		for {
-			st, err := in.store(ctx)
-			if err == nil && in.perform(ctx, st, j) {
-				break
+// write performs jobs in order until jobs is closed or ctx ends, and
+// hands each batch inserted to free. A batch the store fails is retried,
+// once the store answers again, before any later one: the reader meanwhile
+// fills the queue and stops, so nothing more is read, and the batch's
+// facts stay unanswered rather than redelivered over and over. An erasure
+// request marks its pseudonym erased at once, so that no later batch
+// inserts its facts, and deletes the rows already inserted in the
+// background while later batches go in: a deletion is a ClickHouse
+// mutation, which can take longer than inserting a whole batch, and a
+// drain's erasures had held its inserts back for as long. Acks keep stream
+// order: nothing after an erasure request is acked before its deletion is
+// done. What is left unanswered when ctx ends the stream delivers again to
+// the next reader.
+func (in *Ingester) write(ctx context.Context, batches *watermilljs.Batches, jobs <-chan job, free chan<- *batch) {
+	var (
+		erasing []<-chan struct{} // deletions running, in stream order
+		done    watermilljs.Msg   // the last message done
+		owed    bool              // done is not acked yet
+	)
+	defer func() {
+		for _, e := range erasing {
+			<-e // each ends with ctx
+		}
+	}()
+	ack := func() {
+		if owed && len(erasing) == 0 {
+			batches.Ack(done)
+			owed = false
+		}
+	}
+	for {
+		var erased <-chan struct{}
+		if len(erasing) > 0 {
+			erased = erasing[0]
+		}
+		select {
+		case <-erased:
+			erasing = erasing[1:]
+			ack()
+		case j, open := <-jobs:
+			if !open {
+				return
 			}
-			if ctx.Err() != nil {
-				j.nak()
-				break
+			if j.erase != nil {
+				in.MarkErased(j.args.Tenant, j.args.Pseudonym)
+				erasing = append(erasing, in.eraseInBackground(ctx, j.args))
+				done, owed = *j.erase, true
+				continue
 			}
+			if !in.insert(ctx, j.batch) {
+				return
+			}
+			done, owed = j.batch.last, true
+			ack()
+			j.batch.reset()
+			select {
+			case free <- j.batch:
+			default:
+			}
+		}
+	}
+}
+
+// insert inserts b, retrying once the store answers again; false means ctx
+// ended first.
+func (in *Ingester) insert(ctx context.Context, b *batch) bool {
+	for ctx.Err() == nil {
+		st, err := in.store(ctx)
+		if err == nil && in.flush(ctx, st, b) {
+			return true
+		}
+		if ctx.Err() == nil {
 			in.recover(ctx)
 		}
 	}
+	return false
 }
 
-// perform inserts j's batch and acks it, or performs j's erasure; false
-// means the store failed and j is left unanswered.
-func (in *Ingester) perform(ctx context.Context, st Store, j job) bool {
-	if j.batch != nil {
-		return in.flush(ctx, st, j.batch)
-	}
-	if _, err := in.Erase(ctx, st, j.args.Tenant, j.args.Pseudonym); err != nil {
-		if ctx.Err() == nil {
-			in.log.Warn("erase pseudonym's rows, will retry", "err", err)
+// eraseInBackground deletes the pseudonym's rows, retrying once the store
+// answers again, until it succeeds or ctx ends; the channel is closed then.
+func (in *Ingester) eraseInBackground(ctx context.Context, args analyticsapi.EraseArgs) <-chan struct{} {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for ctx.Err() == nil {
+			st, err := in.store(ctx)
+			if err == nil {
+				if _, err = in.Erase(ctx, st, args.Tenant, args.Pseudonym); err == nil {
+					return
+				}
+				if ctx.Err() == nil {
+					in.log.Warn("erase pseudonym's rows, will retry", "err", err)
+				}
+			}
+			if ctx.Err() == nil {
+				in.recover(ctx)
+			}
 		}
-		return false
-	}
-	j.erase.Ack()
-	return true
+	}()
+	return done
 }
 
-func (j job) nak() {
-	if j.batch != nil {
-		j.batch.nak()
-	}
-	if j.erase != nil {
-		j.erase.Nack()
-	}
-}
-
-// batch is the facts read and not yet inserted.
+// batch is the facts read and not yet inserted. Its slices are reused
+// from batch to batch.
 type batch struct {
-	msgs  []*message.Message
 	facts []analyticsapi.Fact
+	// read counts the messages read into the batch, malformed ones
+	// included, and last is the last of them: its ack answers them all.
+	read int
+	last watermilljs.Msg
+	// kept is facts without those of erased pseudonyms, when there are.
+	kept []analyticsapi.Fact
 }
 
 func newBatch() *batch {
-	return &batch{msgs: make([]*message.Message, 0, MaxBatch), facts: make([]analyticsapi.Fact, 0, MaxBatch)}
+	return &batch{facts: make([]analyticsapi.Fact, 0, MaxBatch)}
 }
 
-// nak hands the batch's facts back to the stream for redelivery.
-func (b *batch) nak() {
-	for _, m := range b.msgs {
-		m.Nack()
-	}
-	b.msgs, b.facts = b.msgs[:0], b.facts[:0]
+func (b *batch) reset() {
+	clear(b.facts) // drop the strings of the facts inserted
+	b.facts, b.read, b.last = b.facts[:0], 0, watermilljs.Msg{}
 }
 
-// read takes msg's fact into b, or returns the erasure msg requests; false
-// means msg was malformed and dropped.
-func (in *Ingester) read(b *batch, msg *message.Message) (*analyticsapi.EraseArgs, bool) {
-	d, _ := watermilljs.DeliveryOf(msg)
-	kind := d.Subject[strings.LastIndexByte(d.Subject, '.')+1:]
+// read takes msg's fact into b, or returns the erasure msg requests. A
+// malformed message is logged and left out; the batch's ack answers it.
+func (in *Ingester) read(b *batch, msg watermilljs.Msg) *analyticsapi.EraseArgs {
+	kind := msg.Subject[strings.LastIndexByte(msg.Subject, '.')+1:]
 	if kind == analyticsapi.KindErasure {
 		var args analyticsapi.EraseArgs
 		if err := json.Unmarshal(msg.Payload, &args); err != nil || !analyticsapi.ValidPseudonym(args.Pseudonym) {
-			in.log.Warn("drop malformed erasure request", "stream_seq", d.Sequence)
-			msg.Ack()
-			return nil, false
+			in.log.Warn("drop malformed erasure request", "stream_seq", msg.Sequence)
+			b.read++
+			b.last = msg
+			return nil
 		}
-		return &args, true
+		return &args
 	}
+	b.read++
+	b.last = msg
 	// go-json-experiment, the future encoding/json/v2, decodes a fact in a
 	// quarter of encoding/json's time: it was most of the ingest's CPU.
-	var f analyticsapi.Fact
-	if err := json.Unmarshal(msg.Payload, &f); err != nil || f.ID == "" || f.Tenant == "" {
-		in.log.Warn("drop malformed fact", "kind", kind, "stream_seq", d.Sequence)
-		msg.Ack()
-		return nil, false
+	b.facts = append(b.facts, analyticsapi.Fact{})
+	f := &b.facts[len(b.facts)-1]
+	if err := json.Unmarshal(msg.Payload, f); err != nil || f.ID == "" || f.Tenant == "" {
+		in.log.Warn("drop malformed fact", "kind", kind, "stream_seq", msg.Sequence)
+		b.facts = b.facts[:len(b.facts)-1]
 	}
-	b.msgs = append(b.msgs, msg)
-	b.facts = append(b.facts, f)
-	return nil, true
+	return nil
 }
 
-// flush inserts the batch, without the facts of erased pseudonyms, and
-// acks it; false means the insert failed and the batch is left as it is.
+// flush inserts the batch, without the facts of erased pseudonyms; false
+// means the insert failed and the batch is left as it is.
 func (in *Ingester) flush(ctx context.Context, st Store, b *batch) bool {
 	in.mu.Lock()
 	facts := b.facts
 	if len(in.erased) > 0 {
-		facts = make([]analyticsapi.Fact, 0, len(b.facts))
+		b.kept = b.kept[:0]
 		for _, f := range b.facts {
 			if !in.erased[erasedKey(f.Tenant, f.Visitor)] && !in.erased[erasedKey(f.Tenant, f.Agent)] {
-				facts = append(facts, f)
+				b.kept = append(b.kept, f)
 			}
 		}
+		facts = b.kept
 	}
 	err := st.Insert(ctx, facts)
 	in.mu.Unlock()
@@ -384,23 +460,20 @@ func (in *Ingester) flush(ctx context.Context, st Store, b *batch) bool {
 		}
 		return false
 	}
-	for _, m := range b.msgs {
-		m.Ack()
-	}
 	return true
 }
 
 // subscribe follows the whole ANALYTICS stream with the durable consumer,
 // waiting for the stream (owned by the privacy service) to exist, for
 // giveUp at most.
-func (in *Ingester) subscribe(ctx context.Context, sub *watermilljs.Subscriber, giveUp time.Duration, health func(error)) (<-chan *message.Message, error) {
+func (in *Ingester) subscribe(ctx context.Context, sub *watermilljs.Subscriber, giveUp time.Duration, health func(error)) (*watermilljs.Batches, error) {
 	notify := func(err error) {
 		if !errors.Is(err, jetstream.ErrStreamNotFound) {
 			in.log.Warn("subscribe to facts", "err", err)
 		}
 		health(err)
 	}
-	return retry.Until(ctx, giveUp, notify, func() (<-chan *message.Message, error) {
-		return sub.Subscribe(ctx, analyticsapi.Subject("*", "*"))
+	return retry.Until(ctx, giveUp, notify, func() (*watermilljs.Batches, error) {
+		return sub.SubscribeBatches(ctx, analyticsapi.Subject("*", "*"))
 	})
 }

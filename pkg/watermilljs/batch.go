@@ -1,0 +1,261 @@
+package watermilljs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Batch mode: SubscribeBatches follows a topic as Subscribe does — the
+// same durable consumer naming, the same making again of a lost consumer,
+// Health and GiveUp — for a reader that stores many messages at once, such
+// as the analytics ingest of ANALYTICS into ClickHouse. A Watermill
+// message per message delivered, with its channels, context and answer,
+// and one acknowledgement per message were most of such a reader's CPU
+// beside the decoding; neither Watermill nor its NATS adapter (whose
+// JetStream subscriber also makes one message and one ack per message)
+// offers batch consumption, so the batch mode is here, beside the
+// Subscriber it shares its consumer handling with.
+//
+// Its consumer acknowledges cumulatively (JetStream's AckPolicy all):
+// Ack(m) says m and every message delivered before it are done, with one
+// acknowledgement. That is only right while nothing before m is still
+// held unanswered elsewhere, so a batch subscription is the only reader of
+// its consumer, and every session of it (its start, and each making again
+// of a lost consumer) first resets the consumer to its acknowledgement
+// floor: whatever was delivered and not acknowledged — held by a process
+// that stopped, crashed or lost its connection — is delivered again, in
+// stream order, before anything newer. A message is therefore
+// acknowledged only after the reader finished it and every message before
+// it, and delivery stays at least once, never dropped. Nothing is Nacked:
+// what the reader has not answered when it stops comes back with the next
+// session's reset. A session does not begin while another reader pulls
+// from the consumer (ErrOtherReader): a second instance waits, as a
+// standby, and gives up after GiveUp as for a lost consumer.
+
+// Msg is a message a batch subscription delivers: where it came from and
+// its payload.
+type Msg struct {
+	Delivery
+	Payload []byte
+
+	m jetstream.Msg
+	// session is the session that delivered m: an Ack of a message of an
+	// earlier session is not passed on, since the reset that began the
+	// current one delivers it again.
+	session uint64
+}
+
+// Batches is a batch subscription. Its methods are safe for concurrent
+// use.
+type Batches struct {
+	s     *Subscriber
+	topic string
+	c     chan []Msg
+
+	mu      sync.Mutex
+	session uint64
+	buf     []Msg
+	// ready holds a token when buf has messages for c.
+	ready chan struct{}
+}
+
+// SubscribeBatches creates or updates the consumer of topic for a batch
+// subscription and delivers its messages on the channel C, in delivery
+// order, each receive taking every message pulled so far, until ctx is
+// done or the Subscriber is closed; then it closes C. The consumer holds
+// at most MaxInFlight + Prefetch messages delivered and not acknowledged.
+// A topic is followed either by Subscribe or by SubscribeBatches, never
+// both: the consumers' acknowledgement policies differ. A consumer
+// Subscribe made (acknowledging each message) is replaced by one starting
+// after its acknowledgement floor. It fails as Subscribe does.
+func (s *Subscriber) SubscribeBatches(ctx context.Context, topic string) (*Batches, error) {
+	b := &Batches{s: s, topic: topic, c: make(chan []Msg), ready: make(chan struct{}, 1)}
+	err := s.start(ctx, topic, s.batchConsumer, func(cons jetstream.Consumer) { b.run(ctx, cons) }, func() { close(b.c) })
+	if err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// C delivers the messages, a slice at a time. A slice is the receiver's
+// until its next receive, when it is filled again: what is kept longer is
+// copied.
+func (b *Batches) C() <-chan []Msg { return b.c }
+
+// Ack acknowledges m and every message delivered before it. Messages must
+// be acknowledged in delivery order: an Ack of a message before one
+// already acknowledged does nothing. A lost Ack means a redelivery.
+func (b *Batches) Ack(m Msg) {
+	b.mu.Lock()
+	current := m.session == b.session
+	b.mu.Unlock()
+	if !current {
+		return
+	}
+	if err := m.m.Ack(); err != nil {
+		b.s.cfg.Log.Warn("ack", "stream", b.s.cfg.Stream, "err", err)
+	}
+}
+
+func (b *Batches) run(ctx context.Context, cons jetstream.Consumer) {
+	ctx, cancel := b.s.untilClosed(ctx)
+	defer cancel()
+	forwarded := make(chan struct{})
+	go func() {
+		defer close(forwarded)
+		b.forward(ctx)
+	}()
+	defer func() { <-forwarded }()
+	b.s.keep(ctx, b.topic, cons, b.s.batchConsumer, b.pull)
+}
+
+// forward hands what was pulled to the reader until ctx is done. Two
+// slices take turns, so that none is allocated for each: the one the
+// reader holds and the one being filled.
+func (b *Batches) forward(ctx context.Context) {
+	var held, free []Msg
+	for {
+		select {
+		case <-b.ready:
+		case <-ctx.Done():
+			return
+		}
+		b.mu.Lock()
+		if len(b.buf) == 0 {
+			// The token of messages already handed over.
+			b.mu.Unlock()
+			continue
+		}
+		msgs := b.buf
+		b.buf = free[:0]
+		b.mu.Unlock()
+		select {
+		case b.c <- msgs:
+		case <-ctx.Done():
+			return
+		}
+		// This receive ended the reader's hold on the slice before.
+		free, held = held, msgs
+		clear(free) // the messages' payloads may go
+	}
+}
+
+// ErrOtherReader is why a batch subscription's session does not begin:
+// another reader has pull requests waiting on the consumer.
+var ErrOtherReader = errors.New("another reader pulls from the consumer")
+
+// errConsumeStopped is returned when a pull subscription ends by itself:
+// its consumer was deleted, or the connection closed.
+var errConsumeStopped = errors.New("pull subscription stopped")
+
+// pull is a session: it resets cons to its acknowledgement floor, then
+// takes what cons delivers until ctx is done or the consumer is lost.
+// Nothing blocks the pull: the consumer's MaxAckPending bounds what is
+// delivered and not acknowledged.
+func (b *Batches) pull(ctx context.Context, cons jetstream.Consumer) error {
+	info, err := cons.Info(ctx)
+	if err != nil {
+		return fmt.Errorf("consumer %s: %w", cons.CachedInfo().Name, err)
+	}
+	if info.NumWaiting > 0 {
+		// Its pull requests, or a crashed one's until they expire
+		// (pullExpiry).
+		return fmt.Errorf("consumer %s: %w: %d pull requests waiting", info.Name, ErrOtherReader, info.NumWaiting)
+	}
+	if _, err := b.s.js.ResetConsumer(ctx, info.Stream, info.Name); err != nil {
+		return fmt.Errorf("reset consumer %s: %w", info.Name, err)
+	}
+	b.mu.Lock()
+	b.session++
+	session := b.session
+	b.mu.Unlock()
+	lost := make(chan error, 1)
+	cc, err := cons.Consume(func(m jetstream.Msg) { b.take(session, m) },
+		jetstream.PullMaxMessages(b.s.cfg.Prefetch),
+		jetstream.PullExpiry(pullExpiry),
+		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+			// The pull subscription retries on its own, forever, even
+			// when its consumer is gone (a server restarted without it
+			// answers no pull): a missed heartbeat makes it again.
+			if errors.Is(err, jetstream.ErrNoHeartbeat) || errors.Is(err, jetstream.ErrConsumerDeleted) {
+				select {
+				case lost <- err:
+				default:
+				}
+			}
+		}))
+	if err != nil {
+		return err
+	}
+	defer cc.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case err := <-lost:
+		return err
+	case <-cc.Closed():
+		return errConsumeStopped
+	}
+}
+
+// take keeps m for the reader.
+func (b *Batches) take(session uint64, m jetstream.Msg) {
+	md, err := m.Metadata()
+	if err != nil {
+		b.s.cfg.Log.Warn("drop message without JetStream metadata", "stream", b.s.cfg.Stream, "err", err)
+		return
+	}
+	b.mu.Lock()
+	b.buf = append(b.buf, Msg{
+		Delivery: Delivery{Subject: m.Subject(), Stream: md.Stream, Sequence: md.Sequence.Stream, NumDelivered: md.NumDelivered},
+		Payload:  m.Data(),
+		m:        m,
+		session:  session,
+	})
+	b.mu.Unlock()
+	select {
+	case b.ready <- struct{}{}:
+	default:
+	}
+}
+
+// batchConsumer creates or updates topic's consumer with cumulative
+// acknowledgements. A consumer of another acknowledgement policy, which
+// JetStream cannot change in place, is replaced by one starting after its
+// acknowledgement floor: what it had delivered and not acknowledged is
+// delivered again.
+func (s *Subscriber) batchConsumer(ctx context.Context, topic string) (jetstream.Consumer, error) {
+	cfg := jetstream.ConsumerConfig{
+		FilterSubject: topic,
+		AckPolicy:     jetstream.AckAllPolicy,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+		AckWait:       s.cfg.AckWait,
+		Durable:       s.cfg.Durable(topic),
+		MaxAckPending: max(s.cfg.MaxInFlight+s.cfg.Prefetch, jetStreamMaxAckPending),
+	}
+	old, err := s.js.Consumer(ctx, s.cfg.Stream, cfg.Durable)
+	switch {
+	case errors.Is(err, jetstream.ErrConsumerNotFound):
+	case err != nil:
+		return nil, fmt.Errorf("consumer of %s on %s: %w", topic, s.cfg.Stream, err)
+	case old.CachedInfo().Config.AckPolicy == cfg.AckPolicy:
+		// Where it starts cannot change either; it is kept.
+		cfg.DeliverPolicy, cfg.OptStartSeq = old.CachedInfo().Config.DeliverPolicy, old.CachedInfo().Config.OptStartSeq
+	default:
+		info := old.CachedInfo()
+		if err := s.js.DeleteConsumer(ctx, s.cfg.Stream, cfg.Durable); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+			return nil, fmt.Errorf("replace consumer of %s on %s: %w", topic, s.cfg.Stream, err)
+		}
+		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, info.AckFloor.Stream+1
+		s.cfg.Log.Info("consumer replaced to acknowledge in batches", "stream", s.cfg.Stream, "consumer", cfg.Durable, "start_seq", cfg.OptStartSeq)
+	}
+	cons, err := s.js.CreateOrUpdateConsumer(ctx, s.cfg.Stream, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("consumer of %s on %s: %w", topic, s.cfg.Stream, err)
+	}
+	return cons, nil
+}

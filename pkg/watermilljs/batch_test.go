@@ -1,0 +1,281 @@
+package watermilljs_test
+
+import (
+	"fmt"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/google/go-cmp/cmp"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/parley-chat/parley/pkg/natsembed/natstest"
+	"github.com/parley-chat/parley/pkg/watermilljs"
+)
+
+const batchTopic = "wmtest.batch.*"
+
+// publishN stores n messages on wmtest.batch.<kind>, alternating two kinds.
+func publishN(t *testing.T, js jetstream.JetStream, n int) {
+	t.Helper()
+	pub := watermilljs.NewPublisher(js)
+	for i := range n {
+		if err := pub.Publish(fmt.Sprintf("wmtest.batch.k%d", i%2), message.NewMessage(watermill(i), []byte("x"))); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func watermill(i int) string { return fmt.Sprintf("m-%d-%d", i, time.Now().UnixNano()) }
+
+func batchSubscriber(t *testing.T, js jetstream.JetStream) *watermilljs.Subscriber {
+	t.Helper()
+	sub, err := watermilljs.NewSubscriber(js, watermilljs.SubscriberConfig{
+		Stream:  testStream,
+		Durable: func(string) string { return "batches" },
+		// An hour: whatever comes back within the test comes back by the
+		// reset of a new session, not by JetStream's ack wait.
+		AckWait: time.Hour,
+		Log:     slog.New(slog.NewTextHandler(t.Output(), nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sub.Close() })
+	return sub
+}
+
+// receive returns the next n messages b delivers.
+func receive(t *testing.T, b *watermilljs.Batches, n int) []watermilljs.Msg {
+	t.Helper()
+	var got []watermilljs.Msg
+	deadline := time.After(10 * time.Second)
+	for len(got) < n {
+		select {
+		case msgs, ok := <-b.C():
+			if !ok {
+				t.Fatalf("subscription ended after %d messages, want %d", len(got), n)
+			}
+			got = append(got, msgs...)
+		case <-deadline:
+			t.Fatalf("received %d messages, want %d", len(got), n)
+		}
+	}
+	if len(got) > n {
+		t.Fatalf("received %d messages, want %d", len(got), n)
+	}
+	return got
+}
+
+func subscribeBatches(t *testing.T, sub *watermilljs.Subscriber) *watermilljs.Batches {
+	t.Helper()
+	b, err := sub.SubscribeBatches(t.Context(), batchTopic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// wantSeqs checks that msgs are the stream's messages from to to, in
+// order.
+func wantSeqs(t *testing.T, what string, msgs []watermilljs.Msg, from, to uint64) {
+	t.Helper()
+	var got, want []uint64
+	for _, m := range msgs {
+		got = append(got, m.Sequence)
+	}
+	for s := from; s <= to; s++ {
+		want = append(want, s)
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("%s (-want +got):\n%s", what, diff)
+	}
+}
+
+func consumerInfo(t *testing.T, js jetstream.JetStream) *jetstream.ConsumerInfo {
+	t.Helper()
+	c, err := js.Consumer(t.Context(), testStream, "batches")
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := c.Info(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info
+}
+
+// ackedThrough waits for the consumer's acknowledgement floor to reach seq
+// with pending messages delivered and not acknowledged (-1: any number).
+func ackedThrough(t *testing.T, js jetstream.JetStream, seq uint64, pending int) {
+	t.Helper()
+	natstest.Eventually(t, 10*time.Second, fmt.Sprintf("acked through %d, %d pending", seq, pending), func() error {
+		info := consumerInfo(t, js)
+		if info.AckFloor.Stream != seq || pending >= 0 && info.NumAckPending != pending {
+			return fmt.Errorf("ack floor %d, %d pending", info.AckFloor.Stream, info.NumAckPending)
+		}
+		return nil
+	})
+}
+
+// TestBatches is the batch mode's suite: what it delivers, in which order,
+// what one Ack answers, and what comes back after a reader stops, crashes
+// or loses its consumer.
+func TestBatches(t *testing.T) {
+	t.Run("in stream order, one ack for all", func(t *testing.T) {
+		js := setup(t)
+		publishN(t, js, 100)
+		sub := batchSubscriber(t, js)
+		b := subscribeBatches(t, sub)
+		got := receive(t, b, 100)
+		wantSeqs(t, "delivered sequences", got, 1, 100)
+		want := watermilljs.Delivery{Subject: "wmtest.batch.k1", Stream: testStream, Sequence: 100, NumDelivered: 1}
+		if diff := cmp.Diff(want, got[99].Delivery); diff != "" {
+			t.Errorf("last delivery (-want +got):\n%s", diff)
+		}
+		b.Ack(got[99])
+		ackedThrough(t, js, 100, 0)
+		if err := sub.Close(); err != nil {
+			t.Fatal(err)
+		}
+		publishN(t, js, 10)
+		next := subscribeBatches(t, batchSubscriber(t, js))
+		wantSeqs(t, "delivered to the next subscriber", receive(t, next, 10), 101, 110)
+	})
+
+	t.Run("what was not acked comes back first, at once", func(t *testing.T) {
+		js := setup(t)
+		publishN(t, js, 50)
+		sub := batchSubscriber(t, js)
+		b := subscribeBatches(t, sub)
+		got := receive(t, b, 50)
+		b.Ack(got[19])
+		ackedThrough(t, js, 20, 30)
+		// Nacking nothing: closing leaves 21..50 delivered and unanswered.
+		if err := sub.Close(); err != nil {
+			t.Fatal(err)
+		}
+		publishN(t, js, 10)
+		next := subscribeBatches(t, batchSubscriber(t, js))
+		again := receive(t, next, 40)
+		wantSeqs(t, "delivered after the restart", again, 21, 60)
+		next.Ack(again[39])
+		ackedThrough(t, js, 60, 0)
+	})
+
+	t.Run("a reader gone without a word loses nothing", func(t *testing.T) {
+		ns := natstest.Start(t, "")
+		_, js := natstest.Connect(t, ns)
+		if _, err := js.CreateStream(t.Context(), jetstream.StreamConfig{Name: testStream, Subjects: []string{"wmtest.>"}, Storage: jetstream.MemoryStorage}); err != nil {
+			t.Fatal(err)
+		}
+		publishN(t, js, 30)
+		// The first reader's process dies: its connection drops with 11..30
+		// delivered and unanswered.
+		nc2, js2 := natstest.Connect(t, ns)
+		b := subscribeBatches(t, batchSubscriber(t, js2))
+		first := receive(t, b, 30)
+		b.Ack(first[9])
+		ackedThrough(t, js, 10, 20)
+		nc2.Close()
+		publishN(t, js, 10)
+
+		next := subscribeBatches(t, batchSubscriber(t, js))
+		got := receive(t, next, 30)
+		wantSeqs(t, "delivered to the next reader", got, 11, 40)
+		next.Ack(got[29])
+		ackedThrough(t, js, 40, 0)
+	})
+
+	t.Run("a consumer acking each message is taken over from its floor", func(t *testing.T) {
+		js := setup(t)
+		publishN(t, js, 30)
+		sub := batchSubscriber(t, js)
+		msgs, err := sub.Subscribe(t.Context(), batchTopic)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range 10 {
+			select {
+			case m := <-msgs:
+				m.Ack()
+			case <-time.After(10 * time.Second):
+				t.Fatal("no message delivered")
+			}
+		}
+		ackedThrough(t, js, 10, -1)
+		if err := sub.Close(); err != nil {
+			t.Fatal(err)
+		}
+		b := subscribeBatches(t, batchSubscriber(t, js))
+		got := receive(t, b, 20)
+		wantSeqs(t, "delivered after the change", got, 11, 30)
+		if p := consumerInfo(t, js).Config.AckPolicy; p != jetstream.AckAllPolicy {
+			t.Errorf("consumer's ack policy = %v, want %v", p, jetstream.AckAllPolicy)
+		}
+		b.Ack(got[19])
+		ackedThrough(t, js, 30, 0)
+	})
+
+	t.Run("a second reader waits for the first to stop", func(t *testing.T) {
+		js := setup(t)
+		publishN(t, js, 20)
+		first := batchSubscriber(t, js)
+		b := subscribeBatches(t, first)
+		got := receive(t, b, 20)
+		b.Ack(got[9])
+		ackedThrough(t, js, 10, 10)
+		second := subscribeBatches(t, batchSubscriber(t, js))
+		publishN(t, js, 10)
+		receive(t, b, 10)
+		select {
+		case msgs := <-second.C():
+			t.Fatalf("%d messages delivered to a second reader while the first pulls", len(msgs))
+		case <-time.After(500 * time.Millisecond):
+		}
+		if err := first.Close(); err != nil {
+			t.Fatal(err)
+		}
+		// What the first had not acked, then the rest.
+		deadline := time.After(30 * time.Second)
+		var again []watermilljs.Msg
+		for len(again) < 20 {
+			select {
+			case msgs := <-second.C():
+				again = append(again, msgs...)
+			case <-deadline:
+				t.Fatalf("received %d messages after the first reader stopped, want 20", len(again))
+			}
+		}
+		wantSeqs(t, "delivered to the second reader", again, 11, 30)
+	})
+
+	t.Run("a lost consumer is made again", func(t *testing.T) {
+		js := setup(t)
+		publishN(t, js, 10)
+		b := subscribeBatches(t, batchSubscriber(t, js))
+		got := receive(t, b, 10)
+		b.Ack(got[9])
+		ackedThrough(t, js, 10, 0)
+		if err := js.DeleteConsumer(t.Context(), testStream, "batches"); err != nil {
+			t.Fatal(err)
+		}
+		publishN(t, js, 10)
+		// Made again, the consumer starts over: the stream's every message.
+		natstest.Until(t, 30*time.Second, "message 20 delivered", func() bool {
+			for {
+				select {
+				case msgs := <-b.C():
+					for _, m := range msgs {
+						if m.Sequence == 20 {
+							return true
+						}
+					}
+				default:
+					return false
+				}
+			}
+		})
+	})
+}
