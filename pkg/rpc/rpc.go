@@ -182,7 +182,9 @@ func Ping(ctx context.Context, nc *nats.Conn, subjects ...string) error {
 }
 
 // Call sends req to subject and decodes the result into resp (which may be
-// nil). A remote error comes back as *Error.
+// nil); into a *json.RawMessage, the result is handed over as it came,
+// unchecked, for a caller that passes it on or decodes it its own way. A
+// remote error comes back as *Error.
 func Call(ctx context.Context, nc *nats.Conn, subject string, req, resp any) error {
 	data, err := json.Marshal(req)
 	if err != nil {
@@ -220,6 +222,10 @@ func request(ctx context.Context, nc *nats.Conn, m *nats.Msg, resp any) error {
 		return e
 	}
 	if resp == nil || len(r.Data) == 0 {
+		return nil
+	}
+	if raw, ok := resp.(*json.RawMessage); ok {
+		*raw = r.Data // the reply is the caller's: no copy, no scan
 		return nil
 	}
 	if err := json.Unmarshal(r.Data, resp); err != nil {

@@ -1,8 +1,13 @@
 package app
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
+	"strconv"
+
+	jsonv2 "github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
 
 	"github.com/parley-chat/parley/pkg/chatapi"
 )
@@ -62,3 +67,56 @@ func jsonSize(v any) (int, error) {
 	}
 	return len(b) + 1, nil
 }
+
+// pageJSON is a page whose items are encoded into its answer's JSON as
+// they are taken: each item is encoded once, to measure it and to send it.
+// The answer is an object holding the items as an array under one field
+// and, when another page follows, the cursor under "next", as the
+// chatapi results read.
+type pageJSON struct {
+	page
+	buf bytes.Buffer
+}
+
+// newPageJSON returns an empty page of at most limit items (see newPage)
+// listed under field.
+func newPageJSON(limit int, field string) *pageJSON {
+	pg := &pageJSON{page: *newPage(limit)}
+	pg.buf.WriteString(`{"` + field + `":[`)
+	return pg
+}
+
+// takeJSON encodes v into pg if it fits, reporting whether it did.
+func takeJSON[T any](pg *pageJSON, v *T) (bool, error) {
+	mark := pg.buf.Len()
+	if pg.items > 0 {
+		pg.buf.WriteByte(',')
+	}
+	if err := jsonv2.MarshalWrite(&pg.buf, v, wireJSON); err != nil {
+		return false, fmt.Errorf("encode a page item: %w", err)
+	}
+	n := pg.buf.Len() - mark
+	if !pg.fits(n) {
+		pg.buf.Truncate(mark)
+		return false, nil
+	}
+	pg.add(n)
+	return true, nil
+}
+
+// end closes the page's JSON with next, the cursor of the page that
+// follows (nil on the last page), and returns it.
+func (pg *pageJSON) end(next *uint64) json.RawMessage {
+	pg.buf.WriteByte(']')
+	if next != nil {
+		pg.buf.WriteString(`,"next":`)
+		pg.buf.Write(strconv.AppendUint(nil, *next, 10))
+	}
+	pg.buf.WriteByte('}')
+	return pg.buf.Bytes()
+}
+
+// wireJSON has go-json-experiment encode a page's items as encoding/json
+// does, byte for byte (HTML characters and JavaScript line separators
+// escaped), invalid UTF-8 replaced by the same character, unescaped.
+var wireJSON = jsonv2.JoinOptions(jsontext.EscapeForHTML(true), jsontext.EscapeForJS(true), jsontext.AllowInvalidUTF8(true))
