@@ -70,7 +70,7 @@ func (s *Service) Messages(ctx context.Context, p auth.Principal, args chatapi.M
 				return false, err
 			}
 		}
-		ok, err := takeJSON(pg, &cm)
+		ok, err := pg.take(&cm)
 		if err != nil {
 			return false, err
 		}

@@ -6,9 +6,6 @@ import (
 	"fmt"
 	"strconv"
 
-	jsonv2 "github.com/go-json-experiment/json"
-	"github.com/go-json-experiment/json/jsontext"
-
 	"github.com/parley-chat/parley/pkg/chatapi"
 )
 
@@ -72,29 +69,34 @@ func jsonSize(v any) (int, error) {
 // they are taken: each item is encoded once, to measure it and to send it.
 // The answer is an object holding the items as an array under one field
 // and, when another page follows, the cursor under "next", as the
-// chatapi results read.
+// chatapi results read. encoding/json encodes the items: go-json-experiment
+// escaping as it does (HTML characters) was slower.
 type pageJSON struct {
 	page
 	buf bytes.Buffer
+	enc *json.Encoder
 }
 
 // newPageJSON returns an empty page of at most limit items (see newPage)
 // listed under field.
 func newPageJSON(limit int, field string) *pageJSON {
 	pg := &pageJSON{page: *newPage(limit)}
+	pg.enc = json.NewEncoder(&pg.buf)
 	pg.buf.WriteString(`{"` + field + `":[`)
 	return pg
 }
 
-// takeJSON encodes v into pg if it fits, reporting whether it did.
-func takeJSON[T any](pg *pageJSON, v *T) (bool, error) {
+// take encodes v into pg if it fits, reporting whether it did.
+func (pg *pageJSON) take(v any) (bool, error) {
 	mark := pg.buf.Len()
 	if pg.items > 0 {
 		pg.buf.WriteByte(',')
 	}
-	if err := jsonv2.MarshalWrite(&pg.buf, v, wireJSON); err != nil {
+	if err := pg.enc.Encode(v); err != nil {
+		pg.buf.Truncate(mark)
 		return false, fmt.Errorf("encode a page item: %w", err)
 	}
+	pg.buf.Truncate(pg.buf.Len() - 1) // Encode's newline
 	n := pg.buf.Len() - mark
 	if !pg.fits(n) {
 		pg.buf.Truncate(mark)
@@ -115,8 +117,3 @@ func (pg *pageJSON) end(next *uint64) json.RawMessage {
 	pg.buf.WriteByte('}')
 	return pg.buf.Bytes()
 }
-
-// wireJSON has go-json-experiment encode a page's items as encoding/json
-// does, byte for byte (HTML characters and JavaScript line separators
-// escaped), invalid UTF-8 replaced by the same character, unescaped.
-var wireJSON = jsonv2.JoinOptions(jsontext.EscapeForHTML(true), jsontext.EscapeForJS(true), jsontext.AllowInvalidUTF8(true))
