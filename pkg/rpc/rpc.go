@@ -23,6 +23,7 @@ import (
 	"slices"
 	"time"
 
+	jsonv1 "github.com/go-json-experiment/json/v1"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nats.go/micro"
@@ -228,7 +229,10 @@ func request(ctx context.Context, nc *nats.Conn, m *nats.Msg, resp any) error {
 		*raw = r.Data // the reply is the caller's: no copy, no scan
 		return nil
 	}
-	if err := json.Unmarshal(r.Data, resp); err != nil {
+	// go-json-experiment's encoding/json decodes as encoding/json does, in
+	// a fraction of its CPU and allocations: pages of results are the
+	// bulk of what callers read.
+	if err := jsonv1.Unmarshal(r.Data, resp); err != nil {
 		return fmt.Errorf("decode result: %w", err)
 	}
 	return nil
