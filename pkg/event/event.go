@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	jsonv1 "github.com/go-json-experiment/json/v1"
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
 
@@ -114,7 +115,10 @@ func (e Envelope) Open(key seal.Key, v any) error {
 	if err != nil {
 		return fmt.Errorf("open %s %s: %w", e.Type, e.ID, err)
 	}
-	if err := json.Unmarshal(pt, v); err != nil {
+	// go-json-experiment's encoding/json decodes as encoding/json does,
+	// about four times faster and with a tenth of the allocations: a
+	// transcript page opens hundreds of events.
+	if err := jsonv1.Unmarshal(pt, v); err != nil {
 		return fmt.Errorf("decode %s %s: %w", e.Type, e.ID, err)
 	}
 	return nil

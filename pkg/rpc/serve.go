@@ -176,10 +176,13 @@ func (s *Served) handler(ctx context.Context, health *Health, internal bool, r R
 }
 
 // respond answers req with res, or with err in micro's error headers and
-// as JSON in the body (for RetryAfter).
+// as JSON in the body (for RetryAfter). A json.RawMessage result is sent as
+// it is: its handler encoded it, and encoding/json would scan it again.
 func (s *Served) respond(subject string, req micro.Request, res any, err error, st *endpointStats, begin time.Time) {
 	m := &nats.Msg{Subject: req.Reply()}
-	if err == nil {
+	if raw, ok := res.(json.RawMessage); ok && err == nil {
+		m.Data = raw
+	} else if err == nil {
 		if m.Data, err = json.Marshal(res); err != nil {
 			err = fmt.Errorf("encode reply: %w", err)
 		}

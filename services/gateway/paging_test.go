@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"slices"
@@ -313,5 +314,48 @@ func TestExportIsStreamed(t *testing.T) {
 	}
 	if json.Valid(body) {
 		t.Errorf("export failing on its second page reads as a whole document: %s", body)
+	}
+}
+
+// TestTranscriptPagePassedThrough serves transcript pages as the chat
+// service encodes them and reads them through the API: messages pass
+// through as they were sent, and a reply that is not a page answers a
+// problem, never the reply's bytes.
+func TestTranscriptPagePassedThrough(t *testing.T) {
+	e := startGateway(t)
+	tests := []struct {
+		name       string
+		give       string
+		wantStatus int
+		want       string
+	}{
+		{name: "page", give: `{"messages":[{"id":"m1","seq":1,"author":null,"text":"\u003cb\u003e","at":"2025-03-04T05:06:07Z","erased":false}]}`,
+			wantStatus: http.StatusOK, want: `{"messages":[{"id":"m1","seq":1,"author":null,"text":"\u003cb\u003e","at":"2025-03-04T05:06:07Z","erased":false}],"next_cursor":null}` + "\n"},
+		{name: "no messages", give: `{}`, wantStatus: http.StatusOK, want: `{"messages":[],"next_cursor":null}` + "\n"},
+		{name: "messages not an array", give: `{"messages":{"id":"m1"}}`, wantStatus: http.StatusInternalServerError},
+		{name: "not JSON", give: `{"messages":[{"id":"m1"]}`, wantStatus: http.StatusInternalServerError},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			served, err := rpc.Serve(t.Context(), e.nc, slog.New(slog.DiscardHandler), rpc.Service{Name: "fake", Queue: "test",
+				Groups: []rpc.Group{{Routes: []rpc.Route{{Subject: chatapi.MessagesSubject, Handler: func(context.Context, []byte) (any, error) {
+					return json.RawMessage(tt.give), nil
+				}}}}}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer served.Stop()
+			visitor := e.token(auth.Principal{Tenant: "demo", ID: "v1", Role: auth.RoleVisitor})
+			r := e.do(http.MethodGet, "/v1/conversations/c1/messages", visitor, nil)
+			if r.status != tt.wantStatus {
+				t.Fatalf("GET messages = %d %s, want %d", r.status, r.body, tt.wantStatus)
+			}
+			if tt.want != "" && string(r.body) != tt.want {
+				t.Errorf("GET messages = %s, want %s", r.body, tt.want)
+			}
+			if tt.want == "" && r.contentType != "application/problem+json" {
+				t.Errorf("GET messages answered %s %s, want a problem", r.contentType, r.body)
+			}
+		})
 	}
 }

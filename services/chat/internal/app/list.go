@@ -54,32 +54,45 @@ func (s *Service) List(ctx context.Context, p auth.Principal, args chatapi.ListA
 	}
 	// Only the page's first pg.limit can be listed: a heap keeps those.
 	top := &greatest[conversation.Conversation]{n: pg.limit, id: func(c conversation.Conversation) string { return c.ID }}
-	offer := func(c conversation.Conversation) {
-		if c.Exists() && (after == "" || c.ID < after) && c.ID >= floor && c.Listed(p) &&
-			(args.Status == "" || string(c.Status) == args.Status) {
-			top.offer(c)
-		}
+	listed := func(c conversation.Conversation) bool {
+		return c.Exists() && (after == "" || c.ID < after) && c.ID >= floor && c.Listed(p) &&
+			(args.Status == "" || string(c.Status) == args.Status)
 	}
-	s.state.each(p.Tenant, true, func(_ *entry, c conversation.Conversation) {
+	// held merges a conversation this instance holds with the window, and
+	// offers it; it reports whether the page could still take one of a
+	// lesser id.
+	held := func(c conversation.Conversation) bool {
 		if w, ok := window[c.ID]; ok {
 			if c.Version > w.Version {
 				window[c.ID] = c
 			}
-			return
+			return true
 		}
-		offer(c)
+		if !listed(c) {
+			return true
+		}
+		top.offer(c)
+		return !top.full() || c.ID >= top.least()
+	}
+	s.state.held(p.Tenant, false, true, func(_ *entry, c conversation.Conversation) { held(c) })
+	// The open ones are walked from the cursor down, and only as far as the
+	// page reaches: a page costs the same in an inbox of any size.
+	s.state.openBelow(p.Tenant, after, func(c conversation.Conversation) bool {
+		return c.ID >= floor && held(c)
 	})
 	for _, c := range window {
-		offer(c)
+		if listed(c) {
+			top.offer(c)
+		}
 	}
 	out := make([]chatapi.Summary, 0, top.Len())
-	listed := top.desc()
+	cs := top.desc()
 	// Read before the page is measured: a profile counts in its bytes.
-	profiles, err := s.profilesOf(ctx, p.Tenant, visitorsOf(listed))
+	profiles, err := s.profilesOf(ctx, p.Tenant, visitorsOf(cs))
 	if err != nil {
 		return chatapi.ListResult{}, err
 	}
-	for _, c := range listed {
+	for _, c := range cs {
 		sum := summary(c)
 		sum.VisitorProfile = profiles[c.Visitor]
 		ok, err := pg.take(sum)
@@ -121,6 +134,12 @@ func (h *greatest[T]) offer(x T) {
 		heap.Fix(h, 0)
 	}
 }
+
+// full reports whether h keeps n items.
+func (h *greatest[T]) full() bool { return len(h.items) >= h.n }
+
+// least returns the least id kept; h is not empty.
+func (h *greatest[T]) least() string { return h.id(h.items[0]) }
 
 // desc returns the items kept, greatest id first.
 func (h *greatest[T]) desc() []T {

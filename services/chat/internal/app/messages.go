@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 
@@ -17,42 +18,44 @@ import (
 
 // Messages returns one page of a conversation's transcript, oldest first,
 // from after the cursor (see chatapi.MessagesArgs), to its participants,
-// supervisors and admins. Authors and texts are decrypted now, under the
-// visitor's key: once that key is gone every message reads Author nil,
-// Text nil, Erased true. A staff member's read of each page is written to
-// the audit trail before it is answered, whoever asks on the bus: a read
-// that could not be audited answers ErrNotAudited and nothing of the page.
-func (s *Service) Messages(ctx context.Context, p auth.Principal, args chatapi.MessagesArgs) (chatapi.MessagesResult, error) {
+// supervisors and admins, as the JSON of a chatapi.MessagesResult: each
+// message is encoded once, into the page it is measured for. Authors and
+// texts are decrypted now, under the visitor's key: once that key is gone
+// every message reads Author nil, Text nil, Erased true. A staff member's
+// read of each page is written to the audit trail before it is answered,
+// whoever asks on the bus: a read that could not be audited answers
+// ErrNotAudited and nothing of the page.
+func (s *Service) Messages(ctx context.Context, p auth.Principal, args chatapi.MessagesArgs) (json.RawMessage, error) {
 	if err := conversation.CheckActor(p); err != nil {
-		return chatapi.MessagesResult{}, err
+		return nil, err
 	}
 	// The transcript comes from the store; the state held here only says
 	// who may read it.
 	c, err := s.findAllowed(ctx, p, args.Conversation, (*conversation.Conversation).CanRead)
 	if err != nil {
-		return chatapi.MessagesResult{}, err
+		return nil, err
 	}
 	key, err := s.visitorKeys(ctx, c.Tenant, c.Visitor)
 	erased := errors.Is(err, conversation.ErrErased)
 	if err != nil && !erased {
-		return chatapi.MessagesResult{}, err
+		return nil, err
 	}
-	pg := newPage(args.Page.Limit)
-	res := chatapi.MessagesResult{Messages: []chatapi.Message{}}
+	pg := newPageJSON(args.Page.Limit, "messages")
 	if !erased {
 		profiles, err := s.profilesOf(ctx, c.Tenant, []string{c.Visitor})
 		if err != nil {
-			return chatapi.MessagesResult{}, err
+			return nil, err
 		}
-		res.VisitorProfile = profiles[c.Visitor]
-		// Counted in the page's bytes, not its items: the first message
-		// still always fits, and a profile is far below a bus message.
-		n, err := jsonSize(res.VisitorProfile)
-		if err != nil {
-			return chatapi.MessagesResult{}, err
+		if prof := profiles[c.Visitor]; prof != nil {
+			if err := pg.attach("visitor_profile", prof); err != nil {
+				return nil, err
+			}
 		}
-		pg.bytes += n
 	}
+	var (
+		last uint64
+		next *uint64
+	)
 	// A transcript is in stream order: the page starts at the first message
 	// after the cursor. One event more than the page holds tells whether
 	// another page follows.
@@ -64,26 +67,26 @@ func (s *Service) Messages(ctx context.Context, p auth.Principal, args chatapi.M
 		if err != nil {
 			return false, err
 		}
-		ok, err := pg.take(cm)
+		ok, err := pg.take(&cm)
 		if err != nil {
 			return false, err
 		}
 		if !ok { // never the page's first, which always fits
-			res.Next = &res.Messages[len(res.Messages)-1].Seq
+			next = &last
 			return false, nil
 		}
-		res.Messages = append(res.Messages, cm)
+		last = r.Seq
 		return true, nil
 	})
 	if err != nil {
-		return chatapi.MessagesResult{}, err
+		return nil, err
 	}
 	if p.Role.Staff() {
 		if err := s.auditRead(ctx, p, c.ID); err != nil {
-			return chatapi.MessagesResult{}, err
+			return nil, err
 		}
 	}
-	return res, nil
+	return pg.end(next), nil
 }
 
 // auditRead writes p's read of the conversation's transcript to the audit

@@ -1,8 +1,10 @@
 package app
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
+	"strconv"
 
 	"github.com/parley-chat/parley/pkg/chatapi"
 )
@@ -61,4 +63,74 @@ func jsonSize(v any) (int, error) {
 		return 0, fmt.Errorf("measure a page item: %w", err)
 	}
 	return len(b) + 1, nil
+}
+
+// pageJSON is a page whose items are encoded into its answer's JSON as
+// they are taken: each item is encoded once, to measure it and to send it.
+// The answer is an object holding the items as an array under one field
+// and, when another page follows, the cursor under "next", as the
+// chatapi results read. encoding/json encodes the items: go-json-experiment
+// escaping as it does (HTML characters) was slower.
+type pageJSON struct {
+	page
+	buf bytes.Buffer
+	enc *json.Encoder
+	// tail holds the answer's fields after the items (see attach).
+	tail []byte
+}
+
+// newPageJSON returns an empty page of at most limit items (see newPage)
+// listed under field.
+func newPageJSON(limit int, field string) *pageJSON {
+	pg := &pageJSON{page: *newPage(limit)}
+	pg.enc = json.NewEncoder(&pg.buf)
+	pg.buf.WriteString(`{"` + field + `":[`)
+	return pg
+}
+
+// take encodes v into pg if it fits, reporting whether it did.
+func (pg *pageJSON) take(v any) (bool, error) {
+	mark := pg.buf.Len()
+	if pg.items > 0 {
+		pg.buf.WriteByte(',')
+	}
+	if err := pg.enc.Encode(v); err != nil {
+		pg.buf.Truncate(mark)
+		return false, fmt.Errorf("encode a page item: %w", err)
+	}
+	pg.buf.Truncate(pg.buf.Len() - 1) // Encode's newline
+	n := pg.buf.Len() - mark
+	if !pg.fits(n) {
+		pg.buf.Truncate(mark)
+		return false, nil
+	}
+	pg.add(n)
+	return true, nil
+}
+
+// attach adds v to the page's answer under name, after its items. Its
+// bytes count in the page's bound, not in its items: the first item still
+// always fits, and what is attached is far below a bus message.
+func (pg *pageJSON) attach(name string, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("encode a page's %s: %w", name, err)
+	}
+	pg.tail = append(pg.tail, `,"`+name+`":`...)
+	pg.tail = append(pg.tail, b...)
+	pg.bytes += len(name) + len(b) + 4
+	return nil
+}
+
+// end closes the page's JSON with next, the cursor of the page that
+// follows (nil on the last page), and returns it.
+func (pg *pageJSON) end(next *uint64) json.RawMessage {
+	pg.buf.WriteByte(']')
+	pg.buf.Write(pg.tail)
+	if next != nil {
+		pg.buf.WriteString(`,"next":`)
+		pg.buf.Write(strconv.AppendUint(nil, *next, 10))
+	}
+	pg.buf.WriteByte('}')
+	return pg.buf.Bytes()
 }

@@ -45,7 +45,7 @@ func TestProfileShownWithConversations(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		page, err := b.Messages(t.Context(), supervisor, chatapi.MessagesArgs{Conversation: conv})
+		page, err := b.messages(t, supervisor, chatapi.MessagesArgs{Conversation: conv})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -34,6 +34,10 @@ type state struct {
 	mu  sync.Mutex
 	// open holds the open conversations by tenant and id.
 	open map[string]map[string]*entry
+	// sorted holds the ids of open by tenant in ascending order, so that a
+	// page of the inbox is found without walking every open conversation
+	// (see openBelow).
+	sorted map[string][]string
 	// closed holds closed conversations used lately, the least recently
 	// used first out.
 	closed *list.List
@@ -48,7 +52,7 @@ type state struct {
 const closedCached = 1024
 
 func newState(now func() time.Time) state {
-	return state{now: now, open: make(map[string]map[string]*entry), closed: list.New(),
+	return state{now: now, open: make(map[string]map[string]*entry), sorted: make(map[string][]string), closed: list.New(),
 		byID: make(map[convID]*list.Element), erased: make(map[convID]time.Time)}
 }
 
@@ -83,7 +87,7 @@ func (st *state) forget(tenant, id string) {
 
 // dropLocked removes the conversation's entry; st.mu is held.
 func (st *state) dropLocked(c convID) {
-	delete(st.open[c.tenant], c.id)
+	st.unholdLocked(c.tenant, c.id)
 	if el, ok := st.byID[c]; ok {
 		st.closed.Remove(el)
 		delete(st.byID, c)
@@ -164,15 +168,10 @@ func (st *state) getOrCreate(tenant, id string) *entry {
 	if st.erasedLocked(convID{tenant, id}) {
 		return nil
 	}
-	byID := st.open[tenant]
-	if byID == nil {
-		byID = make(map[string]*entry)
-		st.open[tenant] = byID
-	}
-	e := byID[id]
+	e := st.open[tenant][id]
 	if e == nil {
 		e = &entry{}
-		byID[id] = e
+		st.holdLocked(tenant, id, e)
 	}
 	return e
 }
@@ -197,13 +196,10 @@ func (st *state) track(e *entry) {
 			st.closed.Remove(el)
 			delete(st.byID, id)
 		}
-		if st.open[c.Tenant] == nil {
-			st.open[c.Tenant] = make(map[string]*entry)
-		}
-		st.open[c.Tenant][c.ID] = e
+		st.holdLocked(c.Tenant, c.ID, e)
 		return
 	}
-	delete(st.open[c.Tenant], c.ID)
+	st.unholdLocked(c.Tenant, c.ID)
 	if el, ok := st.byID[id]; ok {
 		el.Value = e
 		st.closed.MoveToFront(el)
@@ -222,13 +218,21 @@ func (st *state) track(e *entry) {
 // the open ones and, with closedToo, the closed ones; those expired left out
 // and removed.
 func (st *state) each(tenant string, closedToo bool, fn func(*entry, conversation.Conversation)) {
+	st.held(tenant, true, closedToo, fn)
+}
+
+// held is each of the open ones, the closed ones, or both.
+func (st *state) held(tenant string, open, closed bool, fn func(*entry, conversation.Conversation)) {
 	now := st.now()
 	st.mu.Lock()
-	es := make([]*entry, 0, len(st.open[tenant]))
-	for _, e := range st.open[tenant] {
-		es = append(es, e)
+	var es []*entry
+	if open {
+		es = make([]*entry, 0, len(st.open[tenant]))
+		for _, e := range st.open[tenant] {
+			es = append(es, e)
+		}
 	}
-	for el := st.closed.Front(); closedToo && el != nil; el = el.Next() {
+	for el := st.closed.Front(); closed && el != nil; el = el.Next() {
 		es = append(es, el.Value.(*entry))
 	}
 	st.mu.Unlock()

@@ -2,6 +2,7 @@ package app_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"sync"
 	"testing"
@@ -185,6 +186,20 @@ func (in *instance) list(t testing.TB, p auth.Principal, status string, limit in
 	return out
 }
 
+// messages reads a page of the transcript through in.
+func (in *instance) messages(t testing.TB, p auth.Principal, args chatapi.MessagesArgs) (chatapi.MessagesResult, error) {
+	t.Helper()
+	var res chatapi.MessagesResult
+	raw, err := in.Messages(t.Context(), p, args)
+	if err != nil {
+		return res, err
+	}
+	if err := json.Unmarshal(raw, &res); err != nil {
+		t.Fatalf("Messages(%+v) answered %s: %v", args, raw, err)
+	}
+	return res, nil
+}
+
 func deref(s *string) string {
 	if s == nil {
 		return ""
@@ -210,7 +225,7 @@ func TestPacedWritersReadTheirWrites(t *testing.T) {
 		if err != nil {
 			t.Fatalf("Post(m%d) = %v", i, err)
 		}
-		page, err := other.Messages(t.Context(), supervisor, chatapi.MessagesArgs{Conversation: conv, Page: chatapi.Page[uint64]{After: res.Seq - 1}})
+		page, err := other.messages(t, supervisor, chatapi.MessagesArgs{Conversation: conv, Page: chatapi.Page[uint64]{After: res.Seq - 1}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -289,7 +304,7 @@ func TestClosedConversationsLeaveMemory(t *testing.T) {
 	if diff := cmp.Diff(all, again.list(t, supervisor, "", 100)); diff != "" {
 		t.Errorf("List() after restart mismatch (-want +got):\n%s", diff)
 	}
-	res, err := again.Messages(t.Context(), visitorN(0), chatapi.MessagesArgs{Conversation: first})
+	res, err := again.messages(t, visitorN(0), chatapi.MessagesArgs{Conversation: first})
 	if err != nil || len(res.Messages) != 1 {
 		t.Errorf("Messages(closed) after restart = %d messages, %v; want 1", len(res.Messages), err)
 	}

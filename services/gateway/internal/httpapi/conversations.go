@@ -1,8 +1,14 @@
 package httpapi
 
 import (
+	"encoding/json"
+	"fmt"
 	"net/http"
+	"strconv"
 	"time"
+
+	jsonv2 "github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
 
 	"github.com/parley-chat/parley/pkg/auth"
 	"github.com/parley-chat/parley/pkg/chatapi"
@@ -162,12 +168,14 @@ func (a *API) postMessage(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// messagePage is a page of GET /v1/conversations/{id}/messages.
-type messagePage struct {
-	Messages   []chatapi.Message `json:"messages"`
-	NextCursor *string           `json:"next_cursor"`
-	// VisitorProfile is absent when the visitor gave none.
-	VisitorProfile *chatapi.Profile `json:"visitor_profile,omitempty"`
+// messagesReply is the part of a chatapi.MessagesResult the gateway reads:
+// the page's messages pass through as the chat service encoded them, in
+// the API's shape already (chatapi.Message), checked but not decoded; so
+// does the visitor's profile (chatapi.Profile).
+type messagesReply struct {
+	Messages       jsontext.Value `json:"messages"`
+	VisitorProfile jsontext.Value `json:"visitor_profile"`
+	Next           *uint64        `json:"next"`
 }
 
 // listMessages answers one page of a transcript, oldest first. Each page is
@@ -184,14 +192,38 @@ func (a *API) listMessages(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	var res chatapi.MessagesResult
-	if err := a.call(r, chatapi.MessagesSubject, p, chatapi.MessagesArgs{Conversation: id, Page: pg}, &res); err != nil {
+	var raw json.RawMessage
+	if err := a.call(r, chatapi.MessagesSubject, p, chatapi.MessagesArgs{Conversation: id, Page: pg}, &raw); err != nil {
 		return err
 	}
-	if res.Messages == nil {
-		res.Messages = []chatapi.Message{}
+	var res messagesReply
+	if err := jsonv2.Unmarshal(raw, &res); err != nil {
+		return fmt.Errorf("decode %s result: %w", chatapi.MessagesSubject, err)
 	}
-	writeJSON(w, http.StatusOK, messagePage{Messages: res.Messages, NextCursor: nextCursor(scope, res.Next), VisitorProfile: res.VisitorProfile})
+	switch res.Messages.Kind() {
+	case '[':
+	case 'n', 0: // none: an empty page
+		res.Messages = jsontext.Value("[]")
+	default:
+		return fmt.Errorf("decode %s result: messages are not an array", chatapi.MessagesSubject)
+	}
+	out := make([]byte, 0, len(res.Messages)+len(res.VisitorProfile)+160)
+	out = append(out, `{"messages":`...)
+	out = append(out, res.Messages...)
+	out = append(out, `,"next_cursor":`...)
+	if next := nextCursor(scope, res.Next); next != nil {
+		out = strconv.AppendQuote(out, *next) // base64url: nothing to escape
+	} else {
+		out = append(out, "null"...)
+	}
+	if res.VisitorProfile.Kind() == '{' { // absent when the visitor gave none
+		out = append(out, `,"visitor_profile":`...)
+		out = append(out, res.VisitorProfile...)
+	}
+	out = append(out, "}\n"...)
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(out)
 	return nil
 }
 

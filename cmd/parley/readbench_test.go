@@ -1,0 +1,166 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+)
+
+// BenchmarkTranscriptPageHTTP reads a transcript of 500 messages of 64
+// bytes in one page, GET /v1/conversations/{id}/messages?limit=500, as its
+// visitor, through the HTTP API of an in-process `parley all`. Besides
+// ns/op and allocs/op (of the whole process: client, gateway, chat and
+// NATS server) it reports the CPU time of the process per read and the
+// reads' p99.
+func BenchmarkTranscriptPageHTTP(b *testing.B) {
+	base, client, _ := benchAll(b)
+	var v struct{ Token string }
+	postJSON(b, client, base+"/v1/tenants/demo/visitors", "", `{"consent":{"analytics":false,"network_data":false,"ai":false},"notice_version":"b"}`, &v)
+	var c struct{ ID string }
+	text := strings.Repeat("m", 64)
+	postJSON(b, client, base+"/v1/conversations", v.Token, `{"text":"`+text+`"}`, &c)
+	for range 499 {
+		postJSON(b, client, base+"/v1/conversations/"+c.ID+"/messages", v.Token, `{"text":"`+text+`"}`, &struct{}{})
+	}
+	readBench(b, client, v.Token, func(string) string {
+		return base + "/v1/conversations/" + c.ID + "/messages?limit=500"
+	}, func(body []byte) (string, error) {
+		// Counted, not decoded: the reader's work is not the server's.
+		if n := bytes.Count(body, []byte(`{"id":`)); n != 500 {
+			return "", fmt.Errorf("read %d messages, want 500", n)
+		}
+		return "", nil
+	})
+}
+
+// BenchmarkInboxPageHTTP lists an inbox of 10,000 open conversations as an
+// agent, GET /v1/conversations?limit=100, a page per operation, walking
+// from the first page to the last and again, through the HTTP API of an
+// in-process `parley all`; it reports what BenchmarkTranscriptPageHTTP
+// does.
+func BenchmarkInboxPageHTTP(b *testing.B) {
+	base, client, dir := benchAll(b)
+	var v struct{ Token string }
+	postJSON(b, client, base+"/v1/tenants/demo/visitors", "", `{"consent":{"analytics":false,"network_data":false,"ai":false},"notice_version":"b"}`, &v)
+	g, _ := errgroup.WithContext(b.Context())
+	g.SetLimit(16)
+	for range 10_000 {
+		g.Go(func() error {
+			req, _ := http.NewRequest("POST", base+"/v1/conversations", strings.NewReader(`{"text":"hello"}`))
+			req.Header.Set("Authorization", "Bearer "+v.Token)
+			resp, err := client.Do(req)
+			if err != nil {
+				return err
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusCreated {
+				return fmt.Errorf("open a conversation: status %d", resp.StatusCode)
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		b.Fatal(err)
+	}
+	agent := staffToken(b, dir, "demo", "agent", "bench")
+	readBench(b, client, agent, func(cursor string) string {
+		u := base + "/v1/conversations?limit=100"
+		if cursor != "" {
+			u += "&cursor=" + url.QueryEscape(cursor)
+		}
+		return u
+	}, func(body []byte) (string, error) {
+		var page struct {
+			Conversations []json.RawMessage `json:"conversations"`
+			NextCursor    *string           `json:"next_cursor"`
+		}
+		if err := json.Unmarshal(body, &page); err != nil || page.NextCursor != nil && len(page.Conversations) != 100 {
+			return "", fmt.Errorf("listed %d conversations (%v), want 100", len(page.Conversations), err)
+		}
+		if page.NextCursor == nil {
+			return "", nil
+		}
+		return *page.NextCursor, nil
+	})
+}
+
+// benchAll starts `parley all` for a read benchmark, with no limit on a
+// principal's requests and a tenant whose limits let a benchmark open and
+// post as fast as it can, and returns its
+// URL, a client and its data dir.
+func benchAll(b *testing.B) (string, *http.Client, string) {
+	b.Helper()
+	dir := b.TempDir()
+	a, err := startAll(context.Background(), allConfig{HTTPAddr: "127.0.0.1:0", DataDir: dir, ClickHouse: "off", RateLimit: -1},
+		slog.New(slog.DiscardHandler))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { a.Close() })
+	base := a.URL()
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+	putJSON(b, client, base+"/v1/tenants/demo", staffToken(b, dir, "*", "operator", "ops"),
+		`{"name":"Demo","limits":{"registrations_per_address_per_minute":1000000,"registrations_per_minute":1000000}}`)
+	putJSON(b, client, base+"/v1/settings", staffToken(b, dir, "demo", "admin", "bench"),
+		`{"retention_days":365,"collect_network_data":false,"open_conversations_per_visitor":10000,"messages_per_conversation_per_minute":100000}`)
+	return base, client, dir
+}
+
+// readBench GETs the URL page makes of a cursor with token, one read an
+// operation, and checks each answer with check, which returns the next
+// cursor ("" for the first page again). It reports the CPU time of the
+// whole process per read (cpu-ms/op) and the reads' p99 (p99-ms).
+func readBench(b *testing.B, client *http.Client, token string, page func(cursor string) string, check func([]byte) (string, error)) {
+	b.Helper()
+	b.ReportAllocs()
+	var (
+		cursor string
+		took   []time.Duration
+	)
+	cpu0 := cpuTime(b)
+	for b.Loop() {
+		req, _ := http.NewRequest("GET", page(cursor), nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		start := time.Now()
+		resp, err := client.Do(req)
+		if err != nil {
+			b.Fatal(err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		took = append(took, time.Since(start))
+		if err != nil || resp.StatusCode != http.StatusOK {
+			b.Fatalf("GET: status %d, %v", resp.StatusCode, err)
+		}
+		if cursor, err = check(body); err != nil {
+			b.Fatal(err)
+		}
+	}
+	cpu := cpuTime(b) - cpu0
+	slices.Sort(took)
+	b.ReportMetric(float64(cpu.Microseconds())/1000/float64(len(took)), "cpu-ms/op")
+	b.ReportMetric(float64(took[len(took)*99/100].Microseconds())/1000, "p99-ms")
+}
+
+// cpuTime returns the CPU time the process has used, user and system.
+func cpuTime(b *testing.B) time.Duration {
+	b.Helper()
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
