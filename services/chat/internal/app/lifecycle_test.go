@@ -131,7 +131,7 @@ func TestCrashBetweenViewWritesLosesNothing(t *testing.T) {
 
 	again := w.start(t)
 	again.follow(t)
-	rebuilt := (&world{events: w.events, view: &memstore.View{}, keys: w.keys}).start(t)
+	rebuilt := (&world{events: w.events, view: &memstore.View{}, profiles: w.profiles, keys: w.keys}).start(t)
 	rebuilt.follow(t)
 	if diff := cmp.Diff(rebuilt.list(t, supervisor, "", 10), again.list(t, supervisor, "", 10)); diff != "" {
 		t.Errorf("List() mismatch (-rebuilt +caught up):\n%s", diff)

@@ -26,7 +26,7 @@ func TestWithdrawnMessageReadsWithdrawn(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	before, err := a.Messages(t.Context(), v, chatapi.MessagesArgs{Conversation: conv})
+	before, err := a.messages(t, v, chatapi.MessagesArgs{Conversation: conv})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,7 +61,7 @@ func TestWithdrawnMessageReadsWithdrawn(t *testing.T) {
 		t.Errorf("the store still holds the withdrawn posting at %d (%v)", posted.Seq, err)
 	}
 
-	page, err := a.Messages(t.Context(), supervisor, chatapi.MessagesArgs{Conversation: conv})
+	page, err := a.messages(t, supervisor, chatapi.MessagesArgs{Conversation: conv})
 	if err != nil {
 		t.Fatal(err)
 	}
