@@ -19,10 +19,29 @@ const (
 	// ChatViewBucket is the chat service's materialised view of CHAT: each
 	// conversation's state, the assignee sealed under the visitor's key.
 	ChatViewBucket = "CHAT_VIEW"
+	// SessionsBucket is the refresh-token families of sessions, owned by
+	// privacy; it is privacyapi.SessionsBucket.
+	SessionsBucket = "SESSIONS"
+	// SignInBucket is the gateway's pending sign-ins (state, nonce, PKCE
+	// verifier), each kept SignInTTL.
+	SignInBucket = "SIGN_IN"
+	// IdentityProvidersBucket is the gateway's tenants' identity provider
+	// settings, client secrets included.
+	IdentityProvidersBucket = "IDENTITY_PROVIDERS"
 )
 
 // Buckets lists every key-value bucket of Parley.
-func Buckets() []string { return []string{TenantsBucket, SettingsBucket, ChatViewBucket} }
+func Buckets() []string {
+	return []string{TenantsBucket, SettingsBucket, ChatViewBucket, SessionsBucket, SignInBucket, IdentityProvidersBucket}
+}
+
+// SignInTTL is how long a sign-in may take, from its start at the gateway
+// to the provider's answer.
+const SignInTTL = 10 * time.Minute
+
+// SessionsMarkerTTL is how long the SESSIONS bucket keeps the marker of an
+// entry that expired.
+const SessionsMarkerTTL = time.Minute
 
 // ViewMarkerTTL is how long CHAT_VIEW keeps the marker of a conversation
 // removed from it (erased or expired), so that the bucket does not grow
@@ -49,6 +68,17 @@ func BucketConfig(bucket string, o Options) (jetstream.KeyValueConfig, error) {
 		cfg.Description = "the chat service's view of CHAT, rebuilt from it at will; assignees sealed under the visitor's key"
 		cfg.History = 1
 		cfg.LimitMarkerTTL = ViewMarkerTTL
+	case SessionsBucket:
+		cfg.Description = "sessions: refresh-token hashes and who each session is for, each entry expiring with its session; no token"
+		cfg.History = 1
+		cfg.LimitMarkerTTL = SessionsMarkerTTL
+	case SignInBucket:
+		cfg.Description = "pending sign-ins: state, nonce and PKCE verifier, each used once"
+		cfg.History = 1
+		cfg.TTL = SignInTTL
+	case IdentityProvidersBucket:
+		cfg.Description = "each tenant's identity provider: issuer, client id and secret, role mapping; the gateway's only"
+		cfg.History = 1
 	default:
 		return jetstream.KeyValueConfig{}, fmt.Errorf("unknown bucket %q", bucket)
 	}
