@@ -70,6 +70,13 @@ type allConfig struct {
 	// KeyCacheSize bounds each service's cache of data subjects' keys; 0
 	// means personkey.DefaultCacheSize.
 	KeyCacheSize int
+	// AccessTokenTTL is the gateway's, StaffSessionTTL the privacy
+	// service's; 0 means their defaults.
+	AccessTokenTTL  time.Duration
+	StaffSessionTTL time.Duration
+	// now is the clock of sessions and tokens; nil means time.Now. Tests
+	// set their own.
+	now func() time.Time
 }
 
 func (c *allConfig) setDefaults() {
@@ -128,6 +135,8 @@ func runAll(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs.Float64Var(&cfg.RateLimit, "rate-limit", 0, "requests per second per principal (0: the default of 50, negative: no limit)")
 	gatewayLimitFlags(fs, &cfg.MaxSessions, &cfg.MaxConnsPerAddr, &cfg.ClientAddrHeader)
 	keyCacheFlag(fs, &cfg.KeyCacheSize)
+	accessTokenFlag(fs, &cfg.AccessTokenTTL)
+	staffSessionFlag(fs, &cfg.StaffSessionTTL)
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	if err := parseFlags(fs, args, stdout, stderr); err != nil {
@@ -288,24 +297,28 @@ func startAll(ctx context.Context, cfg allConfig, log *slog.Logger) (_ *allInOne
 
 	ended := make(chan string, 4)
 	privacySvc := startService("privacy", func(ctx context.Context) error {
-		return privacy.Run(ctx, privacy.Deps{NC: privacyNC, Log: log.With("service", "privacy"), KEK: kek, AuditKey: auditKey, KeyCacheSize: cfg.KeyCacheSize})
+		return privacy.Run(ctx, privacy.Deps{NC: privacyNC, Log: log.With("service", "privacy"), KEK: kek, AuditKey: auditKey, KeyCacheSize: cfg.KeyCacheSize,
+			StaffSessionTTL: cfg.StaffSessionTTL, Now: cfg.now})
 	}, ended)
 	chatSvc := startService("chat", func(ctx context.Context) error {
 		return chat.Run(ctx, chat.Deps{NC: chatNC, Log: log.With("service", "chat"), Keys: chatKeys, Registry: registry})
 	}, ended)
 	analyticsSvc := startService("analytics", an.Run, ended)
+	signer, verifier := auth.NewSigner(signingKey), auth.NewVerifier(signingKey.Public().(ed25519.PublicKey))
+	signer.Now, verifier.Now = cfg.now, cfg.now
 	gatewaySvc := startService("gateway", func(ctx context.Context) error {
 		return gateway.Run(ctx, gateway.Deps{
-			NC:            gatewayNC,
-			Log:           log.With("service", "gateway"),
-			Listener:      a.ln,
-			Signer:        auth.NewSigner(signingKey),
-			Verifier:      auth.NewVerifier(signingKey.Public().(ed25519.PublicKey)),
-			Keys:          gatewayKeys,
-			Registry:      registry,
-			DefaultTenant: cfg.DefaultTenant,
-			RateLimit:     cfg.RateLimit,
-			Ready:         a.readyCheck(an, gatewayNC),
+			NC:             gatewayNC,
+			Log:            log.With("service", "gateway"),
+			Listener:       a.ln,
+			Signer:         signer,
+			Verifier:       verifier,
+			AccessTokenTTL: cfg.AccessTokenTTL,
+			Keys:           gatewayKeys,
+			Registry:       registry,
+			DefaultTenant:  cfg.DefaultTenant,
+			RateLimit:      cfg.RateLimit,
+			Ready:          a.readyCheck(an, gatewayNC),
 
 			MaxSessions:      cfg.MaxSessions,
 			ClientAddrHeader: cfg.ClientAddrHeader,

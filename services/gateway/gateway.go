@@ -38,8 +38,11 @@ type Deps struct {
 	// DefaultTenant is created, named "Demo", at start when missing; ""
 	// means none.
 	DefaultTenant string
-	// VisitorTokenTTL is how long a visitor token lasts; 0 means 24h.
-	VisitorTokenTTL time.Duration
+	// AccessTokenTTL is how long an access token of a session lasts (a
+	// visitor's, or a member of staff's who signed in); 0 means
+	// DefaultAccessTokenTTL. A token stays valid until it expires, whatever
+	// happens to its session: keep it short.
+	AccessTokenTTL time.Duration
 	// Streams tune the KV bucket the gateway owns (TENANTS).
 	Streams stream.Options
 	// RateLimit is the requests per second one principal may make (with a
@@ -67,6 +70,10 @@ type Deps struct {
 	// comes from the proxy: leave it 0 there, or above what the proxy opens.
 	MaxConnsPerAddr int
 }
+
+// DefaultAccessTokenTTL is how long an access token lasts by default: the
+// longest a signed-out or revoked session goes on opening calls.
+const DefaultAccessTokenTTL = 15 * time.Minute
 
 // ShutdownTimeout bounds the graceful shutdown.
 const ShutdownTimeout = 5 * time.Second
@@ -99,8 +106,8 @@ func Run(ctx context.Context, d Deps) error {
 	if err := d.validate(); err != nil {
 		return err
 	}
-	if d.VisitorTokenTTL == 0 {
-		d.VisitorTokenTTL = 24 * time.Hour
+	if d.AccessTokenTTL == 0 {
+		d.AccessTokenTTL = DefaultAccessTokenTTL
 	}
 	switch {
 	case d.MaxSessions == 0:
@@ -175,7 +182,7 @@ func Run(ctx context.Context, d Deps) error {
 		Hub:              hub,
 		Registerer:       reg,
 		Gatherer:         reg,
-		VisitorTokenTTL:  d.VisitorTokenTTL,
+		AccessTokenTTL:   d.AccessTokenTTL,
 		RateLimit:        d.RateLimit,
 		Ready:            ready(tenants, d.Ready),
 		StreamContext:    streamCtx,

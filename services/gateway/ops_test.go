@@ -70,6 +70,8 @@ func TestOpenAPI(t *testing.T) {
 	got := openAPIOperations(t, r.body)
 	want := []string{
 		"DELETE /v1/me",
+		"DELETE /v1/me/sessions",
+		"DELETE /v1/people/{id}/sessions",
 		"GET /healthz",
 		"GET /metrics",
 		"GET /readyz",
@@ -90,6 +92,8 @@ func TestOpenAPI(t *testing.T) {
 		"POST /v1/conversations/{id}/close",
 		"POST /v1/conversations/{id}/messages",
 		"POST /v1/conversations/{id}/rating",
+		"POST /v1/sessions/refresh",
+		"POST /v1/sessions/sign-out",
 		"POST /v1/subjects/{id}/erase",
 		"POST /v1/tenants/{tenant}/visitors",
 		"PUT /v1/me/consent",

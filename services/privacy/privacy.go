@@ -59,7 +59,7 @@ type Deps struct {
 	// 100,000.
 	KeyCacheSize int
 	// StaffSessionTTL is how long a member of staff's session lasts from
-	// sign-in, refreshed or not; 0 means 12 hours.
+	// sign-in, refreshed or not; 0 means DefaultStaffSessionTTL.
 	StaffSessionTTL time.Duration
 	// Now is the clock of audit entries, keys and sessions; nil means
 	// time.Now. Tests set their own.
@@ -179,6 +179,10 @@ func Run(ctx context.Context, d Deps) error {
 	}
 	return nil
 }
+
+// DefaultStaffSessionTTL is how long a member of staff's session lasts
+// from sign-in by default: a working day.
+const DefaultStaffSessionTTL = app.DefaultStaffSessionTTL
 
 // LoadOrCreateKEK reads the KEK from the file at path: the 64 hex digits of
 // its 32 bytes, surrounding white space ignored. When the file does not
