@@ -314,6 +314,7 @@ func startAll(ctx context.Context, cfg allConfig, log *slog.Logger) (_ *allInOne
 			Signer:         signer,
 			Verifier:       verifier,
 			AccessTokenTTL: cfg.AccessTokenTTL,
+			Now:            cfg.now,
 			Keys:           gatewayKeys,
 			Registry:       registry,
 			DefaultTenant:  cfg.DefaultTenant,

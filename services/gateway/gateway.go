@@ -20,6 +20,7 @@ import (
 	"github.com/parley-chat/parley/services/gateway/internal/httpapi"
 	"github.com/parley-chat/parley/services/gateway/internal/live"
 	"github.com/parley-chat/parley/services/gateway/internal/settings"
+	"github.com/parley-chat/parley/services/gateway/internal/signin"
 	"github.com/parley-chat/parley/services/gateway/internal/tenant"
 )
 
@@ -43,7 +44,12 @@ type Deps struct {
 	// DefaultAccessTokenTTL. A token stays valid until it expires, whatever
 	// happens to its session: keep it short.
 	AccessTokenTTL time.Duration
-	// Streams tune the KV bucket the gateway owns (TENANTS).
+	// Now is the clock of sign-ins (the id token's expiry, a pending
+	// sign-in's age); nil means time.Now. The Signer and Verifier have
+	// their own.
+	Now func() time.Time
+	// Streams tune the KV buckets the gateway owns (TENANTS,
+	// IDENTITY_PROVIDERS, SIGN_IN).
 	Streams stream.Options
 	// RateLimit is the requests per second one principal may make (with a
 	// burst of twice as many); 0 means 50, a negative value no limit.
@@ -148,6 +154,15 @@ func Run(ctx context.Context, d Deps) error {
 		}
 	}
 
+	providers, err := signin.OpenProviders(ctx, js, d.Streams, log)
+	if err != nil {
+		return fmt.Errorf("gateway: %w", err)
+	}
+	flow, err := signin.Open(ctx, js, d.Streams, providers, d.Now, log)
+	if err != nil {
+		return fmt.Errorf("gateway: %w", err)
+	}
+
 	hub := live.NewHub(log, d.Keys, live.JetStreamHistory(js))
 	sub, err := hub.Subscribe(d.NC)
 	if err != nil {
@@ -183,6 +198,8 @@ func Run(ctx context.Context, d Deps) error {
 		Registerer:       reg,
 		Gatherer:         reg,
 		AccessTokenTTL:   d.AccessTokenTTL,
+		Providers:        providers,
+		SignIn:           flow,
 		RateLimit:        d.RateLimit,
 		Ready:            ready(tenants, d.Ready),
 		StreamContext:    streamCtx,

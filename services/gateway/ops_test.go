@@ -84,9 +84,12 @@ func TestOpenAPI(t *testing.T) {
 		"GET /v1/metrics/{name}",
 		"GET /v1/openapi.json",
 		"GET /v1/settings",
+		"GET /v1/sign-in/callback",
 		"GET /v1/stream",
 		"GET /v1/subjects/{id}/export",
 		"GET /v1/tenants",
+		"GET /v1/tenants/{tenant}/identity-provider",
+		"GET /v1/tenants/{tenant}/sign-in",
 		"POST /v1/conversations",
 		"POST /v1/conversations/{id}/assign",
 		"POST /v1/conversations/{id}/close",
@@ -99,6 +102,7 @@ func TestOpenAPI(t *testing.T) {
 		"PUT /v1/me/consent",
 		"PUT /v1/settings",
 		"PUT /v1/tenants/{tenant}",
+		"PUT /v1/tenants/{tenant}/identity-provider",
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("OpenAPI operations mismatch (-want +got):\n%s", diff)

@@ -37,6 +37,7 @@ import (
 	"github.com/parley-chat/parley/pkg/rpc"
 	"github.com/parley-chat/parley/services/gateway/internal/live"
 	"github.com/parley-chat/parley/services/gateway/internal/settings"
+	"github.com/parley-chat/parley/services/gateway/internal/signin"
 	"github.com/parley-chat/parley/services/gateway/internal/tenant"
 )
 
@@ -54,6 +55,10 @@ type Config struct {
 	Hub        *live.Hub
 	Registerer prometheus.Registerer
 	Gatherer   prometheus.Gatherer
+	// Providers are the tenants' identity providers, SignIn the sign-ins
+	// through them.
+	Providers *signin.Providers
+	SignIn    *signin.Flow
 	// AccessTokenTTL is how long the access tokens of sessions last.
 	AccessTokenTTL time.Duration
 	// RateLimit is the requests per second of one principal; 0 means
@@ -170,6 +175,10 @@ func (a *API) routes() {
 	m.Handle("POST /v1/sessions/sign-out", a.handle(a.signOut))
 	m.Handle("DELETE /v1/me/sessions", a.handle(a.signOutEverywhere))
 	m.Handle("DELETE /v1/people/{id}/sessions", a.handle(a.signOutEverywhere))
+	m.Handle("PUT /v1/tenants/{tenant}/identity-provider", a.handle(a.putProvider))
+	m.Handle("GET /v1/tenants/{tenant}/identity-provider", a.handle(a.getProvider))
+	m.Handle("GET /v1/tenants/{tenant}/sign-in", a.handle(a.startSignIn))
+	m.Handle("GET /v1/sign-in/callback", a.handle(a.finishSignIn))
 	m.Handle("POST /v1/conversations", a.handle(a.openConversation))
 	m.Handle("GET /v1/conversations", a.handle(a.listConversations))
 	m.Handle("POST /v1/conversations/{id}/messages", a.handle(a.postMessage))
