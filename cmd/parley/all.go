@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/ed25519"
 	"errors"
@@ -150,9 +151,24 @@ func runAll(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "Parley is running.\n  API:   %s\n  NATS:  %s (user %s, password in %s)\n  Data:  %s\n  ClickHouse: %s\nPress Ctrl-C to stop.\n",
+	fmt.Fprintf(stdout, "Parley is running.\n  API:   %s\n  NATS:  %s (user %s, password in %s)\n  Data:  %s\n  ClickHouse: %s\n",
 		a.URL(), a.NATSURL(), buspolicy.Admin, filepath.Join(cfg.DataDir, natsAdminPasswordFile), cfg.DataDir, a.clickHouseState())
+	printSignIn(stdout, a.URL(), cfg)
+	fmt.Fprintln(stdout, "Press Ctrl-C to stop.")
 	return a.Wait()
+}
+
+// printSignIn tells how to sign in to a try-out: staff with a token from
+// `parley token`, or through the tenant's own identity provider once it is
+// set; visitors register.
+func printSignIn(w io.Writer, url string, cfg allConfig) {
+	fmt.Fprintf(w, `Sign in:
+  Staff, without an identity provider: a token from the CLI, e.g.
+    %[1]s token --data-dir %[2]s --tenant %[3]s --role agent --id alice
+  Staff, through the tenant's OpenID provider: an admin sets it once with
+    PUT %[4]s/v1/tenants/%[3]s/identity-provider, then GET %[4]s/v1/tenants/%[3]s/sign-in
+  Visitors: POST %[4]s/v1/tenants/%[3]s/visitors (answers a session)
+`, os.Args[0], cfg.DataDir, cmp.Or(cfg.DefaultTenant, "<tenant>"), url)
 }
 
 // allInOne is every service and an embedded JetStream in one process.

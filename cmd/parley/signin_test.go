@@ -280,6 +280,12 @@ func TestStaffSignIn(t *testing.T) {
 		})
 	}
 
+	settings["roles"] = map[string]string{"support-admins": "admin"}
+	mustCall(t, base, "PUT", "/v1/tenants/demo/identity-provider", admin, settings, http.StatusOK)
+	if status, out, _ := signIn(t, base, p, "test-user2"); status != http.StatusForbidden || out["access_token"] != nil {
+		t.Errorf("sign-in of a person mapped to no role = %d %v, want a 403 problem", status, out)
+	}
+
 	id := who["id"].(string)
 	if got := mustCall(t, base, "DELETE", "/v1/people/"+id+"/sessions", admin, nil, http.StatusOK)["revoked"]; got != 2.0 {
 		t.Errorf("sign-out everywhere revoked %v sessions, want 2", got)
