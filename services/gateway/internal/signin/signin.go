@@ -218,4 +218,3 @@ func StaffID(issuer, sub string) string {
 	h := sha256.Sum256([]byte(issuer + "\x00" + sub))
 	return "oidc-" + hex.EncodeToString(h[:16])
 }
-
