@@ -32,11 +32,25 @@ func (c *clock) Advance(d time.Duration) {
 
 // testAllAt runs `parley all` as testAll does, its sessions and tokens on
 // clock c.
-func testAllAt(t *testing.T, dir string, c *clock) *allInOne {
+func testAllAt(t *testing.T, dir string, c *clock) (*allInOne, *syncBuffer) {
 	t.Helper()
-	a, _ := startAllForTest(t, allConfig{HTTPAddr: "127.0.0.1:0", DataDir: dir, ClickHouse: "off", now: c.Now})
+	a, logs := startAllForTest(t, allConfig{HTTPAddr: "127.0.0.1:0", DataDir: dir, ClickHouse: "off", now: c.Now})
 	waitReady(t, a.URL())
-	return a
+	return a, logs
+}
+
+// logsHoldNone stops a and fails the test for each secret its logs hold.
+func logsHoldNone(t *testing.T, a *allInOne, logs *syncBuffer, secrets map[string]string) {
+	t.Helper()
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	text := logs.String()
+	for what, s := range secrets {
+		if strings.Contains(text, s) {
+			t.Errorf("the logs hold the %s", what)
+		}
+	}
 }
 
 // refreshed spends refresh and returns the session's next access and
@@ -64,7 +78,7 @@ func auditActions(t *testing.T, base, auditor string) []string {
 func TestVisitorComesBack(t *testing.T) {
 	dir := t.TempDir()
 	c := newClock()
-	a := testAllAt(t, dir, c)
+	a, _ := testAllAt(t, dir, c)
 	base := a.URL()
 
 	out := mustCall(t, base, "POST", "/v1/tenants/demo/visitors", "", map[string]any{
@@ -98,7 +112,7 @@ func TestVisitorComesBack(t *testing.T) {
 // sessions and are audited, without a token in any entry.
 func TestRefreshReuseEndsTheSession(t *testing.T) {
 	dir := t.TempDir()
-	a := testAllAt(t, dir, newClock())
+	a, logs := testAllAt(t, dir, newClock())
 	base := a.URL()
 	auditor := staffToken(t, dir, "demo", "auditor", "aud")
 	admin := staffToken(t, dir, "demo", "admin", "ada")
@@ -141,4 +155,6 @@ func TestRefreshReuseEndsTheSession(t *testing.T) {
 			}
 		}
 	}
+	logsHoldNone(t, a, logs, map[string]string{"spent refresh token": spent, "rotated refresh token": next,
+		"signed-out refresh token": out, "revoked refresh token": everywhere, "access token": access})
 }

@@ -201,7 +201,7 @@ func signIn(t *testing.T, base string, p *testProvider, user string) (int, map[s
 // and sign-out everywhere are audited.
 func TestStaffSignIn(t *testing.T) {
 	dir := t.TempDir()
-	a := testAllAt(t, dir, newClock())
+	a, logs := testAllAt(t, dir, newClock())
 	base := a.URL()
 	p := startProvider(t, base+"/v1/sign-in/callback")
 	admin := staffToken(t, dir, "demo", "admin", "ada")
@@ -310,4 +310,10 @@ func TestStaffSignIn(t *testing.T) {
 	if got := auditActions(t, base, auditor); got[len(got)-1] != "session.sign_out_everywhere subject:"+id {
 		t.Errorf("last audit entry = %q, want the sign-out everywhere of %s", got[len(got)-1], id)
 	}
+	code, err := url.ParseQuery(strings.SplitN(callback, "?", 2)[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	logsHoldNone(t, a, logs, map[string]string{"client secret": opClientSecret, "provider's code": code.Get("code"),
+		"refresh token": first["refresh_token"].(string), "access token": first["access_token"].(string)})
 }
