@@ -2,16 +2,19 @@ package main
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/rsa"
 	"encoding/base64"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -23,6 +26,10 @@ import (
 	"github.com/zitadel/oidc/v3/example/server/storage"
 	"github.com/zitadel/oidc/v3/pkg/oidc"
 	"github.com/zitadel/oidc/v3/pkg/op"
+
+	"github.com/parley-chat/parley/pkg/auth"
+	"github.com/parley-chat/parley/pkg/personkey"
+	"github.com/parley-chat/parley/services/gateway"
 )
 
 // Tests of staff sign-in through a tenant's OpenID provider: a real one,
@@ -158,6 +165,13 @@ var loginIDRe = regexp.MustCompile(`name="id" value="([^"]+)"`)
 // that redirect's path and query.
 func signIn(t *testing.T, base string, p *testProvider, user string) (int, map[string]any, string) {
 	t.Helper()
+	return signInVia(t, base, base, p, user)
+}
+
+// signInVia is signIn begun at the gateway at base and finished at the one
+// at finish.
+func signInVia(t *testing.T, base, finish string, p *testProvider, user string) (int, map[string]any, string) {
+	t.Helper()
 	start := mustCall(t, base, "GET", "/v1/tenants/demo/sign-in", "", nil, http.StatusOK)
 	authURL := start["authorization_url"].(string)
 	jar, err := cookiejar.New(nil)
@@ -190,8 +204,43 @@ func signIn(t *testing.T, base string, p *testProvider, user string) (int, map[s
 		t.Fatalf("provider answered the login %d to %q, want a redirect to the gateway", resp.StatusCode, back)
 	}
 	callback := strings.TrimPrefix(back, base)
-	status, out := call(t, base, "GET", callback, "", nil)
+	status, out := call(t, finish, "GET", callback, "", nil)
 	return status, out, callback
+}
+
+// startSecondGateway runs another gateway instance on a's bus, and returns
+// its URL.
+func startSecondGateway(t *testing.T, a *allInOne) string {
+	t.Helper()
+	nc, _ := adminConn(t, a)
+	key, err := auth.ReadKey(filepath.Join(a.cfg.DataDir, auth.SigningKeyFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, err := personkey.NewCache(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { keys.Close() })
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- gateway.Run(ctx, gateway.Deps{NC: nc, Log: slog.New(slog.DiscardHandler), Listener: ln,
+			Signer: auth.NewSigner(key), Verifier: auth.NewVerifier(key.Public().(ed25519.PublicKey)), Keys: keys})
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("second gateway: %v", err)
+		}
+	})
+	base := "http://" + ln.Addr().String()
+	waitReady(t, base)
+	return base
 }
 
 // TestStaffSignIn: a member of staff signs in through their tenant's
@@ -240,9 +289,10 @@ func TestStaffSignIn(t *testing.T) {
 	mustCall(t, base, "GET", callback, "", nil, http.StatusUnauthorized)
 	mustCall(t, base, "GET", "/v1/sign-in/callback?state=forged&code=forged", "", nil, http.StatusUnauthorized)
 
-	status, second, _ := signIn(t, base, p, user)
+	// Begun at one gateway instance, finished at another.
+	status, second, _ := signInVia(t, base, startSecondGateway(t, a), p, user)
 	if status != http.StatusOK || second["principal"].(map[string]any)["id"] != who["id"] {
-		t.Fatalf("second sign-in = %d %v, want the same person", status, second)
+		t.Fatalf("second sign-in, through two gateways = %d %v, want the same person", status, second)
 	}
 	if status, out, _ := signIn(t, base, p, "test-user2"); status != http.StatusOK || out["principal"].(map[string]any)["role"] != "agent" {
 		t.Errorf("sign-in of a member of staff only = %d %v, want an agent", status, out)
