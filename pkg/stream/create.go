@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -153,6 +154,23 @@ func CreateBuckets(ctx context.Context, js jetstream.JetStream, o Options, bucke
 		}
 	}
 	return errors.Join(drifted...)
+}
+
+// OpenBucket creates the bucket with the definition of o when missing and
+// opens it. A bucket that exists with another definition is used as it is,
+// with a warning to log: a service may not reconfigure it (CreateBuckets).
+func OpenBucket(ctx context.Context, js jetstream.JetStream, o Options, log *slog.Logger, bucket string) (jetstream.KeyValue, error) {
+	switch err := CreateBuckets(ctx, js, o, bucket); {
+	case errors.Is(err, ErrDrift):
+		log.Warn("bucket differs from this version's definition", "bucket", bucket, "err", err)
+	case err != nil:
+		return nil, err
+	}
+	kv, err := js.KeyValue(ctx, bucket)
+	if err != nil {
+		return nil, fmt.Errorf("open bucket %s: %w", bucket, err)
+	}
+	return kv, nil
 }
 
 // checkCopies returns ErrCopies when the existing stream name sources or

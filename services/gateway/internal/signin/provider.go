@@ -193,25 +193,11 @@ type Providers struct {
 
 // OpenProviders creates the bucket when missing and returns a store on it.
 func OpenProviders(ctx context.Context, js jetstream.JetStream, o stream.Options, log *slog.Logger) (*Providers, error) {
-	kv, err := openBucket(ctx, js, o, log, stream.IdentityProvidersBucket)
+	kv, err := stream.OpenBucket(ctx, js, o, log, stream.IdentityProvidersBucket)
 	if err != nil {
 		return nil, err
 	}
 	return &Providers{kv: kv}, nil
-}
-
-func openBucket(ctx context.Context, js jetstream.JetStream, o stream.Options, log *slog.Logger, bucket string) (jetstream.KeyValue, error) {
-	switch err := stream.CreateBuckets(ctx, js, o, bucket); {
-	case errors.Is(err, stream.ErrDrift):
-		log.Warn("bucket differs from this version's definition", "bucket", bucket, "err", err)
-	case err != nil:
-		return nil, err
-	}
-	kv, err := js.KeyValue(ctx, bucket)
-	if err != nil {
-		return nil, fmt.Errorf("open bucket %s: %w", bucket, err)
-	}
-	return kv, nil
 }
 
 // Get returns the tenant's provider; found is false when none is set.

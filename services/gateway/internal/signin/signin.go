@@ -62,7 +62,7 @@ const providerTimeout = 10 * time.Second
 // Open returns a Flow on the tenants' providers and the SIGN_IN bucket,
 // which it creates when missing; now is its clock (nil: time.Now).
 func Open(ctx context.Context, js jetstream.JetStream, o stream.Options, providers *Providers, now func() time.Time, log *slog.Logger) (*Flow, error) {
-	kv, err := openBucket(ctx, js, o, log, stream.SignInBucket)
+	kv, err := stream.OpenBucket(ctx, js, o, log, stream.SignInBucket)
 	if err != nil {
 		return nil, err
 	}

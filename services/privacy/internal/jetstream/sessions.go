@@ -30,15 +30,9 @@ type SessionStore struct {
 // NewSessionStore creates the SESSIONS bucket with the definition of o
 // when missing and returns a store on it.
 func NewSessionStore(ctx context.Context, js jetstream.JetStream, o stream.Options, log *slog.Logger) (*SessionStore, error) {
-	switch err := stream.CreateBuckets(ctx, js, o, privacyapi.SessionsBucket); {
-	case errors.Is(err, stream.ErrDrift):
-		log.Warn("sessions bucket differs from this version's definition", "err", err)
-	case err != nil:
-		return nil, err
-	}
-	kv, err := js.KeyValue(ctx, privacyapi.SessionsBucket)
+	kv, err := stream.OpenBucket(ctx, js, o, log, privacyapi.SessionsBucket)
 	if err != nil {
-		return nil, fmt.Errorf("open bucket %s: %w", privacyapi.SessionsBucket, err)
+		return nil, err
 	}
 	return &SessionStore{js: js, kv: kv}, nil
 }
