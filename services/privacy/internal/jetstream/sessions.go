@@ -54,7 +54,7 @@ func (s *SessionStore) Token(ctx context.Context, h string) (string, error) {
 // PutToken records that the token whose hash is h belongs to family, for
 // ttl.
 func (s *SessionStore) PutToken(ctx context.Context, h, family string, ttl time.Duration) error {
-	return s.put(ctx, "t."+h, tokenEntry{Family: family}, 0, ttl)
+	return s.put(ctx, "t."+h, tokenEntry{Family: family}, ttl, jetstream.WithExpectLastSequencePerSubject(0))
 }
 
 // Family returns the family id and the revision it was read at, or
@@ -66,15 +66,14 @@ func (s *SessionStore) Family(ctx context.Context, id string) (app.Family, uint6
 }
 
 // PutFamily stores f, for ttl, when the family's revision is still rev (0:
-// a new family, which is then listed under its person), and returns
-// app.ErrConflict otherwise.
+// a new family), and returns app.ErrConflict otherwise. The family's entry
+// under its person is written first, for as long, so that every family
+// stays listed (Families) until it expires, however often its expiry moves.
 func (s *SessionStore) PutFamily(ctx context.Context, f app.Family, rev uint64, ttl time.Duration) error {
-	if rev == 0 {
-		if err := s.put(ctx, personKey(f.Principal.Tenant, f.Principal.ID)+"."+f.ID, struct{}{}, 0, ttl); err != nil {
-			return err
-		}
+	if err := s.put(ctx, personKey(f.Principal.Tenant, f.Principal.ID)+"."+f.ID, struct{}{}, ttl); err != nil {
+		return err
 	}
-	return s.put(ctx, "f."+f.ID, f, rev, ttl)
+	return s.put(ctx, "f."+f.ID, f, ttl, jetstream.WithExpectLastSequencePerSubject(rev))
 }
 
 // Families returns the ids of the person's families that have not expired.
@@ -114,16 +113,15 @@ func (s *SessionStore) get(ctx context.Context, key string, v any) (uint64, erro
 	return m.Sequence, nil
 }
 
-// put stores v under key when the key's last revision is rev, to expire
-// after ttl (at least a second, the server's unit).
-func (s *SessionStore) put(ctx context.Context, key string, v any, rev uint64, ttl time.Duration) error {
+// put stores v under key, to expire after ttl (at least a second, the
+// server's unit), with the expectations of opts.
+func (s *SessionStore) put(ctx context.Context, key string, v any, ttl time.Duration, opts ...jetstream.PublishOpt) error {
 	b, err := json.Marshal(v)
 	if err != nil {
 		return fmt.Errorf("encode session entry: %w", err)
 	}
-	_, err = s.js.Publish(ctx, "$KV."+privacyapi.SessionsBucket+"."+key, b,
-		jetstream.WithExpectLastSequencePerSubject(rev),
-		jetstream.WithMsgTTL(max(ttl.Truncate(time.Second), time.Second)))
+	opts = append(opts, jetstream.WithMsgTTL(max(ttl.Truncate(time.Second), time.Second)))
+	_, err = s.js.Publish(ctx, "$KV."+privacyapi.SessionsBucket+"."+key, b, opts...)
 	if stream.WrongLastSequence(err) {
 		return fmt.Errorf("store session entry: %w", app.ErrConflict)
 	}
