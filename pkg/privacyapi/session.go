@@ -1,6 +1,7 @@
 package privacyapi
 
 import (
+	"log/slog"
 	"time"
 
 	"github.com/parley-chat/parley/pkg/auth"
@@ -95,6 +96,12 @@ type Session struct {
 	// session lasts the tenant's retention from its last refresh, a member
 	// of staff's a fixed time from sign-in.
 	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// LogValue logs s without its refresh token.
+func (s Session) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("id", s.ID), slog.String("tenant", s.Principal.Tenant),
+		slog.String("role", string(s.Principal.Role)), slog.Time("expires_at", s.ExpiresAt))
 }
 
 // RevokeSessionsResult counts the sessions revoked.

@@ -73,6 +73,12 @@ type View struct {
 	Roles           map[string]auth.Role `json:"roles"`
 }
 
+// LogValue logs p without its secret.
+func (p Provider) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("issuer", p.Issuer), slog.String("client_id", p.ClientID),
+		slog.Bool("client_secret_set", p.ClientSecret != ""), slog.String("roles_claim", p.RolesClaim))
+}
+
 // View returns p without its secret.
 func (p Provider) View() View {
 	return View{Issuer: p.Issuer, ClientID: p.ClientID, ClientSecretSet: p.ClientSecret != "", RedirectURL: p.RedirectURL,

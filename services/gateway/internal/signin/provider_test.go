@@ -2,6 +2,7 @@ package signin
 
 import (
 	"errors"
+	"log/slog"
 	"strings"
 	"testing"
 
@@ -93,5 +94,13 @@ func TestStaffID(t *testing.T) {
 	}
 	if err := (auth.Principal{Tenant: "demo", ID: a, Role: auth.RoleAgent}).Validate(); err != nil {
 		t.Errorf("StaffID %q is not a valid principal id: %v", a, err)
+	}
+}
+
+func TestProviderLogsNoSecret(t *testing.T) {
+	var buf strings.Builder
+	slog.New(slog.NewJSONHandler(&buf, nil)).Info("provider", "p", validProvider())
+	if strings.Contains(buf.String(), "s3cret") || !strings.Contains(buf.String(), "client_secret_set") {
+		t.Errorf("logged %s, want the provider without its secret", buf.String())
 	}
 }
