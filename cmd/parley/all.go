@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/ed25519"
 	"errors"
@@ -70,6 +71,13 @@ type allConfig struct {
 	// KeyCacheSize bounds each service's cache of data subjects' keys; 0
 	// means personkey.DefaultCacheSize.
 	KeyCacheSize int
+	// AccessTokenTTL is the gateway's, StaffSessionTTL the privacy
+	// service's; 0 means their defaults.
+	AccessTokenTTL  time.Duration
+	StaffSessionTTL time.Duration
+	// now is the clock of sessions and tokens; nil means time.Now. Tests
+	// set their own.
+	now func() time.Time
 }
 
 func (c *allConfig) setDefaults() {
@@ -130,6 +138,8 @@ func runAll(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	keyCacheFlag(fs, &cfg.KeyCacheSize)
 	var memoryLimit int64
 	memoryLimitFlag(fs, &memoryLimit)
+	accessTokenFlag(fs, &cfg.AccessTokenTTL)
+	staffSessionFlag(fs, &cfg.StaffSessionTTL)
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	if err := parseFlags(fs, args, stdout, stderr); err != nil {
@@ -144,9 +154,24 @@ func runAll(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "Parley is running.\n  API:   %s\n  NATS:  %s (user %s, password in %s)\n  Data:  %s\n  ClickHouse: %s\nPress Ctrl-C to stop.\n",
+	fmt.Fprintf(stdout, "Parley is running.\n  API:   %s\n  NATS:  %s (user %s, password in %s)\n  Data:  %s\n  ClickHouse: %s\n",
 		a.URL(), a.NATSURL(), buspolicy.Admin, filepath.Join(cfg.DataDir, natsAdminPasswordFile), cfg.DataDir, a.clickHouseState())
+	printSignIn(stdout, a.URL(), cfg)
+	fmt.Fprintln(stdout, "Press Ctrl-C to stop.")
 	return a.Wait()
+}
+
+// printSignIn tells how to sign in to a try-out: staff with a token from
+// `parley token`, or through the tenant's own identity provider once it is
+// set; visitors register.
+func printSignIn(w io.Writer, url string, cfg allConfig) {
+	fmt.Fprintf(w, `Sign in:
+  Staff, without an identity provider: a token from the CLI, e.g.
+    %[1]s token --data-dir %[2]s --tenant %[3]s --role agent --id alice
+  Staff, through the tenant's OpenID provider: an admin sets it once with
+    PUT %[4]s/v1/tenants/%[3]s/identity-provider, then GET %[4]s/v1/tenants/%[3]s/sign-in
+  Visitors: POST %[4]s/v1/tenants/%[3]s/visitors (answers a session)
+`, os.Args[0], cfg.DataDir, cmp.Or(cfg.DefaultTenant, "<tenant>"), url)
 }
 
 // allInOne is every service and an embedded JetStream in one process.
@@ -291,24 +316,29 @@ func startAll(ctx context.Context, cfg allConfig, log *slog.Logger) (_ *allInOne
 
 	ended := make(chan string, 4)
 	privacySvc := startService("privacy", func(ctx context.Context) error {
-		return privacy.Run(ctx, privacy.Deps{NC: privacyNC, Log: log.With("service", "privacy"), KEK: kek, AuditKey: auditKey, KeyCacheSize: cfg.KeyCacheSize})
+		return privacy.Run(ctx, privacy.Deps{NC: privacyNC, Log: log.With("service", "privacy"), KEK: kek, AuditKey: auditKey, KeyCacheSize: cfg.KeyCacheSize,
+			StaffSessionTTL: cfg.StaffSessionTTL, Now: cfg.now})
 	}, ended)
 	chatSvc := startService("chat", func(ctx context.Context) error {
 		return chat.Run(ctx, chat.Deps{NC: chatNC, Log: log.With("service", "chat"), Keys: chatKeys, Registry: registry})
 	}, ended)
 	analyticsSvc := startService("analytics", an.Run, ended)
+	signer, verifier := auth.NewSigner(signingKey), auth.NewVerifier(signingKey.Public().(ed25519.PublicKey))
+	signer.Now, verifier.Now = cfg.now, cfg.now
 	gatewaySvc := startService("gateway", func(ctx context.Context) error {
 		return gateway.Run(ctx, gateway.Deps{
-			NC:            gatewayNC,
-			Log:           log.With("service", "gateway"),
-			Listener:      a.ln,
-			Signer:        auth.NewSigner(signingKey),
-			Verifier:      auth.NewVerifier(signingKey.Public().(ed25519.PublicKey)),
-			Keys:          gatewayKeys,
-			Registry:      registry,
-			DefaultTenant: cfg.DefaultTenant,
-			RateLimit:     cfg.RateLimit,
-			Ready:         a.readyCheck(an, gatewayNC),
+			NC:             gatewayNC,
+			Log:            log.With("service", "gateway"),
+			Listener:       a.ln,
+			Signer:         signer,
+			Verifier:       verifier,
+			AccessTokenTTL: cfg.AccessTokenTTL,
+			Now:            cfg.now,
+			Keys:           gatewayKeys,
+			Registry:       registry,
+			DefaultTenant:  cfg.DefaultTenant,
+			RateLimit:      cfg.RateLimit,
+			Ready:          a.readyCheck(an, gatewayNC),
 
 			MaxSessions:      cfg.MaxSessions,
 			ClientAddrHeader: cfg.ClientAddrHeader,

@@ -7,8 +7,11 @@ import (
 	"io"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/parley-chat/parley/pkg/personkey"
+	"github.com/parley-chat/parley/services/gateway"
+	"github.com/parley-chat/parley/services/privacy"
 )
 
 // parseFlags parses args into fs, then fills every flag not given on the
@@ -60,6 +63,16 @@ func gatewayLimitFlags(fs *flag.FlagSet, maxSessions, maxConnsPerAddr *int, clie
 	fs.IntVar(maxSessions, "max-sessions", 0, "live WebSocket sessions of the process (0: the open-file limit less a tenth, at least 256; negative: no bound)")
 	fs.IntVar(maxConnsPerAddr, "max-conns-per-addr", defaultMaxConnsPerAddr, "HTTP connections, WebSocket sessions included, of one client address (an IPv6 /64) at once (0: no bound; behind a reverse proxy every connection comes from the proxy: set 0 there)")
 	fs.StringVar(clientAddrHeader, "client-addr-header", "", "header a trusted reverse proxy writes the client address in, such as X-Forwarded-For, for the limit on registrations per address (default: the peer address; set it only behind a proxy that overwrites the header)")
+}
+
+// accessTokenFlag defines how long the gateway's access tokens last.
+func accessTokenFlag(fs *flag.FlagSet, ttl *time.Duration) {
+	fs.DurationVar(ttl, "access-token-ttl", gateway.DefaultAccessTokenTTL, "how long an access token of a session lasts; a token stays valid that long after its session is signed out or revoked")
+}
+
+// staffSessionFlag defines how long a member of staff's session lasts.
+func staffSessionFlag(fs *flag.FlagSet, ttl *time.Duration) {
+	fs.DurationVar(ttl, "staff-session-ttl", privacy.DefaultStaffSessionTTL, "how long a member of staff's session lasts from sign-in, however often it is refreshed")
 }
 
 // keyCacheFlag defines the size of a service's cache of data subjects'

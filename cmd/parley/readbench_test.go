@@ -11,7 +11,6 @@ import (
 	"net/url"
 	"slices"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -130,7 +129,7 @@ func readBench(b *testing.B, client *http.Client, token string, page func(cursor
 		cursor string
 		took   []time.Duration
 	)
-	cpu0 := cpuTime(b)
+	cpu0 := processCPU(b)
 	for b.Loop() {
 		req, _ := http.NewRequest("GET", page(cursor), nil)
 		req.Header.Set("Authorization", "Bearer "+token)
@@ -149,18 +148,8 @@ func readBench(b *testing.B, client *http.Client, token string, page func(cursor
 			b.Fatal(err)
 		}
 	}
-	cpu := cpuTime(b) - cpu0
+	cpu := processCPU(b) - cpu0
 	slices.Sort(took)
 	b.ReportMetric(float64(cpu.Microseconds())/1000/float64(len(took)), "cpu-ms/op")
 	b.ReportMetric(float64(took[len(took)*99/100].Microseconds())/1000, "p99-ms")
-}
-
-// cpuTime returns the CPU time the process has used, user and system.
-func cpuTime(b *testing.B) time.Duration {
-	b.Helper()
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		b.Fatal(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

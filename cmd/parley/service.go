@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
@@ -39,6 +40,8 @@ type serviceConfig struct {
 	MaxSessions      int
 	MaxConnsPerAddr  int
 	ClientAddrHeader string
+	AccessTokenTTL   time.Duration // gateway
+	StaffSessionTTL  time.Duration // privacy
 }
 
 func runService(ctx context.Context, name string, args []string, stdout, stderr io.Writer) error {
@@ -54,7 +57,9 @@ func runService(ctx context.Context, name string, args []string, stdout, stderr 
 		fs.StringVar(&cfg.DefaultTenant, "default-tenant", "", "tenant to create at start when missing")
 		fs.Float64Var(&cfg.RateLimit, "rate-limit", 0, "requests per second per principal (0: the default of 50, negative: no limit)")
 		gatewayLimitFlags(fs, &cfg.MaxSessions, &cfg.MaxConnsPerAddr, &cfg.ClientAddrHeader)
+		accessTokenFlag(fs, &cfg.AccessTokenTTL)
 	case "privacy":
+		staffSessionFlag(fs, &cfg.StaffSessionTTL)
 		fs.StringVar(&cfg.KEKFile, "kek-file", "", "key-encryption key file (or PARLEY_KEK)")
 		fs.StringVar(&cfg.AuditKeyFile, "audit-key-file", "", "key signing the audit trail's checkpoints, PEM; never give it to the bus administrator (required)")
 	case "analytics":
@@ -110,7 +115,8 @@ func runService(ctx context.Context, name string, args []string, stdout, stderr 
 		if err != nil {
 			return err
 		}
-		return privacy.Run(ctx, privacy.Deps{NC: nc, Log: log, KEK: kek, AuditKey: auditKey, Streams: streams, KeyCacheSize: cfg.KeyCacheSize})
+		return privacy.Run(ctx, privacy.Deps{NC: nc, Log: log, KEK: kek, AuditKey: auditKey, Streams: streams, KeyCacheSize: cfg.KeyCacheSize,
+			StaffSessionTTL: cfg.StaffSessionTTL})
 	case "analytics":
 		return analytics.New(analytics.Deps{NC: nc, Log: log, ClickHouseDSN: cfg.ClickHouse}).Run(ctx)
 	}
@@ -135,16 +141,17 @@ func runService(ctx context.Context, name string, args []string, stdout, stderr 
 	}
 	log.Info("listening", "http_addr", ln.Addr().String())
 	return gateway.Run(ctx, gateway.Deps{
-		NC:            nc,
-		Log:           log,
-		Listener:      ln,
-		Signer:        auth.NewSigner(signingKey),
-		Verifier:      auth.NewVerifier(signingKey.Public().(ed25519.PublicKey)),
-		Keys:          keys,
-		Registry:      registry,
-		DefaultTenant: cfg.DefaultTenant,
-		RateLimit:     cfg.RateLimit,
-		Streams:       streams,
+		NC:             nc,
+		Log:            log,
+		Listener:       ln,
+		Signer:         auth.NewSigner(signingKey),
+		Verifier:       auth.NewVerifier(signingKey.Public().(ed25519.PublicKey)),
+		Keys:           keys,
+		Registry:       registry,
+		DefaultTenant:  cfg.DefaultTenant,
+		RateLimit:      cfg.RateLimit,
+		Streams:        streams,
+		AccessTokenTTL: cfg.AccessTokenTTL,
 
 		MaxSessions:      cfg.MaxSessions,
 		ClientAddrHeader: cfg.ClientAddrHeader,

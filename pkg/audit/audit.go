@@ -40,6 +40,20 @@ const (
 	// ActionSettingsChange is a change of the tenant's settings; the target
 	// is "settings" followed by the new values.
 	ActionSettingsChange = "settings.change"
+	// ActionSignIn is a member of staff signing in through the tenant's
+	// identity provider; the actor is who signed in, the target
+	// "session:<family id>".
+	ActionSignIn = "session.sign_in"
+	// ActionSignOut is a person ending one of their sessions; the target is
+	// "session:<family id>".
+	ActionSignOut = "session.sign_out"
+	// ActionRefreshReuse is a spent refresh token presented again, the sign
+	// of a stolen token: its whole session was revoked. The actor is the
+	// session's owner, the target "session:<family id>".
+	ActionRefreshReuse = "session.refresh_reuse"
+	// ActionSignOutEverywhere is every session of a person revoked, by
+	// themself or by an admin; the target is "subject:<id>".
+	ActionSignOutEverywhere = "session.sign_out_everywhere"
 )
 
 // Subject is the AUDIT stream subject of a tenant's chain.

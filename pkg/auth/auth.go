@@ -113,6 +113,9 @@ type claims struct {
 // Signer issues tokens with an Ed25519 private key.
 type Signer struct {
 	key ed25519.PrivateKey
+	// Now stamps the tokens issued; nil means time.Now. Tests set their
+	// own clock.
+	Now func() time.Time
 }
 
 // NewSigner returns a Signer for key.
@@ -123,7 +126,7 @@ func (s *Signer) Issue(p Principal, ttl time.Duration) (string, error) {
 	if err := p.Validate(); err != nil {
 		return "", fmt.Errorf("issue token: %w", err)
 	}
-	now := time.Now()
+	now := clock(s.Now)
 	c := claims{
 		RegisteredClaims: jwt.RegisteredClaims{
 			Issuer:    issuer,
@@ -144,10 +147,15 @@ func (s *Signer) Issue(p Principal, ttl time.Duration) (string, error) {
 // Verifier checks tokens against an Ed25519 public key. It remembers the
 // tokens it has verified until they expire, because a signature check costs
 // far more than the rest of a typical request and clients send the same
-// token again and again.
+// token again and again: a token stays valid until it expires, whatever
+// happens to the session that issued it, which is why access tokens are
+// short-lived.
 type Verifier struct {
 	key    ed25519.PublicKey
 	parser *jwt.Parser
+	// Now is the time tokens are checked at; nil means time.Now. Tests set
+	// their own clock, before the first Verify.
+	Now func() time.Time
 
 	mu       sync.Mutex
 	verified map[string]verified
@@ -164,22 +172,32 @@ const maxVerified = 50_000
 
 // NewVerifier returns a Verifier for key.
 func NewVerifier(key ed25519.PublicKey) *Verifier {
-	return &Verifier{
+	v := &Verifier{
 		key:      key,
 		verified: make(map[string]verified),
-		parser: jwt.NewParser(
-			jwt.WithValidMethods([]string{jwt.SigningMethodEdDSA.Alg()}),
-			jwt.WithIssuer(issuer),
-			jwt.WithExpirationRequired(),
-			jwt.WithLeeway(5*time.Second),
-		),
 	}
+	v.parser = jwt.NewParser(
+		jwt.WithValidMethods([]string{jwt.SigningMethodEdDSA.Alg()}),
+		jwt.WithIssuer(issuer),
+		jwt.WithExpirationRequired(),
+		jwt.WithLeeway(5*time.Second),
+		jwt.WithTimeFunc(func() time.Time { return clock(v.Now) }),
+	)
+	return v
+}
+
+// clock returns now(), or time.Now() when now is nil.
+func clock(now func() time.Time) time.Time {
+	if now == nil {
+		return time.Now()
+	}
+	return now()
 }
 
 // Verify returns the principal of a valid token; ErrExpiredToken for an
 // expired one and ErrInvalidToken for anything else wrong with it.
 func (v *Verifier) Verify(token string) (Principal, error) {
-	now := time.Now()
+	now := clock(v.Now)
 	v.mu.Lock()
 	hit, ok := v.verified[token]
 	v.mu.Unlock()

@@ -115,6 +115,8 @@ func policyOf(user string) (policy, bool) {
 				broadcasts(personkey.ErasedSubject),
 				jsAccount(),
 				kvOwn(TenantsBucket, "the tenant registry, which the gateway owns"),
+				kvOwn(stream.IdentityProvidersBucket, "each tenant's identity provider, client secret included, which the gateway owns and only it reads"),
+				kvOwn(stream.SignInBucket, "pending sign-ins (state, nonce, PKCE verifier), which the gateway owns: any instance finishes a sign-in another started"),
 				kvRead(privacyapi.SettingsBucket, "tenant settings, owned by privacy: read and watch"),
 			},
 			deny: []rule{
@@ -194,6 +196,7 @@ func policyOf(user string) (policy, bool) {
 				{why: "a fired erasure or expiry is deleted once done",
 					pub: []string{"$JS.API.STREAM.MSG.DELETE." + stream.Schedules}},
 				kvOwn(privacyapi.SettingsBucket, "tenant settings, which privacy owns"),
+				kvOwn(privacyapi.SessionsBucket, "sessions (refresh-token hashes), which privacy owns and only it reads"),
 			},
 			deny:    []rule{denyLiveForgery(), denyOtherInboxes()},
 			respond: true,

@@ -30,7 +30,10 @@ type RegisterVisitorArgs struct {
 	NetworkData *NetworkData `json:"network_data,omitempty"`
 }
 
-// RegisterVisitorResult names the new visitor.
+// RegisterVisitorResult names the new visitor and holds their session
+// (see RefreshSessionSubject), which lasts as long as the tenant retains
+// their data.
 type RegisterVisitorResult struct {
-	VisitorID string `json:"visitor_id"`
+	VisitorID string  `json:"visitor_id"`
+	Session   Session `json:"session"`
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -22,12 +23,29 @@ const (
 	// AgentsBucket is each agent's presence and capacity, owned by chat,
 	// which assigns conversations by them.
 	AgentsBucket = "AGENTS"
+	// SessionsBucket is the refresh-token families of sessions, owned by
+	// privacy; it is privacyapi.SessionsBucket.
+	SessionsBucket = "SESSIONS"
+	// SignInBucket is the gateway's pending sign-ins (state, nonce, PKCE
+	// verifier), each kept SignInTTL.
+	SignInBucket = "SIGN_IN"
+	// IdentityProvidersBucket is the gateway's tenants' identity provider
+	// settings, client secrets included.
+	IdentityProvidersBucket = "IDENTITY_PROVIDERS"
 )
 
 // Buckets lists every key-value bucket of Parley.
 func Buckets() []string {
-	return []string{TenantsBucket, SettingsBucket, ChatViewBucket, AgentsBucket}
+	return []string{TenantsBucket, SettingsBucket, ChatViewBucket, AgentsBucket, SessionsBucket, SignInBucket, IdentityProvidersBucket}
 }
+
+// SignInTTL is how long a sign-in may take, from its start at the gateway
+// to the provider's answer.
+const SignInTTL = 10 * time.Minute
+
+// SessionsMarkerTTL is how long the SESSIONS bucket keeps the marker of an
+// entry that expired.
+const SessionsMarkerTTL = time.Minute
 
 // ViewMarkerTTL is how long CHAT_VIEW keeps the marker of a conversation
 // removed from it (erased or expired), so that the bucket does not grow
@@ -61,6 +79,17 @@ func BucketConfig(bucket string, o Options) (jetstream.KeyValueConfig, error) {
 		// tenant can grow the server's store without end.
 		cfg.MaxValueSize = 256
 		cfg.MaxBytes = 64 << 20
+	case SessionsBucket:
+		cfg.Description = "sessions: refresh-token hashes and who each session is for, each entry expiring with its session; no token"
+		cfg.History = 1
+		cfg.LimitMarkerTTL = SessionsMarkerTTL
+	case SignInBucket:
+		cfg.Description = "pending sign-ins: state, nonce and PKCE verifier, each used once"
+		cfg.History = 1
+		cfg.TTL = SignInTTL
+	case IdentityProvidersBucket:
+		cfg.Description = "each tenant's identity provider: issuer, client id and secret, role mapping; the gateway's only"
+		cfg.History = 1
 	default:
 		return jetstream.KeyValueConfig{}, fmt.Errorf("unknown bucket %q", bucket)
 	}
@@ -135,6 +164,23 @@ func CreateBuckets(ctx context.Context, js jetstream.JetStream, o Options, bucke
 		}
 	}
 	return errors.Join(drifted...)
+}
+
+// OpenBucket creates the bucket with the definition of o when missing and
+// opens it. A bucket that exists with another definition is used as it is,
+// with a warning to log: a service may not reconfigure it (CreateBuckets).
+func OpenBucket(ctx context.Context, js jetstream.JetStream, o Options, log *slog.Logger, bucket string) (jetstream.KeyValue, error) {
+	switch err := CreateBuckets(ctx, js, o, bucket); {
+	case errors.Is(err, ErrDrift):
+		log.Warn("bucket differs from this version's definition", "bucket", bucket, "err", err)
+	case err != nil:
+		return nil, err
+	}
+	kv, err := js.KeyValue(ctx, bucket)
+	if err != nil {
+		return nil, fmt.Errorf("open bucket %s: %w", bucket, err)
+	}
+	return kv, nil
 }
 
 // checkCopies returns ErrCopies when the existing stream name sources or

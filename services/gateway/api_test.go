@@ -178,12 +178,20 @@ func TestBadRequestsNeverReachTheBus(t *testing.T) {
 	}
 }
 
+// registered is what the privacy service answers a registration of
+// visitor id of demo.
+func registered(id string) privacyapi.RegisterVisitorResult {
+	return privacyapi.RegisterVisitorResult{VisitorID: id, Session: privacyapi.Session{
+		ID: "s-" + id, Principal: auth.Principal{Tenant: "demo", ID: id, Role: auth.RoleVisitor}, RefreshToken: "r-" + id, ExpiresAt: time.Now().Add(time.Hour),
+	}}
+}
+
 func TestCreateVisitor(t *testing.T) {
 	e := startGateway(t)
 	got := make(chan privacyapi.RegisterVisitorArgs, 1)
 	serve(t, e.nc, privacyapi.RegisterVisitorSubject, func(_ context.Context, req rpc.Request[privacyapi.RegisterVisitorArgs]) (privacyapi.RegisterVisitorResult, error) {
 		got <- req.Args
-		return privacyapi.RegisterVisitorResult{VisitorID: "v-123"}, nil
+		return registered("v-123"), nil
 	})
 	r := e.do(http.MethodPost, "/v1/tenants/demo/visitors", "", []byte(`{"consent":{"analytics":true,"network_data":false,"ai":true},"notice_version":"2025-01"}`))
 	if r.status != http.StatusCreated {

@@ -9,10 +9,13 @@
 // become RFC 9457 problems in one place. A request that fails
 // authentication or validation never reaches the bus.
 //
-// It owns one thing: the tenant registry, the JetStream KV bucket TENANTS,
-// mirrored in memory so every request's tenant check is local. A tenant's
-// record holds the limits the operator set on its live sessions and visitor
-// registrations (tenant.Limits), so that checking them is local too.
+// It owns the tenant registry, the JetStream KV bucket TENANTS, mirrored in
+// memory so every request's tenant check is local. A tenant's record holds
+// the limits the operator set on its live sessions and visitor
+// registrations (tenant.Limits), so that checking them is local too. It
+// also owns staff sign-in through each tenant's OpenID provider
+// (internal/signin: the buckets IDENTITY_PROVIDERS and SIGN_IN); the
+// sessions it then mints access tokens for are the privacy service's.
 //
 // Limits: each is answered 429 with Retry-After (or 408 for a request body
 // that does not arrive within its deadline) and counted in

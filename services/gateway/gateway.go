@@ -22,6 +22,7 @@ import (
 	"github.com/parley-chat/parley/services/gateway/internal/httpapi"
 	"github.com/parley-chat/parley/services/gateway/internal/live"
 	"github.com/parley-chat/parley/services/gateway/internal/settings"
+	"github.com/parley-chat/parley/services/gateway/internal/signin"
 	"github.com/parley-chat/parley/services/gateway/internal/tenant"
 )
 
@@ -40,9 +41,17 @@ type Deps struct {
 	// DefaultTenant is created, named "Demo", at start when missing; ""
 	// means none.
 	DefaultTenant string
-	// VisitorTokenTTL is how long a visitor token lasts; 0 means 24h.
-	VisitorTokenTTL time.Duration
-	// Streams tune the KV bucket the gateway owns (TENANTS).
+	// AccessTokenTTL is how long an access token of a session lasts (a
+	// visitor's, or a member of staff's who signed in); 0 means
+	// DefaultAccessTokenTTL. A token stays valid until it expires, whatever
+	// happens to its session: keep it short.
+	AccessTokenTTL time.Duration
+	// Now is the clock of sign-ins (the id token's expiry, a pending
+	// sign-in's age); nil means time.Now. The Signer and Verifier have
+	// their own.
+	Now func() time.Time
+	// Streams tune the KV buckets the gateway owns (TENANTS,
+	// IDENTITY_PROVIDERS, SIGN_IN).
 	Streams stream.Options
 	// RateLimit is the requests per second one principal may make (with a
 	// burst of twice as many); 0 means 50, a negative value no limit.
@@ -69,6 +78,10 @@ type Deps struct {
 	// comes from the proxy: leave it 0 there, or above what the proxy opens.
 	MaxConnsPerAddr int
 }
+
+// DefaultAccessTokenTTL is how long an access token lasts by default: the
+// longest a signed-out or revoked session goes on opening calls.
+const DefaultAccessTokenTTL = 15 * time.Minute
 
 // ShutdownTimeout bounds the graceful shutdown.
 const ShutdownTimeout = 5 * time.Second
@@ -101,8 +114,8 @@ func Run(ctx context.Context, d Deps) error {
 	if err := d.validate(); err != nil {
 		return err
 	}
-	if d.VisitorTokenTTL == 0 {
-		d.VisitorTokenTTL = 24 * time.Hour
+	if d.AccessTokenTTL == 0 {
+		d.AccessTokenTTL = DefaultAccessTokenTTL
 	}
 	switch {
 	case d.MaxSessions == 0:
@@ -141,6 +154,15 @@ func Run(ctx context.Context, d Deps) error {
 		if err := tenants.Ensure(ctx, tenant.Tenant{ID: d.DefaultTenant, Name: "Demo"}); err != nil {
 			return fmt.Errorf("gateway: default tenant: %w", err)
 		}
+	}
+
+	providers, err := signin.OpenProviders(ctx, js, d.Streams, log)
+	if err != nil {
+		return fmt.Errorf("gateway: %w", err)
+	}
+	flow, err := signin.Open(ctx, js, d.Streams, providers, d.Now, log)
+	if err != nil {
+		return fmt.Errorf("gateway: %w", err)
 	}
 
 	hub := live.NewHub(log, d.Keys, live.JetStreamHistory(js))
@@ -186,7 +208,9 @@ func Run(ctx context.Context, d Deps) error {
 		Hub:              hub,
 		Registerer:       reg,
 		Gatherer:         reg,
-		VisitorTokenTTL:  d.VisitorTokenTTL,
+		AccessTokenTTL:   d.AccessTokenTTL,
+		Providers:        providers,
+		SignIn:           flow,
 		RateLimit:        d.RateLimit,
 		Ready:            ready(tenants, d.Ready),
 		StreamContext:    streamCtx,

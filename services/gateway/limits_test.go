@@ -194,7 +194,7 @@ func serveRegistrations(t *testing.T, e *env) {
 	n := 0
 	serve(t, e.nc, privacyapi.RegisterVisitorSubject, func(context.Context, rpc.Request[privacyapi.RegisterVisitorArgs]) (privacyapi.RegisterVisitorResult, error) {
 		n++
-		return privacyapi.RegisterVisitorResult{VisitorID: fmt.Sprintf("v%d", n)}, nil
+		return registered(fmt.Sprintf("v%d", n)), nil
 	})
 }
 

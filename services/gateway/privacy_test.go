@@ -75,7 +75,7 @@ func TestNetworkDataIsForwardedOnlyWhenAllowed(t *testing.T) {
 	got := make(chan privacyapi.RegisterVisitorArgs, 1)
 	serve(t, e.nc, privacyapi.RegisterVisitorSubject, func(_ context.Context, req rpc.Request[privacyapi.RegisterVisitorArgs]) (privacyapi.RegisterVisitorResult, error) {
 		got <- req.Args
-		return privacyapi.RegisterVisitorResult{VisitorID: "v1"}, nil
+		return registered("v1"), nil
 	})
 	kv, err := e.js.CreateKeyValue(t.Context(), jetstream.KeyValueConfig{Bucket: privacyapi.SettingsBucket})
 	if err != nil {

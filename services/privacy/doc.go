@@ -19,7 +19,12 @@
 //   - the audit trail on privacyapi.AppendAuditSubject, ListAuditSubject
 //     and AuditCheckpointSubject;
 //   - tenant settings on privacyapi.GetSettingsSubject and
-//     PutSettingsSubject.
+//     PutSettingsSubject;
+//   - sessions on privacyapi.StartSessionSubject, RefreshSessionSubject,
+//     EndSessionSubject and RevokeSessionsSubject: refresh-token families
+//     in the SESSIONS bucket, stored as hashes, rotating on every use, a
+//     reuse revoking the family; a visitor's starts at registration and
+//     ends with their erasure.
 //
 // It broadcasts personkey.Erased on personkey.ErasedSubject after every
 // erasure and privacyapi.ConsentChanged on privacyapi.ConsentChangedSubject

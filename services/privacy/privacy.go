@@ -58,10 +58,16 @@ type Deps struct {
 	// keeps in memory, the least recently used leaving first; 0 means
 	// 100,000.
 	KeyCacheSize int
+	// StaffSessionTTL is how long a member of staff's session lasts from
+	// sign-in, refreshed or not; 0 means DefaultStaffSessionTTL.
+	StaffSessionTTL time.Duration
+	// Now is the clock of audit entries, keys and sessions; nil means
+	// time.Now. Tests set their own.
+	Now func() time.Time
 }
 
 // Run creates the streams PRIVACY, KEYS, AUDIT, AUDIT_CHECKPOINTS, ANALYTICS and SCHEDULES and
-// the SETTINGS bucket when missing, rebuilds its view of PRIVACY (consents, erasures) from
+// the SETTINGS and SESSIONS buckets when missing, rebuilds its view of PRIVACY (consents, erasures) from
 // the stream's first event, then serves the privacy service until ctx is
 // done. While a background consumer fails, the service's pings answer that
 // it is not ready, naming it (pkg/rpc Health). Run returns nil on a clean
@@ -113,9 +119,14 @@ func Run(ctx context.Context, d Deps) error {
 	if err != nil {
 		return fmt.Errorf("privacy: %w", err)
 	}
+	sessions, err := jetstream.NewSessionStore(ctx, js, d.Streams, d.Log)
+	if err != nil {
+		return fmt.Errorf("privacy: %w", err)
+	}
 	events := jetstream.NewEventLog(js)
 	a := app.New(ring, d.AuditKey, app.Stores{Keys: keys, Events: events, Audit: auditLog, Checkpoints: checkpoints, Settings: settings, Bus: bus.NewBroadcaster(d.NC),
-		Analytics: relay.NewCleaner(d.NC, js), Chat: chat.New(d.NC), Log: d.Log, KeyCacheSize: d.KeyCacheSize})
+		Analytics: relay.NewCleaner(d.NC, js), Chat: chat.New(d.NC), Log: d.Log, KeyCacheSize: d.KeyCacheSize,
+		Sessions: sessions, StaffSessionTTL: d.StaffSessionTTL, Now: d.Now})
 
 	follow, err := events.Follow(ctx, a.Apply)
 	if err != nil {
@@ -168,6 +179,10 @@ func Run(ctx context.Context, d Deps) error {
 	}
 	return nil
 }
+
+// DefaultStaffSessionTTL is how long a member of staff's session lasts
+// from sign-in by default: a working day.
+const DefaultStaffSessionTTL = app.DefaultStaffSessionTTL
 
 // LoadOrCreateKEK reads the KEK from the file at path: the 64 hex digits of
 // its 32 bytes, surrounding white space ignored. When the file does not

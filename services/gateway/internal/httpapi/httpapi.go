@@ -37,6 +37,7 @@ import (
 	"github.com/parley-chat/parley/pkg/rpc"
 	"github.com/parley-chat/parley/services/gateway/internal/live"
 	"github.com/parley-chat/parley/services/gateway/internal/settings"
+	"github.com/parley-chat/parley/services/gateway/internal/signin"
 	"github.com/parley-chat/parley/services/gateway/internal/tenant"
 )
 
@@ -45,16 +46,21 @@ var openAPI []byte
 
 // Config holds what the API needs. Every field but Ready is required.
 type Config struct {
-	NC              *nats.Conn
-	Log             *slog.Logger
-	Signer          *auth.Signer
-	Verifier        *auth.Verifier
-	Tenants         *tenant.Registry
-	Settings        *settings.Reader
-	Hub             *live.Hub
-	Registerer      prometheus.Registerer
-	Gatherer        prometheus.Gatherer
-	VisitorTokenTTL time.Duration
+	NC         *nats.Conn
+	Log        *slog.Logger
+	Signer     *auth.Signer
+	Verifier   *auth.Verifier
+	Tenants    *tenant.Registry
+	Settings   *settings.Reader
+	Hub        *live.Hub
+	Registerer prometheus.Registerer
+	Gatherer   prometheus.Gatherer
+	// Providers are the tenants' identity providers, SignIn the sign-ins
+	// through them.
+	Providers *signin.Providers
+	SignIn    *signin.Flow
+	// AccessTokenTTL is how long the access tokens of sessions last.
+	AccessTokenTTL time.Duration
 	// RateLimit is the requests per second of one principal; 0 means
 	// defaultPrincipalRate, a negative value no limit.
 	RateLimit float64
@@ -165,6 +171,14 @@ func (a *API) routes() {
 	m.Handle("PUT /v1/tenants/{tenant}", a.handle(a.putTenant))
 	m.Handle("GET /v1/tenants", a.handle(a.listTenants))
 	m.Handle("POST /v1/tenants/{tenant}/visitors", a.handle(a.createVisitor))
+	m.Handle("POST /v1/sessions/refresh", a.handle(a.refreshSession))
+	m.Handle("POST /v1/sessions/sign-out", a.handle(a.signOut))
+	m.Handle("DELETE /v1/me/sessions", a.handle(a.signOutEverywhere))
+	m.Handle("DELETE /v1/people/{id}/sessions", a.handle(a.signOutEverywhere))
+	m.Handle("PUT /v1/tenants/{tenant}/identity-provider", a.handle(a.putProvider))
+	m.Handle("GET /v1/tenants/{tenant}/identity-provider", a.handle(a.getProvider))
+	m.Handle("GET /v1/tenants/{tenant}/sign-in", a.handle(a.startSignIn))
+	m.Handle("GET /v1/sign-in/callback", a.handle(a.finishSignIn))
 	m.Handle("POST /v1/conversations", a.handle(a.openConversation))
 	m.Handle("GET /v1/conversations", a.handle(a.listConversations))
 	m.Handle("GET /v1/conversations/{id}", a.handle(a.getConversation))

@@ -9,6 +9,7 @@ import (
 	"github.com/parley-chat/parley/pkg/auth"
 	"github.com/parley-chat/parley/pkg/chatapi"
 	"github.com/parley-chat/parley/pkg/rpc"
+	"github.com/parley-chat/parley/services/gateway/internal/signin"
 )
 
 // statusError is an error that already knows its HTTP status. Its detail is
@@ -127,6 +128,18 @@ func problemFor(err error) (p Problem, internal bool) {
 		se = errExpiredToken
 	case errors.Is(err, auth.ErrInvalidToken):
 		se = errInvalidToken
+	case errors.Is(err, signin.ErrInvalid):
+		se = invalid(err.Error())
+	case errors.Is(err, signin.ErrNoProvider):
+		se = errNoProvider
+	case errors.Is(err, signin.ErrProvider):
+		se = errProviderDown
+	case errors.Is(err, signin.ErrState):
+		se = errSignInState
+	case errors.Is(err, signin.ErrRefused):
+		se = errSignInRefused
+	case errors.Is(err, signin.ErrNoRole):
+		se = errSignInNoRole
 	default:
 		m, ok := rpcProblems[rpc.CodeOf(err)]
 		if !ok {

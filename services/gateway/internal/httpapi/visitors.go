@@ -34,8 +34,8 @@ func (b visitorBody) consent() (event.Consent, error) {
 }
 
 // createVisitor lets anyone become a visitor of a tenant: the privacy
-// service creates the data subject and records their consent, then the
-// gateway issues their token.
+// service creates the data subject, records their consent and starts their
+// session, then the gateway issues their access token.
 func (a *API) createVisitor(w http.ResponseWriter, r *http.Request) error {
 	tid := r.PathValue("tenant")
 	if !auth.ValidTenantID(tid) || !a.cfg.Tenants.Exists(tid) {
@@ -62,12 +62,20 @@ func (a *API) createVisitor(w http.ResponseWriter, r *http.Request) error {
 	if err := rpc.Call(r.Context(), a.cfg.NC, privacyapi.RegisterVisitorSubject, req, &res); err != nil {
 		return err
 	}
-	tok, err := a.cfg.Signer.Issue(auth.Principal{Tenant: tid, ID: res.VisitorID, Role: auth.RoleVisitor}, a.cfg.VisitorTokenTTL)
+	view, err := a.sessionView(res.Session)
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusCreated, map[string]string{"visitor_id": res.VisitorID, "token": tok})
+	writeJSON(w, http.StatusCreated, visitorView{VisitorID: res.VisitorID, Token: view.AccessToken, sessionView: view})
 	return nil
+}
+
+// visitorView is a new visitor: their id and session. Token repeats
+// AccessToken for the clients written before sessions.
+type visitorView struct {
+	VisitorID string `json:"visitor_id"`
+	Token     string `json:"token"`
+	sessionView
 }
 
 // networkData returns the coarse network data of a visitor who consented to

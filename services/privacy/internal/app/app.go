@@ -144,8 +144,15 @@ type Stores struct {
 	// KeyCacheSize bounds how many subjects' unwrapped keys are kept in
 	// memory; 0 means personkey.DefaultCacheSize.
 	KeyCacheSize int
-	// Now is the clock that stamps audit entries, tombstones and new keys;
-	// nil means time.Now. Tests advance their own.
+	// Sessions keeps sessions; the session calls need it, and erasure
+	// revokes no session without it.
+	Sessions SessionStore
+	// StaffSessionTTL is how long a member of staff's session lasts from
+	// sign-in; 0 means DefaultStaffSessionTTL.
+	StaffSessionTTL time.Duration
+	// Now is the clock that stamps audit entries, tombstones and new keys,
+	// and that sessions expire by; nil means time.Now. Tests advance their
+	// own.
 	Now func() time.Time
 }
 
@@ -180,6 +187,9 @@ type App struct {
 	chat      Chat
 	log       *slog.Logger
 	now       func() time.Time
+	// sessions may be nil; see Stores.
+	sessions        SessionStore
+	staffSessionTTL time.Duration
 
 	// keyCache holds unwrapped keys of the subjects used most recently, so
 	// a subject's record is unwrapped about once per instance while memory
@@ -199,21 +209,23 @@ func New(ring *keyring.Ring, auditKey ed25519.PrivateKey, s Stores) *App {
 		s.Now = time.Now
 	}
 	return &App{
-		ring:        ring,
-		keys:        s.Keys,
-		events:      s.Events,
-		audit:       s.Audit,
-		auditKey:    auditKey,
-		checkpoints: s.Checkpoints,
-		settings:    s.Settings,
-		bus:         s.Bus,
-		analytics:   s.Analytics,
-		chat:        s.Chat,
-		log:         cmp.Or(s.Log, slog.New(slog.DiscardHandler)),
-		now:         s.Now,
-		keyCache:    personkey.NewLRU[subjectID, personkey.Keys](s.KeyCacheSize),
-		index:       newIndex(),
-		chains:      chains{heads: make(map[string]*chainHead)},
+		ring:            ring,
+		keys:            s.Keys,
+		events:          s.Events,
+		audit:           s.Audit,
+		auditKey:        auditKey,
+		checkpoints:     s.Checkpoints,
+		settings:        s.Settings,
+		bus:             s.Bus,
+		analytics:       s.Analytics,
+		chat:            s.Chat,
+		log:             cmp.Or(s.Log, slog.New(slog.DiscardHandler)),
+		now:             s.Now,
+		sessions:        s.Sessions,
+		staffSessionTTL: cmp.Or(s.StaffSessionTTL, DefaultStaffSessionTTL),
+		keyCache:        personkey.NewLRU[subjectID, personkey.Keys](s.KeyCacheSize),
+		index:           newIndex(),
+		chains:          chains{heads: make(map[string]*chainHead)},
 	}
 }
 

@@ -150,12 +150,19 @@ func (a *App) finishErasure(ctx context.Context, by audit.Actor, audited bool, e
 	if err := a.bus.Broadcast(personkey.ErasedSubject, personkey.Erased{Tenant: rec.tenant, Person: rec.subject}); err != nil {
 		return privacyapi.Erasure{}, err
 	}
+	counts := a.cleanAnalytics(ctx, rec.tenant, pseudonym)
+	if n := a.revokeSessionsOfErased(ctx, rec.tenant, rec.subject); n > 0 {
+		if counts == nil {
+			counts = make(map[string]int64)
+		}
+		counts["sessions_revoked"] = int64(n)
+	}
 	at := a.now()
 	report := privacyapi.ErasureReport{
 		KeysDestroyed: tomb.KeysDestroyed,
 		At:            at.UTC(),
 		DurationMS:    at.Sub(rec.requestedAt).Milliseconds(),
-		Counts:        a.cleanAnalytics(ctx, rec.tenant, pseudonym),
+		Counts:        counts,
 	}
 	return a.completeErasure(ctx, rec, report)
 }
@@ -214,4 +221,18 @@ func (a *App) ErasureStatus(ctx context.Context, p auth.Principal, tenant, erasu
 		return privacyapi.Erasure{}, fmt.Errorf("erasure %s: %w", erasureID, ErrNotFound)
 	}
 	return rec.view(), nil
+}
+
+// revokeSessionsOfErased revokes the sessions of an erased subject and
+// counts them. A failure is logged and the erasure goes on: with the keys
+// gone, a refresh of those sessions is refused all the same (stillHeld).
+func (a *App) revokeSessionsOfErased(ctx context.Context, tenant, subject string) int {
+	if a.sessions == nil {
+		return 0
+	}
+	n, err := a.revokeAll(ctx, tenant, subject)
+	if err != nil {
+		a.log.Warn("revoke sessions of an erased subject; their refresh is refused by the keys' absence", "tenant", tenant, "err", err)
+	}
+	return n
 }

@@ -24,15 +24,9 @@ type SettingsStore struct {
 // definition is used as it is, with a warning: privacy may not reconfigure
 // it (stream.CreateBuckets).
 func NewSettingsStore(ctx context.Context, js jetstream.JetStream, o stream.Options, log *slog.Logger) (*SettingsStore, error) {
-	switch err := stream.CreateBuckets(ctx, js, o, privacyapi.SettingsBucket); {
-	case errors.Is(err, stream.ErrDrift):
-		log.Warn("settings bucket differs from this version's definition", "err", err)
-	case err != nil:
-		return nil, err
-	}
-	kv, err := js.KeyValue(ctx, privacyapi.SettingsBucket)
+	kv, err := stream.OpenBucket(ctx, js, o, log, privacyapi.SettingsBucket)
 	if err != nil {
-		return nil, fmt.Errorf("open bucket %s: %w", privacyapi.SettingsBucket, err)
+		return nil, err
 	}
 	return &SettingsStore{kv: kv}, nil
 }

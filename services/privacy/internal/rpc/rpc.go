@@ -38,7 +38,26 @@ func Serve(ctx context.Context, nc *nats.Conn, log *slog.Logger, health *rpc.Hea
 	routes := []rpc.Route{
 		{Subject: privacyapi.RegisterVisitorSubject, Handler: rpc.Handle(func(ctx context.Context, req rpc.Request[privacyapi.RegisterVisitorArgs]) (privacyapi.RegisterVisitorResult, error) {
 			id, err := a.RegisterVisitor(ctx, req.Args.Tenant, req.Args.Consent, req.Args.NetworkData)
-			return privacyapi.RegisterVisitorResult{VisitorID: id}, codeOf(err)
+			if err != nil {
+				return privacyapi.RegisterVisitorResult{}, codeOf(err)
+			}
+			s, err := a.StartVisitorSession(ctx, req.Args.Tenant, id)
+			return privacyapi.RegisterVisitorResult{VisitorID: id, Session: s}, codeOf(err)
+		})},
+		{Subject: privacyapi.StartSessionSubject, Handler: rpc.Handle(func(ctx context.Context, req rpc.Request[privacyapi.StartSessionArgs]) (privacyapi.Session, error) {
+			res, err := a.StartSession(ctx, req.Principal, req.Args.Tenant)
+			return res, codeOf(err)
+		})},
+		{Subject: privacyapi.RefreshSessionSubject, Handler: rpc.Handle(func(ctx context.Context, req rpc.Request[privacyapi.RefreshArgs]) (privacyapi.Session, error) {
+			res, err := a.RefreshSession(ctx, req.Args.RefreshToken)
+			return res, codeOf(err)
+		})},
+		{Subject: privacyapi.EndSessionSubject, Handler: rpc.Handle(func(ctx context.Context, req rpc.Request[privacyapi.RefreshArgs]) (struct{}, error) {
+			return struct{}{}, codeOf(a.EndSession(ctx, req.Args.RefreshToken))
+		})},
+		{Subject: privacyapi.RevokeSessionsSubject, Handler: rpc.Handle(func(ctx context.Context, req rpc.Request[privacyapi.PersonArgs]) (privacyapi.RevokeSessionsResult, error) {
+			n, err := a.RevokeSessions(ctx, req.Principal, req.Args.Tenant, req.Args.Person)
+			return privacyapi.RevokeSessionsResult{Revoked: n}, codeOf(err)
 		})},
 		{Subject: privacyapi.EraseSubject, Handler: rpc.Handle(func(ctx context.Context, req rpc.Request[privacyapi.EraseArgs]) (privacyapi.Erasure, error) {
 			res, err := a.Erase(ctx, req.Principal, req.Args.Tenant, req.Args.Person)
@@ -105,7 +124,7 @@ func Serve(ctx context.Context, nc *nats.Conn, log *slog.Logger, health *rpc.Hea
 	}
 	return rpc.Serve(ctx, nc, log, rpc.Service{
 		Name:        privacyapi.Service,
-		Description: "the key service, consent, erasure, exports, the audit trail and tenant settings",
+		Description: "the key service, consent, erasure, exports, the audit trail, tenant settings and sessions",
 		Queue:       privacyapi.Queue,
 		Health:      health,
 		Groups:      groups,
@@ -138,6 +157,8 @@ func codeOf(err error) error {
 		return rpc.Errorf(rpc.CodeInvalid, "%s", err)
 	case errors.Is(err, app.ErrForbidden):
 		return rpc.Errorf(rpc.CodeForbidden, "not allowed")
+	case errors.Is(err, app.ErrSessionRefused):
+		return rpc.Errorf(rpc.CodeForbidden, "refresh token refused")
 	case errors.Is(err, keyring.ErrErased), errors.Is(err, app.ErrErased):
 		return rpc.Errorf(rpc.CodeGone, "subject erased")
 	case errors.Is(err, keyring.ErrNotFound):

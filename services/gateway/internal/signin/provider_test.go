@@ -1,0 +1,106 @@
+package signin
+
+import (
+	"errors"
+	"log/slog"
+	"strings"
+	"testing"
+
+	"github.com/parley-chat/parley/pkg/auth"
+)
+
+func validProvider() Provider {
+	return Provider{
+		Issuer: "https://id.example.com/realms/acme", ClientID: "parley", ClientSecret: "s3cret",
+		RedirectURL: "https://console.example.com/signed-in", RolesClaim: "groups",
+		Roles: map[string]auth.Role{"support-agents": auth.RoleAgent, "support-admins": auth.RoleAdmin},
+	}
+}
+
+func TestProviderValidate(t *testing.T) {
+	tests := []struct {
+		name      string
+		edit      func(*Provider)
+		wantField string
+	}{
+		{"valid", func(*Provider) {}, ""},
+		{"loopback http issuer", func(p *Provider) { p.Issuer = "http://127.0.0.1:5556" }, ""},
+		{"public client", func(p *Provider) { p.ClientSecret = "" }, ""},
+		{"nested claim", func(p *Provider) { p.RolesClaim = "realm_access.roles" }, ""},
+		{"http issuer elsewhere", func(p *Provider) { p.Issuer = "http://id.example.com" }, "issuer"},
+		{"issuer with credentials", func(p *Provider) { p.Issuer = "https://u:p@id.example.com" }, "issuer"},
+		{"relative redirect", func(p *Provider) { p.RedirectURL = "/signed-in" }, "redirect_url"},
+		{"no client id", func(p *Provider) { p.ClientID = "" }, "client_id"},
+		{"secret with a newline", func(p *Provider) { p.ClientSecret = "a\nb" }, "client_secret"},
+		{"scope with a space", func(p *Provider) { p.Scopes = []string{"a b"} }, "scopes"},
+		{"claim path too deep", func(p *Provider) { p.RolesClaim = "a.b.c.d.e.f" }, "roles_claim"},
+		{"no roles", func(p *Provider) { p.Roles = nil }, "roles"},
+		{"operator role", func(p *Provider) { p.Roles = map[string]auth.Role{"ops": auth.RoleOperator} }, "roles"},
+		{"visitor role", func(p *Provider) { p.Roles = map[string]auth.Role{"x": auth.RoleVisitor} }, "roles"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := validProvider()
+			tt.edit(&p)
+			err := p.Validate()
+			switch {
+			case tt.wantField == "" && err != nil:
+				t.Errorf("Validate() = %v, want nil", err)
+			case tt.wantField != "" && (!errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), tt.wantField)):
+				t.Errorf("Validate() = %v, want ErrInvalid naming %s", err, tt.wantField)
+			case err != nil && strings.Contains(err.Error(), "s3cret"):
+				t.Errorf("Validate() = %v, names the secret", err)
+			}
+		})
+	}
+}
+
+func TestProviderRole(t *testing.T) {
+	p := validProvider()
+	p.Roles["support-leads"] = auth.RoleSupervisor
+	tests := []struct {
+		name   string
+		claims map[string]any
+		want   auth.Role
+	}{
+		{"one group", map[string]any{"groups": []any{"support-agents"}}, auth.RoleAgent},
+		{"a string claim", map[string]any{"groups": "support-leads"}, auth.RoleSupervisor},
+		{"admin wins", map[string]any{"groups": []any{"support-agents", "support-admins", "support-leads"}}, auth.RoleAdmin},
+		{"unmapped groups", map[string]any{"groups": []any{"sales"}}, ""},
+		{"no claim", map[string]any{}, ""},
+		{"not strings", map[string]any{"groups": []any{1, true}}, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, ok := p.role(tt.claims)
+			if got != tt.want || ok != (tt.want != "") {
+				t.Errorf("role(%v) = %q, %v; want %q", tt.claims, got, ok, tt.want)
+			}
+		})
+	}
+	p.RolesClaim = "realm_access.roles"
+	if got, _ := p.role(map[string]any{"realm_access": map[string]any{"roles": []any{"support-admins"}}}); got != auth.RoleAdmin {
+		t.Errorf("role of a nested claim = %q, want admin", got)
+	}
+}
+
+func TestStaffID(t *testing.T) {
+	a := StaffID("https://id.example.com", "user-1")
+	if a != StaffID("https://id.example.com", "user-1") {
+		t.Error("StaffID differs for the same person")
+	}
+	if a == StaffID("https://other.example.com", "user-1") {
+		t.Error("StaffID is the same for the same sub at another provider")
+	}
+	if err := (auth.Principal{Tenant: "demo", ID: a, Role: auth.RoleAgent}).Validate(); err != nil {
+		t.Errorf("StaffID %q is not a valid principal id: %v", a, err)
+	}
+}
+
+func TestProviderLogsNoSecret(t *testing.T) {
+	var buf strings.Builder
+	slog.New(slog.NewJSONHandler(&buf, nil)).Info("provider", "p", validProvider())
+	if strings.Contains(buf.String(), "s3cret") || !strings.Contains(buf.String(), "client_secret_set") {
+		t.Errorf("logged %s, want the provider without its secret", buf.String())
+	}
+}

@@ -1,0 +1,220 @@
+// Package signin signs members of staff in through their tenant's own
+// OpenID provider: the authorization code flow with PKCE, by
+// golang.org/x/oauth2 and github.com/coreos/go-oidc/v3, which check the id
+// token's signature, issuer, audience and expiry. The state, nonce and PKCE
+// verifier of a sign-in wait in the SIGN_IN bucket, so any gateway
+// instance finishes a sign-in another began, and each is used once.
+//
+// The client secret is read from the IDENTITY_PROVIDERS bucket for the
+// code exchange only: it is never logged and never answered.
+package signin
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/coreos/go-oidc/v3/oidc"
+	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/oauth2"
+
+	"github.com/parley-chat/parley/pkg/auth"
+	"github.com/parley-chat/parley/pkg/stream"
+)
+
+// Errors of Start and Finish.
+var (
+	// ErrNoProvider means the tenant has no identity provider set.
+	ErrNoProvider = errors.New("no identity provider")
+	// ErrProvider means the provider could not be reached or answered
+	// something unusable: its discovery document, its token endpoint.
+	ErrProvider = errors.New("identity provider unavailable")
+	// ErrState means the state names no pending sign-in: unknown, used
+	// already, or older than stream.SignInTTL.
+	ErrState = errors.New("unknown or used sign-in state")
+	// ErrRefused means the provider's answer does not sign anyone in: the
+	// code was refused, or the id token failed a check (signature, issuer,
+	// audience, expiry, nonce).
+	ErrRefused = errors.New("sign-in refused")
+	// ErrNoRole means the person's claims map to no Parley role.
+	ErrNoRole = errors.New("no Parley role for this person")
+)
+
+// Flow starts and finishes sign-ins. It is safe for concurrent use.
+type Flow struct {
+	providers *Providers
+	pending   jetstream.KeyValue
+	// client makes the calls to providers.
+	client *http.Client
+	now    func() time.Time
+}
+
+// providerTimeout bounds each call to a provider.
+const providerTimeout = 10 * time.Second
+
+// Open returns a Flow on the tenants' providers and the SIGN_IN bucket,
+// which it creates when missing; now is its clock (nil: time.Now).
+func Open(ctx context.Context, js jetstream.JetStream, o stream.Options, providers *Providers, now func() time.Time, log *slog.Logger) (*Flow, error) {
+	kv, err := stream.OpenBucket(ctx, js, o, log, stream.SignInBucket)
+	if err != nil {
+		return nil, err
+	}
+	if now == nil {
+		now = time.Now
+	}
+	return &Flow{providers: providers, pending: kv, client: &http.Client{Timeout: providerTimeout}, now: now}, nil
+}
+
+type pending struct {
+	Tenant   string    `json:"tenant"`
+	Nonce    string    `json:"nonce"`
+	Verifier string    `json:"verifier"`
+	Started  time.Time `json:"started"`
+}
+
+// discover returns the tenant's provider settings, its discovered
+// endpoints and keys, and the OAuth 2 configuration of the client.
+func (f *Flow) discover(ctx context.Context, tenant string) (Provider, *oidc.Provider, oauth2.Config, error) {
+	p, found, err := f.providers.Get(ctx, tenant)
+	if err != nil {
+		return Provider{}, nil, oauth2.Config{}, err
+	}
+	if !found {
+		return Provider{}, nil, oauth2.Config{}, ErrNoProvider
+	}
+	// go-oidc checks that the discovery document names the issuer it was
+	// asked for.
+	op, err := oidc.NewProvider(f.context(ctx), p.Issuer)
+	if err != nil {
+		return Provider{}, nil, oauth2.Config{}, fmt.Errorf("%w: discovery: %v", ErrProvider, err)
+	}
+	cfg := oauth2.Config{
+		ClientID:     p.ClientID,
+		ClientSecret: p.ClientSecret,
+		Endpoint:     op.Endpoint(),
+		RedirectURL:  p.RedirectURL,
+		Scopes:       append([]string{oidc.ScopeOpenID}, p.Scopes...),
+	}
+	return p, op, cfg, nil
+}
+
+// context makes the oauth2 and oidc packages call out with f.client.
+func (f *Flow) context(ctx context.Context) context.Context {
+	return oidc.ClientContext(context.WithValue(ctx, oauth2.HTTPClient, f.client), f.client)
+}
+
+// Start begins a sign-in of a member of staff of tenant and returns the
+// provider's URL to send their browser to.
+func (f *Flow) Start(ctx context.Context, tenant string) (string, error) {
+	_, _, cfg, err := f.discover(ctx, tenant)
+	if err != nil {
+		return "", err
+	}
+	state, nonce, verifier := rand.Text(), rand.Text(), oauth2.GenerateVerifier()
+	b, err := json.Marshal(pending{Tenant: tenant, Nonce: nonce, Verifier: verifier, Started: f.now().UTC()})
+	if err != nil {
+		return "", fmt.Errorf("encode sign-in: %w", err)
+	}
+	if _, err := f.pending.Create(ctx, stateKey(state), b); err != nil {
+		return "", fmt.Errorf("store sign-in: %w", err)
+	}
+	return cfg.AuthCodeURL(state, oidc.Nonce(nonce), oauth2.S256ChallengeOption(verifier)), nil
+}
+
+// stateKey is the key of a pending sign-in: the hash of its state, so the
+// bucket holds nothing a request could be forged with.
+func stateKey(state string) string {
+	h := sha256.Sum256([]byte(state))
+	return hex.EncodeToString(h[:])
+}
+
+// take removes and returns the pending sign-in of state: of two takes of
+// one state, one gets it.
+func (f *Flow) take(ctx context.Context, state string) (pending, error) {
+	key := stateKey(state)
+	e, err := f.pending.Get(ctx, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return pending{}, ErrState
+	}
+	if err != nil {
+		return pending{}, fmt.Errorf("read sign-in: %w", err)
+	}
+	err = f.pending.Delete(ctx, key, jetstream.LastRevision(e.Revision()))
+	if stream.WrongLastSequence(err) {
+		return pending{}, ErrState
+	}
+	if err != nil {
+		return pending{}, fmt.Errorf("use sign-in: %w", err)
+	}
+	var p pending
+	if err := json.Unmarshal(e.Value(), &p); err != nil {
+		return pending{}, fmt.Errorf("decode sign-in: %w", err)
+	}
+	// The bucket drops entries after the same time; this holds on a clock
+	// of the caller's.
+	if f.now().Sub(p.Started) > stream.SignInTTL {
+		return pending{}, ErrState
+	}
+	return p, nil
+}
+
+// Finish completes the sign-in of state with the provider's code: it
+// exchanges the code with the PKCE verifier, verifies the id token
+// (signature, issuer, audience, expiry) and its nonce, and maps its claims
+// to a Parley principal, whose id is derived from the provider's issuer
+// and subject, so the same person gets the same id at every sign-in.
+func (f *Flow) Finish(ctx context.Context, state, code string) (auth.Principal, error) {
+	pend, err := f.take(ctx, state)
+	if err != nil {
+		return auth.Principal{}, err
+	}
+	p, op, cfg, err := f.discover(ctx, pend.Tenant)
+	if err != nil {
+		return auth.Principal{}, err
+	}
+	cctx := f.context(ctx)
+	tok, err := cfg.Exchange(cctx, code, oauth2.VerifierOption(pend.Verifier))
+	var rerr *oauth2.RetrieveError
+	switch {
+	case errors.As(err, &rerr) && rerr.Response != nil && rerr.Response.StatusCode < 500:
+		// Only the status: the body is the provider's to word.
+		return auth.Principal{}, fmt.Errorf("%w: code exchange answered %d", ErrRefused, rerr.Response.StatusCode)
+	case err != nil:
+		return auth.Principal{}, fmt.Errorf("%w: code exchange failed", ErrProvider)
+	}
+	raw, ok := tok.Extra("id_token").(string)
+	if !ok {
+		return auth.Principal{}, fmt.Errorf("%w: no id token", ErrRefused)
+	}
+	idt, err := op.VerifierContext(cctx, &oidc.Config{ClientID: p.ClientID, Now: f.now}).Verify(cctx, raw)
+	if err != nil {
+		return auth.Principal{}, fmt.Errorf("%w: %v", ErrRefused, err)
+	}
+	if idt.Nonce != pend.Nonce {
+		return auth.Principal{}, fmt.Errorf("%w: nonce does not match", ErrRefused)
+	}
+	var claims map[string]any
+	if err := idt.Claims(&claims); err != nil {
+		return auth.Principal{}, fmt.Errorf("%w: claims: %v", ErrRefused, err)
+	}
+	role, ok := p.role(claims)
+	if !ok {
+		return auth.Principal{}, ErrNoRole
+	}
+	return auth.Principal{Tenant: pend.Tenant, ID: StaffID(idt.Issuer, idt.Subject), Role: role}, nil
+}
+
+// StaffID is the Parley id of the person sub of the provider issuer: the
+// same at every sign-in, a valid principal id, and different for the same
+// sub at another provider.
+func StaffID(issuer, sub string) string {
+	h := sha256.Sum256([]byte(issuer + "\x00" + sub))
+	return "oidc-" + hex.EncodeToString(h[:16])
+}

@@ -1,0 +1,132 @@
+package jetstream
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/parley-chat/parley/pkg/privacyapi"
+	"github.com/parley-chat/parley/pkg/stream"
+
+	"github.com/parley-chat/parley/services/privacy/internal/app"
+)
+
+// SessionStore keeps sessions in the SESSIONS bucket: "t.<hash>" names the
+// family of a refresh token's hash, "f.<family>" holds the family, and
+// "p.<tenant>.<person>.<family>" lists a person's families. Every entry is
+// written with a per-message TTL, so it leaves the bucket when its session
+// ends, and read from the stream's leader, so that every instance decides
+// on the newest state. It is safe for concurrent use.
+type SessionStore struct {
+	js jetstream.JetStream
+	kv jetstream.KeyValue
+}
+
+// NewSessionStore creates the SESSIONS bucket with the definition of o
+// when missing and returns a store on it.
+func NewSessionStore(ctx context.Context, js jetstream.JetStream, o stream.Options, log *slog.Logger) (*SessionStore, error) {
+	kv, err := stream.OpenBucket(ctx, js, o, log, privacyapi.SessionsBucket)
+	if err != nil {
+		return nil, err
+	}
+	return &SessionStore{js: js, kv: kv}, nil
+}
+
+type tokenEntry struct {
+	Family string `json:"family"`
+}
+
+// Token returns the family of the refresh token whose hash is h, or
+// app.ErrNotFound.
+func (s *SessionStore) Token(ctx context.Context, h string) (string, error) {
+	var t tokenEntry
+	if _, err := s.get(ctx, "t."+h, &t); err != nil {
+		return "", err
+	}
+	return t.Family, nil
+}
+
+// PutToken records that the token whose hash is h belongs to family, for
+// ttl.
+func (s *SessionStore) PutToken(ctx context.Context, h, family string, ttl time.Duration) error {
+	return s.put(ctx, "t."+h, tokenEntry{Family: family}, ttl, jetstream.WithExpectLastSequencePerSubject(0))
+}
+
+// Family returns the family id and the revision it was read at, or
+// app.ErrNotFound.
+func (s *SessionStore) Family(ctx context.Context, id string) (app.Family, uint64, error) {
+	var f app.Family
+	rev, err := s.get(ctx, "f."+id, &f)
+	return f, rev, err
+}
+
+// PutFamily stores f, for ttl, when the family's revision is still rev (0:
+// a new family), and returns app.ErrConflict otherwise. The family's entry
+// under its person is written first, for as long, so that every family
+// stays listed (Families) until it expires, however often its expiry moves.
+func (s *SessionStore) PutFamily(ctx context.Context, f app.Family, rev uint64, ttl time.Duration) error {
+	if err := s.put(ctx, personKey(f.Principal.Tenant, f.Principal.ID)+"."+f.ID, struct{}{}, ttl); err != nil {
+		return err
+	}
+	return s.put(ctx, "f."+f.ID, f, ttl, jetstream.WithExpectLastSequencePerSubject(rev))
+}
+
+// Families returns the ids of the person's families that have not expired.
+func (s *SessionStore) Families(ctx context.Context, tenant, person string) ([]string, error) {
+	prefix := personKey(tenant, person) + "."
+	keys, err := s.kv.ListKeysFiltered(ctx, prefix+"*")
+	if err != nil {
+		return nil, fmt.Errorf("list sessions of %s/%s: %w", tenant, person, err)
+	}
+	defer keys.Stop()
+	var ids []string
+	for k := range keys.Keys() {
+		ids = append(ids, k[len(prefix):])
+	}
+	return ids, nil
+}
+
+func personKey(tenant, person string) string { return "p." + tenant + "." + person }
+
+// get decodes the value of key as the stream's leader holds it into v and
+// returns its revision.
+func (s *SessionStore) get(ctx context.Context, key string, v any) (uint64, error) {
+	m, err := stream.LastMsg(ctx, s.js, stream.BucketStream(privacyapi.SessionsBucket), "$KV."+privacyapi.SessionsBucket+"."+key)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return 0, fmt.Errorf("session entry: %w", app.ErrNotFound)
+	}
+	if err != nil {
+		return 0, err
+	}
+	// An expired or deleted entry leaves a marker behind.
+	if op := m.Header.Get("KV-Operation"); op != "" || len(m.Data) == 0 {
+		return 0, fmt.Errorf("session entry: %w", app.ErrNotFound)
+	}
+	if err := json.Unmarshal(m.Data, v); err != nil {
+		return 0, fmt.Errorf("decode session entry: %w", err)
+	}
+	return m.Sequence, nil
+}
+
+// put stores v under key, to expire after ttl (at least a second, the
+// server's unit), with the expectations of opts.
+func (s *SessionStore) put(ctx context.Context, key string, v any, ttl time.Duration, opts ...jetstream.PublishOpt) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("encode session entry: %w", err)
+	}
+	opts = append(opts, jetstream.WithMsgTTL(max(ttl.Truncate(time.Second), time.Second)))
+	_, err = s.js.Publish(ctx, "$KV."+privacyapi.SessionsBucket+"."+key, b, opts...)
+	if stream.WrongLastSequence(err) {
+		return fmt.Errorf("store session entry: %w", app.ErrConflict)
+	}
+	if err != nil {
+		return fmt.Errorf("store session entry: %w", err)
+	}
+	return nil
+}

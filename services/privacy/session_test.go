@@ -1,0 +1,255 @@
+package privacy_test
+
+import (
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/nats-io/nats.go"
+
+	"github.com/parley-chat/parley/pkg/audit"
+	"github.com/parley-chat/parley/pkg/auth"
+	"github.com/parley-chat/parley/pkg/event"
+	"github.com/parley-chat/parley/pkg/natsembed/natstest"
+	"github.com/parley-chat/parley/pkg/privacyapi"
+	"github.com/parley-chat/parley/pkg/rpc"
+	"github.com/parley-chat/parley/services/privacy"
+)
+
+// clock is a time tests move by hand.
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func newClock() *clock { return &clock{now: time.Now()} }
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+func withClock(c *clock) func(*privacy.Deps) { return func(d *privacy.Deps) { d.Now = c.Now } }
+
+func registerSession(t *testing.T, nc *nats.Conn) privacyapi.RegisterVisitorResult {
+	t.Helper()
+	var res privacyapi.RegisterVisitorResult
+	err := rpc.Call(t.Context(), nc, privacyapi.RegisterVisitorSubject, rpc.Request[privacyapi.RegisterVisitorArgs]{
+		Args: privacyapi.RegisterVisitorArgs{Tenant: tenant, Consent: event.Consent{NoticeVersion: "n1"}},
+	}, &res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res
+}
+
+func refresh(t *testing.T, nc *nats.Conn, tok string) (privacyapi.Session, error) {
+	t.Helper()
+	return call[privacyapi.Session](t, nc, privacyapi.RefreshSessionSubject, auth.Principal{}, privacyapi.RefreshArgs{RefreshToken: tok})
+}
+
+func mustRefresh(t *testing.T, nc *nats.Conn, tok string) privacyapi.Session {
+	t.Helper()
+	s, err := refresh(t, nc, tok)
+	if err != nil {
+		t.Fatalf("refresh = %v, want the next token", err)
+	}
+	return s
+}
+
+func refused(t *testing.T, nc *nats.Conn, tok, why string) {
+	t.Helper()
+	if _, err := refresh(t, nc, tok); rpc.CodeOf(err) != rpc.CodeForbidden {
+		t.Errorf("refresh %s = %v, want %s", why, err, rpc.CodeForbidden)
+	}
+}
+
+func startSession(t *testing.T, nc *nats.Conn, p auth.Principal) (privacyapi.Session, error) {
+	t.Helper()
+	return call[privacyapi.Session](t, nc, privacyapi.StartSessionSubject, p, privacyapi.StartSessionArgs{Tenant: p.Tenant})
+}
+
+// auditLines lists the tenant's audit entries as "role/id action target",
+// and fails the test if any holds one of secrets.
+func auditLines(t *testing.T, nc *nats.Conn, secrets ...string) []string {
+	t.Helper()
+	res, err := call[privacyapi.ListAuditResult](t, nc, privacyapi.ListAuditSubject, auditor, privacyapi.ListAuditArgs{Tenant: tenant})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range res.Entries {
+		line := string(e.Actor.Role) + "/" + e.Actor.ID + " " + e.Action + " " + e.Target
+		for _, s := range secrets {
+			if strings.Contains(line, s) || strings.Contains(line, strings.TrimRight(s, "=")) {
+				t.Errorf("audit entry %q holds a refresh token", line)
+			}
+		}
+		got = append(got, line)
+	}
+	return got
+}
+
+// TestRefreshTokenRotates: each refresh spends the token presented; a
+// spent token presented again revokes the whole session, the newest token
+// included, and the reuse is audited. Two instances serve the calls, so
+// the session's state is the bucket's, not one instance's memory.
+func TestRefreshTokenRotates(t *testing.T) {
+	s := natstest.Start(t, "")
+	kek := newKEK(t)
+	start(t, s, kek)
+	start(t, s, kek)
+	nc, _ := natstest.Connect(t, s)
+
+	reg := registerSession(t, nc)
+	first := reg.Session
+	if first.Principal != visitorOf(reg.VisitorID) || first.RefreshToken == "" {
+		t.Fatalf("registration session = %+v, want one for visitor %s", first, reg.VisitorID)
+	}
+	second := mustRefresh(t, nc, first.RefreshToken)
+	third := mustRefresh(t, nc, second.RefreshToken)
+	if second.RefreshToken == first.RefreshToken || third.RefreshToken == second.RefreshToken || third.ID != first.ID {
+		t.Fatalf("tokens %q %q %q of sessions %s %s: want new tokens of one session", first.RefreshToken, second.RefreshToken, third.RefreshToken, first.ID, third.ID)
+	}
+	refused(t, nc, first.RefreshToken, "of a spent token")
+	refused(t, nc, third.RefreshToken, "of the newest token after a reuse")
+	refused(t, nc, strings.Repeat("A", 43), "of an unknown token")
+	if _, err := refresh(t, nc, "short"); rpc.CodeOf(err) != rpc.CodeInvalid {
+		t.Errorf("refresh of a malformed token = %v, want %s", err, rpc.CodeInvalid)
+	}
+
+	got := auditLines(t, nc, first.RefreshToken, second.RefreshToken, third.RefreshToken)
+	want := []string{"visitor/" + reg.VisitorID + " " + audit.ActionRefreshReuse + " session:" + first.ID}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("audit entries mismatch (-want +got):\n%s", diff)
+	}
+}
+
+// TestSignOut: a signed-out session refreshes no more, with any of its
+// tokens; sign-in and sign-out are audited, without a token.
+func TestSignOut(t *testing.T) {
+	s := natstest.Start(t, "")
+	start(t, s, newKEK(t))
+	nc, _ := natstest.Connect(t, s)
+
+	sess, err := startSession(t, nc, agent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := mustRefresh(t, nc, sess.RefreshToken)
+	if next.Principal != agent {
+		t.Errorf("refreshed principal = %+v, want %+v", next.Principal, agent)
+	}
+	if _, err := call[struct{}](t, nc, privacyapi.EndSessionSubject, auth.Principal{}, privacyapi.RefreshArgs{RefreshToken: next.RefreshToken}); err != nil {
+		t.Fatalf("sign out = %v", err)
+	}
+	refused(t, nc, next.RefreshToken, "after sign-out")
+	// Signing out twice changes nothing, and is audited once.
+	if _, err := call[struct{}](t, nc, privacyapi.EndSessionSubject, auth.Principal{}, privacyapi.RefreshArgs{RefreshToken: next.RefreshToken}); err != nil {
+		t.Fatalf("sign out again = %v", err)
+	}
+	got := auditLines(t, nc, sess.RefreshToken, next.RefreshToken)
+	want := []string{
+		"agent/agent-1 " + audit.ActionSignIn + " session:" + sess.ID,
+		"agent/agent-1 " + audit.ActionSignOut + " session:" + sess.ID,
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("audit entries mismatch (-want +got):\n%s", diff)
+	}
+}
+
+// TestSignOutEverywhere: an admin revokes every session of one person,
+// and no other's; nobody else may, and only staff sessions start outside
+// registration.
+func TestSignOutEverywhere(t *testing.T) {
+	s := natstest.Start(t, "")
+	start(t, s, newKEK(t))
+	nc, _ := natstest.Connect(t, s)
+	other := auth.Principal{Tenant: tenant, ID: "agent-2", Role: auth.RoleAgent}
+
+	var mine []privacyapi.Session
+	for range 2 {
+		sess, err := startSession(t, nc, agent)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mine = append(mine, sess)
+	}
+	theirs, err := startSession(t, nc, other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []auth.Principal{other, visitorOf("v1"), {Tenant: "other", ID: "admin-1", Role: auth.RoleAdmin}} {
+		if _, err := call[privacyapi.RevokeSessionsResult](t, nc, privacyapi.RevokeSessionsSubject, p, privacyapi.PersonArgs{Tenant: tenant, Person: agent.ID}); rpc.CodeOf(err) != rpc.CodeForbidden {
+			t.Errorf("sign-out everywhere by %+v = %v, want %s", p, err, rpc.CodeForbidden)
+		}
+	}
+	for _, p := range []auth.Principal{visitorOf("v1"), {Tenant: "other", ID: "agent-1", Role: auth.RoleAgent}} {
+		if _, err := call[privacyapi.Session](t, nc, privacyapi.StartSessionSubject, p, privacyapi.StartSessionArgs{Tenant: tenant}); rpc.CodeOf(err) != rpc.CodeForbidden {
+			t.Errorf("start session of %+v = %v, want %s", p, err, rpc.CodeForbidden)
+		}
+	}
+	res, err := call[privacyapi.RevokeSessionsResult](t, nc, privacyapi.RevokeSessionsSubject, admin, privacyapi.PersonArgs{Tenant: tenant, Person: agent.ID})
+	if err != nil || res.Revoked != 2 {
+		t.Fatalf("sign-out everywhere = %+v, %v; want 2 revoked", res, err)
+	}
+	for _, sess := range mine {
+		refused(t, nc, sess.RefreshToken, "after sign-out everywhere")
+	}
+	mustRefresh(t, nc, theirs.RefreshToken)
+	got := auditLines(t, nc)
+	if want := "admin/admin-1 " + audit.ActionSignOutEverywhere + " subject:" + agent.ID; got[len(got)-1] != want {
+		t.Errorf("last audit entry = %q, want %q", got[len(got)-1], want)
+	}
+}
+
+// TestVisitorSessionLastsTheRetention: a visitor's session refreshes
+// months later, while the tenant keeps their data, ends when it is not
+// refreshed for the retention, and ends with the visitor's erasure; a
+// member of staff's ends a fixed time after sign-in.
+func TestVisitorSessionLastsTheRetention(t *testing.T) {
+	s := natstest.Start(t, "")
+	c := newClock()
+	start(t, s, newKEK(t), withClock(c), func(d *privacy.Deps) { d.StaffSessionTTL = 8 * time.Hour })
+	nc, _ := natstest.Connect(t, s)
+
+	reg := registerSession(t, nc)
+	staff, err := startSession(t, nc, agent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Advance(7 * time.Hour)
+	staff = mustRefresh(t, nc, staff.RefreshToken)
+	c.Advance(2 * time.Hour)
+	refused(t, nc, staff.RefreshToken, "of staff past their session's lifetime")
+
+	c.Advance(200 * 24 * time.Hour)
+	sess := mustRefresh(t, nc, reg.Session.RefreshToken)
+	c.Advance(300 * 24 * time.Hour)
+	sess = mustRefresh(t, nc, sess.RefreshToken)
+	if want := c.Now().Add(privacyapi.DefaultRetentionDays * 24 * time.Hour); !sess.ExpiresAt.Equal(want.UTC().Truncate(0)) && sess.ExpiresAt.Sub(want).Abs() > time.Second {
+		t.Errorf("session expires at %v, want the retention from the refresh, %v", sess.ExpiresAt, want)
+	}
+	unused := registerSession(t, nc)
+
+	er, err := erase(t, nc, visitorOf(reg.VisitorID), reg.VisitorID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if er.Report.Counts["sessions_revoked"] != 1 {
+		t.Errorf("erasure report counts %v, want sessions_revoked 1", er.Report.Counts)
+	}
+	refused(t, nc, sess.RefreshToken, "after erasure")
+
+	c.Advance(privacyapi.DefaultRetentionDays*24*time.Hour + time.Minute)
+	refused(t, nc, unused.Session.RefreshToken, "not refreshed for the retention")
+}
