@@ -81,7 +81,7 @@ func startBus(t *testing.T) *bus {
 	if _, err := stream.Apply(ctx, b.admin.js, stream.Options{}); err != nil {
 		t.Fatal(err)
 	}
-	for _, subj := range []string{"keys.demo.s1", "chat.demo.c1", "$KV." + stream.ChatViewBucket + ".demo.c1", "analytics.demo.message"} {
+	for _, subj := range []string{"keys.demo.s1", "chat.demo.c1", "$KV." + stream.ChatViewBucket + ".demo.c1", "analytics.demo.message", stream.ProfileSubject("demo", "v1")} {
 		if _, err := b.admin.js.Publish(ctx, subj, []byte("stored")); err != nil {
 			t.Fatal(err)
 		}
