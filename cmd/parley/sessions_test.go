@@ -4,35 +4,15 @@ import (
 	"net/http"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/parley-chat/parley/pkg/natsembed/natstest"
 )
-
-// clock is a time tests move by hand, for the sessions and tokens of
-// `parley all`.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func newClock() *clock { return &clock{now: time.Now()} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
 
 // testAllAt runs `parley all` as testAll does, its sessions and tokens on
 // clock c.
-func testAllAt(t *testing.T, dir string, c *clock) (*allInOne, *syncBuffer) {
+func testAllAt(t *testing.T, dir string, c *natstest.Clock) (*allInOne, *syncBuffer) {
 	t.Helper()
 	a, logs := startAllForTest(t, allConfig{HTTPAddr: "127.0.0.1:0", DataDir: dir, ClickHouse: "off", now: c.Now})
 	waitReady(t, a.URL())
@@ -77,7 +57,7 @@ func auditActions(t *testing.T, base, auditor string) []string {
 // erases themself; after the erasure their refresh token is refused.
 func TestVisitorComesBack(t *testing.T) {
 	dir := t.TempDir()
-	c := newClock()
+	c := natstest.NewClock()
 	a, _ := testAllAt(t, dir, c)
 	base := a.URL()
 
@@ -112,7 +92,7 @@ func TestVisitorComesBack(t *testing.T) {
 // sessions and are audited, without a token in any entry.
 func TestRefreshReuseEndsTheSession(t *testing.T) {
 	dir := t.TempDir()
-	a, logs := testAllAt(t, dir, newClock())
+	a, logs := testAllAt(t, dir, natstest.NewClock())
 	base := a.URL()
 	auditor := staffToken(t, dir, "demo", "auditor", "aud")
 	admin := staffToken(t, dir, "demo", "admin", "ada")

@@ -28,6 +28,7 @@ import (
 	"github.com/zitadel/oidc/v3/pkg/op"
 
 	"github.com/parley-chat/parley/pkg/auth"
+	"github.com/parley-chat/parley/pkg/natsembed/natstest"
 	"github.com/parley-chat/parley/pkg/personkey"
 	"github.com/parley-chat/parley/services/gateway"
 )
@@ -250,7 +251,7 @@ func startSecondGateway(t *testing.T, a *allInOne) string {
 // and sign-out everywhere are audited.
 func TestStaffSignIn(t *testing.T) {
 	dir := t.TempDir()
-	a, logs := testAllAt(t, dir, newClock())
+	a, logs := testAllAt(t, dir, natstest.NewClock())
 	base := a.URL()
 	p := startProvider(t, base+"/v1/sign-in/callback")
 	admin := staffToken(t, dir, "demo", "admin", "ada")

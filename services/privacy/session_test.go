@@ -2,7 +2,6 @@ package privacy_test
 
 import (
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,27 +17,7 @@ import (
 	"github.com/parley-chat/parley/services/privacy"
 )
 
-// clock is a time tests move by hand.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func newClock() *clock { return &clock{now: time.Now()} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
-func withClock(c *clock) func(*privacy.Deps) { return func(d *privacy.Deps) { d.Now = c.Now } }
+func withClock(c *natstest.Clock) func(*privacy.Deps) { return func(d *privacy.Deps) { d.Now = c.Now } }
 
 func registerSession(t *testing.T, nc *nats.Conn) privacyapi.RegisterVisitorResult {
 	t.Helper()
@@ -218,7 +197,7 @@ func TestSignOutEverywhere(t *testing.T) {
 // member of staff's ends a fixed time after sign-in.
 func TestVisitorSessionLastsTheRetention(t *testing.T) {
 	s := natstest.Start(t, "")
-	c := newClock()
+	c := natstest.NewClock()
 	start(t, s, newKEK(t), withClock(c), func(d *privacy.Deps) { d.StaffSessionTTL = 8 * time.Hour })
 	nc, _ := natstest.Connect(t, s)
 
