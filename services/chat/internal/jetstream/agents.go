@@ -39,15 +39,9 @@ type (
 // returns Agents on it; a bucket with another definition is used as it is,
 // with a warning (see stream.CreateBuckets).
 func OpenAgents(ctx context.Context, js natsjs.JetStream, o stream.Options, log *slog.Logger) (*Agents, error) {
-	switch err := stream.CreateBuckets(ctx, js, o, stream.AgentsBucket); {
-	case errors.Is(err, stream.ErrDrift):
-		log.Warn("bucket differs from this version's definition", "err", err)
-	case err != nil:
-		return nil, err
-	}
-	kv, err := js.KeyValue(ctx, stream.AgentsBucket)
+	kv, err := stream.OpenBucket(ctx, js, o, log, stream.AgentsBucket)
 	if err != nil {
-		return nil, fmt.Errorf("open bucket %s: %w", stream.AgentsBucket, err)
+		return nil, err
 	}
 	return &Agents{kv: kv}, nil
 }

@@ -42,15 +42,9 @@ const (
 // with a warning (see stream.CreateBuckets). A bucket in an older key
 // layout, one key per conversation, is emptied to be rebuilt from CHAT.
 func OpenView(ctx context.Context, js natsjs.JetStream, o stream.Options, log *slog.Logger) (*View, error) {
-	switch err := stream.CreateBuckets(ctx, js, o, stream.ChatViewBucket); {
-	case errors.Is(err, stream.ErrDrift):
-		log.Warn("bucket differs from this version's definition", "err", err)
-	case err != nil:
-		return nil, err
-	}
-	kv, err := js.KeyValue(ctx, stream.ChatViewBucket)
+	kv, err := stream.OpenBucket(ctx, js, o, log, stream.ChatViewBucket)
 	if err != nil {
-		return nil, fmt.Errorf("open bucket %s: %w", stream.ChatViewBucket, err)
+		return nil, err
 	}
 	v := &View{kv: kv}
 	if err := v.upgrade(ctx, log); err != nil {

@@ -128,15 +128,9 @@ type Registry struct {
 // exists with another definition is used as it is, with a warning: the
 // gateway may not reconfigure it (stream.CreateBuckets).
 func Open(ctx context.Context, js jetstream.JetStream, o stream.Options, log *slog.Logger) (*Registry, error) {
-	switch err := stream.CreateBuckets(ctx, js, o, Bucket); {
-	case errors.Is(err, stream.ErrDrift):
-		log.Warn("tenant bucket differs from this version's definition", "err", err)
-	case err != nil:
-		return nil, err
-	}
-	kv, err := js.KeyValue(ctx, Bucket)
+	kv, err := stream.OpenBucket(ctx, js, o, log, Bucket)
 	if err != nil {
-		return nil, fmt.Errorf("open bucket %s: %w", Bucket, err)
+		return nil, err
 	}
 	// The mirror outlives ctx, which only bounds Open; Close stops it.
 	m := kvmirror.Start(context.WithoutCancel(ctx), js, kvmirror.Config[record]{Bucket: Bucket, Log: log})
