@@ -173,8 +173,6 @@ func signIn(t *testing.T, base string, p *testProvider, user string) (int, map[s
 // at finish.
 func signInVia(t *testing.T, base, finish string, p *testProvider, user string) (int, map[string]any, string) {
 	t.Helper()
-	start := mustCall(t, base, "GET", "/v1/tenants/demo/sign-in", "", nil, http.StatusOK)
-	authURL := start["authorization_url"].(string)
 	jar, err := cookiejar.New(nil)
 	if err != nil {
 		t.Fatal(err)
@@ -185,6 +183,11 @@ func signInVia(t *testing.T, base, finish string, p *testProvider, user string) 
 		}
 		return nil
 	}}
+	status, start := browserGet(t, browser, base+"/v1/tenants/demo/sign-in")
+	if status != http.StatusOK {
+		t.Fatalf("sign-in start = %d %v, want 200", status, start)
+	}
+	authURL := start["authorization_url"].(string)
 	resp, err := browser.Get(authURL)
 	if err != nil {
 		t.Fatal(err)
@@ -205,8 +208,31 @@ func signInVia(t *testing.T, base, finish string, p *testProvider, user string) 
 		t.Fatalf("provider answered the login %d to %q, want a redirect to the gateway", resp.StatusCode, back)
 	}
 	callback := strings.TrimPrefix(back, base)
-	status, out := call(t, finish, "GET", callback, "", nil)
+	// The provider's answer brought by anyone but the browser that began
+	// the sign-in signs no one in, and leaves the sign-in to that browser.
+	if status, out := call(t, finish, "GET", callback, "", nil); status != http.StatusUnauthorized {
+		t.Errorf("callback from another browser = %d %v, want 401", status, out)
+	}
+	status, out := browserGet(t, browser, finish+callback)
+	if again, _ := browserGet(t, browser, finish+callback); again != http.StatusUnauthorized {
+		t.Errorf("callback repeated by its own browser = %d, want 401: the answer is used once", again)
+	}
 	return status, out, callback
+}
+
+// browserGet GETs url with browser and returns the status and JSON answer.
+func browserGet(t *testing.T, browser *http.Client, url string) (int, map[string]any) {
+	t.Helper()
+	resp, err := browser.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out map[string]any
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		t.Fatalf("GET %s: %d, not JSON: %v", url, resp.StatusCode, err)
+	}
+	return resp.StatusCode, out
 }
 
 // startSecondGateway runs another gateway instance on a's bus, and returns

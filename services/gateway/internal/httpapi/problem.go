@@ -134,6 +134,8 @@ func problemFor(err error) (p Problem, internal bool) {
 		se = errNoProvider
 	case errors.Is(err, signin.ErrProvider):
 		se = errProviderDown
+	case errors.Is(err, signin.ErrOtherBrowser):
+		se = errSignInElsewhere
 	case errors.Is(err, signin.ErrState):
 		se = errSignInState
 	case errors.Is(err, signin.ErrRefused):

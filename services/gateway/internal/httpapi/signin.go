@@ -7,6 +7,7 @@ import (
 	"github.com/parley-chat/parley/pkg/auth"
 	"github.com/parley-chat/parley/pkg/privacyapi"
 	"github.com/parley-chat/parley/pkg/rpc"
+	"github.com/parley-chat/parley/pkg/stream"
 	"github.com/parley-chat/parley/services/gateway/internal/signin"
 )
 
@@ -17,12 +18,13 @@ var (
 	// A sign-in is served for every tenant, but possible only once a
 	// provider is set: the tenant's state forbids it (409), the route is
 	// there.
-	errNoSignIn       = newError(http.StatusConflict, "conflict", "this tenant has no identity provider set: its staff cannot sign in yet")
-	errProviderDown   = newError(http.StatusServiceUnavailable, "unavailable", "the tenant's identity provider could not be reached or answered something unusable")
-	errSignInState    = newError(http.StatusUnauthorized, "unauthorized", "the sign-in is unknown, was finished already, or took too long: start again")
-	errSignInRefused  = newError(http.StatusUnauthorized, "unauthorized", "the identity provider's answer signs no one in")
-	errSignInNoRole   = newError(http.StatusForbidden, "forbidden", "the identity provider gives this person no Parley role")
-	errProviderAccess = newError(http.StatusForbidden, "forbidden", "only the operator or an admin of the tenant sets its identity provider")
+	errNoSignIn        = newError(http.StatusConflict, "conflict", "this tenant has no identity provider set: its staff cannot sign in yet")
+	errProviderDown    = newError(http.StatusServiceUnavailable, "unavailable", "the tenant's identity provider could not be reached or answered something unusable")
+	errSignInState     = newError(http.StatusUnauthorized, "unauthorized", "the sign-in is unknown, was finished already, or took too long: start again")
+	errSignInElsewhere = newError(http.StatusUnauthorized, "unauthorized", "the sign-in was begun in another browser: start again in this one")
+	errSignInRefused   = newError(http.StatusUnauthorized, "unauthorized", "the identity provider's answer signs no one in")
+	errSignInNoRole    = newError(http.StatusForbidden, "forbidden", "the identity provider gives this person no Parley role")
+	errProviderAccess  = newError(http.StatusForbidden, "forbidden", "only the operator or an admin of the tenant sets its identity provider")
 )
 
 // providerBody is PUT /v1/tenants/{tenant}/identity-provider. An absent
@@ -98,13 +100,14 @@ func (a *API) startSignIn(w http.ResponseWriter, r *http.Request) error {
 	if err := a.admitRegistration(r, tid); err != nil {
 		return err
 	}
-	u, err := a.cfg.SignIn.Start(r.Context(), tid)
+	u, binding, err := a.cfg.SignIn.Start(r.Context(), tid)
 	if errors.Is(err, signin.ErrNoProvider) {
 		return errNoSignIn
 	}
 	if err != nil {
 		return err
 	}
+	http.SetCookie(w, signInCookie(r, binding, int(stream.SignInTTL.Seconds())))
 	writeJSON(w, http.StatusOK, map[string]string{"authorization_url": u})
 	return nil
 }
@@ -124,7 +127,11 @@ func (a *API) finishSignIn(w http.ResponseWriter, r *http.Request) error {
 	case code == "":
 		return invalid("code is required")
 	}
-	p, err := a.cfg.SignIn.Finish(r.Context(), state, code)
+	var binding string
+	if c, err := r.Cookie(signInCookieName); err == nil {
+		binding = c.Value
+	}
+	p, err := a.cfg.SignIn.Finish(r.Context(), state, code, binding)
 	if errors.Is(err, signin.ErrRefused) {
 		// Why, for the operator; the client hears only that it failed.
 		a.cfg.Log.Warn("sign-in refused", "err", err)
@@ -142,6 +149,23 @@ func (a *API) finishSignIn(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	http.SetCookie(w, signInCookie(r, "", -1))
 	writeJSON(w, http.StatusOK, view)
 	return nil
+}
+
+// signInCookieName is the cookie holding a sign-in's binding (signin.Start)
+// from its start to the provider's answer, in the browser that began it.
+const signInCookieName = "parley_sign_in"
+
+// signInCookie is the binding cookie: HttpOnly, sent back only to the
+// callback and, SameSite=Lax, on the provider's redirect to it (a
+// top-level navigation) but not on a request another site makes; Secure
+// when the gateway is reached over TLS, here or at a proxy in front.
+func signInCookie(r *http.Request, binding string, maxAge int) *http.Cookie {
+	return &http.Cookie{
+		Name: signInCookieName, Value: binding, Path: "/v1/sign-in/", MaxAge: maxAge,
+		HttpOnly: true, SameSite: http.SameSiteLaxMode,
+		Secure: r.TLS != nil || r.Header.Get("X-Forwarded-Proto") == "https",
+	}
 }

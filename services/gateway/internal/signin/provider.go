@@ -94,11 +94,11 @@ var precedence = []auth.Role{auth.RoleAdmin, auth.RoleSupervisor, auth.RoleAgent
 func (p Provider) Validate() error {
 	var errs []error
 	bad := func(field, reason string) { errs = append(errs, fmt.Errorf("%w: %s %s", ErrInvalid, field, reason)) }
-	if !validURL(p.Issuer, true) {
+	if !validURL(p.Issuer) {
 		bad("issuer", "must be an https URL (http only on a loopback host)")
 	}
-	if !validURL(p.RedirectURL, false) {
-		bad("redirect_url", "must be an absolute http or https URL")
+	if !validURL(p.RedirectURL) {
+		bad("redirect_url", "must be an https URL (http only on a loopback host)")
 	}
 	if p.ClientID == "" || len(p.ClientID) > MaxClientIDLen || !printable(p.ClientID) {
 		bad("client_id", fmt.Sprintf("must be 1 to %d printable ASCII characters", MaxClientIDLen))
@@ -137,7 +137,9 @@ func printable(s string) bool {
 	return true
 }
 
-func validURL(s string, issuer bool) bool {
+// validURL reports whether s may be a provider's or a callback's URL:
+// https, or http on loopback only.
+func validURL(s string) bool {
 	u, err := url.Parse(s)
 	if err != nil || len(s) > MaxURLLen || u.Host == "" || u.User != nil || u.Fragment != "" {
 		return false
@@ -146,9 +148,9 @@ func validURL(s string, issuer bool) bool {
 	case "https":
 		return true
 	case "http":
-		if !issuer {
-			return true
-		}
+		// Only on loopback, for a try-out: elsewhere the provider's
+		// answer (state and code) and the secret's use would cross the
+		// network in clear.
 		ip := net.ParseIP(u.Hostname())
 		return u.Hostname() == "localhost" || ip != nil && ip.IsLoopback()
 	}

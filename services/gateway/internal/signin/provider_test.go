@@ -30,6 +30,8 @@ func TestProviderValidate(t *testing.T) {
 		{"http issuer elsewhere", func(p *Provider) { p.Issuer = "http://id.example.com" }, "issuer"},
 		{"issuer with credentials", func(p *Provider) { p.Issuer = "https://u:p@id.example.com" }, "issuer"},
 		{"relative redirect", func(p *Provider) { p.RedirectURL = "/signed-in" }, "redirect_url"},
+		{"loopback http redirect", func(p *Provider) { p.RedirectURL = "http://localhost:8080/v1/sign-in/callback" }, ""},
+		{"http redirect elsewhere", func(p *Provider) { p.RedirectURL = "http://chat.example.com/v1/sign-in/callback" }, "redirect_url"},
 		{"no client id", func(p *Provider) { p.ClientID = "" }, "client_id"},
 		{"secret with a newline", func(p *Provider) { p.ClientSecret = "a\nb" }, "client_secret"},
 		{"scope with a space", func(p *Provider) { p.Scopes = []string{"a b"} }, "scopes"},

@@ -13,6 +13,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -39,6 +40,10 @@ var (
 	// ErrState means the state names no pending sign-in: unknown, used
 	// already, or older than stream.SignInTTL.
 	ErrState = errors.New("unknown or used sign-in state")
+	// ErrOtherBrowser means the sign-in was begun with another binding
+	// (see Start): the provider's answer was brought by someone else than
+	// who asked for it, from a leaked redirect or a forged link.
+	ErrOtherBrowser = errors.New("sign-in begun elsewhere")
 	// ErrRefused means the provider's answer does not sign anyone in: the
 	// code was refused, or the id token failed a check (signature, issuer,
 	// audience, expiry, nonce).
@@ -77,6 +82,8 @@ type pending struct {
 	Nonce    string    `json:"nonce"`
 	Verifier string    `json:"verifier"`
 	Started  time.Time `json:"started"`
+	// Binding is the hash of the binding Start gave its caller.
+	Binding string `json:"binding"`
 }
 
 // discover returns the tenant's provider settings, its discovered
@@ -93,7 +100,7 @@ func (f *Flow) discover(ctx context.Context, tenant string) (Provider, *oidc.Pro
 	// asked for.
 	op, err := oidc.NewProvider(f.context(ctx), p.Issuer)
 	if err != nil {
-		return Provider{}, nil, oauth2.Config{}, fmt.Errorf("%w: discovery: %v", ErrProvider, err)
+		return Provider{}, nil, oauth2.Config{}, fmt.Errorf("%w: discovery: %w", ErrProvider, err)
 	}
 	cfg := oauth2.Config{
 		ClientID:     p.ClientID,
@@ -111,34 +118,38 @@ func (f *Flow) context(ctx context.Context) context.Context {
 }
 
 // Start begins a sign-in of a member of staff of tenant and returns the
-// provider's URL to send their browser to.
-func (f *Flow) Start(ctx context.Context, tenant string) (string, error) {
+// provider's URL to send their browser to, and a binding the same browser
+// must bring to Finish (the gateway keeps it in a cookie): the provider's
+// answer alone, state and code, signs no one in, so neither a leaked
+// redirect nor a link forged to sign a victim in as someone else works.
+func (f *Flow) Start(ctx context.Context, tenant string) (authURL, binding string, err error) {
 	_, _, cfg, err := f.discover(ctx, tenant)
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
-	state, nonce, verifier := rand.Text(), rand.Text(), oauth2.GenerateVerifier()
-	b, err := json.Marshal(pending{Tenant: tenant, Nonce: nonce, Verifier: verifier, Started: f.now().UTC()})
+	state, nonce, verifier, binding := rand.Text(), rand.Text(), oauth2.GenerateVerifier(), rand.Text()
+	b, err := json.Marshal(pending{Tenant: tenant, Nonce: nonce, Verifier: verifier, Started: f.now().UTC(), Binding: digest(binding)})
 	if err != nil {
-		return "", fmt.Errorf("encode sign-in: %w", err)
+		return "", "", fmt.Errorf("encode sign-in: %w", err)
 	}
-	if _, err := f.pending.Create(ctx, stateKey(state), b); err != nil {
-		return "", fmt.Errorf("store sign-in: %w", err)
+	if _, err := f.pending.Create(ctx, digest(state), b); err != nil {
+		return "", "", fmt.Errorf("store sign-in: %w", err)
 	}
-	return cfg.AuthCodeURL(state, oidc.Nonce(nonce), oauth2.S256ChallengeOption(verifier)), nil
+	return cfg.AuthCodeURL(state, oidc.Nonce(nonce), oauth2.S256ChallengeOption(verifier)), binding, nil
 }
 
-// stateKey is the key of a pending sign-in: the hash of its state, so the
-// bucket holds nothing a request could be forged with.
-func stateKey(state string) string {
-	h := sha256.Sum256([]byte(state))
+// digest is the hex SHA-256 of a secret of a sign-in, what the bucket
+// holds of it: nothing a request could be forged with.
+func digest(secret string) string {
+	h := sha256.Sum256([]byte(secret))
 	return hex.EncodeToString(h[:])
 }
 
-// take removes and returns the pending sign-in of state: of two takes of
-// one state, one gets it.
-func (f *Flow) take(ctx context.Context, state string) (pending, error) {
-	key := stateKey(state)
+// take removes and returns the pending sign-in of state when binding is
+// the one Start gave: of two takes of one state, one gets it. A wrong
+// binding leaves the sign-in to its own browser.
+func (f *Flow) take(ctx context.Context, state, binding string) (pending, error) {
+	key := digest(state)
 	e, err := f.pending.Get(ctx, key)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return pending{}, ErrState
@@ -146,16 +157,19 @@ func (f *Flow) take(ctx context.Context, state string) (pending, error) {
 	if err != nil {
 		return pending{}, fmt.Errorf("read sign-in: %w", err)
 	}
+	var p pending
+	if err := json.Unmarshal(e.Value(), &p); err != nil {
+		return pending{}, fmt.Errorf("decode sign-in: %w", err)
+	}
+	if subtle.ConstantTimeCompare([]byte(p.Binding), []byte(digest(binding))) != 1 {
+		return pending{}, ErrOtherBrowser
+	}
 	err = f.pending.Delete(ctx, key, jetstream.LastRevision(e.Revision()))
 	if stream.WrongLastSequence(err) {
 		return pending{}, ErrState
 	}
 	if err != nil {
 		return pending{}, fmt.Errorf("use sign-in: %w", err)
-	}
-	var p pending
-	if err := json.Unmarshal(e.Value(), &p); err != nil {
-		return pending{}, fmt.Errorf("decode sign-in: %w", err)
 	}
 	// The bucket drops entries after the same time; this holds on a clock
 	// of the caller's.
@@ -165,13 +179,14 @@ func (f *Flow) take(ctx context.Context, state string) (pending, error) {
 	return p, nil
 }
 
-// Finish completes the sign-in of state with the provider's code: it
+// Finish completes the sign-in of state with the provider's code, for the
+// browser that brings the binding Start gave: it
 // exchanges the code with the PKCE verifier, verifies the id token
 // (signature, issuer, audience, expiry) and its nonce, and maps its claims
 // to a Parley principal, whose id is derived from the provider's issuer
 // and subject, so the same person gets the same id at every sign-in.
-func (f *Flow) Finish(ctx context.Context, state, code string) (auth.Principal, error) {
-	pend, err := f.take(ctx, state)
+func (f *Flow) Finish(ctx context.Context, state, code, binding string) (auth.Principal, error) {
+	pend, err := f.take(ctx, state, binding)
 	if err != nil {
 		return auth.Principal{}, err
 	}
@@ -195,14 +210,14 @@ func (f *Flow) Finish(ctx context.Context, state, code string) (auth.Principal, 
 	}
 	idt, err := op.VerifierContext(cctx, &oidc.Config{ClientID: p.ClientID, Now: f.now}).Verify(cctx, raw)
 	if err != nil {
-		return auth.Principal{}, fmt.Errorf("%w: %v", ErrRefused, err)
+		return auth.Principal{}, fmt.Errorf("%w: %w", ErrRefused, err)
 	}
 	if idt.Nonce != pend.Nonce {
 		return auth.Principal{}, fmt.Errorf("%w: nonce does not match", ErrRefused)
 	}
 	var claims map[string]any
 	if err := idt.Claims(&claims); err != nil {
-		return auth.Principal{}, fmt.Errorf("%w: claims: %v", ErrRefused, err)
+		return auth.Principal{}, fmt.Errorf("%w: claims: %w", ErrRefused, err)
 	}
 	role, ok := p.role(claims)
 	if !ok {
