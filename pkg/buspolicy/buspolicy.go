@@ -196,7 +196,7 @@ func policyOf(user string) (policy, bool) {
 				{why: "a fired erasure or expiry is deleted once done",
 					pub: []string{"$JS.API.STREAM.MSG.DELETE." + stream.Schedules}},
 				kvOwn(privacyapi.SettingsBucket, "tenant settings, which privacy owns"),
-				kvOwn(privacyapi.SessionsBucket, "sessions (refresh-token hashes), which privacy owns and only it reads"),
+				kvOwn(stream.SessionsBucket, "sessions (refresh-token hashes), which privacy owns and only it reads"),
 			},
 			deny:    []rule{denyLiveForgery(), denyOtherInboxes()},
 			respond: true,

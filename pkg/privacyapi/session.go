@@ -70,12 +70,6 @@ const (
 	RevokeSessionsSubject = "parley.privacy.session.revoke"
 )
 
-// SessionsBucket is the key-value bucket of sessions, owned, read and
-// written by the privacy service only. It holds refresh-token hashes and
-// who each session is for, never a token; each entry expires with its
-// session.
-const SessionsBucket = "SESSIONS"
-
 // StartSessionArgs names the tenant the session is of.
 type StartSessionArgs struct {
 	Tenant string `json:"tenant"`

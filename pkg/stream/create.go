@@ -23,8 +23,10 @@ const (
 	// AgentsBucket is each agent's presence and capacity, owned by chat,
 	// which assigns conversations by them.
 	AgentsBucket = "AGENTS"
-	// SessionsBucket is the refresh-token families of sessions, owned by
-	// privacy; it is privacyapi.SessionsBucket.
+	// SessionsBucket is the key-value bucket of sessions, owned, read and
+	// written by the privacy service only. It holds refresh-token hashes
+	// and who each session is for, never a token; each entry expires with
+	// its session.
 	SessionsBucket = "SESSIONS"
 	// SignInBucket is the gateway's pending sign-ins (state, nonce, PKCE
 	// verifier), each kept SignInTTL.

@@ -10,7 +10,6 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/parley-chat/parley/pkg/privacyapi"
 	"github.com/parley-chat/parley/pkg/stream"
 
 	"github.com/parley-chat/parley/services/privacy/internal/app"
@@ -30,7 +29,7 @@ type SessionStore struct {
 // NewSessionStore creates the SESSIONS bucket with the definition of o
 // when missing and returns a store on it.
 func NewSessionStore(ctx context.Context, js jetstream.JetStream, o stream.Options, log *slog.Logger) (*SessionStore, error) {
-	kv, err := stream.OpenBucket(ctx, js, o, log, privacyapi.SessionsBucket)
+	kv, err := stream.OpenBucket(ctx, js, o, log, stream.SessionsBucket)
 	if err != nil {
 		return nil, err
 	}
@@ -96,7 +95,7 @@ func personKey(tenant, person string) string { return "p." + tenant + "." + pers
 // get decodes the value of key as the stream's leader holds it into v and
 // returns its revision.
 func (s *SessionStore) get(ctx context.Context, key string, v any) (uint64, error) {
-	m, err := stream.LastMsg(ctx, s.js, stream.BucketStream(privacyapi.SessionsBucket), "$KV."+privacyapi.SessionsBucket+"."+key)
+	m, err := stream.LastMsg(ctx, s.js, stream.BucketStream(stream.SessionsBucket), "$KV."+stream.SessionsBucket+"."+key)
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return 0, fmt.Errorf("session entry: %w", app.ErrNotFound)
 	}
@@ -121,7 +120,7 @@ func (s *SessionStore) put(ctx context.Context, key string, v any, ttl time.Dura
 		return fmt.Errorf("encode session entry: %w", err)
 	}
 	opts = append(opts, jetstream.WithMsgTTL(max(ttl.Truncate(time.Second), time.Second)))
-	_, err = s.js.Publish(ctx, "$KV."+privacyapi.SessionsBucket+"."+key, b, opts...)
+	_, err = s.js.Publish(ctx, "$KV."+stream.SessionsBucket+"."+key, b, opts...)
 	if stream.WrongLastSequence(err) {
 		return fmt.Errorf("store session entry: %w", app.ErrConflict)
 	}
