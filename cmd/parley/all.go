@@ -334,11 +334,13 @@ func startAll(ctx context.Context, cfg allConfig, log *slog.Logger) (_ *allInOne
 			Verifier:       verifier,
 			AccessTokenTTL: cfg.AccessTokenTTL,
 			Now:            cfg.now,
-			Keys:           gatewayKeys,
-			Registry:       registry,
-			DefaultTenant:  cfg.DefaultTenant,
-			RateLimit:      cfg.RateLimit,
-			Ready:          a.readyCheck(an, gatewayNC),
+			// A try-out's provider runs on the same machine.
+			LoopbackIdentityProviders: true,
+			Keys:                      gatewayKeys,
+			Registry:                  registry,
+			DefaultTenant:             cfg.DefaultTenant,
+			RateLimit:                 cfg.RateLimit,
+			Ready:                     a.readyCheck(an, gatewayNC),
 
 			MaxSessions:      cfg.MaxSessions,
 			ClientAddrHeader: cfg.ClientAddrHeader,

@@ -41,7 +41,9 @@ type serviceConfig struct {
 	MaxConnsPerAddr  int
 	ClientAddrHeader string
 	AccessTokenTTL   time.Duration // gateway
-	StaffSessionTTL  time.Duration // privacy
+	// LoopbackIdentityProviders is the gateway's (gateway.Deps).
+	LoopbackIdentityProviders bool
+	StaffSessionTTL           time.Duration // privacy
 }
 
 func runService(ctx context.Context, name string, args []string, stdout, stderr io.Writer) error {
@@ -58,6 +60,7 @@ func runService(ctx context.Context, name string, args []string, stdout, stderr 
 		fs.Float64Var(&cfg.RateLimit, "rate-limit", 0, "requests per second per principal (0: the default of 50, negative: no limit)")
 		gatewayLimitFlags(fs, &cfg.MaxSessions, &cfg.MaxConnsPerAddr, &cfg.ClientAddrHeader)
 		accessTokenFlag(fs, &cfg.AccessTokenTTL)
+		fs.BoolVar(&cfg.LoopbackIdentityProviders, "loopback-identity-providers", false, "let staff sign in through identity providers on loopback addresses (a provider on the gateway's own host); otherwise sign-ins call no loopback, link-local or unspecified address")
 	case "privacy":
 		staffSessionFlag(fs, &cfg.StaffSessionTTL)
 		fs.StringVar(&cfg.KEKFile, "kek-file", "", "key-encryption key file (or PARLEY_KEK)")
@@ -152,6 +155,8 @@ func runService(ctx context.Context, name string, args []string, stdout, stderr 
 		RateLimit:      cfg.RateLimit,
 		Streams:        streams,
 		AccessTokenTTL: cfg.AccessTokenTTL,
+
+		LoopbackIdentityProviders: cfg.LoopbackIdentityProviders,
 
 		MaxSessions:      cfg.MaxSessions,
 		ClientAddrHeader: cfg.ClientAddrHeader,

@@ -257,7 +257,8 @@ func startSecondGateway(t *testing.T, a *allInOne) string {
 	done := make(chan error, 1)
 	go func() {
 		done <- gateway.Run(ctx, gateway.Deps{NC: nc, Log: slog.New(slog.DiscardHandler), Listener: ln,
-			Signer: auth.NewSigner(key), Verifier: auth.NewVerifier(key.Public().(ed25519.PublicKey)), Keys: keys})
+			Signer: auth.NewSigner(key), Verifier: auth.NewVerifier(key.Public().(ed25519.PublicKey)), Keys: keys,
+			LoopbackIdentityProviders: true})
 	}()
 	t.Cleanup(func() {
 		cancel()

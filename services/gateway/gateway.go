@@ -46,6 +46,11 @@ type Deps struct {
 	// DefaultAccessTokenTTL. A token stays valid until it expires, whatever
 	// happens to its session: keep it short.
 	AccessTokenTTL time.Duration
+	// LoopbackIdentityProviders lets sign-ins call identity providers on
+	// loopback addresses, for a try-out on one machine; otherwise the
+	// gateway calls no loopback, link-local or unspecified address for a
+	// sign-in.
+	LoopbackIdentityProviders bool
 	// Now is the clock of sign-ins (the id token's expiry, a pending
 	// sign-in's age); nil means time.Now. The Signer and Verifier have
 	// their own.
@@ -160,7 +165,7 @@ func Run(ctx context.Context, d Deps) error {
 	if err != nil {
 		return fmt.Errorf("gateway: %w", err)
 	}
-	flow, err := signin.Open(ctx, js, d.Streams, providers, d.Now, log)
+	flow, err := signin.Open(ctx, js, d.Streams, providers, d.Now, d.LoopbackIdentityProviders, log)
 	if err != nil {
 		return fmt.Errorf("gateway: %w", err)
 	}

@@ -3,6 +3,8 @@ package signin
 import (
 	"errors"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 
@@ -104,5 +106,29 @@ func TestProviderLogsNoSecret(t *testing.T) {
 	slog.New(slog.NewJSONHandler(&buf, nil)).Info("provider", "p", validProvider())
 	if strings.Contains(buf.String(), "s3cret") || !strings.Contains(buf.String(), "client_secret_set") {
 		t.Errorf("logged %s, want the provider without its secret", buf.String())
+	}
+}
+
+// TestProviderClientRefusesLocal calls a server on loopback, as a provider
+// whose settings or discovery document name one would make the gateway
+// do: refused unless loopback providers are allowed (a try-out).
+func TestProviderClientRefusesLocal(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNoContent) }))
+	defer srv.Close()
+	if _, err := providerClient(false).Get(srv.URL); !errors.Is(err, errLocalAddress) {
+		t.Errorf("GET %s without loopback = %v, want errLocalAddress", srv.URL, err)
+	}
+	resp, err := providerClient(true).Get(srv.URL)
+	if err != nil {
+		t.Fatalf("GET %s with loopback allowed: %v", srv.URL, err)
+	}
+	resp.Body.Close()
+	for addr, refused := range map[string]bool{
+		"127.0.0.1:443": true, "[::1]:443": true, "169.254.169.254:80": true, "0.0.0.0:80": true,
+		"[::ffff:127.0.0.1]:443": true, "10.1.2.3:443": false, "203.0.113.7:443": false,
+	} {
+		if err := refuseLocal("tcp", addr, nil); (err != nil) != refused {
+			t.Errorf("refuseLocal(%s) = %v, want refused %v", addr, err, refused)
+		}
 	}
 }

@@ -19,7 +19,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
+	"net/netip"
+	"syscall"
 	"time"
 
 	"github.com/coreos/go-oidc/v3/oidc"
@@ -65,8 +68,13 @@ type Flow struct {
 const providerTimeout = 10 * time.Second
 
 // Open returns a Flow on the tenants' providers and the SIGN_IN bucket,
-// which it creates when missing; now is its clock (nil: time.Now).
-func Open(ctx context.Context, js jetstream.JetStream, o stream.Options, providers *Providers, now func() time.Time, log *slog.Logger) (*Flow, error) {
+// which it creates when missing; now is its clock (nil: time.Now). Unless
+// loopback is true, for a try-out on one machine, the Flow calls out to no
+// loopback, link-local or unspecified address, whatever a provider's
+// settings or discovery document name: a tenant's admin sets the issuer,
+// and the gateway must not become their way to its own host's services or
+// a cloud's metadata endpoint.
+func Open(ctx context.Context, js jetstream.JetStream, o stream.Options, providers *Providers, now func() time.Time, loopback bool, log *slog.Logger) (*Flow, error) {
 	kv, err := stream.OpenBucket(ctx, js, o, log, stream.SignInBucket)
 	if err != nil {
 		return nil, err
@@ -74,7 +82,39 @@ func Open(ctx context.Context, js jetstream.JetStream, o stream.Options, provide
 	if now == nil {
 		now = time.Now
 	}
-	return &Flow{providers: providers, pending: kv, client: &http.Client{Timeout: providerTimeout}, now: now}, nil
+	return &Flow{providers: providers, pending: kv, client: providerClient(loopback), now: now}, nil
+}
+
+// providerClient is the client of the calls to providers: on loopback
+// addresses only when loopback is true (see Open).
+func providerClient(loopback bool) *http.Client {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	if !loopback {
+		tr.DialContext = (&net.Dialer{Timeout: providerTimeout, Control: refuseLocal}).DialContext
+	}
+	return &http.Client{Timeout: providerTimeout, Transport: tr}
+}
+
+// errLocalAddress is what refuseLocal answers a forbidden address with.
+var errLocalAddress = errors.New("identity provider on a loopback, link-local or unspecified address")
+
+// refuseLocal refuses, as the connection is made (after name resolution,
+// so no DNS answer gets around it), an address the gateway's own host or
+// network infrastructure answers on.
+func refuseLocal(_, address string, _ syscall.RawConn) error {
+	host, _, err := net.SplitHostPort(address)
+	if err != nil {
+		return fmt.Errorf("dial %s: %w", address, err)
+	}
+	ip, err := netip.ParseAddr(host)
+	if err != nil {
+		return fmt.Errorf("dial %s: %w", address, err)
+	}
+	ip = ip.Unmap()
+	if ip.IsLoopback() || ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast() || ip.IsUnspecified() {
+		return fmt.Errorf("%w: %s", errLocalAddress, ip)
+	}
+	return nil
 }
 
 type pending struct {
