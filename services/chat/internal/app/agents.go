@@ -6,7 +6,6 @@ import (
 
 	"github.com/parley-chat/parley/pkg/auth"
 	"github.com/parley-chat/parley/pkg/chatapi"
-	"github.com/parley-chat/parley/pkg/stream"
 
 	"github.com/parley-chat/parley/services/chat/internal/conversation"
 )
@@ -48,8 +47,8 @@ func (s *Service) SetCapacity(ctx context.Context, p auth.Principal, args chatap
 	if err := conversation.CanManageAgents(p); err != nil {
 		return chatapi.Availability{}, err
 	}
-	if !stream.ValidToken(args.Agent) {
-		return chatapi.Availability{}, &conversation.ValidationError{Field: "agent_id", Reason: "want 1-64 of [A-Za-z0-9_-]"}
+	if err := conversation.CheckID("agent_id", args.Agent); err != nil {
+		return chatapi.Availability{}, err
 	}
 	if err := conversation.CheckCapacity(args.MaxOpen); err != nil {
 		return chatapi.Availability{}, err
@@ -69,8 +68,8 @@ func (s *Service) Availability(ctx context.Context, p auth.Principal, args chata
 	if err := conversation.CanSeeAgent(p, args.Agent); err != nil {
 		return chatapi.Availability{}, err
 	}
-	if !stream.ValidToken(args.Agent) {
-		return chatapi.Availability{}, &conversation.ValidationError{Field: "agent_id", Reason: "want 1-64 of [A-Za-z0-9_-]"}
+	if err := conversation.CheckID("agent_id", args.Agent); err != nil {
+		return chatapi.Availability{}, err
 	}
 	return s.availability(ctx, p.Tenant, args.Agent)
 }

@@ -5,7 +5,6 @@ import (
 
 	"github.com/parley-chat/parley/pkg/auth"
 	"github.com/parley-chat/parley/pkg/chatapi"
-	"github.com/parley-chat/parley/pkg/stream"
 
 	"github.com/parley-chat/parley/services/chat/internal/conversation"
 )
@@ -19,8 +18,8 @@ func (s *Service) VisitorConversations(ctx context.Context, p auth.Principal, ar
 	if p.Role != auth.RoleSystem {
 		return chatapi.ListResult{}, conversation.ErrForbidden
 	}
-	if !stream.ValidToken(args.Visitor) {
-		return chatapi.ListResult{}, &conversation.ValidationError{Field: "visitor", Reason: "want 1-64 of [A-Za-z0-9_-]"}
+	if err := conversation.CheckID("visitor", args.Visitor); err != nil {
+		return chatapi.ListResult{}, err
 	}
 	visitor := auth.Principal{Tenant: p.Tenant, ID: args.Visitor, Role: auth.RoleVisitor}
 	return s.List(ctx, visitor, chatapi.ListArgs{Page: args.Page})

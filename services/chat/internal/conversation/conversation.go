@@ -73,6 +73,15 @@ type ValidationError struct {
 
 func (e *ValidationError) Error() string { return e.Field + ": " + e.Reason }
 
+// CheckID refuses an id that could name no one: a person's ids are NATS
+// subject tokens (stream.ValidToken).
+func CheckID(field, id string) error {
+	if !stream.ValidToken(id) {
+		return &ValidationError{Field: field, Reason: "want 1-64 of [A-Za-z0-9_-]"}
+	}
+	return nil
+}
+
 // Status is where a conversation is in its life.
 type Status string
 
@@ -371,8 +380,8 @@ func (c *Conversation) Assign(p auth.Principal, agent string) ([]Change, error) 
 			return nil, ErrForbidden
 		}
 	case auth.RoleSupervisor, auth.RoleAdmin:
-		if !stream.ValidToken(agent) {
-			return nil, &ValidationError{Field: "agent_id", Reason: "want 1-64 of [A-Za-z0-9_-]"}
+		if err := CheckID("agent_id", agent); err != nil {
+			return nil, err
 		}
 	default:
 		return nil, ErrForbidden
