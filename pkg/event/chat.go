@@ -62,11 +62,15 @@ type Rated struct {
 // Withdrawn is the payload of MessageWithdrawn: the visitor who wrote
 // message Message, posted at PostedAt, withdrew it. The chat service deletes
 // the posting's event from the store once this one is stored, so Withdrawn
-// is all that is left of the message.
+// is all that is left of the message. Opening tells a withdrawal of the
+// message that opened the conversation, whose event stays (the
+// conversation is folded from it): readers show that one withdrawn where
+// it stands instead of reading it from here.
 type Withdrawn struct {
 	Stamped
 	Message  string    `json:"message"`
 	PostedAt time.Time `json:"posted_at"`
+	Opening  bool      `json:"opening,omitempty"`
 }
 
 // NewPayload returns a pointer to a new payload of the chat event type typ,

@@ -82,13 +82,14 @@ func (s *Service) Export(ctx context.Context, p auth.Principal, args chatapi.Exp
 			after = args.After.Seq
 		}
 		full := false
+		tr := lines{key: key.Data, openingWithdrawn: c.OpeningWithdrawn}
 		err = s.scan(ctx, c.Tenant, c.ID, after, readBatch, func(r Record) (bool, error) {
-			if !isMessage(r.Event) {
-				return true, nil
-			}
-			cm, err := line(key.Data, r, false)
+			cm, shown, err := tr.line(r)
 			if err != nil {
 				return false, err
+			}
+			if !shown {
+				return true, nil
 			}
 			n, err := jsonSize(cm)
 			if err != nil {

@@ -102,7 +102,8 @@ func TestExpiredClosedConversationsLeave(t *testing.T) {
 }
 
 // TestCrashBetweenViewWritesLosesNothing applies events the view is not
-// written with yet — posts, an assignment, a close, a new conversation —
+// written with yet — posts, an assignment, a close, the withdrawal of an
+// opening message, a new conversation —
 // and starts again from the view as a crash then leaves it: the instance
 // lists and decides as one started from a view rebuilt from the store
 // alone, and the view it writes equals that one.
@@ -121,6 +122,13 @@ func TestCrashBetweenViewWritesLosesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	if _, err := in.Close(t.Context(), v2, chatapi.ConversationArgs{Conversation: b}); err != nil {
+		t.Fatal(err)
+	}
+	first, err := in.messages(t, v2, chatapi.MessagesArgs{Conversation: b})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := in.Withdraw(t.Context(), v2, chatapi.WithdrawArgs{Conversation: b, Message: first.Messages[0].ID}); err != nil {
 		t.Fatal(err)
 	}
 	c := in.open(t, visitorN(3), "c")
@@ -145,7 +153,7 @@ func TestCrashBetweenViewWritesLosesNothing(t *testing.T) {
 		t.Errorf("view applied = %d, want %d", applied, again.followed)
 	}
 	// The idempotency index came through: a key posted again is the same post.
-	_, err := again.Post(t.Context(), v1, chatapi.PostArgs{Conversation: a, Text: "more", IdempotencyKey: "k4"})
+	_, err = again.Post(t.Context(), v1, chatapi.PostArgs{Conversation: a, Text: "more", IdempotencyKey: "k4"})
 	if err != nil {
 		t.Errorf("Post(k4 again) after the crash = %v", err)
 	}

@@ -59,13 +59,14 @@ func (s *Service) Messages(ctx context.Context, p auth.Principal, args chatapi.M
 	// A transcript is in stream order: the page starts at the first message
 	// after the cursor. One event more than the page holds tells whether
 	// another page follows.
+	tr := lines{key: key.Data, erased: erased, openingWithdrawn: c.OpeningWithdrawn}
 	err = s.scan(ctx, c.Tenant, c.ID, args.Page.After, pg.limit+1, func(r Record) (bool, error) {
-		if !isMessage(r.Event) {
-			return true, nil
-		}
-		cm, err := line(key.Data, r, erased)
+		cm, shown, err := tr.line(r)
 		if err != nil {
 			return false, err
+		}
+		if !shown {
+			return true, nil
 		}
 		ok, err := pg.take(&cm)
 		if err != nil {
@@ -107,37 +108,56 @@ func (s *Service) auditRead(ctx context.Context, p auth.Principal, conv string) 
 	return nil
 }
 
-// line returns the transcript line of r, a message event (see isMessage),
-// its author and text decrypted under key unless the visitor is erased.
-func line(key seal.Key, r Record, erased bool) (chatapi.Message, error) {
+// lines reads the transcript lines of one conversation: authors and texts
+// decrypted under key unless the visitor is erased, and its opening message
+// withdrawn when the conversation's state says so.
+type lines struct {
+	key              seal.Key
+	erased           bool
+	openingWithdrawn bool
+}
+
+// line returns the transcript line of r, and false when r is no line: not a
+// message event (see isMessage), or the withdrawal of the opening message,
+// which reads withdrawn where the opening stands.
+func (l lines) line(r Record) (chatapi.Message, bool, error) {
 	env := r.Event
-	m := chatapi.Message{ID: env.ID, Seq: r.Seq, At: env.At, Erased: erased}
-	if erased {
-		return m, nil
+	m := chatapi.Message{ID: env.ID, Seq: r.Seq, At: env.At, Erased: l.erased}
+	if !isMessage(env) {
+		return m, false, nil
+	}
+	if l.erased {
+		return m, true, nil
 	}
 	visitor := &event.Author{Role: string(auth.RoleVisitor), ID: env.Person}
 	switch env.Type {
 	case event.ConversationOpened:
-		var o event.Opened
-		if err := env.Open(key, &o); err != nil {
-			return m, fmt.Errorf("read message: %w", err)
+		m.Author = visitor
+		if l.openingWithdrawn {
+			m.Withdrawn = true
+			break
 		}
-		m.Author, m.Text = visitor, &o.Text
+		var o event.Opened
+		if err := env.Open(l.key, &o); err != nil {
+			return m, false, fmt.Errorf("read message: %w", err)
+		}
+		m.Text = &o.Text
 	case event.MessagePosted:
 		var p event.Posted
-		if err := env.Open(key, &p); err != nil {
-			return m, fmt.Errorf("read message: %w", err)
+		if err := env.Open(l.key, &p); err != nil {
+			return m, false, fmt.Errorf("read message: %w", err)
 		}
 		m.Author, m.Text = &p.Author, &p.Text
 	case event.MessageWithdrawn:
 		var w event.Withdrawn
-		if err := env.Open(key, &w); err != nil {
-			return m, fmt.Errorf("read withdrawal: %w", err)
+		if err := env.Open(l.key, &w); err != nil {
+			return m, false, fmt.Errorf("read withdrawal: %w", err)
+		}
+		if w.Opening {
+			return m, false, nil
 		}
 		// Only a visitor withdraws, and only their own message.
 		m.ID, m.At, m.Author, m.Withdrawn = w.Message, w.PostedAt, visitor, true
-	default:
-		return m, fmt.Errorf("read message: %s is not a message", env.Type)
 	}
-	return m, nil
+	return m, true, nil
 }

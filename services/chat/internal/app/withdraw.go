@@ -15,8 +15,11 @@ import (
 // Withdraw withdraws a message its visitor wrote (conversation.Withdraw
 // says who may): it appends the withdrawal, which readers and live
 // sessions see in its place, then deletes the posting's event from the
-// store, overwriting its sealed text. A withdrawal repeated — also one whose
-// deletion a crash interrupted — appends nothing and deletes what is left.
+// store, overwriting its sealed text. The opening message's event stays,
+// since the conversation is folded from it: the fold records its withdrawal
+// and readers show it withdrawn from that. A withdrawal repeated — also one
+// whose deletion a crash interrupted — appends nothing and deletes what is
+// left.
 func (s *Service) Withdraw(ctx context.Context, p auth.Principal, args chatapi.WithdrawArgs) (struct{}, error) {
 	var posting uint64
 	_, _, err := s.update(ctx, p, args.Conversation, func(c *conversation.Conversation) ([]conversation.Change, error) {

@@ -3,16 +3,20 @@ package app_test
 import (
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/parley-chat/parley/pkg/chatapi"
 
 	"github.com/parley-chat/parley/services/chat/internal/conversation"
+	"github.com/parley-chat/parley/services/chat/internal/memstore"
 )
 
 // TestWithdrawnMessageReadsWithdrawn withdraws a visitor's message through
 // one instance and reads the transcript and the export through another: the
 // line reads withdrawn, its text is nowhere, the posting is gone from the
 // store, and withdrawing again answers the same. Staff may not withdraw it.
+// The opening message reads withdrawn where it stands, its event kept, also
+// through an instance started from the view and one rebuilt from the store.
 func TestWithdrawnMessageReadsWithdrawn(t *testing.T) {
 	w := newWorld()
 	a, b := w.start(t), w.start(t)
@@ -45,7 +49,6 @@ func TestWithdrawnMessageReadsWithdrawn(t *testing.T) {
 	}{
 		{"agent", posted.ID, conversation.ErrForbidden},
 		{"visitor", reply.ID, conversation.ErrForbidden},
-		{"visitor", opening, conversation.ErrOpeningMessage},
 		{"visitor", "no-such-message", conversation.ErrMessageNotFound},
 	} {
 		if err := withdraw(tt.who, tt.msg); !errors.Is(err, tt.want) {
@@ -56,35 +59,54 @@ func TestWithdrawnMessageReadsWithdrawn(t *testing.T) {
 		if err := withdraw("visitor", posted.ID); err != nil {
 			t.Fatalf("Withdraw(own message) = %v", err)
 		}
+		if err := withdraw("visitor", opening); err != nil {
+			t.Fatalf("Withdraw(opening message) = %v", err)
+		}
 	}
+	if rs, err := w.events.Load(t.Context(), tenant, conv, 0); err != nil || len(rs) == 0 || rs[0].Seq != before.Messages[0].Seq {
+		t.Errorf("the store lost the opening's event at %d (%v)", before.Messages[0].Seq, err)
+	}
+	a.follow(t)
 	if rs, err := w.events.Load(t.Context(), tenant, conv, posted.Seq-1); err != nil || len(rs) == 0 || rs[0].Seq == posted.Seq {
 		t.Errorf("the store still holds the withdrawn posting at %d (%v)", posted.Seq, err)
 	}
 
-	page, err := a.messages(t, supervisor, chatapi.MessagesArgs{Conversation: conv})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var withdrawn int
-	for _, m := range page.Messages {
-		if m.Text != nil && *m.Text == "my phone is 555-0100" {
-			t.Errorf("transcript still shows the withdrawn text: %+v", m)
+	restarted := w.start(t)
+	rebuilt := (&world{events: w.events, view: &memstore.View{}, profiles: w.profiles, keys: w.keys}).start(t)
+	rebuilt.follow(t)
+	for name, in := range map[string]*instance{"following": a, "restarted": restarted, "rebuilt": rebuilt} {
+		page, err := in.messages(t, supervisor, chatapi.MessagesArgs{Conversation: conv})
+		if err != nil {
+			t.Fatal(err)
 		}
-		if m.Withdrawn {
-			withdrawn++
-			if m.ID != posted.ID || m.Text != nil || m.Author == nil || m.Author.ID != v.ID || !m.At.Equal(posted.At) {
-				t.Errorf("withdrawn line = %+v, want message %s by %s at %v without text", m, posted.ID, v.ID, posted.At)
+		ms := page.Messages
+		for _, m := range ms {
+			if m.Text != nil && (*m.Text == "my phone is 555-0100" || *m.Text == "hello") {
+				t.Errorf("%s: transcript still shows a withdrawn text: %+v", name, m)
 			}
 		}
-	}
-	if len(page.Messages) != 3 || withdrawn != 1 {
-		t.Errorf("transcript = %d lines, %d withdrawn; want opening, reply and one withdrawn", len(page.Messages), withdrawn)
+		if len(ms) != 3 {
+			t.Fatalf("%s: transcript = %+v, want the opening, the reply and the withdrawn posting", name, ms)
+		}
+		for i, want := range []struct {
+			id  string
+			seq uint64
+			at  time.Time
+		}{{opening, before.Messages[0].Seq, before.Messages[0].At}, {posted.ID, 0, posted.At}} {
+			m := ms[2*i]
+			if !m.Withdrawn || m.ID != want.id || want.seq != 0 && m.Seq != want.seq || m.Text != nil || m.Author == nil || m.Author.ID != v.ID || !m.At.Equal(want.at) {
+				t.Errorf("%s: withdrawn line = %+v, want message %s (seq %d) by %s at %v without text", name, m, want.id, want.seq, v.ID, want.at)
+			}
+		}
+		if ms[1].ID != reply.ID || ms[1].Withdrawn {
+			t.Errorf("%s: second line = %+v, want the reply", name, ms[1])
+		}
 	}
 	exp, err := b.Export(t.Context(), v, chatapi.ExportArgs{Visitor: v.ID})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ms := exp.Conversations[0].Messages; len(ms) != 3 || !ms[2].Withdrawn || ms[2].Text != nil {
-		t.Errorf("export = %+v, want the withdrawn line last, without text", ms)
+	if ms := exp.Conversations[0].Messages; len(ms) != 3 || !ms[0].Withdrawn || ms[0].Text != nil || !ms[2].Withdrawn || ms[2].Text != nil {
+		t.Errorf("export = %+v, want the opening and the posting withdrawn, without text", ms)
 	}
 }

@@ -40,10 +40,6 @@ var (
 	// ErrMessageNotFound means the conversation holds no message of that
 	// id.
 	ErrMessageNotFound = errors.New("message not found")
-	// ErrOpeningMessage means the message is the one that opened the
-	// conversation: its event is what the conversation is folded from, so
-	// it cannot be deleted (see Withdraw).
-	ErrOpeningMessage = errors.New("the opening message cannot be withdrawn; erase the conversation instead")
 	// ErrTooManyOpen means the visitor has as many conversations open as
 	// their tenant allows (see CheckOpen).
 	ErrTooManyOpen = errors.New("too many open conversations; close one first")
@@ -121,6 +117,11 @@ type Conversation struct {
 	// EraseAfterClose is how long after it closes the conversation is
 	// erased, as its opening recorded; 0 means never.
 	EraseAfterClose time.Duration
+	// OpeningWithdrawn is set once the visitor withdrew the message that
+	// opened the conversation: its event stays in the store, since the
+	// fold starts from it, so readers learn from here to show it withdrawn.
+	// Unread once the visitor is erased, as the withdrawal is.
+	OpeningWithdrawn bool
 
 	CreatedAt     time.Time
 	LastMessageAt time.Time
@@ -193,8 +194,11 @@ func (c *Conversation) Apply(seq uint64, e event.Envelope, payload any) bool {
 			c.Score = r.Score
 		}
 	case event.MessageWithdrawn:
-		// A withdrawal changes no state: who wrote what is in the
+		// Other withdrawals change no state: who wrote what is in the
 		// transcript, which the store reads when asked.
+		if w, ok := payload.(*event.Withdrawn); ok && w.Opening && !c.Erased {
+			c.OpeningWithdrawn = true
+		}
 	}
 	c.Version = seq
 	return true
@@ -250,15 +254,16 @@ func CheckOpen(open, limit int) error {
 }
 
 // Erase marks the conversation as its visitor's erasure leaves it: closed,
-// since nothing more can be written in it, and with neither assignee nor
-// rating score, since the events holding them are sealed under the
-// visitor's key. A conversation rebuilt from the stream after the erasure
+// since nothing more can be written in it, and with neither assignee,
+// rating score nor withdrawn opening, since the events holding them are
+// sealed under the visitor's key. A conversation rebuilt from the stream after the erasure
 // comes out the same.
 func (c *Conversation) Erase() {
 	c.Erased = true
 	c.Status = Closed
 	c.Assignee = ""
 	c.Score = 0
+	c.OpeningWithdrawn = false
 }
 
 // CheckActor returns ErrForbidden for roles that never touch conversations:
@@ -444,8 +449,8 @@ type Written struct {
 // transcript holds: only the visitor who wrote it may, also once the
 // conversation is closed (the right to rectification does not end with the
 // conversation). A message withdrawn already changes nothing, so repeating
-// a withdrawal is safe. The opening message cannot be withdrawn
-// (ErrOpeningMessage): its event opens the fold.
+// a withdrawal is safe. The opening message is withdrawn too, its
+// withdrawal marked as such: its event stays, since it opens the fold.
 func (c *Conversation) Withdraw(p auth.Principal, m Written) ([]Change, error) {
 	if err := c.CanWithdraw(p); err != nil {
 		return nil, err
@@ -457,10 +462,8 @@ func (c *Conversation) Withdraw(p auth.Principal, m Written) ([]Change, error) {
 		return nil, nil
 	case m.Author != author(p):
 		return nil, ErrForbidden
-	case m.Opening:
-		return nil, ErrOpeningMessage
 	}
-	return []Change{{Type: event.MessageWithdrawn, Payload: &event.Withdrawn{Message: m.ID, PostedAt: m.At}}}, nil
+	return []Change{{Type: event.MessageWithdrawn, Payload: &event.Withdrawn{Message: m.ID, PostedAt: m.At, Opening: m.Opening}}}, nil
 }
 
 // CanWithdraw reports whether p may withdraw any message of the
@@ -558,30 +561,31 @@ func author(p auth.Principal) event.Author {
 // the message limit's window included, so a conversation restored from the
 // view decides as one folded from its events.
 type stored struct {
-	ID            string    `json:"id"`
-	Tenant        string    `json:"tenant"`
-	Visitor       string    `json:"visitor"`
-	Status        Status    `json:"status"`
-	Assigned      bool      `json:"assigned,omitempty"`
-	Assignee      string    `json:"assignee,omitempty"`
-	Rated         bool      `json:"rated,omitempty"`
-	Score         int       `json:"score,omitempty"`
-	Erased        bool      `json:"erased,omitempty"`
-	Responded     bool      `json:"responded,omitempty"`
-	FirstResponse time.Time `json:"first_response_at,omitzero"`
-	EraseAfter    int64     `json:"erase_after_close_ns,omitempty"`
-	CreatedAt     time.Time `json:"created_at"`
-	LastMessageAt time.Time `json:"last_message_at"`
-	ClosedAt      time.Time `json:"closed_at,omitzero"`
-	WindowStart   time.Time `json:"window_start"`
-	InWindow      int       `json:"in_window,omitempty"`
-	Version       uint64    `json:"version"`
+	ID               string    `json:"id"`
+	Tenant           string    `json:"tenant"`
+	Visitor          string    `json:"visitor"`
+	Status           Status    `json:"status"`
+	Assigned         bool      `json:"assigned,omitempty"`
+	Assignee         string    `json:"assignee,omitempty"`
+	Rated            bool      `json:"rated,omitempty"`
+	Score            int       `json:"score,omitempty"`
+	Erased           bool      `json:"erased,omitempty"`
+	Responded        bool      `json:"responded,omitempty"`
+	FirstResponse    time.Time `json:"first_response_at,omitzero"`
+	EraseAfter       int64     `json:"erase_after_close_ns,omitempty"`
+	OpeningWithdrawn bool      `json:"opening_withdrawn,omitempty"`
+	CreatedAt        time.Time `json:"created_at"`
+	LastMessageAt    time.Time `json:"last_message_at"`
+	ClosedAt         time.Time `json:"closed_at,omitzero"`
+	WindowStart      time.Time `json:"window_start"`
+	InWindow         int       `json:"in_window,omitempty"`
+	Version          uint64    `json:"version"`
 }
 
 // MarshalJSON encodes every field of c, for the view.
 func (c Conversation) MarshalJSON() ([]byte, error) {
 	return json.Marshal(stored{c.ID, c.Tenant, c.Visitor, c.Status, c.Assigned, c.Assignee, c.Rated, c.Score, c.Erased,
-		c.Responded, c.FirstResponseAt, int64(c.EraseAfterClose), c.CreatedAt, c.LastMessageAt, c.ClosedAt,
+		c.Responded, c.FirstResponseAt, int64(c.EraseAfterClose), c.OpeningWithdrawn, c.CreatedAt, c.LastMessageAt, c.ClosedAt,
 		c.windowStart, c.inWindow, c.Version})
 }
 
@@ -592,7 +596,7 @@ func (c *Conversation) UnmarshalJSON(b []byte) error {
 		return err
 	}
 	*c = Conversation{s.ID, s.Tenant, s.Visitor, s.Status, s.Assigned, s.Assignee, s.Rated, s.Score, s.Erased,
-		s.Responded, s.FirstResponse, time.Duration(s.EraseAfter), s.CreatedAt, s.LastMessageAt, s.ClosedAt,
+		s.Responded, s.FirstResponse, time.Duration(s.EraseAfter), s.OpeningWithdrawn, s.CreatedAt, s.LastMessageAt, s.ClosedAt,
 		s.WindowStart, s.InWindow, s.Version}
 	return nil
 }

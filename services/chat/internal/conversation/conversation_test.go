@@ -234,8 +234,8 @@ func TestStamp(t *testing.T) {
 }
 
 // TestWithdraw shows who may withdraw which message: only the visitor who
-// wrote it, never the opening one, also once closed, and a second time
-// changes nothing.
+// wrote it, the opening one too (its withdrawal says so), also once closed,
+// and a second time changes nothing.
 func TestWithdraw(t *testing.T) {
 	at := time.Date(2026, 1, 5, 10, 0, 0, 0, time.UTC)
 	visitor := auth.Principal{Tenant: "demo", ID: "v1", Role: auth.RoleVisitor}
@@ -268,7 +268,7 @@ func TestWithdraw(t *testing.T) {
 		{"own message", false, false, visitor, mine, 1, nil},
 		{"own message once closed", true, false, visitor, mine, 1, nil},
 		{"withdrawn already", false, false, visitor, with(func(w *conversation.Written) { w.Withdrawn = true }), 0, nil},
-		{"opening message", false, false, visitor, with(func(w *conversation.Written) { w.Opening = true }), 0, conversation.ErrOpeningMessage},
+		{"opening message", false, false, visitor, with(func(w *conversation.Written) { w.Opening = true }), 1, nil},
 		{"no such message", false, false, visitor, conversation.Written{}, 0, conversation.ErrMessageNotFound},
 		{"an agent's message", false, false, visitor, with(func(w *conversation.Written) { w.Author = event.Author{Role: "agent", ID: "v1"} }), 0, conversation.ErrForbidden},
 		{"staff", false, false, auth.Principal{Tenant: "demo", ID: "sue", Role: auth.RoleSupervisor}, mine, 0, conversation.ErrForbidden},
@@ -284,11 +284,52 @@ func TestWithdraw(t *testing.T) {
 			}
 			if tt.want == 1 {
 				w := got[0].Payload.(*event.Withdrawn)
-				if got[0].Type != event.MessageWithdrawn || w.Message != "m1" || !w.PostedAt.Equal(at) {
-					t.Errorf("Withdraw() = %+v %+v, want the withdrawal of m1 posted at %v", got[0], w, at)
+				if got[0].Type != event.MessageWithdrawn || w.Message != "m1" || !w.PostedAt.Equal(at) || w.Opening != tt.give.Opening {
+					t.Errorf("Withdraw() = %+v %+v, want the withdrawal of m1 posted at %v, opening %v", got[0], w, at, tt.give.Opening)
 				}
 			}
 		})
+	}
+}
+
+// TestOpeningWithdrawnFolds shows the fold keeping the withdrawal of the
+// opening message, which readers show withdrawn from: a posting's
+// withdrawal does not set it, the view's encoding keeps it, and an erasure
+// leaves it unread, as a rebuild, which cannot open the withdrawal, would.
+func TestOpeningWithdrawnFolds(t *testing.T) {
+	at := time.Date(2026, 1, 5, 10, 0, 0, 0, time.UTC)
+	env := func(id string, typ event.Type) event.Envelope {
+		return event.Envelope{ID: id, Type: typ, Tenant: "demo", Person: "v1", Aggregate: "c1", At: at}
+	}
+	var c conversation.Conversation
+	c.Apply(1, env("e1", event.ConversationOpened), nil)
+	c.Apply(2, env("e2", event.MessagePosted), &event.Posted{Author: event.Author{Role: "visitor", ID: "v1"}})
+	c.Apply(3, env("e3", event.MessageWithdrawn), &event.Withdrawn{Message: "e2", PostedAt: at})
+	if c.OpeningWithdrawn {
+		t.Fatal("a posting's withdrawal set OpeningWithdrawn")
+	}
+	c.Apply(4, env("e4", event.MessageWithdrawn), &event.Withdrawn{Message: "e1", PostedAt: at, Opening: true})
+	if !c.OpeningWithdrawn {
+		t.Fatal("the opening's withdrawal did not set OpeningWithdrawn")
+	}
+	b, err := json.Marshal(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var restored conversation.Conversation
+	if err := json.Unmarshal(b, &restored); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(c, restored, cmp.AllowUnexported(conversation.Conversation{})); diff != "" {
+		t.Errorf("restored from %s mismatch (-want +got):\n%s", b, diff)
+	}
+	restored.Erase()
+	var rebuilt conversation.Conversation
+	rebuilt.Apply(1, env("e1", event.ConversationOpened), nil)
+	rebuilt.Apply(4, env("e4", event.MessageWithdrawn), nil)
+	rebuilt.Erase()
+	if restored.OpeningWithdrawn || rebuilt.OpeningWithdrawn {
+		t.Errorf("erased: OpeningWithdrawn = %v, rebuilt %v; want false", restored.OpeningWithdrawn, rebuilt.OpeningWithdrawn)
 	}
 }
 

@@ -81,7 +81,6 @@ var codes = []struct {
 	{conversation.ErrAgentFull, rpc.CodeConflict},
 	{app.ErrNoAgents, rpc.CodeUnavailable},
 	{conversation.ErrMessageNotFound, rpc.CodeNotFound},
-	{conversation.ErrOpeningMessage, rpc.CodeConflict},
 	{conversation.ErrNoProfile, rpc.CodeNotFound},
 	{app.ErrContended, rpc.CodeConflict},
 	{app.ErrKeyReused, rpc.CodeInvalid},
