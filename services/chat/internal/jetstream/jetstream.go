@@ -15,7 +15,6 @@ import (
 
 	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
-	"github.com/synadia-io/orbit.go/jetstreamext"
 
 	"github.com/parley-chat/parley/pkg/event"
 	"github.com/parley-chat/parley/pkg/retry"
@@ -174,10 +173,6 @@ const loadBatch = 256
 // event (64 KiB of text, sealed).
 const readMaxBytes = 1 << 20
 
-// numPendingHeader is what a batched direct get tells with each message: how
-// many more match the request.
-const numPendingHeader = "Nats-Num-Pending"
-
 // Read implements app.EventStore with one batched direct get filtered to
 // the conversation's subject (nats-server 2.11 or later), so a page of a
 // transcript is one round trip however many other conversations share the
@@ -185,28 +180,22 @@ const numPendingHeader = "Nats-Num-Pending"
 // last one returned, as of the read.
 func (s *Store) Read(ctx context.Context, tenant, conversation string, after uint64, limit int) ([]app.Record, bool, error) {
 	subject := stream.ChatSubject(tenant, conversation)
-	msgs, err := jetstreamext.GetBatch(ctx, s.js, stream.Chat, limit,
-		jetstreamext.GetBatchSubject(subject), jetstreamext.GetBatchSeq(after+1), jetstreamext.GetBatchMaxBytes(readMaxBytes))
-	if err != nil {
-		return nil, false, fmt.Errorf("read %s after %d: %w", subject, after, err)
-	}
 	var (
 		out  []app.Record
 		more bool
 	)
-	for m, err := range msgs {
-		if errors.Is(err, jetstreamext.ErrNoMessages) {
-			break
-		}
-		if err != nil {
-			return nil, false, fmt.Errorf("read %s after %d: %w", subject, after, err)
-		}
-		r, err := record(m)
-		if err != nil {
-			return nil, false, err
-		}
-		out = append(out, r)
-		more = m.Header.Get(numPendingHeader) != "0"
+	err := stream.GetBatch(ctx, s.js, stream.Chat, stream.BatchRequest{Seq: after + 1, NextFor: subject, Batch: limit, MaxBytes: readMaxBytes},
+		func(m *natsjs.RawStreamMsg) error {
+			r, err := record(m)
+			if err != nil {
+				return err
+			}
+			out = append(out, r)
+			more = m.Header.Get(stream.PendingHeader) != "0"
+			return nil
+		})
+	if err != nil {
+		return nil, false, fmt.Errorf("read %s after %d: %w", subject, after, err)
 	}
 	if more || !s.replicated {
 		return out, more, nil
