@@ -1,7 +1,8 @@
 // Package jetstream is the chat service's event store on the CHAT stream,
 // written on nats.go's jetstream package: appends with an expected last
 // subject sequence per conversation, reads of one conversation by batched
-// direct get, and an ordered consumer that follows every conversation.
+// direct get (a long one finished through a filtered consumer), and an
+// ordered consumer that follows every conversation.
 package jetstream
 
 import (
