@@ -59,17 +59,9 @@ func askLeader(ctx context.Context, js jetstream.JetStream, name string, req msg
 	if err != nil {
 		return nil, err
 	}
-	opts := js.Options()
-	prefix := opts.APIPrefix
-	if prefix == "" {
-		prefix = jetstream.DefaultAPIPrefix
-	}
-	if _, ok := ctx.Deadline(); !ok && opts.DefaultTimeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, opts.DefaultTimeout)
-		defer cancel()
-	}
-	reply, err := js.Conn().RequestWithContext(ctx, prefix+"STREAM.MSG.GET."+name, data)
+	ctx, cancel := apiContext(ctx, js)
+	defer cancel()
+	reply, err := js.Conn().RequestWithContext(ctx, apiSubject(js, "STREAM.MSG.GET."+name), data)
 	if err != nil {
 		return nil, err
 	}
@@ -92,4 +84,23 @@ func askLeader(ctx context.Context, js jetstream.JetStream, name string, req msg
 		}
 	}
 	return m, nil
+}
+
+// apiSubject is the subject of the JetStream API call named by what.
+func apiSubject(js jetstream.JetStream, what string) string {
+	prefix := js.Options().APIPrefix
+	if prefix == "" {
+		prefix = jetstream.DefaultAPIPrefix
+	}
+	return prefix + what
+}
+
+// apiContext bounds ctx by js's default timeout when it has no deadline.
+func apiContext(ctx context.Context, js jetstream.JetStream) (context.Context, context.CancelFunc) {
+	if d := js.Options().DefaultTimeout; d > 0 {
+		if _, ok := ctx.Deadline(); !ok {
+			return context.WithTimeout(ctx, d)
+		}
+	}
+	return ctx, func() {}
 }

@@ -53,7 +53,8 @@
 //     before any request is served, then kept current by an ordered
 //     consumer; the view is written after the stream, once a second. An
 //     instance reads its own writes at once. Transcripts and exports are read from CHAT
-//     when asked (batched direct gets of the conversation's subject), a
+//     when asked (batched direct gets of the conversation's subject, the
+//     rest of a long page through a consumer filtered to it), a
 //     bounded batch at a time, so memory does not grow with messages.
 //   - Limits, from the tenant's settings, answer rpc.CodeLimited with a
 //     RetryAfter: a visitor may keep open_conversations_per_visitor

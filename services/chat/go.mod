@@ -7,7 +7,6 @@ require (
 	github.com/nats-io/nats.go v1.56.0
 	github.com/parley-chat/parley/pkg v0.0.0
 	github.com/prometheus/client_golang v1.25.0
-	github.com/synadia-io/orbit.go/jetstreamext v0.4.0
 	go.uber.org/goleak v1.3.0
 	golang.org/x/sync v0.22.0
 )
@@ -36,7 +35,6 @@ require (
 	github.com/prometheus/client_model v0.6.3 // indirect
 	github.com/prometheus/common v0.72.0 // indirect
 	github.com/prometheus/procfs v0.22.0 // indirect
-	github.com/synadia-io/orbit.go/natsext v0.1.3 // indirect
 	golang.org/x/crypto v0.59.0 // indirect
 	golang.org/x/sys v0.50.0 // indirect
 	google.golang.org/protobuf v1.36.12 // indirect

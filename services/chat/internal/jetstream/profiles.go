@@ -9,7 +9,6 @@ import (
 	"strings"
 
 	natsjs "github.com/nats-io/nats.go/jetstream"
-	"github.com/synadia-io/orbit.go/jetstreamext"
 
 	"github.com/parley-chat/parley/pkg/stream"
 )
@@ -82,19 +81,13 @@ func (p *Profiles) Load(ctx context.Context, tenant string, visitors []string) (
 	for i, v := range visitors {
 		subjects[i] = stream.ProfileSubject(tenant, v)
 	}
-	msgs, err := jetstreamext.GetLastMsgsFor(ctx, p.js, stream.Profiles, subjects)
+	prefix := stream.ProfileSubject(tenant, "")
+	err := stream.GetBatch(ctx, p.js, stream.Profiles, stream.BatchRequest{MultiLast: subjects}, func(m *natsjs.RawStreamMsg) error {
+		out[strings.TrimPrefix(m.Subject, prefix)] = m.Data
+		return nil
+	})
 	if err != nil {
 		return nil, fmt.Errorf("read profiles: %w", err)
-	}
-	prefix := stream.ProfileSubject(tenant, "")
-	for m, err := range msgs {
-		if errors.Is(err, jetstreamext.ErrNoMessages) {
-			break
-		}
-		if err != nil {
-			return nil, fmt.Errorf("read profiles: %w", err)
-		}
-		out[strings.TrimPrefix(m.Subject, prefix)] = m.Data
 	}
 	return out, nil
 }

@@ -58,6 +58,7 @@ func EventStore(t *testing.T, open func(t *testing.T) app.EventStore) {
 		{"AppendExpectsLastSequenceOfConversation", appendExpectsVersion},
 		{"ReadsOneConversationInOrder", readsOneConversation},
 		{"ReadsInBatches", readsInBatches},
+		{"ReadsLongPages", readsLongPages},
 		{"ResendOfStoredEvent", resendOfStoredEvent},
 		{"IDOfAnotherEventInConversation", idOfAnotherEvent},
 		{"IDInAnotherConversation", idInAnotherConversation},
@@ -203,6 +204,49 @@ func readsInBatches(t *testing.T, s app.EventStore, f *fixture) {
 	rs, more, err := s.Read(t.Context(), tenant, "c1", 0, 7)
 	if err != nil || len(rs) != 7 || more {
 		t.Errorf("Read(limit 7) of 7 = %d records, more %v, %v; want 7, false", len(rs), more, err)
+	}
+}
+
+// readsLongPages: pages of hundreds of events, among another
+// conversation's, are whole and in order, as short ones are (the JetStream
+// store reads them in two ways).
+func readsLongPages(t *testing.T, s app.EventStore, f *fixture) {
+	var want []app.Record
+	var v1, v2 uint64
+	for i := range 450 {
+		e := f.event("c1", "", fmt.Sprint("m", i))
+		v1 = mustAppend(t, s, e, v1)
+		want = append(want, app.Record{Seq: v1, Event: e})
+		if i%3 == 0 {
+			v2 = mustAppend(t, s, f.event("c2", "", fmt.Sprint("other ", i)), v2)
+		}
+	}
+	tests := []struct {
+		after    int
+		limit    int
+		want     []app.Record
+		wantMore bool
+	}{
+		{0, 500, want, false},
+		{0, 250, want[:250], true},
+		{250, 300, want[250:], false},
+		{100, 350, want[100:], false},
+		{50, 349, want[50:399], true},
+	}
+	for _, tt := range tests {
+		var after uint64
+		if tt.after > 0 {
+			after = want[tt.after-1].Seq
+		}
+		rs, more, err := s.Read(t.Context(), tenant, "c1", after, tt.limit)
+		if err != nil {
+			t.Fatal(err)
+		}
+		what := fmt.Sprintf("Read(after the %dth, limit %d)", tt.after, tt.limit)
+		sameRecords(t, what, rs, tt.want)
+		if more != tt.wantMore {
+			t.Errorf("%s: more %v, want %v", what, more, tt.wantMore)
+		}
 	}
 }
 
