@@ -152,8 +152,10 @@ function App() {
       } else {
         const c = await client.json<{ id: string }>("POST", "/v1/conversations", { text }, key);
         setConv(c.id);
-        // Its first message comes on the stream; shown now all the same.
-        add({ id: `opening-${c.id}`, text, author: { role: "visitor", id: client.visitorID }, at: new Date().toISOString() });
+        // Its first message comes on the stream too, unless the stream is
+        // reconnecting: read it, under the id the stream gives it.
+        const page = await client.json<{ messages: Message[] }>("GET", `/v1/conversations/${c.id}/messages`);
+        page.messages.forEach(add);
       }
       setDraft("");
     } catch (e) {
@@ -322,8 +324,8 @@ function App() {
   );
 }
 
-const host = document.createElement("div");
-host.id = "parley-widget";
+// An element of its own name: host rules for div and the like miss it.
+const host = document.createElement("parley-widget");
 const shadow = host.attachShadow({ mode: "closed" });
 // A constructed style sheet is no inline style: host pages need no
 // 'unsafe-inline' for it.
