@@ -18,6 +18,7 @@ import (
 	"crypto/sha256"
 	"embed"
 	"encoding/hex"
+	"fmt"
 	"io/fs"
 	"mime"
 	"net/http"
@@ -56,19 +57,28 @@ type Handler struct {
 
 // New reads the embedded build.
 func New() (*Handler, error) {
+	sub, err := fs.Sub(dist, "dist")
+	if err != nil {
+		return nil, err
+	}
+	return newFS(sub)
+}
+
+// newFS reads a build laid out as dist/ is.
+func newFS(fsys fs.FS) (*Handler, error) {
 	h := &Handler{files: make(map[string]file)}
-	err := fs.WalkDir(dist, "dist", func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() || strings.HasSuffix(p, ".gz") || p == "dist/README.md" {
+	err := fs.WalkDir(fsys, ".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || strings.HasSuffix(p, ".gz") || p == "README.md" {
 			return err
 		}
-		body, err := dist.ReadFile(p)
+		body, err := fs.ReadFile(fsys, p)
 		if err != nil {
 			return err
 		}
 		// Absent when the build found it not worth compressing.
-		gz, _ := dist.ReadFile(p + ".gz")
+		gz, _ := fs.ReadFile(fsys, p+".gz")
 		sum := sha256.Sum256(body)
-		name := strings.TrimPrefix(p, "dist")
+		name := "/" + p
 		f := file{body: body, gzip: gz, etag: `"` + hex.EncodeToString(sum[:8]) + `"`, cache: shortCache}
 		f.ctype = mime.TypeByExtension(path.Ext(name))
 		switch {
@@ -82,7 +92,7 @@ func New() (*Handler, error) {
 		return nil
 	})
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("read the front-end build: %w", err)
 	}
 	return h, nil
 }
