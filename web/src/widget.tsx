@@ -299,7 +299,9 @@ function App() {
           {phase === "erased" && (
             <p class="erased" role="status">
               {erasure?.status === "completed"
-                ? `Erased: your messages can no longer be read by anyone (completed ${erasure.completed_at ?? ""}).`
+                ? `Erased: your messages can no longer be read by anyone. Erasure ${erasure.erasure_id} completed${
+                    erasure.completed_at ? ` at ${new Date(erasure.completed_at).toLocaleString()}` : ""
+                  }.`
                 : "Erasing your data…"}
             </p>
           )}

@@ -236,6 +236,33 @@ test("a visitor chats with an agent through the widget, keyboard only, on a 320 
   assert.deepEqual(violations, [], "CSP violations");
   const foreign = requests.filter((r) => !r.url().startsWith(`${gw}/`) && !r.url().startsWith(gw.replace("http", "ws")) && !r.url().startsWith(`${host}/`));
   assert.deepEqual(foreign.map((r) => r.url()), [], "requests to hosts other than the gateway");
+
+  // The visitor comes back (a new page of the same browser profile): their
+  // conversation is there.
+  await page.close();
+  const back = await ctx.newPage();
+  await back.goto(`${host}/`);
+  await poll("the widget's launcher", async () => (await widgetText(back)).includes("Chat with us"));
+  await back.keyboard.press("Tab");
+  await back.keyboard.press("Enter");
+  await shows(back, "Hi, Alice here: how can I help?");
+  await shows(back, "Hello from the widget");
+  await back.screenshot({ path: join(results, "widget-back.png") });
+
+  // Erase me, keyboard only: from the message box to "Erase me", then its
+  // confirmation; the completion shows, the storage is emptied, and the
+  // transcript staff read (an admin's) turns to erased.
+  for (let i = 0; i < 3; i++) await back.keyboard.press("Tab");
+  await back.keyboard.press("Enter");
+  await shows(back, "Erase everything now");
+  await back.keyboard.press("Enter");
+  await shows(back, "Erased: your messages can no longer be read by anyone");
+  await back.screenshot({ path: join(results, "widget-erased.png") });
+  assert.equal(await back.evaluate(() => localStorage.length), 0, "storage emptied by erasure");
+  await poll("the transcript to read erased", async () => {
+    const t = await api(admin, "GET", `/v1/conversations/${conv.id}/messages`);
+    return t.messages.length > 0 && t.messages.every((m) => m.erased && m.text === null);
+  });
   await agentCtx.close();
   await ctx.close();
 });
