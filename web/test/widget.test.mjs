@@ -141,9 +141,21 @@ test("a visitor chats with an agent through the widget, keyboard only, on a 320 
     if (m.text().includes("Content Security Policy")) violations.push(m.text());
   });
 
+  // When the widget's element enters the page, for the figure printed below
+  // (a budget is a benchmark's to hold, not a test's assertion).
+  await page.addInitScript(() => {
+    new MutationObserver((_, obs) => {
+      if (document.querySelector("parley-widget")) {
+        globalThis.parleyShownAt = performance.now();
+        obs.disconnect();
+      }
+    }).observe(document, { childList: true, subtree: true });
+  });
   await page.goto(`${host}/`);
   // Rendered, in a closed shadow root.
   await poll("the widget's launcher", async () => (await widgetText(page)).includes("Chat with us"));
+  const [shownAt, loadedAt] = await page.evaluate(() => [globalThis.parleyShownAt, performance.getEntriesByType("navigation")[0].loadEventStart]);
+  console.log(`widget shown ${Math.round(shownAt)} ms after navigation start; the host page's load event at ${Math.round(loadedAt)} ms`);
   assert.equal(await page.evaluate(() => document.querySelector("parley-widget")?.shadowRoot), null, "page scripts reach no shadow root");
   const cdp = await ctx.newCDPSession(page);
   const { root } = await cdp.send("DOM.getDocument", { depth: -1, pierce: true });
