@@ -61,11 +61,12 @@ func New() (*Handler, error) {
 	if err != nil {
 		return nil, err
 	}
-	return newFS(sub)
+	return NewFS(sub)
 }
 
-// newFS reads a build laid out as dist/ is.
-func newFS(fsys fs.FS) (*Handler, error) {
+// NewFS reads a build laid out as dist/ is: the embedded one (New), or a
+// test's own.
+func NewFS(fsys fs.FS) (*Handler, error) {
 	h := &Handler{files: make(map[string]file)}
 	err := fs.WalkDir(fsys, ".", func(p string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() || strings.HasSuffix(p, ".gz") || p == "README.md" {

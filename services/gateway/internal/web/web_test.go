@@ -20,7 +20,7 @@ func gz(t *testing.T, s string) []byte {
 }
 
 func TestHandler(t *testing.T) {
-	h, err := newFS(fstest.MapFS{
+	h, err := NewFS(fstest.MapFS{
 		"README.md":                 {Data: []byte("not served")},
 		"widget.js":                 {Data: []byte("loader")},
 		"widget.js.gz":              {Data: gz(t, "loader")},
@@ -88,7 +88,7 @@ func TestHandler(t *testing.T) {
 }
 
 func TestHandlerRevalidates(t *testing.T) {
-	h, err := newFS(fstest.MapFS{"widget.js": {Data: []byte("loader")}, "widget.js.gz": {Data: gz(t, "loader")}})
+	h, err := NewFS(fstest.MapFS{"widget.js": {Data: []byte("loader")}, "widget.js.gz": {Data: gz(t, "loader")}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -108,7 +108,7 @@ func TestHandlerRevalidates(t *testing.T) {
 }
 
 func TestBuiltTellsAMissingBuild(t *testing.T) {
-	h, err := newFS(fstest.MapFS{"README.md": {Data: []byte("only this")}})
+	h, err := NewFS(fstest.MapFS{"README.md": {Data: []byte("only this")}})
 	if err != nil {
 		t.Fatal(err)
 	}
