@@ -228,6 +228,8 @@ test("a visitor chats with an agent through the widget, keyboard only, on a 320 
     ([tok, id]) =>
       new Promise((resolve, reject) => {
         const ws = new WebSocket(`${location.origin.replace("http", "ws")}/v1/stream?access_token=${tok}`);
+        globalThis.agentSaw = [];
+        ws.onmessage = (m) => globalThis.agentSaw.push(JSON.parse(m.data));
         ws.onopen = () => {
           ws.send(JSON.stringify({ type: "typing", conversation_id: id }));
           resolve();
@@ -245,6 +247,14 @@ test("a visitor chats with an agent through the widget, keyboard only, on a 320 
   assert.equal(said.length, 1, "the visitor's message, shown once");
   await page.screenshot({ path: join(results, "widget-chat.png") });
 
+  // And the other way: the visitor's typing and message reach the agent's
+  // stream live.
+  await page.keyboard.type("Thanks!");
+  await page.keyboard.press("Enter");
+  const saw = (pred) => agentPage.evaluate((src) => globalThis.agentSaw.some(new Function("e", `return ${src}`)), pred);
+  await poll("the visitor's typing on the agent's stream", () => saw(`e.type === "typing" && e.author.role === "visitor"`));
+  await poll("the visitor's message on the agent's stream", () => saw(`e.type === "message" && e.message.text === "Thanks!"`));
+
   assert.deepEqual(violations, [], "CSP violations");
   const foreign = requests.filter((r) => !r.url().startsWith(`${gw}/`) && !r.url().startsWith(gw.replace("http", "ws")) && !r.url().startsWith(`${host}/`));
   assert.deepEqual(foreign.map((r) => r.url()), [], "requests to hosts other than the gateway");
@@ -259,6 +269,7 @@ test("a visitor chats with an agent through the widget, keyboard only, on a 320 
   await back.keyboard.press("Enter");
   await shows(back, "Hi, Alice here: how can I help?");
   await shows(back, "Hello from the widget");
+  await shows(back, "Thanks!");
   await back.screenshot({ path: join(results, "widget-back.png") });
 
   // Erase me, keyboard only: from the message box to "Erase me", then its
