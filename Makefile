@@ -19,20 +19,34 @@ TEST_FLAGS ?= -race -count=1 -timeout 30m
 # explains how otherwise. Parley runs without it (analytics then reports not ready).
 ENSURE_CLICKHOUSE ?= scripts/ensure-clickhouse.sh
 
-.PHONY: help build run test fuzz lint fmt-check vet build-modules bench
+.PHONY: help build web run test test-web fuzz lint fmt-check vet build-modules bench
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
-build: ## build bin/parley
+build: web ## build the front-end, then bin/parley with it embedded
 	$(GO) build -o bin/parley ./cmd/parley
+
+# The front-end (web/) is bundled into the gateway's embedded directory. npm ci
+# installs the packages the lockfile pins when node_modules is missing. Without
+# npm the gateway is built without the widget (it answers 404 for its files).
+web: ## build the widget into services/gateway/internal/web/dist (needs node and npm)
+	@if ! command -v npm >/dev/null 2>&1; then \
+		echo "npm not found: building bin/parley without the widget (install nodejs and npm)"; \
+	else \
+		cd web && { [ -d node_modules ] || npm ci --no-audit --no-fund; } && npm run --silent build; \
+	fi
 
 run: build ## build, then run every service in one process (HTTP_ADDR, DATA_DIR)
 	$(ENSURE_CLICKHOUSE)
 	./bin/parley all --http-addr $(HTTP_ADDR) --data-dir $(DATA_DIR)
 
-test: ## run every module's tests with the race detector (needs clickhouse-server)
+test: ## run every module's tests with the race detector (needs clickhouse-server), then the browser tests
 	$(GO) test $(TEST_FLAGS) $(PACKAGES)
+	$(MAKE) test-web
+
+test-web: build ## the widget's tests in Debian's chromium against bin/parley (needs node, npm, chromium)
+	cd web && npm test
 
 # The Go fuzz targets as dir:FuzzName, found by grep. Their seeds also run
 # as tests in `make test`.

@@ -24,6 +24,7 @@ import (
 	"github.com/parley-chat/parley/services/gateway/internal/settings"
 	"github.com/parley-chat/parley/services/gateway/internal/signin"
 	"github.com/parley-chat/parley/services/gateway/internal/tenant"
+	"github.com/parley-chat/parley/services/gateway/internal/web"
 )
 
 // Deps is what the gateway runs on.
@@ -201,6 +202,14 @@ func Run(ctx context.Context, d Deps) error {
 		return fmt.Errorf("gateway: register metrics: %w", err)
 	}
 
+	assets, err := web.New()
+	if err != nil {
+		return fmt.Errorf("gateway: front-end files: %w", err)
+	}
+	if !assets.Built() {
+		log.Info("gateway serves no widget: the front-end was not built (make build)")
+	}
+
 	streamCtx, stopStreams := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopStreams()
 	api, err := httpapi.New(httpapi.Config{
@@ -225,6 +234,7 @@ func Run(ctx context.Context, d Deps) error {
 		ClientAddrHeader: d.ClientAddrHeader,
 		MaxConns:         d.MaxConns,
 		MaxConnsPerAddr:  d.MaxConnsPerAddr,
+		Web:              assets,
 	})
 	if err != nil {
 		return fmt.Errorf("gateway: register metrics: %w", err)

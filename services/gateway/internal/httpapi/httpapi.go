@@ -39,6 +39,7 @@ import (
 	"github.com/parley-chat/parley/services/gateway/internal/settings"
 	"github.com/parley-chat/parley/services/gateway/internal/signin"
 	"github.com/parley-chat/parley/services/gateway/internal/tenant"
+	"github.com/parley-chat/parley/services/gateway/internal/web"
 )
 
 //go:embed openapi.json
@@ -86,6 +87,9 @@ type Config struct {
 	// MaxConnsPerAddr those of one peer address (an IPv6 /64); 0 means no
 	// bound. Behind a reverse proxy every connection comes from the proxy.
 	MaxConns, MaxConnsPerAddr int
+	// Web serves the front-end's files (the widget, the demo page); nil
+	// means none.
+	Web *web.Handler
 }
 
 // defaultBodyReadTimeout leaves a slow mobile client ample time for the
@@ -163,6 +167,7 @@ func New(cfg Config) (*API, error) {
 		}
 	}
 	a.routes()
+	a.staticRoutes()
 	return a, nil
 }
 
@@ -358,7 +363,8 @@ func (s *statusRecorder) WriteHeader(code int) {
 	}
 	s.written = true
 	h := s.Header()
-	if code < 300 || strings.HasPrefix(h.Get("Content-Type"), problemContentType) {
+	// 304 answers a revalidation of a front-end file (see staticRoutes).
+	if code < 300 || code == http.StatusNotModified || strings.HasPrefix(h.Get("Content-Type"), problemContentType) {
 		s.status = code
 		s.ResponseWriter.WriteHeader(code)
 		return

@@ -1,0 +1,143 @@
+// Package web serves the front-end that `make build` bundles from the web/
+// directory into dist/ and embeds here: the widget's loader (/widget.js),
+// its content-hashed bundles (/assets/…) and a demo page (/demo).
+//
+// Hashed files never change under their name, so they are cached for a
+// year; the loader keeps its name across releases, so it is cached for five
+// minutes and revalidated by ETag. Every file is precompressed at build
+// time; a client that accepts gzip gets the .gz copy. Every answer carries a
+// Content-Security-Policy that allows scripts, styles and connections from
+// the gateway only: no inline script, no eval.
+//
+// Without a build (go test where node is absent) dist/ holds only its README:
+// the handler then answers 404 for every file, and Built reports false.
+package web
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"embed"
+	"encoding/hex"
+	"fmt"
+	"io/fs"
+	"mime"
+	"net/http"
+	"path"
+	"strings"
+	"time"
+)
+
+//go:embed all:dist
+var dist embed.FS
+
+// CSP is the Content-Security-Policy of every file the handler serves.
+// 'self' covers the gateway's WebSocket too (CSP level 3).
+const CSP = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; " +
+	"base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+
+const (
+	immutable  = "public, max-age=31536000, immutable"
+	shortCache = "public, max-age=300"
+	noCache    = "no-cache"
+)
+
+// file is one servable file, with its precompressed copy when the build made
+// one.
+type file struct {
+	body, gzip []byte
+	etag       string
+	ctype      string
+	cache      string
+}
+
+// Handler serves the embedded files.
+type Handler struct {
+	files map[string]file
+}
+
+// New reads the embedded build.
+func New() (*Handler, error) {
+	sub, err := fs.Sub(dist, "dist")
+	if err != nil {
+		return nil, err
+	}
+	return NewFS(sub)
+}
+
+// NewFS reads a build laid out as dist/ is: the embedded one (New), or a
+// test's own.
+func NewFS(fsys fs.FS) (*Handler, error) {
+	h := &Handler{files: make(map[string]file)}
+	err := fs.WalkDir(fsys, ".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || strings.HasSuffix(p, ".gz") || p == "README.md" {
+			return err
+		}
+		body, err := fs.ReadFile(fsys, p)
+		if err != nil {
+			return err
+		}
+		// Absent when the build found it not worth compressing.
+		gz, _ := fs.ReadFile(fsys, p+".gz")
+		sum := sha256.Sum256(body)
+		name := "/" + p
+		f := file{body: body, gzip: gz, etag: `"` + hex.EncodeToString(sum[:8]) + `"`, cache: shortCache}
+		f.ctype = mime.TypeByExtension(path.Ext(name))
+		switch {
+		case strings.HasPrefix(name, "/assets/"):
+			f.cache = immutable
+		case strings.HasSuffix(name, ".html"):
+			f.cache = noCache
+			name = strings.TrimSuffix(name, ".html")
+		}
+		h.files[name] = f
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read the front-end build: %w", err)
+	}
+	return h, nil
+}
+
+// Built reports whether the front-end build was embedded.
+func (h *Handler) Built() bool { return len(h.files) > 0 }
+
+// Patterns are the ServeMux patterns the handler answers.
+var Patterns = []string{"GET /widget.js", "GET /assets/{name}", "GET /demo"}
+
+// ServeHTTP serves the file of r's path, 404 for any other.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	f, ok := h.files[r.URL.Path]
+	if !ok {
+		http.NotFound(w, r)
+		return
+	}
+	hd := w.Header()
+	hd.Set("Content-Security-Policy", CSP)
+	hd.Set("X-Content-Type-Options", "nosniff")
+	hd.Set("Cache-Control", f.cache)
+	hd.Set("Content-Type", f.ctype)
+	hd.Set("Vary", "Accept-Encoding")
+	body, etag := f.body, f.etag
+	if f.gzip != nil && acceptsGzip(r) {
+		hd.Set("Content-Encoding", "gzip")
+		body, etag = f.gzip, strings.TrimSuffix(etag, `"`)+`-gz"`
+	}
+	hd.Set("ETag", etag)
+	// ServeContent answers If-None-Match and ranges; the zero time sends no
+	// Last-Modified, which an embedded file does not have.
+	http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(body))
+}
+
+// acceptsGzip reports whether r's Accept-Encoding lists gzip without q=0.
+func acceptsGzip(r *http.Request) bool {
+	for _, v := range r.Header.Values("Accept-Encoding") {
+		for _, part := range strings.Split(v, ",") {
+			coding, params, _ := strings.Cut(strings.TrimSpace(part), ";")
+			if strings.EqualFold(strings.TrimSpace(coding), "gzip") {
+				q := strings.ReplaceAll(params, " ", "")
+				return q != "q=0" && q != "q=0.0" && q != "q=0.00" && q != "q=0.000"
+			}
+		}
+	}
+	return false
+}
