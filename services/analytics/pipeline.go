@@ -192,8 +192,8 @@ func (h addrHiddenStore) Insert(ctx context.Context, facts []analyticsapi.Fact) 
 	return nil
 }
 
-func (h addrHiddenStore) Erase(ctx context.Context, erased []analyticsapi.EraseArgs, committed func()) ([]int64, error) {
-	n, err := h.st.Erase(ctx, erased, committed)
+func (h addrHiddenStore) Erase(ctx context.Context, erased []analyticsapi.EraseArgs) ([]int64, error) {
+	n, err := h.st.Erase(ctx, erased)
 	if err != nil {
 		return nil, hideAddrs(err, h.addrs)
 	}

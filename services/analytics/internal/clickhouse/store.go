@@ -94,17 +94,11 @@ const deletePoll = 50 * time.Millisecond
 // pseudonym go in one deletion: a lightweight DELETE where the server has
 // one (23.3 and later), an ALTER TABLE … DELETE mutation otherwise, which
 // rewrites the table's parts and so costs about as much for many
-// pseudonyms as for one. It calls committed, when not nil, once the
-// deletion is durable: the pseudonyms recorded and the statement accepted
-// (the server keeps a mutation on disk and completes it after a restart of
-// its own), which can be seconds before the rows are gone. It waits for the
-// deletion until the rows are gone or ctx ends.
-func (s *Store) Erase(ctx context.Context, erased []analyticsapi.EraseArgs, committed func()) ([]int64, error) {
+// pseudonyms as for one. It waits for the deletion until the rows are gone
+// or ctx ends.
+func (s *Store) Erase(ctx context.Context, erased []analyticsapi.EraseArgs) ([]int64, error) {
 	if len(erased) == 0 {
 		return nil, nil
-	}
-	if committed == nil {
-		committed = func() {}
 	}
 	rec, err := s.conn.PrepareBatch(ctx, "INSERT INTO erased_pseudonyms (tenant, pseudonym, erased_at)")
 	if err != nil {
@@ -137,7 +131,6 @@ func (s *Store) Erase(ctx context.Context, erased []analyticsapi.EraseArgs, comm
 		}
 	}
 	if len(where) == 0 {
-		committed()
 		return counts, nil
 	}
 	cond := strings.Join(where, " OR ")
@@ -148,7 +141,6 @@ func (s *Store) Erase(ctx context.Context, erased []analyticsapi.EraseArgs, comm
 	if err := s.conn.Exec(ctx, stmt+cond, args...); err != nil {
 		return nil, fmt.Errorf("delete rows: %w", err)
 	}
-	committed()
 	for {
 		var left uint64
 		if err := s.conn.QueryRow(ctx, "SELECT count() FROM facts WHERE "+cond, args...).Scan(&left); err != nil {

@@ -17,8 +17,8 @@
 //
 // Erasure requests stored in the stream (analyticsapi.KindErasure) keep
 // stream order: the batch before one is inserted first, no later one
-// inserts the pseudonym's facts, and nothing after it is acked before the
-// deletion of its rows is committed in the store.
+// inserts the pseudonym's facts, and nothing after it is acked before its
+// rows are deleted.
 package ingest
 
 import (
@@ -69,11 +69,8 @@ type Store interface {
 	// once. It does not keep facts, which are reused, after it returns.
 	Insert(ctx context.Context, facts []analyticsapi.Fact) error
 	// Erase deletes the rows of erased pseudonyms, all at once, and
-	// returns how many facts it deleted for each, in the order given,
-	// once they are gone. It calls committed, when not nil, as soon as
-	// the deletion is durable: sure to complete even if this process
-	// stops.
-	Erase(ctx context.Context, erased []analyticsapi.EraseArgs, committed func()) ([]int64, error)
+	// returns how many facts it deleted for each, in the order given.
+	Erase(ctx context.Context, erased []analyticsapi.EraseArgs) ([]int64, error)
 }
 
 // Ingester runs the consumer. Erase may be called concurrently with Run.
@@ -125,7 +122,7 @@ func erasedKey(tenant, pseudonym string) string { return tenant + "/" + pseudony
 // started, whichever of its erasures deleted them.
 func (in *Ingester) Erase(ctx context.Context, st Store, tenant, pseudonym string) (int64, error) {
 	in.MarkErased(tenant, pseudonym)
-	n, err := in.erase(ctx, st, []analyticsapi.EraseArgs{{Tenant: tenant, Pseudonym: pseudonym}}, nil)
+	n, err := in.erase(ctx, st, []analyticsapi.EraseArgs{{Tenant: tenant, Pseudonym: pseudonym}})
 	if err != nil {
 		return 0, err
 	}
@@ -133,12 +130,12 @@ func (in *Ingester) Erase(ctx context.Context, st Store, tenant, pseudonym strin
 }
 
 // erase deletes the rows of pseudonyms already marked erased in one
-// deletion of the store, calling committed as Store.Erase does, and
-// returns for each every fact deleted for it since this process started.
-func (in *Ingester) erase(ctx context.Context, st Store, erased []analyticsapi.EraseArgs, committed func()) ([]int64, error) {
+// deletion of the store, and returns for each every fact deleted for it
+// since this process started.
+func (in *Ingester) erase(ctx context.Context, st Store, erased []analyticsapi.EraseArgs) ([]int64, error) {
 	in.eraseMu.Lock()
 	defer in.eraseMu.Unlock()
-	n, err := st.Erase(ctx, erased, committed)
+	n, err := st.Erase(ctx, erased)
 	if err != nil {
 		return nil, err
 	}
@@ -329,17 +326,14 @@ type job struct {
 // a mutation rewrites the table whatever it deletes, so a backlog's N
 // requests cost one or two mutations, not N in turn. Acks keep stream
 // order: nothing after an erasure request is acked before its deletion is
-// committed (Store.Erase), so that a stop before performs the request
-// again; a committed deletion completes without this process, and its
-// end, seconds later on an old ClickHouse, holds no ack. What is left
-// unanswered when ctx ends the stream delivers again to the next reader.
+// done. What is left unanswered when ctx ends the stream delivers again to
+// the next reader.
 func (in *Ingester) write(ctx context.Context, batches *watermilljs.Batches, jobs <-chan job, free chan<- *batch) {
 	var (
-		erasing   <-chan struct{}          // the deletion running, if any
-		committed <-chan struct{}          // closed once it is committed; nil after
-		waiting   []analyticsapi.EraseArgs // requests read since it began
-		done      watermilljs.Msg          // the last message done
-		owed      bool                     // done is not acked yet
+		erasing <-chan struct{}          // the deletion running, if any
+		waiting []analyticsapi.EraseArgs // requests read since it began
+		done    watermilljs.Msg          // the last message done
+		owed    bool                     // done is not acked yet
 	)
 	defer func() {
 		if erasing != nil {
@@ -347,7 +341,7 @@ func (in *Ingester) write(ctx context.Context, batches *watermilljs.Batches, job
 		}
 	}()
 	ack := func() {
-		if owed && committed == nil && len(waiting) == 0 {
+		if owed && erasing == nil {
 			batches.Ack(done)
 			owed = false
 		}
@@ -355,22 +349,14 @@ func (in *Ingester) write(ctx context.Context, batches *watermilljs.Batches, job
 	// startErasing begins the deletion of what waits, when none runs.
 	startErasing := func() {
 		if erasing == nil && len(waiting) > 0 {
-			erasing, committed = in.eraseInBackground(ctx, waiting)
+			erasing = in.eraseInBackground(ctx, waiting)
 			waiting = nil
 		}
 	}
 	for {
 		select {
-		case <-committed:
-			committed = nil
-			ack()
 		case <-erasing:
-			if ctx.Err() != nil {
-				// Ended uncommitted, maybe: nothing more is acked.
-				return
-			}
-			// A deletion ends committed.
-			erasing, committed = nil, nil
+			erasing = nil
 			startErasing()
 			ack()
 		case j, open := <-jobs:
@@ -414,17 +400,15 @@ func (in *Ingester) insert(ctx context.Context, b *batch) bool {
 }
 
 // eraseInBackground deletes the pseudonyms' rows, retrying once the store
-// answers again, until it succeeds or ctx ends; done is closed then, and
-// committed once the deletion is committed.
-func (in *Ingester) eraseInBackground(ctx context.Context, erased []analyticsapi.EraseArgs) (done, committed <-chan struct{}) {
-	d, c := make(chan struct{}), make(chan struct{})
-	commit := sync.OnceFunc(func() { close(c) })
+// answers again, until it succeeds or ctx ends; the channel is closed then.
+func (in *Ingester) eraseInBackground(ctx context.Context, erased []analyticsapi.EraseArgs) <-chan struct{} {
+	done := make(chan struct{})
 	go func() {
-		defer close(d)
+		defer close(done)
 		for ctx.Err() == nil {
 			st, err := in.store(ctx)
 			if err == nil {
-				if _, err = in.erase(ctx, st, erased, commit); err == nil {
+				if _, err = in.erase(ctx, st, erased); err == nil {
 					return
 				}
 				if ctx.Err() == nil {
@@ -436,7 +420,7 @@ func (in *Ingester) eraseInBackground(ctx context.Context, erased []analyticsapi
 			}
 		}
 	}()
-	return d, c
+	return done
 }
 
 // batch is the facts read and not yet inserted. Its slices are reused

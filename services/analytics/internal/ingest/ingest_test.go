@@ -22,13 +22,12 @@ import (
 
 // memStore is a Store in memory: the batches inserted and the pseudonyms
 // of each deletion, in order. Erase waits for erasing to be closed, when it
-// is set, before it commits, or after when commitFirst is set.
+// is set.
 type memStore struct {
-	mu          sync.Mutex
-	batches     [][]analyticsapi.Fact
-	erasures    [][]string
-	erasing     chan struct{}
-	commitFirst bool
+	mu       sync.Mutex
+	batches  [][]analyticsapi.Fact
+	erasures [][]string
+	erasing  chan struct{}
 }
 
 func (s *memStore) Insert(_ context.Context, facts []analyticsapi.Fact) error {
@@ -38,7 +37,7 @@ func (s *memStore) Insert(_ context.Context, facts []analyticsapi.Fact) error {
 	return nil
 }
 
-func (s *memStore) Erase(ctx context.Context, erased []analyticsapi.EraseArgs, committed func()) ([]int64, error) {
+func (s *memStore) Erase(ctx context.Context, erased []analyticsapi.EraseArgs) ([]int64, error) {
 	var pseudonyms []string
 	for _, e := range erased {
 		pseudonyms = append(pseudonyms, e.Pseudonym)
@@ -46,9 +45,6 @@ func (s *memStore) Erase(ctx context.Context, erased []analyticsapi.EraseArgs, c
 	s.mu.Lock()
 	s.erasures = append(s.erasures, pseudonyms)
 	s.mu.Unlock()
-	if s.commitFirst {
-		committed()
-	}
 	if s.erasing != nil {
 		select {
 		case <-s.erasing:
@@ -56,7 +52,6 @@ func (s *memStore) Erase(ctx context.Context, erased []analyticsapi.EraseArgs, c
 			return nil, ctx.Err()
 		}
 	}
-	committed()
 	return make([]int64, len(erased)), nil
 }
 
@@ -110,22 +105,11 @@ func run(t *testing.T, js jetstream.JetStream, st Store, maxDelay time.Duration)
 }
 
 // TestErasureHoldsAcksNotInserts stores facts, an erasure request and
-// more facts, with a store whose deletion is not committed until the test
+// more facts, with a store whose deletion does not end until the test
 // says: the later facts are inserted meanwhile, except the erased
 // pseudonym's, and nothing from the erasure request on is acked before the
-// deletion is committed.
+// deletion is done.
 func TestErasureHoldsAcksNotInserts(t *testing.T) {
-	testErasureAcks(t, false)
-}
-
-// TestErasureAcksOnceCommitted is TestErasureHoldsAcksNotInserts with a
-// deletion committed at once and ending only when the test says:
-// everything is acked while it runs.
-func TestErasureAcksOnceCommitted(t *testing.T) {
-	testErasureAcks(t, true)
-}
-
-func testErasureAcks(t *testing.T, commitFirst bool) {
 	ns := natstest.Start(t, "")
 	_, js := natstest.Connect(t, ns)
 	if err := stream.Ensure(t.Context(), js, stream.Options{}, stream.Analytics); err != nil {
@@ -145,7 +129,7 @@ func testErasureAcks(t *testing.T, commitFirst bool) {
 	publishFacts(t, js, kept, 100, 50)
 	publishFacts(t, js, erased, 150, 50)
 
-	st := &memStore{erasing: make(chan struct{}), commitFirst: commitFirst}
+	st := &memStore{erasing: make(chan struct{})}
 	run(t, js, st, 0)
 	ackFloor := func() uint64 {
 		c, err := js.Consumer(t.Context(), stream.Analytics, Durable)
@@ -160,10 +144,8 @@ func testErasureAcks(t *testing.T, commitFirst bool) {
 	}
 	// 100 before the request, 50 of kept after it; none of erased after.
 	natstest.Until(t, 30*time.Second, "the facts after the erasure inserted", func() bool { return st.facts() == 150 })
-	if commitFirst {
-		natstest.Until(t, 30*time.Second, "every message acked during the deletion", func() bool { return ackFloor() == req.Sequence+100 })
-	} else if got := ackFloor(); got >= req.Sequence {
-		t.Errorf("ack floor %d before the deletion is committed, want below the erasure request's %d", got, req.Sequence)
+	if got := ackFloor(); got >= req.Sequence {
+		t.Errorf("ack floor %d during the deletion, want below the erasure request's %d", got, req.Sequence)
 	}
 	close(st.erasing)
 	natstest.Until(t, 30*time.Second, "every message acked", func() bool { return ackFloor() == req.Sequence+100 })
