@@ -21,7 +21,10 @@
 // erasure of a pseudonym's rows (analyticsapi.EraseSubject), which the
 // privacy service calls, and which erasure requests stored in ANALYTICS
 // trigger too. An erased pseudonym's facts still in transit are dropped
-// before insert.
+// before insert. The stored requests read while a deletion runs are
+// deleted together, in one deletion: on servers before 23.3 each is a
+// mutation rewriting the table, so a backlog with many requests pays one
+// or two, not one each.
 //
 // At start it creates and migrates its schema (table schema_migrations; see
 // internal/clickhouse and docs/analytics.md), including the aggregate views

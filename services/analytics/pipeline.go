@@ -192,10 +192,10 @@ func (h addrHiddenStore) Insert(ctx context.Context, facts []analyticsapi.Fact) 
 	return nil
 }
 
-func (h addrHiddenStore) Erase(ctx context.Context, tenant, pseudonym string) (int64, error) {
-	n, err := h.st.Erase(ctx, tenant, pseudonym)
+func (h addrHiddenStore) Erase(ctx context.Context, erased []analyticsapi.EraseArgs) ([]int64, error) {
+	n, err := h.st.Erase(ctx, erased)
 	if err != nil {
-		return 0, hideAddrs(err, h.addrs)
+		return nil, hideAddrs(err, h.addrs)
 	}
 	return n, nil
 }

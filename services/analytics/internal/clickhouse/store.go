@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
@@ -87,45 +88,70 @@ func (s *Store) ErasedPseudonyms(ctx context.Context) ([]Erased, error) {
 // deletePoll is how often Erase checks whether the deletion is done.
 const deletePoll = 50 * time.Millisecond
 
-// Erase records pseudonym as erased, deletes every row whose visitor or
-// agent is pseudonym, and returns once no such row is left, with the
-// number of facts deleted. It deletes with a lightweight DELETE where the
-// server has one (23.3 and later), with an ALTER TABLE … DELETE mutation
-// otherwise, and waits for either until the rows are gone or ctx ends.
-func (s *Store) Erase(ctx context.Context, tenant, pseudonym string) (int64, error) {
-	if err := s.conn.Exec(ctx, "INSERT INTO erased_pseudonyms (tenant, pseudonym, erased_at) SELECT ?, ?, now()", tenant, pseudonym); err != nil {
-		return 0, fmt.Errorf("record erased pseudonym: %w", err)
+// Erase records each pseudonym as erased, deletes every row whose visitor
+// or agent is one of them, and returns once no such row is left, with the
+// number of facts deleted for each, in the order given. The rows of every
+// pseudonym go in one deletion: a lightweight DELETE where the server has
+// one (23.3 and later), an ALTER TABLE … DELETE mutation otherwise, which
+// rewrites the table's parts and so costs about as much for many
+// pseudonyms as for one. It waits for the deletion until the rows are gone
+// or ctx ends.
+func (s *Store) Erase(ctx context.Context, erased []analyticsapi.EraseArgs) ([]int64, error) {
+	if len(erased) == 0 {
+		return nil, nil
 	}
-	const where = "tenant = ? AND (visitor_pseudonym = ? OR agent_pseudonym = ?)"
-	count := func(q string) (uint64, error) {
-		var n uint64
-		if err := s.conn.QueryRow(ctx, q+where, tenant, pseudonym, pseudonym).Scan(&n); err != nil {
-			return 0, fmt.Errorf("count rows to erase: %w", err)
+	rec, err := s.conn.PrepareBatch(ctx, "INSERT INTO erased_pseudonyms (tenant, pseudonym, erased_at)")
+	if err != nil {
+		return nil, fmt.Errorf("record erased pseudonyms: %w", err)
+	}
+	defer rec.Abort()
+	now := time.Now()
+	for _, e := range erased {
+		if err := rec.Append(e.Tenant, e.Pseudonym, now); err != nil {
+			return nil, fmt.Errorf("record erased pseudonyms: %w", err)
 		}
-		return n, nil
 	}
-	facts, err := count("SELECT uniqExact(fact_id) FROM facts WHERE ")
-	if err != nil || facts == 0 {
-		return 0, err
+	if err := rec.Send(); err != nil {
+		return nil, fmt.Errorf("record erased pseudonyms: %w", err)
 	}
+	const one = "(tenant = ? AND (visitor_pseudonym = ? OR agent_pseudonym = ?))"
+	counts := make([]int64, len(erased))
+	var (
+		where []string
+		args  []any
+	)
+	for i, e := range erased {
+		var n uint64
+		if err := s.conn.QueryRow(ctx, "SELECT uniqExact(fact_id) FROM facts WHERE "+one, e.Tenant, e.Pseudonym, e.Pseudonym).Scan(&n); err != nil {
+			return nil, fmt.Errorf("count rows to erase: %w", err)
+		}
+		if counts[i] = int64(n); n > 0 {
+			where = append(where, one)
+			args = append(args, e.Tenant, e.Pseudonym, e.Pseudonym)
+		}
+	}
+	if len(where) == 0 {
+		return counts, nil
+	}
+	cond := strings.Join(where, " OR ")
 	stmt := "ALTER TABLE facts DELETE WHERE "
 	if s.version.hasLightweightDelete() {
 		stmt = "DELETE FROM facts WHERE "
 	}
-	if err := s.conn.Exec(ctx, stmt+where, tenant, pseudonym, pseudonym); err != nil {
-		return 0, fmt.Errorf("delete rows: %w", err)
+	if err := s.conn.Exec(ctx, stmt+cond, args...); err != nil {
+		return nil, fmt.Errorf("delete rows: %w", err)
 	}
 	for {
-		left, err := count("SELECT count() FROM facts WHERE ")
-		if err != nil {
-			return 0, err
+		var left uint64
+		if err := s.conn.QueryRow(ctx, "SELECT count() FROM facts WHERE "+cond, args...).Scan(&left); err != nil {
+			return nil, fmt.Errorf("count rows left to erase: %w", err)
 		}
 		if left == 0 {
-			return int64(facts), nil
+			return counts, nil
 		}
 		select {
 		case <-ctx.Done():
-			return 0, fmt.Errorf("wait for deletion of %d rows: %w", left, ctx.Err())
+			return nil, fmt.Errorf("wait for deletion of %d rows: %w", left, ctx.Err())
 		case <-time.After(deletePoll):
 		}
 	}

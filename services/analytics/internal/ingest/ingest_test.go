@@ -20,12 +20,14 @@ import (
 	"github.com/parley-chat/parley/pkg/watermilljs"
 )
 
-// memStore is a Store in memory: the batches inserted, in order. Erase
-// waits for erasing to be closed, when it is set.
+// memStore is a Store in memory: the batches inserted and the pseudonyms
+// of each deletion, in order. Erase waits for erasing to be closed, when it
+// is set.
 type memStore struct {
-	mu      sync.Mutex
-	batches [][]analyticsapi.Fact
-	erasing chan struct{}
+	mu       sync.Mutex
+	batches  [][]analyticsapi.Fact
+	erasures [][]string
+	erasing  chan struct{}
 }
 
 func (s *memStore) Insert(_ context.Context, facts []analyticsapi.Fact) error {
@@ -35,16 +37,28 @@ func (s *memStore) Insert(_ context.Context, facts []analyticsapi.Fact) error {
 	return nil
 }
 
-func (s *memStore) Erase(ctx context.Context, _, _ string) (int64, error) {
-	if s.erasing == nil {
-		return 0, nil
+func (s *memStore) Erase(ctx context.Context, erased []analyticsapi.EraseArgs) ([]int64, error) {
+	var pseudonyms []string
+	for _, e := range erased {
+		pseudonyms = append(pseudonyms, e.Pseudonym)
 	}
-	select {
-	case <-s.erasing:
-		return 0, nil
-	case <-ctx.Done():
-		return 0, ctx.Err()
+	s.mu.Lock()
+	s.erasures = append(s.erasures, pseudonyms)
+	s.mu.Unlock()
+	if s.erasing != nil {
+		select {
+		case <-s.erasing:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
 	}
+	return make([]int64, len(erased)), nil
+}
+
+func (s *memStore) deletions() [][]string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.erasures)
 }
 
 func (s *memStore) facts() int {
@@ -137,6 +151,49 @@ func TestErasureHoldsAcksNotInserts(t *testing.T) {
 	natstest.Until(t, 30*time.Second, "every message acked", func() bool { return ackFloor() == req.Sequence+100 })
 	if got := st.facts(); got != 150 {
 		t.Errorf("facts inserted = %d, want 150", got)
+	}
+}
+
+// TestErasuresDuringADeletionGoTogether stores three erasure requests
+// between facts, with a store whose first deletion does not end until the
+// test says: the two requests read meanwhile go in one deletion after it,
+// and each request's pseudonym is deleted after the facts before it went
+// in.
+func TestErasuresDuringADeletionGoTogether(t *testing.T) {
+	ns := natstest.Start(t, "")
+	_, js := natstest.Connect(t, ns)
+	if err := stream.Ensure(t.Context(), js, stream.Options{}, stream.Analytics); err != nil {
+		t.Fatal(err)
+	}
+	a, b, c, kept := strings.Repeat("a", 64), strings.Repeat("b", 64), strings.Repeat("c", 64), strings.Repeat("k", 64)
+	erase := func(pseudonym string) {
+		t.Helper()
+		args, err := json.Marshal(analyticsapi.EraseArgs{Tenant: "acme", Pseudonym: pseudonym})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := js.Publish(t.Context(), analyticsapi.Subject("acme", analyticsapi.KindErasure), args); err != nil {
+			t.Fatal(err)
+		}
+	}
+	publishFacts(t, js, a, 0, 10)
+	erase(a)
+	publishFacts(t, js, b, 10, 10)
+	erase(b)
+	publishFacts(t, js, c, 20, 10)
+	erase(c)
+	publishFacts(t, js, kept, 30, 10)
+
+	st := &memStore{erasing: make(chan struct{})}
+	run(t, js, st, 0)
+	// Every fact but the erased ones after each request: the later
+	// requests have been read.
+	natstest.Until(t, 30*time.Second, "the facts inserted", func() bool { return st.facts() == 40 })
+	close(st.erasing)
+	want := [][]string{{a}, {b, c}}
+	natstest.Until(t, 30*time.Second, "the deletions done", func() bool { return len(st.deletions()) >= len(want) })
+	if got := st.deletions(); !slices.EqualFunc(got, want, slices.Equal) {
+		t.Errorf("deletions = %v, want %v", got, want)
 	}
 }
 
