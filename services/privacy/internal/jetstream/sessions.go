@@ -17,14 +17,16 @@ import (
 )
 
 // SessionStore keeps sessions in the SESSIONS bucket: "t.<hash>" names the
-// family of a refresh token's hash, "f.<family>" holds the family, and
+// family of a refresh token's hash, "h.<family>.<hash>" lists a family's
+// token hashes, "f.<family>" holds the family, and
 // "p.<tenant>.<person>.<family>" lists a person's families. Every entry is
 // written with a per-message TTL, so it leaves the bucket when its session
 // ends, and read from the stream's leader, so that every instance decides
 // on the newest state. It is safe for concurrent use.
 type SessionStore struct {
-	js jetstream.JetStream
-	kv jetstream.KeyValue
+	js     jetstream.JetStream
+	kv     jetstream.KeyValue
+	stream jetstream.Stream
 }
 
 // NewSessionStore creates the SESSIONS bucket with the definition of o
@@ -34,7 +36,11 @@ func NewSessionStore(ctx context.Context, js jetstream.JetStream, o stream.Optio
 	if err != nil {
 		return nil, err
 	}
-	return &SessionStore{js: js, kv: kv}, nil
+	str, err := js.Stream(ctx, stream.BucketStream(privacyapi.SessionsBucket))
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", privacyapi.SessionsBucket, err)
+	}
+	return &SessionStore{js: js, kv: kv, stream: str}, nil
 }
 
 type tokenEntry struct {
@@ -52,8 +58,12 @@ func (s *SessionStore) Token(ctx context.Context, h string) (string, error) {
 }
 
 // PutToken records that the token whose hash is h belongs to family, for
-// ttl.
+// ttl. The token is listed under its family first, so that DeleteFamily
+// finds every token of the family.
 func (s *SessionStore) PutToken(ctx context.Context, h, family string, ttl time.Duration) error {
+	if err := s.put(ctx, "h."+family+"."+h, struct{}{}, ttl); err != nil {
+		return err
+	}
 	return s.put(ctx, "t."+h, tokenEntry{Family: family}, ttl, jetstream.WithExpectLastSequencePerSubject(0))
 }
 
@@ -89,6 +99,42 @@ func (s *SessionStore) Families(ctx context.Context, tenant, person string) ([]s
 		ids = append(ids, k[len(prefix):])
 	}
 	return ids, nil
+}
+
+// DeleteFamily deletes the family id of person of tenant and its tokens:
+// it purges every message of their entries, so that no marker is left
+// either. The family's entry under the person goes last, so that a failure
+// leaves it listed (Families).
+func (s *SessionStore) DeleteFamily(ctx context.Context, tenant, person, id string) error {
+	prefix := "h." + id + "."
+	keys, err := s.kv.ListKeysFiltered(ctx, prefix+"*")
+	if err != nil {
+		return fmt.Errorf("list tokens of session %s: %w", id, err)
+	}
+	var hashes []string
+	for k := range keys.Keys() {
+		hashes = append(hashes, k[len(prefix):])
+	}
+	keys.Stop()
+	for _, h := range hashes {
+		if err := s.purge(ctx, "t."+h); err != nil {
+			return err
+		}
+	}
+	for _, key := range []string{prefix + "*", "f." + id, personKey(tenant, person) + "." + id} {
+		if err := s.purge(ctx, key); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// purge removes every message of the entries key matches.
+func (s *SessionStore) purge(ctx context.Context, key string) error {
+	if err := s.stream.Purge(ctx, jetstream.WithPurgeSubject("$KV."+privacyapi.SessionsBucket+"."+key)); err != nil {
+		return fmt.Errorf("purge session entries: %w", err)
+	}
+	return nil
 }
 
 func personKey(tenant, person string) string { return "p." + tenant + "." + person }
