@@ -25,22 +25,20 @@ import (
 // on the newest state. It is safe for concurrent use.
 type SessionStore struct {
 	js     jetstream.JetStream
-	kv     jetstream.KeyValue
 	stream jetstream.Stream
 }
 
 // NewSessionStore creates the SESSIONS bucket with the definition of o
 // when missing and returns a store on it.
 func NewSessionStore(ctx context.Context, js jetstream.JetStream, o stream.Options, log *slog.Logger) (*SessionStore, error) {
-	kv, err := stream.OpenBucket(ctx, js, o, log, privacyapi.SessionsBucket)
-	if err != nil {
+	if _, err := stream.OpenBucket(ctx, js, o, log, privacyapi.SessionsBucket); err != nil {
 		return nil, err
 	}
 	str, err := js.Stream(ctx, stream.BucketStream(privacyapi.SessionsBucket))
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", privacyapi.SessionsBucket, err)
 	}
-	return &SessionStore{js: js, kv: kv, stream: str}, nil
+	return &SessionStore{js: js, stream: str}, nil
 }
 
 type tokenEntry struct {
@@ -86,47 +84,49 @@ func (s *SessionStore) PutFamily(ctx context.Context, f app.Family, rev uint64, 
 	return s.put(ctx, "f."+f.ID, f, ttl, jetstream.WithExpectLastSequencePerSubject(rev))
 }
 
-// Families returns the ids of the person's families that have not expired.
+// Families returns the ids of the person's families, those that expired
+// a moment ago included (their markers are left a while).
 func (s *SessionStore) Families(ctx context.Context, tenant, person string) ([]string, error) {
-	prefix := personKey(tenant, person) + "."
-	keys, err := s.kv.ListKeysFiltered(ctx, prefix+"*")
-	if err != nil {
-		return nil, fmt.Errorf("list sessions of %s/%s: %w", tenant, person, err)
-	}
-	defer keys.Stop()
-	var ids []string
-	for k := range keys.Keys() {
-		ids = append(ids, k[len(prefix):])
-	}
-	return ids, nil
+	prefix := "$KV." + privacyapi.SessionsBucket + "." + personKey(tenant, person) + "."
+	return s.subjects(ctx, prefix, fmt.Sprintf("list sessions of %s/%s", tenant, person))
 }
 
-// DeleteFamily deletes the family id of person of tenant and its tokens:
-// it purges every message of their entries, so that no marker is left
-// either. The family's entry under the person goes last, so that a failure
+// DeleteFamily deletes the family id of person of tenant and its tokens,
+// spent or expired: it purges every message of their entries, so that no
+// marker is left either. The family's entry under the person goes last, so that a failure
 // leaves it listed (Families).
 func (s *SessionStore) DeleteFamily(ctx context.Context, tenant, person, id string) error {
-	prefix := "h." + id + "."
-	keys, err := s.kv.ListKeysFiltered(ctx, prefix+"*")
+	// Its tokens as the stream's subjects name them: an expired token's
+	// marker names its hash too.
+	hashes, err := s.subjects(ctx, "$KV."+privacyapi.SessionsBucket+".h."+id+".", "list tokens of session "+id)
 	if err != nil {
-		return fmt.Errorf("list tokens of session %s: %w", id, err)
+		return err
 	}
-	var hashes []string
-	for k := range keys.Keys() {
-		hashes = append(hashes, k[len(prefix):])
-	}
-	keys.Stop()
 	for _, h := range hashes {
 		if err := s.purge(ctx, "t."+h); err != nil {
 			return err
 		}
 	}
-	for _, key := range []string{prefix + "*", "f." + id, personKey(tenant, person) + "." + id} {
+	for _, key := range []string{"h." + id + ".*", "f." + id, personKey(tenant, person) + "." + id} {
 		if err := s.purge(ctx, key); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// subjects returns the last tokens of the subjects of the bucket's stream
+// after prefix that hold a message, markers included.
+func (s *SessionStore) subjects(ctx context.Context, prefix, what string) ([]string, error) {
+	info, err := s.stream.Info(ctx, jetstream.WithSubjectFilter(prefix+"*"))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	var last []string
+	for subj := range info.State.Subjects {
+		last = append(last, subj[len(prefix):])
+	}
+	return last, nil
 }
 
 // purge removes every message of the entries key matches.
