@@ -197,6 +197,8 @@ func policyOf(user string) (policy, bool) {
 					pub: []string{"$JS.API.STREAM.MSG.DELETE." + stream.Schedules}},
 				kvOwn(privacyapi.SettingsBucket, "tenant settings, which privacy owns"),
 				kvOwn(stream.SessionsBucket, "sessions (refresh-token hashes), which privacy owns and only it reads"),
+				{why: "erasure purges every entry of the subject's sessions, leaving no marker behind (a bucket denies deleting one message)",
+					pub: []string{"$JS.API.STREAM.PURGE." + stream.BucketStream(stream.SessionsBucket)}},
 			},
 			deny:    []rule{denyLiveForgery(), denyOtherInboxes()},
 			respond: true,

@@ -1,12 +1,16 @@
 package privacy_test
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/parley-chat/parley/pkg/audit"
 	"github.com/parley-chat/parley/pkg/auth"
@@ -14,6 +18,7 @@ import (
 	"github.com/parley-chat/parley/pkg/natsembed/natstest"
 	"github.com/parley-chat/parley/pkg/privacyapi"
 	"github.com/parley-chat/parley/pkg/rpc"
+	"github.com/parley-chat/parley/pkg/stream"
 	"github.com/parley-chat/parley/services/privacy"
 )
 
@@ -199,7 +204,7 @@ func TestVisitorSessionLastsTheRetention(t *testing.T) {
 	s := natstest.Start(t, "")
 	c := natstest.NewClock()
 	start(t, s, newKEK(t), withClock(c), func(d *privacy.Deps) { d.StaffSessionTTL = 8 * time.Hour })
-	nc, _ := natstest.Connect(t, s)
+	nc, js := natstest.Connect(t, s)
 
 	reg := registerSession(t, nc)
 	staff, err := startSession(t, nc, agent)
@@ -219,6 +224,12 @@ func TestVisitorSessionLastsTheRetention(t *testing.T) {
 		t.Errorf("session expires at %v, want the retention from the refresh, %v", sess.ExpiresAt, want)
 	}
 	unused := registerSession(t, nc)
+	// What would name the visitor's session in the bucket: their id, the
+	// session's, and the hashes of its three tokens, spent or not.
+	traces := []string{reg.VisitorID, reg.Session.ID, tokenHash(reg.Session.RefreshToken), tokenHash(sess.RefreshToken)}
+	if len(sessionEntries(t, js, traces...)) == 0 {
+		t.Fatal("no entry of the visitor's session in the bucket before erasure")
+	}
 
 	er, err := erase(t, nc, visitorOf(reg.VisitorID), reg.VisitorID)
 	if err != nil {
@@ -228,7 +239,43 @@ func TestVisitorSessionLastsTheRetention(t *testing.T) {
 		t.Errorf("erasure report counts %v, want sessions_revoked 1", er.Report.Counts)
 	}
 	refused(t, nc, sess.RefreshToken, "after erasure")
+	if left := sessionEntries(t, js, traces...); len(left) > 0 {
+		t.Errorf("the bucket still holds entries of the erased visitor's session: %v", left)
+	}
 
 	c.Advance(privacyapi.DefaultRetentionDays*24*time.Hour + time.Minute)
 	refused(t, nc, unused.Session.RefreshToken, "not refreshed for the retention")
+}
+
+func tokenHash(tok string) string {
+	h := sha256.Sum256([]byte(tok))
+	return hex.EncodeToString(h[:])
+}
+
+// sessionEntries returns the subjects of the messages of the SESSIONS
+// bucket, markers included, whose subject or value holds one of traces.
+func sessionEntries(t *testing.T, js jetstream.JetStream, traces ...string) []string {
+	t.Helper()
+	str, err := js.Stream(t.Context(), stream.BucketStream(stream.SessionsBucket))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := str.CachedInfo().State
+	var found []string
+	for seq := st.FirstSeq; seq > 0 && seq <= st.LastSeq; seq++ {
+		m, err := str.GetMsg(t.Context(), seq)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, tr := range traces {
+			if strings.Contains(m.Subject, tr) || strings.Contains(string(m.Data), tr) {
+				found = append(found, m.Subject)
+				break
+			}
+		}
+	}
+	return found
 }

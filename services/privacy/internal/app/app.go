@@ -109,6 +109,16 @@ type SettingsStore interface {
 	Put(ctx context.Context, tenant string, s privacyapi.Settings) error
 }
 
+// ExpiryScheduler schedules the expiry of visitors' keys: when one fires,
+// the visitor is erased unless something of theirs is still kept
+// (internal/ephemeral).
+type ExpiryScheduler interface {
+	// ScheduleExpiry schedules the visitor's expiry for when data stored
+	// now and kept for retention, and its grace, have passed, in place of
+	// any earlier schedule of theirs.
+	ScheduleExpiry(ctx context.Context, tenant, visitor string, retention time.Duration) error
+}
+
 // Chat reads conversations from the chat service, the only one that
 // decrypts them.
 type Chat interface {
@@ -132,6 +142,9 @@ type Stores struct {
 	Checkpoints CheckpointStore
 	Settings    SettingsStore
 	Bus         Broadcaster
+	// Expiries schedules the expiry of a visitor's keys at registration,
+	// which RegisterVisitor needs.
+	Expiries ExpiryScheduler
 	// Analytics deletes erased subjects' analytics rows; nil skips that
 	// step of erasure.
 	Analytics AnalyticsCleaner
@@ -182,6 +195,7 @@ type App struct {
 	checkpoints CheckpointStore
 	settings    SettingsStore
 	bus         Broadcaster
+	expiries    ExpiryScheduler
 	// analytics and chat may be nil; see Stores.
 	analytics AnalyticsCleaner
 	chat      Chat
@@ -217,6 +231,7 @@ func New(ring *keyring.Ring, auditKey ed25519.PrivateKey, s Stores) *App {
 		checkpoints:     s.Checkpoints,
 		settings:        s.Settings,
 		bus:             s.Bus,
+		expiries:        s.Expiries,
 		analytics:       s.Analytics,
 		chat:            s.Chat,
 		log:             cmp.Or(s.Log, slog.New(slog.DiscardHandler)),

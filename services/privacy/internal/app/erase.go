@@ -151,7 +151,7 @@ func (a *App) finishErasure(ctx context.Context, by audit.Actor, audited bool, e
 		return privacyapi.Erasure{}, err
 	}
 	counts := a.cleanAnalytics(ctx, rec.tenant, pseudonym)
-	if n := a.revokeSessionsOfErased(ctx, rec.tenant, rec.subject); n > 0 {
+	if n := a.deleteSessionsOfErased(ctx, rec.tenant, rec.subject); n > 0 {
 		if counts == nil {
 			counts = make(map[string]int64)
 		}
@@ -223,16 +223,18 @@ func (a *App) ErasureStatus(ctx context.Context, p auth.Principal, tenant, erasu
 	return rec.view(), nil
 }
 
-// revokeSessionsOfErased revokes the sessions of an erased subject and
-// counts them. A failure is logged and the erasure goes on: with the keys
-// gone, a refresh of those sessions is refused all the same (stillHeld).
-func (a *App) revokeSessionsOfErased(ctx context.Context, tenant, subject string) int {
+// deleteSessionsOfErased deletes the sessions of an erased subject, every
+// entry of them, and counts them: a revoked session kept until it expires
+// would keep the subject's id. A failure is logged and the erasure goes on:
+// with the keys gone, a refresh of those sessions is refused all the same,
+// and deletes its session (stillHeld).
+func (a *App) deleteSessionsOfErased(ctx context.Context, tenant, subject string) int {
 	if a.sessions == nil {
 		return 0
 	}
-	n, err := a.revokeAll(ctx, tenant, subject)
+	n, err := a.deleteAll(ctx, tenant, subject)
 	if err != nil {
-		a.log.Warn("revoke sessions of an erased subject; their refresh is refused by the keys' absence", "tenant", tenant, "err", err)
+		a.log.Warn("delete sessions of an erased subject; their refresh is refused by the keys' absence", "tenant", tenant, "err", err)
 	}
 	return n
 }

@@ -22,22 +22,26 @@ const MaxNoticeVersion = 64
 // network_data and the tenant's settings collect it; otherwise it is dropped
 // unseen. It is sealed under the visitor's data key before it is stored.
 //
-// The keys come first: if the consent event cannot be appended, what is left
+// The expiry of the visitor's keys is scheduled first, for after the
+// tenant's retention (ExpiryScheduler), so that nothing of theirs outlives
+// it. Then the keys: if the consent event cannot be appended, what is left
 // is an unused key, never a consent record for a visitor without keys; and
 // network data is only ever stored after the consent that allows it.
 func (a *App) RegisterVisitor(ctx context.Context, tenant string, c event.Consent, nd *privacyapi.NetworkData) (string, error) {
 	if err := errors.Join(validToken("tenant", tenant), validNoticeVersion(c.NoticeVersion), validNetworkData(nd)); err != nil {
 		return "", err
 	}
-	collect := false
-	if nd != nil && c.NetworkData {
-		s, _, err := a.settings.Get(ctx, tenant)
-		if err != nil {
-			return "", fmt.Errorf("read settings: %w", err)
-		}
-		collect = s.CollectNetworkData
+	s, err := a.tenantSettings(ctx, tenant)
+	if err != nil {
+		return "", err
 	}
 	visitor := event.NewID()
+	// Before anything of the visitor's is stored: a visitor who never
+	// chats is erased after the retention too, and their first chat event
+	// pushes the expiry out.
+	if err := a.expiries.ScheduleExpiry(ctx, tenant, visitor, s.Retention()); err != nil {
+		return "", fmt.Errorf("schedule expiry of visitor: %w", err)
+	}
 	keys, err := a.GetKeys(ctx, tenant, visitor, true)
 	if err != nil {
 		return "", fmt.Errorf("create keys of visitor: %w", err)
@@ -50,7 +54,7 @@ func (a *App) RegisterVisitor(ctx context.Context, tenant string, c event.Consen
 	if err != nil {
 		return "", fmt.Errorf("record consent: %w", err)
 	}
-	if collect {
+	if nd != nil && c.NetworkData && s.CollectNetworkData {
 		e, err := event.New(keys.Data, privacyapi.NetworkDataRecordedType, tenant, visitor, visitor, a.now(), nd)
 		if err != nil {
 			return "", err

@@ -45,6 +45,9 @@ type SessionStore interface {
 	PutFamily(ctx context.Context, f Family, rev uint64, ttl time.Duration) error
 	// Families returns the ids of the person's families.
 	Families(ctx context.Context, tenant, person string) ([]string, error)
+	// DeleteFamily deletes the family id of person of tenant and every
+	// entry of its tokens; a token of it then opens nothing.
+	DeleteFamily(ctx context.Context, tenant, person, id string) error
 }
 
 // Family is a session: who it is for, the hash of its newest refresh
@@ -113,12 +116,9 @@ func (a *App) StartVisitorSession(ctx context.Context, tenant, visitor string) (
 // visitorSessionTTL is how long a visitor's session lasts from its last
 // refresh: as long as the tenant retains the visitor's data.
 func (a *App) visitorSessionTTL(ctx context.Context, tenant string) (time.Duration, error) {
-	s, found, err := a.settings.Get(ctx, tenant)
+	s, err := a.tenantSettings(ctx, tenant)
 	if err != nil {
-		return 0, fmt.Errorf("read settings: %w", err)
-	}
-	if !found {
-		s = privacyapi.DefaultSettings()
+		return 0, err
 	}
 	return s.Retention(), nil
 }
@@ -207,13 +207,14 @@ func (a *App) RefreshSession(ctx context.Context, tok string) (privacyapi.Sessio
 	return privacyapi.Session{}, fmt.Errorf("refresh session %s: other writers won %d times", id, sessionAttempts)
 }
 
-// stillHeld refuses, and revokes, the session of a visitor whose keys are
-// gone: erased by request or by retention, whichever instance did it.
+// stillHeld refuses, and deletes, the session of a visitor whose keys are
+// gone: erased by request or by retention, whichever instance did it (one
+// whose erasure failed to delete it).
 func (a *App) stillHeld(ctx context.Context, f Family) error {
 	_, err := a.keys.Load(ctx, f.Principal.Tenant, f.Principal.ID)
 	switch {
 	case errors.Is(err, keyring.ErrErased), errors.Is(err, keyring.ErrNotFound):
-		if _, err := a.revoke(ctx, f.ID); err != nil {
+		if err := a.sessions.DeleteFamily(ctx, f.Principal.Tenant, f.Principal.ID, f.ID); err != nil {
 			return err
 		}
 		return ErrSessionRefused
@@ -291,6 +292,21 @@ func (a *App) revokeAll(ctx context.Context, tenant, person string) (int, error)
 		}
 	}
 	return n, nil
+}
+
+// deleteAll deletes every session of the person, with its tokens, and
+// counts them.
+func (a *App) deleteAll(ctx context.Context, tenant, person string) (int, error) {
+	ids, err := a.sessions.Families(ctx, tenant, person)
+	if err != nil {
+		return 0, err
+	}
+	for i, id := range ids {
+		if err := a.sessions.DeleteFamily(ctx, tenant, person, id); err != nil {
+			return i, err
+		}
+	}
+	return len(ids), nil
 }
 
 // revoke revokes the session id unless it is revoked or gone already, and

@@ -20,9 +20,15 @@ func (a *App) GetSettings(ctx context.Context, p auth.Principal, tenant string) 
 	if err := allow(p, tenant, auth.RoleAdmin); err != nil {
 		return privacyapi.Settings{}, err
 	}
+	return a.tenantSettings(ctx, tenant)
+}
+
+// tenantSettings returns tenant's settings, privacyapi.DefaultSettings
+// when none were set.
+func (a *App) tenantSettings(ctx context.Context, tenant string) (privacyapi.Settings, error) {
 	s, found, err := a.settings.Get(ctx, tenant)
 	if err != nil {
-		return privacyapi.Settings{}, err
+		return privacyapi.Settings{}, fmt.Errorf("read settings: %w", err)
 	}
 	if !found {
 		return privacyapi.DefaultSettings(), nil

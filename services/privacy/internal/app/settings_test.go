@@ -42,6 +42,7 @@ func newMemoryApp(t *testing.T, c *clock, bus *memory.Bus) *app.App {
 		Checkpoints: memory.NewCheckpoints(),
 		Settings:    memory.NewSettingsStore(),
 		Bus:         bus,
+		Expiries:    memory.NewExpirySchedules(),
 		Now:         c.now,
 	})
 	events.Follow(a.Apply)

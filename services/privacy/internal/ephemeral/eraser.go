@@ -374,7 +374,7 @@ func (e *Eraser) left(ctx context.Context, tenant, visitor, except string) (bool
 			forever = true
 			continue
 		}
-		if at := m.Time.Add(ttl + Grace(ttl)); at.After(until) {
+		if at := ExpiresAt(m.Time, ttl); at.After(until) {
 			until = at
 		}
 	}

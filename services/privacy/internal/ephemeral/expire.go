@@ -61,6 +61,12 @@ func Grace(ttl time.Duration) time.Duration {
 	return min(max(ttl/100, time.Second), time.Hour)
 }
 
+// ExpiresAt is when the keys of a visitor expire whose last data, stored at
+// stored, is kept for retention: the retention and its grace later.
+func ExpiresAt(stored time.Time, retention time.Duration) time.Time {
+	return stored.Add(retention + Grace(retention))
+}
+
 // ExpirySchedule returns the message that, stored in the SCHEDULES stream,
 // fires x's expiry at at (rounded up to the second, the schedule's
 // resolution), replacing any schedule of x's before it. It carries no

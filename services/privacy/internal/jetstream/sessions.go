@@ -16,24 +16,28 @@ import (
 )
 
 // SessionStore keeps sessions in the SESSIONS bucket: "t.<hash>" names the
-// family of a refresh token's hash, "f.<family>" holds the family, and
+// family of a refresh token's hash, "h.<family>.<hash>" lists a family's
+// token hashes, "f.<family>" holds the family, and
 // "p.<tenant>.<person>.<family>" lists a person's families. Every entry is
 // written with a per-message TTL, so it leaves the bucket when its session
 // ends, and read from the stream's leader, so that every instance decides
 // on the newest state. It is safe for concurrent use.
 type SessionStore struct {
-	js jetstream.JetStream
-	kv jetstream.KeyValue
+	js     jetstream.JetStream
+	stream jetstream.Stream
 }
 
 // NewSessionStore creates the SESSIONS bucket with the definition of o
 // when missing and returns a store on it.
 func NewSessionStore(ctx context.Context, js jetstream.JetStream, o stream.Options, log *slog.Logger) (*SessionStore, error) {
-	kv, err := stream.OpenBucket(ctx, js, o, log, stream.SessionsBucket)
-	if err != nil {
+	if _, err := stream.OpenBucket(ctx, js, o, log, stream.SessionsBucket); err != nil {
 		return nil, err
 	}
-	return &SessionStore{js: js, kv: kv}, nil
+	str, err := js.Stream(ctx, stream.BucketStream(stream.SessionsBucket))
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", stream.SessionsBucket, err)
+	}
+	return &SessionStore{js: js, stream: str}, nil
 }
 
 type tokenEntry struct {
@@ -51,8 +55,12 @@ func (s *SessionStore) Token(ctx context.Context, h string) (string, error) {
 }
 
 // PutToken records that the token whose hash is h belongs to family, for
-// ttl.
+// ttl. The token is listed under its family first, so that DeleteFamily
+// finds every token of the family.
 func (s *SessionStore) PutToken(ctx context.Context, h, family string, ttl time.Duration) error {
+	if err := s.put(ctx, "h."+family+"."+h, struct{}{}, ttl); err != nil {
+		return err
+	}
 	return s.put(ctx, "t."+h, tokenEntry{Family: family}, ttl, jetstream.WithExpectLastSequencePerSubject(0))
 }
 
@@ -75,19 +83,57 @@ func (s *SessionStore) PutFamily(ctx context.Context, f app.Family, rev uint64, 
 	return s.put(ctx, "f."+f.ID, f, ttl, jetstream.WithExpectLastSequencePerSubject(rev))
 }
 
-// Families returns the ids of the person's families that have not expired.
+// Families returns the ids of the person's families, those that expired
+// a moment ago included (their markers are left a while).
 func (s *SessionStore) Families(ctx context.Context, tenant, person string) ([]string, error) {
-	prefix := personKey(tenant, person) + "."
-	keys, err := s.kv.ListKeysFiltered(ctx, prefix+"*")
+	prefix := "$KV." + stream.SessionsBucket + "." + personKey(tenant, person) + "."
+	return s.subjects(ctx, prefix, fmt.Sprintf("list sessions of %s/%s", tenant, person))
+}
+
+// DeleteFamily deletes the family id of person of tenant and its tokens,
+// spent or expired: it purges every message of their entries, so that no
+// marker is left either. The family's entry under the person goes last, so that a failure
+// leaves it listed (Families).
+func (s *SessionStore) DeleteFamily(ctx context.Context, tenant, person, id string) error {
+	// Its tokens as the stream's subjects name them: an expired token's
+	// marker names its hash too.
+	hashes, err := s.subjects(ctx, "$KV."+stream.SessionsBucket+".h."+id+".", "list tokens of session "+id)
 	if err != nil {
-		return nil, fmt.Errorf("list sessions of %s/%s: %w", tenant, person, err)
+		return err
 	}
-	defer keys.Stop()
-	var ids []string
-	for k := range keys.Keys() {
-		ids = append(ids, k[len(prefix):])
+	for _, h := range hashes {
+		if err := s.purge(ctx, "t."+h); err != nil {
+			return err
+		}
 	}
-	return ids, nil
+	for _, key := range []string{"h." + id + ".*", "f." + id, personKey(tenant, person) + "." + id} {
+		if err := s.purge(ctx, key); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// subjects returns the last tokens of the subjects of the bucket's stream
+// after prefix that hold a message, markers included.
+func (s *SessionStore) subjects(ctx context.Context, prefix, what string) ([]string, error) {
+	info, err := s.stream.Info(ctx, jetstream.WithSubjectFilter(prefix+"*"))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	var last []string
+	for subj := range info.State.Subjects {
+		last = append(last, subj[len(prefix):])
+	}
+	return last, nil
+}
+
+// purge removes every message of the entries key matches.
+func (s *SessionStore) purge(ctx context.Context, key string) error {
+	if err := s.stream.Purge(ctx, jetstream.WithPurgeSubject("$KV."+stream.SessionsBucket+"."+key)); err != nil {
+		return fmt.Errorf("purge session entries: %w", err)
+	}
+	return nil
 }
 
 func personKey(tenant, person string) string { return "p." + tenant + "." + person }

@@ -1,7 +1,9 @@
 package jetstream_test
 
 import (
+	"strings"
 	"testing"
+	"time"
 
 	natsjs "github.com/nats-io/nats.go/jetstream"
 
@@ -52,5 +54,23 @@ func TestAudit(t *testing.T) {
 			t.Fatal(err)
 		}
 		return l, c
+	})
+}
+
+func TestExpiries(t *testing.T) {
+	storetest.Expiries(t, func(t *testing.T) (app.ExpiryScheduler, func(string, string) (time.Time, bool)) {
+		js := connect(t, stream.Schedules)
+		return jetstream.NewExpirySchedules(js), func(tenant, visitor string) (time.Time, bool) {
+			s, err := js.Stream(t.Context(), stream.Schedules)
+			if err != nil {
+				t.Fatal(err)
+			}
+			m, err := s.GetLastMsgForSubject(t.Context(), "schedule.expire-subject."+tenant+"."+visitor)
+			if err != nil {
+				return time.Time{}, false
+			}
+			at, err := time.Parse(time.RFC3339, strings.TrimPrefix(m.Header.Get(natsjs.ScheduleHeader), "@at "))
+			return at, err == nil
+		}
 	})
 }

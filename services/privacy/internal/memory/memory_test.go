@@ -2,6 +2,7 @@ package memory_test
 
 import (
 	"testing"
+	"time"
 
 	"github.com/parley-chat/parley/services/privacy/internal/app"
 	"github.com/parley-chat/parley/services/privacy/internal/memory"
@@ -19,5 +20,12 @@ func TestEventLog(t *testing.T) {
 func TestAudit(t *testing.T) {
 	storetest.Audit(t, func(*testing.T) (app.AuditLog, app.CheckpointStore) {
 		return memory.NewAuditLog(), memory.NewCheckpoints()
+	})
+}
+
+func TestExpiries(t *testing.T) {
+	storetest.Expiries(t, func(*testing.T) (app.ExpiryScheduler, func(string, string) (time.Time, bool)) {
+		s := memory.NewExpirySchedules()
+		return s, s.At
 	})
 }
