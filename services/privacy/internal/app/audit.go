@@ -1,10 +1,12 @@
 package app
 
 import (
+	"cmp"
 	"context"
 	"crypto/ed25519"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"regexp"
 	"sync"
 	"time"
@@ -14,9 +16,19 @@ import (
 	"github.com/parley-chat/parley/pkg/privacyapi"
 )
 
-// auditAttempts bounds the appends an entry may lose to another instance
-// writing the same tenant's chain.
-const auditAttempts = 10
+// auditWithin bounds the wait of an act for its entry to be stored: the
+// caller waits as long (rpc.DefaultTimeout) and takes an act not answered
+// by then as not audited, so an entry is not begun after it.
+const auditWithin = 5 * time.Second
+
+// After losing an append to another instance, an appender waits a random
+// time below a bound that starts at auditBackoff and doubles up to
+// auditMaxBackoff, so that instances contending for one chain fall out of
+// step instead of colliding again.
+const (
+	auditBackoff    = 5 * time.Millisecond
+	auditMaxBackoff = 200 * time.Millisecond
+)
 
 // MaxAuditTarget is the longest audit target accepted, in bytes.
 const MaxAuditTarget = 256
@@ -27,9 +39,11 @@ var (
 )
 
 // chains holds the head of each tenant's audit chain as this instance last
-// wrote or read it. Appends to one chain take turns on its head's lock;
-// another instance's appends show up as a conflict, after which the head is
-// read again.
+// wrote or read it. Appends to one chain take turns on its head's lock, in
+// batches: whoever holds it appends every act waiting at that moment, one
+// entry after another, and stores one checkpoint for them all. Another
+// instance's appends show up as a conflict, after which the head is read
+// again.
 type chains struct {
 	mu    sync.Mutex
 	heads map[string]*chainHead
@@ -41,6 +55,21 @@ type chainHead struct {
 	// refused is set once the chain was refused and the log told why.
 	refused bool
 	AuditHead
+
+	// waitingMu guards waiting, the acts not yet taken into a batch.
+	waitingMu sync.Mutex
+	waiting   []*pendingAct
+}
+
+// pendingAct is an act waiting for its entry, and, once its batch was
+// appended, the outcome; done, entry and err are written and read under
+// its chain's mu.
+type pendingAct struct {
+	args     privacyapi.AppendAuditArgs
+	deadline time.Time
+	done     bool
+	entry    audit.Entry
+	err      error
 }
 
 func (c *chains) head(tenant string) *chainHead {
@@ -75,24 +104,98 @@ func (a *App) AppendAudit(ctx context.Context, args privacyapi.AppendAuditArgs) 
 	return a.appendAudit(ctx, args)
 }
 
-// appendAudit stores the entry, then the checkpoint of the chain with it,
+// appendAudit stores the entry, then a checkpoint of the chain with it,
 // before it answers: an act is audited once both are stored. An instance
-// that stops in between leaves the checkpoint one entry behind, until the
-// next append.
+// that stops in between leaves the checkpoint behind, until the next
+// append. It waits for the entry at most auditWithin, or until ctx's
+// deadline when that is sooner.
 func (a *App) appendAudit(ctx context.Context, args privacyapi.AppendAuditArgs) (audit.Entry, error) {
+	act := &pendingAct{args: args, deadline: time.Now().Add(auditWithin)}
+	if d, ok := ctx.Deadline(); ok && d.Before(act.deadline) {
+		act.deadline = d
+	}
 	h := a.chains.head(args.Tenant)
+	h.waitingMu.Lock()
+	h.waiting = append(h.waiting, act)
+	h.waitingMu.Unlock()
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	for range auditAttempts {
+	if !act.done {
+		// Whoever held the lock took the acts waiting when it began; this
+		// one came later, so it appends the batch this act is in.
+		h.waitingMu.Lock()
+		batch := h.waiting
+		h.waiting = nil
+		h.waitingMu.Unlock()
+		a.appendBatch(ctx, h, batch)
+	}
+	return act.entry, act.err
+}
+
+// appendBatch appends the entries of batch's acts to their chain in order,
+// then stores the chain's checkpoint once, and sets each act's outcome.
+// The caller holds h.mu. An act whose deadline passes before its entry is
+// stored fails alone; any other failure fails the acts after it too.
+func (a *App) appendBatch(ctx context.Context, h *chainHead, batch []*pendingAct) {
+	tenant := batch[0].args.Tenant
+	last := batch[0].deadline
+	for _, act := range batch {
+		if act.deadline.After(last) {
+			last = act.deadline
+		}
+	}
+	// The batch is appended for every act in it, not for the caller
+	// alone: a caller gone does not end it.
+	ctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), last)
+	defer cancel()
+	var err error
+	var head audit.Entry
+	for _, act := range batch {
+		act.done = true
+		switch {
+		case err != nil:
+			act.err = err
+		case !time.Now().Before(act.deadline):
+			act.err = fmt.Errorf("append audit entry of %s: %w", tenant, context.DeadlineExceeded)
+		default:
+			act.entry, act.err = a.appendEntry(ctx, h, act)
+			if act.err == nil {
+				head = act.entry
+			} else if time.Now().Before(act.deadline) {
+				err = act.err
+			}
+		}
+	}
+	if head.Hash == "" {
+		return
+	}
+	cp := audit.Checkpoint{Tenant: tenant, Count: h.Count, Head: h.Hash, At: head.At}.Sign(a.auditKey)
+	if cerr := a.checkpoints.Advance(ctx, cp); cerr != nil {
+		cerr = fmt.Errorf("checkpoint audit trail of %s: %w", tenant, cerr)
+		for _, act := range batch {
+			act.entry, act.err = audit.Entry{}, cmp.Or(act.err, cerr)
+		}
+	}
+}
+
+// appendEntry links act into h's chain and stores it, reading the head
+// again and trying once more after each append lost to another instance,
+// until act's deadline. The caller holds h.mu.
+func (a *App) appendEntry(ctx context.Context, h *chainHead, act *pendingAct) (audit.Entry, error) {
+	tenant := act.args.Tenant
+	ctx, cancel := context.WithDeadline(ctx, act.deadline)
+	defer cancel()
+	lost := 0
+	for {
 		if !h.loaded {
-			head, err := a.loadHead(ctx, args.Tenant)
+			head, err := a.loadHead(ctx, tenant)
 			if err != nil {
 				if (errors.Is(err, ErrAuditBroken) || errors.Is(err, ErrAuditMissing)) && !h.refused {
 					// Once: every audited act of the tenant is refused
 					// until an operator repairs the trail.
 					h.refused = true
 					a.log.Error("audit trail refused: no audited act of the tenant goes ahead until it is repaired",
-						"tenant", args.Tenant, "err", err)
+						"tenant", tenant, "err", err)
 				}
 				return audit.Entry{}, err
 			}
@@ -100,29 +203,32 @@ func (a *App) appendAudit(ctx context.Context, args privacyapi.AppendAuditArgs) 
 		}
 		e := audit.Entry{
 			At:     a.now().UTC(),
-			Tenant: args.Tenant,
-			Actor:  args.Actor,
-			Action: args.Action,
-			Target: args.Target,
+			Tenant: tenant,
+			Actor:  act.args.Actor,
+			Action: act.args.Action,
+			Target: act.args.Target,
 		}.Link(h.Hash)
 		seq, err := a.audit.Append(ctx, e, h.Seq)
-		if err != nil {
-			// After a conflict, or a failure that may have stored the entry
-			// all the same, only the store knows the head.
-			h.loaded = false
-			if errors.Is(err, ErrConflict) {
-				continue
-			}
+		if err == nil {
+			h.AuditHead = AuditHead{Seq: seq, Hash: e.Hash, Count: h.Count + 1}
+			return e, nil
+		}
+		// After a conflict, or a failure that may have stored the entry
+		// all the same, only the store knows the head.
+		h.loaded = false
+		if !errors.Is(err, ErrConflict) {
 			return audit.Entry{}, err
 		}
-		h.AuditHead = AuditHead{Seq: seq, Hash: e.Hash, Count: h.Count + 1}
-		cp := audit.Checkpoint{Tenant: args.Tenant, Count: h.Count, Head: h.Hash, At: e.At}.Sign(a.auditKey)
-		if err := a.checkpoints.Advance(ctx, cp); err != nil {
-			return audit.Entry{}, fmt.Errorf("checkpoint audit trail of %s: %w", args.Tenant, err)
+		lost++
+		bound := min(auditBackoff<<min(lost-1, 6), auditMaxBackoff)
+		t := time.NewTimer(rand.N(bound))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return audit.Entry{}, fmt.Errorf("append audit entry of %s: other writers won %d times before the deadline: %w", tenant, lost, ctx.Err())
+		case <-t.C:
 		}
-		return e, nil
 	}
-	return audit.Entry{}, fmt.Errorf("append audit entry of %s: other writers won %d times", args.Tenant, auditAttempts)
 }
 
 // loadHead reads the head of the tenant's chain and checks it against the

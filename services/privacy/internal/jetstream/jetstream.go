@@ -9,8 +9,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -58,29 +60,49 @@ func NewKeyStore(ctx context.Context, js jetstream.JetStream, kekID string) (*Ke
 		return nil, fmt.Errorf("stream %s predates this version's definition, which refuses a second record of a subject: apply it first (parley streams apply)", stream.Keys)
 	}
 	ks := &KeyStore{js: js, keys: s, kekID: kekID}
-	st, seq, err := loadKEKState(ctx, s)
+	st, seq, err := claimKEK(ctx, js, kekID)
 	if err != nil {
 		return nil, err
-	}
-	if seq == 0 {
-		// A store without a KEK state: the first instance of this version.
-		// Of instances racing to claim it, one wins; the others read its
-		// claim.
-		seq, err = publishKEKState(ctx, js, kekID, KEKState{KEKID: kekID}, 0)
-		if stream.WrongLastSequence(err) {
-			st, seq, err = loadKEKState(ctx, s)
-		} else {
-			st = KEKState{KEKID: kekID}
-		}
-		if err != nil {
-			return nil, err
-		}
 	}
 	if err := st.check(kekID); err != nil {
 		return nil, fmt.Errorf("key store: %w", err)
 	}
 	ks.fence.Store(seq)
 	return ks, nil
+}
+
+// kekClaimWithin bounds NewKeyStore's wait for a claim of the KEYS stream
+// another instance has in flight to be stored, or to fail.
+const kekClaimWithin = 30 * time.Second
+
+// claimKEK returns the KEK state and its sequence, storing kekID as the KEK
+// in force when there is no state yet: a store without one is new, and the
+// first instance to claim it wins. The server refuses a claim while
+// another instance's is in flight, before that one is stored (it checks
+// the expected sequence against the proposals it has not yet applied), so
+// a refused claim may be followed by a read that still finds no state:
+// claimKEK then reads again, a little later, until the other claim is
+// stored or has failed and it may claim again.
+func claimKEK(ctx context.Context, js jetstream.JetStream, kekID string) (KEKState, uint64, error) {
+	ctx, cancel := context.WithTimeout(ctx, kekClaimWithin)
+	defer cancel()
+	for wait := 5 * time.Millisecond; ; wait = min(2*wait, time.Second) {
+		st, seq, err := loadKEKState(ctx, js)
+		if err != nil || seq != 0 {
+			return st, seq, err
+		}
+		seq, err = publishKEKState(ctx, js, kekID, KEKState{KEKID: kekID}, 0)
+		if !stream.WrongLastSequence(err) {
+			return KEKState{KEKID: kekID}, seq, err
+		}
+		t := time.NewTimer(rand.N(wait) + wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return KEKState{}, 0, fmt.Errorf("claim the kek state: another claim neither stored nor failed: %w", context.Cause(ctx))
+		case <-t.C:
+		}
+	}
 }
 
 // Load returns the subject's record, keyring.ErrNotFound when there is
@@ -137,7 +159,7 @@ func (s *KeyStore) Create(ctx context.Context, tenant, subject string, rec keyri
 		case !stream.WrongLastSequence(err):
 			return fmt.Errorf("create %s: %w", subj, err)
 		}
-		st, seq, err := loadKEKState(ctx, s.keys)
+		st, seq, err := loadKEKState(ctx, s.js)
 		if err != nil {
 			return fmt.Errorf("create %s: %w", subj, err)
 		}

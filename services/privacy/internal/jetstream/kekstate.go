@@ -31,9 +31,12 @@ type KEKState struct {
 const rotationMarker = "rotating"
 
 // loadKEKState returns the KEK state and its stream sequence: the zero
-// state and 0 when there is none yet.
-func loadKEKState(ctx context.Context, s jetstream.Stream) (KEKState, uint64, error) {
-	m, err := s.GetLastMsgForSubject(ctx, stream.KEKStateSubjects)
+// state and 0 when there is none yet. It reads the state from the stream's
+// leader: a replica may not yet hold a state the leader stored a moment
+// ago, and an instance that read none there after losing the race to
+// claim the KEYS stream would take the claim it lost to for another KEK.
+func loadKEKState(ctx context.Context, js jetstream.JetStream) (KEKState, uint64, error) {
+	m, err := stream.LastMsg(ctx, js, stream.Keys, stream.KEKStateSubjects)
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return KEKState{}, 0, nil
 	}

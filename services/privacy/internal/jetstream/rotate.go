@@ -137,7 +137,7 @@ func Rotate(ctx context.Context, js jetstream.JetStream, from, to *keyring.Ring,
 // an earlier run that stopped half way. committed is set when to is in
 // force already: the rotation completed, and a run again only counts.
 func beginRotation(ctx context.Context, js jetstream.JetStream, s jetstream.Stream, from, to string, idle func(context.Context) error) (marker uint64, committed bool, err error) {
-	st, seq, err := loadKEKState(ctx, s)
+	st, seq, err := loadKEKState(ctx, js)
 	if err != nil {
 		return 0, false, fmt.Errorf("rotate: %w", err)
 	}
