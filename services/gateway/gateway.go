@@ -265,6 +265,7 @@ func Run(ctx context.Context, d Deps) error {
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), ShutdownTimeout)
 	defer cancel()
+	api.CloseNew()
 	shutErr := srv.Shutdown(sctx)
 	// Hijacked WebSocket connections are not the server's to wait for.
 	hubErr := hub.Close(sctx)

@@ -3,6 +3,7 @@ package gateway_test
 import (
 	"context"
 	"errors"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -122,6 +123,32 @@ func TestOpenAPI(t *testing.T) {
 		if r := e.do(method, path, "", nil); r.status == http.StatusNotFound || r.status == http.StatusMethodNotAllowed {
 			t.Errorf("%s %s = %d: documented but not served", method, path, r.status)
 		}
+	}
+}
+
+// TestShutdownClosesUnusedConnections holds a connection open on which no
+// request was sent, as an HTTP client's pool may, across a shutdown: the
+// server would wait for it longer than the shutdown may take, so the
+// gateway closes it, and Run returns nil rather than its deadline's error.
+func TestShutdownClosesUnusedConnections(t *testing.T) {
+	e := startGateway(t)
+	conn, err := net.Dial("tcp", strings.TrimPrefix(e.base, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	// A request on another connection, answered, shows the unused one was
+	// accepted before the shutdown began.
+	if r := e.do("GET", "/healthz", "", nil); r.status != http.StatusOK {
+		t.Fatalf("GET /healthz = %d", r.status)
+	}
+	e.cancel()
+	if err := <-e.done; err != nil {
+		t.Errorf("Run() with an unused connection open = %v, want nil", err)
+	}
+	e.done <- nil // for the cleanup's check
+	if _, err := conn.Read(make([]byte, 1)); err == nil {
+		t.Error("the unused connection is still open after the shutdown")
 	}
 }
 

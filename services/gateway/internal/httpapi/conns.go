@@ -28,6 +28,10 @@ type conns struct {
 	// idle holds the *limitedConns idle between requests, the longest idle
 	// first.
 	idle list.List
+	// fresh holds the connections on which no request has begun; once
+	// closingFresh is set (CloseNew), such a connection is closed at once.
+	fresh        map[*limitedConn]struct{}
+	closingFresh bool
 }
 
 // limitedConn is a connection counted by conns.
@@ -106,6 +110,7 @@ func (c *conns) releaseLocked(lc *limitedConn) {
 		c.idle.Remove(lc.idle)
 		lc.idle = nil
 	}
+	delete(c.fresh, lc)
 }
 
 // count returns the connections open.
@@ -125,6 +130,19 @@ func (a *API) ConnState(conn net.Conn, s http.ConnState) {
 	c := lc.c
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if s == http.StateNew && !lc.released {
+		if c.closingFresh {
+			// Closed without the lock: Close releases it under c.mu.
+			defer func() { _ = lc.Close() }()
+			return
+		}
+		if c.fresh == nil {
+			c.fresh = make(map[*limitedConn]struct{})
+		}
+		c.fresh[lc] = struct{}{}
+	} else {
+		delete(c.fresh, lc)
+	}
 	switch {
 	case lc.released:
 	case s == http.StateIdle && lc.idle == nil:
@@ -132,6 +150,25 @@ func (a *API) ConnState(conn net.Conn, s http.ConnState) {
 	case s != http.StateIdle && lc.idle != nil:
 		c.idle.Remove(lc.idle)
 		lc.idle = nil
+	}
+}
+
+// CloseNew closes the connections on which no request has begun, and every
+// one accepted from now on. A graceful shutdown (http.Server.Shutdown) waits
+// up to five seconds for such a connection to count as idle — one an HTTP
+// client opened to keep in its pool, say — longer than the gateway's whole
+// shutdown may take; it holds no request, so closing it loses nothing.
+func (a *API) CloseNew() {
+	c := a.conns
+	c.mu.Lock()
+	c.closingFresh = true
+	fresh := make([]*limitedConn, 0, len(c.fresh))
+	for lc := range c.fresh {
+		fresh = append(fresh, lc)
+	}
+	c.mu.Unlock()
+	for _, lc := range fresh {
+		_ = lc.Close()
 	}
 }
 
