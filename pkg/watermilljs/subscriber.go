@@ -114,11 +114,11 @@ func NewSubscriber(js jetstream.JetStream, cfg SubscriberConfig) (*Subscriber, e
 // Subscribe creates or updates the consumer of topic (a subject, possibly
 // with wildcards) and delivers its messages on the returned channel, from
 // the stream's first unacknowledged one, until ctx is done or the
-// Subscriber is closed; then it closes the channel. It fails only when the
+// Subscriber is closed; then it closes the channel. It fails when the
+// consumer cannot be made (no such stream, no permission) or the
 // Subscriber is closed; when ctx ends first, the channel is closed at once.
-// A consumer that cannot be made (the bus away, no such stream yet) or is
-// lost later (deleted, the connection down) is made again, with backoff and
-// Health told, until GiveUp, and delivery goes on.
+// When the consumer is lost later (deleted, the
+// connection down), it makes it again, with backoff, and goes on.
 func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *message.Message, error) {
 	out := make(chan *message.Message)
 	err := s.start(ctx, topic, s.consumer, func(cons jetstream.Consumer) { s.run(ctx, topic, cons, out) }, func() { close(out) })
