@@ -129,12 +129,8 @@ func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *messa
 }
 
 // start makes topic's consumer with create and runs deliver on it in the
-// background, then end. A consumer that cannot be made at once is made
-// again in the background as a lost one is (keep: with backoff, health
-// told, failing the Subscriber after GiveUp), so deliver gets nil then: a
-// bus briefly away as a service starts is a failure to recover from, not
-// one to end the service with. start fails only when s is closed; when ctx
-// ends first, it calls end at once and returns nil.
+// background, then end. It fails when the consumer cannot be made or s is
+// closed; when ctx ends first, it calls end at once and returns nil.
 func (s *Subscriber) start(ctx context.Context, topic string,
 	create func(context.Context, string) (jetstream.Consumer, error),
 	deliver func(jetstream.Consumer), end func(),
@@ -152,11 +148,7 @@ func (s *Subscriber) start(ctx context.Context, topic string,
 		return nil
 	}
 	if err != nil {
-		s.cfg.Log.Warn("subscribe, will try again", "stream", s.cfg.Stream, "topic", topic, "err", err)
-		if s.cfg.Health != nil {
-			s.cfg.Health(topic, err)
-		}
-		cons = nil
+		return err
 	}
 	s.subs.Add(1)
 	go func() {
