@@ -1,7 +1,12 @@
-// Builds the widget into the gateway's embedded directory
-// (services/gateway/internal/web/dist): the bundle under a content-hashed
-// name in assets/, the loader widget.js that names it, the demo page, and a
-// gzip copy of each (the gateway serves it to clients that accept gzip).
+// Builds the front-end into the gateway's embedded directory
+// (services/gateway/internal/web/dist):
+//   - the widget: its bundle under a content-hashed name in assets/, and the
+//     loader widget.js that names it (a host page's one tag);
+//   - the staff pages (console, privacy, dashboard) and the demo page: each
+//     an HTML file whose script and stylesheet are content-hashed bundles in
+//     assets/;
+// and a gzip copy of each file (the gateway serves it to clients that accept
+// gzip).
 import * as esbuild from "esbuild";
 import { createHash } from "node:crypto";
 import { mkdir, readdir, readFile, rm, writeFile } from "node:fs/promises";
@@ -12,14 +17,16 @@ const out = new URL("../services/gateway/internal/web/dist/", import.meta.url).p
 const common = {
   bundle: true,
   minify: true,
-  format: "iife",
   target: ["es2020"],
   legalComments: "none",
   write: false,
   jsx: "automatic",
   jsxImportSource: "preact",
-  loader: { ".css": "text" },
 };
+
+// The staff pages: src/<name>.html names its bundles with the placeholders
+// {{script}} and {{style}}; src/<name>.tsx is its entry.
+const pages = ["console", "privacy", "dashboard"];
 
 // Keep the committed README; everything else is rebuilt.
 for (const name of await readdir(out)) {
@@ -27,23 +34,39 @@ for (const name of await readdir(out)) {
 }
 await mkdir(join(out, "assets"), { recursive: true });
 
-const widget = await esbuild.build({ ...common, entryPoints: ["src/widget.tsx"] });
-const code = widget.outputFiles[0].contents;
-const hash = createHash("sha256").update(code).digest("hex").slice(0, 12);
-const bundle = `assets/widget-${hash}.js`;
+const files = {};
+const hashed = (name, ext, body) => {
+  const hash = createHash("sha256").update(body).digest("hex").slice(0, 12);
+  const file = `assets/${name}-${hash}.${ext}`;
+  files[file] = body;
+  return file;
+};
+
+// The widget's stylesheet is text it puts into its own shadow root.
+const widget = await esbuild.build({ ...common, format: "iife", loader: { ".css": "text" }, entryPoints: ["src/widget.tsx"] });
+const bundle = hashed("widget", "js", widget.outputFiles[0].contents);
 const loader = await esbuild.build({
   ...common,
+  format: "iife",
   entryPoints: ["src/loader.ts"],
   define: { __WIDGET_BUNDLE__: JSON.stringify(bundle) },
 });
+files["widget.js"] = loader.outputFiles[0].contents;
+files["demo.html"] = await readFile("src/demo.html");
 
-const files = {
-  [bundle]: code,
-  "widget.js": loader.outputFiles[0].contents,
-  "demo.html": await readFile("src/demo.html"),
-};
+for (const page of pages) {
+  const built = await esbuild.build({ ...common, format: "esm", entryPoints: [`src/${page}.tsx`], outdir: "out" });
+  const js = built.outputFiles.find((f) => f.path.endsWith(".js"));
+  const css = built.outputFiles.find((f) => f.path.endsWith(".css"));
+  const html = (await readFile(`src/${page}.html`, "utf8"))
+    .replace("{{script}}", "/" + hashed(page, "js", js.contents))
+    .replace("{{style}}", css ? "/" + hashed(page, "css", css.contents) : "");
+  files[`${page}.html`] = Buffer.from(html);
+}
+
 for (const [name, body] of Object.entries(files)) {
+  const gz = gzipSync(body, { level: constants.Z_BEST_COMPRESSION });
   await writeFile(join(out, name), body);
-  await writeFile(join(out, name + ".gz"), gzipSync(body, { level: constants.Z_BEST_COMPRESSION }));
-  console.log(`${name}: ${body.length} bytes, ${gzipSync(body, { level: 9 }).length} gzipped`);
+  await writeFile(join(out, name + ".gz"), gz);
+  console.log(`${name}: ${body.length} bytes, ${gz.length} gzipped`);
 }

@@ -1,10 +1,13 @@
-// The widget's calls to the gateway: the visitor's session (an access token
-// and a refresh token, kept in localStorage only once the visitor has
-// started a chat) and the live stream.
+// Calls to the gateway from the widget and the staff pages: a session (an
+// access token and a refresh token; the widget keeps the refresh token in
+// localStorage once the visitor has started a chat, the staff pages in
+// sessionStorage, for the tab's life) and the live stream.
 
 export type Consent = { analytics: boolean; network_data: boolean; ai: boolean };
 
-type SessionAnswer = { access_token: string; refresh_token: string; visitor_id?: string; principal?: { id: string } };
+export type Principal = { tenant: string; id: string; role: string };
+
+type SessionAnswer = { access_token: string; refresh_token: string; visitor_id?: string; principal?: Principal };
 
 export type Message = {
   id: string;
@@ -31,6 +34,17 @@ export class CallError extends Error {
   }
 }
 
+/** problem reads an error answer's problem document. */
+export async function problem(r: Response): Promise<CallError> {
+  let detail = r.statusText;
+  try {
+    detail = (await r.json()).detail ?? detail;
+  } catch {
+    // Not a problem document.
+  }
+  return new CallError(r.status, detail);
+}
+
 export function newKey(): string {
   const b = new Uint8Array(16);
   crypto.getRandomValues(b);
@@ -41,13 +55,19 @@ export class Client {
   private access = "";
   private refresh = "";
   visitorID = "";
+  principal: Principal | null = null;
 
-  constructor(readonly gateway: string, private readonly storageKey: string) {}
+  /** storage is where the refresh token is kept: localStorage unless given. */
+  constructor(
+    readonly gateway: string,
+    private readonly storageKey: string,
+    private readonly storage: () => Storage = () => localStorage,
+  ) {}
 
-  /** The refresh token a visitor who chatted before left, if any. */
+  /** The refresh token left by an earlier session, if any. */
   stored(): string | null {
     try {
-      return localStorage.getItem(this.storageKey);
+      return this.storage().getItem(this.storageKey);
     } catch {
       return null;
     }
@@ -55,8 +75,9 @@ export class Client {
 
   forget(): void {
     this.access = this.refresh = "";
+    this.principal = null;
     try {
-      localStorage.removeItem(this.storageKey);
+      this.storage().removeItem(this.storageKey);
     } catch {
       // Storage blocked: nothing was kept.
     }
@@ -66,8 +87,9 @@ export class Client {
     this.access = s.access_token;
     this.refresh = s.refresh_token;
     this.visitorID = s.visitor_id ?? s.principal?.id ?? this.visitorID;
+    this.principal = s.principal ?? this.principal;
     try {
-      localStorage.setItem(this.storageKey, this.refresh);
+      this.storage().setItem(this.storageKey, this.refresh);
     } catch {
       // Storage blocked: the chat works until the page is left.
     }
@@ -80,6 +102,25 @@ export class Client {
       notice_version: noticeVersion,
     }, false);
     this.keep(await r.json());
+  }
+
+  /** Starts the session a staff sign-in answered. */
+  signedIn(s: SessionAnswer): void {
+    this.keep(s);
+  }
+
+  /**
+   * Uses an access token alone (a try-out's `parley token`): nothing is
+   * stored, and the session ends when the token expires.
+   */
+  useToken(access: string, principal: Principal): void {
+    this.access = access;
+    this.principal = principal;
+  }
+
+  /** The access token, for a caller that opens its own stream. */
+  token(): string {
+    return this.access;
   }
 
   /** Resumes the session of a visitor who comes back. */
@@ -120,15 +161,7 @@ export class Client {
       credentials: "omit",
       referrerPolicy: "no-referrer",
     });
-    if (!r.ok) {
-      let detail = r.statusText;
-      try {
-        detail = (await r.json()).detail ?? detail;
-      } catch {
-        // Not a problem document.
-      }
-      throw new CallError(r.status, detail);
-    }
+    if (!r.ok) throw await problem(r);
     return r;
   }
 

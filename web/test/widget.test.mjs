@@ -4,61 +4,13 @@
 // test-results/.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { spawn, execFileSync } from "node:child_process";
-import { mkdtemp, mkdir, rm } from "node:fs/promises";
 import { createServer } from "node:http";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { chromium } from "playwright-core";
+import { freePort, launchBrowser, poll, results, startParley } from "./lib.mjs";
 
-const root = new URL("../../", import.meta.url).pathname;
-const parley = process.env.PARLEY_BIN ?? join(root, "bin/parley");
-const chromiumPath = process.env.CHROMIUM ?? "/usr/bin/chromium";
-const results = new URL("../test-results/", import.meta.url).pathname;
 const budgetGzipBytes = 35 * 1024;
 
-let dataDir, server, hostServer, browser, gw, host;
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.listen(0, "127.0.0.1", () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-    s.on("error", reject);
-  });
-}
-
-// poll calls fn until it returns a truthy value, for a generous deadline.
-async function poll(what, fn, deadlineMs = 30000) {
-  const end = Date.now() + deadlineMs;
-  let last;
-  while (Date.now() < end) {
-    try {
-      const v = await fn();
-      if (v) return v;
-    } catch (e) {
-      last = e;
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`timed out waiting for ${what}${last ? `: ${last.message}` : ""}`);
-}
-
-function token(role, id) {
-  return execFileSync(parley, ["token", "--data-dir", dataDir, "--tenant", "demo", "--role", role, "--id", id]).toString().trim();
-}
-
-async function api(tok, method, path, body) {
-  const r = await fetch(gw + path, {
-    method,
-    headers: { Authorization: `Bearer ${tok}`, ...(body ? { "Content-Type": "application/json" } : {}) },
-    body: body ? JSON.stringify(body) : undefined,
-  });
-  if (!r.ok) throw new Error(`${method} ${path}: ${r.status} ${await r.text()}`);
-  return r.status === 204 ? null : r.json();
-}
+let stack, hostServer, browser, gw, host, token, api;
 
 // widgetText is the text the page shows, read from the browser's
 // accessibility tree: it reaches into the closed shadow root, which page
@@ -79,14 +31,10 @@ async function shows(page, text) {
 }
 
 before(async () => {
-  await mkdir(results, { recursive: true });
-  dataDir = await mkdtemp(join(tmpdir(), "parley-web-"));
-  const gwPort = await freePort();
-  gw = `http://127.0.0.1:${gwPort}`;
-  server = spawn(parley, ["all", "--http-addr", `127.0.0.1:${gwPort}`, "--data-dir", dataDir, "--clickhouse", "off", "--log-level", "warn"], {
-    stdio: ["ignore", "ignore", "inherit"],
-  });
-  await poll("parley to answer /healthz", async () => (await fetch(`${gw}/healthz`)).ok, 60000);
+  stack = await startParley();
+  ({ gw } = stack);
+  token = (role, id) => stack.token(role, id);
+  api = (...args) => stack.api(...args);
 
   // The host page: another origin (localhost, not 127.0.0.1), with the CSP
   // docs/widget.md gives a host page.
@@ -115,20 +63,13 @@ before(async () => {
   });
   await new Promise((r) => hostServer.listen(hostPort, "127.0.0.1", r));
 
-  browser = await chromium.launch({
-    executablePath: chromiumPath,
-    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-  });
+  browser = await launchBrowser();
 });
 
 after(async () => {
   await browser?.close();
   hostServer?.close();
-  if (server) {
-    server.kill("SIGTERM");
-    await new Promise((r) => server.once("exit", r));
-  }
-  if (dataDir) await rm(dataDir, { recursive: true, force: true });
+  await stack?.stop();
 });
 
 test("a visitor chats with an agent through the widget, keyboard only, on a 320 px screen", async () => {

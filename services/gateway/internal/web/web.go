@@ -1,6 +1,7 @@
 // Package web serves the front-end that `make build` bundles from the web/
 // directory into dist/ and embeds here: the widget's loader (/widget.js),
-// its content-hashed bundles (/assets/…) and a demo page (/demo).
+// the staff pages (/console, /privacy, /dashboard), a demo page (/demo), and
+// their content-hashed bundles (/assets/…).
 //
 // Hashed files never change under their name, so they are cached for a
 // year; the loader keeps its name across releases, so it is cached for five
@@ -102,7 +103,7 @@ func NewFS(fsys fs.FS) (*Handler, error) {
 func (h *Handler) Built() bool { return len(h.files) > 0 }
 
 // Patterns are the ServeMux patterns the handler answers.
-var Patterns = []string{"GET /widget.js", "GET /assets/{name}", "GET /demo"}
+var Patterns = []string{"GET /widget.js", "GET /assets/{name}", "GET /demo", "GET /console", "GET /privacy", "GET /dashboard"}
 
 // ServeHTTP serves the file of r's path, 404 for any other.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {

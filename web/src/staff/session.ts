@@ -1,0 +1,79 @@
+// The staff pages' session: signed in through the tenant's identity
+// provider (the gateway's sign-in, bound to this browser by its cookie), or,
+// in a try-out, with a token from `parley token`. The refresh token is kept
+// in sessionStorage: a tab's sign-in ends with the tab.
+import { CallError, Client, problem, type Principal } from "../client";
+
+export const client = new Client(location.origin, "parley.staff.refresh", () => sessionStorage);
+
+const stateKey = "parley.sign_in.state";
+const tenantKey = "parley.sign_in.tenant";
+
+/** The tenant last signed in to from this browser tab, for the form. */
+export function lastTenant(): string {
+  return sessionStorage.getItem(tenantKey) ?? new URLSearchParams(location.search).get("tenant") ?? "";
+}
+
+/** Begins a sign-in at the tenant's identity provider: the browser leaves. */
+export async function beginSignIn(tenant: string): Promise<void> {
+  const r = await fetch(`/v1/tenants/${encodeURIComponent(tenant)}/sign-in`, { credentials: "same-origin" });
+  if (!r.ok) throw await problem(r);
+  const { authorization_url } = (await r.json()) as { authorization_url: string };
+  sessionStorage.setItem(stateKey, new URL(authorization_url).searchParams.get("state") ?? "");
+  sessionStorage.setItem(tenantKey, tenant);
+  location.assign(authorization_url);
+}
+
+/**
+ * restore finishes a sign-in the provider sent the browser back from, or
+ * resumes this tab's session; it reports whether one is on.
+ */
+export async function restore(): Promise<boolean> {
+  const q = new URLSearchParams(location.search);
+  const state = q.get("state");
+  if (state && (q.has("code") || q.has("error"))) {
+    history.replaceState(null, "", location.pathname);
+    const kept = sessionStorage.getItem(stateKey);
+    sessionStorage.removeItem(stateKey);
+    if (state !== kept) throw new CallError(401, "This sign-in was not begun in this tab: sign in again.");
+    const r = await fetch(`/v1/sign-in/callback?${q}`, { credentials: "same-origin" });
+    if (!r.ok) throw await problem(r);
+    client.signedIn(await r.json());
+    return true;
+  }
+  const refresh = client.stored();
+  if (!refresh) return false;
+  try {
+    await client.resume(refresh);
+    return true;
+  } catch (e) {
+    client.forget();
+    if (e instanceof CallError && e.status === 401) return false;
+    throw e;
+  }
+}
+
+/** Uses a try-out token (`parley token`): its claims name the person. */
+export function useToken(token: string): Principal {
+  let claims: { sub?: string; tenant?: string; role?: string };
+  try {
+    claims = JSON.parse(atob(token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/")));
+  } catch {
+    throw new CallError(422, "That is not a token: paste the whole output of `parley token`.");
+  }
+  const p = { tenant: claims.tenant ?? "", id: claims.sub ?? "", role: claims.role ?? "" };
+  client.useToken(token, p);
+  return p;
+}
+
+export async function signOut(): Promise<void> {
+  const refresh = client.stored();
+  client.forget();
+  if (refresh) {
+    await fetch("/v1/sessions/sign-out", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ refresh_token: refresh }),
+    });
+  }
+}

@@ -1,0 +1,51 @@
+// The staff pages' common frame in a real browser: the sign-in form, a
+// try-out token, the pages a role may use, sign-out, and the strict CSP.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { accessible, launchBrowser, screenshot, staffPage, startParley } from "./lib.mjs";
+
+let stack, browser;
+
+before(async () => {
+  stack = await startParley();
+  browser = await launchBrowser();
+});
+
+after(async () => {
+  await browser?.close();
+  await stack?.stop();
+});
+
+test("the sign-in form is accessible and refuses what is not a token", async () => {
+  const ctx = await browser.newContext();
+  const page = await ctx.newPage();
+  const violations = [];
+  page.on("console", (m) => m.text().includes("Content Security Policy") && violations.push(m.text()));
+  await page.goto(`${stack.gw}/console`);
+  await page.getByRole("heading", { name: "Sign in to the console" }).waitFor();
+  await accessible(page, "sign-in");
+  await screenshot(page, "sign-in");
+  await page.getByLabel("Token").fill("not a token");
+  await page.getByRole("button", { name: "Use token" }).click();
+  await page.getByRole("alert").filter({ hasText: "That is not a token" }).waitFor();
+  // A tenant without an identity provider: the gateway's problem is shown.
+  await page.getByLabel("Tenant").fill("demo");
+  await page.getByRole("button", { name: "Sign in", exact: true }).click();
+  await page.getByRole("alert").filter({ hasText: /provider/i }).waitFor();
+  assert.deepEqual(violations, [], "CSP violations");
+  await ctx.close();
+});
+
+test("a role sees the pages it may use, and is told when it may not use one", async () => {
+  const page = await staffPage(browser, stack.gw, "/dashboard", stack.token("agent", "alice"));
+  const nav = page.getByRole("navigation", { name: "Pages" });
+  assert.deepEqual(await nav.getByRole("link").allTextContents(), ["Console"]);
+  await page.getByRole("alert").filter({ hasText: "Your role (agent) cannot use the dashboard" }).waitFor();
+  await page.getByRole("button", { name: "Sign out" }).click();
+  await page.getByRole("heading", { name: "Sign in to the dashboard" }).waitFor();
+  await page.context().close();
+
+  const admin = await staffPage(browser, stack.gw, "/privacy", stack.token("admin", "root"));
+  assert.deepEqual(await admin.getByRole("navigation", { name: "Pages" }).getByRole("link").allTextContents(), ["Console", "Privacy", "Dashboard"]);
+  await admin.context().close();
+});
