@@ -103,8 +103,9 @@ HAVING visitors >= %d`, name, agg, kind, analyticsapi.DefaultMinGroupSize)
 
 // Migrate brings the schema up to date: it creates schema_migrations, then
 // runs every migration whose version is not recorded there, in order, and
-// records it. retentionDays sets the facts' TTL where the server has TTL
-// (19.6 and later); older servers rely on DropExpired.
+// records it, then makes the analysts' tables (ensureAnalystTables).
+// retentionDays sets the facts' TTL where the server has TTL (19.6 and
+// later); older servers rely on DropExpired.
 func Migrate(ctx context.Context, conn driver.Conn, v Version, retentionDays int) error {
 	if err := conn.Exec(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
     version UInt32,
@@ -130,8 +131,63 @@ func Migrate(ctx context.Context, conn driver.Conn, v Version, retentionDays int
 			return fmt.Errorf("record migration %d: %w", m.version, err)
 		}
 	}
+	return ensureAnalystTables(ctx, conn)
+}
+
+// AnalystDatabase is the analysts' interface, readable without the facts:
+// tables holding what the views answer, copied by RefreshAnalystTables.
+// Not the views themselves: ClickHouse checks a view's tables against the
+// rights of whoever reads it (18.16 knows no other way; current releases
+// do so unless a view is SQL SECURITY DEFINER), so a user allowed the
+// views could read the facts as well. The analysts' user is allowed this
+// database only (pkg/chserver; deploy/k8s/base/clickhouse/users.xml).
+const AnalystDatabase = "analyst"
+
+// analystTables are the views copied into AnalystDatabase, by name.
+var analystTables = []string{"daily_conversations", "daily_messages", "daily_first_response", "daily_resolution", "daily_csat"}
+
+// ensureAnalystTables creates the analysts' database and a table for each
+// view, empty until RefreshAnalystTables fills it. It runs at every start
+// and refresh (a table lost to a refresh that failed half way is made
+// again); every statement is safe to run twice.
+func ensureAnalystTables(ctx context.Context, conn driver.Conn) error {
+	if err := conn.Exec(ctx, "CREATE DATABASE IF NOT EXISTS "+AnalystDatabase); err != nil {
+		return fmt.Errorf("create database %s: %w", AnalystDatabase, err)
+	}
+	for _, view := range analystTables {
+		stmt := fmt.Sprintf("CREATE TABLE IF NOT EXISTS %[1]s.%[2]s AS %[2]s ENGINE = MergeTree ORDER BY (tenant, day)", AnalystDatabase, view)
+		if err := conn.Exec(ctx, stmt); err != nil {
+			return fmt.Errorf("create %s.%s: %w", AnalystDatabase, view, err)
+		}
+	}
 	return nil
 }
 
 // SchemaVersion is the version of the newest migration.
 func SchemaVersion() uint32 { return migrations[len(migrations)-1].version }
+
+// RefreshAnalystTables replaces the content of each table in
+// AnalystDatabase by what its view answers now: a copy filled aside and
+// renamed into place, so analysts never read a half-filled table. Facts
+// inserted or erased since the last refresh reach the tables only now.
+func (s *Store) RefreshAnalystTables(ctx context.Context) error {
+	if err := ensureAnalystTables(ctx, s.conn); err != nil {
+		return err
+	}
+	for _, view := range analystTables {
+		table := AnalystDatabase + "." + view
+		for _, stmt := range []string{
+			"DROP TABLE IF EXISTS " + table + "_next",
+			"DROP TABLE IF EXISTS " + table + "_old",
+			"CREATE TABLE " + table + "_next AS " + table,
+			"INSERT INTO " + table + "_next SELECT * FROM " + view,
+			"RENAME TABLE " + table + " TO " + table + "_old, " + table + "_next TO " + table,
+			"DROP TABLE " + table + "_old",
+		} {
+			if err := s.conn.Exec(ctx, stmt); err != nil {
+				return fmt.Errorf("refresh %s: %w", table, err)
+			}
+		}
+	}
+	return nil
+}
