@@ -157,7 +157,7 @@ type workload struct {
 func (m manifests) workloads() []workload {
 	var ws []workload
 	for _, d := range m.deployments {
-		ws = append(ws, workload{"Deployment", d.Name, *d.Spec.Replicas, d.Spec.Template})
+		ws = append(ws, workload{"Deployment", d.Name, m.replicas(d), d.Spec.Template})
 	}
 	for _, s := range m.statefulSets {
 		ws = append(ws, workload{"StatefulSet", s.Name, *s.Spec.Replicas, s.Spec.Template})
@@ -904,8 +904,8 @@ func TestProduction(t *testing.T) {
 
 	for _, name := range []string{"gateway", "chat"} {
 		d := m.deployments[name]
-		if *d.Spec.Replicas < 2 {
-			t.Errorf("%s: %d replicas, want at least 2", name, *d.Spec.Replicas)
+		if m.replicas(d) < 2 {
+			t.Errorf("%s: %d replicas, want at least 2", name, m.replicas(d))
 		}
 		if a := d.Spec.Template.Spec.Affinity; a == nil || a.PodAntiAffinity == nil {
 			t.Errorf("%s: no pod anti-affinity", name)
