@@ -6,6 +6,8 @@ package clickhouse
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"strconv"
 	"strings"
@@ -168,25 +170,64 @@ func SchemaVersion() uint32 { return migrations[len(migrations)-1].version }
 
 // RefreshAnalystTables replaces the content of each table in
 // AnalystDatabase by what its view answers now: a copy filled aside and
-// renamed into place, so analysts never read a half-filled table. Facts
-// inserted or erased since the last refresh reach the tables only now.
+// renamed into place in one RENAME, so analysts never read a half-filled
+// table. Facts inserted or erased since the last refresh reach the tables
+// only now. The copies are named for this refresh alone, so that two
+// instances refreshing at once (a standby's start, say) do not take each
+// other's; those a refresh that stopped half way left behind are dropped
+// once they are ten minutes old.
 func (s *Store) RefreshAnalystTables(ctx context.Context) error {
 	if err := ensureAnalystTables(ctx, s.conn); err != nil {
 		return err
 	}
+	if err := s.dropLeftovers(ctx); err != nil {
+		return err
+	}
+	var b [4]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return fmt.Errorf("refresh the analysts' tables: %w", err)
+	}
+	suffix := hex.EncodeToString(b[:])
 	for _, view := range analystTables {
 		table := AnalystDatabase + "." + view
+		next, old := table+"_next_"+suffix, table+"_old_"+suffix
 		for _, stmt := range []string{
-			"DROP TABLE IF EXISTS " + table + "_next",
-			"DROP TABLE IF EXISTS " + table + "_old",
-			"CREATE TABLE " + table + "_next AS " + table,
-			"INSERT INTO " + table + "_next SELECT * FROM " + view,
-			"RENAME TABLE " + table + " TO " + table + "_old, " + table + "_next TO " + table,
-			"DROP TABLE " + table + "_old",
+			"CREATE TABLE " + next + " AS " + table,
+			"INSERT INTO " + next + " SELECT * FROM " + view,
+			"RENAME TABLE " + table + " TO " + old + ", " + next + " TO " + table,
+			"DROP TABLE " + old,
 		} {
 			if err := s.conn.Exec(ctx, stmt); err != nil {
 				return fmt.Errorf("refresh %s: %w", table, err)
 			}
+		}
+	}
+	return nil
+}
+
+// dropLeftovers drops the copies of refreshes that stopped half way.
+func (s *Store) dropLeftovers(ctx context.Context) error {
+	rows, err := s.conn.Query(ctx, `SELECT name FROM system.tables
+WHERE database = ? AND match(name, '_(next|old)_[0-9a-f]{8}$') AND metadata_modification_time < now() - 600`, AnalystDatabase)
+	if err != nil {
+		return fmt.Errorf("list the analysts' leftover tables: %w", err)
+	}
+	var names []string
+	for rows.Next() {
+		var n string
+		if err := rows.Scan(&n); err != nil {
+			rows.Close()
+			return fmt.Errorf("list the analysts' leftover tables: %w", err)
+		}
+		names = append(names, n)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("list the analysts' leftover tables: %w", err)
+	}
+	for _, n := range names {
+		if err := s.conn.Exec(ctx, "DROP TABLE IF EXISTS "+AnalystDatabase+"."+n); err != nil {
+			return fmt.Errorf("drop %s.%s: %w", AnalystDatabase, n, err)
 		}
 	}
 	return nil

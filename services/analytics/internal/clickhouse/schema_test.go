@@ -90,6 +90,21 @@ func TestAnalystReadsOnlySuppressingViews(t *testing.T) {
 		t.Errorf("analyst wrote to daily_messages: %q", got)
 	}
 
+	// Two instances refreshing at once leave the tables, and only them.
+	errs := make(chan error, 2)
+	for range 2 {
+		go func() { errs <- st.RefreshAnalystTables(t.Context()) }()
+	}
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	if got, err := queryAs(ch.HTTPAddr(), "default", "SELECT name FROM system.tables WHERE database = '"+chstore.AnalystDatabase+"' ORDER BY name"); err != nil ||
+		got != "daily_conversations\ndaily_csat\ndaily_first_response\ndaily_messages\ndaily_resolution" {
+		t.Errorf("tables of %s after two refreshes at once: %q, %v", chstore.AnalystDatabase, got, err)
+	}
+
 	// An erasure that takes the big day below the minimum group reaches
 	// the analysts' table at the next refresh.
 	if _, err := st.Erase(t.Context(), []analyticsapi.EraseArgs{{Tenant: "acme", Pseudonym: facts[0].Visitor}}); err != nil {
