@@ -20,6 +20,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 
 	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
@@ -71,6 +72,8 @@ type manifests struct {
 	secrets      map[string]*corev1.Secret    // likewise
 	pdbs         map[string]*policyv1.PodDisruptionBudget
 	ingresses    map[string]*networkingv1.Ingress
+	policies     map[string]*networkingv1.NetworkPolicy
+	hpas         map[string]*autoscalingv2.HorizontalPodAutoscaler
 	// names are the generated names of ConfigMaps and Secrets, as referenced.
 	names map[string]bool
 }
@@ -93,6 +96,8 @@ func build(t *testing.T, dir string) manifests {
 		secrets:      map[string]*corev1.Secret{},
 		pdbs:         map[string]*policyv1.PodDisruptionBudget{},
 		ingresses:    map[string]*networkingv1.Ingress{},
+		policies:     map[string]*networkingv1.NetworkPolicy{},
+		hpas:         map[string]*autoscalingv2.HorizontalPodAutoscaler{},
 		names:        map[string]bool{},
 	}
 	for _, r := range rm.Resources() {
@@ -124,7 +129,11 @@ func build(t *testing.T, dir string) manifests {
 			m.pdbs[o.Name] = o
 		case *networkingv1.Ingress:
 			m.ingresses[o.Name] = o
-		case *corev1.Namespace, *networkingv1.NetworkPolicy:
+		case *networkingv1.NetworkPolicy:
+			m.policies[o.Name] = o
+		case *autoscalingv2.HorizontalPodAutoscaler:
+			m.hpas[o.Name] = o
+		case *corev1.Namespace:
 		default:
 			t.Errorf("%s: no checks for %T; add them", r.CurId(), obj)
 		}
@@ -148,7 +157,7 @@ type workload struct {
 func (m manifests) workloads() []workload {
 	var ws []workload
 	for _, d := range m.deployments {
-		ws = append(ws, workload{"Deployment", d.Name, *d.Spec.Replicas, d.Spec.Template})
+		ws = append(ws, workload{"Deployment", d.Name, m.replicas(d), d.Spec.Template})
 	}
 	for _, s := range m.statefulSets {
 		ws = append(ws, workload{"StatefulSet", s.Name, *s.Spec.Replicas, s.Spec.Template})
@@ -895,8 +904,8 @@ func TestProduction(t *testing.T) {
 
 	for _, name := range []string{"gateway", "chat"} {
 		d := m.deployments[name]
-		if *d.Spec.Replicas < 2 {
-			t.Errorf("%s: %d replicas, want at least 2", name, *d.Spec.Replicas)
+		if m.replicas(d) < 2 {
+			t.Errorf("%s: %d replicas, want at least 2", name, m.replicas(d))
 		}
 		if a := d.Spec.Template.Spec.Affinity; a == nil || a.PodAntiAffinity == nil {
 			t.Errorf("%s: no pod anti-affinity", name)

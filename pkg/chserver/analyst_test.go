@@ -14,13 +14,18 @@ import (
 
 func TestAnalystUserOnlyReads(t *testing.T) {
 	s := chtest.Start(t)
-	mustQuery(t, s.HTTPAddr(), "CREATE TABLE t (x UInt8) ENGINE = Memory")
-	mustQuery(t, s.HTTPAddr(), "INSERT INTO t VALUES (1)")
-	if got, err := queryAs(t, s.HTTPAddr(), "analyst", "SELECT count() FROM t"); err != nil || got != "1" {
+	mustQuery(t, s.HTTPAddr(), "CREATE DATABASE analyst")
+	mustQuery(t, s.HTTPAddr(), "CREATE TABLE analyst.t (x UInt8) ENGINE = Memory")
+	mustQuery(t, s.HTTPAddr(), "INSERT INTO analyst.t VALUES (1)")
+	mustQuery(t, s.HTTPAddr(), "CREATE TABLE raw (x UInt8) ENGINE = Memory")
+	if got, err := queryAs(t, s.HTTPAddr(), "analyst", "SELECT count() FROM analyst.t"); err != nil || got != "1" {
 		t.Errorf("analyst SELECT count() = %q, %v; want 1, nil", got, err)
 	}
-	if _, err := queryAs(t, s.HTTPAddr(), "analyst", "INSERT INTO t VALUES (2)"); err == nil || !strings.Contains(err.Error(), "readonly") {
+	if _, err := queryAs(t, s.HTTPAddr(), "analyst", "INSERT INTO analyst.t VALUES (2)"); err == nil || !strings.Contains(err.Error(), "readonly") {
 		t.Errorf("analyst INSERT error = %v, want a readonly refusal", err)
+	}
+	if _, err := queryAs(t, s.HTTPAddr(), "analyst", "SELECT count() FROM default.raw"); err == nil || !strings.Contains(err.Error(), "Access denied") {
+		t.Errorf("analyst SELECT from database default: error %v, want access denied", err)
 	}
 }
 

@@ -4,9 +4,12 @@
 // The server runs from a small config of its own written into a directory
 // (data, temporary files and logs all live there), listens on free loopback
 // ports only, and has two users without a password, accepted from 127.0.0.1
-// only: "default", and "analyst", who may only read (readonly = 1), for
-// analysts' own tools (Grafana, Metabase) on the same machine. It works with Debian's clickhouse-server 18.16 as well as
-// with current releases, and as root.
+// only: "default", and "analyst", for analysts' own tools (Grafana,
+// Metabase) on the same machine, who may only read (readonly = 1), and only
+// database "analyst", where the analytics service keeps the daily figures
+// of groups of at least the minimum size (never the facts). It works with
+// Debian's clickhouse-server 18.16 as well as with current releases, and as
+// root.
 //
 // The package starts and stops the process; it does not talk the native
 // protocol, so it does not depend on a ClickHouse driver.
@@ -268,8 +271,8 @@ const configTemplate = `<?xml version="1.0"?>
 </yandex>
 `
 
-// usersConfig holds the users, "default" and the read-only "analyst": no
-// password, loopback only.
+// usersConfig holds the users, "default" and the read-only "analyst" of
+// database "analyst": no password, loopback only.
 // Its profile is also the server's default profile, whose poll_interval is
 // how often an idle native connection notices a shutdown: 1s instead of 10s
 // keeps Close fast while a client is connected.
@@ -304,6 +307,9 @@ const usersConfig = `<?xml version="1.0"?>
             </networks>
             <profile>readonly</profile>
             <quota>default</quota>
+            <allow_databases>
+                <database>analyst</database>
+            </allow_databases>
         </analyst>
     </users>
     <quotas>

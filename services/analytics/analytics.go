@@ -120,7 +120,11 @@ func (s *Service) Run(ctx context.Context) error {
 		s.log.Info("clickhouse not configured: analytics stays not ready, facts wait in their stream")
 	} else if s.connect(gctx, opts) && s.prepare(gctx) {
 		g.Go(func() error {
-			s.sweep(gctx)
+			s.periodically(gctx, sweepEvery, func(st *chstore.Store) { s.sweep(gctx, st) })
+			return nil
+		})
+		g.Go(func() error {
+			s.periodically(gctx, refreshEvery, func(st *chstore.Store) { s.refresh(gctx, st) })
 			return nil
 		})
 	}

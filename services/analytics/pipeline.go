@@ -157,24 +157,41 @@ func (s *Service) recover(ctx context.Context) {
 	}
 }
 
-// sweep drops the partitions past the retention, now and every sweepEvery.
-func (s *Service) sweep(ctx context.Context) {
+// refreshEvery is how often the analysts' tables are filled anew from the
+// views: how long a fact, or an erasure, takes to reach them.
+const refreshEvery = time.Minute
+
+// periodically calls do with the store now and every period until ctx
+// ends.
+func (s *Service) periodically(ctx context.Context, period time.Duration, do func(*chstore.Store)) {
 	for {
 		if st := s.currentStore(); st != nil {
-			cutoff := time.Now().AddDate(0, 0, -s.retention)
-			dropped, err := st.DropExpired(ctx, cutoff)
-			if err != nil && ctx.Err() == nil {
-				s.log.Warn("drop expired partitions", "err", hideAddrs(err, s.addrs))
-			}
-			if len(dropped) > 0 {
-				s.log.Info("dropped expired partitions", "partitions", dropped)
-			}
+			do(st)
 		}
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(sweepEvery):
+		case <-time.After(period):
 		}
+	}
+}
+
+// sweep drops the partitions past the retention.
+func (s *Service) sweep(ctx context.Context, st *chstore.Store) {
+	cutoff := time.Now().AddDate(0, 0, -s.retention)
+	dropped, err := st.DropExpired(ctx, cutoff)
+	if err != nil && ctx.Err() == nil {
+		s.log.Warn("drop expired partitions", "err", hideAddrs(err, s.addrs))
+	}
+	if len(dropped) > 0 {
+		s.log.Info("dropped expired partitions", "partitions", dropped)
+	}
+}
+
+// refresh fills the analysts' tables anew from the views.
+func (s *Service) refresh(ctx context.Context, st *chstore.Store) {
+	if err := st.RefreshAnalystTables(ctx); err != nil && ctx.Err() == nil {
+		s.log.Warn("refresh the analysts' tables", "err", hideAddrs(err, s.addrs))
 	}
 }
 

@@ -6,6 +6,8 @@ package clickhouse
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"strconv"
 	"strings"
@@ -103,8 +105,9 @@ HAVING visitors >= %d`, name, agg, kind, analyticsapi.DefaultMinGroupSize)
 
 // Migrate brings the schema up to date: it creates schema_migrations, then
 // runs every migration whose version is not recorded there, in order, and
-// records it. retentionDays sets the facts' TTL where the server has TTL
-// (19.6 and later); older servers rely on DropExpired.
+// records it, then makes the analysts' tables (ensureAnalystTables).
+// retentionDays sets the facts' TTL where the server has TTL (19.6 and
+// later); older servers rely on DropExpired.
 func Migrate(ctx context.Context, conn driver.Conn, v Version, retentionDays int) error {
 	if err := conn.Exec(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
     version UInt32,
@@ -130,8 +133,102 @@ func Migrate(ctx context.Context, conn driver.Conn, v Version, retentionDays int
 			return fmt.Errorf("record migration %d: %w", m.version, err)
 		}
 	}
+	return ensureAnalystTables(ctx, conn)
+}
+
+// AnalystDatabase is the analysts' interface, readable without the facts:
+// tables holding what the views answer, copied by RefreshAnalystTables.
+// Not the views themselves: ClickHouse checks a view's tables against the
+// rights of whoever reads it (18.16 knows no other way; current releases
+// do so unless a view is SQL SECURITY DEFINER), so a user allowed the
+// views could read the facts as well. The analysts' user is allowed this
+// database only (pkg/chserver; deploy/k8s/base/clickhouse/users.xml).
+const AnalystDatabase = "analyst"
+
+// analystTables are the views copied into AnalystDatabase, by name.
+var analystTables = []string{"daily_conversations", "daily_messages", "daily_first_response", "daily_resolution", "daily_csat"}
+
+// ensureAnalystTables creates the analysts' database and a table for each
+// view, empty until RefreshAnalystTables fills it. It runs at every start
+// and refresh (a table lost to a refresh that failed half way is made
+// again); every statement is safe to run twice.
+func ensureAnalystTables(ctx context.Context, conn driver.Conn) error {
+	if err := conn.Exec(ctx, "CREATE DATABASE IF NOT EXISTS "+AnalystDatabase); err != nil {
+		return fmt.Errorf("create database %s: %w", AnalystDatabase, err)
+	}
+	for _, view := range analystTables {
+		stmt := fmt.Sprintf("CREATE TABLE IF NOT EXISTS %[1]s.%[2]s AS %[2]s ENGINE = MergeTree ORDER BY (tenant, day)", AnalystDatabase, view)
+		if err := conn.Exec(ctx, stmt); err != nil {
+			return fmt.Errorf("create %s.%s: %w", AnalystDatabase, view, err)
+		}
+	}
 	return nil
 }
 
 // SchemaVersion is the version of the newest migration.
 func SchemaVersion() uint32 { return migrations[len(migrations)-1].version }
+
+// RefreshAnalystTables replaces the content of each table in
+// AnalystDatabase by what its view answers now: a copy filled aside and
+// renamed into place in one RENAME, so analysts never read a half-filled
+// table. Facts inserted or erased since the last refresh reach the tables
+// only now. The copies are named for this refresh alone, so that two
+// instances refreshing at once (a standby's start, say) do not take each
+// other's; those a refresh that stopped half way left behind are dropped
+// once they are ten minutes old.
+func (s *Store) RefreshAnalystTables(ctx context.Context) error {
+	if err := ensureAnalystTables(ctx, s.conn); err != nil {
+		return err
+	}
+	if err := s.dropLeftovers(ctx); err != nil {
+		return err
+	}
+	var b [4]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return fmt.Errorf("refresh the analysts' tables: %w", err)
+	}
+	suffix := hex.EncodeToString(b[:])
+	for _, view := range analystTables {
+		table := AnalystDatabase + "." + view
+		next, old := table+"_next_"+suffix, table+"_old_"+suffix
+		for _, stmt := range []string{
+			"CREATE TABLE " + next + " AS " + table,
+			"INSERT INTO " + next + " SELECT * FROM " + view,
+			"RENAME TABLE " + table + " TO " + old + ", " + next + " TO " + table,
+			"DROP TABLE " + old,
+		} {
+			if err := s.conn.Exec(ctx, stmt); err != nil {
+				return fmt.Errorf("refresh %s: %w", table, err)
+			}
+		}
+	}
+	return nil
+}
+
+// dropLeftovers drops the copies of refreshes that stopped half way.
+func (s *Store) dropLeftovers(ctx context.Context) error {
+	rows, err := s.conn.Query(ctx, `SELECT name FROM system.tables
+WHERE database = ? AND match(name, '_(next|old)_[0-9a-f]{8}$') AND metadata_modification_time < now() - 600`, AnalystDatabase)
+	if err != nil {
+		return fmt.Errorf("list the analysts' leftover tables: %w", err)
+	}
+	var names []string
+	for rows.Next() {
+		var n string
+		if err := rows.Scan(&n); err != nil {
+			rows.Close()
+			return fmt.Errorf("list the analysts' leftover tables: %w", err)
+		}
+		names = append(names, n)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("list the analysts' leftover tables: %w", err)
+	}
+	for _, n := range names {
+		if err := s.conn.Exec(ctx, "DROP TABLE IF EXISTS "+AnalystDatabase+"."+n); err != nil {
+			return fmt.Errorf("drop %s.%s: %w", AnalystDatabase, n, err)
+		}
+	}
+	return nil
+}
