@@ -150,7 +150,7 @@ export function Conversation({ inbox, id, me, sendTyping }: Props) {
       {unreadable && <p class="hint">{unreadable}</p>}
       <ol class="transcript" ref={transcript} aria-label="Transcript" aria-busy={!loaded}>
         {messages.map((m) => (
-          <Line m={m} me={me.id} erased={erased} />
+          <Line key={m.id} m={m} me={me.id} erased={erased} />
         ))}
         {loaded && messages.length === 0 && !unreadable && <li class="hint">No messages.</li>}
       </ol>
@@ -166,11 +166,13 @@ export function Conversation({ inbox, id, me, sendTyping }: Props) {
 
 function Line({ m, me, erased }: { m: Message; me: string; erased: boolean }) {
   const gone = erased || m.erased;
-  const who = gone ? "Erased" : m.author?.role === "visitor" ? "Visitor" : m.author?.id === me ? "You" : `${m.author?.id} (${m.author?.role})`;
+  // Who wrote an erased message is erased with it: only its time shows.
+  const who = gone ? "" : m.author?.role === "visitor" ? "Visitor · " : m.author?.id === me ? "You · " : `${m.author?.id} (${m.author?.role}) · `;
   return (
-    <li class={`line ${m.author?.role === "visitor" && !gone ? "visitor" : "staff"}`}>
+    <li class={`line ${gone ? "erased" : m.author?.role === "visitor" ? "visitor" : "staff"}`}>
       <span class="by">
-        {who} · <time dateTime={m.at}>{time(m.at)}</time>
+        {who}
+        <time dateTime={m.at}>{time(m.at)}</time>
       </span>
       {gone ? <em class="gone">Erased</em> : m.withdrawn ? <em class="gone">Withdrawn by the visitor</em> : <span class="text">{m.text}</span>}
     </li>
