@@ -54,6 +54,7 @@ test("an agent answers a visitor live in the console, and sees their erasure", a
   const reg = await api(null, "POST", "/v1/tenants/demo/visitors", consent);
   const visitor = reg.access_token;
   const visitorWS = await visitorStream(visitor);
+  await api(visitor, "PUT", "/v1/me/profile", { name: "Dana Reyes", email: "dana@example.com" });
 
   const page = await staffPage(browser, gw, "/console", stack.token("agent", "alice"));
   const violations = [];
@@ -62,9 +63,9 @@ test("an agent answers a visitor live in the console, and sees their erasure", a
 
   // The visitor opens a conversation: it appears live, one unread.
   const { id } = await api(visitor, "POST", "/v1/conversations", { text: "Where is my parcel?" });
-  const row = page.getByRole("listitem").filter({ hasText: "awaiting a reply" });
+  const row = page.getByRole("listitem").filter({ hasText: "Dana Reyes" });
   await row.getByText("1 unread").waitFor();
-  await api(visitor, "POST", `/v1/conversations/${id}/messages`, { text: "It was due yesterday." });
+  const second = await api(visitor, "POST", `/v1/conversations/${id}/messages`, { text: "It was due yesterday." });
   await row.getByText("2 unread").waitFor();
   await page.getByText("1 open conversation", { exact: true }).waitFor();
   await accessible(page, "the inbox");
@@ -91,10 +92,16 @@ test("an agent answers a visitor live in the console, and sees their erasure", a
   await poll("the reply on the visitor's stream", async () => (await visitorWS.saw()).some((e) => e.type === "message" && e.message.text === "On its way: it left this morning."));
   await transcript.getByText("Where is my parcel?").waitFor();
   await page.getByText("you (alice)").waitFor();
+  await page.getByText("dana@example.com").waitFor();
   const said = await api(visitor, "GET", `/v1/conversations/${id}/messages`);
   assert.deepEqual(said.messages.map((m) => m.text), ["Where is my parcel?", "It was due yesterday.", "On its way: it left this morning."]);
   await accessible(page, "the conversation");
   await screenshot(page, "console-conversation");
+
+  // The visitor withdraws a message: it reads withdrawn in place.
+  await api(visitor, "DELETE", `/v1/conversations/${id}/messages/${second.id}`);
+  await transcript.getByText("Withdrawn by the visitor").waitFor();
+  assert.equal(await transcript.getByText("It was due yesterday.").count(), 0);
 
   // Presence: away, then available again, as the API reads it.
   await page.getByLabel("Presence").selectOption("away");
@@ -115,6 +122,8 @@ test("an agent answers a visitor live in the console, and sees their erasure", a
   await poll("every line erased", async () => (await transcript.getByText("Erased", { exact: true }).count()) === 3);
   assert.equal(await transcript.getByText("Where is my parcel?").count(), 0);
   await page.getByText("closed (erased)").waitFor();
+  await page.getByRole("heading", { name: "Erased visitor" }).waitFor();
+  assert.equal(await page.getByText("dana@example.com").count(), 0, "the profile is gone with the visitor");
   const read = await poll("the agent's read of the erased transcript", async () => {
     const t = await api(stack.token("agent", "alice"), "GET", `/v1/conversations/${id}/messages`);
     return t.messages.every((m) => m.erased && m.text === null) && t;
