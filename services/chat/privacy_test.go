@@ -114,14 +114,24 @@ func TestErasedVisitorReadsAsErased(t *testing.T) {
 	if diff := cmp.Diff([]string{"visitor/v2: keep me"}, texts(c.messages(admin, kept))); diff != "" {
 		t.Errorf("Messages() of another visitor mismatch (-want +got):\n%s", diff)
 	}
-	// So does whom it was assigned to: the agent no longer has it.
-	err := c.call(agent, chatapi.MessagesSubject, chatapi.MessagesArgs{Conversation: conv}, new(chatapi.MessagesResult))
-	if rpc.CodeOf(err) != rpc.CodeForbidden {
-		t.Errorf("Messages() by the agent it was assigned to after erasure = %v, want code %s", err, rpc.CodeForbidden)
-	}
-	for _, s := range c.list(agent) {
-		if s.ID == conv {
-			t.Errorf("List() by the agent it was assigned to after erasure holds %+v", s)
+	// So does whom it was assigned to: the agent who had it, and every
+	// other agent of the tenant, as for an unassigned one, see it erased in
+	// their inbox and its transcript.
+	for _, a := range []auth.Principal{agent, agent2} {
+		if diff := cmp.Diff(want, c.messages(a, conv)); diff != "" {
+			t.Errorf("Messages() by agent %s after erasure mismatch (-want +got):\n%s", a.ID, diff)
+		}
+		var got chatapi.Summary
+		c.must(a, chatapi.GetSubject, chatapi.ConversationArgs{Conversation: conv}, &got)
+		if got.Status != chatapi.StatusClosed || got.Assignee != nil {
+			t.Errorf("Get() by agent %s after erasure = %+v, want closed, unassigned", a.ID, got)
+		}
+		listed := false
+		for _, s := range c.list(a) {
+			listed = listed || s.ID == conv
+		}
+		if !listed {
+			t.Errorf("List() by agent %s after erasure does not hold the erased conversation", a.ID)
 		}
 	}
 

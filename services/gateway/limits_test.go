@@ -320,10 +320,19 @@ func TestSlowBodyIsCutOff(t *testing.T) {
 
 func TestErasedVisitorIsShutOut(t *testing.T) {
 	e := startGateway(t)
+	e.ensureChatStream()
 	v := auth.Principal{Tenant: "demo", ID: "v1", Role: auth.RoleVisitor}
 	ws := e.dial(v, false)
 	// The session has asked for the keys before the erasure.
 	natstest.Until(t, 5*time.Second, "keys fetched", func() bool { return e.keys.has("demo", "v1") })
+	// Staff, who may have the visitor's conversations on screen, are told;
+	// another visitor is not.
+	staff := map[string]*websocket.Conn{
+		"agent": e.dial(auth.Principal{Tenant: "demo", ID: "alice", Role: auth.RoleAgent}, true),
+		"admin": e.dial(auth.Principal{Tenant: "demo", ID: "root", Role: auth.RoleAdmin}, true),
+	}
+	other := auth.Principal{Tenant: "demo", ID: "v2", Role: auth.RoleVisitor}
+	otherWS := e.dial(other, true)
 
 	e.keys.erase("demo", "v1")
 	b, _ := json.Marshal(personkey.Erased{Tenant: "demo", Person: "v1"})
@@ -338,6 +347,16 @@ func TestErasedVisitorIsShutOut(t *testing.T) {
 		t.Fatalf("open session after the erasure: %v, want closed 1008 subject erased", err)
 	}
 	checkErased(t, e, v)
+	for who, c := range staff {
+		_, got, err := c.Read(ctx)
+		if err != nil || string(got) != `{"type":"erased","visitor":"v1"}` {
+			t.Errorf("%s's stream after the erasure = %s, %v; want the erased frame", who, got, err)
+		}
+	}
+	e.publish(event.ConversationOpened, "demo", "v2", "c2", event.Opened{Visitor: "v2", Text: "hello"})
+	if _, got, err := otherWS.Read(ctx); err != nil || !strings.Contains(string(got), `"type":"opened"`) {
+		t.Errorf("another visitor's first frame after the erasure = %s, %v; want their own opening", got, err)
+	}
 
 	// Asking about the erasure, or for it again, is still allowed.
 	serve(t, e.nc, privacyapi.EraseSubject, func(context.Context, rpc.Request[privacyapi.EraseArgs]) (privacyapi.Erasure, error) {

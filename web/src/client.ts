@@ -25,6 +25,8 @@ export type StreamEvent = {
   conversation_id?: string;
   message?: Message;
   author?: { role: string; id: string };
+  /** On an erased event (to staff): the visitor erased. */
+  visitor?: string;
 };
 
 /** A call answered with an error: a problem document's status and detail. */

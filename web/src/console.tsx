@@ -1,10 +1,108 @@
-// The console page.
+// The agent console: the inbox of conversations, live, and the one open.
 import { render } from "preact";
+import { useEffect, useMemo, useState } from "preact/hooks";
+import type { Principal } from "./client";
 import { Shell } from "./staff/shell";
+import { client } from "./staff/session";
+import { Inbox } from "./console/inbox";
+import { Rows } from "./console/list";
+import { Conversation } from "./console/conversation";
+import { Presence } from "./console/presence";
 import "./staff/staff.css";
+import "./console/console.css";
 
-function Page() {
-  return <h1>Console</h1>;
+function Console({ who }: { who: Principal }) {
+  const inbox = useMemo(() => new Inbox(who), [who]);
+  const [, setVersion] = useState(0);
+  const [status, setStatus] = useState<"open" | "closed">("open");
+  const [open, setOpen] = useState("");
+  const [stream, setStream] = useState<{ send(v: unknown): void } | null>(null);
+
+  useEffect(() => {
+    let marked = false;
+    const off = inbox.subscribe(() => {
+      setVersion((v) => v + 1);
+      // For the inbox's figure: when its first rows show.
+      if (!marked && inbox.byID.size > 0) {
+        marked = true;
+        requestAnimationFrame(() => performance.mark("parley-inbox-rows"));
+      }
+    });
+    // The stream first, so that nothing opened while the pages load is missed.
+    const s = client.stream(
+      (e) => inbox.handle(e),
+      () => {},
+    );
+    setStream(s);
+    void inbox.load().then(() => performance.mark("parley-inbox-loaded"));
+    return () => {
+      off();
+      s.stop();
+    };
+  }, [inbox]);
+
+  const rows = inbox.list(status);
+  const count = rows.length;
+  return (
+    <div class="console">
+      <div class="tools">
+        <h1>Console</h1>
+        {who.role === "agent" && <Presence me={who.id} />}
+      </div>
+      <div class="panes">
+        <section class="inbox" aria-labelledby="inbox-title">
+          <h2 id="inbox-title">Inbox</h2>
+          <div class="filter" role="group" aria-label="Show">
+            <button type="button" class="secondary" aria-pressed={status === "open"} onClick={() => setStatus("open")}>
+              Open
+            </button>
+            <button
+              type="button"
+              class="secondary"
+              aria-pressed={status === "closed"}
+              onClick={() => {
+                setStatus("closed");
+                if (inbox.closedCursor === undefined) void inbox.moreClosed();
+              }}
+            >
+              Closed
+            </button>
+          </div>
+          <p class="count" role="status">
+            {count.toLocaleString("en")} {status} conversation{count === 1 ? "" : "s"}
+            {inbox.loading ? " so far, loading…" : ""}
+          </p>
+          {inbox.error && (
+            <p role="alert" class="error">
+              {inbox.error}
+            </p>
+          )}
+          <Rows
+            rows={rows}
+            unread={inbox.unread}
+            selected={open}
+            me={who.id}
+            onOpen={(id) => {
+              performance.mark("parley-open");
+              setOpen(id);
+            }}
+          />
+          {status === "closed" && inbox.closedCursor && (
+            <button type="button" class="secondary more" onClick={() => void inbox.moreClosed()}>
+              Load more closed conversations
+            </button>
+          )}
+        </section>
+        <section class="view" aria-label="Conversation">
+          {open ? (
+            <Conversation key={open} inbox={inbox} id={open} me={who} sendTyping={(id) => stream?.send({ type: "typing", conversation_id: id })} />
+          ) : (
+            <p class="empty">Choose a conversation in the inbox.</p>
+          )}
+        </section>
+      </div>
+    </div>
+  );
 }
 
-render(<Shell path="/console">{() => <Page />}</Shell>, document.getElementById("app")!);
+render(<Shell path="/console">{(who) => <Console who={who} />}</Shell>, document.getElementById("app")!);

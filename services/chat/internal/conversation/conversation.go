@@ -480,12 +480,14 @@ func (c *Conversation) CanWithdraw(p auth.Principal) error {
 }
 
 // CanRead reports whether p may read the transcript: the visitor, the
-// assigned agent, supervisors and admins.
+// assigned agent, supervisors and admins; once the visitor is erased, any
+// agent of the tenant, as Listed says, since whom it was assigned to can
+// no longer be read and the transcript holds nothing but erased messages.
 func (c *Conversation) CanRead(p auth.Principal) error {
 	if err := c.visible(p); err != nil {
 		return err
 	}
-	if p.Role == auth.RoleAgent && !c.assignedTo(p.ID) {
+	if p.Role == auth.RoleAgent && !c.Erased && !c.assignedTo(p.ID) {
 		return ErrForbidden
 	}
 	return nil
@@ -506,6 +508,9 @@ func (c *Conversation) CanSee(p auth.Principal) error {
 
 // Listed reports whether the conversation belongs in p's inbox: a visitor's
 // own, an agent's assigned or unassigned ones, all for supervisors and admins.
+// An erased visitor's conversation is in every agent's: its assignment was
+// sealed under the visitor's key, so it reads as unassigned (see Erase), and
+// the agent who had it must still see that it was erased.
 func (c *Conversation) Listed(p auth.Principal) bool {
 	if c.Tenant != p.Tenant || !c.Exists() {
 		return false
@@ -514,7 +519,7 @@ func (c *Conversation) Listed(p auth.Principal) bool {
 	case auth.RoleVisitor:
 		return c.Visitor == p.ID
 	case auth.RoleAgent:
-		return !c.Assigned || c.Assignee == p.ID
+		return !c.Assigned || c.Erased || c.Assignee == p.ID
 	case auth.RoleSupervisor, auth.RoleAdmin:
 		return true
 	}

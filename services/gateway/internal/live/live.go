@@ -110,6 +110,8 @@ type Event struct {
 	Message        *Message `json:"message,omitempty"`
 	// Author is who is typing, on a typing frame only.
 	Author *event.Author `json:"author,omitempty"`
+	// Visitor is who was erased, on an erased frame only.
+	Visitor string `json:"visitor,omitempty"`
 }
 
 // Message is a posted message as pushed live; on a withdrawal, the
@@ -138,6 +140,11 @@ const (
 	// TypeTyping says that Author is typing in the conversation; a client
 	// sends it with the conversation's id alone.
 	TypeTyping = "typing"
+	// TypeErased tells staff that the visitor it names was erased: every
+	// message of their conversations reads erased from now on. The chat
+	// service stores no event for an erasure, so without it a console
+	// showing such a conversation would learn nothing.
+	TypeErased = "erased"
 )
 
 // Typist tells whether p may signal typing in a conversation and, if so,
@@ -512,6 +519,35 @@ func (h *Hub) CloseSubject(tenant, id string) {
 	}
 }
 
+// Erased ends the sessions of the erased subject id in tenant (CloseSubject)
+// and tells every agent, supervisor and admin session of the tenant, who
+// may have the subject's conversations on screen, with an erased frame. An
+// agent is told whoever the conversations were assigned to: the assignment
+// was sealed under the subject's key, and every agent of the tenant may
+// now read those conversations, erased. Only visitors have conversations,
+// but the hub cannot tell a visitor's id from a staff member's: staff
+// ignore a frame naming no visitor they show.
+func (h *Hub) Erased(tenant, id string) {
+	h.CloseSubject(tenant, id)
+	frame := h.encode(Event{Type: TypeErased, Visitor: id})
+	h.mu.RLock()
+	var to []*session
+	if t := h.tenants[tenant]; t != nil {
+		for _, ss := range t.agents {
+			for s := range ss {
+				to = append(to, s)
+			}
+		}
+		for s := range t.overseers {
+			to = append(to, s)
+		}
+	}
+	h.mu.RUnlock()
+	for _, s := range to {
+		s.notice(frame)
+	}
+}
+
 // Close closes every session with "going away" and refuses new ones, then
 // waits for the sessions to end or ctx to be done.
 func (h *Hub) Close(ctx context.Context) error {
@@ -805,6 +841,19 @@ func (s *session) signal(b []byte) {
 	if !s.replaying && len(s.queue) < QueueLen/2 {
 		s.enqueue(b)
 	}
+}
+
+// notice queues a frame of no event that must not be lost, such as an
+// erasure: during a replay, where it would come out of order, the client is
+// told to resync after it instead, and its reload shows what changed.
+func (s *session) notice(b []byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.replaying {
+		s.overflow = true
+		return
+	}
+	s.enqueue(b)
 }
 
 // queueEvent queues the frames of the event at seq unless it was sent;

@@ -1,0 +1,229 @@
+// The console's inbox: the conversations the signed-in person may see, read
+// page after page from GET /v1/conversations and kept current by the live
+// stream, with the unread count of each. Views subscribe to it and read it;
+// it never renders.
+import { client } from "../staff/session";
+import type { Message, StreamEvent } from "../client";
+
+export type Profile = { name?: string; email?: string; updated_at: string };
+
+export type Summary = {
+  id: string;
+  status: "open" | "closed";
+  assignee: string | null;
+  visitor?: string;
+  rating: number | null;
+  created_at: string;
+  last_message_at: string;
+  closed_at: string | null;
+  first_response_at: string | null;
+  visitor_profile?: Profile;
+  /** Set here, not by the API: the visitor was erased while the console ran. */
+  erased?: boolean;
+};
+
+type Page = { conversations: Summary[]; next_cursor: string | null };
+
+// Unread counts live in sessionStorage: they survive a reload of the tab and
+// end with it, like the staff session itself, and hold only ids and counts.
+const unreadKey = "parley.console.unread";
+
+function loadUnread(): Record<string, number> {
+  try {
+    return JSON.parse(sessionStorage.getItem(unreadKey) ?? "{}");
+  } catch {
+    return {};
+  }
+}
+
+// How many live messages of each conversation are kept (see Inbox.heard).
+const heardKept = 50;
+
+/** Inbox holds the conversations and tells its subscribers when they change. */
+export class Inbox {
+  readonly byID = new Map<string, Summary>();
+  unread: Record<string, number> = loadUnread();
+  /** The conversation on screen: its visitor's messages are read as they come. */
+  openID = "";
+  loading = true;
+  error = "";
+  /** Closed conversations are read a page at a time, on demand. */
+  closedCursor: string | null | undefined = undefined;
+  /**
+   * The messages that came live, the last few of each conversation: what an
+   * agent may not read from the transcript of one not assigned to them, yet
+   * was shown as it was said.
+   */
+  readonly heard = new Map<string, Message[]>();
+  private sorted: Summary[] | null = null;
+  private listeners = new Set<() => void>();
+  private eventListeners = new Set<(e: StreamEvent) => void>();
+
+  constructor(private readonly me: { id: string; role: string }) {}
+
+  subscribe(fn: () => void): () => void {
+    this.listeners.add(fn);
+    return () => this.listeners.delete(fn);
+  }
+
+  /** onEvent hands every stream event to fn too (the open conversation's view). */
+  onEvent(fn: (e: StreamEvent) => void): () => void {
+    this.eventListeners.add(fn);
+    return () => this.eventListeners.delete(fn);
+  }
+
+  private changed(): void {
+    this.sorted = null;
+    for (const fn of this.listeners) fn();
+  }
+
+  /**
+   * list answers the conversations of a status, latest activity first: the
+   * order a person answering works in. Sorted once per change, not per render.
+   */
+  list(status: "open" | "closed"): Summary[] {
+    if (!this.sorted) {
+      this.sorted = [...this.byID.values()].sort((a, b) =>
+        a.last_message_at < b.last_message_at ? 1 : a.last_message_at > b.last_message_at ? -1 : a.id < b.id ? 1 : -1,
+      );
+    }
+    return this.sorted.filter((c) => c.status === status);
+  }
+
+  /**
+   * load reads the open conversations page after page; the rows show as the
+   * first page arrives, the rest follow.
+   */
+  async load(): Promise<void> {
+    this.loading = true;
+    this.error = "";
+    this.changed();
+    try {
+      let cursor: string | null = null;
+      do {
+        const q = new URLSearchParams({ status: "open", limit: "500" });
+        if (cursor) q.set("cursor", cursor);
+        const page: Page = await client.json("GET", `/v1/conversations?${q}`);
+        for (const c of page.conversations) this.put(c);
+        cursor = page.next_cursor;
+        this.changed();
+      } while (cursor);
+    } catch (e) {
+      this.error = (e as Error).message;
+    } finally {
+      this.loading = false;
+      this.changed();
+    }
+  }
+
+  /** moreClosed reads the next page of closed conversations. */
+  async moreClosed(): Promise<void> {
+    if (this.closedCursor === null) return;
+    const q = new URLSearchParams({ status: "closed", limit: "100" });
+    if (this.closedCursor) q.set("cursor", this.closedCursor);
+    try {
+      const page: Page = await client.json("GET", `/v1/conversations?${q}`);
+      for (const c of page.conversations) this.put(c);
+      this.closedCursor = page.next_cursor;
+    } catch (e) {
+      this.error = (e as Error).message;
+    }
+    this.changed();
+  }
+
+  private put(c: Summary): void {
+    const was = this.byID.get(c.id);
+    // An erasure seen live outlasts a summary read before it arrived.
+    this.byID.set(c.id, was?.erased ? { ...c, erased: true, assignee: null, rating: null, visitor_profile: undefined } : c);
+  }
+
+  /** refresh reads one conversation again; gone from view (403/404) drops it. */
+  async refresh(id: string): Promise<void> {
+    try {
+      this.put(await client.json<Summary>("GET", `/v1/conversations/${id}`));
+    } catch (e) {
+      const status = (e as { status?: number }).status;
+      if (status === 403 || status === 404) {
+        this.byID.delete(id);
+        this.heard.delete(id);
+      }
+      else this.error = (e as Error).message;
+    }
+    this.changed();
+  }
+
+  /** update replaces a conversation with what a call answered. */
+  update(c: Summary): void {
+    this.put(c);
+    this.changed();
+  }
+
+  /** opened marks the conversation on screen, its messages read. */
+  opened(id: string): void {
+    this.openID = id;
+    if (this.unread[id]) {
+      delete this.unread[id];
+      this.keepUnread();
+    }
+    this.changed();
+  }
+
+  private keepUnread(): void {
+    try {
+      sessionStorage.setItem(unreadKey, JSON.stringify(this.unread));
+    } catch {
+      // Storage blocked: the counts last as long as the page.
+    }
+  }
+
+  /** handle applies one live stream event. */
+  handle(e: StreamEvent): void {
+    for (const fn of this.eventListeners) fn(e);
+    const id = e.conversation_id;
+    switch (e.type) {
+      case "resync":
+        void this.load();
+        return;
+      case "erased":
+        for (const c of this.byID.values()) {
+          if (c.visitor === e.visitor) {
+            this.byID.set(c.id, { ...c, erased: true, status: "closed", assignee: null, rating: null, visitor_profile: undefined });
+          }
+        }
+        this.changed();
+        return;
+      case "message": {
+        if (!id || !e.message) return;
+        const c = this.byID.get(id);
+        if (c) this.byID.set(id, { ...c, last_message_at: e.message.at });
+        const heard = this.heard.get(id) ?? [];
+        heard.push({ ...e.message, seq: e.seq });
+        this.heard.set(id, heard.slice(-heardKept));
+        if (e.message.author?.role === "visitor" && id !== this.openID) {
+          this.unread[id] = (this.unread[id] ?? 0) + 1;
+          this.keepUnread();
+        }
+        if (c) this.changed();
+        else void this.refresh(id);
+        return;
+      }
+      case "withdrawn": {
+        const w = e.message?.id;
+        const heard = id && this.heard.get(id);
+        if (heard) this.heard.set(id, heard.map((m) => (m.id === w ? { ...m, text: null, withdrawn: true } : m)));
+        return;
+      }
+      case "opened":
+      case "assigned":
+      case "closed":
+      case "rated":
+        if (id) void this.refresh(id);
+        return;
+    }
+  }
+
+  /** Whether the signed-in person may post: agents do, supervisors and admins do not. */
+  get posts(): boolean {
+    return this.me.role === "agent";
+  }
+}

@@ -1,0 +1,246 @@
+// The agent console in a real browser against a real `parley all`: a
+// visitor (through the API and a WebSocket of their own) and an agent in the
+// console, live both ways; a supervisor's assignment refused and forced; the
+// visitor's erasure reaching the agent's open view; and the inbox with 2,000
+// open conversations, whose figures are printed.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { readFile } from "node:fs/promises";
+import { accessible, launchBrowser, poll, screenshot, staffPage, startParley } from "./lib.mjs";
+
+let stack, browser;
+const consent = { consent: { analytics: false, network_data: false, ai: false }, notice_version: "2026-01" };
+
+before(async () => {
+  stack = await startParley();
+  browser = await launchBrowser();
+});
+
+after(async () => {
+  await browser?.close();
+  await stack?.stop();
+});
+
+// visitorStream opens a visitor's WebSocket in a page of the gateway's
+// origin: what it receives collects in globalThis.saw; send(v) sends a frame.
+async function visitorStream(token) {
+  const ctx = await browser.newContext();
+  const page = await ctx.newPage();
+  await page.goto(`${stack.gw}/healthz`);
+  await page.evaluate(
+    (tok) =>
+      new Promise((resolve, reject) => {
+        const ws = new WebSocket(`${location.origin.replace("http", "ws")}/v1/stream?access_token=${tok}`);
+        globalThis.saw = [];
+        globalThis.wsClosed = null;
+        ws.onmessage = (m) => globalThis.saw.push(JSON.parse(m.data));
+        ws.onclose = (c) => (globalThis.wsClosed = { code: c.code, reason: c.reason });
+        ws.onopen = () => resolve();
+        ws.onerror = reject;
+        globalThis.ws = ws;
+      }),
+    token,
+  );
+  return {
+    saw: () => page.evaluate(() => globalThis.saw),
+    closed: () => page.evaluate(() => globalThis.wsClosed),
+    send: (v) => page.evaluate((v) => globalThis.ws.send(JSON.stringify(v)), v),
+    close: () => ctx.close(),
+  };
+}
+
+test("an agent answers a visitor live in the console, and sees their erasure", async () => {
+  const { api, gw } = stack;
+  const reg = await api(null, "POST", "/v1/tenants/demo/visitors", consent);
+  const visitor = reg.access_token;
+  const visitorWS = await visitorStream(visitor);
+  await api(visitor, "PUT", "/v1/me/profile", { name: "Dana Reyes", email: "dana@example.com" });
+
+  const page = await staffPage(browser, gw, "/console", stack.token("agent", "alice"));
+  const violations = [];
+  page.on("console", (m) => m.text().includes("Content Security Policy") && violations.push(m.text()));
+  await page.getByText("0 open conversations").waitFor();
+
+  // The visitor opens a conversation: it appears live, one unread.
+  const { id } = await api(visitor, "POST", "/v1/conversations", { text: "Where is my parcel?" });
+  const row = page.getByRole("listitem").filter({ hasText: "Dana Reyes" });
+  await row.getByText("1 unread").waitFor();
+  const second = await api(visitor, "POST", `/v1/conversations/${id}/messages`, { text: "It was due yesterday." });
+  await row.getByText("2 unread").waitFor();
+  await page.getByText("1 open conversation", { exact: true }).waitFor();
+  await accessible(page, "the inbox");
+  await screenshot(page, "console-inbox");
+
+  // Opened: read; the transcript, though unassigned, shows what came live.
+  await row.getByRole("button").click();
+  const transcript = page.getByRole("list", { name: "Transcript" });
+  await transcript.getByText("It was due yesterday.").waitFor();
+  await poll("the unread count to clear", async () => (await row.getByText(/unread/).count()) === 0);
+  assert.deepEqual(JSON.parse(await page.evaluate(() => sessionStorage.getItem("parley.console.unread"))), {});
+
+  // The visitor types: shown. The agent types: the visitor's stream hears it.
+  await visitorWS.send({ type: "typing", conversation_id: id });
+  await page.getByRole("status").filter({ hasText: "The visitor is typing…" }).waitFor();
+  await page.getByLabel("Reply").pressSequentially("On its");
+  await poll("the agent's typing on the visitor's stream", async () => (await visitorWS.saw()).some((e) => e.type === "typing" && e.author.id === "alice"));
+
+  // The reply takes the conversation and reaches the visitor; the whole
+  // transcript then reads.
+  await page.getByLabel("Reply").pressSequentially(" way: it left this morning.");
+  await page.getByRole("button", { name: "Send" }).click();
+  await transcript.getByText("On its way: it left this morning.").waitFor();
+  await poll("the reply on the visitor's stream", async () => (await visitorWS.saw()).some((e) => e.type === "message" && e.message.text === "On its way: it left this morning."));
+  await transcript.getByText("Where is my parcel?").waitFor();
+  await page.getByText("you (alice)").waitFor();
+  await page.getByText("dana@example.com").waitFor();
+  const said = await api(visitor, "GET", `/v1/conversations/${id}/messages`);
+  assert.deepEqual(said.messages.map((m) => m.text), ["Where is my parcel?", "It was due yesterday.", "On its way: it left this morning."]);
+  await accessible(page, "the conversation");
+  await screenshot(page, "console-conversation");
+
+  // The visitor withdraws a message: it reads withdrawn in place.
+  await api(visitor, "DELETE", `/v1/conversations/${id}/messages/${second.id}`);
+  await transcript.getByText("Withdrawn by the visitor").waitFor();
+  assert.equal(await transcript.getByText("It was due yesterday.").count(), 0);
+
+  // Presence: away, then available again, as the API reads it.
+  await page.getByLabel("Presence").selectOption("away");
+  await poll("alice away", async () => (await api(stack.token("agent", "alice"), "GET", "/v1/agents/alice")).status === "away");
+  await page.getByLabel("Presence").selectOption("online");
+  await poll("alice available", async () => (await api(stack.token("agent", "alice"), "GET", "/v1/agents/alice")).status === "online");
+
+  // Closed; the visitor rates it; the rating shows.
+  await page.getByRole("button", { name: "Close conversation" }).click();
+  await page.getByText("closed", { exact: true }).waitFor();
+  await api(visitor, "POST", `/v1/conversations/${id}/rating`, { score: 4 });
+  await page.getByText("4 of 5").waitFor();
+
+  // The visitor erases themself: the open view turns to erased, with the
+  // notice, and the transcript the agent reads is erased.
+  await api(visitor, "DELETE", "/v1/me");
+  await page.getByRole("alert").filter({ hasText: "The visitor erased themself" }).waitFor();
+  await poll("every line erased", async () => (await transcript.getByText("Erased", { exact: true }).count()) === 3);
+  assert.equal(await transcript.getByText("Where is my parcel?").count(), 0);
+  await page.getByText("closed (erased)").waitFor();
+  await page.getByRole("heading", { name: "Erased visitor" }).waitFor();
+  assert.equal(await page.getByText("dana@example.com").count(), 0, "the profile is gone with the visitor");
+  const read = await poll("the agent's read of the erased transcript", async () => {
+    const t = await api(stack.token("agent", "alice"), "GET", `/v1/conversations/${id}/messages`);
+    return t.messages.every((m) => m.erased && m.text === null) && t;
+  });
+  assert.equal(read.messages.length, 3);
+  assert.deepEqual(await poll("the visitor's stream closed", () => visitorWS.closed()), { code: 1008, reason: "subject erased" });
+  await accessible(page, "the erased conversation");
+  await screenshot(page, "console-erased");
+
+  assert.deepEqual(violations, [], "CSP violations");
+  await visitorWS.close();
+  await page.context().close();
+});
+
+test("a supervisor's assignment to an away agent is refused, then forced", async () => {
+  const { api, gw } = stack;
+  const visitor = (await api(null, "POST", "/v1/tenants/demo/visitors", consent)).access_token;
+  const { id } = await api(visitor, "POST", "/v1/conversations", { text: "Anyone there?" });
+  await api(stack.token("agent", "bob"), "PUT", "/v1/me/presence", { status: "away" });
+
+  const page = await staffPage(browser, gw, "/console", stack.token("supervisor", "sue"));
+  await page.getByRole("listitem").filter({ hasText: "unassigned" }).first().getByRole("button").click();
+  await page.getByRole("list", { name: "Transcript" }).getByText("Anyone there?").waitFor();
+  await page.getByLabel("Agent id").fill("bob");
+  await page.getByRole("button", { name: "Assign", exact: true }).click();
+  await page.getByRole("alert").filter({ hasText: /away/ }).waitFor();
+  await accessible(page, "a refused assignment");
+  await page.getByRole("button", { name: "Assign anyway to bob" }).click();
+  await page.getByText("Assigned to").locator("xpath=following-sibling::dd[1]").filter({ hasText: "bob" }).waitFor();
+  assert.equal((await api(stack.token("supervisor", "sue"), "GET", `/v1/conversations/${id}`)).assignee, "bob");
+  await api(stack.token("supervisor", "sue"), "POST", `/v1/conversations/${id}/close`, {});
+  await page.context().close();
+});
+
+test("budget: the console inbox with 2,000 open conversations", async () => {
+  const { api, gw } = stack;
+  const n = 2000;
+  const visitors = 20;
+  // Seeding: a few visitors (registration is bounded per address: 30 a
+  // minute), each allowed n/visitors open conversations by the tenant's
+  // settings; one request of each visitor at a time, so none passes the
+  // per-principal rate.
+  const admin = stack.token("admin", "root");
+  const settings = await api(admin, "GET", "/v1/settings");
+  await api(admin, "PUT", "/v1/settings", { ...settings, open_conversations_per_visitor: n / visitors });
+  await poll("the settings applied", async () => (await api(admin, "GET", "/v1/settings")).open_conversations_per_visitor === n / visitors);
+  const started = Date.now();
+  const tokens = [];
+  for (let i = 0; i < visitors; i++) tokens.push((await api(null, "POST", "/v1/tenants/demo/visitors", consent)).access_token);
+  await Promise.all(
+    tokens.map(async (tok, i) => {
+      for (let k = 0; k < n / visitors; k++) {
+        for (;;) {
+          try {
+            await api(tok, "POST", "/v1/conversations", { text: `Question ${i}.${k}` });
+            break;
+          } catch (e) {
+            // A settings copy not yet caught up, or a brief rate limit: again.
+            if (!/ 429 /.test(e.message)) throw e;
+            await new Promise((r) => setTimeout(r, 200));
+          }
+        }
+      }
+    }),
+  );
+  const seeded = (Date.now() - started) / 1000;
+  console.log(`seeded ${n} open conversations in ${seeded.toFixed(1)} s (${Math.round(n / seeded)}/s); load ${await load()}`);
+
+  // An agent's inbox (every open conversation is unassigned, so theirs to
+  // see, not yet to read) and a supervisor's (theirs to read), alternated:
+  // the first sign-in also pays for what is cold.
+  await inboxFigures(n, "agent", "carol", false);
+  await inboxFigures(n, "supervisor", "sue", true);
+  await inboxFigures(n, "agent", "dave", false);
+});
+
+const load = async () => (await readFile("/proc/loadavg", "utf8")).split(" ").slice(0, 3).join(" ");
+
+async function inboxFigures(n, role, id, reads) {
+  const ctx = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  const page = await ctx.newPage();
+  const marks = () => page.evaluate(() => Object.fromEntries(performance.getEntriesByType("mark").map((m) => [m.name, m.startTime])));
+  const navStart = Date.now();
+  await page.goto(`${stack.gw}/console`);
+  await page.getByLabel("Token").fill(stack.token(role, id));
+  const formShown = Date.now() - navStart;
+  const signedAt = await page.evaluate(() => performance.now());
+  await page.getByRole("button", { name: "Use token" }).click();
+  await page.getByText(`${n.toLocaleString("en")} open conversations`, { exact: true }).waitFor({ timeout: 120000 });
+  const m = await marks();
+  const inDOM = await page.getByRole("listitem").count();
+  console.log(
+    `console inbox (${role}, ${n} open): sign-in form ${formShown} ms after navigation; first rows ${Math.round(m["parley-inbox-rows"] - signedAt)} ms after sign-in, all loaded ${Math.round(m["parley-inbox-loaded"] - signedAt)} ms after; ${inDOM} rows in the document; load ${await load()}`,
+  );
+  assert.ok(inDOM < 100, `only the rows in view are rendered (${inDOM})`);
+
+  // Scroll to the end: the oldest conversation is the last row; Home, from
+  // the keyboard, goes back to the first.
+  const list = page.getByRole("list", { name: "Conversations" });
+  await page.locator(".rows").evaluate((el) => (el.scrollTop = el.scrollHeight));
+  await list.locator(`li[aria-posinset="${n}"]`).waitFor();
+  await list.locator(`li[aria-posinset="${n}"] button`).focus();
+  await page.keyboard.press("Home");
+  await poll("the first row focused", () => page.evaluate(() => document.activeElement?.closest("li")?.getAttribute("aria-posinset") === "1"));
+
+  // Opening one, with all of them loaded: from the click to its view shown
+  // (its transcript read, or refused for an agent it is not assigned to).
+  const opens = [];
+  for (const at of [1, 2, 3, 4, 5]) {
+    await page.evaluate(() => performance.clearMarks("parley-conversation-shown"));
+    await list.locator(`li[aria-posinset="${at}"] button`).click();
+    await poll("the conversation shown", async () => (await marks())["parley-conversation-shown"]);
+    const shown = await marks();
+    opens.push(Math.round(shown["parley-conversation-shown"] - shown["parley-open"]));
+    if (reads) await page.getByRole("list", { name: "Transcript" }).getByText(/^Question /).waitFor();
+    else await page.getByText("not assigned to you").waitFor();
+  }
+  console.log(`console (${role}): opening a conversation with ${n} in the inbox: ${opens.join(", ")} ms from click to shown; load ${await load()}`);
+  await ctx.close();
+}
