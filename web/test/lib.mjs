@@ -85,10 +85,23 @@ export async function startParley(args = []) {
   };
 }
 
+// playwright-core disables Chromium's third-party storage partitioning,
+// under which a browser as shipped gives the widget's frame its storage (per
+// top-level site); without it, a frame's storage is refused. The last
+// --disable-features wins: Playwright's list, less that feature.
+const disabledFeatures = [
+  "AvoidUnnecessaryBeforeUnloadCheckSync", "DestroyProfileOnBrowserClose", "HttpsUpgrades", "HttpsFirstBalancedModeAutoEnable",
+  "LensOverlay", "MediaRouter", "PaintHolding", "AvoidCorsURLLoaderRestartOnRedirect", "OptimizationHints",
+  "NetworkTimeServiceQuerying", "AimEnabled", "PreconnectToSearch",
+];
+
 export function launchBrowser() {
   return chromium.launch({
     executablePath: chromiumPath,
-    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+    args: [
+      "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
+      `--disable-features=${disabledFeatures.join(",")}`,
+    ],
   });
 }
 
