@@ -154,7 +154,10 @@ function App() {
   };
 
   const showList = async () => {
-    setConversations(await everything<Conversation>("/v1/conversations", "conversations"));
+    const list = await everything<Conversation>("/v1/conversations", "conversations");
+    // The open one first (there to continue), then the newest.
+    const rank = (c: Conversation) => (c.status === "open" ? 0 : 1);
+    setConversations(list.sort((a, b) => rank(a) - rank(b) || b.created_at.localeCompare(a.created_at)));
     setConv(null);
     setMessages([]);
     setPhase("list");

@@ -398,6 +398,22 @@ test("the launcher, the consent step, the chat and the visitor's conversations p
   await ctx.close();
 });
 
+test("the gateway's demo page frames the chat under its own policy", async () => {
+  const ctx = await browser.newContext({ viewport: { width: 320, height: 640 } });
+  const page = await ctx.newPage();
+  const violations = [];
+  page.on("console", (m) => {
+    if (m.text().includes("Content Security Policy")) violations.push(m.text());
+  });
+  await page.goto(`${gw}/demo`);
+  await launcherSays(page, "Chat with us");
+  await page.keyboard.press("Tab");
+  await page.keyboard.press("Enter");
+  await shows(await chatFrame(page), "Start chat");
+  assert.deepEqual(violations, [], "CSP violations");
+  await ctx.close();
+});
+
 test("the tenant's privacy notice, shown as text, is the version the visitor consents to", async (t) => {
   const probe = await fetch(`${gw}/v1/tenants/demo/notice`);
   if (probe.status === 404) {

@@ -45,11 +45,18 @@ const CSP = policy + "frame-ancestors 'none'"
 // storage from it.
 const FrameCSP = policy + "frame-ancestors *"
 
+// DemoCSP is the demo page's: it embeds the widget, whose launcher frames
+// the chat from the gateway, its own origin.
+const DemoCSP = policy + "frame-src 'self'; frame-ancestors 'none'"
+
 const policy = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; " +
 	"base-uri 'none'; form-action 'none'; "
 
 // framePath is the widget's frame's path.
 const framePath = "/widget-frame"
+
+// policies are the paths whose Content-Security-Policy is not CSP.
+var policies = map[string]string{framePath: FrameCSP, "/demo": DemoCSP}
 
 const (
 	immutable  = "public, max-age=31536000, immutable"
@@ -128,12 +135,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	hd := w.Header()
+	csp, ok := policies[r.URL.Path]
+	if !ok {
+		csp = CSP
+	}
+	hd.Set("Content-Security-Policy", csp)
 	if r.URL.Path == framePath {
-		hd.Set("Content-Security-Policy", FrameCSP)
 		// Its address (and the host page's, were it sent) is nobody's business.
 		hd.Set("Referrer-Policy", "no-referrer")
-	} else {
-		hd.Set("Content-Security-Policy", CSP)
 	}
 	hd.Set("X-Content-Type-Options", "nosniff")
 	hd.Set("Cache-Control", f.cache)

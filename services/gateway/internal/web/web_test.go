@@ -76,8 +76,12 @@ func TestHandler(t *testing.T) {
 			if string(body) != tt.wantBody {
 				t.Errorf("body = %q, want %q", body, tt.wantBody)
 			}
+			csp := CSP
+			if tt.path == "/demo" {
+				csp = DemoCSP
+			}
 			for k, want := range map[string]string{
-				"Cache-Control": tt.wantCache, "Content-Type": tt.wantType, "Content-Security-Policy": CSP,
+				"Cache-Control": tt.wantCache, "Content-Type": tt.wantType, "Content-Security-Policy": csp,
 				"X-Content-Type-Options": "nosniff", "Vary": "Accept-Encoding",
 			} {
 				if got := w.Header().Get(k); got != want {
@@ -147,6 +151,9 @@ func TestOnlyTheWidgetFrameMayBeFramed(t *testing.T) {
 	}
 	if strings.TrimSuffix(FrameCSP, "frame-ancestors *") != strings.TrimSuffix(CSP, "frame-ancestors 'none'") {
 		t.Errorf("the frame's policy %q differs from the pages' %q in more than frame-ancestors", FrameCSP, CSP)
+	}
+	if strings.Contains(CSP, "frame-src") {
+		t.Errorf("the pages' policy %q lets them frame", CSP)
 	}
 	for _, p := range []string{"/console", "/widget.js"} {
 		if got := get(p).Get("Content-Security-Policy"); !strings.HasSuffix(got, "frame-ancestors 'none'") {
