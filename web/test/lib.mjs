@@ -119,13 +119,18 @@ export async function staffPage(browser, gw, path, token, viewport = { width: 12
   return page;
 }
 
-/** accessible fails on any serious or critical violation axe-core finds on the page. */
+/**
+ * accessible fails on any serious or critical violation axe-core finds on
+ * the page; it answers axe-core's results.
+ */
 export async function accessible(page, what) {
-  const { violations } = await new AxeBuilder({ page }).analyze();
+  const results = await new AxeBuilder({ page }).analyze();
+  const { violations } = results;
   const bad = violations
     .filter((v) => v.impact === "serious" || v.impact === "critical")
     .map((v) => `${v.id} (${v.impact}): ${v.help} — ${v.nodes.map((n) => n.target.join(" ")).join(", ")}`);
   assert.deepEqual(bad, [], `${what}: serious or critical accessibility violations`);
+  return results;
 }
 
 export function screenshot(page, name) {

@@ -6,7 +6,6 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { createServer } from "node:http";
-import { AxeBuilder } from "@axe-core/playwright";
 import { accessible, freePort, launchBrowser, poll, screenshot, startParley } from "./lib.mjs";
 
 const budgetGzipBytes = 35 * 1024;
@@ -181,12 +180,17 @@ test("a visitor chats with an agent through the widget, keyboard only, on a 320 
 
   // Keyboard only: Tab to the launcher, open it; the focus moves into the
   // frame, on the first choice; the notice and the choices, each off.
+  const before = requests.length;
+  const openedAt = Date.now();
   await page.keyboard.press("Tab");
   await page.keyboard.press("Enter");
   const frame = await chatFrame(page);
   frame.page().on("console", onConsole);
   await shows(frame, "Start chat");
   await shows(frame, defaultWording);
+  let frameWire = 0;
+  for (const r of requests.slice(before).filter((r) => r.url().startsWith(`${gw}/`) && !r.url().includes("/v1/"))) frameWire += (await r.sizes()).responseBodySize;
+  console.log(`the chat frame: consent step shown ${Date.now() - openedAt} ms after the launcher was pressed; ${frameWire} bytes on the wire (page, script, style sheet)`);
   await poll("the focus in the frame", () => focusIn(frame));
   assert.equal(await frame.evaluate(() => document.activeElement?.getAttribute("name")), "analytics");
   for (const name of ["analytics", "network_data", "ai"]) assert.equal(await frame.getByRole("checkbox").and(frame.locator(`[name=${name}]`)).isChecked(), false, `${name} defaults to no`);
@@ -364,6 +368,16 @@ test("a visitor chats with an agent through the widget, keyboard only, on a 320 
   await ctx.close();
 });
 
+// accessibleWithFrame runs accessible() until axe-core has checked nodes in
+// the chat frame (a target of more than one selector: the frame's, then the
+// node's in it): @axe-core/playwright leaves out a frame it failed to
+// analyse without a word, as a loaded machine makes it do at times.
+const accessibleWithFrame = (page, what) =>
+  poll(`axe-core to check ${what} in the chat frame`, async () => {
+    const r = await accessible(page, what);
+    return [...r.passes, ...r.violations, ...r.incomplete].some((rule) => rule.nodes.some((n) => n.target.length > 1));
+  }, 120000);
+
 test("the launcher, the consent step, the chat and the visitor's conversations pass axe-core", async () => {
   const ctx = await browser.newContext({ viewport: { width: 320, height: 640 } });
   // axe-core finds frames through open shadow roots only: here the host
@@ -381,20 +395,16 @@ test("the launcher, the consent step, the chat and the visitor's conversations p
   await page.keyboard.press("Enter");
   const frame = await chatFrame(page);
   await shows(frame, "Start chat");
-  await accessible(page, "the consent step");
-  // axe-core reached into the frame: it checked nodes there (a target of
-  // more than one selector: the frame's, then the node's in it).
-  const { passes } = await new AxeBuilder({ page }).analyze();
-  assert.ok(passes.some((r) => r.nodes.some((n) => n.target.length > 1 && JSON.stringify(n.target).includes("analytics"))), "axe-core checked the frame's nodes");
+  await accessibleWithFrame(page, "the consent step");
   await frame.getByRole("button", { name: "Start chat" }).press("Enter");
   await shows(frame, "You are talking to a person");
   await frame.locator("#parley-message").fill("Checking the chat's accessibility");
   await frame.locator("#parley-message").press("Enter");
   await shows(frame, "Checking the chat's accessibility");
-  await accessible(page, "the chat");
+  await accessibleWithFrame(page, "the chat");
   await frame.getByRole("button", { name: "Your conversations" }).press("Enter");
   await frame.getByRole("button", { name: /^Continue the conversation/ }).waitFor();
-  await accessible(page, "the visitor's conversations");
+  await accessibleWithFrame(page, "the visitor's conversations");
   await ctx.close();
 });
 
@@ -441,10 +451,10 @@ test("the tenant's privacy notice, shown as text, is the version the visitor con
   await shows(frame, "You are talking to a person");
   await frame.locator("#parley-message").fill("Under the tenant's notice");
   await frame.locator("#parley-message").press("Enter");
-  const agent = token("agent", "bob");
+  const lead = token("supervisor", "sue");
   const conv = await poll("the conversation", async () => {
-    for (const c of (await api(agent, "GET", "/v1/conversations?status=open")).conversations) {
-      const t = await api(agent, "GET", `/v1/conversations/${c.id}/messages`);
+    for (const c of (await api(lead, "GET", "/v1/conversations?status=open")).conversations) {
+      const t = await api(lead, "GET", `/v1/conversations/${c.id}/messages`);
       if (t.messages[0]?.text === "Under the tenant's notice") return c;
     }
   });
