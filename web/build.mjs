@@ -1,10 +1,9 @@
 // Builds the front-end into the gateway's embedded directory
 // (services/gateway/internal/web/dist):
-//   - the widget: its bundle under a content-hashed name in assets/, and the
-//     loader widget.js that names it (a host page's one tag);
-//   - the staff pages (console, privacy, dashboard) and the demo page: each
-//     an HTML file whose script and stylesheet are content-hashed bundles in
-//     assets/;
+//   - the widget: widget.js, the launcher a host page's one tag names;
+//   - the pages (console, privacy, dashboard; the widget's chat frame,
+//     widget-frame) and the demo page: each an HTML file whose script and
+//     stylesheet are content-hashed bundles in assets/;
 // and a gzip copy of each file (the gateway serves it to clients that accept
 // gzip).
 import * as esbuild from "esbuild";
@@ -24,9 +23,11 @@ const common = {
   jsxImportSource: "preact",
 };
 
-// The staff pages: src/<name>.html names its bundles with the placeholders
-// {{script}} and {{style}}; src/<name>.tsx is its entry.
-const pages = ["console", "privacy", "dashboard"];
+// The pages: src/<name>.html names its bundles with the placeholders
+// {{script}} and {{style}}; src/<name>.tsx is its entry. The widget's page
+// is served as /widget-frame, beside the launcher /widget.js.
+const pages = ["console", "privacy", "dashboard", "widget"];
+const served = { widget: "widget-frame" };
 
 // Keep the committed README; everything else is rebuilt.
 for (const name of await readdir(out)) {
@@ -42,15 +43,8 @@ const hashed = (name, ext, body) => {
   return file;
 };
 
-// The widget's stylesheet is text it puts into its own shadow root.
-const widget = await esbuild.build({ ...common, format: "iife", loader: { ".css": "text" }, entryPoints: ["src/widget.tsx"] });
-const bundle = hashed("widget", "js", widget.outputFiles[0].contents);
-const loader = await esbuild.build({
-  ...common,
-  format: "iife",
-  entryPoints: ["src/loader.ts"],
-  define: { __WIDGET_BUNDLE__: JSON.stringify(bundle) },
-});
+// The launcher's stylesheet is text it puts into its own shadow root.
+const loader = await esbuild.build({ ...common, format: "iife", loader: { ".css": "text" }, entryPoints: ["src/loader.ts"] });
 files["widget.js"] = loader.outputFiles[0].contents;
 files["demo.html"] = await readFile("src/demo.html");
 
@@ -61,7 +55,7 @@ for (const page of pages) {
   const html = (await readFile(`src/${page}.html`, "utf8"))
     .replace("{{script}}", "/" + hashed(page, "js", js.contents))
     .replace("{{style}}", css ? "/" + hashed(page, "css", css.contents) : "");
-  files[`${page}.html`] = Buffer.from(html);
+  files[`${served[page] ?? page}.html`] = Buffer.from(html);
 }
 
 for (const [name, body] of Object.entries(files)) {

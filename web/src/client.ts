@@ -1,7 +1,8 @@
-// Calls to the gateway from the widget and the staff pages: a session (an
-// access token and a refresh token; the widget keeps the refresh token in
-// localStorage once the visitor has started a chat, the staff pages in
-// sessionStorage, for the tab's life) and the live stream.
+// Calls to the gateway from the widget's frame and the staff pages: a
+// session (an access token and a refresh token; the widget keeps the refresh
+// token in the localStorage of the gateway's origin, inside its frame, once
+// the visitor has started a chat, the staff pages in sessionStorage, for the
+// tab's life) and the live stream.
 
 export type Consent = { analytics: boolean; network_data: boolean; ai: boolean };
 
@@ -118,6 +119,11 @@ export class Client {
   useToken(access: string, principal: Principal): void {
     this.access = access;
     this.principal = principal;
+  }
+
+  /** An anonymous GET (no session), answering the JSON. */
+  async anonymous<T>(path: string): Promise<T> {
+    return (await this.send("GET", path, undefined, false)).json();
   }
 
   /** The access token, for a caller that opens its own stream. */

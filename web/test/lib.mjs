@@ -85,10 +85,23 @@ export async function startParley(args = []) {
   };
 }
 
+// playwright-core disables Chromium's third-party storage partitioning,
+// under which a browser as shipped gives the widget's frame its storage (per
+// top-level site); without it, a frame's storage is refused. The last
+// --disable-features wins: Playwright's list, less that feature.
+const disabledFeatures = [
+  "AvoidUnnecessaryBeforeUnloadCheckSync", "DestroyProfileOnBrowserClose", "HttpsUpgrades", "HttpsFirstBalancedModeAutoEnable",
+  "LensOverlay", "MediaRouter", "PaintHolding", "AvoidCorsURLLoaderRestartOnRedirect", "OptimizationHints",
+  "NetworkTimeServiceQuerying", "AimEnabled", "PreconnectToSearch",
+];
+
 export function launchBrowser() {
   return chromium.launch({
     executablePath: chromiumPath,
-    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+    args: [
+      "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
+      `--disable-features=${disabledFeatures.join(",")}`,
+    ],
   });
 }
 
@@ -106,13 +119,18 @@ export async function staffPage(browser, gw, path, token, viewport = { width: 12
   return page;
 }
 
-/** accessible fails on any serious or critical violation axe-core finds on the page. */
+/**
+ * accessible fails on any serious or critical violation axe-core finds on
+ * the page; it answers axe-core's results.
+ */
 export async function accessible(page, what) {
-  const { violations } = await new AxeBuilder({ page }).analyze();
+  const results = await new AxeBuilder({ page }).analyze();
+  const { violations } = results;
   const bad = violations
     .filter((v) => v.impact === "serious" || v.impact === "critical")
     .map((v) => `${v.id} (${v.impact}): ${v.help} — ${v.nodes.map((n) => n.target.join(" ")).join(", ")}`);
   assert.deepEqual(bad, [], `${what}: serious or critical accessibility violations`);
+  return results;
 }
 
 export function screenshot(page, name) {

@@ -1,14 +1,16 @@
 // Package web serves the front-end that `make build` bundles from the web/
-// directory into dist/ and embeds here: the widget's loader (/widget.js),
-// the staff pages (/console, /privacy, /dashboard), a demo page (/demo), and
-// their content-hashed bundles (/assets/…).
+// directory into dist/ and embeds here: the widget's launcher (/widget.js)
+// and its chat frame (/widget-frame), the staff pages (/console, /privacy,
+// /dashboard), a demo page (/demo), and their content-hashed bundles
+// (/assets/…).
 //
 // Hashed files never change under their name, so they are cached for a
 // year; the loader keeps its name across releases, so it is cached for five
 // minutes and revalidated by ETag. Every file is precompressed at build
 // time; a client that accepts gzip gets the .gz copy. Every answer carries a
 // Content-Security-Policy that allows scripts, styles and connections from
-// the gateway only: no inline script, no eval.
+// the gateway only: no inline script, no eval. Only the widget's frame may
+// be framed, by any site (FrameCSP).
 //
 // Without a build (go test where node is absent) dist/ holds only its README:
 // the handler then answers 404 for every file, and Built reports false.
@@ -31,10 +33,30 @@ import (
 //go:embed all:dist
 var dist embed.FS
 
-// CSP is the Content-Security-Policy of every file the handler serves.
-// 'self' covers the gateway's WebSocket too (CSP level 3).
-const CSP = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; " +
-	"base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+// CSP is the Content-Security-Policy of every file the handler serves but
+// the widget's frame. 'self' covers the gateway's WebSocket too (CSP level
+// 3).
+const CSP = policy + "frame-ancestors 'none'"
+
+// FrameCSP is the widget's frame's: the same, but any site may frame it,
+// since the widget goes on the tenants' own sites and a tenant names none
+// in Parley. What the frame holds is the visitor's, never the framing
+// page's to read: the browser keeps a cross-origin frame's document and
+// storage from it.
+const FrameCSP = policy + "frame-ancestors *"
+
+// DemoCSP is the demo page's: it embeds the widget, whose launcher frames
+// the chat from the gateway, its own origin.
+const DemoCSP = policy + "frame-src 'self'; frame-ancestors 'none'"
+
+const policy = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; " +
+	"base-uri 'none'; form-action 'none'; "
+
+// framePath is the widget's frame's path.
+const framePath = "/widget-frame"
+
+// policies are the paths whose Content-Security-Policy is not CSP.
+var policies = map[string]string{framePath: FrameCSP, "/demo": DemoCSP}
 
 const (
 	immutable  = "public, max-age=31536000, immutable"
@@ -103,7 +125,7 @@ func NewFS(fsys fs.FS) (*Handler, error) {
 func (h *Handler) Built() bool { return len(h.files) > 0 }
 
 // Patterns are the ServeMux patterns the handler answers.
-var Patterns = []string{"GET /widget.js", "GET /assets/{name}", "GET /demo", "GET /console", "GET /privacy", "GET /dashboard"}
+var Patterns = []string{"GET /widget.js", "GET " + framePath, "GET /assets/{name}", "GET /demo", "GET /console", "GET /privacy", "GET /dashboard"}
 
 // ServeHTTP serves the file of r's path, 404 for any other.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -113,7 +135,15 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	hd := w.Header()
-	hd.Set("Content-Security-Policy", CSP)
+	csp, ok := policies[r.URL.Path]
+	if !ok {
+		csp = CSP
+	}
+	hd.Set("Content-Security-Policy", csp)
+	if r.URL.Path == framePath {
+		// Its address (and the host page's, were it sent) is nobody's business.
+		hd.Set("Referrer-Policy", "no-referrer")
+	}
 	hd.Set("X-Content-Type-Options", "nosniff")
 	hd.Set("Cache-Control", f.cache)
 	hd.Set("Content-Type", f.ctype)

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"testing/fstest"
 )
@@ -75,8 +76,12 @@ func TestHandler(t *testing.T) {
 			if string(body) != tt.wantBody {
 				t.Errorf("body = %q, want %q", body, tt.wantBody)
 			}
+			csp := CSP
+			if tt.path == "/demo" {
+				csp = DemoCSP
+			}
 			for k, want := range map[string]string{
-				"Cache-Control": tt.wantCache, "Content-Type": tt.wantType, "Content-Security-Policy": CSP,
+				"Cache-Control": tt.wantCache, "Content-Type": tt.wantType, "Content-Security-Policy": csp,
 				"X-Content-Type-Options": "nosniff", "Vary": "Accept-Encoding",
 			} {
 				if got := w.Header().Get(k); got != want {
@@ -114,5 +119,45 @@ func TestBuiltTellsAMissingBuild(t *testing.T) {
 	}
 	if h.Built() {
 		t.Error("Built() = true for a dist/ with its README only")
+	}
+}
+
+// TestOnlyTheWidgetFrameMayBeFramed: a host page frames /widget-frame; no
+// other page may be framed (clickjacking), and the frame's policy is as
+// strict as the others' in all else.
+func TestOnlyTheWidgetFrameMayBeFramed(t *testing.T) {
+	h, err := NewFS(fstest.MapFS{
+		"widget-frame.html": {Data: []byte("<!doctype html>")},
+		"console.html":      {Data: []byte("<!doctype html>")},
+		"widget.js":         {Data: []byte("launcher")},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	get := func(p string) http.Header {
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, httptest.NewRequest(http.MethodGet, p, nil))
+		if w.Code != http.StatusOK {
+			t.Fatalf("GET %s = %d", p, w.Code)
+		}
+		return w.Header()
+	}
+	frame := get("/widget-frame")
+	if got := frame.Get("Content-Security-Policy"); got != FrameCSP {
+		t.Errorf("/widget-frame's policy = %q, want %q", got, FrameCSP)
+	}
+	if got := frame.Get("Referrer-Policy"); got != "no-referrer" {
+		t.Errorf("/widget-frame's Referrer-Policy = %q, want no-referrer", got)
+	}
+	if strings.TrimSuffix(FrameCSP, "frame-ancestors *") != strings.TrimSuffix(CSP, "frame-ancestors 'none'") {
+		t.Errorf("the frame's policy %q differs from the pages' %q in more than frame-ancestors", FrameCSP, CSP)
+	}
+	if strings.Contains(CSP, "frame-src") {
+		t.Errorf("the pages' policy %q lets them frame", CSP)
+	}
+	for _, p := range []string{"/console", "/widget.js"} {
+		if got := get(p).Get("Content-Security-Policy"); !strings.HasSuffix(got, "frame-ancestors 'none'") {
+			t.Errorf("%s's policy = %q: it may be framed", p, got)
+		}
 	}
 }
