@@ -86,8 +86,11 @@ const clickHousePasswordEnv = "PARLEY_CLICKHOUSE_PASSWORD"
 // clickHousePasswordEnv, when one is set, as the password of dsn's user.
 func clickHouseDSN(dsn, file string) (string, error) {
 	password, err := readSecret("--clickhouse-password-file", file, clickHousePasswordEnv)
-	if err != nil || password == "" {
-		return dsn, err
+	if err != nil {
+		return "", err
+	}
+	if password == "" {
+		return dsn, nil
 	}
 	u, err := url.Parse(dsn)
 	if err != nil || u.User == nil || u.User.Username() == "" {
