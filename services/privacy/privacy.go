@@ -65,19 +65,15 @@ type Deps struct {
 	// time.Now. Tests set their own.
 	Now func() time.Time
 	// Health, when set, is where Run says whether this instance is ready:
-	// not before its view of PRIVACY is rebuilt and its consumers (the
-	// relay, the erasures after close) exist, nor while one fails, for the
-	// process's /readyz. Its pings answer it too. Nil means Run keeps its
-	// own.
+	// not before its view of PRIVACY is rebuilt and the relay's consumer
+	// exists, nor while a background consumer fails, for the process's
+	// /readyz. Its pings answer it too. Nil means Run keeps its own.
 	Health *pkgrpc.Health
 }
 
-// The parts of the service's health, each not ready (errStarting) until it
-// works.
-const (
-	partRelay   = "relay"
-	partErasure = "erase after close"
-)
+// partRelay names the relay's part of the service's health, not ready
+// (errStarting) until its consumer is made.
+const partRelay = "relay"
 
 var errStarting = errors.New("starting")
 
@@ -105,7 +101,6 @@ func Run(ctx context.Context, d Deps) error {
 		health = new(pkgrpc.Health)
 	}
 	health.Set(partRelay, errStarting)
-	health.Set(partErasure, errStarting)
 	js, err := natsjs.New(d.NC)
 	if err != nil {
 		return fmt.Errorf("privacy: jetstream: %w", err)
@@ -189,7 +184,7 @@ func Run(ctx context.Context, d Deps) error {
 	// The erasures of conversations after they close, as their schedules
 	// fire.
 	g.Go(func() error {
-		return ephemeral.NewEraser(d.NC, js, a, d.Log).Run(gctx, giveUp, health.Of(partErasure))
+		return ephemeral.NewEraser(d.NC, js, a, d.Log).Run(gctx, giveUp, health.Of("erase after close"))
 	})
 	d.Log.Info("privacy service running", "kek_id", ring.KEKID())
 	<-gctx.Done()
