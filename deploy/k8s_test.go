@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/pem"
 	"fmt"
+	"net"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -44,10 +45,11 @@ var services = []string{"gateway", "chat", "privacy", "analytics"}
 // TestFlagsExist checks each against the sources.
 var (
 	serviceFlags = map[string][]string{
-		"":          {"--nats-url", "--nats-creds", "--replicas", "--log-format", "--log-level"},
+		"":          {"--nats-url", "--nats-creds", "--nats-user", "--nats-password-file", "--replicas", "--log-format", "--log-level"},
 		"gateway":   {"--http-addr", "--signing-key-file", "--default-tenant"},
-		"privacy":   {"--kek-file", "--audit-key-file"},
-		"analytics": {"--clickhouse"},
+		"chat":      {"--health-addr"},
+		"privacy":   {"--health-addr", "--kek-file", "--kek-command", "--audit-key-file"},
+		"analytics": {"--health-addr", "--clickhouse", "--clickhouse-password-file"},
 	}
 	streamsApplyFlags = []string{"--nats-url", "--nats-creds", "--nats-user", "--nats-password-file", "--data-dir", "--replicas"}
 )
@@ -180,6 +182,8 @@ func TestOverlays(t *testing.T) {
 			checkNATSConfig(t, m)
 			checkStreamsApply(t, m)
 			checkMemoryLimits(t, m)
+			checkProbes(t, m)
+			checkNoSecretsInArgs(t, m)
 			for _, svc := range services {
 				checkParleyService(t, m, svc)
 			}
@@ -237,6 +241,108 @@ func checkWorkloads(t *testing.T, m manifests) {
 				t.Errorf("%s: capabilities must drop ALL and add none", where)
 			}
 			checkExpansions(t, where, c)
+		}
+	}
+}
+
+// checkProbes requires startup, readiness and liveness probes of every
+// container that keeps running, each on a port the container declares, and
+// NATS's as the upstream chart has them: started only once the full
+// /healthz passes (every stream and consumer of the server current), so
+// that a rolling restart waits for a server to catch up.
+func checkProbes(t *testing.T, m manifests) {
+	t.Helper()
+	for _, w := range m.workloads() {
+		for _, c := range w.pod.Spec.Containers {
+			where := fmt.Sprintf("%s %s container %s", w.kind, w.name, c.Name)
+			for name, p := range map[string]*corev1.Probe{"startup": c.StartupProbe, "readiness": c.ReadinessProbe, "liveness": c.LivenessProbe} {
+				switch {
+				case p == nil:
+					t.Errorf("%s: no %s probe", where, name)
+				case p.HTTPGet == nil:
+					t.Errorf("%s: %s probe is not an HTTP GET", where, name)
+				case !hasContainerPort(c, p.HTTPGet.Port.String()):
+					t.Errorf("%s: %s probe on port %s, which the container does not declare", where, name, p.HTTPGet.Port.String())
+				}
+			}
+		}
+	}
+	nats := m.statefulSets["nats"].Spec.Template.Spec.Containers[0]
+	for _, p := range []struct {
+		name  string
+		probe *corev1.Probe
+		path  string
+	}{
+		{"startup", nats.StartupProbe, "/healthz"},
+		{"readiness", nats.ReadinessProbe, "/healthz?js-server-only=true"},
+		{"liveness", nats.LivenessProbe, "/healthz?js-enabled-only=true"},
+	} {
+		if p.probe == nil || p.probe.HTTPGet == nil || p.probe.HTTPGet.Path != p.path {
+			t.Errorf("nats: want a %s probe of %s, as the upstream chart", p.name, p.path)
+		}
+	}
+	if p := nats.StartupProbe; p != nil && p.PeriodSeconds*p.FailureThreshold < 15*60 {
+		t.Errorf("nats: the startup probe allows %ds to catch up, want at least 15 minutes", p.PeriodSeconds*p.FailureThreshold)
+	}
+}
+
+func hasContainerPort(c corev1.Container, port string) bool {
+	return hasPort(corev1.PodSpec{Containers: []corev1.Container{c}}, port)
+}
+
+// secretFlag is a flag whose name says its value is a secret: one ending
+// in -file or -command names where the secret is instead.
+var secretFlag = regexp.MustCompile(`(?i)^--?[a-z-]*(password|passwd|secret|kek|dsn|credential)[a-z-]*$`)
+
+// checkNoSecretsInArgs holds every container's command and arguments to
+// hold no secret: a process's arguments are readable by every user of the
+// node (/proc/PID/cmdline). Secrets come from files or the environment.
+// Caught: a flag named as a secret, a URL with a password (also once
+// $(VAR) is expanded), a $(VAR) of a variable filled from a Secret, and
+// any value of a Secret the overlay generates.
+func checkNoSecretsInArgs(t *testing.T, m manifests) {
+	t.Helper()
+	var values []string
+	for _, s := range m.secrets {
+		for _, v := range s.Data {
+			if v := strings.TrimSpace(string(v)); len(v) >= 8 {
+				values = append(values, v)
+			}
+		}
+	}
+	for _, w := range m.workloads() {
+		for _, c := range slices.Concat(w.pod.Spec.InitContainers, w.pod.Spec.Containers) {
+			where := fmt.Sprintf("%s %s container %s", w.kind, w.name, c.Name)
+			// What $(VAR) becomes; a variable from a Secret becomes a marker.
+			const fromSecret = "\x00secret\x00"
+			env := map[string]string{}
+			for _, e := range c.Env {
+				v := e.Value
+				if e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil {
+					v = fromSecret
+				}
+				env[e.Name] = expansion.ReplaceAllStringFunc(v, func(ref string) string { return env[ref[2:len(ref)-1]] })
+			}
+			for _, arg := range slices.Concat(c.Command, c.Args) {
+				name, _, _ := strings.Cut(arg, "=")
+				if secretFlag.MatchString(name) && !strings.HasSuffix(name, "-file") && !strings.HasSuffix(name, "-command") {
+					t.Errorf("%s: flag %s takes a secret in the process's arguments; give a file instead", where, name)
+				}
+				expanded := expansion.ReplaceAllStringFunc(arg, func(ref string) string { return env[ref[2:len(ref)-1]] })
+				if strings.Contains(expanded, fromSecret) {
+					t.Errorf("%s: argument %q expands a Secret into the process's arguments", where, arg)
+				}
+				if u, err := url.Parse(expanded); err == nil && u.User != nil {
+					if _, ok := u.User.Password(); ok {
+						t.Errorf("%s: argument %q is a URL with a password", where, arg)
+					}
+				}
+				for _, v := range values {
+					if strings.Contains(expanded, v) {
+						t.Errorf("%s: argument %q holds a Secret's value", where, arg)
+					}
+				}
+			}
 		}
 	}
 }
@@ -440,36 +546,24 @@ func checkParleyService(t *testing.T, m manifests, svc string) {
 	for _, e := range c.Env {
 		env[e.Name] = e
 	}
-	if args["--nats-url"] != "$(PARLEY_NATS_URL)" {
-		t.Errorf("%s: --nats-url %q, want $(PARLEY_NATS_URL)", svc, args["--nats-url"])
-	}
-	if want := "nats://" + svc + ":$(NATS_PASSWORD)@nats:4222"; env["PARLEY_NATS_URL"].Value != want {
-		t.Errorf("%s: PARLEY_NATS_URL %q, want %q", svc, env["PARLEY_NATS_URL"].Value, want)
-	}
-	if ref := secretRef(env["NATS_PASSWORD"]); ref != "parley-nats-passwords/"+svc && !m.isGenerated("parley-nats-passwords", ref, svc) {
-		t.Errorf("%s: NATS_PASSWORD comes from %q, want the %q key of parley-nats-passwords", svc, ref, svc)
-	}
+	checkBusUser(t, m, d.Spec.Template.Spec, c, svc, svc)
 	if args["--log-format"] != "json" {
 		t.Errorf("%s: --log-format %q, want json", svc, args["--log-format"])
 	}
 	if _, ok := args["--replicas"]; !ok {
 		t.Errorf("%s: no --replicas: the binary's default (3) would not fit every overlay", svc)
 	}
+	// The address the probes reach: the gateway's API, the other services'
+	// health port.
+	addrFlag := "--health-addr"
 	switch svc {
 	case "gateway":
+		addrFlag = "--http-addr"
 		if args["--http-addr"] != "0.0.0.0:8080" {
 			t.Errorf("gateway: --http-addr %q, want 0.0.0.0:8080", args["--http-addr"])
 		}
 		if !m.mountsFileOf(d.Spec.Template.Spec, c, args["--signing-key-file"], "parley-signing-key") {
 			t.Errorf("gateway: --signing-key-file %q is not in a volume of Secret parley-signing-key", args["--signing-key-file"])
-		}
-		for probe, path := range map[*corev1.Probe]string{c.LivenessProbe: "/healthz", c.ReadinessProbe: "/readyz"} {
-			if probe == nil || probe.HTTPGet == nil || probe.HTTPGet.Path != path || probe.HTTPGet.Port.String() != "http" {
-				t.Errorf("gateway: want an HTTP probe of %s on port http", path)
-			}
-		}
-		if !hasPort(d.Spec.Template.Spec, "8080") {
-			t.Errorf("gateway: container port 8080 not declared")
 		}
 	case "privacy":
 		if !m.mountsFileOf(d.Spec.Template.Spec, c, args["--kek-file"], "parley-kek") {
@@ -479,17 +573,86 @@ func checkParleyService(t *testing.T, m manifests, svc string) {
 			t.Errorf("privacy: --audit-key-file %q is not in a volume of Secret parley-audit-key", args["--audit-key-file"])
 		}
 	case "analytics":
-		want := "clickhouse://analytics:$(CLICKHOUSE_PASSWORD)@clickhouse:9000/default"
+		want := "clickhouse://analytics@clickhouse:9000/default"
 		if args["--clickhouse"] != "$(PARLEY_CLICKHOUSE_DSN)" || env["PARLEY_CLICKHOUSE_DSN"].Value != want {
 			t.Errorf("analytics: ClickHouse DSN %q / %q, want $(PARLEY_CLICKHOUSE_DSN) = %q", args["--clickhouse"], env["PARLEY_CLICKHOUSE_DSN"].Value, want)
+		}
+		if secret, key := m.secretFile(d.Spec.Template.Spec, c, args["--clickhouse-password-file"]); secret != "parley-clickhouse" || key != "analytics-password" {
+			t.Errorf("analytics: --clickhouse-password-file %q is %s/%s, want the analytics-password key of Secret parley-clickhouse", args["--clickhouse-password-file"], secret, key)
 		}
 		if _, ok := m.services["clickhouse"]; !ok {
 			t.Errorf("analytics: no Service clickhouse for its DSN")
 		}
 	}
-	if svc != "gateway" && (c.LivenessProbe != nil || c.ReadinessProbe != nil || c.StartupProbe != nil) {
-		t.Errorf("%s: has probes, but serves no HTTP", svc)
+	_, port, err := net.SplitHostPort(args[addrFlag])
+	if err != nil || !hasPort(d.Spec.Template.Spec, port) {
+		t.Errorf("%s: %s %q: want host:port on a declared container port", svc, addrFlag, args[addrFlag])
 	}
+	for _, p := range []struct {
+		name  string
+		probe *corev1.Probe
+		paths []string
+	}{
+		{"startup", c.StartupProbe, []string{"/healthz", "/readyz"}},
+		{"liveness", c.LivenessProbe, []string{"/healthz"}},
+		{"readiness", c.ReadinessProbe, []string{"/readyz"}},
+	} {
+		if p.probe == nil || p.probe.HTTPGet == nil || !slices.Contains(p.paths, p.probe.HTTPGet.Path) || containerPort(c, p.probe.HTTPGet.Port.String()) != port {
+			t.Errorf("%s: want a %s probe of %s on port %s (%s)", svc, p.name, strings.Join(p.paths, " or "), port, addrFlag)
+		}
+	}
+	// Chat and privacy start by catching up: they are started only once
+	// ready, however long that takes.
+	if svc == "chat" || svc == "privacy" {
+		if p := c.StartupProbe; p == nil || p.HTTPGet == nil || p.HTTPGet.Path != "/readyz" || p.PeriodSeconds*p.FailureThreshold < 15*60 {
+			t.Errorf("%s: want a startup probe of /readyz allowing at least 15 minutes to catch up", svc)
+		}
+	}
+	// A rollout never replaces a pod before its replacement is ready;
+	// analytics, one reader at a time, stops the old pod first.
+	switch st := d.Spec.Strategy; {
+	case svc == "analytics":
+		if st.Type != appsv1.RecreateDeploymentStrategyType {
+			t.Errorf("analytics: strategy %s, want Recreate (one reader of ANALYTICS)", st.Type)
+		}
+	case st.Type != appsv1.RollingUpdateDeploymentStrategyType || st.RollingUpdate == nil || st.RollingUpdate.MaxUnavailable == nil ||
+		st.RollingUpdate.MaxUnavailable.IntValue() != 0 || st.RollingUpdate.MaxUnavailable.String() != "0":
+		t.Errorf("%s: want a RollingUpdate with maxUnavailable 0", svc)
+	}
+}
+
+// checkBusUser checks that container c connects to NATS as user, without a
+// password in its URL, the password in a file of the key user of Secret
+// parley-nats-passwords.
+func checkBusUser(t *testing.T, m manifests, spec corev1.PodSpec, c corev1.Container, where, user string) {
+	t.Helper()
+	// After the command and subcommand.
+	first := slices.IndexFunc(c.Args, func(a string) bool { return strings.HasPrefix(a, "-") })
+	args := flagValues(c.Args[max(first, 0):])
+	env := map[string]corev1.EnvVar{}
+	for _, e := range c.Env {
+		env[e.Name] = e
+	}
+	if args["--nats-url"] != "$(PARLEY_NATS_URL)" || env["PARLEY_NATS_URL"].Value != "nats://nats:4222" {
+		t.Errorf("%s: --nats-url %q = %q, want $(PARLEY_NATS_URL) = nats://nats:4222", where, args["--nats-url"], env["PARLEY_NATS_URL"].Value)
+	}
+	if args["--nats-user"] != user {
+		t.Errorf("%s: --nats-user %q, want %q", where, args["--nats-user"], user)
+	}
+	if secret, key := m.secretFile(spec, c, args["--nats-password-file"]); secret != "parley-nats-passwords" || key != user {
+		t.Errorf("%s: --nats-password-file %q is %s/%s, want the %q key of Secret parley-nats-passwords", where, args["--nats-password-file"], secret, key, user)
+	}
+}
+
+// containerPort returns the number of c's port called port, or port when
+// it is a number already.
+func containerPort(c corev1.Container, port string) string {
+	for _, p := range c.Ports {
+		if p.Name == port {
+			return strconv.Itoa(int(p.ContainerPort))
+		}
+	}
+	return port
 }
 
 // flagValues maps each --flag to the argument after it (or after "=").
@@ -524,23 +687,43 @@ func (m manifests) isGenerated(original, ref, key string) bool {
 // called secret (or generated from it) that c mounts; when the Secret is in
 // the build, the file must be one of its keys.
 func (m manifests) mountsFileOf(spec corev1.PodSpec, c corev1.Container, path, secret string) bool {
+	name, key := m.secretFile(spec, c, path)
+	if name != secret {
+		return false
+	}
+	if s, ok := m.secrets[secret]; ok {
+		_, ok := s.Data[key]
+		return ok
+	}
+	return true
+}
+
+// secretFile returns the Secret (by its name before Kustomize's suffix)
+// and key whose file is at path in c, or "" when path is no file of a
+// Secret volume c mounts.
+func (m manifests) secretFile(spec corev1.PodSpec, c corev1.Container, path string) (secret, key string) {
 	for _, vm := range c.VolumeMounts {
 		file, ok := strings.CutPrefix(path, vm.MountPath+"/")
 		if !ok || file == "" || strings.Contains(file, "/") {
 			continue
 		}
 		for _, v := range spec.Volumes {
-			if v.Name != vm.Name || v.Secret == nil || !strings.HasPrefix(v.Secret.SecretName, secret) {
+			if v.Name != vm.Name || v.Secret == nil {
 				continue
 			}
-			if s, ok := m.secrets[secret]; ok {
-				_, ok := s.Data[file]
-				return ok
+			key = file
+			if len(v.Secret.Items) > 0 {
+				key = ""
+				for _, it := range v.Secret.Items {
+					if it.Path == file {
+						key = it.Key
+					}
+				}
 			}
-			return true
+			return hashSuffix.ReplaceAllString(v.Secret.SecretName, ""), key
 		}
 	}
-	return false
+	return "", ""
 }
 
 // natsBlock returns the text of the block that follows "name = {" in conf,
@@ -629,7 +812,7 @@ func TestFlagsExist(t *testing.T) {
 		}
 		src = append(src, b...)
 	}
-	mirrored := slices.Concat(streamsApplyFlags, serviceFlags[""], serviceFlags["gateway"], serviceFlags["privacy"], serviceFlags["analytics"])
+	mirrored := slices.Concat(streamsApplyFlags, serviceFlags[""], serviceFlags["gateway"], serviceFlags["chat"], serviceFlags["privacy"], serviceFlags["analytics"])
 	for _, flag := range mirrored {
 		defined := regexp.MustCompile(`\.(?:String|Int|Bool|Float64|Duration)(?:Var)?\((?:[^,()]+, )?"` + regexp.QuoteMeta(strings.TrimPrefix(flag, "--")) + `",`)
 		if !defined.Match(src) {
@@ -721,23 +904,26 @@ func checkStreamsApply(t *testing.T, m manifests) {
 			t.Errorf("privacy: parley streams apply has no flag %s", flag)
 		}
 	}
-	env := map[string]corev1.EnvVar{}
-	for _, e := range c.Env {
-		env[e.Name] = e
-	}
-	if want := "nats://" + buspolicy.Admin + ":$(NATS_PASSWORD)@nats:4222"; args["--nats-url"] != "$(PARLEY_NATS_URL)" || env["PARLEY_NATS_URL"].Value != want {
-		t.Errorf("privacy: streams apply connects to %q = %q, want $(PARLEY_NATS_URL) = %q", args["--nats-url"], env["PARLEY_NATS_URL"].Value, want)
-	}
-	if ref := secretRef(env["NATS_PASSWORD"]); ref != "parley-nats-passwords/admin" && !m.isGenerated("parley-nats-passwords", ref, buspolicy.Admin) {
-		t.Errorf("privacy: streams apply's NATS_PASSWORD comes from %q, want the admin key of parley-nats-passwords", ref)
-	}
-	service := flagValues(d.Spec.Template.Spec.Containers[0].Args[1:])
+	spec := d.Spec.Template.Spec
+	checkBusUser(t, m, spec, *c, "privacy: streams apply", buspolicy.Admin)
+	service := flagValues(spec.Containers[0].Args[1:])
 	if args["--replicas"] == "" || args["--replicas"] != service["--replicas"] {
 		t.Errorf("privacy: streams apply --replicas %q, the services' %q: a different count is a changed definition", args["--replicas"], service["--replicas"])
 	}
-	for _, e := range d.Spec.Template.Spec.Containers[0].Env {
-		if secretRef(e) == "parley-nats-passwords/admin" || m.isGenerated("parley-nats-passwords", secretRef(e), buspolicy.Admin) {
-			t.Errorf("privacy: the service container gets the admin password (%s); only the init container may", e.Name)
+	// The admin password is the init container's alone.
+	for _, sc := range spec.Containers {
+		for _, e := range sc.Env {
+			if secretRef(e) == "parley-nats-passwords/admin" || m.isGenerated("parley-nats-passwords", secretRef(e), buspolicy.Admin) {
+				t.Errorf("privacy: container %s gets the admin password (%s); only the init container may", sc.Name, e.Name)
+			}
+		}
+		for _, vm := range sc.VolumeMounts {
+			for _, v := range spec.Volumes {
+				if v.Name == vm.Name && v.Secret != nil && hashSuffix.ReplaceAllString(v.Secret.SecretName, "") == "parley-nats-passwords" &&
+					(len(v.Secret.Items) == 0 || slices.ContainsFunc(v.Secret.Items, func(it corev1.KeyToPath) bool { return it.Key == buspolicy.Admin })) {
+					t.Errorf("privacy: container %s mounts the admin password (volume %s); only the init container may", sc.Name, v.Name)
+				}
+			}
 		}
 	}
 }

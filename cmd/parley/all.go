@@ -21,12 +21,9 @@ import (
 
 	"github.com/parley-chat/parley/pkg/auth"
 	"github.com/parley-chat/parley/pkg/buspolicy"
-	"github.com/parley-chat/parley/pkg/chatapi"
 	"github.com/parley-chat/parley/pkg/chserver"
 	"github.com/parley-chat/parley/pkg/natsembed"
 	"github.com/parley-chat/parley/pkg/personkey"
-	"github.com/parley-chat/parley/pkg/privacyapi"
-	"github.com/parley-chat/parley/pkg/rpc"
 	"github.com/parley-chat/parley/pkg/seal"
 	"github.com/parley-chat/parley/pkg/stream"
 	"github.com/parley-chat/parley/services/analytics"
@@ -340,7 +337,7 @@ func startAll(ctx context.Context, cfg allConfig, log *slog.Logger) (_ *allInOne
 			Registry:                  registry,
 			DefaultTenant:             cfg.DefaultTenant,
 			RateLimit:                 cfg.RateLimit,
-			Ready:                     a.readyCheck(an, gatewayNC),
+			Ready:                     a.readyCheck(an),
 
 			MaxSessions:      cfg.MaxSessions,
 			ClientAddrHeader: cfg.ClientAddrHeader,
@@ -392,17 +389,13 @@ func (a *allInOne) applyStreams(ctx context.Context, password string) error {
 	return nil
 }
 
-// servedSubjects are the calls the gateway makes: while one has no
-// responder, Parley is not ready.
-var servedSubjects = []string{chatapi.OpenSubject, privacyapi.RegisterVisitorSubject, personkey.GetSubject}
-
 // waitServing waits until the chat and privacy services answer on the bus
 // (chat first replays its stream), or one of the services fails.
 func (a *allInOne) waitServing(ctx context.Context, nc *nats.Conn) error {
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		err := rpc.Ping(ctx, nc, servedSubjects...)
+		err := gateway.PingServices(ctx, nc)
 		if err == nil {
 			return nil
 		}
@@ -423,14 +416,12 @@ func (a *allInOne) waitServing(ctx context.Context, nc *nats.Conn) error {
 // found no ClickHouse to start.
 var errNoClickHouse = errors.New("analytics not ready: clickhouse-server is not installed and no --clickhouse DSN was given; facts wait in the ANALYTICS stream")
 
-// readyCheck is the gateway's extra readiness check: the services it calls
-// answer, and ClickHouse does unless Parley was told to run without one
-// (--clickhouse off; analytics facts then wait in their stream).
-func (a *allInOne) readyCheck(an *analytics.Service, gatewayNC *nats.Conn) func(context.Context) error {
+// readyCheck is the gateway's extra readiness check (the gateway checks
+// the services it calls itself): ClickHouse answers unless Parley was told
+// to run without one (--clickhouse off; analytics facts then wait in their
+// stream).
+func (a *allInOne) readyCheck(an *analytics.Service) func(context.Context) error {
 	return func(ctx context.Context) error {
-		if err := rpc.Ping(ctx, gatewayNC, servedSubjects...); err != nil {
-			return err
-		}
 		switch {
 		case a.chMissing:
 			return errNoClickHouse

@@ -214,7 +214,7 @@ func checkpointKey(given string, saved *privacyapi.AuditCheckpointResult, store 
 		return b, nil
 	case saved != nil && saved.PublicKey != nil:
 		return saved.PublicKey, nil
-	case keyFile == "" && store.natsURL != "":
+	case keyFile == "" && store.bus.url != "":
 		return nil, nil
 	case keyFile == "":
 		keyFile = filepath.Join(store.dataDir, privacy.AuditKeyFile)

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"time"
 
@@ -15,6 +16,8 @@ import (
 
 	"github.com/parley-chat/parley/pkg/auth"
 	"github.com/parley-chat/parley/pkg/personkey"
+	"github.com/parley-chat/parley/pkg/rpc"
+	"github.com/parley-chat/parley/pkg/seal"
 	"github.com/parley-chat/parley/pkg/stream"
 	"github.com/parley-chat/parley/services/analytics"
 	"github.com/parley-chat/parley/services/chat"
@@ -24,17 +27,20 @@ import (
 
 // serviceConfig configures one service run against an external NATS.
 type serviceConfig struct {
-	NATSURL       string
-	NATSCreds     string
+	Bus           busFlags
 	Replicas      int
-	HTTPAddr      string  // gateway
-	SigningKey    string  // gateway
-	DefaultTenant string  // gateway
-	KEKFile       string  // privacy
-	AuditKeyFile  string  // privacy
-	KeyCacheSize  int     // gateway, chat, privacy
-	ClickHouse    string  // analytics
-	RateLimit     float64 // gateway
+	HTTPAddr      string   // gateway
+	HealthAddr    string   // chat, privacy, analytics
+	SigningKey    string   // gateway
+	DefaultTenant string   // gateway
+	KEK           kekFlags // privacy
+	AuditKeyFile  string   // privacy
+	KeyCacheSize  int      // gateway, chat, privacy
+	ClickHouse    string   // analytics
+	// ClickHousePasswordFile holds the password of the user ClickHouse
+	// names (analytics).
+	ClickHousePasswordFile string
+	RateLimit              float64 // gateway
 	// MaxSessions, MaxConnsPerAddr and ClientAddrHeader are the gateway's
 	// (gateway.Deps).
 	MaxSessions      int
@@ -49,8 +55,7 @@ type serviceConfig struct {
 func runService(ctx context.Context, name string, args []string, stdout, stderr io.Writer) error {
 	var cfg serviceConfig
 	fs := flag.NewFlagSet("parley "+name, flag.ContinueOnError)
-	fs.StringVar(&cfg.NATSURL, "nats-url", "", "NATS server URL(s), comma separated (required)")
-	fs.StringVar(&cfg.NATSCreds, "nats-creds", "", "NATS credentials file of this service's user")
+	cfg.Bus.register(fs, "NATS server URL(s), comma separated, without a password (required)")
 	fs.IntVar(&cfg.Replicas, "replicas", 3, "JetStream replicas of the streams this service owns")
 	switch name {
 	case "gateway":
@@ -63,10 +68,14 @@ func runService(ctx context.Context, name string, args []string, stdout, stderr 
 		fs.BoolVar(&cfg.LoopbackIdentityProviders, "loopback-identity-providers", false, "let staff sign in through identity providers on loopback addresses (a provider on the gateway's own host); otherwise sign-ins call no loopback, link-local or unspecified address")
 	case "privacy":
 		staffSessionFlag(fs, &cfg.StaffSessionTTL)
-		fs.StringVar(&cfg.KEKFile, "kek-file", "", "key-encryption key file (or PARLEY_KEK)")
+		cfg.KEK.register(fs)
 		fs.StringVar(&cfg.AuditKeyFile, "audit-key-file", "", "key signing the audit trail's checkpoints, PEM; never give it to the bus administrator (required)")
 	case "analytics":
-		fs.StringVar(&cfg.ClickHouse, "clickhouse", "", "ClickHouse DSN, clickhouse://host:9000/db")
+		fs.StringVar(&cfg.ClickHouse, "clickhouse", "", "ClickHouse DSN without a password, clickhouse://user@host:9000/db")
+		fs.StringVar(&cfg.ClickHousePasswordFile, "clickhouse-password-file", "", "file holding the password of the DSN's user (or "+clickHousePasswordEnv+" holds the password itself)")
+	}
+	if name != "gateway" {
+		fs.StringVar(&cfg.HealthAddr, "health-addr", defaultHealthAddrs[name], "where /healthz, /readyz and /metrics are served")
 	}
 	if name != "analytics" {
 		keyCacheFlag(fs, &cfg.KeyCacheSize)
@@ -78,7 +87,7 @@ func runService(ctx context.Context, name string, args []string, stdout, stderr 
 	if err := parseFlags(fs, args, stdout, stderr); err != nil {
 		return err
 	}
-	if cfg.NATSURL == "" {
+	if cfg.Bus.url == "" {
 		return usageError{"--nats-url is required"}
 	}
 	if name == "gateway" && cfg.SigningKey == "" {
@@ -97,43 +106,79 @@ func runService(ctx context.Context, name string, args []string, stdout, stderr 
 	log = log.With("service", name)
 	setMemoryLimit(memoryLimit, log)
 
-	opts := busOptions(name, log)
-	if cfg.NATSCreds != "" {
-		opts = append(opts, nats.UserCredentials(cfg.NATSCreds))
+	busOpts, err := cfg.Bus.options()
+	if err != nil {
+		return err
 	}
-	nc, err := nats.Connect(cfg.NATSURL, opts...)
+	// Read before anything starts: a missing secret stops the process at
+	// once, not after it connected.
+	var (
+		kek      seal.Key
+		auditKey ed25519.PrivateKey
+		dsn      string
+	)
+	switch name {
+	case "privacy":
+		if kek, err = cfg.KEK.load(ctx, stderr); err != nil {
+			return err
+		}
+		if auditKey, err = privacy.ReadAuditKey(cfg.AuditKeyFile); err != nil {
+			return err
+		}
+	case "analytics":
+		if dsn, err = clickHouseDSN(cfg.ClickHouse, cfg.ClickHousePasswordFile); err != nil {
+			return err
+		}
+	}
+	nc, err := nats.Connect(cfg.Bus.url, append(busOptions(name, log), busOpts...)...)
 	if err != nil {
 		return fmt.Errorf("connect to nats: %w", err)
 	}
 	defer nc.Close()
 	streams := stream.Options{Replicas: cfg.Replicas}
+	registry := prometheus.NewRegistry()
+	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
+	if name == "gateway" {
+		return runGateway(ctx, cfg, nc, log, registry, streams)
+	}
+	ln, err := net.Listen("tcp", cfg.HealthAddr)
+	if err != nil {
+		return fmt.Errorf("listen on --health-addr %s: %w", cfg.HealthAddr, err)
+	}
+	log.Info("serving health", "health_addr", ln.Addr().String())
+	health := new(rpc.Health)
+	ready := func(context.Context) error { return health.Err() }
+	var run func(context.Context) error
 	switch name {
 	case "privacy":
-		kek, err := loadKEK(cfg.KEKFile, false)
-		if err != nil {
-			return err
+		run = func(ctx context.Context) error {
+			return privacy.Run(ctx, privacy.Deps{NC: nc, Log: log, KEK: kek, AuditKey: auditKey, Streams: streams, KeyCacheSize: cfg.KeyCacheSize,
+				StaffSessionTTL: cfg.StaffSessionTTL, Health: health})
 		}
-		auditKey, err := privacy.ReadAuditKey(cfg.AuditKeyFile)
-		if err != nil {
-			return err
-		}
-		return privacy.Run(ctx, privacy.Deps{NC: nc, Log: log, KEK: kek, AuditKey: auditKey, Streams: streams, KeyCacheSize: cfg.KeyCacheSize,
-			StaffSessionTTL: cfg.StaffSessionTTL})
 	case "analytics":
-		return analytics.New(analytics.Deps{NC: nc, Log: log, ClickHouseDSN: cfg.ClickHouse}).Run(ctx)
+		an := analytics.New(analytics.Deps{NC: nc, Log: log, ClickHouseDSN: dsn})
+		run, ready = an.Run, an.Ready
+	case "chat":
+		keys, err := personkey.NewCacheSize(nc, cfg.KeyCacheSize)
+		if err != nil {
+			return err
+		}
+		defer keys.Close()
+		run = func(ctx context.Context) error {
+			return chat.Run(ctx, chat.Deps{NC: nc, Log: log, Keys: keys, Streams: streams, Registry: registry, Health: health})
+		}
 	}
+	return runWithHealth(ctx, ln, healthHandler(log, registry, busReady(nc, ready), ctx.Done()), run)
+}
 
+// runGateway runs `parley gateway` on nc.
+func runGateway(ctx context.Context, cfg serviceConfig, nc *nats.Conn, log *slog.Logger, registry *prometheus.Registry, streams stream.Options) error {
 	keys, err := personkey.NewCacheSize(nc, cfg.KeyCacheSize)
 	if err != nil {
 		return err
 	}
 	defer keys.Close()
-	registry := prometheus.NewRegistry()
-	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	if name == "chat" {
-		return chat.Run(ctx, chat.Deps{NC: nc, Log: log, Keys: keys, Streams: streams, Registry: registry})
-	}
 	signingKey, err := auth.ReadKey(cfg.SigningKey)
 	if err != nil {
 		return err

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -18,7 +19,7 @@ import (
 	"github.com/parley-chat/parley/pkg/auth"
 	"github.com/parley-chat/parley/pkg/buspolicy"
 	"github.com/parley-chat/parley/pkg/natsembed"
-	"github.com/parley-chat/parley/pkg/rpc"
+	"github.com/parley-chat/parley/services/gateway"
 	"github.com/parley-chat/parley/services/privacy"
 )
 
@@ -29,27 +30,8 @@ import (
 // credentials, and a conversation through the gateway.
 func TestServicesAgainstExternalNATS(t *testing.T) {
 	dir := t.TempDir()
-	passwords := map[string]string{}
-	for _, u := range append(buspolicy.Services(), buspolicy.Admin) {
-		passwords[u] = rand.Text()
-	}
-	users, err := buspolicy.Users(passwords)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := natsembed.Start(natsembed.Options{StoreDir: filepath.Join(dir, "nats"), Users: users})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Close)
-	natsURL := func(user string) string {
-		u, err := url.Parse(srv.ClientURL())
-		if err != nil {
-			t.Fatal(err)
-		}
-		u.User = url.UserPassword(user, passwords[user])
-		return u.String()
-	}
+	bus := startSplitBus(t, dir)
+	natsURL := bus.userURL
 
 	var out, errOut bytes.Buffer
 	if err := run(t.Context(), []string{"streams", "apply", "--nats-url", natsURL(buspolicy.Admin), "--replicas", "1"}, &out, &errOut); err != nil {
@@ -70,9 +52,9 @@ func TestServicesAgainstExternalNATS(t *testing.T) {
 	var wg sync.WaitGroup
 	var logs syncBuffer
 	commands := [][]string{
-		{"privacy", "--nats-url", natsURL(buspolicy.Privacy), "--replicas", "1", "--audit-key-file", auditKeyFile},
-		{"chat", "--nats-url", natsURL(buspolicy.Chat), "--replicas", "1"},
-		{"analytics", "--nats-url", natsURL(buspolicy.Analytics)},
+		{"privacy", "--nats-url", natsURL(buspolicy.Privacy), "--replicas", "1", "--audit-key-file", auditKeyFile, "--health-addr", "127.0.0.1:0"},
+		{"chat", "--nats-url", natsURL(buspolicy.Chat), "--replicas", "1", "--health-addr", "127.0.0.1:0"},
+		{"analytics", "--nats-url", natsURL(buspolicy.Analytics), "--health-addr", "127.0.0.1:0"},
 		{"gateway", "--nats-url", natsURL(buspolicy.Gateway), "--replicas", "1", "--http-addr", httpAddr,
 			"--signing-key-file", keyFile, "--default-tenant", "demo"},
 	}
@@ -106,7 +88,7 @@ func TestServicesAgainstExternalNATS(t *testing.T) {
 	}
 	defer admin.Close()
 	eventually(t, 30*time.Second, func() bool {
-		return rpc.Ping(t.Context(), admin, servedSubjects...) == nil
+		return gateway.PingServices(t.Context(), admin) == nil
 	})
 	eventually(t, 20*time.Second, func() bool {
 		resp, err := http.Get(base + "/readyz")
@@ -131,6 +113,50 @@ func TestServicesAgainstExternalNATS(t *testing.T) {
 	if len(msgs) != 2 {
 		t.Errorf("transcript has %d messages, want 2", len(msgs))
 	}
+}
+
+// splitBus is a NATS server with one user per service and an admin, as a
+// cluster deployment has, each user's password also in a file under dir.
+type splitBus struct {
+	srv       *natsembed.Server
+	passwords map[string]string
+	dir       string
+}
+
+func startSplitBus(t *testing.T, dir string) *splitBus {
+	t.Helper()
+	b := &splitBus{passwords: map[string]string{}, dir: dir}
+	for _, u := range append(buspolicy.Services(), buspolicy.Admin) {
+		b.passwords[u] = rand.Text()
+		if err := os.WriteFile(b.passwordFile(u), []byte(b.passwords[u]+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	users, err := buspolicy.Users(b.passwords)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.srv, err = natsembed.Start(natsembed.Options{StoreDir: filepath.Join(dir, "nats"), Users: users})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.srv.Close)
+	return b
+}
+
+// passwordFile is where user's password is.
+func (b *splitBus) passwordFile(user string) string {
+	return filepath.Join(b.dir, user+".password")
+}
+
+// userURL is the server's URL with user's name and password in it.
+func (b *splitBus) userURL(user string) string {
+	u, err := url.Parse(b.srv.ClientURL())
+	if err != nil {
+		panic(err)
+	}
+	u.User = url.UserPassword(user, b.passwords[user])
+	return u.String()
 }
 
 // freeAddr returns a loopback address with a port free right now.

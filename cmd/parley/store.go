@@ -8,7 +8,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strings"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
@@ -20,19 +19,15 @@ import (
 // files of a stopped `parley all` under --data-dir, opened with an embedded
 // server of the tool's own, or a running NATS server at --nats-url.
 type storeFlags struct {
-	dataDir          string
-	natsURL          string
-	natsCreds        string
-	natsUser         string
-	natsPasswordFile string
+	dataDir string
+	// bus is the running server's, with an admin user (for a running
+	// parley all: admin, its password in DATA_DIR/nats-admin.password).
+	bus busFlags
 }
 
 func (f *storeFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.dataDir, "data-dir", "./data", "data directory of a STOPPED parley all; its store is opened by an embedded server on a random port")
-	fs.StringVar(&f.natsURL, "nats-url", "", "a running NATS server instead of --data-dir")
-	fs.StringVar(&f.natsCreds, "nats-creds", "", "with --nats-url: credentials file of an admin user")
-	fs.StringVar(&f.natsUser, "nats-user", "", "with --nats-url: user name, e.g. admin for a running parley all")
-	fs.StringVar(&f.natsPasswordFile, "nats-password-file", "", "with --nats-url and --nats-user: file holding the password, e.g. DATA_DIR/"+natsAdminPasswordFile)
+	f.bus.register(fs, "a running NATS server instead of --data-dir, connected to as an admin user")
 }
 
 // open connects to the store and returns the connection and the function
@@ -41,21 +36,12 @@ func (f *storeFlags) register(fs *flag.FlagSet) {
 // until that function is called, and refuses when a process owns the dir.
 func (f *storeFlags) open(name string) (*nats.Conn, func(), error) {
 	opts := []nats.Option{nats.Name("parley-" + name)}
-	if f.natsURL != "" {
-		if f.natsCreds != "" {
-			opts = append(opts, nats.UserCredentials(f.natsCreds))
+	if f.bus.url != "" {
+		busOpts, err := f.bus.options()
+		if err != nil {
+			return nil, nil, err
 		}
-		if f.natsUser != "" {
-			if f.natsPasswordFile == "" {
-				return nil, nil, usageError{"--nats-user needs --nats-password-file"}
-			}
-			pw, err := os.ReadFile(f.natsPasswordFile)
-			if err != nil {
-				return nil, nil, fmt.Errorf("read nats password: %w", err)
-			}
-			opts = append(opts, nats.UserInfo(f.natsUser, strings.TrimSpace(string(pw))))
-		}
-		nc, err := nats.Connect(f.natsURL, opts...)
+		nc, err := nats.Connect(f.bus.url, append(opts, busOpts...)...)
 		if err != nil {
 			return nil, nil, fmt.Errorf("connect to nats: %w", err)
 		}

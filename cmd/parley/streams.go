@@ -53,7 +53,7 @@ func runStreams(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	switch {
 	case *replicas < 0:
 		return usageError{fmt.Sprintf("--replicas %d: want 1 or more", *replicas)}
-	case *replicas == 0 && store.natsURL != "":
+	case *replicas == 0 && store.bus.url != "":
 		o.Replicas = 3
 	case *replicas == 0:
 		o.Replicas = 1

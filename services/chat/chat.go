@@ -15,6 +15,7 @@ import (
 
 	"github.com/parley-chat/parley/pkg/personkey"
 	"github.com/parley-chat/parley/pkg/privacyapi"
+	pkgrpc "github.com/parley-chat/parley/pkg/rpc"
 	"github.com/parley-chat/parley/pkg/stream"
 
 	"github.com/parley-chat/parley/services/chat/internal/app"
@@ -36,7 +37,15 @@ type Deps struct {
 	Streams stream.Options
 	// Registry receives the service's metrics; nil means none are exported.
 	Registry prometheus.Registerer
+	// Health, when set, is where Run says whether this instance is ready:
+	// not before its read models caught up and it serves, for the process's
+	// /readyz. Its pings answer it too. Nil means Run keeps its own.
+	Health *pkgrpc.Health
 }
+
+// errCatchingUp is the readiness of an instance whose read models have not
+// caught up with CHAT yet.
+var errCatchingUp = errors.New("catching up")
 
 // Run creates the streams CHAT and PROFILES and the buckets CHAT_VIEW and AGENTS when missing, waits
 // for the tenants' settings (the privacy service's SETTINGS bucket),
@@ -63,6 +72,11 @@ func run(ctx context.Context, d Deps) error {
 		return errors.New("chat: Deps.Keys is required")
 	}
 	log := d.Log
+	health := d.Health
+	if health == nil {
+		health = new(pkgrpc.Health)
+	}
+	health.Set(readModels, errCatchingUp)
 	js, err := natsjs.New(d.NC)
 	if err != nil {
 		return fmt.Errorf("chat: %w", err)
@@ -178,11 +192,12 @@ func run(ctx context.Context, d Deps) error {
 
 	// Requests in flight when ctx ends run to completion: their context is
 	// not cancelled with ctx, and each is bounded by the bus timeouts.
-	served, err := rpc.Serve(context.WithoutCancel(ctx), d.NC, log, nil, svc)
+	served, err := rpc.Serve(context.WithoutCancel(ctx), d.NC, log, health, svc)
 	if err != nil {
 		stop()
 		return errors.Join(fmt.Errorf("chat: %w", err), g.Wait())
 	}
+	health.Set(readModels, nil)
 	log.Info("chat service ready")
 	g.Go(func() error {
 		// A view entry left behind serves as a closed conversation with no
@@ -197,6 +212,9 @@ func run(ctx context.Context, d Deps) error {
 	served.Stop()
 	return following(g.Wait())
 }
+
+// readModels names the read models' part of the service's health.
+const readModels = "read models"
 
 // writeView writes what the read models applied to the view once they
 // stopped, so that the next start catches up from there.

@@ -63,6 +63,8 @@ type Deps struct {
 	// burst of twice as many); 0 means 50, a negative value no limit.
 	RateLimit float64
 	// Ready is an extra readiness check (e.g. ClickHouse); nil means none.
+	// The gateway is never ready while chat or privacy does not answer
+	// (PingServices), whatever Ready says.
 	Ready func(context.Context) error
 	// MaxSessions bounds the WebSocket sessions of the process; 0 means
 	// derived from the open-file limit (see sessionCap), a negative value
@@ -226,7 +228,7 @@ func Run(ctx context.Context, d Deps) error {
 		Providers:        providers,
 		SignIn:           flow,
 		RateLimit:        d.RateLimit,
-		Ready:            ready(tenants, d.Ready),
+		Ready:            ready(tenants, newUpstreamCheck(d.NC, d.Now), d.Ready),
 		StreamContext:    streamCtx,
 		Keys:             d.Keys,
 		MaxSessions:      d.MaxSessions,
@@ -277,11 +279,14 @@ func Run(ctx context.Context, d Deps) error {
 }
 
 // ready is the gateway's readiness: the tenant registry follows its bucket,
-// and then extra, when set.
-func ready(tenants *tenant.Registry, extra func(context.Context) error) func(context.Context) error {
+// the services it calls answer, and then extra, when set.
+func ready(tenants *tenant.Registry, upstream *upstreamCheck, extra func(context.Context) error) func(context.Context) error {
 	return func(ctx context.Context) error {
 		if err := tenants.Health(); err != nil {
 			return fmt.Errorf("tenants: %w", err)
+		}
+		if err := upstream.check(ctx); err != nil {
+			return err
 		}
 		if extra == nil {
 			return nil

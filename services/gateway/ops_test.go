@@ -2,7 +2,9 @@ package gateway_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"log/slog"
 	"net"
 	"net/http"
 	"strconv"
@@ -14,11 +16,15 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/parley-chat/parley/pkg/auth"
+	"github.com/parley-chat/parley/pkg/chatapi"
 	"github.com/parley-chat/parley/pkg/natsembed/natstest"
+	"github.com/parley-chat/parley/pkg/privacyapi"
+	"github.com/parley-chat/parley/pkg/rpc"
 )
 
 func TestHealthAndReadiness(t *testing.T) {
 	e := startGateway(t)
+	e.serveUpstreams(t)
 	if r := e.do(http.MethodGet, "/healthz", "", nil); r.status != http.StatusOK {
 		t.Errorf("GET /healthz = %d, want 200", r.status)
 	}
@@ -33,6 +39,36 @@ func TestHealthAndReadiness(t *testing.T) {
 	if strings.Contains(string(r.body), "clickhouse") {
 		t.Errorf("GET /readyz body %s names the failing dependency's error", r.body)
 	}
+}
+
+// serveUpstreams stands in for chat and privacy, which the gateway pings
+// for its readiness (the key service is startGateway's), until the test
+// ends; stop stops them.
+func (e *env) serveUpstreams(t *testing.T) (stop func()) {
+	t.Helper()
+	fail := func(context.Context, json.RawMessage) (any, error) { return nil, errors.New("not for this test") }
+	served, err := rpc.Serve(t.Context(), e.nc, slog.New(slog.DiscardHandler), rpc.Service{Name: "upstreams", Queue: "test",
+		Groups: []rpc.Group{{Routes: []rpc.Route{
+			{Subject: chatapi.OpenSubject, Handler: rpc.Handle(fail)},
+			{Subject: privacyapi.RegisterVisitorSubject, Handler: rpc.Handle(fail)},
+		}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(served.Stop)
+	return served.Stop
+}
+
+// The gateway is ready only while chat and privacy answer: with either
+// gone it answers 503, and 200 again once they are back.
+func TestNotReadyWithoutTheServicesItCalls(t *testing.T) {
+	e := startGateway(t)
+	readyz := func() int { return e.do(http.MethodGet, "/readyz", "", nil).status }
+	natstest.Until(t, 20*time.Second, "503 without chat and privacy", func() bool { return readyz() == http.StatusServiceUnavailable })
+	stop := e.serveUpstreams(t)
+	natstest.Until(t, 20*time.Second, "200 once they answer", func() bool { return readyz() == http.StatusOK })
+	stop()
+	natstest.Until(t, 20*time.Second, "503 once they stopped", func() bool { return readyz() == http.StatusServiceUnavailable })
 }
 
 func TestMetrics(t *testing.T) {

@@ -64,7 +64,18 @@ type Deps struct {
 	// Now is the clock of audit entries, keys and sessions; nil means
 	// time.Now. Tests set their own.
 	Now func() time.Time
+	// Health, when set, is where Run says whether this instance is ready:
+	// not before its view of PRIVACY is rebuilt and the relay's consumer
+	// exists, nor while a background consumer fails, for the process's
+	// /readyz. Its pings answer it too. Nil means Run keeps its own.
+	Health *pkgrpc.Health
 }
+
+// partRelay names the relay's part of the service's health, not ready
+// (errStarting) until its consumer is made.
+const partRelay = "relay"
+
+var errStarting = errors.New("starting")
 
 // Run creates the streams PRIVACY, KEYS, AUDIT, AUDIT_CHECKPOINTS, ANALYTICS and SCHEDULES and
 // the SETTINGS and SESSIONS buckets when missing, rebuilds its view of PRIVACY (consents, erasures) from
@@ -85,6 +96,11 @@ func Run(ctx context.Context, d Deps) error {
 	case len(d.AuditKey) != ed25519.PrivateKeySize:
 		return errors.New("privacy: no audit key")
 	}
+	health := d.Health
+	if health == nil {
+		health = new(pkgrpc.Health)
+	}
+	health.Set(partRelay, errStarting)
 	js, err := natsjs.New(d.NC)
 	if err != nil {
 		return fmt.Errorf("privacy: jetstream: %w", err)
@@ -151,7 +167,6 @@ func Run(ctx context.Context, d Deps) error {
 	if giveUp == 0 {
 		giveUp = retry.GiveUp
 	}
-	health := new(pkgrpc.Health)
 	g, gctx := errgroup.WithContext(ctx)
 	// Requests in flight when ctx ends run to completion: Stop drains the
 	// subscriptions, and each request is bounded by its own deadline.
@@ -161,7 +176,7 @@ func Run(ctx context.Context, d Deps) error {
 	}
 	// The relay to analytics, after the consent history is rebuilt.
 	g.Go(func() error {
-		if err := relay.New(js, a, d.Log, d.RelayPinTTL).Run(gctx, giveUp, health.Of("relay")); err != nil {
+		if err := relay.New(js, a, d.Log, d.RelayPinTTL).Run(gctx, giveUp, health.Of(partRelay)); err != nil {
 			return fmt.Errorf("relay: %w", err)
 		}
 		return nil

@@ -1,0 +1,230 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+
+	"github.com/parley-chat/parley/pkg/natsembed"
+	"github.com/parley-chat/parley/services/privacy"
+)
+
+// kekHelperEnv makes the test binary a KEK helper (kekHelper) instead of
+// running the tests: its value is what the helper does.
+const kekHelperEnv = "PARLEY_TEST_KEK_HELPER"
+
+// testKEK is the key the helper prints.
+var testKEK = strings.Repeat("5a", 32)
+
+// kekHelperArgs are the arguments the helper wants, as a shell would not
+// leave them: proof that the command runs without one.
+var kekHelperArgs = []string{"-field=kek", "secret/parley;$(id)"}
+
+func TestMain(m *testing.M) {
+	if mode, ok := os.LookupEnv(kekHelperEnv); ok {
+		os.Exit(kekHelper(mode))
+	}
+	os.Exit(m.Run())
+}
+
+// kekHelper stands in for a KMS or Vault client.
+func kekHelper(mode string) int {
+	switch mode {
+	case "print":
+		if !slices.Equal(os.Args[1:], kekHelperArgs) {
+			fmt.Fprintf(os.Stderr, "helper: arguments %q, want %q\n", os.Args[1:], kekHelperArgs)
+			return 3
+		}
+		fmt.Println(testKEK)
+	case "fail":
+		fmt.Println(testKEK)
+		fmt.Fprintln(os.Stderr, "helper: permission denied")
+		return 1
+	case "garbage":
+		fmt.Println("not-a-key-SECRETVALUE")
+	case "long":
+		fmt.Println(strings.Repeat(testKEK, 100))
+	case "hang":
+		time.Sleep(time.Hour)
+	}
+	return 0
+}
+
+func TestKEKFromCommand(t *testing.T) {
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	command := strings.Join(append([]string{exe}, kekHelperArgs...), " ")
+	want, err := privacy.ParseKEK(testKEK)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name    string
+		mode    string
+		timeout time.Duration
+		wantErr string // "" for the key
+	}{
+		{name: "key on stdout", mode: "print", timeout: time.Minute},
+		{name: "helper fails", mode: "fail", timeout: time.Minute, wantErr: "exit status 1"},
+		{name: "not a key", mode: "garbage", timeout: time.Minute, wantErr: "not a key of 64 hex digits"},
+		{name: "too much output", mode: "long", timeout: time.Minute, wantErr: "more than"},
+		{name: "timeout", mode: "hang", timeout: 200 * time.Millisecond, wantErr: "no key within 200ms"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Setenv(kekHelperEnv, tt.mode)
+			var stderr bytes.Buffer
+			k := kekFlags{command: command, timeout: tt.timeout}
+			got, err := k.load(t.Context(), &stderr)
+			if tt.wantErr == "" {
+				if err != nil || got != want {
+					t.Fatalf("load() = %v, want the helper's key (stderr %q)", err, stderr.String())
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("load() = %v, want an error with %q", err, tt.wantErr)
+			}
+			// The error names the program, never its output or arguments.
+			for _, leak := range []string{testKEK[:16], "SECRETVALUE", "secret/parley"} {
+				if strings.Contains(err.Error(), leak) {
+					t.Errorf("load() error %q holds %q", err, leak)
+				}
+			}
+			if tt.mode == "fail" && !strings.Contains(stderr.String(), "permission denied") {
+				t.Errorf("the helper's own error did not reach stderr: %q", stderr.String())
+			}
+		})
+	}
+}
+
+// The KEK comes one way: a command besides PARLEY_KEK or a file is a
+// mistake in the configuration, and nothing at all is one too.
+func TestKEKOneSource(t *testing.T) {
+	tests := []struct {
+		name string
+		env  bool
+		give kekFlags
+		want string
+	}{
+		{name: "none", want: "no key-encryption key"},
+		{name: "command and file", give: kekFlags{command: "/bin/echo", file: "kek"}, want: "one way"},
+		{name: "command and env", env: true, give: kekFlags{command: "/bin/echo"}, want: "one way"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.env {
+				t.Setenv("PARLEY_KEK", testKEK)
+			} else {
+				t.Setenv("PARLEY_KEK", "")
+				os.Unsetenv("PARLEY_KEK")
+			}
+			_, err := tt.give.load(t.Context(), &bytes.Buffer{})
+			if !errors.As(err, new(usageError)) || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("load() = %v, want a usage error with %q", err, tt.want)
+			}
+		})
+	}
+}
+
+// A bus user's password comes from its file or from PARLEY_NATS_PASSWORD,
+// and the server takes it.
+func TestBusPasswordFromFileOrEnv(t *testing.T) {
+	dir := t.TempDir()
+	srv, err := natsembed.Start(natsembed.Options{StoreDir: dir, Users: []*server.User{{Username: "chat", Password: "right-password"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Close)
+	file := filepath.Join(dir, "password")
+	if err := os.WriteFile(file, []byte("right-password\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name      string
+		env       string // PARLEY_NATS_PASSWORD; "" unset
+		give      busFlags
+		wantUsage bool
+		connects  bool
+	}{
+		{name: "file", give: busFlags{user: "chat", passwordFile: file}, connects: true},
+		{name: "environment", env: "right-password", give: busFlags{user: "chat"}, connects: true},
+		{name: "file before environment", env: "wrong", give: busFlags{user: "chat", passwordFile: file}, connects: true},
+		{name: "wrong password", env: "wrong", give: busFlags{user: "chat"}},
+		{name: "user without password", give: busFlags{user: "chat"}, wantUsage: true},
+		{name: "password without user", env: "right-password", wantUsage: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Setenv(natsPasswordEnv, tt.env)
+			if tt.env == "" {
+				os.Unsetenv(natsPasswordEnv)
+			}
+			opts, err := tt.give.options()
+			if tt.wantUsage {
+				if !errors.As(err, new(usageError)) {
+					t.Fatalf("options() = %v, want a usage error", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			nc, err := nats.Connect(srv.ClientURL(), opts...)
+			if err == nil {
+				nc.Close()
+			}
+			if (err == nil) != tt.connects {
+				t.Errorf("connect = %v, want connected %v", err, tt.connects)
+			}
+		})
+	}
+}
+
+func TestClickHouseDSN(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "password")
+	if err := os.WriteFile(file, []byte("s3cret/+@x\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name    string
+		dsn     string
+		file    string
+		env     string
+		want    string
+		wantErr bool
+	}{
+		{name: "no password", dsn: "clickhouse://analytics@clickhouse:9000/default", want: "clickhouse://analytics@clickhouse:9000/default"},
+		{name: "from file, escaped", dsn: "clickhouse://analytics@clickhouse:9000/default", file: file, want: "clickhouse://analytics:s3cret%2F+%40x@clickhouse:9000/default"},
+		{name: "from environment", dsn: "clickhouse://analytics@ch:9000/db", env: "pw", want: "clickhouse://analytics:pw@ch:9000/db"},
+		{name: "no user to give it to", dsn: "clickhouse://ch:9000/db", env: "pw", wantErr: true},
+		{name: "missing file", dsn: "clickhouse://analytics@ch:9000/db", file: filepath.Join(dir, "nope"), wantErr: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Setenv(clickHousePasswordEnv, tt.env)
+			if tt.env == "" {
+				os.Unsetenv(clickHousePasswordEnv)
+			}
+			got, err := clickHouseDSN(tt.dsn, tt.file)
+			if (err != nil) != tt.wantErr || got != tt.want {
+				t.Errorf("clickHouseDSN(%q, %q) = %q, %v, want %q (error %v)", tt.dsn, tt.file, got, err, tt.want, tt.wantErr)
+			}
+			if err != nil && strings.Contains(err.Error(), "pw") {
+				t.Errorf("error %q holds the password", err)
+			}
+		})
+	}
+}
