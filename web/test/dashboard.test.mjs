@@ -80,7 +80,7 @@ test("the charts draw, a suppressed point is marked suppressed, never zero", { s
   );
   console.log(`dashboard: seeded 6 conversations in ${seeded} ms; facts in ClickHouse ${Date.now() - waited} ms later`);
 
-  const page = await staffPage(browser, stack.gw, "/dashboard", analyst, { width: 1280, height: 1200 });
+  const page = await staffPage(browser, stack.gw, "/dashboard", analyst, { width: 1280, height: 1000 });
   const violations = cspWatch(page);
   const shown = Date.now();
   await page.getByLabel("Range", { exact: true }).selectOption({ label: "Last 7 days" });
@@ -111,6 +111,7 @@ test("the charts draw, a suppressed point is marked suppressed, never zero", { s
   await csat.locator("summary").click();
   await accessible(page, "dashboard with a table open");
   await csat.locator("summary").click();
+  await page.evaluate(() => window.scrollTo(0, 0));
   await screenshot(page, "dashboard");
 
   // A range with nothing in it says so.

@@ -75,7 +75,9 @@ function summary(info: MetricInfo, m: Metric, suppressed: number): string {
   let s = `${n} ${m.interval === "day" ? "day" : "hour"}${n === 1 ? "" : "s"} with facts`;
   if (shown.length > 0) {
     const values = shown.map((p) => p.value!);
-    s += `; ${info.unit} from ${format(Math.min(...values), info.unit)} to ${format(Math.max(...values), info.unit)}`;
+    const [lo, hi] = [format(Math.min(...values), info.unit), format(Math.max(...values), info.unit)];
+    const what = info.unit === "seconds" || info.unit === "score" ? "mean" : info.unit;
+    s += lo === hi ? `; ${what}: ${lo}` : `; ${what} from ${lo} to ${hi}`;
   }
   s += suppressed === 0 ? "; none suppressed." : `; ${suppressed} suppressed (fewer than ${m.min_group_size} visitors), drawn hatched, not as zero.`;
   return s;
@@ -93,7 +95,7 @@ function Plot({ info, m, from, to }: { info: MetricInfo; m: Metric; from: string
     const plot = new uPlot(
       {
         width: el.clientWidth || 600,
-        height: 220,
+        height: 200,
         legend: { show: false },
         cursor: { show: false },
         tzDate: (ts) => uPlot.tzDate(new Date(ts * 1000), "Etc/UTC"),
@@ -112,7 +114,7 @@ function Plot({ info, m, from, to }: { info: MetricInfo; m: Metric; from: string
       [xs, ys],
       el,
     );
-    const resize = new ResizeObserver(() => plot.setSize({ width: el.clientWidth || 600, height: 220 }));
+    const resize = new ResizeObserver(() => plot.setSize({ width: el.clientWidth || 600, height: 200 }));
     resize.observe(el);
     return () => {
       resize.disconnect();
