@@ -36,6 +36,22 @@ function cspWatch(page) {
   return violations;
 }
 
+// inks counts the pixels of a chart's canvas in the line's colour and in
+// the hatching's.
+function inks(section) {
+  return section.locator("canvas").first().evaluate((c) => {
+    const { data } = c.getContext("2d").getImageData(0, 0, c.width, c.height);
+    const near = (i, [r, g, b]) => Math.abs(data[i] - r) + Math.abs(data[i + 1] - g) + Math.abs(data[i + 2] - b) < 24;
+    let line = 0;
+    let hatch = 0;
+    for (let i = 0; i < data.length; i += 4) {
+      if (near(i, [0x0b, 0x5c, 0xad])) line++;
+      if (near(i, [0x6b, 0x74, 0x80])) hatch++;
+    }
+    return { line, hatch };
+  });
+}
+
 // section is the chart of one metric.
 const section = (page, metric) => page.locator(`section[data-metric="${metric}"]`);
 
@@ -103,7 +119,15 @@ test("the charts draw, a suppressed point is marked suppressed, never zero", { s
   assert.equal(await rows.first().getAttribute("class"), "suppressed");
   const cells = await rows.first().locator("td").allTextContents();
   assert.deepEqual(cells, ["suppressed: fewer than 5 visitors"], "the suppressed row holds no number");
-  assert.ok(await csat.locator("canvas").count(), "the suppressed metric's chart is drawn");
+  // On the canvases: the conversations chart has its point in the line's
+  // colour; the csat chart has the hatched band and nothing in that colour —
+  // no point, no line, at zero or anywhere.
+  const conversationsInk = await inks(conv);
+  const csatInk = await inks(csat);
+  assert.ok(conversationsInk.line > 0, "the conversations point is drawn");
+  assert.equal(csatInk.line, 0, "nothing is drawn for the suppressed csat point");
+  assert.ok(csatInk.hatch > 0, "the suppressed csat bucket is hatched");
+  assert.equal(conversationsInk.hatch, 0, "no hatching where nothing is suppressed");
   for (const name of ["messages", "first_response_seconds", "resolution_seconds"]) {
     await section(page, name).getByText("none suppressed").waitFor();
   }
