@@ -19,7 +19,7 @@ TEST_FLAGS ?= -race -count=1 -timeout 30m
 # explains how otherwise. Parley runs without it (analytics then reports not ready).
 ENSURE_CLICKHOUSE ?= scripts/ensure-clickhouse.sh
 
-.PHONY: help build web run test test-web fuzz lint fmt-check vet build-modules bench
+.PHONY: help build web run demo test test-web fuzz lint fmt-check vet build-modules bench
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -40,6 +40,12 @@ web: ## build the widget into services/gateway/internal/web/dist (needs node and
 run: build ## build, then run every service in one process (HTTP_ADDR, DATA_DIR)
 	$(ENSURE_CLICKHOUSE)
 	./bin/parley all --http-addr $(HTTP_ADDR) --data-dir $(DATA_DIR)
+
+# bin/parley is the one `make run` built and runs: demo talks to it, and
+# reads the signing key under DATA_DIR to mint the agent's token.
+demo: ## with `make run` running: seed the demo tenant with consenting visitors' chats, then print the pages to open and their tokens
+	@[ -x bin/parley ] || $(MAKE) build
+	./bin/parley demo --data-dir $(DATA_DIR) --gateway http://$(HTTP_ADDR)
 
 test: ## run every module's tests with the race detector (needs clickhouse-server), then the browser tests
 	$(GO) test $(TEST_FLAGS) $(PACKAGES)

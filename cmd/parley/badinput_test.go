@@ -187,6 +187,7 @@ func TestHelpGoesToStdout(t *testing.T) {
 		{[]string{"streams", "apply", "-help"}, "Usage: parley streams apply"},
 		{[]string{"nats-config", "--help"}, "Usage: parley nats-config"},
 		{[]string{"token", "--help"}, "-tenant"},
+		{[]string{"demo", "--help"}, "-visitors"},
 		{[]string{"all", "--help"}, "-data-dir"},
 		{[]string{"gateway", "--help"}, "-signing-key-file"},
 	}
@@ -205,6 +206,7 @@ func TestBadFlagIsReportedOnce(t *testing.T) {
 	tests := [][]string{
 		{"all", "--nosuch"},
 		{"token", "--nosuch"},
+		{"demo", "--nosuch"},
 		{"gateway", "--nosuch"},
 		{"nats-config", "--nosuch"},
 		{"audit", "verify", "--nosuch"},

@@ -1,7 +1,8 @@
 // Command parley runs Parley: every service and an embedded JetStream in one
 // process (`parley all`, the local default), or one service against an
 // external NATS cluster (`parley gateway|chat|privacy|analytics`), and issues
-// staff tokens (`parley token`).
+// staff tokens (`parley token`) and seeds a running one for a try-out
+// (`parley demo`).
 package main
 
 import (
@@ -47,6 +48,7 @@ Commands:
   privacy      keys, consent and erasure, against an external NATS
   analytics    pseudonymized metrics in ClickHouse, against an external NATS
   token        print a signed staff token
+  demo         seed a running Parley's demo tenant with consenting visitors' chats, for the pages
   nats-config  print nats.conf's authorization block: a NATS user per service
   keys         keys rotate: re-wrap every subject's keys under a new key-encryption key
   audit        audit verify: check a tenant's audit trail is whole and unchanged
@@ -74,6 +76,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runService(ctx, cmd, args, stdout, stderr)
 	case "token":
 		return runToken(args, stdout, stderr)
+	case "demo":
+		return runDemo(ctx, args, stdout, stderr)
 	case "nats-config":
 		return runNATSConfig(args, stdout, stderr)
 	case "keys":

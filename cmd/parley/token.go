@@ -31,27 +31,36 @@ func runToken(args []string, stdout, stderr io.Writer) error {
 	if *ttl <= 0 {
 		return usageError{"--ttl must be positive"}
 	}
-	path := *keyFile
-	if path == "" {
-		path = filepath.Join(*dataDir, auth.SigningKeyFile)
-	}
-	// No lock on the data dir: the token only reads the signing key, which
-	// parley all writes once, at its first start, and never changes; and
-	// issuing tokens for a running parley all is what this command is for,
-	// which even a shared lock would refuse.
-	key, err := auth.ReadKey(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return usageError{fmt.Sprintf("no signing key at %s: start `parley all --data-dir %s` once, or pass --signing-key-file", path, *dataDir)}
-	}
+	signer, err := readSigner(*dataDir, *keyFile)
 	if err != nil {
 		return err
 	}
-	tok, err := auth.NewSigner(key).Issue(p, *ttl)
+	tok, err := signer.Issue(p, *ttl)
 	if err != nil {
 		return err
 	}
 	fmt.Fprintln(stdout, tok)
 	return nil
+}
+
+// readSigner reads the signing key of keyFile, or else the one under
+// dataDir. No lock on the data dir: the key is only read, parley all writes
+// it once, at its first start, and never changes it; and issuing tokens for
+// a running parley all is what its callers are for, which even a shared
+// lock would refuse.
+func readSigner(dataDir, keyFile string) (*auth.Signer, error) {
+	path := keyFile
+	if path == "" {
+		path = filepath.Join(dataDir, auth.SigningKeyFile)
+	}
+	key, err := auth.ReadKey(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, usageError{fmt.Sprintf("no signing key at %s: start `parley all --data-dir %s` once, or pass --signing-key-file", path, dataDir)}
+	}
+	if err != nil {
+		return nil, err
+	}
+	return auth.NewSigner(key), nil
 }
 
 const staffRoles = "agent, supervisor, admin, analyst, auditor or operator"
