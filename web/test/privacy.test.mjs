@@ -205,13 +205,13 @@ test("the audit trail shows the erasure and is verified in the browser; saved ch
   await page.getByText(`Parley's checkpoint (${entries.length} entries,`).waitFor();
   const table = page.locator("table.audit");
   await page.getByRole("table", { name: `The newest 50 of ${entries.length} entries, newest first` }).waitFor();
+  await accessible(page, "audit verified");
+  await page.locator("#audit-title").evaluate((e) => e.scrollIntoView());
+  await screenshot(page, "privacy-audit");
   await page.getByRole("button", { name: `Show all ${entries.length} entries` }).click();
   await page.getByRole("table", { name: `All ${entries.length} entries, newest first` }).waitFor();
   await table.getByRole("row").filter({ hasText: `subject:${visitor}` }).filter({ hasText: "erase" }).first().waitFor();
   await table.getByRole("row").filter({ hasText: "settings.change" }).first().waitFor();
-  await accessible(page, "audit verified");
-  await page.locator("#audit").scrollIntoViewIfNeeded();
-  await screenshot(page, "privacy-audit");
 
   const saved = page.getByLabel(/A checkpoint you saved earlier/);
   const check = page.getByRole("button", { name: "Check the trail holds it" });
@@ -256,5 +256,20 @@ test("an auditor reads and verifies the trail and cannot change the settings", a
   assert.equal(await auditor.getByLabel("Retention (days)").count(), 0);
   assert.equal(await auditor.getByRole("button", { name: "Erase…" }).count(), 0);
   await accessible(auditor, "auditor");
+
+  // A trail changed on its way (or in the store): the page names the entry.
+  await auditor.route(
+    (url) => url.pathname === "/v1/audit",
+    async (route) => {
+      const r = await route.fetch();
+      const body = await r.json();
+      if (!body.entries[1]) return route.fulfill({ response: r, json: body });
+      body.entries[1].target = "subject:someone-else";
+      return route.fulfill({ response: r, json: body });
+    },
+  );
+  await auditor.getByRole("button", { name: "Read and verify again" }).click();
+  await auditor.getByRole("alert").filter({ hasText: /Not verified: \d+ entries, chain BROKEN at entry 2 of \d+/ }).filter({ hasText: "on subject:someone-else: its hash does not match its content: the entry was changed" }).waitFor();
+  await accessible(auditor, "chain broken");
   await auditor.context().close();
 });
