@@ -1,6 +1,9 @@
 // What the privacy page's forms share: the API's 422 detail split over the
 // fields it names, a labelled field with its own error, and a saved-state line.
 import type { ComponentChildren } from "preact";
+import { useState } from "preact/hooks";
+import type { CallError } from "../client";
+import { client } from "../staff/session";
 
 /**
  * byField splits a problem's detail — one refusal a line, each naming its
@@ -36,4 +39,29 @@ export function Field(props: { id: string; label: string; hint?: string; error?:
       )}
     </div>
   );
+}
+
+/**
+ * useSave PUTs a form's body: busy while it goes, then "Saved at …", or the
+ * API's refusal — a 422 split over fields, anything else under "".
+ */
+export function useSave<T>(fields: string[]) {
+  const [busy, setBusy] = useState(false);
+  const [errors, setErrors] = useState<Record<string, string>>({});
+  const [status, setStatus] = useState("");
+  const save = async (path: string, body: unknown, then: (stored: T) => void) => {
+    setBusy(true);
+    setStatus("");
+    try {
+      then(await client.json<T>("PUT", path, body));
+      setErrors({});
+      setStatus(`Saved at ${new Date().toLocaleTimeString()}.`);
+    } catch (err) {
+      const e = err as CallError;
+      setErrors(e.status === 422 ? byField(e.message, fields) : { "": e.message });
+    } finally {
+      setBusy(false);
+    }
+  };
+  return { busy, errors, setErrors, status, setStatus, save };
 }

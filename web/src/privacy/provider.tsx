@@ -4,7 +4,7 @@
 import { useEffect, useState } from "preact/hooks";
 import { CallError } from "../client";
 import { client } from "../staff/session";
-import { byField, Field } from "./form";
+import { Field, useSave } from "./form";
 
 type Provider = {
   issuer: string;
@@ -50,9 +50,7 @@ export function ProviderForm({ tenant }: { tenant: string }) {
   const [draft, setDraft] = useState<Draft>(draftOf(null));
   const [secret, setSecret] = useState("");
   const [clear, setClear] = useState(false);
-  const [errors, setErrors] = useState<Record<string, string>>({});
-  const [status, setStatus] = useState("");
-  const [busy, setBusy] = useState(false);
+  const { busy, errors, setErrors, status, setStatus, save } = useSave<Provider>(fields);
 
   const load = (p: Provider | null) => {
     setSaved(p);
@@ -90,17 +88,7 @@ export function ProviderForm({ tenant }: { tenant: string }) {
     // Absent keeps the stored secret; "" clears it.
     if (clear) body.client_secret = "";
     else if (secret) body.client_secret = secret;
-    setBusy(true);
-    try {
-      load(await client.json<Provider>("PUT", path, body));
-      setErrors({});
-      setStatus(`Saved at ${new Date().toLocaleTimeString()}.`);
-    } catch (err) {
-      const e = err as CallError;
-      setErrors(e.status === 422 ? byField(e.message, fields) : { "": e.message });
-    } finally {
-      setBusy(false);
-    }
+    await save(path, body, load);
   };
   const input = (k: keyof Draft, label: string, hint: string) => (
     <Field id={`idp-${k}`} label={label} hint={hint} error={errors[k]}>

@@ -2,9 +2,8 @@
 // the privacy service applies, and its 422 shown next to the field it names.
 // Every field GET answered is sent back, shown or not.
 import { useEffect, useState } from "preact/hooks";
-import { CallError } from "../client";
 import { client } from "../staff/session";
-import { byField, Field } from "./form";
+import { Field, useSave } from "./form";
 
 type Settings = Record<string, unknown> & {
   retention_days: number;
@@ -61,9 +60,7 @@ export function SettingsForm() {
   const [saved, setSaved] = useState<Settings | null>(null);
   const [draft, setDraft] = useState<Record<string, string>>({});
   const [network, setNetwork] = useState(false);
-  const [errors, setErrors] = useState<Record<string, string>>({});
-  const [status, setStatus] = useState("");
-  const [busy, setBusy] = useState(false);
+  const { busy, errors, setErrors, status, setStatus, save } = useSave<Settings>(fields);
 
   const load = (s: Settings) => {
     setSaved(s);
@@ -94,16 +91,7 @@ export function SettingsForm() {
     }
     const body: Record<string, unknown> = { ...saved, collect_network_data: network, notice_text: draft.notice_text, notice_version: draft.notice_version };
     for (const n of numbers) body[n.key] = Number(draft[n.key]);
-    setBusy(true);
-    try {
-      load(await client.json<Settings>("PUT", "/v1/settings", body));
-      setStatus(`Saved at ${new Date().toLocaleTimeString()}.`);
-    } catch (err) {
-      const e = err as CallError;
-      setErrors(e.status === 422 ? byField(e.message, fields) : { "": e.message });
-    } finally {
-      setBusy(false);
-    }
+    await save("/v1/settings", body, load);
   };
 
   return (

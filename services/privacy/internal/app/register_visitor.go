@@ -11,7 +11,6 @@ import (
 	"github.com/parley-chat/parley/pkg/privacyapi"
 )
 
-
 // RegisterVisitor makes a new visitor of tenant: a new data subject with its
 // own keys and a ConsentRecorded event holding their choices. It returns the
 // visitor's id. Invalid arguments give a *ValidationError and change nothing.
