@@ -102,6 +102,9 @@ func TestBadInputIsRejectedAndChangesNothing(t *testing.T) {
 		{name: "profile e-mail with a display name", method: "PUT", path: "/v1/me/profile", token: visitor, body: []byte(`{"email":"Ada <ada@example.com>"}`), want: http.StatusUnprocessableEntity, detail: "email"},
 		{name: "agent sets a profile", method: "PUT", path: "/v1/me/profile", token: agent, body: []byte(`{"name":"Alice"}`), want: http.StatusForbidden},
 		{name: "supervisor withdraws a visitor's message", method: "DELETE", path: msgs + "/m1", token: supervisor, want: http.StatusForbidden},
+		{name: "notice text too long", method: "PUT", path: "/v1/settings", token: admin, body: jsonBody(t, map[string]any{"retention_days": 30, "collect_network_data": false, "notice_text": strings.Repeat("é", 4001)}), want: http.StatusUnprocessableEntity, detail: "notice_text"},
+		{name: "settings' notice version too long", method: "PUT", path: "/v1/settings", token: admin, body: jsonBody(t, map[string]any{"retention_days": 30, "collect_network_data": false, "notice_version": strings.Repeat("v", 65)}), want: http.StatusUnprocessableEntity, detail: "notice_version"},
+		{name: "notice of an unknown tenant", method: "GET", path: "/v1/tenants/ghost/notice", want: http.StatusNotFound},
 		{name: "settings without collect_network_data", method: "PUT", path: "/v1/settings", token: admin, body: []byte(`{"retention_days":30}`), want: http.StatusUnprocessableEntity, detail: "collect_network_data"},
 	}
 	settings := mustCall(t, base, "GET", "/v1/settings", admin, nil, http.StatusOK)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"path/filepath"
@@ -144,7 +145,7 @@ func TestNetworkDataNeedsSettingAndConsent(t *testing.T) {
 		t.Errorf("network data with the setting off = %v, want none", nd)
 	}
 	mustCall(t, base, "PUT", "/v1/settings", admin, map[string]any{"retention_days": 30, "collect_network_data": true}, http.StatusOK)
-	want := map[string]any{"retention_days": float64(30), "collect_network_data": true, "erase_after_close_hours": float64(0)}
+	want := map[string]any{"retention_days": float64(30), "collect_network_data": true, "erase_after_close_hours": float64(0), "notice_text": "", "notice_version": "1"}
 	if diff := cmp.Diff(want, mustCall(t, base, "GET", "/v1/settings", admin, nil, http.StatusOK)); diff != "" {
 		t.Errorf("GET /v1/settings mismatch (-want +got):\n%s", diff)
 	}
@@ -189,6 +190,68 @@ func TestNetworkDataNeedsSettingAndConsent(t *testing.T) {
 		if strings.Contains(logs.String(), needle) {
 			t.Errorf("logs hold %q", needle)
 		}
+	}
+}
+
+// TestTenantNotice follows a tenant's privacy notice from the settings an
+// admin puts to the anonymous endpoint the widget reads it from, and to the
+// consent of a visitor who registers under its version.
+func TestTenantNotice(t *testing.T) {
+	dir := t.TempDir()
+	a, _ := testAll(t, dir)
+	base := a.URL()
+	admin := staffToken(t, dir, "demo", "admin", "ada")
+	notice := func() (int, map[string]any, http.Header) {
+		t.Helper()
+		req, err := http.NewRequest(http.MethodGet, base+"/v1/tenants/demo/notice", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// A host page's script asks from the host's origin.
+		req.Header.Set("Origin", "https://shop.example")
+		resp, err := contractClient(t).Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out map[string]any
+		if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+			t.Fatal(err)
+		}
+		return resp.StatusCode, out, resp.Header
+	}
+
+	status, got, h := notice()
+	if status != http.StatusOK || !cmp.Equal(got, map[string]any{"version": "1", "text": ""}) {
+		t.Errorf("notice never set = %d %v, want 200 version 1 and no text", status, got)
+	}
+	if cc, origin := h.Get("Cache-Control"), h.Get("Access-Control-Allow-Origin"); cc != "public, max-age=60" || origin != "*" {
+		t.Errorf("Cache-Control %q, Access-Control-Allow-Origin %q; want public, max-age=60 and *", cc, origin)
+	}
+	text := "We keep your messages for 30 days.\nNothing else."
+	mustCall(t, base, "PUT", "/v1/settings", admin, map[string]any{
+		"retention_days": 30, "collect_network_data": false, "notice_text": text, "notice_version": "2026-12",
+	}, http.StatusOK)
+	set := mustCall(t, base, "GET", "/v1/settings", admin, nil, http.StatusOK)
+	if set["notice_text"] != text || set["notice_version"] != "2026-12" {
+		t.Errorf("GET /v1/settings = %v, want the notice put", set)
+	}
+	// The gateway answers from its copy of the settings, a moment behind.
+	eventually(t, 10*time.Second, func() bool {
+		_, got, _ = notice()
+		return cmp.Equal(got, map[string]any{"version": "2026-12", "text": text})
+	})
+	mustCall(t, base, "GET", "/v1/tenants/ghost/notice", "", nil, http.StatusNotFound)
+	mustCall(t, base, "GET", "/v1/tenants/Bad_Id/notice", "", nil, http.StatusNotFound)
+
+	// The widget registers the visitor under the version it showed.
+	visitor := mustCall(t, base, "POST", "/v1/tenants/demo/visitors", "", map[string]any{
+		"consent":        map[string]bool{"analytics": false, "network_data": false, "ai": false},
+		"notice_version": got["version"],
+	}, http.StatusCreated)["access_token"].(string)
+	consents := mustCall(t, base, "GET", "/v1/me/export", visitor, nil, http.StatusOK)["consents"].([]any)
+	if v := consents[0].(map[string]any)["notice_version"]; v != "2026-12" {
+		t.Errorf("the consent records notice version %v, want 2026-12", v)
 	}
 }
 
@@ -254,7 +317,7 @@ func TestStaffTranscriptReadsAreAudited(t *testing.T) {
 			t.Errorf("%s %s = %d %v, want %d", tc.method, tc.path, status, body, tc.want)
 		}
 	}
-	want := map[string]any{"retention_days": float64(90), "collect_network_data": false, "erase_after_close_hours": float64(0)}
+	want := map[string]any{"retention_days": float64(90), "collect_network_data": false, "erase_after_close_hours": float64(0), "notice_text": "", "notice_version": "1"}
 	if diff := cmp.Diff(want, mustCall(t, base, "GET", "/v1/settings", admin, nil, http.StatusOK)); diff != "" {
 		t.Errorf("settings after refused changes mismatch (-want +got):\n%s", diff)
 	}

@@ -51,6 +51,13 @@ const (
 	// of MessagesPerConversationPerMinute.
 	DefaultMessagesPerConversationPerMinute = 60
 	MaxMessagesPerConversationPerMinute     = 100_000
+	// MaxNoticeText is the longest NoticeText, in characters;
+	// MaxNoticeVersion the longest NoticeVersion (and the longest notice
+	// version a visitor's consent may record).
+	MaxNoticeText    = 4000
+	MaxNoticeVersion = 64
+	// DefaultNoticeVersion is the NoticeVersion of a tenant that set none.
+	DefaultNoticeVersion = "1"
 )
 
 // Settings are a tenant's privacy policy.
@@ -86,12 +93,30 @@ type Settings struct {
 	// 0..MaxEraseAfterCloseHours in seconds.
 	RetentionSeconds       int `json:"retention_seconds,omitempty"`
 	EraseAfterCloseSeconds int `json:"erase_after_close_seconds,omitempty"`
+
+	// NoticeText is the privacy notice the widget shows visitors before
+	// they choose, plain text of at most MaxNoticeText characters; ""
+	// means the widget's own wording. NoticeVersion names it, at most
+	// MaxNoticeVersion characters: a visitor's consent records the version
+	// they were shown. Both are public (GET /v1/tenants/{tenant}/notice).
+	NoticeText    string `json:"notice_text"`
+	NoticeVersion string `json:"notice_version"`
+}
+
+// WithDefaults returns s with the defaults of fields that mean "the
+// default" when empty, as stored settings are answered: NoticeVersion, for
+// settings stored before it existed or put without one.
+func (s Settings) WithDefaults() Settings {
+	if s.NoticeVersion == "" {
+		s.NoticeVersion = DefaultNoticeVersion
+	}
+	return s
 }
 
 // DefaultSettings are the settings of a tenant that never set any: a year
 // of retention, no network data, no automatic erasure.
 func DefaultSettings() Settings {
-	return Settings{RetentionDays: DefaultRetentionDays}
+	return Settings{RetentionDays: DefaultRetentionDays, NoticeVersion: DefaultNoticeVersion}
 }
 
 // TenantArgs names a tenant.

@@ -131,6 +131,7 @@ func TestOpenAPI(t *testing.T) {
 		"GET /v1/subjects/{id}/export",
 		"GET /v1/tenants",
 		"GET /v1/tenants/{tenant}/identity-provider",
+		"GET /v1/tenants/{tenant}/notice",
 		"GET /v1/tenants/{tenant}/sign-in",
 		"POST /v1/conversations",
 		"POST /v1/conversations/{id}/assign",

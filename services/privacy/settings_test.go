@@ -1,6 +1,8 @@
 package privacy_test
 
 import (
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -29,11 +31,11 @@ func TestSettings(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff(privacyapi.Settings{RetentionDays: 365}, got); diff != "" {
+	if diff := cmp.Diff(privacyapi.Settings{RetentionDays: 365, NoticeVersion: "1"}, got); diff != "" {
 		t.Errorf("GetSettings(never set) mismatch (-want +got):\n%s", diff)
 	}
 
-	valid := privacyapi.Settings{RetentionDays: 30, CollectNetworkData: true, EraseAfterCloseHours: 48}
+	valid := privacyapi.Settings{RetentionDays: 30, CollectNetworkData: true, EraseAfterCloseHours: 48, NoticeVersion: "1"}
 	refusals := []struct {
 		name string
 		as   auth.Principal
@@ -48,6 +50,8 @@ func TestSettings(t *testing.T) {
 		{"open conversations over the ceiling", admin, privacyapi.Settings{RetentionDays: 30, OpenConversationsPerVisitor: privacyapi.MaxOpenConversationsPerVisitor + 1}, rpc.CodeInvalid},
 		{"negative messages per minute", admin, privacyapi.Settings{RetentionDays: 30, MessagesPerConversationPerMinute: -1}, rpc.CodeInvalid},
 		{"messages per minute over the ceiling", admin, privacyapi.Settings{RetentionDays: 30, MessagesPerConversationPerMinute: privacyapi.MaxMessagesPerConversationPerMinute + 1}, rpc.CodeInvalid},
+		{"notice text too long", admin, privacyapi.Settings{RetentionDays: 30, NoticeText: strings.Repeat("é", privacyapi.MaxNoticeText+1)}, rpc.CodeInvalid},
+		{"notice version too long", admin, privacyapi.Settings{RetentionDays: 30, NoticeVersion: strings.Repeat("v", privacyapi.MaxNoticeVersion+1)}, rpc.CodeInvalid},
 		{"supervisor", auth.Principal{Tenant: tenant, ID: "s", Role: auth.RoleSupervisor}, valid, rpc.CodeForbidden},
 		{"auditor", auditor, valid, rpc.CodeForbidden},
 		{"admin of another tenant", auth.Principal{Tenant: "acme", ID: "a", Role: auth.RoleAdmin}, valid, rpc.CodeForbidden},
@@ -66,7 +70,8 @@ func TestSettings(t *testing.T) {
 		t.Errorf("GetSettings(as agent) error = %v, want code %s", err, rpc.CodeForbidden)
 	}
 
-	for _, want := range []privacyapi.Settings{valid, {RetentionDays: 3650}} {
+	notice := privacyapi.Settings{RetentionDays: 3650, NoticeText: strings.Repeat("é", privacyapi.MaxNoticeText), NoticeVersion: strings.Repeat("v", privacyapi.MaxNoticeVersion)}
+	for _, want := range []privacyapi.Settings{valid, notice, {RetentionDays: 3650, NoticeVersion: "1"}} {
 		if _, err := put(admin, want); err != nil {
 			t.Fatalf("PutSettings(%+v) error = %v", want, err)
 		}
@@ -90,6 +95,7 @@ func TestSettings(t *testing.T) {
 	}
 	want := []string{
 		"settings retention_days=30 collect_network_data=true erase_after_close_hours=48",
+		fmt.Sprintf("settings retention_days=3650 collect_network_data=false erase_after_close_hours=0 notice_version=%q notice_characters=4000", notice.NoticeVersion),
 		"settings retention_days=3650 collect_network_data=false erase_after_close_hours=0",
 	}
 	if diff := cmp.Diff(want, changes); diff != "" {

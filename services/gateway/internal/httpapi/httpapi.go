@@ -176,6 +176,7 @@ func (a *API) routes() {
 	m.Handle("PUT /v1/tenants/{tenant}", a.handle(a.putTenant))
 	m.Handle("GET /v1/tenants", a.handle(a.listTenants))
 	m.Handle("POST /v1/tenants/{tenant}/visitors", a.handle(a.createVisitor))
+	m.Handle("GET /v1/tenants/{tenant}/notice", a.handle(a.getNotice))
 	m.Handle("POST /v1/sessions/refresh", a.handle(a.refreshSession))
 	m.Handle("POST /v1/sessions/sign-out", a.handle(a.signOut))
 	m.Handle("DELETE /v1/me/sessions", a.handle(a.signOutEverywhere))

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"slices"
@@ -297,6 +298,40 @@ func (a *API) auditCheckpoint(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// noticeView is a tenant's privacy notice.
+type noticeView struct {
+	Version string `json:"version"`
+	Text    string `json:"text"`
+}
+
+// noticeMaxAge is how long, in seconds, a client or cache may keep a
+// notice: a change reaches every visitor within it.
+const noticeMaxAge = 60
+
+// getNotice answers the tenant's privacy notice to anyone: the widget shows
+// it before a visitor chooses. It is read from the gateway's copy of the
+// settings, so it costs no call on the bus; the requests of one client
+// address share a principal's rate. Settings not read yet answer 503
+// rather than the default notice, which a visitor would then consent under.
+func (a *API) getNotice(w http.ResponseWriter, r *http.Request) error {
+	tid := r.PathValue("tenant")
+	if !auth.ValidTenantID(tid) || !a.cfg.Tenants.Exists(tid) {
+		return errUnknownTenant
+	}
+	if err := a.principal.take("notice:" + a.addressKey(r, tid)); err != nil {
+		a.rejected(limitRequests)
+		return err
+	}
+	set, err := a.cfg.Settings.Of(r.Context(), tid)
+	if err != nil {
+		return errors.Join(errNotReady, err)
+	}
+	set = set.WithDefaults()
+	w.Header().Set("Cache-Control", fmt.Sprintf("public, max-age=%d", noticeMaxAge))
+	writeJSON(w, http.StatusOK, noticeView{Version: set.NoticeVersion, Text: set.NoticeText})
+	return nil
+}
+
 // settingsBody is PUT /v1/settings. retention_days and
 // collect_network_data are required; erase_after_close_hours, when absent,
 // is 0: no automatic erasure; min_group_size, when absent, is 0: the
@@ -312,6 +347,10 @@ type settingsBody struct {
 	MinGroupSize                     int   `json:"min_group_size"`
 	OpenConversationsPerVisitor      int   `json:"open_conversations_per_visitor"`
 	MessagesPerConversationPerMinute int   `json:"messages_per_conversation_per_minute"`
+	// NoticeText and NoticeVersion, when absent, are "": the widget's own
+	// wording, and version "1".
+	NoticeText    string `json:"notice_text"`
+	NoticeVersion string `json:"notice_version"`
 }
 
 func (b settingsBody) settings() (privacyapi.Settings, error) {
@@ -328,6 +367,9 @@ func (b settingsBody) settings() (privacyapi.Settings, error) {
 
 		OpenConversationsPerVisitor:      b.OpenConversationsPerVisitor,
 		MessagesPerConversationPerMinute: b.MessagesPerConversationPerMinute,
+
+		NoticeText:    b.NoticeText,
+		NoticeVersion: b.NoticeVersion,
 	}, nil
 }
 

@@ -100,12 +100,7 @@ func (a *API) networkData(r *http.Request, tenant string) *privacyapi.NetworkDat
 // the address.
 func (a *API) admitRegistration(r *http.Request, tenant string) error {
 	lim := a.cfg.Tenants.Limits(tenant)
-	// Clients whose address cannot be read share one allowance.
-	key := tenant + ":?"
-	if addr, ok := clientAddr(r, a.cfg.ClientAddrHeader); ok {
-		key = a.addressKeys.of(tenant, addr)
-	}
-	giveBack, err := a.addresses.takePerMinute(key, lim.RegistrationsPerAddressPerMinute, errRegAddress)
+	giveBack, err := a.addresses.takePerMinute(a.addressKey(r, tenant), lim.RegistrationsPerAddressPerMinute, errRegAddress)
 	if err != nil {
 		a.rejected(limitRegAddress)
 		return err
@@ -116,4 +111,13 @@ func (a *API) admitRegistration(r *http.Request, tenant string) error {
 		return err
 	}
 	return nil
+}
+
+// addressKey keys the limits of r's client address in tenant; clients
+// whose address cannot be read share one key.
+func (a *API) addressKey(r *http.Request, tenant string) string {
+	if addr, ok := clientAddr(r, a.cfg.ClientAddrHeader); ok {
+		return a.addressKeys.of(tenant, addr)
+	}
+	return tenant + ":?"
 }

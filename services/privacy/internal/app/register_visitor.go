@@ -11,9 +11,6 @@ import (
 	"github.com/parley-chat/parley/pkg/privacyapi"
 )
 
-// MaxNoticeVersion is the longest notice version accepted, in characters.
-const MaxNoticeVersion = 64
-
 // RegisterVisitor makes a new visitor of tenant: a new data subject with its
 // own keys and a ConsentRecorded event holding their choices. It returns the
 // visitor's id. Invalid arguments give a *ValidationError and change nothing.
@@ -74,8 +71,8 @@ func validNoticeVersion(v string) error {
 	switch {
 	case v == "":
 		return &ValidationError{Field: "notice_version", Reason: "is required"}
-	case !utf8.ValidString(v) || utf8.RuneCountInString(v) > MaxNoticeVersion:
-		return &ValidationError{Field: "notice_version", Reason: fmt.Sprintf("must be at most %d UTF-8 characters", MaxNoticeVersion)}
+	case !utf8.ValidString(v) || utf8.RuneCountInString(v) > privacyapi.MaxNoticeVersion:
+		return &ValidationError{Field: "notice_version", Reason: fmt.Sprintf("must be at most %d UTF-8 characters", privacyapi.MaxNoticeVersion)}
 	}
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"unicode/utf8"
 
 	"github.com/parley-chat/parley/pkg/analyticsapi"
 	"github.com/parley-chat/parley/pkg/audit"
@@ -33,13 +34,14 @@ func (a *App) tenantSettings(ctx context.Context, tenant string) (privacyapi.Set
 	if !found {
 		return privacyapi.DefaultSettings(), nil
 	}
-	return s, nil
+	return s.WithDefaults(), nil
 }
 
 // PutSettings replaces tenant's settings for an admin of the tenant. The
 // change is audited first: one that cannot be audited is not made. Values
 // out of range give a *ValidationError and change nothing.
 func (a *App) PutSettings(ctx context.Context, p auth.Principal, tenant string, s privacyapi.Settings) (privacyapi.Settings, error) {
+	s = s.WithDefaults()
 	if err := errors.Join(validToken("tenant", tenant), validSettings(s)); err != nil {
 		return privacyapi.Settings{}, err
 	}
@@ -50,6 +52,11 @@ func (a *App) PutSettings(ctx context.Context, p auth.Principal, tenant string, 
 		s.RetentionDays, s.CollectNetworkData, s.EraseAfterCloseHours)
 	if s.OpenConversationsPerVisitor > 0 || s.MessagesPerConversationPerMinute > 0 {
 		target += fmt.Sprintf(" open_conversations_per_visitor=%d messages_per_conversation_per_minute=%d", s.OpenConversationsPerVisitor, s.MessagesPerConversationPerMinute)
+	}
+	if s.NoticeText != "" || s.NoticeVersion != privacyapi.DefaultNoticeVersion {
+		// The text itself is public, but long: its version and length say
+		// which notice was put.
+		target += fmt.Sprintf(" notice_version=%q notice_characters=%d", s.NoticeVersion, utf8.RuneCountInString(s.NoticeText))
 	}
 	if s.RetentionSeconds > 0 || s.EraseAfterCloseSeconds > 0 {
 		target += fmt.Sprintf(" retention_seconds=%d erase_after_close_seconds=%d", s.RetentionSeconds, s.EraseAfterCloseSeconds)
@@ -85,6 +92,12 @@ func validSettings(s privacyapi.Settings) error {
 	}
 	if s.EraseAfterCloseSeconds < 0 || s.EraseAfterCloseSeconds > privacyapi.MaxEraseAfterCloseHours*3600 {
 		errs = append(errs, &ValidationError{Field: "erase_after_close_seconds", Reason: fmt.Sprintf("must be 0 (use erase_after_close_hours) to %d", privacyapi.MaxEraseAfterCloseHours*3600)})
+	}
+	if err := validNoticeVersion(s.NoticeVersion); err != nil {
+		errs = append(errs, err)
+	}
+	if !utf8.ValidString(s.NoticeText) || utf8.RuneCountInString(s.NoticeText) > privacyapi.MaxNoticeText {
+		errs = append(errs, &ValidationError{Field: "notice_text", Reason: fmt.Sprintf("must be at most %d UTF-8 characters", privacyapi.MaxNoticeText)})
 	}
 	return errors.Join(errs...)
 }

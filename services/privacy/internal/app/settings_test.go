@@ -92,7 +92,7 @@ func TestPutSettingsIsAudited(t *testing.T) {
 	}
 
 	got, err = a.GetSettings(ctx, admin, "demo")
-	if want := (privacyapi.Settings{RetentionDays: 30, CollectNetworkData: true}); err != nil || got != want {
+	if want := (privacyapi.Settings{RetentionDays: 30, CollectNetworkData: true, NoticeVersion: "1"}); err != nil || got != want {
 		t.Errorf("GetSettings() = %+v, %v; want %+v", got, err, want)
 	}
 	res, err := a.ListAudit(ctx, auditor, "demo", time.Time{})

@@ -1,0 +1,245 @@
+// The tenant's audit trail (admin, auditor), read whole (GET /v1/audit, page
+// after page) and verified here as `parley audit verify` does: its hash
+// chain, then Parley's signed checkpoint (GET /v1/audit/checkpoint) and, when
+// the auditor pastes one saved earlier, theirs.
+import { useEffect, useState } from "preact/hooks";
+import { client } from "../staff/session";
+import { checkCheckpoint, goTime, parseSaved, verifyChain, type CheckpointAnswer, type CheckpointResult, type ChainBreak, type Entry } from "./verify";
+
+/** readTrail reads every entry, oldest first; since repeats the last instant's entries. */
+async function readTrail(onProgress: (n: number) => void): Promise<Entry[]> {
+  const entries: Entry[] = [];
+  const seen = new Set<string>();
+  let since = "";
+  for (;;) {
+    const q = since ? `?since=${encodeURIComponent(since)}` : "";
+    const page = await client.json<{ entries: Entry[]; more: boolean }>("GET", `/v1/audit${q}`);
+    let added = 0;
+    for (const e of page.entries) {
+      if (seen.has(e.hash)) continue;
+      seen.add(e.hash);
+      entries.push(e);
+      added++;
+    }
+    onProgress(entries.length);
+    // A page of nothing new cannot move since on: stop rather than loop.
+    if (!page.more || added === 0) return entries;
+    since = entries[entries.length - 1].at;
+  }
+}
+
+type Report = {
+  entries: Entry[];
+  broken: ChainBreak | null;
+  checkpoints: CheckpointResult[];
+  noCheckpoint: boolean;
+  key: string | null;
+  /** A Blob URL of the checkpoint's answer as it came, for the auditor to save. */
+  answerURL: string;
+};
+
+const shown = 50;
+
+export function AuditTrail({ tenant }: { tenant: string }) {
+  const [report, setReport] = useState<Report | null>(null);
+  const [progress, setProgress] = useState("");
+  const [error, setError] = useState("");
+  const [all, setAll] = useState(false);
+  const [pasted, setPasted] = useState("");
+  const [saved, setSaved] = useState<CheckpointResult | null>(null);
+  const [savedNote, setSavedNote] = useState("");
+  const [savedError, setSavedError] = useState("");
+
+  const verify = async () => {
+    setError("");
+    setSaved(null);
+    setSavedError("");
+    setProgress("Reading the audit trail…");
+    try {
+      const entries = await readTrail((n) => setProgress(`Reading the audit trail: ${n} entries…`));
+      const answer = await client.json<CheckpointAnswer>("GET", "/v1/audit/checkpoint");
+      setProgress(`Verifying ${entries.length} entries…`);
+      const broken = await verifyChain(entries);
+      const checkpoints: CheckpointResult[] = [];
+      if (!broken && answer.checkpoint && answer.public_key) {
+        checkpoints.push(await checkCheckpoint("Parley's checkpoint", entries, answer.checkpoint, answer.public_key, tenant));
+      }
+      const answerURL = URL.createObjectURL(new Blob([JSON.stringify(answer)], { type: "application/json" }));
+      setReport((old) => {
+        if (old) URL.revokeObjectURL(old.answerURL);
+        return { entries, broken, checkpoints, noCheckpoint: !answer.checkpoint, key: answer.public_key, answerURL };
+      });
+    } catch (e) {
+      setError((e as Error).message);
+    } finally {
+      setProgress("");
+    }
+  };
+  useEffect(() => void verify(), []);
+
+  const checkSaved = async (e: Event) => {
+    e.preventDefault();
+    setSaved(null);
+    setSavedNote("");
+    setSavedError("");
+    if (!report) return;
+    try {
+      const a = parseSaved(pasted);
+      if (!a.checkpoint) throw new Error("the saved answer holds no checkpoint (nothing was audited when it was saved)");
+      const key = a.public_key ?? report.key;
+      if (!key) throw new Error("there is a checkpoint to check and no public key");
+      if (report.broken) throw new Error("the chain itself is broken: see above");
+      setSaved(await checkCheckpoint("Your saved checkpoint", report.entries, a.checkpoint, key, tenant));
+      if (a.public_key && report.key && a.public_key !== report.key) setSavedNote("The audit key Parley answers now is not the one saved with it: it was replaced since.");
+    } catch (err) {
+      setSavedError((err as Error).message);
+    }
+  };
+
+  const entries = report?.entries ?? [];
+  const rows = (all ? entries : entries.slice(-shown)).slice().reverse();
+  return (
+    <div>
+      <div class="actions">
+        <button type="button" class="secondary" onClick={() => void verify()} disabled={!!progress}>
+          Read and verify again
+        </button>
+        {progress && (
+          <span role="status">
+            <progress aria-label={progress} /> {progress}
+          </span>
+        )}
+      </div>
+      {error && <p role="alert" class="error">{error}</p>}
+      {report && <Verdict r={report} />}
+      {report && (
+        <form class="paste" onSubmit={checkSaved}>
+          <label for="saved-checkpoint">A checkpoint you saved earlier (the answer of GET /v1/audit/checkpoint, JSON)</label>
+          <textarea id="saved-checkpoint" rows={4} spellcheck={false} value={pasted} onInput={(e) => setPasted(e.currentTarget.value)} />
+          <div class="actions">
+            <button type="submit" disabled={!pasted.trim()}>
+              Check the trail holds it
+            </button>
+            <a class="button secondary" href={report.answerURL} download={`parley-audit-checkpoint-${tenant}.json`}>
+              Save Parley's checkpoint
+            </a>
+          </div>
+          {savedError && <p role="alert" class="error">Saved checkpoint: {savedError}</p>}
+          {saved && <CheckpointLine c={saved} />}
+          {savedNote && <p class="hint">{savedNote}</p>}
+        </form>
+      )}
+      {report && (
+        <table class="audit">
+          <caption>
+            {all || entries.length <= shown ? `All ${entries.length} entries` : `The newest ${shown} of ${entries.length} entries`}, newest first
+          </caption>
+          <thead>
+            <tr>
+              <th scope="col">#</th>
+              <th scope="col">When</th>
+              <th scope="col">Who</th>
+              <th scope="col">Action</th>
+              <th scope="col">Target</th>
+              <th scope="col">Hash</th>
+            </tr>
+          </thead>
+          <tbody>
+            {rows.map((e) => {
+              const n = entries.indexOf(e) + 1;
+              return (
+                <tr class={report.broken?.entry === e ? "broken" : undefined}>
+                  <td>{n}</td>
+                  <td>
+                    <time dateTime={e.at}>{new Date(e.at).toLocaleString()}</time>
+                  </td>
+                  <td>
+                    {e.actor.role}/{e.actor.id}
+                  </td>
+                  <td>{e.action}</td>
+                  <td class="target">{e.target}</td>
+                  <td>
+                    <code title={e.hash}>{e.hash.slice(0, 12)}…</code>
+                  </td>
+                </tr>
+              );
+            })}
+          </tbody>
+        </table>
+      )}
+      {report && !all && entries.length > shown && (
+        <button type="button" class="secondary" onClick={() => setAll(true)}>
+          Show all {entries.length} entries
+        </button>
+      )}
+    </div>
+  );
+}
+
+function Verdict({ r }: { r: Report }) {
+  const n = r.entries.length;
+  if (r.broken) {
+    const e = r.broken.entry;
+    return (
+      <div class="verdict bad" role="alert">
+        <p>
+          <strong>
+            Not verified: {n} entries, chain BROKEN at entry {r.broken.index + 1} of {n}
+          </strong>
+        </p>
+        <p>
+          {goTime(e.at)} {e.action} by {e.actor.role}/{e.actor.id} on {e.target}: {r.broken.reason}
+        </p>
+      </div>
+    );
+  }
+  const failed = r.checkpoints.find((c) => c.state !== "held");
+  const head = n ? r.entries[n - 1].hash : "none";
+  return (
+    <div class={`verdict ${failed ? "bad" : "good"}`} role={failed ? "alert" : "status"}>
+      <p>
+        <strong>
+          {failed
+            ? failed.state === "missing"
+              ? `Not verified: ${n} entries, chain intact up to its end, but entries a checkpoint counts are MISSING`
+              : `Not verified: ${n} entries, chain intact, but a checkpoint is REFUSED`
+            : r.checkpoints.length
+              ? `Verified: ${n} entries, head ${head}, checkpoint signed at ${goTime(r.checkpoints[0].cp.at)}`
+              : `Verified: ${n} entries, head ${head}, chain intact`}
+        </strong>
+      </p>
+      {r.checkpoints.map((c) => (
+        <CheckpointLine c={c} />
+      ))}
+      {r.noCheckpoint && (
+        <p class="hint">
+          No checkpoint yet: a trail deleted whole, or cut off at its end, cannot be detected without one. Save Parley's checkpoint now and then, outside Parley, and paste it here to check.
+        </p>
+      )}
+    </div>
+  );
+}
+
+function CheckpointLine({ c }: { c: CheckpointResult }) {
+  const at = goTime(c.cp.at).replace(/\.\d+Z$/, "Z");
+  switch (c.state) {
+    case "held":
+      return (
+        <p class="good" role="status">
+          {c.name} ({c.cp.count} entries, {at}): held
+        </p>
+      );
+    case "refused":
+      return (
+        <p class="error" role="alert">
+          {c.name}: REFUSED: {c.why}
+        </p>
+      );
+    default:
+      return (
+        <p class="error" role="alert">
+          {c.name}: ENTRIES MISSING: {c.why}
+        </p>
+      );
+  }
+}
