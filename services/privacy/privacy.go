@@ -169,7 +169,9 @@ func Run(ctx context.Context, d Deps) error {
 	// The erasures of conversations after they close, as their schedules
 	// fire.
 	g.Go(func() error {
-		return ephemeral.NewEraser(d.NC, js, a, d.Log).Run(gctx, giveUp, health.Of("erase after close"))
+		return ephemeral.NewEraser(d.NC, js, a, d.Log).Run(gctx, giveUp, func(part string, err error) {
+			health.Set("erase after close ("+part+")", err)
+		})
 	})
 	d.Log.Info("privacy service running", "kek_id", ring.KEKID())
 	<-gctx.Done()
