@@ -91,10 +91,7 @@ func Run(ctx context.Context, d Deps) error {
 	}
 	// Create, never update: the privacy user may not reconfigure streams
 	// (pkg/buspolicy); an operator applies a changed definition.
-	switch err := stream.Create(ctx, js, d.Streams, stream.Privacy, stream.Keys, stream.Audit, stream.AuditCheckpoints, stream.Analytics, stream.Schedules); {
-	case errors.Is(err, stream.ErrDrift):
-		d.Log.Warn("streams differ from this version's definitions", "err", err)
-	case err != nil:
+	if err := stream.CreateMissing(ctx, js, d.Streams, d.Log, stream.Privacy, stream.Keys, stream.Audit, stream.AuditCheckpoints, stream.Analytics, stream.Schedules); err != nil {
 		return fmt.Errorf("privacy: %w", err)
 	}
 	ring := keyring.New(d.KEK)
