@@ -109,7 +109,12 @@ func (b *Batches) run(ctx context.Context, cons jetstream.Consumer, failed error
 		defer close(forwarded)
 		b.forward(ctx)
 	}()
-	defer func() { <-forwarded }()
+	defer func() {
+		// keep also returns on giving up, with ctx still going: forward
+		// stops only once ctx ends.
+		cancel()
+		<-forwarded
+	}()
 	b.s.keep(ctx, b.topic, cons, failed, b.s.batchConsumer, b.pull)
 }
 

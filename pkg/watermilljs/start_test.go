@@ -2,6 +2,7 @@ package watermilljs_test
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"strings"
@@ -166,31 +167,53 @@ func jetStreamAway(t *testing.T, s *natsembed.Server, js jetstream.JetStream) fu
 // never be made ending its subscription after GiveUp, as a lost one does:
 // the channel closes, and Failed and Err tell why.
 func TestSubscribeGivesUpBeforeConsumerCanBeMade(t *testing.T) {
-	s := natstest.Start(t, "")
-	_, js := natstest.Connect(t, s)
-	sub, err := watermilljs.NewSubscriber(js, watermilljs.SubscriberConfig{Stream: testStream, Durable: durable("never"), GiveUp: 300 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = sub.Close() })
-	msgs, err := sub.Subscribe(t.Context(), "wmtest.never")
-	if err != nil {
-		t.Fatalf("Subscribe() = %v, want nil", err)
-	}
-	select {
-	case m, ok := <-msgs:
-		if ok {
-			t.Fatalf("message %s delivered without a stream", m.UUID)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("subscription still open 30s after a GiveUp of 300ms")
-	}
-	select {
-	case <-sub.Failed():
-	default:
-		t.Error("Failed() not closed after the subscription gave up")
-	}
-	if err := sub.Err(); !errors.Is(err, jetstream.ErrStreamNotFound) || !strings.Contains(err.Error(), "gave up") {
-		t.Errorf("Err() = %v, want one that gave up on %v", err, jetstream.ErrStreamNotFound)
+	for _, batches := range []bool{false, true} {
+		t.Run(fmt.Sprintf("batches_%t", batches), func(t *testing.T) {
+			s := natstest.Start(t, "")
+			_, js := natstest.Connect(t, s)
+			sub, err := watermilljs.NewSubscriber(js, watermilljs.SubscriberConfig{Stream: testStream, Durable: durable("never"), GiveUp: 300 * time.Millisecond})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = sub.Close() })
+			// ended is closed with the subscription's channel.
+			ended := make(chan struct{})
+			if batches {
+				b, err := sub.SubscribeBatches(t.Context(), "wmtest.never")
+				if err != nil {
+					t.Fatalf("SubscribeBatches() = %v, want nil", err)
+				}
+				go func() {
+					defer close(ended)
+					for range b.C() {
+						t.Error("messages delivered without a stream")
+					}
+				}()
+			} else {
+				msgs, err := sub.Subscribe(t.Context(), "wmtest.never")
+				if err != nil {
+					t.Fatalf("Subscribe() = %v, want nil", err)
+				}
+				go func() {
+					defer close(ended)
+					for m := range msgs {
+						t.Errorf("message %s delivered without a stream", m.UUID)
+					}
+				}()
+			}
+			select {
+			case <-ended:
+			case <-time.After(30 * time.Second):
+				t.Fatal("subscription still open 30s after a GiveUp of 300ms")
+			}
+			select {
+			case <-sub.Failed():
+			default:
+				t.Error("Failed() not closed after the subscription gave up")
+			}
+			if err := sub.Err(); !errors.Is(err, jetstream.ErrStreamNotFound) || !strings.Contains(err.Error(), "gave up") {
+				t.Errorf("Err() = %v, want one that gave up on %v", err, jetstream.ErrStreamNotFound)
+			}
+		})
 	}
 }
