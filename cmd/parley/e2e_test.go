@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // testAll runs `parley all` in-process on a random port with its data in
@@ -29,6 +30,31 @@ func testAll(t *testing.T, dir string) (*allInOne, *syncBuffer) {
 	a, logs := startAllForTest(t, allConfig{HTTPAddr: "127.0.0.1:0", DataDir: dir, ClickHouse: "off"})
 	waitReady(t, a.URL())
 	return a, logs
+}
+
+// visitorScene is `parley all` in a temp dir with a visitor of tenant demo
+// and alice, an agent of it: where the tests of what becomes of a visitor's
+// data begin.
+type visitorScene struct {
+	dir       string
+	all       *allInOne
+	logs      *syncBuffer
+	base      string
+	js        jetstream.JetStream // the admin's
+	visitorID string
+	visitor   string // the visitor's token
+	alice     string // alice's token
+}
+
+func startVisitorScene(t *testing.T) visitorScene {
+	t.Helper()
+	sc := visitorScene{dir: t.TempDir()}
+	sc.all, sc.logs = testAll(t, sc.dir)
+	sc.base = sc.all.URL()
+	_, sc.js = adminConn(t, sc.all)
+	sc.visitorID, sc.visitor = newVisitor(t, sc.base, "demo")
+	sc.alice = staffToken(t, sc.dir, "demo", "agent", "alice")
+	return sc
 }
 
 // startAllForTest runs `parley all` in-process with cfg, its logs in the

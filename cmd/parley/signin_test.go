@@ -66,6 +66,8 @@ type testProvider struct {
 
 	mu     sync.Mutex
 	tamper func(idToken string) string
+	// served counts the requests answered, by path.
+	served map[string]int
 }
 
 // startProvider runs a provider whose client opClientID redirects to
@@ -76,7 +78,7 @@ func startProvider(t *testing.T, redirect string) *testProvider {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &testProvider{issuer: "http://" + ln.Addr().String()}
+	p := &testProvider{issuer: "http://" + ln.Addr().String(), served: map[string]int{}}
 	p.storage = &groupsStorage{
 		Storage: storage.NewStorageWithClients(storage.NewUserStore(p.issuer), map[string]*storage.Client{
 			opClientID: storage.WebClient(opClientID, opClientSecret, redirect),
@@ -88,6 +90,7 @@ func startProvider(t *testing.T, redirect string) *testProvider {
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p.mu.Lock()
 		tamper := p.tamper
+		p.served[r.URL.Path]++
 		p.mu.Unlock()
 		if r.URL.Path != "/oauth/token" || tamper == nil {
 			router.ServeHTTP(w, r)
@@ -109,6 +112,23 @@ func startProvider(t *testing.T, redirect string) *testProvider {
 	srv.Start()
 	t.Cleanup(srv.Close)
 	return p
+}
+
+// requests returns how many requests for path p answered.
+func (p *testProvider) requests(path string) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.served[path]
+}
+
+// settings are the identity provider settings of tenant demo for p at the
+// gateway at base.
+func (p *testProvider) settings(base string) map[string]any {
+	return map[string]any{
+		"issuer": p.issuer, "client_id": opClientID, "client_secret": opClientSecret,
+		"redirect_url": base + "/v1/sign-in/callback", "roles_claim": "groups",
+		"roles": map[string]string{"support-admins": "admin", "staff": "agent"},
+	}
 }
 
 func (p *testProvider) setTamper(f func(string) string) {
@@ -286,11 +306,7 @@ func TestStaffSignIn(t *testing.T) {
 	user := "test-user@127.0.0.1"
 
 	mustCall(t, base, "GET", "/v1/tenants/demo/sign-in", "", nil, http.StatusConflict)
-	settings := map[string]any{
-		"issuer": p.issuer, "client_id": opClientID, "client_secret": opClientSecret,
-		"redirect_url": base + "/v1/sign-in/callback", "roles_claim": "groups",
-		"roles": map[string]string{"support-admins": "admin", "staff": "agent"},
-	}
+	settings := p.settings(base)
 	agent := staffToken(t, dir, "demo", "agent", "al")
 	mustCall(t, base, "PUT", "/v1/tenants/demo/identity-provider", agent, settings, http.StatusForbidden)
 	mustCall(t, base, "PUT", "/v1/tenants/demo/identity-provider", admin, settings, http.StatusOK)
@@ -394,4 +410,35 @@ func TestStaffSignIn(t *testing.T) {
 	}
 	logsHoldNone(t, a, logs, map[string]string{"client secret": opClientSecret, "provider's code": code.Get("code"),
 		"refresh token": first["refresh_token"].(string), "access token": first["access_token"].(string)})
+}
+
+// TestSignInDiscoversOncePerPeriod signs in three times through one
+// gateway: the provider's discovery document and its keys are fetched
+// once, not at each sign-in, and the discovery again once an hour has
+// passed (the gateway's DiscoveryTTL).
+func TestSignInDiscoversOncePerPeriod(t *testing.T) {
+	dir := t.TempDir()
+	clock := natstest.NewClock()
+	a, _ := testAllAt(t, dir, clock)
+	base := a.URL()
+	p := startProvider(t, base+"/v1/sign-in/callback")
+	mustCall(t, base, "PUT", "/v1/tenants/demo/identity-provider", staffToken(t, dir, "demo", "admin", "ada"), p.settings(base), http.StatusOK)
+
+	for _, user := range []string{"test-user@127.0.0.1", "test-user2", "test-user@127.0.0.1"} {
+		if status, out, _ := signIn(t, base, p, user); status != http.StatusOK {
+			t.Fatalf("sign-in of %s = %d %v, want 200", user, status, out)
+		}
+	}
+	const discoveryPath, keysPath = "/.well-known/openid-configuration", "/keys"
+	if got := p.requests(discoveryPath); got != 1 {
+		t.Errorf("discovery documents fetched for 3 sign-ins = %d, want 1", got)
+	}
+	if got := p.requests(keysPath); got != 1 {
+		t.Errorf("key sets fetched for 3 sign-ins = %d, want 1", got)
+	}
+	clock.Advance(time.Hour)
+	mustCall(t, base, "GET", "/v1/tenants/demo/sign-in", "", nil, http.StatusOK)
+	if got := p.requests(discoveryPath); got != 2 {
+		t.Errorf("discovery documents fetched an hour later = %d, want 2", got)
+	}
 }

@@ -16,22 +16,17 @@ import (
 // (the conversation is folded from it), and reads withdrawn also after a
 // restart.
 func TestWithdrawEndToEnd(t *testing.T) {
-	dir := t.TempDir()
-	a, logs := testAll(t, dir)
-	base := a.URL()
-	_, js := adminConn(t, a)
-	visitorID, visitor := newVisitor(t, base, "demo")
-	alice := staffToken(t, dir, "demo", "agent", "alice")
-	sessions := []*liveClient{openStream(t, base, visitor), openStream(t, base, alice)}
+	sc := startVisitorScene(t)
+	sessions := []*liveClient{openStream(t, sc.base, sc.visitor), openStream(t, sc.base, sc.alice)}
 
 	secret := marker(t)
-	conv := mustCall(t, base, "POST", "/v1/conversations", visitor, map[string]any{"text": "hello"}, http.StatusCreated)["id"].(string)
+	conv := mustCall(t, sc.base, "POST", "/v1/conversations", sc.visitor, map[string]any{"text": "hello"}, http.StatusCreated)["id"].(string)
 	msgs := "/v1/conversations/" + conv + "/messages"
-	posted := mustCall(t, base, "POST", msgs, visitor, map[string]any{"text": secret}, http.StatusCreated)
-	reply := mustCall(t, base, "POST", msgs, alice, map[string]any{"text": "noted"}, http.StatusCreated)
+	posted := mustCall(t, sc.base, "POST", msgs, sc.visitor, map[string]any{"text": secret}, http.StatusCreated)
+	reply := mustCall(t, sc.base, "POST", msgs, sc.alice, map[string]any{"text": "noted"}, http.StatusCreated)
 	id := posted["id"].(string)
 
-	chat, err := js.Stream(t.Context(), stream.Chat)
+	chat, err := sc.js.Stream(t.Context(), stream.Chat)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -40,26 +35,26 @@ func TestWithdrawEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	sealed := string(stored.Data)
-	if hits := storeContains(t, dir, sealed); len(hits) == 0 {
+	if hits := storeContains(t, sc.dir, sealed); len(hits) == 0 {
 		t.Fatal("the posting's sealed envelope is in no store file before its withdrawal: the test would prove nothing")
 	}
 
-	opening := mustCall(t, base, "GET", msgs, visitor, nil, http.StatusOK)["messages"].([]any)[0].(map[string]any)["id"].(string)
-	mustCall(t, base, "DELETE", msgs+"/"+id, alice, nil, http.StatusForbidden)
-	mustCall(t, base, "DELETE", msgs+"/"+reply["id"].(string), visitor, nil, http.StatusForbidden)
-	mustCall(t, base, "DELETE", msgs+"/no-such-message", visitor, nil, http.StatusNotFound)
+	opening := mustCall(t, sc.base, "GET", msgs, sc.visitor, nil, http.StatusOK)["messages"].([]any)[0].(map[string]any)["id"].(string)
+	mustCall(t, sc.base, "DELETE", msgs+"/"+id, sc.alice, nil, http.StatusForbidden)
+	mustCall(t, sc.base, "DELETE", msgs+"/"+reply["id"].(string), sc.visitor, nil, http.StatusForbidden)
+	mustCall(t, sc.base, "DELETE", msgs+"/no-such-message", sc.visitor, nil, http.StatusNotFound)
 	for range 2 {
-		mustCall(t, base, "DELETE", msgs+"/"+id, visitor, nil, http.StatusNoContent)
-		mustCall(t, base, "DELETE", msgs+"/"+opening, visitor, nil, http.StatusNoContent)
+		mustCall(t, sc.base, "DELETE", msgs+"/"+id, sc.visitor, nil, http.StatusNoContent)
+		mustCall(t, sc.base, "DELETE", msgs+"/"+opening, sc.visitor, nil, http.StatusNoContent)
 	}
 
 	for _, lc := range sessions {
 		eventually(t, liveWithin, func() bool { return lc.withdrawn(id) && lc.withdrawn(opening) })
 	}
-	readsWithdrawn := func(base string) {
+	readsWithdrawn := func(at string) {
 		t.Helper()
-		for _, token := range []string{visitor, alice} {
-			lines := mustCall(t, base, "GET", msgs, token, nil, http.StatusOK)["messages"].([]any)
+		for _, token := range []string{sc.visitor, sc.alice} {
+			lines := mustCall(t, at, "GET", msgs, token, nil, http.StatusOK)["messages"].([]any)
 			if len(lines) != 3 {
 				t.Fatalf("transcript = %v, want the opening, the reply and the withdrawn line", lines)
 			}
@@ -68,28 +63,28 @@ func TestWithdrawEndToEnd(t *testing.T) {
 				id string
 			}{{0, opening}, {2, id}} {
 				w := lines[l.at].(map[string]any)
-				if w["id"] != l.id || w["withdrawn"] != true || w["text"] != nil || w["author"].(map[string]any)["id"] != visitorID {
-					t.Errorf("withdrawn line = %v, want message %s by %s withdrawn, text null", w, l.id, visitorID)
+				if w["id"] != l.id || w["withdrawn"] != true || w["text"] != nil || w["author"].(map[string]any)["id"] != sc.visitorID {
+					t.Errorf("withdrawn line = %v, want message %s by %s withdrawn, text null", w, l.id, sc.visitorID)
 				}
 			}
 		}
-		doc := mustCall(t, base, "GET", "/v1/me/export", visitor, nil, http.StatusOK)
+		doc := mustCall(t, at, "GET", "/v1/me/export", sc.visitor, nil, http.StatusOK)
 		if got := texts(t, doc["conversations"].([]any)[0].(map[string]any)["messages"]); len(got) != 3 || got[0] != "<nil>" || got[2] != "<nil>" {
 			t.Errorf("exported texts = %v, want the withdrawn ones null", got)
 		}
 	}
-	readsWithdrawn(base)
-	if hits := storeContains(t, dir, secret, sealed); len(hits) > 0 {
+	readsWithdrawn(sc.base)
+	if hits := storeContains(t, sc.dir, secret, sealed); len(hits) > 0 {
 		t.Errorf("the withdrawn message is still stored: %v", hits)
 	}
-	if strings.Contains(logs.String(), secret) {
+	if strings.Contains(sc.logs.String(), secret) {
 		t.Error("the withdrawn text is in the logs")
 	}
 
-	if err := a.Close(); err != nil {
+	if err := sc.all.Close(); err != nil {
 		t.Fatal(err)
 	}
-	b, _ := testAll(t, dir)
+	b, _ := testAll(t, sc.dir)
 	readsWithdrawn(b.URL())
 }
 

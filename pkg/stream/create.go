@@ -168,14 +168,33 @@ func CreateBuckets(ctx context.Context, js jetstream.JetStream, o Options, bucke
 	return errors.Join(drifted...)
 }
 
+// CreateMissing creates those of the named streams that do not exist yet,
+// as Create does, for a service: a stream that exists with another
+// definition is used as it is, with a warning logged naming it, since a
+// service may not reconfigure it. It fails as Create does otherwise, for a
+// stream that copies another (ErrCopies) among others.
+func CreateMissing(ctx context.Context, js jetstream.JetStream, o Options, log *slog.Logger, names ...string) error {
+	return runOnDrift(log, Create(ctx, js, o, names...))
+}
+
+// Open creates the named stream when missing, as CreateMissing does, and
+// opens it.
+func Open(ctx context.Context, js jetstream.JetStream, o Options, log *slog.Logger, name string) (jetstream.Stream, error) {
+	if err := CreateMissing(ctx, js, o, log, name); err != nil {
+		return nil, err
+	}
+	st, err := js.Stream(ctx, name)
+	if err != nil {
+		return nil, fmt.Errorf("open stream %s: %w", name, err)
+	}
+	return st, nil
+}
+
 // OpenBucket creates the bucket with the definition of o when missing and
 // opens it. A bucket that exists with another definition is used as it is,
 // with a warning to log: a service may not reconfigure it (CreateBuckets).
 func OpenBucket(ctx context.Context, js jetstream.JetStream, o Options, log *slog.Logger, bucket string) (jetstream.KeyValue, error) {
-	switch err := CreateBuckets(ctx, js, o, bucket); {
-	case errors.Is(err, ErrDrift):
-		log.Warn("bucket differs from this version's definition", "bucket", bucket, "err", err)
-	case err != nil:
+	if err := runOnDrift(log, CreateBuckets(ctx, js, o, bucket)); err != nil {
 		return nil, err
 	}
 	kv, err := js.KeyValue(ctx, bucket)
@@ -183,6 +202,17 @@ func OpenBucket(ctx context.Context, js jetstream.JetStream, o Options, log *slo
 		return nil, fmt.Errorf("open bucket %s: %w", bucket, err)
 	}
 	return kv, nil
+}
+
+// runOnDrift is err of Create or CreateBuckets, but nil, with a warning
+// logged, when it is drift only (ErrDrift): the service runs on the
+// configuration it found.
+func runOnDrift(log *slog.Logger, err error) error {
+	if errors.Is(err, ErrDrift) {
+		log.Warn("used as it is: an operator applies this version's definition", "err", err)
+		return nil
+	}
+	return err
 }
 
 // checkCopies returns ErrCopies when the existing stream name sources or

@@ -2,6 +2,8 @@ package stream_test
 
 import (
 	"errors"
+	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -189,5 +191,51 @@ func TestApplyShortensDuplicateWindows(t *testing.T) {
 		if got := s.CachedInfo().Config.Duplicates; got != want.Duplicates {
 			t.Errorf("%s's duplicate window after Apply() = %v, want %v", name, got, want.Duplicates)
 		}
+	}
+}
+
+// TestOpen shows what a service starting finds: a missing stream created,
+// one of another definition used as it is with a warning naming it, and
+// one that copies another refused.
+func TestOpen(t *testing.T) {
+	_, js := natstest.Connect(t, natstest.Start(t, ""))
+	ctx := t.Context()
+	var logs strings.Builder
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+
+	st, err := stream.Open(ctx, js, stream.Options{}, log, stream.Chat)
+	if err != nil || st.CachedInfo().Config.Name != stream.Chat {
+		t.Fatalf("Open(CHAT) on an empty server = %v, %v; want CHAT", st, err)
+	}
+	if logs.Len() > 0 {
+		t.Errorf("Open(CHAT) on an empty server logged %q, want nothing", logs.String())
+	}
+	st, err = stream.Open(ctx, js, stream.Options{ChatMaxAge: time.Hour}, log, stream.Chat)
+	if err != nil {
+		t.Fatalf("Open(CHAT) of another definition = %v, want the stream as it is", err)
+	}
+	if got := st.CachedInfo().Config.MaxAge; got == time.Hour {
+		t.Errorf("CHAT max age after Open() with drift = %v, want it left as it was", got)
+	}
+	if !strings.Contains(logs.String(), "level=WARN") || !strings.Contains(logs.String(), "stream "+stream.Chat) {
+		t.Errorf("Open(CHAT) of another definition logged %q, want a warning naming CHAT", logs.String())
+	}
+	if err := stream.CreateMissing(ctx, js, stream.Options{ChatMaxAge: time.Hour}, log, stream.Chat, stream.Keys); err != nil {
+		t.Errorf("CreateMissing(CHAT of another definition, KEYS) = %v, want nil", err)
+	}
+	if _, err := js.Stream(ctx, stream.Keys); err != nil {
+		t.Errorf("KEYS after CreateMissing: %v", err)
+	}
+
+	profiles, err := stream.Config(stream.Profiles, stream.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	profiles.Mirror, profiles.Subjects = &jetstream.StreamSource{Name: stream.Keys}, nil
+	if _, err := js.CreateStream(ctx, profiles); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stream.Open(ctx, js, stream.Options{}, log, stream.Profiles); !errors.Is(err, stream.ErrCopies) {
+		t.Errorf("Open() of a mirror = %v, want ErrCopies", err)
 	}
 }

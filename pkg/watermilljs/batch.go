@@ -74,7 +74,7 @@ type Batches struct {
 // after its acknowledgement floor. It fails as Subscribe does.
 func (s *Subscriber) SubscribeBatches(ctx context.Context, topic string) (*Batches, error) {
 	b := &Batches{s: s, topic: topic, c: make(chan []Msg), ready: make(chan struct{}, 1)}
-	err := s.start(ctx, topic, s.batchConsumer, func(cons jetstream.Consumer) { b.run(ctx, cons) }, func() { close(b.c) })
+	err := s.start(ctx, topic, s.batchConsumer, func(cons jetstream.Consumer, failed error) { b.run(ctx, cons, failed) }, func() { close(b.c) })
 	if err != nil {
 		return nil, err
 	}
@@ -101,7 +101,7 @@ func (b *Batches) Ack(m Msg) {
 	}
 }
 
-func (b *Batches) run(ctx context.Context, cons jetstream.Consumer) {
+func (b *Batches) run(ctx context.Context, cons jetstream.Consumer, failed error) {
 	ctx, cancel := b.s.untilClosed(ctx)
 	defer cancel()
 	forwarded := make(chan struct{})
@@ -109,8 +109,13 @@ func (b *Batches) run(ctx context.Context, cons jetstream.Consumer) {
 		defer close(forwarded)
 		b.forward(ctx)
 	}()
-	defer func() { <-forwarded }()
-	b.s.keep(ctx, b.topic, cons, b.s.batchConsumer, b.pull)
+	defer func() {
+		// keep also returns on giving up, with ctx still going: forward
+		// stops only once ctx ends.
+		cancel()
+		<-forwarded
+	}()
+	b.s.keep(ctx, b.topic, cons, failed, b.s.batchConsumer, b.pull)
 }
 
 // forward hands what was pulled to the reader until ctx is done. Two

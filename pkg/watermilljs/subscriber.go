@@ -46,12 +46,16 @@ type SubscriberConfig struct {
 	MaxInFlight int
 	// Log receives what goes wrong in the background; nil discards it.
 	Log *slog.Logger
-	// Health, when set, hears of each failure of a topic's consumer (lost,
-	// and not made again yet) and nil once it is made again.
+	// Health, when set, hears of each failure of a topic's consumer (not
+	// made as its subscription starts, or lost, and not made again yet)
+	// and nil once it is made. A failure as a subscription starts is told
+	// before Subscribe returns, so that a service is not ready until the
+	// consumer exists.
 	Health func(topic string, err error)
-	// GiveUp is how long a lost consumer may keep failing to be made again
-	// before its subscription ends, closing its channel; Failed and Err
-	// then tell it. 0 means never.
+	// GiveUp is how long a consumer may keep failing to be made, as its
+	// subscription starts or after it was lost, before its subscription
+	// ends, closing its channel; Failed and Err then tell it. 0 means
+	// never.
 	GiveUp time.Duration
 }
 
@@ -114,14 +118,15 @@ func NewSubscriber(js jetstream.JetStream, cfg SubscriberConfig) (*Subscriber, e
 // Subscribe creates or updates the consumer of topic (a subject, possibly
 // with wildcards) and delivers its messages on the returned channel, from
 // the stream's first unacknowledged one, until ctx is done or the
-// Subscriber is closed; then it closes the channel. It fails when the
-// consumer cannot be made (no such stream, no permission) or the
+// Subscriber is closed; then it closes the channel. It fails only when the
 // Subscriber is closed; when ctx ends first, the channel is closed at once.
-// When the consumer is lost later (deleted, the
-// connection down), it makes it again, with backoff, and goes on.
+// A consumer that cannot be made (JetStream away, no such stream yet) or
+// is lost later (deleted, the connection down) is made again in the
+// background, with backoff and Health told, until GiveUp, and delivery
+// goes on.
 func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *message.Message, error) {
 	out := make(chan *message.Message)
-	err := s.start(ctx, topic, s.consumer, func(cons jetstream.Consumer) { s.run(ctx, topic, cons, out) }, func() { close(out) })
+	err := s.start(ctx, topic, s.consumer, func(cons jetstream.Consumer, failed error) { s.run(ctx, topic, cons, failed, out) }, func() { close(out) })
 	if err != nil {
 		return nil, err
 	}
@@ -129,38 +134,62 @@ func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *messa
 }
 
 // start makes topic's consumer with create and runs deliver on it in the
-// background, then end. It fails when the consumer cannot be made or s is
-// closed; when ctx ends first, it calls end at once and returns nil.
+// background, then end. A consumer that cannot be made at once is made
+// again in the background as a lost one is (keep): deliver gets nil and
+// why, and Health hears it before start returns. A bus briefly away as a
+// service starts is a failure to recover from, not one to end the service
+// with. start fails only when s is closed; when ctx ends first, it calls
+// end at once and returns nil.
 func (s *Subscriber) start(ctx context.Context, topic string,
 	create func(context.Context, string) (jetstream.Consumer, error),
-	deliver func(jetstream.Consumer), end func(),
+	deliver func(cons jetstream.Consumer, failed error), end func(),
 ) error {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.closed {
+		s.mu.Unlock()
 		return errors.New("subscribe: subscriber closed")
 	}
 	cons, err := create(ctx, topic)
 	if err != nil && ctx.Err() != nil {
+		s.mu.Unlock()
 		// Ended before it began, as if just after: a Watermill router
 		// would otherwise wait forever for a handler that never started.
 		end()
 		return nil
 	}
-	if err != nil {
-		return err
-	}
 	s.subs.Add(1)
+	s.mu.Unlock()
+	if err != nil {
+		s.logRetry("subscribe, will try again", topic, err)
+		s.health(topic, err)
+	}
 	go func() {
 		defer s.subs.Done()
 		defer end()
-		deliver(cons)
+		deliver(cons, err)
 	}()
 	return nil
 }
 
+// logRetry logs a failure to make topic's consumer, to be tried again. A
+// stream not there yet is routine while the service owning it starts too,
+// and Health tells it anyway: it is no warning.
+func (s *Subscriber) logRetry(msg, topic string, err error) {
+	level := slog.LevelWarn
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		level = slog.LevelInfo
+	}
+	s.cfg.Log.Log(context.Background(), level, msg, "stream", s.cfg.Stream, "topic", topic, "err", err)
+}
+
+func (s *Subscriber) health(topic string, err error) {
+	if s.cfg.Health != nil {
+		s.cfg.Health(topic, err)
+	}
+}
+
 // Failed is closed when a subscription ended by itself, having given up
-// making its lost consumer again; Err then says why.
+// making its consumer; Err then says why.
 func (s *Subscriber) Failed() <-chan struct{} { return s.failed }
 
 // Err returns why a subscription ended by itself, or nil.
@@ -230,8 +259,9 @@ func (s *Subscriber) consumer(ctx context.Context, topic string) (jetstream.Cons
 }
 
 // run delivers the messages of cons until ctx is done or s closes, making
-// the consumer again when it is lost.
-func (s *Subscriber) run(ctx context.Context, topic string, cons jetstream.Consumer, out chan<- *message.Message) {
+// the consumer again when it is lost, or first when failed says why start
+// could not.
+func (s *Subscriber) run(ctx context.Context, topic string, cons jetstream.Consumer, failed error, out chan<- *message.Message) {
 	ctx, cancel := s.untilClosed(ctx)
 	defer cancel()
 	// slots holds a token per message delivered and not yet answered,
@@ -252,7 +282,7 @@ func (s *Subscriber) run(ctx context.Context, topic string, cons jetstream.Consu
 		close(waiting)
 		<-answered
 	}()
-	s.keep(ctx, topic, cons, s.consumer, func(ctx context.Context, cons jetstream.Consumer) error {
+	s.keep(ctx, topic, cons, failed, s.consumer, func(ctx context.Context, cons jetstream.Consumer) error {
 		return s.pull(ctx, cons, out, slots, waiting)
 	})
 }
@@ -272,22 +302,26 @@ func (s *Subscriber) untilClosed(ctx context.Context) (context.Context, context.
 
 // keep runs session on topic's consumer until ctx is done, making the
 // consumer again with create, with backoff, whenever a session ends by
-// itself; after GiveUp of failures, the Subscriber fails.
-func (s *Subscriber) keep(ctx context.Context, topic string, cons jetstream.Consumer,
+// itself, and first, after the first wait, when failed says why it could
+// not be made as the subscription started (cons is then nil); after
+// GiveUp of failures, the Subscriber fails.
+func (s *Subscriber) keep(ctx context.Context, topic string, cons jetstream.Consumer, failed error,
 	create func(context.Context, string) (jetstream.Consumer, error),
 	session func(context.Context, jetstream.Consumer) error,
 ) {
-	health := func(err error) {
-		if s.cfg.Health != nil {
-			s.cfg.Health(topic, err)
-		}
-	}
+	health := func(err error) { s.health(topic, err) }
 	err := retry.Keep(ctx, s.cfg.GiveUp, health, func(ctx context.Context, working func()) error {
+		if failed != nil {
+			// Told and logged by start: Keep waits before the next try.
+			err := failed
+			failed = nil
+			return err
+		}
 		if cons == nil {
 			var err error
 			if cons, err = create(ctx, topic); err != nil {
 				if ctx.Err() == nil {
-					s.cfg.Log.Warn("resubscribe", "stream", s.cfg.Stream, "topic", topic, "err", err)
+					s.logRetry("resubscribe", topic, err)
 				}
 				return err
 			}

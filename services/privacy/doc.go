@@ -9,7 +9,7 @@
 //     pseudonym key, created on first request when asked to;
 //   - visitor registration on privacyapi.RegisterVisitorSubject, with the
 //     visitor's coarse network data when the tenant collects it and the
-//     visitor consents;
+//     visitor consents, which starts the visitor's session too;
 //   - erasure on privacyapi.EraseSubject and ErasureStatusSubject;
 //   - a subject's export: its own part on privacyapi.ExportSubject, then
 //     the subject's conversations on ExportPageSubject, read page by page

@@ -107,10 +107,7 @@ func Run(ctx context.Context, d Deps) error {
 	}
 	// Create, never update: the privacy user may not reconfigure streams
 	// (pkg/buspolicy); an operator applies a changed definition.
-	switch err := stream.Create(ctx, js, d.Streams, stream.Privacy, stream.Keys, stream.Audit, stream.AuditCheckpoints, stream.Analytics, stream.Schedules); {
-	case errors.Is(err, stream.ErrDrift):
-		d.Log.Warn("streams differ from this version's definitions", "err", err)
-	case err != nil:
+	if err := stream.CreateMissing(ctx, js, d.Streams, d.Log, stream.Privacy, stream.Keys, stream.Audit, stream.AuditCheckpoints, stream.Analytics, stream.Schedules); err != nil {
 		return fmt.Errorf("privacy: %w", err)
 	}
 	ring := keyring.New(d.KEK)
@@ -184,7 +181,9 @@ func Run(ctx context.Context, d Deps) error {
 	// The erasures of conversations after they close, as their schedules
 	// fire.
 	g.Go(func() error {
-		return ephemeral.NewEraser(d.NC, js, a, d.Log).Run(gctx, giveUp, health.Of("erase after close"))
+		return ephemeral.NewEraser(d.NC, js, a, d.Log).Run(gctx, giveUp, func(part string, err error) {
+			health.Set("erase after close ("+part+")", err)
+		})
 	})
 	d.Log.Info("privacy service running", "kek_id", ring.KEKID())
 	<-gctx.Done()

@@ -23,7 +23,6 @@ package ingest
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -34,7 +33,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/parley-chat/parley/pkg/analyticsapi"
-	"github.com/parley-chat/parley/pkg/retry"
 	"github.com/parley-chat/parley/pkg/stream"
 	"github.com/parley-chat/parley/pkg/watermilljs"
 )
@@ -185,14 +183,12 @@ func (in *Ingester) Run(ctx context.Context, giveUp time.Duration, health func(e
 		return fmt.Errorf("ingest: %w", err)
 	}
 	defer sub.Close()
-	batches, err := in.subscribe(ctx, sub, giveUp, health)
+	// The stream (owned by the privacy service) may not be there yet: the
+	// subscription waits for it, its health told, for giveUp at most.
+	batches, err := sub.SubscribeBatches(ctx, analyticsapi.Subject("*", "*"))
 	if err != nil {
-		if ctx.Err() != nil {
-			return nil
-		}
 		return fmt.Errorf("ingest: %w", err)
 	}
-	health(nil)
 	in.log.Info("ingesting facts", "consumer", Durable)
 	jobs := make(chan job, 1)
 	// free holds the batches inserted, to be filled again: the batch being
@@ -494,19 +490,4 @@ func (in *Ingester) flush(ctx context.Context, st Store, b *batch) bool {
 		return false
 	}
 	return true
-}
-
-// subscribe follows the whole ANALYTICS stream with the durable consumer,
-// waiting for the stream (owned by the privacy service) to exist, for
-// giveUp at most.
-func (in *Ingester) subscribe(ctx context.Context, sub *watermilljs.Subscriber, giveUp time.Duration, health func(error)) (*watermilljs.Batches, error) {
-	notify := func(err error) {
-		if !errors.Is(err, jetstream.ErrStreamNotFound) {
-			in.log.Warn("subscribe to facts", "err", err)
-		}
-		health(err)
-	}
-	return retry.Until(ctx, giveUp, notify, func() (*watermilljs.Batches, error) {
-		return sub.SubscribeBatches(ctx, analyticsapi.Subject("*", "*"))
-	})
 }

@@ -38,29 +38,13 @@ type Store struct {
 // Open creates the CHAT stream with the definition of o when missing and
 // returns a Store on it. A stream that exists with another definition is
 // used as it is, with a warning: the chat service may not reconfigure it
-// (stream.Create).
+// (stream.Open).
 func Open(ctx context.Context, js natsjs.JetStream, o stream.Options, log *slog.Logger) (*Store, error) {
-	st, err := open(ctx, js, o, log, stream.Chat)
+	st, err := stream.Open(ctx, js, o, log, stream.Chat)
 	if err != nil {
 		return nil, err
 	}
 	return &Store{js: js, stream: st, log: log, replicated: st.CachedInfo().Config.Replicas > 1}, nil
-}
-
-// open creates the named stream with the definition of o when missing and
-// returns it; one of another definition is used as it is, with a warning.
-func open(ctx context.Context, js natsjs.JetStream, o stream.Options, log *slog.Logger, name string) (natsjs.Stream, error) {
-	switch err := stream.Create(ctx, js, o, name); {
-	case errors.Is(err, stream.ErrDrift):
-		log.Warn("stream differs from this version's definition", "stream", name, "err", err)
-	case err != nil:
-		return nil, err
-	}
-	st, err := js.Stream(ctx, name)
-	if err != nil {
-		return nil, fmt.Errorf("open stream %s: %w", name, err)
-	}
-	return st, nil
 }
 
 // Append implements app.EventStore. The event id doubles as Nats-Msg-Id, so

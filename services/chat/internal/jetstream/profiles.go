@@ -24,7 +24,7 @@ type Profiles struct {
 // missing and returns Profiles on it; like Open, it runs on a stream of
 // another definition with a warning.
 func OpenProfiles(ctx context.Context, js natsjs.JetStream, o stream.Options, log *slog.Logger) (*Profiles, error) {
-	st, err := open(ctx, js, o, log, stream.Profiles)
+	st, err := stream.Open(ctx, js, o, log, stream.Profiles)
 	if err != nil {
 		return nil, err
 	}

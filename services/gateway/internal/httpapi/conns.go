@@ -129,13 +129,15 @@ func (a *API) ConnState(conn net.Conn, s http.ConnState) {
 	}
 	c := lc.c
 	c.mu.Lock()
+	if s == http.StateNew && !lc.released && c.closingFresh {
+		c.mu.Unlock()
+		// Closed without the lock: Close releases it under c.mu. (A
+		// deferred Close ran before a deferred Unlock, and deadlocked.)
+		_ = lc.Close()
+		return
+	}
 	defer c.mu.Unlock()
 	if s == http.StateNew && !lc.released {
-		if c.closingFresh {
-			// Closed without the lock: Close releases it under c.mu.
-			defer func() { _ = lc.Close() }()
-			return
-		}
 		if c.fresh == nil {
 			c.fresh = make(map[*limitedConn]struct{})
 		}

@@ -60,8 +60,9 @@ type Flow struct {
 	providers *Providers
 	pending   jetstream.KeyValue
 	// client makes the calls to providers.
-	client *http.Client
-	now    func() time.Time
+	client     *http.Client
+	now        func() time.Time
+	discovered *discovery
 }
 
 // providerTimeout bounds each call to a provider.
@@ -82,7 +83,7 @@ func Open(ctx context.Context, js jetstream.JetStream, o stream.Options, provide
 	if now == nil {
 		now = time.Now
 	}
-	return &Flow{providers: providers, pending: kv, client: providerClient(loopback), now: now}, nil
+	return &Flow{providers: providers, pending: kv, client: providerClient(loopback), now: now, discovered: newDiscovery(now)}, nil
 }
 
 // providerClient is the client of the calls to providers: on loopback
@@ -127,7 +128,8 @@ type pending struct {
 }
 
 // discover returns the tenant's provider settings, its discovered
-// endpoints and keys, and the OAuth 2 configuration of the client.
+// endpoints and keys, and the OAuth 2 configuration of the client. The
+// discovery is kept for DiscoveryTTL, by issuer.
 func (f *Flow) discover(ctx context.Context, tenant string) (Provider, *oidc.Provider, oauth2.Config, error) {
 	p, found, err := f.providers.Get(ctx, tenant)
 	if err != nil {
@@ -138,7 +140,7 @@ func (f *Flow) discover(ctx context.Context, tenant string) (Provider, *oidc.Pro
 	}
 	// go-oidc checks that the discovery document names the issuer it was
 	// asked for.
-	op, err := oidc.NewProvider(f.context(ctx), p.Issuer)
+	op, err := f.discovered.provider(f.context(ctx), p.Issuer)
 	if err != nil {
 		return Provider{}, nil, oauth2.Config{}, fmt.Errorf("%w: discovery: %w", ErrProvider, err)
 	}
@@ -248,7 +250,9 @@ func (f *Flow) Finish(ctx context.Context, state, code, binding string) (auth.Pr
 	if !ok {
 		return auth.Principal{}, fmt.Errorf("%w: no id token", ErrRefused)
 	}
-	idt, err := op.VerifierContext(cctx, &oidc.Config{ClientID: p.ClientID, Now: f.now}).Verify(cctx, raw)
+	// The provider's own key set, kept with it, fetches the keys once, and
+	// again only for a key it does not know, through f.client.
+	idt, err := op.Verifier(&oidc.Config{ClientID: p.ClientID, Now: f.now}).Verify(cctx, raw)
 	if err != nil {
 		return auth.Principal{}, fmt.Errorf("%w: %w", ErrRefused, err)
 	}

@@ -27,10 +27,11 @@ func TestConsentOnMemory(t *testing.T) {
 	ctx := t.Context()
 
 	first := event.Consent{Analytics: true, NoticeVersion: "n1"}
-	visitor, err := a.RegisterVisitor(ctx, "demo", first, nil)
+	reg, err := a.RegisterVisitor(ctx, "demo", first, nil)
 	if err != nil {
 		t.Fatalf("RegisterVisitor() = %v", err)
 	}
+	visitor := reg.VisitorID
 	me := auth.Principal{Tenant: "demo", ID: visitor, Role: auth.RoleVisitor}
 
 	c.advance(time.Hour)

@@ -7,13 +7,16 @@ import (
 	"net/netip"
 	"unicode/utf8"
 
+	"github.com/parley-chat/parley/pkg/auth"
 	"github.com/parley-chat/parley/pkg/event"
 	"github.com/parley-chat/parley/pkg/privacyapi"
 )
 
 // RegisterVisitor makes a new visitor of tenant: a new data subject with its
 // own keys and a ConsentRecorded event holding their choices. It returns the
-// visitor's id. Invalid arguments give a *ValidationError and change nothing.
+// visitor's id and their session, which lasts as long as the tenant retains
+// their data, from its last refresh: every caller gets both. Invalid
+// arguments give a *ValidationError and change nothing.
 //
 // Network data nd, when given, is recorded only if the visitor consents to
 // network_data and the tenant's settings collect it; otherwise it is dropped
@@ -23,11 +26,31 @@ import (
 // tenant's retention (ExpiryScheduler), so that nothing of theirs outlives
 // it. Then the keys: if the consent event cannot be appended, what is left
 // is an unused key, never a consent record for a visitor without keys; and
-// network data is only ever stored after the consent that allows it.
-func (a *App) RegisterVisitor(ctx context.Context, tenant string, c event.Consent, nd *privacyapi.NetworkData) (string, error) {
+// network data is only ever stored after the consent that allows it. The
+// session comes last: if it cannot be started, the visitor registered is
+// one who never chats, erased with their expiry.
+func (a *App) RegisterVisitor(ctx context.Context, tenant string, c event.Consent, nd *privacyapi.NetworkData) (privacyapi.RegisterVisitorResult, error) {
 	if err := errors.Join(validToken("tenant", tenant), validNoticeVersion(c.NoticeVersion), validNetworkData(nd)); err != nil {
-		return "", err
+		return privacyapi.RegisterVisitorResult{}, err
 	}
+	visitor, err := a.register(ctx, tenant, c, nd)
+	if err != nil {
+		return privacyapi.RegisterVisitorResult{}, err
+	}
+	life, err := a.visitorSessionTTL(ctx, tenant)
+	if err != nil {
+		return privacyapi.RegisterVisitorResult{}, err
+	}
+	p := auth.Principal{Tenant: tenant, ID: visitor, Role: auth.RoleVisitor}
+	session, err := a.newSession(ctx, event.NewID(), p, a.now().Add(life))
+	if err != nil {
+		return privacyapi.RegisterVisitorResult{}, fmt.Errorf("start session of visitor: %w", err)
+	}
+	return privacyapi.RegisterVisitorResult{VisitorID: visitor, Session: session}, nil
+}
+
+// register stores the new visitor of RegisterVisitor and returns their id.
+func (a *App) register(ctx context.Context, tenant string, c event.Consent, nd *privacyapi.NetworkData) (string, error) {
 	s, err := a.tenantSettings(ctx, tenant)
 	if err != nil {
 		return "", err

@@ -101,18 +101,6 @@ func (a *App) StartSession(ctx context.Context, p auth.Principal, tenant string)
 	return a.newSession(ctx, id, p, a.now().Add(a.staffSessionTTL))
 }
 
-// StartVisitorSession starts the session of a visitor who just registered
-// (RegisterVisitor); it lasts as long as the tenant retains the visitor's
-// data, from its last refresh.
-func (a *App) StartVisitorSession(ctx context.Context, tenant, visitor string) (privacyapi.Session, error) {
-	life, err := a.visitorSessionTTL(ctx, tenant)
-	if err != nil {
-		return privacyapi.Session{}, err
-	}
-	p := auth.Principal{Tenant: tenant, ID: visitor, Role: auth.RoleVisitor}
-	return a.newSession(ctx, event.NewID(), p, a.now().Add(life))
-}
-
 // visitorSessionTTL is how long a visitor's session lasts from its last
 // refresh: as long as the tenant retains the visitor's data.
 func (a *App) visitorSessionTTL(ctx context.Context, tenant string) (time.Duration, error) {

@@ -43,6 +43,7 @@ func newMemoryApp(t *testing.T, c *clock, bus *memory.Bus) *app.App {
 		Settings:    memory.NewSettingsStore(),
 		Bus:         bus,
 		Expiries:    memory.NewExpirySchedules(),
+		Sessions:    memory.NewSessionStore(),
 		Now:         c.now,
 	})
 	events.Follow(a.Apply)

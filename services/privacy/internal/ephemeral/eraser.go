@@ -104,9 +104,13 @@ func NewEraser(nc *nats.Conn, js jetstream.JetStream, a App, log *slog.Logger) *
 
 // Run erases conversations as their schedules fire until ctx is done, then
 // returns nil. It waits for the CHAT stream (owned by the chat service) to
-// exist; SCHEDULES must exist already. health hears of each failure to
-// open the streams or to make a consumer, and nil once that works again.
-// Run returns an error when the Watermill router cannot run, or when the
+// exist; SCHEDULES must exist already. health hears, for each part of
+// the Eraser, each failure and nil once it works again: the part
+// "streams" for opening the streams and making the consumers at first,
+// and each consumer, by its durable name, for making it as its
+// subscription starts or again once lost. Each consumer is a part of its
+// own so that one made does not say well for another that is not. Run
+// returns an error when the Watermill router cannot run, or when the
 // streams or a consumer have kept failing for giveUp (0: never gives up).
 //
 // Each fired message goes through a Watermill router: a panic becomes an
@@ -116,14 +120,14 @@ func NewEraser(nc *nats.Conn, js jetstream.JetStream, a App, log *slog.Logger) *
 // no retry can help is parked on PoisonSubject with the reason
 // (middleware.PoisonQueue) and acknowledged, so it never holds up the
 // erasures behind it.
-func (e *Eraser) Run(ctx context.Context, giveUp time.Duration, health func(error)) error {
+func (e *Eraser) Run(ctx context.Context, giveUp time.Duration, health func(part string, err error)) error {
 	sub, err := watermilljs.NewSubscriber(e.js, watermilljs.SubscriberConfig{
 		Stream:   stream.Schedules,
 		Durable:  durable,
 		AckWait:  ackWait,
 		NakDelay: retryDelay,
 		Log:      e.log,
-		Health:   func(_ string, err error) { health(err) },
+		Health:   func(topic string, err error) { health(durable(topic), err) },
 		GiveUp:   giveUp,
 	})
 	if err != nil {
@@ -133,7 +137,7 @@ func (e *Eraser) Run(ctx context.Context, giveUp time.Duration, health func(erro
 		if !errors.Is(err, jetstream.ErrStreamNotFound) {
 			e.log.Warn("open scheduled erasures", "err", err)
 		}
-		health(err)
+		health(streamsPart, err)
 	}
 	if _, err := retry.Until(ctx, giveUp, notify, func() (struct{}, error) { return struct{}{}, e.open(ctx, sub) }); err != nil {
 		if ctx.Err() != nil {
@@ -141,7 +145,7 @@ func (e *Eraser) Run(ctx context.Context, giveUp time.Duration, health func(erro
 		}
 		return fmt.Errorf("erase after close: %w", err)
 	}
-	health(nil)
+	health(streamsPart, nil)
 	// Watermill's own progress reports are debug detail here.
 	logger := watermill.NewSlogLoggerWithLevelMapping(e.log, map[slog.Level]slog.Level{slog.LevelInfo: slog.LevelDebug})
 	router, err := message.NewRouter(message.RouterConfig{CloseTimeout: closeTimeout}, logger)
@@ -187,6 +191,9 @@ func (e *Eraser) Run(ctx context.Context, giveUp time.Duration, health func(erro
 	}
 	return nil
 }
+
+// streamsPart is the part of the Eraser's health that opens its streams.
+const streamsPart = "streams"
 
 // durable names the consumer of a topic of the Eraser's.
 func durable(topic string) string {

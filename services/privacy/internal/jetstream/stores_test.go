@@ -1,6 +1,7 @@
 package jetstream_test
 
 import (
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -72,5 +73,16 @@ func TestExpiries(t *testing.T) {
 			at, err := time.Parse(time.RFC3339, strings.TrimPrefix(m.Header.Get(natsjs.ScheduleHeader), "@at "))
 			return at, err == nil
 		}
+	})
+}
+
+func TestSessions(t *testing.T) {
+	storetest.Sessions(t, func(t *testing.T) app.SessionStore {
+		_, js := natstest.Connect(t, natstest.Start(t, ""))
+		s, err := jetstream.NewSessionStore(t.Context(), js, stream.Options{}, slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
 	})
 }

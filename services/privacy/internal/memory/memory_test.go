@@ -29,3 +29,7 @@ func TestExpiries(t *testing.T) {
 		return s, s.At
 	})
 }
+
+func TestSessions(t *testing.T) {
+	storetest.Sessions(t, func(*testing.T) app.SessionStore { return memory.NewSessionStore() })
+}

@@ -37,12 +37,8 @@ func Serve(ctx context.Context, nc *nats.Conn, log *slog.Logger, health *rpc.Hea
 	}
 	routes := []rpc.Route{
 		{Subject: privacyapi.RegisterVisitorSubject, Handler: rpc.Handle(func(ctx context.Context, req rpc.Request[privacyapi.RegisterVisitorArgs]) (privacyapi.RegisterVisitorResult, error) {
-			id, err := a.RegisterVisitor(ctx, req.Args.Tenant, req.Args.Consent, req.Args.NetworkData)
-			if err != nil {
-				return privacyapi.RegisterVisitorResult{}, codeOf(err)
-			}
-			s, err := a.StartVisitorSession(ctx, req.Args.Tenant, id)
-			return privacyapi.RegisterVisitorResult{VisitorID: id, Session: s}, codeOf(err)
+			res, err := a.RegisterVisitor(ctx, req.Args.Tenant, req.Args.Consent, req.Args.NetworkData)
+			return res, codeOf(err)
 		})},
 		{Subject: privacyapi.StartSessionSubject, Handler: rpc.Handle(func(ctx context.Context, req rpc.Request[privacyapi.StartSessionArgs]) (privacyapi.Session, error) {
 			res, err := a.StartSession(ctx, req.Principal, req.Args.Tenant)
