@@ -278,7 +278,14 @@ func (in *Ingester) Run(ctx context.Context, giveUp time.Duration, health func(e
 			// meanwhile; it is looked at again after IdleDelay. Only once
 			// the stream has no more: a pause in the delivery of a backlog
 			// (a loaded machine's scheduler) would split its batches.
-			if len(b.facts) < MinIdleBatch || !in.caughtUp(ctx) {
+			if len(b.facts) < MinIdleBatch {
+				continue
+			}
+			if !in.caughtUp(ctx) {
+				// The stream has more, which comes and rearms this, or the
+				// server could not tell (a loaded machine): look again, or
+				// the tail would wait for MaxDelay.
+				idle.Reset(IdleDelay)
 				continue
 			}
 			select {
