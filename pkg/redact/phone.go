@@ -113,6 +113,10 @@ func findPhones(text string) []Span {
 			continue
 		}
 		s, stop, ok := walkPhone(text, i, seps)
+		if !ok && c == '(' {
+			// "(020-924 8595)": the parenthesis holds the number, not an area code.
+			s, stop, ok = walkPhone(text, i+1, s.seps)
+		}
 		seps = s.seps
 		if ok && isPhone(text, &s) {
 			spans = append(spans, Span{s.start, s.end, Phone})
@@ -125,7 +129,7 @@ func findPhones(text string) []Span {
 
 func isPhone(text string, s *phoneShape) bool {
 	prev := before(text, s.start)
-	if glued(prev) || prev >= 0 && strings.ContainsRune(notPhoneBefore, prev) {
+	if glued(prev) || prev >= 0 && strings.ContainsRune(notPhoneBefore, prev) || inIBAN(text, s.start) {
 		return false
 	}
 	next := after(text, s.end)
@@ -136,14 +140,14 @@ func isPhone(text string, s *phoneShape) bool {
 	if text[s.start] == '+' {
 		return s.digits >= 7 && s.digits <= 15 && len(first) <= 15
 	}
+	words := wordsBefore(text, s.start)
+	if hasKeyword(words, notPhoneWords) || currencyNear(text, s.start, s.end) {
+		return false
+	}
 	if strings.HasPrefix(first, "00") && len(first) <= 5 && !s.paren {
 		return s.digits >= 9 && s.digits <= 17
 	}
 	if s.digits < 7 || s.digits > 12 {
-		return false
-	}
-	words := wordsBefore(text, s.start)
-	if hasKeyword(words, notPhoneWords) || currencyNear(text, s.start, s.end) {
 		return false
 	}
 	if s.n == 1 {
@@ -165,8 +169,9 @@ func isPhone(text string, s *phoneShape) bool {
 		return false
 	}
 	// Dotted numbers are phones only as 06.12.34.56.78 or 555.123.4567:
-	// versions and build numbers have groups of one digit or of five.
-	if dots > 0 && (dots != len(s.seps) || s.n < 3) {
+	// versions and build numbers have groups of one digit or of five, and
+	// short ones (01.02.03.04) are as likely dates or versions.
+	if dots > 0 && (dots != len(s.seps) || s.n < 3 || s.digits < 9) {
 		return false
 	}
 	for k := 0; k < s.n; k++ {
@@ -226,11 +231,18 @@ func currencyNear(text string, start, end int) bool {
 }
 
 // wordsBefore returns up to three words, lower-cased, in the 48 bytes before
-// i: the context that says what a number is.
+// i and after the number or clause before it: the context that says what a
+// number is.
 func wordsBefore(text string, i int) []string {
 	from := max(0, i-48)
 	for from < i && !utf8.RuneStart(text[from]) {
 		from++
+	}
+	if k := strings.LastIndexAny(text[from:i], "0123456789;!?\n。；"); k >= 0 {
+		from += k + 1
+		for from < i && !utf8.RuneStart(text[from]) {
+			from++
+		}
 	}
 	words := strings.FieldsFunc(strings.ToLower(text[from:i]), func(r rune) bool {
 		return !unicode.IsLetter(r) && r != '°' && r != 'º'
@@ -242,7 +254,7 @@ func wordsBefore(text string, i int) []string {
 // that say it is one; matched anywhere inside the words before it.
 var (
 	notPhoneWords = []string{
-		"order", "invoice", "ticket", "tracking", "ref", "case", "customer", "account", "serial", "sku", "isbn",
+		"order", "ordine", "sipariş", "طلب", "invoice", "ticket", "tracking", "ref", "case", "customer", "account", "serial", "sku", "isbn",
 		"version", "build", "iban", "bestell", "rechnung", "auftrag", "sendung", "kunden", "konto",
 		"commande", "facture", "suivi", "pedido", "factura", "seguimiento", "bestelling", "factuur",
 		"zending", "zamówien", "faktur", "przesyłk", "заказ", "накладн", "订单", "单号", "注文",

@@ -268,15 +268,42 @@ func cardWindow(text string, gs []group) bool {
 	return n >= 13 && n <= 19 && text[gs[0].start] != '0' && luhn(text, gs)
 }
 
-// ibanShaped reports whether the digits at i follow "XX99 ", the head of an
-// IBAN: an invalid IBAN's digit groups are not a card.
-func ibanShaped(text string, i int) bool {
-	return i >= 5 && text[i-1] == ' ' && isDigit(text[i-2]) && isDigit(text[i-3]) && isASCIILetter(text[i-4]) && isASCIILetter(text[i-5])
+// inIBAN reports whether the group at i follows "XX99 " and maybe more
+// groups of four: an invalid IBAN's digit groups are no card or phone.
+func inIBAN(text string, i int) bool {
+	for i >= 5 && text[i-1] == ' ' {
+		head := text[i-5 : i-1]
+		if isASCIILetter(head[0]) && isASCIILetter(head[1]) && isDigit(head[2]) && isDigit(head[3]) {
+			return true
+		}
+		for k := range 4 {
+			if !isDigit(head[k]) && !isASCIILetter(head[k]) {
+				return false
+			}
+		}
+		i -= 5
+	}
+	return false
+}
+
+// cardShaped reports whether groups gs could be a card by length and grouping
+// alone: then only the whole run is tried.
+func cardShaped(gs []group) bool {
+	n := 0
+	for _, g := range gs {
+		l := g.end - g.start
+		if l < 3 || l > 6 {
+			return false
+		}
+		n += l
+	}
+	return n >= 13 && n <= 19
 }
 
 // findCards reads each run of digit groups separated by spaces or dashes.
-// A card is the whole run; or the run but its last short group, as when a
-// card is followed by its CVC; or one group of its own, as when two cards
+// A card is the whole run; or, when the whole run is not card-shaped, the run
+// but its last short group, as when a card is followed by "12/27" or a
+// four-digit CID; or one group of its own, as when two cards
 // are written compact one after the other. Other windows of a long run
 // (tracking numbers of 22 digits) are not tried: any 16 digits pass Luhn
 // one time in ten.
@@ -290,7 +317,7 @@ func findCards(text string) []Span {
 		var end int
 		gs, end = readGroups(text, i, " -", gs[:0])
 		prev := before(text, i)
-		if glued(prev) || prev == '+' || prev == '.' || prev == ',' || glued(after(text, end)) || ibanShaped(text, i) {
+		if glued(prev) || prev == '+' || prev == '.' || prev == ',' || glued(after(text, end)) || inIBAN(text, i) {
 			i = end
 			continue
 		}
@@ -298,7 +325,7 @@ func findCards(text string) []Span {
 		switch {
 		case cardWindow(text, gs):
 			spans = append(spans, Span{i, end, Card})
-		case len(gs) > 2 && last.end-last.start <= 4 && cardWindow(text, gs[:len(gs)-1]):
+		case len(gs) > 2 && last.end-last.start <= 4 && !cardShaped(gs) && cardWindow(text, gs[:len(gs)-1]):
 			spans = append(spans, Span{i, gs[len(gs)-2].end, Card})
 		default:
 			for k := range gs {
