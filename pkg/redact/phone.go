@@ -231,14 +231,15 @@ func currencyNear(text string, start, end int) bool {
 }
 
 // wordsBefore returns up to three words, lower-cased, in the 48 bytes before
-// i and after the number or clause before it: the context that says what a
-// number is.
+// i and after the number, clause or placeholder before it: the context that
+// says what a number is. A placeholder ("[phone]") must not count, or
+// redacting would change what the text around it means.
 func wordsBefore(text string, i int) []string {
 	from := max(0, i-48)
 	for from < i && !utf8.RuneStart(text[from]) {
 		from++
 	}
-	if k := strings.LastIndexAny(text[from:i], "0123456789;!?\n。；"); k >= 0 {
+	if k := strings.LastIndexAny(text[from:i], "0123456789;!?\n。；]"); k >= 0 {
 		from += k + 1
 		for from < i && !utf8.RuneStart(text[from]) {
 			from++

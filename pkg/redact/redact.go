@@ -12,8 +12,8 @@
 // as a date, a price, a version or an order number.
 //
 // The text may be in any language and script; spans always begin and end
-// on UTF-8 sequence boundaries, invalid UTF-8 is kept as it is, and the
-// same input always gives the same output. Placeholders hold no digit, '@'
+// on UTF-8 sequence boundaries, and the same input always gives the same
+// output. Placeholders hold no digit, '@'
 // or ':', so redacting a redacted text changes nothing.
 //
 // The functions are safe for concurrent use.
@@ -125,13 +125,29 @@ func merge(kept, add []Span) []Span {
 }
 
 // Redact returns text with every identifier Find reports replaced by its
-// kind's placeholder, and the counts of what it replaced.
+// kind's placeholder, and the counts of what it replaced. Invalid UTF-8 in
+// text becomes U+FFFD first, so the result is always valid UTF-8.
+//
+// Find judges a digit run as a whole, so replacing an identifier inside a
+// longer run can leave pieces that are identifiers of their own ("0049 30
+// 1234567" after a card number glued to it). Redact therefore scans again
+// until nothing is found: the result holds nothing Find reports, and
+// redacting it again changes nothing. Each pass removes at least one digit,
+// '@' or ':', which placeholders never hold, so the loop ends; a second
+// pass is rare and a third needs identifiers nested in each other.
 func Redact(text string) (string, Report) {
 	var r Report
-	spans := Find(text)
-	if len(spans) == 0 {
-		return text, r
+	text = strings.ToValidUTF8(text, "\uFFFD")
+	for {
+		spans := Find(text)
+		if len(spans) == 0 {
+			return text, r
+		}
+		text = replace(text, spans, &r)
 	}
+}
+
+func replace(text string, spans []Span, r *Report) string {
 	var b strings.Builder
 	b.Grow(len(text))
 	last := 0
@@ -142,7 +158,7 @@ func Redact(text string) (string, Report) {
 		r[s.Kind]++
 	}
 	b.WriteString(text[last:])
-	return b.String(), r
+	return b.String()
 }
 
 // String returns text redacted, for callers that need no report.
