@@ -140,15 +140,16 @@ func isPhone(text string, s *phoneShape) bool {
 	if text[s.start] == '+' {
 		return s.digits >= 7 && s.digits <= 15 && len(first) <= 15
 	}
+	intl := strings.HasPrefix(first, "00") && len(first) <= 5 && !s.paren
+	if intl && (s.digits < 9 || s.digits > 17) || !intl && (s.digits < 7 || s.digits > 12) {
+		return false
+	}
 	words := wordsBefore(text, s.start)
 	if hasKeyword(words, notPhoneWords) || currencyNear(text, s.start, s.end) {
 		return false
 	}
-	if strings.HasPrefix(first, "00") && len(first) <= 5 && !s.paren {
-		return s.digits >= 9 && s.digits <= 17
-	}
-	if s.digits < 7 || s.digits > 12 {
-		return false
+	if intl {
+		return true
 	}
 	if s.n == 1 {
 		return first[0] == '0' && s.digits >= 9 || hasKeyword(words, phoneWords)

@@ -101,17 +101,14 @@ func findEmails(text string) []Span {
 // validDomain reports whether d is dot-separated labels, none empty or
 // edged with '-', ending in a top-level domain of two or more letters.
 func validDomain(d string) bool {
-	labels := strings.Split(d, ".")
-	if len(labels) < 2 {
-		return false
-	}
-	for _, l := range labels {
+	labels, tld := 0, ""
+	for l := range strings.SplitSeq(d, ".") {
 		if l == "" || l[0] == '-' || l[len(l)-1] == '-' {
 			return false
 		}
+		labels, tld = labels+1, l
 	}
-	tld := labels[len(labels)-1]
-	if utf8.RuneCountInString(tld) < 2 {
+	if labels < 2 || utf8.RuneCountInString(tld) < 2 {
 		return false
 	}
 	for _, r := range tld {
@@ -352,9 +349,16 @@ func findIPs(text string) []Span {
 		if !ipRune(text[i]) {
 			continue
 		}
-		j := i
+		j, seps := i, 0
 		for j < len(text) && ipRune(text[j]) {
+			if text[j] == '.' || text[j] == ':' {
+				seps++
+			}
 			j++
+		}
+		if seps < 2 { // a word such as "face", or "12:30"
+			i = j
+			continue
 		}
 		if s, ok := ipSpan(text, i, j); ok {
 			spans = append(spans, s)
