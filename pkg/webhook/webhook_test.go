@@ -117,11 +117,27 @@ func TestReplayCacheIsBounded(t *testing.T) {
 	}
 }
 
+// TestSignFormat holds Sign to the scheme as documented (docs/api.md,
+// "Webhooks"), with values computed outside Go.
 func TestSignFormat(t *testing.T) {
-	// The documented scheme, computed outside Go: HMAC-SHA256(key "k", "1.x").
-	got := sign(t, time.Unix(1, 0), []byte("x"), []byte("k"))
-	want := "t=1,v1=" + "976cb87e4f568d1c0f03f32859e90af8597cf00b978ba37c229c97d3a15b8449"
-	if got != want {
-		t.Errorf("Sign(1, x, k) = %q, want %q", got, want)
+	tests := []struct {
+		name   string
+		at     int64
+		body   string
+		secret string
+		want   string
+	}{
+		{name: "short", at: 1, body: "x", secret: "k", want: "t=1,v1=976cb87e4f568d1c0f03f32859e90af8597cf00b978ba37c229c97d3a15b8449"},
+		{
+			name: "the guide's example", at: 1_800_000_000, body: `{"type":"subject.erased.v1"}`, secret: "whsec_example",
+			want: "t=1800000000,v1=f76ea00219cfa2aeb593e728013ff69f5904b699da82ab2bbb0dbe7e7407595e",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := sign(t, time.Unix(tt.at, 0), []byte(tt.body), []byte(tt.secret)); got != tt.want {
+				t.Errorf("Sign(%d, %q) = %q, want %q", tt.at, tt.body, got, tt.want)
+			}
+		})
 	}
 }
