@@ -1,8 +1,11 @@
 package webhook_test
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -139,5 +142,37 @@ func TestSignFormat(t *testing.T) {
 				t.Errorf("Sign(%d, %q) = %q, want %q", tt.at, tt.body, got, tt.want)
 			}
 		})
+	}
+}
+
+// TestReplayRefusedUnderConcurrency: of the same delivery arriving many times
+// at once, exactly one is accepted.
+func TestReplayRefusedUnderConcurrency(t *testing.T) {
+	v := webhook.Verifier{Secrets: [][]byte{newSecret}, Now: fixedClock(sentAt), Seen: webhook.NewReplayCache(100)}
+	h := sign(t, sentAt, body, newSecret)
+	results := make(chan error, 16)
+	for range cap(results) {
+		go func() { results <- v.Verify(h, body) }()
+	}
+	accepted := 0
+	for range cap(results) {
+		switch err := <-results; {
+		case err == nil:
+			accepted++
+		case !errors.Is(err, webhook.ErrReplayed):
+			t.Errorf("Verify = %v, want nil or %v", err, webhook.ErrReplayed)
+		}
+	}
+	if accepted != 1 {
+		t.Errorf("%d of %d identical deliveries accepted, want 1", accepted, cap(results))
+	}
+}
+
+func TestVerifyRequestLimitsBody(t *testing.T) {
+	v := webhook.Verifier{Secrets: [][]byte{newSecret}, Now: fixedClock(sentAt)}
+	req := httptest.NewRequest(http.MethodPost, "/hook", bytes.NewReader(body))
+	req.Header.Set(webhook.SignatureHeader, sign(t, sentAt, body, newSecret))
+	if _, err := v.VerifyRequest(req, int64(len(body)-1)); !errors.Is(err, webhook.ErrTooLarge) {
+		t.Errorf("VerifyRequest(limit %d) = %v, want %v", len(body)-1, err, webhook.ErrTooLarge)
 	}
 }
