@@ -51,6 +51,7 @@ var templates = map[string][]string{
 		"my number ({phone}) changed on {date}",
 		"Write to {noemail}, not to {email}!",
 		"Order {order} cost {price}; my IP is {ip}",
+		"The city has {count} inhabitants, write to {email}",
 	},
 	"de": {
 		"Hallo, meine E-Mail ist {email}, Telefon {phone}.",
@@ -70,6 +71,7 @@ var templates = map[string][]string{
 		"Commande n° {order}, montant {price}, version {version}.",
 		"Appelez-moi au {phone} (après {time})",
 		"L'IBAN {badiban} est faux ; écrivez à {email}.",
+		"Nous avons {count} clients, appelez le {phone}.",
 	},
 	"es": {
 		"Hola, mi correo es {email} y mi teléfono {phone}.",
@@ -205,6 +207,10 @@ func (g gen) slot(kind, lang string) (pre, val, post string) {
 		return "", g.digits(g.pick([]string{"vN.X.X", "N.XX.X", "10.0.1XXXX.XXXX", "N.X.XX-beta", "v1.N.3.4", "N.X"})), ""
 	case "tracking":
 		return "", g.digits(g.pick([]string{"1Z999AA1XXXXXXXXXX", "JJD000XXXXXXXXXXXXXXX", "9400 1XXX XXXX XXXX XXXX XX", "RRXXXXXXXXXFR", "LXXXXXXXXXDE"})), ""
+	case "count":
+		// Thousands grouped by spaces, shaped like 612 345 678: told apart
+		// from a phone number by nothing but the words around it.
+		return "", g.digits(g.pick([]string{"N XXX XXX", "NX XXX XXX", "NXX XXX XXX", "N\u00a0XXX\u00a0XXX"})), ""
 	case "noemail":
 		return "", g.pick([]string{"john at example dot com", "@support_team", "user@localhost", "name@domain", "info(at)example.com", "a@b.c"}), ""
 	}

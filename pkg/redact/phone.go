@@ -154,7 +154,7 @@ func isPhone(text string, s *phoneShape) bool {
 	if s.n == 1 {
 		return first[0] == '0' && s.digits >= 9 || hasKeyword(words, phoneWords)
 	}
-	if len(first) > 5 || dateShaped(text, s) {
+	if len(first) > 5 || dateShaped(text, s) || countShaped(text, s) {
 		return false
 	}
 	slashes, dots := 0, 0
@@ -209,6 +209,23 @@ func dateShaped(text string, s *phoneShape) bool {
 	b, bl := num(1)
 	c, cl := num(2)
 	return dayOrMonth(a, al) && dayOrMonth(b, bl) && year(c, cl) || year(a, al) && dayOrMonth(b, bl) && dayOrMonth(c, cl)
+}
+
+// countShaped reports whether s reads as a count with its thousands grouped
+// (7 617 960, 74 538 830): a first group of one or two digits, not 0, and
+// then groups of three, with one separator throughout. No national plan
+// writes a phone number so; 612 345 678, which Spain and Poland do, stays
+// a phone number.
+func countShaped(text string, s *phoneShape) bool {
+	if s.paren || text[s.groups[0].start] == '0' || s.groups[0].end-s.groups[0].start > 2 {
+		return false
+	}
+	for k := 1; k < s.n; k++ {
+		if s.groups[k].end-s.groups[k].start != 3 || s.seps[k-1] != s.seps[0] {
+			return false
+		}
+	}
+	return true
 }
 
 // currencyNear reports whether a currency sign or code stands right before

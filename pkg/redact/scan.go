@@ -298,9 +298,9 @@ func cardShaped(gs []group) bool {
 }
 
 // findCards reads each run of digit groups separated by spaces or dashes.
-// A card is the whole run; or, when the whole run is not card-shaped, the run
-// but its last short group, as when a card is followed by "12/27" or a
-// four-digit CID; or one group of its own, as when two cards
+// A card is the whole run; or, when the whole run is not card-shaped or its
+// last group begins another token, the run but its last short group, as
+// when a card is followed by "12/27", a date or a four-digit CID; or one group of its own, as when two cards
 // are written compact one after the other. Other windows of a long run
 // (tracking numbers of 22 digits) are not tried: any 16 digits pass Luhn
 // one time in ten.
@@ -319,10 +319,12 @@ func findCards(text string) []Span {
 			continue
 		}
 		last := gs[len(gs)-1]
+		// "… 1111 1992-07-28": the last group begins the next token.
+		cut := end+1 < len(text) && strings.IndexByte("-./", text[end]) >= 0 && isDigit(text[end+1])
 		switch {
 		case cardWindow(text, gs):
 			spans = append(spans, Span{i, end, Card})
-		case len(gs) > 2 && last.end-last.start <= 4 && !cardShaped(gs) && cardWindow(text, gs[:len(gs)-1]):
+		case len(gs) > 2 && last.end-last.start <= 4 && (cut || !cardShaped(gs)) && cardWindow(text, gs[:len(gs)-1]):
 			spans = append(spans, Span{i, gs[len(gs)-2].end, Card})
 		default:
 			for k := range gs {
