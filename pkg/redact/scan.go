@@ -214,18 +214,27 @@ type digitRun struct {
 
 type group struct{ start, end int }
 
+// maxCardGroups bounds the groups findCards keeps of one run: a card in
+// groups (4-4-4-4-3) and its CVC make six.
+const maxCardGroups = 8
+
 // readGroups reads digit groups from i separated by single seps (any one
-// byte of seps, the same throughout). It returns the groups and the end.
-func readGroups(text string, i int, seps string, groups []group) ([]group, int) {
+// byte of seps, the same throughout). It returns the end of the run and its
+// groups, keeping at most max of them: long reports that it held more.
+func readGroups(text string, i int, seps string, groups []group, max int) (gs []group, end int, long bool) {
 	var sep byte
 	for {
 		j := i
 		for j < len(text) && isDigit(text[j]) {
 			j++
 		}
-		groups = append(groups, group{i, j})
+		if len(groups) < max {
+			groups = append(groups, group{i, j})
+		} else {
+			long = true
+		}
 		if j+1 >= len(text) || !isDigit(text[j+1]) || strings.IndexByte(seps, text[j]) < 0 || sep != 0 && text[j] != sep {
-			return groups, j
+			return groups, j, long
 		}
 		sep = text[j]
 		i = j + 1
@@ -312,9 +321,25 @@ func findCards(text string) []Span {
 			continue
 		}
 		var end int
-		gs, end = readGroups(text, i, " -", gs[:0])
+		var long bool
+		gs, end, long = readGroups(text, i, " -", gs[:0], maxCardGroups)
 		prev := before(text, i)
 		if glued(prev) || prev == '+' || prev == '.' || prev == ',' || glued(after(text, end)) || inIBAN(text, i) {
+			i = end
+			continue
+		}
+		if long {
+			// A list of numbers: only a group on its own may be a card.
+			for k := i; k < end; k++ {
+				j := k
+				for j < end && isDigit(text[j]) {
+					j++
+				}
+				if g := [1]group{{k, j}}; cardWindow(text, g[:]) {
+					spans = append(spans, Span{k, j, Card})
+				}
+				k = j
+			}
 			i = end
 			continue
 		}
