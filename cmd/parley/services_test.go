@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"net"
 	"net/http"
 	"net/url"
@@ -98,6 +99,14 @@ func TestServicesAgainstExternalNATS(t *testing.T) {
 		resp.Body.Close()
 		return resp.StatusCode == http.StatusOK
 	})
+	converse(t, base, keyFile)
+}
+
+// converse has a visitor of tenant demo and an agent, whose token is
+// signed with the key in keyFile, talk through the gateway at base, and
+// checks the visitor reads both messages back.
+func converse(t *testing.T, base, keyFile string) {
+	t.Helper()
 	_, visitor := newVisitor(t, base, "demo")
 	key, err := auth.ReadKey(keyFile)
 	if err != nil {
@@ -125,6 +134,13 @@ type splitBus struct {
 
 func startSplitBus(t *testing.T, dir string) *splitBus {
 	t.Helper()
+	return startSplitBusTLS(t, dir, nil)
+}
+
+// startSplitBusTLS is startSplitBus with the server's TLS configuration
+// (natsembed.Options.TLS); nil means plain text.
+func startSplitBusTLS(t *testing.T, dir string, cfg *tls.Config) *splitBus {
+	t.Helper()
 	b := &splitBus{passwords: map[string]string{}, dir: dir}
 	for _, u := range append(buspolicy.Services(), buspolicy.Admin) {
 		b.passwords[u] = rand.Text()
@@ -136,7 +152,7 @@ func startSplitBus(t *testing.T, dir string) *splitBus {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b.srv, err = natsembed.Start(natsembed.Options{StoreDir: filepath.Join(dir, "nats"), Users: users})
+	b.srv, err = natsembed.Start(natsembed.Options{StoreDir: filepath.Join(dir, "nats"), Users: users, TLS: cfg})
 	if err != nil {
 		t.Fatal(err)
 	}
