@@ -124,7 +124,6 @@ func Start(o Options) (*Server, error) {
 	}
 	if o.TLS != nil {
 		opts.TLSConfig, opts.TLSTimeout = o.TLS, tlsTimeout
-		opts.TLSVerify = o.TLS.ClientAuth == tls.RequireAndVerifyClientCert
 	}
 	if c := o.Cluster; c != nil {
 		opts.Cluster = server.ClusterOpts{Name: c.Name, Host: host, Port: c.Port}

@@ -33,7 +33,10 @@ type PKI struct {
 
 // Cert is a certificate the PKI issued, with its key.
 type Cert struct {
-	// CertFile and KeyFile hold the certificate and its key, PEM.
+	// Dir holds the certificate, its key and the CA's certificate as a
+	// cert-manager Secret mounted there would: tls.crt, tls.key, ca.crt.
+	Dir string
+	// CertFile and KeyFile are Dir's tls.crt and tls.key.
 	CertFile, KeyFile string
 	TLS               tls.Certificate
 }
@@ -94,9 +97,10 @@ func (p *PKI) Issue(name string) Cert {
 	if err != nil {
 		p.t.Fatal(err)
 	}
-	c := Cert{CertFile: filepath.Join(dir, "tls.crt"), KeyFile: filepath.Join(dir, "tls.key")}
+	c := Cert{Dir: dir, CertFile: filepath.Join(dir, "tls.crt"), KeyFile: filepath.Join(dir, "tls.key")}
 	writePEM(p.t, c.CertFile, "CERTIFICATE", der)
 	writePEM(p.t, c.KeyFile, "PRIVATE KEY", keyDER)
+	writePEM(p.t, filepath.Join(dir, "ca.crt"), "CERTIFICATE", p.cert.Raw)
 	c.TLS = tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
 	return c
 }
