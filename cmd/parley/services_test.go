@@ -38,14 +38,7 @@ func TestServicesAgainstExternalNATS(t *testing.T) {
 	if err := run(t.Context(), []string{"streams", "apply", "--nats-url", natsURL(buspolicy.Admin), "--replicas", "1"}, &out, &errOut); err != nil {
 		t.Fatalf("parley streams apply: %v\n%s", err, errOut.String())
 	}
-	keyFile := filepath.Join(dir, "signing-key.pem")
-	if _, err := auth.LoadOrCreateKey(keyFile); err != nil {
-		t.Fatal(err)
-	}
-	auditKeyFile := filepath.Join(dir, privacy.AuditKeyFile)
-	if _, err := privacy.LoadOrCreateAuditKey(auditKeyFile); err != nil {
-		t.Fatal(err)
-	}
+	keyFile, auditKeyFile := splitKeys(t, dir)
 	t.Setenv("PARLEY_KEK", strings.Repeat("ab", 32))
 	httpAddr := freeAddr(t)
 
@@ -124,6 +117,22 @@ func converse(t *testing.T, base, keyFile string) {
 	}
 }
 
+// splitKeys makes the gateway's signing key and privacy's audit key in
+// dir, as an operator provisions them for split mode, and returns their
+// files.
+func splitKeys(t *testing.T, dir string) (signingKey, auditKey string) {
+	t.Helper()
+	signingKey = filepath.Join(dir, "signing-key.pem")
+	if _, err := auth.LoadOrCreateKey(signingKey); err != nil {
+		t.Fatal(err)
+	}
+	auditKey = filepath.Join(dir, privacy.AuditKeyFile)
+	if _, err := privacy.LoadOrCreateAuditKey(auditKey); err != nil {
+		t.Fatal(err)
+	}
+	return signingKey, auditKey
+}
+
 // splitBus is a NATS server with one user per service and an admin, as a
 // cluster deployment has, each user's password also in a file under dir.
 type splitBus struct {
@@ -163,6 +172,12 @@ func startSplitBusTLS(t *testing.T, dir string, cfg *tls.Config) *splitBus {
 // passwordFile is where user's password is.
 func (b *splitBus) passwordFile(user string) string {
 	return filepath.Join(b.dir, user+".password")
+}
+
+// as is the flags of a command connecting to the server as user, its
+// password in a file.
+func (b *splitBus) as(user string) []string {
+	return []string{"--nats-url", b.srv.ClientURL(), "--nats-user", user, "--nats-password-file", b.passwordFile(user)}
 }
 
 // userURL is the server's URL with user's name and password in it.

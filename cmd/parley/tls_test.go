@@ -11,10 +11,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"github.com/parley-chat/parley/pkg/auth"
 	"github.com/parley-chat/parley/pkg/buspolicy"
 	"github.com/parley-chat/parley/pkg/natsembed/natstest"
-	"github.com/parley-chat/parley/services/privacy"
 )
 
 // Split mode over mutual TLS, as the production overlay runs it: a NATS
@@ -34,23 +32,14 @@ func TestServicesOverMutualTLS(t *testing.T) {
 			t.Logf("logs:\n%s", logs.String())
 		}
 	})
-	natsURL := bus.srv.ClientURL()
 	as := func(user string) []string {
 		c := pki.Issue(user)
-		return []string{"--nats-url", natsURL, "--nats-user", user, "--nats-password-file", bus.passwordFile(user),
-			"--nats-cert-file", c.CertFile, "--nats-key-file", c.KeyFile}
+		return append(bus.as(user), "--nats-cert-file", c.CertFile, "--nats-key-file", c.KeyFile)
 	}
 	if err := run(t.Context(), append([]string{"streams", "apply", "--replicas", "1"}, as(buspolicy.Admin)...), io.Discard, &logs); err != nil {
 		t.Fatalf("parley streams apply: %v", err)
 	}
-	keyFile := filepath.Join(dir, "signing-key.pem")
-	if _, err := auth.LoadOrCreateKey(keyFile); err != nil {
-		t.Fatal(err)
-	}
-	auditKeyFile := filepath.Join(dir, privacy.AuditKeyFile)
-	if _, err := privacy.LoadOrCreateAuditKey(auditKeyFile); err != nil {
-		t.Fatal(err)
-	}
+	keyFile, auditKeyFile := splitKeys(t, dir)
 	t.Setenv("PARLEY_KEK", strings.Repeat("ab", 32))
 	httpAddr := freeAddr(t)
 	startSplit(t, &logs, slices.Concat([]string{"privacy", "--replicas", "1", "--audit-key-file", auditKeyFile, "--health-addr", "127.0.0.1:0"}, as(buspolicy.Privacy))...)
@@ -61,7 +50,7 @@ func TestServicesOverMutualTLS(t *testing.T) {
 	// The gateway is ready once chat and privacy answer it over the bus.
 	waitStatus(t, base+"/readyz", http.StatusOK)
 	converse(t, base, keyFile)
-	checkTLSRefusals(t, natsURL, pki, bus.passwords[buspolicy.Admin])
+	checkTLSRefusals(t, bus.srv.ClientURL(), pki, bus.passwords[buspolicy.Admin])
 }
 
 // `parley all` with TLS flags: its embedded NATS takes its own services
