@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"io"
 	"net/http"
 	"path/filepath"
@@ -89,7 +90,7 @@ func TestAllNATSTLSFlags(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			args := append([]string{"all", "--data-dir", t.TempDir(), "--http-addr", "127.0.0.1:0", "--clickhouse", "off"}, tt.give...)
 			err := run(t.Context(), args, io.Discard, io.Discard)
-			if _, ok := err.(usageError); !ok {
+			if !errors.As(err, new(usageError)) {
 				t.Errorf("parley %v = %v, want a usage error", args, err)
 			}
 		})
