@@ -33,6 +33,7 @@ import (
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 
 	"github.com/parley-chat/parley/pkg/buspolicy"
+	"github.com/parley-chat/parley/pkg/natsembed/natstest"
 )
 
 // services are the parley targets deployed one per Deployment.
@@ -45,13 +46,13 @@ var services = []string{"gateway", "chat", "privacy", "analytics"}
 // TestFlagsExist checks each against the sources.
 var (
 	serviceFlags = map[string][]string{
-		"":          {"--nats-url", "--nats-creds", "--nats-user", "--nats-password-file", "--replicas", "--log-format", "--log-level"},
+		"":          {"--nats-url", "--nats-creds", "--nats-user", "--nats-password-file", "--nats-ca-file", "--nats-cert-file", "--nats-key-file", "--replicas", "--log-format", "--log-level"},
 		"gateway":   {"--http-addr", "--signing-key-file", "--default-tenant"},
 		"chat":      {"--health-addr"},
 		"privacy":   {"--health-addr", "--kek-file", "--kek-command", "--audit-key-file"},
 		"analytics": {"--health-addr", "--clickhouse", "--clickhouse-password-file"},
 	}
-	streamsApplyFlags = []string{"--nats-url", "--nats-creds", "--nats-user", "--nats-password-file", "--data-dir", "--replicas"}
+	streamsApplyFlags = []string{"--nats-url", "--nats-creds", "--nats-user", "--nats-password-file", "--nats-ca-file", "--nats-cert-file", "--nats-key-file", "--data-dir", "--replicas"}
 )
 
 // natsUsers are the users of the shipped auth.conf: every service, and
@@ -63,7 +64,8 @@ const authConf = "k8s/base/nats/auth.conf"
 
 // externalSecrets are the Secrets an operator creates (README.md); only the
 // dev overlay generates them.
-var externalSecrets = []string{"parley-kek", "parley-signing-key", "parley-audit-key", "parley-nats-passwords", "parley-clickhouse", "parley-tls"}
+var externalSecrets = []string{"parley-kek", "parley-signing-key", "parley-audit-key", "parley-nats-passwords", "parley-clickhouse", "parley-tls",
+	"parley-nats-tls", "parley-nats-client-gateway", "parley-nats-client-chat", "parley-nats-client-privacy", "parley-nats-client-analytics", "parley-nats-client-admin"}
 
 // manifests is one built overlay, every object decoded into its type.
 type manifests struct {
@@ -822,19 +824,37 @@ func TestFlagsExist(t *testing.T) {
 }
 
 // checkNATSServerLoads has nats-server's own parser load the built
-// configuration, in the environment Kubernetes gives the NATS container,
-// and checks that it yields exactly pkg/buspolicy's users.
+// configuration and checks that it yields exactly pkg/buspolicy's users.
 func checkNATSServerLoads(t *testing.T, m manifests) {
 	t.Helper()
+	opts := loadNATSConfig(t, m)
+	checkNATSUsers(t, opts)
+}
+
+// loadNATSConfig has nats-server's own parser load the built
+// configuration, in the environment Kubernetes gives the NATS container,
+// each Secret it mounts made of files in cert-manager's layout (tls.crt,
+// tls.key, ca.crt) that a CA of the test issued: the parser reads the TLS
+// files it names.
+func loadNATSConfig(t *testing.T, m manifests) *server.Options {
+	t.Helper()
 	dir := t.TempDir()
+	spec := m.statefulSets["nats"].Spec.Template.Spec
+	nats := spec.Containers[0]
+	var mounts []string
+	for _, vm := range nats.VolumeMounts {
+		if name, _ := m.secretFile(spec, nats, vm.MountPath+"/tls.crt"); name != "" {
+			mounts = append(mounts, vm.MountPath, natstest.NewPKI(t, "parley-nats-ca").Issue(vm.Name).Dir)
+		}
+	}
+	paths := strings.NewReplacer(mounts...)
 	for name, data := range m.configMaps["nats-config"].Data {
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(data), 0o600); err != nil {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(paths.Replace(data)), 0o600); err != nil {
 			t.Fatal(err)
 		}
 	}
 	// Each Secret key becomes "secret-<key>"; $(VAR) expands as Kubernetes
 	// does.
-	nats := m.statefulSets["nats"].Spec.Template.Spec.Containers[0]
 	env := map[string]string{}
 	for _, e := range nats.Env {
 		v := e.Value
@@ -851,6 +871,12 @@ func checkNATSServerLoads(t *testing.T, m manifests) {
 	if err != nil {
 		t.Fatalf("nats-server cannot load the configuration: %v", err)
 	}
+	return opts
+}
+
+// checkNATSUsers checks that opts has exactly pkg/buspolicy's users.
+func checkNATSUsers(t *testing.T, opts *server.Options) {
+	t.Helper()
 	passwords := map[string]string{}
 	for _, u := range natsUsers {
 		passwords[u] = "secret-" + u

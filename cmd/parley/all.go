@@ -40,6 +40,14 @@ type allConfig struct {
 	// NATSAddr is where the embedded NATS listens, host:port; port 0 picks a
 	// free one. Default 127.0.0.1:0.
 	NATSAddr string
+	// NATSTLS, when set, makes the embedded NATS take clients over mutual
+	// TLS only: its certificate and key, and the CA that every client's
+	// certificate must be signed by, which signed the server's too. Unset,
+	// a try-out on loopback, clients connect in plain text with passwords.
+	NATSTLS tlsFiles
+	// NATSClientTLS is the certificate and key the services inside present
+	// to the embedded NATS; required with NATSTLS.
+	NATSClientTLS tlsFiles
 	// ClickHouse is a DSN, "auto" (start a local server under DataDir when
 	// clickhouse-server is installed) or "off".
 	ClickHouse string
@@ -111,6 +119,11 @@ func (c *allConfig) validate() error {
 	if _, _, err := net.SplitHostPort(c.NATSAddr); err != nil {
 		return usageError{fmt.Sprintf("--nats-addr %q: want host:port", c.NATSAddr)}
 	}
+	if c.NATSTLS != (tlsFiles{}) || c.NATSClientTLS != (tlsFiles{}) {
+		if c.NATSTLS.cert == "" || c.NATSTLS.key == "" || c.NATSTLS.ca == "" || c.NATSClientTLS.cert == "" || c.NATSClientTLS.key == "" {
+			return usageError{"TLS on the embedded NATS needs all of --nats-tls-cert-file, --nats-tls-key-file, --nats-tls-ca-file (the server's) and --nats-cert-file, --nats-key-file (the services')"}
+		}
+	}
 	if !auth.ValidTenantID(c.DefaultTenant) {
 		return usageError{fmt.Sprintf("--default-tenant %q: want a tenant id, 1-63 of [a-z0-9-]", c.DefaultTenant)}
 	}
@@ -123,6 +136,11 @@ func runAll(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs.StringVar(&cfg.HTTPAddr, "http-addr", "127.0.0.1:8080", "HTTP listen address")
 	fs.StringVar(&cfg.DataDir, "data-dir", "./data", "where JetStream, keys and ClickHouse keep their files")
 	fs.StringVar(&cfg.NATSAddr, "nats-addr", "127.0.0.1:0", "embedded NATS listen address (port 0: a free port)")
+	fs.StringVar(&cfg.NATSTLS.cert, "nats-tls-cert-file", "", "the embedded NATS's certificate, PEM: clients then connect over mutual TLS only (default: plain text, for loopback)")
+	fs.StringVar(&cfg.NATSTLS.key, "nats-tls-key-file", "", "key of --nats-tls-cert-file, PEM")
+	fs.StringVar(&cfg.NATSTLS.ca, "nats-tls-ca-file", "", "CA certificate(s), PEM, that signed --nats-tls-cert-file and that every client's certificate must be signed by")
+	fs.StringVar(&cfg.NATSClientTLS.cert, "nats-cert-file", "", "with --nats-tls-cert-file: the client certificate, PEM, the services inside present to the embedded NATS")
+	fs.StringVar(&cfg.NATSClientTLS.key, "nats-key-file", "", "key of --nats-cert-file, PEM")
 	fs.StringVar(&cfg.ClickHouse, "clickhouse", "auto", `ClickHouse DSN, "auto" (start one under --data-dir if installed) or "off"`)
 	fs.StringVar(&cfg.ClickHouseBinary, "clickhouse-binary", "", `with --clickhouse auto: the ClickHouse server executable (default: clickhouse-server or clickhouse, found on PATH, in /usr/sbin or /usr/bin)`)
 	fs.StringVar(&cfg.KEKFile, "kek-file", "", "key-encryption key file (default DATA_DIR/kek.key; PARLEY_KEK holds the key itself)")
@@ -189,6 +207,10 @@ type allInOne struct {
 	stopOnce  sync.Once
 	done      chan struct{}
 	err       error
+
+	// busTLS are the options of the services' connections to the
+	// embedded NATS that make them TLS, when it requires TLS.
+	busTLS []nats.Option
 }
 
 // service is one service of allInOne, run under a context of its own so
@@ -258,10 +280,20 @@ func startAll(ctx context.Context, cfg allConfig, log *slog.Logger) (_ *allInOne
 	if err != nil {
 		return nil, err
 	}
-	a.nats, err = natsembed.Start(natsembed.Options{
+	opts := natsembed.Options{
 		Host: host, Port: port, StoreDir: filepath.Join(cfg.DataDir, "nats"), SyncAlways: cfg.SyncAlways,
 		Users: users,
-	})
+	}
+	if cfg.NATSTLS.cert != "" {
+		if opts.TLS, err = natsembed.MutualTLS(cfg.NATSTLS.cert, cfg.NATSTLS.key, cfg.NATSTLS.ca); err != nil {
+			return nil, err
+		}
+		client := tlsFiles{ca: cfg.NATSTLS.ca, cert: cfg.NATSClientTLS.cert, key: cfg.NATSClientTLS.key}
+		if a.busTLS, err = client.clientOptions(); err != nil {
+			return nil, err
+		}
+	}
+	a.nats, err = natsembed.Start(opts)
 	if err != nil {
 		return nil, err
 	}
@@ -278,7 +310,7 @@ func startAll(ctx context.Context, cfg allConfig, log *slog.Logger) (_ *allInOne
 
 	connect := func(name string) (*nats.Conn, *personkey.Cache, error) {
 		opts := append(busOptions(name, log), nats.UserInfo(name, passwords[name]))
-		nc, err := nats.Connect(a.nats.ClientURL(), opts...)
+		nc, err := nats.Connect(a.nats.ClientURL(), append(opts, a.busTLS...)...)
 		if err != nil {
 			return nil, nil, fmt.Errorf("connect %s to nats: %w", name, err)
 		}
@@ -372,7 +404,8 @@ func startAll(ctx context.Context, cfg allConfig, log *slog.Logger) (_ *allInOne
 // may only create what is missing, so a data dir made by an older version
 // is upgraded here.
 func (a *allInOne) applyStreams(ctx context.Context, password string) error {
-	nc, err := nats.Connect(a.nats.ClientURL(), nats.Name("parley-streams"), nats.UserInfo(buspolicy.Admin, password))
+	opts := append([]nats.Option{nats.Name("parley-streams"), nats.UserInfo(buspolicy.Admin, password)}, a.busTLS...)
+	nc, err := nats.Connect(a.nats.ClientURL(), opts...)
 	if err != nil {
 		return fmt.Errorf("connect admin to nats: %w", err)
 	}

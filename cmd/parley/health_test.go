@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/parley-chat/parley/pkg/auth"
 	"github.com/parley-chat/parley/pkg/buspolicy"
 	"github.com/parley-chat/parley/pkg/natsembed/natstest"
 	"github.com/parley-chat/parley/services/privacy"
@@ -85,21 +84,11 @@ func TestSplitModeHealth(t *testing.T) {
 			t.Logf("logs:\n%s", logs.String())
 		}
 	})
-	natsURL := bus.srv.ClientURL()
-	as := func(user string) []string {
-		return []string{"--nats-url", natsURL, "--nats-user", user, "--nats-password-file", bus.passwordFile(user)}
-	}
+	as := bus.as
 	if err := run(t.Context(), append([]string{"streams", "apply", "--replicas", "1"}, as(buspolicy.Admin)...), io.Discard, &logs); err != nil {
 		t.Fatalf("parley streams apply: %v", err)
 	}
-	keyFile := filepath.Join(dir, "signing-key.pem")
-	if _, err := auth.LoadOrCreateKey(keyFile); err != nil {
-		t.Fatal(err)
-	}
-	auditKeyFile := filepath.Join(dir, privacy.AuditKeyFile)
-	if _, err := privacy.LoadOrCreateAuditKey(auditKeyFile); err != nil {
-		t.Fatal(err)
-	}
+	keyFile, auditKeyFile := splitKeys(t, dir)
 	kekFile := filepath.Join(dir, "kek")
 	if _, err := privacy.LoadOrCreateKEK(kekFile); err != nil {
 		t.Fatal(err)

@@ -23,14 +23,22 @@ import (
 // manifests, shell histories and `ps` listings. They come from a file, from
 // the environment, or (the KEK) from a command's output.
 
-// busFlags say how a command connects to a running NATS: its URL, and a
+// busFlags say how a command connects to a running NATS: its URL, a
 // credentials file or a user name with a password from a file or from
-// PARLEY_NATS_PASSWORD.
+// PARLEY_NATS_PASSWORD, and, where the server requires TLS, the CA that
+// signed the server's certificate and the client certificate to present.
 type busFlags struct {
 	url          string
 	creds        string
 	user         string
 	passwordFile string
+	tls          tlsFiles
+}
+
+// tlsFiles name a TLS certificate, its key and a CA, PEM files in the
+// layout of a cert-manager Secret (tls.crt, tls.key, ca.crt).
+type tlsFiles struct {
+	ca, cert, key string
 }
 
 // natsPasswordEnv holds a NATS user's password when no file is given.
@@ -41,6 +49,9 @@ func (f *busFlags) register(fs *flag.FlagSet, urlUsage string) {
 	fs.StringVar(&f.creds, "nats-creds", "", "NATS credentials file of the user to connect as")
 	fs.StringVar(&f.user, "nats-user", "", "NATS user name, its password from --nats-password-file or "+natsPasswordEnv)
 	fs.StringVar(&f.passwordFile, "nats-password-file", "", "file holding the password of --nats-user (or "+natsPasswordEnv+" holds the password itself)")
+	fs.StringVar(&f.tls.ca, "nats-ca-file", "", "CA certificate(s), PEM, that the NATS server's certificate must be signed by: the connection is then TLS only (e.g. ca.crt of a cert-manager Secret)")
+	fs.StringVar(&f.tls.cert, "nats-cert-file", "", "client certificate, PEM, presented to a NATS server that requires one (mutual TLS; e.g. tls.crt); needs --nats-key-file")
+	fs.StringVar(&f.tls.key, "nats-key-file", "", "key of --nats-cert-file, PEM (e.g. tls.key)")
 }
 
 // options returns the connection options for the user the flags name.
@@ -60,6 +71,28 @@ func (f *busFlags) options() ([]nats.Option, error) {
 		return nil, usageError{"a NATS password needs --nats-user"}
 	case f.user != "":
 		opts = append(opts, nats.UserInfo(f.user, password))
+	}
+	tlsOpts, err := f.tls.clientOptions()
+	if err != nil {
+		return nil, err
+	}
+	return append(opts, tlsOpts...), nil
+}
+
+// clientOptions returns the options of a TLS client that verifies the
+// server against the CA and presents the certificate, when the files are
+// given. nats.go reads the files again at every (re)connection, so a
+// certificate cert-manager renewed is presented without a restart.
+func (t tlsFiles) clientOptions() ([]nats.Option, error) {
+	var opts []nats.Option
+	if t.ca != "" {
+		opts = append(opts, nats.RootCAs(t.ca))
+	}
+	switch {
+	case (t.cert == "") != (t.key == ""):
+		return nil, usageError{"--nats-cert-file and --nats-key-file go together"}
+	case t.cert != "":
+		opts = append(opts, nats.ClientCert(t.cert, t.key))
 	}
 	return opts, nil
 }

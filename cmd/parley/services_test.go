@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"net"
 	"net/http"
 	"net/url"
@@ -37,14 +38,7 @@ func TestServicesAgainstExternalNATS(t *testing.T) {
 	if err := run(t.Context(), []string{"streams", "apply", "--nats-url", natsURL(buspolicy.Admin), "--replicas", "1"}, &out, &errOut); err != nil {
 		t.Fatalf("parley streams apply: %v\n%s", err, errOut.String())
 	}
-	keyFile := filepath.Join(dir, "signing-key.pem")
-	if _, err := auth.LoadOrCreateKey(keyFile); err != nil {
-		t.Fatal(err)
-	}
-	auditKeyFile := filepath.Join(dir, privacy.AuditKeyFile)
-	if _, err := privacy.LoadOrCreateAuditKey(auditKeyFile); err != nil {
-		t.Fatal(err)
-	}
+	keyFile, auditKeyFile := splitKeys(t, dir)
 	t.Setenv("PARLEY_KEK", strings.Repeat("ab", 32))
 	httpAddr := freeAddr(t)
 
@@ -98,6 +92,14 @@ func TestServicesAgainstExternalNATS(t *testing.T) {
 		resp.Body.Close()
 		return resp.StatusCode == http.StatusOK
 	})
+	converse(t, base, keyFile)
+}
+
+// converse has a visitor of tenant demo and an agent, whose token is
+// signed with the key in keyFile, talk through the gateway at base, and
+// checks the visitor reads both messages back.
+func converse(t *testing.T, base, keyFile string) {
+	t.Helper()
 	_, visitor := newVisitor(t, base, "demo")
 	key, err := auth.ReadKey(keyFile)
 	if err != nil {
@@ -115,6 +117,22 @@ func TestServicesAgainstExternalNATS(t *testing.T) {
 	}
 }
 
+// splitKeys makes the gateway's signing key and privacy's audit key in
+// dir, as an operator provisions them for split mode, and returns their
+// files.
+func splitKeys(t *testing.T, dir string) (signingKey, auditKey string) {
+	t.Helper()
+	signingKey = filepath.Join(dir, "signing-key.pem")
+	if _, err := auth.LoadOrCreateKey(signingKey); err != nil {
+		t.Fatal(err)
+	}
+	auditKey = filepath.Join(dir, privacy.AuditKeyFile)
+	if _, err := privacy.LoadOrCreateAuditKey(auditKey); err != nil {
+		t.Fatal(err)
+	}
+	return signingKey, auditKey
+}
+
 // splitBus is a NATS server with one user per service and an admin, as a
 // cluster deployment has, each user's password also in a file under dir.
 type splitBus struct {
@@ -124,6 +142,13 @@ type splitBus struct {
 }
 
 func startSplitBus(t *testing.T, dir string) *splitBus {
+	t.Helper()
+	return startSplitBusTLS(t, dir, nil)
+}
+
+// startSplitBusTLS is startSplitBus with the server's TLS configuration
+// (natsembed.Options.TLS); nil means plain text.
+func startSplitBusTLS(t *testing.T, dir string, cfg *tls.Config) *splitBus {
 	t.Helper()
 	b := &splitBus{passwords: map[string]string{}, dir: dir}
 	for _, u := range append(buspolicy.Services(), buspolicy.Admin) {
@@ -136,7 +161,7 @@ func startSplitBus(t *testing.T, dir string) *splitBus {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b.srv, err = natsembed.Start(natsembed.Options{StoreDir: filepath.Join(dir, "nats"), Users: users})
+	b.srv, err = natsembed.Start(natsembed.Options{StoreDir: filepath.Join(dir, "nats"), Users: users, TLS: cfg})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,6 +172,12 @@ func startSplitBus(t *testing.T, dir string) *splitBus {
 // passwordFile is where user's password is.
 func (b *splitBus) passwordFile(user string) string {
 	return filepath.Join(b.dir, user+".password")
+}
+
+// as is the flags of a command connecting to the server as user, its
+// password in a file.
+func (b *splitBus) as(user string) []string {
+	return []string{"--nats-url", b.srv.ClientURL(), "--nats-user", user, "--nats-password-file", b.passwordFile(user)}
 }
 
 // userURL is the server's URL with user's name and password in it.

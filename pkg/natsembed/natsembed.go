@@ -3,6 +3,7 @@
 package natsembed
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net/url"
@@ -30,6 +31,12 @@ type Options struct {
 	Name string
 	// Cluster, when set, makes the server a node of a JetStream cluster.
 	Cluster *Cluster
+	// TLS, when set, makes every client connect over TLS: its Certificates
+	// are the server's. With ClientAuth tls.RequireAndVerifyClientCert a
+	// client must also present a certificate that ClientCAs verify (mutual
+	// TLS), or it is refused before it may authenticate. MutualTLS builds
+	// one from files.
+	TLS *tls.Config
 }
 
 // Cluster joins a server to a JetStream cluster. The nodes of a cluster
@@ -45,6 +52,37 @@ type Cluster struct {
 	// know of routes when it starts, and sizes its first meta group from
 	// their number.
 	Routes []*url.URL
+	// TLS, when set, makes every route a TLS connection, verified both
+	// ways: a node presents its Certificates whether it dials or is dialled,
+	// verifies the node it dials with RootCAs (and the host name of the
+	// route's URL) and the node dialling in with ClientCAs, which
+	// ClientAuth must require. MutualTLS builds one from files.
+	TLS *tls.Config
+}
+
+// tlsTimeout bounds a TLS handshake, clients' and routes', in seconds:
+// nats-server's default of 2 s is short for a loaded machine.
+const tlsTimeout = 5
+
+// MutualTLS returns the TLS configuration of a server that presents the
+// certificate in certFile (PEM, with its key in keyFile) and accepts only
+// peers presenting a certificate signed by a CA in caFile, which also
+// verifies the servers it dials: for Options.TLS and Cluster.TLS. The files
+// are read once; a renewed certificate takes a restart.
+func MutualTLS(certFile, keyFile, caFile string) (*tls.Config, error) {
+	switch {
+	case certFile == "" || keyFile == "":
+		return nil, errors.New("nats tls: a certificate and its key are both required")
+	case caFile == "":
+		return nil, errors.New("nats tls: a CA file is required to verify peers' certificates")
+	}
+	c, err := server.GenTLSConfig(&server.TLSConfigOpts{CertFile: certFile, KeyFile: keyFile, CaFile: caFile, Verify: true})
+	if err != nil {
+		return nil, fmt.Errorf("nats tls: %w", err)
+	}
+	// GenTLSConfig reads the CA into ClientCAs only; a route also dials.
+	c.RootCAs = c.ClientCAs
+	return c, nil
 }
 
 // Server is a running embedded NATS server.
@@ -84,12 +122,18 @@ func Start(o Options) (*Server, error) {
 		MaxPayload: 1 << 20,
 		Users:      o.Users,
 	}
+	if o.TLS != nil {
+		opts.TLSConfig, opts.TLSTimeout = o.TLS, tlsTimeout
+	}
 	if c := o.Cluster; c != nil {
 		opts.Cluster = server.ClusterOpts{Name: c.Name, Host: host, Port: c.Port}
 		if opts.Cluster.Name == "" {
 			opts.Cluster.Name = "parley"
 		}
 		opts.Routes = c.Routes
+		if c.TLS != nil {
+			opts.Cluster.TLSConfig, opts.Cluster.TLSTimeout = c.TLS, tlsTimeout
+		}
 	}
 	s, err := server.NewServer(opts)
 	if err != nil {

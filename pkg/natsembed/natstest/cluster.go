@@ -1,6 +1,7 @@
 package natstest
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -42,6 +43,22 @@ type Cluster struct {
 // ends.
 func StartCluster(t testing.TB, users []*server.User) *Cluster {
 	t.Helper()
+	return StartClusterWith(t, ClusterOptions{Users: users})
+}
+
+// ClusterOptions configure StartClusterWith's cluster.
+type ClusterOptions struct {
+	// Users are as StartCluster's.
+	Users []*server.User
+	// TLS, when set, is every node's TLS configuration for its clients and
+	// its routes alike (natsembed.Options.TLS and natsembed.Cluster.TLS),
+	// such as PKI.ServerTLS gives: the cluster then forms over TLS only.
+	TLS *tls.Config
+}
+
+// StartClusterWith is StartCluster with options.
+func StartClusterWith(t testing.TB, o ClusterOptions) *Cluster {
+	t.Helper()
 	c := &Cluster{}
 	t.Cleanup(c.shutdown)
 	// The route ports are picked before the nodes start, since each must
@@ -49,7 +66,7 @@ func StartCluster(t testing.TB, users []*server.User) *Cluster {
 	// meanwhile, rarely, and then the cluster starts again on new ones.
 	var err error
 	for range startTries {
-		if err = c.start(t, users); err == nil {
+		if err = c.start(t, o); err == nil {
 			break
 		}
 		c.shutdown()
@@ -65,7 +82,7 @@ func StartCluster(t testing.TB, users []*server.User) *Cluster {
 const startTries = 3
 
 // start starts the nodes, each in a new store.
-func (c *Cluster) start(t testing.TB, users []*server.User) error {
+func (c *Cluster) start(t testing.TB, o ClusterOptions) error {
 	c.Nodes = nil
 	ports, err := freePorts(ClusterSize)
 	if err != nil {
@@ -79,9 +96,10 @@ func (c *Cluster) start(t testing.TB, users []*server.User) error {
 		s, err := natsembed.Start(natsembed.Options{
 			Host:     loopback,
 			StoreDir: t.TempDir(),
-			Users:    users,
+			Users:    o.Users,
 			Name:     fmt.Sprintf("node-%d", i),
-			Cluster:  &natsembed.Cluster{Port: p, Routes: routes},
+			Cluster:  &natsembed.Cluster{Port: p, Routes: routes, TLS: o.TLS},
+			TLS:      o.TLS,
 		})
 		if err != nil {
 			return fmt.Errorf("node %d: %w", i, err)
