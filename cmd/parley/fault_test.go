@@ -68,8 +68,9 @@ const (
 // server then leading CHAT (SIGSTOP, then SIGCONT), and kills a chat
 // instance, its bus connection closed with requests in flight.
 //
-// After each fault posting must resume, within faultWithin; the time it
-// took is printed (BENCHMARKS.md, "Failover"). Afterwards every post
+// After each of these, and after the restart and the thaw, posting must
+// resume within faultWithin; the time it took is printed (BENCHMARKS.md,
+// "Failover"). Afterwards every post
 // answered 201 must be in its conversation's transcript exactly once, in
 // the order it was answered; no post answered 503 may have been stored
 // after its answer; and the facts in ANALYTICS must count each
@@ -85,20 +86,14 @@ func TestFaults(t *testing.T) {
 	r.startLoad(t)
 	r.waitResumed(t, "warm-up", r.started)
 
-	leader := r.streamLeader(t, stream.Chat)
-	r.fault(t, fmt.Sprintf("NATS %s (leading CHAT) killed", r.nodes[leader].cfg.Name), func() { r.nodes[leader].kill(t) })
-	r.nodes[leader].start(t)
+	killed := r.nodes[r.streamLeader(t, stream.Chat)]
+	r.fault(t, fmt.Sprintf("NATS %s (leading CHAT) killed", killed.cfg.Name), func() { killed.kill(t) })
+	r.fault(t, fmt.Sprintf("NATS %s restarted", killed.cfg.Name), func() { killed.start(t) })
 	r.waitCurrent(t)
 
-	leader = r.streamLeader(t, stream.Chat)
-	frozen := r.nodes[leader]
-	if err := frozen.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
-		t.Fatal(err)
-	}
-	r.fault(t, fmt.Sprintf("NATS %s (leading CHAT) frozen", frozen.cfg.Name), nil)
-	if err := frozen.cmd.Process.Signal(syscall.SIGCONT); err != nil {
-		t.Fatal(err)
-	}
+	frozen := r.nodes[r.streamLeader(t, stream.Chat)]
+	r.fault(t, fmt.Sprintf("NATS %s (leading CHAT) frozen", frozen.cfg.Name), func() { frozen.signal(t, syscall.SIGSTOP) })
+	r.fault(t, fmt.Sprintf("NATS %s thawed", frozen.cfg.Name), func() { frozen.signal(t, syscall.SIGCONT) })
 	r.waitCurrent(t)
 
 	r.fault(t, "chat-1 killed", r.killChat)
@@ -221,6 +216,14 @@ func (n *natsNode) start(t *testing.T) {
 	case <-ready:
 	case <-time.After(faultWithin):
 		t.Fatalf("NATS %s did not start within %v:\n%s", n.cfg.Name, faultWithin, n.stderr.String())
+	}
+}
+
+// signal sends sig to the node's process.
+func (n *natsNode) signal(t *testing.T, sig os.Signal) {
+	t.Helper()
+	if err := n.cmd.Process.Signal(sig); err != nil {
+		t.Fatalf("signal NATS %s: %v", n.cfg.Name, err)
 	}
 }
 
@@ -554,14 +557,11 @@ func (r *faultRig) stopLoad() {
 	r.writers.Wait()
 }
 
-// fault runs do (nil: the fault is made already), then waits until
-// posting resumed, and records both.
+// fault runs do, then waits until posting resumed, and records both.
 func (r *faultRig) fault(t *testing.T, name string, do func()) {
 	t.Helper()
 	f := faultRecord{name: name, at: time.Now()}
-	if do != nil {
-		do()
-	}
+	do()
 	t.Logf("%s at %s", name, f.at.Format(time.StampMilli))
 	f.resumed = r.waitResumed(t, name, f.at)
 	r.faults = append(r.faults, f)
@@ -785,16 +785,10 @@ func (r *faultRig) readTranscript(t *testing.T, c *faultConversation) []chatapi.
 
 // resume tells how long posting took to resume after f: until the answer
 // of the first post answered 201 among those sent after the last post
-// refused (sent after f, before the next fault); with the longest any
-// post of the window took.
+// refused (of those sent between f and when the test saw posting
+// resumed); with the longest any post of the window took.
 func (r *faultRig) resume(f faultRecord) string {
-	end := time.Now()
-	for _, g := range r.faults {
-		if g.at.After(f.at) {
-			end = g.at
-			break
-		}
-	}
+	end := f.resumed
 	var (
 		window      []postRecord
 		lastRefused time.Time
