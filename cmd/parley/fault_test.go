@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
@@ -34,12 +33,8 @@ import (
 	"github.com/parley-chat/parley/pkg/chatapi"
 	"github.com/parley-chat/parley/pkg/natsembed"
 	"github.com/parley-chat/parley/pkg/natsembed/natstest"
-	"github.com/parley-chat/parley/pkg/personkey"
 	"github.com/parley-chat/parley/pkg/privacyapi"
 	"github.com/parley-chat/parley/pkg/stream"
-	"github.com/parley-chat/parley/services/chat"
-	"github.com/parley-chat/parley/services/gateway"
-	"github.com/parley-chat/parley/services/privacy"
 )
 
 // The load of TestFaults: faultConversations writers, each posting to its
@@ -345,14 +340,6 @@ func startFaultRig(t *testing.T) *faultRig {
 		t.Cleanup(nc.Close)
 		return nc
 	}
-	keys := func(nc *nats.Conn) *personkey.Cache {
-		c, err := personkey.NewCacheSize(nc, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = c.Close() })
-		return c
-	}
 	adminNC := connect(buspolicy.Admin, 0)
 	streams := stream.Options{Replicas: natstest.ClusterSize}
 	natstest.Eventually(t, faultWithin, "streams applied, R3", func() error {
@@ -363,64 +350,24 @@ func startFaultRig(t *testing.T) *faultRig {
 		t.Fatal(err)
 	}
 
-	kek, err := privacy.ParseKEK(strings.Repeat("ab", 32))
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, auditKey, err := ed25519.GenerateKey(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, signingKey, err := ed25519.GenerateKey(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.signer = auth.NewSigner(signingKey)
 	client := &http.Client{Timeout: faultWithin, Transport: &http.Transport{MaxIdleConnsPerHost: 2 * faultConversations}}
 	t.Cleanup(client.CloseIdleConnections)
 
-	// As in startClusterRig: connections first, so that the services stop
-	// before them; each instance of a service on a node of its own.
-	var (
-		runs  []func(context.Context) error
-		names []string
-	)
-	for i := range 2 {
-		nc, name := connect(buspolicy.Privacy, i+2), fmt.Sprintf("privacy-%d", i)
-		names, runs = append(names, name), append(runs, func(ctx context.Context) error {
-			return privacy.Run(ctx, privacy.Deps{NC: nc, Log: log.With("service", name), KEK: kek, AuditKey: auditKey, Streams: streams})
-		})
-	}
-	for i := range 2 {
-		nc, name := connect(buspolicy.Chat, i+1), fmt.Sprintf("chat-%d", i)
-		k := keys(nc)
-		r.chatNCs = append(r.chatNCs, nc)
-		names, runs = append(names, name), append(runs, func(ctx context.Context) error {
-			return chat.Run(ctx, chat.Deps{NC: nc, Log: log.With("service", name), Keys: k, Streams: streams})
-		})
-	}
-	for i := range 2 {
+	var listeners []net.Listener
+	for range 2 {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { _ = ln.Close() })
+		listeners = append(listeners, ln)
+	}
+	rs := newRigServices(t, log, connect, streams, 2, 2, listeners)
+	r.signer, r.chatNCs = rs.signer, rs.chatNCs
+	for _, ln := range listeners {
 		r.gateways = append(r.gateways, &clusterRig{admin: r.admin, base: "http://" + ln.Addr().String(), signer: r.signer, logs: r.logs, client: client})
-		nc, name := connect(buspolicy.Gateway, i), fmt.Sprintf("gateway-%d", i)
-		k := keys(nc)
-		names, runs = append(names, name), append(runs, func(ctx context.Context) error {
-			return gateway.Run(ctx, gateway.Deps{
-				NC: nc, Log: log.With("service", name), Listener: ln,
-				Signer: r.signer, Verifier: auth.NewVerifier(signingKey.Public().(ed25519.PublicKey)),
-				Keys: k, DefaultTenant: clusterTenant, RateLimit: -1, Streams: streams,
-			})
-		})
 	}
-	ended := make(chan string, len(runs))
-	svcs := make([]*service, len(runs))
-	for i, run := range runs {
-		svcs[i] = startService(names[i], run, ended)
-	}
+	svcs, ended := rs.start()
 	r.chats = svcs[2:4]
 	t.Cleanup(func() {
 		// chat-1 is killed on purpose: its end is no error.
