@@ -1093,6 +1093,10 @@ func TestProduction(t *testing.T) {
 	if !regexp.MustCompile(`(?m)^\s*sync_interval:\s*always\s*$`).MatchString(topology) {
 		t.Error("production topology.conf: want sync_interval: always")
 	}
+	// A frozen server's routes must close within seconds (docs/operations.md, "Failover").
+	if !regexp.MustCompile(`(?m)^\s*ping_interval:\s*"1s"\s*$`).MatchString(topology) {
+		t.Error(`production topology.conf: want the cluster's ping_interval: "1s"`)
+	}
 	env := map[string]corev1.EnvVar{}
 	for _, e := range nats.Spec.Template.Spec.Containers[0].Env {
 		env[e.Name] = e

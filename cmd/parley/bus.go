@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/nats-io/nats.go"
 
@@ -22,14 +23,43 @@ import (
 // generator, `parley keys rotate`). It changes at every start.
 const natsAdminPasswordFile = "nats-admin.password"
 
+// The failover settings of every service's connection (busOptions). nats.go's
+// defaults suit a client that may wait: a ping every 2 minutes, so a frozen
+// server held a service for minutes, and 8 MB of messages kept while
+// reconnecting and sent once connected, so a request its caller had given
+// up on could still be acted on. Here a frozen or unreachable server is
+// left within busPingInterval × (busMaxPingsOut+1), a stalled write within
+// busWriteTimeout, and nothing is kept for later.
+const (
+	busPingInterval = time.Second
+	busMaxPingsOut  = 3
+	busWriteTimeout = 2 * time.Second
+	// busReconnectWait is the pause before a server is tried again; a
+	// random jitter up to busReconnectJitter (TLS: twice that, its
+	// handshakes cost more) keeps the clients of a restarted server from
+	// coming back all at once.
+	busReconnectWait   = time.Second
+	busReconnectJitter = 500 * time.Millisecond
+)
+
 // busOptions are the connection options of service name: its own reply
-// inbox, which its bus user may read and no other, and a log line for every
+// inbox, which its bus user may read and no other, a log line for every
 // error the server reports asynchronously, permissions violations first of
-// all, which would otherwise go unseen.
+// all, which would otherwise go unseen, and the failover settings above:
+// reconnecting without end, and no reconnect buffer, so that a publish or
+// request made while the connection is down fails at once (the caller
+// answers 503) instead of being delivered late.
 func busOptions(name string, log *slog.Logger) []nats.Option {
 	return []nats.Option{
 		nats.Name("parley-" + name),
 		nats.MaxReconnects(-1),
+		nats.PingInterval(busPingInterval),
+		nats.MaxPingsOutstanding(busMaxPingsOut),
+		nats.FlusherTimeout(busWriteTimeout),
+		nats.ReconnectOnFlusherError(),
+		nats.ReconnectWait(busReconnectWait),
+		nats.ReconnectJitter(busReconnectJitter, 2*busReconnectJitter),
+		nats.ReconnectBufSize(-1),
 		nats.CustomInboxPrefix(buspolicy.InboxPrefix(name)),
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
 			log.Error("nats", "service", name, "err", err)

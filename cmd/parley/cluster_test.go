@@ -150,14 +150,6 @@ func startClusterRig(t *testing.T, chats, privacies int) *clusterRig {
 		opts := append(busOptions(user, log), nats.UserInfo(user, passwords[user]))
 		return r.cluster.Connect(t, node%natstest.ClusterSize, opts...)
 	}
-	keys := func(nc *nats.Conn) *personkey.Cache {
-		c, err := personkey.NewCacheSize(nc, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = c.Close() })
-		return c
-	}
 	adminNC := r.cluster.Connect(t, 0, nats.UserInfo(buspolicy.Admin, passwords[buspolicy.Admin]))
 	streams := stream.Options{Replicas: natstest.ClusterSize}
 	if _, err := applyStreams(t.Context(), adminNC, streams); err != nil {
@@ -167,19 +159,6 @@ func startClusterRig(t *testing.T, chats, privacies int) *clusterRig {
 		t.Fatal(err)
 	}
 
-	kek, err := privacy.ParseKEK(strings.Repeat("ab", 32))
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, auditKey, err := ed25519.GenerateKey(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, signingKey, err := ed25519.GenerateKey(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.signer = auth.NewSigner(signingKey)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -187,39 +166,9 @@ func startClusterRig(t *testing.T, chats, privacies int) *clusterRig {
 	t.Cleanup(func() { _ = ln.Close() })
 	r.base = "http://" + ln.Addr().String()
 
-	// Every connection is made before the services start, so that the
-	// services stop (cleanups run last first) before their connections
-	// close.
-	var runs []func(context.Context) error
-	var names []string
-	for i := range privacies {
-		nc, name := connect(buspolicy.Privacy, i+2), fmt.Sprintf("privacy-%d", i)
-		names, runs = append(names, name), append(runs, func(ctx context.Context) error {
-			return privacy.Run(ctx, privacy.Deps{NC: nc, Log: log.With("service", name), KEK: kek, AuditKey: auditKey, Streams: streams})
-		})
-	}
-	for i := range chats {
-		nc, name := connect(buspolicy.Chat, i+1), fmt.Sprintf("chat-%d", i)
-		k := keys(nc)
-		names, runs = append(names, name), append(runs, func(ctx context.Context) error {
-			return chat.Run(ctx, chat.Deps{NC: nc, Log: log.With("service", name), Keys: k, Streams: streams})
-		})
-	}
-	gatewayNC := connect(buspolicy.Gateway, 0)
-	gatewayKeys := keys(gatewayNC)
-	names, runs = append(names, "gateway"), append(runs, func(ctx context.Context) error {
-		return gateway.Run(ctx, gateway.Deps{
-			NC: gatewayNC, Log: log.With("service", "gateway"), Listener: ln,
-			Signer: r.signer, Verifier: auth.NewVerifier(signingKey.Public().(ed25519.PublicKey)),
-			Keys: gatewayKeys, DefaultTenant: clusterTenant, RateLimit: -1, Streams: streams,
-		})
-	})
-
-	ended := make(chan string, len(runs))
-	svcs := make([]*service, len(runs))
-	for i, run := range runs {
-		svcs[i] = startService(names[i], run, ended)
-	}
+	rs := newRigServices(t, log, connect, streams, privacies, chats, []net.Listener{ln})
+	r.signer = rs.signer
+	svcs, ended := rs.start()
 	r.chats = svcs[privacies : privacies+chats]
 	t.Cleanup(func() {
 		if err := stopInOrder(svcs[len(svcs)-1:], svcs[:len(svcs)-1]); err != nil {
@@ -246,6 +195,84 @@ func startClusterRig(t *testing.T, chats, privacies int) *clusterRig {
 	})
 	t.Logf("cluster and services ready in %v", time.Since(start).Round(time.Millisecond))
 	return r
+}
+
+// rigServices are the instances of a rig, ready to start: privacy and
+// chat instances and a gateway on each listener, with keys of their own.
+// Instance i of a service is connected by connect to node i+2 (privacy),
+// i+1 (chat) or i (gateway), so that the instances of a service are on
+// different nodes. Every connection is made here, before any service
+// starts, so that the services stop (cleanups run last first) before their
+// connections close.
+type rigServices struct {
+	signer  *auth.Signer
+	names   []string
+	runs    []func(context.Context) error
+	chatNCs []*nats.Conn
+}
+
+func newRigServices(t *testing.T, log *slog.Logger, connect func(user string, node int) *nats.Conn, streams stream.Options, privacies, chats int, listeners []net.Listener) *rigServices {
+	t.Helper()
+	keys := func(nc *nats.Conn) *personkey.Cache {
+		c, err := personkey.NewCacheSize(nc, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = c.Close() })
+		return c
+	}
+	kek, err := privacy.ParseKEK(strings.Repeat("ab", 32))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, auditKey, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, signingKey, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs := &rigServices{signer: auth.NewSigner(signingKey)}
+	add := func(name string, run func(context.Context) error) {
+		rs.names, rs.runs = append(rs.names, name), append(rs.runs, run)
+	}
+	for i := range privacies {
+		nc, name := connect(buspolicy.Privacy, i+2), fmt.Sprintf("privacy-%d", i)
+		add(name, func(ctx context.Context) error {
+			return privacy.Run(ctx, privacy.Deps{NC: nc, Log: log.With("service", name), KEK: kek, AuditKey: auditKey, Streams: streams})
+		})
+	}
+	for i := range chats {
+		nc, name := connect(buspolicy.Chat, i+1), fmt.Sprintf("chat-%d", i)
+		k := keys(nc)
+		rs.chatNCs = append(rs.chatNCs, nc)
+		add(name, func(ctx context.Context) error {
+			return chat.Run(ctx, chat.Deps{NC: nc, Log: log.With("service", name), Keys: k, Streams: streams})
+		})
+	}
+	for i, ln := range listeners {
+		nc, name := connect(buspolicy.Gateway, i), fmt.Sprintf("gateway-%d", i)
+		k := keys(nc)
+		add(name, func(ctx context.Context) error {
+			return gateway.Run(ctx, gateway.Deps{
+				NC: nc, Log: log.With("service", name), Listener: ln,
+				Signer: rs.signer, Verifier: auth.NewVerifier(signingKey.Public().(ed25519.PublicKey)),
+				Keys: k, DefaultTenant: clusterTenant, RateLimit: -1, Streams: streams,
+			})
+		})
+	}
+	return rs
+}
+
+// start starts every instance, in the order privacy, chat, gateway;
+// ended hears the name of each that returns.
+func (rs *rigServices) start() (svcs []*service, ended <-chan string) {
+	c := make(chan string, len(rs.runs))
+	for i, run := range rs.runs {
+		svcs = append(svcs, startService(rs.names[i], run, c))
+	}
+	return svcs, c
 }
 
 // subscribers returns, for each connection of the bus user across the

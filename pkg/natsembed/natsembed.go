@@ -85,6 +85,18 @@ func MutualTLS(certFile, keyFile, caFile string) (*tls.Config, error) {
 	return c, nil
 }
 
+// The pings on a cluster's routes, as in the production configuration
+// (deploy/k8s/overlays/production/topology.conf). nats-server pings a
+// route every 30 seconds at most and gives up after two pings unanswered:
+// for a minute and more, the other servers then go on routing requests to
+// the queue subscriptions a frozen server held, which its clients have
+// long taken elsewhere, and those requests are lost. With these a frozen
+// server's routes close within seconds.
+const (
+	RoutePingInterval = time.Second
+	RouteMaxPingsOut  = 3
+)
+
 // Server is a running embedded NATS server.
 type Server struct {
 	*server.Server
@@ -126,7 +138,8 @@ func Start(o Options) (*Server, error) {
 		opts.TLSConfig, opts.TLSTimeout = o.TLS, tlsTimeout
 	}
 	if c := o.Cluster; c != nil {
-		opts.Cluster = server.ClusterOpts{Name: c.Name, Host: host, Port: c.Port}
+		opts.Cluster = server.ClusterOpts{Name: c.Name, Host: host, Port: c.Port,
+			PingInterval: RoutePingInterval, MaxPingsOut: RouteMaxPingsOut}
 		if opts.Cluster.Name == "" {
 			opts.Cluster.Name = "parley"
 		}

@@ -21,6 +21,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"time"
 
 	jsonv1 "github.com/go-json-experiment/json/v1"
@@ -94,7 +95,8 @@ var transientJS = []jetstream.ErrorCode{
 
 // Unavailable reports whether err means the bus could not serve a request
 // for now, so that the same request may well succeed in a moment: no
-// responder, a timeout, a connection closed or draining, a stream without a
+// responder, a timeout, a connection closed, draining or reconnecting (a
+// connection without a reconnect buffer refuses to send then), a stream without a
 // leader (no response from the stream, JetStream answering 503 such as
 // "JetStream system temporarily unavailable", or a stream offline or
 // between leaders).
@@ -103,6 +105,7 @@ func Unavailable(err error) bool {
 	switch {
 	case errors.Is(err, nats.ErrNoResponders), errors.Is(err, nats.ErrTimeout), errors.Is(err, context.DeadlineExceeded),
 		errors.Is(err, nats.ErrConnectionClosed), errors.Is(err, nats.ErrConnectionDraining), errors.Is(err, nats.ErrNoServers),
+		errors.Is(err, nats.ErrReconnectBufExceeded), errors.Is(err, nats.ErrDisconnected), errors.Is(err, nats.ErrStaleConnection),
 		errors.Is(err, jetstream.ErrNoStreamResponse), errors.Is(err, jetstream.ErrConsumerLeadershipChanged):
 		return true
 	case errors.As(err, &apiErr):
@@ -111,8 +114,30 @@ func Unavailable(err error) bool {
 	return false
 }
 
-// DefaultTimeout bounds a Call or a Ping whose context has no deadline.
+// DefaultTimeout bounds a Call or a Ping whose context has no deadline, and
+// a request served without a DeadlineHeader.
 const DefaultTimeout = 5 * time.Second
+
+// DeadlineHeader carries the time by which a request must be served, in
+// Unix milliseconds. Call and Ping set it from their context; Serve runs
+// the handler with it as its context's deadline and answers a request that
+// arrives after it CodeUnavailable without calling the handler. A request
+// delayed on its way (held by a frozen server, say) is thus never acted on
+// after its caller gave up and answered 503. It is a point in time, not a
+// duration, so that time spent on the way counts: the services' clocks
+// must agree (NTP) to well within replyMargin.
+const DeadlineHeader = "Parley-Deadline"
+
+// maxReplyMargin bounds replyMargin.
+const maxReplyMargin = 500 * time.Millisecond
+
+// replyMargin is how long before the caller's own deadline the server's
+// falls: a quarter of the time the call has, at most maxReplyMargin. It
+// leaves room for the answer to come back, so that when the server stops
+// at its deadline its caller, still waiting, hears why.
+func replyMargin(left time.Duration) time.Duration {
+	return min(left/4, maxReplyMargin)
+}
 
 // Request is what a caller sends: the principal acting, and the call's
 // arguments.
@@ -200,15 +225,19 @@ func Call(ctx context.Context, nc *nats.Conn, subject string, req, resp any) err
 	return err
 }
 
-// request sends m, bounded by DefaultTimeout when ctx has no deadline, and
-// decodes the reply into resp (which may be nil); an error reply comes
-// back as *Error.
+// request sends m, bounded by DefaultTimeout when ctx has no deadline,
+// with the deadline its server must keep (DeadlineHeader), and decodes the
+// reply into resp (which may be nil); an error reply comes back as *Error.
 func request(ctx context.Context, nc *nats.Conn, m *nats.Msg, resp any) error {
-	if _, ok := ctx.Deadline(); !ok {
+	deadline, ok := ctx.Deadline()
+	if !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, DefaultTimeout)
 		defer cancel()
+		deadline, _ = ctx.Deadline()
 	}
+	serveBy := deadline.Add(-replyMargin(time.Until(deadline)))
+	m.Header.Set(DeadlineHeader, strconv.FormatInt(serveBy.UnixMilli(), 10))
 	r, err := nc.RequestMsgWithContext(ctx, m)
 	if err != nil {
 		return err

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -96,6 +97,8 @@ func TestUnavailable(t *testing.T) {
 		{"timeout", nats.ErrTimeout, true},
 		{"deadline", context.DeadlineExceeded, true},
 		{"connection closed", nats.ErrConnectionClosed, true},
+		{"reconnecting, nothing buffered", fmt.Errorf("call: %w", nats.ErrReconnectBufExceeded), true},
+		{"stale connection", nats.ErrStaleConnection, true},
 		{"no response from the stream", fmt.Errorf("append: %w", jetstream.ErrNoStreamResponse), true},
 		{"JetStream temporarily unavailable", &jetstream.APIError{Code: 503, ErrorCode: 10008}, true},
 		{"JetStream not enabled", jetstream.ErrJetStreamNotEnabled, true},
@@ -116,6 +119,113 @@ func TestUnavailable(t *testing.T) {
 			}
 			if got := rpc.CodeOf(tt.give); got != wantCode {
 				t.Errorf("CodeOf(%v) = %v, want %v", tt.give, got, wantCode)
+			}
+		})
+	}
+}
+
+// TestDeadlineTravels checks that a request carries its deadline and its
+// server keeps it: the handler's context ends at the deadline the caller
+// sent, a request that arrives after it is answered unavailable without
+// the handler being called (its caller gave up and answered 503: acting on
+// it now would store what was refused), and one without a deadline gets
+// DefaultTimeout.
+func TestDeadlineTravels(t *testing.T) {
+	s := natstest.Start(t, "")
+	nc, _ := natstest.Connect(t, s)
+	var (
+		calls    atomic.Int64
+		deadline atomic.Pointer[time.Time]
+	)
+	serve(t, nc, nil, rpc.Group{Routes: []rpc.Route{{Subject: "test.deadline", Handler: rpc.Handle(func(ctx context.Context, a echoArgs) (echoArgs, error) {
+		calls.Add(1)
+		d, ok := ctx.Deadline()
+		if !ok {
+			return a, errors.New("no deadline")
+		}
+		deadline.Store(&d)
+		return a, nil
+	})}}})
+	body, err := json.Marshal(echoArgs{Text: "hi"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// raw sends a request with header value h (none when empty), as a
+	// caller that is not rpc.Call, or a request held on its way, arrives.
+	raw := func(h string) error {
+		m := nats.NewMsg("test.deadline")
+		m.Data = body
+		if h != "" {
+			m.Header.Set(rpc.DeadlineHeader, h)
+		}
+		r, err := nc.RequestMsg(m, rpc.DefaultTimeout)
+		if err != nil {
+			return err
+		}
+		if code := r.Header.Get(micro.ErrorCodeHeader); code != "" {
+			return &rpc.Error{Code: rpc.Code(code), Message: r.Header.Get(micro.ErrorHeader)}
+		}
+		return nil
+	}
+	ms := func(t time.Time) string { return strconv.FormatInt(t.UnixMilli(), 10) }
+
+	tests := []struct {
+		name string
+		send func() error
+		// wantCode is the code answered, "" for a result; wantFrom and
+		// wantTo bound the handler's deadline, when it is called.
+		wantCode         rpc.Code
+		wantFrom, wantTo func(sent time.Time) time.Time
+	}{
+		{
+			name: "call: the server's deadline leaves room for the reply",
+			send: func() error {
+				ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+				defer cancel()
+				return rpc.Call(ctx, nc, "test.deadline", echoArgs{Text: "hi"}, nil)
+			},
+			// 2 s less a quarter, at most 500 ms, in whole milliseconds.
+			wantFrom: func(sent time.Time) time.Time { return sent.Add(1500*time.Millisecond - time.Millisecond) },
+			wantTo:   func(sent time.Time) time.Time { return sent.Add(1500*time.Millisecond + 50*time.Millisecond) },
+		},
+		{
+			name:     "deadline passed on the way: not acted on",
+			send:     func() error { return raw(ms(time.Now().Add(-time.Millisecond))) },
+			wantCode: rpc.CodeUnavailable,
+		},
+		{
+			name:     "malformed deadline",
+			send:     func() error { return raw("soon") },
+			wantCode: rpc.CodeInvalid,
+		},
+		{
+			name:     "no deadline: DefaultTimeout from its arrival",
+			send:     func() error { return raw("") },
+			wantFrom: func(sent time.Time) time.Time { return sent.Add(rpc.DefaultTimeout) },
+			wantTo:   func(sent time.Time) time.Time { return time.Now().Add(rpc.DefaultTimeout) },
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before := calls.Load()
+			deadline.Store(nil)
+			sent := time.Now()
+			err := tt.send()
+			if tt.wantCode != "" {
+				if code := rpc.CodeOf(err); code != tt.wantCode {
+					t.Errorf("request code = %v (%v), want %v", code, err, tt.wantCode)
+				}
+				if n := calls.Load() - before; n != 0 {
+					t.Errorf("handler called %d times, want none", n)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("request = %v, want a result", err)
+			}
+			got := *deadline.Load()
+			if from, to := tt.wantFrom(sent), tt.wantTo(sent); got.Before(from) || got.After(to) {
+				t.Errorf("handler's deadline = %v after sending, want between %v and %v", got.Sub(sent), from.Sub(sent), to.Sub(sent))
 			}
 		})
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -74,7 +75,9 @@ type Served struct {
 
 // Serve puts svc on nc: each route an endpoint of its group, served in
 // queue group svc.Queue, so instances of a service share the load. Each
-// request runs in its own goroutine with a context cancelled when ctx is.
+// request runs in its own goroutine with a context cancelled when ctx is
+// and at the request's deadline (DeadlineHeader); a request that arrives
+// after its deadline is answered CodeUnavailable, its handler not called.
 // Internal errors are logged here, once. A ping (see Ping) is answered
 // with svc.Health's error without calling a handler. Serve flushes, so
 // that the server has every subscription before the caller says it is
@@ -165,14 +168,39 @@ func (s *Served) handler(ctx context.Context, health *Health, internal bool, r R
 				res any
 				err error
 			)
-			if req.Headers().Get(pingHeader) != "" {
+			deadline, err := deadlineOf(req.Headers(), begin)
+			switch {
+			case err != nil:
+			case !begin.Before(deadline):
+				err = errLate
+			case req.Headers().Get(pingHeader) != "":
 				err = health.Err()
-			} else {
-				res, err = r.Handler(ctx, req.Data())
+			default:
+				hctx, cancel := context.WithDeadline(ctx, deadline)
+				res, err = r.Handler(hctx, req.Data())
+				cancel()
 			}
 			s.respond(r.Subject, req, res, err, st, begin)
 		})
 	})
+}
+
+// errLate answers a request that arrived after its deadline: its caller
+// has given up, or is about to, and takes it as not done.
+var errLate = Errorf(CodeUnavailable, "the request arrived after its deadline")
+
+// deadlineOf returns the deadline of a request received at now: its
+// DeadlineHeader, else DefaultTimeout from now.
+func deadlineOf(h micro.Headers, now time.Time) (time.Time, error) {
+	v := h.Get(DeadlineHeader)
+	if v == "" {
+		return now.Add(DefaultTimeout), nil
+	}
+	ms, err := strconv.ParseInt(v, 10, 64)
+	if err != nil {
+		return time.Time{}, Errorf(CodeInvalid, "malformed %s header", DeadlineHeader)
+	}
+	return time.UnixMilli(ms), nil
 }
 
 // respond answers req with res, or with err in micro's error headers and

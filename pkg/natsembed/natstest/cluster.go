@@ -84,7 +84,7 @@ const startTries = 3
 // start starts the nodes, each in a new store.
 func (c *Cluster) start(t testing.TB, o ClusterOptions) error {
 	c.Nodes = nil
-	ports, err := freePorts(ClusterSize)
+	ports, err := FreePorts(ClusterSize)
 	if err != nil {
 		return err
 	}
@@ -111,8 +111,9 @@ func (c *Cluster) start(t testing.TB, o ClusterOptions) error {
 
 const loopback = "127.0.0.1"
 
-// freePorts returns n distinct loopback ports that were free a moment ago.
-func freePorts(n int) ([]int, error) {
+// FreePorts returns n distinct loopback ports that were free a moment ago:
+// for servers that must know each other's ports before they start.
+func FreePorts(n int) ([]int, error) {
 	ports := make([]int, 0, n)
 	for range n {
 		ln, err := net.Listen("tcp", net.JoinHostPort(loopback, "0"))

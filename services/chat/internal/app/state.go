@@ -428,11 +428,17 @@ func (s *Service) load(ctx context.Context, tenant, visitor, id string) (*entry,
 // catchUp applies the events of conversation id of tenant that e is
 // missing from the event store.
 func (s *Service) catchUp(ctx context.Context, e *entry, tenant, id string) error {
+	_, err := s.caughtUp(ctx, e, tenant, id)
+	return err
+}
+
+// caughtUp is catchUp, returning the records it applied.
+func (s *Service) caughtUp(ctx context.Context, e *entry, tenant, id string) ([]Record, error) {
 	rs, err := s.events.Load(ctx, tenant, id, e.version())
 	if err != nil {
-		return err
+		return nil, err
 	}
-	return s.applyAll(ctx, e, rs)
+	return rs, s.applyAll(ctx, e, rs)
 }
 
 // Project applies an event read from the stream to the read models, and

@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"errors"
+	"slices"
 
 	"github.com/parley-chat/parley/pkg/auth"
 	"github.com/parley-chat/parley/pkg/event"
@@ -47,6 +48,10 @@ func (s *Service) updateKeyed(ctx context.Context, p auth.Principal, id string, 
 
 	var keys *personkey.Keys
 	current := false // whether the state was read from the store in this command
+	// tried are the ids the event of a request without a key was
+	// appended with, one per try (see landed); one with a key finds its
+	// event by the key (prior).
+	var tried []string
 	for try := 1; ; try++ {
 		c := e.snapshot()
 		prior, ok, err := s.prior(ctx, e, k.hash)
@@ -80,7 +85,11 @@ func (s *Service) updateKeyed(ctx context.Context, p auth.Principal, id string, 
 			}
 			keys = &k
 		}
-		appended, err := s.appendAll(ctx, e, keys, &c, changes, k)
+		lastID := k.id("event")
+		if k.hash == "" {
+			tried = append(tried, lastID)
+		}
+		appended, err := s.appendAll(ctx, e, keys, &c, changes, k, lastID)
 		s.state.track(e)
 		if errors.Is(err, ErrDuplicateID) && k.hash != "" {
 			return c, appended, ErrKeyReused
@@ -93,27 +102,50 @@ func (s *Service) updateKeyed(ctx context.Context, p auth.Principal, id string, 
 			// check doing its work, not a race (see find).
 			s.onConflict()
 		}
-		if try == MaxTries {
-			return c, nil, ErrContended
-		}
-		if err := s.catchUp(ctx, e, c.Tenant, c.ID); err != nil {
+		r, ok, err := s.landed(ctx, e, c.Tenant, c.ID, tried)
+		switch {
+		case err != nil:
 			return c, nil, err
+		case ok:
+			return e.snapshot(), append(appended, r), nil
+		case try == MaxTries:
+			return c, nil, ErrContended
 		}
 		current = true
 	}
 }
 
+// landed catches e up with the store after an append refused as stale,
+// and returns the record of the event caught up with whose id is one of
+// tried, if any. An append can be stored and still answered as refused: its
+// acknowledgement lost while the stream changed leaders, the client's
+// resend is refused for the version the first one took (or, replicated,
+// for an append of the same id still in process). Deciding again would
+// store the message twice.
+func (s *Service) landed(ctx context.Context, e *entry, tenant, id string, tried []string) (Record, bool, error) {
+	rs, err := s.caughtUp(ctx, e, tenant, id)
+	if err != nil {
+		return Record{}, false, err
+	}
+	for _, r := range rs {
+		if slices.Contains(tried, r.Event.ID) {
+			return r, true, nil
+		}
+	}
+	return Record{}, false, nil
+}
+
 // appendAll appends changes to c one by one, each expecting the version the
 // previous one left, and applies each to e as soon as it is stored, so the
 // instance reads its own writes. The last change, the one the request is
-// about, is stored with idempotency k.
-func (s *Service) appendAll(ctx context.Context, e *entry, keys *personkey.Keys, c *conversation.Conversation, changes []conversation.Change, k idempotency) ([]Record, error) {
+// about, is stored with idempotency k and id lastID.
+func (s *Service) appendAll(ctx context.Context, e *entry, keys *personkey.Keys, c *conversation.Conversation, changes []conversation.Change, k idempotency, lastID string) ([]Record, error) {
 	out := make([]Record, 0, len(changes))
 	for i, ch := range changes {
 		last := i == len(changes)-1
 		id := event.NewID()
 		if last {
-			id = k.id("event")
+			id = lastID
 		}
 		at := s.now()
 		c.Stamp(ch, at)

@@ -1,0 +1,800 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"maps"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"os/signal"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/parley-chat/parley/pkg/analyticsapi"
+	"github.com/parley-chat/parley/pkg/auth"
+	"github.com/parley-chat/parley/pkg/buspolicy"
+	"github.com/parley-chat/parley/pkg/chatapi"
+	"github.com/parley-chat/parley/pkg/natsembed"
+	"github.com/parley-chat/parley/pkg/natsembed/natstest"
+	"github.com/parley-chat/parley/pkg/privacyapi"
+	"github.com/parley-chat/parley/pkg/stream"
+)
+
+// The load of TestFaults: faultConversations writers, each posting to its
+// own conversation, its visitor and an agent in turn, through the two
+// gateways in turn, pausing faultPace between posts.
+const (
+	faultConversations = 8
+	faultPace          = 250 * time.Millisecond
+	// faultResumeRun is how many posts in a row each gateway must answer
+	// 201, all sent after a fault, for posting to count as resumed.
+	faultResumeRun = 10
+	// faultWithin bounds every wait of the test, posting resuming after
+	// a fault included: generous for a loaded machine. How fast posting
+	// resumes is a figure the test prints, not something it asserts.
+	faultWithin = 60 * time.Second
+)
+
+// TestFaults runs Parley as a production cluster does, on loopback: three
+// NATS servers, each a process of its own (the test binary as
+// TestNATSNodeProcess) so that one can be killed or frozen, every stream
+// on all three with every write synced before it is acknowledged; two
+// gateways, two chat and two privacy instances, each connected with the
+// services' own connection options (busOptions) to a server of its own
+// first. Writers post through both gateways and record every answer while
+// the test kills the server leading CHAT (and restarts it), freezes the
+// server then leading CHAT (SIGSTOP, then SIGCONT), and kills a chat
+// instance, its bus connection closed with requests in flight.
+//
+// After each of these, and after the restart and the thaw, posting must
+// resume within faultWithin; the time it took is printed (BENCHMARKS.md,
+// "Failover"). Afterwards every post
+// answered 201 must be in its conversation's transcript exactly once, in
+// the order it was answered; no post answered 503 may have been stored
+// after its answer; and the facts in ANALYTICS must count each
+// conversation's messages exactly once (the analytics service, which
+// needs ClickHouse, does not run here: the facts are read from the
+// stream it consumes).
+func TestFaults(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a fault run takes minutes")
+	}
+	loadBefore := loadAverage()
+	r := startFaultRig(t)
+	r.startLoad(t)
+	r.waitResumed(t, "warm-up", r.started)
+
+	killed := r.nodes[r.streamLeader(t, stream.Chat)]
+	r.fault(t, fmt.Sprintf("NATS %s (leading CHAT) killed", killed.cfg.Name), func() { killed.kill(t) })
+	r.fault(t, fmt.Sprintf("NATS %s restarted", killed.cfg.Name), func() { killed.start(t) })
+	r.waitCurrent(t)
+
+	frozen := r.nodes[r.streamLeader(t, stream.Chat)]
+	r.fault(t, fmt.Sprintf("NATS %s (leading CHAT) frozen", frozen.cfg.Name), func() { frozen.signal(t, syscall.SIGSTOP) })
+	r.fault(t, fmt.Sprintf("NATS %s thawed", frozen.cfg.Name), func() { frozen.signal(t, syscall.SIGCONT) })
+	r.waitCurrent(t)
+
+	r.fault(t, "chat-1 killed", r.killChat)
+	r.stopLoad()
+
+	out := r.check(t)
+	for _, f := range r.faults {
+		t.Logf("%s: %s", f.name, r.resume(f))
+	}
+	t.Logf("%d posts answered 201, refused %v, %d answered 503 but stored before their answer; load average before %s, after %s",
+		out.acknowledged, out.refused, out.storedBefore503, loadBefore, loadAverage())
+}
+
+// natsNodeEnv makes the test binary a NATS server, TestNATSNodeProcess,
+// instead of running tests: its value is the server's natsNodeConfig, as
+// JSON.
+const natsNodeEnv = "PARLEY_TEST_NATS_NODE"
+
+// natsNodeConfig is a NATS server of TestFaults' cluster.
+type natsNodeConfig struct {
+	Name        string
+	Port        int
+	ClusterPort int
+	// Routes are every node's route URL, this one's included.
+	Routes   []string
+	StoreDir string
+	// Passwords are the bus users' (buspolicy.Users).
+	Passwords map[string]string
+}
+
+// TestNATSNodeProcess is a NATS server of TestFaults' cluster when the
+// test binary is started by natsNode.start: JetStream syncing every write
+// before it is acknowledged, the services' users, routes to the other
+// nodes. It runs until SIGTERM, or SIGKILL.
+func TestNATSNodeProcess(t *testing.T) {
+	raw, ok := os.LookupEnv(natsNodeEnv)
+	if !ok {
+		t.Skip("runs only as a process started by natsNode.start")
+	}
+	err := runNATSNode(raw)
+	os.Exit(exitStatus(err, os.Stderr))
+}
+
+func runNATSNode(raw string) error {
+	var cfg natsNodeConfig
+	if err := json.Unmarshal([]byte(raw), &cfg); err != nil {
+		return err
+	}
+	users, err := buspolicy.Users(cfg.Passwords)
+	if err != nil {
+		return err
+	}
+	routes := make([]*url.URL, len(cfg.Routes))
+	for i, r := range cfg.Routes {
+		if routes[i], err = url.Parse(r); err != nil {
+			return err
+		}
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	s, err := natsembed.Start(natsembed.Options{
+		Port: cfg.Port, StoreDir: cfg.StoreDir, SyncAlways: true, Users: users, Name: cfg.Name,
+		Cluster: &natsembed.Cluster{Port: cfg.ClusterPort, Routes: routes},
+	})
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	fmt.Println(natsNodeReady)
+	<-ctx.Done()
+	return nil
+}
+
+// natsNodeReady is the line a node prints once it takes connections.
+const natsNodeReady = "nats node ready"
+
+// natsNode is a NATS server of TestFaults' cluster, in a process of its own.
+type natsNode struct {
+	cfg    natsNodeConfig
+	cmd    *exec.Cmd // nil while not running
+	stderr syncBuffer
+}
+
+func (n *natsNode) url() string {
+	return "nats://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(n.cfg.Port))
+}
+
+// start runs the node, on its store of any earlier run, and returns once
+// it takes connections. It is killed when the test ends.
+func (n *natsNode) start(t *testing.T) {
+	t.Helper()
+	cfg, err := json.Marshal(n.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestNATSNodeProcess$")
+	// The passwords go by the environment, never by arguments.
+	cmd.Env = append(os.Environ(), natsNodeEnv+"="+string(cfg))
+	cmd.Stderr = &n.stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	n.cmd = cmd
+	ready := make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			if sc.Text() == natsNodeReady {
+				close(ready)
+				break
+			}
+		}
+		_, _ = io.Copy(io.Discard, stdout)
+	}()
+	select {
+	case <-ready:
+	case <-time.After(faultWithin):
+		t.Fatalf("NATS %s did not start within %v:\n%s", n.cfg.Name, faultWithin, n.stderr.String())
+	}
+}
+
+// signal sends sig to the node's process.
+func (n *natsNode) signal(t *testing.T, sig os.Signal) {
+	t.Helper()
+	if err := n.cmd.Process.Signal(sig); err != nil {
+		t.Fatalf("signal NATS %s: %v", n.cfg.Name, err)
+	}
+}
+
+// kill ends the node with SIGKILL, frozen or not, and waits for it.
+func (n *natsNode) kill(t *testing.T) {
+	t.Helper()
+	if n.cmd == nil {
+		return
+	}
+	if err := n.cmd.Process.Kill(); err != nil {
+		t.Errorf("kill NATS %s: %v", n.cfg.Name, err)
+	}
+	_ = n.cmd.Wait() // killed: its status says so
+	n.cmd = nil
+}
+
+// faultRig is Parley on three NATS processes, with writers recording
+// every post's answer.
+type faultRig struct {
+	nodes    []*natsNode
+	admin    jetstream.JetStream
+	gateways []*clusterRig // one per gateway, for its HTTP calls
+	signer   *auth.Signer
+	chats    []*service
+	chatNCs  []*nats.Conn
+	logs     *syncBuffer
+	started  time.Time
+
+	convs   []*faultConversation
+	stop    chan struct{}
+	writers sync.WaitGroup
+
+	mu     sync.Mutex
+	posts  []postRecord
+	readyz []readyzRecord
+	faults []faultRecord
+}
+
+// faultConversation is one writer's conversation and its principals.
+type faultConversation struct {
+	id             string
+	visitor, agent string
+}
+
+// postRecord is one post and its answer.
+type postRecord struct {
+	conv     int
+	gateway  int
+	text     string
+	sent     time.Time
+	answered time.Time
+	// status is the answer's, 0 when none came (a timeout, a dropped
+	// connection).
+	status int
+	res    chatapi.PostResult
+}
+
+// readyzRecord is one answer of a gateway's /readyz.
+type readyzRecord struct {
+	gateway int
+	at      time.Time
+	status  int
+}
+
+// faultRecord is a fault: when it happened and when posting had resumed.
+type faultRecord struct {
+	name    string
+	at      time.Time
+	resumed time.Time
+}
+
+func startFaultRig(t *testing.T) *faultRig {
+	t.Helper()
+	start := time.Now()
+	passwords := map[string]string{}
+	for _, u := range append(buspolicy.Services(), buspolicy.Admin) {
+		passwords[u] = rand.Text()
+	}
+	ports, err := natstest.FreePorts(2 * natstest.ClusterSize)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var routes []string
+	for i := range natstest.ClusterSize {
+		routes = append(routes, "nats-route://"+net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[natstest.ClusterSize+i])))
+	}
+	r := &faultRig{logs: &syncBuffer{}, stop: make(chan struct{})}
+	for i := range natstest.ClusterSize {
+		r.nodes = append(r.nodes, &natsNode{cfg: natsNodeConfig{
+			Name: fmt.Sprintf("node-%d", i), Port: ports[i], ClusterPort: ports[natstest.ClusterSize+i],
+			Routes: routes, StoreDir: t.TempDir(), Passwords: passwords,
+		}})
+	}
+	t.Cleanup(func() {
+		for _, n := range r.nodes {
+			n.kill(t)
+		}
+	})
+	for _, n := range r.nodes {
+		n.start(t)
+	}
+	log := slog.New(slog.NewJSONHandler(r.logs, nil))
+	t.Cleanup(func() {
+		if t.Failed() {
+			(&clusterRig{logs: r.logs}).logErrors(t)
+		}
+	})
+	// connect connects user to node first, to the others when it goes.
+	connect := func(user string, node int) *nats.Conn {
+		urls := make([]string, 0, len(r.nodes))
+		for i := range r.nodes {
+			urls = append(urls, r.nodes[(node+i)%len(r.nodes)].url())
+		}
+		opts := append(busOptions(user, log), nats.DontRandomize(), nats.UserInfo(user, passwords[user]))
+		nc, err := nats.Connect(strings.Join(urls, ","), opts...)
+		if err != nil {
+			t.Fatalf("connect %s to %s: %v", user, r.nodes[node].cfg.Name, err)
+		}
+		t.Cleanup(nc.Close)
+		return nc
+	}
+	adminNC := connect(buspolicy.Admin, 0)
+	streams := stream.Options{Replicas: natstest.ClusterSize}
+	natstest.Eventually(t, faultWithin, "streams applied, R3", func() error {
+		_, err := applyStreams(t.Context(), adminNC, streams)
+		return err
+	})
+	if r.admin, err = jetstream.New(adminNC); err != nil {
+		t.Fatal(err)
+	}
+
+	client := &http.Client{Timeout: faultWithin, Transport: &http.Transport{MaxIdleConnsPerHost: 2 * faultConversations}}
+	t.Cleanup(client.CloseIdleConnections)
+
+	var listeners []net.Listener
+	for range 2 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = ln.Close() })
+		listeners = append(listeners, ln)
+	}
+	rs := newRigServices(t, log, connect, streams, 2, 2, listeners)
+	r.signer, r.chatNCs = rs.signer, rs.chatNCs
+	for _, ln := range listeners {
+		r.gateways = append(r.gateways, &clusterRig{admin: r.admin, base: "http://" + ln.Addr().String(), signer: r.signer, logs: r.logs, client: client})
+	}
+	svcs, ended := rs.start()
+	r.chats = svcs[2:4]
+	t.Cleanup(func() {
+		// chat-1 is killed on purpose: its end is no error.
+		if err := stopInOrder(svcs[4:], svcs[:3]); err != nil {
+			t.Errorf("stop the services: %v", err)
+		}
+		r.chats[1].cancel()
+		<-r.chats[1].done
+	})
+	natstest.Eventually(t, faultWithin, "every instance serving", func() error {
+		select {
+		case name := <-ended:
+			t.Fatalf("%s stopped before it served", name)
+		default:
+		}
+		for _, svc := range []string{chatapi.Service, privacyapi.Service} {
+			if n := microInstances(adminNC, svc); n != 2 {
+				return fmt.Errorf("%d instances of %s answer, want 2", n, svc)
+			}
+		}
+		for _, g := range r.gateways {
+			if status, err := g.do(http.MethodGet, "/readyz", "", nil, nil); err != nil || status != http.StatusOK {
+				return fmt.Errorf("GET %s/readyz = %d, %v", g.base, status, err)
+			}
+		}
+		return nil
+	})
+	r.openConversations(t)
+	t.Logf("cluster, services and %d conversations ready in %v", faultConversations, time.Since(start).Round(time.Millisecond))
+	return r
+}
+
+// microInstances counts the instances of a micro service that answer a
+// ping within a moment.
+func microInstances(nc *nats.Conn, service string) int {
+	inbox := nc.NewRespInbox()
+	sub, err := nc.SubscribeSync(inbox)
+	if err != nil {
+		return 0
+	}
+	defer sub.Unsubscribe()
+	if err := nc.PublishRequest("$SRV.PING."+service, inbox, nil); err != nil {
+		return 0
+	}
+	n := 0
+	for {
+		if _, err := sub.NextMsg(500 * time.Millisecond); err != nil {
+			return n
+		}
+		n++
+	}
+}
+
+// openConversations lifts the tenant's pace of messages (the writers post
+// faster than a person) and opens each writer's conversation.
+func (r *faultRig) openConversations(t *testing.T) {
+	t.Helper()
+	g := r.gateways[0]
+	admin, err := r.signer.Issue(auth.Principal{Tenant: clusterTenant, ID: "ada", Role: auth.RoleAdmin}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	settings := map[string]any{"retention_days": 365, "collect_network_data": false, "messages_per_conversation_per_minute": 100_000}
+	if status, err := g.do(http.MethodPut, "/v1/settings", admin, settings, nil); err != nil || status != http.StatusOK {
+		t.Fatalf("PUT /v1/settings = %d, %v", status, err)
+	}
+	for i := range faultConversations {
+		c := &faultConversation{}
+		_, c.visitor = newVisitor(t, r.gateways[i%2].base, clusterTenant)
+		if c.agent, err = r.signer.Issue(auth.Principal{Tenant: clusterTenant, ID: fmt.Sprintf("agent-%d", i), Role: auth.RoleAgent}, time.Hour); err != nil {
+			t.Fatal(err)
+		}
+		var opened struct{ ID string }
+		if status, err := g.do(http.MethodPost, "/v1/conversations", c.visitor, map[string]string{"text": fmt.Sprintf("c%d opening", i)}, &opened); err != nil || status != http.StatusCreated {
+			t.Fatalf("open conversation %d: %d, %v", i, status, err)
+		}
+		c.id = opened.ID
+		r.convs = append(r.convs, c)
+	}
+}
+
+// startLoad starts the writers and a poller of each gateway's /readyz.
+func (r *faultRig) startLoad(t *testing.T) {
+	r.started = time.Now()
+	for i, c := range r.convs {
+		r.writers.Go(func() {
+			for k := 0; ; k++ {
+				token := c.visitor
+				if k%2 == 1 {
+					token = c.agent
+				}
+				p := postRecord{conv: i, gateway: (i + k) % 2, text: fmt.Sprintf("c%d p%d", i, k), sent: time.Now()}
+				var err error
+				p.status, err = r.gateways[p.gateway].do(http.MethodPost, "/v1/conversations/"+c.id+"/messages", token, map[string]string{"text": p.text}, &p.res)
+				if err != nil {
+					p.status = 0
+				}
+				p.answered = time.Now()
+				r.mu.Lock()
+				r.posts = append(r.posts, p)
+				r.mu.Unlock()
+				select {
+				case <-r.stop:
+					return
+				case <-time.After(faultPace):
+				}
+			}
+		})
+	}
+	for i, g := range r.gateways {
+		r.writers.Go(func() {
+			for {
+				status, _ := g.do(http.MethodGet, "/readyz", "", nil, nil)
+				r.mu.Lock()
+				r.readyz = append(r.readyz, readyzRecord{gateway: i, at: time.Now(), status: status})
+				r.mu.Unlock()
+				select {
+				case <-r.stop:
+					return
+				case <-time.After(200 * time.Millisecond):
+				}
+			}
+		})
+	}
+	t.Cleanup(r.stopLoad)
+}
+
+func (r *faultRig) stopLoad() {
+	select {
+	case <-r.stop:
+	default:
+		close(r.stop)
+	}
+	r.writers.Wait()
+}
+
+// fault runs do, then waits until posting resumed, and records both.
+func (r *faultRig) fault(t *testing.T, name string, do func()) {
+	t.Helper()
+	f := faultRecord{name: name, at: time.Now()}
+	do()
+	t.Logf("%s at %s", name, f.at.Format(time.StampMilli))
+	f.resumed = r.waitResumed(t, name, f.at)
+	r.faults = append(r.faults, f)
+}
+
+// waitResumed waits until each gateway answered faultResumeRun posts in a
+// row with 201, all sent after since, and returns when.
+func (r *faultRig) waitResumed(t *testing.T, what string, since time.Time) time.Time {
+	t.Helper()
+	natstest.Eventually(t, faultWithin, "posting resumed after "+what, func() error {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		for g := range r.gateways {
+			run := 0
+			var last []string // the answers of the posts in the run and the one that ended it
+			for i := len(r.posts) - 1; i >= 0 && run < faultResumeRun; i-- {
+				p := r.posts[i]
+				if p.gateway != g {
+					continue
+				}
+				last = append(last, fmt.Sprintf("%d in %v", p.status, p.answered.Sub(p.sent).Round(time.Millisecond)))
+				if p.sent.Before(since) || p.status != http.StatusCreated {
+					break
+				}
+				run++
+			}
+			if run < faultResumeRun {
+				return fmt.Errorf("gateway-%d: %d posts in a row answered 201, want %d; the last answers, latest first: %s",
+					g, run, faultResumeRun, strings.Join(last, ", "))
+			}
+		}
+		return nil
+	})
+	return time.Now()
+}
+
+// killChat kills chat-1: its connection closes at once, with whatever
+// requests it holds unanswered, then its Run is cancelled.
+func (r *faultRig) killChat() {
+	r.chatNCs[1].Close()
+	r.chats[1].cancel()
+}
+
+// streamLeader returns the index of the node leading stream name.
+func (r *faultRig) streamLeader(t *testing.T, name string) int {
+	t.Helper()
+	leader := -1
+	natstest.Eventually(t, faultWithin, name+" has a leader", func() error {
+		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+		defer cancel()
+		s, err := r.admin.Stream(ctx, name)
+		if err != nil {
+			return err
+		}
+		info, err := s.Info(ctx)
+		if err != nil {
+			return err
+		}
+		for i, n := range r.nodes {
+			if info.Cluster != nil && info.Cluster.Leader == n.cfg.Name {
+				leader = i
+				return nil
+			}
+		}
+		return fmt.Errorf("stream %s: no leader", name)
+	})
+	return leader
+}
+
+// waitCurrent waits until every stream has a leader and two replicas,
+// both current: the cluster healed from a fault.
+func (r *faultRig) waitCurrent(t *testing.T) {
+	t.Helper()
+	natstest.Eventually(t, faultWithin, "every stream's replicas current", func() error {
+		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+		defer cancel()
+		list := r.admin.ListStreams(ctx)
+		for info := range list.Info() {
+			c := info.Cluster
+			if c == nil || c.Leader == "" || len(c.Replicas) != natstest.ClusterSize-1 {
+				return fmt.Errorf("stream %s: cluster %+v", info.Config.Name, c)
+			}
+			for _, p := range c.Replicas {
+				if !p.Current || p.Offline {
+					return fmt.Errorf("stream %s: replica %s not current", info.Config.Name, p.Name)
+				}
+			}
+		}
+		return list.Err()
+	})
+}
+
+// faultOutcome is what the checks of a fault run counted.
+type faultOutcome struct {
+	acknowledged int
+	// refused counts the posts not answered 201, by status (0: no answer).
+	refused map[int]int
+	// storedBefore503 counts the posts answered 503 that were stored
+	// before the answer (the answer of an instance that lost its
+	// connection between storing and answering): a client repeats them
+	// with their Idempotency-Key (docs/api.md).
+	storedBefore503 int
+}
+
+// check reads every transcript and ANALYTICS, and fails t for what they
+// lack, double or hold too late.
+func (r *faultRig) check(t *testing.T) faultOutcome {
+	t.Helper()
+	out := faultOutcome{refused: map[int]int{}}
+	byConv := make([][]postRecord, len(r.convs))
+	for _, p := range r.posts {
+		byConv[p.conv] = append(byConv[p.conv], p)
+		if p.status == http.StatusCreated {
+			out.acknowledged++
+		} else {
+			out.refused[p.status]++
+		}
+	}
+	wantFacts := map[string]map[int]int{
+		analyticsapi.KindOpened:        {1: len(r.convs)},
+		analyticsapi.KindFirstResponse: {1: len(r.convs)},
+		analyticsapi.KindMessage:       {},
+	}
+	chatStream, err := r.admin.Stream(t.Context(), stream.Chat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	storedAt := func(seq uint64) string {
+		m, err := chatStream.GetMsg(t.Context(), seq)
+		if err != nil {
+			return err.Error()
+		}
+		return m.Time.Format(time.StampMilli)
+	}
+	for i, c := range r.convs {
+		ms := r.readTranscript(t, c)
+		wantFacts[analyticsapi.KindMessage][len(ms)]++
+		stored := map[string][]chatapi.Message{}
+		for _, m := range ms[1:] {
+			if m.Text != nil {
+				stored[*m.Text] = append(stored[*m.Text], m)
+			}
+		}
+		if !slices.IsSortedFunc(ms, func(a, b chatapi.Message) int { return int(a.Seq) - int(b.Seq) }) {
+			t.Errorf("conversation %d: transcript not in the order of its sequence numbers", i)
+		}
+		var lastSeq uint64
+		for _, p := range byConv[i] {
+			found := stored[p.text]
+			switch {
+			case len(found) > 1:
+				var copies []string
+				for _, m := range found {
+					copies = append(copies, fmt.Sprintf("id %s seq %d stored %s", m.ID, m.Seq, storedAt(m.Seq)))
+				}
+				t.Errorf("conversation %d: %q (sent %s, answered %d at %s) stored %d times: %s", i, p.text,
+					p.sent.Format(time.StampMilli), p.status, p.answered.Format(time.StampMilli), len(found), strings.Join(copies, "; "))
+			case p.status == http.StatusCreated && len(found) == 0:
+				t.Errorf("conversation %d: %q answered 201 (seq %d) is not in the transcript", i, p.text, p.res.Seq)
+			case p.status == http.StatusCreated && (found[0].ID != p.res.ID || found[0].Seq != p.res.Seq):
+				t.Errorf("conversation %d: %q answered id %s seq %d, stored as %s seq %d", i, p.text, p.res.ID, p.res.Seq, found[0].ID, found[0].Seq)
+			case p.status == http.StatusCreated:
+				// A writer posts one at a time: its posts are stored in
+				// the order they were answered.
+				if p.res.Seq <= lastSeq {
+					t.Errorf("conversation %d: %q answered seq %d after a post answered seq %d", i, p.text, p.res.Seq, lastSeq)
+				}
+				lastSeq = p.res.Seq
+			case p.status == http.StatusServiceUnavailable && len(found) == 1:
+				m, err := chatStream.GetMsg(t.Context(), found[0].Seq)
+				if err != nil {
+					t.Fatalf("read CHAT %d: %v", found[0].Seq, err)
+				}
+				if m.Time.After(p.answered) {
+					t.Errorf("conversation %d: %q answered 503 at %v, stored %v later", i, p.text, p.answered.Format(time.StampMilli), m.Time.Sub(p.answered))
+				} else {
+					out.storedBefore503++
+				}
+			}
+		}
+	}
+	if diff := cmp.Diff(wantFacts, r.gateways[0].facts(t)); diff != "" {
+		t.Errorf("facts in ANALYTICS differ from each stored message counted once (-want +got):\n%s", diff)
+	}
+	return out
+}
+
+// readTranscript reads a conversation's whole transcript as its visitor,
+// page after page, trying again while the cluster settles.
+func (r *faultRig) readTranscript(t *testing.T, c *faultConversation) []chatapi.Message {
+	t.Helper()
+	var ms []chatapi.Message
+	natstest.Eventually(t, faultWithin, "transcript read", func() error {
+		ms = nil
+		cursor := ""
+		for {
+			var page struct {
+				Messages   []chatapi.Message `json:"messages"`
+				NextCursor *string           `json:"next_cursor"`
+			}
+			path := "/v1/conversations/" + c.id + "/messages?limit=" + strconv.Itoa(chatapi.PageItems)
+			if cursor != "" {
+				path += "&cursor=" + url.QueryEscape(cursor)
+			}
+			status, err := r.gateways[0].do(http.MethodGet, path, c.visitor, nil, &page)
+			if err == nil && status != http.StatusOK {
+				err = fmt.Errorf("GET %s = %d", path, status)
+			}
+			if err != nil {
+				return err
+			}
+			ms = append(ms, page.Messages...)
+			if page.NextCursor == nil {
+				return nil
+			}
+			cursor = *page.NextCursor
+		}
+	})
+	return ms
+}
+
+// resume tells how long posting took to resume after f: until the answer
+// of the first post answered 201 among those sent after the last post
+// refused (of those sent between f and when the test saw posting
+// resumed); with the longest any post of the window took.
+func (r *faultRig) resume(f faultRecord) string {
+	end := f.resumed
+	var (
+		window      []postRecord
+		lastRefused time.Time
+		longest     time.Duration
+		refused     = map[int]int{}
+	)
+	for _, p := range r.posts {
+		if p.sent.Before(f.at) || !p.sent.Before(end) {
+			continue
+		}
+		window = append(window, p)
+		longest = max(longest, p.answered.Sub(p.sent))
+		if p.status != http.StatusCreated {
+			refused[p.status]++
+			if p.sent.After(lastRefused) {
+				lastRefused = p.sent
+			}
+		}
+	}
+	// When each gateway's /readyz did not answer 200, from the fault on.
+	notReady := map[int][2]float64{}
+	for _, z := range r.readyz {
+		if z.status == http.StatusOK || z.at.Before(f.at) || !z.at.Before(end) {
+			continue
+		}
+		at := z.at.Sub(f.at).Seconds()
+		span, ok := notReady[z.gateway]
+		if !ok {
+			span[0] = at
+		}
+		span[1] = at
+		notReady[z.gateway] = span
+	}
+	readyz := "/readyz 200 throughout"
+	if len(notReady) > 0 {
+		var spans []string
+		for _, g := range slices.Sorted(maps.Keys(notReady)) {
+			spans = append(spans, fmt.Sprintf("gateway-%d %.1f-%.1fs", g, notReady[g][0], notReady[g][1]))
+		}
+		readyz = "/readyz not 200: " + strings.Join(spans, ", ")
+	}
+	if lastRefused.IsZero() {
+		return fmt.Sprintf("no post refused (%d posts, the slowest %.1fs); %s", len(window), longest.Seconds(), readyz)
+	}
+	var resumed time.Time
+	for _, p := range window {
+		if p.status == http.StatusCreated && p.sent.After(lastRefused) && (resumed.IsZero() || p.answered.Before(resumed)) {
+			resumed = p.answered
+		}
+	}
+	return fmt.Sprintf("posting resumed %.1fs after it (%d posts, refused %v, the slowest %.1fs); %s",
+		resumed.Sub(f.at).Seconds(), len(window), refused, longest.Seconds(), readyz)
+}
+
+// loadAverage is the machine's load average, for the figures printed.
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	return strings.Join(strings.Fields(string(b))[:3], " ")
+}
