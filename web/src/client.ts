@@ -309,8 +309,9 @@ export class Client {
     };
     const connect = async () => {
       if (stopped) return;
-      if ((claims(this.access).exp ?? Infinity) * 1000 - Date.now() < expirySlackMs) {
-        if (!this.renewable()) return end(expiredMessage);
+      const left = (claims(this.access).exp ?? Infinity) * 1000 - Date.now();
+      if (left <= 0 && !this.renewable()) return end(expiredMessage);
+      if (left < expirySlackMs && this.renewable()) {
         try {
           await this.renew();
         } catch (e) {
