@@ -232,10 +232,10 @@ function App() {
 
   const start = async (ev: Event) => {
     ev.preventDefault();
+    if (!notice) return;
     setError("");
     setPhase("starting");
     try {
-      if (!notice) return;
       await client.register(opts.tenant, consent, notice.version);
       connect();
       setPhase("chat");
