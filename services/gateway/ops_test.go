@@ -41,6 +41,43 @@ func TestHealthAndReadiness(t *testing.T) {
 	}
 }
 
+// A gateway not ready says so once, not at every probe, and says when it
+// is ready again.
+func TestReadinessLoggedOnChange(t *testing.T) {
+	e := startGateway(t)
+	e.serveUpstreams(t)
+	setReady := func(err error) {
+		e.readyMu.Lock()
+		defer e.readyMu.Unlock()
+		e.ready = func(context.Context) error { return err }
+	}
+	count := func(msg string) int { return strings.Count(e.logs.String(), `"msg":"`+msg+`"`) }
+	probe := func(want int) {
+		t.Helper()
+		for range 3 {
+			if r := e.do(http.MethodGet, "/readyz", "", nil); r.status != want {
+				t.Fatalf("GET /readyz = %d, want %d", r.status, want)
+			}
+		}
+	}
+	probe(http.StatusOK)
+	setReady(errors.New("clickhouse down"))
+	probe(http.StatusServiceUnavailable)
+	if n := count("not ready"); n != 1 {
+		t.Errorf("%d \"not ready\" records after 3 failed probes, want 1", n)
+	}
+	setReady(nil)
+	probe(http.StatusOK)
+	if n := count("ready again"); n != 1 {
+		t.Errorf("%d \"ready again\" records after 3 good probes, want 1", n)
+	}
+	setReady(errors.New("clickhouse down"))
+	probe(http.StatusServiceUnavailable)
+	if n := count("not ready"); n != 2 {
+		t.Errorf("%d \"not ready\" records after it failed again, want 2", n)
+	}
+}
+
 // serveUpstreams stands in for chat and privacy, which the gateway pings
 // for its readiness (the key service is startGateway's), until the test
 // ends; stop stops them.

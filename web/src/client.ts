@@ -54,9 +54,65 @@ export function newKey(): string {
   return Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
 }
 
+/**
+ * explain says what a failed call means: the page's words for its status
+ * when it has some, else the problem document's detail; a call that got no
+ * answer at all, that the gateway cannot be reached.
+ */
+export function explain(e: unknown, words: { [status: number]: (detail: string) => string } = {}): string {
+  if (!(e instanceof CallError)) return "Parley cannot be reached: try again.";
+  return words[e.status]?.(e.message) ?? e.message;
+}
+
+// How long "typing…" shows after the last signal (senders repeat it while
+// their user types, and send no "stopped"), and how often a side repeats it.
+export const typingShownMs = 5000;
+export const typingEveryMs = 3000;
+
+/** claims reads a token's claims (not verified: the gateway does that); {} when unreadable. */
+export function claims(token: string): { sub?: string; tenant?: string; role?: string; exp?: number } {
+  try {
+    return JSON.parse(atob(token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/")));
+  } catch {
+    return {};
+  }
+}
+
+// An access token this close to its expiry is renewed before a stream
+// connects with it (the gateway allows a few seconds of clock skew).
+const expirySlackMs = 30_000;
+
+/** retryDelay is the wait before the nth retry (from 1): doubling from a second, at most 30 s. */
+export function retryDelay(n: number): number {
+  return Math.min(1000 * 2 ** (n - 1), 30_000);
+}
+
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** What a session that cannot be renewed (a try-out token, a session ended) says on expiry. */
+export const expiredMessage = "Your session has expired: sign in again.";
+
+/** The state of a live stream: live, reconnecting after a drop, or stopped (why). */
+export type StreamState = { state: "live" } | { state: "reconnecting" } | { state: "stopped"; why: string };
+
+// A stream gives up after this many failed connections in a row (about
+// three minutes of retries); the page then offers to reconnect.
+const streamAttempts = 10;
+
+type SendOptions = {
+  body?: unknown;
+  auth?: boolean;
+  headers?: Record<string, string>;
+  /** "same-origin" for the staff sign-in's calls, which its cookie binds to this browser. */
+  credentials?: RequestCredentials;
+};
+
 export class Client {
   private access = "";
   private refresh = "";
+  // The renewal in flight: calls refused at once share it, as a refresh
+  // token is spent by one renewal, and a second use of it ends the session.
+  private renewing: Promise<void> | null = null;
   visitorID = "";
   principal: Principal | null = null;
 
@@ -101,9 +157,8 @@ export class Client {
   /** Registers the visitor with their choices: the first thing stored about them. */
   async register(tenant: string, consent: Consent, noticeVersion: string): Promise<void> {
     const r = await this.send("POST", `/v1/tenants/${encodeURIComponent(tenant)}/visitors`, {
-      consent,
-      notice_version: noticeVersion,
-    }, false);
+      body: { consent, notice_version: noticeVersion },
+    });
     this.keep(await r.json());
   }
 
@@ -114,16 +169,18 @@ export class Client {
 
   /**
    * Uses an access token alone (a try-out's `parley token`): nothing is
-   * stored, and the session ends when the token expires.
+   * stored, nothing renews it, and the session ends when the token expires.
    */
   useToken(access: string, principal: Principal): void {
     this.access = access;
+    this.refresh = "";
     this.principal = principal;
   }
 
-  /** An anonymous GET (no session), answering the JSON. */
-  async anonymous<T>(path: string): Promise<T> {
-    return (await this.send("GET", path, undefined, false)).json();
+  /** A call without the session (anonymous, or a sign-in's), answering the JSON (undefined for 204). */
+  async anonymous<T>(path: string, o: { method?: string; body?: unknown; credentials?: RequestCredentials } = {}): Promise<T> {
+    const r = await this.send(o.method ?? "GET", path, o);
+    return r.status === 204 ? (undefined as T) : r.json();
   }
 
   /** The access token, for a caller that opens its own stream. */
@@ -137,19 +194,48 @@ export class Client {
     await this.renew();
   }
 
-  private async renew(): Promise<void> {
-    const r = await this.send("POST", "/v1/sessions/refresh", { refresh_token: this.refresh }, false);
-    this.keep(await r.json());
+  /** Whether the session can be renewed: a try-out token cannot. */
+  private renewable(): boolean {
+    return !!(this.refresh || this.stored());
+  }
+
+  /**
+   * renew trades the refresh token for a new session, one renewal at a time:
+   * in this page, concurrent callers share the one in flight; across the
+   * tabs sharing the storage, a lock named by its key orders them, and each
+   * renews with the token stored last (another tab may have spent the one
+   * this page holds).
+   */
+  private renew(): Promise<void> {
+    this.renewing ??= this.renewNow().finally(() => (this.renewing = null));
+    return this.renewing;
+  }
+
+  private async renewNow(): Promise<void> {
+    const once = async () => {
+      this.refresh = this.stored() ?? this.refresh;
+      if (!this.refresh) throw new CallError(401, expiredMessage);
+      const r = await this.send("POST", "/v1/sessions/refresh", { body: { refresh_token: this.refresh } });
+      this.keep(await r.json());
+    };
+    // Absent outside secure contexts and in old browsers: this page's own
+    // sharing still holds.
+    const locks = (navigator as Navigator & { locks?: LockManager }).locks;
+    if (locks) await locks.request(`parley.renew.${this.storageKey}`, once);
+    else await once();
   }
 
   /** call sends an authenticated request, renewing the access token once when it has expired. */
   async call(method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<Response> {
+    const used = this.access;
     try {
-      return await this.send(method, path, body, true, headers);
+      return await this.send(method, path, { body, auth: true, headers });
     } catch (e) {
-      if (!(e instanceof CallError) || e.status !== 401 || !this.refresh) throw e;
-      await this.renew();
-      return this.send(method, path, body, true, headers);
+      if (!(e instanceof CallError) || e.status !== 401) throw e;
+      if (!this.renewable()) throw (claims(used).exp ?? Infinity) * 1000 <= Date.now() ? new CallError(401, expiredMessage) : e;
+      // Renewed meanwhile by another call: retry with its token.
+      if (this.access === used) await this.renew();
+      return this.send(method, path, { body, auth: true, headers });
     }
   }
 
@@ -158,15 +244,37 @@ export class Client {
     return r.status === 204 ? (undefined as T) : r.json();
   }
 
-  private async send(method: string, path: string, body: unknown, auth: boolean, headers: Record<string, string> = {}): Promise<Response> {
-    const h: Record<string, string> = { ...headers };
-    if (auth) h.Authorization = `Bearer ${this.access}`;
-    if (body !== undefined) h["Content-Type"] = "application/json";
+  /**
+   * pages reads a list page after page (docs/api.md, Paging), yielding each
+   * page's items as it arrives; query is added to every page's.
+   */
+  async *pages<T>(path: string, field: string, query: Record<string, string> = {}): AsyncGenerator<T[]> {
+    let cursor: string | null = null;
+    do {
+      const q = new URLSearchParams({ limit: "200", ...query });
+      if (cursor) q.set("cursor", cursor);
+      const page: Record<string, unknown> = await this.json("GET", `${path}?${q}`);
+      yield page[field] as T[];
+      cursor = page.next_cursor as string | null;
+    } while (cursor);
+  }
+
+  /** all reads every page of a list. */
+  async all<T>(path: string, field: string, query?: Record<string, string>): Promise<T[]> {
+    const out: T[] = [];
+    for await (const items of this.pages<T>(path, field, query)) out.push(...items);
+    return out;
+  }
+
+  private async send(method: string, path: string, o: SendOptions = {}): Promise<Response> {
+    const h: Record<string, string> = { ...o.headers };
+    if (o.auth) h.Authorization = `Bearer ${this.access}`;
+    if (o.body !== undefined) h["Content-Type"] = "application/json";
     const r = await fetch(this.gateway + path, {
       method,
       headers: h,
-      body: body === undefined ? undefined : JSON.stringify(body),
-      credentials: "omit",
+      body: o.body === undefined ? undefined : JSON.stringify(o.body),
+      credentials: o.credentials ?? "omit",
       referrerPolicy: "no-referrer",
     });
     if (!r.ok) throw await problem(r);
@@ -174,35 +282,80 @@ export class Client {
   }
 
   /**
-   * stream connects the live stream, resuming after the last seq it saw, and
-   * reconnects until stopped; onGone is called when the visitor was erased.
+   * stream connects the live stream, resuming after the last seq it saw,
+   * and reconnects after a drop, waiting longer each time, until stopped or
+   * given up (onState says which); onGone is called when the visitor was
+   * erased. The access token is renewed before a connection only when it
+   * is about to expire: a browser cannot read why a WebSocket was refused.
    */
-  stream(onEvent: (e: StreamEvent) => void, onGone: () => void): { send(v: unknown): void; stop(): void } {
+  stream(
+    onEvent: (e: StreamEvent) => void,
+    onGone: () => void,
+    onState: (s: StreamState) => void = () => {},
+  ): { send(v: unknown): void; stop(): void; reconnect(): void } {
     let ws: WebSocket | null = null;
     let since = 0;
     let stopped = false;
-    const connect = () => {
+    let failures = 0;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const end = (why: string) => {
+      stopped = true;
+      onState({ state: "stopped", why });
+    };
+    const retry = () => {
+      if (++failures >= streamAttempts) return end("The live updates stopped: Parley could not be reached.");
+      onState({ state: "reconnecting" });
+      timer = setTimeout(connect, retryDelay(failures));
+    };
+    const connect = async () => {
+      if (stopped) return;
+      const left = (claims(this.access).exp ?? Infinity) * 1000 - Date.now();
+      if (left <= 0 && !this.renewable()) return end(expiredMessage);
+      if (left < expirySlackMs && this.renewable()) {
+        try {
+          await this.renew();
+        } catch (e) {
+          if (e instanceof CallError && e.status === 401) return end(expiredMessage);
+          return retry();
+        }
+        if (stopped) return;
+      }
       const q = new URLSearchParams({ access_token: this.access });
       if (since) q.set("since", String(since));
-      ws = new WebSocket(`${this.gateway.replace(/^http/, "ws")}/v1/stream?${q}`);
-      ws.onmessage = (m) => {
+      const s = new WebSocket(`${this.gateway.replace(/^http/, "ws")}/v1/stream?${q}`);
+      ws = s;
+      s.onopen = () => {
+        failures = 0;
+        onState({ state: "live" });
+      };
+      s.onmessage = (m) => {
         const e = JSON.parse(m.data) as StreamEvent;
         if (e.seq) since = Math.max(since, e.seq);
         onEvent(e);
       };
-      ws.onclose = (c) => {
-        if (stopped) return;
-        if (c.code === 1008) return onGone();
-        // The token may have expired meanwhile: renew it, then come back.
-        setTimeout(() => this.renew().then(connect, () => setTimeout(connect, 5000)), 1000);
+      s.onclose = (c) => {
+        if (stopped || ws !== s) return;
+        if (c.code === 1008) {
+          stopped = true;
+          return onGone();
+        }
+        retry();
       };
     };
-    connect();
+    void connect();
     return {
       send: (v) => ws?.readyState === WebSocket.OPEN && ws.send(JSON.stringify(v)),
       stop: () => {
         stopped = true;
+        clearTimeout(timer);
         ws?.close();
+      },
+      reconnect: () => {
+        if (!stopped) return;
+        stopped = false;
+        failures = 0;
+        onState({ state: "reconnecting" });
+        void connect();
       },
     };
   }

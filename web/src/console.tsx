@@ -1,7 +1,7 @@
 // The agent console: the inbox of conversations, live, and the one open.
 import { render } from "preact";
 import { useEffect, useMemo, useState } from "preact/hooks";
-import type { Principal } from "./client";
+import { expiredMessage, type Principal, type StreamState } from "./client";
 import { Shell } from "./staff/shell";
 import { client } from "./staff/session";
 import { Inbox } from "./console/inbox";
@@ -16,7 +16,8 @@ function Console({ who }: { who: Principal }) {
   const [, setVersion] = useState(0);
   const [status, setStatus] = useState<"open" | "closed">("open");
   const [open, setOpen] = useState("");
-  const [stream, setStream] = useState<{ send(v: unknown): void } | null>(null);
+  const [stream, setStream] = useState<ReturnType<typeof client.stream> | null>(null);
+  const [live, setLive] = useState<StreamState>({ state: "live" });
 
   useEffect(() => {
     let marked = false;
@@ -31,7 +32,8 @@ function Console({ who }: { who: Principal }) {
     // The stream first, so that nothing opened while the pages load is missed.
     const s = client.stream(
       (e) => inbox.handle(e),
-      () => {},
+      () => setLive({ state: "stopped", why: "The live updates stopped." }),
+      setLive,
     );
     setStream(s);
     void inbox.load().then(() => performance.mark("parley-inbox-loaded"));
@@ -49,6 +51,21 @@ function Console({ who }: { who: Principal }) {
         <h1>Console</h1>
         {who.role === "agent" && <Presence me={who.id} />}
       </div>
+      {live.state === "reconnecting" && (
+        <p role="status" class="notice">
+          The live updates dropped: reconnecting…
+        </p>
+      )}
+      {live.state === "stopped" && (
+        <p role="alert" class="error">
+          {live.why}{" "}
+          {live.why !== expiredMessage && (
+            <button type="button" class="secondary" onClick={() => stream?.reconnect()}>
+              Reconnect
+            </button>
+          )}
+        </p>
+      )}
       <div class="panes">
         <section class="inbox" aria-labelledby="inbox-title">
           <h2 id="inbox-title">Inbox</h2>

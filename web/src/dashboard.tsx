@@ -4,7 +4,7 @@
 import { render } from "preact";
 import { useEffect, useState } from "preact/hooks";
 import "uplot/dist/uPlot.min.css";
-import { CallError } from "./client";
+import { CallError, explain } from "./client";
 import { Chart } from "./dashboard/chart";
 import { fromInput, metrics, presetRange, presets, type Interval, type Metric, type Range } from "./dashboard/metrics";
 import { client } from "./staff/session";
@@ -102,7 +102,7 @@ function Page() {
       </p>
       {shared ? (
         <p role="alert" class="error">
-          {explain(shared)}
+          {explain(shared, refusals)}
         </p>
       ) : (
         shown && (
@@ -115,7 +115,7 @@ function Page() {
                 <section class="metric" aria-label={info.title}>
                   <h2>{info.title}</h2>
                   <p role="alert" class="error">
-                    {explain(a.error!)}
+                    {explain(a.error, refusals)}
                   </p>
                 </section>
               );
@@ -127,17 +127,11 @@ function Page() {
   );
 }
 
-// explain turns the metrics API's problems into what to do about them.
-function explain(e: CallError): string {
-  switch (e.status) {
-    case 422:
-      return `The range was refused: ${e.message}`;
-    case 503:
-      return `Analytics is not available (ClickHouse is not running or not reachable): ${e.message}`;
-    case 403:
-      return `Your role may not read the metrics: ${e.message}`;
-  }
-  return e.message;
-}
+// What the metrics API's problems mean, and what to do about them.
+const refusals = {
+  422: (d: string) => `The range was refused: ${d}`,
+  503: (d: string) => `Analytics is not available (ClickHouse is not running or not reachable): ${d}`,
+  403: (d: string) => `Your role may not read the metrics: ${d}`,
+};
 
 render(<Shell path="/dashboard">{() => <Page />}</Shell>, document.getElementById("app")!);

@@ -7,7 +7,9 @@
 // one. See docs/widget.md.
 import { render } from "preact";
 import { useEffect, useLayoutEffect, useRef, useState } from "preact/hooks";
-import { CallError, Client, newKey, type Consent, type Message, type StreamEvent } from "./client";
+import { Client, explain, newKey, typingEveryMs, typingShownMs, type Consent, type Message, type StreamEvent, type StreamState } from "./client";
+import { save } from "./download";
+import { ErasureReport, follow, type Erasure } from "./erasure";
 import type { ToFrame, ToLauncher } from "./widget/messages";
 import "./widget.css";
 
@@ -55,28 +57,10 @@ const defaultNotice =
   "this site keeps chats, and you can download or erase them here at any time.";
 
 type Phase = "loading" | "consent" | "starting" | "list" | "chat" | "erased";
-type Erasure = { erasure_id: string; status: string; completed_at?: string | null };
 type Conversation = { id: string; status: string; created_at: string; last_message_at: string };
 type Notice = { version: string; text: string };
 
 const client = new Client(location.origin, `parley.${opts.tenant}.refresh`);
-// How long "typing…" shows after the last signal, and how often we send ours.
-const typingShown = 5000;
-const typingEvery = 3000;
-
-/** everything reads every page of a list (docs/api.md, Paging). */
-async function everything<T>(path: string, field: "conversations" | "messages"): Promise<T[]> {
-  const all: T[] = [];
-  let cursor: string | null = null;
-  do {
-    const q = new URLSearchParams({ limit: "200" });
-    if (cursor) q.set("cursor", cursor);
-    const page: Record<string, unknown> = await client.json("GET", `${path}?${q}`);
-    all.push(...(page[field] as T[]));
-    cursor = page.next_cursor as string | null;
-  } while (cursor);
-  return all;
-}
 
 const when = (at: string) => new Date(at).toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" });
 
@@ -84,6 +68,8 @@ function App() {
   const [visible, setVisible] = useState(true);
   const [phase, setPhase] = useState<Phase>("loading");
   const [notice, setNotice] = useState<Notice | null>(null);
+  const [noticeError, setNoticeError] = useState("");
+  const [live, setLive] = useState<StreamState>({ state: "live" });
   const [consent, setConsent] = useState<Consent>({ analytics: false, network_data: false, ai: false });
   const [conversations, setConversations] = useState<Conversation[]>([]);
   const [conv, setConv] = useState<string | null>(null);
@@ -93,6 +79,7 @@ function App() {
   const [draft, setDraft] = useState("");
   const [error, setError] = useState("");
   const [erasure, setErasure] = useState<Erasure | null>(null);
+  const [erasureFollowed, setErasureFollowed] = useState(false);
   const [confirmErase, setConfirmErase] = useState(false);
   const stream = useRef<ReturnType<Client["stream"]> | null>(null);
   const convRef = useRef<string | null>(null);
@@ -126,35 +113,41 @@ function App() {
       add(e.message);
       if (e.message.author?.role !== "visitor") setTypingUntil(0);
     }
-    if (e.type === "typing" && e.author?.role !== "visitor") setTypingUntil(Date.now() + typingShown);
+    if (e.type === "typing" && e.author?.role !== "visitor") setTypingUntil(Date.now() + typingShownMs);
   };
 
   const connect = () => {
-    stream.current = client.stream(onEvent, () => {
-      client.forget();
-      setPhase("erased");
-    });
+    stream.current = client.stream(
+      onEvent,
+      () => {
+        client.forget();
+        setPhase("erased");
+      },
+      setLive,
+    );
   };
 
-  const fail = (e: unknown) => setError(e instanceof CallError ? e.message : "Parley cannot be reached: try again.");
+  const fail = (e: unknown) => setError(explain(e));
 
   // The tenant's notice, read when the visitor opens the chat (this frame
-  // is made then); a gateway without it, or a tenant who set none, gets
-  // the widget's own wording.
+  // is made then). A tenant who wrote none gets the widget's own wording,
+  // under the version the host page names (data-notice-version). Without
+  // an answer there is no notice to consent under: the chat cannot start.
   const loadNotice = async () => {
     setPhase("loading");
+    setNoticeError("");
     try {
       const n = await client.anonymous<Notice>(`/v1/tenants/${encodeURIComponent(opts.tenant)}/notice`);
-      setNotice({ text: n.text ?? "", version: n.version || opts.noticeVersion });
+      setNotice(n.text ? n : { text: "", version: opts.noticeVersion });
     } catch (e) {
-      if (!(e instanceof CallError && e.status === 404)) fail(e);
-      setNotice({ text: "", version: opts.noticeVersion });
+      setNotice(null);
+      setNoticeError(`The privacy notice could not be read, so the chat cannot start yet. ${explain(e)}`);
     }
     setPhase("consent");
   };
 
   const showList = async () => {
-    const list = await everything<Conversation>("/v1/conversations", "conversations");
+    const list = await client.all<Conversation>("/v1/conversations", "conversations");
     // The open one first (there to continue), then the newest.
     const rank = (c: Conversation) => (c.status === "open" ? 0 : 1);
     setConversations(list.sort((a, b) => rank(a) - rank(b) || b.created_at.localeCompare(a.created_at)));
@@ -239,10 +232,11 @@ function App() {
 
   const start = async (ev: Event) => {
     ev.preventDefault();
+    if (!notice) return;
     setError("");
     setPhase("starting");
     try {
-      await client.register(opts.tenant, consent, notice?.version ?? opts.noticeVersion);
+      await client.register(opts.tenant, consent, notice.version);
       connect();
       setPhase("chat");
     } catch (e) {
@@ -254,7 +248,7 @@ function App() {
   const openConversation = async (c: Conversation) => {
     setError("");
     try {
-      setMessages(await everything<Message>(`/v1/conversations/${c.id}/messages`, "messages"));
+      setMessages(await client.all<Message>(`/v1/conversations/${c.id}/messages`, "messages"));
       setConv(c.id);
       setClosed(c.status !== "open");
       setPhase("chat");
@@ -286,7 +280,7 @@ function App() {
         setConv(c.id);
         // Its first message comes on the stream too, unless the stream is
         // reconnecting: read it, under the id the stream gives it.
-        (await everything<Message>(`/v1/conversations/${c.id}/messages`, "messages")).forEach(add);
+        (await client.all<Message>(`/v1/conversations/${c.id}/messages`, "messages")).forEach(add);
       }
       setDraft("");
     } catch (e) {
@@ -297,7 +291,7 @@ function App() {
   const onInput = (ev: Event) => {
     setDraft((ev.target as HTMLTextAreaElement).value);
     const now = Date.now();
-    if (conv && now - lastTyping.current > typingEvery) {
+    if (conv && now - lastTyping.current > typingEveryMs) {
       lastTyping.current = now;
       stream.current?.send({ type: "typing", conversation_id: conv });
     }
@@ -306,30 +300,34 @@ function App() {
   const download = async () => {
     try {
       const r = await client.call("GET", "/v1/me/export");
-      const a = document.createElement("a");
-      a.href = URL.createObjectURL(await r.blob());
-      a.download = "parley-export.json";
-      a.click();
-      setTimeout(() => URL.revokeObjectURL(a.href), 10000);
+      save(await r.blob(), "parley-export.json");
     } catch (e) {
       fail(e);
     }
   };
 
+  // Erased, the visitor's token still reads their erasure (and nothing
+  // else): the session is forgotten once it is followed to its end.
   const erase = async () => {
+    // The stream first: the erasure closes it (1008), which would end the
+    // session before its erasure is followed.
+    stream.current?.stop();
+    let e: Erasure;
     try {
-      let e = await client.json<Erasure>("DELETE", "/v1/me");
-      stream.current?.stop();
+      e = await client.json<Erasure>("DELETE", "/v1/me");
+    } catch (err) {
+      connect();
+      return fail(err);
+    }
+    setPhase("erased");
+    setErasure(e);
+    try {
+      await follow(client, e.erasure_id, setErasure);
+    } catch (err) {
+      fail(err);
+    } finally {
       client.forget();
-      setPhase("erased");
-      setErasure(e);
-      for (let i = 0; i < 30 && e.status !== "completed"; i++) {
-        await new Promise((r) => setTimeout(r, 1000));
-        e = await client.json<Erasure>("GET", `/v1/erasures/${e.erasure_id}`);
-        setErasure(e);
-      }
-    } catch (e) {
-      fail(e);
+      setErasureFollowed(true);
     }
   };
 
@@ -347,6 +345,16 @@ function App() {
         </button>
       </header>
       {phase === "loading" && <p class="state">Loading…</p>}
+      {phase === "consent" && noticeError && (
+        <div class="consent">
+          <p class="error" role="alert">
+            {noticeError}
+          </p>
+          <button type="button" class="primary" onClick={() => void loadNotice()}>
+            Try again
+          </button>
+        </div>
+      )}
       {(phase === "consent" || phase === "starting") && notice && (
         <form class="consent" onSubmit={start}>
           <p class="notice">{notice.text || defaultNotice}</p>
@@ -418,6 +426,16 @@ function App() {
             </p>
           ) : (
             <>
+              {live.state !== "live" && (
+                <p class="state" role="status">
+                  {live.state === "reconnecting" ? "Connection lost: reconnecting…" : live.why}{" "}
+                  {live.state === "stopped" && (
+                    <button type="button" class="link" onClick={() => stream.current?.reconnect()}>
+                      Reconnect
+                    </button>
+                  )}
+                </p>
+              )}
               <p class="typing" aria-live="polite">
                 {typingUntil > Date.now() ? "Support is typing…" : ""}
               </p>
@@ -458,13 +476,10 @@ function App() {
         </>
       )}
       {phase === "erased" && (
-        <p class="erased" role="status">
-          {erasure?.status === "completed"
-            ? `Erased: your messages can no longer be read by anyone. Erasure ${erasure.erasure_id} completed${
-                erasure.completed_at ? ` at ${new Date(erasure.completed_at).toLocaleString()}` : ""
-              }.`
-            : "Erasing your data…"}
-        </p>
+        <div class="erased">
+          {erasure?.status === "completed" && <p>Erased: your messages can no longer be read by anyone.</p>}
+          {erasure ? <ErasureReport e={erasure} title="Your erasure" done={erasureFollowed} /> : <p role="status">Erased: your messages can no longer be read by anyone.</p>}
+        </div>
       )}
       {error && (
         <p class="error" role="alert">

@@ -5,8 +5,9 @@
 // open conversations, whose figures are printed.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
 import { readFile } from "node:fs/promises";
-import { accessible, launchBrowser, poll, screenshot, staffPage, startParley } from "./lib.mjs";
+import { accessible, launchBrowser, parley, poll, screenshot, staffPage, startParley } from "./lib.mjs";
 
 let stack, browser;
 const consent = { consent: { analytics: false, network_data: false, ai: false }, notice_version: "2026-01" };
@@ -152,9 +153,80 @@ test("a supervisor's assignment to an away agent is refused, then forced", async
   await page.getByRole("alert").filter({ hasText: /away/ }).waitFor();
   await accessible(page, "a refused assignment");
   await page.getByRole("button", { name: "Assign anyway to bob" }).click();
-  await page.getByText("Assigned to").locator("xpath=following-sibling::dd[1]").filter({ hasText: "bob" }).waitFor();
+  // The assignee's availability shows beside their name.
+  await page.getByText("Assigned to").locator("xpath=following-sibling::dd[1]").filter({ hasText: /^bob \(away, \d+ open\)$/ }).waitFor();
   assert.equal((await api(stack.token("supervisor", "sue"), "GET", `/v1/conversations/${id}`)).assignee, "bob");
   await api(stack.token("supervisor", "sue"), "POST", `/v1/conversations/${id}/close`, {});
+  await page.context().close();
+});
+
+test("an agent's presence outlives a reload of the console, and ends with sign-out", async () => {
+  const { api, gw } = stack;
+  const erin = stack.token("agent", "erin");
+  const status = async () => (await api(erin, "GET", "/v1/agents/erin")).status;
+  const page = await staffPage(browser, gw, "/console", erin);
+  await page.getByLabel("Presence").selectOption("online");
+  await poll("erin available", async () => (await status()) === "online");
+  await page.reload();
+  await page.getByLabel("Token").fill(erin);
+  await page.getByRole("button", { name: "Use token" }).click();
+  await poll("the presence read", async () => (await page.getByLabel("Presence").inputValue()) === "online");
+  assert.equal(await status(), "online", "presence after a reload");
+  await page.getByRole("button", { name: "Sign out" }).click();
+  await page.getByLabel("Token").waitFor();
+  await poll("erin away once signed out", async () => (await status()) === "away");
+  await page.context().close();
+});
+
+// streamedConsole signs in to the console in a context whose live streams
+// pass through the test (Playwright's WebSocket routes), which can drop them.
+async function streamedConsole(token) {
+  const ctx = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  const sockets = [];
+  await ctx.routeWebSocket(/\/v1\/stream/, (ws) => {
+    ws.connectToServer();
+    sockets.push(ws);
+  });
+  const requests = [];
+  const page = await ctx.newPage();
+  page.on("request", (r) => requests.push(`${r.method()} ${new URL(r.url()).pathname}`));
+  await page.goto(`${stack.gw}/console`);
+  await page.getByLabel("Token").fill(token);
+  await page.getByRole("button", { name: "Use token" }).click();
+  await page.getByRole("button", { name: "Sign out" }).waitFor();
+  await poll("the console's stream", () => sockets.length === 1);
+  return { page, sockets, requests };
+}
+
+test("the console says when its live stream dropped, and reconnects", async () => {
+  const { page, sockets } = await streamedConsole(stack.token("supervisor", "sue"));
+  await page.getByText(/open conversations?$/).first().waitFor();
+  await sockets[0].close({ code: 1001, reason: "going away" });
+  await page.getByRole("status").filter({ hasText: "The live updates dropped: reconnecting…" }).waitFor();
+  await accessible(page, "a dropped stream");
+  await poll("the stream connected again", () => sockets.length === 2);
+  await poll("the notice gone", async () => (await page.getByText("reconnecting…").count()) === 0);
+  // Live again: a new conversation shows.
+  const visitor = (await stack.api(null, "POST", "/v1/tenants/demo/visitors", consent)).access_token;
+  await stack.api(visitor, "PUT", "/v1/me/profile", { name: "Ravi Shah" });
+  const { id } = await stack.api(visitor, "POST", "/v1/conversations", { text: "After the drop" });
+  await page.getByRole("listitem").filter({ hasText: "Ravi Shah" }).waitFor();
+  // Closed: the budget below counts the open ones.
+  await stack.api(stack.token("supervisor", "sue"), "POST", `/v1/conversations/${id}/close`, {});
+  await page.context().close();
+});
+
+test("with an expired try-out token the console says so, and renews nothing", async () => {
+  // A token of 10 s (the gateway allows 5 more), which nothing can renew.
+  const token = execFileSync(parley, ["token", "--data-dir", stack.dataDir, "--tenant", "demo", "--role", "supervisor", "--id", "sue", "--ttl", "10s"]).toString().trim();
+  const { page, sockets, requests } = await streamedConsole(token);
+  await poll("the token expired", async () => (await fetch(`${stack.gw}/v1/conversations`, { headers: { Authorization: `Bearer ${token}` } })).status === 401, 60000);
+  await sockets[0].close({ code: 1001, reason: "going away" });
+  await page.getByRole("alert").filter({ hasText: "Your session has expired: sign in again." }).waitFor();
+  await screenshot(page, "console-expired");
+  assert.equal(sockets.length, 1, "streams opened with an expired token");
+  assert.deepEqual(requests.filter((r) => r.includes("/v1/sessions/refresh")), [], "renewals without a refresh token");
+  assert.equal(await page.getByRole("button", { name: "Reconnect" }).count(), 0, "a reconnect offered to an expired token");
   await page.context().close();
 });
 

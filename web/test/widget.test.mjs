@@ -45,7 +45,7 @@ async function launcherText(page) {
 const launcherSays = (page, text) => poll(`the launcher to say ${JSON.stringify(text)}`, async () => (await launcherText(page)).includes(text));
 
 // chatFrame is the widget's frame, once the launcher made it.
-const chatFrame = (page) => poll("the chat frame", () => page.frames().find((f) => f.url().startsWith(`${gw}/widget-frame`)));
+const chatFrame = (page, from = gw) => poll("the chat frame", () => page.frames().find((f) => f.url().startsWith(`${from}/widget-frame`)));
 
 const shows = (frame, text) => frame.getByText(text).first().waitFor({ timeout: 30000 });
 
@@ -67,9 +67,9 @@ async function nothingStored(ctx, page, when) {
   assert.equal(await stored(page), 0, `storage in a frame ${when}`);
 }
 
-const openHost = async (ctx) => {
+const openHost = async (ctx, query = "") => {
   const page = await ctx.newPage();
-  await page.goto(`${host}/`);
+  await page.goto(`${host}/${query}`);
   await launcherSays(page, "Chat with us");
   return page;
 };
@@ -97,19 +97,23 @@ before(async () => {
       res.end(spy);
       return;
     }
-    if (req.url !== "/") {
+    const url = new URL(req.url, host);
+    if (url.pathname !== "/") {
       res.writeHead(404).end();
       return;
     }
+    // ?gw= another gateway (a test's own), ?nv= the host's notice version.
+    const from = url.searchParams.get("gw") ?? gw;
+    const nv = url.searchParams.get("nv");
     res.writeHead(200, {
       "Content-Type": "text/html; charset=utf-8",
-      "Content-Security-Policy": `default-src 'self'; script-src 'self' ${gw}; frame-src ${gw}`,
+      "Content-Security-Policy": `default-src 'self'; script-src 'self' ${from}; frame-src ${from}`,
     });
     res.end(`<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Shop</title>
 <link rel="stylesheet" href="/host.css"><meta name="viewport" content="width=device-width"></head>
 <body><main><h1>A shop</h1><p>Its page.</p></main>
 <script src="/spy.js"></script>
-<script src="${gw}/widget.js" data-tenant="demo" data-privacy-url="${host}/privacy" async></script></body></html>`);
+<script src="${from}/widget.js" data-tenant="demo" data-privacy-url="${host}/privacy"${nv ? ` data-notice-version="${nv}"` : ""} async></script></body></html>`);
   });
   await new Promise((r) => hostServer.listen(hostPort, "127.0.0.1", r));
 
@@ -358,8 +362,18 @@ test("a visitor chats with an agent through the widget, keyboard only, on a 320 
   await shows(again, "Erase everything now");
   await back.keyboard.press("Enter");
   await shows(again, "Erased: your messages can no longer be read by anyone");
+  // The completion report, as the privacy page shows it: the erasure the
+  // admin reads, completed, its keys destroyed.
+  const report = again.getByRole("table", { name: "Completion report" });
+  await report.waitFor();
+  const erasureID = await report.locator("code").innerText();
+  const erasure = await api(admin, "GET", `/v1/erasures/${erasureID}`);
+  assert.equal(erasure.status, "completed");
+  assert.equal(erasure.subject, conv.visitor, "the visitor's own erasure");
+  assert.equal(await report.getByRole("row", { name: /Keys destroyed/ }).locator("td").innerText(), erasure.report.keys_destroyed ? "yes" : "none were left (they had expired)");
+  await again.getByText(/^Completed at .*, in \d+ ms\.$/).waitFor();
   await screenshot(back, "widget-erased");
-  assert.equal(await stored(back), 0, "storage emptied by erasure");
+  await poll("storage emptied once the erasure completed", async () => (await stored(back)) === 0);
   await poll("the transcript to read erased", async () => {
     const t = await api(admin, "GET", `/v1/conversations/${conv.id}/messages`);
     return t.messages.length > 0 && t.messages.every((m) => m.erased && m.text === null);
@@ -424,13 +438,45 @@ test("the gateway's demo page frames the chat under its own policy", async () =>
   await ctx.close();
 });
 
-test("the tenant's privacy notice, shown as text, is the version the visitor consents to", async (t) => {
-  const probe = await fetch(`${gw}/v1/tenants/demo/notice`);
-  if (probe.status === 404) {
-    t.skip("GET /v1/tenants/{tenant}/notice is absent from this gateway: the widget's default wording is checked by the first test");
-    return;
-  }
-  assert.equal(probe.status, 200, "the notice endpoint");
+// consentedUnder starts a chat in the frame and answers the notice version
+// its visitor's consent records.
+async function consentedUnder(frame, text) {
+  await frame.getByRole("button", { name: "Start chat" }).press("Enter");
+  await shows(frame, "You are talking to a person");
+  await frame.locator("#parley-message").fill(text);
+  await frame.locator("#parley-message").press("Enter");
+  const lead = token("supervisor", "sue");
+  const conv = await poll("the conversation", async () => {
+    for (const c of (await api(lead, "GET", "/v1/conversations?status=open")).conversations) {
+      const t = await api(lead, "GET", `/v1/conversations/${c.id}/messages`);
+      if (t.messages[0]?.text === text) return c;
+    }
+  });
+  return (await api(token("admin", "root"), "GET", `/v1/subjects/${conv.visitor}/export`)).consents.at(-1).notice_version;
+}
+
+test("without the tenant's notice the host's version is consented to; without an answer the chat cannot start", async () => {
+  const ctx = await browser.newContext({ viewport: { width: 320, height: 640 } });
+  // The gateway answers 503 until it has read the tenant's settings: no
+  // notice to consent under, Start chat withheld, a retry offered.
+  await ctx.route("**/v1/tenants/demo/notice", (route) =>
+    route.fulfill({ status: 503, contentType: "application/problem+json", body: JSON.stringify({ status: 503, detail: "the service is not ready" }) }),
+  );
+  const page = await openHost(ctx, "?nv=shop-3");
+  await page.keyboard.press("Tab");
+  await page.keyboard.press("Enter");
+  const frame = await chatFrame(page);
+  await frame.getByRole("alert").filter({ hasText: "The privacy notice could not be read" }).waitFor();
+  assert.equal(await frame.getByRole("button", { name: "Start chat" }).count(), 0, "Start chat without a notice");
+  await screenshot(page, "widget-notice-unavailable");
+  await ctx.unroute("**/v1/tenants/demo/notice");
+  await frame.getByRole("button", { name: "Try again" }).press("Enter");
+  await shows(frame, defaultWording);
+  assert.equal(await consentedUnder(frame, "Under the host's notice"), "shop-3", "the host's notice version, the tenant having none");
+  await ctx.close();
+});
+
+test("the tenant's privacy notice, shown as text, is the version the visitor consents to", async () => {
   const admin = token("admin", "root");
   const settings = await api(admin, "GET", "/v1/settings");
   const text = "Acme keeps chats 30 days.\n<b>Not bold</b>: shown as written.";
@@ -447,19 +493,72 @@ test("the tenant's privacy notice, shown as text, is the version the visitor con
   assert.equal(await frame.locator(".notice b").count(), 0, "no markup from the notice");
   assert.equal(await frame.getByText(defaultWording).count(), 0, "the default wording, replaced");
   await screenshot(page, "widget-notice");
-  await frame.getByRole("button", { name: "Start chat" }).press("Enter");
-  await shows(frame, "You are talking to a person");
-  await frame.locator("#parley-message").fill("Under the tenant's notice");
-  await frame.locator("#parley-message").press("Enter");
-  const lead = token("supervisor", "sue");
-  const conv = await poll("the conversation", async () => {
-    for (const c of (await api(lead, "GET", "/v1/conversations?status=open")).conversations) {
-      const t = await api(lead, "GET", `/v1/conversations/${c.id}/messages`);
-      if (t.messages[0]?.text === "Under the tenant's notice") return c;
-    }
-  });
-  const exp = await api(admin, "GET", `/v1/subjects/${conv.visitor}/export`);
-  assert.equal(exp.consents.at(-1).notice_version, "acme-7", "the notice version consented to");
+  assert.equal(await consentedUnder(frame, "Under the tenant's notice"), "acme-7", "the notice version consented to");
   await api(admin, "PUT", "/v1/settings", settings);
   await ctx.close();
+});
+
+test("a visitor's session survives renewals at once, in one tab and across two", async () => {
+  // Access tokens of 5 s (the gateway's leeway adds 5 more): renewals come
+  // quickly. A refresh token used twice ends its session and is audited as
+  // "session.refresh_reuse": neither may happen.
+  const short = await startParley(["--access-token-ttl", "5s"]);
+  const ctx = await browser.newContext({ viewport: { width: 320, height: 640 } });
+  try {
+    const admin = short.token("admin", "root");
+    // expired waits until a token issued now has expired: so has every
+    // token the widget held before.
+    const expired = async () => {
+      const probe = (await short.api(null, "POST", "/v1/tenants/demo/visitors", { consent: { analytics: false, network_data: false, ai: false }, notice_version: "1" })).access_token;
+      await poll("a token of now to expire", async () => (await fetch(`${short.gw}/v1/conversations`, { headers: { Authorization: `Bearer ${probe}` } })).status === 401);
+    };
+    const reused = async () => (await short.api(admin, "GET", "/v1/audit")).entries.filter((e) => e.action === "session.refresh_reuse");
+
+    const first = await openHost(ctx, `?gw=${encodeURIComponent(short.gw)}`);
+    await first.keyboard.press("Tab");
+    await first.keyboard.press("Enter");
+    const one = await chatFrame(first, short.gw);
+    await one.getByRole("button", { name: "Start chat" }).press("Enter");
+    await shows(one, "You are talking to a person");
+    await one.locator("#parley-message").fill("Before the renewals");
+    await one.locator("#parley-message").press("Enter");
+    await shows(one, "Before the renewals");
+
+    // A second tab of the same visitor comes back: it renews, spending the
+    // refresh token the first tab holds.
+    await expired();
+    const second = await openHost(ctx, `?gw=${encodeURIComponent(short.gw)}`);
+    await second.keyboard.press("Tab");
+    await second.keyboard.press("Enter");
+    const two = await chatFrame(second, short.gw);
+    await two.getByRole("button", { name: /^Continue the conversation/ }).waitFor();
+
+    // The first tab, its token expired, makes two calls at once.
+    await expired();
+    await Promise.all([
+      first.waitForResponse((r) => r.url() === `${short.gw}/v1/me/export` && r.status() === 200),
+      one.evaluate(() => {
+        for (const b of document.querySelectorAll(".mydata button")) {
+          if (b.textContent === "Your conversations" || b.textContent === "Download my data") b.click();
+        }
+      }),
+    ]);
+    await one.getByRole("button", { name: /^Continue the conversation/ }).press("Enter");
+    await shows(one, "Before the renewals");
+    assert.equal(await one.getByRole("alert").count(), 0, "an error in the first tab");
+
+    // And the second tab, expired again, carries on with the token the
+    // first tab stored.
+    await expired();
+    await two.getByRole("button", { name: /^Continue the conversation/ }).press("Enter");
+    await two.locator("#parley-message").fill("After the renewals");
+    await two.locator("#parley-message").press("Enter");
+    await shows(two, "After the renewals");
+    await shows(one, "After the renewals");
+    assert.equal(await two.getByRole("alert").count(), 0, "an error in the second tab");
+    assert.deepEqual(await reused(), [], "refresh tokens reused");
+  } finally {
+    await ctx.close();
+    await short.stop();
+  }
 });

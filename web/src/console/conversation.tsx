@@ -4,18 +4,11 @@
 // visitor's erasure. It is made anew for each conversation opened (keyed
 // by its id).
 import { useEffect, useRef, useState } from "preact/hooks";
-import { CallError, newKey, type Message, type StreamEvent } from "../client";
+import { CallError, newKey, typingEveryMs, typingShownMs, type Message, type StreamEvent } from "../client";
 import { client } from "../staff/session";
 import type { Inbox, Summary } from "./inbox";
 import { time, visitorName } from "./list";
-
-type Page = { messages: Message[]; next_cursor: string | null };
-
-// How long "typing…" shows after the last signal: senders repeat it every
-// few seconds while the user types, and send no "stopped".
-const typingShownMs = 5000;
-// How often this side says it is typing.
-const typingEveryMs = 3000;
+import { availability, type Availability } from "./presence";
 
 type Props = {
   inbox: Inbox;
@@ -37,6 +30,7 @@ export function Conversation({ inbox, id, me, sendTyping }: Props) {
   const [reload, setReload] = useState(0);
   const unreadableRef = useRef("");
   unreadableRef.current = unreadable;
+  const assignee = useAssignee(c?.assignee ?? null, me);
 
   useEffect(() => {
     inbox.opened(id);
@@ -44,15 +38,11 @@ export function Conversation({ inbox, id, me, sendTyping }: Props) {
     let live = true;
     (async () => {
       const all: Message[] = [];
-      let cursor: string | null = null;
       try {
-        do {
-          const q = new URLSearchParams({ limit: "500" });
-          if (cursor) q.set("cursor", cursor);
-          const page: Page = await client.json("GET", `/v1/conversations/${id}/messages?${q}`);
-          all.push(...page.messages);
-          cursor = page.next_cursor;
-        } while (cursor && live);
+        for await (const page of client.pages<Message>(`/v1/conversations/${id}/messages`, "messages", { limit: "500" })) {
+          all.push(...page);
+          if (!live) break;
+        }
         if (!live) return;
         // Messages that arrived live while the pages were read stay.
         setMessages((now) => merge(all, now));
@@ -123,7 +113,10 @@ export function Conversation({ inbox, id, me, sendTyping }: Props) {
           <dt>Status</dt>
           <dd>{erased ? "closed (erased)" : c.status}</dd>
           <dt>Assigned to</dt>
-          <dd>{c.assignee ? (c.assignee === me.id ? `you (${me.id})` : c.assignee) : "nobody"}</dd>
+          <dd>
+            {c.assignee ? (c.assignee === me.id ? `you (${me.id})` : c.assignee) : "nobody"}
+            {assignee && ` (${assignee})`}
+          </dd>
           {c.visitor_profile?.email && !erased && (
             <>
               <dt>E-mail</dt>
@@ -162,6 +155,27 @@ export function Conversation({ inbox, id, me, sendTyping }: Props) {
       )}
     </article>
   );
+}
+
+/**
+ * useAssignee answers how another assignee stands (available or away, and
+ * how many conversations they have), for those who may read it: supervisors
+ * and admins; "" otherwise. Read when the conversation shows and when it is
+ * assigned anew.
+ */
+function useAssignee(assignee: string | null, me: { id: string; role: string }): string {
+  const [said, setSaid] = useState("");
+  useEffect(() => {
+    setSaid("");
+    if (!assignee || assignee === me.id || me.role === "agent") return;
+    let live = true;
+    client
+      .json<Availability>("GET", `/v1/agents/${encodeURIComponent(assignee)}`)
+      .then((a) => live && setSaid(availability(a)))
+      .catch(() => {}); // the facts show without it
+    return () => void (live = false);
+  }, [assignee]);
+  return said;
 }
 
 function Line({ m, me, erased }: { m: Message; me: string; erased: boolean }) {

@@ -99,15 +99,10 @@ export class Inbox {
     this.error = "";
     this.changed();
     try {
-      let cursor: string | null = null;
-      do {
-        const q = new URLSearchParams({ status: "open", limit: "500" });
-        if (cursor) q.set("cursor", cursor);
-        const page: Page = await client.json("GET", `/v1/conversations?${q}`);
-        for (const c of page.conversations) this.put(c);
-        cursor = page.next_cursor;
+      for await (const page of client.pages<Summary>("/v1/conversations", "conversations", { status: "open", limit: "500" })) {
+        for (const c of page) this.put(c);
         this.changed();
-      } while (cursor);
+      }
     } catch (e) {
       this.error = (e as Error).message;
     } finally {

@@ -1,10 +1,11 @@
 // The agent's presence: available (the API's "online") or away, what
-// assignments go by. Presence does not lapse when the agent disconnects, so
-// the console sets "away" as its page is left.
+// assignments go by. It changes only when the agent chooses, or signs out
+// (staff/session.ts signOut): leaving or reloading the page keeps it, as a
+// reload must not make the agent away.
 import { useEffect, useState } from "preact/hooks";
 import { client } from "../staff/session";
 
-type Availability = { status: "online" | "away"; open: number; max_open: number | null };
+export type Availability = { status: "online" | "away"; open: number; max_open: number | null };
 
 export function Presence({ me }: { me: string }) {
   const [status, setStatus] = useState<"online" | "away" | "">("");
@@ -16,21 +17,6 @@ export function Presence({ me }: { me: string }) {
       .then((a) => setStatus(a.status))
       .catch((e: Error) => setError(e.message));
   }, [me]);
-
-  useEffect(() => {
-    if (status !== "online") return;
-    const leave = () => {
-      // keepalive: the request outlives the page.
-      void fetch("/v1/me/presence", {
-        method: "PUT",
-        keepalive: true,
-        headers: { Authorization: `Bearer ${client.token()}`, "Content-Type": "application/json" },
-        body: JSON.stringify({ status: "away" }),
-      });
-    };
-    addEventListener("pagehide", leave);
-    return () => removeEventListener("pagehide", leave);
-  }, [status]);
 
   const set = (to: "online" | "away") => {
     setError("");
@@ -54,4 +40,10 @@ export function Presence({ me }: { me: string }) {
       )}
     </div>
   );
+}
+
+/** availability says how an agent stands, for the conversation's facts. */
+export function availability(a: Availability): string {
+  const load = a.max_open === null ? `${a.open} open` : `${a.open} of ${a.max_open} open`;
+  return `${a.status === "online" ? "available" : "away"}, ${load}`;
 }

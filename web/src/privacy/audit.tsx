@@ -3,6 +3,7 @@
 // chain, then Parley's signed checkpoint (GET /v1/audit/checkpoint) and, when
 // the auditor pastes one saved earlier, theirs.
 import { useEffect, useState } from "preact/hooks";
+import { useFileURL } from "../download";
 import { client } from "../staff/session";
 import { checkCheckpoint, goTime, parseSaved, verifyChain, type CheckpointAnswer, type CheckpointResult, type ChainBreak, type Entry } from "./verify";
 
@@ -35,13 +36,14 @@ type Report = {
   noCheckpoint: boolean;
   key: string | null;
   /** A Blob URL of the checkpoint's answer as it came, for the auditor to save. */
-  answerURL: string;
+  answer: Blob;
 };
 
 const shown = 50;
 
 export function AuditTrail({ tenant }: { tenant: string }) {
   const [report, setReport] = useState<Report | null>(null);
+  const answerURL = useFileURL(report?.answer ?? null);
   const [progress, setProgress] = useState("");
   const [error, setError] = useState("");
   const [all, setAll] = useState(false);
@@ -64,11 +66,8 @@ export function AuditTrail({ tenant }: { tenant: string }) {
       if (!broken && answer.checkpoint && answer.public_key) {
         checkpoints.push(await checkCheckpoint("Parley's checkpoint", entries, answer.checkpoint, answer.public_key, tenant));
       }
-      const answerURL = URL.createObjectURL(new Blob([JSON.stringify(answer)], { type: "application/json" }));
-      setReport((old) => {
-        if (old) URL.revokeObjectURL(old.answerURL);
-        return { entries, broken, checkpoints, noCheckpoint: !answer.checkpoint, key: answer.public_key, answerURL };
-      });
+      const blob = new Blob([JSON.stringify(answer)], { type: "application/json" });
+      setReport({ entries, broken, checkpoints, noCheckpoint: !answer.checkpoint, key: answer.public_key, answer: blob });
     } catch (e) {
       setError((e as Error).message);
     } finally {
@@ -120,7 +119,7 @@ export function AuditTrail({ tenant }: { tenant: string }) {
             <button type="submit" disabled={!pasted.trim()}>
               Check the trail holds it
             </button>
-            <a class="button secondary" href={report.answerURL} download={`parley-audit-checkpoint-${tenant}.json`}>
+            <a class="button secondary" href={answerURL} download={`parley-audit-checkpoint-${tenant}.json`}>
               Save Parley's checkpoint
             </a>
           </div>

@@ -2,7 +2,9 @@
 // JSON file from a Blob URL, with a summary; the erasure is confirmed, then
 // followed until the privacy service completes it, and its report shown.
 import { useEffect, useRef, useState } from "preact/hooks";
-import { CallError } from "../client";
+import { CallError, explain } from "../client";
+import { useFileURL } from "../download";
+import { ErasureReport, follow, type Erasure } from "../erasure";
 import { client } from "../staff/session";
 
 type Export = {
@@ -15,43 +17,25 @@ type Export = {
   conversations: { messages: unknown[] }[];
 };
 
-type Erasure = {
-  erasure_id: string;
-  subject: string;
-  status: string;
-  requested_at: string;
-  completed_at: string | null;
-  report: { keys_destroyed: boolean; at: string; duration_ms: number; counts?: Record<string, number> } | null;
-};
-
 /** What the API's refusals mean for a subject, in the page's words. */
-function explain(e: CallError, id: string): string {
-  switch (e.status) {
-    case 404:
-      return `There is no subject ${id} in this tenant.`;
-    case 410:
-      return `Subject ${id} was erased: nothing is held about them.`;
-    default:
-      return e.message;
-  }
-}
-
-const pollEvery = 500;
+const refusals = (id: string) => ({
+  404: () => `There is no subject ${id} in this tenant.`,
+  410: () => `Subject ${id} was erased: nothing is held about them.`,
+});
 
 export function SubjectTools() {
   const [id, setId] = useState("");
   const [error, setError] = useState("");
   const [busy, setBusy] = useState("");
-  const [exported, setExported] = useState<{ doc: Export; url: string; bytes: number } | null>(null);
+  const [exported, setExported] = useState<{ doc: Export; blob: Blob } | null>(null);
   const [confirm, setConfirm] = useState("");
   const [erasure, setErasure] = useState<Erasure | null>(null);
+  const [followed, setFollowed] = useState(false);
+  const exportURL = useFileURL(exported?.blob ?? null);
   const stop = useRef(false);
   const confirmRef = useRef<HTMLButtonElement>(null);
 
   useEffect(() => () => void (stop.current = true), []);
-  useEffect(() => () => {
-    if (exported) URL.revokeObjectURL(exported.url);
-  }, [exported]);
   useEffect(() => {
     if (confirm) confirmRef.current?.focus();
   }, [confirm]);
@@ -61,6 +45,7 @@ export function SubjectTools() {
     setError("");
     setExported(null);
     setErasure(null);
+    setFollowed(false);
     setConfirm("");
   };
 
@@ -77,10 +62,9 @@ export function SubjectTools() {
       } catch {
         throw new CallError(502, "The export was cut off before it was complete: export again.");
       }
-      const blob = new Blob([text], { type: "application/json" });
-      setExported({ doc, url: URL.createObjectURL(blob), bytes: blob.size });
+      setExported({ doc, blob: new Blob([text], { type: "application/json" }) });
     } catch (e) {
-      setError(explain(e as CallError, subject));
+      setError(explain(e, refusals(subject)));
     } finally {
       setBusy("");
     }
@@ -90,17 +74,11 @@ export function SubjectTools() {
     reset();
     setBusy(`Erasing ${who}…`);
     try {
-      let e = await client.json<{ erasure_id: string; status: string }>("POST", `/v1/subjects/${encodeURIComponent(who)}/erase`, {});
-      const path = `/v1/erasures/${encodeURIComponent(e.erasure_id)}`;
-      let status = await client.json<Erasure>("GET", path);
-      setErasure(status);
-      while (status.status !== "completed" && !stop.current) {
-        await new Promise((r) => setTimeout(r, pollEvery));
-        status = await client.json<Erasure>("GET", path);
-        setErasure(status);
-      }
+      const e = await client.json<Erasure>("POST", `/v1/subjects/${encodeURIComponent(who)}/erase`, {});
+      await follow(client, e.erasure_id, setErasure, () => stop.current);
+      setFollowed(true);
     } catch (e) {
-      setError(explain(e as CallError, who));
+      setError(explain(e, refusals(who)));
     } finally {
       setBusy("");
     }
@@ -169,12 +147,12 @@ export function SubjectTools() {
             </li>
             <li>Exported at {new Date(exported.doc.exported_at).toLocaleString()}</li>
           </ul>
-          <a class="button" href={exported.url} download={`parley-export-${exported.doc.subject.id}.json`}>
-            Download the export ({Math.ceil(exported.bytes / 1024)} KB, JSON)
+          <a class="button" href={exportURL} download={`parley-export-${exported.doc.subject.id}.json`}>
+            Download the export ({Math.ceil(exported.blob.size / 1024)} KB, JSON)
           </a>
         </section>
       )}
-      {erasure && <ErasureView e={erasure} />}
+      {erasure && <ErasureReport e={erasure} title={`Erasure of ${erasure.subject}`} done={followed} />}
     </div>
   );
 }
@@ -183,43 +161,4 @@ function consentText(c: Export["consents"][number] | undefined): string {
   if (!c) return "none";
   const yes = (["analytics", "network_data", "ai"] as const).filter((k) => c[k]);
   return `${yes.length ? yes.join(", ") : "nothing"} (notice ${c.notice_version})`;
-}
-
-function ErasureView({ e }: { e: Erasure }) {
-  const r = e.report;
-  return (
-    <section aria-labelledby="erasure-title" class="result">
-      <h3 id="erasure-title">Erasure of {e.subject}</h3>
-      {!r ? (
-        <p role="status">
-          <progress aria-label="Erasure in progress" /> Pending since {new Date(e.requested_at).toLocaleTimeString()}: destroying the keys and clearing every service…
-        </p>
-      ) : (
-        <>
-          <p role="status">Completed at {new Date(r.at).toLocaleString()}, in {r.duration_ms} ms.</p>
-          <table>
-            <caption>Completion report</caption>
-            <tbody>
-              <tr>
-                <th scope="row">Erasure id</th>
-                <td>
-                  <code>{e.erasure_id}</code>
-                </td>
-              </tr>
-              <tr>
-                <th scope="row">Keys destroyed</th>
-                <td>{r.keys_destroyed ? "yes" : "none were left (they had expired)"}</td>
-              </tr>
-              {Object.entries(r.counts ?? {}).map(([k, v]) => (
-                <tr>
-                  <th scope="row">{k.replace(/_/g, " ")}</th>
-                  <td>{v}</td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
-        </>
-      )}
-    </section>
-  );
 }

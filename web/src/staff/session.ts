@@ -2,7 +2,7 @@
 // provider (the gateway's sign-in, bound to this browser by its cookie), or,
 // in a try-out, with a token from `parley token`. The refresh token is kept
 // in sessionStorage: a tab's sign-in ends with the tab.
-import { CallError, Client, problem, type Principal } from "../client";
+import { CallError, claims, Client, type Principal } from "../client";
 
 export const client = new Client(location.origin, "parley.staff.refresh", () => sessionStorage);
 
@@ -16,9 +16,9 @@ export function lastTenant(): string {
 
 /** Begins a sign-in at the tenant's identity provider: the browser leaves. */
 export async function beginSignIn(tenant: string): Promise<void> {
-  const r = await fetch(`/v1/tenants/${encodeURIComponent(tenant)}/sign-in`, { credentials: "same-origin" });
-  if (!r.ok) throw await problem(r);
-  const { authorization_url } = (await r.json()) as { authorization_url: string };
+  const { authorization_url } = await client.anonymous<{ authorization_url: string }>(`/v1/tenants/${encodeURIComponent(tenant)}/sign-in`, {
+    credentials: "same-origin",
+  });
   sessionStorage.setItem(stateKey, new URL(authorization_url).searchParams.get("state") ?? "");
   sessionStorage.setItem(tenantKey, tenant);
   location.assign(authorization_url);
@@ -36,9 +36,7 @@ export async function restore(): Promise<boolean> {
     const kept = sessionStorage.getItem(stateKey);
     sessionStorage.removeItem(stateKey);
     if (state !== kept) throw new CallError(401, "This sign-in was not begun in this tab: sign in again.");
-    const r = await fetch(`/v1/sign-in/callback?${q}`, { credentials: "same-origin" });
-    if (!r.ok) throw await problem(r);
-    client.signedIn(await r.json());
+    client.signedIn(await client.anonymous(`/v1/sign-in/callback?${q}`, { credentials: "same-origin" }));
     return true;
   }
   const refresh = client.stored();
@@ -55,25 +53,24 @@ export async function restore(): Promise<boolean> {
 
 /** Uses a try-out token (`parley token`): its claims name the person. */
 export function useToken(token: string): Principal {
-  let claims: { sub?: string; tenant?: string; role?: string };
-  try {
-    claims = JSON.parse(atob(token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/")));
-  } catch {
-    throw new CallError(422, "That is not a token: paste the whole output of `parley token`.");
-  }
-  const p = { tenant: claims.tenant ?? "", id: claims.sub ?? "", role: claims.role ?? "" };
+  const c = claims(token);
+  if (!c.sub) throw new CallError(422, "That is not a token: paste the whole output of `parley token`.");
+  const p = { tenant: c.tenant ?? "", id: c.sub, role: c.role ?? "" };
   client.useToken(token, p);
   return p;
 }
 
+/**
+ * signOut ends the session. An agent is set away first: presence does not
+ * lapse when a page is left (a reload must not make the agent away), so
+ * signing out is how an agent stops being assigned, besides choosing Away.
+ */
 export async function signOut(): Promise<void> {
+  if (client.principal?.role === "agent") {
+    await client.call("PUT", "/v1/me/presence", { status: "away" }).catch(() => {});
+  }
   const refresh = client.stored();
   client.forget();
-  if (refresh) {
-    await fetch("/v1/sessions/sign-out", {
-      method: "POST",
-      headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ refresh_token: refresh }),
-    });
-  }
+  // Forgotten here whatever the answer: a session left open ends with its refresh token's life.
+  if (refresh) await client.anonymous("/v1/sessions/sign-out", { method: "POST", body: { refresh_token: refresh } }).catch(() => {});
 }

@@ -24,6 +24,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/coder/websocket"
@@ -118,6 +119,9 @@ type API struct {
 	requests      *prometheus.CounterVec
 	latency       *prometheus.HistogramVec
 	rejections    *prometheus.CounterVec
+
+	readyMu  sync.Mutex
+	notReady bool // as the last /readyz found
 }
 
 // New returns the API, its metrics registered with cfg.Registerer.
@@ -484,19 +488,39 @@ func (a *API) operator(r *http.Request) error {
 }
 
 func (a *API) ready(w http.ResponseWriter, r *http.Request) error {
-	if !a.cfg.NC.IsConnected() {
+	err := a.readiness(r.Context())
+	a.noteReadiness(err)
+	if err != nil {
 		return errNotReady
-	}
-	if a.cfg.Ready != nil {
-		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
-		defer cancel()
-		if err := a.cfg.Ready(ctx); err != nil {
-			a.cfg.Log.Warn("not ready", "err", err)
-			return errNotReady
-		}
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 	return nil
+}
+
+func (a *API) readiness(ctx context.Context) error {
+	if !a.cfg.NC.IsConnected() {
+		return errors.New("not connected to the bus")
+	}
+	if a.cfg.Ready == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	return a.cfg.Ready(ctx)
+}
+
+// noteReadiness logs a change of readiness only: probes ask every few
+// seconds, and a gateway waiting for its services would log each of them.
+func (a *API) noteReadiness(err error) {
+	a.readyMu.Lock()
+	defer a.readyMu.Unlock()
+	switch {
+	case err != nil && !a.notReady:
+		a.cfg.Log.Warn("not ready", "err", err)
+	case err == nil && a.notReady:
+		a.cfg.Log.Info("ready again")
+	}
+	a.notReady = err != nil
 }
 
 func (a *API) stream(w http.ResponseWriter, r *http.Request) error {
