@@ -231,7 +231,10 @@ test("the audit trail shows the erasure and is verified in the browser; saved ch
     .waitFor();
 
   // Signed, but counting entries the trail does not have.
-  const beyond = signCheckpoint({ tenant: "demo", count: entries.length + 3, head: "ab".repeat(32), at: new Date().toISOString() });
+  // Signed over a time in Go's form, as the page verifies it: a whole second
+  // (toISOString's ".120Z" would be ".12Z" there, and the signature refused).
+  const at = new Date().toISOString().replace(/\.\d+Z$/, "Z");
+  const beyond = signCheckpoint({ tenant: "demo", count: entries.length + 3, head: "ab".repeat(32), at });
   await saved.fill(JSON.stringify(beyond));
   await check.click();
   await page
