@@ -9,7 +9,7 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { generateKeyPairSync, sign } from "node:crypto";
 import { readFile } from "node:fs/promises";
-import { accessible, launchBrowser, poll, screenshot, staffPage, startParley } from "./lib.mjs";
+import { accessible, launchBrowser, loadAverage, noCSPViolations, poll, screenshot, staffPage, startParley } from "./lib.mjs";
 
 let stack, browser, admin, visitor, conversation, firstCheckpoint;
 
@@ -201,7 +201,7 @@ test("the audit trail shows the erasure and is verified in the browser; saved ch
   const started = Date.now();
   await page.getByRole("button", { name: "Read and verify again" }).click();
   await page.getByText(`Verified: ${entries.length} entries, head ${head}, checkpoint signed at`).waitFor();
-  console.log(`audit trail of ${entries.length} entries read and verified in the browser in ${Date.now() - started} ms (load ${(await readFile("/proc/loadavg", "utf8")).split(" ")[0]})`);
+  console.log(`audit trail of ${entries.length} entries read and verified in the browser in ${Date.now() - started} ms (load ${await loadAverage()})`);
   await page.getByText(`Parley's checkpoint (${entries.length} entries,`).waitFor();
   const table = page.locator("table.audit");
   await page.getByRole("table", { name: `The newest 50 of ${entries.length} entries, newest first` }).waitFor();
@@ -248,6 +248,7 @@ test("the audit trail shows the erasure and is verified in the browser; saved ch
   await check.click();
   await page.getByRole("alert").filter({ hasText: "Saved checkpoint: not an answer of GET /v1/audit/checkpoint" }).waitFor();
   await accessible(page, "saved checkpoints checked");
+  noCSPViolations(page.context(), "the admin's privacy page");
   await page.context().close();
 });
 
@@ -274,5 +275,6 @@ test("an auditor reads and verifies the trail and cannot change the settings", a
   await auditor.getByRole("button", { name: "Read and verify again" }).click();
   await auditor.getByRole("alert").filter({ hasText: /Not verified: \d+ entries, chain BROKEN at entry 2 of \d+/ }).filter({ hasText: "on subject:someone-else: its hash does not match its content: the entry was changed" }).waitFor();
   await accessible(auditor, "chain broken");
+  noCSPViolations(auditor.context(), "the auditor's privacy page");
   await auditor.context().close();
 });
