@@ -244,6 +244,28 @@ test("the audit trail shows the erasure and is verified in the browser; saved ch
     .waitFor();
   await page.getByText("The audit key Parley answers now is not the one saved with it").waitFor();
 
+  // A public key the auditor trusts: Parley's own, then another one.
+  const knownKey = page.getByLabel(/A public key you trust/);
+  await knownKey.fill(firstCheckpoint.public_key);
+  await page.getByRole("button", { name: "Read and verify again" }).click();
+  await page.getByText(`Parley's checkpoint (${entries.length} entries,`).filter({ hasText: "held; checked with the key you gave; the same Parley answers" }).waitFor();
+  const other = generateKeyPairSync("ed25519").publicKey.export({ format: "der", type: "spki" }).subarray(-32).toString("base64");
+  await knownKey.fill(other);
+  await page.getByRole("button", { name: "Read and verify again" }).click();
+  await page
+    .getByRole("alert")
+    .filter({ hasText: "Parley's checkpoint: REFUSED: audit checkpoint signature does not verify: not signed by this key, or changed since; checked with the key you gave; Parley answers another key" })
+    .waitFor();
+  await page.getByText("Not verified: ").filter({ hasText: "a checkpoint is REFUSED" }).waitFor();
+  await accessible(page, "a checkpoint refused with the key given");
+  // The saved one is checked with the key given too: the test's own.
+  await saved.fill(JSON.stringify(firstCheckpoint));
+  await check.click();
+  await page.getByRole("alert").filter({ hasText: "Your saved checkpoint: REFUSED" }).filter({ hasText: "checked with the key you gave" }).waitFor();
+  await knownKey.fill("");
+  await page.getByRole("button", { name: "Read and verify again" }).click();
+  await page.getByText(`Parley's checkpoint (${entries.length} entries,`).filter({ hasText: "held; checked with the key Parley answers now" }).waitFor();
+
   await saved.fill("{not json");
   await check.click();
   await page.getByRole("alert").filter({ hasText: "Saved checkpoint: not an answer of GET /v1/audit/checkpoint" }).waitFor();
@@ -260,6 +282,24 @@ test("an auditor reads and verifies the trail and cannot change the settings", a
   assert.equal(await auditor.getByLabel("Retention (days)").count(), 0);
   assert.equal(await auditor.getByRole("button", { name: "Erase…" }).count(), 0);
   await accessible(auditor, "auditor");
+
+  // A whole page of one instant (GET /v1/audit answers the same page again
+  // for since): the page says it cannot read the trail whole, rather than
+  // report it shorter than it is.
+  const route = (url) => url.pathname === "/v1/audit";
+  let firstPage;
+  await auditor.route(route, async (r) => {
+    const res = await r.fetch();
+    const body = await res.json();
+    firstPage ??= body;
+    return r.fulfill({ response: res, json: { ...firstPage, more: true } });
+  });
+  await auditor.getByRole("button", { name: "Read and verify again" }).click();
+  await auditor
+    .getByRole("alert")
+    .filter({ hasText: /^more entries than a page \(\d+\) share the instant \S+: GET \/v1\/audit pages by time and cannot read past them/ })
+    .waitFor();
+  await auditor.unroute(route);
 
   // A trail changed on its way (or in the store): the page names the entry.
   await auditor.route(
