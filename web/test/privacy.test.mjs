@@ -255,6 +255,7 @@ test("the audit trail shows the erasure and is verified in the browser; saved ch
   await page
     .getByRole("alert")
     .filter({ hasText: "Parley's checkpoint: REFUSED: audit checkpoint signature does not verify: not signed by this key, or changed since; checked with the key you gave; Parley answers another key" })
+    .last() // the line, inside the verdict's alert
     .waitFor();
   await page.getByText("Not verified: ").filter({ hasText: "a checkpoint is REFUSED" }).waitFor();
   await accessible(page, "a checkpoint refused with the key given");
