@@ -27,15 +27,27 @@ help: ## list the targets
 build: web ## build the front-end, then bin/parley with it embedded
 	$(GO) build -o bin/parley ./cmd/parley
 
-# The front-end (web/) is bundled into the gateway's embedded directory. npm ci
-# installs the packages the lockfile pins when node_modules is missing. Without
-# npm the gateway is built without the widget (it answers 404 for its files).
-web: ## build the widget into services/gateway/internal/web/dist (needs node and npm)
-	@if ! command -v npm >/dev/null 2>&1; then \
-		echo "npm not found: building bin/parley without the widget (install nodejs and npm)"; \
-	else \
-		cd web && { [ -d node_modules ] || npm ci --no-audit --no-fund; } && npm run --silent build; \
+# The front-end (web/) is bundled into the gateway's embedded directory.
+# npm ci installs what the lockfile pins when node_modules is missing or
+# older than the lockfile (npm writes node_modules/.package-lock.json on
+# each install). Without Node.js 20+ and npm the build stops and says what to
+# install; NO_WEB=1 skips them (bin/parley then embeds what dist/ holds: on a
+# fresh checkout only its README, and the gateway answers 404 for the pages).
+# The Go tests need neither.
+NO_WEB ?=
+
+web: ## build the web pages into services/gateway/internal/web/dist (needs Node.js 20+ and npm; NO_WEB=1 skips them)
+ifeq ($(NO_WEB),)
+	@if ! command -v npm >/dev/null 2>&1 || [ "$$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)" -lt 20 ]; then \
+		echo "The web pages (widget, console, privacy page, dashboard) need Node.js 20 or later with npm;" >&2; \
+		echo "found node $$(node --version 2>/dev/null || echo none), npm $$(npm --version 2>/dev/null || echo none)." >&2; \
+		echo "Install them (https://nodejs.org/en/download), or build without the pages: make $(or $(MAKECMDGOALS),build) NO_WEB=1" >&2; \
+		exit 1; \
 	fi
+	cd web && { [ node_modules/.package-lock.json -nt package-lock.json ] || npm ci --no-audit --no-fund; } && npm run --silent build
+else
+	@echo "NO_WEB is set: the web pages are not built; bin/parley embeds what services/gateway/internal/web/dist holds (on a fresh checkout only its README: the gateway answers 404 for the pages)"
+endif
 
 run: build ## build, then run every service in one process (HTTP_ADDR, DATA_DIR)
 	$(ENSURE_CLICKHOUSE)

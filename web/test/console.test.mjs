@@ -6,8 +6,7 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { readFile } from "node:fs/promises";
-import { accessible, launchBrowser, parley, poll, screenshot, staffPage, startParley } from "./lib.mjs";
+import { accessible, launchBrowser, loadAverage, newContext, noCSPViolations, parley, poll, rawStream, screenshot, staffPage, startParley } from "./lib.mjs";
 
 let stack, browser;
 const consent = { consent: { analytics: false, network_data: false, ai: false }, notice_version: "2026-01" };
@@ -22,33 +21,7 @@ after(async () => {
   await stack?.stop();
 });
 
-// visitorStream opens a visitor's WebSocket in a page of the gateway's
-// origin: what it receives collects in globalThis.saw; send(v) sends a frame.
-async function visitorStream(token) {
-  const ctx = await browser.newContext();
-  const page = await ctx.newPage();
-  await page.goto(`${stack.gw}/healthz`);
-  await page.evaluate(
-    (tok) =>
-      new Promise((resolve, reject) => {
-        const ws = new WebSocket(`${location.origin.replace("http", "ws")}/v1/stream?access_token=${tok}`);
-        globalThis.saw = [];
-        globalThis.wsClosed = null;
-        ws.onmessage = (m) => globalThis.saw.push(JSON.parse(m.data));
-        ws.onclose = (c) => (globalThis.wsClosed = { code: c.code, reason: c.reason });
-        ws.onopen = () => resolve();
-        ws.onerror = reject;
-        globalThis.ws = ws;
-      }),
-    token,
-  );
-  return {
-    saw: () => page.evaluate(() => globalThis.saw),
-    closed: () => page.evaluate(() => globalThis.wsClosed),
-    send: (v) => page.evaluate((v) => globalThis.ws.send(JSON.stringify(v)), v),
-    close: () => ctx.close(),
-  };
-}
+const visitorStream = (token) => rawStream(browser, stack.gw, token);
 
 test("an agent answers a visitor live in the console, and sees their erasure", async () => {
   const { api, gw } = stack;
@@ -58,8 +31,6 @@ test("an agent answers a visitor live in the console, and sees their erasure", a
   await api(visitor, "PUT", "/v1/me/profile", { name: "Dana Reyes", email: "dana@example.com" });
 
   const page = await staffPage(browser, gw, "/console", stack.token("agent", "alice"));
-  const violations = [];
-  page.on("console", (m) => m.text().includes("Content Security Policy") && violations.push(m.text()));
   await page.getByText("0 open conversations").waitFor();
 
   // The visitor opens a conversation: it appears live, one unread.
@@ -134,7 +105,7 @@ test("an agent answers a visitor live in the console, and sees their erasure", a
   await accessible(page, "the erased conversation");
   await screenshot(page, "console-erased");
 
-  assert.deepEqual(violations, [], "CSP violations");
+  noCSPViolations(page.context(), "the console");
   await visitorWS.close();
   await page.context().close();
 });
@@ -157,6 +128,7 @@ test("a supervisor's assignment to an away agent is refused, then forced", async
   await page.getByText("Assigned to").locator("xpath=following-sibling::dd[1]").filter({ hasText: /^bob \(away, \d+ open\)$/ }).waitFor();
   assert.equal((await api(stack.token("supervisor", "sue"), "GET", `/v1/conversations/${id}`)).assignee, "bob");
   await api(stack.token("supervisor", "sue"), "POST", `/v1/conversations/${id}/close`, {});
+  noCSPViolations(page.context(), "the supervisor's console");
   await page.context().close();
 });
 
@@ -181,7 +153,7 @@ test("an agent's presence outlives a reload of the console, and ends with sign-o
 // streamedConsole signs in to the console in a context whose live streams
 // pass through the test (Playwright's WebSocket routes), which can drop them.
 async function streamedConsole(token) {
-  const ctx = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  const ctx = await newContext(browser, { viewport: { width: 1280, height: 800 } });
   const sockets = [];
   await ctx.routeWebSocket(/\/v1\/stream/, (ws) => {
     ws.connectToServer();
@@ -262,7 +234,7 @@ test("budget: the console inbox with 2,000 open conversations", async () => {
     }),
   );
   const seeded = (Date.now() - started) / 1000;
-  console.log(`seeded ${n} open conversations in ${seeded.toFixed(1)} s (${Math.round(n / seeded)}/s); load ${await load()}`);
+  console.log(`seeded ${n} open conversations in ${seeded.toFixed(1)} s (${Math.round(n / seeded)}/s); load ${await loadAverage()}`);
 
   // An agent's inbox (every open conversation is unassigned, so theirs to
   // see, not yet to read) and a supervisor's (theirs to read), alternated:
@@ -272,10 +244,8 @@ test("budget: the console inbox with 2,000 open conversations", async () => {
   await inboxFigures(n, "agent", "dave", false);
 });
 
-const load = async () => (await readFile("/proc/loadavg", "utf8")).split(" ").slice(0, 3).join(" ");
-
 async function inboxFigures(n, role, id, reads) {
-  const ctx = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  const ctx = await newContext(browser, { viewport: { width: 1280, height: 800 } });
   const page = await ctx.newPage();
   const marks = () => page.evaluate(() => Object.fromEntries(performance.getEntriesByType("mark").map((m) => [m.name, m.startTime])));
   const navStart = Date.now();
@@ -288,7 +258,7 @@ async function inboxFigures(n, role, id, reads) {
   const m = await marks();
   const inDOM = await page.getByRole("listitem").count();
   console.log(
-    `console inbox (${role}, ${n} open): sign-in form ${formShown} ms after navigation; first rows ${Math.round(m["parley-inbox-rows"] - signedAt)} ms after sign-in, all loaded ${Math.round(m["parley-inbox-loaded"] - signedAt)} ms after; ${inDOM} rows in the document; load ${await load()}`,
+    `console inbox (${role}, ${n} open): sign-in form ${formShown} ms after navigation; first rows ${Math.round(m["parley-inbox-rows"] - signedAt)} ms after sign-in, all loaded ${Math.round(m["parley-inbox-loaded"] - signedAt)} ms after; ${inDOM} rows in the document; load ${await loadAverage()}`,
   );
   assert.ok(inDOM < 100, `only the rows in view are rendered (${inDOM})`);
 
@@ -313,6 +283,7 @@ async function inboxFigures(n, role, id, reads) {
     if (reads) await page.getByRole("list", { name: "Transcript" }).getByText(/^Question /).waitFor();
     else await page.getByText("not assigned to you").waitFor();
   }
-  console.log(`console (${role}): opening a conversation with ${n} in the inbox: ${opens.join(", ")} ms from click to shown; load ${await load()}`);
+  console.log(`console (${role}): opening a conversation with ${n} in the inbox: ${opens.join(", ")} ms from click to shown; load ${await loadAverage()}`);
+  noCSPViolations(ctx, `the inbox of ${n}`);
   await ctx.close();
 }

@@ -8,7 +8,7 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
 import { delimiter, join } from "node:path";
-import { accessible, launchBrowser, poll, screenshot, staffPage, startParley } from "./lib.mjs";
+import { accessible, launchBrowser, noCSPViolations, poll, screenshot, staffPage, startParley } from "./lib.mjs";
 
 // The server binaries `parley all --clickhouse auto` looks for, as the Go
 // tests' chtest does: without one the ClickHouse tests skip, except in CI,
@@ -28,13 +28,6 @@ before(async () => {
 after(async () => {
   await browser?.close();
 });
-
-// cspWatch collects the page's Content-Security-Policy violations.
-function cspWatch(page) {
-  const violations = [];
-  page.on("console", (m) => m.text().includes("Content Security Policy") && violations.push(m.text()));
-  return violations;
-}
 
 // inks counts the pixels of a chart's canvas in the line's colour and in
 // the hatching's.
@@ -97,7 +90,6 @@ test("the charts draw, a suppressed point is marked suppressed, never zero", { s
   console.log(`dashboard: seeded 6 conversations in ${seeded} ms; facts in ClickHouse ${Date.now() - waited} ms later`);
 
   const page = await staffPage(browser, stack.gw, "/dashboard", analyst, { width: 1280, height: 1000 });
-  const violations = cspWatch(page);
   const shown = Date.now();
   await page.getByLabel("Range", { exact: true }).selectOption({ label: "Last 7 days" });
   await section(page, "conversations").locator("canvas").first().waitFor();
@@ -155,7 +147,7 @@ test("the charts draw, a suppressed point is marked suppressed, never zero", { s
   assert.equal(await page.getByRole("alert").count(), 1);
   await accessible(page, "dashboard, refused range");
   await screenshot(page, "dashboard-refused");
-  assert.deepEqual(violations, [], "CSP violations");
+  noCSPViolations(page.context(), "the dashboard");
   await page.context().close();
 });
 
@@ -163,10 +155,9 @@ test("without ClickHouse the dashboard says analytics is not available", async (
   const stack = await startParley();
   t.after(() => stack.stop());
   const page = await staffPage(browser, stack.gw, "/dashboard", stack.token("admin", "root"));
-  const violations = cspWatch(page);
   await page.getByRole("alert").filter({ hasText: "Analytics is not available" }).waitFor();
   await accessible(page, "dashboard without analytics");
   await screenshot(page, "dashboard-unavailable");
-  assert.deepEqual(violations, [], "CSP violations");
+  noCSPViolations(page.context(), "the dashboard");
   await page.context().close();
 });

@@ -1,10 +1,12 @@
 // What the browser tests share: a real `parley all` (bin/parley, built by
 // `make build`) on loopback with a data directory of its own, Debian's
 // chromium driven by playwright-core, calls to the API, polling, the
-// accessibility check and the screenshots directory (test-results/).
+// accessibility and Content Security Policy checks, a raw WebSocket on the
+// live stream, the load average, and the screenshots directory
+// (test-results/).
 import assert from "node:assert/strict";
 import { spawn, execFileSync } from "node:child_process";
-import { mkdtemp, mkdir, rm } from "node:fs/promises";
+import { mkdtemp, mkdir, readFile, rm } from "node:fs/promises";
 import { createServer } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -95,22 +97,126 @@ const disabledFeatures = [
   "NetworkTimeServiceQuerying", "AimEnabled", "PreconnectToSearch",
 ];
 
+const launchOptions = {
+  executablePath: chromiumPath,
+  args: [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    `--disable-features=${disabledFeatures.join(",")}`,
+  ],
+};
+
 export function launchBrowser() {
-  return chromium.launch({
-    executablePath: chromiumPath,
-    args: [
-      "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
-      `--disable-features=${disabledFeatures.join(",")}`,
-    ],
+  return chromium.launch(launchOptions);
+}
+
+/**
+ * launchProfile opens a browser on the profile directory dir (made when
+ * missing) as one persistent context under cspWatch: closed and opened again
+ * on the same directory, it is a visitor's browser coming back, with what
+ * the profile stored.
+ */
+export async function launchProfile(dir, options = {}) {
+  return cspWatch(await chromium.launchPersistentContext(dir, { ...launchOptions, ...options }));
+}
+
+const cspSeen = new WeakMap();
+
+/**
+ * cspWatch collects the Content Security Policy violations of every page
+ * and frame of a browser context (a frame of another origin too): the
+ * securitypolicyviolation events an init script hears in each document, and
+ * Chromium's console reports (which also name what an event may not, such
+ * as a refused eval). Call it before the context opens a page; noCSPViolations
+ * then fails the test on any. It answers ctx.
+ */
+export async function cspWatch(ctx) {
+  const seen = [];
+  cspSeen.set(ctx, seen);
+  await ctx.exposeBinding("parleyTestCSPViolation", (_source, v) => seen.push(v));
+  await ctx.addInitScript(() =>
+    addEventListener(
+      "securitypolicyviolation",
+      (e) => globalThis.parleyTestCSPViolation?.(`${e.effectiveDirective} refused ${e.blockedURI || "inline"} in ${e.documentURI} (${e.sourceFile}:${e.lineNumber})`),
+      true,
+    ),
+  );
+  const onPage = (page) => page.on("console", (m) => m.text().includes("Content Security Policy") && seen.push(m.text()));
+  ctx.pages().forEach(onPage);
+  ctx.on("page", onPage);
+  return ctx;
+}
+
+/** noCSPViolations fails if a page or frame of ctx (under cspWatch) broke its policy. */
+export function noCSPViolations(ctx, what) {
+  const seen = cspSeen.get(ctx);
+  assert.ok(seen, `${what}: the context is not under cspWatch`);
+  assert.deepEqual(seen, [], `${what}: Content Security Policy violations`);
+}
+
+/** newContext opens a browser context under cspWatch. */
+export async function newContext(browser, options = {}) {
+  return cspWatch(await browser.newContext(options));
+}
+
+/**
+ * openShadowRoots makes every shadow root of ctx's pages open, as a host
+ * script that runs first can: axe-core finds frames through open shadow
+ * roots only (the widget's launcher holds nothing of the visitor's; the frame
+ * stays out of the host's reach).
+ */
+export function openShadowRoots(ctx) {
+  return ctx.addInitScript(() => {
+    const attach = Element.prototype.attachShadow;
+    Element.prototype.attachShadow = function (init) {
+      return attach.call(this, { ...init, mode: "open" });
+    };
   });
 }
 
 /**
+ * rawStream opens GET /v1/stream with token in a page of the gateway's
+ * origin, in a context of its own, as a client other than the pages would:
+ * saw() answers the events received, closed() the close's code and reason
+ * (null while open), send(v) sends a frame.
+ */
+export async function rawStream(browser, gw, token) {
+  const ctx = await browser.newContext();
+  const page = await ctx.newPage();
+  await page.goto(`${gw}/healthz`);
+  await page.evaluate(
+    (tok) =>
+      new Promise((resolve, reject) => {
+        const ws = new WebSocket(`${location.origin.replace("http", "ws")}/v1/stream?access_token=${tok}`);
+        globalThis.saw = [];
+        globalThis.wsClosed = null;
+        ws.onmessage = (m) => globalThis.saw.push(JSON.parse(m.data));
+        ws.onclose = (c) => (globalThis.wsClosed = { code: c.code, reason: c.reason });
+        ws.onopen = () => resolve();
+        ws.onerror = reject;
+        globalThis.ws = ws;
+      }),
+    token,
+  );
+  return {
+    saw: () => page.evaluate(() => globalThis.saw),
+    closed: () => page.evaluate(() => globalThis.wsClosed),
+    send: (v) => page.evaluate((v) => globalThis.ws.send(JSON.stringify(v)), v),
+    close: () => ctx.close(),
+  };
+}
+
+/** loadAverage answers the machine's 1, 5 and 15 minute load averages, for the figures printed. */
+export async function loadAverage() {
+  return (await readFile("/proc/loadavg", "utf8")).split(" ").slice(0, 3).join(" ");
+}
+
+/**
  * staffPage opens a staff page on the gateway's origin signed in with a
- * try-out token, through the page's own sign-in form.
+ * try-out token, through the page's own sign-in form; its context is under
+ * cspWatch.
  */
 export async function staffPage(browser, gw, path, token, viewport = { width: 1280, height: 800 }) {
-  const ctx = await browser.newContext({ viewport });
+  const ctx = await newContext(browser, { viewport });
   const page = await ctx.newPage();
   await page.goto(gw + path);
   await page.getByLabel("Token").fill(token);
@@ -136,3 +242,16 @@ export async function accessible(page, what) {
 export function screenshot(page, name) {
   return page.screenshot({ path: join(results, `${name}.png`) });
 }
+
+/**
+ * accessibleWithFrame runs accessible() until axe-core has checked nodes in
+ * a frame of the page (a target of more than one selector: the frame's, then
+ * the node's in it): @axe-core/playwright leaves out a frame it failed to
+ * analyse without a word, as a loaded machine makes it do at times. The
+ * widget's launcher must be in an open shadow root (openShadowRoots).
+ */
+export const accessibleWithFrame = (page, what) =>
+  poll(`axe-core to check ${what} in the chat frame`, async () => {
+    const r = await accessible(page, what);
+    return [...r.passes, ...r.violations, ...r.incomplete].some((rule) => rule.nodes.some((n) => n.target.length > 1));
+  }, 120000);

@@ -9,7 +9,7 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { generateKeyPairSync, sign } from "node:crypto";
 import { readFile } from "node:fs/promises";
-import { accessible, launchBrowser, poll, screenshot, staffPage, startParley } from "./lib.mjs";
+import { accessible, launchBrowser, loadAverage, noCSPViolations, poll, screenshot, staffPage, startParley } from "./lib.mjs";
 
 let stack, browser, admin, visitor, conversation, firstCheckpoint;
 
@@ -201,7 +201,7 @@ test("the audit trail shows the erasure and is verified in the browser; saved ch
   const started = Date.now();
   await page.getByRole("button", { name: "Read and verify again" }).click();
   await page.getByText(`Verified: ${entries.length} entries, head ${head}, checkpoint signed at`).waitFor();
-  console.log(`audit trail of ${entries.length} entries read and verified in the browser in ${Date.now() - started} ms (load ${(await readFile("/proc/loadavg", "utf8")).split(" ")[0]})`);
+  console.log(`audit trail of ${entries.length} entries read and verified in the browser in ${Date.now() - started} ms (load ${await loadAverage()})`);
   await page.getByText(`Parley's checkpoint (${entries.length} entries,`).waitFor();
   const table = page.locator("table.audit");
   await page.getByRole("table", { name: `The newest 50 of ${entries.length} entries, newest first` }).waitFor();
@@ -231,7 +231,10 @@ test("the audit trail shows the erasure and is verified in the browser; saved ch
     .waitFor();
 
   // Signed, but counting entries the trail does not have.
-  const beyond = signCheckpoint({ tenant: "demo", count: entries.length + 3, head: "ab".repeat(32), at: new Date().toISOString() });
+  // Signed over a time in Go's form, as the page verifies it: a whole second
+  // (toISOString's ".120Z" would be ".12Z" there, and the signature refused).
+  const at = new Date().toISOString().replace(/\.\d+Z$/, "Z");
+  const beyond = signCheckpoint({ tenant: "demo", count: entries.length + 3, head: "ab".repeat(32), at });
   await saved.fill(JSON.stringify(beyond));
   await check.click();
   await page
@@ -241,10 +244,34 @@ test("the audit trail shows the erasure and is verified in the browser; saved ch
     .waitFor();
   await page.getByText("The audit key Parley answers now is not the one saved with it").waitFor();
 
+  // A public key the auditor trusts: Parley's own, then another one.
+  const knownKey = page.getByLabel(/A public key you trust/);
+  await knownKey.fill(firstCheckpoint.public_key);
+  await page.getByRole("button", { name: "Read and verify again" }).click();
+  await page.getByText(`Parley's checkpoint (${entries.length} entries,`).filter({ hasText: "held; checked with the key you gave; the same Parley answers" }).waitFor();
+  const other = generateKeyPairSync("ed25519").publicKey.export({ format: "der", type: "spki" }).subarray(-32).toString("base64");
+  await knownKey.fill(other);
+  await page.getByRole("button", { name: "Read and verify again" }).click();
+  await page
+    .getByRole("alert")
+    .filter({ hasText: "Parley's checkpoint: REFUSED: audit checkpoint signature does not verify: not signed by this key, or changed since; checked with the key you gave; Parley answers another key" })
+    .last() // the line, inside the verdict's alert
+    .waitFor();
+  await page.getByText("Not verified: ").filter({ hasText: "a checkpoint is REFUSED" }).waitFor();
+  await accessible(page, "a checkpoint refused with the key given");
+  // The saved one is checked with the key given too: the test's own.
+  await saved.fill(JSON.stringify(firstCheckpoint));
+  await check.click();
+  await page.getByRole("alert").filter({ hasText: "Your saved checkpoint: REFUSED" }).filter({ hasText: "checked with the key you gave" }).waitFor();
+  await knownKey.fill("");
+  await page.getByRole("button", { name: "Read and verify again" }).click();
+  await page.getByText(`Parley's checkpoint (${entries.length} entries,`).filter({ hasText: "held; checked with the key Parley answers now" }).waitFor();
+
   await saved.fill("{not json");
   await check.click();
   await page.getByRole("alert").filter({ hasText: "Saved checkpoint: not an answer of GET /v1/audit/checkpoint" }).waitFor();
   await accessible(page, "saved checkpoints checked");
+  noCSPViolations(page.context(), "the admin's privacy page");
   await page.context().close();
 });
 
@@ -256,6 +283,24 @@ test("an auditor reads and verifies the trail and cannot change the settings", a
   assert.equal(await auditor.getByLabel("Retention (days)").count(), 0);
   assert.equal(await auditor.getByRole("button", { name: "Erase…" }).count(), 0);
   await accessible(auditor, "auditor");
+
+  // A whole page of one instant (GET /v1/audit answers the same page again
+  // for since): the page says it cannot read the trail whole, rather than
+  // report it shorter than it is.
+  const route = (url) => url.pathname === "/v1/audit";
+  let firstPage;
+  await auditor.route(route, async (r) => {
+    const res = await r.fetch();
+    const body = await res.json();
+    firstPage ??= body;
+    return r.fulfill({ response: res, json: { ...firstPage, more: true } });
+  });
+  await auditor.getByRole("button", { name: "Read and verify again" }).click();
+  await auditor
+    .getByRole("alert")
+    .filter({ hasText: /^more entries than a page \(\d+\) share the instant \S+: GET \/v1\/audit pages by time and cannot read past them/ })
+    .waitFor();
+  await auditor.unroute(route);
 
   // A trail changed on its way (or in the store): the page names the entry.
   await auditor.route(
@@ -271,5 +316,6 @@ test("an auditor reads and verifies the trail and cannot change the settings", a
   await auditor.getByRole("button", { name: "Read and verify again" }).click();
   await auditor.getByRole("alert").filter({ hasText: /Not verified: \d+ entries, chain BROKEN at entry 2 of \d+/ }).filter({ hasText: "on subject:someone-else: its hash does not match its content: the entry was changed" }).waitFor();
   await accessible(auditor, "chain broken");
+  noCSPViolations(auditor.context(), "the auditor's privacy page");
   await auditor.context().close();
 });

@@ -2,7 +2,7 @@
 // try-out token, the pages a role may use, sign-out, and the strict CSP.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { accessible, launchBrowser, screenshot, staffPage, startParley } from "./lib.mjs";
+import { accessible, launchBrowser, newContext, noCSPViolations, screenshot, staffPage, startParley } from "./lib.mjs";
 
 let stack, browser;
 
@@ -17,10 +17,8 @@ after(async () => {
 });
 
 test("the sign-in form is accessible and refuses what is not a token", async () => {
-  const ctx = await browser.newContext();
+  const ctx = await newContext(browser);
   const page = await ctx.newPage();
-  const violations = [];
-  page.on("console", (m) => m.text().includes("Content Security Policy") && violations.push(m.text()));
   await page.goto(`${stack.gw}/console`);
   await page.getByRole("heading", { name: "Sign in to the console" }).waitFor();
   await accessible(page, "sign-in");
@@ -32,7 +30,7 @@ test("the sign-in form is accessible and refuses what is not a token", async () 
   await page.getByLabel("Tenant").fill("demo");
   await page.getByRole("button", { name: "Sign in", exact: true }).click();
   await page.getByRole("alert").filter({ hasText: /provider/i }).waitFor();
-  assert.deepEqual(violations, [], "CSP violations");
+  noCSPViolations(ctx, "the sign-in form");
   await ctx.close();
 });
 
@@ -43,9 +41,11 @@ test("a role sees the pages it may use, and is told when it may not use one", as
   await page.getByRole("alert").filter({ hasText: "Your role (agent) cannot use the dashboard" }).waitFor();
   await page.getByRole("button", { name: "Sign out" }).click();
   await page.getByRole("heading", { name: "Sign in to the dashboard" }).waitFor();
+  noCSPViolations(page.context(), "an agent on the dashboard");
   await page.context().close();
 
   const admin = await staffPage(browser, stack.gw, "/privacy", stack.token("admin", "root"));
   assert.deepEqual(await admin.getByRole("navigation", { name: "Pages" }).getByRole("link").allTextContents(), ["Console", "Privacy", "Dashboard"]);
+  noCSPViolations(admin.context(), "the privacy page");
   await admin.context().close();
 });

@@ -6,7 +6,7 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { createServer } from "node:http";
-import { accessible, freePort, launchBrowser, poll, screenshot, startParley } from "./lib.mjs";
+import { accessible, accessibleWithFrame, freePort, launchBrowser, newContext, noCSPViolations, openShadowRoots, poll, rawStream, screenshot, startParley } from "./lib.mjs";
 
 const budgetGzipBytes = 35 * 1024;
 const defaultWording = "Nothing is stored about you until you start a chat.";
@@ -127,15 +127,10 @@ after(async () => {
 });
 
 test("a visitor chats with an agent through the widget, keyboard only, on a 320 px screen, out of the host's reach", async () => {
-  const ctx = await browser.newContext({ viewport: { width: 320, height: 640 } });
+  const ctx = await newContext(browser, { viewport: { width: 320, height: 640 } });
   const page = await ctx.newPage();
   const requests = [];
   page.on("request", (r) => requests.push(r));
-  const violations = [];
-  const onConsole = (m) => {
-    if (m.text().includes("Content Security Policy")) violations.push(m.text());
-  };
-  page.on("console", onConsole);
 
   // When the widget's element enters the page, for the figure printed below
   // (a budget is a benchmark's to hold, not a test's assertion).
@@ -189,7 +184,6 @@ test("a visitor chats with an agent through the widget, keyboard only, on a 320 
   await page.keyboard.press("Tab");
   await page.keyboard.press("Enter");
   const frame = await chatFrame(page);
-  frame.page().on("console", onConsole);
   await shows(frame, "Start chat");
   await shows(frame, defaultWording);
   let frameWire = 0;
@@ -243,32 +237,16 @@ test("a visitor chats with an agent through the widget, keyboard only, on a 320 
 
   // The agent, in a browser context of their own on the gateway's origin:
   // typing, then a reply, shown live in the widget.
-  const agentCtx = await browser.newContext();
-  const agentPage = await agentCtx.newPage();
-  await agentPage.goto(`${gw}/healthz`);
-  await agentPage.evaluate(
-    ([tok, id]) =>
-      new Promise((resolve, reject) => {
-        const ws = new WebSocket(`${location.origin.replace("http", "ws")}/v1/stream?access_token=${tok}`);
-        globalThis.agentSaw = [];
-        ws.onmessage = (m) => globalThis.agentSaw.push(JSON.parse(m.data));
-        // Typing, as a client does while its user types: every second,
-        // until the test has seen it (one signal shows for a few seconds
-        // only, which a loaded machine may miss).
-        ws.onopen = () => {
-          const typing = () => ws.send(JSON.stringify({ type: "typing", conversation_id: id }));
-          typing();
-          globalThis.agentTyping = setInterval(typing, 1000);
-          resolve();
-        };
-        ws.onerror = reject;
-        globalThis.agentStream = ws;
-      }),
-    [agent, conv.id],
-  );
+  const agentStream = await rawStream(browser, gw, agent);
+  // Typing, as a client does while its user types: every second, until the
+  // test has seen it (one signal shows for a few seconds only, which a
+  // loaded machine may miss).
+  const typing = () => agentStream.send({ type: "typing", conversation_id: conv.id });
+  await typing();
+  const typingTimer = setInterval(typing, 1000);
   await shows(frame, "Support is typing…");
   await screenshot(page, "widget-typing");
-  await agentPage.evaluate(() => clearInterval(globalThis.agentTyping));
+  clearInterval(typingTimer);
   await api(agent, "POST", `/v1/conversations/${conv.id}/messages`, { text: "Hi, Alice here: how can I help?" });
   await shows(frame, "Hi, Alice here: how can I help?");
   assert.equal(await frame.getByText("Hello from the widget", { exact: true }).count(), 1, "the visitor's message, shown once");
@@ -278,9 +256,9 @@ test("a visitor chats with an agent through the widget, keyboard only, on a 320 
   // stream live.
   await page.keyboard.type("Thanks!");
   await page.keyboard.press("Enter");
-  const saw = (pred) => agentPage.evaluate((src) => globalThis.agentSaw.some(new Function("e", `return ${src}`)), pred);
-  await poll("the visitor's typing on the agent's stream", () => saw(`e.type === "typing" && e.author.role === "visitor"`));
-  await poll("the visitor's message on the agent's stream", () => saw(`e.type === "message" && e.message.text === "Thanks!"`));
+  const saw = async (pred) => (await agentStream.saw()).some(pred);
+  await poll("the visitor's typing on the agent's stream", () => saw((e) => e.type === "typing" && e.author.role === "visitor"));
+  await poll("the visitor's message on the agent's stream", () => saw((e) => e.type === "message" && e.message.text === "Thanks!"));
 
   // Closed, the launcher counts the agent's new messages.
   await page.keyboard.press("Escape");
@@ -318,7 +296,7 @@ test("a visitor chats with an agent through the widget, keyboard only, on a 320 
   });
   assert.equal(reach, "SecurityError", "the host page reads the frame's document");
 
-  assert.deepEqual(violations, [], "CSP violations");
+  noCSPViolations(ctx, "the host page and the widget");
   assert.deepEqual(others(), [], "requests to hosts other than the gateway");
 
   // The visitor comes back (a new page on the same site): their
@@ -378,31 +356,14 @@ test("a visitor chats with an agent through the widget, keyboard only, on a 320 
     const t = await api(admin, "GET", `/v1/conversations/${conv.id}/messages`);
     return t.messages.length > 0 && t.messages.every((m) => m.erased && m.text === null);
   });
-  await agentCtx.close();
+  noCSPViolations(ctx, "the visitor's return, closing and erasure");
+  await agentStream.close();
   await ctx.close();
 });
 
-// accessibleWithFrame runs accessible() until axe-core has checked nodes in
-// the chat frame (a target of more than one selector: the frame's, then the
-// node's in it): @axe-core/playwright leaves out a frame it failed to
-// analyse without a word, as a loaded machine makes it do at times.
-const accessibleWithFrame = (page, what) =>
-  poll(`axe-core to check ${what} in the chat frame`, async () => {
-    const r = await accessible(page, what);
-    return [...r.passes, ...r.violations, ...r.incomplete].some((rule) => rule.nodes.some((n) => n.target.length > 1));
-  }, 120000);
-
 test("the launcher, the consent step, the chat and the visitor's conversations pass axe-core", async () => {
-  const ctx = await browser.newContext({ viewport: { width: 320, height: 640 } });
-  // axe-core finds frames through open shadow roots only: here the host
-  // opens the launcher's (a host script that runs first can; the launcher
-  // holds nothing of the visitor's, the frame stays out of its reach).
-  await ctx.addInitScript(() => {
-    const attach = Element.prototype.attachShadow;
-    Element.prototype.attachShadow = function (init) {
-      return attach.call(this, { ...init, mode: "open" });
-    };
-  });
+  const ctx = await newContext(browser, { viewport: { width: 320, height: 640 } });
+  await openShadowRoots(ctx);
   const page = await openHost(ctx);
   await accessible(page, "the launcher");
   await page.keyboard.press("Tab");
@@ -419,22 +380,23 @@ test("the launcher, the consent step, the chat and the visitor's conversations p
   await frame.getByRole("button", { name: "Your conversations" }).press("Enter");
   await frame.getByRole("button", { name: /^Continue the conversation/ }).waitFor();
   await accessibleWithFrame(page, "the visitor's conversations");
+  noCSPViolations(ctx, "the widget's states under axe-core");
   await ctx.close();
 });
 
-test("the gateway's demo page frames the chat under its own policy", async () => {
-  const ctx = await browser.newContext({ viewport: { width: 320, height: 640 } });
+test("the gateway's demo page frames the chat under its own policy, and passes axe-core", async () => {
+  const ctx = await newContext(browser, { viewport: { width: 320, height: 640 } });
+  await openShadowRoots(ctx);
   const page = await ctx.newPage();
-  const violations = [];
-  page.on("console", (m) => {
-    if (m.text().includes("Content Security Policy")) violations.push(m.text());
-  });
   await page.goto(`${gw}/demo`);
   await launcherSays(page, "Chat with us");
+  await accessible(page, "the demo page");
   await page.keyboard.press("Tab");
   await page.keyboard.press("Enter");
   await shows(await chatFrame(page), "Start chat");
-  assert.deepEqual(violations, [], "CSP violations");
+  await accessibleWithFrame(page, "the demo page with the chat open");
+  await screenshot(page, "widget-demo");
+  noCSPViolations(ctx, "the demo page");
   await ctx.close();
 });
 
@@ -456,7 +418,7 @@ async function consentedUnder(frame, text) {
 }
 
 test("without the tenant's notice the host's version is consented to; without an answer the chat cannot start", async () => {
-  const ctx = await browser.newContext({ viewport: { width: 320, height: 640 } });
+  const ctx = await newContext(browser, { viewport: { width: 320, height: 640 } });
   // The gateway answers 503 until it has read the tenant's settings: no
   // notice to consent under, Start chat withheld, a retry offered.
   await ctx.route("**/v1/tenants/demo/notice", (route) =>
@@ -483,7 +445,7 @@ test("the tenant's privacy notice, shown as text, is the version the visitor con
   await api(admin, "PUT", "/v1/settings", { ...settings, notice_text: text, notice_version: "acme-7" });
   await poll("the notice to be served", async () => (await (await fetch(`${gw}/v1/tenants/demo/notice`)).json()).version === "acme-7");
 
-  const ctx = await browser.newContext({ viewport: { width: 320, height: 640 } });
+  const ctx = await newContext(browser, { viewport: { width: 320, height: 640 } });
   const page = await openHost(ctx);
   await page.keyboard.press("Tab");
   await page.keyboard.press("Enter");
@@ -495,6 +457,7 @@ test("the tenant's privacy notice, shown as text, is the version the visitor con
   await screenshot(page, "widget-notice");
   assert.equal(await consentedUnder(frame, "Under the tenant's notice"), "acme-7", "the notice version consented to");
   await api(admin, "PUT", "/v1/settings", settings);
+  noCSPViolations(ctx, "the tenant's notice");
   await ctx.close();
 });
 
@@ -503,7 +466,7 @@ test("a visitor's session survives renewals at once, in one tab and across two",
   // quickly. A refresh token used twice ends its session and is audited as
   // "session.refresh_reuse": neither may happen.
   const short = await startParley(["--access-token-ttl", "5s"]);
-  const ctx = await browser.newContext({ viewport: { width: 320, height: 640 } });
+  const ctx = await newContext(browser, { viewport: { width: 320, height: 640 } });
   try {
     const admin = short.token("admin", "root");
     // expired waits until a token issued now has expired: so has every

@@ -1,13 +1,19 @@
 // The tenant's audit trail (admin, auditor), read whole (GET /v1/audit, page
 // after page) and verified here as `parley audit verify` does: its hash
 // chain, then Parley's signed checkpoint (GET /v1/audit/checkpoint) and, when
-// the auditor pastes one saved earlier, theirs.
+// the auditor pastes one saved earlier, theirs; with a public key the auditor
+// trusts, when given, rather than the one Parley answers.
 import { useEffect, useState } from "preact/hooks";
 import { useFileURL } from "../download";
 import { client } from "../staff/session";
 import { checkCheckpoint, goTime, parseSaved, verifyChain, type CheckpointAnswer, type CheckpointResult, type ChainBreak, type Entry } from "./verify";
 
-/** readTrail reads every entry, oldest first; since repeats the last instant's entries. */
+/**
+ * readTrail reads every entry, oldest first; since repeats the last
+ * instant's entries. A page that brings nothing new while more are said to
+ * follow is a whole page of one instant: since cannot page within an
+ * instant, and stopping there would report the trail shorter than it is.
+ */
 async function readTrail(onProgress: (n: number) => void): Promise<Entry[]> {
   const entries: Entry[] = [];
   const seen = new Set<string>();
@@ -23,16 +29,37 @@ async function readTrail(onProgress: (n: number) => void): Promise<Entry[]> {
       added++;
     }
     onProgress(entries.length);
-    // A page of nothing new cannot move since on: stop rather than loop.
-    if (!page.more || added === 0) return entries;
+    if (!page.more) return entries;
+    if (added === 0) {
+      throw new Error(
+        `more entries than a page (${page.entries.length}) share the instant ${goTime(since)}: GET /v1/audit pages by time and cannot read past them, so the trail cannot be read whole here; check it with \`parley audit verify\`, which reads it whole`,
+      );
+    }
     since = entries[entries.length - 1].at;
   }
+}
+
+/** A checkpoint's result, and which key checked it. */
+type Checked = CheckpointResult & { using: string };
+
+/**
+ * keyFor chooses the key that checks a checkpoint — the one the auditor
+ * gives, else the one saved with it, else the one Parley answers now — and
+ * says which, and whether Parley's differs.
+ */
+function keyFor(known: string, saved: string | null, answered: string | null): { key: string | null; using: string } {
+  if (known) {
+    const same = known === answered ? "the same Parley answers" : `Parley answers another key${answered ? ` (${answered})` : ""}`;
+    return { key: known, using: `checked with the key you gave; ${same}` };
+  }
+  if (saved) return { key: saved, using: "checked with the key saved with it" };
+  return { key: answered, using: "checked with the key Parley answers now" };
 }
 
 type Report = {
   entries: Entry[];
   broken: ChainBreak | null;
-  checkpoints: CheckpointResult[];
+  checkpoints: Checked[];
   noCheckpoint: boolean;
   key: string | null;
   /** A Blob URL of the checkpoint's answer as it came, for the auditor to save. */
@@ -48,7 +75,8 @@ export function AuditTrail({ tenant }: { tenant: string }) {
   const [error, setError] = useState("");
   const [all, setAll] = useState(false);
   const [pasted, setPasted] = useState("");
-  const [saved, setSaved] = useState<CheckpointResult | null>(null);
+  const [saved, setSaved] = useState<Checked | null>(null);
+  const [knownKey, setKnownKey] = useState("");
   const [savedNote, setSavedNote] = useState("");
   const [savedError, setSavedError] = useState("");
 
@@ -62,9 +90,10 @@ export function AuditTrail({ tenant }: { tenant: string }) {
       const answer = await client.json<CheckpointAnswer>("GET", "/v1/audit/checkpoint");
       setProgress(`Verifying ${entries.length} entries…`);
       const broken = await verifyChain(entries);
-      const checkpoints: CheckpointResult[] = [];
-      if (!broken && answer.checkpoint && answer.public_key) {
-        checkpoints.push(await checkCheckpoint("Parley's checkpoint", entries, answer.checkpoint, answer.public_key, tenant));
+      const checkpoints: Checked[] = [];
+      const { key, using } = keyFor(knownKey.trim(), null, answer.public_key);
+      if (!broken && answer.checkpoint && key) {
+        checkpoints.push({ ...(await checkCheckpoint("Parley's checkpoint", entries, answer.checkpoint, key, tenant)), using });
       }
       const blob = new Blob([JSON.stringify(answer)], { type: "application/json" });
       setReport({ entries, broken, checkpoints, noCheckpoint: !answer.checkpoint, key: answer.public_key, answer: blob });
@@ -85,10 +114,10 @@ export function AuditTrail({ tenant }: { tenant: string }) {
     try {
       const a = parseSaved(pasted);
       if (!a.checkpoint) throw new Error("the saved answer holds no checkpoint (nothing was audited when it was saved)");
-      const key = a.public_key ?? report.key;
+      const { key, using } = keyFor(knownKey.trim(), a.public_key, report.key);
       if (!key) throw new Error("there is a checkpoint to check and no public key");
       if (report.broken) throw new Error("the chain itself is broken: see above");
-      setSaved(await checkCheckpoint("Your saved checkpoint", report.entries, a.checkpoint, key, tenant));
+      setSaved({ ...(await checkCheckpoint("Your saved checkpoint", report.entries, a.checkpoint, key, tenant)), using });
       if (a.public_key && report.key && a.public_key !== report.key) setSavedNote("The audit key Parley answers now is not the one saved with it: it was replaced since.");
     } catch (err) {
       setSavedError((err as Error).message);
@@ -108,6 +137,13 @@ export function AuditTrail({ tenant }: { tenant: string }) {
             <progress aria-label={progress} /> {progress}
           </span>
         )}
+      </div>
+      <div class="paste">
+        <label for="known-key">A public key you trust, to check the checkpoints with (base64; saved earlier or given by your operator; optional)</label>
+        <input id="known-key" spellcheck={false} autocomplete="off" value={knownKey} onInput={(e) => setKnownKey(e.currentTarget.value)} aria-describedby="known-key-hint" />
+        <p class="hint" id="known-key-hint">
+          Without one, the checkpoint is checked with the key Parley answers: that shows the trail is as Parley signed it, not that Parley's key is the one you trust.
+        </p>
       </div>
       {error && <p role="alert" class="error">{error}</p>}
       {report && <Verdict r={report} />}
@@ -219,25 +255,25 @@ function Verdict({ r }: { r: Report }) {
   );
 }
 
-function CheckpointLine({ c }: { c: CheckpointResult }) {
+function CheckpointLine({ c }: { c: Checked }) {
   const at = goTime(c.cp.at).replace(/\.\d+Z$/, "Z");
   switch (c.state) {
     case "held":
       return (
         <p class="good" role="status">
-          {c.name} ({c.cp.count} entries, {at}): held
+          {c.name} ({c.cp.count} entries, {at}): held; {c.using}
         </p>
       );
     case "refused":
       return (
         <p class="error" role="alert">
-          {c.name}: REFUSED: {c.why}
+          {c.name}: REFUSED: {c.why}; {c.using}
         </p>
       );
     default:
       return (
         <p class="error" role="alert">
-          {c.name}: ENTRIES MISSING: {c.why}
+          {c.name}: ENTRIES MISSING: {c.why}; {c.using}
         </p>
       );
   }
