@@ -214,6 +214,8 @@ type liveEvent struct {
 	Type           string `json:"type"`
 	Seq            uint64 `json:"seq"`
 	ConversationID string `json:"conversation_id"`
+	// Visitor is who was erased, on an erased notice.
+	Visitor string `json:"visitor"`
 	// Author is who is typing, on a typing event.
 	Author struct {
 		Role string `json:"role"`
