@@ -477,7 +477,7 @@ function App() {
       )}
       {phase === "erased" && (
         <div class="erased">
-          {erasure?.status === "completed" && <p>Erased: your messages can no longer be read by anyone.</p>}
+          {erasure?.status === "completed" && <p role="status">Erased: your messages can no longer be read by anyone.</p>}
           {erasure ? <ErasureReport e={erasure} title="Your erasure" done={erasureFollowed} /> : <p role="status">Erased: your messages can no longer be read by anyone.</p>}
         </div>
       )}
