@@ -61,6 +61,9 @@ func runKeys(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err := parseFlags(flags, args[1:], stdout, stderr); err != nil {
 		return err
 	}
+	if err := oneKEKSource(*kekFile); err != nil {
+		return err
+	}
 	if *kekFile == "" {
 		*kekFile = filepath.Join(store.dataDir, "kek.key")
 	}
