@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/url"
 	"os"
 	"os/exec"
@@ -110,6 +111,25 @@ func readSecret(flagName, file, env string) (string, error) {
 		return "", fmt.Errorf("%s: %w", flagName, err)
 	}
 	return strings.TrimSpace(string(b)), nil
+}
+
+// warnSecretInURLs logs, once, that flagName's value holds a secret when
+// one of its comma-separated URLs carries a password (or, with token,
+// a user part alone, which NATS takes as a token): arguments are readable
+// by every user of the machine. It names the flag and instead, never the
+// value.
+func warnSecretInURLs(log *slog.Logger, flagName, urls string, token bool, instead string) {
+	for _, raw := range strings.Split(urls, ",") {
+		u, err := url.Parse(strings.TrimSpace(raw))
+		if err != nil || u.User == nil {
+			continue
+		}
+		if _, hasPassword := u.User.Password(); hasPassword || token {
+			log.Warn("a secret in a command-line argument is readable by every user of the machine (/proc/PID/cmdline); move it out of the argument",
+				"flag", flagName, "instead", instead)
+			return
+		}
+	}
 }
 
 // clickHousePasswordEnv holds the password of the user the ClickHouse DSN

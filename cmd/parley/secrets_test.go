@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -263,5 +264,41 @@ func TestClickHouseDSN(t *testing.T) {
 				t.Errorf("error %q holds the password", err)
 			}
 		})
+	}
+}
+
+// A password in --nats-url or --clickhouse is warned about once each,
+// naming the flag and never the value.
+func TestSecretInArgumentsWarned(t *testing.T) {
+	t.Setenv(clickHousePasswordEnv, "")
+	var stderr bytes.Buffer
+	// Nothing listens on port 1: the service stops after its warnings.
+	err := runService(t.Context(), "analytics", []string{
+		"--nats-url", "nats://chat:natsSECRET1@127.0.0.1:1,nats://tokenSECRET2@127.0.0.1:1",
+		"--clickhouse", "clickhouse://parley:chSECRET3@127.0.0.1:1/parley",
+		"--health-addr", "127.0.0.1:0",
+	}, io.Discard, &stderr)
+	if err == nil {
+		t.Fatal("runService() = nil, want a connection error")
+	}
+	logs := stderr.String()
+	for _, flagName := range []string{"--nats-url", "--clickhouse"} {
+		if n := strings.Count(logs, `"flag":"`+flagName+`"`); n != 1 {
+			t.Errorf("%d warnings naming %s, want 1; logs:\n%s", n, flagName, logs)
+		}
+	}
+	for _, secret := range []string{"SECRET1", "SECRET2", "SECRET3"} {
+		if strings.Contains(logs, secret) {
+			t.Errorf("the logs hold %s:\n%s", secret, logs)
+		}
+	}
+
+	// Without a secret in them, no warning.
+	stderr.Reset()
+	_ = runService(t.Context(), "analytics", []string{
+		"--nats-url", "nats://127.0.0.1:1", "--clickhouse", "clickhouse://parley@127.0.0.1:1/parley", "--health-addr", "127.0.0.1:0",
+	}, io.Discard, &stderr)
+	if strings.Contains(stderr.String(), "command-line argument") {
+		t.Errorf("warned without a secret in the arguments:\n%s", stderr.String())
 	}
 }
