@@ -22,6 +22,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
@@ -78,6 +79,7 @@ type manifests struct {
 	ingresses    map[string]*networkingv1.Ingress
 	policies     map[string]*networkingv1.NetworkPolicy
 	hpas         map[string]*autoscalingv2.HorizontalPodAutoscaler
+	jobs         map[string]*batchv1.Job
 	// names are the generated names of ConfigMaps and Secrets, as referenced.
 	names map[string]bool
 }
@@ -102,6 +104,7 @@ func build(t *testing.T, dir string) manifests {
 		ingresses:    map[string]*networkingv1.Ingress{},
 		policies:     map[string]*networkingv1.NetworkPolicy{},
 		hpas:         map[string]*autoscalingv2.HorizontalPodAutoscaler{},
+		jobs:         map[string]*batchv1.Job{},
 		names:        map[string]bool{},
 	}
 	for _, r := range rm.Resources() {
@@ -137,6 +140,8 @@ func build(t *testing.T, dir string) manifests {
 			m.policies[o.Name] = o
 		case *autoscalingv2.HorizontalPodAutoscaler:
 			m.hpas[o.Name] = o
+		case *batchv1.Job:
+			m.jobs[o.Name] = o
 		case *corev1.Namespace:
 		default:
 			t.Errorf("%s: no checks for %T; add them", r.CurId(), obj)
@@ -165,6 +170,9 @@ func (m manifests) workloads() []workload {
 	}
 	for _, s := range m.statefulSets {
 		ws = append(ws, workload{"StatefulSet", s.Name, *s.Spec.Replicas, s.Spec.Template})
+	}
+	for _, j := range m.jobs {
+		ws = append(ws, workload{"Job", j.Name, 1, j.Spec.Template})
 	}
 	return ws
 }
@@ -814,7 +822,7 @@ func TestFlagsExist(t *testing.T) {
 		}
 		src = append(src, b...)
 	}
-	mirrored := slices.Concat(streamsApplyFlags, serviceFlags[""], serviceFlags["gateway"], serviceFlags["chat"], serviceFlags["privacy"], serviceFlags["analytics"])
+	mirrored := slices.Concat(streamsApplyFlags, keysRotateFlags, serviceFlags[""], serviceFlags["gateway"], serviceFlags["chat"], serviceFlags["privacy"], serviceFlags["analytics"])
 	for _, flag := range mirrored {
 		defined := regexp.MustCompile(`\.(?:String|Int|Bool|Float64|Duration)(?:Var)?\((?:[^,()]+, )?"` + regexp.QuoteMeta(strings.TrimPrefix(flag, "--")) + `",`)
 		if !defined.Match(src) {

@@ -31,7 +31,7 @@ its start until it completes no key is wrapped and no privacy instance
 starts; after, only one holding the new KEK starts.
 
 The KEK is read from PARLEY_KEK or from --kek-file (default
-DATA_DIR/kek.key). In a file, the new KEK is written over the old one's
+DATA_DIR/kek.key), not both. In a file, the new KEK is written over the old one's
 bytes, in place. With PARLEY_KEK the tool cannot change where it came from:
 it writes the new KEK to --new-kek-file, and the old value must then be
 replaced and destroyed wherever it is kept.
@@ -59,6 +59,9 @@ func runKeys(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return noSubcommand("keys", flags, args, stdout, stderr)
 	}
 	if err := parseFlags(flags, args[1:], stdout, stderr); err != nil {
+		return err
+	}
+	if err := oneKEKSource(*kekFile); err != nil {
 		return err
 	}
 	if *kekFile == "" {

@@ -6,9 +6,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/url"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"time"
 
@@ -111,6 +113,25 @@ func readSecret(flagName, file, env string) (string, error) {
 	return strings.TrimSpace(string(b)), nil
 }
 
+// warnSecretInURLs logs, once, that flagName's value holds a secret when
+// one of its comma-separated URLs carries a password (or, with token,
+// a user part alone, which NATS takes as a token): arguments are readable
+// by every user of the machine. It names the flag and instead, never the
+// value.
+func warnSecretInURLs(log *slog.Logger, flagName, urls string, token bool, instead string) {
+	for _, raw := range strings.Split(urls, ",") {
+		u, err := url.Parse(strings.TrimSpace(raw))
+		if err != nil || u.User == nil {
+			continue
+		}
+		if _, hasPassword := u.User.Password(); hasPassword || token {
+			log.Warn("a secret in a command-line argument is readable by every user of the machine (/proc/PID/cmdline); move it out of the argument",
+				"flag", flagName, "instead", instead)
+			return
+		}
+	}
+}
+
 // clickHousePasswordEnv holds the password of the user the ClickHouse DSN
 // names, when no --clickhouse-password-file is given.
 const clickHousePasswordEnv = "PARLEY_CLICKHOUSE_PASSWORD"
@@ -141,12 +162,16 @@ type kekFlags struct {
 	file    string
 	command string
 	timeout time.Duration
+	// env names the variables, besides PATH, HOME and those of
+	// kekCommandEnvPrefixes, that the command is given.
+	env string
 }
 
 func (k *kekFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&k.file, "kek-file", "", "key-encryption key file (or PARLEY_KEK holds the key itself)")
 	fs.StringVar(&k.command, "kek-command", "", `command printing the key-encryption key, 64 hex digits, on its standard output, e.g. "vault kv get -field=kek secret/parley"; split at white space and run without a shell`)
 	fs.DurationVar(&k.timeout, "kek-command-timeout", 30*time.Second, "how long --kek-command may take")
+	fs.StringVar(&k.env, "kek-command-env", "", "comma-separated names of further environment variables --kek-command is given; it always gets PATH, HOME and the variables prefixed "+strings.Join(kekCommandEnvPrefixes, ", ")+", and no other (never "+natsPasswordEnv+")")
 }
 
 // load returns the KEK from the one source the flags and PARLEY_KEK give.
@@ -157,11 +182,48 @@ func (k *kekFlags) load(ctx context.Context, stderr io.Writer) (seal.Key, error)
 	case k.command == "" && k.file == "" && !fromEnv:
 		return seal.Key{}, usageError{"no key-encryption key: set PARLEY_KEK, --kek-file or --kek-command"}
 	case k.command == "":
+		if err := oneKEKSource(k.file); err != nil {
+			return seal.Key{}, err
+		}
 		return loadKEK(k.file, false)
 	case fromEnv || k.file != "":
 		return seal.Key{}, usageError{"--kek-command: give the key-encryption key one way, not also by PARLEY_KEK or --kek-file"}
 	}
-	return kekFromCommand(ctx, k.command, k.timeout, stderr)
+	return kekFromCommand(ctx, k.command, kekCommandEnv(os.Environ(), k.env), k.timeout, stderr)
+}
+
+// oneKEKSource refuses a KEK file given while PARLEY_KEK is set: one would
+// silently win over the other.
+func oneKEKSource(file string) error {
+	if _, fromEnv := os.LookupEnv("PARLEY_KEK"); fromEnv && file != "" {
+		return usageError{"--kek-file: give the key-encryption key one way, not also by PARLEY_KEK"}
+	}
+	return nil
+}
+
+// kekCommandEnvPrefixes are the prefixes of the variables KMS and Vault
+// clients read their address and credentials from.
+var kekCommandEnvPrefixes = []string{"VAULT_", "AWS_", "GOOGLE_", "AZURE_"}
+
+// kekCommandEnv returns the variables of environ a KEK command is given:
+// PATH, HOME, those of kekCommandEnvPrefixes and those named in allow
+// (comma separated). The rest, such as the bus password, stay with the
+// process: the helper is a program of another vendor.
+func kekCommandEnv(environ []string, allow string) []string {
+	names := map[string]bool{"PATH": true, "HOME": true}
+	for _, n := range strings.Split(allow, ",") {
+		if n = strings.TrimSpace(n); n != "" {
+			names[n] = true
+		}
+	}
+	var env []string
+	for _, kv := range environ {
+		name, _, _ := strings.Cut(kv, "=")
+		if names[name] || slices.ContainsFunc(kekCommandEnvPrefixes, func(p string) bool { return strings.HasPrefix(name, p) }) {
+			env = append(env, kv)
+		}
+	}
+	return env
 }
 
 // kekOutputLimit bounds what a KEK command may print: a key with a line
@@ -171,8 +233,9 @@ const kekOutputLimit = 1 << 10
 // kekFromCommand runs command, its fields split at white space, without a
 // shell, and parses its standard output as a KEK. Errors name the
 // program only, never its arguments or output; its own errors go to
-// stderr. It is killed when timeout passes.
-func kekFromCommand(ctx context.Context, command string, timeout time.Duration, stderr io.Writer) (seal.Key, error) {
+// stderr. It runs with the environment env and is killed when timeout
+// passes.
+func kekFromCommand(ctx context.Context, command string, env []string, timeout time.Duration, stderr io.Writer) (seal.Key, error) {
 	args := strings.Fields(command)
 	if len(args) == 0 {
 		return seal.Key{}, usageError{"--kek-command is empty"}
@@ -182,6 +245,8 @@ func kekFromCommand(ctx context.Context, command string, timeout time.Duration, 
 	cmd := exec.CommandContext(ctx, args[0], args[1:]...)
 	out := &limitedBuffer{max: kekOutputLimit}
 	cmd.Stdout, cmd.Stderr = out, stderr
+	// Not nil: exec would give a nil Env the whole of the process's.
+	cmd.Env = append([]string{}, env...)
 	// A helper that left a child holding its output open is not waited
 	// for past its own end.
 	cmd.WaitDelay = time.Second

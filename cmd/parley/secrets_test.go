@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -55,6 +56,21 @@ func kekHelper(mode string) int {
 		fmt.Println(strings.Repeat(testKEK, 100))
 	case "hang":
 		time.Sleep(time.Hour)
+	case "env":
+		// What a Vault client needs, and nothing of the service's own.
+		for _, name := range []string{"PATH", "VAULT_ADDR", "PARLEY_TEST_KEK_EXTRA"} {
+			if _, ok := os.LookupEnv(name); !ok {
+				fmt.Fprintf(os.Stderr, "helper: %s missing\n", name)
+				return 3
+			}
+		}
+		for _, name := range []string{natsPasswordEnv, clickHousePasswordEnv, "PARLEY_TEST_UNNAMED"} {
+			if _, ok := os.LookupEnv(name); ok {
+				fmt.Fprintf(os.Stderr, "helper: given %s\n", name)
+				return 3
+			}
+		}
+		fmt.Println(testKEK)
 	}
 	return 0
 }
@@ -85,7 +101,7 @@ func TestKEKFromCommand(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Setenv(kekHelperEnv, tt.mode)
 			var stderr bytes.Buffer
-			k := kekFlags{command: command, timeout: tt.timeout}
+			k := kekFlags{command: command, timeout: tt.timeout, env: kekHelperEnv}
 			got, err := k.load(t.Context(), &stderr)
 			if tt.wantErr == "" {
 				if err != nil || got != want {
@@ -109,6 +125,27 @@ func TestKEKFromCommand(t *testing.T) {
 	}
 }
 
+// The KEK command gets PATH, HOME, the variables of KMS and Vault clients
+// and those --kek-command-env names: never the bus's or ClickHouse's
+// password, nor anything else of the service's environment.
+func TestKEKCommandEnvironment(t *testing.T) {
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv(kekHelperEnv, "env")
+	t.Setenv("VAULT_ADDR", "https://vault.example:8200")
+	t.Setenv("PARLEY_TEST_KEK_EXTRA", "1")
+	t.Setenv(natsPasswordEnv, "bus-password")
+	t.Setenv(clickHousePasswordEnv, "ch-password")
+	t.Setenv("PARLEY_TEST_UNNAMED", "1")
+	var stderr bytes.Buffer
+	k := kekFlags{command: exe, timeout: time.Minute, env: kekHelperEnv + ", PARLEY_TEST_KEK_EXTRA"}
+	if _, err := k.load(t.Context(), &stderr); err != nil {
+		t.Fatalf("load() = %v (helper: %q)", err, stderr.String())
+	}
+}
+
 // The KEK comes one way: a command besides PARLEY_KEK or a file is a
 // mistake in the configuration, and nothing at all is one too.
 func TestKEKOneSource(t *testing.T) {
@@ -121,6 +158,7 @@ func TestKEKOneSource(t *testing.T) {
 		{name: "none", want: "no key-encryption key"},
 		{name: "command and file", give: kekFlags{command: "/bin/echo", file: "kek"}, want: "one way"},
 		{name: "command and env", env: true, give: kekFlags{command: "/bin/echo"}, want: "one way"},
+		{name: "file and env", env: true, give: kekFlags{file: "kek"}, want: "one way"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -226,5 +264,41 @@ func TestClickHouseDSN(t *testing.T) {
 				t.Errorf("error %q holds the password", err)
 			}
 		})
+	}
+}
+
+// A password in --nats-url or --clickhouse is warned about once each,
+// naming the flag and never the value.
+func TestSecretInArgumentsWarned(t *testing.T) {
+	t.Setenv(clickHousePasswordEnv, "")
+	var stderr bytes.Buffer
+	// Nothing listens on port 1: the service stops after its warnings.
+	err := runService(t.Context(), "analytics", []string{
+		"--nats-url", "nats://chat:natsSECRET1@127.0.0.1:1,nats://tokenSECRET2@127.0.0.1:1",
+		"--clickhouse", "clickhouse://parley:chSECRET3@127.0.0.1:1/parley",
+		"--health-addr", "127.0.0.1:0",
+	}, io.Discard, &stderr)
+	if err == nil {
+		t.Fatal("runService() = nil, want a connection error")
+	}
+	logs := stderr.String()
+	for _, flagName := range []string{"--nats-url", "--clickhouse"} {
+		if n := strings.Count(logs, `"flag":"`+flagName+`"`); n != 1 {
+			t.Errorf("%d warnings naming %s, want 1; logs:\n%s", n, flagName, logs)
+		}
+	}
+	for _, secret := range []string{"SECRET1", "SECRET2", "SECRET3"} {
+		if strings.Contains(logs, secret) {
+			t.Errorf("the logs hold %s:\n%s", secret, logs)
+		}
+	}
+
+	// Without a secret in them, no warning.
+	stderr.Reset()
+	_ = runService(t.Context(), "analytics", []string{
+		"--nats-url", "nats://127.0.0.1:1", "--clickhouse", "clickhouse://parley@127.0.0.1:1/parley", "--health-addr", "127.0.0.1:0",
+	}, io.Discard, &stderr)
+	if strings.Contains(stderr.String(), "command-line argument") {
+		t.Errorf("warned without a secret in the arguments:\n%s", stderr.String())
 	}
 }

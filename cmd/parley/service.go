@@ -105,6 +105,8 @@ func runService(ctx context.Context, name string, args []string, stdout, stderr 
 	}
 	log = log.With("service", name)
 	setMemoryLimit(memoryLimit, log)
+	warnSecretInURLs(log, "--nats-url", cfg.Bus.url, true, "--nats-user with --nats-password-file or "+natsPasswordEnv+", or --nats-creds")
+	warnSecretInURLs(log, "--clickhouse", cfg.ClickHouse, false, "--clickhouse-password-file or "+clickHousePasswordEnv)
 
 	busOpts, err := cfg.Bus.options()
 	if err != nil {

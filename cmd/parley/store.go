@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 
@@ -37,6 +38,7 @@ func (f *storeFlags) register(fs *flag.FlagSet) {
 func (f *storeFlags) open(name string) (*nats.Conn, func(), error) {
 	opts := []nats.Option{nats.Name("parley-" + name)}
 	if f.bus.url != "" {
+		warnSecretInURLs(slog.Default(), "--nats-url", f.bus.url, true, "--nats-user with --nats-password-file or "+natsPasswordEnv+", or --nats-creds")
 		busOpts, err := f.bus.options()
 		if err != nil {
 			return nil, nil, err

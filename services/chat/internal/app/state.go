@@ -371,7 +371,7 @@ func (s *Service) find(ctx context.Context, tenant, id string, current bool) (*e
 	e := s.state.get(tenant, id)
 	if e != nil && e.version() > 0 {
 		if current {
-			if err := s.catchUp(ctx, e, tenant, id); err != nil {
+			if _, err := s.caughtUp(ctx, e, tenant, id); err != nil {
 				return nil, err
 			}
 		}
@@ -415,7 +415,7 @@ func (s *Service) load(ctx context.Context, tenant, visitor, id string) (*entry,
 			return nil, err
 		}
 	}
-	if err := s.catchUp(ctx, e, tenant, id); err != nil {
+	if _, err := s.caughtUp(ctx, e, tenant, id); err != nil {
 		return nil, err
 	}
 	if e.version() == 0 || s.state.isErased(tenant, id) {
@@ -425,14 +425,8 @@ func (s *Service) load(ctx context.Context, tenant, visitor, id string) (*entry,
 	return e, nil
 }
 
-// catchUp applies the events of conversation id of tenant that e is
-// missing from the event store.
-func (s *Service) catchUp(ctx context.Context, e *entry, tenant, id string) error {
-	_, err := s.caughtUp(ctx, e, tenant, id)
-	return err
-}
-
-// caughtUp is catchUp, returning the records it applied.
+// caughtUp applies the events of conversation id of tenant that e is
+// missing from the event store, and returns them.
 func (s *Service) caughtUp(ctx context.Context, e *entry, tenant, id string) ([]Record, error) {
 	rs, err := s.events.Load(ctx, tenant, id, e.version())
 	if err != nil {

@@ -67,7 +67,7 @@ func (s *Service) updateKeyed(ctx context.Context, p auth.Principal, id string, 
 			// Refused on what this instance held: another may have written
 			// what allows it (an assignment, say).
 			before := e.version()
-			if err := s.catchUp(ctx, e, c.Tenant, c.ID); err != nil {
+			if _, err := s.caughtUp(ctx, e, c.Tenant, c.ID); err != nil {
 				return c, nil, err
 			}
 			current = true
