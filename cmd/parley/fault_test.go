@@ -71,11 +71,11 @@ const (
 // instance, its bus connection closed with requests in flight.
 //
 // After each of these, and after the restart and the thaw, posting must
-// resume within faultWithin; the time it took is printed (BENCHMARKS.md,
-// "Failover"). Afterwards every post
-// answered 201 must be in its conversation's transcript exactly once, in
-// the order it was answered; no post answered 503 may have been stored
-// after its answer; and the facts in ANALYTICS must count each
+// resume within faultWithin; the time it took is printed, and written to
+// the file PARLEY_FAULT_REPORT names (BENCHMARKS.md, "Failover").
+// Afterwards every post answered 201 must be in its conversation's
+// transcript exactly once, in the order it was answered; no post answered
+// 503 may have become visible after its answer; and the facts in ANALYTICS must count each
 // conversation's messages exactly once (the analytics service, which
 // needs ClickHouse, does not run here: the facts are read from the
 // stream it consumes).
