@@ -39,7 +39,11 @@ import (
 
 // The load of TestFaults: faultConversations writers, each posting to its
 // own conversation, its visitor and an agent in turn, through the two
-// gateways in turn, pausing faultPace between posts.
+// gateways in turn, pausing faultPace between posts. Each post carries an
+// Idempotency-Key; the writers of odd conversations repeat a post not
+// answered 201 (503 or no answer) with its key until it is, as clients
+// should (docs/api.md, "Idempotency"), the others never do, so that
+// whether a post answered 503 was stored later stays to be seen.
 const (
 	faultConversations = 8
 	faultPace          = 250 * time.Millisecond
@@ -111,9 +115,13 @@ func TestFaults(t *testing.T) {
 		}
 		fmt.Fprintf(&report, "%s: %s; goal %v: %s; load average %s\n", f.name, fig, faultGoal, goal, f.load)
 	}
-	fmt.Fprintf(&report, "%d posts answered 201 (%d seen live), refused %v; answered 503: %d visible before their answer, %d stored and not seen live; "+
+	fmt.Fprintf(&report, "%d answers 201 (%d seen live), refused %v; %d answers followed by a retry with the post's Idempotency-Key, %d posts so retried answered 201 in the end; "+
+		"answered 503 and not retried: %d visible before their answer, %d stored and not seen live; "+
 		"refused otherwise (0: no answer) %v; load average before %s, after %s\n",
-		out.acknowledged, out.seenLive, out.refused, out.storedBefore503, out.unseen503, out.unanswered, loadBefore, loadAverage())
+		out.acknowledged, out.seenLive, out.refused, out.retried, out.retriedStored, out.storedBefore503, out.unseen503, out.unanswered, loadBefore, loadAverage())
+	if len(out.repeatRefused) > 0 {
+		fmt.Fprintf(&report, "repeats with the post's Idempotency-Key refused otherwise than 503 (docs/api.md promises the first answer): %s\n", strings.Join(out.repeatRefused, "; "))
+	}
 	t.Log("\n" + report.String())
 	if path := os.Getenv(faultReportEnv); path != "" {
 		if err := os.WriteFile(path, []byte(report.String()), 0o644); err != nil {
@@ -299,6 +307,9 @@ type postRecord struct {
 	// connection).
 	status int
 	res    chatapi.PostResult
+	// retried: the post was sent again, with the same Idempotency-Key,
+	// after this answer.
+	retried bool
 }
 
 // readyzRecord is one answer of a gateway's /readyz.
@@ -514,20 +525,27 @@ func (r *faultRig) startLoad(t *testing.T) {
 				if k%2 == 1 {
 					token = c.agent
 				}
-				p := postRecord{conv: i, gateway: (i + k) % 2, text: fmt.Sprintf("c%d p%d", i, k), sent: time.Now()}
-				var err error
-				p.status, err = r.gateways[p.gateway].do(http.MethodPost, "/v1/conversations/"+c.id+"/messages", token, map[string]string{"text": p.text}, &p.res)
-				if err != nil {
-					p.status = 0
-				}
-				p.answered = time.Now()
-				r.mu.Lock()
-				r.posts = append(r.posts, p)
-				r.mu.Unlock()
-				select {
-				case <-r.stop:
-					return
-				case <-time.After(faultPace):
+				key := http.Header{"Idempotency-Key": {rand.Text()}}
+				for {
+					p := postRecord{conv: i, gateway: (i + k) % 2, text: fmt.Sprintf("c%d p%d", i, k), sent: time.Now()}
+					var err error
+					p.status, err = r.gateways[p.gateway].doWith(http.MethodPost, "/v1/conversations/"+c.id+"/messages", token, key, map[string]string{"text": p.text}, &p.res)
+					if err != nil {
+						p.status = 0
+					}
+					p.answered = time.Now()
+					p.retried = i%2 == 1 && (p.status == 0 || p.status == http.StatusServiceUnavailable)
+					r.mu.Lock()
+					r.posts = append(r.posts, p)
+					r.mu.Unlock()
+					select {
+					case <-r.stop:
+						return
+					case <-time.After(faultPace):
+					}
+					if !p.retried {
+						break
+					}
 				}
 			}
 		})
@@ -676,6 +694,13 @@ type faultOutcome struct {
 	// whose timestamp, set before they were committed, is before the
 	// answer: when they became visible is not known.
 	unseen503 int
+	// retried counts the answers not 201 after which the post was sent
+	// again with its Idempotency-Key; retriedStored, the posts so sent
+	// that were answered 201 in the end.
+	retried, retriedStored int
+	// repeatRefused lists the repeats of a post, with its key, refused
+	// otherwise than with 503.
+	repeatRefused []string
 	// unanswered counts the posts refused otherwise than with 503 (0: no
 	// answer), by whether they were stored.
 	unanswered map[string]int
@@ -724,8 +749,13 @@ func (r *faultRig) check(t *testing.T) faultOutcome {
 			t.Errorf("conversation %d: transcript not in the order of its sequence numbers", i)
 		}
 		var lastSeq uint64
+		retriedPosts := map[string]bool{}
 		for _, p := range byConv[i] {
 			found := stored[p.text]
+			if p.status == http.StatusCreated && retriedPosts[p.text] {
+				out.retriedStored++
+			}
+			retriedPosts[p.text] = retriedPosts[p.text] || p.retried
 			switch {
 			case len(found) > 1:
 				var copies []string
@@ -750,6 +780,10 @@ func (r *faultRig) check(t *testing.T) faultOutcome {
 					out.seenLive++
 				}
 				r.mu.Unlock()
+			case p.retried:
+				// Sent again with its key: stored at most once (above)
+				// is what counts.
+				out.retried++
 			case p.status == http.StatusServiceUnavailable && len(found) == 1:
 				r.mu.Lock()
 				visible, seen := r.visible[found[0].Seq]
@@ -778,6 +812,11 @@ func (r *faultRig) check(t *testing.T) faultOutcome {
 				// No answer, or another refusal: either is fine, stored
 				// (the client repeats it with its Idempotency-Key) or
 				// not, as long as it is stored at most once (above).
+				if retriedPosts[p.text] && p.status != 0 {
+					// docs/api.md, "Idempotency": a repeat answers what
+					// the first request answered, 201 once stored.
+					out.repeatRefused = append(out.repeatRefused, fmt.Sprintf("%q %d at %s, stored %d times", p.text, p.status, p.answered.Format(time.StampMilli), len(found)))
+				}
 				if len(found) == 1 {
 					out.unanswered[fmt.Sprintf("%d stored", p.status)]++
 				} else {
