@@ -618,6 +618,11 @@ func (r *clusterRig) facts(t *testing.T) map[string]map[int]int {
 // fails only when there is no answer, for the writers' goroutines, which
 // may not end the test.
 func (r *clusterRig) do(method, path, token string, body, out any) (int, error) {
+	return r.doWith(method, path, token, nil, body, out)
+}
+
+// doWith is do with more request headers.
+func (r *clusterRig) doWith(method, path, token string, header http.Header, body, out any) (int, error) {
 	var in io.Reader
 	if body != nil {
 		data, err := json.Marshal(body)
@@ -629,6 +634,9 @@ func (r *clusterRig) do(method, path, token string, body, out any) (int, error) 
 	req, err := http.NewRequest(method, r.base+path, in)
 	if err != nil {
 		return 0, err
+	}
+	for k, vs := range header {
+		req.Header[k] = vs
 	}
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)

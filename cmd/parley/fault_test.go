@@ -39,7 +39,11 @@ import (
 
 // The load of TestFaults: faultConversations writers, each posting to its
 // own conversation, its visitor and an agent in turn, through the two
-// gateways in turn, pausing faultPace between posts.
+// gateways in turn, pausing faultPace between posts. Each post carries an
+// Idempotency-Key; the writers of odd conversations repeat a post not
+// answered 201 (503 or no answer) with its key until it is, as clients
+// should (docs/api.md, "Idempotency"), the others never do, so that
+// whether a post answered 503 was stored later stays to be seen.
 const (
 	faultConversations = 8
 	faultPace          = 250 * time.Millisecond
@@ -50,6 +54,13 @@ const (
 	// a fault included: generous for a loaded machine. How fast posting
 	// resumes is a figure the test prints, not something it asserts.
 	faultWithin = 60 * time.Second
+	// faultGoal is how soon posting should resume after a fault (issue
+	// goal, BENCHMARKS.md "Failover"): the report says whether it was met,
+	// nothing asserts it.
+	faultGoal = 10 * time.Second
+	// faultReportEnv names a file TestFaults writes its figures to, for
+	// CI, which runs tests without -v, to print (.ci/run).
+	faultReportEnv = "PARLEY_FAULT_REPORT"
 )
 
 // TestFaults runs Parley as a production cluster does, on loopback: three
@@ -64,11 +75,11 @@ const (
 // instance, its bus connection closed with requests in flight.
 //
 // After each of these, and after the restart and the thaw, posting must
-// resume within faultWithin; the time it took is printed (BENCHMARKS.md,
-// "Failover"). Afterwards every post
-// answered 201 must be in its conversation's transcript exactly once, in
-// the order it was answered; no post answered 503 may have been stored
-// after its answer; and the facts in ANALYTICS must count each
+// resume within faultWithin; the time it took is printed, and written to
+// the file PARLEY_FAULT_REPORT names (BENCHMARKS.md, "Failover").
+// Afterwards every post answered 201 must be in its conversation's
+// transcript exactly once, in the order it was answered; no post answered
+// 503 may have become visible after its answer; and the facts in ANALYTICS must count each
 // conversation's messages exactly once (the analytics service, which
 // needs ClickHouse, does not run here: the facts are read from the
 // stream it consumes).
@@ -95,11 +106,28 @@ func TestFaults(t *testing.T) {
 	r.stopLoad()
 
 	out := r.check(t)
+	var report strings.Builder
 	for _, f := range r.faults {
-		t.Logf("%s: %s", f.name, r.resume(f))
+		fig := r.resume(f)
+		goal := "met"
+		if fig.resumeAfter > faultGoal {
+			goal = "missed"
+		}
+		fmt.Fprintf(&report, "%s: %s; goal %v: %s; load average %s\n", f.name, fig, faultGoal, goal, f.load)
 	}
-	t.Logf("%d posts answered 201, refused %v, %d answered 503 but stored before their answer; load average before %s, after %s",
-		out.acknowledged, out.refused, out.storedBefore503, loadBefore, loadAverage())
+	fmt.Fprintf(&report, "%d answers 201 (%d seen live), refused %v; %d answers followed by a retry with the post's Idempotency-Key, %d posts so retried answered 201 in the end; "+
+		"answered 503 and not retried: %d visible before their answer, %d stored and not seen live; "+
+		"refused otherwise (0: no answer) %v; load average before %s, after %s\n",
+		out.acknowledged, out.seenLive, out.refused, out.retried, out.retriedStored, out.storedBefore503, out.unseen503, out.unanswered, loadBefore, loadAverage())
+	if len(out.repeatRefused) > 0 {
+		fmt.Fprintf(&report, "repeats with the post's Idempotency-Key refused otherwise than 503 (docs/api.md promises the first answer): %s\n", strings.Join(out.repeatRefused, "; "))
+	}
+	t.Log("\n" + report.String())
+	if path := os.Getenv(faultReportEnv); path != "" {
+		if err := os.WriteFile(path, []byte(report.String()), 0o644); err != nil {
+			t.Errorf("write the report: %v", err)
+		}
+	}
 }
 
 // natsNodeEnv makes the test binary a NATS server, TestNATSNodeProcess,
@@ -255,6 +283,11 @@ type faultRig struct {
 	posts  []postRecord
 	readyz []readyzRecord
 	faults []faultRecord
+	// visible is when each CHAT sequence was first seen on its live
+	// subject, which the leader republishes to once it applied the
+	// append: when the message became visible, unlike its timestamp,
+	// which the leader sets when it proposes the append, before quorum.
+	visible map[uint64]time.Time
 }
 
 // faultConversation is one writer's conversation and its principals.
@@ -274,6 +307,9 @@ type postRecord struct {
 	// connection).
 	status int
 	res    chatapi.PostResult
+	// retried: the post was sent again, with the same Idempotency-Key,
+	// after this answer.
+	retried bool
 }
 
 // readyzRecord is one answer of a gateway's /readyz.
@@ -288,6 +324,7 @@ type faultRecord struct {
 	name    string
 	at      time.Time
 	resumed time.Time
+	load    string // the load average when posting had resumed
 }
 
 func startFaultRig(t *testing.T) *faultRig {
@@ -305,7 +342,7 @@ func startFaultRig(t *testing.T) *faultRig {
 	for i := range natstest.ClusterSize {
 		routes = append(routes, "nats-route://"+net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[natstest.ClusterSize+i])))
 	}
-	r := &faultRig{logs: &syncBuffer{}, stop: make(chan struct{})}
+	r := &faultRig{logs: &syncBuffer{}, stop: make(chan struct{}), visible: map[uint64]time.Time{}}
 	for i := range natstest.ClusterSize {
 		r.nodes = append(r.nodes, &natsNode{cfg: natsNodeConfig{
 			Name: fmt.Sprintf("node-%d", i), Port: ports[i], ClusterPort: ports[natstest.ClusterSize+i],
@@ -349,6 +386,7 @@ func startFaultRig(t *testing.T) *faultRig {
 	if r.admin, err = jetstream.New(adminNC); err != nil {
 		t.Fatal(err)
 	}
+	r.watchLive(t, connect)
 
 	client := &http.Client{Timeout: faultWithin, Transport: &http.Transport{MaxIdleConnsPerHost: 2 * faultConversations}}
 	t.Cleanup(client.CloseIdleConnections)
@@ -398,6 +436,34 @@ func startFaultRig(t *testing.T) *faultRig {
 	r.openConversations(t)
 	t.Logf("cluster, services and %d conversations ready in %v", faultConversations, time.Since(start).Round(time.Millisecond))
 	return r
+}
+
+// watchLive records when each message stored in CHAT becomes visible: a
+// subscriber on each node, so that one of them is connected whichever
+// node is down or frozen; the first to see a message tells.
+func (r *faultRig) watchLive(t *testing.T, connect func(user string, node int) *nats.Conn) {
+	t.Helper()
+	for i := range r.nodes {
+		nc := connect(buspolicy.Admin, i)
+		_, err := nc.Subscribe(stream.LiveChatSubjects, func(m *nats.Msg) {
+			at := time.Now()
+			seq, err := strconv.ParseUint(m.Header.Get(jetstream.SequenceHeader), 10, 64)
+			if err != nil {
+				return // not a republished event: no stored message
+			}
+			r.mu.Lock()
+			defer r.mu.Unlock()
+			if first, ok := r.visible[seq]; !ok || at.Before(first) {
+				r.visible[seq] = at
+			}
+		})
+		if err != nil {
+			t.Fatalf("subscribe %s on %s: %v", stream.LiveChatSubjects, r.nodes[i].cfg.Name, err)
+		}
+		if err := nc.Flush(); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
 
 // microInstances counts the instances of a micro service that answer a
@@ -459,20 +525,27 @@ func (r *faultRig) startLoad(t *testing.T) {
 				if k%2 == 1 {
 					token = c.agent
 				}
-				p := postRecord{conv: i, gateway: (i + k) % 2, text: fmt.Sprintf("c%d p%d", i, k), sent: time.Now()}
-				var err error
-				p.status, err = r.gateways[p.gateway].do(http.MethodPost, "/v1/conversations/"+c.id+"/messages", token, map[string]string{"text": p.text}, &p.res)
-				if err != nil {
-					p.status = 0
-				}
-				p.answered = time.Now()
-				r.mu.Lock()
-				r.posts = append(r.posts, p)
-				r.mu.Unlock()
-				select {
-				case <-r.stop:
-					return
-				case <-time.After(faultPace):
+				key := http.Header{"Idempotency-Key": {rand.Text()}}
+				for {
+					p := postRecord{conv: i, gateway: (i + k) % 2, text: fmt.Sprintf("c%d p%d", i, k), sent: time.Now()}
+					var err error
+					p.status, err = r.gateways[p.gateway].doWith(http.MethodPost, "/v1/conversations/"+c.id+"/messages", token, key, map[string]string{"text": p.text}, &p.res)
+					if err != nil {
+						p.status = 0
+					}
+					p.answered = time.Now()
+					p.retried = i%2 == 1 && (p.status == 0 || p.status == http.StatusServiceUnavailable)
+					r.mu.Lock()
+					r.posts = append(r.posts, p)
+					r.mu.Unlock()
+					select {
+					case <-r.stop:
+						return
+					case <-time.After(faultPace):
+					}
+					if !p.retried {
+						break
+					}
 				}
 			}
 		})
@@ -511,6 +584,7 @@ func (r *faultRig) fault(t *testing.T, name string, do func()) {
 	do()
 	t.Logf("%s at %s", name, f.at.Format(time.StampMilli))
 	f.resumed = r.waitResumed(t, name, f.at)
+	f.load = loadAverage()
 	r.faults = append(r.faults, f)
 }
 
@@ -604,20 +678,39 @@ func (r *faultRig) waitCurrent(t *testing.T) {
 // faultOutcome is what the checks of a fault run counted.
 type faultOutcome struct {
 	acknowledged int
+	// seenLive counts the posts answered 201 that a live subscriber saw:
+	// all or nearly, or the check of the posts answered 503 tells nothing.
+	seenLive int
 	// refused counts the posts not answered 201, by status (0: no answer).
 	refused map[int]int
-	// storedBefore503 counts the posts answered 503 that were stored
+	// storedBefore503 counts the posts answered 503 that became visible
 	// before the answer (the answer of an instance that lost its
-	// connection between storing and answering): a client repeats them
-	// with their Idempotency-Key (docs/api.md).
+	// connection between storing and answering, or whose append's
+	// acknowledgement came too late): a client repeats them with their
+	// Idempotency-Key (docs/api.md).
 	storedBefore503 int
+	// unseen503 counts the posts answered 503, stored, that no live
+	// subscriber saw (a leader killed right after applying them) and
+	// whose timestamp, set before they were committed, is before the
+	// answer: when they became visible is not known.
+	unseen503 int
+	// retried counts the answers not 201 after which the post was sent
+	// again with its Idempotency-Key; retriedStored, the posts so sent
+	// that were answered 201 in the end.
+	retried, retriedStored int
+	// repeatRefused lists the repeats of a post, with its key, refused
+	// otherwise than with 503.
+	repeatRefused []string
+	// unanswered counts the posts refused otherwise than with 503 (0: no
+	// answer), by whether they were stored.
+	unanswered map[string]int
 }
 
 // check reads every transcript and ANALYTICS, and fails t for what they
 // lack, double or hold too late.
 func (r *faultRig) check(t *testing.T) faultOutcome {
 	t.Helper()
-	out := faultOutcome{refused: map[int]int{}}
+	out := faultOutcome{refused: map[int]int{}, unanswered: map[string]int{}}
 	byConv := make([][]postRecord, len(r.convs))
 	for _, p := range r.posts {
 		byConv[p.conv] = append(byConv[p.conv], p)
@@ -656,8 +749,13 @@ func (r *faultRig) check(t *testing.T) faultOutcome {
 			t.Errorf("conversation %d: transcript not in the order of its sequence numbers", i)
 		}
 		var lastSeq uint64
+		retriedPosts := map[string]bool{}
 		for _, p := range byConv[i] {
 			found := stored[p.text]
+			if p.status == http.StatusCreated && retriedPosts[p.text] {
+				out.retriedStored++
+			}
+			retriedPosts[p.text] = retriedPosts[p.text] || p.retried
 			switch {
 			case len(found) > 1:
 				var copies []string
@@ -677,18 +775,58 @@ func (r *faultRig) check(t *testing.T) faultOutcome {
 					t.Errorf("conversation %d: %q answered seq %d after a post answered seq %d", i, p.text, p.res.Seq, lastSeq)
 				}
 				lastSeq = p.res.Seq
-			case p.status == http.StatusServiceUnavailable && len(found) == 1:
-				m, err := chatStream.GetMsg(t.Context(), found[0].Seq)
-				if err != nil {
-					t.Fatalf("read CHAT %d: %v", found[0].Seq, err)
+				r.mu.Lock()
+				if _, ok := r.visible[p.res.Seq]; ok {
+					out.seenLive++
 				}
-				if m.Time.After(p.answered) {
-					t.Errorf("conversation %d: %q answered 503 at %v, stored %v later", i, p.text, p.answered.Format(time.StampMilli), m.Time.Sub(p.answered))
-				} else {
+				r.mu.Unlock()
+			case p.retried:
+				// Sent again with its key: stored at most once (above)
+				// is what counts.
+				out.retried++
+			case p.status == http.StatusServiceUnavailable && len(found) == 1:
+				r.mu.Lock()
+				visible, seen := r.visible[found[0].Seq]
+				r.mu.Unlock()
+				switch {
+				case seen && visible.After(p.answered):
+					t.Errorf("conversation %d: %q answered 503 at %s, visible %v later (seq %d, stored %s)", i, p.text,
+						p.answered.Format(time.StampMilli), visible.Sub(p.answered), found[0].Seq, storedAt(found[0].Seq))
+				case seen:
 					out.storedBefore503++
+				default:
+					// Its timestamp is set before it is committed: a
+					// later one proves it became visible later.
+					m, err := chatStream.GetMsg(t.Context(), found[0].Seq)
+					if err != nil {
+						t.Fatalf("read CHAT %d: %v", found[0].Seq, err)
+					}
+					if m.Time.After(p.answered) {
+						t.Errorf("conversation %d: %q answered 503 at %s, stored %v later (seq %d, not seen live)", i, p.text,
+							p.answered.Format(time.StampMilli), m.Time.Sub(p.answered), found[0].Seq)
+					} else {
+						out.unseen503++
+					}
+				}
+			case p.status != http.StatusCreated && p.status != http.StatusServiceUnavailable:
+				// No answer, or another refusal: either is fine, stored
+				// (the client repeats it with its Idempotency-Key) or
+				// not, as long as it is stored at most once (above).
+				if retriedPosts[p.text] && p.status != 0 {
+					// docs/api.md, "Idempotency": a repeat answers what
+					// the first request answered, 201 once stored.
+					out.repeatRefused = append(out.repeatRefused, fmt.Sprintf("%q %d at %s, stored %d times", p.text, p.status, p.answered.Format(time.StampMilli), len(found)))
+				}
+				if len(found) == 1 {
+					out.unanswered[fmt.Sprintf("%d stored", p.status)]++
+				} else {
+					out.unanswered[fmt.Sprintf("%d absent", p.status)]++
 				}
 			}
 		}
+	}
+	if out.seenLive < out.acknowledged*9/10 {
+		t.Errorf("%d of %d posts answered 201 seen on %s: when a post became visible is not known", out.seenLive, out.acknowledged, stream.LiveChatSubjects)
 	}
 	if diff := cmp.Diff(wantFacts, r.gateways[0].facts(t)); diff != "" {
 		t.Errorf("facts in ANALYTICS differ from each stored message counted once (-want +got):\n%s", diff)
@@ -730,31 +868,58 @@ func (r *faultRig) readTranscript(t *testing.T, c *faultConversation) []chatapi.
 	return ms
 }
 
-// resume tells how long posting took to resume after f: until the answer
-// of the first post answered 201 among those sent after the last post
-// refused (of those sent between f and when the test saw posting
-// resumed); with the longest any post of the window took.
-func (r *faultRig) resume(f faultRecord) string {
+// faultFigures are the figures of the posts sent between a fault and
+// when the test saw posting resumed.
+type faultFigures struct {
+	posts   int
+	refused map[int]int // by status, 0: no answer
+	// resumeAfter is from the fault to the answer of the first post
+	// answered 201 among those sent after the last one refused; when none
+	// was refused, the longest any post took.
+	resumeAfter time.Duration
+	anyRefused  bool
+	slowest     time.Duration
+	readyz      string
+}
+
+func (f faultFigures) String() string {
+	if !f.anyRefused {
+		return fmt.Sprintf("no post refused (%d posts, the slowest %.1fs); %s", f.posts, f.slowest.Seconds(), f.readyz)
+	}
+	return fmt.Sprintf("posting resumed %.1fs after it (%d posts, %d answered 201, refused %v, the slowest %.1fs); %s",
+		f.resumeAfter.Seconds(), f.posts, f.posts-sumValues(f.refused), f.refused, f.slowest.Seconds(), f.readyz)
+}
+
+func sumValues(m map[int]int) int {
+	n := 0
+	for _, v := range m {
+		n += v
+	}
+	return n
+}
+
+// resume tells how long posting took to resume after f.
+func (r *faultRig) resume(f faultRecord) faultFigures {
 	end := f.resumed
+	fig := faultFigures{refused: map[int]int{}}
 	var (
 		window      []postRecord
 		lastRefused time.Time
-		longest     time.Duration
-		refused     = map[int]int{}
 	)
 	for _, p := range r.posts {
 		if p.sent.Before(f.at) || !p.sent.Before(end) {
 			continue
 		}
 		window = append(window, p)
-		longest = max(longest, p.answered.Sub(p.sent))
+		fig.slowest = max(fig.slowest, p.answered.Sub(p.sent))
 		if p.status != http.StatusCreated {
-			refused[p.status]++
+			fig.refused[p.status]++
 			if p.sent.After(lastRefused) {
 				lastRefused = p.sent
 			}
 		}
 	}
+	fig.posts = len(window)
 	// When each gateway's /readyz did not answer 200, from the fault on.
 	notReady := map[int][2]float64{}
 	for _, z := range r.readyz {
@@ -769,25 +934,27 @@ func (r *faultRig) resume(f faultRecord) string {
 		span[1] = at
 		notReady[z.gateway] = span
 	}
-	readyz := "/readyz 200 throughout"
+	fig.readyz = "/readyz 200 throughout"
 	if len(notReady) > 0 {
 		var spans []string
 		for _, g := range slices.Sorted(maps.Keys(notReady)) {
 			spans = append(spans, fmt.Sprintf("gateway-%d %.1f-%.1fs", g, notReady[g][0], notReady[g][1]))
 		}
-		readyz = "/readyz not 200: " + strings.Join(spans, ", ")
+		fig.readyz = "/readyz not 200: " + strings.Join(spans, ", ")
 	}
+	fig.resumeAfter = fig.slowest
 	if lastRefused.IsZero() {
-		return fmt.Sprintf("no post refused (%d posts, the slowest %.1fs); %s", len(window), longest.Seconds(), readyz)
+		return fig
 	}
+	fig.anyRefused = true
 	var resumed time.Time
 	for _, p := range window {
 		if p.status == http.StatusCreated && p.sent.After(lastRefused) && (resumed.IsZero() || p.answered.Before(resumed)) {
 			resumed = p.answered
 		}
 	}
-	return fmt.Sprintf("posting resumed %.1fs after it (%d posts, refused %v, the slowest %.1fs); %s",
-		resumed.Sub(f.at).Seconds(), len(window), refused, longest.Seconds(), readyz)
+	fig.resumeAfter = resumed.Sub(f.at)
+	return fig
 }
 
 // loadAverage is the machine's load average, for the figures printed.

@@ -97,6 +97,18 @@ const (
 	RouteMaxPingsOut  = 3
 )
 
+// The server's side of its client connections, as in the production
+// configuration (deploy/k8s/base/nats/nats.conf). nats-server pings a
+// client every 2 minutes and gives up after two pings unanswered, and
+// waits 10 seconds on a write: a service instance on a frozen node keeps
+// its share of a queue group's requests, which are lost, for minutes.
+// With these its connection closes within about 6 seconds.
+const (
+	ClientPingInterval  = 2 * time.Second
+	ClientMaxPingsOut   = 2
+	ClientWriteDeadline = 2 * time.Second
+)
+
 // Server is a running embedded NATS server.
 type Server struct {
 	*server.Server
@@ -133,6 +145,10 @@ func Start(o Options) (*Server, error) {
 		NoLog:      true,
 		MaxPayload: 1 << 20,
 		Users:      o.Users,
+
+		PingInterval:  ClientPingInterval,
+		MaxPingsOut:   ClientMaxPingsOut,
+		WriteDeadline: ClientWriteDeadline,
 	}
 	if o.TLS != nil {
 		opts.TLSConfig, opts.TLSTimeout = o.TLS, tlsTimeout
