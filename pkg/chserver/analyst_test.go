@@ -1,10 +1,6 @@
 package chserver_test
 
 import (
-	"errors"
-	"io"
-	"net/http"
-	"net/url"
 	"strings"
 	"testing"
 
@@ -18,13 +14,13 @@ func TestAnalystUserOnlyReads(t *testing.T) {
 	mustQuery(t, s.HTTPAddr(), "CREATE TABLE analyst.t (x UInt8) ENGINE = Memory")
 	mustQuery(t, s.HTTPAddr(), "INSERT INTO analyst.t VALUES (1)")
 	mustQuery(t, s.HTTPAddr(), "CREATE TABLE raw (x UInt8) ENGINE = Memory")
-	if got, err := queryAs(t, s.HTTPAddr(), "analyst", "SELECT count() FROM analyst.t"); err != nil || got != "1" {
+	if got, err := chtest.QueryAs(s.HTTPAddr(), "analyst", "SELECT count() FROM analyst.t"); err != nil || got != "1" {
 		t.Errorf("analyst SELECT count() = %q, %v; want 1, nil", got, err)
 	}
-	if _, err := queryAs(t, s.HTTPAddr(), "analyst", "INSERT INTO analyst.t VALUES (2)"); err == nil || !strings.Contains(err.Error(), "readonly") {
+	if _, err := chtest.QueryAs(s.HTTPAddr(), "analyst", "INSERT INTO analyst.t VALUES (2)"); err == nil || !strings.Contains(err.Error(), "readonly") {
 		t.Errorf("analyst INSERT error = %v, want a readonly refusal", err)
 	}
-	if _, err := queryAs(t, s.HTTPAddr(), "analyst", "SELECT count() FROM default.raw"); err == nil || !strings.Contains(err.Error(), "Access denied") {
+	if _, err := chtest.QueryAs(s.HTTPAddr(), "analyst", "SELECT count() FROM default.raw"); err == nil || !strings.Contains(err.Error(), "Access denied") {
 		t.Errorf("analyst SELECT from database default: error %v, want access denied", err)
 	}
 }
@@ -46,23 +42,4 @@ func TestRestartOnSamePorts(t *testing.T) {
 	if got := mustQuery(t, again.HTTPAddr(), "EXISTS TABLE kept"); got != "1" {
 		t.Errorf("EXISTS TABLE kept = %q after restart, want 1", got)
 	}
-}
-
-// queryAs runs q as user over HTTP GET, the way read-only users must: a
-// POST is a write.
-func queryAs(t *testing.T, addr, user, q string) (string, error) {
-	t.Helper()
-	resp, err := client.Get("http://" + addr + "/?user=" + url.QueryEscape(user) + "&query=" + url.QueryEscape(q))
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return "", err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return "", errors.New(resp.Status + ": " + string(body))
-	}
-	return strings.TrimSpace(string(body)), nil
 }

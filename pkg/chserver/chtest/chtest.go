@@ -3,7 +3,11 @@ package chtest
 
 import (
 	"errors"
+	"io"
+	"net/http"
+	"net/url"
 	"os"
+	"strings"
 	"testing"
 
 	"github.com/parley-chat/parley/pkg/chserver"
@@ -31,4 +35,27 @@ func Start(t testing.TB) *chserver.Server {
 		}
 	})
 	return s
+}
+
+// noKeepAlive opens a connection per request: ClickHouse waits for open
+// keep-alive connections when it shuts down.
+var noKeepAlive = &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+
+// QueryAs runs q as user over the HTTP interface at addr with GET, the way
+// a read-only user must (a POST is a write), and answers the result with
+// its surrounding space trimmed.
+func QueryAs(addr, user, q string) (string, error) {
+	resp, err := noKeepAlive.Get("http://" + addr + "/?user=" + url.QueryEscape(user) + "&query=" + url.QueryEscape(q))
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return "", err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return "", errors.New(resp.Status + ": " + string(body))
+	}
+	return strings.TrimSpace(string(body)), nil
 }

@@ -1,16 +1,10 @@
 package clickhouse_test
 
 import (
-	"errors"
 	"fmt"
-	"io"
-	"net/http"
-	"net/url"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/ClickHouse/clickhouse-go/v2"
 
 	"github.com/parley-chat/parley/pkg/analyticsapi"
 	"github.com/parley-chat/parley/pkg/chserver/chtest"
@@ -25,26 +19,10 @@ import (
 // subquery, nor the views themselves, which read the facts with the
 // reader's rights.
 func TestAnalystReadsOnlySuppressingViews(t *testing.T) {
-	ch := chtest.Start(t)
-	opts, err := clickhouse.ParseDSN(ch.DSN())
-	if err != nil {
+	ch, conn, v := startMigrated(t)
+	// The second start finds everything made.
+	if err := chstore.Migrate(t.Context(), conn, v, 365); err != nil {
 		t.Fatal(err)
-	}
-	conn, err := clickhouse.Open(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	var version string
-	if err := conn.QueryRow(t.Context(), "SELECT version()").Scan(&version); err != nil {
-		t.Fatal(err)
-	}
-	v := chstore.ParseVersion(version)
-	// Twice: the second start finds everything made.
-	for range 2 {
-		if err := chstore.Migrate(t.Context(), conn, v, 365); err != nil {
-			t.Fatal(err)
-		}
 	}
 	// One day with as many visitors as the minimum group, one with a
 	// visitor fewer.
@@ -64,14 +42,14 @@ func TestAnalystReadsOnlySuppressingViews(t *testing.T) {
 	if err := st.Insert(t.Context(), facts); err != nil {
 		t.Fatal(err)
 	}
-	if got, err := queryAs(ch.HTTPAddr(), "analyst", "SELECT count() FROM "+chstore.AnalystDatabase+".daily_messages"); err != nil || got != "0" {
+	if got, err := chtest.QueryAs(ch.HTTPAddr(), "analyst", "SELECT count() FROM "+chstore.AnalystDatabase+".daily_messages"); err != nil || got != "0" {
 		t.Errorf("analyst reads daily_messages before a refresh: %q, %v; want 0 rows", got, err)
 	}
 	if err := st.RefreshAnalystTables(t.Context()); err != nil {
 		t.Fatal(err)
 	}
 
-	got, err := queryAs(ch.HTTPAddr(), "analyst", "SELECT day, messages, visitors FROM "+chstore.AnalystDatabase+".daily_messages WHERE tenant = 'acme' ORDER BY day")
+	got, err := chtest.QueryAs(ch.HTTPAddr(), "analyst", "SELECT day, messages, visitors FROM "+chstore.AnalystDatabase+".daily_messages WHERE tenant = 'acme' ORDER BY day")
 	if want := fmt.Sprintf("%s\t%d\t%d", big.Format(time.DateOnly), analyticsapi.DefaultMinGroupSize, analyticsapi.DefaultMinGroupSize); err != nil || got != want {
 		t.Errorf("analyst reads the daily_messages view: %q, %v; want %q, the small day left out", got, err, want)
 	}
@@ -82,11 +60,11 @@ func TestAnalystReadsOnlySuppressingViews(t *testing.T) {
 		"SELECT count() FROM erased_pseudonyms",
 		"SELECT count() FROM " + chstore.AnalystDatabase + ".daily_messages WHERE tenant IN (SELECT tenant FROM default.facts)",
 	} {
-		if got, err := queryAs(ch.HTTPAddr(), "analyst", q); err == nil || !strings.Contains(err.Error(), "Access denied") {
+		if got, err := chtest.QueryAs(ch.HTTPAddr(), "analyst", q); err == nil || !strings.Contains(err.Error(), "Access denied") {
 			t.Errorf("analyst: %s = %q, %v; want access denied", q, got, err)
 		}
 	}
-	if got, err := queryAs(ch.HTTPAddr(), "analyst", "INSERT INTO "+chstore.AnalystDatabase+".daily_messages SELECT * FROM "+chstore.AnalystDatabase+".daily_messages"); err == nil {
+	if got, err := chtest.QueryAs(ch.HTTPAddr(), "analyst", "INSERT INTO "+chstore.AnalystDatabase+".daily_messages SELECT * FROM "+chstore.AnalystDatabase+".daily_messages"); err == nil {
 		t.Errorf("analyst wrote to daily_messages: %q", got)
 	}
 
@@ -100,7 +78,7 @@ func TestAnalystReadsOnlySuppressingViews(t *testing.T) {
 			t.Error(err)
 		}
 	}
-	if got, err := queryAs(ch.HTTPAddr(), "default", "SELECT name FROM system.tables WHERE database = '"+chstore.AnalystDatabase+"' ORDER BY name"); err != nil ||
+	if got, err := chtest.QueryAs(ch.HTTPAddr(), "default", "SELECT name FROM system.tables WHERE database = '"+chstore.AnalystDatabase+"' ORDER BY name"); err != nil ||
 		got != "daily_conversations\ndaily_csat\ndaily_first_response\ndaily_messages\ndaily_resolution" {
 		t.Errorf("tables of %s after two refreshes at once: %q, %v", chstore.AnalystDatabase, got, err)
 	}
@@ -113,28 +91,7 @@ func TestAnalystReadsOnlySuppressingViews(t *testing.T) {
 	if err := st.RefreshAnalystTables(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	if got, err := queryAs(ch.HTTPAddr(), "analyst", "SELECT count() FROM "+chstore.AnalystDatabase+".daily_messages"); err != nil || got != "0" {
+	if got, err := chtest.QueryAs(ch.HTTPAddr(), "analyst", "SELECT count() FROM "+chstore.AnalystDatabase+".daily_messages"); err != nil || got != "0" {
 		t.Errorf("analyst reads daily_messages after an erasure left %d visitors: %q, %v; want 0 rows", analyticsapi.DefaultMinGroupSize-1, got, err)
 	}
-}
-
-// noKeepAlive opens a connection per request: ClickHouse waits for open
-// keep-alive connections when it shuts down.
-var noKeepAlive = &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
-
-// queryAs runs q as user over HTTP GET, as a read-only user must.
-func queryAs(addr, user, q string) (string, error) {
-	resp, err := noKeepAlive.Get("http://" + addr + "/?user=" + url.QueryEscape(user) + "&query=" + url.QueryEscape(q))
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return "", err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return "", errors.New(resp.Status + ": " + string(body))
-	}
-	return strings.TrimSpace(string(body)), nil
 }

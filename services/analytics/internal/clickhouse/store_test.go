@@ -9,6 +9,7 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2"
 
 	"github.com/parley-chat/parley/pkg/analyticsapi"
+	"github.com/parley-chat/parley/pkg/chserver"
 	"github.com/parley-chat/parley/pkg/chserver/chtest"
 	chstore "github.com/parley-chat/parley/services/analytics/internal/clickhouse"
 )
@@ -16,24 +17,7 @@ import (
 // BenchmarkInsert measures Store.Insert alone, by batch size, on a real
 // ClickHouse server: the insert half of the ingest, without the stream.
 func BenchmarkInsert(b *testing.B) {
-	ch := chtest.Start(b)
-	opts, err := clickhouse.ParseDSN(ch.DSN())
-	if err != nil {
-		b.Fatal(err)
-	}
-	conn, err := clickhouse.Open(opts)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { conn.Close() })
-	var version string
-	if err := conn.QueryRow(b.Context(), "SELECT version()").Scan(&version); err != nil {
-		b.Fatal(err)
-	}
-	v := chstore.ParseVersion(version)
-	if err := chstore.Migrate(b.Context(), conn, v, 365); err != nil {
-		b.Fatal(err)
-	}
+	_, conn, v := startMigrated(b)
 	st := chstore.New(conn, v)
 	at := time.Now().UTC()
 	next := 0
@@ -56,4 +40,29 @@ func BenchmarkInsert(b *testing.B) {
 			b.ReportMetric(float64(b.N*size)/b.Elapsed().Seconds(), "facts/s")
 		})
 	}
+}
+
+// startMigrated starts a private ClickHouse server and connects to it as
+// its default user, with Parley's schema made.
+func startMigrated(tb testing.TB) (*chserver.Server, clickhouse.Conn, chstore.Version) {
+	tb.Helper()
+	ch := chtest.Start(tb)
+	opts, err := clickhouse.ParseDSN(ch.DSN())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	conn, err := clickhouse.Open(opts)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { conn.Close() })
+	var version string
+	if err := conn.QueryRow(tb.Context(), "SELECT version()").Scan(&version); err != nil {
+		tb.Fatal(err)
+	}
+	v := chstore.ParseVersion(version)
+	if err := chstore.Migrate(tb.Context(), conn, v, 365); err != nil {
+		tb.Fatal(err)
+	}
+	return ch, conn, v
 }
