@@ -2,11 +2,13 @@ package deploy
 
 import (
 	"strconv"
+	"strings"
 	"testing"
 
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 )
 
 // replicas is what a Deployment runs at least: its HorizontalPodAutoscaler's
@@ -89,5 +91,34 @@ func TestIngress(t *testing.T) {
 	}
 	if ing.Annotations["nginx.ingress.kubernetes.io/enable-access-log"] != "false" {
 		t.Error("Ingress gateway: the controller's access log records client addresses; turn it off")
+	}
+	// What clients use is routed; the operations endpoints are not.
+	routed := func(p string) bool {
+		for _, r := range ing.Spec.Rules {
+			if r.HTTP == nil {
+				continue
+			}
+			for _, ip := range r.HTTP.Paths {
+				switch {
+				case ip.PathType != nil && *ip.PathType == networkingv1.PathTypeExact:
+					if p == ip.Path {
+						return true
+					}
+				case ip.Path == "/" || p == ip.Path || strings.HasPrefix(p, strings.TrimSuffix(ip.Path, "/")+"/"):
+					return true
+				}
+			}
+		}
+		return false
+	}
+	for _, p := range []string{"/v1/conversations", "/v1/stream", "/v1/openapi.json", "/widget.js", "/widget-frame", "/assets/widget-0123456789ab.js", "/console", "/privacy", "/dashboard"} {
+		if !routed(p) {
+			t.Errorf("Ingress gateway: %s is not routed to the gateway", p)
+		}
+	}
+	for _, p := range []string{"/metrics", "/readyz", "/healthz", "/demo", "/v10"} {
+		if routed(p) {
+			t.Errorf("Ingress gateway: %s is routed from outside the cluster", p)
+		}
 	}
 }
