@@ -140,12 +140,12 @@ type gen struct{ r *rand.Rand }
 
 func (g gen) pick(s []string) string { return s[g.r.IntN(len(s))] }
 
-// digits replaces each X in f with a random digit, each N with 2 to 9.
+// digits replaces each ~ in f with a random digit, each N with 2 to 9.
 func (g gen) digits(f string) string {
 	var b strings.Builder
 	for _, c := range f {
 		switch c {
-		case 'X':
+		case '~':
 			b.WriteByte(byte('0' + g.r.IntN(10)))
 		case 'N':
 			b.WriteByte(byte('2' + g.r.IntN(8)))
@@ -198,19 +198,19 @@ func (g gen) slot(kind, lang string) (pre, val, post string) {
 			fmt.Sprintf("%02d/%02d/%d", m, d, y), fmt.Sprintf("%d/%d/%d", d, m, y), fmt.Sprintf("%d.%d.%d", d, m, y),
 		}), ""
 	case "time":
-		return "", g.digits(g.pick([]string{"1X:3X", "0X:0X:XX", "2X:1X"})), ""
+		return "", g.digits(g.pick([]string{"1~:3~", "0~:0~:~~", "2~:1~"})), ""
 	case "price":
-		return "", g.digits(g.pick([]string{"€1.2XX,XX", "$1,2XX.00", "1 2XX,00 €", "N XXX XXX €", "N.XXX.XXX EUR", "¥XX,XXX", "PLN N XXX XXX", "£XX.XX", "NX XXX XXX ₽", "$N XXX XXX"})), ""
+		return "", g.digits(g.pick([]string{"€1.2~~,~~", "$1,2~~.00", "1 2~~,00 €", "N ~~~ ~~~ €", "N.~~~.~~~ EUR", "¥~~,~~~", "PLN N ~~~ ~~~", "£~~.~~", "N~ ~~~ ~~~ ₽", "$N ~~~ ~~~"})), ""
 	case "order":
-		return "", g.digits(g.pick([]string{"#NXXXXXXX", "A-20XX-XXXXXX", "NXXXXXXX", "ORD-XXXX-XXXX", "NXXX XXXX", "NXXXXXXXXX"})), ""
+		return "", g.digits(g.pick([]string{"#N~~~~~~~", "A-20~~-~~~~~~", "N~~~~~~~", "ORD-~~~~-~~~~", "N~~~ ~~~~", "N~~~~~~~~~"})), ""
 	case "version":
-		return "", g.digits(g.pick([]string{"vN.X.X", "N.XX.X", "10.0.1XXXX.XXXX", "N.X.XX-beta", "v1.N.3.4", "N.X"})), ""
+		return "", g.digits(g.pick([]string{"vN.~.~", "N.~~.~", "10.0.1~~~~.~~~~", "N.~.~~-beta", "v1.N.3.4", "N.~"})), ""
 	case "tracking":
-		return "", g.digits(g.pick([]string{"1Z999AA1XXXXXXXXXX", "JJD000XXXXXXXXXXXXXXX", "9400 1XXX XXXX XXXX XXXX XX", "RRXXXXXXXXXFR", "LXXXXXXXXXDE"})), ""
+		return "", g.digits(g.pick([]string{"1Z999AA1~~~~~~~~~~", "JJD000~~~~~~~~~~~~~~~", "9400 1~~~ ~~~~ ~~~~ ~~~~ ~~", "RR~~~~~~~~~FR", "L~~~~~~~~~DE"})), ""
 	case "count":
 		// Thousands grouped by spaces, shaped like 612 345 678: told apart
 		// from a phone number by nothing but the words around it.
-		return "", g.digits(g.pick([]string{"N XXX XXX", "NX XXX XXX", "NXX XXX XXX", "N\u00a0XXX\u00a0XXX"})), ""
+		return "", g.digits(g.pick([]string{"N ~~~ ~~~", "N~ ~~~ ~~~", "N~~ ~~~ ~~~", "N\u00a0~~~\u00a0~~~"})), ""
 	case "noemail":
 		return "", g.pick([]string{"john at example dot com", "@support_team", "user@localhost", "name@domain", "info(at)example.com", "a@b.c"}), ""
 	}
@@ -218,17 +218,17 @@ func (g gen) slot(kind, lang string) (pre, val, post string) {
 }
 
 var phoneFormats = []string{
-	"+49 30 XXXXXXX", "+49 (0)30 XXXX XXXX", "030 XXXXXXXX", "030/XXXXXXX", "0151 XXXXXXXX", "+49 151 XXXXXXXX",
-	"+1 (NXX) NXX-XXXX", "(NXX) NXX-XXXX", "NXX-NXX-XXXX", "NXX.NXX.XXXX", "+1 NXX NXX XXXX", "+1-NXX-NXX-XXXX",
-	"+44 20 XXXX XXXX", "020 XXXX XXXX", "+44 7700 XXXXXX", "07700 XXXXXX",
-	"+33 6 XX XX XX XX", "06 XX XX XX XX", "06.XX.XX.XX.XX", "01 XX XX XX XX",
-	"+34 6XX XXX XXX", "6XX XXX XXX", "+34 91 XXX XX XX",
-	"+31 6 XXXXXXXX", "06-XXXXXXXX", "020-XXX XXXX", "+31 20 XXX XXXX",
-	"+48 5XX XXX XXX", "5XX-XXX-XXX", "+48 22 XXX XX XX",
-	"+7 9XX XXX-XX-XX", "8 (9XX) XXX-XX-XX",
-	"+86 138 XXXX XXXX", "+81 3-XXXX-XXXX", "03-XXXX-XXXX", "+30 21X XXX XXXX", "+90 5XX XXX XX XX",
-	"+91 98XXX XXXXX", "+971 50 XXX XXXX", "+39 3XX XXX XXXX",
-	"+4915XXXXXXXXX", "06XXXXXXXX", "0049 30 XXXXXXX", "00 44 20 XXXX XXXX", "+44 (0) 20 XXXX XXXX",
+	"+49 30 ~~~~~~~", "+49 (0)30 ~~~~ ~~~~", "030 ~~~~~~~~", "030/~~~~~~~", "0151 ~~~~~~~~", "+49 151 ~~~~~~~~",
+	"+1 (N~~) N~~-~~~~", "(N~~) N~~-~~~~", "N~~-N~~-~~~~", "N~~.N~~.~~~~", "+1 N~~ N~~ ~~~~", "+1-N~~-N~~-~~~~",
+	"+44 20 ~~~~ ~~~~", "020 ~~~~ ~~~~", "+44 7700 ~~~~~~", "07700 ~~~~~~",
+	"+33 6 ~~ ~~ ~~ ~~", "06 ~~ ~~ ~~ ~~", "06.~~.~~.~~.~~", "01 ~~ ~~ ~~ ~~",
+	"+34 6~~ ~~~ ~~~", "6~~ ~~~ ~~~", "+34 91 ~~~ ~~ ~~",
+	"+31 6 ~~~~~~~~", "06-~~~~~~~~", "020-~~~ ~~~~", "+31 20 ~~~ ~~~~",
+	"+48 5~~ ~~~ ~~~", "5~~-~~~-~~~", "+48 22 ~~~ ~~ ~~",
+	"+7 9~~ ~~~-~~-~~", "8 (9~~) ~~~-~~-~~",
+	"+86 138 ~~~~ ~~~~", "+81 3-~~~~-~~~~", "03-~~~~-~~~~", "+30 21~ ~~~ ~~~~", "+90 5~~ ~~~ ~~ ~~",
+	"+91 98~~~ ~~~~~", "+971 50 ~~~ ~~~~", "+39 3~~ ~~~ ~~~~",
+	"+4915~~~~~~~~~", "06~~~~~~~~", "0049 30 ~~~~~~~", "00 44 20 ~~~~ ~~~~", "+44 (0) 20 ~~~~ ~~~~",
 }
 
 // card returns a card number of a common network, Luhn-valid or not, compact
@@ -285,14 +285,14 @@ func luhnDigit(d []byte) int {
 	return (10 - sum%10) % 10
 }
 
-// ibanFormats are BBAN shapes (A a letter, X a digit) of some registry
+// ibanFormats are BBAN shapes (A a letter, ~ a digit) of some registry
 // countries.
 var ibanFormats = []struct{ country, bban string }{
-	{"DE", "XXXXXXXXXXXXXXXXXX"}, {"FR", "XXXXXXXXXXXXXXXXXXXXXXX"}, {"ES", "XXXXXXXXXXXXXXXXXXXX"},
-	{"NL", "AAAAXXXXXXXXXX"}, {"GB", "AAAAXXXXXXXXXXXXXX"}, {"PL", "XXXXXXXXXXXXXXXXXXXXXXXX"},
-	{"IT", "AXXXXXXXXXXXXXXXXXXXXXX"}, {"BE", "XXXXXXXXXXXX"}, {"AT", "XXXXXXXXXXXXXXXX"},
-	{"CH", "XXXXXXXXXXXXXXXXX"}, {"NO", "XXXXXXXXXXX"}, {"TR", "XXXXXXXXXXXXXXXXXXXXXX"},
-	{"SA", "XXXXXXXXXXXXXXXXXXXX"}, {"GR", "XXXXXXXXXXXXXXXXXXXXXXX"}, {"PT", "XXXXXXXXXXXXXXXXXXXXX"},
+	{"DE", "~~~~~~~~~~~~~~~~~~"}, {"FR", "~~~~~~~~~~~~~~~~~~~~~~~"}, {"ES", "~~~~~~~~~~~~~~~~~~~~"},
+	{"NL", "AAAA~~~~~~~~~~"}, {"GB", "AAAA~~~~~~~~~~~~~~"}, {"PL", "~~~~~~~~~~~~~~~~~~~~~~~~"},
+	{"IT", "A~~~~~~~~~~~~~~~~~~~~~~"}, {"BE", "~~~~~~~~~~~~"}, {"AT", "~~~~~~~~~~~~~~~~"},
+	{"CH", "~~~~~~~~~~~~~~~~~"}, {"NO", "~~~~~~~~~~~"}, {"TR", "~~~~~~~~~~~~~~~~~~~~~~"},
+	{"SA", "~~~~~~~~~~~~~~~~~~~~"}, {"GR", "~~~~~~~~~~~~~~~~~~~~~~~"}, {"PT", "~~~~~~~~~~~~~~~~~~~~~"},
 }
 
 func (g gen) iban(valid bool) string {
