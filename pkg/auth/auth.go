@@ -35,6 +35,9 @@ const (
 	RoleAnalyst    Role = "analyst"
 	RoleAuditor    Role = "auditor"
 	RoleOperator   Role = "operator"
+	// RoleBot is a bot an admin registered: it answers in the
+	// conversations assigned to it, and nothing else.
+	RoleBot Role = "bot"
 )
 
 // RoleSystem is the role of a service calling another on its own behalf
@@ -63,15 +66,16 @@ var (
 // RoleSystem.
 func (r Role) Valid() bool {
 	switch r {
-	case RoleVisitor, RoleAgent, RoleSupervisor, RoleAdmin, RoleAnalyst, RoleAuditor, RoleOperator:
+	case RoleVisitor, RoleAgent, RoleSupervisor, RoleAdmin, RoleAnalyst, RoleAuditor, RoleOperator, RoleBot:
 		return true
 	}
 	return false
 }
 
-// Staff reports whether r is a role of the support organisation's own people.
+// Staff reports whether r is a role of the support organisation's own
+// people; a bot is not one.
 func (r Role) Staff() bool {
-	return r.Valid() && r != RoleVisitor && r != RoleOperator
+	return r.Valid() && r != RoleVisitor && r != RoleOperator && r != RoleBot
 }
 
 // Principal is the verified caller of a request.
@@ -93,7 +97,7 @@ func ValidTenantID(id string) bool { return tenantIDRe.MatchString(id) }
 func (p Principal) Validate() error {
 	switch {
 	case !p.Role.Valid():
-		return fmt.Errorf("role %q is not one of visitor, agent, supervisor, admin, analyst, auditor, operator", p.Role)
+		return fmt.Errorf("role %q is not one of visitor, agent, supervisor, admin, analyst, auditor, operator, bot", p.Role)
 	case p.Role == RoleOperator && p.Tenant != OperatorTenant:
 		return fmt.Errorf("the operator role belongs to tenant %q", OperatorTenant)
 	case p.Role != RoleOperator && !stream.ValidToken(p.Tenant):

@@ -1,6 +1,9 @@
 package event
 
-import "time"
+import (
+	"strings"
+	"time"
+)
 
 // Author is who wrote or did something: a role and an opaque principal id.
 type Author struct {
@@ -92,4 +95,19 @@ func NewPayload(typ Type) any {
 		return &Withdrawn{}
 	}
 	return nil
+}
+
+// botPrefix marks a bot's id where an agent's would stand: the assignee of
+// a conversation assigned to a bot is "bot:<id>", which no agent id can be
+// (ids have no colon), so routing by assignee never mistakes one for the
+// other.
+const botPrefix = "bot:"
+
+// BotAssignee is the assignee id of the bot id.
+func BotAssignee(id string) string { return botPrefix + id }
+
+// BotOf returns the bot id of assignee and true when assignee is a bot's.
+func BotOf(assignee string) (string, bool) {
+	id, ok := strings.CutPrefix(assignee, botPrefix)
+	return id, ok && id != ""
 }

@@ -34,11 +34,14 @@ const (
 	// IdentityProvidersBucket is the gateway's tenants' identity provider
 	// settings, client secrets included.
 	IdentityProvidersBucket = "IDENTITY_PROVIDERS"
+	// IntegrationsBucket is the bots and integrations registered per
+	// tenant, owned by privacy (privacyapi.IntegrationsBucket).
+	IntegrationsBucket = "INTEGRATIONS"
 )
 
 // Buckets lists every key-value bucket of Parley.
 func Buckets() []string {
-	return []string{TenantsBucket, SettingsBucket, ChatViewBucket, AgentsBucket, SessionsBucket, SignInBucket, IdentityProvidersBucket}
+	return []string{TenantsBucket, SettingsBucket, ChatViewBucket, AgentsBucket, SessionsBucket, SignInBucket, IdentityProvidersBucket, IntegrationsBucket}
 }
 
 // SignInTTL is how long a sign-in may take, from its start at the gateway
@@ -91,6 +94,9 @@ func BucketConfig(bucket string, o Options) (jetstream.KeyValueConfig, error) {
 		cfg.TTL = SignInTTL
 	case IdentityProvidersBucket:
 		cfg.Description = "each tenant's identity provider: issuer, client id and secret, role mapping; the gateway's only"
+		cfg.History = 1
+	case IntegrationsBucket:
+		cfg.Description = "bots and integrations per tenant: where to deliver, the signing secret sealed under the KEK; no personal data"
 		cfg.History = 1
 	default:
 		return jetstream.KeyValueConfig{}, fmt.Errorf("unknown bucket %q", bucket)

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/parley-chat/parley/pkg/analyticsapi"
+	"github.com/parley-chat/parley/pkg/event"
 
 	"github.com/parley-chat/parley/services/privacy/internal/keyring"
 )
@@ -29,24 +30,31 @@ const (
 )
 
 // AnalyticsConsentAt reports whether tenant's subject consented to
-// analytics at time at: the last consent they recorded at or before at
-// says so. A subject without a consent recorded by then, or erased, did
-// not. The answer is the index's: call CatchUp first to include what other
-// instances have just recorded.
+// analytics at time at (see ConsentAt).
 func (a *App) AnalyticsConsentAt(tenant, subject string, at time.Time) bool {
+	c, ok := a.ConsentAt(tenant, subject, at)
+	return ok && c.Analytics
+}
+
+// ConsentAt returns the consent tenant's subject had in force at time at:
+// the last they recorded at or before at. It reports false for a subject
+// without a consent recorded by then, or erased, who consented to nothing.
+// The answer is the index's: call CatchUp first to include what other
+// instances have just recorded.
+func (a *App) ConsentAt(tenant, subject string, at time.Time) (event.Consent, bool) {
 	ix := &a.index
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
 	st := ix.subjects[subjectID{tenant, subject}]
 	if st == nil || st.erasure != "" {
-		return false
+		return event.Consent{}, false
 	}
 	for i := len(st.consents) - 1; i >= 0; i-- {
 		if !st.consents[i].At.After(at) {
-			return st.consents[i].Consent.Analytics
+			return st.consents[i].Consent, true
 		}
 	}
-	return false
+	return event.Consent{}, false
 }
 
 // prepareAnalytics computes the subject's analytics pseudonym and has the
