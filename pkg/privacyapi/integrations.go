@@ -41,7 +41,10 @@ type Integration struct {
 	// SealedSecret is the secret its deliveries are signed with (see
 	// pkg/webhook), sealed under the KEK; never sent to anyone but the
 	// admin who registered it, once.
-	SealedSecret []byte    `json:"sealed_secret"`
-	CreatedAt    time.Time `json:"created_at"`
-	UpdatedAt    time.Time `json:"updated_at"`
+	SealedSecret []byte `json:"sealed_secret"`
+	// KEKID names the KEK SealedSecret is sealed under, as a subject's
+	// key record does, so that a KEK rotation finds what to seal again.
+	KEKID     string    `json:"kek_id"`
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
 }

@@ -148,3 +148,31 @@ func (r *Ring) unwrap(tenant, subject, which string, wrapped []byte) (seal.Key, 
 func (r *Ring) ad(tenant, subject, which string) []byte {
 	return seal.AD("parley-key", tenant, subject, r.id, which)
 }
+
+// SealSecret seals an integration's signing secret under the KEK, bound to
+// tenant and id, so that a copy of the INTEGRATIONS bucket alone (a backup)
+// signs nothing.
+func (r *Ring) SealSecret(tenant, id string, secret []byte) ([]byte, error) {
+	b, err := seal.Seal(r.kek, secret, r.secretAD(tenant, id))
+	if err != nil {
+		return nil, fmt.Errorf("seal secret of integration %s/%s: %w", tenant, id, err)
+	}
+	return b, nil
+}
+
+// OpenSecret opens what SealSecret sealed for tenant's integration id
+// under this ring's KEK, kekID being the KEK the record names.
+func (r *Ring) OpenSecret(tenant, id, kekID string, sealed []byte) ([]byte, error) {
+	if kekID != r.id {
+		return nil, fmt.Errorf("open secret of integration %s/%s: kek %s: %w", tenant, id, kekID, ErrUnknownKEK)
+	}
+	b, err := seal.Open(r.kek, sealed, r.secretAD(tenant, id))
+	if err != nil {
+		return nil, fmt.Errorf("open secret of integration %s/%s: %w", tenant, id, err)
+	}
+	return b, nil
+}
+
+func (r *Ring) secretAD(tenant, id string) []byte {
+	return seal.AD("parley-integration-secret", tenant, id, r.id)
+}
