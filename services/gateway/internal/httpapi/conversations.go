@@ -137,6 +137,7 @@ type (
 	}
 	assignBody struct {
 		AgentID  string `json:"agent_id"`
+		BotID    string `json:"bot_id"`
 		Override bool   `json:"override"`
 	}
 	ratingBody struct {
@@ -265,7 +266,22 @@ func (a *API) assign(w http.ResponseWriter, r *http.Request) error {
 	if err := decode(w, r, &body, false); err != nil {
 		return err
 	}
-	return a.summary(w, r, chatapi.AssignSubject, p, chatapi.AssignArgs{Conversation: id, Agent: body.AgentID, Override: body.Override})
+	return a.summary(w, r, chatapi.AssignSubject, p, chatapi.AssignArgs{Conversation: id, Agent: body.AgentID, Bot: body.BotID, Override: body.Override})
+}
+
+// handOff asks for a person in a conversation assigned to a bot: the chat
+// service decides who may (its visitor, or that bot) and answers the
+// summary, also when there was no bot to hand off from.
+func (a *API) handOff(w http.ResponseWriter, r *http.Request) error {
+	p, id, err := a.target(r)
+	if err != nil {
+		return err
+	}
+	var body struct{}
+	if err := decode(w, r, &body, true); err != nil {
+		return err
+	}
+	return a.summary(w, r, chatapi.HandOffSubject, p, chatapi.ConversationArgs{Conversation: id})
 }
 
 func (a *API) close(w http.ResponseWriter, r *http.Request) error {

@@ -196,6 +196,7 @@ func (a *API) routes() {
 	m.Handle("GET /v1/conversations/{id}/messages", a.handle(a.listMessages))
 	m.Handle("DELETE /v1/conversations/{id}/messages/{message_id}", a.handle(a.withdrawMessage))
 	m.Handle("POST /v1/conversations/{id}/assign", a.handle(a.assign))
+	m.Handle("POST /v1/conversations/{id}/handoff", a.handle(a.handOff))
 	m.Handle("POST /v1/conversations/{id}/close", a.handle(a.close))
 	m.Handle("POST /v1/conversations/{id}/rating", a.handle(a.rate))
 	m.Handle("GET /v1/stream", a.handle(a.stream))
@@ -561,6 +562,9 @@ func (a *API) stream(w http.ResponseWriter, r *http.Request) error {
 	}
 	if errors.Is(err, live.ErrClosing) {
 		return errNotReady
+	}
+	if errors.Is(err, live.ErrNoStream) {
+		return errRole
 	}
 	return nil
 }
