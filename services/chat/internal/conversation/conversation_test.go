@@ -160,10 +160,8 @@ func TestCheckOpen(t *testing.T) {
 	}
 }
 
-// TestStamp runs a conversation through every event type as the chat
-// service appends them — decide, stamp, apply — and checks what each event
-// is stamped with; the same from a conversation restored from the view's
-// JSON before each command.
+// TestStamp stamps a conversation's life through every event type but a
+// bot's (TestBotConversation); see checkStamps.
 func TestStamp(t *testing.T) {
 	at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	visitor := auth.Principal{Tenant: "demo", ID: "v1", Role: auth.RoleVisitor}
@@ -172,12 +170,7 @@ func TestStamp(t *testing.T) {
 	sue := auth.Principal{Tenant: "demo", ID: "sue", Role: auth.RoleSupervisor}
 	secs := func(s float64) *float64 { return &s }
 	hours := 2
-	steps := []struct {
-		name   string
-		after  time.Duration
-		decide func(c *conversation.Conversation) ([]conversation.Change, error)
-		want   []event.Stamp
-	}{
+	steps := []stampStep{
 		{"opened", 0, func(*conversation.Conversation) ([]conversation.Change, error) {
 			ch, err := conversation.OpenWith(visitor, "hello", &hours, 0)
 			return []conversation.Change{ch}, err
@@ -201,6 +194,24 @@ func TestStamp(t *testing.T) {
 			return c.Rate(visitor, 5)
 		}, []event.Stamp{{Assignee: "bob"}}},
 	}
+	checkStamps(t, at, steps)
+}
+
+// stampStep is a command of a conversation's life, after its opening, and
+// the stamps of the events it appends.
+type stampStep struct {
+	name   string
+	after  time.Duration
+	decide func(c *conversation.Conversation) ([]conversation.Change, error)
+	want   []event.Stamp
+}
+
+// checkStamps runs steps on a conversation opened at at as the chat
+// service appends them — decide, stamp, apply — and checks what each event
+// is stamped with; the same from a conversation restored from the view's
+// JSON before each command.
+func checkStamps(t *testing.T, at time.Time, steps []stampStep) {
+	t.Helper()
 	for _, restore := range []bool{false, true} {
 		var c conversation.Conversation
 		seq := uint64(0)
@@ -375,10 +386,10 @@ func TestCheckProfile(t *testing.T) {
 	}
 }
 
-// TestBotConversation runs a conversation through a bot's part — decide,
-// stamp, apply — as the chat service appends it: assigned to the bot, the
-// bot answers (no first response: a bot is no staff), the visitor asks for
-// a person, which unassigns the bot, and an agent takes it.
+// TestBotConversation stamps a bot's part in a conversation (see
+// checkStamps): assigned to the bot, the bot answers (no first response: a
+// bot is no staff), the visitor asks for a person, which unassigns the bot
+// (asking again changes nothing), and an agent takes it.
 func TestBotConversation(t *testing.T) {
 	at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	visitor := auth.Principal{Tenant: "demo", ID: "v1", Role: auth.RoleVisitor}
@@ -386,53 +397,27 @@ func TestBotConversation(t *testing.T) {
 	alice := auth.Principal{Tenant: "demo", ID: "alice", Role: auth.RoleAgent}
 	sue := auth.Principal{Tenant: "demo", ID: "sue", Role: auth.RoleSupervisor}
 	secs := func(s float64) *float64 { return &s }
-	steps := []struct {
-		name     string
-		decide   func(c *conversation.Conversation) ([]conversation.Change, error)
-		want     []event.Stamp
-		assignee string
-	}{
-		{"opened", func(*conversation.Conversation) ([]conversation.Change, error) {
+	checkStamps(t, at, []stampStep{
+		{"opened", 0, func(*conversation.Conversation) ([]conversation.Change, error) {
 			ch, err := conversation.OpenWith(visitor, "hello", nil, 0)
 			return []conversation.Change{ch}, err
-		}, []event.Stamp{{}}, ""},
-		{"assigned to the bot", func(c *conversation.Conversation) ([]conversation.Change, error) {
+		}, []event.Stamp{{}}},
+		{"assigned to the bot", time.Second, func(c *conversation.Conversation) ([]conversation.Change, error) {
 			return c.AssignBot(sue, "faq")
-		}, []event.Stamp{{Assignee: "bot:faq"}}, "bot:faq"},
-		{"the bot answers", func(c *conversation.Conversation) ([]conversation.Change, error) {
-			return c.Post(faq, "try turning it off and on", at, 100)
-		}, []event.Stamp{{Assignee: "bot:faq"}}, "bot:faq"},
-		{"the visitor asks for a person", func(c *conversation.Conversation) ([]conversation.Change, error) {
+		}, []event.Stamp{{Assignee: "bot:faq"}}},
+		{"the bot answers", 2 * time.Second, func(c *conversation.Conversation) ([]conversation.Change, error) {
+			return c.Post(faq, "try turning it off and on", at.Add(2*time.Second), 100)
+		}, []event.Stamp{{Assignee: "bot:faq"}}},
+		{"the visitor asks for a person", 3 * time.Second, func(c *conversation.Conversation) ([]conversation.Change, error) {
 			return c.HandOff(visitor)
-		}, []event.Stamp{{PreviousAssignee: "bot:faq"}}, ""},
-		{"asking again changes nothing", func(c *conversation.Conversation) ([]conversation.Change, error) {
+		}, []event.Stamp{{PreviousAssignee: "bot:faq"}}},
+		{"asking again changes nothing", 4 * time.Second, func(c *conversation.Conversation) ([]conversation.Change, error) {
 			return c.HandOff(visitor)
-		}, nil, ""},
-		{"an agent takes it", func(c *conversation.Conversation) ([]conversation.Change, error) {
-			return c.Post(alice, "I am a person", at, 100)
-		}, []event.Stamp{{Assignee: "alice"}, {Assignee: "alice", FirstResponseSeconds: secs(0)}}, "alice"},
-	}
-	var c conversation.Conversation
-	seq := uint64(0)
-	for _, st := range steps {
-		changes, err := st.decide(&c)
-		if err != nil {
-			t.Fatalf("%s: %v", st.name, err)
-		}
-		var got []event.Stamp
-		for _, ch := range changes {
-			c.Stamp(ch, at)
-			got = append(got, *event.StampOf(ch.Payload))
-			seq++
-			c.Apply(seq, event.Envelope{Type: ch.Type, Tenant: "demo", Person: "v1", Aggregate: "c1", At: at}, ch.Payload)
-		}
-		if diff := cmp.Diff(st.want, got); diff != "" {
-			t.Errorf("%s: stamps mismatch (-want +got):\n%s", st.name, diff)
-		}
-		if c.Assignee != st.assignee || c.Assigned != (st.assignee != "") {
-			t.Errorf("%s: assigned %v to %q, want %q", st.name, c.Assigned, c.Assignee, st.assignee)
-		}
-	}
+		}, nil},
+		{"an agent takes it", 10 * time.Second, func(c *conversation.Conversation) ([]conversation.Change, error) {
+			return c.Post(alice, "I am a person", at.Add(10*time.Second), 100)
+		}, []event.Stamp{{Assignee: "alice"}, {Assignee: "alice", FirstResponseSeconds: secs(10)}}},
+	})
 }
 
 // TestBotMayOnlyAnswer shows what a bot may do: post in, and hand off, a
