@@ -152,7 +152,7 @@ func (a *App) trainingMessages(ctx context.Context, rec trainingRecord, after ui
 				done = true
 				return false, nil
 			}
-			m, ok, err := a.trainingMessage(ctx, rec, seq, e)
+			m, ok, err := a.trainingMessage(ctx, rec, seq, e, &read)
 			if err != nil {
 				return false, err
 			}
@@ -194,8 +194,9 @@ func (a *App) trainingMessages(ctx context.Context, rec trainingRecord, after ui
 }
 
 // trainingMessage returns the line of the event e at CHAT sequence seq,
-// and false when e is no message or not for the export.
-func (a *App) trainingMessage(ctx context.Context, rec trainingRecord, seq uint64, e event.Envelope) (privacyapi.TrainingMessage, bool, error) {
+// and false when e is no message or not for the export. It adds to read
+// the events it reads besides e.
+func (a *App) trainingMessage(ctx context.Context, rec trainingRecord, seq uint64, e event.Envelope, read *int) (privacyapi.TrainingMessage, bool, error) {
 	if e.Type != event.ConversationOpened && e.Type != event.MessagePosted || e.Tenant != rec.tenant {
 		return privacyapi.TrainingMessage{}, false, nil
 	}
@@ -215,7 +216,7 @@ func (a *App) trainingMessage(ctx context.Context, rec trainingRecord, seq uint6
 		if e.Open(k.Data, &o) != nil {
 			return privacyapi.TrainingMessage{}, false, nil
 		}
-		withdrawn, err := a.openingWithdrawn(ctx, k, seq, e)
+		withdrawn, err := a.openingWithdrawn(ctx, k, seq, e, read)
 		if withdrawn || err != nil {
 			return privacyapi.TrainingMessage{}, false, err
 		}
@@ -248,10 +249,12 @@ func trainingRole(role string) string {
 // openingWithdrawn reports whether the visitor withdrew the opening
 // message e, at CHAT sequence seq: its event stays in CHAT (the
 // conversation is folded from it), and what withdrew it comes later in the
-// conversation, so the rest of the conversation is read for it.
-func (a *App) openingWithdrawn(ctx context.Context, k personkey.Keys, seq uint64, e event.Envelope) (bool, error) {
+// conversation, so the rest of the conversation is read for it, each event
+// added to read (the page's budget).
+func (a *App) openingWithdrawn(ctx context.Context, k personkey.Keys, seq uint64, e event.Envelope, read *int) (bool, error) {
 	withdrawn := false
 	err := a.chatLog.Read(ctx, stream.ChatSubject(e.Tenant, e.Aggregate), seq, func(_ uint64, later event.Envelope) (bool, error) {
+		*read++
 		var w event.Withdrawn
 		if later.Type == event.MessageWithdrawn && later.Open(k.Data, &w) == nil && w.Opening {
 			withdrawn = true
