@@ -44,32 +44,48 @@ var errStop = errors.New("reader stopped")
 // after sequence after, a batch at a time, until each returns false or an
 // error, or none is left. A message that is no event comes as the zero
 // Envelope.
+//
+// The batches come from any replica, which may lag what the leader
+// acknowledged; so when a replica has no more, the leader is asked for the
+// next message, and the read goes on from it if there is one: "none left"
+// is the leader's answer.
 func (l *ChatLog) Read(ctx context.Context, filter string, after uint64, each func(seq uint64, e event.Envelope) (bool, error)) error {
+	deliver := func(m *jetstream.RawStreamMsg) error {
+		e, err := event.Parse(m.Subject, m.Header, m.Data)
+		if err != nil {
+			e = event.Envelope{}
+		}
+		more, err := each(m.Sequence, e)
+		if err != nil {
+			return err
+		}
+		if !more {
+			return errStop
+		}
+		return nil
+	}
 	for {
 		got, last, pending := 0, after, ""
 		err := stream.GetBatch(ctx, l.js, stream.Chat, stream.BatchRequest{Seq: after + 1, NextFor: filter, Batch: chatBatch, MaxBytes: chatBatchBytes},
 			func(m *jetstream.RawStreamMsg) error {
 				got, last, pending = got+1, m.Sequence, m.Header.Get(stream.PendingHeader)
-				e, err := event.Parse(m.Subject, m.Header, m.Data)
-				if err != nil {
-					e = event.Envelope{}
-				}
-				more, err := each(m.Sequence, e)
-				if err != nil {
-					return err
-				}
-				if !more {
-					return errStop
-				}
-				return nil
+				return deliver(m)
 			})
+		if err == nil && (got == 0 || pending == "0") {
+			var m *jetstream.RawStreamMsg
+			m, err = stream.NextMsg(ctx, l.js, stream.Chat, filter, last+1)
+			if errors.Is(err, jetstream.ErrMsgNotFound) {
+				return nil
+			}
+			if err == nil {
+				last, err = m.Sequence, deliver(m)
+			}
+		}
 		switch {
 		case errors.Is(err, errStop):
 			return nil
 		case err != nil:
 			return fmt.Errorf("read %s after %d: %w", filter, after, err)
-		case got == 0, pending == "0":
-			return nil
 		}
 		after = last
 	}
