@@ -111,13 +111,7 @@ func (s *trainingStream) page(page privacyapi.TrainingPage, inManifest bool) err
 			s.visitors++
 		}
 	}
-	if _, err := s.w.Write(s.buf.Bytes()); err != nil {
-		return fmt.Errorf("write training export: %w", err)
-	}
-	if err := http.NewResponseController(s.w).Flush(); err != nil {
-		return fmt.Errorf("flush training export: %w", err)
-	}
-	return nil
+	return writeFlushed(s.w, s.buf.Bytes())
 }
 
 // beginManifest writes the manifest's line up to its visitors, once.
