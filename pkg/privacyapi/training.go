@@ -89,8 +89,10 @@ type TrainingPageArgs struct {
 // page holds one kind or the other, never both.
 type TrainingPage struct {
 	Messages []TrainingMessage `json:"messages"`
-	// Visitors are pseudonyms of the manifest, in ascending order of the
-	// visitors' ids (so in no order a reader can tell anything from).
+	// Visitors are pseudonyms of the manifest. The pages take the
+	// visitors in the order of their ids (UUIDv7: of their registration),
+	// each page's pseudonyms sorted, so the order tells no more than which
+	// page's worth of registrations a visitor was among.
 	Visitors []string `json:"visitors"`
 	// Next is the cursor of the next page; nil on the last one.
 	Next *TrainingCursor `json:"next,omitempty"`

@@ -293,6 +293,7 @@ func (a *App) trainingManifest(ctx context.Context, rec trainingRecord, after st
 			page.Visitors = append(page.Visitors, privacyapi.TrainingPseudonym(k.Pseudonym, id))
 		}
 	}
+	slices.Sort(page.Visitors)
 	if more {
 		page.Next = &privacyapi.TrainingCursor{Manifest: true, Visitor: ids[len(ids)-1]}
 	}
