@@ -1,7 +1,6 @@
 package app
 
 import (
-	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -330,7 +329,7 @@ func (ix *index) aiConsenting(tenant string, at time.Time, after string, limit i
 		}
 	}
 	ix.mu.Unlock()
-	slices.SortFunc(ids, cmp.Compare[string])
+	slices.Sort(ids)
 	if len(ids) > limit {
 		return ids[:limit], true
 	}
