@@ -52,6 +52,10 @@ func getTrainingExport(t *testing.T, base, token string) trainingExport {
 	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "application/x-ndjson" {
 		t.Fatalf("GET /v1/training-export = %d %s %.300s, want 200 application/x-ndjson", resp.StatusCode, resp.Header.Get("Content-Type"), data)
 	}
+	// Streamed: flushed page by page, so no length is known up front.
+	if resp.ContentLength != -1 {
+		t.Errorf("training export with Content-Length %d, want it streamed (chunked)", resp.ContentLength)
+	}
 	ex := trainingExport{body: string(data)}
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	sc.Buffer(nil, 1<<20)
