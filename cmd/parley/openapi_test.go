@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -28,9 +29,33 @@ var contract struct {
 
 func loadContract(rt http.RoundTripper, base string) (*openapi3.T, routers.Router, error) {
 	contract.once.Do(func() {
+		openapi3filter.RegisterBodyDecoder("application/x-ndjson", decodeJSONLines)
 		contract.doc, contract.router, contract.err = fetchContract(rt, base)
 	})
 	return contract.doc, contract.router, contract.err
+}
+
+// decodeJSONLines checks every line of a JSON Lines body against schema,
+// the schema of one line, and returns the last line for the validator to
+// check again: kin-openapi knows no JSON Lines.
+func decodeJSONLines(body io.Reader, _ http.Header, schema *openapi3.SchemaRef, _ openapi3filter.EncodingFn) (any, error) {
+	data, err := io.ReadAll(body)
+	if err != nil {
+		return nil, err
+	}
+	if !bytes.HasSuffix(data, []byte("\n")) {
+		return nil, errors.New("JSON Lines body does not end with a newline")
+	}
+	var last any
+	for i, line := range bytes.Split(bytes.TrimSuffix(data, []byte("\n")), []byte("\n")) {
+		if err := json.Unmarshal(line, &last); err != nil {
+			return nil, fmt.Errorf("line %d: %w", i+1, err)
+		}
+		if err := schema.Value.VisitJSON(last); err != nil {
+			return nil, fmt.Errorf("line %d: %w", i+1, err)
+		}
+	}
+	return last, nil
 }
 
 func fetchContract(rt http.RoundTripper, base string) (*openapi3.T, routers.Router, error) {

@@ -54,6 +54,9 @@ const (
 	// ActionSignOutEverywhere is every session of a person revoked, by
 	// themself or by an admin; the target is "subject:<id>".
 	ActionSignOutEverywhere = "session.sign_out_everywhere"
+	// ActionTrainingExport is an admin's export of the tenant's training
+	// corpus; the target is "training_export:<export id>".
+	ActionTrainingExport = "training.export"
 )
 
 // Subject is the AUDIT stream subject of a tenant's chain.

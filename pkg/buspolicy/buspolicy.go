@@ -187,7 +187,7 @@ func policyOf(user string) (policy, bool) {
 				jsCreate(stream.AuditCheckpoints, "signed checkpoints of the audit trail, which privacy owns"),
 				jsRead(stream.AuditCheckpoints, ""),
 				jsCreate(stream.Analytics, "the pseudonymized facts the relay writes, which privacy owns and never reads"),
-				jsRead(stream.Chat, "the consent-gated relay follows conversations with its durable consumer"),
+				jsRead(stream.Chat, "the consent-gated relay follows conversations with its durable consumer; a training export reads a tenant's by batched direct gets"),
 				jsConsume(stream.Chat, ""),
 				{why: "the relay's instances share its consumer pinned to one at a time, and one that stops hands the pin over",
 					pub: []string{"$JS.API.CONSUMER.UNPIN." + stream.Chat + ".*"}},

@@ -170,6 +170,7 @@ func TestOpenAPI(t *testing.T) {
 		"GET /v1/tenants/{tenant}/identity-provider",
 		"GET /v1/tenants/{tenant}/notice",
 		"GET /v1/tenants/{tenant}/sign-in",
+		"GET /v1/training-export",
 		"POST /v1/conversations",
 		"POST /v1/conversations/{id}/assign",
 		"POST /v1/conversations/{id}/close",

@@ -14,6 +14,13 @@
 //   - a subject's export: its own part on privacyapi.ExportSubject, then
 //     the subject's conversations on ExportPageSubject, read page by page
 //     from the chat service for whoever started the export;
+//   - a training export of a tenant on privacyapi.TrainingExportSubject
+//     (audited, recorded in PRIVACY), then its lines on TrainingPageSubject:
+//     the service reads the tenant's events from CHAT itself, by batched
+//     direct gets, opens those of visitors whose `ai` consent held when
+//     they were written and holds at the export's start, and answers them
+//     redacted (pkg/redact) and pseudonymized (privacyapi.TrainingPseudonym),
+//     then a manifest of the visitors' pseudonyms;
 //   - the consent registry on privacyapi.SetConsentSubject,
 //     GetConsentSubject and ConsentHistorySubject;
 //   - the audit trail on privacyapi.AppendAuditSubject, ListAuditSubject

@@ -69,10 +69,16 @@ func (s *exportStream) page(convs []chatapi.ExportedConversation) error {
 			s.msgs++
 		}
 	}
-	if _, err := s.w.Write(s.buf.Bytes()); err != nil {
+	return writeFlushed(s.w, s.buf.Bytes())
+}
+
+// writeFlushed writes b and flushes it to the client: a streamed answer's
+// page, sent as it comes.
+func writeFlushed(w http.ResponseWriter, b []byte) error {
+	if _, err := w.Write(b); err != nil {
 		return fmt.Errorf("write export: %w", err)
 	}
-	if err := http.NewResponseController(s.w).Flush(); err != nil {
+	if err := http.NewResponseController(w).Flush(); err != nil {
 		return fmt.Errorf("flush export: %w", err)
 	}
 	return nil

@@ -213,6 +213,7 @@ func (a *API) routes() {
 	m.Handle("POST /v1/subjects/{id}/erase", a.handle(a.eraseSubject))
 	m.Handle("GET /v1/subjects/{id}/export", a.handle(a.exportSubject))
 	m.Handle("GET /v1/erasures/{erasure_id}", a.handle(a.erasureStatus))
+	m.Handle("GET /v1/training-export", a.handle(a.trainingExport))
 	m.Handle("GET /v1/audit", a.handle(a.listAudit))
 	m.Handle("GET /v1/audit/checkpoint", a.handle(a.auditCheckpoint))
 	m.Handle("GET /v1/settings", a.handle(a.getSettings))

@@ -46,7 +46,15 @@ func (a *App) ConsentAt(tenant, subject string, at time.Time) (event.Consent, bo
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
 	st := ix.subjects[subjectID{tenant, subject}]
-	if st == nil || st.erasure != "" {
+	if st == nil {
+		return event.Consent{}, false
+	}
+	return st.consentAt(at)
+}
+
+// consentAt is ConsentAt of the subject; the index's lock must be held.
+func (st *subjectState) consentAt(at time.Time) (event.Consent, bool) {
+	if st.erasure != "" {
 		return event.Consent{}, false
 	}
 	for i := len(st.consents) - 1; i >= 0; i-- {

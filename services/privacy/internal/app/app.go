@@ -151,6 +151,9 @@ type Stores struct {
 	// Chat reads the conversations of an export; nil answers every page
 	// ErrNotFound.
 	Chat Chat
+	// ChatLog reads CHAT for training exports; nil answers them
+	// ErrNotFound.
+	ChatLog ChatLog
 	// Log hears what an operator must act on: a tenant's audit trail
 	// refused, once until it is extended again. Nil discards it.
 	Log *slog.Logger
@@ -199,6 +202,7 @@ type App struct {
 	// analytics and chat may be nil; see Stores.
 	analytics AnalyticsCleaner
 	chat      Chat
+	chatLog   ChatLog
 	log       *slog.Logger
 	now       func() time.Time
 	// sessions may be nil; see Stores.
@@ -234,6 +238,7 @@ func New(ring *keyring.Ring, auditKey ed25519.PrivateKey, s Stores) *App {
 		expiries:        s.Expiries,
 		analytics:       s.Analytics,
 		chat:            s.Chat,
+		chatLog:         s.ChatLog,
 		log:             cmp.Or(s.Log, slog.New(slog.DiscardHandler)),
 		now:             s.Now,
 		sessions:        s.Sessions,

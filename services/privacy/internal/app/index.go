@@ -24,6 +24,9 @@ type index struct {
 	changed  chan struct{}
 	subjects map[subjectID]*subjectState
 	erasures map[string]*erasureRecord
+	// trainings are the training exports of the last
+	// privacyapi.ExportPagesWithin, by id.
+	trainings map[string]trainingRecord
 }
 
 type subjectState struct {
@@ -65,9 +68,10 @@ func (r *erasureRecord) view() privacyapi.Erasure {
 
 func newIndex() index {
 	return index{
-		changed:  make(chan struct{}),
-		subjects: make(map[subjectID]*subjectState),
-		erasures: make(map[string]*erasureRecord),
+		changed:   make(chan struct{}),
+		subjects:  make(map[subjectID]*subjectState),
+		erasures:  make(map[string]*erasureRecord),
+		trainings: make(map[string]trainingRecord),
 	}
 }
 
@@ -83,7 +87,19 @@ func (a *App) Apply(seq uint64, e event.Envelope) {
 		return
 	}
 	var erased *subjectID
-	if e.Tenant != "" {
+	if e.Type == privacyapi.TrainingExportRequestedType {
+		// About the tenant, not the admin who asked: no subject of it.
+		var p privacyapi.TrainingExportRequested
+		if e.Decode(&p) == nil {
+			// Those past their pages go, so the index keeps an hour's.
+			for id, r := range ix.trainings {
+				if r.at.Add(privacyapi.ExportPagesWithin).Before(e.At) {
+					delete(ix.trainings, id)
+				}
+			}
+			ix.trainings[p.ExportID] = trainingRecord{tenant: e.Tenant, by: p.By, at: e.At, through: p.Through}
+		}
+	} else if e.Tenant != "" {
 		id := subjectID{e.Tenant, e.Aggregate}
 		st := ix.subjects[id]
 		if st == nil {

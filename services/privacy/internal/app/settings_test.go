@@ -26,6 +26,12 @@ func (c *clock) advance(d time.Duration) { c.t = c.t.Add(d) }
 // clock c, broadcasting on bus.
 func newMemoryApp(t *testing.T, c *clock, bus *memory.Bus) *app.App {
 	t.Helper()
+	return newMemoryAppWith(t, c, bus, func(*app.Stores) {})
+}
+
+// newMemoryAppWith is newMemoryApp with the stores changed by with first.
+func newMemoryAppWith(t testing.TB, c *clock, bus *memory.Bus, with func(*app.Stores)) *app.App {
+	t.Helper()
 	kek, err := seal.NewKey()
 	if err != nil {
 		t.Fatal(err)
@@ -35,7 +41,7 @@ func newMemoryApp(t *testing.T, c *clock, bus *memory.Bus) *app.App {
 		t.Fatal(err)
 	}
 	events := memory.NewEventLog()
-	a := app.New(keyring.New(kek), auditKey, app.Stores{
+	stores := app.Stores{
 		Keys:        memory.NewKeyStore(keyring.Fingerprint(kek)),
 		Events:      events,
 		Audit:       memory.NewAuditLog(),
@@ -45,7 +51,9 @@ func newMemoryApp(t *testing.T, c *clock, bus *memory.Bus) *app.App {
 		Expiries:    memory.NewExpirySchedules(),
 		Sessions:    memory.NewSessionStore(),
 		Now:         c.now,
-	})
+	}
+	with(&stores)
+	a := app.New(keyring.New(kek), auditKey, stores)
 	events.Follow(a.Apply)
 	return a
 }

@@ -8,6 +8,7 @@ import (
 
 	natsjs "github.com/nats-io/nats.go/jetstream"
 
+	"github.com/parley-chat/parley/pkg/event"
 	"github.com/parley-chat/parley/pkg/natsembed/natstest"
 	"github.com/parley-chat/parley/pkg/stream"
 
@@ -34,6 +35,19 @@ func TestKeyStore(t *testing.T) {
 			t.Fatal(err)
 		}
 		return ks
+	})
+}
+
+func TestChatLog(t *testing.T) {
+	storetest.ChatLog(t, func(t *testing.T) (app.ChatLog, func(event.Envelope) uint64) {
+		js := connect(t, stream.Chat)
+		return jetstream.NewChatLog(js), func(e event.Envelope) uint64 {
+			ack, err := js.PublishMsg(t.Context(), e.Msg(stream.ChatSubject(e.Tenant, e.Aggregate)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return ack.Sequence
+		}
 	})
 }
 

@@ -4,6 +4,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/parley-chat/parley/pkg/event"
+
 	"github.com/parley-chat/parley/services/privacy/internal/app"
 	"github.com/parley-chat/parley/services/privacy/internal/memory"
 	"github.com/parley-chat/parley/services/privacy/internal/storetest"
@@ -32,4 +34,11 @@ func TestExpiries(t *testing.T) {
 
 func TestSessions(t *testing.T) {
 	storetest.Sessions(t, func(*testing.T) app.SessionStore { return memory.NewSessionStore() })
+}
+
+func TestChatLog(t *testing.T) {
+	storetest.ChatLog(t, func(*testing.T) (app.ChatLog, func(event.Envelope) uint64) {
+		l := new(memory.ChatLog)
+		return l, l.Append
+	})
 }

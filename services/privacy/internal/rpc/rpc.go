@@ -83,6 +83,14 @@ func Serve(ctx context.Context, nc *nats.Conn, log *slog.Logger, health *rpc.Hea
 			res, err := a.ExportPage(ctx, req.Principal, req.Args)
 			return res, codeOf(err)
 		})},
+		{Subject: privacyapi.TrainingExportSubject, Handler: rpc.Handle(func(ctx context.Context, req rpc.Request[privacyapi.TenantArgs]) (privacyapi.TrainingExport, error) {
+			res, err := a.StartTrainingExport(ctx, req.Principal, req.Args.Tenant)
+			return res, codeOf(err)
+		})},
+		{Subject: privacyapi.TrainingPageSubject, Handler: rpc.Handle(func(ctx context.Context, req rpc.Request[privacyapi.TrainingPageArgs]) (privacyapi.TrainingPage, error) {
+			res, err := a.TrainingPage(ctx, req.Principal, req.Args)
+			return res, codeOf(err)
+		})},
 		{Subject: privacyapi.ListAuditSubject, Handler: rpc.Handle(func(ctx context.Context, req rpc.Request[privacyapi.ListAuditArgs]) (privacyapi.ListAuditResult, error) {
 			res, err := a.ListAudit(ctx, req.Principal, req.Args.Tenant, req.Args.Since)
 			return res, codeOf(err)

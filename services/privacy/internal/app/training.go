@@ -1,0 +1,337 @@
+package app
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/parley-chat/parley/pkg/audit"
+	"github.com/parley-chat/parley/pkg/auth"
+	"github.com/parley-chat/parley/pkg/chatapi"
+	"github.com/parley-chat/parley/pkg/event"
+	"github.com/parley-chat/parley/pkg/personkey"
+	"github.com/parley-chat/parley/pkg/privacyapi"
+	"github.com/parley-chat/parley/pkg/redact"
+	"github.com/parley-chat/parley/pkg/stream"
+
+	"github.com/parley-chat/parley/services/privacy/internal/keyring"
+)
+
+// ChatLog reads the CHAT stream, whose events the privacy service opens
+// with its visitors' keys (a training export).
+type ChatLog interface {
+	// LastSeq returns the sequence of the stream's last message; 0 when
+	// it holds none.
+	LastSeq(ctx context.Context) (uint64, error)
+	// Read calls each with the messages on subjects matching filter
+	// stored after sequence after, in stream order, until each returns
+	// false or an error (which Read returns) or none is left. A message
+	// that is no event comes as the zero Envelope, so that a reader still
+	// moves past its sequence.
+	Read(ctx context.Context, filter string, after uint64, each func(seq uint64, e event.Envelope) (bool, error)) error
+}
+
+const (
+	// trainingReadsPerPage bounds the CHAT events one page of a training
+	// export reads, so that a stretch of events with nothing to export (no
+	// consent) answers an empty page in time rather than none.
+	trainingReadsPerPage = 2000
+	// trainingManifestItems bounds the pseudonyms of a manifest page: 64
+	// hex digits each, quoted and separated, within chatapi.PageBytes.
+	trainingManifestItems = chatapi.PageBytes / 80
+)
+
+// trainingRecord is a training export as PRIVACY recorded it.
+type trainingRecord struct {
+	tenant  string
+	by      audit.Actor
+	at      time.Time
+	through uint64
+}
+
+// StartTrainingExport starts a training export of tenant for p, an admin
+// of it: it is audited, then recorded in PRIVACY with the last sequence of
+// CHAT, which its pages read up to. Its lines follow from TrainingPage.
+func (a *App) StartTrainingExport(ctx context.Context, p auth.Principal, tenant string) (privacyapi.TrainingExport, error) {
+	if err := validToken("tenant", tenant); err != nil {
+		return privacyapi.TrainingExport{}, err
+	}
+	if err := allow(p, tenant, auth.RoleAdmin); err != nil {
+		return privacyapi.TrainingExport{}, err
+	}
+	// The export is recorded on the admin's own privacy subject.
+	if err := validToken("principal", p.ID); err != nil {
+		return privacyapi.TrainingExport{}, err
+	}
+	if a.chatLog == nil {
+		return privacyapi.TrainingExport{}, fmt.Errorf("training export: %w", ErrNotFound)
+	}
+	through, err := a.chatLog.LastSeq(ctx)
+	if err != nil {
+		return privacyapi.TrainingExport{}, fmt.Errorf("training export: %w", err)
+	}
+	exportID := event.NewID()
+	if _, err := a.appendAudit(ctx, privacyapi.AppendAuditArgs{
+		Tenant: tenant, Actor: actor(p), Action: audit.ActionTrainingExport, Target: "training_export:" + exportID,
+	}); err != nil {
+		return privacyapi.TrainingExport{}, fmt.Errorf("audit training export: %w", err)
+	}
+	e, err := event.NewClear(privacyapi.TrainingExportRequestedType, tenant, p.ID, p.ID, a.now(),
+		privacyapi.TrainingExportRequested{ExportID: exportID, By: actor(p), Through: through})
+	if err != nil {
+		return privacyapi.TrainingExport{}, err
+	}
+	e.ID = exportID
+	seq, err := a.events.Append(ctx, e)
+	if err != nil {
+		return privacyapi.TrainingExport{}, fmt.Errorf("record training export: %w", err)
+	}
+	if err := a.index.waitApplied(ctx, seq); err != nil {
+		return privacyapi.TrainingExport{}, err
+	}
+	return privacyapi.TrainingExport{ExportID: exportID}, nil
+}
+
+// TrainingPage returns the page after args.After of the training export
+// args.ExportID, which p must have started within
+// privacyapi.ExportPagesWithin: its messages, read from CHAT in stream
+// order, then the pseudonyms of its manifest. A message is in it when its
+// visitor's `ai` consent held when it was written and holds at the
+// export's start, and the visitor's keys are there (not erased, not
+// expired); an opening message withdrawn is not. The manifest is every
+// visitor of the tenant whose `ai` consent holds at the export's start and
+// whose keys are there when the manifest is read: a visitor erased during
+// the export is left out of it, though some of their lines may have been
+// read before.
+func (a *App) TrainingPage(ctx context.Context, p auth.Principal, args privacyapi.TrainingPageArgs) (privacyapi.TrainingPage, error) {
+	if err := errors.Join(validToken("tenant", args.Tenant), validToken("export_id", args.ExportID)); err != nil {
+		return privacyapi.TrainingPage{}, err
+	}
+	if err := allow(p, args.Tenant, auth.RoleAdmin); err != nil {
+		return privacyapi.TrainingPage{}, err
+	}
+	// Consents and erasures stored before this page are the page's to
+	// honour, whichever instance stored them.
+	if err := a.CatchUp(ctx); err != nil {
+		return privacyapi.TrainingPage{}, err
+	}
+	rec, ok := a.index.training(args.ExportID)
+	if !ok || rec.tenant != args.Tenant || rec.by != actor(p) || a.chatLog == nil ||
+		!a.now().Before(rec.at.Add(privacyapi.ExportPagesWithin)) {
+		return privacyapi.TrainingPage{}, fmt.Errorf("training export %s of %s: %w", args.ExportID, args.Tenant, ErrNotFound)
+	}
+	page := privacyapi.TrainingPage{Messages: []privacyapi.TrainingMessage{}, Visitors: []string{}}
+	var err error
+	if args.After != nil && args.After.Manifest {
+		err = a.trainingManifest(ctx, rec, args.After.Visitor, &page)
+	} else {
+		var after uint64
+		if args.After != nil {
+			after = args.After.Seq
+		}
+		err = a.trainingMessages(ctx, rec, after, &page)
+	}
+	if err != nil {
+		return privacyapi.TrainingPage{}, fmt.Errorf("training export %s of %s: %w", args.ExportID, args.Tenant, err)
+	}
+	return page, nil
+}
+
+// trainingMessages fills page with the messages after the CHAT sequence
+// after, within chatapi.PageBytes, and its Next.
+func (a *App) trainingMessages(ctx context.Context, rec trainingRecord, after uint64, page *privacyapi.TrainingPage) error {
+	last, read, size := after, 0, 0
+	done, full := after >= rec.through, false
+	if !done {
+		err := a.chatLog.Read(ctx, stream.ChatSubject(rec.tenant, "*"), after, func(seq uint64, e event.Envelope) (bool, error) {
+			if seq > rec.through {
+				done = true
+				return false, nil
+			}
+			m, ok, err := a.trainingMessage(ctx, rec, seq, e, &read)
+			if err != nil {
+				return false, err
+			}
+			if ok {
+				b, err := json.Marshal(m)
+				if err != nil {
+					return false, err
+				}
+				// A page's first message is taken whatever its size, so
+				// that paging moves on.
+				if size+len(b) > chatapi.PageBytes && len(page.Messages) > 0 {
+					full = true
+					return false, nil
+				}
+				size += len(b) + 1
+				page.Messages = append(page.Messages, m)
+			}
+			last, read = seq, read+1
+			if seq == rec.through {
+				done = true
+				return false, nil
+			}
+			full = read >= trainingReadsPerPage
+			return !full, nil
+		})
+		if err != nil {
+			return err
+		}
+		// Read ran out of events below through: the rest expired or was
+		// erased.
+		done = done || !full
+	}
+	if done {
+		page.Next = &privacyapi.TrainingCursor{Manifest: true}
+	} else {
+		page.Next = &privacyapi.TrainingCursor{Seq: last}
+	}
+	return nil
+}
+
+// trainingMessage returns the line of the event e at CHAT sequence seq,
+// and false when e is no message or not for the export. It adds to read
+// the events it reads besides e.
+func (a *App) trainingMessage(ctx context.Context, rec trainingRecord, seq uint64, e event.Envelope, read *int) (privacyapi.TrainingMessage, bool, error) {
+	if e.Type != event.ConversationOpened && e.Type != event.MessagePosted || e.Tenant != rec.tenant {
+		return privacyapi.TrainingMessage{}, false, nil
+	}
+	// The consent, from the index, before any key is read: most events of
+	// a tenant are left out here.
+	if !a.aiConsentAt(rec.tenant, e.Person, rec.at) || !a.aiConsentAt(rec.tenant, e.Person, e.At) {
+		return privacyapi.TrainingMessage{}, false, nil
+	}
+	k, ok, err := a.trainingKeys(ctx, rec.tenant, e.Person)
+	if !ok || err != nil {
+		return privacyapi.TrainingMessage{}, false, err
+	}
+	var role, text string
+	switch e.Type {
+	case event.ConversationOpened:
+		var o event.Opened
+		if e.Open(k.Data, &o) != nil {
+			return privacyapi.TrainingMessage{}, false, nil
+		}
+		withdrawn, err := a.openingWithdrawn(ctx, k, seq, e, read)
+		if withdrawn || err != nil {
+			return privacyapi.TrainingMessage{}, false, err
+		}
+		role, text = string(auth.RoleVisitor), o.Text
+	default:
+		var po event.Posted
+		if e.Open(k.Data, &po) != nil {
+			return privacyapi.TrainingMessage{}, false, nil
+		}
+		role, text = trainingRole(po.Author.Role), po.Text
+	}
+	return privacyapi.TrainingMessage{
+		Conversation: privacyapi.TrainingPseudonym(k.Pseudonym, e.Aggregate),
+		Visitor:      privacyapi.TrainingPseudonym(k.Pseudonym, e.Person),
+		Role:         role,
+		Text:         redact.String(text),
+	}, true, nil
+}
+
+// trainingRole is the role a training export gives an author: visitor and
+// bot as they are, every member of staff an agent.
+func trainingRole(role string) string {
+	switch r := auth.Role(role); {
+	case r == auth.RoleVisitor, r == auth.RoleBot:
+		return role
+	}
+	return string(auth.RoleAgent)
+}
+
+// openingWithdrawn reports whether the visitor withdrew the opening
+// message e, at CHAT sequence seq: its event stays in CHAT (the
+// conversation is folded from it), and what withdrew it comes later in the
+// conversation, so the rest of the conversation is read for it, each event
+// added to read (the page's budget).
+func (a *App) openingWithdrawn(ctx context.Context, k personkey.Keys, seq uint64, e event.Envelope, read *int) (bool, error) {
+	withdrawn := false
+	err := a.chatLog.Read(ctx, stream.ChatSubject(e.Tenant, e.Aggregate), seq, func(_ uint64, later event.Envelope) (bool, error) {
+		*read++
+		var w event.Withdrawn
+		if later.Type == event.MessageWithdrawn && later.Open(k.Data, &w) == nil && w.Opening {
+			withdrawn = true
+		}
+		return !withdrawn, nil
+	})
+	return withdrawn, err
+}
+
+// trainingKeys returns the keys of the tenant's visitor, and false when
+// they have none left (erased, expired, or no valid id).
+func (a *App) trainingKeys(ctx context.Context, tenant, visitor string) (personkey.Keys, bool, error) {
+	if !stream.ValidToken(visitor) {
+		return personkey.Keys{}, false, nil
+	}
+	k, err := a.GetKeys(ctx, tenant, visitor, false)
+	switch {
+	case errors.Is(err, keyring.ErrErased), errors.Is(err, keyring.ErrNotFound):
+		return personkey.Keys{}, false, nil
+	case err != nil:
+		return personkey.Keys{}, false, err
+	}
+	return k, true, nil
+}
+
+// trainingManifest fills page with the pseudonyms of the manifest's
+// visitors after the visitor id after, and its Next.
+func (a *App) trainingManifest(ctx context.Context, rec trainingRecord, after string, page *privacyapi.TrainingPage) error {
+	ids, more := a.index.aiConsenting(rec.tenant, rec.at, after, trainingManifestItems)
+	for _, id := range ids {
+		k, ok, err := a.trainingKeys(ctx, rec.tenant, id)
+		if err != nil {
+			return err
+		}
+		if ok {
+			page.Visitors = append(page.Visitors, privacyapi.TrainingPseudonym(k.Pseudonym, id))
+		}
+	}
+	slices.Sort(page.Visitors)
+	if more {
+		page.Next = &privacyapi.TrainingCursor{Manifest: true, Visitor: ids[len(ids)-1]}
+	}
+	return nil
+}
+
+// aiConsentAt reports whether tenant's subject held `ai` consent at at.
+func (a *App) aiConsentAt(tenant, subject string, at time.Time) bool {
+	c, ok := a.ConsentAt(tenant, subject, at)
+	return ok && c.AI
+}
+
+// training returns the training export id as recorded.
+func (ix *index) training(id string) (trainingRecord, bool) {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	r, ok := ix.trainings[id]
+	return r, ok
+}
+
+// aiConsenting returns, in ascending order, the first limit ids above
+// after of the tenant's subjects whose `ai` consent held at at, and
+// whether more follow. It walks every subject the index holds: a manifest
+// page costs a pass over them, not a read of any store.
+func (ix *index) aiConsenting(tenant string, at time.Time, after string, limit int) ([]string, bool) {
+	ix.mu.Lock()
+	var ids []string
+	for id, st := range ix.subjects {
+		if id.tenant != tenant || id.subject <= after {
+			continue
+		}
+		if c, ok := st.consentAt(at); ok && c.AI {
+			ids = append(ids, id.subject)
+		}
+	}
+	ix.mu.Unlock()
+	slices.Sort(ids)
+	if len(ids) > limit {
+		return ids[:limit], true
+	}
+	return ids, false
+}

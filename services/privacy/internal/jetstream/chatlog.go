@@ -1,0 +1,92 @@
+package jetstream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/parley-chat/parley/pkg/event"
+	"github.com/parley-chat/parley/pkg/stream"
+)
+
+// ChatLog reads the CHAT stream by batched direct gets: the privacy
+// service's bus user may read it, not write it. It is an app.ChatLog, safe
+// for concurrent use.
+type ChatLog struct{ js jetstream.JetStream }
+
+// NewChatLog returns a ChatLog reading through js.
+func NewChatLog(js jetstream.JetStream) *ChatLog { return &ChatLog{js: js} }
+
+const (
+	// chatBatch bounds the messages of one direct get; chatBatchBytes
+	// their bytes past the first, so a batch stays one NATS message's
+	// worth of sealed events.
+	chatBatch      = 256
+	chatBatchBytes = 1 << 20
+)
+
+// LastSeq returns the sequence of CHAT's last message, as its leader
+// answers.
+func (l *ChatLog) LastSeq(ctx context.Context) (uint64, error) {
+	s, err := l.js.Stream(ctx, stream.Chat)
+	if err != nil {
+		return 0, fmt.Errorf("read stream %s: %w", stream.Chat, err)
+	}
+	return s.CachedInfo().State.LastSeq, nil
+}
+
+// errStop ends a batch early once the reader has had enough.
+var errStop = errors.New("reader stopped")
+
+// Read calls each with the messages of CHAT on subjects matching filter
+// after sequence after, a batch at a time, until each returns false or an
+// error, or none is left. A message that is no event comes as the zero
+// Envelope.
+//
+// The batches come from any replica, which may lag what the leader
+// acknowledged; so when a replica has no more, the leader is asked for the
+// next message, and the read goes on from it if there is one: "none left"
+// is the leader's answer.
+func (l *ChatLog) Read(ctx context.Context, filter string, after uint64, each func(seq uint64, e event.Envelope) (bool, error)) error {
+	deliver := func(m *jetstream.RawStreamMsg) error {
+		e, err := event.Parse(m.Subject, m.Header, m.Data)
+		if err != nil {
+			e = event.Envelope{}
+		}
+		more, err := each(m.Sequence, e)
+		if err != nil {
+			return err
+		}
+		if !more {
+			return errStop
+		}
+		return nil
+	}
+	for {
+		got, last, pending := 0, after, ""
+		err := stream.GetBatch(ctx, l.js, stream.Chat, stream.BatchRequest{Seq: after + 1, NextFor: filter, Batch: chatBatch, MaxBytes: chatBatchBytes},
+			func(m *jetstream.RawStreamMsg) error {
+				got, last, pending = got+1, m.Sequence, m.Header.Get(stream.PendingHeader)
+				return deliver(m)
+			})
+		if err == nil && (got == 0 || pending == "0") {
+			var m *jetstream.RawStreamMsg
+			m, err = stream.NextMsg(ctx, l.js, stream.Chat, filter, last+1)
+			if errors.Is(err, jetstream.ErrMsgNotFound) {
+				return nil
+			}
+			if err == nil {
+				last, err = m.Sequence, deliver(m)
+			}
+		}
+		switch {
+		case errors.Is(err, errStop):
+			return nil
+		case err != nil:
+			return fmt.Errorf("read %s after %d: %w", filter, after, err)
+		}
+		after = last
+	}
+}
