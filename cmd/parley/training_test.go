@@ -110,7 +110,7 @@ func letters(t *testing.T) string {
 }
 
 // TestTrainingExportEndToEnd attacks the training export (docs/privacy.md,
-// guarantee 14): a corpus seeded with e-mail addresses, card
+// guarantee 15): a corpus seeded with e-mail addresses, card
 // numbers, IBANs, phone numbers and IP addresses, written by visitors with
 // and without `ai` consent and by one who gave it midway, leaves the export
 // redacted, pseudonymized and only with what was written under consent;
