@@ -175,6 +175,12 @@ func (a *App) RefreshSession(ctx context.Context, tok string) (privacyapi.Sessio
 			}
 			f.Expires = a.now().Add(life).UTC()
 		}
+		if f.Principal.Role == auth.RoleBot {
+			if err := a.stillRegistered(ctx, f); err != nil {
+				return privacyapi.Session{}, err
+			}
+			f.Expires = a.now().Add(BotSessionTTL).UTC()
+		}
 		next, nh := newToken()
 		ttl := f.Expires.Sub(a.now())
 		if err := a.sessions.PutToken(ctx, nh, id, ttl); err != nil {
@@ -259,18 +265,27 @@ func (a *App) RevokeSessions(ctx context.Context, p auth.Principal, tenant, pers
 	}); err != nil {
 		return 0, fmt.Errorf("audit sign-out everywhere: %w", err)
 	}
-	return a.revokeAll(ctx, tenant, person)
+	return a.revokeAllOf(ctx, tenant, person, "")
 }
 
-// revokeAll revokes every session of the person and counts those it
-// revoked.
-func (a *App) revokeAll(ctx context.Context, tenant, person string) (int, error) {
+// revokeAllOf revokes every session of the person, of those whose
+// principal has role only unless role is "", and counts those it revoked.
+func (a *App) revokeAllOf(ctx context.Context, tenant, person string, role auth.Role) (int, error) {
 	ids, err := a.sessions.Families(ctx, tenant, person)
 	if err != nil {
 		return 0, err
 	}
 	n := 0
 	for _, id := range ids {
+		if role != "" {
+			f, _, err := a.sessions.Family(ctx, id)
+			if errors.Is(err, ErrNotFound) || err == nil && f.Principal.Role != role {
+				continue
+			}
+			if err != nil {
+				return n, err
+			}
+		}
 		revoked, err := a.revoke(ctx, id)
 		if err != nil {
 			return n, err
