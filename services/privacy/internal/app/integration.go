@@ -128,6 +128,12 @@ func (a *App) PutIntegration(ctx context.Context, p auth.Principal, args privacy
 	if err := allow(p, args.Tenant, auth.RoleAdmin); err != nil {
 		return privacyapi.PutIntegrationResult{}, err
 	}
+	// A refusal is not audited as an act.
+	if rec, _, err := a.integrations.Get(ctx, args.Tenant, args.ID); err == nil && rec.Kind != args.Kind {
+		return privacyapi.PutIntegrationResult{}, ErrKindTaken
+	} else if err != nil && !errors.Is(err, ErrNotFound) {
+		return privacyapi.PutIntegrationResult{}, err
+	}
 	// Where, not the whole URL: its path or query may hold a token of
 	// the receiver's.
 	target := auditTarget(args.Kind, args.ID)
