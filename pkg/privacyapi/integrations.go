@@ -152,8 +152,9 @@ func (i Integration) View() IntegrationView {
 }
 
 // PutIntegrationResult is the integration as stored; Created says whether
-// it is new, and only then are Secret (its signing secret, 32 random bytes
-// in unpadded base64url) and, for a bot, Session set.
+// it is new, and only then are Secret (its signing secret: 32 random bytes
+// in unpadded base64url, whose 43 characters are the HMAC key of
+// pkg/webhook) and, for a bot, Session set.
 type PutIntegrationResult struct {
 	Integration IntegrationView `json:"integration"`
 	Created     bool            `json:"created"`

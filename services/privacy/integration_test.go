@@ -2,7 +2,6 @@ package privacy_test
 
 import (
 	"bytes"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"testing"
@@ -35,9 +34,7 @@ func TestRotateKEKResealsSecrets(t *testing.T) {
 		if err != nil || !res.Created {
 			t.Fatalf("put %s = %+v, %v", kind, res, err)
 		}
-		if secrets[kind+"-1"], err = base64.RawURLEncoding.DecodeString(res.Secret); err != nil {
-			t.Fatal(err)
-		}
+		secrets[kind+"-1"] = []byte(res.Secret)
 	}
 	svc.stop()
 

@@ -46,7 +46,8 @@ type IntegrationStore interface {
 // good, one switched off for a month needs an admin to start a new one.
 const BotSessionTTL = 30 * 24 * time.Hour
 
-// secretLen is the length of a signing secret: 256 bits.
+// secretLen is the length of a signing secret: 256 random bits, given
+// and used as their 43 characters of unpadded base64url.
 const secretLen = 32
 
 // maxWebhookURL bounds a webhook URL, in bytes.
@@ -176,9 +177,12 @@ func (a *App) PutIntegration(ctx context.Context, p auth.Principal, args privacy
 // createIntegration stores a new integration with a new secret, and starts
 // a bot's session once it is stored.
 func (a *App) createIntegration(ctx context.Context, args privacyapi.PutIntegrationArgs) (privacyapi.PutIntegrationResult, error) {
-	secret := make([]byte, secretLen)
-	rand.Read(secret)
-	sealed, err := a.ring.SealSecret(args.Tenant, args.ID, secret)
+	raw := make([]byte, secretLen)
+	rand.Read(raw)
+	// The text is the secret: receivers key their HMAC with the
+	// characters they were given, as pkg/webhook's verifier does.
+	secret := base64.RawURLEncoding.EncodeToString(raw)
+	sealed, err := a.ring.SealSecret(args.Tenant, args.ID, []byte(secret))
 	if err != nil {
 		return privacyapi.PutIntegrationResult{}, err
 	}
@@ -191,7 +195,7 @@ func (a *App) createIntegration(ctx context.Context, args privacyapi.PutIntegrat
 	if err := a.integrations.Put(ctx, rec, 0); err != nil {
 		return privacyapi.PutIntegrationResult{}, err
 	}
-	res := privacyapi.PutIntegrationResult{Integration: rec.View(), Created: true, Secret: base64.RawURLEncoding.EncodeToString(secret)}
+	res := privacyapi.PutIntegrationResult{Integration: rec.View(), Created: true, Secret: secret}
 	if rec.Kind == privacyapi.KindBot {
 		s, err := a.newBotSession(ctx, rec.Tenant, rec.ID)
 		if err != nil {
@@ -334,7 +338,8 @@ func (a *App) Integrations(ctx context.Context, tenant string) ([]privacyapi.Int
 	return a.integrations.List(ctx, tenant)
 }
 
-// IntegrationSecret opens rec's signing secret. It fails with
+// IntegrationSecret opens rec's signing secret: the bytes of the text the
+// admin was given, the key of pkg/webhook's Sign. It fails with
 // keyring.ErrUnknownKEK when rec is sealed under another KEK than the
 // ring's, and when rec was altered or copied to another tenant or id.
 func (a *App) IntegrationSecret(rec privacyapi.Integration) ([]byte, error) {

@@ -110,8 +110,8 @@ func TestBotLifecycle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	secret, err := base64.RawURLEncoding.DecodeString(created.Secret)
-	if !created.Created || err != nil || len(secret) != 32 || created.Session == nil {
+	raw, err := base64.RawURLEncoding.DecodeString(created.Secret)
+	if !created.Created || err != nil || len(raw) != 32 || created.Session == nil {
 		t.Fatalf("PutIntegration(new) = %+v; want created with a 32-byte secret and a session", created)
 	}
 	if want := (auth.Principal{Tenant: "demo", ID: "faq", Role: auth.RoleBot}); created.Session.Principal != want {
@@ -122,8 +122,9 @@ func TestBotLifecycle(t *testing.T) {
 	if err != nil || len(recs) != 1 {
 		t.Fatalf("Integrations() = %v, %v", recs, err)
 	}
+	secret := []byte(created.Secret)
 	stored, _ := json.Marshal(recs[0])
-	if bytes.Contains(stored, secret) || strings.Contains(string(stored), created.Secret) || strings.Contains(string(stored), base64.StdEncoding.EncodeToString(secret)) {
+	if bytes.Contains(stored, secret) || bytes.Contains(stored, raw) || strings.Contains(string(stored), base64.StdEncoding.EncodeToString(raw)) {
 		t.Error("the stored record holds the secret in clear")
 	}
 	if got, err := a.IntegrationSecret(recs[0]); err != nil || !bytes.Equal(got, secret) {
