@@ -315,7 +315,7 @@ func (a *App) newBotSession(ctx context.Context, tenant, id string) (privacyapi.
 // revokeBot revokes the bot's sessions, and those only: a member of staff
 // may have the same id.
 func (a *App) revokeBot(ctx context.Context, tenant, id string) (int, error) {
-	return a.revokeAllOf(ctx, tenant, id, auth.RoleBot)
+	return a.revokeAllOf(ctx, tenant, id, true)
 }
 
 // stillRegistered refuses the session of a bot that is no longer

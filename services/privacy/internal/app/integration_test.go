@@ -93,8 +93,9 @@ func TestPutIntegrationRefusesBadInput(t *testing.T) {
 // TestBotLifecycle: an admin registers a bot, which gets a secret and a
 // session once; the secret is stored sealed and opens for the deliveries;
 // an update keeps it; supervisors list, agents may not; the bot refreshes
-// its session while registered; a new session revokes the old; deleting
-// revokes it for good, but not a member of staff's of the same id.
+// its session while registered; a new session revokes the old; signing
+// out everywhere and deleting the bot revoke a bot's sessions, never a
+// member of staff's of the same id, nor the reverse.
 func TestBotLifecycle(t *testing.T) {
 	c := &clock{t: time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)}
 	a := newMemoryApp(t, c, new(memory.Bus))
@@ -193,6 +194,36 @@ func TestBotLifecycle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The agent faq signing out everywhere leaves the bot faq signed in,
+	// and the reverse.
+	other, err := a.StartSession(ctx, agent, "demo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := a.RevokeSessions(ctx, agent, "demo", "faq"); err != nil || n != 2 {
+		t.Errorf("RevokeSessions(agent faq) = %d, %v; want their own 2", n, err)
+	}
+	if _, err := a.RefreshSession(ctx, other.RefreshToken); !errors.Is(err, app.ErrSessionRefused) {
+		t.Errorf("RefreshSession(agent's, signed out everywhere) = %v, want ErrSessionRefused", err)
+	}
+	next, err := a.RefreshSession(ctx, fresh.RefreshToken)
+	if err != nil {
+		t.Fatalf("RefreshSession(bot) after the agent faq signed out everywhere = %v", err)
+	}
+	if _, err := a.RevokeSessions(ctx, next.Principal, "demo", "faq"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.RefreshSession(ctx, next.RefreshToken); !errors.Is(err, app.ErrSessionRefused) {
+		t.Errorf("RefreshSession(bot, signed out everywhere) = %v, want ErrSessionRefused", err)
+	}
+	fresh, err = a.StartBotSession(ctx, admin, "demo", "faq")
+	if err != nil {
+		t.Fatal(err)
+	}
+	staff, err = a.StartSession(ctx, agent, "demo")
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	if err := a.DeleteIntegration(ctx, supervisor, privacyapi.IntegrationArgs{Tenant: "demo", Kind: privacyapi.KindBot, ID: "faq"}); !errors.Is(err, app.ErrForbidden) {
 		t.Errorf("DeleteIntegration(supervisor) = %v, want ErrForbidden", err)
@@ -224,6 +255,9 @@ func TestBotLifecycle(t *testing.T) {
 	want := []string{
 		audit.ActionIntegrationPut + " bot:faq webhook https://bots.example",
 		audit.ActionIntegrationPut + " bot:faq nats_subject parley.bots.demo.faq",
+		audit.ActionIntegrationSession + " bot:faq",
+		audit.ActionSignIn, audit.ActionSignIn,
+		audit.ActionSignOutEverywhere, audit.ActionSignOutEverywhere,
 		audit.ActionIntegrationSession + " bot:faq",
 		audit.ActionSignIn,
 		audit.ActionIntegrationDelete + " bot:faq",

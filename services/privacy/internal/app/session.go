@@ -265,26 +265,26 @@ func (a *App) RevokeSessions(ctx context.Context, p auth.Principal, tenant, pers
 	}); err != nil {
 		return 0, fmt.Errorf("audit sign-out everywhere: %w", err)
 	}
-	return a.revokeAllOf(ctx, tenant, person, "")
+	// A bot and a member of staff may share an id: each signs out of its
+	// own sessions only.
+	return a.revokeAllOf(ctx, tenant, person, p.Role == auth.RoleBot && p.ID == person)
 }
 
-// revokeAllOf revokes every session of the person, of those whose
-// principal has role only unless role is "", and counts those it revoked.
-func (a *App) revokeAllOf(ctx context.Context, tenant, person string, role auth.Role) (int, error) {
+// revokeAllOf revokes every session of the person that is a bot's when bot
+// is set, and every other one when not, and counts those it revoked.
+func (a *App) revokeAllOf(ctx context.Context, tenant, person string, bot bool) (int, error) {
 	ids, err := a.sessions.Families(ctx, tenant, person)
 	if err != nil {
 		return 0, err
 	}
 	n := 0
 	for _, id := range ids {
-		if role != "" {
-			f, _, err := a.sessions.Family(ctx, id)
-			if errors.Is(err, ErrNotFound) || err == nil && f.Principal.Role != role {
-				continue
-			}
-			if err != nil {
-				return n, err
-			}
+		f, _, err := a.sessions.Family(ctx, id)
+		if errors.Is(err, ErrNotFound) || err == nil && (f.Principal.Role == auth.RoleBot) != bot {
+			continue
+		}
+		if err != nil {
+			return n, err
 		}
 		revoked, err := a.revoke(ctx, id)
 		if err != nil {
