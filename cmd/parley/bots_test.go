@@ -99,7 +99,9 @@ func TestBotsAndIntegrations(t *testing.T) {
 		t.Errorf("integration registration = %v, want a secret and no session", crm)
 	}
 	mustCall(t, base, "PUT", "/v1/integrations/faq", admin, map[string]any{"name": "CRM", "webhook_url": "https://crm.example/parley"}, http.StatusConflict)
-	mustCall(t, base, "GET", "/v1/bots/crm", admin, nil, http.StatusNotFound)
+	if got := mustCall(t, base, "GET", "/v1/bots/crm", admin, nil, http.StatusNotFound); got["detail"] != "no such bot" {
+		t.Errorf("GET a bot by an integration's id = %v, want no such bot", got)
+	}
 	if got := mustCall(t, base, "GET", "/v1/integrations", supervisor, nil, http.StatusOK)["integrations"].([]any); len(got) != 1 {
 		t.Errorf("integrations = %v, want crm", got)
 	}

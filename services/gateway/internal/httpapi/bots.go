@@ -5,6 +5,7 @@ import (
 
 	"github.com/parley-chat/parley/pkg/auth"
 	"github.com/parley-chat/parley/pkg/privacyapi"
+	"github.com/parley-chat/parley/pkg/rpc"
 	"github.com/parley-chat/parley/pkg/stream"
 )
 
@@ -66,9 +67,8 @@ func (a *API) listIntegrations(w http.ResponseWriter, r *http.Request) error {
 }
 
 // integrationArgs returns the caller and the bot or integration of the
-// path. An id that
-// could be none is unknown; a registration sends it on, to be refused by
-// the privacy service naming the field.
+// path. An id that could be none is unknown; a registration sends it on,
+// to be refused by the privacy service naming the field.
 func (a *API) integrationArgs(r *http.Request, kind string, registering bool) (auth.Principal, privacyapi.IntegrationArgs, error) {
 	p, err := a.member(r, false)
 	if err != nil {
@@ -76,12 +76,26 @@ func (a *API) integrationArgs(r *http.Request, kind string, registering bool) (a
 	}
 	args := privacyapi.IntegrationArgs{Tenant: p.Tenant, Kind: kind, ID: r.PathValue("id")}
 	if !registering && !stream.ValidToken(args.ID) {
-		if kind == privacyapi.KindBot {
-			return p, args, errUnknownBot
-		}
-		return p, args, errUnknownIntegration
+		return p, args, unknownKind(kind)
 	}
 	return p, args, nil
+}
+
+func unknownKind(kind string) error {
+	if kind == privacyapi.KindBot {
+		return errUnknownBot
+	}
+	return errUnknownIntegration
+}
+
+// kindCall makes a call about the bot or integration args names, whose
+// absence the answer names.
+func (a *API) kindCall(r *http.Request, subject string, p auth.Principal, args privacyapi.IntegrationArgs, resp any) error {
+	err := a.call(r, subject, p, args, resp)
+	if rpc.CodeOf(err) == rpc.CodeNotFound {
+		return unknownKind(args.Kind)
+	}
+	return err
 }
 
 func (a *API) putKind(w http.ResponseWriter, r *http.Request, kind string) error {
@@ -120,7 +134,7 @@ func (a *API) getKind(w http.ResponseWriter, r *http.Request, kind string) error
 		return err
 	}
 	var res privacyapi.IntegrationView
-	if err := a.call(r, privacyapi.GetIntegrationSubject, p, args, &res); err != nil {
+	if err := a.kindCall(r, privacyapi.GetIntegrationSubject, p, args, &res); err != nil {
 		return err
 	}
 	writeJSON(w, http.StatusOK, res)
@@ -153,7 +167,7 @@ func (a *API) deleteKind(w http.ResponseWriter, r *http.Request, kind string) er
 	if err != nil {
 		return err
 	}
-	if err := a.call(r, privacyapi.DeleteIntegrationSubject, p, args, nil); err != nil {
+	if err := a.kindCall(r, privacyapi.DeleteIntegrationSubject, p, args, nil); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -172,7 +186,7 @@ func (a *API) startBotSession(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	var s privacyapi.Session
-	if err := a.call(r, privacyapi.StartBotSessionSubject, p, args, &s); err != nil {
+	if err := a.kindCall(r, privacyapi.StartBotSessionSubject, p, args, &s); err != nil {
 		return err
 	}
 	view, err := a.sessionView(s)
