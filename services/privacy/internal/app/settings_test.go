@@ -51,6 +51,7 @@ func newMemoryAppWith(t testing.TB, c *clock, bus *memory.Bus, with func(*app.St
 		Expiries:    memory.NewExpirySchedules(),
 		Sessions:    memory.NewSessionStore(),
 		Now:         c.now,
+		Integrations: memory.NewIntegrationStore(),
 	}
 	with(&stores)
 	a := app.New(keyring.New(kek), auditKey, stores)

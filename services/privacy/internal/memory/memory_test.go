@@ -42,3 +42,7 @@ func TestChatLog(t *testing.T) {
 		return l, l.Append
 	})
 }
+
+func TestIntegrations(t *testing.T) {
+	storetest.Integrations(t, func(*testing.T) app.IntegrationStore { return memory.NewIntegrationStore() })
+}
