@@ -42,15 +42,15 @@ func newMemoryAppWith(t testing.TB, c *clock, bus *memory.Bus, with func(*app.St
 	}
 	events := memory.NewEventLog()
 	stores := app.Stores{
-		Keys:        memory.NewKeyStore(keyring.Fingerprint(kek)),
-		Events:      events,
-		Audit:       memory.NewAuditLog(),
-		Checkpoints: memory.NewCheckpoints(),
-		Settings:    memory.NewSettingsStore(),
-		Bus:         bus,
-		Expiries:    memory.NewExpirySchedules(),
-		Sessions:    memory.NewSessionStore(),
-		Now:         c.now,
+		Keys:         memory.NewKeyStore(keyring.Fingerprint(kek)),
+		Events:       events,
+		Audit:        memory.NewAuditLog(),
+		Checkpoints:  memory.NewCheckpoints(),
+		Settings:     memory.NewSettingsStore(),
+		Bus:          bus,
+		Expiries:     memory.NewExpirySchedules(),
+		Sessions:     memory.NewSessionStore(),
+		Now:          c.now,
 		Integrations: memory.NewIntegrationStore(),
 	}
 	with(&stores)
