@@ -18,7 +18,7 @@ func runToken(args []string, stdout, stderr io.Writer) error {
 	dataDir := flags.String("data-dir", "./data", "data directory holding signing-key.pem")
 	keyFile := flags.String("signing-key-file", "", "signing key file (overrides --data-dir)")
 	tenant := flags.String("tenant", "", `tenant of the principal, 1-63 of [a-z0-9-] ("*" for the operator)`)
-	role := flags.String("role", "", staffRoles)
+	role := flags.String("role", "", tokenRoles)
 	id := flags.String("id", "", "principal id, 1-64 of [A-Za-z0-9_-]")
 	ttl := flags.Duration("ttl", 24*time.Hour, "how long the token is valid")
 	if err := parseFlags(flags, args, stdout, stderr); err != nil {
@@ -63,7 +63,7 @@ func readSigner(dataDir, keyFile string) (*auth.Signer, error) {
 	return auth.NewSigner(key), nil
 }
 
-const staffRoles = "agent, supervisor, admin, analyst, auditor or operator"
+const tokenRoles = "agent, supervisor, admin, analyst, auditor, bot or operator"
 
 // validateStaff checks the principal of a staff token; its error names the
 // flag at fault. The tenant must be an id a tenant can have, not merely one
@@ -71,11 +71,11 @@ const staffRoles = "agent, supervisor, admin, analyst, auditor or operator"
 func validateStaff(p auth.Principal) error {
 	switch {
 	case p.Role == "":
-		return usageError{"--role is required: " + staffRoles}
+		return usageError{"--role is required: " + tokenRoles}
 	case p.Role == auth.RoleVisitor:
 		return usageError{"visitor tokens come from POST /v1/tenants/{tenant}/visitors"}
 	case !p.Role.Valid():
-		return usageError{fmt.Sprintf("--role %q: want %s", p.Role, staffRoles)}
+		return usageError{fmt.Sprintf("--role %q: want %s", p.Role, tokenRoles)}
 	case p.Tenant == "":
 		return usageError{`--tenant is required: a tenant id, or "*" for the operator`}
 	case p.Role == auth.RoleOperator && p.Tenant != auth.OperatorTenant:
