@@ -469,7 +469,7 @@ function App() {
           {bot && (
             <section class="assistant" aria-labelledby="parley-bot">
               <p id="parley-bot" role="status">
-                <strong>You are talking to a bot</strong>, not a person. You can ask for a person at any time.
+                <strong>An automated assistant answers here</strong>, not a person. You can ask for a person at any time.
               </p>
               {inForce && !inForce.ai && (
                 <p id="parley-bot-consent">
