@@ -50,7 +50,7 @@ function tell(m: ToLauncher) {
 const purposes: { key: keyof Consent; label: string; hint: string }[] = [
   { key: "analytics", label: "Analytics", hint: "count this chat in statistics that name no one" },
   { key: "network_data", label: "Network data", hint: "record my network (never my exact address) and browser family" },
-  { key: "ai", label: "AI", hint: "let an assistant (a bot) or the site's tools read my messages, with e-mail addresses, phone numbers, card and bank numbers and IP addresses removed" },
+  { key: "ai", label: "AI", hint: "let an assistant (a bot), the site's tools and the training of its models use my messages, with e-mail addresses, phone numbers, card and bank numbers and IP addresses removed" },
 ];
 
 const defaultNotice =
