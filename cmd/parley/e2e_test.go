@@ -216,6 +216,8 @@ type liveEvent struct {
 	ConversationID string `json:"conversation_id"`
 	// Visitor is who was erased, on an erased notice.
 	Visitor string `json:"visitor"`
+	// Assignee is who the conversation is assigned to, on an assigned event.
+	Assignee string `json:"assignee"`
 	// Author is who is typing, on a typing event.
 	Author struct {
 		Role string `json:"role"`

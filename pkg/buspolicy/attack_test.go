@@ -417,6 +417,15 @@ func TestAttacks(t *testing.T) {
 			},
 		},
 		{
+			// Chat reads a bot's record to assign it; registering one is
+			// privacy's alone.
+			name: "register a bot", as: []string{buspolicy.Chat, buspolicy.Gateway, buspolicy.Analytics}, violation: "$KV." + stream.IntegrationsBucket + ".demo.forged",
+			try: func(ctx context.Context, c *client) error {
+				_, err := c.js.Publish(ctx, "$KV."+stream.IntegrationsBucket+".demo.forged", []byte(`{"kind":"bot"}`))
+				return err
+			},
+		},
+		{
 			name: "forge a chat event", as: []string{buspolicy.Analytics, buspolicy.Gateway}, violation: "chat.demo.forged",
 			try: func(ctx context.Context, c *client) error {
 				_, err := c.js.Publish(ctx, "chat.demo.forged", []byte("forged"))

@@ -155,6 +155,7 @@ func policyOf(user string) (policy, bool) {
 				kvOwn(stream.ChatViewBucket, "the view of CHAT that chat keeps and starts from, which chat owns"),
 				kvOwn(stream.AgentsBucket, "agents' presence and capacity, which chat owns and assigns by"),
 				kvRead(privacyapi.SettingsBucket, "tenant settings (retention), owned by privacy: read and watch"),
+				jsRead(stream.BucketStream(privacyapi.IntegrationsBucket), "the bots registered, owned by privacy: one key read when a conversation is assigned to a bot, no watch, no write"),
 			},
 			deny:    []rule{denyLiveForgery(), denyKeys(), denyOtherInboxes()},
 			respond: true,

@@ -15,6 +15,7 @@ const (
 	OpenSubject     = "parley.chat.open"     // OpenArgs → OpenResult
 	PostSubject     = "parley.chat.post"     // PostArgs → PostResult
 	AssignSubject   = "parley.chat.assign"   // AssignArgs → Summary
+	HandOffSubject  = "parley.chat.handoff"  // ConversationArgs → Summary: ask for a person (the visitor, or the bot assigned)
 	CloseSubject    = "parley.chat.close"    // ConversationArgs → Summary
 	RateSubject     = "parley.chat.rate"     // RateArgs → Summary
 	ListSubject     = "parley.chat.list"     // ListArgs → ListResult
@@ -145,13 +146,15 @@ type PostResult struct {
 	At  time.Time `json:"at"`
 }
 
-// AssignArgs assigns a conversation to an agent. An assignment to an
-// agent who is away, or who holds as many open conversations as their
-// capacity, is refused unless Override is set, which only supervisors and
-// admins may.
+// AssignArgs assigns a conversation to an agent, or with Bot set (and no
+// Agent) to a bot the tenant registered, whose assignee is then
+// event.BotAssignee(Bot). An assignment to an agent who is away, or who
+// holds as many open conversations as their capacity, is refused unless
+// Override is set, which only supervisors and admins may.
 type AssignArgs struct {
 	Conversation string `json:"conversation"`
 	Agent        string `json:"agent_id"`
+	Bot          string `json:"bot_id,omitempty"`
 	Override     bool   `json:"override,omitempty"`
 }
 

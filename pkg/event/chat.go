@@ -76,6 +76,15 @@ type Withdrawn struct {
 	Opening  bool      `json:"opening,omitempty"`
 }
 
+// HandedOff is the payload of ConversationHandedOff: By (the visitor, or the bot the
+// conversation was assigned to) asked for a person, which unassigns the
+// conversation from its bot so that it reaches every agent. Its stamp
+// names the bot as PreviousAssignee.
+type HandedOff struct {
+	Stamped
+	By Author `json:"by"`
+}
+
 // NewPayload returns a pointer to a new payload of the chat event type typ,
 // nil for any other type: the one place a chat event type is tied to its
 // payload.
@@ -93,6 +102,8 @@ func NewPayload(typ Type) any {
 		return &Rated{}
 	case MessageWithdrawn:
 		return &Withdrawn{}
+	case ConversationHandedOff:
+		return &HandedOff{}
 	}
 	return nil
 }

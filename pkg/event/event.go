@@ -34,6 +34,9 @@ const (
 	ConversationClosed   Type = "chat.conversation_closed.v1"
 	ConversationRated    Type = "chat.conversation_rated.v1"
 	MessageWithdrawn     Type = "chat.message_withdrawn.v1"
+	// ConversationHandedOff: the visitor, or the bot assigned, asked for a
+	// person.
+	ConversationHandedOff Type = "chat.handed_off.v1"
 )
 
 // Privacy events, appended to the PRIVACY stream by the privacy service.

@@ -11,11 +11,12 @@ package event
 // Events appended before stamps existed carry none: their payload's Stamp
 // is nil, and each consumer says what it does with them.
 type Stamp struct {
-	// Assignee is the agent the conversation is assigned to once the event
+	// Assignee is the agent (or bot) the conversation is assigned to once the event
 	// is applied; "" while it is unassigned.
 	Assignee string `json:"assignee,omitempty"`
-	// PreviousAssignee, on an assignment, is the agent it was assigned to
-	// before; "" when it was unassigned.
+	// PreviousAssignee, on an assignment or a hand-off, is the agent (or
+	// bot, BotAssignee) it was assigned to before; "" when it was
+	// unassigned.
 	PreviousAssignee string `json:"previous_assignee,omitempty"`
 	// FirstResponseSeconds, on the conversation's first message by staff,
 	// is the time from its opening to that message.

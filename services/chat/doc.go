@@ -2,7 +2,7 @@
 // event-sourced on the JetStream stream CHAT.
 //
 // It serves the request/reply subjects of pkg/chatapi (open, post, assign,
-// close, rate, list, messages, get, export, withdraw, and a visitor's
+// hand off, close, rate, list, messages, get, export, withdraw, and a visitor's
 // profile: put, get, delete) to the gateway, in queue group
 // chatapi.Queue so that instances share the load, and produces the chat
 // events of pkg/event on chat.<tenant>.<conversation>, each stamped, inside
@@ -72,6 +72,15 @@
 //     another instance may not be counted yet), answers rpc.CodeConflict
 //     unless a supervisor or admin overrides it. Presence is what the agent
 //     last set; nothing sets it for them.
+//   - A conversation may be assigned to a bot a tenant's admin registered:
+//     the assignment reads the privacy service's INTEGRATIONS bucket by
+//     direct get (no bucket, or no record of kind bot, is no bot: 422
+//     naming bot_id), and the assignee is event.BotAssignee. The bot's
+//     principal posts in, and hands off, only the open conversations
+//     assigned to it, and reads nothing: no list, summary, transcript,
+//     export or typing. A hand-off (event chat.handed_off.v1, by the
+//     visitor or the bot) unassigns the bot, stamped with it as the
+//     previous assignee. A bot's message is no first response.
 //   - Every page of a transcript a member of staff reads is written to the
 //     audit trail (privacyapi.AppendAuditSubject) before it is answered,
 //     whoever asks on the bus; a page that could not be audited answers

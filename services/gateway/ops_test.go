@@ -174,6 +174,7 @@ func TestOpenAPI(t *testing.T) {
 		"POST /v1/conversations",
 		"POST /v1/conversations/{id}/assign",
 		"POST /v1/conversations/{id}/close",
+		"POST /v1/conversations/{id}/handoff",
 		"POST /v1/conversations/{id}/messages",
 		"POST /v1/conversations/{id}/rating",
 		"POST /v1/sessions/refresh",

@@ -221,6 +221,42 @@ func TestRelayWritesConsentedPseudonymizedFacts(t *testing.T) {
 	}
 }
 
+// TestRelayCountsABotAsNoAgent relays a conversation a bot answered and
+// then handed off: the bot's message is a message fact of role bot naming
+// no agent, the closing names no agent, the assignment and the hand-off
+// yield no fact, and no key is made for the bot as if it were a person.
+func TestRelayCountsABotAsNoAgent(t *testing.T) {
+	_, w := startWithChat(t, "")
+	visitor := mustRegister(t, w.nc)
+	t0 := time.Now().Add(time.Second).Truncate(time.Millisecond)
+	bot := event.Author{Role: "bot", ID: "faq"}
+	onBot := stamped(event.Stamp{Assignee: event.BotAssignee("faq")})
+	w.append(visitor, "conv-d", event.ConversationOpened, t0, event.Opened{Stamped: stamped(event.Stamp{}), Visitor: visitor, Text: "hello"})
+	w.append(visitor, "conv-d", event.ConversationAssigned, t0.Add(time.Second), event.Assigned{Stamped: onBot, Agent: event.BotAssignee("faq"), By: event.Author{Role: "supervisor", ID: "sue"}})
+	w.append(visitor, "conv-d", event.MessagePosted, t0.Add(2*time.Second), event.Posted{Stamped: onBot, Author: bot, Text: "how may I help?"})
+	w.append(visitor, "conv-d", event.ConversationHandedOff, t0.Add(3*time.Second), event.HandedOff{
+		Stamped: stamped(event.Stamp{PreviousAssignee: event.BotAssignee("faq")}), By: event.Author{Role: "visitor", ID: visitor}})
+	w.append(visitor, "conv-d", event.ConversationClosed, t0.Add(4*time.Second), event.Closed{
+		Stamped: stamped(event.Stamp{OpenSeconds: secs(4)}), By: event.Author{Role: "visitor", ID: visitor}})
+
+	var got []string
+	for _, f := range facts(t, w.js, 4) {
+		got = append(got, fmt.Sprintf("%s role=%q agent=%v", f.Kind, f.Role, f.Agent != ""))
+	}
+	want := []string{
+		analyticsapi.KindOpened + ` role="" agent=false`,
+		analyticsapi.KindMessage + ` role="visitor" agent=false`,
+		analyticsapi.KindMessage + ` role="bot" agent=false`,
+		analyticsapi.KindClosed + ` role="" agent=false`,
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("facts of a bot's conversation (-want +got):\n%s", diff)
+	}
+	if _, err := getKeys(t.Context(), w.nc, "faq", false); err == nil {
+		t.Error("the relay made keys for the bot faq, as for a person")
+	}
+}
+
 // TestRelayFactsOfUnstampedEvents relays a conversation stored by a chat
 // service of before stamps: the facts of each event alone come out, the
 // closed fact with its seconds from the opening event; the first response

@@ -129,6 +129,9 @@ type Options struct {
 	// Profiles keeps the visitors' profiles; nil keeps none: setting one
 	// fails and none is shown.
 	Profiles ProfileStore
+	// Bots tells which bots are registered; nil knows none, so every
+	// assignment to a bot is refused.
+	Bots Bots
 }
 
 // Service runs the chat use cases.
@@ -142,6 +145,7 @@ type Service struct {
 	auditor    Auditor
 	agents     Agents
 	profiles   ProfileStore
+	bots       Bots
 	state      state
 	// opening serialises the openings of each visitor (see Open).
 	opening stripes
@@ -159,7 +163,7 @@ type Service struct {
 // New returns a Service storing events in events, keeping their view in
 // view and sealing them with keys.
 func New(events EventStore, view View, keys Keys, o Options) *Service {
-	s := &Service{events: events, view: view, keys: keys, policies: o.Policies, now: o.Now, onConflict: o.OnConflict, auditor: o.Auditor, agents: o.Agents, profiles: o.Profiles}
+	s := &Service{events: events, view: view, keys: keys, policies: o.Policies, now: o.Now, onConflict: o.OnConflict, auditor: o.Auditor, agents: o.Agents, profiles: o.Profiles, bots: o.Bots}
 	if s.policies == nil {
 		s.policies = defaultPolicies{}
 	}

@@ -36,7 +36,7 @@ func (s *Service) update(ctx context.Context, p auth.Principal, id string, decid
 // this instance holds or what it catches up with after losing a race, it
 // answers that event (see idempotency.repeat) instead of deciding.
 func (s *Service) updateKeyed(ctx context.Context, p auth.Principal, id string, k idempotency, decide decision) (conversation.Conversation, []Record, error) {
-	if err := conversation.CheckActor(p); err != nil {
+	if err := conversation.CheckWriter(p); err != nil {
 		return conversation.Conversation{}, nil, err
 	}
 	e, err := s.find(ctx, p.Tenant, id, false)

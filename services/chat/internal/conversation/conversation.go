@@ -98,9 +98,10 @@ type Conversation struct {
 	Tenant  string
 	Visitor string
 	Status  Status
-	// Assigned is true once an agent was assigned. Assignee is that agent,
-	// or empty when the assignment can no longer be read (the visitor's key,
-	// which seals it, is gone).
+	// Assigned is true once an agent or a bot was assigned, until a
+	// hand-off unassigns a bot. Assignee is that agent, or the bot's
+	// event.BotAssignee, or empty when the assignment can no longer be read
+	// (the visitor's key, which seals it, is gone).
 	Assigned bool
 	Assignee string
 	Rated    bool
@@ -110,7 +111,8 @@ type Conversation struct {
 	// Erased is set once the visitor's keys are gone (see Erase).
 	Erased bool
 	// Responded is set once staff posted a message: the first such
-	// message is the conversation's first response.
+	// message is the conversation's first response. A bot is no staff, so
+	// its answers leave the first response to a person.
 	Responded bool
 	// FirstResponseAt is when staff first posted; zero until then.
 	FirstResponseAt time.Time
@@ -193,6 +195,10 @@ func (c *Conversation) Apply(seq uint64, e event.Envelope, payload any) bool {
 		if r, ok := payload.(*event.Rated); ok && !c.Erased {
 			c.Score = r.Score
 		}
+	case event.ConversationHandedOff:
+		// Whatever its payload says, a hand-off leaves the conversation to
+		// every agent.
+		c.Assigned, c.Assignee = false, ""
 	case event.MessageWithdrawn:
 		// Other withdrawals change no state: who wrote what is in the
 		// transcript, which the store reads when asked.
@@ -217,6 +223,8 @@ func (c *Conversation) Stamp(ch Change, at time.Time) {
 		}
 	case *event.Assigned:
 		st.PreviousAssignee, st.Assignee = c.Assignee, p.Agent
+	case *event.HandedOff:
+		st.PreviousAssignee, st.Assignee = c.Assignee, ""
 	case *event.Closed:
 		st.OpenSeconds = secondsSince(c.CreatedAt, at)
 		st.EraseAfterCloseSeconds = int((c.EraseAfterClose + time.Second - 1) / time.Second)
@@ -231,9 +239,10 @@ func secondsSince(start, at time.Time) *float64 {
 	return &s
 }
 
-// staff reports whether a is a member of the support organisation.
+// staff reports whether a is a member of the support organisation: not
+// its visitor, nor a bot.
 func staff(a event.Author) bool {
-	return a.Role != "" && a.Role != string(auth.RoleVisitor)
+	return auth.Role(a.Role).Staff()
 }
 
 // count counts a message at in the message limit's window.
@@ -266,15 +275,27 @@ func (c *Conversation) Erase() {
 	c.OpeningWithdrawn = false
 }
 
-// CheckActor returns ErrForbidden for roles that never touch conversations:
+// CheckActor returns ErrForbidden for roles that never read conversations:
 // analysts, auditors and operators see pseudonymized metrics, the audit
-// trail or tenants, never a conversation.
+// trail or tenants, never a conversation; a bot writes in the
+// conversations assigned to it (CheckWriter) but reads nothing of them
+// through the API.
 func CheckActor(p auth.Principal) error {
 	switch p.Role {
 	case auth.RoleVisitor, auth.RoleAgent, auth.RoleSupervisor, auth.RoleAdmin:
 		return nil
 	}
 	return ErrForbidden
+}
+
+// CheckWriter returns ErrForbidden for roles that never act on a
+// conversation: those CheckActor refuses, but bots, which post in and hand
+// off the conversations assigned to them.
+func CheckWriter(p auth.Principal) error {
+	if p.Role == auth.RoleBot {
+		return nil
+	}
+	return CheckActor(p)
 }
 
 // ValidateText checks a message text: not blank, valid UTF-8, at most
@@ -344,11 +365,12 @@ func (c *Conversation) Post(p auth.Principal, text string, now time.Time, perMin
 }
 
 // postable reports whether p's role and relation to the conversation let
-// them post in it now: its visitor, the agent it is assigned to or any
-// agent while it is unassigned, while it is open.
+// them post in it now: its visitor, the agent or bot it is assigned to
+// (visible checks the bot's), or any agent while it is unassigned, while
+// it is open.
 func (c *Conversation) postable(p auth.Principal) error {
 	switch p.Role {
-	case auth.RoleVisitor:
+	case auth.RoleVisitor, auth.RoleBot:
 	case auth.RoleAgent:
 		if c.Assigned && c.Assignee != p.ID {
 			return ErrForbidden
@@ -363,10 +385,14 @@ func (c *Conversation) postable(p auth.Principal) error {
 }
 
 // CanType reports whether p may show the other side that they are typing:
-// whoever may post in the conversation now (see Post).
+// whoever may post in the conversation now (see Post), but a bot, which
+// has no live stream to type on.
 func (c *Conversation) CanType(p auth.Principal) error {
 	if err := c.writable(p); err != nil {
 		return err
+	}
+	if p.Role == auth.RoleBot {
+		return ErrForbidden
 	}
 	return c.postable(p)
 }
@@ -391,22 +417,65 @@ func (c *Conversation) Assign(p auth.Principal, agent string) ([]Change, error) 
 	default:
 		return nil, ErrForbidden
 	}
+	return c.assignTo(p, agent)
+}
+
+// AssignBot decides the event of p assigning the conversation to the bot
+// of id bot, whose assignee is event.BotAssignee(bot): supervisors and
+// admins may. Whether the tenant registered such a bot is the caller's to
+// check. Assigning to the current assignee changes nothing.
+func (c *Conversation) AssignBot(p auth.Principal, bot string) ([]Change, error) {
+	if err := c.writable(p); err != nil {
+		return nil, err
+	}
+	if err := CanManageAgents(p); err != nil {
+		return nil, err
+	}
+	if err := CheckID("bot_id", bot); err != nil {
+		return nil, err
+	}
+	return c.assignTo(p, event.BotAssignee(bot))
+}
+
+// assignTo decides the assignment to assignee once p is allowed to make it.
+func (c *Conversation) assignTo(p auth.Principal, assignee string) ([]Change, error) {
 	if c.Status == Closed {
 		return nil, ErrClosed
 	}
-	if c.Assigned && c.Assignee == agent {
+	if c.assignedTo(assignee) {
 		return nil, nil
 	}
-	return []Change{{Type: event.ConversationAssigned, Payload: &event.Assigned{Agent: agent, By: author(p)}}}, nil
+	return []Change{{Type: event.ConversationAssigned, Payload: &event.Assigned{Agent: assignee, By: author(p)}}}, nil
+}
+
+// HandOff decides the event of p asking for a person: the conversation's
+// visitor, or the bot it is assigned to, while it is open. It unassigns
+// the bot, so that the conversation reaches every agent; a conversation
+// assigned to no bot is left as it is.
+func (c *Conversation) HandOff(p auth.Principal) ([]Change, error) {
+	if err := c.writable(p); err != nil {
+		return nil, err
+	}
+	if p.Role != auth.RoleVisitor && p.Role != auth.RoleBot {
+		return nil, ErrForbidden
+	}
+	if c.Status == Closed {
+		return nil, ErrClosed
+	}
+	if _, ok := event.BotOf(c.Assignee); !ok || !c.Assigned {
+		return nil, nil
+	}
+	return []Change{{Type: event.ConversationHandedOff, Payload: &event.HandedOff{By: author(p)}}}, nil
 }
 
 // Close decides the event of p closing the conversation: its visitor, its
-// assigned agent, a supervisor or an admin may.
+// assigned agent, a supervisor or an admin may; its bot hands it off
+// instead.
 func (c *Conversation) Close(p auth.Principal) ([]Change, error) {
 	if err := c.writable(p); err != nil {
 		return nil, err
 	}
-	if p.Role == auth.RoleAgent && !c.assignedTo(p.ID) {
+	if p.Role == auth.RoleAgent && !c.assignedTo(p.ID) || p.Role == auth.RoleBot {
 		return nil, ErrForbidden
 	}
 	if c.Status == Closed {
@@ -483,11 +552,13 @@ func (c *Conversation) CanWithdraw(p auth.Principal) error {
 // assigned agent, supervisors and admins; once the visitor is erased, any
 // agent of the tenant, as Listed says, since whom it was assigned to can
 // no longer be read and the transcript holds nothing but erased messages.
+// Never a bot: what it receives is redacted, and delivered to it, never
+// read through the API.
 func (c *Conversation) CanRead(p auth.Principal) error {
 	if err := c.visible(p); err != nil {
 		return err
 	}
-	if p.Role == auth.RoleAgent && !c.Erased && !c.assignedTo(p.ID) {
+	if p.Role == auth.RoleAgent && !c.Erased && !c.assignedTo(p.ID) || p.Role == auth.RoleBot {
 		return ErrForbidden
 	}
 	return nil
@@ -507,7 +578,9 @@ func (c *Conversation) CanSee(p auth.Principal) error {
 }
 
 // Listed reports whether the conversation belongs in p's inbox: a visitor's
-// own, an agent's assigned or unassigned ones, all for supervisors and admins.
+// own, an agent's assigned or unassigned ones (not those assigned to a
+// bot, until it is handed off), all for supervisors and admins; a bot has
+// no inbox.
 // An erased visitor's conversation is in every agent's: its assignment was
 // sealed under the visitor's key, so it reads as unassigned (see Erase), and
 // the agent who had it must still see that it was erased.
@@ -527,16 +600,18 @@ func (c *Conversation) Listed(p auth.Principal) bool {
 }
 
 // visible is the first check of every command and read: the conversation
-// exists in p's tenant, p has a conversation role, and a visitor only ever
-// reaches their own conversations.
+// exists in p's tenant, p has a conversation role, a visitor only ever
+// reaches their own conversations and a bot only those assigned to it.
 func (c *Conversation) visible(p auth.Principal) error {
-	if err := CheckActor(p); err != nil {
+	if err := CheckWriter(p); err != nil {
 		return err
 	}
 	if !c.Exists() || c.Tenant != p.Tenant {
 		return ErrNotFound
 	}
-	if p.Role == auth.RoleVisitor && c.Visitor != p.ID {
+	switch {
+	case p.Role == auth.RoleVisitor && c.Visitor != p.ID,
+		p.Role == auth.RoleBot && !c.assignedTo(event.BotAssignee(p.ID)):
 		return ErrForbidden
 	}
 	return nil

@@ -160,10 +160,8 @@ func TestCheckOpen(t *testing.T) {
 	}
 }
 
-// TestStamp runs a conversation through every event type as the chat
-// service appends them — decide, stamp, apply — and checks what each event
-// is stamped with; the same from a conversation restored from the view's
-// JSON before each command.
+// TestStamp stamps a conversation's life through every event type but a
+// bot's (TestBotConversation); see checkStamps.
 func TestStamp(t *testing.T) {
 	at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	visitor := auth.Principal{Tenant: "demo", ID: "v1", Role: auth.RoleVisitor}
@@ -172,12 +170,7 @@ func TestStamp(t *testing.T) {
 	sue := auth.Principal{Tenant: "demo", ID: "sue", Role: auth.RoleSupervisor}
 	secs := func(s float64) *float64 { return &s }
 	hours := 2
-	steps := []struct {
-		name   string
-		after  time.Duration
-		decide func(c *conversation.Conversation) ([]conversation.Change, error)
-		want   []event.Stamp
-	}{
+	steps := []stampStep{
 		{"opened", 0, func(*conversation.Conversation) ([]conversation.Change, error) {
 			ch, err := conversation.OpenWith(visitor, "hello", &hours, 0)
 			return []conversation.Change{ch}, err
@@ -201,6 +194,24 @@ func TestStamp(t *testing.T) {
 			return c.Rate(visitor, 5)
 		}, []event.Stamp{{Assignee: "bob"}}},
 	}
+	checkStamps(t, at, steps)
+}
+
+// stampStep is a command of a conversation's life, after its opening, and
+// the stamps of the events it appends.
+type stampStep struct {
+	name   string
+	after  time.Duration
+	decide func(c *conversation.Conversation) ([]conversation.Change, error)
+	want   []event.Stamp
+}
+
+// checkStamps runs steps on a conversation opened at at as the chat
+// service appends them — decide, stamp, apply — and checks what each event
+// is stamped with; the same from a conversation restored from the view's
+// JSON before each command.
+func checkStamps(t *testing.T, at time.Time, steps []stampStep) {
+	t.Helper()
 	for _, restore := range []bool{false, true} {
 		var c conversation.Conversation
 		seq := uint64(0)
@@ -372,5 +383,162 @@ func TestCheckProfile(t *testing.T) {
 				t.Errorf("CheckProfile(%+v) = %+v, want %+v", tt.give, got, tt.want)
 			}
 		})
+	}
+}
+
+// TestBotConversation stamps a bot's part in a conversation (see
+// checkStamps): assigned to the bot, the bot answers (no first response: a
+// bot is no staff), the visitor asks for a person, which unassigns the bot
+// (asking again changes nothing), and an agent takes it.
+func TestBotConversation(t *testing.T) {
+	at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	visitor := auth.Principal{Tenant: "demo", ID: "v1", Role: auth.RoleVisitor}
+	faq := auth.Principal{Tenant: "demo", ID: "faq", Role: auth.RoleBot}
+	alice := auth.Principal{Tenant: "demo", ID: "alice", Role: auth.RoleAgent}
+	sue := auth.Principal{Tenant: "demo", ID: "sue", Role: auth.RoleSupervisor}
+	secs := func(s float64) *float64 { return &s }
+	checkStamps(t, at, []stampStep{
+		{"opened", 0, func(*conversation.Conversation) ([]conversation.Change, error) {
+			ch, err := conversation.OpenWith(visitor, "hello", nil, 0)
+			return []conversation.Change{ch}, err
+		}, []event.Stamp{{}}},
+		{"assigned to the bot", time.Second, func(c *conversation.Conversation) ([]conversation.Change, error) {
+			return c.AssignBot(sue, "faq")
+		}, []event.Stamp{{Assignee: "bot:faq"}}},
+		{"the bot answers", 2 * time.Second, func(c *conversation.Conversation) ([]conversation.Change, error) {
+			return c.Post(faq, "try turning it off and on", at.Add(2*time.Second), 100)
+		}, []event.Stamp{{Assignee: "bot:faq"}}},
+		{"the visitor asks for a person", 3 * time.Second, func(c *conversation.Conversation) ([]conversation.Change, error) {
+			return c.HandOff(visitor)
+		}, []event.Stamp{{PreviousAssignee: "bot:faq"}}},
+		{"asking again changes nothing", 4 * time.Second, func(c *conversation.Conversation) ([]conversation.Change, error) {
+			return c.HandOff(visitor)
+		}, nil},
+		{"an agent takes it", 10 * time.Second, func(c *conversation.Conversation) ([]conversation.Change, error) {
+			return c.Post(alice, "I am a person", at.Add(10*time.Second), 100)
+		}, []event.Stamp{{Assignee: "alice"}, {Assignee: "alice", FirstResponseSeconds: secs(10)}}},
+	})
+}
+
+// TestBotMayOnlyAnswer shows what a bot may do: post in, and hand off, a
+// conversation assigned to it while it is open; nothing else, nowhere else.
+func TestBotMayOnlyAnswer(t *testing.T) {
+	at := time.Date(2026, 1, 5, 10, 0, 0, 0, time.UTC)
+	faq := auth.Principal{Tenant: "demo", ID: "faq", Role: auth.RoleBot}
+	fold := func(assignee string, closed bool) conversation.Conversation {
+		var c conversation.Conversation
+		env := func(typ event.Type) event.Envelope {
+			return event.Envelope{Type: typ, Tenant: "demo", Person: "v1", Aggregate: "c1", At: at}
+		}
+		c.Apply(1, env(event.ConversationOpened), &event.Opened{Visitor: "v1", Text: "hi"})
+		if assignee != "" {
+			c.Apply(2, env(event.ConversationAssigned), &event.Assigned{Agent: assignee})
+		}
+		if closed {
+			c.Apply(3, env(event.ConversationClosed), &event.Closed{})
+		}
+		return c
+	}
+	acts := []struct {
+		name string
+		do   func(c *conversation.Conversation) error
+	}{
+		{"post", func(c *conversation.Conversation) error { _, err := c.Post(faq, "hello", at, 100); return err }},
+		{"hand off", func(c *conversation.Conversation) error { _, err := c.HandOff(faq); return err }},
+		{"read", func(c *conversation.Conversation) error { return c.CanRead(faq) }},
+		{"see", func(c *conversation.Conversation) error { return c.CanSee(faq) }},
+		{"type", func(c *conversation.Conversation) error { return c.CanType(faq) }},
+		{"close", func(c *conversation.Conversation) error { _, err := c.Close(faq); return err }},
+		{"assign to itself", func(c *conversation.Conversation) error { _, err := c.AssignBot(faq, "faq"); return err }},
+		{"assign to an agent", func(c *conversation.Conversation) error { _, err := c.Assign(faq, "alice"); return err }},
+		{"rate", func(c *conversation.Conversation) error { _, err := c.Rate(faq, 5); return err }},
+		{"withdraw", func(c *conversation.Conversation) error { return c.CanWithdraw(faq) }},
+	}
+	states := []struct {
+		name     string
+		assignee string
+		closed   bool
+		// allowed are the acts that pass; errs, by act, what the others
+		// answer instead of ErrForbidden.
+		allowed map[string]bool
+		errs    map[string]error
+	}{
+		{"assigned to it", event.BotAssignee("faq"), false, map[string]bool{"post": true, "hand off": true}, nil},
+		{"assigned to it, closed", event.BotAssignee("faq"), true, nil, map[string]error{"post": conversation.ErrClosed, "hand off": conversation.ErrClosed}},
+		{"assigned to another bot", event.BotAssignee("sales"), false, nil, nil},
+		{"assigned to an agent named as the bot", "faq", false, nil, nil},
+		{"unassigned", "", false, nil, nil},
+	}
+	for _, st := range states {
+		for _, act := range acts {
+			t.Run(st.name+"/"+act.name, func(t *testing.T) {
+				c := fold(st.assignee, st.closed)
+				err := act.do(&c)
+				want := error(conversation.ErrForbidden)
+				if st.allowed[act.name] {
+					want = nil
+				} else if e, ok := st.errs[act.name]; ok {
+					want = e
+				}
+				if !errors.Is(err, want) || (want == nil) != (err == nil) {
+					t.Errorf("%s by the bot = %v, want %v", act.name, err, want)
+				}
+			})
+		}
+	}
+	var c conversation.Conversation
+	if c = fold(event.BotAssignee("faq"), false); c.Listed(faq) {
+		t.Error("Listed(bot) = true, want a bot to have no inbox")
+	}
+	if err := conversation.CheckActor(faq); !errors.Is(err, conversation.ErrForbidden) {
+		t.Errorf("CheckActor(bot) = %v, want ErrForbidden: a bot reads no list, transcript or export", err)
+	}
+}
+
+// TestAssignToBot shows who may assign a conversation to a bot, and that
+// agents do not see it in their inbox until it is handed off.
+func TestAssignToBot(t *testing.T) {
+	at := time.Date(2026, 1, 5, 10, 0, 0, 0, time.UTC)
+	var c conversation.Conversation
+	c.Apply(1, event.Envelope{Type: event.ConversationOpened, Tenant: "demo", Person: "v1", Aggregate: "c1", At: at}, &event.Opened{Visitor: "v1", Text: "hi"})
+	tests := []struct {
+		name    string
+		p       auth.Principal
+		bot     string
+		wantErr error
+	}{
+		{"supervisor", auth.Principal{Tenant: "demo", ID: "sue", Role: auth.RoleSupervisor}, "faq", nil},
+		{"admin", auth.Principal{Tenant: "demo", ID: "ada", Role: auth.RoleAdmin}, "faq", nil},
+		{"agent", auth.Principal{Tenant: "demo", ID: "alice", Role: auth.RoleAgent}, "faq", conversation.ErrForbidden},
+		{"visitor", auth.Principal{Tenant: "demo", ID: "v1", Role: auth.RoleVisitor}, "faq", conversation.ErrForbidden},
+		{"another tenant", auth.Principal{Tenant: "acme", ID: "sue", Role: auth.RoleSupervisor}, "faq", conversation.ErrNotFound},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := c.AssignBot(tt.p, tt.bot)
+			if !errors.Is(err, tt.wantErr) || (tt.wantErr == nil) != (err == nil) {
+				t.Fatalf("AssignBot(%v, %q) = %v, want %v", tt.p, tt.bot, err, tt.wantErr)
+			}
+			if err == nil && (len(got) != 1 || got[0].Payload.(*event.Assigned).Agent != "bot:faq") {
+				t.Errorf("AssignBot(%v, %q) = %+v, want one assignment to bot:faq", tt.p, tt.bot, got)
+			}
+		})
+	}
+	sue := auth.Principal{Tenant: "demo", ID: "sue", Role: auth.RoleSupervisor}
+	var ve *conversation.ValidationError
+	if _, err := c.AssignBot(sue, "no:such"); !errors.As(err, &ve) || ve.Field != "bot_id" {
+		t.Errorf("AssignBot(%q) = %v, want a ValidationError naming bot_id", "no:such", err)
+	}
+	c.Apply(2, event.Envelope{Type: event.ConversationAssigned, Tenant: "demo", Person: "v1", Aggregate: "c1", At: at}, &event.Assigned{Agent: "bot:faq"})
+	alice := auth.Principal{Tenant: "demo", ID: "alice", Role: auth.RoleAgent}
+	if c.Listed(alice) {
+		t.Error("Listed(agent) = true for a conversation assigned to a bot, want false")
+	}
+	if _, err := c.Post(alice, "mine", at, 100); !errors.Is(err, conversation.ErrForbidden) {
+		t.Errorf("Post(agent) in a bot's conversation = %v, want ErrForbidden", err)
+	}
+	c.Apply(3, event.Envelope{Type: event.ConversationHandedOff, Tenant: "demo", Person: "v1", Aggregate: "c1", At: at}, nil)
+	if !c.Listed(alice) {
+		t.Error("Listed(agent) = false after the hand-off, want every agent to see it")
 	}
 }

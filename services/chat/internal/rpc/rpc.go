@@ -33,6 +33,7 @@ func Serve(ctx context.Context, nc *nats.Conn, log *slog.Logger, health *rpc.Hea
 				{Subject: chatapi.OpenSubject, Handler: handle(svc.Open)},
 				{Subject: chatapi.PostSubject, Handler: handle(svc.Post)},
 				{Subject: chatapi.AssignSubject, Handler: handle(svc.Assign)},
+				{Subject: chatapi.HandOffSubject, Handler: handle(svc.HandOff)},
 				{Subject: chatapi.CloseSubject, Handler: handle(svc.Close)},
 				{Subject: chatapi.RateSubject, Handler: handle(svc.Rate)},
 				{Subject: chatapi.ListSubject, Handler: handle(svc.List)},

@@ -137,6 +137,7 @@ type (
 	}
 	assignBody struct {
 		AgentID  string `json:"agent_id"`
+		BotID    string `json:"bot_id"`
 		Override bool   `json:"override"`
 	}
 	ratingBody struct {
@@ -265,19 +266,26 @@ func (a *API) assign(w http.ResponseWriter, r *http.Request) error {
 	if err := decode(w, r, &body, false); err != nil {
 		return err
 	}
-	return a.summary(w, r, chatapi.AssignSubject, p, chatapi.AssignArgs{Conversation: id, Agent: body.AgentID, Override: body.Override})
+	return a.summary(w, r, chatapi.AssignSubject, p, chatapi.AssignArgs{Conversation: id, Agent: body.AgentID, Bot: body.BotID, Override: body.Override})
 }
 
-func (a *API) close(w http.ResponseWriter, r *http.Request) error {
-	p, id, err := a.target(r)
-	if err != nil {
-		return err
+// bodiless returns the handler of a conversation command that takes no
+// body (none, or {}) and answers the conversation's summary: closing, and
+// handing off to a person, whose who-may the chat service decides (the
+// hand-off: the visitor, or the bot the conversation is assigned to,
+// answered 200 also when there was no bot to hand off from).
+func (a *API) bodiless(subject string) func(http.ResponseWriter, *http.Request) error {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		p, id, err := a.target(r)
+		if err != nil {
+			return err
+		}
+		var body struct{}
+		if err := decode(w, r, &body, true); err != nil {
+			return err
+		}
+		return a.summary(w, r, subject, p, chatapi.ConversationArgs{Conversation: id})
 	}
-	var body struct{}
-	if err := decode(w, r, &body, true); err != nil {
-		return err
-	}
-	return a.summary(w, r, chatapi.CloseSubject, p, chatapi.ConversationArgs{Conversation: id})
 }
 
 func (a *API) rate(w http.ResponseWriter, r *http.Request) error {

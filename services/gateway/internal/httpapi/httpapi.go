@@ -34,6 +34,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/parley-chat/parley/pkg/auth"
+	"github.com/parley-chat/parley/pkg/chatapi"
 	"github.com/parley-chat/parley/pkg/personkey"
 	"github.com/parley-chat/parley/pkg/rpc"
 	"github.com/parley-chat/parley/services/gateway/internal/live"
@@ -196,7 +197,8 @@ func (a *API) routes() {
 	m.Handle("GET /v1/conversations/{id}/messages", a.handle(a.listMessages))
 	m.Handle("DELETE /v1/conversations/{id}/messages/{message_id}", a.handle(a.withdrawMessage))
 	m.Handle("POST /v1/conversations/{id}/assign", a.handle(a.assign))
-	m.Handle("POST /v1/conversations/{id}/close", a.handle(a.close))
+	m.Handle("POST /v1/conversations/{id}/handoff", a.handle(a.bodiless(chatapi.HandOffSubject)))
+	m.Handle("POST /v1/conversations/{id}/close", a.handle(a.bodiless(chatapi.CloseSubject)))
 	m.Handle("POST /v1/conversations/{id}/rating", a.handle(a.rate))
 	m.Handle("GET /v1/stream", a.handle(a.stream))
 	m.Handle("GET /v1/me/consent", a.handle(a.getConsent))
@@ -562,6 +564,9 @@ func (a *API) stream(w http.ResponseWriter, r *http.Request) error {
 	}
 	if errors.Is(err, live.ErrClosing) {
 		return errNotReady
+	}
+	if errors.Is(err, live.ErrNoStream) {
+		return errRole
 	}
 	return nil
 }

@@ -11,8 +11,11 @@
 // order of the stream, as soon as it is stored.
 //
 // Who sees what: a visitor sees their own conversations; an agent sees the
-// conversations assigned to them and the unassigned ones; supervisors and
-// admins see every conversation of their tenant; other roles see nothing.
+// conversations assigned to them and the unassigned ones (a hand-off, which
+// unassigns a bot's, included); supervisors and admins see every
+// conversation of their tenant; other roles see nothing, and a bot has no
+// live stream at all (ErrNoStream): what it receives is delivered to it,
+// redacted, by the privacy service.
 // The hub keeps no state of conversations and asks nobody: who a
 // conversation is assigned to before and after an event is stamped into
 // the event's sealed payload by the chat service (event.Stamp). An event
@@ -108,8 +111,12 @@ type Event struct {
 	Seq            uint64   `json:"seq,omitempty"`
 	ConversationID string   `json:"conversation_id,omitempty"`
 	Message        *Message `json:"message,omitempty"`
-	// Author is who is typing, on a typing frame only.
+	// Author is who is typing, on a typing frame, and who asked for a
+	// person, on a handed_off frame.
 	Author *event.Author `json:"author,omitempty"`
+	// Assignee is who the conversation is assigned to, on an assigned
+	// frame: an agent's id, or a bot's (event.BotAssignee).
+	Assignee string `json:"assignee,omitempty"`
 	// Visitor is who was erased, on an erased frame only.
 	Visitor string `json:"visitor,omitempty"`
 }
@@ -134,6 +141,9 @@ const (
 	// TypeWithdrawn tells that the visitor withdrew the message it names:
 	// a client shows it withdrawn in place.
 	TypeWithdrawn = "withdrawn"
+	// TypeHandedOff tells that the visitor, or the bot assigned, asked for
+	// a person: the conversation is unassigned, in every agent's reach.
+	TypeHandedOff = "handed_off"
 	// TypeResync tells a reconnecting client that what it missed is not
 	// replayed: it reloads the conversations it shows.
 	TypeResync = "resync"
@@ -242,6 +252,10 @@ func (h *Hub) Typing(nc *nats.Conn, typist Typist) (*nats.Subscription, error) {
 // ErrClosing is returned by Start once Close has begun.
 var ErrClosing = errors.New("live: hub closing")
 
+// ErrNoStream is returned by Start for a bot: it reads no conversation
+// through the API, live or not.
+var ErrNoStream = errors.New("live: a bot has no live stream")
+
 // Errors of Start for a session over one of its Limits.
 var (
 	ErrPrincipalSessions = errors.New("live: too many sessions of this principal")
@@ -273,8 +287,11 @@ type Limits struct {
 // of accept, which has answered the client itself, ends the session.
 // Otherwise it returns at once: the session reads on a goroutine of its
 // own, started fresh so that its stack stays small, and the HTTP handler
-// can return.
+// can return. A bot's session is refused with ErrNoStream.
 func (h *Hub) Start(ctx context.Context, p auth.Principal, lim Limits, since *uint64, accept func() (*websocket.Conn, error)) error {
+	if p.Role == auth.RoleBot {
+		return ErrNoStream
+	}
 	s := &session{p: p, replaying: since != nil, room: make(chan struct{}, 1), typing: rate.NewLimiter(rate.Every(TypingEvery), TypingBurst)}
 	if err := h.add(s, lim); err != nil {
 		return err
@@ -639,16 +656,17 @@ func routeOf(typ event.Type, st *event.Stamp) route {
 		return route{placed: true}
 	case st == nil:
 		return route{}
-	case typ == event.ConversationAssigned:
+	case typ == event.ConversationAssigned || typ == event.ConversationHandedOff:
 		return route{placed: true, was: st.PreviousAssignee, now: st.Assignee}
 	}
 	return route{placed: true, was: st.Assignee, now: st.Assignee}
 }
 
 // reaches reports whether the agent may see the event: every agent while
-// the conversation was unassigned, else its agent before and after.
+// the conversation was unassigned or once it is (a hand-off), else its
+// agent before and after.
 func (r route) reaches(agent string) bool {
-	return r.placed && (r.was == "" || r.was == agent || r.now == agent)
+	return r.placed && (r.was == "" || r.now == "" || r.was == agent || r.now == agent)
 }
 
 // shows reports whether p may see an event of visitor's conversation that
@@ -701,7 +719,12 @@ func (h *Hub) frames(ctx context.Context, seq uint64, env event.Envelope) ([][]b
 		if !read {
 			return nil, route{}, false
 		}
-		ev.Type = TypeAssigned
+		ev.Type, ev.Assignee = TypeAssigned, p.Agent
+	case *event.HandedOff:
+		if !read {
+			return nil, route{}, false
+		}
+		ev.Type, ev.Author = TypeHandedOff, &p.By
 	case *event.Withdrawn:
 		if !read {
 			return nil, route{}, false
@@ -735,8 +758,9 @@ func (h *Hub) recipients(tenant, visitor string, rt route) []*session {
 	}
 	switch {
 	case !rt.placed:
-	case rt.was == "":
-		// Unassigned until now: every agent of the tenant saw it.
+	case rt.was == "" || rt.now == "":
+		// Unassigned until now, or from now on: every agent of the tenant
+		// saw it, or may take it.
 		for _, ss := range t.agents {
 			for s := range ss {
 				to = append(to, s)

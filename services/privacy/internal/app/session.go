@@ -245,13 +245,15 @@ func (a *App) EndSession(ctx context.Context, tok string) error {
 }
 
 // RevokeSessions signs person of tenant out everywhere, on behalf of p:
-// the person themself or an admin of the tenant. The act is written to the
-// audit trail first. It returns how many sessions it revoked.
+// the person themself or an admin of the tenant; never a bot, whose
+// sessions an admin manages (a bot's id is chosen by an admin, and could
+// be a person's). The act is written to the audit trail first. It returns
+// how many sessions it revoked.
 func (a *App) RevokeSessions(ctx context.Context, p auth.Principal, tenant, person string) (int, error) {
 	if err := errors.Join(validToken("tenant", tenant), validToken("subject", person)); err != nil {
 		return 0, err
 	}
-	if p.Tenant != tenant || !(p.Role == auth.RoleAdmin || p.ID == person) {
+	if p.Tenant != tenant || p.Role == auth.RoleBot || !(p.Role == auth.RoleAdmin || p.ID == person) {
 		return 0, ErrForbidden
 	}
 	if _, err := a.appendAudit(ctx, privacyapi.AppendAuditArgs{

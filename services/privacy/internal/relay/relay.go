@@ -76,6 +76,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/parley-chat/parley/pkg/analyticsapi"
+	"github.com/parley-chat/parley/pkg/auth"
 	"github.com/parley-chat/parley/pkg/event"
 	"github.com/parley-chat/parley/pkg/personkey"
 	"github.com/parley-chat/parley/pkg/retry"
@@ -639,7 +640,15 @@ func (r *Relay) unstamped(ctx context.Context, k personkey.Keys, e event.Envelop
 }
 
 // factsOf returns the facts of e, whose payload is decoded and stamped
-// with st, when the visitor consented to analytics at the time.
+// with st, when the visitor consented to analytics at the time. How each
+// type counts: an opening is an opened fact and the visitor's message; a
+// posting a message fact with its author's role ("bot" for a bot's, which
+// is no agent: it names none, and is no first response); a closing a
+// closed fact, a rating a rated one, each with the agent assigned (none
+// for a bot's). An assignment, a withdrawal and a hand-off
+// (chat.handed_off.v1) yield none, as does a type this relay does not
+// know: event.NewPayload has no payload for it, so facts skips it before
+// opening it.
 func (r *Relay) factsOf(ctx context.Context, k personkey.Keys, e event.Envelope, payload any, st *event.Stamp) ([]analyticsapi.Fact, error) {
 	if !r.app.AnalyticsConsentAt(e.Tenant, e.Person, e.At) {
 		return nil, nil
@@ -702,15 +711,17 @@ func invalid(err error) bool {
 	return errors.As(err, &verr)
 }
 
-func staff(a event.Author) bool { return a.Role != "" && a.Role != "visitor" }
+// staff reports whether a is a member of the support organisation: not a
+// visitor, nor a bot.
+func staff(a event.Author) bool { return auth.Role(a.Role).Staff() }
 
 func seconds(d time.Duration) float64 { return max(d.Seconds(), 0) }
 
 // agentPseudonym returns the pseudonym of agent under their own key,
-// creating the key when they have none yet; "" for no agent, or an agent
-// who was erased.
+// creating the key when they have none yet; "" for no agent, a bot (no
+// person, so no key of a person for it), or an agent who was erased.
 func (r *Relay) agentPseudonym(ctx context.Context, tenant, agent string) (string, error) {
-	if agent == "" {
+	if _, bot := event.BotOf(agent); agent == "" || bot {
 		return "", nil
 	}
 	k, err := r.app.GetKeys(ctx, tenant, agent, true)
