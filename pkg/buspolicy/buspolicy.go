@@ -198,6 +198,7 @@ func policyOf(user string) (policy, bool) {
 					pub: []string{"$JS.API.STREAM.MSG.DELETE." + stream.Schedules}},
 				kvOwn(privacyapi.SettingsBucket, "tenant settings, which privacy owns"),
 				kvOwn(stream.SessionsBucket, "sessions (refresh-token hashes), which privacy owns and only it reads"),
+				kvOwn(stream.IntegrationsBucket, "bots and integrations, their signing secrets sealed under the KEK, which privacy owns and writes alone"),
 				{why: "erasure purges every entry of the subject's sessions, leaving no marker behind (a bucket denies deleting one message)",
 					pub: []string{"$JS.API.STREAM.PURGE." + stream.BucketStream(stream.SessionsBucket)}},
 			},

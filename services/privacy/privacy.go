@@ -78,7 +78,7 @@ const partRelay = "relay"
 var errStarting = errors.New("starting")
 
 // Run creates the streams PRIVACY, KEYS, AUDIT, AUDIT_CHECKPOINTS, ANALYTICS and SCHEDULES and
-// the SETTINGS and SESSIONS buckets when missing, rebuilds its view of PRIVACY (consents, erasures) from
+// the SETTINGS, SESSIONS and INTEGRATIONS buckets when missing, rebuilds its view of PRIVACY (consents, erasures) from
 // the stream's first event, then serves the privacy service until ctx is
 // done. While a background consumer fails, the service's pings answer that
 // it is not ready, naming it (pkg/rpc Health). Run returns nil on a clean
@@ -136,10 +136,14 @@ func Run(ctx context.Context, d Deps) error {
 	if err != nil {
 		return fmt.Errorf("privacy: %w", err)
 	}
+	integrations, err := jetstream.NewIntegrationStore(ctx, js, d.Streams, d.Log)
+	if err != nil {
+		return fmt.Errorf("privacy: %w", err)
+	}
 	events := jetstream.NewEventLog(js)
 	a := app.New(ring, d.AuditKey, app.Stores{Keys: keys, Events: events, Audit: auditLog, Checkpoints: checkpoints, Settings: settings, Bus: bus.NewBroadcaster(d.NC), Expiries: jetstream.NewExpirySchedules(js),
 		Analytics: relay.NewCleaner(d.NC, js), Chat: chat.New(d.NC), Log: d.Log, KeyCacheSize: d.KeyCacheSize,
-		Sessions: sessions, StaffSessionTTL: d.StaffSessionTTL, Now: d.Now})
+		Sessions: sessions, Integrations: integrations, StaffSessionTTL: d.StaffSessionTTL, Now: d.Now})
 
 	follow, err := events.Follow(ctx, a.Apply)
 	if err != nil {
