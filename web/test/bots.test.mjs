@@ -8,8 +8,7 @@
 // asks for a person; the console shows the conversation unassigned with the
 // hand-off line, the bot's message labelled, and an agent's inbox gets it.
 // Then the privacy page's "Bots and integrations": list, register (the
-// secret shown once, copied), delivery log, delete. Screenshots go to
-// test-results/.
+// secret shown once, copied), delete. Screenshots go to test-results/.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { createServer } from "node:http";
@@ -177,7 +176,7 @@ test("a bot in the widget and the console: consent first, labelled, and a person
   await supervisor.context().close();
 });
 
-test("the privacy page's bots and integrations: list, register with the secret shown once, the delivery log, delete", async () => {
+test("the privacy page's bots and integrations: list, register with the secret shown once, delete", async () => {
   const { gw } = stack;
   const page = await staffPage(browser, gw, "/privacy", stack.token("admin", "ada"));
   await page.context().grantPermissions(["clipboard-read", "clipboard-write"], { origin: gw });
@@ -214,12 +213,6 @@ test("the privacy page's bots and integrations: list, register with the secret s
   await screenshot(page, "bots-privacy-registered");
   await secrets.getByRole("button", { name: "I have copied them" }).click();
   assert.equal(await section.locator("#created-secret").count(), 0, "the secret still shown");
-
-  // The bot's delivery log: no content, one line a delivery.
-  await section.getByRole("button", { name: "Delivery log of FAQ assistant" }).press("Enter");
-  await section.getByText(/Delivery log of FAQ assistant/).waitFor();
-  await accessible(page, "the privacy page with a delivery log");
-  await screenshot(page, "bots-privacy-log");
 
   // Delete the integration, confirmed.
   await section.getByRole("button", { name: "Delete Our CRM" }).first().press("Enter");

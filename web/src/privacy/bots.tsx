@@ -13,17 +13,9 @@ const paths: Record<Kind, string> = { bot: "/v1/bots", integration: "/v1/integra
 
 type Created = Integration & { secret?: string; session?: { refresh_token: string } };
 
-/** A line of a delivery log: what was sent when, and how it went; never what it said. */
-type Delivery = {
-  event_id?: string;
-  type?: string;
-  attempt?: number;
-  outcome?: string;
-  status?: number;
-  http_status?: number;
-  duration_ms?: number;
-  at?: string;
-};
+/** A line of a delivery log: an attempt, when, and how it went; never what it said. */
+type Delivery = { event_id: string; type: string; attempt: number; outcome: string; status: number; duration_ms: number; at: string };
+type Log = { deliveries: Delivery[]; more: boolean };
 
 const fields = ["id", "name", "webhook_url", "nats_subject"];
 
@@ -37,7 +29,7 @@ export function Integrations({ tenant }: { tenant: string }) {
   const [error, setError] = useState("");
   const [created, setCreated] = useState<Created | null>(null);
   const [deleting, setDeleting] = useState<Integration | null>(null);
-  const [log, setLog] = useState<{ of: Integration; lines: Delivery[] } | null>(null);
+  const [log, setLog] = useState<{ of: Integration; lines: Delivery[]; more: boolean } | null>(null);
   const [status, setStatus] = useState("");
 
   const load = async () => {
@@ -68,11 +60,18 @@ export function Integrations({ tenant }: { tenant: string }) {
     }
   };
 
-  const readLog = async (it: Integration) => {
+  // readLog reads a delivery log, oldest first, a page (500) at a time:
+  // since the last entry read for the next, its entries at that instant
+  // answered again and dropped.
+  const readLog = async (it: Integration, after?: { lines: Delivery[] }) => {
     setError("");
+    const last = after?.lines.at(-1);
+    const q = last ? `?${new URLSearchParams({ since: last.at })}` : "";
     try {
-      const answer = await client.json<Delivery[] | Record<string, Delivery[]>>("GET", `${paths[it.kind]}/${encodeURIComponent(it.id)}/deliveries`);
-      setLog({ of: it, lines: listOf(answer, "deliveries") });
+      const page = await client.json<Log>("GET", `${paths[it.kind]}/${encodeURIComponent(it.id)}/deliveries${q}`);
+      const seen = new Set(after?.lines.map((d) => `${d.event_id}/${d.attempt}/${d.at}`));
+      const lines = [...(after?.lines ?? []), ...page.deliveries.filter((d) => !seen.has(`${d.event_id}/${d.attempt}/${d.at}`))];
+      setLog({ of: it, lines, more: page.more });
     } catch (e) {
       setError(explain(e));
     }
@@ -136,7 +135,7 @@ export function Integrations({ tenant }: { tenant: string }) {
         </table>
       )}
       {deleting && <ConfirmDelete it={deleting} onYes={() => remove(deleting)} onNo={() => setDeleting(null)} />}
-      {log && <DeliveryLog of={log.of} lines={log.lines} onClose={() => setLog(null)} />}
+      {log && <DeliveryLog of={log.of} lines={log.lines} more={log.more} onMore={() => readLog(log.of, log)} onClose={() => setLog(null)} />}
       {created && <Secrets it={created} onDone={() => setCreated(null)} />}
       <Register
         tenant={tenant}
@@ -171,12 +170,12 @@ function ConfirmDelete({ it, onYes, onNo }: { it: Integration; onYes: () => void
   );
 }
 
-function DeliveryLog({ of, lines, onClose }: { of: Integration; lines: Delivery[]; onClose: () => void }) {
+function DeliveryLog({ of, lines, more, onMore, onClose }: { of: Integration; lines: Delivery[]; more: boolean; onMore: () => void; onClose: () => void }) {
   return (
     <div class="result">
       <table class="deliveries">
         <caption>
-          Delivery log of {of.name} ({lines.length} {lines.length === 1 ? "delivery" : "deliveries"}; what was sent is not kept)
+          Delivery log of {of.name}, oldest first ({lines.length} {lines.length === 1 ? "attempt" : "attempts"}{more ? " so far" : ""}; what was sent is not kept)
         </caption>
         <thead>
           <tr>
@@ -192,23 +191,30 @@ function DeliveryLog({ of, lines, onClose }: { of: Integration; lines: Delivery[
         <tbody>
           {lines.map((d, i) => (
             <tr key={i}>
-              <td>{d.at ? new Date(d.at).toLocaleString() : ""}</td>
+              <td>{new Date(d.at).toLocaleString()}</td>
               <td>
                 <code>{d.event_id}</code>
               </td>
               <td>{d.type}</td>
               <td>{d.attempt}</td>
               <td>{d.outcome}</td>
-              <td>{d.http_status ?? d.status ?? ""}</td>
-              <td>{d.duration_ms === undefined ? "" : `${d.duration_ms} ms`}</td>
+              <td>{d.status || "none"}</td>
+              <td>{d.duration_ms} ms</td>
             </tr>
           ))}
         </tbody>
       </table>
       {lines.length === 0 && <p>Nothing was delivered to it yet.</p>}
-      <button type="button" class="secondary" onClick={onClose}>
-        Close the log
-      </button>
+      <div class="actions">
+        {more && (
+          <button type="button" class="secondary" onClick={onMore}>
+            Later entries
+          </button>
+        )}
+        <button type="button" class="secondary" onClick={onClose}>
+          Close the log
+        </button>
+      </div>
     </div>
   );
 }
