@@ -182,7 +182,7 @@ test("the privacy page's bots and integrations: list, register with the secret s
   await page.context().grantPermissions(["clipboard-read", "clipboard-write"], { origin: gw });
   const section = page.locator("#bots");
   const table = section.getByRole("table", { name: "Registered" });
-  await table.getByRole("cell", { name: "FAQ assistant" }).waitFor();
+  await table.getByRole("cell", { name: "FAQ assistant", exact: true }).waitFor();
 
   // Register an integration, keyboard only.
   await section.getByLabel("Integration: receives every conversation's events").focus();
@@ -208,7 +208,7 @@ test("the privacy page's bots and integrations: list, register with the secret s
   await secrets.getByRole("button", { name: "Copy signing secret" }).press("Enter");
   await secrets.getByText("Copied.").waitFor();
   assert.equal(await page.evaluate(() => navigator.clipboard.readText()), secret);
-  await table.getByRole("cell", { name: "Our CRM" }).waitFor();
+  await table.getByRole("cell", { name: "Our CRM", exact: true }).waitFor();
   await accessible(page, "the privacy page with a new integration's secret");
   await screenshot(page, "bots-privacy-registered");
   await secrets.getByRole("button", { name: "I have copied them" }).click();
@@ -218,7 +218,7 @@ test("the privacy page's bots and integrations: list, register with the secret s
   await section.getByRole("button", { name: "Delete Our CRM" }).first().press("Enter");
   await section.getByRole("group", { name: "Delete Our CRM" }).getByRole("button", { name: "Delete Our CRM" }).press("Enter");
   await section.getByText("Our CRM (crm) deleted.").waitFor();
-  assert.equal(await table.getByRole("cell", { name: "Our CRM" }).count(), 0);
+  assert.equal(await table.getByRole("cell", { name: "Our CRM", exact: true }).count(), 0);
   await accessible(page, "the privacy page after a delete");
   noCSPViolations(page.context(), "the privacy page");
   await page.context().close();
