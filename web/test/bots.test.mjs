@@ -161,7 +161,7 @@ test("a bot in the widget and the console: consent first, labelled, and a person
   // The console: unassigned, the hand-off line, the bot's message labelled.
   await supervisor.getByText("The visitor asked for a person").waitFor();
   await supervisor.locator(".facts dd").filter({ hasText: "nobody" }).waitFor();
-  await transcript.locator(".line.bot").filter({ hasText: "Bot · faq" }).filter({ hasText: "Print the label" }).waitFor();
+  await transcript.locator(".line.bot").filter({ hasText: "Bot · FAQ assistant" }).filter({ hasText: "Print the label" }).waitFor();
   assert.equal((await api(stack.token("supervisor", "sam"), "GET", `/v1/conversations/${conv.id}`)).assignee, null);
   await accessible(supervisor, "the console after the hand-off");
   await screenshot(supervisor, "bots-console-handoff");
@@ -213,6 +213,25 @@ test("the privacy page's bots and integrations: list, register with the secret s
   await screenshot(page, "bots-privacy-registered");
   await secrets.getByRole("button", { name: "I have copied them" }).click();
   assert.equal(await section.locator("#created-secret").count(), 0, "the secret still shown");
+
+  // Register a bot on a NATS subject: its refresh token is shown once too,
+  // and is the bot's session.
+  await section.getByLabel("Bot: answers the conversations assigned to it").check();
+  await section.getByLabel("Id").fill("triage");
+  await section.getByLabel("Name").fill("Triage bot");
+  await section.getByRole("radio", { name: "NATS subject" }).check();
+  await section.getByRole("radio", { name: "NATS subject" }).press("Tab");
+  await page.keyboard.type("parley.bots.demo.triage");
+  await page.keyboard.press("Enter");
+  const botSecrets = section.getByRole("group", { name: /Triage bot \(triage\) is registered/ });
+  await botSecrets.waitFor();
+  await botSecrets.getByRole("button", { name: "Copy the bot's refresh token" }).click();
+  await botSecrets.getByText("Copied.").waitFor();
+  const refresh = await page.evaluate(() => navigator.clipboard.readText());
+  const session = await stack.api(null, "POST", "/v1/sessions/refresh", { refresh_token: refresh });
+  assert.deepEqual([session.principal.role, session.principal.id], ["bot", "triage"]);
+  await screenshot(page, "bots-privacy-bot-registered");
+  await botSecrets.getByRole("button", { name: "I have copied them" }).click();
 
   // Delete the integration, confirmed.
   await section.getByRole("button", { name: "Delete Our CRM" }).first().press("Enter");

@@ -146,7 +146,7 @@ export function Conversation({ inbox, id, me, sendTyping }: Props) {
       )}
       {unreadable && <p class="hint">{unreadable}</p>}
       <ol class="transcript" ref={transcript} aria-label="Transcript" aria-busy={!loaded}>
-        {messages.map((m) => (m.handoff ? <Handoff key={m.id} m={m} /> : <Line key={m.id} m={m} me={me.id} erased={erased} />))}
+        {messages.map((m) => (m.handoff ? <Handoff key={m.id} m={m} /> : <Line key={m.id} m={m} me={me.id} erased={erased} botName={(id) => inbox.bots.get(id) ?? id} />))}
         {loaded && messages.length === 0 && !unreadable && <li class="hint">No messages.</li>}
       </ol>
       <p class="typing" role="status">
@@ -180,11 +180,11 @@ function useAssignee(assignee: string | null, me: { id: string; role: string }):
   return said;
 }
 
-function Line({ m, me, erased }: { m: Message; me: string; erased: boolean }) {
+function Line({ m, me, erased, botName }: { m: Message; me: string; erased: boolean; botName: (id: string) => string }) {
   const gone = erased || m.erased;
   // Who wrote an erased message is erased with it: only its time shows.
   const bot = m.author?.role === "bot";
-  const who = gone ? "" : m.author?.role === "visitor" ? "Visitor · " : bot ? `Bot · ${m.author?.id} · ` : m.author?.id === me ? "You · " : `${m.author?.id} (${m.author?.role}) · `;
+  const who = gone ? "" : m.author?.role === "visitor" ? "Visitor · " : bot ? `Bot · ${botName(m.author?.id ?? "")} · ` : m.author?.id === me ? "You · " : `${m.author?.id} (${m.author?.role}) · `;
   return (
     <li class={`line ${gone ? "erased" : m.author?.role === "visitor" ? "visitor" : bot ? "staff bot" : "staff"}`}>
       <span class="by">
