@@ -329,10 +329,15 @@ function App() {
       const now = inForce ?? (await client.json<Consent>("GET", "/v1/me/consent"));
       const c = await client.json<Consent>("PUT", "/v1/me/consent", { analytics: now.analytics, network_data: now.network_data, ai: true });
       setInForce({ analytics: c.analytics, network_data: c.network_data, ai: c.ai });
+      focusMessage();
     } catch (e) {
       fail(e);
     }
   };
+
+  // The button pressed goes with its prompt: the keyboard's focus goes on
+  // to the message box rather than back to the page's start.
+  const focusMessage = () => setTimeout(() => panel.current?.querySelector<HTMLElement>("#parley-message")?.focus());
 
   const askForPerson = async () => {
     if (!conv) return;
@@ -341,6 +346,7 @@ function App() {
       const c = await client.json<Conversation>("POST", `/v1/conversations/${conv}/handoff`, {});
       setHandedOff(true);
       takenBy(c.assignee ?? null);
+      focusMessage();
     } catch (e) {
       fail(e);
     }

@@ -135,6 +135,7 @@ test("a bot in the widget and the console: consent first, labelled, and a person
   await tabTo(page, frame, "Allow the assistant");
   await page.keyboard.press("Enter");
   await poll("the prompt to go", async () => (await frame.getByText("Before the assistant can answer").count()) === 0);
+  await poll("the focus on the message box", () => frame.evaluate(() => document.activeElement?.id === "parley-message"));
   const exported = await api(admin, "GET", `/v1/subjects/${conv.visitor}/export`);
   const inForce = exported.consents.at(-1);
   assert.deepEqual([inForce.ai, inForce.analytics, inForce.network_data], [true, false, false]);
@@ -154,6 +155,7 @@ test("a bot in the widget and the console: consent first, labelled, and a person
   await tabTo(page, frame, "Ask for a person");
   await page.keyboard.press("Enter");
   await shows(frame, "A person will answer you");
+  await poll("the focus back on the message box", () => frame.evaluate(() => document.activeElement?.id === "parley-message"));
   await poll("the bot banner to go", async () => (await frame.getByText("You are talking to a bot").count()) === 0);
   await accessibleWithFrame(page, "the widget after the hand-off");
   await screenshot(page, "bots-widget-handoff");
