@@ -150,6 +150,21 @@ test("a bot in the widget and the console: consent first, labelled, and a person
   await accessibleWithFrame(page, "the widget with the bot's answer");
   await screenshot(page, "bots-widget-answer");
 
+  // The visitor, back in another tab, finds the bot's conversation as it
+  // stands: the banner, the answer labelled, and no prompt (the consent in
+  // force, read anew, holds ai).
+  const again = await ctx.newPage();
+  await again.goto(`${host}/`);
+  const consentRead = again.waitForResponse((r) => r.url() === `${gw}/v1/me/consent` && r.request().method() === "GET");
+  await again.getByRole("button", { name: "Chat with us" }).click();
+  const frame2 = await poll("the second tab's chat frame", () => again.frames().find((f) => f.url().startsWith(`${gw}/widget-frame`)));
+  assert.equal((await (await consentRead).json()).ai, true);
+  await frame2.getByRole("button", { name: /^Continue the conversation of / }).click();
+  await shows(frame2, "You are talking to a bot");
+  assert.equal(await frame2.locator(".log > div").filter({ hasText: "Print the label" }).locator(".who").textContent(), "Bot");
+  assert.equal(await frame2.getByRole("button", { name: "Allow the assistant" }).count(), 0, "the prompt again, though ai is consented to");
+  await again.close();
+
   // The visitor asks for a person, with the keyboard.
   await frame.getByRole("button", { name: "Close" }).focus();
   await tabTo(page, frame, "Ask for a person");
