@@ -364,6 +364,12 @@ func TestOperationsAnswerAsDocumented(t *testing.T) {
 	mustCall(t, base, "PUT", "/v1/me/consent", visitor, []byte(`{`), http.StatusBadRequest)
 	mustCall(t, base, "PUT", "/v1/me/consent", visitor, map[string]any{"analytics": true}, http.StatusUnprocessableEntity)
 	mustCall(t, base, "PUT", "/v1/me/consent", agent, map[string]any{"analytics": true, "network_data": false, "ai": false}, http.StatusForbidden)
+	mustCall(t, base, "PUT", "/v1/me/consent", visitor, map[string]any{"analytics": false, "network_data": false, "ai": true}, http.StatusOK)
+	if got := mustCall(t, base, "GET", "/v1/me/consent", visitor, nil, http.StatusOK); got["ai"] != true || got["analytics"] != false {
+		t.Errorf("GET /v1/me/consent = %v, want ai only", got)
+	}
+	mustCall(t, base, "GET", "/v1/me/consent", agent, nil, http.StatusForbidden)
+	mustCall(t, base, "GET", "/v1/me/consent", "", nil, http.StatusUnauthorized)
 	for _, path := range []string{"/v1/settings", "/v1/audit", "/v1/audit/checkpoint", "/v1/me/export", "/v1/erasures/x", "/v1/metrics/conversations_opened"} {
 		mustCall(t, base, "GET", path, "", nil, http.StatusUnauthorized)
 	}

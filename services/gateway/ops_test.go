@@ -164,6 +164,7 @@ func TestOpenAPI(t *testing.T) {
 		"GET /v1/erasures/{erasure_id}",
 		"GET /v1/integrations",
 		"GET /v1/integrations/{id}",
+		"GET /v1/me/consent",
 		"GET /v1/me/export",
 		"GET /v1/me/profile",
 		"GET /v1/metrics/{name}",

@@ -28,6 +28,8 @@ export type StreamEvent = {
   author?: { role: string; id: string };
   /** On an erased event (to staff): the visitor erased. */
   visitor?: string;
+  /** On an assigned or handed_off event, when the stream names it: who answers now ("bot:<id>" for a bot, null for nobody). */
+  assignee?: string | null;
 };
 
 /** A call answered with an error: a problem document's status and detail. */

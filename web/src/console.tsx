@@ -37,6 +37,7 @@ function Console({ who }: { who: Principal }) {
     );
     setStream(s);
     void inbox.load().then(() => performance.mark("parley-inbox-loaded"));
+    void inbox.loadBots();
     return () => {
       off();
       s.stop();
@@ -99,6 +100,7 @@ function Console({ who }: { who: Principal }) {
             unread={inbox.unread}
             selected={open}
             me={who.id}
+            name={(a) => inbox.assigneeName(a)}
             onOpen={(id) => {
               performance.mark("parley-open");
               setOpen(id);

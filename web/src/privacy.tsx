@@ -1,11 +1,12 @@
 // The privacy page, for admins and auditors: the tenant's settings and
-// privacy notice, its identity provider, export and erasure of a subject
-// (admins), and the audit trail verified in the browser (both). It stores
-// nothing in the browser beyond the staff session.
+// privacy notice, its identity provider, export and erasure of a subject,
+// its bots and integrations (admins), and the audit trail verified in the
+// browser (both). It stores nothing in the browser beyond the staff session.
 import { render } from "preact";
 import type { Principal } from "./client";
 import { Shell } from "./staff/shell";
 import { AuditTrail } from "./privacy/audit";
+import { Integrations } from "./privacy/bots";
 import { ProviderForm } from "./privacy/provider";
 import { SettingsForm } from "./privacy/settings";
 import { SubjectTools } from "./privacy/subject";
@@ -21,6 +22,7 @@ function Page({ who }: { who: Principal }) {
         <a href="#settings">Settings</a>
         {admin && <a href="#identity">Identity provider</a>}
         {admin && <a href="#subject">Export or erase</a>}
+        {admin && <a href="#bots">Bots and integrations</a>}
         <a href="#audit">Audit trail</a>
       </nav>
       <section id="settings" aria-labelledby="settings-title">
@@ -37,6 +39,12 @@ function Page({ who }: { who: Principal }) {
         <section id="subject" aria-labelledby="subject-title">
           <h2 id="subject-title">Export or erase a subject</h2>
           <SubjectTools />
+        </section>
+      )}
+      {admin && (
+        <section id="bots" aria-labelledby="bots-title">
+          <h2 id="bots-title">Bots and integrations</h2>
+          <Integrations tenant={who.tenant} />
         </section>
       )}
       <section id="audit" aria-labelledby="audit-title">

@@ -7,6 +7,7 @@
 // one. See docs/widget.md.
 import { render } from "preact";
 import { useEffect, useLayoutEffect, useRef, useState } from "preact/hooks";
+import { isBot } from "./bots";
 import { Client, explain, newKey, typingEveryMs, typingShownMs, type Consent, type Message, type StreamEvent, type StreamState } from "./client";
 import { save } from "./download";
 import { ErasureReport, follow, type Erasure } from "./erasure";
@@ -49,7 +50,7 @@ function tell(m: ToLauncher) {
 const purposes: { key: keyof Consent; label: string; hint: string }[] = [
   { key: "analytics", label: "Analytics", hint: "count this chat in statistics that name no one" },
   { key: "network_data", label: "Network data", hint: "record my network (never my exact address) and browser family" },
-  { key: "ai", label: "AI", hint: "let AI features read my messages" },
+  { key: "ai", label: "AI", hint: "let an assistant (a bot), the site's tools and the training of its models use my messages, with e-mail addresses, phone numbers, card and bank numbers and IP addresses removed" },
 ];
 
 const defaultNotice =
@@ -57,7 +58,7 @@ const defaultNotice =
   "this site keeps chats, and you can download or erase them here at any time.";
 
 type Phase = "loading" | "consent" | "starting" | "list" | "chat" | "erased";
-type Conversation = { id: string; status: string; created_at: string; last_message_at: string };
+type Conversation = { id: string; status: string; created_at: string; last_message_at: string; assignee?: string | null };
 type Notice = { version: string; text: string };
 
 const client = new Client(location.origin, `parley.${opts.tenant}.refresh`);
@@ -81,6 +82,14 @@ function App() {
   const [erasure, setErasure] = useState<Erasure | null>(null);
   const [erasureFollowed, setErasureFollowed] = useState(false);
   const [confirmErase, setConfirmErase] = useState(false);
+  // Who answers the conversation on screen: an agent's id, a bot's
+  // "bot:<id>", or null while unassigned; and whether the visitor (or the
+  // bot) handed it to a person, until someone takes it.
+  const [assignee, setAssignee] = useState<string | null>(null);
+  const [handedOff, setHandedOff] = useState(false);
+  // The consent in force, as recorded (registration, GET or PUT
+  // /v1/me/consent); null until read for a visitor who came back.
+  const [inForce, setInForce] = useState<Consent | null>(null);
   const stream = useRef<ReturnType<Client["stream"]> | null>(null);
   const convRef = useRef<string | null>(null);
   const visibleRef = useRef(true);
@@ -114,6 +123,19 @@ function App() {
       if (e.message.author?.role !== "visitor") setTypingUntil(0);
     }
     if (e.type === "typing" && e.author?.role !== "visitor") setTypingUntil(Date.now() + typingShownMs);
+    if (e.type === "assigned" || e.type === "handed_off") {
+      const id = e.conversation_id ?? convRef.current;
+      if (e.type === "handed_off") setHandedOff(true);
+      if (typeof e.assignee === "string" || e.assignee === null) takenBy(e.assignee);
+      else if (id) void client.json<Conversation>("GET", `/v1/conversations/${id}`).then((c) => takenBy(c.assignee ?? null), fail);
+    }
+  };
+
+  // takenBy follows who answers: a hand-off's notice lasts until someone
+  // takes the conversation.
+  const takenBy = (a: string | null) => {
+    setAssignee(a);
+    if (a) setHandedOff(false);
   };
 
   const connect = () => {
@@ -167,10 +189,15 @@ function App() {
     }
     connect();
     try {
-      await showList();
+      await Promise.all([showList(), readConsent()]);
     } catch (e) {
       fail(e);
     }
+  };
+
+  const readConsent = async () => {
+    const c = await client.json<Consent>("GET", "/v1/me/consent");
+    setInForce({ analytics: c.analytics, network_data: c.network_data, ai: c.ai });
   };
 
   useEffect(() => {
@@ -237,6 +264,7 @@ function App() {
     setPhase("starting");
     try {
       await client.register(opts.tenant, consent, notice.version);
+      setInForce(consent);
       connect();
       setPhase("chat");
     } catch (e) {
@@ -251,6 +279,8 @@ function App() {
       setMessages(await client.all<Message>(`/v1/conversations/${c.id}/messages`, "messages"));
       setConv(c.id);
       setClosed(c.status !== "open");
+      setAssignee(c.assignee ?? null);
+      setHandedOff(false);
       setPhase("chat");
     } catch (e) {
       fail(e);
@@ -262,6 +292,8 @@ function App() {
     setConv(null);
     setClosed(false);
     setMessages([]);
+    setAssignee(null);
+    setHandedOff(false);
     setPhase("chat");
   };
 
@@ -283,6 +315,38 @@ function App() {
         (await client.all<Message>(`/v1/conversations/${c.id}/messages`, "messages")).forEach(add);
       }
       setDraft("");
+    } catch (e) {
+      fail(e);
+    }
+  };
+
+  // The assistant may read the visitor's messages (redacted) only with
+  // their ai consent: the other purposes go back as they are, under the
+  // notice in force.
+  const allowAssistant = async () => {
+    setError("");
+    try {
+      const now = inForce ?? (await client.json<Consent>("GET", "/v1/me/consent"));
+      const c = await client.json<Consent>("PUT", "/v1/me/consent", { analytics: now.analytics, network_data: now.network_data, ai: true });
+      setInForce({ analytics: c.analytics, network_data: c.network_data, ai: c.ai });
+      focusMessage();
+    } catch (e) {
+      fail(e);
+    }
+  };
+
+  // The button pressed goes with its prompt: the keyboard's focus goes on
+  // to the message box rather than back to the page's start.
+  const focusMessage = () => setTimeout(() => panel.current?.querySelector<HTMLElement>("#parley-message")?.focus());
+
+  const askForPerson = async () => {
+    if (!conv) return;
+    setError("");
+    try {
+      const c = await client.json<Conversation>("POST", `/v1/conversations/${conv}/handoff`, {});
+      setHandedOff(true);
+      takenBy(c.assignee ?? null);
+      focusMessage();
     } catch (e) {
       fail(e);
     }
@@ -332,13 +396,14 @@ function App() {
   };
 
   const anotherOpen = conversations.some((c) => c.status === "open" && c.id !== conv);
+  const bot = phase === "chat" && !closed && isBot(assignee);
 
   return (
     <main class="panel" ref={panel} aria-label={opts.title}>
       <header>
         <div>
           <h1>{opts.title}</h1>
-          {phase === "chat" && <p class="person">You are talking to a person</p>}
+          {phase === "chat" && (bot ? <p class="bot-says">You are talking to a bot</p> : <p class="person">You are talking to a person</p>)}
         </div>
         <button type="button" class="link" onClick={() => tell({ parley: "close" })}>
           Close
@@ -407,10 +472,38 @@ function App() {
       )}
       {phase === "chat" && (
         <>
+          {bot && (
+            <section class="assistant" aria-labelledby="parley-bot">
+              <p id="parley-bot" role="status">
+                <strong>An automated assistant answers here</strong>, not a person. You can ask for a person at any time.
+              </p>
+              {inForce && !inForce.ai && (
+                <p id="parley-bot-consent">
+                  Before the assistant can answer, it needs your consent to read your messages in this chat. It receives them with
+                  e-mail addresses, phone numbers, card numbers, IBANs and IP addresses removed; support staff still see them whole.
+                </p>
+              )}
+              <div class="choices">
+                {inForce && !inForce.ai && (
+                  <button type="button" class="primary" aria-describedby="parley-bot-consent" onClick={allowAssistant}>
+                    Allow the assistant
+                  </button>
+                )}
+                <button type="button" onClick={askForPerson}>
+                  Ask for a person
+                </button>
+              </div>
+            </section>
+          )}
+          {handedOff && !bot && !closed && (
+            <p class="state handoff" role="status">
+              A person will answer you.
+            </p>
+          )}
           <div class="log" role="log" aria-live="polite" aria-label="Messages" tabIndex={0} ref={log}>
             {messages.map((m) => (
-              <div key={m.id} class={m.author?.role === "visitor" ? "mine" : "theirs"}>
-                <span class="who">{m.author?.role === "visitor" ? "You" : "Support"}</span>
+              <div key={m.id} class={m.author?.role === "visitor" ? "mine" : m.author?.role === "bot" ? "theirs by-bot" : "theirs"}>
+                <span class="who">{m.author?.role === "visitor" ? "You" : m.author?.role === "bot" ? "Bot" : "Support"}</span>
                 <span class="text">{m.erased ? "(erased)" : m.withdrawn ? "(withdrawn)" : m.text}</span>
               </div>
             ))}

@@ -6,7 +6,8 @@
 import { useEffect, useRef, useState } from "preact/hooks";
 import { CallError, newKey, typingEveryMs, typingShownMs, type Message, type StreamEvent } from "../client";
 import { client } from "../staff/session";
-import type { Inbox, Summary } from "./inbox";
+import { botAssignee, isBot } from "../bots";
+import { handoffEntry, type Entry, type Inbox, type Summary } from "./inbox";
 import { time, visitorName } from "./list";
 import { availability, type Availability } from "./presence";
 
@@ -19,7 +20,7 @@ type Props = {
 
 export function Conversation({ inbox, id, me, sendTyping }: Props) {
   const c = inbox.byID.get(id);
-  const [messages, setMessages] = useState<Message[]>(() => inbox.heard.get(id) ?? []);
+  const [messages, setMessages] = useState<Entry[]>(() => inbox.heard.get(id) ?? []);
   const [loaded, setLoaded] = useState(false);
   // The transcript is not the caller's to read (an agent's unassigned
   // conversation): the live messages show, and a note says why.
@@ -37,7 +38,7 @@ export function Conversation({ inbox, id, me, sendTyping }: Props) {
     void inbox.refresh(id); // the profile and rating as they are now
     let live = true;
     (async () => {
-      const all: Message[] = [];
+      const all: Entry[] = [];
       try {
         for await (const page of client.pages<Message>(`/v1/conversations/${id}/messages`, "messages", { limit: "500" })) {
           all.push(...page);
@@ -82,6 +83,8 @@ export function Conversation({ inbox, id, me, sendTyping }: Props) {
           setMessages((now) => now.map((m) => (m.id === w ? { ...m, text: null, withdrawn: true } : m)));
         } else if (e.type === "typing" && e.author) {
           setTyping({ who: e.author.role === "visitor" ? "The visitor" : e.author.id, until: Date.now() + typingShownMs });
+        } else if (e.type === "handed_off") {
+          setMessages((now) => merge(now, [handoffEntry(e)]));
         } else if (e.type === "assigned") {
           // Taken: the transcript may have become readable.
           if (unreadableRef.current) setReload((n) => n + 1);
@@ -103,7 +106,8 @@ export function Conversation({ inbox, id, me, sendTyping }: Props) {
 
   if (!c) return <p class="empty">This conversation is no longer in your inbox.</p>;
   const erased = !!c.erased || erasedLive;
-  const allErased = messages.length > 0 && messages.every((m) => m.erased);
+  const said = messages.filter((m) => !m.handoff);
+  const allErased = said.length > 0 && said.every((m) => m.erased);
 
   return (
     <article class="conversation" aria-labelledby="conv-title">
@@ -114,7 +118,7 @@ export function Conversation({ inbox, id, me, sendTyping }: Props) {
           <dd>{erased ? "closed (erased)" : c.status}</dd>
           <dt>Assigned to</dt>
           <dd>
-            {c.assignee ? (c.assignee === me.id ? `you (${me.id})` : c.assignee) : "nobody"}
+            {c.assignee ? (c.assignee === me.id ? `you (${me.id})` : inbox.assigneeName(c.assignee)) : "nobody"}
             {assignee && ` (${assignee})`}
           </dd>
           {c.visitor_profile?.email && !erased && (
@@ -142,9 +146,7 @@ export function Conversation({ inbox, id, me, sendTyping }: Props) {
       )}
       {unreadable && <p class="hint">{unreadable}</p>}
       <ol class="transcript" ref={transcript} aria-label="Transcript" aria-busy={!loaded}>
-        {messages.map((m) => (
-          <Line key={m.id} m={m} me={me.id} erased={erased} />
-        ))}
+        {messages.map((m) => (m.handoff ? <Handoff key={m.id} m={m} /> : <Line key={m.id} m={m} me={me.id} erased={erased} botName={(id) => inbox.bots.get(id) ?? id} />))}
         {loaded && messages.length === 0 && !unreadable && <li class="hint">No messages.</li>}
       </ol>
       <p class="typing" role="status">
@@ -167,7 +169,7 @@ function useAssignee(assignee: string | null, me: { id: string; role: string }):
   const [said, setSaid] = useState("");
   useEffect(() => {
     setSaid("");
-    if (!assignee || assignee === me.id || me.role === "agent") return;
+    if (!assignee || assignee === me.id || me.role === "agent" || isBot(assignee)) return;
     let live = true;
     client
       .json<Availability>("GET", `/v1/agents/${encodeURIComponent(assignee)}`)
@@ -178,12 +180,13 @@ function useAssignee(assignee: string | null, me: { id: string; role: string }):
   return said;
 }
 
-function Line({ m, me, erased }: { m: Message; me: string; erased: boolean }) {
+function Line({ m, me, erased, botName }: { m: Message; me: string; erased: boolean; botName: (id: string) => string }) {
   const gone = erased || m.erased;
   // Who wrote an erased message is erased with it: only its time shows.
-  const who = gone ? "" : m.author?.role === "visitor" ? "Visitor · " : m.author?.id === me ? "You · " : `${m.author?.id} (${m.author?.role}) · `;
+  const bot = m.author?.role === "bot";
+  const who = gone ? "" : m.author?.role === "visitor" ? "Visitor · " : bot ? `Bot · ${botName(m.author?.id ?? "")} · ` : m.author?.id === me ? "You · " : `${m.author?.id} (${m.author?.role}) · `;
   return (
-    <li class={`line ${gone ? "erased" : m.author?.role === "visitor" ? "visitor" : "staff"}`}>
+    <li class={`line ${gone ? "erased" : m.author?.role === "visitor" ? "visitor" : bot ? "staff bot" : "staff"}`}>
       <span class="by">
         {who}
         <time dateTime={m.at}>{time(m.at)}</time>
@@ -193,8 +196,19 @@ function Line({ m, me, erased }: { m: Message; me: string; erased: boolean }) {
   );
 }
 
-// merge adds the messages of more not in have, in stream order.
-function merge(have: Message[], more: Message[]): Message[] {
+// Handoff is the line a hand-off leaves in the transcript, where it happened.
+function Handoff({ m }: { m: Entry }) {
+  return (
+    <li class="line handoff">
+      {m.author?.role === "bot" ? "The bot handed the conversation to a person" : "The visitor asked for a person"}
+      {" · "}
+      <time dateTime={m.at}>{time(m.at)}</time>
+    </li>
+  );
+}
+
+// merge adds the entries of more not in have, in stream order.
+function merge(have: Entry[], more: Entry[]): Entry[] {
   const ids = new Set(have.map((m) => m.id));
   const out = [...have, ...more.filter((m) => !ids.has(m.id))];
   return out.sort((a, b) => (a.seq ?? Infinity) - (b.seq ?? Infinity));
@@ -203,6 +217,7 @@ function merge(have: Message[], more: Message[]): Message[] {
 function Actions({ inbox, c, me, sendTyping, onSent }: { inbox: Inbox; c: Summary; me: { id: string; role: string }; sendTyping: (id: string) => void; onSent: (m: Message) => void }) {
   const [text, setText] = useState("");
   const [agent, setAgent] = useState("");
+  const [bot, setBot] = useState("");
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState("");
   // A refused assignment a supervisor may force: the agent it was for.
@@ -232,6 +247,12 @@ function Actions({ inbox, c, me, sendTyping, onSent }: { inbox: Inbox; c: Summar
       setText("");
       onSent({ id: r.id, seq: r.seq, at: r.at, text: body, author: { role: me.role, id: me.id } });
       if (c.assignee !== me.id) await inbox.refresh(c.id);
+    });
+
+  const toBot = (id: string) =>
+    run(async () => {
+      inbox.update(await client.json<Summary>("POST", `/v1/conversations/${c.id}/assign`, { bot_id: id }));
+      setBot("");
     });
 
   const assign = (to: string, override = false) =>
@@ -310,6 +331,28 @@ function Actions({ inbox, c, me, sendTyping, onSent }: { inbox: Inbox; c: Summar
             <input id="assign-to" required pattern="[A-Za-z0-9_\-]{1,64}" value={agent} onInput={(e) => setAgent(e.currentTarget.value)} />
             <button type="submit" class="secondary" disabled={busy}>
               Assign
+            </button>
+          </form>
+        )}
+        {me.role !== "agent" && inbox.bots.size > 0 && (
+          <form
+            class="assign"
+            onSubmit={(e) => {
+              e.preventDefault();
+              void toBot(bot);
+            }}
+          >
+            <label for="assign-bot">Bot</label>
+            <select id="assign-bot" required value={bot} onChange={(e) => setBot(e.currentTarget.value)}>
+              <option value="">Choose a bot…</option>
+              {[...inbox.bots].map(([id, name]) => (
+                <option key={id} value={id} disabled={c.assignee === botAssignee(id)}>
+                  {name}
+                </option>
+              ))}
+            </select>
+            <button type="submit" class="secondary" disabled={busy || !bot}>
+              Assign to bot
             </button>
           </form>
         )}

@@ -4,6 +4,19 @@
 // it never renders.
 import { client } from "../staff/session";
 import type { Message, StreamEvent } from "../client";
+import { botID, isBot, type Integration } from "../bots";
+
+/**
+ * Entry is a line of a transcript: a message, or a hand-off (the visitor,
+ * or the bot, asked for a person), which the live stream tells and the
+ * transcript's pages do not hold.
+ */
+export type Entry = Message & { handoff?: boolean };
+
+/** handoffEntry is the line a handed_off event leaves (one per event: its id comes from the event's seq). */
+export function handoffEntry(e: StreamEvent): Entry {
+  return { id: `handoff-${e.seq ?? 0}`, seq: e.seq, at: new Date().toISOString(), author: e.author ?? null, text: null, handoff: true };
+}
 
 export type Profile = { name?: string; email?: string; updated_at: string };
 
@@ -54,7 +67,9 @@ export class Inbox {
    * agent may not read from the transcript of one not assigned to them, yet
    * was shown as it was said.
    */
-  readonly heard = new Map<string, Message[]>();
+  readonly heard = new Map<string, Entry[]>();
+  /** The tenant's bots, id to name, for supervisors and admins (who may assign them). */
+  bots = new Map<string, string>();
   private sorted: Summary[] | null = null;
   private listeners = new Set<() => void>();
   private eventListeners = new Set<(e: StreamEvent) => void>();
@@ -109,6 +124,29 @@ export class Inbox {
       this.loading = false;
       this.changed();
     }
+  }
+
+  /**
+   * loadBots reads the tenant's bots, for supervisors and admins: agents
+   * may not list them, and see a bot by its id.
+   */
+  async loadBots(): Promise<void> {
+    if (this.me.role === "agent") return;
+    try {
+      const answer = await client.json<Integration[] | { bots: Integration[] }>("GET", "/v1/bots");
+      const list = Array.isArray(answer) ? answer : answer.bots;
+      this.bots = new Map(list.map((b) => [b.id, b.name]));
+    } catch {
+      // Without the list, bots show by their id and cannot be picked to assign.
+    }
+    this.changed();
+  }
+
+  /** assigneeName says who a conversation is with: a bot by its name, an agent by their id. */
+  assigneeName(assignee: string): string {
+    if (!isBot(assignee)) return assignee;
+    const id = botID(assignee);
+    return `${this.bots.get(id) ?? id} (bot)`;
   }
 
   /** moreClosed reads the next page of closed conversations. */
@@ -200,6 +238,14 @@ export class Inbox {
         }
         if (c) this.changed();
         else void this.refresh(id);
+        return;
+      }
+      case "handed_off": {
+        if (!id) return;
+        const heard = this.heard.get(id) ?? [];
+        heard.push(handoffEntry(e));
+        this.heard.set(id, heard.slice(-heardKept));
+        void this.refresh(id);
         return;
       }
       case "withdrawn": {

@@ -23,10 +23,12 @@ type Props = {
   unread: Record<string, number>;
   selected: string;
   me: string;
+  /** name says who an assignee is (a bot by its name). */
+  name: (assignee: string) => string;
   onOpen: (id: string) => void;
 };
 
-export function Rows({ rows, unread, selected, me, onOpen }: Props) {
+export function Rows({ rows, unread, selected, me, name, onOpen }: Props) {
   const scroller = useRef<HTMLDivElement>(null);
   const [top, setTop] = useState(0);
   const [height, setHeight] = useState(600);
@@ -75,7 +77,7 @@ export function Rows({ rows, unread, selected, me, onOpen }: Props) {
               <button type="button" data-index={index} aria-current={c.id === selected ? "true" : undefined} onClick={() => onOpen(c.id)}>
                 <span class="name">{visitorName(c)}</span>
                 <span class="meta">
-                  {c.erased ? "erased" : c.assignee ? (c.assignee === me ? "yours" : `with ${c.assignee}`) : "unassigned"}
+                  {c.erased ? "erased" : c.assignee ? (c.assignee === me ? "yours" : `with ${name(c.assignee)}`) : "unassigned"}
                   {!c.first_response_at && c.status === "open" && !c.erased ? " · awaiting a reply" : ""} · {time(c.last_message_at)}
                 </span>
                 {n > 0 && (

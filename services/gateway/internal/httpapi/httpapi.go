@@ -201,6 +201,7 @@ func (a *API) routes() {
 	m.Handle("POST /v1/conversations/{id}/close", a.handle(a.bodiless(chatapi.CloseSubject)))
 	m.Handle("POST /v1/conversations/{id}/rating", a.handle(a.rate))
 	m.Handle("GET /v1/stream", a.handle(a.stream))
+	m.Handle("GET /v1/me/consent", a.handle(a.getConsent))
 	m.Handle("PUT /v1/me/consent", a.handle(a.putConsent))
 	m.Handle("PUT /v1/me/presence", a.handle(a.putPresence))
 	m.Handle("GET /v1/agents/{id}", a.handle(a.getAgent))

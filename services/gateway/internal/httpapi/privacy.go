@@ -91,6 +91,27 @@ func (a *API) putConsent(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// getConsent answers the visitor's consent in force: the widget reads it to
+// change one purpose (ai, before a bot answers) and send back the others as
+// they are. The privacy service answers the visitor's own history, the last
+// entry being the one in force.
+func (a *API) getConsent(w http.ResponseWriter, r *http.Request) error {
+	p, err := a.memberAs(r, auth.RoleVisitor)
+	if err != nil {
+		return err
+	}
+	var res privacyapi.ConsentHistoryResult
+	if err := a.call(r, privacyapi.ConsentHistorySubject, p, privacyapi.PersonArgs{Tenant: p.Tenant, Person: p.ID}, &res); err != nil {
+		return err
+	}
+	if len(res.Entries) == 0 {
+		return errUnknownSubj
+	}
+	last := res.Entries[len(res.Entries)-1]
+	writeJSON(w, http.StatusOK, viewOfConsent(last.Consent, last.At))
+	return nil
+}
+
 // exportDoc is a data subject's export: everything Parley holds about them.
 type exportDoc struct {
 	Subject struct {

@@ -1,0 +1,261 @@
+// Bots in the pages, in a real browser against a real `parley all`: an admin
+// registers a bot (its webhook a server of this test on loopback); a visitor
+// who gave no ai consent chats in the widget; a supervisor assigns the bot
+// in the console, with the keyboard; the widget says "You are talking to a
+// bot" and asks for ai consent before the assistant answers; the visitor
+// allows; the bot answers through the API with its own session (refreshed
+// from its registration); the widget labels its message "Bot"; the visitor
+// asks for a person; the console shows the conversation unassigned with the
+// hand-off line, the bot's message labelled, and an agent's inbox gets it.
+// Then the privacy page's "Bots and integrations": list, register (the
+// secret shown once, copied), delete. Screenshots go to test-results/.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { createServer } from "node:http";
+import { accessible, accessibleWithFrame, freePort, launchBrowser, newContext, noCSPViolations, openShadowRoots, poll, screenshot, staffPage, startParley } from "./lib.mjs";
+
+let stack, browser, hostServer, host, hookServer, hook;
+const hooks = [];
+
+before(async () => {
+  stack = await startParley();
+  browser = await launchBrowser();
+  // A shop's page with the tag and the CSP lines docs/widget.md gives.
+  const port = await freePort();
+  host = `http://localhost:${port}`;
+  hostServer = createServer((req, res) => {
+    if (req.url !== "/") return void res.writeHead(404).end();
+    res.writeHead(200, {
+      "Content-Type": "text/html; charset=utf-8",
+      "Content-Security-Policy": `default-src 'self'; script-src 'self' ${stack.gw}; frame-src ${stack.gw}`,
+    });
+    res.end(`<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Shop</title>
+<meta name="viewport" content="width=device-width"></head>
+<body><main><h1>A shop</h1><p>Its page.</p></main>
+<script src="${stack.gw}/widget.js" data-tenant="demo" async></script></body></html>`);
+  });
+  await new Promise((r) => hostServer.listen(port, "127.0.0.1", r));
+  // The bot's webhook: it acknowledges whatever Parley delivers.
+  const hookPort = await freePort();
+  hook = `http://127.0.0.1:${hookPort}/parley`;
+  hookServer = createServer((req, res) => {
+    let body = "";
+    req.on("data", (c) => (body += c));
+    req.on("end", () => {
+      hooks.push(body);
+      res.writeHead(204).end();
+    });
+  });
+  await new Promise((r) => hookServer.listen(hookPort, "127.0.0.1", r));
+});
+
+after(async () => {
+  await browser?.close();
+  hostServer?.close();
+  hookServer?.close();
+  await stack?.stop();
+});
+
+const shows = (where, text) => where.getByText(text).first().waitFor({ timeout: 30000 });
+
+// focused names the element with the keyboard's focus in a page or frame.
+const focused = (where) => where.evaluate(() => document.activeElement?.textContent?.trim() || document.activeElement?.id || "");
+
+// tabTo presses Tab (in page, whose keyboard reaches the frame) until the
+// focus in where is on the control named name, as a keyboard user would.
+async function tabTo(page, where, name, most = 30) {
+  for (let i = 0; i < most; i++) {
+    if ((await focused(where)) === name) return;
+    await page.keyboard.press("Tab");
+  }
+  assert.fail(`Tab never reached ${JSON.stringify(name)} (last: ${JSON.stringify(await focused(where))})`);
+}
+
+test("a bot in the widget and the console: consent first, labelled, and a person on request", async () => {
+  const { api, gw } = stack;
+  const admin = stack.token("admin", "ada");
+
+  // The admin registers the bot; its session is what it answers with.
+  const reg = await api(admin, "PUT", "/v1/bots/faq", { name: "FAQ assistant", webhook_url: hook });
+  assert.equal(reg.id, "faq");
+  assert.ok(reg.secret, "the registration shows the signing secret");
+  assert.ok(reg.session?.refresh_token, "the registration gives the bot a session");
+
+  // A supervisor's console and an agent's, open before the visitor writes.
+  const supervisor = await staffPage(browser, gw, "/console", stack.token("supervisor", "sam"));
+  await supervisor.getByText("0 open conversations").waitFor();
+  const agent = await staffPage(browser, gw, "/console", stack.token("agent", "alice"));
+  await agent.getByText("0 open conversations").waitFor();
+
+  // The visitor, with every purpose off (ai too), writes in the widget.
+  const ctx = await newContext(browser, { viewport: { width: 360, height: 720 } });
+  await openShadowRoots(ctx);
+  const page = await ctx.newPage();
+  await page.goto(`${host}/`);
+  await page.getByRole("button", { name: "Chat with us" }).click();
+  const frame = await poll("the chat frame", () => page.frames().find((f) => f.url().startsWith(`${gw}/widget-frame`)));
+  await frame.getByRole("button", { name: "Start chat" }).click();
+  await shows(frame, "You are talking to a person");
+  const box = frame.locator("#parley-message");
+  await box.fill("How do I return a parcel?");
+  await box.press("Enter");
+  await shows(frame, "How do I return a parcel?");
+
+  // The supervisor assigns the bot, keyboard only: the conversation's row,
+  // the bot's menu (typed to), its button.
+  const row = supervisor.getByRole("listitem").filter({ hasText: "unassigned" });
+  await row.waitFor();
+  await row.getByRole("button").focus();
+  await supervisor.keyboard.press("Enter");
+  const transcript = supervisor.getByRole("list", { name: "Transcript" });
+  await transcript.getByText("How do I return a parcel?").waitFor();
+  const menu = supervisor.getByLabel("Bot", { exact: true });
+  await menu.focus();
+  await supervisor.keyboard.type("FAQ");
+  assert.equal(await menu.inputValue(), "faq");
+  await supervisor.keyboard.press("Tab");
+  assert.equal(await focused(supervisor), "Assign to bot");
+  await supervisor.keyboard.press("Enter");
+  await supervisor.getByText("FAQ assistant (bot)").first().waitFor();
+  const conv = (await api(stack.token("supervisor", "sam"), "GET", "/v1/conversations?status=open")).conversations[0];
+  assert.equal(conv.assignee, "bot:faq");
+  await accessible(supervisor, "the console, the conversation assigned to a bot");
+  await screenshot(supervisor, "bots-console-assigned");
+
+  // The widget learns it live: the bot banner, and the ai consent prompt.
+  await shows(frame, "You are talking to a bot");
+  await shows(frame, "Before the assistant can answer");
+  await shows(frame, "e-mail addresses, phone numbers, card numbers, IBANs and IP addresses removed");
+  await accessibleWithFrame(page, "the widget asking for ai consent");
+  await screenshot(page, "bots-widget-consent");
+
+  // The visitor allows, with the keyboard: the consent recorded has ai on,
+  // the other purposes as they were.
+  await frame.getByRole("button", { name: "Close" }).focus();
+  await tabTo(page, frame, "Allow the assistant");
+  await page.keyboard.press("Enter");
+  await poll("the prompt to go", async () => (await frame.getByText("Before the assistant can answer").count()) === 0);
+  await poll("the focus on the message box", () => frame.evaluate(() => document.activeElement?.id === "parley-message"));
+  const exported = await api(admin, "GET", `/v1/subjects/${conv.visitor}/export`);
+  const inForce = exported.consents.at(-1);
+  assert.deepEqual([inForce.ai, inForce.analytics, inForce.network_data], [true, false, false]);
+  await shows(frame, "You are talking to a bot");
+
+  // The bot answers with its own session, renewed from the registration's.
+  const session = await api(null, "POST", "/v1/sessions/refresh", { refresh_token: reg.session.refresh_token });
+  await api(session.access_token, "POST", `/v1/conversations/${conv.id}/messages`, { text: "Print the label from your order page and drop the parcel at any post office." });
+  const said = frame.locator(".log > div").filter({ hasText: "Print the label" });
+  await said.waitFor();
+  assert.equal(await said.locator(".who").textContent(), "Bot");
+  await accessibleWithFrame(page, "the widget with the bot's answer");
+  await screenshot(page, "bots-widget-answer");
+
+  // The visitor, back in another tab, finds the bot's conversation as it
+  // stands: the banner, the answer labelled, and no prompt (the consent in
+  // force, read anew, holds ai).
+  const again = await ctx.newPage();
+  await again.goto(`${host}/`);
+  const consentRead = again.waitForResponse((r) => r.url() === `${gw}/v1/me/consent` && r.request().method() === "GET");
+  await again.getByRole("button", { name: "Chat with us" }).click();
+  const frame2 = await poll("the second tab's chat frame", () => again.frames().find((f) => f.url().startsWith(`${gw}/widget-frame`)));
+  assert.equal((await (await consentRead).json()).ai, true);
+  await frame2.getByRole("button", { name: /^Continue the conversation of / }).click();
+  await shows(frame2, "You are talking to a bot");
+  assert.equal(await frame2.locator(".log > div").filter({ hasText: "Print the label" }).locator(".who").textContent(), "Bot");
+  assert.equal(await frame2.getByRole("button", { name: "Allow the assistant" }).count(), 0, "the prompt again, though ai is consented to");
+  await again.close();
+
+  // The visitor asks for a person, with the keyboard.
+  await frame.getByRole("button", { name: "Close" }).focus();
+  await tabTo(page, frame, "Ask for a person");
+  await page.keyboard.press("Enter");
+  await shows(frame, "A person will answer you");
+  await poll("the focus back on the message box", () => frame.evaluate(() => document.activeElement?.id === "parley-message"));
+  await poll("the bot banner to go", async () => (await frame.getByText("You are talking to a bot").count()) === 0);
+  await accessibleWithFrame(page, "the widget after the hand-off");
+  await screenshot(page, "bots-widget-handoff");
+
+  // The console: unassigned, the hand-off line, the bot's message labelled.
+  await supervisor.getByText("The visitor asked for a person").waitFor();
+  await supervisor.locator(".facts dd").filter({ hasText: "nobody" }).waitFor();
+  await transcript.locator(".line.bot").filter({ hasText: "Bot · FAQ assistant" }).filter({ hasText: "Print the label" }).waitFor();
+  assert.equal((await api(stack.token("supervisor", "sam"), "GET", `/v1/conversations/${conv.id}`)).assignee, null);
+  await accessible(supervisor, "the console after the hand-off");
+  await screenshot(supervisor, "bots-console-handoff");
+  // It reaches the agents' inbox.
+  await agent.getByRole("listitem").filter({ hasText: "unassigned" }).waitFor();
+  await screenshot(agent, "bots-agent-inbox");
+
+  noCSPViolations(ctx, "the widget");
+  noCSPViolations(supervisor.context(), "the supervisor's console");
+  await ctx.close();
+  await agent.context().close();
+  await supervisor.context().close();
+});
+
+test("the privacy page's bots and integrations: list, register with the secret shown once, delete", async () => {
+  const { gw } = stack;
+  const page = await staffPage(browser, gw, "/privacy", stack.token("admin", "ada"));
+  await page.context().grantPermissions(["clipboard-read", "clipboard-write"], { origin: gw });
+  const section = page.locator("#bots");
+  const table = section.getByRole("table", { name: "Registered" });
+  await table.getByRole("cell", { name: "FAQ assistant", exact: true }).waitFor();
+
+  // Register an integration, keyboard only.
+  await section.getByLabel("Integration: receives every conversation's events").focus();
+  await page.keyboard.press("Space");
+  await page.keyboard.press("Tab");
+  assert.equal(await page.evaluate(() => document.activeElement?.id), "reg-id");
+  await page.keyboard.type("crm");
+  await page.keyboard.press("Tab");
+  await page.keyboard.type("Our CRM");
+  await page.keyboard.press("Tab");
+  await page.keyboard.press("Tab");
+  assert.equal(await page.evaluate(() => document.activeElement?.id), "reg-target");
+  // A refusal first, in words, by its field.
+  await page.keyboard.type("ftp://crm.example.com");
+  await page.keyboard.press("Enter");
+  await section.getByText("webhook_url: an https address").waitFor();
+  await section.getByLabel("Webhook URL").fill(hook.replace("/parley", "/crm"));
+  await section.getByLabel("Webhook URL").press("Enter");
+  const secrets = section.getByRole("group", { name: /Our CRM \(crm\) is registered/ });
+  await secrets.waitFor();
+  const secret = await secrets.getByLabel(/Signing secret/).inputValue();
+  assert.match(secret, /^[A-Za-z0-9_-]{40,}$/);
+  await secrets.getByRole("button", { name: "Copy signing secret" }).press("Enter");
+  await secrets.getByText("Copied.").waitFor();
+  assert.equal(await page.evaluate(() => navigator.clipboard.readText()), secret);
+  await table.getByRole("cell", { name: "Our CRM", exact: true }).waitFor();
+  await accessible(page, "the privacy page with a new integration's secret");
+  await screenshot(page, "bots-privacy-registered");
+  await secrets.getByRole("button", { name: "I have copied them" }).click();
+  assert.equal(await section.locator("#created-secret").count(), 0, "the secret still shown");
+
+  // Register a bot on a NATS subject: its refresh token is shown once too,
+  // and is the bot's session.
+  await section.getByLabel("Bot: answers the conversations assigned to it").check();
+  await section.getByLabel("Id").fill("triage");
+  await section.getByLabel("Name").fill("Triage bot");
+  await section.getByRole("radio", { name: "NATS subject" }).check();
+  await section.getByRole("radio", { name: "NATS subject" }).press("Tab");
+  await page.keyboard.type("parley.bots.demo.triage");
+  await page.keyboard.press("Enter");
+  const botSecrets = section.getByRole("group", { name: /Triage bot \(triage\) is registered/ });
+  await botSecrets.waitFor();
+  await botSecrets.getByRole("button", { name: "Copy the bot's refresh token" }).click();
+  await botSecrets.getByText("Copied.").waitFor();
+  const refresh = await page.evaluate(() => navigator.clipboard.readText());
+  const session = await stack.api(null, "POST", "/v1/sessions/refresh", { refresh_token: refresh });
+  assert.deepEqual([session.principal.role, session.principal.id], ["bot", "triage"]);
+  await screenshot(page, "bots-privacy-bot-registered");
+  await botSecrets.getByRole("button", { name: "I have copied them" }).click();
+
+  // Delete the integration, confirmed.
+  await section.getByRole("button", { name: "Delete Our CRM" }).first().press("Enter");
+  await section.getByRole("group", { name: "Delete Our CRM" }).getByRole("button", { name: "Delete Our CRM" }).press("Enter");
+  await section.getByText("Our CRM (crm) deleted.").waitFor();
+  assert.equal(await table.getByRole("cell", { name: "Our CRM", exact: true }).count(), 0);
+  await accessible(page, "the privacy page after a delete");
+  noCSPViolations(page.context(), "the privacy page");
+  await page.context().close();
+});
