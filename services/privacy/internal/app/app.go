@@ -151,6 +151,12 @@ type Stores struct {
 	// Chat reads the conversations of an export; nil answers every page
 	// ErrNotFound.
 	Chat Chat
+	// Deliveries is the delivery log of bots and integrations; nil
+	// answers ErrNotFound.
+	Deliveries DeliveryLog
+	// Integrations tells bots and integrations of erasures; nil skips
+	// that step of erasure.
+	Integrations ErasureNotifier
 	// Log hears what an operator must act on: a tenant's audit trail
 	// refused, once until it is extended again. Nil discards it.
 	Log *slog.Logger
@@ -199,8 +205,11 @@ type App struct {
 	// analytics and chat may be nil; see Stores.
 	analytics AnalyticsCleaner
 	chat      Chat
-	log       *slog.Logger
-	now       func() time.Time
+	// deliveries and integrations may be nil; see Stores.
+	deliveries   DeliveryLog
+	integrations ErasureNotifier
+	log          *slog.Logger
+	now          func() time.Time
 	// sessions may be nil; see Stores.
 	sessions        SessionStore
 	staffSessionTTL time.Duration
@@ -234,6 +243,8 @@ func New(ring *keyring.Ring, auditKey ed25519.PrivateKey, s Stores) *App {
 		expiries:        s.Expiries,
 		analytics:       s.Analytics,
 		chat:            s.Chat,
+		deliveries:      s.Deliveries,
+		integrations:    s.Integrations,
 		log:             cmp.Or(s.Log, slog.New(slog.DiscardHandler)),
 		now:             s.Now,
 		sessions:        s.Sessions,
