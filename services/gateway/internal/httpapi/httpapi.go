@@ -212,6 +212,8 @@ func (a *API) routes() {
 	m.Handle("GET /v1/subjects/{id}/export", a.handle(a.exportSubject))
 	m.Handle("GET /v1/erasures/{erasure_id}", a.handle(a.erasureStatus))
 	m.Handle("GET /v1/audit", a.handle(a.listAudit))
+	m.Handle("GET /v1/bots/{id}/deliveries", a.handle(a.deliveries(kindBot)))
+	m.Handle("GET /v1/integrations/{id}/deliveries", a.handle(a.deliveries(kindIntegration)))
 	m.Handle("GET /v1/audit/checkpoint", a.handle(a.auditCheckpoint))
 	m.Handle("GET /v1/settings", a.handle(a.getSettings))
 	m.Handle("PUT /v1/settings", a.handle(a.putSettings))
