@@ -19,10 +19,10 @@ import (
 type BatchRequest struct {
 	Seq       uint64     `json:"seq,omitempty"`
 	StartTime *time.Time `json:"start_time,omitempty"`
-	NextFor   string   `json:"next_by_subj,omitempty"`
-	MultiLast []string `json:"multi_last,omitempty"`
-	Batch     int      `json:"batch,omitempty"`
-	MaxBytes  int      `json:"max_bytes,omitempty"`
+	NextFor   string     `json:"next_by_subj,omitempty"`
+	MultiLast []string   `json:"multi_last,omitempty"`
+	Batch     int        `json:"batch,omitempty"`
+	MaxBytes  int        `json:"max_bytes,omitempty"`
 }
 
 // PendingHeader is what a batched direct get tells with each message: how
