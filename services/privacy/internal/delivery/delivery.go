@@ -163,8 +163,7 @@ func New(nc *nats.Conn, js jetstream.JetStream, a App, ints *Integrations, secre
 	c = c.withDefaults()
 	log = log.With("component", "delivery")
 	return &Deliverer{js: js, app: a, ints: ints, backoff: c.Backoff, log: log,
-		out:      &sender{nc: nc, js: js, client: c.HTTPClient, timeout: c.Timeout, secret: secret, log: log, now: time.Now},
-		recorded: make(map[string]struct{})}
+		out: newSender(nc, js, c, secret, log), recorded: make(map[string]struct{})}
 }
 
 // ConsumerName is the name of the durable consumer of tenant's
@@ -343,9 +342,15 @@ func (d *Deliverer) removeOrphans(ctx context.Context) error {
 // pull delivers the events of cons, one at a time, until ctx ends or the
 // consumer fails.
 func (d *Deliverer) pull(ctx context.Context, key string, cons jetstream.Consumer) error {
+	return pullEach(ctx, cons, 1, func(m jetstream.Msg) { d.handle(ctx, key, m) })
+}
+
+// pullEach fetches up to n messages of cons at a time and hands each to
+// handle, until ctx ends (nil) or a fetch fails (its error).
+func pullEach(ctx context.Context, cons jetstream.Consumer, n int, handle func(jetstream.Msg)) error {
 	for ctx.Err() == nil {
 		fctx, cancel := context.WithTimeout(ctx, pullWait)
-		batch, err := cons.Fetch(1, jetstream.FetchContext(fctx))
+		batch, err := cons.Fetch(n, jetstream.FetchContext(fctx))
 		if err != nil {
 			cancel()
 			if ctx.Err() != nil {
@@ -354,7 +359,7 @@ func (d *Deliverer) pull(ctx context.Context, key string, cons jetstream.Consume
 			return err
 		}
 		for m := range batch.Messages() {
-			d.handle(ctx, key, m)
+			handle(m)
 		}
 		cancel()
 		if err := batch.Error(); err != nil && ctx.Err() == nil &&

@@ -63,7 +63,7 @@ func NewNotifier(nc *nats.Conn, js jetstream.JetStream, ints *Integrations, secr
 	c = c.withDefaults()
 	log = log.With("component", "erasure notices")
 	return &Notifier{js: js, ints: ints, backoff: c.Backoff, wait: c.NoticeWait, log: log, now: time.Now,
-		out: &sender{nc: nc, js: js, client: c.HTTPClient, timeout: c.Timeout, secret: secret, log: log, now: time.Now}}
+		out: newSender(nc, js, c, secret, log)}
 }
 
 // Prepare implements app.ErasureNotifier: a notice stored in NOTICES for
@@ -190,26 +190,7 @@ func (n *Notifier) Run(ctx context.Context, giveUp time.Duration, health func(er
 			return fmt.Errorf("create consumer %s: %w", NoticesDurable, err)
 		}
 		working()
-		for ctx.Err() == nil {
-			fctx, cancel := context.WithTimeout(ctx, pullWait)
-			batch, err := cons.Fetch(16, jetstream.FetchContext(fctx))
-			if err != nil {
-				cancel()
-				if ctx.Err() != nil {
-					return nil
-				}
-				return err
-			}
-			for m := range batch.Messages() {
-				n.handle(ctx, m)
-			}
-			cancel()
-			if err := batch.Error(); err != nil && ctx.Err() == nil &&
-				!errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, nats.ErrTimeout) {
-				return err
-			}
-		}
-		return nil
+		return pullEach(ctx, cons, 1, func(m jetstream.Msg) { n.handle(ctx, m) })
 	})
 }
 

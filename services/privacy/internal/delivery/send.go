@@ -48,6 +48,11 @@ type sender struct {
 	now     func() time.Time
 }
 
+// newSender returns the sender of c's client and timeout.
+func newSender(nc *nats.Conn, js jetstream.JetStream, c Config, secret SecretOpener, log *slog.Logger) *sender {
+	return &sender{nc: nc, js: js, client: c.HTTPClient, timeout: c.Timeout, secret: secret, log: log, now: time.Now}
+}
+
 // attempt is one try at a delivery.
 type attempt struct {
 	rec  privacyapi.Integration
