@@ -173,7 +173,7 @@ func Run(ctx context.Context, d Deps) error {
 	a := app.New(ring, d.AuditKey, app.Stores{Keys: keys, Events: events, Audit: auditLog, Checkpoints: checkpoints, Settings: settings, Bus: bus.NewBroadcaster(d.NC), Expiries: jetstream.NewExpirySchedules(js),
 		Analytics: relay.NewCleaner(d.NC, js), Chat: chat.New(d.NC), Log: d.Log, KeyCacheSize: d.KeyCacheSize,
 		Sessions: sessions, StaffSessionTTL: d.StaffSessionTTL, Now: d.Now,
-		Deliveries: delivery.NewLog(js), Integrations: notifier})
+		Deliveries: delivery.NewLog(js), Notices: notifier})
 
 	follow, err := events.Follow(ctx, a.Apply)
 	if err != nil {

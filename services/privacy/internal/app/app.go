@@ -154,9 +154,9 @@ type Stores struct {
 	// Deliveries is the delivery log of bots and integrations; nil
 	// answers ErrNotFound.
 	Deliveries DeliveryLog
-	// Integrations tells bots and integrations of erasures; nil skips
-	// that step of erasure.
-	Integrations ErasureNotifier
+	// Notices tells bots and integrations of erasures; nil skips that
+	// step of erasure.
+	Notices ErasureNotifier
 	// Log hears what an operator must act on: a tenant's audit trail
 	// refused, once until it is extended again. Nil discards it.
 	Log *slog.Logger
@@ -205,11 +205,11 @@ type App struct {
 	// analytics and chat may be nil; see Stores.
 	analytics AnalyticsCleaner
 	chat      Chat
-	// deliveries and integrations may be nil; see Stores.
-	deliveries   DeliveryLog
-	integrations ErasureNotifier
-	log          *slog.Logger
-	now          func() time.Time
+	// deliveries and notices may be nil; see Stores.
+	deliveries DeliveryLog
+	notices    ErasureNotifier
+	log        *slog.Logger
+	now        func() time.Time
 	// sessions may be nil; see Stores.
 	sessions        SessionStore
 	staffSessionTTL time.Duration
@@ -244,7 +244,7 @@ func New(ring *keyring.Ring, auditKey ed25519.PrivateKey, s Stores) *App {
 		analytics:       s.Analytics,
 		chat:            s.Chat,
 		deliveries:      s.Deliveries,
-		integrations:    s.Integrations,
+		notices:         s.Notices,
 		log:             cmp.Or(s.Log, slog.New(slog.DiscardHandler)),
 		now:             s.Now,
 		sessions:        s.Sessions,

@@ -162,8 +162,8 @@ func (a *App) finishErasure(ctx context.Context, by audit.Actor, audited bool, e
 		counts["sessions_revoked"] = int64(n)
 	}
 	var integrations []privacyapi.ErasureIntegration
-	if a.integrations != nil {
-		integrations = a.integrations.Notify(ctx, rec.tenant, rec.subject, rec.id, notices)
+	if a.notices != nil {
+		integrations = a.notices.Notify(ctx, rec.tenant, rec.subject, rec.id, notices)
 	}
 	at := a.now()
 	report := privacyapi.ErasureReport{
@@ -179,10 +179,10 @@ func (a *App) finishErasure(ctx context.Context, by audit.Actor, audited bool, e
 // prepareNotices stores the "subject erased" notices of the integrations
 // that received the subject's events, before the keys go.
 func (a *App) prepareNotices(ctx context.Context, rec erasureRecord) ([]ErasureNotice, error) {
-	if a.integrations == nil {
+	if a.notices == nil {
 		return nil, nil
 	}
-	n, err := a.integrations.Prepare(ctx, rec.tenant, rec.subject, rec.id)
+	n, err := a.notices.Prepare(ctx, rec.tenant, rec.subject, rec.id)
 	if err != nil {
 		return nil, fmt.Errorf("prepare erasure notices: %w", err)
 	}
