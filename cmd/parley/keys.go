@@ -126,8 +126,8 @@ func runKeys(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		}
 		return fmt.Errorf("%w\nnothing is lost: run the rotation again to resume; the old KEK is kept until it completes", err)
 	}
-	fmt.Fprintf(stdout, "\nre-wrapped %d subjects' keys (%d already re-wrapped), skipped %d erased subjects\n",
-		rep.Rewrapped, rep.AlreadyRewrapped, rep.Tombstones)
+	fmt.Fprintf(stdout, "\nre-wrapped %d subjects' keys (%d already re-wrapped), skipped %d erased subjects; resealed %d bots' and integrations' secrets (%d already resealed)\n",
+		rep.Rewrapped, rep.AlreadyRewrapped, rep.Tombstones, rep.ResealedSecrets, rep.AlreadyResealed)
 
 	if fromEnv {
 		fmt.Fprintf(stdout, "the new KEK is in %s: set PARLEY_KEK to it, start the privacy service, and destroy the old value wherever it is kept\n", nextFile)

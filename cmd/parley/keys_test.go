@@ -132,6 +132,8 @@ func TestKeysRotate(t *testing.T) {
 
 	a, _ = testAll(t, dir)
 	mustCall(t, a.URL(), "DELETE", "/v1/me", erasedToken, nil, http.StatusAccepted)
+	mustCall(t, a.URL(), "PUT", "/v1/integrations/crm", staffToken(t, dir, "demo", "admin", "ada"),
+		map[string]any{"name": "CRM", "webhook_url": "https://crm.example/parley"}, http.StatusCreated)
 	if err := a.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -158,7 +160,7 @@ func TestKeysRotate(t *testing.T) {
 	if err := run(context.Background(), []string{"keys", "rotate", "--data-dir", dir}, &out, &errOut); err != nil {
 		t.Fatalf("parley keys rotate: %v\n%s%s", err, out.String(), errOut.String())
 	}
-	for _, want := range []string{"re-wrapping keys: ", "re-wrapped 1 subjects' keys", "skipped 1 erased subjects", "the old KEK is destroyed"} {
+	for _, want := range []string{"re-wrapping keys: ", "re-wrapped 1 subjects' keys", "skipped 1 erased subjects", "resealed 1 bots' and integrations' secrets", "the old KEK is destroyed"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("parley keys rotate printed %q, want it to contain %q", out.String(), want)
 		}

@@ -54,6 +54,17 @@ const (
 	// ActionSignOutEverywhere is every session of a person revoked, by
 	// themself or by an admin; the target is "subject:<id>".
 	ActionSignOutEverywhere = "session.sign_out_everywhere"
+	// ActionIntegrationPut is a bot or integration registered or changed
+	// by an admin; the target is "bot:<id>" or "integration:<id>"
+	// followed by where it is delivered to, never its secret.
+	ActionIntegrationPut = "integration.put"
+	// ActionIntegrationDelete is a bot or integration removed by an admin,
+	// a bot's sessions with it; the target is "bot:<id>" or
+	// "integration:<id>".
+	ActionIntegrationDelete = "integration.delete"
+	// ActionIntegrationSession is a bot's sessions revoked and a new one
+	// started by an admin; the target is "bot:<id>".
+	ActionIntegrationSession = "integration.session"
 )
 
 // Subject is the AUDIT stream subject of a tenant's chain.

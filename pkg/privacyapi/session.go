@@ -57,7 +57,9 @@ const (
 	EndSessionSubject = "parley.privacy.session.end"
 
 	// RevokeSessionsSubject signs a person out everywhere: it revokes
-	// every session of the person and writes that to the audit trail
+	// every session of the person (a bot asking for itself: every session
+	// of the bot; a bot's sessions are never a person's, though their ids
+	// may be the same) and writes that to the audit trail
 	// (action "session.sign_out_everywhere") first. Access tokens already
 	// issued stay valid until they expire (see the gateway's access token
 	// lifetime).

@@ -24,7 +24,14 @@
 //     EndSessionSubject and RevokeSessionsSubject: refresh-token families
 //     in the SESSIONS bucket, stored as hashes, rotating on every use, a
 //     reuse revoking the family; a visitor's starts at registration and
-//     ends with their erasure.
+//     ends with their erasure;
+//   - bots and integrations on privacyapi.PutIntegrationSubject,
+//     GetIntegrationSubject, ListIntegrationsSubject,
+//     DeleteIntegrationSubject and StartBotSessionSubject: kept in the
+//     INTEGRATIONS bucket, each signing secret sealed under the KEK and
+//     bound to its tenant and id, given once; a bot's session is started
+//     by this service for the principal {tenant, id, bot}, refreshes only
+//     while the bot is registered, and ends when it is deleted.
 //
 // It broadcasts personkey.Erased on personkey.ErasedSubject after every
 // erasure and privacyapi.ConsentChanged on privacyapi.ConsentChangedSubject
@@ -99,7 +106,7 @@
 //
 // It owns the streams PRIVACY, KEYS, AUDIT, AUDIT_CHECKPOINTS, ANALYTICS and
 // SCHEDULES and the
-// key-value bucket SETTINGS, and creates them at start when missing (never
+// key-value buckets SETTINGS, SESSIONS and INTEGRATIONS, and creates them at start when missing (never
 // updates them: an operator applies changed definitions). Its view of
 // PRIVACY (each subject's consents, every erasure) is held in memory, rebuilt from the
 // stream's first event before it serves and kept current by following the

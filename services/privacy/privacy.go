@@ -127,9 +127,6 @@ func Run(ctx context.Context, d Deps) error {
 		stream.Deliveries, stream.Recipients, stream.Notices); err != nil {
 		return fmt.Errorf("privacy: %w", err)
 	}
-	if _, err := stream.OpenBucket(ctx, js, d.Streams, d.Log, privacyapi.IntegrationsBucket); err != nil {
-		return fmt.Errorf("privacy: %w", err)
-	}
 	ring := keyring.New(d.KEK)
 	keys, err := jetstream.NewKeyStore(ctx, js, ring.KEKID())
 	switch {
@@ -156,6 +153,10 @@ func Run(ctx context.Context, d Deps) error {
 	if err != nil {
 		return fmt.Errorf("privacy: %w", err)
 	}
+	integrations, err := jetstream.NewIntegrationStore(ctx, js, d.Streams, d.Log)
+	if err != nil {
+		return fmt.Errorf("privacy: %w", err)
+	}
 	events := jetstream.NewEventLog(js)
 	giveUp := d.GiveUp
 	if giveUp == 0 {
@@ -163,16 +164,16 @@ func Run(ctx context.Context, d Deps) error {
 	}
 	// Bots and integrations: the registered ones mirrored for deliveries
 	// and erasure notices.
-	integrations := delivery.WatchIntegrations(ctx, js, d.Log, giveUp, health.Of(partIntegrations))
-	defer integrations.Close()
-	secret := func(rec privacyapi.Integration) ([]byte, error) {
-		return ring.OpenSecret(rec.Tenant, rec.ID, rec.KEKID, rec.SealedSecret)
-	}
+	registered := delivery.WatchIntegrations(ctx, js, d.Log, giveUp, health.Of(partIntegrations))
+	defer registered.Close()
+	// a is made below; no delivery is sent before Run starts them.
+	var a *app.App
+	secret := func(rec privacyapi.Integration) ([]byte, error) { return a.IntegrationSecret(rec) }
 	deliveryConfig := delivery.Config{Backoff: d.DeliveryBackoff, Timeout: d.DeliveryTimeout}
-	notifier := delivery.NewNotifier(d.NC, js, integrations, secret, d.Log, deliveryConfig)
-	a := app.New(ring, d.AuditKey, app.Stores{Keys: keys, Events: events, Audit: auditLog, Checkpoints: checkpoints, Settings: settings, Bus: bus.NewBroadcaster(d.NC), Expiries: jetstream.NewExpirySchedules(js),
+	notifier := delivery.NewNotifier(d.NC, js, registered, secret, d.Log, deliveryConfig)
+	a = app.New(ring, d.AuditKey, app.Stores{Keys: keys, Events: events, Audit: auditLog, Checkpoints: checkpoints, Settings: settings, Bus: bus.NewBroadcaster(d.NC), Expiries: jetstream.NewExpirySchedules(js),
 		Analytics: relay.NewCleaner(d.NC, js), Chat: chat.New(d.NC), Log: d.Log, KeyCacheSize: d.KeyCacheSize,
-		Sessions: sessions, StaffSessionTTL: d.StaffSessionTTL, Now: d.Now,
+		Sessions: sessions, Integrations: integrations, StaffSessionTTL: d.StaffSessionTTL, Now: d.Now,
 		Deliveries: delivery.NewLog(js), Notices: notifier})
 
 	follow, err := events.Follow(ctx, a.Apply)
@@ -218,7 +219,7 @@ func Run(ctx context.Context, d Deps) error {
 	// Deliveries to bots and integrations, and the erasure notices they
 	// did not acknowledge in time.
 	g.Go(func() error {
-		if err := delivery.New(d.NC, js, a, integrations, secret, d.Log, deliveryConfig).Run(gctx, giveUp, health.Set); err != nil {
+		if err := delivery.New(d.NC, js, a, registered, secret, d.Log, deliveryConfig).Run(gctx, giveUp, health.Set); err != nil {
 			return fmt.Errorf("deliveries: %w", err)
 		}
 		return nil

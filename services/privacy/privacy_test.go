@@ -107,8 +107,9 @@ func start(t *testing.T, s *natsembed.Server, kek seal.Key, opts ...func(*privac
 	return &instance{logs: logs, stop: stop, nc: nc}
 }
 
-// serving reports whether the connection cid subscribes to both subjects of
-// the service.
+// serving reports whether the connection cid subscribes to the subjects of
+// the service: the key service's, registered first, and the internal
+// audit's, registered last, so every call in between is served too.
 func serving(t *testing.T, s *natsembed.Server, cid uint64) bool {
 	t.Helper()
 	cz, err := s.Connz(&server.ConnzOptions{CID: cid, Subscriptions: true})
@@ -116,7 +117,8 @@ func serving(t *testing.T, s *natsembed.Server, cid uint64) bool {
 		t.Fatal(err)
 	}
 	for _, c := range cz.Conns {
-		if slices.Contains(c.Subs, personkey.GetSubject) && slices.Contains(c.Subs, privacyapi.RegisterVisitorSubject) {
+		if slices.Contains(c.Subs, personkey.GetSubject) && slices.Contains(c.Subs, privacyapi.RegisterVisitorSubject) &&
+			slices.Contains(c.Subs, privacyapi.AppendAuditSubject) {
 			return true
 		}
 	}

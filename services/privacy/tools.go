@@ -36,6 +36,10 @@ type RotationReport struct {
 	AlreadyRewrapped int `json:"already_rewrapped"`
 	// Tombstones are erased subjects, which hold no key and are skipped.
 	Tombstones int `json:"tombstones"`
+	// ResealedSecrets are bots' and integrations' signing secrets sealed
+	// again under the new KEK; AlreadyResealed were under it already.
+	ResealedSecrets int `json:"resealed_secrets"`
+	AlreadyResealed int `json:"already_resealed"`
 }
 
 // ErrForeignKEK is returned by RotateKEK for a key record wrapped under
@@ -46,7 +50,8 @@ var ErrForeignKEK = jetstream.ErrForeignKEK
 var ErrServing = errors.New("a privacy service is serving: stop every instance before rotating the key-encryption key")
 
 // RotateKEK re-wraps every subject's keys in the KEYS stream from oldKEK to
-// newKEK, and calls progress (when not nil) after each record with how many
+// newKEK, seals every bot's and integration's secret again under newKEK,
+// and calls progress (when not nil) after each record with how many
 // are done out of how many there were. Erased subjects' tombstones are
 // skipped. Each old record is secure-deleted once its replacement is
 // stored, so its bytes are overwritten in the store files and no key is
@@ -69,6 +74,7 @@ func RotateKEK(ctx context.Context, js natsjs.JetStream, oldKEK, newKEK seal.Key
 	idle := func(ctx context.Context) error { return NoneServing(ctx, js.Conn()) }
 	r, err := jetstream.Rotate(ctx, js, from, to, idle, progress)
 	rep.Rewrapped, rep.AlreadyRewrapped, rep.Tombstones = r.Rewrapped, r.Current, r.Tombstones
+	rep.ResealedSecrets, rep.AlreadyResealed = r.Resealed, r.CurrentSecrets
 	return rep, err
 }
 

@@ -5,42 +5,43 @@ import (
 	"time"
 
 	"github.com/parley-chat/parley/pkg/privacyapi"
-	"github.com/parley-chat/parley/pkg/stream"
+	"github.com/parley-chat/parley/pkg/rpc"
 )
+
+// botDeliveries is GET /v1/bots/{id}/deliveries.
+func (a *API) botDeliveries(w http.ResponseWriter, r *http.Request) error {
+	return a.deliveries(w, r, privacyapi.KindBot)
+}
+
+// integrationDeliveries is GET /v1/integrations/{id}/deliveries.
+func (a *API) integrationDeliveries(w http.ResponseWriter, r *http.Request) error {
+	return a.deliveries(w, r, privacyapi.KindIntegration)
+}
 
 // deliveries answers the delivery log of a bot or an integration of kind;
 // the privacy service decides who may read it.
-func (a *API) deliveries(kind string) func(http.ResponseWriter, *http.Request) error {
-	return func(w http.ResponseWriter, r *http.Request) error {
-		p, err := a.member(r, false)
-		if err != nil {
-			return err
-		}
-		id := r.PathValue("id")
-		if !stream.ValidToken(id) {
-			return errUnknownInteg
-		}
-		var since time.Time
-		if q := r.URL.Query(); q.Has("since") {
-			if since, err = time.Parse(time.RFC3339, q.Get("since")); err != nil {
-				return errBadSince
-			}
-		}
-		var res privacyapi.DeliveriesResult
-		args := privacyapi.DeliveriesArgs{Tenant: p.Tenant, Kind: kind, ID: id, Since: since}
-		if err := a.call(r, privacyapi.DeliveriesSubject, p, args, &res); err != nil {
-			return err
-		}
-		if res.Deliveries == nil {
-			res.Deliveries = []privacyapi.Delivery{}
-		}
-		writeJSON(w, http.StatusOK, res)
-		return nil
+func (a *API) deliveries(w http.ResponseWriter, r *http.Request, kind string) error {
+	p, args, err := a.integrationArgs(r, kind, false)
+	if err != nil {
+		return err
 	}
+	var since time.Time
+	if q := r.URL.Query(); q.Has("since") {
+		if since, err = time.Parse(time.RFC3339, q.Get("since")); err != nil {
+			return errBadSince
+		}
+	}
+	var res privacyapi.DeliveriesResult
+	err = a.call(r, privacyapi.DeliveriesSubject, p, privacyapi.DeliveriesArgs{Tenant: args.Tenant, Kind: kind, ID: args.ID, Since: since}, &res)
+	if rpc.CodeOf(err) == rpc.CodeNotFound {
+		return unknownKind(kind)
+	}
+	if err != nil {
+		return err
+	}
+	if res.Deliveries == nil {
+		res.Deliveries = []privacyapi.Delivery{}
+	}
+	writeJSON(w, http.StatusOK, res)
+	return nil
 }
-
-// The kinds of integration, by the path that names them.
-const (
-	kindBot         = privacyapi.KindBot
-	kindIntegration = privacyapi.KindIntegration
-)

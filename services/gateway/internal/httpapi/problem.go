@@ -53,7 +53,6 @@ var (
 	errRole          = newError(http.StatusForbidden, "forbidden", "this role may not make this call")
 	errUnknownSubj   = newError(http.StatusNotFound, "not-found", "no such subject")
 	errUnknownErase  = newError(http.StatusNotFound, "not-found", "no such erasure")
-	errUnknownInteg  = newError(http.StatusNotFound, "not-found", "no such bot or integration")
 	errSessionsOfOne = newError(http.StatusTooManyRequests, "rate-limited", "too many live sessions of this principal; close one first")
 	errSessionsOfAll = newError(http.StatusTooManyRequests, "rate-limited", "too many live sessions of this tenant")
 	errSessionsFull  = newError(http.StatusTooManyRequests, "rate-limited", "the server holds as many live sessions as it may; try again later")

@@ -166,6 +166,10 @@ type Stores struct {
 	// Sessions keeps sessions; the session calls need it, and erasure
 	// revokes no session without it.
 	Sessions SessionStore
+	// Integrations keeps the tenants' bots and integrations; the
+	// integration calls need it, and a bot's session refreshes only while
+	// it holds the bot.
+	Integrations IntegrationStore
 	// StaffSessionTTL is how long a member of staff's session lasts from
 	// sign-in; 0 means DefaultStaffSessionTTL.
 	StaffSessionTTL time.Duration
@@ -213,6 +217,8 @@ type App struct {
 	// sessions may be nil; see Stores.
 	sessions        SessionStore
 	staffSessionTTL time.Duration
+	// integrations may be nil; see Stores.
+	integrations IntegrationStore
 
 	// keyCache holds unwrapped keys of the subjects used most recently, so
 	// a subject's record is unwrapped about once per instance while memory
@@ -249,6 +255,7 @@ func New(ring *keyring.Ring, auditKey ed25519.PrivateKey, s Stores) *App {
 		now:             s.Now,
 		sessions:        s.Sessions,
 		staffSessionTTL: cmp.Or(s.StaffSessionTTL, DefaultStaffSessionTTL),
+		integrations:    s.Integrations,
 		keyCache:        personkey.NewLRU[subjectID, personkey.Keys](s.KeyCacheSize),
 		index:           newIndex(),
 		chains:          chains{heads: make(map[string]*chainHead)},

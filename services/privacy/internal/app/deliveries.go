@@ -2,8 +2,6 @@ package app
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"time"
 
 	"github.com/parley-chat/parley/pkg/auth"
@@ -13,10 +11,9 @@ import (
 // DeliveryLog is the content-free log of deliveries to bots and
 // integrations (internal/delivery).
 type DeliveryLog interface {
-	// List returns up to limit entries of tenant's integration id, of
-	// kind, stored at or after since, oldest first, and whether more
-	// follow; ErrNotFound when tenant has no such integration.
-	List(ctx context.Context, tenant, kind, id string, since time.Time, limit int) ([]privacyapi.Delivery, bool, error)
+	// List returns up to limit entries of tenant's integration id stored
+	// at or after since, oldest first, and whether more follow.
+	List(ctx context.Context, tenant, id string, since time.Time, limit int) ([]privacyapi.Delivery, bool, error)
 }
 
 // ErasureNotifier tells the bots and integrations that received an erased
@@ -43,21 +40,22 @@ type ErasureNotice struct {
 }
 
 // Deliveries returns the delivery log of tenant's bot or integration, for
-// an admin of the tenant.
+// an admin of the tenant; ErrNotFound when it has none of that kind and id.
 func (a *App) Deliveries(ctx context.Context, p auth.Principal, args privacyapi.DeliveriesArgs) (privacyapi.DeliveriesResult, error) {
-	if err := errors.Join(validToken("tenant", args.Tenant), validToken("id", args.ID)); err != nil {
+	which := privacyapi.IntegrationArgs{Tenant: args.Tenant, Kind: args.Kind, ID: args.ID}
+	if err := checkIntegrationArgs(which); err != nil {
 		return privacyapi.DeliveriesResult{}, err
-	}
-	if args.Kind != privacyapi.KindBot && args.Kind != privacyapi.KindIntegration {
-		return privacyapi.DeliveriesResult{}, &ValidationError{Field: "kind", Reason: "must be bot or integration"}
 	}
 	if err := allow(p, args.Tenant, auth.RoleAdmin); err != nil {
 		return privacyapi.DeliveriesResult{}, err
 	}
-	if a.deliveries == nil {
-		return privacyapi.DeliveriesResult{}, fmt.Errorf("integration %s: %w", args.ID, ErrNotFound)
+	if _, err := a.integration(ctx, which); err != nil {
+		return privacyapi.DeliveriesResult{}, err
 	}
-	list, more, err := a.deliveries.List(ctx, args.Tenant, args.Kind, args.ID, args.Since, privacyapi.MaxDeliveries)
+	if a.deliveries == nil {
+		return privacyapi.DeliveriesResult{Deliveries: []privacyapi.Delivery{}}, nil
+	}
+	list, more, err := a.deliveries.List(ctx, args.Tenant, args.ID, args.Since, privacyapi.MaxDeliveries)
 	if err != nil {
 		return privacyapi.DeliveriesResult{}, err
 	}

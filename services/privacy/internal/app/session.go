@@ -175,6 +175,12 @@ func (a *App) RefreshSession(ctx context.Context, tok string) (privacyapi.Sessio
 			}
 			f.Expires = a.now().Add(life).UTC()
 		}
+		if f.Principal.Role == auth.RoleBot {
+			if err := a.stillRegistered(ctx, f); err != nil {
+				return privacyapi.Session{}, err
+			}
+			f.Expires = a.now().Add(BotSessionTTL).UTC()
+		}
 		next, nh := newToken()
 		ttl := f.Expires.Sub(a.now())
 		if err := a.sessions.PutToken(ctx, nh, id, ttl); err != nil {
@@ -259,18 +265,27 @@ func (a *App) RevokeSessions(ctx context.Context, p auth.Principal, tenant, pers
 	}); err != nil {
 		return 0, fmt.Errorf("audit sign-out everywhere: %w", err)
 	}
-	return a.revokeAll(ctx, tenant, person)
+	// A bot and a member of staff may share an id: each signs out of its
+	// own sessions only.
+	return a.revokeAllOf(ctx, tenant, person, p.Role == auth.RoleBot && p.ID == person)
 }
 
-// revokeAll revokes every session of the person and counts those it
-// revoked.
-func (a *App) revokeAll(ctx context.Context, tenant, person string) (int, error) {
+// revokeAllOf revokes every session of the person that is a bot's when bot
+// is set, and every other one when not, and counts those it revoked.
+func (a *App) revokeAllOf(ctx context.Context, tenant, person string, bot bool) (int, error) {
 	ids, err := a.sessions.Families(ctx, tenant, person)
 	if err != nil {
 		return 0, err
 	}
 	n := 0
 	for _, id := range ids {
+		f, _, err := a.sessions.Family(ctx, id)
+		if errors.Is(err, ErrNotFound) || err == nil && (f.Principal.Role == auth.RoleBot) != bot {
+			continue
+		}
+		if err != nil {
+			return n, err
+		}
 		revoked, err := a.revoke(ctx, id)
 		if err != nil {
 			return n, err

@@ -45,6 +45,8 @@ func newMemoryApp(t *testing.T, c *clock, bus *memory.Bus) *app.App {
 		Expiries:    memory.NewExpirySchedules(),
 		Sessions:    memory.NewSessionStore(),
 		Now:         c.now,
+
+		Integrations: memory.NewIntegrationStore(),
 	})
 	events.Follow(a.Apply)
 	return a

@@ -12,8 +12,10 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/parley-chat/parley/pkg/privacyapi"
 	"github.com/parley-chat/parley/pkg/stream"
 
+	"github.com/parley-chat/parley/services/privacy/internal/app"
 	"github.com/parley-chat/parley/services/privacy/internal/keyring"
 )
 
@@ -27,6 +29,9 @@ type Rotation struct {
 	// Tombstones are erased subjects: they hold no key and are left as
 	// they are.
 	Tombstones int
+	// Resealed integrations' secrets were moved from the old KEK to the new
+	// one; CurrentSecrets were under the new one already.
+	Resealed, CurrentSecrets int
 }
 
 // ErrForeignKEK means a KEYS record is wrapped under neither the old nor the
@@ -120,6 +125,11 @@ func Rotate(ctx context.Context, js jetstream.JetStream, from, to *keyring.Ring,
 		if progress != nil {
 			progress(done, total)
 		}
+	}
+	// The secrets before the new KEK is in force: an instance starting
+	// with it must be able to open every one.
+	if err := resealSecrets(ctx, js, from, to, &r); err != nil {
+		return r, err
 	}
 	// Back to one record per subject before instances may wrap keys again.
 	restored = true
@@ -309,4 +319,74 @@ func keysTokens(subj string) (tenant, subject string, ok bool) {
 		return "", "", false
 	}
 	return parts[1], parts[2], true
+}
+
+// resealSecrets seals again under to every integration secret of the
+// INTEGRATIONS bucket sealed under from. Each record is replaced at the
+// revision it was read at, so a change made meanwhile (an admin's, once
+// instances hold to) is never overwritten: the record is read again. The
+// bucket's history of 1 keeps no older version; a record under neither KEK
+// stops the rotation with ErrForeignKEK.
+func resealSecrets(ctx context.Context, js jetstream.JetStream, from, to *keyring.Ring, r *Rotation) error {
+	kv, err := js.KeyValue(ctx, privacyapi.IntegrationsBucket)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("rotate: open %s: %w", privacyapi.IntegrationsBucket, err)
+	}
+	recs, err := listIntegrations(ctx, kv, "")
+	if err != nil {
+		return fmt.Errorf("rotate: %w", err)
+	}
+	for _, rec := range recs {
+		if err := resealOne(ctx, kv, privacyapi.IntegrationKey(rec.Tenant, rec.ID), from, to, r); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// resealAttempts bounds the writes a secret's resealing may lose to
+// changes of its record.
+const resealAttempts = 5
+
+func resealOne(ctx context.Context, kv jetstream.KeyValue, key string, from, to *keyring.Ring, r *Rotation) error {
+	for range resealAttempts {
+		rec, rev, err := getIntegration(ctx, kv, key)
+		switch {
+		case errors.Is(err, app.ErrNotFound):
+			// Deleted meanwhile.
+			return nil
+		case err != nil:
+			return fmt.Errorf("rotate: %w", err)
+		case rec.KEKID == to.KEKID():
+			r.CurrentSecrets++
+			return nil
+		case rec.KEKID != from.KEKID():
+			return fmt.Errorf("rotate: integration %s: kek %s: %w", key, rec.KEKID, ErrForeignKEK)
+		}
+		secret, err := from.OpenSecret(rec.Tenant, rec.ID, rec.KEKID, rec.SealedSecret)
+		if err != nil {
+			return fmt.Errorf("rotate: %w", err)
+		}
+		if rec.SealedSecret, err = to.SealSecret(rec.Tenant, rec.ID, secret); err != nil {
+			return fmt.Errorf("rotate: %w", err)
+		}
+		rec.KEKID = to.KEKID()
+		b, err := json.Marshal(rec)
+		if err != nil {
+			return fmt.Errorf("rotate: encode integration %s: %w", key, err)
+		}
+		_, err = kv.Update(ctx, key, b, rev)
+		if stream.WrongLastSequence(err) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("rotate: store integration %s: %w", key, err)
+		}
+		r.Resealed++
+		return nil
+	}
+	return fmt.Errorf("rotate: integration %s changed %d times while it was being resealed; run the rotation again", key, resealAttempts)
 }

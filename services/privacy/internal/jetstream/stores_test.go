@@ -86,3 +86,13 @@ func TestSessions(t *testing.T) {
 		return s
 	})
 }
+
+func TestIntegrations(t *testing.T) {
+	storetest.Integrations(t, func(t *testing.T) app.IntegrationStore {
+		s, err := jetstream.NewIntegrationStore(t.Context(), connect(t), stream.Options{}, slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	})
+}

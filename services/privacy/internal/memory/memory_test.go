@@ -33,3 +33,7 @@ func TestExpiries(t *testing.T) {
 func TestSessions(t *testing.T) {
 	storetest.Sessions(t, func(*testing.T) app.SessionStore { return memory.NewSessionStore() })
 }
+
+func TestIntegrations(t *testing.T) {
+	storetest.Integrations(t, func(*testing.T) app.IntegrationStore { return memory.NewIntegrationStore() })
+}

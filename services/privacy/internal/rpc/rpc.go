@@ -103,6 +103,25 @@ func Serve(ctx context.Context, nc *nats.Conn, log *slog.Logger, health *rpc.Hea
 			res, err := a.PutSettings(ctx, req.Principal, req.Args.Tenant, req.Args.Settings)
 			return res, codeOf(err)
 		})},
+		{Subject: privacyapi.PutIntegrationSubject, Handler: rpc.Handle(func(ctx context.Context, req rpc.Request[privacyapi.PutIntegrationArgs]) (privacyapi.PutIntegrationResult, error) {
+			res, err := a.PutIntegration(ctx, req.Principal, req.Args)
+			return res, codeOf(err)
+		})},
+		{Subject: privacyapi.GetIntegrationSubject, Handler: rpc.Handle(func(ctx context.Context, req rpc.Request[privacyapi.IntegrationArgs]) (privacyapi.IntegrationView, error) {
+			res, err := a.GetIntegration(ctx, req.Principal, req.Args)
+			return res, codeOf(err)
+		})},
+		{Subject: privacyapi.ListIntegrationsSubject, Handler: rpc.Handle(func(ctx context.Context, req rpc.Request[privacyapi.IntegrationArgs]) (privacyapi.ListIntegrationsResult, error) {
+			res, err := a.ListIntegrations(ctx, req.Principal, req.Args.Tenant, req.Args.Kind)
+			return privacyapi.ListIntegrationsResult{Integrations: res}, codeOf(err)
+		})},
+		{Subject: privacyapi.DeleteIntegrationSubject, Handler: rpc.Handle(func(ctx context.Context, req rpc.Request[privacyapi.IntegrationArgs]) (struct{}, error) {
+			return struct{}{}, codeOf(a.DeleteIntegration(ctx, req.Principal, req.Args))
+		})},
+		{Subject: privacyapi.StartBotSessionSubject, Handler: rpc.Handle(func(ctx context.Context, req rpc.Request[privacyapi.IntegrationArgs]) (privacyapi.Session, error) {
+			res, err := a.StartBotSession(ctx, req.Principal, req.Args.Tenant, req.Args.ID)
+			return res, codeOf(err)
+		})},
 	}
 	groups := []rpc.Group{
 		// The key service: no principal, for the services whose bus
@@ -124,7 +143,7 @@ func Serve(ctx context.Context, nc *nats.Conn, log *slog.Logger, health *rpc.Hea
 	}
 	return rpc.Serve(ctx, nc, log, rpc.Service{
 		Name:        privacyapi.Service,
-		Description: "the key service, consent, erasure, exports, the audit trail, tenant settings and sessions",
+		Description: "the key service, consent, erasure, exports, the audit trail, tenant settings, sessions, bots and integrations",
 		Queue:       privacyapi.Queue,
 		Health:      health,
 		Groups:      groups,
@@ -174,6 +193,8 @@ func codeOf(err error) error {
 		return rpc.Errorf(rpc.CodeUnavailable, "audit trail unavailable")
 	case errors.Is(err, app.ErrNotFound):
 		return rpc.Errorf(rpc.CodeNotFound, "not found")
+	case errors.Is(err, app.ErrKindTaken):
+		return rpc.Errorf(rpc.CodeConflict, "the id is taken by a bot or integration of the other kind")
 	case rpc.Unavailable(err):
 		return rpc.Errorf(rpc.CodeUnavailable, "store unavailable")
 	}
