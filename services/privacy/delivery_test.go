@@ -2,9 +2,11 @@ package privacy_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -19,6 +21,7 @@ import (
 	"github.com/parley-chat/parley/pkg/event"
 	"github.com/parley-chat/parley/pkg/natsembed/natstest"
 	"github.com/parley-chat/parley/pkg/privacyapi"
+	"github.com/parley-chat/parley/pkg/seal"
 	"github.com/parley-chat/parley/pkg/stream"
 	"github.com/parley-chat/parley/pkg/webhook"
 
@@ -532,5 +535,94 @@ func TestDeletedIntegrationLosesItsConsumer(t *testing.T) {
 	natstest.Until(t, 10*time.Second, "consumer deleted", func() bool {
 		_, err := d.js.Consumer(t.Context(), stream.Chat, delivery.ConsumerName(tenant, "gone"))
 		return errors.Is(err, jetstream.ErrConsumerNotFound)
+	})
+}
+
+// BenchmarkDelivery measures what one event costs from CHAT to an
+// integration's endpoint on loopback: opened, consent checked, redacted,
+// signed, posted, logged. Deliveries are one at a time per integration, so
+// the time per event is a latency, not a throughput of the service.
+func BenchmarkDelivery(b *testing.B) {
+	s := natstest.Start(b, "")
+	kek, err := seal.NewKey()
+	if err != nil {
+		b.Fatal(err)
+	}
+	nc, js := natstest.Connect(b, s)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- privacy.Run(ctx, privacy.Deps{NC: nc, Log: slog.New(slog.DiscardHandler), KEK: kek, AuditKey: auditKey})
+	}()
+	b.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			b.Errorf("Run() = %v, want nil", err)
+		}
+	})
+	if err := stream.Ensure(b.Context(), js, stream.Options{}, stream.Chat); err != nil {
+		b.Fatal(err)
+	}
+	var kv jetstream.KeyValue
+	natstest.Eventually(b, 10*time.Second, "the INTEGRATIONS bucket", func() (err error) {
+		kv, err = js.KeyValue(b.Context(), privacyapi.IntegrationsBucket)
+		return err
+	})
+	ring := keyring.New(kek)
+	secret := []byte("bench secret")
+	var mu sync.Mutex
+	got := 0
+	verifier := &webhook.Verifier{Secrets: [][]byte{secret}}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, err := verifier.VerifyRequest(r, 1<<20); err != nil {
+			http.Error(w, "bad", http.StatusUnauthorized)
+			return
+		}
+		mu.Lock()
+		got++
+		mu.Unlock()
+	}))
+	b.Cleanup(srv.Close)
+	sealed, err := ring.SealSecret(tenant, "bench", secret)
+	if err != nil {
+		b.Fatal(err)
+	}
+	rec, err := json.Marshal(privacyapi.Integration{Tenant: tenant, ID: "bench", Kind: privacyapi.KindIntegration, WebhookURL: srv.URL,
+		SealedSecret: sealed, KEKID: ring.KEKID(), CreatedAt: time.Now().UTC()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := kv.Put(b.Context(), privacyapi.IntegrationKey(tenant, "bench"), rec); err != nil {
+		b.Fatal(err)
+	}
+	var v string
+	natstest.Eventually(b, 10*time.Second, "a visitor registered", func() (err error) {
+		v, err = register(b.Context(), nc, privacyapi.RegisterVisitorArgs{Tenant: tenant, Consent: event.Consent{AI: true, NoticeVersion: "n1"}})
+		return err
+	})
+	k, err := getKeys(b.Context(), nc, v, true)
+	if err != nil {
+		b.Fatal(err)
+	}
+	msgs := make([]*nats.Msg, b.N)
+	for i := range msgs {
+		e, err := event.New(k.Data, event.MessagePosted, tenant, v, "conv-b", time.Now(), event.Posted{Stamped: stamped(event.Stamp{}),
+			Author: event.Author{Role: "visitor", ID: v}, Text: seededText})
+		if err != nil {
+			b.Fatal(err)
+		}
+		msgs[i] = e.Msg(stream.ChatSubject(tenant, "conv-b"))
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for _, m := range msgs {
+		if _, err := js.PublishMsgAsync(m); err != nil {
+			b.Fatal(err)
+		}
+	}
+	natstest.Until(b, 5*time.Minute, "every event delivered", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return got >= b.N
 	})
 }
