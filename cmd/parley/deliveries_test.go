@@ -180,4 +180,3 @@ func TestDeliveriesEndToEnd(t *testing.T) {
 		}
 	}
 }
-
