@@ -428,7 +428,9 @@ func attemptAndLog(ctx context.Context, out *sender, a attempt, attempts int) bo
 	default:
 		outcome = privacyapi.OutcomeFailed
 	}
-	if err := out.logAttempt(ctx, a, outcome, status, took); err != nil {
+	// Logged even when ctx ended the attempt (an erasure's wait for its
+	// notices, a shutdown): the attempt was made.
+	if err := out.logAttempt(context.WithoutCancel(ctx), a, outcome, status, took); err != nil {
 		out.log.Warn("log a delivery", "tenant", a.rec.Tenant, "integration", a.rec.ID, "err", err)
 	}
 	return ok
