@@ -2,7 +2,6 @@ package httpapi
 
 import (
 	"net/http"
-	"time"
 
 	"github.com/parley-chat/parley/pkg/privacyapi"
 	"github.com/parley-chat/parley/pkg/rpc"
@@ -25,11 +24,9 @@ func (a *API) deliveries(w http.ResponseWriter, r *http.Request, kind string) er
 	if err != nil {
 		return err
 	}
-	var since time.Time
-	if q := r.URL.Query(); q.Has("since") {
-		if since, err = time.Parse(time.RFC3339, q.Get("since")); err != nil {
-			return errBadSince
-		}
+	since, err := sinceParam(r)
+	if err != nil {
+		return err
 	}
 	var res privacyapi.DeliveriesResult
 	err = a.call(r, privacyapi.DeliveriesSubject, p, privacyapi.DeliveriesArgs{Tenant: args.Tenant, Kind: kind, ID: args.ID, Since: since}, &res)
