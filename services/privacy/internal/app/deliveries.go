@@ -32,10 +32,11 @@ type ErasureNotifier interface {
 }
 
 // ErasureNotice is a notice Prepare stored: to which integration, of
-// which kind, and where it is stored.
+// which kind, dated when, and where it is stored.
 type ErasureNotice struct {
 	Integration string
 	Kind        string
+	At          time.Time
 	Seq         uint64
 }
 

@@ -101,7 +101,7 @@ func (n *Notifier) Prepare(ctx context.Context, tenant, subject, erasureID strin
 		if err != nil {
 			return nil, fmt.Errorf("store erasure notice: %w", err)
 		}
-		out = append(out, app.ErasureNotice{Integration: id, Kind: kind, Seq: ack.Sequence})
+		out = append(out, app.ErasureNotice{Integration: id, Kind: kind, At: nt.At, Seq: ack.Sequence})
 	}
 	return out, nil
 }
@@ -129,7 +129,8 @@ func (n *Notifier) Notify(ctx context.Context, tenant, subject, erasureID string
 			continue
 		}
 		wg.Go(func() {
-			pending := notice{Tenant: tenant, Integration: nt.Integration, Kind: nt.Kind, Visitor: subject, ErasureID: erasureID, At: n.now()}
+			// The body the retries would send: the same id and date.
+			pending := notice{Tenant: tenant, Integration: nt.Integration, Kind: nt.Kind, Visitor: subject, ErasureID: erasureID, At: nt.At}
 			body, err := pending.body()
 			if err != nil {
 				return
