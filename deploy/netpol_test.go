@@ -81,8 +81,9 @@ func wantFlow(src, dst peer, port corev1.ContainerPort) bool {
 	case dst.name == "kube-dns":
 		return parley(src) && port.ContainerPort == 53
 	case dst.name == "internet" || dst.name == "internet-v6":
-		// the tenants' identity providers, for staff sign-in
-		return parley(src) && srcApp == "gateway" && tcp && port.ContainerPort == 443
+		// the tenants' identity providers, for staff sign-in; the webhooks
+		// of their bots and integrations
+		return parley(src) && (srcApp == "gateway" || srcApp == "privacy") && tcp && port.ContainerPort == 443
 	case !parley(dst):
 		return false
 	case dstApp == "nats":

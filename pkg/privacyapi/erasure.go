@@ -100,6 +100,10 @@ type ErasureReport struct {
 	// counts under names of their own, so the report grows without a new
 	// version.
 	Counts map[string]int64 `json:"counts,omitempty"`
+	// Integrations lists the bots and integrations that had received the
+	// subject's events, each sent a signed "subject erased" notice; absent
+	// when there were none.
+	Integrations []ErasureIntegration `json:"integrations,omitempty"`
 }
 
 // ErasureRequested is the body of an ErasureRequestedType event.

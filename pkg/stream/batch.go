@@ -13,14 +13,16 @@ import (
 )
 
 // BatchRequest is a batched direct get (nats-server 2.11 or later): the
-// messages of NextFor from Seq on, or the last message of each of
-// MultiLast, at most Batch of them and, past the first, MaxBytes.
+// messages of NextFor from Seq on (or from the first stored at or after
+// StartTime), or the last message of each of MultiLast, at most Batch of
+// them and, past the first, MaxBytes.
 type BatchRequest struct {
-	Seq       uint64   `json:"seq,omitempty"`
-	NextFor   string   `json:"next_by_subj,omitempty"`
-	MultiLast []string `json:"multi_last,omitempty"`
-	Batch     int      `json:"batch,omitempty"`
-	MaxBytes  int      `json:"max_bytes,omitempty"`
+	Seq       uint64     `json:"seq,omitempty"`
+	StartTime *time.Time `json:"start_time,omitempty"`
+	NextFor   string     `json:"next_by_subj,omitempty"`
+	MultiLast []string   `json:"multi_last,omitempty"`
+	Batch     int        `json:"batch,omitempty"`
+	MaxBytes  int        `json:"max_bytes,omitempty"`
 }
 
 // PendingHeader is what a batched direct get tells with each message: how

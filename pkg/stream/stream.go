@@ -40,6 +40,18 @@ const (
 	// under their key, on subjects "profile.<tenant>.<visitor>"; owned by
 	// the chat service.
 	Profiles = "PROFILES"
+	// Deliveries is the log of deliveries to bots and integrations, on
+	// subjects "delivery.<tenant>.<integration>": an entry per attempt
+	// (event id, type, outcome, status, duration), never content.
+	Deliveries = "DELIVERIES"
+	// Recipients records which integration received a visitor's events,
+	// on subjects "recipient.<tenant>.<visitor>.<integration>", one
+	// message each, so that an erasure notifies them; purged at erasure.
+	Recipients = "RECIPIENTS"
+	// Notices holds the "subject erased" notices not yet acknowledged by
+	// their integration, on subjects "notice.<tenant>.<integration>": a
+	// work queue, each removed once acknowledged or abandoned.
+	Notices = "NOTICES"
 )
 
 // Options tune the stream definitions for a deployment. The zero value suits
@@ -54,6 +66,14 @@ type Options struct {
 const (
 	defaultChatMaxAge = 10 * 365 * 24 * time.Hour
 	analyticsMaxAge   = 7 * 24 * time.Hour
+	// DeliveriesMaxAge is how long the delivery log keeps an entry.
+	DeliveriesMaxAge = 30 * 24 * time.Hour
+	// DeliveriesPerIntegration bounds the entries the delivery log keeps
+	// of one integration, the oldest going first.
+	DeliveriesPerIntegration = 10_000
+	// noticesMaxAge outlasts the retries of a notice (see the delivery
+	// package), so that none is dropped while still tried.
+	noticesMaxAge = 7 * 24 * time.Hour
 )
 
 // Duplicate windows. JetStream holds the Nats-Msg-Id of every message of a
@@ -116,6 +136,24 @@ const LiveChatSubjects = "live.chat.>"
 // republished on.
 func LiveChatSubject(tenant, conversation string) string {
 	return "live." + ChatSubject(tenant, conversation)
+}
+
+// DeliverySubject is the subject of the delivery log of tenant's
+// integration.
+func DeliverySubject(tenant, integration string) string {
+	return "delivery." + tenant + "." + integration
+}
+
+// RecipientSubject is the subject of the record that tenant's integration
+// received events of visitor.
+func RecipientSubject(tenant, visitor, integration string) string {
+	return "recipient." + tenant + "." + visitor + "." + integration
+}
+
+// NoticeSubject is the subject of the pending erasure notices of tenant's
+// integration.
+func NoticeSubject(tenant, integration string) string {
+	return "notice." + tenant + "." + integration
 }
 
 // ProfileSubject is the subject of one visitor's profile.
@@ -208,6 +246,20 @@ func Config(name string, o Options) (jetstream.StreamConfig, error) {
 		// The chat service secure-deletes every older version itself once
 		// the new one is stored, and every version on removal.
 		base.DenyPurge = true
+	case Deliveries:
+		base.Subjects = []string{"delivery.*.*"}
+		base.MaxAge = DeliveriesMaxAge
+		base.MaxMsgsPerSubject = DeliveriesPerIntegration
+	case Recipients:
+		base.Subjects = []string{"recipient.*.*.*"}
+		// One record per visitor and integration, kept no longer than any
+		// tenant may keep a conversation.
+		base.MaxMsgsPerSubject = 1
+		base.MaxAge = chatMaxAge
+	case Notices:
+		base.Subjects = []string{"notice.*.*"}
+		base.Retention = jetstream.WorkQueuePolicy
+		base.MaxAge = noticesMaxAge
 	default:
 		return jetstream.StreamConfig{}, fmt.Errorf("unknown stream %q", name)
 	}
@@ -216,7 +268,7 @@ func Config(name string, o Options) (jetstream.StreamConfig, error) {
 
 // Names lists every stream of Parley, in the order Apply applies them.
 func Names() []string {
-	return []string{Privacy, Keys, Audit, AuditCheckpoints, Analytics, Chat, Schedules, Profiles}
+	return []string{Privacy, Keys, Audit, AuditCheckpoints, Analytics, Chat, Schedules, Profiles, Deliveries, Recipients, Notices}
 }
 
 // Ensure creates or updates the named streams. Updating needs the right to

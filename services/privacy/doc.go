@@ -56,6 +56,17 @@
 // "analytics_rows_deleted", or "analytics_cleanup_pending" when the
 // analytics service did not answer in time. See docs/analytics.md.
 //
+// It delivers conversations to the bots and integrations registered in the
+// INTEGRATIONS bucket (internal/delivery): a durable consumer of CHAT per
+// integration, filtered to its tenant, one event in flight, sends the
+// events of visitors whose ai consent held at each event, texts redacted
+// (pkg/redact), signed (pkg/webhook), to its webhook or NATS subject,
+// retried with backoff, each attempt in the content-free DELIVERIES log
+// (privacyapi.DeliveriesSubject). It records in RECIPIENTS which
+// integration received whose events; an erasure sends each of them a
+// signed subject.erased.v1 notice, reports which acknowledged
+// (ErasureReport.Integrations), and keeps sending the others from NOTICES.
+//
 // It erases conversations automatically a set time after they close
 // (internal/ephemeral), when the visitor chose so on opening
 // (erase_after_close_hours) or the tenant's settings make it the default;

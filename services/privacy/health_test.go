@@ -2,11 +2,14 @@ package privacy_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/parley-chat/parley/pkg/natsembed"
 	"github.com/parley-chat/parley/pkg/natsembed/natstest"
@@ -76,4 +79,37 @@ func errString(err error) string {
 		return "ready"
 	}
 	return err.Error()
+}
+
+// An integration's consumer without CHAT is a dead consumer too: the
+// pings name it until the stream is there.
+func TestPingSaysNotReadyWhileADeliveryConsumerFails(t *testing.T) {
+	s := natstest.Start(t, "")
+	runPrivacy(t, s, time.Hour)
+	nc, js := natstest.Connect(t, s)
+	var kv jetstream.KeyValue
+	natstest.Eventually(t, 20*time.Second, "the INTEGRATIONS bucket", func() (err error) {
+		kv, err = js.KeyValue(t.Context(), privacyapi.IntegrationsBucket)
+		return err
+	})
+	rec, err := json.Marshal(privacyapi.Integration{Tenant: tenant, ID: "crm", Kind: privacyapi.KindIntegration, WebhookURL: "https://crm.example/hook", CreatedAt: time.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Put(t.Context(), privacyapi.IntegrationKey(tenant, "crm"), rec); err != nil {
+		t.Fatal(err)
+	}
+	natstest.Eventually(t, 20*time.Second, "a ping naming the integration's delivery", func() error {
+		err := rpc.Ping(t.Context(), nc, privacyapi.RegisterVisitorSubject)
+		if rpc.CodeOf(err) != rpc.CodeUnavailable || !strings.Contains(err.Error(), "delivery "+tenant+"/crm") {
+			return errors.New(errString(err))
+		}
+		return nil
+	})
+	if err := stream.Create(t.Context(), js, stream.Options{}, stream.Chat); err != nil {
+		t.Fatal(err)
+	}
+	natstest.Eventually(t, 20*time.Second, "ready once CHAT exists", func() error {
+		return rpc.Ping(t.Context(), nc, privacyapi.RegisterVisitorSubject)
+	})
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/parley-chat/parley/pkg/auth"
 	"github.com/parley-chat/parley/pkg/personkey"
+	"github.com/parley-chat/parley/pkg/privacyapi"
 	"github.com/parley-chat/parley/pkg/retry"
 	"github.com/parley-chat/parley/pkg/seal"
 	"github.com/parley-chat/parley/pkg/stream"
@@ -23,6 +24,7 @@ import (
 	"github.com/parley-chat/parley/services/privacy/internal/app"
 	"github.com/parley-chat/parley/services/privacy/internal/bus"
 	"github.com/parley-chat/parley/services/privacy/internal/chat"
+	"github.com/parley-chat/parley/services/privacy/internal/delivery"
 	"github.com/parley-chat/parley/services/privacy/internal/ephemeral"
 	"github.com/parley-chat/parley/services/privacy/internal/jetstream"
 	"github.com/parley-chat/parley/services/privacy/internal/keyring"
@@ -61,6 +63,13 @@ type Deps struct {
 	// StaffSessionTTL is how long a member of staff's session lasts from
 	// sign-in, refreshed or not; 0 means DefaultStaffSessionTTL.
 	StaffSessionTTL time.Duration
+	// DeliveryBackoff is the waits between the attempts at a delivery to
+	// a bot or integration, len+1 attempts in all; nil means
+	// delivery.DefaultBackoff. Tests shorten it.
+	DeliveryBackoff []time.Duration
+	// DeliveryTimeout bounds one attempt at a delivery; 0 means
+	// delivery.DefaultTimeout (10 s).
+	DeliveryTimeout time.Duration
 	// Now is the clock of audit entries, keys and sessions; nil means
 	// time.Now. Tests set their own.
 	Now func() time.Time
@@ -75,10 +84,17 @@ type Deps struct {
 // (errStarting) until its consumer is made.
 const partRelay = "relay"
 
+// partIntegrations and partNotices name the mirror of the INTEGRATIONS
+// bucket and the consumer of pending erasure notices in the health.
+const (
+	partIntegrations = "integrations"
+	partNotices      = "erasure notices"
+)
+
 var errStarting = errors.New("starting")
 
-// Run creates the streams PRIVACY, KEYS, AUDIT, AUDIT_CHECKPOINTS, ANALYTICS and SCHEDULES and
-// the SETTINGS, SESSIONS and INTEGRATIONS buckets when missing, rebuilds its view of PRIVACY (consents, erasures) from
+// Run creates the streams PRIVACY, KEYS, AUDIT, AUDIT_CHECKPOINTS, ANALYTICS, SCHEDULES,
+// DELIVERIES, RECIPIENTS and NOTICES and the SETTINGS, SESSIONS and INTEGRATIONS buckets when missing, rebuilds its view of PRIVACY (consents, erasures) from
 // the stream's first event, then serves the privacy service until ctx is
 // done. While a background consumer fails, the service's pings answer that
 // it is not ready, naming it (pkg/rpc Health). Run returns nil on a clean
@@ -107,7 +123,8 @@ func Run(ctx context.Context, d Deps) error {
 	}
 	// Create, never update: the privacy user may not reconfigure streams
 	// (pkg/buspolicy); an operator applies a changed definition.
-	if err := stream.CreateMissing(ctx, js, d.Streams, d.Log, stream.Privacy, stream.Keys, stream.Audit, stream.AuditCheckpoints, stream.Analytics, stream.Schedules); err != nil {
+	if err := stream.CreateMissing(ctx, js, d.Streams, d.Log, stream.Privacy, stream.Keys, stream.Audit, stream.AuditCheckpoints, stream.Analytics, stream.Schedules,
+		stream.Deliveries, stream.Recipients, stream.Notices); err != nil {
 		return fmt.Errorf("privacy: %w", err)
 	}
 	ring := keyring.New(d.KEK)
@@ -141,9 +158,23 @@ func Run(ctx context.Context, d Deps) error {
 		return fmt.Errorf("privacy: %w", err)
 	}
 	events := jetstream.NewEventLog(js)
-	a := app.New(ring, d.AuditKey, app.Stores{Keys: keys, Events: events, Audit: auditLog, Checkpoints: checkpoints, Settings: settings, Bus: bus.NewBroadcaster(d.NC), Expiries: jetstream.NewExpirySchedules(js),
+	giveUp := d.GiveUp
+	if giveUp == 0 {
+		giveUp = retry.GiveUp
+	}
+	// Bots and integrations: the registered ones mirrored for deliveries
+	// and erasure notices.
+	registered := delivery.WatchIntegrations(ctx, js, d.Log, giveUp, health.Of(partIntegrations))
+	defer registered.Close()
+	// a is made below; no delivery is sent before Run starts them.
+	var a *app.App
+	secret := func(rec privacyapi.Integration) ([]byte, error) { return a.IntegrationSecret(rec) }
+	deliveryConfig := delivery.Config{Backoff: d.DeliveryBackoff, Timeout: d.DeliveryTimeout}
+	notifier := delivery.NewNotifier(d.NC, js, registered, secret, d.Log, deliveryConfig)
+	a = app.New(ring, d.AuditKey, app.Stores{Keys: keys, Events: events, Audit: auditLog, Checkpoints: checkpoints, Settings: settings, Bus: bus.NewBroadcaster(d.NC), Expiries: jetstream.NewExpirySchedules(js),
 		Analytics: relay.NewCleaner(d.NC, js), Chat: chat.New(d.NC), ChatLog: jetstream.NewChatLog(js), Log: d.Log, KeyCacheSize: d.KeyCacheSize,
-		Sessions: sessions, Integrations: integrations, StaffSessionTTL: d.StaffSessionTTL, Now: d.Now})
+		Sessions: sessions, Integrations: integrations, StaffSessionTTL: d.StaffSessionTTL, Now: d.Now,
+		Deliveries: delivery.NewLog(js), Notices: notifier})
 
 	follow, err := events.Follow(ctx, a.Apply)
 	if err != nil {
@@ -164,10 +195,6 @@ func Run(ctx context.Context, d Deps) error {
 		return fmt.Errorf("privacy: subscribe %s: %w", personkey.ErasedSubject, err)
 	}
 	defer erased.Unsubscribe()
-	giveUp := d.GiveUp
-	if giveUp == 0 {
-		giveUp = retry.GiveUp
-	}
 	g, gctx := errgroup.WithContext(ctx)
 	// Requests in flight when ctx ends run to completion: Stop drains the
 	// subscriptions, and each request is bounded by its own deadline.
@@ -188,6 +215,20 @@ func Run(ctx context.Context, d Deps) error {
 		return ephemeral.NewEraser(d.NC, js, a, d.Log).Run(gctx, giveUp, func(part string, err error) {
 			health.Set("erase after close ("+part+")", err)
 		})
+	})
+	// Deliveries to bots and integrations, and the erasure notices they
+	// did not acknowledge in time.
+	g.Go(func() error {
+		if err := delivery.New(d.NC, js, a, registered, secret, d.Log, deliveryConfig).Run(gctx, giveUp, health.Set); err != nil {
+			return fmt.Errorf("deliveries: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		if err := notifier.Run(gctx, giveUp, health.Of(partNotices)); err != nil {
+			return fmt.Errorf("erasure notices: %w", err)
+		}
+		return nil
 	})
 	d.Log.Info("privacy service running", "kek_id", ring.KEKID())
 	<-gctx.Done()

@@ -216,6 +216,8 @@ func (a *API) routes() {
 	m.Handle("GET /v1/erasures/{erasure_id}", a.handle(a.erasureStatus))
 	m.Handle("GET /v1/training-export", a.handle(a.trainingExport))
 	m.Handle("GET /v1/audit", a.handle(a.listAudit))
+	m.Handle("GET /v1/bots/{id}/deliveries", a.handle(a.botDeliveries))
+	m.Handle("GET /v1/integrations/{id}/deliveries", a.handle(a.integrationDeliveries))
 	m.Handle("GET /v1/audit/checkpoint", a.handle(a.auditCheckpoint))
 	m.Handle("GET /v1/settings", a.handle(a.getSettings))
 	m.Handle("PUT /v1/settings", a.handle(a.putSettings))

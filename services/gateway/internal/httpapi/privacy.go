@@ -286,11 +286,9 @@ func (a *API) listAudit(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	var since time.Time
-	if q := r.URL.Query(); q.Has("since") {
-		if since, err = time.Parse(time.RFC3339, q.Get("since")); err != nil {
-			return errBadSince
-		}
+	since, err := sinceParam(r)
+	if err != nil {
+		return err
 	}
 	var res privacyapi.ListAuditResult
 	if err := a.call(r, privacyapi.ListAuditSubject, p, privacyapi.ListAuditArgs{Tenant: p.Tenant, Since: since}, &res); err != nil {
@@ -301,6 +299,20 @@ func (a *API) listAudit(w http.ResponseWriter, r *http.Request) error {
 	}
 	writeJSON(w, http.StatusOK, res)
 	return nil
+}
+
+// sinceParam returns the ?since= of a listing: an RFC 3339 time, zero
+// when absent.
+func sinceParam(r *http.Request) (time.Time, error) {
+	q := r.URL.Query()
+	if !q.Has("since") {
+		return time.Time{}, nil
+	}
+	since, err := time.Parse(time.RFC3339, q.Get("since"))
+	if err != nil {
+		return time.Time{}, errBadSince
+	}
+	return since, nil
 }
 
 // auditCheckpoint answers the tenant's latest signed checkpoint of its

@@ -154,6 +154,12 @@ type Stores struct {
 	// ChatLog reads CHAT for training exports; nil answers them
 	// ErrNotFound.
 	ChatLog ChatLog
+	// Deliveries is the delivery log of bots and integrations; nil
+	// answers ErrNotFound.
+	Deliveries DeliveryLog
+	// Notices tells bots and integrations of erasures; nil skips that
+	// step of erasure.
+	Notices ErasureNotifier
 	// Log hears what an operator must act on: a tenant's audit trail
 	// refused, once until it is extended again. Nil discards it.
 	Log *slog.Logger
@@ -207,8 +213,11 @@ type App struct {
 	analytics AnalyticsCleaner
 	chat      Chat
 	chatLog   ChatLog
-	log       *slog.Logger
-	now       func() time.Time
+	// deliveries and notices may be nil; see Stores.
+	deliveries DeliveryLog
+	notices    ErasureNotifier
+	log        *slog.Logger
+	now        func() time.Time
 	// sessions may be nil; see Stores.
 	sessions        SessionStore
 	staffSessionTTL time.Duration
@@ -245,6 +254,8 @@ func New(ring *keyring.Ring, auditKey ed25519.PrivateKey, s Stores) *App {
 		analytics:       s.Analytics,
 		chat:            s.Chat,
 		chatLog:         s.ChatLog,
+		deliveries:      s.Deliveries,
+		notices:         s.Notices,
 		log:             cmp.Or(s.Log, slog.New(slog.DiscardHandler)),
 		now:             s.Now,
 		sessions:        s.Sessions,

@@ -142,6 +142,10 @@ func (a *App) finishErasure(ctx context.Context, by audit.Actor, audited bool, e
 	if err != nil {
 		return privacyapi.Erasure{}, err
 	}
+	notices, err := a.prepareNotices(ctx, rec)
+	if err != nil {
+		return privacyapi.Erasure{}, err
+	}
 	tomb, err := a.keys.Destroy(ctx, rec.tenant, rec.subject, keyring.Tombstone{ErasureID: erasureID, ErasedAt: a.now()})
 	if err != nil {
 		return privacyapi.Erasure{}, err
@@ -157,14 +161,32 @@ func (a *App) finishErasure(ctx context.Context, by audit.Actor, audited bool, e
 		}
 		counts["sessions_revoked"] = int64(n)
 	}
+	var integrations []privacyapi.ErasureIntegration
+	if a.notices != nil {
+		integrations = a.notices.Notify(ctx, rec.tenant, rec.subject, rec.id, notices)
+	}
 	at := a.now()
 	report := privacyapi.ErasureReport{
 		KeysDestroyed: tomb.KeysDestroyed,
 		At:            at.UTC(),
 		DurationMS:    at.Sub(rec.requestedAt).Milliseconds(),
 		Counts:        counts,
+		Integrations:  integrations,
 	}
 	return a.completeErasure(ctx, rec, report)
+}
+
+// prepareNotices stores the "subject erased" notices of the integrations
+// that received the subject's events, before the keys go.
+func (a *App) prepareNotices(ctx context.Context, rec erasureRecord) ([]ErasureNotice, error) {
+	if a.notices == nil {
+		return nil, nil
+	}
+	n, err := a.notices.Prepare(ctx, rec.tenant, rec.subject, rec.id)
+	if err != nil {
+		return nil, fmt.Errorf("prepare erasure notices: %w", err)
+	}
+	return n, nil
 }
 
 // completeErasure appends ErasureCompleted unless another instance did

@@ -99,6 +99,10 @@ func Serve(ctx context.Context, nc *nats.Conn, log *slog.Logger, health *rpc.Hea
 			res, err := a.AuditCheckpoint(ctx, req.Principal, req.Args.Tenant)
 			return res, codeOf(err)
 		})},
+		{Subject: privacyapi.DeliveriesSubject, Handler: rpc.Handle(func(ctx context.Context, req rpc.Request[privacyapi.DeliveriesArgs]) (privacyapi.DeliveriesResult, error) {
+			res, err := a.Deliveries(ctx, req.Principal, req.Args)
+			return res, codeOf(err)
+		})},
 		{Subject: privacyapi.GetSettingsSubject, Handler: rpc.Handle(func(ctx context.Context, req rpc.Request[privacyapi.TenantArgs]) (privacyapi.Settings, error) {
 			res, err := a.GetSettings(ctx, req.Principal, req.Args.Tenant)
 			return res, codeOf(err)

@@ -1,0 +1,527 @@
+// Package delivery delivers conversation events to the bots and
+// integrations admins register (privacyapi.Integration, in the
+// INTEGRATIONS bucket), and tells them of erasures.
+//
+// Each integration has a durable consumer of CHAT of its own, filtered to
+// its tenant's conversations (chat.<tenant>.*) and starting at its
+// registration, with one message in flight (MaxAckPending 1), so that an
+// integration receives its events in order, one at a time, whichever
+// privacy instance pulls: every instance pulls every integration's
+// consumer. The instances learn of integrations from a mirror of the
+// bucket (pkg/kvmirror): a new one's consumer is made, a deleted one's
+// deleted.
+//
+// An event is delivered only when all of these hold: it opens under its
+// visitor's keys (an erased visitor's events are never delivered); for a
+// bot, its stamp names the bot as the conversation's assignee, or as the
+// assignee before it (so a bot learns that it was handed off); and the
+// visitor's ai consent held at the event (app.ConsentAt, after catching
+// up with consents other instances stored), so a withdrawal stops
+// delivery at the next event. Every text is redacted (pkg/redact) before
+// it is put in the body (Body). The body is signed with the integration's
+// secret (pkg/webhook) and POSTed to its webhook within a timeout, or
+// sent as a NATS request to its subject; a 2xx answer, or any reply on
+// NATS, acknowledges it. An attempt that is not acknowledged is tried
+// again after the next wait of the backoff (NakWithDelay: 1 s, 5 s, 30 s,
+// 2 min, 10 min, 30 min, 1 h, 3 h by default), and abandoned after the
+// last: the consumer then moves on. Every attempt is written to the
+// delivery log (stream DELIVERIES): event id, type, attempt, outcome,
+// status, duration, time — no content.
+//
+// Before an integration first receives a visitor's event, a record that
+// it did is stored (stream RECIPIENTS, one message per visitor and
+// integration). An erasure reads them (Notifier): each such integration
+// is sent a signed "subject erased" notice, the erasure waits a bounded
+// time for the acknowledgements, and the records are purged. A notice
+// not acknowledged by then stays in the NOTICES work queue, and a durable
+// consumer shared by the instances sends it again with the same backoff.
+package delivery
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/parley-chat/parley/pkg/event"
+	"github.com/parley-chat/parley/pkg/kvmirror"
+	"github.com/parley-chat/parley/pkg/personkey"
+	"github.com/parley-chat/parley/pkg/privacyapi"
+	"github.com/parley-chat/parley/pkg/retry"
+	"github.com/parley-chat/parley/pkg/stream"
+
+	"github.com/parley-chat/parley/services/privacy/internal/app"
+	"github.com/parley-chat/parley/services/privacy/internal/keyring"
+)
+
+// Defaults of Config.
+const (
+	DefaultTimeout    = 10 * time.Second
+	DefaultNoticeWait = 2 * time.Second
+)
+
+// DefaultBackoff is the waits between the attempts at a delivery: nine
+// attempts over about five hours, then it is abandoned.
+var DefaultBackoff = []time.Duration{time.Second, 5 * time.Second, 30 * time.Second, 2 * time.Minute,
+	10 * time.Minute, 30 * time.Minute, time.Hour, 3 * time.Hour}
+
+const (
+	// consumerPrefix starts the name of every integration's consumer.
+	consumerPrefix = "delivery-"
+	// pullWait bounds one pull of an integration's consumer.
+	pullWait = 5 * time.Second
+	// reconcileEvery is how often the consumers are matched with the
+	// integrations the mirror holds.
+	reconcileEvery = time.Second
+	// transientDelay is the wait after a failure on Parley's side (the
+	// bus, the keys), which is no attempt at the integration.
+	transientDelay = time.Second
+	// maxRecorded bounds the recipients an instance remembers recording.
+	maxRecorded = 100_000
+)
+
+// Config tunes deliveries. The zero value works.
+type Config struct {
+	// Backoff is the waits between attempts; len(Backoff)+1 attempts are
+	// made. Empty means DefaultBackoff.
+	Backoff []time.Duration
+	// Timeout bounds one attempt; 0 means DefaultTimeout.
+	Timeout time.Duration
+	// NoticeWait bounds how long an erasure waits for the integrations to
+	// acknowledge its notice; 0 means DefaultNoticeWait.
+	NoticeWait time.Duration
+	// HTTPClient sends webhooks; nil means one that follows no redirect.
+	// Its own Timeout, if any, adds to Timeout.
+	HTTPClient *http.Client
+}
+
+func (c Config) withDefaults() Config {
+	if len(c.Backoff) == 0 {
+		c.Backoff = DefaultBackoff
+	}
+	if c.Timeout <= 0 {
+		c.Timeout = DefaultTimeout
+	}
+	if c.NoticeWait <= 0 {
+		c.NoticeWait = DefaultNoticeWait
+	}
+	if c.HTTPClient == nil {
+		c.HTTPClient = newClient()
+	}
+	return c
+}
+
+// App is what deliveries need of the privacy service.
+type App interface {
+	// GetKeys returns a subject's keys (see app.App.GetKeys).
+	GetKeys(ctx context.Context, tenant, subject string, create bool) (personkey.Keys, error)
+	// ConsentAt returns the consent in force at a time (app.App.ConsentAt).
+	ConsentAt(tenant, subject string, at time.Time) (event.Consent, bool)
+	// CatchUp returns once every PRIVACY event stored before the call is
+	// in the consent history.
+	CatchUp(ctx context.Context) error
+}
+
+// Integrations is the mirror of the INTEGRATIONS bucket.
+type Integrations = kvmirror.Mirror[privacyapi.Integration]
+
+// WatchIntegrations starts the mirror of the INTEGRATIONS bucket that
+// deliveries and erasure notices read.
+func WatchIntegrations(ctx context.Context, js jetstream.JetStream, log *slog.Logger, giveUp time.Duration, health func(error)) *Integrations {
+	return kvmirror.Start(ctx, js, kvmirror.Config[privacyapi.Integration]{
+		Bucket: privacyapi.IntegrationsBucket, Log: log, Health: health, GiveUp: giveUp})
+}
+
+// Deliverer runs the consumers of every integration. Run it once.
+type Deliverer struct {
+	js      jetstream.JetStream
+	app     App
+	ints    *Integrations
+	out     *sender
+	backoff []time.Duration
+	log     *slog.Logger
+
+	mu sync.Mutex
+	// recorded holds the recipients this instance stored, so that it
+	// stores each once, not at every event.
+	recorded map[string]struct{}
+}
+
+// New returns the deliverer of the integrations ints holds, reading CHAT
+// through js, opening events with a's keys and secrets with secret.
+func New(nc *nats.Conn, js jetstream.JetStream, a App, ints *Integrations, secret SecretOpener, log *slog.Logger, c Config) *Deliverer {
+	c = c.withDefaults()
+	log = log.With("component", "delivery")
+	return &Deliverer{js: js, app: a, ints: ints, backoff: c.Backoff, log: log,
+		out: newSender(nc, js, c, secret, log), recorded: make(map[string]struct{})}
+}
+
+// ConsumerName is the name of the durable consumer of tenant's
+// integration id: a hash, since "-" may be in both (the consumer's
+// metadata names them).
+func ConsumerName(tenant, id string) string {
+	h := sha256.Sum256([]byte(privacyapi.IntegrationKey(tenant, id)))
+	return consumerPrefix + hex.EncodeToString(h[:16])
+}
+
+// Run delivers until ctx is done, then returns nil. health hears of each
+// part that fails (the mirror, an integration's consumer) and nil once it
+// works again; Run returns an error once one has kept failing for giveUp.
+func (d *Deliverer) Run(ctx context.Context, giveUp time.Duration, health func(part string, err error)) error {
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		running := make(map[string]runner)
+		defer func() {
+			for _, r := range running {
+				r.stop()
+			}
+		}()
+		tick := time.NewTicker(reconcileEvery)
+		defer tick.Stop()
+		cleaned := false
+		for {
+			if d.ints.Ready() {
+				d.reconcile(gctx, g, giveUp, health, running)
+				if !cleaned {
+					cleaned = d.removeOrphans(gctx) == nil
+				}
+			}
+			select {
+			case <-gctx.Done():
+				return nil
+			case <-d.ints.Done():
+				return d.ints.Err()
+			case <-tick.C:
+			}
+		}
+	})
+	return g.Wait()
+}
+
+// runner is an integration's consumer running.
+type runner struct {
+	created time.Time
+	stop    context.CancelFunc
+}
+
+// reconcile starts a runner for each integration the mirror holds without
+// one, and stops and deletes the consumer of each that is gone (or was
+// registered again).
+func (d *Deliverer) reconcile(ctx context.Context, g *errgroup.Group, giveUp time.Duration, health func(string, error), running map[string]runner) {
+	seen := make(map[string]privacyapi.Integration)
+	d.ints.Range(func(key string, rec privacyapi.Integration) bool {
+		seen[key] = rec
+		return true
+	})
+	for key, r := range running {
+		if rec, ok := seen[key]; ok && rec.CreatedAt.Equal(r.created) {
+			continue
+		}
+		r.stop()
+		delete(running, key)
+		tenant, id, _ := splitKey(key)
+		if err := d.deleteConsumer(ctx, tenant, id); err != nil {
+			d.log.Warn("delete the consumer of a removed integration", "tenant", tenant, "integration", id, "err", err)
+		}
+	}
+	for key, rec := range seen {
+		if _, ok := running[key]; ok || !stream.ValidToken(rec.Tenant) || !stream.ValidToken(rec.ID) || key != privacyapi.IntegrationKey(rec.Tenant, rec.ID) {
+			continue
+		}
+		rctx, stop := context.WithCancel(ctx)
+		running[key] = runner{created: rec.CreatedAt, stop: stop}
+		part := "delivery " + rec.Tenant + "/" + rec.ID
+		g.Go(func() error {
+			defer health(part, nil)
+			err := retry.Keep(rctx, giveUp, func(err error) { health(part, err) }, func(ctx context.Context, working func()) error {
+				cons, err := d.consumer(ctx, rec)
+				if err != nil {
+					return err
+				}
+				working()
+				return d.pull(ctx, key, cons)
+			})
+			if err != nil {
+				return fmt.Errorf("%s: %w", part, err)
+			}
+			return nil
+		})
+	}
+}
+
+func splitKey(key string) (tenant, id string, ok bool) {
+	for i := range len(key) {
+		if key[i] == '.' {
+			return key[:i], key[i+1:], true
+		}
+	}
+	return "", "", false
+}
+
+// Metadata keys of an integration's consumer.
+const (
+	metaTenant  = "parley_tenant"
+	metaID      = "parley_integration"
+	metaCreated = "parley_created_at"
+)
+
+// consumer makes rec's consumer when missing; one left from an earlier
+// registration under the same id is replaced.
+func (d *Deliverer) consumer(ctx context.Context, rec privacyapi.Integration) (jetstream.Consumer, error) {
+	chat, err := d.js.Stream(ctx, stream.Chat)
+	if err != nil {
+		return nil, fmt.Errorf("open stream %s: %w", stream.Chat, err)
+	}
+	name := ConsumerName(rec.Tenant, rec.ID)
+	created := rec.CreatedAt.UTC().Format(time.RFC3339Nano)
+	if c, err := chat.Consumer(ctx, name); err == nil && c.CachedInfo().Config.Metadata[metaCreated] != created {
+		if err := chat.DeleteConsumer(ctx, name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+			return nil, fmt.Errorf("replace consumer %s: %w", name, err)
+		}
+	}
+	start := rec.CreatedAt
+	cons, err := chat.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
+		Durable:       name,
+		Description:   "deliveries to an integration",
+		FilterSubject: stream.ChatSubject(rec.Tenant, "*"),
+		DeliverPolicy: jetstream.DeliverByStartTimePolicy,
+		OptStartTime:  &start,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		// An attempt ends within the timeout; the rest covers the bus.
+		AckWait: d.out.timeout + 20*time.Second,
+		// One at a time, in order, whichever instance pulls.
+		MaxAckPending: 1,
+		Metadata:      map[string]string{metaTenant: rec.Tenant, metaID: rec.ID, metaCreated: created},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("create consumer %s: %w", name, err)
+	}
+	return cons, nil
+}
+
+func (d *Deliverer) deleteConsumer(ctx context.Context, tenant, id string) error {
+	err := d.js.DeleteConsumer(ctx, stream.Chat, ConsumerName(tenant, id))
+	if errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return nil
+	}
+	return err
+}
+
+// removeOrphans deletes the consumers of integrations deleted while no
+// instance ran.
+func (d *Deliverer) removeOrphans(ctx context.Context) error {
+	chat, err := d.js.Stream(ctx, stream.Chat)
+	if err != nil {
+		return err
+	}
+	infos := chat.ListConsumers(ctx)
+	for info := range infos.Info() {
+		tenant, id := info.Config.Metadata[metaTenant], info.Config.Metadata[metaID]
+		if tenant == "" || info.Name != ConsumerName(tenant, id) {
+			continue
+		}
+		if _, ok := d.ints.Get(privacyapi.IntegrationKey(tenant, id)); !ok {
+			if err := d.deleteConsumer(ctx, tenant, id); err != nil {
+				return err
+			}
+		}
+	}
+	return infos.Err()
+}
+
+// pull delivers the events of cons, one at a time, until ctx ends or the
+// consumer fails.
+func (d *Deliverer) pull(ctx context.Context, key string, cons jetstream.Consumer) error {
+	return pullEach(ctx, cons, 1, func(m jetstream.Msg) { d.handle(ctx, key, m) })
+}
+
+// pullEach fetches up to n messages of cons at a time and hands each to
+// handle, until ctx ends (nil) or a fetch fails (its error).
+func pullEach(ctx context.Context, cons jetstream.Consumer, n int, handle func(jetstream.Msg)) error {
+	for ctx.Err() == nil {
+		fctx, cancel := context.WithTimeout(ctx, pullWait)
+		batch, err := cons.Fetch(n, jetstream.FetchContext(fctx))
+		if err != nil {
+			cancel()
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		for m := range batch.Messages() {
+			handle(m)
+		}
+		cancel()
+		if err := batch.Error(); err != nil && ctx.Err() == nil &&
+			!errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, nats.ErrTimeout) {
+			return err
+		}
+	}
+	return nil
+}
+
+// handle delivers m to the integration of key, or skips it, and acks,
+// naks with the backoff's wait, or terminates it.
+func (d *Deliverer) handle(ctx context.Context, key string, m jetstream.Msg) {
+	md, err := m.Metadata()
+	if err != nil {
+		_ = m.Term()
+		return
+	}
+	rec, ok := d.ints.Get(key)
+	if !ok {
+		// Deleted meanwhile: its consumer goes with it.
+		_ = m.NakWithDelay(transientDelay)
+		return
+	}
+	a, err := d.prepare(ctx, rec, m, md)
+	switch {
+	case errors.Is(err, errSkip):
+		_ = m.Ack()
+		return
+	case err != nil:
+		d.log.Warn("prepare a delivery, will retry", "tenant", rec.Tenant, "integration", rec.ID, "err", err)
+		_ = m.NakWithDelay(transientDelay)
+		return
+	}
+	if !d.deliver(ctx, a) {
+		if a.n > len(d.backoff) {
+			_ = m.Term()
+			return
+		}
+		_ = m.NakWithDelay(d.backoff[a.n-1])
+		return
+	}
+	_ = m.Ack()
+}
+
+// deliver makes one attempt at a and logs it; it reports whether a is
+// done with: acknowledged, or abandoned at its last attempt.
+func (d *Deliverer) deliver(ctx context.Context, a attempt) bool {
+	return attemptAndLog(ctx, d.out, a, len(d.backoff)+1)
+}
+
+// attemptAndLog makes attempt a of at most attempts, logs it, and reports
+// whether it was acknowledged.
+func attemptAndLog(ctx context.Context, out *sender, a attempt, attempts int) bool {
+	began := time.Now()
+	ok, status, err := out.send(ctx, a)
+	took := time.Since(began)
+	if err != nil {
+		out.log.Warn("deliver", "tenant", a.rec.Tenant, "integration", a.rec.ID, "err", err)
+	}
+	outcome := privacyapi.OutcomeDelivered
+	switch {
+	case ok:
+	case a.n >= attempts:
+		outcome = privacyapi.OutcomeAbandoned
+	default:
+		outcome = privacyapi.OutcomeFailed
+	}
+	// Logged even when ctx ended the attempt (an erasure's wait for its
+	// notices, a shutdown): the attempt was made.
+	if err := out.logAttempt(context.WithoutCancel(ctx), a, outcome, status, took); err != nil {
+		out.log.Warn("log a delivery", "tenant", a.rec.Tenant, "integration", a.rec.ID, "err", err)
+	}
+	return ok
+}
+
+// errSkip marks an event not delivered to the integration: not a Parley
+// event, unreadable (erased), not for this bot, or without ai consent.
+var errSkip = errors.New("not delivered")
+
+// prepare returns the attempt delivering m to rec, errSkip when it is not
+// to be delivered, or another error when that cannot be told now.
+func (d *Deliverer) prepare(ctx context.Context, rec privacyapi.Integration, m jetstream.Msg, md *jetstream.MsgMetadata) (attempt, error) {
+	e, err := event.Parse(m.Subject(), m.Headers(), m.Data())
+	if err != nil {
+		return attempt{}, errSkip
+	}
+	payload := event.NewPayload(e.Type)
+	if payload == nil {
+		return attempt{}, errSkip
+	}
+	k, err := d.app.GetKeys(ctx, e.Tenant, e.Person, false)
+	switch {
+	case errors.Is(err, keyring.ErrErased), errors.Is(err, keyring.ErrNotFound), invalid(err):
+		return attempt{}, errSkip
+	case err != nil:
+		return attempt{}, err
+	}
+	if err := e.Open(k.Data, payload); err != nil {
+		return attempt{}, errSkip
+	}
+	st := event.StampOf(payload)
+	if rec.Kind == privacyapi.KindBot {
+		bot := event.BotAssignee(rec.ID)
+		if st == nil || st.Assignee != bot && st.PreviousAssignee != bot {
+			return attempt{}, errSkip
+		}
+	}
+	// Consents other instances stored before this event reached us must
+	// be known: a visitor who withdraws, then writes, is not delivered.
+	if err := d.app.CatchUp(ctx); err != nil {
+		return attempt{}, err
+	}
+	if c, ok := d.app.ConsentAt(e.Tenant, e.Person, e.At); !ok || !c.AI {
+		return attempt{}, errSkip
+	}
+	if err := d.record(ctx, rec, e.Person); err != nil {
+		return attempt{}, err
+	}
+	body, err := json.Marshal(bodyOf(e, md.Sequence.Stream, payload, st))
+	if err != nil {
+		return attempt{}, err
+	}
+	return attempt{rec: rec, id: e.ID, typ: string(e.Type), n: int(md.NumDelivered), body: body}, nil
+}
+
+// recipient is the record that an integration received a visitor's
+// events: what an erasure notice needs when the integration is gone.
+type recipient struct {
+	Kind string `json:"kind"`
+}
+
+// record stores that rec receives visitor's events, before the first is
+// sent, unless this instance stored it already.
+func (d *Deliverer) record(ctx context.Context, rec privacyapi.Integration, visitor string) error {
+	subject := stream.RecipientSubject(rec.Tenant, visitor, rec.ID)
+	d.mu.Lock()
+	_, done := d.recorded[subject]
+	d.mu.Unlock()
+	if done {
+		return nil
+	}
+	data, err := json.Marshal(recipient{Kind: rec.Kind})
+	if err != nil {
+		return err
+	}
+	m := nats.NewMsg(subject)
+	m.Data = data
+	if _, err := d.js.PublishMsg(ctx, m); err != nil {
+		return fmt.Errorf("record recipient: %w", err)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if len(d.recorded) >= maxRecorded {
+		clear(d.recorded)
+	}
+	d.recorded[subject] = struct{}{}
+	return nil
+}
+
+// invalid reports an id that can never have keys.
+func invalid(err error) bool {
+	var verr *app.ValidationError
+	return errors.As(err, &verr)
+}
