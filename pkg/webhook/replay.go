@@ -5,8 +5,8 @@ import (
 	"time"
 )
 
-// ReplayCache remembers accepted signatures until their timestamp leaves the
-// tolerance, up to a bound. When it is full the oldest entry is dropped, so
+// ReplayCache remembers accepted deliveries (timestamp and body) until
+// their timestamp leaves the tolerance, up to a bound. When it is full the oldest entry is dropped, so
 // the bound should exceed the deliveries one integration receives within
 // twice the tolerance. Safe for concurrent use.
 type ReplayCache struct {
@@ -16,7 +16,7 @@ type ReplayCache struct {
 	order  []string // insertion order, oldest first
 }
 
-// NewReplayCache returns a cache holding at most size signatures (at least 1).
+// NewReplayCache returns a cache holding at most size deliveries (at least 1).
 func NewReplayCache(size int) *ReplayCache {
 	size = max(size, 1)
 	return &ReplayCache{max: size, expiry: make(map[string]time.Time, size)}
@@ -43,7 +43,7 @@ func (c *ReplayCache) add(key string, expires, now time.Time) bool {
 	return true
 }
 
-// Len returns how many signatures the cache holds.
+// Len returns how many deliveries the cache holds.
 func (c *ReplayCache) Len() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()

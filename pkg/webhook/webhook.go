@@ -101,8 +101,8 @@ type Verifier struct {
 	Tolerance time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
-	// Seen, when set, refuses a signature already accepted within the
-	// tolerance. Share one between the Verifiers of one integration.
+	// Seen, when set, refuses a delivery (the same timestamp and body)
+	// already accepted within the tolerance. Share one between the Verifiers of one integration.
 	Seen *ReplayCache
 }
 
@@ -140,7 +140,12 @@ func (v *Verifier) Verify(header string, body []byte) error {
 			if !hmac.Equal(got, want) {
 				continue
 			}
-			if v.Seen != nil && !v.Seen.add(ts+"."+hex.EncodeToString(got), at.Add(tol), clock) {
+			// A replay is the same timestamp and body, whichever of a
+			// rotation's signatures it carries: keyed on the signature
+			// matched, a delivery signed with two secrets could be sent
+			// again with only the other one.
+			digest := sha256.Sum256(body)
+			if v.Seen != nil && !v.Seen.add(ts+"."+hex.EncodeToString(digest[:]), at.Add(tol), clock) {
 				return ErrReplayed
 			}
 			return nil

@@ -96,6 +96,20 @@ func TestVerifyRefusesReplay(t *testing.T) {
 	}
 }
 
+// TestReplayDuringRotationRefused: a delivery signed with both secrets of a
+// rotation, sent again carrying only the other signature, is a replay.
+func TestReplayDuringRotationRefused(t *testing.T) {
+	v := webhook.Verifier{Secrets: [][]byte{oldSecret, newSecret}, Now: fixedClock(sentAt), Seen: webhook.NewReplayCache(100)}
+	if err := v.Verify(sign(t, sentAt, body, oldSecret, newSecret), body); err != nil {
+		t.Fatalf("first delivery: Verify = %v, want nil", err)
+	}
+	for _, s := range [][]byte{oldSecret, newSecret} {
+		if err := v.Verify(sign(t, sentAt, body, s), body); !errors.Is(err, webhook.ErrReplayed) {
+			t.Errorf("replay with one signature: Verify = %v, want %v", err, webhook.ErrReplayed)
+		}
+	}
+}
+
 func TestReplayCacheIsBounded(t *testing.T) {
 	now := sentAt
 	cache := webhook.NewReplayCache(10)
