@@ -124,6 +124,7 @@ func TestBotParticipantEndToEnd(t *testing.T) {
 	}
 	botReadsTranscript(t, sc, bot, path, answer)
 	mustCall(t, base, "GET", "/v1/conversations/"+otherConv+"/messages", bot, nil, http.StatusForbidden)
+	mustCall(t, base, "GET", "/v1/conversations/nosuch/messages", bot, nil, http.StatusNotFound)
 	if got := mustCall(t, base, "GET", path, sc.visitor, nil, http.StatusOK); got["first_response_at"] != nil {
 		t.Errorf("first_response_at = %v after the bot's answer, want null: a bot is no first response", got["first_response_at"])
 	}
