@@ -57,6 +57,9 @@ type receiver struct {
 	refused  int
 	fail     func(delivery.Body) bool
 	verifier *webhook.Verifier
+	// hold, when set, is called before a verified delivery is taken, and
+	// may keep the request waiting.
+	hold func(delivery.Body)
 }
 
 func newReceiver(t *testing.T) *receiver {
@@ -89,6 +92,9 @@ func (r *receiver) serve(w http.ResponseWriter, req *http.Request) {
 	}
 	if req.Header.Get(delivery.DeliveryHeader) != b.ID {
 		r.t.Errorf("Parley-Delivery = %q, body id %q", req.Header.Get(delivery.DeliveryHeader), b.ID)
+	}
+	if r.hold != nil {
+		r.hold(b)
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -131,11 +137,12 @@ type deliverySetup struct {
 	kv   jetstream.KeyValue
 }
 
-func startDelivery(t *testing.T) deliverySetup {
+// startDelivery starts the privacy service with fastRetries, then opts.
+func startDelivery(t *testing.T, opts ...func(*privacy.Deps)) deliverySetup {
 	t.Helper()
 	s := natstest.Start(t, "")
 	kek := newKEK(t)
-	svc := start(t, s, kek, fastRetries)
+	svc := start(t, s, kek, append([]func(*privacy.Deps){fastRetries}, opts...)...)
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("logs:\n%s", svc.logs.Bytes())
@@ -526,6 +533,86 @@ func TestErasureNotifiesIntegrationsAndReportsAcknowledgements(t *testing.T) {
 	}
 	if !slices.Equal(logged, []string{"failed", "delivered"}) {
 		t.Errorf("erasure notices logged for late = %q, want failed then delivered", logged)
+	}
+}
+
+// TestDeliveryDuringErasureIsFollowedByANotice: an event whose delivery
+// is under way while its visitor is erased (the receiver holds the request
+// until the erasure answered) is followed by one more verified notice of
+// that erasure, and no record of who received the visitor is left.
+func TestDeliveryDuringErasureIsFollowedByANotice(t *testing.T) {
+	d := startDelivery(t, func(d *privacy.Deps) { d.DeliveryTimeout = time.Minute })
+	crm := newReceiver(t)
+	held, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	crm.hold = func(b delivery.Body) {
+		if b.Type == string(event.ConversationOpened) {
+			once.Do(func() { close(held) })
+			<-release
+		}
+	}
+	d.register("crm", privacyapi.KindIntegration, crm.secret, webhookAt(crm.url))
+	v := d.visitor(true)
+	d.append(v, "conv-r", event.ConversationOpened, time.Now(), event.Opened{Stamped: stamped(event.Stamp{}), Visitor: v, Text: "on its way"})
+	select {
+	case <-held:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the opening did not reach the receiver")
+	}
+	res, err := erase(t, d.nc, admin, v)
+	close(release)
+	if err != nil {
+		t.Fatal(err)
+	}
+	erased := func(b delivery.Body) bool {
+		return b.Type == delivery.ErasedType && b.VisitorID == v && b.ErasureID == res.ErasureID
+	}
+	// The last word the receiver has of the visitor is a notice, taken
+	// after the event that arrived once the erasure answered.
+	natstest.Until(t, 20*time.Second, "a notice after the held event", func() bool {
+		got := crm.bodies()
+		opening := slices.IndexFunc(got, func(b delivery.Body) bool { return b.Type == string(event.ConversationOpened) })
+		return opening >= 0 && slices.ContainsFunc(got[opening+1:], erased)
+	})
+	natstest.Until(t, 20*time.Second, "no record of the visitor's recipients, no notice pending", func() bool {
+		return streamState(t, d.js, stream.Recipients).Msgs == 0 && streamState(t, d.js, stream.Notices).Msgs == 0
+	})
+}
+
+// TestWithdrawalDropsARetriedBacklog: an event that failed while the
+// visitor held ai consent is not tried again once they withdrew it; the
+// log says so, and the next event follows.
+func TestWithdrawalDropsARetriedBacklog(t *testing.T) {
+	d := startDelivery(t, func(d *privacy.Deps) { d.DeliveryBackoff = []time.Duration{5 * time.Second, 5 * time.Second} })
+	crm := newReceiver(t)
+	v, other := d.visitor(true), d.visitor(true)
+	crm.fail = func(b delivery.Body) bool { return b.VisitorID == v }
+	d.register("crm", privacyapi.KindIntegration, crm.secret, webhookAt(crm.url))
+	d.append(v, "conv-w", event.ConversationOpened, time.Now(), event.Opened{Stamped: stamped(event.Stamp{}), Visitor: v, Text: "written with consent"})
+	crm.waitFor("the first attempt", func(b delivery.Body) bool { return b.VisitorID == v })
+	d.setAI(v, false)
+	crm.mu.Lock()
+	crm.fail = nil
+	crm.mu.Unlock()
+	d.append(other, "conv-n", event.ConversationOpened, time.Now(), event.Opened{Stamped: stamped(event.Stamp{}), Visitor: other, Text: "next"})
+	got := crm.waitFor("the next event", func(b delivery.Body) bool { return b.VisitorID == other })
+	if n := len(slices.DeleteFunc(got, func(b delivery.Body) bool { return b.VisitorID != v })); n != 1 {
+		t.Errorf("the withdrawn visitor's event was attempted %d times, want 1 (before the withdrawal)", n)
+	}
+	type row struct {
+		Attempt int
+		Outcome string
+	}
+	var rows []row
+	natstest.Until(t, 20*time.Second, "three entries logged", func() bool {
+		rows = rows[:0]
+		for _, l := range deliveries(t, d.nc, privacyapi.KindIntegration, "crm") {
+			rows = append(rows, row{l.Attempt, l.Outcome})
+		}
+		return len(rows) >= 3
+	})
+	if want := []row{{1, "failed"}, {2, "withdrawn"}, {1, "delivered"}}; !slices.Equal(rows, want) {
+		t.Errorf("delivery log = %v, want %v", rows, want)
 	}
 }
 
