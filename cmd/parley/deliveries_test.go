@@ -20,12 +20,14 @@ type hook struct {
 	verifier *webhook.Verifier
 	bodies   []map[string]any
 	raw      [][]byte
+	sigs     []string // the signature header of each of raw
 	refused  int
 }
 
 func (h *hook) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	sig := r.Header.Get(webhook.SignatureHeader)
 	body, err := h.verifier.VerifyRequest(r, 1<<20)
 	if err != nil {
 		h.refused++
@@ -37,7 +39,7 @@ func (h *hook) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "not JSON", http.StatusBadRequest)
 		return
 	}
-	h.bodies, h.raw = append(h.bodies, b), append(h.raw, body)
+	h.bodies, h.raw, h.sigs = append(h.bodies, b), append(h.raw, body), append(h.sigs, sig)
 	w.WriteHeader(http.StatusNoContent)
 }
 
