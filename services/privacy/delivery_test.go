@@ -616,6 +616,51 @@ func TestWithdrawalDropsARetriedBacklog(t *testing.T) {
 	}
 }
 
+// TestParleySideFailureIsNoAttempt: a signing secret that does not open
+// (a failure on Parley's side) is retried without an attempt at the
+// integration; once it opens, the delivery is attempt 1, and no retry of
+// the integration's was used up.
+func TestParleySideFailureIsNoAttempt(t *testing.T) {
+	d := startDelivery(t)
+	crm := newReceiver(t)
+	d.register("crm", privacyapi.KindIntegration, crm.secret, func(r *privacyapi.Integration) {
+		r.WebhookURL, r.SealedSecret = crm.url, []byte("not sealed")
+	})
+	v := d.visitor(true)
+	d.append(v, "conv-s", event.ConversationOpened, time.Now(), event.Opened{Stamped: stamped(event.Stamp{}), Visitor: v, Text: "wait for the secret"})
+	natstest.Until(t, 20*time.Second, "the secret failing three times", func() bool {
+		return bytes.Count(d.svc.logs.Bytes(), []byte("open the signing secret")) >= 3
+	})
+	// The same registration, its secret sealed as it should be.
+	entry, err := d.kv.Get(t.Context(), privacyapi.IntegrationKey(tenant, "crm"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rec privacyapi.Integration
+	if err := json.Unmarshal(entry.Value(), &rec); err != nil {
+		t.Fatal(err)
+	}
+	if rec.SealedSecret, err = d.ring.SealSecret(tenant, "crm", crm.secret); err != nil {
+		t.Fatal(err)
+	}
+	data, err := json.Marshal(rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.kv.Put(t.Context(), privacyapi.IntegrationKey(tenant, "crm"), data); err != nil {
+		t.Fatal(err)
+	}
+	crm.waitFor("the opening", func(b delivery.Body) bool { return b.VisitorID == v })
+	var got []privacyapi.Delivery
+	natstest.Until(t, 20*time.Second, "the delivery logged", func() bool {
+		got = deliveries(t, d.nc, privacyapi.KindIntegration, "crm")
+		return len(got) > 0
+	})
+	if len(got) != 1 || got[0].Attempt != 1 || got[0].Outcome != privacyapi.OutcomeDelivered {
+		t.Errorf("delivery log = %+v, want one entry: attempt 1, delivered", got)
+	}
+}
+
 func TestDeletedIntegrationLosesItsConsumer(t *testing.T) {
 	d := startDelivery(t)
 	r := newReceiver(t)
