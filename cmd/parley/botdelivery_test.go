@@ -108,15 +108,10 @@ func TestBotEndToEnd(t *testing.T) {
 	}
 
 	// Erased: the bot is told, and the report says it acknowledged.
-	erasureID := mustCall(t, base, "DELETE", "/v1/me", visitor, nil, http.StatusAccepted)["erasure_id"].(string)
-	var status map[string]any
-	eventually(t, 10*time.Second, func() bool {
-		status = mustCall(t, base, "GET", "/v1/erasures/"+erasureID, admin, nil, http.StatusOK)
-		return status["status"] == "completed"
-	})
-	ints, _ := status["report"].(map[string]any)["integrations"].([]any)
+	erasureID, report := eraseMe(t, base, visitor, admin)
+	ints, _ := report["integrations"].([]any)
 	if len(ints) != 1 || ints[0].(map[string]any)["id"] != "faq" || ints[0].(map[string]any)["kind"] != "bot" || ints[0].(map[string]any)["acknowledged"] != true {
-		t.Errorf("erasure report = %v, want the bot faq acknowledged", status["report"])
+		t.Errorf("erasure report = %v, want the bot faq acknowledged", report)
 	}
 	eventually(t, 20*time.Second, func() bool {
 		_, ok := h.received(func(b map[string]any) bool {
