@@ -20,12 +20,14 @@ type hook struct {
 	verifier *webhook.Verifier
 	bodies   []map[string]any
 	raw      [][]byte
+	sigs     []string // the signature header of each of raw
 	refused  int
 }
 
 func (h *hook) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	sig := r.Header.Get(webhook.SignatureHeader)
 	body, err := h.verifier.VerifyRequest(r, 1<<20)
 	if err != nil {
 		h.refused++
@@ -37,7 +39,7 @@ func (h *hook) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "not JSON", http.StatusBadRequest)
 		return
 	}
-	h.bodies, h.raw = append(h.bodies, b), append(h.raw, body)
+	h.bodies, h.raw, h.sigs = append(h.bodies, b), append(h.raw, body), append(h.sigs, sig)
 	w.WriteHeader(http.StatusNoContent)
 }
 
@@ -50,6 +52,20 @@ func (h *hook) received(ok func(map[string]any) bool) ([]map[string]any, bool) {
 }
 
 func anyBody(map[string]any) bool { return true }
+
+// eraseMe erases the visitor of token visitor, and returns the erasure's
+// id and its report, read by admin once it completed.
+func eraseMe(t *testing.T, base, visitor, admin string) (string, map[string]any) {
+	t.Helper()
+	erasureID := mustCall(t, base, "DELETE", "/v1/me", visitor, nil, http.StatusAccepted)["erasure_id"].(string)
+	var status map[string]any
+	eventually(t, 10*time.Second, func() bool {
+		status = mustCall(t, base, "GET", "/v1/erasures/"+erasureID, admin, nil, http.StatusOK)
+		return status["status"] == "completed"
+	})
+	report, _ := status["report"].(map[string]any)
+	return erasureID, report
+}
 
 func hasText(text string) func(map[string]any) bool {
 	return func(b map[string]any) bool { return b["text"] == text }
@@ -152,13 +168,7 @@ func TestDeliveriesEndToEnd(t *testing.T) {
 	mustCall(t, base, "GET", "/v1/integrations/crm/deliveries?since=yesterday", admin, nil, http.StatusUnprocessableEntity)
 
 	// Erasure follows the events out.
-	erasureID := mustCall(t, base, "DELETE", "/v1/me", visitor, nil, http.StatusAccepted)["erasure_id"].(string)
-	var status map[string]any
-	eventually(t, 10*time.Second, func() bool {
-		status = mustCall(t, base, "GET", "/v1/erasures/"+erasureID, admin, nil, http.StatusOK)
-		return status["status"] == "completed"
-	})
-	report, _ := status["report"].(map[string]any)
+	erasureID, report := eraseMe(t, base, visitor, admin)
 	ints, _ := report["integrations"].([]any)
 	if len(ints) != 1 || ints[0].(map[string]any)["id"] != "crm" || ints[0].(map[string]any)["kind"] != "integration" || ints[0].(map[string]any)["acknowledged"] != true {
 		t.Errorf("erasure report = %v, want crm acknowledged", report)

@@ -26,6 +26,9 @@ const (
 	// OutcomeAbandoned: no acknowledgement at the last attempt allowed;
 	// it is not tried again.
 	OutcomeAbandoned = "abandoned"
+	// OutcomeWithdrawn: not attempted, and not tried again: the visitor
+	// withdrew their ai consent since the failed attempt before it.
+	OutcomeWithdrawn = "withdrawn"
 )
 
 // DeliveriesArgs asks for the entries of tenant's integration ID, of Kind
@@ -48,7 +51,8 @@ type Delivery struct {
 	Type string `json:"type"`
 	// Attempt counts the attempts at this delivery, from 1.
 	Attempt int `json:"attempt"`
-	// Outcome is OutcomeDelivered, OutcomeFailed or OutcomeAbandoned.
+	// Outcome is OutcomeDelivered, OutcomeFailed, OutcomeAbandoned or
+	// OutcomeWithdrawn.
 	Outcome string `json:"outcome"`
 	// Status is the HTTP status the webhook answered; 0 when it gave none
 	// (no connection, a timeout) or for a NATS subject.

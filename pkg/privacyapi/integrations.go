@@ -81,7 +81,8 @@ const (
 
 	// ListIntegrationsSubject answers the tenant's bots or integrations
 	// (IntegrationArgs.ID unused), ordered by id. Who: an admin or a
-	// supervisor of the tenant.
+	// supervisor of the tenant; a supervisor gets each one's id, kind and
+	// name only.
 	//
 	// Request: rpc.Request[IntegrationArgs]. Result: ListIntegrationsResult.
 	//
@@ -135,14 +136,16 @@ type PutIntegrationArgs struct {
 }
 
 // IntegrationView is an Integration without its secret: what the API shows.
+// A supervisor's list holds ID, Kind and Name only (the rest zero, left
+// out of the JSON).
 type IntegrationView struct {
 	ID          string    `json:"id"`
 	Kind        string    `json:"kind"`
 	Name        string    `json:"name"`
 	WebhookURL  string    `json:"webhook_url,omitempty"`
 	NATSSubject string    `json:"nats_subject,omitempty"`
-	CreatedAt   time.Time `json:"created_at"`
-	UpdatedAt   time.Time `json:"updated_at"`
+	CreatedAt   time.Time `json:"created_at,omitzero"`
+	UpdatedAt   time.Time `json:"updated_at,omitzero"`
 }
 
 // View is i without its secret.

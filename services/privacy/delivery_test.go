@@ -57,6 +57,9 @@ type receiver struct {
 	refused  int
 	fail     func(delivery.Body) bool
 	verifier *webhook.Verifier
+	// hold, when set, is called before a verified delivery is taken, and
+	// may keep the request waiting.
+	hold func(delivery.Body)
 }
 
 func newReceiver(t *testing.T) *receiver {
@@ -89,6 +92,9 @@ func (r *receiver) serve(w http.ResponseWriter, req *http.Request) {
 	}
 	if req.Header.Get(delivery.DeliveryHeader) != b.ID {
 		r.t.Errorf("Parley-Delivery = %q, body id %q", req.Header.Get(delivery.DeliveryHeader), b.ID)
+	}
+	if r.hold != nil {
+		r.hold(b)
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -131,11 +137,12 @@ type deliverySetup struct {
 	kv   jetstream.KeyValue
 }
 
-func startDelivery(t *testing.T) deliverySetup {
+// startDelivery starts the privacy service with fastRetries, then opts.
+func startDelivery(t *testing.T, opts ...func(*privacy.Deps)) deliverySetup {
 	t.Helper()
 	s := natstest.Start(t, "")
 	kek := newKEK(t)
-	svc := start(t, s, kek, fastRetries)
+	svc := start(t, s, kek, append([]func(*privacy.Deps){fastRetries}, opts...)...)
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("logs:\n%s", svc.logs.Bytes())
@@ -526,6 +533,131 @@ func TestErasureNotifiesIntegrationsAndReportsAcknowledgements(t *testing.T) {
 	}
 	if !slices.Equal(logged, []string{"failed", "delivered"}) {
 		t.Errorf("erasure notices logged for late = %q, want failed then delivered", logged)
+	}
+}
+
+// TestDeliveryDuringErasureIsFollowedByANotice: an event whose delivery
+// is under way while its visitor is erased (the receiver holds the request
+// until the erasure answered) is followed by one more verified notice of
+// that erasure, and no record of who received the visitor is left.
+func TestDeliveryDuringErasureIsFollowedByANotice(t *testing.T) {
+	d := startDelivery(t, func(d *privacy.Deps) { d.DeliveryTimeout = time.Minute })
+	crm := newReceiver(t)
+	held, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	crm.hold = func(b delivery.Body) {
+		if b.Type == string(event.ConversationOpened) {
+			once.Do(func() { close(held) })
+			<-release
+		}
+	}
+	d.register("crm", privacyapi.KindIntegration, crm.secret, webhookAt(crm.url))
+	v := d.visitor(true)
+	d.append(v, "conv-r", event.ConversationOpened, time.Now(), event.Opened{Stamped: stamped(event.Stamp{}), Visitor: v, Text: "on its way"})
+	select {
+	case <-held:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the opening did not reach the receiver")
+	}
+	res, err := erase(t, d.nc, admin, v)
+	close(release)
+	if err != nil {
+		t.Fatal(err)
+	}
+	erased := func(b delivery.Body) bool {
+		return b.Type == delivery.ErasedType && b.VisitorID == v && b.ErasureID == res.ErasureID
+	}
+	// The last word the receiver has of the visitor is a notice, taken
+	// after the event that arrived once the erasure answered.
+	natstest.Until(t, 20*time.Second, "a notice after the held event", func() bool {
+		got := crm.bodies()
+		opening := slices.IndexFunc(got, func(b delivery.Body) bool { return b.Type == string(event.ConversationOpened) })
+		return opening >= 0 && slices.ContainsFunc(got[opening+1:], erased)
+	})
+	natstest.Until(t, 20*time.Second, "no record of the visitor's recipients, no notice pending", func() bool {
+		return streamState(t, d.js, stream.Recipients).Msgs == 0 && streamState(t, d.js, stream.Notices).Msgs == 0
+	})
+}
+
+// TestWithdrawalDropsARetriedBacklog: an event that failed while the
+// visitor held ai consent is not tried again once they withdrew it; the
+// log says so, and the next event follows.
+func TestWithdrawalDropsARetriedBacklog(t *testing.T) {
+	d := startDelivery(t, func(d *privacy.Deps) { d.DeliveryBackoff = []time.Duration{5 * time.Second, 5 * time.Second} })
+	crm := newReceiver(t)
+	v, other := d.visitor(true), d.visitor(true)
+	crm.fail = func(b delivery.Body) bool { return b.VisitorID == v }
+	d.register("crm", privacyapi.KindIntegration, crm.secret, webhookAt(crm.url))
+	d.append(v, "conv-w", event.ConversationOpened, time.Now(), event.Opened{Stamped: stamped(event.Stamp{}), Visitor: v, Text: "written with consent"})
+	crm.waitFor("the first attempt", func(b delivery.Body) bool { return b.VisitorID == v })
+	d.setAI(v, false)
+	crm.mu.Lock()
+	crm.fail = nil
+	crm.mu.Unlock()
+	d.append(other, "conv-n", event.ConversationOpened, time.Now(), event.Opened{Stamped: stamped(event.Stamp{}), Visitor: other, Text: "next"})
+	got := crm.waitFor("the next event", func(b delivery.Body) bool { return b.VisitorID == other })
+	if n := len(slices.DeleteFunc(got, func(b delivery.Body) bool { return b.VisitorID != v })); n != 1 {
+		t.Errorf("the withdrawn visitor's event was attempted %d times, want 1 (before the withdrawal)", n)
+	}
+	type row struct {
+		Attempt int
+		Outcome string
+	}
+	var rows []row
+	natstest.Until(t, 20*time.Second, "three entries logged", func() bool {
+		rows = rows[:0]
+		for _, l := range deliveries(t, d.nc, privacyapi.KindIntegration, "crm") {
+			rows = append(rows, row{l.Attempt, l.Outcome})
+		}
+		return len(rows) >= 3
+	})
+	if want := []row{{1, "failed"}, {2, "withdrawn"}, {1, "delivered"}}; !slices.Equal(rows, want) {
+		t.Errorf("delivery log = %v, want %v", rows, want)
+	}
+}
+
+// TestParleySideFailureIsNoAttempt: a signing secret that does not open
+// (a failure on Parley's side) is retried without an attempt at the
+// integration; once it opens, the delivery is attempt 1, and no retry of
+// the integration's was used up.
+func TestParleySideFailureIsNoAttempt(t *testing.T) {
+	d := startDelivery(t)
+	crm := newReceiver(t)
+	d.register("crm", privacyapi.KindIntegration, crm.secret, func(r *privacyapi.Integration) {
+		r.WebhookURL, r.SealedSecret = crm.url, []byte("not sealed")
+	})
+	v := d.visitor(true)
+	d.append(v, "conv-s", event.ConversationOpened, time.Now(), event.Opened{Stamped: stamped(event.Stamp{}), Visitor: v, Text: "wait for the secret"})
+	natstest.Until(t, 20*time.Second, "the secret failing three times", func() bool {
+		return bytes.Count(d.svc.logs.Bytes(), []byte("open the signing secret")) >= 3
+	})
+	// The same registration, its secret sealed as it should be.
+	entry, err := d.kv.Get(t.Context(), privacyapi.IntegrationKey(tenant, "crm"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rec privacyapi.Integration
+	if err := json.Unmarshal(entry.Value(), &rec); err != nil {
+		t.Fatal(err)
+	}
+	if rec.SealedSecret, err = d.ring.SealSecret(tenant, "crm", crm.secret); err != nil {
+		t.Fatal(err)
+	}
+	data, err := json.Marshal(rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.kv.Put(t.Context(), privacyapi.IntegrationKey(tenant, "crm"), data); err != nil {
+		t.Fatal(err)
+	}
+	crm.waitFor("the opening", func(b delivery.Body) bool { return b.VisitorID == v })
+	var got []privacyapi.Delivery
+	natstest.Until(t, 20*time.Second, "the delivery logged", func() bool {
+		got = deliveries(t, d.nc, privacyapi.KindIntegration, "crm")
+		return len(got) > 0
+	})
+	if len(got) != 1 || got[0].Attempt != 1 || got[0].Outcome != privacyapi.OutcomeDelivered {
+		t.Errorf("delivery log = %+v, want one entry: attempt 1, delivered", got)
 	}
 }
 

@@ -88,12 +88,12 @@ func unknownKind(kind string) error {
 	return errUnknownIntegration
 }
 
-// kindCall makes a call about the bot or integration args names, whose
+// kindCall makes a call about a bot or integration of kind, whose
 // absence the answer names.
-func (a *API) kindCall(r *http.Request, subject string, p auth.Principal, args privacyapi.IntegrationArgs, resp any) error {
+func (a *API) kindCall(r *http.Request, subject string, p auth.Principal, kind string, args, resp any) error {
 	err := a.call(r, subject, p, args, resp)
 	if rpc.CodeOf(err) == rpc.CodeNotFound {
-		return unknownKind(args.Kind)
+		return unknownKind(kind)
 	}
 	return err
 }
@@ -134,7 +134,7 @@ func (a *API) getKind(w http.ResponseWriter, r *http.Request, kind string) error
 		return err
 	}
 	var res privacyapi.IntegrationView
-	if err := a.kindCall(r, privacyapi.GetIntegrationSubject, p, args, &res); err != nil {
+	if err := a.kindCall(r, privacyapi.GetIntegrationSubject, p, args.Kind, args, &res); err != nil {
 		return err
 	}
 	writeJSON(w, http.StatusOK, res)
@@ -167,7 +167,7 @@ func (a *API) deleteKind(w http.ResponseWriter, r *http.Request, kind string) er
 	if err != nil {
 		return err
 	}
-	if err := a.kindCall(r, privacyapi.DeleteIntegrationSubject, p, args, nil); err != nil {
+	if err := a.kindCall(r, privacyapi.DeleteIntegrationSubject, p, args.Kind, args, nil); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -186,7 +186,7 @@ func (a *API) startBotSession(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	var s privacyapi.Session
-	if err := a.kindCall(r, privacyapi.StartBotSessionSubject, p, args, &s); err != nil {
+	if err := a.kindCall(r, privacyapi.StartBotSessionSubject, p, args.Kind, args, &s); err != nil {
 		return err
 	}
 	view, err := a.sessionView(s)

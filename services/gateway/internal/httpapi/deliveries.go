@@ -4,7 +4,6 @@ import (
 	"net/http"
 
 	"github.com/parley-chat/parley/pkg/privacyapi"
-	"github.com/parley-chat/parley/pkg/rpc"
 )
 
 // botDeliveries is GET /v1/bots/{id}/deliveries.
@@ -29,11 +28,7 @@ func (a *API) deliveries(w http.ResponseWriter, r *http.Request, kind string) er
 		return err
 	}
 	var res privacyapi.DeliveriesResult
-	err = a.call(r, privacyapi.DeliveriesSubject, p, privacyapi.DeliveriesArgs{Tenant: args.Tenant, Kind: kind, ID: args.ID, Since: since}, &res)
-	if rpc.CodeOf(err) == rpc.CodeNotFound {
-		return unknownKind(kind)
-	}
-	if err != nil {
+	if err := a.kindCall(r, privacyapi.DeliveriesSubject, p, kind, privacyapi.DeliveriesArgs{Tenant: args.Tenant, Kind: kind, ID: args.ID, Since: since}, &res); err != nil {
 		return err
 	}
 	if res.Deliveries == nil {

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -28,7 +29,8 @@ func botArgs(id, url string) privacyapi.PutIntegrationArgs {
 // checked in one place, before anything is audited or stored, and the
 // error names the field.
 func TestPutIntegrationRefusesBadInput(t *testing.T) {
-	a := newMemoryApp(t, &clock{t: time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)}, new(memory.Bus))
+	store := memory.NewIntegrationStore()
+	a := newMemoryAppWith(t, &clock{t: time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)}, new(memory.Bus), func(s *app.Stores) { s.Integrations = store })
 	ctx := t.Context()
 	admin := auth.Principal{Tenant: "demo", ID: "ada", Role: auth.RoleAdmin}
 	with := func(f func(*privacyapi.PutIntegrationArgs)) privacyapi.PutIntegrationArgs {
@@ -80,7 +82,7 @@ func TestPutIntegrationRefusesBadInput(t *testing.T) {
 			t.Errorf("PutIntegration(%s) = %v, want it stored", ok.ID, err)
 		}
 	}
-	stored, err := a.Integrations(ctx, "demo")
+	stored, err := store.List(ctx, "demo")
 	if err != nil || len(stored) != 4 {
 		t.Errorf("Integrations() = %d, %v; want the 4 valid ones only", len(stored), err)
 	}
@@ -98,7 +100,8 @@ func TestPutIntegrationRefusesBadInput(t *testing.T) {
 // member of staff's of the same id, nor the reverse.
 func TestBotLifecycle(t *testing.T) {
 	c := &clock{t: time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)}
-	a := newMemoryApp(t, c, new(memory.Bus))
+	store := memory.NewIntegrationStore()
+	a := newMemoryAppWith(t, c, new(memory.Bus), func(s *app.Stores) { s.Integrations = store })
 	ctx := t.Context()
 	admin := auth.Principal{Tenant: "demo", ID: "ada", Role: auth.RoleAdmin}
 	supervisor := auth.Principal{Tenant: "demo", ID: "sue", Role: auth.RoleSupervisor}
@@ -119,7 +122,7 @@ func TestBotLifecycle(t *testing.T) {
 		t.Errorf("the bot's session is for %+v, want %+v", created.Session.Principal, want)
 	}
 
-	recs, err := a.Integrations(ctx, "demo")
+	recs, err := store.List(ctx, "demo")
 	if err != nil || len(recs) != 1 {
 		t.Fatalf("Integrations() = %v, %v", recs, err)
 	}
@@ -148,7 +151,7 @@ func TestBotLifecycle(t *testing.T) {
 	if v := updated.Integration; v.NATSSubject != "parley.bots.demo.faq" || v.WebhookURL != "" || !v.CreatedAt.Equal(created.Integration.CreatedAt) || !v.UpdatedAt.Equal(c.now()) {
 		t.Errorf("updated view = %+v", v)
 	}
-	recs, _ = a.Integrations(ctx, "demo")
+	recs, _ = store.List(ctx, "demo")
 	if got, err := a.IntegrationSecret(recs[0]); err != nil || !bytes.Equal(got, secret) {
 		t.Errorf("IntegrationSecret() after the update = %v; want the secret kept", err)
 	}
@@ -162,9 +165,14 @@ func TestBotLifecycle(t *testing.T) {
 		t.Errorf("GetIntegration(kind integration) of a bot = %v, want ErrNotFound", err)
 	}
 
+	// A supervisor sees what assigning needs; an admin, where it goes.
 	list, err := a.ListIntegrations(ctx, supervisor, "demo", privacyapi.KindBot)
-	if err != nil || len(list) != 1 || list[0].ID != "faq" {
-		t.Errorf("ListIntegrations(supervisor) = %v, %v; want faq", list, err)
+	if want := []privacyapi.IntegrationView{{ID: "faq", Kind: privacyapi.KindBot, Name: "FAQ"}}; err != nil || !slices.Equal(list, want) {
+		t.Errorf("ListIntegrations(supervisor) = %+v, %v; want %+v", list, err, want)
+	}
+	list, err = a.ListIntegrations(ctx, admin, "demo", privacyapi.KindBot)
+	if err != nil || len(list) != 1 || list[0].NATSSubject != "parley.bots.demo.faq" || list[0].CreatedAt.IsZero() {
+		t.Errorf("ListIntegrations(admin) = %+v, %v; want faq with its subject and dates", list, err)
 	}
 	if _, err := a.ListIntegrations(ctx, agent, "demo", privacyapi.KindBot); !errors.Is(err, app.ErrForbidden) {
 		t.Errorf("ListIntegrations(agent) = %v, want ErrForbidden", err)

@@ -48,6 +48,28 @@ func (a *App) GetKeys(ctx context.Context, tenant, subject string, create bool) 
 	return k, nil
 }
 
+// HeldKeys returns the keys of tenant's subject, and false when there are
+// none to hold: erased (or its erasure requested), never made, expired, or
+// an id that can have none. Other errors are the store's, worth retrying.
+func (a *App) HeldKeys(ctx context.Context, tenant, subject string) (personkey.Keys, bool, error) {
+	k, err := a.GetKeys(ctx, tenant, subject, false)
+	var verr *ValidationError
+	switch {
+	case errors.Is(err, keyring.ErrErased), errors.Is(err, keyring.ErrNotFound), errors.As(err, &verr):
+		return personkey.Keys{}, false, nil
+	case err != nil:
+		return personkey.Keys{}, false, err
+	}
+	return k, true, nil
+}
+
+// ErasureOf returns the id of the erasure of tenant's subject, "" when none
+// was requested, as far as the index has followed PRIVACY (CatchUp first
+// to know of one another instance requested).
+func (a *App) ErasureOf(tenant, subject string) string {
+	return a.index.erasureOf(subjectID{tenant, subject})
+}
+
 // Forget drops the subject's keys from this instance's memory. The privacy
 // service calls it for every erasure broadcast, its own included.
 func (a *App) Forget(tenant, subject string) {

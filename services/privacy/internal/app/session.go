@@ -14,8 +14,6 @@ import (
 	"github.com/parley-chat/parley/pkg/auth"
 	"github.com/parley-chat/parley/pkg/event"
 	"github.com/parley-chat/parley/pkg/privacyapi"
-
-	"github.com/parley-chat/parley/services/privacy/internal/keyring"
 )
 
 // ErrSessionRefused means a refresh token opens no session: unknown,
@@ -205,17 +203,14 @@ func (a *App) RefreshSession(ctx context.Context, tok string) (privacyapi.Sessio
 // gone: erased by request or by retention, whichever instance did it (one
 // whose erasure failed to delete it).
 func (a *App) stillHeld(ctx context.Context, f Family) error {
-	_, err := a.keys.Load(ctx, f.Principal.Tenant, f.Principal.ID)
-	switch {
-	case errors.Is(err, keyring.ErrErased), errors.Is(err, keyring.ErrNotFound):
-		if err := a.sessions.DeleteFamily(ctx, f.Principal.Tenant, f.Principal.ID, f.ID); err != nil {
-			return err
-		}
-		return ErrSessionRefused
-	case err != nil:
+	_, held, err := a.HeldKeys(ctx, f.Principal.Tenant, f.Principal.ID)
+	if err != nil || held {
 		return err
 	}
-	return nil
+	if err := a.sessions.DeleteFamily(ctx, f.Principal.Tenant, f.Principal.ID, f.ID); err != nil {
+		return err
+	}
+	return ErrSessionRefused
 }
 
 // EndSession signs out of the session of the refresh token tok, spent or

@@ -16,8 +16,6 @@ import (
 	"github.com/parley-chat/parley/pkg/privacyapi"
 	"github.com/parley-chat/parley/pkg/redact"
 	"github.com/parley-chat/parley/pkg/stream"
-
-	"github.com/parley-chat/parley/services/privacy/internal/keyring"
 )
 
 // ChatLog reads the CHAT stream, whose events the privacy service opens
@@ -204,7 +202,7 @@ func (a *App) trainingMessage(ctx context.Context, rec trainingRecord, seq uint6
 	if !a.aiConsentAt(rec.tenant, e.Person, rec.at) || !a.aiConsentAt(rec.tenant, e.Person, e.At) {
 		return privacyapi.TrainingMessage{}, false, nil
 	}
-	k, ok, err := a.trainingKeys(ctx, rec.tenant, e.Person)
+	k, ok, err := a.HeldKeys(ctx, rec.tenant, e.Person)
 	if !ok || err != nil {
 		return privacyapi.TrainingMessage{}, false, err
 	}
@@ -263,28 +261,12 @@ func (a *App) openingWithdrawn(ctx context.Context, k personkey.Keys, seq uint64
 	return withdrawn, err
 }
 
-// trainingKeys returns the keys of the tenant's visitor, and false when
-// they have none left (erased, expired, or no valid id).
-func (a *App) trainingKeys(ctx context.Context, tenant, visitor string) (personkey.Keys, bool, error) {
-	if !stream.ValidToken(visitor) {
-		return personkey.Keys{}, false, nil
-	}
-	k, err := a.GetKeys(ctx, tenant, visitor, false)
-	switch {
-	case errors.Is(err, keyring.ErrErased), errors.Is(err, keyring.ErrNotFound):
-		return personkey.Keys{}, false, nil
-	case err != nil:
-		return personkey.Keys{}, false, err
-	}
-	return k, true, nil
-}
-
 // trainingManifest fills page with the pseudonyms of the manifest's
 // visitors after the visitor id after, and its Next.
 func (a *App) trainingManifest(ctx context.Context, rec trainingRecord, after string, page *privacyapi.TrainingPage) error {
 	ids, more := a.index.aiConsenting(rec.tenant, rec.at, after, trainingManifestItems)
 	for _, id := range ids {
-		k, ok, err := a.trainingKeys(ctx, rec.tenant, id)
+		k, ok, err := a.HeldKeys(ctx, rec.tenant, id)
 		if err != nil {
 			return err
 		}

@@ -15,16 +15,20 @@
 // visitor's keys (an erased visitor's events are never delivered); for a
 // bot, its stamp names the bot as the conversation's assignee, or as the
 // assignee before it (so a bot learns that it was handed off); and the
-// visitor's ai consent held at the event (app.ConsentAt, after catching
-// up with consents other instances stored), so a withdrawal stops
-// delivery at the next event. Every text is redacted (pkg/redact) before
+// visitor's ai consent held at the event and holds at the attempt
+// (app.ConsentAt, after catching up with consents and erasure requests
+// other instances stored), so a withdrawal stops delivery at the next
+// event, and a backlog retried past it is dropped. Every text is redacted (pkg/redact) before
 // it is put in the body (Body). The body is signed with the integration's
 // secret (pkg/webhook) and POSTed to its webhook within a timeout, or
 // sent as a NATS request to its subject; a 2xx answer, or any reply on
 // NATS, acknowledges it. An attempt that is not acknowledged is tried
 // again after the next wait of the backoff (NakWithDelay: 1 s, 5 s, 30 s,
 // 2 min, 10 min, 30 min, 1 h, 3 h by default), and abandoned after the
-// last: the consumer then moves on. Every attempt is written to the
+// last: the consumer then moves on. A failure on Parley's side (the bus,
+// the keys, the secret) is no attempt: it is retried in place, the
+// message kept in progress, so the server's count of deliveries is the
+// count of attempts. Every attempt is written to the
 // delivery log (stream DELIVERIES): event id, type, attempt, outcome,
 // status, duration, time — no content.
 //
@@ -35,6 +39,10 @@
 // time for the acknowledgements, and the records are purged. A notice
 // not acknowledged by then stays in the NOTICES work queue, and a durable
 // consumer shared by the instances sends it again with the same backoff.
+// A delivery acknowledged while an erasure of its visitor ran may have
+// stored its record after the erasure read or purged them: after each,
+// the erasure requests are caught up with again, and, for an erased
+// visitor, that record is purged and one more notice stored.
 package delivery
 
 import (
@@ -59,9 +67,6 @@ import (
 	"github.com/parley-chat/parley/pkg/privacyapi"
 	"github.com/parley-chat/parley/pkg/retry"
 	"github.com/parley-chat/parley/pkg/stream"
-
-	"github.com/parley-chat/parley/services/privacy/internal/app"
-	"github.com/parley-chat/parley/services/privacy/internal/keyring"
 )
 
 // Defaults of Config.
@@ -123,8 +128,12 @@ func (c Config) withDefaults() Config {
 
 // App is what deliveries need of the privacy service.
 type App interface {
-	// GetKeys returns a subject's keys (see app.App.GetKeys).
-	GetKeys(ctx context.Context, tenant, subject string, create bool) (personkey.Keys, error)
+	// HeldKeys returns a subject's keys, false when it has none left
+	// (app.App.HeldKeys).
+	HeldKeys(ctx context.Context, tenant, subject string) (personkey.Keys, bool, error)
+	// ErasureOf returns the id of the subject's erasure, "" when none was
+	// requested (app.App.ErasureOf).
+	ErasureOf(tenant, subject string) string
 	// ConsentAt returns the consent in force at a time (app.App.ConsentAt).
 	ConsentAt(tenant, subject string, at time.Time) (event.Consent, bool)
 	// CatchUp returns once every PRIVACY event stored before the call is
@@ -297,8 +306,7 @@ func (d *Deliverer) consumer(ctx context.Context, rec privacyapi.Integration) (j
 		DeliverPolicy: jetstream.DeliverByStartTimePolicy,
 		OptStartTime:  &start,
 		AckPolicy:     jetstream.AckExplicitPolicy,
-		// An attempt ends within the timeout; the rest covers the bus.
-		AckWait: d.out.timeout + 20*time.Second,
+		AckWait:       d.out.ackWait(),
 		// One at a time, in order, whichever instance pulls.
 		MaxAckPending: 1,
 		Metadata:      map[string]string{metaTenant: rec.Tenant, metaID: rec.ID, metaCreated: created},
@@ -371,27 +379,56 @@ func pullEach(ctx context.Context, cons jetstream.Consumer, n int, handle func(j
 }
 
 // handle delivers m to the integration of key, or skips it, and acks,
-// naks with the backoff's wait, or terminates it.
+// naks with the backoff's wait, or terminates it. A failure on Parley's
+// side (the bus, the keys, the secret) is no attempt: it is retried here,
+// m kept in progress, so that m's NumDelivered counts the attempts at the
+// integration (and a redelivery after this instance stopped) and nothing
+// else. Naks and their counts are the server's; counting in the log
+// instead would cost a read per attempt for the same number.
 func (d *Deliverer) handle(ctx context.Context, key string, m jetstream.Msg) {
 	md, err := m.Metadata()
 	if err != nil {
 		_ = m.Term()
 		return
 	}
-	rec, ok := d.ints.Get(key)
-	if !ok {
-		// Deleted meanwhile: its consumer goes with it.
+	defer keepInProgress(m, d.out.ackWait())()
+	var a attempt
+	var decided error
+	err = untilDone(ctx, d.log, "prepare a delivery", func() error {
+		rec, ok := d.ints.Get(key)
+		if !ok {
+			// Deleted meanwhile: its consumer goes with it.
+			decided = errGone
+			return nil
+		}
+		a, decided = d.prepare(ctx, rec, m, md)
+		if errors.Is(decided, errSkip) || errors.Is(decided, errWithdrawn) {
+			return nil
+		}
+		return decided
+	})
+	switch {
+	case err != nil:
+		// Stopping: another instance takes it on.
 		_ = m.NakWithDelay(transientDelay)
 		return
-	}
-	a, err := d.prepare(ctx, rec, m, md)
-	switch {
-	case errors.Is(err, errSkip):
+	case errors.Is(decided, errGone):
+		_ = m.NakWithDelay(transientDelay)
+		return
+	case errors.Is(decided, errWithdrawn):
+		if err := d.out.logAttempt(ctx, a, privacyapi.OutcomeWithdrawn, 0, 0); err != nil {
+			d.log.Warn("log a delivery", "tenant", a.rec.Tenant, "integration", a.rec.ID, "err", err)
+		}
 		_ = m.Ack()
 		return
-	case err != nil:
-		d.log.Warn("prepare a delivery, will retry", "tenant", rec.Tenant, "integration", rec.ID, "err", err)
-		_ = m.NakWithDelay(transientDelay)
+	case errors.Is(decided, errSkip):
+		// Redelivered after an attempt: the visitor may have been erased
+		// since it was made.
+		if md.NumDelivered > 1 && a.visitor != "" && d.followErasure(ctx, a) != nil {
+			_ = m.NakWithDelay(transientDelay)
+			return
+		}
+		_ = m.Ack()
 		return
 	}
 	if !d.deliver(ctx, a) {
@@ -402,7 +439,40 @@ func (d *Deliverer) handle(ctx context.Context, key string, m jetstream.Msg) {
 		_ = m.NakWithDelay(d.backoff[a.n-1])
 		return
 	}
+	if d.followErasure(ctx, a) != nil {
+		// Sent again, with the same id: the receiver sees a retry.
+		_ = m.NakWithDelay(transientDelay)
+		return
+	}
 	_ = m.Ack()
+}
+
+// followErasure makes sure an erasure of a's visitor requested while a
+// was on its way reaches a's integration. That erasure read the
+// recipients, or purged them, perhaps before a's record was stored: the
+// record is purged here, and one more notice stored in NOTICES (its id
+// names the event too), which the notices' consumer sends. Safe to
+// repeat; nothing is done when no erasure was requested.
+func (d *Deliverer) followErasure(ctx context.Context, a attempt) error {
+	return untilDone(ctx, d.log, "follow an erasure", func() error {
+		if err := d.app.CatchUp(ctx); err != nil {
+			return err
+		}
+		erasure := d.app.ErasureOf(a.rec.Tenant, a.visitor)
+		if erasure == "" {
+			return nil
+		}
+		nt := notice{Tenant: a.rec.Tenant, Integration: a.rec.ID, Kind: a.rec.Kind, Visitor: a.visitor,
+			ErasureID: erasure, After: a.id, At: d.out.now()}
+		if _, err := storeNotice(ctx, d.js, nt); err != nil {
+			return err
+		}
+		subject := stream.RecipientSubject(a.rec.Tenant, a.visitor, a.rec.ID)
+		d.mu.Lock()
+		delete(d.recorded, subject)
+		d.mu.Unlock()
+		return purgeRecipients(ctx, d.js, subject)
+	})
 }
 
 // deliver makes one attempt at a and logs it; it reports whether a is
@@ -436,54 +506,75 @@ func attemptAndLog(ctx context.Context, out *sender, a attempt, attempts int) bo
 	return ok
 }
 
-// errSkip marks an event not delivered to the integration: not a Parley
-// event, unreadable (erased), not for this bot, or without ai consent.
-var errSkip = errors.New("not delivered")
+// Why an event is not attempted.
+var (
+	// errSkip: not a Parley event, unreadable (erased), not for this bot,
+	// or without ai consent at its time.
+	errSkip = errors.New("not delivered")
+	// errWithdrawn: tried before, and the ai consent withdrawn since.
+	errWithdrawn = errors.New("ai consent withdrawn since the last attempt")
+	// errGone: the integration was deleted.
+	errGone = errors.New("integration deleted")
+)
 
-// prepare returns the attempt delivering m to rec, errSkip when it is not
-// to be delivered, or another error when that cannot be told now.
+// prepare returns the attempt delivering m to rec, errSkip or
+// errWithdrawn when it is not to be delivered, or another error when that
+// cannot be told now. The attempt's visitor is set whenever m is an event.
 func (d *Deliverer) prepare(ctx context.Context, rec privacyapi.Integration, m jetstream.Msg, md *jetstream.MsgMetadata) (attempt, error) {
 	e, err := event.Parse(m.Subject(), m.Headers(), m.Data())
 	if err != nil {
 		return attempt{}, errSkip
 	}
+	a := attempt{rec: rec, id: e.ID, typ: string(e.Type), n: int(md.NumDelivered), visitor: e.Person}
 	payload := event.NewPayload(e.Type)
 	if payload == nil {
-		return attempt{}, errSkip
+		return a, errSkip
 	}
-	k, err := d.app.GetKeys(ctx, e.Tenant, e.Person, false)
+	// Consents and erasure requests other instances stored before this
+	// event reached us must be known: a visitor who withdraws, then
+	// writes, is not delivered, nor one whose erasure began (their keys
+	// are refused from its request on).
+	if err := d.app.CatchUp(ctx); err != nil {
+		return a, err
+	}
+	k, held, err := d.app.HeldKeys(ctx, e.Tenant, e.Person)
 	switch {
-	case errors.Is(err, keyring.ErrErased), errors.Is(err, keyring.ErrNotFound), invalid(err):
-		return attempt{}, errSkip
 	case err != nil:
-		return attempt{}, err
+		return a, err
+	case !held:
+		return a, errSkip
 	}
 	if err := e.Open(k.Data, payload); err != nil {
-		return attempt{}, errSkip
+		return a, errSkip
 	}
 	st := event.StampOf(payload)
 	if rec.Kind == privacyapi.KindBot {
 		bot := event.BotAssignee(rec.ID)
 		if st == nil || st.Assignee != bot && st.PreviousAssignee != bot {
-			return attempt{}, errSkip
+			return a, errSkip
 		}
 	}
-	// Consents other instances stored before this event reached us must
-	// be known: a visitor who withdraws, then writes, is not delivered.
-	if err := d.app.CatchUp(ctx); err != nil {
-		return attempt{}, err
-	}
+	// The consent must have held at the event and hold now: a backlog
+	// retried past a withdrawal is dropped.
 	if c, ok := d.app.ConsentAt(e.Tenant, e.Person, e.At); !ok || !c.AI {
-		return attempt{}, errSkip
+		return a, errSkip
+	}
+	if c, ok := d.app.ConsentAt(e.Tenant, e.Person, d.out.now()); !ok || !c.AI {
+		if a.n > 1 {
+			return a, errWithdrawn
+		}
+		return a, errSkip
+	}
+	if a.secret, err = d.out.secret(rec); err != nil {
+		return a, fmt.Errorf("open the signing secret: %w", err)
 	}
 	if err := d.record(ctx, rec, e.Person); err != nil {
-		return attempt{}, err
+		return a, err
 	}
-	body, err := json.Marshal(bodyOf(e, md.Sequence.Stream, payload, st))
-	if err != nil {
-		return attempt{}, err
+	if a.body, err = json.Marshal(bodyOf(e, md.Sequence.Stream, payload, st)); err != nil {
+		return a, err
 	}
-	return attempt{rec: rec, id: e.ID, typ: string(e.Type), n: int(md.NumDelivered), body: body}, nil
+	return a, nil
 }
 
 // recipient is the record that an integration received a visitor's
@@ -518,10 +609,4 @@ func (d *Deliverer) record(ctx context.Context, rec privacyapi.Integration, visi
 	}
 	d.recorded[subject] = struct{}{}
 	return nil
-}
-
-// invalid reports an id that can never have keys.
-func invalid(err error) bool {
-	var verr *app.ValidationError
-	return errors.As(err, &verr)
 }

@@ -34,11 +34,47 @@ type notice struct {
 	Visitor     string    `json:"visitor"`
 	ErasureID   string    `json:"erasure_id"`
 	At          time.Time `json:"at"`
+	// After, when set, is the id of an event of the visitor delivered
+	// while the erasure ran (Deliverer.followErasure): this notice
+	// follows it, and the erasure made no attempt at it.
+	After string `json:"after,omitempty"`
 }
 
 // id is the notice's id, the same however often it is stored or sent.
 func (n notice) id() string {
-	return event.DerivedID("erasure-notice/" + n.ErasureID + "/" + n.Integration)
+	id := "erasure-notice/" + n.ErasureID + "/" + n.Integration
+	if n.After != "" {
+		id += "/after/" + n.After
+	}
+	return event.DerivedID(id)
+}
+
+// storeNotice stores nt in NOTICES, once within its duplicate window, and
+// returns where.
+func storeNotice(ctx context.Context, js jetstream.JetStream, nt notice) (uint64, error) {
+	data, err := json.Marshal(nt)
+	if err != nil {
+		return 0, err
+	}
+	m := nats.NewMsg(stream.NoticeSubject(nt.Tenant, nt.Integration))
+	m.Header.Set(jetstream.MsgIDHeader, nt.id())
+	m.Data = data
+	ack, err := js.PublishMsg(ctx, m)
+	if err != nil {
+		return 0, fmt.Errorf("store erasure notice: %w", err)
+	}
+	return ack.Sequence, nil
+}
+
+// purgeRecipients removes the records of who received a visitor that
+// subject (a RecipientSubject, or one with a wildcard) matches, leaving
+// no marker that names them.
+func purgeRecipients(ctx context.Context, js jetstream.JetStream, subject string) error {
+	st, err := js.Stream(ctx, stream.Recipients)
+	if err != nil {
+		return err
+	}
+	return st.Purge(ctx, jetstream.WithPurgeSubject(subject))
 }
 
 func (n notice) body() ([]byte, error) {
@@ -90,18 +126,11 @@ func (n *Notifier) Prepare(ctx context.Context, tenant, subject, erasureID strin
 			}
 		}
 		nt := notice{Tenant: tenant, Integration: id, Kind: kind, Visitor: subject, ErasureID: erasureID, At: n.now()}
-		data, err := json.Marshal(nt)
+		seq, err := storeNotice(ctx, n.js, nt)
 		if err != nil {
 			return nil, err
 		}
-		m := nats.NewMsg(stream.NoticeSubject(tenant, id))
-		m.Header.Set(jetstream.MsgIDHeader, nt.id())
-		m.Data = data
-		ack, err := n.js.PublishMsg(ctx, m)
-		if err != nil {
-			return nil, fmt.Errorf("store erasure notice: %w", err)
-		}
-		out = append(out, app.ErasureNotice{Integration: id, Kind: kind, At: nt.At, Seq: ack.Sequence})
+		out = append(out, app.ErasureNotice{Integration: id, Kind: kind, At: nt.At, Seq: seq})
 	}
 	return out, nil
 }
@@ -135,7 +164,13 @@ func (n *Notifier) Notify(ctx context.Context, tenant, subject, erasureID string
 			if err != nil {
 				return
 			}
-			a := attempt{rec: rec, id: pending.id(), typ: ErasedType, n: 1, body: body}
+			secret, err := n.out.secret(rec)
+			if err != nil {
+				// No attempt: the retries send it.
+				n.log.Warn("open the signing secret of an erasure notice", "tenant", tenant, "integration", nt.Integration, "err", err)
+				return
+			}
+			a := attempt{rec: rec, id: pending.id(), typ: ErasedType, n: 1, body: body, secret: secret, visitor: subject}
 			if !attemptAndLog(sctx, n.out, a, len(n.backoff)+1) {
 				return
 			}
@@ -147,7 +182,7 @@ func (n *Notifier) Notify(ctx context.Context, tenant, subject, erasureID string
 	}
 	wg.Wait()
 	if len(notices) > 0 {
-		if err := n.purge(context.WithoutCancel(ctx), tenant, subject); err != nil {
+		if err := purgeRecipients(context.WithoutCancel(ctx), n.js, stream.RecipientSubject(tenant, subject, "*")); err != nil {
 			n.log.Warn("purge the recipients of an erased subject", "tenant", tenant, "err", err)
 		}
 	}
@@ -166,16 +201,6 @@ func (n *Notifier) remove(ctx context.Context, seq uint64) error {
 	return nil
 }
 
-// purge removes the records of who received tenant's subject, leaving no
-// marker that names them.
-func (n *Notifier) purge(ctx context.Context, tenant, subject string) error {
-	st, err := n.js.Stream(ctx, stream.Recipients)
-	if err != nil {
-		return err
-	}
-	return st.Purge(ctx, jetstream.WithPurgeSubject(stream.RecipientSubject(tenant, subject, "*")))
-}
-
 // Run sends the pending notices again until ctx is done, then returns
 // nil; health hears of the consumer's failures, and Run returns an error
 // once it has kept failing for giveUp.
@@ -184,7 +209,7 @@ func (n *Notifier) Run(ctx context.Context, giveUp time.Duration, health func(er
 		cons, err := n.js.CreateOrUpdateConsumer(ctx, stream.Notices, jetstream.ConsumerConfig{
 			Durable:       NoticesDurable,
 			AckPolicy:     jetstream.AckExplicitPolicy,
-			AckWait:       n.out.timeout + 20*time.Second,
+			AckWait:       n.out.ackWait(),
 			MaxAckPending: 64,
 		})
 		if err != nil {
@@ -210,11 +235,13 @@ func (n *Notifier) handle(ctx context.Context, m jetstream.Msg) {
 		return
 	}
 	// The erasure sends it first, for up to the notice wait; after that
-	// it waits as any failed attempt does.
-	if age, first := n.now().Sub(md.Timestamp), n.wait+n.backoff[0]; age < first {
+	// it waits as any failed attempt does. One that follows a delivery
+	// made during the erasure has had no attempt yet.
+	if age, first := n.now().Sub(md.Timestamp), n.wait+n.backoff[0]; nt.After == "" && age < first {
 		_ = m.NakWithDelay(first - age)
 		return
 	}
+	defer keepInProgress(m, n.out.ackWait())()
 	rec, ok := n.ints.Get(privacyapi.IntegrationKey(nt.Tenant, nt.Integration))
 	if !ok {
 		// Deleted: no one left to tell.
@@ -226,9 +253,22 @@ func (n *Notifier) handle(ctx context.Context, m jetstream.Msg) {
 		_ = m.Term()
 		return
 	}
-	// The erasure's own attempt was the first; this message's first
-	// delivery was, most often, only held back until firstRetry.
-	a := attempt{rec: rec, id: nt.id(), typ: ErasedType, n: max(int(md.NumDelivered), 2), body: body}
+	var secret []byte
+	if err := untilDone(ctx, n.log, "open the signing secret of an erasure notice", func() (err error) {
+		secret, err = n.out.secret(rec)
+		return err
+	}); err != nil {
+		// Stopping: another instance sends it.
+		_ = m.NakWithDelay(transientDelay)
+		return
+	}
+	// NumDelivered counts this message's attempts and the hold-back above
+	// (a failure on Parley's side is retried in place): the erasure's own
+	// attempt was the first, and the hold-back stands for it.
+	a := attempt{rec: rec, id: nt.id(), typ: ErasedType, n: int(md.NumDelivered), body: body, secret: secret, visitor: nt.Visitor}
+	if nt.After == "" {
+		a.n = max(a.n, 2)
+	}
 	attempts := len(n.backoff) + 1
 	switch {
 	case attemptAndLog(ctx, n.out, a, attempts), a.n >= attempts:

@@ -60,17 +60,18 @@ type attempt struct {
 	typ  string
 	n    int // from 1
 	body []byte
+	// secret signs it, opened before the attempt: a secret that does not
+	// open is a failure on Parley's side, not an attempt.
+	secret []byte
+	// visitor is whose event or notice it is.
+	visitor string
 }
 
 // send delivers a to its integration, signed, within the sender's
 // timeout, and reports whether it was acknowledged and the HTTP status
-// (0 for none). An error means it could not even be tried (no secret).
+// (0 for none). An error means it could not even be tried.
 func (s *sender) send(ctx context.Context, a attempt) (bool, int, error) {
-	secret, err := s.secret(a.rec)
-	if err != nil {
-		return false, 0, err
-	}
-	sig, err := webhook.Sign(s.now(), a.body, secret)
+	sig, err := webhook.Sign(s.now(), a.body, a.secret)
 	if err != nil {
 		return false, 0, fmt.Errorf("sign delivery: %w", err)
 	}
@@ -103,6 +104,50 @@ func (s *sender) send(ctx context.Context, a attempt) (bool, int, error) {
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxAnswer))
 	_ = resp.Body.Close()
 	return resp.StatusCode >= 200 && resp.StatusCode < 300, resp.StatusCode, nil
+}
+
+// ackWait is the AckWait of the consumers whose messages s sends: an
+// attempt ends within the timeout; the rest covers the bus.
+func (s *sender) ackWait() time.Duration { return s.timeout + 20*time.Second }
+
+// keepInProgress tells the server, every third of ackWait, that m is
+// still being handled, until the returned function is called: a slow
+// attempt, or a wait for Parley's side to recover, does not let m go to
+// another instance meanwhile, which would send it twice at once.
+func keepInProgress(m jetstream.Msg, ackWait time.Duration) (stop func()) {
+	done := make(chan struct{})
+	go func() {
+		tick := time.NewTicker(ackWait / 3)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+				_ = m.InProgress()
+			}
+		}
+	}()
+	return func() { close(done) }
+}
+
+// untilDone calls f until it returns nil or ctx ends (ctx's error),
+// waiting transientDelay after each failure, which it logs as what: for
+// failures on Parley's side (the bus, the keys, the secret), which are
+// no attempt at the integration and must not use up its retries.
+func untilDone(ctx context.Context, log *slog.Logger, what string, f func() error) error {
+	for {
+		err := f()
+		if err == nil {
+			return nil
+		}
+		log.Warn(what+", will retry", "err", err)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(transientDelay):
+		}
+	}
 }
 
 // logAttempt writes an attempt to the delivery log: ids, type, outcome,
