@@ -133,9 +133,8 @@ export class Inbox {
   async loadBots(): Promise<void> {
     if (this.me.role === "agent") return;
     try {
-      const answer = await client.json<Integration[] | { bots: Integration[] }>("GET", "/v1/bots");
-      const list = Array.isArray(answer) ? answer : answer.bots;
-      this.bots = new Map(list.map((b) => [b.id, b.name]));
+      const { bots } = await client.json<{ bots: Integration[] }>("GET", "/v1/bots");
+      this.bots = new Map(bots.map((b) => [b.id, b.name]));
     } catch {
       // Without the list, bots show by their id and cannot be picked to assign.
     }
