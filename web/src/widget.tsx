@@ -534,7 +534,8 @@ function App() {
             </p>
           )}
           <div class="log" role="log" aria-live="polite" aria-label="Messages" tabIndex={0} ref={log}>
-            {messages.map((m) => (
+            {/* A hand-off shows as the banner's "A person will answer you", not as a line. */}
+            {messages.filter((m) => !m.handed_off).map((m) => (
               <div key={m.id} class={m.author?.role === "visitor" ? "mine" : m.author?.role === "bot" ? "theirs by-bot" : "theirs"}>
                 <span class="who">{m.author?.role === "visitor" ? "You" : m.author?.role === "bot" ? "Bot" : "Support"}</span>
                 <span class="text">{m.erased ? "(erased)" : m.withdrawn ? "(withdrawn)" : m.text}</span>
