@@ -53,8 +53,11 @@ func (lc *liveClient) of(typ, conv string) []liveEvent {
 // TestBotParticipantEndToEnd assigns a conversation to a registered bot
 // through `parley all`: the bot answers with its token, its message reads
 // author role bot in the transcript, on the visitor's live stream and in
-// their export; it is refused everywhere else; the visitor asks for a
-// person, which leaves the conversation to the agents, one of whom takes it.
+// their export; it reads the transcript (the question asked before it was
+// assigned) only once the visitor allowed the assistant, every identifier
+// redacted, while the visitor still reads them; it is refused everywhere
+// else; the visitor asks for a person, which leaves the conversation to the
+// agents, one of whom takes it, and stays in the transcript and the export.
 func TestBotParticipantEndToEnd(t *testing.T) {
 	sc := startVisitorScene(t)
 	checkBus(t, sc.logs)
@@ -66,7 +69,7 @@ func TestBotParticipantEndToEnd(t *testing.T) {
 
 	visitorLive := openStream(t, base, sc.visitor)
 	aliceLive := openStream(t, base, sc.alice)
-	conv := mustCall(t, base, "POST", "/v1/conversations", sc.visitor, map[string]any{"text": "is anyone there?"}, http.StatusCreated)["id"].(string)
+	conv := mustCall(t, base, "POST", "/v1/conversations", sc.visitor, map[string]any{"text": botQuestion}, http.StatusCreated)["id"].(string)
 	path := "/v1/conversations/" + conv
 	otherConv := mustCall(t, base, "POST", "/v1/conversations", other, map[string]any{"text": "me too"}, http.StatusCreated)["id"].(string)
 
@@ -116,6 +119,12 @@ func TestBotParticipantEndToEnd(t *testing.T) {
 	if author, _ := last["author"].(map[string]any); last["text"] != answer || author["role"] != "bot" || author["id"] != "faq" {
 		t.Errorf("the transcript's last message = %v, want %q by role bot, id faq", last, answer)
 	}
+	if msgs[0].(map[string]any)["text"] != botQuestion {
+		t.Errorf("the visitor's transcript opens with %v, want their question in clear", msgs[0])
+	}
+	botReadsTranscript(t, sc, bot, path, answer)
+	mustCall(t, base, "GET", "/v1/conversations/"+otherConv+"/messages", bot, nil, http.StatusForbidden)
+	mustCall(t, base, "GET", "/v1/conversations/nosuch/messages", bot, nil, http.StatusNotFound)
 	if got := mustCall(t, base, "GET", path, sc.visitor, nil, http.StatusOK); got["first_response_at"] != nil {
 		t.Errorf("first_response_at = %v after the bot's answer, want null: a bot is no first response", got["first_response_at"])
 	}
@@ -129,7 +138,6 @@ func TestBotParticipantEndToEnd(t *testing.T) {
 		{"POST", "/v1/conversations/" + otherConv + "/handoff", nil},
 		{"GET", "/v1/conversations", nil},
 		{"GET", path, nil},
-		{"GET", path + "/messages", nil},
 		{"POST", path + "/close", nil},
 		{"POST", path + "/assign", map[string]any{"agent_id": "alice"}},
 		{"DELETE", path + "/messages/" + conv, nil},
@@ -180,8 +188,10 @@ func TestBotParticipantEndToEnd(t *testing.T) {
 	if !listed {
 		t.Errorf("alice's inbox does not list %s after the hand-off", conv)
 	}
-	// Asking again changes nothing; the bot is out of it.
+	handOffs(t, "the transcript", transcriptOf(t, base, path, sc.visitor), "visitor")
+	// Asking again changes nothing; the bot is out of it, and reads nothing.
 	mustCall(t, base, "POST", path+"/handoff", sc.visitor, nil, http.StatusOK)
+	mustCall(t, base, "GET", path+"/messages", bot, nil, http.StatusForbidden)
 	mustCall(t, base, "POST", path+"/messages", bot, map[string]any{"text": "still here"}, http.StatusForbidden)
 	mustCall(t, base, "POST", path+"/handoff", bot, nil, http.StatusForbidden)
 
@@ -202,14 +212,8 @@ func TestBotParticipantEndToEnd(t *testing.T) {
 	defer export.Body.Close()
 	var doc struct {
 		Conversations []struct {
-			ID       string `json:"id"`
-			Messages []struct {
-				Text   *string `json:"text"`
-				Author struct {
-					Role string `json:"role"`
-					ID   string `json:"id"`
-				} `json:"author"`
-			} `json:"messages"`
+			ID       string           `json:"id"`
+			Messages []map[string]any `json:"messages"`
 		} `json:"conversations"`
 	}
 	if err := json.NewDecoder(export.Body).Decode(&doc); err != nil {
@@ -218,10 +222,105 @@ func TestBotParticipantEndToEnd(t *testing.T) {
 	labelled := false
 	for _, c := range doc.Conversations {
 		for _, m := range c.Messages {
-			labelled = labelled || m.Text != nil && *m.Text == answer && m.Author.Role == "bot" && m.Author.ID == "faq"
+			author, _ := m["author"].(map[string]any)
+			labelled = labelled || m["text"] == answer && author["role"] == "bot" && author["id"] == "faq"
+		}
+		if c.ID == conv {
+			handOffs(t, "the export", c.Messages, "visitor", "bot")
 		}
 	}
 	if !labelled {
 		t.Errorf("the visitor's export does not hold the bot's message by role bot: %+v", doc)
+	}
+}
+
+// botQuestion is a visitor's question holding one identifier of each kind
+// pkg/redact replaces; botQuestionRedacted is what a bot reads of it.
+const (
+	botQuestion         = "is anyone there? mail ada.lovelace@example.com, card 4111 1111 1111 1111, iban GB82 WEST 1234 5698 7654 32, phone +44 20 7946 0958, ip 203.0.113.7"
+	botQuestionRedacted = "is anyone there? mail [email], card [card], iban [iban], phone [phone], ip [ip]"
+)
+
+// botReadsTranscript has the bot read the transcript of the conversation at
+// path, assigned to it and opened with botQuestion: refused until the
+// visitor allows the assistant, then the question redacted, its own answer
+// as written, no profile; refused again once the visitor stops it.
+func botReadsTranscript(t *testing.T, sc visitorScene, bot, path, answer string) {
+	t.Helper()
+	base := sc.base
+	mustCall(t, base, "PUT", "/v1/me/profile", sc.visitor, map[string]any{"name": "Ada Lovelace"}, http.StatusOK)
+	consent := func(ai bool) {
+		mustCall(t, base, "PUT", "/v1/me/consent", sc.visitor, map[string]bool{"analytics": false, "network_data": false, "ai": ai}, http.StatusOK)
+	}
+	refused := func(when string) {
+		t.Helper()
+		got := mustCall(t, base, "GET", path+"/messages", bot, nil, http.StatusForbidden)
+		if detail, _ := got["detail"].(string); !strings.Contains(detail, "has not allowed the assistant") {
+			t.Errorf("the bot's transcript %s: detail %q, want it to say the visitor has not allowed the assistant", when, detail)
+		}
+	}
+	refused("without ai consent")
+	consent(true)
+	status, body := call(t, base, "GET", path+"/messages", bot, nil)
+	raw, _ := json.Marshal(body)
+	if status != http.StatusOK {
+		t.Fatalf("the bot's transcript with ai consent = %d %s, want 200", status, raw)
+	}
+	for _, id := range []string{"ada.lovelace@example.com", "4111 1111 1111 1111", "GB82 WEST", "7946 0958", "203.0.113.7", "Ada Lovelace"} {
+		if strings.Contains(string(raw), id) {
+			t.Errorf("the bot's transcript holds %q: %s", id, raw)
+		}
+	}
+	msgs := body["messages"].([]any)
+	if first := msgs[0].(map[string]any); first["text"] != botQuestionRedacted {
+		t.Errorf("the bot reads the question as %v, want %q", first["text"], botQuestionRedacted)
+	}
+	if last := msgs[len(msgs)-1].(map[string]any); last["text"] != answer {
+		t.Errorf("the bot reads its own answer as %v, want %q", last["text"], answer)
+	}
+	if body["visitor_profile"] != nil {
+		t.Errorf("the bot's transcript holds the visitor's profile %v", body["visitor_profile"])
+	}
+	consent(false)
+	refused("after the visitor stopped the assistant")
+	consent(true)
+}
+
+// transcriptOf reads the whole transcript at path as token, page by page.
+func transcriptOf(t *testing.T, base, path, token string) []map[string]any {
+	t.Helper()
+	var out []map[string]any
+	query := "?limit=2"
+	for {
+		got := mustCall(t, base, "GET", path+"/messages"+query, token, nil, http.StatusOK)
+		for _, m := range got["messages"].([]any) {
+			out = append(out, m.(map[string]any))
+		}
+		next, _ := got["next_cursor"].(string)
+		if next == "" {
+			return out
+		}
+		query = "?limit=2&cursor=" + next
+	}
+}
+
+// handOffs checks that msgs hold the hand-off lines asked by roles, in
+// order: handed_off, its author, its time, no text.
+func handOffs(t *testing.T, where string, msgs []map[string]any, roles ...string) {
+	t.Helper()
+	var got []string
+	for _, m := range msgs {
+		if m["handed_off"] != true {
+			continue
+		}
+		author, _ := m["author"].(map[string]any)
+		role, _ := author["role"].(string)
+		got = append(got, role)
+		if at, _ := m["at"].(string); m["text"] != nil || at == "" {
+			t.Errorf("%s: a hand-off line %v, want its time and no text", where, m)
+		}
+	}
+	if strings.Join(got, ",") != strings.Join(roles, ",") {
+		t.Errorf("%s: hand-offs by %v, want by %v", where, got, roles)
 	}
 }

@@ -142,6 +142,8 @@ func policyOf(user string) (policy, bool) {
 					pub: []string{personkey.GetSubject}},
 				{why: "internal calls, as the system principal: staff reads of transcripts, written to the audit trail by its keeper before they are answered",
 					pub: []string{privacyapi.AppendAuditSubject}},
+				{why: "a visitor's consent in force, asked before a bot reads a transcript: only with ai consent",
+					pub: []string{privacyapi.GetConsentSubject}},
 				broadcasts(personkey.ErasedSubject, privacyapi.ConversationErasedSubject),
 				{why: "appends to the CHAT stream",
 					pub: []string{"chat.*.*"}},

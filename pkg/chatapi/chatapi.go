@@ -19,7 +19,7 @@ const (
 	CloseSubject    = "parley.chat.close"    // ConversationArgs → Summary
 	RateSubject     = "parley.chat.rate"     // RateArgs → Summary
 	ListSubject     = "parley.chat.list"     // ListArgs → ListResult
-	MessagesSubject = "parley.chat.messages" // MessagesArgs → MessagesResult
+	MessagesSubject = "parley.chat.messages" // MessagesArgs → MessagesResult (to the bot assigned: redacted, with ai consent)
 	GetSubject      = "parley.chat.get"      // ConversationArgs → Summary
 	// TypingSubject answers whether the principal may show that they are
 	// typing in the conversation, with its summary (whose visitor and
@@ -264,6 +264,10 @@ type Message struct {
 	// line stands where it was withdrawn (Seq is the withdrawal's), with
 	// the message's id and when it was posted.
 	Withdrawn bool `json:"withdrawn,omitempty"`
+	// HandedOff is set on the line of a hand-off: Author (the visitor, or
+	// the bot) asked for a person At; its Text is nil and ID the
+	// hand-off's own.
+	HandedOff bool `json:"handed_off,omitempty"`
 }
 
 // WithdrawArgs names a message to withdraw.
@@ -284,7 +288,7 @@ type MessagesArgs struct {
 type MessagesResult struct {
 	Messages []Message `json:"messages"`
 	// VisitorProfile is the profile the visitor gave themself, as
-	// Summary.VisitorProfile.
+	// Summary.VisitorProfile; never in a bot's page.
 	VisitorProfile *Profile `json:"visitor_profile,omitempty"`
 	// Next is the cursor of the next page, nil on the last one.
 	Next *uint64 `json:"next,omitempty"`

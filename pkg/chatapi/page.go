@@ -12,7 +12,10 @@ const (
 	// page's first item is taken whatever its size, so that paging always
 	// moves on; the largest item, a message of MaxTextBytes all of it
 	// escaped (six bytes a character), stays well inside a NATS message
-	// too.
+	// too. A text redacted for a bot is measured redacted: a placeholder
+	// may be longer than what it replaces ("[email]" for "a@b.c", "[ip]"
+	// for "::1"), by less than half, and is never escaped, so that
+	// bound holds for it as well.
 	PageBytes = 256 << 10
 	// PageItems bounds a page of List or Messages by its number of items
 	// (conversations, messages), so that the work of one request stays

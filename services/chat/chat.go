@@ -110,7 +110,7 @@ func run(ctx context.Context, d Deps) error {
 	}
 	svc := app.New(store, view, d.Keys, app.Options{
 		Policies: settings, OnConflict: conflicts.Inc, Auditor: privacy.NewAudit(d.NC, log), Agents: agents, Profiles: profiles,
-		Bots: jetstream.NewBots(js),
+		Bots: jetstream.NewBots(js), Consents: privacy.NewConsent(d.NC, log),
 	})
 	d.Keys.OnErase(func(e personkey.Erased) {
 		ctx, cancel := context.WithTimeout(runCtx, viewTimeout)

@@ -77,10 +77,14 @@
 //     direct get (no bucket, or no record of kind bot, is no bot: 422
 //     naming bot_id), and the assignee is event.BotAssignee. The bot's
 //     principal posts in, and hands off, only the open conversations
-//     assigned to it, and reads nothing: no list, summary, transcript,
+//     assigned to it, and reads only their transcripts: while the
+//     visitor's ai consent holds (privacyapi.GetConsentSubject, any error
+//     being no consent: rpc.CodeForbidden), every text redacted
+//     (pkg/redact), no visitor profile, not audited; no list, summary,
 //     export or typing. A hand-off (event chat.handed_off.v1, by the
 //     visitor or the bot) unassigns the bot, stamped with it as the
-//     previous assignee. A bot's message is no first response.
+//     previous assignee, and stays in the transcript as a line with
+//     handed_off set. A bot's message is no first response.
 //   - Every page of a transcript a member of staff reads is written to the
 //     audit trail (privacyapi.AppendAuditSubject) before it is answered,
 //     whoever asks on the bus; a page that could not be audited answers

@@ -38,6 +38,9 @@ var (
 	// ErrNotAudited means a staff member's read could not be written to
 	// the audit trail, so nothing of it is answered.
 	ErrNotAudited = errors.New("the read could not be written to the audit trail, so the transcript is not shown")
+	// ErrNoConsent means a bot asked for a transcript whose visitor has
+	// not allowed the assistant (their ai consent does not hold now).
+	ErrNoConsent = errors.New("the visitor has not allowed the assistant")
 	// ErrNoAgents means the Service keeps no agents' presence or capacity
 	// (Options.Agents is nil), so none can be set.
 	ErrNoAgents = errors.New("agents' presence and capacity are not kept")
@@ -105,6 +108,13 @@ type Auditor interface {
 	Audit(ctx context.Context, act privacyapi.AppendAuditArgs) error
 }
 
+// Consents tells whether a visitor's consent to a purpose holds now, which
+// the privacy service keeps (privacyapi.GetConsentSubject). It answers false
+// whenever it cannot tell: a purpose is gated on a yes.
+type Consents interface {
+	AI(ctx context.Context, tenant, visitor string) bool
+}
+
 // defaultPolicies gives every tenant the default settings.
 type defaultPolicies struct{}
 
@@ -132,6 +142,10 @@ type Options struct {
 	// Bots tells which bots are registered; nil knows none, so every
 	// assignment to a bot is refused.
 	Bots Bots
+	// Consents tells whether visitors allowed the assistant, which a bot's
+	// read of a transcript needs; nil refuses every such read with
+	// ErrNoConsent.
+	Consents Consents
 }
 
 // Service runs the chat use cases.
@@ -146,6 +160,7 @@ type Service struct {
 	agents     Agents
 	profiles   ProfileStore
 	bots       Bots
+	consents   Consents
 	state      state
 	// opening serialises the openings of each visitor (see Open).
 	opening stripes
@@ -163,7 +178,7 @@ type Service struct {
 // New returns a Service storing events in events, keeping their view in
 // view and sealing them with keys.
 func New(events EventStore, view View, keys Keys, o Options) *Service {
-	s := &Service{events: events, view: view, keys: keys, policies: o.Policies, now: o.Now, onConflict: o.OnConflict, auditor: o.Auditor, agents: o.Agents, profiles: o.Profiles, bots: o.Bots}
+	s := &Service{events: events, view: view, keys: keys, policies: o.Policies, now: o.Now, onConflict: o.OnConflict, auditor: o.Auditor, agents: o.Agents, profiles: o.Profiles, bots: o.Bots, consents: o.Consents}
 	if s.policies == nil {
 		s.policies = defaultPolicies{}
 	}

@@ -5,7 +5,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/parley-chat/parley/pkg/auth"
 	"github.com/parley-chat/parley/pkg/chatapi"
+	"github.com/parley-chat/parley/pkg/privacyapi"
+
+	"github.com/parley-chat/parley/services/chat/internal/app"
 )
 
 // BenchmarkInboxPage lists an inbox of 10,000 open conversations as a
@@ -34,4 +38,38 @@ func BenchmarkInboxPage(b *testing.B) {
 	}
 	slices.Sort(took)
 	b.ReportMetric(float64(took[len(took)*99/100].Microseconds())/1000, "p99-ms/page")
+}
+
+// BenchmarkTranscriptPage reads a page of 100 messages, each a sentence
+// with an e-mail address and a phone number in it, as the visitor and as
+// the bot assigned with ai consent: what a bot's redaction adds to a page.
+func BenchmarkTranscriptPage(b *testing.B) {
+	w := newWorld()
+	reg := &registry{bots: map[string]bool{privacyapi.IntegrationKey(tenant, "faq"): true}}
+	visitor := visitorN(1)
+	// The clock moves on with each post, which the message limit would
+	// refuse at once.
+	now := time.Now()
+	in := w.startWith(b, app.Options{Bots: reg, Consents: &consents{ai: map[string]bool{visitor.ID: true}}, Now: func() time.Time { return now }})
+	conv := in.open(b, visitor, "hello")
+	if _, err := in.Assign(b.Context(), supervisor, chatapi.AssignArgs{Conversation: conv, Bot: "faq"}); err != nil {
+		b.Fatal(err)
+	}
+	faq := auth.Principal{Tenant: tenant, ID: "faq", Role: auth.RoleBot}
+	for range 99 {
+		now = now.Add(2 * time.Second)
+		if _, err := in.Post(b.Context(), faq, chatapi.PostArgs{Conversation: conv, Text: "Thanks, I will write to ada.lovelace@example.com or call +44 20 7946 0958 about your order tomorrow morning."}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for _, p := range []auth.Principal{visitor, faq} {
+		b.Run(string(p.Role), func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := in.Messages(b.Context(), p, chatapi.MessagesArgs{Conversation: conv, Page: chatapi.Page[uint64]{Limit: 100}}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }

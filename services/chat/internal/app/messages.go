@@ -11,6 +11,7 @@ import (
 	"github.com/parley-chat/parley/pkg/chatapi"
 	"github.com/parley-chat/parley/pkg/event"
 	"github.com/parley-chat/parley/pkg/privacyapi"
+	"github.com/parley-chat/parley/pkg/redact"
 	"github.com/parley-chat/parley/pkg/seal"
 
 	"github.com/parley-chat/parley/services/chat/internal/conversation"
@@ -25,8 +26,14 @@ import (
 // read of each page is written to the audit trail before it is answered,
 // whoever asks on the bus: a read that could not be audited answers
 // ErrNotAudited and nothing of the page.
+//
+// The bot a conversation is assigned to reads it only while the visitor's
+// ai consent holds, asked for each page (ErrNoConsent otherwise), with every
+// text redacted (redact.String) and no visitor profile. Its read is not
+// audited: it is no person's sight of the conversation, and it is shown only
+// what was redacted to leave Parley, as the deliveries it is sent are.
 func (s *Service) Messages(ctx context.Context, p auth.Principal, args chatapi.MessagesArgs) (json.RawMessage, error) {
-	if err := conversation.CheckActor(p); err != nil {
+	if err := conversation.CheckWriter(p); err != nil {
 		return nil, err
 	}
 	// The transcript comes from the store; the state held here only says
@@ -35,13 +42,17 @@ func (s *Service) Messages(ctx context.Context, p auth.Principal, args chatapi.M
 	if err != nil {
 		return nil, err
 	}
+	bot := p.Role == auth.RoleBot
+	if bot && (s.consents == nil || !s.consents.AI(ctx, c.Tenant, c.Visitor)) {
+		return nil, ErrNoConsent
+	}
 	key, err := s.visitorKeys(ctx, c.Tenant, c.Visitor)
 	erased := errors.Is(err, conversation.ErrErased)
 	if err != nil && !erased {
 		return nil, err
 	}
 	pg := newPageJSON(args.Page.Limit, "messages")
-	if !erased {
+	if !erased && !bot {
 		profiles, err := s.profilesOf(ctx, c.Tenant, []string{c.Visitor})
 		if err != nil {
 			return nil, err
@@ -59,7 +70,7 @@ func (s *Service) Messages(ctx context.Context, p auth.Principal, args chatapi.M
 	// A transcript is in stream order: the page starts at the first message
 	// after the cursor. One event more than the page holds tells whether
 	// another page follows.
-	tr := lines{key: key.Data, erased: erased, openingWithdrawn: c.OpeningWithdrawn}
+	tr := lines{key: key.Data, erased: erased, openingWithdrawn: c.OpeningWithdrawn, redacted: bot}
 	err = s.scan(ctx, c.Tenant, c.ID, args.Page.After, pg.limit+1, func(r Record) (bool, error) {
 		cm, shown, err := tr.line(r)
 		if err != nil {
@@ -68,6 +79,8 @@ func (s *Service) Messages(ctx context.Context, p auth.Principal, args chatapi.M
 		if !shown {
 			return true, nil
 		}
+		// Measured as sent: a redacted text is measured with its
+		// placeholders, which may be longer than what they replace.
 		ok, err := pg.take(&cm)
 		if err != nil {
 			return false, err
@@ -109,21 +122,23 @@ func (s *Service) auditRead(ctx context.Context, p auth.Principal, conv string) 
 }
 
 // lines reads the transcript lines of one conversation: authors and texts
-// decrypted under key unless the visitor is erased, and its opening message
-// withdrawn when the conversation's state says so.
+// decrypted under key unless the visitor is erased, its opening message
+// withdrawn when the conversation's state says so, and texts redacted when
+// redacted is set.
 type lines struct {
 	key              seal.Key
 	erased           bool
 	openingWithdrawn bool
+	redacted         bool
 }
 
 // line returns the transcript line of r, and false when r is no line: not a
-// message event (see isMessage), or the withdrawal of the opening message,
-// which reads withdrawn where the opening stands.
+// message event or a hand-off (see isLine), or the withdrawal of the opening
+// message, which reads withdrawn where the opening stands.
 func (l lines) line(r Record) (chatapi.Message, bool, error) {
 	env := r.Event
-	m := chatapi.Message{ID: env.ID, Seq: r.Seq, At: env.At, Erased: l.erased}
-	if !isMessage(env) {
+	m := chatapi.Message{ID: env.ID, Seq: r.Seq, At: env.At, Erased: l.erased, HandedOff: env.Type == event.ConversationHandedOff}
+	if !isLine(env) {
 		return m, false, nil
 	}
 	if l.erased {
@@ -158,6 +173,16 @@ func (l lines) line(r Record) (chatapi.Message, bool, error) {
 		}
 		// Only a visitor withdraws, and only their own message.
 		m.ID, m.At, m.Author, m.Withdrawn = w.Message, w.PostedAt, visitor, true
+	case event.ConversationHandedOff:
+		var h event.HandedOff
+		if err := env.Open(l.key, &h); err != nil {
+			return m, false, fmt.Errorf("read hand-off: %w", err)
+		}
+		m.Author = &h.By
+	}
+	if l.redacted && m.Text != nil {
+		text := redact.String(*m.Text)
+		m.Text = &text
 	}
 	return m, true, nil
 }

@@ -34,8 +34,15 @@ func (s *Service) scan(ctx context.Context, tenant, id string, after uint64, bat
 	}
 }
 
-// isMessage reports whether e is a line of the transcript: the opening
+// isMessage reports whether e is a message of the transcript: the opening
 // message, a posted one, or what is left of a withdrawn one.
 func isMessage(e event.Envelope) bool {
 	return e.Type == event.ConversationOpened || e.Type == event.MessagePosted || e.Type == event.MessageWithdrawn
+}
+
+// isLine reports whether e is a line of the transcript: a message, or a
+// hand-off, which stays in the transcript so that a reader sees where the
+// visitor (or the bot) asked for a person.
+func isLine(e event.Envelope) bool {
+	return isMessage(e) || e.Type == event.ConversationHandedOff
 }

@@ -278,8 +278,8 @@ func (c *Conversation) Erase() {
 // CheckActor returns ErrForbidden for roles that never read conversations:
 // analysts, auditors and operators see pseudonymized metrics, the audit
 // trail or tenants, never a conversation; a bot writes in the
-// conversations assigned to it (CheckWriter) but reads nothing of them
-// through the API.
+// conversations assigned to it (CheckWriter) and reads only their
+// transcripts (CanRead), never a list, a summary or an export.
 func CheckActor(p auth.Principal) error {
 	switch p.Role {
 	case auth.RoleVisitor, auth.RoleAgent, auth.RoleSupervisor, auth.RoleAdmin:
@@ -552,13 +552,14 @@ func (c *Conversation) CanWithdraw(p auth.Principal) error {
 // assigned agent, supervisors and admins; once the visitor is erased, any
 // agent of the tenant, as Listed says, since whom it was assigned to can
 // no longer be read and the transcript holds nothing but erased messages.
-// Never a bot: what it receives is redacted, and delivered to it, never
-// read through the API.
+// A bot may read the transcript of a conversation assigned to it, so that
+// one assigned after the opening knows the question: redacted, and only
+// while the visitor's consent allows it, which the caller checks.
 func (c *Conversation) CanRead(p auth.Principal) error {
 	if err := c.visible(p); err != nil {
 		return err
 	}
-	if p.Role == auth.RoleAgent && !c.Erased && !c.assignedTo(p.ID) || p.Role == auth.RoleBot {
+	if p.Role == auth.RoleAgent && !c.Erased && !c.assignedTo(p.ID) {
 		return ErrForbidden
 	}
 	return nil

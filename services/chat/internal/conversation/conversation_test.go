@@ -421,7 +421,8 @@ func TestBotConversation(t *testing.T) {
 }
 
 // TestBotMayOnlyAnswer shows what a bot may do: post in, and hand off, a
-// conversation assigned to it while it is open; nothing else, nowhere else.
+// conversation assigned to it while it is open, and read its transcript;
+// nothing else, nowhere else.
 func TestBotMayOnlyAnswer(t *testing.T) {
 	at := time.Date(2026, 1, 5, 10, 0, 0, 0, time.UTC)
 	faq := auth.Principal{Tenant: "demo", ID: "faq", Role: auth.RoleBot}
@@ -463,8 +464,8 @@ func TestBotMayOnlyAnswer(t *testing.T) {
 		allowed map[string]bool
 		errs    map[string]error
 	}{
-		{"assigned to it", event.BotAssignee("faq"), false, map[string]bool{"post": true, "hand off": true}, nil},
-		{"assigned to it, closed", event.BotAssignee("faq"), true, nil, map[string]error{"post": conversation.ErrClosed, "hand off": conversation.ErrClosed}},
+		{"assigned to it", event.BotAssignee("faq"), false, map[string]bool{"post": true, "hand off": true, "read": true}, nil},
+		{"assigned to it, closed", event.BotAssignee("faq"), true, map[string]bool{"read": true}, map[string]error{"post": conversation.ErrClosed, "hand off": conversation.ErrClosed}},
 		{"assigned to another bot", event.BotAssignee("sales"), false, nil, nil},
 		{"assigned to an agent named as the bot", "faq", false, nil, nil},
 		{"unassigned", "", false, nil, nil},
@@ -491,7 +492,7 @@ func TestBotMayOnlyAnswer(t *testing.T) {
 		t.Error("Listed(bot) = true, want a bot to have no inbox")
 	}
 	if err := conversation.CheckActor(faq); !errors.Is(err, conversation.ErrForbidden) {
-		t.Errorf("CheckActor(bot) = %v, want ErrForbidden: a bot reads no list, transcript or export", err)
+		t.Errorf("CheckActor(bot) = %v, want ErrForbidden: a bot reads no list or export", err)
 	}
 }
 

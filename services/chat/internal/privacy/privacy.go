@@ -1,5 +1,6 @@
 // Package privacy is the chat service's client of the privacy service: the
-// audit trail, where chat writes the staff reads it serves.
+// audit trail, where chat writes the staff reads it serves, and visitors'
+// consent, which a bot's read of a transcript needs.
 package privacy
 
 import (
@@ -37,4 +38,30 @@ func (a *Audit) Audit(ctx context.Context, act privacyapi.AppendAuditArgs) error
 		return fmt.Errorf("append %s to the audit trail: %w", act.Action, err)
 	}
 	return nil
+}
+
+// Consent asks the privacy service for visitors' consent in force; it is
+// an app.Consents, safe for concurrent use.
+type Consent struct {
+	nc  *nats.Conn
+	log *slog.Logger
+}
+
+// NewConsent returns a Consent calling on nc, logging to log the questions
+// it could not have answered.
+func NewConsent(nc *nats.Conn, log *slog.Logger) *Consent { return &Consent{nc: nc, log: log} }
+
+// AI reports whether the visitor's ai consent holds now. Every error is
+// "not consented" (privacyapi.GetConsentSubject): a visitor with no record
+// or erased has given none, and one the privacy service cannot answer for
+// now has not been shown to have.
+func (c *Consent) AI(ctx context.Context, tenant, visitor string) bool {
+	var res privacyapi.ConsentResult
+	err := rpc.Call(ctx, c.nc, privacyapi.GetConsentSubject, privacyapi.PersonArgs{Tenant: tenant, Person: visitor}, &res)
+	if code := rpc.CodeOf(err); err != nil && code != rpc.CodeNotFound && code != rpc.CodeGone {
+		// The caller is told only "not consented"; the operator needs the
+		// cause.
+		c.log.Warn("ask for a visitor's consent", "err", err)
+	}
+	return err == nil && res.Consent.AI
 }

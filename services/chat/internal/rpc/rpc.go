@@ -87,6 +87,7 @@ var codes = []struct {
 	{app.ErrKeyReused, rpc.CodeInvalid},
 	{conversation.ErrErased, rpc.CodeGone},
 	{app.ErrNotAudited, rpc.CodeUnavailable},
+	{app.ErrNoConsent, rpc.CodeForbidden},
 }
 
 // openRetry is the Retry-After of conversation.ErrTooManyOpen: an open
