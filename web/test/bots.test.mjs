@@ -4,12 +4,14 @@
 // in the console, with the keyboard; the widget says "You are talking to a
 // bot" and asks for ai consent before the assistant answers; the visitor
 // allows; the bot's webhook receives, signed, only what follows (the
-// visitor's e-mail address redacted); the bot answers through the API with its own session (refreshed
-// from its registration); the widget labels its message "Bot"; the visitor
-// stops the assistant (ai withdrawn), and what they write then never
-// reaches the bot; they allow it again and ask for a person, and the
-// hand-off reaches the bot; the console shows the conversation unassigned with the
-// hand-off line, the bot's message labelled, and an agent's inbox gets it.
+// visitor's e-mail address redacted); the bot answers through the API with
+// its own session (refreshed from its registration); the widget labels its
+// message "Bot"; the visitor stops the assistant (ai withdrawn), and what
+// they write then never reaches the bot; they allow it again and ask for a
+// person, and the hand-off reaches the bot; the console shows the
+// conversation unassigned with the hand-off line (at the server's time, and
+// still there after a reload), the bot's message labelled, and an agent's
+// inbox gets it.
 // Then the privacy page's "Bots and integrations": list, register (the
 // secret shown once, copied), delete. Screenshots go to test-results/.
 import { test, before, after } from "node:test";
@@ -270,6 +272,24 @@ test("a bot in the widget and the console: consent first, labelled, and a person
   assert.equal((await api(stack.token("supervisor", "sam"), "GET", `/v1/conversations/${conv.id}`)).assignee, null);
   await accessible(supervisor, "the console after the hand-off");
   await screenshot(supervisor, "bots-console-handoff");
+  // The hand-off line stands at the server's time of it (the bot's delivery
+  // says when), live and after a reload, which reads it from the
+  // transcript.
+  const handoffLine = transcript.locator(".line.handoff");
+  const ms = (at) => Date.parse(at.replace(/(\.\d{3})\d+/, "$1"));
+  const lineAt = async () => ms(await handoffLine.locator("time").getAttribute("datetime"));
+  assert.equal(await lineAt(), ms(handoff.at), "the live hand-off line's time");
+  await supervisor.reload();
+  // A try-out token's sign-in is not kept: the supervisor gives it again.
+  await supervisor.getByLabel("Token").fill(stack.token("supervisor", "sam"));
+  await supervisor.getByRole("button", { name: "Use token" }).click();
+  await supervisor.getByRole("listitem").filter({ hasText: "unassigned" }).getByRole("button").click();
+  await transcript.getByText("Print the label").waitFor();
+  await handoffLine.filter({ hasText: "The visitor asked for a person" }).waitFor();
+  assert.equal(await handoffLine.count(), 1, "the hand-off line once");
+  assert.equal(await lineAt(), ms(handoff.at), "the hand-off line's time after a reload");
+  await accessible(supervisor, "the console reloaded after the hand-off");
+  await screenshot(supervisor, "bots-console-handoff-reloaded");
   // It reaches the agents' inbox.
   await agent.getByRole("listitem").filter({ hasText: "unassigned" }).waitFor();
   await screenshot(agent, "bots-agent-inbox");
