@@ -49,8 +49,9 @@ export function Integrations({ tenant }: { tenant: string }) {
       await client.json("DELETE", `${paths[it.kind]}/${encodeURIComponent(it.id)}`);
       setDeleting(null);
       if (log?.of.id === it.id) setLog(null);
-      setStatus(`${it.name} (${it.id}) deleted${it.kind === "bot" ? ": its sessions are ended" : ""}.`);
+      // Said once the list no longer shows it.
       await load();
+      setStatus(`${it.name} (${it.id}) deleted${it.kind === "bot" ? ": its sessions are ended" : ""}.`);
     } catch (e) {
       setError(explain(e));
     }
