@@ -165,6 +165,7 @@ func TestBotParticipantEndToEnd(t *testing.T) {
 	}
 
 	// The visitor asks for a person: the conversation goes to the agents.
+	asked := time.Now().Truncate(time.Second)
 	got = mustCall(t, base, "POST", path+"/handoff", sc.visitor, nil, http.StatusOK)
 	if got["assignee"] != nil {
 		t.Errorf("after the hand-off: assignee %v, want null", got["assignee"])
@@ -174,6 +175,10 @@ func TestBotParticipantEndToEnd(t *testing.T) {
 			h := lc.of("handed_off", conv)
 			return len(h) == 1 && h[0].Author.Role == "visitor"
 		})
+		// The server's time of the hand-off, which pages show for it.
+		if at := lc.of("handed_off", conv)[0].At; at.Before(asked) || at.After(time.Now()) {
+			t.Errorf("%s's hand-off frame: at %v, want the time it was asked for (after %v)", name, at, asked)
+		}
 		t.Logf("%s saw the hand-off", name)
 	}
 	listed := false

@@ -218,6 +218,8 @@ type liveEvent struct {
 	Visitor string `json:"visitor"`
 	// Assignee is who the conversation is assigned to, on an assigned event.
 	Assignee string `json:"assignee"`
+	// At is when it happened, on a handed_off event.
+	At time.Time `json:"at"`
 	// Author is who is typing, on a typing event.
 	Author struct {
 		Role string `json:"role"`

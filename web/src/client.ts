@@ -18,6 +18,8 @@ export type Message = {
   at: string;
   erased?: boolean;
   withdrawn?: boolean;
+  /** A transcript's hand-off line (GET …/messages): author asked for a person at at; no text. */
+  handed_off?: boolean;
 };
 
 export type StreamEvent = {
@@ -30,6 +32,8 @@ export type StreamEvent = {
   visitor?: string;
   /** On an assigned or handed_off event, when the stream names it: who answers now ("bot:<id>" for a bot, null for nobody). */
   assignee?: string | null;
+  /** On a handed_off event: when the person was asked for (the server's time). */
+  at?: string;
 };
 
 /** A call answered with an error: a problem document's status and detail. */

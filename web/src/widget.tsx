@@ -90,6 +90,9 @@ function App() {
   // The consent in force, as recorded (registration, GET or PUT
   // /v1/me/consent); null until read for a visitor who came back.
   const [inForce, setInForce] = useState<Consent | null>(null);
+  // The visitor stopped the assistant (withdrew ai) in this frame: the
+  // banner says so rather than asking for consent again.
+  const [stopped, setStopped] = useState(false);
   const stream = useRef<ReturnType<Client["stream"]> | null>(null);
   const convRef = useRef<string | null>(null);
   const visibleRef = useRef(true);
@@ -321,18 +324,27 @@ function App() {
   };
 
   // The assistant may read the visitor's messages (redacted) only with
-  // their ai consent: the other purposes go back as they are, under the
-  // notice in force.
-  const allowAssistant = async () => {
+  // their ai consent, which they give and withdraw here alike, with one
+  // button: the other purposes go back as they are, under the notice in
+  // force.
+  const setAssistant = async (ai: boolean) => {
     setError("");
     try {
       const now = inForce ?? (await client.json<Consent>("GET", "/v1/me/consent"));
-      const c = await client.json<Consent>("PUT", "/v1/me/consent", { analytics: now.analytics, network_data: now.network_data, ai: true });
+      const c = await client.json<Consent>("PUT", "/v1/me/consent", { analytics: now.analytics, network_data: now.network_data, ai });
       setInForce({ analytics: c.analytics, network_data: c.network_data, ai: c.ai });
+      setStopped(!c.ai);
       focusMessage();
     } catch (e) {
       fail(e);
     }
+  };
+
+  // A visitor who stopped the assistant is asked for consent again only
+  // when they want it back.
+  const askAgain = () => {
+    setStopped(false);
+    setTimeout(() => panel.current?.querySelector<HTMLElement>("#parley-allow")?.focus());
   };
 
   // The button pressed goes with its prompt: the keyboard's focus goes on
@@ -477,21 +489,42 @@ function App() {
               <p id="parley-bot" role="status">
                 <strong>An automated assistant answers here</strong>, not a person. You can ask for a person at any time.
               </p>
-              {inForce && !inForce.ai && (
+              {inForce?.ai && (
+                <p id="parley-bot-reads">
+                  With your consent, it reads your messages in this chat, with e-mail addresses, phone numbers, card numbers, IBANs and IP
+                  addresses removed, until you stop it.
+                </p>
+              )}
+              {inForce && !inForce.ai && stopped && (
+                <p id="parley-bot-stopped" role="status">
+                  You stopped the assistant: it no longer receives your messages. A person can answer you instead.
+                </p>
+              )}
+              {inForce && !inForce.ai && !stopped && (
                 <p id="parley-bot-consent">
                   Before the assistant can answer, it needs your consent to read your messages in this chat. It receives them with
                   e-mail addresses, phone numbers, card numbers, IBANs and IP addresses removed; support staff still see them whole.
                 </p>
               )}
               <div class="choices">
-                {inForce && !inForce.ai && (
-                  <button type="button" class="primary" aria-describedby="parley-bot-consent" onClick={allowAssistant}>
+                {inForce && !inForce.ai && !stopped && (
+                  <button type="button" id="parley-allow" class="primary" aria-describedby="parley-bot-consent" onClick={() => setAssistant(true)}>
                     Allow the assistant
                   </button>
                 )}
-                <button type="button" onClick={askForPerson}>
+                <button type="button" class={stopped ? "primary" : undefined} onClick={askForPerson}>
                   Ask for a person
                 </button>
+                {inForce?.ai && (
+                  <button type="button" aria-describedby="parley-bot-reads" onClick={() => setAssistant(false)}>
+                    Stop the assistant
+                  </button>
+                )}
+                {inForce && !inForce.ai && stopped && (
+                  <button type="button" class="link" onClick={askAgain}>
+                    Use the assistant again
+                  </button>
+                )}
               </div>
             </section>
           )}
@@ -501,7 +534,8 @@ function App() {
             </p>
           )}
           <div class="log" role="log" aria-live="polite" aria-label="Messages" tabIndex={0} ref={log}>
-            {messages.map((m) => (
+            {/* A hand-off shows as the banner's "A person will answer you", not as a line. */}
+            {messages.filter((m) => !m.handed_off).map((m) => (
               <div key={m.id} class={m.author?.role === "visitor" ? "mine" : m.author?.role === "bot" ? "theirs by-bot" : "theirs"}>
                 <span class="who">{m.author?.role === "visitor" ? "You" : m.author?.role === "bot" ? "Bot" : "Support"}</span>
                 <span class="text">{m.erased ? "(erased)" : m.withdrawn ? "(withdrawn)" : m.text}</span>

@@ -3,15 +3,21 @@
 // who gave no ai consent chats in the widget; a supervisor assigns the bot
 // in the console, with the keyboard; the widget says "You are talking to a
 // bot" and asks for ai consent before the assistant answers; the visitor
-// allows; the bot answers through the API with its own session (refreshed
-// from its registration); the widget labels its message "Bot"; the visitor
-// asks for a person; the console shows the conversation unassigned with the
-// hand-off line, the bot's message labelled, and an agent's inbox gets it.
+// allows; the bot's webhook receives, signed, only what follows (the
+// visitor's e-mail address redacted); the bot answers through the API with
+// its own session (refreshed from its registration); the widget labels its
+// message "Bot"; the visitor stops the assistant (ai withdrawn), and what
+// they write then never reaches the bot; they allow it again and ask for a
+// person, and the hand-off reaches the bot; the console shows the
+// conversation unassigned with the hand-off line (at the server's time, and
+// still there after a reload), the bot's message labelled, and an agent's
+// inbox gets it.
 // Then the privacy page's "Bots and integrations": list, register (the
 // secret shown once, copied), delete. Screenshots go to test-results/.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { createServer } from "node:http";
+import { createHmac, timingSafeEqual } from "node:crypto";
 import { accessible, accessibleWithFrame, freePort, launchBrowser, newContext, noCSPViolations, openShadowRoots, poll, screenshot, staffPage, startParley } from "./lib.mjs";
 
 let stack, browser, hostServer, host, hookServer, hook;
@@ -35,14 +41,15 @@ before(async () => {
 <script src="${stack.gw}/widget.js" data-tenant="demo" async></script></body></html>`);
   });
   await new Promise((r) => hostServer.listen(port, "127.0.0.1", r));
-  // The bot's webhook: it acknowledges whatever Parley delivers.
+    // The bot's webhook: it keeps each request (path, signature, body as
+  // sent) and acknowledges whatever Parley delivers.
   const hookPort = await freePort();
   hook = `http://127.0.0.1:${hookPort}/parley`;
   hookServer = createServer((req, res) => {
-    let body = "";
-    req.on("data", (c) => (body += c));
+    const chunks = [];
+    req.on("data", (c) => chunks.push(c));
     req.on("end", () => {
-      hooks.push(body);
+      hooks.push({ path: req.url, signature: req.headers["parley-signature"], body: Buffer.concat(chunks) });
       res.writeHead(204).end();
     });
   });
@@ -55,6 +62,25 @@ after(async () => {
   hookServer?.close();
   await stack?.stop();
 });
+
+// signed answers a delivery's body once its Parley-Signature verifies under
+// secret, as pkg/webhook does: t=<unix>,v1=<hex>[,v1=<hex>…], each v1 the
+// HMAC-SHA256 keyed with the secret's text of "<t>.<body>", t within five
+// minutes of now.
+function signed(h, secret) {
+  let t = "";
+  const v1 = [];
+  for (const part of (h.signature ?? "").split(",")) {
+    const [k, v] = part.trim().split("=");
+    if (k === "t") t = v;
+    if (k === "v1") v1.push(Buffer.from(v, "hex"));
+  }
+  assert.match(t, /^\d+$/, `the signature's timestamp in ${JSON.stringify(h.signature)}`);
+  assert.ok(Math.abs(Date.now() / 1000 - Number(t)) < 300, `a signature of ${t}, now ${Date.now() / 1000}`);
+  const want = createHmac("sha256", secret).update(`${t}.`).update(h.body).digest();
+  assert.ok(v1.some((s) => s.length === want.length && timingSafeEqual(s, want)), `no v1 of ${JSON.stringify(h.signature)} matches the body under the secret`);
+  return JSON.parse(h.body.toString("utf8"));
+}
 
 const shows = (where, text) => where.getByText(text).first().waitFor({ timeout: 30000 });
 
@@ -129,6 +155,11 @@ test("a bot in the widget and the console: consent first, labelled, and a person
   await accessibleWithFrame(page, "the widget asking for ai consent");
   await screenshot(page, "bots-widget-consent");
 
+  // Nothing of the conversation reached the bot without the consent.
+  const delivered = () => hooks.filter((h) => h.path === "/parley").map((h) => signed(h, reg.secret));
+  const ofConv = () => delivered().filter((b) => b.conversation_id === conv.id);
+  assert.deepEqual(ofConv(), [], "the bot received the conversation before the visitor allowed it");
+
   // The visitor allows, with the keyboard: the consent recorded has ai on,
   // the other purposes as they were.
   await frame.getByRole("button", { name: "Close" }).focus();
@@ -140,6 +171,17 @@ test("a bot in the widget and the console: consent first, labelled, and a person
   const inForce = exported.consents.at(-1);
   assert.deepEqual([inForce.ai, inForce.analytics, inForce.network_data], [true, false, false]);
   await shows(frame, "You are talking to a bot");
+  assert.equal(await frame.getByRole("button", { name: "Stop the assistant" }).count(), 1, "no way to stop the assistant");
+
+  // What the visitor writes now reaches the bot, signed, the e-mail address
+  // redacted (the visitor still sees it). Deliveries come in the order
+  // stored: the first of the conversation to arrive is this message, so
+  // neither the opening nor the assignment, both before the consent, went.
+  await box.fill("Write to me at ada.lovelace@example.com please");
+  await box.press("Enter");
+  await shows(frame, "Write to me at ada.lovelace@example.com please");
+  const first = await poll("the visitor's message at the bot", () => ofConv()[0]);
+  assert.deepEqual([first.type, first.author?.role, first.text], ["chat.message_posted.v1", "visitor", "Write to me at [email] please"]);
 
   // The bot answers with its own session, renewed from the registration's.
   const session = await api(null, "POST", "/v1/sessions/refresh", { refresh_token: reg.session.refresh_token });
@@ -165,6 +207,38 @@ test("a bot in the widget and the console: consent first, labelled, and a person
   assert.equal(await frame2.getByRole("button", { name: "Allow the assistant" }).count(), 0, "the prompt again, though ai is consented to");
   await again.close();
 
+  // The visitor stops the assistant, with the keyboard, as easily as they
+  // allowed it: ai withdrawn, the rest unchanged; the banner says the
+  // assistant no longer receives their messages and offers a person.
+  await frame.getByRole("button", { name: "Close" }).focus();
+  await tabTo(page, frame, "Stop the assistant");
+  await page.keyboard.press("Enter");
+  await shows(frame, "You stopped the assistant: it no longer receives your messages");
+  await poll("the focus on the message box", () => frame.evaluate(() => document.activeElement?.id === "parley-message"));
+  const withdrawn = (await api(admin, "GET", `/v1/subjects/${conv.visitor}/export`)).consents.at(-1);
+  assert.deepEqual([withdrawn.ai, withdrawn.analytics, withdrawn.network_data], [false, false, false]);
+  assert.equal(await frame.getByRole("button", { name: "Allow the assistant" }).count(), 0, "asked at once for the consent just withdrawn");
+  await frame.getByRole("button", { name: "Ask for a person" }).waitFor();
+  await accessibleWithFrame(page, "the widget after the assistant was stopped");
+  await screenshot(page, "bots-widget-stopped");
+
+  // What the visitor writes now does not reach the bot (checked below,
+  // once a later event has).
+  const posted = page.waitForResponse((r) => r.url() === `${gw}/v1/conversations/${conv.id}/messages` && r.request().method() === "POST");
+  await box.fill("Call me on +44 20 7946 0958");
+  await box.press("Enter");
+  const unsent = (await (await posted).json()).id;
+  await shows(frame, "Call me on +44 20 7946 0958");
+
+  // The visitor wants the assistant back: the prompt again, then allowed.
+  await frame.getByRole("button", { name: "Close" }).focus();
+  await tabTo(page, frame, "Use the assistant again");
+  await page.keyboard.press("Enter");
+  await shows(frame, "Before the assistant can answer");
+  await poll("the focus on Allow the assistant", async () => (await focused(frame)) === "Allow the assistant");
+  await page.keyboard.press("Enter");
+  await poll("the prompt to go again", async () => (await frame.getByText("Before the assistant can answer").count()) === 0);
+
   // The visitor asks for a person, with the keyboard.
   await frame.getByRole("button", { name: "Close" }).focus();
   await tabTo(page, frame, "Ask for a person");
@@ -175,6 +249,22 @@ test("a bot in the widget and the console: consent first, labelled, and a person
   await accessibleWithFrame(page, "the widget after the hand-off");
   await screenshot(page, "bots-widget-handoff");
 
+  // The hand-off reaches the bot; delivered in the order stored, it comes
+  // after the message written while the assistant was stopped, which never
+  // did: not to the webhook, not in the bot's delivery log.
+  const handoff = await poll("the hand-off at the bot", () => ofConv().find((b) => b.type === "chat.handed_off.v1"));
+  assert.deepEqual([handoff.assignee, handoff.author?.role], ["", "visitor"]);
+  assert.ok(!ofConv().some((b) => b.id === unsent), "a message written while the assistant was stopped reached the bot");
+  const attempts = await poll("the hand-off in the bot's delivery log", async () => {
+    const { deliveries } = await api(admin, "GET", "/v1/bots/faq/deliveries");
+    return deliveries.some((d) => d.event_id === handoff.id) && deliveries;
+  });
+  assert.ok(!attempts.some((d) => d.event_id === unsent), "the delivery log holds the message written while the assistant was stopped");
+  const texts = ofConv().filter((b) => b.text).map((b) => b.text);
+  assert.ok(!texts.includes("How do I return a parcel?"), "the opening, before the consent, reached the bot");
+  assert.ok(!ofConv().some((b) => b.type === "chat.conversation_assigned.v1"), "the assignment, before the consent, reached the bot");
+  assert.ok(!JSON.stringify(delivered()).includes("example.com"), "an e-mail address in clear reached the bot");
+
   // The console: unassigned, the hand-off line, the bot's message labelled.
   await supervisor.getByText("The visitor asked for a person").waitFor();
   await supervisor.locator(".facts dd").filter({ hasText: "nobody" }).waitFor();
@@ -182,6 +272,24 @@ test("a bot in the widget and the console: consent first, labelled, and a person
   assert.equal((await api(stack.token("supervisor", "sam"), "GET", `/v1/conversations/${conv.id}`)).assignee, null);
   await accessible(supervisor, "the console after the hand-off");
   await screenshot(supervisor, "bots-console-handoff");
+  // The hand-off line stands at the server's time of it (the bot's delivery
+  // says when), live and after a reload, which reads it from the
+  // transcript.
+  const handoffLine = transcript.locator(".line.handoff");
+  const ms = (at) => Date.parse(at.replace(/(\.\d{3})\d+/, "$1"));
+  const lineAt = async () => ms(await handoffLine.locator("time").getAttribute("datetime"));
+  assert.equal(await lineAt(), ms(handoff.at), "the live hand-off line's time");
+  await supervisor.reload();
+  // A try-out token's sign-in is not kept: the supervisor gives it again.
+  await supervisor.getByLabel("Token").fill(stack.token("supervisor", "sam"));
+  await supervisor.getByRole("button", { name: "Use token" }).click();
+  await supervisor.getByRole("listitem").filter({ hasText: "unassigned" }).getByRole("button").click();
+  await transcript.getByText("Print the label").waitFor();
+  await handoffLine.filter({ hasText: "The visitor asked for a person" }).waitFor();
+  assert.equal(await handoffLine.count(), 1, "the hand-off line once");
+  assert.equal(await lineAt(), ms(handoff.at), "the hand-off line's time after a reload");
+  await accessible(supervisor, "the console reloaded after the hand-off");
+  await screenshot(supervisor, "bots-console-handoff-reloaded");
   // It reaches the agents' inbox.
   await agent.getByRole("listitem").filter({ hasText: "unassigned" }).waitFor();
   await screenshot(agent, "bots-agent-inbox");

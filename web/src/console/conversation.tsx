@@ -7,7 +7,7 @@ import { useEffect, useRef, useState } from "preact/hooks";
 import { CallError, newKey, typingEveryMs, typingShownMs, type Message, type StreamEvent } from "../client";
 import { client } from "../staff/session";
 import { botAssignee, isBot } from "../bots";
-import { handoffEntry, type Entry, type Inbox, type Summary } from "./inbox";
+import { entryOf, handoffEntry, type Entry, type Inbox, type Summary } from "./inbox";
 import { time, visitorName } from "./list";
 import { availability, type Availability } from "./presence";
 
@@ -41,7 +41,7 @@ export function Conversation({ inbox, id, me, sendTyping }: Props) {
       const all: Entry[] = [];
       try {
         for await (const page of client.pages<Message>(`/v1/conversations/${id}/messages`, "messages", { limit: "500" })) {
-          all.push(...page);
+          all.push(...page.map(entryOf));
           if (!live) break;
         }
         if (!live) return;

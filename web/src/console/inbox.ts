@@ -9,13 +9,23 @@ import { botID, isBot, type Integration } from "../bots";
 /**
  * Entry is a line of a transcript: a message, or a hand-off (the visitor,
  * or the bot, asked for a person), which the live stream tells and the
- * transcript's pages do not hold.
+ * transcript's pages hold as a line with handed_off.
  */
 export type Entry = Message & { handoff?: boolean };
 
-/** handoffEntry is the line a handed_off event leaves (one per event: its id comes from the event's seq). */
+// A hand-off's line is named by its event's seq, which the live event and
+// the transcript's line share: heard live and read again, it shows once.
+const handoffID = (seq: number | undefined) => `handoff-${seq ?? 0}`;
+
+/** handoffEntry is the line a handed_off event leaves, at the server's time of it. */
 export function handoffEntry(e: StreamEvent): Entry {
-  return { id: `handoff-${e.seq ?? 0}`, seq: e.seq, at: new Date().toISOString(), author: e.author ?? null, text: null, handoff: true };
+  // The stream gives at on every handed_off event.
+  return { id: handoffID(e.seq), seq: e.seq, at: e.at as string, author: e.author ?? null, text: null, handoff: true };
+}
+
+/** entryOf is the line a transcript's message makes. */
+export function entryOf(m: Message): Entry {
+  return m.handed_off ? { ...m, id: handoffID(m.seq), handoff: true } : m;
 }
 
 export type Profile = { name?: string; email?: string; updated_at: string };
@@ -133,9 +143,8 @@ export class Inbox {
   async loadBots(): Promise<void> {
     if (this.me.role === "agent") return;
     try {
-      const answer = await client.json<Integration[] | { bots: Integration[] }>("GET", "/v1/bots");
-      const list = Array.isArray(answer) ? answer : answer.bots;
-      this.bots = new Map(list.map((b) => [b.id, b.name]));
+      const { bots } = await client.json<{ bots: Integration[] }>("GET", "/v1/bots");
+      this.bots = new Map(bots.map((b) => [b.id, b.name]));
     } catch {
       // Without the list, bots show by their id and cannot be picked to assign.
     }

@@ -19,11 +19,6 @@ type Log = { deliveries: Delivery[]; more: boolean };
 
 const fields = ["id", "name", "webhook_url", "nats_subject"];
 
-// listOf reads a list answered bare or under its field.
-function listOf<T>(answer: T[] | Record<string, T[]>, field: string): T[] {
-  return Array.isArray(answer) ? answer : (answer[field] ?? []);
-}
-
 export function Integrations({ tenant }: { tenant: string }) {
   const [all, setAll] = useState<Integration[] | null>(null);
   const [error, setError] = useState("");
@@ -35,10 +30,11 @@ export function Integrations({ tenant }: { tenant: string }) {
   const load = async () => {
     try {
       const [bots, others] = await Promise.all([
-        client.json<Integration[] | Record<string, Integration[]>>("GET", paths.bot),
-        client.json<Integration[] | Record<string, Integration[]>>("GET", paths.integration),
+        client.json<{ bots: Integration[] }>("GET", paths.bot),
+        client.json<{ integrations: Integration[] }>("GET", paths.integration),
       ]);
-      setAll([...listOf(bots, "bots"), ...listOf(others, "integrations")]);
+      // The API answers each list under its path's name (openapi.json).
+      setAll([...bots.bots, ...others.integrations]);
       setError("");
     } catch (e) {
       setAll([]);
@@ -53,8 +49,9 @@ export function Integrations({ tenant }: { tenant: string }) {
       await client.json("DELETE", `${paths[it.kind]}/${encodeURIComponent(it.id)}`);
       setDeleting(null);
       if (log?.of.id === it.id) setLog(null);
-      setStatus(`${it.name} (${it.id}) deleted${it.kind === "bot" ? ": its sessions are ended" : ""}.`);
+      // Said once the list no longer shows it.
       await load();
+      setStatus(`${it.name} (${it.id}) deleted${it.kind === "bot" ? ": its sessions are ended" : ""}.`);
     } catch (e) {
       setError(explain(e));
     }

@@ -119,6 +119,10 @@ type Event struct {
 	Assignee string `json:"assignee,omitempty"`
 	// Visitor is who was erased, on an erased frame only.
 	Visitor string `json:"visitor,omitempty"`
+	// At is when the hand-off was asked for, on a handed_off frame: the
+	// server's time, the one its line in the transcript reads, so a page
+	// shows the same whether it heard the hand-off live or read it later.
+	At time.Time `json:"at,omitzero"`
 }
 
 // Message is a posted message as pushed live; on a withdrawal, the
@@ -724,7 +728,7 @@ func (h *Hub) frames(ctx context.Context, seq uint64, env event.Envelope) ([][]b
 		if !read {
 			return nil, route{}, false
 		}
-		ev.Type, ev.Author = TypeHandedOff, &p.By
+		ev.Type, ev.Author, ev.At = TypeHandedOff, &p.By, env.At
 	case *event.Withdrawn:
 		if !read {
 			return nil, route{}, false
