@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/parley-chat/parley/pkg/natsembed"
@@ -48,19 +49,7 @@ func TestPingSaysNotReadyWhileTheRelayFails(t *testing.T) {
 	runPrivacy(t, s, time.Hour)
 	nc, js := natstest.Connect(t, s)
 
-	natstest.Eventually(t, 20*time.Second, "a ping naming the relay", func() error {
-		err := rpc.Ping(t.Context(), nc, privacyapi.RegisterVisitorSubject)
-		if rpc.CodeOf(err) != rpc.CodeUnavailable || !strings.Contains(err.Error(), "relay") {
-			return errors.New(errString(err))
-		}
-		return nil
-	})
-	if err := stream.Create(t.Context(), js, stream.Options{}, stream.Chat); err != nil {
-		t.Fatal(err)
-	}
-	natstest.Eventually(t, 20*time.Second, "ready once CHAT exists", func() error {
-		return rpc.Ping(t.Context(), nc, privacyapi.RegisterVisitorSubject)
-	})
+	notReadyUntilChat(t, nc, js, "relay")
 }
 
 // Consumers that keep failing for GiveUp (the relay and the erasures after
@@ -99,9 +88,16 @@ func TestPingSaysNotReadyWhileADeliveryConsumerFails(t *testing.T) {
 	if _, err := kv.Put(t.Context(), privacyapi.IntegrationKey(tenant, "crm"), rec); err != nil {
 		t.Fatal(err)
 	}
-	natstest.Eventually(t, 20*time.Second, "a ping naming the integration's delivery", func() error {
+	notReadyUntilChat(t, nc, js, "delivery "+tenant+"/crm")
+}
+
+// notReadyUntilChat waits for the service's pings to answer not ready,
+// naming part, then creates CHAT and waits for them to answer ready.
+func notReadyUntilChat(t *testing.T, nc *nats.Conn, js jetstream.JetStream, part string) {
+	t.Helper()
+	natstest.Eventually(t, 20*time.Second, "a ping naming "+part, func() error {
 		err := rpc.Ping(t.Context(), nc, privacyapi.RegisterVisitorSubject)
-		if rpc.CodeOf(err) != rpc.CodeUnavailable || !strings.Contains(err.Error(), "delivery "+tenant+"/crm") {
+		if rpc.CodeOf(err) != rpc.CodeUnavailable || !strings.Contains(err.Error(), part) {
 			return errors.New(errString(err))
 		}
 		return nil

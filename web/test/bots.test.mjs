@@ -18,29 +18,18 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { createServer } from "node:http";
 import { createHmac, timingSafeEqual } from "node:crypto";
-import { accessible, accessibleWithFrame, freePort, launchBrowser, newContext, noCSPViolations, openShadowRoots, poll, screenshot, staffPage, startParley } from "./lib.mjs";
+import { accessible, accessibleWithFrame, freePort, launchBrowser, newContext, noCSPViolations, openShadowRoots, poll, screenshot, staffPage, startParley, startShop } from "./lib.mjs";
 
-let stack, browser, hostServer, host, hookServer, hook;
+let stack, browser, closeShop, host, hookServer, hook;
 const hooks = [];
 
 before(async () => {
   stack = await startParley();
   browser = await launchBrowser();
-  // A shop's page with the tag and the CSP lines docs/widget.md gives.
-  const port = await freePort();
-  host = `http://localhost:${port}`;
-  hostServer = createServer((req, res) => {
-    if (req.url !== "/") return void res.writeHead(404).end();
-    res.writeHead(200, {
-      "Content-Type": "text/html; charset=utf-8",
-      "Content-Security-Policy": `default-src 'self'; script-src 'self' ${stack.gw}; frame-src ${stack.gw}`,
-    });
-    res.end(`<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Shop</title>
-<meta name="viewport" content="width=device-width"></head>
-<body><main><h1>A shop</h1><p>Its page.</p></main>
-<script src="${stack.gw}/widget.js" data-tenant="demo" async></script></body></html>`);
-  });
-  await new Promise((r) => hostServer.listen(port, "127.0.0.1", r));
+  // A shop's page with the widget on it.
+  const shop = await startShop(stack.gw);
+  host = shop.url;
+  closeShop = shop.close;
     // The bot's webhook: it keeps each request (path, signature, body as
   // sent) and acknowledges whatever Parley delivers.
   const hookPort = await freePort();
@@ -58,7 +47,7 @@ before(async () => {
 
 after(async () => {
   await browser?.close();
-  hostServer?.close();
+  closeShop?.();
   hookServer?.close();
   await stack?.stop();
 });

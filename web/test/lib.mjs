@@ -30,6 +30,26 @@ export function freePort() {
 }
 
 // poll calls fn until it returns a truthy value, for a generous deadline.
+// startShop serves a shop's page on loopback carrying the widget of
+// gateway gw, with the tag and the CSP lines docs/widget.md gives a host
+// page; it resolves to the page's address and a close function.
+export async function startShop(gw) {
+  const port = await freePort();
+  const server = createServer((req, res) => {
+    if (req.url !== "/") return void res.writeHead(404).end();
+    res.writeHead(200, {
+      "Content-Type": "text/html; charset=utf-8",
+      "Content-Security-Policy": `default-src 'self'; script-src 'self' ${gw}; frame-src ${gw}`,
+    });
+    res.end(`<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Shop</title>
+<meta name="viewport" content="width=device-width"></head>
+<body><main><h1>A shop</h1><p>Its page.</p></main>
+<script src="${gw}/widget.js" data-tenant="demo" async></script></body></html>`);
+  });
+  await new Promise((r) => server.listen(port, "127.0.0.1", r));
+  return { url: `http://localhost:${port}`, close: () => server.close() };
+}
+
 export async function poll(what, fn, deadlineMs = 30000) {
   const end = Date.now() + deadlineMs;
   let last;

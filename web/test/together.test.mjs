@@ -8,13 +8,11 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { mkdtemp, rm } from "node:fs/promises";
-import { createServer } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import {
   accessible,
   accessibleWithFrame,
-  freePort,
   launchBrowser,
   launchProfile,
   noCSPViolations,
@@ -23,34 +21,24 @@ import {
   screenshot,
   staffPage,
   startParley,
+  startShop,
 } from "./lib.mjs";
 
-let stack, browser, hostServer, host, profile;
+let stack, browser, closeShop, host, profile;
 
 before(async () => {
   stack = await startParley();
   browser = await launchBrowser();
   profile = await mkdtemp(join(tmpdir(), "parley-visitor-profile-"));
-  // A shop's page with the tag and the CSP lines docs/widget.md gives.
-  const port = await freePort();
-  host = `http://localhost:${port}`;
-  hostServer = createServer((req, res) => {
-    if (req.url !== "/") return void res.writeHead(404).end();
-    res.writeHead(200, {
-      "Content-Type": "text/html; charset=utf-8",
-      "Content-Security-Policy": `default-src 'self'; script-src 'self' ${stack.gw}; frame-src ${stack.gw}`,
-    });
-    res.end(`<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Shop</title>
-<meta name="viewport" content="width=device-width"></head>
-<body><main><h1>A shop</h1><p>Its page.</p></main>
-<script src="${stack.gw}/widget.js" data-tenant="demo" async></script></body></html>`);
-  });
-  await new Promise((r) => hostServer.listen(port, "127.0.0.1", r));
+  // A shop's page with the widget on it.
+  const shop = await startShop(stack.gw);
+  host = shop.url;
+  closeShop = shop.close;
 });
 
 after(async () => {
   await browser?.close();
-  hostServer?.close();
+  closeShop?.();
   await stack?.stop();
   await rm(profile, { recursive: true, force: true });
 });
