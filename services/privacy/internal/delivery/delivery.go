@@ -54,6 +54,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -238,7 +239,7 @@ func (d *Deliverer) reconcile(ctx context.Context, g *errgroup.Group, giveUp tim
 		}
 		r.stop()
 		delete(running, key)
-		tenant, id, _ := splitKey(key)
+		tenant, id, _ := strings.Cut(key, ".")
 		if err := d.deleteConsumer(ctx, tenant, id); err != nil {
 			d.log.Warn("delete the consumer of a removed integration", "tenant", tenant, "integration", id, "err", err)
 		}
@@ -266,15 +267,6 @@ func (d *Deliverer) reconcile(ctx context.Context, g *errgroup.Group, giveUp tim
 			return nil
 		})
 	}
-}
-
-func splitKey(key string) (tenant, id string, ok bool) {
-	for i := range len(key) {
-		if key[i] == '.' {
-			return key[:i], key[i+1:], true
-		}
-	}
-	return "", "", false
 }
 
 // Metadata keys of an integration's consumer.
