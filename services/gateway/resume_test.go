@@ -37,11 +37,17 @@ func (e seqEvent) String() string {
 // dialSince opens a WebSocket as p resuming after since ("": not resuming).
 func (e *env) dialSince(p auth.Principal, since string) *websocket.Conn {
 	e.t.Helper()
+	return e.dialURL(p, e.streamURL(p, since), nil)
+}
+
+// streamURL is the URL of p's live stream, with the token in the query,
+// resuming after since ("": not resuming).
+func (e *env) streamURL(p auth.Principal, since string) string {
 	url := "ws" + strings.TrimPrefix(e.base, "http") + "/v1/stream?access_token=" + e.token(p)
 	if since != "" {
 		url += "&since=" + since
 	}
-	return e.dialURL(p, url, nil)
+	return url
 }
 
 // read reads n events from c.
