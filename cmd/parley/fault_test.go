@@ -693,8 +693,9 @@ type faultOutcome struct {
 	// committedAfter503 counts the posts answered 503 that became visible
 	// after the answer although proposed before it: an append the
 	// stream's leader proposed and could not commit before it failed,
-	// committed by the next one once elected, seconds later — the
-	// "maybe stored" of a 503 (docs/operations.md, "Failover").
+	// committed by the next one once elected, seconds later (or one whose
+	// commit outlasted the request's deadline) — the "maybe stored" of a
+	// 503 (docs/operations.md, "Failover").
 	committedAfter503 int
 	// unseen503 counts the posts answered 503, stored, proposed before
 	// the answer, that no live subscriber saw (a leader killed right
