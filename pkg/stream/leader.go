@@ -23,6 +23,12 @@ func LastMsg(ctx context.Context, js jetstream.JetStream, name, subject string) 
 	return leaderGet(ctx, js, name, msgGetRequest{LastFor: subject})
 }
 
+// Msg returns the message at seq in the named stream as its leader holds
+// it, or jetstream.ErrMsgNotFound.
+func Msg(ctx context.Context, js jetstream.JetStream, name string, seq uint64) (*jetstream.RawStreamMsg, error) {
+	return leaderGet(ctx, js, name, msgGetRequest{Seq: seq})
+}
+
 // NextMsg returns the first message of subject at or after seq in the named
 // stream as its leader holds it, or jetstream.ErrMsgNotFound.
 func NextMsg(ctx context.Context, js jetstream.JetStream, name, subject string, seq uint64) (*jetstream.RawStreamMsg, error) {

@@ -195,10 +195,11 @@ func (s *Service) stop() {
 	s.stopped = true
 }
 
-// Ready returns nil when ClickHouse is configured and answers a ping now,
-// and the consumer of ANALYTICS works. Otherwise its error says why:
-// ErrNotConfigured, "clickhouse unreachable: …" with the cause, that the
-// service has stopped, or that the consumer fails (an *rpc.Error).
+// Ready returns nil when ClickHouse is configured, its schema migrated and
+// it answers a ping now, and the consumer of ANALYTICS works. Otherwise its
+// error says why: ErrNotConfigured, "clickhouse unreachable: …" with the
+// cause, that the schema is not migrated yet, that the service has
+// stopped, or that the consumer fails (an *rpc.Error).
 func (s *Service) Ready(ctx context.Context) error {
 	if err := s.clickHouseReady(ctx); err != nil {
 		return err
@@ -211,11 +212,15 @@ func (s *Service) clickHouseReady(ctx context.Context) error {
 		return ErrNotConfigured
 	}
 	s.mu.Lock()
-	conn, lastErr, stopped := s.conn, s.lastErr, s.stopped
+	conn, lastErr, stopped, migrated := s.conn, s.lastErr, s.stopped, s.store != nil
 	s.mu.Unlock()
 	switch {
 	case stopped:
 		return errors.New("analytics stopped")
+	case conn != nil && !migrated:
+		// Metrics are refused as unavailable until the schema is in
+		// place: ready before would send callers 503s.
+		return errors.New("clickhouse schema not migrated yet")
 	case conn != nil:
 		if err := conn.Ping(ctx); err != nil {
 			return fmt.Errorf("clickhouse unreachable: %w", hideAddrs(err, s.addrs))

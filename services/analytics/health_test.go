@@ -9,9 +9,11 @@ import (
 	"time"
 
 	"github.com/parley-chat/parley/pkg/analyticsapi"
+	"github.com/parley-chat/parley/pkg/auth"
 	"github.com/parley-chat/parley/pkg/chserver/chtest"
 	"github.com/parley-chat/parley/pkg/natsembed/natstest"
 	"github.com/parley-chat/parley/pkg/rpc"
+	"github.com/parley-chat/parley/pkg/stream"
 	"github.com/parley-chat/parley/services/analytics"
 )
 
@@ -47,4 +49,30 @@ func errText(err error) string {
 		return "ready"
 	}
 	return err.Error()
+}
+
+// Ready is what `parley all`'s /readyz and the analytics port's report:
+// once it answers nil, a metric is answered, not refused as unavailable
+// because the schema is still being migrated (`parley demo` takes a 503
+// for analytics being off).
+func TestReadyOnlyOnceMetricsAnswer(t *testing.T) {
+	ch := chtest.Start(t)
+	ns := natstest.Start(t, "")
+	nc, js := natstest.Connect(t, ns)
+	if err := stream.Ensure(t.Context(), js, stream.Options{}, stream.Analytics); err != nil {
+		t.Fatal(err)
+	}
+	s := analytics.New(analytics.Deps{NC: nc, Log: slog.New(slog.DiscardHandler), ClickHouseDSN: ch.DSN()})
+	_, stop := run(t, s)
+	t.Cleanup(func() { stop() })
+
+	natstest.Eventually(t, 30*time.Second, "Ready()", func() error { return s.Ready(t.Context()) })
+	day := time.Now().UTC().Truncate(24 * time.Hour)
+	args := analyticsapi.MetricsArgs{Tenant: "acme", Metric: analyticsapi.MetricConversations, From: day, To: day.Add(24 * time.Hour), Interval: analyticsapi.IntervalDay}
+	err := rpc.Call(t.Context(), nc, analyticsapi.MetricsSubject, rpc.Request[analyticsapi.MetricsArgs]{
+		Principal: auth.Principal{Tenant: args.Tenant, ID: "ana", Role: auth.RoleAnalyst}, Args: args,
+	}, nil)
+	if err != nil {
+		t.Errorf("Metrics() right after Ready() = nil: %v, want an answer", err)
+	}
 }

@@ -137,9 +137,18 @@ func TestConnectionsPerProcess(t *testing.T) {
 		t.Error("after a fourth connection, none of the three idle ones was closed, want the one idle the longest")
 	}
 
+	// Each session makes an idle connection close, asking until admitted:
+	// those that have just answered /healthz above are not idle yet.
 	var sessions []*websocket.Conn
 	for _, id := range []string{"v1", "v2", "v3"} {
-		sessions = append(sessions, e.dial(auth.Principal{Tenant: "demo", ID: id, Role: auth.RoleVisitor}, false))
+		url := e.streamURL(auth.Principal{Tenant: "demo", ID: id, Role: auth.RoleVisitor}, "")
+		natstest.Eventually(t, 5*time.Second, "a session admitted", func() error {
+			c, err := e.tryDialURL(url, nil)
+			if err == nil {
+				sessions = append(sessions, c)
+			}
+			return err
+		})
 	}
 	e.rawConn("127.0.0.3").wantClosed("a connection while none is idle")
 

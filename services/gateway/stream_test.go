@@ -50,14 +50,23 @@ func (e *env) dial(p auth.Principal, inQuery bool) *websocket.Conn {
 // dialURL opens the WebSocket at url as p, closed when the test ends.
 func (e *env) dialURL(p auth.Principal, url string, opts *websocket.DialOptions) *websocket.Conn {
 	e.t.Helper()
+	c, err := e.tryDialURL(url, opts)
+	if err != nil {
+		e.t.Fatalf("dial stream as %v: %v", p, err)
+	}
+	return c
+}
+
+// tryDialURL is dialURL returning its error instead of failing the test.
+func (e *env) tryDialURL(url string, opts *websocket.DialOptions) (*websocket.Conn, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	c, _, err := websocket.Dial(ctx, url, opts)
 	if err != nil {
-		e.t.Fatalf("dial stream as %v: %v", p, err)
+		return nil, err
 	}
 	e.t.Cleanup(func() { c.CloseNow() })
-	return c
+	return c, nil
 }
 
 // ensureChatStream creates the CHAT stream, which the tests that publish

@@ -117,7 +117,7 @@ func Run(ctx context.Context, d Deps) error {
 		health = new(pkgrpc.Health)
 	}
 	health.Set(partRelay, errStarting)
-	js, err := natsjs.New(d.NC)
+	js, err := natsjs.New(d.NC, natsjs.WithPublishAsyncTimeout(relay.PublishTimeout))
 	if err != nil {
 		return fmt.Errorf("privacy: jetstream: %w", err)
 	}

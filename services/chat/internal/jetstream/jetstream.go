@@ -78,9 +78,12 @@ func (s *Store) Append(ctx context.Context, e event.Envelope, version uint64, tt
 // repeated e's, means the conversation moved on; one in another
 // conversation is app.ErrDuplicateID. A replicated stream checks the id
 // before the expected sequence, a single server after it, so either error
-// can tell a repeated request.
+// can tell a repeated request. The event at seq is read from the leader,
+// which acknowledged it: a replica behind it (one thawed after a freeze,
+// say) would answer that it has none, and a request whose own first try
+// was stored would be refused as reusing its key.
 func (s *Store) duplicate(ctx context.Context, subject string, e event.Envelope, seq uint64) (uint64, error) {
-	m, err := s.stream.GetMsg(ctx, seq)
+	m, err := stream.Msg(ctx, s.js, stream.Chat, seq)
 	if errors.Is(err, natsjs.ErrMsgNotFound) {
 		// Removed since (expired, or erased): nothing to answer from.
 		return 0, fmt.Errorf("append to %s: duplicate of removed sequence %d: %w", subject, seq, app.ErrDuplicateID)

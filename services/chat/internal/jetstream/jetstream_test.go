@@ -1,10 +1,16 @@
 package jetstream_test
 
 import (
+	"errors"
 	"log/slog"
 	"testing"
+	"time"
 
+	natsjs "github.com/nats-io/nats.go/jetstream"
+
+	"github.com/parley-chat/parley/pkg/event"
 	"github.com/parley-chat/parley/pkg/natsembed/natstest"
+	"github.com/parley-chat/parley/pkg/seal"
 	"github.com/parley-chat/parley/pkg/stream"
 
 	"github.com/parley-chat/parley/services/chat/internal/app"
@@ -94,4 +100,61 @@ func TestProfileStore(t *testing.T) {
 		}
 		return p
 	})
+}
+
+// TestResendAnsweredWithAReplicaBehind resends a stored event while a copy
+// of CHAT that lacks it answers direct gets too, as a replica behind its
+// leader does (one thawed after a freeze, say): a mirror started past it,
+// serving direct gets for CHAT. JetStream drops the resend as a duplicate;
+// Append must read what is stored at its sequence from the leader and
+// answer that sequence, not take the event for removed (ErrDuplicateID,
+// which a request with an Idempotency-Key answers 422).
+func TestResendAnsweredWithAReplicaBehind(t *testing.T) {
+	_, js := natstest.Connect(t, natstest.Start(t, ""))
+	s, err := jetstream.Open(t.Context(), js, stream.Options{}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := seal.NewKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := event.New(key, event.MessagePosted, "acme", "v1", "c1", time.Now(), event.Posted{Text: "hello"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	seq, err := s.Append(t.Context(), e, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The mirror serves direct gets once it copied an event: one after e.
+	if _, err := js.CreateStream(t.Context(), natsjs.StreamConfig{
+		Name: "BEHIND", Mirror: &natsjs.StreamSource{Name: stream.Chat, OptStartSeq: seq + 1}, MirrorDirect: true,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	later, err := event.New(key, event.MessagePosted, "acme", "v1", "c2", time.Now(), event.Posted{Text: "later"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Append(t.Context(), later, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	chat, err := js.Stream(t.Context(), stream.Chat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The direct gets of CHAT go to either, at random.
+	natstest.Until(t, 10*time.Second, "a direct get answered by the copy behind", func() bool {
+		_, err := chat.GetMsg(t.Context(), seq)
+		return errors.Is(err, natsjs.ErrMsgNotFound)
+	})
+	// Expecting its own sequence, the resend passes a single server's
+	// check of the version and meets the id's (a replicated stream checks
+	// the id first).
+	for range 20 {
+		if got, err := s.Append(t.Context(), e, seq, 0); got != seq || err != nil {
+			t.Fatalf("Append(the stored event again) = %d, %v; want %d, nil", got, err, seq)
+		}
+	}
 }

@@ -97,6 +97,14 @@ const Durable = "privacy-relay"
 // Group is the consumer's one priority group.
 const Group = "relay"
 
+// PublishTimeout bounds the wait for the acknowledgement of a relayed
+// message: the JetStream context given to New must fail an asynchronous
+// publish after it (jetstream.WithPublishAsyncTimeout). Without, an ack
+// lost while a server fails (one frozen and thawed, say) holds the relay
+// for good, and every event it was handed stays unacknowledged. Below
+// ackWait, so that the event is nak'd before it would come again.
+const PublishTimeout = 10 * time.Second
+
 // DefaultPinTTL is how long the consumer stays pinned to an instance that
 // sends no pull before another instance takes over.
 const DefaultPinTTL = 30 * time.Second
@@ -175,7 +183,8 @@ type pending struct {
 	expiry *visitorKey
 }
 
-// New returns a relay reading CHAT and writing ANALYTICS through js. pinTTL
+// New returns a relay reading CHAT and writing ANALYTICS through js, whose
+// asynchronous publishes time out after PublishTimeout. pinTTL
 // is how long an instance that stopped pulling keeps the consumer before
 // another takes over (0: DefaultPinTTL); every instance must use the same,
 // or each start reconfigures the consumer.
