@@ -118,12 +118,9 @@ func (n *Notifier) Prepare(ctx context.Context, tenant, subject, erasureID strin
 	var out []app.ErasureNotice
 	for subj := range info.State.Subjects {
 		id := strings.TrimPrefix(subj, prefix)
-		kind := privacyapi.KindIntegration
-		if m, err := st.GetLastMsgForSubject(ctx, subj); err == nil {
-			var r recipient
-			if json.Unmarshal(m.Data, &r) == nil && r.Kind != "" {
-				kind = r.Kind
-			}
+		kind, err := n.kindOf(ctx, st, tenant, id, subj)
+		if err != nil {
+			return nil, err
 		}
 		nt := notice{Tenant: tenant, Integration: id, Kind: kind, Visitor: subject, ErasureID: erasureID, At: n.now()}
 		seq, err := storeNotice(ctx, n.js, nt)
@@ -133,6 +130,24 @@ func (n *Notifier) Prepare(ctx context.Context, tenant, subject, erasureID strin
 		out = append(out, app.ErasureNotice{Integration: id, Kind: kind, At: nt.At, Seq: seq})
 	}
 	return out, nil
+}
+
+// kindOf returns the kind of tenant's integration id: the registered
+// one's, or, for one deleted since, what its recipient record at subj
+// says.
+func (n *Notifier) kindOf(ctx context.Context, st jetstream.Stream, tenant, id, subj string) (string, error) {
+	if rec, ok := n.ints.Get(privacyapi.IntegrationKey(tenant, id)); ok {
+		return rec.Kind, nil
+	}
+	m, err := st.GetLastMsgForSubject(ctx, subj)
+	if err != nil {
+		return "", fmt.Errorf("read recipient %s: %w", subj, err)
+	}
+	var r recipient
+	if err := json.Unmarshal(m.Data, &r); err != nil {
+		return "", fmt.Errorf("read recipient %s: %w", subj, err)
+	}
+	return r.Kind, nil
 }
 
 // Notify implements app.ErasureNotifier: each notice is sent at once, all
