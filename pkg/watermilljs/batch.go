@@ -86,6 +86,26 @@ func (s *Subscriber) SubscribeBatches(ctx context.Context, topic string) (*Batch
 // copied.
 func (b *Batches) C() <-chan []Msg { return b.c }
 
+// CaughtUp reports whether last, the latest message the reader received
+// on C, is the last the consumer has to deliver when the server answers:
+// nothing is left in the stream, and nothing the server delivered after
+// last is still on its way to C. The consumer's pending count alone tells
+// only the first: messages delivered may still wait in this process, up to
+// Prefetch of them. It is false for a message of an earlier session, which
+// the reset that began the current one delivers again, and fails when the
+// server does not answer.
+func (b *Batches) CaughtUp(ctx context.Context, last Msg) (bool, error) {
+	cons, err := b.s.js.Consumer(ctx, b.s.cfg.Stream, b.s.cfg.Durable(b.topic))
+	if err != nil {
+		return false, fmt.Errorf("consumer of %s on %s: %w", b.topic, b.s.cfg.Stream, err)
+	}
+	info := cons.CachedInfo()
+	b.mu.Lock()
+	current := last.session == b.session
+	b.mu.Unlock()
+	return current && info.NumPending == 0 && last.Sequence >= info.Delivered.Stream, nil
+}
+
 // Ack acknowledges m and every message delivered before it. Messages must
 // be acknowledged in delivery order: an Ack of a message before one
 // already acknowledged does nothing. A lost Ack means a redelivery.

@@ -251,6 +251,38 @@ func TestBatches(t *testing.T) {
 		wantSeqs(t, "delivered to the second reader", again, 11, 30)
 	})
 
+	t.Run("caught up once the reader has the last delivered", func(t *testing.T) {
+		js := setup(t)
+		publishN(t, js, 10)
+		b := subscribeBatches(t, batchSubscriber(t, js))
+		first := receive(t, b, 10)
+		caughtUp := func(last watermilljs.Msg) bool {
+			t.Helper()
+			ok, err := b.CaughtUp(t.Context(), last)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return ok
+		}
+		if !caughtUp(first[9]) {
+			t.Errorf("CaughtUp(message 10) = false with 10 stored and received, want true")
+		}
+		// Delivered to this process, nothing left in the stream, not
+		// received yet: the tail of a backlog the reader has not had.
+		publishN(t, js, 10)
+		natstest.Until(t, 10*time.Second, "message 20 delivered", func() bool {
+			info := consumerInfo(t, js)
+			return info.NumPending == 0 && info.Delivered.Stream == 20
+		})
+		if caughtUp(first[9]) {
+			t.Errorf("CaughtUp(message 10) = true with 11..20 delivered and not received, want false")
+		}
+		rest := receive(t, b, 10)
+		if !caughtUp(rest[9]) {
+			t.Errorf("CaughtUp(message 20) = false with 20 stored and received, want true")
+		}
+	})
+
 	t.Run("a lost consumer is made again", func(t *testing.T) {
 		js := setup(t)
 		publishN(t, js, 10)

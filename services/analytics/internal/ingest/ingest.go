@@ -1,8 +1,9 @@
 // Package ingest moves facts from the ANALYTICS stream into the store, in
 // batches of up to MaxBatch facts or MaxDelay, whichever comes first; a
 // batch of MinIdleBatch facts or more goes sooner when no fact has come for
-// IdleDelay, the consumer has nothing more pending in the stream and
-// nothing waits to be inserted: at the end of a backlog.
+// IdleDelay, it holds the last fact the stream has for the consumer (none
+// pending in the stream, none delivered and not read yet) and nothing
+// waits to be inserted: at the end of a backlog.
 //
 // It reads ANALYTICS through the batch mode of the Watermill subscriber
 // (pkg/watermilljs), with no message of its own for each fact and one
@@ -281,10 +282,11 @@ func (in *Ingester) Run(ctx context.Context, giveUp time.Duration, health func(e
 			if len(b.facts) < MinIdleBatch {
 				continue
 			}
-			if !in.caughtUp(ctx) {
-				// The stream has more, which comes and rearms this, or the
-				// server could not tell (a loaded machine): look again, or
-				// the tail would wait for MaxDelay.
+			if !caughtUp(ctx, batches, b.last) {
+				// The stream has more, or this process has and it is on its
+				// way here, which comes and rearms this, or the server could
+				// not tell (a loaded machine): look again, or the tail
+				// would wait for MaxDelay.
 				idle.Reset(IdleDelay)
 				continue
 			}
@@ -299,13 +301,16 @@ func (in *Ingester) Run(ctx context.Context, giveUp time.Duration, health func(e
 	}
 }
 
-// caughtUp reports whether the consumer has been handed every fact in the
-// stream, asking the server; false when it cannot tell.
-func (in *Ingester) caughtUp(ctx context.Context) bool {
+// caughtUp reports whether last, the latest message read, is the last
+// the stream has for the consumer, asking the server; false when it cannot
+// tell. The server's pending count alone is not enough: the facts it has
+// delivered and not yet read (Prefetch, the next pull's) would be left for
+// a batch of their own, below MinIdleBatch, waiting MaxDelay.
+func caughtUp(ctx context.Context, batches *watermilljs.Batches, last watermilljs.Msg) bool {
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
-	c, err := in.js.Consumer(ctx, stream.Analytics, Durable)
-	return err == nil && c.CachedInfo().NumPending == 0
+	ok, err := batches.CaughtUp(ctx, last)
+	return err == nil && ok
 }
 
 // job is a batch to insert or an erasure request to perform.
