@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/parley-chat/parley/pkg/privacyapi"
+	"github.com/parley-chat/parley/pkg/retry"
 	"github.com/parley-chat/parley/pkg/stream"
 	"github.com/parley-chat/parley/pkg/webhook"
 )
@@ -132,22 +133,13 @@ func keepInProgress(m jetstream.Msg, ackWait time.Duration) (stop func()) {
 }
 
 // untilDone calls f until it returns nil or ctx ends (ctx's error),
-// waiting transientDelay after each failure, which it logs as what: for
+// waiting as pkg/retry says after each failure, which it logs as what: for
 // failures on Parley's side (the bus, the keys, the secret), which are
 // no attempt at the integration and must not use up its retries.
 func untilDone(ctx context.Context, log *slog.Logger, what string, f func() error) error {
-	for {
-		err := f()
-		if err == nil {
-			return nil
-		}
-		log.Warn(what+", will retry", "err", err)
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(transientDelay):
-		}
-	}
+	_, err := retry.Until(ctx, 0, func(err error) { log.Warn(what+", will retry", "err", err) },
+		func() (struct{}, error) { return struct{}{}, f() })
+	return err
 }
 
 // logAttempt writes an attempt to the delivery log: ids, type, outcome,
