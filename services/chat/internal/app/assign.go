@@ -56,11 +56,9 @@ func (s *Service) assignBot(ctx context.Context, p auth.Principal, args chatapi.
 			return changes, err
 		}
 		if registered == nil {
-			found := false
-			if s.bots != nil {
-				if found, err = s.bots.Registered(ctx, p.Tenant, args.Bot); err != nil {
-					return nil, err
-				}
+			found, err := s.registered(ctx, p.Tenant, args.Bot)
+			if err != nil {
+				return nil, err
 			}
 			registered = &found
 		}
@@ -73,4 +71,30 @@ func (s *Service) assignBot(ctx context.Context, p auth.Principal, args chatapi.
 		return chatapi.Summary{}, err
 	}
 	return s.shown(ctx, c)
+}
+
+// registered reports whether tenant registered a bot of id; with no
+// registry, none.
+func (s *Service) registered(ctx context.Context, tenant, id string) (bool, error) {
+	if s.bots == nil {
+		return false, nil
+	}
+	return s.bots.Registered(ctx, tenant, id)
+}
+
+// stillRegistered refuses a bot whose registration was deleted: its
+// access token outlives the deletion by up to its lifetime, and a
+// deletion stops the bot at once. Any other principal passes.
+func (s *Service) stillRegistered(ctx context.Context, p auth.Principal) error {
+	if p.Role != auth.RoleBot {
+		return nil
+	}
+	found, err := s.registered(ctx, p.Tenant, p.ID)
+	if err != nil {
+		return err
+	}
+	if !found {
+		return conversation.ErrForbidden
+	}
+	return nil
 }

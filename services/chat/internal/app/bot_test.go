@@ -90,6 +90,17 @@ func TestAssignToBot(t *testing.T) {
 	if sum, err = in.Get(ctx, visitor, chatapi.ConversationArgs{Conversation: conv}); err != nil || sum.VisitorProfile == nil {
 		t.Errorf("Get(visitor) = %+v, %v; want their profile", sum, err)
 	}
+	// Deleted, the bot is stopped at once, though its token lives on.
+	if _, err := in.Assign(ctx, supervisor, chatapi.AssignArgs{Conversation: conv, Bot: "faq"}); err != nil {
+		t.Fatal(err)
+	}
+	delete(reg.bots, privacyapi.IntegrationKey(tenant, "faq"))
+	if _, err := in.Post(ctx, faq, chatapi.PostArgs{Conversation: conv, Text: "still here?"}); !errors.Is(err, conversation.ErrForbidden) {
+		t.Errorf("Post(deleted bot) = %v, want ErrForbidden", err)
+	}
+	if _, err := in.messages(t, faq, chatapi.MessagesArgs{Conversation: conv}); !errors.Is(err, conversation.ErrForbidden) {
+		t.Errorf("Messages(deleted bot) = %v, want ErrForbidden", err)
+	}
 }
 
 // TestNoBotsKept refuses every assignment to a bot when the service knows
