@@ -348,6 +348,22 @@ func TestBotReceivesItsConversationsOnly(t *testing.T) {
 	}
 }
 
+// TestWithdrawalNamesItsMessage: a withdrawal reaches an integration with
+// the id of the message withdrawn, so that it deletes its copy.
+func TestWithdrawalNamesItsMessage(t *testing.T) {
+	d := startDelivery(t)
+	crm := newReceiver(t)
+	d.register("crm", privacyapi.KindIntegration, crm.secret, webhookAt(crm.url))
+	v := d.visitor(true)
+	d.append(v, "conv-w", event.ConversationOpened, time.Now(), event.Opened{Stamped: stamped(event.Stamp{}), Visitor: v, Text: "hello"})
+	d.append(v, "conv-w", event.MessageWithdrawn, time.Now(), event.Withdrawn{Stamped: stamped(event.Stamp{}), Message: "m-1", PostedAt: time.Now()})
+	got := crm.waitFor("the withdrawal", func(b delivery.Body) bool { return b.Type == string(event.MessageWithdrawn) })
+	b := got[len(got)-1]
+	if b.MessageID != "m-1" || b.Author == nil || *b.Author != (event.Author{Role: "visitor", ID: v}) || b.Text != nil {
+		t.Errorf("withdrawal delivered as %+v, want message m-1 withdrawn by the visitor, no text", b)
+	}
+}
+
 func TestDeliveryOverNATSSubject(t *testing.T) {
 	d := startDelivery(t)
 	secret := []byte("nats secret")

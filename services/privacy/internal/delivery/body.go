@@ -34,6 +34,9 @@ type Body struct {
 	// Assignee, on an assignment or a hand-off, is who the conversation
 	// is assigned to after it ("" unassigned; "bot:<id>" a bot).
 	Assignee *string `json:"assignee,omitempty"`
+	// MessageID, on a withdrawal, is the message the visitor withdrew,
+	// which the receiver deletes.
+	MessageID string `json:"message_id,omitempty"`
 	// ErasureID names the erasure of an erasure notice.
 	ErasureID string `json:"erasure_id,omitempty"`
 }
@@ -58,6 +61,8 @@ func bodyOf(e event.Envelope, seq uint64, payload any, st *event.Stamp) Body {
 		b.Author = &p.By
 	case *event.HandedOff:
 		b.Author = &p.By
+	case *event.Withdrawn:
+		b.Author, b.MessageID = &event.Author{Role: "visitor", ID: e.Person}, p.Message
 	}
 	if st != nil && (e.Type == event.ConversationAssigned || st.PreviousAssignee != "") {
 		b.Assignee = &st.Assignee
