@@ -211,7 +211,7 @@ type rigServices struct {
 	chatNCs []*nats.Conn
 }
 
-func newRigServices(t *testing.T, log *slog.Logger, connect func(user string, node int) *nats.Conn, streams stream.Options, privacies, chats int, listeners []net.Listener) *rigServices {
+func newRigServices(t testing.TB, log *slog.Logger, connect func(user string, node int) *nats.Conn, streams stream.Options, privacies, chats int, listeners []net.Listener) *rigServices {
 	t.Helper()
 	keys := func(nc *nats.Conn) *personkey.Cache {
 		c, err := personkey.NewCacheSize(nc, 0)
@@ -662,7 +662,7 @@ func (r *clusterRig) doWith(method, path, token string, header http.Header, body
 }
 
 // logErrors shows the services' warnings and errors of a failed run.
-func (r *clusterRig) logErrors(t *testing.T) {
+func (r *clusterRig) logErrors(t testing.TB) {
 	for line := range strings.Lines(r.logs.String()) {
 		var rec struct{ Level string }
 		if json.Unmarshal([]byte(line), &rec) == nil && rec.Level != slog.LevelInfo.String() && rec.Level != slog.LevelDebug.String() {

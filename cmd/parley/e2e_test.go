@@ -123,7 +123,7 @@ func (b *syncBuffer) String() string {
 }
 
 // call sends a JSON request and decodes a JSON response into a map.
-func call(t *testing.T, base, method, path, token string, body any) (int, map[string]any) {
+func call(t testing.TB, base, method, path, token string, body any) (int, map[string]any) {
 	t.Helper()
 	var r io.Reader
 	switch b := body.(type) {
@@ -152,7 +152,7 @@ func call(t *testing.T, base, method, path, token string, body any) (int, map[st
 	return resp.StatusCode, out
 }
 
-func send(t *testing.T, base, method, path, token string, body io.Reader) *http.Response {
+func send(t testing.TB, base, method, path, token string, body io.Reader) *http.Response {
 	t.Helper()
 	req, err := http.NewRequest(method, base+path, body)
 	if err != nil {
@@ -171,7 +171,7 @@ func send(t *testing.T, base, method, path, token string, body io.Reader) *http.
 	return resp
 }
 
-func mustCall(t *testing.T, base, method, path, token string, body any, want int) map[string]any {
+func mustCall(t testing.TB, base, method, path, token string, body any, want int) map[string]any {
 	t.Helper()
 	status, out := call(t, base, method, path, token, body)
 	if status != want {
@@ -191,7 +191,7 @@ func staffToken(t testing.TB, dataDir, tenant, role, id string) string {
 	return strings.TrimSpace(out.String())
 }
 
-func newVisitor(t *testing.T, base, tenant string) (id, token string) {
+func newVisitor(t testing.TB, base, tenant string) (id, token string) {
 	t.Helper()
 	out := mustCall(t, base, "POST", "/v1/tenants/"+tenant+"/visitors", "", map[string]any{
 		"consent":        map[string]bool{"analytics": true, "network_data": false, "ai": false},

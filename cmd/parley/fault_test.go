@@ -89,7 +89,8 @@ func TestFaults(t *testing.T) {
 		t.Skip("a fault run takes minutes")
 	}
 	loadBefore := loadAverage()
-	r := startFaultRig(t)
+	r := startFaultRig(t, faultConversations)
+	r.watchLive(t)
 	r.startLoad(t)
 	r.waitResumed(t, "warm-up", r.started)
 
@@ -207,7 +208,7 @@ func (n *natsNode) url() string {
 
 // start runs the node, on its store of any earlier run, and returns once
 // it takes connections. It is killed when the test ends.
-func (n *natsNode) start(t *testing.T) {
+func (n *natsNode) start(t testing.TB) {
 	t.Helper()
 	cfg, err := json.Marshal(n.cfg)
 	if err != nil {
@@ -252,7 +253,7 @@ func (n *natsNode) signal(t *testing.T, sig os.Signal) {
 }
 
 // kill ends the node with SIGKILL, frozen or not, and waits for it.
-func (n *natsNode) kill(t *testing.T) {
+func (n *natsNode) kill(t testing.TB) {
 	t.Helper()
 	if n.cmd == nil {
 		return
@@ -267,8 +268,11 @@ func (n *natsNode) kill(t *testing.T) {
 // faultRig is Parley on three NATS processes, with writers recording
 // every post's answer.
 type faultRig struct {
-	nodes    []*natsNode
-	admin    jetstream.JetStream
+	nodes []*natsNode
+	admin jetstream.JetStream
+	// connect connects a bus user to a node first, to the others when it
+	// goes; the connection closes when the test ends.
+	connect  func(user string, node int) *nats.Conn
 	gateways []*clusterRig // one per gateway, for its HTTP calls
 	signer   *auth.Signer
 	chats    []*service
@@ -328,7 +332,9 @@ type faultRecord struct {
 	load    string // the load average when posting had resumed
 }
 
-func startFaultRig(t *testing.T) *faultRig {
+// startFaultRig starts the cluster of TestFaults and the services on it,
+// and opens conversations conversations, each with a visitor of its own.
+func startFaultRig(t testing.TB, conversations int) *faultRig {
 	t.Helper()
 	start := time.Now()
 	passwords := map[string]string{}
@@ -387,9 +393,9 @@ func startFaultRig(t *testing.T) *faultRig {
 	if r.admin, err = jetstream.New(adminNC); err != nil {
 		t.Fatal(err)
 	}
-	r.watchLive(t, connect)
+	r.connect = connect
 
-	client := &http.Client{Timeout: faultWithin, Transport: &http.Transport{MaxIdleConnsPerHost: 2 * faultConversations}}
+	client := &http.Client{Timeout: faultWithin, Transport: &http.Transport{MaxIdleConnsPerHost: 2 * conversations}}
 	t.Cleanup(client.CloseIdleConnections)
 
 	var listeners []net.Listener
@@ -434,18 +440,18 @@ func startFaultRig(t *testing.T) *faultRig {
 		}
 		return nil
 	})
-	r.openConversations(t)
-	t.Logf("cluster, services and %d conversations ready in %v", faultConversations, time.Since(start).Round(time.Millisecond))
+	r.openConversations(t, conversations)
+	t.Logf("cluster, services and %d conversations ready in %v", conversations, time.Since(start).Round(time.Millisecond))
 	return r
 }
 
 // watchLive records when each message stored in CHAT becomes visible: a
 // subscriber on each node, so that one of them is connected whichever
 // node is down or frozen; the first to see a message tells.
-func (r *faultRig) watchLive(t *testing.T, connect func(user string, node int) *nats.Conn) {
+func (r *faultRig) watchLive(t *testing.T) {
 	t.Helper()
 	for i := range r.nodes {
-		nc := connect(buspolicy.Admin, i)
+		nc := r.connect(buspolicy.Admin, i)
 		_, err := nc.Subscribe(stream.LiveChatSubjects, func(m *nats.Msg) {
 			at := time.Now()
 			seq, err := strconv.ParseUint(m.Header.Get(jetstream.SequenceHeader), 10, 64)
@@ -489,8 +495,8 @@ func microInstances(nc *nats.Conn, service string) int {
 }
 
 // openConversations lifts the tenant's pace of messages (the writers post
-// faster than a person) and opens each writer's conversation.
-func (r *faultRig) openConversations(t *testing.T) {
+// faster than a person) and opens n conversations, one a writer.
+func (r *faultRig) openConversations(t testing.TB, n int) {
 	t.Helper()
 	g := r.gateways[0]
 	admin, err := r.signer.Issue(auth.Principal{Tenant: clusterTenant, ID: "ada", Role: auth.RoleAdmin}, time.Hour)
@@ -501,7 +507,7 @@ func (r *faultRig) openConversations(t *testing.T) {
 	if status, err := g.do(http.MethodPut, "/v1/settings", admin, settings, nil); err != nil || status != http.StatusOK {
 		t.Fatalf("PUT /v1/settings = %d, %v", status, err)
 	}
-	for i := range faultConversations {
+	for i := range n {
 		c := &faultConversation{}
 		_, c.visitor = newVisitor(t, r.gateways[i%2].base, clusterTenant)
 		if c.agent, err = r.signer.Issue(auth.Principal{Tenant: clusterTenant, ID: fmt.Sprintf("agent-%d", i), Role: auth.RoleAgent}, time.Hour); err != nil {
