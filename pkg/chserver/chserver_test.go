@@ -3,9 +3,7 @@ package chserver_test
 import (
 	"context"
 	"errors"
-	"io"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,35 +14,9 @@ import (
 	"github.com/parley-chat/parley/pkg/chserver/chtest"
 )
 
-// client opens a connection per request: the server waits for open
-// keep-alive connections when it shuts down.
-var client = &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
-
-// query runs q over the server's HTTP interface and returns the trimmed body.
-func query(t *testing.T, addr, q string) (string, error) {
-	t.Helper()
-	req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, "http://"+addr+"/", strings.NewReader(q))
-	if err != nil {
-		return "", err
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return "", err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return "", errors.New(resp.Status + ": " + string(body))
-	}
-	return strings.TrimSpace(string(body)), nil
-}
-
 func mustQuery(t *testing.T, addr, q string) string {
 	t.Helper()
-	got, err := query(t, addr, q)
+	got, err := chtest.Query(addr, q)
 	if err != nil {
 		t.Fatalf("query %q: %v", q, err)
 	}
@@ -73,7 +45,7 @@ func TestStartAnswersAndCloseStops(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatalf("Close() = %v", err)
 	}
-	if _, err := query(t, s.HTTPAddr(), "SELECT 1"); err == nil {
+	if _, err := chtest.Query(s.HTTPAddr(), "SELECT 1"); err == nil {
 		t.Error("SELECT 1 after Close() answered, want the server gone")
 	}
 	if c, err := net.DialTimeout("tcp", tcpAddr, 2*time.Second); err == nil {

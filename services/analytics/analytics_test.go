@@ -7,8 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
-	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -41,22 +39,13 @@ func run(t *testing.T, s *analytics.Service) (done <-chan error, stop func() err
 	}
 }
 
-// noKeepAlive opens a connection per request: ClickHouse waits for open
-// keep-alive connections when it shuts down.
-var noKeepAlive = &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
-
 func httpQuery(t *testing.T, addr, q string) string {
 	t.Helper()
-	resp, err := noKeepAlive.Get("http://" + addr + "/?query=" + url.QueryEscape(q))
+	got, err := chtest.QueryAs(addr, "default", q)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("%s over HTTP: %v", q, err)
 	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil || resp.StatusCode != http.StatusOK {
-		t.Fatalf("%s over HTTP: %s %v", q, body, err)
-	}
-	return strings.TrimSpace(string(body))
+	return got
 }
 
 // syncBuffer collects log output written from several goroutines.

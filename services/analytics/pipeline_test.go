@@ -4,11 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"net/http"
-	"net/url"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -62,19 +58,7 @@ func startPipeline(t *testing.T) *pipeline {
 // query runs q over ClickHouse's HTTP interface.
 func (p *pipeline) query(t testing.TB, q string) (string, error) {
 	t.Helper()
-	resp, err := noKeepAlive.Get("http://" + p.ch.HTTPAddr() + "/?query=" + url.QueryEscape(q))
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return "", err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return "", errors.New(string(body))
-	}
-	return strings.TrimSpace(string(body)), nil
+	return chtest.QueryAs(p.ch.HTTPAddr(), "default", q)
 }
 
 // waitCount polls q, a query answering one number, until it answers want.

@@ -45,7 +45,18 @@ var noKeepAlive = &http.Client{Transport: &http.Transport{DisableKeepAlives: tru
 // a read-only user must (a POST is a write), and answers the result with
 // its surrounding space trimmed.
 func QueryAs(addr, user, q string) (string, error) {
-	resp, err := noKeepAlive.Get("http://" + addr + "/?user=" + url.QueryEscape(user) + "&query=" + url.QueryEscape(q))
+	return answer(noKeepAlive.Get("http://" + addr + "/?user=" + url.QueryEscape(user) + "&query=" + url.QueryEscape(q)))
+}
+
+// Query runs q as the default user over the HTTP interface at addr with
+// POST, so that it may write, and answers as QueryAs does.
+func Query(addr, q string) (string, error) {
+	return answer(noKeepAlive.Post("http://"+addr+"/", "text/plain", strings.NewReader(q)))
+}
+
+// answer reads a query's answer: its body trimmed, or an error naming the
+// status and the server's message.
+func answer(resp *http.Response, err error) (string, error) {
 	if err != nil {
 		return "", err
 	}
