@@ -103,10 +103,10 @@ func TestDockerfile(t *testing.T) {
 	if last := froms[len(froms)-1]; !pinned.MatchString(last) {
 		t.Errorf("Dockerfile: runtime base %s is not pinned by digest", last)
 	}
-	exact := regexp.MustCompile(`:[0-9]+(\.[0-9]+)*(-[a-z0-9]+)?$`)
+	exact := regexp.MustCompile(`:[0-9]+\.[0-9]+\.[0-9]+(-[a-z0-9]+)?$`)
 	for _, from := range froms {
 		if !pinned.MatchString(from) && !exact.MatchString(from) {
-			t.Errorf("Dockerfile: base %s has no version", from)
+			t.Errorf("Dockerfile: base %s has no exact version (major.minor.patch)", from)
 		}
 	}
 	ignore, err := os.ReadFile("../.dockerignore")

@@ -48,8 +48,8 @@ var services = []string{"gateway", "chat", "privacy", "analytics"}
 // TestFlagsExist checks each against the sources.
 var (
 	serviceFlags = map[string][]string{
-		"":          {"--nats-url", "--nats-creds", "--nats-user", "--nats-password-file", "--nats-ca-file", "--nats-cert-file", "--nats-key-file", "--replicas", "--log-format", "--log-level"},
-		"gateway":   {"--http-addr", "--signing-key-file", "--default-tenant"},
+		"":          {"--nats-url", "--nats-creds", "--nats-user", "--nats-password-file", "--nats-ca-file", "--nats-cert-file", "--nats-key-file", "--replicas", "--log-format", "--log-level", "--memory-limit"},
+		"gateway":   {"--http-addr", "--signing-key-file", "--default-tenant", "--max-conns-per-addr", "--client-addr-header"},
 		"chat":      {"--health-addr"},
 		"privacy":   {"--health-addr", "--kek-file", "--kek-command", "--audit-key-file"},
 		"analytics": {"--health-addr", "--clickhouse", "--clickhouse-password-file"},
@@ -557,6 +557,7 @@ func checkParleyService(t *testing.T, m manifests, svc string) {
 	for _, e := range c.Env {
 		env[e.Name] = e
 	}
+	checkParleyEnv(t, svc, c)
 	checkBusUser(t, m, d.Spec.Template.Spec, c, svc, svc)
 	if args["--log-format"] != "json" {
 		t.Errorf("%s: --log-format %q, want json", svc, args["--log-format"])
@@ -825,10 +826,33 @@ func TestFlagsExist(t *testing.T) {
 	}
 	mirrored := slices.Concat(streamsApplyFlags, keysRotateFlags, serviceFlags[""], serviceFlags["gateway"], serviceFlags["chat"], serviceFlags["privacy"], serviceFlags["analytics"])
 	for _, flag := range mirrored {
-		defined := regexp.MustCompile(`\.(?:String|Int|Bool|Float64|Duration)(?:Var)?\((?:[^,()]+, )?"` + regexp.QuoteMeta(strings.TrimPrefix(flag, "--")) + `",`)
+		defined := regexp.MustCompile(`\.(?:String|Int|Int64|Bool|Float64|Duration)(?:Var)?\((?:[^,()]+, )?"` + regexp.QuoteMeta(strings.TrimPrefix(flag, "--")) + `",`)
 		if !defined.Match(src) {
 			t.Errorf("cmd/parley defines no flag %s", flag)
 		}
+	}
+}
+
+// checkParleyEnv checks that each PARLEY_ variable of a service's
+// container is the variable of one of its flags (cmd/parley reads
+// PARLEY_<FLAG> for a flag not given) or is expanded into its args: parley
+// ignores any other, so a misspelt one would leave its flag at the default
+// without a word.
+func checkParleyEnv(t *testing.T, svc string, c corev1.Container) {
+	t.Helper()
+	for _, e := range c.Env {
+		name, ok := strings.CutPrefix(e.Name, "PARLEY_")
+		if !ok {
+			continue
+		}
+		flag := "--" + strings.ReplaceAll(strings.ToLower(name), "_", "-")
+		if slices.Contains(serviceFlags[""], flag) || slices.Contains(serviceFlags[svc], flag) {
+			continue
+		}
+		if slices.ContainsFunc(c.Args, func(a string) bool { return strings.Contains(a, "$("+e.Name+")") }) {
+			continue
+		}
+		t.Errorf("%s: environment variable %s is neither the variable of a flag of parley %s nor used in its args", svc, e.Name, svc)
 	}
 }
 
@@ -854,9 +878,10 @@ func checkNATSPings(t *testing.T, opts *server.Options) {
 	if opts.Cluster.Port == 0 {
 		return // no routes
 	}
-	if opts.Cluster.PingInterval != natsembed.RoutePingInterval || opts.Cluster.MaxPingsOut != natsembed.RouteMaxPingsOut {
-		t.Errorf("topology.conf: the cluster's ping_interval %v, ping_max %d; want pkg/natsembed's %v, %d",
-			opts.Cluster.PingInterval, opts.Cluster.MaxPingsOut, natsembed.RoutePingInterval, natsembed.RouteMaxPingsOut)
+	if opts.Cluster.PingInterval != natsembed.RoutePingInterval || opts.Cluster.MaxPingsOut != natsembed.RouteMaxPingsOut || opts.Cluster.WriteDeadline != natsembed.RouteWriteDeadline {
+		t.Errorf("topology.conf: the cluster's ping_interval %v, ping_max %d, write_deadline %v; want pkg/natsembed's %v, %d, %v",
+			opts.Cluster.PingInterval, opts.Cluster.MaxPingsOut, opts.Cluster.WriteDeadline,
+			natsembed.RoutePingInterval, natsembed.RouteMaxPingsOut, natsembed.RouteWriteDeadline)
 	}
 }
 

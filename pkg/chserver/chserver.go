@@ -57,6 +57,11 @@ type Options struct {
 	// on, so a server started again on the same Dir can be found where the
 	// last one was (a client's DSN stays valid). 0 picks a free port.
 	TCPPort, HTTPPort int
+	// Users, when not empty, is the users.xml the server runs with instead
+	// of the built-in one, so that a deployment's own users and grants can
+	// be tried; its "default" user must accept 127.0.0.1 without a password,
+	// which Start's readiness probe uses.
+	Users string
 }
 
 const (
@@ -111,7 +116,7 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 		}
 	}
 	for attempt := 1; ; attempt++ {
-		s, err := start(ctx, log, bin, args, dir, o.TCPPort, o.HTTPPort)
+		s, err := start(ctx, log, bin, args, dir, o)
 		if err == nil {
 			return s, nil
 		}
@@ -127,19 +132,23 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 // process after we picked it.
 var errPortTaken = errors.New("port taken")
 
-func start(ctx context.Context, log *slog.Logger, bin string, args []string, dir string, tcpPort, httpPort int) (*Server, error) {
+func start(ctx context.Context, log *slog.Logger, bin string, args []string, dir string, o Options) (*Server, error) {
 	ports, err := freePorts(2)
 	if err != nil {
 		return nil, fmt.Errorf("start clickhouse: %w", err)
 	}
-	if tcpPort != 0 {
-		ports[0] = tcpPort
+	if o.TCPPort != 0 {
+		ports[0] = o.TCPPort
 	}
-	if httpPort != 0 {
-		ports[1] = httpPort
+	if o.HTTPPort != 0 {
+		ports[1] = o.HTTPPort
 	}
 	s := &Server{dir: dir, tcpPort: ports[0], httpPort: ports[1], log: log, exited: make(chan struct{})}
-	if err := s.writeConfig(); err != nil {
+	users := o.Users
+	if users == "" {
+		users = usersConfig
+	}
+	if err := s.writeConfig(users); err != nil {
 		return nil, fmt.Errorf("start clickhouse: %w", err)
 	}
 	// The server writes startup failures that happen before its logger is
@@ -216,7 +225,7 @@ func freePorts(n int) ([]int, error) {
 	return ports, nil
 }
 
-func (s *Server) writeConfig() error {
+func (s *Server) writeConfig(users string) error {
 	p := func(sub string) string { return xmlEscape(filepath.Join(s.dir, sub) + "/") }
 	config := fmt.Sprintf(configTemplate,
 		xmlEscape(filepath.Join(s.dir, "log", "server.log")),
@@ -228,7 +237,7 @@ func (s *Server) writeConfig() error {
 	if err := os.WriteFile(filepath.Join(s.dir, "config.xml"), []byte(config), 0o640); err != nil {
 		return err
 	}
-	return os.WriteFile(filepath.Join(s.dir, "users.xml"), []byte(usersConfig), 0o640)
+	return os.WriteFile(filepath.Join(s.dir, "users.xml"), []byte(users), 0o640)
 }
 
 func xmlEscape(v string) string {

@@ -91,10 +91,15 @@ func MutualTLS(certFile, keyFile, caFile string) (*tls.Config, error) {
 // for a minute and more, the other servers then go on routing requests to
 // the queue subscriptions a frozen server held, which its clients have
 // long taken elsewhere, and those requests are lost. With these a frozen
-// server's routes close within seconds.
+// server's routes close within seconds. A route's writes get
+// nats-server's default deadline, not the clients' short one, which the
+// server would otherwise apply to routes too: a peer catching up on a
+// stream is sent large writes, and the pings already close a frozen
+// server's routes.
 const (
-	RoutePingInterval = time.Second
-	RouteMaxPingsOut  = 3
+	RoutePingInterval  = time.Second
+	RouteMaxPingsOut   = 3
+	RouteWriteDeadline = 10 * time.Second
 )
 
 // The server's side of its client connections, as in the production
@@ -155,7 +160,7 @@ func Start(o Options) (*Server, error) {
 	}
 	if c := o.Cluster; c != nil {
 		opts.Cluster = server.ClusterOpts{Name: c.Name, Host: host, Port: c.Port,
-			PingInterval: RoutePingInterval, MaxPingsOut: RouteMaxPingsOut}
+			PingInterval: RoutePingInterval, MaxPingsOut: RouteMaxPingsOut, WriteDeadline: RouteWriteDeadline}
 		if opts.Cluster.Name == "" {
 			opts.Cluster.Name = "parley"
 		}
