@@ -1,7 +1,8 @@
 // Package clickhouse is the analytics service's store: the facts table in
 // ClickHouse, its schema migrations, batch inserts, erasure and the metric
 // queries. It works with Debian's ClickHouse 18.16 and with current
-// releases, gating what differs on the server's version.
+// releases, gating what differs on the server's version; TestStore runs it
+// on both (an 18.16 server, and ClickHouse 26.7 in process through chDB).
 package clickhouse
 
 import (
