@@ -302,8 +302,8 @@ type chatProcessConfig struct {
 
 // TestChatProcess is a chat instance of TestFaults when the test binary
 // is started by startChatProcess: chat.Run on a connection with the
-// services' options, logging JSON to stderr. It runs until SIGTERM, which
-// it drains on as `parley chat` does, or SIGKILL.
+// services' options, logging JSON to stderr. SIGTERM stops it as it stops
+// `parley chat`; SIGKILL ends it at once.
 func TestChatProcess(t *testing.T) {
 	raw, ok := os.LookupEnv(chatProcessEnv)
 	if !ok {
@@ -392,8 +392,8 @@ func (c *chatProcess) kill() {
 }
 
 // stop ends the process, unless killed, with SIGTERM, as Kubernetes stops
-// a pod, and returns an error unless it drained and ended well within
-// faultWithin.
+// a pod, and returns an error unless it ends within faultWithin, with
+// status 0.
 func (c *chatProcess) stop() error {
 	if c.killed {
 		return nil
