@@ -205,10 +205,9 @@ func startClusterRig(t *testing.T, chats, privacies int) *clusterRig {
 // starts, so that the services stop (cleanups run last first) before their
 // connections close.
 type rigServices struct {
-	signer  *auth.Signer
-	names   []string
-	runs    []func(context.Context) error
-	chatNCs []*nats.Conn
+	signer *auth.Signer
+	names  []string
+	runs   []func(context.Context) error
 }
 
 func newRigServices(t testing.TB, log *slog.Logger, connect func(user string, node int) *nats.Conn, streams stream.Options, privacies, chats int, listeners []net.Listener) *rigServices {
@@ -246,7 +245,6 @@ func newRigServices(t testing.TB, log *slog.Logger, connect func(user string, no
 	for i := range chats {
 		nc, name := connect(buspolicy.Chat, i+1), fmt.Sprintf("chat-%d", i)
 		k := keys(nc)
-		rs.chatNCs = append(rs.chatNCs, nc)
 		add(name, func(ctx context.Context) error {
 			return chat.Run(ctx, chat.Deps{NC: nc, Log: log.With("service", name), Keys: k, Streams: streams})
 		})
@@ -661,11 +659,13 @@ func (r *clusterRig) doWith(method, path, token string, header http.Header, body
 	return resp.StatusCode, nil
 }
 
-// logErrors shows the services' warnings and errors of a failed run.
+// logErrors shows the services' warnings and errors of a failed run, and
+// any line not logged as JSON: what a service's process wrote as it
+// ended (TestFaults' chat processes).
 func (r *clusterRig) logErrors(t testing.TB) {
 	for line := range strings.Lines(r.logs.String()) {
 		var rec struct{ Level string }
-		if json.Unmarshal([]byte(line), &rec) == nil && rec.Level != slog.LevelInfo.String() && rec.Level != slog.LevelDebug.String() {
+		if json.Unmarshal([]byte(line), &rec) != nil || rec.Level != slog.LevelInfo.String() && rec.Level != slog.LevelDebug.String() {
 			t.Log(strings.TrimSpace(line))
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -19,6 +20,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -33,8 +35,10 @@ import (
 	"github.com/parley-chat/parley/pkg/chatapi"
 	"github.com/parley-chat/parley/pkg/natsembed"
 	"github.com/parley-chat/parley/pkg/natsembed/natstest"
+	"github.com/parley-chat/parley/pkg/personkey"
 	"github.com/parley-chat/parley/pkg/privacyapi"
 	"github.com/parley-chat/parley/pkg/stream"
+	"github.com/parley-chat/parley/services/chat"
 )
 
 // The load of TestFaults: faultConversations writers, each posting to its
@@ -58,6 +62,10 @@ const (
 	// goal, BENCHMARKS.md "Failover"): the report says whether it was met,
 	// nothing asserts it.
 	faultGoal = 10 * time.Second
+	// faultInFlight is how many posts must be in flight, sent and not
+	// answered, when a chat instance is killed: each one more halves the
+	// odds that the instance holds none.
+	faultInFlight = 2
 	// faultReportEnv names a file TestFaults writes its figures to, for
 	// CI, which runs tests without -v, to print (.ci/run).
 	faultReportEnv = "PARLEY_FAULT_REPORT"
@@ -69,10 +77,12 @@ const (
 // on all three with every write synced before it is acknowledged; two
 // gateways, two chat and two privacy instances, each connected with the
 // services' own connection options (busOptions) to a server of its own
-// first. Writers post through both gateways and record every answer while
-// the test kills the server leading CHAT (and restarts it), freezes the
-// server then leading CHAT (SIGSTOP, then SIGCONT), and kills a chat
-// instance, its bus connection closed with requests in flight.
+// first, the chat instances each a process of its own too (the test
+// binary as TestChatProcess). Writers post through both gateways and
+// record every answer while the test kills the server leading CHAT (and
+// restarts it), freezes the server then leading CHAT (SIGSTOP, then
+// SIGCONT), and kills chat-1 with SIGKILL, with requests in flight:
+// nothing of it runs on, no deferred call, no goroutine, no drain.
 //
 // After each of these, and after the restart and the thaw, posting must
 // resume within faultWithin; the time it took is printed, and written to
@@ -104,7 +114,9 @@ func TestFaults(t *testing.T) {
 	r.fault(t, fmt.Sprintf("NATS %s thawed", frozen.cfg.Name), func() { frozen.signal(t, syscall.SIGCONT) })
 	r.waitCurrent(t)
 
-	r.fault(t, "chat-1 killed", r.killChat)
+	// Killed with posts in flight, so that it likely holds some.
+	inFlight := r.waitInFlight(t, faultInFlight)
+	r.fault(t, fmt.Sprintf("chat-1 killed (%d posts in flight)", inFlight), r.chats[1].kill)
 	r.stopLoad()
 
 	out := r.check(t)
@@ -214,9 +226,7 @@ func (n *natsNode) start(t testing.TB) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(os.Args[0], "-test.run=^TestNATSNodeProcess$")
-	// The passwords go by the environment, never by arguments.
-	cmd.Env = append(os.Environ(), natsNodeEnv+"="+string(cfg))
+	cmd := testProcess("TestNATSNodeProcess", natsNodeEnv, cfg)
 	cmd.Stderr = &n.stderr
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -265,6 +275,147 @@ func (n *natsNode) kill(t testing.TB) {
 	n.cmd = nil
 }
 
+// testProcess is the test binary run again as the one test named, which
+// is a process of TestFaults' cluster, its config in the environment
+// variable env (passwords go by the environment, never by arguments). The
+// process is killed when the test binary ends, however it ends.
+func testProcess(test, env string, cfg []byte) *exec.Cmd {
+	cmd := exec.Command(os.Args[0], "-test.run=^"+test+"$")
+	cmd.Env = append(os.Environ(), env+"="+string(cfg))
+	cmd.SysProcAttr = testProcAttr()
+	return cmd
+}
+
+// chatProcessEnv makes the test binary a chat instance, TestChatProcess,
+// instead of running tests: its value is the instance's
+// chatProcessConfig, as JSON.
+const chatProcessEnv = "PARLEY_TEST_CHAT"
+
+// chatProcessConfig is a chat instance of TestFaults.
+type chatProcessConfig struct {
+	Name string
+	// URLs are the NATS servers', comma separated, the one to connect to
+	// first first.
+	URLs     string
+	Password string // bus user buspolicy.Chat's
+}
+
+// TestChatProcess is a chat instance of TestFaults when the test binary
+// is started by startChatProcess: chat.Run on a connection with the
+// services' options, logging JSON to stderr. SIGTERM stops it as it stops
+// `parley chat`; SIGKILL ends it at once.
+func TestChatProcess(t *testing.T) {
+	raw, ok := os.LookupEnv(chatProcessEnv)
+	if !ok {
+		t.Skip("runs only as a process started by startChatProcess")
+	}
+	err := runChatProcess(raw)
+	os.Exit(exitStatus(err, os.Stderr))
+}
+
+func runChatProcess(raw string) error {
+	var cfg chatProcessConfig
+	if err := json.Unmarshal([]byte(raw), &cfg); err != nil {
+		return err
+	}
+	log := slog.New(slog.NewJSONHandler(os.Stderr, nil)).With("service", cfg.Name)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	nc, err := nats.Connect(cfg.URLs, faultBusOptions(buspolicy.Chat, cfg.Password, log)...)
+	if err != nil {
+		return fmt.Errorf("connect to nats: %w", err)
+	}
+	defer nc.Close()
+	keys, err := personkey.NewCacheSize(nc, 0)
+	if err != nil {
+		return err
+	}
+	defer keys.Close()
+	return chat.Run(ctx, chat.Deps{NC: nc, Log: log, Keys: keys, Streams: faultStreams})
+}
+
+// faultStreams are the stream options of TestFaults: every stream on
+// every server.
+var faultStreams = stream.Options{Replicas: natstest.ClusterSize}
+
+// faultBusOptions are the options of a connection of TestFaults: the
+// services' own, as user, to the servers in the order given.
+func faultBusOptions(user, password string, log *slog.Logger) []nats.Option {
+	return append(busOptions(user, log), nats.DontRandomize(), nats.UserInfo(user, password))
+}
+
+// chatProcess is a chat instance of TestFaults in a process of its own.
+type chatProcess struct {
+	name   string
+	cmd    *exec.Cmd
+	killed bool
+	exited chan struct{} // closed once the process ended
+	err    error         // how it ended, once exited
+}
+
+// startChatProcess starts a chat instance writing its log to logs. It is
+// killed when the test ends.
+func startChatProcess(t testing.TB, cfg chatProcessConfig, logs io.Writer) *chatProcess {
+	t.Helper()
+	raw, err := json.Marshal(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &chatProcess{name: cfg.Name, cmd: testProcess("TestChatProcess", chatProcessEnv, raw), exited: make(chan struct{})}
+	c.cmd.Stderr = logs
+	if err := c.cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", c.name, err)
+	}
+	go func() {
+		c.err = c.cmd.Wait()
+		close(c.exited)
+	}()
+	t.Cleanup(c.kill)
+	return c
+}
+
+// ended returns an error once the process ended.
+func (c *chatProcess) ended() error {
+	select {
+	case <-c.exited:
+		return fmt.Errorf("%s ended: %v", c.name, c.err)
+	default:
+		return nil
+	}
+}
+
+// kill ends the process with SIGKILL and waits for it.
+func (c *chatProcess) kill() {
+	c.killed = true
+	_ = c.cmd.Process.Kill() // fails only when it already ended
+	<-c.exited
+}
+
+// stop ends the process, unless killed, with SIGTERM, as Kubernetes stops
+// a pod, and returns an error unless it ends within faultWithin, with
+// status 0.
+func (c *chatProcess) stop() error {
+	if c.killed {
+		return nil
+	}
+	if err := c.ended(); err != nil {
+		return fmt.Errorf("before it was stopped: %w", err)
+	}
+	if err := c.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		return fmt.Errorf("stop %s: %w", c.name, err)
+	}
+	select {
+	case <-c.exited:
+	case <-time.After(faultWithin):
+		c.kill()
+		return fmt.Errorf("%s still running %v after SIGTERM", c.name, faultWithin)
+	}
+	if c.err != nil {
+		return fmt.Errorf("%s: %w", c.name, c.err)
+	}
+	return nil
+}
+
 // faultRig is Parley on three NATS processes, with writers recording
 // every post's answer.
 type faultRig struct {
@@ -275,14 +426,15 @@ type faultRig struct {
 	connect  func(user string, node int) *nats.Conn
 	gateways []*clusterRig // one per gateway, for its HTTP calls
 	signer   *auth.Signer
-	chats    []*service
-	chatNCs  []*nats.Conn
+	chats    []*chatProcess
 	logs     *syncBuffer
 	started  time.Time
 
 	convs   []*faultConversation
 	stop    chan struct{}
 	writers sync.WaitGroup
+	// inFlight counts the posts sent and not answered yet.
+	inFlight atomic.Int32
 
 	mu     sync.Mutex
 	posts  []postRecord
@@ -372,12 +524,7 @@ func startFaultRig(t testing.TB, conversations int) *faultRig {
 	})
 	// connect connects user to node first, to the others when it goes.
 	connect := func(user string, node int) *nats.Conn {
-		urls := make([]string, 0, len(r.nodes))
-		for i := range r.nodes {
-			urls = append(urls, r.nodes[(node+i)%len(r.nodes)].url())
-		}
-		opts := append(busOptions(user, log), nats.DontRandomize(), nats.UserInfo(user, passwords[user]))
-		nc, err := nats.Connect(strings.Join(urls, ","), opts...)
+		nc, err := nats.Connect(r.urls(node), faultBusOptions(user, passwords[user], log)...)
 		if err != nil {
 			t.Fatalf("connect %s to %s: %v", user, r.nodes[node].cfg.Name, err)
 		}
@@ -385,9 +532,8 @@ func startFaultRig(t testing.TB, conversations int) *faultRig {
 		return nc
 	}
 	adminNC := connect(buspolicy.Admin, 0)
-	streams := stream.Options{Replicas: natstest.ClusterSize}
 	natstest.Eventually(t, faultWithin, "streams applied, R3", func() error {
-		_, err := applyStreams(t.Context(), adminNC, streams)
+		_, err := applyStreams(t.Context(), adminNC, faultStreams)
 		return err
 	})
 	if r.admin, err = jetstream.New(adminNC); err != nil {
@@ -407,26 +553,39 @@ func startFaultRig(t testing.TB, conversations int) *faultRig {
 		t.Cleanup(func() { _ = ln.Close() })
 		listeners = append(listeners, ln)
 	}
-	rs := newRigServices(t, log, connect, streams, 2, 2, listeners)
-	r.signer, r.chatNCs = rs.signer, rs.chatNCs
+	// Privacy and the gateways in this process; chat in processes of its
+	// own, to be killed, each on the node newRigServices would connect it
+	// to.
+	rs := newRigServices(t, log, connect, faultStreams, 2, 0, listeners)
+	r.signer = rs.signer
 	for _, ln := range listeners {
 		r.gateways = append(r.gateways, &clusterRig{admin: r.admin, base: "http://" + ln.Addr().String(), signer: r.signer, logs: r.logs, client: client})
 	}
+	for i := range 2 {
+		cfg := chatProcessConfig{Name: fmt.Sprintf("chat-%d", i), URLs: r.urls(i + 1), Password: passwords[buspolicy.Chat]}
+		r.chats = append(r.chats, startChatProcess(t, cfg, r.logs))
+	}
 	svcs, ended := rs.start()
-	r.chats = svcs[2:4]
 	t.Cleanup(func() {
-		// chat-1 is killed on purpose: its end is no error.
-		if err := stopInOrder(svcs[4:], svcs[:3]); err != nil {
+		// In stopInOrder's order: the gateways, then chat and privacy.
+		err := stopInOrder(svcs[2:])
+		for _, c := range r.chats {
+			err = errors.Join(err, c.stop())
+		}
+		if err := errors.Join(err, stopInOrder(svcs[:2])); err != nil {
 			t.Errorf("stop the services: %v", err)
 		}
-		r.chats[1].cancel()
-		<-r.chats[1].done
 	})
 	natstest.Eventually(t, faultWithin, "every instance serving", func() error {
 		select {
 		case name := <-ended:
 			t.Fatalf("%s stopped before it served", name)
 		default:
+		}
+		for _, c := range r.chats {
+			if err := c.ended(); err != nil {
+				t.Fatalf("before it served: %v", err)
+			}
 		}
 		for _, svc := range []string{chatapi.Service, privacyapi.Service} {
 			if n := microInstances(adminNC, svc); n != 2 {
@@ -443,6 +602,16 @@ func startFaultRig(t testing.TB, conversations int) *faultRig {
 	r.openConversations(t, conversations)
 	t.Logf("cluster, services and %d conversations ready in %v", conversations, time.Since(start).Round(time.Millisecond))
 	return r
+}
+
+// urls are the nodes' client URLs, comma separated, node's first: a
+// client given them connects to node, and to the next when it goes.
+func (r *faultRig) urls(node int) string {
+	urls := make([]string, 0, len(r.nodes))
+	for i := range r.nodes {
+		urls = append(urls, r.nodes[(node+i)%len(r.nodes)].url())
+	}
+	return strings.Join(urls, ",")
 }
 
 // watchLive records when each message stored in CHAT becomes visible: a
@@ -536,7 +705,9 @@ func (r *faultRig) startLoad(t *testing.T) {
 				for {
 					p := postRecord{conv: i, gateway: (i + k) % 2, text: fmt.Sprintf("c%d p%d", i, k), sent: time.Now()}
 					var err error
+					r.inFlight.Add(1)
 					p.status, err = r.gateways[p.gateway].doWith(http.MethodPost, "/v1/conversations/"+c.id+"/messages", token, key, map[string]string{"text": p.text}, &p.res)
+					r.inFlight.Add(-1)
 					if err != nil {
 						p.status = 0
 					}
@@ -626,11 +797,16 @@ func (r *faultRig) waitResumed(t *testing.T, what string, since time.Time) time.
 	return time.Now()
 }
 
-// killChat kills chat-1: its connection closes at once, with whatever
-// requests it holds unanswered, then its Run is cancelled.
-func (r *faultRig) killChat() {
-	r.chatNCs[1].Close()
-	r.chats[1].cancel()
+// waitInFlight waits until at least n posts are in flight and returns how
+// many are.
+func (r *faultRig) waitInFlight(t *testing.T, n int) int {
+	t.Helper()
+	var got int
+	natstest.Until(t, faultWithin, fmt.Sprintf("%d posts in flight", n), func() bool {
+		got = int(r.inFlight.Load())
+		return got >= n
+	})
+	return got
 }
 
 // streamLeader returns the index of the node leading stream name.
@@ -893,14 +1069,18 @@ type faultFigures struct {
 	anyRefused  bool
 	slowest     time.Duration
 	readyz      string
+	// inFlight counts the posts sent before the fault and answered after
+	// it, by status (0: no answer); they count in none of the above.
+	inFlight map[int]int
 }
 
 func (f faultFigures) String() string {
+	inFlight := fmt.Sprintf("in flight at it, by answer: %v", f.inFlight)
 	if !f.anyRefused {
-		return fmt.Sprintf("no post refused (%d posts, the slowest %.1fs); %s", f.posts, f.slowest.Seconds(), f.readyz)
+		return fmt.Sprintf("no post refused (%d posts, the slowest %.1fs); %s; %s", f.posts, f.slowest.Seconds(), inFlight, f.readyz)
 	}
-	return fmt.Sprintf("posting resumed %.1fs after it (%d posts, %d answered 201, refused %v, the slowest %.1fs); %s",
-		f.resumeAfter.Seconds(), f.posts, f.posts-sumValues(f.refused), f.refused, f.slowest.Seconds(), f.readyz)
+	return fmt.Sprintf("posting resumed %.1fs after it (%d posts, %d answered 201, refused %v, the slowest %.1fs); %s; %s",
+		f.resumeAfter.Seconds(), f.posts, f.posts-sumValues(f.refused), f.refused, f.slowest.Seconds(), inFlight, f.readyz)
 }
 
 func sumValues(m map[int]int) int {
@@ -914,12 +1094,15 @@ func sumValues(m map[int]int) int {
 // resume tells how long posting took to resume after f.
 func (r *faultRig) resume(f faultRecord) faultFigures {
 	end := f.resumed
-	fig := faultFigures{refused: map[int]int{}}
+	fig := faultFigures{refused: map[int]int{}, inFlight: map[int]int{}}
 	var (
 		window      []postRecord
 		lastRefused time.Time
 	)
 	for _, p := range r.posts {
+		if p.sent.Before(f.at) && p.answered.After(f.at) {
+			fig.inFlight[p.status]++
+		}
 		if p.sent.Before(f.at) || !p.sent.Before(end) {
 			continue
 		}
