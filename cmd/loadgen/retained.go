@@ -135,7 +135,8 @@ func measureRetained(ctx context.Context, bin string, cfg config) (retained, err
 				return r, err
 			}
 			run.Reads, run.ReadP50, run.ReadP99, run.ReadMax = len(took), percentile(took, 50), percentile(took, 99), percentile(took, 100)
-			fmt.Fprintf(os.Stderr, "%-30s %9d messages: p50 %v, p99 %v; slowest (read: time) %s\n", "retained: transcript reads", have, fmtDur(run.ReadP50), fmtDur(run.ReadP99), slowest(took, 8))
+			fmt.Fprintf(os.Stderr, "%-30s %9d messages: p50 %v, p99 %v; first %v, %v, %v; slowest (read: time) %s\n", "retained: transcript reads", have,
+				fmtDur(run.ReadP50), fmtDur(run.ReadP99), fmtDur(took[0]), fmtDur(took[min(1, len(took)-1)]), fmtDur(took[min(2, len(took)-1)]), slowest(took, 8))
 		}
 		fmt.Fprintf(os.Stderr, "%-30s %9d messages: ready in %v, %.1f MiB resident (peak %.1f MiB)\n", "retained: restart", run.Messages, fmtDur(run.Ready), mib(run.RSS), mib(run.Peak))
 		r.Runs = append(r.Runs, run)
