@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -134,6 +135,8 @@ func measureRetained(ctx context.Context, bin string, cfg config) (retained, err
 				return r, err
 			}
 			run.Reads, run.ReadP50, run.ReadP99, run.ReadMax = len(took), percentile(took, 50), percentile(took, 99), percentile(took, 100)
+			fmt.Fprintf(os.Stderr, "%-30s %9d messages: p50 %v, p99 %v; first %v, %v, %v; slowest (read: time) %s\n", "retained: transcript reads", have,
+				fmtDur(run.ReadP50), fmtDur(run.ReadP99), fmtDur(took[0]), fmtDur(took[min(1, len(took)-1)]), fmtDur(took[min(2, len(took)-1)]), slowest(took, 8))
 		}
 		fmt.Fprintf(os.Stderr, "%-30s %9d messages: ready in %v, %.1f MiB resident (peak %.1f MiB)\n", "retained: restart", run.Messages, fmtDur(run.Ready), mib(run.RSS), mib(run.Peak))
 		r.Runs = append(r.Runs, run)
@@ -179,6 +182,24 @@ func readTranscripts(ctx context.Context, client *http.Client, base string, c co
 		}
 	}
 	return took, nil
+}
+
+// slowest lists the n longest of took with their indexes, longest first:
+// whether a tail is the first reads after a start, or spread over the run.
+func slowest(took []time.Duration, n int) string {
+	idx := make([]int, len(took))
+	for i := range idx {
+		idx[i] = i
+	}
+	sort.SliceStable(idx, func(a, b int) bool { return took[idx[a]] > took[idx[b]] })
+	var b strings.Builder
+	for k, i := range idx[:min(n, len(idx))] {
+		if k > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "#%d: %v", i, fmtDur(took[i]))
+	}
+	return b.String()
 }
 
 // measureInbox opens n conversations of one visitor in a tenant of their

@@ -9,6 +9,8 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"runtime"
+	"runtime/metrics"
 	"slices"
 	"strings"
 	"testing"
@@ -152,4 +154,150 @@ func readBench(b *testing.B, client *http.Client, token string, page func(cursor
 	slices.Sort(took)
 	b.ReportMetric(float64(cpu.Microseconds())/1000/float64(len(took)), "cpu-ms/op")
 	b.ReportMetric(float64(took[len(took)*99/100].Microseconds())/1000, "p99-ms")
+}
+
+// BenchmarkExportsHTTP runs four exports at once (GET /v1/me/export) of
+// one visitor's history of 16 MiB of text (1,024 messages of 16 KiB over
+// 32 conversations), each read to its end, through the HTTP API of an
+// in-process `parley all`: an operation is the four. Besides what
+// readBench reports it gives the most the heap held above its size before
+// the exports, live and garbage (heap-MiB), and the most the collector
+// found live (live-MiB): the pages in flight, which issue 9's bound on
+// the memory of concurrent exports is about.
+func BenchmarkExportsHTTP(b *testing.B) {
+	const (
+		exports       = 4
+		conversations = 32
+		perConv       = 32
+	)
+	base, client, _ := benchAll(b)
+	var v struct{ Token string }
+	postJSON(b, client, base+"/v1/tenants/demo/visitors", "", `{"consent":{"analytics":false,"network_data":false,"ai":false},"notice_version":"b"}`, &v)
+	body := `{"text":"` + strings.Repeat("e", 16<<10) + `"}`
+	g, _ := errgroup.WithContext(b.Context())
+	g.SetLimit(8)
+	for range conversations {
+		g.Go(func() error {
+			var c struct{ ID string }
+			if err := postBody(client, base+"/v1/conversations", v.Token, body, http.StatusCreated, &c); err != nil {
+				return err
+			}
+			for range perConv - 1 {
+				if err := postBody(client, base+"/v1/conversations/"+c.ID+"/messages", v.Token, body, http.StatusCreated, nil); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		b.Fatal(err)
+	}
+	export := func() error {
+		req, _ := http.NewRequest("GET", base+"/v1/me/export", nil)
+		req.Header.Set("Authorization", "Bearer "+v.Token)
+		resp, err := client.Do(req)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("export: status %d", resp.StatusCode)
+		}
+		// Counted as it streams, not held: the reader's memory is not the
+		// server's.
+		n, err := countIn(resp.Body, []byte(`{"id":`))
+		if err != nil {
+			return err
+		}
+		if want := conversations * (perConv + 1); n != want {
+			return fmt.Errorf("export: %d ids, want %d", n, want)
+		}
+		return nil
+	}
+	b.ReportAllocs()
+	samples := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}, {Name: "/gc/heap/live:bytes"}}
+	runtime.GC()
+	metrics.Read(samples)
+	heap0, live0 := samples[0].Value.Uint64(), samples[1].Value.Uint64()
+	var heapMax, liveMax uint64
+	done := make(chan struct{})
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		tick := time.NewTicker(time.Millisecond)
+		defer tick.Stop()
+		s := slices.Clone(samples)
+		for {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+			}
+			metrics.Read(s)
+			heapMax, liveMax = max(heapMax, s[0].Value.Uint64()), max(liveMax, s[1].Value.Uint64())
+		}
+	}()
+	cpu0 := processCPU(b)
+	n := 0
+	for b.Loop() {
+		g, _ := errgroup.WithContext(b.Context())
+		for range exports {
+			g.Go(export)
+		}
+		if err := g.Wait(); err != nil {
+			b.Fatal(err)
+		}
+		n++
+	}
+	cpu := processCPU(b) - cpu0
+	close(done)
+	<-sampled
+	b.ReportMetric(float64(cpu.Microseconds())/1000/float64(n), "cpu-ms/op")
+	b.ReportMetric(float64(heapMax-min(heapMax, heap0))/(1<<20), "heap-MiB")
+	b.ReportMetric(float64(liveMax-min(liveMax, live0))/(1<<20), "live-MiB")
+}
+
+// postBody POSTs body with token and decodes the answer into out (nil:
+// discarded), which must have status want.
+func postBody(client *http.Client, url, token, body string, want int, out any) error {
+	req, _ := http.NewRequest("POST", url, strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != want {
+		return fmt.Errorf("POST %s: status %d, want %d", url, resp.StatusCode, want)
+	}
+	if out == nil {
+		_, err = io.Copy(io.Discard, resp.Body)
+		return err
+	}
+	return json.NewDecoder(resp.Body).Decode(out)
+}
+
+// countIn counts the occurrences of sep in r, read a buffer at a time.
+func countIn(r io.Reader, sep []byte) (int, error) {
+	var (
+		n    int
+		buf  = make([]byte, 64<<10)
+		keep int
+	)
+	for {
+		m, err := r.Read(buf[keep:])
+		chunk := buf[:keep+m]
+		n += bytes.Count(chunk, sep)
+		// The last len(sep)-1 bytes may begin an occurrence the next read
+		// completes, and cannot hold a whole one.
+		keep = min(len(sep)-1, len(chunk))
+		copy(buf, chunk[len(chunk)-keep:])
+		if err == io.EOF {
+			return n, nil
+		}
+		if err != nil {
+			return n, err
+		}
+	}
 }

@@ -1,11 +1,13 @@
 package chat_test
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/metrics"
 	"runtime/pprof"
 	"slices"
 	"strconv"
@@ -197,18 +199,49 @@ func TestMeasureTranscript(t *testing.T) {
 	c := newClient(t, s)
 	p := principal(tenant, auth.RoleVisitor, "reader0")
 	args := chatapi.MessagesArgs{Conversation: convs[0], Page: chatapi.Page[uint64]{Limit: chatapi.PageItems}}
-	var took []time.Duration
+	var (
+		took []time.Duration
+		gc   []bool // whether a collection ended during the read
+	)
+	cycles := []metrics.Sample{{Name: "/gc/cycles/total:gc-cycles"}}
 	for range 300 {
 		var res chatapi.MessagesResult
+		metrics.Read(cycles)
+		before := cycles[0].Value.Uint64()
 		start := time.Now()
 		c.must(p, chatapi.MessagesSubject, args, &res)
 		took = append(took, time.Since(start))
+		metrics.Read(cycles)
+		gc = append(gc, cycles[0].Value.Uint64() != before)
 		if len(res.Messages) != 500 {
 			t.Fatalf("read %d messages, want 500", len(res.Messages))
 		}
 	}
+	// Where the tail comes from: the first reads after the start, or reads
+	// during a collection.
+	order := make([]int, len(took))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortFunc(order, func(a, b int) int { return cmp.Compare(took[b], took[a]) })
+	var slow []string
+	for _, i := range order[:8] {
+		slow = append(slow, fmt.Sprintf("#%d %v (gc %t)", i, took[i].Round(10*time.Microsecond), gc[i]))
+	}
+	t.Logf("%d of %d reads saw a collection end; first reads %v %v %v; slowest %s", countTrue(gc), len(gc),
+		took[0].Round(10*time.Microsecond), took[1].Round(10*time.Microsecond), took[2].Round(10*time.Microsecond), strings.Join(slow, ", "))
 	slices.Sort(took)
 	t.Logf("%d messages retained: transcript of 500, p50 %v, p99 %v", n, took[len(took)/2].Round(10*time.Microsecond), took[len(took)*99/100].Round(10*time.Microsecond))
+}
+
+func countTrue(bs []bool) int {
+	n := 0
+	for _, b := range bs {
+		if b {
+			n++
+		}
+	}
+	return n
 }
 
 // TestMeasureClosed measures the heap the chat service holds once ready

@@ -82,7 +82,7 @@ func TestExpiredClosedConversationsLeave(t *testing.T) {
 	if got := later.list(t, v, "", 10); !cmp.Equal(got, []string{conv}) {
 		t.Fatalf("List() within retention = %v, want [%s]", got, conv)
 	}
-	ex, err := later.Export(t.Context(), v, chatapi.ExportArgs{Visitor: v.ID})
+	ex, err := later.export(t, v, chatapi.ExportArgs{Visitor: v.ID})
 	if err != nil || len(ex.Conversations) != 1 {
 		t.Fatalf("Export() within retention = %d conversations, %v; want 1", len(ex.Conversations), err)
 	}
@@ -92,7 +92,7 @@ func TestExpiredClosedConversationsLeave(t *testing.T) {
 	if got := again.list(t, supervisor, "", 10); len(got) != 0 {
 		t.Errorf("List() past retention = %v, want none", got)
 	}
-	ex, err = again.Export(t.Context(), v, chatapi.ExportArgs{Visitor: v.ID})
+	ex, err = again.export(t, v, chatapi.ExportArgs{Visitor: v.ID})
 	if err != nil || len(ex.Conversations) != 0 {
 		t.Errorf("Export() past retention = %d conversations, %v; want none", len(ex.Conversations), err)
 	}

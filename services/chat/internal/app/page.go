@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"sync"
 
 	"github.com/parley-chat/parley/pkg/chatapi"
 )
@@ -73,7 +74,7 @@ func jsonSize(v any) (int, error) {
 // escaping as it does (HTML characters) was slower.
 type pageJSON struct {
 	page
-	buf bytes.Buffer
+	buf *bytes.Buffer // from pageBuffers
 	enc *json.Encoder
 	// tail holds the answer's fields after the items (see attach).
 	tail []byte
@@ -82,8 +83,8 @@ type pageJSON struct {
 // newPageJSON returns an empty page of at most limit items (see newPage)
 // listed under field.
 func newPageJSON(limit int, field string) *pageJSON {
-	pg := &pageJSON{page: *newPage(limit)}
-	pg.enc = json.NewEncoder(&pg.buf)
+	pg := &pageJSON{page: *newPage(limit), buf: pageBuffers.Get().(*bytes.Buffer)}
+	pg.enc = json.NewEncoder(pg.buf)
 	pg.buf.WriteString(`{"` + field + `":[`)
 	return pg
 }
@@ -132,5 +133,21 @@ func (pg *pageJSON) end(next *uint64) json.RawMessage {
 		pg.buf.Write(strconv.AppendUint(nil, *next, 10))
 	}
 	pg.buf.WriteByte('}')
-	return pg.buf.Bytes()
+	return detach(pg.buf)
+}
+
+// pageBuffers hold pages' JSON while they are written. A page is written
+// into a buffer grown by earlier ones and answered as a copy of the
+// exact size: growing a buffer for each page allocated about twice the
+// page, in as many steps as it doubled, for every read.
+var pageBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// detach returns a copy of what buf holds, and buf to pageBuffers.
+func detach(buf *bytes.Buffer) []byte {
+	out := bytes.Clone(buf.Bytes())
+	if buf.Cap() <= 2*chatapi.PageBytes { // a page above its bound is an exception not to keep
+		buf.Reset()
+		pageBuffers.Put(buf)
+	}
+	return out
 }

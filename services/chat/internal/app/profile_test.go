@@ -62,7 +62,7 @@ func TestProfileShownWithConversations(t *testing.T) {
 		t.Fatal(err)
 	}
 	shown("Ada Lovelace")
-	exp, err := a.Export(t.Context(), v, chatapi.ExportArgs{Visitor: v.ID})
+	exp, err := a.export(t, v, chatapi.ExportArgs{Visitor: v.ID})
 	if err != nil {
 		t.Fatal(err)
 	}

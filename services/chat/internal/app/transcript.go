@@ -13,9 +13,16 @@ import (
 // is about to remove them. It holds one batch at a time, never the whole
 // transcript.
 func (s *Service) scan(ctx context.Context, tenant, id string, after uint64, batch int, fn func(Record) (bool, error)) error {
+	return s.scanBy(ctx, tenant, id, after, func() int { return batch }, fn)
+}
+
+// scanBy is scan reading as many events at a time as batch says before
+// each read: a reader that knows what it still has room for reads no
+// more.
+func (s *Service) scanBy(ctx context.Context, tenant, id string, after uint64, batch func() int, fn func(Record) (bool, error)) error {
 	now := s.now()
 	for {
-		rs, more, err := s.events.Read(ctx, tenant, id, after, batch)
+		rs, more, err := s.events.Read(ctx, tenant, id, after, batch())
 		if err != nil {
 			return err
 		}

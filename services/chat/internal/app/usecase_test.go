@@ -200,6 +200,20 @@ func (in *instance) messages(t testing.TB, p auth.Principal, args chatapi.Messag
 	return res, nil
 }
 
+// export reads a page of the visitor's export through in.
+func (in *instance) export(t testing.TB, p auth.Principal, args chatapi.ExportArgs) (chatapi.ExportResult, error) {
+	t.Helper()
+	var res chatapi.ExportResult
+	raw, err := in.Export(t.Context(), p, args)
+	if err != nil {
+		return res, err
+	}
+	if err := json.Unmarshal(raw, &res); err != nil {
+		t.Fatalf("Export(%+v) answered %s: %v", args, raw, err)
+	}
+	return res, nil
+}
+
 func deref(s *string) string {
 	if s == nil {
 		return ""

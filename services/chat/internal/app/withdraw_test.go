@@ -102,7 +102,7 @@ func TestWithdrawnMessageReadsWithdrawn(t *testing.T) {
 			t.Errorf("%s: second line = %+v, want the reply", name, ms[1])
 		}
 	}
-	exp, err := b.Export(t.Context(), v, chatapi.ExportArgs{Visitor: v.ID})
+	exp, err := b.export(t, v, chatapi.ExportArgs{Visitor: v.ID})
 	if err != nil {
 		t.Fatal(err)
 	}

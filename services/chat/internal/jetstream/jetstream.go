@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"time"
 
@@ -182,10 +183,10 @@ const (
 // on the subject past the last one returned, as of the read.
 func (s *Store) Read(ctx context.Context, tenant, conversation string, after uint64, limit int) ([]app.Record, bool, error) {
 	subject := stream.ChatSubject(tenant, conversation)
-	var (
-		out     []app.Record
-		pending uint64
-	)
+	var pending uint64
+	// Sized for the first batch, then for what the consumer brings: not
+	// doubled record by record through a page of 500.
+	out := make([]app.Record, 0, min(limit, directBatch))
 	add := func(m *natsjs.RawStreamMsg, left uint64) error {
 		r, err := record(m)
 		if err != nil {
@@ -212,6 +213,7 @@ func (s *Store) Read(ctx context.Context, tenant, conversation string, after uin
 	}
 	if len(out) == first && first < limit && pending > consumerAbove {
 		n := int(min(pending, uint64(limit-len(out))))
+		out = slices.Grow(out, n)
 		if err := s.consume(ctx, subject, out[len(out)-1].Seq+1, n, add); err != nil {
 			return nil, false, fmt.Errorf("read %s after %d: %w", subject, out[len(out)-1].Seq, err)
 		}

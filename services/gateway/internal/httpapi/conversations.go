@@ -208,23 +208,27 @@ func (a *API) listMessages(w http.ResponseWriter, r *http.Request) error {
 	default:
 		return fmt.Errorf("decode %s result: messages are not an array", chatapi.MessagesSubject)
 	}
-	out := make([]byte, 0, len(res.Messages)+len(res.VisitorProfile)+160)
-	out = append(out, `{"messages":`...)
-	out = append(out, res.Messages...)
-	out = append(out, `,"next_cursor":`...)
+	// Written in parts, the messages as they are: the response's buffer
+	// copies them once, where one answer built whole would copy them twice.
+	tail := make([]byte, 0, len(res.VisitorProfile)+160)
+	tail = append(tail, `,"next_cursor":`...)
 	if next := nextCursor(scope, res.Next); next != nil {
-		out = strconv.AppendQuote(out, *next) // base64url: nothing to escape
+		tail = strconv.AppendQuote(tail, *next) // base64url: nothing to escape
 	} else {
-		out = append(out, "null"...)
+		tail = append(tail, "null"...)
 	}
 	if res.VisitorProfile.Kind() == '{' { // absent when the visitor gave none
-		out = append(out, `,"visitor_profile":`...)
-		out = append(out, res.VisitorProfile...)
+		tail = append(tail, `,"visitor_profile":`...)
+		tail = append(tail, res.VisitorProfile...)
 	}
-	out = append(out, "}\n"...)
+	tail = append(tail, "}\n"...)
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusOK)
-	_, _ = w.Write(out)
+	for _, b := range [][]byte{[]byte(`{"messages":`), res.Messages, tail} {
+		if _, err := w.Write(b); err != nil {
+			break // the client is gone: nothing is left to answer
+		}
+	}
 	return nil
 }
 

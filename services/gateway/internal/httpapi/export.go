@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net/http"
 
+	"github.com/go-json-experiment/json/jsontext"
+
 	"github.com/parley-chat/parley/pkg/chatapi"
 )
 
@@ -39,8 +41,22 @@ func (s *exportStream) start(doc exportDoc) error {
 	return nil
 }
 
+// exportPage is the part of a chatapi.ExportResult the gateway reads: the
+// messages pass through as the chat service encoded them, in the API's
+// shape already (chatapi.Message), checked but not decoded and encoded
+// again, as a transcript's page does (messagesReply).
+type exportPage struct {
+	Profile       *chatapi.Profile `json:"profile"`
+	Conversations []struct {
+		chatapi.Summary
+		Messages []jsontext.Value `json:"messages"`
+	} `json:"conversations"`
+	Next *chatapi.ExportCursor `json:"next"`
+}
+
 // page writes a page's conversations and flushes them.
-func (s *exportStream) page(convs []chatapi.ExportedConversation) error {
+func (s *exportStream) page(page exportPage) error {
+	convs := page.Conversations
 	s.buf.Reset()
 	for _, c := range convs {
 		if c.ID != s.open {
@@ -61,11 +77,10 @@ func (s *exportStream) page(convs []chatapi.ExportedConversation) error {
 			if s.msgs > 0 {
 				s.buf.WriteByte(',')
 			}
-			b, err := json.Marshal(m)
-			if err != nil {
-				return fmt.Errorf("encode export message: %w", err)
+			if m.Kind() != '{' {
+				return fmt.Errorf("decode export message: not an object")
 			}
-			s.buf.Write(b)
+			s.buf.Write(m)
 			s.msgs++
 		}
 	}

@@ -1,11 +1,14 @@
 package httpapi
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"slices"
 	"time"
+
+	jsonv2 "github.com/go-json-experiment/json"
 
 	"github.com/parley-chat/parley/pkg/audit"
 	"github.com/parley-chat/parley/pkg/auth"
@@ -187,10 +190,14 @@ func (a *API) export(w http.ResponseWriter, r *http.Request, p auth.Principal, s
 	}
 	out := &exportStream{w: w}
 	err := chatapi.ReadPages(func(after *chatapi.ExportCursor) (*chatapi.ExportCursor, error) {
-		var page chatapi.ExportResult
+		var raw json.RawMessage
 		args := privacyapi.ExportPageArgs{Tenant: p.Tenant, Person: subject, ExportID: priv.ExportID, After: after}
-		if err := a.call(r, privacyapi.ExportPageSubject, p, args, &page); err != nil {
+		if err := a.call(r, privacyapi.ExportPageSubject, p, args, &raw); err != nil {
 			return nil, err
+		}
+		var page exportPage
+		if err := jsonv2.Unmarshal(raw, &page); err != nil {
+			return nil, fmt.Errorf("decode %s result: %w", privacyapi.ExportPageSubject, err)
 		}
 		if !out.begun {
 			doc.Profile = page.Profile
@@ -199,7 +206,7 @@ func (a *API) export(w http.ResponseWriter, r *http.Request, p auth.Principal, s
 				return nil, err
 			}
 		}
-		return page.Next, out.page(page.Conversations)
+		return page.Next, out.page(page)
 	})
 	if err == nil {
 		err = out.end()

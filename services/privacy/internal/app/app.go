@@ -7,6 +7,7 @@ import (
 	"cmp"
 	"context"
 	"crypto/ed25519"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"time"
@@ -123,8 +124,11 @@ type ExpiryScheduler interface {
 // decrypts them.
 type Chat interface {
 	// ExportPage returns the page after after (nil: the first) of the
-	// visitor's conversations, read on behalf of p.
-	ExportPage(ctx context.Context, p auth.Principal, visitor string, after *chatapi.ExportCursor) (chatapi.ExportResult, error)
+	// visitor's conversations, read on behalf of p: the JSON of a
+	// chatapi.ExportResult as chat sent it, passed on undecoded, so that
+	// a page in flight is held here once, not as text and struct and
+	// text again.
+	ExportPage(ctx context.Context, p auth.Principal, visitor string, after *chatapi.ExportCursor) (json.RawMessage, error)
 }
 
 // Broadcaster tells every service at once.

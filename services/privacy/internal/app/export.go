@@ -2,13 +2,13 @@ package app
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
 
 	"github.com/parley-chat/parley/pkg/audit"
 	"github.com/parley-chat/parley/pkg/auth"
-	"github.com/parley-chat/parley/pkg/chatapi"
 	"github.com/parley-chat/parley/pkg/event"
 	"github.com/parley-chat/parley/pkg/privacyapi"
 
@@ -96,13 +96,13 @@ func (a *App) Export(ctx context.Context, p auth.Principal, tenant, subject stri
 // so every conversation exported is under an export recorded, and audited
 // when staff asked. An export p did not start, or started earlier, is
 // ErrNotFound; a subject erased meanwhile ErrErased.
-func (a *App) ExportPage(ctx context.Context, p auth.Principal, args privacyapi.ExportPageArgs) (chatapi.ExportResult, error) {
+func (a *App) ExportPage(ctx context.Context, p auth.Principal, args privacyapi.ExportPageArgs) (json.RawMessage, error) {
 	tenant, subject := args.Tenant, args.Person
 	if err := errors.Join(validToken("tenant", tenant), validToken("subject", subject), validToken("export_id", args.ExportID)); err != nil {
-		return chatapi.ExportResult{}, err
+		return nil, err
 	}
 	if p.Tenant != tenant || !(p.Role == auth.RoleAdmin || p.Role == auth.RoleVisitor && p.ID == subject) {
-		return chatapi.ExportResult{}, ErrForbidden
+		return nil, ErrForbidden
 	}
 	id := subjectID{tenant, subject}
 	started, ok := a.exportOf(id, args.ExportID, actor(p))
@@ -110,19 +110,19 @@ func (a *App) ExportPage(ctx context.Context, p auth.Principal, args privacyapi.
 		// Started on another instance, which this one may not have applied
 		// yet.
 		if err := a.CatchUp(ctx); err != nil {
-			return chatapi.ExportResult{}, err
+			return nil, err
 		}
 		started, ok = a.exportOf(id, args.ExportID, actor(p))
 	}
 	if !ok || a.chat == nil || !a.now().Before(started.Add(privacyapi.ExportPagesWithin)) {
-		return chatapi.ExportResult{}, fmt.Errorf("export %s of %s/%s: %w", args.ExportID, tenant, subject, ErrNotFound)
+		return nil, fmt.Errorf("export %s of %s/%s: %w", args.ExportID, tenant, subject, ErrNotFound)
 	}
 	if a.index.erasureOf(id) != "" {
-		return chatapi.ExportResult{}, fmt.Errorf("export %s/%s: %w", tenant, subject, ErrErased)
+		return nil, fmt.Errorf("export %s/%s: %w", tenant, subject, ErrErased)
 	}
 	page, err := a.chat.ExportPage(ctx, p, subject, args.After)
 	if err != nil {
-		return chatapi.ExportResult{}, fmt.Errorf("export %s/%s: %w", tenant, subject, err)
+		return nil, fmt.Errorf("export %s/%s: %w", tenant, subject, err)
 	}
 	return page, nil
 }

@@ -4,6 +4,7 @@ package chat
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 
 	"github.com/nats-io/nats.go"
@@ -23,11 +24,11 @@ func New(nc *nats.Conn) *Client { return &Client{nc: nc} }
 // ExportPage asks the chat service for a page of the visitor's
 // conversations as p. The chat service's refusals come back as its
 // *rpc.Error, for the caller to answer as they are.
-func (c *Client) ExportPage(ctx context.Context, p auth.Principal, visitor string, after *chatapi.ExportCursor) (chatapi.ExportResult, error) {
-	var res chatapi.ExportResult
+func (c *Client) ExportPage(ctx context.Context, p auth.Principal, visitor string, after *chatapi.ExportCursor) (json.RawMessage, error) {
+	var res json.RawMessage
 	req := rpc.Request[chatapi.ExportArgs]{Principal: p, Args: chatapi.ExportArgs{Visitor: visitor, After: after}}
 	if err := rpc.Call(ctx, c.nc, chatapi.ExportSubject, req, &res); err != nil {
-		return chatapi.ExportResult{}, fmt.Errorf("read the export from chat: %w", err)
+		return nil, fmt.Errorf("read the export from chat: %w", err)
 	}
 	return res, nil
 }

@@ -5,13 +5,13 @@ package rpc
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"log/slog"
 
 	"github.com/nats-io/nats.go"
 
 	"github.com/parley-chat/parley/pkg/audit"
-	"github.com/parley-chat/parley/pkg/chatapi"
 	"github.com/parley-chat/parley/pkg/personkey"
 	"github.com/parley-chat/parley/pkg/privacyapi"
 	"github.com/parley-chat/parley/pkg/rpc"
@@ -79,7 +79,7 @@ func Serve(ctx context.Context, nc *nats.Conn, log *slog.Logger, health *rpc.Hea
 			res, err := a.Export(ctx, req.Principal, req.Args.Tenant, req.Args.Person)
 			return res, codeOf(err)
 		})},
-		{Subject: privacyapi.ExportPageSubject, Handler: rpc.Handle(func(ctx context.Context, req rpc.Request[privacyapi.ExportPageArgs]) (chatapi.ExportResult, error) {
+		{Subject: privacyapi.ExportPageSubject, Handler: rpc.Handle(func(ctx context.Context, req rpc.Request[privacyapi.ExportPageArgs]) (json.RawMessage, error) {
 			res, err := a.ExportPage(ctx, req.Principal, req.Args)
 			return res, codeOf(err)
 		})},
