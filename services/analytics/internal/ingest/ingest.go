@@ -202,8 +202,13 @@ func (in *Ingester) Run(ctx context.Context, giveUp time.Duration, health func(e
 	scanned := make(chan struct{})
 	go func() {
 		defer close(scanned)
-		if err := in.markWaitingErasures(ctx); err != nil && ctx.Err() == nil {
+		start := time.Now()
+		n, err := in.markWaitingErasures(ctx)
+		switch {
+		case err != nil && ctx.Err() == nil:
 			in.log.Warn("read the erasure requests waiting in the backlog; each is performed when reached", "err", err)
+		case n > 0:
+			in.log.Info("erasure requests waiting in the backlog", "requests", n, "took", time.Since(start))
 		}
 	}()
 	jobs := make(chan job, 1)
@@ -325,14 +330,17 @@ func (in *Ingester) Run(ctx context.Context, giveUp time.Duration, health func(e
 // parts, and held a drain's end for seconds; with no row of the pseudonym
 // in the table the erasure deletes nothing). The requests are still
 // performed in stream order, when the reader reaches each. Requests stored
-// later are found there, as before.
-func (in *Ingester) markWaitingErasures(ctx context.Context) error {
-	var from uint64
+// later are found there, as before. It returns how many requests it read.
+func (in *Ingester) markWaitingErasures(ctx context.Context) (int, error) {
+	var (
+		from uint64
+		read int
+	)
 	switch cons, err := in.js.Consumer(ctx, stream.Analytics, Durable); {
 	case err == nil:
 		from = cons.CachedInfo().AckFloor.Stream
 	case !errors.Is(err, jetstream.ErrConsumerNotFound):
-		return fmt.Errorf("consumer %s: %w", Durable, err)
+		return read, fmt.Errorf("consumer %s: %w", Durable, err)
 	}
 	scan, err := in.js.CreateConsumer(ctx, stream.Analytics, jetstream.ConsumerConfig{
 		FilterSubject:     analyticsapi.Subject("*", analyticsapi.KindErasure),
@@ -343,7 +351,7 @@ func (in *Ingester) markWaitingErasures(ctx context.Context) error {
 		InactiveThreshold: time.Minute, // gone even if the delete below is lost
 	})
 	if err != nil {
-		return fmt.Errorf("erasure requests after %d: %w", from, err)
+		return read, fmt.Errorf("erasure requests after %d: %w", from, err)
 	}
 	name := scan.CachedInfo().Name
 	defer func() {
@@ -356,11 +364,12 @@ func (in *Ingester) markWaitingErasures(ctx context.Context) error {
 		batch, err := scan.Fetch(int(min(pending, 256)), jetstream.FetchContext(fctx))
 		if err != nil {
 			cancel()
-			return fmt.Errorf("erasure requests after %d: %w", from, err)
+			return read, fmt.Errorf("erasure requests after %d: %w", from, err)
 		}
 		n := 0
 		for m := range batch.Messages() {
 			n++
+			read++
 			pending--
 			var args analyticsapi.EraseArgs
 			if json.Unmarshal(m.Data(), &args) == nil && analyticsapi.ValidPseudonym(args.Pseudonym) {
@@ -369,13 +378,13 @@ func (in *Ingester) markWaitingErasures(ctx context.Context) error {
 		}
 		cancel()
 		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
-			return fmt.Errorf("erasure requests after %d: %w", from, err)
+			return read, fmt.Errorf("erasure requests after %d: %w", from, err)
 		}
 		if n == 0 {
-			return nil // the rest expired meanwhile
+			return read, nil // the rest expired meanwhile
 		}
 	}
-	return nil
+	return read, nil
 }
 
 // caughtUp reports whether last, the latest message read, is the last
