@@ -21,7 +21,8 @@
 // inserts the pseudonym's facts, and nothing after it is acked before its
 // rows are deleted. The requests already waiting when the ingester starts
 // refuse their pseudonyms from the start: none of their facts in the
-// backlog, before the request or after, is inserted.
+// backlog, before the request or after, is inserted (should reading them
+// fail, each is performed as any other when reached).
 package ingest
 
 import (
@@ -197,8 +198,8 @@ func (in *Ingester) Run(ctx context.Context, giveUp time.Duration, health func(e
 	}
 	in.log.Info("ingesting facts", "consumer", Durable)
 	// The erasure requests waiting are looked for while the first batch
-	// is read (the server walks the backlog to find them, which took
-	// 0.1–0.5 s before 200,000 facts), and found before it is inserted.
+	// is read (the server walks the backlog to find them: 0.46 s for
+	// 153,000 facts on a loaded machine), and found before it is inserted.
 	scanned := make(chan struct{})
 	go func() {
 		defer close(scanned)
