@@ -24,7 +24,9 @@
 // before insert. The stored requests read while a deletion runs are
 // deleted together, in one deletion: on servers before 23.3 each is a
 // mutation rewriting the table, so a backlog with many requests pays one
-// or two, not one each.
+// or two, not one each. The requests waiting in the backlog when the
+// consumer starts are found first: none of their pseudonyms' facts is
+// inserted, so their deletions find nothing to rewrite.
 //
 // At start it creates and migrates its schema (table schema_migrations; see
 // internal/clickhouse and docs/analytics.md), including the aggregate views

@@ -19,11 +19,15 @@
 // Erasure requests stored in the stream (analyticsapi.KindErasure) keep
 // stream order: the batch before one is inserted first, no later one
 // inserts the pseudonym's facts, and nothing after it is acked before its
-// rows are deleted.
+// rows are deleted. The requests already waiting when the ingester starts
+// refuse their pseudonyms from the start: none of their facts in the
+// backlog, before the request or after, is inserted (should reading them
+// fail, each is performed as any other when reached).
 package ingest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -89,21 +93,21 @@ type Ingester struct {
 	// mu, so a batch inserted after that has the pseudonym's facts removed,
 	// and one inserted before is deleted by the erasure.
 	mu     sync.Mutex
-	erased map[string]bool
+	erased map[pseudonymKey]bool
 
 	// eraseMu serializes erasures, and deleted counts the facts each
 	// pseudonym's erasures deleted: an erasure arrives twice (stored in the
 	// stream, and called over the bus), and whichever runs second finds
 	// nothing left but must report the same count.
 	eraseMu sync.Mutex
-	deleted map[string]int64
+	deleted map[pseudonymKey]int64
 }
 
 // New returns an ingester reading through js. store waits for a usable
 // store; recover is called after the store failed and returns once it
 // answers again (or ctx ends).
 func New(js jetstream.JetStream, log *slog.Logger, store func(context.Context) (Store, error), recover func(context.Context)) *Ingester {
-	return &Ingester{js: js, log: log, store: store, recover: recover, maxDelay: MaxDelay, erased: make(map[string]bool), deleted: make(map[string]int64)}
+	return &Ingester{js: js, log: log, store: store, recover: recover, maxDelay: MaxDelay, erased: make(map[pseudonymKey]bool), deleted: make(map[pseudonymKey]int64)}
 }
 
 // MarkErased refuses the pseudonym's facts from now on: a fact whose
@@ -111,10 +115,12 @@ func New(js jetstream.JetStream, log *slog.Logger, store func(context.Context) (
 func (in *Ingester) MarkErased(tenant, pseudonym string) {
 	in.mu.Lock()
 	defer in.mu.Unlock()
-	in.erased[erasedKey(tenant, pseudonym)] = true
+	in.erased[pseudonymKey{tenant, pseudonym}] = true
 }
 
-func erasedKey(tenant, pseudonym string) string { return tenant + "/" + pseudonym }
+// pseudonymKey is a tenant's pseudonym: a struct, not the two joined, so
+// that looking up each fact's visitor and agent allocates nothing.
+type pseudonymKey struct{ tenant, pseudonym string }
 
 // Erase refuses the pseudonym's facts from now on, then deletes its rows.
 // It returns every fact deleted for the pseudonym since this process
@@ -139,7 +145,7 @@ func (in *Ingester) erase(ctx context.Context, st Store, erased []analyticsapi.E
 		return nil, err
 	}
 	for i, e := range erased {
-		k := erasedKey(e.Tenant, e.Pseudonym)
+		k := pseudonymKey{e.Tenant, e.Pseudonym}
 		in.deleted[k] += n[i]
 		n[i] = in.deleted[k]
 	}
@@ -191,6 +197,21 @@ func (in *Ingester) Run(ctx context.Context, giveUp time.Duration, health func(e
 		return fmt.Errorf("ingest: %w", err)
 	}
 	in.log.Info("ingesting facts", "consumer", Durable)
+	// The erasure requests waiting are looked for while the first batch
+	// is read (the server walks the backlog to find them: 0.46 s for
+	// 153,000 facts on a loaded machine), and found before it is inserted.
+	scanned := make(chan struct{})
+	go func() {
+		defer close(scanned)
+		start := time.Now()
+		n, err := in.markWaitingErasures(ctx)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			in.log.Warn("read the erasure requests waiting in the backlog; each is performed when reached", "err", err)
+		case n > 0:
+			in.log.Info("erasure requests waiting in the backlog", "requests", n, "took", time.Since(start))
+		}
+	}()
 	jobs := make(chan job, 1)
 	// free holds the batches inserted, to be filled again: the batch being
 	// read, the one queued and the one being inserted.
@@ -198,6 +219,7 @@ func (in *Ingester) Run(ctx context.Context, giveUp time.Duration, health func(e
 	written := make(chan struct{})
 	go func() {
 		defer close(written)
+		<-scanned
 		in.write(ctx, batches, jobs, free)
 	}()
 	defer func() {
@@ -299,6 +321,71 @@ func (in *Ingester) Run(ctx context.Context, giveUp time.Duration, health func(e
 			}
 		}
 	}
+}
+
+// markWaitingErasures refuses at once the pseudonyms of the erasure
+// requests stored after the consumer's acknowledgement floor: the facts
+// of a backlog that come before a pseudonym's request are then left out
+// of the inserts too, rather than inserted and deleted again by the
+// request's deletion (a ClickHouse 18.16 mutation rewrites the table's
+// parts, and held a drain's end for seconds; with no row of the pseudonym
+// in the table the erasure deletes nothing). The requests are still
+// performed in stream order, when the reader reaches each. Requests stored
+// later are found there, as before. It returns how many requests it read.
+func (in *Ingester) markWaitingErasures(ctx context.Context) (int, error) {
+	var (
+		from uint64
+		read int
+	)
+	switch cons, err := in.js.Consumer(ctx, stream.Analytics, Durable); {
+	case err == nil:
+		from = cons.CachedInfo().AckFloor.Stream
+	case !errors.Is(err, jetstream.ErrConsumerNotFound):
+		return read, fmt.Errorf("consumer %s: %w", Durable, err)
+	}
+	scan, err := in.js.CreateConsumer(ctx, stream.Analytics, jetstream.ConsumerConfig{
+		FilterSubject:     analyticsapi.Subject("*", analyticsapi.KindErasure),
+		DeliverPolicy:     jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:       from + 1,
+		AckPolicy:         jetstream.AckNonePolicy,
+		MemoryStorage:     true,
+		InactiveThreshold: time.Minute, // gone even if the delete below is lost
+	})
+	if err != nil {
+		return read, fmt.Errorf("erasure requests after %d: %w", from, err)
+	}
+	name := scan.CachedInfo().Name
+	defer func() {
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+		defer cancel()
+		in.js.DeleteConsumer(dctx, stream.Analytics, name)
+	}()
+	for pending := scan.CachedInfo().NumPending; pending > 0; {
+		fctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		batch, err := scan.Fetch(int(min(pending, 256)), jetstream.FetchContext(fctx))
+		if err != nil {
+			cancel()
+			return read, fmt.Errorf("erasure requests after %d: %w", from, err)
+		}
+		n := 0
+		for m := range batch.Messages() {
+			n++
+			read++
+			pending--
+			var args analyticsapi.EraseArgs
+			if json.Unmarshal(m.Data(), &args) == nil && analyticsapi.ValidPseudonym(args.Pseudonym) {
+				in.MarkErased(args.Tenant, args.Pseudonym)
+			}
+		}
+		cancel()
+		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
+			return read, fmt.Errorf("erasure requests after %d: %w", from, err)
+		}
+		if n == 0 {
+			return read, nil // the rest expired meanwhile
+		}
+	}
+	return read, nil
 }
 
 // caughtUp reports whether last, the latest message read, is the last
@@ -487,7 +574,7 @@ func (in *Ingester) flush(ctx context.Context, st Store, b *batch) bool {
 	if len(in.erased) > 0 {
 		b.kept = b.kept[:0]
 		for _, f := range b.facts {
-			if !in.erased[erasedKey(f.Tenant, f.Visitor)] && !in.erased[erasedKey(f.Tenant, f.Agent)] {
+			if !in.erased[pseudonymKey{f.Tenant, f.Visitor}] && !in.erased[pseudonymKey{f.Tenant, f.Agent}] {
 				b.kept = append(b.kept, f)
 			}
 		}

@@ -104,11 +104,40 @@ func run(t *testing.T, js jetstream.JetStream, st Store, maxDelay time.Duration)
 	})
 }
 
-// TestErasureHoldsAcksNotInserts stores facts, an erasure request and
-// more facts, with a store whose deletion does not end until the test
-// says: the later facts are inserted meanwhile, except the erased
-// pseudonym's, and nothing from the erasure request on is acked before the
-// deletion is done.
+// ackFloor is the ingester's consumer's acknowledgement floor, 0 when it
+// cannot tell.
+func ackFloor(t *testing.T, js jetstream.JetStream) uint64 {
+	t.Helper()
+	c, err := js.Consumer(t.Context(), stream.Analytics, Durable)
+	if err != nil {
+		return 0
+	}
+	info, err := c.Info(t.Context())
+	if err != nil {
+		return 0
+	}
+	return info.AckFloor.Stream
+}
+
+// publishErasure stores an erasure request of pseudonym in ANALYTICS.
+func publishErasure(t *testing.T, js jetstream.JetStream, pseudonym string) *jetstream.PubAck {
+	t.Helper()
+	args, err := json.Marshal(analyticsapi.EraseArgs{Tenant: "acme", Pseudonym: pseudonym})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ack, err := js.Publish(t.Context(), analyticsapi.Subject("acme", analyticsapi.KindErasure), args)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ack
+}
+
+// TestErasureHoldsAcksNotInserts has an erasure request stored while the
+// ingester runs, between facts, with a store whose deletion does not end
+// until the test says: the later facts are inserted meanwhile, except the
+// erased pseudonym's, and nothing from the erasure request on is acked
+// before the deletion is done.
 func TestErasureHoldsAcksNotInserts(t *testing.T) {
 	ns := natstest.Start(t, "")
 	_, js := natstest.Connect(t, ns)
@@ -116,49 +145,74 @@ func TestErasureHoldsAcksNotInserts(t *testing.T) {
 		t.Fatal(err)
 	}
 	erased, kept := strings.Repeat("e", 64), strings.Repeat("a", 64)
+	st := &memStore{erasing: make(chan struct{})}
+	run(t, js, st, 0)
 	publishFacts(t, js, erased, 0, 50)
 	publishFacts(t, js, kept, 50, 50)
-	args, err := json.Marshal(analyticsapi.EraseArgs{Tenant: "acme", Pseudonym: erased})
-	if err != nil {
-		t.Fatal(err)
-	}
-	req, err := js.Publish(t.Context(), analyticsapi.Subject("acme", analyticsapi.KindErasure), args)
-	if err != nil {
-		t.Fatal(err)
-	}
+	natstest.Until(t, 30*time.Second, "the facts before the erasure inserted", func() bool { return st.facts() == 100 })
+	req := publishErasure(t, js, erased)
 	publishFacts(t, js, kept, 100, 50)
 	publishFacts(t, js, erased, 150, 50)
 
-	st := &memStore{erasing: make(chan struct{})}
-	run(t, js, st, 0)
-	ackFloor := func() uint64 {
-		c, err := js.Consumer(t.Context(), stream.Analytics, Durable)
-		if err != nil {
-			return 0
-		}
-		info, err := c.Info(t.Context())
-		if err != nil {
-			return 0
-		}
-		return info.AckFloor.Stream
-	}
-	// 100 before the request, 50 of kept after it; none of erased after.
+	// 50 of kept after the request; none of erased after it.
 	natstest.Until(t, 30*time.Second, "the facts after the erasure inserted", func() bool { return st.facts() == 150 })
-	if got := ackFloor(); got >= req.Sequence {
+	if got := ackFloor(t, js); got >= req.Sequence {
 		t.Errorf("ack floor %d during the deletion, want below the erasure request's %d", got, req.Sequence)
 	}
 	close(st.erasing)
-	natstest.Until(t, 30*time.Second, "every message acked", func() bool { return ackFloor() == req.Sequence+100 })
+	natstest.Until(t, 30*time.Second, "every message acked", func() bool { return ackFloor(t, js) == req.Sequence+100 })
 	if got := st.facts(); got != 150 {
 		t.Errorf("facts inserted = %d, want 150", got)
 	}
 }
 
-// TestErasuresDuringADeletionGoTogether stores three erasure requests
-// between facts, with a store whose first deletion does not end until the
-// test says: the two requests read meanwhile go in one deletion after it,
-// and each request's pseudonym is deleted after the facts before it went
-// in.
+// TestWaitingErasuresKeepFactsOut stores facts and erasure requests before
+// the ingester starts: no fact of an erased pseudonym is inserted, not even
+// those before its request, each request is still performed in stream
+// order, and nothing from the first request on is acked before its
+// deletion is done.
+func TestWaitingErasuresKeepFactsOut(t *testing.T) {
+	ns := natstest.Start(t, "")
+	_, js := natstest.Connect(t, ns)
+	if err := stream.Ensure(t.Context(), js, stream.Options{}, stream.Analytics); err != nil {
+		t.Fatal(err)
+	}
+	a, b, kept := strings.Repeat("a", 64), strings.Repeat("b", 64), strings.Repeat("k", 64)
+	publishFacts(t, js, a, 0, 50)
+	publishFacts(t, js, kept, 50, 50)
+	req := publishErasure(t, js, a)
+	publishFacts(t, js, b, 100, 50)
+	publishFacts(t, js, a, 150, 50)
+	last := publishErasure(t, js, b)
+	publishFacts(t, js, kept, 200, 50)
+
+	st := &memStore{erasing: make(chan struct{})}
+	run(t, js, st, 0)
+	natstest.Until(t, 30*time.Second, "kept's facts inserted", func() bool { return st.facts() == 100 })
+	if got := ackFloor(t, js); got >= req.Sequence {
+		t.Errorf("ack floor %d during the deletion, want below the erasure request's %d", got, req.Sequence)
+	}
+	close(st.erasing)
+	natstest.Until(t, 30*time.Second, "every message acked", func() bool { return ackFloor(t, js) == last.Sequence+50 })
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	for _, batch := range st.batches {
+		for _, f := range batch {
+			if f.Visitor != kept {
+				t.Errorf("inserted fact %s of %s, want only %s's", f.ID, f.Visitor[:1], kept[:1])
+			}
+		}
+	}
+	if want := [][]string{{a}, {b}}; !slices.EqualFunc(st.erasures, want, slices.Equal) {
+		t.Errorf("deletions = %v, want %v", st.erasures, want)
+	}
+}
+
+// TestErasuresDuringADeletionGoTogether has three erasure requests stored
+// while the ingester runs, with a store whose first deletion does not end
+// until the test says: the two requests read meanwhile go in one deletion
+// after it, and each request's pseudonym is deleted after the facts before
+// it went in.
 func TestErasuresDuringADeletionGoTogether(t *testing.T) {
 	ns := natstest.Start(t, "")
 	_, js := natstest.Connect(t, ns)
@@ -166,29 +220,19 @@ func TestErasuresDuringADeletionGoTogether(t *testing.T) {
 		t.Fatal(err)
 	}
 	a, b, c, kept := strings.Repeat("a", 64), strings.Repeat("b", 64), strings.Repeat("c", 64), strings.Repeat("k", 64)
-	erase := func(pseudonym string) {
-		t.Helper()
-		args, err := json.Marshal(analyticsapi.EraseArgs{Tenant: "acme", Pseudonym: pseudonym})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := js.Publish(t.Context(), analyticsapi.Subject("acme", analyticsapi.KindErasure), args); err != nil {
-			t.Fatal(err)
-		}
-	}
-	publishFacts(t, js, a, 0, 10)
-	erase(a)
-	publishFacts(t, js, b, 10, 10)
-	erase(b)
-	publishFacts(t, js, c, 20, 10)
-	erase(c)
-	publishFacts(t, js, kept, 30, 10)
-
 	st := &memStore{erasing: make(chan struct{})}
 	run(t, js, st, 0)
-	// Every fact but the erased ones after each request: the later
-	// requests have been read.
-	natstest.Until(t, 30*time.Second, "the facts inserted", func() bool { return st.facts() == 40 })
+	publishFacts(t, js, a, 0, 10)
+	publishFacts(t, js, b, 10, 10)
+	publishFacts(t, js, c, 20, 10)
+	natstest.Until(t, 30*time.Second, "the facts before the requests inserted", func() bool { return st.facts() == 30 })
+	publishErasure(t, js, a)
+	natstest.Until(t, 30*time.Second, "the first deletion begun", func() bool { return len(st.deletions()) == 1 })
+	publishErasure(t, js, b)
+	publishErasure(t, js, c)
+	publishFacts(t, js, kept, 30, 10)
+	// The later requests have been read once the facts after them are in.
+	natstest.Until(t, 30*time.Second, "the facts after the requests inserted", func() bool { return st.facts() == 40 })
 	close(st.erasing)
 	want := [][]string{{a}, {b, c}}
 	natstest.Until(t, 30*time.Second, "the deletions done", func() bool { return len(st.deletions()) >= len(want) })
@@ -241,4 +285,32 @@ func BenchmarkRead(b *testing.B) {
 			batch.reset()
 		}
 	}
+}
+
+// nopStore is a Store that keeps nothing.
+type nopStore struct{}
+
+func (nopStore) Insert(context.Context, []analyticsapi.Fact) error { return nil }
+func (nopStore) Erase(_ context.Context, erased []analyticsapi.EraseArgs) ([]int64, error) {
+	return make([]int64, len(erased)), nil
+}
+
+// BenchmarkFlushErased measures leaving an erased pseudonym's facts out of
+// a batch, per fact: once any pseudonym is erased, every fact's visitor
+// and agent are looked up.
+func BenchmarkFlushErased(b *testing.B) {
+	in := New(nil, slog.New(slog.DiscardHandler), nil, nil)
+	in.MarkErased("acme", strings.Repeat("e", 64))
+	batch := newBatch()
+	for i := range MaxBatch {
+		v := fmt.Sprintf("%064d", i%50)
+		batch.facts = append(batch.facts, analyticsapi.Fact{ID: fmt.Sprint(i), Tenant: "acme", Visitor: v, Agent: v})
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if !in.flush(b.Context(), nopStore{}, batch) {
+			b.Fatal("flush failed")
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*MaxBatch), "ns/fact")
 }
