@@ -217,14 +217,33 @@ func (b *Batches) pull(ctx context.Context, cons jetstream.Consumer) error {
 		return err
 	}
 	defer cc.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case err := <-lost:
-		return err
-	case <-cc.Closed():
-		return errConsumeStopped
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case err := <-lost:
+			if errors.Is(err, jetstream.ErrNoHeartbeat) && consumerExists(ctx, cons) {
+				// A heartbeat late on a busy machine: the pull
+				// subscription asks again by itself, and what was
+				// delivered stays delivered. A new session would reset
+				// the consumer and deliver every unacknowledged message
+				// again, up to MaxAckPending of them.
+				continue
+			}
+			return err
+		case <-cc.Closed():
+			return errConsumeStopped
+		}
 	}
+}
+
+// consumerExists reports whether the server still knows cons: false also
+// when it cannot tell.
+func consumerExists(ctx context.Context, cons jetstream.Consumer) bool {
+	ctx, cancel := context.WithTimeout(ctx, ackTimeout)
+	defer cancel()
+	_, err := cons.Info(ctx)
+	return err == nil
 }
 
 // take keeps m for the reader.
