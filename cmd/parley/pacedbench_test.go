@@ -40,15 +40,19 @@ func pacedPosts(b *testing.B, rate int) {
 	const convs = 1000
 	a, client, dir := benchParley(b)
 	base := a.URL()
-	client.Transport = &http.Transport{MaxIdleConnsPerHost: convs, MaxConnsPerHost: convs}
-	type conv struct{ id, token string }
+	// Each visitor with a connection of its own, as their browser holds:
+	// one pool for a thousand clients made them queue on its lock.
+	type conv struct {
+		id, token string
+		client    *http.Client
+	}
 	cs := make([]conv, convs)
 	for i := range cs {
 		var v struct{ Token string }
 		postJSON(b, client, base+"/v1/tenants/demo/visitors", "", benchVisitor, &v)
 		var c struct{ ID string }
 		postJSON(b, client, base+"/v1/conversations", v.Token, `{"text":"hello"}`, &c)
-		cs[i] = conv{c.ID, v.Token}
+		cs[i] = conv{c.ID, v.Token, &http.Client{Transport: &http.Transport{}}}
 	}
 	writes := viewWrites(b, a, dir)
 	body, _ := json.Marshal(map[string]string{"text": strings.Repeat("m", 512)})
@@ -56,7 +60,7 @@ func pacedPosts(b *testing.B, rate int) {
 		req, _ := http.NewRequest("POST", base+"/v1/conversations/"+c.id+"/messages", bytes.NewReader(body))
 		req.Header.Set("Authorization", "Bearer "+c.token)
 		start := time.Now()
-		resp, err := client.Do(req)
+		resp, err := c.client.Do(req)
 		if err != nil {
 			b.Error(err)
 			return 0
