@@ -104,6 +104,13 @@ func BenchmarkInboxPageHTTP(b *testing.B) {
 // URL, a client and its data dir.
 func benchAll(b *testing.B) (string, *http.Client, string) {
 	b.Helper()
+	a, client, dir := benchParley(b)
+	return a.URL(), client, dir
+}
+
+// benchParley is benchAll returning the `parley all` itself.
+func benchParley(b *testing.B) (*allInOne, *http.Client, string) {
+	b.Helper()
 	dir := b.TempDir()
 	a, err := startAll(context.Background(), allConfig{HTTPAddr: "127.0.0.1:0", DataDir: dir, ClickHouse: "off", RateLimit: -1},
 		slog.New(slog.DiscardHandler))
@@ -117,7 +124,7 @@ func benchAll(b *testing.B) (string, *http.Client, string) {
 		`{"name":"Demo","limits":{"registrations_per_address_per_minute":1000000,"registrations_per_minute":1000000}}`)
 	putJSON(b, client, base+"/v1/settings", staffToken(b, dir, "demo", "admin", "bench"),
 		`{"retention_days":365,"collect_network_data":false,"open_conversations_per_visitor":10000,"messages_per_conversation_per_minute":100000}`)
-	return base, client, dir
+	return a, client, dir
 }
 
 // readBench GETs the URL page makes of a cursor with token, one read an

@@ -174,7 +174,7 @@ func run(ctx context.Context, d Deps) error {
 			}
 			// Written by the next tick: a view behind the store costs a
 			// start catching up, nothing more.
-			if err := svc.WriteView(gctx); err != nil && gctx.Err() == nil {
+			if err := svc.WriteView(gctx, app.ViewPace); err != nil && gctx.Err() == nil {
 				log.Warn("write the view", "err", err)
 			}
 		}
@@ -187,7 +187,7 @@ func run(ctx context.Context, d Deps) error {
 	}
 	// The view as current as the read models when the service is ready: a
 	// start that caught up far is not caught up again after a crash.
-	if err := svc.WriteView(gctx); err != nil && gctx.Err() == nil {
+	if err := svc.WriteView(gctx, 0); err != nil && gctx.Err() == nil {
 		log.Warn("write the view", "err", err)
 	}
 
@@ -222,7 +222,7 @@ const readModels = "read models"
 func writeView(ctx context.Context, svc *app.Service, log *slog.Logger) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), viewTimeout)
 	defer cancel()
-	if err := svc.WriteView(ctx); err != nil {
+	if err := svc.WriteView(ctx, 0); err != nil {
 		log.Warn("write the view at stop", "err", err)
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/parley-chat/parley/pkg/event"
@@ -169,10 +170,15 @@ type Service struct {
 	viewMu    sync.Mutex
 	dirty     map[*entry]struct{}
 	projected uint64
-	// writing serialises the writes to the View (see WriteView); applied
-	// is the sequence last recorded there, under it.
-	writing sync.Mutex
+	// viewing serialises the calls of WriteView; applied is the sequence
+	// last recorded in the View, under it. hurry counts the calls waiting
+	// that may not be paced.
+	viewing sync.Mutex
 	applied uint64
+	hurry   atomic.Int32
+	// writing serialises the writes to the View of WriteView's steps,
+	// EraseVisitor and Forget.
+	writing sync.Mutex
 }
 
 // New returns a Service storing events in events, keeping their view in

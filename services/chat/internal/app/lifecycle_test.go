@@ -9,6 +9,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/parley-chat/parley/pkg/chatapi"
+	"github.com/parley-chat/parley/pkg/natsembed/natstest"
 	"github.com/parley-chat/parley/pkg/privacyapi"
 
 	"github.com/parley-chat/parley/services/chat/internal/app"
@@ -162,6 +163,58 @@ func TestCrashBetweenViewWritesLosesNothing(t *testing.T) {
 	}
 	if _, err := again.Get(t.Context(), supervisor, chatapi.ConversationArgs{Conversation: c}); err != nil {
 		t.Errorf("Get(opened before the crash) = %v", err)
+	}
+}
+
+// TestPacedViewWriteGivesWay writes the view paced over an hour: it writes
+// its first entry at once and the others later, while an erasure and a
+// write that may not wait (the one at ready or at stop) are not held up by
+// it: the erasure waits for a step's writes only, and the unpaced write
+// has the paced one write the rest at once, so that the view it leaves is
+// the one an unpaced write gives.
+func TestPacedViewWriteGivesWay(t *testing.T) {
+	w := newWorld()
+	in := w.start(t)
+	v := visitorN(1)
+	convs := []string{in.open(t, v, "a"), in.open(t, visitorN(2), "b"), in.open(t, visitorN(3), "c")}
+	in.project(t)
+	paced := make(chan error, 1)
+	go func() { paced <- in.WriteView(t.Context(), time.Hour) }()
+	natstest.Until(t, 30*time.Second, "the paced write's first entry", func() bool {
+		got, _ := viewOf(t, w.view)
+		return len(got) == 1
+	})
+	erased := make(chan error, 1)
+	go func() {
+		w.keys.erase(tenant, v.ID)
+		erased <- in.EraseVisitor(t.Context(), tenant, v.ID)
+	}()
+	select {
+	case err := <-erased:
+		if err != nil {
+			t.Fatalf("EraseVisitor() = %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("EraseVisitor() waits for the paced write of the view")
+	}
+	unpaced := make(chan error, 1)
+	go func() { unpaced <- in.WriteView(t.Context(), 0) }()
+	for _, c := range []chan error{unpaced, paced} {
+		select {
+		case err := <-c:
+			if err != nil {
+				t.Fatalf("WriteView() = %v", err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatal("WriteView(0) waits for the paced write of the view")
+		}
+	}
+	got, applied := viewOf(t, w.view)
+	if len(got) != len(convs) || applied != in.followed {
+		t.Errorf("view after the writes = %d entries applied to %d, want %d applied to %d", len(got), applied, len(convs), in.followed)
+	}
+	if got[convs[0]].Open {
+		t.Errorf("view of the erased visitor's conversation is open, want closed")
 	}
 }
 

@@ -144,7 +144,7 @@ func (w *world) startWith(t testing.TB, o app.Options) *instance {
 func (in *instance) follow(t testing.TB) {
 	t.Helper()
 	in.project(t)
-	if err := in.WriteView(t.Context()); err != nil {
+	if err := in.WriteView(t.Context(), 0); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/parley-chat/parley/pkg/personkey"
+	"github.com/parley-chat/parley/pkg/retry"
 	"github.com/parley-chat/parley/pkg/seal"
 
 	"github.com/parley-chat/parley/services/chat/internal/conversation"
@@ -95,8 +96,24 @@ func viewAD(e ViewEntry) []byte {
 // would write it once an event all the same.
 const ViewEvery = time.Second
 
-// viewWriters is how many entries WriteView writes at once.
-const viewWriters = 16
+// ViewPace is what a write of the view is meant to be spread over, called
+// every ViewEvery: most of the interval, so that it ends before the next.
+// A thousand entries written at once, a JetStream write and its ack each,
+// held up the posts queued behind them in the service and the NATS server
+// for tens of milliseconds every second.
+const ViewPace = ViewEvery * 3 / 4
+
+const (
+	// viewWriters is how many entries WriteView writes at once.
+	viewWriters = 16
+	// viewStep is how far ahead of its schedule a paced WriteView writes:
+	// the entries due within it are written together, so that it sleeps
+	// at most once a step.
+	viewStep = 2 * time.Millisecond
+	// viewNap is the longest a paced WriteView sleeps before it looks
+	// again whether a call that may not wait is waiting.
+	viewNap = 10 * time.Millisecond
+)
 
 // storeView writes e's state to the view unless the view has it at its
 // version already.
@@ -257,26 +274,30 @@ func (s *Service) Prune(ctx context.Context, held func(tenant, id string) bool) 
 // recorded as applied that a written entry does not reflect, so the view and
 // its applied sequence stay behind the store, never ahead, and a crash
 // between two calls costs a start the events since the last one again. On
-// an error the entries are written by the next call. It is safe to call
-// beside Project; calls are serialised.
-func (s *Service) WriteView(ctx context.Context) error {
-	s.writing.Lock()
-	defer s.writing.Unlock()
-	s.viewMu.Lock()
-	var dirty map[*entry]struct{}
-	if len(s.dirty) > 0 {
-		dirty, s.dirty = s.dirty, make(map[*entry]struct{}, len(s.dirty))
+// an error the entries are written by the next call.
+//
+// With over > 0 the writes are spread evenly over that long, a few at a
+// time, unless a call with over 0 is waiting, when the rest are written at
+// once. It is safe to call beside Project and the other methods; calls are
+// serialised, and EraseVisitor and Forget wait for a step's writes only.
+func (s *Service) WriteView(ctx context.Context, over time.Duration) error {
+	if over == 0 {
+		s.hurry.Add(1)
+		defer s.hurry.Add(-1)
 	}
+	s.viewing.Lock()
+	defer s.viewing.Unlock()
+	s.viewMu.Lock()
+	dirty := make([]*entry, 0, len(s.dirty))
+	for e := range s.dirty {
+		dirty = append(dirty, e)
+	}
+	clear(s.dirty)
 	upTo := s.projected
 	s.viewMu.Unlock()
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(viewWriters)
-	for e := range dirty {
-		g.Go(func() error { return s.storeView(gctx, e) })
-	}
-	if err := g.Wait(); err != nil {
+	if err := s.storeViews(ctx, dirty, over); err != nil {
 		s.viewMu.Lock()
-		for e := range dirty {
+		for _, e := range dirty {
 			s.dirty[e] = struct{}{}
 		}
 		s.viewMu.Unlock()
@@ -290,4 +311,44 @@ func (s *Service) WriteView(ctx context.Context) error {
 	}
 	s.applied = upTo
 	return nil
+}
+
+// storeViews writes es to the view in steps, entry i due at i/len(es) of
+// over from the start, each step's at most viewWriters at once.
+func (s *Service) storeViews(ctx context.Context, es []*entry, over time.Duration) error {
+	start := time.Now()
+	for i := 0; i < len(es); {
+		n := len(es) - i
+		if over > 0 && s.hurry.Load() == 0 {
+			due := len(es) // how many are due by a step from now
+			if ahead := time.Since(start) + viewStep; ahead < over {
+				due = int(int64(len(es))*int64(ahead)/int64(over)) + 1
+			}
+			if due <= i {
+				wait := time.Until(start.Add(time.Duration(int64(over) * int64(i) / int64(len(es)))))
+				if !retry.Sleep(ctx, min(wait, viewNap)) {
+					return ctx.Err()
+				}
+				continue
+			}
+			n = due - i
+		}
+		if err := s.storeStep(ctx, es[i:i+n]); err != nil {
+			return err
+		}
+		i += n
+	}
+	return nil
+}
+
+// storeStep writes es to the view, at most viewWriters at once.
+func (s *Service) storeStep(ctx context.Context, es []*entry) error {
+	s.writing.Lock()
+	defer s.writing.Unlock()
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(viewWriters)
+	for _, e := range es {
+		g.Go(func() error { return s.storeView(gctx, e) })
+	}
+	return g.Wait()
 }

@@ -376,10 +376,12 @@ func (s *Store) Follow(ctx context.Context, from uint64, h Handler, caughtUp fun
 		e, err := event.Parse(m.Subject(), m.Headers(), m.Data())
 		if err != nil {
 			s.log.Warn("skip stored message", "stream_seq", md.Sequence.Stream, "err", err)
-		} else if err := s.Retry(ctx, "apply event", func(ctx context.Context) error {
-			return h(ctx, app.Record{Seq: md.Sequence.Stream, Event: e, Expires: expires(m.Headers(), e.At)})
-		}, "stream_seq", md.Sequence.Stream); err != nil {
-			return nil // ctx is done
+		} else if r := (app.Record{Seq: md.Sequence.Stream, Event: e, Expires: expires(m.Headers(), e.At)}); h(ctx, r) != nil {
+			// Tried again at once, logged if it fails again: the retry's
+			// machinery, a dozen allocations, only for the event that needs it.
+			if err := s.Retry(ctx, "apply event", func(ctx context.Context) error { return h(ctx, r) }, "stream_seq", r.Seq); err != nil {
+				return nil // ctx is done
+			}
 		}
 		if !ready && md.NumPending == 0 {
 			ready = true
