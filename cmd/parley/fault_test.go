@@ -78,12 +78,14 @@ const (
 // NATS servers, each a process of its own (the test binary as
 // TestNATSNodeProcess) so that one can be killed or frozen, every stream
 // on all three with every write synced before it is acknowledged; two
-// gateways, two chat and two privacy instances, each connected with the
-// services' own connection options (busOptions) to a server of its own
-// first, the chat instances each a process of its own too (the test
-// binary as TestChatProcess). Writers post through both gateways and
-// record every answer while the test kills the server leading CHAT (and
-// restarts it), freezes the server then leading CHAT (SIGSTOP, then
+// gateways, two chat, two privacy and two analytics instances, each
+// connected with the services' own connection options (busOptions) to a
+// server of its own first, the chat instances each a process of its own
+// too (the test binary as TestChatProcess), the analytics instances on
+// ANALYTICS's one durable consumer and one ClickHouse server (chtest:
+// skipped without one, except in CI). Writers post through both gateways
+// and record every answer while the test kills the server leading CHAT
+// (and restarts it), freezes the server then leading CHAT (SIGSTOP, then
 // SIGCONT), and kills chat-1 with SIGKILL, with requests in flight:
 // nothing of it runs on, no deferred call, no goroutine, no drain.
 //
@@ -93,10 +95,11 @@ const (
 // Afterwards every post answered 201 must be in its conversation's
 // transcript exactly once, in the order it was answered; no post answered
 // 503 may have been proposed for storing after its answer (one proposed
-// before it may be committed after it: counted); and the facts in ANALYTICS must count each
-// conversation's messages exactly once (the analytics service, which
-// needs ClickHouse, does not run here: the facts are read from the
-// stream it consumes).
+// before it may be committed after it: counted); and each conversation's
+// messages must be counted exactly once, by the facts in ANALYTICS and,
+// once analytics has consumed them all, by the facts in ClickHouse as the
+// metrics count them (FINAL), per conversation, and by the metrics
+// conversations and messages an analyst reads through a gateway.
 func TestFaults(t *testing.T) {
 	if testing.Short() {
 		t.Skip("a fault run takes minutes")
