@@ -564,29 +564,9 @@ func (r *clusterRig) checkTranscript(run *conversationRun, token string) error {
 // handled every event, then counts the facts in ANALYTICS.
 func (r *clusterRig) facts(t *testing.T) map[string]map[int]int {
 	t.Helper()
-	ctx := t.Context()
 	waitConsumed(t, r.admin, stream.Chat, clusterWithin)
-	analytics, err := r.admin.Stream(ctx, stream.Analytics)
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := analytics.Info(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
 	perConversation := map[string]map[string]int{}
-	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
-		m, err := analytics.GetMsg(ctx, seq)
-		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			continue
-		}
-		if err != nil {
-			t.Fatalf("read ANALYTICS: %v", err)
-		}
-		var f analyticsapi.Fact
-		if err := json.Unmarshal(m.Data, &f); err != nil {
-			t.Fatalf("fact on %s: %v", m.Subject, err)
-		}
+	for _, f := range streamFacts(t, r.admin) {
 		if perConversation[f.Kind] == nil {
 			perConversation[f.Kind] = map[string]int{}
 		}
@@ -600,6 +580,36 @@ func (r *clusterRig) facts(t *testing.T) map[string]map[int]int {
 		}
 	}
 	return out
+}
+
+// streamFacts reads every fact in ANALYTICS, in stream order.
+func streamFacts(t *testing.T, admin jetstream.JetStream) []analyticsapi.Fact {
+	t.Helper()
+	ctx := t.Context()
+	analytics, err := admin.Stream(ctx, stream.Analytics)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := analytics.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var facts []analyticsapi.Fact
+	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
+		m, err := analytics.GetMsg(ctx, seq)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			continue
+		}
+		if err != nil {
+			t.Fatalf("read ANALYTICS: %v", err)
+		}
+		var f analyticsapi.Fact
+		if err := json.Unmarshal(m.Data, &f); err != nil {
+			t.Fatalf("fact on %s: %v", m.Subject, err)
+		}
+		facts = append(facts, f)
+	}
+	return facts
 }
 
 // waitConsumed waits until every durable consumer of the stream name has

@@ -139,7 +139,7 @@ func TestFaults(t *testing.T) {
 		"answered 503 and not retried: %d visible before their answer, %d proposed before it and committed after it, %d stored and not seen live; "+
 		"refused otherwise (0: no answer) %v; load average before %s, after %s\n",
 		out.acknowledged, out.seenLive, out.refused, out.retried, out.retriedStored, out.storedBefore503, out.committedAfter503, out.unseen503, out.unanswered, loadBefore, loadAverage())
-	fmt.Fprintf(&report, "facts in ClickHouse: %d, in %s rows; analytics instances ready (reading ANALYTICS): %d of %d\n", out.facts, out.factRows, out.analyticsReady, len(r.analytics))
+	fmt.Fprintf(&report, "facts in ClickHouse: %d, in %s rows; metrics over the run: %s; analytics instances ready (reading ANALYTICS): %d of %d\n", out.facts, out.factRows, strings.Join(out.metrics, ", "), out.analyticsReady, len(r.analytics))
 	if len(out.repeatRefused) > 0 {
 		fmt.Fprintf(&report, "repeats with the post's Idempotency-Key refused otherwise than 503 (docs/api.md promises the first answer): %s\n", strings.Join(out.repeatRefused, "; "))
 	}
@@ -920,6 +920,9 @@ type faultOutcome struct {
 	// inserted again not merged yet.
 	facts    int
 	factRows string
+	// metrics are the totals of the metrics compared, as an analyst
+	// reads them.
+	metrics []string
 	// analyticsReady counts the analytics instances ready at the end:
 	// the one reading ANALYTICS, not the standby.
 	analyticsReady int
@@ -1054,11 +1057,30 @@ func (r *faultRig) check(t *testing.T) faultOutcome {
 		t.Errorf("facts in ANALYTICS differ from each stored message counted once (-want +got):\n%s", diff)
 	}
 	// Twice the wait: a fact delivered to an instance and not acked there
-	// comes back after the ingest's ack wait, a minute.
+	// comes back after the ingest's ack wait, a minute. Acknowledged is
+	// not yet inserted, though: an instance acknowledges every fact up to
+	// the one it acknowledges, also those another still holds.
 	waitConsumed(t, r.admin, stream.Analytics, 2*faultWithin)
-	stored, rows := r.storedFacts(t)
-	if diff := cmp.Diff(wantFacts, stored); diff != "" {
-		t.Errorf("facts in ClickHouse differ from each stored message counted once (-want +got):\n%s", diff)
+	var (
+		stored map[string]map[int]int
+		rows   string
+	)
+	published := streamFacts(t, r.admin)
+	consumed := time.Now()
+	var first error // the first difference, when the facts were not all in at once
+	natstest.Eventually(t, faultWithin, "each stored message's facts in ClickHouse once", func() error {
+		stored, rows = r.storedFacts(t)
+		if diff := cmp.Diff(wantFacts, stored); diff != "" {
+			err := fmt.Errorf("facts in ClickHouse differ from each stored message counted once (-want +got):\n%s%s", diff, r.factsAmiss(published))
+			if first == nil {
+				first = err
+			}
+			return err
+		}
+		return nil
+	})
+	if first != nil {
+		t.Logf("facts in ClickHouse as they were when ANALYTICS had none unacknowledged, %v before they were all in: %v", time.Since(consumed).Round(time.Millisecond), first)
 	}
 	for _, convs := range stored {
 		for n, c := range convs {
@@ -1077,6 +1099,7 @@ func (r *faultRig) check(t *testing.T) faultOutcome {
 			want += n * convs
 		}
 		got, ok := r.metricTotal(t, metric)
+		out.metrics = append(out.metrics, fmt.Sprintf("%s %d", metric, got))
 		switch {
 		case !ok:
 			t.Logf("metric %s: a day of the run has too few visitors to be shown (a run across midnight): not compared", metric)
@@ -1115,6 +1138,29 @@ func (r *faultRig) storedFacts(t *testing.T) (facts map[string]map[int]int, rows
 		t.Fatalf("count the rows of facts: %v", err)
 	}
 	return facts, rows
+}
+
+// factsAmiss names the facts published missing from ClickHouse and the
+// fact ids ClickHouse holds that were not published, ten of each at most.
+func (r *faultRig) factsAmiss(published []analyticsapi.Fact) string {
+	res, err := chtest.Query(r.ch.HTTPAddr(), "SELECT DISTINCT fact_id FROM facts WHERE tenant = '"+clusterTenant+"' FORMAT TSV")
+	if err != nil {
+		return fmt.Sprintf("\nlist the fact ids in ClickHouse: %v", err)
+	}
+	inStore := map[string]bool{}
+	for line := range strings.Lines(res) {
+		inStore[strings.TrimSpace(line)] = true
+	}
+	var missing []string
+	for i, f := range published {
+		if !inStore[f.ID] {
+			missing = append(missing, fmt.Sprintf("%s at %s (fact %d of ANALYTICS)", f.ID, f.At.Format(time.StampMilli), i+1))
+		}
+		delete(inStore, f.ID)
+	}
+	extra := slices.Sorted(maps.Keys(inStore))
+	return fmt.Sprintf("\nin ANALYTICS, not in ClickHouse (%d): %s\nin ClickHouse, not in ANALYTICS (%d): %s",
+		len(missing), strings.Join(missing[:min(10, len(missing))], "; "), len(extra), strings.Join(extra[:min(10, len(extra))], "; "))
 }
 
 // metricTotal sums the counts of a metric over the days of the run, as an
