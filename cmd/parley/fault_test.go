@@ -1093,7 +1093,8 @@ func (r *faultRig) check(t *testing.T) faultOutcome {
 			out.analyticsReady++
 		}
 	}
-	for kind, metric := range map[string]string{analyticsapi.KindOpened: analyticsapi.MetricConversations, analyticsapi.KindMessage: analyticsapi.MetricMessages} {
+	for _, m := range []struct{ kind, metric string }{{analyticsapi.KindOpened, analyticsapi.MetricConversations}, {analyticsapi.KindMessage, analyticsapi.MetricMessages}} {
+		kind, metric := m.kind, m.metric
 		want := 0
 		for n, convs := range wantFacts[kind] {
 			want += n * convs
