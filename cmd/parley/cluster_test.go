@@ -233,26 +233,23 @@ func newRigServices(t testing.TB, log *slog.Logger, connect func(user string, no
 		t.Fatal(err)
 	}
 	rs := &rigServices{signer: auth.NewSigner(signingKey)}
-	add := func(name string, run func(context.Context) error) {
-		rs.names, rs.runs = append(rs.names, name), append(rs.runs, run)
-	}
 	for i := range privacies {
 		nc, name := connect(buspolicy.Privacy, i+2), fmt.Sprintf("privacy-%d", i)
-		add(name, func(ctx context.Context) error {
+		rs.add(name, func(ctx context.Context) error {
 			return privacy.Run(ctx, privacy.Deps{NC: nc, Log: log.With("service", name), KEK: kek, AuditKey: auditKey, Streams: streams})
 		})
 	}
 	for i := range chats {
 		nc, name := connect(buspolicy.Chat, i+1), fmt.Sprintf("chat-%d", i)
 		k := keys(nc)
-		add(name, func(ctx context.Context) error {
+		rs.add(name, func(ctx context.Context) error {
 			return chat.Run(ctx, chat.Deps{NC: nc, Log: log.With("service", name), Keys: k, Streams: streams})
 		})
 	}
 	for i, ln := range listeners {
 		nc, name := connect(buspolicy.Gateway, i), fmt.Sprintf("gateway-%d", i)
 		k := keys(nc)
-		add(name, func(ctx context.Context) error {
+		rs.add(name, func(ctx context.Context) error {
 			return gateway.Run(ctx, gateway.Deps{
 				NC: nc, Log: log.With("service", name), Listener: ln,
 				Signer: rs.signer, Verifier: auth.NewVerifier(signingKey.Public().(ed25519.PublicKey)),
@@ -261,6 +258,11 @@ func newRigServices(t testing.TB, log *slog.Logger, connect func(user string, no
 		})
 	}
 	return rs
+}
+
+// add adds an instance, started after those added before it.
+func (rs *rigServices) add(name string, run func(context.Context) error) {
+	rs.names, rs.runs = append(rs.names, name), append(rs.runs, run)
 }
 
 // start starts every instance, in the order privacy, chat, gateway;
@@ -562,41 +564,9 @@ func (r *clusterRig) checkTranscript(run *conversationRun, token string) error {
 // handled every event, then counts the facts in ANALYTICS.
 func (r *clusterRig) facts(t *testing.T) map[string]map[int]int {
 	t.Helper()
-	ctx := t.Context()
-	natstest.Eventually(t, clusterWithin, "CHAT's durable consumers caught up", func() error {
-		chatStream, err := r.admin.Stream(ctx, stream.Chat)
-		if err != nil {
-			return err
-		}
-		consumers := chatStream.ListConsumers(ctx)
-		for c := range consumers.Info() {
-			if c.Config.Durable != "" && (c.NumPending > 0 || c.NumAckPending > 0) {
-				return fmt.Errorf("consumer %s: %d pending, %d unacknowledged", c.Name, c.NumPending, c.NumAckPending)
-			}
-		}
-		return consumers.Err()
-	})
-	analytics, err := r.admin.Stream(ctx, stream.Analytics)
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := analytics.Info(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	waitConsumed(t, r.admin, stream.Chat, clusterWithin)
 	perConversation := map[string]map[string]int{}
-	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
-		m, err := analytics.GetMsg(ctx, seq)
-		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			continue
-		}
-		if err != nil {
-			t.Fatalf("read ANALYTICS: %v", err)
-		}
-		var f analyticsapi.Fact
-		if err := json.Unmarshal(m.Data, &f); err != nil {
-			t.Fatalf("fact on %s: %v", m.Subject, err)
-		}
+	for _, f := range streamFacts(t, r.admin) {
 		if perConversation[f.Kind] == nil {
 			perConversation[f.Kind] = map[string]int{}
 		}
@@ -610,6 +580,56 @@ func (r *clusterRig) facts(t *testing.T) map[string]map[int]int {
 		}
 	}
 	return out
+}
+
+// streamFacts reads every fact in ANALYTICS, in stream order.
+func streamFacts(t *testing.T, admin jetstream.JetStream) []analyticsapi.Fact {
+	t.Helper()
+	ctx := t.Context()
+	analytics, err := admin.Stream(ctx, stream.Analytics)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := analytics.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var facts []analyticsapi.Fact
+	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
+		m, err := analytics.GetMsg(ctx, seq)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			continue
+		}
+		if err != nil {
+			t.Fatalf("read ANALYTICS: %v", err)
+		}
+		var f analyticsapi.Fact
+		if err := json.Unmarshal(m.Data, &f); err != nil {
+			t.Fatalf("fact on %s: %v", m.Subject, err)
+		}
+		facts = append(facts, f)
+	}
+	return facts
+}
+
+// waitConsumed waits until every durable consumer of the stream name has
+// handled every message: none pending, none delivered and unacknowledged.
+func waitConsumed(t *testing.T, admin jetstream.JetStream, name string, within time.Duration) {
+	t.Helper()
+	ctx := t.Context()
+	natstest.Eventually(t, within, name+"'s durable consumers caught up", func() error {
+		s, err := admin.Stream(ctx, name)
+		if err != nil {
+			return err
+		}
+		consumers := s.ListConsumers(ctx)
+		for c := range consumers.Info() {
+			if c.Config.Durable != "" && (c.NumPending > 0 || c.NumAckPending > 0) {
+				return fmt.Errorf("consumer %s: %d pending, %d unacknowledged", c.Name, c.NumPending, c.NumAckPending)
+			}
+		}
+		return consumers.Err()
+	})
 }
 
 // do sends a JSON request as token and decodes a 2xx answer into out; it

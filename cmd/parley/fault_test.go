@@ -33,11 +33,14 @@ import (
 	"github.com/parley-chat/parley/pkg/auth"
 	"github.com/parley-chat/parley/pkg/buspolicy"
 	"github.com/parley-chat/parley/pkg/chatapi"
+	"github.com/parley-chat/parley/pkg/chserver"
+	"github.com/parley-chat/parley/pkg/chserver/chtest"
 	"github.com/parley-chat/parley/pkg/natsembed"
 	"github.com/parley-chat/parley/pkg/natsembed/natstest"
 	"github.com/parley-chat/parley/pkg/personkey"
 	"github.com/parley-chat/parley/pkg/privacyapi"
 	"github.com/parley-chat/parley/pkg/stream"
+	"github.com/parley-chat/parley/services/analytics"
 	"github.com/parley-chat/parley/services/chat"
 )
 
@@ -75,12 +78,14 @@ const (
 // NATS servers, each a process of its own (the test binary as
 // TestNATSNodeProcess) so that one can be killed or frozen, every stream
 // on all three with every write synced before it is acknowledged; two
-// gateways, two chat and two privacy instances, each connected with the
-// services' own connection options (busOptions) to a server of its own
-// first, the chat instances each a process of its own too (the test
-// binary as TestChatProcess). Writers post through both gateways and
-// record every answer while the test kills the server leading CHAT (and
-// restarts it), freezes the server then leading CHAT (SIGSTOP, then
+// gateways, two chat, two privacy and two analytics instances, each
+// connected with the services' own connection options (busOptions) to a
+// server of its own first, the chat instances each a process of its own
+// too (the test binary as TestChatProcess), the analytics instances on
+// ANALYTICS's one durable consumer and one ClickHouse server (chtest:
+// skipped without one, except in CI). Writers post through both gateways
+// and record every answer while the test kills the server leading CHAT
+// (and restarts it), freezes the server then leading CHAT (SIGSTOP, then
 // SIGCONT), and kills chat-1 with SIGKILL, with requests in flight:
 // nothing of it runs on, no deferred call, no goroutine, no drain.
 //
@@ -90,10 +95,11 @@ const (
 // Afterwards every post answered 201 must be in its conversation's
 // transcript exactly once, in the order it was answered; no post answered
 // 503 may have been proposed for storing after its answer (one proposed
-// before it may be committed after it: counted); and the facts in ANALYTICS must count each
-// conversation's messages exactly once (the analytics service, which
-// needs ClickHouse, does not run here: the facts are read from the
-// stream it consumes).
+// before it may be committed after it: counted); and each conversation's
+// messages must be counted exactly once, by the facts in ANALYTICS and,
+// once analytics has consumed them all, by the facts in ClickHouse as the
+// metrics count them (FINAL), per conversation, and by the metrics
+// conversations and messages an analyst reads through a gateway.
 func TestFaults(t *testing.T) {
 	if testing.Short() {
 		t.Skip("a fault run takes minutes")
@@ -133,6 +139,11 @@ func TestFaults(t *testing.T) {
 		"answered 503 and not retried: %d visible before their answer, %d proposed before it and committed after it, %d stored and not seen live; "+
 		"refused otherwise (0: no answer) %v; load average before %s, after %s\n",
 		out.acknowledged, out.seenLive, out.refused, out.retried, out.retriedStored, out.storedBefore503, out.committedAfter503, out.unseen503, out.unanswered, loadBefore, loadAverage())
+	// The batch reader's warning (pkg/watermilljs): a delivery lost on its
+	// way, delivered again rather than acknowledged unread.
+	gaps := strings.Count(r.logs.String(), "a delivery never arrived")
+	fmt.Fprintf(&report, "facts in ClickHouse: %d, in %s rows; metrics over the run: %s; analytics instances ready (reading ANALYTICS): %d of %d; sessions of ANALYTICS's reader ended at a delivery that never arrived: %d\n",
+		out.facts, out.factRows, strings.Join(out.metrics, ", "), out.analyticsReady, len(r.analytics), gaps)
 	if len(out.repeatRefused) > 0 {
 		fmt.Fprintf(&report, "repeats with the post's Idempotency-Key refused otherwise than 503 (docs/api.md promises the first answer): %s\n", strings.Join(out.repeatRefused, "; "))
 	}
@@ -427,8 +438,12 @@ type faultRig struct {
 	gateways []*clusterRig // one per gateway, for its HTTP calls
 	signer   *auth.Signer
 	chats    []*chatProcess
-	logs     *syncBuffer
-	started  time.Time
+	// analytics are the analytics instances, all on the ClickHouse
+	// server ch.
+	analytics []*analytics.Service
+	ch        *chserver.Server
+	logs      *syncBuffer
+	started   time.Time
 
 	convs   []*faultConversation
 	stop    chan struct{}
@@ -501,7 +516,7 @@ func startFaultRig(t testing.TB, conversations int) *faultRig {
 	for i := range natstest.ClusterSize {
 		routes = append(routes, "nats-route://"+net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[natstest.ClusterSize+i])))
 	}
-	r := &faultRig{logs: &syncBuffer{}, stop: make(chan struct{}), visible: map[uint64]time.Time{}}
+	r := &faultRig{logs: &syncBuffer{}, stop: make(chan struct{}), visible: map[uint64]time.Time{}, ch: chtest.Start(t)}
 	for i := range natstest.ClusterSize {
 		r.nodes = append(r.nodes, &natsNode{cfg: natsNodeConfig{
 			Name: fmt.Sprintf("node-%d", i), Port: ports[i], ClusterPort: ports[natstest.ClusterSize+i],
@@ -558,6 +573,13 @@ func startFaultRig(t testing.TB, conversations int) *faultRig {
 	// to.
 	rs := newRigServices(t, log, connect, faultStreams, 2, 0, listeners)
 	r.signer = rs.signer
+	// Analytics last, after the gateways, on the one ClickHouse server.
+	for i := range 2 {
+		nc, name := connect(buspolicy.Analytics, i), fmt.Sprintf("analytics-%d", i)
+		an := analytics.New(analytics.Deps{NC: nc, Log: log.With("service", name), ClickHouseDSN: r.ch.DSN()})
+		r.analytics = append(r.analytics, an)
+		rs.add(name, an.Run)
+	}
 	for _, ln := range listeners {
 		r.gateways = append(r.gateways, &clusterRig{admin: r.admin, base: "http://" + ln.Addr().String(), signer: r.signer, logs: r.logs, client: client})
 	}
@@ -567,12 +589,13 @@ func startFaultRig(t testing.TB, conversations int) *faultRig {
 	}
 	svcs, ended := rs.start()
 	t.Cleanup(func() {
-		// In stopInOrder's order: the gateways, then chat and privacy.
-		err := stopInOrder(svcs[2:])
+		// In stopInOrder's order: the gateways, then chat and privacy,
+		// then analytics.
+		err := stopInOrder(svcs[2:4])
 		for _, c := range r.chats {
 			err = errors.Join(err, c.stop())
 		}
-		if err := errors.Join(err, stopInOrder(svcs[:2])); err != nil {
+		if err := errors.Join(err, stopInOrder(svcs[:2], svcs[4:])); err != nil {
 			t.Errorf("stop the services: %v", err)
 		}
 	})
@@ -587,10 +610,13 @@ func startFaultRig(t testing.TB, conversations int) *faultRig {
 				t.Fatalf("before it served: %v", err)
 			}
 		}
-		for _, svc := range []string{chatapi.Service, privacyapi.Service} {
+		for _, svc := range []string{chatapi.Service, privacyapi.Service, analyticsapi.Service} {
 			if n := microInstances(adminNC, svc); n != 2 {
 				return fmt.Errorf("%d instances of %s answer, want 2", n, svc)
 			}
+		}
+		if err := r.analyticsReading(t); err != nil {
+			return err
 		}
 		for _, g := range r.gateways {
 			if status, err := g.do(http.MethodGet, "/readyz", "", nil, nil); err != nil || status != http.StatusOK {
@@ -893,6 +919,17 @@ type faultOutcome struct {
 	// unanswered counts the posts refused otherwise than with 503 (0: no
 	// answer), by whether they were stored.
 	unanswered map[string]int
+	// facts counts the facts of the stored messages; factRows, the rows
+	// ClickHouse's facts table holds: the facts, and the copies of those
+	// inserted again not merged yet.
+	facts    int
+	factRows string
+	// metrics are the totals of the metrics compared, as an analyst
+	// reads them.
+	metrics []string
+	// analyticsReady counts the analytics instances ready at the end:
+	// the one reading ANALYTICS, not the standby.
+	analyticsReady int
 }
 
 // check reads every transcript and ANALYTICS, and fails t for what they
@@ -1017,10 +1054,163 @@ func (r *faultRig) check(t *testing.T) faultOutcome {
 	if out.seenLive < out.acknowledged*9/10 {
 		t.Errorf("%d of %d posts answered 201 seen on %s: when a post became visible is not known", out.seenLive, out.acknowledged, stream.LiveChatSubjects)
 	}
+	// The stream first, then what analytics made of it: a fact missing
+	// from both was never published, one missing from ClickHouse alone
+	// was lost on its way in.
 	if diff := cmp.Diff(wantFacts, r.gateways[0].facts(t)); diff != "" {
 		t.Errorf("facts in ANALYTICS differ from each stored message counted once (-want +got):\n%s", diff)
 	}
+	// Twice the wait: a fact delivered to an instance and not acked there
+	// comes back after the ingest's ack wait, a minute. Acknowledged is
+	// not yet inserted, though: an instance acknowledges every fact up to
+	// the one it acknowledges, also those another still holds.
+	waitConsumed(t, r.admin, stream.Analytics, 2*faultWithin)
+	var (
+		stored map[string]map[int]int
+		rows   string
+	)
+	published := streamFacts(t, r.admin)
+	consumed := time.Now()
+	var first error // the first difference, when the facts were not all in at once
+	natstest.Eventually(t, faultWithin, "each stored message's facts in ClickHouse once", func() error {
+		stored, rows = r.storedFacts(t)
+		if diff := cmp.Diff(wantFacts, stored); diff != "" {
+			err := fmt.Errorf("facts in ClickHouse differ from each stored message counted once (-want +got):\n%s%s", diff, r.factsAmiss(published))
+			if first == nil {
+				first = err
+			}
+			return err
+		}
+		return nil
+	})
+	if first != nil {
+		t.Logf("facts in ClickHouse as they were when ANALYTICS had none unacknowledged, %v before they were all in: %v", time.Since(consumed).Round(time.Millisecond), first)
+	}
+	for _, convs := range stored {
+		for n, c := range convs {
+			out.facts += n * c
+		}
+	}
+	out.factRows = rows
+	for _, an := range r.analytics {
+		if an.Ready(t.Context()) == nil {
+			out.analyticsReady++
+		}
+	}
+	for _, m := range []struct{ kind, metric string }{{analyticsapi.KindOpened, analyticsapi.MetricConversations}, {analyticsapi.KindMessage, analyticsapi.MetricMessages}} {
+		kind, metric := m.kind, m.metric
+		want := 0
+		for n, convs := range wantFacts[kind] {
+			want += n * convs
+		}
+		got, ok := r.metricTotal(t, metric)
+		out.metrics = append(out.metrics, fmt.Sprintf("%s %d", metric, got))
+		switch {
+		case !ok:
+			t.Logf("metric %s: a day of the run has too few visitors to be shown (a run across midnight): not compared", metric)
+		case got != want:
+			t.Errorf("metric %s counts %d over the run, want %d: each stored message's fact once", metric, got, want)
+		}
+	}
 	return out
+}
+
+// storedFacts counts the facts in ClickHouse as the metrics count them,
+// once each (FINAL: the facts table keeps one row per fact id, merging the
+// rows of a fact inserted again in the background): for each kind, how
+// many conversations have how many facts of it. rows is how many rows the
+// facts table holds, merged or not.
+func (r *faultRig) storedFacts(t *testing.T) (facts map[string]map[int]int, rows string) {
+	t.Helper()
+	q := "SELECT kind, count() FROM facts FINAL WHERE tenant = '" + clusterTenant + "' GROUP BY kind, conversation_pseudonym FORMAT TSV"
+	res, err := chtest.Query(r.ch.HTTPAddr(), q)
+	if err != nil {
+		t.Fatalf("count the facts in ClickHouse: %v", err)
+	}
+	facts = map[string]map[int]int{}
+	for line := range strings.Lines(res) {
+		kind, count, _ := strings.Cut(strings.TrimSpace(line), "\t")
+		n, err := strconv.Atoi(count)
+		if err != nil {
+			t.Fatalf("count the facts in ClickHouse: row %q: %v", line, err)
+		}
+		if facts[kind] == nil {
+			facts[kind] = map[int]int{}
+		}
+		facts[kind][n]++
+	}
+	if rows, err = chtest.Query(r.ch.HTTPAddr(), "SELECT count() FROM facts"); err != nil {
+		t.Fatalf("count the rows of facts: %v", err)
+	}
+	return facts, rows
+}
+
+// factsAmiss names the facts published missing from ClickHouse and the
+// fact ids ClickHouse holds that were not published, ten of each at most.
+func (r *faultRig) factsAmiss(published []analyticsapi.Fact) string {
+	res, err := chtest.Query(r.ch.HTTPAddr(), "SELECT DISTINCT fact_id FROM facts WHERE tenant = '"+clusterTenant+"' FORMAT TSV")
+	if err != nil {
+		return fmt.Sprintf("\nlist the fact ids in ClickHouse: %v", err)
+	}
+	inStore := map[string]bool{}
+	for line := range strings.Lines(res) {
+		inStore[strings.TrimSpace(line)] = true
+	}
+	var missing []string
+	for i, f := range published {
+		if !inStore[f.ID] {
+			missing = append(missing, fmt.Sprintf("%s at %s (fact %d of ANALYTICS)", f.ID, f.At.Format(time.StampMilli), i+1))
+		}
+		delete(inStore, f.ID)
+	}
+	extra := slices.Sorted(maps.Keys(inStore))
+	return fmt.Sprintf("\nin ANALYTICS, not in ClickHouse (%d): %s\nin ClickHouse, not in ANALYTICS (%d): %s",
+		len(missing), strings.Join(missing[:min(10, len(missing))], "; "), len(extra), strings.Join(extra[:min(10, len(extra))], "; "))
+}
+
+// metricTotal sums the counts of a metric over the days of the run, as an
+// analyst reads them through the gateway and the analytics instances; ok is
+// false when a day's point is suppressed, having too few visitors.
+func (r *faultRig) metricTotal(t *testing.T, metric string) (total int, ok bool) {
+	t.Helper()
+	analyst, err := r.signer.Issue(auth.Principal{Tenant: clusterTenant, ID: "ann", Role: auth.RoleAnalyst}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	from := r.started.UTC().Truncate(24 * time.Hour)
+	q := url.Values{"from": {from.Format(time.RFC3339)}, "to": {time.Now().UTC().Truncate(24 * time.Hour).Add(24 * time.Hour).Format(time.RFC3339)}, "interval": {analyticsapi.IntervalDay}}
+	var res analyticsapi.MetricsResult
+	natstest.Eventually(t, faultWithin, "metric "+metric+" answered", func() error {
+		status, err := r.gateways[0].do(http.MethodGet, "/v1/metrics/"+metric+"?"+q.Encode(), analyst, nil, &res)
+		if err == nil && status != http.StatusOK {
+			err = fmt.Errorf("GET /v1/metrics/%s = %d", metric, status)
+		}
+		return err
+	})
+	for _, p := range res.Points {
+		if p.Count == nil {
+			return 0, false
+		}
+		total += int(*p.Count)
+	}
+	return total, true
+}
+
+// analyticsReading returns nil once an analytics instance is ready: its
+// schema migrated, it reads ANALYTICS. One instance reads at a time; the
+// other waits as a standby, not ready (docs/operations.md).
+func (r *faultRig) analyticsReading(t testing.TB) error {
+	var errs []error
+	for i, an := range r.analytics {
+		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+		err := an.Ready(ctx)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		errs = append(errs, fmt.Errorf("analytics-%d: %w", i, err))
+	}
+	return errors.Join(errs...)
 }
 
 // readTranscript reads a conversation's whole transcript as its visitor,

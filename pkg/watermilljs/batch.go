@@ -34,7 +34,15 @@ import (
 // what the reader has not answered when it stops comes back with the next
 // session's reset. A session does not begin while another reader pulls
 // from the consumer (ErrOtherReader): a second instance waits, as a
-// standby, and gives up after GiveUp as for a lost consumer.
+// standby, and gives up after GiveUp as for a lost consumer. That check
+// and the reset after it are not one step, so two readers may still pull
+// at once for a while; and nats.go's pull subscription goes on across a
+// reconnect, where an answer to a pull can be lost on the way. Either way
+// a delivery the session never sees would be acknowledged, unread, by the
+// cumulative ack of a later one: a session takes each delivery only in
+// the order of the consumer's delivery sequence, and ends at the first
+// one missing (errDeliveryGap), so that the next session's reset delivers
+// it again.
 
 // Msg is a message a batch subscription delivers: where it came from and
 // its payload.
@@ -58,7 +66,11 @@ type Batches struct {
 
 	mu      sync.Mutex
 	session uint64
-	buf     []Msg
+	// delivered is the consumer's delivery sequence of the session's last
+	// message taken (0: not known); gap is set once one was skipped.
+	delivered uint64
+	gap       bool
+	buf       []Msg
 	// ready holds a token when buf has messages for c.
 	ready chan struct{}
 }
@@ -173,6 +185,13 @@ func (b *Batches) forward(ctx context.Context) {
 // another reader has pull requests waiting on the consumer.
 var ErrOtherReader = errors.New("another reader pulls from the consumer")
 
+// errDeliveryGap ends a session that missed a delivery: the consumer
+// delivered a message that never reached the session (a pull's answer
+// lost while the connection moved to another server, or taken by another
+// reader), and a cumulative ack of anything after it would acknowledge it
+// unread. The next session's reset delivers it again.
+var errDeliveryGap = errors.New("a delivery of the consumer never arrived")
+
 // errConsumeStopped is returned when a pull subscription ends by itself:
 // its consumer was deleted, or the connection closed.
 var errConsumeStopped = errors.New("pull subscription stopped")
@@ -191,15 +210,27 @@ func (b *Batches) pull(ctx context.Context, cons jetstream.Consumer) error {
 		// (pullExpiry).
 		return fmt.Errorf("consumer %s: %w: %d pull requests waiting", info.Name, ErrOtherReader, info.NumWaiting)
 	}
-	if _, err := b.s.js.ResetConsumer(ctx, info.Stream, info.Name); err != nil {
+	reset, err := b.s.js.ResetConsumer(ctx, info.Stream, info.Name)
+	if err != nil {
 		return fmt.Errorf("reset consumer %s: %w", info.Name, err)
 	}
 	b.mu.Lock()
 	b.session++
 	session := b.session
+	b.delivered, b.gap = 0, false
+	if reset.ConsumerInfo != nil {
+		b.delivered = reset.ConsumerInfo.Delivered.Consumer
+	}
 	b.mu.Unlock()
 	lost := make(chan error, 1)
-	cc, err := cons.Consume(func(m jetstream.Msg) { b.take(session, m) },
+	cc, err := cons.Consume(func(m jetstream.Msg) {
+		if !b.take(session, m) {
+			select {
+			case lost <- errDeliveryGap:
+			default:
+			}
+		}
+	},
 		jetstream.PullMaxMessages(b.s.cfg.Prefetch),
 		jetstream.PullExpiry(pullExpiry),
 		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
@@ -246,14 +277,34 @@ func consumerExists(ctx context.Context, cons jetstream.Consumer) bool {
 	return err == nil
 }
 
-// take keeps m for the reader.
-func (b *Batches) take(session uint64, m jetstream.Msg) {
+// take keeps m for the reader, unless a delivery before it in the session
+// never arrived: then it drops m and every later message of the session,
+// and returns false. Each delivery of a consumer, first or again, has the
+// next delivery sequence, and with one reader every one comes here, in
+// order, or the session ends.
+func (b *Batches) take(session uint64, m jetstream.Msg) bool {
 	md, err := m.Metadata()
 	if err != nil {
 		b.s.cfg.Log.Warn("drop message without JetStream metadata", "stream", b.s.cfg.Stream, "err", err)
-		return
+		return true
 	}
 	b.mu.Lock()
+	if session != b.session {
+		// Late, of a session that ended: the reset of the one after
+		// delivers it again.
+		b.mu.Unlock()
+		return true
+	}
+	if b.gap || b.delivered != 0 && md.Sequence.Consumer != b.delivered+1 {
+		if !b.gap {
+			b.s.cfg.Log.Warn("a delivery never arrived: the session ends", "stream", b.s.cfg.Stream,
+				"delivery_seq", md.Sequence.Consumer, "want", b.delivered+1)
+		}
+		b.gap = true
+		b.mu.Unlock()
+		return false
+	}
+	b.delivered = md.Sequence.Consumer
 	b.buf = append(b.buf, Msg{
 		Delivery: Delivery{Subject: m.Subject(), Stream: md.Stream, Sequence: md.Sequence.Stream, NumDelivered: md.NumDelivered},
 		Payload:  m.Data(),
@@ -265,6 +316,7 @@ func (b *Batches) take(session uint64, m jetstream.Msg) {
 	case b.ready <- struct{}{}:
 	default:
 	}
+	return true
 }
 
 // batchConsumer creates or updates topic's consumer with cumulative

@@ -188,6 +188,52 @@ func TestBatches(t *testing.T) {
 		ackedThrough(t, js, 40, 0)
 	})
 
+	t.Run("a delivery that never arrives ends the session and comes again", func(t *testing.T) {
+		js := setup(t)
+		b := subscribeBatches(t, batchSubscriber(t, js))
+		publishN(t, js, 10)
+		receive(t, b, 10)
+		// A pull that is not the reader's takes a delivery, as one whose
+		// answer is lost in a reconnect does, and never acks it: acking
+		// what came after it would acknowledge it unread.
+		cons, err := js.Consumer(t.Context(), testStream, "batches")
+		if err != nil {
+			t.Fatal(err)
+		}
+		stolen := make(chan uint64, 1)
+		go func() {
+			batch, err := cons.Fetch(1, jetstream.FetchMaxWait(10*time.Second))
+			if err != nil {
+				return
+			}
+			for m := range batch.Messages() {
+				md, _ := m.Metadata()
+				stolen <- md.Sequence.Stream
+			}
+			close(stolen)
+		}()
+		natstest.Until(t, 10*time.Second, "the other pull waiting", func() bool { return consumerInfo(t, js).NumWaiting >= 2 })
+		publishN(t, js, 30)
+		var seq uint64
+		select {
+		case seq = <-stolen:
+		case <-time.After(10 * time.Second):
+			t.Fatal("the other pull took no message")
+		}
+		natstest.Until(t, 30*time.Second, fmt.Sprintf("message %d, taken by another pull, delivered to the reader", seq), func() bool {
+			select {
+			case msgs := <-b.C():
+				for _, m := range msgs {
+					if m.Sequence == seq {
+						return true
+					}
+				}
+			case <-time.After(100 * time.Millisecond):
+			}
+			return false
+		})
+	})
+
 	t.Run("a consumer acking each message is taken over from its floor", func(t *testing.T) {
 		js := setup(t)
 		publishN(t, js, 30)
