@@ -7,18 +7,12 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/parley-chat/parley/pkg/buspolicy"
 	"github.com/parley-chat/parley/pkg/stream"
 )
 
@@ -53,7 +47,7 @@ func BenchmarkPostMessageHTTP(b *testing.B) {
 	body, _ := json.Marshal(map[string]string{"text": strings.Repeat("m", 512)})
 	var next atomic.Int64
 	b.SetParallelism(convs / max(1, b.N%1+2))
-	viewWrites := viewWriteCounter(b, a, dir)
+	viewWrites := viewWriteCounter(b, a)
 	cpu0 := processCPU(b)
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
@@ -84,21 +78,9 @@ func BenchmarkPostMessageHTTP(b *testing.B) {
 // viewWriteCounter returns a function counting the writes to the chat
 // service's view since it was called: a second JetStream write a post may
 // cost.
-func viewWriteCounter(b *testing.B, a *allInOne, dir string) func() uint64 {
+func viewWriteCounter(b *testing.B, a *allInOne) func() uint64 {
 	b.Helper()
-	pw, err := os.ReadFile(filepath.Join(dir, natsAdminPasswordFile))
-	if err != nil {
-		b.Fatal(err)
-	}
-	nc, err := nats.Connect(a.NATSURL(), nats.UserInfo(buspolicy.Admin, strings.TrimSpace(string(pw))))
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		b.Fatal(err)
-	}
+	_, js := adminConn(b, a)
 	last := func() uint64 {
 		s, err := js.Stream(b.Context(), "KV_"+stream.ChatViewBucket)
 		if err != nil {

@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -16,7 +14,6 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"github.com/parley-chat/parley/pkg/buspolicy"
 	"github.com/parley-chat/parley/pkg/stream"
 )
 
@@ -38,7 +35,7 @@ func BenchmarkPacedPosts(b *testing.B) {
 
 func pacedPosts(b *testing.B, rate int) {
 	const convs = 1000
-	a, client, dir := benchParley(b)
+	a, client, _ := benchParley(b)
 	base := a.URL()
 	// Each visitor with a connection of its own, as their browser holds:
 	// one pool for a thousand clients made them queue on its lock.
@@ -54,7 +51,7 @@ func pacedPosts(b *testing.B, rate int) {
 		postJSON(b, client, base+"/v1/conversations", v.Token, `{"text":"hello"}`, &c)
 		cs[i] = conv{c.ID, v.Token, &http.Client{Transport: &http.Transport{}}}
 	}
-	writes := viewWrites(b, a, dir)
+	writes := viewWrites(b, a)
 	body, _ := json.Marshal(map[string]string{"text": strings.Repeat("m", 512)})
 	post := func(c conv) time.Duration {
 		req, _ := http.NewRequest("POST", base+"/v1/conversations/"+c.id+"/messages", bytes.NewReader(body))
@@ -164,22 +161,14 @@ func pacedPosts(b *testing.B, rate int) {
 // viewWrites records when each write to the chat service's view is stored,
 // from a subscription to its bucket's subjects, and returns a function
 // giving their times since it was called.
-func viewWrites(b *testing.B, a *allInOne, dir string) func() []time.Time {
+func viewWrites(b *testing.B, a *allInOne) func() []time.Time {
 	b.Helper()
-	pw, err := os.ReadFile(filepath.Join(dir, natsAdminPasswordFile))
-	if err != nil {
-		b.Fatal(err)
-	}
-	nc, err := nats.Connect(a.NATSURL(), nats.UserInfo(buspolicy.Admin, strings.TrimSpace(string(pw))))
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(nc.Close)
+	nc, _ := adminConn(b, a)
 	var (
 		mu sync.Mutex
 		at []time.Time
 	)
-	_, err = nc.Subscribe("$KV."+stream.ChatViewBucket+".>", func(*nats.Msg) {
+	_, err := nc.Subscribe("$KV."+stream.ChatViewBucket+".>", func(*nats.Msg) {
 		mu.Lock()
 		at = append(at, time.Now())
 		mu.Unlock()

@@ -23,7 +23,7 @@ import (
 
 // adminConn connects to the embedded NATS of a running `parley all` as its
 // admin user, as operator tools do.
-func adminConn(t *testing.T, a *allInOne) (*nats.Conn, jetstream.JetStream) {
+func adminConn(t testing.TB, a *allInOne) (*nats.Conn, jetstream.JetStream) {
 	t.Helper()
 	pw, err := os.ReadFile(filepath.Join(a.cfg.DataDir, natsAdminPasswordFile))
 	if err != nil {
