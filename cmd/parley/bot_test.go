@@ -188,7 +188,8 @@ func TestBotParticipantEndToEnd(t *testing.T) {
 	if !listed {
 		t.Errorf("alice's inbox does not list %s after the hand-off", conv)
 	}
-	handOffs(t, "the transcript", transcriptOf(t, base, path, sc.visitor), "visitor")
+	transcript, _ := pages(t, base, path+"/messages", sc.visitor, "messages", 2)
+	handOffs(t, "the transcript", transcript, "visitor")
 	// Asking again changes nothing; the bot is out of it, and reads nothing.
 	mustCall(t, base, "POST", path+"/handoff", sc.visitor, nil, http.StatusOK)
 	mustCall(t, base, "GET", path+"/messages", bot, nil, http.StatusForbidden)
@@ -284,24 +285,6 @@ func botReadsTranscript(t *testing.T, sc visitorScene, bot, path, answer string)
 	consent(false)
 	refused("after the visitor stopped the assistant")
 	consent(true)
-}
-
-// transcriptOf reads the whole transcript at path as token, page by page.
-func transcriptOf(t *testing.T, base, path, token string) []map[string]any {
-	t.Helper()
-	var out []map[string]any
-	query := "?limit=2"
-	for {
-		got := mustCall(t, base, "GET", path+"/messages"+query, token, nil, http.StatusOK)
-		for _, m := range got["messages"].([]any) {
-			out = append(out, m.(map[string]any))
-		}
-		next, _ := got["next_cursor"].(string)
-		if next == "" {
-			return out
-		}
-		query = "?limit=2&cursor=" + next
-	}
 }
 
 // handOffs checks that msgs hold the hand-off lines asked by roles, in

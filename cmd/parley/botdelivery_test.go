@@ -50,10 +50,7 @@ func TestBotEndToEnd(t *testing.T) {
 		}
 	}
 
-	out := mustCall(t, base, "POST", "/v1/tenants/demo/visitors", "", map[string]any{
-		"consent": map[string]bool{"analytics": false, "network_data": false, "ai": false}, "notice_version": "2026-01",
-	}, http.StatusCreated)
-	visitorID, visitor := out["visitor_id"].(string), out["token"].(string)
+	visitorID, visitor := visitorWith(t, base, false)
 	consent := func(ai bool) {
 		mustCall(t, base, "PUT", "/v1/me/consent", visitor, map[string]any{"analytics": false, "network_data": false, "ai": ai}, http.StatusOK)
 	}

@@ -177,12 +177,18 @@ type natsNodeConfig struct {
 // before it is acknowledged, the services' users, routes to the other
 // nodes. It runs until SIGTERM, or SIGKILL.
 func TestNATSNodeProcess(t *testing.T) {
-	raw, ok := os.LookupEnv(natsNodeEnv)
+	childMain(t, natsNodeEnv, "natsNode.start", runNATSNode)
+}
+
+// childMain runs run on the config in the environment variable env and
+// exits with its status, when the test binary was started as a process of
+// a test by starter; otherwise it skips.
+func childMain(t *testing.T, env, starter string, run func(raw string) error) {
+	raw, ok := os.LookupEnv(env)
 	if !ok {
-		t.Skip("runs only as a process started by natsNode.start")
+		t.Skip("runs only as a process started by " + starter)
 	}
-	err := runNATSNode(raw)
-	os.Exit(exitStatus(err, os.Stderr))
+	os.Exit(exitStatus(run(raw), os.Stderr))
 }
 
 func runNATSNode(raw string) error {
@@ -316,12 +322,7 @@ type chatProcessConfig struct {
 // services' options, logging JSON to stderr. SIGTERM stops it as it stops
 // `parley chat`; SIGKILL ends it at once.
 func TestChatProcess(t *testing.T) {
-	raw, ok := os.LookupEnv(chatProcessEnv)
-	if !ok {
-		t.Skip("runs only as a process started by startChatProcess")
-	}
-	err := runChatProcess(raw)
-	os.Exit(exitStatus(err, os.Stderr))
+	childMain(t, chatProcessEnv, "startChatProcess", runChatProcess)
 }
 
 func runChatProcess(raw string) error {
@@ -1065,15 +1066,12 @@ func (r *faultRig) check(t *testing.T) faultOutcome {
 	// not yet inserted, though: an instance acknowledges every fact up to
 	// the one it acknowledges, also those another still holds.
 	waitConsumed(t, r.admin, stream.Analytics, 2*faultWithin)
-	var (
-		stored map[string]map[int]int
-		rows   string
-	)
+	var stored map[string]map[int]int
 	published := streamFacts(t, r.admin)
 	consumed := time.Now()
 	var first error // the first difference, when the facts were not all in at once
 	natstest.Eventually(t, faultWithin, "each stored message's facts in ClickHouse once", func() error {
-		stored, rows = r.storedFacts(t)
+		stored = r.storedFacts(t)
 		if diff := cmp.Diff(wantFacts, stored); diff != "" {
 			err := fmt.Errorf("facts in ClickHouse differ from each stored message counted once (-want +got):\n%s%s", diff, r.factsAmiss(published))
 			if first == nil {
@@ -1090,6 +1088,10 @@ func (r *faultRig) check(t *testing.T) faultOutcome {
 		for n, c := range convs {
 			out.facts += n * c
 		}
+	}
+	rows, err := chtest.Query(r.ch.HTTPAddr(), "SELECT count() FROM facts")
+	if err != nil {
+		t.Fatalf("count the rows of facts: %v", err)
 	}
 	out.factRows = rows
 	for _, an := range r.analytics {
@@ -1118,16 +1120,15 @@ func (r *faultRig) check(t *testing.T) faultOutcome {
 // storedFacts counts the facts in ClickHouse as the metrics count them,
 // once each (FINAL: the facts table keeps one row per fact id, merging the
 // rows of a fact inserted again in the background): for each kind, how
-// many conversations have how many facts of it. rows is how many rows the
-// facts table holds, merged or not.
-func (r *faultRig) storedFacts(t *testing.T) (facts map[string]map[int]int, rows string) {
+// many conversations have how many facts of it.
+func (r *faultRig) storedFacts(t *testing.T) map[string]map[int]int {
 	t.Helper()
 	q := "SELECT kind, count() FROM facts FINAL WHERE tenant = '" + clusterTenant + "' GROUP BY kind, conversation_pseudonym FORMAT TSV"
 	res, err := chtest.Query(r.ch.HTTPAddr(), q)
 	if err != nil {
 		t.Fatalf("count the facts in ClickHouse: %v", err)
 	}
-	facts = map[string]map[int]int{}
+	facts := map[string]map[int]int{}
 	for line := range strings.Lines(res) {
 		kind, count, _ := strings.Cut(strings.TrimSpace(line), "\t")
 		n, err := strconv.Atoi(count)
@@ -1139,10 +1140,7 @@ func (r *faultRig) storedFacts(t *testing.T) (facts map[string]map[int]int, rows
 		}
 		facts[kind][n]++
 	}
-	if rows, err = chtest.Query(r.ch.HTTPAddr(), "SELECT count() FROM facts"); err != nil {
-		t.Fatalf("count the rows of facts: %v", err)
-	}
-	return facts, rows
+	return facts
 }
 
 // factsAmiss names the facts published missing from ClickHouse and the

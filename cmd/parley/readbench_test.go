@@ -28,7 +28,7 @@ import (
 func BenchmarkTranscriptPageHTTP(b *testing.B) {
 	base, client, _ := benchAll(b)
 	var v struct{ Token string }
-	postJSON(b, client, base+"/v1/tenants/demo/visitors", "", `{"consent":{"analytics":false,"network_data":false,"ai":false},"notice_version":"b"}`, &v)
+	postJSON(b, client, base+"/v1/tenants/demo/visitors", "", benchVisitor, &v)
 	var c struct{ ID string }
 	text := strings.Repeat("m", 64)
 	postJSON(b, client, base+"/v1/conversations", v.Token, `{"text":"`+text+`"}`, &c)
@@ -54,7 +54,7 @@ func BenchmarkTranscriptPageHTTP(b *testing.B) {
 func BenchmarkInboxPageHTTP(b *testing.B) {
 	base, client, dir := benchAll(b)
 	var v struct{ Token string }
-	postJSON(b, client, base+"/v1/tenants/demo/visitors", "", `{"consent":{"analytics":false,"network_data":false,"ai":false},"notice_version":"b"}`, &v)
+	postJSON(b, client, base+"/v1/tenants/demo/visitors", "", benchVisitor, &v)
 	g, _ := errgroup.WithContext(b.Context())
 	g.SetLimit(16)
 	for range 10_000 {
@@ -179,7 +179,7 @@ func BenchmarkExportsHTTP(b *testing.B) {
 	)
 	base, client, _ := benchAll(b)
 	var v struct{ Token string }
-	postJSON(b, client, base+"/v1/tenants/demo/visitors", "", `{"consent":{"analytics":false,"network_data":false,"ai":false},"notice_version":"b"}`, &v)
+	postJSON(b, client, base+"/v1/tenants/demo/visitors", "", benchVisitor, &v)
 	body := `{"text":"` + strings.Repeat("e", 16<<10) + `"}`
 	g, _ := errgroup.WithContext(b.Context())
 	g.SetLimit(8)

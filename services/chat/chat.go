@@ -108,9 +108,10 @@ func run(ctx context.Context, d Deps) error {
 	if err != nil {
 		return fmt.Errorf("chat: %w", err)
 	}
+	privacyClient := privacy.NewClient(d.NC, log)
 	svc := app.New(store, view, d.Keys, app.Options{
-		Policies: settings, OnConflict: conflicts.Inc, Auditor: privacy.NewAudit(d.NC, log), Agents: agents, Profiles: profiles,
-		Bots: jetstream.NewBots(js), Consents: privacy.NewConsent(d.NC, log),
+		Policies: settings, OnConflict: conflicts.Inc, Auditor: privacyClient, Agents: agents, Profiles: profiles,
+		Bots: jetstream.NewBots(js), Consents: privacyClient,
 	})
 	d.Keys.OnErase(func(e personkey.Erased) {
 		ctx, cancel := context.WithTimeout(runCtx, viewTimeout)

@@ -30,7 +30,7 @@ before(async () => {
   const shop = await startShop(stack.gw);
   host = shop.url;
   closeShop = shop.close;
-    // The bot's webhook: it keeps each request (path, signature, body as
+  // The bot's webhook: it keeps each request (path, signature, body as
   // sent) and acknowledges whatever Parley delivers.
   const hookPort = await freePort();
   hook = `http://127.0.0.1:${hookPort}/parley`;

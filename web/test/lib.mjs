@@ -29,7 +29,6 @@ export function freePort() {
   });
 }
 
-// poll calls fn until it returns a truthy value, for a generous deadline.
 // startShop serves a shop's page on loopback carrying the widget of
 // gateway gw, with the tag and the CSP lines docs/widget.md gives a host
 // page; it resolves to the page's address and a close function.
@@ -50,6 +49,7 @@ export async function startShop(gw) {
   return { url: `http://localhost:${port}`, close: () => server.close() };
 }
 
+// poll calls fn until it returns a truthy value, for a generous deadline.
 export async function poll(what, fn, deadlineMs = 30000) {
   const end = Date.now() + deadlineMs;
   let last;

@@ -367,13 +367,11 @@ func (in *Ingester) markWaitingErasures(ctx context.Context) (int, error) {
 			cancel()
 			return read, fmt.Errorf("erasure requests after %d: %w", from, err)
 		}
-		n := 0
+		before := read
 		for m := range batch.Messages() {
-			n++
 			read++
 			pending--
-			var args analyticsapi.EraseArgs
-			if json.Unmarshal(m.Data(), &args) == nil && analyticsapi.ValidPseudonym(args.Pseudonym) {
+			if args, ok := parseErasure(m.Data()); ok {
 				in.MarkErased(args.Tenant, args.Pseudonym)
 			}
 		}
@@ -381,7 +379,7 @@ func (in *Ingester) markWaitingErasures(ctx context.Context) (int, error) {
 		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
 			return read, fmt.Errorf("erasure requests after %d: %w", from, err)
 		}
-		if n == 0 {
+		if read == before {
 			return read, nil // the rest expired meanwhile
 		}
 	}
@@ -539,13 +537,20 @@ func (b *batch) reset() {
 	b.facts, b.read, b.last = b.facts[:0], 0, watermilljs.Msg{}
 }
 
+// parseErasure decodes an erasure request; false means it is malformed.
+func parseErasure(payload []byte) (analyticsapi.EraseArgs, bool) {
+	var args analyticsapi.EraseArgs
+	err := json.Unmarshal(payload, &args)
+	return args, err == nil && analyticsapi.ValidPseudonym(args.Pseudonym)
+}
+
 // read takes msg's fact into b, or returns the erasure msg requests. A
 // malformed message is logged and left out; the batch's ack answers it.
 func (in *Ingester) read(b *batch, msg watermilljs.Msg) *analyticsapi.EraseArgs {
 	kind := msg.Subject[strings.LastIndexByte(msg.Subject, '.')+1:]
 	if kind == analyticsapi.KindErasure {
-		var args analyticsapi.EraseArgs
-		if err := json.Unmarshal(msg.Payload, &args); err != nil || !analyticsapi.ValidPseudonym(args.Pseudonym) {
+		args, ok := parseErasure(msg.Payload)
+		if !ok {
 			in.log.Warn("drop malformed erasure request", "stream_seq", msg.Sequence)
 			b.read++
 			b.last = msg

@@ -16,20 +16,20 @@ import (
 	"github.com/parley-chat/parley/pkg/rpc"
 )
 
-// Audit appends acts to the audit trail over the bus; it is an
-// app.Auditor, safe for concurrent use.
-type Audit struct {
+// Client calls the privacy service over the bus: it is the app.Auditor
+// and the app.Consents of chat, safe for concurrent use.
+type Client struct {
 	nc  *nats.Conn
 	log *slog.Logger
 }
 
-// NewAudit returns an Audit calling on nc, logging to log the acts it
-// could not store.
-func NewAudit(nc *nats.Conn, log *slog.Logger) *Audit { return &Audit{nc: nc, log: log} }
+// NewClient returns a Client calling on nc, logging to log what it could
+// not have answered or stored.
+func NewClient(nc *nats.Conn, log *slog.Logger) *Client { return &Client{nc: nc, log: log} }
 
 // Audit stores act and returns once the privacy service answered that it
 // is in the trail.
-func (a *Audit) Audit(ctx context.Context, act privacyapi.AppendAuditArgs) error {
+func (a *Client) Audit(ctx context.Context, act privacyapi.AppendAuditArgs) error {
 	req := rpc.Request[privacyapi.AppendAuditArgs]{Principal: auth.System(act.Tenant, chatapi.Service), Args: act}
 	if err := rpc.Call(ctx, a.nc, privacyapi.AppendAuditSubject, req, nil); err != nil {
 		// The caller is told only that the act was not audited; the
@@ -40,22 +40,11 @@ func (a *Audit) Audit(ctx context.Context, act privacyapi.AppendAuditArgs) error
 	return nil
 }
 
-// Consent asks the privacy service for visitors' consent in force; it is
-// an app.Consents, safe for concurrent use.
-type Consent struct {
-	nc  *nats.Conn
-	log *slog.Logger
-}
-
-// NewConsent returns a Consent calling on nc, logging to log the questions
-// it could not have answered.
-func NewConsent(nc *nats.Conn, log *slog.Logger) *Consent { return &Consent{nc: nc, log: log} }
-
 // AI reports whether the visitor's ai consent holds now. Every error is
 // "not consented" (privacyapi.GetConsentSubject): a visitor with no record
 // or erased has given none, and one the privacy service cannot answer for
 // now has not been shown to have.
-func (c *Consent) AI(ctx context.Context, tenant, visitor string) bool {
+func (c *Client) AI(ctx context.Context, tenant, visitor string) bool {
 	var res privacyapi.ConsentResult
 	err := rpc.Call(ctx, c.nc, privacyapi.GetConsentSubject, privacyapi.PersonArgs{Tenant: tenant, Person: visitor}, &res)
 	if code := rpc.CodeOf(err); err != nil && code != rpc.CodeNotFound && code != rpc.CodeGone {

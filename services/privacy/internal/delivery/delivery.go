@@ -400,11 +400,9 @@ func (d *Deliverer) handle(ctx context.Context, key string, m jetstream.Msg) {
 		return decided
 	})
 	switch {
-	case err != nil:
-		// Stopping: another instance takes it on.
-		_ = m.NakWithDelay(transientDelay)
-		return
-	case errors.Is(decided, errGone):
+	case err != nil, errors.Is(decided, errGone):
+		// Stopping, or the integration deleted: another instance, or
+		// this one's next look at the registry, takes it on.
 		_ = m.NakWithDelay(transientDelay)
 		return
 	case errors.Is(decided, errWithdrawn):
