@@ -34,7 +34,8 @@ func (r *registry) Registered(_ context.Context, tenant, id string) (bool, error
 // the registry read once per assignment, and not at all for one that
 // changes nothing. The bot then posts as itself, reads no list or summary
 // (nor a transcript, with no consent kept), and hands off with a summary
-// that leaves out the visitor's profile.
+// that leaves out the visitor's profile. Deleted, it is refused its post,
+// transcript read and hand-off alike.
 func TestAssignToBot(t *testing.T) {
 	w := newWorld()
 	reg := &registry{bots: map[string]bool{privacyapi.IntegrationKey(tenant, "faq"): true}}
@@ -100,6 +101,12 @@ func TestAssignToBot(t *testing.T) {
 	}
 	if _, err := in.messages(t, faq, chatapi.MessagesArgs{Conversation: conv}); !errors.Is(err, conversation.ErrForbidden) {
 		t.Errorf("Messages(deleted bot) = %v, want ErrForbidden", err)
+	}
+	if _, err := in.HandOff(ctx, faq, chatapi.ConversationArgs{Conversation: conv}); !errors.Is(err, conversation.ErrForbidden) {
+		t.Errorf("HandOff(deleted bot) = %v, want ErrForbidden", err)
+	}
+	if sum, err := in.Get(ctx, supervisor, chatapi.ConversationArgs{Conversation: conv}); err != nil || sum.Assignee == nil || *sum.Assignee != "bot:faq" {
+		t.Errorf("Get(supervisor) after the deleted bot's hand-off = %+v, %v; want still assigned to bot:faq", sum, err)
 	}
 }
 
