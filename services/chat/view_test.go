@@ -122,9 +122,7 @@ func viewSettled(t *testing.T, s *natsembed.Server, js jetstream.JetStream, conv
 // entry older than its conversation — and shows the view and the read
 // models it catches up to equal those rebuilt from the stream alone.
 func TestViewCaughtUpEqualsRebuild(t *testing.T) {
-	s := natstest.Start(t, "")
-	ks := startKeyService(t, s)
-	ks.add(t, tenant, visitor.ID, visitor2.ID)
+	s, _ := startKeyed(t, visitor.ID, visitor2.ID)
 	unlimited(t, s, tenant)
 	first := startChat(t, s)
 	c := newClient(t, s)
@@ -309,9 +307,7 @@ func TestViewFollowsErasureAndRemoval(t *testing.T) {
 // closed, with no sealed assignee, and removes their profile from
 // PROFILES, though no one reads it; another visitor's stays.
 func TestErasureCompletedAtStart(t *testing.T) {
-	s := natstest.Start(t, "")
-	ks := startKeyService(t, s)
-	ks.add(t, tenant, visitor.ID, visitor2.ID)
+	s, ks := startKeyed(t, visitor.ID, visitor2.ID)
 	first := startChat(t, s)
 	c := newClient(t, s)
 	_, js := natstest.Connect(t, s)
