@@ -212,9 +212,11 @@ func run(ctx context.Context, d Deps) error {
 	g.Go(func() error {
 		// An erased visitor's profile, unreadable but theirs, is left
 		// by an erasure this service missed or was stopped in: removed
-		// now.
-		if err := svc.ForgetErasedProfiles(gctx); err != nil && gctx.Err() == nil {
-			log.Warn("remove erased visitors' profiles", "err", err)
+		// now, retried until done or the service stops, which leaves it
+		// to the next start.
+		err := store.Retry(gctx, "remove erased visitors' profiles", svc.ForgetErasedProfiles)
+		if err != nil && gctx.Err() == nil {
+			return fmt.Errorf("remove erased visitors' profiles: %w", err)
 		}
 		return nil
 	})
