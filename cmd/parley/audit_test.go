@@ -123,6 +123,14 @@ func readTrail(t *testing.T, dir string) []audit.Entry {
 // files has rewritten.
 func writeTrail(t *testing.T, dir string, entries []audit.Entry) {
 	t.Helper()
+	inStore(t, dir, func(js jetstream.JetStream) { publishTrail(t, js, entries) })
+}
+
+// inStore runs fn with a JetStream of a server storing under dir as
+// `parley all` does, stopped once fn returns: a store prepared before
+// Parley starts on it.
+func inStore(t *testing.T, dir string, fn func(js jetstream.JetStream)) {
+	t.Helper()
 	s, err := natsembed.Start(natsembed.Options{StoreDir: filepath.Join(dir, "nats")})
 	if err != nil {
 		t.Fatal(err)
@@ -137,7 +145,7 @@ func writeTrail(t *testing.T, dir string, entries []audit.Entry) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	publishTrail(t, js, entries)
+	fn(js)
 }
 
 // TestAuditCheckpointsEndToEnd saves the checkpoint an auditor would, then

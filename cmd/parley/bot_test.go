@@ -37,6 +37,13 @@ func registerIntegration(t *testing.T, js jetstream.JetStream, rec privacyapi.In
 	}
 }
 
+// allowAssistant gives or withdraws the visitor's ai consent, giving
+// neither analytics nor network data.
+func allowAssistant(t *testing.T, base, visitor string, ai bool) {
+	t.Helper()
+	mustCall(t, base, "PUT", "/v1/me/consent", visitor, map[string]bool{"analytics": false, "network_data": false, "ai": ai}, http.StatusOK)
+}
+
 // of returns the events of lc so far of type typ in conv.
 func (lc *liveClient) of(typ, conv string) []liveEvent {
 	lc.mu.Lock()
@@ -250,9 +257,6 @@ func botReadsTranscript(t *testing.T, sc visitorScene, bot, path, answer string)
 	t.Helper()
 	base := sc.base
 	mustCall(t, base, "PUT", "/v1/me/profile", sc.visitor, map[string]any{"name": "Ada Lovelace"}, http.StatusOK)
-	consent := func(ai bool) {
-		mustCall(t, base, "PUT", "/v1/me/consent", sc.visitor, map[string]bool{"analytics": false, "network_data": false, "ai": ai}, http.StatusOK)
-	}
 	refused := func(when string) {
 		t.Helper()
 		got := mustCall(t, base, "GET", path+"/messages", bot, nil, http.StatusForbidden)
@@ -261,7 +265,7 @@ func botReadsTranscript(t *testing.T, sc visitorScene, bot, path, answer string)
 		}
 	}
 	refused("without ai consent")
-	consent(true)
+	allowAssistant(t, base, sc.visitor, true)
 	status, body := call(t, base, "GET", path+"/messages", bot, nil)
 	raw, _ := json.Marshal(body)
 	if status != http.StatusOK {
@@ -282,9 +286,9 @@ func botReadsTranscript(t *testing.T, sc visitorScene, bot, path, answer string)
 	if body["visitor_profile"] != nil {
 		t.Errorf("the bot's transcript holds the visitor's profile %v", body["visitor_profile"])
 	}
-	consent(false)
+	allowAssistant(t, base, sc.visitor, false)
 	refused("after the visitor stopped the assistant")
-	consent(true)
+	allowAssistant(t, base, sc.visitor, true)
 }
 
 // handOffs checks that msgs hold the hand-off lines asked by roles, in

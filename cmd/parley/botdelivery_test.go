@@ -51,9 +51,6 @@ func TestBotEndToEnd(t *testing.T) {
 	}
 
 	visitorID, visitor := visitorWith(t, base, false)
-	consent := func(ai bool) {
-		mustCall(t, base, "PUT", "/v1/me/consent", visitor, map[string]any{"analytics": false, "network_data": false, "ai": ai}, http.StatusOK)
-	}
 	const pii = "write to jane.doe@example.com, card 4111 1111 1111 1111"
 	identifiers := []string{"jane.doe@example.com", "4111 1111 1111 1111"}
 	conv := mustCall(t, base, "POST", "/v1/conversations", visitor, map[string]any{"text": "opening " + pii}, http.StatusCreated)["id"].(string)
@@ -64,7 +61,7 @@ func TestBotEndToEnd(t *testing.T) {
 
 	// Consented, the next message arrives redacted; deliveries keep their
 	// order, so nothing came before it (the opening, the assignment).
-	consent(true)
+	allowAssistant(t, base, visitor, true)
 	mustCall(t, base, "POST", path+"/messages", visitor, map[string]any{"text": "again " + pii}, http.StatusCreated)
 	const redacted = "again write to [email], card [card]"
 	eventually(t, 20*time.Second, func() bool { _, ok := h.received(hasText(redacted)); return ok })
@@ -89,10 +86,10 @@ func TestBotEndToEnd(t *testing.T) {
 
 	// Withdrawn: the next message is not delivered. Consented again, the
 	// hand-off is, and arrives after what came before it.
-	consent(false)
+	allowAssistant(t, base, visitor, false)
 	withdrawn := marker(t)
 	mustCall(t, base, "POST", path+"/messages", visitor, map[string]any{"text": withdrawn}, http.StatusCreated)
-	consent(true)
+	allowAssistant(t, base, visitor, true)
 	mustCall(t, base, "POST", path+"/handoff", visitor, nil, http.StatusOK)
 	isHandOff := func(b map[string]any) bool { return b["type"] == "chat.handed_off.v1" && b["conversation_id"] == conv }
 	eventually(t, 20*time.Second, func() bool { _, ok := h.received(isHandOff); return ok })

@@ -19,8 +19,9 @@ import (
 // session refreshes into access tokens of role bot; an update keeps the
 // secret; supervisors list, agents and visitors may not; the stored record
 // holds no secret in clear; a new session ends the old one, and deleting
-// the bot ends its session; every act is audited, and no log holds a
-// secret or token.
+// the bot ends its session, and its access token, though it verifies
+// still, is refused its post, transcript read and hand-off alike; every act
+// is audited, and no log holds a secret or token.
 func TestBotsAndIntegrations(t *testing.T) {
 	dir := t.TempDir()
 	a, logs := testAll(t, dir)
@@ -128,10 +129,18 @@ func TestBotsAndIntegrations(t *testing.T) {
 	// old one; deleting the bot ends the new one.
 	fresh := mustCall(t, base, "POST", "/v1/bots/faq/session", admin, nil, http.StatusCreated)
 	mustCall(t, base, "POST", "/v1/sessions/refresh", "", map[string]string{"refresh_token": refresh}, http.StatusUnauthorized)
-	_, next := refreshed(t, base, fresh["refresh_token"].(string))
+	botAccess, next := refreshed(t, base, fresh["refresh_token"].(string))
+	conv := mustCall(t, base, "POST", "/v1/conversations", visitor, map[string]any{"text": "hello"}, http.StatusCreated)["id"].(string)
+	path := "/v1/conversations/" + conv
+	mustCall(t, base, "POST", path+"/assign", supervisor, map[string]any{"bot_id": "faq"}, http.StatusOK)
+	mustCall(t, base, "POST", path+"/messages", botAccess, map[string]any{"text": "how may I help?"}, http.StatusCreated)
 	mustCall(t, base, "DELETE", "/v1/bots/faq", supervisor, nil, http.StatusForbidden)
 	mustCall(t, base, "DELETE", "/v1/bots/faq", admin, nil, http.StatusNoContent)
 	mustCall(t, base, "POST", "/v1/sessions/refresh", "", map[string]string{"refresh_token": next}, http.StatusUnauthorized)
+	deletedBotRefused(t, base, botAccess, path)
+	if got := mustCall(t, base, "GET", path, supervisor, nil, http.StatusOK); got["assignee"] != "bot:faq" {
+		t.Errorf("after the deleted bot's hand-off: assignee %v, want still bot:faq", got["assignee"])
+	}
 	mustCall(t, base, "GET", "/v1/bots/faq", admin, nil, http.StatusNotFound)
 	mustCall(t, base, "POST", "/v1/bots/faq/session", admin, nil, http.StatusNotFound)
 	mustCall(t, base, "DELETE", "/v1/integrations/crm", admin, nil, http.StatusNoContent)
@@ -145,5 +154,22 @@ func TestBotsAndIntegrations(t *testing.T) {
 		}
 	}
 	logsHoldNone(t, a, logs, map[string]string{"bot's secret": secret, "integration's secret": crm["secret"].(string),
-		"bot's refresh token": refresh, "bot's new refresh token": next, "bot's access token": access})
+		"bot's refresh token": refresh, "bot's new refresh token": next, "bot's access token": access, "bot's new access token": botAccess})
+}
+
+// deletedBotRefused asserts that the access token of a deleted bot, still
+// valid, is refused at once and alike wherever a bot reaches the
+// conversation at path assigned to it: posting, reading its transcript and
+// handing it off.
+func deletedBotRefused(t *testing.T, base, token, path string) {
+	t.Helper()
+	post := mustCall(t, base, "POST", path+"/messages", token, map[string]any{"text": "still here?"}, http.StatusForbidden)
+	for _, c := range []struct{ method, path string }{
+		{"GET", path + "/messages"},
+		{"POST", path + "/handoff"},
+	} {
+		if got := mustCall(t, base, c.method, c.path, token, nil, http.StatusForbidden); got["type"] != post["type"] || got["detail"] != post["detail"] {
+			t.Errorf("the deleted bot's %s %s = %v, want the refusal of its post, %v", c.method, c.path, got, post)
+		}
+	}
 }

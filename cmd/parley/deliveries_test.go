@@ -116,13 +116,10 @@ func TestDeliveriesEndToEnd(t *testing.T) {
 
 	// Withdrawn, the next message is not delivered; given again, the one
 	// after is, and deliveries keep the order they were stored in.
-	consent := func(ai bool) {
-		mustCall(t, base, "PUT", "/v1/me/consent", visitor, map[string]any{"analytics": false, "network_data": false, "ai": ai}, http.StatusOK)
-	}
 	withdrawn, again := marker(t), marker(t)
-	consent(false)
+	allowAssistant(t, base, visitor, false)
 	mustCall(t, base, "POST", "/v1/conversations/"+conv+"/messages", visitor, map[string]any{"text": withdrawn}, http.StatusCreated)
-	consent(true)
+	allowAssistant(t, base, visitor, true)
 	mustCall(t, base, "POST", "/v1/conversations/"+conv+"/messages", visitor, map[string]any{"text": again}, http.StatusCreated)
 	eventually(t, 20*time.Second, func() bool { _, ok := h.received(hasText(again)); return ok })
 

@@ -2,14 +2,11 @@ package main
 
 import (
 	"net/http"
-	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/parley-chat/parley/pkg/natsembed"
 	"github.com/parley-chat/parley/pkg/stream"
 )
 
@@ -19,28 +16,16 @@ import (
 // session would get anything. Each message comes once.
 func TestLiveAfterUpgrade(t *testing.T) {
 	dir := t.TempDir()
-	srv, err := natsembed.Start(natsembed.Options{StoreDir: filepath.Join(dir, "nats")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	nc, err := nats.Connect(srv.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	old, err := stream.Config(stream.Chat, stream.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	old.RePublish = nil
-	if _, err := js.CreateStream(t.Context(), old); err != nil {
-		t.Fatal(err)
-	}
-	nc.Close()
-	srv.Close()
+	inStore(t, dir, func(js jetstream.JetStream) {
+		old, err := stream.Config(stream.Chat, stream.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		old.RePublish = nil
+		if _, err := js.CreateStream(t.Context(), old); err != nil {
+			t.Fatal(err)
+		}
+	})
 
 	a, logs := testAll(t, dir)
 	if !strings.Contains(logs.String(), `"msg":"applied this version's definition","kind":"stream","name":"CHAT"`) {

@@ -10,11 +10,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/parley-chat/parley/pkg/buspolicy"
-	"github.com/parley-chat/parley/pkg/natsembed"
 	"github.com/parley-chat/parley/pkg/stream"
 )
 
@@ -25,23 +23,11 @@ import (
 func TestStreamsApply(t *testing.T) {
 	dir := t.TempDir()
 	old := stream.Options{ChatMaxAge: time.Hour}
-	srv, err := natsembed.Start(natsembed.Options{StoreDir: filepath.Join(dir, "nats")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	nc, err := nats.Connect(srv.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := stream.Create(t.Context(), js, old, stream.Chat); err != nil {
-		t.Fatal(err)
-	}
-	nc.Close()
-	srv.Close()
+	inStore(t, dir, func(js jetstream.JetStream) {
+		if err := stream.Create(t.Context(), js, old, stream.Chat); err != nil {
+			t.Fatal(err)
+		}
+	})
 
 	a, logs := testAll(t, dir)
 	if !strings.Contains(logs.String(), `"msg":"applied this version's definition","kind":"stream","name":"CHAT"`) {
@@ -59,14 +45,7 @@ func TestStreamsApply(t *testing.T) {
 	}
 
 	// An operator's change by hand is undone.
-	nc, err = nats.Connect(a.NATSURL(), nats.UserInfo(buspolicy.Admin, readTrimmed(t, filepath.Join(dir, natsAdminPasswordFile))))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	if js, err = jetstream.New(nc); err != nil {
-		t.Fatal(err)
-	}
+	_, js := adminConn(t, a)
 	if err := stream.Ensure(t.Context(), js, old, stream.Chat); err != nil {
 		t.Fatal(err)
 	}

@@ -85,11 +85,7 @@ func BenchmarkIngest(b *testing.B) { benchIngest(b, 0) }
 func BenchmarkIngestWithErasures(b *testing.B) { benchIngest(b, 3) }
 
 func benchIngest(b *testing.B, erasures int) {
-	ns := natstest.Start(b, "")
-	nc, js := natstest.Connect(b, ns)
-	if err := stream.Ensure(b.Context(), js, stream.Options{}, stream.Analytics); err != nil {
-		b.Fatal(err)
-	}
+	nc, js := analyticsStream(b)
 	ch := chtest.Start(b)
 	n := b.N * factsPerOp
 	facts, visitors := benchFacts(b, n, time.Now())
@@ -155,11 +151,7 @@ func processCPU(b *testing.B) time.Duration {
 // BenchmarkLag measures the lag from a fact's publication to its row being
 // queryable at about 1,000 facts per second, for five seconds per b.N.
 func BenchmarkLag(b *testing.B) {
-	ns := natstest.Start(b, "")
-	nc, js := natstest.Connect(b, ns)
-	if err := stream.Ensure(b.Context(), js, stream.Options{}, stream.Analytics); err != nil {
-		b.Fatal(err)
-	}
+	nc, js := analyticsStream(b)
 	ch := chtest.Start(b)
 	s := analytics.New(analytics.Deps{NC: nc, ClickHouseDSN: ch.DSN()})
 	go s.Run(b.Context())

@@ -13,7 +13,6 @@ import (
 	"github.com/parley-chat/parley/pkg/chserver/chtest"
 	"github.com/parley-chat/parley/pkg/natsembed/natstest"
 	"github.com/parley-chat/parley/pkg/rpc"
-	"github.com/parley-chat/parley/pkg/stream"
 	"github.com/parley-chat/parley/services/analytics"
 )
 
@@ -57,11 +56,7 @@ func errText(err error) string {
 // for analytics being off).
 func TestReadyOnlyOnceMetricsAnswer(t *testing.T) {
 	ch := chtest.Start(t)
-	ns := natstest.Start(t, "")
-	nc, js := natstest.Connect(t, ns)
-	if err := stream.Ensure(t.Context(), js, stream.Options{}, stream.Analytics); err != nil {
-		t.Fatal(err)
-	}
+	nc, _ := analyticsStream(t)
 	s := analytics.New(analytics.Deps{NC: nc, Log: slog.New(slog.DiscardHandler), ClickHouseDSN: ch.DSN()})
 	_, stop := run(t, s)
 	t.Cleanup(func() { stop() })

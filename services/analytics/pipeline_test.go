@@ -33,13 +33,20 @@ type pipeline struct {
 	s  *analytics.Service
 }
 
-func startPipeline(t *testing.T) *pipeline {
+// analyticsStream starts a server holding the ANALYTICS stream and
+// returns a connection to it and a JetStream of it.
+func analyticsStream(t testing.TB) (*nats.Conn, jetstream.JetStream) {
 	t.Helper()
-	ns := natstest.Start(t, "")
-	nc, js := natstest.Connect(t, ns)
+	nc, js := natstest.Connect(t, natstest.Start(t, ""))
 	if err := stream.Ensure(t.Context(), js, stream.Options{}, stream.Analytics); err != nil {
 		t.Fatal(err)
 	}
+	return nc, js
+}
+
+func startPipeline(t *testing.T) *pipeline {
+	t.Helper()
+	nc, js := analyticsStream(t)
 	ch := chtest.Start(t)
 	s := analytics.New(analytics.Deps{NC: nc, ClickHouseDSN: ch.DSN()})
 	_, stop := run(t, s)
@@ -360,11 +367,7 @@ func TestFactsWaitWhileClickHouseIsDown(t *testing.T) {
 // facts stay in ANALYTICS unread, rather than read and held until the ack
 // wait brings them back.
 func TestNoStoreReadsNothing(t *testing.T) {
-	ns := natstest.Start(t, "")
-	nc, js := natstest.Connect(t, ns)
-	if err := stream.Ensure(t.Context(), js, stream.Options{}, stream.Analytics); err != nil {
-		t.Fatal(err)
-	}
+	nc, js := analyticsStream(t)
 	p := &pipeline{nc: nc, js: js}
 	v := pseudonym(t, "v")
 	for i := range 3 {

@@ -5,7 +5,6 @@ import (
 
 	"github.com/parley-chat/parley/pkg/auth"
 	"github.com/parley-chat/parley/pkg/chatapi"
-	"github.com/parley-chat/parley/pkg/natsembed/natstest"
 	"github.com/parley-chat/parley/pkg/rpc"
 )
 
@@ -14,9 +13,7 @@ import (
 // group picks one at random): every instance goes by what was set, as it
 // lives in the AGENTS bucket and not in one instance's memory.
 func TestAvailabilitySharedByInstances(t *testing.T) {
-	s := natstest.Start(t, "")
-	ks := startKeyService(t, s)
-	ks.add(t, tenant, visitor.ID)
+	s, _ := startKeyed(t, visitor.ID)
 	unlimited(t, s, tenant)
 	startChat(t, s)
 	startChat(t, s)

@@ -8,7 +8,6 @@ import (
 	"github.com/parley-chat/parley/pkg/audit"
 	"github.com/parley-chat/parley/pkg/auth"
 	"github.com/parley-chat/parley/pkg/chatapi"
-	"github.com/parley-chat/parley/pkg/natsembed/natstest"
 	"github.com/parley-chat/parley/pkg/privacyapi"
 	"github.com/parley-chat/parley/pkg/rpc"
 )
@@ -18,9 +17,7 @@ import (
 // answered, a visitor's own reads are not, and a staff read the trail
 // cannot take answers nothing.
 func TestStaffReadsAreAudited(t *testing.T) {
-	s := natstest.Start(t, "")
-	ks := startKeyService(t, s)
-	ks.add(t, tenant, visitor.ID)
+	s, ks := startKeyed(t, visitor.ID)
 	unlimited(t, s, tenant)
 	startChat(t, s)
 	c := newClient(t, s)

@@ -118,13 +118,13 @@ func run(ctx context.Context, d Deps) error {
 		defer cancel()
 		if err := svc.EraseVisitor(ctx, e.Tenant, e.Person); err != nil {
 			// The next start writes it: an open entry whose visitor has no
-			// keys is written back as closed.
-			log.Warn("write an erased visitor's conversations to the view", "err", err)
+			// keys is written back as closed (Restore).
+			leftToNextStart(runCtx, log, "write an erased visitor's conversations to the view", err)
 		}
 		if err := svc.ForgetProfile(ctx, e.Tenant, e.Person); err != nil {
-			// Unreadable already, its key being gone; the next read of it
-			// removes it.
-			log.Warn("remove an erased visitor's profile", "err", err)
+			// Unreadable already, its key being gone; the next start
+			// removes it (ForgetErasedProfiles), as does a read of it.
+			leftToNextStart(runCtx, log, "remove an erased visitor's profile", err)
 		}
 	})
 	// Subscribed before the read models are restored, so that no erasure
@@ -138,7 +138,7 @@ func run(ctx context.Context, d Deps) error {
 		defer cancel()
 		if err := svc.Forget(ctx, e.Tenant, e.Conversation); err != nil {
 			// The next start removes it: CHAT no longer holds its events.
-			log.Warn("remove an erased conversation from the view", "err", err)
+			leftToNextStart(runCtx, log, "remove an erased conversation from the view", err)
 		}
 	})
 	if err != nil {
@@ -209,6 +209,17 @@ func run(ctx context.Context, d Deps) error {
 		}
 		return nil
 	})
+	g.Go(func() error {
+		// An erased visitor's profile, unreadable but theirs, is left
+		// by an erasure this service missed or was stopped in: removed
+		// now, retried until done or the service stops, which leaves it
+		// to the next start.
+		err := store.Retry(gctx, "remove erased visitors' profiles", svc.ForgetErasedProfiles)
+		if err != nil && gctx.Err() == nil {
+			return fmt.Errorf("remove erased visitors' profiles: %w", err)
+		}
+		return nil
+	})
 	<-gctx.Done()
 	// Drained: every request received is answered before Run returns.
 	served.Stop()
@@ -226,6 +237,17 @@ func writeView(ctx context.Context, svc *app.Service, log *slog.Logger) {
 	if err := svc.WriteView(ctx, 0); err != nil {
 		log.Warn("write the view at stop", "err", err)
 	}
+}
+
+// leftToNextStart logs the failure of work an erasure asked for, which
+// the next start completes: a warning, unless the service is stopping,
+// which cut it short and fails nothing.
+func leftToNextStart(run context.Context, log *slog.Logger, what string, err error) {
+	if run.Err() != nil {
+		log.Info(what+": stopping, left to the next start", "err", err)
+		return
+	}
+	log.Warn(what, "err", err)
 }
 
 // following names the read models' consumer in its error.

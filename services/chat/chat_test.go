@@ -10,7 +10,6 @@ import (
 	"github.com/parley-chat/parley/pkg/auth"
 	"github.com/parley-chat/parley/pkg/chatapi"
 	"github.com/parley-chat/parley/pkg/event"
-	"github.com/parley-chat/parley/pkg/natsembed/natstest"
 	"github.com/parley-chat/parley/pkg/rpc"
 )
 
@@ -58,9 +57,7 @@ func texts(ms []chatapi.Message) []string {
 }
 
 func TestConversationFlow(t *testing.T) {
-	s := natstest.Start(t, "")
-	ks := startKeyService(t, s)
-	ks.add(t, tenant, visitor.ID, visitor2.ID)
+	s, _ := startKeyed(t, visitor.ID, visitor2.ID)
 	startChat(t, s)
 	c := newClient(t, s)
 
@@ -155,9 +152,7 @@ func TestConversationFlow(t *testing.T) {
 }
 
 func TestRules(t *testing.T) {
-	s := natstest.Start(t, "")
-	ks := startKeyService(t, s)
-	ks.add(t, tenant, visitor.ID, visitor2.ID)
+	s, _ := startKeyed(t, visitor.ID, visitor2.ID)
 	startChat(t, s)
 	c := newClient(t, s)
 
@@ -271,9 +266,7 @@ func TestRules(t *testing.T) {
 // service, as the system principal, lists a visitor's conversations as the
 // visitor sees them.
 func TestVisitorConversationsForServices(t *testing.T) {
-	s := natstest.Start(t, "")
-	ks := startKeyService(t, s)
-	ks.add(t, tenant, visitor.ID, visitor2.ID)
+	s, _ := startKeyed(t, visitor.ID, visitor2.ID)
 	startChat(t, s)
 	c := newClient(t, s)
 	c.open(visitor, "one")
@@ -296,9 +289,7 @@ func TestVisitorConversationsForServices(t *testing.T) {
 }
 
 func TestRestartRebuildsReadModels(t *testing.T) {
-	s := natstest.Start(t, "")
-	ks := startKeyService(t, s)
-	ks.add(t, tenant, visitor.ID, visitor2.ID)
+	s, _ := startKeyed(t, visitor.ID, visitor2.ID)
 	first := startChat(t, s)
 	c := newClient(t, s)
 

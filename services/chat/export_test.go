@@ -10,15 +10,12 @@ import (
 
 	"github.com/parley-chat/parley/pkg/auth"
 	"github.com/parley-chat/parley/pkg/chatapi"
-	"github.com/parley-chat/parley/pkg/natsembed/natstest"
 	"github.com/parley-chat/parley/pkg/personkey"
 	"github.com/parley-chat/parley/pkg/rpc"
 )
 
 func TestExport(t *testing.T) {
-	s := natstest.Start(t, "")
-	ks := startKeyService(t, s)
-	ks.add(t, tenant, visitor.ID, visitor2.ID)
+	s, ks := startKeyed(t, visitor.ID, visitor2.ID)
 	in := startChat(t, s)
 	c := newClient(t, s)
 
@@ -96,9 +93,7 @@ func TestExport(t *testing.T) {
 }
 
 func TestExportComesInPages(t *testing.T) {
-	s := natstest.Start(t, "")
-	ks := startKeyService(t, s)
-	ks.add(t, tenant, visitor.ID)
+	s, _ := startKeyed(t, visitor.ID)
 	unlimited(t, s, tenant)
 	startChat(t, s)
 	c := newClient(t, s)

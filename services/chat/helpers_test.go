@@ -100,6 +100,16 @@ func (ks *keyService) create(tenant, subject string) (personkey.Keys, error) {
 }
 
 // add gives the subjects keys, as registering a visitor does.
+// startKeyed starts a server and the key service on it, holding the keys
+// of tenant's subjects.
+func startKeyed(t testing.TB, subjects ...string) (*natsembed.Server, *keyService) {
+	t.Helper()
+	s := natstest.Start(t, "")
+	ks := startKeyService(t, s)
+	ks.add(t, tenant, subjects...)
+	return s, ks
+}
+
 func (ks *keyService) add(t testing.TB, tenant string, subjects ...string) {
 	t.Helper()
 	ks.mu.Lock()

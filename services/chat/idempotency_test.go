@@ -37,9 +37,7 @@ func (c client) sendAndForget(p auth.Principal, subject string, args any) {
 }
 
 func TestPostRepeatedWithKeyStoresOnce(t *testing.T) {
-	s := natstest.Start(t, "")
-	ks := startKeyService(t, s)
-	ks.add(t, tenant, visitor.ID)
+	s, _ := startKeyed(t, visitor.ID)
 	first := startChat(t, s)
 	startChat(t, s)
 	c := newClient(t, s)
@@ -122,9 +120,7 @@ func TestPostRepeatedWithKeyStoresOnce(t *testing.T) {
 }
 
 func TestOpenRepeatedWithKey(t *testing.T) {
-	s := natstest.Start(t, "")
-	ks := startKeyService(t, s)
-	ks.add(t, tenant, visitor.ID, visitor2.ID)
+	s, _ := startKeyed(t, visitor.ID, visitor2.ID)
 	startChat(t, s)
 	startChat(t, s)
 	c := newClient(t, s)
@@ -162,9 +158,7 @@ func TestOpenRepeatedWithKey(t *testing.T) {
 }
 
 func TestKeyReusedForAnotherRequest(t *testing.T) {
-	s := natstest.Start(t, "")
-	ks := startKeyService(t, s)
-	ks.add(t, tenant, visitor.ID)
+	s, _ := startKeyed(t, visitor.ID)
 	startChat(t, s)
 	c := newClient(t, s)
 	conv := c.open(visitor, "hello")

@@ -10,7 +10,6 @@ import (
 
 	"github.com/parley-chat/parley/pkg/auth"
 	"github.com/parley-chat/parley/pkg/chatapi"
-	"github.com/parley-chat/parley/pkg/natsembed/natstest"
 )
 
 // listPages reads p's list page by page, limit a page, calling between
@@ -39,9 +38,7 @@ func (c client) listPages(p auth.Principal, limit int, between func()) ([]string
 // one comes exactly once, newest id first, also when a message posted
 // between two pages changes its activity.
 func TestListComesInPages(t *testing.T) {
-	s := natstest.Start(t, "")
-	ks := startKeyService(t, s)
-	ks.add(t, tenant, visitor.ID, visitor2.ID)
+	s, _ := startKeyed(t, visitor.ID, visitor2.ID)
 	unlimited(t, s, tenant)
 	startChat(t, s)
 	c := newClient(t, s)
@@ -103,9 +100,7 @@ func TestListComesInPages(t *testing.T) {
 // bytes as sent (escapes included), and no page smaller than its bounds
 // make it.
 func TestMessagesComeInPages(t *testing.T) {
-	s := natstest.Start(t, "")
-	ks := startKeyService(t, s)
-	ks.add(t, tenant, visitor.ID)
+	s, _ := startKeyed(t, visitor.ID)
 	startChat(t, s)
 	c := newClient(t, s)
 

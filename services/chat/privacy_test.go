@@ -89,9 +89,7 @@ func TestNoPlaintextAtRest(t *testing.T) {
 }
 
 func TestErasedVisitorReadsAsErased(t *testing.T) {
-	s := natstest.Start(t, "")
-	ks := startKeyService(t, s)
-	ks.add(t, tenant, visitor.ID, visitor2.ID)
+	s, ks := startKeyed(t, visitor.ID, visitor2.ID)
 	in := startChat(t, s)
 	c := newClient(t, s)
 
@@ -181,9 +179,7 @@ func TestErasedVisitorReadsAsErased(t *testing.T) {
 // service has a visitor's keys but cannot read them: the rebuild must not
 // wait for them for ever, and every other conversation is served.
 func TestRebuildPassesUnreadableKeys(t *testing.T) {
-	s := natstest.Start(t, "")
-	ks := startKeyService(t, s)
-	ks.add(t, tenant, visitor.ID, visitor2.ID)
+	s, ks := startKeyed(t, visitor.ID, visitor2.ID)
 	in := startChat(t, s)
 	c := newClient(t, s)
 	stuck := c.open(visitor, "unreadable soon")

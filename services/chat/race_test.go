@@ -22,9 +22,7 @@ import (
 // every accepted post is stored exactly once, in one order both instances
 // agree on, and losing writers caught up and retried.
 func TestInstancesRacingOnOneConversation(t *testing.T) {
-	s := natstest.Start(t, "")
-	ks := startKeyService(t, s)
-	ks.add(t, tenant, visitor.ID)
+	s, _ := startKeyed(t, visitor.ID)
 	unlimited(t, s, tenant)
 	instances := []*instance{startChat(t, s), startChat(t, s)}
 	conv := newClient(t, s).open(visitor, "race")
@@ -188,9 +186,7 @@ func storedEvents(t *testing.T, js jetstream.JetStream, subject string) []stored
 // to), and every read, through either instance, shows the post just
 // answered.
 func TestPacedWritersAcrossInstances(t *testing.T) {
-	s := natstest.Start(t, "")
-	ks := startKeyService(t, s)
-	ks.add(t, tenant, visitor.ID)
+	s, _ := startKeyed(t, visitor.ID)
 	unlimited(t, s, tenant)
 	instances := []*instance{startChat(t, s), startChat(t, s)}
 	c := newClient(t, s)

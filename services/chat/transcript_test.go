@@ -18,9 +18,7 @@ import (
 // an instance that never saw them written: transcripts are read from the
 // store, not from what an instance remembers.
 func TestTranscriptReadFromStore(t *testing.T) {
-	s := natstest.Start(t, "")
-	ks := startKeyService(t, s)
-	ks.add(t, tenant, visitor.ID, visitor2.ID)
+	s, _ := startKeyed(t, visitor.ID, visitor2.ID)
 	unlimited(t, s, tenant)
 	first := startChat(t, s)
 	c := newClient(t, s)
@@ -74,9 +72,7 @@ func TestTranscriptReadFromStore(t *testing.T) {
 // finds older ones in the store), before and after a restart: each answers
 // the message it stored, and nothing is stored twice.
 func TestKeyRememberedPastTheRecentOnes(t *testing.T) {
-	s := natstest.Start(t, "")
-	ks := startKeyService(t, s)
-	ks.add(t, tenant, visitor.ID)
+	s, _ := startKeyed(t, visitor.ID)
 	unlimited(t, s, tenant)
 	first := startChat(t, s)
 	c := newClient(t, s)

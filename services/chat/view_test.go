@@ -122,9 +122,7 @@ func viewSettled(t *testing.T, s *natsembed.Server, js jetstream.JetStream, conv
 // entry older than its conversation — and shows the view and the read
 // models it catches up to equal those rebuilt from the stream alone.
 func TestViewCaughtUpEqualsRebuild(t *testing.T) {
-	s := natstest.Start(t, "")
-	ks := startKeyService(t, s)
-	ks.add(t, tenant, visitor.ID, visitor2.ID)
+	s, _ := startKeyed(t, visitor.ID, visitor2.ID)
 	unlimited(t, s, tenant)
 	first := startChat(t, s)
 	c := newClient(t, s)
@@ -301,4 +299,52 @@ func TestViewFollowsErasureAndRemoval(t *testing.T) {
 	if found := storeHolds(t, dir, marker); len(found) > 0 {
 		t.Errorf("store files hold the assignee in the clear")
 	}
+}
+
+// TestErasureCompletedAtStart erases a visitor while the chat service is
+// down, as one stopped in the middle of the erasure's work leaves it, or
+// less: the next start writes their open conversation to the view as
+// closed, with no sealed assignee, and removes their profile from
+// PROFILES, though no one reads it; another visitor's stays.
+func TestErasureCompletedAtStart(t *testing.T) {
+	s, ks := startKeyed(t, visitor.ID, visitor2.ID)
+	first := startChat(t, s)
+	c := newClient(t, s)
+	_, js := natstest.Connect(t, s)
+
+	conv := c.open(visitor, "erase me")
+	c.post(agent, conv, "assigned")
+	for _, v := range []auth.Principal{visitor, visitor2} {
+		c.must(v, chatapi.ProfilePutSubject, chatapi.ProfileArgs{Name: "name of " + v.ID}, nil)
+	}
+	viewSettled(t, s, js, conv)
+	if err := first.stop(); err != nil {
+		t.Fatalf("Run() = %v, want nil", err)
+	}
+	ks.forget(tenant, visitor.ID)
+	startChat(t, s)
+
+	profiles, err := js.Stream(t.Context(), stream.Profiles)
+	if err != nil {
+		t.Fatal(err)
+	}
+	natstest.Eventually(t, 10*time.Second, "the erasure completed", func() error {
+		view, _, err := viewNow(t, s)
+		if err != nil {
+			return err
+		}
+		if e := view[tenant+"."+conv]; !strings.HasPrefix(e.Key, tenant+".closed.") || e.Sealed {
+			return fmt.Errorf("view of the erased visitor's conversation %+v, want closed, no sealed assignee", e)
+		}
+		for v, want := range map[string]uint64{visitor.ID: 0, visitor2.ID: 1} {
+			info, err := profiles.Info(t.Context(), jetstream.WithSubjectFilter(stream.ProfileSubject(tenant, v)))
+			if err != nil {
+				return err
+			}
+			if got := info.State.Subjects[stream.ProfileSubject(tenant, v)]; got != want {
+				return fmt.Errorf("PROFILES holds %d messages of visitor %s, want %d", got, v, want)
+			}
+		}
+		return nil
+	})
 }

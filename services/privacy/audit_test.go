@@ -121,9 +121,7 @@ func TestAuditChainUnderConcurrentWriters(t *testing.T) {
 }
 
 func TestAuditRefusals(t *testing.T) {
-	s := natstest.Start(t, "")
-	start(t, s, newKEK(t))
-	nc, js := natstest.Connect(t, s)
+	nc, js := startOne(t)
 	valid := privacyapi.AppendAuditArgs{Tenant: tenant, Actor: audit.Actor{Role: auth.RoleAdmin, ID: "a1"}, Action: audit.ActionExport, Target: "subject:v1"}
 	with := func(f func(*privacyapi.AppendAuditArgs)) privacyapi.AppendAuditArgs {
 		a := valid

@@ -130,9 +130,7 @@ func TestConsentKeepsTheNoticeInForce(t *testing.T) {
 }
 
 func TestConsentRefusals(t *testing.T) {
-	s := natstest.Start(t, "")
-	start(t, s, newKEK(t))
-	nc, js := natstest.Connect(t, s)
+	nc, js := startOne(t)
 	visitor, erased := mustRegister(t, nc), mustRegister(t, nc)
 	if _, err := erase(t, nc, visitorOf(erased), erased); err != nil {
 		t.Fatal(err)

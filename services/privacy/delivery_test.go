@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -28,6 +29,7 @@ import (
 	"github.com/parley-chat/parley/services/privacy"
 	"github.com/parley-chat/parley/services/privacy/internal/delivery"
 	"github.com/parley-chat/parley/services/privacy/internal/keyring"
+	"github.com/parley-chat/parley/services/privacy/internal/relay"
 )
 
 // fastRetries makes the waits between delivery attempts short: three
@@ -345,6 +347,52 @@ func TestBotReceivesItsConversationsOnly(t *testing.T) {
 	}
 	if !slices.Equal(seen, want) {
 		t.Errorf("bot received %q, want %q", seen, want)
+	}
+}
+
+// TestBotSkipsOthersEventsWithoutCatchUp: the events of conversations not
+// assigned to a bot, which its consumer skips, cost no catch-up with
+// PRIVACY (each a request for the stream's info): whose they are is
+// decided before. The relay, the only other reader of CHAT, catches up at
+// its first batch and then takes events older than that without one, so
+// the requests counted are the deliveries'.
+func TestBotSkipsOthersEventsWithoutCatchUp(t *testing.T) {
+	d := startDelivery(t)
+	faq := newReceiver(t)
+	d.register("faq", privacyapi.KindBot, faq.secret, webhookAt(faq.url))
+	v := d.visitor(true)
+	consumers := []string{relay.Durable, delivery.ConsumerName(tenant, "faq")}
+	d.append(v, "conv-agent", event.ConversationOpened, time.Now(), event.Opened{Stamped: stamped(event.Stamp{}), Visitor: v, Text: "for the agent"})
+	for _, c := range consumers {
+		acked(t, d.js, c, 20*time.Second)
+	}
+
+	var catchUps atomic.Int64
+	sub, err := d.nc.Subscribe("$JS.API.STREAM.INFO."+stream.Privacy, func(*nats.Msg) { catchUps.Add(1) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	if err := d.nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	const skipped = 20
+	at := time.Now().Add(-time.Hour)
+	for range skipped {
+		d.append(v, "conv-agent", event.MessagePosted, at, event.Posted{Stamped: stamped(event.Stamp{Assignee: "agent-1"}),
+			Author: event.Author{Role: "visitor", ID: v}, Text: "to the agent"})
+	}
+	for _, c := range consumers {
+		acked(t, d.js, c, 20*time.Second)
+	}
+	if err := d.nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if n := catchUps.Load(); n != 0 {
+		t.Errorf("%d events not for the bot caused %d catch-ups with %s, want 0", skipped, n, stream.Privacy)
+	}
+	if got := faq.bodies(); len(got) != 0 {
+		t.Errorf("the bot received %d events of conversations not assigned to it, want none", len(got))
 	}
 }
 

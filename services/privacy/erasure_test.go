@@ -196,9 +196,7 @@ func TestEraseEvictsEverywhere(t *testing.T) {
 }
 
 func TestEraseTwiceAnswersTheFirstErasure(t *testing.T) {
-	s := natstest.Start(t, "")
-	start(t, s, newKEK(t))
-	nc, js := natstest.Connect(t, s)
+	nc, js := startOne(t)
 	visitor := mustRegister(t, nc)
 
 	first, err := erase(t, nc, visitorOf(visitor), visitor)
@@ -227,9 +225,7 @@ func TestEraseTwiceAnswersTheFirstErasure(t *testing.T) {
 }
 
 func TestEraseRefusals(t *testing.T) {
-	s := natstest.Start(t, "")
-	start(t, s, newKEK(t))
-	nc, js := natstest.Connect(t, s)
+	nc, js := startOne(t)
 	visitor, other := mustRegister(t, nc), mustRegister(t, nc)
 	before := map[string]uint64{}
 	for _, name := range []string{stream.Privacy, stream.Keys, stream.Audit} {
@@ -270,9 +266,7 @@ func TestEraseRefusals(t *testing.T) {
 }
 
 func TestEraseSubjectWithKeysOnly(t *testing.T) {
-	s := natstest.Start(t, "")
-	start(t, s, newKEK(t))
-	nc, _ := natstest.Connect(t, s)
+	nc, _ := startOne(t)
 	// An agent has keys (for what they write) but no consent record.
 	if _, err := getKeys(t.Context(), nc, agent.ID, true); err != nil {
 		t.Fatal(err)
@@ -337,9 +331,7 @@ func TestErasureStatusSurvivesRestart(t *testing.T) {
 }
 
 func TestStaffErasureIsAudited(t *testing.T) {
-	s := natstest.Start(t, "")
-	start(t, s, newKEK(t))
-	nc, _ := natstest.Connect(t, s)
+	nc, _ := startOne(t)
 	visitor, self := mustRegister(t, nc), mustRegister(t, nc)
 	if _, err := erase(t, nc, admin, visitor); err != nil {
 		t.Fatal(err)

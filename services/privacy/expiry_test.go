@@ -23,9 +23,7 @@ import (
 // event that expires later replaces the schedule, which stays one message
 // in SCHEDULES; an event within the grace of the last schedule stores none.
 func TestRelayPushesExpiryOut(t *testing.T) {
-	s := natstest.Start(t, "")
-	start(t, s, newKEK(t))
-	nc, js := natstest.Connect(t, s)
+	nc, js := startOne(t)
 	if err := stream.Ensure(t.Context(), js, stream.Options{}, stream.Chat); err != nil {
 		t.Fatal(err)
 	}

@@ -17,7 +17,6 @@ import (
 	"github.com/parley-chat/parley/pkg/natsembed/natstest"
 	"github.com/parley-chat/parley/pkg/privacyapi"
 	"github.com/parley-chat/parley/pkg/rpc"
-	"github.com/parley-chat/parley/pkg/stream"
 )
 
 func export(t *testing.T, nc *nats.Conn, p auth.Principal, subject string) (privacyapi.ExportResult, error) {
@@ -82,9 +81,7 @@ func TestNetworkDataNeedsSettingAndConsent(t *testing.T) {
 }
 
 func TestRegisterVisitorRejectsFineNetworkData(t *testing.T) {
-	s := natstest.Start(t, "")
-	start(t, s, newKEK(t))
-	nc, js := natstest.Connect(t, s)
+	nc, js := startOne(t)
 	tests := []struct {
 		name string
 		give privacyapi.NetworkData
@@ -106,17 +103,11 @@ func TestRegisterVisitorRejectsFineNetworkData(t *testing.T) {
 			}
 		})
 	}
-	for name, want := range map[string]uint64{stream.Privacy: 0, stream.Keys: kekState} {
-		if st := streamState(t, js, name); st.Msgs != want {
-			t.Errorf("%s holds %d messages after bad requests, want %d", name, st.Msgs, want)
-		}
-	}
+	nothingStored(t, js)
 }
 
 func TestExport(t *testing.T) {
-	s := natstest.Start(t, "")
-	start(t, s, newKEK(t))
-	nc, _ := natstest.Connect(t, s)
+	nc, _ := startOne(t)
 	visitor, other := mustRegister(t, nc), mustRegister(t, nc)
 	if _, err := call[privacyapi.ConsentResult](t, nc, privacyapi.SetConsentSubject, visitorOf(visitor), privacyapi.SetConsentArgs{
 		Tenant: tenant, Consent: event.Consent{AI: true, NoticeVersion: "n2"},

@@ -25,9 +25,15 @@ func withPinTTL(d *privacy.Deps) { d.RelayPinTTL = testPinTTL }
 // settled waits until the relay has acked every event in CHAT.
 func settled(t *testing.T, js jetstream.JetStream, within time.Duration) {
 	t.Helper()
-	natstest.Until(t, within, "the relay acking every event", func() bool {
-		// The relay may not have made its consumer yet.
-		cons, err := js.Consumer(t.Context(), stream.Chat, relay.Durable)
+	acked(t, js, relay.Durable, within)
+}
+
+// acked waits until the consumer durable of CHAT has acked every event.
+func acked(t *testing.T, js jetstream.JetStream, durable string, within time.Duration) {
+	t.Helper()
+	natstest.Until(t, within, durable+" acking every event", func() bool {
+		// The service may not have made the consumer yet.
+		cons, err := js.Consumer(t.Context(), stream.Chat, durable)
 		if err != nil {
 			return false
 		}

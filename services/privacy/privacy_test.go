@@ -107,6 +107,26 @@ func start(t *testing.T, s *natsembed.Server, kek seal.Key, opts ...func(*privac
 	return &instance{logs: logs, stop: stop, nc: nc}
 }
 
+// startOne starts a server with one instance of the privacy service on it,
+// and returns a connection to it and a JetStream of it.
+func startOne(t *testing.T) (*nats.Conn, jetstream.JetStream) {
+	t.Helper()
+	s := natstest.Start(t, "")
+	start(t, s, newKEK(t))
+	return natstest.Connect(t, s)
+}
+
+// nothingStored asserts that PRIVACY holds no event and KEYS nothing but
+// the key-encryption key's state: what bad requests leave.
+func nothingStored(t *testing.T, js jetstream.JetStream) {
+	t.Helper()
+	for name, want := range map[string]uint64{stream.Privacy: 0, stream.Keys: kekState} {
+		if st := streamState(t, js, name); st.Msgs != want {
+			t.Errorf("%s holds %d messages after bad requests, want %d", name, st.Msgs, want)
+		}
+	}
+}
+
 // serving reports whether the connection cid subscribes to the subjects of
 // the service: the key service's, registered first, and the internal
 // audit's, registered last, so every call in between is served too.
@@ -373,9 +393,7 @@ func TestOtherKEKCannotUnwrap(t *testing.T) {
 }
 
 func TestGetUnknownSubject(t *testing.T) {
-	s := natstest.Start(t, "")
-	start(t, s, newKEK(t))
-	nc, js := natstest.Connect(t, s)
+	nc, js := startOne(t)
 	cache, err := personkey.NewCache(nc)
 	if err != nil {
 		t.Fatal(err)
@@ -408,9 +426,7 @@ func TestGetUnknownSubject(t *testing.T) {
 }
 
 func TestKeyRequestRejectsBadIDs(t *testing.T) {
-	s := natstest.Start(t, "")
-	start(t, s, newKEK(t))
-	nc, js := natstest.Connect(t, s)
+	nc, js := startOne(t)
 
 	tests := []struct {
 		name string
@@ -442,9 +458,7 @@ func register(ctx context.Context, nc *nats.Conn, args privacyapi.RegisterVisito
 }
 
 func TestRegisterVisitor(t *testing.T) {
-	s := natstest.Start(t, "")
-	start(t, s, newKEK(t))
-	nc, js := natstest.Connect(t, s)
+	nc, js := startOne(t)
 	ps, err := js.Stream(t.Context(), stream.Privacy)
 	if err != nil {
 		t.Fatal(err)
@@ -493,9 +507,7 @@ func TestRegisterVisitor(t *testing.T) {
 }
 
 func TestRegisterVisitorRejectsBadInput(t *testing.T) {
-	s := natstest.Start(t, "")
-	start(t, s, newKEK(t))
-	nc, js := natstest.Connect(t, s)
+	nc, js := startOne(t)
 
 	tests := []struct {
 		name string
@@ -515,11 +527,7 @@ func TestRegisterVisitorRejectsBadInput(t *testing.T) {
 			}
 		})
 	}
-	for name, want := range map[string]uint64{stream.Privacy: 0, stream.Keys: kekState} {
-		if st := streamState(t, js, name); st.Msgs != want {
-			t.Errorf("%s holds %d messages after bad requests, want %d", name, st.Msgs, want)
-		}
-	}
+	nothingStored(t, js)
 }
 
 func TestRunRequiresDeps(t *testing.T) {

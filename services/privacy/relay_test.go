@@ -374,9 +374,7 @@ func TestRelayRecoversConsumerLostInRestart(t *testing.T) {
 }
 
 func TestEraseStoresAnalyticsCleanupWhenAnalyticsIsAway(t *testing.T) {
-	s := natstest.Start(t, "")
-	start(t, s, newKEK(t))
-	nc, js := natstest.Connect(t, s)
+	nc, js := startOne(t)
 	visitor := mustRegister(t, nc)
 	k, err := getKeys(t.Context(), nc, visitor, false)
 	if err != nil {

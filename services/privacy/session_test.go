@@ -121,9 +121,7 @@ func TestRefreshTokenRotates(t *testing.T) {
 // TestSignOut: a signed-out session refreshes no more, with any of its
 // tokens; sign-in and sign-out are audited, without a token.
 func TestSignOut(t *testing.T) {
-	s := natstest.Start(t, "")
-	start(t, s, newKEK(t))
-	nc, _ := natstest.Connect(t, s)
+	nc, _ := startOne(t)
 
 	sess, err := startSession(t, nc, agent)
 	if err != nil {
@@ -155,9 +153,7 @@ func TestSignOut(t *testing.T) {
 // and no other's; nobody else may, and only staff sessions start outside
 // registration.
 func TestSignOutEverywhere(t *testing.T) {
-	s := natstest.Start(t, "")
-	start(t, s, newKEK(t))
-	nc, _ := natstest.Connect(t, s)
+	nc, _ := startOne(t)
 	other := auth.Principal{Tenant: tenant, ID: "agent-2", Role: auth.RoleAgent}
 
 	var mine []privacyapi.Session

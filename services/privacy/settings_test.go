@@ -10,16 +10,13 @@ import (
 
 	"github.com/parley-chat/parley/pkg/audit"
 	"github.com/parley-chat/parley/pkg/auth"
-	"github.com/parley-chat/parley/pkg/natsembed/natstest"
 	"github.com/parley-chat/parley/pkg/privacyapi"
 	"github.com/parley-chat/parley/pkg/rpc"
 	"github.com/parley-chat/parley/pkg/stream"
 )
 
 func TestSettings(t *testing.T) {
-	s := natstest.Start(t, "")
-	start(t, s, newKEK(t))
-	nc, js := natstest.Connect(t, s)
+	nc, js := startOne(t)
 	get := func(p auth.Principal) (privacyapi.Settings, error) {
 		return call[privacyapi.Settings](t, nc, privacyapi.GetSettingsSubject, p, privacyapi.TenantArgs{Tenant: tenant})
 	}

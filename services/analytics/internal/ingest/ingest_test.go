@@ -133,17 +133,24 @@ func publishErasure(t *testing.T, js jetstream.JetStream, pseudonym string) *jet
 	return ack
 }
 
+// analyticsStream starts a server holding the ANALYTICS stream and
+// returns a JetStream of it.
+func analyticsStream(t *testing.T) jetstream.JetStream {
+	t.Helper()
+	_, js := natstest.Connect(t, natstest.Start(t, ""))
+	if err := stream.Ensure(t.Context(), js, stream.Options{}, stream.Analytics); err != nil {
+		t.Fatal(err)
+	}
+	return js
+}
+
 // TestErasureHoldsAcksNotInserts has an erasure request stored while the
 // ingester runs, between facts, with a store whose deletion does not end
 // until the test says: the later facts are inserted meanwhile, except the
 // erased pseudonym's, and nothing from the erasure request on is acked
 // before the deletion is done.
 func TestErasureHoldsAcksNotInserts(t *testing.T) {
-	ns := natstest.Start(t, "")
-	_, js := natstest.Connect(t, ns)
-	if err := stream.Ensure(t.Context(), js, stream.Options{}, stream.Analytics); err != nil {
-		t.Fatal(err)
-	}
+	js := analyticsStream(t)
 	erased, kept := strings.Repeat("e", 64), strings.Repeat("a", 64)
 	st := &memStore{erasing: make(chan struct{})}
 	run(t, js, st, 0)
@@ -172,11 +179,7 @@ func TestErasureHoldsAcksNotInserts(t *testing.T) {
 // order, and nothing from the first request on is acked before its
 // deletion is done.
 func TestWaitingErasuresKeepFactsOut(t *testing.T) {
-	ns := natstest.Start(t, "")
-	_, js := natstest.Connect(t, ns)
-	if err := stream.Ensure(t.Context(), js, stream.Options{}, stream.Analytics); err != nil {
-		t.Fatal(err)
-	}
+	js := analyticsStream(t)
 	a, b, kept := strings.Repeat("a", 64), strings.Repeat("b", 64), strings.Repeat("k", 64)
 	publishFacts(t, js, a, 0, 50)
 	publishFacts(t, js, kept, 50, 50)
@@ -214,11 +217,7 @@ func TestWaitingErasuresKeepFactsOut(t *testing.T) {
 // after it, and each request's pseudonym is deleted after the facts before
 // it went in.
 func TestErasuresDuringADeletionGoTogether(t *testing.T) {
-	ns := natstest.Start(t, "")
-	_, js := natstest.Connect(t, ns)
-	if err := stream.Ensure(t.Context(), js, stream.Options{}, stream.Analytics); err != nil {
-		t.Fatal(err)
-	}
+	js := analyticsStream(t)
 	a, b, c, kept := strings.Repeat("a", 64), strings.Repeat("b", 64), strings.Repeat("c", 64), strings.Repeat("k", 64)
 	st := &memStore{erasing: make(chan struct{})}
 	run(t, js, st, 0)
@@ -244,11 +243,7 @@ func TestErasuresDuringADeletionGoTogether(t *testing.T) {
 // TestBacklogTailGoesWhenIdle drains a backlog smaller than a batch with a
 // batch window of an hour: only the idle flush can insert it.
 func TestBacklogTailGoesWhenIdle(t *testing.T) {
-	ns := natstest.Start(t, "")
-	_, js := natstest.Connect(t, ns)
-	if err := stream.Ensure(t.Context(), js, stream.Options{}, stream.Analytics); err != nil {
-		t.Fatal(err)
-	}
+	js := analyticsStream(t)
 	const backlog = MinIdleBatch + MinIdleBatch/2
 	publishFacts(t, js, "", 0, backlog)
 

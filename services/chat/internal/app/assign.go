@@ -84,7 +84,9 @@ func (s *Service) registered(ctx context.Context, tenant, id string) (bool, erro
 
 // stillRegistered refuses a bot whose registration was deleted: its
 // access token outlives the deletion by up to its lifetime, and a
-// deletion stops the bot at once. Any other principal passes.
+// deletion stops the bot at once. Every command checks it (updateKeyed),
+// and every read of one conversation (findAllowed): a bot reaches a
+// conversation no other way. Any other principal passes.
 func (s *Service) stillRegistered(ctx context.Context, p auth.Principal) error {
 	if p.Role != auth.RoleBot {
 		return nil

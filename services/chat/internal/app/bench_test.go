@@ -7,7 +7,6 @@ import (
 
 	"github.com/parley-chat/parley/pkg/auth"
 	"github.com/parley-chat/parley/pkg/chatapi"
-	"github.com/parley-chat/parley/pkg/privacyapi"
 
 	"github.com/parley-chat/parley/services/chat/internal/app"
 )
@@ -45,17 +44,16 @@ func BenchmarkInboxPage(b *testing.B) {
 // the bot assigned with ai consent: what a bot's redaction adds to a page.
 func BenchmarkTranscriptPage(b *testing.B) {
 	w := newWorld()
-	reg := &registry{bots: map[string]bool{privacyapi.IntegrationKey(tenant, "faq"): true}}
+	reg := registeredFAQ()
 	visitor := visitorN(1)
 	// The clock moves on with each post, which the message limit would
 	// refuse at once.
 	now := time.Now()
 	in := w.startWith(b, app.Options{Bots: reg, Consents: &consents{ai: map[string]bool{visitor.ID: true}}, Now: func() time.Time { return now }})
 	conv := in.open(b, visitor, "hello")
-	if _, err := in.Assign(b.Context(), supervisor, chatapi.AssignArgs{Conversation: conv, Bot: "faq"}); err != nil {
+	if _, err := in.Assign(b.Context(), supervisor, chatapi.AssignArgs{Conversation: conv, Bot: faq.ID}); err != nil {
 		b.Fatal(err)
 	}
-	faq := auth.Principal{Tenant: tenant, ID: "faq", Role: auth.RoleBot}
 	for range 99 {
 		now = now.Add(2 * time.Second)
 		if _, err := in.Post(b.Context(), faq, chatapi.PostArgs{Conversation: conv, Text: "Thanks, I will write to ada.lovelace@example.com or call +44 20 7946 0958 about your order tomorrow morning."}); err != nil {

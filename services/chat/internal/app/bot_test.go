@@ -24,6 +24,14 @@ type registry struct {
 	lookups int
 }
 
+// faq is the bot the tests register.
+var faq = auth.Principal{Tenant: tenant, ID: "faq", Role: auth.RoleBot}
+
+// registeredFAQ returns a registry holding faq alone.
+func registeredFAQ() *registry {
+	return &registry{bots: map[string]bool{privacyapi.IntegrationKey(faq.Tenant, faq.ID): true}}
+}
+
 func (r *registry) Registered(_ context.Context, tenant, id string) (bool, error) {
 	r.lookups++
 	return r.bots[privacyapi.IntegrationKey(tenant, id)], nil
@@ -34,10 +42,11 @@ func (r *registry) Registered(_ context.Context, tenant, id string) (bool, error
 // the registry read once per assignment, and not at all for one that
 // changes nothing. The bot then posts as itself, reads no list or summary
 // (nor a transcript, with no consent kept), and hands off with a summary
-// that leaves out the visitor's profile.
+// that leaves out the visitor's profile. Deleted, it is refused its post,
+// transcript read and hand-off alike.
 func TestAssignToBot(t *testing.T) {
 	w := newWorld()
-	reg := &registry{bots: map[string]bool{privacyapi.IntegrationKey(tenant, "faq"): true}}
+	reg := registeredFAQ()
 	in := w.startWith(t, app.Options{Bots: reg})
 	ctx := t.Context()
 	visitor := visitorN(1)
@@ -47,7 +56,7 @@ func TestAssignToBot(t *testing.T) {
 	}
 	for _, args := range []chatapi.AssignArgs{
 		{Conversation: conv, Bot: "nobody"},
-		{Conversation: conv, Bot: "faq", Agent: "a1"},
+		{Conversation: conv, Bot: faq.ID, Agent: "a1"},
 	} {
 		var ve *conversation.ValidationError
 		if _, err := in.Assign(ctx, supervisor, args); !errors.As(err, &ve) || ve.Field != "bot_id" {
@@ -55,15 +64,14 @@ func TestAssignToBot(t *testing.T) {
 		}
 	}
 	reg.lookups = 0
-	sum, err := in.Assign(ctx, supervisor, chatapi.AssignArgs{Conversation: conv, Bot: "faq"})
+	sum, err := in.Assign(ctx, supervisor, chatapi.AssignArgs{Conversation: conv, Bot: faq.ID})
 	if err != nil || sum.Assignee == nil || *sum.Assignee != "bot:faq" {
 		t.Fatalf("Assign(bot faq) = %+v, %v; want assigned to bot:faq", sum, err)
 	}
-	if _, err := in.Assign(ctx, supervisor, chatapi.AssignArgs{Conversation: conv, Bot: "faq"}); err != nil || reg.lookups != 1 {
+	if _, err := in.Assign(ctx, supervisor, chatapi.AssignArgs{Conversation: conv, Bot: faq.ID}); err != nil || reg.lookups != 1 {
 		t.Errorf("Assign(bot faq) again = %v after %d lookups, want nil after 1", err, reg.lookups)
 	}
 
-	faq := auth.Principal{Tenant: tenant, ID: "faq", Role: auth.RoleBot}
 	if _, err := in.Post(ctx, faq, chatapi.PostArgs{Conversation: conv, Text: "how may I help?"}); err != nil {
 		t.Fatalf("Post(bot) = %v", err)
 	}
@@ -91,15 +99,21 @@ func TestAssignToBot(t *testing.T) {
 		t.Errorf("Get(visitor) = %+v, %v; want their profile", sum, err)
 	}
 	// Deleted, the bot is stopped at once, though its token lives on.
-	if _, err := in.Assign(ctx, supervisor, chatapi.AssignArgs{Conversation: conv, Bot: "faq"}); err != nil {
+	if _, err := in.Assign(ctx, supervisor, chatapi.AssignArgs{Conversation: conv, Bot: faq.ID}); err != nil {
 		t.Fatal(err)
 	}
-	delete(reg.bots, privacyapi.IntegrationKey(tenant, "faq"))
+	delete(reg.bots, privacyapi.IntegrationKey(faq.Tenant, faq.ID))
 	if _, err := in.Post(ctx, faq, chatapi.PostArgs{Conversation: conv, Text: "still here?"}); !errors.Is(err, conversation.ErrForbidden) {
 		t.Errorf("Post(deleted bot) = %v, want ErrForbidden", err)
 	}
 	if _, err := in.messages(t, faq, chatapi.MessagesArgs{Conversation: conv}); !errors.Is(err, conversation.ErrForbidden) {
 		t.Errorf("Messages(deleted bot) = %v, want ErrForbidden", err)
+	}
+	if _, err := in.HandOff(ctx, faq, chatapi.ConversationArgs{Conversation: conv}); !errors.Is(err, conversation.ErrForbidden) {
+		t.Errorf("HandOff(deleted bot) = %v, want ErrForbidden", err)
+	}
+	if sum, err := in.Get(ctx, supervisor, chatapi.ConversationArgs{Conversation: conv}); err != nil || sum.Assignee == nil || *sum.Assignee != "bot:faq" {
+		t.Errorf("Get(supervisor) after the deleted bot's hand-off = %+v, %v; want still assigned to bot:faq", sum, err)
 	}
 }
 
@@ -109,7 +123,7 @@ func TestNoBotsKept(t *testing.T) {
 	in := newWorld().start(t)
 	conv := in.open(t, visitorN(1), "hello")
 	var ve *conversation.ValidationError
-	if _, err := in.Assign(t.Context(), supervisor, chatapi.AssignArgs{Conversation: conv, Bot: "faq"}); !errors.As(err, &ve) || ve.Field != "bot_id" {
+	if _, err := in.Assign(t.Context(), supervisor, chatapi.AssignArgs{Conversation: conv, Bot: faq.ID}); !errors.As(err, &ve) || ve.Field != "bot_id" {
 		t.Errorf("Assign(bot) without a registry = %v, want a ValidationError naming bot_id", err)
 	}
 }
@@ -142,7 +156,7 @@ func (c *consents) set(visitor string, ai bool) {
 // line by whoever asked, after which the bot reads nothing.
 func TestBotReadsTranscriptRedacted(t *testing.T) {
 	w := newWorld()
-	reg := &registry{bots: map[string]bool{privacyapi.IntegrationKey(tenant, "faq"): true}}
+	reg := registeredFAQ()
 	ai := &consents{ai: map[string]bool{}}
 	in := w.startWith(t, app.Options{Bots: reg, Consents: ai})
 	ctx := t.Context()
@@ -153,11 +167,10 @@ func TestBotReadsTranscriptRedacted(t *testing.T) {
 	if _, err := in.PutProfile(ctx, visitor, chatapi.ProfileArgs{Name: "Ada"}); err != nil {
 		t.Fatal(err)
 	}
-	faq := auth.Principal{Tenant: tenant, ID: "faq", Role: auth.RoleBot}
 	if _, err := in.messages(t, faq, chatapi.MessagesArgs{Conversation: conv}); !errors.Is(err, conversation.ErrForbidden) {
 		t.Errorf("Messages(bot) before its assignment = %v, want ErrForbidden", err)
 	}
-	if _, err := in.Assign(ctx, supervisor, chatapi.AssignArgs{Conversation: conv, Bot: "faq"}); err != nil {
+	if _, err := in.Assign(ctx, supervisor, chatapi.AssignArgs{Conversation: conv, Bot: faq.ID}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := in.messages(t, faq, chatapi.MessagesArgs{Conversation: conv}); !errors.Is(err, app.ErrNoConsent) || ai.asked != 1 {
@@ -216,13 +229,12 @@ func TestBotReadsTranscriptRedacted(t *testing.T) {
 // page stops earlier, within chatapi.PageBytes.
 func TestBotPageMeasuredRedacted(t *testing.T) {
 	w := newWorld()
-	reg := &registry{bots: map[string]bool{privacyapi.IntegrationKey(tenant, "faq"): true}}
+	reg := registeredFAQ()
 	in := w.startWith(t, app.Options{Bots: reg, Consents: &consents{ai: map[string]bool{visitorN(1).ID: true}}})
 	ctx := t.Context()
 	visitor := visitorN(1)
 	conv := in.open(t, visitor, "hello")
-	faq := auth.Principal{Tenant: tenant, ID: "faq", Role: auth.RoleBot}
-	if _, err := in.Assign(ctx, supervisor, chatapi.AssignArgs{Conversation: conv, Bot: "faq"}); err != nil {
+	if _, err := in.Assign(ctx, supervisor, chatapi.AssignArgs{Conversation: conv, Bot: faq.ID}); err != nil {
 		t.Fatal(err)
 	}
 	// 60,000 bytes each, 75,000 redacted: four fit a page as written

@@ -43,9 +43,6 @@ func (s *Service) Messages(ctx context.Context, p auth.Principal, args chatapi.M
 		return nil, err
 	}
 	bot := p.Role == auth.RoleBot
-	if err := s.stillRegistered(ctx, p); err != nil {
-		return nil, err
-	}
 	if bot && (s.consents == nil || !s.consents.AI(ctx, c.Tenant, c.Visitor)) {
 		return nil, ErrNoConsent
 	}

@@ -15,9 +15,6 @@ import (
 // capacity (see takes). A post repeated with its idempotency key answers
 // the message the first stored.
 func (s *Service) Post(ctx context.Context, p auth.Principal, args chatapi.PostArgs) (chatapi.PostResult, error) {
-	if err := s.stillRegistered(ctx, p); err != nil {
-		return chatapi.PostResult{}, err
-	}
 	k, err := idempotencyOf(p, args.IdempotencyKey, func(ctx context.Context, prior Record) error {
 		var posted event.Posted
 		if err := s.openPrior(ctx, prior, event.MessagePosted, &posted); err != nil {

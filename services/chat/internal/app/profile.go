@@ -8,6 +8,7 @@ import (
 
 	"github.com/parley-chat/parley/pkg/auth"
 	"github.com/parley-chat/parley/pkg/chatapi"
+	"github.com/parley-chat/parley/pkg/personkey"
 	"github.com/parley-chat/parley/pkg/seal"
 
 	"github.com/parley-chat/parley/services/chat/internal/conversation"
@@ -28,6 +29,10 @@ type ProfileStore interface {
 	// Remove removes every version of the visitor's profile, overwriting
 	// its bytes; a visitor without one is no error.
 	Remove(ctx context.Context, tenant, visitor string) error
+	// Visitors calls fn with the tenant and id of each visitor that has a
+	// profile, in no particular order, and stops at fn's first error,
+	// which it returns.
+	Visitors(ctx context.Context, fn func(tenant, visitor string) error) error
 }
 
 // errNoProfiles is the profile calls of a Service started without a
@@ -100,6 +105,32 @@ func (s *Service) ForgetProfile(ctx context.Context, tenant, visitor string) err
 	return s.profiles.Remove(ctx, tenant, visitor)
 }
 
+// ForgetErasedProfiles removes the profiles of erased visitors that are
+// left in the store: their erasure's broadcast came while no instance
+// ran, or the removal it asked for was cut short by a stop. Run at start,
+// it completes those erasures; a read of such a profile also removes it
+// (profilesOf). It asks for the keys of every visitor with a profile.
+func (s *Service) ForgetErasedProfiles(ctx context.Context) error {
+	if s.profiles == nil {
+		return nil
+	}
+	return s.profiles.Visitors(ctx, func(tenant, visitor string) error {
+		_, _, err := s.keysOrForget(ctx, tenant, visitor)
+		return err
+	})
+}
+
+// keysOrForget returns the visitor's keys, or removes their profile and
+// reports them erased when they have none: unreadable, it is theirs no
+// more.
+func (s *Service) keysOrForget(ctx context.Context, tenant, visitor string) (personkey.Keys, bool, error) {
+	keys, err := s.visitorKeys(ctx, tenant, visitor)
+	if errors.Is(err, conversation.ErrErased) {
+		return personkey.Keys{}, true, s.profiles.Remove(ctx, tenant, visitor)
+	}
+	return keys, false, err
+}
+
 // profilesOf returns the profiles of those of visitors of tenant that gave
 // one and are not erased, in one read of the store. A profile left by a
 // visitor erased while no chat instance ran is removed on the way.
@@ -113,15 +144,12 @@ func (s *Service) profilesOf(ctx context.Context, tenant string, visitors []stri
 		return nil, err
 	}
 	for visitor, b := range sealed {
-		keys, err := s.visitorKeys(ctx, tenant, visitor)
-		if errors.Is(err, conversation.ErrErased) {
-			if err := s.profiles.Remove(ctx, tenant, visitor); err != nil {
-				return nil, err
-			}
-			continue
-		}
+		keys, erased, err := s.keysOrForget(ctx, tenant, visitor)
 		if err != nil {
 			return nil, err
+		}
+		if erased {
+			continue
 		}
 		pt, err := seal.Open(keys.Data, b, profileAD(tenant, visitor))
 		if err != nil {

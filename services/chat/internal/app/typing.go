@@ -23,7 +23,8 @@ func (s *Service) Typing(ctx context.Context, p auth.Principal, args chatapi.Con
 // findAllowed returns the conversation id of p's tenant when allow lets p
 // at it, decided on the state this instance holds and, when that refuses,
 // on the state caught up from the store: an assignment on another instance
-// may allow it.
+// may allow it. A bot no longer registered is refused once allowed
+// (stillRegistered).
 func (s *Service) findAllowed(ctx context.Context, p auth.Principal, id string, allow func(*conversation.Conversation, auth.Principal) error) (conversation.Conversation, error) {
 	e, err := s.find(ctx, p.Tenant, id, false)
 	if err != nil {
@@ -37,6 +38,9 @@ func (s *Service) findAllowed(ctx context.Context, p auth.Principal, id string, 
 		c = e.snapshot()
 	}
 	if err := allow(&c, p); err != nil {
+		return conversation.Conversation{}, err
+	}
+	if err := s.stillRegistered(ctx, p); err != nil {
 		return conversation.Conversation{}, err
 	}
 	return c, nil

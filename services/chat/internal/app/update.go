@@ -34,9 +34,13 @@ func (s *Service) update(ctx context.Context, p auth.Principal, id string, decid
 // updateKeyed is update for a request with idempotency k: the last event it
 // appends carries k, and when an event with k is stored already, in what
 // this instance holds or what it catches up with after losing a race, it
-// answers that event (see idempotency.repeat) instead of deciding.
+// answers that event (see idempotency.repeat) instead of deciding. A bot
+// no longer registered is refused every command (stillRegistered).
 func (s *Service) updateKeyed(ctx context.Context, p auth.Principal, id string, k idempotency, decide decision) (conversation.Conversation, []Record, error) {
 	if err := conversation.CheckWriter(p); err != nil {
+		return conversation.Conversation{}, nil, err
+	}
+	if err := s.stillRegistered(ctx, p); err != nil {
 		return conversation.Conversation{}, nil, err
 	}
 	e, err := s.find(ctx, p.Tenant, id, false)

@@ -47,6 +47,25 @@ func (p *Profiles) Remove(ctx context.Context, tenant, visitor string) error {
 	return p.removeBefore(ctx, stream.ProfileSubject(tenant, visitor), math.MaxUint64)
 }
 
+// Visitors implements app.ProfileStore, from the stream's per-subject
+// counts: a removed profile leaves no message on its subject.
+func (p *Profiles) Visitors(ctx context.Context, fn func(tenant, visitor string) error) error {
+	info, err := p.stream.Info(ctx, natsjs.WithSubjectFilter(stream.ProfileSubject("*", "*")))
+	if err != nil {
+		return fmt.Errorf("visitors of %s: %w", stream.Profiles, err)
+	}
+	for subject := range info.State.Subjects {
+		tok := strings.Split(subject, ".")
+		if len(tok) != 3 || stream.ProfileSubject(tok[1], tok[2]) != subject {
+			continue
+		}
+		if err := fn(tok[1], tok[2]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // removeBefore secure-deletes every message on subject below sequence
 // before, read from the stream's leader so that none a replica has yet to
 // apply is missed.

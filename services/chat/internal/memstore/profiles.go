@@ -2,7 +2,9 @@ package memstore
 
 import (
 	"context"
+	"maps"
 	"slices"
+	"strings"
 	"sync"
 )
 
@@ -43,5 +45,19 @@ func (p *Profiles) Remove(_ context.Context, tenant, visitor string) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	delete(p.profiles, conv(tenant, visitor))
+	return nil
+}
+
+// Visitors implements app.ProfileStore.
+func (p *Profiles) Visitors(_ context.Context, fn func(tenant, visitor string) error) error {
+	p.mu.Lock()
+	keys := slices.Collect(maps.Keys(p.profiles))
+	p.mu.Unlock()
+	for _, k := range keys {
+		tenant, visitor, _ := strings.Cut(k, ".")
+		if err := fn(tenant, visitor); err != nil {
+			return err
+		}
+	}
 	return nil
 }

@@ -17,8 +17,10 @@
 // assignee before it (so a bot learns that it was handed off); and the
 // visitor's ai consent held at the event and holds at the attempt
 // (app.ConsentAt, after catching up with consents and erasure requests
-// other instances stored), so a withdrawal stops delivery at the next
-// event, and a backlog retried past it is dropped. Every text is redacted (pkg/redact) before
+// other instances stored, and asking for the keys again), so a withdrawal
+// stops delivery at the next event, and a backlog retried past it is
+// dropped. An event skipped for not being the bot's is skipped before the
+// catch-up, a request to the server: it is delivered to no one either way. Every text is redacted (pkg/redact) before
 // it is put in the body (Body). The body is signed with the integration's
 // secret (pkg/webhook) and POSTed to its webhook within a timeout, or
 // sent as a NATS request to its subject; a 2xx answer, or any reply on
@@ -520,19 +522,14 @@ func (d *Deliverer) prepare(ctx context.Context, rec privacyapi.Integration, m j
 	if payload == nil {
 		return a, errSkip
 	}
-	// Consents and erasure requests other instances stored before this
-	// event reached us must be known: a visitor who withdraws, then
-	// writes, is not delivered, nor one whose erasure began (their keys
-	// are refused from its request on).
-	if err := d.app.CatchUp(ctx); err != nil {
+	// Whether the event is a bot's is sealed in its stamp: it is opened
+	// with the keys held now, before catching up, so that the events a
+	// bot's consumer skips, most of its tenant's, cost no request. A skip
+	// delivers nothing, so keys an erasure is about to refuse may decide
+	// one; they are asked for again once caught up, before anything leaves.
+	k, err := d.keysOf(ctx, e.Tenant, e.Person)
+	if err != nil {
 		return a, err
-	}
-	k, held, err := d.app.HeldKeys(ctx, e.Tenant, e.Person)
-	switch {
-	case err != nil:
-		return a, err
-	case !held:
-		return a, errSkip
 	}
 	if err := e.Open(k.Data, payload); err != nil {
 		return a, errSkip
@@ -543,6 +540,16 @@ func (d *Deliverer) prepare(ctx context.Context, rec privacyapi.Integration, m j
 		if st == nil || st.Assignee != bot && st.PreviousAssignee != bot {
 			return a, errSkip
 		}
+	}
+	// Consents and erasure requests other instances stored before this
+	// event reached us must be known: a visitor who withdraws, then
+	// writes, is not delivered, nor one whose erasure began (their keys
+	// are refused from its request on).
+	if err := d.app.CatchUp(ctx); err != nil {
+		return a, err
+	}
+	if _, err := d.keysOf(ctx, e.Tenant, e.Person); err != nil {
+		return a, err
 	}
 	// The consent must have held at the event and hold now: a backlog
 	// retried past a withdrawal is dropped.
@@ -565,6 +572,19 @@ func (d *Deliverer) prepare(ctx context.Context, rec privacyapi.Integration, m j
 		return a, err
 	}
 	return a, nil
+}
+
+// keysOf returns the keys of tenant's visitor, errSkip when none are held:
+// erased, or their erasure requested as far as this instance knows.
+func (d *Deliverer) keysOf(ctx context.Context, tenant, visitor string) (personkey.Keys, error) {
+	k, held, err := d.app.HeldKeys(ctx, tenant, visitor)
+	switch {
+	case err != nil:
+		return personkey.Keys{}, err
+	case !held:
+		return personkey.Keys{}, errSkip
+	}
+	return k, nil
 }
 
 // recipient is the record that an integration received a visitor's

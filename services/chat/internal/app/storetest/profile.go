@@ -1,6 +1,8 @@
 package storetest
 
 import (
+	"errors"
+	"slices"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -17,6 +19,7 @@ func ProfileStore(t *testing.T, open func(t *testing.T) app.ProfileStore) {
 	}{
 		{"LoadsTheLatestOfEach", loadsTheLatestOfEach},
 		{"RemoveLeavesNone", removeLeavesNone},
+		{"VisitorsNamesEachOnce", visitorsNamesEachOnce},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -78,5 +81,39 @@ func removeLeavesNone(t *testing.T, s app.ProfileStore) {
 	mustSave(t, s, tenant, "v1", "again")
 	if got := loadProfiles(t, s, tenant, "v1"); got["v1"] != "again" {
 		t.Errorf("Load after saving anew = %v, want again", got)
+	}
+}
+
+// visitorsNamesEachOnce: Visitors names each visitor with a profile once,
+// of every tenant, however many versions were saved, and not one whose
+// profile was removed; fn's error stops it.
+func visitorsNamesEachOnce(t *testing.T, s app.ProfileStore) {
+	mustSave(t, s, tenant, "v1", "one")
+	mustSave(t, s, tenant, "v1", "one, changed")
+	mustSave(t, s, tenant, "v2", "two")
+	mustSave(t, s, "other", "v3", "elsewhere")
+	if err := s.Remove(t.Context(), tenant, "v2"); err != nil {
+		t.Fatalf("Remove(v2) = %v", err)
+	}
+	var got []string
+	err := s.Visitors(t.Context(), func(tenant, visitor string) error {
+		got = append(got, tenant+"/"+visitor)
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("Visitors() = %v", err)
+	}
+	slices.Sort(got)
+	if diff := cmp.Diff([]string{tenant + "/v1", "other/v3"}, got); diff != "" {
+		t.Errorf("Visitors() mismatch (-want +got):\n%s", diff)
+	}
+	stop := errors.New("stop")
+	calls := 0
+	err = s.Visitors(t.Context(), func(string, string) error {
+		calls++
+		return stop
+	})
+	if !errors.Is(err, stop) || calls != 1 {
+		t.Errorf("Visitors(fn failing) = %v after %d calls, want fn's error after 1", err, calls)
 	}
 }
