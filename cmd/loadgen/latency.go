@@ -45,11 +45,17 @@ const convQueue = 4
 // site at once, rather than a few posting flat out, keep appends to one
 // conversation (serialised, as they must be) from racing each other.
 func measureLatency(ctx context.Context, p *parley, cfg config, visitors int, rates []float64) ([]latency, error) {
-	// A kept-alive connection per visitor, as their browser would hold.
-	client := &http.Client{Transport: &http.Transport{MaxConnsPerHost: visitors, MaxIdleConnsPerHost: visitors}}
-	convs, err := spreadConversations(ctx, p, client, visitors)
+	setup := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 16}}
+	convs, err := spreadConversations(ctx, p, setup, visitors)
 	if err != nil {
 		return nil, err
+	}
+	// A client and kept-alive connection of each visitor's own, as their
+	// browser would hold: one pool shared by all of them would have every
+	// post take its lock, a wait no visitor has.
+	clients := make([]*http.Client, len(convs))
+	for i := range clients {
+		clients[i] = &http.Client{Transport: &http.Transport{MaxConnsPerHost: 1, MaxIdleConnsPerHost: 1}}
 	}
 	rec := newReceiver()
 	ctx, cancel := context.WithCancel(ctx)
@@ -81,10 +87,10 @@ func measureLatency(ctx context.Context, p *parley, cfg config, visitors int, ra
 		if err := p.settle(ctx, cfg.Settle); err != nil {
 			return nil, err
 		}
-		if _, err := pacedPosts(ctx, p, cfg, client, convs, rec, 2*i, rate, cfg.WarmUp, "warm-up"); err != nil {
+		if _, err := pacedPosts(ctx, p, cfg, clients, convs, rec, 2*i, rate, cfg.WarmUp, "warm-up"); err != nil {
 			return nil, err
 		}
-		l, err := pacedPosts(ctx, p, cfg, client, convs, rec, 2*i+1, rate, cfg.Duration, "")
+		l, err := pacedPosts(ctx, p, cfg, clients, convs, rec, 2*i+1, rate, cfg.Duration, "")
 		if err != nil {
 			return nil, err
 		}
@@ -120,7 +126,7 @@ func spreadConversations(ctx context.Context, p *parley, client *http.Client, n 
 // the last deliveries. Each conversation sends its posts one after the
 // other, as a chat client does to keep them in order; a post due while
 // its conversation has convQueue posts waiting already is shed.
-func pacedPosts(ctx context.Context, p *parley, cfg config, client *http.Client, convs []conversation, rec *receiver, phase int, rate float64, d time.Duration, label string) (latency, error) {
+func pacedPosts(ctx context.Context, p *parley, cfg config, clients []*http.Client, convs []conversation, rec *receiver, phase int, rate float64, d time.Duration, label string) (latency, error) {
 	l := latency{Rate: rate}
 	rec.begin(phase)
 	var posted, errs, shed atomic.Int64
@@ -136,7 +142,7 @@ func pacedPosts(ctx context.Context, p *parley, cfg config, client *http.Client,
 			for range queues[i] {
 				sent := time.Now()
 				body, _ := json.Marshal(map[string]string{"text": nonce(phase, sent) + pad})
-				if err := post(ctx, client, p.base+"/v1/conversations/"+c.id+"/messages", c.token, body, http.StatusCreated, nil); err != nil {
+				if err := post(ctx, clients[i], p.base+"/v1/conversations/"+c.id+"/messages", c.token, body, http.StatusCreated, nil); err != nil {
 					if ctx.Err() == nil {
 						errs.Add(1)
 					}
