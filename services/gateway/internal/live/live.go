@@ -78,10 +78,6 @@ import (
 	"github.com/parley-chat/parley/pkg/stream"
 )
 
-// Subject is what the hub follows: every stored event of every
-// conversation of every tenant, one tenant's (TenantSubject) at a time.
-const Subject = stream.LiveChatSubjects
-
 // TenantSubject is what the hub subscribes to while tenant has sessions
 // on it: every stored event of the tenant's conversations.
 func TenantSubject(tenant string) string { return stream.LiveChatSubject(tenant, ">") }
@@ -251,7 +247,7 @@ func NewHub(log *slog.Logger, keys Keys, history History) *Hub {
 }
 
 // Follow makes the hub follow the chat events stored in CHAT on nc, which
-// the stream republishes on Subject: from then on, each session that
+// the stream republishes on stream.LiveChatSubjects: from then on, each session that
 // starts subscribes to its tenant's events unless another of the tenant
 // has, and the last of the tenant to end unsubscribes. A tenant's events
 // are handled one at a time, in order, on its subscription's goroutine.
