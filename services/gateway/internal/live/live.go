@@ -277,7 +277,9 @@ func (h *Hub) hold(tenant string) error {
 		sub, err := nc.Subscribe(TenantSubject(tenant), h.handle)
 		if err == nil {
 			// A burst must not be dropped as a slow consumer while a key
-			// lookup holds the pipeline for a moment.
+			// lookup holds the pipeline for a moment. The bound is a
+			// tenant's: what waits across tenants is what arrives while
+			// their lookups hold them, as with one subscription.
 			if err = sub.SetPendingLimits(1<<16, 64<<20); err != nil {
 				_ = sub.Unsubscribe()
 			}
