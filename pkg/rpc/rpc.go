@@ -159,7 +159,9 @@ type Handler func(ctx context.Context, data []byte) (any, error)
 func Handle[Req, Resp any](fn func(context.Context, Req) (Resp, error)) Handler {
 	return func(ctx context.Context, data []byte) (any, error) {
 		var req Req
-		if err := json.Unmarshal(data, &req); err != nil {
+		// As results are decoded (see request): a post's text is decoded
+		// here on every post.
+		if err := jsonv1.Unmarshal(data, &req); err != nil {
 			return nil, Errorf(CodeInvalid, "malformed request: %v", err)
 		}
 		if err := admit(ctx, &req); err != nil {

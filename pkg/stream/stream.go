@@ -14,7 +14,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"regexp"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -102,11 +101,23 @@ const (
 	analyticsDuplicates = time.Minute
 )
 
-var tokenRe = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
-
 // ValidToken reports whether s may be used as one token of a NATS subject:
-// tenant, conversation and principal ids all must be.
-func ValidToken(s string) bool { return tokenRe.MatchString(s) }
+// tenant, conversation and principal ids all must be: 1 to 64 of A–Z, a–z,
+// 0–9, '_' and '-'. A loop rather than a regular expression, which cost
+// every event's relay a microsecond of CPU.
+func ValidToken(s string) bool {
+	if len(s) == 0 || len(s) > 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '_', c == '-':
+		default:
+			return false
+		}
+	}
+	return true
+}
 
 // ChatSubject is the subject of one conversation's events.
 func ChatSubject(tenant, conversation string) string {

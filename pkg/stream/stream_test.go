@@ -1,6 +1,7 @@
 package stream_test
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -76,5 +77,29 @@ func TestLiveChatCarriesStoredEventsOnly(t *testing.T) {
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("republished on %s (-want +got):\n%s", stream.LiveChatSubjects, diff)
+	}
+}
+
+func TestValidToken(t *testing.T) {
+	tests := []struct {
+		give string
+		want bool
+	}{
+		{give: "demo", want: true},
+		{give: "a-Z_09", want: true},
+		{give: strings.Repeat("x", 64), want: true},
+		{give: "", want: false},
+		{give: strings.Repeat("x", 65), want: false},
+		{give: "a.b", want: false},
+		{give: "a*", want: false},
+		{give: "a>", want: false},
+		{give: "a b", want: false},
+		{give: "é", want: false},
+		{give: "a\n", want: false},
+	}
+	for _, tt := range tests {
+		if got := stream.ValidToken(tt.give); got != tt.want {
+			t.Errorf("ValidToken(%q) = %v, want %v", tt.give, got, tt.want)
+		}
 	}
 }

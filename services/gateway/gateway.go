@@ -174,11 +174,7 @@ func Run(ctx context.Context, d Deps) error {
 	}
 
 	hub := live.NewHub(log, d.Keys, live.JetStreamHistory(js))
-	sub, err := hub.Subscribe(d.NC)
-	if err != nil {
-		return fmt.Errorf("gateway: subscribe %s: %w", live.Subject, err)
-	}
-	defer sub.Unsubscribe()
+	hub.Follow(d.NC)
 	typing, err := hub.Typing(d.NC, func(ctx context.Context, p auth.Principal, conv string) (chatapi.Summary, error) {
 		var sum chatapi.Summary
 		err := rpc.Call(ctx, d.NC, chatapi.TypingSubject, rpc.Request[chatapi.ConversationArgs]{Principal: p, Args: chatapi.ConversationArgs{Conversation: conv}}, &sum)

@@ -2,15 +2,17 @@ package httpapi
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
-	"io"
 	"net/http"
 	"net/url"
 	"os"
 	"strconv"
+	"sync"
 	"time"
 	"unicode/utf8"
+
+	jsonv2 "github.com/go-json-experiment/json"
+	jsonv1 "github.com/go-json-experiment/json/v1"
 
 	"github.com/parley-chat/parley/pkg/chatapi"
 )
@@ -24,8 +26,9 @@ const maxBody = 6*chatapi.MaxTextBytes + 4<<10
 // oversized bodies are errors. An empty body is accepted only when
 // optional, leaving v as it is.
 func decode(w http.ResponseWriter, r *http.Request, v any, optional bool) error {
-	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
-	if err != nil {
+	buf := bodies.Get().(*bytes.Buffer)
+	defer putBody(buf)
+	if _, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, maxBody)); err != nil {
 		var mbe *http.MaxBytesError
 		switch {
 		case errors.As(err, &mbe):
@@ -35,6 +38,7 @@ func decode(w http.ResponseWriter, r *http.Request, v any, optional bool) error 
 		}
 		return errMalformed
 	}
+	b := buf.Bytes()
 	// The body is in: the deadline ServeHTTP set for it must not cut the
 	// rest of the request short (net/http reads on in the background to
 	// notice a client that goes away, and cancels the request when that
@@ -46,15 +50,27 @@ func decode(w http.ResponseWriter, r *http.Request, v any, optional bool) error 
 	if !utf8.Valid(b) {
 		return errNotUTF8
 	}
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return errMalformed
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+	// go-json-experiment decodes as encoding/json's Decoder with
+	// DisallowUnknownFields does, trailing data refused, in a fraction of
+	// its CPU and allocations; it copies what it keeps, so the buffer goes
+	// back to the pool.
+	if err := jsonv2.Unmarshal(b, v, jsonv1.DefaultOptionsV1(), jsonv2.RejectUnknownMembers(true)); err != nil {
 		return errMalformed
 	}
 	return nil
+}
+
+// bodies holds the buffers request bodies are read into.
+var bodies = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// putBody returns buf to bodies unless it grew past a usual body: a
+// rare large one is not held for good.
+func putBody(buf *bytes.Buffer) {
+	if buf.Cap() > 64<<10 {
+		return
+	}
+	buf.Reset()
+	bodies.Put(buf)
 }
 
 // checkTextSize refuses a message text longer than the chat service takes

@@ -1,14 +1,17 @@
-// Package live is the gateway's WebSocket hub: it follows every chat event
-// on the bus with one subscription, decrypts the ones someone connected may
+// Package live is the gateway's WebSocket hub: it follows the chat events
+// of the tenants connected to it, decrypts the ones someone connected may
 // see, and pushes them to those sessions.
 //
 // It follows the events the CHAT stream republishes as it stores them
-// (stream.LiveChatSubjects), never chat.> itself: an append there reaches a
-// core subscriber whether or not the stream stores it, so a client would be
-// shown a message refused for a stale expected sequence, which was never
-// stored and may never be, and a retried append the stream dropped as a
-// duplicate. The republished subjects carry each stored event once, in the
-// order of the stream, as soon as it is stored.
+// (stream.LiveChatSubjects), never chat.> itself, and only those of the
+// tenants with a session on this hub: one subscription a tenant, made as
+// its first session starts and ended with its last, so that a gateway
+// with nobody of a tenant connected is sent none of its events. An append
+// to chat.> reaches a core subscriber whether or not the stream stores it,
+// so a client would be shown a message refused for a stale expected
+// sequence, which was never stored and may never be, and a retried append
+// the stream dropped as a duplicate. The republished subjects carry each
+// stored event once, in the order of the stream, as soon as it is stored.
 //
 // Who sees what: a visitor sees their own conversations; an agent sees the
 // conversations assigned to them and the unassigned ones (a hand-off, which
@@ -57,6 +60,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strconv"
 	"sync"
@@ -74,9 +78,9 @@ import (
 	"github.com/parley-chat/parley/pkg/stream"
 )
 
-// Subject is what the hub subscribes to: every stored event of every
-// conversation of every tenant.
-const Subject = stream.LiveChatSubjects
+// TenantSubject is what the hub subscribes to while tenant has sessions
+// on it: every stored event of the tenant's conversations.
+func TenantSubject(tenant string) string { return stream.LiveChatSubject(tenant, ">") }
 
 const (
 	// QueueLen bounds the events waiting for one client.
@@ -90,8 +94,8 @@ const (
 	// TypingBurst at once, then one every TypingEvery.
 	TypingEvery = time.Second
 	TypingBurst = 5
-	// lookupTimeout bounds a key lookup, which holds up the whole event
-	// pipeline.
+	// lookupTimeout bounds a key lookup, which holds up the pipeline of
+	// the tenant's events.
 	lookupTimeout = 2 * time.Second
 	// MaxReplay bounds the events a reconnecting client is sent from the
 	// stream; a client further behind is told to resync.
@@ -191,6 +195,19 @@ type Hub struct {
 	sessions int
 	closing  bool
 	wg       sync.WaitGroup
+
+	// feedsMu guards feeds, the subscriptions to the events of the tenants
+	// with sessions, made on conn (nil until Follow: no events).
+	feedsMu sync.Mutex
+	conn    *nats.Conn
+	feeds   map[string]*feed
+}
+
+// feed is the subscription to one tenant's events and the sessions that
+// hold it.
+type feed struct {
+	sub *nats.Subscription
+	n   int
 }
 
 type set map[*session]struct{}
@@ -225,24 +242,79 @@ func NewHub(log *slog.Logger, keys Keys, history History) *Hub {
 		keys:    keys,
 		history: history,
 		tenants: make(map[string]*tenantSessions),
+		feeds:   make(map[string]*feed),
 	}
 }
 
-// Subscribe starts following the chat events stored in CHAT on nc, which
-// the stream republishes on Subject. Messages are handled one at a time, in
-// order, on the subscription's goroutine.
-func (h *Hub) Subscribe(nc *nats.Conn) (*nats.Subscription, error) {
-	sub, err := nc.Subscribe(Subject, h.handle)
-	if err != nil {
-		return nil, err
+// Follow makes the hub follow the chat events stored in CHAT on nc, which
+// the stream republishes on stream.LiveChatSubjects: from then on, each session that
+// starts subscribes to its tenant's events unless another of the tenant
+// has, and the last of the tenant to end unsubscribes. A tenant's events
+// are handled one at a time, in order, on its subscription's goroutine.
+// Call it before the first Start.
+func (h *Hub) Follow(nc *nats.Conn) {
+	h.feedsMu.Lock()
+	h.conn = nc
+	h.feedsMu.Unlock()
+}
+
+// hold makes sure the events of tenant stored from now on reach the hub,
+// subscribing to them for the tenant's first session; release ends it.
+// The subscription is known to the server when hold returns (a flush on
+// the connection), so an event stored after a session's handshake is not
+// missed for a subscription still on its way. A tenant that is no token
+// of a subject (an operator's "*") sees no conversation and is not
+// subscribed to.
+func (h *Hub) hold(tenant string) error {
+	h.feedsMu.Lock()
+	if h.conn == nil || !stream.ValidToken(tenant) {
+		h.feedsMu.Unlock()
+		return nil
 	}
-	// A burst must not be dropped as a slow consumer while a key lookup
-	// holds the pipeline for a moment.
-	if err := sub.SetPendingLimits(1<<16, 64<<20); err != nil {
-		sub.Unsubscribe()
-		return nil, err
+	nc := h.conn
+	f := h.feeds[tenant]
+	if f == nil {
+		sub, err := nc.Subscribe(TenantSubject(tenant), h.handle)
+		if err == nil {
+			// A burst must not be dropped as a slow consumer while a key
+			// lookup holds the pipeline for a moment. The bound is a
+			// tenant's: what waits across tenants is what arrives while
+			// their lookups hold them, as with one subscription.
+			if err = sub.SetPendingLimits(1<<16, 64<<20); err != nil {
+				_ = sub.Unsubscribe()
+			}
+		}
+		if err != nil {
+			h.feedsMu.Unlock()
+			return fmt.Errorf("live: subscribe to a tenant's events: %w", err)
+		}
+		f = &feed{sub: sub}
+		h.feeds[tenant] = f
 	}
-	return sub, nil
+	f.n++
+	h.feedsMu.Unlock()
+	// Outside the lock, and by every session: a session of a tenant whose
+	// subscription another is still flushing must wait for it too.
+	if err := nc.Flush(); err != nil {
+		h.release(tenant)
+		return fmt.Errorf("live: subscribe to a tenant's events: %w", err)
+	}
+	return nil
+}
+
+// release undoes one hold of tenant.
+func (h *Hub) release(tenant string) {
+	h.feedsMu.Lock()
+	defer h.feedsMu.Unlock()
+	f := h.feeds[tenant]
+	if f == nil {
+		return
+	}
+	if f.n--; f.n == 0 {
+		delete(h.feeds, tenant)
+		// Events it was handed and has not handled are of no session now.
+		_ = f.sub.Unsubscribe()
+	}
 }
 
 // Typing relays the typing signals of this hub's clients, checked by
@@ -297,7 +369,11 @@ func (h *Hub) Start(ctx context.Context, p auth.Principal, lim Limits, since *ui
 		return ErrNoStream
 	}
 	s := &session{p: p, replaying: since != nil, room: make(chan struct{}, 1), typing: rate.NewLimiter(rate.Every(TypingEvery), TypingBurst)}
+	if err := h.hold(p.Tenant); err != nil {
+		return err
+	}
 	if err := h.add(s, lim); err != nil {
+		h.release(p.Tenant)
 		return err
 	}
 	conn, err := accept()
@@ -311,8 +387,8 @@ func (h *Hub) Start(ctx context.Context, p auth.Principal, lim Limits, since *ui
 	if p.Role == auth.RoleVisitor {
 		// Every event of a visitor's conversations is sealed under their
 		// key. Fetched on their first event instead, it would hold up the
-		// hub's one pipeline, every session's deliveries, for a round
-		// trip to the key service.
+		// tenant's pipeline, the deliveries to all of the tenant's sessions, for
+		// a round trip to the key service.
 		h.wg.Add(1)
 		go h.prefetchKeys(s)
 	}
@@ -490,6 +566,7 @@ func (h *Hub) remove(s *session) {
 	}
 	h.sessions--
 	h.mu.Unlock()
+	h.release(s.p.Tenant)
 }
 
 func addTo(m map[string]set, id string, s *session) {
