@@ -33,6 +33,49 @@ type exportMemory struct {
 	// SampledPeak is the largest VmRSS sampled every 10 ms meanwhile.
 	SampledPeak int64
 	HWMReset    bool
+	// HeapBefore is parley's Go heap just before the exports, HeapPeak the
+	// most of each of its figures sampled meanwhile (every 50 ms): the
+	// resident growth split into the Go heap's and the rest's. The embedded
+	// NATS server's caches of the stream's blocks are in the Go heap too.
+	HeapBefore, HeapPeak goHeap
+}
+
+// goHeap is parley's Go heap as its /metrics tell.
+type goHeap struct {
+	InUse int64 // spans holding objects, live or garbage not yet swept
+	// Resident is what the heap holds from the OS and has not returned to
+	// it (heap_sys - heap_released): the most of it that can be resident.
+	Resident int64
+	Goal     int64 // the heap size at which the next collection ends
+	GCs      int64 // collections since parley started
+}
+
+// Series of parley's /metrics that goHeap reads.
+const (
+	metricHeapInUse    = "go_memstats_heap_inuse_bytes"
+	metricHeapSys      = "go_memstats_heap_sys_bytes"
+	metricHeapReleased = "go_memstats_heap_released_bytes"
+	metricHeapGoal     = "go_memstats_next_gc_bytes"
+	metricGCs          = "go_gc_duration_seconds_count"
+)
+
+// goHeap samples parley's Go heap.
+func (p *parley) goHeap(ctx context.Context) (goHeap, error) {
+	v, err := p.promValues(ctx, metricHeapInUse, metricHeapSys, metricHeapReleased, metricHeapGoal, metricGCs)
+	if err != nil {
+		return goHeap{}, err
+	}
+	return goHeap{
+		InUse:    int64(v[metricHeapInUse]),
+		Resident: int64(v[metricHeapSys] - v[metricHeapReleased]),
+		Goal:     int64(v[metricHeapGoal]),
+		GCs:      int64(v[metricGCs]),
+	}, nil
+}
+
+// most returns the most of each of h's and o's figures.
+func (h goHeap) most(o goHeap) goHeap {
+	return goHeap{InUse: max(h.InUse, o.InUse), Resident: max(h.Resident, o.Resident), Goal: max(h.Goal, o.Goal), GCs: max(h.GCs, o.GCs)}
 }
 
 // exportMessage is the size of a message of the exported history: large
@@ -53,6 +96,9 @@ func measureExportMemory(ctx context.Context, p *parley, cfg config, historyByte
 		return exportMemory{}, err
 	}
 	m := exportMemory{Messages: n, HistoryBytes: int64(n) * exportMessage, Exports: exports}
+	if m.HeapBefore, err = p.goHeap(ctx); err != nil {
+		return m, err
+	}
 	if m.RSSBefore, err = p.rss(); err != nil {
 		return m, err
 	}
@@ -62,8 +108,9 @@ func measureExportMemory(ctx context.Context, p *parley, cfg config, historyByte
 
 	sampled := make(chan int64, 1)
 	stop := make(chan struct{})
+	m.HeapPeak = m.HeapBefore
 	go func() {
-		peak := m.RSSBefore
+		peak, heapAt := m.RSSBefore, time.Now()
 		tick := time.NewTicker(10 * time.Millisecond)
 		defer tick.Stop()
 		for {
@@ -71,9 +118,17 @@ func measureExportMemory(ctx context.Context, p *parley, cfg config, historyByte
 			case <-stop:
 				sampled <- peak
 				return
-			case <-tick.C:
+			case now := <-tick.C:
 				if rss, err := p.rss(); err == nil {
 					peak = max(peak, rss)
+				}
+				// /metrics less often: reading it costs parley some CPU.
+				if now.Sub(heapAt) < 50*time.Millisecond {
+					continue
+				}
+				heapAt = now
+				if h, err := p.goHeap(ctx); err == nil {
+					m.HeapPeak = m.HeapPeak.most(h)
 				}
 			}
 		}
@@ -92,7 +147,7 @@ func measureExportMemory(ctx context.Context, p *parley, cfg config, historyByte
 	wg.Wait()
 	m.Elapsed = time.Since(start)
 	close(stop)
-	m.SampledPeak = <-sampled
+	m.SampledPeak = <-sampled // and m.HeapPeak written
 	if err := errors.Join(errs...); err != nil {
 		return m, err
 	}
@@ -103,8 +158,8 @@ func measureExportMemory(ctx context.Context, p *parley, cfg config, historyByte
 			return m, err
 		}
 	}
-	fmt.Fprintf(os.Stderr, "%-30s %d × %.1f MiB in %v: parley resident %.1f MiB before, peak %.1f MiB\n", "export: memory",
-		exports, mib(m.ExportBytes), m.Elapsed.Round(time.Millisecond), mib(m.RSSBefore), mib(m.PeakRSS))
+	fmt.Fprintf(os.Stderr, "%-30s %d × %.1f MiB in %v: parley resident %.1f MiB before, peak %.1f MiB; %s\n", "export: memory",
+		exports, mib(m.ExportBytes), m.Elapsed.Round(time.Millisecond), mib(m.RSSBefore), mib(m.PeakRSS), m.heapSummary())
 	return m, nil
 }
 

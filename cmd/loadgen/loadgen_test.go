@@ -185,3 +185,16 @@ func TestParseSizes(t *testing.T) {
 		})
 	}
 }
+
+func TestExportMemorySummary(t *testing.T) {
+	m := exportMemory{
+		RSSBefore: 400 << 20, PeakRSS: 442 << 20, HWMReset: true, ExportBytes: 48 << 20, Elapsed: 14 * time.Second,
+		HeapBefore: goHeap{InUse: 272 << 20, Resident: 412 << 20, Goal: 429 << 20, GCs: 100},
+		HeapPeak:   goHeap{InUse: 430 << 20, Resident: 454 << 20, Goal: 429 << 20, GCs: 116},
+	}
+	want := "400.0 MiB before, peak (VmHWM) 442.0 MiB: +42.0 MiB; Go heap resident 412.0 → 454.0 MiB most (+42.0), " +
+		"in use 272.0 → 430.0 MiB most, goal 429.0 → 429.0 MiB most, 16 collections; 48.0 MiB each export, all in 14s"
+	if got := m.summary(); got != want {
+		t.Errorf("summary() = %q, want %q", got, want)
+	}
+}

@@ -291,8 +291,15 @@ func (m exportMemory) summary() string {
 	if !m.HWMReset {
 		peak = "peak (VmRSS sampled)"
 	}
-	return fmt.Sprintf("%.1f MiB before, %s %.1f MiB: +%.1f MiB; %.1f MiB each export, all in %v",
-		mib(m.RSSBefore), peak, mib(m.PeakRSS), mib(m.PeakRSS-m.RSSBefore), mib(m.ExportBytes), fmtDur(m.Elapsed))
+	return fmt.Sprintf("%.1f MiB before, %s %.1f MiB: +%.1f MiB; %s; %.1f MiB each export, all in %v",
+		mib(m.RSSBefore), peak, mib(m.PeakRSS), mib(m.PeakRSS-m.RSSBefore), m.heapSummary(), mib(m.ExportBytes), fmtDur(m.Elapsed))
+}
+
+// heapSummary is the Go heap's part of the export memory phase's growth.
+func (m exportMemory) heapSummary() string {
+	b, p := m.HeapBefore, m.HeapPeak
+	return fmt.Sprintf("Go heap resident %.1f → %.1f MiB most (+%.1f), in use %.1f → %.1f MiB most, goal %.1f → %.1f MiB most, %d collections",
+		mib(b.Resident), mib(p.Resident), mib(p.Resident-b.Resident), mib(b.InUse), mib(p.InUse), mib(b.Goal), mib(p.Goal), p.GCs-b.GCs)
 }
 
 func mib(n int64) float64 { return float64(n) / (1 << 20) }

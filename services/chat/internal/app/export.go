@@ -1,7 +1,6 @@
 package app
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -140,8 +139,7 @@ func (s *Service) Export(ctx context.Context, p auth.Principal, args chatapi.Exp
 // comma included.
 type exportJSON struct {
 	page
-	buf     *bytes.Buffer // from pageBuffers
-	enc     *json.Encoder
+	itemWriter
 	profile []byte // the profile's JSON, written after the conversations
 	convs   int    // conversations written
 	start   int    // where the conversation being written starts in buf
@@ -149,8 +147,7 @@ type exportJSON struct {
 }
 
 func newExportJSON() *exportJSON {
-	out := &exportJSON{page: page{limit: math.MaxInt}, buf: pageBuffers.Get().(*bytes.Buffer)} // bounded by bytes alone: see chatapi.PageItems
-	out.enc = json.NewEncoder(out.buf)
+	out := &exportJSON{page: page{limit: math.MaxInt}, itemWriter: newItemWriter()} // bounded by bytes alone: see chatapi.PageItems
 	out.buf.WriteString(`{"conversations":[`)
 	return out
 }
@@ -186,15 +183,10 @@ func (out *exportJSON) open(c chatapi.Summary) (int, error) {
 // page with head, the bytes of the conversation still to count, and
 // returns the bytes m counts for; 0 when it did not fit.
 func (out *exportJSON) message(m *chatapi.Message, head int) (int, error) {
-	mark := out.buf.Len()
-	if out.msgs > 0 {
-		out.buf.WriteByte(',')
-	}
-	if err := out.enc.Encode(m); err != nil {
-		out.buf.Truncate(mark)
+	mark, err := out.encode(m, out.msgs > 0)
+	if err != nil {
 		return 0, fmt.Errorf("encode an exported message: %w", err)
 	}
-	out.buf.Truncate(out.buf.Len() - 1) // Encode's newline
 	n := out.buf.Len() - mark
 	if out.msgs == 0 {
 		n++ // the comma after it, in place of the one before

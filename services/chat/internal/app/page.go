@@ -74,8 +74,7 @@ func jsonSize(v any) (int, error) {
 // escaping as it does (HTML characters) was slower.
 type pageJSON struct {
 	page
-	buf *bytes.Buffer // from pageBuffers
-	enc *json.Encoder
+	itemWriter
 	// tail holds the answer's fields after the items (see attach).
 	tail []byte
 }
@@ -83,23 +82,17 @@ type pageJSON struct {
 // newPageJSON returns an empty page of at most limit items (see newPage)
 // listed under field.
 func newPageJSON(limit int, field string) *pageJSON {
-	pg := &pageJSON{page: *newPage(limit), buf: pageBuffers.Get().(*bytes.Buffer)}
-	pg.enc = json.NewEncoder(pg.buf)
+	pg := &pageJSON{page: *newPage(limit), itemWriter: newItemWriter()}
 	pg.buf.WriteString(`{"` + field + `":[`)
 	return pg
 }
 
 // take encodes v into pg if it fits, reporting whether it did.
 func (pg *pageJSON) take(v any) (bool, error) {
-	mark := pg.buf.Len()
-	if pg.items > 0 {
-		pg.buf.WriteByte(',')
-	}
-	if err := pg.enc.Encode(v); err != nil {
-		pg.buf.Truncate(mark)
+	mark, err := pg.encode(v, pg.items > 0)
+	if err != nil {
 		return false, fmt.Errorf("encode a page item: %w", err)
 	}
-	pg.buf.Truncate(pg.buf.Len() - 1) // Encode's newline
 	n := pg.buf.Len() - mark
 	if !pg.fits(n) {
 		pg.buf.Truncate(mark)
@@ -134,6 +127,35 @@ func (pg *pageJSON) end(next *uint64) json.RawMessage {
 	}
 	pg.buf.WriteByte('}')
 	return detach(pg.buf)
+}
+
+// itemWriter writes a page's JSON into a buffer from pageBuffers,
+// encoding each item once: the bytes written are both what the item
+// counts for in the page and what is sent.
+type itemWriter struct {
+	buf *bytes.Buffer
+	enc *json.Encoder
+}
+
+func newItemWriter() itemWriter {
+	buf := pageBuffers.Get().(*bytes.Buffer)
+	return itemWriter{buf: buf, enc: json.NewEncoder(buf)}
+}
+
+// encode appends v's JSON, after a comma when sep, and returns where it
+// begins: the caller measures it from there and truncates back to there
+// to leave it out of the page. On an error nothing is appended.
+func (w itemWriter) encode(v any, sep bool) (mark int, err error) {
+	mark = w.buf.Len()
+	if sep {
+		w.buf.WriteByte(',')
+	}
+	if err := w.enc.Encode(v); err != nil {
+		w.buf.Truncate(mark)
+		return mark, err
+	}
+	w.buf.Truncate(w.buf.Len() - 1) // Encode's newline
+	return mark, nil
 }
 
 // pageBuffers hold pages' JSON while they are written. A page is written

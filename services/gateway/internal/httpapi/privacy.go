@@ -8,8 +8,6 @@ import (
 	"slices"
 	"time"
 
-	jsonv2 "github.com/go-json-experiment/json"
-
 	"github.com/parley-chat/parley/pkg/audit"
 	"github.com/parley-chat/parley/pkg/auth"
 	"github.com/parley-chat/parley/pkg/chatapi"
@@ -195,8 +193,8 @@ func (a *API) export(w http.ResponseWriter, r *http.Request, p auth.Principal, s
 		if err := a.call(r, privacyapi.ExportPageSubject, p, args, &raw); err != nil {
 			return nil, err
 		}
-		var page exportPage
-		if err := jsonv2.Unmarshal(raw, &page); err != nil {
+		page, err := decodeExportPage(raw)
+		if err != nil {
 			return nil, fmt.Errorf("decode %s result: %w", privacyapi.ExportPageSubject, err)
 		}
 		if !out.begun {
