@@ -282,8 +282,9 @@ func (s *Store) consume(ctx context.Context, subject string, from uint64, n int,
 		return fmt.Errorf("create a consumer: %w", err)
 	}
 	defer func() {
-		// What is not deleted here the server removes once inactive.
-		if err := s.stream.DeleteConsumer(context.WithoutCancel(ctx), c.CachedInfo().Name); err != nil {
+		// Not waited for: a delete the server refuses or loses leaves a
+		// consumer it removes once inactive.
+		if err := stream.DeleteConsumerNoWait(s.js, stream.Chat, c.CachedInfo().Name); err != nil {
 			s.log.Warn("delete a reader's consumer", "err", err)
 		}
 	}()
