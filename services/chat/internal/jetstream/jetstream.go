@@ -292,13 +292,16 @@ func (s *Store) consume(ctx context.Context, subject string, from uint64, n int,
 	if err != nil {
 		return fmt.Errorf("fetch: %w", err)
 	}
+	// One message reused for every event: add keeps none of it but what
+	// it holds.
+	var raw natsjs.RawStreamMsg
 	for m := range batch.Messages() {
 		md, err := m.Metadata()
 		if err != nil {
 			return fmt.Errorf("fetch: %w", err)
 		}
-		raw := &natsjs.RawStreamMsg{Subject: m.Subject(), Sequence: md.Sequence.Stream, Header: m.Headers(), Data: m.Data(), Time: md.Timestamp}
-		if err := add(raw, md.NumPending); err != nil {
+		raw = natsjs.RawStreamMsg{Subject: m.Subject(), Sequence: md.Sequence.Stream, Header: m.Headers(), Data: m.Data(), Time: md.Timestamp}
+		if err := add(&raw, md.NumPending); err != nil {
 			return err
 		}
 	}
