@@ -111,15 +111,7 @@ func TestProfileStore(t *testing.T) {
 // answer that sequence, not take the event for removed (ErrDuplicateID,
 // which a request with an Idempotency-Key answers 422).
 func TestResendAnsweredWithAReplicaBehind(t *testing.T) {
-	_, js := natstest.Connect(t, natstest.Start(t, ""))
-	s, err := jetstream.Open(t.Context(), js, stream.Options{}, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	key, err := seal.NewKey()
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, js, key := openStore(t)
 	e, err := event.New(key, event.MessagePosted, "acme", "v1", "c1", time.Now(), event.Posted{Text: "hello"})
 	if err != nil {
 		t.Fatal(err)
@@ -164,15 +156,7 @@ func TestResendAnsweredWithAReplicaBehind(t *testing.T) {
 // a consumer: the consumer, whose delete the read does not wait for, is
 // gone soon after, well before the server would remove it as inactive.
 func TestLongReadLeavesNoConsumer(t *testing.T) {
-	_, js := natstest.Connect(t, natstest.Start(t, ""))
-	s, err := jetstream.Open(t.Context(), js, stream.Options{}, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	key, err := seal.NewKey()
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, js, key := openStore(t)
 	var v uint64
 	for range 300 {
 		e, err := event.New(key, event.MessagePosted, "acme", "v1", "c1", time.Now(), event.Posted{Text: "hello"})
@@ -201,4 +185,20 @@ func TestLongReadLeavesNoConsumer(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// openStore opens the event store on an embedded server of its own and
+// makes a key to seal its events under.
+func openStore(t *testing.T) (*jetstream.Store, natsjs.JetStream, seal.Key) {
+	t.Helper()
+	_, js := natstest.Connect(t, natstest.Start(t, ""))
+	s, err := jetstream.Open(t.Context(), js, stream.Options{}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := seal.NewKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, js, key
 }
