@@ -92,6 +92,16 @@ func askLeader(ctx context.Context, js jetstream.JetStream, name string, req msg
 	return m, nil
 }
 
+// DeleteConsumerNoWait asks the server to delete the consumer named
+// consumer of the named stream, and does not wait for its answer: for a
+// consumer made for one read, whose reader need not wait for a step of
+// the JetStream API (of the meta leader, on a cluster) and which the
+// server removes anyway once inactive. Its error is the request's not
+// being sent.
+func DeleteConsumerNoWait(js jetstream.JetStream, stream, consumer string) error {
+	return js.Conn().Publish(apiSubject(js, "CONSUMER.DELETE."+stream+"."+consumer), nil)
+}
+
 // apiSubject is the subject of the JetStream API call named by what.
 func apiSubject(js jetstream.JetStream, what string) string {
 	prefix := js.Options().APIPrefix

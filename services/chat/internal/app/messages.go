@@ -71,8 +71,12 @@ func (s *Service) Messages(ctx context.Context, p auth.Principal, args chatapi.M
 	// after the cursor. One event more than the page holds tells whether
 	// another page follows.
 	tr := lines{key: key.Data, erased: erased, openingWithdrawn: c.OpeningWithdrawn, redacted: bot}
+	// One line reused for every event: each taken escapes to the encoder,
+	// which would cost a line allocated for each of a page's hundreds.
+	var cm chatapi.Message
 	err = s.scan(ctx, c.Tenant, c.ID, args.Page.After, pg.limit+1, func(r Record) (bool, error) {
-		cm, shown, err := tr.line(r)
+		var shown bool
+		cm, shown, err = tr.line(r)
 		if err != nil {
 			return false, err
 		}
@@ -144,10 +148,12 @@ func (l lines) line(r Record) (chatapi.Message, bool, error) {
 	if l.erased {
 		return m, true, nil
 	}
-	visitor := &event.Author{Role: string(auth.RoleVisitor), ID: env.Person}
+	// Allocated for the lines the visitor wrote only: a posted message
+	// carries its author.
+	visitor := func() *event.Author { return &event.Author{Role: string(auth.RoleVisitor), ID: env.Person} }
 	switch env.Type {
 	case event.ConversationOpened:
-		m.Author = visitor
+		m.Author = visitor()
 		if l.openingWithdrawn {
 			m.Withdrawn = true
 			break
@@ -172,7 +178,7 @@ func (l lines) line(r Record) (chatapi.Message, bool, error) {
 			return m, false, nil
 		}
 		// Only a visitor withdraws, and only their own message.
-		m.ID, m.At, m.Author, m.Withdrawn = w.Message, w.PostedAt, visitor, true
+		m.ID, m.At, m.Author, m.Withdrawn = w.Message, w.PostedAt, visitor(), true
 	case event.ConversationHandedOff:
 		var h event.HandedOff
 		if err := env.Open(l.key, &h); err != nil {

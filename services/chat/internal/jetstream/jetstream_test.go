@@ -2,6 +2,7 @@ package jetstream_test
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
 	"testing"
 	"time"
@@ -110,15 +111,7 @@ func TestProfileStore(t *testing.T) {
 // answer that sequence, not take the event for removed (ErrDuplicateID,
 // which a request with an Idempotency-Key answers 422).
 func TestResendAnsweredWithAReplicaBehind(t *testing.T) {
-	_, js := natstest.Connect(t, natstest.Start(t, ""))
-	s, err := jetstream.Open(t.Context(), js, stream.Options{}, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	key, err := seal.NewKey()
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, js, key := openStore(t)
 	e, err := event.New(key, event.MessagePosted, "acme", "v1", "c1", time.Now(), event.Posted{Text: "hello"})
 	if err != nil {
 		t.Fatal(err)
@@ -157,4 +150,55 @@ func TestResendAnsweredWithAReplicaBehind(t *testing.T) {
 			t.Fatalf("Append(the stored event again) = %d, %v; want %d, nil", got, err, seq)
 		}
 	}
+}
+
+// TestLongReadLeavesNoConsumer reads a page long enough to be read through
+// a consumer: the consumer, whose delete the read does not wait for, is
+// gone soon after, well before the server would remove it as inactive.
+func TestLongReadLeavesNoConsumer(t *testing.T) {
+	s, js, key := openStore(t)
+	var v uint64
+	for range 300 {
+		e, err := event.New(key, event.MessagePosted, "acme", "v1", "c1", time.Now(), event.Posted{Text: "hello"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v, err = s.Append(t.Context(), e, v, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rs, more, err := s.Read(t.Context(), "acme", "c1", 0, 500)
+	if err != nil || len(rs) != 300 || more {
+		t.Fatalf("Read(limit 500) of 300 = %d records, more %v, %v; want 300, false", len(rs), more, err)
+	}
+	chat, err := js.Stream(t.Context(), stream.Chat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	natstest.Eventually(t, 10*time.Second, "the reader's consumer deleted", func() error {
+		info, err := chat.Info(t.Context())
+		if err != nil {
+			return err
+		}
+		if n := info.State.Consumers; n > 0 {
+			return fmt.Errorf("%d consumers", n)
+		}
+		return nil
+	})
+}
+
+// openStore opens the event store on an embedded server of its own and
+// makes a key to seal its events under.
+func openStore(t *testing.T) (*jetstream.Store, natsjs.JetStream, seal.Key) {
+	t.Helper()
+	_, js := natstest.Connect(t, natstest.Start(t, ""))
+	s, err := jetstream.Open(t.Context(), js, stream.Options{}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := seal.NewKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, js, key
 }

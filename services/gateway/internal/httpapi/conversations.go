@@ -1,8 +1,11 @@
 package httpapi
 
 import (
+	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"strconv"
 	"time"
@@ -179,6 +182,53 @@ type messagesReply struct {
 	Next           *uint64        `json:"next"`
 }
 
+// readMessagesReply reads chat's answer raw, whose messages and profile it
+// returns as slices of raw, not copies: a page of hundreds of messages is
+// the largest answer the gateway passes through, and decoding it into a
+// jsontext.Value copies it. A decoder over a bytes.Buffer parses the buffer
+// in place, and a value read ends where the decoder then stands.
+func readMessagesReply(raw []byte) (messagesReply, error) {
+	var res messagesReply
+	d := jsontext.NewDecoder(bytes.NewBuffer(raw))
+	tok, err := d.ReadToken()
+	if err != nil {
+		return res, err
+	}
+	if tok.Kind() != '{' {
+		return res, errors.New("not an object")
+	}
+	for d.PeekKind() == '"' {
+		tok, err := d.ReadToken()
+		if err != nil {
+			return res, err
+		}
+		name := tok.String() // before the next read voids tok
+		v, err := d.ReadValue()
+		if err != nil {
+			return res, err
+		}
+		end := int(d.InputOffset())
+		v = raw[end-len(v) : end : end]
+		switch name {
+		case "messages":
+			res.Messages = v
+		case "visitor_profile":
+			res.VisitorProfile = v
+		case "next":
+			if err := jsonv2.Unmarshal(v, &res.Next); err != nil {
+				return res, err
+			}
+		}
+	}
+	if _, err := d.ReadToken(); err != nil { // the object's end
+		return res, err
+	}
+	if _, err := d.ReadToken(); err != io.EOF {
+		return res, errors.New("data after the object")
+	}
+	return res, nil
+}
+
 // listMessages answers one page of a transcript, oldest first. Each page is
 // one request to the chat service, which checks the caller's access to the
 // conversation again, decides once for the whole page whether its visitor
@@ -197,8 +247,8 @@ func (a *API) listMessages(w http.ResponseWriter, r *http.Request) error {
 	if err := a.call(r, chatapi.MessagesSubject, p, chatapi.MessagesArgs{Conversation: id, Page: pg}, &raw); err != nil {
 		return err
 	}
-	var res messagesReply
-	if err := jsonv2.Unmarshal(raw, &res); err != nil {
+	res, err := readMessagesReply(raw)
+	if err != nil {
 		return fmt.Errorf("decode %s result: %w", chatapi.MessagesSubject, err)
 	}
 	switch res.Messages.Kind() {

@@ -209,7 +209,8 @@ func readsInBatches(t *testing.T, s app.EventStore, f *fixture) {
 
 // readsLongPages: pages of hundreds of events, among another
 // conversation's, are whole and in order, as short ones are (the JetStream
-// store reads them in two ways).
+// store reads them in three ways: by one direct get, by two, or by a
+// direct get and a consumer).
 func readsLongPages(t *testing.T, s app.EventStore, f *fixture) {
 	var want []app.Record
 	var v1, v2 uint64
@@ -232,6 +233,9 @@ func readsLongPages(t *testing.T, s app.EventStore, f *fixture) {
 		{250, 300, want[250:], false},
 		{100, 350, want[100:], false},
 		{50, 349, want[50:399], true},
+		{350, 300, want[350:], false},
+		{445, 300, want[445:], false},
+		{300, 200, want[300:], false},
 	}
 	for _, tt := range tests {
 		var after uint64
