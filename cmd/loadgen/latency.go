@@ -1,8 +1,8 @@
 package main
 
 import (
+	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
@@ -32,6 +32,9 @@ type latency struct {
 	P99, Max  time.Duration
 	// PostP50 and PostP99 are of the POSTs' answers, for comparison.
 	PostP50, PostP99 time.Duration
+	// OwnCPU is the load generator's own CPU time per post, its frame
+	// read and timed included.
+	OwnCPU time.Duration
 }
 
 // convQueue bounds the posts waiting for their conversation's post before
@@ -50,12 +53,14 @@ func measureLatency(ctx context.Context, p *parley, cfg config, visitors int, ra
 	if err != nil {
 		return nil, err
 	}
-	// A client and kept-alive connection of each visitor's own, as their
-	// browser would hold: one pool shared by all of them would have every
-	// post take its lock, a wait no visitor has.
-	clients := make([]*http.Client, len(convs))
-	for i := range clients {
-		clients[i] = &http.Client{Transport: &http.Transport{MaxConnsPerHost: 1, MaxIdleConnsPerHost: 1}}
+	// A kept-alive connection of each visitor's own, as their browser
+	// would hold: one pool shared by all of them would have every post
+	// take its lock, a wait no visitor has.
+	posters := make([]*poster, len(convs))
+	for i, c := range convs {
+		if posters[i], err = newPoster(p.base+"/v1/conversations/"+c.id+"/messages", c.token); err != nil {
+			return nil, err
+		}
 	}
 	rec := newReceiver()
 	ctx, cancel := context.WithCancel(ctx)
@@ -71,11 +76,16 @@ func measureLatency(ctx context.Context, p *parley, cfg config, visitors int, ra
 			return nil, fmt.Errorf("open live stream: %w", err)
 		}
 		conn.SetReadLimit(1 << 20)
+		// Closed once when the phase ends, rather than a context handed to
+		// every read, which would register with it and unregister again
+		// on every frame.
+		stop := context.AfterFunc(ctx, func() { conn.CloseNow() })
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			defer stop()
 			defer conn.CloseNow()
-			rec.read(ctx, conn)
+			rec.read(conn)
 		}()
 	}
 	var out []latency
@@ -87,10 +97,10 @@ func measureLatency(ctx context.Context, p *parley, cfg config, visitors int, ra
 		if err := p.settle(ctx, cfg.Settle); err != nil {
 			return nil, err
 		}
-		if _, err := pacedPosts(ctx, p, cfg, clients, convs, rec, 2*i, rate, cfg.WarmUp, "warm-up"); err != nil {
+		if _, err := pacedPosts(ctx, cfg, posters, rec, 2*i, rate, cfg.WarmUp, "warm-up"); err != nil {
 			return nil, err
 		}
-		l, err := pacedPosts(ctx, p, cfg, clients, convs, rec, 2*i+1, rate, cfg.Duration, "")
+		l, err := pacedPosts(ctx, cfg, posters, rec, 2*i+1, rate, cfg.Duration, "")
 		if err != nil {
 			return nil, err
 		}
@@ -126,23 +136,24 @@ func spreadConversations(ctx context.Context, p *parley, client *http.Client, n 
 // the last deliveries. Each conversation sends its posts one after the
 // other, as a chat client does to keep them in order; a post due while
 // its conversation has convQueue posts waiting already is shed.
-func pacedPosts(ctx context.Context, p *parley, cfg config, clients []*http.Client, convs []conversation, rec *receiver, phase int, rate float64, d time.Duration, label string) (latency, error) {
+func pacedPosts(ctx context.Context, cfg config, posters []*poster, rec *receiver, phase int, rate float64, d time.Duration, label string) (latency, error) {
 	l := latency{Rate: rate}
 	rec.begin(phase)
 	var posted, errs, shed atomic.Int64
 	var wg sync.WaitGroup
 	pad := strings.Repeat("m", max(0, cfg.Payload-40))
-	queues := make([]chan struct{}, len(convs))
-	answered := make([][]time.Duration, len(convs))
-	for i, c := range convs {
+	queues := make([]chan struct{}, len(posters))
+	answered := make([][]time.Duration, len(posters))
+	for i := range posters {
 		queues[i] = make(chan struct{}, convQueue)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			var body []byte
 			for range queues[i] {
 				sent := time.Now()
-				body, _ := json.Marshal(map[string]string{"text": nonce(phase, sent) + pad})
-				if err := post(ctx, clients[i], p.base+"/v1/conversations/"+c.id+"/messages", c.token, body, http.StatusCreated, nil); err != nil {
+				body = appendMessage(body[:0], phase, sent, pad)
+				if err := posters[i].post(ctx, body, http.StatusCreated); err != nil {
 					if ctx.Err() == nil {
 						errs.Add(1)
 					}
@@ -154,7 +165,7 @@ func pacedPosts(ctx context.Context, p *parley, cfg config, clients []*http.Clie
 		}()
 	}
 	name := strings.TrimSpace(fmt.Sprintf("ws: latency at %.0f/s %s", rate, label))
-	start := time.Now()
+	start, cpu := time.Now(), ownCPU()
 	progress := time.NewTicker(time.Second)
 	defer progress.Stop()
 	pace(ctx, rate, d, func(i int) {
@@ -183,12 +194,13 @@ func pacedPosts(ctx context.Context, p *parley, cfg config, clients []*http.Clie
 	}
 	lat := rec.end()
 	l.Posted, l.Errors, l.Shed = posted.Load(), errs.Load(), shed.Load()
+	l.OwnCPU = perOp(cpu, l.Posted)
 	l.Achieved = float64(l.Posted) / el.Seconds()
 	l.Delivered = int64(len(lat))
 	l.P50, l.P90, l.P99, l.Max = percentile(lat, 50), percentile(lat, 90), percentile(lat, 99), percentile(lat, 100)
 	all := slices.Concat(answered...)
 	l.PostP50, l.PostP99 = percentile(all, 50), percentile(all, 99)
-	fmt.Fprintf(os.Stderr, "\r%-30s %5.1fs %9d ok %9.0f/s %7d delivered, p50 %v p99 %v\n", name, el.Seconds(), l.Posted, l.Achieved, l.Delivered, fmtDur(l.P50), fmtDur(l.P99))
+	fmt.Fprintf(os.Stderr, "\r%-30s %5.1fs %9d ok %9.0f/s %7d delivered, p50 %v p99 %v; loadgen's CPU %v a post\n", name, el.Seconds(), l.Posted, l.Achieved, l.Delivered, fmtDur(l.P50), fmtDur(l.P99), l.OwnCPU.Round(100*time.Nanosecond))
 	return l, ctx.Err()
 }
 
@@ -215,27 +227,80 @@ func pace(ctx context.Context, rate float64, d time.Duration, fire func(i int)) 
 	return fired
 }
 
-// nonce is how a timed message begins: the phase and the time it was
-// sent, so the receiver times it without asking anyone.
-func nonce(phase int, sent time.Time) string {
-	return "lat " + strconv.Itoa(phase) + " " + strconv.FormatInt(sent.UnixNano(), 10) + " "
+// appendMessage appends the JSON body of a timed message to b: its nonce,
+// then pad. Neither needs escaping in JSON, so both are written as they
+// are, the bytes json.Marshal would write.
+func appendMessage(b []byte, phase int, sent time.Time, pad string) []byte {
+	b = append(b, `{"text":"`...)
+	b = appendNonce(b, phase, sent)
+	b = append(b, pad...)
+	return append(b, `"}`...)
 }
 
-// parseNonce returns the phase and send time of a timed message's text.
-func parseNonce(text string) (phase int, sent time.Time, ok bool) {
-	f := strings.SplitN(text, " ", 4)
-	if len(f) < 4 || f[0] != "lat" {
+// appendNonce appends how a timed message begins: the phase and the time
+// it was sent, so the receiver times it without asking anyone.
+func appendNonce(b []byte, phase int, sent time.Time) []byte {
+	b = append(b, "lat "...)
+	b = strconv.AppendInt(b, int64(phase), 10)
+	b = append(b, ' ')
+	b = strconv.AppendInt(b, sent.UnixNano(), 10)
+	return append(b, ' ')
+}
+
+// parseNonce returns the phase and send time of a timed message's text,
+// which may run on past it.
+func parseNonce(text []byte) (phase int, sent time.Time, ok bool) {
+	rest, ok := bytes.CutPrefix(text, []byte("lat "))
+	if !ok {
 		return 0, time.Time{}, false
 	}
-	phase, err := strconv.Atoi(f[1])
-	if err != nil {
+	p, rest, ok := leadingNumber(rest)
+	if !ok {
 		return 0, time.Time{}, false
 	}
-	ns, err := strconv.ParseInt(f[2], 10, 64)
-	if err != nil {
+	ns, _, ok := leadingNumber(rest)
+	if !ok {
 		return 0, time.Time{}, false
 	}
-	return phase, time.Unix(0, ns), true
+	return int(p), time.Unix(0, ns), true
+}
+
+// leadingNumber parses the decimal digits of b up to its first space, and
+// returns what follows the space.
+func leadingNumber(b []byte) (n int64, rest []byte, ok bool) {
+	i := bytes.IndexByte(b, ' ')
+	if i < 1 || i > 19 { // the digits of an int64 at most
+		return 0, nil, false
+	}
+	for _, c := range b[:i] {
+		if c < '0' || c > '9' {
+			return 0, nil, false
+		}
+		n = n*10 + int64(c-'0')
+	}
+	return n, b[i+1:], true
+}
+
+// Where a frame of the live stream says what it is and where its message's
+// text begins: JSON escapes every quote inside a string, so neither can
+// turn up inside a value, and a nonce needs no escaping.
+var (
+	messageType = []byte(`"type":"message"`)
+	textField   = []byte(`"text":"`)
+)
+
+// timedFrame returns the phase and send time of a live stream's frame
+// that shows a timed message. Only these bytes are looked at: decoding
+// the whole frame would cost the load generator more than reading it.
+func timedFrame(frame []byte) (phase int, sent time.Time, ok bool) {
+	if !bytes.Contains(frame, messageType) {
+		return 0, time.Time{}, false
+	}
+	_, text, ok := bytes.Cut(frame, textField)
+	if !ok {
+		return 0, time.Time{}, false
+	}
+	return parseNonce(text)
 }
 
 // receiver collects the delivery latencies of the current phase from
@@ -265,25 +330,21 @@ func (r *receiver) end() []time.Duration {
 
 func (r *receiver) count() int64 { return r.n.Load() }
 
-// read records the timed messages arriving on conn until it fails.
-func (r *receiver) read(ctx context.Context, conn *websocket.Conn) {
-	var ev struct {
-		Type    string `json:"type"`
-		Message struct {
-			Text string `json:"text"`
-		} `json:"message"`
-	}
+// read records the timed messages arriving on conn until it fails. Each
+// frame is read into the same buffer.
+func (r *receiver) read(conn *websocket.Conn) {
+	var frame bytes.Buffer
 	for {
-		_, data, err := conn.Read(ctx)
+		_, msg, err := conn.Reader(context.Background())
 		if err != nil {
 			return
 		}
-		now := time.Now()
-		ev.Type, ev.Message.Text = "", ""
-		if json.Unmarshal(data, &ev) != nil || ev.Type != "message" {
-			continue
+		frame.Reset()
+		if _, err := frame.ReadFrom(msg); err != nil {
+			return
 		}
-		phase, sent, ok := parseNonce(ev.Message.Text)
+		now := time.Now()
+		phase, sent, ok := timedFrame(frame.Bytes())
 		if !ok {
 			continue
 		}

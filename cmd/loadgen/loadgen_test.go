@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"strconv"
 	"strings"
 	"testing"
@@ -44,6 +45,7 @@ func TestPaceStopsWithContext(t *testing.T) {
 
 func TestNonce(t *testing.T) {
 	sent := time.Unix(1_700_000_000, 123_456_789)
+	nonce := func(phase int) string { return string(appendNonce(nil, phase, sent)) }
 	tests := []struct {
 		name      string
 		give      string
@@ -51,19 +53,95 @@ func TestNonce(t *testing.T) {
 		wantSent  time.Time
 		wantOK    bool
 	}{
-		{"padded", nonce(3, sent) + "mmmm", 3, sent, true},
-		{"bare", nonce(0, sent), 0, sent, true},
+		{"padded", nonce(3) + "mmmm", 3, sent, true},
+		{"bare", nonce(0), 0, sent, true},
+		{"phase of two digits", nonce(11) + "m", 11, sent, true},
 		{"not a timed message", "hello there", 0, time.Time{}, false},
 		{"bad time", "lat 1 x mmmm", 0, time.Time{}, false},
+		{"signed time", "lat 1 -5 mmmm", 0, time.Time{}, false},
 		{"cut short", "lat 1 123", 0, time.Time{}, false},
+		{"no phase", "lat  123 m", 0, time.Time{}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			phase, got, ok := parseNonce(tt.give)
+			phase, got, ok := parseNonce([]byte(tt.give))
 			if phase != tt.wantPhase || !got.Equal(tt.wantSent) || ok != tt.wantOK {
 				t.Errorf("parseNonce(%q) = %d, %v, %v, want %d, %v, %v", tt.give, phase, got, ok, tt.wantPhase, tt.wantSent, tt.wantOK)
 			}
 		})
+	}
+}
+
+func TestAppendMessageIsWhatJSONWrites(t *testing.T) {
+	sent := time.Unix(1_700_000_000, 123_456_789)
+	pad := strings.Repeat("m", 472)
+	want, err := json.Marshal(map[string]string{"text": string(appendNonce(nil, 7, sent)) + pad})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Appended to a buffer holding an earlier body, as a poster reuses it.
+	old := appendMessage(nil, 6, sent.Add(-time.Hour), pad)
+	if got := appendMessage(old[:0], 7, sent, pad); string(got) != string(want) {
+		t.Errorf("appendMessage() = %s, want %s", got, want)
+	}
+}
+
+func TestTimedFrame(t *testing.T) {
+	sent := time.Unix(1_700_000_000, 123_456_789)
+	text := string(appendNonce(nil, 5, sent)) + "mmmm"
+	frame := func(typ string, message any) string {
+		b, err := json.Marshal(map[string]any{"type": typ, "seq": 4821, "conversation_id": "c1", "message": message})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	tests := []struct {
+		name      string
+		give      string
+		wantPhase int
+		wantOK    bool
+	}{
+		{"as the gateway writes it", `{"type":"message","seq":4821,"conversation_id":"c1","message":{"id":"m1",` +
+			`"author":{"role":"visitor","id":"v1"},"text":"` + text + `","at":"2026-01-02T15:04:05Z"}}`, 5, true},
+		{"fields in another order", frame("message", map[string]any{"text": text, "author": map[string]string{"role": "visitor"}}), 5, true},
+		{"a name that quotes a text field", frame("message", map[string]any{
+			"author": map[string]string{"name": `"text":"lat 9 1 `}, "text": text,
+		}), 5, true},
+		{"untimed message", frame("message", map[string]any{"text": "hello"}), 0, false},
+		{"withdrawn, no text", frame("withdrawn", map[string]any{"id": "m1", "withdrawn": true}), 0, false},
+		{"opened", frame("opened", nil), 0, false},
+		{"typing", `{"type":"typing","conversation_id":"c1","author":{"role":"agent","id":"a1"}}`, 0, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			phase, got, ok := timedFrame([]byte(tt.give))
+			if ok != tt.wantOK || phase != tt.wantPhase || ok && !got.Equal(sent) {
+				t.Errorf("timedFrame(%s) = %d, %v, %v, want %d, %v", tt.give, phase, got, ok, tt.wantPhase, tt.wantOK)
+			}
+		})
+	}
+}
+
+func TestPubAcked(t *testing.T) {
+	// The answers as nats-server writes them (server/stream.go).
+	tests := []struct {
+		give string
+		want bool
+	}{
+		{`{"stream":"RAWBENCH","seq":42}`, true},
+		{`{"stream":"RAWBENCH","domain":"hub","seq":42}`, true},
+		{`{"stream":"RAWBENCH","seq":42,"duplicate": true}`, true},
+		{`{"stream":"RAWBENCH2","seq":42}`, false},
+		{`{"stream":"OTHER","seq":42}`, false},
+		{`{"error":{"code":503,"err_code":10077,"description":"maximum messages exceeded"},"stream":"RAWBENCH","seq":0}`, false},
+		{`{"stream":"RAWBENCH"}`, false},
+		{``, false},
+	}
+	for _, tt := range tests {
+		if got := pubAcked([]byte(tt.give), "RAWBENCH"); got != tt.want {
+			t.Errorf("pubAcked(%s) = %v, want %v", tt.give, got, tt.want)
+		}
 	}
 }
 

@@ -36,6 +36,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"syscall"
@@ -86,6 +87,9 @@ type config struct {
 	RetainedConversations int
 	TranscriptReads       int
 	Inbox                 int // open conversations of the inbox listing (0: skip)
+	// CPUProfile is where to write the load generator's own CPU profile
+	// of the whole run ("" = none).
+	CPUProfile string `json:"-"`
 }
 
 func run(ctx context.Context, args []string) error {
@@ -134,6 +138,7 @@ func run(ctx context.Context, args []string) error {
 	})
 	fs.IntVar(&cfg.Inbox, "inbox", cfg.Inbox, "open conversations of the inbox listing, after the retained phase (0: skip)")
 	fs.BoolVar(&cfg.Analytics, "analytics", true, "restart with a local ClickHouse and measure the facts' flow")
+	fs.StringVar(&cfg.CPUProfile, "cpuprofile", "", "write the load generator's own CPU profile to this file")
 	fs.BoolVar(&cfg.Quick, "quick", os.Getenv("BENCH_QUICK") == "1", "short phases (also BENCH_QUICK=1)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -156,6 +161,17 @@ func run(ctx context.Context, args []string) error {
 		return errors.New("--concurrency, --payload, --duration and --exports must be positive, --idle-conns and --export-history not negative")
 	}
 	raiseFileLimit()
+	if cfg.CPUProfile != "" {
+		f, err := os.Create(cfg.CPUProfile)
+		if err != nil {
+			return fmt.Errorf("cpu profile: %w", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("cpu profile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 
 	res := results{Config: cfg, Started: time.Now().UTC(), Commit: commit(), LoadAvg: loadAverage()}
 	srv, err := startParley(ctx, cfg.Parley, startOptions{})
@@ -180,7 +196,7 @@ func run(ctx context.Context, args []string) error {
 	if err := srv.settle(ctx, cfg.Settle); err != nil {
 		return err
 	}
-	if res.Throughput, err = measureThroughput(ctx, srv, cfg, client, convs); err != nil {
+	if res.Throughput, err = measureThroughput(ctx, srv, cfg, convs); err != nil {
 		return fmt.Errorf("throughput phase: %w", err)
 	}
 	if len(cfg.Rates) > 0 {

@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -153,4 +154,22 @@ func (p *parley) settle(ctx context.Context, within time.Duration) error {
 	}
 	fmt.Fprintf(os.Stderr, "%-30s %v: measuring anyway\n", "parley still busy after", within)
 	return nil
+}
+
+// ownCPU is the CPU time the load generator itself has used, user and
+// system: what it takes from the cores it shares with parley.
+func ownCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// perOp is the CPU used since from, divided among n operations.
+func perOp(from time.Duration, n int64) time.Duration {
+	if n <= 0 {
+		return 0
+	}
+	return (ownCPU() - from) / time.Duration(n)
 }

@@ -97,6 +97,11 @@ func (r results) print(w io.Writer) {
 		fmt.Fprintf(w, "  WebSocket at %5.0f/s        p50 %v, p99 %v  (POST p50 %v, p99 %v; %.0f/s achieved, %d of %d delivered, %d shed, %d errors)\n",
 			l.Rate, fmtDur(l.P50), fmtDur(l.P99), fmtDur(l.PostP50), fmtDur(l.PostP99), l.Achieved, l.Delivered, l.Posted, l.Shed, l.Errors)
 	}
+	fmt.Fprintf(w, "  loadgen's own CPU           %v a raw publish, %v an API post", t.RawOwnCPU.Round(100*time.Nanosecond), t.APIOwnCPU.Round(100*time.Nanosecond))
+	for _, l := range r.Latency {
+		fmt.Fprintf(w, "; at %.0f/s %v a post and its frame", l.Rate, l.OwnCPU.Round(100*time.Nanosecond))
+	}
+	fmt.Fprintln(w)
 	if m := r.Idle; m.Target > 0 {
 		fmt.Fprintf(w, "  idle WebSocket              %10.1f KiB resident each  (%d held, %d failed; Go heap+stacks %.1f KiB, %.2f goroutines each)\n",
 			m.PerConnRSS/1024, m.Held, m.Failed, m.PerConnGo/1024, m.GoroutinesPerConn)

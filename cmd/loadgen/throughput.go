@@ -30,23 +30,35 @@ type throughput struct {
 	APIErrors    int64
 	RawPublished int64
 	APIPosted    int64
+	// RawOwnCPU and APIOwnCPU are the load generator's own CPU time per
+	// publish and per post: what it took from the cores parley runs on.
+	RawOwnCPU, APIOwnCPU time.Duration
 }
 
-// measureThroughput posts through convs, one worker per conversation.
-func measureThroughput(ctx context.Context, p *parley, cfg config, client *http.Client, convs []conversation) (throughput, error) {
+// measureThroughput posts through convs, one worker per conversation,
+// each over a connection of its own.
+func measureThroughput(ctx context.Context, p *parley, cfg config, convs []conversation) (throughput, error) {
 	var t throughput
 	var err error
+	cpu := ownCPU()
 	if t.RawPublished, t.RawPerSec, err = rawPublish(ctx, p, cfg); err != nil {
 		return t, err
 	}
+	t.RawOwnCPU = perOp(cpu, t.RawPublished)
 	text := strings.Repeat("m", cfg.Payload)
 	body, _ := json.Marshal(map[string]string{"text": text})
+	posters := make([]*poster, len(convs))
+	for i, c := range convs {
+		if posters[i], err = newPoster(p.base+"/v1/conversations/"+c.id+"/messages", c.token); err != nil {
+			return t, err
+		}
+	}
 	var errs atomic.Int64
 	latencies := make([][]time.Duration, len(convs))
+	cpu = ownCPU()
 	count, rate := drive("api: POST messages", cfg, func(ctx context.Context, worker int) bool {
-		c := convs[worker]
 		start := time.Now()
-		err := post(ctx, client, p.base+"/v1/conversations/"+c.id+"/messages", c.token, body, http.StatusCreated, nil)
+		err := posters[worker].post(ctx, body, http.StatusCreated)
 		if err != nil {
 			if ctx.Err() == nil {
 				errs.Add(1)
@@ -57,6 +69,8 @@ func measureThroughput(ctx context.Context, p *parley, cfg config, client *http.
 		return true
 	})
 	t.APIPosted, t.APIPerSec, t.APIErrors = count, rate, errs.Load()
+	t.APIOwnCPU = perOp(cpu, count)
+	fmt.Fprintf(os.Stderr, "%-30s %v a publish, %v a post\n", "loadgen's own CPU", t.RawOwnCPU.Round(100*time.Nanosecond), t.APIOwnCPU.Round(100*time.Nanosecond))
 	all := slices.Concat(latencies...)
 	t.APIP50, t.APIP99 = percentile(all, 50), percentile(all, 99)
 	if t.RawPerSec > 0 {
@@ -155,17 +169,40 @@ func rawPublish(ctx context.Context, p *parley, cfg config) (int64, float64, err
 		return 0, 0, err
 	}
 	if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-		Name: "RAWBENCH", Subjects: []string{"rawbench.>"}, Storage: jetstream.FileStorage,
+		Name: rawStream, Subjects: []string{"rawbench.>"}, Storage: jetstream.FileStorage,
 	}); err != nil {
 		return 0, 0, fmt.Errorf("create raw bench stream: %w", err)
 	}
-	defer js.DeleteStream(context.Background(), "RAWBENCH")
+	defer js.DeleteStream(context.Background(), rawStream)
 	payload := bytes.Repeat([]byte("m"), cfg.Payload)
+	subjects := make([]string, cfg.Concurrency)
+	for w := range subjects {
+		subjects[w] = "rawbench." + strconv.Itoa(w)
+	}
 	count, rate := drive("raw: JetStream sync publish", cfg, func(ctx context.Context, worker int) bool {
-		_, err := js.Publish(ctx, "rawbench."+strconv.Itoa(worker), payload)
-		return err == nil
+		// The request jetstream.Publish makes, its ack checked without
+		// decoding it: decoding took the load generator as long as the
+		// request.
+		ack, err := nc.RequestWithContext(ctx, subjects[worker], payload)
+		return err == nil && pubAcked(ack.Data, rawStream)
 	})
 	return count, rate, nil
+}
+
+// rawStream is the stream of the raw publishes.
+const rawStream = "RAWBENCH"
+
+// pubAcked tells whether a JetStream publish's answer is the ack of a
+// message stored in stream. The server writes an ack as
+// {"stream":…,"seq":…}, a domain between the two if it has one, and a
+// failure as {"error":…}.
+func pubAcked(answer []byte, stream string) bool {
+	rest, ok := bytes.CutPrefix(answer, []byte(`{"stream":"`))
+	if !ok {
+		return false
+	}
+	rest, ok = bytes.CutPrefix(rest, []byte(stream+`",`))
+	return ok && bytes.Contains(rest, []byte(`"seq":`))
 }
 
 // drive runs op in cfg.Concurrency workers for cfg.Duration, printing a
