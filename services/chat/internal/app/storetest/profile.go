@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"errors"
+	"fmt"
 	"slices"
 	"testing"
 
@@ -20,6 +21,7 @@ func ProfileStore(t *testing.T, open func(t *testing.T) app.ProfileStore) {
 		{"LoadsTheLatestOfEach", loadsTheLatestOfEach},
 		{"RemoveLeavesNone", removeLeavesNone},
 		{"VisitorsNamesEachOnce", visitorsNamesEachOnce},
+		{"VisitorsNamesManyOnce", visitorsNamesManyOnce},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -115,5 +117,34 @@ func visitorsNamesEachOnce(t *testing.T, s app.ProfileStore) {
 	})
 	if !errors.Is(err, stop) || calls != 1 {
 		t.Errorf("Visitors(fn failing) = %v after %d calls, want fn's error after 1", err, calls)
+	}
+}
+
+// visitorsNamesManyOnce: Visitors names each of more visitors than a store
+// reads at once (jetstream's page) once, past the gaps removed ones leave.
+func visitorsNamesManyOnce(t *testing.T, s app.ProfileStore) {
+	var want []string
+	for i := range 420 {
+		v := fmt.Sprintf("v%03d", i)
+		mustSave(t, s, tenant, v, "profile")
+		if i%3 == 0 {
+			if err := s.Remove(t.Context(), tenant, v); err != nil {
+				t.Fatalf("Remove(%s) = %v", v, err)
+			}
+			continue
+		}
+		want = append(want, tenant+"/"+v)
+	}
+	var got []string
+	err := s.Visitors(t.Context(), func(tenant, visitor string) error {
+		got = append(got, tenant+"/"+visitor)
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("Visitors() = %v", err)
+	}
+	slices.Sort(got)
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("Visitors() mismatch (-want +got):\n%s", diff)
 	}
 }
