@@ -363,15 +363,17 @@ func profilesHeld(t *testing.T, profiles jetstream.Stream, want map[string]uint6
 func TestProfileKeptAtStart(t *testing.T) {
 	tests := []struct {
 		name string
-		// give is what befalls visitor before chat starts again; ks.setDown
-		// is lifted once the start has waited on the key service.
+		// give is what befalls visitor before chat starts again; down
+		// makes the key service unavailable until the start has waited on
+		// it.
 		give     func(ks *keyService)
+		down     bool
 		wantDone string
 	}{
-		{"keys not found", func(ks *keyService) { ks.drop(tenant, visitor.ID) }, `"removed":1}`},
-		{"keys unreadable", func(ks *keyService) { ks.makeUnreadable(tenant, visitor.ID) }, `"removed":1}`},
-		{"key service fails for good", func(ks *keyService) { ks.breakFor(tenant, visitor.ID) }, `"removed":1,"skipped":1}`},
-		{"key service unavailable", func(ks *keyService) { ks.setDown(true) }, `"removed":1}`},
+		{"keys not found", func(ks *keyService) { ks.drop(tenant, visitor.ID) }, false, `"removed":1}`},
+		{"keys unreadable", func(ks *keyService) { ks.makeUnreadable(tenant, visitor.ID) }, false, `"removed":1}`},
+		{"key service fails for good", func(ks *keyService) { ks.breakFor(tenant, visitor.ID) }, false, `"removed":1,"skipped":1}`},
+		{"key service unavailable", func(*keyService) {}, true, `"removed":1}`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -387,13 +389,14 @@ func TestProfileKeptAtStart(t *testing.T) {
 			}
 			ks.erase(tenant, visitor2.ID)
 			tt.give(ks)
+			ks.setDown(tt.down)
 			in := startChat(t, s)
 			profiles, err := js.Stream(t.Context(), stream.Profiles)
 			if err != nil {
 				t.Fatal(err)
 			}
 
-			if ks.down {
+			if tt.down {
 				natstest.Eventually(t, 10*time.Second, "the start waits on the key service", func() error {
 					if !bytes.Contains(in.logs.Bytes(), []byte("remove an erased visitor's profile")) {
 						return errors.New("no retry logged")
