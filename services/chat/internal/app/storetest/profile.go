@@ -97,21 +97,12 @@ func visitorsNamesEachOnce(t *testing.T, s app.ProfileStore) {
 	if err := s.Remove(t.Context(), tenant, "v2"); err != nil {
 		t.Fatalf("Remove(v2) = %v", err)
 	}
-	var got []string
-	err := s.Visitors(t.Context(), func(tenant, visitor string) error {
-		got = append(got, tenant+"/"+visitor)
-		return nil
-	})
-	if err != nil {
-		t.Fatalf("Visitors() = %v", err)
-	}
-	slices.Sort(got)
-	if diff := cmp.Diff([]string{tenant + "/v1", "other/v3"}, got); diff != "" {
+	if diff := cmp.Diff([]string{tenant + "/v1", "other/v3"}, visitorsIn(t, s)); diff != "" {
 		t.Errorf("Visitors() mismatch (-want +got):\n%s", diff)
 	}
 	stop := errors.New("stop")
 	calls := 0
-	err = s.Visitors(t.Context(), func(string, string) error {
+	err := s.Visitors(t.Context(), func(string, string) error {
 		calls++
 		return stop
 	})
@@ -135,6 +126,14 @@ func visitorsNamesManyOnce(t *testing.T, s app.ProfileStore) {
 		}
 		want = append(want, tenant+"/"+v)
 	}
+	if diff := cmp.Diff(want, visitorsIn(t, s)); diff != "" {
+		t.Errorf("Visitors() mismatch (-want +got):\n%s", diff)
+	}
+}
+
+// visitorsIn returns what Visitors names, as <tenant>/<visitor>, sorted.
+func visitorsIn(t *testing.T, s app.ProfileStore) []string {
+	t.Helper()
 	var got []string
 	err := s.Visitors(t.Context(), func(tenant, visitor string) error {
 		got = append(got, tenant+"/"+visitor)
@@ -144,7 +143,5 @@ func visitorsNamesManyOnce(t *testing.T, s app.ProfileStore) {
 		t.Fatalf("Visitors() = %v", err)
 	}
 	slices.Sort(got)
-	if diff := cmp.Diff(want, got); diff != "" {
-		t.Errorf("Visitors() mismatch (-want +got):\n%s", diff)
-	}
+	return got
 }
