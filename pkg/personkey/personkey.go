@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 
 	"github.com/nats-io/nats.go"
@@ -25,7 +26,8 @@ const (
 	// GetSubject answers a Request with Keys; Create makes them first when
 	// the person has none. It fails with rpc.CodeNotFound when the person
 	// has no keys and Create is false, and with rpc.CodeGone when the
-	// person was erased, whatever Create says.
+	// person was erased, whatever Create says. A Probe is answered the same
+	// way, with no keys.
 	GetSubject = "parley.keys.get"
 	// ErasedSubject carries an Erased broadcast after a person's keys are
 	// destroyed.
@@ -54,6 +56,10 @@ type Request struct {
 	Tenant string `json:"tenant"`
 	Person string `json:"subject"` // the data subject; "subject" on the wire
 	Create bool   `json:"create,omitempty"`
+	// Probe asks only whether the person has keys: the key service answers
+	// without them, unwrapping and caching none. A key service that
+	// predates it sends the keys, which the asker drops.
+	Probe bool `json:"probe,omitempty"`
 }
 
 // Keys are a person's unwrapped keys: Data seals their events, Pseudonym
@@ -99,7 +105,7 @@ type Cache struct {
 	entries *LRU[cacheKey, entry]
 
 	mu      sync.Mutex
-	onErase []func(Erased)
+	onErase []*func(Erased)
 }
 
 // NewCache returns a cache of DefaultCacheSize people listening for
@@ -127,11 +133,20 @@ func NewCacheSize(nc *nats.Conn, size int) (*Cache, error) {
 }
 
 // OnErase registers fn to run after every eviction, so a service can drop
-// what it derived from the person's keys (read models, sessions).
-func (c *Cache) OnErase(fn func(Erased)) {
+// what it derived from the person's keys (read models, sessions). The
+// returned remove unregisters fn, for a service that stops while the cache
+// lives on; fn may still be running when it returns.
+func (c *Cache) OnErase(fn func(Erased)) (remove func()) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.onErase = append(c.onErase, fn)
+	h := &fn
+	c.onErase = append(c.onErase, h)
+	return func() {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		// A fresh slice: Evict may be ranging over the one it copied.
+		c.onErase = slices.DeleteFunc(slices.Clone(c.onErase), func(g *func(Erased)) bool { return g == h })
+	}
 }
 
 // Evict forgets the person's keys, remembers that they are erased, and runs
@@ -145,7 +160,7 @@ func (c *Cache) Evict(e Erased) {
 	fns := c.onErase
 	c.mu.Unlock()
 	for _, fn := range fns {
-		fn(e)
+		(*fn)(e)
 	}
 }
 
@@ -188,6 +203,27 @@ func (c *Cache) get(ctx context.Context, req Request) (Keys, error) {
 	}
 	c.entries.Add(k, entry{keys: keys, found: true}, stamp)
 	return keys, nil
+}
+
+// Erased reports whether the person was erased: their keys destroyed,
+// never to be made again. A person without keys for any other reason
+// (never made, expired, a key store restored empty or a replica behind)
+// is not erased, nor is one whose keys the key service cannot read. It
+// asks the key service with a Probe unless the cache knows, and caches
+// nothing: asked of many people not about, it pushes no one's keys out
+// and holds none it does not use. Errors are the key service's.
+func (c *Cache) Erased(ctx context.Context, tenant, person string) (bool, error) {
+	if e, ok, _ := c.entries.Get(cacheKey{tenant, person}); ok && (e.erased || e.found) {
+		return e.erased, nil
+	}
+	err := rpc.Call(ctx, c.nc, GetSubject, Request{Tenant: tenant, Person: person, Probe: true}, nil)
+	switch code := rpc.CodeOf(err); {
+	case err == nil, code == rpc.CodeNotFound, code == rpc.CodeUnreadable:
+		return false, nil
+	case code == rpc.CodeGone:
+		return true, nil
+	}
+	return false, fmt.Errorf("probe keys: %w", err)
 }
 
 // Len returns how many people the cache holds.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -126,6 +127,43 @@ func TestCacheHoldsAtMostItsSize(t *testing.T) {
 	}
 }
 
+// TestErasedCachesNothing checks that Erased tells an erased person from
+// one without keys, and asks without leaving keys or answers in the cache.
+func TestErasedCachesNothing(t *testing.T) {
+	c, ks, _ := newCache(t, 8)
+	ctx := t.Context()
+	if _, err := c.GetOrCreate(ctx, "acme", "cached"); err != nil {
+		t.Fatal(err)
+	}
+	ks.mu.Lock()
+	ks.keys["acme/live"] = personkey.Keys{}
+	ks.erased["acme/gone"] = true
+	ks.mu.Unlock()
+	tests := []struct {
+		person    string
+		want      bool
+		wantCalls int
+	}{
+		{"cached", false, 0},
+		{"live", false, 1},
+		{"none", false, 1},
+		{"gone", true, 1},
+	}
+	for _, tt := range tests {
+		calls := ks.callCount()
+		got, err := c.Erased(ctx, "acme", tt.person)
+		if err != nil || got != tt.want {
+			t.Errorf("Erased(%s) = %v, %v; want %v, nil", tt.person, got, err, tt.want)
+		}
+		if n := ks.callCount() - calls; n != tt.wantCalls {
+			t.Errorf("Erased(%s) asked the key service %d times, want %d", tt.person, n, tt.wantCalls)
+		}
+	}
+	if n := c.Len(); n != 1 {
+		t.Errorf("Len() after Erased of 3 people not cached = %d, want 1 (only the one cached before)", n)
+	}
+}
+
 func TestCacheNeverServesErasedSubject(t *testing.T) {
 	const size = 4
 	c, ks, broadcast := newCache(t, size)
@@ -163,5 +201,20 @@ func TestCacheNeverServesErasedSubject(t *testing.T) {
 				t.Errorf("%s(gone) after eviction = %v, want ErrErased and ErrNotFound", tt.name, err)
 			}
 		})
+	}
+}
+
+// TestOnEraseRemove checks that a callback removed no longer runs, and the
+// others still do.
+func TestOnEraseRemove(t *testing.T) {
+	c, _, _ := newCache(t, 8)
+	var ran []string
+	removeA := c.OnErase(func(personkey.Erased) { ran = append(ran, "a") })
+	c.OnErase(func(personkey.Erased) { ran = append(ran, "b") })
+	removeA()
+	removeA() // twice is no harm
+	c.Evict(personkey.Erased{Tenant: "acme", Person: "gone"})
+	if want := []string{"b"}; !slices.Equal(ran, want) {
+		t.Errorf("callbacks run after removing a = %v, want %v", ran, want)
 	}
 }

@@ -113,7 +113,7 @@ func run(ctx context.Context, d Deps) error {
 		Policies: settings, OnConflict: conflicts.Inc, Auditor: privacyClient, Agents: agents, Profiles: profiles,
 		Bots: jetstream.NewBots(js), Consents: privacyClient,
 	})
-	d.Keys.OnErase(func(e personkey.Erased) {
+	stopOnErase := d.Keys.OnErase(func(e personkey.Erased) {
 		ctx, cancel := context.WithTimeout(runCtx, viewTimeout)
 		defer cancel()
 		if err := svc.EraseVisitor(ctx, e.Tenant, e.Person); err != nil {
@@ -127,6 +127,8 @@ func run(ctx context.Context, d Deps) error {
 			leftToNextStart(runCtx, log, "remove an erased visitor's profile", err)
 		}
 	})
+	// The cache may outlive this service (a restart in the same process).
+	defer stopOnErase()
 	// Subscribed before the read models are restored, so that no erasure
 	// falls between the restore and the subscription.
 	erased, err := d.NC.Subscribe(privacyapi.ConversationErasedSubject, func(m *nats.Msg) {
@@ -212,11 +214,22 @@ func run(ctx context.Context, d Deps) error {
 	g.Go(func() error {
 		// An erased visitor's profile, unreadable but theirs, is left
 		// by an erasure this service missed or was stopped in: removed
-		// now, retried until done or the service stops, which leaves it
-		// to the next start.
-		err := store.Retry(gctx, "remove erased visitors' profiles", svc.ForgetErasedProfiles)
-		if err != nil && gctx.Err() == nil {
-			return fmt.Errorf("remove erased visitors' profiles: %w", err)
+		// now, listed again until done or the service stops, which leaves
+		// it to the next start.
+		var removed, skipped int
+		err := store.Retry(gctx, "remove erased visitors' profiles", func(ctx context.Context) (err error) {
+			removed, skipped, err = svc.ForgetErasedProfiles(ctx, store.Retry)
+			return err
+		})
+		switch {
+		case err != nil:
+			// Only when stopping: what is left, the next start removes.
+		case skipped > 0:
+			// Counted, not named: the ids are personal data.
+			log.Warn("removed erased visitors' profiles; visitors the key service failed for are left to the next start",
+				"removed", removed, "skipped", skipped)
+		default:
+			log.Info("removed erased visitors' profiles", "removed", removed)
 		}
 		return nil
 	})
@@ -242,8 +255,8 @@ func writeView(ctx context.Context, svc *app.Service, log *slog.Logger) {
 // leftToNextStart logs the failure of work an erasure asked for, which
 // the next start completes: a warning, unless the service is stopping,
 // which cut it short and fails nothing.
-func leftToNextStart(run context.Context, log *slog.Logger, what string, err error) {
-	if run.Err() != nil {
+func leftToNextStart(runCtx context.Context, log *slog.Logger, what string, err error) {
+	if runCtx.Err() != nil {
 		log.Info(what+": stopping, left to the next start", "err", err)
 		return
 	}

@@ -85,7 +85,7 @@ func TestExport(t *testing.T) {
 		})
 	}
 
-	ks.forget(tenant, visitor.ID)
+	ks.erase(tenant, visitor.ID)
 	in.keys.Evict(personkey.Erased{Tenant: tenant, Person: visitor.ID})
 	if _, err := export(admin, visitor.ID); rpc.CodeOf(err) != rpc.CodeGone {
 		t.Errorf("Export() of an erased visitor error = %v, want code %s", err, rpc.CodeGone)

@@ -31,8 +31,12 @@ import (
 type keyService struct {
 	mu   sync.Mutex
 	keys map[[2]string]personkey.Keys
-	// unreadable subjects have keys the service cannot unwrap.
-	unreadable map[[2]string]bool
+	// unreadable subjects have keys the service cannot unwrap; erased
+	// subjects' keys are destroyed; broken subjects' requests fail with an
+	// error asking again does not change. While down, every request is
+	// answered unavailable.
+	unreadable, erased, broken map[[2]string]bool
+	down                       bool
 	// audited are the acts appended to the audit trail, in order; while
 	// auditDown is set every append is refused.
 	audited   []privacyapi.AppendAuditArgs
@@ -42,15 +46,27 @@ type keyService struct {
 func startKeyService(t testing.TB, s *natsembed.Server) *keyService {
 	t.Helper()
 	nc, _ := natstest.Connect(t, s)
-	ks := &keyService{keys: make(map[[2]string]personkey.Keys), unreadable: make(map[[2]string]bool)}
+	ks := &keyService{keys: make(map[[2]string]personkey.Keys),
+		unreadable: make(map[[2]string]bool), erased: make(map[[2]string]bool), broken: make(map[[2]string]bool)}
 	h := rpc.Handle(func(_ context.Context, req personkey.Request) (personkey.Keys, error) {
 		ks.mu.Lock()
 		defer ks.mu.Unlock()
-		if ks.unreadable[[2]string{req.Tenant, req.Person}] {
+		id := [2]string{req.Tenant, req.Person}
+		switch {
+		case ks.down:
+			return personkey.Keys{}, rpc.Errorf(rpc.CodeUnavailable, "store unavailable")
+		case ks.broken[id]:
+			return personkey.Keys{}, rpc.Errorf(rpc.CodeInternal, "internal error")
+		case ks.erased[id]:
+			return personkey.Keys{}, rpc.Errorf(rpc.CodeGone, "subject erased")
+		case ks.unreadable[id]:
 			return personkey.Keys{}, rpc.Errorf(rpc.CodeUnreadable, "wrapped under another key-encryption key")
 		}
-		k, ok := ks.keys[[2]string{req.Tenant, req.Person}]
-		if ok {
+		k, ok := ks.keys[id]
+		switch {
+		case ok && req.Probe:
+			return personkey.Keys{}, nil
+		case ok:
 			return k, nil
 		}
 		if !req.Create {
@@ -99,7 +115,6 @@ func (ks *keyService) create(tenant, subject string) (personkey.Keys, error) {
 	return k, nil
 }
 
-// add gives the subjects keys, as registering a visitor does.
 // startKeyed starts a server and the key service on it, holding the keys
 // of tenant's subjects.
 func startKeyed(t testing.TB, subjects ...string) (*natsembed.Server, *keyService) {
@@ -110,6 +125,7 @@ func startKeyed(t testing.TB, subjects ...string) (*natsembed.Server, *keyServic
 	return s, ks
 }
 
+// add gives the subjects keys, as registering a visitor does.
 func (ks *keyService) add(t testing.TB, tenant string, subjects ...string) {
 	t.Helper()
 	ks.mu.Lock()
@@ -142,10 +158,34 @@ func (ks *keyService) setAuditDown(down bool) {
 	ks.auditDown = down
 }
 
-func (ks *keyService) forget(tenant, subject string) {
+// erase destroys the subject's keys, leaving a tombstone, as an erasure
+// does.
+func (ks *keyService) erase(tenant, subject string) {
 	ks.mu.Lock()
 	defer ks.mu.Unlock()
 	delete(ks.keys, [2]string{tenant, subject})
+	ks.erased[[2]string{tenant, subject}] = true
+}
+
+// drop loses the subject's keys with no erasure, as a key store recreated
+// empty before a restore does.
+func (ks *keyService) drop(tenant, subject string) {
+	ks.mu.Lock()
+	defer ks.mu.Unlock()
+	delete(ks.keys, [2]string{tenant, subject})
+}
+
+// breakFor makes every request for the subject fail for good.
+func (ks *keyService) breakFor(tenant, subject string) {
+	ks.mu.Lock()
+	defer ks.mu.Unlock()
+	ks.broken[[2]string{tenant, subject}] = true
+}
+
+func (ks *keyService) setDown(down bool) {
+	ks.mu.Lock()
+	defer ks.mu.Unlock()
+	ks.down = down
 }
 
 // syncBuffer collects log output written from many goroutines.

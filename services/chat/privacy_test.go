@@ -98,7 +98,7 @@ func TestErasedVisitorReadsAsErased(t *testing.T) {
 	kept := c.open(visitor2, "keep me")
 	before := c.messages(supervisor, conv)
 
-	ks.forget(tenant, visitor.ID)
+	ks.erase(tenant, visitor.ID)
 	in.keys.Evict(personkey.Erased{Tenant: tenant, Person: visitor.ID})
 
 	// Who wrote a message was sealed with its text, so it goes too.

@@ -1,6 +1,7 @@
 package chat_test
 
 import (
+	"bytes"
 	"crypto/rand"
 	"encoding/json"
 	"errors"
@@ -254,7 +255,7 @@ func TestViewFollowsErasureAndRemoval(t *testing.T) {
 		return nil
 	})
 
-	ks.forget(tenant, visitor.ID)
+	ks.erase(tenant, visitor.ID)
 	chatStream, err := js.Stream(t.Context(), stream.Chat)
 	if err != nil {
 		t.Fatal(err)
@@ -321,7 +322,7 @@ func TestErasureCompletedAtStart(t *testing.T) {
 	if err := first.stop(); err != nil {
 		t.Fatalf("Run() = %v, want nil", err)
 	}
-	ks.forget(tenant, visitor.ID)
+	ks.erase(tenant, visitor.ID)
 	startChat(t, s)
 
 	profiles, err := js.Stream(t.Context(), stream.Profiles)
@@ -336,15 +337,119 @@ func TestErasureCompletedAtStart(t *testing.T) {
 		if e := view[tenant+"."+conv]; !strings.HasPrefix(e.Key, tenant+".closed.") || e.Sealed {
 			return fmt.Errorf("view of the erased visitor's conversation %+v, want closed, no sealed assignee", e)
 		}
-		for v, want := range map[string]uint64{visitor.ID: 0, visitor2.ID: 1} {
-			info, err := profiles.Info(t.Context(), jetstream.WithSubjectFilter(stream.ProfileSubject(tenant, v)))
-			if err != nil {
-				return err
-			}
-			if got := info.State.Subjects[stream.ProfileSubject(tenant, v)]; got != want {
-				return fmt.Errorf("PROFILES holds %d messages of visitor %s, want %d", got, v, want)
-			}
-		}
-		return nil
+		return profilesHeld(t, profiles, map[string]uint64{visitor.ID: 0, visitor2.ID: 1})
 	})
+}
+
+// profilesHeld checks how many messages PROFILES holds of each visitor.
+func profilesHeld(t *testing.T, profiles jetstream.Stream, want map[string]uint64) error {
+	t.Helper()
+	for v, n := range want {
+		info, err := profiles.Info(t.Context(), jetstream.WithSubjectFilter(stream.ProfileSubject(tenant, v)))
+		if err != nil {
+			return err
+		}
+		if got := info.State.Subjects[stream.ProfileSubject(tenant, v)]; got != n {
+			return fmt.Errorf("PROFILES holds %d messages of visitor %s, want %d", got, v, n)
+		}
+	}
+	return nil
+}
+
+// TestProfileKeptAtStart checks that the removal of erased visitors'
+// profiles at start removes only those: a visitor whose keys are missing
+// without an erasure keeps theirs, as does one the key service fails for,
+// for a moment or for good, while the erased visitor's goes.
+func TestProfileKeptAtStart(t *testing.T) {
+	tests := []struct {
+		name string
+		// give is what befalls visitor before chat starts again; down
+		// makes the key service unavailable until the start has waited on
+		// it.
+		give     func(ks *keyService)
+		down     bool
+		wantDone string
+	}{
+		{"keys not found", func(ks *keyService) { ks.drop(tenant, visitor.ID) }, false, `"removed":1}`},
+		{"keys unreadable", func(ks *keyService) { ks.makeUnreadable(tenant, visitor.ID) }, false, `"removed":1}`},
+		{"key service fails for good", func(ks *keyService) { ks.breakFor(tenant, visitor.ID) }, false, `"removed":1,"skipped":1}`},
+		{"key service unavailable", func(*keyService) {}, true, `"removed":1}`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, ks := startKeyed(t, visitor.ID, visitor2.ID)
+			first := startChat(t, s)
+			c := newClient(t, s)
+			_, js := natstest.Connect(t, s)
+			for _, v := range []auth.Principal{visitor, visitor2} {
+				c.must(v, chatapi.ProfilePutSubject, chatapi.ProfileArgs{Name: "name of " + v.ID}, nil)
+			}
+			if err := first.stop(); err != nil {
+				t.Fatalf("Run() = %v, want nil", err)
+			}
+			ks.erase(tenant, visitor2.ID)
+			tt.give(ks)
+			ks.setDown(tt.down)
+			in := startChat(t, s)
+			profiles, err := js.Stream(t.Context(), stream.Profiles)
+			if err != nil {
+				t.Fatal(err)
+			}
+
+			if tt.down {
+				natstest.Eventually(t, 10*time.Second, "the start waits on the key service", func() error {
+					if !bytes.Contains(in.logs.Bytes(), []byte("remove an erased visitor's profile")) {
+						return errors.New("no retry logged")
+					}
+					return nil
+				})
+				if err := profilesHeld(t, profiles, map[string]uint64{visitor.ID: 1, visitor2.ID: 1}); err != nil {
+					t.Errorf("while the key service is unavailable: %v", err)
+				}
+				ks.setDown(false)
+			}
+			natstest.Eventually(t, 10*time.Second, "the removal done", func() error {
+				for line := range bytes.Lines(in.logs.Bytes()) {
+					if bytes.Contains(line, []byte("removed erased visitors' profiles")) {
+						if !bytes.Contains(line, []byte(tt.wantDone)) {
+							t.Fatalf("log of the removal %s, want it to end %s", line, tt.wantDone)
+						}
+						return nil
+					}
+				}
+				return errors.New("not logged")
+			})
+			if err := profilesHeld(t, profiles, map[string]uint64{visitor.ID: 1, visitor2.ID: 0}); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+}
+
+// TestProfileKeptOnReadWithoutKeys checks that a read of a profile whose
+// visitor's keys are missing, with no erasure, shows none but keeps it.
+func TestProfileKeptOnReadWithoutKeys(t *testing.T) {
+	s, ks := startKeyed(t, visitor.ID)
+	first := startChat(t, s)
+	c := newClient(t, s)
+	_, js := natstest.Connect(t, s)
+	c.open(visitor, "hello")
+	c.must(visitor, chatapi.ProfilePutSubject, chatapi.ProfileArgs{Name: "name"}, nil)
+	if err := first.stop(); err != nil {
+		t.Fatalf("Run() = %v, want nil", err)
+	}
+	ks.drop(tenant, visitor.ID)
+	startChat(t, s)
+
+	list := c.list(admin)
+	if len(list) != 1 || list[0].VisitorProfile != nil {
+		t.Fatalf("list as admin = %+v, want one conversation, no profile shown", list)
+	}
+	profiles, err := js.Stream(t.Context(), stream.Profiles)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := profilesHeld(t, profiles, map[string]uint64{visitor.ID: 1}); err != nil {
+		t.Error(err)
+	}
 }

@@ -6,7 +6,8 @@
 // (the contract of each call, with who may make it and its errors, is in
 // pkg/privacyapi and pkg/personkey):
 //   - the key service on personkey.GetSubject: a subject's data key and
-//     pseudonym key, created on first request when asked to;
+//     pseudonym key, created on first request when asked to, or only
+//     whether the subject has keys (a probe, which unwraps nothing);
 //   - visitor registration on privacyapi.RegisterVisitorSubject, with the
 //     visitor's coarse network data when the tenant collects it and the
 //     visitor consents, which starts the visitor's session too;

@@ -116,6 +116,9 @@ func TestEraseShredsKeys(t *testing.T) {
 			t.Errorf("Get(erased, create=%v) error = %v, want code %s", create, err, rpc.CodeGone)
 		}
 	}
+	if erased, err := cache.Erased(t.Context(), tenant, visitor); !erased || err != nil {
+		t.Errorf("Erased(erased) = %v, %v; want true, nil", erased, err)
+	}
 	if _, err := cache.GetOrCreate(t.Context(), tenant, visitor); !errors.Is(err, personkey.ErrErased) || !errors.Is(err, personkey.ErrNotFound) {
 		t.Errorf("GetOrCreate(erased) error = %v, want ErrErased and ErrNotFound", err)
 	}

@@ -371,6 +371,17 @@ func TestOtherKEKCannotUnwrap(t *testing.T) {
 			t.Errorf("Get(create=%v) under another KEK: error = %v, want code %s", create, err, rpc.CodeUnreadable)
 		}
 	}
+	// A probe unwraps nothing: keys it cannot read are keys all the same.
+	cache, err := personkey.NewCache(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cache.Close() })
+	for _, p := range []string{"v1", "nobody"} {
+		if erased, err := cache.Erased(t.Context(), tenant, p); erased || err != nil {
+			t.Errorf("Erased(%s) under another KEK = %v, %v; want false, nil", p, erased, err)
+		}
+	}
 	if !bytes.Contains(other.logs.Bytes(), []byte("keys wrapped under another key-encryption key")) {
 		t.Errorf("logs say nothing of keys the KEK cannot unwrap:\n%s", other.logs.Bytes())
 	}

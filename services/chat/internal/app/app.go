@@ -89,10 +89,14 @@ type EventStore interface {
 	Delete(ctx context.Context, seq uint64) error
 }
 
-// Keys fetches a data subject's keys; *personkey.Cache is one. It returns
-// personkey.ErrNotFound when the subject has none.
+// Keys fetches a data subject's keys; *personkey.Cache is one.
 type Keys interface {
+	// Get returns the subject's keys, personkey.ErrNotFound when they have
+	// none, wrapping personkey.ErrErased too when they were erased.
 	Get(ctx context.Context, tenant, subject string) (personkey.Keys, error)
+	// Erased reports whether the subject was erased, leaving no keys in
+	// memory: not when they have no keys for another reason.
+	Erased(ctx context.Context, tenant, subject string) (bool, error)
 }
 
 // Policies tells each tenant's settings; *jetstream.Settings is one.

@@ -6,9 +6,12 @@ import (
 	"errors"
 	"fmt"
 
+	"golang.org/x/time/rate"
+
 	"github.com/parley-chat/parley/pkg/auth"
 	"github.com/parley-chat/parley/pkg/chatapi"
 	"github.com/parley-chat/parley/pkg/personkey"
+	"github.com/parley-chat/parley/pkg/rpc"
 	"github.com/parley-chat/parley/pkg/seal"
 
 	"github.com/parley-chat/parley/services/chat/internal/conversation"
@@ -105,35 +108,73 @@ func (s *Service) ForgetProfile(ctx context.Context, tenant, visitor string) err
 	return s.profiles.Remove(ctx, tenant, visitor)
 }
 
+// sweepRate bounds how many visitors a second ForgetErasedProfiles asks
+// the key service about: a start with 100,000 profiles spreads its
+// questions over about eight minutes instead of sending them at once.
+const sweepRate = 200
+
+// Retry runs fn until it succeeds or ctx is done, when it returns ctx's
+// error; what names fn in the log, with attrs. jetstream.Store.Retry is one.
+type Retry func(ctx context.Context, what string, fn func(context.Context) error, attrs ...any) error
+
 // ForgetErasedProfiles removes the profiles of erased visitors that are
 // left in the store: their erasure's broadcast came while no instance
 // ran, or the removal it asked for was cut short by a stop. Run at start,
 // it completes those erasures; a read of such a profile also removes it
-// (profilesOf). It asks for the keys of every visitor with a profile.
-func (s *Service) ForgetErasedProfiles(ctx context.Context) error {
+// (profilesOf).
+//
+// It asks the key service whether each visitor with a profile was
+// erased, at most sweepRate a second, and caches no keys. Only an erasure
+// removes a profile: keys missing for another reason (a key store restored
+// empty, a replica behind) may come back. A failure that may pass (the
+// key service or the store unavailable) is tried again by again, for that
+// visitor only, before the next is asked about (the key service
+// unavailable is so for every visitor); a visitor whose answer asking
+// again would not change is skipped and left to the next start. It returns
+// how many profiles it removed and how many visitors it skipped, the
+// store's error when the visitors cannot be listed, and ctx's when it ends.
+func (s *Service) ForgetErasedProfiles(ctx context.Context, again Retry) (removed, skipped int, err error) {
 	if s.profiles == nil {
-		return nil
+		return 0, 0, nil
 	}
-	return s.profiles.Visitors(ctx, func(tenant, visitor string) error {
-		_, _, err := s.keysOrForget(ctx, tenant, visitor)
-		return err
+	pace := rate.NewLimiter(sweepRate, 1)
+	err = s.profiles.Visitors(ctx, func(tenant, visitor string) error {
+		if err := pace.Wait(ctx); err != nil {
+			return err
+		}
+		return again(ctx, "remove an erased visitor's profile", func(ctx context.Context) error {
+			erased, err := s.forgetIfErased(ctx, tenant, visitor)
+			switch {
+			case err != nil && ctx.Err() == nil && rpc.CodeOf(err) != rpc.CodeUnavailable:
+				skipped++
+				return nil
+			case erased:
+				removed++
+			}
+			return err
+		})
 	})
+	return removed, skipped, err
 }
 
-// keysOrForget returns the visitor's keys, or removes their profile and
-// reports them erased when they have none: unreadable, it is theirs no
-// more.
-func (s *Service) keysOrForget(ctx context.Context, tenant, visitor string) (personkey.Keys, bool, error) {
-	keys, err := s.visitorKeys(ctx, tenant, visitor)
-	if errors.Is(err, conversation.ErrErased) {
-		return personkey.Keys{}, true, s.profiles.Remove(ctx, tenant, visitor)
+// forgetIfErased removes the visitor's profile if they were erased, and
+// reports whether it did.
+func (s *Service) forgetIfErased(ctx context.Context, tenant, visitor string) (bool, error) {
+	erased, err := s.keys.Erased(ctx, tenant, visitor)
+	if err != nil || !erased {
+		return false, err
 	}
-	return keys, false, err
+	if err := s.profiles.Remove(ctx, tenant, visitor); err != nil {
+		return false, err
+	}
+	return true, nil
 }
 
 // profilesOf returns the profiles of those of visitors of tenant that gave
-// one and are not erased, in one read of the store. A profile left by a
-// visitor erased while no chat instance ran is removed on the way.
+// one and have keys, in one read of the store. A profile left by a
+// visitor erased while no chat instance ran is removed on the way; one
+// whose visitor's keys are missing for another reason is not shown, but
+// kept, as those keys may come back.
 func (s *Service) profilesOf(ctx context.Context, tenant string, visitors []string) (map[string]*chatapi.Profile, error) {
 	out := make(map[string]*chatapi.Profile)
 	if s.profiles == nil || len(visitors) == 0 {
@@ -144,12 +185,17 @@ func (s *Service) profilesOf(ctx context.Context, tenant string, visitors []stri
 		return nil, err
 	}
 	for visitor, b := range sealed {
-		keys, erased, err := s.keysOrForget(ctx, tenant, visitor)
-		if err != nil {
-			return nil, err
-		}
-		if erased {
+		keys, err := s.keys.Get(ctx, tenant, visitor)
+		switch {
+		case errors.Is(err, personkey.ErrErased):
+			if err := s.profiles.Remove(ctx, tenant, visitor); err != nil {
+				return nil, err
+			}
 			continue
+		case errors.Is(err, personkey.ErrNotFound):
+			continue
+		case err != nil:
+			return nil, fmt.Errorf("visitor keys: %w", err)
 		}
 		pt, err := seal.Open(keys.Data, b, profileAD(tenant, visitor))
 		if err != nil {

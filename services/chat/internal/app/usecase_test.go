@@ -48,7 +48,8 @@ func (k *keys) Get(_ context.Context, tenant, subject string) (personkey.Keys, e
 	}
 	id := tenant + "/" + subject
 	if k.erased[id] {
-		return personkey.Keys{}, personkey.ErrNotFound
+		// As personkey.Cache answers an erased subject.
+		return personkey.Keys{}, fmt.Errorf("%w: %w", personkey.ErrNotFound, personkey.ErrErased)
 	}
 	if ks, ok := k.keys[id]; ok {
 		return ks, nil
@@ -59,6 +60,12 @@ func (k *keys) Get(_ context.Context, tenant, subject string) (personkey.Keys, e
 	}
 	k.keys[id] = personkey.Keys{Data: data}
 	return k.keys[id], nil
+}
+
+func (k *keys) Erased(_ context.Context, tenant, subject string) (bool, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.erased[tenant+"/"+subject], nil
 }
 
 // erase destroys the subject's keys, as the privacy service does.

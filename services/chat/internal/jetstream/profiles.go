@@ -47,23 +47,42 @@ func (p *Profiles) Remove(ctx context.Context, tenant, visitor string) error {
 	return p.removeBefore(ctx, stream.ProfileSubject(tenant, visitor), math.MaxUint64)
 }
 
-// Visitors implements app.ProfileStore, from the stream's per-subject
-// counts: a removed profile leaves no message on its subject.
+// visitorsPage is how many profiles Visitors reads at once.
+const visitorsPage = 256
+
+// Visitors implements app.ProfileStore. It reads the stream in order, a
+// page of profiles at a time by batched direct gets, and calls fn between
+// reads: neither the stream's subjects nor the visitors are held whole in
+// memory, and fn, however slow, does not hold a read open. Older versions
+// of a profile are removed as a new one is stored, so each visitor is
+// named once; one whose profile is stored again during the call may be
+// named twice.
 func (p *Profiles) Visitors(ctx context.Context, fn func(tenant, visitor string) error) error {
-	info, err := p.stream.Info(ctx, natsjs.WithSubjectFilter(stream.ProfileSubject("*", "*")))
-	if err != nil {
-		return fmt.Errorf("visitors of %s: %w", stream.Profiles, err)
-	}
-	for subject := range info.State.Subjects {
-		tok := strings.Split(subject, ".")
-		if len(tok) != 3 || stream.ProfileSubject(tok[1], tok[2]) != subject {
-			continue
+	page := make([][2]string, 0, visitorsPage)
+	for seq := uint64(1); ; {
+		page = page[:0]
+		got, pending := 0, ""
+		err := stream.GetBatch(ctx, p.js, stream.Profiles, stream.BatchRequest{Seq: seq, NextFor: stream.ProfileSubject("*", "*"), Batch: visitorsPage},
+			func(m *natsjs.RawStreamMsg) error {
+				got, seq, pending = got+1, m.Sequence+1, m.Header.Get(stream.PendingHeader)
+				tok := strings.Split(m.Subject, ".")
+				if len(tok) == 3 && stream.ProfileSubject(tok[1], tok[2]) == m.Subject {
+					page = append(page, [2]string{tok[1], tok[2]})
+				}
+				return nil
+			})
+		if err != nil {
+			return fmt.Errorf("visitors of %s: %w", stream.Profiles, err)
 		}
-		if err := fn(tok[1], tok[2]); err != nil {
-			return err
+		for _, v := range page {
+			if err := fn(v[0], v[1]); err != nil {
+				return err
+			}
+		}
+		if got == 0 || pending == "0" {
+			return nil
 		}
 	}
-	return nil
 }
 
 // removeBefore secure-deletes every message on subject below sequence

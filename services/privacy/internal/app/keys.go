@@ -48,6 +48,26 @@ func (a *App) GetKeys(ctx context.Context, tenant, subject string, create bool) 
 	return k, nil
 }
 
+// ProbeKeys answers what GetKeys without create would, with no keys: nil
+// when the subject has keys (also keys this instance cannot unwrap),
+// keyring.ErrNotFound, or keyring.ErrErased. It unwraps nothing and adds
+// nothing to the key cache: asked about every visitor with a profile at a
+// chat start, it must not push out the keys of those about now.
+func (a *App) ProbeKeys(ctx context.Context, tenant, subject string) error {
+	if err := errors.Join(validToken("tenant", tenant), validToken("subject", subject)); err != nil {
+		return err
+	}
+	id := subjectID{tenant, subject}
+	if a.index.erasureOf(id) != "" {
+		return fmt.Errorf("keys of %s/%s: %w", tenant, subject, keyring.ErrErased)
+	}
+	if _, ok, _ := a.keyCache.Get(id); ok {
+		return nil
+	}
+	_, err := a.keys.Load(ctx, tenant, subject)
+	return err
+}
+
 // HeldKeys returns the keys of tenant's subject, and false when there are
 // none to hold: erased (or its erasure requested), never made, expired, or
 // an id that can have none. Other errors are the store's, worth retrying.

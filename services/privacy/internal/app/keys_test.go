@@ -58,3 +58,48 @@ func TestKeyCacheBound(t *testing.T) {
 		}
 	}
 }
+
+// TestProbeKeys checks that a probe tells a subject with keys from one
+// without and an erased one, unwrapping and caching nothing: keys wrapped
+// under another KEK are keys all the same.
+func TestProbeKeys(t *testing.T) {
+	kek, err := seal.NewKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := seal.NewKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ks := memory.NewKeyStore(keyring.Fingerprint(other))
+	ctx := t.Context()
+	for _, v := range []string{"held", "gone"} {
+		_, rec, err := keyring.New(other).NewKeys("demo", v, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := ks.Create(ctx, "demo", v, rec); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := ks.Destroy(ctx, "demo", "gone", keyring.Tombstone{ErasureID: "e1", ErasedAt: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	a := app.New(keyring.New(kek), nil, app.Stores{Keys: ks})
+	tests := []struct {
+		subject string
+		want    error
+	}{
+		{"held", nil},
+		{"none", keyring.ErrNotFound},
+		{"gone", keyring.ErrErased},
+	}
+	for _, tt := range tests {
+		if err := a.ProbeKeys(ctx, "demo", tt.subject); !errors.Is(err, tt.want) {
+			t.Errorf("ProbeKeys(%s) = %v, want %v", tt.subject, err, tt.want)
+		}
+	}
+	if n := app.KeyCacheLen(a); n != 0 {
+		t.Errorf("key cache holds %d subjects after probes, want 0", n)
+	}
+}

@@ -26,6 +26,9 @@ import (
 func Serve(ctx context.Context, nc *nats.Conn, log *slog.Logger, health *rpc.Health, a *app.App) (*rpc.Served, error) {
 	keys := []rpc.Route{
 		{Subject: personkey.GetSubject, Handler: rpc.Handle(func(ctx context.Context, req personkey.Request) (personkey.Keys, error) {
+			if req.Probe {
+				return personkey.Keys{}, codeOf(a.ProbeKeys(ctx, req.Tenant, req.Person))
+			}
 			k, err := a.GetKeys(ctx, req.Tenant, req.Person, req.Create)
 			if errors.Is(err, keyring.ErrUnknownKEK) {
 				// The caller is told only that the keys are unreadable; the

@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"errors"
+	"fmt"
 	"slices"
 	"testing"
 
@@ -20,6 +21,7 @@ func ProfileStore(t *testing.T, open func(t *testing.T) app.ProfileStore) {
 		{"LoadsTheLatestOfEach", loadsTheLatestOfEach},
 		{"RemoveLeavesNone", removeLeavesNone},
 		{"VisitorsNamesEachOnce", visitorsNamesEachOnce},
+		{"VisitorsNamesManyOnce", visitorsNamesManyOnce},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -95,6 +97,43 @@ func visitorsNamesEachOnce(t *testing.T, s app.ProfileStore) {
 	if err := s.Remove(t.Context(), tenant, "v2"); err != nil {
 		t.Fatalf("Remove(v2) = %v", err)
 	}
+	if diff := cmp.Diff([]string{tenant + "/v1", "other/v3"}, visitorsIn(t, s)); diff != "" {
+		t.Errorf("Visitors() mismatch (-want +got):\n%s", diff)
+	}
+	stop := errors.New("stop")
+	calls := 0
+	err := s.Visitors(t.Context(), func(string, string) error {
+		calls++
+		return stop
+	})
+	if !errors.Is(err, stop) || calls != 1 {
+		t.Errorf("Visitors(fn failing) = %v after %d calls, want fn's error after 1", err, calls)
+	}
+}
+
+// visitorsNamesManyOnce: Visitors names each of more visitors than a store
+// reads at once (jetstream's page) once, past the gaps removed ones leave.
+func visitorsNamesManyOnce(t *testing.T, s app.ProfileStore) {
+	var want []string
+	for i := range 420 {
+		v := fmt.Sprintf("v%03d", i)
+		mustSave(t, s, tenant, v, "profile")
+		if i%3 == 0 {
+			if err := s.Remove(t.Context(), tenant, v); err != nil {
+				t.Fatalf("Remove(%s) = %v", v, err)
+			}
+			continue
+		}
+		want = append(want, tenant+"/"+v)
+	}
+	if diff := cmp.Diff(want, visitorsIn(t, s)); diff != "" {
+		t.Errorf("Visitors() mismatch (-want +got):\n%s", diff)
+	}
+}
+
+// visitorsIn returns what Visitors names, as <tenant>/<visitor>, sorted.
+func visitorsIn(t *testing.T, s app.ProfileStore) []string {
+	t.Helper()
 	var got []string
 	err := s.Visitors(t.Context(), func(tenant, visitor string) error {
 		got = append(got, tenant+"/"+visitor)
@@ -104,16 +143,5 @@ func visitorsNamesEachOnce(t *testing.T, s app.ProfileStore) {
 		t.Fatalf("Visitors() = %v", err)
 	}
 	slices.Sort(got)
-	if diff := cmp.Diff([]string{tenant + "/v1", "other/v3"}, got); diff != "" {
-		t.Errorf("Visitors() mismatch (-want +got):\n%s", diff)
-	}
-	stop := errors.New("stop")
-	calls := 0
-	err = s.Visitors(t.Context(), func(string, string) error {
-		calls++
-		return stop
-	})
-	if !errors.Is(err, stop) || calls != 1 {
-		t.Errorf("Visitors(fn failing) = %v after %d calls, want fn's error after 1", err, calls)
-	}
+	return got
 }
