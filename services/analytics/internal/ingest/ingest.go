@@ -287,9 +287,13 @@ func (in *Ingester) Run(ctx context.Context, giveUp time.Duration, health func(e
 				return nil
 			}
 			for _, msg := range msgs {
-				erase := in.read(b, msg)
-				if erase != nil && !send(job{erase: &msg, args: *erase}) {
-					return nil
+				if erase := in.read(b, msg); erase != nil {
+					// A copy of its own: the loop's variable, taken by
+					// address, would be one allocation for every fact.
+					req := msg
+					if !send(job{erase: &req, args: *erase}) {
+						return nil
+					}
 				}
 				if b.read == 1 {
 					due.Reset(in.maxDelay)
