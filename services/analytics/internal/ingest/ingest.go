@@ -181,9 +181,9 @@ func (in *Ingester) Run(ctx context.Context, giveUp time.Duration, health func(e
 		return nil
 	}
 	sub, err := watermilljs.NewSubscriber(in.js, watermilljs.SubscriberConfig{
-		Stream:  stream.Analytics,
-		Durable: func(string) string { return Durable },
-		AckWait: ackWait,
+		Stream:   stream.Analytics,
+		Durable:  func(string) string { return Durable },
+		AckWait:  ackWait,
 		Prefetch: prefetch,
 		// With Prefetch, what the consumer may have delivered and not
 		// acknowledged: acks wait for an erasure's deletion while later
