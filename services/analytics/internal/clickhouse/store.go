@@ -35,7 +35,8 @@ const insertFacts = `INSERT INTO facts (fact_id, tenant, kind, at, conversation_
 // facts in one block was the largest allocator of the ingest and a fifth
 // of its CPU. Blocks of this size sent one after the other (Flush) reuse
 // the columns, grown once, and the insert is still one statement,
-// committed, or failed, by Send.
+// committed, or failed, by Send. Flush does not watch ctx as Send does: on
+// the connections Dial makes, WriteTimeout bounds it.
 const insertBlock = 1000
 
 // Insert stores facts in one insert. Inserting a fact again is harmless:
