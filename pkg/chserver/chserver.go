@@ -429,6 +429,10 @@ func (s *Server) HTTPAddr() string {
 	return net.JoinHostPort("127.0.0.1", strconv.Itoa(s.httpPort))
 }
 
+// Pid returns the server's process id: benchmarks read the CPU time it
+// spends, which shares the machine with the process inserting.
+func (s *Server) Pid() int { return s.cmd.Process.Pid }
+
 // Dir returns the directory holding the server's config, data and logs.
 func (s *Server) Dir() string { return s.dir }
 

@@ -109,6 +109,7 @@ func (s *Service) Run(ctx context.Context) error {
 		if opts.DialTimeout == 0 || opts.DialTimeout > attemptTimeout {
 			opts.DialTimeout = attemptTimeout
 		}
+		opts.DialContext = chstore.Dial(opts.DialTimeout, opts.TLS, chstore.WriteTimeout)
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	if s.d.NC != nil {

@@ -5,7 +5,7 @@
 // It consumes ANALYTICS through the batch mode of Parley's Watermill
 // subscriber (pkg/watermilljs) on the durable consumer
 // "analytics-clickhouse" (internal/ingest), one instance reading at a time,
-// and inserts in batches of up to 10,000 facts or one second, whichever
+// and inserts in batches of up to 20,000 facts or one second, whichever
 // comes first, through clickhouse-go's native protocol with explicit
 // column lists. A batch is acked, with one cumulative ack, only after its
 // insert and every one before it succeeded: while

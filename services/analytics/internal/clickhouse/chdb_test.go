@@ -255,6 +255,10 @@ func (b *chdbBatch) column(i int) {
 	}
 }
 
+// Flush keeps the rows for Send, which sends them all: the insert is one
+// statement either way.
+func (b *chdbBatch) Flush() error { return nil }
+
 func (b *chdbBatch) Send() error {
 	var rows []string
 	for r := range b.cols[0] {

@@ -42,6 +42,36 @@ func BenchmarkInsert(b *testing.B) {
 	}
 }
 
+// TestInsertInBlocks inserts more facts than one block of the insert holds,
+// the last block partly filled: every fact arrives as it was given, each
+// once.
+func TestInsertInBlocks(t *testing.T) {
+	ch, conn, v := startMigrated(t)
+	st := chstore.New(conn, v)
+	at := time.Date(2026, 12, 7, 6, 0, 0, 0, time.UTC)
+	facts := make([]analyticsapi.Fact, 2345)
+	for i := range facts {
+		p := fmt.Sprintf("%064x", i)
+		facts[i] = analyticsapi.Fact{
+			ID: fmt.Sprintf("e%d:%s", i, analyticsapi.KindFirstResponse), Tenant: "acme", Kind: analyticsapi.KindFirstResponse,
+			At: at.Add(time.Duration(i) * time.Second), Conversation: p, Visitor: p, Agent: "a" + p[1:], Value: float64(i),
+		}
+	}
+	if err := st.Insert(t.Context(), facts); err != nil {
+		t.Fatal(err)
+	}
+	const q = "SELECT count(), uniqExact(fact_id), sum(value), toUnixTimestamp(min(at)), toUnixTimestamp(max(at)), countIf(visitor_pseudonym = conversation_pseudonym AND agent_pseudonym = concat('a', substring(visitor_pseudonym, 2))), countIf(fact_id = concat('e', toString(toUInt32(value)), ':first_response')) " +
+		"FROM facts FORMAT TSV"
+	got, err := chtest.Query(ch.HTTPAddr(), q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := fmt.Sprintf("2345\t2345\t%d\t%d\t%d\t2345\t2345", 2344*2345/2, at.Unix(), at.Unix()+2344)
+	if got != want {
+		t.Errorf("Insert(2345 facts): %s = %q, want %q", q, got, want)
+	}
+}
+
 // startMigrated starts a private ClickHouse server and connects to it as
 // its default user, with Parley's schema made.
 func startMigrated(tb testing.TB) (*chserver.Server, clickhouse.Conn, chstore.Version) {
