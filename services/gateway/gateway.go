@@ -184,7 +184,7 @@ func Run(ctx context.Context, d Deps) error {
 		return fmt.Errorf("gateway: subscribe %s: %w", chatapi.TypingSignals, err)
 	}
 	defer typing.Unsubscribe()
-	d.Keys.OnErase(func(e personkey.Erased) { hub.Erased(e.Tenant, e.Person) })
+	defer d.Keys.OnErase(func(e personkey.Erased) { hub.Erased(e.Tenant, e.Person) })()
 
 	if err := reg.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Namespace: "parley", Subsystem: "gateway", Name: "live_sessions",
