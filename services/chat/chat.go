@@ -217,8 +217,11 @@ func run(ctx context.Context, d Deps) error {
 		// now, listed again until done or the service stops, which leaves
 		// it to the next start.
 		var removed, skipped int
-		err := store.Retry(gctx, "remove erased visitors' profiles", func(ctx context.Context) (err error) {
-			removed, skipped, err = svc.ForgetErasedProfiles(ctx, store.Retry)
+		err := store.Retry(gctx, "remove erased visitors' profiles", func(ctx context.Context) error {
+			// A pass started again lists what the last one removed no
+			// more: its removals add up; its skips are counted anew.
+			r, s, err := svc.ForgetErasedProfiles(ctx, store.Retry)
+			removed, skipped = removed+r, s
 			return err
 		})
 		switch {

@@ -72,6 +72,11 @@ func (s *Store) Insert(ctx context.Context, facts []analyticsapi.Fact) error {
 			}
 		}
 		if from+k < len(facts) {
+			// Each block's write has its own deadline: a stop must not
+			// wait for every block of a slow server's insert in turn.
+			if err := ctx.Err(); err != nil {
+				return fmt.Errorf("insert %d facts: %w", len(facts), err)
+			}
 			if err := b.Flush(); err != nil {
 				return fmt.Errorf("insert %d facts: send rows %d to %d: %w", len(facts), from, from+k, err)
 			}

@@ -75,7 +75,10 @@ func (s *Service) Messages(ctx context.Context, p auth.Principal, args chatapi.M
 	// which would cost a line allocated for each of a page's hundreds.
 	var cm chatapi.Message
 	err = s.scan(ctx, c.Tenant, c.ID, args.Page.After, pg.limit+1, func(r Record) (bool, error) {
-		var shown bool
+		var (
+			shown bool
+			err   error
+		)
 		cm, shown, err = tr.line(r)
 		if err != nil {
 			return false, err
