@@ -290,11 +290,7 @@ func (l *EventLog) publish(ctx context.Context, e event.Envelope, opts ...jetstr
 
 // LastSeq returns the stream sequence of the last event in PRIVACY.
 func (l *EventLog) LastSeq(ctx context.Context) (uint64, error) {
-	s, err := l.js.Stream(ctx, stream.Privacy)
-	if err != nil {
-		return 0, fmt.Errorf("read stream %s: %w", stream.Privacy, err)
-	}
-	return s.CachedInfo().State.LastSeq, nil
+	return stream.LastSeq(ctx, l.js, stream.Privacy)
 }
 
 // Follow delivers every event of PRIVACY, from the first, to apply in
