@@ -363,8 +363,9 @@ func (s *Store) Follow(ctx context.Context, from uint64, h Handler, caughtUp fun
 	if ready {
 		caughtUp()
 	}
+	next := []natsjs.NextOpt{natsjs.NextContext(ctx)} // made once, not for every event
 	for {
-		m, err := it.Next(natsjs.NextContext(ctx))
+		m, err := it.Next(next...)
 		if ctx.Err() != nil {
 			return nil
 		}
