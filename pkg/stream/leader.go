@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"time"
 
-	jsonv2 "github.com/go-json-experiment/json"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -110,36 +109,4 @@ func apiContext(ctx context.Context, js jetstream.JetStream) (context.Context, c
 		}
 	}
 	return ctx, func() {}
-}
-
-// LastSeq returns the sequence of the last message the named stream holds,
-// as its leader answers it (STREAM.INFO), or jetstream.ErrStreamNotFound.
-// It is js.Stream(ctx, name)'s CachedInfo().State.LastSeq, for a caller
-// that asks at every batch: of the stream's whole description it decodes
-// the one number, with go-json-experiment.
-func LastSeq(ctx context.Context, js jetstream.JetStream, name string) (uint64, error) {
-	ctx, cancel := apiContext(ctx, js)
-	defer cancel()
-	reply, err := js.Conn().RequestWithContext(ctx, apiSubject(js, "STREAM.INFO."+name), nil)
-	if err != nil {
-		return 0, fmt.Errorf("last sequence of %s: %w", name, err)
-	}
-	var res struct {
-		Error *jetstream.APIError `json:"error"`
-		State *struct {
-			LastSeq uint64 `json:"last_seq"`
-		} `json:"state"`
-	}
-	if err := jsonv2.Unmarshal(reply.Data, &res); err != nil {
-		return 0, fmt.Errorf("last sequence of %s: %w", name, err)
-	}
-	switch {
-	case res.Error != nil && res.Error.ErrorCode == jetstream.JSErrCodeStreamNotFound:
-		return 0, fmt.Errorf("last sequence of %s: %w", name, jetstream.ErrStreamNotFound)
-	case res.Error != nil:
-		return 0, fmt.Errorf("last sequence of %s: %w", name, res.Error)
-	case res.State == nil:
-		return 0, fmt.Errorf("last sequence of %s: %w", name, jetstream.ErrInvalidJetStreamResponse)
-	}
-	return res.State.LastSeq, nil
 }

@@ -30,7 +30,11 @@ const (
 // LastSeq returns the sequence of CHAT's last message, as its leader
 // answers.
 func (l *ChatLog) LastSeq(ctx context.Context) (uint64, error) {
-	return stream.LastSeq(ctx, l.js, stream.Chat)
+	s, err := l.js.Stream(ctx, stream.Chat)
+	if err != nil {
+		return 0, fmt.Errorf("read stream %s: %w", stream.Chat, err)
+	}
+	return s.CachedInfo().State.LastSeq, nil
 }
 
 // errStop ends a batch early once the reader has had enough.

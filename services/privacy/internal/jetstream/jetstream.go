@@ -290,7 +290,11 @@ func (l *EventLog) publish(ctx context.Context, e event.Envelope, opts ...jetstr
 
 // LastSeq returns the stream sequence of the last event in PRIVACY.
 func (l *EventLog) LastSeq(ctx context.Context) (uint64, error) {
-	return stream.LastSeq(ctx, l.js, stream.Privacy)
+	s, err := l.js.Stream(ctx, stream.Privacy)
+	if err != nil {
+		return 0, fmt.Errorf("read stream %s: %w", stream.Privacy, err)
+	}
+	return s.CachedInfo().State.LastSeq, nil
 }
 
 // Follow delivers every event of PRIVACY, from the first, to apply in
