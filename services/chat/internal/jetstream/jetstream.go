@@ -55,11 +55,13 @@ func Open(ctx context.Context, js natsjs.JetStream, o stream.Options, log *slog.
 // MaxAge still applies when it is shorter.
 func (s *Store) Append(ctx context.Context, e event.Envelope, version uint64, ttl time.Duration) (uint64, error) {
 	subject := stream.ChatSubject(e.Tenant, e.Aggregate)
-	opts := []natsjs.PublishOpt{natsjs.WithExpectLastSequencePerSubject(version), natsjs.WithMsgID(e.ID)}
+	m := e.Msg(subject)
+	m.Header.Set(natsjs.MsgIDHeader, e.ID)
+	m.Header.Set(natsjs.ExpectedLastSubjSeqHeader, strconv.FormatUint(version, 10))
 	if ttl > 0 {
-		opts = append(opts, natsjs.WithMsgTTL(max(ttl.Truncate(time.Second), time.Second)))
+		m.Header.Set(natsjs.MsgTTLHeader, max(ttl.Truncate(time.Second), time.Second).String())
 	}
-	ack, err := s.js.PublishMsg(ctx, e.Msg(subject), opts...)
+	ack, err := stream.Publish(ctx, s.js, m)
 	if err != nil {
 		if wrongLastSequence(err) {
 			return 0, fmt.Errorf("append to %s after %d: %w", subject, version, app.ErrStale)
@@ -377,8 +379,9 @@ func (s *Store) Follow(ctx context.Context, from uint64, h Handler, caughtUp fun
 	if ready {
 		caughtUp()
 	}
+	next := []natsjs.NextOpt{natsjs.NextContext(ctx)} // made once, not for every event
 	for {
-		m, err := it.Next(natsjs.NextContext(ctx))
+		m, err := it.Next(next...)
 		if ctx.Err() != nil {
 			return nil
 		}

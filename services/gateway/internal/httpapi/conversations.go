@@ -164,11 +164,22 @@ func (a *API) postMessage(w http.ResponseWriter, r *http.Request) error {
 	if err := checkTextSize(body.Text); err != nil {
 		return err
 	}
-	var res chatapi.PostResult
+	// The chat service's chatapi.PostResult is the API's answer as it is:
+	// passed on as it came, not decoded and encoded again on every post.
+	var res json.RawMessage
 	if err := a.call(r, chatapi.PostSubject, p, chatapi.PostArgs{Conversation: id, Text: body.Text, IdempotencyKey: key}, &res); err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusCreated, res)
+	if v := jsontext.Value(res); v.Kind() != '{' || !v.IsValid() {
+		return fmt.Errorf("decode %s result: not an object", chatapi.PostSubject)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusCreated)
+	// As writeJSON ends it. A write that fails has lost the client: nothing
+	// is left to answer.
+	if _, err := w.Write(res); err == nil {
+		_, _ = w.Write([]byte{'\n'})
+	}
 	return nil
 }
 

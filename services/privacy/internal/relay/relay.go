@@ -601,6 +601,12 @@ func (r *Relay) facts(ctx context.Context, e event.Envelope) (*nats.Msg, []analy
 	if payload == nil {
 		return nil, nil, nil
 	}
+	// Only a closing yields something whatever the consent: opening
+	// another event of a visitor who did not consent then would be a
+	// decryption and a decoding for nothing, on every such post.
+	if e.Type != event.ConversationClosed && !r.app.AnalyticsConsentAt(e.Tenant, e.Person, e.At) {
+		return nil, nil, nil
+	}
 	if err := e.Open(k.Data, payload); err != nil {
 		return nil, nil, fmt.Errorf("%w: %w", errSkip, err)
 	}
