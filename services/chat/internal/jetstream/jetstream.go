@@ -55,13 +55,11 @@ func Open(ctx context.Context, js natsjs.JetStream, o stream.Options, log *slog.
 // MaxAge still applies when it is shorter.
 func (s *Store) Append(ctx context.Context, e event.Envelope, version uint64, ttl time.Duration) (uint64, error) {
 	subject := stream.ChatSubject(e.Tenant, e.Aggregate)
-	m := e.Msg(subject)
-	m.Header.Set(natsjs.MsgIDHeader, e.ID)
-	m.Header.Set(natsjs.ExpectedLastSubjSeqHeader, strconv.FormatUint(version, 10))
+	opts := []natsjs.PublishOpt{natsjs.WithExpectLastSequencePerSubject(version), natsjs.WithMsgID(e.ID)}
 	if ttl > 0 {
-		m.Header.Set(natsjs.MsgTTLHeader, max(ttl.Truncate(time.Second), time.Second).String())
+		opts = append(opts, natsjs.WithMsgTTL(max(ttl.Truncate(time.Second), time.Second)))
 	}
-	ack, err := stream.Publish(ctx, s.js, m)
+	ack, err := s.js.PublishMsg(ctx, e.Msg(subject), opts...)
 	if err != nil {
 		if wrongLastSequence(err) {
 			return 0, fmt.Errorf("append to %s after %d: %w", subject, version, app.ErrStale)
