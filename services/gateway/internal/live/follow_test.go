@@ -94,8 +94,8 @@ func readEvent(t *testing.T, ctx context.Context, c *websocket.Conn) Event {
 
 // TestOnlyConnectedTenantsAreFollowed checks that the hub is sent the
 // events of a tenant only while a session of the tenant is connected to
-// it, that a session is sent its tenant's events from its handshake on,
-// and that Close ends every subscription.
+// it, and that a session is sent its tenant's events from its handshake
+// on.
 func TestOnlyConnectedTenantsAreFollowed(t *testing.T) {
 	h, r := followed(t, noKeys{})
 	received := func() uint64 { return r.nc.Stats().InMsgs }
@@ -122,12 +122,24 @@ func TestOnlyConnectedTenantsAreFollowed(t *testing.T) {
 	if got := received(); got != 1 {
 		t.Errorf("hub whose last session of demo ended received %d events, want 1", got)
 	}
+}
 
-	dial(t, ctx, h, auth.Principal{Tenant: "demo", ID: "s1", Role: auth.RoleSupervisor})
-	if err := h.Close(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if n := r.nc.NumSubscriptions(); n != 0 {
+// TestCloseEndsSubscriptions checks that Close ends every subscription to
+// events at once, even one held by a session that has not ended yet.
+func TestCloseEndsSubscriptions(t *testing.T) {
+	h, r := followed(t, noKeys{})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	subs := make(chan int, 1)
+	dialWith(t, ctx, h, auth.Principal{Tenant: "demo", ID: "s1", Role: auth.RoleSupervisor}, func() {
+		// The session is registered and holds its tenant's subscription;
+		// a Close that does not wait for it must still end it.
+		expired, cancel := context.WithCancel(ctx)
+		cancel()
+		_ = h.Close(expired)
+		subs <- r.nc.NumSubscriptions()
+	})
+	if n := <-subs; n != 0 {
 		t.Errorf("closed hub holds %d subscriptions, want 0", n)
 	}
 }
