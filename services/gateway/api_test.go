@@ -136,6 +136,7 @@ func TestBadRequestsNeverReachTheBus(t *testing.T) {
 		{"not an object", http.MethodPost, "/v1/conversations", visitor, `["hi"]`, http.StatusBadRequest},
 		{"unknown field", http.MethodPost, "/v1/conversations", visitor, `{"text":"hi","ip":"1.2.3.4"}`, http.StatusBadRequest},
 		{"trailing data", http.MethodPost, "/v1/conversations", visitor, `{"text":"hi"} {}`, http.StatusBadRequest},
+		{"trailing object", http.MethodPost, "/v1/conversations", visitor, `{"text":"hi"}{}`, http.StatusBadRequest},
 		{"invalid utf-8", http.MethodPost, "/v1/conversations", visitor, "{\"text\":\"h\xffi\"}", http.StatusBadRequest},
 		{"text too long", http.MethodPost, "/v1/conversations", visitor, long, http.StatusRequestEntityTooLarge},
 		{"body too large", http.MethodPost, "/v1/conversations", visitor, huge, http.StatusRequestEntityTooLarge},

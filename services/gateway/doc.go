@@ -24,10 +24,12 @@
 // reserve for everything else. The chat service decides the limits on open
 // conversations and messages, from the tenant's settings.
 //
-// Live events: one subscription on live.chat.> follows every conversation:
-// the CHAT stream republishes there each event it stores, once, so a
-// session is never shown an append the stream refused or dropped as a
-// duplicate. Events are decrypted with the visitor's key (asked of the key
+// Live events: the CHAT stream republishes on live.chat.<tenant>.> each
+// event it stores, once, so a session is never shown an append the stream
+// refused or dropped as a duplicate. The hub subscribes there for each
+// tenant with a WebSocket session on this gateway, from the tenant's first
+// session to its last, and its subscriptions hand the events to one
+// pipeline, bounded for all tenants together. Events are decrypted with the visitor's key (asked of the key
 // service and cached until erasure) and pushed only to sessions allowed to
 // see them, by the assignee chat stamped into the event (see internal/live). When a subject is erased, their sessions are closed, and an
 // erased visitor's token, valid until it expires, opens no new session and

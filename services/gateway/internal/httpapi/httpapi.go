@@ -552,7 +552,7 @@ func (a *API) stream(w http.ResponseWriter, r *http.Request) error {
 	}
 	lim := a.cfg.Tenants.Limits(p.Tenant)
 	sessions := live.Limits{Principal: lim.SessionsPerPrincipal, Tenant: lim.Sessions, Process: a.cfg.MaxSessions}
-	err = a.cfg.Hub.Start(a.cfg.StreamContext, p, sessions, since, func() (*websocket.Conn, error) {
+	err = a.cfg.Hub.Start(a.cfg.StreamContext, r.Context(), p, sessions, since, func() (*websocket.Conn, error) {
 		return websocket.Accept(smallBuffers{w}, r, &websocket.AcceptOptions{
 			// Cross-site WebSocket hijacking needs ambient credentials
 			// (cookies); a bearer token in the request is not one, and the
@@ -574,13 +574,18 @@ func (a *API) stream(w http.ResponseWriter, r *http.Request) error {
 			return &rateLimited{retryAfter: sessionRetry, cause: l.is}
 		}
 	}
-	if errors.Is(err, live.ErrClosing) {
+	switch {
+	case errors.Is(err, live.ErrClosing):
 		return errNotReady
-	}
-	if errors.Is(err, live.ErrNoStream) {
+	case errors.Is(err, live.ErrUnavailable):
+		// The bus is down or slow: the client tries again, as readiness
+		// tells the operator.
+		return errors.Join(errNotReady, err)
+	case errors.Is(err, live.ErrNoStream):
 		return errRole
 	}
-	return nil
+	// nil, or an error Start has not answered the client for: logged here.
+	return err
 }
 
 // smallBuffers hands the WebSocket smaller buffers than net/http's 4 KiB

@@ -3,66 +3,84 @@ package live
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"strconv"
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/parley-chat/parley/pkg/auth"
 	"github.com/parley-chat/parley/pkg/event"
+	"github.com/parley-chat/parley/pkg/natsembed"
 	"github.com/parley-chat/parley/pkg/natsembed/natstest"
+	"github.com/parley-chat/parley/pkg/personkey"
 	"github.com/parley-chat/parley/pkg/stream"
 )
 
-// TestOnlyConnectedTenantsAreFollowed checks that the hub is sent the
-// events of a tenant only while a session of the tenant is connected to
-// it, and that a session is sent its tenant's events from its handshake
-// on.
-func TestOnlyConnectedTenantsAreFollowed(t *testing.T) {
-	s := natstest.Start(t, t.TempDir())
+// newHub returns a hub decrypting with keys and its own connection to s,
+// closed when the test ends.
+func newHub(t *testing.T, s *natsembed.Server, keys Keys) (*Hub, *nats.Conn) {
+	t.Helper()
 	nc, _ := natstest.Connect(t, s)
-	pub, _ := natstest.Connect(t, s)
-	h := NewHub(slog.New(slog.DiscardHandler), noKeys{}, nil)
-	h.Follow(nc)
-	seq := uint64(0)
-	// publish stands in for the CHAT stream's republish of a stored
-	// closing of tenant's conversation c1 of visitor v1: shown, unplaced,
-	// even when its payload cannot be read.
-	publish := func(tenant string) {
-		t.Helper()
-		seq++
-		e := event.Envelope{ID: "e" + strconv.FormatUint(seq, 10), Type: event.ConversationClosed, Tenant: tenant, Person: "v1", Aggregate: "c1", At: time.Now(), Body: []byte("sealed")}
-		m := e.Msg(stream.LiveChatSubject(tenant, "c1"))
-		m.Header.Set(jetstream.SequenceHeader, strconv.FormatUint(seq, 10))
-		if err := pub.PublishMsg(m); err != nil {
-			t.Fatal(err)
+	h := NewHub(slog.New(slog.DiscardHandler), keys, nil)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := h.Close(ctx); err != nil {
+			t.Errorf("Close = %v", err)
 		}
-		// Once the publisher's flush returns the server has routed the
-		// event; once the hub's returns the hub's connection has read
-		// whatever it was sent before the answer.
-		if err := pub.Flush(); err != nil {
-			t.Fatal(err)
-		}
-		if err := nc.Flush(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	received := func() uint64 { return nc.Stats().InMsgs }
+	})
+	return h, nc
+}
 
-	publish("demo")
-	if got := received(); got != 0 {
-		t.Fatalf("hub with no session received %d events, want 0", got)
+// republisher stands in for the CHAT stream's republish of stored events.
+type republisher struct {
+	t       *testing.T
+	pub, nc *nats.Conn // nc: the hub's
+	seq     uint64
+}
+
+// publish republishes a stored closing of tenant's conversation c1 of
+// visitor v1, shown, unplaced, even when its payload cannot be read, and
+// returns its sequence once the hub's connection has read it.
+func (r *republisher) publish(tenant string) uint64 {
+	r.t.Helper()
+	r.seq++
+	e := event.Envelope{ID: "e" + strconv.FormatUint(r.seq, 10), Type: event.ConversationClosed, Tenant: tenant, Person: "v1", Aggregate: "c1", At: time.Now(), Body: []byte("sealed")}
+	m := e.Msg(stream.LiveChatSubject(tenant, "c1"))
+	m.Header.Set(jetstream.SequenceHeader, strconv.FormatUint(r.seq, 10))
+	if err := r.pub.PublishMsg(m); err != nil {
+		r.t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	c := dial(t, ctx, h, auth.Principal{Tenant: "demo", ID: "v1", Role: auth.RoleVisitor})
-	publish("other")
-	publish("demo")
-	if got := received(); got != 1 {
-		t.Errorf("hub with a session of demo received %d events, want demo's one", got)
+	// Once the publisher's flush returns the server has routed the event;
+	// once the hub's returns the hub's connection has read whatever it was
+	// sent before the answer.
+	if err := r.pub.Flush(); err != nil {
+		r.t.Fatal(err)
 	}
+	if err := r.nc.Flush(); err != nil {
+		r.t.Fatal(err)
+	}
+	return r.seq
+}
+
+// followed returns a hub following s with keys and a republisher to it.
+func followed(t *testing.T, keys Keys) (*Hub, *republisher) {
+	t.Helper()
+	s := natstest.Start(t, t.TempDir())
+	h, nc := newHub(t, s, keys)
+	h.Follow(nc)
+	pub, _ := natstest.Connect(t, s)
+	return h, &republisher{t: t, pub: pub, nc: nc}
+}
+
+// readEvent reads the next frame of c.
+func readEvent(t *testing.T, ctx context.Context, c *websocket.Conn) Event {
+	t.Helper()
 	_, b, err := c.Read(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -71,14 +89,176 @@ func TestOnlyConnectedTenantsAreFollowed(t *testing.T) {
 	if err := json.Unmarshal(b, &e); err != nil {
 		t.Fatal(err)
 	}
-	if e.Type != TypeClosed || e.ConversationID != "c1" || e.Seq != seq {
+	return e
+}
+
+// TestOnlyConnectedTenantsAreFollowed checks that the hub is sent the
+// events of a tenant only while a session of the tenant is connected to
+// it, and that a session is sent its tenant's events from its handshake
+// on.
+func TestOnlyConnectedTenantsAreFollowed(t *testing.T) {
+	h, r := followed(t, noKeys{})
+	received := func() uint64 { return r.nc.Stats().InMsgs }
+
+	r.publish("demo")
+	if got := received(); got != 0 {
+		t.Fatalf("hub with no session received %d events, want 0", got)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c := dial(t, ctx, h, auth.Principal{Tenant: "demo", ID: "v1", Role: auth.RoleVisitor})
+	r.publish("other")
+	seq := r.publish("demo")
+	if got := received(); got != 1 {
+		t.Errorf("hub with a session of demo received %d events, want demo's one", got)
+	}
+	if e := readEvent(t, ctx, c); e.Type != TypeClosed || e.ConversationID != "c1" || e.Seq != seq {
 		t.Errorf("visitor's frame = %+v, want c1 closed at seq %d", e, seq)
 	}
 
 	c.CloseNow()
 	natstest.Until(t, 10*time.Second, "the session ended", func() bool { return h.Sessions() == 0 })
-	publish("demo")
+	r.publish("demo")
 	if got := received(); got != 1 {
 		t.Errorf("hub whose last session of demo ended received %d events, want 1", got)
+	}
+}
+
+// TestCloseEndsSubscriptions checks that Close ends every subscription to
+// events at once, even one held by a session that has not ended yet.
+func TestCloseEndsSubscriptions(t *testing.T) {
+	h, r := followed(t, noKeys{})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	subs := make(chan int, 1)
+	dialWith(t, ctx, h, auth.Principal{Tenant: "demo", ID: "s1", Role: auth.RoleSupervisor}, func() {
+		// The session is registered and holds its tenant's subscription;
+		// a Close that does not wait for it must still end it.
+		expired, cancel := context.WithCancel(ctx)
+		cancel()
+		_ = h.Close(expired)
+		subs <- r.nc.NumSubscriptions()
+	})
+	if n := <-subs; n != 0 {
+		t.Errorf("closed hub holds %d subscriptions, want 0", n)
+	}
+}
+
+// TestStartWithoutBus checks that a session the bus cannot subscribe for
+// is refused with ErrUnavailable before its handshake, and that a session
+// refused by the limits is refused for them without asking the bus.
+func TestStartWithoutBus(t *testing.T) {
+	h, r := followed(t, noKeys{})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	p := auth.Principal{Tenant: "demo", ID: "s1", Role: auth.RoleSupervisor}
+	dial(t, ctx, h, p)
+	r.nc.Close()
+
+	tests := []struct {
+		name string
+		give auth.Principal
+		want error
+	}{
+		{"over the limits", p, ErrPrincipalSessions},
+		{"bus closed", auth.Principal{Tenant: "other", ID: "s2", Role: auth.RoleSupervisor}, ErrUnavailable},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			accepted := false
+			err := h.Start(ctx, ctx, tt.give, Limits{Principal: 1}, nil, func() (*websocket.Conn, error) {
+				accepted = true
+				return nil, errors.New("no client")
+			})
+			if !errors.Is(err, tt.want) || accepted {
+				t.Errorf("Start(%v) = %v, accepted %t; want %v, not accepted", tt.give, err, accepted, tt.want)
+			}
+			if n := h.Sessions(); n != 1 {
+				t.Errorf("Sessions() = %d, want 1", n)
+			}
+		})
+	}
+}
+
+// stalledKeys holds the first lookup until release is closed, as a key
+// service that does not answer holds the pipeline; every lookup finds no
+// key.
+type stalledKeys struct {
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (k stalledKeys) Get(context.Context, string, string) (personkey.Keys, error) {
+	select {
+	case k.entered <- struct{}{}:
+	default:
+	}
+	<-k.release
+	return personkey.Keys{}, personkey.ErrNotFound
+}
+
+// TestPipelineIsBoundAcrossTenants checks that what waits for a stalled
+// pipeline is bounded once for all the tenants followed, by events and by
+// bytes, that what exceeds it is dropped, and that what waited is then
+// delivered in order.
+func TestPipelineIsBoundAcrossTenants(t *testing.T) {
+	size := int64(len("sealed")) // what a republished closing carries
+	tests := []struct {
+		name   string
+		events int
+		bytes  int64
+		want   int // events that wait
+	}{
+		{"by events", 4, 100 * size, 4},
+		{"by bytes", 100, 2 * size, 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			keys := stalledKeys{entered: make(chan struct{}, 1), release: make(chan struct{})}
+			h, r := followed(t, keys)
+			h.events, h.maxWaiting = make(chan *nats.Msg, tt.events), tt.bytes
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			conns := map[string]*websocket.Conn{}
+			for _, tenant := range []string{"a", "b"} {
+				conns[tenant] = dial(t, ctx, h, auth.Principal{Tenant: tenant, ID: "s1", Role: auth.RoleSupervisor})
+			}
+			r.publish("a")
+			select {
+			case <-keys.entered:
+			case <-ctx.Done():
+				t.Fatal("the pipeline never asked for a key")
+			}
+			const sent = 6
+			for i := range sent {
+				r.publish([]string{"a", "b"}[i%2])
+			}
+			natstest.Until(t, 10*time.Second, "every event waits or is dropped", func() bool {
+				return int64(len(h.events))+h.dropped.Load() == sent
+			})
+			if got := len(h.events); got != tt.want {
+				t.Errorf("%d events wait, want %d", got, tt.want)
+			}
+			close(keys.release)
+			last := map[string]uint64{"a": r.publish("a"), "b": r.publish("b")}
+			got := 0
+			for tenant, c := range conns {
+				var prev uint64
+				for {
+					e := readEvent(t, ctx, c)
+					if e.Seq <= prev {
+						t.Errorf("tenant %s: seq %d after %d", tenant, e.Seq, prev)
+					}
+					prev = e.Seq
+					if e.Seq == last[tenant] {
+						break
+					}
+					got++
+				}
+			}
+			if want := 1 + tt.want; got != want {
+				t.Errorf("sessions were sent %d events before the last ones, want %d (the stalled one and those that waited)", got, want)
+			}
+		})
 	}
 }

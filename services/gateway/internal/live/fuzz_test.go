@@ -90,7 +90,7 @@ func FuzzClientFrames(f *testing.F) {
 		r.Header.Set("Sec-WebSocket-Version", "13")
 		r.Header.Set("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
 		w := pipeWriter{ResponseWriter: httptest.NewRecorder(), conn: server}
-		err := h.Start(t.Context(), agent, Limits{}, nil, func() (*websocket.Conn, error) { return websocket.Accept(w, r, nil) })
+		err := h.Start(t.Context(), r.Context(), agent, Limits{}, nil, func() (*websocket.Conn, error) { return websocket.Accept(w, r, nil) })
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -64,6 +64,7 @@ import (
 	"log/slog"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/coder/websocket"
@@ -95,11 +96,18 @@ const (
 	TypingEvery = time.Second
 	TypingBurst = 5
 	// lookupTimeout bounds a key lookup, which holds up the pipeline of
-	// the tenant's events.
+	// every tenant's events.
 	lookupTimeout = 2 * time.Second
 	// MaxReplay bounds the events a reconnecting client is sent from the
 	// stream; a client further behind is told to resync.
 	MaxReplay = 1000
+	// pendingMsgs and pendingBytes (of payload) bound the events waiting
+	// for the hub's pipeline, those of every tenant followed together.
+	pendingMsgs  = 1 << 16
+	pendingBytes = 64 << 20
+	// subscribeTimeout bounds the wait, during a handshake, for the server
+	// to know of the tenant's subscription.
+	subscribeTimeout = 2 * time.Second
 )
 
 // Keys returns a data subject's keys; personkey.Cache is one.
@@ -197,14 +205,34 @@ type Hub struct {
 	wg       sync.WaitGroup
 
 	// feedsMu guards feeds, the subscriptions to the events of the tenants
-	// with sessions, made on conn (nil until Follow: no events).
+	// with sessions, made on conn (nil until Follow: no events); piping,
+	// set once the pipeline's goroutine runs; and stopped, set by Close,
+	// after which no feed is made.
 	feedsMu sync.Mutex
 	conn    *nats.Conn
 	feeds   map[string]*feed
+	piping  bool
+	stopped bool
+
+	// events is the pipeline: every feed hands its events here, and one
+	// goroutine (pipe) handles them in the order they came, which keeps
+	// each tenant's in the stream's order. A burst must not be dropped
+	// while a key lookup holds the pipeline for a moment, so it holds up
+	// to cap(events) events and maxWaiting bytes of payload; beyond that
+	// events are dropped, as a slow consumer's are, and logged. The bound
+	// is the hub's, not a tenant's: with the key service down every
+	// tenant's events wait, and a bound per tenant would let the memory
+	// held grow with the tenants connected.
+	events     chan *nats.Msg
+	maxWaiting int64
+	waiting    atomic.Int64 // payload bytes in events
+	dropped    atomic.Int64 // events dropped since the pipeline last took one
+	stop       chan struct{}
+	piped      chan struct{}
 }
 
-// feed is the subscription to one tenant's events and the sessions that
-// hold it.
+// feed is the subscription to one tenant's events, which it hands to the
+// hub's pipeline, and the number of sessions that hold it.
 type feed struct {
 	sub *nats.Subscription
 	n   int
@@ -243,30 +271,45 @@ func NewHub(log *slog.Logger, keys Keys, history History) *Hub {
 		history: history,
 		tenants: make(map[string]*tenantSessions),
 		feeds:   make(map[string]*feed),
+
+		events:     make(chan *nats.Msg, pendingMsgs),
+		maxWaiting: pendingBytes,
+		stop:       make(chan struct{}),
+		piped:      make(chan struct{}),
 	}
 }
 
 // Follow makes the hub follow the chat events stored in CHAT on nc, which
 // the stream republishes on stream.LiveChatSubjects: from then on, each session that
 // starts subscribes to its tenant's events unless another of the tenant
-// has, and the last of the tenant to end unsubscribes. A tenant's events
-// are handled one at a time, in order, on its subscription's goroutine.
-// Call it before the first Start.
+// has, and the last of the tenant to end unsubscribes. Events are handled
+// one at a time, each tenant's in order, on one goroutine, which Close
+// ends. Call it before the first Start.
 func (h *Hub) Follow(nc *nats.Conn) {
 	h.feedsMu.Lock()
 	h.conn = nc
 	h.feedsMu.Unlock()
 }
 
+// ErrUnavailable is returned by Start when the hub cannot follow the
+// session's tenant: the bus did not take or confirm its subscription.
+var ErrUnavailable = errors.New("live: events unavailable")
+
 // hold makes sure the events of tenant stored from now on reach the hub,
 // subscribing to them for the tenant's first session; release ends it.
 // The subscription is known to the server when hold returns (a flush on
-// the connection), so an event stored after a session's handshake is not
-// missed for a subscription still on its way. A tenant that is no token
-// of a subject (an operator's "*") sees no conversation and is not
-// subscribed to.
-func (h *Hub) hold(tenant string) error {
+// the connection, bounded by ctx and subscribeTimeout), so an event stored
+// after a session's handshake is not missed for a subscription still on
+// its way. A tenant that is no token of a subject (an operator's "*") sees
+// no conversation and is not subscribed to. It returns ErrClosing once
+// Close has begun, and an error wrapping ErrUnavailable when the bus
+// fails; in both cases there is nothing to release.
+func (h *Hub) hold(ctx context.Context, tenant string) error {
 	h.feedsMu.Lock()
+	if h.stopped {
+		h.feedsMu.Unlock()
+		return ErrClosing
+	}
 	if h.conn == nil || !stream.ValidToken(tenant) {
 		h.feedsMu.Unlock()
 		return nil
@@ -274,30 +317,27 @@ func (h *Hub) hold(tenant string) error {
 	nc := h.conn
 	f := h.feeds[tenant]
 	if f == nil {
-		sub, err := nc.Subscribe(TenantSubject(tenant), h.handle)
-		if err == nil {
-			// A burst must not be dropped as a slow consumer while a key
-			// lookup holds the pipeline for a moment. The bound is a
-			// tenant's: what waits across tenants is what arrives while
-			// their lookups hold them, as with one subscription.
-			if err = sub.SetPendingLimits(1<<16, 64<<20); err != nil {
-				_ = sub.Unsubscribe()
-			}
-		}
+		sub, err := nc.Subscribe(TenantSubject(tenant), h.enqueue)
 		if err != nil {
 			h.feedsMu.Unlock()
-			return fmt.Errorf("live: subscribe to a tenant's events: %w", err)
+			return fmt.Errorf("%w: subscribe to a tenant's events: %w", ErrUnavailable, err)
 		}
 		f = &feed{sub: sub}
 		h.feeds[tenant] = f
+		if !h.piping {
+			h.piping = true
+			go h.pipe()
+		}
 	}
 	f.n++
 	h.feedsMu.Unlock()
 	// Outside the lock, and by every session: a session of a tenant whose
 	// subscription another is still flushing must wait for it too.
-	if err := nc.Flush(); err != nil {
+	ctx, cancel := context.WithTimeout(ctx, subscribeTimeout)
+	defer cancel()
+	if err := nc.FlushWithContext(ctx); err != nil {
 		h.release(tenant)
-		return fmt.Errorf("live: subscribe to a tenant's events: %w", err)
+		return fmt.Errorf("%w: subscribe to a tenant's events: %w", ErrUnavailable, err)
 	}
 	return nil
 }
@@ -314,6 +354,49 @@ func (h *Hub) release(tenant string) {
 		delete(h.feeds, tenant)
 		// Events it was handed and has not handled are of no session now.
 		_ = f.sub.Unsubscribe()
+	}
+}
+
+// enqueue hands an event of a feed to the pipeline, or drops it when the
+// pipeline is full. It never blocks, so that what waits is bounded by the
+// pipeline alone, not by the feeds' own queues.
+func (h *Hub) enqueue(m *nats.Msg) {
+	n := int64(len(m.Data))
+	if h.waiting.Add(n) > h.maxWaiting {
+		h.waiting.Add(-n)
+		h.drop()
+		return
+	}
+	select {
+	case h.events <- m:
+	default:
+		h.waiting.Add(-n)
+		h.drop()
+	}
+}
+
+// drop counts an event the pipeline had no room for, and logs the first of
+// a run of them; pipe logs how many there were.
+func (h *Hub) drop() {
+	if h.dropped.Add(1) == 1 {
+		h.log.Error("live: pipeline full, dropping events", "max_events", cap(h.events), "max_bytes", h.maxWaiting)
+	}
+}
+
+// pipe handles the events of the pipeline until Close.
+func (h *Hub) pipe() {
+	defer close(h.piped)
+	for {
+		select {
+		case m := <-h.events:
+			h.waiting.Add(-int64(len(m.Data)))
+			if n := h.dropped.Swap(0); n > 0 {
+				h.log.Warn("live: pipeline has room again", "dropped", n)
+			}
+			h.handle(m)
+		case <-h.stop:
+			return
+		}
 	}
 }
 
@@ -350,35 +433,42 @@ type Limits struct {
 	Process int
 }
 
-// Start registers a session for p, then completes the WebSocket handshake
-// with accept, and runs the session on the connection until the client
-// goes away, the hub closes it, or ctx is done, then closes it. The session
-// is registered first so that every event stored after the client saw the
-// handshake reaches it; what arrives before accept returns waits in its
-// queue. With since, the last sequence the client saw, it is first sent
-// the events it missed (see the package comment). Start returns
-// ErrClosing, without calling accept, once Close has begun, and
+// Start registers a session for p, makes sure its tenant's events reach
+// the hub, then completes the WebSocket handshake with accept, and runs the
+// session on the connection until the client goes away, the hub closes it,
+// or ctx is done, then closes it. req is the handshake's request's context:
+// it bounds the wait before accept. Every event stored after the client
+// saw the handshake reaches the session: the session is registered, then
+// the tenant's subscription is known to the server (hold), and only then
+// does accept answer the client; such an event is sent to the hub after
+// that, and the hub finds the session. What arrives before accept returns
+// waits in the session's queue. With since, the last sequence the client
+// saw, it is first sent the events it missed (see the package comment).
+// Start returns, without calling accept, ErrClosing once Close has begun;
 // ErrPrincipalSessions, ErrTenantSessions or ErrProcessSessions when the
-// session would exceed lim, in both cases without calling accept; an error
-// of accept, which has answered the client itself, ends the session.
-// Otherwise it returns at once: the session reads on a goroutine of its
-// own, started fresh so that its stack stays small, and the HTTP handler
-// can return. A bot's session is refused with ErrNoStream.
-func (h *Hub) Start(ctx context.Context, p auth.Principal, lim Limits, since *uint64, accept func() (*websocket.Conn, error)) error {
+// session would exceed lim, before anything is subscribed to; and an error
+// wrapping ErrUnavailable when the bus fails to subscribe. An error of
+// accept, which has answered the client itself, ends the session and
+// Start returns nil. Otherwise it returns at once: the session reads on a
+// goroutine of its own, started fresh so that its stack stays small, and
+// the HTTP handler can return. A bot's session is refused with
+// ErrNoStream.
+func (h *Hub) Start(ctx, req context.Context, p auth.Principal, lim Limits, since *uint64, accept func() (*websocket.Conn, error)) error {
 	if p.Role == auth.RoleBot {
 		return ErrNoStream
 	}
 	s := &session{p: p, replaying: since != nil, room: make(chan struct{}, 1), typing: rate.NewLimiter(rate.Every(TypingEvery), TypingBurst)}
-	if err := h.hold(p.Tenant); err != nil {
+	if err := h.add(s, lim); err != nil {
 		return err
 	}
-	if err := h.add(s, lim); err != nil {
-		h.release(p.Tenant)
+	if err := h.hold(req, p.Tenant); err != nil {
+		h.remove(s)
+		h.wg.Done()
 		return err
 	}
 	conn, err := accept()
 	if err != nil {
-		h.remove(s)
+		h.end(s)
 		h.wg.Done()
 		return nil
 	}
@@ -387,8 +477,8 @@ func (h *Hub) Start(ctx context.Context, p auth.Principal, lim Limits, since *ui
 	if p.Role == auth.RoleVisitor {
 		// Every event of a visitor's conversations is sealed under their
 		// key. Fetched on their first event instead, it would hold up the
-		// tenant's pipeline, the deliveries to all of the tenant's sessions, for
-		// a round trip to the key service.
+		// pipeline, the deliveries to every session, for a round trip to
+		// the key service.
 		h.wg.Add(1)
 		go h.prefetchKeys(s)
 	}
@@ -449,7 +539,7 @@ const CloseErased = "subject erased"
 
 func (h *Hub) read(ctx context.Context, s *session) {
 	defer h.wg.Done()
-	defer h.remove(s)
+	defer h.end(s)
 	// Reading answers pings and notices the close handshake; what a client
 	// sends besides typing signals is ignored.
 	for {
@@ -543,6 +633,7 @@ func (h *Hub) add(s *session, lim Limits) error {
 	return nil
 }
 
+// remove unregisters s.
 func (h *Hub) remove(s *session) {
 	h.mu.Lock()
 	t := h.tenants[s.p.Tenant]
@@ -566,6 +657,11 @@ func (h *Hub) remove(s *session) {
 	}
 	h.sessions--
 	h.mu.Unlock()
+}
+
+// end unregisters s and releases its hold of its tenant's events.
+func (h *Hub) end(s *session) {
+	h.remove(s)
 	h.release(s.p.Tenant)
 }
 
@@ -646,9 +742,22 @@ func (h *Hub) Erased(tenant, id string) {
 	}
 }
 
-// Close closes every session with "going away" and refuses new ones, then
-// waits for the sessions to end or ctx to be done.
+// Close closes every session with "going away" and refuses new ones, ends
+// every subscription to events and the pipeline, then waits for the
+// sessions and the pipeline to end or ctx to be done.
 func (h *Hub) Close(ctx context.Context) error {
+	h.feedsMu.Lock()
+	first := !h.stopped
+	h.stopped = true
+	for tenant, f := range h.feeds {
+		delete(h.feeds, tenant)
+		_ = f.sub.Unsubscribe()
+	}
+	piping := h.piping
+	h.feedsMu.Unlock()
+	if first {
+		close(h.stop)
+	}
 	h.mu.Lock()
 	h.closing = true
 	var all []*session
@@ -674,6 +783,9 @@ func (h *Hub) Close(ctx context.Context) error {
 	done := make(chan struct{})
 	go func() {
 		h.wg.Wait()
+		if piping {
+			<-h.piped
+		}
 		close(done)
 	}()
 	select {

@@ -39,7 +39,7 @@ func dialWith(t *testing.T, ctx context.Context, h *Hub, p auth.Principal, durin
 		t.Fatal(err)
 	}
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		h.Start(context.Background(), p, Limits{}, nil, func() (*websocket.Conn, error) {
+		h.Start(context.Background(), r.Context(), p, Limits{}, nil, func() (*websocket.Conn, error) {
 			during()
 			return websocket.Accept(w, r, nil)
 		})

@@ -3,7 +3,6 @@ package live
 import (
 	"context"
 	"encoding/json"
-	"log/slog"
 	"testing"
 	"time"
 
@@ -32,8 +31,7 @@ func TestTypingCrossesInstances(t *testing.T) {
 		return chatapi.Summary{ID: "c1", Tenant: p.Tenant, Visitor: "v1", Assignee: &agent}, nil
 	}
 	hub := func() *Hub {
-		nc, _ := natstest.Connect(t, s)
-		h := NewHub(slog.New(slog.DiscardHandler), noKeys{}, nil)
+		h, nc := newHub(t, s, noKeys{})
 		sub, err := h.Typing(nc, typist)
 		if err != nil {
 			t.Fatal(err)
@@ -59,26 +57,14 @@ func TestTypingCrossesInstances(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	next := func(c *websocket.Conn) Event {
-		t.Helper()
-		_, b, err := c.Read(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var e Event
-		if err := json.Unmarshal(b, &e); err != nil {
-			t.Fatal(err)
-		}
-		return e
-	}
 	// The refused one first: the agent's next frame shows it was not sent.
 	typing(visitor, "c2")
 	typing(visitor, "c1")
-	if e := next(agentConn); e.Type != TypeTyping || e.ConversationID != "c1" || e.Seq != 0 || e.Author == nil || *e.Author != (event.Author{Role: "visitor", ID: "v1"}) {
+	if e := readEvent(t, ctx, agentConn); e.Type != TypeTyping || e.ConversationID != "c1" || e.Seq != 0 || e.Author == nil || *e.Author != (event.Author{Role: "visitor", ID: "v1"}) {
 		t.Errorf("agent's frame = %+v, want v1 typing in c1 with no seq", e)
 	}
 	typing(agentConn, "c1")
-	if e := next(visitor); e.Type != TypeTyping || e.ConversationID != "c1" || e.Author == nil || e.Author.ID != agent || e.Author.Role != "agent" {
+	if e := readEvent(t, ctx, visitor); e.Type != TypeTyping || e.ConversationID != "c1" || e.Author == nil || e.Author.ID != agent || e.Author.Role != "agent" {
 		t.Errorf("visitor's frame = %+v, want a1 typing in c1", e)
 	}
 }
