@@ -102,7 +102,14 @@ function App() {
   const panel = useRef<HTMLDivElement>(null);
   const log = useRef<HTMLDivElement>(null);
   convRef.current = conv;
-  visibleRef.current = visible;
+
+  // The ref changes as the launcher's message arrives, not at the next
+  // render: an event handled before that render must already count as
+  // unread, or a message the visitor has not seen goes uncounted.
+  const showing = (v: boolean) => {
+    visibleRef.current = v;
+    setVisible(v);
+  };
 
   const add = (m: Message) => setMessages((ms) => (ms.some((x) => x.id === m.id) ? ms : [...ms, m]));
 
@@ -210,15 +217,19 @@ function App() {
       if (ev.source !== window.parent || ev.origin !== opts.host) return;
       const m = ev.data as ToFrame;
       if (m?.parley === "open") {
-        setVisible(true);
+        showing(true);
         unread.current = 0;
         tell({ parley: "unread", count: 0 });
         focusFirst();
-      } else if (m?.parley === "close") setVisible(false);
+      } else if (m?.parley === "close") showing(false);
     };
     addEventListener("message", onMessage);
     const onKey = (ev: KeyboardEvent) => {
-      if (ev.key === "Escape") tell({ parley: "close" });
+      if (ev.key !== "Escape") return;
+      // Closed from here, the frame counts what comes next as unread at
+      // once, before the launcher has answered.
+      showing(false);
+      tell({ parley: "close" });
     };
     addEventListener("keydown", onKey);
     return () => {
