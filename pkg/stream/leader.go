@@ -102,6 +102,28 @@ func DeleteConsumerNoWait(js jetstream.JetStream, stream, consumer string) error
 	return js.Conn().Publish(apiSubject(js, "CONSUMER.DELETE."+stream+"."+consumer), nil)
 }
 
+// Reader makes a consumer for one read of the named stream's messages on
+// filter from sequence from on: delivered unacked, held in memory by one
+// server. done deletes it without waiting (DeleteConsumerNoWait); a delete
+// lost or refused leaves it to the server, which removes it once idle for
+// idle, so idle must outlast the read's pauses.
+func Reader(ctx context.Context, js jetstream.JetStream, stream, filter string, from uint64, idle time.Duration) (c jetstream.Consumer, done func() error, err error) {
+	c, err = js.CreateConsumer(ctx, stream, jetstream.ConsumerConfig{
+		FilterSubject:     filter,
+		DeliverPolicy:     jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:       from,
+		AckPolicy:         jetstream.AckNonePolicy,
+		MemoryStorage:     true,
+		Replicas:          1,
+		InactiveThreshold: idle,
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	name := c.CachedInfo().Name
+	return c, func() error { return DeleteConsumerNoWait(js, stream, name) }, nil
+}
+
 // apiSubject is the subject of the JetStream API call named by what.
 func apiSubject(js jetstream.JetStream, what string) string {
 	prefix := js.Options().APIPrefix

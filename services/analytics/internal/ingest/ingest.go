@@ -357,23 +357,12 @@ func (in *Ingester) markWaitingErasures(ctx context.Context) (int, error) {
 	case !errors.Is(err, jetstream.ErrConsumerNotFound):
 		return read, fmt.Errorf("consumer %s: %w", Durable, err)
 	}
-	scan, err := in.js.CreateConsumer(ctx, stream.Analytics, jetstream.ConsumerConfig{
-		FilterSubject:     analyticsapi.Subject("*", analyticsapi.KindErasure),
-		DeliverPolicy:     jetstream.DeliverByStartSequencePolicy,
-		OptStartSeq:       from + 1,
-		AckPolicy:         jetstream.AckNonePolicy,
-		MemoryStorage:     true,
-		InactiveThreshold: time.Minute, // gone even if the delete below is lost
-	})
+	scan, done, err := stream.Reader(ctx, in.js, stream.Analytics, analyticsapi.Subject("*", analyticsapi.KindErasure), from+1, time.Minute)
 	if err != nil {
 		return read, fmt.Errorf("erasure requests after %d: %w", from, err)
 	}
-	name := scan.CachedInfo().Name
-	defer func() {
-		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
-		defer cancel()
-		in.js.DeleteConsumer(dctx, stream.Analytics, name)
-	}()
+	// Best effort: the server removes it once idle otherwise.
+	defer done()
 	for pending := scan.CachedInfo().NumPending; pending > 0; {
 		fctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		batch, err := scan.Fetch(int(min(pending, 256)), jetstream.FetchContext(fctx))

@@ -269,22 +269,14 @@ func (s *Store) Read(ctx context.Context, tenant, conversation string, after uin
 // removed since the caller counted them leaves fewer, which is a short read,
 // not an error.
 func (s *Store) consume(ctx context.Context, subject string, from uint64, n int, add func(*natsjs.RawStreamMsg, uint64) error) error {
-	c, err := s.stream.CreateConsumer(ctx, natsjs.ConsumerConfig{
-		FilterSubject:     subject,
-		DeliverPolicy:     natsjs.DeliverByStartSequencePolicy,
-		OptStartSeq:       from,
-		AckPolicy:         natsjs.AckNonePolicy,
-		MemoryStorage:     true,
-		Replicas:          1,
-		InactiveThreshold: consumeWait + time.Minute,
-	})
+	c, done, err := stream.Reader(ctx, s.js, stream.Chat, subject, from, consumeWait+time.Minute)
 	if err != nil {
 		return fmt.Errorf("create a consumer: %w", err)
 	}
 	defer func() {
 		// Not waited for: a delete the server refuses or loses leaves a
 		// consumer it removes once inactive.
-		if err := stream.DeleteConsumerNoWait(s.js, stream.Chat, c.CachedInfo().Name); err != nil {
+		if err := done(); err != nil {
 			s.log.Warn("delete a reader's consumer", "err", err)
 		}
 	}()

@@ -22,24 +22,13 @@ const replayBatch = 64
 // until then. Events stored later come live.
 func JetStreamHistory(js jetstream.JetStream) History {
 	return func(ctx context.Context, tenant string, after uint64, max int, fn func(uint64, event.Envelope) error) error {
-		cons, err := js.CreateConsumer(ctx, stream.Chat, jetstream.ConsumerConfig{
-			FilterSubject:     stream.ChatSubject(tenant, "*"),
-			DeliverPolicy:     jetstream.DeliverByStartSequencePolicy,
-			OptStartSeq:       after + 1,
-			AckPolicy:         jetstream.AckNonePolicy,
-			MemoryStorage:     true,
-			InactiveThreshold: time.Minute, // gone even if the delete below is lost
-		})
+		cons, done, err := stream.Reader(ctx, js, stream.Chat, stream.ChatSubject(tenant, "*"), after+1, time.Minute)
 		if err != nil {
 			return fmt.Errorf("replay %s after %d: %w", tenant, after, err)
 		}
+		// Best effort: the server removes it once idle otherwise.
+		defer done()
 		info := cons.CachedInfo()
-		defer func() {
-			// Best effort: InactiveThreshold removes it otherwise.
-			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
-			defer cancel()
-			js.DeleteConsumer(dctx, stream.Chat, info.Name)
-		}()
 		pending := info.NumPending
 		if pending > uint64(max) {
 			return ErrTooFarBehind
