@@ -604,7 +604,8 @@ func (r *Relay) facts(ctx context.Context, e event.Envelope) (*nats.Msg, []analy
 	// Only a closing yields something whatever the consent: opening
 	// another event of a visitor who did not consent then would be a
 	// decryption and a decoding for nothing, on every such post.
-	if e.Type != event.ConversationClosed && !r.app.AnalyticsConsentAt(e.Tenant, e.Person, e.At) {
+	consent := r.app.AnalyticsConsentAt(e.Tenant, e.Person, e.At)
+	if e.Type != event.ConversationClosed && !consent {
 		return nil, nil, nil
 	}
 	if err := e.Open(k.Data, payload); err != nil {
@@ -622,6 +623,9 @@ func (r *Relay) facts(ctx context.Context, e event.Envelope) (*nats.Msg, []analy
 		if schedule, err = ephemeral.Schedule(e.ID, job, e.At.Add(time.Duration(st.EraseAfterCloseSeconds)*time.Second)); err != nil {
 			return nil, nil, err
 		}
+	}
+	if !consent {
+		return schedule, nil, nil
 	}
 	facts, err := r.factsOf(ctx, k, e, payload, st)
 	return schedule, facts, err
@@ -655,7 +659,7 @@ func (r *Relay) unstamped(ctx context.Context, k personkey.Keys, e event.Envelop
 }
 
 // factsOf returns the facts of e, whose payload is decoded and stamped
-// with st, when the visitor consented to analytics at the time. How each
+// with st, for a visitor who consented to analytics at the time. How each
 // type counts: an opening is an opened fact and the visitor's message; a
 // posting a message fact with its author's role ("bot" for a bot's, which
 // is no agent: it names none, and is no first response); a closing a
@@ -665,9 +669,6 @@ func (r *Relay) unstamped(ctx context.Context, k personkey.Keys, e event.Envelop
 // know: event.NewPayload has no payload for it, so facts skips it before
 // opening it.
 func (r *Relay) factsOf(ctx context.Context, k personkey.Keys, e event.Envelope, payload any, st *event.Stamp) ([]analyticsapi.Fact, error) {
-	if !r.app.AnalyticsConsentAt(e.Tenant, e.Person, e.At) {
-		return nil, nil
-	}
 	var err error
 	base := analyticsapi.Fact{
 		Tenant:       e.Tenant,
