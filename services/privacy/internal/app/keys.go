@@ -24,20 +24,12 @@ const rereadFor = time.Second
 // so all callers get the same keys. A record that does not unwrap under this
 // instance's KEK is an error, never a reason to create new keys.
 func (a *App) GetKeys(ctx context.Context, tenant, subject string, create bool) (personkey.Keys, error) {
-	if err := errors.Join(validToken("tenant", tenant), validToken("subject", subject)); err != nil {
-		return personkey.Keys{}, err
-	}
-	id := subjectID{tenant, subject}
-	// An erasure in progress refuses keys before its tombstone is stored.
-	if a.index.erasureOf(id) != "" {
-		return personkey.Keys{}, fmt.Errorf("keys of %s/%s: %w", tenant, subject, keyring.ErrErased)
-	}
-	k, ok, stamp := a.keyCache.Get(id)
-	if ok {
-		return k, nil
+	id, k, ok, stamp, err := a.cachedKeys(tenant, subject)
+	if ok || err != nil {
+		return k, err
 	}
 
-	k, err := a.load(ctx, tenant, subject)
+	k, err = a.load(ctx, tenant, subject)
 	if errors.Is(err, keyring.ErrNotFound) && create {
 		k, err = a.create(ctx, tenant, subject)
 	}
@@ -54,18 +46,27 @@ func (a *App) GetKeys(ctx context.Context, tenant, subject string, create bool) 
 // nothing to the key cache: asked about every visitor with a profile at a
 // chat start, it must not push out the keys of those about now.
 func (a *App) ProbeKeys(ctx context.Context, tenant, subject string) error {
-	if err := errors.Join(validToken("tenant", tenant), validToken("subject", subject)); err != nil {
+	if _, _, ok, _, err := a.cachedKeys(tenant, subject); ok || err != nil {
 		return err
-	}
-	id := subjectID{tenant, subject}
-	if a.index.erasureOf(id) != "" {
-		return fmt.Errorf("keys of %s/%s: %w", tenant, subject, keyring.ErrErased)
-	}
-	if _, ok, _ := a.keyCache.Get(id); ok {
-		return nil
 	}
 	_, err := a.keys.Load(ctx, tenant, subject)
 	return err
+}
+
+// cachedKeys is what GetKeys and ProbeKeys answer without the store: an
+// invalid id or an erasure refused, or the subject's keys when cached
+// (ok), with the cache's stamp for adding them once loaded.
+func (a *App) cachedKeys(tenant, subject string) (id subjectID, k personkey.Keys, ok bool, stamp uint64, err error) {
+	if err := errors.Join(validToken("tenant", tenant), validToken("subject", subject)); err != nil {
+		return id, k, false, 0, err
+	}
+	id = subjectID{tenant, subject}
+	// An erasure in progress refuses keys before its tombstone is stored.
+	if a.index.erasureOf(id) != "" {
+		return id, k, false, 0, fmt.Errorf("keys of %s/%s: %w", tenant, subject, keyring.ErrErased)
+	}
+	k, ok, stamp = a.keyCache.Get(id)
+	return id, k, ok, stamp, nil
 }
 
 // HeldKeys returns the keys of tenant's subject, and false when there are
