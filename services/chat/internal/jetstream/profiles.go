@@ -65,10 +65,10 @@ func (p *Profiles) Visitors(ctx context.Context, fn func(tenant, visitor string)
 		err := stream.GetBatch(ctx, p.js, stream.Profiles, stream.BatchRequest{Seq: seq, NextFor: stream.ProfileSubject("*", "*"), Batch: visitorsPage},
 			func(m *natsjs.RawStreamMsg) error {
 				got, seq, pending = got+1, m.Sequence+1, m.Header.Get(stream.PendingHeader)
-				tok := strings.Split(m.Subject, ".")
-				if len(tok) == 3 && stream.ProfileSubject(tok[1], tok[2]) == m.Subject {
-					page = append(page, [2]string{tok[1], tok[2]})
-				}
+				// profile.<tenant>.<visitor>, as the filter asked.
+				_, rest, _ := strings.Cut(m.Subject, ".")
+				tenant, visitor, _ := strings.Cut(rest, ".")
+				page = append(page, [2]string{tenant, visitor})
 				return nil
 			})
 		if err != nil {
