@@ -56,11 +56,9 @@ func measureLatency(ctx context.Context, p *parley, cfg config, visitors int, ra
 	// A kept-alive connection of each visitor's own, as their browser
 	// would hold: one pool shared by all of them would have every post
 	// take its lock, a wait no visitor has.
-	posters := make([]*poster, len(convs))
-	for i, c := range convs {
-		if posters[i], err = newPoster(p.base+"/v1/conversations/"+c.id+"/messages", c.token); err != nil {
-			return nil, err
-		}
+	posters, err := messagePosters(p, convs)
+	if err != nil {
+		return nil, err
 	}
 	rec := newReceiver()
 	ctx, cancel := context.WithCancel(ctx)

@@ -38,6 +38,19 @@ func newPoster(rawURL, token string) (*poster, error) {
 	return &poster{addr: u.Host, path: u.Path, head: []byte(head)}, nil
 }
 
+// messagePosters makes a poster of messages for each conversation, as
+// its visitor.
+func messagePosters(p *parley, convs []conversation) ([]*poster, error) {
+	posters := make([]*poster, len(convs))
+	for i, c := range convs {
+		var err error
+		if posters[i], err = newPoster(p.base+"/v1/conversations/"+c.id+"/messages", c.token); err != nil {
+			return nil, err
+		}
+	}
+	return posters, nil
+}
+
 // aLongTimeAgo, as a deadline, fails a connection's blocked reads and
 // writes at once.
 var aLongTimeAgo = time.Unix(1, 0)

@@ -47,11 +47,9 @@ func measureThroughput(ctx context.Context, p *parley, cfg config, convs []conve
 	t.RawOwnCPU = perOp(cpu, t.RawPublished)
 	text := strings.Repeat("m", cfg.Payload)
 	body, _ := json.Marshal(map[string]string{"text": text})
-	posters := make([]*poster, len(convs))
-	for i, c := range convs {
-		if posters[i], err = newPoster(p.base+"/v1/conversations/"+c.id+"/messages", c.token); err != nil {
-			return t, err
-		}
+	posters, err := messagePosters(p, convs)
+	if err != nil {
+		return t, err
 	}
 	var errs atomic.Int64
 	latencies := make([][]time.Duration, len(convs))
