@@ -18,18 +18,8 @@ import (
 // several subjects and nothing, each answer whole and in order, with the
 // server's count of what is left.
 func TestGetBatch(t *testing.T) {
-	_, js := natstest.Connect(t, natstest.Start(t, ""))
+	_, js := twoSubjects(t)
 	ctx := t.Context()
-	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "T", Subjects: []string{"t.>"}, AllowDirect: true}); err != nil {
-		t.Fatal(err)
-	}
-	for i := range 10 {
-		for _, s := range []string{"t.a", "t.b"} {
-			if _, err := js.Publish(ctx, s, fmt.Appendf(nil, "%s%d", s, i)); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
 	type got struct {
 		Subject, Data, Pending string
 		Seq                    uint64
@@ -75,19 +65,8 @@ func TestGetBatch(t *testing.T) {
 // server once a page and not again once it says none is left, and stops at
 // the first error of the page function.
 func TestGetPages(t *testing.T) {
-	nc, js := natstest.Connect(t, natstest.Start(t, ""))
+	nc, js := twoSubjects(t)
 	ctx := t.Context()
-	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "T", Subjects: []string{"t.>"}, AllowDirect: true}); err != nil {
-		t.Fatal(err)
-	}
-	// t.a at the odd sequences 1 to 19, t.b at the even ones.
-	for i := range 10 {
-		for _, s := range []string{"t.a", "t.b"} {
-			if _, err := js.Publish(ctx, s, fmt.Appendf(nil, "%s%d", s, i)); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
 	// The direct gets GetPages asks, seen as any subscriber sees them.
 	asks, err := nc.SubscribeSync("$JS.API.DIRECT.GET.T")
 	if err != nil {
@@ -173,4 +152,24 @@ func asksSince(t *testing.T, nc *nats.Conn, sub *nats.Subscription) int {
 		}
 	}
 	return n
+}
+
+// twoSubjects returns a connection to a server whose stream T holds t.a0
+// to t.a9 on t.a at the odd sequences 1 to 19 and t.b0 to t.b9 on t.b at
+// the even ones.
+func twoSubjects(t *testing.T) (*nats.Conn, jetstream.JetStream) {
+	t.Helper()
+	nc, js := natstest.Connect(t, natstest.Start(t, ""))
+	ctx := t.Context()
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "T", Subjects: []string{"t.>"}, AllowDirect: true}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 10 {
+		for _, s := range []string{"t.a", "t.b"} {
+			if _, err := js.Publish(ctx, s, fmt.Appendf(nil, "%s%d", s, i)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	return nc, js
 }
