@@ -113,3 +113,45 @@ func batchMsg(msg *nats.Msg) (*jetstream.RawStreamMsg, error) {
 	}
 	return &jetstream.RawStreamMsg{Subject: subject, Sequence: seq, Header: msg.Header, Data: msg.Data, Time: at}, nil
 }
+
+// GetPages reads every message of req.NextFor from req.Seq (or
+// req.StartTime) on, in order, a batched direct get of at most req.Batch
+// messages and req.MaxBytes at a time, and calls page with each batch's
+// messages once the batch is read, so a slow page holds no read open. It
+// stops when a batch brings nothing or its last message has none pending
+// after it, at page's first error, which it returns, or on ctx's end. It
+// exists so that a read of a whole subject is the one loop that advances
+// past the last message and trusts the server's count to end.
+//
+// One page's messages are held at a time; page must not keep the slice,
+// which the next batch reuses (the messages it holds stay valid). Messages
+// stored during the call up to the last batch's ask are read too. next is
+// the sequence after the last message read, or req.Seq if none was: where
+// a later read, or a look at the stream's leader, goes on from. A
+// req.MultiLast is not paged: leave it empty.
+func GetPages(ctx context.Context, js jetstream.JetStream, name string, req BatchRequest, page func([]*jetstream.RawStreamMsg) error) (next uint64, err error) {
+	next = req.Seq
+	batch := make([]*jetstream.RawStreamMsg, 0, max(req.Batch, 1))
+	for {
+		batch = batch[:0]
+		pending := ""
+		err := GetBatch(ctx, js, name, req, func(m *jetstream.RawStreamMsg) error {
+			batch, pending = append(batch, m), m.Header.Get(PendingHeader)
+			return nil
+		})
+		if err != nil {
+			return next, err
+		}
+		if len(batch) == 0 {
+			return next, nil
+		}
+		next = batch[len(batch)-1].Sequence + 1
+		req.Seq, req.StartTime = next, nil
+		if err := page(batch); err != nil {
+			return next, err
+		}
+		if pending == "0" {
+			return next, nil
+		}
+	}
+}

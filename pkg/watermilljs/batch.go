@@ -67,7 +67,9 @@ type Batches struct {
 	mu      sync.Mutex
 	session uint64
 	// delivered is the consumer's delivery sequence of the session's last
-	// message taken (0: not known); gap is set once one was skipped.
+	// message taken (0: not known); gap is set once one was skipped, so
+	// that the rest of the session is dropped with one warning, not one a
+	// message, and none taken even if the missing one comes late.
 	delivered uint64
 	gap       bool
 	buf       []Msg

@@ -51,38 +51,29 @@ func (p *Profiles) Remove(ctx context.Context, tenant, visitor string) error {
 const visitorsPage = 256
 
 // Visitors implements app.ProfileStore. It reads the stream in order, a
-// page of profiles at a time by batched direct gets, and calls fn between
-// reads: neither the stream's subjects nor the visitors are held whole in
-// memory, and fn, however slow, does not hold a read open. Older versions
-// of a profile are removed as a new one is stored, so each visitor is
-// named once; one whose profile is stored again during the call may be
-// named twice.
+// page of profiles at a time by batched direct gets (stream.GetPages), and
+// calls fn between reads: neither the stream's subjects nor the visitors
+// are held whole in memory, and fn, however slow, does not hold a read
+// open. Older versions of a profile are removed as a new one is stored, so
+// each visitor is named once; one whose profile is stored again during the
+// call may be named twice.
 func (p *Profiles) Visitors(ctx context.Context, fn func(tenant, visitor string) error) error {
-	page := make([][2]string, 0, visitorsPage)
-	for seq := uint64(1); ; {
-		page = page[:0]
-		got, pending := 0, ""
-		err := stream.GetBatch(ctx, p.js, stream.Profiles, stream.BatchRequest{Seq: seq, NextFor: stream.ProfileSubject("*", "*"), Batch: visitorsPage},
-			func(m *natsjs.RawStreamMsg) error {
-				got, seq, pending = got+1, m.Sequence+1, m.Header.Get(stream.PendingHeader)
-				// profile.<tenant>.<visitor>, as the filter asked.
-				_, rest, _ := strings.Cut(m.Subject, ".")
-				tenant, visitor, _ := strings.Cut(rest, ".")
-				page = append(page, [2]string{tenant, visitor})
-				return nil
-			})
-		if err != nil {
-			return fmt.Errorf("visitors of %s: %w", stream.Profiles, err)
-		}
-		for _, v := range page {
-			if err := fn(v[0], v[1]); err != nil {
+	req := stream.BatchRequest{Seq: 1, NextFor: stream.ProfileSubject("*", "*"), Batch: visitorsPage}
+	_, err := stream.GetPages(ctx, p.js, stream.Profiles, req, func(page []*natsjs.RawStreamMsg) error {
+		for _, m := range page {
+			// profile.<tenant>.<visitor>, as the filter asked.
+			_, rest, _ := strings.Cut(m.Subject, ".")
+			tenant, visitor, _ := strings.Cut(rest, ".")
+			if err := fn(tenant, visitor); err != nil {
 				return err
 			}
 		}
-		if got == 0 || pending == "0" {
-			return nil
-		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("visitors of %s: %w", stream.Profiles, err)
 	}
+	return nil
 }
 
 // removeBefore secure-deletes every message on subject below sequence

@@ -1,11 +1,8 @@
 package httpapi
 
 import (
-	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"strconv"
 	"time"
@@ -194,50 +191,17 @@ type messagesReply struct {
 }
 
 // readMessagesReply reads chat's answer raw, whose messages and profile it
-// returns as slices of raw, not copies: a page of hundreds of messages is
-// the largest answer the gateway passes through, and decoding it into a
-// jsontext.Value copies it. A decoder over a bytes.Buffer parses the buffer
-// in place, and a value read ends where the decoder then stands.
+// returns as slices of raw, not copies (rawSpan).
 func readMessagesReply(raw []byte) (messagesReply, error) {
-	var res messagesReply
-	d := jsontext.NewDecoder(bytes.NewBuffer(raw))
-	tok, err := d.ReadToken()
-	if err != nil {
-		return res, err
+	var spans struct {
+		Messages       rawSpan `json:"messages"`
+		VisitorProfile rawSpan `json:"visitor_profile"`
+		Next           *uint64 `json:"next"`
 	}
-	if tok.Kind() != '{' {
-		return res, errors.New("not an object")
+	if err := jsonv2.Unmarshal(raw, &spans); err != nil {
+		return messagesReply{}, err
 	}
-	for d.PeekKind() == '"' {
-		tok, err := d.ReadToken()
-		if err != nil {
-			return res, err
-		}
-		name := tok.String() // before the next read voids tok
-		v, err := d.ReadValue()
-		if err != nil {
-			return res, err
-		}
-		end := int(d.InputOffset())
-		v = raw[end-len(v) : end : end]
-		switch name {
-		case "messages":
-			res.Messages = v
-		case "visitor_profile":
-			res.VisitorProfile = v
-		case "next":
-			if err := jsonv2.Unmarshal(v, &res.Next); err != nil {
-				return res, err
-			}
-		}
-	}
-	if _, err := d.ReadToken(); err != nil { // the object's end
-		return res, err
-	}
-	if _, err := d.ReadToken(); err != io.EOF {
-		return res, errors.New("data after the object")
-	}
-	return res, nil
+	return messagesReply{Messages: spans.Messages.in(raw), VisitorProfile: spans.VisitorProfile.in(raw), Next: spans.Next}, nil
 }
 
 // listMessages answers one page of a transcript, oldest first. Each page is

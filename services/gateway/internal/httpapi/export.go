@@ -7,7 +7,6 @@ import (
 	"net/http"
 
 	jsonv2 "github.com/go-json-experiment/json"
-	"github.com/go-json-experiment/json/jsontext"
 
 	"github.com/parley-chat/parley/pkg/chatapi"
 )
@@ -57,44 +56,14 @@ type exportPage struct {
 	raw  []byte                // the page's JSON, into which Messages point
 }
 
-// decodeExportPage decodes the JSON of an export page.
+// decodeExportPage decodes the JSON of an export page, its messages as
+// spans into raw.
 func decodeExportPage(raw []byte) (exportPage, error) {
-	// Unmarshal decodes raw in place, so the decoder's offsets, which
-	// itemSpans keeps, are into raw.
 	page := exportPage{raw: raw}
 	if err := jsonv2.Unmarshal(raw, &page); err != nil {
 		return exportPage{}, err
 	}
 	return page, nil
-}
-
-// itemSpans are the items of a JSON array of objects as where they lie in
-// the JSON being decoded, from the first byte of each to past its last.
-type itemSpans [][2]int64
-
-// UnmarshalJSONFrom implements json.UnmarshalerFrom: it checks each item
-// as the decoder reads it, and keeps its place rather than a copy.
-func (sp *itemSpans) UnmarshalJSONFrom(dec *jsontext.Decoder) error {
-	tok, err := dec.ReadToken()
-	if err != nil {
-		return err
-	}
-	if tok.Kind() != '[' {
-		return fmt.Errorf("decode export messages: not an array")
-	}
-	for dec.PeekKind() != ']' {
-		v, err := dec.ReadValue()
-		if err != nil {
-			return err
-		}
-		if v.Kind() != '{' {
-			return fmt.Errorf("decode export message: not an object")
-		}
-		end := dec.InputOffset()
-		*sp = append(*sp, [2]int64{end - int64(len(v)), end})
-	}
-	_, err = dec.ReadToken()
-	return err
 }
 
 // page writes a page's conversations and flushes them.
@@ -120,7 +89,7 @@ func (s *exportStream) page(page exportPage) error {
 			if s.msgs > 0 {
 				s.buf.WriteByte(',')
 			}
-			s.buf.Write(page.raw[m[0]:m[1]])
+			s.buf.Write(m.in(page.raw))
 			s.msgs++
 		}
 	}

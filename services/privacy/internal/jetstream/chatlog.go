@@ -64,21 +64,25 @@ func (l *ChatLog) Read(ctx context.Context, filter string, after uint64, each fu
 		}
 		return nil
 	}
+	deliverPage := func(page []*jetstream.RawStreamMsg) error {
+		for _, m := range page {
+			if err := deliver(m); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
 	for {
-		got, last, pending := 0, after, ""
-		err := stream.GetBatch(ctx, l.js, stream.Chat, stream.BatchRequest{Seq: after + 1, NextFor: filter, Batch: chatBatch, MaxBytes: chatBatchBytes},
-			func(m *jetstream.RawStreamMsg) error {
-				got, last, pending = got+1, m.Sequence, m.Header.Get(stream.PendingHeader)
-				return deliver(m)
-			})
-		if err == nil && (got == 0 || pending == "0") {
+		req := stream.BatchRequest{Seq: after + 1, NextFor: filter, Batch: chatBatch, MaxBytes: chatBatchBytes}
+		next, err := stream.GetPages(ctx, l.js, stream.Chat, req, deliverPage)
+		if err == nil {
 			var m *jetstream.RawStreamMsg
-			m, err = stream.NextMsg(ctx, l.js, stream.Chat, filter, last+1)
+			m, err = stream.NextMsg(ctx, l.js, stream.Chat, filter, next)
 			if errors.Is(err, jetstream.ErrMsgNotFound) {
 				return nil
 			}
 			if err == nil {
-				last, err = m.Sequence, deliver(m)
+				next, err = m.Sequence+1, deliver(m)
 			}
 		}
 		switch {
@@ -87,6 +91,6 @@ func (l *ChatLog) Read(ctx context.Context, filter string, after uint64, each fu
 		case err != nil:
 			return fmt.Errorf("read %s after %d: %w", filter, after, err)
 		}
-		after = last
+		after = next - 1
 	}
 }
