@@ -42,7 +42,10 @@
 // live events that arrive during the replay are held, and those the replay
 // already sent are dropped by their sequence. A client that missed more
 // than MaxReplay events, or whose replay fails, is sent a resync event
-// instead, and then the live events: it reloads what it shows.
+// instead, and then the live events: it reloads what it shows. So is
+// every session of a tenant whose live events the hub dropped, its
+// pipeline being full: once for a run of them, after the events it was
+// sent before them (after its replay, when it is replaying).
 //
 // Typing: a client sends {"type":"typing","conversation_id":…} while its
 // user types. The hub asks the chat service whether the user may (as they
@@ -219,23 +222,61 @@ type Hub struct {
 	// each tenant's in the stream's order. A burst must not be dropped
 	// while a key lookup holds the pipeline for a moment, so it holds up
 	// to cap(events) events and maxWaiting bytes of payload; beyond that
-	// events are dropped, as a slow consumer's are, and logged. The bound
+	// events are dropped, as a slow consumer's are, and logged, and the
+	// sessions of their tenant are told to resync (see feed). The bound
 	// is the hub's, not a tenant's: with the key service down every
 	// tenant's events wait, and a bound per tenant would let the memory
 	// held grow with the tenants connected.
-	events     chan *nats.Msg
+	events     chan queued
 	maxWaiting int64
 	waiting    atomic.Int64 // payload bytes in events
 	dropped    atomic.Int64 // events dropped since the pipeline last took one
 	stop       chan struct{}
 	piped      chan struct{}
+	// due holds the feeds that lost an event while none of theirs waited,
+	// whose sessions the pipeline tells to resync on its next turn; wake
+	// starts that turn when the pipeline is idle.
+	dueMu sync.Mutex
+	due   []*feed
+	wake  chan struct{}
+
+	resync []byte // the resync frame
+}
+
+// queued is an event in the pipeline, of f; resync tells the pipeline to
+// tell f's tenant's sessions to resync before they are sent it.
+type queued struct {
+	f      *feed
+	m      *nats.Msg
+	resync bool
 }
 
 // feed is the subscription to one tenant's events, which it hands to the
 // hub's pipeline, and the number of sessions that hold it.
 type feed struct {
-	sub *nats.Subscription
-	n   int
+	tenant string
+	sub    *nats.Subscription
+	n      int
+
+	// loss tells the tenant's sessions of the events the pipeline dropped.
+	// The pipeline does not know whom a dropped event was for (it was not
+	// routed), so every session of the tenant is sent one resync for a run
+	// of them, after each event of the tenant the pipeline took before the
+	// first, and before any it takes after: once the pipeline has handled
+	// the event numbered owedAfter, or with the next event it takes,
+	// whichever comes first. A resync sent before a drop does not cover it:
+	// the reload it asks for may have read the store before the event was
+	// stored.
+	loss
+}
+
+// loss counts a feed's events through the pipeline; mu guards it.
+type loss struct {
+	mu        sync.Mutex
+	accepted  uint64 // events the pipeline took
+	handled   uint64 // events the pipeline handled
+	owed      bool   // an event was dropped and the sessions not told yet
+	owedAfter uint64 // accepted when the first of them was dropped
 }
 
 type set map[*session]struct{}
@@ -256,6 +297,28 @@ type principalID struct {
 	id   string
 }
 
+// appendSessions appends to to the sessions of t that may be sent events
+// (nil: none) and returns it.
+func (t *tenantSessions) appendSessions(to []*session) []*session {
+	if t == nil {
+		return to
+	}
+	for _, ss := range t.visitors {
+		for s := range ss {
+			to = append(to, s)
+		}
+	}
+	for _, ss := range t.agents {
+		for s := range ss {
+			to = append(to, s)
+		}
+	}
+	for s := range t.overseers {
+		to = append(to, s)
+	}
+	return to
+}
+
 // empty counts every session, those of roles that see nothing (analysts,
 // auditors) included: they too are removed from the tenant's entry.
 func (t *tenantSessions) empty() bool {
@@ -265,18 +328,21 @@ func (t *tenantSessions) empty() bool {
 // NewHub returns a hub decrypting with keys and replaying from history to
 // reconnecting clients (nil: every reconnecting client is told to resync).
 func NewHub(log *slog.Logger, keys Keys, history History) *Hub {
-	return &Hub{
+	h := &Hub{
 		log:     log,
 		keys:    keys,
 		history: history,
 		tenants: make(map[string]*tenantSessions),
 		feeds:   make(map[string]*feed),
 
-		events:     make(chan *nats.Msg, pendingMsgs),
+		events:     make(chan queued, pendingMsgs),
 		maxWaiting: pendingBytes,
 		stop:       make(chan struct{}),
 		piped:      make(chan struct{}),
+		wake:       make(chan struct{}, 1),
 	}
+	h.resync = h.encode(Event{Type: TypeResync})
+	return h
 }
 
 // Follow makes the hub follow the chat events stored in CHAT on nc, which
@@ -317,12 +383,13 @@ func (h *Hub) hold(ctx context.Context, tenant string) error {
 	nc := h.conn
 	f := h.feeds[tenant]
 	if f == nil {
-		sub, err := nc.Subscribe(TenantSubject(tenant), h.enqueue)
+		f = &feed{tenant: tenant}
+		sub, err := nc.Subscribe(TenantSubject(tenant), func(m *nats.Msg) { h.enqueue(f, m) })
 		if err != nil {
 			h.feedsMu.Unlock()
 			return fmt.Errorf("%w: subscribe to a tenant's events: %w", ErrUnavailable, err)
 		}
-		f = &feed{sub: sub}
+		f.sub = sub
 		h.feeds[tenant] = f
 		if !h.piping {
 			h.piping = true
@@ -357,27 +424,59 @@ func (h *Hub) release(tenant string) {
 	}
 }
 
-// enqueue hands an event of a feed to the pipeline, or drops it when the
-// pipeline is full. It never blocks, so that what waits is bounded by the
-// pipeline alone, not by the feeds' own queues.
-func (h *Hub) enqueue(m *nats.Msg) {
-	n := int64(len(m.Data))
-	if h.waiting.Add(n) > h.maxWaiting {
-		h.waiting.Add(-n)
-		h.drop()
-		return
+// due adds handled to the events of l's feed the pipeline has handled and
+// reports whether the tenant's sessions are owed a resync now, which it
+// then counts as sent: true once the pipeline has handled every event of
+// the feed it took before the first it dropped.
+func (l *loss) due(handled uint64) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.handled += handled
+	if !l.owed || l.handled != l.owedAfter {
+		return false
 	}
-	select {
-	case h.events <- m:
-	default:
-		h.waiting.Add(-n)
-		h.drop()
-	}
+	l.owed = false
+	return true
 }
 
-// drop counts an event the pipeline had no room for, and logs the first of
-// a run of them; pipe logs how many there were.
-func (h *Hub) drop() {
+// enqueue hands an event of f to the pipeline, or drops it when the
+// pipeline is full. It never blocks, so that what waits is bounded by the
+// pipeline alone, not by the feeds' own queues. f.mu is held across the
+// send so that a resync owed goes with one event only.
+func (h *Hub) enqueue(f *feed, m *nats.Msg) {
+	n := int64(len(m.Data))
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if h.waiting.Add(n) <= h.maxWaiting {
+		select {
+		case h.events <- queued{f: f, m: m, resync: f.owed}:
+			f.owed = false
+			f.accepted++
+			return
+		default:
+		}
+	}
+	h.waiting.Add(-n)
+	h.drop(f)
+}
+
+// drop counts an event of f the pipeline had no room for, marks f's tenant
+// to be told, and logs the first of a run of them; pipe logs how many there
+// were. f.mu is held.
+func (h *Hub) drop(f *feed) {
+	if !f.owed {
+		f.owed, f.owedAfter = true, f.accepted
+		if f.handled == f.accepted {
+			// Nothing of the tenant waits for the pipeline to tell after.
+			h.dueMu.Lock()
+			h.due = append(h.due, f)
+			h.dueMu.Unlock()
+			select {
+			case h.wake <- struct{}{}:
+			default:
+			}
+		}
+	}
 	if h.dropped.Add(1) == 1 {
 		h.log.Error("live: pipeline full, dropping events", "max_events", cap(h.events), "max_bytes", h.maxWaiting)
 	}
@@ -388,15 +487,48 @@ func (h *Hub) pipe() {
 	defer close(h.piped)
 	for {
 		select {
-		case m := <-h.events:
-			h.waiting.Add(-int64(len(m.Data)))
+		case q := <-h.events:
+			h.waiting.Add(-int64(len(q.m.Data)))
 			if n := h.dropped.Swap(0); n > 0 {
 				h.log.Warn("live: pipeline has room again", "dropped", n)
 			}
-			h.handle(m)
+			if q.resync {
+				h.tellResync(q.f.tenant)
+			}
+			h.handle(q.m)
+			if q.f.due(1) {
+				h.tellResync(q.f.tenant)
+			}
+		case <-h.wake:
 		case <-h.stop:
 			return
 		}
+		h.tellDue()
+	}
+}
+
+// tellDue tells the sessions of the tenants in h.due to resync, unless an
+// event taken since did.
+func (h *Hub) tellDue() {
+	h.dueMu.Lock()
+	due := h.due
+	h.due = nil
+	h.dueMu.Unlock()
+	for _, f := range due {
+		if f.due(0) {
+			h.tellResync(f.tenant)
+		}
+	}
+}
+
+// tellResync queues a resync frame for every session of tenant, after what
+// it was sent; a session replaying gets it after its replay.
+func (h *Hub) tellResync(tenant string) {
+	h.mu.RLock()
+	to := h.tenants[tenant].appendSessions(nil)
+	h.mu.RUnlock()
+	for _, s := range to {
+		s.notice(h.resync)
 	}
 }
 
@@ -511,7 +643,7 @@ func (h *Hub) replay(ctx context.Context, s *session, after uint64) {
 	if err != nil && !errors.Is(err, ErrTooFarBehind) && !errors.Is(err, errSessionClosed) && ctx.Err() == nil {
 		h.log.Warn("live: replay missed events", "tenant", s.p.Tenant, "err", err)
 	}
-	s.endReplay(h.encode(Event{Type: TypeResync}), err != nil)
+	s.endReplay(h.resync, err != nil)
 }
 
 // prefetchKeys puts a visitor's keys in the cache, on a goroutine of its
@@ -762,19 +894,7 @@ func (h *Hub) Close(ctx context.Context) error {
 	h.closing = true
 	var all []*session
 	for _, t := range h.tenants {
-		for _, ss := range t.visitors {
-			for s := range ss {
-				all = append(all, s)
-			}
-		}
-		for _, ss := range t.agents {
-			for s := range ss {
-				all = append(all, s)
-			}
-		}
-		for s := range t.overseers {
-			all = append(all, s)
-		}
+		all = t.appendSessions(all)
 	}
 	h.mu.Unlock()
 	for _, s := range all {
