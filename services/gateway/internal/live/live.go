@@ -201,29 +201,25 @@ type Hub struct {
 	nc     *nats.Conn
 	typist Typist
 
+	// mu guards tenants, each tenant's sessions and subscription, made on
+	// conn (nil until Follow: no events); piping, set once the pipeline's
+	// goroutine runs; and closing, set by Close, after which no session
+	// starts and nothing is subscribed to.
 	mu       sync.RWMutex
 	tenants  map[string]*tenantSessions
 	sessions int
+	conn     *nats.Conn
+	piping   bool
 	closing  bool
 	wg       sync.WaitGroup
 
-	// feedsMu guards feeds, the subscriptions to the events of the tenants
-	// with sessions, made on conn (nil until Follow: no events); piping,
-	// set once the pipeline's goroutine runs; and stopped, set by Close,
-	// after which no feed is made.
-	feedsMu sync.Mutex
-	conn    *nats.Conn
-	feeds   map[string]*feed
-	piping  bool
-	stopped bool
-
-	// events is the pipeline: every feed hands its events here, and one
-	// goroutine (pipe) handles them in the order they came, which keeps
-	// each tenant's in the stream's order. A burst must not be dropped
+	// events is the pipeline: every subscription hands its events here,
+	// and one goroutine (pipe) handles them in the order they came, which
+	// keeps each tenant's in the stream's order. A burst must not be dropped
 	// while a key lookup holds the pipeline for a moment, so it holds up
 	// to cap(events) events and maxWaiting bytes of payload; beyond that
 	// events are dropped, as a slow consumer's are, and logged, and the
-	// sessions of their tenant are told to resync (see feed). The bound
+	// sessions of their tenant are told to resync (see loss). The bound
 	// is the hub's, not a tenant's: with the key service down every
 	// tenant's events wait, and a bound per tenant would let the memory
 	// held grow with the tenants connected.
@@ -233,44 +229,33 @@ type Hub struct {
 	dropped    atomic.Int64 // events dropped since the pipeline last took one
 	stop       chan struct{}
 	piped      chan struct{}
-	// due holds the feeds that lost an event while none of theirs waited,
-	// whose sessions the pipeline tells to resync on its next turn; wake
-	// starts that turn when the pipeline is idle.
+	// due holds the tenants that lost an event while none of theirs
+	// waited, whose sessions the pipeline tells to resync on its next
+	// turn; wake starts that turn when the pipeline is idle.
 	dueMu sync.Mutex
-	due   []*feed
+	due   []*tenantSessions
 	wake  chan struct{}
 
 	resync []byte // the resync frame
 }
 
-// queued is an event in the pipeline, of f; resync tells the pipeline to
-// tell f's tenant's sessions to resync before they are sent it.
+// queued is an event in the pipeline, of t's subscription; resync tells
+// the pipeline to tell t's sessions to resync before they are sent it.
 type queued struct {
-	f      *feed
+	t      *tenantSessions
 	m      *nats.Msg
 	resync bool
 }
 
-// feed is the subscription to one tenant's events, which it hands to the
-// hub's pipeline, and the number of sessions that hold it.
-type feed struct {
-	tenant string
-	sub    *nats.Subscription
-	n      int
-
-	// loss tells the tenant's sessions of the events the pipeline dropped.
-	// The pipeline does not know whom a dropped event was for (it was not
-	// routed), so every session of the tenant is sent one resync for a run
-	// of them, after each event of the tenant the pipeline took before the
-	// first, and before any it takes after: once the pipeline has handled
-	// the event numbered owedAfter, or with the next event it takes,
-	// whichever comes first. A resync sent before a drop does not cover it:
-	// the reload it asks for may have read the store before the event was
-	// stored.
-	loss
-}
-
-// loss counts a feed's events through the pipeline; mu guards it.
+// loss counts a subscription's events through the pipeline, which tells
+// the tenant's sessions of those it dropped. The pipeline does not know
+// whom a dropped event was for (it was not routed), so every session of
+// the tenant is sent one resync for a run of them, after each event of the
+// tenant the pipeline took before the first, and before any it takes
+// after: once the pipeline has handled the event numbered owedAfter, or
+// with the next event it takes, whichever comes first. A resync sent
+// before a drop does not cover it: the reload it asks for may have read
+// the store before the event was stored. mu guards it.
 type loss struct {
 	mu        sync.Mutex
 	accepted  uint64 // events the pipeline took
@@ -281,15 +266,22 @@ type loss struct {
 
 type set map[*session]struct{}
 
+// tenantSessions is what the hub holds of a tenant while it has a
+// session: its sessions and the subscription to its events, made with its
+// first session and ended with its last. h.mu guards it but for loss.
 type tenantSessions struct {
-	visitors  map[string]set // by visitor id
-	agents    map[string]set // by agent id
-	overseers set            // supervisors and admins
+	name      string
+	sub       *nats.Subscription // nil: not followed, or Close ended it
+	visitors  map[string]set     // by visitor id
+	agents    map[string]set     // by agent id
+	overseers set                // supervisors and admins
 	nagents   int
 	n         int // every session of the tenant
 	// byPrincipal counts the sessions of each principal, of every role:
 	// analysts and auditors, who see nothing, hold connections too.
 	byPrincipal map[principalID]int
+
+	loss
 }
 
 type principalID struct {
@@ -333,7 +325,6 @@ func NewHub(log *slog.Logger, keys Keys, history History) *Hub {
 		keys:    keys,
 		history: history,
 		tenants: make(map[string]*tenantSessions),
-		feeds:   make(map[string]*feed),
 
 		events:     make(chan queued, pendingMsgs),
 		maxWaiting: pendingBytes,
@@ -352,82 +343,60 @@ func NewHub(log *slog.Logger, keys Keys, history History) *Hub {
 // one at a time, each tenant's in order, on one goroutine, which Close
 // ends. Call it before the first Start.
 func (h *Hub) Follow(nc *nats.Conn) {
-	h.feedsMu.Lock()
+	h.mu.Lock()
 	h.conn = nc
-	h.feedsMu.Unlock()
+	h.mu.Unlock()
 }
 
 // ErrUnavailable is returned by Start when the hub cannot follow the
 // session's tenant: the bus did not take or confirm its subscription.
 var ErrUnavailable = errors.New("live: events unavailable")
 
-// hold makes sure the events of tenant stored from now on reach the hub,
-// subscribing to them for the tenant's first session; release ends it.
-// The subscription is known to the server when hold returns (a flush on
-// the connection, bounded by ctx and subscribeTimeout), so an event stored
-// after a session's handshake is not missed for a subscription still on
-// its way. A tenant that is no token of a subject (an operator's "*") sees
-// no conversation and is not subscribed to. It returns ErrClosing once
-// Close has begun, and an error wrapping ErrUnavailable when the bus
-// fails; in both cases there is nothing to release.
-func (h *Hub) hold(ctx context.Context, tenant string) error {
-	h.feedsMu.Lock()
-	if h.stopped {
-		h.feedsMu.Unlock()
-		return ErrClosing
-	}
-	if h.conn == nil || !stream.ValidToken(tenant) {
-		h.feedsMu.Unlock()
+// follow subscribes to the events of t, a tenant's first session on the
+// way, unless the hub follows no events or the tenant is no token of a
+// subject (an operator's "*"), which sees no conversation. It returns an
+// error wrapping ErrUnavailable when the bus refuses. h.mu is held.
+func (h *Hub) follow(t *tenantSessions) error {
+	if h.conn == nil || !stream.ValidToken(t.name) {
 		return nil
 	}
-	nc := h.conn
-	f := h.feeds[tenant]
-	if f == nil {
-		f = &feed{tenant: tenant}
-		sub, err := nc.Subscribe(TenantSubject(tenant), func(m *nats.Msg) { h.enqueue(f, m) })
-		if err != nil {
-			h.feedsMu.Unlock()
-			return fmt.Errorf("%w: subscribe to a tenant's events: %w", ErrUnavailable, err)
-		}
-		f.sub = sub
-		h.feeds[tenant] = f
-		if !h.piping {
-			h.piping = true
-			go h.pipe()
-		}
+	sub, err := h.conn.Subscribe(TenantSubject(t.name), func(m *nats.Msg) { h.enqueue(t, m) })
+	if err != nil {
+		return fmt.Errorf("%w: subscribe to a tenant's events: %w", ErrUnavailable, err)
 	}
-	f.n++
-	h.feedsMu.Unlock()
-	// Outside the lock, and by every session: a session of a tenant whose
-	// subscription another is still flushing must wait for it too.
+	t.sub = sub
+	if !h.piping {
+		h.piping = true
+		go h.pipe()
+	}
+	return nil
+}
+
+// subscribed waits until the server knows of the subscription to tenant's
+// events (a flush on the connection, bounded by ctx and subscribeTimeout),
+// so that an event stored after a session's handshake is not missed for a
+// subscription still on its way. Every session waits, not only the one
+// that subscribed: another's subscription may still be on its way. It
+// returns an error wrapping ErrUnavailable when the bus fails.
+func (h *Hub) subscribed(ctx context.Context, tenant string) error {
+	h.mu.RLock()
+	nc := h.conn
+	h.mu.RUnlock()
+	if nc == nil || !stream.ValidToken(tenant) {
+		return nil
+	}
 	ctx, cancel := context.WithTimeout(ctx, subscribeTimeout)
 	defer cancel()
 	if err := nc.FlushWithContext(ctx); err != nil {
-		h.release(tenant)
 		return fmt.Errorf("%w: subscribe to a tenant's events: %w", ErrUnavailable, err)
 	}
 	return nil
 }
 
-// release undoes one hold of tenant.
-func (h *Hub) release(tenant string) {
-	h.feedsMu.Lock()
-	defer h.feedsMu.Unlock()
-	f := h.feeds[tenant]
-	if f == nil {
-		return
-	}
-	if f.n--; f.n == 0 {
-		delete(h.feeds, tenant)
-		// Events it was handed and has not handled are of no session now.
-		_ = f.sub.Unsubscribe()
-	}
-}
-
-// due adds handled to the events of l's feed the pipeline has handled and
-// reports whether the tenant's sessions are owed a resync now, which it
-// then counts as sent: true once the pipeline has handled every event of
-// the feed it took before the first it dropped.
+// due adds handled to the events of l's subscription the pipeline has
+// handled and reports whether the tenant's sessions are owed a resync now,
+// which it then counts as sent: true once the pipeline has handled every
+// event of the tenant it took before the first it dropped.
 func (l *loss) due(handled uint64) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -439,37 +408,37 @@ func (l *loss) due(handled uint64) bool {
 	return true
 }
 
-// enqueue hands an event of f to the pipeline, or drops it when the
-// pipeline is full. It never blocks, so that what waits is bounded by the
-// pipeline alone, not by the feeds' own queues. f.mu is held across the
-// send so that a resync owed goes with one event only.
-func (h *Hub) enqueue(f *feed, m *nats.Msg) {
+// enqueue hands an event of t's subscription to the pipeline, or drops it
+// when the pipeline is full. It never blocks, so that what waits is bounded
+// by the pipeline alone, not by the subscriptions' own queues. t.loss.mu is
+// held across the send so that a resync owed goes with one event only.
+func (h *Hub) enqueue(t *tenantSessions, m *nats.Msg) {
 	n := int64(len(m.Data))
-	f.mu.Lock()
-	defer f.mu.Unlock()
+	t.loss.mu.Lock()
+	defer t.loss.mu.Unlock()
 	if h.waiting.Add(n) <= h.maxWaiting {
 		select {
-		case h.events <- queued{f: f, m: m, resync: f.owed}:
-			f.owed = false
-			f.accepted++
+		case h.events <- queued{t: t, m: m, resync: t.owed}:
+			t.owed = false
+			t.accepted++
 			return
 		default:
 		}
 	}
 	h.waiting.Add(-n)
-	h.drop(f)
+	h.drop(t)
 }
 
-// drop counts an event of f the pipeline had no room for, marks f's tenant
-// to be told, and logs the first of a run of them; pipe logs how many there
-// were. f.mu is held.
-func (h *Hub) drop(f *feed) {
-	if !f.owed {
-		f.owed, f.owedAfter = true, f.accepted
-		if f.handled == f.accepted {
+// drop counts an event of t the pipeline had no room for, marks t to be
+// told, and logs the first of a run of them; pipe logs how many there
+// were. t.loss.mu is held.
+func (h *Hub) drop(t *tenantSessions) {
+	if !t.owed {
+		t.owed, t.owedAfter = true, t.accepted
+		if t.handled == t.accepted {
 			// Nothing of the tenant waits for the pipeline to tell after.
 			h.dueMu.Lock()
-			h.due = append(h.due, f)
+			h.due = append(h.due, t)
 			h.dueMu.Unlock()
 			select {
 			case h.wake <- struct{}{}:
@@ -493,11 +462,11 @@ func (h *Hub) pipe() {
 				h.log.Warn("live: pipeline has room again", "dropped", n)
 			}
 			if q.resync {
-				h.tellResync(q.f.tenant)
+				h.tellResync(q.t)
 			}
-			h.handle(q.m)
-			if q.f.due(1) {
-				h.tellResync(q.f.tenant)
+			h.handle(q.t, q.m)
+			if q.t.due(1) {
+				h.tellResync(q.t)
 			}
 		case <-h.wake:
 		case <-h.stop:
@@ -514,18 +483,18 @@ func (h *Hub) tellDue() {
 	due := h.due
 	h.due = nil
 	h.dueMu.Unlock()
-	for _, f := range due {
-		if f.due(0) {
-			h.tellResync(f.tenant)
+	for _, t := range due {
+		if t.due(0) {
+			h.tellResync(t)
 		}
 	}
 }
 
-// tellResync queues a resync frame for every session of tenant, after what
-// it was sent; a session replaying gets it after its replay.
-func (h *Hub) tellResync(tenant string) {
+// tellResync queues a resync frame for every session of t, after what it
+// was sent; a session replaying gets it after its replay.
+func (h *Hub) tellResync(t *tenantSessions) {
 	h.mu.RLock()
-	to := h.tenants[tenant].appendSessions(nil)
+	to := t.appendSessions(nil)
 	h.mu.RUnlock()
 	for _, s := range to {
 		s.notice(h.resync)
@@ -565,17 +534,18 @@ type Limits struct {
 	Process int
 }
 
-// Start registers a session for p, makes sure its tenant's events reach
+// Start registers a session for p, making sure its tenant's events reach
 // the hub, then completes the WebSocket handshake with accept, and runs the
 // session on the connection until the client goes away, the hub closes it,
 // or ctx is done, then closes it. req is the handshake's request's context:
 // it bounds the wait before accept. Every event stored after the client
-// saw the handshake reaches the session: the session is registered, then
-// the tenant's subscription is known to the server (hold), and only then
-// does accept answer the client; such an event is sent to the hub after
-// that, and the hub finds the session. What arrives before accept returns
-// waits in the session's queue. With since, the last sequence the client
-// saw, it is first sent the events it missed (see the package comment).
+// saw the handshake reaches the session: the session is registered with
+// its tenant's subscription, which is then known to the server
+// (subscribed), and only then does accept answer the client; such an
+// event is sent to the hub after that, and the hub finds the session.
+// What arrives before accept returns waits in the session's queue. With
+// since, the last sequence the client saw, it is first sent the events it
+// missed (see the package comment).
 // Start returns, without calling accept, ErrClosing once Close has begun;
 // ErrPrincipalSessions, ErrTenantSessions or ErrProcessSessions when the
 // session would exceed lim, before anything is subscribed to; and an error
@@ -593,14 +563,14 @@ func (h *Hub) Start(ctx, req context.Context, p auth.Principal, lim Limits, sinc
 	if err := h.add(s, lim); err != nil {
 		return err
 	}
-	if err := h.hold(req, p.Tenant); err != nil {
+	if err := h.subscribed(req, p.Tenant); err != nil {
 		h.remove(s)
 		h.wg.Done()
 		return err
 	}
 	conn, err := accept()
 	if err != nil {
-		h.end(s)
+		h.remove(s)
 		h.wg.Done()
 		return nil
 	}
@@ -671,7 +641,7 @@ const CloseErased = "subject erased"
 
 func (h *Hub) read(ctx context.Context, s *session) {
 	defer h.wg.Done()
-	defer h.end(s)
+	defer h.remove(s)
 	// Reading answers pings and notices the close handshake; what a client
 	// sends besides typing signals is ignored.
 	for {
@@ -721,14 +691,20 @@ func (h *Hub) handleTyping(m *nats.Msg) {
 		return
 	}
 	frame := h.encode(Event{Type: TypeTyping, ConversationID: t.Conversation, Author: &t.Author})
-	for _, s := range h.recipients(t.Tenant, t.Visitor, route{placed: true, was: t.Assignee, now: t.Assignee}) {
+	h.mu.RLock()
+	to := h.tenants[t.Tenant]
+	h.mu.RUnlock()
+	for _, s := range h.recipients(to, t.Visitor, route{placed: true, was: t.Assignee, now: t.Assignee}) {
 		if s.p.ID != t.Author.ID || string(s.p.Role) != t.Author.Role {
 			s.signal(frame)
 		}
 	}
 }
 
-// add registers s unless the hub is closing or s would exceed lim.
+// add registers s unless the hub is closing or s would exceed lim, and
+// subscribes to the events of its tenant for its first session; it
+// returns an error wrapping ErrUnavailable, and registers nothing, when
+// the bus refuses.
 func (h *Hub) add(s *session, lim Limits) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -745,11 +721,14 @@ func (h *Hub) add(s *session, lim Limits) error {
 	case lim.Principal > 0 && t.byPrincipal[principalID{s.p.Role, s.p.ID}] >= lim.Principal:
 		return ErrPrincipalSessions
 	}
-	h.wg.Add(1)
 	if t == nil {
-		t = &tenantSessions{visitors: make(map[string]set), agents: make(map[string]set), overseers: make(set), byPrincipal: make(map[principalID]int)}
+		t = &tenantSessions{name: s.p.Tenant, visitors: make(map[string]set), agents: make(map[string]set), overseers: make(set), byPrincipal: make(map[principalID]int)}
+		if err := h.follow(t); err != nil {
+			return err
+		}
 		h.tenants[s.p.Tenant] = t
 	}
+	h.wg.Add(1)
 	switch s.p.Role {
 	case auth.RoleVisitor:
 		addTo(t.visitors, s.p.ID, s)
@@ -765,7 +744,8 @@ func (h *Hub) add(s *session, lim Limits) error {
 	return nil
 }
 
-// remove unregisters s.
+// remove unregisters s, and ends its tenant's subscription with its last
+// session.
 func (h *Hub) remove(s *session) {
 	h.mu.Lock()
 	t := h.tenants[s.p.Tenant]
@@ -786,15 +766,13 @@ func (h *Hub) remove(s *session) {
 	}
 	if t.empty() {
 		delete(h.tenants, s.p.Tenant)
+		if t.sub != nil {
+			// Events it was handed and has not handled are of no session now.
+			_ = t.sub.Unsubscribe()
+		}
 	}
 	h.sessions--
 	h.mu.Unlock()
-}
-
-// end unregisters s and releases its hold of its tenant's events.
-func (h *Hub) end(s *session) {
-	h.remove(s)
-	h.release(s.p.Tenant)
 }
 
 func addTo(m map[string]set, id string, s *session) {
@@ -878,25 +856,22 @@ func (h *Hub) Erased(tenant, id string) {
 // every subscription to events and the pipeline, then waits for the
 // sessions and the pipeline to end or ctx to be done.
 func (h *Hub) Close(ctx context.Context) error {
-	h.feedsMu.Lock()
-	first := !h.stopped
-	h.stopped = true
-	for tenant, f := range h.feeds {
-		delete(h.feeds, tenant)
-		_ = f.sub.Unsubscribe()
-	}
-	piping := h.piping
-	h.feedsMu.Unlock()
-	if first {
-		close(h.stop)
-	}
 	h.mu.Lock()
+	first := !h.closing
 	h.closing = true
 	var all []*session
 	for _, t := range h.tenants {
+		if t.sub != nil {
+			_ = t.sub.Unsubscribe()
+			t.sub = nil
+		}
 		all = t.appendSessions(all)
 	}
+	piping := h.piping
 	h.mu.Unlock()
+	if first {
+		close(h.stop)
+	}
 	for _, s := range all {
 		s.close(websocket.StatusGoingAway, "server shutting down")
 	}
@@ -919,8 +894,8 @@ func (h *Hub) Close(ctx context.Context) error {
 	}
 }
 
-// handle routes one chat event.
-func (h *Hub) handle(m *nats.Msg) {
+// handle routes one chat event of t's subscription.
+func (h *Hub) handle(t *tenantSessions, m *nats.Msg) {
 	env, err := event.Parse(m.Subject, m.Header, m.Data)
 	if err != nil {
 		h.log.Warn("live: skip event", "subject", m.Subject, "err", err)
@@ -933,8 +908,7 @@ func (h *Hub) handle(m *nats.Msg) {
 		return
 	}
 	h.mu.RLock()
-	t := h.tenants[env.Tenant]
-	interested := t != nil && (t.nagents > 0 || len(t.visitors[env.Person]) > 0 || len(t.overseers) > 0)
+	interested := t.nagents > 0 || len(t.visitors[env.Person]) > 0 || len(t.overseers) > 0
 	h.mu.RUnlock()
 	if !interested {
 		return
@@ -945,7 +919,7 @@ func (h *Hub) handle(m *nats.Msg) {
 	if !ok {
 		return
 	}
-	for _, s := range h.recipients(env.Tenant, env.Person, rt) {
+	for _, s := range h.recipients(t, env.Person, rt) {
 		s.deliver(seq, frames)
 	}
 }
@@ -1052,13 +1026,12 @@ func (h *Hub) frames(ctx context.Context, seq uint64, env event.Envelope) ([][]b
 	return [][]byte{h.encode(ev)}, rt, true
 }
 
-// recipients returns the sessions that may see an event of the visitor's
-// conversation that goes by rt: those rt.shows, found by lookups rather
-// than by asking every session.
-func (h *Hub) recipients(tenant, visitor string, rt route) []*session {
+// recipients returns the sessions of t (nil: none) that may see an event
+// of the visitor's conversation that goes by rt: those rt.shows, found by
+// lookups rather than by asking every session.
+func (h *Hub) recipients(t *tenantSessions, visitor string, rt route) []*session {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
-	t := h.tenants[tenant]
 	if t == nil {
 		return nil
 	}
