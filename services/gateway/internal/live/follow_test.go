@@ -313,13 +313,20 @@ func TestDroppedEventsResync(t *testing.T) {
 
 	// The pipeline takes a's first event and stalls on its key; b's and
 	// two more of a's wait, the next two of a's and c's are dropped.
-	first := r.publish("a")
-	waiting := func(n int) func() bool {
-		return func() bool { return len(h.events) == n && h.waiting.Load() == int64(n*len("sealed")) }
+	took := func(tenant string, n uint64, waiting int) func() bool {
+		return func() bool {
+			h.mu.RLock()
+			t := h.tenants[tenant]
+			h.mu.RUnlock()
+			t.loss.mu.Lock()
+			defer t.loss.mu.Unlock()
+			return t.accepted == n && len(h.events) == waiting
+		}
 	}
-	natstest.Until(t, 10*time.Second, "the pipeline took a's first event", waiting(0))
+	first := r.publish("a")
+	natstest.Until(t, 10*time.Second, "the pipeline took a's first event", took("a", 1, 0))
 	fromB := r.publish("b")
-	natstest.Until(t, 10*time.Second, "b's event waits", waiting(1))
+	natstest.Until(t, 10*time.Second, "b's event waits", took("b", 1, 1))
 	waited := []uint64{r.publish("a"), r.publish("a")}
 	r.publish("a")
 	r.publish("a")
@@ -327,7 +334,18 @@ func TestDroppedEventsResync(t *testing.T) {
 	r.publish("c")
 	natstest.Until(t, 10*time.Second, "c's event dropped", func() bool { return h.dropped.Load() == 3 })
 	close(keys.release)
-	natstest.Until(t, 10*time.Second, "what waited taken by the pipeline", waiting(0))
+	natstest.Until(t, 10*time.Second, "the replaying session told", func() bool {
+		h.mu.RLock()
+		defer h.mu.RUnlock()
+		for s := range h.tenants["a"].overseers {
+			if s.p == a[4] {
+				s.mu.Lock()
+				defer s.mu.Unlock()
+				return s.overflow
+			}
+		}
+		return false
+	})
 	endReplay()
 	last := map[string]uint64{"a": r.publish("a"), "b": r.publish("b"), "c": r.publish("c")}
 
