@@ -252,8 +252,9 @@ type queued struct {
 // whom a dropped event was for (it was not routed), so every session of
 // the tenant is sent one resync for a run of them, after each event of the
 // tenant the pipeline took before the first, and before any it takes
-// after: once the pipeline has handled the event numbered owedAfter, or
-// with the next event it takes, whichever comes first. A resync sent
+// after: once the pipeline has handled the event numbered owedAfter (on
+// its next turn when none waited), or with the next event of the tenant
+// it takes, whichever comes first. A resync sent
 // before a drop does not cover it: the reload it asks for may have read
 // the store before the event was stored. mu guards it.
 type loss struct {
@@ -290,11 +291,8 @@ type principalID struct {
 }
 
 // appendSessions appends to to the sessions of t that may be sent events
-// (nil: none) and returns it.
+// and returns it.
 func (t *tenantSessions) appendSessions(to []*session) []*session {
-	if t == nil {
-		return to
-	}
 	for _, ss := range t.visitors {
 		for s := range ss {
 			to = append(to, s)
