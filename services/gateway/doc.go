@@ -29,7 +29,8 @@
 // refused or dropped as a duplicate. The hub subscribes there for each
 // tenant with a WebSocket session on this gateway, from the tenant's first
 // session to its last, and its subscriptions hand the events to one
-// pipeline, bounded for all tenants together. Events are decrypted with the visitor's key (asked of the key
+// pipeline, bounded for all tenants together; past the bound events are
+// dropped and every session of their tenant is sent a resync. Events are decrypted with the visitor's key (asked of the key
 // service and cached until erasure) and pushed only to sessions allowed to
 // see them, by the assignee chat stamped into the event (see internal/live). When a subject is erased, their sessions are closed, and an
 // erased visitor's token, valid until it expires, opens no new session and

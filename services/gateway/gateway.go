@@ -117,7 +117,9 @@ func (d Deps) validate() error {
 // Run serves the gateway on d.Listener until ctx is done, then shuts down
 // gracefully within ShutdownTimeout: it stops accepting requests, closes
 // every WebSocket session with "going away" and waits for in-flight
-// requests. It returns nil after a clean shutdown. Run closes d.Listener.
+// requests. It returns nil after a clean shutdown. When serving fails (the
+// listener fails, say) or the tenant registry stops, it shuts down the
+// same way and returns why. Run closes d.Listener.
 func Run(ctx context.Context, d Deps) error {
 	if err := d.validate(); err != nil {
 		return err
@@ -256,7 +258,9 @@ func Run(ctx context.Context, d Deps) error {
 	var failed error
 	select {
 	case err := <-served:
-		return fmt.Errorf("gateway: serve: %w", err)
+		// What was started is stopped all the same: no goroutine outlives
+		// Run.
+		failed = fmt.Errorf("gateway: serve: %w", err)
 	case <-ctx.Done():
 	case <-tenants.Stopped():
 		failed = fmt.Errorf("gateway: %w", tenants.Err())

@@ -14,12 +14,14 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/google/go-cmp/cmp"
+	"go.uber.org/goleak"
 
 	"github.com/parley-chat/parley/pkg/auth"
 	"github.com/parley-chat/parley/pkg/chatapi"
 	"github.com/parley-chat/parley/pkg/natsembed/natstest"
 	"github.com/parley-chat/parley/pkg/privacyapi"
 	"github.com/parley-chat/parley/pkg/rpc"
+	"github.com/parley-chat/parley/services/gateway"
 )
 
 func TestHealthAndReadiness(t *testing.T) {
@@ -263,6 +265,36 @@ func TestShutdownClosesSessions(t *testing.T) {
 	}
 	if d := time.Since(start); d > 5*time.Second {
 		t.Errorf("shutdown took %v, want under 5s", d)
+	}
+}
+
+// TestServeFailureStopsEverything makes serving fail, its listener closed
+// under it, while a WebSocket session is open: Run must return why, and
+// stop what it started (the hub, its subscriptions and pipeline, the
+// session) before it does.
+func TestServeFailureStopsEverything(t *testing.T) {
+	// Registered first, checked last: once every cleanup has run.
+	leaks := goleak.IgnoreCurrent()
+	t.Cleanup(func() { goleak.VerifyNone(t, leaks) })
+	var ln net.Listener
+	e := startGatewayWith(t, func(d *gateway.Deps) { ln = d.Listener })
+	c := e.dial(auth.Principal{Tenant: "demo", ID: "s1", Role: auth.RoleSupervisor}, false)
+	natstest.Until(t, 5*time.Second, "1 live session", func() bool { return e.liveSessions() == "1" })
+	ln.Close()
+	// The client answers the close handshake, as the hub waits for it.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, _, err := c.Read(ctx); websocket.CloseStatus(err) != websocket.StatusGoingAway {
+		t.Errorf("session once serving failed: read error %v, want close %v", err, websocket.StatusGoingAway)
+	}
+	select {
+	case err := <-e.done:
+		if !errors.Is(err, net.ErrClosed) || errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("Run() with its listener closed = %v, want %v alone", err, net.ErrClosed)
+		}
+		e.done <- nil // for the cleanup's check
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run() did not return within 10s of its listener failing")
 	}
 }
 

@@ -6,10 +6,12 @@ import (
 	"errors"
 	"log/slog"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/google/go-cmp/cmp"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -216,7 +218,7 @@ func TestPipelineIsBoundAcrossTenants(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			keys := stalledKeys{entered: make(chan struct{}, 1), release: make(chan struct{})}
 			h, r := followed(t, keys)
-			h.events, h.maxWaiting = make(chan *nats.Msg, tt.events), tt.bytes
+			h.events, h.maxWaiting = make(chan queued, tt.events), tt.bytes
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
 			conns := map[string]*websocket.Conn{}
@@ -251,6 +253,9 @@ func TestPipelineIsBoundAcrossTenants(t *testing.T) {
 				var prev uint64
 				for {
 					e := readEvent(t, ctx, c)
+					if e.Type == TypeResync {
+						continue // TestDroppedEventsResync
+					}
 					if e.Seq <= prev {
 						t.Errorf("tenant %s: seq %d after %d", tenant, e.Seq, prev)
 					}
@@ -265,5 +270,127 @@ func TestPipelineIsBoundAcrossTenants(t *testing.T) {
 				t.Errorf("sessions were sent %d events before the last ones, want %d (the stalled one and those that waited)", got, want)
 			}
 		})
+	}
+}
+
+// TestDroppedEventsResync checks that every session of a tenant whose
+// events the pipeline dropped is sent one resync, after the events it was
+// sent and before the next, a session replaying after its replay, whether
+// events of the tenant waited in the pipeline or not, and that the
+// sessions of a tenant none of whose events were dropped are sent none.
+func TestDroppedEventsResync(t *testing.T) {
+	keys := stalledKeys{entered: make(chan struct{}, 1), release: make(chan struct{})}
+	h, r := followed(t, keys)
+	const room = 3
+	h.events = make(chan queued, room)
+	replaying := make(chan struct{})
+	endReplay := sync.OnceFunc(func() { close(replaying) })
+	t.Cleanup(endReplay)
+	h.history = func(ctx context.Context, _ string, _ uint64, _ int, _ func(uint64, event.Envelope) error) error {
+		select {
+		case <-replaying:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	a := []auth.Principal{
+		{Tenant: "a", ID: "s1", Role: auth.RoleSupervisor},
+		{Tenant: "a", ID: "v1", Role: auth.RoleVisitor}, // the events' visitor
+		{Tenant: "a", ID: "v2", Role: auth.RoleVisitor}, // shown none of them
+		{Tenant: "a", ID: "a1", Role: auth.RoleAgent},   // shown none: unplaced
+		{Tenant: "a", ID: "s2", Role: auth.RoleSupervisor},
+	}
+	b := auth.Principal{Tenant: "b", ID: "s1", Role: auth.RoleSupervisor}
+	c := auth.Principal{Tenant: "c", ID: "s1", Role: auth.RoleSupervisor}
+	conns := map[auth.Principal]*websocket.Conn{}
+	for _, p := range append(a[:4], b, c) {
+		conns[p] = dial(t, ctx, h, p)
+	}
+	conns[a[4]] = dialSince(t, ctx, h, a[4], 0) // replays until endReplay
+
+	// The pipeline takes a's first event and stalls on its key; b's and
+	// two more of a's wait, the next two of a's and c's are dropped.
+	took := func(tenant string, n uint64, waiting int) func() bool {
+		return func() bool {
+			h.mu.RLock()
+			t := h.tenants[tenant]
+			h.mu.RUnlock()
+			t.loss.mu.Lock()
+			defer t.loss.mu.Unlock()
+			return t.accepted == n && len(h.events) == waiting
+		}
+	}
+	first := r.publish("a")
+	natstest.Until(t, 10*time.Second, "the pipeline took a's first event", took("a", 1, 0))
+	fromB := r.publish("b")
+	natstest.Until(t, 10*time.Second, "b's event waits", took("b", 1, 1))
+	waited := []uint64{r.publish("a"), r.publish("a")}
+	r.publish("a")
+	r.publish("a")
+	natstest.Until(t, 10*time.Second, "a's last two events dropped", func() bool { return h.dropped.Load() == 2 })
+	r.publish("c")
+	natstest.Until(t, 10*time.Second, "c's event dropped", func() bool { return h.dropped.Load() == 3 })
+	close(keys.release)
+	natstest.Until(t, 10*time.Second, "the replaying session told", func() bool {
+		h.mu.RLock()
+		defer h.mu.RUnlock()
+		for s := range h.tenants["a"].overseers {
+			if s.p == a[4] {
+				s.mu.Lock()
+				defer s.mu.Unlock()
+				return s.overflow
+			}
+		}
+		return false
+	})
+	endReplay()
+	last := map[string]uint64{"a": r.publish("a"), "b": r.publish("b"), "c": r.publish("c")}
+
+	// frames reads c's frames up to the one at seq, or n of them.
+	frames := func(c *websocket.Conn, seq uint64, n int) []string {
+		var got []string
+		for len(got) < n {
+			e := readEvent(t, ctx, c)
+			if e.Type == TypeResync {
+				got = append(got, TypeResync)
+				continue
+			}
+			got = append(got, strconv.FormatUint(e.Seq, 10))
+			if e.Seq == seq {
+				break
+			}
+		}
+		return got
+	}
+	seqs := func(xs ...uint64) []string {
+		var out []string
+		for _, x := range xs {
+			out = append(out, strconv.FormatUint(x, 10))
+		}
+		return out
+	}
+	shown := append(seqs(first, waited[0], waited[1]), TypeResync, strconv.FormatUint(last["a"], 10))
+	tests := []struct {
+		give auth.Principal
+		n    int // frames to read at most
+		want []string
+	}{
+		{a[0], 10, shown},
+		{a[1], 10, shown},
+		{a[2], 1, []string{TypeResync}},
+		{a[3], 1, []string{TypeResync}},
+		// Told during its replay: a resync after it, then what was held.
+		{a[4], 10, append([]string{TypeResync}, seqs(first, waited[0], waited[1], last["a"])...)},
+		{b, 10, seqs(fromB, last["b"])},
+		// Nothing of c's waited: told as soon as the pipeline moved on.
+		{c, 10, append([]string{TypeResync}, seqs(last["c"])...)},
+	}
+	for _, tt := range tests {
+		if diff := cmp.Diff(tt.want, frames(conns[tt.give], last[tt.give.Tenant], tt.n)); diff != "" {
+			t.Errorf("frames of %v (-want +got):\n%s", tt.give, diff)
+		}
 	}
 }

@@ -42,7 +42,10 @@
 // live events that arrive during the replay are held, and those the replay
 // already sent are dropped by their sequence. A client that missed more
 // than MaxReplay events, or whose replay fails, is sent a resync event
-// instead, and then the live events: it reloads what it shows.
+// instead, and then the live events: it reloads what it shows. So is
+// every session of a tenant whose live events the hub dropped, its
+// pipeline being full: once for a run of them, after the events it was
+// sent before them (after its replay, when it is replaying).
 //
 // Typing: a client sends {"type":"typing","conversation_id":…} while its
 // user types. The hub asks the chat service whether the user may (as they
@@ -198,62 +201,112 @@ type Hub struct {
 	nc     *nats.Conn
 	typist Typist
 
+	// mu guards tenants, each tenant's sessions and subscription, made on
+	// conn (nil until Follow: no events); piping, set once the pipeline's
+	// goroutine runs; and closing, set by Close, after which no session
+	// starts and nothing is subscribed to.
 	mu       sync.RWMutex
 	tenants  map[string]*tenantSessions
 	sessions int
+	conn     *nats.Conn
+	piping   bool
 	closing  bool
 	wg       sync.WaitGroup
 
-	// feedsMu guards feeds, the subscriptions to the events of the tenants
-	// with sessions, made on conn (nil until Follow: no events); piping,
-	// set once the pipeline's goroutine runs; and stopped, set by Close,
-	// after which no feed is made.
-	feedsMu sync.Mutex
-	conn    *nats.Conn
-	feeds   map[string]*feed
-	piping  bool
-	stopped bool
-
-	// events is the pipeline: every feed hands its events here, and one
-	// goroutine (pipe) handles them in the order they came, which keeps
-	// each tenant's in the stream's order. A burst must not be dropped
+	// events is the pipeline: every subscription hands its events here,
+	// and one goroutine (pipe) handles them in the order they came, which
+	// keeps each tenant's in the stream's order. A burst must not be dropped
 	// while a key lookup holds the pipeline for a moment, so it holds up
 	// to cap(events) events and maxWaiting bytes of payload; beyond that
-	// events are dropped, as a slow consumer's are, and logged. The bound
+	// events are dropped, as a slow consumer's are, and logged, and the
+	// sessions of their tenant are told to resync (see loss). The bound
 	// is the hub's, not a tenant's: with the key service down every
 	// tenant's events wait, and a bound per tenant would let the memory
 	// held grow with the tenants connected.
-	events     chan *nats.Msg
+	events     chan queued
 	maxWaiting int64
 	waiting    atomic.Int64 // payload bytes in events
 	dropped    atomic.Int64 // events dropped since the pipeline last took one
 	stop       chan struct{}
 	piped      chan struct{}
+	// due holds the tenants that lost an event while none of theirs
+	// waited, whose sessions the pipeline tells to resync on its next
+	// turn; wake starts that turn when the pipeline is idle.
+	dueMu sync.Mutex
+	due   []*tenantSessions
+	wake  chan struct{}
+
+	resync []byte // the resync frame
 }
 
-// feed is the subscription to one tenant's events, which it hands to the
-// hub's pipeline, and the number of sessions that hold it.
-type feed struct {
-	sub *nats.Subscription
-	n   int
+// queued is an event in the pipeline, of t's subscription; resync tells
+// the pipeline to tell t's sessions to resync before they are sent it.
+type queued struct {
+	t      *tenantSessions
+	m      *nats.Msg
+	resync bool
+}
+
+// loss counts a subscription's events through the pipeline, which tells
+// the tenant's sessions of those it dropped. The pipeline does not know
+// whom a dropped event was for (it was not routed), so every session of
+// the tenant is sent one resync for a run of them, after each event of the
+// tenant the pipeline took before the first, and before any it takes
+// after: once the pipeline has handled the event numbered owedAfter (on
+// its next turn when none waited), or with the next event of the tenant
+// it takes, whichever comes first. A resync sent
+// before a drop does not cover it: the reload it asks for may have read
+// the store before the event was stored. mu guards it.
+type loss struct {
+	mu        sync.Mutex
+	accepted  uint64 // events the pipeline took
+	handled   uint64 // events the pipeline handled
+	owed      bool   // an event was dropped and the sessions not told yet
+	owedAfter uint64 // accepted when the first of them was dropped
 }
 
 type set map[*session]struct{}
 
+// tenantSessions is what the hub holds of a tenant while it has a
+// session: its sessions and the subscription to its events, made with its
+// first session and ended with its last. h.mu guards it but for loss.
 type tenantSessions struct {
-	visitors  map[string]set // by visitor id
-	agents    map[string]set // by agent id
-	overseers set            // supervisors and admins
+	name      string
+	sub       *nats.Subscription // nil: not followed, or Close ended it
+	visitors  map[string]set     // by visitor id
+	agents    map[string]set     // by agent id
+	overseers set                // supervisors and admins
 	nagents   int
 	n         int // every session of the tenant
 	// byPrincipal counts the sessions of each principal, of every role:
 	// analysts and auditors, who see nothing, hold connections too.
 	byPrincipal map[principalID]int
+
+	loss
 }
 
 type principalID struct {
 	role auth.Role
 	id   string
+}
+
+// appendSessions appends to to the sessions of t that may be sent events
+// and returns it.
+func (t *tenantSessions) appendSessions(to []*session) []*session {
+	for _, ss := range t.visitors {
+		for s := range ss {
+			to = append(to, s)
+		}
+	}
+	for _, ss := range t.agents {
+		for s := range ss {
+			to = append(to, s)
+		}
+	}
+	for s := range t.overseers {
+		to = append(to, s)
+	}
+	return to
 }
 
 // empty counts every session, those of roles that see nothing (analysts,
@@ -265,18 +318,20 @@ func (t *tenantSessions) empty() bool {
 // NewHub returns a hub decrypting with keys and replaying from history to
 // reconnecting clients (nil: every reconnecting client is told to resync).
 func NewHub(log *slog.Logger, keys Keys, history History) *Hub {
-	return &Hub{
+	h := &Hub{
 		log:     log,
 		keys:    keys,
 		history: history,
 		tenants: make(map[string]*tenantSessions),
-		feeds:   make(map[string]*feed),
 
-		events:     make(chan *nats.Msg, pendingMsgs),
+		events:     make(chan queued, pendingMsgs),
 		maxWaiting: pendingBytes,
 		stop:       make(chan struct{}),
 		piped:      make(chan struct{}),
+		wake:       make(chan struct{}, 1),
 	}
+	h.resync = h.encode(Event{Type: TypeResync})
+	return h
 }
 
 // Follow makes the hub follow the chat events stored in CHAT on nc, which
@@ -286,98 +341,109 @@ func NewHub(log *slog.Logger, keys Keys, history History) *Hub {
 // one at a time, each tenant's in order, on one goroutine, which Close
 // ends. Call it before the first Start.
 func (h *Hub) Follow(nc *nats.Conn) {
-	h.feedsMu.Lock()
+	h.mu.Lock()
 	h.conn = nc
-	h.feedsMu.Unlock()
+	h.mu.Unlock()
 }
 
 // ErrUnavailable is returned by Start when the hub cannot follow the
 // session's tenant: the bus did not take or confirm its subscription.
 var ErrUnavailable = errors.New("live: events unavailable")
 
-// hold makes sure the events of tenant stored from now on reach the hub,
-// subscribing to them for the tenant's first session; release ends it.
-// The subscription is known to the server when hold returns (a flush on
-// the connection, bounded by ctx and subscribeTimeout), so an event stored
-// after a session's handshake is not missed for a subscription still on
-// its way. A tenant that is no token of a subject (an operator's "*") sees
-// no conversation and is not subscribed to. It returns ErrClosing once
-// Close has begun, and an error wrapping ErrUnavailable when the bus
-// fails; in both cases there is nothing to release.
-func (h *Hub) hold(ctx context.Context, tenant string) error {
-	h.feedsMu.Lock()
-	if h.stopped {
-		h.feedsMu.Unlock()
-		return ErrClosing
-	}
-	if h.conn == nil || !stream.ValidToken(tenant) {
-		h.feedsMu.Unlock()
+// follow subscribes to the events of t, a tenant's first session on the
+// way, unless the hub follows no events or the tenant is no token of a
+// subject (an operator's "*"), which sees no conversation. It returns an
+// error wrapping ErrUnavailable when the bus refuses. h.mu is held.
+func (h *Hub) follow(t *tenantSessions) error {
+	if h.conn == nil || !stream.ValidToken(t.name) {
 		return nil
 	}
-	nc := h.conn
-	f := h.feeds[tenant]
-	if f == nil {
-		sub, err := nc.Subscribe(TenantSubject(tenant), h.enqueue)
-		if err != nil {
-			h.feedsMu.Unlock()
-			return fmt.Errorf("%w: subscribe to a tenant's events: %w", ErrUnavailable, err)
-		}
-		f = &feed{sub: sub}
-		h.feeds[tenant] = f
-		if !h.piping {
-			h.piping = true
-			go h.pipe()
-		}
+	sub, err := h.conn.Subscribe(TenantSubject(t.name), func(m *nats.Msg) { h.enqueue(t, m) })
+	if err != nil {
+		return fmt.Errorf("%w: subscribe to a tenant's events: %w", ErrUnavailable, err)
 	}
-	f.n++
-	h.feedsMu.Unlock()
-	// Outside the lock, and by every session: a session of a tenant whose
-	// subscription another is still flushing must wait for it too.
+	t.sub = sub
+	if !h.piping {
+		h.piping = true
+		go h.pipe()
+	}
+	return nil
+}
+
+// subscribed waits until the server knows of the subscription to tenant's
+// events (a flush on the connection, bounded by ctx and subscribeTimeout),
+// so that an event stored after a session's handshake is not missed for a
+// subscription still on its way. Every session waits, not only the one
+// that subscribed: another's subscription may still be on its way. It
+// returns an error wrapping ErrUnavailable when the bus fails.
+func (h *Hub) subscribed(ctx context.Context, tenant string) error {
+	h.mu.RLock()
+	nc := h.conn
+	h.mu.RUnlock()
+	if nc == nil || !stream.ValidToken(tenant) {
+		return nil
+	}
 	ctx, cancel := context.WithTimeout(ctx, subscribeTimeout)
 	defer cancel()
 	if err := nc.FlushWithContext(ctx); err != nil {
-		h.release(tenant)
 		return fmt.Errorf("%w: subscribe to a tenant's events: %w", ErrUnavailable, err)
 	}
 	return nil
 }
 
-// release undoes one hold of tenant.
-func (h *Hub) release(tenant string) {
-	h.feedsMu.Lock()
-	defer h.feedsMu.Unlock()
-	f := h.feeds[tenant]
-	if f == nil {
-		return
+// due adds handled to the events of l's subscription the pipeline has
+// handled and reports whether the tenant's sessions are owed a resync now,
+// which it then counts as sent: true once the pipeline has handled every
+// event of the tenant it took before the first it dropped.
+func (l *loss) due(handled uint64) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.handled += handled
+	if !l.owed || l.handled != l.owedAfter {
+		return false
 	}
-	if f.n--; f.n == 0 {
-		delete(h.feeds, tenant)
-		// Events it was handed and has not handled are of no session now.
-		_ = f.sub.Unsubscribe()
-	}
+	l.owed = false
+	return true
 }
 
-// enqueue hands an event of a feed to the pipeline, or drops it when the
-// pipeline is full. It never blocks, so that what waits is bounded by the
-// pipeline alone, not by the feeds' own queues.
-func (h *Hub) enqueue(m *nats.Msg) {
+// enqueue hands an event of t's subscription to the pipeline, or drops it
+// when the pipeline is full. It never blocks, so that what waits is bounded
+// by the pipeline alone, not by the subscriptions' own queues. t.loss.mu is
+// held across the send so that a resync owed goes with one event only.
+func (h *Hub) enqueue(t *tenantSessions, m *nats.Msg) {
 	n := int64(len(m.Data))
-	if h.waiting.Add(n) > h.maxWaiting {
-		h.waiting.Add(-n)
-		h.drop()
-		return
+	t.loss.mu.Lock()
+	defer t.loss.mu.Unlock()
+	if h.waiting.Add(n) <= h.maxWaiting {
+		select {
+		case h.events <- queued{t: t, m: m, resync: t.owed}:
+			t.owed = false
+			t.accepted++
+			return
+		default:
+		}
 	}
-	select {
-	case h.events <- m:
-	default:
-		h.waiting.Add(-n)
-		h.drop()
-	}
+	h.waiting.Add(-n)
+	h.drop(t)
 }
 
-// drop counts an event the pipeline had no room for, and logs the first of
-// a run of them; pipe logs how many there were.
-func (h *Hub) drop() {
+// drop counts an event of t the pipeline had no room for, marks t to be
+// told, and logs the first of a run of them; pipe logs how many there
+// were. t.loss.mu is held.
+func (h *Hub) drop(t *tenantSessions) {
+	if !t.owed {
+		t.owed, t.owedAfter = true, t.accepted
+		if t.handled == t.accepted {
+			// Nothing of the tenant waits for the pipeline to tell after.
+			h.dueMu.Lock()
+			h.due = append(h.due, t)
+			h.dueMu.Unlock()
+			select {
+			case h.wake <- struct{}{}:
+			default:
+			}
+		}
+	}
 	if h.dropped.Add(1) == 1 {
 		h.log.Error("live: pipeline full, dropping events", "max_events", cap(h.events), "max_bytes", h.maxWaiting)
 	}
@@ -388,15 +454,48 @@ func (h *Hub) pipe() {
 	defer close(h.piped)
 	for {
 		select {
-		case m := <-h.events:
-			h.waiting.Add(-int64(len(m.Data)))
+		case q := <-h.events:
+			h.waiting.Add(-int64(len(q.m.Data)))
 			if n := h.dropped.Swap(0); n > 0 {
 				h.log.Warn("live: pipeline has room again", "dropped", n)
 			}
-			h.handle(m)
+			if q.resync {
+				h.tellResync(q.t)
+			}
+			h.handle(q.t, q.m)
+			if q.t.due(1) {
+				h.tellResync(q.t)
+			}
+		case <-h.wake:
 		case <-h.stop:
 			return
 		}
+		h.tellDue()
+	}
+}
+
+// tellDue tells the sessions of the tenants in h.due to resync, unless an
+// event taken since did.
+func (h *Hub) tellDue() {
+	h.dueMu.Lock()
+	due := h.due
+	h.due = nil
+	h.dueMu.Unlock()
+	for _, t := range due {
+		if t.due(0) {
+			h.tellResync(t)
+		}
+	}
+}
+
+// tellResync queues a resync frame for every session of t, after what it
+// was sent; a session replaying gets it after its replay.
+func (h *Hub) tellResync(t *tenantSessions) {
+	h.mu.RLock()
+	to := t.appendSessions(nil)
+	h.mu.RUnlock()
+	for _, s := range to {
+		s.notice(h.resync)
 	}
 }
 
@@ -433,17 +532,18 @@ type Limits struct {
 	Process int
 }
 
-// Start registers a session for p, makes sure its tenant's events reach
+// Start registers a session for p, making sure its tenant's events reach
 // the hub, then completes the WebSocket handshake with accept, and runs the
 // session on the connection until the client goes away, the hub closes it,
 // or ctx is done, then closes it. req is the handshake's request's context:
 // it bounds the wait before accept. Every event stored after the client
-// saw the handshake reaches the session: the session is registered, then
-// the tenant's subscription is known to the server (hold), and only then
-// does accept answer the client; such an event is sent to the hub after
-// that, and the hub finds the session. What arrives before accept returns
-// waits in the session's queue. With since, the last sequence the client
-// saw, it is first sent the events it missed (see the package comment).
+// saw the handshake reaches the session: the session is registered with
+// its tenant's subscription, which is then known to the server
+// (subscribed), and only then does accept answer the client; such an
+// event is sent to the hub after that, and the hub finds the session.
+// What arrives before accept returns waits in the session's queue. With
+// since, the last sequence the client saw, it is first sent the events it
+// missed (see the package comment).
 // Start returns, without calling accept, ErrClosing once Close has begun;
 // ErrPrincipalSessions, ErrTenantSessions or ErrProcessSessions when the
 // session would exceed lim, before anything is subscribed to; and an error
@@ -461,14 +561,14 @@ func (h *Hub) Start(ctx, req context.Context, p auth.Principal, lim Limits, sinc
 	if err := h.add(s, lim); err != nil {
 		return err
 	}
-	if err := h.hold(req, p.Tenant); err != nil {
+	if err := h.subscribed(req, p.Tenant); err != nil {
 		h.remove(s)
 		h.wg.Done()
 		return err
 	}
 	conn, err := accept()
 	if err != nil {
-		h.end(s)
+		h.remove(s)
 		h.wg.Done()
 		return nil
 	}
@@ -511,7 +611,7 @@ func (h *Hub) replay(ctx context.Context, s *session, after uint64) {
 	if err != nil && !errors.Is(err, ErrTooFarBehind) && !errors.Is(err, errSessionClosed) && ctx.Err() == nil {
 		h.log.Warn("live: replay missed events", "tenant", s.p.Tenant, "err", err)
 	}
-	s.endReplay(h.encode(Event{Type: TypeResync}), err != nil)
+	s.endReplay(h.resync, err != nil)
 }
 
 // prefetchKeys puts a visitor's keys in the cache, on a goroutine of its
@@ -539,7 +639,7 @@ const CloseErased = "subject erased"
 
 func (h *Hub) read(ctx context.Context, s *session) {
 	defer h.wg.Done()
-	defer h.end(s)
+	defer h.remove(s)
 	// Reading answers pings and notices the close handshake; what a client
 	// sends besides typing signals is ignored.
 	for {
@@ -589,14 +689,20 @@ func (h *Hub) handleTyping(m *nats.Msg) {
 		return
 	}
 	frame := h.encode(Event{Type: TypeTyping, ConversationID: t.Conversation, Author: &t.Author})
-	for _, s := range h.recipients(t.Tenant, t.Visitor, route{placed: true, was: t.Assignee, now: t.Assignee}) {
+	h.mu.RLock()
+	to := h.tenants[t.Tenant]
+	h.mu.RUnlock()
+	for _, s := range h.recipients(to, t.Visitor, route{placed: true, was: t.Assignee, now: t.Assignee}) {
 		if s.p.ID != t.Author.ID || string(s.p.Role) != t.Author.Role {
 			s.signal(frame)
 		}
 	}
 }
 
-// add registers s unless the hub is closing or s would exceed lim.
+// add registers s unless the hub is closing or s would exceed lim, and
+// subscribes to the events of its tenant for its first session; it
+// returns an error wrapping ErrUnavailable, and registers nothing, when
+// the bus refuses.
 func (h *Hub) add(s *session, lim Limits) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -613,11 +719,14 @@ func (h *Hub) add(s *session, lim Limits) error {
 	case lim.Principal > 0 && t.byPrincipal[principalID{s.p.Role, s.p.ID}] >= lim.Principal:
 		return ErrPrincipalSessions
 	}
-	h.wg.Add(1)
 	if t == nil {
-		t = &tenantSessions{visitors: make(map[string]set), agents: make(map[string]set), overseers: make(set), byPrincipal: make(map[principalID]int)}
+		t = &tenantSessions{name: s.p.Tenant, visitors: make(map[string]set), agents: make(map[string]set), overseers: make(set), byPrincipal: make(map[principalID]int)}
+		if err := h.follow(t); err != nil {
+			return err
+		}
 		h.tenants[s.p.Tenant] = t
 	}
+	h.wg.Add(1)
 	switch s.p.Role {
 	case auth.RoleVisitor:
 		addTo(t.visitors, s.p.ID, s)
@@ -633,7 +742,8 @@ func (h *Hub) add(s *session, lim Limits) error {
 	return nil
 }
 
-// remove unregisters s.
+// remove unregisters s, and ends its tenant's subscription with its last
+// session.
 func (h *Hub) remove(s *session) {
 	h.mu.Lock()
 	t := h.tenants[s.p.Tenant]
@@ -654,15 +764,13 @@ func (h *Hub) remove(s *session) {
 	}
 	if t.empty() {
 		delete(h.tenants, s.p.Tenant)
+		if t.sub != nil {
+			// Events it was handed and has not handled are of no session now.
+			_ = t.sub.Unsubscribe()
+		}
 	}
 	h.sessions--
 	h.mu.Unlock()
-}
-
-// end unregisters s and releases its hold of its tenant's events.
-func (h *Hub) end(s *session) {
-	h.remove(s)
-	h.release(s.p.Tenant)
 }
 
 func addTo(m map[string]set, id string, s *session) {
@@ -746,37 +854,22 @@ func (h *Hub) Erased(tenant, id string) {
 // every subscription to events and the pipeline, then waits for the
 // sessions and the pipeline to end or ctx to be done.
 func (h *Hub) Close(ctx context.Context) error {
-	h.feedsMu.Lock()
-	first := !h.stopped
-	h.stopped = true
-	for tenant, f := range h.feeds {
-		delete(h.feeds, tenant)
-		_ = f.sub.Unsubscribe()
-	}
-	piping := h.piping
-	h.feedsMu.Unlock()
-	if first {
-		close(h.stop)
-	}
 	h.mu.Lock()
+	first := !h.closing
 	h.closing = true
 	var all []*session
 	for _, t := range h.tenants {
-		for _, ss := range t.visitors {
-			for s := range ss {
-				all = append(all, s)
-			}
+		if t.sub != nil {
+			_ = t.sub.Unsubscribe()
+			t.sub = nil
 		}
-		for _, ss := range t.agents {
-			for s := range ss {
-				all = append(all, s)
-			}
-		}
-		for s := range t.overseers {
-			all = append(all, s)
-		}
+		all = t.appendSessions(all)
 	}
+	piping := h.piping
 	h.mu.Unlock()
+	if first {
+		close(h.stop)
+	}
 	for _, s := range all {
 		s.close(websocket.StatusGoingAway, "server shutting down")
 	}
@@ -799,8 +892,8 @@ func (h *Hub) Close(ctx context.Context) error {
 	}
 }
 
-// handle routes one chat event.
-func (h *Hub) handle(m *nats.Msg) {
+// handle routes one chat event of t's subscription.
+func (h *Hub) handle(t *tenantSessions, m *nats.Msg) {
 	env, err := event.Parse(m.Subject, m.Header, m.Data)
 	if err != nil {
 		h.log.Warn("live: skip event", "subject", m.Subject, "err", err)
@@ -813,8 +906,7 @@ func (h *Hub) handle(m *nats.Msg) {
 		return
 	}
 	h.mu.RLock()
-	t := h.tenants[env.Tenant]
-	interested := t != nil && (t.nagents > 0 || len(t.visitors[env.Person]) > 0 || len(t.overseers) > 0)
+	interested := t.nagents > 0 || len(t.visitors[env.Person]) > 0 || len(t.overseers) > 0
 	h.mu.RUnlock()
 	if !interested {
 		return
@@ -825,7 +917,7 @@ func (h *Hub) handle(m *nats.Msg) {
 	if !ok {
 		return
 	}
-	for _, s := range h.recipients(env.Tenant, env.Person, rt) {
+	for _, s := range h.recipients(t, env.Person, rt) {
 		s.deliver(seq, frames)
 	}
 }
@@ -932,13 +1024,12 @@ func (h *Hub) frames(ctx context.Context, seq uint64, env event.Envelope) ([][]b
 	return [][]byte{h.encode(ev)}, rt, true
 }
 
-// recipients returns the sessions that may see an event of the visitor's
-// conversation that goes by rt: those rt.shows, found by lookups rather
-// than by asking every session.
-func (h *Hub) recipients(tenant, visitor string, rt route) []*session {
+// recipients returns the sessions of t (nil: none) that may see an event
+// of the visitor's conversation that goes by rt: those rt.shows, found by
+// lookups rather than by asking every session.
+func (h *Hub) recipients(t *tenantSessions, visitor string, rt route) []*session {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
-	t := h.tenants[tenant]
 	if t == nil {
 		return nil
 	}

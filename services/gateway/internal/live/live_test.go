@@ -30,16 +30,28 @@ func dial(t *testing.T, ctx context.Context, h *Hub, p auth.Principal) *websocke
 	return dialWith(t, ctx, h, p, func() {})
 }
 
+// dialSince is dial for a client that reconnects after seeing since.
+func dialSince(t *testing.T, ctx context.Context, h *Hub, p auth.Principal, since uint64) *websocket.Conn {
+	t.Helper()
+	return dialAt(t, ctx, h, p, &since, func() {})
+}
+
 // dialWith is dial, running during each handshake, once the session is
 // registered and before the connection is accepted.
 func dialWith(t *testing.T, ctx context.Context, h *Hub, p auth.Principal, during func()) *websocket.Conn {
+	t.Helper()
+	return dialAt(t, ctx, h, p, nil, during)
+}
+
+// dialAt is dialWith for a client that saw since (nil: a new client).
+func dialAt(t *testing.T, ctx context.Context, h *Hub, p auth.Principal, since *uint64, during func()) *websocket.Conn {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		h.Start(context.Background(), r.Context(), p, Limits{}, nil, func() (*websocket.Conn, error) {
+		h.Start(context.Background(), r.Context(), p, Limits{}, since, func() (*websocket.Conn, error) {
 			during()
 			return websocket.Accept(w, r, nil)
 		})
