@@ -6,13 +6,11 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
-	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -586,49 +584,10 @@ func (r *clusterRig) facts(t *testing.T) map[string]map[int]int {
 // streamFacts reads every fact in ANALYTICS, in stream order, each once.
 func streamFacts(t *testing.T, admin jetstream.JetStream) []analyticsapi.Fact {
 	t.Helper()
-	ctx := t.Context()
-	analytics, err := admin.Stream(ctx, stream.Analytics)
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := analytics.Info(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var facts []analyticsapi.Fact
-	seen := make(map[string]analyticsapi.Fact)
-	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
-		m, err := analytics.GetMsg(ctx, seq)
-		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			continue
-		}
-		if err != nil {
-			t.Fatalf("read ANALYTICS: %v", err)
-		}
-		var fs []analyticsapi.Fact
-		switch {
-		case strings.HasSuffix(m.Subject, "."+analyticsapi.KindErasure):
-			continue
-		case strings.HasSuffix(m.Subject, "."+analyticsapi.KindFacts):
-			err = json.Unmarshal(m.Data, &fs)
-		default: // one fact a message, as older versions wrote them
-			fs = make([]analyticsapi.Fact, 1)
-			err = json.Unmarshal(m.Data, &fs[0])
-		}
-		if err != nil {
-			t.Fatalf("facts on %s: %v", m.Subject, err)
-		}
-		for _, f := range fs {
-			// A batch relayed again in another grouping stores its facts
-			// again (docs/analytics.md): the same fact, counted once.
-			if first, ok := seen[f.ID]; ok {
-				if !reflect.DeepEqual(first, f) {
-					t.Errorf("fact %s stored twice, differently: %+v and %+v", f.ID, first, f)
-				}
-				continue
-			}
-			seen[f.ID] = f
-			facts = append(facts, f)
+	for _, r := range readAnalytics(t, admin) {
+		if r.kind != analyticsapi.KindErasure {
+			facts = append(facts, r.fact)
 		}
 	}
 	return facts
