@@ -84,7 +84,7 @@ func measureAnalytics(ctx context.Context, old *parley, visitors []conversation,
 	// relay was still publishing bound the drain's end, and the process's
 	// CPU a fact, against the ingest's own (BenchmarkIngest), says how
 	// much of it went to other work.
-	fmt.Fprintf(os.Stderr, "%-30s %v from the process's start (%.0f facts/s); %d of the %d facts published during the drain (the relay had %d events unacked, %d pending at the first reading, %d at the end); parley's CPU %.1f µs a fact\n",
+	fmt.Fprintf(os.Stderr, "%-30s %v from the process's start (%.0f facts/s); %d messages of facts published during the drain, %d facts drained (the relay had %d events unacked, %d pending at the first reading, %d at the end); parley's CPU %.1f µs a fact\n",
 		"analytics: drain", d.sinceStart.Round(time.Millisecond), float64(d.facts)/max(d.sinceStart.Seconds(), 1e-3), d.published, d.facts, d.relayAckPending, d.relayPending, d.relayPendingEnd, float64(d.cpu.Microseconds())/float64(max(d.facts, 1)))
 	tok, err := p.token(ctx, "demo", "analyst", "bench")
 	if err != nil {
@@ -110,7 +110,8 @@ type drain struct {
 	err         error
 	// sinceStart is from the process's start to the drain's end.
 	sinceStart time.Duration
-	// published is how many facts ANALYTICS gained from the first reading
+	// facts is how many the process stored (factsIngested). published is
+	// how many messages ANALYTICS gained from the first reading
 	// to the last, relayPending and relayAckPending the relay's events
 	// not yet delivered and delivered and unacked at the first reading,
 	// relayPendingEnd those not yet delivered at the last; cpu is parley's
@@ -120,7 +121,7 @@ type drain struct {
 }
 
 // watchDrain follows the analytics consumer of p, started at start, every
-// 50 ms until it has acknowledged every fact in ANALYTICS. The drain is
+// 50 ms until it has acknowledged every message in ANALYTICS. The drain is
 // timed from the last reading before the consumer took its first fact (or,
 // if it had taken some by the first reading, from the consumer's creation
 // when the restarted process made it, else from start) to the first
@@ -189,11 +190,17 @@ func watchDrain(ctx context.Context, p *parley, start time.Time) drain {
 		}
 		done := info.AckFloor.Stream - first.AckFloor.Stream
 		el := now.Sub(from)
-		fmt.Fprintf(os.Stderr, "\r%-30s %5.1fs %9d ok %9.0f/s %9d pending", "analytics: facts into ClickHouse", el.Seconds(), done, float64(done)/max(el.Seconds(), 1e-3), info.NumPending+uint64(info.NumAckPending))
+		fmt.Fprintf(os.Stderr, "\r%-30s %5.1fs %9d messages acked %9.0f/s %9d pending", "analytics: facts into ClickHouse", el.Seconds(), done, float64(done)/max(el.Seconds(), 1e-3), info.NumPending+uint64(info.NumAckPending))
 		if info.NumPending == 0 && info.NumAckPending == 0 && done > 0 {
 			fmt.Fprintln(os.Stderr)
 			cpu, _ := p.cpuTime()
 			d.facts, d.took, d.sinceStart, d.published, d.cpu = done, el, now.Sub(start), streamLast(ctx, js)-last0, cpu-cpu0
+			// A message may hold many facts: the process counts them.
+			if m, err := p.promValues(ctx, factsIngested); err != nil {
+				return drain{err: err}
+			} else if n, ok := m[factsIngested]; ok {
+				d.facts = uint64(n)
+			}
 			if r, err := js.Consumer(ctx, "CHAT", relayConsumer); err == nil {
 				d.relayPendingEnd = r.CachedInfo().NumPending
 			}
@@ -201,6 +208,11 @@ func watchDrain(ctx context.Context, p *parley, start time.Time) drain {
 		}
 	}
 }
+
+// factsIngested is parley's count of the facts its analytics service
+// stored since it started. A parley without it wrote one fact a message,
+// and the messages acked are its facts.
+const factsIngested = "parley_analytics_facts_ingested_total"
 
 // streamLast is the last sequence of ANALYTICS, 0 when it cannot tell.
 func streamLast(ctx context.Context, js jetstream.JetStream) uint64 {

@@ -341,7 +341,7 @@ func startAll(ctx context.Context, cfg allConfig, log *slog.Logger) (_ *allInOne
 
 	registry := prometheus.NewRegistry()
 	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	an := analytics.New(analytics.Deps{NC: analyticsNC, Log: log.With("service", "analytics"), ClickHouseDSN: a.chDSN})
+	an := analytics.New(analytics.Deps{NC: analyticsNC, Log: log.With("service", "analytics"), ClickHouseDSN: a.chDSN, Registry: registry})
 
 	ended := make(chan string, 4)
 	privacySvc := startService("privacy", func(ctx context.Context) error {

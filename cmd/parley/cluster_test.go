@@ -6,7 +6,6 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -582,32 +581,14 @@ func (r *clusterRig) facts(t *testing.T) map[string]map[int]int {
 	return out
 }
 
-// streamFacts reads every fact in ANALYTICS, in stream order.
+// streamFacts reads every fact in ANALYTICS, in stream order, each once.
 func streamFacts(t *testing.T, admin jetstream.JetStream) []analyticsapi.Fact {
 	t.Helper()
-	ctx := t.Context()
-	analytics, err := admin.Stream(ctx, stream.Analytics)
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := analytics.Info(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var facts []analyticsapi.Fact
-	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
-		m, err := analytics.GetMsg(ctx, seq)
-		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			continue
+	for _, r := range readAnalytics(t, admin) {
+		if r.kind != analyticsapi.KindErasure {
+			facts = append(facts, r.fact)
 		}
-		if err != nil {
-			t.Fatalf("read ANALYTICS: %v", err)
-		}
-		var f analyticsapi.Fact
-		if err := json.Unmarshal(m.Data, &f); err != nil {
-			t.Fatalf("fact on %s: %v", m.Subject, err)
-		}
-		facts = append(facts, f)
 	}
 	return facts
 }

@@ -159,7 +159,7 @@ func runService(ctx context.Context, name string, args []string, stdout, stderr 
 				StaffSessionTTL: cfg.StaffSessionTTL, Health: health})
 		}
 	case "analytics":
-		an := analytics.New(analytics.Deps{NC: nc, Log: log, ClickHouseDSN: dsn})
+		an := analytics.New(analytics.Deps{NC: nc, Log: log, ClickHouseDSN: dsn, Registry: registry})
 		run, ready = an.Run, an.Ready
 	case "chat":
 		keys, err := personkey.NewCacheSize(nc, cfg.KeyCacheSize)

@@ -42,3 +42,18 @@ func TestPseudonym(t *testing.T) {
 		}
 	}
 }
+
+func TestFactsID(t *testing.T) {
+	a, b := analyticsapi.Fact{ID: "e1:message_posted"}, analyticsapi.Fact{ID: "e2:message_posted"}
+	id := analyticsapi.FactsID([]analyticsapi.Fact{a, b})
+	switch {
+	case id != analyticsapi.FactsID([]analyticsapi.Fact{{ID: a.ID, Tenant: "t"}, b}):
+		t.Error("FactsID() differs for the same fact ids")
+	case id == analyticsapi.FactsID([]analyticsapi.Fact{b, a}), id == analyticsapi.FactsID([]analyticsapi.Fact{a}):
+		t.Error("FactsID() is the same for other facts")
+	case id == analyticsapi.FactsID([]analyticsapi.Fact{{ID: "e1:message_postede2:message_posted"}}):
+		t.Error("FactsID() does not keep the ids apart")
+	case !strings.HasPrefix(id, analyticsapi.KindFacts+":"):
+		t.Errorf("FactsID() = %q", id)
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/parley-chat/parley/pkg/retry"
@@ -43,6 +44,9 @@ type Deps struct {
 	// Run stops and returns its error; 0 means retry.GiveUp. ClickHouse
 	// being unreachable is waited out however long it lasts.
 	GiveUp time.Duration
+	// Registry receives the service's metrics; nil means none are
+	// exported.
+	Registry prometheus.Registerer
 }
 
 // DefaultRetentionDays keeps facts for 400 days: a year compared with the

@@ -49,17 +49,23 @@ func benchFacts(b *testing.B, n int, at time.Time) ([][]byte, []string) {
 	return out, visitors
 }
 
-// publishAsync stores facts, the first with message id from.
-func publishAsync(b *testing.B, js jetstream.JetStream, facts [][]byte, from int) {
+// publishAsync stores facts, perMsg a message as the relay groups them
+// (analyticsapi.KindFacts), or one a message as it wrote them before when
+// perMsg is 1, the first message with message id from.
+func publishAsync(b *testing.B, js jetstream.JetStream, facts [][]byte, from, perMsg int) {
 	b.Helper()
-	for i, data := range facts {
+	for i := 0; i < len(facts); i += perMsg {
 		m := nats.NewMsg(analyticsapi.Subject("acme", analyticsapi.KindMessage))
+		m.Data = facts[i]
+		if perMsg > 1 {
+			m.Subject = analyticsapi.Subject("acme", analyticsapi.KindFacts)
+			m.Data = slices.Concat([]byte("["), bytes.Join(facts[i:min(i+perMsg, len(facts))], []byte(",")), []byte("]"))
+		}
 		m.Header.Set(jetstream.MsgIDHeader, strconv.Itoa(from+i))
-		m.Data = data
 		if _, err := js.PublishMsgAsync(m); err != nil {
 			b.Fatal(err)
 		}
-		if i%2000 == 1999 {
+		if i/perMsg%2000 == 1999 {
 			// Stay below the client's limit of outstanding publishes.
 			<-js.PublishAsyncComplete()
 		}
@@ -79,16 +85,23 @@ const factsPerOp = 10_000
 // 10,000 facts per iteration are stored in the stream first, then the
 // clock runs from the service's start until ClickHouse holds them all
 // (connecting and migrating included).
-func BenchmarkIngest(b *testing.B) { benchIngest(b, 0) }
+// A message holds one fact, as the relay wrote them before, or eight, about
+// what it groups in a batch when posts come as in `make bench` (seven on
+// average in its drain).
+func BenchmarkIngest(b *testing.B) {
+	for _, perMsg := range []int{1, 8} {
+		b.Run(fmt.Sprintf("facts-per-message=%d", perMsg), func(b *testing.B) { benchIngest(b, 0, perMsg) })
+	}
+}
 
 // BenchmarkIngestWithErasures is BenchmarkIngest with three erasure
 // requests in the backlog, at a quarter, a half and three quarters of it,
 // each of another visitor (2% of the facts each), as `make bench`'s
 // erasures leave them when ClickHouse was off: the clock runs until every
 // message is acked, the erasures' deletions included.
-func BenchmarkIngestWithErasures(b *testing.B) { benchIngest(b, 3) }
+func BenchmarkIngestWithErasures(b *testing.B) { benchIngest(b, 3, 8) }
 
-func benchIngest(b *testing.B, erasures int) {
+func benchIngest(b *testing.B, erasures, perMsg int) {
 	nc, js := analyticsStream(b)
 	ch := chtest.Start(b)
 	n := b.N * factsPerOp
@@ -96,7 +109,7 @@ func benchIngest(b *testing.B, erasures int) {
 	rows := n
 	for e := range erasures + 1 {
 		from, to := e*n/(erasures+1), (e+1)*n/(erasures+1)
-		publishAsync(b, js, facts[from:to], from)
+		publishAsync(b, js, facts[from:to], from, perMsg)
 		if e == erasures {
 			break
 		}

@@ -11,7 +11,9 @@
 // insert and every one before it succeeded: while
 // ClickHouse is down the batch is held and retried and nothing more is read
 // until it answers again, so facts wait in the stream (within its MaxAge)
-// and none is lost. A redelivered fact is
+// and none is lost. The relay writes a batch's facts of a tenant in one
+// message (analyticsapi.KindFacts); a message of one fact, as written
+// before, is read too. A redelivered fact is
 // counted once: the facts table keeps one row per fact id
 // (ReplacingMergeTree) and every query reads it with FINAL.
 //

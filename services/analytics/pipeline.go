@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/parley-chat/parley/pkg/analyticsapi"
@@ -29,7 +30,11 @@ func (s *Service) serveBus(ctx context.Context, g *errgroup.Group) error {
 	if err != nil {
 		return fmt.Errorf("analytics: jetstream: %w", err)
 	}
-	s.ingester = ingest.New(js, s.log, s.waitStore, s.recover)
+	ingested, err := ingestedCounter(s.d.Registry)
+	if err != nil {
+		return fmt.Errorf("analytics: %w", err)
+	}
+	s.ingester = ingest.New(js, s.log, s.waitStore, s.recover, func(n int) { ingested.Add(float64(n)) })
 	served, err := analyticsrpc.Serve(ctx, s.d.NC, s.log, &s.health, analyticsrpc.Handlers{
 		Metrics: func(ctx context.Context, req rpc.Request[analyticsapi.MetricsArgs]) (analyticsapi.MetricsResult, error) {
 			var q app.Queries
@@ -58,6 +63,21 @@ func (s *Service) serveBus(ctx context.Context, g *errgroup.Group) error {
 	}
 	g.Go(func() error { return s.ingester.Run(ctx, giveUp, s.health.Of("ingest")) })
 	return nil
+}
+
+// ingestedCounter returns the counter of facts ingested, registered on
+// reg when set. Run, called once per Service, registers it once.
+func ingestedCounter(reg prometheus.Registerer) (prometheus.Counter, error) {
+	c := prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "parley_analytics_facts_ingested_total",
+		Help: "Facts taken from ANALYTICS and stored in ClickHouse, those of erased pseudonyms left out included.",
+	})
+	if reg != nil {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("register metrics: %w", err)
+		}
+	}
+	return c, nil
 }
 
 // erase deletes a pseudonym's rows for the privacy service's erasure.

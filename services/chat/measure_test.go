@@ -46,8 +46,9 @@ func measureMessages(t *testing.T) int {
 // seed stores messages of 64 bytes spread over conversations, each of its
 // own visitor, as the chat service stores them (sealed, with the default
 // retention's TTL and the event id as Nats-Msg-Id), straight into CHAT, and
-// a fact of each into ANALYTICS as the relay would: far faster than
-// through the services, and the same to a restart.
+// a fact of each into ANALYTICS, a message each as the relay wrote them
+// before it wrote a batch's facts in one (the heavier backlog): far faster
+// than through the services, and the same to a restart.
 func seed(t *testing.T, s *natsembed.Server, ks *keyService, prefix string, conversations, messages int) []string {
 	t.Helper()
 	_, js := natstest.Connect(t, s)
@@ -94,7 +95,8 @@ func seed(t *testing.T, s *natsembed.Server, ks *keyService, prefix string, conv
 	return convs
 }
 
-// factMsg returns a fact as the relay derives it from e: its
+// factMsg returns a fact as the relay derives it from e, in a message of
+// its own as the relay wrote them before analyticsapi.KindFacts: its
 // Nats-Msg-Id is the fact id, its body of the size of a real one.
 func factMsg(e event.Envelope) *nats.Msg {
 	f := analyticsapi.Fact{

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -91,7 +92,7 @@ func publishFacts(t *testing.T, js jetstream.JetStream, visitor string, from, n 
 // MaxDelay when set.
 func run(t *testing.T, js jetstream.JetStream, st Store, maxDelay time.Duration) {
 	t.Helper()
-	in := New(js, slog.New(slog.DiscardHandler), func(context.Context) (Store, error) { return st, nil }, func(context.Context) {})
+	in := New(js, slog.New(slog.DiscardHandler), func(context.Context) (Store, error) { return st, nil }, func(context.Context) {}, nil)
 	in.maxDelay = cmp.Or(maxDelay, in.maxDelay)
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
@@ -269,7 +270,7 @@ func BenchmarkRead(b *testing.B) {
 		msgs[i].Subject = analyticsapi.Subject("acme", analyticsapi.KindMessage)
 		msgs[i].Payload = data
 	}
-	in := New(nil, slog.New(slog.DiscardHandler), nil, nil)
+	in := New(nil, slog.New(slog.DiscardHandler), nil, nil, nil)
 	batch := newBatch()
 	b.ReportAllocs()
 	for i := 0; b.Loop(); i++ {
@@ -294,7 +295,7 @@ func (nopStore) Erase(_ context.Context, erased []analyticsapi.EraseArgs) ([]int
 // a batch, per fact: once any pseudonym is erased, every fact's visitor
 // and agent are looked up.
 func BenchmarkFlushErased(b *testing.B) {
-	in := New(nil, slog.New(slog.DiscardHandler), nil, nil)
+	in := New(nil, slog.New(slog.DiscardHandler), nil, nil, nil)
 	in.MarkErased("acme", strings.Repeat("e", 64))
 	batch := newBatch()
 	for i := range MaxBatch {
@@ -308,4 +309,63 @@ func BenchmarkFlushErased(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*MaxBatch), "ns/fact")
+}
+
+// TestFactsMessages stores facts as the relay writes them, several to a
+// message (analyticsapi.KindFacts), beside one written the way before, a
+// message a fact, and messages of facts that must be refused whole: every
+// valid fact is inserted, once, every message acked, and what the
+// ingester reports ingested is the facts, not the messages.
+func TestFactsMessages(t *testing.T) {
+	js := analyticsStream(t)
+	fact := func(tenant string, i int) analyticsapi.Fact {
+		return analyticsapi.Fact{ID: fmt.Sprintf("e-%d:%s", i, analyticsapi.KindMessage), Tenant: tenant, Kind: analyticsapi.KindMessage, At: time.Now(), Visitor: strings.Repeat("a", 64)}
+	}
+	var last *jetstream.PubAck
+	put := func(subject string, v any) {
+		t.Helper()
+		data, err := json.Marshal(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if last, err = js.Publish(t.Context(), subject, data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	facts := analyticsapi.Subject("acme", analyticsapi.KindFacts)
+	put(facts, []analyticsapi.Fact{fact("acme", 1), fact("acme", 2), fact("acme", 3)})
+	put(facts, []analyticsapi.Fact{fact("acme", 4), fact("other", 5)}) // another tenant's fact: refused whole
+	put(facts, fact("acme", 6))                                        // not an array
+	put(facts, []any{fact("acme", 7), "not a fact"})
+	put(analyticsapi.Subject("acme", analyticsapi.KindMessage), fact("acme", 8))
+	put(facts, []analyticsapi.Fact{fact("acme", 9), fact("acme", 10)})
+
+	st := &memStore{}
+	var ingested atomic.Int64
+	in := New(js, slog.New(slog.DiscardHandler), func(context.Context) (Store, error) { return st, nil }, func(context.Context) {}, func(n int) { ingested.Add(int64(n)) })
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- in.Run(ctx, 0, func(error) {}) }()
+	defer func() {
+		cancel()
+		if err := natstest.Returns(t, 10*time.Second, "Run", done); err != nil {
+			t.Errorf("Run() = %v, want nil", err)
+		}
+	}()
+	natstest.Until(t, 30*time.Second, "every message acked", func() bool { return ackFloor(t, js) == last.Sequence })
+	var got []string
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	for _, b := range st.batches {
+		for _, f := range b {
+			got = append(got, f.ID)
+		}
+	}
+	want := []string{"e-1:message_posted", "e-2:message_posted", "e-3:message_posted", "e-8:message_posted", "e-9:message_posted", "e-10:message_posted"}
+	if !slices.Equal(got, want) {
+		t.Errorf("facts inserted = %v, want %v", got, want)
+	}
+	if n := ingested.Load(); n != int64(len(want)) {
+		t.Errorf("ingested %d facts, want %d", n, len(want))
+	}
 }

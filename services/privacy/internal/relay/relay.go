@@ -18,10 +18,12 @@
 // subscription end (its consumer deleted) or its heartbeats stop (a server
 // came back without the consumer), the relay naks what it pulled ahead,
 // creates the consumer again and follows it. An event is acked only after
-// its facts are stored; a transient failure naks it for redelivery. Facts
-// carry Nats-Msg-Id = their id (event id and kind), so a redelivered event
-// is dropped by ANALYTICS as a duplicate, and by the analytics store after
-// the stream's duplicate window.
+// its facts are stored; a transient failure naks it for redelivery. The
+// facts of a batch go out together, a message (analyticsapi.KindFacts) for
+// each tenant's MaxFactsPerMsg, whose Nats-Msg-Id is derived from their
+// fact ids (event id and kind): a batch relayed again as it was is dropped
+// by ANALYTICS as a duplicate, and a fact relayed again in another batch is
+// counted once by the analytics store (one row per fact id).
 //
 // Several instances of the service share the consumer, and exactly one
 // relays at a time: the consumer is a pinned-client priority group
@@ -33,7 +35,7 @@
 // it differs from the last one the relay saw, the relay may have missed
 // events another instance relayed meanwhile, so it forgets the expiries it
 // scheduled (below). A fact is a function of its event alone, whichever
-// instance derives it, and a repeat is the same message with the same id.
+// instance derives it, and a repeat has the same fact id.
 //
 // The relay also schedules the erasure of conversations erased after they
 // close (see internal/ephemeral): when it relays the event that closes one,
@@ -69,6 +71,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -161,9 +165,10 @@ type Relay struct {
 	chat jetstream.Stream
 	// pin is the pin id of the last event delivered, "" before any.
 	pin string
-	// pending and futures are reused from batch to batch.
-	pending []pending
-	futures []jetstream.PubAckFuture
+	// pending, futures and batchFacts are reused from batch to batch.
+	pending    []pending
+	futures    []jetstream.PubAckFuture
+	batchFacts []analyticsapi.Fact
 	// expiries holds when the last expiry stored for a visitor fires.
 	expiries map[visitorKey]time.Time
 	// caughtUp is when the last catch-up with PRIVACY started: every
@@ -179,6 +184,9 @@ type pending struct {
 	// futures[from:to] of the relay are the acks of its messages.
 	from, to int
 	failed   bool
+	// facts is whether the event yielded facts: it waits for the batch's
+	// messages of facts too.
+	facts bool
 	// expiry is the visitor whose expiry the event schedules, if any.
 	expiry *visitorKey
 }
@@ -384,9 +392,9 @@ func (r *Relay) consumer(ctx context.Context) (jetstream.Consumer, error) {
 	return cons, nil
 }
 
-// process relays a batch: the facts of every event are published
-// asynchronously, and each event is acked once all its facts are stored,
-// or nak'd for redelivery.
+// process relays a batch: the messages of every event and the batch's
+// facts are published asynchronously, and each event is acked once all
+// its messages and the facts are stored, or nak'd for redelivery.
 func (r *Relay) process(ctx context.Context, msgs []jetstream.Msg) {
 	if err := r.catchUp(ctx, msgs); err != nil {
 		r.log.Warn("catch up with consents", "err", err)
@@ -395,23 +403,26 @@ func (r *Relay) process(ctx context.Context, msgs []jetstream.Msg) {
 		}
 		return
 	}
-	out, futures := r.pending[:0], r.futures[:0]
+	out, futures, facts := r.pending[:0], r.futures[:0], r.batchFacts[:0]
 	defer func() {
-		// Hold no message or future until the next batch.
+		// Hold no message, future or fact until the next batch.
 		clear(out)
 		clear(futures)
-		r.pending, r.futures = out[:0], futures[:0]
+		clear(facts)
+		r.pending, r.futures, r.batchFacts = out[:0], futures[:0], facts[:0]
 	}()
 	var outs []*nats.Msg
 	for _, m := range msgs {
 		r.follow(m)
 		p := pending{msg: m, from: len(futures)}
+		before := len(facts)
 		var err error
-		outs, p.expiry, err = r.handle(ctx, m, outs[:0])
+		outs, facts, p.expiry, err = r.handle(ctx, m, outs[:0], facts)
 		if err != nil {
 			r.log.Warn("relay event, will retry", "err", err)
 			p.failed = true
 		}
+		p.facts = len(facts) > before
 		for _, o := range outs {
 			fu, err := r.js.PublishMsgAsync(o)
 			if err != nil {
@@ -424,16 +435,38 @@ func (r *Relay) process(ctx context.Context, msgs []jetstream.Msg) {
 		p.to = len(futures)
 		out = append(out, p)
 	}
-	for _, p := range out {
-		for _, fu := range futures[p.from:p.to] {
+	factsFrom := len(futures)
+	futures, err := r.publishFacts(facts, futures)
+	if err != nil {
+		r.log.Warn("publish facts", "err", err)
+	}
+	factsFailed := err != nil
+	stored := func(fus []jetstream.PubAckFuture) (ok, done bool) {
+		ok = true
+		for _, fu := range fus {
 			select {
 			case <-fu.Ok():
 			case err := <-fu.Err():
 				r.log.Warn("store relayed message", "subject", fu.Msg().Subject, "err", err)
-				p.failed = true
+				ok = false
 			case <-ctx.Done():
-				return
+				return false, false
 			}
+		}
+		return ok, true
+	}
+	ok, done := stored(futures[factsFrom:])
+	if !done {
+		return
+	}
+	factsFailed = factsFailed || !ok
+	for _, p := range out {
+		ok, done := stored(futures[p.from:p.to])
+		if !done {
+			return
+		}
+		if !ok || p.facts && factsFailed {
+			p.failed = true
 		}
 		if p.failed {
 			if p.expiry != nil {
@@ -481,65 +514,75 @@ func (r *Relay) catchUp(ctx context.Context, msgs []jetstream.Msg) error {
 	return nil
 }
 
-// factMsg returns the message that stores f in ANALYTICS.
-func factMsg(f analyticsapi.Fact) (*nats.Msg, error) {
-	data, err := json.Marshal(f)
-	if err != nil {
-		return nil, err
+// publishFacts publishes facts asynchronously to ANALYTICS, a message
+// (analyticsapi.KindFacts) for each tenant's analyticsapi.MaxFactsPerMsg
+// in the order they came, and appends the acks to come to futures. It
+// sorts facts by tenant. An error means some were not sent.
+func (r *Relay) publishFacts(facts []analyticsapi.Fact, futures []jetstream.PubAckFuture) ([]jetstream.PubAckFuture, error) {
+	slices.SortStableFunc(facts, func(a, b analyticsapi.Fact) int { return strings.Compare(a.Tenant, b.Tenant) })
+	for len(facts) > 0 {
+		n := 1
+		for n < len(facts) && n < analyticsapi.MaxFactsPerMsg && facts[n].Tenant == facts[0].Tenant {
+			n++
+		}
+		data, err := json.Marshal(facts[:n])
+		if err != nil {
+			return futures, fmt.Errorf("encode facts: %w", err)
+		}
+		m := nats.NewMsg(analyticsapi.Subject(facts[0].Tenant, analyticsapi.KindFacts))
+		m.Header.Set(jetstream.MsgIDHeader, analyticsapi.FactsID(facts[:n]))
+		m.Data = data
+		fu, err := r.js.PublishMsgAsync(m)
+		if err != nil {
+			return futures, fmt.Errorf("publish %s: %w", m.Subject, err)
+		}
+		futures = append(futures, fu)
+		facts = facts[n:]
 	}
-	m := nats.NewMsg(analyticsapi.Subject(f.Tenant, f.Kind))
-	m.Header.Set(jetstream.MsgIDHeader, f.ID)
-	m.Data = data
-	return m, nil
+	return futures, nil
 }
 
 // errSkip marks an event that yields nothing and is acked: not a Parley
 // event, or one that can no longer be read.
 var errSkip = errors.New("skip")
 
-// handle appends to out and returns the messages to store for the event
-// in m: its facts, the schedule of its conversation's erasure when it
-// closes one that is erased after closing, and the schedule of its
-// visitor's expiry when it pushes that out, with the visitor. An error
-// means the event must come again; events that can never yield anything
-// append nothing and return no error.
-func (r *Relay) handle(ctx context.Context, m jetstream.Msg, out []*nats.Msg) ([]*nats.Msg, *visitorKey, error) {
-	n := len(out)
+// handle appends the event in m's facts to facts, and to out the
+// messages to store for it: the schedule of its conversation's erasure
+// when it closes one that is erased after closing, and the schedule of
+// its visitor's expiry when it pushes that out, with the visitor. An
+// error means the event must come again; events that can never yield
+// anything append nothing and return no error.
+func (r *Relay) handle(ctx context.Context, m jetstream.Msg, out []*nats.Msg, facts []analyticsapi.Fact) ([]*nats.Msg, []analyticsapi.Fact, *visitorKey, error) {
+	n, nf := len(out), len(facts)
 	md, err := m.Metadata()
 	if err != nil {
-		return out, nil, nil
+		return out, facts, nil, nil
 	}
 	e, err := event.Parse(m.Subject(), m.Headers(), m.Data())
 	if err != nil {
 		r.log.Warn("skip chat message that is not an event", "stream_seq", md.Sequence.Stream)
-		return out, nil, nil
+		return out, facts, nil, nil
 	}
-	schedule, facts, err := r.facts(ctx, e)
+	schedule, its, err := r.facts(ctx, e)
 	if errors.Is(err, errSkip) {
-		return out, nil, nil
+		return out, facts, nil, nil
 	}
 	if err != nil {
-		return out[:n], nil, err
+		return out[:n], facts[:nf], nil, err
 	}
 	if schedule != nil {
 		out = append(out, schedule)
 	}
-	for _, f := range facts {
-		fm, err := factMsg(f)
-		if err != nil {
-			return out[:n], nil, err
-		}
-		out = append(out, fm)
-	}
+	facts = append(facts, its...)
 	// Last: once it is remembered, the schedule must go out with the rest.
 	expiry, visitor, err := r.expiry(md.Timestamp, m.Headers(), e)
 	if err != nil {
-		return out[:n], nil, err
+		return out[:n], facts[:nf], nil, err
 	}
 	if expiry != nil {
 		out = append(out, expiry)
 	}
-	return out, visitor, nil
+	return out, facts, visitor, nil
 }
 
 // expiry returns the schedule of the expiry of e's visitor's keys, and the
