@@ -762,15 +762,21 @@ func (h *Hub) remove(s *session) {
 	} else {
 		delete(t.byPrincipal, k)
 	}
+	var sub *nats.Subscription
 	if t.empty() {
 		delete(h.tenants, s.p.Tenant)
-		if t.sub != nil {
-			// Events it was handed and has not handled are of no session now.
-			_ = t.sub.Unsubscribe()
-		}
+		sub, t.sub = t.sub, nil
 	}
 	h.sessions--
 	h.mu.Unlock()
+	if sub != nil {
+		// Ended outside h.mu: nats.go may write to the socket inside
+		// Unsubscribe and block while its buffer is full. Events the
+		// subscription hands over until then go to t, out of h.tenants
+		// and without a session for good (a tenant's next first session
+		// makes an entry of its own), so they reach nobody.
+		_ = sub.Unsubscribe()
+	}
 }
 
 func addTo(m map[string]set, id string, s *session) {
@@ -858,15 +864,21 @@ func (h *Hub) Close(ctx context.Context) error {
 	first := !h.closing
 	h.closing = true
 	var all []*session
+	var subs []*nats.Subscription
 	for _, t := range h.tenants {
 		if t.sub != nil {
-			_ = t.sub.Unsubscribe()
+			subs = append(subs, t.sub)
 			t.sub = nil
 		}
 		all = t.appendSessions(all)
 	}
 	piping := h.piping
 	h.mu.Unlock()
+	// Ended outside h.mu, as in remove: the events they hand over until
+	// then reach sessions being closed, or none once the pipeline stops.
+	for _, sub := range subs {
+		_ = sub.Unsubscribe()
+	}
 	if first {
 		close(h.stop)
 	}
