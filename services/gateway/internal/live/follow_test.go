@@ -51,9 +51,15 @@ type republisher struct {
 // returns its sequence once the hub's connection has read it.
 func (r *republisher) publish(tenant string) uint64 {
 	r.t.Helper()
+	return r.publishOf(tenant, "v1", "c1")
+}
+
+// publishOf is publish for visitor's conversation.
+func (r *republisher) publishOf(tenant, visitor, conversation string) uint64 {
+	r.t.Helper()
 	r.seq++
-	e := event.Envelope{ID: "e" + strconv.FormatUint(r.seq, 10), Type: event.ConversationClosed, Tenant: tenant, Person: "v1", Aggregate: "c1", At: time.Now(), Body: []byte("sealed")}
-	m := e.Msg(stream.LiveChatSubject(tenant, "c1"))
+	e := event.Envelope{ID: "e" + strconv.FormatUint(r.seq, 10), Type: event.ConversationClosed, Tenant: tenant, Person: visitor, Aggregate: conversation, At: time.Now(), Body: []byte("sealed")}
+	m := e.Msg(stream.LiveChatSubject(tenant, conversation))
 	m.Header.Set(jetstream.SequenceHeader, strconv.FormatUint(r.seq, 10))
 	if err := r.pub.PublishMsg(m); err != nil {
 		r.t.Fatal(err)
@@ -348,14 +354,32 @@ func TestDroppedEventsResync(t *testing.T) {
 	})
 	endReplay()
 	last := map[string]uint64{"a": r.publish("a"), "b": r.publish("b"), "c": r.publish("c")}
+	// v2 and a1 are shown none of a's events: each is sent a later one of
+	// its own, after which a second resync would have come before, v2 an
+	// event of its conversation, a1 an erased frame, once the pipeline
+	// has told a's sessions (it has handled the v2 event, which came after).
+	ofV2 := r.publishOf("a", "v2", "c2")
+	natstest.Until(t, 10*time.Second, "the pipeline handled v2's event", func() bool {
+		h.mu.RLock()
+		t := h.tenants["a"]
+		h.mu.RUnlock()
+		t.loss.mu.Lock()
+		defer t.loss.mu.Unlock()
+		return t.handled == 5
+	})
+	h.Erased("a", "v9")
 
-	// frames reads c's frames up to the one at seq, or n of them.
-	frames := func(c *websocket.Conn, seq uint64, n int) []string {
+	// frames reads c's frames up to the one at seq or an erased one, or 10
+	// of them.
+	frames := func(c *websocket.Conn, seq uint64) []string {
 		var got []string
-		for len(got) < n {
+		for len(got) < 10 {
 			e := readEvent(t, ctx, c)
-			if e.Type == TypeResync {
-				got = append(got, TypeResync)
+			if e.Type == TypeResync || e.Type == TypeErased {
+				got = append(got, e.Type)
+				if e.Type == TypeErased {
+					break
+				}
 				continue
 			}
 			got = append(got, strconv.FormatUint(e.Seq, 10))
@@ -374,22 +398,22 @@ func TestDroppedEventsResync(t *testing.T) {
 	}
 	shown := append(seqs(first, waited[0], waited[1]), TypeResync, strconv.FormatUint(last["a"], 10))
 	tests := []struct {
-		give auth.Principal
-		n    int // frames to read at most
-		want []string
+		give  auth.Principal
+		until uint64 // the last frame's seq
+		want  []string
 	}{
-		{a[0], 10, shown},
-		{a[1], 10, shown},
-		{a[2], 1, []string{TypeResync}},
-		{a[3], 1, []string{TypeResync}},
+		{a[0], last["a"], shown},
+		{a[1], last["a"], shown},
+		{a[2], ofV2, append([]string{TypeResync}, seqs(ofV2)...)},
+		{a[3], 0, []string{TypeResync, TypeErased}},
 		// Told during its replay: a resync after it, then what was held.
-		{a[4], 10, append([]string{TypeResync}, seqs(first, waited[0], waited[1], last["a"])...)},
-		{b, 10, seqs(fromB, last["b"])},
+		{a[4], last["a"], append([]string{TypeResync}, seqs(first, waited[0], waited[1], last["a"])...)},
+		{b, last["b"], seqs(fromB, last["b"])},
 		// Nothing of c's waited: told as soon as the pipeline moved on.
-		{c, 10, append([]string{TypeResync}, seqs(last["c"])...)},
+		{c, last["c"], append([]string{TypeResync}, seqs(last["c"])...)},
 	}
 	for _, tt := range tests {
-		if diff := cmp.Diff(tt.want, frames(conns[tt.give], last[tt.give.Tenant], tt.n)); diff != "" {
+		if diff := cmp.Diff(tt.want, frames(conns[tt.give], tt.until)); diff != "" {
 			t.Errorf("frames of %v (-want +got):\n%s", tt.give, diff)
 		}
 	}
