@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"net"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -416,5 +418,93 @@ func TestDroppedEventsResync(t *testing.T) {
 		if diff := cmp.Diff(tt.want, frames(conns[tt.give], tt.until)); diff != "" {
 			t.Errorf("frames of %v (-want +got):\n%s", tt.give, diff)
 		}
+	}
+}
+
+// stallingDialer dials the server, and holds the second dial, a
+// reconnection's, until release is closed: nats.go holds its connection's
+// lock while it reconnects, so a Subscribe or an Unsubscribe waits
+// meanwhile, as it does for a write stuck on a full socket.
+type stallingDialer struct {
+	first   net.Conn      // the connection first dialled
+	stalled chan struct{} // closed once the reconnection waits
+	release chan struct{}
+	dials   atomic.Int32
+}
+
+func (d *stallingDialer) Dial(network, address string) (net.Conn, error) {
+	n := d.dials.Add(1)
+	if n == 2 {
+		close(d.stalled)
+		<-d.release
+	}
+	c, err := net.Dial(network, address)
+	if n == 1 {
+		d.first = c
+	}
+	return c, err
+}
+
+// TestStalledBusHoldsUpNoSession checks that a tenant's subscription or
+// unsubscription waiting on the bus holds up neither the hub's count of
+// sessions nor the start and end of other sessions, and that the session
+// waiting for its tenant's subscription gets its answer once the bus is
+// back.
+func TestStalledBusHoldsUpNoSession(t *testing.T) {
+	s := natstest.Start(t, t.TempDir())
+	d := &stallingDialer{stalled: make(chan struct{}), release: make(chan struct{})}
+	nc, err := nats.Connect(s.ClientURL(), nats.SetCustomDialer(d), nats.ReconnectWait(time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	h := NewHub(slog.New(slog.DiscardHandler), noKeys{}, nil)
+	h.Follow(nc)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := h.Close(ctx); err != nil {
+			t.Errorf("Close = %v", err)
+		}
+	})
+	release := sync.OnceFunc(func() { close(d.release) })
+	t.Cleanup(release) // before Close: the hub's calls to the bus wait
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	a := dial(t, ctx, h, auth.Principal{Tenant: "a", ID: "s1", Role: auth.RoleSupervisor})
+
+	d.first.Close()
+	select {
+	case <-d.stalled:
+	case <-ctx.Done():
+		t.Fatal("the connection never reconnected")
+	}
+	// sessions is h.Sessions(), or -1 while it does not answer.
+	sessions := func() int {
+		n := make(chan int, 1)
+		go func() { n <- h.Sessions() }()
+		select {
+		case got := <-n:
+			return got
+		case <-time.After(time.Second):
+			return -1
+		}
+	}
+	started := make(chan error, 1)
+	go func() {
+		started <- h.Start(ctx, ctx, auth.Principal{Tenant: "b", ID: "s1", Role: auth.RoleSupervisor}, Limits{}, nil, func() (*websocket.Conn, error) {
+			return nil, errors.New("no client")
+		})
+	}()
+	natstest.Until(t, 10*time.Second, "b's first session registered, its subscription waiting", func() bool { return sessions() == 2 })
+	a.CloseNow()
+	natstest.Until(t, 10*time.Second, "a's last session ended, its unsubscription waiting", func() bool { return sessions() == 1 })
+	release()
+	if err := natstest.Returns(t, 10*time.Second, "the bus came back", started); err != nil {
+		t.Errorf("Start(b) = %v, want nil (its accept failed)", err)
+	}
+	natstest.Until(t, 10*time.Second, "no session left", func() bool { return h.Sessions() == 0 })
+	if n := nc.NumSubscriptions(); n != 0 {
+		t.Errorf("hub without a session holds %d subscriptions, want 0", n)
 	}
 }
