@@ -59,17 +59,23 @@ const visitorsPage = 256
 // call may be named twice.
 func (p *Profiles) Visitors(ctx context.Context, fn func(tenant, visitor string) error) error {
 	req := stream.BatchRequest{Seq: 1, NextFor: stream.ProfileSubject("*", "*"), Batch: visitorsPage}
+	// fn's error is returned as fn gave it, as the interface says: a
+	// caller's stop is no failure of the store.
+	var fnErr error
 	_, err := stream.GetPages(ctx, p.js, stream.Profiles, req, func(page []*natsjs.RawStreamMsg) error {
 		for _, m := range page {
 			// profile.<tenant>.<visitor>, as the filter asked.
 			_, rest, _ := strings.Cut(m.Subject, ".")
 			tenant, visitor, _ := strings.Cut(rest, ".")
-			if err := fn(tenant, visitor); err != nil {
-				return err
+			if fnErr = fn(tenant, visitor); fnErr != nil {
+				return fnErr
 			}
 		}
 		return nil
 	})
+	if fnErr != nil {
+		return fnErr
+	}
 	if err != nil {
 		return fmt.Errorf("visitors of %s: %w", stream.Profiles, err)
 	}

@@ -7,7 +7,6 @@ import (
 	"strconv"
 	"time"
 
-	jsonv2 "github.com/go-json-experiment/json"
 	"github.com/go-json-experiment/json/jsontext"
 
 	"github.com/parley-chat/parley/pkg/auth"
@@ -198,7 +197,7 @@ func readMessagesReply(raw []byte) (messagesReply, error) {
 		VisitorProfile rawSpan `json:"visitor_profile"`
 		Next           *uint64 `json:"next"`
 	}
-	if err := jsonv2.Unmarshal(raw, &spans); err != nil {
+	if err := unmarshalReply(raw, &spans); err != nil {
 		return messagesReply{}, err
 	}
 	return messagesReply{Messages: spans.Messages.in(raw), VisitorProfile: spans.VisitorProfile.in(raw), Next: spans.Next}, nil

@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"net/http"
 
-	jsonv2 "github.com/go-json-experiment/json"
-
 	"github.com/parley-chat/parley/pkg/chatapi"
 )
 
@@ -60,7 +58,7 @@ type exportPage struct {
 // spans into raw.
 func decodeExportPage(raw []byte) (exportPage, error) {
 	page := exportPage{raw: raw}
-	if err := jsonv2.Unmarshal(raw, &page); err != nil {
+	if err := unmarshalReply(raw, &page); err != nil {
 		return exportPage{}, err
 	}
 	return page, nil

@@ -29,6 +29,16 @@ func TestDecodeExportPage(t *testing.T) {
 			wantErr: true,
 		},
 		{
+			name:    "null",
+			give:    `null`,
+			wantErr: true,
+		},
+		{
+			name: "an empty page",
+			give: `{}`,
+			want: nil,
+		},
+		{
 			name:    "messages not an array",
 			give:    `{"conversations":[{"id":"a","messages":{}}]}`,
 			wantErr: true,

@@ -21,6 +21,8 @@ func TestReadMessagesReply(t *testing.T) {
 		{"fields in another order, spaces", ` { "next" : 3 , "messages" : [ ] } `, false},
 		{"unknown field", `{"messages":[],"more":{"a":[1]}}`, false},
 		{"not an object", `[1]`, true},
+		{"null", `null`, true},
+		{"null after spaces", ` null`, true},
 		{"truncated", `{"messages":[{"id":"a"}`, true},
 		{"data after the object", `{"messages":[]} {}`, true},
 		{"duplicate field", `{"messages":[],"messages":[]}`, true},

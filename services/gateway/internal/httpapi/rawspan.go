@@ -1,8 +1,10 @@
 package httpapi
 
 import (
+	"errors"
 	"fmt"
 
+	jsonv2 "github.com/go-json-experiment/json"
 	"github.com/go-json-experiment/json/jsontext"
 )
 
@@ -13,6 +15,16 @@ import (
 // for them are rawSpan or itemSpans: Unmarshal parses its input in place,
 // so the decoder's offsets, which these keep, are into that input, and
 // the values are slices of it (rawSpan.in).
+
+// unmarshalReply decodes raw, a reply that must be a JSON object, into v.
+// Anything else is refused before it is decoded: Unmarshal would take a
+// top-level null for a reply with nothing in it.
+func unmarshalReply(raw []byte, v any) error {
+	if jsontext.Value(raw).Kind() != '{' {
+		return errors.New("not a JSON object")
+	}
+	return jsonv2.Unmarshal(raw, v)
+}
 
 // rawSpan is a JSON value as where it lies in the JSON being decoded, from
 // its first byte to past its last; the zero rawSpan is an absent value.

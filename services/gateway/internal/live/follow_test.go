@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"net"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -51,9 +53,15 @@ type republisher struct {
 // returns its sequence once the hub's connection has read it.
 func (r *republisher) publish(tenant string) uint64 {
 	r.t.Helper()
+	return r.publishOf(tenant, "v1", "c1")
+}
+
+// publishOf is publish for visitor's conversation.
+func (r *republisher) publishOf(tenant, visitor, conversation string) uint64 {
+	r.t.Helper()
 	r.seq++
-	e := event.Envelope{ID: "e" + strconv.FormatUint(r.seq, 10), Type: event.ConversationClosed, Tenant: tenant, Person: "v1", Aggregate: "c1", At: time.Now(), Body: []byte("sealed")}
-	m := e.Msg(stream.LiveChatSubject(tenant, "c1"))
+	e := event.Envelope{ID: "e" + strconv.FormatUint(r.seq, 10), Type: event.ConversationClosed, Tenant: tenant, Person: visitor, Aggregate: conversation, At: time.Now(), Body: []byte("sealed")}
+	m := e.Msg(stream.LiveChatSubject(tenant, conversation))
 	m.Header.Set(jetstream.SequenceHeader, strconv.FormatUint(r.seq, 10))
 	if err := r.pub.PublishMsg(m); err != nil {
 		r.t.Fatal(err)
@@ -348,14 +356,32 @@ func TestDroppedEventsResync(t *testing.T) {
 	})
 	endReplay()
 	last := map[string]uint64{"a": r.publish("a"), "b": r.publish("b"), "c": r.publish("c")}
+	// v2 and a1 are shown none of a's events: each is sent a later one of
+	// its own, after which a second resync would have come before, v2 an
+	// event of its conversation, a1 an erased frame, once the pipeline
+	// has told a's sessions (it has handled the v2 event, which came after).
+	ofV2 := r.publishOf("a", "v2", "c2")
+	natstest.Until(t, 10*time.Second, "the pipeline handled v2's event", func() bool {
+		h.mu.RLock()
+		t := h.tenants["a"]
+		h.mu.RUnlock()
+		t.loss.mu.Lock()
+		defer t.loss.mu.Unlock()
+		return t.handled == 5
+	})
+	h.Erased("a", "v9")
 
-	// frames reads c's frames up to the one at seq, or n of them.
-	frames := func(c *websocket.Conn, seq uint64, n int) []string {
+	// frames reads c's frames up to the one at seq or an erased one, or 10
+	// of them.
+	frames := func(c *websocket.Conn, seq uint64) []string {
 		var got []string
-		for len(got) < n {
+		for len(got) < 10 {
 			e := readEvent(t, ctx, c)
-			if e.Type == TypeResync {
-				got = append(got, TypeResync)
+			if e.Type == TypeResync || e.Type == TypeErased {
+				got = append(got, e.Type)
+				if e.Type == TypeErased {
+					break
+				}
 				continue
 			}
 			got = append(got, strconv.FormatUint(e.Seq, 10))
@@ -374,23 +400,111 @@ func TestDroppedEventsResync(t *testing.T) {
 	}
 	shown := append(seqs(first, waited[0], waited[1]), TypeResync, strconv.FormatUint(last["a"], 10))
 	tests := []struct {
-		give auth.Principal
-		n    int // frames to read at most
-		want []string
+		give  auth.Principal
+		until uint64 // the last frame's seq
+		want  []string
 	}{
-		{a[0], 10, shown},
-		{a[1], 10, shown},
-		{a[2], 1, []string{TypeResync}},
-		{a[3], 1, []string{TypeResync}},
+		{a[0], last["a"], shown},
+		{a[1], last["a"], shown},
+		{a[2], ofV2, append([]string{TypeResync}, seqs(ofV2)...)},
+		{a[3], 0, []string{TypeResync, TypeErased}},
 		// Told during its replay: a resync after it, then what was held.
-		{a[4], 10, append([]string{TypeResync}, seqs(first, waited[0], waited[1], last["a"])...)},
-		{b, 10, seqs(fromB, last["b"])},
+		{a[4], last["a"], append([]string{TypeResync}, seqs(first, waited[0], waited[1], last["a"])...)},
+		{b, last["b"], seqs(fromB, last["b"])},
 		// Nothing of c's waited: told as soon as the pipeline moved on.
-		{c, 10, append([]string{TypeResync}, seqs(last["c"])...)},
+		{c, last["c"], append([]string{TypeResync}, seqs(last["c"])...)},
 	}
 	for _, tt := range tests {
-		if diff := cmp.Diff(tt.want, frames(conns[tt.give], last[tt.give.Tenant], tt.n)); diff != "" {
+		if diff := cmp.Diff(tt.want, frames(conns[tt.give], tt.until)); diff != "" {
 			t.Errorf("frames of %v (-want +got):\n%s", tt.give, diff)
 		}
+	}
+}
+
+// stallingDialer dials the server, and holds the second dial, a
+// reconnection's, until release is closed: nats.go holds its connection's
+// lock while it reconnects, so a Subscribe or an Unsubscribe waits
+// meanwhile, as it does for a write stuck on a full socket.
+type stallingDialer struct {
+	first   net.Conn      // the connection first dialled
+	stalled chan struct{} // closed once the reconnection waits
+	release chan struct{}
+	dials   atomic.Int32
+}
+
+func (d *stallingDialer) Dial(network, address string) (net.Conn, error) {
+	n := d.dials.Add(1)
+	if n == 2 {
+		close(d.stalled)
+		<-d.release
+	}
+	c, err := net.Dial(network, address)
+	if n == 1 {
+		d.first = c
+	}
+	return c, err
+}
+
+// TestStalledBusHoldsUpNoSession checks that a tenant's subscription or
+// unsubscription waiting on the bus holds up neither the hub's count of
+// sessions nor the start and end of other sessions, and that the session
+// waiting for its tenant's subscription gets its answer once the bus is
+// back.
+func TestStalledBusHoldsUpNoSession(t *testing.T) {
+	s := natstest.Start(t, t.TempDir())
+	d := &stallingDialer{stalled: make(chan struct{}), release: make(chan struct{})}
+	nc, err := nats.Connect(s.ClientURL(), nats.SetCustomDialer(d), nats.ReconnectWait(time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	h := NewHub(slog.New(slog.DiscardHandler), noKeys{}, nil)
+	h.Follow(nc)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := h.Close(ctx); err != nil {
+			t.Errorf("Close = %v", err)
+		}
+	})
+	release := sync.OnceFunc(func() { close(d.release) })
+	t.Cleanup(release) // before Close: the hub's calls to the bus wait
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	a := dial(t, ctx, h, auth.Principal{Tenant: "a", ID: "s1", Role: auth.RoleSupervisor})
+
+	d.first.Close()
+	select {
+	case <-d.stalled:
+	case <-ctx.Done():
+		t.Fatal("the connection never reconnected")
+	}
+	// sessions is h.Sessions(), or -1 while it does not answer.
+	sessions := func() int {
+		n := make(chan int, 1)
+		go func() { n <- h.Sessions() }()
+		select {
+		case got := <-n:
+			return got
+		case <-time.After(time.Second):
+			return -1
+		}
+	}
+	started := make(chan error, 1)
+	go func() {
+		started <- h.Start(ctx, ctx, auth.Principal{Tenant: "b", ID: "s1", Role: auth.RoleSupervisor}, Limits{}, nil, func() (*websocket.Conn, error) {
+			return nil, errors.New("no client")
+		})
+	}()
+	natstest.Until(t, 10*time.Second, "b's first session registered, its subscription waiting", func() bool { return sessions() == 2 })
+	a.CloseNow()
+	natstest.Until(t, 10*time.Second, "a's last session ended, its unsubscription waiting", func() bool { return sessions() == 1 })
+	release()
+	if err := natstest.Returns(t, 10*time.Second, "the bus came back", started); err != nil {
+		t.Errorf("Start(b) = %v, want nil (its accept failed)", err)
+	}
+	natstest.Until(t, 10*time.Second, "no session left", func() bool { return h.Sessions() == 0 })
+	if n := nc.NumSubscriptions(); n != 0 {
+		t.Errorf("hub without a session holds %d subscriptions, want 0", n)
 	}
 }

@@ -204,7 +204,7 @@ type Hub struct {
 	// mu guards tenants, each tenant's sessions and subscription, made on
 	// conn (nil until Follow: no events); piping, set once the pipeline's
 	// goroutine runs; and closing, set by Close, after which no session
-	// starts and nothing is subscribed to.
+	// starts and no subscription is kept.
 	mu       sync.RWMutex
 	tenants  map[string]*tenantSessions
 	sessions int
@@ -271,11 +271,17 @@ type set map[*session]struct{}
 // session: its sessions and the subscription to its events, made with its
 // first session and ended with its last. h.mu guards it but for loss.
 type tenantSessions struct {
-	name      string
-	sub       *nats.Subscription // nil: not followed, or Close ended it
-	visitors  map[string]set     // by visitor id
-	agents    map[string]set     // by agent id
-	overseers set                // supervisors and admins
+	name string
+	sub  *nats.Subscription // nil: not followed, or Close ended it
+	// followed is closed once the first session's follow has returned,
+	// followErr what it returned; sessions that start meanwhile wait for
+	// it. Neither is guarded by h.mu: followErr is written before the
+	// close and read after it.
+	followed  chan struct{}
+	followErr error
+	visitors  map[string]set // by visitor id
+	agents    map[string]set // by agent id
+	overseers set            // supervisors and admins
 	nagents   int
 	n         int // every session of the tenant
 	// byPrincipal counts the sessions of each principal, of every role:
@@ -350,23 +356,33 @@ func (h *Hub) Follow(nc *nats.Conn) {
 // session's tenant: the bus did not take or confirm its subscription.
 var ErrUnavailable = errors.New("live: events unavailable")
 
-// follow subscribes to the events of t, a tenant's first session on the
-// way, unless the hub follows no events or the tenant is no token of a
-// subject (an operator's "*"), which sees no conversation. It returns an
-// error wrapping ErrUnavailable when the bus refuses. h.mu is held.
-func (h *Hub) follow(t *tenantSessions) error {
-	if h.conn == nil || !stream.ValidToken(t.name) {
+// follow subscribes on nc to the events of t, a tenant's first session on
+// the way, unless the hub follows no events (nc nil) or the tenant is no
+// token of a subject (an operator's "*"), which sees no conversation. It
+// returns an error wrapping ErrUnavailable when the bus refuses, and
+// ErrClosing, subscribing to nothing, once Close has begun. h.mu is not
+// held.
+func (h *Hub) follow(nc *nats.Conn, t *tenantSessions) error {
+	if nc == nil || !stream.ValidToken(t.name) {
 		return nil
 	}
-	sub, err := h.conn.Subscribe(TenantSubject(t.name), func(m *nats.Msg) { h.enqueue(t, m) })
+	sub, err := nc.Subscribe(TenantSubject(t.name), func(m *nats.Msg) { h.enqueue(t, m) })
 	if err != nil {
 		return fmt.Errorf("%w: subscribe to a tenant's events: %w", ErrUnavailable, err)
+	}
+	h.mu.Lock()
+	if h.closing {
+		// Close did not see it, and waits for no pipeline started now.
+		h.mu.Unlock()
+		_ = sub.Unsubscribe()
+		return ErrClosing
 	}
 	t.sub = sub
 	if !h.piping {
 		h.piping = true
 		go h.pipe()
 	}
+	h.mu.Unlock()
 	return nil
 }
 
@@ -699,31 +715,36 @@ func (h *Hub) handleTyping(m *nats.Msg) {
 	}
 }
 
-// add registers s unless the hub is closing or s would exceed lim, and
-// subscribes to the events of its tenant for its first session; it
-// returns an error wrapping ErrUnavailable, and registers nothing, when
-// the bus refuses.
+// add registers s unless the hub is closing or s would exceed lim. The
+// first session of a tenant subscribes to its events, outside h.mu (a
+// Subscribe may block while nats.go's write buffer is full); sessions of
+// the tenant that start meanwhile are registered and wait for it. When the
+// bus refuses, each of them is unregistered and add returns an error
+// wrapping ErrUnavailable.
 func (h *Hub) add(s *session, lim Limits) error {
 	h.mu.Lock()
-	defer h.mu.Unlock()
 	if h.closing {
+		h.mu.Unlock()
 		return ErrClosing
 	}
 	t := h.tenants[s.p.Tenant]
+	var err error
 	switch {
 	case lim.Process > 0 && h.sessions >= lim.Process:
-		return ErrProcessSessions
+		err = ErrProcessSessions
 	case t == nil:
 	case lim.Tenant > 0 && t.n >= lim.Tenant:
-		return ErrTenantSessions
+		err = ErrTenantSessions
 	case lim.Principal > 0 && t.byPrincipal[principalID{s.p.Role, s.p.ID}] >= lim.Principal:
-		return ErrPrincipalSessions
+		err = ErrPrincipalSessions
 	}
-	if t == nil {
-		t = &tenantSessions{name: s.p.Tenant, visitors: make(map[string]set), agents: make(map[string]set), overseers: make(set), byPrincipal: make(map[principalID]int)}
-		if err := h.follow(t); err != nil {
-			return err
-		}
+	if err != nil {
+		h.mu.Unlock()
+		return err
+	}
+	first := t == nil
+	if first {
+		t = &tenantSessions{name: s.p.Tenant, visitors: make(map[string]set), agents: make(map[string]set), overseers: make(set), byPrincipal: make(map[principalID]int), followed: make(chan struct{})}
 		h.tenants[s.p.Tenant] = t
 	}
 	h.wg.Add(1)
@@ -739,6 +760,19 @@ func (h *Hub) add(s *session, lim Limits) error {
 	t.n++
 	t.byPrincipal[principalID{s.p.Role, s.p.ID}]++
 	h.sessions++
+	nc := h.conn
+	h.mu.Unlock()
+	if first {
+		// s keeps t in h.tenants until then: no other session subscribes.
+		t.followErr = h.follow(nc, t)
+		close(t.followed)
+	}
+	<-t.followed
+	if t.followErr != nil {
+		h.remove(s)
+		h.wg.Done()
+		return t.followErr
+	}
 	return nil
 }
 
@@ -762,15 +796,21 @@ func (h *Hub) remove(s *session) {
 	} else {
 		delete(t.byPrincipal, k)
 	}
+	var sub *nats.Subscription
 	if t.empty() {
 		delete(h.tenants, s.p.Tenant)
-		if t.sub != nil {
-			// Events it was handed and has not handled are of no session now.
-			_ = t.sub.Unsubscribe()
-		}
+		sub, t.sub = t.sub, nil
 	}
 	h.sessions--
 	h.mu.Unlock()
+	if sub != nil {
+		// Ended outside h.mu: nats.go may write to the socket inside
+		// Unsubscribe and block while its buffer is full. Events the
+		// subscription hands over until then go to t, out of h.tenants
+		// and without a session for good (a tenant's next first session
+		// makes an entry of its own), so they reach nobody.
+		_ = sub.Unsubscribe()
+	}
 }
 
 func addTo(m map[string]set, id string, s *session) {
@@ -858,15 +898,21 @@ func (h *Hub) Close(ctx context.Context) error {
 	first := !h.closing
 	h.closing = true
 	var all []*session
+	var subs []*nats.Subscription
 	for _, t := range h.tenants {
 		if t.sub != nil {
-			_ = t.sub.Unsubscribe()
+			subs = append(subs, t.sub)
 			t.sub = nil
 		}
 		all = t.appendSessions(all)
 	}
 	piping := h.piping
 	h.mu.Unlock()
+	// Ended outside h.mu, as in remove: the events they hand over until
+	// then reach sessions being closed, or none once the pipeline stops.
+	for _, sub := range subs {
+		_ = sub.Unsubscribe()
+	}
 	if first {
 		close(h.stop)
 	}

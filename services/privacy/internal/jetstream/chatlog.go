@@ -64,9 +64,11 @@ func (l *ChatLog) Read(ctx context.Context, filter string, after uint64, each fu
 		}
 		return nil
 	}
+	var failed uint64 // the first sequence of the page each failed on
 	deliverPage := func(page []*jetstream.RawStreamMsg) error {
 		for _, m := range page {
 			if err := deliver(m); err != nil {
+				failed = page[0].Sequence
 				return err
 			}
 		}
@@ -75,6 +77,12 @@ func (l *ChatLog) Read(ctx context.Context, filter string, after uint64, each fu
 	for {
 		req := stream.BatchRequest{Seq: after + 1, NextFor: filter, Batch: chatBatch, MaxBytes: chatBatchBytes}
 		next, err := stream.GetPages(ctx, l.js, stream.Chat, req, deliverPage)
+		// Where the read that failed began: the batch GetPages could not
+		// read, the page each failed on, or the leader's next message.
+		from := next
+		if err != nil && failed != 0 {
+			from = failed
+		}
 		if err == nil {
 			var m *jetstream.RawStreamMsg
 			m, err = stream.NextMsg(ctx, l.js, stream.Chat, filter, next)
@@ -89,7 +97,7 @@ func (l *ChatLog) Read(ctx context.Context, filter string, after uint64, each fu
 		case errors.Is(err, errStop):
 			return nil
 		case err != nil:
-			return fmt.Errorf("read %s after %d: %w", filter, after, err)
+			return fmt.Errorf("read %s from %d: %w", filter, from, err)
 		}
 		after = next - 1
 	}

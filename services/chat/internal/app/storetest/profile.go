@@ -88,7 +88,8 @@ func removeLeavesNone(t *testing.T, s app.ProfileStore) {
 
 // visitorsNamesEachOnce: Visitors names each visitor with a profile once,
 // of every tenant, however many versions were saved, and not one whose
-// profile was removed; fn's error stops it.
+// profile was removed; fn's error stops it and is returned as is, not
+// wrapped: a caller's stop is no failure of the store.
 func visitorsNamesEachOnce(t *testing.T, s app.ProfileStore) {
 	mustSave(t, s, tenant, "v1", "one")
 	mustSave(t, s, tenant, "v1", "one, changed")
@@ -106,8 +107,8 @@ func visitorsNamesEachOnce(t *testing.T, s app.ProfileStore) {
 		calls++
 		return stop
 	})
-	if !errors.Is(err, stop) || calls != 1 {
-		t.Errorf("Visitors(fn failing) = %v after %d calls, want fn's error after 1", err, calls)
+	if !errors.Is(err, stop) || err != stop || calls != 1 {
+		t.Errorf("Visitors(fn failing) = %v after %d calls, want fn's error as is after 1", err, calls)
 	}
 }
 
