@@ -11,6 +11,7 @@ import { isBot } from "./bots";
 import { Client, explain, newKey, typingEveryMs, typingShownMs, type Consent, type Message, type StreamEvent, type StreamState } from "./client";
 import { save } from "./download";
 import { ErasureReport, follow, type Erasure } from "./erasure";
+import { merge } from "./transcript";
 import type { ToFrame, ToLauncher } from "./widget/messages";
 import "./widget.css";
 
@@ -97,6 +98,9 @@ function App() {
   const convRef = useRef<string | null>(null);
   const visibleRef = useRef(true);
   const unread = useRef(0);
+  // What the log shows, as set: a reload compares with it before the
+  // render, so that what it adds is counted unread once.
+  const shown = useRef<Message[]>([]);
   const lastTyping = useRef(0);
   const lastHeight = useRef(-1);
   const panel = useRef<HTMLDivElement>(null);
@@ -111,13 +115,45 @@ function App() {
     setVisible(v);
   };
 
-  const add = (m: Message) => setMessages((ms) => (ms.some((x) => x.id === m.id) ? ms : [...ms, m]));
+  const show = (ms: Message[]) => {
+    shown.current = ms;
+    setMessages(ms);
+  };
+  const add = (ms: Message[]) => show(merge(shown.current, ms));
+
+  // countUnread counts, while the frame is closed, the messages of others it
+  // has not shown yet, whether heard live or read again after a resync.
+  const countUnread = (ms: Message[]) => {
+    if (visibleRef.current) return;
+    const n = ms.filter((m) => m.author?.role !== "visitor" && !m.handed_off && !shown.current.some((x) => x.id === m.id)).length;
+    if (n === 0) return;
+    unread.current += n;
+    tell({ parley: "unread", count: unread.current });
+  };
+
+  const transcript = (id: string) => client.all<Message>(`/v1/conversations/${id}/messages`, "messages");
+
+  // The stream lost events, or cannot replay what it missed (docs/api.md,
+  // Resuming): the conversation on screen is read again; what the log
+  // shows stays, and live events that follow and repeat the reload show once.
+  const resync = async () => {
+    const id = convRef.current;
+    if (!id) return;
+    try {
+      const [c, ms] = await Promise.all([client.json<Conversation>("GET", `/v1/conversations/${id}`), transcript(id)]);
+      if (id !== convRef.current) return;
+      countUnread(ms);
+      show(merge(ms, shown.current));
+      setClosed(c.status !== "open");
+      takenBy(c.assignee ?? null);
+    } catch (e) {
+      fail(e);
+    }
+  };
 
   const onEvent = (e: StreamEvent) => {
-    if (e.type === "message" && e.message && e.message.author?.role !== "visitor" && !visibleRef.current) {
-      unread.current++;
-      tell({ parley: "unread", count: unread.current });
-    }
+    if (e.type === "resync") return void resync();
+    if (e.type === "message" && e.message) countUnread([e.message]);
     if (e.type === "closed" && e.conversation_id) {
       const id = e.conversation_id;
       setConversations((cs) => cs.map((c) => (c.id === id ? { ...c, status: "closed" } : c)));
@@ -129,7 +165,7 @@ function App() {
       if (e.type !== "message" || !e.message) return;
     } else if (e.conversation_id !== convRef.current) return;
     if (e.type === "message" && e.message) {
-      add(e.message);
+      add([{ ...e.message, seq: e.seq }]);
       if (e.message.author?.role !== "visitor") setTypingUntil(0);
     }
     if (e.type === "typing" && e.author?.role !== "visitor") setTypingUntil(Date.now() + typingShownMs);
@@ -184,7 +220,7 @@ function App() {
     const rank = (c: Conversation) => (c.status === "open" ? 0 : 1);
     setConversations(list.sort((a, b) => rank(a) - rank(b) || b.created_at.localeCompare(a.created_at)));
     setConv(null);
-    setMessages([]);
+    show([]);
     setPhase("list");
   };
 
@@ -290,7 +326,7 @@ function App() {
   const openConversation = async (c: Conversation) => {
     setError("");
     try {
-      setMessages(await client.all<Message>(`/v1/conversations/${c.id}/messages`, "messages"));
+      show(await transcript(c.id));
       setConv(c.id);
       setClosed(c.status !== "open");
       setAssignee(c.assignee ?? null);
@@ -305,7 +341,7 @@ function App() {
     setError("");
     setConv(null);
     setClosed(false);
-    setMessages([]);
+    show([]);
     setAssignee(null);
     setHandedOff(false);
     setPhase("chat");
@@ -320,13 +356,13 @@ function App() {
     try {
       if (conv) {
         const m = await client.json<{ id: string; seq: number; at: string }>("POST", `/v1/conversations/${conv}/messages`, { text }, key);
-        add({ ...m, text, author: { role: "visitor", id: client.visitorID } });
+        add([{ ...m, text, author: { role: "visitor", id: client.visitorID } }]);
       } else {
         const c = await client.json<{ id: string }>("POST", "/v1/conversations", { text }, key);
         setConv(c.id);
         // Its first message comes on the stream too, unless the stream is
         // reconnecting: read it, under the id the stream gives it.
-        (await client.all<Message>(`/v1/conversations/${c.id}/messages`, "messages")).forEach(add);
+        add(await transcript(c.id));
       }
       setDraft("");
     } catch (e) {

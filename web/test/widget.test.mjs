@@ -525,3 +525,74 @@ test("a visitor's session survives renewals at once, in one tab and across two",
     await short.stop();
   }
 });
+
+test("after a resync the widget reloads the conversation: a reply the stream lost shows once, in order, and counts unread", async () => {
+  const ctx = await newContext(browser, { viewport: { width: 320, height: 640 } });
+  // The real stream, through a route that holds the frame of one reply (as
+  // the gateway's full pipeline drops an event) and lets the test send the
+  // resync the gateway then sends.
+  const lost = "The reply the stream lost";
+  let toPage = null;
+  let held = null;
+  await ctx.routeWebSocket(/\/v1\/stream\?/, (ws) => {
+    const server = ws.connectToServer();
+    toPage = ws;
+    server.onMessage((m) => {
+      if (JSON.parse(m).message?.text === lost) held = m;
+      else ws.send(m);
+    });
+  });
+  const page = await openHost(ctx);
+  await page.keyboard.press("Tab");
+  await page.keyboard.press("Enter");
+  const frame = await chatFrame(page);
+  await frame.getByRole("button", { name: "Start chat" }).press("Enter");
+  await shows(frame, "You are talking to a person");
+  await frame.locator("#parley-message").fill("A question before the resync");
+  await frame.locator("#parley-message").press("Enter");
+  await shows(frame, "A question before the resync");
+  const lead = token("supervisor", "sue");
+  const conv = await poll("the conversation", async () => {
+    for (const c of (await api(lead, "GET", "/v1/conversations?status=open")).conversations) {
+      const t = await api(lead, "GET", `/v1/conversations/${c.id}/messages`);
+      if (t.messages[0]?.text === "A question before the resync") return c;
+    }
+  });
+  await api(lead, "POST", `/v1/conversations/${conv.id}/assign`, { agent_id: "bob" });
+  const bob = token("agent", "bob");
+  // The log shows want, in order, each once (polled: the frame renders
+  // after it tells the launcher).
+  const logShows = (want, what) =>
+    poll(what, async () => {
+      assert.deepEqual(await frame.evaluate(() => [...document.querySelectorAll(".log .text")].map((e) => e.textContent)), want);
+      return true;
+    });
+
+  // Closed: the lost reply, then one the stream delivers; the launcher
+  // counts the one it heard.
+  await page.keyboard.press("Escape");
+  await launcherSays(page, "Chat with us");
+  await api(bob, "POST", `/v1/conversations/${conv.id}/messages`, { text: lost });
+  await poll("the reply held back", () => held);
+  await api(bob, "POST", `/v1/conversations/${conv.id}/messages`, { text: "Still there?" });
+  await launcherSays(page, "1 unread");
+  await logShows(["A question before the resync", "Still there?"], "the log before the resync");
+
+  // The resync: the reload brings the lost reply, before the later one,
+  // counted unread as a live one is.
+  toPage.send(JSON.stringify({ type: "resync" }));
+  await launcherSays(page, "2 unread");
+  await page.keyboard.press("Enter");
+  await logShows(["A question before the resync", lost, "Still there?"], "the log after the resync");
+
+  // The held frame arrives late, as a live event stored before the resync
+  // may: it shows once; what follows shows after it.
+  toPage.send(held);
+  await api(bob, "POST", `/v1/conversations/${conv.id}/messages`, { text: "After the resync" });
+  await shows(frame, "After the resync");
+  await logShows(["A question before the resync", lost, "Still there?", "After the resync"], "the log once the late frame came");
+  assert.equal(await frame.getByRole("alert").count(), 0, "an error in the widget");
+  await screenshot(page, "widget-resync");
+  noCSPViolations(ctx, "the widget's resync");
+  await ctx.close();
+});

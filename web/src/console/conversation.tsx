@@ -10,6 +10,7 @@ import { botAssignee, isBot } from "../bots";
 import { entryOf, handoffEntry, type Entry, type Inbox, type Summary } from "./inbox";
 import { time, visitorName } from "./list";
 import { availability, type Availability } from "./presence";
+import { merge } from "../transcript";
 
 type Props = {
   inbox: Inbox;
@@ -205,13 +206,6 @@ function Handoff({ m }: { m: Entry }) {
       <time dateTime={m.at}>{time(m.at)}</time>
     </li>
   );
-}
-
-// merge adds the entries of more not in have, in stream order.
-function merge(have: Entry[], more: Entry[]): Entry[] {
-  const ids = new Set(have.map((m) => m.id));
-  const out = [...have, ...more.filter((m) => !ids.has(m.id))];
-  return out.sort((a, b) => (a.seq ?? Infinity) - (b.seq ?? Infinity));
 }
 
 function Actions({ inbox, c, me, sendTyping, onSent }: { inbox: Inbox; c: Summary; me: { id: string; role: string }; sendTyping: (id: string) => void; onSent: (m: Message) => void }) {
