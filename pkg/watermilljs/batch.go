@@ -73,8 +73,13 @@ type Batches struct {
 	delivered uint64
 	gap       bool
 	buf       []Msg
-	// ready holds a token when buf has messages for c.
-	ready chan struct{}
+	// bufBytes is the payload bytes in buf.
+	bufBytes int
+	// ready holds a token when buf has messages for c; taken, a token
+	// when the reader took what buf held.
+	ready, taken chan struct{}
+	// forwarding is closed once nothing hands buf to the reader any more.
+	forwarding chan struct{}
 }
 
 // SubscribeBatches creates or updates the consumer of topic for a batch
@@ -87,7 +92,7 @@ type Batches struct {
 // Subscribe made (acknowledging each message) is replaced by one starting
 // after its acknowledgement floor. It fails as Subscribe does.
 func (s *Subscriber) SubscribeBatches(ctx context.Context, topic string) (*Batches, error) {
-	b := &Batches{s: s, topic: topic, c: make(chan []Msg), ready: make(chan struct{}, 1)}
+	b := &Batches{s: s, topic: topic, c: make(chan []Msg), ready: make(chan struct{}, 1), taken: make(chan struct{}, 1), forwarding: make(chan struct{})}
 	err := s.start(ctx, topic, s.batchConsumer, func(cons jetstream.Consumer, failed error) { b.run(ctx, cons, failed) }, func() { close(b.c) })
 	if err != nil {
 		return nil, err
@@ -141,6 +146,7 @@ func (b *Batches) run(ctx context.Context, cons jetstream.Consumer, failed error
 	forwarded := make(chan struct{})
 	go func() {
 		defer close(forwarded)
+		defer close(b.forwarding)
 		b.forward(ctx)
 	}()
 	defer func() {
@@ -170,12 +176,16 @@ func (b *Batches) forward(ctx context.Context) {
 			continue
 		}
 		msgs := b.buf
-		b.buf = free[:0]
+		b.buf, b.bufBytes = free[:0], 0
 		b.mu.Unlock()
 		select {
 		case b.c <- msgs:
 		case <-ctx.Done():
 			return
+		}
+		select {
+		case b.taken <- struct{}{}:
+		default:
 		}
 		// This receive ended the reader's hold on the slice before.
 		free, held = held, msgs
@@ -200,8 +210,9 @@ var errConsumeStopped = errors.New("pull subscription stopped")
 
 // pull is a session: it resets cons to its acknowledgement floor, then
 // takes what cons delivers until ctx is done or the consumer is lost.
-// Nothing blocks the pull: the consumer's MaxAckPending bounds what is
-// delivered and not acknowledged.
+// The consumer's MaxAckPending bounds what is delivered and not
+// acknowledged; with PrefetchBytes, what waits for the reader is bounded
+// by bytes too (take).
 func (b *Batches) pull(ctx context.Context, cons jetstream.Consumer) error {
 	info, err := cons.Info(ctx)
 	if err != nil {
@@ -225,6 +236,10 @@ func (b *Batches) pull(ctx context.Context, cons jetstream.Consumer) error {
 	}
 	b.mu.Unlock()
 	lost := make(chan error, 1)
+	var ahead jetstream.PullConsumeOpt = jetstream.PullMaxMessages(b.s.cfg.Prefetch)
+	if b.s.cfg.PrefetchBytes > 0 {
+		ahead = jetstream.PullMaxBytes(b.s.cfg.PrefetchBytes)
+	}
 	cc, err := cons.Consume(func(m jetstream.Msg) {
 		if !b.take(session, m) {
 			select {
@@ -233,7 +248,7 @@ func (b *Batches) pull(ctx context.Context, cons jetstream.Consumer) error {
 			}
 		}
 	},
-		jetstream.PullMaxMessages(b.s.cfg.Prefetch),
+		ahead,
 		jetstream.PullExpiry(pullExpiry),
 		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 			// The pull subscription retries on its own, forever, even
@@ -283,7 +298,9 @@ func consumerExists(ctx context.Context, cons jetstream.Consumer) bool {
 // never arrived: then it drops m and every later message of the session,
 // and returns false. Each delivery of a consumer, first or again, has the
 // next delivery sequence, and with one reader every one comes here, in
-// order, or the session ends.
+// order, or the session ends. With PrefetchBytes, it first waits while
+// twice that waits for the reader: the pull subscription then stops
+// asking once PrefetchBytes more are delivered to it.
 func (b *Batches) take(session uint64, m jetstream.Msg) bool {
 	md, err := m.Metadata()
 	if err != nil {
@@ -291,6 +308,15 @@ func (b *Batches) take(session uint64, m jetstream.Msg) bool {
 		return true
 	}
 	b.mu.Lock()
+	for limit := 2 * b.s.cfg.PrefetchBytes; limit > 0 && b.bufBytes >= limit && session == b.session; {
+		b.mu.Unlock()
+		select {
+		case <-b.taken:
+		case <-b.forwarding:
+			return true
+		}
+		b.mu.Lock()
+	}
 	if session != b.session {
 		// Late, of a session that ended: the reset of the one after
 		// delivers it again.
@@ -307,6 +333,7 @@ func (b *Batches) take(session uint64, m jetstream.Msg) bool {
 		return false
 	}
 	b.delivered = md.Sequence.Consumer
+	b.bufBytes += len(m.Data())
 	b.buf = append(b.buf, Msg{
 		Delivery: Delivery{Subject: m.Subject(), Stream: md.Stream, Sequence: md.Sequence.Stream, NumDelivered: md.NumDelivered},
 		Payload:  m.Data(),

@@ -357,3 +357,43 @@ func TestBatches(t *testing.T) {
 		})
 	})
 }
+
+// TestBatchesBoundedByBytes stores messages of 1 KiB and subscribes with
+// PrefetchBytes of 32 KiB and a reader that does not read: what is
+// delivered and waits stays within about five times PrefetchBytes
+// (without the bound, the pull takes every one), and once the reader
+// reads it gets all of them, in order.
+func TestBatchesBoundedByBytes(t *testing.T) {
+	js := setup(t)
+	const n, size = 2000, 1 << 10
+	pub := watermilljs.NewPublisher(js)
+	for i := range n {
+		if err := pub.Publish("wmtest.batch.k0", message.NewMessage(watermill(i), make([]byte, size))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sub, err := watermilljs.NewSubscriber(js, watermilljs.SubscriberConfig{
+		Stream:        testStream,
+		Durable:       func(string) string { return "batches" },
+		AckWait:       time.Hour,
+		PrefetchBytes: 32 * size,
+		MaxInFlight:   n,
+		Log:           slog.New(slog.NewTextHandler(t.Output(), nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sub.Close() })
+	b := subscribeBatches(t, sub)
+	natstest.Until(t, 10*time.Second, "deliveries", func() bool { return consumerInfo(t, js).NumAckPending > 0 })
+	// Whatever the pull would take, it takes within this; on a slow
+	// machine it may take less, which only makes the check weaker.
+	time.Sleep(time.Second)
+	// Twice PrefetchBytes waiting and twice handed over, one message in
+	// take and PrefetchBytes asked of the server: 161 messages of 1 KiB
+	// and their headers; 200 for how the client rounds its asks.
+	if got := consumerInfo(t, js).NumAckPending; got > 200 {
+		t.Errorf("%d messages delivered while the reader read none, want at most 200", got)
+	}
+	wantSeqs(t, "delivered once read", receive(t, b, n), 1, n)
+}

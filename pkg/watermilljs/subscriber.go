@@ -36,6 +36,13 @@ type SubscriberConfig struct {
 	// being handled; 0 means 10. Each counts against AckWait from its
 	// delivery, so it stays small for slow handlers.
 	Prefetch int
+	// PrefetchBytes, above 0, bounds a batch subscription by bytes
+	// instead: it pulls ahead up to PrefetchBytes of messages rather than
+	// Prefetch of them, and holds at most about twice that for its reader,
+	// after which the pull waits until the reader takes what waits. For
+	// messages whose sizes differ a thousandfold, which a count of
+	// messages cannot bound.
+	PrefetchBytes int
 	// MaxInFlight is how many delivered messages may await their Ack or
 	// Nack at once; 0 means 1, so that the next message is delivered only
 	// after the last was answered, and an Ack returns once JetStream has

@@ -68,16 +68,21 @@ const (
 
 const ackWait = time.Minute
 
-// maxUnacked is how many facts may be inserted and not acked: a deletion
-// of ClickHouse 18.16 took 0.3–2.5 s in a drain, 30,000–250,000 facts at
-// 100,000 a second, and with the three batches of the ingester alone
-// (then 30,000) the drain stood still until it ended.
+// maxUnacked is how many messages may be delivered and not acked, in
+// facts at least as many: a deletion of ClickHouse 18.16 took 0.3–2.5 s
+// in a drain, 30,000–250,000 facts at 100,000 a second, and with the
+// three batches of the ingester alone (then 30,000) the drain stood still
+// until it ended.
 const maxUnacked = 200_000
 
-// prefetch is how many facts the stream delivers ahead of the reader:
-// enough to keep it busy while the client pulls more, and no more, since
-// the client holds each delivered message whole until it is read.
-const prefetch = 10_000
+// prefetchBytes is how much the stream delivers ahead of the reader, in
+// bytes: a message holds one fact or up to analyticsapi.MaxFactsPerMsg, so
+// no count of messages bounds the memory held. 4 MiB is about 8,000 facts,
+// enough to keep the reader busy while the client pulls more; what waits
+// for the reader is at most about twice that (watermilljs's
+// PrefetchBytes), and the pull waits meanwhile, however long the store
+// holds the reader back.
+const prefetchBytes = 4 << 20
 
 // Store is where facts go.
 type Store interface {
@@ -191,16 +196,16 @@ func (in *Ingester) Run(ctx context.Context, giveUp time.Duration, health func(e
 		return nil
 	}
 	sub, err := watermilljs.NewSubscriber(in.js, watermilljs.SubscriberConfig{
-		Stream:   stream.Analytics,
-		Durable:  func(string) string { return Durable },
-		AckWait:  ackWait,
-		Prefetch: prefetch,
-		// With Prefetch, what the consumer may have delivered and not
-		// acknowledged: acks wait for an erasure's deletion while later
+		Stream:        stream.Analytics,
+		Durable:       func(string) string { return Durable },
+		AckWait:       ackWait,
+		PrefetchBytes: prefetchBytes,
+		// What the consumer may have delivered and not acknowledged, in
+		// messages: acks wait for an erasure's deletion while later
 		// batches go in (see write), so this bounds how far the drain
-		// goes on meanwhile. Unacked facts cost the server a pending
+		// goes on meanwhile. Unacked messages cost the server a pending
 		// entry each, not this process any memory: their batches are
-		// reused once inserted.
+		// reused once inserted, and prefetchBytes bounds what waits.
 		MaxInFlight: maxUnacked,
 		Log:         in.log,
 		Health:      func(_ string, err error) { health(err) },
