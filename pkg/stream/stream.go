@@ -95,9 +95,10 @@ const (
 	// bus's request timeout is 5 s) or promptly retried.
 	chatDuplicates = 30 * time.Second
 	// analyticsDuplicates outlasts twice the privacy relay's AckWait
-	// (30 s), so that the facts of an event redelivered to it are dropped
-	// as duplicates (checked by the relay's tests); ClickHouse keeps one
-	// row per fact id for anything later.
+	// (30 s), so that a batch of facts relayed again as it was (the same
+	// events, in the same order) is dropped as a duplicate (checked by
+	// the relay's tests); ClickHouse keeps one row per fact id for facts
+	// relayed again in another grouping, and for anything later.
 	analyticsDuplicates = time.Minute
 )
 

@@ -70,7 +70,7 @@ func (s *Service) serveBus(ctx context.Context, g *errgroup.Group) error {
 func ingestedCounter(reg prometheus.Registerer) (prometheus.Counter, error) {
 	c := prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "parley_analytics_facts_ingested_total",
-		Help: "Facts taken from ANALYTICS and stored in ClickHouse, those of erased pseudonyms left out included.",
+		Help: "Facts taken from ANALYTICS and stored in ClickHouse, those of erased pseudonyms left out included; a fact stored twice (relayed again, redelivered), which ClickHouse counts once, is counted twice here.",
 	})
 	if reg != nil {
 		if err := reg.Register(c); err != nil {

@@ -330,7 +330,7 @@ func TestRelayRecovers(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Deleted, the consumer starts over from the first event: its facts
-	// are duplicates ANALYTICS drops.
+	// are stored again, in another grouping, and counted once.
 	w.append(visitor, "conv-a", event.MessagePosted, time.Now(), event.Posted{Author: event.Author{Role: "visitor", ID: visitor}, Text: "after deletion"})
 	facts(t, js, 3)
 

@@ -338,6 +338,7 @@ func TestFactsMessages(t *testing.T) {
 	put(facts, fact("acme", 6))                                        // not an array
 	put(facts, []any{fact("acme", 7), "not a fact"})
 	put(analyticsapi.Subject("acme", analyticsapi.KindMessage), fact("acme", 8))
+	put(analyticsapi.Subject("acme", analyticsapi.KindMessage), fact("other", 11)) // one fact of another tenant
 	put(facts, []analyticsapi.Fact{fact("acme", 9), fact("acme", 10)})
 
 	st := &memStore{}
