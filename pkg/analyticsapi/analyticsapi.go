@@ -12,6 +12,7 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
+	"strings"
 	"time"
 
 	"github.com/parley-chat/parley/pkg/seal"
@@ -118,7 +119,20 @@ func LengthBucket(n int) string {
 
 // Subject is the ANALYTICS subject of tenant's facts of kind.
 func Subject(tenant, kind string) string {
-	return "analytics." + tenant + "." + kind
+	return subjectPrefix + tenant + "." + kind
+}
+
+const subjectPrefix = "analytics."
+
+// ParseSubject returns the tenant and kind of an ANALYTICS subject made by
+// Subject; false for any other.
+func ParseSubject(subject string) (tenant, kind string, ok bool) {
+	rest, ok := strings.CutPrefix(subject, subjectPrefix)
+	if !ok {
+		return "", "", false
+	}
+	tenant, kind, ok = strings.Cut(rest, ".")
+	return tenant, kind, ok && tenant != "" && kind != "" && !strings.Contains(kind, ".")
 }
 
 // Pseudonym returns the pseudonym of id under a subject's pseudonym key:

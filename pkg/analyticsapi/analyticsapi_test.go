@@ -57,3 +57,14 @@ func TestFactsID(t *testing.T) {
 		t.Errorf("FactsID() = %q", id)
 	}
 }
+
+func TestParseSubject(t *testing.T) {
+	if tenant, kind, ok := analyticsapi.ParseSubject(analyticsapi.Subject("acme", analyticsapi.KindFacts)); !ok || tenant != "acme" || kind != analyticsapi.KindFacts {
+		t.Errorf("ParseSubject(Subject(acme, facts)) = %q, %q, %v", tenant, kind, ok)
+	}
+	for _, bad := range []string{"", "analytics", "analytics.acme", "analytics..facts", "analytics.acme.", "analytics.acme.facts.x", "chat.acme.facts"} {
+		if _, _, ok := analyticsapi.ParseSubject(bad); ok {
+			t.Errorf("ParseSubject(%q) ok, want not", bad)
+		}
+	}
+}

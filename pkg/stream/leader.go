@@ -92,19 +92,19 @@ func askLeader(ctx context.Context, js jetstream.JetStream, name string, req msg
 	return m, nil
 }
 
-// DeleteConsumerNoWait asks the server to delete the consumer named
+// deleteConsumerNoWait asks the server to delete the consumer named
 // consumer of the named stream, and does not wait for its answer: for a
 // consumer made for one read, whose reader need not wait for a step of
 // the JetStream API (of the meta leader, on a cluster) and which the
 // server removes anyway once inactive. Its error is the request's not
 // being sent.
-func DeleteConsumerNoWait(js jetstream.JetStream, stream, consumer string) error {
+func deleteConsumerNoWait(js jetstream.JetStream, stream, consumer string) error {
 	return js.Conn().Publish(apiSubject(js, "CONSUMER.DELETE."+stream+"."+consumer), nil)
 }
 
 // Reader makes a consumer for one read of the named stream's messages on
 // filter from sequence from on: delivered unacked, held in memory by one
-// server. done deletes it without waiting (DeleteConsumerNoWait); a delete
+// server. done deletes it without waiting (deleteConsumerNoWait); a delete
 // lost or refused leaves it to the server, which removes it once idle for
 // idle, so idle must outlast the read's pauses.
 func Reader(ctx context.Context, js jetstream.JetStream, stream, filter string, from uint64, idle time.Duration) (c jetstream.Consumer, done func() error, err error) {
@@ -121,7 +121,7 @@ func Reader(ctx context.Context, js jetstream.JetStream, stream, filter string, 
 		return nil, nil, err
 	}
 	name := c.CachedInfo().Name
-	return c, func() error { return DeleteConsumerNoWait(js, stream, name) }, nil
+	return c, func() error { return deleteConsumerNoWait(js, stream, name) }, nil
 }
 
 // apiSubject is the subject of the JetStream API call named by what.

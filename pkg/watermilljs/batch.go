@@ -143,9 +143,7 @@ func (b *Batches) Ack(m Msg) {
 func (b *Batches) run(ctx context.Context, cons jetstream.Consumer, failed error) {
 	ctx, cancel := b.s.untilClosed(ctx)
 	defer cancel()
-	forwarded := make(chan struct{})
 	go func() {
-		defer close(forwarded)
 		defer close(b.forwarding)
 		b.forward(ctx)
 	}()
@@ -153,7 +151,7 @@ func (b *Batches) run(ctx context.Context, cons jetstream.Consumer, failed error
 		// keep also returns on giving up, with ctx still going: forward
 		// stops only once ctx ends.
 		cancel()
-		<-forwarded
+		<-b.forwarding
 	}()
 	b.s.keep(ctx, b.topic, cons, failed, b.s.batchConsumer, b.pull)
 }

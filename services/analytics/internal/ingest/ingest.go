@@ -31,7 +31,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"sync"
 	"time"
 
@@ -573,7 +572,7 @@ func parseErasure(payload []byte) (analyticsapi.EraseArgs, bool) {
 // read takes msg's fact into b, or returns the erasure msg requests. A
 // malformed message is logged and left out; the batch's ack answers it.
 func (in *Ingester) read(b *batch, msg watermilljs.Msg) *analyticsapi.EraseArgs {
-	kind := msg.Subject[strings.LastIndexByte(msg.Subject, '.')+1:]
+	tenant, kind, _ := analyticsapi.ParseSubject(msg.Subject)
 	if kind == analyticsapi.KindErasure {
 		args, ok := parseErasure(msg.Payload)
 		if !ok {
@@ -586,7 +585,6 @@ func (in *Ingester) read(b *batch, msg watermilljs.Msg) *analyticsapi.EraseArgs 
 	}
 	b.read++
 	b.last = msg
-	tenant := strings.TrimPrefix(msg.Subject[:len(msg.Subject)-len(kind)-1], "analytics.")
 	n := len(b.facts)
 	var err error
 	if kind == analyticsapi.KindFacts {

@@ -169,13 +169,7 @@ func (a *API) postMessage(w http.ResponseWriter, r *http.Request) error {
 	if v := jsontext.Value(res); v.Kind() != '{' || !v.IsValid() {
 		return fmt.Errorf("decode %s result: not an object", chatapi.PostSubject)
 	}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(http.StatusCreated)
-	// As writeJSON ends it. A write that fails has lost the client: nothing
-	// is left to answer.
-	if _, err := w.Write(res); err == nil {
-		_, _ = w.Write([]byte{'\n'})
-	}
+	writeJSONParts(w, http.StatusCreated, res, []byte{'\n'}) // ended as writeJSON ends it
 	return nil
 }
 
@@ -246,13 +240,7 @@ func (a *API) listMessages(w http.ResponseWriter, r *http.Request) error {
 		tail = append(tail, res.VisitorProfile...)
 	}
 	tail = append(tail, "}\n"...)
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(http.StatusOK)
-	for _, b := range [][]byte{[]byte(`{"messages":`), res.Messages, tail} {
-		if _, err := w.Write(b); err != nil {
-			break // the client is gone: nothing is left to answer
-		}
-	}
+	writeJSONParts(w, http.StatusOK, []byte(`{"messages":`), res.Messages, tail)
 	return nil
 }
 

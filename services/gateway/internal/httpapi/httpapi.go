@@ -416,6 +416,19 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	json.NewEncoder(w).Encode(v)
 }
 
+// writeJSONParts answers a JSON document already encoded in parts, written
+// as they are. A write that fails has lost the client: nothing is left to
+// answer.
+func writeJSONParts(w http.ResponseWriter, status int, parts ...[]byte) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	for _, b := range parts {
+		if _, err := w.Write(b); err != nil {
+			return
+		}
+	}
+}
+
 // token returns the request's bearer token: the Authorization header, or
 // for WebSocket upgrades (browsers cannot set headers on them) the
 // access_token query parameter.

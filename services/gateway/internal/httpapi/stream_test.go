@@ -41,14 +41,15 @@ func TestStreamWithoutBus(t *testing.T) {
 		t.Fatal(err)
 	}
 	reg := prometheus.NewRegistry()
+	signer := auth.NewSigner(priv)
 	api, err := New(Config{
-		NC: nc, Log: log, Signer: auth.NewSigner(priv), Verifier: auth.NewVerifier(pub),
+		NC: nc, Log: log, Signer: signer, Verifier: auth.NewVerifier(pub),
 		Tenants: tenants, Hub: hub, Registerer: reg, Gatherer: reg, StreamContext: t.Context(),
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	token, err := auth.NewSigner(priv).Issue(auth.Principal{Tenant: "demo", ID: "s1", Role: auth.RoleSupervisor}, time.Hour)
+	token, err := signer.Issue(auth.Principal{Tenant: "demo", ID: "s1", Role: auth.RoleSupervisor}, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
