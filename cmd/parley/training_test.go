@@ -15,8 +15,8 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/parley-chat/parley/pkg/analyticsapi"
 	"github.com/parley-chat/parley/pkg/chatapi"
-	"github.com/parley-chat/parley/pkg/stream"
 )
 
 // trainingExport is a training export as a client reads it: its message
@@ -338,19 +338,19 @@ func checkManifest(t *testing.T, ex trainingExport, want []string) {
 	}
 }
 
-// analyticsFacts returns every fact in ANALYTICS.
+// analyticsFacts returns every fact in ANALYTICS, each once, as JSON.
 func analyticsFacts(t *testing.T, js jetstream.JetStream) []string {
 	t.Helper()
-	ctx := t.Context()
-	st, err := js.Stream(ctx, stream.Analytics)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var facts []string
-	for seq := uint64(1); seq <= st.CachedInfo().State.LastSeq; seq++ {
-		if m, err := st.GetMsg(ctx, seq); err == nil {
-			facts = append(facts, string(m.Data))
+	for _, r := range readAnalytics(t, js) {
+		if r.kind == analyticsapi.KindErasure {
+			continue
 		}
+		b, err := json.Marshal(r.fact)
+		if err != nil {
+			t.Fatal(err)
+		}
+		facts = append(facts, string(b))
 	}
 	return facts
 }
