@@ -80,7 +80,8 @@ const (
 
 // MaxFactsPerMsg bounds the facts of one KindFacts message: a fact is at
 // most about 500 bytes of JSON (four pseudonyms, a fact id, a tenant and
-// short fields), so the message stays well under the bus's 1 MiB payload.
+// short fields), so the message stays under the bus's default 1 MiB
+// payload; the relay also splits at the payload limit of the bus it is on.
 const MaxFactsPerMsg = 1000
 
 // FactsID is the Nats-Msg-Id of a KindFacts message of facts: the same

@@ -3,6 +3,7 @@
 package natsembed
 
 import (
+	"cmp"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -37,6 +38,9 @@ type Options struct {
 	// TLS), or it is refused before it may authenticate. MutualTLS builds
 	// one from files.
 	TLS *tls.Config
+	// MaxPayload is the largest message the server accepts, in bytes; 0
+	// means 1 MiB. A bus may be configured with less.
+	MaxPayload int32
 }
 
 // Cluster joins a server to a JetStream cluster. The nodes of a cluster
@@ -148,7 +152,7 @@ func Start(o Options) (*Server, error) {
 		SyncAlways: o.SyncAlways,
 		NoSigs:     true,
 		NoLog:      true,
-		MaxPayload: 1 << 20,
+		MaxPayload: cmp.Or(o.MaxPayload, 1<<20),
 		Users:      o.Users,
 
 		PingInterval:  ClientPingInterval,

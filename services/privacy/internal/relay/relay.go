@@ -20,7 +20,7 @@
 // creates the consumer again and follows it. An event is acked only after
 // its facts are stored; a transient failure naks it for redelivery. The
 // facts of a batch go out together, a message (analyticsapi.KindFacts) for
-// each tenant's MaxFactsPerMsg, whose Nats-Msg-Id is derived from their
+// each tenant's MaxFactsPerMsg, or fewer within the bus's payload limit, whose Nats-Msg-Id is derived from their
 // fact ids (event id and kind): a batch relayed again as it was is dropped
 // by ANALYTICS as a duplicate, and a fact relayed again in another batch is
 // counted once by the analytics store (one row per fact id).
@@ -66,6 +66,7 @@
 package relay
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -514,20 +515,21 @@ func (r *Relay) catchUp(ctx context.Context, msgs []jetstream.Msg) error {
 	return nil
 }
 
-// publishFacts publishes facts asynchronously to ANALYTICS, a message
-// (analyticsapi.KindFacts) for each tenant's analyticsapi.MaxFactsPerMsg
-// in the order they came, and appends the acks to come to futures. It
-// sorts facts by tenant. An error means some were not sent.
+// publishFacts publishes facts asynchronously to ANALYTICS, messages of
+// one tenant's facts (analyticsapi.KindFacts) in the order they came, and
+// appends the acks to come to futures. It sorts facts by tenant. A message
+// holds up to analyticsapi.MaxFactsPerMsg facts and fits the bus's payload
+// limit, read from the connection at each call: a message the bus refuses
+// as too large would be refused again at every redelivery of its events,
+// and the relay would go round them for good. An error means some were not
+// sent.
 func (r *Relay) publishFacts(facts []analyticsapi.Fact, futures []jetstream.PubAckFuture) ([]jetstream.PubAckFuture, error) {
 	slices.SortStableFunc(facts, func(a, b analyticsapi.Fact) int { return strings.Compare(a.Tenant, b.Tenant) })
+	limit := int(r.js.Conn().MaxPayload()) - factsHeaderRoom
 	for len(facts) > 0 {
-		n := 1
-		for n < len(facts) && n < analyticsapi.MaxFactsPerMsg && facts[n].Tenant == facts[0].Tenant {
-			n++
-		}
-		data, err := json.Marshal(facts[:n])
+		data, n, err := encodeFacts(facts, limit)
 		if err != nil {
-			return futures, fmt.Errorf("encode facts: %w", err)
+			return futures, err
 		}
 		m := nats.NewMsg(analyticsapi.Subject(facts[0].Tenant, analyticsapi.KindFacts))
 		m.Header.Set(jetstream.MsgIDHeader, analyticsapi.FactsID(facts[:n]))
@@ -540,6 +542,37 @@ func (r *Relay) publishFacts(facts []analyticsapi.Fact, futures []jetstream.PubA
 		facts = facts[n:]
 	}
 	return futures, nil
+}
+
+// factsHeaderRoom is what a facts message's headers (its Nats-Msg-Id) and
+// their framing take of the payload limit, with room to spare.
+const factsHeaderRoom = 512
+
+// encodeFacts returns the JSON array of the first n of facts, as many as
+// are of the first's tenant, up to analyticsapi.MaxFactsPerMsg, while the
+// array stays within limit bytes; at least one, whatever its size.
+func encodeFacts(facts []analyticsapi.Fact, limit int) ([]byte, int, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	buf.WriteByte('[')
+	n := 0
+	for n < len(facts) && n < analyticsapi.MaxFactsPerMsg && facts[n].Tenant == facts[0].Tenant {
+		end := buf.Len()
+		if n > 0 {
+			buf.WriteByte(',')
+		}
+		if err := enc.Encode(facts[n]); err != nil {
+			return nil, 0, fmt.Errorf("encode facts: %w", err)
+		}
+		buf.Truncate(buf.Len() - 1) // the newline Encode ends a value with
+		if n > 0 && buf.Len()+1 > limit {
+			buf.Truncate(end)
+			break
+		}
+		n++
+	}
+	buf.WriteByte(']')
+	return buf.Bytes(), n, nil
 }
 
 // errSkip marks an event that yields nothing and is acked: not a Parley
