@@ -238,6 +238,11 @@ func startService(name string, run func(context.Context) error, ended chan<- str
 // startAll starts everything and returns once the HTTP listener is open.
 // The services keep running until ctx is cancelled or Close is called.
 func startAll(ctx context.Context, cfg allConfig, log *slog.Logger) (_ *allInOne, err error) {
+	// Before the default file is filled in: only a --kek-file given
+	// besides PARLEY_KEK is two sources.
+	if err := oneKEKSource(cfg.KEKFile); err != nil {
+		return nil, err
+	}
 	cfg.setDefaults()
 	if err := cfg.validate(); err != nil {
 		return nil, err
@@ -561,7 +566,8 @@ func (a *allInOne) release() {
 }
 
 // loadKEK reads the key-encryption key from PARLEY_KEK, else from path,
-// creating the file when create is set (development only).
+// creating the file when create is set (development only). Callers refuse
+// a path given besides PARLEY_KEK first (oneKEKSource).
 func loadKEK(path string, create bool) (seal.Key, error) {
 	if v, ok := os.LookupEnv("PARLEY_KEK"); ok {
 		k, err := privacy.ParseKEK(v)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -173,6 +174,20 @@ func TestKEKOneSource(t *testing.T) {
 				t.Errorf("load() = %v, want a usage error with %q", err, tt.want)
 			}
 		})
+	}
+}
+
+// parley all, too, refuses a --kek-file given besides PARLEY_KEK, before
+// anything is written; PARLEY_KEK alone replaces the default file.
+func TestAllKEKOneSource(t *testing.T) {
+	t.Setenv("PARLEY_KEK", testKEK)
+	dir := t.TempDir()
+	_, err := startAll(t.Context(), allConfig{DataDir: dir, KEKFile: filepath.Join(dir, "kek.key")}, slog.New(slog.DiscardHandler))
+	if !errors.As(err, new(usageError)) || !strings.Contains(err.Error(), "one way") {
+		t.Errorf("startAll(--kek-file with PARLEY_KEK) = %v, want a usage error with %q", err, "one way")
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) > 0 {
+		t.Errorf("the refused start wrote %d entries in the data dir", len(entries))
 	}
 }
 
