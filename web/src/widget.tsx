@@ -133,22 +133,44 @@ function App() {
 
   const transcript = (id: string) => client.all<Message>(`/v1/conversations/${id}/messages`, "messages");
 
+  // read reads a conversation and its whole transcript together: what
+  // follows from them (readState) needs both.
+  const read = (id: string) => Promise.all([client.json<Conversation>("GET", `/v1/conversations/${id}`), transcript(id)]);
+
+  // readState sets what a conversation read over HTTP says of it, in place
+  // of what live events said: whether it is closed, who answers it, and
+  // whether it waits for a person. Only a hand-off unassigns a
+  // conversation (docs/api.md), and the transcript keeps each as a line:
+  // one there with nobody assigned now is a hand-off no one took yet,
+  // also when its live event was lost or heard by another page.
+  const readState = (c: Conversation, ms: Message[]) => {
+    setClosed(c.status !== "open");
+    setAssignee(c.assignee ?? null);
+    setHandedOff(!c.assignee && ms.some((m) => m.handed_off));
+  };
+
   // The stream lost events, or cannot replay what it missed (docs/api.md,
-  // Resuming): the conversation on screen is read again; what the log
-  // shows stays, and live events that follow and repeat the reload show once.
+  // Resuming): what the widget shows is read again, the visitor's list of
+  // conversations (a lost close) and the conversation on screen, without
+  // leaving either.
   const resync = async () => {
-    const id = convRef.current;
-    if (!id) return;
     try {
-      const [c, ms] = await Promise.all([client.json<Conversation>("GET", `/v1/conversations/${id}`), transcript(id)]);
-      if (id !== convRef.current) return;
-      countUnread(ms);
-      show(merge(ms, shown.current));
-      setClosed(c.status !== "open");
-      takenBy(c.assignee ?? null);
+      await Promise.all([readList(), reread()]);
     } catch (e) {
       fail(e);
     }
+  };
+
+  // reread reads the conversation on screen again: what the log shows
+  // stays, and live events that follow and repeat the reload show once.
+  const reread = async () => {
+    const id = convRef.current;
+    if (!id) return;
+    const [c, ms] = await read(id);
+    if (id !== convRef.current) return;
+    countUnread(ms);
+    show(merge(ms, shown.current));
+    readState(c, ms);
   };
 
   const onEvent = (e: StreamEvent) => {
@@ -214,11 +236,15 @@ function App() {
     setPhase("consent");
   };
 
-  const showList = async () => {
+  const readList = async () => {
     const list = await client.all<Conversation>("/v1/conversations", "conversations");
     // The open one first (there to continue), then the newest.
     const rank = (c: Conversation) => (c.status === "open" ? 0 : 1);
     setConversations(list.sort((a, b) => rank(a) - rank(b) || b.created_at.localeCompare(a.created_at)));
+  };
+
+  const showList = async () => {
+    await readList();
     setConv(null);
     show([]);
     setPhase("list");
@@ -323,14 +349,15 @@ function App() {
     }
   };
 
-  const openConversation = async (c: Conversation) => {
+  // The conversation is read anew, not taken from the list: the list does
+  // not follow assignments and hand-offs.
+  const openConversation = async (id: string) => {
     setError("");
     try {
-      show(await transcript(c.id));
-      setConv(c.id);
-      setClosed(c.status !== "open");
-      setAssignee(c.assignee ?? null);
-      setHandedOff(false);
+      const [c, ms] = await read(id);
+      show(ms);
+      setConv(id);
+      readState(c, ms);
       setPhase("chat");
     } catch (e) {
       fail(e);
@@ -516,7 +543,7 @@ function App() {
           <ul class="history">
             {conversations.map((c) => (
               <li key={c.id}>
-                <button type="button" onClick={() => openConversation(c)}>
+                <button type="button" onClick={() => openConversation(c.id)}>
                   {c.status === "open" ? "Continue" : "Read"} the conversation of {when(c.created_at)} ({c.status})
                 </button>
               </li>

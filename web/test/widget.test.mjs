@@ -400,6 +400,17 @@ test("the gateway's demo page frames the chat under its own policy, and passes a
   await ctx.close();
 });
 
+// conversationOpenedWith answers the open conversation (as a supervisor
+// reads it) whose first message is text.
+const conversationOpenedWith = (text) =>
+  poll("the conversation", async () => {
+    const lead = token("supervisor", "sue");
+    for (const c of (await api(lead, "GET", "/v1/conversations?status=open")).conversations) {
+      const t = await api(lead, "GET", `/v1/conversations/${c.id}/messages`);
+      if (t.messages[0]?.text === text) return c;
+    }
+  });
+
 // consentedUnder starts a chat in the frame and answers the notice version
 // its visitor's consent records.
 async function consentedUnder(frame, text) {
@@ -407,13 +418,7 @@ async function consentedUnder(frame, text) {
   await shows(frame, "You are talking to a person");
   await frame.locator("#parley-message").fill(text);
   await frame.locator("#parley-message").press("Enter");
-  const lead = token("supervisor", "sue");
-  const conv = await poll("the conversation", async () => {
-    for (const c of (await api(lead, "GET", "/v1/conversations?status=open")).conversations) {
-      const t = await api(lead, "GET", `/v1/conversations/${c.id}/messages`);
-      if (t.messages[0]?.text === text) return c;
-    }
-  });
+  const conv = await conversationOpenedWith(text);
   return (await api(token("admin", "root"), "GET", `/v1/subjects/${conv.visitor}/export`)).consents.at(-1).notice_version;
 }
 
@@ -526,38 +531,47 @@ test("a visitor's session survives renewals at once, in one tab and across two",
   }
 });
 
-test("after a resync the widget reloads the conversation: a reply the stream lost shows once, in order, and counts unread", async () => {
-  const ctx = await newContext(browser, { viewport: { width: 320, height: 640 } });
-  // The real stream, through a route that holds the frame of one reply (as
-  // the gateway's full pipeline drops an event) and lets the test send the
-  // resync the gateway then sends.
-  const lost = "The reply the stream lost";
+// holdBack routes ctx's live stream to the real one, except the frames
+// hold(event) picks, kept in held (as the gateway's full pipeline drops an
+// event); send(frame) sends the page a frame, such as the resync the
+// gateway then sends.
+async function holdBack(ctx, hold) {
+  const held = [];
   let toPage = null;
-  let held = null;
   await ctx.routeWebSocket(/\/v1\/stream\?/, (ws) => {
     const server = ws.connectToServer();
     toPage = ws;
     server.onMessage((m) => {
-      if (JSON.parse(m).message?.text === lost) held = m;
+      if (hold(JSON.parse(m))) held.push(m);
       else ws.send(m);
     });
   });
+  return { held, send: (m) => toPage.send(m) };
+}
+
+const resyncFrame = JSON.stringify({ type: "resync" });
+
+// startChat opens the chat on a new page of ctx and writes text in it; it
+// answers the page, the chat frame and the conversation.
+async function startChat(ctx, text) {
   const page = await openHost(ctx);
   await page.keyboard.press("Tab");
   await page.keyboard.press("Enter");
   const frame = await chatFrame(page);
   await frame.getByRole("button", { name: "Start chat" }).press("Enter");
   await shows(frame, "You are talking to a person");
-  await frame.locator("#parley-message").fill("A question before the resync");
+  await frame.locator("#parley-message").fill(text);
   await frame.locator("#parley-message").press("Enter");
-  await shows(frame, "A question before the resync");
+  await shows(frame, text);
+  return { page, frame, conv: await conversationOpenedWith(text) };
+}
+
+test("after a resync the widget reloads the conversation: a reply the stream lost shows once, in order, and counts unread", async () => {
+  const ctx = await newContext(browser, { viewport: { width: 320, height: 640 } });
+  const lost = "The reply the stream lost";
+  const stream = await holdBack(ctx, (e) => e.message?.text === lost);
+  const { page, frame, conv } = await startChat(ctx, "A question before the resync");
   const lead = token("supervisor", "sue");
-  const conv = await poll("the conversation", async () => {
-    for (const c of (await api(lead, "GET", "/v1/conversations?status=open")).conversations) {
-      const t = await api(lead, "GET", `/v1/conversations/${c.id}/messages`);
-      if (t.messages[0]?.text === "A question before the resync") return c;
-    }
-  });
   await api(lead, "POST", `/v1/conversations/${conv.id}/assign`, { agent_id: "bob" });
   const bob = token("agent", "bob");
   // The log shows want, in order, each once (polled: the frame renders
@@ -573,26 +587,114 @@ test("after a resync the widget reloads the conversation: a reply the stream los
   await page.keyboard.press("Escape");
   await launcherSays(page, "Chat with us");
   await api(bob, "POST", `/v1/conversations/${conv.id}/messages`, { text: lost });
-  await poll("the reply held back", () => held);
+  await poll("the reply held back", () => stream.held.length === 1);
   await api(bob, "POST", `/v1/conversations/${conv.id}/messages`, { text: "Still there?" });
   await launcherSays(page, "1 unread");
   await logShows(["A question before the resync", "Still there?"], "the log before the resync");
 
   // The resync: the reload brings the lost reply, before the later one,
   // counted unread as a live one is.
-  toPage.send(JSON.stringify({ type: "resync" }));
+  stream.send(resyncFrame);
   await launcherSays(page, "2 unread");
   await page.keyboard.press("Enter");
   await logShows(["A question before the resync", lost, "Still there?"], "the log after the resync");
 
   // The held frame arrives late, as a live event stored before the resync
   // may: it shows once; what follows shows after it.
-  toPage.send(held);
+  stream.send(stream.held[0]);
   await api(bob, "POST", `/v1/conversations/${conv.id}/messages`, { text: "After the resync" });
   await shows(frame, "After the resync");
   await logShows(["A question before the resync", lost, "Still there?", "After the resync"], "the log once the late frame came");
   assert.equal(await frame.getByRole("alert").count(), 0, "an error in the widget");
   await screenshot(page, "widget-resync");
   noCSPViolations(ctx, "the widget's resync");
+  await ctx.close();
+});
+
+test("after a resync the visitor's list of conversations is read again: a close the stream lost shows, on the list still", async () => {
+  const ctx = await newContext(browser, { viewport: { width: 320, height: 640 } });
+  const stream = await holdBack(ctx, (e) => e.type === "closed");
+  const { page, frame, conv } = await startChat(ctx, "A question closed while the list shows");
+  await frame.getByRole("button", { name: "Your conversations" }).press("Enter");
+  await frame.getByRole("button", { name: /^Continue the conversation of .* \(open\)$/ }).waitFor();
+
+  // A supervisor closes it; the stream loses its closed frame.
+  await api(token("supervisor", "sue"), "POST", `/v1/conversations/${conv.id}/close`);
+  await poll("the close held back", () => stream.held.length === 1);
+  assert.equal(await frame.getByRole("button", { name: /\(closed\)$/ }).count(), 0, "the close shown before the resync");
+
+  // The resync: the list reads it closed, and the visitor stays on it.
+  stream.send(resyncFrame);
+  await frame.getByRole("button", { name: /^Read the conversation of .* \(closed\)$/ }).waitFor();
+  await frame.getByRole("button", { name: "New conversation" }).waitFor();
+  assert.equal(await frame.getByRole("button", { name: /\(open\)$/ }).count(), 0, "a conversation listed open after the resync");
+  assert.equal(await frame.getByRole("heading", { name: "Your conversations" }).count(), 1, "the list left after the resync");
+  assert.equal(await frame.locator("#parley-message").count(), 0, "a conversation opened by the resync");
+  assert.equal(await frame.getByRole("alert").count(), 0, "an error in the widget");
+  await screenshot(page, "widget-resync-list");
+  noCSPViolations(ctx, "the widget's list after a resync");
+  await ctx.close();
+});
+
+// assignBot registers the bot id, delivered on a NATS subject no one
+// answers (these tests need no bot's answers), has a supervisor assign conv
+// to it, and answers the bot's access token.
+async function assignBot(conv, id) {
+  const reg = await api(token("admin", "ada"), "PUT", `/v1/bots/${id}`, { name: "FAQ assistant", nats_subject: `parley.bots.demo.${id}` });
+  await api(token("supervisor", "sue"), "POST", `/v1/conversations/${conv.id}/assign`, { bot_id: id });
+  return reg.session.access_token;
+}
+
+const handedOffBanner = "A person will answer you.";
+
+test("after a resync the widget shows a hand-off the stream lost: a person will answer", async () => {
+  const ctx = await newContext(browser, { viewport: { width: 320, height: 640 } });
+  const stream = await holdBack(ctx, (e) => e.type === "handed_off");
+  const { page, frame, conv } = await startChat(ctx, "A question the bot hands off unheard");
+  const bot = await assignBot(conv, "faq-resync");
+  await shows(frame, "You are talking to a bot");
+
+  // The bot hands it off; the stream loses the handed_off frame.
+  await api(bot, "POST", `/v1/conversations/${conv.id}/handoff`);
+  await poll("the hand-off held back", () => stream.held.length === 1);
+  assert.equal(await frame.getByText(handedOffBanner).count(), 0, "the hand-off shown before the resync");
+
+  stream.send(resyncFrame);
+  await shows(frame, handedOffBanner);
+  await shows(frame, "You are talking to a person");
+  assert.equal(await frame.getByRole("alert").count(), 0, "an error in the widget");
+  await screenshot(page, "widget-resync-handoff");
+  noCSPViolations(ctx, "the widget's hand-off after a resync");
+  await ctx.close();
+});
+
+test("a visitor who comes back to a conversation handed off and not taken yet reads that a person will answer, until someone takes it", async () => {
+  const ctx = await newContext(browser, { viewport: { width: 320, height: 640 } });
+  const first = "A question handed off before leaving";
+  const { page, frame, conv } = await startChat(ctx, first);
+  const bot = await assignBot(conv, "faq-back");
+  await shows(frame, "You are talking to a bot");
+  await api(bot, "POST", `/v1/conversations/${conv.id}/handoff`);
+  await shows(frame, handedOffBanner);
+
+  // The visitor comes back (a new page on the same site) and continues it.
+  await page.close();
+  const back = await openHost(ctx);
+  await back.keyboard.press("Tab");
+  await back.keyboard.press("Enter");
+  const again = await chatFrame(back);
+  await again.getByRole("button", { name: /^Continue the conversation of .* \(open\)$/ }).press("Enter");
+  await shows(again, first);
+  await shows(again, handedOffBanner);
+
+  // An agent takes it: the banner goes, also when it is opened again.
+  await api(token("supervisor", "sue"), "POST", `/v1/conversations/${conv.id}/assign`, { agent_id: "bob" });
+  await poll("the banner gone once taken", async () => (await again.getByText(handedOffBanner).count()) === 0);
+  await again.getByRole("button", { name: "Your conversations" }).press("Enter");
+  await again.getByRole("button", { name: /^Continue the conversation of .* \(open\)$/ }).press("Enter");
+  await shows(again, first);
+  assert.equal(await again.getByText(handedOffBanner).count(), 0, "the banner on a conversation taken");
+  assert.equal(await again.getByRole("alert").count(), 0, "an error in the widget");
+  noCSPViolations(ctx, "the widget's return to a handed-off conversation");
   await ctx.close();
 });
