@@ -73,8 +73,8 @@ type Deps struct {
 	// BodyReadTimeout bounds the reading of a request body; 0 means 30s.
 	BodyReadTimeout time.Duration
 	// ClientAddrHeader names the header a trusted reverse proxy writes the
-	// client's address in, for the limit on registrations per address; ""
-	// means the peer address.
+	// client's address in, for the limits per address and the network data
+	// of visitors who consent to it; "" means the peer address.
 	ClientAddrHeader string
 	// MaxConns bounds the HTTP connections of the process, WebSocket
 	// sessions included; 0 means derived from the open-file limit (see

@@ -82,8 +82,9 @@ type Config struct {
 	BodyReadTimeout time.Duration
 	// ClientAddrHeader names the header a trusted reverse proxy writes the
 	// client's address in (X-Forwarded-For, X-Real-IP), for the limit on
-	// registrations per address; "" means the peer address. Any client can
-	// write the header: set it only behind a proxy that overwrites it.
+	// registrations per address and the network data of visitors who
+	// consent to it; "" means the peer address. Any client can write the
+	// header: set it only behind a proxy that overwrites it.
 	ClientAddrHeader string
 	// MaxConns bounds the connections of the process served on Listener,
 	// MaxConnsPerAddr those of one peer address (an IPv6 /64); 0 means no

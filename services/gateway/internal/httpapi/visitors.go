@@ -79,8 +79,10 @@ type visitorView struct {
 }
 
 // networkData returns the coarse network data of a visitor who consented to
-// its collection, when tenant collects it; nil otherwise. Settings that
-// cannot be read collect nothing: the visitor registers all the same.
+// its collection, when tenant collects it; nil otherwise. The address is
+// the client's the per-address limits count (clientAddr): behind a reverse
+// proxy, the proxy's own would be every visitor's. Settings that cannot be
+// read collect nothing: the visitor registers all the same.
 func (a *API) networkData(r *http.Request, tenant string) *privacyapi.NetworkData {
 	set, err := a.cfg.Settings.Of(r.Context(), tenant)
 	if err != nil {
@@ -90,7 +92,11 @@ func (a *API) networkData(r *http.Request, tenant string) *privacyapi.NetworkDat
 	if !set.CollectNetworkData {
 		return nil
 	}
-	return netdata.Of(r)
+	addr, ok := clientAddr(r, a.cfg.ClientAddrHeader)
+	if !ok {
+		return nil
+	}
+	return netdata.Of(addr, r.UserAgent())
 }
 
 // admitRegistration spends one of the registrations of the client's

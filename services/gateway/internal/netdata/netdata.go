@@ -12,7 +12,6 @@
 package netdata
 
 import (
-	"net/http"
 	"net/netip"
 	"strings"
 
@@ -25,16 +24,16 @@ const (
 	IPv6Bits = 48
 )
 
-// Of returns the coarse network data of r: its peer address (r.RemoteAddr;
-// proxy headers are not trusted, as any client can set them) truncated to
-// its network, and its browser family. It returns nil when the peer
-// address cannot be read.
-func Of(r *http.Request) *privacyapi.NetworkData {
-	prefix, ok := Truncate(r.RemoteAddr)
+// Of returns the coarse network data of a client at addr whose browser
+// sent userAgent: addr truncated to its network, and the browser family.
+// addr is the one the gateway trusts (the peer's, or the one a trusted
+// reverse proxy writes), never a header any client could set.
+func Of(addr netip.Addr, userAgent string) *privacyapi.NetworkData {
+	prefix, ok := Truncate(addr.String())
 	if !ok {
 		return nil
 	}
-	return &privacyapi.NetworkData{IPPrefix: prefix, Browser: Browser(r.UserAgent())}
+	return &privacyapi.NetworkData{IPPrefix: prefix, Browser: Browser(userAgent)}
 }
 
 // Truncate returns the network of the address in hostport (an IP, or
