@@ -53,10 +53,17 @@ const shows = (frame, text) => frame.getByText(text).first().waitFor({ timeout: 
 const focusIn = (frame) => frame.evaluate(() => document.hasFocus() && document.activeElement !== document.body);
 
 // stored counts what every frame of the page keeps in its storage (the
-// frame's is partitioned under the host's site, which storageState misses).
+// frame's is partitioned under the host's site, which storageState misses):
+// web storage, IndexedDB databases and Cache Storage caches.
 async function stored(page) {
   let n = 0;
-  for (const f of page.frames()) n += await f.evaluate(() => localStorage.length + sessionStorage.length);
+  for (const f of page.frames()) {
+    n += await f.evaluate(async () => {
+      const dbs = (await indexedDB.databases()).length;
+      const cached = typeof caches === "undefined" ? 0 : (await caches.keys()).length;
+      return localStorage.length + sessionStorage.length + dbs + cached;
+    });
+  }
   return n;
 }
 
