@@ -75,6 +75,11 @@ export function explain(e: unknown, words: { [status: number]: (detail: string) 
 export const typingShownMs = 5000;
 export const typingEveryMs = 3000;
 
+// resyncSpreadMs is the longest a visitor's widget waits, at random, before
+// reading again what a resync says it missed: the thousands of visitors of
+// a tenant are told at once.
+export const resyncSpreadMs = 2000;
+
 /** claims reads a token's claims (not verified: the gateway does that); {} when unreadable. */
 export function claims(token: string): { sub?: string; tenant?: string; role?: string; exp?: number } {
   try {

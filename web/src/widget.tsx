@@ -8,7 +8,7 @@
 import { render } from "preact";
 import { useEffect, useLayoutEffect, useRef, useState } from "preact/hooks";
 import { isBot } from "./bots";
-import { Client, explain, newKey, typingEveryMs, typingShownMs, type Consent, type Message, type StreamEvent, type StreamState } from "./client";
+import { Client, explain, newKey, resyncSpreadMs, typingEveryMs, typingShownMs, type Consent, type Message, type StreamEvent, type StreamState } from "./client";
 import { save } from "./download";
 import { ErasureReport, follow, type Erasure } from "./erasure";
 import { merge } from "./transcript";
@@ -152,8 +152,11 @@ function App() {
   // The stream lost events, or cannot replay what it missed (docs/api.md,
   // Resuming): what the widget shows is read again, the visitor's list of
   // conversations (a lost close) and the conversation on screen, without
-  // leaving either.
+  // leaving either. The gateway tells every session of a tenant at once
+  // when it dropped that tenant's events, under load: each waits a random
+  // moment first, so that their reads do not all come at once.
   const resync = async () => {
+    await new Promise((r) => setTimeout(r, Math.random() * resyncSpreadMs));
     try {
       await Promise.all([readList(), reread()]);
     } catch (e) {
