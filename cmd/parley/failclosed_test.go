@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"io"
 	"net/http"
 	"slices"
@@ -42,7 +43,7 @@ func TestAuditedActsFailClosed(t *testing.T) {
 	} {
 		var body io.Reader
 		if tc.body != nil {
-			body = strings.NewReader(string(jsonBody(t, tc.body)))
+			body = bytes.NewReader(jsonBody(t, tc.body))
 		}
 		resp := send(t, sc.base, tc.method, tc.path, admin, body)
 		got, err := io.ReadAll(resp.Body)
