@@ -38,9 +38,17 @@ type trainingLine struct {
 	Visitors     []string `json:"visitors"`
 }
 
+// trainingKeys are the keys of each type of line, sorted: a key added to
+// either (a time, an id) fails the test, as guarantee 15 allows none.
+var trainingKeys = map[string][]string{
+	"message":  {"conversation", "role", "text", "type", "visitor"},
+	"manifest": {"export_id", "messages", "type", "visitors"},
+}
+
 // getTrainingExport reads GET /v1/training-export as token and checks what
 // a client must to know it is whole: every line parses, the last alone is
-// the manifest, and it counts the message lines before it.
+// the manifest, and it counts the message lines before it; and that every
+// line holds the keys of its type and no other.
 func getTrainingExport(t *testing.T, base, token string) trainingExport {
 	t.Helper()
 	resp := send(t, base, "GET", "/v1/training-export", token, nil)
@@ -64,6 +72,13 @@ func getTrainingExport(t *testing.T, base, token string) trainingExport {
 		var l trainingLine
 		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
 			t.Fatalf("line %d of the training export: %v", len(lines)+1, err)
+		}
+		var fields map[string]json.RawMessage
+		if err := json.Unmarshal(sc.Bytes(), &fields); err != nil {
+			t.Fatalf("line %d of the training export: %v", len(lines)+1, err)
+		}
+		if got, want := slices.Sorted(maps.Keys(fields)), trainingKeys[l.Type]; !slices.Equal(got, want) {
+			t.Fatalf("line %d of the training export has keys %v, want those of a %q line, %v", len(lines)+1, got, l.Type, want)
 		}
 		lines = append(lines, l)
 	}

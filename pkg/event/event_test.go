@@ -3,6 +3,7 @@ package event_test
 import (
 	"bytes"
 	"errors"
+	"maps"
 	"testing"
 	"time"
 
@@ -47,12 +48,38 @@ func TestEnvelopeRoundTrip(t *testing.T) {
 		t.Errorf("Open() mismatch (-want +got):\n%s", diff)
 	}
 
-	moved, err := event.Parse("chat.demo.c2", m.Header, m.Data)
-	if err != nil {
-		t.Fatal(err)
+	// The sealed body is bound to where it is stored: moved to another
+	// tenant, data subject, conversation, event id or type, it opens to
+	// nothing, even under the right key.
+	tests := []struct {
+		name        string
+		natsSubject string
+		header      string
+		value       string
+	}{
+		{name: "another tenant", header: event.HeaderTenant, value: "other"},
+		{name: "another data subject", header: event.HeaderSubject, value: "v2"},
+		{name: "another conversation", natsSubject: "chat.demo.c2"},
+		{name: "another event id", header: event.HeaderID, value: e.ID + "0"},
+		{name: "another type", header: event.HeaderType, value: string(event.ConversationOpened)},
 	}
-	if err := moved.Open(key, &got); !errors.Is(err, seal.ErrOpen) {
-		t.Errorf("Open() of an event moved to another conversation: error = %v, want %v", err, seal.ErrOpen)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			natsSubject, h := m.Subject, maps.Clone(m.Header)
+			if tt.natsSubject != "" {
+				natsSubject = tt.natsSubject
+			}
+			if tt.header != "" {
+				h.Set(tt.header, tt.value)
+			}
+			moved, err := event.Parse(natsSubject, h, m.Data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := moved.Open(key, &got); !errors.Is(err, seal.ErrOpen) {
+				t.Errorf("Open() of an event moved to %s: error = %v, want %v", tt.name, err, seal.ErrOpen)
+			}
+		})
 	}
 }
 

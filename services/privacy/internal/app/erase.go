@@ -23,7 +23,9 @@ const eraseAttempts = 5
 // ErrForbidden; a subject with neither keys nor privacy events gets
 // ErrNotFound and nothing is written.
 //
-// The steps, each safe to repeat: an ErasureRequested event (whose id is the
+// The steps, each safe to repeat: the erasure written to the audit trail
+// when p is an admin (when the trail cannot take it, the erasure is
+// refused before anything else is stored); an ErasureRequested event (whose id is the
 // erasure id) on the subject's privacy subject, appended expecting the
 // subject's last event, so that of two instances erasing at once only one
 // request is stored; the keys destroyed and a tombstone stored in their
@@ -44,7 +46,8 @@ func (a *App) Erase(ctx context.Context, p auth.Principal, tenant, subject strin
 }
 
 // erase erases a valid subject on behalf of by, writing the erasure to the
-// audit trail first when audited.
+// audit trail first when audited: before its request is stored, or, for
+// one requested already and pending, before it is finished.
 func (a *App) erase(ctx context.Context, by audit.Actor, audited bool, tenant, subject string) (privacyapi.Erasure, error) {
 	id := subjectID{tenant, subject}
 	for range eraseAttempts {
@@ -61,6 +64,16 @@ func (a *App) erase(ctx context.Context, by audit.Actor, audited bool, tenant, s
 				return privacyapi.Erasure{}, fmt.Errorf("erase %s/%s: %w", tenant, subject, ErrNotFound)
 			}
 		}
+		// A request takes the subject's keys out of every reader's reach
+		// at once, so an audited one is written to the trail before it is
+		// stored: one the trail cannot take changes nothing.
+		if audited {
+			if err := a.auditErasure(ctx, by, tenant, subject); err != nil {
+				return privacyapi.Erasure{}, err
+			}
+			// This act is in the trail, whoever's request is stored.
+			audited = false
+		}
 		erasureID, err := a.requestErasure(ctx, by, id, v.last)
 		if errors.Is(err, ErrConflict) {
 			if err := a.CatchUp(ctx); err != nil {
@@ -71,7 +84,7 @@ func (a *App) erase(ctx context.Context, by audit.Actor, audited bool, tenant, s
 		if err != nil {
 			return privacyapi.Erasure{}, err
 		}
-		return a.finishErasure(ctx, by, audited, erasureID)
+		return a.finishErasure(ctx, by, false, erasureID)
 	}
 	return privacyapi.Erasure{}, fmt.Errorf("erase %s/%s: other writers won %d times", tenant, subject, eraseAttempts)
 }
@@ -131,10 +144,8 @@ func (a *App) finishErasure(ctx context.Context, by audit.Actor, audited bool, e
 		return rec.view(), nil
 	}
 	if audited {
-		if _, err := a.appendAudit(ctx, privacyapi.AppendAuditArgs{
-			Tenant: rec.tenant, Actor: by, Action: audit.ActionErase, Target: "subject:" + rec.subject,
-		}); err != nil {
-			return privacyapi.Erasure{}, fmt.Errorf("audit erasure: %w", err)
+		if err := a.auditErasure(ctx, by, rec.tenant, rec.subject); err != nil {
+			return privacyapi.Erasure{}, err
 		}
 	}
 	// The pseudonym can only be computed while the keys exist.
@@ -174,6 +185,15 @@ func (a *App) finishErasure(ctx context.Context, by audit.Actor, audited bool, e
 		Integrations:  integrations,
 	}
 	return a.completeErasure(ctx, rec, report)
+}
+
+func (a *App) auditErasure(ctx context.Context, by audit.Actor, tenant, subject string) error {
+	if _, err := a.appendAudit(ctx, privacyapi.AppendAuditArgs{
+		Tenant: tenant, Actor: by, Action: audit.ActionErase, Target: "subject:" + subject,
+	}); err != nil {
+		return fmt.Errorf("audit erasure: %w", err)
+	}
+	return nil
 }
 
 // prepareNotices stores the "subject erased" notices of the integrations
