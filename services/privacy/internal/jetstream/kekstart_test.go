@@ -1,8 +1,10 @@
 package jetstream_test
 
 import (
+	"path/filepath"
 	"sync"
 	"testing"
+	"time"
 
 	natsjs "github.com/nats-io/nats.go/jetstream"
 
@@ -53,5 +55,15 @@ func TestKeyStoresStartTogether(t *testing.T) {
 		if err := jss[0].DeleteStream(ctx, stream.Keys); err != nil {
 			t.Fatal(err)
 		}
+		// A node removes a deleted stream's files after the delete is
+		// answered; KEYS created again before that may find them there.
+		natstest.Until(t, 10*time.Second, "KEYS's files removed from every node", func() bool {
+			for _, n := range cluster.Nodes {
+				if dirs, _ := filepath.Glob(filepath.Join(n.StoreDir(), "*", "streams", stream.Keys)); len(dirs) > 0 {
+					return false
+				}
+			}
+			return true
+		})
 	}
 }
