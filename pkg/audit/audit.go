@@ -68,6 +68,12 @@ const (
 	// ActionIntegrationSession is a bot's sessions revoked and a new one
 	// started by an admin; the target is "bot:<id>".
 	ActionIntegrationSession = "integration.session"
+	// ActionStreamOpen is a member of staff opening the live stream, which
+	// shows them message text as it is posted; the target is "stream:" and
+	// what it shows, "tenant" (a supervisor or admin: every conversation)
+	// or "assigned" (an agent: theirs and the unassigned ones), followed by
+	// " since:<seq>" when the stream replays what was stored after seq.
+	ActionStreamOpen = "stream.open"
 )
 
 // Subject is the AUDIT stream subject of a tenant's chain.

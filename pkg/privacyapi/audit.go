@@ -48,7 +48,28 @@ const (
 	// any other role or another tenant; rpc.CodeInternal when the stored
 	// checkpoint does not verify.
 	AuditCheckpointSubject = "parley.privacy.audit.checkpoint"
+
+	// AuditStreamSubject writes the caller's opening of the live stream to
+	// the audit trail (audit.ActionStreamOpen): the gateway asks it before
+	// it sends a member of staff's stream anything, and refuses the stream
+	// when it fails. The actor is the caller, the target what their role
+	// is shown live, so the gateway names no actor and no act but this.
+	//
+	// Request: rpc.Request[AuditStreamArgs]. Result: audit.Entry as
+	// stored. Who: an agent, a supervisor or an admin of the tenant.
+	//
+	// Errors: rpc.CodeInvalid for a malformed tenant; rpc.CodeForbidden
+	// for any other role or another tenant; rpc.CodeUnavailable when the
+	// store cannot be reached.
+	AuditStreamSubject = "parley.privacy.audit.stream"
 )
+
+// AuditStreamArgs is a live stream being opened: Since is the sequence it
+// replays from, nil when it replays nothing.
+type AuditStreamArgs struct {
+	Tenant string  `json:"tenant"`
+	Since  *uint64 `json:"since,omitempty"`
+}
 
 // AuditCheckpointResult is the tenant's latest audit checkpoint, nil when
 // nothing of the tenant was audited yet, and the Ed25519 public key of the

@@ -47,7 +47,10 @@
 // service; an export is the privacy service's, which reads the
 // conversations from the chat service page by page, and the gateway streams
 // the pages it is given. Staff reads of transcripts are audited by the chat
-// service that serves them.
+// service that serves them; a staff member's live stream, which the
+// gateway serves, is written to the audit trail by the privacy service
+// (privacyapi.AuditStreamSubject) before its handshake completes, and
+// refused when it cannot be.
 //
 // Data minimisation: the gateway logs no IP address, user agent, language
 // or location, and reads or forwards none of them except at visitor

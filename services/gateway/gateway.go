@@ -14,9 +14,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/parley-chat/parley/pkg/audit"
 	"github.com/parley-chat/parley/pkg/auth"
 	"github.com/parley-chat/parley/pkg/chatapi"
 	"github.com/parley-chat/parley/pkg/personkey"
+	"github.com/parley-chat/parley/pkg/privacyapi"
 	"github.com/parley-chat/parley/pkg/rpc"
 	"github.com/parley-chat/parley/pkg/stream"
 	"github.com/parley-chat/parley/services/gateway/internal/httpapi"
@@ -186,6 +188,16 @@ func Run(ctx context.Context, d Deps) error {
 		return fmt.Errorf("gateway: subscribe %s: %w", chatapi.TypingSignals, err)
 	}
 	defer typing.Unsubscribe()
+	hub.Audit(func(ctx context.Context, p auth.Principal, since *uint64) error {
+		req := rpc.Request[privacyapi.AuditStreamArgs]{Principal: p, Args: privacyapi.AuditStreamArgs{Tenant: p.Tenant, Since: since}}
+		if err := rpc.Call(ctx, d.NC, privacyapi.AuditStreamSubject, req, nil); err != nil {
+			// The client is told only that the stream was not audited; the
+			// operator needs the cause.
+			log.Warn("append a live stream to the audit trail", "role", p.Role, "err", err)
+			return fmt.Errorf("append %s to the audit trail: %w", audit.ActionStreamOpen, err)
+		}
+		return nil
+	})
 	defer d.Keys.OnErase(func(e personkey.Erased) { hub.Erased(e.Tenant, e.Person) })()
 
 	if err := reg.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{

@@ -21,6 +21,7 @@ import (
 	"github.com/parley-chat/parley/pkg/auth"
 	"github.com/parley-chat/parley/pkg/natsembed/natstest"
 	"github.com/parley-chat/parley/pkg/personkey"
+	"github.com/parley-chat/parley/pkg/privacyapi"
 	"github.com/parley-chat/parley/pkg/rpc"
 	"github.com/parley-chat/parley/pkg/seal"
 	"github.com/parley-chat/parley/services/gateway"
@@ -36,6 +37,7 @@ type env struct {
 	signer  *auth.Signer
 	logs    *syncBuffer
 	keys    *keyService
+	audits  *auditService
 	cancel  context.CancelFunc
 	done    chan error
 	ready   func(context.Context) error
@@ -119,7 +121,7 @@ func startGatewayWith(t *testing.T, tune func(*gateway.Deps)) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{t: t, nc: nc, js: js, signer: auth.NewSigner(priv), logs: &syncBuffer{}, keys: &keyService{keys: make(map[string]personkey.Keys)}, done: make(chan error, 1)}
+	e := &env{t: t, nc: nc, js: js, signer: auth.NewSigner(priv), logs: &syncBuffer{}, keys: &keyService{keys: make(map[string]personkey.Keys)}, audits: &auditService{}, done: make(chan error, 1)}
 
 	serve(t, nc, personkey.GetSubject, func(_ context.Context, req personkey.Request) (personkey.Keys, error) {
 		if e.keys.isErased(req.Tenant, req.Person) {
@@ -127,6 +129,8 @@ func startGatewayWith(t *testing.T, tune func(*gateway.Deps)) *env {
 		}
 		return e.keys.get(req.Tenant, req.Person), nil
 	})
+
+	serve(t, nc, privacyapi.AuditStreamSubject, e.audits.open)
 
 	gnc, err := nats.Connect(srv.ClientURL())
 	if err != nil {

@@ -25,7 +25,8 @@
 //   - the consent registry on privacyapi.SetConsentSubject,
 //     GetConsentSubject and ConsentHistorySubject;
 //   - the audit trail on privacyapi.AppendAuditSubject, ListAuditSubject
-//     and AuditCheckpointSubject;
+//     and AuditCheckpointSubject, and the openings of staff's live
+//     streams, which the gateway reports on AuditStreamSubject;
 //   - tenant settings on privacyapi.GetSettingsSubject and
 //     PutSettingsSubject;
 //   - sessions on privacyapi.StartSessionSubject, RefreshSessionSubject,

@@ -597,6 +597,9 @@ func (a *API) stream(w http.ResponseWriter, r *http.Request) error {
 		return errors.Join(errNotReady, err)
 	case errors.Is(err, live.ErrNoStream):
 		return errRole
+	case errors.Is(err, live.ErrNotAudited):
+		// The auditor logged the cause.
+		return errNotAudited
 	}
 	// nil, or an error Start has not answered the client for: logged here.
 	return err

@@ -47,6 +47,7 @@ var (
 	errTextTooLarge  = newError(http.StatusRequestEntityTooLarge, "too-large", "the text is longer than the limit")
 	errRateLimited   = newError(http.StatusTooManyRequests, "rate-limited", "too many requests; slow down")
 	errNotReady      = newError(http.StatusServiceUnavailable, "unavailable", "a dependency is not reachable")
+	errNotAudited    = newError(http.StatusServiceUnavailable, "unavailable", "the stream could not be written to the audit trail, so it is not opened")
 	errInternal      = newError(http.StatusInternalServerError, "internal", "internal error")
 	errExpiredToken  = newError(http.StatusUnauthorized, "unauthorized", "the token has expired")
 	errInvalidToken  = newError(http.StatusUnauthorized, "unauthorized", "the token is not valid")

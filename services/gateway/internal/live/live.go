@@ -47,6 +47,13 @@
 // pipeline being full: once for a run of them, after the events it was
 // sent before them (after its replay, when it is replaying).
 //
+// Audit: a member of staff shown message text live (an agent, a
+// supervisor, an admin) is written to the audit trail as their session
+// starts, with the sequence it replays from, by the Auditor, before the
+// handshake completes; when that fails the session is refused and sent
+// nothing. A visitor reads their own conversations; analysts and auditors
+// are shown nothing.
+//
 // Typing: a client sends {"type":"typing","conversation_id":…} while its
 // user types. The hub asks the chat service whether the user may (as they
 // may post there) and who the other side is, publishes the signal on core
@@ -200,6 +207,9 @@ type Hub struct {
 	// start, nil while typing is not relayed.
 	nc     *nats.Conn
 	typist Typist
+	// audit writes staff's sessions to the audit trail; set by Audit
+	// before sessions start, nil while they are not audited.
+	audit Auditor
 
 	// mu guards tenants, each tenant's sessions and subscription, made on
 	// conn (nil until Follow: no events); piping, set once the pipeline's
@@ -523,6 +533,27 @@ func (h *Hub) Typing(nc *nats.Conn, typist Typist) (*nats.Subscription, error) {
 	return nc.Subscribe(chatapi.TypingSignals, h.handleTyping)
 }
 
+// Auditor writes p's opening of a live stream that shows them message
+// text to the audit trail, since being the sequence it replays from (nil:
+// no replay), and returns once it is written.
+type Auditor func(ctx context.Context, p auth.Principal, since *uint64) error
+
+// Audit makes the hub write every session of a member of staff shown
+// message text to the audit trail with audit before it completes the
+// handshake. Call it before the first Start; a hub never given one (a test
+// of delivery) audits nothing.
+func (h *Hub) Audit(audit Auditor) { h.audit = audit }
+
+// ErrNotAudited is returned by Start when a session could not be written
+// to the audit trail.
+var ErrNotAudited = errors.New("live: stream not audited")
+
+// audited reports whether p's sessions are written to the audit trail: a
+// person on the staff shown message text. A visitor reads their own.
+func audited(p auth.Principal) bool {
+	return p.Role != auth.RoleVisitor && mayShow(p, "")
+}
+
 // ErrClosing is returned by Start once Close has begun.
 var ErrClosing = errors.New("live: hub closing")
 
@@ -562,8 +593,10 @@ type Limits struct {
 // missed (see the package comment).
 // Start returns, without calling accept, ErrClosing once Close has begun;
 // ErrPrincipalSessions, ErrTenantSessions or ErrProcessSessions when the
-// session would exceed lim, before anything is subscribed to; and an error
-// wrapping ErrUnavailable when the bus fails to subscribe. An error of
+// session would exceed lim, before anything is subscribed to; an error
+// wrapping ErrUnavailable when the bus fails to subscribe; and one
+// wrapping ErrNotAudited when a staff member's session could not be
+// written to the audit trail (see Audit). An error of
 // accept, which has answered the client itself, ends the session and
 // Start returns nil. Otherwise it returns at once: the session reads on a
 // goroutine of its own, started fresh so that its stack stays small, and
@@ -581,6 +614,16 @@ func (h *Hub) Start(ctx, req context.Context, p auth.Principal, lim Limits, sinc
 		h.remove(s)
 		h.wg.Done()
 		return err
+	}
+	if h.audit != nil && audited(p) {
+		// After the limits and the subscription, so that only a session
+		// about to be served is audited; before accept, so that a refused
+		// one is answered with a status and sent nothing.
+		if err := h.audit(req, p, since); err != nil {
+			h.remove(s)
+			h.wg.Done()
+			return fmt.Errorf("%w: %w", ErrNotAudited, err)
+		}
 	}
 	conn, err := accept()
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"regexp"
+	"strconv"
 	"sync"
 	"time"
 
@@ -282,6 +283,27 @@ func (a *App) AuditCheckpoint(ctx context.Context, p auth.Principal, tenant stri
 	}
 	res.Checkpoint = &cp
 	return res, nil
+}
+
+// AuditStream writes p's opening of the live stream to the audit trail,
+// for an agent, supervisor or admin of the tenant (audit.ActionStreamOpen):
+// the target is what their role is shown live, and since, when the
+// stream replays what was stored after it.
+func (a *App) AuditStream(ctx context.Context, p auth.Principal, args privacyapi.AuditStreamArgs) (audit.Entry, error) {
+	if err := validToken("tenant", args.Tenant); err != nil {
+		return audit.Entry{}, err
+	}
+	if err := allow(p, args.Tenant, auth.RoleAgent, auth.RoleSupervisor, auth.RoleAdmin); err != nil {
+		return audit.Entry{}, err
+	}
+	target := "stream:tenant"
+	if p.Role == auth.RoleAgent {
+		target = "stream:assigned"
+	}
+	if args.Since != nil {
+		target += " since:" + strconv.FormatUint(*args.Since, 10)
+	}
+	return a.appendAudit(ctx, privacyapi.AppendAuditArgs{Tenant: args.Tenant, Actor: actor(p), Action: audit.ActionStreamOpen, Target: target})
 }
 
 // ListAudit returns the tenant's audit entries stored at or after since,

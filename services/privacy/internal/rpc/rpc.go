@@ -98,6 +98,10 @@ func Serve(ctx context.Context, nc *nats.Conn, log *slog.Logger, health *rpc.Hea
 			res, err := a.ListAudit(ctx, req.Principal, req.Args.Tenant, req.Args.Since)
 			return res, codeOf(err)
 		})},
+		{Subject: privacyapi.AuditStreamSubject, Handler: rpc.Handle(func(ctx context.Context, req rpc.Request[privacyapi.AuditStreamArgs]) (audit.Entry, error) {
+			res, err := a.AuditStream(ctx, req.Principal, req.Args)
+			return res, codeOf(err)
+		})},
 		{Subject: privacyapi.AuditCheckpointSubject, Handler: rpc.Handle(func(ctx context.Context, req rpc.Request[privacyapi.TenantArgs]) (privacyapi.AuditCheckpointResult, error) {
 			res, err := a.AuditCheckpoint(ctx, req.Principal, req.Args.Tenant)
 			return res, codeOf(err)

@@ -1,0 +1,119 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/parley-chat/parley/pkg/stream"
+)
+
+// dialStream opens the live stream as token with query ("since=0"), closed
+// when the test ends; on a refusal it returns the answer.
+func dialStream(t *testing.T, base, token, query string) (*websocket.Conn, *http.Response, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	url := "ws" + strings.TrimPrefix(base, "http") + "/v1/stream?" + query
+	c, resp, err := websocket.Dial(ctx, url, &websocket.DialOptions{HTTPHeader: http.Header{"Authorization": {"Bearer " + token}}})
+	if err == nil {
+		t.Cleanup(func() { c.CloseNow() })
+	}
+	return c, resp, err
+}
+
+// TestStaffStreamsAreAudited proves guarantee 6 for the live stream: a
+// supervisor replaying the tenant's messages from the start, and an agent
+// following theirs, are in the audit trail as they open the stream; a
+// visitor reading their own is not.
+func TestStaffStreamsAreAudited(t *testing.T) {
+	dir := t.TempDir()
+	a, _ := testAll(t, dir)
+	base := a.URL()
+	_, visitor := newVisitor(t, base, "demo")
+	supervisor := staffToken(t, dir, "demo", "supervisor", "sue")
+	agent := staffToken(t, dir, "demo", "agent", "alice")
+	auditor := staffToken(t, dir, "demo", "auditor", "aud")
+	since := time.Now().Add(-time.Second).UTC().Format(time.RFC3339)
+
+	hello := marker(t)
+	conv := mustCall(t, base, "POST", "/v1/conversations", visitor, map[string]any{"text": hello}, http.StatusCreated)["id"].(string)
+	mustCall(t, base, "POST", "/v1/conversations/"+conv+"/messages", visitor, map[string]any{"text": marker(t)}, http.StatusCreated)
+
+	c, _, err := dialStream(t, base, supervisor, "since=0")
+	if err != nil {
+		t.Fatalf("supervisor's stream since 0: %v", err)
+	}
+	// The replay shows the text the audit entry is about.
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	for {
+		_, data, err := c.Read(ctx)
+		if err != nil {
+			t.Fatalf("supervisor's replay: %v before the opening message", err)
+		}
+		if strings.Contains(string(data), hello) {
+			break
+		}
+	}
+	for _, token := range []string{agent, visitor} {
+		if _, _, err := dialStream(t, base, token, ""); err != nil {
+			t.Fatalf("stream: %v", err)
+		}
+	}
+
+	var acts []string
+	for _, e := range mustCall(t, base, "GET", "/v1/audit?since="+since, auditor, nil, http.StatusOK)["entries"].([]any) {
+		e := e.(map[string]any)
+		actor := e["actor"].(map[string]any)
+		acts = append(acts, fmt.Sprintf("%s/%s %s %s", actor["role"], actor["id"], e["action"], e["target"]))
+	}
+	want := []string{
+		"supervisor/sue stream.open stream:tenant since:0",
+		"agent/alice stream.open stream:assigned",
+	}
+	if diff := cmp.Diff(want, acts); diff != "" {
+		t.Errorf("audit entries (-want +got):\n%s", diff)
+	}
+}
+
+// TestStreamRefusedWithoutAuditTrail: with the AUDIT stream deleted under
+// a running parley all, a supervisor's stream, which would replay the
+// tenant's messages, is refused with 503 before the upgrade: no frame is
+// sent.
+func TestStreamRefusedWithoutAuditTrail(t *testing.T) {
+	dir := t.TempDir()
+	a, _ := testAll(t, dir)
+	base := a.URL()
+	_, visitor := newVisitor(t, base, "demo")
+	supervisor := staffToken(t, dir, "demo", "supervisor", "sue")
+	mustCall(t, base, "POST", "/v1/conversations", visitor, map[string]any{"text": marker(t)}, http.StatusCreated)
+	_, js := adminConn(t, a)
+	if err := js.DeleteStream(t.Context(), stream.Audit); err != nil {
+		t.Fatal(err)
+	}
+
+	c, resp, err := dialStream(t, base, supervisor, "since=0")
+	if err == nil {
+		_, data, rerr := c.Read(t.Context())
+		t.Fatalf("supervisor's stream opened without an audit trail; first frame %q (%v), want 503", data, rerr)
+	}
+	if resp == nil {
+		t.Fatalf("supervisor's stream without an audit trail: %v, want a 503 answer", err)
+	}
+	defer resp.Body.Close()
+	var problem map[string]any
+	if err := json.NewDecoder(resp.Body).Decode(&problem); err != nil {
+		t.Fatalf("the refusal's body: %v", err)
+	}
+	if resp.StatusCode != http.StatusServiceUnavailable || problem["type"] != "https://parley.dev/problems/unavailable" {
+		t.Errorf("supervisor's stream without an audit trail = %d %v, want 503 unavailable", resp.StatusCode, problem)
+	}
+}
