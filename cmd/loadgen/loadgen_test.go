@@ -25,7 +25,7 @@ func TestPaceIsOpenLoop(t *testing.T) {
 	n := pace(context.Background(), rate, d, func(i int) {
 		at = append(at, time.Since(start))
 		if i == 10 {
-			time.Sleep(50 * time.Millisecond)
+			time.Sleep(50 * time.Millisecond) // a slow call, the lateness under test
 		}
 	})
 	if n != 200 || len(at) != 200 {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/parley-chat/parley/pkg/chserver"
 	"github.com/parley-chat/parley/pkg/chserver/chtest"
+	"github.com/parley-chat/parley/pkg/natsembed/natstest"
 )
 
 // testAllWithClickHouse is testAll with analytics on: facts go to the
@@ -155,7 +156,7 @@ func TestAnalyticsEndToEnd(t *testing.T) {
 	}
 	n := float64(len(convs))
 	const facts = 7 + 19 + 6 + 6 + 6
-	eventually(t, 20*time.Second, func() bool {
+	natstest.Until(t, 20*time.Second, "every fact in ClickHouse", func() bool {
 		return chQuery(t, ch, "SELECT count() FROM facts FINAL") == fmt.Sprint(facts)
 	})
 
@@ -215,7 +216,7 @@ func TestAnalyticsEndToEnd(t *testing.T) {
 	// Five visitors are left with first responses: still shown; with one
 	// more gone the group is too small and the point is suppressed.
 	erasure = mustCall(t, base, "DELETE", "/v1/me", convs[1].token, nil, http.StatusAccepted)
-	eventually(t, 10*time.Second, func() bool {
+	natstest.Until(t, 10*time.Second, "the erased visitor's facts deleted from ClickHouse", func() bool {
 		return chQuery(t, ch, "SELECT count() FROM facts") == fmt.Sprint(facts-14)
 	})
 	if got, ok := metric(t, base, analyst, "csat", day); !ok || got.value != nil || got.count != nil {
@@ -230,7 +231,7 @@ func TestAnalyticsEndToEnd(t *testing.T) {
 	mustCall(t, base, "PUT", "/v1/settings", admin, map[string]any{"retention_days": 365, "collect_network_data": false, "min_group_size": 6}, http.StatusOK)
 	// The gateway reads settings from its mirror of SETTINGS, which the
 	// change reaches a moment after the PUT is answered.
-	eventually(t, 10*time.Second, func() bool {
+	natstest.Until(t, 10*time.Second, "conversations suppressed under min_group_size 6", func() bool {
 		got, ok := metric(t, base, analyst, "conversations", day)
 		return ok && got.value == nil
 	})
@@ -247,7 +248,7 @@ func TestAutoWithoutClickHouseIsNotReady(t *testing.T) {
 		ClickHouseBinary: "no-such-clickhouse-server",
 	})
 	base := a.URL()
-	eventually(t, 15*time.Second, func() bool {
+	natstest.Until(t, 15*time.Second, "the chat service answering", func() bool {
 		status, _ := call(t, base, "GET", "/v1/tenants", "", nil)
 		return status == http.StatusUnauthorized
 	})

@@ -13,6 +13,7 @@ import (
 	"github.com/coder/websocket"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/parley-chat/parley/pkg/natsembed/natstest"
 	"github.com/parley-chat/parley/pkg/privacyapi"
 	"github.com/parley-chat/parley/pkg/stream"
 )
@@ -101,7 +102,7 @@ func TestBotParticipantEndToEnd(t *testing.T) {
 	if got["assignee"] != "bot:faq" {
 		t.Fatalf("assign to bot faq: assignee %v, want bot:faq", got["assignee"])
 	}
-	eventually(t, liveWithin, func() bool {
+	natstest.Until(t, liveWithin, "the visitor seeing the assignment to bot:faq", func() bool {
 		as := visitorLive.of("assigned", conv)
 		return len(as) == 1 && as[0].Assignee == "bot:faq"
 	})
@@ -178,7 +179,7 @@ func TestBotParticipantEndToEnd(t *testing.T) {
 		t.Errorf("after the hand-off: assignee %v, want null", got["assignee"])
 	}
 	for name, lc := range map[string]*liveClient{"visitor": visitorLive, "alice": aliceLive} {
-		eventually(t, liveWithin, func() bool {
+		natstest.Until(t, liveWithin, name+" seeing the visitor's hand-off", func() bool {
 			h := lc.of("handed_off", conv)
 			return len(h) == 1 && h[0].Author.Role == "visitor"
 		})

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/parley-chat/parley/pkg/natsembed/natstest"
 	"github.com/parley-chat/parley/pkg/webhook"
 )
 
@@ -64,7 +65,7 @@ func TestBotEndToEnd(t *testing.T) {
 	allowAssistant(t, base, visitor, true)
 	mustCall(t, base, "POST", path+"/messages", visitor, map[string]any{"text": "again " + pii}, http.StatusCreated)
 	const redacted = "again write to [email], card [card]"
-	eventually(t, 20*time.Second, func() bool { _, ok := h.received(hasText(redacted)); return ok })
+	natstest.Until(t, 20*time.Second, "the redacted message delivered to the bot", func() bool { _, ok := h.received(hasText(redacted)); return ok })
 	bodies, _ := h.received(anyBody)
 	if len(bodies) != 1 {
 		t.Fatalf("the bot received %v, want only the message written with consent", bodies)
@@ -92,7 +93,7 @@ func TestBotEndToEnd(t *testing.T) {
 	allowAssistant(t, base, visitor, true)
 	mustCall(t, base, "POST", path+"/handoff", visitor, nil, http.StatusOK)
 	isHandOff := func(b map[string]any) bool { return b["type"] == "chat.handed_off.v1" && b["conversation_id"] == conv }
-	eventually(t, 20*time.Second, func() bool { _, ok := h.received(isHandOff); return ok })
+	natstest.Until(t, 20*time.Second, "the hand-off delivered to the bot", func() bool { _, ok := h.received(isHandOff); return ok })
 	bodies, _ = h.received(anyBody)
 	if slices.ContainsFunc(bodies, hasText(withdrawn)) {
 		t.Error("a message written while the ai consent was withdrawn reached the bot")
@@ -107,7 +108,7 @@ func TestBotEndToEnd(t *testing.T) {
 	if len(ints) != 1 || ints[0].(map[string]any)["id"] != "faq" || ints[0].(map[string]any)["kind"] != "bot" || ints[0].(map[string]any)["acknowledged"] != true {
 		t.Errorf("erasure report = %v, want the bot faq acknowledged", report)
 	}
-	eventually(t, 20*time.Second, func() bool {
+	natstest.Until(t, 20*time.Second, "the erasure delivered to the bot", func() bool {
 		_, ok := h.received(func(b map[string]any) bool {
 			return b["type"] == "subject.erased.v1" && b["visitor_id"] == visitorID && b["erasure_id"] == erasureID
 		})

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/parley-chat/parley/pkg/natsembed/natstest"
 	"github.com/parley-chat/parley/pkg/webhook"
 )
 
@@ -59,7 +60,7 @@ func eraseMe(t *testing.T, base, visitor, admin string) (string, map[string]any)
 	t.Helper()
 	erasureID := mustCall(t, base, "DELETE", "/v1/me", visitor, nil, http.StatusAccepted)["erasure_id"].(string)
 	var status map[string]any
-	eventually(t, 10*time.Second, func() bool {
+	natstest.Until(t, 10*time.Second, "the erasure completed", func() bool {
 		status = mustCall(t, base, "GET", "/v1/erasures/"+erasureID, admin, nil, http.StatusOK)
 		return status["status"] == "completed"
 	})
@@ -112,7 +113,7 @@ func TestDeliveriesEndToEnd(t *testing.T) {
 	identifiers := []string{"jane.doe@example.com", "4111 1111 1111 1111", "DE89 3704 0044 0532 0130 00", "+44 20 7946 0958", "192.168.10.77"}
 	conv := mustCall(t, base, "POST", "/v1/conversations", visitor, map[string]any{"text": pii}, http.StatusCreated)["id"].(string)
 	redacted := "mail [email], card [card], iban [iban], call [phone] from [ip]"
-	eventually(t, 20*time.Second, func() bool { _, ok := h.received(hasText(redacted)); return ok })
+	natstest.Until(t, 20*time.Second, "the redacted message delivered", func() bool { _, ok := h.received(hasText(redacted)); return ok })
 
 	// Withdrawn, the next message is not delivered; given again, the one
 	// after is, and deliveries keep the order they were stored in.
@@ -121,7 +122,7 @@ func TestDeliveriesEndToEnd(t *testing.T) {
 	mustCall(t, base, "POST", "/v1/conversations/"+conv+"/messages", visitor, map[string]any{"text": withdrawn}, http.StatusCreated)
 	allowAssistant(t, base, visitor, true)
 	mustCall(t, base, "POST", "/v1/conversations/"+conv+"/messages", visitor, map[string]any{"text": again}, http.StatusCreated)
-	eventually(t, 20*time.Second, func() bool { _, ok := h.received(hasText(again)); return ok })
+	natstest.Until(t, 20*time.Second, "the message after consent given again delivered", func() bool { _, ok := h.received(hasText(again)); return ok })
 
 	bodies, _ := h.received(anyBody)
 	var got []string

@@ -21,6 +21,8 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/parley-chat/parley/pkg/natsembed/natstest"
 )
 
 // testAll runs `parley all` in-process on a random port with its data in
@@ -78,7 +80,7 @@ func startAllForTest(t *testing.T, cfg allConfig) (*allInOne, *syncBuffer) {
 
 func waitReady(t *testing.T, base string) {
 	t.Helper()
-	eventually(t, 15*time.Second, func() bool {
+	natstest.Until(t, 15*time.Second, "parley ready", func() bool {
 		resp, err := http.Get(base + "/readyz")
 		if err != nil {
 			return false
@@ -91,18 +93,6 @@ func waitReady(t *testing.T, base string) {
 		status, _ := call(t, base, "GET", "/v1/tenants", "", nil)
 		return status == http.StatusUnauthorized
 	})
-}
-
-// eventually polls cond until it holds or the deadline passes.
-func eventually(t *testing.T, within time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met within %v", within)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 type syncBuffer struct {
@@ -294,7 +284,7 @@ const liveWithin = 10 * time.Second
 // waitMessage waits for a live message event with text and returns when it came.
 func (lc *liveClient) waitMessage(t *testing.T, text string, within time.Duration) {
 	t.Helper()
-	eventually(t, within, func() bool { return lc.has(text) })
+	natstest.Until(t, within, fmt.Sprintf("live message %q", text), func() bool { return lc.has(text) })
 }
 
 func (lc *liveClient) has(text string) bool {

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+
+	"github.com/parley-chat/parley/pkg/natsembed/natstest"
 )
 
 // keyed sends a JSON body with an Idempotency-Key and returns the status,
@@ -168,7 +170,7 @@ func TestRetriesAndResumesEndToEnd(t *testing.T) {
 
 	// The live stream: seen, disconnected, missed, resumed.
 	conn := dialSince(t, base, visitor, "")
-	eventually(t, liveWithin, func() bool {
+	natstest.Until(t, liveWithin, "a message posted with its seq", func() bool {
 		_, out, _ := keyed(t, base, path, visitor, "", map[string]any{"text": "seen"})
 		return out["seq"] != nil
 	})

@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/parley-chat/parley/pkg/natsembed/natstest"
 	"github.com/parley-chat/parley/pkg/privacyapi"
 	"github.com/parley-chat/parley/pkg/stream"
 )
@@ -25,7 +26,7 @@ func ephemeralTenant(t *testing.T, a *allInOne, nc *nats.Conn, chatStream jetstr
 	putSettings(t, nc, "demo", s)
 	_, probe := newVisitor(t, a.URL(), "demo")
 	want := s.Retention().String()
-	eventually(t, 10*time.Second, func() bool {
+	natstest.Until(t, 10*time.Second, "chat appending with the retention "+want, func() bool {
 		conv := mustCall(t, a.URL(), "POST", "/v1/conversations", probe, map[string]any{"text": "settings probe"}, http.StatusCreated)["id"].(string)
 		m, err := chatStream.GetLastMsgForSubject(t.Context(), stream.ChatSubject("demo", conv))
 		return err == nil && m.Header.Get(jetstream.MsgTTLHeader) == want
@@ -144,11 +145,13 @@ func TestConversationsErasedAfterClose(t *testing.T) {
 	_, lingering := newVisitor(t, base, "demo")
 	lingeringConv := open(lingering, "still here", nil)
 
-	eventually(t, 20*time.Second, func() bool {
-		return conversationGone(t, base, chatStream, supervisor, alone, aloneConv) == nil &&
-			conversationGone(t, base, chatStream, supervisor, busy, busyClosed) == nil
+	natstest.Eventually(t, 20*time.Second, "the lone and the busy visitors' closed conversations erased", func() error {
+		if err := conversationGone(t, base, chatStream, supervisor, alone, aloneConv); err != nil {
+			return err
+		}
+		return conversationGone(t, base, chatStream, supervisor, busy, busyClosed)
 	})
-	eventually(t, 10*time.Second, func() bool {
+	natstest.Until(t, 10*time.Second, "the lone visitor erased", func() bool {
 		status, _ := call(t, base, "GET", "/v1/me/export", alone, nil)
 		return status == http.StatusGone
 	})
@@ -202,7 +205,7 @@ func TestConversationsErasedAfterClose(t *testing.T) {
 	restartedConv := open(restarted, "across a restart", nil)
 	restartedClosedAt := time.Now()
 	closeConv(restarted, restartedConv)
-	eventually(t, 5*time.Second, func() bool {
+	natstest.Until(t, 5*time.Second, "the closed conversation's erasure scheduled", func() bool {
 		_, err := schedules.GetLastMsgForSubject(t.Context(), "schedule.erase-conversation.demo."+restartedConv)
 		return err == nil
 	})
@@ -230,10 +233,10 @@ func TestConversationsErasedAfterClose(t *testing.T) {
 			t.Errorf("conversation %s erased before its time: %v", restartedConv, err)
 		}
 	}
-	eventually(t, 20*time.Second, func() bool {
+	natstest.Until(t, 20*time.Second, "the conversation closed before the restart erased", func() bool {
 		return conversationGone(t, base, chatStream, supervisor, restarted, restartedConv) == nil
 	})
-	eventually(t, 10*time.Second, func() bool {
+	natstest.Until(t, 10*time.Second, "its visitor erased", func() bool {
 		status, _ := call(t, base, "GET", "/v1/me/export", restarted, nil)
 		return status == http.StatusGone
 	})

@@ -18,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/parley-chat/parley/pkg/analyticsapi"
+	"github.com/parley-chat/parley/pkg/natsembed/natstest"
 	"github.com/parley-chat/parley/pkg/stream"
 )
 
@@ -94,7 +95,7 @@ func TestDeliveriesAndFactsGolden(t *testing.T) {
 	step := func(token, method, path string, body map[string]any, want, seen int) map[string]any {
 		t.Helper()
 		out := mustCall(t, base, method, path, token, body, want)
-		eventually(t, liveWithin, func() bool { return sessions["sue"].received() >= seen })
+		natstest.Until(t, liveWithin, fmt.Sprintf("sue seeing %d events", seen), func() bool { return sessions["sue"].received() >= seen })
 		return out
 	}
 	conv := step(visitor, "POST", "/v1/conversations", map[string]any{"text": "hello, I need help"}, http.StatusCreated, 2)["id"].(string)
@@ -107,25 +108,25 @@ func TestDeliveriesAndFactsGolden(t *testing.T) {
 	// The message's fact is stored before it is withdrawn, so that the
 	// relay's facts do not depend on which came first: a withdrawal leaves
 	// a counted message counted, and is no fact itself.
-	eventually(t, liveWithin, func() bool { return len(readAnalytics(t, js)) >= 7 })
+	natstest.Until(t, liveWithin, "7 facts on ANALYTICS", func() bool { return len(readAnalytics(t, js)) >= 7 })
 	mustCall(t, base, "DELETE", msgs+"/"+oops, visitor, nil, http.StatusNoContent)
-	eventually(t, liveWithin, func() bool { return sessions["sue"].received() >= 9 })
+	natstest.Until(t, liveWithin, "sue seeing 9 events", func() bool { return sessions["sue"].received() >= 9 })
 	step(visitor, "POST", msgs, map[string]any{"text": "thanks"}, http.StatusCreated, 10)
 	step(bob, "POST", "/v1/conversations/"+conv+"/close", map[string]any{}, http.StatusOK, 11)
 	step(visitor, "POST", "/v1/conversations/"+conv+"/rating", map[string]any{"score": 4}, http.StatusOK, 12)
 
 	// Every fact of the conversation is stored before its visitor goes:
 	// opened, six messages, first_response, closed and rated.
-	eventually(t, liveWithin, func() bool { return len(readAnalytics(t, js)) >= 10 })
+	natstest.Until(t, liveWithin, "10 facts on ANALYTICS", func() bool { return len(readAnalytics(t, js)) >= 10 })
 	mustCall(t, base, "DELETE", "/v1/me", visitor, nil, http.StatusAccepted)
-	eventually(t, liveWithin, func() bool { return sessions["visitor"].isClosed() })
+	natstest.Until(t, liveWithin, "the visitor's session closed", func() bool { return sessions["visitor"].isClosed() })
 	// A last conversation, which every session but the visitor's and the
 	// analyst's sees, ends what the others are sent.
 	end := mustCall(t, base, "POST", "/v1/conversations", bystander, map[string]any{"text": "the end"}, http.StatusCreated)["id"].(string)
 	for _, who := range []string{"bystander", "alice", "bob", "carol", "sue", "ada"} {
-		eventually(t, liveWithin, func() bool { return sessions[who].has("the end") })
+		natstest.Until(t, liveWithin, who+" seeing the last conversation", func() bool { return sessions[who].has("the end") })
 	}
-	eventually(t, liveWithin, func() bool { return len(readAnalytics(t, js)) >= 13 })
+	natstest.Until(t, liveWithin, "13 facts on ANALYTICS", func() bool { return len(readAnalytics(t, js)) >= 13 })
 
 	names := map[string]string{visitorID: "visitor", bystanderID: "bystander", conv: "C1", end: "C2"}
 	got := golden{Deliveries: make(map[string][]string), Closed: make(map[string]string)}

@@ -102,7 +102,7 @@ func pacedPosts(b *testing.B, rate int) {
 	b.ResetTimer()
 	start := time.Now()
 	for i := range b.N {
-		time.Sleep(time.Until(start.Add(time.Duration(i) * time.Second / time.Duration(rate))))
+		time.Sleep(time.Until(start.Add(time.Duration(i) * time.Second / time.Duration(rate)))) // the load's pace, not synchronisation
 		select {
 		case queues[i%convs] <- struct{}{}:
 		default:

@@ -13,6 +13,8 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/parley-chat/parley/pkg/natsembed/natstest"
 )
 
 // Tests of the privacy guarantees (docs/privacy.md) through the public API, on
@@ -237,7 +239,7 @@ func TestTenantNotice(t *testing.T) {
 		t.Errorf("GET /v1/settings = %v, want the notice put", set)
 	}
 	// The gateway answers from its copy of the settings, a moment behind.
-	eventually(t, 10*time.Second, func() bool {
+	natstest.Until(t, 10*time.Second, "the gateway's notice at version 2026-12", func() bool {
 		_, got, _ = notice()
 		return cmp.Equal(got, map[string]any{"version": "2026-12", "text": text})
 	})
@@ -345,7 +347,7 @@ func TestErasureEndToEnd(t *testing.T) {
 		t.Fatal("DELETE /v1/me answered no erasure_id")
 	}
 	var status map[string]any
-	eventually(t, 5*time.Second, func() bool {
+	natstest.Until(t, 5*time.Second, "the erasure completed", func() bool {
 		status = mustCall(t, base, "GET", "/v1/erasures/"+erasureID, visitor, nil, http.StatusOK)
 		return status["status"] == "completed"
 	})

@@ -7,6 +7,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/parley-chat/parley/pkg/natsembed/natstest"
 	"github.com/parley-chat/parley/pkg/stream"
 )
 
@@ -97,7 +98,7 @@ func TestProfileEndToEnd(t *testing.T) {
 	// The relay never sees a profile: once it wrote the conversation's
 	// facts, ANALYTICS, which holds them in the clear, holds no word of the
 	// profile in force (nor does any other store file: it is sealed).
-	eventually(t, liveWithin, func() bool { return len(readAnalytics(t, sc.js)) >= 3 })
+	natstest.Until(t, liveWithin, "3 facts on ANALYTICS", func() bool { return len(readAnalytics(t, sc.js)) >= 3 })
 	if hits := storeContains(t, sc.dir, newName); len(hits) > 0 {
 		t.Errorf("the profile is stored in the clear: %v", hits)
 	}
@@ -117,7 +118,7 @@ func TestProfileEndToEnd(t *testing.T) {
 	mustCall(t, sc.base, "PUT", "/v1/me/profile", sc.visitor, map[string]any{"name": newName}, http.StatusOK)
 	erasedSealed := sealed()
 	mustCall(t, sc.base, "DELETE", "/v1/me", sc.visitor, nil, http.StatusAccepted)
-	eventually(t, liveWithin, func() bool {
+	natstest.Until(t, liveWithin, "the erased visitor's profile deleted", func() bool {
 		_, err := profiles.GetMsg(t.Context(), 1, jetstream.WithGetMsgSubject(stream.ProfileSubject("demo", sc.visitorID)))
 		return err != nil
 	})

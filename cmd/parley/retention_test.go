@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/parley-chat/parley/pkg/auth"
+	"github.com/parley-chat/parley/pkg/natsembed/natstest"
 	"github.com/parley-chat/parley/pkg/personkey"
 	"github.com/parley-chat/parley/pkg/privacyapi"
 	"github.com/parley-chat/parley/pkg/rpc"
@@ -73,7 +74,7 @@ func TestRetentionRemovesConversations(t *testing.T) {
 	// Chat follows the settings bucket: wait until an append carries the
 	// tenant's retention as its TTL.
 	var conv string
-	eventually(t, 10*time.Second, func() bool {
+	natstest.Until(t, 10*time.Second, "chat appending with a 3s TTL", func() bool {
 		conv = mustCall(t, a.URL(), "POST", "/v1/conversations", visitor, map[string]any{"text": "is my data kept?"}, http.StatusCreated)["id"].(string)
 		m, err := chatStream.GetLastMsgForSubject(t.Context(), stream.ChatSubject("demo", conv))
 		return err == nil && m.Header.Get(jetstream.MsgTTLHeader) == "3s"
@@ -92,7 +93,7 @@ func TestRetentionRemovesConversations(t *testing.T) {
 		}
 		return nil
 	}
-	eventually(t, 15*time.Second, func() bool { return gone(a.URL()) == nil })
+	natstest.Eventually(t, 15*time.Second, "the expired conversation gone", func() error { return gone(a.URL()) })
 	// Conversations opened while the retention was on its way keep the old
 	// one; only the expired conversation must be gone from the list.
 	list := mustCall(t, a.URL(), "GET", "/v1/conversations", visitor, nil, http.StatusOK)
@@ -138,7 +139,7 @@ func TestRetentionExpiresKeys(t *testing.T) {
 	goneConv := mustCall(t, base, "POST", "/v1/conversations", gone, map[string]any{"text": "forget me"}, http.StatusCreated)["id"].(string)
 	keptConv := mustCall(t, base, "POST", "/v1/conversations", kept, map[string]any{"text": "still talking"}, http.StatusCreated)["id"].(string)
 	posted := time.Now()
-	eventually(t, 30*time.Second, func() bool {
+	natstest.Until(t, 30*time.Second, "the idle visitor's keys expired", func() bool {
 		if time.Since(posted) >= time.Second {
 			mustCall(t, base, "POST", "/v1/conversations/"+keptConv+"/messages", kept, map[string]any{"text": "and more"}, http.StatusCreated)
 			posted = time.Now()

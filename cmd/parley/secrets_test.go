@@ -56,7 +56,7 @@ func kekHelper(mode string) int {
 	case "long":
 		fmt.Println(strings.Repeat(testKEK, 100))
 	case "hang":
-		time.Sleep(time.Hour)
+		time.Sleep(time.Hour) // a helper that never answers, for the timeout's test
 	case "env":
 		// What a Vault client needs, and nothing of the service's own.
 		for _, name := range []string{"PATH", "VAULT_ADDR", "PARLEY_TEST_KEK_EXTRA"} {

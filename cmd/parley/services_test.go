@@ -20,6 +20,7 @@ import (
 	"github.com/parley-chat/parley/pkg/auth"
 	"github.com/parley-chat/parley/pkg/buspolicy"
 	"github.com/parley-chat/parley/pkg/natsembed"
+	"github.com/parley-chat/parley/pkg/natsembed/natstest"
 	"github.com/parley-chat/parley/services/gateway"
 	"github.com/parley-chat/parley/services/privacy"
 )
@@ -81,10 +82,10 @@ func TestServicesAgainstExternalNATS(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer admin.Close()
-	eventually(t, 30*time.Second, func() bool {
+	natstest.Until(t, 30*time.Second, "the services answering pings", func() bool {
 		return gateway.PingServices(t.Context(), admin) == nil
 	})
-	eventually(t, 20*time.Second, func() bool {
+	natstest.Until(t, 20*time.Second, "/readyz 200", func() bool {
 		resp, err := http.Get(base + "/readyz")
 		if err != nil {
 			return false

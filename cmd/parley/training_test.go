@@ -17,6 +17,7 @@ import (
 
 	"github.com/parley-chat/parley/pkg/analyticsapi"
 	"github.com/parley-chat/parley/pkg/chatapi"
+	"github.com/parley-chat/parley/pkg/natsembed/natstest"
 )
 
 // trainingExport is a training export as a client reads it: its message
@@ -259,7 +260,7 @@ func TestTrainingExportEndToEnd(t *testing.T) {
 	// none is a training one, so the two cannot be joined.
 	_, js := adminConn(t, a)
 	var facts []string
-	eventually(t, 20*time.Second, func() bool {
+	natstest.Until(t, 20*time.Second, "the written messages' facts on ANALYTICS", func() bool {
 		facts = analyticsFacts(t, js)
 		n := 0
 		for _, f := range facts {

@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/parley-chat/parley/pkg/chatapi"
+	"github.com/parley-chat/parley/pkg/natsembed/natstest"
 	"github.com/parley-chat/parley/pkg/stream"
 )
 
@@ -106,7 +107,7 @@ func TestTypingReachesTheOtherSideAndIsNotStored(t *testing.T) {
 	// the chat view flushed (a second after) — so that what follows is
 	// typing alone.
 	var before map[string][2]uint64
-	eventually(t, 30*time.Second, func() bool {
+	natstest.Until(t, 30*time.Second, "the opening's writes settled", func() bool {
 		prev := before
 		before = streamHoldings(t, js)
 		settled := before[stream.Analytics][0] > 0 && before[stream.BucketStream(stream.ChatViewBucket)][0] > 0
@@ -121,7 +122,7 @@ func TestTypingReachesTheOtherSideAndIsNotStored(t *testing.T) {
 	// the visitor (both tabs) and supervisors; the visitor's to every agent.
 	typistLive.typed(t, conv)
 	visitorLive.typed(t, conv)
-	eventually(t, liveWithin, func() bool {
+	natstest.Until(t, liveWithin, "the first typing signals relayed", func() bool {
 		return visitorLive.typing(conv, "agent", typistID) == 1 && visitorTab.typing(conv, "agent", typistID) == 1 &&
 			supervisorLive.typing(conv, "agent", typistID) == 1 && aliceLive.typing(conv, "agent", typistID) == 1 &&
 			typistLive.typing(conv, "visitor", visitorID) == 1 && aliceLive.typing(conv, "visitor", visitorID) == 1 &&
@@ -142,12 +143,12 @@ func TestTypingReachesTheOtherSideAndIsNotStored(t *testing.T) {
 	for range 20 {
 		visitorLive.typed(t, conv)
 	}
-	eventually(t, liveWithin, func() bool { return typistLive.typing(conv, "visitor", visitorID) >= 5 })
+	natstest.Until(t, liveWithin, "5 signals of the visitor's burst at the typist", func() bool { return typistLive.typing(conv, "visitor", visitorID) >= 5 })
 	// Signals sent after the burst reach the typist in order: one that
 	// passes the limit a while later shows every earlier one arrived.
-	eventually(t, liveWithin, func() bool {
+	natstest.Until(t, liveWithin, "a signal past the limit at the typist", func() bool {
 		visitorLive.typed(t, conv)
-		time.Sleep(200 * time.Millisecond)
+		time.Sleep(200 * time.Millisecond) // paces the signals, five a second, past the limit: load, not synchronisation
 		return typistLive.typing(conv, "visitor", visitorID) > 5
 	})
 	if got, most := typistLive.typing(conv, "visitor", visitorID), 5+int(time.Since(start)/time.Second)+1; got > most {
@@ -162,7 +163,7 @@ func TestTypingReachesTheOtherSideAndIsNotStored(t *testing.T) {
 	// bystander, may no longer type there, and sees no typing of it.
 	mustCall(t, base, "POST", "/v1/conversations/"+conv+"/messages", alice, map[string]any{"text": "alice here"}, http.StatusCreated)
 	// The assignment is the last event the typist sees of it.
-	eventually(t, liveWithin, func() bool {
+	natstest.Until(t, liveWithin, "the assignment at the typist", func() bool {
 		typistLive.mu.Lock()
 		defer typistLive.mu.Unlock()
 		return slices.ContainsFunc(typistLive.events, func(e liveEvent) bool { return e.Type == "assigned" && e.ConversationID == conv })
@@ -171,7 +172,7 @@ func TestTypingReachesTheOtherSideAndIsNotStored(t *testing.T) {
 	typistLive.typed(t, conv)
 	aliceLive.typed(t, conv)
 	visitorTab.typed(t, conv) // the other tab spent its allowance above
-	eventually(t, liveWithin, func() bool {
+	natstest.Until(t, liveWithin, "alice's and the visitor's typing relayed", func() bool {
 		return visitorLive.typing(conv, "agent", "alice") == 1 && aliceLive.typing(conv, "visitor", visitorID) >= 1 &&
 			supervisorLive.typing(conv, "agent", "alice") == 1
 	})

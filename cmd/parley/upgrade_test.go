@@ -17,6 +17,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/parley-chat/parley/pkg/auth"
+	"github.com/parley-chat/parley/pkg/natsembed/natstest"
 	"github.com/parley-chat/parley/pkg/stream"
 	"github.com/parley-chat/parley/services/privacy"
 )
@@ -173,7 +174,7 @@ func checkNewShape(t *testing.T, a *allInOne, dir string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 15*time.Second, func() bool {
+	natstest.Until(t, 15*time.Second, "the chat view rebuilt", func() bool {
 		st, err := view.Status(ctx)
 		return err == nil && st.Values() > 0
 	})
@@ -184,7 +185,7 @@ func checkNewShape(t *testing.T, a *allInOne, dir string) {
 func checkAuditTrail(t *testing.T, base, auditor string, old []map[string]any, n int) {
 	t.Helper()
 	var entries []any
-	eventually(t, 15*time.Second, func() bool {
+	natstest.Until(t, 15*time.Second, fmt.Sprintf("%d audit entries", n), func() bool {
 		entries = mustCall(t, base, "GET", "/v1/audit", auditor, nil, http.StatusOK)["entries"].([]any)
 		return len(entries) >= n
 	})

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/parley-chat/parley/pkg/natsembed/natstest"
 	"github.com/parley-chat/parley/pkg/stream"
 )
 
@@ -49,7 +50,7 @@ func TestWithdrawEndToEnd(t *testing.T) {
 	}
 
 	for _, lc := range sessions {
-		eventually(t, liveWithin, func() bool { return lc.withdrawn(id) && lc.withdrawn(opening) })
+		natstest.Until(t, liveWithin, "the withdrawals at every session", func() bool { return lc.withdrawn(id) && lc.withdrawn(opening) })
 	}
 	readsWithdrawn := func(at string) {
 		t.Helper()

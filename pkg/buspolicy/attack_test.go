@@ -20,6 +20,7 @@ import (
 	"github.com/parley-chat/parley/pkg/buspolicy"
 	"github.com/parley-chat/parley/pkg/chatapi"
 	"github.com/parley-chat/parley/pkg/natsembed"
+	"github.com/parley-chat/parley/pkg/natsembed/natstest"
 	"github.com/parley-chat/parley/pkg/personkey"
 	"github.com/parley-chat/parley/pkg/rpc"
 	"github.com/parley-chat/parley/pkg/stream"
@@ -543,16 +544,14 @@ func TestCreateCannotReconfigure(t *testing.T) {
 // waitViolation waits until the server has reported that c was refused subject.
 func waitViolation(t *testing.T, c *client, subject string) {
 	t.Helper()
-	deadline := time.Now().Add(2 * time.Second)
-	for !c.violated(subject) {
-		if time.Now().After(deadline) {
-			c.mu.Lock()
-			defer c.mu.Unlock()
-			t.Errorf("as %s: no permissions violation for %q; got %q", c.user, subject, c.violations)
-			return
+	natstest.Eventually(t, 2*time.Second, fmt.Sprintf("as %s: a permissions violation for %q", c.user, subject), func() error {
+		if c.violated(subject) {
+			return nil
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return fmt.Errorf("violations %q", c.violations)
+	})
 }
 
 // TestServicesDoTheirWork checks a few things each service needs; the

@@ -301,7 +301,7 @@ func TestSlowBodyIsCutOff(t *testing.T) {
 	e.healthy()
 
 	// A WebSocket session is no request body: it outlives the deadline.
-	time.Sleep(2 * timeout)
+	time.Sleep(2 * timeout) // past the body deadline: what is tested, not synchronisation
 	e.publish(event.ConversationOpened, "demo", "v1", "c1", event.Opened{Visitor: "v1", Text: "hello"})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

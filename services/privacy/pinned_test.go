@@ -23,13 +23,13 @@ const testPinTTL = 3 * time.Second
 func withPinTTL(d *privacy.Deps) { d.RelayPinTTL = testPinTTL }
 
 // settled waits until the relay has acked every event in CHAT.
-func settled(t *testing.T, js jetstream.JetStream, within time.Duration) {
+func settled(t testing.TB, js jetstream.JetStream, within time.Duration) {
 	t.Helper()
 	acked(t, js, relay.Durable, within)
 }
 
 // acked waits until the consumer durable of CHAT has acked every event.
-func acked(t *testing.T, js jetstream.JetStream, durable string, within time.Duration) {
+func acked(t testing.TB, js jetstream.JetStream, durable string, within time.Duration) {
 	t.Helper()
 	natstest.Until(t, within, durable+" acking every event", func() bool {
 		// The service may not have made the consumer yet.

@@ -3,6 +3,7 @@ package live
 import (
 	"bufio"
 	"encoding/binary"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -14,6 +15,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/parley-chat/parley/pkg/auth"
+	"github.com/parley-chat/parley/pkg/natsembed/natstest"
 )
 
 // pipeWriter is a ResponseWriter whose connection is one end of a
@@ -97,12 +99,6 @@ func FuzzClientFrames(f *testing.F) {
 		client.SetWriteDeadline(time.Now().Add(5 * time.Second))
 		client.Write(frames)
 		client.Close()
-		deadline := time.Now().Add(10 * time.Second)
-		for h.Sessions() != 0 {
-			if time.Now().After(deadline) {
-				t.Fatalf("a session outlived its client by 10s after frames %x", frames)
-			}
-			time.Sleep(time.Millisecond)
-		}
+		natstest.Until(t, 10*time.Second, fmt.Sprintf("the session ended with its client after frames %x", frames), func() bool { return h.Sessions() == 0 })
 	})
 }

@@ -2,6 +2,7 @@ package live
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -14,6 +15,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/parley-chat/parley/pkg/auth"
+	"github.com/parley-chat/parley/pkg/natsembed/natstest"
 	"github.com/parley-chat/parley/pkg/personkey"
 )
 
@@ -72,19 +74,17 @@ func TestSlowClientIsDropped(t *testing.T) {
 	h := NewHub(slog.New(slog.DiscardHandler), noKeys{}, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	deadline, _ := ctx.Deadline()
 	dial(t, ctx, h, auth.Principal{Tenant: "demo", ID: "v1", Role: auth.RoleVisitor})
 	var s *session
-	for s == nil {
+	natstest.Until(t, time.Until(deadline), "the session registered", func() bool {
 		h.mu.RLock()
+		defer h.mu.RUnlock()
 		for x := range h.tenants["demo"].visitorsOrNil("v1") {
 			s = x
 		}
-		h.mu.RUnlock()
-		if ctx.Err() != nil {
-			t.Fatal("session never registered")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return s != nil
+	})
 
 	frame := make([]byte, 64<<10)
 	start := time.Now()
@@ -94,12 +94,12 @@ func TestSlowClientIsDropped(t *testing.T) {
 	if d := time.Since(start); d > 2*time.Second {
 		t.Errorf("sending to a slow client took %v; send must not block", d)
 	}
-	for h.Sessions() != 0 {
-		if ctx.Err() != nil {
-			t.Fatalf("Sessions() = %d after the client stopped reading, want 0", h.Sessions())
+	natstest.Eventually(t, time.Until(deadline), "the slow client dropped", func() error {
+		if n := h.Sessions(); n != 0 {
+			return fmt.Errorf("Sessions() = %d after the client stopped reading, want 0", n)
 		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 func (t *tenantSessions) visitorsOrNil(id string) set {
@@ -136,20 +136,16 @@ func TestVisitorKeysFetchedOnConnect(t *testing.T) {
 	h := NewHub(slog.New(slog.DiscardHandler), keys, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	deadline, _ := ctx.Deadline()
 	dial(t, ctx, h, auth.Principal{Tenant: "demo", ID: "a1", Role: auth.RoleAgent})
 	dial(t, ctx, h, auth.Principal{Tenant: "demo", ID: "v1", Role: auth.RoleVisitor})
-	for len(keys.list()) == 0 {
-		if ctx.Err() != nil {
-			t.Fatal("the visitor's keys were never asked for")
+	natstest.Until(t, time.Until(deadline), "the visitor's keys asked for", func() bool { return len(keys.list()) > 0 })
+	natstest.Eventually(t, time.Until(deadline), "both sessions registered", func() error {
+		if n := h.Sessions(); n != 2 {
+			return fmt.Errorf("Sessions() = %d, want 2", n)
 		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	for h.Sessions() != 2 {
-		if ctx.Err() != nil {
-			t.Fatalf("Sessions() = %d, want 2", h.Sessions())
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return nil
+	})
 	if diff := cmp.Diff([]string{"demo/v1"}, keys.list()); diff != "" {
 		t.Errorf("keys asked for (-want +got):\n%s", diff)
 	}

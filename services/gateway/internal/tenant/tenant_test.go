@@ -2,6 +2,7 @@ package tenant_test
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"testing"
@@ -81,13 +82,12 @@ func TestRegistryAcrossInstances(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []tenant.Tenant{{ID: "acme", Name: "Acme Inc"}, {ID: "demo", Name: "Demo"}}
-	deadline := time.Now().Add(5 * time.Second)
-	for !cmp.Equal(want, r1.List()) {
-		if time.Now().After(deadline) {
-			t.Fatalf("first registry List() = %v, want %v", r1.List(), want)
+	natstest.Eventually(t, 5*time.Second, "first registry following the second's changes", func() error {
+		if got := r1.List(); !cmp.Equal(want, got) {
+			return fmt.Errorf("first registry List() = %v, want %v", got, want)
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return nil
+	})
 	if diff := cmp.Diff(want, r2.List()); diff != "" {
 		t.Errorf("second registry List() mismatch (-want +got):\n%s", diff)
 	}
