@@ -327,16 +327,20 @@ func (d *Deliverer) removeOrphans(ctx context.Context) error {
 		return err
 	}
 	infos := chat.ListConsumers(ctx)
+	var failed error
+	// Read to the end even after a failure: the lister's goroutine sends
+	// each consumer unguarded, whatever ctx says, and would be left blocked.
 	for info := range infos.Info() {
 		tenant, id := info.Config.Metadata[metaTenant], info.Config.Metadata[metaID]
-		if tenant == "" || info.Name != ConsumerName(tenant, id) {
+		if failed != nil || tenant == "" || info.Name != ConsumerName(tenant, id) {
 			continue
 		}
 		if _, ok := d.ints.Get(privacyapi.IntegrationKey(tenant, id)); !ok {
-			if err := d.deleteConsumer(ctx, tenant, id); err != nil {
-				return err
-			}
+			failed = d.deleteConsumer(ctx, tenant, id)
 		}
+	}
+	if failed != nil {
+		return failed
 	}
 	return infos.Err()
 }
