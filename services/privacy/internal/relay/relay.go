@@ -66,7 +66,6 @@
 package relay
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -548,31 +547,26 @@ func (r *Relay) publishFacts(facts []analyticsapi.Fact, futures []jetstream.PubA
 // their framing take of the payload limit, with room to spare.
 const factsHeaderRoom = 512
 
-// encodeFacts returns the JSON array of the first n of facts, as many as
-// are of the first's tenant, up to analyticsapi.MaxFactsPerMsg, while the
-// array stays within limit bytes; at least one, whatever its size.
+// encodeFacts returns the JSON array of the first n of facts: those of the
+// first's tenant, up to analyticsapi.MaxFactsPerMsg, fewer when their array
+// would be over limit bytes; at least one, whatever its size. The array is
+// encoded whole, as it nearly always fits: only one over the limit is
+// encoded again, with as many fewer facts as it was too long.
 func encodeFacts(facts []analyticsapi.Fact, limit int) ([]byte, int, error) {
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	buf.WriteByte('[')
-	n := 0
+	n := 1
 	for n < len(facts) && n < analyticsapi.MaxFactsPerMsg && facts[n].Tenant == facts[0].Tenant {
-		end := buf.Len()
-		if n > 0 {
-			buf.WriteByte(',')
-		}
-		if err := enc.Encode(facts[n]); err != nil {
-			return nil, 0, fmt.Errorf("encode facts: %w", err)
-		}
-		buf.Truncate(buf.Len() - 1) // the newline Encode ends a value with
-		if n > 0 && buf.Len()+1 > limit {
-			buf.Truncate(end)
-			break
-		}
 		n++
 	}
-	buf.WriteByte(']')
-	return buf.Bytes(), n, nil
+	for {
+		data, err := json.Marshal(facts[:n])
+		if err != nil {
+			return nil, 0, fmt.Errorf("encode facts: %w", err)
+		}
+		if len(data) <= limit || n == 1 {
+			return data, n, nil
+		}
+		n = max(1, min(n-1, n*limit/len(data)))
+	}
 }
 
 // errSkip marks an event that yields nothing and is acked: not a Parley
