@@ -234,17 +234,35 @@ type liveClient struct {
 	closed string
 }
 
+// dialStream opens the live stream as token with query ("since=0"), closed
+// when the test ends; on a refusal it returns the answer.
+func dialStream(t *testing.T, base, token, query string) (*websocket.Conn, *http.Response, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	url := "ws" + strings.TrimPrefix(base, "http") + "/v1/stream?" + query
+	c, resp, err := websocket.Dial(ctx, url, &websocket.DialOptions{HTTPHeader: http.Header{"Authorization": {"Bearer " + token}}})
+	if err == nil {
+		t.Cleanup(func() { c.CloseNow() })
+	}
+	return c, resp, err
+}
+
+// openStream opens the live stream as token and collects its events until
+// the test ends.
 func openStream(t *testing.T, base, token string) *liveClient {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	url := "ws" + strings.TrimPrefix(base, "http") + "/v1/stream"
-	conn, _, err := websocket.Dial(ctx, url, &websocket.DialOptions{
-		HTTPHeader: http.Header{"Authorization": {"Bearer " + token}},
-	})
+	return openStreamWith(t, base, token, "")
+}
+
+// openStreamWith is openStream with query ("since=0").
+func openStreamWith(t *testing.T, base, token, query string) *liveClient {
+	t.Helper()
+	conn, _, err := dialStream(t, base, token, query)
 	if err != nil {
-		cancel()
-		t.Fatalf("dial %s: %v", url, err)
+		t.Fatalf("dial the stream as %s: %v", query, err)
 	}
+	ctx, cancel := context.WithCancel(context.Background())
 	lc := &liveClient{conn: conn}
 	done := make(chan struct{})
 	go func() {

@@ -21,6 +21,10 @@ import (
 // once the trail takes writes again the settings are as they were, the
 // visitor's keys are there (they and a supervisor read the conversation, and
 // the visitor exports it) and the trail names none of the three acts.
+// AUDIT is filled to its limit rather than deleted, as
+// TestAuditTrailRefusalLoggedOnce does: the trail's history must be there
+// again for the last check, and a full trail fails at the write, where a
+// missing one fails before it.
 func TestAuditedActsFailClosed(t *testing.T) {
 	sc := startVisitorScene(t)
 	admin := staffToken(t, sc.dir, "demo", "admin", "ada")

@@ -1,33 +1,16 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"strings"
 	"testing"
 	"time"
 
-	"github.com/coder/websocket"
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/parley-chat/parley/pkg/stream"
 )
-
-// dialStream opens the live stream as token with query ("since=0"), closed
-// when the test ends; on a refusal it returns the answer.
-func dialStream(t *testing.T, base, token, query string) (*websocket.Conn, *http.Response, error) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
-	defer cancel()
-	url := "ws" + strings.TrimPrefix(base, "http") + "/v1/stream?" + query
-	c, resp, err := websocket.Dial(ctx, url, &websocket.DialOptions{HTTPHeader: http.Header{"Authorization": {"Bearer " + token}}})
-	if err == nil {
-		t.Cleanup(func() { c.CloseNow() })
-	}
-	return c, resp, err
-}
 
 // TestStaffStreamsAreAudited proves guarantee 6 for the live stream: a
 // supervisor replaying the tenant's messages from the start, and an agent
@@ -47,27 +30,10 @@ func TestStaffStreamsAreAudited(t *testing.T) {
 	conv := mustCall(t, base, "POST", "/v1/conversations", visitor, map[string]any{"text": hello}, http.StatusCreated)["id"].(string)
 	mustCall(t, base, "POST", "/v1/conversations/"+conv+"/messages", visitor, map[string]any{"text": marker(t)}, http.StatusCreated)
 
-	c, _, err := dialStream(t, base, supervisor, "since=0")
-	if err != nil {
-		t.Fatalf("supervisor's stream since 0: %v", err)
-	}
 	// The replay shows the text the audit entry is about.
-	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
-	defer cancel()
-	for {
-		_, data, err := c.Read(ctx)
-		if err != nil {
-			t.Fatalf("supervisor's replay: %v before the opening message", err)
-		}
-		if strings.Contains(string(data), hello) {
-			break
-		}
-	}
-	for _, token := range []string{agent, visitor} {
-		if _, _, err := dialStream(t, base, token, ""); err != nil {
-			t.Fatalf("stream: %v", err)
-		}
-	}
+	openStreamWith(t, base, supervisor, "since=0").waitMessage(t, hello, liveWithin)
+	openStream(t, base, agent)
+	openStream(t, base, visitor)
 
 	var acts []string
 	for _, e := range mustCall(t, base, "GET", "/v1/audit?since="+since, auditor, nil, http.StatusOK)["entries"].([]any) {

@@ -133,9 +133,13 @@ function App() {
 
   const transcript = (id: string) => client.all<Message>(`/v1/conversations/${id}/messages`, "messages");
 
+  const conversation = (id: string) => client.json<Conversation>("GET", `/v1/conversations/${id}`);
+
   // read reads a conversation and its whole transcript together: what
-  // follows from them (readState) needs both.
-  const read = (id: string) => Promise.all([client.json<Conversation>("GET", `/v1/conversations/${id}`), transcript(id)]);
+  // follows from them (readState) needs both. By its id, also beside a
+  // read of the list: the list takes closed conversations from a view that
+  // may not show a close yet.
+  const read = (id: string) => Promise.all([conversation(id), transcript(id)]);
 
   // readState sets what a conversation read over HTTP says of it, in place
   // of what live events said: whether it is closed, who answers it, and
@@ -198,7 +202,7 @@ function App() {
       const id = e.conversation_id ?? convRef.current;
       if (e.type === "handed_off") setHandedOff(true);
       if (typeof e.assignee === "string" || e.assignee === null) takenBy(e.assignee);
-      else if (id) void client.json<Conversation>("GET", `/v1/conversations/${id}`).then((c) => takenBy(c.assignee ?? null), fail);
+      else if (id) void conversation(id).then((c) => takenBy(c.assignee ?? null), fail);
     }
   };
 

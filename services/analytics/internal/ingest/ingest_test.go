@@ -89,10 +89,10 @@ func publishFacts(t *testing.T, js jetstream.JetStream, visitor string, from, n 
 }
 
 // run runs an ingester into st until the test ends; maxDelay replaces
-// MaxDelay when set.
-func run(t *testing.T, js jetstream.JetStream, st Store, maxDelay time.Duration) {
+// MaxDelay when set, and ingested, when not nil, is told what New's is.
+func run(t *testing.T, js jetstream.JetStream, st Store, maxDelay time.Duration, ingested func(facts int)) {
 	t.Helper()
-	in := New(js, slog.New(slog.DiscardHandler), func(context.Context) (Store, error) { return st, nil }, func(context.Context) {}, nil)
+	in := New(js, slog.New(slog.DiscardHandler), func(context.Context) (Store, error) { return st, nil }, func(context.Context) {}, ingested)
 	in.maxDelay = cmp.Or(maxDelay, in.maxDelay)
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
@@ -154,7 +154,7 @@ func TestErasureHoldsAcksNotInserts(t *testing.T) {
 	js := analyticsStream(t)
 	erased, kept := strings.Repeat("e", 64), strings.Repeat("a", 64)
 	st := &memStore{erasing: make(chan struct{})}
-	run(t, js, st, 0)
+	run(t, js, st, 0, nil)
 	publishFacts(t, js, erased, 0, 50)
 	publishFacts(t, js, kept, 50, 50)
 	natstest.Until(t, 30*time.Second, "the facts before the erasure inserted", func() bool { return st.facts() == 100 })
@@ -191,7 +191,7 @@ func TestWaitingErasuresKeepFactsOut(t *testing.T) {
 	publishFacts(t, js, kept, 200, 50)
 
 	st := &memStore{erasing: make(chan struct{})}
-	run(t, js, st, 0)
+	run(t, js, st, 0, nil)
 	natstest.Until(t, 30*time.Second, "kept's facts inserted", func() bool { return st.facts() == 100 })
 	if got := ackFloor(t, js); got >= req.Sequence {
 		t.Errorf("ack floor %d during the deletion, want below the erasure request's %d", got, req.Sequence)
@@ -221,7 +221,7 @@ func TestErasuresDuringADeletionGoTogether(t *testing.T) {
 	js := analyticsStream(t)
 	a, b, c, kept := strings.Repeat("a", 64), strings.Repeat("b", 64), strings.Repeat("c", 64), strings.Repeat("k", 64)
 	st := &memStore{erasing: make(chan struct{})}
-	run(t, js, st, 0)
+	run(t, js, st, 0, nil)
 	publishFacts(t, js, a, 0, 10)
 	publishFacts(t, js, b, 10, 10)
 	publishFacts(t, js, c, 20, 10)
@@ -249,7 +249,7 @@ func TestBacklogTailGoesWhenIdle(t *testing.T) {
 	publishFacts(t, js, "", 0, backlog)
 
 	st := &memStore{}
-	run(t, js, st, time.Hour)
+	run(t, js, st, time.Hour, nil)
 	natstest.Until(t, 30*time.Second, "the backlog inserted", func() bool { return st.facts() == backlog })
 }
 
@@ -343,16 +343,7 @@ func TestFactsMessages(t *testing.T) {
 
 	st := &memStore{}
 	var ingested atomic.Int64
-	in := New(js, slog.New(slog.DiscardHandler), func(context.Context) (Store, error) { return st, nil }, func(context.Context) {}, func(n int) { ingested.Add(int64(n)) })
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan error, 1)
-	go func() { done <- in.Run(ctx, 0, func(error) {}) }()
-	defer func() {
-		cancel()
-		if err := natstest.Returns(t, 10*time.Second, "Run", done); err != nil {
-			t.Errorf("Run() = %v, want nil", err)
-		}
-	}()
+	run(t, js, st, 0, func(n int) { ingested.Add(int64(n)) })
 	natstest.Until(t, 30*time.Second, "every message acked", func() bool { return ackFloor(t, js) == last.Sequence })
 	var got []string
 	st.mu.Lock()

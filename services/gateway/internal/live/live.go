@@ -611,8 +611,7 @@ func (h *Hub) Start(ctx, req context.Context, p auth.Principal, lim Limits, sinc
 		return err
 	}
 	if err := h.subscribed(req, p.Tenant); err != nil {
-		h.remove(s)
-		h.wg.Done()
+		h.abandon(s)
 		return err
 	}
 	if h.audit != nil && audited(p) {
@@ -620,15 +619,13 @@ func (h *Hub) Start(ctx, req context.Context, p auth.Principal, lim Limits, sinc
 		// about to be served is audited; before accept, so that a refused
 		// one is answered with a status and sent nothing.
 		if err := h.audit(req, p, since); err != nil {
-			h.remove(s)
-			h.wg.Done()
+			h.abandon(s)
 			return fmt.Errorf("%w: %w", ErrNotAudited, err)
 		}
 	}
 	conn, err := accept()
 	if err != nil {
-		h.remove(s)
-		h.wg.Done()
+		h.abandon(s)
 		return nil
 	}
 	conn.SetReadLimit(readLimit)
@@ -812,11 +809,17 @@ func (h *Hub) add(s *session, lim Limits) error {
 	}
 	<-t.followed
 	if t.followErr != nil {
-		h.remove(s)
-		h.wg.Done()
+		h.abandon(s)
 		return t.followErr
 	}
 	return nil
+}
+
+// abandon undoes add for a session that is not served: it unregisters s and
+// ends the hub's wait for it.
+func (h *Hub) abandon(s *session) {
+	h.remove(s)
+	h.wg.Done()
 }
 
 // remove unregisters s, and ends its tenant's subscription with its last

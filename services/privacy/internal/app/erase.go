@@ -187,6 +187,7 @@ func (a *App) finishErasure(ctx context.Context, by audit.Actor, audited bool, e
 	return a.completeErasure(ctx, rec, report)
 }
 
+// auditErasure writes by's erasure of the subject to the audit trail.
 func (a *App) auditErasure(ctx context.Context, by audit.Actor, tenant, subject string) error {
 	if _, err := a.appendAudit(ctx, privacyapi.AppendAuditArgs{
 		Tenant: tenant, Actor: by, Action: audit.ActionErase, Target: "subject:" + subject,

@@ -20,10 +20,11 @@
 // creates the consumer again and follows it. An event is acked only after
 // its facts are stored; a transient failure naks it for redelivery. The
 // facts of a batch go out together, a message (analyticsapi.KindFacts) for
-// each tenant's MaxFactsPerMsg, or fewer within the bus's payload limit, whose Nats-Msg-Id is derived from their
-// fact ids (event id and kind): a batch relayed again as it was is dropped
-// by ANALYTICS as a duplicate, and a fact relayed again in another batch is
-// counted once by the analytics store (one row per fact id).
+// each tenant's MaxFactsPerMsg, or fewer within the bus's payload limit,
+// whose Nats-Msg-Id is derived from their fact ids (event id and kind): a
+// batch relayed again as it was is dropped by ANALYTICS as a duplicate,
+// and a fact relayed again in another batch is counted once by the
+// analytics store (one row per fact id).
 //
 // Several instances of the service share the consumer, and exactly one
 // relays at a time: the consumer is a pinned-client priority group
