@@ -144,6 +144,13 @@ func PrivacySubject(tenant, person string) string {
 // here (pkg/buspolicy), so an event on these subjects is a stored one.
 const LiveChatSubjects = "live.chat.>"
 
+// ChatSubjects are the subjects CHAT stores: chat.<tenant>.<conversation>.
+// A consumer of the whole stream filters on exactly these: the server then
+// reads its next message in sequence order, where any other filter of all
+// of CHAT ("chat.>") has it match the subjects of the block for each message
+// (BENCHMARKS.md, "Consumers of all of CHAT").
+const ChatSubjects = "chat.*.*"
+
 // LiveChatSubject is the subject one conversation's stored events are
 // republished on.
 func LiveChatSubject(tenant, conversation string) string {
@@ -205,7 +212,7 @@ func Config(name string, o Options) (jetstream.StreamConfig, error) {
 	}
 	switch name {
 	case Chat:
-		base.Subjects = []string{"chat.*.*"}
+		base.Subjects = []string{ChatSubjects}
 		base.Duplicates = chatDuplicates
 		base.RePublish = &jetstream.RePublish{Source: "chat.>", Destination: LiveChatSubjects}
 		base.MaxAge = chatMaxAge

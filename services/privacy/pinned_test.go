@@ -217,6 +217,9 @@ func TestRelayTakesOverConsumerOfOlderVersion(t *testing.T) {
 	if cfg := info.CachedInfo().Config; cfg.PriorityPolicy != jetstream.PriorityPolicyPinned || len(cfg.PriorityGroups) != 1 {
 		t.Errorf("consumer's priority policy %v, groups %v; want pinned, one group", cfg.PriorityPolicy, cfg.PriorityGroups)
 	}
+	if cfg := info.CachedInfo().Config; cfg.FilterSubject != stream.ChatSubjects {
+		t.Errorf("consumer's filter %q, want %q", cfg.FilterSubject, stream.ChatSubjects)
+	}
 	counts, total := factCounts(t, w.js)
 	if total != 1 {
 		t.Errorf("facts after the update = %v, want only the message posted after it", counts)

@@ -347,7 +347,7 @@ type Handler func(context.Context, app.Record) error
 // it started. Records that are not Parley events are logged and skipped.
 func (s *Store) Follow(ctx context.Context, from uint64, h Handler, caughtUp func()) error {
 	cons, err := s.js.OrderedConsumer(ctx, stream.Chat, natsjs.OrderedConsumerConfig{
-		FilterSubjects: []string{"chat.>"},
+		FilterSubjects: []string{stream.ChatSubjects},
 		DeliverPolicy:  natsjs.DeliverByStartSequencePolicy,
 		OptStartSeq:    max(from, 1),
 	})

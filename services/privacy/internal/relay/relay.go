@@ -375,9 +375,12 @@ func (r *Relay) consumer(ctx context.Context) (jetstream.Consumer, error) {
 		return nil, fmt.Errorf("open stream %s: %w", stream.Chat, err)
 	}
 	r.chat = chat
+	// An older version's "chat.>" is replaced by the update. Not by no
+	// filter: a filter removed by an update left the consumer unwoken by
+	// new messages (nats-server 2.15.2).
 	cons, err := chat.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
 		Durable:       Durable,
-		FilterSubject: "chat.>",
+		FilterSubject: stream.ChatSubjects,
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		DeliverPolicy: jetstream.DeliverAllPolicy,
 		AckWait:       ackWait,
