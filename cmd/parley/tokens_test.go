@@ -4,7 +4,6 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
-	"errors"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -98,20 +97,8 @@ func tokenForms(t *testing.T, tok string) []string {
 // SESSIONS bucket, markers included, one per line.
 func sessionsBucket(t *testing.T, js jetstream.JetStream) string {
 	t.Helper()
-	str, err := js.Stream(t.Context(), stream.BucketStream(stream.SessionsBucket))
-	if err != nil {
-		t.Fatal(err)
-	}
-	st := str.CachedInfo().State
 	var all strings.Builder
-	for seq := st.FirstSeq; st.Msgs > 0 && seq <= st.LastSeq; seq++ {
-		m, err := str.GetMsg(t.Context(), seq)
-		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			continue
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
+	for _, m := range streamMsgs(t, js, stream.BucketStream(stream.SessionsBucket)) {
 		all.WriteString(m.Subject + " " + string(m.Data) + "\n")
 	}
 	return all.String()
