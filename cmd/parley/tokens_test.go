@@ -4,7 +4,6 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
-	"net/http"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -29,11 +28,7 @@ func TestRefreshTokensStoredOnlyAsHashes(t *testing.T) {
 	base := a.URL()
 	nc, js := adminConn(t, a)
 
-	reg := mustCall(t, base, "POST", "/v1/tenants/demo/visitors", "", map[string]any{
-		"consent":        map[string]bool{"analytics": false, "network_data": false, "ai": false},
-		"notice_version": "2026-01",
-	}, http.StatusCreated)
-	tokens := []string{reg["refresh_token"].(string)}
+	tokens := []string{visitorWith(t, base, false)["refresh_token"].(string)}
 	for range 2 {
 		_, next := refreshed(t, base, tokens[len(tokens)-1])
 		tokens = append(tokens, next)
