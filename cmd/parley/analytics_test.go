@@ -133,9 +133,7 @@ func TestAnalyticsEndToEnd(t *testing.T) {
 		convs = append(convs, c)
 	}
 	// A visitor who refused analytics.
-	refuser := mustCall(t, base, "POST", "/v1/tenants/demo/visitors", "", map[string]any{
-		"consent": map[string]bool{"analytics": false, "network_data": false, "ai": false}, "notice_version": "2026-01",
-	}, http.StatusCreated)
+	refuser := visitorWith(t, base, false)
 	refusedConv := mustCall(t, base, "POST", "/v1/conversations", refuser["token"].(string), map[string]any{"text": say()}, http.StatusCreated)["id"].(string)
 	mustCall(t, base, "POST", "/v1/conversations/"+refusedConv+"/messages", agent, map[string]any{"text": say()}, http.StatusCreated)
 	// A visitor who withdraws consent after opening: nothing after counts.

@@ -51,7 +51,8 @@ func TestBotEndToEnd(t *testing.T) {
 		}
 	}
 
-	visitorID, visitor := visitorWith(t, base, false)
+	v := visitorWith(t, base, false)
+	visitorID, visitor := v["visitor_id"].(string), v["token"].(string)
 	const pii = "write to jane.doe@example.com, card 4111 1111 1111 1111"
 	identifiers := []string{"jane.doe@example.com", "4111 1111 1111 1111"}
 	conv := mustCall(t, base, "POST", "/v1/conversations", visitor, map[string]any{"text": "opening " + pii}, http.StatusCreated)["id"].(string)

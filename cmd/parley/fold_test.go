@@ -204,27 +204,11 @@ type analyticsRecord struct {
 // each once, and the erasure requests.
 func readAnalytics(t *testing.T, js jetstream.JetStream) []analyticsRecord {
 	t.Helper()
-	s, err := js.Stream(t.Context(), stream.Analytics)
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := s.Info(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
 	var out []analyticsRecord
 	seen := make(map[string]analyticsapi.Fact)
-	// Read by sequence: a cluster's admin may read messages, not make
-	// consumers.
-	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
-		m, err := s.GetMsg(t.Context(), seq)
-		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			continue
-		}
-		if err != nil {
-			t.Fatalf("read ANALYTICS: %v", err)
-		}
+	for _, m := range streamMsgs(t, js, stream.Analytics) {
 		var fs []analyticsapi.Fact
+		var err error
 		switch {
 		case strings.HasSuffix(m.Subject, "."+analyticsapi.KindErasure):
 			out = append(out, analyticsRecord{kind: analyticsapi.KindErasure})
@@ -250,6 +234,30 @@ func readAnalytics(t *testing.T, js jetstream.JetStream) []analyticsRecord {
 			seen[f.ID] = f
 			out = append(out, analyticsRecord{kind: f.Kind, fact: f})
 		}
+	}
+	return out
+}
+
+// streamMsgs returns every message the stream name holds, in order. It
+// reads by sequence: a cluster's admin may read messages, not make
+// consumers.
+func streamMsgs(t *testing.T, js jetstream.JetStream, name string) []*jetstream.RawStreamMsg {
+	t.Helper()
+	s, err := js.Stream(t.Context(), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := s.CachedInfo().State
+	var out []*jetstream.RawStreamMsg
+	for seq := st.FirstSeq; st.Msgs > 0 && seq <= st.LastSeq; seq++ {
+		m, err := s.GetMsg(t.Context(), seq)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			continue
+		}
+		if err != nil {
+			t.Fatalf("read %s: %v", name, err)
+		}
+		out = append(out, m)
 	}
 	return out
 }

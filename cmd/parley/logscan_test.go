@@ -64,7 +64,8 @@ func TestLogsHoldNoSecrets(t *testing.T) {
 	// needed, or the scan below proves nothing of the address.
 	var visitorID, visitor string
 	natstest.Eventually(t, 10*time.Second, "a visitor's network data recorded", func() error {
-		visitorID, visitor = visitorWith(t, base, true)
+		v := visitorWith(t, base, true)
+		visitorID, visitor = v["visitor_id"].(string), v["token"].(string)
 		nd := mustCall(t, base, "GET", "/v1/me/export", visitor, nil, http.StatusOK)["network_data"].([]any)
 		if len(nd) != 1 || nd[0].(map[string]any)["ip_prefix"] != clientNet+"0/24" {
 			return fmt.Errorf("network data %v, want the forwarded address's /24, %s0/24", nd, clientNet)

@@ -20,15 +20,15 @@ import (
 // Tests of the privacy guarantees (docs/privacy.md) through the public API, on
 // the whole system.
 
-// visitorWith registers a visitor of demo with the given network_data
-// consent.
-func visitorWith(t *testing.T, base string, networkData bool) (id, token string) {
+// visitorWith registers a visitor of demo consenting to network_data or
+// nothing, and returns the answer: visitor_id, token, access_token,
+// refresh_token, expires_in.
+func visitorWith(t *testing.T, base string, networkData bool) map[string]any {
 	t.Helper()
-	out := mustCall(t, base, "POST", "/v1/tenants/demo/visitors", "", map[string]any{
+	return mustCall(t, base, "POST", "/v1/tenants/demo/visitors", "", map[string]any{
 		"consent":        map[string]bool{"analytics": false, "network_data": networkData, "ai": false},
 		"notice_version": "2026-01",
 	}, http.StatusCreated)
-	return out["visitor_id"].(string), out["token"].(string)
 }
 
 // texts returns the text of each message of a transcript or export, "<nil>"
@@ -142,7 +142,7 @@ func TestNetworkDataNeedsSettingAndConsent(t *testing.T) {
 	}
 
 	// Collection off (the default): a consenting visitor is not recorded.
-	_, consenting := visitorWith(t, base, true)
+	consenting := visitorWith(t, base, true)["token"].(string)
 	if nd := exportedNetworkData(consenting); len(nd) != 0 {
 		t.Errorf("network data with the setting off = %v, want none", nd)
 	}
@@ -152,7 +152,7 @@ func TestNetworkDataNeedsSettingAndConsent(t *testing.T) {
 		t.Errorf("GET /v1/settings mismatch (-want +got):\n%s", diff)
 	}
 	// Collection on, no consent: not recorded.
-	_, refusing := visitorWith(t, base, false)
+	refusing := visitorWith(t, base, false)["token"].(string)
 	if nd := exportedNetworkData(refusing); len(nd) != 0 {
 		t.Errorf("network data without consent = %v, want none", nd)
 	}
@@ -168,7 +168,8 @@ func TestNetworkDataNeedsSettingAndConsent(t *testing.T) {
 	// Collection on and consent: the network and the browser family only.
 	a, logs := testAll(t, dir)
 	base = a.URL()
-	id, collected := visitorWith(t, base, true)
+	v := visitorWith(t, base, true)
+	id, collected := v["visitor_id"].(string), v["token"].(string)
 	nd := exportedNetworkData(collected)
 	if len(nd) != 1 {
 		t.Fatalf("network data with setting and consent = %v, want one entry", nd)

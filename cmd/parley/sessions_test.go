@@ -61,10 +61,7 @@ func TestVisitorComesBack(t *testing.T) {
 	a, _ := testAllAt(t, dir, c)
 	base := a.URL()
 
-	out := mustCall(t, base, "POST", "/v1/tenants/demo/visitors", "", map[string]any{
-		"consent":        map[string]bool{"analytics": false, "network_data": false, "ai": false},
-		"notice_version": "2026-01",
-	}, http.StatusCreated)
+	out := visitorWith(t, base, false)
 	access, refresh := out["access_token"].(string), out["refresh_token"].(string)
 	if out["token"] != access || out["expires_in"].(float64) != 15*60 {
 		t.Errorf("registration = token %v, expires_in %v; want token equal to access_token, 900 s", out["token"], out["expires_in"])
@@ -98,10 +95,7 @@ func TestRefreshReuseEndsTheSession(t *testing.T) {
 	admin := staffToken(t, dir, "demo", "admin", "ada")
 
 	register := func() (id, access, refresh string) {
-		out := mustCall(t, base, "POST", "/v1/tenants/demo/visitors", "", map[string]any{
-			"consent":        map[string]bool{"analytics": false, "network_data": false, "ai": false},
-			"notice_version": "2026-01",
-		}, http.StatusCreated)
+		out := visitorWith(t, base, false)
 		return out["visitor_id"].(string), out["access_token"].(string), out["refresh_token"].(string)
 	}
 	_, _, spent := register()

@@ -17,13 +17,10 @@ import (
 // following theirs, are in the audit trail as they open the stream; a
 // visitor reading their own is not.
 func TestStaffStreamsAreAudited(t *testing.T) {
-	dir := t.TempDir()
-	a, _ := testAll(t, dir)
-	base := a.URL()
-	_, visitor := newVisitor(t, base, "demo")
-	supervisor := staffToken(t, dir, "demo", "supervisor", "sue")
-	agent := staffToken(t, dir, "demo", "agent", "alice")
-	auditor := staffToken(t, dir, "demo", "auditor", "aud")
+	sc := startVisitorScene(t)
+	base, visitor := sc.base, sc.visitor
+	supervisor := staffToken(t, sc.dir, "demo", "supervisor", "sue")
+	auditor := staffToken(t, sc.dir, "demo", "auditor", "aud")
 	since := time.Now().Add(-time.Second).UTC().Format(time.RFC3339)
 
 	hello := marker(t)
@@ -32,7 +29,7 @@ func TestStaffStreamsAreAudited(t *testing.T) {
 
 	// The replay shows the text the audit entry is about.
 	openStreamWith(t, base, supervisor, "since=0").waitMessage(t, hello, liveWithin)
-	openStream(t, base, agent)
+	openStream(t, base, sc.alice)
 	openStream(t, base, visitor)
 
 	var acts []string
@@ -55,14 +52,11 @@ func TestStaffStreamsAreAudited(t *testing.T) {
 // tenant's messages, is refused with 503 before the upgrade: no frame is
 // sent.
 func TestStreamRefusedWithoutAuditTrail(t *testing.T) {
-	dir := t.TempDir()
-	a, _ := testAll(t, dir)
-	base := a.URL()
-	_, visitor := newVisitor(t, base, "demo")
-	supervisor := staffToken(t, dir, "demo", "supervisor", "sue")
-	mustCall(t, base, "POST", "/v1/conversations", visitor, map[string]any{"text": marker(t)}, http.StatusCreated)
-	_, js := adminConn(t, a)
-	if err := js.DeleteStream(t.Context(), stream.Audit); err != nil {
+	sc := startVisitorScene(t)
+	base := sc.base
+	supervisor := staffToken(t, sc.dir, "demo", "supervisor", "sue")
+	mustCall(t, base, "POST", "/v1/conversations", sc.visitor, map[string]any{"text": marker(t)}, http.StatusCreated)
+	if err := sc.js.DeleteStream(t.Context(), stream.Audit); err != nil {
 		t.Fatal(err)
 	}
 

@@ -4,8 +4,6 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
-	"errors"
-	"net/http"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -30,11 +28,7 @@ func TestRefreshTokensStoredOnlyAsHashes(t *testing.T) {
 	base := a.URL()
 	nc, js := adminConn(t, a)
 
-	reg := mustCall(t, base, "POST", "/v1/tenants/demo/visitors", "", map[string]any{
-		"consent":        map[string]bool{"analytics": false, "network_data": false, "ai": false},
-		"notice_version": "2026-01",
-	}, http.StatusCreated)
-	tokens := []string{reg["refresh_token"].(string)}
+	tokens := []string{visitorWith(t, base, false)["refresh_token"].(string)}
 	for range 2 {
 		_, next := refreshed(t, base, tokens[len(tokens)-1])
 		tokens = append(tokens, next)
@@ -98,20 +92,8 @@ func tokenForms(t *testing.T, tok string) []string {
 // SESSIONS bucket, markers included, one per line.
 func sessionsBucket(t *testing.T, js jetstream.JetStream) string {
 	t.Helper()
-	str, err := js.Stream(t.Context(), stream.BucketStream(stream.SessionsBucket))
-	if err != nil {
-		t.Fatal(err)
-	}
-	st := str.CachedInfo().State
 	var all strings.Builder
-	for seq := st.FirstSeq; st.Msgs > 0 && seq <= st.LastSeq; seq++ {
-		m, err := str.GetMsg(t.Context(), seq)
-		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			continue
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
+	for _, m := range streamMsgs(t, js, stream.BucketStream(stream.SessionsBucket)) {
 		all.WriteString(m.Subject + " " + string(m.Data) + "\n")
 	}
 	return all.String()

@@ -170,13 +170,8 @@ func startGatewayWith(t *testing.T, tune func(*gateway.Deps)) *env {
 	go func() { e.done <- gateway.Run(ctx, deps) }()
 	t.Cleanup(func() {
 		cancel()
-		select {
-		case err := <-e.done:
-			if err != nil {
-				t.Errorf("Run() = %v, want nil after shutdown", err)
-			}
-		case <-time.After(10 * time.Second):
-			t.Error("Run() did not return within 10s of shutdown")
+		if err := natstest.Returns(t, 10*time.Second, "shutdown", e.done); err != nil {
+			t.Errorf("Run() = %v, want nil after shutdown", err)
 		}
 	})
 	natstest.Until(t, 5*time.Second, "gateway up", func() bool {

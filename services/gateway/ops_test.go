@@ -233,7 +233,7 @@ func TestShutdownClosesUnusedConnections(t *testing.T) {
 		t.Fatalf("GET /healthz = %d", r.status)
 	}
 	e.cancel()
-	if err := <-e.done; err != nil {
+	if err := natstest.Returns(t, 10*time.Second, "cancel", e.done); err != nil {
 		t.Errorf("Run() with an unused connection open = %v, want nil", err)
 	}
 	e.done <- nil // for the cleanup's check
@@ -254,15 +254,10 @@ func TestShutdownClosesSessions(t *testing.T) {
 	if got := websocket.CloseStatus(err); got != websocket.StatusGoingAway {
 		t.Errorf("session at shutdown: read error %v, want close %v", err, websocket.StatusGoingAway)
 	}
-	select {
-	case err := <-e.done:
-		if err != nil {
-			t.Errorf("Run() = %v, want nil", err)
-		}
-		e.done <- nil // for the cleanup's check
-	case <-time.After(6 * time.Second):
-		t.Fatal("Run() did not return within 6s of cancel")
+	if err := natstest.Returns(t, 6*time.Second, "cancel", e.done); err != nil {
+		t.Errorf("Run() = %v, want nil", err)
 	}
+	e.done <- nil // for the cleanup's check
 	if d := time.Since(start); d > 5*time.Second {
 		t.Errorf("shutdown took %v, want under 5s", d)
 	}
@@ -287,15 +282,10 @@ func TestServeFailureStopsEverything(t *testing.T) {
 	if _, _, err := c.Read(ctx); websocket.CloseStatus(err) != websocket.StatusGoingAway {
 		t.Errorf("session once serving failed: read error %v, want close %v", err, websocket.StatusGoingAway)
 	}
-	select {
-	case err := <-e.done:
-		if !errors.Is(err, net.ErrClosed) || errors.Is(err, context.DeadlineExceeded) {
-			t.Errorf("Run() with its listener closed = %v, want %v alone", err, net.ErrClosed)
-		}
-		e.done <- nil // for the cleanup's check
-	case <-time.After(10 * time.Second):
-		t.Fatal("Run() did not return within 10s of its listener failing")
+	if err := natstest.Returns(t, 10*time.Second, "its listener failed", e.done); !errors.Is(err, net.ErrClosed) || errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Run() with its listener closed = %v, want %v alone", err, net.ErrClosed)
 	}
+	e.done <- nil // for the cleanup's check
 }
 
 func TestCORSPreflight(t *testing.T) {

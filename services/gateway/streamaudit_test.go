@@ -2,14 +2,11 @@ package gateway_test
 
 import (
 	"context"
-	"encoding/json"
 	"net/http"
 	"strconv"
 	"sync"
 	"testing"
-	"time"
 
-	"github.com/coder/websocket"
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/parley-chat/parley/pkg/audit"
@@ -87,27 +84,15 @@ func TestStreamRefusedWhenNotAudited(t *testing.T) {
 	e := startGateway(t)
 	e.ensureChatStream()
 	e.audits.setDown(true)
-	super := auth.Principal{Tenant: "demo", ID: "sue", Role: auth.RoleSupervisor}
-	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
-	defer cancel()
-	c, resp, err := websocket.Dial(ctx, e.streamURL(super, "0"), nil)
-	if err == nil {
-		c.CloseNow()
+	c, r := e.tryDial(auth.Principal{Tenant: "demo", ID: "sue", Role: auth.RoleSupervisor})
+	if c != nil {
 		t.Fatal("a supervisor's stream opened with the audit trail down, want 503")
 	}
-	var problem struct {
-		Type   string `json:"type"`
-		Status int    `json:"status"`
-	}
-	if resp == nil {
-		t.Fatalf("dial with the audit trail down: %v, want a 503 answer", err)
-	}
-	defer resp.Body.Close()
-	if err := json.NewDecoder(resp.Body).Decode(&problem); err != nil {
-		t.Fatalf("the 503's body: %v", err)
-	}
-	if resp.StatusCode != http.StatusServiceUnavailable || problem.Type != "https://parley.dev/problems/unavailable" || resp.Header.Get("Retry-After") != "2" {
-		t.Errorf("stream with the audit trail down = %d %+v Retry-After %q, want 503 unavailable, Retry-After 2", resp.StatusCode, problem, resp.Header.Get("Retry-After"))
+	checkProblem(t, r, http.StatusServiceUnavailable)
+	var p problem
+	r.decode(t, &p)
+	if p.Type != "https://parley.dev/problems/unavailable" || r.header.Get("Retry-After") != "2" {
+		t.Errorf("stream with the audit trail down = %+v Retry-After %q, want unavailable, Retry-After 2", p, r.header.Get("Retry-After"))
 	}
 	if n := e.liveSessions(); n != "0" {
 		t.Errorf("live sessions after the refusal = %s, want 0", n)

@@ -16,10 +16,17 @@ import (
 // store in dir (a new temp dir when empty), stopped when the test ends.
 func Start(t testing.TB, dir string) *natsembed.Server {
 	t.Helper()
-	if dir == "" {
-		dir = t.TempDir()
+	return StartWith(t, natsembed.Options{StoreDir: dir})
+}
+
+// StartWith is Start for a server with options of its own (users, a payload
+// limit): o.StoreDir is a new temp dir when empty.
+func StartWith(t testing.TB, o natsembed.Options) *natsembed.Server {
+	t.Helper()
+	if o.StoreDir == "" {
+		o.StoreDir = t.TempDir()
 	}
-	s, err := natsembed.Start(natsembed.Options{StoreDir: dir})
+	s, err := natsembed.Start(o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -27,10 +34,11 @@ func Start(t testing.TB, dir string) *natsembed.Server {
 	return s
 }
 
-// Connect opens a client connection to s, closed when the test ends.
-func Connect(t testing.TB, s *natsembed.Server) (*nats.Conn, jetstream.JetStream) {
+// Connect opens a client connection to s with opts (a user's credentials),
+// closed when the test ends.
+func Connect(t testing.TB, s *natsembed.Server, opts ...nats.Option) (*nats.Conn, jetstream.JetStream) {
 	t.Helper()
-	nc, err := nats.Connect(s.ClientURL())
+	nc, err := nats.Connect(s.ClientURL(), opts...)
 	if err != nil {
 		t.Fatal(err)
 	}

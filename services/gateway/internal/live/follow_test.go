@@ -321,14 +321,20 @@ func TestDroppedEventsResync(t *testing.T) {
 
 	// The pipeline takes a's first event and stalls on its key; b's and
 	// two more of a's wait, the next two of a's and c's are dropped.
+	// counts reads tenant's events accepted and handled by the pipeline,
+	// which writes them as it goes.
+	counts := func(tenant string) (accepted, handled uint64) {
+		h.mu.RLock()
+		t := h.tenants[tenant]
+		h.mu.RUnlock()
+		t.loss.mu.Lock()
+		defer t.loss.mu.Unlock()
+		return t.accepted, t.handled
+	}
 	took := func(tenant string, n uint64, waiting int) func() bool {
 		return func() bool {
-			h.mu.RLock()
-			t := h.tenants[tenant]
-			h.mu.RUnlock()
-			t.loss.mu.Lock()
-			defer t.loss.mu.Unlock()
-			return t.accepted == n && len(h.events) == waiting
+			accepted, _ := counts(tenant)
+			return accepted == n && len(h.events) == waiting
 		}
 	}
 	first := r.publish("a")
@@ -362,12 +368,8 @@ func TestDroppedEventsResync(t *testing.T) {
 	// has told a's sessions (it has handled the v2 event, which came after).
 	ofV2 := r.publishOf("a", "v2", "c2")
 	natstest.Until(t, 10*time.Second, "the pipeline handled v2's event", func() bool {
-		h.mu.RLock()
-		t := h.tenants["a"]
-		h.mu.RUnlock()
-		t.loss.mu.Lock()
-		defer t.loss.mu.Unlock()
-		return t.handled == 5
+		_, handled := counts("a")
+		return handled == 5
 	})
 	h.Erased("a", "v9")
 

@@ -13,6 +13,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/parley-chat/parley/pkg/natsembed"
+	"github.com/parley-chat/parley/pkg/natsembed/natstest"
 	"github.com/parley-chat/parley/pkg/stream"
 )
 
@@ -25,30 +26,15 @@ func TestRemoveOrphansReadsToTheEnd(t *testing.T) {
 	// Registered first, so checked last: after the server and the
 	// connections below are closed.
 	t.Cleanup(func() { goleak.VerifyNone(t) })
-	srv, err := natsembed.Start(natsembed.Options{StoreDir: t.TempDir(), Users: []*server.User{
+	srv := natstest.StartWith(t, natsembed.Options{Users: []*server.User{
 		{Username: "admin", Password: "admin"},
 		{Username: "lister", Password: "lister", Permissions: &server.Permissions{
 			Publish:   &server.SubjectPermission{Allow: []string{"$JS.API.STREAM.INFO." + stream.Chat, "$JS.API.CONSUMER.LIST." + stream.Chat}},
 			Subscribe: &server.SubjectPermission{Allow: []string{"_INBOX.>"}},
 		}},
 	}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Close)
-	connect := func(user string) jetstream.JetStream {
-		nc, err := nats.Connect(srv.ClientURL(), nats.UserInfo(user, user))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(nc.Close)
-		js, err := jetstream.New(nc)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return js
-	}
-	admin, lister := connect("admin"), connect("lister")
+	_, admin := natstest.Connect(t, srv, nats.UserInfo("admin", "admin"))
+	_, lister := natstest.Connect(t, srv, nats.UserInfo("lister", "lister"))
 	ctx := t.Context()
 	if err := stream.Ensure(ctx, admin, stream.Options{}, stream.Chat); err != nil {
 		t.Fatal(err)

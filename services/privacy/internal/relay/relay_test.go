@@ -83,13 +83,7 @@ func TestPublishFactsWithinPayload(t *testing.T) {
 // analyticsStream starts a server with o and the ANALYTICS stream.
 func analyticsStream(t *testing.T, o natsembed.Options) jetstream.JetStream {
 	t.Helper()
-	o.StoreDir = t.TempDir()
-	s, err := natsembed.Start(o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.Close)
-	_, js := natstest.Connect(t, s)
+	_, js := natstest.Connect(t, natstest.StartWith(t, o))
 	if err := stream.Ensure(t.Context(), js, stream.Options{}, stream.Analytics); err != nil {
 		t.Fatal(err)
 	}
