@@ -29,13 +29,7 @@ func run(t *testing.T, s *analytics.Service) (done <-chan error, stop func() err
 	go func() { ch <- s.Run(ctx) }()
 	return ch, func() error {
 		cancel()
-		select {
-		case err := <-ch:
-			return err
-		case <-time.After(10 * time.Second):
-			t.Fatal("Run did not return within 10s of cancellation")
-			return nil
-		}
+		return natstest.Returns(t, 10*time.Second, "cancellation", ch)
 	}
 }
 
