@@ -669,6 +669,45 @@ test("after a resync the widget shows a hand-off the stream lost: a person will 
   await ctx.close();
 });
 
+test("a hand-off heard while a resync reads the conversation shows, though the read, older than it, answers after it", async () => {
+  const ctx = await newContext(browser, { viewport: { width: 320, height: 640 } });
+  const lost = "The bot's answer the stream lost";
+  const stream = await holdBack(ctx, (e) => e.message?.text === lost);
+  const { frame, conv } = await startChat(ctx, "A question handed off while the widget reads it again");
+  const bot = await assignBot(conv, "faq-crossed");
+  await shows(frame, "You are talking to a bot");
+  await api(bot, "POST", `/v1/conversations/${conv.id}/messages`, { text: lost });
+  await poll("the bot's answer held back", () => stream.held.length === 1);
+
+  // The widget's reads of the conversation and its transcript are made
+  // when asked, and answered when the test lets them.
+  const parked = [];
+  await ctx.route(new RegExp(`/v1/conversations/${conv.id}(/messages)?([?]|$)`), async (route) => {
+    if (route.request().method() !== "GET") return route.fallback();
+    const response = await route.fetch();
+    parked.push(() => route.fulfill({ response }));
+  });
+
+  // The resync's read is made before the hand-off; the hand-off is heard
+  // live, and the widget asks who answers now.
+  stream.send(resyncFrame);
+  await poll("the resync's reads", () => parked.length === 2);
+  await api(bot, "POST", `/v1/conversations/${conv.id}/handoff`);
+  await poll("the read of who answers after the hand-off", () => parked.length === 3);
+
+  // The resync's read answers first (the answer it brings shows), still
+  // assigned to the bot; then the read of who answers now: nobody.
+  parked[0]();
+  parked[1]();
+  await shows(frame, lost);
+  parked[2]();
+  await shows(frame, "You are talking to a person");
+  await shows(frame, handedOffBanner);
+  assert.equal(await frame.getByRole("alert").count(), 0, "an error in the widget");
+  noCSPViolations(ctx, "the widget's hand-off during a resync");
+  await ctx.close();
+});
+
 test("a visitor who comes back to a conversation handed off and not taken yet reads that a person will answer, until someone takes it", async () => {
   const ctx = await newContext(browser, { viewport: { width: 320, height: 640 } });
   const first = "A question handed off before leaving";
