@@ -120,10 +120,12 @@ function App() {
   const add = (ms: Entry[]) => show(merge(shown.current, ms));
 
   // countUnread counts, while the frame is closed, the messages of others it
-  // has not shown yet, whether heard live or read again after a resync.
+  // has not shown yet, whether heard live or read again after a resync. The
+  // ids shown, as a set: a reload compares the whole transcript with them.
   const countUnread = (ms: Entry[]) => {
     if (visibleRef.current) return;
-    const n = ms.filter((m) => m.author?.role !== "visitor" && !m.handoff && !shown.current.some((x) => x.id === m.id)).length;
+    const seen = new Set(shown.current.map((x) => x.id));
+    const n = ms.filter((m) => m.author?.role !== "visitor" && !m.handoff && !seen.has(m.id)).length;
     if (n === 0) return;
     unread.current += n;
     tell({ parley: "unread", count: unread.current });
