@@ -11,7 +11,7 @@ import { isBot } from "./bots";
 import { Client, explain, newKey, resyncSpreadMs, typingEveryMs, typingShownMs, type Consent, type Message, type StreamEvent, type StreamState } from "./client";
 import { save } from "./download";
 import { ErasureReport, follow, type Erasure } from "./erasure";
-import { merge } from "./transcript";
+import { entryOf, handoffEntry, merge, type Entry } from "./transcript";
 import type { ToFrame, ToLauncher } from "./widget/messages";
 import "./widget.css";
 
@@ -76,7 +76,7 @@ function App() {
   const [conversations, setConversations] = useState<Conversation[]>([]);
   const [conv, setConv] = useState<string | null>(null);
   const [closed, setClosed] = useState(false);
-  const [messages, setMessages] = useState<Message[]>([]);
+  const [messages, setMessages] = useState<Entry[]>([]);
   const [typingUntil, setTypingUntil] = useState(0);
   const [draft, setDraft] = useState("");
   const [error, setError] = useState("");
@@ -84,10 +84,8 @@ function App() {
   const [erasureFollowed, setErasureFollowed] = useState(false);
   const [confirmErase, setConfirmErase] = useState(false);
   // Who answers the conversation on screen: an agent's id, a bot's
-  // "bot:<id>", or null while unassigned; and whether the visitor (or the
-  // bot) handed it to a person, until someone takes it.
+  // "bot:<id>", or null while unassigned.
   const [assignee, setAssignee] = useState<string | null>(null);
-  const [handedOff, setHandedOff] = useState(false);
   // The consent in force, as recorded (registration, GET or PUT
   // /v1/me/consent); null until read for a visitor who came back.
   const [inForce, setInForce] = useState<Consent | null>(null);
@@ -100,7 +98,7 @@ function App() {
   const unread = useRef(0);
   // What the log shows, as set: a reload compares with it before the
   // render, so that what it adds is counted unread once.
-  const shown = useRef<Message[]>([]);
+  const shown = useRef<Entry[]>([]);
   const lastTyping = useRef(0);
   const lastHeight = useRef(-1);
   const panel = useRef<HTMLDivElement>(null);
@@ -115,42 +113,39 @@ function App() {
     setVisible(v);
   };
 
-  const show = (ms: Message[]) => {
+  const show = (ms: Entry[]) => {
     shown.current = ms;
     setMessages(ms);
   };
-  const add = (ms: Message[]) => show(merge(shown.current, ms));
+  const add = (ms: Entry[]) => show(merge(shown.current, ms));
 
   // countUnread counts, while the frame is closed, the messages of others it
-  // has not shown yet, whether heard live or read again after a resync.
-  const countUnread = (ms: Message[]) => {
+  // has not shown yet, whether heard live or read again after a resync. The
+  // ids shown, as a set: a reload compares the whole transcript with them.
+  const countUnread = (ms: Entry[]) => {
     if (visibleRef.current) return;
-    const n = ms.filter((m) => m.author?.role !== "visitor" && !m.handed_off && !shown.current.some((x) => x.id === m.id)).length;
+    const seen = new Set(shown.current.map((x) => x.id));
+    const n = ms.filter((m) => m.author?.role !== "visitor" && !m.handoff && !seen.has(m.id)).length;
     if (n === 0) return;
     unread.current += n;
     tell({ parley: "unread", count: unread.current });
   };
 
-  const transcript = (id: string) => client.all<Message>(`/v1/conversations/${id}/messages`, "messages");
+  const transcript = async (id: string) => (await client.all<Message>(`/v1/conversations/${id}/messages`, "messages")).map(entryOf);
 
   const conversation = (id: string) => client.json<Conversation>("GET", `/v1/conversations/${id}`);
 
-  // read reads a conversation and its whole transcript together: what
-  // follows from them (readState) needs both. By its id, also beside a
-  // read of the list: the list takes closed conversations from a view that
-  // may not show a close yet.
+  // read reads a conversation and its whole transcript together: whether
+  // it waits for a person follows from both (waiting, below). By its id,
+  // also beside a read of the list: the list takes closed conversations
+  // from a view that may not show a close yet.
   const read = (id: string) => Promise.all([conversation(id), transcript(id)]);
 
   // readState sets what a conversation read over HTTP says of it, in place
-  // of what live events said: whether it is closed, who answers it, and
-  // whether it waits for a person. Only a hand-off unassigns a
-  // conversation (docs/api.md), and the transcript keeps each as a line:
-  // one there with nobody assigned now is a hand-off no one took yet,
-  // also when its live event was lost or heard by another page.
-  const readState = (c: Conversation, ms: Message[]) => {
+  // of what live events said: whether it is closed, and who answers it.
+  const readState = (c: Conversation) => {
     setClosed(c.status !== "open");
     setAssignee(c.assignee ?? null);
-    setHandedOff(!c.assignee && ms.some((m) => m.handed_off));
   };
 
   // The stream lost events, or cannot replay what it missed (docs/api.md,
@@ -177,7 +172,7 @@ function App() {
     if (id !== convRef.current) return;
     countUnread(ms);
     show(merge(ms, shown.current));
-    readState(c, ms);
+    readState(c);
   };
 
   const onEvent = (e: StreamEvent) => {
@@ -200,17 +195,10 @@ function App() {
     if (e.type === "typing" && e.author?.role !== "visitor") setTypingUntil(Date.now() + typingShownMs);
     if (e.type === "assigned" || e.type === "handed_off") {
       const id = e.conversation_id ?? convRef.current;
-      if (e.type === "handed_off") setHandedOff(true);
-      if (typeof e.assignee === "string" || e.assignee === null) takenBy(e.assignee);
-      else if (id) void conversation(id).then((c) => takenBy(c.assignee ?? null), fail);
+      if (e.type === "handed_off") add([handoffEntry(e)]);
+      if (typeof e.assignee === "string" || e.assignee === null) setAssignee(e.assignee);
+      else if (id) void conversation(id).then((c) => setAssignee(c.assignee ?? null), fail);
     }
-  };
-
-  // takenBy follows who answers: a hand-off's notice lasts until someone
-  // takes the conversation.
-  const takenBy = (a: string | null) => {
-    setAssignee(a);
-    if (a) setHandedOff(false);
   };
 
   const connect = () => {
@@ -364,7 +352,7 @@ function App() {
       const [c, ms] = await read(id);
       show(ms);
       setConv(id);
-      readState(c, ms);
+      readState(c);
       setPhase("chat");
     } catch (e) {
       fail(e);
@@ -377,7 +365,6 @@ function App() {
     setClosed(false);
     show([]);
     setAssignee(null);
-    setHandedOff(false);
     setPhase("chat");
   };
 
@@ -436,9 +423,12 @@ function App() {
     if (!conv) return;
     setError("");
     try {
-      const c = await client.json<Conversation>("POST", `/v1/conversations/${conv}/handoff`, {});
-      setHandedOff(true);
-      takenBy(c.assignee ?? null);
+      await client.call("POST", `/v1/conversations/${conv}/handoff`, {});
+      // Whether a person will answer follows from the hand-off's line, which
+      // the answer (the conversation) lacks: the conversation is read again,
+      // with its line, or an earlier hand-off's when this one stored nothing
+      // (the bot had handed it off, and the stream lost that).
+      await reread();
       focusMessage();
     } catch (e) {
       fail(e);
@@ -490,6 +480,12 @@ function App() {
 
   const anotherOpen = conversations.some((c) => c.status === "open" && c.id !== conv);
   const bot = phase === "chat" && !closed && isBot(assignee);
+  // The conversation waits for a person: only a hand-off unassigns one
+  // (docs/api.md), and leaves a line in what the log holds, heard live or
+  // read, so a line there with nobody assigned now is a hand-off no one
+  // took yet. Derived here, not kept, it follows what the log and the
+  // assignee say after a reload, an opening or a live event alike.
+  const waiting = !assignee && messages.some((m) => m.handoff);
 
   return (
     <main class="panel" ref={panel} aria-label={opts.title}>
@@ -609,14 +605,14 @@ function App() {
               </div>
             </section>
           )}
-          {handedOff && !bot && !closed && (
+          {waiting && !closed && (
             <p class="state handoff" role="status">
               A person will answer you.
             </p>
           )}
           <div class="log" role="log" aria-live="polite" aria-label="Messages" tabIndex={0} ref={log}>
             {/* A hand-off shows as the banner's "A person will answer you", not as a line. */}
-            {messages.filter((m) => !m.handed_off).map((m) => (
+            {messages.filter((m) => !m.handoff).map((m) => (
               <div key={m.id} class={m.author?.role === "visitor" ? "mine" : m.author?.role === "bot" ? "theirs by-bot" : "theirs"}>
                 <span class="who">{m.author?.role === "visitor" ? "You" : m.author?.role === "bot" ? "Bot" : "Support"}</span>
                 <span class="text">{m.erased ? "(erased)" : m.withdrawn ? "(withdrawn)" : m.text}</span>

@@ -81,6 +81,16 @@ const openHost = async (ctx, query = "") => {
   return page;
 };
 
+// openChat opens the host page (query as openHost's) on a new page of ctx
+// and its chat, keyboard only; it answers the page and the chat frame, of
+// the gateway from.
+const openChat = async (ctx, query = "", from = gw) => {
+  const page = await openHost(ctx, query);
+  await page.keyboard.press("Tab");
+  await page.keyboard.press("Enter");
+  return { page, frame: await chatFrame(page, from) };
+};
+
 before(async () => {
   stack = await startParley();
   ({ gw } = stack);
@@ -309,10 +319,7 @@ test("a visitor chats with an agent through the widget, keyboard only, on a 320 
   // The visitor comes back (a new page on the same site): their
   // conversations, listed; they continue the open one.
   await page.close();
-  const back = await openHost(ctx);
-  await back.keyboard.press("Tab");
-  await back.keyboard.press("Enter");
-  const again = await chatFrame(back);
+  const { page: back, frame: again } = await openChat(ctx);
   await shows(again, "Your conversations");
   const item = again.getByRole("button", { name: /^Continue the conversation of .* \(open\)$/ });
   await item.waitFor();
@@ -418,14 +425,21 @@ const conversationOpenedWith = (text) =>
     }
   });
 
-// consentedUnder starts a chat in the frame and answers the notice version
-// its visitor's consent records.
-async function consentedUnder(frame, text) {
+// startIn starts the chat in frame, on its consent step, and writes text
+// in it; it answers the conversation.
+async function startIn(frame, text) {
   await frame.getByRole("button", { name: "Start chat" }).press("Enter");
   await shows(frame, "You are talking to a person");
   await frame.locator("#parley-message").fill(text);
   await frame.locator("#parley-message").press("Enter");
-  const conv = await conversationOpenedWith(text);
+  await shows(frame, text);
+  return conversationOpenedWith(text);
+}
+
+// consentedUnder starts a chat in the frame and answers the notice version
+// its visitor's consent records.
+async function consentedUnder(frame, text) {
+  const conv = await startIn(frame, text);
   return (await api(token("admin", "root"), "GET", `/v1/subjects/${conv.visitor}/export`)).consents.at(-1).notice_version;
 }
 
@@ -436,10 +450,7 @@ test("without the tenant's notice the host's version is consented to; without an
   await ctx.route("**/v1/tenants/demo/notice", (route) =>
     route.fulfill({ status: 503, contentType: "application/problem+json", body: JSON.stringify({ status: 503, detail: "the service is not ready" }) }),
   );
-  const page = await openHost(ctx, "?nv=shop-3");
-  await page.keyboard.press("Tab");
-  await page.keyboard.press("Enter");
-  const frame = await chatFrame(page);
+  const { page, frame } = await openChat(ctx, "?nv=shop-3");
   await frame.getByRole("alert").filter({ hasText: "The privacy notice could not be read" }).waitFor();
   assert.equal(await frame.getByRole("button", { name: "Start chat" }).count(), 0, "Start chat without a notice");
   await screenshot(page, "widget-notice-unavailable");
@@ -458,10 +469,7 @@ test("the tenant's privacy notice, shown as text, is the version the visitor con
   await poll("the notice to be served", async () => (await (await fetch(`${gw}/v1/tenants/demo/notice`)).json()).version === "acme-7");
 
   const ctx = await newContext(browser, { viewport: { width: 320, height: 640 } });
-  const page = await openHost(ctx);
-  await page.keyboard.press("Tab");
-  await page.keyboard.press("Enter");
-  const frame = await chatFrame(page);
+  const { page, frame } = await openChat(ctx);
   await shows(frame, "Acme keeps chats 30 days.");
   assert.equal(await frame.locator(".notice").innerText(), text, "the notice, as plain text");
   assert.equal(await frame.locator(".notice b").count(), 0, "no markup from the notice");
@@ -489,10 +497,7 @@ test("a visitor's session survives renewals at once, in one tab and across two",
     };
     const reused = async () => (await short.api(admin, "GET", "/v1/audit")).entries.filter((e) => e.action === "session.refresh_reuse");
 
-    const first = await openHost(ctx, `?gw=${encodeURIComponent(short.gw)}`);
-    await first.keyboard.press("Tab");
-    await first.keyboard.press("Enter");
-    const one = await chatFrame(first, short.gw);
+    const { page: first, frame: one } = await openChat(ctx, `?gw=${encodeURIComponent(short.gw)}`, short.gw);
     await one.getByRole("button", { name: "Start chat" }).press("Enter");
     await shows(one, "You are talking to a person");
     await one.locator("#parley-message").fill("Before the renewals");
@@ -502,10 +507,7 @@ test("a visitor's session survives renewals at once, in one tab and across two",
     // A second tab of the same visitor comes back: it renews, spending the
     // refresh token the first tab holds.
     await expired();
-    const second = await openHost(ctx, `?gw=${encodeURIComponent(short.gw)}`);
-    await second.keyboard.press("Tab");
-    await second.keyboard.press("Enter");
-    const two = await chatFrame(second, short.gw);
+    const { frame: two } = await openChat(ctx, `?gw=${encodeURIComponent(short.gw)}`, short.gw);
     await two.getByRole("button", { name: /^Continue the conversation/ }).waitFor();
 
     // The first tab, its token expired, makes two calls at once.
@@ -561,16 +563,8 @@ const resyncFrame = JSON.stringify({ type: "resync" });
 // startChat opens the chat on a new page of ctx and writes text in it; it
 // answers the page, the chat frame and the conversation.
 async function startChat(ctx, text) {
-  const page = await openHost(ctx);
-  await page.keyboard.press("Tab");
-  await page.keyboard.press("Enter");
-  const frame = await chatFrame(page);
-  await frame.getByRole("button", { name: "Start chat" }).press("Enter");
-  await shows(frame, "You are talking to a person");
-  await frame.locator("#parley-message").fill(text);
-  await frame.locator("#parley-message").press("Enter");
-  await shows(frame, text);
-  return { page, frame, conv: await conversationOpenedWith(text) };
+  const { page, frame } = await openChat(ctx);
+  return { page, frame, conv: await startIn(frame, text) };
 }
 
 test("after a resync the widget reloads the conversation: a reply the stream lost shows once, in order, and counts unread", async () => {
@@ -675,6 +669,45 @@ test("after a resync the widget shows a hand-off the stream lost: a person will 
   await ctx.close();
 });
 
+test("a hand-off heard while a resync reads the conversation shows, though the read, older than it, answers after it", async () => {
+  const ctx = await newContext(browser, { viewport: { width: 320, height: 640 } });
+  const lost = "The bot's answer the stream lost";
+  const stream = await holdBack(ctx, (e) => e.message?.text === lost);
+  const { frame, conv } = await startChat(ctx, "A question handed off while the widget reads it again");
+  const bot = await assignBot(conv, "faq-crossed");
+  await shows(frame, "You are talking to a bot");
+  await api(bot, "POST", `/v1/conversations/${conv.id}/messages`, { text: lost });
+  await poll("the bot's answer held back", () => stream.held.length === 1);
+
+  // The widget's reads of the conversation and its transcript are made
+  // when asked, and answered when the test lets them.
+  const parked = [];
+  await ctx.route(new RegExp(`/v1/conversations/${conv.id}(/messages)?([?]|$)`), async (route) => {
+    if (route.request().method() !== "GET") return route.fallback();
+    const response = await route.fetch();
+    parked.push(() => route.fulfill({ response }));
+  });
+
+  // The resync's read is made before the hand-off; the hand-off is heard
+  // live, and the widget asks who answers now.
+  stream.send(resyncFrame);
+  await poll("the resync's reads", () => parked.length === 2);
+  await api(bot, "POST", `/v1/conversations/${conv.id}/handoff`);
+  await poll("the read of who answers after the hand-off", () => parked.length === 3);
+
+  // The resync's read answers first (the answer it brings shows), still
+  // assigned to the bot; then the read of who answers now: nobody.
+  parked[0]();
+  parked[1]();
+  await shows(frame, lost);
+  parked[2]();
+  await shows(frame, "You are talking to a person");
+  await shows(frame, handedOffBanner);
+  assert.equal(await frame.getByRole("alert").count(), 0, "an error in the widget");
+  noCSPViolations(ctx, "the widget's hand-off during a resync");
+  await ctx.close();
+});
+
 test("a visitor who comes back to a conversation handed off and not taken yet reads that a person will answer, until someone takes it", async () => {
   const ctx = await newContext(browser, { viewport: { width: 320, height: 640 } });
   const first = "A question handed off before leaving";
@@ -686,10 +719,7 @@ test("a visitor who comes back to a conversation handed off and not taken yet re
 
   // The visitor comes back (a new page on the same site) and continues it.
   await page.close();
-  const back = await openHost(ctx);
-  await back.keyboard.press("Tab");
-  await back.keyboard.press("Enter");
-  const again = await chatFrame(back);
+  const { frame: again } = await openChat(ctx);
   await again.getByRole("button", { name: /^Continue the conversation of .* \(open\)$/ }).press("Enter");
   await shows(again, first);
   await shows(again, handedOffBanner);

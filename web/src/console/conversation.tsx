@@ -7,10 +7,10 @@ import { useEffect, useRef, useState } from "preact/hooks";
 import { CallError, newKey, typingEveryMs, typingShownMs, type Message, type StreamEvent } from "../client";
 import { client } from "../staff/session";
 import { botAssignee, isBot } from "../bots";
-import { entryOf, handoffEntry, type Entry, type Inbox, type Summary } from "./inbox";
+import type { Inbox, Summary } from "./inbox";
 import { time, visitorName } from "./list";
 import { availability, type Availability } from "./presence";
-import { merge } from "../transcript";
+import { entryOf, handoffEntry, merge, type Entry } from "../transcript";
 
 type Props = {
   inbox: Inbox;

@@ -3,30 +3,9 @@
 // stream, with the unread count of each. Views subscribe to it and read it;
 // it never renders.
 import { client } from "../staff/session";
-import type { Message, StreamEvent } from "../client";
+import type { StreamEvent } from "../client";
 import { botID, isBot, type Integration } from "../bots";
-
-/**
- * Entry is a line of a transcript: a message, or a hand-off (the visitor,
- * or the bot, asked for a person), which the live stream tells and the
- * transcript's pages hold as a line with handed_off.
- */
-export type Entry = Message & { handoff?: boolean };
-
-// A hand-off's line is named by its event's seq, which the live event and
-// the transcript's line share: heard live and read again, it shows once.
-const handoffID = (seq: number | undefined) => `handoff-${seq ?? 0}`;
-
-/** handoffEntry is the line a handed_off event leaves, at the server's time of it. */
-export function handoffEntry(e: StreamEvent): Entry {
-  // The stream gives at on every handed_off event.
-  return { id: handoffID(e.seq), seq: e.seq, at: e.at as string, author: e.author ?? null, text: null, handoff: true };
-}
-
-/** entryOf is the line a transcript's message makes. */
-export function entryOf(m: Message): Entry {
-  return m.handed_off ? { ...m, id: handoffID(m.seq), handoff: true } : m;
-}
+import { handoffEntry, type Entry } from "../transcript";
 
 export type Profile = { name?: string; email?: string; updated_at: string };
 
