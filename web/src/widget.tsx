@@ -197,7 +197,11 @@ function App() {
       const id = e.conversation_id ?? convRef.current;
       if (e.type === "handed_off") add([handoffEntry(e)]);
       if (typeof e.assignee === "string" || e.assignee === null) setAssignee(e.assignee);
-      else if (id) void conversation(id).then((c) => setAssignee(c.assignee ?? null), fail);
+      else if (id)
+        void conversation(id).then((c) => {
+          // The visitor may have opened another conversation meanwhile.
+          if (id === convRef.current) setAssignee(c.assignee ?? null);
+        }, fail);
     }
   };
 
