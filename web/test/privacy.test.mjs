@@ -133,7 +133,8 @@ test("an admin exports a visitor, then erases them and reads the completion repo
   await page.getByRole("button", { name: "Export" }).click();
   const link = page.getByRole("link", { name: /Download the export/ });
   await link.waitFor();
-  await page.getByText("1 conversations, 1 messages").waitFor();
+  await page.getByText("1 conversation, 1 message", { exact: true }).waitFor();
+  await page.getByText("1 consent record; in force: analytics (notice 1)", { exact: true }).waitFor();
   const [download] = await Promise.all([page.waitForEvent("download"), link.click()]);
   assert.equal(download.suggestedFilename(), `parley-export-${visitor}.json`);
   const doc = JSON.parse(await readFile(await download.path(), "utf8"));

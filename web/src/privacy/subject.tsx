@@ -138,12 +138,15 @@ export function SubjectTools() {
         <section aria-labelledby="export-title" class="result">
           <h3 id="export-title">Export of {exported.doc.subject.id}</h3>
           <ul>
-            <li>{exported.doc.consents.length} consent records; in force: {consentText(exported.doc.consents.at(-1))}</li>
             <li>
-              {exported.doc.conversations.length} conversations, {messages} messages
+              {counted(exported.doc.consents.length, "consent record")}; in force: {consentText(exported.doc.consents.at(-1))}
             </li>
             <li>
-              {exported.doc.network_data.length} network data records, {exported.doc.requests.length} requests, {exported.doc.profile ? "a profile" : "no profile"}
+              {counted(exported.doc.conversations.length, "conversation")}, {counted(messages, "message")}
+            </li>
+            <li>
+              {counted(exported.doc.network_data.length, "network data record")}, {counted(exported.doc.requests.length, "request")},{" "}
+              {exported.doc.profile ? "a profile" : "no profile"}
             </li>
             <li>Exported at {new Date(exported.doc.exported_at).toLocaleString()}</li>
           </ul>
@@ -155,6 +158,11 @@ export function SubjectTools() {
       {erasure && <ErasureReport e={erasure} title={`Erasure of ${erasure.subject}`} done={followed} />}
     </div>
   );
+}
+
+// counted says n of a noun that takes an s in the plural: "1 request", "2 requests".
+function counted(n: number, noun: string): string {
+  return `${n} ${noun}${n === 1 ? "" : "s"}`;
 }
 
 function consentText(c: Export["consents"][number] | undefined): string {
