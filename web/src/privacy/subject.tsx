@@ -6,6 +6,7 @@ import { CallError, explain } from "../client";
 import { useFileURL } from "../download";
 import { ErasureReport, follow, type Erasure } from "../erasure";
 import { client } from "../staff/session";
+import { counted } from "./counted";
 
 type Export = {
   subject: { id: string };
@@ -158,11 +159,6 @@ export function SubjectTools() {
       {erasure && <ErasureReport e={erasure} title={`Erasure of ${erasure.subject}`} done={followed} />}
     </div>
   );
-}
-
-// counted says n of a noun that takes an s in the plural: "1 request", "2 requests".
-function counted(n: number, noun: string): string {
-  return `${n} ${noun}${n === 1 ? "" : "s"}`;
 }
 
 function consentText(c: Export["consents"][number] | undefined): string {
