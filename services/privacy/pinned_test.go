@@ -22,23 +22,33 @@ const testPinTTL = 3 * time.Second
 
 func withPinTTL(d *privacy.Deps) { d.RelayPinTTL = testPinTTL }
 
-// settled waits until the relay has acked every event in CHAT.
+// settled waits until the relay has acked every event stored in CHAT
+// before the call.
 func settled(t testing.TB, js jetstream.JetStream, within time.Duration) {
 	t.Helper()
 	acked(t, js, relay.Durable, within)
 }
 
-// acked waits until the consumer durable of CHAT has acked every event.
+// acked waits until the consumer durable of CHAT, whose filter takes every
+// event of these tests, has acked every event stored before the call: its
+// ack floor reaches CHAT's last sequence. Its pending counts cannot tell:
+// the server tells consumers of a stored event on a goroutine of its own,
+// after acking the publish, so both can still be 0 for an event just
+// stored, as if it were acked.
 func acked(t testing.TB, js jetstream.JetStream, durable string, within time.Duration) {
 	t.Helper()
+	chat, err := js.Stream(t.Context(), stream.Chat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := chat.CachedInfo().State.LastSeq
 	natstest.Until(t, within, durable+" acking every event", func() bool {
 		// The service may not have made the consumer yet.
-		cons, err := js.Consumer(t.Context(), stream.Chat, durable)
+		cons, err := chat.Consumer(t.Context(), durable)
 		if err != nil {
 			return false
 		}
-		info := cons.CachedInfo()
-		return info.NumPending == 0 && info.NumAckPending == 0
+		return cons.CachedInfo().AckFloor.Stream >= last
 	})
 }
 
