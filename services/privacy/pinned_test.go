@@ -232,3 +232,41 @@ func TestRelayTakesOverConsumerOfOlderVersion(t *testing.T) {
 		t.Errorf("facts after the update = %v, want only the message posted after it", counts)
 	}
 }
+
+// TestRelayStoppedBeforeItsFirstEventLeavesNoPull stops an instance whose
+// relay pulled but never got an event, then stores an event before the
+// next instance starts: the next one relays it at once, not after the pin
+// TTL. The stopped relay's pull, still waiting on the server, would
+// otherwise take the pin at that event, with no one to receive it.
+func TestRelayStoppedBeforeItsFirstEventLeavesNoPull(t *testing.T) {
+	s := natstest.Start(t, "")
+	nc, js := natstest.Connect(t, s)
+	if err := stream.Ensure(t.Context(), js, stream.Options{}, stream.Chat); err != nil {
+		t.Fatal(err)
+	}
+	kek := newKEK(t)
+	// Far longer than the wait for the facts below.
+	withLongPin := func(d *privacy.Deps) { d.RelayPinTTL = 2 * time.Minute }
+	first := start(t, s, kek, withLongPin)
+	visitor := mustRegister(t, nc)
+	// Made while an instance answers for the keys, stored once none runs.
+	k, err := getKeys(t.Context(), nc, visitor, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := event.New(k.Data, event.ConversationOpened, tenant, visitor, "conv-a", time.Now(), event.Opened{Visitor: visitor, Text: "hi"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	natstest.Until(t, 10*time.Second, "the relay pulling", func() bool {
+		cons, err := js.Consumer(t.Context(), stream.Chat, relay.Durable)
+		return err == nil && cons.CachedInfo().NumWaiting > 0
+	})
+	first.stop()
+	if _, err := js.PublishMsg(t.Context(), e.Msg(stream.ChatSubject(tenant, "conv-a"))); err != nil {
+		t.Fatal(err)
+	}
+
+	start(t, s, kek, withLongPin)
+	facts(t, js, 2)
+}
