@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/parley-chat/parley/pkg/analyticsapi"
@@ -268,5 +269,49 @@ func TestRelayStoppedBeforeItsFirstEventLeavesNoPull(t *testing.T) {
 	}
 
 	start(t, s, kek, withLongPin)
+	facts(t, js, 2)
+}
+
+// TestRelayStopHandsBackTheBatchInHand stops an instance while its relay
+// waits for ANALYTICS to store a batch's facts: the batch's event comes to
+// the next instance at once, not after the ack wait. ANALYTICS is away
+// meanwhile, and a subscriber that never answers takes its subject, so
+// the store of the facts is never acknowledged.
+func TestRelayStopHandsBackTheBatchInHand(t *testing.T) {
+	s := natstest.Start(t, "")
+	kek := newKEK(t)
+	first := start(t, s, kek, withPinTTL)
+	nc, js := natstest.Connect(t, s)
+	if err := stream.Ensure(t.Context(), js, stream.Options{}, stream.Chat); err != nil {
+		t.Fatal(err)
+	}
+	w := chatWriter{t: t, nc: nc, js: js}
+	visitor := mustRegister(t, nc)
+	if err := js.DeleteStream(t.Context(), stream.Analytics); err != nil {
+		t.Fatal(err)
+	}
+	held := make(chan *nats.Msg, 1)
+	sub, err := nc.ChanSubscribe(analyticsapi.Subject(tenant, analyticsapi.KindFacts), held)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	w.append(visitor, "conv-a", event.ConversationOpened, time.Now(), event.Opened{Visitor: visitor, Text: "hi"})
+	select {
+	case <-held:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no facts published after 10s")
+	}
+	first.stop()
+
+	if err := sub.Unsubscribe(); err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.Ensure(t.Context(), js, stream.Options{}, stream.Analytics); err != nil {
+		t.Fatal(err)
+	}
+	start(t, s, kek, withPinTTL)
 	facts(t, js, 2)
 }

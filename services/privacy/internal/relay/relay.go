@@ -18,7 +18,8 @@
 // subscription end (its consumer deleted) or its heartbeats stop (a server
 // came back without the consumer), the relay naks what it pulled ahead,
 // creates the consumer again and follows it. An event is acked only after
-// its facts are stored; a transient failure naks it for redelivery. The
+// its facts are stored; a transient failure naks it for redelivery, and
+// so does the relay's stop while it waits for the store. The
 // facts of a batch go out together, a message (analyticsapi.KindFacts) for
 // each tenant's MaxFactsPerMsg, or fewer within the bus's payload limit,
 // whose Nats-Msg-Id is derived from their fact ids (event id and kind): a
@@ -406,7 +407,8 @@ func (r *Relay) consumer(ctx context.Context) (jetstream.Consumer, error) {
 
 // process relays a batch: the messages of every event and the batch's
 // facts are published asynchronously, and each event is acked once all
-// its messages and the facts are stored, or nak'd for redelivery.
+// its messages and the facts are stored, or nak'd for redelivery; when
+// ctx ends first, every event not acked yet is nak'd.
 func (r *Relay) process(ctx context.Context, msgs []jetstream.Msg) {
 	if err := r.catchUp(ctx, msgs); err != nil {
 		r.log.Warn("catch up with consents", "err", err)
@@ -467,14 +469,25 @@ func (r *Relay) process(ctx context.Context, msgs []jetstream.Msg) {
 		}
 		return ok, true
 	}
+	// cut hands back the events of a batch cut by the stop that are not
+	// acked yet, so that they come again at once, to the next instance,
+	// rather than after ackWait. Their facts already stored are stored
+	// again then, and counted once.
+	cut := func(rest []pending) {
+		for _, p := range rest {
+			_ = p.msg.Nak()
+		}
+	}
 	ok, done := stored(futures[factsFrom:])
 	if !done {
+		cut(out)
 		return
 	}
 	factsFailed = factsFailed || !ok
-	for _, p := range out {
+	for i, p := range out {
 		ok, done := stored(futures[p.from:p.to])
 		if !done {
+			cut(out[i:])
 			return
 		}
 		if !ok || p.facts && factsFailed {
