@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/parley-chat/parley/pkg/analyticsapi"
@@ -22,23 +23,33 @@ const testPinTTL = 3 * time.Second
 
 func withPinTTL(d *privacy.Deps) { d.RelayPinTTL = testPinTTL }
 
-// settled waits until the relay has acked every event in CHAT.
+// settled waits until the relay has acked every event stored in CHAT
+// before the call.
 func settled(t testing.TB, js jetstream.JetStream, within time.Duration) {
 	t.Helper()
 	acked(t, js, relay.Durable, within)
 }
 
-// acked waits until the consumer durable of CHAT has acked every event.
+// acked waits until the consumer durable of CHAT, whose filter takes every
+// event of these tests, has acked every event stored before the call: its
+// ack floor reaches CHAT's last sequence. Its pending counts cannot tell:
+// the server tells consumers of a stored event on a goroutine of its own,
+// after acking the publish, so both can still be 0 for an event just
+// stored, as if it were acked.
 func acked(t testing.TB, js jetstream.JetStream, durable string, within time.Duration) {
 	t.Helper()
+	chat, err := js.Stream(t.Context(), stream.Chat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := chat.CachedInfo().State.LastSeq
 	natstest.Until(t, within, durable+" acking every event", func() bool {
 		// The service may not have made the consumer yet.
-		cons, err := js.Consumer(t.Context(), stream.Chat, durable)
+		cons, err := chat.Consumer(t.Context(), durable)
 		if err != nil {
 			return false
 		}
-		info := cons.CachedInfo()
-		return info.NumPending == 0 && info.NumAckPending == 0
+		return cons.CachedInfo().AckFloor.Stream >= last
 	})
 }
 
@@ -224,4 +235,86 @@ func TestRelayTakesOverConsumerOfOlderVersion(t *testing.T) {
 	if total != 1 {
 		t.Errorf("facts after the update = %v, want only the message posted after it", counts)
 	}
+}
+
+// TestRelayStoppedBeforeItsFirstEventLeavesNoPull stops an instance whose
+// relay pulled but never got an event, then stores an event before the
+// next instance starts: the next one relays it at once, not after the pin
+// TTL. The stopped relay's pull, still waiting on the server, would
+// otherwise take the pin at that event, with no one to receive it.
+func TestRelayStoppedBeforeItsFirstEventLeavesNoPull(t *testing.T) {
+	s := natstest.Start(t, "")
+	nc, js := natstest.Connect(t, s)
+	if err := stream.Ensure(t.Context(), js, stream.Options{}, stream.Chat); err != nil {
+		t.Fatal(err)
+	}
+	kek := newKEK(t)
+	// Far longer than the wait for the facts below.
+	withLongPin := func(d *privacy.Deps) { d.RelayPinTTL = 2 * time.Minute }
+	first := start(t, s, kek, withLongPin)
+	visitor := mustRegister(t, nc)
+	// Made while an instance answers for the keys, stored once none runs.
+	k, err := getKeys(t.Context(), nc, visitor, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := event.New(k.Data, event.ConversationOpened, tenant, visitor, "conv-a", time.Now(), event.Opened{Visitor: visitor, Text: "hi"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	natstest.Until(t, 10*time.Second, "the relay pulling", func() bool {
+		cons, err := js.Consumer(t.Context(), stream.Chat, relay.Durable)
+		return err == nil && cons.CachedInfo().NumWaiting > 0
+	})
+	first.stop()
+	if _, err := js.PublishMsg(t.Context(), e.Msg(stream.ChatSubject(tenant, "conv-a"))); err != nil {
+		t.Fatal(err)
+	}
+
+	start(t, s, kek, withLongPin)
+	facts(t, js, 2)
+}
+
+// TestRelayStopHandsBackTheBatchInHand stops an instance while its relay
+// waits for ANALYTICS to store a batch's facts: the batch's event comes to
+// the next instance at once, not after the ack wait. ANALYTICS is away
+// meanwhile, and a subscriber that never answers takes its subject, so
+// the store of the facts is never acknowledged.
+func TestRelayStopHandsBackTheBatchInHand(t *testing.T) {
+	s := natstest.Start(t, "")
+	kek := newKEK(t)
+	first := start(t, s, kek, withPinTTL)
+	nc, js := natstest.Connect(t, s)
+	if err := stream.Ensure(t.Context(), js, stream.Options{}, stream.Chat); err != nil {
+		t.Fatal(err)
+	}
+	w := chatWriter{t: t, nc: nc, js: js}
+	visitor := mustRegister(t, nc)
+	if err := js.DeleteStream(t.Context(), stream.Analytics); err != nil {
+		t.Fatal(err)
+	}
+	held := make(chan *nats.Msg, 1)
+	sub, err := nc.ChanSubscribe(analyticsapi.Subject(tenant, analyticsapi.KindFacts), held)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	w.append(visitor, "conv-a", event.ConversationOpened, time.Now(), event.Opened{Visitor: visitor, Text: "hi"})
+	select {
+	case <-held:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no facts published after 10s")
+	}
+	first.stop()
+
+	if err := sub.Unsubscribe(); err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.Ensure(t.Context(), js, stream.Options{}, stream.Analytics); err != nil {
+		t.Fatal(err)
+	}
+	start(t, s, kek, withPinTTL)
+	facts(t, js, 2)
 }

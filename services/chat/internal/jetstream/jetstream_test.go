@@ -2,6 +2,7 @@ package jetstream_test
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -221,4 +222,35 @@ func openStore(t *testing.T) (*jetstream.Store, natsjs.JetStream, seal.Key) {
 		t.Fatal(err)
 	}
 	return s, js, key
+}
+
+// The follower reads all of CHAT on a filter the server takes for none,
+// CHAT's own subject: any other ("chat.>") has the server match each
+// block's subjects for every event it delivers.
+func TestFollowFiltersOnTheStreamsSubject(t *testing.T) {
+	s, js, _ := openStore(t)
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- s.Follow(ctx, 1, func(context.Context, app.Record) error { return nil }, func() {}) }()
+	chat, err := js.Stream(t.Context(), stream.Chat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	natstest.Eventually(t, 10*time.Second, "the follower's consumer", func() error {
+		var filters [][]string
+		for info := range chat.ListConsumers(t.Context()).Info() {
+			filters = append(filters, append([]string{info.Config.FilterSubject}, info.Config.FilterSubjects...))
+		}
+		if len(filters) != 1 {
+			return fmt.Errorf("%d consumers", len(filters))
+		}
+		if f := strings.Join(filters[0], " "); strings.TrimSpace(f) != stream.ChatSubjects {
+			t.Fatalf("follower's filter %q, want %q", f, stream.ChatSubjects)
+		}
+		return nil
+	})
+	cancel()
+	if err := natstest.Returns(t, 10*time.Second, "cancellation", done); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -18,7 +18,8 @@
 // subscription end (its consumer deleted) or its heartbeats stop (a server
 // came back without the consumer), the relay naks what it pulled ahead,
 // creates the consumer again and follows it. An event is acked only after
-// its facts are stored; a transient failure naks it for redelivery. The
+// its facts are stored; a transient failure naks it for redelivery, and
+// so does the relay's stop while it waits for the store. The
 // facts of a batch go out together, a message (analyticsapi.KindFacts) for
 // each tenant's MaxFactsPerMsg, or fewer within the bus's payload limit,
 // whose Nats-Msg-Id is derived from their fact ids (event id and kind): a
@@ -31,7 +32,10 @@
 // (PriorityPolicyPinned, group Group), so JetStream delivers to one pull
 // subscription only, and hands the pin to another instance's once the
 // pinned one has sent no pull for the pin TTL (it died, or lost the
-// server), or at once when it stops and unpins itself. Every event
+// server), or at once when it stops and unpins itself. A relay that
+// stops also has the server drop the pulls it left waiting, pinned or
+// not: else the next event could pin one of them, which no instance
+// receives, and facts would wait for the pin TTL. Every event
 // delivered under a pin carries the pin's id (header Nats-Pin-Id): when
 // it differs from the last one the relay saw, the relay may have missed
 // events another instance relayed meanwhile, so it forgets the expiries it
@@ -127,8 +131,8 @@ const (
 	// maxPullExpiry bounds how long one pull request waits on the
 	// server; it is shorter with a short pin TTL (see pullExpiry).
 	maxPullExpiry = 10 * time.Second
-	// unpinTimeout bounds the unpinning at shutdown.
-	unpinTimeout = 2 * time.Second
+	// leaveTimeout bounds the handing over of the consumer at shutdown.
+	leaveTimeout = 2 * time.Second
 	// retryDelay is how long a nak'd event waits before it comes back.
 	retryDelay = time.Second
 	// catchUpMargin covers the time between a consent being stamped and
@@ -277,7 +281,7 @@ func (r *Relay) consume(ctx context.Context, cons jetstream.Consumer) error {
 	stopped := cc.Closed()
 	defer func() {
 		handBack(cc, in, stopped)
-		r.unpin(ctx)
+		r.leave(ctx)
 	}()
 	batch := make([]jetstream.Msg, 0, batchSize)
 	for {
@@ -331,17 +335,25 @@ func handBack(cc jetstream.ConsumeContext, in <-chan jetstream.Msg, stopped <-ch
 	}
 }
 
-// unpin hands the pin over at once when this instance holds it, so that
-// another instance relays without waiting for the pin TTL. A failure only
+// leave hands the consumer over to the next instance at once, once the
+// pull subscription has drained.
+//
+// Its pulls may still wait on the server, and when no instance holds the
+// pin the server pins the next event's pull before it checks that anyone
+// receives it: pinned to this stopped subscription, the consumer would
+// deliver to no instance for the pin TTL. Reading the consumer's info
+// makes the server drop the waiting pulls nobody receives, as it counts
+// them (NumWaiting). Then, when this instance holds the pin, it unpins, so
+// that another relays without waiting for the pin TTL. A failure only
 // leaves the pin to lapse.
-func (r *Relay) unpin(ctx context.Context) {
-	if r.pin == "" || r.chat == nil {
+func (r *Relay) leave(ctx context.Context) {
+	if r.chat == nil {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), unpinTimeout)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), leaveTimeout)
 	defer cancel()
 	cons, err := r.chat.Consumer(ctx, Durable)
-	if err != nil {
+	if err != nil || r.pin == "" {
 		return
 	}
 	for _, g := range cons.CachedInfo().PriorityGroups {
@@ -398,7 +410,8 @@ func (r *Relay) consumer(ctx context.Context) (jetstream.Consumer, error) {
 
 // process relays a batch: the messages of every event and the batch's
 // facts are published asynchronously, and each event is acked once all
-// its messages and the facts are stored, or nak'd for redelivery.
+// its messages and the facts are stored, or nak'd for redelivery; when
+// ctx ends first, every event not acked yet is nak'd.
 func (r *Relay) process(ctx context.Context, msgs []jetstream.Msg) {
 	if err := r.catchUp(ctx, msgs); err != nil {
 		r.log.Warn("catch up with consents", "err", err)
@@ -459,14 +472,25 @@ func (r *Relay) process(ctx context.Context, msgs []jetstream.Msg) {
 		}
 		return ok, true
 	}
+	// cut hands back the events of a batch cut by the stop that are not
+	// acked yet, so that they come again at once, to the next instance,
+	// rather than after ackWait. Their facts already stored are stored
+	// again then, and counted once.
+	cut := func(rest []pending) {
+		for _, p := range rest {
+			_ = p.msg.Nak()
+		}
+	}
 	ok, done := stored(futures[factsFrom:])
 	if !done {
+		cut(out)
 		return
 	}
 	factsFailed = factsFailed || !ok
-	for _, p := range out {
+	for i, p := range out {
 		ok, done := stored(futures[p.from:p.to])
 		if !done {
+			cut(out[i:])
 			return
 		}
 		if !ok || p.facts && factsFailed {
