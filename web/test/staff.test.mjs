@@ -49,3 +49,19 @@ test("a role sees the pages it may use, and is told when it may not use one", as
   noCSPViolations(admin.context(), "the privacy page");
   await admin.context().close();
 });
+
+test("each page's sign-in form suggests a try-out token that page lets in", async () => {
+  for (const path of ["/console", "/privacy", "/dashboard"]) {
+    const ctx = await newContext(browser);
+    const page = await ctx.newPage();
+    await page.goto(stack.gw + path);
+    const hint = await page.locator(".hint code").textContent();
+    const [, role, id] = hint.match(/--role (\S+) --id (\S+)/) ?? [];
+    assert.ok(role && id, `${path}: the hint ${JSON.stringify(hint)} names no role and id`);
+    await page.getByLabel("Token").fill(stack.token(role, id));
+    await page.getByRole("button", { name: "Use token" }).click();
+    await page.getByRole("button", { name: "Sign out" }).waitFor();
+    assert.equal(await page.getByRole("alert").filter({ hasText: "cannot use" }).count(), 0, `${path}: the hint's ${role} is refused`);
+    await ctx.close();
+  }
+});

@@ -6,6 +6,7 @@
 import { useEffect, useState } from "preact/hooks";
 import { useFileURL } from "../download";
 import { client } from "../staff/session";
+import { counted } from "./counted";
 import { checkCheckpoint, goTime, parseSaved, verifyChain, type CheckpointAnswer, type CheckpointResult, type ChainBreak, type Entry } from "./verify";
 
 /**
@@ -86,9 +87,9 @@ export function AuditTrail({ tenant }: { tenant: string }) {
     setSavedError("");
     setProgress("Reading the audit trail…");
     try {
-      const entries = await readTrail((n) => setProgress(`Reading the audit trail: ${n} entries…`));
+      const entries = await readTrail((n) => setProgress(`Reading the audit trail: ${counted(n, "entry")}…`));
       const answer = await client.json<CheckpointAnswer>("GET", "/v1/audit/checkpoint");
-      setProgress(`Verifying ${entries.length} entries…`);
+      setProgress(`Verifying ${counted(entries.length, "entry")}…`);
       const broken = await verifyChain(entries);
       const checkpoints: Checked[] = [];
       const { key, using } = keyFor(knownKey.trim(), null, answer.public_key);
@@ -167,7 +168,7 @@ export function AuditTrail({ tenant }: { tenant: string }) {
       {report && (
         <table class="audit">
           <caption>
-            {all || entries.length <= shown ? `All ${entries.length} entries` : `The newest ${shown} of ${entries.length} entries`}, newest first
+            {all || entries.length <= shown ? `All ${counted(entries.length, "entry")}` : `The newest ${shown} of ${entries.length} entries`}, newest first
           </caption>
           <thead>
             <tr>
@@ -204,7 +205,7 @@ export function AuditTrail({ tenant }: { tenant: string }) {
       )}
       {report && !all && entries.length > shown && (
         <button type="button" class="secondary" onClick={() => setAll(true)}>
-          Show all {entries.length} entries
+          Show all {counted(entries.length, "entry")}
         </button>
       )}
     </div>
@@ -219,7 +220,7 @@ function Verdict({ r }: { r: Report }) {
       <div class="verdict bad" role="alert">
         <p>
           <strong>
-            Not verified: {n} entries, chain BROKEN at entry {r.broken.index + 1} of {n}
+            Not verified: {counted(n, "entry")}, chain BROKEN at entry {r.broken.index + 1} of {n}
           </strong>
         </p>
         <p>
@@ -236,11 +237,11 @@ function Verdict({ r }: { r: Report }) {
         <strong>
           {failed
             ? failed.state === "missing"
-              ? `Not verified: ${n} entries, chain intact up to its end, but entries a checkpoint counts are MISSING`
-              : `Not verified: ${n} entries, chain intact, but a checkpoint is REFUSED`
+              ? `Not verified: ${counted(n, "entry")}, chain intact up to its end, but entries a checkpoint counts are MISSING`
+              : `Not verified: ${counted(n, "entry")}, chain intact, but a checkpoint is REFUSED`
             : r.checkpoints.length
-              ? `Verified: ${n} entries, head ${head}, checkpoint signed at ${goTime(r.checkpoints[0].cp.at)}`
-              : `Verified: ${n} entries, head ${head}, chain intact`}
+              ? `Verified: ${counted(n, "entry")}, head ${head}, checkpoint signed at ${goTime(r.checkpoints[0].cp.at)}`
+              : `Verified: ${counted(n, "entry")}, head ${head}, chain intact`}
         </strong>
       </p>
       {r.checkpoints.map((c) => (
@@ -261,7 +262,7 @@ function CheckpointLine({ c }: { c: Checked }) {
     case "held":
       return (
         <p class="good" role="status">
-          {c.name} ({c.cp.count} entries, {at}): held; {c.using}
+          {c.name} ({counted(c.cp.count, "entry")}, {at}): held; {c.using}
         </p>
       );
     case "refused":

@@ -6,6 +6,7 @@ import { CallError, explain } from "../client";
 import { useFileURL } from "../download";
 import { ErasureReport, follow, type Erasure } from "../erasure";
 import { client } from "../staff/session";
+import { counted } from "./counted";
 
 type Export = {
   subject: { id: string };
@@ -138,12 +139,15 @@ export function SubjectTools() {
         <section aria-labelledby="export-title" class="result">
           <h3 id="export-title">Export of {exported.doc.subject.id}</h3>
           <ul>
-            <li>{exported.doc.consents.length} consent records; in force: {consentText(exported.doc.consents.at(-1))}</li>
             <li>
-              {exported.doc.conversations.length} conversations, {messages} messages
+              {counted(exported.doc.consents.length, "consent record")}; in force: {consentText(exported.doc.consents.at(-1))}
             </li>
             <li>
-              {exported.doc.network_data.length} network data records, {exported.doc.requests.length} requests, {exported.doc.profile ? "a profile" : "no profile"}
+              {counted(exported.doc.conversations.length, "conversation")}, {counted(messages, "message")}
+            </li>
+            <li>
+              {counted(exported.doc.network_data.length, "network data record")}, {counted(exported.doc.requests.length, "request")},{" "}
+              {exported.doc.profile ? "a profile" : "no profile"}
             </li>
             <li>Exported at {new Date(exported.doc.exported_at).toLocaleString()}</li>
           </ul>

@@ -4,6 +4,8 @@
 // big-endian, after a version string), with the rules and words of
 // `parley audit verify`.
 
+import { counted } from "./counted";
+
 export type Entry = {
   at: string;
   tenant: string;
@@ -116,7 +118,7 @@ export async function checkpointRefusal(cp: Checkpoint, publicKey: string, tenan
  * cp counts (audit.CheckCheckpoint), and null when they hold it.
  */
 export function missingEntries(entries: Entry[], cp: Checkpoint): string | null {
-  const says = `the checkpoint of ${goTime(cp.at).replace(/\.\d+Z$/, "Z")} says ${cp.count} entries, the last with hash ${cp.head}`;
+  const says = `the checkpoint of ${goTime(cp.at).replace(/\.\d+Z$/, "Z")} says ${counted(cp.count, "entry")}, the last with hash ${cp.head}`;
   if (entries.length === 0 && cp.count > 0) return `${says}: the trail has no entries: it was deleted`;
   if (entries.length < cp.count) return `${says}: the trail has ${entries.length}: its newest entries were removed`;
   if (cp.count > 0 && entries[cp.count - 1].hash !== cp.head) {

@@ -6,12 +6,14 @@ import { useEffect, useState } from "preact/hooks";
 import type { Principal } from "../client";
 import { beginSignIn, client, lastTenant, restore, signOut, useToken } from "./session";
 
-type Page = { path: string; title: string; roles: string[] };
+// tryout is the principal the sign-in form suggests a try-out token for: one
+// the page lets in, and the one `parley demo` prints that page's token for.
+type Page = { path: string; title: string; roles: string[]; tryout: { role: string; id: string } };
 
 export const pages: Page[] = [
-  { path: "/console", title: "Console", roles: ["agent", "supervisor", "admin"] },
-  { path: "/privacy", title: "Privacy", roles: ["admin", "auditor"] },
-  { path: "/dashboard", title: "Dashboard", roles: ["analyst", "admin"] },
+  { path: "/console", title: "Console", roles: ["agent", "supervisor", "admin"], tryout: { role: "agent", id: "alice" } },
+  { path: "/privacy", title: "Privacy", roles: ["admin", "auditor"], tryout: { role: "admin", id: "root" } },
+  { path: "/dashboard", title: "Dashboard", roles: ["analyst", "admin"], tryout: { role: "analyst", id: "ann" } },
 ];
 
 /** Shell renders the page at path for a signed-in person whose role it allows. */
@@ -30,7 +32,7 @@ export function Shell({ path, children }: { path: string; children: (p: Principa
   }, []);
 
   if (!ready) return <main class="staff" aria-busy="true" />;
-  if (!who) return <SignIn title={page.title} error={error} onToken={setWho} />;
+  if (!who) return <SignIn page={page} error={error} onToken={setWho} />;
   const mine = pages.filter((p) => p.roles.includes(who.role));
   return (
     <>
@@ -63,14 +65,14 @@ export function Shell({ path, children }: { path: string; children: (p: Principa
   );
 }
 
-function SignIn({ title, error, onToken }: { title: string; error: string; onToken: (p: Principal) => void }) {
+function SignIn({ page, error, onToken }: { page: Page; error: string; onToken: (p: Principal) => void }) {
   const [tenant, setTenant] = useState(lastTenant());
   const [token, setToken] = useState("");
   const [problem, setProblem] = useState(error);
   const [busy, setBusy] = useState(false);
   return (
     <main class="staff signin" id="main">
-      <h1>Sign in to the {title.toLowerCase()}</h1>
+      <h1>Sign in to the {page.title.toLowerCase()}</h1>
       {problem && <p role="alert" class="error">{problem}</p>}
       <form
         onSubmit={(e) => {
@@ -101,7 +103,7 @@ function SignIn({ title, error, onToken }: { title: string; error: string; onTok
       >
         <h2>With a try-out token</h2>
         <p class="hint">
-          From <code>bin/parley token --tenant demo --role agent --id alice</code>; it lasts until it expires and is not stored.
+          From <code>bin/parley token --tenant demo --role {page.tryout.role} --id {page.tryout.id}</code>; it lasts until it expires and is not stored.
         </p>
         <label for="token">Token</label>
         <input id="token" name="token" required autocomplete="off" spellcheck={false} value={token} onInput={(e) => setToken(e.currentTarget.value)} />

@@ -1,6 +1,7 @@
 package jetstream_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -50,7 +51,8 @@ func TestView(t *testing.T) {
 func TestViewUpgradesLayout(t *testing.T) {
 	ctx := t.Context()
 	_, js := natstest.Connect(t, natstest.Start(t, ""))
-	log := slog.New(slog.DiscardHandler)
+	var logs bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&logs, nil))
 	if err := stream.CreateBuckets(ctx, js, stream.Options{}, stream.ChatViewBucket); err != nil {
 		t.Fatal(err)
 	}
@@ -81,6 +83,9 @@ func TestViewUpgradesLayout(t *testing.T) {
 	if _, err := kv.Get(ctx, "acme.c1"); err == nil {
 		t.Error("the first layout's entry acme.c1 is still there")
 	}
+	if got := strings.Count(logs.String(), "older key layout"); got != 1 || !strings.Contains(logs.String(), "removed=2") {
+		t.Errorf("OpenView() on the first layout logged %q; want the rebuild said once, removed=2", logs.String())
+	}
 	// Opened again, the bucket is in this layout: nothing more is removed.
 	if err := v.Applied(ctx, 9); err != nil {
 		t.Fatal(err)
@@ -91,6 +96,20 @@ func TestViewUpgradesLayout(t *testing.T) {
 	}
 	if applied, err := again.Load(ctx, func(app.ViewEntry) error { return nil }); err != nil || applied != 9 {
 		t.Errorf("Load() on reopening = applied %d, %v; want 9", applied, err)
+	}
+}
+
+// TestViewNewBucketRebuildsNothing opens CHAT_VIEW where there was none, as
+// a first start does: there is nothing of an older layout to rebuild, and
+// the log does not say there was.
+func TestViewNewBucketRebuildsNothing(t *testing.T) {
+	_, js := natstest.Connect(t, natstest.Start(t, ""))
+	var logs bytes.Buffer
+	if _, err := jetstream.OpenView(t.Context(), js, stream.Options{}, slog.New(slog.NewTextHandler(&logs, nil))); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(logs.String(), "layout") {
+		t.Errorf("OpenView() on a new bucket logged %q; want no word of a layout", logs.String())
 	}
 }
 

@@ -65,7 +65,6 @@ func (v *View) upgrade(ctx context.Context, log *slog.Logger) error {
 	if err != nil && !errors.Is(err, natsjs.ErrKeyNotFound) {
 		return fmt.Errorf("layout of %s: %w", stream.ChatViewBucket, err)
 	}
-	log.Info("rebuilding the view in a new key layout", "bucket", stream.ChatViewBucket, "layout", layout)
 	// Only the old layout's keys, <tenant>.<conversation>, and applied: an
 	// instance that upgraded a moment before may be writing the new ones.
 	keys, err := v.kv.ListKeysFiltered(ctx, "*.*", appliedKey)
@@ -73,10 +72,17 @@ func (v *View) upgrade(ctx context.Context, log *slog.Logger) error {
 		return fmt.Errorf("upgrade %s: %w", stream.ChatViewBucket, err)
 	}
 	defer func() { _ = keys.Stop() }()
+	removed := 0
 	for k := range keys.Keys() {
 		if err := v.kv.Purge(ctx, k, natsjs.PurgeTTL(stream.ViewMarkerTTL)); err != nil {
 			return fmt.Errorf("upgrade %s: %w", stream.ChatViewBucket, err)
 		}
+		removed++
+	}
+	// A new bucket has nothing to rebuild: said on every first start, it
+	// would read as an upgrade that did not happen.
+	if removed > 0 {
+		log.Info("emptied the view of an older key layout: it is rebuilt from the events", "bucket", stream.ChatViewBucket, "layout", layout, "removed", removed)
 	}
 	if _, err := v.kv.Put(ctx, layoutKey, []byte(layout)); err != nil {
 		return fmt.Errorf("upgrade %s: %w", stream.ChatViewBucket, err)
