@@ -46,7 +46,10 @@ const hashed = (name, ext, body) => {
 // The launcher's stylesheet is text it puts into its own shadow root.
 const loader = await esbuild.build({ ...common, format: "iife", loader: { ".css": "text" }, entryPoints: ["src/loader.ts"] });
 files["widget.js"] = loader.outputFiles[0].contents;
-files["demo.html"] = await readFile("src/demo.html");
+// The pages' icon, named in each page's head ({{icon}}): without one the
+// browser asks for /favicon.ico, which the gateway does not serve.
+const icon = "/" + hashed("icon", "svg", await readFile("src/icon.svg"));
+files["demo.html"] = Buffer.from((await readFile("src/demo.html", "utf8")).replace("{{icon}}", icon));
 
 for (const page of pages) {
   const built = await esbuild.build({ ...common, format: "esm", entryPoints: [`src/${page}.tsx`], outdir: "out" });
@@ -54,7 +57,8 @@ for (const page of pages) {
   const css = built.outputFiles.find((f) => f.path.endsWith(".css"));
   const html = (await readFile(`src/${page}.html`, "utf8"))
     .replace("{{script}}", "/" + hashed(page, "js", js.contents))
-    .replace("{{style}}", css ? "/" + hashed(page, "css", css.contents) : "");
+    .replace("{{style}}", css ? "/" + hashed(page, "css", css.contents) : "")
+    .replace("{{icon}}", icon);
   files[`${served[page] ?? page}.html`] = Buffer.from(html);
 }
 

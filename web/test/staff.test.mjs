@@ -65,3 +65,21 @@ test("each page's sign-in form suggests a try-out token that page lets in", asyn
     await ctx.close();
   }
 });
+
+test("every page names its icon, which the gateway serves, and asks for nothing it answers 404", async () => {
+  for (const path of ["/console", "/privacy", "/dashboard", "/demo"]) {
+    const ctx = await newContext(browser);
+    const page = await ctx.newPage();
+    const missing = [];
+    page.on("response", (r) => r.status() === 404 && missing.push(r.url()));
+    await page.goto(stack.gw + path);
+    const href = await page.locator('link[rel="icon"]').getAttribute("href");
+    assert.ok(href, `${path}: no icon`);
+    const icon = await page.request.get(stack.gw + href);
+    assert.equal(icon.status(), 200, `${path}: its icon ${href}`);
+    assert.equal(icon.headers()["content-type"], "image/svg+xml", `${path}: its icon's type`);
+    assert.deepEqual(missing, [], `${path}: requests answered 404`);
+    noCSPViolations(ctx, path);
+    await ctx.close();
+  }
+});

@@ -1,8 +1,8 @@
 // Package web serves the front-end that `make build` bundles from the web/
 // directory into dist/ and embeds here: the widget's launcher (/widget.js)
 // and its chat frame (/widget-frame), the staff pages (/console, /privacy,
-// /dashboard), a demo page (/demo), and their content-hashed bundles
-// (/assets/…).
+// /dashboard), a demo page (/demo), and their content-hashed bundles and
+// icon (/assets/…).
 //
 // Hashed files never change under their name, so they are cached for a
 // year; the loader keeps its name across releases, so it is cached for five
