@@ -74,14 +74,8 @@ func factCounts(t *testing.T, js jetstream.JetStream) (map[string]map[string]int
 // first response whichever instance folded what, and the other instance
 // relays the events stored after the crash within the pin TTL.
 func TestRelayInstancesShareTheWork(t *testing.T) {
-	s := natstest.Start(t, "")
-	kek := newKEK(t)
-	first := start(t, s, kek, withPinTTL)
-	nc, js := natstest.Connect(t, s)
-	if err := stream.Ensure(t.Context(), js, stream.Options{}, stream.Chat); err != nil {
-		t.Fatal(err)
-	}
-	w := chatWriter{t: t, nc: nc, js: js}
+	s, kek, first, w := chatScene(t, "", withPinTTL)
+	nc, js := w.nc, w.js
 
 	// An odd number of conversations: without the pin, a consumer shared
 	// by two instances hands out events in turn, and an even number would
@@ -174,18 +168,11 @@ func TestRelayInstancesShareTheWork(t *testing.T) {
 // and acked to the end: the consumer is updated in place and the relay goes
 // on after the last event, relaying none of the earlier ones again.
 func TestRelayTakesOverConsumerOfOlderVersion(t *testing.T) {
-	s := natstest.Start(t, "")
-	kek := newKEK(t)
-	older := start(t, s, kek)
-	nc, js := natstest.Connect(t, s)
-	if err := stream.Ensure(t.Context(), js, stream.Options{}, stream.Chat); err != nil {
-		t.Fatal(err)
-	}
-	w := chatWriter{t: t, nc: nc, js: js}
+	s, kek, older, w := chatScene(t, "")
 	visitor := mustRegister(t, w.nc)
 	w.append(visitor, "conv-a", event.ConversationOpened, time.Now(), event.Opened{Visitor: visitor, Text: "hi"})
 	w.append(visitor, "conv-a", event.MessagePosted, time.Now(), event.Posted{Author: event.Author{Role: "agent", ID: "agent-1"}, Text: "hello"})
-	settled(t, js, 10*time.Second)
+	settled(t, w.js, 10*time.Second)
 	older.stop()
 
 	// The older version's consumer, every event acked.
@@ -243,15 +230,10 @@ func TestRelayTakesOverConsumerOfOlderVersion(t *testing.T) {
 // TTL. The stopped relay's pull, still waiting on the server, would
 // otherwise take the pin at that event, with no one to receive it.
 func TestRelayStoppedBeforeItsFirstEventLeavesNoPull(t *testing.T) {
-	s := natstest.Start(t, "")
-	nc, js := natstest.Connect(t, s)
-	if err := stream.Ensure(t.Context(), js, stream.Options{}, stream.Chat); err != nil {
-		t.Fatal(err)
-	}
-	kek := newKEK(t)
 	// Far longer than the wait for the facts below.
 	withLongPin := func(d *privacy.Deps) { d.RelayPinTTL = 2 * time.Minute }
-	first := start(t, s, kek, withLongPin)
+	s, kek, first, w := chatScene(t, "", withLongPin)
+	nc, js := w.nc, w.js
 	visitor := mustRegister(t, nc)
 	// Made while an instance answers for the keys, stored once none runs.
 	k, err := getKeys(t.Context(), nc, visitor, false)
@@ -281,14 +263,8 @@ func TestRelayStoppedBeforeItsFirstEventLeavesNoPull(t *testing.T) {
 // meanwhile, and a subscriber that never answers takes its subject, so
 // the store of the facts is never acknowledged.
 func TestRelayStopHandsBackTheBatchInHand(t *testing.T) {
-	s := natstest.Start(t, "")
-	kek := newKEK(t)
-	first := start(t, s, kek, withPinTTL)
-	nc, js := natstest.Connect(t, s)
-	if err := stream.Ensure(t.Context(), js, stream.Options{}, stream.Chat); err != nil {
-		t.Fatal(err)
-	}
-	w := chatWriter{t: t, nc: nc, js: js}
+	s, kek, first, w := chatScene(t, "", withPinTTL)
+	nc, js := w.nc, w.js
 	visitor := mustRegister(t, nc)
 	if err := js.DeleteStream(t.Context(), stream.Analytics); err != nil {
 		t.Fatal(err)

@@ -68,13 +68,22 @@ func secs(s float64) *float64 { return &s }
 // a writer of chat events on a connection of its own.
 func startWithChat(t *testing.T, dir string) (*natsembed.Server, chatWriter) {
 	t.Helper()
+	s, _, _, w := chatScene(t, dir)
+	return s, w
+}
+
+// chatScene is startWithChat's scene in full: the server, the KEK the
+// privacy instance (started with opts) runs under, the instance, and the
+// writer.
+func chatScene(t *testing.T, dir string, opts ...func(*privacy.Deps)) (*natsembed.Server, seal.Key, *instance, chatWriter) {
+	t.Helper()
 	s := natstest.Start(t, dir)
-	start(t, s, newKEK(t))
 	nc, js := natstest.Connect(t, s)
 	if err := stream.Ensure(t.Context(), js, stream.Options{}, stream.Chat); err != nil {
 		t.Fatal(err)
 	}
-	return s, chatWriter{t: t, nc: nc, js: js}
+	kek := newKEK(t)
+	return s, kek, start(t, s, kek, opts...), chatWriter{t: t, nc: nc, js: js}
 }
 
 // facts returns the facts on ANALYTICS once there are want of them.
