@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -218,8 +219,9 @@ func Run(ctx context.Context, d Deps) error {
 	if err != nil {
 		return fmt.Errorf("gateway: front-end files: %w", err)
 	}
-	if !assets.Built() {
-		log.Info("gateway serves no widget: the front-end was not built (make build)")
+	pages := "none: the front-end was not built (make build)"
+	if assets.Built() {
+		pages = strings.Join(web.Pages, " ")
 	}
 
 	streamCtx, stopStreams := context.WithCancel(context.WithoutCancel(ctx))
@@ -264,7 +266,7 @@ func Run(ctx context.Context, d Deps) error {
 
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(api.Listener(d.Listener)) }()
-	log.Info("gateway listening", "addr", d.Listener.Addr().String(), "max_sessions", d.MaxSessions,
+	log.Info("gateway listening", "addr", d.Listener.Addr().String(), "pages", pages, "max_sessions", d.MaxSessions,
 		"max_conns", d.MaxConns, "max_conns_per_addr", d.MaxConnsPerAddr)
 
 	var failed error

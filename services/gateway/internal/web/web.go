@@ -124,8 +124,18 @@ func NewFS(fsys fs.FS) (*Handler, error) {
 // Built reports whether the front-end build was embedded.
 func (h *Handler) Built() bool { return len(h.files) > 0 }
 
-// Patterns are the ServeMux patterns the handler answers.
-var Patterns = []string{"GET /widget.js", "GET " + framePath, "GET /assets/{name}", "GET /demo", "GET /console", "GET /privacy", "GET /dashboard"}
+// Pages are the paths a person opens, named in the gateway's start-up log.
+var Pages = []string{"/demo", "/console", "/dashboard", "/privacy"}
+
+// Patterns are the ServeMux patterns the handler answers: the launcher, its
+// frame, the bundles and the pages.
+var Patterns = func() []string {
+	p := []string{"GET /widget.js", "GET " + framePath, "GET /assets/{name}"}
+	for _, page := range Pages {
+		p = append(p, "GET "+page)
+	}
+	return p
+}()
 
 // ServeHTTP serves the file of r's path, 404 for any other.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
