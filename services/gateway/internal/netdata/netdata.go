@@ -29,24 +29,18 @@ const (
 // addr is the one the gateway trusts (the peer's, or the one a trusted
 // reverse proxy writes), never a header any client could set.
 func Of(addr netip.Addr, userAgent string) *privacyapi.NetworkData {
-	prefix, ok := Truncate(addr.String())
+	prefix, ok := Truncate(addr)
 	if !ok {
 		return nil
 	}
 	return &privacyapi.NetworkData{IPPrefix: prefix, Browser: Browser(userAgent)}
 }
 
-// Truncate returns the network of the address in hostport (an IP, or
-// host:port as in http.Request.RemoteAddr) in CIDR notation: a /24 for IPv4
+// Truncate returns the network of addr in CIDR notation: a /24 for IPv4
 // (IPv4-mapped IPv6 addresses included), a /48 for IPv6, without zone. ok
-// is false when hostport holds no IP address.
-func Truncate(hostport string) (prefix string, ok bool) {
-	host := hostport
-	if ap, err := netip.ParseAddrPort(hostport); err == nil {
-		host = ap.Addr().String()
-	}
-	addr, err := netip.ParseAddr(host)
-	if err != nil {
+// is false for the zero Addr.
+func Truncate(addr netip.Addr) (prefix string, ok bool) {
+	if !addr.IsValid() {
 		return "", false
 	}
 	addr = addr.Unmap().WithZone("")

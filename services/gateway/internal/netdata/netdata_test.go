@@ -1,6 +1,7 @@
 package netdata_test
 
 import (
+	"net/netip"
 	"testing"
 
 	"github.com/parley-chat/parley/services/gateway/internal/netdata"
@@ -24,11 +25,21 @@ func TestTruncate(t *testing.T) {
 		{"@", "", false},
 	}
 	for _, tt := range tests {
-		got, ok := netdata.Truncate(tt.give)
+		got, ok := netdata.Truncate(addrOf(tt.give))
 		if got != tt.want || ok != tt.wantOK {
 			t.Errorf("Truncate(%q) = %q, %t; want %q, %t", tt.give, got, ok, tt.want, tt.wantOK)
 		}
 	}
+}
+
+// addrOf reads an address as the gateway does (an IP, or a peer's
+// host:port), the zero Addr when there is none.
+func addrOf(s string) netip.Addr {
+	if ap, err := netip.ParseAddrPort(s); err == nil {
+		return ap.Addr()
+	}
+	a, _ := netip.ParseAddr(s)
+	return a
 }
 
 func TestBrowser(t *testing.T) {
