@@ -104,11 +104,7 @@ func analyticsMsgs(t testing.TB, js jetstream.JetStream) uint64 {
 	if err != nil {
 		t.Fatal(err)
 	}
-	info, err := s.Info(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return info.State.Msgs
+	return s.CachedInfo().State.Msgs
 }
 
 // readFacts returns the facts ANALYTICS holds now, each once, erasures left out, and
