@@ -21,16 +21,7 @@ func TestStaffReadOnTheBusIsAudited(t *testing.T) {
 	conv := mustCall(t, base, "POST", "/v1/conversations", visitor, map[string]any{"text": "hello"}, http.StatusCreated)["id"].(string)
 	mustCall(t, base, "POST", "/v1/conversations/"+conv+"/messages", visitor, map[string]any{"text": "anyone?"}, http.StatusCreated)
 	auditor := staffToken(t, dir, "demo", "auditor", "aud")
-	entries := func() []string {
-		var out []string
-		for _, e := range mustCall(t, base, "GET", "/v1/audit", auditor, nil, http.StatusOK)["entries"].([]any) {
-			e := e.(map[string]any)
-			actor := e["actor"].(map[string]any)
-			out = append(out, actor["role"].(string)+"/"+actor["id"].(string)+" "+e["action"].(string)+" "+e["target"].(string))
-		}
-		return out
-	}
-	if got := entries(); len(got) != 0 {
+	if got := auditActs(t, base, auditor, ""); len(got) != 0 {
 		t.Fatalf("audit trail before any staff read = %q, want empty", got)
 	}
 
@@ -53,7 +44,7 @@ func TestStaffReadOnTheBusIsAudited(t *testing.T) {
 		t.Fatalf("reading the transcript on the bus = %d pages, %v; want 2 pages", pages, err)
 	}
 	read := "supervisor/sue transcript.read conversation:" + conv
-	if got := entries(); len(got) != 2 || got[0] != read || got[1] != read {
+	if got := auditActs(t, base, auditor, ""); len(got) != 2 || got[0] != read || got[1] != read {
 		t.Errorf("audit trail after a staff read of 2 pages on the bus = %q, want %q twice", got, read)
 	}
 }

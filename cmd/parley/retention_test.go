@@ -167,12 +167,7 @@ func TestRetentionExpiresKeys(t *testing.T) {
 	}
 
 	// Audited: an erasure by the system, for retention.
-	var audited []string
-	for _, e := range mustCall(t, base, "GET", "/v1/audit", auditor, nil, http.StatusOK)["entries"].([]any) {
-		e := e.(map[string]any)
-		actor := e["actor"].(map[string]any)
-		audited = append(audited, fmt.Sprintf("%v/%v %v %v", actor["role"], actor["id"], e["action"], e["target"]))
-	}
+	audited := auditActs(t, base, auditor, "")
 	want := "system/retention erase subject:" + goneID
 	if !slices.Contains(audited, want) {
 		t.Errorf("audit trail = %v, want %q", audited, want)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"net/http"
 	"slices"
 	"strings"
@@ -39,6 +40,23 @@ func refreshed(t *testing.T, base, refresh string) (access, next string) {
 	t.Helper()
 	out := mustCall(t, base, "POST", "/v1/sessions/refresh", "", map[string]string{"refresh_token": refresh}, http.StatusOK)
 	return out["access_token"].(string), out["refresh_token"].(string)
+}
+
+// auditActs lists the tenant's audit entries stored at or after since (all
+// of them when since is empty) as "role/id action target".
+func auditActs(t *testing.T, base, token, since string) []string {
+	t.Helper()
+	path := "/v1/audit"
+	if since != "" {
+		path += "?since=" + since
+	}
+	var got []string
+	for _, e := range mustCall(t, base, "GET", path, token, nil, http.StatusOK)["entries"].([]any) {
+		e := e.(map[string]any)
+		actor := e["actor"].(map[string]any)
+		got = append(got, fmt.Sprintf("%s/%s %s %s", actor["role"], actor["id"], e["action"], e["target"]))
+	}
+	return got
 }
 
 // auditActions lists the tenant's audit entries as "action target".

@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"fmt"
 	"net/http"
 	"testing"
 	"time"
@@ -32,12 +31,7 @@ func TestStaffStreamsAreAudited(t *testing.T) {
 	openStream(t, base, sc.alice)
 	openStream(t, base, visitor)
 
-	var acts []string
-	for _, e := range mustCall(t, base, "GET", "/v1/audit?since="+since, auditor, nil, http.StatusOK)["entries"].([]any) {
-		e := e.(map[string]any)
-		actor := e["actor"].(map[string]any)
-		acts = append(acts, fmt.Sprintf("%s/%s %s %s", actor["role"], actor["id"], e["action"], e["target"]))
-	}
+	acts := auditActs(t, base, auditor, since)
 	want := []string{
 		"supervisor/sue stream.open stream:tenant since:0",
 		"agent/alice stream.open stream:assigned",
