@@ -98,14 +98,12 @@ func TestDeliveriesEndToEnd(t *testing.T) {
 	h.verifier = &webhook.Verifier{Secrets: [][]byte{[]byte(secret)}, Seen: webhook.NewReplayCache(1000)}
 	h.mu.Unlock()
 
-	register := func(ai bool) (string, string) {
-		out := mustCall(t, base, "POST", "/v1/tenants/demo/visitors", "", map[string]any{
-			"consent": map[string]bool{"analytics": false, "network_data": false, "ai": ai}, "notice_version": "2026-01",
-		}, http.StatusCreated)
+	withAI := func(ai bool) (string, string) {
+		out := register(t, base, "demo", map[string]bool{"analytics": false, "network_data": false, "ai": ai})
 		return out["visitor_id"].(string), out["token"].(string)
 	}
-	visitorID, visitor := register(true)
-	_, refusing := register(false)
+	visitorID, visitor := withAI(true)
+	_, refusing := withAI(false)
 	secretOfRefusing := marker(t)
 	mustCall(t, base, "POST", "/v1/conversations", refusing, map[string]any{"text": secretOfRefusing}, http.StatusCreated)
 

@@ -181,13 +181,21 @@ func staffToken(t testing.TB, dataDir, tenant, role, id string) string {
 	return strings.TrimSpace(out.String())
 }
 
+// newVisitor registers a visitor of tenant consenting to analytics only.
 func newVisitor(t testing.TB, base, tenant string) (id, token string) {
 	t.Helper()
-	out := mustCall(t, base, "POST", "/v1/tenants/"+tenant+"/visitors", "", map[string]any{
-		"consent":        map[string]bool{"analytics": true, "network_data": false, "ai": false},
-		"notice_version": "2026-01",
-	}, http.StatusCreated)
+	out := register(t, base, tenant, map[string]bool{"analytics": true, "network_data": false, "ai": false})
 	return out["visitor_id"].(string), out["token"].(string)
+}
+
+// register registers a visitor of tenant with consent under the notice
+// 2026-01, and returns the answer: visitor_id, token, access_token,
+// refresh_token, expires_in.
+func register(t testing.TB, base, tenant string, consent map[string]bool) map[string]any {
+	t.Helper()
+	return mustCall(t, base, "POST", "/v1/tenants/"+tenant+"/visitors", "", map[string]any{
+		"consent": consent, "notice_version": "2026-01",
+	}, http.StatusCreated)
 }
 
 // marker returns a unique random string to look for in stored bytes.

@@ -21,14 +21,10 @@ import (
 // the whole system.
 
 // visitorWith registers a visitor of demo consenting to network_data or
-// nothing, and returns the answer: visitor_id, token, access_token,
-// refresh_token, expires_in.
+// nothing, and returns the answer (register).
 func visitorWith(t *testing.T, base string, networkData bool) map[string]any {
 	t.Helper()
-	return mustCall(t, base, "POST", "/v1/tenants/demo/visitors", "", map[string]any{
-		"consent":        map[string]bool{"analytics": false, "network_data": networkData, "ai": false},
-		"notice_version": "2026-01",
-	}, http.StatusCreated)
+	return register(t, base, "demo", map[string]bool{"analytics": false, "network_data": networkData, "ai": false})
 }
 
 // texts returns the text of each message of a transcript or export, "<nil>"

@@ -159,10 +159,8 @@ func TestTrainingExportEndToEnd(t *testing.T) {
 	var in, out []string // marks the export must, and must not, hold
 	written := 0         // messages written, each a fact for analytics
 	type visitor struct{ id, token string }
-	register := func(ai bool) visitor {
-		res := mustCall(t, base, "POST", "/v1/tenants/demo/visitors", "", map[string]any{
-			"consent": map[string]bool{"analytics": true, "network_data": false, "ai": ai}, "notice_version": "2026-01",
-		}, http.StatusCreated)
+	withAI := func(ai bool) visitor {
+		res := register(t, base, "demo", map[string]bool{"analytics": true, "network_data": false, "ai": ai})
 		v := visitor{res["visitor_id"].(string), res["token"].(string)}
 		raw = append(raw, v.id)
 		return v
@@ -182,7 +180,7 @@ func TestTrainingExportEndToEnd(t *testing.T) {
 
 	// keep holds ai throughout; their opening, their reply and the agent's
 	// are in, the opening they withdrew in another conversation is not.
-	keep := register(true)
+	keep := withAI(true)
 	keepOpens, keepAgent, keepReply, keepWithdrawn, keepLater := letters(t), letters(t), letters(t), letters(t), letters(t)
 	conv := open(keep, say(keepOpens))
 	post(conv, agent, say(keepAgent))
@@ -196,7 +194,7 @@ func TestTrainingExportEndToEnd(t *testing.T) {
 	in = append(in, keepOpens, keepAgent, keepReply, keepLater)
 	out = append(out, keepWithdrawn)
 	// late gives ai consent midway: only what was written after is in.
-	late := register(false)
+	late := withAI(false)
 	lateBefore, lateAgentBefore, lateAfter, lateAgentAfter := letters(t), letters(t), letters(t), letters(t)
 	conv = open(late, say(lateBefore))
 	post(conv, agent, say(lateAgentBefore))
@@ -206,19 +204,19 @@ func TestTrainingExportEndToEnd(t *testing.T) {
 	in = append(in, lateAfter, lateAgentAfter)
 	out = append(out, lateBefore, lateAgentBefore)
 	// refuser never gives it.
-	refuser := register(false)
+	refuser := withAI(false)
 	refuserOpens, refuserAgent := letters(t), letters(t)
 	conv = open(refuser, say(refuserOpens))
 	post(conv, agent, say(refuserAgent))
 	out = append(out, refuserOpens, refuserAgent)
 	// withdrawer and erased give it, and are in the first export only.
-	withdrawer, erased := register(true), register(true)
+	withdrawer, erased := withAI(true), withAI(true)
 	withdrawerOpens, erasedOpens := letters(t), letters(t)
 	open(withdrawer, say(withdrawerOpens))
 	open(erased, say(erasedOpens))
 	in = append(in, withdrawerOpens, erasedOpens)
 	// chatty writes more than a page holds.
-	chatty := register(true)
+	chatty := withAI(true)
 	chattyMarks := []string{letters(t)}
 	conv = open(chatty, say(chattyMarks[0]))
 	for range 10 {
