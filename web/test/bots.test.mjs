@@ -18,7 +18,7 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { createServer } from "node:http";
 import { createHmac, timingSafeEqual } from "node:crypto";
-import { accessible, accessibleWithFrame, freePort, launchBrowser, newContext, noCSPViolations, openShadowRoots, poll, screenshot, staffPage, startParley, startShop } from "./lib.mjs";
+import { accessible, accessibleWithFrame, freePort, launchBrowser, newContext, noCSPViolations, openShadowRoots, poll, screenshot, signIn, staffPage, startParley, startShop } from "./lib.mjs";
 
 let stack, browser, closeShop, host, hookServer, hook;
 const hooks = [];
@@ -270,8 +270,7 @@ test("a bot in the widget and the console: consent first, labelled, and a person
   assert.equal(await lineAt(), ms(handoff.at), "the live hand-off line's time");
   await supervisor.reload();
   // A try-out token's sign-in is not kept: the supervisor gives it again.
-  await supervisor.getByLabel("Token").fill(stack.token("supervisor", "sam"));
-  await supervisor.getByRole("button", { name: "Use token" }).click();
+  await signIn(supervisor, stack.token("supervisor", "sam"));
   await supervisor.getByRole("listitem").filter({ hasText: "unassigned" }).getByRole("button").click();
   await transcript.getByText("Print the label").waitFor();
   await handoffLine.filter({ hasText: "The visitor asked for a person" }).waitFor();

@@ -6,7 +6,7 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { accessible, launchBrowser, loadAverage, newContext, noCSPViolations, parley, poll, rawStream, screenshot, staffPage, startParley } from "./lib.mjs";
+import { accessible, launchBrowser, loadAverage, newContext, noCSPViolations, parley, poll, rawStream, screenshot, signIn, staffPage, startParley } from "./lib.mjs";
 
 let stack, browser;
 const consent = { consent: { analytics: false, network_data: false, ai: false }, notice_version: "2026-01" };
@@ -140,8 +140,7 @@ test("an agent's presence outlives a reload of the console, and ends with sign-o
   await page.getByLabel("Presence").selectOption("online");
   await poll("erin available", async () => (await status()) === "online");
   await page.reload();
-  await page.getByLabel("Token").fill(erin);
-  await page.getByRole("button", { name: "Use token" }).click();
+  await signIn(page, erin);
   await poll("the presence read", async () => (await page.getByLabel("Presence").inputValue()) === "online");
   assert.equal(await status(), "online", "presence after a reload");
   await page.getByRole("button", { name: "Sign out" }).click();
@@ -163,9 +162,7 @@ async function streamedConsole(token) {
   const page = await ctx.newPage();
   page.on("request", (r) => requests.push(`${r.method()} ${new URL(r.url()).pathname}`));
   await page.goto(`${stack.gw}/console`);
-  await page.getByLabel("Token").fill(token);
-  await page.getByRole("button", { name: "Use token" }).click();
-  await page.getByRole("button", { name: "Sign out" }).waitFor();
+  await signIn(page, token);
   await poll("the console's stream", () => sockets.length === 1);
   return { page, sockets, requests };
 }

@@ -239,10 +239,15 @@ export async function staffPage(browser, gw, path, token, viewport = { width: 12
   const ctx = await newContext(browser, { viewport });
   const page = await ctx.newPage();
   await page.goto(gw + path);
+  await signIn(page, token);
+  return page;
+}
+
+/** signIn signs the staff page in with a try-out token, through its own sign-in form. */
+export async function signIn(page, token) {
   await page.getByLabel("Token").fill(token);
   await page.getByRole("button", { name: "Use token" }).click();
   await page.getByRole("button", { name: "Sign out" }).waitFor();
-  return page;
 }
 
 /**

@@ -2,7 +2,7 @@
 // try-out token, the pages a role may use, sign-out, and the strict CSP.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { accessible, launchBrowser, newContext, noCSPViolations, screenshot, staffPage, startParley } from "./lib.mjs";
+import { accessible, launchBrowser, newContext, noCSPViolations, screenshot, signIn, staffPage, startParley } from "./lib.mjs";
 
 let stack, browser;
 
@@ -58,9 +58,7 @@ test("each page's sign-in form suggests a try-out token that page lets in", asyn
     const hint = await page.locator(".hint code").textContent();
     const [, role, id] = hint.match(/--role (\S+) --id (\S+)/) ?? [];
     assert.ok(role && id, `${path}: the hint ${JSON.stringify(hint)} names no role and id`);
-    await page.getByLabel("Token").fill(stack.token(role, id));
-    await page.getByRole("button", { name: "Use token" }).click();
-    await page.getByRole("button", { name: "Sign out" }).waitFor();
+    await signIn(page, stack.token(role, id));
     assert.equal(await page.getByRole("alert").filter({ hasText: "cannot use" }).count(), 0, `${path}: the hint's ${role} is refused`);
     await ctx.close();
   }

@@ -385,11 +385,7 @@ test("the launcher, the consent step, the chat and the visitor's conversations p
   const frame = await chatFrame(page);
   await shows(frame, "Start chat");
   await accessibleWithFrame(page, "the consent step");
-  await frame.getByRole("button", { name: "Start chat" }).press("Enter");
-  await shows(frame, "You are talking to a person");
-  await frame.locator("#parley-message").fill("Checking the chat's accessibility");
-  await frame.locator("#parley-message").press("Enter");
-  await shows(frame, "Checking the chat's accessibility");
+  await writeFirst(frame, "Checking the chat's accessibility");
   await accessibleWithFrame(page, "the chat");
   await frame.getByRole("button", { name: "Your conversations" }).press("Enter");
   await frame.getByRole("button", { name: /^Continue the conversation/ }).waitFor();
@@ -425,14 +421,19 @@ const conversationOpenedWith = (text) =>
     }
   });
 
-// startIn starts the chat in frame, on its consent step, and writes text
-// in it; it answers the conversation.
-async function startIn(frame, text) {
+// writeFirst starts the chat in frame, on its consent step, and writes text
+// in it, keyboard only.
+async function writeFirst(frame, text) {
   await frame.getByRole("button", { name: "Start chat" }).press("Enter");
   await shows(frame, "You are talking to a person");
   await frame.locator("#parley-message").fill(text);
   await frame.locator("#parley-message").press("Enter");
   await shows(frame, text);
+}
+
+// startIn is writeFirst on this stack; it answers the conversation.
+async function startIn(frame, text) {
+  await writeFirst(frame, text);
   return conversationOpenedWith(text);
 }
 
@@ -498,11 +499,7 @@ test("a visitor's session survives renewals at once, in one tab and across two",
     const reused = async () => (await short.api(admin, "GET", "/v1/audit")).entries.filter((e) => e.action === "session.refresh_reuse");
 
     const { page: first, frame: one } = await openChat(ctx, `?gw=${encodeURIComponent(short.gw)}`, short.gw);
-    await one.getByRole("button", { name: "Start chat" }).press("Enter");
-    await shows(one, "You are talking to a person");
-    await one.locator("#parley-message").fill("Before the renewals");
-    await one.locator("#parley-message").press("Enter");
-    await shows(one, "Before the renewals");
+    await writeFirst(one, "Before the renewals");
 
     // A second tab of the same visitor comes back: it renews, spending the
     // refresh token the first tab holds.
