@@ -83,8 +83,7 @@ func TestDemoRefuses(t *testing.T) {
 // TestDemoWithoutParley: a demo with no Parley to seed says to start one.
 func TestDemoWithoutParley(t *testing.T) {
 	dir := t.TempDir()
-	a, _ := startAllForTest(t, allConfig{HTTPAddr: "127.0.0.1:0", DataDir: dir, ClickHouse: "off"})
-	waitReady(t, a.URL())
+	a, _ := testAll(t, dir)
 	gone := a.URL()
 	if err := a.Close(); err != nil {
 		t.Fatal(err)

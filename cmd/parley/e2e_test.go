@@ -29,7 +29,15 @@ import (
 // dir, without ClickHouse, and returns once it is ready.
 func testAll(t *testing.T, dir string) (*allInOne, *syncBuffer) {
 	t.Helper()
-	a, logs := startAllForTest(t, allConfig{HTTPAddr: "127.0.0.1:0", DataDir: dir, ClickHouse: "off"})
+	return testAllWith(t, dir, func(*allConfig) {})
+}
+
+// testAllWith is testAll with its configuration changed by set.
+func testAllWith(t *testing.T, dir string, set func(*allConfig)) (*allInOne, *syncBuffer) {
+	t.Helper()
+	cfg := allConfig{HTTPAddr: "127.0.0.1:0", DataDir: dir, ClickHouse: "off"}
+	set(&cfg)
+	a, logs := startAllForTest(t, cfg)
 	waitReady(t, a.URL())
 	return a, logs
 }

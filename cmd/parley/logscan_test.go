@@ -29,8 +29,7 @@ import (
 // the clear, with the user agent and the language, which it never keeps.
 func TestLogsHoldNoSecrets(t *testing.T) {
 	dir := t.TempDir()
-	a, logs := startAllForTest(t, allConfig{HTTPAddr: "127.0.0.1:0", DataDir: dir, ClickHouse: "off", ClientAddrHeader: "X-Forwarded-For"})
-	waitReady(t, a.URL())
+	a, logs := testAllWith(t, dir, func(cfg *allConfig) { cfg.ClientAddrHeader = "X-Forwarded-For" })
 	base := a.URL()
 
 	// A documentation address (RFC 5737), which nothing else here uses.

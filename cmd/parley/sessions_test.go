@@ -15,9 +15,7 @@ import (
 // clock c.
 func testAllAt(t *testing.T, dir string, c *natstest.Clock) (*allInOne, *syncBuffer) {
 	t.Helper()
-	a, logs := startAllForTest(t, allConfig{HTTPAddr: "127.0.0.1:0", DataDir: dir, ClickHouse: "off", now: c.Now})
-	waitReady(t, a.URL())
-	return a, logs
+	return testAllWith(t, dir, func(cfg *allConfig) { cfg.now = c.Now })
 }
 
 // logsHoldNone stops a and fails the test for each secret its logs hold.

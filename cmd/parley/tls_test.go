@@ -60,10 +60,10 @@ func TestAllOverMutualTLS(t *testing.T) {
 	pki := natstest.NewPKI(t, "parley-nats-ca")
 	srv, svc := pki.Issue("nats"), pki.Issue("parley")
 	dir := t.TempDir()
-	a, _ := startAllForTest(t, allConfig{HTTPAddr: "127.0.0.1:0", DataDir: dir, ClickHouse: "off",
-		NATSTLS:       tlsFiles{cert: srv.CertFile, key: srv.KeyFile, ca: pki.CAFile},
-		NATSClientTLS: tlsFiles{cert: svc.CertFile, key: svc.KeyFile}})
-	waitReady(t, a.URL())
+	a, _ := testAllWith(t, dir, func(cfg *allConfig) {
+		cfg.NATSTLS = tlsFiles{cert: srv.CertFile, key: srv.KeyFile, ca: pki.CAFile}
+		cfg.NATSClientTLS = tlsFiles{cert: svc.CertFile, key: svc.KeyFile}
+	})
 	_, visitor := newVisitor(t, a.URL(), "demo")
 	mustCall(t, a.URL(), "POST", "/v1/conversations", visitor, map[string]any{"text": "hello over TLS"}, http.StatusCreated)
 	password, err := readSecret("admin password", filepath.Join(dir, natsAdminPasswordFile), "")
