@@ -67,10 +67,13 @@ type Batches struct {
 	mu      sync.Mutex
 	session uint64
 	// delivered is the consumer's delivery sequence of the session's last
-	// message taken (0: not known); gap is set once one was skipped, so
-	// that the rest of the session is dropped with one warning, not one a
-	// message, and none taken even if the missing one comes late.
+	// message taken, or the one its reset left, when known: 0 is a known
+	// sequence (a consumer reset before anything was acknowledged), whose
+	// next delivery must be 1. gap is set once one was skipped, so that the
+	// rest of the session is dropped with one warning, not one a message,
+	// and none taken even if the missing one comes late.
 	delivered uint64
+	known     bool
 	gap       bool
 	buf       []Msg
 	// bufBytes is the payload bytes in buf.
@@ -228,9 +231,9 @@ func (b *Batches) pull(ctx context.Context, cons jetstream.Consumer) error {
 	b.mu.Lock()
 	b.session++
 	session := b.session
-	b.delivered, b.gap = 0, false
+	b.delivered, b.known, b.gap = 0, false, false
 	if reset.ConsumerInfo != nil {
-		b.delivered = reset.ConsumerInfo.Delivered.Consumer
+		b.delivered, b.known = reset.ConsumerInfo.Delivered.Consumer, true
 	}
 	b.mu.Unlock()
 	lost := make(chan error, 1)
@@ -321,7 +324,7 @@ func (b *Batches) take(session uint64, m jetstream.Msg) bool {
 		b.mu.Unlock()
 		return true
 	}
-	if b.gap || b.delivered != 0 && md.Sequence.Consumer != b.delivered+1 {
+	if b.gap || b.known && md.Sequence.Consumer != b.delivered+1 {
 		if !b.gap {
 			b.s.cfg.Log.Warn("a delivery never arrived: the session ends", "stream", b.s.cfg.Stream,
 				"delivery_seq", md.Sequence.Consumer, "want", b.delivered+1)
@@ -330,7 +333,7 @@ func (b *Batches) take(session uint64, m jetstream.Msg) bool {
 		b.mu.Unlock()
 		return false
 	}
-	b.delivered = md.Sequence.Consumer
+	b.delivered, b.known = md.Sequence.Consumer, true
 	b.bufBytes += len(m.Data())
 	b.buf = append(b.buf, Msg{
 		Delivery: Delivery{Subject: m.Subject(), Stream: md.Stream, Sequence: md.Sequence.Stream, NumDelivered: md.NumDelivered},
