@@ -2,9 +2,10 @@
 // `make build`) on loopback with a data directory of its own, Debian's
 // chromium driven by playwright-core, calls to the API, polling, the
 // accessibility and Content Security Policy checks, a raw WebSocket on the
-// live stream, the load average, and the screenshots directory
-// (test-results/).
+// live stream, the load average, the screenshots directory (test-results/),
+// and what a failed test's browser showed.
 import assert from "node:assert/strict";
+import { afterEach } from "node:test";
 import { spawn, execFileSync } from "node:child_process";
 import { mkdtemp, mkdir, readFile, rm } from "node:fs/promises";
 import { createServer } from "node:http";
@@ -152,6 +153,7 @@ const cspSeen = new WeakMap();
 export async function cspWatch(ctx) {
   const seen = [];
   cspSeen.set(ctx, seen);
+  watch(ctx);
   await ctx.exposeBinding("parleyTestCSPViolation", (_source, v) => seen.push(v));
   await ctx.addInitScript(() =>
     addEventListener(
@@ -165,6 +167,62 @@ export async function cspWatch(ctx) {
   ctx.on("page", onPage);
   return ctx;
 }
+
+// The contexts under cspWatch still open, and what each saw go wrong: a
+// failed test's report (failureReport) shows them as they were when it
+// failed, which its timeout's message alone does not.
+const openContexts = new Set();
+const troubles = new WeakMap();
+const troublesKept = 50;
+
+// urlPath is what a report shows of an address: its query may carry a token.
+const urlPath = (url) => new URL(url).pathname;
+
+function watch(ctx) {
+  openContexts.add(ctx);
+  ctx.on("close", () => openContexts.delete(ctx));
+  const seen = [];
+  troubles.set(ctx, seen);
+  const note = (what) => {
+    seen.push(`${new Date().toISOString()} ${what}`);
+    if (seen.length > troublesKept) seen.shift();
+  };
+  ctx.on("response", (r) => r.status() >= 400 && note(`${r.request().method()} ${urlPath(r.url())}: ${r.status()}`));
+  ctx.on("requestfailed", (r) => note(`${r.method()} ${urlPath(r.url())} failed: ${r.failure()?.errorText}`));
+  const onPage = (page) => {
+    page.on("console", (m) => m.type() === "error" && note(`console: ${m.text()}`));
+    page.on("pageerror", (e) => note(`uncaught: ${e.message}`));
+  };
+  ctx.pages().forEach(onPage);
+  ctx.on("page", onPage);
+}
+
+// within answers what p resolves to, or why it did not within a few
+// seconds: a failed test's browser may be stuck.
+const within = (p) => Promise.race([p, new Promise((r) => setTimeout(() => r("(no answer in 5 s)"), 5000))]).catch((e) => `(${e.message})`);
+
+// failureReport prints, for a test that failed, each open context's
+// troubles and the text of each of its pages and frames, and saves a
+// screenshot of each page (test-results/failed-*.png).
+async function failureReport(name) {
+  const slug = name.replace(/[^a-z0-9]+/gi, "-").slice(0, 60);
+  let n = 0;
+  for (const ctx of openContexts) {
+    console.log(`failed "${name}": a context open at the failure; what went wrong in it:\n  ${troubles.get(ctx).join("\n  ") || "nothing seen"}`);
+    for (const page of ctx.pages()) {
+      const file = join(results, `failed-${slug}-${++n}.png`);
+      console.log(`  page ${urlPath(page.url())}, screenshot ${await within(page.screenshot({ path: file }).then(() => file))}`);
+      for (const frame of page.frames()) {
+        const text = await within(frame.evaluate(() => document.body?.innerText ?? ""));
+        console.log(`  frame ${urlPath(frame.url())} shows:\n    ${String(text).slice(0, 2000).replaceAll("\n", "\n    ")}`);
+      }
+    }
+  }
+}
+
+afterEach(async (t) => {
+  if (!t.passed) await failureReport(t.name);
+});
 
 /** noCSPViolations fails if a page or frame of ctx (under cspWatch) broke its policy. */
 export function noCSPViolations(ctx, what) {
