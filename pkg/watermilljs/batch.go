@@ -271,12 +271,11 @@ func (b *Batches) pull(ctx context.Context, cons jetstream.Consumer) error {
 		case <-ctx.Done():
 			return ctx.Err()
 		case err := <-lost:
-			if errors.Is(err, jetstream.ErrNoHeartbeat) && consumerExists(ctx, cons) {
-				// A heartbeat late on a busy machine: the pull
-				// subscription asks again by itself, and what was
-				// delivered stays delivered. A new session would reset
-				// the consumer and deliver every unacknowledged message
-				// again, up to MaxAckPending of them.
+			if b.s.lateHeartbeat(ctx, cons, err) {
+				// The pull subscription asks again by itself, and what
+				// was delivered stays delivered. A new session would
+				// reset the consumer and deliver every unacknowledged
+				// message again, up to MaxAckPending of them.
 				continue
 			}
 			return err
@@ -284,15 +283,6 @@ func (b *Batches) pull(ctx context.Context, cons jetstream.Consumer) error {
 			return errConsumeStopped
 		}
 	}
-}
-
-// consumerExists reports whether the server still knows cons: false also
-// when it cannot tell.
-func consumerExists(ctx context.Context, cons jetstream.Consumer) bool {
-	ctx, cancel := context.WithTimeout(ctx, ackTimeout)
-	defer cancel()
-	_, err := cons.Info(ctx)
-	return err == nil
 }
 
 // take keeps m for the reader, unless a delivery before it in the session

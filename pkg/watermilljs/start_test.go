@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -21,21 +22,30 @@ import (
 
 // readiness is a service's readiness fed by a Subscriber's Health, as
 // services wire it (pkg/rpc Health), counting the reports that a topic
-// works.
+// works and keeping those that it fails.
 type readiness struct {
 	rpc.Health
 
 	mu    sync.Mutex
 	wells int
+	fails []error
 }
 
 func (r *readiness) set(topic string, err error) {
 	r.mu.Lock()
 	if err == nil {
 		r.wells++
+	} else {
+		r.fails = append(r.fails, err)
 	}
 	r.mu.Unlock()
 	r.Set(topic, err)
+}
+
+func (r *readiness) failures() []error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.fails)
 }
 
 func (r *readiness) workedYet() bool {
@@ -90,32 +100,7 @@ func TestSubscribeBeforeConsumerCanBeMade(t *testing.T) {
 			}
 			t.Cleanup(func() { _ = sub.Close() })
 
-			var next func() string
-			if tt.batches {
-				b, err := sub.SubscribeBatches(t.Context(), "wmtest.late")
-				if err != nil {
-					t.Fatalf("SubscribeBatches() = %v, want nil: the consumer is made in the background", err)
-				}
-				next = func() string { return string(receive(t, b, 1)[0].Payload) }
-			} else {
-				msgs, err := sub.Subscribe(t.Context(), "wmtest.late")
-				if err != nil {
-					t.Fatalf("Subscribe() = %v, want nil: the consumer is made in the background", err)
-				}
-				next = func() string {
-					select {
-					case m, ok := <-msgs:
-						if !ok {
-							t.Fatal("subscription ended")
-						}
-						m.Ack()
-						return string(m.Payload)
-					case <-time.After(30 * time.Second):
-						t.Fatal("no message delivered")
-						return ""
-					}
-				}
-			}
+			next := subscribe(t, sub, "wmtest.late", tt.batches)
 			if err := ready.Err(); err == nil || !strings.Contains(err.Error(), "wmtest.late") {
 				t.Errorf("readiness once subscribed = %v, want the topic failing", err)
 			}
@@ -133,6 +118,44 @@ func TestSubscribeBeforeConsumerCanBeMade(t *testing.T) {
 				t.Errorf("delivered %q, want %q", got, "after")
 			}
 		})
+	}
+}
+
+// subscribe follows topic with sub, by SubscribeBatches when batches, and
+// returns next, which returns the payload of the next message delivered,
+// once acknowledged. Subscribing does not wait for the consumer: one that
+// cannot be made yet is made in the background.
+func subscribe(t *testing.T, sub *watermilljs.Subscriber, topic string, batches bool) (next func() string) {
+	t.Helper()
+	if batches {
+		b, err := sub.SubscribeBatches(t.Context(), topic)
+		if err != nil {
+			t.Fatalf("SubscribeBatches(%s) = %v, want nil", topic, err)
+		}
+		return func() string {
+			t.Helper()
+			m := receive(t, b, 1)[0]
+			b.Ack(m)
+			return string(m.Payload)
+		}
+	}
+	msgs, err := sub.Subscribe(t.Context(), topic)
+	if err != nil {
+		t.Fatalf("Subscribe(%s) = %v, want nil", topic, err)
+	}
+	return func() string {
+		t.Helper()
+		select {
+		case m, ok := <-msgs:
+			if !ok {
+				t.Fatal("subscription ended")
+			}
+			m.Ack()
+			return string(m.Payload)
+		case <-time.After(30 * time.Second):
+			t.Fatal("no message delivered")
+			return ""
+		}
 	}
 }
 

@@ -130,7 +130,8 @@ func NewSubscriber(js jetstream.JetStream, cfg SubscriberConfig) (*Subscriber, e
 // A consumer that cannot be made (JetStream away, no such stream yet) or
 // is lost later (deleted, the connection down) is made again in the
 // background, with backoff and Health told, until GiveUp, and delivery
-// goes on.
+// goes on. A pull whose heartbeats come late while its consumer exists
+// goes on with it: that is no loss.
 func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *message.Message, error) {
 	out := make(chan *message.Message)
 	err := s.start(ctx, topic, s.consumer, func(cons jetstream.Consumer, failed error) { s.run(ctx, topic, cons, failed, out) }, func() { close(out) })
@@ -367,6 +368,12 @@ func (s *Subscriber) pull(ctx context.Context, cons jetstream.Consumer, out chan
 	defer it.Stop()
 	for {
 		m, err := it.Next()
+		if s.lateHeartbeat(ctx, cons, err) {
+			// nats.go's Next returns it without stopping the iterator,
+			// having zeroed what it counts as asked for: the next call
+			// sends a new pull request, and what arrived still waits.
+			continue
+		}
 		if err != nil {
 			return err
 		}
@@ -392,6 +399,24 @@ func (s *Subscriber) pull(ctx context.Context, cons jetstream.Consumer, out chan
 			s.nak(m, 0)
 		}
 	}
+}
+
+// lateHeartbeat reports whether err is a pull's missed heartbeat while its
+// consumer cons still exists: a heartbeat late on a busy machine, after
+// which the pull asks again and goes on, not a consumer lost. A consumer
+// gone (a server restarted without it answers no pull) shows only by its
+// missed heartbeats, so it is false when the server cannot tell.
+func (s *Subscriber) lateHeartbeat(ctx context.Context, cons jetstream.Consumer, err error) bool {
+	if !errors.Is(err, jetstream.ErrNoHeartbeat) {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(ctx, ackTimeout)
+	defer cancel()
+	if _, err := cons.Info(ctx); err != nil {
+		return false
+	}
+	s.cfg.Log.Debug("heartbeat late, consumer still there: the pull goes on", "stream", s.cfg.Stream, "consumer", cons.CachedInfo().Name)
+	return true
 }
 
 // inFlight is a message delivered and awaiting its answer.
