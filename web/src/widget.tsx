@@ -93,7 +93,11 @@ function App() {
   // banner says so rather than asking for consent again.
   const [stopped, setStopped] = useState(false);
   const stream = useRef<ReturnType<Client["stream"]> | null>(null);
+  // The conversation on screen, set with conv at once (onScreen): an event
+  // heard before the next render is of the conversation just entered.
   const convRef = useRef<string | null>(null);
+  // The events each read under way has heard so far (whileHearing).
+  const hearing = useRef(new Set<StreamEvent[]>());
   const visibleRef = useRef(true);
   const unread = useRef(0);
   // What the log shows, as set: a reload compares with it before the
@@ -103,7 +107,11 @@ function App() {
   const lastHeight = useRef(-1);
   const panel = useRef<HTMLDivElement>(null);
   const log = useRef<HTMLDivElement>(null);
-  convRef.current = conv;
+
+  const onScreen = (id: string | null) => {
+    convRef.current = id;
+    setConv(id);
+  };
 
   // The ref changes as the launcher's message arrives, not at the next
   // render: an event handled before that render must already count as
@@ -148,6 +156,37 @@ function App() {
     setAssignee(c.assignee ?? null);
   };
 
+  // whileHearing runs f, a read, and answers what it answered with the
+  // events (those with a seq; typing has none) heard while it ran: the
+  // server may have answered the read before it stored an event that the
+  // stream delivers before the answer arrives, and what the read says would
+  // then hide that event until the next resync. So what a read answered is
+  // shown with the events it heard applied on top (replay).
+  const whileHearing = async <T,>(f: () => Promise<T>): Promise<[T, StreamEvent[]]> => {
+    const heard: StreamEvent[] = [];
+    hearing.current.add(heard);
+    try {
+      return [await f(), heard];
+    } finally {
+      hearing.current.delete(heard);
+    }
+  };
+
+  // replay applies the events of conversation id, now on screen, heard
+  // during a read of it, on top of what the read answered: each message
+  // shows once (merge), a close stays, and who answers is the last event's.
+  // An event the read had already seen may put back an older assignee, but
+  // only for a moment: the events after it, which the read saw too, come
+  // next, as the stream keeps their order.
+  const replay = (id: string, heard: StreamEvent[]) => heard.filter((e) => e.conversation_id === id).forEach(apply);
+
+  // enter puts conversation id on screen, with the events of it heard while
+  // it was being opened on top of what shows.
+  const enter = (id: string, heard: StreamEvent[]) => {
+    onScreen(id);
+    replay(id, heard);
+  };
+
   // The stream lost events, or cannot replay what it missed (docs/api.md,
   // Resuming): what the widget shows is read again, the visitor's list of
   // conversations (a lost close) and the conversation on screen, without
@@ -168,33 +207,36 @@ function App() {
   const reread = async () => {
     const id = convRef.current;
     if (!id) return;
-    const [c, ms] = await read(id);
+    const [[c, ms], heard] = await whileHearing(() => read(id));
     if (id !== convRef.current) return;
     countUnread(ms);
     show(merge(ms, shown.current));
     readState(c);
+    // Shown live as they came, they are applied again: the read, which may
+    // be older, set closed and the assignee back.
+    replay(id, heard);
   };
 
   const onEvent = (e: StreamEvent) => {
     if (e.type === "resync") return void resync();
     if (e.type === "message" && e.message) countUnread([e.message]);
-    if (e.type === "closed" && e.conversation_id) {
-      const id = e.conversation_id;
-      setConversations((cs) => cs.map((c) => (c.id === id ? { ...c, status: "closed" } : c)));
-      if (id === convRef.current) setClosed(true);
-      return;
-    }
-    if (!convRef.current) {
-      // The opening's events may arrive before its answer.
-      if (e.type !== "message" || !e.message) return;
-    } else if (e.conversation_id !== convRef.current) return;
+    if (e.seq) for (const heard of hearing.current) heard.push(e);
+    if (e.type === "closed" && e.conversation_id) listClosed(e.conversation_id);
+    if (e.conversation_id && e.conversation_id === convRef.current) apply(e);
+  };
+
+  const listClosed = (id: string) => setConversations((cs) => cs.map((c) => (c.id === id ? { ...c, status: "closed" } : c)));
+
+  // apply shows an event of the conversation on screen, live or replayed.
+  const apply = (e: StreamEvent) => {
+    if (e.type === "closed") setClosed(true);
     if (e.type === "message" && e.message) {
       add([{ ...e.message, seq: e.seq }]);
       if (e.message.author?.role !== "visitor") setTypingUntil(0);
     }
     if (e.type === "typing" && e.author?.role !== "visitor") setTypingUntil(Date.now() + typingShownMs);
     if (e.type === "assigned" || e.type === "handed_off") {
-      const id = e.conversation_id ?? convRef.current;
+      const id = e.conversation_id;
       if (e.type === "handed_off") add([handoffEntry(e)]);
       if (typeof e.assignee === "string" || e.assignee === null) setAssignee(e.assignee);
       else if (id)
@@ -236,15 +278,16 @@ function App() {
   };
 
   const readList = async () => {
-    const list = await client.all<Conversation>("/v1/conversations", "conversations");
+    const [list, heard] = await whileHearing(() => client.all<Conversation>("/v1/conversations", "conversations"));
     // The open one first (there to continue), then the newest.
     const rank = (c: Conversation) => (c.status === "open" ? 0 : 1);
     setConversations(list.sort((a, b) => rank(a) - rank(b) || b.created_at.localeCompare(a.created_at)));
+    for (const e of heard) if (e.type === "closed" && e.conversation_id) listClosed(e.conversation_id);
   };
 
   const showList = async () => {
     await readList();
-    setConv(null);
+    onScreen(null);
     show([]);
     setPhase("list");
   };
@@ -353,10 +396,10 @@ function App() {
   const openConversation = async (id: string) => {
     setError("");
     try {
-      const [c, ms] = await read(id);
+      const [[c, ms], heard] = await whileHearing(() => read(id));
       show(ms);
-      setConv(id);
       readState(c);
+      enter(id, heard);
       setPhase("chat");
     } catch (e) {
       fail(e);
@@ -365,7 +408,7 @@ function App() {
 
   const newConversation = () => {
     setError("");
-    setConv(null);
+    onScreen(null);
     setClosed(false);
     show([]);
     setAssignee(null);
@@ -383,11 +426,13 @@ function App() {
         const m = await client.json<{ id: string; seq: number; at: string }>("POST", `/v1/conversations/${conv}/messages`, { text }, key);
         add([{ ...m, text, author: { role: "visitor", id: client.visitorID } }]);
       } else {
-        const c = await client.json<{ id: string }>("POST", "/v1/conversations", { text }, key);
-        setConv(c.id);
-        // Its first message comes on the stream too, unless the stream is
-        // reconnecting: read it, under the id the stream gives it.
-        add(await transcript(c.id));
+        // Its id comes with the answer, which its first events may precede:
+        // those heard meanwhile are applied once it is on screen. Then it is
+        // read, as the stream may be reconnecting: its first message, and
+        // who answers it.
+        const [{ id }, heard] = await whileHearing(() => client.json<{ id: string }>("POST", "/v1/conversations", { text }, key));
+        enter(id, heard);
+        await reread();
       }
       setDraft("");
     } catch (e) {

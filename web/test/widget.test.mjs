@@ -666,6 +666,31 @@ test("after a resync the widget shows a hand-off the stream lost: a person will 
   await ctx.close();
 });
 
+// holdAnswers routes ctx's calls of method to addresses matching re: each
+// is made, and answered by the server, at once; its answer waits in parked
+// (a function that hands it to the page) until the test lets it go.
+// release() hands over every answer parked and lets later calls through.
+async function holdAnswers(ctx, re, method = "GET") {
+  const parked = [];
+  let holding = true;
+  await ctx.route(re, async (route) => {
+    if (!holding || route.request().method() !== method) return route.fallback();
+    const response = await route.fetch();
+    parked.push(() => route.fulfill({ response }));
+  });
+  return {
+    parked,
+    async release() {
+      holding = false;
+      for (const answer of parked) await answer();
+    },
+  };
+}
+
+// readsOf matches the addresses of the widget's reads of conv: the
+// conversation, and its transcript.
+const readsOf = (conv) => new RegExp(`/v1/conversations/${conv.id}(/messages)?([?]|$)`);
+
 test("a hand-off heard while a resync reads the conversation shows, though the read, older than it, answers after it", async () => {
   const ctx = await newContext(browser, { viewport: { width: 320, height: 640 } });
   const lost = "The bot's answer the stream lost";
@@ -678,12 +703,7 @@ test("a hand-off heard while a resync reads the conversation shows, though the r
 
   // The widget's reads of the conversation and its transcript are made
   // when asked, and answered when the test lets them.
-  const parked = [];
-  await ctx.route(new RegExp(`/v1/conversations/${conv.id}(/messages)?([?]|$)`), async (route) => {
-    if (route.request().method() !== "GET") return route.fallback();
-    const response = await route.fetch();
-    parked.push(() => route.fulfill({ response }));
-  });
+  const { parked } = await holdAnswers(ctx, readsOf(conv));
 
   // The resync's read is made before the hand-off; the hand-off is heard
   // live, and the widget asks who answers now.
@@ -730,5 +750,136 @@ test("a visitor who comes back to a conversation handed off and not taken yet re
   assert.equal(await again.getByText(handedOffBanner).count(), 0, "the banner on a conversation taken");
   assert.equal(await again.getByRole("alert").count(), 0, "an error in the widget");
   noCSPViolations(ctx, "the widget's return to a handed-off conversation");
+  await ctx.close();
+});
+
+// noteStreamFrames makes every frame of ctx note each live stream frame it
+// receives, in parleyTestHeard, by a listener added as the socket is made:
+// it runs first, and the page's own handler in the same task, so an event
+// heardIn a frame has been handled by the widget too.
+const noteStreamFrames = (ctx) =>
+  ctx.addInitScript(() => {
+    const Native = WebSocket;
+    globalThis.WebSocket = class extends Native {
+      constructor(...args) {
+        super(...args);
+        this.addEventListener("message", (m) => (globalThis.parleyTestHeard ??= []).push(JSON.parse(m.data)));
+      }
+    };
+  });
+
+const heardIn = (frame, what, pred) => poll(`${what} in the chat frame`, async () => (await frame.evaluate(() => globalThis.parleyTestHeard ?? [])).some(pred));
+
+// openHeld goes from the conversation on screen to the list and opens conv
+// again, its reads held (holdAnswers) until the test releases them.
+async function openHeld(ctx, frame, conv) {
+  await frame.getByRole("button", { name: "Your conversations" }).press("Enter");
+  const item = frame.getByRole("button", { name: /^Continue the conversation/ });
+  await item.waitFor();
+  const reads = await holdAnswers(ctx, readsOf(conv));
+  await item.press("Enter");
+  await poll("the opening's reads", () => reads.parked.length === 2);
+  return reads;
+}
+
+test("what the stream tells while the visitor opens a conversation shows, though the reads, older than it, answer after it", async () => {
+  const ctx = await newContext(browser, { viewport: { width: 320, height: 640 } });
+  await noteStreamFrames(ctx);
+  const { page, frame, conv } = await startChat(ctx, "A question handed off while the visitor opens it");
+  const bot = await assignBot(conv, "faq-opening");
+  await shows(frame, "You are talking to a bot");
+
+  // The bot answers and hands off after the opening's reads were answered,
+  // and the widget hears both before it has those answers.
+  let reads = await openHeld(ctx, frame, conv);
+  const answer = "The bot's answer while the visitor opens the conversation";
+  await api(bot, "POST", `/v1/conversations/${conv.id}/messages`, { text: answer });
+  await api(bot, "POST", `/v1/conversations/${conv.id}/handoff`);
+  await heardIn(frame, "the hand-off", (e) => e.type === "handed_off" && e.conversation_id === conv.id);
+  await reads.release();
+  await shows(frame, answer);
+  await shows(frame, handedOffBanner);
+  await shows(frame, "You are talking to a person");
+  assert.equal(await frame.getByText(answer, { exact: true }).count(), 1, "the answer, shown once");
+
+  // And a close, likewise.
+  reads = await openHeld(ctx, frame, conv);
+  await api(token("supervisor", "sue"), "POST", `/v1/conversations/${conv.id}/close`);
+  await heardIn(frame, "the close", (e) => e.type === "closed" && e.conversation_id === conv.id);
+  await reads.release();
+  await shows(frame, "This conversation is closed.");
+  assert.equal(await frame.getByRole("alert").count(), 0, "an error in the widget");
+  await screenshot(page, "widget-opening-heard");
+  noCSPViolations(ctx, "the widget's events heard while it opens a conversation");
+  await ctx.close();
+});
+
+test("an assignment heard while the visitor's first message opens the conversation shows, though the opening answers after it", async () => {
+  const ctx = await newContext(browser, { viewport: { width: 320, height: 640 } });
+  await noteStreamFrames(ctx);
+  const { frame } = await openChat(ctx);
+  await frame.getByRole("button", { name: "Start chat" }).press("Enter");
+  await shows(frame, "You are talking to a person");
+  const first = "A question a bot takes before its opening answers";
+  await frame.locator("#parley-message").fill(first);
+  const opening = await holdAnswers(ctx, /\/v1\/conversations$/, "POST");
+  await frame.locator("#parley-message").press("Enter");
+  await poll("the opening", () => opening.parked.length === 1);
+
+  const conv = await conversationOpenedWith(first);
+  await assignBot(conv, "faq-first");
+  await heardIn(frame, "the assignment", (e) => e.type === "assigned" && e.conversation_id === conv.id);
+  await opening.release();
+  await shows(frame, "You are talking to a bot");
+  await shows(frame, first);
+  assert.equal(await frame.getByText(first, { exact: true }).count(), 1, "the first message, shown once");
+  assert.equal(await frame.getByRole("alert").count(), 0, "an error in the widget");
+  noCSPViolations(ctx, "the widget's assignment heard while it opens a conversation");
+  await ctx.close();
+});
+
+test("a close heard while a resync reads the conversation stays, though the read, older than it, answers after it", async () => {
+  const ctx = await newContext(browser, { viewport: { width: 320, height: 640 } });
+  await noteStreamFrames(ctx);
+  const lost = "The reply the stream lost before the close";
+  const stream = await holdBack(ctx, (e) => e.message?.text === lost);
+  const { frame, conv } = await startChat(ctx, "A question closed while the widget reads it again");
+  const lead = token("supervisor", "sue");
+  await api(lead, "POST", `/v1/conversations/${conv.id}/assign`, { agent_id: "bob" });
+  await api(token("agent", "bob"), "POST", `/v1/conversations/${conv.id}/messages`, { text: lost });
+  await poll("the reply held back", () => stream.held.length === 1);
+
+  // The resync's reads are answered before the close, which the widget
+  // hears before it has those answers; the reply they bring shows that
+  // the widget applied them.
+  const reads = await holdAnswers(ctx, readsOf(conv));
+  stream.send(resyncFrame);
+  await poll("the resync's reads", () => reads.parked.length === 2);
+  await api(lead, "POST", `/v1/conversations/${conv.id}/close`);
+  await heardIn(frame, "the close", (e) => e.type === "closed" && e.conversation_id === conv.id);
+  await reads.release();
+  await shows(frame, lost);
+  assert.equal(await frame.getByText("This conversation is closed.").count(), 1, "the close, once the resync's reads answered");
+  assert.equal(await frame.getByRole("alert").count(), 0, "an error in the widget");
+  noCSPViolations(ctx, "the widget's close heard during a resync");
+  await ctx.close();
+});
+
+test("a close heard while the widget reads the visitor's list shows there, though the list, older than it, answers after it", async () => {
+  const ctx = await newContext(browser, { viewport: { width: 320, height: 640 } });
+  await noteStreamFrames(ctx);
+  const { frame, conv } = await startChat(ctx, "A question closed while the visitor's list is read");
+  const list = await holdAnswers(ctx, /\/v1\/conversations([?]|$)/);
+  await frame.getByRole("button", { name: "Your conversations" }).press("Enter");
+  await poll("the list's read", () => list.parked.length === 1);
+  await api(token("supervisor", "sue"), "POST", `/v1/conversations/${conv.id}/close`);
+  await heardIn(frame, "the close", (e) => e.type === "closed" && e.conversation_id === conv.id);
+  await list.release();
+  const item = frame.locator(".history button");
+  await item.waitFor();
+  assert.match(await item.innerText(), /^Read the conversation of .* \(closed\)$/, "the conversation, listed closed");
+  await frame.getByRole("button", { name: "New conversation" }).waitFor();
+  assert.equal(await frame.getByRole("alert").count(), 0, "an error in the widget");
+  noCSPViolations(ctx, "the widget's close heard while it reads the list");
   await ctx.close();
 });
