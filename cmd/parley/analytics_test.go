@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"math"
@@ -236,12 +237,14 @@ func TestAnalyticsEndToEnd(t *testing.T) {
 }
 
 // TestAutoWithoutClickHouseIsNotReady runs `parley all --clickhouse auto`
-// where no ClickHouse is installed: the chat works, and /readyz says
-// analytics is not ready.
+// where no ClickHouse is installed: the chat works, /readyz says analytics
+// is not ready, and `parley demo` seeds the chat and says why the
+// dashboard stays empty.
 func TestAutoWithoutClickHouseIsNotReady(t *testing.T) {
+	dir := t.TempDir()
 	a, logs := startAllForTest(t, allConfig{
 		HTTPAddr:         "127.0.0.1:0",
-		DataDir:          t.TempDir(),
+		DataDir:          dir,
 		ClickHouse:       "auto",
 		ClickHouseBinary: "no-such-clickhouse-server",
 	})
@@ -263,5 +266,19 @@ func TestAutoWithoutClickHouseIsNotReady(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), "analytics not ready") {
 		t.Errorf("logs do not say why Parley is not ready:\n%s", logs.String())
+	}
+
+	var out, progress bytes.Buffer
+	if err := run(t.Context(), []string{"demo", "--data-dir", dir, "--gateway", base, "--visitors", "5"}, &out, &progress); err != nil {
+		t.Fatalf("parley demo without ClickHouse: %v\n%s", err, progress.String())
+	}
+	for _, want := range []string{"its analytics is not", "visitor 5/5:", "analytics is not available", "install clickhouse-server"} {
+		if !strings.Contains(progress.String(), want) {
+			t.Errorf("parley demo's progress does not say %q:\n%s", want, progress.String())
+		}
+	}
+	agent := staffToken(t, dir, "demo", "agent", "alice")
+	if n := len(mustCall(t, base, "GET", "/v1/conversations?status=closed", agent, nil, http.StatusOK)["conversations"].([]any)); n != 5 {
+		t.Errorf("after parley demo alice lists %d closed conversations, want 5", n)
 	}
 }

@@ -70,8 +70,8 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		http:   &http.Client{Timeout: 30 * time.Second},
 		log:    stderr,
 	}
-	if err := d.call(ctx, "GET", "/readyz", "", nil, nil); err != nil {
-		return fmt.Errorf("no ready Parley at %s (start it with `make run`): %w", d.base, err)
+	if err := d.awaitReady(ctx, tokens[auth.RoleAgent], tokens[auth.RoleAnalyst], demoReadyWithin); err != nil {
+		return err
 	}
 
 	began := time.Now().UTC()
@@ -164,6 +164,55 @@ func (d *demo) conversations(ctx context.Context, analyst string, since time.Tim
 		}
 	}
 	return n, nil
+}
+
+// demoReadyWithin is how long `parley demo` waits for a Parley started a
+// moment before it (`make run`, then `make demo`) to be ready.
+const demoReadyWithin = time.Minute
+
+// awaitReady waits within for the gateway's /readyz to answer 200, or for
+// Parley to be ready but for analytics: `parley all --clickhouse auto` on a
+// machine without ClickHouse answers 503 there for good while the chat
+// works, and the chat is what the demo plays (awaitFacts then says why the
+// dashboard stays empty). No answer at all means no Parley: it says to
+// start one.
+func (d *demo) awaitReady(ctx context.Context, agent, analyst string, within time.Duration) error {
+	deadline := time.Now().Add(within)
+	told := false
+	for {
+		err := d.call(ctx, "GET", "/readyz", "", nil, nil)
+		var p *demoProblem
+		switch {
+		case err == nil:
+			return nil
+		case !errors.As(err, &p):
+			return fmt.Errorf("no Parley at %s (start it with `make run`): %w", d.base, err)
+		case d.chatOnly(ctx, agent, analyst):
+			fmt.Fprintf(d.log, "Parley's chat is ready and its analytics is not: seeding the chat all the same\n")
+			return nil
+		case time.Now().After(deadline):
+			return fmt.Errorf("no ready Parley at %s after %v (its log says why): %w", d.base, within, err)
+		case !told:
+			fmt.Fprintf(d.log, "waiting for Parley at %s to be ready (up to %v)…\n", d.base, within)
+			told = true
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+// chatOnly reports whether the chat answers the agent while analytics
+// answers the analyst 503.
+func (d *demo) chatOnly(ctx context.Context, agent, analyst string) bool {
+	_, err := d.conversations(ctx, analyst, time.Now())
+	var p *demoProblem
+	if !errors.As(err, &p) || p.status != http.StatusServiceUnavailable {
+		return false
+	}
+	return d.call(ctx, "GET", "/v1/conversations?status=open&limit=1", agent, nil, nil) == nil
 }
 
 // awaitFacts polls the conversations metric until it counts want since

@@ -21,7 +21,8 @@
 // that does not arrive within its deadline) and counted in
 // parley_gateway_limit_rejections_total by limit. The process admits at most
 // Deps.MaxSessions WebSocket sessions, by default its open-file limit less a
-// reserve for everything else. The chat service decides the limits on open
+// reserve for everything else, and no more than a share of its soft memory
+// limit holds. The chat service decides the limits on open
 // conversations and messages, from the tenant's settings.
 //
 // Live events: the CHAT stream republishes on live.chat.<tenant>.> each
