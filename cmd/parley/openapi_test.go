@@ -373,9 +373,13 @@ func TestOperationsAnswerAsDocumented(t *testing.T) {
 	for _, path := range []string{"/v1/settings", "/v1/audit", "/v1/audit/checkpoint", "/v1/me/export", "/v1/erasures/x", "/v1/metrics/conversations_opened"} {
 		mustCall(t, base, "GET", path, "", nil, http.StatusUnauthorized)
 	}
+	mustCall(t, base, "GET", "/v1/me", agent, nil, http.StatusOK)
+	mustCall(t, base, "GET", "/v1/me", staffToken(t, dir, "ghost", "agent", "alice"), nil, http.StatusNotFound)
+	mustCall(t, base, "GET", "/v1/me", "", nil, http.StatusUnauthorized)
 	mustCall(t, base, "DELETE", "/v1/me", "", nil, http.StatusUnauthorized)
 	mustCall(t, base, "DELETE", "/v1/me", agent, nil, http.StatusForbidden)
 	mustCall(t, base, "DELETE", "/v1/me", visitor, nil, http.StatusAccepted)
 	mustCall(t, base, "POST", "/v1/conversations", visitor, map[string]any{"text": "again"}, http.StatusGone)
+	mustCall(t, base, "GET", "/v1/me", visitor, nil, http.StatusGone)
 	call(t, base, "PUT", "/v1/me/consent", visitor, map[string]any{"analytics": true, "network_data": false, "ai": false})
 }

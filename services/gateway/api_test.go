@@ -179,6 +179,82 @@ func TestBadRequestsNeverReachTheBus(t *testing.T) {
 	}
 }
 
+// TestMe checks that GET /v1/me names the caller only when the token is one
+// the other calls take, saying why otherwise: a client checks a token with
+// it (a browser cannot read why the stream's handshake was refused), so a
+// token of a tenant that does not exist answers 404 here as everywhere.
+func TestMe(t *testing.T) {
+	e := startGateway(t)
+	_, otherKey, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	agent := auth.Principal{Tenant: "demo", ID: "alice", Role: auth.RoleAgent}
+	forged, err := auth.NewSigner(otherKey).Issue(agent, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	expired, err := e.signer.Issue(agent, -time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	analyst := auth.Principal{Tenant: "demo", ID: "ann", Role: auth.RoleAnalyst}
+	visitor := auth.Principal{Tenant: "demo", ID: "v1", Role: auth.RoleVisitor}
+	erased := auth.Principal{Tenant: "demo", ID: "v2", Role: auth.RoleVisitor}
+	e.keys.erase(erased.Tenant, erased.ID)
+
+	tests := []struct {
+		name       string
+		token      string
+		want       int
+		wantWho    auth.Principal // of a 200
+		wantDetail string         // of a problem
+	}{
+		{"agent", e.token(agent), http.StatusOK, agent, ""},
+		{"analyst", e.token(analyst), http.StatusOK, analyst, ""},
+		{"visitor", e.token(visitor), http.StatusOK, visitor, ""},
+		{"unknown tenant", e.token(auth.Principal{Tenant: "ghost", ID: "alice", Role: auth.RoleAgent}), http.StatusNotFound, auth.Principal{}, "no such tenant"},
+		{"forged token", forged, http.StatusUnauthorized, auth.Principal{}, "the token is not valid"},
+		{"expired token", expired, http.StatusUnauthorized, auth.Principal{}, "the token has expired"},
+		{"no token", "", http.StatusUnauthorized, auth.Principal{}, "an Authorization: Bearer token is required"},
+		{"operator", e.operator(), http.StatusForbidden, auth.Principal{}, "the operator manages tenants only"},
+		{"erased visitor", e.token(erased), http.StatusGone, auth.Principal{}, "this visitor's data is erased: the token opens nothing any more"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := e.do(http.MethodGet, "/v1/me", tt.token, nil)
+			if tt.want != http.StatusOK {
+				checkProblem(t, r, tt.want)
+				var p problem
+				r.decode(t, &p)
+				if p.Detail != tt.wantDetail {
+					t.Errorf("GET /v1/me detail = %q, want %q", p.Detail, tt.wantDetail)
+				}
+				return
+			}
+			if r.status != http.StatusOK {
+				t.Fatalf("GET /v1/me = %d %s, want 200", r.status, r.body)
+			}
+			var who auth.Principal
+			r.decode(t, &who)
+			if diff := cmp.Diff(tt.wantWho, who); diff != "" {
+				t.Errorf("GET /v1/me mismatch (-want +got):\n%s", diff)
+			}
+		})
+	}
+
+	// The answer is the principal as session answers name it; a member of
+	// staff's costs no call on the bus.
+	requests := countBus(t, e.nc)
+	r := e.do(http.MethodGet, "/v1/me", e.token(agent), nil)
+	if want := `{"tenant":"demo","id":"alice","role":"agent"}`; r.status != http.StatusOK || strings.TrimSpace(string(r.body)) != want {
+		t.Errorf("GET /v1/me = %d %s, want 200 %s", r.status, r.body, want)
+	}
+	if n := requests(); n != 0 {
+		t.Errorf("a member of staff's GET /v1/me sent %d messages on parley.>, want 0", n)
+	}
+}
+
 // registered is what the privacy service answers a registration of
 // visitor id of demo.
 func registered(id string) privacyapi.RegisterVisitorResult {
@@ -328,7 +404,7 @@ func TestWrongMethodIsNotAllowed(t *testing.T) {
 		{http.MethodPut, "/v1/conversations", "GET, HEAD, POST"},
 		{http.MethodDelete, "/v1/conversations/c1/messages", "GET, HEAD, POST"},
 		{http.MethodGet, "/v1/tenants/demo/visitors", "POST"},
-		{http.MethodPost, "/v1/me", "DELETE"},
+		{http.MethodPost, "/v1/me", "DELETE, GET, HEAD"},
 		{http.MethodPatch, "/v1/settings", "GET, HEAD, PUT"},
 	}
 	for _, tt := range tests {

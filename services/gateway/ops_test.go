@@ -168,6 +168,7 @@ func TestOpenAPI(t *testing.T) {
 		"GET /v1/integrations",
 		"GET /v1/integrations/{id}",
 		"GET /v1/integrations/{id}/deliveries",
+		"GET /v1/me",
 		"GET /v1/me/consent",
 		"GET /v1/me/export",
 		"GET /v1/me/profile",

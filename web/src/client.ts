@@ -179,13 +179,19 @@ export class Client {
   }
 
   /**
-   * Uses an access token alone (a try-out's `parley token`): nothing is
-   * stored, nothing renews it, and the session ends when the token expires.
+   * Uses an access token alone (a try-out's `parley token`) once the gateway
+   * has said whom it names (GET /v1/me): nothing is stored, nothing renews
+   * it, and the session ends when the token expires. A token the gateway
+   * refuses (not valid, expired, of a tenant that does not exist) is not
+   * taken: the CallError says why, as the live stream could not.
    */
-  useToken(access: string, principal: Principal): void {
+  async useToken(access: string): Promise<Principal> {
+    const r = await this.send("GET", "/v1/me", { headers: { Authorization: `Bearer ${access}` } });
+    const p: Principal = await r.json();
     this.access = access;
     this.refresh = "";
-    this.principal = principal;
+    this.principal = p;
+    return p;
   }
 
   /** A call without the session (anonymous, or a sign-in's), answering the JSON (undefined for 204). */

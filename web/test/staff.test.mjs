@@ -1,8 +1,9 @@
 // The staff pages' common frame in a real browser: the sign-in form, a
-// try-out token, the pages a role may use, sign-out, and the strict CSP.
+// try-out token and one the gateway refuses, the pages a role may use,
+// sign-out, and the strict CSP.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { accessible, launchBrowser, newContext, noCSPViolations, screenshot, signIn, staffPage, startParley } from "./lib.mjs";
+import { accessible, launchBrowser, newContext, noCSPViolations, poll, screenshot, signIn, staffPage, startParley } from "./lib.mjs";
 
 let stack, browser;
 
@@ -32,6 +33,41 @@ test("the sign-in form is accessible and refuses what is not a token", async () 
   await page.getByRole("alert").filter({ hasText: /provider/i }).waitFor();
   noCSPViolations(ctx, "the sign-in form");
   await ctx.close();
+});
+
+test("a token the gateway refuses, such as one of a tenant that does not exist, is refused at sign-in in words: nothing kept, no stream", async () => {
+  for (const [path, role, id] of [["/console", "agent", "alice"], ["/privacy", "admin", "root"], ["/dashboard", "analyst", "ann"]]) {
+    const ctx = await newContext(browser);
+    const page = await ctx.newPage();
+    const streams = [];
+    page.on("websocket", (ws) => streams.push(ws.url()));
+    await page.goto(stack.gw + path);
+    // Made as `make demo` makes tokens, validly signed, for a tenant nobody created.
+    await page.getByLabel("Token").fill(stack.token(role, id, "ghost"));
+    await page.getByRole("button", { name: "Use token" }).click();
+    const refused = page.getByRole("alert").filter({ hasText: 'This token\'s tenant, "ghost", does not exist' });
+    // Whichever comes first: the refusal, or the page signed in.
+    await refused.or(page.getByRole("button", { name: "Sign out" })).waitFor();
+    assert.ok(await refused.isVisible(), `${path}: a token of tenant ghost signed in`);
+    await page.getByRole("heading", { name: /^Sign in to the / }).waitFor();
+    assert.equal(await page.evaluate(() => sessionStorage.length), 0, `${path}: something was kept`);
+    assert.deepEqual(streams, [], `${path}: the live stream was tried`);
+
+    if (path === "/console") {
+      await screenshot(page, "sign-in-unknown-tenant");
+      // Well formed, but signed for another token: not valid.
+      const [head, body] = stack.token(role, id).split(".");
+      await page.getByLabel("Token").fill(`${head}.${body}.${stack.token(role, "bob").split(".")[2]}`);
+      await page.getByRole("button", { name: "Use token" }).click();
+      await page.getByRole("alert").filter({ hasText: "This token cannot sign in: the token is not valid" }).waitFor();
+      assert.deepEqual(streams, [], "the live stream was tried with a token that is not valid");
+      // The form still signs a good token in, whose console opens its stream once.
+      await signIn(page, stack.token(role, id));
+      await poll("the console's live stream", () => streams.length === 1);
+    }
+    noCSPViolations(ctx, `${path}: a token refused`);
+    await ctx.close();
+  }
 });
 
 test("a role sees the pages it may use, and is told when it may not use one", async () => {

@@ -2,7 +2,7 @@
 // provider (the gateway's sign-in, bound to this browser by its cookie), or,
 // in a try-out, with a token from `parley token`. The refresh token is kept
 // in sessionStorage: a tab's sign-in ends with the tab.
-import { CallError, claims, Client, type Principal } from "../client";
+import { CallError, claims, Client, explain, type Principal } from "../client";
 
 export const client = new Client(location.origin, "parley.staff.refresh", () => sessionStorage);
 
@@ -51,13 +51,24 @@ export async function restore(): Promise<boolean> {
   }
 }
 
-/** Uses a try-out token (`parley token`): its claims name the person. */
-export function useToken(token: string): Principal {
+/**
+ * Uses a try-out token (`parley token`), as the gateway names its person; one
+ * it refuses is refused here in words, and nothing of it is kept.
+ */
+export async function useToken(token: string): Promise<Principal> {
   const c = claims(token);
   if (!c.sub) throw new CallError(422, "That is not a token: paste the whole output of `parley token`.");
-  const p = { tenant: c.tenant ?? "", id: c.sub, role: c.role ?? "" };
-  client.useToken(token, p);
-  return p;
+  try {
+    return await client.useToken(token);
+  } catch (e) {
+    throw new CallError(
+      e instanceof CallError ? e.status : 0,
+      explain(e, {
+        401: (d) => `This token cannot sign in: ${d}.`,
+        404: () => `This token's tenant, "${c.tenant ?? ""}", does not exist: use a token of a tenant that does.`,
+      }),
+    );
+  }
 }
 
 /**

@@ -94,11 +94,11 @@ function SignIn({ page, error, onToken }: { page: Page; error: string; onToken: 
       <form
         onSubmit={(e) => {
           e.preventDefault();
-          try {
-            onToken(useToken(token.trim()));
-          } catch (err) {
-            setProblem((err as Error).message);
-          }
+          setBusy(true);
+          useToken(token.trim()).then(onToken, (err: Error) => {
+            setProblem(err.message);
+            setBusy(false);
+          });
         }}
       >
         <h2>With a try-out token</h2>
@@ -107,7 +107,9 @@ function SignIn({ page, error, onToken }: { page: Page; error: string; onToken: 
         </p>
         <label for="token">Token</label>
         <input id="token" name="token" required autocomplete="off" spellcheck={false} value={token} onInput={(e) => setToken(e.currentTarget.value)} />
-        <button type="submit">Use token</button>
+        <button type="submit" disabled={busy}>
+          Use token
+        </button>
       </form>
     </main>
   );

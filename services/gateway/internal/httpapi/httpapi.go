@@ -185,6 +185,7 @@ func (a *API) routes() {
 	m.Handle("GET /v1/tenants/{tenant}/notice", a.handle(a.getNotice))
 	m.Handle("POST /v1/sessions/refresh", a.handle(a.refreshSession))
 	m.Handle("POST /v1/sessions/sign-out", a.handle(a.signOut))
+	m.Handle("GET /v1/me", a.handle(a.getMe))
 	m.Handle("DELETE /v1/me/sessions", a.handle(a.signOutEverywhere))
 	m.Handle("DELETE /v1/people/{id}/sessions", a.handle(a.signOutEverywhere))
 	m.Handle("PUT /v1/tenants/{tenant}/identity-provider", a.handle(a.putProvider))

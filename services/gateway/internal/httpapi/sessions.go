@@ -100,6 +100,23 @@ func (a *API) signOut(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// getMe answers whom the request's token names, once it is verified and
+// its tenant found: how a client checks a token before it relies on it
+// (the staff pages' try-out sign-in), since a browser cannot read why the
+// live stream's handshake was refused. It calls no service; a visitor's
+// erasure is read from the key cache, as for every call of theirs.
+func (a *API) getMe(w http.ResponseWriter, r *http.Request) error {
+	p, err := a.member(r, false)
+	if err != nil {
+		return err
+	}
+	if err := a.checkErased(r.Context(), p); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, p)
+	return nil
+}
+
 // signOutEverywhere revokes every session of the caller (/v1/me/sessions)
 // or, for an admin, of a person of their tenant (/v1/people/{id}/sessions);
 // the privacy service decides who may.
