@@ -346,7 +346,11 @@ function App() {
     const p = panel.current;
     (p?.querySelector<HTMLElement>("input, textarea, button.primary, .history button") ?? p?.querySelector<HTMLElement>("button"))?.focus();
   };
-  useEffect(focusFirst, [phase, conv, closed]);
+  // A new screen takes the focus: another phase, or a conversation closed
+  // (its message box gone) or a new one begun. Not the id a first message
+  // gives the conversation on screen: the visitor may have moved on while
+  // it was being sent, and the focus stays where they put it.
+  useEffect(focusFirst, [phase, closed]);
 
   // The launcher sizes the frame to the panel's natural height: what the
   // panel scrolls, and what its log scrolls.

@@ -838,6 +838,26 @@ test("an assignment heard while the visitor's first message opens the conversati
   await ctx.close();
 });
 
+test("the keyboard's focus stays where the visitor moved it while their first message opens the conversation", async () => {
+  const ctx = await newContext(browser, { viewport: { width: 320, height: 640 } });
+  const { frame } = await openChat(ctx);
+  await frame.getByRole("button", { name: "Start chat" }).press("Enter");
+  const box = frame.locator("#parley-message");
+  await box.fill("A question sent before the visitor moves on");
+  const opening = await holdAnswers(ctx, /\/v1\/conversations$/, "POST");
+  await box.press("Enter");
+  await poll("the opening", () => opening.parked.length === 1);
+  const mine = frame.getByRole("button", { name: "Your conversations" });
+  await mine.focus();
+  await opening.release();
+  // The message box empties once the opening is done, the conversation
+  // on screen.
+  await poll("the message sent", async () => (await box.inputValue()) === "");
+  assert.equal(await mine.evaluate((b) => b === document.activeElement), true, "the focus on the button the visitor moved it to");
+  noCSPViolations(ctx, "the widget's first message sent while the visitor moved on");
+  await ctx.close();
+});
+
 test("a close heard while a resync reads the conversation stays, though the read, older than it, answers after it", async () => {
   const ctx = await newContext(browser, { viewport: { width: 320, height: 640 } });
   await noteStreamFrames(ctx);
