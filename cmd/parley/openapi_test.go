@@ -380,6 +380,6 @@ func TestOperationsAnswerAsDocumented(t *testing.T) {
 	mustCall(t, base, "DELETE", "/v1/me", agent, nil, http.StatusForbidden)
 	mustCall(t, base, "DELETE", "/v1/me", visitor, nil, http.StatusAccepted)
 	mustCall(t, base, "POST", "/v1/conversations", visitor, map[string]any{"text": "again"}, http.StatusGone)
-	mustCall(t, base, "GET", "/v1/me", visitor, nil, http.StatusGone)
+	mustCall(t, base, "GET", "/v1/me", visitor, nil, http.StatusForbidden)
 	call(t, base, "PUT", "/v1/me/consent", visitor, map[string]any{"analytics": true, "network_data": false, "ai": false})
 }

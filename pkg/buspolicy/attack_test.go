@@ -53,7 +53,9 @@ func (c *client) violated(subject string) bool {
 }
 
 // bus is an embedded server with every bus user, holding a key in KEYS, an
-// event in CHAT, its entry in CHAT_VIEW and a fact in ANALYTICS.
+// event in CHAT, its entry in CHAT_VIEW, a fact in ANALYTICS, a profile, and
+// a message in each of privacy's and the gateway's streams of secrets and
+// records that the attacks read.
 type bus struct {
 	srv       *natsembed.Server
 	passwords map[string]string
@@ -82,7 +84,9 @@ func startBus(t *testing.T) *bus {
 	if _, err := stream.Apply(ctx, b.admin.js, stream.Options{}); err != nil {
 		t.Fatal(err)
 	}
-	for _, subj := range []string{"keys.demo.s1", "chat.demo.c1", "$KV." + stream.ChatViewBucket + ".demo.c1", "analytics.demo.message", stream.ProfileSubject("demo", "v1")} {
+	for _, subj := range []string{"keys.demo.s1", "chat.demo.c1", "$KV." + stream.ChatViewBucket + ".demo.c1", "analytics.demo.message", stream.ProfileSubject("demo", "v1"),
+		"$KV." + stream.SessionsBucket + ".demo.s1", "$KV." + stream.IdentityProvidersBucket + ".demo", "$KV." + stream.SignInBucket + ".demo.x",
+		"delivery.demo.d1", "recipient.demo.b1.s1", "notice.demo.n1"} {
 		if _, err := b.admin.js.Publish(ctx, subj, []byte("stored")); err != nil {
 			t.Fatal(err)
 		}
@@ -290,20 +294,7 @@ func TestAttacks(t *testing.T) {
 		},
 		{
 			name: "pull from KEYS with an ordered consumer", as: []string{buspolicy.Analytics, buspolicy.Gateway, buspolicy.Chat}, violation: "$JS.API.CONSUMER.CREATE.KEYS",
-			try: func(ctx context.Context, c *client) error {
-				cons, err := c.js.OrderedConsumer(ctx, stream.Keys, jetstream.OrderedConsumerConfig{})
-				if err != nil {
-					return err
-				}
-				batch, err := cons.Fetch(1, jetstream.FetchMaxWait(attemptTimeout))
-				if err != nil {
-					return err
-				}
-				for range batch.Messages() {
-					return nil
-				}
-				return errors.New("no message")
-			},
+			try: func(ctx context.Context, c *client) error { return pullOne(ctx, c, stream.Keys) },
 		},
 		{
 			// The relay, in privacy, cannot pass on what it cannot read.
@@ -427,6 +418,61 @@ func TestAttacks(t *testing.T) {
 			},
 		},
 		{
+			// Refresh-token hashes: privacy's alone (guarantee 11).
+			name: "read the sessions", as: []string{buspolicy.Gateway, buspolicy.Chat, buspolicy.Analytics}, violation: "$JS.API.CONSUMER.CREATE.KV_" + stream.SessionsBucket,
+			try: func(ctx context.Context, c *client) error { return pullOne(ctx, c, stream.BucketStream(stream.SessionsBucket)) },
+		},
+		{
+			// Client secrets and PKCE verifiers: the gateway's alone.
+			name: "read the identity providers", as: []string{buspolicy.Chat, buspolicy.Privacy, buspolicy.Analytics}, violation: "$JS.API.CONSUMER.CREATE.KV_" + stream.IdentityProvidersBucket,
+			try: func(ctx context.Context, c *client) error {
+				return pullOne(ctx, c, stream.BucketStream(stream.IdentityProvidersBucket))
+			},
+		},
+		{
+			name: "read the pending sign-ins", as: []string{buspolicy.Chat, buspolicy.Privacy, buspolicy.Analytics}, violation: "$JS.API.CONSUMER.CREATE.KV_" + stream.SignInBucket,
+			try: func(ctx context.Context, c *client) error { return pullOne(ctx, c, stream.BucketStream(stream.SignInBucket)) },
+		},
+		{
+			// Who received whose events, and the notices owed: privacy's.
+			name: "read the delivery log", as: []string{buspolicy.Gateway, buspolicy.Chat, buspolicy.Analytics}, violation: "$JS.API.CONSUMER.CREATE." + stream.Deliveries,
+			try: func(ctx context.Context, c *client) error { return pullOne(ctx, c, stream.Deliveries) },
+		},
+		{
+			name: "read who received whom", as: []string{buspolicy.Gateway, buspolicy.Chat, buspolicy.Analytics}, violation: "$JS.API.CONSUMER.CREATE." + stream.Recipients,
+			try: func(ctx context.Context, c *client) error { return pullOne(ctx, c, stream.Recipients) },
+		},
+		{
+			// A work queue: no consumer beside privacy's, so read by
+			// sequence.
+			name: "read the erasure notices owed", as: []string{buspolicy.Gateway, buspolicy.Chat, buspolicy.Analytics}, violation: "$JS.API.STREAM.MSG.GET." + stream.Notices,
+			try: func(ctx context.Context, c *client) error {
+				return jsRequest(ctx, c, "$JS.API.STREAM.MSG.GET."+stream.Notices, []byte(`{"seq":1}`))
+			},
+		},
+		{
+			// The audit trail's keeper is privacy: no other caller
+			// writes an entry or a checkpoint past it.
+			name: "forge an audit entry", as: []string{buspolicy.Gateway, buspolicy.Chat, buspolicy.Analytics}, violation: "audit.demo",
+			try: func(ctx context.Context, c *client) error {
+				_, err := c.js.Publish(ctx, "audit.demo", []byte("forged"))
+				return err
+			},
+		},
+		{
+			name: "forge an audit checkpoint", as: []string{buspolicy.Gateway, buspolicy.Chat, buspolicy.Analytics}, violation: "audit_checkpoint.demo",
+			try: func(ctx context.Context, c *client) error {
+				_, err := c.js.Publish(ctx, "audit_checkpoint.demo", []byte("forged"))
+				return err
+			},
+		},
+		{
+			// A bot is sent a visitor's messages by privacy alone, with
+			// their ai consent.
+			name: "send a bot a delivery", as: []string{buspolicy.Gateway, buspolicy.Chat, buspolicy.Analytics}, violation: "parley.bots.demo",
+			try: func(ctx context.Context, c *client) error { return b.publishArrives(ctx, c, "parley.bots.demo.b1") },
+		},
+		{
 			name: "forge a chat event", as: []string{buspolicy.Analytics, buspolicy.Gateway}, violation: "chat.demo.forged",
 			try: func(ctx context.Context, c *client) error {
 				_, err := c.js.Publish(ctx, "chat.demo.forged", []byte("forged"))
@@ -455,6 +501,23 @@ func TestAttacks(t *testing.T) {
 			}
 		})
 	}
+}
+
+// pullOne reads one message of the stream name as c, with an ordered
+// consumer.
+func pullOne(ctx context.Context, c *client, name string) error {
+	cons, err := c.js.OrderedConsumer(ctx, name, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		return err
+	}
+	batch, err := cons.Fetch(1, jetstream.FetchMaxWait(attemptTimeout))
+	if err != nil {
+		return err
+	}
+	for range batch.Messages() {
+		return nil
+	}
+	return errors.New("no message")
 }
 
 // publishArrives publishes on subject as c and returns nil when admin, who
