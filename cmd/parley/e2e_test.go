@@ -361,7 +361,7 @@ func TestConversationEndToEnd(t *testing.T) {
 	dir := t.TempDir()
 	a, logs := testAll(t, dir)
 	base := a.URL()
-	visitorID, visitor := newVisitor(t, base, "demo")
+	_, visitor := newVisitor(t, base, "demo")
 	agent := staffToken(t, dir, "demo", "agent", "alice")
 	otherAgent := staffToken(t, dir, "demo", "agent", "bob")
 	supervisor := staffToken(t, dir, "demo", "supervisor", "sue")
@@ -419,10 +419,14 @@ func TestConversationEndToEnd(t *testing.T) {
 	if strangerLive.has(hello) || strangerLive.has(reply) {
 		t.Error("another visitor received this conversation's messages")
 	}
-	_ = visitorID
 
 	if err := a.Close(); err != nil {
 		t.Fatal(err)
+	}
+	// The scan sees what the store holds in clear: the conversation's
+	// id, in its events' subjects.
+	if hits := storeContains(t, filepath.Join(dir, "nats"), conv); len(hits) == 0 {
+		t.Fatalf("the scan finds not even the conversation's id %s in the raw JetStream files: it reads no store", conv)
 	}
 	if hits := storeContains(t, filepath.Join(dir, "nats"), hello, reply, thanks); len(hits) > 0 {
 		t.Errorf("raw JetStream files hold message text: %v", hits)

@@ -209,12 +209,18 @@ func TestConversationsErasedAfterClose(t *testing.T) {
 		_, err := schedules.GetLastMsgForSubject(t.Context(), "schedule.erase-conversation.demo."+restartedConv)
 		return err == nil
 	})
+	keptIDs := eventIDs(t, chatStream, restartedConv)
 	if err := a.Close(); err != nil {
 		t.Fatal(err)
 	}
 	chatDirs, err := filepath.Glob(filepath.Join(dir, "nats", "*", "*", "streams", stream.Chat))
 	if err != nil || len(chatDirs) != 1 {
 		t.Fatalf("CHAT store directory: %v %v", chatDirs, err)
+	}
+	// The scan finds the ids of a conversation whose erasure is still to
+	// come: the ids it looks for are in the files in clear until erased.
+	if hits := storeContains(t, chatDirs[0], keptIDs...); len(hits) != len(keptIDs) {
+		t.Fatalf("CHAT store files hold %d of the %d ids of a conversation not erased yet: the scan would not see them", len(hits), len(keptIDs))
 	}
 	if hits := storeContains(t, chatDirs[0], aloneIDs...); len(hits) > 0 {
 		t.Errorf("CHAT store files hold ids of the erased conversation's events: %v", hits)
