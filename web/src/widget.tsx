@@ -235,15 +235,16 @@ function App() {
       if (e.message.author?.role !== "visitor") setTypingUntil(0);
     }
     if (e.type === "typing" && e.author?.role !== "visitor") setTypingUntil(Date.now() + typingShownMs);
-    if (e.type === "assigned" || e.type === "handed_off") {
-      const id = e.conversation_id;
-      if (e.type === "handed_off") add([handoffEntry(e)]);
-      if (typeof e.assignee === "string" || e.assignee === null) setAssignee(e.assignee);
-      else if (id)
-        void conversation(id).then((c) => {
-          // The visitor may have opened another conversation meanwhile.
-          if (id === convRef.current) setAssignee(c.assignee ?? null);
-        }, fail);
+    // A hand-off always unassigns (docs/api.md): nothing to ask.
+    if (e.type === "handed_off") {
+      add([handoffEntry(e)]);
+      setAssignee(null);
+    }
+    // The gateway names the assignee on every assigned frame; one that did
+    // not would have the conversation read again, hearing what follows.
+    if (e.type === "assigned") {
+      if (e.assignee) setAssignee(e.assignee);
+      else void reread().catch(fail);
     }
   };
 

@@ -693,6 +693,7 @@ const readsOf = (conv) => new RegExp(`/v1/conversations/${conv.id}(/messages)?([
 
 test("a hand-off heard while a resync reads the conversation shows, though the read, older than it, answers after it", async () => {
   const ctx = await newContext(browser, { viewport: { width: 320, height: 640 } });
+  await noteStreamFrames(ctx);
   const lost = "The bot's answer the stream lost";
   const stream = await holdBack(ctx, (e) => e.message?.text === lost);
   const { frame, conv } = await startChat(ctx, "A question handed off while the widget reads it again");
@@ -705,19 +706,16 @@ test("a hand-off heard while a resync reads the conversation shows, though the r
   // when asked, and answered when the test lets them.
   const { parked } = await holdAnswers(ctx, readsOf(conv));
 
-  // The resync's read is made before the hand-off; the hand-off is heard
-  // live, and the widget asks who answers now.
+  // The resync's read is made before the hand-off, which is heard live
+  // before the read answers, still assigned to the bot (the answer it
+  // brings shows).
   stream.send(resyncFrame);
   await poll("the resync's reads", () => parked.length === 2);
   await api(bot, "POST", `/v1/conversations/${conv.id}/handoff`);
-  await poll("the read of who answers after the hand-off", () => parked.length === 3);
-
-  // The resync's read answers first (the answer it brings shows), still
-  // assigned to the bot; then the read of who answers now: nobody.
+  await heardIn(frame, "the hand-off", (e) => e.type === "handed_off" && e.conversation_id === conv.id);
   parked[0]();
   parked[1]();
   await shows(frame, lost);
-  parked[2]();
   await shows(frame, "You are talking to a person");
   await shows(frame, handedOffBanner);
   assert.equal(await frame.getByRole("alert").count(), 0, "an error in the widget");
@@ -901,5 +899,29 @@ test("a close heard while the widget reads the visitor's list shows there, thoug
   await frame.getByRole("button", { name: "New conversation" }).waitFor();
   assert.equal(await frame.getByRole("alert").count(), 0, "an error in the widget");
   noCSPViolations(ctx, "the widget's close heard while it reads the list");
+  await ctx.close();
+});
+
+test("a hand-off leaves the conversation to a person without reading it, and an assignment heard after it stands", async () => {
+  const ctx = await newContext(browser, { viewport: { width: 320, height: 640 } });
+  await noteStreamFrames(ctx);
+  const { frame, conv } = await startChat(ctx, "A question handed off, then taken");
+  const bot = await assignBot(conv, "faq-taken");
+  await shows(frame, "You are talking to a bot");
+
+  // Any read of the conversation made after the hand-off answers only
+  // once the assignment that follows it was heard.
+  const reads = await holdAnswers(ctx, new RegExp(`/v1/conversations/${conv.id}$`));
+  await api(bot, "POST", `/v1/conversations/${conv.id}/handoff`);
+  await poll("the hand-off shown, or read", async () => reads.parked.length > 0 || (await frame.getByText(handedOffBanner).count()) > 0);
+  await api(token("supervisor", "sue"), "POST", `/v1/conversations/${conv.id}/assign`, { agent_id: "bob" });
+  await heardIn(frame, "the assignment", (e) => e.type === "assigned" && e.assignee === "bob");
+  await reads.release();
+
+  await api(token("agent", "bob"), "POST", `/v1/conversations/${conv.id}/messages`, { text: "Bob takes it from here" });
+  await shows(frame, "Bob takes it from here");
+  await shows(frame, "You are talking to a person");
+  assert.equal(await frame.getByText(handedOffBanner).count(), 0, "a person said to be awaited once Bob took it");
+  assert.equal(await frame.getByRole("alert").count(), 0, "an error in the widget");
   await ctx.close();
 });
