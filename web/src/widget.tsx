@@ -517,7 +517,8 @@ function App() {
     try {
       e = await client.json<Erasure>("DELETE", "/v1/me");
     } catch (err) {
-      connect();
+      // Stopped above: it resumes after the last event it had.
+      stream.current?.reconnect();
       return fail(err);
     }
     setPhase("erased");
@@ -705,7 +706,8 @@ function App() {
                   value={draft}
                   onInput={onInput}
                   onKeyDown={(ev) => {
-                    if (ev.key === "Enter" && !ev.shiftKey) void sendMessage(ev);
+                    // Enter while an input method composes picks its text.
+                    if (ev.key === "Enter" && !ev.shiftKey && !ev.isComposing) void sendMessage(ev);
                   }}
                 />
                 <button type="submit" class="primary">
