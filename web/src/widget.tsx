@@ -96,6 +96,12 @@ function App() {
   // The conversation on screen, set with conv at once (onScreen): an event
   // heard before the next render is of the conversation just entered.
   const convRef = useRef<string | null>(null);
+  // A message is sent once at a time (a second Enter while it is under way
+  // does nothing). Until it is known stored, its key is kept with what it
+  // sends where: a retry of it after an error reuses the key, so the
+  // server stores it once (docs/api.md, Idempotency).
+  const sending = useRef(false);
+  const unsent = useRef<{ path: string; text: string; key: string } | null>(null);
   // The events each read under way has heard so far (whileHearing).
   const hearing = useRef(new Set<StreamEvent[]>());
   const visibleRef = useRef(true);
@@ -420,26 +426,40 @@ function App() {
     setPhase("chat");
   };
 
+  // post sends text, typed as typed, to path (one message at a time), with
+  // the key of an earlier try of the same that failed. Once it is stored,
+  // the draft empties, unless the visitor has written something else.
+  const post = async <T,>(path: string, text: string, typed: string): Promise<T> => {
+    sending.current = true;
+    try {
+      if (unsent.current?.path !== path || unsent.current.text !== text) unsent.current = { path, text, key: newKey() };
+      const answer = await client.json<T>("POST", path, { text }, { "Idempotency-Key": unsent.current.key });
+      unsent.current = null;
+      setDraft((d) => (d === typed ? "" : d));
+      return answer;
+    } finally {
+      sending.current = false;
+    }
+  };
+
   const sendMessage = async (ev?: Event) => {
     ev?.preventDefault();
     const text = draft.trim();
-    if (!text) return;
+    if (!text || sending.current) return;
     setError("");
-    const key = { "Idempotency-Key": newKey() };
     try {
       if (conv) {
-        const m = await client.json<{ id: string; seq: number; at: string }>("POST", `/v1/conversations/${conv}/messages`, { text }, key);
+        const m = await post<{ id: string; seq: number; at: string }>(`/v1/conversations/${conv}/messages`, text, draft);
         add([{ ...m, text, author: { role: "visitor", id: client.visitorID } }]);
       } else {
         // Its id comes with the answer, which its first events may precede:
         // those heard meanwhile are applied once it is on screen. Then it is
         // read, as the stream may be reconnecting: its first message, and
         // who answers it.
-        const [{ id }, heard] = await whileHearing(() => client.json<{ id: string }>("POST", "/v1/conversations", { text }, key));
+        const [{ id }, heard] = await whileHearing(() => post<{ id: string }>("/v1/conversations", text, draft));
         enter(id, heard);
         await reread();
       }
-      setDraft("");
     } catch (e) {
       fail(e);
     }

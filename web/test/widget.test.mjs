@@ -925,3 +925,83 @@ test("a hand-off leaves the conversation to a person without reading it, and an 
   assert.equal(await frame.getByRole("alert").count(), 0, "an error in the widget");
   await ctx.close();
 });
+
+// visitorToken notes the access token of ctx's widget as its calls carry
+// it: the test calls the API as the visitor with visitorToken's answer.
+function visitorToken(ctx) {
+  let tok = null;
+  ctx.on("request", (r) => {
+    const a = r.headers().authorization;
+    if (a?.startsWith("Bearer ")) tok = a.slice("Bearer ".length);
+  });
+  return () => tok;
+}
+
+const textsOf = async (tok, id) => (await api(tok, "GET", `/v1/conversations/${id}/messages`)).messages.map((m) => m.text);
+
+test("a message is sent once, however often the visitor presses Enter while it is under way", async () => {
+  const ctx = await newContext(browser, { viewport: { width: 320, height: 640 } });
+  const mine = visitorToken(ctx);
+  const { frame } = await openChat(ctx);
+  await frame.getByRole("button", { name: "Start chat" }).press("Enter");
+  await shows(frame, "You are talking to a person");
+  const box = frame.locator("#parley-message");
+  const first = "A question sent with two presses of Enter";
+  await box.fill(first);
+  const opening = await holdAnswers(ctx, /\/v1\/conversations$/, "POST");
+  await box.press("Enter");
+  await poll("the opening", () => opening.parked.length === 1);
+  await box.press("Enter");
+  await opening.release();
+  await shows(frame, first);
+  await poll("the message box emptied once the opening answered", async () => (await box.inputValue()) === "");
+  await box.fill("And a second question");
+  await box.press("Enter");
+  await shows(frame, "And a second question");
+  const convs = (await api(mine(), "GET", "/v1/conversations")).conversations;
+  assert.equal(convs.length, 1, "conversations opened");
+  assert.deepEqual(await textsOf(mine(), convs[0].id), [first, "And a second question"], "the messages stored");
+  assert.equal(await frame.getByRole("alert").count(), 0, "an error in the widget");
+  await ctx.close();
+});
+
+test("a message sent again after an error reuses its Idempotency-Key: stored once, though the first try was", async () => {
+  const ctx = await newContext(browser, { viewport: { width: 320, height: 640 } });
+  const mine = visitorToken(ctx);
+  const { frame } = await openChat(ctx);
+  await frame.getByRole("button", { name: "Start chat" }).press("Enter");
+  await shows(frame, "You are talking to a person");
+  const box = frame.locator("#parley-message");
+  // failOnce has the server store the first post to re, then answers 503,
+  // as a chat instance that stored it and lost its connection does.
+  const failOnce = async (re) => {
+    let failed = false;
+    await ctx.route(re, async (route) => {
+      if (failed || route.request().method() !== "POST") return route.fallback();
+      failed = true;
+      await route.fetch();
+      await route.fulfill({ status: 503, contentType: "application/problem+json", body: JSON.stringify({ status: 503, detail: "the service is unavailable" }) });
+    });
+  };
+  // sendTwice sends text, which fails, then again with the Send button.
+  const sendTwice = async (text) => {
+    await box.fill(text);
+    await box.press("Enter");
+    await frame.getByRole("alert").filter({ hasText: "the service is unavailable" }).waitFor();
+    assert.equal(await box.inputValue(), text, "the draft kept after the error");
+    await frame.getByRole("button", { name: "Send" }).press("Enter");
+    await shows(frame, text);
+    await poll("the message box emptied once sent", async () => (await box.inputValue()) === "");
+  };
+
+  await failOnce(/\/v1\/conversations$/);
+  await sendTwice("A first message whose first try failed");
+  const convs = (await api(mine(), "GET", "/v1/conversations")).conversations;
+  assert.equal(convs.length, 1, "conversations opened");
+
+  await failOnce(new RegExp(`/v1/conversations/${convs[0].id}/messages$`));
+  await sendTwice("A reply whose first try failed");
+  assert.deepEqual(await textsOf(mine(), convs[0].id), ["A first message whose first try failed", "A reply whose first try failed"], "the messages stored");
+  assert.equal(await frame.getByRole("alert").count(), 0, "an error in the widget");
+  await ctx.close();
+});
