@@ -30,8 +30,8 @@ export type StreamEvent = {
   author?: { role: string; id: string };
   /** On an erased event (to staff): the visitor erased. */
   visitor?: string;
-  /** On an assigned or handed_off event, when the stream names it: who answers now ("bot:<id>" for a bot, null for nobody). */
-  assignee?: string | null;
+  /** On an assigned event: who answers now (an agent's id, or "bot:<id>" for a bot). */
+  assignee?: string;
   /** On a handed_off event: when the person was asked for (the server's time). */
   at?: string;
 };

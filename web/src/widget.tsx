@@ -96,6 +96,20 @@ function App() {
   // The conversation on screen, set with conv at once (onScreen): an event
   // heard before the next render is of the conversation just entered.
   const convRef = useRef<string | null>(null);
+  // screen counts the changes of screen begun: to the list, into a
+  // conversation (opened, new, or a first message's, entered). An async
+  // step notes it as it begins and applies its answer only if it is the
+  // same then: the visitor may have moved on while it was under way.
+  const screen = useRef(0);
+  // The newest read of the list begun: an older one answers nothing, as it
+  // may not hold what the newer one was read for.
+  const listReads = useRef(0);
+  // A message is sent once at a time (a second Enter while it is under way
+  // does nothing). Until it is known stored, its key is kept with what it
+  // sends where: a retry of it after an error reuses the key, so the
+  // server stores it once (docs/api.md, Idempotency).
+  const sending = useRef(false);
+  const unsent = useRef<{ path: string; text: string; key: string } | null>(null);
   // The events each read under way has heard so far (whileHearing).
   const hearing = useRef(new Set<StreamEvent[]>());
   const visibleRef = useRef(true);
@@ -108,9 +122,12 @@ function App() {
   const panel = useRef<HTMLDivElement>(null);
   const log = useRef<HTMLDivElement>(null);
 
+  // onScreen changes the screen; "typing…" heard was of the one left.
   const onScreen = (id: string | null) => {
+    screen.current++;
     convRef.current = id;
     setConv(id);
+    setTypingUntil(0);
   };
 
   // The ref changes as the launcher's message arrives, not at the next
@@ -207,8 +224,9 @@ function App() {
   const reread = async () => {
     const id = convRef.current;
     if (!id) return;
+    const at = screen.current;
     const [[c, ms], heard] = await whileHearing(() => read(id));
-    if (id !== convRef.current) return;
+    if (at !== screen.current) return;
     countUnread(ms);
     show(merge(ms, shown.current));
     readState(c);
@@ -218,9 +236,11 @@ function App() {
   };
 
   const onEvent = (e: StreamEvent) => {
+    // A resync is heard too: an opening, which has no conversation on
+    // screen for the resync's read to read, reads again after it.
+    if (e.seq || e.type === "resync") for (const heard of hearing.current) heard.push(e);
     if (e.type === "resync") return void resync();
     if (e.type === "message" && e.message) countUnread([e.message]);
-    if (e.seq) for (const heard of hearing.current) heard.push(e);
     if (e.type === "closed" && e.conversation_id) listClosed(e.conversation_id);
     if (e.conversation_id && e.conversation_id === convRef.current) apply(e);
   };
@@ -235,15 +255,16 @@ function App() {
       if (e.message.author?.role !== "visitor") setTypingUntil(0);
     }
     if (e.type === "typing" && e.author?.role !== "visitor") setTypingUntil(Date.now() + typingShownMs);
-    if (e.type === "assigned" || e.type === "handed_off") {
-      const id = e.conversation_id;
-      if (e.type === "handed_off") add([handoffEntry(e)]);
-      if (typeof e.assignee === "string" || e.assignee === null) setAssignee(e.assignee);
-      else if (id)
-        void conversation(id).then((c) => {
-          // The visitor may have opened another conversation meanwhile.
-          if (id === convRef.current) setAssignee(c.assignee ?? null);
-        }, fail);
+    // A hand-off always unassigns (docs/api.md): nothing to ask.
+    if (e.type === "handed_off") {
+      add([handoffEntry(e)]);
+      setAssignee(null);
+    }
+    // The gateway names the assignee on every assigned frame; one that did
+    // not would have the conversation read again, hearing what follows.
+    if (e.type === "assigned") {
+      if (e.assignee) setAssignee(e.assignee);
+      else void reread().catch(fail);
     }
   };
 
@@ -278,7 +299,9 @@ function App() {
   };
 
   const readList = async () => {
+    const n = ++listReads.current;
     const [list, heard] = await whileHearing(() => client.all<Conversation>("/v1/conversations", "conversations"));
+    if (n !== listReads.current) return;
     // The open one first (there to continue), then the newest.
     const rank = (c: Conversation) => (c.status === "open" ? 0 : 1);
     setConversations(list.sort((a, b) => rank(a) - rank(b) || b.created_at.localeCompare(a.created_at)));
@@ -286,7 +309,9 @@ function App() {
   };
 
   const showList = async () => {
+    const at = ++screen.current;
     await readList();
+    if (at !== screen.current) return;
     onScreen(null);
     show([]);
     setPhase("list");
@@ -396,15 +421,19 @@ function App() {
   };
 
   // The conversation is read anew, not taken from the list: the list does
-  // not follow assignments and hand-offs.
+  // not follow assignments and hand-offs. Of two clicked, the last opens.
   const openConversation = async (id: string) => {
     setError("");
+    const at = ++screen.current;
     try {
       const [[c, ms], heard] = await whileHearing(() => read(id));
+      if (at !== screen.current) return;
       show(ms);
       readState(c);
       enter(id, heard);
       setPhase("chat");
+      // What a resync heard meanwhile said was lost is read now.
+      if (heard.some((e) => e.type === "resync")) await reread();
     } catch (e) {
       fail(e);
     }
@@ -419,26 +448,46 @@ function App() {
     setPhase("chat");
   };
 
+  // post sends text, typed as typed, to path (one message at a time), with
+  // the key of an earlier try of the same that failed. Once it is stored,
+  // the draft empties, unless the visitor has written something else.
+  const post = async <T,>(path: string, text: string, typed: string): Promise<T> => {
+    sending.current = true;
+    try {
+      if (unsent.current?.path !== path || unsent.current.text !== text) unsent.current = { path, text, key: newKey() };
+      const answer = await client.json<T>("POST", path, { text }, { "Idempotency-Key": unsent.current.key });
+      unsent.current = null;
+      setDraft((d) => (d === typed ? "" : d));
+      return answer;
+    } finally {
+      sending.current = false;
+    }
+  };
+
+  // The message goes where the visitor wrote it; its answer shows only on
+  // that screen still (screen).
   const sendMessage = async (ev?: Event) => {
     ev?.preventDefault();
     const text = draft.trim();
-    if (!text) return;
+    if (!text || sending.current) return;
     setError("");
-    const key = { "Idempotency-Key": newKey() };
+    const at = screen.current;
     try {
       if (conv) {
-        const m = await client.json<{ id: string; seq: number; at: string }>("POST", `/v1/conversations/${conv}/messages`, { text }, key);
-        add([{ ...m, text, author: { role: "visitor", id: client.visitorID } }]);
+        const m = await post<{ id: string; seq: number; at: string }>(`/v1/conversations/${conv}/messages`, text, draft);
+        if (at === screen.current) add([{ ...m, text, author: { role: "visitor", id: client.visitorID } }]);
       } else {
         // Its id comes with the answer, which its first events may precede:
         // those heard meanwhile are applied once it is on screen. Then it is
         // read, as the stream may be reconnecting: its first message, and
-        // who answers it.
-        const [{ id }, heard] = await whileHearing(() => client.json<{ id: string }>("POST", "/v1/conversations", { text }, key));
+        // who answers it. A visitor who moved on meanwhile stays where they
+        // are; the list, which may have been read before it was stored,
+        // is read again.
+        const [{ id }, heard] = await whileHearing(() => post<{ id: string }>("/v1/conversations", text, draft));
+        if (at !== screen.current) return await readList();
         enter(id, heard);
         await reread();
       }
-      setDraft("");
     } catch (e) {
       fail(e);
     }
@@ -516,7 +565,8 @@ function App() {
     try {
       e = await client.json<Erasure>("DELETE", "/v1/me");
     } catch (err) {
-      connect();
+      // Stopped above: it resumes after the last event it had.
+      stream.current?.reconnect();
       return fail(err);
     }
     setPhase("erased");
@@ -704,7 +754,8 @@ function App() {
                   value={draft}
                   onInput={onInput}
                   onKeyDown={(ev) => {
-                    if (ev.key === "Enter" && !ev.shiftKey) void sendMessage(ev);
+                    // Enter while an input method composes picks its text.
+                    if (ev.key === "Enter" && !ev.shiftKey && !ev.isComposing) void sendMessage(ev);
                   }}
                 />
                 <button type="submit" class="primary">

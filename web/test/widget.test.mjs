@@ -693,6 +693,7 @@ const readsOf = (conv) => new RegExp(`/v1/conversations/${conv.id}(/messages)?([
 
 test("a hand-off heard while a resync reads the conversation shows, though the read, older than it, answers after it", async () => {
   const ctx = await newContext(browser, { viewport: { width: 320, height: 640 } });
+  await noteStreamFrames(ctx);
   const lost = "The bot's answer the stream lost";
   const stream = await holdBack(ctx, (e) => e.message?.text === lost);
   const { frame, conv } = await startChat(ctx, "A question handed off while the widget reads it again");
@@ -705,19 +706,16 @@ test("a hand-off heard while a resync reads the conversation shows, though the r
   // when asked, and answered when the test lets them.
   const { parked } = await holdAnswers(ctx, readsOf(conv));
 
-  // The resync's read is made before the hand-off; the hand-off is heard
-  // live, and the widget asks who answers now.
+  // The resync's read is made before the hand-off, which is heard live
+  // before the read answers, still assigned to the bot (the answer it
+  // brings shows).
   stream.send(resyncFrame);
   await poll("the resync's reads", () => parked.length === 2);
   await api(bot, "POST", `/v1/conversations/${conv.id}/handoff`);
-  await poll("the read of who answers after the hand-off", () => parked.length === 3);
-
-  // The resync's read answers first (the answer it brings shows), still
-  // assigned to the bot; then the read of who answers now: nobody.
+  await heardIn(frame, "the hand-off", (e) => e.type === "handed_off" && e.conversation_id === conv.id);
   parked[0]();
   parked[1]();
   await shows(frame, lost);
-  parked[2]();
   await shows(frame, "You are talking to a person");
   await shows(frame, handedOffBanner);
   assert.equal(await frame.getByRole("alert").count(), 0, "an error in the widget");
@@ -901,5 +899,251 @@ test("a close heard while the widget reads the visitor's list shows there, thoug
   await frame.getByRole("button", { name: "New conversation" }).waitFor();
   assert.equal(await frame.getByRole("alert").count(), 0, "an error in the widget");
   noCSPViolations(ctx, "the widget's close heard while it reads the list");
+  await ctx.close();
+});
+
+// holdCalls holds ctx's calls of method to addresses matching re before
+// they reach the server: each waits, unsent, in parked until release()
+// sends it and lets later calls through.
+async function holdCalls(ctx, re, method) {
+  const parked = [];
+  let holding = true;
+  await ctx.route(re, (route) => (holding && route.request().method() === method ? parked.push(route) : route.fallback()));
+  return {
+    parked,
+    async release() {
+      holding = false;
+      for (const route of parked) await route.continue();
+    },
+  };
+}
+
+// visitorToken notes the access token of ctx's widget as its calls carry
+// it: the test calls the API as the visitor with visitorToken's answer.
+function visitorToken(ctx) {
+  let tok = null;
+  ctx.on("request", (r) => {
+    const a = r.headers().authorization;
+    if (a?.startsWith("Bearer ")) tok = a.slice("Bearer ".length);
+  });
+  return () => tok;
+}
+
+// logOf answers the texts the frame's log shows, in order.
+const logOf = (frame) => frame.evaluate(() => [...document.querySelectorAll(".log .text")].map((e) => e.textContent));
+
+const textsOf = async (tok, id) => (await api(tok, "GET", `/v1/conversations/${id}/messages`)).messages.map((m) => m.text);
+
+test("a first message whose answer comes after the visitor moved on leaves them where they are, and lists its conversation", async () => {
+  const ctx = await newContext(browser, { viewport: { width: 320, height: 640 } });
+  const mine = visitorToken(ctx);
+  const { frame, conv } = await startChat(ctx, "A first conversation, closed");
+  const lead = token("supervisor", "sue");
+  await api(lead, "POST", `/v1/conversations/${conv.id}/close`);
+  await shows(frame, "This conversation is closed.");
+  const box = frame.locator("#parley-message");
+
+  // Sent, and held before it reaches the server: the visitor's list, read
+  // meanwhile, lacks its conversation, until the widget reads it again.
+  await frame.getByRole("button", { name: "New conversation" }).press("Enter");
+  const onList = "Opened while the visitor reads their list";
+  let opening = await holdCalls(ctx, /\/v1\/conversations$/, "POST");
+  await box.fill(onList);
+  await box.press("Enter");
+  await poll("the opening", () => opening.parked.length === 1);
+  await frame.getByRole("button", { name: "Your conversations" }).press("Enter");
+  await frame.getByRole("button", { name: /^Read the conversation of .* \(closed\)$/ }).waitFor();
+  assert.equal(await frame.getByRole("button", { name: /\(open\)$/ }).count(), 0, "a conversation listed open before the opening reached the server");
+  await opening.release();
+  await frame.getByRole("button", { name: /^Continue the conversation of .* \(open\)$/ }).waitFor();
+  assert.equal(await frame.getByRole("heading", { name: "Your conversations" }).count(), 1, "the list left once the opening answered");
+
+  // Stored, its answer held: the visitor opens another conversation of
+  // theirs (the newest) meanwhile, and stays in it once the answer comes.
+  await api(lead, "POST", `/v1/conversations/${(await conversationOpenedWith(onList)).id}/close`);
+  await frame.getByRole("button", { name: "New conversation" }).press("Enter");
+  opening = await holdAnswers(ctx, /\/v1\/conversations$/, "POST");
+  await box.fill("Opened while the visitor reads another");
+  await box.press("Enter");
+  await poll("the opening", () => opening.parked.length === 1);
+  const other = await api(mine(), "POST", "/v1/conversations", { text: "Another conversation of the visitor's" });
+  await frame.getByRole("button", { name: "Your conversations" }).press("Enter");
+  await frame.locator(".history button").first().press("Enter");
+  await shows(frame, "Another conversation of the visitor's");
+  await opening.release();
+  await poll("the message box emptied once the opening answered", async () => (await box.inputValue()) === "");
+  assert.deepEqual(await logOf(frame), ["Another conversation of the visitor's"], "the log of the conversation on screen");
+  await box.fill("Still in the other conversation");
+  await box.press("Enter");
+  await shows(frame, "Still in the other conversation");
+  assert.deepEqual(await textsOf(mine(), other.id), ["Another conversation of the visitor's", "Still in the other conversation"], "where the next message went");
+  assert.equal(await frame.getByRole("alert").count(), 0, "an error in the widget");
+  noCSPViolations(ctx, "the widget's first message answered after the visitor moved on");
+  await ctx.close();
+});
+
+test("a message is sent once, however often the visitor presses Enter while it is under way", async () => {
+  const ctx = await newContext(browser, { viewport: { width: 320, height: 640 } });
+  const mine = visitorToken(ctx);
+  const { frame } = await openChat(ctx);
+  await frame.getByRole("button", { name: "Start chat" }).press("Enter");
+  await shows(frame, "You are talking to a person");
+  const box = frame.locator("#parley-message");
+  const first = "A question sent with two presses of Enter";
+  await box.fill(first);
+  const opening = await holdAnswers(ctx, /\/v1\/conversations$/, "POST");
+  await box.press("Enter");
+  await poll("the opening", () => opening.parked.length === 1);
+  await box.press("Enter");
+  await opening.release();
+  await shows(frame, first);
+  await poll("the message box emptied once the opening answered", async () => (await box.inputValue()) === "");
+  await box.fill("And a second question");
+  await box.press("Enter");
+  await shows(frame, "And a second question");
+  const convs = (await api(mine(), "GET", "/v1/conversations")).conversations;
+  assert.equal(convs.length, 1, "conversations opened");
+  assert.deepEqual(await textsOf(mine(), convs[0].id), [first, "And a second question"], "the messages stored");
+  assert.equal(await frame.getByRole("alert").count(), 0, "an error in the widget");
+  await ctx.close();
+});
+
+test("a message sent again after an error reuses its Idempotency-Key: stored once, though the first try was", async () => {
+  const ctx = await newContext(browser, { viewport: { width: 320, height: 640 } });
+  const mine = visitorToken(ctx);
+  const { frame } = await openChat(ctx);
+  await frame.getByRole("button", { name: "Start chat" }).press("Enter");
+  await shows(frame, "You are talking to a person");
+  const box = frame.locator("#parley-message");
+  // failOnce has the server store the first post to re, then answers 503,
+  // as a chat instance that stored it and lost its connection does.
+  const failOnce = async (re) => {
+    let failed = false;
+    await ctx.route(re, async (route) => {
+      if (failed || route.request().method() !== "POST") return route.fallback();
+      failed = true;
+      await route.fetch();
+      await route.fulfill({ status: 503, contentType: "application/problem+json", body: JSON.stringify({ status: 503, detail: "the service is unavailable" }) });
+    });
+  };
+  // sendTwice sends text, which fails, then again with the Send button.
+  const sendTwice = async (text) => {
+    await box.fill(text);
+    await box.press("Enter");
+    await frame.getByRole("alert").filter({ hasText: "the service is unavailable" }).waitFor();
+    assert.equal(await box.inputValue(), text, "the draft kept after the error");
+    await frame.getByRole("button", { name: "Send" }).press("Enter");
+    await shows(frame, text);
+    await poll("the message box emptied once sent", async () => (await box.inputValue()) === "");
+  };
+
+  await failOnce(/\/v1\/conversations$/);
+  await sendTwice("A first message whose first try failed");
+  const convs = (await api(mine(), "GET", "/v1/conversations")).conversations;
+  assert.equal(convs.length, 1, "conversations opened");
+
+  await failOnce(new RegExp(`/v1/conversations/${convs[0].id}/messages$`));
+  await sendTwice("A reply whose first try failed");
+  assert.deepEqual(await textsOf(mine(), convs[0].id), ["A first message whose first try failed", "A reply whose first try failed"], "the messages stored");
+  assert.equal(await frame.getByRole("alert").count(), 0, "an error in the widget");
+  await ctx.close();
+});
+
+test("of two conversations clicked on the list, the one clicked last opens, whichever answers last", async () => {
+  const ctx = await newContext(browser, { viewport: { width: 320, height: 640 } });
+  const mine = visitorToken(ctx);
+  const first = "The conversation clicked first";
+  const { frame, conv } = await startChat(ctx, first);
+  const last = await api(mine(), "POST", "/v1/conversations", { text: "The conversation clicked last" });
+  await frame.getByRole("button", { name: "Your conversations" }).press("Enter");
+  // The newest first: the one clicked last, then the first.
+  const items = frame.locator(".history button");
+  await poll("both listed", async () => (await items.count()) === 2);
+
+  const reads = await holdAnswers(ctx, readsOf(conv));
+  await items.nth(1).press("Enter");
+  await poll("the first's reads", () => reads.parked.length === 2);
+  await items.nth(0).press("Enter");
+  await shows(frame, "The conversation clicked last");
+  await reads.release();
+
+  // What the stream brings of the conversation clicked last shows: it is
+  // the one on screen.
+  await api(token("supervisor", "sue"), "POST", `/v1/conversations/${last.id}/assign`, { agent_id: "bob" });
+  await api(token("agent", "bob"), "POST", `/v1/conversations/${last.id}/messages`, { text: "Bob answers the one clicked last" });
+  await shows(frame, "Bob answers the one clicked last");
+  assert.deepEqual(await logOf(frame), ["The conversation clicked last", "Bob answers the one clicked last"], "the log on screen");
+  assert.equal(await frame.getByRole("alert").count(), 0, "an error in the widget");
+  await ctx.close();
+});
+
+test("a hand-off leaves the conversation to a person without reading it, and an assignment heard after it stands", async () => {
+  const ctx = await newContext(browser, { viewport: { width: 320, height: 640 } });
+  await noteStreamFrames(ctx);
+  const { frame, conv } = await startChat(ctx, "A question handed off, then taken");
+  const bot = await assignBot(conv, "faq-taken");
+  await shows(frame, "You are talking to a bot");
+
+  // Any read of the conversation made after the hand-off answers only
+  // once the assignment that follows it was heard.
+  const reads = await holdAnswers(ctx, new RegExp(`/v1/conversations/${conv.id}$`));
+  await api(bot, "POST", `/v1/conversations/${conv.id}/handoff`);
+  await poll("the hand-off shown, or read", async () => reads.parked.length > 0 || (await frame.getByText(handedOffBanner).count()) > 0);
+  await api(token("supervisor", "sue"), "POST", `/v1/conversations/${conv.id}/assign`, { agent_id: "bob" });
+  await heardIn(frame, "the assignment", (e) => e.type === "assigned" && e.assignee === "bob");
+  await reads.release();
+
+  await api(token("agent", "bob"), "POST", `/v1/conversations/${conv.id}/messages`, { text: "Bob takes it from here" });
+  await shows(frame, "Bob takes it from here");
+  await shows(frame, "You are talking to a person");
+  assert.equal(await frame.getByText(handedOffBanner).count(), 0, "a person said to be awaited once Bob took it");
+  assert.equal(await frame.getByRole("alert").count(), 0, "an error in the widget");
+  await ctx.close();
+});
+
+test("a reply whose answer comes after the visitor opened another conversation is not shown in that one", async () => {
+  const ctx = await newContext(browser, { viewport: { width: 320, height: 640 } });
+  const mine = visitorToken(ctx);
+  const { frame, conv } = await startChat(ctx, "The conversation replied to");
+  const other = await api(mine(), "POST", "/v1/conversations", { text: "The conversation opened meanwhile" });
+  const box = frame.locator("#parley-message");
+  const reply = "A reply sent before the visitor moved on";
+  await box.fill(reply);
+  const posting = await holdAnswers(ctx, new RegExp(`/v1/conversations/${conv.id}/messages$`), "POST");
+  await box.press("Enter");
+  await poll("the reply's post", () => posting.parked.length === 1);
+  await frame.getByRole("button", { name: "Your conversations" }).press("Enter");
+  // The newest first: the one opened meanwhile.
+  await frame.locator(".history button").first().press("Enter");
+  await shows(frame, "The conversation opened meanwhile");
+  await posting.release();
+  await poll("the message box emptied once the reply was stored", async () => (await box.inputValue()) === "");
+  assert.deepEqual(await logOf(frame), ["The conversation opened meanwhile"], "the log of the conversation on screen");
+  assert.deepEqual(await textsOf(mine(), conv.id), ["The conversation replied to", reply], "the reply stored where it was written");
+  assert.deepEqual(await textsOf(mine(), other.id), ["The conversation opened meanwhile"], "the other conversation");
+  assert.equal(await frame.getByRole("alert").count(), 0, "an error in the widget");
+  await ctx.close();
+});
+
+test("a resync heard while the visitor opens a conversation has it read again once opened", async () => {
+  const ctx = await newContext(browser, { viewport: { width: 320, height: 640 } });
+  const lost = "The reply the stream lost while the visitor was on their list";
+  const stream = await holdBack(ctx, (e) => e.message?.text === lost);
+  const { page, frame, conv } = await startChat(ctx, "A question opened again during a resync");
+  await api(token("supervisor", "sue"), "POST", `/v1/conversations/${conv.id}/assign`, { agent_id: "bob" });
+
+  // A reply stored after the opening's reads were answered, lost by the
+  // stream; the resync's reads are made while the opening is under way:
+  // the list, and no conversation, none being on screen yet.
+  const reads = await openHeld(ctx, frame, conv);
+  await api(token("agent", "bob"), "POST", `/v1/conversations/${conv.id}/messages`, { text: lost });
+  await poll("the reply held back", () => stream.held.length === 1);
+  const listed = page.waitForRequest((r) => r.method() === "GET" && /\/v1\/conversations[?]/.test(r.url()));
+  stream.send(resyncFrame);
+  await listed;
+  await reads.release();
+  await shows(frame, lost);
+  assert.equal(await frame.getByText(lost, { exact: true }).count(), 1, "the lost reply, shown once");
+  assert.equal(await frame.getByRole("alert").count(), 0, "an error in the widget");
   await ctx.close();
 });
