@@ -418,9 +418,11 @@ func TestAttacks(t *testing.T) {
 			},
 		},
 		{
-			// Refresh-token hashes: privacy's alone (guarantee 11).
+			// Refresh-token hashes: privacy's alone (guarantee 10).
 			name: "read the sessions", as: []string{buspolicy.Gateway, buspolicy.Chat, buspolicy.Analytics}, violation: "$JS.API.CONSUMER.CREATE.KV_" + stream.SessionsBucket,
-			try: func(ctx context.Context, c *client) error { return pullOne(ctx, c, stream.BucketStream(stream.SessionsBucket)) },
+			try: func(ctx context.Context, c *client) error {
+				return pullOne(ctx, c, stream.BucketStream(stream.SessionsBucket))
+			},
 		},
 		{
 			// Client secrets and PKCE verifiers: the gateway's alone.
@@ -431,7 +433,9 @@ func TestAttacks(t *testing.T) {
 		},
 		{
 			name: "read the pending sign-ins", as: []string{buspolicy.Chat, buspolicy.Privacy, buspolicy.Analytics}, violation: "$JS.API.CONSUMER.CREATE.KV_" + stream.SignInBucket,
-			try: func(ctx context.Context, c *client) error { return pullOne(ctx, c, stream.BucketStream(stream.SignInBucket)) },
+			try: func(ctx context.Context, c *client) error {
+				return pullOne(ctx, c, stream.BucketStream(stream.SignInBucket))
+			},
 		},
 		{
 			// Who received whose events, and the notices owed: privacy's.
