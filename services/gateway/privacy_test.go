@@ -16,6 +16,9 @@ import (
 	"github.com/parley-chat/parley/pkg/natsembed/natstest"
 	"github.com/parley-chat/parley/pkg/privacyapi"
 	"github.com/parley-chat/parley/pkg/rpc"
+	"github.com/parley-chat/parley/pkg/stream"
+
+	"github.com/parley-chat/parley/services/gateway"
 )
 
 func TestPrivacyCallsRefuseWrongRolesAndBadInput(t *testing.T) {
@@ -154,4 +157,64 @@ func TestPutSettingsForwardsEveryField(t *testing.T) {
 	if diff := cmp.Diff(want, <-got); diff != "" {
 		t.Errorf("PutSettings request mismatch (-want +got):\n%s", diff)
 	}
+}
+
+// TestNoticeWaitsForTheSettings starts the gateway while its mirror of the
+// SETTINGS bucket cannot load it (the bucket's stream is not yet a
+// bucket): the notice endpoint answers 503, not the default notice a
+// visitor would consent under, though the tenant has one; once the bucket
+// can be read, the tenant's own.
+func TestNoticeWaitsForTheSettings(t *testing.T) {
+	name := stream.BucketStream(privacyapi.SettingsBucket)
+	unreadable := jetstream.StreamConfig{Name: name, Subjects: []string{"$KV." + privacyapi.SettingsBucket + ".>"}}
+	e := startGatewayWith(t, func(d *gateway.Deps) {
+		// Before the gateway starts, on its own connection: the mirror's
+		// first watch must find the stream. No MaxMsgsPerSubject: no bucket.
+		js, err := jetstream.New(d.NC)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := js.CreateStream(t.Context(), unreadable); err != nil {
+			t.Fatal(err)
+		}
+		// The wait below asks more often than a client may.
+		d.RateLimit = -1
+	})
+	want := noticeView{Version: "2026-12", Text: "We keep your messages for 30 days."}
+	b, err := json.Marshal(privacyapi.Settings{RetentionDays: 30, NoticeText: want.Text, NoticeVersion: want.Version})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.js.Publish(t.Context(), "$KV."+privacyapi.SettingsBucket+".demo", b); err != nil {
+		t.Fatal(err)
+	}
+	checkProblem(t, e.do(http.MethodGet, "/v1/tenants/demo/notice", "", nil), http.StatusServiceUnavailable)
+
+	readable := unreadable
+	readable.MaxMsgsPerSubject = 1
+	if _, err := e.js.UpdateStream(t.Context(), readable); err != nil {
+		t.Fatal(err)
+	}
+	// The mirror tries again within pkg/retry's longest wait.
+	var got noticeView
+	natstest.Until(t, 15*time.Second, "the notice once the settings are read", func() bool {
+		r := e.do(http.MethodGet, "/v1/tenants/demo/notice", "", nil)
+		if r.status == http.StatusServiceUnavailable {
+			return false
+		}
+		if r.status != http.StatusOK {
+			t.Fatalf("GET notice = %d, want 200 (body %s)", r.status, r.body)
+		}
+		r.decode(t, &got)
+		return true
+	})
+	if got != want {
+		t.Errorf("GET notice = %+v, want %+v", got, want)
+	}
+}
+
+// noticeView is GET /v1/tenants/{tenant}/notice's answer.
+type noticeView struct {
+	Version string `json:"version"`
+	Text    string `json:"text"`
 }

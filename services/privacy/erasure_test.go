@@ -6,22 +6,28 @@ import (
 	"encoding/json"
 	"errors"
 	"maps"
+	"path/filepath"
 	"slices"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/parley-chat/parley/pkg/audit"
 	"github.com/parley-chat/parley/pkg/auth"
 	"github.com/parley-chat/parley/pkg/event"
+	"github.com/parley-chat/parley/pkg/natsembed"
 	"github.com/parley-chat/parley/pkg/natsembed/natstest"
 	"github.com/parley-chat/parley/pkg/personkey"
 	"github.com/parley-chat/parley/pkg/privacyapi"
 	"github.com/parley-chat/parley/pkg/rpc"
 	"github.com/parley-chat/parley/pkg/stream"
+
+	"github.com/parley-chat/parley/services/privacy"
 )
 
 var (
@@ -61,6 +67,26 @@ func storeHolds(t *testing.T, dir string, b []byte) bool {
 	return bytes.Contains(bytes.Join(slices.Collect(maps.Values(readStore(t, dir))), nil), b)
 }
 
+// wrappedKeys returns the forms in which the subject's key record, read
+// from KEYS, is in the store files: the record as stored, and each wrapped
+// key in it (base64).
+func wrappedKeys(t *testing.T, ks jetstream.Stream, subject string) map[string][]byte {
+	t.Helper()
+	m, err := ks.GetLastMsgForSubject(t.Context(), stream.KeysSubject(tenant, subject))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rec struct{ Data, Pseudonym []byte }
+	if err := json.Unmarshal(m.Data, &rec); err != nil {
+		t.Fatal(err)
+	}
+	return map[string][]byte{
+		"record":    m.Data,
+		"data":      []byte(base64.StdEncoding.EncodeToString(rec.Data)),
+		"pseudonym": []byte(base64.StdEncoding.EncodeToString(rec.Pseudonym)),
+	}
+}
+
 func TestEraseShredsKeys(t *testing.T) {
 	dir := t.TempDir()
 	s := natstest.Start(t, dir)
@@ -75,20 +101,7 @@ func TestEraseShredsKeys(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := ks.GetLastMsgForSubject(t.Context(), stream.KeysSubject(tenant, visitor))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var rec struct{ Data, Pseudonym []byte }
-	if err := json.Unmarshal(m.Data, &rec); err != nil {
-		t.Fatal(err)
-	}
-	// The record as stored holds each wrapped key in base64.
-	wrapped := map[string][]byte{
-		"record":    m.Data,
-		"data":      []byte(base64.StdEncoding.EncodeToString(rec.Data)),
-		"pseudonym": []byte(base64.StdEncoding.EncodeToString(rec.Pseudonym)),
-	}
+	wrapped := wrappedKeys(t, ks, visitor)
 	natstest.Until(t, 10*time.Second, "wrapped keys in the store files", func() bool { return storeHolds(t, dir, wrapped["record"]) })
 
 	got, err := erase(t, nc, visitorOf(visitor), visitor)
@@ -156,6 +169,90 @@ func TestEraseShredsKeys(t *testing.T) {
 	if diff := cmp.Diff(want, types); diff != "" {
 		t.Errorf("PRIVACY events mismatch (-want +got):\n%s", diff)
 	}
+}
+
+// TestEraseShredsKeysOnEveryReplica erases a subject whose keys are in
+// KEYS replicated on the three nodes of a cluster: once every node has
+// applied the erasure, no file of any node's streams holds the wrapped
+// keys. The Raft log of KEYS still may, until the server compacts it with a
+// snapshot (docs/privacy.md, "Honest limits"); once every node has taken
+// one, no file of any node holds them.
+func TestEraseShredsKeysOnEveryReplica(t *testing.T) {
+	cluster := natstest.StartCluster(t, nil)
+	start(t, cluster.Nodes[0], newKEK(t), func(d *privacy.Deps) { d.Streams.Replicas = natstest.ClusterSize })
+	nc, js := natstest.Connect(t, cluster.Nodes[0])
+	// Records before and after the erased one keep its block alive: a
+	// plain delete would then leave its bytes in the file.
+	mustRegister(t, nc)
+	visitor := mustRegister(t, nc)
+	mustRegister(t, nc)
+	ks, err := js.Stream(t.Context(), stream.Keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wrapped := wrappedKeys(t, ks, visitor)
+	for _, n := range cluster.Nodes {
+		natstest.Until(t, 10*time.Second, n.Name()+"'s streams hold the wrapped keys", func() bool {
+			return storeHolds(t, streamsDir(t, n), wrapped["record"])
+		})
+	}
+
+	if _, err := erase(t, nc, visitorOf(visitor), visitor); err != nil {
+		t.Fatalf("Erase(self) error = %v", err)
+	}
+	// The tombstone follows the delete in the stream's log: a node that
+	// stored it has applied the delete.
+	want := streamState(t, js, stream.Keys).LastSeq
+	for _, n := range cluster.Nodes {
+		natstest.Until(t, 10*time.Second, n.Name()+" applies the erasure", func() bool {
+			return keysState(t, n).LastSeq == want
+		})
+	}
+	for _, n := range cluster.Nodes {
+		for name, b := range wrapped {
+			if storeHolds(t, streamsDir(t, n), b) {
+				t.Errorf("%s's streams still hold the wrapped %s after erasure", n.Name(), name)
+			}
+		}
+	}
+
+	for _, n := range cluster.Nodes {
+		if err := n.JetStreamSnapshotStream(server.DEFAULT_GLOBAL_ACCOUNT, stream.Keys); err != nil {
+			t.Fatalf("%s: snapshot %s: %v", n.Name(), stream.Keys, err)
+		}
+	}
+	for _, n := range cluster.Nodes {
+		for name, b := range wrapped {
+			if storeHolds(t, n.StoreDir(), b) {
+				t.Errorf("%s's store still holds the wrapped %s after its Raft log was compacted", n.Name(), name)
+			}
+		}
+	}
+}
+
+// streamsDir is where n keeps the streams of the account every test
+// client uses (the Raft logs are elsewhere, under the system account).
+func streamsDir(t *testing.T, n *natsembed.Server) string {
+	t.Helper()
+	return filepath.Join(n.StoreDir(), server.DEFAULT_GLOBAL_ACCOUNT, "streams")
+}
+
+// keysState is the state of KEYS as n stores it, whether it leads the
+// stream or follows.
+func keysState(t *testing.T, n *natsembed.Server) server.StreamState {
+	t.Helper()
+	jsz, err := n.Jsz(&server.JSzOptions{Account: server.DEFAULT_GLOBAL_ACCOUNT, Streams: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range jsz.AccountDetails {
+		for _, s := range a.Streams {
+			if s.Name == stream.Keys {
+				return s.State
+			}
+		}
+	}
+	return server.StreamState{}
 }
 
 func TestEraseEvictsEverywhere(t *testing.T) {

@@ -252,12 +252,94 @@ func tokenHash(tok string) string {
 // bucket, markers included, whose subject or value holds one of traces.
 func sessionEntries(t *testing.T, js jetstream.JetStream, traces ...string) []string {
 	t.Helper()
+	var found []string
+	for _, m := range sessionMsgs(t, js) {
+		if holdsAny(m, traces) {
+			found = append(found, m.Subject)
+		}
+	}
+	return found
+}
+
+// TestSessionEntriesLeaveWithTheirSession reads every message of the
+// SESSIONS bucket written for a visitor's session and a member of staff's,
+// each started and refreshed once: each carries a per-message TTL of its
+// session's lifetime (the retention, the staff session's lifetime). The
+// staff session lasting seconds, its entries leave the bucket, the
+// visitor's stay; the markers of the expired entries leave
+// stream.SessionsMarkerTTL later.
+func TestSessionEntriesLeaveWithTheirSession(t *testing.T) {
+	s := natstest.Start(t, "")
+	const staffLife = 5 * time.Second
+	// A clock that stands still makes each TTL its lifetime to the
+	// nanosecond; the server expires the entries by its own clock.
+	start(t, s, newKEK(t), withClock(natstest.NewClock()), func(d *privacy.Deps) { d.StaffSessionTTL = staffLife })
+	nc, js := natstest.Connect(t, s)
+
+	reg := registerSession(t, nc)
+	visitor := mustRefresh(t, nc, reg.Session.RefreshToken)
+	staff, err := startSession(t, nc, agent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	staffNext := mustRefresh(t, nc, staff.RefreshToken)
+	// What names each session in the bucket: the person, the session,
+	// the hashes of its tokens, spent or not.
+	visitorTraces := []string{reg.VisitorID, reg.Session.ID, tokenHash(reg.Session.RefreshToken), tokenHash(visitor.RefreshToken)}
+	staffTraces := []string{agent.ID, staff.ID, tokenHash(staff.RefreshToken), tokenHash(staffNext.RefreshToken)}
+
+	lives := map[string]time.Duration{}
+	for _, m := range sessionMsgs(t, js) {
+		want := privacyapi.DefaultRetentionDays * 24 * time.Hour
+		if holdsAny(m, staffTraces) {
+			want = staffLife
+		} else if !holdsAny(m, visitorTraces) {
+			t.Errorf("entry %s names neither session", m.Subject)
+		}
+		ttl, err := time.ParseDuration(m.Header.Get(jetstream.MsgTTLHeader))
+		if err != nil || ttl != want {
+			t.Errorf("entry %s has %s %q, want %v", m.Subject, jetstream.MsgTTLHeader, m.Header.Get(jetstream.MsgTTLHeader), want)
+		}
+		lives[m.Subject] = want
+	}
+	// A token, its listing under the session, the session and its listing
+	// under the person: 2×2 + 2 entries a session, refreshed once.
+	if len(lives) != 12 {
+		t.Errorf("SESSIONS holds %d entries, want 12: %v", len(lives), lives)
+	}
+
+	natstest.Until(t, staffLife+10*time.Second, "the staff session's entries leave the bucket", func() bool {
+		for _, m := range sessionMsgs(t, js) {
+			if holdsAny(m, staffTraces) && m.Header.Get(jetstream.MarkerReasonHeader) == "" {
+				return false
+			}
+		}
+		return true
+	})
+	var kept int
+	for _, m := range sessionMsgs(t, js) {
+		if holdsAny(m, visitorTraces) && m.Header.Get(jetstream.MarkerReasonHeader) == "" {
+			kept++
+		}
+	}
+	if kept != 6 {
+		t.Errorf("SESSIONS holds %d entries of the visitor's session after the staff's left, want 6", kept)
+	}
+	natstest.Until(t, stream.SessionsMarkerTTL+10*time.Second, "the markers of the staff session's entries leave the bucket", func() bool {
+		return len(sessionEntries(t, js, staffTraces...)) == 0
+	})
+}
+
+// sessionMsgs returns every message of the SESSIONS bucket, markers
+// included.
+func sessionMsgs(t *testing.T, js jetstream.JetStream) []*jetstream.RawStreamMsg {
+	t.Helper()
 	str, err := js.Stream(t.Context(), stream.BucketStream(stream.SessionsBucket))
 	if err != nil {
 		t.Fatal(err)
 	}
 	st := str.CachedInfo().State
-	var found []string
+	var msgs []*jetstream.RawStreamMsg
 	for seq := st.FirstSeq; seq > 0 && seq <= st.LastSeq; seq++ {
 		m, err := str.GetMsg(t.Context(), seq)
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
@@ -266,12 +348,17 @@ func sessionEntries(t *testing.T, js jetstream.JetStream, traces ...string) []st
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, tr := range traces {
-			if strings.Contains(m.Subject, tr) || strings.Contains(string(m.Data), tr) {
-				found = append(found, m.Subject)
-				break
-			}
+		msgs = append(msgs, m)
+	}
+	return msgs
+}
+
+// holdsAny reports whether m's subject or value holds one of traces.
+func holdsAny(m *jetstream.RawStreamMsg, traces []string) bool {
+	for _, tr := range traces {
+		if strings.Contains(m.Subject, tr) || strings.Contains(string(m.Data), tr) {
+			return true
 		}
 	}
-	return found
+	return false
 }
