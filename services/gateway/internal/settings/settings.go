@@ -52,16 +52,15 @@ func Open(ctx context.Context, js jetstream.JetStream, log *slog.Logger) (*Reade
 }
 
 // Of returns tenant's settings: privacyapi.DefaultSettings for a tenant
-// without any, or while the privacy service has not created the bucket
-// yet. An error, wrapping kvmirror.ErrNotReady, means the settings have not
-// been read yet, and the caller must then take the most private choice.
+// without any. An error, wrapping kvmirror.ErrNotReady, means the settings
+// have not been read yet, and the caller must then take the most private
+// choice. So it is also while the privacy service has not created the
+// bucket: once it has, a tenant may have set a notice there that the next
+// try of the mirror would find, and a default served meanwhile would be
+// recorded as the notice a visitor consented under.
 func (p *Reader) Of(_ context.Context, tenant string) (privacyapi.Settings, error) {
 	if !p.m.Ready() {
-		err := p.m.Health()
-		if errors.Is(err, jetstream.ErrBucketNotFound) {
-			return privacyapi.DefaultSettings(), nil
-		}
-		return privacyapi.Settings{}, fmt.Errorf("settings of %s: %w", tenant, errors.Join(kvmirror.ErrNotReady, err))
+		return privacyapi.Settings{}, fmt.Errorf("settings of %s: %w", tenant, errors.Join(kvmirror.ErrNotReady, p.m.Health()))
 	}
 	if s, ok := p.m.Get(tenant); ok {
 		return s, nil

@@ -2,12 +2,14 @@ package settings_test
 
 import (
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/parley-chat/parley/pkg/kvmirror"
 	"github.com/parley-chat/parley/pkg/natsembed/natstest"
 	"github.com/parley-chat/parley/pkg/privacyapi"
 	"github.com/parley-chat/parley/services/gateway/internal/settings"
@@ -29,8 +31,9 @@ func TestReader(t *testing.T) {
 		}
 		return s.CollectNetworkData
 	}
-	if collect("demo") {
-		t.Error("Of() without a SETTINGS bucket = true, want false")
+	// Not read yet: no bucket is no settings known, not the defaults.
+	if _, err := r.Of(t.Context(), "demo"); !errors.Is(err, kvmirror.ErrNotReady) {
+		t.Errorf("Of() without a SETTINGS bucket: error %v, want kvmirror.ErrNotReady", err)
 	}
 	kv, err := js.CreateKeyValue(t.Context(), jetstream.KeyValueConfig{Bucket: privacyapi.SettingsBucket})
 	if err != nil {
@@ -50,7 +53,10 @@ func TestReader(t *testing.T) {
 	put("off", privacyapi.Settings{RetentionDays: 30})
 	// The mirror finds the bucket on its next try, within pkg/retry's
 	// longest wait.
-	natstest.Until(t, 10*time.Second, "the reader mirrors the new bucket", func() bool { return collect("on") })
+	natstest.Until(t, 10*time.Second, "the reader mirrors the new bucket", func() bool {
+		s, err := r.Of(t.Context(), "on")
+		return err == nil && s.CollectNetworkData
+	})
 	tests := []struct {
 		tenant string
 		want   bool
