@@ -4,6 +4,10 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/parley-chat/parley/pkg/natsembed/natstest"
+	"github.com/parley-chat/parley/pkg/stream"
 )
 
 // TestConversationSummary reads GET /v1/conversations/{id} through its life
@@ -137,4 +141,89 @@ func TestPresenceAndCapacity(t *testing.T) {
 	mustCall(t, base, "PUT", "/v1/me/presence", agent, map[string]any{"status": "busy"}, http.StatusUnprocessableEntity)
 	mustCall(t, base, "PUT", "/v1/agents/alice/capacity", supervisor, map[string]any{"max_open": nil}, http.StatusOK)
 	assign(open(), supervisor, false, http.StatusOK)
+}
+
+// TestPresenceIsStaffDataOnly attacks what docs/privacy.md says of presence
+// and capacity: they are written to AGENTS only, one revision each, with
+// nothing of any visitor; no audit entry, no event in CHAT (so nothing for
+// the relay to pass to analytics), no fact.
+func TestPresenceIsStaffDataOnly(t *testing.T) {
+	dir := t.TempDir()
+	a, _ := testAll(t, dir)
+	base := a.URL()
+	_, js := adminConn(t, a)
+	agent := staffToken(t, dir, "demo", "agent", "alice")
+	supervisor := staffToken(t, dir, "demo", "supervisor", "sue")
+	visitorID, visitor := newVisitor(t, base, "demo")
+	conv := mustCall(t, base, "POST", "/v1/conversations", visitor, map[string]any{"text": "hello"}, http.StatusCreated)["id"].(string)
+	mustCall(t, base, "POST", "/v1/conversations/"+conv+"/assign", supervisor, map[string]any{"agent_id": "alice"}, http.StatusOK)
+
+	lastSeq := func(name string) uint64 {
+		t.Helper()
+		s, err := js.Stream(t.Context(), name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s.CachedInfo().State.LastSeq
+	}
+	// The relay has passed on the facts of the events so far: each
+	// durable consumer of CHAT has acked up to its last event.
+	last := lastSeq(stream.Chat)
+	natstest.Until(t, 10*time.Second, "CHAT's durable consumers caught up", func() bool {
+		chat, err := js.Stream(t.Context(), stream.Chat)
+		if err != nil {
+			return false
+		}
+		durables := 0
+		for info := range chat.ListConsumers(t.Context()).Info() {
+			if info.Config.Durable == "" {
+				continue
+			}
+			durables++
+			if info.AckFloor.Stream < last {
+				return false
+			}
+		}
+		return durables > 0
+	})
+	streams := []string{stream.Chat, stream.Audit, stream.Analytics}
+	before := map[string]uint64{}
+	for _, name := range streams {
+		before[name] = lastSeq(name)
+	}
+	mustCall(t, base, "PUT", "/v1/me/presence", agent, map[string]any{"status": "away"}, http.StatusOK)
+	mustCall(t, base, "PUT", "/v1/agents/alice/capacity", supervisor, map[string]any{"max_open": 3}, http.StatusOK)
+	mustCall(t, base, "PUT", "/v1/me/presence", agent, map[string]any{"status": "online"}, http.StatusOK)
+	for _, name := range streams {
+		if after := lastSeq(name); after != before[name] {
+			t.Errorf("%s went from sequence %d to %d while only presence and capacity changed, want no message", name, before[name], after)
+		}
+	}
+
+	// What AGENTS holds: the agent's own, written (so the scan reads the
+	// writes), and nothing of the visitor whose conversation she holds.
+	kv, err := js.KeyValue(t.Context(), stream.AgentsBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, err := kv.ListKeys(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var entries int
+	for key := range keys.Keys() {
+		hist, err := kv.History(t.Context(), key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range hist {
+			entries++
+			if strings.Contains(key, visitorID) || strings.Contains(string(e.Value()), visitorID) || strings.Contains(string(e.Value()), conv) {
+				t.Errorf("AGENTS entry %s holds the visitor or their conversation: %s", key, e.Value())
+			}
+		}
+	}
+	if entries < 2 {
+		t.Errorf("AGENTS holds %d entries after presence and capacity were set, want them there", entries)
+	}
 }
