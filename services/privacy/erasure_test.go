@@ -87,13 +87,12 @@ func wrappedKeys(t *testing.T, ks jetstream.Stream, subject string) map[string][
 	}
 }
 
-func TestEraseShredsKeys(t *testing.T) {
-	dir := t.TempDir()
-	s := natstest.Start(t, dir)
-	start(t, s, newKEK(t))
-	nc, js := natstest.Connect(t, s)
-	// Records before and after the erased one keep its block alive: a
-	// plain delete would then leave its bytes in the file.
+// keysAmidOthers registers three visitors and answers the middle one and
+// the forms of their key record in the store files (wrappedKeys): the
+// records before and after it keep its block alive, so a plain delete
+// would leave its bytes in the file.
+func keysAmidOthers(t *testing.T, nc *nats.Conn, js jetstream.JetStream) (string, map[string][]byte) {
+	t.Helper()
 	mustRegister(t, nc)
 	visitor := mustRegister(t, nc)
 	mustRegister(t, nc)
@@ -101,7 +100,15 @@ func TestEraseShredsKeys(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wrapped := wrappedKeys(t, ks, visitor)
+	return visitor, wrappedKeys(t, ks, visitor)
+}
+
+func TestEraseShredsKeys(t *testing.T) {
+	dir := t.TempDir()
+	s := natstest.Start(t, dir)
+	start(t, s, newKEK(t))
+	nc, js := natstest.Connect(t, s)
+	visitor, wrapped := keysAmidOthers(t, nc, js)
 	natstest.Until(t, 10*time.Second, "wrapped keys in the store files", func() bool { return storeHolds(t, dir, wrapped["record"]) })
 
 	got, err := erase(t, nc, visitorOf(visitor), visitor)
@@ -137,6 +144,10 @@ func TestEraseShredsKeys(t *testing.T) {
 	}
 	if st := streamState(t, js, stream.Keys); st.Msgs != 3+kekState || st.LastSeq != 4+kekState {
 		t.Errorf("KEYS holds %d messages, last sequence %d; want 4 (the KEK state, 2 records, 1 tombstone) and 5", st.Msgs, st.LastSeq)
+	}
+	ks, err := js.Stream(t.Context(), stream.Keys)
+	if err != nil {
+		t.Fatal(err)
 	}
 	tomb, err := ks.GetLastMsgForSubject(t.Context(), stream.KeysSubject(tenant, visitor))
 	if err != nil {
@@ -181,16 +192,7 @@ func TestEraseShredsKeysOnEveryReplica(t *testing.T) {
 	cluster := natstest.StartCluster(t, nil)
 	start(t, cluster.Nodes[0], newKEK(t), func(d *privacy.Deps) { d.Streams.Replicas = natstest.ClusterSize })
 	nc, js := natstest.Connect(t, cluster.Nodes[0])
-	// Records before and after the erased one keep its block alive: a
-	// plain delete would then leave its bytes in the file.
-	mustRegister(t, nc)
-	visitor := mustRegister(t, nc)
-	mustRegister(t, nc)
-	ks, err := js.Stream(t.Context(), stream.Keys)
-	if err != nil {
-		t.Fatal(err)
-	}
-	wrapped := wrappedKeys(t, ks, visitor)
+	visitor, wrapped := keysAmidOthers(t, nc, js)
 	for _, n := range cluster.Nodes {
 		natstest.Until(t, 10*time.Second, n.Name()+"'s streams hold the wrapped keys", func() bool {
 			return storeHolds(t, streamsDir(t, n), wrapped["record"])

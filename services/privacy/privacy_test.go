@@ -290,15 +290,8 @@ func TestStoreHoldsOnlyWrappedKeys(t *testing.T) {
 		if keys[subject], err = getKeys(t.Context(), nc, subject, true); err != nil {
 			t.Fatal(err)
 		}
-		m, err := ks.GetLastMsgForSubject(t.Context(), stream.KeysSubject(tenant, subject))
-		if err != nil {
-			t.Fatal(err)
-		}
-		var rec struct{ Data, Pseudonym []byte }
-		if err := json.Unmarshal(m.Data, &rec); err != nil {
-			t.Fatal(err)
-		}
-		wrapped = append(wrapped, []byte(base64.StdEncoding.EncodeToString(rec.Data)), []byte(base64.StdEncoding.EncodeToString(rec.Pseudonym)))
+		w := wrappedKeys(t, ks, subject)
+		wrapped = append(wrapped, w["data"], w["pseudonym"])
 	}
 
 	// The wrapped keys reaching the files shows the store was written and the

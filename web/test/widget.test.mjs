@@ -421,13 +421,20 @@ const conversationOpenedWith = (text) =>
     }
   });
 
+// consented starts the chat in frame, on its consent step, keyboard only,
+// and answers its message box.
+async function consented(frame) {
+  await frame.getByRole("button", { name: "Start chat" }).press("Enter");
+  await shows(frame, "You are talking to a person");
+  return frame.locator("#parley-message");
+}
+
 // writeFirst starts the chat in frame, on its consent step, and writes text
 // in it, keyboard only.
 async function writeFirst(frame, text) {
-  await frame.getByRole("button", { name: "Start chat" }).press("Enter");
-  await shows(frame, "You are talking to a person");
-  await frame.locator("#parley-message").fill(text);
-  await frame.locator("#parley-message").press("Enter");
+  const box = await consented(frame);
+  await box.fill(text);
+  await box.press("Enter");
   await shows(frame, text);
 }
 
@@ -816,12 +823,11 @@ test("an assignment heard while the visitor's first message opens the conversati
   const ctx = await newContext(browser, { viewport: { width: 320, height: 640 } });
   await noteStreamFrames(ctx);
   const { frame } = await openChat(ctx);
-  await frame.getByRole("button", { name: "Start chat" }).press("Enter");
-  await shows(frame, "You are talking to a person");
+  const box = await consented(frame);
   const first = "A question a bot takes before its opening answers";
-  await frame.locator("#parley-message").fill(first);
+  await box.fill(first);
   const opening = await holdAnswers(ctx, /\/v1\/conversations$/, "POST");
-  await frame.locator("#parley-message").press("Enter");
+  await box.press("Enter");
   await poll("the opening", () => opening.parked.length === 1);
 
   const conv = await conversationOpenedWith(first);
@@ -839,8 +845,7 @@ test("an assignment heard while the visitor's first message opens the conversati
 test("the keyboard's focus stays where the visitor moved it while their first message opens the conversation", async () => {
   const ctx = await newContext(browser, { viewport: { width: 320, height: 640 } });
   const { frame } = await openChat(ctx);
-  await frame.getByRole("button", { name: "Start chat" }).press("Enter");
-  const box = frame.locator("#parley-message");
+  const box = await consented(frame);
   await box.fill("A question sent before the visitor moves on");
   const opening = await holdAnswers(ctx, /\/v1\/conversations$/, "POST");
   await box.press("Enter");
@@ -986,9 +991,7 @@ test("a message is sent once, however often the visitor presses Enter while it i
   const ctx = await newContext(browser, { viewport: { width: 320, height: 640 } });
   const mine = visitorToken(ctx);
   const { frame } = await openChat(ctx);
-  await frame.getByRole("button", { name: "Start chat" }).press("Enter");
-  await shows(frame, "You are talking to a person");
-  const box = frame.locator("#parley-message");
+  const box = await consented(frame);
   const first = "A question sent with two presses of Enter";
   await box.fill(first);
   const opening = await holdAnswers(ctx, /\/v1\/conversations$/, "POST");
@@ -1012,9 +1015,7 @@ test("a message sent again after an error reuses its Idempotency-Key: stored onc
   const ctx = await newContext(browser, { viewport: { width: 320, height: 640 } });
   const mine = visitorToken(ctx);
   const { frame } = await openChat(ctx);
-  await frame.getByRole("button", { name: "Start chat" }).press("Enter");
-  await shows(frame, "You are talking to a person");
-  const box = frame.locator("#parley-message");
+  const box = await consented(frame);
   // failOnce has the server store the first post to re, then answers 503,
   // as a chat instance that stored it and lost its connection does.
   const failOnce = async (re) => {
