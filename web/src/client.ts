@@ -304,12 +304,21 @@ export class Client {
    * given up (onState says which); onGone is called when the visitor was
    * erased. The access token is renewed before a connection only when it
    * is about to expire: a browser cannot read why a WebSocket was refused.
+   *
+   * opened resolves when the first connection is open, or has failed, or
+   * the stream stopped. Without a seq seen there is no since to ask for, so
+   * the first connection hears only events stored after its handshake: a
+   * page reads what it shows after opened (then applies what it heard
+   * meanwhile), or an event stored between its read and the handshake
+   * would show nowhere. A page whose stream fails still loads.
    */
   stream(
     onEvent: (e: StreamEvent) => void,
     onGone: () => void,
     onState: (s: StreamState) => void = () => {},
-  ): { send(v: unknown): void; stop(): void; reconnect(): void } {
+  ): { opened: Promise<void>; send(v: unknown): void; stop(): void; reconnect(): void } {
+    let settle = () => {};
+    const opened = new Promise<void>((r) => (settle = r));
     let ws: WebSocket | null = null;
     let since = 0;
     let stopped = false;
@@ -317,9 +326,11 @@ export class Client {
     let timer: ReturnType<typeof setTimeout> | undefined;
     const end = (why: string) => {
       stopped = true;
+      settle();
       onState({ state: "stopped", why });
     };
     const retry = () => {
+      settle();
       if (++failures >= streamAttempts) return end("The live updates stopped: Parley could not be reached.");
       onState({ state: "reconnecting" });
       timer = setTimeout(connect, retryDelay(failures));
@@ -342,6 +353,7 @@ export class Client {
       const s = new WebSocket(`${this.gateway.replace(/^http/, "ws")}/v1/stream?${q}`);
       ws = s;
       s.onopen = () => {
+        settle();
         failures = 0;
         onState({ state: "live" });
       };
@@ -354,6 +366,7 @@ export class Client {
         if (stopped || ws !== s) return;
         if (c.code === 1008) {
           stopped = true;
+          settle();
           return onGone();
         }
         retry();
@@ -361,9 +374,11 @@ export class Client {
     };
     void connect();
     return {
+      opened,
       send: (v) => ws?.readyState === WebSocket.OPEN && ws.send(JSON.stringify(v)),
       stop: () => {
         stopped = true;
+        settle();
         clearTimeout(timer);
         ws?.close();
       },
