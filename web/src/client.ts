@@ -310,7 +310,9 @@ export class Client {
    * the first connection hears only events stored after its handshake: a
    * page reads what it shows after opened (then applies what it heard
    * meanwhile), or an event stored between its read and the handshake
-   * would show nowhere. A page whose stream fails still loads.
+   * would show nowhere. A page whose stream fails still loads. A connection
+   * that opens after one failed or dropped, with still no since, gives the
+   * page a resync: what was stored in between is sent to it no other way.
    */
   stream(
     onEvent: (e: StreamEvent) => void,
@@ -319,6 +321,12 @@ export class Client {
   ): { opened: Promise<void>; send(v: unknown): void; stop(): void; reconnect(): void } {
     let settle = () => {};
     const opened = new Promise<void>((r) => (settle = r));
+    // Whether a connection failed, dropped or was stopped since the last one opened.
+    let gap = false;
+    const gapped = () => {
+      gap = true;
+      settle();
+    };
     let ws: WebSocket | null = null;
     let since = 0;
     let stopped = false;
@@ -326,11 +334,11 @@ export class Client {
     let timer: ReturnType<typeof setTimeout> | undefined;
     const end = (why: string) => {
       stopped = true;
-      settle();
+      gapped();
       onState({ state: "stopped", why });
     };
     const retry = () => {
-      settle();
+      gapped();
       if (++failures >= streamAttempts) return end("The live updates stopped: Parley could not be reached.");
       onState({ state: "reconnecting" });
       timer = setTimeout(connect, retryDelay(failures));
@@ -355,6 +363,8 @@ export class Client {
       s.onopen = () => {
         settle();
         failures = 0;
+        if (gap && !since) onEvent({ type: "resync" });
+        gap = false;
         onState({ state: "live" });
       };
       s.onmessage = (m) => {
@@ -378,7 +388,7 @@ export class Client {
       send: (v) => ws?.readyState === WebSocket.OPEN && ws.send(JSON.stringify(v)),
       stop: () => {
         stopped = true;
-        settle();
+        gapped();
         clearTimeout(timer);
         ws?.close();
       },

@@ -308,13 +308,14 @@ export async function holdAnswers(ctx, re, method = "GET") {
 // until release(): Playwright awaits an async route handler before it opens
 // a page's socket that the handler did not connect, and a connected one
 // opens when the gateway's does, so the page's stream stays connecting
-// meanwhile. asked counts the handshakes begun.
-export async function gateStream(ctx) {
+// meanwhile. asked counts the handshakes begun; the first refused of them
+// are closed at once, as a gateway out of reach would.
+export async function gateStream(ctx, refused = 0) {
   let release;
   const gate = new Promise((r) => (release = r));
   const stream = { asked: 0, release };
   await ctx.routeWebSocket(/\/v1\/stream\?/, async (ws) => {
-    stream.asked++;
+    if (++stream.asked <= refused) return ws.close({ code: 1011, reason: "refused by the test" });
     await gate;
     ws.connectToServer();
   });

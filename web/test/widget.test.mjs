@@ -911,6 +911,28 @@ test("a close stored while a visitor's stream connects, as they come back, shows
   await ctx.close();
 });
 
+test("a visitor's stream that opens only at its second try has their list read again: a close stored in between shows", async () => {
+  const ctx = await newContext(browser, { viewport: { width: 320, height: 640 } });
+  const { page, conv } = await startChat(ctx, "A question closed while the visitor's stream tries again");
+  await page.close();
+
+  // The first try fails: the list is read all the same, and the close,
+  // stored before the second try opens, is sent on no stream.
+  const stream = await gateStream(ctx, 1);
+  const { frame } = await openChat(ctx);
+  const item = frame.locator(".history button");
+  await item.waitFor();
+  assert.match(await item.innerText(), /\(open\)$/, "the conversation, listed open");
+  await poll("the second try, held", () => stream.asked === 2);
+  await api(token("supervisor", "sue"), "POST", `/v1/conversations/${conv.id}/close`);
+  stream.release();
+
+  await poll("the conversation listed closed", async () => /^Read the conversation of .* \(closed\)$/.test(await item.innerText()));
+  assert.equal(await frame.getByRole("alert").count(), 0, "an error in the widget");
+  noCSPViolations(ctx, "the widget's list read again once its stream opened late");
+  await ctx.close();
+});
+
 // holdCalls holds ctx's calls of method to addresses matching re before
 // they reach the server: each waits, unsent, in parked until release()
 // sends it and lets later calls through.
