@@ -304,12 +304,29 @@ export class Client {
    * given up (onState says which); onGone is called when the visitor was
    * erased. The access token is renewed before a connection only when it
    * is about to expire: a browser cannot read why a WebSocket was refused.
+   *
+   * opened resolves when the first connection is open, or has failed, or
+   * the stream stopped. Without a seq seen there is no since to ask for, so
+   * the first connection hears only events stored after its handshake: a
+   * page reads what it shows after opened (then applies what it heard
+   * meanwhile), or an event stored between its read and the handshake
+   * would show nowhere. A page whose stream fails still loads. A connection
+   * that opens after one failed or dropped, with still no since, gives the
+   * page a resync: what was stored in between is sent to it no other way.
    */
   stream(
     onEvent: (e: StreamEvent) => void,
     onGone: () => void,
     onState: (s: StreamState) => void = () => {},
-  ): { send(v: unknown): void; stop(): void; reconnect(): void } {
+  ): { opened: Promise<void>; send(v: unknown): void; stop(): void; reconnect(): void } {
+    let settle = () => {};
+    const opened = new Promise<void>((r) => (settle = r));
+    // Whether a connection failed, dropped or was stopped since the last one opened.
+    let gap = false;
+    const gapped = () => {
+      gap = true;
+      settle();
+    };
     let ws: WebSocket | null = null;
     let since = 0;
     let stopped = false;
@@ -317,9 +334,11 @@ export class Client {
     let timer: ReturnType<typeof setTimeout> | undefined;
     const end = (why: string) => {
       stopped = true;
+      gapped();
       onState({ state: "stopped", why });
     };
     const retry = () => {
+      gapped();
       if (++failures >= streamAttempts) return end("The live updates stopped: Parley could not be reached.");
       onState({ state: "reconnecting" });
       timer = setTimeout(connect, retryDelay(failures));
@@ -342,7 +361,10 @@ export class Client {
       const s = new WebSocket(`${this.gateway.replace(/^http/, "ws")}/v1/stream?${q}`);
       ws = s;
       s.onopen = () => {
+        settle();
         failures = 0;
+        if (gap && !since) onEvent({ type: "resync" });
+        gap = false;
         onState({ state: "live" });
       };
       s.onmessage = (m) => {
@@ -354,6 +376,7 @@ export class Client {
         if (stopped || ws !== s) return;
         if (c.code === 1008) {
           stopped = true;
+          settle();
           return onGone();
         }
         retry();
@@ -361,9 +384,11 @@ export class Client {
     };
     void connect();
     return {
+      opened,
       send: (v) => ws?.readyState === WebSocket.OPEN && ws.send(JSON.stringify(v)),
       stop: () => {
         stopped = true;
+        gapped();
         clearTimeout(timer);
         ws?.close();
       },

@@ -29,14 +29,17 @@ function Console({ who }: { who: Principal }) {
         requestAnimationFrame(() => performance.mark("parley-inbox-rows"));
       }
     });
-    // The stream first, so that nothing opened while the pages load is missed.
+    // The stream first, and the inbox read once it is open: its first
+    // connection hears only what is stored after its handshake, so a read
+    // answered before then could miss a conversation opened meanwhile.
+    // What it hears while the read runs, the inbox applies as it comes.
     const s = client.stream(
       (e) => inbox.handle(e),
       () => setLive({ state: "stopped", why: "The live updates stopped." }),
       setLive,
     );
     setStream(s);
-    void inbox.load().then(() => performance.mark("parley-inbox-loaded"));
+    void s.opened.then(() => inbox.load()).then(() => performance.mark("parley-inbox-loaded"));
     void inbox.loadBots();
     return () => {
       off();

@@ -178,8 +178,12 @@ function App() {
   // server may have answered the read before it stored an event that the
   // stream delivers before the answer arrives, and what the read says would
   // then hide that event until the next resync. So what a read answered is
-  // shown with the events it heard applied on top (replay).
+  // shown with the events it heard applied on top (replay). It begins once
+  // the stream is open: a first connection hears only what is stored after
+  // its handshake, so a read answered before then could miss an event that
+  // the stream never sends (client.stream, opened).
   const whileHearing = async <T,>(f: () => Promise<T>): Promise<[T, StreamEvent[]]> => {
+    await stream.current?.opened;
     const heard: StreamEvent[] = [];
     hearing.current.add(heard);
     try {

@@ -6,7 +6,7 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { accessible, launchBrowser, loadAverage, newContext, noCSPViolations, parley, poll, rawStream, screenshot, signIn, staffPage, startParley } from "./lib.mjs";
+import { accessible, gateStream, holdAnswers, launchBrowser, loadAverage, newContext, noCSPViolations, noteFetches, parley, poll, rawStream, screenshot, signIn, staffPage, startParley } from "./lib.mjs";
 
 let stack, browser;
 const consent = { consent: { analytics: false, network_data: false, ai: false }, notice_version: "2026-01" };
@@ -183,6 +183,65 @@ test("the console says when its live stream dropped, and reconnects", async () =
   // Closed: the budget below counts the open ones.
   await stack.api(stack.token("supervisor", "sue"), "POST", `/v1/conversations/${id}/close`, {});
   await page.context().close();
+});
+
+// openConversation opens a conversation as a new visitor called name.
+async function openConversation(name, text) {
+  const visitor = (await stack.api(null, "POST", "/v1/tenants/demo/visitors", consent)).access_token;
+  await stack.api(visitor, "PUT", "/v1/me/profile", { name });
+  return stack.api(visitor, "POST", "/v1/conversations", { text });
+}
+
+// inboxLoaded waits for the console's count of open conversations, the
+// inbox read to its end.
+const inboxLoaded = (page) => page.getByRole("status").filter({ hasText: /^\d[\d,]* open conversations?$/ }).waitFor();
+
+test("a conversation opened while the console's stream connects shows in the inbox", async () => {
+  const ctx = await newContext(browser, { viewport: { width: 1280, height: 800 } });
+  await noteFetches(ctx);
+  const stream = await gateStream(ctx);
+  const inbox = await holdAnswers(ctx, /\/v1\/conversations\?(.*&)?status=open(&|$)/);
+  const page = await ctx.newPage();
+  await page.goto(`${stack.gw}/console`);
+  // A supervisor's console reads the tenant's bots in the same task as it
+  // begins its first stream (and, unless it waits for it, its inbox).
+  const bots = ctx.waitForEvent("request", (r) => new URL(r.url()).pathname === "/v1/bots");
+  await signIn(page, stack.token("supervisor", "sue"));
+  await bots;
+  await poll("the stream's handshake, held", () => stream.asked === 1);
+  const listed = await page.evaluate(() => (globalThis.parleyTestFetched ?? []).some((u) => u.includes("/v1/conversations?")));
+  if (listed) await poll("the inbox's read, answered", () => inbox.parked.length === 1);
+  const { id } = await openConversation("Noor Haddad", "Opened while the console connects");
+  await inbox.release();
+  stream.release();
+
+  await inboxLoaded(page);
+  assert.equal(await page.getByRole("listitem").filter({ hasText: "Noor Haddad" }).count(), 1, "the conversation in the inbox");
+  noCSPViolations(ctx, "the console's inbox read once its stream is open");
+  await stack.api(stack.token("supervisor", "sue"), "POST", `/v1/conversations/${id}/close`, {});
+  await ctx.close();
+});
+
+test("a close heard while the console reads its inbox stays, though the inbox, older than it, answers after it", async () => {
+  const lead = stack.token("supervisor", "sue");
+  const { id } = await openConversation("Ines Moreau", "Closed while the console reads its inbox");
+  const ctx = await newContext(browser, { viewport: { width: 1280, height: 800 } });
+  const inbox = await holdAnswers(ctx, /\/v1\/conversations\?(.*&)?status=open(&|$)/);
+  const page = await ctx.newPage();
+  await page.goto(`${stack.gw}/console`);
+  await signIn(page, lead);
+  await poll("the inbox's read, answered", () => inbox.parked.length === 1);
+  // The close is heard, and the conversation read again, before the
+  // inbox's read, which saw it open, answers.
+  const reread = page.waitForResponse((r) => new URL(r.url()).pathname === `/v1/conversations/${id}`);
+  await stack.api(lead, "POST", `/v1/conversations/${id}/close`, {});
+  await reread;
+  await inbox.release();
+
+  await inboxLoaded(page);
+  assert.equal(await page.getByRole("listitem").filter({ hasText: "Ines Moreau" }).count(), 0, "the closed conversation among the open ones");
+  noCSPViolations(ctx, "the console's close heard while it reads its inbox");
+  await ctx.close();
 });
 
 test("with an expired try-out token the console says so, and renews nothing", async () => {

@@ -283,6 +283,56 @@ export async function rawStream(browser, gw, token) {
   };
 }
 
+// holdAnswers routes ctx's calls of method to addresses matching re: each
+// is made, and answered by the server, at once; its answer waits in parked
+// (a function that hands it to the page) until the test lets it go.
+// release() hands over every answer parked and lets later calls through.
+export async function holdAnswers(ctx, re, method = "GET") {
+  const parked = [];
+  let holding = true;
+  await ctx.route(re, async (route) => {
+    if (!holding || route.request().method() !== method) return route.fallback();
+    const response = await route.fetch();
+    parked.push(() => route.fulfill({ response }));
+  });
+  return {
+    parked,
+    async release() {
+      holding = false;
+      for (const answer of parked) await answer();
+    },
+  };
+}
+
+// gateStream holds each handshake of ctx's live stream with the gateway
+// until release(): Playwright awaits an async route handler before it opens
+// a page's socket that the handler did not connect, and a connected one
+// opens when the gateway's does, so the page's stream stays connecting
+// meanwhile. asked counts the handshakes begun; the first refused of them
+// are closed at once, as a gateway out of reach would.
+export async function gateStream(ctx, refused = 0) {
+  let release;
+  const gate = new Promise((r) => (release = r));
+  const stream = { asked: 0, release };
+  await ctx.routeWebSocket(/\/v1\/stream\?/, async (ws) => {
+    if (++stream.asked <= refused) return ws.close({ code: 1011, reason: "refused by the test" });
+    await gate;
+    ws.connectToServer();
+  });
+  return stream;
+}
+
+// noteFetches makes every frame of ctx note the address of each fetch it
+// makes, as it makes it, in parleyTestFetched.
+export const noteFetches = (ctx) =>
+  ctx.addInitScript(() => {
+    const native = fetch;
+    globalThis.fetch = (...a) => {
+      (globalThis.parleyTestFetched ??= []).push(String(a[0]));
+      return native(...a);
+    };
+  });
+
 /** loadAverage answers the machine's 1, 5 and 15 minute load averages, for the figures printed. */
 export async function loadAverage() {
   return (await readFile("/proc/loadavg", "utf8")).split(" ").slice(0, 3).join(" ");

@@ -6,7 +6,7 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { createServer } from "node:http";
-import { accessible, accessibleWithFrame, freePort, launchBrowser, newContext, noCSPViolations, openShadowRoots, poll, rawStream, screenshot, startParley } from "./lib.mjs";
+import { accessible, accessibleWithFrame, freePort, gateStream, holdAnswers, launchBrowser, newContext, noCSPViolations, noteFetches, openShadowRoots, poll, rawStream, screenshot, startParley } from "./lib.mjs";
 
 const budgetGzipBytes = 35 * 1024;
 const defaultWording = "Nothing is stored about you until you start a chat.";
@@ -673,27 +673,6 @@ test("after a resync the widget shows a hand-off the stream lost: a person will 
   await ctx.close();
 });
 
-// holdAnswers routes ctx's calls of method to addresses matching re: each
-// is made, and answered by the server, at once; its answer waits in parked
-// (a function that hands it to the page) until the test lets it go.
-// release() hands over every answer parked and lets later calls through.
-async function holdAnswers(ctx, re, method = "GET") {
-  const parked = [];
-  let holding = true;
-  await ctx.route(re, async (route) => {
-    if (!holding || route.request().method() !== method) return route.fallback();
-    const response = await route.fetch();
-    parked.push(() => route.fulfill({ response }));
-  });
-  return {
-    parked,
-    async release() {
-      holding = false;
-      for (const answer of parked) await answer();
-    },
-  };
-}
-
 // readsOf matches the addresses of the widget's reads of conv: the
 // conversation, and its transcript.
 const readsOf = (conv) => new RegExp(`/v1/conversations/${conv.id}(/messages)?([?]|$)`);
@@ -904,6 +883,58 @@ test("a close heard while the widget reads the visitor's list shows there, thoug
   await frame.getByRole("button", { name: "New conversation" }).waitFor();
   assert.equal(await frame.getByRole("alert").count(), 0, "an error in the widget");
   noCSPViolations(ctx, "the widget's close heard while it reads the list");
+  await ctx.close();
+});
+
+test("a close stored while a visitor's stream connects, as they come back, shows on their list", async () => {
+  const ctx = await newContext(browser, { viewport: { width: 320, height: 640 } });
+  await noteFetches(ctx);
+  const { page, conv } = await startChat(ctx, "A question closed while the visitor comes back");
+  await page.close();
+
+  // The visitor comes back: their first stream, with no since to ask for,
+  // hears only what is stored after its handshake, held here.
+  const stream = await gateStream(ctx);
+  const list = await holdAnswers(ctx, /\/v1\/conversations([?]|$)/);
+  const consent = ctx.waitForEvent("request", (r) => r.url().includes("/v1/me/consent"));
+  const { frame } = await openChat(ctx);
+  await consent;
+  await poll("the stream's handshake, held", () => stream.asked === 1);
+  // A widget that reads its list as the stream begins to connect (it asks
+  // in the same task as the consent) has it answered before the close.
+  const listed = await frame.evaluate(() => (globalThis.parleyTestFetched ?? []).some((u) => u.includes("/v1/conversations?")));
+  if (listed) await poll("the list's read, answered", () => list.parked.length === 1);
+  await api(token("supervisor", "sue"), "POST", `/v1/conversations/${conv.id}/close`);
+  await list.release();
+  stream.release();
+
+  const item = frame.locator(".history button");
+  await item.waitFor();
+  assert.match(await item.innerText(), /^Read the conversation of .* \(closed\)$/, "the conversation, listed closed");
+  assert.equal(await frame.getByRole("alert").count(), 0, "an error in the widget");
+  noCSPViolations(ctx, "the widget's list read once its stream is open");
+  await ctx.close();
+});
+
+test("a visitor's stream that opens only at its second try has their list read again: a close stored in between shows", async () => {
+  const ctx = await newContext(browser, { viewport: { width: 320, height: 640 } });
+  const { page, conv } = await startChat(ctx, "A question closed while the visitor's stream tries again");
+  await page.close();
+
+  // The first try fails: the list is read all the same, and the close,
+  // stored before the second try opens, is sent on no stream.
+  const stream = await gateStream(ctx, 1);
+  const { frame } = await openChat(ctx);
+  const item = frame.locator(".history button");
+  await item.waitFor();
+  assert.match(await item.innerText(), /\(open\)$/, "the conversation, listed open");
+  await poll("the second try, held", () => stream.asked === 2);
+  await api(token("supervisor", "sue"), "POST", `/v1/conversations/${conv.id}/close`);
+  stream.release();
+
+  await poll("the conversation listed closed", async () => /^Read the conversation of .* \(closed\)$/.test(await item.innerText()));
+  assert.equal(await frame.getByRole("alert").count(), 0, "an error in the widget");
+  noCSPViolations(ctx, "the widget's list read again once its stream opened late");
   await ctx.close();
 });
 

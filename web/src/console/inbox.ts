@@ -59,6 +59,12 @@ export class Inbox {
   readonly heard = new Map<string, Entry[]>();
   /** The tenant's bots, id to name, for supervisors and admins (who may assign them). */
   bots = new Map<string, string>();
+  /**
+   * For each load under way, the conversations read on their own (refresh)
+   * while it runs: what its pages say of them may be older, read before the
+   * event that had them read, so the pages leave them be.
+   */
+  private readAlone = new Set<Set<string>>();
   private sorted: Summary[] | null = null;
   private listeners = new Set<() => void>();
   private eventListeners = new Set<(e: StreamEvent) => void>();
@@ -101,15 +107,18 @@ export class Inbox {
   async load(): Promise<void> {
     this.loading = true;
     this.error = "";
+    const alone = new Set<string>();
+    this.readAlone.add(alone);
     this.changed();
     try {
       for await (const page of client.pages<Summary>("/v1/conversations", "conversations", { status: "open", limit: "500" })) {
-        for (const c of page) this.put(c);
+        for (const c of page) if (!alone.has(c.id)) this.put(c);
         this.changed();
       }
     } catch (e) {
       this.error = (e as Error).message;
     } finally {
+      this.readAlone.delete(alone);
       this.loading = false;
       this.changed();
     }
@@ -162,9 +171,11 @@ export class Inbox {
   async refresh(id: string): Promise<void> {
     try {
       this.put(await client.json<Summary>("GET", `/v1/conversations/${id}`));
+      this.readAlone.forEach((alone) => alone.add(id));
     } catch (e) {
       const status = (e as { status?: number }).status;
       if (status === 403 || status === 404) {
+        this.readAlone.forEach((alone) => alone.add(id));
         this.byID.delete(id);
         this.heard.delete(id);
       }
