@@ -189,6 +189,9 @@ func TestNoticeWaitsForTheSettings(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkProblem(t, e.do(http.MethodGet, "/v1/tenants/demo/notice", "", nil), http.StatusServiceUnavailable)
+	// Nor are metrics answered under a minimum group size not read yet.
+	analyst := e.token(auth.Principal{Tenant: "demo", ID: "ann", Role: auth.RoleAnalyst})
+	checkProblem(t, e.do(http.MethodGet, "/v1/metrics/conversations?from=2026-12-01T00:00:00Z&to=2026-12-02T00:00:00Z&interval=day", analyst, nil), http.StatusServiceUnavailable)
 
 	readable := unreadable
 	readable.MaxMsgsPerSubject = 1

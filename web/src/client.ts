@@ -110,6 +110,12 @@ export type StreamState = { state: "live" } | { state: "reconnecting" } | { stat
 // three minutes of retries); the page then offers to reconnect.
 const streamAttempts = 10;
 
+// firstOpenWaitMs is how long a page's reads wait for its stream's first
+// connection: a handshake held up (a proxy that keeps the upgrade waiting)
+// counts as a failed one, so the page loads, and the connection that opens
+// later has it read again.
+const firstOpenWaitMs = 5000;
+
 type SendOptions = {
   body?: unknown;
   auth?: boolean;
@@ -332,6 +338,7 @@ export class Client {
     let stopped = false;
     let failures = 0;
     let timer: ReturnType<typeof setTimeout> | undefined;
+    const firstWait = setTimeout(gapped, firstOpenWaitMs);
     const end = (why: string) => {
       stopped = true;
       gapped();
@@ -358,9 +365,15 @@ export class Client {
       }
       const q = new URLSearchParams({ access_token: this.access });
       if (since) q.set("since", String(since));
-      const s = new WebSocket(`${this.gateway.replace(/^http/, "ws")}/v1/stream?${q}`);
+      let s: WebSocket;
+      try {
+        s = new WebSocket(`${this.gateway.replace(/^http/, "ws")}/v1/stream?${q}`);
+      } catch {
+        return retry();
+      }
       ws = s;
       s.onopen = () => {
+        clearTimeout(firstWait);
         settle();
         failures = 0;
         if (gap && !since) onEvent({ type: "resync" });
@@ -390,6 +403,7 @@ export class Client {
         stopped = true;
         gapped();
         clearTimeout(timer);
+        clearTimeout(firstWait);
         ws?.close();
       },
       reconnect: () => {

@@ -456,16 +456,11 @@ function App() {
   // the key of an earlier try of the same that failed. Once it is stored,
   // the draft empties, unless the visitor has written something else.
   const post = async <T,>(path: string, text: string, typed: string): Promise<T> => {
-    sending.current = true;
-    try {
-      if (unsent.current?.path !== path || unsent.current.text !== text) unsent.current = { path, text, key: newKey() };
-      const answer = await client.json<T>("POST", path, { text }, { "Idempotency-Key": unsent.current.key });
-      unsent.current = null;
-      setDraft((d) => (d === typed ? "" : d));
-      return answer;
-    } finally {
-      sending.current = false;
-    }
+    if (unsent.current?.path !== path || unsent.current.text !== text) unsent.current = { path, text, key: newKey() };
+    const answer = await client.json<T>("POST", path, { text }, { "Idempotency-Key": unsent.current.key });
+    unsent.current = null;
+    setDraft((d) => (d === typed ? "" : d));
+    return answer;
   };
 
   // The message goes where the visitor wrote it; its answer shows only on
@@ -474,6 +469,9 @@ function App() {
     ev?.preventDefault();
     const text = draft.trim();
     if (!text || sending.current) return;
+    // From the first await on: a first message waits for the stream to
+    // open before it is posted.
+    sending.current = true;
     setError("");
     const at = screen.current;
     try {
@@ -494,6 +492,8 @@ function App() {
       }
     } catch (e) {
       fail(e);
+    } finally {
+      sending.current = false;
     }
   };
 

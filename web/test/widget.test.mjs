@@ -916,6 +916,45 @@ test("a close stored while a visitor's stream connects, as they come back, shows
   await ctx.close();
 });
 
+test("a visitor whose stream's handshake hangs still has their list, read without it", async () => {
+  const ctx = await newContext(browser, { viewport: { width: 320, height: 640 } });
+  const { page } = await startChat(ctx, "A question before the stream hangs");
+  await page.close();
+  // Held for good: the widget reads without it once it has waited long
+  // enough (client.ts, firstOpenWaitMs).
+  const stream = await gateStream(ctx);
+  const { frame } = await openChat(ctx);
+  await poll("the stream's handshake, held", () => stream.asked === 1);
+  await frame.getByRole("button", { name: /^Continue the conversation of .* \(open\)$/ }).waitFor();
+  assert.equal(await frame.getByRole("alert").count(), 0, "an error in the widget");
+  await ctx.close();
+});
+
+test("a first message sent twice while the stream connects opens one conversation", async () => {
+  const ctx = await newContext(browser, { viewport: { width: 320, height: 640 } });
+  const mine = visitorToken(ctx);
+  let posts = 0;
+  await ctx.route(/\/v1\/conversations$/, (route) => {
+    if (route.request().method() === "POST") posts++;
+    return route.fallback();
+  });
+  const stream = await gateStream(ctx);
+  const { frame } = await openChat(ctx);
+  const box = await consented(frame);
+  await poll("the stream's handshake, held", () => stream.asked === 1);
+  await box.fill("Hello");
+  await box.press("Enter");
+  await box.fill("Hello again");
+  await box.press("Enter");
+  stream.release();
+  await shows(frame, "Hello");
+  await poll("the first message's conversation", async () => (await api(mine(), "GET", "/v1/conversations")).conversations.length === 1);
+  assert.equal(posts, 1, "conversations asked for");
+  assert.equal(await box.inputValue(), "Hello again", "the draft typed after the first press, kept");
+  assert.equal(await frame.getByRole("alert").count(), 0, "an error in the widget");
+  await ctx.close();
+});
+
 test("a visitor's stream that opens only at its second try has their list read again: a close stored in between shows", async () => {
   const ctx = await newContext(browser, { viewport: { width: 320, height: 640 } });
   const { page, conv } = await startChat(ctx, "A question closed while the visitor's stream tries again");

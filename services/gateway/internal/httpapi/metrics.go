@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"errors"
 	"net/http"
 	"net/url"
 	"time"
@@ -42,7 +43,8 @@ func (a *API) getMetric(w http.ResponseWriter, r *http.Request) error {
 	}
 	set, err := a.cfg.Settings.Of(r.Context(), p.Tenant)
 	if err != nil {
-		return err
+		// Not read yet: the tenant's minimum group size is not known.
+		return errors.Join(errNotReady, err)
 	}
 	var res analyticsapi.MetricsResult
 	args := analyticsapi.MetricsArgs{Tenant: p.Tenant, Metric: name, From: from, To: to, Interval: interval, MinGroupSize: set.MinGroupSize}
