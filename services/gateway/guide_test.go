@@ -2,6 +2,7 @@ package gateway_test
 
 import (
 	"encoding/json"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -28,21 +29,27 @@ func readGuide(t *testing.T) string {
 // "METHOD /path", sorted.
 func openAPIOperations(t *testing.T, doc []byte) []string {
 	t.Helper()
+	return slices.Sorted(maps.Keys(openAPIOperationObjects(t, doc)))
+}
+
+// openAPIOperationObjects returns each operation of an OpenAPI document,
+// "METHOD /path", with its Operation Object.
+func openAPIOperationObjects(t *testing.T, doc []byte) map[string]json.RawMessage {
+	t.Helper()
 	var d struct {
-		Paths map[string]map[string]json.RawMessage `json:"paths"`
+		Paths map[string]map[string]json.RawMessage `json:"paths"` // operations, and a path's parameters
 	}
 	if err := json.Unmarshal(doc, &d); err != nil {
 		t.Fatal(err)
 	}
-	var ops []string
+	ops := map[string]json.RawMessage{}
 	for path, byMethod := range d.Paths {
-		for method := range byMethod {
+		for method, op := range byMethod {
 			if method != "parameters" {
-				ops = append(ops, strings.ToUpper(method)+" "+path)
+				ops[strings.ToUpper(method)+" "+path] = op
 			}
 		}
 	}
-	slices.Sort(ops)
 	return ops
 }
 

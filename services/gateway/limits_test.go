@@ -402,36 +402,30 @@ func TestErasedVisitorOpensNothing(t *testing.T) {
 	// The first call learns the erasure from the key service, the others
 	// from the gateway's cache.
 	checkProblem(t, e.do(http.MethodGet, "/v1/conversations", token, nil), http.StatusGone)
-	var doc struct {
-		Paths map[string]map[string]json.RawMessage `json:"paths"` // operations, and a path's parameters
-	}
-	e.do(http.MethodGet, "/v1/openapi.json", "", nil).decode(t, &doc)
 	followed := map[string]bool{"DELETE /v1/me": true, "GET /v1/erasures/{erasure_id}": true, "GET /v1/stream": true}
 	param := regexp.MustCompile(`\{[^}]+\}`)
 	tried := 0
-	for path, ops := range doc.Paths {
-		for method, raw := range ops {
-			route := strings.ToUpper(method) + " " + path
-			var op struct {
-				Security *[]map[string][]string `json:"security"`
-			}
-			if method == "parameters" || json.Unmarshal(raw, &op) != nil || op.Security != nil && len(*op.Security) == 0 || followed[route] {
-				continue // not an operation, anonymous, or the erasure's own
-			}
-			calls := countBus(t, e.nc)
-			var body []byte
-			if method == "post" || method == "put" || method == "patch" {
-				body = []byte(`{}`)
-			}
-			r := e.do(strings.ToUpper(method), param.ReplaceAllString(path, "x1"), token, body)
-			if r.status < 400 {
-				t.Errorf("%s with an erased visitor's token = %d, want a refusal", route, r.status)
-			}
-			if n := calls(); n != 0 {
-				t.Errorf("%s with an erased visitor's token sent %d messages on parley.>, want 0", route, n)
-			}
-			tried++
+	for route, raw := range openAPIOperationObjects(t, e.do(http.MethodGet, "/v1/openapi.json", "", nil).body) {
+		var op struct {
+			Security *[]map[string][]string `json:"security"`
 		}
+		if json.Unmarshal(raw, &op) != nil || op.Security != nil && len(*op.Security) == 0 || followed[route] {
+			continue // anonymous, or the erasure's own
+		}
+		method, path, _ := strings.Cut(route, " ")
+		calls := countBus(t, e.nc)
+		var body []byte
+		if method == http.MethodPost || method == http.MethodPut || method == http.MethodPatch {
+			body = []byte(`{}`)
+		}
+		r := e.do(method, param.ReplaceAllString(path, "x1"), token, body)
+		if r.status < 400 {
+			t.Errorf("%s with an erased visitor's token = %d, want a refusal", route, r.status)
+		}
+		if n := calls(); n != 0 {
+			t.Errorf("%s with an erased visitor's token sent %d messages on parley.>, want 0", route, n)
+		}
+		tried++
 	}
 	if tried < 40 {
 		t.Fatalf("tried %d operations of /v1/openapi.json, want every one that takes a token", tried)
