@@ -166,12 +166,11 @@ func (d *demo) conversations(ctx context.Context, analyst string, since time.Tim
 	return n, nil
 }
 
-// demoReadyWithin is how long `parley demo` waits for a Parley started a
-// moment before it (`make run`, then `make demo`) to be ready.
+// demoReadyWithin is how long `parley demo` waits for a Parley that answers,
+// started a moment before it (`make run`, then `make demo`), to be ready.
 const demoReadyWithin = time.Minute
 
-// awaitReady waits within for the gateway's /readyz, once it answers, to
-// answer 200, or for
+// awaitReady waits within for the gateway's /readyz to answer 200, or for
 // Parley to be ready but for analytics: `parley all --clickhouse auto` on a
 // machine without ClickHouse answers 503 there for good while the chat
 // works, and the chat is what the demo plays (awaitFacts then says why the

@@ -3,6 +3,7 @@ package main
 import (
 	"flag"
 	"log/slog"
+	"math"
 	"os"
 	"runtime/debug"
 )
@@ -26,7 +27,7 @@ func memoryLimitFlag(fs *flag.FlagSet, limit *int64) {
 // set, wins: the runtime read it at start. It logs the limit in force.
 func setMemoryLimit(limit int64, log *slog.Logger) {
 	if _, ok := os.LookupEnv("GOMEMLIMIT"); ok || limit <= 0 {
-		if l := debug.SetMemoryLimit(-1); l != maxMemoryLimit {
+		if l := debug.SetMemoryLimit(-1); l != math.MaxInt64 {
 			log.Info("memory limit", "soft_limit_mib", l>>20, "from", "GOMEMLIMIT")
 		}
 		return
@@ -35,6 +36,3 @@ func setMemoryLimit(limit int64, log *slog.Logger) {
 	debug.SetMemoryLimit(soft)
 	log.Info("memory limit", "soft_limit_mib", soft>>20, "container_limit_mib", limit>>20)
 }
-
-// maxMemoryLimit is the runtime's soft memory limit when none is set.
-const maxMemoryLimit = 1<<63 - 1

@@ -3,6 +3,7 @@ package main
 import (
 	"io"
 	"log/slog"
+	"math"
 	"runtime/debug"
 	"testing"
 )
@@ -18,12 +19,12 @@ func TestSetMemoryLimit(t *testing.T) {
 		want       int64
 	}{
 		{"a share of the container's limit", "", 1 << 30, 966367641},
-		{"no limit given", "", 0, maxMemoryLimit},
-		{"GOMEMLIMIT wins", "500MiB", 1 << 30, maxMemoryLimit},
+		{"no limit given", "", 0, math.MaxInt64},
+		{"GOMEMLIMIT wins", "500MiB", 1 << 30, math.MaxInt64},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			debug.SetMemoryLimit(maxMemoryLimit)
+			debug.SetMemoryLimit(math.MaxInt64)
 			if tt.gomemlimit != "" {
 				t.Setenv("GOMEMLIMIT", tt.gomemlimit)
 			}

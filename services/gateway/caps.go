@@ -1,6 +1,9 @@
 package gateway
 
-import "runtime/debug"
+import (
+	"math"
+	"runtime/debug"
+)
 
 // sessionCap is the WebSocket sessions the process may hold: the lesser of
 // its open-file limit less a reserve, so that a flood of sessions leaves
@@ -17,7 +20,7 @@ func sessionCap() int {
 // a soft memory limit of memory bytes (math.MaxInt64: none).
 func sessionCapOf(files int, memory int64) int {
 	byFiles := max(0, files-max(files/10, minReservedFiles))
-	if memory <= 0 || memory >= noMemoryLimit {
+	if memory <= 0 || memory == math.MaxInt64 {
 		return byFiles
 	}
 	byMemory := max(1, int(float64(memory)*sessionMemoryShare/sessionBytes))
@@ -38,8 +41,6 @@ const (
 	// may fill; the rest is the process's own, its caches and the pages
 	// being read.
 	sessionMemoryShare = 0.75
-	// noMemoryLimit is the runtime's soft memory limit when none is set.
-	noMemoryLimit = 1<<63 - 1
 )
 
 // connCap is the HTTP connections the process may hold, sessions included:

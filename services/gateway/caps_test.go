@@ -1,6 +1,9 @@
 package gateway
 
-import "testing"
+import (
+	"math"
+	"testing"
+)
 
 func TestSessionCapOf(t *testing.T) {
 	const gib = 1 << 30
@@ -11,9 +14,9 @@ func TestSessionCapOf(t *testing.T) {
 		memory int64
 		want   int
 	}{
-		{"no limit at all", 0, noMemoryLimit, 0},
-		{"the file limit alone, less a tenth", 65536, noMemoryLimit, 65536 - 6553},
-		{"a small file limit keeps 256", 1024, noMemoryLimit, 1024 - 256},
+		{"no limit at all", 0, math.MaxInt64, 0},
+		{"the file limit alone, less a tenth", 65536, math.MaxInt64, 65536 - 6553},
+		{"a small file limit keeps 256", 1024, math.MaxInt64, 1024 - 256},
 		{"the memory limit alone: three quarters of it at 16 KiB a session", 0, soft, 44236},
 		{"a container's file limit under 1 GiB: memory bounds it", 1 << 20, soft, 44236},
 		{"a low file limit under a large memory limit: files bound it", 4096, 8 * gib, 4096 - 409},
