@@ -264,12 +264,9 @@ function App() {
       add([handoffEntry(e)]);
       setAssignee(null);
     }
-    // The gateway names the assignee on every assigned frame; one that did
-    // not would have the conversation read again, hearing what follows.
-    if (e.type === "assigned") {
-      if (e.assignee) setAssignee(e.assignee);
-      else void reread().catch(fail);
-    }
+    // The gateway names the assignee on every assigned frame (an
+    // assignment always names someone).
+    if (e.type === "assigned" && e.assignee) setAssignee(e.assignee);
   };
 
   const connect = () => {
