@@ -75,9 +75,9 @@ export function explain(e: unknown, words: { [status: number]: (detail: string) 
 export const typingShownMs = 5000;
 export const typingEveryMs = 3000;
 
-// resyncSpreadMs is the longest a visitor's widget waits, at random, before
-// reading again what a resync says it missed: the thousands of visitors of
-// a tenant are told at once.
+// resyncSpreadMs is the longest a page waits, at random, before reading
+// again what a resync says it missed: the thousands of visitors and the
+// staff of a tenant are told at once.
 export const resyncSpreadMs = 2000;
 
 /** claims reads a token's claims (not verified: the gateway does that); {} when unreadable. */
@@ -100,13 +100,18 @@ export function retryDelay(n: number): number {
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+// reconnectDelay is retryDelay less a random part of up to half: the
+// thousands of streams a gateway's restart drops at once come back spread
+// over each wait, not all in the same second.
+const reconnectDelay = (n: number) => retryDelay(n) * (1 - Math.random() / 2);
+
 /** What a session that cannot be renewed (a try-out token, a session ended) says on expiry. */
 export const expiredMessage = "Your session has expired: sign in again.";
 
 /** The state of a live stream: live, reconnecting after a drop, or stopped (why). */
 export type StreamState = { state: "live" } | { state: "reconnecting" } | { state: "stopped"; why: string };
 
-// A stream gives up after this many failed connections in a row (about
+// A stream gives up after this many failed connections in a row (two to
 // three minutes of retries); the page then offers to reconnect.
 const streamAttempts = 10;
 
@@ -348,7 +353,7 @@ export class Client {
       gapped();
       if (++failures >= streamAttempts) return end("The live updates stopped: Parley could not be reached.");
       onState({ state: "reconnecting" });
-      timer = setTimeout(connect, retryDelay(failures));
+      timer = setTimeout(connect, reconnectDelay(failures));
     };
     const connect = async () => {
       if (stopped) return;

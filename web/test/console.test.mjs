@@ -6,7 +6,7 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { accessible, gateStream, holdAnswers, launchBrowser, loadAverage, newContext, noCSPViolations, noteFetches, parley, poll, rawStream, screenshot, signIn, staffPage, startParley } from "./lib.mjs";
+import { accessible, gateStream, holdAnswers, holdBack, launchBrowser, loadAverage, newContext, noCSPViolations, noteFetches, parley, poll, rawStream, resyncFrame, screenshot, signIn, staffPage, startParley } from "./lib.mjs";
 
 let stack, browser;
 const consent = { consent: { analytics: false, network_data: false, ai: false }, notice_version: "2026-01" };
@@ -241,6 +241,37 @@ test("a close heard while the console reads its inbox stays, though the inbox, o
   await inboxLoaded(page);
   assert.equal(await page.getByRole("listitem").filter({ hasText: "Ines Moreau" }).count(), 0, "the closed conversation among the open ones");
   noCSPViolations(ctx, "the console's close heard while it reads its inbox");
+  await ctx.close();
+});
+
+test("after a resync the inbox reads again a row it shows open that the server no longer lists: a close the stream lost", async () => {
+  const lead = stack.token("supervisor", "sue");
+  const ctx = await newContext(browser, { viewport: { width: 1280, height: 800 } });
+  let lost = "";
+  const stream = await holdBack(ctx, (e) => e.type === "closed" && e.conversation_id === lost);
+  const page = await ctx.newPage();
+  const reads = [];
+  page.on("request", (r) => reads.push(new URL(r.url()).pathname));
+  await page.goto(`${stack.gw}/console`);
+  await signIn(page, lead);
+  await inboxLoaded(page);
+  const { id } = await openConversation("Theo Lambert", "Closed while the console's stream lost it");
+  const row = page.getByRole("listitem").filter({ hasText: "Theo Lambert" });
+  await row.waitFor();
+
+  // The close is stored, its live event lost: the row still reads open.
+  lost = id;
+  await stack.api(lead, "POST", `/v1/conversations/${id}/close`, {});
+  await poll("the close, held back", () => stream.held.length === 1);
+  assert.equal(await row.count(), 1, "the row, open still before the resync");
+
+  // The resync: the inbox's read no longer lists it, so it is read alone.
+  stream.send(resyncFrame);
+  await poll("the row gone from the open ones", async () => (await row.count()) === 0);
+  assert.ok(reads.includes(`/v1/conversations/${id}`), "the unlisted row read again on its own");
+  await page.getByRole("button", { name: "Closed" }).click();
+  await row.waitFor();
+  noCSPViolations(ctx, "the console's reload after a resync");
   await ctx.close();
 });
 

@@ -304,6 +304,26 @@ export async function holdAnswers(ctx, re, method = "GET") {
   };
 }
 
+// holdBack routes ctx's live stream to the real one, except the frames
+// hold(event) picks, kept in held (as the gateway's full pipeline drops an
+// event); send(frame) sends the page a frame, such as the resync the
+// gateway then sends.
+export async function holdBack(ctx, hold) {
+  const held = [];
+  let toPage = null;
+  await ctx.routeWebSocket(/\/v1\/stream\?/, (ws) => {
+    const server = ws.connectToServer();
+    toPage = ws;
+    server.onMessage((m) => {
+      if (hold(JSON.parse(m))) held.push(m);
+      else ws.send(m);
+    });
+  });
+  return { held, send: (m) => toPage.send(m) };
+}
+
+export const resyncFrame = JSON.stringify({ type: "resync" });
+
 // gateStream holds each handshake of ctx's live stream with the gateway
 // until release(): Playwright awaits an async route handler before it opens
 // a page's socket that the handler did not connect, and a connected one

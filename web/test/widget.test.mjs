@@ -6,7 +6,7 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { createServer } from "node:http";
-import { accessible, accessibleWithFrame, freePort, gateStream, holdAnswers, launchBrowser, newContext, noCSPViolations, noteFetches, openShadowRoots, poll, rawStream, screenshot, startParley } from "./lib.mjs";
+import { accessible, accessibleWithFrame, freePort, gateStream, holdAnswers, holdBack, launchBrowser, newContext, noCSPViolations, noteFetches, openShadowRoots, poll, rawStream, resyncFrame, screenshot, startParley } from "./lib.mjs";
 
 const budgetGzipBytes = 35 * 1024;
 const defaultWording = "Nothing is stored about you until you start a chat.";
@@ -543,26 +543,6 @@ test("a visitor's session survives renewals at once, in one tab and across two",
     await short.stop();
   }
 });
-
-// holdBack routes ctx's live stream to the real one, except the frames
-// hold(event) picks, kept in held (as the gateway's full pipeline drops an
-// event); send(frame) sends the page a frame, such as the resync the
-// gateway then sends.
-async function holdBack(ctx, hold) {
-  const held = [];
-  let toPage = null;
-  await ctx.routeWebSocket(/\/v1\/stream\?/, (ws) => {
-    const server = ws.connectToServer();
-    toPage = ws;
-    server.onMessage((m) => {
-      if (hold(JSON.parse(m))) held.push(m);
-      else ws.send(m);
-    });
-  });
-  return { held, send: (m) => toPage.send(m) };
-}
-
-const resyncFrame = JSON.stringify({ type: "resync" });
 
 // startChat opens the chat on a new page of ctx and writes text in it; it
 // answers the page, the chat frame and the conversation.

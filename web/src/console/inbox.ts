@@ -3,7 +3,7 @@
 // stream, with the unread count of each. Views subscribe to it and read it;
 // it never renders.
 import { client } from "../staff/session";
-import type { StreamEvent } from "../client";
+import { resyncSpreadMs, sleep, type StreamEvent } from "../client";
 import { botID, isBot, type Integration } from "../bots";
 import { handoffEntry, type Entry } from "../transcript";
 
@@ -65,6 +65,8 @@ export class Inbox {
    * event that had them read, so the pages leave them be.
    */
   private readAlone = new Set<Set<string>>();
+  /** A resync's reload is waiting its turn: later resyncs join it. */
+  private reloadDue = false;
   private sorted: Summary[] | null = null;
   private listeners = new Set<() => void>();
   private eventListeners = new Set<(e: StreamEvent) => void>();
@@ -102,19 +104,28 @@ export class Inbox {
 
   /**
    * load reads the open conversations page after page; the rows show as the
-   * first page arrives, the rest follow.
+   * first page arrives, the rest follow. A row shown open that the whole
+   * read did not list (closed, or taken by another agent, while the stream
+   * that would have said so was down) is read again on its own, one at a
+   * time: it shows closed, or leaves.
    */
   async load(): Promise<void> {
     this.loading = true;
     this.error = "";
     const alone = new Set<string>();
+    const listed = new Set<string>();
     this.readAlone.add(alone);
     this.changed();
     try {
       for await (const page of client.pages<Summary>("/v1/conversations", "conversations", { status: "open", limit: "500" })) {
-        for (const c of page) if (!alone.has(c.id)) this.put(c);
+        for (const c of page) {
+          listed.add(c.id);
+          if (!alone.has(c.id)) this.put(c);
+        }
         this.changed();
       }
+      const unlisted = [...this.byID.values()].filter((c) => c.status === "open" && !listed.has(c.id) && !alone.has(c.id));
+      for (const c of unlisted) await this.refresh(c.id);
     } catch (e) {
       this.error = (e as Error).message;
     } finally {
@@ -122,6 +133,19 @@ export class Inbox {
       this.loading = false;
       this.changed();
     }
+  }
+
+  /**
+   * reload is a resync's load, after a random wait (every console of the
+   * tenant is told at once); resyncs heard while it waits are answered by
+   * the same load.
+   */
+  private async reload(): Promise<void> {
+    if (this.reloadDue) return;
+    this.reloadDue = true;
+    await sleep(Math.random() * resyncSpreadMs);
+    this.reloadDue = false;
+    await this.load();
   }
 
   /**
@@ -214,7 +238,7 @@ export class Inbox {
     const id = e.conversation_id;
     switch (e.type) {
       case "resync":
-        void this.load();
+        void this.reload();
         return;
       case "erased":
         for (const c of this.byID.values()) {
