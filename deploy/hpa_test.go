@@ -65,6 +65,33 @@ func TestGatewayAutoscaled(t *testing.T) {
 	if !cpu {
 		t.Error("gateway autoscaler: no CPU utilization target")
 	}
+	// Sessions are refused past three quarters (services/gateway,
+	// sessionMemoryShare) of the soft memory limit, 90% of the container's
+	// (cmd/parley, memoryLimitShare): the autoscaler must add pods before.
+	const sessionsCapShare = 0.9 * 0.75
+	limit, ok := d.Spec.Template.Spec.Containers[0].Resources.Limits[corev1.ResourceMemory]
+	if !ok {
+		t.Fatal("gateway: no memory limit")
+	}
+	var memory bool
+	for _, metric := range h.Spec.Metrics {
+		r := metric.Resource
+		if metric.Type != autoscalingv2.ResourceMetricSourceType || r == nil || r.Name != corev1.ResourceMemory {
+			continue
+		}
+		if r.Target.Type != autoscalingv2.AverageValueMetricType || r.Target.AverageValue == nil {
+			t.Errorf("gateway autoscaler: memory target %s, want an average value", r.Target.Type)
+			continue
+		}
+		memory = true
+		if v := r.Target.AverageValue.AsApproximateFloat64(); v >= sessionsCapShare*limit.AsApproximateFloat64() {
+			t.Errorf("gateway autoscaler: memory target %s at or past the sessions' cap (%.3g of the limit %s): pods refuse sessions before more are added",
+				r.Target.AverageValue, sessionsCapShare, &limit)
+		}
+	}
+	if !memory {
+		t.Error("gateway autoscaler: no memory target, which grows with the sessions held")
+	}
 	down := h.Spec.Behavior
 	if down == nil || down.ScaleDown == nil || down.ScaleDown.StabilizationWindowSeconds == nil || *down.ScaleDown.StabilizationWindowSeconds < 300 {
 		t.Error("gateway autoscaler: scale down after at least 5 minutes of lower load")
