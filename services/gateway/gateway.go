@@ -94,8 +94,14 @@ type Deps struct {
 // longest a signed-out or revoked session goes on opening calls.
 const DefaultAccessTokenTTL = 15 * time.Minute
 
-// ShutdownTimeout bounds the graceful shutdown.
-const ShutdownTimeout = 5 * time.Second
+// ShutdownTimeout bounds the graceful shutdown of the HTTP server: the
+// requests under way. SessionsCloseTimeout bounds, after it, the closing of
+// the WebSocket sessions, which the hub spreads over up to half of it so
+// that their clients do not all come back to the other instances at once.
+const (
+	ShutdownTimeout      = 5 * time.Second
+	SessionsCloseTimeout = 15 * time.Second
+)
 
 func (d Deps) validate() error {
 	switch {
@@ -118,9 +124,9 @@ func (d Deps) validate() error {
 }
 
 // Run serves the gateway on d.Listener until ctx is done, then shuts down
-// gracefully within ShutdownTimeout: it stops accepting requests, closes
-// every WebSocket session with "going away" and waits for in-flight
-// requests. It returns nil after a clean shutdown. When serving fails (the
+// gracefully: it stops accepting requests and waits for in-flight ones
+// (ShutdownTimeout), then closes every WebSocket session with "going away"
+// (SessionsCloseTimeout). It returns nil after a clean shutdown. When serving fails (the
 // listener fails, say) or the tenant registry stops, it shuts down the
 // same way and returns why. Run closes d.Listener.
 func Run(ctx context.Context, d Deps) error {
@@ -284,7 +290,9 @@ func Run(ctx context.Context, d Deps) error {
 	api.CloseNew()
 	shutErr := srv.Shutdown(sctx)
 	// Hijacked WebSocket connections are not the server's to wait for.
-	hubErr := hub.Close(sctx)
+	hctx, hcancel := context.WithTimeout(context.Background(), SessionsCloseTimeout)
+	defer hcancel()
+	hubErr := hub.Close(hctx)
 	stopStreams()
 	if err := errors.Join(shutErr, hubErr); err != nil {
 		return errors.Join(failed, fmt.Errorf("gateway: shutdown: %w", err))

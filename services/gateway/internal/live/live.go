@@ -292,8 +292,11 @@ type tenantSessions struct {
 	visitors  map[string]set // by visitor id
 	agents    map[string]set // by agent id
 	overseers set            // supervisors and admins
-	nagents   int
-	n         int // every session of the tenant
+	// blind are the sessions of roles shown nothing (analysts,
+	// auditors): sent no event, but closed with the rest.
+	blind   set
+	nagents int
+	n       int // every session of the tenant
 	// byPrincipal counts the sessions of each principal, of every role:
 	// analysts and auditors, who see nothing, hold connections too.
 	byPrincipal map[principalID]int
@@ -784,7 +787,7 @@ func (h *Hub) add(s *session, lim Limits) error {
 	}
 	first := t == nil
 	if first {
-		t = &tenantSessions{name: s.p.Tenant, visitors: make(map[string]set), agents: make(map[string]set), overseers: make(set), byPrincipal: make(map[principalID]int), followed: make(chan struct{})}
+		t = &tenantSessions{name: s.p.Tenant, visitors: make(map[string]set), agents: make(map[string]set), overseers: make(set), blind: make(set), byPrincipal: make(map[principalID]int), followed: make(chan struct{})}
 		h.tenants[s.p.Tenant] = t
 	}
 	h.wg.Add(1)
@@ -796,6 +799,8 @@ func (h *Hub) add(s *session, lim Limits) error {
 		t.nagents++
 	case auth.RoleSupervisor, auth.RoleAdmin:
 		t.overseers[s] = struct{}{}
+	default:
+		t.blind[s] = struct{}{}
 	}
 	t.n++
 	t.byPrincipal[principalID{s.p.Role, s.p.ID}]++
@@ -835,6 +840,8 @@ func (h *Hub) remove(s *session) {
 		t.nagents--
 	case auth.RoleSupervisor, auth.RoleAdmin:
 		delete(t.overseers, s)
+	default:
+		delete(t.blind, s)
 	}
 	t.n--
 	if k := (principalID{s.p.Role, s.p.ID}); t.byPrincipal[k] > 1 {
@@ -936,21 +943,30 @@ func (h *Hub) Erased(tenant, id string) {
 	}
 }
 
-// Close closes every session with "going away" and refuses new ones, ends
-// every subscription to events and the pipeline, then waits for the
-// sessions and the pipeline to end or ctx to be done.
+// Close refuses new sessions, closes every session with "going away" —
+// spread over a while (see closeSpread), events still reaching those not
+// closed yet — then ends every subscription to events and the pipeline,
+// and waits for the sessions and the pipeline to end or ctx to be done.
 func (h *Hub) Close(ctx context.Context) error {
 	h.mu.Lock()
 	first := !h.closing
 	h.closing = true
 	var all []*session
+	for _, t := range h.tenants {
+		all = t.appendSessions(all)
+		for s := range t.blind {
+			all = append(all, s)
+		}
+	}
+	h.mu.Unlock()
+	closeSpread(ctx, all)
+	h.mu.Lock()
 	var subs []*nats.Subscription
 	for _, t := range h.tenants {
 		if t.sub != nil {
 			subs = append(subs, t.sub)
 			t.sub = nil
 		}
-		all = t.appendSessions(all)
 	}
 	piping := h.piping
 	h.mu.Unlock()
@@ -961,9 +977,6 @@ func (h *Hub) Close(ctx context.Context) error {
 	}
 	if first {
 		close(h.stop)
-	}
-	for _, s := range all {
-		s.close(websocket.StatusGoingAway, "server shutting down")
 	}
 	done := make(chan struct{})
 	go func() {
@@ -981,6 +994,49 @@ func (h *Hub) Close(ctx context.Context) error {
 			s.closeNow()
 		}
 		return ctx.Err()
+	}
+}
+
+const (
+	// closeRate is the pace at which Close ends sessions: the clients of a
+	// gateway that stops come back to the others at about that rate, not
+	// all in the same second — a reconnect with since costs the bus a
+	// consumer and the replay (BENCHMARKS.md, "Sessions of a stopping
+	// gateway").
+	closeRate = 1000
+	// closeTick is how often Close ends the next sessions of its spread.
+	closeTick = 10 * time.Millisecond
+)
+
+// closeSpread closes sessions with "going away" at closeRate, but within
+// half of what is left of ctx's time, so that the sessions' close
+// handshakes and the rest of the shutdown fit in the other half; all at
+// once when ctx has no deadline or is done.
+func closeSpread(ctx context.Context, sessions []*session) {
+	spread := time.Duration(len(sessions)) * time.Second / closeRate
+	if deadline, ok := ctx.Deadline(); ok {
+		spread = min(spread, time.Until(deadline)/2)
+	} else {
+		spread = 0
+	}
+	ticks := max(1, int(spread/closeTick))
+	per := (len(sessions) + ticks - 1) / ticks
+	t := time.NewTicker(closeTick)
+	defer t.Stop()
+	for len(sessions) > 0 {
+		n := min(per, len(sessions))
+		for _, s := range sessions[:n] {
+			s.close(websocket.StatusGoingAway, "server shutting down")
+		}
+		sessions = sessions[n:]
+		if len(sessions) == 0 {
+			return
+		}
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			per = len(sessions)
+		}
 	}
 }
 
