@@ -80,6 +80,8 @@ type allConfig struct {
 	// service's; 0 means their defaults.
 	AccessTokenTTL  time.Duration
 	StaffSessionTTL time.Duration
+	// PrivateWebhooks is the privacy service's (privacy.Deps).
+	PrivateWebhooks bool
 	// now is the clock of sessions and tokens; nil means time.Now. Tests
 	// set their own.
 	now func() time.Time
@@ -155,6 +157,7 @@ func runAll(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	memoryLimitFlag(fs, &memoryLimit)
 	accessTokenFlag(fs, &cfg.AccessTokenTTL)
 	staffSessionFlag(fs, &cfg.StaffSessionTTL)
+	privateWebhooksFlag(fs, &cfg.PrivateWebhooks)
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	if err := parseFlags(fs, args, stdout, stderr); err != nil {
@@ -351,7 +354,7 @@ func startAll(ctx context.Context, cfg allConfig, log *slog.Logger) (_ *allInOne
 	ended := make(chan string, 4)
 	privacySvc := startService("privacy", func(ctx context.Context) error {
 		return privacy.Run(ctx, privacy.Deps{NC: privacyNC, Log: log.With("service", "privacy"), KEK: kek, AuditKey: auditKey, KeyCacheSize: cfg.KeyCacheSize,
-			StaffSessionTTL: cfg.StaffSessionTTL, Now: cfg.now})
+			StaffSessionTTL: cfg.StaffSessionTTL, PrivateWebhooks: cfg.PrivateWebhooks, Now: cfg.now})
 	}, ended)
 	chatSvc := startService("chat", func(ctx context.Context) error {
 		return chat.Run(ctx, chat.Deps{NC: chatNC, Log: log.With("service", "chat"), Keys: chatKeys, Registry: registry})

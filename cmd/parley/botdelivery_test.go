@@ -25,7 +25,7 @@ import (
 // replayed delivery are refused.
 func TestBotEndToEnd(t *testing.T) {
 	dir := t.TempDir()
-	a, logs := testAll(t, dir)
+	a, logs := testAllWith(t, dir, localWebhooks)
 	base := a.URL()
 	admin := staffToken(t, dir, "demo", "admin", "ada")
 	sue := staffToken(t, dir, "demo", "supervisor", "sue")

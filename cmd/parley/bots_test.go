@@ -24,7 +24,7 @@ import (
 // is audited, and no log holds a secret or token.
 func TestBotsAndIntegrations(t *testing.T) {
 	dir := t.TempDir()
-	a, logs := testAll(t, dir)
+	a, logs := testAllWith(t, dir, localWebhooks)
 	base := a.URL()
 	admin := staffToken(t, dir, "demo", "admin", "ada")
 	supervisor := staffToken(t, dir, "demo", "supervisor", "sue")
@@ -172,4 +172,27 @@ func deletedBotRefused(t *testing.T, base, token, path string) {
 			t.Errorf("the deleted bot's %s %s = %v, want the refusal of its post, %v", c.method, c.path, got, post)
 		}
 	}
+}
+
+// TestWebhooksAtPrivateAddressesRefused attacks what a tenant's admin could
+// make `parley all` post to: unless the operator allows private webhooks,
+// a bot or integration at this host (ClickHouse's HTTP port, the bus's
+// monitoring) or a private network's address is refused with 422 naming
+// webhook_url, and nothing is registered.
+func TestWebhooksAtPrivateAddressesRefused(t *testing.T) {
+	dir := t.TempDir()
+	a, _ := testAll(t, dir)
+	base := a.URL()
+	admin := staffToken(t, dir, "demo", "admin", "ada")
+	for _, u := range []string{"http://127.0.0.1:8123/?query=INSERT%20INTO%20facts", "https://localhost:8222/varz", "https://10.0.0.7/hook", "https://169.254.169.254/latest/meta-data"} {
+		out := mustCall(t, base, "PUT", "/v1/integrations/crm", admin, map[string]any{"name": "CRM", "webhook_url": u}, http.StatusUnprocessableEntity)
+		if detail, _ := out["detail"].(string); !strings.Contains(detail, "webhook_url") {
+			t.Errorf("PUT with webhook_url %s: detail %q, want it to name webhook_url", u, detail)
+		}
+		mustCall(t, base, "PUT", "/v1/bots/faq", admin, map[string]any{"name": "FAQ", "webhook_url": u}, http.StatusUnprocessableEntity)
+	}
+	if got := mustCall(t, base, "GET", "/v1/integrations", admin, nil, http.StatusOK)["integrations"].([]any); len(got) != 0 {
+		t.Errorf("integrations after refused registrations = %v, want none", got)
+	}
+	mustCall(t, base, "PUT", "/v1/integrations/crm", admin, map[string]any{"name": "CRM", "webhook_url": "https://crm.example/parley"}, http.StatusCreated)
 }

@@ -81,7 +81,7 @@ func hasText(text string) func(map[string]any) bool {
 // acknowledged.
 func TestDeliveriesEndToEnd(t *testing.T) {
 	dir := t.TempDir()
-	a, logs := testAll(t, dir)
+	a, logs := testAllWith(t, dir, localWebhooks)
 	// Deliveries, their log, recipients and notices take nothing outside
 	// privacy's bus permissions.
 	checkBus(t, logs)

@@ -42,6 +42,10 @@ func testAllWith(t *testing.T, dir string, set func(*allConfig)) (*allInOne, *sy
 	return a, logs
 }
 
+// localWebhooks lets the bots and integrations of a test have webhooks on
+// this host, where its receivers are.
+func localWebhooks(c *allConfig) { c.PrivateWebhooks = true }
+
 // visitorScene is `parley all` in a temp dir with a visitor of tenant demo
 // and alice, an agent of it: where the tests of what becomes of a visitor's
 // data begin.

@@ -75,6 +75,12 @@ func staffSessionFlag(fs *flag.FlagSet, ttl *time.Duration) {
 	fs.DurationVar(ttl, "staff-session-ttl", privacy.DefaultStaffSessionTTL, "how long a member of staff's session lasts from sign-in, however often it is refreshed")
 }
 
+// privateWebhooksFlag defines whether the privacy service may send
+// webhooks to this host and private networks (privacy.Deps.PrivateWebhooks).
+func privateWebhooksFlag(fs *flag.FlagSet, on *bool) {
+	fs.BoolVar(on, "private-webhooks", false, "let bots and integrations have webhooks at this host's and private networks' addresses (a bot beside Parley, in development); otherwise webhooks go to public addresses only")
+}
+
 // keyCacheFlag defines the size of a service's cache of data subjects'
 // keys (personkey.Cache; the privacy service's cache of unwrapped keys).
 func keyCacheFlag(fs *flag.FlagSet, size *int) {

@@ -50,6 +50,7 @@ type serviceConfig struct {
 	// LoopbackIdentityProviders is the gateway's (gateway.Deps).
 	LoopbackIdentityProviders bool
 	StaffSessionTTL           time.Duration // privacy
+	PrivateWebhooks           bool          // privacy
 }
 
 func runService(ctx context.Context, name string, args []string, stdout, stderr io.Writer) error {
@@ -68,6 +69,7 @@ func runService(ctx context.Context, name string, args []string, stdout, stderr 
 		fs.BoolVar(&cfg.LoopbackIdentityProviders, "loopback-identity-providers", false, "let staff sign in through identity providers on loopback addresses (a provider on the gateway's own host); otherwise sign-ins call no loopback, link-local or unspecified address")
 	case "privacy":
 		staffSessionFlag(fs, &cfg.StaffSessionTTL)
+		privateWebhooksFlag(fs, &cfg.PrivateWebhooks)
 		cfg.KEK.register(fs)
 		fs.StringVar(&cfg.AuditKeyFile, "audit-key-file", "", "key signing the audit trail's checkpoints, PEM; never give it to the bus administrator (required)")
 	case "analytics":
@@ -156,7 +158,7 @@ func runService(ctx context.Context, name string, args []string, stdout, stderr 
 	case "privacy":
 		run = func(ctx context.Context) error {
 			return privacy.Run(ctx, privacy.Deps{NC: nc, Log: log, KEK: kek, AuditKey: auditKey, Streams: streams, KeyCacheSize: cfg.KeyCacheSize,
-				StaffSessionTTL: cfg.StaffSessionTTL, Health: health})
+				StaffSessionTTL: cfg.StaffSessionTTL, PrivateWebhooks: cfg.PrivateWebhooks, Health: health})
 		}
 	case "analytics":
 		an := analytics.New(analytics.Deps{NC: nc, Log: log, ClickHouseDSN: dsn, Registry: registry})

@@ -39,6 +39,9 @@ func fastRetries(d *privacy.Deps) {
 	d.DeliveryTimeout = 2 * time.Second
 }
 
+// localReceivers lets webhooks go to the tests' receivers, on this host.
+func localReceivers(d *privacy.Deps) { d.PrivateWebhooks = true }
+
 // received is one delivery a receiver verified.
 type received struct {
 	header, delivery string
@@ -139,12 +142,13 @@ type deliverySetup struct {
 	kv   jetstream.KeyValue
 }
 
-// startDelivery starts the privacy service with fastRetries, then opts.
+// startDelivery starts the privacy service with fastRetries and
+// localReceivers, then opts.
 func startDelivery(t *testing.T, opts ...func(*privacy.Deps)) deliverySetup {
 	t.Helper()
 	s := natstest.Start(t, "")
 	kek := newKEK(t)
-	svc := start(t, s, kek, append([]func(*privacy.Deps){fastRetries}, opts...)...)
+	svc := start(t, s, kek, append([]func(*privacy.Deps){fastRetries, localReceivers}, opts...)...)
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("logs:\n%s", svc.logs.Bytes())
@@ -529,6 +533,33 @@ func TestFailingEndpointIsRetriedThenAbandonedAndTheLogHoldsNoContent(t *testing
 	}
 	if _, err := call[privacyapi.DeliveriesResult](t, d.nc, privacyapi.DeliveriesSubject, admin, privacyapi.DeliveriesArgs{Tenant: tenant, Kind: privacyapi.KindBot, ID: "down"}); err == nil {
 		t.Error("the log of an integration was read as a bot's")
+	}
+}
+
+// TestWebhooksGoToPublicAddressesOnly attacks what a tenant's admin could
+// make the privacy service reach: without PrivateWebhooks, a webhook at
+// this host's address (stored straight into the bucket, past the API's
+// check of the URL) is never connected to — each attempt fails before a
+// connection, with no status to tell an open port from a closed one — and
+// the receiver there gets nothing.
+func TestWebhooksGoToPublicAddressesOnly(t *testing.T) {
+	d := startDelivery(t, func(d *privacy.Deps) { d.PrivateWebhooks = false })
+	local := newReceiver(t)
+	d.register("crm", privacyapi.KindIntegration, local.secret, webhookAt(local.url))
+	v := d.visitor(true)
+	d.append(v, "conv-p", event.ConversationOpened, time.Now(), event.Opened{Stamped: stamped(event.Stamp{}), Visitor: v, Text: "for a receiver on a private address"})
+
+	natstest.Until(t, 20*time.Second, "three attempts logged", func() bool { return len(deliveries(t, d.nc, privacyapi.KindIntegration, "crm")) == 3 })
+	for _, l := range deliveries(t, d.nc, privacyapi.KindIntegration, "crm") {
+		if l.Status != 0 || l.Outcome == "delivered" {
+			t.Errorf("attempt %d at a private address: %s, status %d; want failed before any answer", l.Attempt, l.Outcome, l.Status)
+		}
+	}
+	got := local.bodies()
+	local.mu.Lock()
+	defer local.mu.Unlock()
+	if len(got) != 0 || local.refused != 0 {
+		t.Errorf("the receiver on this host was sent %d deliveries (%d refused), want none", len(got), local.refused)
 	}
 }
 

@@ -70,6 +70,11 @@ type Deps struct {
 	// DeliveryTimeout bounds one attempt at a delivery; 0 means
 	// delivery.DefaultTimeout (10 s).
 	DeliveryTimeout time.Duration
+	// PrivateWebhooks lets bots and integrations be registered, and
+	// delivered to, at this host's and private networks' addresses (a bot
+	// beside Parley in development); otherwise webhooks go to public
+	// addresses only (internal/egress).
+	PrivateWebhooks bool
 	// Now is the clock of audit entries, keys and sessions; nil means
 	// time.Now. Tests set their own.
 	Now func() time.Time
@@ -169,12 +174,12 @@ func Run(ctx context.Context, d Deps) error {
 	// a is made below; no delivery is sent before Run starts them.
 	var a *app.App
 	secret := func(rec privacyapi.Integration) ([]byte, error) { return a.IntegrationSecret(rec) }
-	deliveryConfig := delivery.Config{Backoff: d.DeliveryBackoff, Timeout: d.DeliveryTimeout}
+	deliveryConfig := delivery.Config{Backoff: d.DeliveryBackoff, Timeout: d.DeliveryTimeout, PrivateAddresses: d.PrivateWebhooks}
 	notifier := delivery.NewNotifier(d.NC, js, registered, secret, d.Log, deliveryConfig)
 	a = app.New(ring, d.AuditKey, app.Stores{Keys: keys, Events: events, Audit: auditLog, Checkpoints: checkpoints, Settings: settings, Bus: bus.NewBroadcaster(d.NC), Expiries: jetstream.NewExpirySchedules(js),
 		Analytics: relay.NewCleaner(d.NC, js), Chat: chat.New(d.NC), ChatLog: jetstream.NewChatLog(js), Log: d.Log, KeyCacheSize: d.KeyCacheSize,
 		Sessions: sessions, Integrations: integrations, StaffSessionTTL: d.StaffSessionTTL, Now: d.Now,
-		Deliveries: delivery.NewLog(js), Notices: notifier})
+		Deliveries: delivery.NewLog(js), Notices: notifier, PrivateWebhooks: d.PrivateWebhooks})
 
 	follow, err := events.Follow(ctx, a.Apply)
 	if err != nil {

@@ -24,7 +24,8 @@ let stack, browser, closeShop, host, hookServer, hook;
 const hooks = [];
 
 before(async () => {
-  stack = await startParley();
+  // The bots' webhook runs on this host, which Parley sends none to unless told.
+  stack = await startParley(["--private-webhooks"]);
   browser = await launchBrowser();
   // A shop's page with the widget on it.
   const shop = await startShop(stack.gw);

@@ -281,7 +281,7 @@ function Register({ tenant, onSaved }: { tenant: string; onSaved: (it: Created, 
     const want: Record<string, string> = {};
     if (!/^[A-Za-z0-9_-]{1,64}$/.test(id.trim())) want.id = "id: 1 to 64 letters, digits, - or _.";
     if (!name.trim() || name.trim().length > 100) want.name = "name: 1 to 100 characters.";
-    if (by === "webhook_url" && !/^https?:\/\//.test(target.trim())) want.webhook_url = "webhook_url: an https address (http only to a loopback host).";
+    if (by === "webhook_url" && !/^https?:\/\//.test(target.trim())) want.webhook_url = "webhook_url: an https address.";
     if (by === "nats_subject" && !target.trim().startsWith(`parley.bots.${tenant}.`)) want.nats_subject = `nats_subject: must start with parley.bots.${tenant}.`;
     setErrors(want);
     if (Object.keys(want).length) return;
@@ -342,7 +342,7 @@ function Register({ tenant, onSaved }: { tenant: string; onSaved: (it: Created, 
         <Field
           id="reg-target"
           label={by === "webhook_url" ? "Webhook URL" : "NATS subject"}
-          hint={by === "webhook_url" ? "https://…; http only to 127.0.0.1, ::1 or localhost." : `parley.bots.${tenant}.<name>`}
+          hint={by === "webhook_url" ? "https://… at a public address." : `parley.bots.${tenant}.<name>`}
           error={errors[targetField]}
         >
           {(d) => (

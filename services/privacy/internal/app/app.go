@@ -180,6 +180,10 @@ type Stores struct {
 	// StaffSessionTTL is how long a member of staff's session lasts from
 	// sign-in; 0 means DefaultStaffSessionTTL.
 	StaffSessionTTL time.Duration
+	// PrivateWebhooks lets a webhook be registered at this host's or a
+	// private network's address; otherwise only at a public one (see
+	// checkWebhookURL).
+	PrivateWebhooks bool
 	// Now is the clock that stamps audit entries, tombstones and new keys,
 	// and that sessions expire by; nil means time.Now. Tests advance their
 	// own.
@@ -226,7 +230,8 @@ type App struct {
 	sessions        SessionStore
 	staffSessionTTL time.Duration
 	// integrations may be nil; see Stores.
-	integrations IntegrationStore
+	integrations    IntegrationStore
+	privateWebhooks bool
 
 	// keyCache holds unwrapped keys of the subjects used most recently, so
 	// a subject's record is unwrapped about once per instance while memory
@@ -265,6 +270,7 @@ func New(ring *keyring.Ring, auditKey ed25519.PrivateKey, s Stores) *App {
 		sessions:        s.Sessions,
 		staffSessionTTL: cmp.Or(s.StaffSessionTTL, DefaultStaffSessionTTL),
 		integrations:    s.Integrations,
+		privateWebhooks: s.PrivateWebhooks,
 		keyCache:        personkey.NewLRU[subjectID, personkey.Keys](s.KeyCacheSize),
 		index:           newIndex(),
 		chains:          chains{heads: make(map[string]*chainHead)},

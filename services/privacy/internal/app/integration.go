@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"net/netip"
 	"net/url"
 	"slices"
 	"strings"
@@ -18,6 +19,7 @@ import (
 	"github.com/parley-chat/parley/pkg/event"
 	"github.com/parley-chat/parley/pkg/privacyapi"
 	"github.com/parley-chat/parley/pkg/stream"
+	"github.com/parley-chat/parley/services/privacy/internal/egress"
 )
 
 // ErrKindTaken means an id is registered already as the other kind: a bot
@@ -59,7 +61,7 @@ const integrationAttempts = 5
 
 // checkIntegration is every rule a bot or integration's registration
 // follows; its errors name the fields, never their values.
-func checkIntegration(args privacyapi.PutIntegrationArgs) error {
+func checkIntegration(args privacyapi.PutIntegrationArgs, private bool) error {
 	errs := []error{checkIntegrationArgs(args.IntegrationArgs)}
 	if n := utf8.RuneCountInString(args.Name); !utf8.ValidString(args.Name) || strings.TrimSpace(args.Name) == "" ||
 		n > privacyapi.MaxIntegrationName || strings.ContainsFunc(args.Name, unicode.IsControl) {
@@ -69,7 +71,7 @@ func checkIntegration(args privacyapi.PutIntegrationArgs) error {
 	case (args.WebhookURL == "") == (args.NATSSubject == ""):
 		errs = append(errs, &ValidationError{Field: "webhook_url", Reason: "or nats_subject: exactly one is required"})
 	case args.WebhookURL != "":
-		errs = append(errs, checkWebhookURL(args.WebhookURL))
+		errs = append(errs, checkWebhookURL(args.WebhookURL, private))
 	default:
 		errs = append(errs, checkBotSubject(args.Tenant, args.NATSSubject))
 	}
@@ -84,24 +86,52 @@ func checkIntegrationArgs(args privacyapi.IntegrationArgs) error {
 	return errors.Join(validToken("tenant", args.Tenant), validToken("id", args.ID), kind)
 }
 
-// checkWebhookURL allows https anywhere, and plain http to this host only
-// (a bot running beside Parley): events leave the host encrypted. Userinfo
-// is refused, as it would be a credential stored in clear.
-func checkWebhookURL(raw string) error {
-	bad := &ValidationError{Field: "webhook_url", Reason: fmt.Sprintf("must be an absolute https URL, or http to 127.0.0.1, ::1 or localhost, of at most %d bytes, without user info or fragment", maxWebhookURL)}
+// checkWebhookURL allows an absolute https URL, and, with private, plain
+// http to this host (a bot running beside Parley): events leave the host
+// encrypted. Without private it refuses a host that is this host or a
+// private network's address by its very name (localhost, an address that
+// is not egress.Public), so the registration fails with a reason rather
+// than every delivery; a name that resolves to one is refused as each
+// delivery connects (egress.PublicOnly). Userinfo is refused, as it would
+// be a credential stored in clear.
+func checkWebhookURL(raw string, private bool) error {
+	want := "an absolute https URL"
+	if private {
+		want += ", or http to 127.0.0.1, ::1 or localhost,"
+	}
+	bad := &ValidationError{Field: "webhook_url", Reason: fmt.Sprintf("must be %s of at most %d bytes, without user info or fragment", want, maxWebhookURL)}
 	u, err := url.Parse(raw)
 	if err != nil || len(raw) > maxWebhookURL || u.Host == "" || u.User != nil || u.Fragment != "" || u.Opaque != "" {
 		return bad
 	}
-	switch u.Scheme {
-	case "https":
+	host := u.Hostname()
+	switch {
+	case u.Scheme == "http" && private && loopbackHost(host):
 		return nil
-	case "http":
-		if h := u.Hostname(); h == "localhost" || h == "127.0.0.1" || h == "::1" {
-			return nil
-		}
+	case u.Scheme != "https":
+		return bad
+	case !private && !publicHost(host):
+		return &ValidationError{Field: "webhook_url", Reason: "must be at a public address: this Parley sends no webhook to its own host or a private network"}
 	}
-	return bad
+	return nil
+}
+
+// loopbackHost reports whether host names this host: localhost or a
+// loopback address.
+func loopbackHost(host string) bool {
+	ip, err := netip.ParseAddr(host)
+	return host == "localhost" || err == nil && ip.IsLoopback()
+}
+
+// publicHost reports whether host may be public: a name (its addresses
+// are checked as a delivery connects) other than localhost's, or an
+// address that is egress.Public.
+func publicHost(host string) bool {
+	if host == "localhost" || strings.HasSuffix(host, ".localhost") {
+		return false
+	}
+	ip, err := netip.ParseAddr(host)
+	return err != nil || egress.Public(ip)
 }
 
 // checkBotSubject allows parley.bots.<tenant>.<token>[.<token>…]: under
@@ -123,7 +153,7 @@ func auditTarget(kind, id string) string { return kind + ":" + id }
 // The act is audited first. A new one gets a signing secret, sealed under
 // the KEK and answered once, and a new bot a session.
 func (a *App) PutIntegration(ctx context.Context, p auth.Principal, args privacyapi.PutIntegrationArgs) (privacyapi.PutIntegrationResult, error) {
-	if err := checkIntegration(args); err != nil {
+	if err := checkIntegration(args, a.privateWebhooks); err != nil {
 		return privacyapi.PutIntegrationResult{}, err
 	}
 	if err := allow(p, args.Tenant, auth.RoleAdmin); err != nil {

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -30,7 +31,9 @@ func botArgs(id, url string) privacyapi.PutIntegrationArgs {
 // error names the field.
 func TestPutIntegrationRefusesBadInput(t *testing.T) {
 	store := memory.NewIntegrationStore()
-	a := newMemoryAppWith(t, &clock{t: time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)}, new(memory.Bus), func(s *app.Stores) { s.Integrations = store })
+	a := newMemoryAppWith(t, &clock{t: time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)}, new(memory.Bus), func(s *app.Stores) {
+		s.Integrations, s.PrivateWebhooks = store, true
+	})
 	ctx := t.Context()
 	admin := auth.Principal{Tenant: "demo", ID: "ada", Role: auth.RoleAdmin}
 	with := func(f func(*privacyapi.PutIntegrationArgs)) privacyapi.PutIntegrationArgs {
@@ -89,6 +92,34 @@ func TestPutIntegrationRefusesBadInput(t *testing.T) {
 	res, err := a.ListAudit(ctx, admin, "demo", time.Time{})
 	if err != nil || len(res.Entries) != 4 {
 		t.Errorf("ListAudit() = %d entries, %v; want the 4 valid ones only", len(res.Entries), err)
+	}
+}
+
+// TestPutIntegrationRefusesPrivateAddresses: without PrivateWebhooks, a
+// webhook whose host is this host or a private network's address by its
+// very name is refused, naming the field, and nothing is stored.
+func TestPutIntegrationRefusesPrivateAddresses(t *testing.T) {
+	store := memory.NewIntegrationStore()
+	a := newMemoryAppWith(t, &clock{t: time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)}, new(memory.Bus), func(s *app.Stores) { s.Integrations = store })
+	ctx := t.Context()
+	admin := auth.Principal{Tenant: "demo", ID: "ada", Role: auth.RoleAdmin}
+	for _, url := range []string{
+		"http://127.0.0.1:8123/?query=INSERT", "http://localhost/hook", "https://localhost/hook", "https://bots.localhost/hook",
+		"https://127.0.0.1/hook", "https://[::1]/hook", "https://10.0.0.1/hook", "https://192.168.1.20:8443/hook",
+		"https://100.64.0.1/hook", "https://169.254.169.254/latest", "https://[fd00::1]/hook", "https://[::ffff:10.0.0.1]/hook",
+	} {
+		_, err := a.PutIntegration(ctx, admin, botArgs("faq", url))
+		if ve := (*app.ValidationError)(nil); !errors.As(err, &ve) || ve.Field != "webhook_url" {
+			t.Errorf("PutIntegration(%s) = %v, want a ValidationError of webhook_url", url, err)
+		}
+	}
+	if stored, err := store.List(ctx, "demo"); err != nil || len(stored) != 0 {
+		t.Errorf("Integrations() = %d, %v; want none stored", len(stored), err)
+	}
+	for i, url := range []string{"https://bots.example/hook", "https://93.184.215.14:8443/hook"} {
+		if _, err := a.PutIntegration(ctx, admin, botArgs(fmt.Sprintf("public%d", i), url)); err != nil {
+			t.Errorf("PutIntegration(%s) = %v, want it stored", url, err)
+		}
 	}
 }
 

@@ -108,8 +108,12 @@ type Config struct {
 	// NoticeWait bounds how long an erasure waits for the integrations to
 	// acknowledge its notice; 0 means DefaultNoticeWait.
 	NoticeWait time.Duration
-	// HTTPClient sends webhooks; nil means one that follows no redirect.
-	// Its own Timeout, if any, adds to Timeout.
+	// PrivateAddresses lets webhooks go to this host and private networks
+	// (egress.Public); without it they go to public addresses only.
+	PrivateAddresses bool
+	// HTTPClient sends webhooks; nil means newClient's, which follows no
+	// redirect and keeps to PrivateAddresses. Its own Timeout, if any,
+	// adds to Timeout.
 	HTTPClient *http.Client
 }
 
@@ -124,7 +128,7 @@ func (c Config) withDefaults() Config {
 		c.NoticeWait = DefaultNoticeWait
 	}
 	if c.HTTPClient == nil {
-		c.HTTPClient = newClient()
+		c.HTTPClient = newClient(c.PrivateAddresses)
 	}
 	return c
 }

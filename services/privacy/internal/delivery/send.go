@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"strconv"
 	"time"
@@ -18,6 +19,7 @@ import (
 	"github.com/parley-chat/parley/pkg/retry"
 	"github.com/parley-chat/parley/pkg/stream"
 	"github.com/parley-chat/parley/pkg/webhook"
+	"github.com/parley-chat/parley/services/privacy/internal/egress"
 )
 
 // Headers of a delivery, besides webhook.SignatureHeader.
@@ -165,7 +167,15 @@ func (s *sender) logAttempt(ctx context.Context, a attempt, outcome string, stat
 // would take a signed body to a host the admin did not register.
 func noRedirects(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 
-// newClient returns the client of webhooks.
-func newClient() *http.Client {
-	return &http.Client{CheckRedirect: noRedirects}
+// newClient returns the client of webhooks. Unless private is true it
+// connects to public addresses only (egress.PublicOnly), and it never goes
+// through a proxy: the check sees the address dialled, which would be the
+// proxy's.
+func newClient(private bool) *http.Client {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.Proxy = nil
+	if !private {
+		tr.DialContext = (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second, Control: egress.PublicOnly}).DialContext
+	}
+	return &http.Client{CheckRedirect: noRedirects, Transport: tr}
 }
