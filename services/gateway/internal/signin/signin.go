@@ -18,6 +18,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -68,6 +69,16 @@ type Flow struct {
 // providerTimeout bounds each call to a provider.
 const providerTimeout = 10 * time.Second
 
+// maxProviderBody bounds each answer a provider's call reads. go-oidc reads
+// discovery documents and key sets whole (io.ReadAll), and providerTimeout
+// bounds time only: a provider streaming for 10 s could fill the gateway's
+// memory. Real documents and key sets take a few KiB, the largest tens.
+const maxProviderBody = 1 << 20
+
+// errProviderBodyTooLarge is what reading past maxProviderBody of an
+// answer fails with.
+var errProviderBodyTooLarge = fmt.Errorf("identity provider's answer longer than %d bytes", maxProviderBody)
+
 // Open returns a Flow on the tenants' providers and the SIGN_IN bucket,
 // which it creates when missing; now is its clock (nil: time.Now). Unless
 // loopback is true, for a try-out on one machine, the Flow calls out to no
@@ -87,13 +98,50 @@ func Open(ctx context.Context, js jetstream.JetStream, o stream.Options, provide
 }
 
 // providerClient is the client of the calls to providers: on loopback
-// addresses only when loopback is true (see Open).
+// addresses only when loopback is true (see Open), each answer read up to
+// maxProviderBody.
 func providerClient(loopback bool) *http.Client {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	if !loopback {
 		tr.DialContext = (&net.Dialer{Timeout: providerTimeout, Control: refuseLocal}).DialContext
 	}
-	return &http.Client{Timeout: providerTimeout, Transport: tr}
+	return &http.Client{Timeout: providerTimeout, Transport: capBodies{rt: tr}}
+}
+
+// capBodies makes the bodies of rt's answers fail past maxProviderBody.
+type capBodies struct{ rt http.RoundTripper }
+
+func (c capBodies) RoundTrip(r *http.Request) (*http.Response, error) {
+	resp, err := c.rt.RoundTrip(r)
+	if err != nil {
+		return nil, err
+	}
+	resp.Body = &cappedBody{ReadCloser: resp.Body, left: maxProviderBody}
+	return resp, nil
+}
+
+// cappedBody reads left bytes at most: reading more fails with
+// errProviderBodyTooLarge.
+type cappedBody struct {
+	io.ReadCloser
+	left int64
+}
+
+func (b *cappedBody) Read(p []byte) (int, error) {
+	if b.left < 0 {
+		return 0, errProviderBodyTooLarge
+	}
+	// One byte more than is left tells a body longer than the cap from
+	// one that ends at it.
+	if int64(len(p)) > b.left+1 {
+		p = p[:b.left+1]
+	}
+	n, err := b.ReadCloser.Read(p)
+	b.left -= int64(n)
+	if b.left < 0 {
+		return n + int(b.left), errProviderBodyTooLarge
+	}
+	return n, err
 }
 
 // errLocalAddress is what refuseLocal answers a forbidden address with.
