@@ -169,3 +169,15 @@ func TestProviderClientCapsBodies(t *testing.T) {
 		})
 	}
 }
+
+// TestProviderClientUsesNoProxy: behind a proxy refuseLocal would see
+// only the proxy's address, never the provider's. ProxyFromEnvironment
+// reads the environment once per process and never proxies loopback, so
+// the transport is checked rather than a call.
+func TestProviderClientUsesNoProxy(t *testing.T) {
+	for _, loopback := range []bool{false, true} {
+		if tr := providerClient(loopback).Transport.(capBodies).rt.(*http.Transport); tr.Proxy != nil {
+			t.Errorf("providerClient(%v) has a proxy, want none", loopback)
+		}
+	}
+}

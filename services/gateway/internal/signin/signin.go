@@ -102,6 +102,10 @@ func Open(ctx context.Context, js jetstream.JetStream, o stream.Options, provide
 // maxProviderBody.
 func providerClient(loopback bool) *http.Client {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
+	// Straight to the provider, never through HTTPS_PROXY or HTTP_PROXY:
+	// through a proxy refuseLocal would see only the proxy's address, and
+	// the proxy would reach the local addresses it refuses.
+	tr.Proxy = nil
 	if !loopback {
 		tr.DialContext = (&net.Dialer{Timeout: providerTimeout, Control: refuseLocal}).DialContext
 	}
