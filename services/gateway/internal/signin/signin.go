@@ -277,8 +277,9 @@ func (f *Flow) take(ctx context.Context, state, binding string) (pending, error)
 // browser that brings the binding Start gave: it
 // exchanges the code with the PKCE verifier, verifies the id token
 // (signature, issuer, audience, expiry) and its nonce, and maps its claims
-// to a Parley principal, whose id is derived from the provider's issuer
-// and subject, so the same person gets the same id at every sign-in.
+// to a Parley principal, whose id is derived from the tenant's provider's
+// issuer, as its settings name it, and the subject, so the same person
+// gets the same id at every sign-in.
 func (f *Flow) Finish(ctx context.Context, state, code, binding string) (auth.Principal, error) {
 	pend, err := f.take(ctx, state, binding)
 	if err != nil {
@@ -319,7 +320,11 @@ func (f *Flow) Finish(ctx context.Context, state, code, binding string) (auth.Pr
 	if !ok {
 		return auth.Principal{}, ErrNoRole
 	}
-	return auth.Principal{Tenant: pend.Tenant, ID: StaffID(idt.Issuer, idt.Subject), Role: role}, nil
+	// The configured issuer, not the token's: go-oidc takes Google's tokens
+	// of issuer accounts.google.com for https://accounts.google.com, and the
+	// person must get one id whichever their token names. Every other
+	// token names the configured issuer exactly, so their ids are as before.
+	return auth.Principal{Tenant: pend.Tenant, ID: StaffID(p.Issuer, idt.Subject), Role: role}, nil
 }
 
 // StaffID is the Parley id of the person sub of the provider issuer: the
