@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -159,5 +160,23 @@ func TestFinishStaffIDIsOfTheConfiguredIssuer(t *testing.T) {
 				t.Errorf("Finish() of a token of %s = %v, %v; want %v", tt.tokenIs, got, err, want)
 			}
 		})
+	}
+}
+
+// TestFinishErrorIsBounded: go-oidc quotes a failing key set's answer in
+// its error, which the gateway logs.
+func TestFinishErrorIsBounded(t *testing.T) {
+	f, op := startFlow(t, "https://id.example.com")
+	const end = "END-OF-THE-ANSWER"
+	op.mu.Lock()
+	op.keys = func(w http.ResponseWriter, _ *http.Request) {
+		w.WriteHeader(http.StatusInternalServerError)
+		w.Write([]byte(strings.Repeat("é", 32<<10) + end))
+	}
+	op.mu.Unlock()
+	_, err := signIn(t, f, op, "https://id.example.com", "user-1")
+	if !errors.Is(err, ErrRefused) || len(err.Error()) > 2*maxProviderErrorText || strings.Contains(err.Error(), end) {
+		t.Errorf("Finish() with a key set failing = %d bytes of error (errors.Is ErrRefused %v), want ErrRefused of at most %d bytes",
+			len(err.Error()), errors.Is(err, ErrRefused), 2*maxProviderErrorText)
 	}
 }

@@ -23,6 +23,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"strings"
 	"syscall"
 	"time"
 
@@ -170,6 +171,25 @@ func refuseLocal(_, address string, _ syscall.RawConn) error {
 	return nil
 }
 
+// maxProviderErrorText bounds the text of an error of the provider that
+// Start and Finish return: go-oidc quotes a failing discovery document's
+// or key set's whole answer (up to maxProviderBody) in its errors, and the
+// gateway logs why a sign-in was refused.
+const maxProviderErrorText = 512
+
+// clipped is err with its text cut to maxProviderErrorText bytes.
+type clipped struct{ err error }
+
+func (c clipped) Error() string {
+	s := c.err.Error()
+	if len(s) <= maxProviderErrorText {
+		return s
+	}
+	return strings.ToValidUTF8(s[:maxProviderErrorText], "") + " …"
+}
+
+func (c clipped) Unwrap() error { return c.err }
+
 type pending struct {
 	Tenant   string    `json:"tenant"`
 	Nonce    string    `json:"nonce"`
@@ -194,7 +214,7 @@ func (f *Flow) discover(ctx context.Context, tenant string) (Provider, *oidc.Pro
 	// asked for.
 	op, err := f.discovered.provider(f.context(ctx), p.Issuer)
 	if err != nil {
-		return Provider{}, nil, oauth2.Config{}, fmt.Errorf("%w: discovery: %w", ErrProvider, err)
+		return Provider{}, nil, oauth2.Config{}, fmt.Errorf("%w: discovery: %w", ErrProvider, clipped{err})
 	}
 	cfg := oauth2.Config{
 		ClientID:     p.ClientID,
@@ -307,7 +327,7 @@ func (f *Flow) Finish(ctx context.Context, state, code, binding string) (auth.Pr
 	// again only for a key it does not know, through f.client.
 	idt, err := op.Verifier(&oidc.Config{ClientID: p.ClientID, Now: f.now}).Verify(cctx, raw)
 	if err != nil {
-		return auth.Principal{}, fmt.Errorf("%w: %w", ErrRefused, err)
+		return auth.Principal{}, fmt.Errorf("%w: %w", ErrRefused, clipped{err})
 	}
 	if idt.Nonce != pend.Nonce {
 		return auth.Principal{}, fmt.Errorf("%w: nonce does not match", ErrRefused)
