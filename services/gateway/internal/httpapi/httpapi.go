@@ -302,6 +302,12 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// Bearer tokens, not cookies, authenticate, so any site may embed the
 	// widget and call the API.
 	h.Set("Access-Control-Allow-Origin", "*")
+	if strings.HasPrefix(r.URL.Path, "/v1/") {
+		// The API's answers are a principal's, or hold tokens, which no
+		// browser or cache may keep (RFC 6749 §5.1). A handler whose answer
+		// may be kept, the same for all, sets its own (the privacy notice).
+		h.Set("Cache-Control", "no-store")
+	}
 	switch {
 	case headerBytes(r) > MaxHeaderBytes:
 		p, _ := problemFor(errHeaderTooLarge)

@@ -1,10 +1,14 @@
 package signin
 
 import (
+	"bytes"
 	"errors"
+	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -129,6 +133,51 @@ func TestProviderClientRefusesLocal(t *testing.T) {
 	} {
 		if err := refuseLocal("tcp", addr, nil); (err != nil) != refused {
 			t.Errorf("refuseLocal(%s) = %v, want refused %v", addr, err, refused)
+		}
+	}
+}
+
+// TestProviderClientCapsBodies reads answers up to maxProviderBody and
+// fails past it, whatever reads them: go-oidc reads whole.
+func TestProviderClientCapsBodies(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n, _ := strconv.Atoi(r.URL.Query().Get("n"))
+		w.Write(bytes.Repeat([]byte("a"), n))
+	}))
+	defer srv.Close()
+	tests := []struct {
+		name    string
+		size    int
+		wantErr error
+	}{
+		{"empty", 0, nil},
+		{"at the cap", maxProviderBody, nil},
+		{"past the cap", maxProviderBody + 1, errProviderBodyTooLarge},
+		{"far past the cap", 8 * maxProviderBody, errProviderBodyTooLarge},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp, err := providerClient(true).Get(fmt.Sprintf("%s?n=%d", srv.URL, tt.size))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			b, err := io.ReadAll(resp.Body)
+			if !errors.Is(err, tt.wantErr) || tt.wantErr == nil && len(b) != tt.size {
+				t.Errorf("read an answer of %d bytes = %d bytes, %v; want %v", tt.size, len(b), err, tt.wantErr)
+			}
+		})
+	}
+}
+
+// TestProviderClientUsesNoProxy: behind a proxy refuseLocal would see
+// only the proxy's address, never the provider's. ProxyFromEnvironment
+// reads the environment once per process and never proxies loopback, so
+// the transport is checked rather than a call.
+func TestProviderClientUsesNoProxy(t *testing.T) {
+	for _, loopback := range []bool{false, true} {
+		if tr := providerClient(loopback).Transport.(capBodies).rt.(*http.Transport); tr.Proxy != nil {
+			t.Errorf("providerClient(%v) has a proxy, want none", loopback)
 		}
 	}
 }

@@ -18,10 +18,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
+	"strings"
 	"syscall"
 	"time"
 
@@ -68,6 +70,16 @@ type Flow struct {
 // providerTimeout bounds each call to a provider.
 const providerTimeout = 10 * time.Second
 
+// maxProviderBody bounds each answer a provider's call reads. go-oidc reads
+// discovery documents and key sets whole (io.ReadAll), and providerTimeout
+// bounds time only: a provider streaming for 10 s could fill the gateway's
+// memory. Real documents and key sets take a few KiB, the largest tens.
+const maxProviderBody = 1 << 20
+
+// errProviderBodyTooLarge is what reading past maxProviderBody of an
+// answer fails with.
+var errProviderBodyTooLarge = fmt.Errorf("identity provider's answer longer than %d bytes", maxProviderBody)
+
 // Open returns a Flow on the tenants' providers and the SIGN_IN bucket,
 // which it creates when missing; now is its clock (nil: time.Now). Unless
 // loopback is true, for a try-out on one machine, the Flow calls out to no
@@ -87,13 +99,54 @@ func Open(ctx context.Context, js jetstream.JetStream, o stream.Options, provide
 }
 
 // providerClient is the client of the calls to providers: on loopback
-// addresses only when loopback is true (see Open).
+// addresses only when loopback is true (see Open), each answer read up to
+// maxProviderBody.
 func providerClient(loopback bool) *http.Client {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
+	// Straight to the provider, never through HTTPS_PROXY or HTTP_PROXY:
+	// through a proxy refuseLocal would see only the proxy's address, and
+	// the proxy would reach the local addresses it refuses.
+	tr.Proxy = nil
 	if !loopback {
 		tr.DialContext = (&net.Dialer{Timeout: providerTimeout, Control: refuseLocal}).DialContext
 	}
-	return &http.Client{Timeout: providerTimeout, Transport: tr}
+	return &http.Client{Timeout: providerTimeout, Transport: capBodies{rt: tr}}
+}
+
+// capBodies makes the bodies of rt's answers fail past maxProviderBody.
+type capBodies struct{ rt http.RoundTripper }
+
+func (c capBodies) RoundTrip(r *http.Request) (*http.Response, error) {
+	resp, err := c.rt.RoundTrip(r)
+	if err != nil {
+		return nil, err
+	}
+	resp.Body = &cappedBody{ReadCloser: resp.Body, left: maxProviderBody}
+	return resp, nil
+}
+
+// cappedBody reads left bytes at most: reading more fails with
+// errProviderBodyTooLarge.
+type cappedBody struct {
+	io.ReadCloser
+	left int64
+}
+
+func (b *cappedBody) Read(p []byte) (int, error) {
+	if b.left < 0 {
+		return 0, errProviderBodyTooLarge
+	}
+	// One byte more than is left tells a body longer than the cap from
+	// one that ends at it.
+	if int64(len(p)) > b.left+1 {
+		p = p[:b.left+1]
+	}
+	n, err := b.ReadCloser.Read(p)
+	b.left -= int64(n)
+	if b.left < 0 {
+		return n + int(b.left), errProviderBodyTooLarge
+	}
+	return n, err
 }
 
 // errLocalAddress is what refuseLocal answers a forbidden address with.
@@ -117,6 +170,25 @@ func refuseLocal(_, address string, _ syscall.RawConn) error {
 	}
 	return nil
 }
+
+// maxProviderErrorText bounds the text of an error of the provider that
+// Start and Finish return: go-oidc quotes a failing discovery document's
+// or key set's whole answer (up to maxProviderBody) in its errors, and the
+// gateway logs why a sign-in was refused.
+const maxProviderErrorText = 512
+
+// clipped is err with its text cut to maxProviderErrorText bytes.
+type clipped struct{ err error }
+
+func (c clipped) Error() string {
+	s := c.err.Error()
+	if len(s) <= maxProviderErrorText {
+		return s
+	}
+	return strings.ToValidUTF8(s[:maxProviderErrorText], "") + " …"
+}
+
+func (c clipped) Unwrap() error { return c.err }
 
 type pending struct {
 	Tenant   string    `json:"tenant"`
@@ -142,7 +214,7 @@ func (f *Flow) discover(ctx context.Context, tenant string) (Provider, *oidc.Pro
 	// asked for.
 	op, err := f.discovered.provider(f.context(ctx), p.Issuer)
 	if err != nil {
-		return Provider{}, nil, oauth2.Config{}, fmt.Errorf("%w: discovery: %w", ErrProvider, err)
+		return Provider{}, nil, oauth2.Config{}, fmt.Errorf("%w: discovery: %w", ErrProvider, clipped{err})
 	}
 	cfg := oauth2.Config{
 		ClientID:     p.ClientID,
@@ -225,8 +297,9 @@ func (f *Flow) take(ctx context.Context, state, binding string) (pending, error)
 // browser that brings the binding Start gave: it
 // exchanges the code with the PKCE verifier, verifies the id token
 // (signature, issuer, audience, expiry) and its nonce, and maps its claims
-// to a Parley principal, whose id is derived from the provider's issuer
-// and subject, so the same person gets the same id at every sign-in.
+// to a Parley principal, whose id is derived from the tenant's provider's
+// issuer, as its settings name it, and the subject, so the same person
+// gets the same id at every sign-in.
 func (f *Flow) Finish(ctx context.Context, state, code, binding string) (auth.Principal, error) {
 	pend, err := f.take(ctx, state, binding)
 	if err != nil {
@@ -254,7 +327,7 @@ func (f *Flow) Finish(ctx context.Context, state, code, binding string) (auth.Pr
 	// again only for a key it does not know, through f.client.
 	idt, err := op.Verifier(&oidc.Config{ClientID: p.ClientID, Now: f.now}).Verify(cctx, raw)
 	if err != nil {
-		return auth.Principal{}, fmt.Errorf("%w: %w", ErrRefused, err)
+		return auth.Principal{}, fmt.Errorf("%w: %w", ErrRefused, clipped{err})
 	}
 	if idt.Nonce != pend.Nonce {
 		return auth.Principal{}, fmt.Errorf("%w: nonce does not match", ErrRefused)
@@ -267,7 +340,11 @@ func (f *Flow) Finish(ctx context.Context, state, code, binding string) (auth.Pr
 	if !ok {
 		return auth.Principal{}, ErrNoRole
 	}
-	return auth.Principal{Tenant: pend.Tenant, ID: StaffID(idt.Issuer, idt.Subject), Role: role}, nil
+	// The configured issuer, not the token's: go-oidc takes Google's tokens
+	// of issuer accounts.google.com for https://accounts.google.com, and the
+	// person must get one id whichever their token names. Every other
+	// token names the configured issuer exactly, so their ids are as before.
+	return auth.Principal{Tenant: pend.Tenant, ID: StaffID(p.Issuer, idt.Subject), Role: role}, nil
 }
 
 // StaffID is the Parley id of the person sub of the provider issuer: the
