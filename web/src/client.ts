@@ -115,6 +115,12 @@ export type StreamState = { state: "live" } | { state: "reconnecting" } | { stat
 // three minutes of retries); the page then offers to reconnect.
 const streamAttempts = 10;
 
+// steadyMs is how long a connection stays open before its drop counts as
+// a first failure again: the gateway drops a session that falls behind, or
+// whose writes stall, and a client dropped soon after each open would
+// otherwise come back every second, for good, and fall behind again.
+const steadyMs = 30_000;
+
 // firstOpenWaitMs is how long a page's reads wait for its stream's first
 // connection: a handshake held up (a proxy that keeps the upgrade waiting)
 // counts as a failed one, so the page loads, and the connection that opens
@@ -312,7 +318,8 @@ export class Client {
   /**
    * stream connects the live stream, resuming after the last seq it saw,
    * and reconnects after a drop, waiting longer each time, until stopped or
-   * given up (onState says which); onGone is called when the visitor was
+   * given up (onState says which): a connection that drops before it has
+   * been open steadyMs counts as a failed one; onGone is called when the visitor was
    * erased. The access token is renewed before a connection only when it
    * is about to expire: a browser cannot read why a WebSocket was refused.
    *
@@ -377,10 +384,11 @@ export class Client {
         return retry();
       }
       ws = s;
+      let openedAt = 0;
       s.onopen = () => {
+        openedAt = Date.now();
         clearTimeout(firstWait);
         settle();
-        failures = 0;
         if (gap && !since) onEvent({ type: "resync" });
         gap = false;
         onState({ state: "live" });
@@ -397,6 +405,7 @@ export class Client {
           settle();
           return onGone();
         }
+        if (openedAt && Date.now() - openedAt >= steadyMs) failures = 0;
         retry();
       };
     };

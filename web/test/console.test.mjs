@@ -275,6 +275,41 @@ test("after a resync the inbox reads again a row it shows open that the server n
   await ctx.close();
 });
 
+// consoleOf signs a supervisor in to the console in ctx and waits for
+// its inbox; it answers the page.
+async function consoleOf(ctx) {
+  const page = await ctx.newPage();
+  await page.goto(`${stack.gw}/console`);
+  await signIn(page, stack.token("supervisor", "sue"));
+  await inboxLoaded(page);
+  return page;
+}
+
+const viewport = { width: 1280, height: 800 };
+
+// factOf is the value the open conversation's facts give for what.
+const factOf = (page, what) => page.getByText(what, { exact: true }).locator("xpath=following-sibling::dd[1]");
+
+test("a console whose stream drops right after each open waits longer each time", async () => {
+  const ctx = await newContext(browser, { viewport });
+  // Each connection opens (the test answers it), and drops soon after.
+  const asked = [];
+  await ctx.routeWebSocket(/\/v1\/stream/, (ws) => {
+    asked.push(Date.now());
+    setTimeout(() => ws.close({ code: 1011, reason: "dropped by the test" }), 300);
+  });
+  const page = await ctx.newPage();
+  await page.goto(`${stack.gw}/console`);
+  await signIn(page, stack.token("supervisor", "sue"));
+  await poll("the first connection", () => asked.length === 1);
+  await page.getByRole("status").filter({ hasText: "The live updates dropped: reconnecting…" }).waitFor();
+  // Waits of about 1, 2, 4 and 8 s: at most five connections in 10 s
+  // (a wait of 0.5–1 s after each would make ten).
+  await new Promise((r) => setTimeout(r, 10_000 - (Date.now() - asked[0])));
+  assert.ok(asked.length <= 5, `${asked.length} connections in 10 s: ${asked.map((t) => t - asked[0]).join(", ")} ms`);
+  await ctx.close();
+});
+
 test("with an expired try-out token the console says so, and renews nothing", async () => {
   // A token of 10 s (the gateway allows 5 more), which nothing can renew.
   const token = execFileSync(parley, ["token", "--data-dir", stack.dataDir, "--tenant", "demo", "--role", "supervisor", "--id", "sue", "--ttl", "10s"]).toString().trim();
