@@ -78,7 +78,7 @@ export const typingEveryMs = 3000;
 // resyncSpreadMs is the longest a page waits, at random, before reading
 // again what a resync says it missed: the thousands of visitors and the
 // staff of a tenant are told at once.
-export const resyncSpreadMs = 2000;
+const resyncSpreadMs = 2000;
 
 /** claims reads a token's claims (not verified: the gateway does that); {} when unreadable. */
 export function claims(token: string): { sub?: string; tenant?: string; role?: string; exp?: number } {
@@ -99,6 +99,20 @@ export function retryDelay(n: number): number {
 }
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * spreadOut answers a function that runs f after a random wait of up to
+ * resyncSpreadMs; calls made while it waits are answered by that same run
+ * (they ask for what it is about to read), and each resolves when it has.
+ */
+export function spreadOut(f: () => Promise<void>): () => Promise<void> {
+  let due: Promise<void> | null = null;
+  return () =>
+    (due ??= sleep(Math.random() * resyncSpreadMs).then(() => {
+      due = null;
+      return f();
+    }));
+}
 
 // reconnectDelay is retryDelay less a random part of up to half: the
 // thousands of streams a gateway's restart drops at once come back spread

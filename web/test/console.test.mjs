@@ -310,6 +310,24 @@ test("a console whose stream drops right after each open waits longer each time"
   await ctx.close();
 });
 
+test("resyncs heard in a row have the inbox and the open conversation read again once", async () => {
+  const ctx = await newContext(browser, { viewport });
+  const stream = await holdBack(ctx, () => false);
+  await openConversation("Omar Said", "Read again once");
+  const page = await consoleOf(ctx);
+  await page.getByRole("listitem").filter({ hasText: "Omar Said" }).getByRole("button").click();
+  await page.getByRole("list", { name: "Transcript" }).getByText("Read again once").waitFor();
+  const reads = [];
+  page.on("request", (r) => r.method() === "GET" && reads.push(new URL(r.url()).pathname));
+  for (let i = 0; i < 3; i++) stream.send(resyncFrame);
+  // The spread is at most 2 s; its reads begin by then.
+  await new Promise((r) => setTimeout(r, 3000));
+  assert.equal(reads.filter((p) => p === "/v1/conversations").length, 1, `the inbox's reads: ${reads}`);
+  assert.equal(reads.filter((p) => /^\/v1\/conversations\/[^/]+\/messages$/.test(p)).length, 1, `the transcript's reads: ${reads}`);
+  noCSPViolations(ctx, "the console's resyncs in a row");
+  await ctx.close();
+});
+
 test("with an expired try-out token the console says so, and renews nothing", async () => {
   // A token of 10 s (the gateway allows 5 more), which nothing can renew.
   const token = execFileSync(parley, ["token", "--data-dir", stack.dataDir, "--tenant", "demo", "--role", "supervisor", "--id", "sue", "--ttl", "10s"]).toString().trim();

@@ -3,7 +3,7 @@
 // stream, with the unread count of each. Views subscribe to it and read it;
 // it never renders.
 import { client } from "../staff/session";
-import { resyncSpreadMs, sleep, type StreamEvent } from "../client";
+import { spreadOut, type StreamEvent } from "../client";
 import { botID, isBot, type Integration } from "../bots";
 import { handoffEntry, type Entry } from "../transcript";
 
@@ -65,8 +65,6 @@ export class Inbox {
    * event that had them read, so the pages leave them be.
    */
   private readAlone = new Set<Set<string>>();
-  /** A resync's reload is waiting its turn: later resyncs join it. */
-  private reloadDue = false;
   private sorted: Summary[] | null = null;
   private listeners = new Set<() => void>();
   private eventListeners = new Set<(e: StreamEvent) => void>();
@@ -140,13 +138,7 @@ export class Inbox {
    * tenant is told at once); resyncs heard while it waits are answered by
    * the same load.
    */
-  private async reload(): Promise<void> {
-    if (this.reloadDue) return;
-    this.reloadDue = true;
-    await sleep(Math.random() * resyncSpreadMs);
-    this.reloadDue = false;
-    await this.load();
-  }
+  private readonly reload = spreadOut(() => this.load());
 
   /**
    * loadBots reads the tenant's bots, for supervisors and admins: agents
