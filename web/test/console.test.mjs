@@ -290,6 +290,84 @@ const viewport = { width: 1280, height: 800 };
 // factOf is the value the open conversation's facts give for what.
 const factOf = (page, what) => page.getByText(what, { exact: true }).locator("xpath=following-sibling::dd[1]");
 
+test("of two reads of a conversation, the older answering last changes nothing: a close stays", async () => {
+  const lead = stack.token("supervisor", "sue");
+  const { id } = await openConversation("Lena Park", "Read twice, answered out of order");
+  const ctx = await newContext(browser, { viewport });
+  // The next read of the conversation is answered by the server at once,
+  // and handed to the page only when the test lets it go.
+  let hold = 0;
+  const parked = [];
+  await ctx.route(new RegExp(`/v1/conversations/${id}$`), async (route) => {
+    if (route.request().method() !== "GET" || hold === 0) return route.fallback();
+    hold--;
+    const response = await route.fetch();
+    parked.push(() => route.fulfill({ response }));
+  });
+  const page = await consoleOf(ctx);
+  const row = page.getByRole("listitem").filter({ hasText: "Lena Park" });
+  await row.waitFor();
+
+  // The assignment's read sees it open; the close's, made after, closed.
+  hold = 1;
+  await stack.api(lead, "POST", `/v1/conversations/${id}/assign`, { agent_id: "bob", override: true });
+  await poll("the assignment's read, answered and held", () => parked.length === 1);
+  await stack.api(lead, "POST", `/v1/conversations/${id}/close`, {});
+  await poll("the row gone from the open ones", async () => (await row.count()) === 0);
+
+  // The older read's answer comes last: the row stays closed.
+  const answered = page.waitForResponse((r) => new URL(r.url()).pathname === `/v1/conversations/${id}`);
+  await parked[0]();
+  await answered;
+  await new Promise((r) => setTimeout(r, 500));
+  assert.equal(await row.count(), 0, "the closed conversation open again");
+  await page.getByRole("button", { name: "Closed" }).click();
+  await row.waitFor();
+  noCSPViolations(ctx, "the console's reads answered out of order");
+  await ctx.close();
+});
+
+test("an assignment, a hand-off and a close show though reading the conversation again fails, and a failed read is tried again", async () => {
+  const lead = stack.token("supervisor", "sue");
+  const bot = "faq-console";
+  await stack.api(stack.token("admin", "root"), "PUT", `/v1/bots/${bot}`, { name: "Console FAQ", nats_subject: `parley.bots.demo.${bot}` });
+  const visitor = (await stack.api(null, "POST", "/v1/tenants/demo/visitors", consent)).access_token;
+  await stack.api(visitor, "PUT", "/v1/me/profile", { name: "Olga Berg" });
+  const { id } = await stack.api(visitor, "POST", "/v1/conversations", { text: "Read again in vain" });
+  const ctx = await newContext(browser, { viewport });
+  // failing counts the reads of the conversation still to answer 503.
+  let failing = 0;
+  await ctx.route(new RegExp(`/v1/conversations/${id}$`), (route) => {
+    if (route.request().method() !== "GET" || failing <= 0) return route.fallback();
+    failing--;
+    return route.fulfill({ status: 503, contentType: "application/problem+json", body: JSON.stringify({ status: 503, title: "Unavailable", detail: "failed by the test" }) });
+  });
+  const page = await consoleOf(ctx);
+  await page.getByRole("listitem").filter({ hasText: "Olga Berg" }).getByRole("button").click();
+  await page.getByRole("list", { name: "Transcript" }).getByText("Read again in vain").waitFor();
+  const assigned = factOf(page, "Assigned to");
+  await assigned.filter({ hasText: /^nobody$/ }).waitFor();
+
+  // Every read fails: what each event says shows all the same.
+  failing = Infinity;
+  await stack.api(lead, "POST", `/v1/conversations/${id}/assign`, { bot_id: bot });
+  await assigned.filter({ hasText: /^Console FAQ \(bot\)$/ }).waitFor();
+  await stack.api(visitor, "POST", `/v1/conversations/${id}/handoff`, {});
+  await assigned.filter({ hasText: /^nobody$/ }).waitFor();
+  await stack.api(lead, "POST", `/v1/conversations/${id}/assign`, { agent_id: "bob", override: true });
+  await assigned.filter({ hasText: /^bob\b/ }).waitFor();
+  await stack.api(lead, "POST", `/v1/conversations/${id}/close`, {});
+  await factOf(page, "Status").filter({ hasText: /^closed$/ }).waitFor();
+
+  // One read fails: it is tried again, and the rating shows.
+  failing = 1;
+  await stack.api(visitor, "POST", `/v1/conversations/${id}/rating`, { score: 4 });
+  await page.getByText("4 of 5").waitFor();
+  assert.equal(failing, 0, "the failing read made");
+  noCSPViolations(ctx, "the console's events applied without a read");
+  await ctx.close();
+});
+
 test("a console whose stream drops right after each open waits longer each time", async () => {
   const ctx = await newContext(browser, { viewport });
   // Each connection opens (the test answers it), and drops soon after.

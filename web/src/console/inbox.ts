@@ -3,7 +3,7 @@
 // stream, with the unread count of each. Views subscribe to it and read it;
 // it never renders.
 import { client } from "../staff/session";
-import { spreadOut, type StreamEvent } from "../client";
+import { CallError, retryDelay, sleep, spreadOut, type StreamEvent } from "../client";
 import { botID, isBot, type Integration } from "../bots";
 import { handoffEntry, type Entry } from "../transcript";
 
@@ -41,6 +41,15 @@ function loadUnread(): Record<string, number> {
 // How many live messages of each conversation are kept (see Inbox.heard).
 const heardKept = 50;
 
+// How often a read an event asked for is tried again when it got no answer
+// or a 5xx (waits of 1, 2, 4 and 8 s): what the event said shows at once,
+// yet what else changed (a rating, a profile) would wait for a resync.
+const refreshRetries = 4;
+
+// transient says whether a call failed in a way worth trying again: no
+// answer at all, or the server's own trouble.
+const transient = (e: unknown) => !(e instanceof CallError) || e.status >= 500;
+
 /** Inbox holds the conversations and tells its subscribers when they change. */
 export class Inbox {
   readonly byID = new Map<string, Summary>();
@@ -65,6 +74,13 @@ export class Inbox {
    * event that had them read, so the pages leave them be.
    */
   private readAlone = new Set<Set<string>>();
+  /**
+   * The newest read of each conversation under way (refresh), by the
+   * number it began with: an older read's answer, which may come last, is
+   * dropped.
+   */
+  private readsUnderWay = new Map<string, number>();
+  private readsBegun = 0;
   private sorted: Summary[] | null = null;
   private listeners = new Set<() => void>();
   private eventListeners = new Set<(e: StreamEvent) => void>();
@@ -183,21 +199,38 @@ export class Inbox {
     this.byID.set(c.id, was?.erased ? { ...c, erased: true, assignee: null, rating: null, visitor_profile: undefined } : c);
   }
 
-  /** refresh reads one conversation again; gone from view (403/404) drops it. */
-  async refresh(id: string): Promise<void> {
-    try {
-      this.put(await client.json<Summary>("GET", `/v1/conversations/${id}`));
-      this.readAlone.forEach((alone) => alone.add(id));
-    } catch (e) {
-      const status = (e as { status?: number }).status;
-      if (status === 403 || status === 404) {
+  /**
+   * refresh reads one conversation again; gone from view (403/404) drops it.
+   * Only the answer of the newest read of it counts: two reads may answer
+   * out of order. A read that fails for no answer or a 5xx is tried again,
+   * up to retries times, waiting longer each time, while no newer read began.
+   */
+  async refresh(id: string, retries = 0): Promise<void> {
+    const n = ++this.readsBegun;
+    this.readsUnderWay.set(id, n);
+    const newest = () => this.readsUnderWay.get(id) === n;
+    for (let tried = 0; ; tried++) {
+      try {
+        const c = await client.json<Summary>("GET", `/v1/conversations/${id}`);
+        if (!newest()) return;
+        this.put(c);
         this.readAlone.forEach((alone) => alone.add(id));
-        this.byID.delete(id);
-        this.heard.delete(id);
+      } catch (e) {
+        if (!newest()) return;
+        if (e instanceof CallError && (e.status === 403 || e.status === 404)) {
+          this.readAlone.forEach((alone) => alone.add(id));
+          this.byID.delete(id);
+          this.heard.delete(id);
+        } else if (transient(e) && tried < retries) {
+          await sleep(retryDelay(tried + 1));
+          if (!newest()) return;
+          continue;
+        } else this.error = (e as Error).message;
       }
-      else this.error = (e as Error).message;
+      this.readsUnderWay.delete(id);
+      this.changed();
+      return;
     }
-    this.changed();
   }
 
   /** update replaces a conversation with what a call answered. */
@@ -222,6 +255,17 @@ export class Inbox {
     } catch {
       // Storage blocked: the counts last as long as the page.
     }
+  }
+
+  /**
+   * patch applies to conversation id, if shown, what an event says of it,
+   * before the read the event asks for: that read may fail.
+   */
+  private patch(id: string, change: Partial<Summary>): void {
+    const c = this.byID.get(id);
+    if (!c) return;
+    this.byID.set(id, { ...c, ...change });
+    this.changed();
   }
 
   /** handle applies one live stream event. */
@@ -252,7 +296,7 @@ export class Inbox {
           this.keepUnread();
         }
         if (c) this.changed();
-        else void this.refresh(id);
+        else void this.refresh(id, refreshRetries);
         return;
       }
       case "handed_off": {
@@ -260,7 +304,9 @@ export class Inbox {
         const heard = this.heard.get(id) ?? [];
         heard.push(handoffEntry(e));
         this.heard.set(id, heard.slice(-heardKept));
-        void this.refresh(id);
+        // A hand-off always unassigns (docs/api.md).
+        this.patch(id, { assignee: null });
+        void this.refresh(id, refreshRetries);
         return;
       }
       case "withdrawn": {
@@ -269,11 +315,16 @@ export class Inbox {
         if (heard) this.heard.set(id, heard.map((m) => (m.id === w ? { ...m, text: null, withdrawn: true } : m)));
         return;
       }
-      case "opened":
       case "assigned":
       case "closed":
+        if (!id) return;
+        // The frame carries no time of the close: closed_at stays until read.
+        this.patch(id, e.type === "closed" ? { status: "closed" } : { assignee: e.assignee ?? null });
+        void this.refresh(id, refreshRetries);
+        return;
+      case "opened":
       case "rated":
-        if (id) void this.refresh(id);
+        if (id) void this.refresh(id, refreshRetries);
         return;
     }
   }
