@@ -406,6 +406,44 @@ test("resyncs heard in a row have the inbox and the open conversation read again
   await ctx.close();
 });
 
+test("a reload asked for while one runs follows it, and a message heard while it reads keeps its row's time", async () => {
+  const ctx = await newContext(browser, { viewport });
+  const stream = await holdBack(ctx, () => false);
+  const writer = (await stack.api(null, "POST", "/v1/tenants/demo/visitors", consent)).access_token;
+  await stack.api(writer, "PUT", "/v1/me/profile", { name: "Paul Older" });
+  const older = await stack.api(writer, "POST", "/v1/conversations", { text: "Older, then written to" });
+  const visitor = (await stack.api(null, "POST", "/v1/tenants/demo/visitors", consent)).access_token;
+  await stack.api(visitor, "PUT", "/v1/me/profile", { name: "Quinn Newer" });
+  await stack.api(visitor, "POST", "/v1/conversations", { text: "Newer" });
+  const page = await consoleOf(ctx);
+  const listReads = [];
+  page.on("request", (r) => /\/v1\/conversations\?(.*&)?status=open(&|$)/.test(r.url()) && listReads.push(r.url()));
+  const names = () => page.getByRole("listitem").allInnerTexts();
+  const order = async () => (await names()).findIndex((t) => t.includes("Paul Older")) < (await names()).findIndex((t) => t.includes("Quinn Newer"));
+  assert.equal(await order(), false, "the older conversation above the newer one");
+
+  // A resync's reload, its page answered and held.
+  const inbox = await holdAnswers(ctx, /\/v1\/conversations\?(.*&)?status=open(&|$)/);
+  stream.send(resyncFrame);
+  await poll("the reload's page, held", () => inbox.parked.length === 1);
+  // A message moves the older one up; another resync asks for a reload.
+  await stack.api(writer, "POST", `/v1/conversations/${older.id}/messages`, { text: "Written while the inbox reads" });
+  await poll("the older conversation moved up", order);
+  stream.send(resyncFrame);
+  await new Promise((r) => setTimeout(r, 3000));
+  assert.equal(listReads.length, 1, "a second reload while the first runs");
+
+  // The first ends: its page, older than the message, leaves the row's
+  // time; the second follows.
+  await inbox.release();
+  await poll("the second reload", () => listReads.length === 2);
+  await inboxLoaded(page);
+  assert.equal(await order(), true, "the row written to since, back below");
+  await stack.api(stack.token("supervisor", "sue"), "POST", `/v1/conversations/${older.id}/close`, {});
+  noCSPViolations(ctx, "the console's reloads in a row");
+  await ctx.close();
+});
+
 test("with an expired try-out token the console says so, and renews nothing", async () => {
   // A token of 10 s (the gateway allows 5 more), which nothing can renew.
   const token = execFileSync(parley, ["token", "--data-dir", stack.dataDir, "--tenant", "demo", "--role", "supervisor", "--id", "sue", "--ttl", "10s"]).toString().trim();

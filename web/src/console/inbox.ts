@@ -69,11 +69,14 @@ export class Inbox {
   /** The tenant's bots, id to name, for supervisors and admins (who may assign them). */
   bots = new Map<string, string>();
   /**
-   * For each load under way, the conversations read on their own (refresh)
-   * while it runs: what its pages say of them may be older, read before the
+   * While a load runs, the conversations read on their own (refresh)
+   * meanwhile: what its pages say of them may be older, read before the
    * event that had them read, so the pages leave them be.
    */
-  private readAlone = new Set<Set<string>>();
+  private readAlone: Set<string> | null = null;
+  /** The load running, if any; loadAgain: another was asked for meanwhile. */
+  private loadRunning: Promise<void> | null = null;
+  private loadAgain = false;
   /**
    * The newest read of each conversation under way (refresh), by the
    * number it began with: an older read's answer, which may come last, is
@@ -122,13 +125,38 @@ export class Inbox {
    * read did not list (closed, or taken by another agent, while the stream
    * that would have said so was down) is read again on its own, one at a
    * time: it shows closed, or leaves.
+   *
+   * One load runs at a time: asked for while one runs (a resync during the
+   * first load, or during a reload), it runs once more after it, as what it
+   * was asked for may have changed after that one's pages were read. It
+   * resolves when no load is left to run.
    */
-  async load(): Promise<void> {
+  load(): Promise<void> {
+    if (this.loadRunning) {
+      this.loadAgain = true;
+      return this.loadRunning;
+    }
     this.loading = true;
+    this.loadRunning = (async () => {
+      try {
+        do {
+          this.loadAgain = false;
+          await this.loadOnce();
+        } while (this.loadAgain);
+      } finally {
+        this.loadRunning = null;
+        this.loading = false;
+        this.changed();
+      }
+    })();
+    return this.loadRunning;
+  }
+
+  private async loadOnce(): Promise<void> {
     this.error = "";
     const alone = new Set<string>();
     const listed = new Set<string>();
-    this.readAlone.add(alone);
+    this.readAlone = alone;
     this.changed();
     try {
       for await (const page of client.pages<Summary>("/v1/conversations", "conversations", { status: "open", limit: "500" })) {
@@ -143,9 +171,7 @@ export class Inbox {
     } catch (e) {
       this.error = (e as Error).message;
     } finally {
-      this.readAlone.delete(alone);
-      this.loading = false;
-      this.changed();
+      this.readAlone = null;
     }
   }
 
@@ -195,6 +221,8 @@ export class Inbox {
 
   private put(c: Summary): void {
     const was = this.byID.get(c.id);
+    // A message heard live outlasts a summary read before it arrived.
+    if (was && Date.parse(was.last_message_at) > Date.parse(c.last_message_at)) c = { ...c, last_message_at: was.last_message_at };
     // An erasure seen live outlasts a summary read before it arrived.
     this.byID.set(c.id, was?.erased ? { ...c, erased: true, assignee: null, rating: null, visitor_profile: undefined } : c);
   }
@@ -214,11 +242,11 @@ export class Inbox {
         const c = await client.json<Summary>("GET", `/v1/conversations/${id}`);
         if (!newest()) return;
         this.put(c);
-        this.readAlone.forEach((alone) => alone.add(id));
+        this.readAlone?.add(id);
       } catch (e) {
         if (!newest()) return;
         if (e instanceof CallError && (e.status === 403 || e.status === 404)) {
-          this.readAlone.forEach((alone) => alone.add(id));
+          this.readAlone?.add(id);
           this.byID.delete(id);
           this.heard.delete(id);
         } else if (transient(e) && tried < retries) {
