@@ -368,6 +368,39 @@ test("an assignment, a hand-off and a close show though reading the conversation
   await ctx.close();
 });
 
+test("a visitor erased while the console's stream was down shows erased once it is back", async () => {
+  const ctx = await newContext(browser, { viewport });
+  // While gate is set, the stream's handshakes wait for its release.
+  let gate = null;
+  let release = () => {};
+  const sockets = [];
+  await ctx.routeWebSocket(/\/v1\/stream/, async (ws) => {
+    sockets.push(ws);
+    if (gate) await gate;
+    ws.connectToServer();
+  });
+  const visitor = (await stack.api(null, "POST", "/v1/tenants/demo/visitors", consent)).access_token;
+  await stack.api(visitor, "PUT", "/v1/me/profile", { name: "Mira Stone", email: "mira@example.com" });
+  const page = await consoleOf(ctx);
+  // Opened once the console is live: its stream has a seq to resume from.
+  const { id } = await stack.api(visitor, "POST", "/v1/conversations", { text: "Erased while the console was away" });
+  await page.getByRole("listitem").filter({ hasText: "Mira Stone" }).getByRole("button").click();
+  await page.getByText("mira@example.com").waitFor();
+
+  // The stream drops and cannot come back while the visitor erases themself.
+  gate = new Promise((r) => (release = r));
+  await sockets[0].close({ code: 1001, reason: "going away" });
+  await poll("the stream's next handshake, held", () => sockets.length === 2);
+  await stack.api(visitor, "DELETE", "/v1/me");
+  await poll("the profile gone from the API", async () => !(await stack.api(stack.token("supervisor", "sue"), "GET", `/v1/conversations/${id}`)).visitor_profile);
+  release();
+
+  await poll("the name and e-mail gone", async () => (await page.getByText(/Mira Stone|mira@example\.com/).count()) === 0);
+  await page.getByRole("heading", { name: "Erased visitor" }).waitFor();
+  noCSPViolations(ctx, "the console's reload after its stream came back");
+  await ctx.close();
+});
+
 test("a console whose stream drops right after each open waits longer each time", async () => {
   const ctx = await newContext(browser, { viewport });
   // Each connection opens (the test answers it), and drops soon after.
