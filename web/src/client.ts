@@ -78,7 +78,7 @@ export const typingEveryMs = 3000;
 // resyncSpreadMs is the longest a page waits, at random, before reading
 // again what a resync says it missed: the thousands of visitors and the
 // staff of a tenant are told at once.
-export const resyncSpreadMs = 2000;
+const resyncSpreadMs = 2000;
 
 /** claims reads a token's claims (not verified: the gateway does that); {} when unreadable. */
 export function claims(token: string): { sub?: string; tenant?: string; role?: string; exp?: number } {
@@ -100,6 +100,20 @@ export function retryDelay(n: number): number {
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/**
+ * spreadOut answers a function that runs f after a random wait of up to
+ * resyncSpreadMs; calls made while it waits are answered by that same run
+ * (they ask for what it is about to read), and each resolves when it has.
+ */
+export function spreadOut(f: () => Promise<void>): () => Promise<void> {
+  let due: Promise<void> | null = null;
+  return () =>
+    (due ??= sleep(Math.random() * resyncSpreadMs).then(() => {
+      due = null;
+      return f();
+    }));
+}
+
 // reconnectDelay is retryDelay less a random part of up to half: the
 // thousands of streams a gateway's restart drops at once come back spread
 // over each wait, not all in the same second.
@@ -114,6 +128,12 @@ export type StreamState = { state: "live" } | { state: "reconnecting" } | { stat
 // A stream gives up after this many failed connections in a row (two to
 // three minutes of retries); the page then offers to reconnect.
 const streamAttempts = 10;
+
+// steadyMs is how long a connection stays open before its drop counts as
+// a first failure again: the gateway drops a session that falls behind, or
+// whose writes stall, and a client dropped soon after each open would
+// otherwise come back every second, for good, and fall behind again.
+const steadyMs = 30_000;
 
 // firstOpenWaitMs is how long a page's reads wait for its stream's first
 // connection: a handshake held up (a proxy that keeps the upgrade waiting)
@@ -312,7 +332,8 @@ export class Client {
   /**
    * stream connects the live stream, resuming after the last seq it saw,
    * and reconnects after a drop, waiting longer each time, until stopped or
-   * given up (onState says which); onGone is called when the visitor was
+   * given up (onState says which): a connection that drops before it has
+   * been open steadyMs counts as a failed one; onGone is called when the visitor was
    * erased. The access token is renewed before a connection only when it
    * is about to expire: a browser cannot read why a WebSocket was refused.
    *
@@ -377,10 +398,11 @@ export class Client {
         return retry();
       }
       ws = s;
+      let openedAt = 0;
       s.onopen = () => {
+        openedAt = Date.now();
         clearTimeout(firstWait);
         settle();
-        failures = 0;
         if (gap && !since) onEvent({ type: "resync" });
         gap = false;
         onState({ state: "live" });
@@ -397,6 +419,7 @@ export class Client {
           settle();
           return onGone();
         }
+        if (openedAt && Date.now() - openedAt >= steadyMs) failures = 0;
         retry();
       };
     };

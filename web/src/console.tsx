@@ -33,10 +33,21 @@ function Console({ who }: { who: Principal }) {
     // connection hears only what is stored after its handshake, so a read
     // answered before then could miss a conversation opened meanwhile.
     // What it hears while the read runs, the inbox applies as it comes.
+    // A stream back after a drop resumes from its last seq, but an erasure
+    // is told live only, never stored: one made while the stream was down
+    // would leave its visitor's name and e-mail shown. So each return is
+    // taken as a resync (the inbox reloads, the open conversation reads
+    // its messages again): consoles are few, and the reloads spread out.
+    let was: StreamState["state"] = "live";
+    const onState = (st: StreamState) => {
+      if (st.state === "live" && was === "reconnecting") inbox.handle({ type: "resync" });
+      was = st.state;
+      setLive(st);
+    };
     const s = client.stream(
       (e) => inbox.handle(e),
       () => setLive({ state: "stopped", why: "The live updates stopped." }),
-      setLive,
+      onState,
     );
     setStream(s);
     void s.opened.then(() => inbox.load()).then(() => performance.mark("parley-inbox-loaded"));

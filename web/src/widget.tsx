@@ -8,7 +8,7 @@
 import { render } from "preact";
 import { useEffect, useLayoutEffect, useRef, useState } from "preact/hooks";
 import { isBot } from "./bots";
-import { Client, explain, newKey, resyncSpreadMs, typingEveryMs, typingShownMs, type Consent, type Message, type StreamEvent, type StreamState } from "./client";
+import { Client, explain, newKey, spreadOut, typingEveryMs, typingShownMs, type Consent, type Message, type StreamEvent, type StreamState } from "./client";
 import { save } from "./download";
 import { ErasureReport, follow, type Erasure } from "./erasure";
 import { entryOf, handoffEntry, merge, type Entry } from "./transcript";
@@ -213,15 +213,18 @@ function App() {
   // conversations (a lost close) and the conversation on screen, without
   // leaving either. The gateway tells every session of a tenant at once
   // when it dropped that tenant's events, under load: each waits a random
-  // moment first, so that their reads do not all come at once.
-  const resync = async () => {
-    await new Promise((r) => setTimeout(r, Math.random() * resyncSpreadMs));
-    try {
-      await Promise.all([readList(), reread()]);
-    } catch (e) {
-      fail(e);
-    }
-  };
+  // moment first, so that their reads do not all come at once, and the
+  // resyncs it hears while it waits share its reads. Made once: the reads
+  // it calls keep what they share in refs.
+  const [resync] = useState(() =>
+    spreadOut(async () => {
+      try {
+        await Promise.all([readList(), reread()]);
+      } catch (e) {
+        fail(e);
+      }
+    }),
+  );
 
   // reread reads the conversation on screen again: what the log shows
   // stays, and live events that follow and repeat the reload show once.

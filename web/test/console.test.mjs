@@ -275,6 +275,210 @@ test("after a resync the inbox reads again a row it shows open that the server n
   await ctx.close();
 });
 
+// consoleOf signs a supervisor in to the console in ctx and waits for
+// its inbox; it answers the page.
+async function consoleOf(ctx) {
+  const page = await ctx.newPage();
+  await page.goto(`${stack.gw}/console`);
+  await signIn(page, stack.token("supervisor", "sue"));
+  await inboxLoaded(page);
+  return page;
+}
+
+const viewport = { width: 1280, height: 800 };
+
+// factOf is the value the open conversation's facts give for what.
+const factOf = (page, what) => page.getByText(what, { exact: true }).locator("xpath=following-sibling::dd[1]");
+
+test("of two reads of a conversation, the older answering last changes nothing: a close stays", async () => {
+  const lead = stack.token("supervisor", "sue");
+  const { id } = await openConversation("Lena Park", "Read twice, answered out of order");
+  const ctx = await newContext(browser, { viewport });
+  // The next read of the conversation is answered by the server at once,
+  // and handed to the page only when the test lets it go.
+  let hold = 0;
+  const parked = [];
+  await ctx.route(new RegExp(`/v1/conversations/${id}$`), async (route) => {
+    if (route.request().method() !== "GET" || hold === 0) return route.fallback();
+    hold--;
+    const response = await route.fetch();
+    parked.push(() => route.fulfill({ response }));
+  });
+  const page = await consoleOf(ctx);
+  const row = page.getByRole("listitem").filter({ hasText: "Lena Park" });
+  await row.waitFor();
+
+  // The assignment's read sees it open; the close's, made after, closed.
+  hold = 1;
+  await stack.api(lead, "POST", `/v1/conversations/${id}/assign`, { agent_id: "bob", override: true });
+  await poll("the assignment's read, answered and held", () => parked.length === 1);
+  await stack.api(lead, "POST", `/v1/conversations/${id}/close`, {});
+  await poll("the row gone from the open ones", async () => (await row.count()) === 0);
+
+  // The older read's answer comes last: the row stays closed.
+  const answered = page.waitForResponse((r) => new URL(r.url()).pathname === `/v1/conversations/${id}`);
+  await parked[0]();
+  await answered;
+  await new Promise((r) => setTimeout(r, 500));
+  assert.equal(await row.count(), 0, "the closed conversation open again");
+  await page.getByRole("button", { name: "Closed" }).click();
+  await row.waitFor();
+  noCSPViolations(ctx, "the console's reads answered out of order");
+  await ctx.close();
+});
+
+test("an assignment, a hand-off and a close show though reading the conversation again fails, and a failed read is tried again", async () => {
+  const lead = stack.token("supervisor", "sue");
+  const bot = "faq-console";
+  await stack.api(stack.token("admin", "root"), "PUT", `/v1/bots/${bot}`, { name: "Console FAQ", nats_subject: `parley.bots.demo.${bot}` });
+  const visitor = (await stack.api(null, "POST", "/v1/tenants/demo/visitors", consent)).access_token;
+  await stack.api(visitor, "PUT", "/v1/me/profile", { name: "Olga Berg" });
+  const { id } = await stack.api(visitor, "POST", "/v1/conversations", { text: "Read again in vain" });
+  const ctx = await newContext(browser, { viewport });
+  // failing counts the reads of the conversation still to answer 503.
+  let failing = 0;
+  await ctx.route(new RegExp(`/v1/conversations/${id}$`), (route) => {
+    if (route.request().method() !== "GET" || failing <= 0) return route.fallback();
+    failing--;
+    return route.fulfill({ status: 503, contentType: "application/problem+json", body: JSON.stringify({ status: 503, title: "Unavailable", detail: "failed by the test" }) });
+  });
+  const page = await consoleOf(ctx);
+  await page.getByRole("listitem").filter({ hasText: "Olga Berg" }).getByRole("button").click();
+  await page.getByRole("list", { name: "Transcript" }).getByText("Read again in vain").waitFor();
+  const assigned = factOf(page, "Assigned to");
+  await assigned.filter({ hasText: /^nobody$/ }).waitFor();
+
+  // Every read fails: what each event says shows all the same.
+  failing = Infinity;
+  await stack.api(lead, "POST", `/v1/conversations/${id}/assign`, { bot_id: bot });
+  await assigned.filter({ hasText: /^Console FAQ \(bot\)$/ }).waitFor();
+  await stack.api(visitor, "POST", `/v1/conversations/${id}/handoff`, {});
+  await assigned.filter({ hasText: /^nobody$/ }).waitFor();
+  await stack.api(lead, "POST", `/v1/conversations/${id}/assign`, { agent_id: "bob", override: true });
+  await assigned.filter({ hasText: /^bob\b/ }).waitFor();
+  await stack.api(lead, "POST", `/v1/conversations/${id}/close`, {});
+  await factOf(page, "Status").filter({ hasText: /^closed$/ }).waitFor();
+
+  // One read fails: it is tried again, and the rating shows.
+  failing = 1;
+  await stack.api(visitor, "POST", `/v1/conversations/${id}/rating`, { score: 4 });
+  await page.getByText("4 of 5").waitFor();
+  assert.equal(failing, 0, "the failing read made");
+  noCSPViolations(ctx, "the console's events applied without a read");
+  await ctx.close();
+});
+
+test("a visitor erased while the console's stream was down shows erased once it is back", async () => {
+  const ctx = await newContext(browser, { viewport });
+  // While gate is set, the stream's handshakes wait for its release.
+  let gate = null;
+  let release = () => {};
+  const sockets = [];
+  await ctx.routeWebSocket(/\/v1\/stream/, async (ws) => {
+    sockets.push(ws);
+    if (gate) await gate;
+    ws.connectToServer();
+  });
+  const visitor = (await stack.api(null, "POST", "/v1/tenants/demo/visitors", consent)).access_token;
+  await stack.api(visitor, "PUT", "/v1/me/profile", { name: "Mira Stone", email: "mira@example.com" });
+  const page = await consoleOf(ctx);
+  // Opened once the console is live: its stream has a seq to resume from.
+  const { id } = await stack.api(visitor, "POST", "/v1/conversations", { text: "Erased while the console was away" });
+  await page.getByRole("listitem").filter({ hasText: "Mira Stone" }).getByRole("button").click();
+  await page.getByText("mira@example.com").waitFor();
+
+  // The stream drops and cannot come back while the visitor erases themself.
+  gate = new Promise((r) => (release = r));
+  await sockets[0].close({ code: 1001, reason: "going away" });
+  await poll("the stream's next handshake, held", () => sockets.length === 2);
+  await stack.api(visitor, "DELETE", "/v1/me");
+  await poll("the profile gone from the API", async () => !(await stack.api(stack.token("supervisor", "sue"), "GET", `/v1/conversations/${id}`)).visitor_profile);
+  release();
+
+  await poll("the name and e-mail gone", async () => (await page.getByText(/Mira Stone|mira@example\.com/).count()) === 0);
+  await page.getByRole("heading", { name: "Erased visitor" }).waitFor();
+  noCSPViolations(ctx, "the console's reload after its stream came back");
+  await ctx.close();
+});
+
+test("a console whose stream drops right after each open waits longer each time", async () => {
+  const ctx = await newContext(browser, { viewport });
+  // Each connection opens (the test answers it), and drops soon after.
+  const asked = [];
+  await ctx.routeWebSocket(/\/v1\/stream/, (ws) => {
+    asked.push(Date.now());
+    setTimeout(() => ws.close({ code: 1011, reason: "dropped by the test" }), 300);
+  });
+  const page = await ctx.newPage();
+  await page.goto(`${stack.gw}/console`);
+  await signIn(page, stack.token("supervisor", "sue"));
+  await poll("the first connection", () => asked.length === 1);
+  await page.getByRole("status").filter({ hasText: "The live updates dropped: reconnecting…" }).waitFor();
+  // Waits of about 1, 2, 4 and 8 s: at most five connections in 10 s
+  // (a wait of 0.5–1 s after each would make ten).
+  await new Promise((r) => setTimeout(r, 10_000 - (Date.now() - asked[0])));
+  assert.ok(asked.length <= 5, `${asked.length} connections in 10 s: ${asked.map((t) => t - asked[0]).join(", ")} ms`);
+  await ctx.close();
+});
+
+test("resyncs heard in a row have the inbox and the open conversation read again once", async () => {
+  const ctx = await newContext(browser, { viewport });
+  const stream = await holdBack(ctx, () => false);
+  const { id } = await openConversation("Omar Said", "Read again once");
+  const page = await consoleOf(ctx);
+  await page.getByRole("listitem").filter({ hasText: "Omar Said" }).getByRole("button").click();
+  await page.getByRole("list", { name: "Transcript" }).getByText("Read again once").waitFor();
+  const reads = [];
+  page.on("request", (r) => r.method() === "GET" && reads.push(new URL(r.url()).pathname));
+  for (let i = 0; i < 3; i++) stream.send(resyncFrame);
+  // The spread is at most 2 s; its reads begin by then.
+  await new Promise((r) => setTimeout(r, 3000));
+  assert.equal(reads.filter((p) => p === "/v1/conversations").length, 1, `the inbox's reads: ${reads}`);
+  assert.equal(reads.filter((p) => /^\/v1\/conversations\/[^/]+\/messages$/.test(p)).length, 1, `the transcript's reads: ${reads}`);
+  noCSPViolations(ctx, "the console's resyncs in a row");
+  // Closed: the budget below counts the open ones.
+  await stack.api(stack.token("supervisor", "sue"), "POST", `/v1/conversations/${id}/close`, {});
+  await ctx.close();
+});
+
+test("a reload asked for while one runs follows it, and a message heard while it reads keeps its row's time", async () => {
+  const ctx = await newContext(browser, { viewport });
+  const stream = await holdBack(ctx, () => false);
+  const writer = (await stack.api(null, "POST", "/v1/tenants/demo/visitors", consent)).access_token;
+  await stack.api(writer, "PUT", "/v1/me/profile", { name: "Paul Older" });
+  const older = await stack.api(writer, "POST", "/v1/conversations", { text: "Older, then written to" });
+  const visitor = (await stack.api(null, "POST", "/v1/tenants/demo/visitors", consent)).access_token;
+  await stack.api(visitor, "PUT", "/v1/me/profile", { name: "Quinn Newer" });
+  const newer = await stack.api(visitor, "POST", "/v1/conversations", { text: "Newer" });
+  const page = await consoleOf(ctx);
+  const listReads = [];
+  page.on("request", (r) => /\/v1\/conversations\?(.*&)?status=open(&|$)/.test(r.url()) && listReads.push(r.url()));
+  const names = () => page.getByRole("listitem").allInnerTexts();
+  const order = async () => (await names()).findIndex((t) => t.includes("Paul Older")) < (await names()).findIndex((t) => t.includes("Quinn Newer"));
+  assert.equal(await order(), false, "the older conversation above the newer one");
+
+  // A resync's reload, its page answered and held.
+  const inbox = await holdAnswers(ctx, /\/v1\/conversations\?(.*&)?status=open(&|$)/);
+  stream.send(resyncFrame);
+  await poll("the reload's page, held", () => inbox.parked.length === 1);
+  // A message moves the older one up; another resync asks for a reload.
+  await stack.api(writer, "POST", `/v1/conversations/${older.id}/messages`, { text: "Written while the inbox reads" });
+  await poll("the older conversation moved up", order);
+  stream.send(resyncFrame);
+  await new Promise((r) => setTimeout(r, 3000));
+  assert.equal(listReads.length, 1, "a second reload while the first runs");
+
+  // The first ends: its page, older than the message, leaves the row's
+  // time; the second follows.
+  await inbox.release();
+  await poll("the second reload", () => listReads.length === 2);
+  await inboxLoaded(page);
+  assert.equal(await order(), true, "the row written to since, back below");
+  for (const c of [older, newer]) await stack.api(stack.token("supervisor", "sue"), "POST", `/v1/conversations/${c.id}/close`, {});
+  noCSPViolations(ctx, "the console's reloads in a row");
+  await ctx.close();
+});
+
 test("with an expired try-out token the console says so, and renews nothing", async () => {
   // A token of 10 s (the gateway allows 5 more), which nothing can renew.
   const token = execFileSync(parley, ["token", "--data-dir", stack.dataDir, "--tenant", "demo", "--role", "supervisor", "--id", "sue", "--ttl", "10s"]).toString().trim();

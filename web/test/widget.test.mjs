@@ -1198,3 +1198,18 @@ test("a resync heard while the visitor opens a conversation has it read again on
   assert.equal(await frame.getByRole("alert").count(), 0, "an error in the widget");
   await ctx.close();
 });
+
+test("resyncs heard in a row have the widget read its list and the conversation again once", async () => {
+  const ctx = await newContext(browser, { viewport: { width: 320, height: 640 } });
+  const stream = await holdBack(ctx, () => false);
+  const { frame, conv } = await startChat(ctx, "A question read again once");
+  const reads = [];
+  ctx.on("request", (r) => r.method() === "GET" && reads.push(new URL(r.url()).pathname));
+  for (let i = 0; i < 3; i++) stream.send(resyncFrame);
+  // The spread is at most 2 s; its reads begin by then.
+  await new Promise((r) => setTimeout(r, 3000));
+  assert.equal(reads.filter((p) => p === "/v1/conversations").length, 1, `the list's reads: ${reads}`);
+  assert.equal(reads.filter((p) => p === `/v1/conversations/${conv.id}/messages`).length, 1, `the transcript's reads: ${reads}`);
+  assert.equal(await frame.getByRole("alert").count(), 0, "an error in the widget");
+  await ctx.close();
+});

@@ -4,7 +4,7 @@
 // visitor's erasure. It is made anew for each conversation opened (keyed
 // by its id).
 import { useEffect, useRef, useState } from "preact/hooks";
-import { CallError, newKey, typingEveryMs, typingShownMs, type Message, type StreamEvent } from "../client";
+import { CallError, newKey, spreadOut, typingEveryMs, typingShownMs, type Message, type StreamEvent } from "../client";
 import { client } from "../staff/session";
 import { botAssignee, isBot } from "../bots";
 import type { Inbox, Summary } from "./inbox";
@@ -30,6 +30,10 @@ export function Conversation({ inbox, id, me, sendTyping }: Props) {
   const [typing, setTyping] = useState<{ who: string; until: number } | null>(null);
   const [erasedLive, setErasedLive] = useState(false);
   const [reload, setReload] = useState(0);
+  // A resync reads the messages again after a random wait, as the inbox
+  // does (every console of the tenant is told at once); resyncs heard
+  // while it waits share the read.
+  const [resync] = useState(() => spreadOut(async () => setReload((n) => n + 1)));
   const unreadableRef = useRef("");
   unreadableRef.current = unreadable;
   const assignee = useAssignee(c?.assignee ?? null, me);
@@ -73,7 +77,7 @@ export function Conversation({ inbox, id, me, sendTyping }: Props) {
           if (e.visitor && e.visitor === inbox.byID.get(id)?.visitor) setErasedLive(true);
           return;
         }
-        if (e.type === "resync") return setReload((n) => n + 1);
+        if (e.type === "resync") return void resync();
         if (e.conversation_id !== id) return;
         if (e.type === "message" && e.message) {
           const m = e.message;

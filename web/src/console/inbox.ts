@@ -3,7 +3,7 @@
 // stream, with the unread count of each. Views subscribe to it and read it;
 // it never renders.
 import { client } from "../staff/session";
-import { resyncSpreadMs, sleep, type StreamEvent } from "../client";
+import { CallError, retryDelay, sleep, spreadOut, type StreamEvent } from "../client";
 import { botID, isBot, type Integration } from "../bots";
 import { handoffEntry, type Entry } from "../transcript";
 
@@ -41,6 +41,15 @@ function loadUnread(): Record<string, number> {
 // How many live messages of each conversation are kept (see Inbox.heard).
 const heardKept = 50;
 
+// How often a read an event asked for is tried again when it got no answer
+// or a 5xx (waits of 1, 2, 4 and 8 s): what the event said shows at once,
+// yet what else changed (a rating, a profile) would wait for a resync.
+const refreshRetries = 4;
+
+// transient says whether a call failed in a way worth trying again: no
+// answer at all, or the server's own trouble.
+const transient = (e: unknown) => !(e instanceof CallError) || e.status >= 500;
+
 /** Inbox holds the conversations and tells its subscribers when they change. */
 export class Inbox {
   readonly byID = new Map<string, Summary>();
@@ -60,13 +69,21 @@ export class Inbox {
   /** The tenant's bots, id to name, for supervisors and admins (who may assign them). */
   bots = new Map<string, string>();
   /**
-   * For each load under way, the conversations read on their own (refresh)
-   * while it runs: what its pages say of them may be older, read before the
+   * While a load runs, the conversations read on their own (refresh)
+   * meanwhile: what its pages say of them may be older, read before the
    * event that had them read, so the pages leave them be.
    */
-  private readAlone = new Set<Set<string>>();
-  /** A resync's reload is waiting its turn: later resyncs join it. */
-  private reloadDue = false;
+  private readAlone: Set<string> | null = null;
+  /** The load running, if any; loadAgain: another was asked for meanwhile. */
+  private loadRunning: Promise<void> | null = null;
+  private loadAgain = false;
+  /**
+   * The newest read of each conversation under way (refresh), by the
+   * number it began with: an older read's answer, which may come last, is
+   * dropped.
+   */
+  private readsUnderWay = new Map<string, number>();
+  private readsBegun = 0;
   private sorted: Summary[] | null = null;
   private listeners = new Set<() => void>();
   private eventListeners = new Set<(e: StreamEvent) => void>();
@@ -108,13 +125,38 @@ export class Inbox {
    * read did not list (closed, or taken by another agent, while the stream
    * that would have said so was down) is read again on its own, one at a
    * time: it shows closed, or leaves.
+   *
+   * One load runs at a time: asked for while one runs (a resync during the
+   * first load, or during a reload), it runs once more after it, as what it
+   * was asked for may have changed after that one's pages were read. It
+   * resolves when no load is left to run.
    */
-  async load(): Promise<void> {
+  load(): Promise<void> {
+    if (this.loadRunning) {
+      this.loadAgain = true;
+      return this.loadRunning;
+    }
     this.loading = true;
+    this.loadRunning = (async () => {
+      try {
+        do {
+          this.loadAgain = false;
+          await this.loadOnce();
+        } while (this.loadAgain);
+      } finally {
+        this.loadRunning = null;
+        this.loading = false;
+        this.changed();
+      }
+    })();
+    return this.loadRunning;
+  }
+
+  private async loadOnce(): Promise<void> {
     this.error = "";
     const alone = new Set<string>();
     const listed = new Set<string>();
-    this.readAlone.add(alone);
+    this.readAlone = alone;
     this.changed();
     try {
       for await (const page of client.pages<Summary>("/v1/conversations", "conversations", { status: "open", limit: "500" })) {
@@ -129,9 +171,7 @@ export class Inbox {
     } catch (e) {
       this.error = (e as Error).message;
     } finally {
-      this.readAlone.delete(alone);
-      this.loading = false;
-      this.changed();
+      this.readAlone = null;
     }
   }
 
@@ -140,13 +180,7 @@ export class Inbox {
    * tenant is told at once); resyncs heard while it waits are answered by
    * the same load.
    */
-  private async reload(): Promise<void> {
-    if (this.reloadDue) return;
-    this.reloadDue = true;
-    await sleep(Math.random() * resyncSpreadMs);
-    this.reloadDue = false;
-    await this.load();
-  }
+  private readonly reload = spreadOut(() => this.load());
 
   /**
    * loadBots reads the tenant's bots, for supervisors and admins: agents
@@ -187,25 +221,44 @@ export class Inbox {
 
   private put(c: Summary): void {
     const was = this.byID.get(c.id);
+    // A message heard live outlasts a summary read before it arrived.
+    if (was && Date.parse(was.last_message_at) > Date.parse(c.last_message_at)) c = { ...c, last_message_at: was.last_message_at };
     // An erasure seen live outlasts a summary read before it arrived.
     this.byID.set(c.id, was?.erased ? { ...c, erased: true, assignee: null, rating: null, visitor_profile: undefined } : c);
   }
 
-  /** refresh reads one conversation again; gone from view (403/404) drops it. */
-  async refresh(id: string): Promise<void> {
-    try {
-      this.put(await client.json<Summary>("GET", `/v1/conversations/${id}`));
-      this.readAlone.forEach((alone) => alone.add(id));
-    } catch (e) {
-      const status = (e as { status?: number }).status;
-      if (status === 403 || status === 404) {
-        this.readAlone.forEach((alone) => alone.add(id));
-        this.byID.delete(id);
-        this.heard.delete(id);
+  /**
+   * refresh reads one conversation again; gone from view (403/404) drops it.
+   * Only the answer of the newest read of it counts: two reads may answer
+   * out of order. A read that fails for no answer or a 5xx is tried again,
+   * up to retries times, waiting longer each time, while no newer read began.
+   */
+  async refresh(id: string, retries = 0): Promise<void> {
+    const n = ++this.readsBegun;
+    this.readsUnderWay.set(id, n);
+    const newest = () => this.readsUnderWay.get(id) === n;
+    for (let tried = 0; ; tried++) {
+      try {
+        const c = await client.json<Summary>("GET", `/v1/conversations/${id}`);
+        if (!newest()) return;
+        this.put(c);
+        this.readAlone?.add(id);
+      } catch (e) {
+        if (!newest()) return;
+        if (e instanceof CallError && (e.status === 403 || e.status === 404)) {
+          this.readAlone?.add(id);
+          this.byID.delete(id);
+          this.heard.delete(id);
+        } else if (transient(e) && tried < retries) {
+          await sleep(retryDelay(tried + 1));
+          if (!newest()) return;
+          continue;
+        } else this.error = (e as Error).message;
       }
-      else this.error = (e as Error).message;
+      this.readsUnderWay.delete(id);
+      this.changed();
+      return;
     }
-    this.changed();
   }
 
   /** update replaces a conversation with what a call answered. */
@@ -230,6 +283,17 @@ export class Inbox {
     } catch {
       // Storage blocked: the counts last as long as the page.
     }
+  }
+
+  /**
+   * patch applies to conversation id, if shown, what an event says of it,
+   * before the read the event asks for: that read may fail.
+   */
+  private patch(id: string, change: Partial<Summary>): void {
+    const c = this.byID.get(id);
+    if (!c) return;
+    this.byID.set(id, { ...c, ...change });
+    this.changed();
   }
 
   /** handle applies one live stream event. */
@@ -260,7 +324,7 @@ export class Inbox {
           this.keepUnread();
         }
         if (c) this.changed();
-        else void this.refresh(id);
+        else void this.refresh(id, refreshRetries);
         return;
       }
       case "handed_off": {
@@ -268,7 +332,9 @@ export class Inbox {
         const heard = this.heard.get(id) ?? [];
         heard.push(handoffEntry(e));
         this.heard.set(id, heard.slice(-heardKept));
-        void this.refresh(id);
+        // A hand-off always unassigns (docs/api.md).
+        this.patch(id, { assignee: null });
+        void this.refresh(id, refreshRetries);
         return;
       }
       case "withdrawn": {
@@ -277,11 +343,16 @@ export class Inbox {
         if (heard) this.heard.set(id, heard.map((m) => (m.id === w ? { ...m, text: null, withdrawn: true } : m)));
         return;
       }
-      case "opened":
       case "assigned":
       case "closed":
+        if (!id) return;
+        // The frame carries no time of the close: closed_at stays until read.
+        this.patch(id, e.type === "closed" ? { status: "closed" } : { assignee: e.assignee ?? null });
+        void this.refresh(id, refreshRetries);
+        return;
+      case "opened":
       case "rated":
-        if (id) void this.refresh(id);
+        if (id) void this.refresh(id, refreshRetries);
         return;
     }
   }
