@@ -94,8 +94,13 @@ var precedence = []auth.Role{auth.RoleAdmin, auth.RoleSupervisor, auth.RoleAgent
 func (p Provider) Validate() error {
 	var errs []error
 	bad := func(field, reason string) { errs = append(errs, fmt.Errorf("%w: %s %s", ErrInvalid, field, reason)) }
-	if !validURL(p.Issuer) {
-		bad("issuer", "must be an https URL (http only on a loopback host)")
+	// An issuer has no query (OpenID Connect Discovery 1.0, section 2):
+	// the discovery document's address is the issuer's with a path added,
+	// so a query would reach whatever answers there with the caller's
+	// words in it — ClickHouse's HTTP port beside `parley all` reads its
+	// SQL from one.
+	if u, err := url.Parse(p.Issuer); !validURL(p.Issuer) || err != nil || u.RawQuery != "" || u.ForceQuery {
+		bad("issuer", "must be an https URL without a query (http only on a loopback host)")
 	}
 	if !validURL(p.RedirectURL) {
 		bad("redirect_url", "must be an https URL (http only on a loopback host)")

@@ -35,6 +35,8 @@ func TestProviderValidate(t *testing.T) {
 		{"nested claim", func(p *Provider) { p.RolesClaim = "realm_access.roles" }, ""},
 		{"http issuer elsewhere", func(p *Provider) { p.Issuer = "http://id.example.com" }, "issuer"},
 		{"issuer with credentials", func(p *Provider) { p.Issuer = "https://u:p@id.example.com" }, "issuer"},
+		{"issuer with a query", func(p *Provider) { p.Issuer = "http://127.0.0.1:8123/?query=SELECT%201%20--" }, "issuer"},
+		{"issuer with an empty query", func(p *Provider) { p.Issuer = "https://id.example.com/realms/acme?" }, "issuer"},
 		{"relative redirect", func(p *Provider) { p.RedirectURL = "/signed-in" }, "redirect_url"},
 		{"loopback http redirect", func(p *Provider) { p.RedirectURL = "http://localhost:8080/v1/sign-in/callback" }, ""},
 		{"http redirect elsewhere", func(p *Provider) { p.RedirectURL = "http://chat.example.com/v1/sign-in/callback" }, "redirect_url"},
