@@ -327,6 +327,44 @@ test("of two reads of a conversation, the older answering last changes nothing: 
   await ctx.close();
 });
 
+test("a close made in the console stays, though a read of the conversation begun before it answers after it", async () => {
+  const lead = stack.token("supervisor", "sue");
+  const { id } = await openConversation("Mara Quinn", "Closed while an older read is on its way");
+  const ctx = await newContext(browser, { viewport });
+  // The close's own event is lost: only the call's answer says it.
+  const stream = await holdBack(ctx, (e) => e.type === "closed" && e.conversation_id === id);
+  let hold = 0;
+  const parked = [];
+  await ctx.route(new RegExp(`/v1/conversations/${id}$`), async (route) => {
+    if (route.request().method() !== "GET" || hold === 0) return route.fallback();
+    hold--;
+    const response = await route.fetch();
+    parked.push(() => route.fulfill({ response }));
+  });
+  const page = await consoleOf(ctx);
+  const row = page.getByRole("listitem").filter({ hasText: "Mara Quinn" });
+  await row.getByRole("button").click();
+  const close = page.getByRole("button", { name: "Close conversation" });
+  await close.waitFor();
+
+  // An assignment's read sees it open, and is held; then the console closes it.
+  hold = 1;
+  await stack.api(lead, "POST", `/v1/conversations/${id}/assign`, { agent_id: "bob", override: true });
+  await poll("the assignment's read, answered and held", () => parked.length === 1);
+  await close.click();
+  await poll("the row gone from the open ones", async () => (await row.count()) === 0);
+  await poll("the close's event, held back", () => stream.held.length === 1);
+
+  // The older read's answer comes last: the row stays closed.
+  const answered = page.waitForResponse((r) => new URL(r.url()).pathname === `/v1/conversations/${id}`);
+  await parked[0]();
+  await answered;
+  await new Promise((r) => setTimeout(r, 500));
+  assert.equal(await row.count(), 0, "the conversation closed in the console open again");
+  noCSPViolations(ctx, "the console's close outlasting an older read");
+  await ctx.close();
+});
+
 test("an assignment, a hand-off and a close show though reading the conversation again fails, and a failed read is tried again", async () => {
   const lead = stack.token("supervisor", "sue");
   const bot = "faq-console";

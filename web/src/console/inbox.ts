@@ -263,6 +263,10 @@ export class Inbox {
 
   /** update replaces a conversation with what a call answered. */
   update(c: Summary): void {
+    // Newer than any read of it under way, whose answer is then dropped,
+    // and than what a load's pages say of it.
+    this.readsUnderWay.delete(c.id);
+    this.readAlone?.add(c.id);
     this.put(c);
     this.changed();
   }
