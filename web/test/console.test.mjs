@@ -406,17 +406,38 @@ test("an assignment, a hand-off and a close show though reading the conversation
   await ctx.close();
 });
 
-test("a visitor erased while the console's stream was down shows erased once it is back", async () => {
-  const ctx = await newContext(browser, { viewport });
-  // While gate is set, the stream's handshakes wait for its release.
+// downWhile routes ctx's live streams through the test; downWhile.during(f)
+// drops the stream, runs f while it cannot come back, then lets it.
+async function downWhile(ctx) {
   let gate = null;
-  let release = () => {};
   const sockets = [];
   await ctx.routeWebSocket(/\/v1\/stream/, async (ws) => {
     sockets.push(ws);
     if (gate) await gate;
     ws.connectToServer();
   });
+  return async (f) => {
+    let release;
+    gate = new Promise((r) => (release = r));
+    const n = sockets.length;
+    await sockets[n - 1].close({ code: 1001, reason: "going away" });
+    await poll("the stream's next handshake, held", () => sockets.length === n + 1);
+    await f();
+    gate = null;
+    release();
+  };
+}
+
+// erase erases visitor and waits until the API no longer shows their
+// profile on conversation id.
+async function erase(visitor, id) {
+  await stack.api(visitor, "DELETE", "/v1/me");
+  await poll("the profile gone from the API", async () => !(await stack.api(stack.token("supervisor", "sue"), "GET", `/v1/conversations/${id}`)).visitor_profile);
+}
+
+test("a visitor erased while the console's stream was down shows erased once it is back", async () => {
+  const ctx = await newContext(browser, { viewport });
+  const down = await downWhile(ctx);
   const visitor = (await stack.api(null, "POST", "/v1/tenants/demo/visitors", consent)).access_token;
   await stack.api(visitor, "PUT", "/v1/me/profile", { name: "Mira Stone", email: "mira@example.com" });
   const page = await consoleOf(ctx);
@@ -426,16 +447,30 @@ test("a visitor erased while the console's stream was down shows erased once it 
   await page.getByText("mira@example.com").waitFor();
 
   // The stream drops and cannot come back while the visitor erases themself.
-  gate = new Promise((r) => (release = r));
-  await sockets[0].close({ code: 1001, reason: "going away" });
-  await poll("the stream's next handshake, held", () => sockets.length === 2);
-  await stack.api(visitor, "DELETE", "/v1/me");
-  await poll("the profile gone from the API", async () => !(await stack.api(stack.token("supervisor", "sue"), "GET", `/v1/conversations/${id}`)).visitor_profile);
-  release();
+  await down(() => erase(visitor, id));
 
   await poll("the name and e-mail gone", async () => (await page.getByText(/Mira Stone|mira@example\.com/).count()) === 0);
   await page.getByRole("heading", { name: "Erased visitor" }).waitFor();
   noCSPViolations(ctx, "the console's reload after its stream came back");
+  await ctx.close();
+});
+
+test("a closed conversation of a visitor erased while the console's stream was down loses their name once it is back", async () => {
+  const ctx = await newContext(browser, { viewport });
+  const down = await downWhile(ctx);
+  const visitor = (await stack.api(null, "POST", "/v1/tenants/demo/visitors", consent)).access_token;
+  await stack.api(visitor, "PUT", "/v1/me/profile", { name: "Nora Vale" });
+  const { id } = await stack.api(visitor, "POST", "/v1/conversations", { text: "Closed, then erased while the console was away" });
+  await stack.api(stack.token("supervisor", "sue"), "POST", `/v1/conversations/${id}/close`, {});
+  const page = await consoleOf(ctx);
+  await page.getByRole("button", { name: "Closed" }).click();
+  const row = page.getByRole("listitem").filter({ hasText: "Nora Vale" });
+  await row.waitFor();
+
+  await down(() => erase(visitor, id));
+
+  await poll("the name gone from the closed ones", async () => (await row.count()) === 0);
+  noCSPViolations(ctx, "the console's closed list read again after its stream came back");
   await ctx.close();
 });
 

@@ -178,9 +178,17 @@ export class Inbox {
   /**
    * reload is a resync's load, after a random wait (every console of the
    * tenant is told at once); resyncs heard while it waits are answered by
-   * the same load.
+   * the same load. Closed conversations already read are read again from
+   * their first page: an erasure or a rating missed meanwhile shows there
+   * too.
    */
-  private readonly reload = spreadOut(() => this.load());
+  private readonly reload = spreadOut(async () => {
+    await this.load();
+    if (this.closedCursor === undefined) return;
+    for (const c of this.byID.values()) if (c.status === "closed") this.byID.delete(c.id);
+    this.closedCursor = undefined;
+    await this.moreClosed();
+  });
 
   /**
    * loadBots reads the tenant's bots, for supervisors and admins: agents
