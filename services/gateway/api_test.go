@@ -71,11 +71,7 @@ func TestTenants(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var body []byte
-			if tt.body != "" {
-				body = []byte(tt.body)
-			}
-			r := e.do(tt.method, tt.path, tt.token, body)
+			r := e.do(tt.method, tt.path, tt.token, bodyOf(tt.body))
 			if tt.want >= 400 {
 				checkProblem(t, r, tt.want)
 				return
@@ -161,11 +157,7 @@ func TestBadRequestsNeverReachTheBus(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var body []byte
-			if tt.body != "" {
-				body = []byte(tt.body)
-			}
-			r := e.do(tt.method, tt.path, tt.token, body)
+			r := e.do(tt.method, tt.path, tt.token, bodyOf(tt.body))
 			checkProblem(t, r, tt.want)
 			for _, s := range []string{"h\xffi", "1.2.3.4", tt.token} {
 				if s != "" && strings.Contains(string(r.body), s) {
@@ -377,11 +369,7 @@ func TestChatCalls(t *testing.T) {
 	}
 	for _, tt := range errTests {
 		t.Run(tt.name, func(t *testing.T) {
-			var body []byte
-			if tt.body != "" {
-				body = []byte(tt.body)
-			}
-			r := e.do(tt.method, tt.path, tt.token, body)
+			r := e.do(tt.method, tt.path, tt.token, bodyOf(tt.body))
 			checkProblem(t, r, tt.want)
 			var p problem
 			json.Unmarshal(r.body, &p)

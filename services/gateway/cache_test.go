@@ -57,11 +57,7 @@ func TestAnswersAreNotStored(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var body []byte
-			if tt.body != "" {
-				body = []byte(tt.body)
-			}
-			r := e.do(tt.method, tt.path, tt.token, body)
+			r := e.do(tt.method, tt.path, tt.token, bodyOf(tt.body))
 			if got := r.header.Values("Cache-Control"); r.status != tt.wantStatus || len(got) != 1 || got[0] != tt.wantCache {
 				t.Errorf("%s %s = %d with Cache-Control %q, want %d with %q (body %s)", tt.method, tt.path, r.status, got, tt.wantStatus, tt.wantCache, r.body)
 			}

@@ -216,6 +216,14 @@ type response struct {
 	body        []byte
 }
 
+// bodyOf is a table test's request body: none when s is empty.
+func bodyOf(s string) []byte {
+	if s == "" {
+		return nil
+	}
+	return []byte(s)
+}
+
 func (e *env) do(method, path, token string, body []byte) response {
 	e.t.Helper()
 	var rd io.Reader

@@ -58,11 +58,7 @@ func TestPrivacyCallsRefuseWrongRolesAndBadInput(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var body []byte
-			if tt.body != "" {
-				body = []byte(tt.body)
-			}
-			checkProblem(t, e.do(tt.method, tt.path, tt.token, body), tt.want)
+			checkProblem(t, e.do(tt.method, tt.path, tt.token, bodyOf(tt.body)), tt.want)
 		})
 	}
 	if n := requests(); n != 0 {

@@ -290,34 +290,40 @@ const viewport = { width: 1280, height: 800 };
 // factOf is the value the open conversation's facts give for what.
 const factOf = (page, what) => page.getByText(what, { exact: true }).locator("xpath=following-sibling::dd[1]");
 
+// holdReads routes ctx's reads of conversation id: once hold(n) is called,
+// the next n are answered by the server at once and handed to the page
+// only when the test calls their entry in parked.
+async function holdReads(ctx, id) {
+  let held = 0;
+  const parked = [];
+  await ctx.route(new RegExp(`/v1/conversations/${id}$`), async (route) => {
+    if (route.request().method() !== "GET" || held === 0) return route.fallback();
+    held--;
+    const response = await route.fetch();
+    parked.push(() => route.fulfill({ response }));
+  });
+  return { parked, hold: (n) => (held = n) };
+}
+
 test("of two reads of a conversation, the older answering last changes nothing: a close stays", async () => {
   const lead = stack.token("supervisor", "sue");
   const { id } = await openConversation("Lena Park", "Read twice, answered out of order");
   const ctx = await newContext(browser, { viewport });
-  // The next read of the conversation is answered by the server at once,
-  // and handed to the page only when the test lets it go.
-  let hold = 0;
-  const parked = [];
-  await ctx.route(new RegExp(`/v1/conversations/${id}$`), async (route) => {
-    if (route.request().method() !== "GET" || hold === 0) return route.fallback();
-    hold--;
-    const response = await route.fetch();
-    parked.push(() => route.fulfill({ response }));
-  });
+  const reads = await holdReads(ctx, id);
   const page = await consoleOf(ctx);
   const row = page.getByRole("listitem").filter({ hasText: "Lena Park" });
   await row.waitFor();
 
   // The assignment's read sees it open; the close's, made after, closed.
-  hold = 1;
+  reads.hold(1);
   await stack.api(lead, "POST", `/v1/conversations/${id}/assign`, { agent_id: "bob", override: true });
-  await poll("the assignment's read, answered and held", () => parked.length === 1);
+  await poll("the assignment's read, answered and held", () => reads.parked.length === 1);
   await stack.api(lead, "POST", `/v1/conversations/${id}/close`, {});
   await poll("the row gone from the open ones", async () => (await row.count()) === 0);
 
   // The older read's answer comes last: the row stays closed.
   const answered = page.waitForResponse((r) => new URL(r.url()).pathname === `/v1/conversations/${id}`);
-  await parked[0]();
+  await reads.parked[0]();
   await answered;
   await new Promise((r) => setTimeout(r, 500));
   assert.equal(await row.count(), 0, "the closed conversation open again");
@@ -333,14 +339,7 @@ test("a close made in the console stays, though a read of the conversation begun
   const ctx = await newContext(browser, { viewport });
   // The close's own event is lost: only the call's answer says it.
   const stream = await holdBack(ctx, (e) => e.type === "closed" && e.conversation_id === id);
-  let hold = 0;
-  const parked = [];
-  await ctx.route(new RegExp(`/v1/conversations/${id}$`), async (route) => {
-    if (route.request().method() !== "GET" || hold === 0) return route.fallback();
-    hold--;
-    const response = await route.fetch();
-    parked.push(() => route.fulfill({ response }));
-  });
+  const reads = await holdReads(ctx, id);
   const page = await consoleOf(ctx);
   const row = page.getByRole("listitem").filter({ hasText: "Mara Quinn" });
   await row.getByRole("button").click();
@@ -348,16 +347,16 @@ test("a close made in the console stays, though a read of the conversation begun
   await close.waitFor();
 
   // An assignment's read sees it open, and is held; then the console closes it.
-  hold = 1;
+  reads.hold(1);
   await stack.api(lead, "POST", `/v1/conversations/${id}/assign`, { agent_id: "bob", override: true });
-  await poll("the assignment's read, answered and held", () => parked.length === 1);
+  await poll("the assignment's read, answered and held", () => reads.parked.length === 1);
   await close.click();
   await poll("the row gone from the open ones", async () => (await row.count()) === 0);
   await poll("the close's event, held back", () => stream.held.length === 1);
 
   // The older read's answer comes last: the row stays closed.
   const answered = page.waitForResponse((r) => new URL(r.url()).pathname === `/v1/conversations/${id}`);
-  await parked[0]();
+  await reads.parked[0]();
   await answered;
   await new Promise((r) => setTimeout(r, 500));
   assert.equal(await row.count(), 0, "the conversation closed in the console open again");

@@ -24,7 +24,6 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/coreos/go-oidc/v3/oidc"
@@ -32,6 +31,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/parley-chat/parley/pkg/auth"
+	"github.com/parley-chat/parley/pkg/egress"
 	"github.com/parley-chat/parley/pkg/stream"
 )
 
@@ -152,24 +152,12 @@ func (b *cappedBody) Read(p []byte) (int, error) {
 // errLocalAddress is what refuseLocal answers a forbidden address with.
 var errLocalAddress = errors.New("identity provider on a loopback, link-local or unspecified address")
 
-// refuseLocal refuses, as the connection is made (after name resolution,
-// so no DNS answer gets around it), an address the gateway's own host or
-// network infrastructure answers on.
-func refuseLocal(_, address string, _ syscall.RawConn) error {
-	host, _, err := net.SplitHostPort(address)
-	if err != nil {
-		return fmt.Errorf("dial %s: %w", address, err)
-	}
-	ip, err := netip.ParseAddr(host)
-	if err != nil {
-		return fmt.Errorf("dial %s: %w", address, err)
-	}
-	ip = ip.Unmap()
-	if ip.IsLoopback() || ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast() || ip.IsUnspecified() {
-		return fmt.Errorf("%w: %s", errLocalAddress, ip)
-	}
-	return nil
-}
+// refuseLocal refuses, as the connection is made, an address the gateway's
+// own host or network infrastructure answers on. Private networks are
+// allowed: a tenant's provider may well be on its own.
+var refuseLocal = egress.Control(func(ip netip.Addr) bool {
+	return !ip.IsLoopback() && !ip.IsLinkLocalUnicast() && !ip.IsLinkLocalMulticast() && !ip.IsUnspecified()
+}, errLocalAddress)
 
 // maxProviderErrorText bounds the text of an error of the provider that
 // Start and Finish return: go-oidc quotes a failing discovery document's

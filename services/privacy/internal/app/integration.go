@@ -16,10 +16,10 @@ import (
 
 	"github.com/parley-chat/parley/pkg/audit"
 	"github.com/parley-chat/parley/pkg/auth"
+	"github.com/parley-chat/parley/pkg/egress"
 	"github.com/parley-chat/parley/pkg/event"
 	"github.com/parley-chat/parley/pkg/privacyapi"
 	"github.com/parley-chat/parley/pkg/stream"
-	"github.com/parley-chat/parley/services/privacy/internal/egress"
 )
 
 // ErrKindTaken means an id is registered already as the other kind: a bot

@@ -15,11 +15,11 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/parley-chat/parley/pkg/egress"
 	"github.com/parley-chat/parley/pkg/privacyapi"
 	"github.com/parley-chat/parley/pkg/retry"
 	"github.com/parley-chat/parley/pkg/stream"
 	"github.com/parley-chat/parley/pkg/webhook"
-	"github.com/parley-chat/parley/services/privacy/internal/egress"
 )
 
 // Headers of a delivery, besides webhook.SignatureHeader.
