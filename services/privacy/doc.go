@@ -174,8 +174,10 @@
 // AuditTrail and AuditCheckpoint (`parley audit verify`) read a tenant's
 // whole chain and latest checkpoint.
 //
-// Limits: a crash between an erasure's steps leaves it pending until it is
-// asked for again, which finishes it; a conversation opened by a visitor
+// Limits: a crash between an erasure's steps leaves it pending, its keys
+// refused by the key service and its broadcast sent (the first step after
+// the request), until it is asked for again or, unasked, an instance's
+// FinishStalled takes it, at most about three minutes later; a conversation opened by a visitor
 // at the very moment their last other conversation's erasure fires may not
 // yet be in the chat service's list, and then loses its visitor's key with
 // them; a service that missed the erasure

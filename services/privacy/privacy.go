@@ -235,6 +235,25 @@ func Run(ctx context.Context, d Deps) error {
 		}
 		return nil
 	})
+	// Erasures whose instance stopped, or failed, before their end are
+	// finished by whichever instance runs.
+	g.Go(func() error {
+		t := time.NewTicker(stalledEvery)
+		defer t.Stop()
+		for {
+			switch n, err := a.FinishStalled(gctx); {
+			case err != nil && gctx.Err() == nil:
+				d.Log.Warn("finish stalled erasures", "finished", n, "err", err)
+			case n > 0:
+				d.Log.Info("finished stalled erasures", "finished", n)
+			}
+			select {
+			case <-gctx.Done():
+				return nil
+			case <-t.C:
+			}
+		}
+	})
 	d.Log.Info("privacy service running", "kek_id", ring.KEKID())
 	<-gctx.Done()
 	served.Stop()
@@ -243,6 +262,10 @@ func Run(ctx context.Context, d Deps) error {
 	}
 	return nil
 }
+
+// stalledEvery is how often an instance looks for stalled erasures
+// (app.FinishStalled).
+const stalledEvery = time.Minute
 
 // DefaultStaffSessionTTL is how long a member of staff's session lasts
 // from sign-in by default: a working day.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/parley-chat/parley/pkg/audit"
 	"github.com/parley-chat/parley/pkg/auth"
@@ -28,11 +29,13 @@ const eraseAttempts = 5
 // refused before anything else is stored); an ErasureRequested event (whose id is the
 // erasure id) on the subject's privacy subject, appended expecting the
 // subject's last event, so that of two instances erasing at once only one
-// request is stored; the keys destroyed and a tombstone stored in their
-// place; the subject's keys dropped from memory and the erasure broadcast
-// to every service; an ErasureCompleted event with the report. A subject
-// whose erasure was requested already is not requested again: Erase
-// finishes that erasure if it is pending (after a crash) and answers it.
+// request is stored; the erasure broadcast to every service (their caches
+// drop the keys, the gateway closes the subject's sessions); the keys
+// destroyed and a tombstone stored in their place; the subject's keys
+// dropped from memory; an ErasureCompleted event with the report. A
+// subject whose erasure was requested already is not requested again:
+// Erase finishes that erasure if it is pending (after a crash) and answers
+// it, and so does FinishStalled, which every instance runs, unasked.
 // Nothing here reads the subject's history, so the time taken does not
 // depend on it.
 func (a *App) Erase(ctx context.Context, p auth.Principal, tenant, subject string) (privacyapi.Erasure, error) {
@@ -148,6 +151,12 @@ func (a *App) finishErasure(ctx context.Context, by audit.Actor, audited bool, e
 			return privacyapi.Erasure{}, err
 		}
 	}
+	// Told first: the request already refuses the keys at the key
+	// service, but the services' caches (pkg/personkey) hold them until
+	// told, and the steps below may fail or be cut short by a stop.
+	if err := a.bus.Broadcast(personkey.ErasedSubject, personkey.Erased{Tenant: rec.tenant, Person: rec.subject}); err != nil {
+		return privacyapi.Erasure{}, err
+	}
 	// The pseudonym can only be computed while the keys exist.
 	pseudonym, err := a.prepareAnalytics(ctx, rec.tenant, rec.subject)
 	if err != nil {
@@ -162,9 +171,6 @@ func (a *App) finishErasure(ctx context.Context, by audit.Actor, audited bool, e
 		return privacyapi.Erasure{}, err
 	}
 	a.Forget(rec.tenant, rec.subject)
-	if err := a.bus.Broadcast(personkey.ErasedSubject, personkey.Erased{Tenant: rec.tenant, Person: rec.subject}); err != nil {
-		return privacyapi.Erasure{}, err
-	}
 	counts := a.cleanAnalytics(ctx, rec.tenant, pseudonym)
 	if n := a.deleteSessionsOfErased(ctx, rec.tenant, rec.subject); n > 0 {
 		if counts == nil {
@@ -185,6 +191,36 @@ func (a *App) finishErasure(ctx context.Context, by audit.Actor, audited bool, e
 		Integrations:  integrations,
 	}
 	return a.completeErasure(ctx, rec, report)
+}
+
+// StalledAfter is how long an erasure may stay pending before
+// FinishStalled takes it for stalled: well past the deadline of the call
+// that requested it, which finishes it itself unless its instance stopped
+// or a step failed.
+const StalledAfter = 2 * time.Minute
+
+// FinishStalled finishes the erasures requested more than StalledAfter ago
+// and not completed — their instance stopped or failed between the request
+// and the end — so that none waits for someone to ask again. It returns how
+// many it finished and the errors of those it could not, having tried each.
+// Two instances finishing one erasure at once store one completion
+// (completeErasure).
+func (a *App) FinishStalled(ctx context.Context) (int, error) {
+	if err := a.CatchUp(ctx); err != nil {
+		return 0, err
+	}
+	var (
+		finished int
+		errs     []error
+	)
+	for _, rec := range a.index.pendingErasures(a.now().Add(-StalledAfter)) {
+		if _, err := a.finishErasure(ctx, rec.by, false, rec.id); err != nil {
+			errs = append(errs, fmt.Errorf("finish erasure %s: %w", rec.id, err))
+			continue
+		}
+		finished++
+	}
+	return finished, errors.Join(errs...)
 }
 
 // auditErasure writes by's erasure of the subject to the audit trail.

@@ -206,6 +206,20 @@ func (ix *index) erasure(id string) (erasureRecord, bool) {
 	return *r, true
 }
 
+// pendingErasures returns the erasures requested before before and not
+// completed.
+func (ix *index) pendingErasures(before time.Time) []erasureRecord {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	var out []erasureRecord
+	for _, r := range ix.erasures {
+		if !r.completed && r.requestedAt.Before(before) {
+			out = append(out, *r)
+		}
+	}
+	return out
+}
+
 // waitApplied returns once the event at seq is applied.
 func (ix *index) waitApplied(ctx context.Context, seq uint64) error {
 	for {
