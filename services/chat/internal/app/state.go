@@ -266,6 +266,22 @@ func (st *state) remove(tenant, id string, now time.Time) {
 	}
 }
 
+// expiredOpen returns the open conversations held whose events are all
+// past their retention at now.
+func (st *state) expiredOpen(now time.Time) []convID {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	var out []convID
+	for tenant, es := range st.open {
+		for id, e := range es {
+			if e.expired(now) {
+				out = append(out, convID{tenant, id})
+			}
+		}
+	}
+	return out
+}
+
 // expired reports whether every event of e is past its retention at now.
 func (e *entry) expired(now time.Time) bool {
 	e.mu.RLock()

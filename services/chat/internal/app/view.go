@@ -295,22 +295,46 @@ func (s *Service) Restore(ctx context.Context, held func(tenant, id string) bool
 }
 
 // Prune removes from the view the closed conversations whose events the
-// store no longer holds: expired, or erased while no instance ran to hear
-// of it. It reads the view's keys alone, so it runs beside the service
-// rather than before it: held, taken at start, tells which conversations
-// certainly have events, and a conversation it does not name is read from
-// the store before it is removed, as it may have been opened since.
+// store no longer holds — expired, or erased while no instance ran to hear
+// of it — and the open ones this instance holds whose events all expired.
+// It reads the view's keys alone, so it runs beside the service rather
+// than before it: held, what the store held a moment ago, tells which
+// conversations certainly have events, and a conversation it does not name
+// is read from the store before it is removed, as it may have been opened
+// since. Every instance holds every open conversation, so the open entries
+// all leave by some instance's Prune.
 func (s *Service) Prune(ctx context.Context, held func(tenant, id string) bool) error {
-	return s.view.Closed(ctx, "", "", func(k ClosedKey) error {
-		if held(k.Tenant, k.ID) {
-			return nil
+	gone := func(tenant, id string) (bool, error) {
+		if held(tenant, id) {
+			return false, nil
 		}
-		rs, _, err := s.events.Read(ctx, k.Tenant, k.ID, 0, 1)
-		if err != nil || len(rs) > 0 {
+		rs, _, err := s.events.Read(ctx, tenant, id, 0, 1)
+		return err == nil && len(rs) == 0, err
+	}
+	err := s.view.Closed(ctx, "", "", func(k ClosedKey) error {
+		if g, err := gone(k.Tenant, k.ID); !g || err != nil {
 			return err
 		}
 		return s.view.Remove(ctx, k.Tenant, k.ID)
 	})
+	if err != nil {
+		return err
+	}
+	now := s.now()
+	for _, c := range s.state.expiredOpen(now) {
+		g, err := gone(c.tenant, c.id)
+		if err != nil {
+			return err
+		}
+		if !g {
+			continue
+		}
+		s.state.remove(c.tenant, c.id, now)
+		if err := s.view.Remove(ctx, c.tenant, c.id); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // WriteView writes the entries Project changed since the last call to the
