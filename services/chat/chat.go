@@ -129,8 +129,10 @@ func run(ctx context.Context, d Deps) error {
 		ctx, cancel := context.WithTimeout(runCtx, viewTimeout)
 		defer cancel()
 		if err := svc.EraseVisitor(ctx, e.Tenant, e.Person); err != nil {
-			// The next start writes it: an open entry whose visitor has no
-			// keys is written back as closed (Restore).
+			// The next start writes the open ones: an open entry whose
+			// visitor has no keys is written back as closed (Restore). A
+			// closed one left holds nothing readable but in its sealed
+			// part, which the destroyed key no longer opens.
 			leftToNextStart(runCtx, log, "write an erased visitor's conversations to the view", err)
 		}
 		if err := svc.ForgetProfile(ctx, e.Tenant, e.Person); err != nil {
