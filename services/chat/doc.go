@@ -48,8 +48,11 @@
 //     models drop the conversation for good, and it answers not found.
 //   - The conversations' state (the inbox, and what commands decide on)
 //     lives in memory and in the KV bucket CHAT_VIEW, a view of CHAT that
-//     records the sequence it reflects, assignees sealed under the visitor's
-//     key. At start it is loaded from the view and caught up from CHAT
+//     records the sequence it reflects, what the events seal of the visitor
+//     (assignee, rating, withdrawn opening, erasure delay) sealed under the
+//     visitor's key. A visitor's erasure rewrites each of their entries
+//     erased; an entry whose events expired is pruned within a minute
+//     (DefaultPruneEvery). At start it is loaded from the view and caught up from CHAT
 //     before any request is served, then kept current by an ordered
 //     consumer; the view is written after the stream, once a second. An
 //     instance reads its own writes at once. Transcripts and exports are read from CHAT

@@ -216,8 +216,8 @@ type instance struct {
 
 // startChat runs the chat service on its own connection to s and waits
 // until it answers requests. The service is stopped when the test ends if
-// the test did not stop it.
-func startChat(t testing.TB, s *natsembed.Server) *instance {
+// the test did not stop it. opts change its Deps.
+func startChat(t testing.TB, s *natsembed.Server, opts ...func(*chat.Deps)) *instance {
 	t.Helper()
 	settingsBucket(t, s)
 	nc, _ := natstest.Connect(t, s)
@@ -228,14 +228,16 @@ func startChat(t testing.TB, s *natsembed.Server) *instance {
 	in := &instance{keys: cache, reg: prometheus.NewRegistry(), logs: &syncBuffer{}}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() {
-		done <- chat.Run(ctx, chat.Deps{
-			NC:       nc,
-			Log:      slog.New(slog.NewJSONHandler(in.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
-			Keys:     cache,
-			Registry: in.reg,
-		})
-	}()
+	d := chat.Deps{
+		NC:       nc,
+		Log:      slog.New(slog.NewJSONHandler(in.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Keys:     cache,
+		Registry: in.reg,
+	}
+	for _, o := range opts {
+		o(&d)
+	}
+	go func() { done <- chat.Run(ctx, d) }()
 	var once sync.Once
 	var runErr error
 	in.stop = func() error {

@@ -16,6 +16,8 @@ import (
 	"github.com/parley-chat/parley/pkg/privacyapi"
 	"github.com/parley-chat/parley/pkg/rpc"
 	"github.com/parley-chat/parley/pkg/stream"
+
+	"github.com/parley-chat/parley/services/chat"
 )
 
 // settingsBucket creates the SETTINGS bucket, as the privacy service does
@@ -133,4 +135,56 @@ func TestRetentionExpiresConversations(t *testing.T) {
 	if rpc.CodeOf(err) != rpc.CodeNotFound {
 		t.Errorf("Messages(expired conversation) after restart error = %v, want code %s", err, rpc.CodeNotFound)
 	}
+}
+
+// TestRetentionPrunesViewWhileRunning closes a conversation and leaves
+// another open under a retention of seconds: once the store removed their
+// events, their entries leave CHAT_VIEW within the prune interval, with no
+// restart.
+func TestRetentionPrunesViewWhileRunning(t *testing.T) {
+	s := natstest.Start(t, "")
+	ks := startKeyService(t, s)
+	kv := settingsBucket(t, s)
+	short := "short"
+	visitor := principal(short, auth.RoleVisitor, "v1")
+	ks.add(t, short, visitor.ID)
+	putSettings(t, kv, short, privacyapi.Settings{RetentionDays: 1, RetentionSeconds: 2})
+	startChat(t, s, func(d *chat.Deps) { d.PruneEvery = 100 * time.Millisecond })
+	_, js := natstest.Connect(t, s)
+	chatStream, err := js.Stream(t.Context(), stream.Chat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := newClient(t, s)
+	var conv string
+	natstest.Eventually(t, 10*time.Second, "append under the short retention", func() error {
+		conv = c.open(visitor, "hello")
+		m, err := chatStream.GetLastMsgForSubject(t.Context(), stream.ChatSubject(short, conv))
+		if err != nil {
+			return err
+		}
+		if got := m.Header.Get(jetstream.MsgTTLHeader); got != "2s" {
+			return fmt.Errorf("Nats-TTL = %q, want 2s", got)
+		}
+		return nil
+	})
+	left := c.open(visitor, "left open")
+	c.must(visitor, chatapi.CloseSubject, chatapi.ConversationArgs{Conversation: conv}, nil)
+	keys := []string{closedKey(short, visitor.ID, conv), short + ".open." + visitor.ID + "." + left}
+	natstest.Eventually(t, 10*time.Second, "the entries written", func() error {
+		for _, k := range keys {
+			if _, err := rawView(t, s, k); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	natstest.Eventually(t, 15*time.Second, "the expired entries leave the view", func() error {
+		for _, k := range keys {
+			if _, err := rawView(t, s, k); !errors.Is(err, jetstream.ErrKeyNotFound) {
+				return fmt.Errorf("view entry %s of an expired conversation: err = %v, want not found", k, err)
+			}
+		}
+		return nil
+	})
 }

@@ -123,10 +123,11 @@ type entry struct {
 	until   time.Time
 	forever bool
 	// viewVersion is the version of the entry the View holds, at its
-	// revision viewRev, as open when viewOpen.
+	// revision viewRev, as open when viewOpen, erased when viewErased.
 	viewVersion uint64
 	viewRev     uint64
 	viewOpen    bool
+	viewErased  bool
 }
 
 // get returns the conversation's entry, nil when this instance holds none,
@@ -263,6 +264,22 @@ func (st *state) remove(tenant, id string, now time.Time) {
 	if e != nil && e.expired(now) {
 		st.dropLocked(c)
 	}
+}
+
+// expiredOpen returns the open conversations held whose events are all
+// past their retention at now.
+func (st *state) expiredOpen(now time.Time) []convID {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	var out []convID
+	for tenant, es := range st.open {
+		for id, e := range es {
+			if e.expired(now) {
+				out = append(out, convID{tenant, id})
+			}
+		}
+	}
+	return out
 }
 
 // expired reports whether every event of e is past its retention at now.
@@ -481,10 +498,13 @@ func (s *Service) Project(ctx context.Context, r Record) error {
 }
 
 // EraseVisitor marks the visitor's conversations erased, as they are
-// rebuilt after the erasure, and writes those it holds to the View, where
-// they are listed as closed: the privacy service destroyed the visitor's
-// keys (personkey.Erased). Those it does not hold are closed in the View
-// already, and come back erased when read (see openView).
+// rebuilt after the erasure, and writes them to the View, where they are
+// listed as closed, with nothing sealed under the visitor's key: the
+// privacy service destroyed the visitor's keys (personkey.Erased). Those it
+// holds are written from memory; the closed ones it does not hold are read
+// from the View, which opens them erased (see openView), and written back
+// so, so that no entry keeps what the key sealed. Every open one is held
+// (see Restore).
 func (s *Service) EraseVisitor(ctx context.Context, tenant, visitor string) error {
 	s.writing.Lock()
 	defer s.writing.Unlock()
@@ -497,7 +517,23 @@ func (s *Service) EraseVisitor(ctx context.Context, tenant, visitor string) erro
 		s.state.track(e)
 		errs = append(errs, s.storeView(ctx, e))
 	})
-	return errors.Join(errs...)
+	err := s.view.Closed(ctx, tenant, visitor, func(k ClosedKey) error {
+		if s.state.peek(k.Tenant, k.ID) != nil {
+			return nil // written above
+		}
+		v, ok, err := s.view.Get(ctx, k.Tenant, k.Visitor, k.ID)
+		if err != nil || !ok {
+			return err
+		}
+		e, err := s.restored(ctx, v)
+		if err != nil {
+			return err
+		}
+		// Not held: the keys may have been fetched before the erasure.
+		e.erase()
+		return s.storeView(ctx, e)
+	})
+	return errors.Join(append(errs, err)...)
 }
 
 // openOf returns how many conversations of the visitor in tenant are open.

@@ -37,10 +37,12 @@ type View interface {
 	// unless visitor is empty, every tenant's when tenant is empty, in no
 	// particular order, reading no entry.
 	Closed(ctx context.Context, tenant, visitor string, fn func(ClosedKey) error) error
-	// Put stores e unless the view holds e's conversation at e.Version or
-	// later, writing over revision e.Rev only (0: none), and returns the
-	// revision the view holds for it then. Entries never go back. A closed
-	// e stored afresh (Rev 0) replaces the conversation's open entry.
+	// Put stores e over revision e.Rev (0: none) when the view still holds
+	// that one, and otherwise unless the view holds e's conversation at
+	// e.Version or later, and returns the revision the view holds for it
+	// then. Entries never go back; one is rewritten at its version over the
+	// revision read (an erasure does). A closed e stored afresh (Rev 0)
+	// replaces the conversation's open entry.
 	Put(ctx context.Context, e ViewEntry) (rev uint64, err error)
 	// Remove deletes the conversation's entries.
 	Remove(ctx context.Context, tenant, id string) error
@@ -53,19 +55,28 @@ type ClosedKey struct {
 	Tenant, Visitor, ID string
 }
 
-// ViewEntry is one conversation in the View. Its state is in the clear
-// with no assignee, the only personal data in it, which is sealed under the
-// visitor's key: once the visitor is erased it cannot be read, as the
-// assignment event cannot.
+// ViewEntry is one conversation in the View. Its state is in the clear but
+// for what the conversation's events seal under the visitor's key — the
+// assignee, the rating's score, whether the opening message was withdrawn,
+// when the visitor chose it be erased after closing — which is sealed under
+// that key too (see sealedState): once the visitor is erased it cannot be
+// read, as those events cannot. What is left in the clear the events carry
+// in their headers: ids, times, which events there were.
 type ViewEntry struct {
 	Tenant  string `json:"tenant"`
 	ID      string `json:"id"`
 	Visitor string `json:"visitor"`
 	// Version is the stream sequence of the last event the entry reflects.
 	Version uint64 `json:"version"`
-	// State is the viewState, assignee left out.
+	// State is the viewState, the sealedState's fields left out.
 	State json.RawMessage `json:"state"`
-	// Assignee is the assignee sealed under the visitor's data key, or nil.
+	// Sealed is the sealedState sealed under the visitor's data key, or nil
+	// when the key could not seal it (erased, unreadable).
+	Sealed []byte `json:"sealed,omitempty"`
+	// Assignee is the assignee sealed alone, as versions before the view's
+	// sealed state wrote it, which the state holds in the clear otherwise:
+	// read, never written, for entries such a version writes during a
+	// rolling upgrade.
 	Assignee []byte `json:"assignee,omitempty"`
 	// Open tells which entries of the view it is among; not stored, the
 	// View keeps them apart.
@@ -83,7 +94,31 @@ type viewState struct {
 	Keyed   keyIndex                  `json:"keyed"`
 }
 
-// viewAD binds a sealed assignee to its conversation and version, so it
+// sealedState is what an entry seals of its conversation: the fields the
+// fold takes from the events' sealed payloads and conversation.Erase
+// drops, the visitor's data. Responded and FirstResponseAt come from a
+// sealed payload too, the author's role, but say when the staff answered,
+// not anything of the visitor's; they stay in the clear.
+type sealedState struct {
+	Assignee         string        `json:"assignee,omitempty"`
+	Score            int           `json:"score,omitempty"`
+	OpeningWithdrawn bool          `json:"opening_withdrawn,omitempty"`
+	EraseAfterClose  time.Duration `json:"erase_after_close,omitempty"`
+}
+
+// sealedOf takes the sealedState's fields out of c.
+func sealedOf(c *conversation.Conversation) sealedState {
+	p := sealedState{Assignee: c.Assignee, Score: c.Score, OpeningWithdrawn: c.OpeningWithdrawn, EraseAfterClose: c.EraseAfterClose}
+	c.Assignee, c.Score, c.OpeningWithdrawn, c.EraseAfterClose = "", 0, false, 0
+	return p
+}
+
+// into puts p's fields back into c.
+func (p sealedState) into(c *conversation.Conversation) {
+	c.Assignee, c.Score, c.OpeningWithdrawn, c.EraseAfterClose = p.Assignee, p.Score, p.OpeningWithdrawn, p.EraseAfterClose
+}
+
+// viewAD binds an entry's sealed part to its conversation and version, so it
 // cannot be moved to another entry or an older one.
 func viewAD(e ViewEntry) []byte {
 	return seal.AD("chat-view", e.Tenant, e.ID, e.Visitor, strconv.FormatUint(e.Version, 10))
@@ -116,41 +151,42 @@ const (
 )
 
 // storeView writes e's state to the view unless the view has it at its
-// version already.
+// version already, as open or closed and erased or not as it is now.
 func (s *Service) storeView(ctx context.Context, e *entry) error {
 	e.mu.RLock()
 	st := viewState{Conv: e.conv, Until: e.until, Forever: e.forever, Keyed: e.keyed}
-	assignee := st.Conv.Assignee
-	st.Conv.Assignee = ""
-	b, err := json.Marshal(st)
-	written, rev, wasOpen := e.viewVersion, e.viewRev, e.viewOpen
+	written, rev, wasOpen, wasErased := e.viewVersion, e.viewRev, e.viewOpen, e.viewErased
 	e.mu.RUnlock()
+	hidden := sealedOf(&st.Conv)
+	b, err := json.Marshal(st)
 	if err != nil {
 		return fmt.Errorf("encode view of %s: %w", st.Conv.ID, err)
 	}
-	open := st.Conv.Status == conversation.Open
-	// Rewritten also when only its status moved: a visitor's erasure
-	// closes the conversation with no event.
+	open, erased := st.Conv.Status == conversation.Open, st.Conv.Erased
+	// Rewritten also when only its status or erasure moved: a visitor's
+	// erasure closes the conversation with no event.
 	// A forgotten conversation is not written back after its removal.
-	if !st.Conv.Exists() || st.Conv.Version <= written && open == wasOpen || s.state.isErased(st.Conv.Tenant, st.Conv.ID) {
+	if !st.Conv.Exists() || st.Conv.Version <= written && open == wasOpen && erased == wasErased || s.state.isErased(st.Conv.Tenant, st.Conv.ID) {
 		return nil
 	}
 	if open != wasOpen {
 		rev = 0 // another key
 	}
 	v := ViewEntry{Tenant: st.Conv.Tenant, ID: st.Conv.ID, Visitor: st.Conv.Visitor, Version: st.Conv.Version, State: b, Open: open, Rev: rev}
-	if assignee != "" {
-		k, err := s.keys.Get(ctx, v.Tenant, v.Visitor)
-		switch {
-		case errors.Is(err, personkey.ErrNotFound), errors.Is(err, personkey.ErrUnreadable):
-			// Stored without it, as the events read now would fold: erased
-			// (see openView), or with an assignment that cannot be read.
-		case err != nil:
+	k, err := s.keys.Get(ctx, v.Tenant, v.Visitor)
+	switch {
+	case errors.Is(err, personkey.ErrNotFound), errors.Is(err, personkey.ErrUnreadable):
+		// Stored without it, as the events read now would fold: erased
+		// (see openView), or with payloads that cannot be read.
+	case err != nil:
+		return fmt.Errorf("view of %s: %w", v.ID, err)
+	case !erased:
+		p, err := json.Marshal(hidden)
+		if err != nil {
+			return fmt.Errorf("encode view of %s: %w", v.ID, err)
+		}
+		if v.Sealed, err = seal.Seal(k.Data, p, viewAD(v)); err != nil {
 			return fmt.Errorf("view of %s: %w", v.ID, err)
-		default:
-			if v.Assignee, err = seal.Seal(k.Data, []byte(assignee), viewAD(v)); err != nil {
-				return fmt.Errorf("view of %s: %w", v.ID, err)
-			}
 		}
 	}
 	rev, err = s.view.Put(ctx, v)
@@ -158,51 +194,60 @@ func (s *Service) storeView(ctx context.Context, e *entry) error {
 		return err
 	}
 	e.mu.Lock()
-	if v.Version > e.viewVersion || v.Open != e.viewOpen {
-		e.viewVersion, e.viewRev, e.viewOpen = v.Version, rev, v.Open
+	if v.Version > e.viewVersion || v.Open != e.viewOpen || erased != e.viewErased {
+		e.viewVersion, e.viewRev, e.viewOpen, e.viewErased = v.Version, rev, v.Open, erased
 	}
 	e.mu.Unlock()
 	return nil
 }
 
 // openView decodes a view entry as the conversation's events would fold
-// now: with its assignee when the visitor's key opens it, erased when the
-// key is gone.
-func (s *Service) openView(ctx context.Context, v ViewEntry) (viewState, error) {
-	var st viewState
+// now: with its sealed part when the visitor's key opens it, erased when
+// the key is gone. stored tells whether the entry was written erased.
+func (s *Service) openView(ctx context.Context, v ViewEntry) (st viewState, stored bool, err error) {
 	if err := json.Unmarshal(v.State, &st); err != nil {
-		return viewState{}, fmt.Errorf("decode view of %s: %w", v.ID, err)
+		return viewState{}, false, fmt.Errorf("decode view of %s: %w", v.ID, err)
 	}
+	stored = st.Conv.Erased
 	k, err := s.keys.Get(ctx, v.Tenant, v.Visitor)
 	switch {
 	case errors.Is(err, personkey.ErrNotFound):
 		st.Conv.Erase()
-		return st, nil
-	case errors.Is(err, personkey.ErrUnreadable) || v.Assignee == nil:
-		return st, nil
+		return st, stored, nil
+	case errors.Is(err, personkey.ErrUnreadable) || st.Conv.Erased:
+		return st, stored, nil
 	case err != nil:
-		return viewState{}, fmt.Errorf("view of %s: %w", v.ID, err)
+		return viewState{}, false, fmt.Errorf("view of %s: %w", v.ID, err)
 	}
-	a, err := seal.Open(k.Data, v.Assignee, viewAD(v))
-	if err != nil {
-		// Not this visitor's: left unread, as a rebuild would leave an
-		// assignment that does not open.
-		return st, nil
+	switch {
+	case v.Sealed != nil:
+		b, err := seal.Open(k.Data, v.Sealed, viewAD(v))
+		if err != nil {
+			// Not this visitor's: left unread, as a rebuild would leave
+			// payloads that do not open.
+			return st, stored, nil
+		}
+		var p sealedState
+		if err := json.Unmarshal(b, &p); err != nil {
+			return viewState{}, false, fmt.Errorf("decode view of %s: %w", v.ID, err)
+		}
+		p.into(&st.Conv)
+	case v.Assignee != nil:
+		if a, err := seal.Open(k.Data, v.Assignee, viewAD(v)); err == nil {
+			st.Conv.Assignee = string(a)
+		}
 	}
-	if !st.Conv.Erased {
-		st.Conv.Assignee = string(a)
-	}
-	return st, nil
+	return st, stored, nil
 }
 
 // restored returns the entry of a conversation read from the view.
 func (s *Service) restored(ctx context.Context, v ViewEntry) (*entry, error) {
-	st, err := s.openView(ctx, v)
+	st, erased, err := s.openView(ctx, v)
 	if err != nil {
 		return nil, err
 	}
 	return &entry{conv: st.Conv, keyed: st.Keyed, until: st.Until, forever: st.Forever,
-		viewVersion: v.Version, viewRev: v.Rev, viewOpen: v.Open}, nil
+		viewVersion: v.Version, viewRev: v.Rev, viewOpen: v.Open, viewErased: erased}, nil
 }
 
 // Restore loads the open conversations of the view into the read models and
@@ -250,22 +295,46 @@ func (s *Service) Restore(ctx context.Context, held func(tenant, id string) bool
 }
 
 // Prune removes from the view the closed conversations whose events the
-// store no longer holds: expired, or erased while no instance ran to hear
-// of it. It reads the view's keys alone, so it runs beside the service
-// rather than before it: held, taken at start, tells which conversations
-// certainly have events, and a conversation it does not name is read from
-// the store before it is removed, as it may have been opened since.
+// store no longer holds — expired, or erased while no instance ran to hear
+// of it — and the open ones this instance holds whose events all expired.
+// It reads the view's keys alone, so it runs beside the service rather
+// than before it: held, what the store held a moment ago, tells which
+// conversations certainly have events, and a conversation it does not name
+// is read from the store before it is removed, as it may have been opened
+// since. Every instance holds every open conversation, so the open entries
+// all leave by some instance's Prune.
 func (s *Service) Prune(ctx context.Context, held func(tenant, id string) bool) error {
-	return s.view.Closed(ctx, "", "", func(k ClosedKey) error {
-		if held(k.Tenant, k.ID) {
-			return nil
+	gone := func(tenant, id string) (bool, error) {
+		if held(tenant, id) {
+			return false, nil
 		}
-		rs, _, err := s.events.Read(ctx, k.Tenant, k.ID, 0, 1)
-		if err != nil || len(rs) > 0 {
+		rs, _, err := s.events.Read(ctx, tenant, id, 0, 1)
+		return err == nil && len(rs) == 0, err
+	}
+	err := s.view.Closed(ctx, "", "", func(k ClosedKey) error {
+		if g, err := gone(k.Tenant, k.ID); !g || err != nil {
 			return err
 		}
 		return s.view.Remove(ctx, k.Tenant, k.ID)
 	})
+	if err != nil {
+		return err
+	}
+	now := s.now()
+	for _, c := range s.state.expiredOpen(now) {
+		g, err := gone(c.tenant, c.id)
+		if err != nil {
+			return err
+		}
+		if !g {
+			continue
+		}
+		s.state.remove(c.tenant, c.id, now)
+		if err := s.view.Remove(ctx, c.tenant, c.id); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // WriteView writes the entries Project changed since the last call to the

@@ -44,10 +44,10 @@ func TestView(t *testing.T) {
 	})
 }
 
-// TestViewUpgradesLayout opens a CHAT_VIEW written in the first layout, one
-// key per conversation: its entries and applied sequence go, so the service
-// rebuilds it from CHAT, while an entry of this layout, written by an
-// instance that upgraded first, stays.
+// TestViewUpgradesLayout opens a CHAT_VIEW written in the older layouts: one
+// key per conversation, and entries with no sealed part. They and the
+// applied sequence go, so the service rebuilds it from CHAT, while an entry
+// of this layout, written by an instance that upgraded first, stays.
 func TestViewUpgradesLayout(t *testing.T) {
 	ctx := t.Context()
 	_, js := natstest.Connect(t, natstest.Start(t, ""))
@@ -60,7 +60,12 @@ func TestViewUpgradesLayout(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for k, v := range map[string]string{"acme.c1": `{"tenant":"acme","id":"c1"}`, "applied": "42", "acme.open.v2.c2": `{"tenant":"acme","id":"c2","visitor":"v2","version":7,"state":{}}`} {
+	for k, v := range map[string]string{
+		"acme.c1":           `{"tenant":"acme","id":"c1"}`,
+		"applied":           "42",
+		"acme.open.v2.c2":   `{"tenant":"acme","id":"c2","visitor":"v2","version":7,"state":{},"sealed":"AAAA"}`,
+		"acme.closed.v3.c3": `{"tenant":"acme","id":"c3","visitor":"v3","version":8,"state":{"conv":{"rated":true,"score":4}}}`,
+	} {
 		if _, err := kv.Put(ctx, k, []byte(v)); err != nil {
 			t.Fatal(err)
 		}
@@ -80,11 +85,13 @@ func TestViewUpgradesLayout(t *testing.T) {
 	if applied != 0 || len(loaded) != 1 || loaded[0] != "c2" {
 		t.Errorf("Load() after the upgrade = %v, applied %d; want [c2], 0", loaded, applied)
 	}
-	if _, err := kv.Get(ctx, "acme.c1"); err == nil {
-		t.Error("the first layout's entry acme.c1 is still there")
+	for _, k := range []string{"acme.c1", "acme.closed.v3.c3"} {
+		if _, err := kv.Get(ctx, k); err == nil {
+			t.Errorf("the older layout's entry %s is still there", k)
+		}
 	}
-	if got := strings.Count(logs.String(), "older key layout"); got != 1 || !strings.Contains(logs.String(), "removed=2") {
-		t.Errorf("OpenView() on the first layout logged %q; want the rebuild said once, removed=2", logs.String())
+	if got := strings.Count(logs.String(), "older layout"); got != 1 || !strings.Contains(logs.String(), "removed=3") {
+		t.Errorf("OpenView() on the older layouts logged %q; want the rebuild said once, removed=3", logs.String())
 	}
 	// Opened again, the bucket is in this layout: nothing more is removed.
 	if err := v.Applied(ctx, 9); err != nil {

@@ -32,15 +32,19 @@ type View struct {
 const (
 	// appliedKey holds the sequence up to which every event is in the view.
 	appliedKey = "applied"
-	// layoutKey names the key layout the bucket is written in, layout.
+	// layoutKey names the layout the bucket is written in, layout: 2 for
+	// the key per status, 3 once entries seal the visitor's data whole
+	// (app.ViewEntry.Sealed).
 	layoutKey = "layout"
-	layout    = "2"
+	layout    = "3"
 )
 
 // OpenView creates the bucket with the definition of o when missing and
 // returns a View on it; a bucket with another definition is used as it is,
-// with a warning (see stream.CreateBuckets). A bucket in an older key
-// layout, one key per conversation, is emptied to be rebuilt from CHAT.
+// with a warning (see stream.CreateBuckets). A bucket in an older layout is
+// emptied of the entries that layout wrote, to be rebuilt from CHAT: those
+// of the first layout, one key per conversation, and those of the second,
+// which hold the visitor's rating and more in the clear.
 func OpenView(ctx context.Context, js natsjs.JetStream, o stream.Options, log *slog.Logger) (*View, error) {
 	kv, err := stream.OpenBucket(ctx, js, o, log, stream.ChatViewBucket)
 	if err != nil {
@@ -53,10 +57,10 @@ func OpenView(ctx context.Context, js natsjs.JetStream, o stream.Options, log *s
 	return v, nil
 }
 
-// upgrade empties a bucket written in an older layout and marks it written
-// in this one. Instances that start together may both do it: neither
-// removes the other's entries in this layout, and a removed applied costs
-// the next start a rebuild, nothing more.
+// upgrade empties a bucket written in an older layout of that layout's
+// entries and marks it written in this one. Instances that start together
+// may both do it: neither removes the other's entries in this layout, and
+// a removed applied costs the next start a rebuild, nothing more.
 func (v *View) upgrade(ctx context.Context, log *slog.Logger) error {
 	cur, err := v.kv.Get(ctx, layoutKey)
 	if err == nil && string(cur.Value()) == layout {
@@ -65,15 +69,26 @@ func (v *View) upgrade(ctx context.Context, log *slog.Logger) error {
 	if err != nil && !errors.Is(err, natsjs.ErrKeyNotFound) {
 		return fmt.Errorf("layout of %s: %w", stream.ChatViewBucket, err)
 	}
-	// Only the old layout's keys, <tenant>.<conversation>, and applied: an
-	// instance that upgraded a moment before may be writing the new ones.
-	keys, err := v.kv.ListKeysFiltered(ctx, "*.*", appliedKey)
+	// The first layout's keys, <tenant>.<conversation>, applied, and the
+	// second's entries with no sealed part: an instance that upgraded a
+	// moment before may be writing this layout's. The rebuild writes each
+	// conversation again, sealed.
+	keys, err := v.kv.ListKeysFiltered(ctx, "*.*", viewKey("*", "*", "*", true), viewKey("*", "*", "*", false), appliedKey)
 	if err != nil {
 		return fmt.Errorf("upgrade %s: %w", stream.ChatViewBucket, err)
 	}
 	defer func() { _ = keys.Stop() }()
 	removed := 0
 	for k := range keys.Keys() {
+		if strings.Count(k, ".") == 3 {
+			old, err := v.older(ctx, k)
+			if err != nil {
+				return err
+			}
+			if !old {
+				continue
+			}
+		}
 		if err := v.kv.Purge(ctx, k, natsjs.PurgeTTL(stream.ViewMarkerTTL)); err != nil {
 			return fmt.Errorf("upgrade %s: %w", stream.ChatViewBucket, err)
 		}
@@ -82,12 +97,33 @@ func (v *View) upgrade(ctx context.Context, log *slog.Logger) error {
 	// A new bucket has nothing to rebuild: said on every first start, it
 	// would read as an upgrade that did not happen.
 	if removed > 0 {
-		log.Info("emptied the view of an older key layout: it is rebuilt from the events", "bucket", stream.ChatViewBucket, "layout", layout, "removed", removed)
+		log.Info("emptied the view of an older layout: it is rebuilt from the events", "bucket", stream.ChatViewBucket, "layout", layout, "removed", removed)
 	}
 	if _, err := v.kv.Put(ctx, layoutKey, []byte(layout)); err != nil {
 		return fmt.Errorf("upgrade %s: %w", stream.ChatViewBucket, err)
 	}
 	return nil
+}
+
+// older reports whether the entry under key was written before this
+// layout: it has no sealed part. An erased visitor's entry of this layout
+// has none either, and is rebuilt with the rest.
+func (v *View) older(ctx context.Context, key string) (bool, error) {
+	kve, err := v.kv.Get(ctx, key)
+	if errors.Is(err, natsjs.ErrKeyNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("upgrade %s: %w", stream.ChatViewBucket, err)
+	}
+	var e struct {
+		Sealed []byte `json:"sealed"`
+	}
+	if err := json.Unmarshal(kve.Value(), &e); err != nil {
+		// Unreadable as any layout's: rebuilt.
+		return true, nil
+	}
+	return e.Sealed == nil, nil
 }
 
 // status is the key token of an entry's status.

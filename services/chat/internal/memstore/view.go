@@ -82,7 +82,7 @@ func (v *View) Put(_ context.Context, e app.ViewEntry) (uint64, error) {
 	k := keyOf(e)
 	// A write over another revision than the last stops where the
 	// JetStream adapter's compare-and-set would: at an entry as new as e.
-	if held, ok := v.entries[k]; ok && held.Version >= e.Version {
+	if held, ok := v.entries[k]; ok && held.Rev != e.Rev && held.Version >= e.Version {
 		return held.Rev, nil
 	}
 	v.rev++

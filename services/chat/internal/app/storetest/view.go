@@ -22,6 +22,7 @@ func View(t *testing.T, open func(t *testing.T) app.View) {
 		{"ClosedEntryReplacesOpen", closedReplacesOpen},
 		{"ClosedListedByTenantAndVisitor", closedListed},
 		{"EntriesNeverGoBack", entriesNeverGoBack},
+		{"RewrittenOverTheRevisionRead", rewrittenOverRevision},
 		{"RemoveDeletesEveryEntry", removeDeletes},
 	}
 	for _, tc := range tests {
@@ -164,6 +165,22 @@ func entriesNeverGoBack(t *testing.T, v app.View) {
 	mustPut(t, v, newest)
 	if e, _ := get(t, v, tenant, "v1", "c1"); e.Version != 9 {
 		t.Errorf("Get() after a newer write over a stale revision = version %d, want 9", e.Version)
+	}
+}
+
+// rewrittenOverRevision: an entry is rewritten at its version over the
+// revision read, as an erasure does; a write at that version over a
+// revision no longer the last stores nothing.
+func rewrittenOverRevision(t *testing.T, v app.View) {
+	rev := mustPut(t, v, entry(tenant, "v1", "c1", 3, false))
+	erased := entry(tenant, "v1", "c1", 3, false)
+	erased.State, erased.Rev = json.RawMessage(`{"erased":true}`), rev
+	mustPut(t, v, erased)
+	stale := entry(tenant, "v1", "c1", 3, false)
+	stale.Rev = rev
+	mustPut(t, v, stale)
+	if e, _ := get(t, v, tenant, "v1", "c1"); string(e.State) != `{"erased":true}` {
+		t.Errorf("Get() after a rewrite and a stale one = state %s, want the rewrite's", e.State)
 	}
 }
 
