@@ -351,6 +351,10 @@ func (s *Store) Follow(ctx context.Context, from uint64, h Handler, caughtUp fun
 		DeliverPolicy:  natsjs.DeliverByStartSequencePolicy,
 		OptStartSeq:    max(from, 1),
 	})
+	if ctx.Err() != nil {
+		// Stopped while the consumer was being made: no failure.
+		return nil
+	}
 	if err != nil {
 		return fmt.Errorf("follow %s: %w", stream.Chat, err)
 	}
