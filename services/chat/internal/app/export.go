@@ -95,7 +95,7 @@ func (s *Service) Export(ctx context.Context, p auth.Principal, args chatapi.Exp
 			after = args.After.Seq
 		}
 		full := false
-		tr := lines{key: key.Data, openingWithdrawn: c.OpeningWithdrawn}
+		tr := lines{key: key.Data, openingWithdrawn: s.openingWithdrawn(ctx, c)}
 		err = s.scanBy(ctx, c.Tenant, c.ID, after, batch, func(r Record) (bool, error) {
 			cm, shown, err := tr.line(r)
 			if err != nil {
