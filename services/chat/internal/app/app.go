@@ -82,6 +82,12 @@ type EventStore interface {
 	// them. It may return fewer than limit with more set, to bound what one
 	// read holds.
 	Read(ctx context.Context, tenant, conversation string, after uint64, limit int) (rs []Record, more bool, err error)
+	// Last returns the stream sequence of the conversation's last event
+	// the store holds, 0 when it holds none. Events expire each by its own
+	// ttl, so a later event can be gone before an earlier one: Last is
+	// then below the sequence of the last event appended, and an append
+	// must expect Last.
+	Last(ctx context.Context, tenant, conversation string) (uint64, error)
 	// Delete removes the event at stream sequence seq, overwriting its
 	// bytes where the store keeps them on disk, so that what it sealed
 	// cannot be recovered even with its key. An event no longer there is

@@ -1,9 +1,15 @@
 package app_test
 
 import (
+	"slices"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/parley-chat/parley/pkg/chatapi"
+	"github.com/parley-chat/parley/pkg/privacyapi"
+
+	"github.com/parley-chat/parley/services/chat/internal/app"
 )
 
 // The reads of an instance whose follower has not applied another
@@ -39,5 +45,53 @@ func TestWithdrawnOpeningOnAnotherInstance(t *testing.T) {
 	}
 	if m := exp.Conversations[0].Messages[0]; !m.Withdrawn || m.Text != nil {
 		t.Errorf("Export() through the other instance: opening withdrawn=%v text=%q, want withdrawn and no text", m.Withdrawn, deref(m.Text))
+	}
+}
+
+// retention is app.Policies giving every tenant a retention that can be
+// shortened.
+type retention struct{ seconds atomic.Int64 }
+
+func (r *retention) Get(string) privacyapi.Settings {
+	return privacyapi.Settings{RetentionSeconds: int(r.seconds.Load())}
+}
+
+// TestShortenedRetentionDoesNotContend posts to a conversation after a
+// shortened retention removed its last event before the earlier ones: the
+// append expecting the removed event is refused and the catch-up finds
+// nothing new, so the post expects the last event the store holds instead
+// of losing every try.
+func TestShortenedRetentionDoesNotContend(t *testing.T) {
+	now := time.Now()
+	clock := func() time.Time { return now }
+	w := newWorld()
+	w.events.Now = clock
+	var kept retention
+	kept.seconds.Store(30 * 24 * 3600)
+	in := w.startWith(t, app.Options{Policies: &kept, Now: clock})
+	v := visitorN(1)
+	conv := in.open(t, v, "kept a month")
+	kept.seconds.Store(1)
+	now = now.Add(2 * time.Second)
+	if _, err := in.Post(t.Context(), v, chatapi.PostArgs{Conversation: conv, Text: "kept a second"}); err != nil {
+		t.Fatal(err)
+	}
+	now = now.Add(2 * time.Second)
+	if _, err := in.Post(t.Context(), v, chatapi.PostArgs{Conversation: conv, Text: "after it expired"}); err != nil {
+		t.Fatalf("Post() after the last event expired = %v, want nil", err)
+	}
+	page, err := in.messages(t, v, chatapi.MessagesArgs{Conversation: conv})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, m := range page.Messages {
+		got = append(got, deref(m.Text))
+	}
+	if want := []string{"kept a month", "after it expired"}; !slices.Equal(got, want) {
+		t.Errorf("Messages() = %q, want %q", got, want)
+	}
+	if in.conflicts != 0 {
+		t.Errorf("conflicts = %d, want 0: no other writer", in.conflicts)
 	}
 }

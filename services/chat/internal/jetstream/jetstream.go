@@ -115,6 +115,21 @@ func wrongLastSequence(err error) bool {
 // writer catches up and decides again.
 const jsErrCodeDuplicateInProcess natsjs.ErrorCode = 10158
 
+// Last implements app.EventStore with the subject's last message as the
+// stream's leader holds it: a replica may not have applied the last append
+// yet, nor removed an expired message.
+func (s *Store) Last(ctx context.Context, tenant, conversation string) (uint64, error) {
+	subject := stream.ChatSubject(tenant, conversation)
+	m, err := stream.LastMsg(ctx, s.js, stream.Chat, subject)
+	if errors.Is(err, natsjs.ErrMsgNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("last of %s: %w", subject, err)
+	}
+	return m.Sequence, nil
+}
+
 // Delete implements app.EventStore with JetStream's secure delete, which
 // overwrites the message's bytes in the store files; a plain delete would
 // leave them there until the block is compacted.
