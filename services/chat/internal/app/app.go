@@ -88,6 +88,10 @@ type EventStore interface {
 	// then below the sequence of the last event appended, and an append
 	// must expect Last.
 	Last(ctx context.Context, tenant, conversation string) (uint64, error)
+	// Head returns the stream sequence of the last event the store holds,
+	// of any conversation, 0 when it holds none: how far a follower of the
+	// store must get to have applied every write answered so far.
+	Head(ctx context.Context) (uint64, error)
 	// Delete removes the event at stream sequence seq, overwriting its
 	// bytes where the store keeps them on disk, so that what it sealed
 	// cannot be recovered even with its key. An event no longer there is
@@ -176,10 +180,13 @@ type Service struct {
 	// opening serialises the openings of each visitor (see Open).
 	opening stripes
 	// viewMu guards dirty, the entries Project changed since the view was
-	// last written, and projected, the last event Project applied.
+	// last written, projected, the last event Project applied (or Skip
+	// passed), and advanced, closed when projected moves on while a read
+	// waits for it (see followed).
 	viewMu    sync.Mutex
 	dirty     map[*entry]struct{}
 	projected uint64
+	advanced  chan struct{}
 	// viewing serialises the calls of WriteView; applied is the sequence
 	// last recorded in the View, under it. hurry counts the calls waiting
 	// that may not be paced.

@@ -34,6 +34,11 @@ func (s *Service) Export(ctx context.Context, p auth.Principal, args chatapi.Exp
 	if p.Role != auth.RoleAdmin && !(p.Role == auth.RoleVisitor && p.ID == args.Visitor) {
 		return nil, conversation.ErrForbidden
 	}
+	// The conversations come from what this instance holds and the View:
+	// its follower must have applied what another instance wrote.
+	if err := s.followed(ctx); err != nil {
+		return nil, err
+	}
 	ts, err := s.visitorConversations(ctx, p.Tenant, args.Visitor)
 	if err != nil {
 		return nil, err

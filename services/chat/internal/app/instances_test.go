@@ -1,7 +1,9 @@
 package app_test
 
 import (
+	"context"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -93,5 +95,98 @@ func TestShortenedRetentionDoesNotContend(t *testing.T) {
 	}
 	if in.conflicts != 0 {
 		t.Errorf("conflicts = %d, want 0: no other writer", in.conflicts)
+	}
+}
+
+// TestListShowsWriteOfAnotherInstance opens a conversation through one
+// instance and lists the inbox through another whose follower has not
+// applied it: the list waits for the follower to get as far as the store
+// when it was asked, and shows the conversation.
+func TestListShowsWriteOfAnotherInstance(t *testing.T) {
+	w := newWorld()
+	a, b := w.start(t), w.start(t)
+	v := visitorN(1)
+	conv := a.open(t, v, "hi")
+	headRead := make(chan struct{}, 1)
+	b.onHead = func() {
+		select {
+		case headRead <- struct{}{}:
+		default:
+		}
+	}
+	type listed struct {
+		res chatapi.ListResult
+		err error
+	}
+	done := make(chan listed, 1)
+	go func() {
+		res, err := b.List(t.Context(), v, chatapi.ListArgs{})
+		done <- listed{res, err}
+	}()
+	var got listed
+	select {
+	case <-headRead:
+		// The follower catches up only once the list waits for it.
+		b.project(t)
+		got = <-done
+	case got = <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("List() neither returned nor read the store's head")
+	}
+	if got.err != nil {
+		t.Fatal(got.err)
+	}
+	if len(got.res.Conversations) != 1 || got.res.Conversations[0].ID != conv {
+		t.Errorf("List() through the other instance = %+v, want [%s]", got.res.Conversations, conv)
+	}
+}
+
+// TestListDoesNotWaitForRemovedHead lists through an instance whose
+// follower never gets to the store's last event, erased before it did: the
+// list waits no further than the event before it.
+func TestListDoesNotWaitForRemovedHead(t *testing.T) {
+	w := newWorld()
+	a, b := w.start(t), w.start(t)
+	v, other := visitorN(1), visitorN(2)
+	conv := a.open(t, v, "hi")
+	b.follow(t)
+	a.open(t, other, "erased")
+	head, err := w.events.Head(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var once sync.Once
+	b.onHead = func() {
+		once.Do(func() {
+			if err := w.events.Delete(t.Context(), head); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	res, err := b.List(ctx, supervisor, chatapi.ListArgs{})
+	if err != nil {
+		t.Fatalf("List() with the head removed before the follower got to it = %v", err)
+	}
+	if len(res.Conversations) != 1 || res.Conversations[0].ID != conv {
+		t.Errorf("List() = %+v, want [%s]", res.Conversations, conv)
+	}
+}
+
+// TestExportShowsConversationOfAnotherInstance exports a visitor's
+// conversations through an instance whose follower has not applied the one
+// opened through another.
+func TestExportShowsConversationOfAnotherInstance(t *testing.T) {
+	w := newWorld()
+	a, b := w.start(t), w.start(t)
+	v := visitorN(1)
+	conv := a.open(t, v, "hi")
+	exp, err := b.export(t, v, chatapi.ExportArgs{Visitor: v.ID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(exp.Conversations) != 1 || exp.Conversations[0].ID != conv {
+		t.Errorf("Export() through the other instance = %d conversations, want [%s]", len(exp.Conversations), conv)
 	}
 }

@@ -130,6 +130,21 @@ func (s *Store) Last(ctx context.Context, tenant, conversation string) (uint64, 
 	return m.Sequence, nil
 }
 
+// Head implements app.EventStore with the last message of CHAT's
+// conversations as the stream's leader holds it: the sequence of the last
+// message stored, which the stream's state gives, may be one removed since,
+// which a follower never reaches.
+func (s *Store) Head(ctx context.Context) (uint64, error) {
+	m, err := stream.LastMsg(ctx, s.js, stream.Chat, stream.ChatSubjects)
+	if errors.Is(err, natsjs.ErrMsgNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("head of %s: %w", stream.Chat, err)
+	}
+	return m.Sequence, nil
+}
+
 // Delete implements app.EventStore with JetStream's secure delete, which
 // overwrites the message's bytes in the store files; a plain delete would
 // leave them there until the block is compacted.
@@ -352,15 +367,21 @@ func expires(h nats.Header, at time.Time) time.Time {
 	return at.Add(d.Truncate(time.Second))
 }
 
-// Handler applies one event read by Follow. An error is transient: the same
-// record is handed over again after a pause.
-type Handler func(context.Context, app.Record) error
+// Follower is what Follow hands the stream's messages to, in stream order,
+// from one goroutine; *app.Service is one.
+type Follower interface {
+	// Project applies one event. An error is transient: the same record is
+	// handed over again after a pause.
+	Project(context.Context, app.Record) error
+	// Skip is told the sequence of a message that is no Parley event.
+	Skip(seq uint64)
+}
 
-// Follow hands h every chat event from stream sequence from on, in stream
+// Follow hands f every chat event from stream sequence from on, in stream
 // order, then keeps following new ones until ctx is done, when it returns
 // nil. It calls caughtUp once, when it handed over every event stored when
 // it started. Records that are not Parley events are logged and skipped.
-func (s *Store) Follow(ctx context.Context, from uint64, h Handler, caughtUp func()) error {
+func (s *Store) Follow(ctx context.Context, from uint64, f Follower, caughtUp func()) error {
 	cons, err := s.js.OrderedConsumer(ctx, stream.Chat, natsjs.OrderedConsumerConfig{
 		FilterSubjects: []string{stream.ChatSubjects},
 		DeliverPolicy:  natsjs.DeliverByStartSequencePolicy,
@@ -400,10 +421,11 @@ func (s *Store) Follow(ctx context.Context, from uint64, h Handler, caughtUp fun
 		e, err := event.Parse(m.Subject(), m.Headers(), m.Data())
 		if err != nil {
 			s.log.Warn("skip stored message", "stream_seq", md.Sequence.Stream, "err", err)
-		} else if r := (app.Record{Seq: md.Sequence.Stream, Event: e, Expires: expires(m.Headers(), e.At)}); h(ctx, r) != nil {
+			f.Skip(md.Sequence.Stream)
+		} else if r := (app.Record{Seq: md.Sequence.Stream, Event: e, Expires: expires(m.Headers(), e.At)}); f.Project(ctx, r) != nil {
 			// Tried again at once, logged if it fails again: the retry's
 			// machinery, a dozen allocations, only for the event that needs it.
-			if err := s.Retry(ctx, "apply event", func(ctx context.Context) error { return h(ctx, r) }, "stream_seq", r.Seq); err != nil {
+			if err := s.Retry(ctx, "apply event", func(ctx context.Context) error { return f.Project(ctx, r) }, "stream_seq", r.Seq); err != nil {
 				return nil // ctx is done
 			}
 		}

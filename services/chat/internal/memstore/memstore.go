@@ -74,6 +74,19 @@ func (s *Store) Last(_ context.Context, tenant, conversation string) (uint64, er
 	return s.lastLocked(conv(tenant, conversation)), nil
 }
 
+// Head implements app.EventStore.
+func (s *Store) Head(context.Context) (uint64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.now()
+	for i := len(s.events) - 1; i >= 0; i-- {
+		if !s.removedLocked(s.events[i], now) {
+			return s.events[i].Seq, nil
+		}
+	}
+	return 0, nil
+}
+
 // lastLocked returns the sequence of conversation c's last event the store
 // holds; s.mu is held.
 func (s *Store) lastLocked(c string) uint64 {

@@ -65,6 +65,7 @@ func EventStore(t *testing.T, open func(t *testing.T) app.EventStore) {
 		{"IDInAnotherConversation", idInAnotherConversation},
 		{"TTLSetsExpiry", ttlSetsExpiry},
 		{"ExpiredLastEventIsNotLast", expiredLastIsNotLast},
+		{"HeadIsTheLastEventHeld", headIsLastEventHeld},
 		{"DeleteRemovesOneEvent", deleteRemovesOneEvent},
 	}
 	for _, tc := range tests {
@@ -357,6 +358,34 @@ func expiredLastIsNotLast(t *testing.T, s app.EventStore, f *fixture) {
 		t.Errorf("Append(after the expired %d) = %v, want ErrStale", gone, err)
 	}
 	mustAppend(t, s, f.event("c1", "", "after the kept one"), kept)
+}
+
+// headIsLastEventHeld: Head is the sequence of the last event the store
+// holds, of any conversation (0: none), not of one removed since.
+func headIsLastEventHeld(t *testing.T, s app.EventStore, f *fixture) {
+	ctx := t.Context()
+	head := func() uint64 {
+		t.Helper()
+		h, err := s.Head(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return h
+	}
+	if h := head(); h != 0 {
+		t.Errorf("Head() of an empty store = %d, want 0", h)
+	}
+	v1 := mustAppend(t, s, f.event("c1", "", "one"), 0)
+	v2 := mustAppend(t, s, f.event("c2", "", "two"), 0)
+	if h := head(); h != v2 {
+		t.Errorf("Head() = %d, want %d", h, v2)
+	}
+	if err := s.Delete(ctx, v2); err != nil {
+		t.Fatal(err)
+	}
+	if h := head(); h != v1 {
+		t.Errorf("Head() after deleting the last event = %d, want %d", h, v1)
+	}
 }
 
 // sameRecords fails the test unless got holds want's events at their
