@@ -88,10 +88,15 @@ type EventStore interface {
 	// then below the sequence of the last event appended, and an append
 	// must expect Last.
 	Last(ctx context.Context, tenant, conversation string) (uint64, error)
-	// Head returns the stream sequence of the last event the store holds,
-	// of any conversation, 0 when it holds none: how far a follower of the
-	// store must get to have applied every write answered so far.
+	// Head returns the stream sequence of the last event stored, of any
+	// conversation, 0 when none ever was: how far a follower of the store
+	// must get to have applied every write answered so far, unless the
+	// event was removed since, which a follower never gets (see Next).
 	Head(ctx context.Context) (uint64, error)
+	// Next returns the stream sequence of the first event the store holds
+	// after stream sequence after, of any conversation; 0 when it holds
+	// none.
+	Next(ctx context.Context, after uint64) (uint64, error)
 	// Delete removes the event at stream sequence seq, overwriting its
 	// bytes where the store keeps them on disk, so that what it sealed
 	// cannot be recovered even with its key. An event no longer there is

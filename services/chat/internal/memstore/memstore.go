@@ -78,10 +78,17 @@ func (s *Store) Last(_ context.Context, tenant, conversation string) (uint64, er
 func (s *Store) Head(context.Context) (uint64, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return uint64(len(s.events)), nil
+}
+
+// Next implements app.EventStore.
+func (s *Store) Next(_ context.Context, after uint64) (uint64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	now := s.now()
-	for i := len(s.events) - 1; i >= 0; i-- {
-		if !s.removedLocked(s.events[i], now) {
-			return s.events[i].Seq, nil
+	for _, r := range s.events[min(after, uint64(len(s.events))):] {
+		if !s.removedLocked(r, now) {
+			return r.Seq, nil
 		}
 	}
 	return 0, nil

@@ -65,7 +65,7 @@ func EventStore(t *testing.T, open func(t *testing.T) app.EventStore) {
 		{"IDInAnotherConversation", idInAnotherConversation},
 		{"TTLSetsExpiry", ttlSetsExpiry},
 		{"ExpiredLastEventIsNotLast", expiredLastIsNotLast},
-		{"HeadIsTheLastEventHeld", headIsLastEventHeld},
+		{"HeadAndNext", headAndNext},
 		{"DeleteRemovesOneEvent", deleteRemovesOneEvent},
 	}
 	for _, tc := range tests {
@@ -360,32 +360,36 @@ func expiredLastIsNotLast(t *testing.T, s app.EventStore, f *fixture) {
 	mustAppend(t, s, f.event("c1", "", "after the kept one"), kept)
 }
 
-// headIsLastEventHeld: Head is the sequence of the last event the store
-// holds, of any conversation (0: none), not of one removed since.
-func headIsLastEventHeld(t *testing.T, s app.EventStore, f *fixture) {
+// headAndNext: Head is the sequence of the last event stored, of any
+// conversation (0: none), also once it is removed; Next is the first event
+// held after a sequence, of any conversation (0: none).
+func headAndNext(t *testing.T, s app.EventStore, f *fixture) {
 	ctx := t.Context()
-	head := func() uint64 {
+	check := func(what string, got uint64, err error, want uint64) {
 		t.Helper()
-		h, err := s.Head(ctx)
-		if err != nil {
-			t.Fatal(err)
+		if err != nil || got != want {
+			t.Errorf("%s = %d, %v; want %d", what, got, err, want)
 		}
-		return h
 	}
-	if h := head(); h != 0 {
-		t.Errorf("Head() of an empty store = %d, want 0", h)
-	}
+	h, err := s.Head(ctx)
+	check("Head() of an empty store", h, err, 0)
+	n, err := s.Next(ctx, 0)
+	check("Next(0) of an empty store", n, err, 0)
 	v1 := mustAppend(t, s, f.event("c1", "", "one"), 0)
 	v2 := mustAppend(t, s, f.event("c2", "", "two"), 0)
-	if h := head(); h != v2 {
-		t.Errorf("Head() = %d, want %d", h, v2)
-	}
+	h, err = s.Head(ctx)
+	check("Head()", h, err, v2)
+	n, err = s.Next(ctx, 0)
+	check("Next(0)", n, err, v1)
+	n, err = s.Next(ctx, v1)
+	check(fmt.Sprintf("Next(%d)", v1), n, err, v2)
 	if err := s.Delete(ctx, v2); err != nil {
 		t.Fatal(err)
 	}
-	if h := head(); h != v1 {
-		t.Errorf("Head() after deleting the last event = %d, want %d", h, v1)
-	}
+	h, err = s.Head(ctx)
+	check("Head() after deleting the last event", h, err, v2)
+	n, err = s.Next(ctx, v1)
+	check(fmt.Sprintf("Next(%d) after deleting the last event", v1), n, err, 0)
 }
 
 // sameRecords fails the test unless got holds want's events at their
