@@ -177,7 +177,7 @@ func run(ctx context.Context, d Deps) error {
 	g, gctx := errgroup.WithContext(runCtx)
 	caughtUp := make(chan struct{})
 	g.Go(func() error {
-		return store.Follow(gctx, applied+1, svc.Project, func() { close(caughtUp) })
+		return store.Follow(gctx, applied+1, svc, func() { close(caughtUp) })
 	})
 	g.Go(func() error { return settings.Watching(gctx) })
 	g.Go(func() error {

@@ -82,6 +82,21 @@ type EventStore interface {
 	// them. It may return fewer than limit with more set, to bound what one
 	// read holds.
 	Read(ctx context.Context, tenant, conversation string, after uint64, limit int) (rs []Record, more bool, err error)
+	// Last returns the stream sequence of the conversation's last event
+	// the store holds, 0 when it holds none. Events expire each by its own
+	// ttl, so a later event can be gone before an earlier one: Last is
+	// then below the sequence of the last event appended, and an append
+	// must expect Last.
+	Last(ctx context.Context, tenant, conversation string) (uint64, error)
+	// Head returns the stream sequence of the last event stored, of any
+	// conversation, 0 when none ever was: how far a follower of the store
+	// must get to have applied every write answered so far, unless the
+	// event was removed since, which a follower never gets (see Next).
+	Head(ctx context.Context) (uint64, error)
+	// Next returns the stream sequence of the first event the store holds
+	// after stream sequence after, of any conversation; 0 when it holds
+	// none.
+	Next(ctx context.Context, after uint64) (uint64, error)
 	// Delete removes the event at stream sequence seq, overwriting its
 	// bytes where the store keeps them on disk, so that what it sealed
 	// cannot be recovered even with its key. An event no longer there is
@@ -170,10 +185,13 @@ type Service struct {
 	// opening serialises the openings of each visitor (see Open).
 	opening stripes
 	// viewMu guards dirty, the entries Project changed since the view was
-	// last written, and projected, the last event Project applied.
+	// last written, projected, the last event Project applied (or Skip
+	// passed), and advanced, closed when projected moves on while a read
+	// waits for it (see followed).
 	viewMu    sync.Mutex
 	dirty     map[*entry]struct{}
 	projected uint64
+	advanced  chan struct{}
 	// viewing serialises the calls of WriteView; applied is the sequence
 	// last recorded in the View, under it. hurry counts the calls waiting
 	// that may not be paced.

@@ -34,6 +34,11 @@ func (s *Service) Export(ctx context.Context, p auth.Principal, args chatapi.Exp
 	if p.Role != auth.RoleAdmin && !(p.Role == auth.RoleVisitor && p.ID == args.Visitor) {
 		return nil, conversation.ErrForbidden
 	}
+	// The conversations come from what this instance holds and the View:
+	// its follower must have applied what another instance wrote.
+	if err := s.followed(ctx); err != nil {
+		return nil, err
+	}
 	ts, err := s.visitorConversations(ctx, p.Tenant, args.Visitor)
 	if err != nil {
 		return nil, err
@@ -95,7 +100,7 @@ func (s *Service) Export(ctx context.Context, p auth.Principal, args chatapi.Exp
 			after = args.After.Seq
 		}
 		full := false
-		tr := lines{key: key.Data, openingWithdrawn: c.OpeningWithdrawn}
+		tr := lines{key: key.Data, openingWithdrawn: s.openingWithdrawn(ctx, c)}
 		err = s.scanBy(ctx, c.Tenant, c.ID, after, batch, func(r Record) (bool, error) {
 			cm, shown, err := tr.line(r)
 			if err != nil {

@@ -20,7 +20,10 @@ import (
 // supervisors and admins, in descending order of id from after the cursor
 // (see chatapi.ListArgs), of the status asked for or of both.
 //
-// Open conversations come from memory. Closed ones come from the View a
+// It shows every write answered before it was asked, through any instance:
+// it waits first for this instance's follower to apply every event the
+// store held (see followed), bounded by ctx. Open conversations then come
+// from memory. Closed ones come from the View a
 // window at a time: the ids of the page's size that follow the cursor,
 // found by a scan of the View's keys that holds no more than the window,
 // then their entries. A page ends where the window does, so it may hold
@@ -32,6 +35,9 @@ func (s *Service) List(ctx context.Context, p auth.Principal, args chatapi.ListA
 	}
 	if args.Status != "" && args.Status != chatapi.StatusOpen && args.Status != chatapi.StatusClosed {
 		return chatapi.ListResult{}, &conversation.ValidationError{Field: "status", Reason: "want open or closed"}
+	}
+	if err := s.followed(ctx); err != nil {
+		return chatapi.ListResult{}, err
 	}
 	after := args.Page.After
 	pg := newPage(args.Page.Limit)

@@ -70,7 +70,7 @@ func (s *Service) Messages(ctx context.Context, p auth.Principal, args chatapi.M
 	// A transcript is in stream order: the page starts at the first message
 	// after the cursor. One event more than the page holds tells whether
 	// another page follows.
-	tr := lines{key: key.Data, erased: erased, openingWithdrawn: c.OpeningWithdrawn, redacted: bot}
+	tr := lines{key: key.Data, erased: erased, openingWithdrawn: s.openingWithdrawn(ctx, c), redacted: bot}
 	// One line reused for every event: each taken escapes to the encoder,
 	// which would cost a line allocated for each of a page's hundreds.
 	var cm chatapi.Message
@@ -130,13 +130,34 @@ func (s *Service) auditRead(ctx context.Context, p auth.Principal, conv string) 
 
 // lines reads the transcript lines of one conversation: authors and texts
 // decrypted under key unless the visitor is erased, its opening message
-// withdrawn when the conversation's state says so, and texts redacted when
-// redacted is set.
+// withdrawn when openingWithdrawn says so, and texts redacted when redacted
+// is set.
 type lines struct {
-	key              seal.Key
-	erased           bool
-	openingWithdrawn bool
+	key    seal.Key
+	erased bool
+	// openingWithdrawn tells whether the opening message is withdrawn; it
+	// is asked only when the opening is read (see Service.openingWithdrawn).
+	openingWithdrawn func() (bool, error)
 	redacted         bool
+}
+
+// openingWithdrawn returns whether the opening message of c, the state
+// this instance held, is withdrawn as the store holds it: the withdrawal is
+// a line the transcript hides, and it may be on a later page, so the
+// conversation's state tells, caught up with the store unless it says so
+// already, since another instance may have withdrawn it a moment ago. Only
+// a page holding the opening pays that read, once.
+func (s *Service) openingWithdrawn(ctx context.Context, c conversation.Conversation) func() (bool, error) {
+	return func() (bool, error) {
+		if c.OpeningWithdrawn {
+			return true, nil
+		}
+		e, err := s.find(ctx, c.Tenant, c.ID, true)
+		if err != nil {
+			return false, fmt.Errorf("read the opening's withdrawal: %w", err)
+		}
+		return e.snapshot().OpeningWithdrawn, nil
+	}
 }
 
 // line returns the transcript line of r, and false when r is no line: not a
@@ -157,7 +178,11 @@ func (l lines) line(r Record) (chatapi.Message, bool, error) {
 	switch env.Type {
 	case event.ConversationOpened:
 		m.Author = visitor()
-		if l.openingWithdrawn {
+		withdrawn, err := l.openingWithdrawn()
+		if err != nil {
+			return m, false, err
+		}
+		if withdrawn {
 			m.Withdrawn = true
 			break
 		}

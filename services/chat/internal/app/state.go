@@ -493,8 +493,28 @@ func (s *Service) Project(ctx context.Context, r Record) error {
 	if e != nil {
 		s.dirty[e] = struct{}{}
 	}
-	s.projected = r.Seq
+	s.advanceLocked(r.Seq)
 	return nil
+}
+
+// Skip records that the follower of the event store passed stream sequence
+// seq without an event to apply (a stored message that is no Parley event),
+// so that a read waiting for the follower to get that far (see followed)
+// does not wait for it. It is called by the goroutine that calls Project.
+func (s *Service) Skip(seq uint64) {
+	s.viewMu.Lock()
+	defer s.viewMu.Unlock()
+	s.advanceLocked(seq)
+}
+
+// advanceLocked moves projected on to seq and wakes the reads waiting for
+// it; s.viewMu is held.
+func (s *Service) advanceLocked(seq uint64) {
+	s.projected = max(s.projected, seq)
+	if s.advanced != nil {
+		close(s.advanced)
+		s.advanced = nil
+	}
 }
 
 // EraseVisitor marks the visitor's conversations erased, as they are

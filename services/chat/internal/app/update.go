@@ -56,6 +56,10 @@ func (s *Service) updateKeyed(ctx context.Context, p auth.Principal, id string, 
 	// appended with, one per try (see landed); one with a key finds its
 	// event by the key (prior).
 	var tried []string
+	// gone is set when the store's last event of the conversation, last,
+	// is below the state's version: the events after it expired (see
+	// expiredTail).
+	var gone struct{ version, last uint64 }
 	for try := 1; ; try++ {
 		c := e.snapshot()
 		prior, ok, err := s.prior(ctx, e, k.hash)
@@ -93,6 +97,11 @@ func (s *Service) updateKeyed(ctx context.Context, p auth.Principal, id string, 
 		if k.hash == "" {
 			tried = append(tried, lastID)
 		}
+		if gone.version != 0 && gone.version == c.Version {
+			// Expected of the store rather than of the state: an event the
+			// state applied is no longer there to be the last.
+			c.Version = gone.last
+		}
 		appended, err := s.appendAll(ctx, e, keys, &c, changes, k, lastID)
 		s.state.track(e)
 		if errors.Is(err, ErrDuplicateID) && k.hash != "" {
@@ -106,6 +115,7 @@ func (s *Service) updateKeyed(ctx context.Context, p auth.Principal, id string, 
 			// check doing its work, not a race (see find).
 			s.onConflict()
 		}
+		before := e.version()
 		r, ok, err := s.landed(ctx, e, c.Tenant, c.ID, tried)
 		switch {
 		case err != nil:
@@ -114,6 +124,12 @@ func (s *Service) updateKeyed(ctx context.Context, p auth.Principal, id string, 
 			return e.snapshot(), append(appended, r), nil
 		case try == MaxTries:
 			return c, nil, ErrContended
+		}
+		if e.version() == before {
+			if gone.last, err = s.expiredTail(ctx, c.Tenant, c.ID, before); err != nil {
+				return c, nil, err
+			}
+			gone.version = before
 		}
 		current = true
 	}
@@ -137,6 +153,25 @@ func (s *Service) landed(ctx context.Context, e *entry, tenant, id string, tried
 		}
 	}
 	return Record{}, false, nil
+}
+
+// expiredTail returns the sequence of the conversation's last event in the
+// store when it is below version, the state's, and version otherwise: it is
+// asked when an append expecting version was refused and the catch-up found
+// nothing new. Events expire each by the retention they were appended
+// under, so after a tenant shortened it the last events can go before the
+// earlier ones; the state keeps its version, the store checks an append
+// against the last event it holds, and every try would be refused, each
+// catch-up finding nothing. Expecting the store's last instead is safe: an
+// event appended since would be above version, and the store still refuses
+// an append that misses one. Once an append is stored the state's version is
+// the store's again, so a conversation pays this read once.
+func (s *Service) expiredTail(ctx context.Context, tenant, id string, version uint64) (uint64, error) {
+	last, err := s.events.Last(ctx, tenant, id)
+	if err != nil {
+		return 0, err
+	}
+	return min(last, version), nil
 }
 
 // appendAll appends changes to c one by one, each expecting the version the

@@ -115,9 +115,35 @@ func (a *auditTrail) len() int {
 // instance is one chat service on w, and the sequence its follower reached.
 type instance struct {
 	*app.Service
-	w         *world
+	w *world
+	// following serialises the calls of Project, as one follower makes
+	// them; followed is the sequence it reached.
+	following sync.Mutex
 	followed  uint64
 	conflicts int
+	// onHead, when set, runs when the instance reads the store's head,
+	// instead of its follower catching up then (see headStore).
+	onHead func()
+}
+
+// headStore is the world's event store as an instance uses it: when the
+// instance reads the store's head, to wait for its follower to get there,
+// the follower catches up, as one running beside it would.
+type headStore struct {
+	*memstore.Store
+	in *instance
+}
+
+func (s headStore) Head(ctx context.Context) (uint64, error) {
+	h, err := s.Store.Head(ctx)
+	if err != nil {
+		return 0, err
+	}
+	if s.in.onHead != nil {
+		s.in.onHead()
+		return h, nil
+	}
+	return h, s.in.catchUp(ctx)
 }
 
 func (w *world) start(t testing.TB) *instance {
@@ -136,7 +162,7 @@ func (w *world) startWith(t testing.TB, o app.Options) *instance {
 	if o.Profiles == nil {
 		o.Profiles = w.profiles
 	}
-	in.Service = app.New(w.events, w.view, w.keys, o)
+	in.Service = app.New(headStore{Store: w.events, in: in}, w.view, w.keys, o)
 	applied, err := in.Restore(t.Context(), func(string, string) bool { return true })
 	if err != nil {
 		t.Fatal(err)
@@ -159,12 +185,22 @@ func (in *instance) follow(t testing.TB) {
 // project is follow without the view's write: what a crash before it leaves.
 func (in *instance) project(t testing.TB) {
 	t.Helper()
+	if err := in.catchUp(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// catchUp hands the instance every event stored since it last followed.
+func (in *instance) catchUp(ctx context.Context) error {
+	in.following.Lock()
+	defer in.following.Unlock()
 	for _, r := range in.w.events.Since(in.followed) {
-		if err := in.Project(t.Context(), r); err != nil {
-			t.Fatal(err)
+		if err := in.Project(ctx, r); err != nil {
+			return err
 		}
 		in.followed = r.Seq
 	}
+	return nil
 }
 
 func (in *instance) open(t testing.TB, p auth.Principal, text string) string {

@@ -291,6 +291,11 @@ func (s *Service) Restore(ctx context.Context, held func(tenant, id string) bool
 			return 0, err
 		}
 	}
+	// The follower starts after applied: a read waiting for it (see
+	// followed) need not wait for what the view holds already.
+	s.viewMu.Lock()
+	s.advanceLocked(applied)
+	s.viewMu.Unlock()
 	return applied, nil
 }
 

@@ -115,6 +115,47 @@ func wrongLastSequence(err error) bool {
 // writer catches up and decides again.
 const jsErrCodeDuplicateInProcess natsjs.ErrorCode = 10158
 
+// Last implements app.EventStore with the subject's last message as the
+// stream's leader holds it: a replica may not have applied the last append
+// yet, nor removed an expired message.
+func (s *Store) Last(ctx context.Context, tenant, conversation string) (uint64, error) {
+	subject := stream.ChatSubject(tenant, conversation)
+	m, err := stream.LastMsg(ctx, s.js, stream.Chat, subject)
+	if errors.Is(err, natsjs.ErrMsgNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("last of %s: %w", subject, err)
+	}
+	return m.Sequence, nil
+}
+
+// Head implements app.EventStore with the last sequence of the stream's
+// state, which its leader answers. The last message of the conversations'
+// subjects would spare Next when it was removed, but the server finds it by
+// a scan of every subject's state: an inbox page took 0.6 ms more at p50
+// with 10,000 open conversations, against 0.1 ms for the state.
+func (s *Store) Head(ctx context.Context) (uint64, error) {
+	info, err := s.stream.Info(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("head of %s: %w", stream.Chat, err)
+	}
+	return info.State.LastSeq, nil
+}
+
+// Next implements app.EventStore with the next message of the
+// conversations' subjects as the stream's leader holds it.
+func (s *Store) Next(ctx context.Context, after uint64) (uint64, error) {
+	m, err := stream.NextMsg(ctx, s.js, stream.Chat, stream.ChatSubjects, after+1)
+	if errors.Is(err, natsjs.ErrMsgNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("next of %s after %d: %w", stream.Chat, after, err)
+	}
+	return m.Sequence, nil
+}
+
 // Delete implements app.EventStore with JetStream's secure delete, which
 // overwrites the message's bytes in the store files; a plain delete would
 // leave them there until the block is compacted.
@@ -337,15 +378,21 @@ func expires(h nats.Header, at time.Time) time.Time {
 	return at.Add(d.Truncate(time.Second))
 }
 
-// Handler applies one event read by Follow. An error is transient: the same
-// record is handed over again after a pause.
-type Handler func(context.Context, app.Record) error
+// Follower is what Follow hands the stream's messages to, in stream order,
+// from one goroutine; *app.Service is one.
+type Follower interface {
+	// Project applies one event. An error is transient: the same record is
+	// handed over again after a pause.
+	Project(context.Context, app.Record) error
+	// Skip is told the sequence of a message that is no Parley event.
+	Skip(seq uint64)
+}
 
-// Follow hands h every chat event from stream sequence from on, in stream
+// Follow hands f every chat event from stream sequence from on, in stream
 // order, then keeps following new ones until ctx is done, when it returns
 // nil. It calls caughtUp once, when it handed over every event stored when
 // it started. Records that are not Parley events are logged and skipped.
-func (s *Store) Follow(ctx context.Context, from uint64, h Handler, caughtUp func()) error {
+func (s *Store) Follow(ctx context.Context, from uint64, f Follower, caughtUp func()) error {
 	cons, err := s.js.OrderedConsumer(ctx, stream.Chat, natsjs.OrderedConsumerConfig{
 		FilterSubjects: []string{stream.ChatSubjects},
 		DeliverPolicy:  natsjs.DeliverByStartSequencePolicy,
@@ -389,10 +436,11 @@ func (s *Store) Follow(ctx context.Context, from uint64, h Handler, caughtUp fun
 		e, err := event.Parse(m.Subject(), m.Headers(), m.Data())
 		if err != nil {
 			s.log.Warn("skip stored message", "stream_seq", md.Sequence.Stream, "err", err)
-		} else if r := (app.Record{Seq: md.Sequence.Stream, Event: e, Expires: expires(m.Headers(), e.At)}); h(ctx, r) != nil {
+			f.Skip(md.Sequence.Stream)
+		} else if r := (app.Record{Seq: md.Sequence.Stream, Event: e, Expires: expires(m.Headers(), e.At)}); f.Project(ctx, r) != nil {
 			// Tried again at once, logged if it fails again: the retry's
 			// machinery, a dozen allocations, only for the event that needs it.
-			if err := s.Retry(ctx, "apply event", func(ctx context.Context) error { return h(ctx, r) }, "stream_seq", r.Seq); err != nil {
+			if err := s.Retry(ctx, "apply event", func(ctx context.Context) error { return f.Project(ctx, r) }, "stream_seq", r.Seq); err != nil {
 				return nil // ctx is done
 			}
 		}

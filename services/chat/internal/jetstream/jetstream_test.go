@@ -238,7 +238,7 @@ func TestFollowFiltersOnTheStreamsSubject(t *testing.T) {
 	s, js, _ := openStore(t)
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
-	go func() { done <- s.Follow(ctx, 1, func(context.Context, app.Record) error { return nil }, func() {}) }()
+	go func() { done <- s.Follow(ctx, 1, discard{}, func() {}) }()
 	chat, err := js.Stream(t.Context(), stream.Chat)
 	if err != nil {
 		t.Fatal(err)
@@ -261,3 +261,9 @@ func TestFollowFiltersOnTheStreamsSubject(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// discard is a jetstream.Follower that applies nothing.
+type discard struct{}
+
+func (discard) Project(context.Context, app.Record) error { return nil }
+func (discard) Skip(uint64)                               {}

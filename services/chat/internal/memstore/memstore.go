@@ -19,6 +19,11 @@ import (
 // Store is an app.EventStore in memory. The zero value is empty and ready;
 // it is safe for concurrent use.
 type Store struct {
+	// Now, when set, is the clock by which the store removes an event
+	// appended with a ttl once it expires, as JetStream does; nil keeps
+	// every event, which the read models still let go by their own clock.
+	Now func() time.Time
+
 	mu     sync.Mutex
 	events []app.Record
 	// last is each conversation's last sequence, by "<tenant>.<id>".
@@ -49,7 +54,7 @@ func (s *Store) Append(_ context.Context, e event.Envelope, version uint64, ttl 
 		}
 		return held.Seq, nil
 	}
-	if s.last[c] != version {
+	if s.lastLocked(c) != version {
 		return 0, fmt.Errorf("append to %s after %d: %w", c, version, app.ErrStale)
 	}
 	r := app.Record{Seq: uint64(len(s.events)) + 1, Event: e}
@@ -60,6 +65,56 @@ func (s *Store) Append(_ context.Context, e event.Envelope, version uint64, ttl 
 	s.ids[e.ID] = len(s.events) - 1
 	s.last[c] = r.Seq
 	return r.Seq, nil
+}
+
+// Last implements app.EventStore.
+func (s *Store) Last(_ context.Context, tenant, conversation string) (uint64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.lastLocked(conv(tenant, conversation)), nil
+}
+
+// Head implements app.EventStore.
+func (s *Store) Head(context.Context) (uint64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return uint64(len(s.events)), nil
+}
+
+// Next implements app.EventStore.
+func (s *Store) Next(_ context.Context, after uint64) (uint64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.now()
+	for _, r := range s.events[min(after, uint64(len(s.events))):] {
+		if !s.removedLocked(r, now) {
+			return r.Seq, nil
+		}
+	}
+	return 0, nil
+}
+
+// lastLocked returns the sequence of conversation c's last event the store
+// holds; s.mu is held.
+func (s *Store) lastLocked(c string) uint64 {
+	last := s.last[c]
+	if s.Now == nil {
+		return last
+	}
+	now := s.Now()
+	for i := int(last) - 1; i >= 0; i-- {
+		r := s.events[i]
+		if conv(r.Event.Tenant, r.Event.Aggregate) == c && !s.removedLocked(r, now) {
+			return r.Seq
+		}
+	}
+	return 0
+}
+
+// removedLocked reports whether r is gone from the store at now: deleted,
+// or expired by its ttl when the store keeps a clock; s.mu is held.
+func (s *Store) removedLocked(r app.Record, now time.Time) bool {
+	return s.deleted[r.Seq] || s.Now != nil && !r.Expires.IsZero() && !now.Before(r.Expires)
 }
 
 // Delete implements app.EventStore.
@@ -86,9 +141,10 @@ func (s *Store) Load(ctx context.Context, tenant, conversation string, after uin
 func (s *Store) Read(_ context.Context, tenant, conversation string, after uint64, limit int) ([]app.Record, bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	now := s.now()
 	var out []app.Record
 	for _, r := range s.events[min(after, uint64(len(s.events))):] {
-		if r.Event.Tenant != tenant || r.Event.Aggregate != conversation || s.deleted[r.Seq] {
+		if r.Event.Tenant != tenant || r.Event.Aggregate != conversation || s.removedLocked(r, now) {
 			continue
 		}
 		if len(out) == limit {
@@ -104,5 +160,14 @@ func (s *Store) Read(_ context.Context, tenant, conversation string, after uint6
 func (s *Store) Since(after uint64) []app.Record {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return slices.DeleteFunc(slices.Clone(s.events[min(after, uint64(len(s.events))):]), func(r app.Record) bool { return s.deleted[r.Seq] })
+	now := s.now()
+	return slices.DeleteFunc(slices.Clone(s.events[min(after, uint64(len(s.events))):]), func(r app.Record) bool { return s.removedLocked(r, now) })
+}
+
+// now is the store's clock, the zero time when it keeps none.
+func (s *Store) now() time.Time {
+	if s.Now == nil {
+		return time.Time{}
+	}
+	return s.Now()
 }

@@ -2,6 +2,7 @@ package memstore_test
 
 import (
 	"testing"
+	"time"
 
 	"github.com/parley-chat/parley/services/chat/internal/app"
 	"github.com/parley-chat/parley/services/chat/internal/app/storetest"
@@ -9,7 +10,7 @@ import (
 )
 
 func TestEventStore(t *testing.T) {
-	storetest.EventStore(t, func(*testing.T) app.EventStore { return &memstore.Store{} })
+	storetest.EventStore(t, func(*testing.T) app.EventStore { return &memstore.Store{Now: time.Now} })
 }
 
 func TestView(t *testing.T) {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/parley-chat/parley/pkg/event"
+	"github.com/parley-chat/parley/pkg/natsembed/natstest"
 	"github.com/parley-chat/parley/pkg/seal"
 
 	"github.com/parley-chat/parley/services/chat/internal/app"
@@ -63,6 +64,8 @@ func EventStore(t *testing.T, open func(t *testing.T) app.EventStore) {
 		{"IDOfAnotherEventInConversation", idOfAnotherEvent},
 		{"IDInAnotherConversation", idInAnotherConversation},
 		{"TTLSetsExpiry", ttlSetsExpiry},
+		{"ExpiredLastEventIsNotLast", expiredLastIsNotLast},
+		{"HeadAndNext", headAndNext},
 		{"DeleteRemovesOneEvent", deleteRemovesOneEvent},
 	}
 	for _, tc := range tests {
@@ -321,6 +324,72 @@ func ttlSetsExpiry(t *testing.T, s app.EventStore, f *fixture) {
 	if !rs[1].Expires.IsZero() {
 		t.Errorf("Expires without a ttl = %v, want zero", rs[1].Expires)
 	}
+}
+
+// expiredLastIsNotLast: events expire each by its own ttl, so a later one
+// can be removed before an earlier one (a tenant shortened its retention).
+// Last then names the earlier one, an append expecting the removed one is
+// refused and one expecting Last is stored. The store removes the event,
+// so the test waits for it: a second or two.
+func expiredLastIsNotLast(t *testing.T, s app.EventStore, f *fixture) {
+	ctx := t.Context()
+	kept, err := s.Append(ctx, f.event("c1", "", "kept an hour"), 0, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gone, err := s.Append(ctx, f.event("c1", "", "kept a second"), kept, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if last, err := s.Last(ctx, tenant, "c1"); err != nil || last != gone {
+		t.Fatalf("Last() = %d, %v; want %d", last, err, gone)
+	}
+	natstest.Eventually(t, 10*time.Second, "the event kept a second removed", func() error {
+		last, err := s.Last(ctx, tenant, "c1")
+		if err == nil && last != kept {
+			err = fmt.Errorf("Last() = %d, want %d", last, kept)
+		}
+		return err
+	})
+	if last, err := s.Last(ctx, tenant, "c2"); err != nil || last != 0 {
+		t.Errorf("Last(a conversation without events) = %d, %v; want 0", last, err)
+	}
+	if _, err := s.Append(ctx, f.event("c1", "", "stale"), gone, 0); !errors.Is(err, app.ErrStale) {
+		t.Errorf("Append(after the expired %d) = %v, want ErrStale", gone, err)
+	}
+	mustAppend(t, s, f.event("c1", "", "after the kept one"), kept)
+}
+
+// headAndNext: Head is the sequence of the last event stored, of any
+// conversation (0: none), also once it is removed; Next is the first event
+// held after a sequence, of any conversation (0: none).
+func headAndNext(t *testing.T, s app.EventStore, f *fixture) {
+	ctx := t.Context()
+	check := func(what string, got uint64, err error, want uint64) {
+		t.Helper()
+		if err != nil || got != want {
+			t.Errorf("%s = %d, %v; want %d", what, got, err, want)
+		}
+	}
+	h, err := s.Head(ctx)
+	check("Head() of an empty store", h, err, 0)
+	n, err := s.Next(ctx, 0)
+	check("Next(0) of an empty store", n, err, 0)
+	v1 := mustAppend(t, s, f.event("c1", "", "one"), 0)
+	v2 := mustAppend(t, s, f.event("c2", "", "two"), 0)
+	h, err = s.Head(ctx)
+	check("Head()", h, err, v2)
+	n, err = s.Next(ctx, 0)
+	check("Next(0)", n, err, v1)
+	n, err = s.Next(ctx, v1)
+	check(fmt.Sprintf("Next(%d)", v1), n, err, v2)
+	if err := s.Delete(ctx, v2); err != nil {
+		t.Fatal(err)
+	}
+	h, err = s.Head(ctx)
+	check("Head() after deleting the last event", h, err, v2)
+	n, err = s.Next(ctx, v1)
+	check(fmt.Sprintf("Next(%d) after deleting the last event", v1), n, err, 0)
 }
 
 // sameRecords fails the test unless got holds want's events at their
