@@ -190,3 +190,27 @@ func TestExportShowsConversationOfAnotherInstance(t *testing.T) {
 		t.Errorf("Export() through the other instance = %d conversations, want [%s]", len(exp.Conversations), conv)
 	}
 }
+
+// TestCloseThenOpenOnAnotherInstance: a visitor at the open-conversation
+// limit closes one through one instance and opens another through an
+// instance that held the closed one open: the open is taken, not refused
+// as past the limit.
+func TestCloseThenOpenOnAnotherInstance(t *testing.T) {
+	w := newWorld()
+	a, b := w.start(t), w.start(t)
+	v := visitorN(1)
+	var first string
+	for i := range privacyapi.DefaultOpenConversationsPerVisitor {
+		if id := a.open(t, v, "one of the limit"); i == 0 {
+			first = id
+		}
+	}
+	b.follow(t)
+	// b learns of the close only by reading the store's head (headStore).
+	if _, err := a.Close(t.Context(), v, chatapi.ConversationArgs{Conversation: first}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Open(t.Context(), v, chatapi.OpenArgs{Text: "after closing one"}); err != nil {
+		t.Errorf("Open through the other instance after a close = %v, want it taken", err)
+	}
+}

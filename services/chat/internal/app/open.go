@@ -45,7 +45,13 @@ func (s *Service) Open(ctx context.Context, p auth.Principal, args chatapi.OpenA
 	mu := s.opening.of(p.Tenant, p.ID)
 	mu.Lock()
 	defer mu.Unlock()
-	if err := conversation.CheckOpen(s.state.openOf(p.Tenant, p.ID), policy.OpenConversationLimit()); err != nil {
+	err = conversation.CheckOpen(s.state.openOf(p.Tenant, p.ID), policy.OpenConversationLimit())
+	if err != nil && s.followed(ctx) == nil {
+		// Counted again once this instance applied every event stored: a
+		// close made through another instance may not have reached it yet.
+		err = conversation.CheckOpen(s.state.openOf(p.Tenant, p.ID), policy.OpenConversationLimit())
+	}
+	if err != nil {
 		// A repeat of an opening that was stored answers it, whatever the
 		// visitor opened since.
 		if k.hash != "" {
