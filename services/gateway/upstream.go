@@ -34,8 +34,11 @@ const (
 	upstreamTimeout = time.Second
 	// upstreamTTL is how long a round's answer stands: /readyz, which load
 	// balancers may call often, then costs the bus a few requests a second
-	// at most.
-	upstreamTTL = time.Second
+	// at most. A failure stands for upstreamFailTTL only: a service that
+	// was starting is seen ready at once rather than a second later, and
+	// pings to services that are not there fail without a round trip.
+	upstreamTTL     = time.Second
+	upstreamFailTTL = 100 * time.Millisecond
 )
 
 // upstreamCheck is PingServices, cached for upstreamTTL. Safe for
@@ -60,7 +63,11 @@ func newUpstreamCheck(nc *nats.Conn, now func() time.Time) *upstreamCheck {
 func (c *upstreamCheck) check(ctx context.Context) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if !c.at.IsZero() && c.now().Sub(c.at) < upstreamTTL {
+	ttl := upstreamTTL
+	if c.err != nil {
+		ttl = upstreamFailTTL
+	}
+	if !c.at.IsZero() && c.now().Sub(c.at) < ttl {
 		return c.err
 	}
 	pctx, cancel := context.WithTimeout(ctx, upstreamTimeout)
