@@ -79,18 +79,7 @@ func TestRetentionExpiresConversations(t *testing.T) {
 	putSettings(t, kv, short, privacyapi.Settings{RetentionDays: 1, RetentionSeconds: 2})
 	// The watch applies the change asynchronously: wait until an append
 	// carries the new TTL.
-	var conv string
-	natstest.Eventually(t, 10*time.Second, "append under the new retention", func() error {
-		conv = c.open(visitor, "hello")
-		m, err := chatStream.GetLastMsgForSubject(t.Context(), stream.ChatSubject(short, conv))
-		if err != nil {
-			return err
-		}
-		if got := m.Header.Get(jetstream.MsgTTLHeader); got != "2s" {
-			return fmt.Errorf("Nats-TTL = %q, want 2s", got)
-		}
-		return nil
-	})
+	conv := openUnderTTL(t, c, chatStream, visitor, "2s")
 	c.post(visitor, conv, "anyone there?")
 	kept := c.open(other, "hi")
 	m, err := chatStream.GetLastMsgForSubject(t.Context(), stream.ChatSubject(long, kept))
@@ -156,18 +145,7 @@ func TestRetentionPrunesViewWhileRunning(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := newClient(t, s)
-	var conv string
-	natstest.Eventually(t, 10*time.Second, "append under the short retention", func() error {
-		conv = c.open(visitor, "hello")
-		m, err := chatStream.GetLastMsgForSubject(t.Context(), stream.ChatSubject(short, conv))
-		if err != nil {
-			return err
-		}
-		if got := m.Header.Get(jetstream.MsgTTLHeader); got != "2s" {
-			return fmt.Errorf("Nats-TTL = %q, want 2s", got)
-		}
-		return nil
-	})
+	conv := openUnderTTL(t, c, chatStream, visitor, "2s")
 	left := c.open(visitor, "left open")
 	c.must(visitor, chatapi.CloseSubject, chatapi.ConversationArgs{Conversation: conv}, nil)
 	keys := []string{closedKey(short, visitor.ID, conv), short + ".open." + visitor.ID + "." + left}
@@ -187,4 +165,24 @@ func TestRetentionPrunesViewWhileRunning(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// openUnderTTL opens conversations as visitor until one's opening is
+// stored with the TTL ttl: the settings' watch applies a change
+// asynchronously. It answers that conversation.
+func openUnderTTL(t *testing.T, c client, chatStream jetstream.Stream, visitor auth.Principal, ttl string) string {
+	t.Helper()
+	var conv string
+	natstest.Eventually(t, 10*time.Second, "an opening stored with Nats-TTL "+ttl, func() error {
+		conv = c.open(visitor, "hello")
+		m, err := chatStream.GetLastMsgForSubject(t.Context(), stream.ChatSubject(visitor.Tenant, conv))
+		if err != nil {
+			return err
+		}
+		if got := m.Header.Get(jetstream.MsgTTLHeader); got != ttl {
+			return fmt.Errorf("Nats-TTL = %q, want %s", got, ttl)
+		}
+		return nil
+	})
+	return conv
 }

@@ -148,11 +148,7 @@ func TestErasureReachesEntriesNotHeld(t *testing.T) {
 		}
 		return clearVisitorData(raw)
 	})
-	var got chatapi.Summary
-	c.must(supervisor, chatapi.GetSubject, chatapi.ConversationArgs{Conversation: kept}, &got)
-	if got.Rating == nil || *got.Rating != 3 {
-		t.Errorf("Get(another visitor's) after the erasure = rating %v, want 3", got.Rating)
-	}
+	ratedAs(t, c, kept, 3, "Get(another visitor's) after the erasure")
 }
 
 // TestViewOldFormatRewrittenAtStart starts the chat service on a view an
@@ -209,9 +205,16 @@ func TestViewOldFormatRewrittenAtStart(t *testing.T) {
 		}
 		return clearVisitorData(raw)
 	})
+	ratedAs(t, c, conv, 4, "Get() after the upgrade")
+}
+
+// ratedAs checks, as a supervisor reads it, that conversation conv is
+// rated want; what names the read in the error.
+func ratedAs(t *testing.T, c client, conv string, want int, what string) {
+	t.Helper()
 	var got chatapi.Summary
 	c.must(supervisor, chatapi.GetSubject, chatapi.ConversationArgs{Conversation: conv}, &got)
-	if got.Rating == nil || *got.Rating != 4 {
-		t.Errorf("Get() after the upgrade = rating %v, want 4", got.Rating)
+	if got.Rating == nil || *got.Rating != want {
+		t.Errorf("%s = rating %v, want %d", what, got.Rating, want)
 	}
 }
