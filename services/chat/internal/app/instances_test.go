@@ -214,3 +214,26 @@ func TestCloseThenOpenOnAnotherInstance(t *testing.T) {
 		t.Errorf("Open through the other instance after a close = %v, want it taken", err)
 	}
 }
+
+// TestRestoreKeepsAConversationOpenedSince: an instance starting with a
+// list of the store's conversations read before another instance opened
+// one (a start retried while the key service is not ready) keeps that
+// conversation's view entry, and holds it.
+func TestRestoreKeepsAConversationOpenedSince(t *testing.T) {
+	w := newWorld()
+	a := w.start(t)
+	v := visitorN(1)
+	conv := a.open(t, v, "opened after the list was read")
+	a.follow(t)
+	late := app.New(w.events, w.view, w.keys, app.Options{Auditor: &w.audited, Profiles: w.profiles})
+	if _, err := late.Restore(t.Context(), func(string, string) bool { return false }); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, err := w.view.Get(t.Context(), v.Tenant, v.ID, conv); !ok || err != nil {
+		t.Errorf("the view entry of a conversation opened since the list was read: found %v, %v; want it kept", ok, err)
+	}
+	res, err := late.List(t.Context(), v, chatapi.ListArgs{Page: chatapi.Page[string]{Limit: 10}, Status: "open"})
+	if err != nil || len(res.Conversations) != 1 || res.Conversations[0].ID != conv {
+		t.Errorf("List() on the instance restored = %+v, %v; want the conversation opened since", res.Conversations, err)
+	}
+}

@@ -254,9 +254,11 @@ func (s *Service) restored(ctx context.Context, v ViewEntry) (*entry, error) {
 // returns the sequence to follow the event store from: every event up to it
 // is applied. Open entries of conversations whose events are gone —
 // expired, or erased while this instance did not run — are removed from the
-// view (the closed ones by Prune); held tells which conversations the store
-// holds events of. An open entry whose visitor was erased meanwhile is
-// written back as closed.
+// view (the closed ones by Prune); held, what the store held before this
+// start, tells which conversations certainly have events, and an entry it
+// does not name is read from the store before it is removed, as another
+// instance may have opened it since. An open entry whose visitor was
+// erased meanwhile is written back as closed.
 func (s *Service) Restore(ctx context.Context, held func(tenant, id string) bool) (uint64, error) {
 	now := s.now()
 	var (
@@ -268,9 +270,17 @@ func (s *Service) Restore(ctx context.Context, held func(tenant, id string) bool
 		if err != nil {
 			return err
 		}
-		if e.expired(now) || !held(v.Tenant, v.ID) {
+		if e.expired(now) {
 			gone = append(gone, v)
 			return nil
+		}
+		// held was read before this start, and is read once for every try:
+		// a conversation another instance opened since is in the store.
+		if g, err := s.gone(ctx, held, v.Tenant, v.ID); err != nil || g {
+			if g {
+				gone = append(gone, v)
+			}
+			return err
 		}
 		s.state.track(e)
 		if e.snapshot().Status != conversation.Open {
@@ -309,15 +319,8 @@ func (s *Service) Restore(ctx context.Context, held func(tenant, id string) bool
 // since. Every instance holds every open conversation, so the open entries
 // all leave by some instance's Prune.
 func (s *Service) Prune(ctx context.Context, held func(tenant, id string) bool) error {
-	gone := func(tenant, id string) (bool, error) {
-		if held(tenant, id) {
-			return false, nil
-		}
-		rs, _, err := s.events.Read(ctx, tenant, id, 0, 1)
-		return err == nil && len(rs) == 0, err
-	}
 	err := s.view.Closed(ctx, "", "", func(k ClosedKey) error {
-		if g, err := gone(k.Tenant, k.ID); !g || err != nil {
+		if g, err := s.gone(ctx, held, k.Tenant, k.ID); !g || err != nil {
 			return err
 		}
 		return s.view.Remove(ctx, k.Tenant, k.ID)
@@ -327,7 +330,7 @@ func (s *Service) Prune(ctx context.Context, held func(tenant, id string) bool) 
 	}
 	now := s.now()
 	for _, c := range s.state.expiredOpen(now) {
-		g, err := gone(c.tenant, c.id)
+		g, err := s.gone(ctx, held, c.tenant, c.id)
 		if err != nil {
 			return err
 		}
@@ -340,6 +343,17 @@ func (s *Service) Prune(ctx context.Context, held func(tenant, id string) bool) 
 		}
 	}
 	return nil
+}
+
+// gone reports whether the store holds no event of tenant's conversation
+// id: held, what it held a moment ago, says it does for most; one it does
+// not name is read, as it may have been opened since.
+func (s *Service) gone(ctx context.Context, held func(tenant, id string) bool, tenant, id string) (bool, error) {
+	if held(tenant, id) {
+		return false, nil
+	}
+	rs, _, err := s.events.Read(ctx, tenant, id, 0, 1)
+	return err == nil && len(rs) == 0, err
 }
 
 // WriteView writes the entries Project changed since the last call to the
