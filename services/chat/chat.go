@@ -177,6 +177,9 @@ func run(ctx context.Context, d Deps) error {
 	g, gctx := errgroup.WithContext(runCtx)
 	caughtUp := make(chan struct{})
 	g.Go(func() error {
+		// Whatever ended it, the requests drained after it are answered
+		// from what the instance holds.
+		defer svc.Unfollowed()
 		return store.Follow(gctx, applied+1, svc, func() { close(caughtUp) })
 	})
 	g.Go(func() error { return settings.Watching(gctx) })

@@ -94,10 +94,11 @@ func (s *Service) availability(ctx context.Context, tenant, agent string) (chata
 // (conversation.Availability.Takes); it always passes when no Agents are
 // kept. A command decides again after losing a race, so the availability
 // is read once, the first time it is needed, not once a decision: each
-// read would widen the window in which the command can lose again. Before
-// that first read this instance applies every event stored (followed), so
-// that the agent's open conversations are counted with those assigned or
-// closed through another instance.
+// read would widen the window in which the command can lose again. The
+// agent's open conversations are counted from what this instance holds,
+// which may lag another's assignments and closes by its follower's delay:
+// a command does not wait for its follower, which would make every
+// assignment as slow as the follower is behind.
 func (s *Service) takes(tenant, agent string, themself bool) func(context.Context) error {
 	var av *conversation.Availability
 	return func(ctx context.Context) error {
@@ -105,9 +106,6 @@ func (s *Service) takes(tenant, agent string, themself bool) func(context.Contex
 			return nil
 		}
 		if av == nil {
-			if err := s.followed(ctx); err != nil {
-				return err
-			}
 			a, err := s.agents.Get(ctx, tenant, agent)
 			if err != nil {
 				return err

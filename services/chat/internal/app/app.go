@@ -186,12 +186,14 @@ type Service struct {
 	opening stripes
 	// viewMu guards dirty, the entries Project changed since the view was
 	// last written, projected, the last event Project applied (or Skip
-	// passed), and advanced, closed when projected moves on while a read
-	// waits for it (see followed).
-	viewMu    sync.Mutex
-	dirty     map[*entry]struct{}
-	projected uint64
-	advanced  chan struct{}
+	// passed), advanced, closed when projected moves on while a read
+	// waits for it (see followed), and unfollowed, set once the follower
+	// stopped for good.
+	viewMu     sync.Mutex
+	dirty      map[*entry]struct{}
+	projected  uint64
+	advanced   chan struct{}
+	unfollowed bool
 	// viewing serialises the calls of WriteView; applied is the sequence
 	// last recorded in the View, under it. hurry counts the calls waiting
 	// that may not be paced.

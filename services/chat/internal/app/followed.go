@@ -20,7 +20,9 @@ import (
 // headRecheck of waiting, and every headRecheck after, the store tells
 // whether it holds any event between the follower and the head. When it
 // holds none, the follower is taken to have passed the head, so that the
-// reads after this one do not wait for it again.
+// reads after this one do not wait for it again. Once the follower stopped
+// for good (Unfollowed: the instance drains the requests it received as it
+// stops) nothing is waited for.
 func (s *Service) followed(ctx context.Context) error {
 	head, err := s.events.Head(ctx)
 	if err != nil {
@@ -35,7 +37,7 @@ func (s *Service) followed(ctx context.Context) error {
 	for {
 		s.viewMu.Lock()
 		at := s.projected
-		if at >= head {
+		if at >= head || s.unfollowed {
 			s.viewMu.Unlock()
 			return nil
 		}
@@ -64,6 +66,19 @@ func (s *Service) followed(ctx context.Context) error {
 		case <-ctx.Done():
 			return fmt.Errorf("wait for the events up to %d to be applied: %w", head, ctx.Err())
 		}
+	}
+}
+
+// Unfollowed says the follower stopped for good: the instance is
+// stopping, and answers the requests it still drains from what it holds,
+// as no wait for the follower would end before their deadline.
+func (s *Service) Unfollowed() {
+	s.viewMu.Lock()
+	defer s.viewMu.Unlock()
+	s.unfollowed = true
+	if s.advanced != nil {
+		close(s.advanced)
+		s.advanced = nil
 	}
 }
 

@@ -237,3 +237,21 @@ func TestRestoreKeepsAConversationOpenedSince(t *testing.T) {
 		t.Errorf("List() on the instance restored = %+v, %v; want the conversation opened since", res.Conversations, err)
 	}
 }
+
+// TestStoppingInstanceAnswersWithoutItsFollower: an instance whose
+// follower stopped (it drains its last requests as it stops) answers a
+// list from what it holds rather than wait, to its deadline, for a
+// follower that will not come.
+func TestStoppingInstanceAnswersWithoutItsFollower(t *testing.T) {
+	w := newWorld()
+	a, b := w.start(t), w.start(t)
+	v := visitorN(1)
+	b.onHead = func() {} // its follower has stopped: nothing comes
+	a.open(t, v, "written as b stops")
+	b.Unfollowed()
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	if _, err := b.List(ctx, v, chatapi.ListArgs{Page: chatapi.Page[string]{Limit: 10}}); err != nil {
+		t.Errorf("List() on an instance whose follower stopped = %v, want an answer", err)
+	}
+}
