@@ -153,12 +153,14 @@ const (
 // storeView writes e's state to the view unless the view has it at its
 // version already, as open or closed and erased or not as it is now.
 func (s *Service) storeView(ctx context.Context, e *entry) error {
+	// Encoded under the entry's lock: the keyed index shares its arrays
+	// with the entry, which Project changes in place.
 	e.mu.RLock()
 	st := viewState{Conv: e.conv, Until: e.until, Forever: e.forever, Keyed: e.keyed}
 	written, rev, wasOpen, wasErased := e.viewVersion, e.viewRev, e.viewOpen, e.viewErased
-	e.mu.RUnlock()
 	hidden := sealedOf(&st.Conv)
 	b, err := json.Marshal(st)
+	e.mu.RUnlock()
 	if err != nil {
 		return fmt.Errorf("encode view of %s: %w", st.Conv.ID, err)
 	}
