@@ -606,7 +606,8 @@ func waitConsumed(t *testing.T, admin jetstream.JetStream, name string, within t
 		consumers := s.ListConsumers(ctx)
 		for c := range consumers.Info() {
 			if c.Config.Durable != "" && (c.NumPending > 0 || c.NumAckPending > 0) {
-				return fmt.Errorf("consumer %s: %d pending, %d unacknowledged", c.Name, c.NumPending, c.NumAckPending)
+				return fmt.Errorf("consumer %s: %d pending, %d unacknowledged (delivered %d/%d, ack floor %d/%d, stream/consumer; %d pull requests waiting)",
+					c.Name, c.NumPending, c.NumAckPending, c.Delivered.Stream, c.Delivered.Consumer, c.AckFloor.Stream, c.AckFloor.Consumer, c.NumWaiting)
 			}
 		}
 		return consumers.Err()

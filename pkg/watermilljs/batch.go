@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -42,7 +43,11 @@ import (
 // cumulative ack of a later one: a session takes each delivery only in
 // the order of the consumer's delivery sequence, and ends at the first
 // one missing (errDeliveryGap), so that the next session's reset delivers
-// it again.
+// it again. A missing delivery shows by the next one; the last ones, with
+// nothing after them, show by the consumer's count of deliveries, which a
+// session compares with its own while nothing arrives (stuck). A
+// session's acks end with it; should another reader's ack still cross a
+// reset, the session sees the server ignore its own and ends (stuck).
 
 // Msg is a message a batch subscription delivers: where it came from and
 // its payload.
@@ -75,7 +80,10 @@ type Batches struct {
 	delivered uint64
 	known     bool
 	gap       bool
-	buf       []Msg
+	// waiting is set while take waits for the reader to take what buf
+	// holds: deliveries then wait in the pull subscription, not lost.
+	waiting bool
+	buf     []Msg
 	// bufBytes is the payload bytes in buf.
 	bufBytes int
 	// ready holds a token when buf has messages for c; taken, a token
@@ -132,10 +140,11 @@ func (b *Batches) CaughtUp(ctx context.Context, last Msg) (bool, error) {
 // be acknowledged in delivery order: an Ack of a message before one
 // already acknowledged does nothing. A lost Ack means a redelivery.
 func (b *Batches) Ack(m Msg) {
+	// Sent under the lock, so that no ack of a session leaves after the
+	// session ended (pull).
 	b.mu.Lock()
-	current := m.session == b.session
-	b.mu.Unlock()
-	if !current {
+	defer b.mu.Unlock()
+	if m.session != b.session {
 		return
 	}
 	if err := m.m.Ack(); err != nil {
@@ -205,6 +214,10 @@ var ErrOtherReader = errors.New("another reader pulls from the consumer")
 // unread. The next session's reset delivers it again.
 var errDeliveryGap = errors.New("a delivery of the consumer never arrived")
 
+// errSessionStuck ends a session that can no longer finish what the
+// consumer holds for it (stuck).
+var errSessionStuck = errors.New("the consumer's deliveries or acks no longer reach the session")
+
 // errConsumeStopped is returned when a pull subscription ends by itself:
 // its consumer was deleted, or the connection closed.
 var errConsumeStopped = errors.New("pull subscription stopped")
@@ -236,6 +249,17 @@ func (b *Batches) pull(ctx context.Context, cons jetstream.Consumer) error {
 		b.delivered, b.known = reset.ConsumerInfo.Delivered.Consumer, true
 	}
 	b.mu.Unlock()
+	defer func() {
+		// Its acks end with it, not with the next session's start: this
+		// process may stand by for long while another reader resets the
+		// consumer, and an ack of a delivery made before that reset would
+		// move the acknowledgement floor past the other's deliveries.
+		b.mu.Lock()
+		if b.session == session {
+			b.session++
+		}
+		b.mu.Unlock()
+	}()
 	lost := make(chan error, 1)
 	var ahead jetstream.PullConsumeOpt = jetstream.PullMaxMessages(b.s.cfg.Prefetch)
 	if b.s.cfg.PrefetchBytes > 0 {
@@ -266,10 +290,17 @@ func (b *Batches) pull(ctx context.Context, cons jetstream.Consumer) error {
 		return err
 	}
 	defer cc.Stop()
+	check := time.NewTicker(checkEvery)
+	defer check.Stop()
+	var mark stuckMark
 	for {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
+		case <-check.C:
+			if b.stuck(ctx, cons, session, &mark) {
+				return errSessionStuck
+			}
 		case err := <-lost:
 			if b.s.lateHeartbeat(ctx, cons, err) {
 				// The pull subscription asks again by itself, and what
@@ -283,6 +314,73 @@ func (b *Batches) pull(ctx context.Context, cons jetstream.Consumer) error {
 			return errConsumeStopped
 		}
 	}
+}
+
+// checkEvery is how often a session asks the server whether its
+// deliveries and acknowledgements still reach where they should (stuck).
+const checkEvery = pullExpiry
+
+// stuckMark is what a session saw at its last check that, seen again at
+// the next, ends it.
+type stuckMark struct {
+	// taken is what the session had taken when the consumer reported
+	// more delivered than that.
+	taken    uint64
+	tailSeen bool
+	// ignored is set when the consumer reported acks pending with its
+	// acknowledgement floor at its last delivery.
+	ignored bool
+}
+
+// stuck reports whether the session can no longer finish what the
+// consumer holds for it, seen at two checks in a row, so that the next
+// session's reset begins afresh:
+//   - the consumer delivered messages the session never took, and it took
+//     nothing since: the last deliveries went to another pull (a stale
+//     request of a reader whose session ended, which the server serves
+//     until it learns the subscription is gone) or were lost on the way.
+//     take sees a missing delivery only when a later one arrives; for the
+//     stream's last ones none does.
+//   - messages are pending with the consumer's acknowledgement floor at or
+//     past its last delivery, which no sequence of this session's acks
+//     leaves: an ack of a delivery made before the reset that began the
+//     session (another reader's, sent as this one began) moved the floor
+//     past every delivery since, and the server drops each ack of this
+//     session as one below its floor, until AckWait's redeliveries climb
+//     past it, a few a minute.
+//
+// It is false while take waits for the reader, as the deliveries then wait
+// in this process, and when the server does not answer.
+func (b *Batches) stuck(ctx context.Context, cons jetstream.Consumer, session uint64, mark *stuckMark) bool {
+	b.mu.Lock()
+	taken, known, waiting := b.delivered, b.known, b.waiting
+	current := session == b.session && !b.gap
+	b.mu.Unlock()
+	if !known || waiting || !current {
+		*mark = stuckMark{}
+		return false
+	}
+	ctx, cancel := context.WithTimeout(ctx, ackTimeout)
+	defer cancel()
+	info, err := cons.Info(ctx)
+	if err != nil {
+		*mark = stuckMark{}
+		return false
+	}
+	tail := info.Delivered.Consumer > taken
+	ignored := info.NumAckPending > 0 && info.AckFloor.Consumer >= info.Delivered.Consumer
+	switch {
+	case tail && mark.tailSeen && mark.taken == taken:
+		b.s.cfg.Log.Warn("deliveries never arrived: the session ends", "stream", b.s.cfg.Stream,
+			"delivery_seq", info.Delivered.Consumer, "taken", taken)
+		return true
+	case ignored && mark.ignored:
+		b.s.cfg.Log.Warn("acks ignored below an acknowledgement floor moved by another session: the session ends", "stream", b.s.cfg.Stream,
+			"delivery_seq", info.Delivered.Consumer, "ack_floor", info.AckFloor.Consumer, "ack_pending", info.NumAckPending)
+		return true
+	}
+	*mark = stuckMark{taken: taken, tailSeen: tail, ignored: ignored}
+	return false
 }
 
 // take keeps m for the reader, unless a delivery before it in the session
@@ -300,13 +398,18 @@ func (b *Batches) take(session uint64, m jetstream.Msg) bool {
 	}
 	b.mu.Lock()
 	for limit := 2 * b.s.cfg.PrefetchBytes; limit > 0 && b.bufBytes >= limit && session == b.session; {
+		b.waiting = true
 		b.mu.Unlock()
 		select {
 		case <-b.taken:
 		case <-b.forwarding:
+			b.mu.Lock()
+			b.waiting = false
+			b.mu.Unlock()
 			return true
 		}
 		b.mu.Lock()
+		b.waiting = false
 	}
 	if session != b.session {
 		// Late, of a session that ended: the reset of the one after

@@ -234,6 +234,149 @@ func TestBatches(t *testing.T) {
 		})
 	})
 
+	t.Run("the last deliveries, taken by another pull, come again", func(t *testing.T) {
+		js := setup(t)
+		b := subscribeBatches(t, batchSubscriber(t, js))
+		publishN(t, js, 5)
+		got := receive(t, b, 5)
+		b.Ack(got[4])
+		ackedThrough(t, js, 5, 0)
+		// A stale pull request takes the stream's last message: one of a
+		// reader whose session just ended, which the server serves until
+		// it learns the subscription is gone. No delivery comes after it
+		// to show the reader it missed one.
+		cons, err := js.Consumer(t.Context(), testStream, "batches")
+		if err != nil {
+			t.Fatal(err)
+		}
+		stolen := make(chan uint64, 1)
+		go func() {
+			defer close(stolen)
+			batch, err := cons.Fetch(1, jetstream.FetchMaxWait(30*time.Second))
+			if err != nil {
+				return
+			}
+			for m := range batch.Messages() {
+				md, _ := m.Metadata()
+				stolen <- md.Sequence.Stream
+			}
+		}()
+		natstest.Until(t, 10*time.Second, "the other pull waiting", func() bool { return consumerInfo(t, js).NumWaiting >= 2 })
+		var seq uint64
+		for published := uint64(5); seq == 0; {
+			publishN(t, js, 1)
+			published++
+			select {
+			case seq = <-stolen:
+				if seq != published {
+					t.Fatalf("the other pull took message %d, want %d, the last", seq, published)
+				}
+			case msgs := <-b.C():
+				wantSeqs(t, "delivered to the reader", msgs, published, published)
+			case <-time.After(10 * time.Second):
+				t.Fatalf("message %d delivered to no pull", published)
+			}
+		}
+		natstest.Until(t, 30*time.Second, fmt.Sprintf("message %d, the last, taken by another pull, delivered to the reader", seq), func() bool {
+			select {
+			case msgs := <-b.C():
+				for _, m := range msgs {
+					if m.Sequence == seq {
+						return true
+					}
+				}
+			case <-time.After(100 * time.Millisecond):
+			}
+			return false
+		})
+	})
+
+	t.Run("an ack of a reader whose session ended is not sent", func(t *testing.T) {
+		ns := natstest.Start(t, "")
+		_, js := natstest.Connect(t, ns)
+		if _, err := js.CreateStream(t.Context(), jetstream.StreamConfig{Name: testStream, Subjects: []string{"wmtest.>"}, Storage: jetstream.MemoryStorage}); err != nil {
+			t.Fatal(err)
+		}
+		publishN(t, js, 10)
+		_, js1 := natstest.Connect(t, ns)
+		first := batchSubscriber(t, js1)
+		a := subscribeBatches(t, first)
+		old := receive(t, a, 10)
+		a.Ack(old[4])
+		ackedThrough(t, js, 5, 5)
+		// The first reader's session ends while its process goes on, its
+		// reader still holding 6..10; the next reader resets the consumer
+		// and is delivered them again, as deliveries 1..5.
+		if err := first.Close(); err != nil {
+			t.Fatal(err)
+		}
+		b := subscribeBatches(t, batchSubscriber(t, js))
+		again := receive(t, b, 5)
+		wantSeqs(t, "delivered to the next reader", again, 6, 10)
+		// Sent, the old delivery 8's ack would move the floor past the new
+		// reader's deliveries, and the server would drop its acks.
+		a.Ack(old[7])
+		b.Ack(again[4])
+		ackedThrough(t, js, 10, 0)
+		if d := consumerInfo(t, js).Delivered.Consumer; d != 5 {
+			t.Errorf("last delivery %d, want 5: acked by a session after the next reader's first", d)
+		}
+	})
+
+	t.Run("acks the server ignores end the session", func(t *testing.T) {
+		js := setup(t)
+		// The consumer, made by a reader that stopped before anything was
+		// stored.
+		first := batchSubscriber(t, js)
+		subscribeBatches(t, first)
+		if err := first.Close(); err != nil {
+			t.Fatal(err)
+		}
+		publishN(t, js, 10)
+		// Another reader holds 1..10, acks 5, and acks 8 after the reset
+		// the next session begins with.
+		cons, err := js.Consumer(t.Context(), testStream, "batches")
+		if err != nil {
+			t.Fatal(err)
+		}
+		fetched, err := cons.Fetch(10, jetstream.FetchMaxWait(10*time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var stale []jetstream.Msg
+		for m := range fetched.Messages() {
+			stale = append(stale, m)
+		}
+		if len(stale) != 10 {
+			t.Fatalf("fetched %d messages, want 10", len(stale))
+		}
+		if err := stale[4].Ack(); err != nil {
+			t.Fatal(err)
+		}
+		ackedThrough(t, js, 5, 5)
+		b := subscribeBatches(t, batchSubscriber(t, js))
+		again := receive(t, b, 5)
+		wantSeqs(t, "delivered to the next reader", again, 6, 10)
+		if err := stale[7].Ack(); err != nil {
+			t.Fatal(err)
+		}
+		natstest.Until(t, 10*time.Second, "the stale ack taken", func() bool { return consumerInfo(t, js).AckFloor.Stream == 8 })
+		// The reader's ack of 10 is dropped; its session ends, and the next
+		// one delivers 9 and 10 again, whose ack is heard.
+		b.Ack(again[4])
+		natstest.Eventually(t, 30*time.Second, "acked through 10", func() error {
+			select {
+			case msgs := <-b.C():
+				b.Ack(msgs[len(msgs)-1])
+			case <-time.After(100 * time.Millisecond):
+			}
+			if info := consumerInfo(t, js); info.AckFloor.Stream != 10 || info.NumAckPending != 0 {
+				return fmt.Errorf("ack floor %d, %d pending", info.AckFloor.Stream, info.NumAckPending)
+			}
+			return nil
+		})
+	})
+
 	t.Run("a consumer acking each message is taken over from its floor", func(t *testing.T) {
 		js := setup(t)
 		publishN(t, js, 30)
