@@ -68,12 +68,16 @@ type Rated struct {
 // is all that is left of the message. Opening tells a withdrawal of the
 // message that opened the conversation, whose event stays (the
 // conversation is folded from it): readers show that one withdrawn where
-// it stands instead of reading it from here.
+// it stands instead of reading it from here. PostedSeq is the stream
+// sequence the posting had (0 for the opening, and in withdrawals stored
+// before it was recorded): a post repeated with the message's idempotency
+// key answers it.
 type Withdrawn struct {
 	Stamped
-	Message  string    `json:"message"`
-	PostedAt time.Time `json:"posted_at"`
-	Opening  bool      `json:"opening,omitempty"`
+	Message   string    `json:"message"`
+	PostedAt  time.Time `json:"posted_at"`
+	Opening   bool      `json:"opening,omitempty"`
+	PostedSeq uint64    `json:"posted_seq,omitempty"`
 }
 
 // HandedOff is the payload of ConversationHandedOff: By (the visitor, or the bot the

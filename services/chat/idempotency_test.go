@@ -246,3 +246,85 @@ func TestKeyedRepeatPastDuplicateWindow(t *testing.T) {
 		t.Errorf("transcript holds %d messages, want 22: the opening and 21 posts, each once", n)
 	}
 }
+
+// TestKeyedPostRepeatedAfterWithdrawal repeats a keyed post after its
+// visitor withdrew the message, whose posting's event is then deleted:
+// within CHAT's duplicate window and past it, through two instances,
+// behind more keyed posts than the index holds exactly, after a restart
+// and after a rebuild of the view from the stream. Each repeat answers
+// what the post first answered — also with another text, which the
+// withdrawal no longer tells — and nothing is stored again.
+func TestKeyedPostRepeatedAfterWithdrawal(t *testing.T) {
+	s := natstest.Start(t, "")
+	_, js := natstest.Connect(t, s)
+	const window = 200 * time.Millisecond
+	cfg, err := stream.Config(stream.Chat, stream.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Duplicates = window
+	if _, err := js.CreateStream(t.Context(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	ks := startKeyService(t, s)
+	ks.add(t, tenant, visitor.ID)
+	unlimited(t, s, tenant)
+	a, b := startChat(t, s), startChat(t, s)
+	c := newClient(t, s)
+	conv := c.open(visitor, "hello")
+
+	first, err := c.postKeyed(visitor, conv, "my phone is 555-0100", "k1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.must(visitor, chatapi.WithdrawSubject, chatapi.WithdrawArgs{Conversation: conv, Message: first.ID}, nil)
+	withdrawn := time.Now()
+
+	repeat := func(when string) {
+		t.Helper()
+		for _, text := range []string{"my phone is 555-0100", "my phone is 555-0100", "another text", "my phone is 555-0100"} {
+			got, err := c.postKeyed(visitor, conv, text, "k1")
+			if err != nil {
+				t.Fatalf("Post(k1, %q) %s error = %v", text, when, err)
+			}
+			if diff := cmp.Diff(first, got); diff != "" {
+				t.Errorf("Post(k1, %q) %s mismatch (-first +again):\n%s", text, when, diff)
+			}
+		}
+	}
+	repeat("within the duplicate window")
+	natstest.Until(t, 10*time.Second, "CHAT's duplicate window passed", func() bool { return time.Since(withdrawn) > 2*window })
+	repeat("past the duplicate window")
+	const more = 20 // the posting and its withdrawal leave the recent keys
+	for i := range more {
+		if _, err := c.postKeyed(visitor, conv, fmt.Sprint("more ", i), fmt.Sprint("more-", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	repeat("behind more keyed posts")
+
+	if err := a.stop(); err != nil {
+		t.Fatalf("Run() = %v, want nil", err)
+	}
+	restarted := startChat(t, s)
+	repeat("after a restart")
+
+	for _, in := range []*instance{b, restarted} {
+		if err := in.stop(); err != nil {
+			t.Fatalf("Run() = %v, want nil", err)
+		}
+	}
+	if err := js.DeleteKeyValue(t.Context(), stream.ChatViewBucket); err != nil {
+		t.Fatal(err)
+	}
+	startChat(t, s)
+	repeat("after a rebuild from the stream")
+
+	if n := len(storedEvents(t, js, stream.ChatSubject(tenant, conv))); n != 1+1+more {
+		t.Errorf("%d events stored, want %d: the opening, the withdrawal and the other posts", n, 1+1+more)
+	}
+	ms := c.messages(visitor, conv)
+	if len(ms) != 1+1+more || ms[1].ID != first.ID || !ms[1].Withdrawn {
+		t.Errorf("transcript = %v, want the opening, the withdrawn message and %d more", texts(ms), more)
+	}
+}

@@ -33,8 +33,10 @@ var (
 	// has events past the expected version.
 	ErrStale = errors.New("conversation has newer events")
 	// ErrDuplicateID is returned by an EventStore's Append when an event
-	// of the same id is stored already in another conversation: only a
-	// derived id (an idempotency key used again elsewhere) does that.
+	// of the same id is stored already in another conversation, or was
+	// stored and removed since: only a derived id (an idempotency key used
+	// again elsewhere, or repeated after its message was withdrawn) does
+	// that.
 	ErrDuplicateID = errors.New("event id in use in another conversation")
 	// ErrNotAudited means a staff member's read could not be written to
 	// the audit trail, so nothing of it is answered.
@@ -70,7 +72,8 @@ type EventStore interface {
 	// sequence version (0: it has none) and returns e's sequence. It returns
 	// an error wrapping ErrStale when the conversation moved on, also when
 	// it holds another event of e's id (stored by a repeated request), and
-	// ErrDuplicateID when another conversation does. A resend of e itself
+	// ErrDuplicateID when another conversation does, or when the event of
+	// e's id was removed while the store still knows the id. A resend of e itself
 	// that the store has already returns the sequence it has. With a ttl
 	// above 0 the store removes e that long after storing it.
 	Append(ctx context.Context, e event.Envelope, version uint64, ttl time.Duration) (uint64, error)

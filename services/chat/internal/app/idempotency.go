@@ -125,12 +125,17 @@ func (x *keyIndex) add(hash string, seq uint64) {
 
 // find returns the sequence of the message of hash when it is among the
 // recent ones, or else the sequence up to which the store may hold it (0:
-// it does not).
+// it does not). A withdrawn message is indexed twice, by its posting and by
+// its withdrawal, which carries the key's hash (Service.Withdraw): find
+// returns the withdrawal, the later, since the store deletes the posting.
 func (x *keyIndex) find(hash string) (seq uint64, ok bool, upTo uint64) {
 	for _, m := range x.Recent {
-		if m.Hash == hash {
-			return m.Seq, true, 0
+		if m.Hash == hash && m.Seq > seq {
+			seq, ok = m.Seq, true
 		}
+	}
+	if ok {
+		return seq, true, 0
 	}
 	if x.Older != nil && x.Older.has(hash) {
 		return 0, false, x.OlderUpTo
@@ -170,8 +175,8 @@ func bloomIndexes(hash string) [3]uint64 {
 }
 
 // prior returns the message stored in e's conversation by the request whose
-// idempotency key hashes to hash, if the store holds one; never for the
-// empty hash.
+// idempotency key hashes to hash, or the withdrawal of that message, if the
+// store holds one; never for the empty hash.
 func (s *Service) prior(ctx context.Context, e *entry, hash string) (Record, bool, error) {
 	if hash == "" {
 		return Record{}, false, nil

@@ -105,7 +105,18 @@ func (s *Service) updateKeyed(ctx context.Context, p auth.Principal, id string, 
 		appended, err := s.appendAll(ctx, e, keys, &c, changes, k, lastID)
 		s.state.track(e)
 		if errors.Is(err, ErrDuplicateID) && k.hash != "" {
-			return c, appended, ErrKeyReused
+			if current || try == MaxTries {
+				return c, appended, ErrKeyReused
+			}
+			// The id may be of this key's own message, withdrawn and deleted
+			// by a command this instance has not caught up with (a replicated
+			// stream checks the id before the version): the key finds its
+			// withdrawal in the store's state.
+			if _, err := s.caughtUp(ctx, e, c.Tenant, c.ID); err != nil {
+				return c, nil, err
+			}
+			current = true
+			continue
 		}
 		if !errors.Is(err, ErrStale) {
 			return c, appended, err
@@ -177,7 +188,8 @@ func (s *Service) expiredTail(ctx context.Context, tenant, id string, version ui
 // appendAll appends changes to c one by one, each expecting the version the
 // previous one left, and applies each to e as soon as it is stored, so the
 // instance reads its own writes. The last change, the one the request is
-// about, is stored with idempotency k and id lastID.
+// about, is stored with idempotency k and id lastID; a change may carry
+// another key's hash (conversation.Change.Idempotency).
 func (s *Service) appendAll(ctx context.Context, e *entry, keys *personkey.Keys, c *conversation.Conversation, changes []conversation.Change, k idempotency, lastID string) ([]Record, error) {
 	out := make([]Record, 0, len(changes))
 	for i, ch := range changes {
@@ -192,7 +204,8 @@ func (s *Service) appendAll(ctx context.Context, e *entry, keys *personkey.Keys,
 		if err != nil {
 			return out, err
 		}
-		if last {
+		env.Idempotency = ch.Idempotency
+		if last && k.hash != "" {
 			env.Idempotency = k.hash
 		}
 		r, err := s.appendEvent(ctx, env, c.Version)

@@ -19,7 +19,10 @@ import (
 // since the conversation is folded from it: the fold records its withdrawal
 // and readers show it withdrawn from that. A withdrawal repeated — also one
 // whose deletion a crash interrupted — appends nothing and deletes what is
-// left.
+// left. The withdrawal carries the hash of the idempotency key the message
+// was posted with, if any, in the clear: it is what the key finds once the
+// posting is deleted, so a repeat of the post answers the message and
+// stores nothing (see Post).
 func (s *Service) Withdraw(ctx context.Context, p auth.Principal, args chatapi.WithdrawArgs) (struct{}, error) {
 	var posting uint64
 	_, _, err := s.update(ctx, p, args.Conversation, func(c *conversation.Conversation) ([]conversation.Change, error) {
@@ -78,6 +81,7 @@ func (s *Service) written(ctx context.Context, c conversation.Conversation, key 
 				return false, fmt.Errorf("read message: %w", err)
 			}
 			m.ID, m.Author, m.At, posting = id, posted.Author, env.At, r.Seq
+			m.Seq, m.Idempotency = r.Seq, env.Idempotency
 		}
 		return true, nil
 	})

@@ -110,3 +110,31 @@ func TestWithdrawnMessageReadsWithdrawn(t *testing.T) {
 		t.Errorf("export = %+v, want the opening and the posting withdrawn, without text", ms)
 	}
 }
+
+// TestKeyedRepeatOnAnInstanceBehindTheWithdrawal repeats a keyed post
+// through an instance that holds the post but not yet its withdrawal,
+// whose store checks an append's id before its version, as a replicated
+// stream does: the id is of a deleted event, and the repeat still answers
+// the post once the instance caught up, and stores nothing.
+func TestKeyedRepeatOnAnInstanceBehindTheWithdrawal(t *testing.T) {
+	w := newWorld()
+	a, b := w.start(t), w.start(t)
+	v := visitorN(1)
+	conv := a.open(t, v, "hello")
+	args := chatapi.PostArgs{Conversation: conv, Text: "my phone is 555-0100", IdempotencyKey: "k1"}
+	first, err := a.Post(t.Context(), v, args)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.follow(t)
+	if _, err := a.Withdraw(t.Context(), v, chatapi.WithdrawArgs{Conversation: conv, Message: first.ID}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := b.Post(t.Context(), v, args)
+	if err != nil || got != first {
+		t.Errorf("Post(k1 again) behind the withdrawal = %+v, %v; want %+v", got, err, first)
+	}
+	if n := len(w.events.Since(0)); n != 2 {
+		t.Errorf("store holds %d events, want 2: the opening and the withdrawal", n)
+	}
+}

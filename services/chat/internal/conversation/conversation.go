@@ -142,10 +142,15 @@ type Conversation struct {
 }
 
 // Change is one event a command decides to append: its type and a pointer
-// to its payload, of the event package's type for it.
+// to its payload, of the event package's type for it. Idempotency is the
+// hash of an idempotency key the event carries in the clear
+// (event.Envelope.Idempotency) other than its request's: a withdrawal
+// carries its message's, so that a post repeated with the message's key
+// finds the withdrawal once the posting's event is deleted.
 type Change struct {
-	Type    event.Type
-	Payload any
+	Type        event.Type
+	Payload     any
+	Idempotency string
 }
 
 // Exists reports whether c has any event.
@@ -505,13 +510,18 @@ func (c *Conversation) Rate(p auth.Principal, score int) ([]Change, error) {
 
 // Written is what the transcript says of one message, for Withdraw:
 // whether it opened the conversation, who wrote it and when, and whether it
-// was withdrawn already.
+// was withdrawn already. A message posted after the opening also has the
+// stream sequence of its posting, Seq, and the hash of the idempotency key
+// it was posted with, Idempotency ("" without one), which its withdrawal
+// keeps: the posting's event is deleted once the withdrawal is stored.
 type Written struct {
-	ID        string
-	Opening   bool
-	Author    event.Author
-	At        time.Time
-	Withdrawn bool
+	ID          string
+	Opening     bool
+	Author      event.Author
+	At          time.Time
+	Withdrawn   bool
+	Seq         uint64
+	Idempotency string
 }
 
 // Withdraw decides the event of p withdrawing message m, which the
@@ -520,6 +530,8 @@ type Written struct {
 // conversation). A message withdrawn already changes nothing, so repeating
 // a withdrawal is safe. The opening message is withdrawn too, its
 // withdrawal marked as such: its event stays, since it opens the fold.
+// Another message's withdrawal keeps what a repeat of its posting answers
+// (see Written): the posting's sequence, and its idempotency key's hash.
 func (c *Conversation) Withdraw(p auth.Principal, m Written) ([]Change, error) {
 	if err := c.CanWithdraw(p); err != nil {
 		return nil, err
@@ -532,7 +544,12 @@ func (c *Conversation) Withdraw(p auth.Principal, m Written) ([]Change, error) {
 	case m.Author != author(p):
 		return nil, ErrForbidden
 	}
-	return []Change{{Type: event.MessageWithdrawn, Payload: &event.Withdrawn{Message: m.ID, PostedAt: m.At, Opening: m.Opening}}}, nil
+	w := &event.Withdrawn{Message: m.ID, PostedAt: m.At, Opening: m.Opening}
+	if m.Opening {
+		return []Change{{Type: event.MessageWithdrawn, Payload: w}}, nil
+	}
+	w.PostedSeq = m.Seq
+	return []Change{{Type: event.MessageWithdrawn, Payload: w, Idempotency: m.Idempotency}}, nil
 }
 
 // CanWithdraw reports whether p may withdraw any message of the

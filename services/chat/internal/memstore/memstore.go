@@ -49,6 +49,10 @@ func (s *Store) Append(_ context.Context, e event.Envelope, version uint64, ttl 
 		switch {
 		case conv(held.Event.Tenant, held.Event.Aggregate) != c:
 			return 0, fmt.Errorf("append to %s: %w", c, app.ErrDuplicateID)
+		case s.removedLocked(held, s.now()):
+			// As JetStream's duplicate window, which still knows the id, and
+			// checks it first on a replicated stream: nothing to answer from.
+			return 0, fmt.Errorf("append to %s: duplicate of removed sequence %d: %w", c, held.Seq, app.ErrDuplicateID)
 		case string(held.Event.Body) != string(e.Body):
 			return 0, fmt.Errorf("append to %s: %w", c, app.ErrStale)
 		}

@@ -63,6 +63,7 @@ func EventStore(t *testing.T, open func(t *testing.T) app.EventStore) {
 		{"ResendOfStoredEvent", resendOfStoredEvent},
 		{"IDOfAnotherEventInConversation", idOfAnotherEvent},
 		{"IDInAnotherConversation", idInAnotherConversation},
+		{"IDOfDeletedEvent", idOfDeletedEvent},
 		{"TTLSetsExpiry", ttlSetsExpiry},
 		{"ExpiredLastEventIsNotLast", expiredLastIsNotLast},
 		{"HeadAndNext", headAndNext},
@@ -298,6 +299,22 @@ func idInAnotherConversation(t *testing.T, s app.EventStore, f *fixture) {
 	rs, err := s.Load(t.Context(), tenant, "c2", 0)
 	if err != nil || len(rs) != 0 {
 		t.Errorf("Load(c2) = %d records, %v; want none", len(rs), err)
+	}
+}
+
+// idOfDeletedEvent: the id of an event Delete removed (a withdrawn
+// message's posting), appended again expecting the conversation's last
+// event, is ErrDuplicateID while the store remembers the id (JetStream's
+// duplicate window): there is no event to answer from.
+func idOfDeletedEvent(t *testing.T, s app.EventStore, f *fixture) {
+	id := event.DerivedID("key")
+	posted := mustAppend(t, s, f.event("c1", id, "first"), 0)
+	last := mustAppend(t, s, f.event("c1", "", "after"), posted)
+	if err := s.Delete(t.Context(), posted); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Append(t.Context(), f.event("c1", id, "again"), last, 0); !errors.Is(err, app.ErrDuplicateID) {
+		t.Errorf("Append(id of a deleted event) = %v, want ErrDuplicateID", err)
 	}
 }
 
