@@ -148,9 +148,17 @@ func TestDeliveriesEndToEnd(t *testing.T) {
 		t.Errorf("transcript = %q, want the original text first", tx)
 	}
 
-	// The delivery log: admin only, no content.
-	log := mustCall(t, base, "GET", "/v1/integrations/crm/deliveries", admin, nil, http.StatusOK)
-	entries, _ := log["deliveries"].([]any)
+	// The delivery log: admin only, no content. An attempt is logged once
+	// its answer is back, after the endpoint took the delivery.
+	var (
+		log     map[string]any
+		entries []any
+	)
+	natstest.Until(t, 20*time.Second, "both deliveries logged", func() bool {
+		log = mustCall(t, base, "GET", "/v1/integrations/crm/deliveries", admin, nil, http.StatusOK)
+		entries, _ = log["deliveries"].([]any)
+		return len(entries) >= 2
+	})
 	if len(entries) != 2 {
 		t.Errorf("delivery log = %v, want two deliveries", log)
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/parley-chat/parley/pkg/audit"
 	"github.com/parley-chat/parley/pkg/event"
 	"github.com/parley-chat/parley/pkg/natsembed/natstest"
 	"github.com/parley-chat/parley/pkg/privacyapi"
@@ -668,6 +669,79 @@ func TestDeliveryDuringErasureIsFollowedByANotice(t *testing.T) {
 		got := crm.bodies()
 		opening := slices.IndexFunc(got, func(b delivery.Body) bool { return b.Type == string(event.ConversationOpened) })
 		return opening >= 0 && slices.ContainsFunc(got[opening+1:], erased)
+	})
+	natstest.Until(t, 20*time.Second, "no record of the visitor's recipients, no notice pending", func() bool {
+		return streamState(t, d.js, stream.Recipients).Msgs == 0 && streamState(t, d.js, stream.Notices).Msgs == 0
+	})
+}
+
+// TestDeliveryDuringErasureLeavesTheIntegrationInItsReport: an event
+// delivered between an erasure's request and its reading of who received
+// the visitor does not take the integration out of the erasure's report:
+// its record is left for the erasure to read, and the notice that follows
+// the event is sent once the erasure completed. The erasure stops after
+// its request here (its instance gone), and an admin's erasure finishes it.
+func TestDeliveryDuringErasureLeavesTheIntegrationInItsReport(t *testing.T) {
+	d := startDelivery(t, func(d *privacy.Deps) { d.DeliveryTimeout = time.Minute })
+	crm := newReceiver(t)
+	held, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	crm.hold = func(b delivery.Body) {
+		if b.Type == string(event.ConversationOpened) {
+			once.Do(func() { close(held) })
+			<-release
+		}
+	}
+	d.register("crm", privacyapi.KindIntegration, crm.secret, webhookAt(crm.url))
+	v := d.visitor(true)
+	d.append(v, "conv-p", event.ConversationOpened, time.Now(), event.Opened{Stamped: stamped(event.Stamp{}), Visitor: v, Text: "on its way"})
+	select {
+	case <-held:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the opening did not reach the receiver")
+	}
+	// The request as Erase stores it, and nothing after it.
+	erasureID := event.NewID()
+	req, err := event.NewClear(privacyapi.ErasureRequestedType, tenant, v, v, time.Now(),
+		privacyapi.ErasureRequested{ErasureID: erasureID, By: audit.Actor{Role: visitorOf(v).Role, ID: v}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.ID = erasureID
+	if _, err := d.js.PublishMsg(t.Context(), req.Msg(stream.PrivacySubject(tenant, v))); err != nil {
+		t.Fatal(err)
+	}
+	close(release)
+	// The delivery is acknowledged and the deliverer learns of the
+	// erasure: it either forgets the record or looks at the event again.
+	natstest.Until(t, 20*time.Second, "the erasure followed after the delivery", func() bool {
+		info, err := d.js.Consumer(t.Context(), stream.Chat, delivery.ConsumerName(tenant, "crm"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return streamState(t, d.js, stream.Recipients).Msgs == 0 || info.CachedInfo().NumRedelivered > 0
+	})
+	res, err := erase(t, d.nc, admin, v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.ErasureID != erasureID || res.Report == nil {
+		t.Fatalf("erase = %+v, want erasure %s completed", res, erasureID)
+	}
+	if got := res.Report.Integrations; len(got) != 1 || got[0].ID != "crm" || got[0].Kind != privacyapi.KindIntegration {
+		t.Errorf("report's integrations = %+v, want crm", got)
+	}
+	erased := func(b delivery.Body) bool {
+		return b.Type == delivery.ErasedType && b.VisitorID == v && b.ErasureID == erasureID
+	}
+	natstest.Until(t, 20*time.Second, "the erasure's notice and the one after the event", func() bool {
+		ids := make(map[string]bool)
+		for _, b := range crm.bodies() {
+			if erased(b) {
+				ids[b.ID] = true
+			}
+		}
+		return len(ids) == 2
 	})
 	natstest.Until(t, 20*time.Second, "no record of the visitor's recipients, no notice pending", func() bool {
 		return streamState(t, d.js, stream.Recipients).Msgs == 0 && streamState(t, d.js, stream.Notices).Msgs == 0

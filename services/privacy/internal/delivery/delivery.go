@@ -43,8 +43,12 @@
 // consumer shared by the instances sends it again with the same backoff.
 // A delivery acknowledged while an erasure of its visitor ran may have
 // stored its record after the erasure read or purged them: after each,
-// the erasure requests are caught up with again, and, for an erased
-// visitor, that record is purged and one more notice stored.
+// the erasure requests are caught up with again, and, for a visitor whose
+// erasure completed, that record is purged and one more notice stored.
+// While the erasure runs the event is looked at again a second later
+// (the integration's next events wait), so that the purge cannot come
+// before the erasure read the record and leave the integration out of
+// its report.
 package delivery
 
 import (
@@ -139,8 +143,8 @@ type App interface {
 	// (app.App.HeldKeys).
 	HeldKeys(ctx context.Context, tenant, subject string) (personkey.Keys, bool, error)
 	// ErasureOf returns the id of the subject's erasure, "" when none was
-	// requested (app.App.ErasureOf).
-	ErasureOf(tenant, subject string) string
+	// requested, and whether it is completed (app.App.ErasureOf).
+	ErasureOf(tenant, subject string) (string, bool)
 	// ConsentAt returns the consent in force at a time (app.App.ConsentAt).
 	ConsentAt(tenant, subject string, at time.Time) (event.Consent, bool)
 	// CatchUp returns once every PRIVACY event stored before the call is
@@ -423,7 +427,7 @@ func (d *Deliverer) handle(ctx context.Context, key string, m jetstream.Msg) {
 		return
 	case errors.Is(decided, errSkip):
 		// Redelivered after an attempt: the visitor may have been erased
-		// since it was made.
+		// since it was made, or be being erased (errErasing).
 		if md.NumDelivered > 1 && a.visitor != "" && d.followErasure(ctx, a) != nil {
 			_ = m.NakWithDelay(transientDelay)
 			return
@@ -439,8 +443,10 @@ func (d *Deliverer) handle(ctx context.Context, key string, m jetstream.Msg) {
 		_ = m.NakWithDelay(d.backoff[a.n-1])
 		return
 	}
-	if d.followErasure(ctx, a) != nil {
-		// Sent again, with the same id: the receiver sees a retry.
+	if err := d.followErasure(ctx, a); err != nil {
+		// Stopping: sent again, with the same id, and the receiver sees
+		// a retry. errErasing: the erasure requested refuses the keys, so
+		// it is skipped then and the erasure followed once completed.
 		_ = m.NakWithDelay(transientDelay)
 		return
 	}
@@ -449,17 +455,21 @@ func (d *Deliverer) handle(ctx context.Context, key string, m jetstream.Msg) {
 
 // followErasure makes sure an erasure of a's visitor requested while a
 // was on its way reaches a's integration. That erasure read the
-// recipients, or purged them, perhaps before a's record was stored: the
-// record is purged here, and one more notice stored in NOTICES (its id
-// names the event too), which the notices' consumer sends. Safe to
+// recipients, or purged them, perhaps before a's record was stored: once
+// it completed, the record is purged here, and one more notice stored in
+// NOTICES (its id names the event too), which the notices' consumer
+// sends. While it runs, errErasing: a purge now could come before the
+// erasure read the recipients, which would leave the integration out of
+// its report (the notice stored here would still tell it). Safe to
 // repeat; nothing is done when no erasure was requested.
 func (d *Deliverer) followErasure(ctx context.Context, a attempt) error {
-	return untilDone(ctx, d.log, "follow an erasure", func() error {
+	running := false
+	err := untilDone(ctx, d.log, "follow an erasure", func() error {
 		if err := d.app.CatchUp(ctx); err != nil {
 			return err
 		}
-		erasure := d.app.ErasureOf(a.rec.Tenant, a.visitor)
-		if erasure == "" {
+		erasure, completed := d.app.ErasureOf(a.rec.Tenant, a.visitor)
+		if running = erasure != "" && !completed; erasure == "" || running {
 			return nil
 		}
 		nt := notice{Tenant: a.rec.Tenant, Integration: a.rec.ID, Kind: a.rec.Kind, Visitor: a.visitor,
@@ -473,6 +483,10 @@ func (d *Deliverer) followErasure(ctx context.Context, a attempt) error {
 		d.mu.Unlock()
 		return purgeRecipients(ctx, d.js, subject)
 	})
+	if err == nil && running {
+		return errErasing
+	}
+	return err
 }
 
 // deliver makes one attempt at a and logs it; it reports whether a is
@@ -515,6 +529,10 @@ var (
 	errWithdrawn = errors.New("ai consent withdrawn since the last attempt")
 	// errGone: the integration was deleted.
 	errGone = errors.New("integration deleted")
+	// errErasing: the visitor's erasure is requested and not completed;
+	// the event is looked at again after transientDelay, when its keys
+	// are refused (errSkip) and the erasure is followed again.
+	errErasing = errors.New("erasure of the visitor under way")
 )
 
 // prepare returns the attempt delivering m to rec, errSkip or
