@@ -119,6 +119,49 @@ func ackedThrough(t *testing.T, js jetstream.JetStream, seq uint64, pending int)
 	})
 }
 
+// steal makes a pull of its own on the consumer, as a reader's stale
+// request or one whose answer is lost in a reconnect does, and returns the
+// stream sequence of the one message it takes, never acked; the channel
+// closes once the pull ends.
+func steal(t *testing.T, js jetstream.JetStream) <-chan uint64 {
+	t.Helper()
+	cons, err := js.Consumer(t.Context(), testStream, "batches")
+	if err != nil {
+		t.Fatal(err)
+	}
+	stolen := make(chan uint64, 1)
+	go func() {
+		defer close(stolen)
+		batch, err := cons.Fetch(1, jetstream.FetchMaxWait(30*time.Second))
+		if err != nil {
+			return
+		}
+		for m := range batch.Messages() {
+			md, _ := m.Metadata()
+			stolen <- md.Sequence.Stream
+		}
+	}()
+	return stolen
+}
+
+// deliveredAgain waits for b to deliver message seq, which another pull
+// took.
+func deliveredAgain(t *testing.T, b *watermilljs.Batches, seq uint64) {
+	t.Helper()
+	natstest.Until(t, 30*time.Second, fmt.Sprintf("message %d, taken by another pull, delivered to the reader", seq), func() bool {
+		select {
+		case msgs := <-b.C():
+			for _, m := range msgs {
+				if m.Sequence == seq {
+					return true
+				}
+			}
+		case <-time.After(100 * time.Millisecond):
+		}
+		return false
+	})
+}
+
 // TestBatches is the batch mode's suite: what it delivers, in which order,
 // what one Ack answers, and what comes back after a reader stops, crashes
 // or loses its consumer.
@@ -196,22 +239,7 @@ func TestBatches(t *testing.T) {
 		// A pull that is not the reader's takes a delivery, as one whose
 		// answer is lost in a reconnect does, and never acks it: acking
 		// what came after it would acknowledge it unread.
-		cons, err := js.Consumer(t.Context(), testStream, "batches")
-		if err != nil {
-			t.Fatal(err)
-		}
-		stolen := make(chan uint64, 1)
-		go func() {
-			batch, err := cons.Fetch(1, jetstream.FetchMaxWait(10*time.Second))
-			if err != nil {
-				return
-			}
-			for m := range batch.Messages() {
-				md, _ := m.Metadata()
-				stolen <- md.Sequence.Stream
-			}
-			close(stolen)
-		}()
+		stolen := steal(t, js)
 		natstest.Until(t, 10*time.Second, "the other pull waiting", func() bool { return consumerInfo(t, js).NumWaiting >= 2 })
 		publishN(t, js, 30)
 		var seq uint64
@@ -220,18 +248,7 @@ func TestBatches(t *testing.T) {
 		case <-time.After(10 * time.Second):
 			t.Fatal("the other pull took no message")
 		}
-		natstest.Until(t, 30*time.Second, fmt.Sprintf("message %d, taken by another pull, delivered to the reader", seq), func() bool {
-			select {
-			case msgs := <-b.C():
-				for _, m := range msgs {
-					if m.Sequence == seq {
-						return true
-					}
-				}
-			case <-time.After(100 * time.Millisecond):
-			}
-			return false
-		})
+		deliveredAgain(t, b, seq)
 	})
 
 	t.Run("the last deliveries, taken by another pull, come again", func(t *testing.T) {
@@ -245,22 +262,7 @@ func TestBatches(t *testing.T) {
 		// reader whose session just ended, which the server serves until
 		// it learns the subscription is gone. No delivery comes after it
 		// to show the reader it missed one.
-		cons, err := js.Consumer(t.Context(), testStream, "batches")
-		if err != nil {
-			t.Fatal(err)
-		}
-		stolen := make(chan uint64, 1)
-		go func() {
-			defer close(stolen)
-			batch, err := cons.Fetch(1, jetstream.FetchMaxWait(30*time.Second))
-			if err != nil {
-				return
-			}
-			for m := range batch.Messages() {
-				md, _ := m.Metadata()
-				stolen <- md.Sequence.Stream
-			}
-		}()
+		stolen := steal(t, js)
 		natstest.Until(t, 10*time.Second, "the other pull waiting", func() bool { return consumerInfo(t, js).NumWaiting >= 2 })
 		var seq uint64
 		for published := uint64(5); seq == 0; {
@@ -277,18 +279,7 @@ func TestBatches(t *testing.T) {
 				t.Fatalf("message %d delivered to no pull", published)
 			}
 		}
-		natstest.Until(t, 30*time.Second, fmt.Sprintf("message %d, the last, taken by another pull, delivered to the reader", seq), func() bool {
-			select {
-			case msgs := <-b.C():
-				for _, m := range msgs {
-					if m.Sequence == seq {
-						return true
-					}
-				}
-			case <-time.After(100 * time.Millisecond):
-			}
-			return false
-		})
+		deliveredAgain(t, b, seq)
 	})
 
 	t.Run("an ack of a reader whose session ended is not sent", func(t *testing.T) {
