@@ -11,6 +11,7 @@ import (
 
 	"github.com/parley-chat/parley/pkg/auth"
 	"github.com/parley-chat/parley/pkg/chatapi"
+	"github.com/parley-chat/parley/pkg/natsembed"
 	"github.com/parley-chat/parley/pkg/natsembed/natstest"
 	"github.com/parley-chat/parley/pkg/rpc"
 	"github.com/parley-chat/parley/pkg/stream"
@@ -193,15 +194,13 @@ func TestKeyReusedForAnotherRequest(t *testing.T) {
 	}
 }
 
-// TestKeyedRepeatPastDuplicateWindow repeats keyed requests after CHAT's
-// duplicate window has forgotten their ids, behind more keyed posts than
-// the index holds exactly: each still answers what it stored, and nothing
-// is stored twice. The window only turns away a key reused elsewhere
-// (TestKeyReusedForAnotherRequest), which is why CHAT's may be short.
-func TestKeyedRepeatPastDuplicateWindow(t *testing.T) {
+// startWithDuplicateWindow starts a server whose CHAT stream forgets
+// the ids of its events after window, and the key service, which holds
+// visitor's keys.
+func startWithDuplicateWindow(t *testing.T, window time.Duration) *natsembed.Server {
+	t.Helper()
 	s := natstest.Start(t, "")
 	_, js := natstest.Connect(t, s)
-	const window = 200 * time.Millisecond
 	cfg, err := stream.Config(stream.Chat, stream.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -210,8 +209,18 @@ func TestKeyedRepeatPastDuplicateWindow(t *testing.T) {
 	if _, err := js.CreateStream(t.Context(), cfg); err != nil {
 		t.Fatal(err)
 	}
-	ks := startKeyService(t, s)
-	ks.add(t, tenant, visitor.ID)
+	startKeyService(t, s).add(t, tenant, visitor.ID)
+	return s
+}
+
+// TestKeyedRepeatPastDuplicateWindow repeats keyed requests after CHAT's
+// duplicate window has forgotten their ids, behind more keyed posts than
+// the index holds exactly: each still answers what it stored, and nothing
+// is stored twice. The window only turns away a key reused elsewhere
+// (TestKeyReusedForAnotherRequest), which is why CHAT's may be short.
+func TestKeyedRepeatPastDuplicateWindow(t *testing.T) {
+	const window = 200 * time.Millisecond
+	s := startWithDuplicateWindow(t, window)
 	startChat(t, s)
 	c := newClient(t, s)
 
@@ -255,19 +264,9 @@ func TestKeyedRepeatPastDuplicateWindow(t *testing.T) {
 // what the post first answered — also with another text, which the
 // withdrawal no longer tells — and nothing is stored again.
 func TestKeyedPostRepeatedAfterWithdrawal(t *testing.T) {
-	s := natstest.Start(t, "")
-	_, js := natstest.Connect(t, s)
 	const window = 200 * time.Millisecond
-	cfg, err := stream.Config(stream.Chat, stream.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.Duplicates = window
-	if _, err := js.CreateStream(t.Context(), cfg); err != nil {
-		t.Fatal(err)
-	}
-	ks := startKeyService(t, s)
-	ks.add(t, tenant, visitor.ID)
+	s := startWithDuplicateWindow(t, window)
+	_, js := natstest.Connect(t, s)
 	unlimited(t, s, tenant)
 	a, b := startChat(t, s), startChat(t, s)
 	c := newClient(t, s)

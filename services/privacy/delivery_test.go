@@ -632,14 +632,12 @@ func TestErasureNotifiesIntegrationsAndReportsAcknowledgements(t *testing.T) {
 	}
 }
 
-// TestDeliveryDuringErasureIsFollowedByANotice: an event whose delivery
-// is under way while its visitor is erased (the receiver holds the request
-// until the erasure answered) is followed by one more verified notice of
-// that erasure, and no record of who received the visitor is left.
-func TestDeliveryDuringErasureIsFollowedByANotice(t *testing.T) {
-	d := startDelivery(t, func(d *privacy.Deps) { d.DeliveryTimeout = time.Minute })
-	crm := newReceiver(t)
-	held, release := make(chan struct{}), make(chan struct{})
+// holdingOpenings returns a receiver that holds each opening delivered to
+// it until release is closed, and held, closed once one is held.
+func holdingOpenings(t *testing.T) (crm *receiver, held, release chan struct{}) {
+	t.Helper()
+	crm = newReceiver(t)
+	held, release = make(chan struct{}), make(chan struct{})
 	var once sync.Once
 	crm.hold = func(b delivery.Body) {
 		if b.Type == string(event.ConversationOpened) {
@@ -647,6 +645,16 @@ func TestDeliveryDuringErasureIsFollowedByANotice(t *testing.T) {
 			<-release
 		}
 	}
+	return crm, held, release
+}
+
+// TestDeliveryDuringErasureIsFollowedByANotice: an event whose delivery
+// is under way while its visitor is erased (the receiver holds the request
+// until the erasure answered) is followed by one more verified notice of
+// that erasure, and no record of who received the visitor is left.
+func TestDeliveryDuringErasureIsFollowedByANotice(t *testing.T) {
+	d := startDelivery(t, func(d *privacy.Deps) { d.DeliveryTimeout = time.Minute })
+	crm, held, release := holdingOpenings(t)
 	d.register("crm", privacyapi.KindIntegration, crm.secret, webhookAt(crm.url))
 	v := d.visitor(true)
 	d.append(v, "conv-r", event.ConversationOpened, time.Now(), event.Opened{Stamped: stamped(event.Stamp{}), Visitor: v, Text: "on its way"})
@@ -683,15 +691,7 @@ func TestDeliveryDuringErasureIsFollowedByANotice(t *testing.T) {
 // its request here (its instance gone), and an admin's erasure finishes it.
 func TestDeliveryDuringErasureLeavesTheIntegrationInItsReport(t *testing.T) {
 	d := startDelivery(t, func(d *privacy.Deps) { d.DeliveryTimeout = time.Minute })
-	crm := newReceiver(t)
-	held, release := make(chan struct{}), make(chan struct{})
-	var once sync.Once
-	crm.hold = func(b delivery.Body) {
-		if b.Type == string(event.ConversationOpened) {
-			once.Do(func() { close(held) })
-			<-release
-		}
-	}
+	crm, held, release := holdingOpenings(t)
 	d.register("crm", privacyapi.KindIntegration, crm.secret, webhookAt(crm.url))
 	v := d.visitor(true)
 	d.append(v, "conv-p", event.ConversationOpened, time.Now(), event.Opened{Stamped: stamped(event.Stamp{}), Visitor: v, Text: "on its way"})
