@@ -1,7 +1,6 @@
 package chat
 
 import (
-	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -42,18 +41,13 @@ type Deps struct {
 	// not before its read models caught up and it serves, for the process's
 	// /readyz. Its pings answer it too. Nil means Run keeps its own.
 	Health *pkgrpc.Health
-	// PruneEvery is how often the view is pruned of the closed
-	// conversations whose events the store no longer holds; 0 means
-	// DefaultPruneEvery.
-	PruneEvery time.Duration
 }
 
-// DefaultPruneEvery is how often a running instance prunes the view: a
-// conversation's entry — its visitor's id, times, sealed rating —
-// outlives its expired events by at most this long. Each pass lists the
-// closed keys and CHAT's subjects, about a tenth of a second at 20,000
-// closed conversations, which a minute makes a cost in the noise.
-const DefaultPruneEvery = time.Minute
+// expireEvery is how often a running instance drops the open conversations
+// it holds whose events all expired (app.Service.ExpireOpen): memory only,
+// as their entries leave CHAT_VIEW by their TTL. A pass looks at the open
+// conversations held and reads CHAT for the expired ones alone.
+const expireEvery = time.Minute
 
 // errCatchingUp is the readiness of an instance whose read models have not
 // caught up with CHAT yet.
@@ -221,7 +215,18 @@ func run(ctx context.Context, d Deps) error {
 	health.Set(readModels, nil)
 	log.Info("chat service ready")
 	g.Go(func() error {
-		prune(gctx, svc, store, held, cmp.Or(d.PruneEvery, DefaultPruneEvery), log)
+		// Entries expire by their TTL: this pass is for those left by an
+		// older version, written with none, and for conversations erased
+		// while no instance ran. An entry left behind serves as a closed
+		// conversation with no transcript until the next start removes
+		// it: worth a warning, not the service.
+		if err := svc.Prune(gctx, held); err != nil && gctx.Err() == nil {
+			log.Warn("prune the view", "err", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		expire(gctx, svc, expireEvery, log)
 		return nil
 	})
 	g.Go(func() error {
@@ -255,31 +260,20 @@ func run(ctx context.Context, d Deps) error {
 	return following(g.Wait())
 }
 
-// prune removes from the view the conversations whose events the store no
-// longer holds (see app.Service.Prune): at once with held, what the store held at start,
-// then every interval with what it holds then, so that an entry whose events
-// expired while the service runs leaves within an interval, not at the next
-// start. It returns when ctx is done.
-func prune(ctx context.Context, svc *app.Service, store *jetstream.Store, held func(tenant, id string) bool, every time.Duration, log *slog.Logger) {
+// expire drops the open conversations held whose events all expired
+// (app.Service.ExpireOpen) every interval, until ctx is done.
+func expire(ctx context.Context, svc *app.Service, every time.Duration, log *slog.Logger) {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
-		// An entry left behind serves as a closed conversation with no
-		// transcript until removed, and is removed by the next pass:
-		// worth a warning, not the service.
-		if held != nil {
-			if err := svc.Prune(ctx, held); err != nil && ctx.Err() == nil {
-				log.Warn("prune the view", "err", err)
-			}
-		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
-		var err error
-		if held, err = store.Conversations(ctx); err != nil && ctx.Err() == nil {
-			log.Warn("prune the view", "err", err)
+		// Tried again at the next tick.
+		if err := svc.ExpireOpen(ctx); err != nil && ctx.Err() == nil {
+			log.Warn("expire open conversations", "err", err)
 		}
 	}
 }

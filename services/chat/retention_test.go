@@ -16,8 +16,6 @@ import (
 	"github.com/parley-chat/parley/pkg/privacyapi"
 	"github.com/parley-chat/parley/pkg/rpc"
 	"github.com/parley-chat/parley/pkg/stream"
-
-	"github.com/parley-chat/parley/services/chat"
 )
 
 // settingsBucket creates the SETTINGS bucket, as the privacy service does
@@ -126,45 +124,87 @@ func TestRetentionExpiresConversations(t *testing.T) {
 	}
 }
 
-// TestRetentionPrunesViewWhileRunning closes a conversation and leaves
-// another open under a retention of seconds: once the store removed their
-// events, their entries leave CHAT_VIEW within the prune interval, with no
-// restart.
-func TestRetentionPrunesViewWhileRunning(t *testing.T) {
+// TestRetentionExpiresViewEntries closes a conversation and leaves another
+// open under a retention of seconds: their CHAT_VIEW entries carry a
+// Nats-TTL, so that the bucket drops them by itself once their events
+// expired, within the minute the periodic prune allowed before, with no
+// pass listing the bucket while the service runs (the drop itself:
+// internal/jetstream's TestViewEntriesExpire). A message stored under a
+// longer retention extends its conversation's entry's TTL with it.
+func TestRetentionExpiresViewEntries(t *testing.T) {
 	s := natstest.Start(t, "")
 	ks := startKeyService(t, s)
 	kv := settingsBucket(t, s)
 	short := "short"
 	visitor := principal(short, auth.RoleVisitor, "v1")
 	ks.add(t, short, visitor.ID)
-	putSettings(t, kv, short, privacyapi.Settings{RetentionDays: 1, RetentionSeconds: 2})
-	startChat(t, s, func(d *chat.Deps) { d.PruneEvery = 100 * time.Millisecond })
+	putSettings(t, kv, short, privacyapi.Settings{RetentionDays: 1, RetentionSeconds: 10})
+	startChat(t, s)
 	_, js := natstest.Connect(t, s)
 	chatStream, err := js.Stream(t.Context(), stream.Chat)
 	if err != nil {
 		t.Fatal(err)
 	}
 	c := newClient(t, s)
-	conv := openUnderTTL(t, c, chatStream, visitor, "2s")
+	conv := openUnderTTL(t, c, chatStream, visitor, "10s")
 	left := c.open(visitor, "left open")
 	c.must(visitor, chatapi.CloseSubject, chatapi.ConversationArgs{Conversation: conv}, nil)
-	keys := []string{closedKey(short, visitor.ID, conv), short + ".open." + visitor.ID + "." + left}
-	natstest.Eventually(t, 10*time.Second, "the entries written", func() error {
-		for _, k := range keys {
-			if _, err := rawView(t, s, k); err != nil {
+	openKey := short + ".open." + visitor.ID + "." + left
+	for _, k := range []string{closedKey(short, visitor.ID, conv), openKey} {
+		natstest.Eventually(t, 10*time.Second, "the entry "+k+" written to expire", func() error {
+			ttl, err := viewTTL(t, s, k)
+			if err != nil {
 				return err
 			}
-		}
-		return nil
-	})
-	natstest.Eventually(t, 15*time.Second, "the expired entries leave the view", func() error {
-		for _, k := range keys {
-			if _, err := rawView(t, s, k); !errors.Is(err, jetstream.ErrKeyNotFound) {
-				return fmt.Errorf("view entry %s of an expired conversation: err = %v, want not found", k, err)
+			if ttl <= 0 || ttl > 10*time.Second+time.Minute {
+				return fmt.Errorf("Nats-TTL of %s = %v, want some, at most the retention and a minute", k, ttl)
 			}
+			return nil
+		})
+	}
+
+	putSettings(t, kv, short, privacyapi.Settings{RetentionDays: 1})
+	natstest.Eventually(t, 5*time.Second, "a message stored with Nats-TTL 24h", func() error {
+		c.post(visitor, left, "still there?")
+		m, err := chatStream.GetLastMsgForSubject(t.Context(), stream.ChatSubject(short, left))
+		if err != nil {
+			return err
+		}
+		if got := m.Header.Get(jetstream.MsgTTLHeader); got != "24h0m0s" {
+			return fmt.Errorf("Nats-TTL = %q, want 24h0m0s", got)
 		}
 		return nil
 	})
+	natstest.Eventually(t, 10*time.Second, "the open entry's TTL extended", func() error {
+		ttl, err := viewTTL(t, s, openKey)
+		if err != nil {
+			return err
+		}
+		if ttl < 24*time.Hour-time.Minute {
+			return fmt.Errorf("Nats-TTL of %s = %v, want a day", openKey, ttl)
+		}
+		return nil
+	})
+}
+
+// viewTTL returns the Nats-TTL of the last write of the CHAT_VIEW entry
+// under key, 0 when it has none.
+func viewTTL(t *testing.T, s *natsembed.Server, key string) (time.Duration, error) {
+	t.Helper()
+	_, js := natstest.Connect(t, s)
+	bucket, err := js.Stream(t.Context(), stream.BucketStream(stream.ChatViewBucket))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := bucket.GetLastMsgForSubject(t.Context(), "$KV."+stream.ChatViewBucket+"."+key)
+	if err != nil {
+		return 0, fmt.Errorf("view key %s: %w", key, err)
+	}
+	h := m.Header.Get(jetstream.MsgTTLHeader)
+	if h == "" {
+		return 0, nil
+	}
+	return time.ParseDuration(h)
 }
 
 // openUnderTTL opens conversations as visitor until one's opening is

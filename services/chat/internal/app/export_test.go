@@ -13,3 +13,6 @@ func Held(s *Service) int {
 
 // ClosedCached is closedCached, for the tests of its bound.
 const ClosedCached = closedCached
+
+// ViewGrace is viewGrace, for the tests of entries' expiry.
+const ViewGrace = viewGrace

@@ -102,6 +102,45 @@ func TestExpiredClosedConversationsLeave(t *testing.T) {
 	}
 }
 
+// TestOpenConversationsExpire lets the retention of an open conversation
+// pass while an instance holds it: its view entry was written to expire
+// viewGrace after its events, and ExpireOpen drops it from memory and the
+// view, reading the store for it alone; a conversation with a later event
+// stays.
+func TestOpenConversationsExpire(t *testing.T) {
+	w := newWorld()
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	clock := func() time.Time { return now }
+	w.events.Now = clock
+	in := w.startWith(t, app.Options{Now: clock, Policies: fixedPolicies(time.Hour)})
+	v := visitorN(1)
+	gone := in.open(t, v, "short")
+	now = now.Add(time.Minute)
+	kept := in.open(t, visitorN(2), "later")
+	in.follow(t)
+	e, ok, err := w.view.Get(t.Context(), tenant, v.ID, gone)
+	if err != nil || !ok {
+		t.Fatalf("Get(%s) = %v, %v; want the entry", gone, ok, err)
+	}
+	if want := now.Add(-time.Minute + time.Hour + app.ViewGrace); !e.Expires.Equal(want) {
+		t.Errorf("entry Expires = %v, want %v: the events' expiry and the grace", e.Expires, want)
+	}
+
+	now = now.Add(time.Hour - 30*time.Second)
+	if err := in.ExpireOpen(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, _ := w.view.Get(t.Context(), tenant, v.ID, gone); ok {
+		t.Errorf("the entry of %s is still in the view once its events expired", gone)
+	}
+	if _, ok, _ := w.view.Get(t.Context(), tenant, visitorN(2).ID, kept); !ok {
+		t.Errorf("the entry of %s left the view before its events expired", kept)
+	}
+	if got := app.Held(in.Service); got != 1 {
+		t.Errorf("Held() after ExpireOpen = %d, want 1", got)
+	}
+}
+
 // TestCrashBetweenViewWritesLosesNothing applies events the view is not
 // written with yet — posts, an assignment, a close, the withdrawal of an
 // opening message, a new conversation —

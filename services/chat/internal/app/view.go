@@ -42,7 +42,8 @@ type View interface {
 	// e.Version or later, and returns the revision the view holds for it
 	// then. Entries never go back; one is rewritten at its version over the
 	// revision read (an erasure does). A closed e stored afresh (Rev 0)
-	// replaces the conversation's open entry.
+	// replaces the conversation's open entry. The view drops the entry by
+	// itself at e.Expires, unless rewritten by then; it may keep it longer.
 	Put(ctx context.Context, e ViewEntry) (rev uint64, err error)
 	// Remove deletes the conversation's entries.
 	Remove(ctx context.Context, tenant, id string) error
@@ -83,7 +84,26 @@ type ViewEntry struct {
 	Open bool `json:"-"`
 	// Rev is the view's revision of the entry; not stored.
 	Rev uint64 `json:"-"`
+	// Expires is when the View may drop the entry by itself: viewGrace
+	// after its conversation's events all expired (viewState.Until); the
+	// zero time when one of them never does (viewState.Forever). Not
+	// stored: a write sets it, each write anew.
+	Expires time.Time `json:"-"`
 }
+
+// viewGrace is how long an entry is kept past its conversation's expiry
+// (viewState.Until) before the View drops it by itself. Until counts from
+// the events' times, taken by the instance that appended them before the
+// append, while the store counts their TTL from when it stored them, a
+// moment later (within the request, 5 s at most), and the View counts the
+// entry's from its own clock: the grace covers that delay and instances'
+// clocks differing by seconds, so that an entry does not go before the
+// events it reflects, which would drop the conversation from the lists of
+// an instance whose clock is behind. Past Until no instance shows the
+// entry (expired, as its events are), so the grace only keeps a sealed
+// entry's visitor id and times that long: under the minute the periodic
+// prune allowed before entries expired by themselves.
+const viewGrace = 30 * time.Second
 
 // viewState is what an entry records of a conversation: what its commands
 // decide on, when it expires, and its idempotency index.
@@ -175,6 +195,9 @@ func (s *Service) storeView(ctx context.Context, e *entry) error {
 		rev = 0 // another key
 	}
 	v := ViewEntry{Tenant: st.Conv.Tenant, ID: st.Conv.ID, Visitor: st.Conv.Visitor, Version: st.Conv.Version, State: b, Open: open, Rev: rev}
+	if !st.Forever {
+		v.Expires = st.Until.Add(viewGrace)
+	}
 	k, err := s.keys.Get(ctx, v.Tenant, v.Visitor)
 	switch {
 	case errors.Is(err, personkey.ErrNotFound), errors.Is(err, personkey.ErrUnreadable):
@@ -312,27 +335,32 @@ func (s *Service) Restore(ctx context.Context, held func(tenant, id string) bool
 }
 
 // Prune removes from the view the closed conversations whose events the
-// store no longer holds — expired, or erased while no instance ran to hear
-// of it — and the open ones this instance holds whose events all expired.
-// It reads the view's keys alone, so it runs beside the service rather
-// than before it: held, what the store held a moment ago, tells which
+// store no longer holds — erased while no instance ran to hear of it, or
+// expired and written without a TTL (by a version before entries expired
+// by themselves, or to a bucket that refuses TTLs; see View.Put). It lists
+// every closed key, so it runs once a start, beside the service rather
+// than before it: held, what the store held at start, tells which
 // conversations certainly have events, and a conversation it does not name
 // is read from the store before it is removed, as it may have been opened
-// since. Every instance holds every open conversation, so the open entries
-// all leave by some instance's Prune.
+// since.
 func (s *Service) Prune(ctx context.Context, held func(tenant, id string) bool) error {
-	err := s.view.Closed(ctx, "", "", func(k ClosedKey) error {
+	return s.view.Closed(ctx, "", "", func(k ClosedKey) error {
 		if g, err := s.gone(ctx, held, k.Tenant, k.ID); !g || err != nil {
 			return err
 		}
 		return s.view.Remove(ctx, k.Tenant, k.ID)
 	})
-	if err != nil {
-		return err
-	}
+}
+
+// ExpireOpen drops the open conversations this instance holds whose events
+// have all expired, and removes their entries from the view, which drops
+// them by itself too unless written without a TTL. It reads the store once
+// for each of them only, to see that it no longer holds its events: a
+// conversation another instance appended to a moment ago is kept.
+func (s *Service) ExpireOpen(ctx context.Context) error {
 	now := s.now()
 	for _, c := range s.state.expiredOpen(now) {
-		g, err := s.gone(ctx, held, c.tenant, c.id)
+		g, err := s.gone(ctx, nil, c.tenant, c.id)
 		if err != nil {
 			return err
 		}
@@ -348,10 +376,10 @@ func (s *Service) Prune(ctx context.Context, held func(tenant, id string) bool) 
 }
 
 // gone reports whether the store holds no event of tenant's conversation
-// id: held, what it held a moment ago, says it does for most; one it does
-// not name is read, as it may have been opened since.
+// id: held, what it held a moment ago (nil: nothing known), says it does
+// for most; one it does not name is read, as it may have been opened since.
 func (s *Service) gone(ctx context.Context, held func(tenant, id string) bool, tenant, id string) (bool, error) {
-	if held(tenant, id) {
+	if held != nil && held(tenant, id) {
 		return false, nil
 	}
 	rs, _, err := s.events.Read(ctx, tenant, id, 0, 1)

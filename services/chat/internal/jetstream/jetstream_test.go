@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -267,3 +268,128 @@ type discard struct{}
 
 func (discard) Project(context.Context, app.Record) error { return nil }
 func (discard) Skip(uint64)                               {}
+
+// TestViewEntriesExpire writes entries with and without an expiry
+// (app.ViewEntry.Expires) and runs nothing else: the bucket drops the one
+// due by itself; one rewritten with a later expiry, as a conversation's
+// new event extends its retention, stays past its first expiry, and so
+// does one with none, whose events never expire. An entry written over
+// the revision it had before it expired is written afresh.
+func TestViewEntriesExpire(t *testing.T) {
+	ctx := t.Context()
+	_, js := natstest.Connect(t, natstest.Start(t, ""))
+	v, err := jetstream.OpenView(ctx, js, stream.Options{}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bucket, err := js.Stream(ctx, stream.BucketStream(stream.ChatViewBucket))
+	if err != nil {
+		t.Fatal(err)
+	}
+	entry := func(id string, version uint64, expires time.Time) app.ViewEntry {
+		return app.ViewEntry{Tenant: "acme", ID: id, Visitor: "v1", Version: version, State: []byte(`{}`), Expires: expires}
+	}
+	put := func(e app.ViewEntry) uint64 {
+		t.Helper()
+		rev, err := v.Put(ctx, e)
+		if err != nil {
+			t.Fatalf("Put(%s at %d) = %v", e.ID, e.Version, err)
+		}
+		return rev
+	}
+	// ttl is the Nats-TTL the entry's last write carries, 0 for none.
+	ttl := func(id string) time.Duration {
+		t.Helper()
+		m, err := bucket.GetLastMsgForSubject(ctx, "$KV."+stream.ChatViewBucket+".acme.closed.v1."+id)
+		if err != nil {
+			t.Fatalf("the entry %s: %v", id, err)
+		}
+		h := m.Header.Get(natsjs.MsgTTLHeader)
+		if h == "" {
+			return 0
+		}
+		d, err := time.ParseDuration(h)
+		if err != nil {
+			t.Fatalf("Nats-TTL of %s = %q: %v", id, h, err)
+		}
+		return d
+	}
+
+	first := time.Now().Add(time.Second)
+	ext := entry("extended", 2, time.Now().Add(time.Hour))
+	ext.Rev = put(entry("extended", 1, first))
+	put(ext)
+	put(entry("forever", 1, time.Time{}))
+	// Due a second after extended's first write: once it is gone, that
+	// write's TTL has run out too.
+	dueRev := put(entry("due", 1, first.Add(time.Second)))
+	if got := ttl("due"); got < time.Second || got > 2*time.Second {
+		t.Errorf("Nats-TTL of an entry due in 2 s = %v, want 1 s to 2 s", got)
+	}
+	if got := ttl("extended"); got < 59*time.Minute || got > time.Hour {
+		t.Errorf("Nats-TTL of an entry rewritten due in an hour = %v, want about an hour", got)
+	}
+	if got := ttl("forever"); got != 0 {
+		t.Errorf("Nats-TTL of an entry that never expires = %v, want none", got)
+	}
+
+	natstest.Eventually(t, 15*time.Second, "the due entry leaves the bucket", func() error {
+		if _, ok, err := v.Get(ctx, "acme", "v1", "due"); err != nil || ok {
+			return fmt.Errorf("Get(due) = %v, %v; want none", ok, err)
+		}
+		return nil
+	})
+	var listed []string
+	if err := v.Closed(ctx, "acme", "", func(k app.ClosedKey) error {
+		listed = append(listed, k.ID)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(listed)
+	if want := []string{"extended", "forever"}; !slices.Equal(listed, want) {
+		t.Errorf("Closed() once the due entry expired = %v, want %v", listed, want)
+	}
+	for id, version := range map[string]uint64{"extended": 2, "forever": 1} {
+		if e, ok, err := v.Get(ctx, "acme", "v1", id); err != nil || !ok || e.Version != version {
+			t.Errorf("Get(%s) once the due entry expired = version %d, %v, %v; want version %d", id, e.Version, ok, err, version)
+		}
+	}
+
+	// Written over the revision read before it expired, as an instance
+	// holding the conversation would.
+	again := entry("due", 2, time.Now().Add(time.Hour))
+	again.Rev = dueRev
+	put(again)
+	if e, ok, err := v.Get(ctx, "acme", "v1", "due"); err != nil || !ok || e.Version != 2 {
+		t.Errorf("Get(due) written again after it expired = version %d, %v, %v; want version 2", e.Version, ok, err)
+	}
+}
+
+// TestViewBucketWithoutTTL opens a CHAT_VIEW defined with no per-message
+// TTL, which this version's definition never was: entries are written
+// without one, rather than refused, and the open says so.
+func TestViewBucketWithoutTTL(t *testing.T) {
+	ctx := t.Context()
+	_, js := natstest.Connect(t, natstest.Start(t, ""))
+	if _, err := js.CreateKeyValue(ctx, natsjs.KeyValueConfig{Bucket: stream.ChatViewBucket, History: 1}); err != nil {
+		t.Fatal(err)
+	}
+	var logs bytes.Buffer
+	v, err := jetstream.OpenView(ctx, js, stream.Options{}, slog.New(slog.NewTextHandler(&logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(logs.String(), "without a TTL") {
+		t.Errorf("OpenView() on a bucket with no TTL logged %q; want it said", logs.String())
+	}
+	e := app.ViewEntry{Tenant: "acme", ID: "c1", Visitor: "v1", Version: 1, State: []byte(`{}`), Expires: time.Now().Add(time.Hour)}
+	rev, err := v.Put(ctx, e)
+	if err != nil {
+		t.Fatalf("Put(with an expiry) = %v", err)
+	}
+	e.Version, e.Rev = 2, rev
+	if _, err := v.Put(ctx, e); err != nil {
+		t.Fatalf("Put(rewritten with an expiry) = %v", err)
+	}
+}

@@ -9,7 +9,9 @@ import (
 	"log/slog"
 	"strconv"
 	"strings"
+	"time"
 
+	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
 
 	"github.com/parley-chat/parley/pkg/stream"
@@ -25,8 +27,19 @@ import (
 // and layoutKey have no dot, so no conversation's key is the same. It is
 // safe for concurrent use; instances sharing the bucket never move an entry
 // back, as every write names the revision it replaces.
+//
+// An entry written with an expiry (app.ViewEntry.Expires) carries a
+// Nats-TTL, so that the bucket drops it then by itself, leaving a marker
+// for stream.ViewMarkerTTL; a rewrite carries its own, replacing the
+// last. The bucket's definition allows them (its LimitMarkerTTL does)
+// since the bucket was first defined; one that does not is written
+// without, with a warning at open, and its expired entries are left to
+// the next start's prune (app.Service.Prune).
 type View struct {
 	kv natsjs.KeyValue
+	js natsjs.JetStream
+	// noTTL is set when the bucket refuses per-message TTLs.
+	noTTL bool
 }
 
 const (
@@ -50,7 +63,16 @@ func OpenView(ctx context.Context, js natsjs.JetStream, o stream.Options, log *s
 	if err != nil {
 		return nil, err
 	}
-	v := &View{kv: kv}
+	v := &View{kv: kv, js: js}
+	st, err := kv.Status(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", stream.ChatViewBucket, err)
+	}
+	if bs, ok := st.(*natsjs.KeyValueBucketStatus); ok && !bs.StreamInfo().Config.AllowMsgTTL {
+		v.noTTL = true
+		log.Warn("entries are written without a TTL, and those of expired conversations removed at start only, as the bucket allows no per-message TTL: an operator applies this version's definition with `parley streams apply`",
+			"bucket", stream.ChatViewBucket)
+	}
 	if err := v.upgrade(ctx, log); err != nil {
 		return nil, err
 	}
@@ -260,10 +282,12 @@ func (v *View) put(ctx context.Context, e app.ViewEntry) (uint64, error) {
 	rev := e.Rev
 	for {
 		var err error
+		// Taken anew for every try: a TTL counts from the write.
+		ttl := v.ttl(e.Expires)
 		if rev == 0 {
-			rev, err = v.kv.Create(ctx, key, b)
+			rev, err = v.kv.Create(ctx, key, b, natsjs.KeyTTL(ttl))
 		} else {
-			rev, err = v.kv.Update(ctx, key, b, rev)
+			rev, err = v.update(ctx, key, b, rev, ttl)
 		}
 		if err == nil {
 			return rev, nil
@@ -288,6 +312,37 @@ func (v *View) put(ctx context.Context, e app.ViewEntry) (uint64, error) {
 		}
 		rev = held.Rev
 	}
+}
+
+// ttl returns the Nats-TTL that has the bucket drop an entry at expires:
+// whole seconds, as the server counts them, rounded up, so that it goes no
+// earlier, and at least one; 0, none, for the zero time or a bucket that
+// refuses them.
+func (v *View) ttl(expires time.Time) time.Duration {
+	if expires.IsZero() || v.noTTL {
+		return 0
+	}
+	return max((time.Until(expires) + time.Second - 1).Truncate(time.Second), time.Second)
+}
+
+// update is KeyValue.Update with a TTL, which it takes none of: the same
+// publish to the key's subject expecting the revision as the subject's
+// last sequence, with a Nats-TTL when ttl is above 0. It returns an error
+// wrapping natsjs.ErrKeyRevisionMismatch when the key is at another
+// revision.
+func (v *View) update(ctx context.Context, key string, value []byte, rev uint64, ttl time.Duration) (uint64, error) {
+	opts := []natsjs.PublishOpt{natsjs.WithExpectLastSequencePerSubject(rev)}
+	if ttl > 0 {
+		opts = append(opts, natsjs.WithMsgTTL(ttl))
+	}
+	ack, err := v.js.PublishMsg(ctx, &nats.Msg{Subject: "$KV." + stream.ChatViewBucket + "." + key, Data: value}, opts...)
+	if stream.WrongLastSequence(err) {
+		return 0, fmt.Errorf("%w: %w", err, natsjs.ErrKeyRevisionMismatch)
+	}
+	if err != nil {
+		return 0, err
+	}
+	return ack.Sequence, nil
 }
 
 // Remove implements app.View, finding the conversation's keys by a filter.
