@@ -141,6 +141,47 @@ func TestOpenConversationsExpire(t *testing.T) {
 	}
 }
 
+// TestClosedEntryExpiresAtItsErasure closes a conversation its visitor
+// asked to have erased two hours after closing, under a year's retention:
+// its view entry is written to go by itself viewGrace after that erasure
+// is due, so that an erasure no instance heard of (its broadcast lost)
+// leaves no entry the visitor's key still opens; one with no erasure
+// after closing goes with its events.
+func TestClosedEntryExpiresAtItsErasure(t *testing.T) {
+	w := newWorld()
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	clock := func() time.Time { return now }
+	w.events.Now = clock
+	const retention = 365 * 24 * time.Hour
+	in := w.startWith(t, app.Options{Now: clock, Policies: fixedPolicies(retention)})
+	v := visitorN(1)
+	hours := 2
+	erased, err := in.Open(t.Context(), v, chatapi.OpenArgs{Text: "erase me soon", EraseAfterCloseHours: &hours})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kept := in.open(t, v, "keep me")
+	now = now.Add(time.Minute)
+	for _, id := range []string{erased.ID, kept} {
+		if _, err := in.Close(t.Context(), v, chatapi.ConversationArgs{Conversation: id}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	in.follow(t)
+	for id, want := range map[string]time.Time{
+		erased.ID: now.Add(2*time.Hour + app.ViewGrace),
+		kept:      now.Add(retention + app.ViewGrace), // from its last event, the close
+	} {
+		e, ok, err := w.view.Get(t.Context(), tenant, v.ID, id)
+		if err != nil || !ok {
+			t.Fatalf("Get(%s) = %v, %v; want the entry", id, ok, err)
+		}
+		if !e.Expires.Equal(want) {
+			t.Errorf("entry of %s Expires = %v, want %v", id, e.Expires, want)
+		}
+	}
+}
+
 // TestCrashBetweenViewWritesLosesNothing applies events the view is not
 // written with yet — posts, an assignment, a close, the withdrawal of an
 // opening message, a new conversation —

@@ -84,10 +84,11 @@ type ViewEntry struct {
 	Open bool `json:"-"`
 	// Rev is the view's revision of the entry; not stored.
 	Rev uint64 `json:"-"`
-	// Expires is when the View may drop the entry by itself: viewGrace
-	// after its conversation's events all expired (viewState.Until); the
-	// zero time when one of them never does (viewState.Forever). Not
-	// stored: a write sets it, each write anew.
+	// Expires is when the View may drop the entry by itself (viewExpiry):
+	// viewGrace after its conversation's events all expired
+	// (viewState.Until) or it is erased after closing, whichever comes
+	// first; the zero time when neither comes. Not stored: a write sets
+	// it, each write anew.
 	Expires time.Time `json:"-"`
 }
 
@@ -104,6 +105,29 @@ type ViewEntry struct {
 // entry's visitor id and times that long: under the minute the periodic
 // prune allowed before entries expired by themselves.
 const viewGrace = 30 * time.Second
+
+// viewExpiry is when the view may drop the entry of st by itself
+// (ViewEntry.Expires): viewGrace after the earlier of its events' expiry
+// (Until, unless Forever) and, once closed, its erasure after closing;
+// the zero time when neither comes. The erasure removes the entry at once
+// when its broadcast reaches an instance; should none hear it (none runs,
+// or the broadcast is lost on a reconnect), the entry, whose sealed part
+// the visitor's key still opens, goes by itself too.
+func viewExpiry(st viewState) time.Time {
+	var at time.Time
+	if !st.Forever {
+		at = st.Until
+	}
+	if c := st.Conv; c.Status == conversation.Closed && c.EraseAfterClose > 0 {
+		if erase := c.ClosedAt.Add(c.EraseAfterClose); at.IsZero() || erase.Before(at) {
+			at = erase
+		}
+	}
+	if at.IsZero() {
+		return time.Time{}
+	}
+	return at.Add(viewGrace)
+}
 
 // viewState is what an entry records of a conversation: what its commands
 // decide on, when it expires, and its idempotency index.
@@ -178,6 +202,7 @@ func (s *Service) storeView(ctx context.Context, e *entry) error {
 	e.mu.RLock()
 	st := viewState{Conv: e.conv, Until: e.until, Forever: e.forever, Keyed: e.keyed}
 	written, rev, wasOpen, wasErased := e.viewVersion, e.viewRev, e.viewOpen, e.viewErased
+	expires := viewExpiry(st) // before sealedOf takes the erasure delay out
 	hidden := sealedOf(&st.Conv)
 	b, err := json.Marshal(st)
 	e.mu.RUnlock()
@@ -195,9 +220,7 @@ func (s *Service) storeView(ctx context.Context, e *entry) error {
 		rev = 0 // another key
 	}
 	v := ViewEntry{Tenant: st.Conv.Tenant, ID: st.Conv.ID, Visitor: st.Conv.Visitor, Version: st.Conv.Version, State: b, Open: open, Rev: rev}
-	if !st.Forever {
-		v.Expires = st.Until.Add(viewGrace)
-	}
+	v.Expires = expires
 	k, err := s.keys.Get(ctx, v.Tenant, v.Visitor)
 	switch {
 	case errors.Is(err, personkey.ErrNotFound), errors.Is(err, personkey.ErrUnreadable):
