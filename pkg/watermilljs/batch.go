@@ -80,9 +80,10 @@ type Batches struct {
 	delivered uint64
 	known     bool
 	gap       bool
-	// waiting is set while take waits for the reader to take what buf
-	// holds: deliveries then wait in the pull subscription, not lost.
-	waiting bool
+	// waiting counts the takes waiting for the reader to take what buf
+	// holds (a late one of an ended session among them): deliveries then
+	// wait in the pull subscription, not lost.
+	waiting int
 	buf     []Msg
 	// bufBytes is the payload bytes in buf.
 	bufBytes int
@@ -342,12 +343,13 @@ type stuckMark struct {
 //     take sees a missing delivery only when a later one arrives; for the
 //     stream's last ones none does.
 //   - messages are pending with the consumer's acknowledgement floor at or
-//     past its last delivery, which no sequence of this session's acks
-//     leaves: an ack of a delivery made before the reset that began the
-//     session (another reader's, sent as this one began) moved the floor
-//     past every delivery since, and the server drops each ack of this
-//     session as one below its floor, until AckWait's redeliveries climb
-//     past it, a few a minute.
+//     past its last delivery: the server drops each ack below that floor,
+//     and those messages wait for AckWait's redeliveries to climb past it,
+//     a few a minute. An ack of a delivery made before the reset that
+//     began the session (another reader's, sent as this one began) moves
+//     the floor past every delivery since; so does this session's own ack
+//     of an AckWait redelivery of a message older than others pending (a
+//     reader holding messages past AckWait).
 //
 // It is false while take waits for the reader, as the deliveries then wait
 // in this process, and when the server does not answer.
@@ -356,7 +358,7 @@ func (b *Batches) stuck(ctx context.Context, cons jetstream.Consumer, session ui
 	taken, known, waiting := b.delivered, b.known, b.waiting
 	current := session == b.session && !b.gap
 	b.mu.Unlock()
-	if !known || waiting || !current {
+	if !known || waiting > 0 || !current {
 		*mark = stuckMark{}
 		return false
 	}
@@ -375,7 +377,7 @@ func (b *Batches) stuck(ctx context.Context, cons jetstream.Consumer, session ui
 			"delivery_seq", info.Delivered.Consumer, "taken", taken)
 		return true
 	case ignored && mark.ignored:
-		b.s.cfg.Log.Warn("acks ignored below an acknowledgement floor moved by another session: the session ends", "stream", b.s.cfg.Stream,
+		b.s.cfg.Log.Warn("acks pending below the acknowledgement floor: the session ends", "stream", b.s.cfg.Stream,
 			"delivery_seq", info.Delivered.Consumer, "ack_floor", info.AckFloor.Consumer, "ack_pending", info.NumAckPending)
 		return true
 	}
@@ -398,18 +400,18 @@ func (b *Batches) take(session uint64, m jetstream.Msg) bool {
 	}
 	b.mu.Lock()
 	for limit := 2 * b.s.cfg.PrefetchBytes; limit > 0 && b.bufBytes >= limit && session == b.session; {
-		b.waiting = true
+		b.waiting++
 		b.mu.Unlock()
 		select {
 		case <-b.taken:
 		case <-b.forwarding:
 			b.mu.Lock()
-			b.waiting = false
+			b.waiting--
 			b.mu.Unlock()
 			return true
 		}
 		b.mu.Lock()
-		b.waiting = false
+		b.waiting--
 	}
 	if session != b.session {
 		// Late, of a session that ended: the reset of the one after
