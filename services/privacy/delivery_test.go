@@ -931,3 +931,45 @@ func BenchmarkDelivery(b *testing.B) {
 		return got >= b.N
 	})
 }
+
+// TestDeliveryBehindALongErasureGoesOn: an event delivered while its
+// visitor's erasure is under way waits for the erasure to complete, and
+// the integration's later events behind it; but an erasure requested
+// longer ago than a working one takes (its steps failing, say) holds
+// them no longer: the event is followed by the erasure's notice, and the
+// next visitor's event is delivered.
+func TestDeliveryBehindALongErasureGoesOn(t *testing.T) {
+	d := startDelivery(t, func(d *privacy.Deps) { d.DeliveryTimeout = time.Minute })
+	crm, held, release := holdingOpenings(t)
+	d.register("crm", privacyapi.KindIntegration, crm.secret, webhookAt(crm.url))
+	v := d.visitor(true)
+	d.append(v, "conv-l", event.ConversationOpened, time.Now(), event.Opened{Stamped: stamped(event.Stamp{}), Visitor: v, Text: "on its way"})
+	select {
+	case <-held:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the opening did not reach the receiver")
+	}
+	// A request stored ten minutes ago, and nothing after it.
+	erasureID := event.NewID()
+	req, err := event.NewClear(privacyapi.ErasureRequestedType, tenant, v, v, time.Now().Add(-10*time.Minute),
+		privacyapi.ErasureRequested{ErasureID: erasureID, By: audit.Actor{Role: visitorOf(v).Role, ID: v}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.ID = erasureID
+	if _, err := d.js.PublishMsg(t.Context(), req.Msg(stream.PrivacySubject(tenant, v))); err != nil {
+		t.Fatal(err)
+	}
+	close(release)
+	next := d.visitor(true)
+	d.append(next, "conv-n", event.ConversationOpened, time.Now(), event.Opened{Stamped: stamped(event.Stamp{}), Visitor: next, Text: "next"})
+	natstest.Until(t, 20*time.Second, "the erasure's notice after the event, then the next visitor's event", func() bool {
+		got := crm.bodies()
+		notice := slices.IndexFunc(got, func(b delivery.Body) bool {
+			return b.Type == delivery.ErasedType && b.VisitorID == v && b.ErasureID == erasureID
+		})
+		return notice >= 0 && slices.ContainsFunc(got, func(b delivery.Body) bool {
+			return b.Type == string(event.ConversationOpened) && b.VisitorID == next
+		})
+	})
+}

@@ -85,16 +85,16 @@ func (a *App) HeldKeys(ctx context.Context, tenant, subject string) (personkey.K
 }
 
 // ErasureOf returns the id of the erasure of tenant's subject, "" when none
-// was requested, and whether it is completed, as far as the index has
-// followed PRIVACY (CatchUp first to know of one another instance
-// requested or completed).
-func (a *App) ErasureOf(tenant, subject string) (string, bool) {
-	id := a.index.erasureOf(subjectID{tenant, subject})
+// was requested, when it was requested, and whether it is completed, as
+// far as the index has followed PRIVACY (CatchUp first to know of one
+// another instance requested or completed).
+func (a *App) ErasureOf(tenant, subject string) (id string, requested time.Time, completed bool) {
+	id = a.index.erasureOf(subjectID{tenant, subject})
 	if id == "" {
-		return "", false
+		return "", time.Time{}, false
 	}
 	r, _ := a.index.erasure(id)
-	return id, r.completed
+	return id, r.requestedAt, r.completed
 }
 
 // Forget drops the subject's keys from this instance's memory. The privacy

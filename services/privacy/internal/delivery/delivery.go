@@ -74,6 +74,8 @@ import (
 	"github.com/parley-chat/parley/pkg/privacyapi"
 	"github.com/parley-chat/parley/pkg/retry"
 	"github.com/parley-chat/parley/pkg/stream"
+
+	"github.com/parley-chat/parley/services/privacy/internal/app"
 )
 
 // Defaults of Config.
@@ -98,6 +100,11 @@ const (
 	// transientDelay is the wait after a failure on Parley's side (the
 	// bus, the keys), which is no attempt at the integration.
 	transientDelay = time.Second
+	// erasureWait is how long after an erasure's request followErasure
+	// waits for it to complete: past app.StalledAfter, when FinishStalled
+	// takes over an erasure whose instance stopped, and two of its rounds
+	// a minute apart.
+	erasureWait = app.StalledAfter + 2*time.Minute
 	// maxRecorded bounds the recipients an instance remembers recording.
 	maxRecorded = 100_000
 )
@@ -143,8 +150,9 @@ type App interface {
 	// (app.App.HeldKeys).
 	HeldKeys(ctx context.Context, tenant, subject string) (personkey.Keys, bool, error)
 	// ErasureOf returns the id of the subject's erasure, "" when none was
-	// requested, and whether it is completed (app.App.ErasureOf).
-	ErasureOf(tenant, subject string) (string, bool)
+	// requested, when it was requested, and whether it is completed
+	// (app.App.ErasureOf).
+	ErasureOf(tenant, subject string) (id string, requested time.Time, completed bool)
 	// ConsentAt returns the consent in force at a time (app.App.ConsentAt).
 	ConsentAt(tenant, subject string, at time.Time) (event.Consent, bool)
 	// CatchUp returns once every PRIVACY event stored before the call is
@@ -460,17 +468,28 @@ func (d *Deliverer) handle(ctx context.Context, key string, m jetstream.Msg) {
 // NOTICES (its id names the event too), which the notices' consumer
 // sends. While it runs, errErasing: a purge now could come before the
 // erasure read the recipients, which would leave the integration out of
-// its report (the notice stored here would still tell it). Safe to
-// repeat; nothing is done when no erasure was requested.
+// its report (the notice stored here would still tell it). The
+// integration's later events wait meanwhile, for erasureWait at most: an
+// erasure that long under way is one whose steps keep failing, which
+// FinishStalled goes on trying. Safe to repeat; nothing is done when no
+// erasure was requested.
 func (d *Deliverer) followErasure(ctx context.Context, a attempt) error {
 	running := false
 	err := untilDone(ctx, d.log, "follow an erasure", func() error {
 		if err := d.app.CatchUp(ctx); err != nil {
 			return err
 		}
-		erasure, completed := d.app.ErasureOf(a.rec.Tenant, a.visitor)
-		if running = erasure != "" && !completed; erasure == "" || running {
+		erasure, requested, completed := d.app.ErasureOf(a.rec.Tenant, a.visitor)
+		if erasure == "" {
 			return nil
+		}
+		if !completed {
+			if running = d.out.now().Sub(requested) < erasureWait; running {
+				return nil
+			}
+			// The integration's later events have waited long enough.
+			d.log.Warn("an erasure still not completed: its notice sent, the integration perhaps left out of its report",
+				"erasure_id", erasure, "requested_at", requested)
 		}
 		nt := notice{Tenant: a.rec.Tenant, Integration: a.rec.ID, Kind: a.rec.Kind, Visitor: a.visitor,
 			ErasureID: erasure, After: a.id, At: d.out.now()}
