@@ -136,6 +136,7 @@ func run(ctx context.Context, args []string) error {
 		cfg.Retained, err = parseSizes(s)
 		return err
 	})
+	fs.IntVar(&cfg.RetainedConversations, "retained-conversations", cfg.RetainedConversations, "conversations (one visitor each) the retained history is spread over")
 	fs.IntVar(&cfg.Inbox, "inbox", cfg.Inbox, "open conversations of the inbox listing, after the retained phase (0: skip)")
 	fs.BoolVar(&cfg.Analytics, "analytics", true, "restart with a local ClickHouse and measure the facts' flow")
 	fs.StringVar(&cfg.CPUProfile, "cpuprofile", "", "write the load generator's own CPU profile to this file")
@@ -157,8 +158,8 @@ func run(ctx context.Context, args []string) error {
 		cfg.RetainedConversations, cfg.TranscriptReads = 200, 100
 		cfg.Inbox = min(cfg.Inbox, 1000)
 	}
-	if cfg.Concurrency < 1 || cfg.Payload < 1 || cfg.Duration <= 0 || cfg.IdleConns < 0 || cfg.ExportMiB < 0 || cfg.Exports < 1 {
-		return errors.New("--concurrency, --payload, --duration and --exports must be positive, --idle-conns and --export-history not negative")
+	if cfg.Concurrency < 1 || cfg.Payload < 1 || cfg.Duration <= 0 || cfg.IdleConns < 0 || cfg.ExportMiB < 0 || cfg.Exports < 1 || cfg.RetainedConversations < 1 {
+		return errors.New("--concurrency, --payload, --duration, --exports and --retained-conversations must be positive, --idle-conns and --export-history not negative")
 	}
 	raiseFileLimit()
 	if cfg.CPUProfile != "" {
