@@ -489,8 +489,13 @@ func TestViewExpiryMigratedOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
 	second := startChat(t, s)
-	if err := infos.Unsubscribe(); err != nil {
+	// Every request made before it was ready is pending once a round trip
+	// made after it is done.
+	if err := nc.Flush(); err != nil {
 		t.Fatal(err)
 	}
 	for {
@@ -504,6 +509,9 @@ func TestViewExpiryMigratedOnce(t *testing.T) {
 		if json.Unmarshal(m.Data, &req) == nil && strings.ContainsAny(req.Filter, "*>") {
 			t.Errorf("the start asked for CHAT's subjects under %q, want none listed", req.Filter)
 		}
+	}
+	if err := infos.Unsubscribe(); err != nil {
+		t.Fatal(err)
 	}
 	natstest.Eventually(t, 10*time.Second, "the pass done", func() error {
 		if _, err := rawView(t, s, erased); !errors.Is(err, jetstream.ErrKeyNotFound) {
