@@ -156,13 +156,11 @@ func run(ctx context.Context, d Deps) error {
 	}
 	defer func() { _ = erased.Unsubscribe() }()
 
-	held, err := store.Conversations(runCtx)
-	if err != nil {
-		return fmt.Errorf("chat: %w", err)
-	}
+	// The open entries only, and the store for the expired ones alone:
+	// however many conversations CHAT retains, a start reads what is live.
 	var applied uint64
 	err = store.Retry(runCtx, "restore the view", func(ctx context.Context) error {
-		applied, err = svc.Restore(ctx, held)
+		applied, err = svc.Restore(ctx)
 		return err
 	})
 	if err != nil {
@@ -215,13 +213,19 @@ func run(ctx context.Context, d Deps) error {
 	health.Set(readModels, nil)
 	log.Info("chat service ready")
 	g.Go(func() error {
-		// Entries expire by their TTL: this pass is for those left by an
-		// older version, written with none, and for conversations erased
-		// while no instance ran. An entry left behind serves as a closed
-		// conversation with no transcript until the next start removes
-		// it: worth a warning, not the service.
-		if err := svc.Prune(gctx, held); err != nil && gctx.Err() == nil {
-			log.Warn("prune the view", "err", err)
+		// Entries expire by their TTL: this pass, once for a bucket, is
+		// for the closed ones an older version wrote with none. One left
+		// behind serves as a closed conversation until it is removed, at
+		// worst with no transcript: worth a warning, not the service, and
+		// the next start runs the pass again.
+		ran, err := svc.MigrateExpiry(gctx)
+		switch {
+		case err != nil && gctx.Err() == nil:
+			log.Warn("give the view's entries their TTL; left to the next start", "err", err)
+		case ran:
+			log.Info("gave the view's closed entries written without a TTL theirs, or removed them; later starts skip this", "bucket", stream.ChatViewBucket)
+		case err == nil:
+			log.Debug("the view's closed entries were given their TTL at an earlier start", "bucket", stream.ChatViewBucket)
 		}
 		return nil
 	})

@@ -52,7 +52,9 @@
 //     (assignee, rating, withdrawn opening, erasure delay) sealed under the
 //     visitor's key. A visitor's erasure rewrites each of their entries
 //     erased; an entry carries a per-message TTL, so that the bucket drops
-//     it 30 s after its conversation's events expired. At start it is loaded from the view and caught up from CHAT
+//     it 30 s after its conversation's events expired. At start the open
+//     conversations are loaded from the view (CHAT read for the expired
+//     ones alone, never listed) and caught up from CHAT
 //     before any request is served, then kept current by an ordered
 //     consumer; the view is written after the stream, once a second. An
 //     instance reads its own writes at once. Transcripts and exports are read from CHAT

@@ -12,6 +12,7 @@ import (
 	"github.com/parley-chat/parley/pkg/privacyapi"
 
 	"github.com/parley-chat/parley/services/chat/internal/app"
+	"github.com/parley-chat/parley/services/chat/internal/memstore"
 )
 
 // The reads of an instance whose follower has not applied another
@@ -215,27 +216,80 @@ func TestCloseThenOpenOnAnotherInstance(t *testing.T) {
 	}
 }
 
-// TestRestoreKeepsAConversationOpenedSince: an instance starting with a
-// list of the store's conversations read before another instance opened
-// one (a start retried while the key service is not ready) keeps that
-// conversation's view entry, and holds it.
-func TestRestoreKeepsAConversationOpenedSince(t *testing.T) {
+// TestRestoreReadsExpiredEntriesOnly restores the open entries of three
+// conversations under an hour's retention: one within its expiry is held
+// with no read of the store, whatever the store holds; one past it whose
+// events the store no longer holds is removed from the view; one past it
+// in the view whose conversation took an event since the view was written
+// is kept, as the store says.
+func TestRestoreReadsExpiredEntriesOnly(t *testing.T) {
 	w := newWorld()
-	a := w.start(t)
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	clock := func() time.Time { return now }
+	w.events.Now = clock
+	o := app.Options{Now: clock, Policies: fixedPolicies(time.Hour)}
+	a := w.startWith(t, o)
 	v := visitorN(1)
-	conv := a.open(t, v, "opened after the list was read")
+	gone := a.open(t, v, "expires")
+	later := a.open(t, visitorN(2), "expires in the view only")
+	now = now.Add(40 * time.Minute)
+	live := a.open(t, visitorN(3), "within its expiry")
 	a.follow(t)
-	late := app.New(w.events, w.view, w.keys, app.Options{Auditor: &w.audited, Profiles: w.profiles})
-	if _, err := late.Restore(t.Context(), func(string, string) bool { return false }); err != nil {
+	now = now.Add(10 * time.Minute)
+	// Stored, not written to the view: a crash before the next write.
+	if _, err := a.Post(t.Context(), visitorN(2), chatapi.PostArgs{Conversation: later, Text: "still here"}); err != nil {
 		t.Fatal(err)
 	}
-	if _, ok, err := w.view.Get(t.Context(), v.Tenant, v.ID, conv); !ok || err != nil {
-		t.Errorf("the view entry of a conversation opened since the list was read: found %v, %v; want it kept", ok, err)
+
+	now = now.Add(40 * time.Minute) // the first two expired in the view
+	events := &readCounter{Store: w.events}
+	restored := app.New(events, w.view, w.keys, app.Options{Now: clock, Policies: fixedPolicies(time.Hour), Auditor: &w.audited, Profiles: w.profiles})
+	if _, err := restored.Restore(t.Context()); err != nil {
+		t.Fatal(err)
 	}
-	res, err := late.List(t.Context(), v, chatapi.ListArgs{Page: chatapi.Page[string]{Limit: 10}, Status: "open"})
-	if err != nil || len(res.Conversations) != 1 || res.Conversations[0].ID != conv {
-		t.Errorf("List() on the instance restored = %+v, %v; want the conversation opened since", res.Conversations, err)
+	for _, tt := range []struct {
+		id, visitor string
+		kept        bool
+		reads       int
+	}{
+		{gone, v.ID, false, 1},
+		{later, visitorN(2).ID, true, 1},
+		{live, visitorN(3).ID, true, 0},
+	} {
+		if _, ok, err := w.view.Get(t.Context(), tenant, tt.visitor, tt.id); ok != tt.kept || err != nil {
+			t.Errorf("view entry of %s after Restore() found %v, %v; want %v", tt.id, ok, err, tt.kept)
+		}
+		if got := events.reads(tt.id); got != tt.reads {
+			t.Errorf("Restore() read the store for %s %d times, want %d", tt.id, got, tt.reads)
+		}
 	}
+	if got := app.Held(restored); got != 2 {
+		t.Errorf("Held() after Restore() = %d, want 2", got)
+	}
+}
+
+// readCounter is an event store that counts the reads of each
+// conversation's events.
+type readCounter struct {
+	*memstore.Store
+	mu sync.Mutex
+	n  map[string]int
+}
+
+func (s *readCounter) Read(ctx context.Context, tenant, conv string, after uint64, limit int) ([]app.Record, bool, error) {
+	s.mu.Lock()
+	if s.n == nil {
+		s.n = make(map[string]int)
+	}
+	s.n[conv]++
+	s.mu.Unlock()
+	return s.Store.Read(ctx, tenant, conv, after, limit)
+}
+
+func (s *readCounter) reads(conv string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.n[conv]
 }
 
 // TestStoppingInstanceAnswersWithoutItsFollower: an instance whose

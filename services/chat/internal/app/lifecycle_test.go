@@ -332,3 +332,77 @@ func viewOf(t *testing.T, v *memstore.View) (map[string]viewEntry, uint64) {
 	}
 	return out, applied
 }
+
+// TestMigrateExpiry gives closed entries written with no expiry, as
+// versions before entries expired by themselves wrote them, theirs once:
+// one past it is removed, decided from the entry alone; one whose events
+// the store no longer holds is removed; one whose events remain is
+// rewritten to expire with them. A second call does nothing.
+func TestMigrateExpiry(t *testing.T) {
+	w := newWorld()
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	clock := func() time.Time { return now }
+	w.events.Now = clock
+	o := app.Options{Now: clock, Policies: fixedPolicies(time.Hour)}
+	in := w.startWith(t, o)
+	v := visitorN(1)
+	closed := func() string {
+		t.Helper()
+		id := in.open(t, v, "closed")
+		if _, err := in.Close(t.Context(), v, chatapi.ConversationArgs{Conversation: id}); err != nil {
+			t.Fatal(err)
+		}
+		return id
+	}
+	expired := closed()
+	now = now.Add(50 * time.Minute)
+	erased, kept := closed(), closed()
+	in.follow(t)
+	for _, id := range []string{expired, erased, kept} {
+		e, ok, err := w.view.Get(t.Context(), tenant, v.ID, id)
+		if err != nil || !ok {
+			t.Fatalf("Get(%s) = %v, %v; want the entry", id, ok, err)
+		}
+		e.Expires = time.Time{} // as an older version wrote it
+		if _, err := w.view.Put(t.Context(), e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rs, err := w.events.Load(t.Context(), tenant, erased, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rs {
+		if err := w.events.Delete(t.Context(), r.Seq); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	now = now.Add(20 * time.Minute) // past the first one's expiry only
+	events := &readCounter{Store: w.events}
+	s := app.New(events, w.view, w.keys, app.Options{Now: clock, Policies: fixedPolicies(time.Hour), Auditor: &w.audited, Profiles: w.profiles})
+	if ran, err := s.MigrateExpiry(t.Context()); !ran || err != nil {
+		t.Fatalf("MigrateExpiry() = %v, %v; want it run", ran, err)
+	}
+	for _, tt := range []struct {
+		id    string
+		want  time.Time // the entry's expiry; zero: removed
+		reads int
+	}{
+		{expired, time.Time{}, 0},
+		{erased, time.Time{}, 1},
+		{kept, now.Add(-20*time.Minute + time.Hour + app.ViewGrace), 1},
+	} {
+		e, ok, err := w.view.Get(t.Context(), tenant, v.ID, tt.id)
+		if err != nil || ok != !tt.want.IsZero() || !e.Expires.Equal(tt.want) {
+			t.Errorf("entry of %s after MigrateExpiry() found %v expiring %v, %v; want found %v expiring %v",
+				tt.id, ok, e.Expires, err, !tt.want.IsZero(), tt.want)
+		}
+		if got := events.reads(tt.id); got != tt.reads {
+			t.Errorf("MigrateExpiry() read the store for %s %d times, want %d", tt.id, got, tt.reads)
+		}
+	}
+	if ran, err := s.MigrateExpiry(t.Context()); ran || err != nil {
+		t.Errorf("MigrateExpiry() again = %v, %v; want it skipped", ran, err)
+	}
+}

@@ -163,7 +163,7 @@ func (w *world) startWith(t testing.TB, o app.Options) *instance {
 		o.Profiles = w.profiles
 	}
 	in.Service = app.New(headStore{Store: w.events, in: in}, w.view, w.keys, o)
-	applied, err := in.Restore(t.Context(), func(string, string) bool { return true })
+	applied, err := in.Restore(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -45,6 +45,15 @@ type View interface {
 	// replaces the conversation's open entry. The view drops the entry by
 	// itself at e.Expires, unless rewritten by then; it may keep it longer.
 	Put(ctx context.Context, e ViewEntry) (rev uint64, err error)
+	// Untimed hands fn every closed entry whose last write set no expiry
+	// (ViewEntry.Expires: an older version's, or one that never expires),
+	// in no particular order, one at a time.
+	Untimed(ctx context.Context, fn func(ViewEntry) error) error
+	// Expiring reports whether SetExpiring was recorded.
+	Expiring(ctx context.Context) (bool, error)
+	// SetExpiring records that every closed entry written with no expiry
+	// was given one, or removed (Service.MigrateExpiry).
+	SetExpiring(ctx context.Context) error
 	// Remove deletes the conversation's entries.
 	Remove(ctx context.Context, tenant, id string) error
 	// Applied records that every event up to seq is applied to the view.
@@ -300,51 +309,69 @@ func (s *Service) restored(ctx context.Context, v ViewEntry) (*entry, error) {
 
 // Restore loads the open conversations of the view into the read models and
 // returns the sequence to follow the event store from: every event up to it
-// is applied. Open entries of conversations whose events are gone —
-// expired, or erased while this instance did not run — are removed from the
-// view (the closed ones by Prune); held, what the store held before this
-// start, tells which conversations certainly have events, and an entry it
-// does not name is read from the store before it is removed, as another
-// instance may have opened it since. An open entry whose visitor was
-// erased meanwhile is written back as closed.
-func (s *Service) Restore(ctx context.Context, held func(tenant, id string) bool) (uint64, error) {
+// is applied. It reads the open entries only, and the store for those past
+// their conversation's expiry alone (entry.expired), a few at once: an open
+// conversation's events go by their expiry only, since one is erased only
+// with its visitor, whose key is then gone; those whose events the store no
+// longer holds are removed from the view, the others kept, for ExpireOpen.
+// An open entry whose visitor was erased meanwhile is written back as
+// closed.
+func (s *Service) Restore(ctx context.Context) (uint64, error) {
 	now := s.now()
 	var (
-		gone   []ViewEntry
+		due    []ViewEntry // past their expiry: the store is read for them
+		dueAt  []*entry
 		closed []*entry // open in the view, closed by an erasure since
 	)
+	keep := func(e *entry) {
+		s.state.track(e)
+		if e.snapshot().Status != conversation.Open {
+			closed = append(closed, e)
+		}
+	}
 	applied, err := s.view.Load(ctx, func(v ViewEntry) error {
 		e, err := s.restored(ctx, v)
 		if err != nil {
 			return err
 		}
 		if e.expired(now) {
-			gone = append(gone, v)
+			due, dueAt = append(due, v), append(dueAt, e)
 			return nil
 		}
-		// held was read before this start, and is read once for every try:
-		// a conversation another instance opened since is in the store.
-		if g, err := s.gone(ctx, held, v.Tenant, v.ID); err != nil || g {
-			if g {
-				gone = append(gone, v)
-			}
-			return err
-		}
-		s.state.track(e)
-		if e.snapshot().Status != conversation.Open {
-			closed = append(closed, e)
-		}
+		keep(e)
 		return nil
 	})
 	if err != nil {
 		return 0, err
+	}
+	gone := make([]bool, len(due))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(viewWriters)
+	for i, v := range due {
+		g.Go(func() (err error) {
+			gone[i], err = s.gone(gctx, v.Tenant, v.ID)
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return 0, err
+	}
+	for i, e := range dueAt {
+		if !gone[i] {
+			// Not removed by the store yet, or appended to by another
+			// instance since the view was written: ExpireOpen looks again.
+			keep(e)
+		}
 	}
 	for _, e := range closed {
 		if err := s.storeView(ctx, e); err != nil {
 			return 0, err
 		}
 	}
-	for _, v := range gone {
+	for i, v := range due {
+		if !gone[i] {
+			continue
+		}
 		if err := s.view.Remove(ctx, v.Tenant, v.ID); err != nil {
 			return 0, err
 		}
@@ -357,22 +384,52 @@ func (s *Service) Restore(ctx context.Context, held func(tenant, id string) bool
 	return applied, nil
 }
 
-// Prune removes from the view the closed conversations whose events the
-// store no longer holds — erased while no instance ran to hear of it, or
-// expired and written without a TTL (by a version before entries expired
-// by themselves, or to a bucket that refuses TTLs; see View.Put). It lists
-// every closed key, so it runs once a start, beside the service rather
-// than before it: held, what the store held at start, tells which
-// conversations certainly have events, and a conversation it does not name
-// is read from the store before it is removed, as it may have been opened
-// since.
-func (s *Service) Prune(ctx context.Context, held func(tenant, id string) bool) error {
-	return s.view.Closed(ctx, "", "", func(k ClosedKey) error {
-		if g, err := s.gone(ctx, held, k.Tenant, k.ID); !g || err != nil {
+// MigrateExpiry gives the closed entries written with no expiry — by
+// versions before entries expired by themselves — the expiry this version
+// writes, once: a pass over them removes those past it (viewExpiry, decided
+// from the entry) or whose events the store no longer holds (erased while
+// no instance ran to hear of it), read for each, and rewrites the others
+// with it, then records in the view that it is done (View.SetExpiring), so
+// that later starts skip it, and reports whether it ran. It holds one entry
+// at a time, however many the view holds; run beside the service, as it
+// reads every closed key. An entry another instance rewrote meanwhile is
+// left as that one wrote it. Cut short, it runs again at the next start.
+func (s *Service) MigrateExpiry(ctx context.Context) (bool, error) {
+	done, err := s.view.Expiring(ctx)
+	if err != nil || done {
+		return false, err
+	}
+	err = s.view.Untimed(ctx, func(v ViewEntry) error {
+		st, _, err := s.openView(ctx, v)
+		if err != nil {
 			return err
 		}
-		return s.view.Remove(ctx, k.Tenant, k.ID)
+		// What a write of this version would give it. A sealed part that
+		// does not open leaves out the erasure after closing: the expiry
+		// of its events, later, or none.
+		expires := viewExpiry(st)
+		if !expires.IsZero() && !s.now().Before(expires) {
+			return s.view.Remove(ctx, v.Tenant, v.ID)
+		}
+		if g, err := s.gone(ctx, v.Tenant, v.ID); err != nil || g {
+			if g {
+				return s.view.Remove(ctx, v.Tenant, v.ID)
+			}
+			return err
+		}
+		if expires.IsZero() {
+			return nil // expires by no TTL: written the same today
+		}
+		// Over the revision read, at its version: one rewritten since is
+		// left as it is.
+		v.Expires = expires
+		_, err = s.view.Put(ctx, v)
+		return err
 	})
+	if err != nil {
+		return false, err
+	}
+	return true, s.view.SetExpiring(ctx)
 }
 
 // ExpireOpen drops the open conversations this instance holds whose events
@@ -383,7 +440,7 @@ func (s *Service) Prune(ctx context.Context, held func(tenant, id string) bool) 
 func (s *Service) ExpireOpen(ctx context.Context) error {
 	now := s.now()
 	for _, c := range s.state.expiredOpen(now) {
-		g, err := s.gone(ctx, nil, c.tenant, c.id)
+		g, err := s.gone(ctx, c.tenant, c.id)
 		if err != nil {
 			return err
 		}
@@ -399,12 +456,8 @@ func (s *Service) ExpireOpen(ctx context.Context) error {
 }
 
 // gone reports whether the store holds no event of tenant's conversation
-// id: held, what it held a moment ago (nil: nothing known), says it does
-// for most; one it does not name is read, as it may have been opened since.
-func (s *Service) gone(ctx context.Context, held func(tenant, id string) bool, tenant, id string) (bool, error) {
-	if held != nil && held(tenant, id) {
-		return false, nil
-	}
+// id, reading its first.
+func (s *Service) gone(ctx context.Context, tenant, id string) (bool, error) {
 	rs, _, err := s.events.Read(ctx, tenant, id, 0, 1)
 	return err == nil && len(rs) == 0, err
 }

@@ -23,18 +23,20 @@ import (
 // is <tenant>.open.<visitor>.<conversation> while it is open and
 // <tenant>.closed.<visitor>.<conversation> once closed, so that a start
 // loads the open ones with one filtered watch, and the closed ones of a
-// tenant or of one visitor are listed by a filter on the keys; appliedKey
-// and layoutKey have no dot, so no conversation's key is the same. It is
-// safe for concurrent use; instances sharing the bucket never move an entry
-// back, as every write names the revision it replaces.
+// tenant or of one visitor are listed by a filter on the keys; appliedKey,
+// layoutKey and expiringKey have no dot, so no conversation's key is the
+// same. It is safe for concurrent use; instances sharing the bucket never
+// move an entry back, as every write names the revision it replaces.
 //
 // An entry written with an expiry (app.ViewEntry.Expires) carries a
 // Nats-TTL, so that the bucket drops it then by itself, leaving a marker
 // for stream.ViewMarkerTTL; a rewrite carries its own, replacing the
 // last. The bucket's definition allows them (its LimitMarkerTTL does)
 // since the bucket was first defined; one that does not is written
-// without, with a warning at open, and its expired entries are left to
-// the next start's prune (app.Service.Prune).
+// without, with a warning at open: its open entries are removed once
+// expired by the instances (app.Service.ExpireOpen, Restore), its closed
+// ones are left until the definition is applied and expiringKey deleted,
+// when the next start gives them their TTL (app.Service.MigrateExpiry).
 type View struct {
 	kv natsjs.KeyValue
 	js natsjs.JetStream
@@ -50,6 +52,12 @@ const (
 	// (app.ViewEntry.Sealed).
 	layoutKey = "layout"
 	layout    = "3"
+	// expiringKey, once written, records that every closed entry written
+	// with no TTL, as versions before entries expired by themselves wrote
+	// them, was given one or removed (app.Service.MigrateExpiry). Its own
+	// key, not a layout: an instance of such a version, which may run
+	// beside this one while chat rolls, empties a bucket of another layout.
+	expiringKey = "expiring"
 )
 
 // OpenView creates the bucket with the definition of o when missing and
@@ -70,7 +78,7 @@ func OpenView(ctx context.Context, js natsjs.JetStream, o stream.Options, log *s
 	}
 	if bs, ok := st.(*natsjs.KeyValueBucketStatus); ok && !bs.StreamInfo().Config.AllowMsgTTL {
 		v.noTTL = true
-		log.Warn("entries are written without a TTL, and those of expired conversations removed at start only, as the bucket allows no per-message TTL: an operator applies this version's definition with `parley streams apply`",
+		log.Warn("entries are written without a TTL, and those of expired closed conversations left in the bucket, as it allows no per-message TTL: an operator applies this version's definition with `parley streams apply`, then deletes the key "+expiringKey+" so that the next start gives every entry its TTL",
 			"bucket", stream.ChatViewBucket)
 	}
 	if err := v.upgrade(ctx, log); err != nil {
@@ -199,18 +207,23 @@ func (v *View) Load(ctx context.Context, fn func(app.ViewEntry) error) (uint64, 
 }
 
 func decodeEntry(kve natsjs.KeyValueEntry) (app.ViewEntry, error) {
+	return decode(kve.Key(), kve.Value(), kve.Revision())
+}
+
+// decode returns the entry value holds, written under key at revision rev.
+func decode(key string, value []byte, rev uint64) (app.ViewEntry, error) {
 	var e app.ViewEntry
-	if err := json.Unmarshal(kve.Value(), &e); err != nil {
-		return app.ViewEntry{}, fmt.Errorf("load %s: entry %d: %w", stream.ChatViewBucket, kve.Revision(), err)
+	if err := json.Unmarshal(value, &e); err != nil {
+		return app.ViewEntry{}, fmt.Errorf("load %s: entry %d: %w", stream.ChatViewBucket, rev, err)
 	}
-	switch kve.Key() {
+	switch key {
 	case viewKey(e.Tenant, e.Visitor, e.ID, true):
 		e.Open = true
 	case viewKey(e.Tenant, e.Visitor, e.ID, false):
 	default:
-		return app.ViewEntry{}, fmt.Errorf("load %s: entry %d is not its key's", stream.ChatViewBucket, kve.Revision())
+		return app.ViewEntry{}, fmt.Errorf("load %s: entry %d is not its key's", stream.ChatViewBucket, rev)
 	}
-	e.Rev = kve.Revision()
+	e.Rev = rev
 	return e, nil
 }
 
@@ -247,6 +260,67 @@ func (v *View) Closed(ctx context.Context, tenant, visitor string, fn func(app.C
 		if err := fn(app.ClosedKey{Tenant: t[0], Visitor: t[2], ID: t[3]}); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// Untimed implements app.View with a listing of the closed keys and a
+// read of each one's last write, whose Nats-TTL header tells whether it
+// carries an expiry; the entries with none are decoded.
+func (v *View) Untimed(ctx context.Context, fn func(app.ViewEntry) error) error {
+	bucket, err := v.js.Stream(ctx, stream.BucketStream(stream.ChatViewBucket))
+	if err != nil {
+		return fmt.Errorf("list %s: %w", stream.ChatViewBucket, err)
+	}
+	filter := viewKey("*", "*", "*", false)
+	keys, err := v.kv.ListKeysFiltered(ctx, filter)
+	if err != nil {
+		return fmt.Errorf("list %s: %w", filter, err)
+	}
+	defer func() { _ = keys.Stop() }()
+	for k := range keys.Keys() {
+		m, err := bucket.GetLastMsgForSubject(ctx, "$KV."+stream.ChatViewBucket+"."+k)
+		if errors.Is(err, natsjs.ErrMsgNotFound) {
+			continue // removed since it was listed
+		}
+		if err != nil {
+			return fmt.Errorf("get %s from %s: %w", k, stream.ChatViewBucket, err)
+		}
+		// A removal's marker, or a write with an expiry.
+		if m.Header.Get(kvOperation) != "" || m.Header.Get(natsjs.MsgTTLHeader) != "" {
+			continue
+		}
+		e, err := decode(k, m.Data, m.Sequence)
+		if err != nil {
+			return err
+		}
+		if err := fn(e); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// kvOperation is the header with which the bucket marks a removal (DEL,
+// PURGE); a write has none.
+const kvOperation = "KV-Operation"
+
+// Expiring implements app.View, reading expiringKey.
+func (v *View) Expiring(ctx context.Context) (bool, error) {
+	_, err := v.kv.Get(ctx, expiringKey)
+	switch {
+	case errors.Is(err, natsjs.ErrKeyNotFound):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("get %s from %s: %w", expiringKey, stream.ChatViewBucket, err)
+	}
+	return true, nil
+}
+
+// SetExpiring implements app.View, writing expiringKey.
+func (v *View) SetExpiring(ctx context.Context) error {
+	if _, err := v.kv.Put(ctx, expiringKey, []byte(time.Now().UTC().Format(time.RFC3339))); err != nil {
+		return fmt.Errorf("put %s in %s: %w", expiringKey, stream.ChatViewBucket, err)
 	}
 	return nil
 }
@@ -368,18 +442,4 @@ func (v *View) Applied(ctx context.Context, seq uint64) error {
 		return fmt.Errorf("put %s in %s: %w", appliedKey, stream.ChatViewBucket, err)
 	}
 	return nil
-}
-
-// Conversations returns the conversations CHAT holds events of, read from
-// the stream's per-subject counts: what the view may keep.
-func (s *Store) Conversations(ctx context.Context) (func(tenant, id string) bool, error) {
-	info, err := s.stream.Info(ctx, natsjs.WithSubjectFilter(stream.ChatSubject("*", "*")))
-	if err != nil {
-		return nil, fmt.Errorf("conversations of %s: %w", stream.Chat, err)
-	}
-	subjects := info.State.Subjects
-	return func(tenant, id string) bool {
-		_, ok := subjects[stream.ChatSubject(tenant, id)]
-		return ok
-	}, nil
 }

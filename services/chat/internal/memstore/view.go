@@ -14,6 +14,8 @@ type View struct {
 	entries map[viewKey]app.ViewEntry
 	rev     uint64
 	applied uint64
+	// expiring is what SetExpiring recorded.
+	expiring bool
 }
 
 type viewKey struct {
@@ -111,5 +113,39 @@ func (v *View) Applied(_ context.Context, seq uint64) error {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	v.applied = seq
+	return nil
+}
+
+// Untimed implements app.View: the closed entries whose write set no
+// Expires.
+func (v *View) Untimed(_ context.Context, fn func(app.ViewEntry) error) error {
+	v.mu.Lock()
+	var es []app.ViewEntry
+	for k, e := range v.entries {
+		if !k.open && e.Expires.IsZero() {
+			es = append(es, e)
+		}
+	}
+	v.mu.Unlock()
+	for _, e := range es {
+		if err := fn(e); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Expiring implements app.View.
+func (v *View) Expiring(context.Context) (bool, error) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.expiring, nil
+}
+
+// SetExpiring implements app.View.
+func (v *View) SetExpiring(context.Context) error {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.expiring = true
 	return nil
 }
