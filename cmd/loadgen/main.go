@@ -85,8 +85,11 @@ type config struct {
 	// phase restarts parley with; none skips the phase.
 	Retained              []int
 	RetainedConversations int
-	TranscriptReads       int
-	Inbox                 int // open conversations of the inbox listing (0: skip)
+	// RetainedClosed closes the history's conversations before the
+	// restarts: a history of closed conversations rather than open ones.
+	RetainedClosed  bool
+	TranscriptReads int
+	Inbox           int // open conversations of the inbox listing (0: skip)
 	// CPUProfile is where to write the load generator's own CPU profile
 	// of the whole run ("" = none).
 	CPUProfile string `json:"-"`
@@ -137,6 +140,7 @@ func run(ctx context.Context, args []string) error {
 		return err
 	})
 	fs.IntVar(&cfg.RetainedConversations, "retained-conversations", cfg.RetainedConversations, "conversations (one visitor each) the retained history is spread over")
+	fs.BoolVar(&cfg.RetainedClosed, "retained-closed", false, "close the retained history's conversations once the first size is posted (a closed history; a larger size then fails)")
 	fs.IntVar(&cfg.Inbox, "inbox", cfg.Inbox, "open conversations of the inbox listing, after the retained phase (0: skip)")
 	fs.BoolVar(&cfg.Analytics, "analytics", true, "restart with a local ClickHouse and measure the facts' flow")
 	fs.StringVar(&cfg.CPUProfile, "cpuprofile", "", "write the load generator's own CPU profile to this file")

@@ -267,8 +267,12 @@ func (rt retained) markdown(row func(what, result, goal, met string)) {
 		}
 		what := "parley restarted on an empty data dir: start to ready, resident once settled (peak since the start)"
 		if run.Messages > 0 {
-			what = fmt.Sprintf("parley restarted on %s retained messages of %d B over %s conversations: start to ready, resident once settled (peak since the start)",
-				thousands(run.Messages), retainedPayload, thousands(rt.Conversations))
+			state := ""
+			if rt.Closed {
+				state = " closed"
+			}
+			what = fmt.Sprintf("parley restarted on %s retained messages of %d B over %s%s conversations: start to ready, resident once settled (peak since the start)",
+				thousands(run.Messages), retainedPayload, thousands(rt.Conversations), state)
 		}
 		row(what, fmt.Sprintf("%v, %.1f MiB (%.1f MiB)", fmtDur(run.Ready), mib(run.RSS), mib(run.Peak)), goal, ok)
 	}

@@ -21,7 +21,9 @@ type retained struct {
 	// Conversations is how many conversations (one visitor each) the
 	// history is spread over.
 	Conversations int
-	Runs          []retainedRun
+	// Closed tells a history of closed conversations (--retained-closed).
+	Closed bool `json:",omitempty"`
+	Runs   []retainedRun
 	// SeedPerSec is the rate the history was posted at through the API.
 	SeedPerSec float64
 	// Inbox is nil when the inbox was not measured.
@@ -71,7 +73,7 @@ const (
 // resident size and a transcript's reads; then it opens cfg.Inbox
 // conversations in a tenant of their own and times an agent's listing.
 func measureRetained(ctx context.Context, bin string, cfg config) (retained, error) {
-	r := retained{Conversations: cfg.RetainedConversations}
+	r := retained{Conversations: cfg.RetainedConversations, Closed: cfg.RetainedClosed}
 	p, err := startParley(ctx, bin, startOptions{})
 	if err != nil {
 		return r, err
@@ -90,6 +92,7 @@ func measureRetained(ctx context.Context, bin string, cfg config) (retained, err
 		have     int            // messages retained
 		seeded   int            // of them posted flat out, for SeedPerSec
 		seedTime time.Duration
+		closed   bool // the history's conversations are
 	)
 	for _, size := range cfg.Retained {
 		if size > 0 && reader == nil {
@@ -106,6 +109,9 @@ func measureRetained(ctx context.Context, bin string, cfg config) (retained, err
 			reader = append(reader, convs...)
 			have = transcriptMessages + len(convs)
 		}
+		if size > have && closed {
+			return r, fmt.Errorf("--retained-closed: %d messages need posts to the closed conversations of the %d before", size, have)
+		}
 		if size > have {
 			start := time.Now()
 			if err := postMessages(ctx, client, p.base, reader[1:], size-have, body, cfg.Concurrency, "retained: history of "+thousands(size)); err != nil {
@@ -115,6 +121,18 @@ func measureRetained(ctx context.Context, bin string, cfg config) (retained, err
 			seeded += size - have
 			have = size
 			r.SeedPerSec = float64(seeded) / seedTime.Seconds()
+		}
+		if cfg.RetainedClosed && !closed && reader != nil {
+			if err := closeConversations(ctx, client, p.base, reader[1:], cfg.Concurrency); err != nil {
+				return r, err
+			}
+			closed = true
+		}
+		// What the posting left to do in the background (chat writing its
+		// view, the relay's facts) is done before the stop, as before any
+		// timing: a restart right after a burst times its catch-up.
+		if err := p.settle(ctx, cfg.Settle); err != nil {
+			return r, err
 		}
 		if p, err = p.restart(ctx); err != nil {
 			return r, err
@@ -149,6 +167,14 @@ func measureRetained(ctx context.Context, bin string, cfg config) (retained, err
 		r.Inbox = &in
 	}
 	return r, nil
+}
+
+// closeConversations closes convs, each by its visitor, workers at a time.
+func closeConversations(ctx context.Context, client *http.Client, base string, convs []conversation, workers int) error {
+	return repeat(ctx, len(convs), workers, "retained: close", func(ctx context.Context, i int) error {
+		c := convs[i]
+		return post(ctx, client, base+"/v1/conversations/"+c.id+"/close", c.token, nil, http.StatusOK, nil)
+	})
 }
 
 // restart stops p and starts parley again on its data dir, returning the
