@@ -683,26 +683,24 @@ func TestDeliveryDuringErasureIsFollowedByANotice(t *testing.T) {
 	})
 }
 
-// TestDeliveryDuringErasureLeavesTheIntegrationInItsReport: an event
-// delivered between an erasure's request and its reading of who received
-// the visitor does not take the integration out of the erasure's report:
-// its record is left for the erasure to read, and the notice that follows
-// the event is sent once the erasure completed. The erasure stops after
-// its request here (its instance gone), and an admin's erasure finishes it.
-func TestDeliveryDuringErasureLeavesTheIntegrationInItsReport(t *testing.T) {
-	d := startDelivery(t, func(d *privacy.Deps) { d.DeliveryTimeout = time.Minute })
+// erasureDuringDelivery delivers the opening of conversation conv of a
+// new visitor to an integration, crm, which holds it while the visitor's
+// erasure request is stored, as Erase stores it, dated requested; then
+// lets it answer. Nothing of the erasure runs after its request.
+func erasureDuringDelivery(t *testing.T, conv string, requested time.Time) (d deliverySetup, crm *receiver, v, erasureID string) {
+	t.Helper()
+	d = startDelivery(t, func(d *privacy.Deps) { d.DeliveryTimeout = time.Minute })
 	crm, held, release := holdingOpenings(t)
 	d.register("crm", privacyapi.KindIntegration, crm.secret, webhookAt(crm.url))
-	v := d.visitor(true)
-	d.append(v, "conv-p", event.ConversationOpened, time.Now(), event.Opened{Stamped: stamped(event.Stamp{}), Visitor: v, Text: "on its way"})
+	v = d.visitor(true)
+	d.append(v, conv, event.ConversationOpened, time.Now(), event.Opened{Stamped: stamped(event.Stamp{}), Visitor: v, Text: "on its way"})
 	select {
 	case <-held:
 	case <-time.After(20 * time.Second):
 		t.Fatal("the opening did not reach the receiver")
 	}
-	// The request as Erase stores it, and nothing after it.
-	erasureID := event.NewID()
-	req, err := event.NewClear(privacyapi.ErasureRequestedType, tenant, v, v, time.Now(),
+	erasureID = event.NewID()
+	req, err := event.NewClear(privacyapi.ErasureRequestedType, tenant, v, v, requested,
 		privacyapi.ErasureRequested{ErasureID: erasureID, By: audit.Actor{Role: visitorOf(v).Role, ID: v}})
 	if err != nil {
 		t.Fatal(err)
@@ -712,6 +710,18 @@ func TestDeliveryDuringErasureLeavesTheIntegrationInItsReport(t *testing.T) {
 		t.Fatal(err)
 	}
 	close(release)
+	return d, crm, v, erasureID
+}
+
+// TestDeliveryDuringErasureLeavesTheIntegrationInItsReport: an event
+// delivered between an erasure's request and its reading of who received
+// the visitor does not take the integration out of the erasure's report:
+// its record is left for the erasure to read, and the notice that follows
+// the event is sent once the erasure completed. The erasure stops after
+// its request here (its instance gone), and an admin's erasure finishes it.
+func TestDeliveryDuringErasureLeavesTheIntegrationInItsReport(t *testing.T) {
+	// The request as Erase stores it, and nothing after it.
+	d, crm, v, erasureID := erasureDuringDelivery(t, "conv-p", time.Now())
 	// The delivery is acknowledged and the deliverer learns of the
 	// erasure: it either forgets the record or looks at the event again.
 	natstest.Until(t, 20*time.Second, "the erasure followed after the delivery", func() bool {
@@ -939,28 +949,8 @@ func BenchmarkDelivery(b *testing.B) {
 // them no longer: the event is followed by the erasure's notice, and the
 // next visitor's event is delivered.
 func TestDeliveryBehindALongErasureGoesOn(t *testing.T) {
-	d := startDelivery(t, func(d *privacy.Deps) { d.DeliveryTimeout = time.Minute })
-	crm, held, release := holdingOpenings(t)
-	d.register("crm", privacyapi.KindIntegration, crm.secret, webhookAt(crm.url))
-	v := d.visitor(true)
-	d.append(v, "conv-l", event.ConversationOpened, time.Now(), event.Opened{Stamped: stamped(event.Stamp{}), Visitor: v, Text: "on its way"})
-	select {
-	case <-held:
-	case <-time.After(20 * time.Second):
-		t.Fatal("the opening did not reach the receiver")
-	}
 	// A request stored ten minutes ago, and nothing after it.
-	erasureID := event.NewID()
-	req, err := event.NewClear(privacyapi.ErasureRequestedType, tenant, v, v, time.Now().Add(-10*time.Minute),
-		privacyapi.ErasureRequested{ErasureID: erasureID, By: audit.Actor{Role: visitorOf(v).Role, ID: v}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.ID = erasureID
-	if _, err := d.js.PublishMsg(t.Context(), req.Msg(stream.PrivacySubject(tenant, v))); err != nil {
-		t.Fatal(err)
-	}
-	close(release)
+	d, crm, v, erasureID := erasureDuringDelivery(t, "conv-l", time.Now().Add(-10*time.Minute))
 	next := d.visitor(true)
 	d.append(next, "conv-n", event.ConversationOpened, time.Now(), event.Opened{Stamped: stamped(event.Stamp{}), Visitor: next, Text: "next"})
 	natstest.Until(t, 20*time.Second, "the erasure's notice after the event, then the next visitor's event", func() bool {
