@@ -147,7 +147,8 @@ func run(ctx context.Context, d Deps) error {
 		ctx, cancel := context.WithTimeout(runCtx, viewTimeout)
 		defer cancel()
 		if err := svc.Forget(ctx, e.Tenant, e.Conversation); err != nil {
-			// The next start removes it: CHAT no longer holds its events.
+			// The entry still goes by its own TTL, 30 s after this
+			// erasure was due (app.ViewEntry.Expires).
 			leftToNextStart(runCtx, log, "remove an erased conversation from the view", err)
 		}
 	})

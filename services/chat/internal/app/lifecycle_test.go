@@ -161,6 +161,14 @@ func TestClosedEntryExpiresAtItsErasure(t *testing.T) {
 		t.Fatal(err)
 	}
 	kept := in.open(t, v, "keep me")
+	// Another visitor's, closed by their erasure while open: no erasure
+	// after closing comes, and the entry stays as long as its events.
+	other := visitorN(2)
+	left, err := in.Open(t.Context(), other, chatapi.OpenArgs{Text: "erase me with my visitor", EraseAfterCloseHours: &hours})
+	if err != nil {
+		t.Fatal(err)
+	}
+	openedAt := now
 	now = now.Add(time.Minute)
 	for _, id := range []string{erased.ID, kept} {
 		if _, err := in.Close(t.Context(), v, chatapi.ConversationArgs{Conversation: id}); err != nil {
@@ -168,11 +176,20 @@ func TestClosedEntryExpiresAtItsErasure(t *testing.T) {
 		}
 	}
 	in.follow(t)
-	for id, want := range map[string]time.Time{
-		erased.ID: now.Add(2*time.Hour + app.ViewGrace),
-		kept:      now.Add(retention + app.ViewGrace), // from its last event, the close
+	w.keys.erase(tenant, other.ID)
+	if err := in.EraseVisitor(t.Context(), tenant, other.ID); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		visitor, id string
+		want        time.Time
+	}{
+		{v.ID, erased.ID, now.Add(2*time.Hour + app.ViewGrace)},
+		{v.ID, kept, now.Add(retention + app.ViewGrace)}, // from its last event, the close
+		{other.ID, left.ID, openedAt.Add(retention + app.ViewGrace)},
 	} {
-		e, ok, err := w.view.Get(t.Context(), tenant, v.ID, id)
+		id, want := c.id, c.want
+		e, ok, err := w.view.Get(t.Context(), tenant, c.visitor, id)
 		if err != nil || !ok {
 			t.Fatalf("Get(%s) = %v, %v; want the entry", id, ok, err)
 		}

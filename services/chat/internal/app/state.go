@@ -581,8 +581,8 @@ func (s *stripes) of(tenant, id string) *sync.Mutex {
 
 // Forget drops an erased conversation from the read models and the View
 // for good: the privacy service secure-deleted its events
-// (privacyapi.ConversationErased). An error means the view still holds it;
-// the next start removes it, as the store holds none of its events.
+// (privacyapi.ConversationErased). An error means the view still holds it,
+// until its TTL, 30 s after the erasure was due (viewExpiry), runs out.
 func (s *Service) Forget(ctx context.Context, tenant, conversation string) error {
 	s.state.forget(tenant, conversation)
 	// After a write of WriteView under way, which could put it back; the

@@ -127,7 +127,9 @@ func viewExpiry(st viewState) time.Time {
 	if !st.Forever {
 		at = st.Until
 	}
-	if c := st.Conv; c.Status == conversation.Closed && c.EraseAfterClose > 0 {
+	// Closed by a close, not by its visitor's erasure, which leaves no
+	// ClosedAt and no erasure after closing to come.
+	if c := st.Conv; c.Status == conversation.Closed && !c.ClosedAt.IsZero() && c.EraseAfterClose > 0 {
 		if erase := c.ClosedAt.Add(c.EraseAfterClose); at.IsZero() || erase.Before(at) {
 			at = erase
 		}
@@ -421,7 +423,13 @@ func (s *Service) MigrateExpiry(ctx context.Context) (bool, error) {
 			return nil // expires by no TTL: written the same today
 		}
 		// Over the revision read, at its version: one rewritten since is
-		// left as it is.
+		// left as it is; one forgotten since (erased after closing) is
+		// not written back, as storeView does not.
+		s.writing.Lock()
+		defer s.writing.Unlock()
+		if s.state.isErased(v.Tenant, v.ID) {
+			return nil
+		}
 		v.Expires = expires
 		_, err = s.view.Put(ctx, v)
 		return err
