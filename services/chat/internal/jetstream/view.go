@@ -264,42 +264,57 @@ func (v *View) Closed(ctx context.Context, tenant, visitor string, fn func(app.C
 	return nil
 }
 
-// Untimed implements app.View with a listing of the closed keys and a
-// read of each one's last write, whose Nats-TTL header tells whether it
-// carries an expiry; the entries with none are decoded.
+// Untimed implements app.View with one read of the closed keys' last
+// writes (an ordered consumer of the bucket's stream, the last message of
+// each subject), whose Nats-TTL header tells whether they carry an expiry;
+// the entries with none are decoded.
 func (v *View) Untimed(ctx context.Context, fn func(app.ViewEntry) error) error {
-	bucket, err := v.js.Stream(ctx, stream.BucketStream(stream.ChatViewBucket))
-	if err != nil {
-		return fmt.Errorf("list %s: %w", stream.ChatViewBucket, err)
-	}
-	filter := viewKey("*", "*", "*", false)
-	keys, err := v.kv.ListKeysFiltered(ctx, filter)
+	filter := keySubject(viewKey("*", "*", "*", false))
+	cons, err := v.js.OrderedConsumer(ctx, stream.BucketStream(stream.ChatViewBucket), natsjs.OrderedConsumerConfig{
+		FilterSubjects: []string{filter},
+		DeliverPolicy:  natsjs.DeliverLastPerSubjectPolicy,
+	})
 	if err != nil {
 		return fmt.Errorf("list %s: %w", filter, err)
 	}
-	defer func() { _ = keys.Stop() }()
-	for k := range keys.Keys() {
-		m, err := bucket.GetLastMsgForSubject(ctx, "$KV."+stream.ChatViewBucket+"."+k)
-		if errors.Is(err, natsjs.ErrMsgNotFound) {
-			continue // removed since it was listed
-		}
+	for pending := cons.CachedInfo().NumPending; pending > 0; {
+		batch, err := cons.Fetch(int(min(pending, 256)), natsjs.FetchMaxWait(5*time.Second))
 		if err != nil {
-			return fmt.Errorf("get %s from %s: %w", k, stream.ChatViewBucket, err)
+			return fmt.Errorf("list %s: %w", filter, err)
 		}
-		// A removal's marker, or a write with an expiry.
-		if m.Header.Get(kvOperation) != "" || m.Header.Get(natsjs.MsgTTLHeader) != "" {
-			continue
+		read := 0
+		for m := range batch.Messages() {
+			read++
+			pending--
+			h := m.Headers()
+			// A removal's marker, or a write with an expiry.
+			if h.Get(kvOperation) != "" || h.Get(natsjs.MsgTTLHeader) != "" {
+				continue
+			}
+			md, err := m.Metadata()
+			if err != nil {
+				return fmt.Errorf("list %s: %w", filter, err)
+			}
+			e, err := decode(strings.TrimPrefix(m.Subject(), keySubject("")), m.Data(), md.Sequence.Stream)
+			if err != nil {
+				return err
+			}
+			if err := fn(e); err != nil {
+				return err
+			}
 		}
-		e, err := decode(k, m.Data, m.Sequence)
-		if err != nil {
-			return err
+		if err := batch.Error(); err != nil {
+			return fmt.Errorf("list %s: %w", filter, err)
 		}
-		if err := fn(e); err != nil {
-			return err
+		if read == 0 {
+			return nil // the rest expired meanwhile
 		}
 	}
 	return nil
 }
+
+// keySubject is the bucket's subject of key.
+func keySubject(key string) string { return "$KV." + stream.ChatViewBucket + "." + key }
 
 // kvOperation is the header with which the bucket marks a removal (DEL,
 // PURGE); a write has none.
@@ -409,7 +424,7 @@ func (v *View) update(ctx context.Context, key string, value []byte, rev uint64,
 	if ttl > 0 {
 		opts = append(opts, natsjs.WithMsgTTL(ttl))
 	}
-	ack, err := v.js.PublishMsg(ctx, &nats.Msg{Subject: "$KV." + stream.ChatViewBucket + "." + key, Data: value}, opts...)
+	ack, err := v.js.PublishMsg(ctx, &nats.Msg{Subject: keySubject(key), Data: value}, opts...)
 	if stream.WrongLastSequence(err) {
 		return 0, fmt.Errorf("%w: %w", err, natsjs.ErrKeyRevisionMismatch)
 	}
