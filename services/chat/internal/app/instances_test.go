@@ -223,25 +223,22 @@ func TestCloseThenOpenOnAnotherInstance(t *testing.T) {
 // in the view whose conversation took an event since the view was written
 // is kept, as the store says.
 func TestRestoreReadsExpiredEntriesOnly(t *testing.T) {
-	w := newWorld()
-	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	clock := func() time.Time { return now }
-	w.events.Now = clock
+	w, now, clock := clockedWorld()
 	o := app.Options{Now: clock, Policies: fixedPolicies(time.Hour)}
 	a := w.startWith(t, o)
 	v := visitorN(1)
 	gone := a.open(t, v, "expires")
 	later := a.open(t, visitorN(2), "expires in the view only")
-	now = now.Add(40 * time.Minute)
+	*now = now.Add(40 * time.Minute)
 	live := a.open(t, visitorN(3), "within its expiry")
 	a.follow(t)
-	now = now.Add(10 * time.Minute)
+	*now = now.Add(10 * time.Minute)
 	// Stored, not written to the view: a crash before the next write.
 	if _, err := a.Post(t.Context(), visitorN(2), chatapi.PostArgs{Conversation: later, Text: "still here"}); err != nil {
 		t.Fatal(err)
 	}
 
-	now = now.Add(40 * time.Minute) // the first two expired in the view
+	*now = now.Add(40 * time.Minute) // the first two expired in the view
 	events := &readCounter{Store: w.events}
 	restored := app.New(events, w.view, w.keys, app.Options{Now: clock, Policies: fixedPolicies(time.Hour), Auditor: &w.audited, Profiles: w.profiles})
 	if _, err := restored.Restore(t.Context()); err != nil {

@@ -58,6 +58,17 @@ func TestErasedVisitorListedClosed(t *testing.T) {
 	}
 }
 
+// clockedWorld returns a world whose store, and the instances started
+// with clock, read the time now points at: 2026-01-01 until a test moves
+// it.
+func clockedWorld() (w *world, now *time.Time, clock func() time.Time) {
+	w = newWorld()
+	t := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	clock = func() time.Time { return t }
+	w.events.Now = clock
+	return w, &t, clock
+}
+
 // fixedPolicies gives every tenant one retention.
 type fixedPolicies time.Duration
 
@@ -108,14 +119,11 @@ func TestExpiredClosedConversationsLeave(t *testing.T) {
 // view, reading the store for it alone; a conversation with a later event
 // stays.
 func TestOpenConversationsExpire(t *testing.T) {
-	w := newWorld()
-	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	clock := func() time.Time { return now }
-	w.events.Now = clock
+	w, now, clock := clockedWorld()
 	in := w.startWith(t, app.Options{Now: clock, Policies: fixedPolicies(time.Hour)})
 	v := visitorN(1)
 	gone := in.open(t, v, "short")
-	now = now.Add(time.Minute)
+	*now = now.Add(time.Minute)
 	kept := in.open(t, visitorN(2), "later")
 	in.follow(t)
 	e, ok, err := w.view.Get(t.Context(), tenant, v.ID, gone)
@@ -126,7 +134,7 @@ func TestOpenConversationsExpire(t *testing.T) {
 		t.Errorf("entry Expires = %v, want %v: the events' expiry and the grace", e.Expires, want)
 	}
 
-	now = now.Add(time.Hour - 30*time.Second)
+	*now = now.Add(time.Hour - 30*time.Second)
 	if err := in.ExpireOpen(t.Context()); err != nil {
 		t.Fatal(err)
 	}
@@ -148,10 +156,7 @@ func TestOpenConversationsExpire(t *testing.T) {
 // leaves no entry the visitor's key still opens; one with no erasure
 // after closing goes with its events.
 func TestClosedEntryExpiresAtItsErasure(t *testing.T) {
-	w := newWorld()
-	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	clock := func() time.Time { return now }
-	w.events.Now = clock
+	w, now, clock := clockedWorld()
 	const retention = 365 * 24 * time.Hour
 	in := w.startWith(t, app.Options{Now: clock, Policies: fixedPolicies(retention)})
 	v := visitorN(1)
@@ -168,8 +173,8 @@ func TestClosedEntryExpiresAtItsErasure(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	openedAt := now
-	now = now.Add(time.Minute)
+	openedAt := *now
+	*now = now.Add(time.Minute)
 	for _, id := range []string{erased.ID, kept} {
 		if _, err := in.Close(t.Context(), v, chatapi.ConversationArgs{Conversation: id}); err != nil {
 			t.Fatal(err)
