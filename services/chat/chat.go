@@ -177,20 +177,9 @@ func run(ctx context.Context, d Deps) error {
 	})
 	g.Go(func() error { return settings.Watching(gctx) })
 	g.Go(func() error {
-		t := time.NewTicker(app.ViewEvery)
-		defer t.Stop()
-		for {
-			select {
-			case <-gctx.Done():
-				return nil
-			case <-t.C:
-			}
-			// Written by the next tick: a view behind the store costs a
-			// start catching up, nothing more.
-			if err := svc.WriteView(gctx, app.ViewPace); err != nil && gctx.Err() == nil {
-				log.Warn("write the view", "err", err)
-			}
-		}
+		// A view behind the store costs a start catching up, nothing more.
+		periodically(gctx, app.ViewEvery, log, "write the view", func(ctx context.Context) error { return svc.WriteView(ctx, app.ViewPace) })
+		return nil
 	})
 	defer writeView(ctx, svc, log)
 	select {
@@ -231,7 +220,7 @@ func run(ctx context.Context, d Deps) error {
 		return nil
 	})
 	g.Go(func() error {
-		expire(gctx, svc, expireEvery, log)
+		periodically(gctx, expireEvery, log, "expire open conversations", svc.ExpireOpen)
 		return nil
 	})
 	g.Go(func() error {
@@ -265,9 +254,9 @@ func run(ctx context.Context, d Deps) error {
 	return following(g.Wait())
 }
 
-// expire drops the open conversations held whose events all expired
-// (app.Service.ExpireOpen) every interval, until ctx is done.
-func expire(ctx context.Context, svc *app.Service, every time.Duration, log *slog.Logger) {
+// periodically runs fn every interval until ctx is done; a failure is
+// logged as what, and the next tick tries again.
+func periodically(ctx context.Context, every time.Duration, log *slog.Logger, what string, fn func(context.Context) error) {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
@@ -276,9 +265,8 @@ func expire(ctx context.Context, svc *app.Service, every time.Duration, log *slo
 			return
 		case <-t.C:
 		}
-		// Tried again at the next tick.
-		if err := svc.ExpireOpen(ctx); err != nil && ctx.Err() == nil {
-			log.Warn("expire open conversations", "err", err)
+		if err := fn(ctx); err != nil && ctx.Err() == nil {
+			log.Warn(what, "err", err)
 		}
 	}
 }
