@@ -69,11 +69,14 @@ type TrainingExport struct {
 
 // TrainingCursor is where the next page of a training export starts:
 // after the CHAT event of sequence Seq while Manifest is false; after the
-// visitor Visitor of the manifest ("": at its start) once it is true.
+// PRIVACY event of sequence Seq once it is true.
 type TrainingCursor struct {
 	Seq      uint64 `json:"seq,omitempty"`
 	Manifest bool   `json:"manifest,omitempty"`
-	Visitor  string `json:"visitor,omitempty"`
+	// Visitor is where versions before the manifest was read from PRIVACY
+	// went on from; it is kept so that a gateway hands such a cursor back
+	// whole during an upgrade.
+	Visitor string `json:"visitor,omitempty"`
 }
 
 // TrainingPageArgs asks for the page after After (nil: the first) of the

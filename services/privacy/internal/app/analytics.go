@@ -8,6 +8,7 @@ import (
 
 	"github.com/parley-chat/parley/pkg/analyticsapi"
 	"github.com/parley-chat/parley/pkg/event"
+	"github.com/parley-chat/parley/pkg/privacyapi"
 
 	"github.com/parley-chat/parley/services/privacy/internal/keyring"
 )
@@ -31,9 +32,9 @@ const (
 
 // AnalyticsConsentAt reports whether tenant's subject consented to
 // analytics at time at (see ConsentAt).
-func (a *App) AnalyticsConsentAt(tenant, subject string, at time.Time) bool {
-	c, ok := a.ConsentAt(tenant, subject, at)
-	return ok && c.Analytics
+func (a *App) AnalyticsConsentAt(ctx context.Context, tenant, subject string, at time.Time) (bool, error) {
+	c, ok, err := a.ConsentAt(ctx, tenant, subject, at)
+	return ok && c.Analytics, err
 }
 
 // ConsentAt returns the consent tenant's subject had in force at time at:
@@ -41,28 +42,26 @@ func (a *App) AnalyticsConsentAt(tenant, subject string, at time.Time) bool {
 // without a consent recorded by then, or erased, who consented to nothing.
 // The answer is the index's: call CatchUp first to include what other
 // instances have just recorded.
-func (a *App) ConsentAt(tenant, subject string, at time.Time) (event.Consent, bool) {
-	ix := &a.index
-	ix.mu.Lock()
-	defer ix.mu.Unlock()
-	st := ix.subjects[subjectID{tenant, subject}]
-	if st == nil {
-		return event.Consent{}, false
+func (a *App) ConsentAt(ctx context.Context, tenant, subject string, at time.Time) (event.Consent, bool, error) {
+	v, err := a.subject(ctx, subjectID{tenant, subject})
+	if err != nil {
+		return event.Consent{}, false, err
 	}
-	return st.consentAt(at)
+	c, ok := v.consentAt(at)
+	return c.Consent, ok, nil
 }
 
-// consentAt is ConsentAt of the subject; the index's lock must be held.
-func (st *subjectState) consentAt(at time.Time) (event.Consent, bool) {
+// consentAt is ConsentAt of the subject.
+func (st subjectView) consentAt(at time.Time) (privacyapi.ConsentResult, bool) {
 	if st.erasure != "" {
-		return event.Consent{}, false
+		return privacyapi.ConsentResult{}, false
 	}
 	for i := len(st.consents) - 1; i >= 0; i-- {
 		if !st.consents[i].At.After(at) {
-			return st.consents[i].Consent, true
+			return st.consents[i], true
 		}
 	}
-	return event.Consent{}, false
+	return privacyapi.ConsentResult{}, false
 }
 
 // prepareAnalytics computes the subject's analytics pseudonym and has the

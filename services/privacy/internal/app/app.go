@@ -69,6 +69,19 @@ type EventLog interface {
 	AppendExpect(ctx context.Context, e event.Envelope, last uint64) (uint64, error)
 	// LastSeq returns the sequence of the stream's last event.
 	LastSeq(ctx context.Context) (uint64, error)
+	// Of returns every event of tenant's data subject person, oldest
+	// first: what the index reads of a person it does not hold.
+	Of(ctx context.Context, tenant, person string) ([]StoredEvent, error)
+	// Scan calls each with the events of tenant stored after sequence
+	// after, in stream order, until each returns false or an error (which
+	// Scan returns) or the events end.
+	Scan(ctx context.Context, tenant string, after uint64, each func(StoredEvent) (bool, error)) error
+}
+
+// StoredEvent is an event of the PRIVACY stream with its sequence.
+type StoredEvent struct {
+	Seq   uint64
+	Event event.Envelope
 }
 
 // AuditLog is the AUDIT stream: one chain of entries per tenant.
@@ -167,8 +180,9 @@ type Stores struct {
 	// Log hears what an operator must act on: a tenant's audit trail
 	// refused, once until it is extended again. Nil discards it.
 	Log *slog.Logger
-	// KeyCacheSize bounds how many subjects' unwrapped keys are kept in
-	// memory; 0 means personkey.DefaultCacheSize.
+	// KeyCacheSize bounds how many subjects' unwrapped keys, and how many
+	// subjects' privacy events, are kept in memory (each the most recently
+	// used); 0 means personkey.DefaultCacheSize.
 	KeyCacheSize int
 	// Sessions keeps sessions; the session calls need it, and erasure
 	// revokes no session without it.
@@ -272,7 +286,7 @@ func New(ring *keyring.Ring, auditKey ed25519.PrivateKey, s Stores) *App {
 		integrations:    s.Integrations,
 		privateWebhooks: s.PrivateWebhooks,
 		keyCache:        personkey.NewLRU[subjectID, personkey.Keys](s.KeyCacheSize),
-		index:           newIndex(),
+		index:           newIndex(s.KeyCacheSize),
 		chains:          chains{heads: make(map[string]*chainHead)},
 	}
 }

@@ -117,12 +117,15 @@ func (a *App) consents(ctx context.Context, id subjectID) ([]privacyapi.ConsentR
 // consented returns what the index holds of a subject with consents, as
 // consents does.
 func (a *App) consented(ctx context.Context, id subjectID) (subjectView, error) {
-	v := a.index.subject(id)
-	if v.erasure == "" && len(v.consents) == 0 {
+	v, err := a.subject(ctx, id)
+	if err == nil && v.erasure == "" && len(v.consents) == 0 {
 		if err := a.CatchUp(ctx); err != nil {
 			return subjectView{}, err
 		}
-		v = a.index.subject(id)
+		v, err = a.subject(ctx, id)
+	}
+	if err != nil {
+		return subjectView{}, err
 	}
 	switch {
 	case v.erasure != "":

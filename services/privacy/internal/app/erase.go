@@ -54,7 +54,10 @@ func (a *App) Erase(ctx context.Context, p auth.Principal, tenant, subject strin
 func (a *App) erase(ctx context.Context, by audit.Actor, audited bool, tenant, subject string) (privacyapi.Erasure, error) {
 	id := subjectID{tenant, subject}
 	for range eraseAttempts {
-		v := a.index.subject(id)
+		v, err := a.subject(ctx, id)
+		if err != nil {
+			return privacyapi.Erasure{}, err
+		}
 		if v.erasure != "" {
 			return a.finishErasure(ctx, by, audited, v.erasure)
 		}
@@ -98,8 +101,8 @@ func (a *App) exists(ctx context.Context, id subjectID) (bool, error) {
 	if err := a.CatchUp(ctx); err != nil {
 		return false, err
 	}
-	if a.index.subject(id).known {
-		return true, nil
+	if v, err := a.subject(ctx, id); err != nil || v.known {
+		return v.known, err
 	}
 	_, err := a.keys.Load(ctx, id.tenant, id.subject)
 	switch {
@@ -262,7 +265,11 @@ func (a *App) completeErasure(ctx context.Context, rec erasureRecord, report pri
 		if err != nil {
 			return privacyapi.Erasure{}, err
 		}
-		seq, err := a.events.AppendExpect(ctx, e, a.index.subject(id).last)
+		v, err := a.subject(ctx, id)
+		if err != nil {
+			return privacyapi.Erasure{}, err
+		}
+		seq, err := a.events.AppendExpect(ctx, e, v.last)
 		if errors.Is(err, ErrConflict) {
 			if err := a.CatchUp(ctx); err != nil {
 				return privacyapi.Erasure{}, err

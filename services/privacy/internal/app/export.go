@@ -33,7 +33,10 @@ func (a *App) Export(ctx context.Context, p auth.Principal, tenant, subject stri
 		return privacyapi.ExportResult{}, ErrForbidden
 	}
 	id := subjectID{tenant, subject}
-	v := a.index.subject(id)
+	v, err := a.subject(ctx, id)
+	if err != nil {
+		return privacyapi.ExportResult{}, err
+	}
 	if !v.known {
 		found, err := a.exists(ctx, id)
 		if err != nil {
@@ -69,7 +72,9 @@ func (a *App) Export(ctx context.Context, p auth.Principal, tenant, subject stri
 	}
 	// What the index holds now includes this export, and anything another
 	// instance wrote before it (an erasure among them).
-	v = a.index.subject(id)
+	if v, err = a.subject(ctx, id); err != nil {
+		return privacyapi.ExportResult{}, err
+	}
 	if v.erasure != "" {
 		return privacyapi.ExportResult{}, fmt.Errorf("export %s/%s: %w", tenant, subject, ErrErased)
 	}
@@ -105,14 +110,17 @@ func (a *App) ExportPage(ctx context.Context, p auth.Principal, args privacyapi.
 		return nil, ErrForbidden
 	}
 	id := subjectID{tenant, subject}
-	started, ok := a.exportOf(id, args.ExportID, actor(p))
-	if !ok {
+	started, ok, err := a.exportOf(ctx, id, args.ExportID, actor(p))
+	if err == nil && !ok {
 		// Started on another instance, which this one may not have applied
 		// yet.
 		if err := a.CatchUp(ctx); err != nil {
 			return nil, err
 		}
-		started, ok = a.exportOf(id, args.ExportID, actor(p))
+		started, ok, err = a.exportOf(ctx, id, args.ExportID, actor(p))
+	}
+	if err != nil {
+		return nil, err
 	}
 	if !ok || a.chat == nil || !a.now().Before(started.Add(privacyapi.ExportPagesWithin)) {
 		return nil, fmt.Errorf("export %s of %s/%s: %w", args.ExportID, tenant, subject, ErrNotFound)
@@ -129,13 +137,17 @@ func (a *App) ExportPage(ctx context.Context, p auth.Principal, args privacyapi.
 
 // exportOf returns when by started the export exportID of the subject, as
 // the index holds it.
-func (a *App) exportOf(id subjectID, exportID string, by audit.Actor) (time.Time, bool) {
-	for _, r := range a.index.subject(id).requests {
+func (a *App) exportOf(ctx context.Context, id subjectID, exportID string, by audit.Actor) (time.Time, bool, error) {
+	v, err := a.subject(ctx, id)
+	if err != nil {
+		return time.Time{}, false, err
+	}
+	for _, r := range v.requests {
 		if r.Kind == privacyapi.RequestExport && r.ID == exportID && r.By == by {
-			return r.At, true
+			return r.At, true, nil
 		}
 	}
-	return time.Time{}, false
+	return time.Time{}, false, nil
 }
 
 // openNetworkData decrypts the subject's network data events; none when

@@ -4,3 +4,10 @@ package app
 func KeyCacheLen(a *App) int {
 	return a.keyCache.Len()
 }
+
+// IndexLen returns how many data subjects' privacy events a holds.
+func IndexLen(a *App) int {
+	a.index.mu.Lock()
+	defer a.index.mu.Unlock()
+	return a.index.subjects.Len()
+}

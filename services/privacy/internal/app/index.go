@@ -7,8 +7,11 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hashicorp/golang-lru/v2/simplelru"
+
 	"github.com/parley-chat/parley/pkg/audit"
 	"github.com/parley-chat/parley/pkg/event"
+	"github.com/parley-chat/parley/pkg/personkey"
 	"github.com/parley-chat/parley/pkg/privacyapi"
 )
 
@@ -16,17 +19,34 @@ import (
 // hold no personal data in the clear (network data stays sealed under the
 // subject's key); an erased subject keeps only its requests and the id of
 // its erasure.
+//
+// Of the data subjects it holds the most recently asked about only, at
+// most the cache size: any other is read from the stream when asked (one
+// batched read of their subject), so memory follows the people served,
+// not the people retained. The erasures and the training exports are held
+// whole: they are few, and each is asked for by its id.
 type index struct {
 	mu sync.Mutex
 	// applied is the stream sequence of the last event applied; changed is
 	// closed and replaced whenever it grows.
 	applied  uint64
 	changed  chan struct{}
-	subjects map[subjectID]*subjectState
+	subjects *simplelru.LRU[subjectID, *subjectState]
+	// loading holds, for each subject being read from the stream, the
+	// events applied meanwhile: those the read may have missed.
+	loading  map[subjectID]*subjectLoad
 	erasures map[string]*erasureRecord
+	// erasureIDs holds the id of each erasure by its subject: asked on
+	// every read of keys, which must not wait for a subject's events.
+	erasureIDs map[subjectID]string
 	// trainings are the training exports of the last
 	// privacyapi.ExportPagesWithin, by id.
 	trainings map[string]trainingRecord
+}
+
+type subjectLoad struct {
+	done    chan struct{}
+	applied []StoredEvent
 }
 
 type subjectState struct {
@@ -66,12 +86,18 @@ func (r *erasureRecord) view() privacyapi.Erasure {
 	return v
 }
 
-func newIndex() index {
+func newIndex(size int) index {
+	if size <= 0 {
+		size = personkey.DefaultCacheSize
+	}
+	subjects, _ := simplelru.NewLRU[subjectID, *subjectState](size, nil) // fails only for size <= 0
 	return index{
-		changed:   make(chan struct{}),
-		subjects:  make(map[subjectID]*subjectState),
-		erasures:  make(map[string]*erasureRecord),
-		trainings: make(map[string]trainingRecord),
+		changed:    make(chan struct{}),
+		subjects:   subjects,
+		loading:    make(map[subjectID]*subjectLoad),
+		erasures:   make(map[string]*erasureRecord),
+		erasureIDs: make(map[subjectID]string),
+		trainings:  make(map[string]trainingRecord),
 	}
 }
 
@@ -101,14 +127,14 @@ func (a *App) Apply(seq uint64, e event.Envelope) {
 		}
 	} else if e.Tenant != "" {
 		id := subjectID{e.Tenant, e.Aggregate}
-		st := ix.subjects[id]
-		if st == nil {
-			st = &subjectState{}
-			ix.subjects[id] = st
-		}
-		st.last = seq
-		if ix.apply(id, st, seq, e) {
+		if ix.applyErasure(id, e) {
 			erased = &id
+		}
+		if st, ok := ix.subjects.Peek(id); ok && seq > st.last {
+			st.apply(seq, e)
+		}
+		if l := ix.loading[id]; l != nil {
+			l.applied = append(l.applied, StoredEvent{Seq: seq, Event: e})
 		}
 	}
 	ix.applied = seq
@@ -120,10 +146,39 @@ func (a *App) Apply(seq uint64, e event.Envelope) {
 	}
 }
 
-// apply reports whether e is the first erasure request of the subject.
-// Events whose body does not decode are skipped: PRIVACY is written by this
-// service only, so they cannot be anything it must act on.
-func (ix *index) apply(id subjectID, st *subjectState, seq uint64, e event.Envelope) bool {
+// applyErasure adds an erasure's request or completion to the erasures,
+// and reports whether e requests one they did not hold. Events whose body
+// does not decode are skipped: PRIVACY is written by this service only, so
+// they cannot be anything it must act on.
+func (ix *index) applyErasure(id subjectID, e event.Envelope) bool {
+	switch e.Type {
+	case privacyapi.ErasureRequestedType:
+		var p privacyapi.ErasureRequested
+		if e.Decode(&p) != nil || ix.erasures[p.ErasureID] != nil {
+			return false
+		}
+		ix.erasures[p.ErasureID] = &erasureRecord{id: p.ErasureID, tenant: id.tenant, subject: id.subject, by: p.By, requestedAt: e.At}
+		if ix.erasureIDs[id] != "" {
+			return false
+		}
+		ix.erasureIDs[id] = p.ErasureID
+		return true
+	case privacyapi.ErasureCompletedType:
+		var p privacyapi.ErasureCompleted
+		if e.Decode(&p) != nil {
+			return false
+		}
+		if r := ix.erasures[p.ErasureID]; r != nil && !r.completed {
+			r.completed, r.report = true, p.Report
+		}
+	}
+	return false
+}
+
+// apply adds the subject's event at seq to its state; only a subject's
+// first erasure request counts.
+func (st *subjectState) apply(seq uint64, e event.Envelope) {
+	st.last = seq
 	switch e.Type {
 	case event.ConsentRecorded:
 		var c event.Consent
@@ -142,22 +197,11 @@ func (ix *index) apply(id subjectID, st *subjectState, seq uint64, e event.Envel
 	case privacyapi.ErasureRequestedType:
 		var p privacyapi.ErasureRequested
 		if e.Decode(&p) != nil || st.erasure != "" {
-			return false
+			return
 		}
 		st.erasure, st.consents, st.network = p.ErasureID, nil, nil
 		st.requests = append(st.requests, privacyapi.RequestEntry{Kind: privacyapi.RequestErasure, ID: p.ErasureID, At: e.At, By: p.By})
-		ix.erasures[p.ErasureID] = &erasureRecord{id: p.ErasureID, tenant: id.tenant, subject: id.subject, by: p.By, requestedAt: e.At}
-		return true
-	case privacyapi.ErasureCompletedType:
-		var p privacyapi.ErasureCompleted
-		if e.Decode(&p) != nil {
-			return false
-		}
-		if r := ix.erasures[p.ErasureID]; r != nil && !r.completed {
-			r.completed, r.report = true, p.Report
-		}
 	}
-	return false
 }
 
 // subjectView is a copy of what the index holds on a subject.
@@ -170,15 +214,9 @@ type subjectView struct {
 	erasure  string
 }
 
-func (ix *index) subject(id subjectID) subjectView {
-	ix.mu.Lock()
-	defer ix.mu.Unlock()
-	st := ix.subjects[id]
-	if st == nil {
-		return subjectView{}
-	}
+func (st *subjectState) view() subjectView {
 	return subjectView{
-		known:    true,
+		known:    st.last != 0,
 		last:     st.last,
 		consents: slices.Clone(st.consents),
 		network:  slices.Clone(st.network),
@@ -187,13 +225,59 @@ func (ix *index) subject(id subjectID) subjectView {
 	}
 }
 
+// subject returns what the index holds on a subject, reading the subject's
+// events from the stream when it holds none. The events Apply hands over
+// while the read runs are kept aside and applied after it, so none is
+// missed: they are kept from before the read starts, so the read holds
+// every event applied earlier.
+func (a *App) subject(ctx context.Context, id subjectID) (subjectView, error) {
+	ix := &a.index
+	for {
+		ix.mu.Lock()
+		if st, ok := ix.subjects.Get(id); ok {
+			v := st.view()
+			ix.mu.Unlock()
+			return v, nil
+		}
+		if l := ix.loading[id]; l != nil {
+			ix.mu.Unlock()
+			select {
+			case <-l.done:
+				continue
+			case <-ctx.Done():
+				return subjectView{}, fmt.Errorf("read privacy events of %s/%s: %w", id.tenant, id.subject, ctx.Err())
+			}
+		}
+		l := &subjectLoad{done: make(chan struct{})}
+		ix.loading[id] = l
+		ix.mu.Unlock()
+		stored, err := a.events.Of(ctx, id.tenant, id.subject)
+		ix.mu.Lock()
+		delete(ix.loading, id)
+		close(l.done)
+		if err != nil {
+			ix.mu.Unlock()
+			return subjectView{}, fmt.Errorf("read privacy events of %s/%s: %w", id.tenant, id.subject, err)
+		}
+		st := &subjectState{}
+		for _, se := range append(stored, l.applied...) {
+			if se.Seq > st.last {
+				st.apply(se.Seq, se.Event)
+			}
+		}
+		ix.subjects.Add(id, st)
+		v := st.view()
+		ix.mu.Unlock()
+		return v, nil
+	}
+}
+
+// erasureOf returns the id of the subject's erasure, "" when none was
+// requested.
 func (ix *index) erasureOf(id subjectID) string {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
-	if st := ix.subjects[id]; st != nil {
-		return st.erasure
-	}
-	return ""
+	return ix.erasureIDs[id]
 }
 
 func (ix *index) erasure(id string) (erasureRecord, bool) {

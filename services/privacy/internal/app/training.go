@@ -124,7 +124,7 @@ func (a *App) TrainingPage(ctx context.Context, p auth.Principal, args privacyap
 	page := privacyapi.TrainingPage{Messages: []privacyapi.TrainingMessage{}, Visitors: []string{}}
 	var err error
 	if args.After != nil && args.After.Manifest {
-		err = a.trainingManifest(ctx, rec, args.After.Visitor, &page)
+		err = a.trainingManifest(ctx, rec, args.After.Seq, &page)
 	} else {
 		var after uint64
 		if args.After != nil {
@@ -199,8 +199,10 @@ func (a *App) trainingMessage(ctx context.Context, rec trainingRecord, seq uint6
 	}
 	// The consent, from the index, before any key is read: most events of
 	// a tenant are left out here.
-	if !a.aiConsentAt(rec.tenant, e.Person, rec.at) || !a.aiConsentAt(rec.tenant, e.Person, e.At) {
-		return privacyapi.TrainingMessage{}, false, nil
+	for _, at := range []time.Time{rec.at, e.At} {
+		if ok, err := a.aiConsentAt(ctx, rec.tenant, e.Person, at); !ok || err != nil {
+			return privacyapi.TrainingMessage{}, false, err
+		}
 	}
 	k, ok, err := a.HeldKeys(ctx, rec.tenant, e.Person)
 	if !ok || err != nil {
@@ -262,9 +264,34 @@ func (a *App) openingWithdrawn(ctx context.Context, k personkey.Keys, seq uint64
 }
 
 // trainingManifest fills page with the pseudonyms of the manifest's
-// visitors after the visitor id after, and its Next.
-func (a *App) trainingManifest(ctx context.Context, rec trainingRecord, after string, page *privacyapi.TrainingPage) error {
-	ids, more := a.index.aiConsenting(rec.tenant, rec.at, after, trainingManifestItems)
+// visitors met in the tenant's privacy events after the PRIVACY sequence
+// after, and its Next. A visitor is met at the event of their consent in
+// force at the export's start, so each comes once, without the manifest
+// holding them all: a page reads at most trainingReadsPerPage events.
+func (a *App) trainingManifest(ctx context.Context, rec trainingRecord, after uint64, page *privacyapi.TrainingPage) error {
+	var ids []string
+	last, read, more := after, 0, false
+	err := a.events.Scan(ctx, rec.tenant, after, func(se StoredEvent) (bool, error) {
+		if len(ids) == trainingManifestItems || read == trainingReadsPerPage {
+			more = true
+			return false, nil
+		}
+		last, read = se.Seq, read+1
+		if se.Event.Type != event.ConsentRecorded || se.Event.At.After(rec.at) {
+			return true, nil
+		}
+		v, err := a.subject(ctx, subjectID{rec.tenant, se.Event.Aggregate})
+		if err != nil {
+			return false, err
+		}
+		if c, ok := v.consentAt(rec.at); ok && c.Seq == se.Seq && c.Consent.AI {
+			ids = append(ids, se.Event.Aggregate)
+		}
+		return true, nil
+	})
+	if err != nil {
+		return err
+	}
 	for _, id := range ids {
 		k, ok, err := a.HeldKeys(ctx, rec.tenant, id)
 		if err != nil {
@@ -276,15 +303,15 @@ func (a *App) trainingManifest(ctx context.Context, rec trainingRecord, after st
 	}
 	slices.Sort(page.Visitors)
 	if more {
-		page.Next = &privacyapi.TrainingCursor{Manifest: true, Visitor: ids[len(ids)-1]}
+		page.Next = &privacyapi.TrainingCursor{Manifest: true, Seq: last}
 	}
 	return nil
 }
 
 // aiConsentAt reports whether tenant's subject held `ai` consent at at.
-func (a *App) aiConsentAt(tenant, subject string, at time.Time) bool {
-	c, ok := a.ConsentAt(tenant, subject, at)
-	return ok && c.AI
+func (a *App) aiConsentAt(ctx context.Context, tenant, subject string, at time.Time) (bool, error) {
+	c, ok, err := a.ConsentAt(ctx, tenant, subject, at)
+	return ok && c.AI, err
 }
 
 // training returns the training export id as recorded.
@@ -293,27 +320,4 @@ func (ix *index) training(id string) (trainingRecord, bool) {
 	defer ix.mu.Unlock()
 	r, ok := ix.trainings[id]
 	return r, ok
-}
-
-// aiConsenting returns, in ascending order, the first limit ids above
-// after of the tenant's subjects whose `ai` consent held at at, and
-// whether more follow. It walks every subject the index holds: a manifest
-// page costs a pass over them, not a read of any store.
-func (ix *index) aiConsenting(tenant string, at time.Time, after string, limit int) ([]string, bool) {
-	ix.mu.Lock()
-	var ids []string
-	for id, st := range ix.subjects {
-		if id.tenant != tenant || id.subject <= after {
-			continue
-		}
-		if c, ok := st.consentAt(at); ok && c.AI {
-			ids = append(ids, id.subject)
-		}
-	}
-	ix.mu.Unlock()
-	slices.Sort(ids)
-	if len(ids) > limit {
-		return ids[:limit], true
-	}
-	return ids, false
 }

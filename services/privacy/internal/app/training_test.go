@@ -57,6 +57,15 @@ func (s *trainingScene) write(k personkey.Keys, typ event.Type, visitor, conv st
 	s.chat.Append(e)
 }
 
+// consent records the visitor's consent again, with ai or not.
+func (s *trainingScene) consent(visitor string, ai bool) {
+	s.t.Helper()
+	p := auth.Principal{Tenant: "demo", ID: visitor, Role: auth.RoleVisitor}
+	if _, err := s.a.SetConsent(s.t.Context(), p, privacyapi.SetConsentArgs{Tenant: "demo", Consent: event.Consent{AI: ai, NoticeVersion: "n2"}}); err != nil {
+		s.t.Fatalf("SetConsent() = %v", err)
+	}
+}
+
 // export reads a training export whole as p, and counts its pages: of
 // messages, of those empty, and of the manifest.
 func (s *trainingScene) export(p auth.Principal) (msgs []privacyapi.TrainingMessage, visitors []string, pages, empty, manifestPages int) {
@@ -105,6 +114,11 @@ func TestTrainingPages(t *testing.T) {
 		s.visitor(true)
 	}
 	s.visitor(false)
+	// One who consents again comes once; one who withdrew before the
+	// export not at all.
+	s.consent(writer, true)
+	withdrawn, _ := s.visitor(true)
+	s.consent(withdrawn, false)
 
 	msgs, visitors, pages, empty, manifestPages := s.export(s.admin)
 	want := []privacyapi.TrainingMessage{

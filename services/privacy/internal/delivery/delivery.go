@@ -52,6 +52,7 @@
 package delivery
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -154,7 +155,7 @@ type App interface {
 	// (app.App.ErasureOf).
 	ErasureOf(tenant, subject string) (id string, requested time.Time, completed bool)
 	// ConsentAt returns the consent in force at a time (app.App.ConsentAt).
-	ConsentAt(tenant, subject string, at time.Time) (event.Consent, bool)
+	ConsentAt(ctx context.Context, tenant, subject string, at time.Time) (event.Consent, bool, error)
 	// CatchUp returns once every PRIVACY event stored before the call is
 	// in the consent history.
 	CatchUp(ctx context.Context) error
@@ -598,10 +599,14 @@ func (d *Deliverer) prepare(ctx context.Context, rec privacyapi.Integration, m j
 	}
 	// The consent must have held at the event and hold now: a backlog
 	// retried past a withdrawal is dropped.
-	if c, ok := d.app.ConsentAt(e.Tenant, e.Person, e.At); !ok || !c.AI {
-		return a, errSkip
+	if c, ok, err := d.app.ConsentAt(ctx, e.Tenant, e.Person, e.At); err != nil || !ok || !c.AI {
+		return a, cmp.Or(err, errSkip)
 	}
-	if c, ok := d.app.ConsentAt(e.Tenant, e.Person, d.out.now()); !ok || !c.AI {
+	c, ok, err := d.app.ConsentAt(ctx, e.Tenant, e.Person, d.out.now())
+	if err != nil {
+		return a, err
+	}
+	if !ok || !c.AI {
 		if a.n > 1 {
 			return a, errWithdrawn
 		}

@@ -297,6 +297,54 @@ func (l *EventLog) LastSeq(ctx context.Context) (uint64, error) {
 	return s.CachedInfo().State.LastSeq, nil
 }
 
+// privacyReadBatch is how many events one batched read of PRIVACY asks
+// for.
+const privacyReadBatch = 256
+
+// Of returns every event of tenant's data subject person, oldest first, by
+// batched direct gets of their subject.
+func (l *EventLog) Of(ctx context.Context, tenant, person string) ([]app.StoredEvent, error) {
+	var out []app.StoredEvent
+	err := l.read(ctx, stream.PrivacySubject(tenant, person), 1, func(se app.StoredEvent) (bool, error) {
+		out = append(out, se)
+		return true, nil
+	})
+	return out, err
+}
+
+// Scan calls each with the events of tenant after sequence after, in
+// stream order, until each returns false or an error or the events end.
+func (l *EventLog) Scan(ctx context.Context, tenant string, after uint64, each func(app.StoredEvent) (bool, error)) error {
+	return l.read(ctx, stream.PrivacySubject(tenant, "*"), after+1, each)
+}
+
+// errEnough ends a read that each wants no more of.
+var errEnough = errors.New("read enough")
+
+func (l *EventLog) read(ctx context.Context, subject string, from uint64, each func(app.StoredEvent) (bool, error)) error {
+	_, err := stream.GetPages(ctx, l.js, stream.Privacy, stream.BatchRequest{Seq: from, NextFor: subject, Batch: privacyReadBatch},
+		func(page []*jetstream.RawStreamMsg) error {
+			for _, m := range page {
+				e, err := event.Parse(m.Subject, m.Header, m.Data)
+				if err != nil {
+					e = event.Envelope{}
+				}
+				more, err := each(app.StoredEvent{Seq: m.Sequence, Event: e})
+				if err != nil {
+					return err
+				}
+				if !more {
+					return errEnough
+				}
+			}
+			return nil
+		})
+	if err != nil && !errors.Is(err, errEnough) {
+		return fmt.Errorf("read %s from %d: %w", subject, from, err)
+	}
+	return nil
+}
+
 // Follow delivers every event of PRIVACY, from the first, to apply in
 // stream order, and then each new one as it is stored, until the returned
 // context is stopped. A message that is not a Parley event is delivered as

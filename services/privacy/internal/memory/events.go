@@ -86,6 +86,35 @@ func (l *EventLog) LastSeq(context.Context) (uint64, error) {
 	return uint64(len(l.events)), nil
 }
 
+// Of returns every event of tenant's person, oldest first.
+func (l *EventLog) Of(ctx context.Context, tenant, person string) ([]app.StoredEvent, error) {
+	var out []app.StoredEvent
+	err := l.Scan(ctx, tenant, 0, func(se app.StoredEvent) (bool, error) {
+		if se.Event.Aggregate == person {
+			out = append(out, se)
+		}
+		return true, nil
+	})
+	return out, err
+}
+
+// Scan calls each with the events of tenant after sequence after, in
+// order, until each returns false or an error or the events end.
+func (l *EventLog) Scan(_ context.Context, tenant string, after uint64, each func(app.StoredEvent) (bool, error)) error {
+	l.mu.Lock()
+	events := l.events[min(after, uint64(len(l.events))):]
+	l.mu.Unlock()
+	for _, se := range events {
+		if se.e.Tenant != tenant {
+			continue
+		}
+		if more, err := each(app.StoredEvent{Seq: se.seq, Event: se.e}); err != nil || !more {
+			return err
+		}
+	}
+	return nil
+}
+
 // deliver hands the events not handed over yet to the follower.
 func (l *EventLog) deliver() {
 	l.delivering.Lock()

@@ -152,7 +152,7 @@ type App interface {
 	GetKeys(ctx context.Context, tenant, subject string, create bool) (personkey.Keys, error)
 	// AnalyticsConsentAt reports whether the subject consented to
 	// analytics at that time.
-	AnalyticsConsentAt(tenant, subject string, at time.Time) bool
+	AnalyticsConsentAt(ctx context.Context, tenant, subject string, at time.Time) (bool, error)
 	// CatchUp returns once every PRIVACY event stored before the call is
 	// in the consent history.
 	CatchUp(ctx context.Context) error
@@ -702,7 +702,10 @@ func (r *Relay) facts(ctx context.Context, e event.Envelope) (*nats.Msg, []analy
 	// Only a closing yields something whatever the consent: opening
 	// another event of a visitor who did not consent then would be a
 	// decryption and a decoding for nothing, on every such post.
-	consent := r.app.AnalyticsConsentAt(e.Tenant, e.Person, e.At)
+	consent, err := r.app.AnalyticsConsentAt(ctx, e.Tenant, e.Person, e.At)
+	if err != nil {
+		return nil, nil, err
+	}
 	if e.Type != event.ConversationClosed && !consent {
 		return nil, nil, nil
 	}

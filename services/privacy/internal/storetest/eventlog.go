@@ -2,6 +2,8 @@ package storetest
 
 import (
 	"errors"
+	"slices"
+	"strconv"
 	"testing"
 	"time"
 
@@ -22,6 +24,8 @@ func EventLog(t *testing.T, open OpenEventLog) {
 		{"AppendNumbersInOrder", appendNumbers},
 		{"AppendTwiceStoresOnce", appendTwice},
 		{"AppendExpectFencesEachAggregate", appendExpect},
+		{"OfReadsOneSubjectInOrder", readOf},
+		{"ScanReadsOneTenantAfter", scan},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.run(t, open(t)) })
@@ -30,7 +34,12 @@ func EventLog(t *testing.T, open OpenEventLog) {
 
 func consentEvent(t *testing.T, person string) event.Envelope {
 	t.Helper()
-	e, err := event.NewClear(event.ConsentRecorded, "demo", person, person, time.Unix(1_700_000_000, 0), event.Consent{NoticeVersion: "n1"})
+	return tenantConsent(t, "demo", person)
+}
+
+func tenantConsent(t *testing.T, tenant, person string) event.Envelope {
+	t.Helper()
+	e, err := event.NewClear(event.ConsentRecorded, tenant, person, person, time.Unix(1_700_000_000, 0), event.Consent{NoticeVersion: "n1"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,4 +100,75 @@ func appendExpect(t *testing.T, l app.EventLog) {
 		t.Errorf("AppendExpect() = %d, want after %d", second, other)
 	}
 	wantLast(t, l, second)
+}
+
+// seqs returns the sequences of events.
+func seqs(events []app.StoredEvent) []uint64 {
+	out := make([]uint64, len(events))
+	for i, se := range events {
+		out[i] = se.Seq
+	}
+	return out
+}
+
+func readOf(t *testing.T, l app.EventLog) {
+	ctx := t.Context()
+	if got, err := l.Of(ctx, "demo", "v1"); err != nil || len(got) != 0 {
+		t.Fatalf("Of() of a subject without events = %v, %v; want none", got, err)
+	}
+	var want []uint64
+	for i := range 300 {
+		// More than one batched read, interleaved with other subjects'
+		// events and another tenant's of the same id.
+		want = append(want, mustAppend(t, l, consentEvent(t, "v1")))
+		if i%3 == 0 {
+			mustAppend(t, l, consentEvent(t, "v2"))
+			mustAppend(t, l, tenantConsent(t, "other", "v1"))
+		}
+	}
+	got, err := l.Of(ctx, "demo", "v1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(seqs(got), want) {
+		t.Errorf("Of() read sequences %v, want %v", seqs(got), want)
+	}
+	for _, se := range got {
+		if se.Event.Tenant != "demo" || se.Event.Aggregate != "v1" || se.Event.Type != event.ConsentRecorded {
+			t.Fatalf("Of() read %+v, not an event of demo/v1", se.Event)
+		}
+	}
+}
+
+func scan(t *testing.T, l app.EventLog) {
+	var demo []uint64
+	for i := range 10 {
+		demo = append(demo, mustAppend(t, l, consentEvent(t, "v"+strconv.Itoa(i))))
+		mustAppend(t, l, tenantConsent(t, "other", "v1"))
+	}
+	collect := func(after uint64, n int) []uint64 {
+		var got []uint64
+		err := l.Scan(t.Context(), "demo", after, func(se app.StoredEvent) (bool, error) {
+			if se.Event.Tenant != "demo" {
+				t.Errorf("Scan() of demo read an event of %q", se.Event.Tenant)
+			}
+			got = append(got, se.Seq)
+			return len(got) < n, nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	if got := collect(0, 100); !slices.Equal(got, demo) {
+		t.Errorf("Scan(0) = %v, want %v", got, demo)
+	}
+	if got := collect(demo[3], 2); !slices.Equal(got, demo[4:6]) {
+		t.Errorf("Scan(%d) stopped after 2 = %v, want %v", demo[3], got, demo[4:6])
+	}
+	stop := errors.New("stop")
+	err := l.Scan(t.Context(), "demo", 0, func(app.StoredEvent) (bool, error) { return true, stop })
+	if !errors.Is(err, stop) {
+		t.Errorf("Scan() whose each failed = %v, want its error", err)
+	}
 }
