@@ -122,14 +122,18 @@ func TestEraserParksMalformedFiredMessages(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fired := func(conv string, body string) {
+	// The reasons name the messages' sequences, which the parked ones
+	// interleave with as the eraser goes.
+	fired := func(conv string, body string) uint64 {
 		t.Helper()
-		if _, err := js.Publish(t.Context(), "schedule.fire.erase-conversation."+tenant+"."+conv, []byte(body)); err != nil {
+		ack, err := js.Publish(t.Context(), "schedule.fire.erase-conversation."+tenant+"."+conv, []byte(body))
+		if err != nil {
 			t.Fatal(err)
 		}
+		return ack.Sequence
 	}
-	fired("conv-garbled", "{not json")
-	fired("conv-elsewhere", `{"tenant":"demo","conversation":"conv-other","visitor":"v-1"}`)
+	garbled := fired("conv-garbled", "{not json")
+	elsewhere := fired("conv-elsewhere", `{"tenant":"demo","conversation":"conv-other","visitor":"v-1"}`)
 	fired("conv-good", `{"tenant":"demo","conversation":"conv-good","visitor":"v-1"}`)
 
 	m, err := erased.NextMsg(15 * time.Second)
@@ -166,9 +170,9 @@ func TestEraserParksMalformedFiredMessages(t *testing.T) {
 		return len(parkedMsgs) >= 2
 	})
 	want := []parked{
-		{Body: "{not json", Reason: "malformed scheduled erasure: message 1 is not JSON",
+		{Body: "{not json", Reason: fmt.Sprintf("malformed scheduled erasure: message %d is not JSON", garbled),
 			Handler: "erase-after-close", Topic: "schedule.fire.erase-conversation.*.*"},
-		{Body: `{"tenant":"demo","conversation":"conv-other","visitor":"v-1"}`, Reason: "malformed scheduled erasure: message 2 names another conversation than its subject",
+		{Body: `{"tenant":"demo","conversation":"conv-other","visitor":"v-1"}`, Reason: fmt.Sprintf("malformed scheduled erasure: message %d names another conversation than its subject", elsewhere),
 			Handler: "erase-after-close", Topic: "schedule.fire.erase-conversation.*.*"},
 	}
 	if diff := cmp.Diff(want, parkedMsgs); diff != "" {
