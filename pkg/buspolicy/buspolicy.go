@@ -201,6 +201,7 @@ func policyOf(user string) (policy, bool) {
 				kvOwn(privacyapi.SettingsBucket, "tenant settings, which privacy owns"),
 				kvOwn(stream.SessionsBucket, "sessions (refresh-token hashes), which privacy owns and only it reads"),
 				kvOwn(stream.IntegrationsBucket, "bots and integrations, their signing secrets sealed under the KEK, which privacy owns and writes alone"),
+				kvOwn(stream.ErasuresBucket, "erasures by id and those pending, which privacy owns and only it reads"),
 				{why: "erasure purges every entry of the subject's sessions, leaving no marker behind (a bucket denies deleting one message)",
 					pub: []string{"$JS.API.STREAM.PURGE." + stream.BucketStream(stream.SessionsBucket)}},
 				{why: "deliveries to bots and integrations: a request to a bot's own NATS subject; the content-free delivery log, who received whose events, and the erasure notices not yet acknowledged",

@@ -37,11 +37,15 @@ const (
 	// IntegrationsBucket is the bots and integrations registered per
 	// tenant, owned by privacy (privacyapi.IntegrationsBucket).
 	IntegrationsBucket = "INTEGRATIONS"
+	// ErasuresBucket is the erasures by id, owned, read and written by the
+	// privacy service only: what PRIVACY, which holds them by data
+	// subject, cannot find by id.
+	ErasuresBucket = "ERASURES"
 )
 
 // Buckets lists every key-value bucket of Parley.
 func Buckets() []string {
-	return []string{TenantsBucket, SettingsBucket, ChatViewBucket, AgentsBucket, SessionsBucket, SignInBucket, IdentityProvidersBucket, IntegrationsBucket}
+	return []string{TenantsBucket, SettingsBucket, ChatViewBucket, AgentsBucket, SessionsBucket, SignInBucket, IdentityProvidersBucket, IntegrationsBucket, ErasuresBucket}
 }
 
 // SignInTTL is how long a sign-in may take, from its start at the gateway
@@ -51,6 +55,10 @@ const SignInTTL = 10 * time.Minute
 // SessionsMarkerTTL is how long the SESSIONS bucket keeps the marker of an
 // entry that expired.
 const SessionsMarkerTTL = time.Minute
+
+// ErasuresMarkerTTL is how long the ERASURES bucket keeps the marker of a
+// pending erasure's entry once it completed.
+const ErasuresMarkerTTL = time.Minute
 
 // ViewMarkerTTL is how long CHAT_VIEW keeps the marker of a conversation
 // removed from it (erased or expired), so that the bucket does not grow
@@ -98,6 +106,10 @@ func BucketConfig(bucket string, o Options) (jetstream.KeyValueConfig, error) {
 	case IntegrationsBucket:
 		cfg.Description = "bots and integrations per tenant: where to deliver, the signing secret sealed under the KEK; no personal data"
 		cfg.History = 1
+	case ErasuresBucket:
+		cfg.Description = "erasures by id: the tenant and data subject id of each, who asked and when, and which are pending; nothing else of the subject"
+		cfg.History = 1
+		cfg.LimitMarkerTTL = ErasuresMarkerTTL
 	default:
 		return jetstream.KeyValueConfig{}, fmt.Errorf("unknown bucket %q", bucket)
 	}

@@ -163,6 +163,10 @@ func Run(ctx context.Context, d Deps) error {
 		return fmt.Errorf("privacy: %w", err)
 	}
 	events := jetstream.NewEventLog(js)
+	erasures, err := jetstream.NewErasureRecords(ctx, js, d.Streams, d.Log)
+	if err != nil {
+		return fmt.Errorf("privacy: %w", err)
+	}
 	giveUp := d.GiveUp
 	if giveUp == 0 {
 		giveUp = retry.GiveUp
@@ -179,15 +183,19 @@ func Run(ctx context.Context, d Deps) error {
 	a = app.New(ring, d.AuditKey, app.Stores{Keys: keys, Events: events, Audit: auditLog, Checkpoints: checkpoints, Settings: settings, Bus: bus.NewBroadcaster(d.NC), Expiries: jetstream.NewExpirySchedules(js),
 		Analytics: relay.NewCleaner(d.NC, js), Chat: chat.New(d.NC), ChatLog: jetstream.NewChatLog(js), Log: d.Log, KeyCacheSize: d.KeyCacheSize,
 		Sessions: sessions, Integrations: integrations, StaffSessionTTL: d.StaffSessionTTL, Now: d.Now,
-		Deliveries: delivery.NewLog(js), Notices: notifier, PrivateWebhooks: d.PrivateWebhooks})
+		Deliveries: delivery.NewLog(js), Notices: notifier, PrivateWebhooks: d.PrivateWebhooks, Erasures: erasures})
 
-	follow, err := events.Follow(ctx, a.Apply)
+	from, err := a.Start(ctx)
+	if err != nil {
+		return fmt.Errorf("privacy: %w", err)
+	}
+	follow, err := events.Follow(ctx, from, a.Apply)
 	if err != nil {
 		return fmt.Errorf("privacy: %w", err)
 	}
 	defer follow.Stop()
 	if err := a.CatchUp(ctx); err != nil {
-		return fmt.Errorf("privacy: rebuild from %s: %w", stream.Privacy, err)
+		return fmt.Errorf("privacy: catch up with %s: %w", stream.Privacy, err)
 	}
 	// Other instances' erasures: drop the keys this one holds.
 	erased, err := d.NC.Subscribe(personkey.ErasedSubject, func(m *nats.Msg) {

@@ -47,17 +47,18 @@ func (a *App) ConsentAt(ctx context.Context, tenant, subject string, at time.Tim
 	if err != nil {
 		return event.Consent{}, false, err
 	}
-	c, ok := v.consentAt(at)
+	c, ok := v.lastConsent(func(c privacyapi.ConsentResult) bool { return !c.At.After(at) })
 	return c.Consent, ok, nil
 }
 
-// consentAt is ConsentAt of the subject.
-func (st subjectView) consentAt(at time.Time) (privacyapi.ConsentResult, bool) {
-	if st.erasure != "" {
+// lastConsent returns the subject's last consent for which held is true;
+// false when none is, or they were erased.
+func (st subjectView) lastConsent(held func(privacyapi.ConsentResult) bool) (privacyapi.ConsentResult, bool) {
+	if st.erasure.id != "" {
 		return privacyapi.ConsentResult{}, false
 	}
 	for i := len(st.consents) - 1; i >= 0; i-- {
-		if !st.consents[i].At.After(at) {
+		if held(st.consents[i]) {
 			return st.consents[i], true
 		}
 	}

@@ -72,16 +72,48 @@ type EventLog interface {
 	// Of returns every event of tenant's data subject person, oldest
 	// first: what the index reads of a person it does not hold.
 	Of(ctx context.Context, tenant, person string) ([]StoredEvent, error)
-	// Scan calls each with the events of tenant stored after sequence
-	// after, in stream order, until each returns false or an error (which
-	// Scan returns) or the events end.
+	// Scan calls each with the events of tenant ("*": of every tenant)
+	// stored after sequence after, in stream order, until each returns
+	// false or an error (which Scan returns) or the events end.
 	Scan(ctx context.Context, tenant string, after uint64, each func(StoredEvent) (bool, error)) error
+	// SeqAt returns the sequence of the first event stored at or after t,
+	// the one after the last when there is none.
+	SeqAt(ctx context.Context, t time.Time) (uint64, error)
 }
 
 // StoredEvent is an event of the PRIVACY stream with its sequence.
 type StoredEvent struct {
 	Seq   uint64
 	Event event.Envelope
+}
+
+// ErasureRecords keeps an entry for each erasure, by its id. PRIVACY holds
+// an erasure on its data subject's subject, where neither one asked for by
+// id nor those pending at a start can be found without reading it whole.
+type ErasureRecords interface {
+	// Record stores the erasure's entry unless it has one, and marks it
+	// pending when pending is true.
+	Record(ctx context.Context, r ErasureRef, pending bool) error
+	// Done unmarks the erasure as pending; it need not be.
+	Done(ctx context.Context, id string) error
+	// Find returns the erasure's entry, false when it has none.
+	Find(ctx context.Context, id string) (ErasureRef, bool, error)
+	// Pending returns the erasures marked pending, in no order.
+	Pending(ctx context.Context) ([]ErasureRef, error)
+	// Complete reports whether the entries hold every erasure PRIVACY
+	// held when MarkComplete was called: set once they were recorded from
+	// it (RecordErasures).
+	Complete(ctx context.Context) (bool, error)
+	MarkComplete(ctx context.Context) error
+}
+
+// ErasureRef is an erasure's entry in ErasureRecords.
+type ErasureRef struct {
+	ID          string      `json:"id"`
+	Tenant      string      `json:"tenant"`
+	Person      string      `json:"subject"`
+	By          audit.Actor `json:"by"`
+	RequestedAt time.Time   `json:"requested_at"`
 }
 
 // AuditLog is the AUDIT stream: one chain of entries per tenant.
@@ -174,6 +206,9 @@ type Stores struct {
 	// Deliveries is the delivery log of bots and integrations; nil
 	// answers ErrNotFound.
 	Deliveries DeliveryLog
+	// Erasures keeps the erasures by id; nil leaves an erasure found by
+	// its id only while this instance holds it pending.
+	Erasures ErasureRecords
 	// Notices tells bots and integrations of erasures; nil skips that
 	// step of erasure.
 	Notices ErasureNotifier
@@ -238,6 +273,7 @@ type App struct {
 	// deliveries and notices may be nil; see Stores.
 	deliveries DeliveryLog
 	notices    ErasureNotifier
+	erasures   ErasureRecords
 	log        *slog.Logger
 	now        func() time.Time
 	// sessions may be nil; see Stores.
@@ -279,6 +315,7 @@ func New(ring *keyring.Ring, auditKey ed25519.PrivateKey, s Stores) *App {
 		chatLog:         s.ChatLog,
 		deliveries:      s.Deliveries,
 		notices:         s.Notices,
+		erasures:        s.Erasures,
 		log:             cmp.Or(s.Log, slog.New(slog.DiscardHandler)),
 		now:             s.Now,
 		sessions:        s.Sessions,

@@ -118,7 +118,7 @@ func (a *App) consents(ctx context.Context, id subjectID) ([]privacyapi.ConsentR
 // consents does.
 func (a *App) consented(ctx context.Context, id subjectID) (subjectView, error) {
 	v, err := a.subject(ctx, id)
-	if err == nil && v.erasure == "" && len(v.consents) == 0 {
+	if err == nil && v.erasure.id == "" && len(v.consents) == 0 {
 		if err := a.CatchUp(ctx); err != nil {
 			return subjectView{}, err
 		}
@@ -128,7 +128,7 @@ func (a *App) consented(ctx context.Context, id subjectID) (subjectView, error) 
 		return subjectView{}, err
 	}
 	switch {
-	case v.erasure != "":
+	case v.erasure.id != "":
 		return subjectView{}, fmt.Errorf("consent of %s/%s: %w", id.tenant, id.subject, ErrErased)
 	case len(v.consents) == 0:
 		return subjectView{}, fmt.Errorf("consent of %s/%s: %w", id.tenant, id.subject, ErrNotFound)

@@ -58,8 +58,8 @@ func (a *App) erase(ctx context.Context, by audit.Actor, audited bool, tenant, s
 		if err != nil {
 			return privacyapi.Erasure{}, err
 		}
-		if v.erasure != "" {
-			return a.finishErasure(ctx, by, audited, v.erasure)
+		if v.erasure.id != "" {
+			return a.finishErasure(ctx, by, audited, v.erasure.id)
 		}
 		if !v.known {
 			found, err := a.exists(ctx, id)
@@ -128,7 +128,21 @@ func (a *App) requestErasure(ctx context.Context, by audit.Actor, id subjectID, 
 		return "", err
 	}
 	e.ID = erasureID
+	// Recorded first, so that an erasure stored is found by its id, and
+	// by whichever instance starts next while it is pending.
+	if a.erasures != nil {
+		ref := ErasureRef{ID: erasureID, Tenant: id.tenant, Person: id.subject, By: by, RequestedAt: e.At}
+		if err := a.erasures.Record(ctx, ref, true); err != nil {
+			return "", err
+		}
+	}
 	seq, err := a.events.AppendExpect(ctx, e, last)
+	if errors.Is(err, ErrConflict) && a.erasures != nil {
+		// Not stored: another writer's event came first.
+		if err := a.erasures.Done(ctx, erasureID); err != nil {
+			a.log.Warn("unmark an erasure not stored as pending", "erasure_id", erasureID, "err", err)
+		}
+	}
 	if err != nil {
 		return "", err
 	}
@@ -142,7 +156,10 @@ func (a *App) requestErasure(ctx context.Context, by audit.Actor, id subjectID, 
 // index, unless it is completed, and returns where it stands; when audited
 // it writes the erasure by by to the audit trail first.
 func (a *App) finishErasure(ctx context.Context, by audit.Actor, audited bool, erasureID string) (privacyapi.Erasure, error) {
-	rec, ok := a.index.erasure(erasureID)
+	rec, ok, err := a.erasure(ctx, erasureID)
+	if err != nil {
+		return privacyapi.Erasure{}, err
+	}
 	if !ok {
 		return privacyapi.Erasure{}, fmt.Errorf("erasure %s not in the index", erasureID)
 	}
@@ -223,6 +240,20 @@ func (a *App) FinishStalled(ctx context.Context) (int, error) {
 		errs     []error
 	)
 	for _, rec := range stalled {
+		// Recorded pending by a request whose append failed, or completed
+		// before this instance's start: nothing to finish.
+		v, err := a.subject(ctx, subjectID{rec.tenant, rec.subject})
+		if err != nil {
+			errs = append(errs, fmt.Errorf("finish erasure %s: %w", rec.id, err))
+			continue
+		}
+		if v.erasure.id != rec.id || v.erasure.completed {
+			a.index.forgetPending(rec.id)
+			if _, err := a.completed(ctx, rec, nil); err != nil {
+				errs = append(errs, err)
+			}
+			continue
+		}
 		if _, err := a.finishErasure(ctx, rec.by, false, rec.id); err != nil {
 			errs = append(errs, fmt.Errorf("finish erasure %s: %w", rec.id, err))
 			continue
@@ -274,8 +305,8 @@ func (a *App) completeErasure(ctx context.Context, rec erasureRecord, report pri
 			if err := a.CatchUp(ctx); err != nil {
 				return privacyapi.Erasure{}, err
 			}
-			if now, _ := a.index.erasure(rec.id); now.completed {
-				return now.view(), nil
+			if now, err := a.subject(ctx, id); err != nil || now.erasure.completed {
+				return a.completed(ctx, now.erasure, err)
 			}
 			continue
 		}
@@ -285,10 +316,25 @@ func (a *App) completeErasure(ctx context.Context, rec erasureRecord, report pri
 		if err := a.index.waitApplied(ctx, seq); err != nil {
 			return privacyapi.Erasure{}, err
 		}
-		done, _ := a.index.erasure(rec.id)
-		return done.view(), nil
+		done, err := a.subject(ctx, id)
+		return a.completed(ctx, done.erasure, err)
 	}
 	return privacyapi.Erasure{}, fmt.Errorf("complete erasure %s: other writers won %d times", rec.id, eraseAttempts)
+}
+
+// completed answers an erasure completed, once it is no longer recorded
+// pending (a failure to unmark it is logged: FinishStalled drops it once
+// it finds it completed).
+func (a *App) completed(ctx context.Context, rec erasureRecord, err error) (privacyapi.Erasure, error) {
+	if err != nil {
+		return privacyapi.Erasure{}, err
+	}
+	if a.erasures != nil {
+		if err := a.erasures.Done(ctx, rec.id); err != nil {
+			a.log.Warn("unmark a completed erasure as pending", "erasure_id", rec.id, "err", err)
+		}
+	}
+	return rec.view(), nil
 }
 
 // ErasureStatus returns where erasure erasureID of tenant stands, for an
@@ -302,12 +348,15 @@ func (a *App) ErasureStatus(ctx context.Context, p auth.Principal, tenant, erasu
 	if err := allow(p, tenant, auth.RoleAdmin, auth.RoleVisitor); err != nil {
 		return privacyapi.Erasure{}, err
 	}
-	rec, ok := a.index.erasure(erasureID)
-	if !ok {
+	rec, ok, err := a.erasure(ctx, erasureID)
+	if err == nil && !ok {
 		if err := a.CatchUp(ctx); err != nil {
 			return privacyapi.Erasure{}, err
 		}
-		rec, ok = a.index.erasure(erasureID)
+		rec, ok, err = a.erasure(ctx, erasureID)
+	}
+	if err != nil {
+		return privacyapi.Erasure{}, err
 	}
 	if !ok || rec.tenant != tenant || p.Role == auth.RoleVisitor && p.ID != rec.subject {
 		return privacyapi.Erasure{}, fmt.Errorf("erasure %s: %w", erasureID, ErrNotFound)

@@ -1,6 +1,7 @@
 package app
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -46,7 +47,7 @@ func (a *App) Export(ctx context.Context, p auth.Principal, tenant, subject stri
 			return privacyapi.ExportResult{}, fmt.Errorf("export %s/%s: %w", tenant, subject, ErrNotFound)
 		}
 	}
-	if a.index.erasureOf(id) != "" {
+	if v.erasure.id != "" {
 		return privacyapi.ExportResult{}, fmt.Errorf("export %s/%s: %w", tenant, subject, ErrErased)
 	}
 	if p.Role.Staff() {
@@ -75,7 +76,7 @@ func (a *App) Export(ctx context.Context, p auth.Principal, tenant, subject stri
 	if v, err = a.subject(ctx, id); err != nil {
 		return privacyapi.ExportResult{}, err
 	}
-	if v.erasure != "" {
+	if v.erasure.id != "" {
 		return privacyapi.ExportResult{}, fmt.Errorf("export %s/%s: %w", tenant, subject, ErrErased)
 	}
 	network, err := a.openNetworkData(ctx, id, v.network)
@@ -125,8 +126,8 @@ func (a *App) ExportPage(ctx context.Context, p auth.Principal, args privacyapi.
 	if !ok || a.chat == nil || !a.now().Before(started.Add(privacyapi.ExportPagesWithin)) {
 		return nil, fmt.Errorf("export %s of %s/%s: %w", args.ExportID, tenant, subject, ErrNotFound)
 	}
-	if a.index.erasureOf(id) != "" {
-		return nil, fmt.Errorf("export %s/%s: %w", tenant, subject, ErrErased)
+	if v, err := a.subject(ctx, id); err != nil || v.erasure.id != "" {
+		return nil, cmp.Or(err, fmt.Errorf("export %s/%s: %w", tenant, subject, ErrErased))
 	}
 	page, err := a.chat.ExportPage(ctx, p, subject, args.After)
 	if err != nil {

@@ -17,14 +17,16 @@ import (
 
 // index is the service's view of the PRIVACY stream. Entries are small and
 // hold no personal data in the clear (network data stays sealed under the
-// subject's key); an erased subject keeps only its requests and the id of
-// its erasure.
+// subject's key); an erased subject keeps only its requests and its
+// erasure.
 //
 // Of the data subjects it holds the most recently asked about only, at
 // most the cache size: any other is read from the stream when asked (one
 // batched read of their subject), so memory follows the people served,
-// not the people retained. The erasures and the training exports are held
-// whole: they are few, and each is asked for by its id.
+// not the people retained, and a start reads none. It holds whole only
+// what is live: the erasures pending and the training exports of the last
+// privacyapi.ExportPagesWithin. An erasure asked for by its id is found
+// through ErasureRecords.
 type index struct {
 	mu sync.Mutex
 	// applied is the stream sequence of the last event applied; changed is
@@ -34,13 +36,12 @@ type index struct {
 	subjects *simplelru.LRU[subjectID, *subjectState]
 	// loading holds, for each subject being read from the stream, the
 	// events applied meanwhile: those the read may have missed.
-	loading  map[subjectID]*subjectLoad
-	erasures map[string]*erasureRecord
-	// erasureIDs holds the id of each erasure by its subject: asked on
-	// every read of keys, which must not wait for a subject's events.
-	erasureIDs map[subjectID]string
-	// trainings are the training exports of the last
-	// privacyapi.ExportPagesWithin, by id.
+	loading map[subjectID]*subjectLoad
+	// pending are the erasures requested and not completed, by id, and
+	// their ids by subject in pendingOf: keys are refused by it before
+	// their tombstone is stored.
+	pending   map[string]*erasureRecord
+	pendingOf map[subjectID]string
 	trainings map[string]trainingRecord
 }
 
@@ -58,8 +59,8 @@ type subjectState struct {
 	network []event.Envelope
 	// requests are the exports and erasure of the subject, oldest first.
 	requests []privacyapi.RequestEntry
-	// erasure is the id of the subject's erasure, once requested.
-	erasure string
+	// erasure is the subject's erasure, once requested (its id not "").
+	erasure erasureRecord
 }
 
 type erasureRecord struct {
@@ -86,18 +87,26 @@ func (r *erasureRecord) view() privacyapi.Erasure {
 	return v
 }
 
+func (r *erasureRecord) ref() ErasureRef {
+	return ErasureRef{ID: r.id, Tenant: r.tenant, Person: r.subject, By: r.by, RequestedAt: r.requestedAt}
+}
+
+func recordOf(ref ErasureRef) *erasureRecord {
+	return &erasureRecord{id: ref.ID, tenant: ref.Tenant, subject: ref.Person, by: ref.By, requestedAt: ref.RequestedAt}
+}
+
 func newIndex(size int) index {
 	if size <= 0 {
 		size = personkey.DefaultCacheSize
 	}
 	subjects, _ := simplelru.NewLRU[subjectID, *subjectState](size, nil) // fails only for size <= 0
 	return index{
-		changed:    make(chan struct{}),
-		subjects:   subjects,
-		loading:    make(map[subjectID]*subjectLoad),
-		erasures:   make(map[string]*erasureRecord),
-		erasureIDs: make(map[subjectID]string),
-		trainings:  make(map[string]trainingRecord),
+		changed:   make(chan struct{}),
+		subjects:  subjects,
+		loading:   make(map[subjectID]*subjectLoad),
+		pending:   make(map[string]*erasureRecord),
+		pendingOf: make(map[subjectID]string),
+		trainings: make(map[string]trainingRecord),
 	}
 }
 
@@ -112,24 +121,16 @@ func (a *App) Apply(seq uint64, e event.Envelope) {
 		ix.mu.Unlock()
 		return
 	}
-	var erased *subjectID
-	if e.Type == privacyapi.TrainingExportRequestedType {
-		// About the tenant, not the admin who asked: no subject of it.
-		var p privacyapi.TrainingExportRequested
-		if e.Decode(&p) == nil {
-			// Those past their pages go, so the index keeps an hour's.
-			for id, r := range ix.trainings {
-				if r.at.Add(privacyapi.ExportPagesWithin).Before(e.At) {
-					delete(ix.trainings, id)
-				}
-			}
-			ix.trainings[p.ExportID] = trainingRecord{tenant: e.Tenant, by: p.By, at: e.At, through: p.Through}
-		}
-	} else if e.Tenant != "" {
+	var requested *erasureRecord
+	if e.Tenant != "" {
 		id := subjectID{e.Tenant, e.Aggregate}
-		if ix.applyErasure(id, e) {
-			erased = &id
+		if e.Type == privacyapi.TrainingExportRequestedType {
+			ix.applyTraining(seq, e)
+		} else {
+			requested = ix.applyErasure(id, e)
 		}
+		// Any event moves its subject's last sequence, which appends
+		// expect: a training export's, on its admin's subject, too.
 		if st, ok := ix.subjects.Peek(id); ok && seq > st.last {
 			st.apply(seq, e)
 		}
@@ -141,38 +142,86 @@ func (a *App) Apply(seq uint64, e event.Envelope) {
 	close(ix.changed)
 	ix.changed = make(chan struct{})
 	ix.mu.Unlock()
-	if erased != nil {
-		a.Forget(erased.tenant, erased.subject)
+	if requested != nil {
+		a.Forget(requested.tenant, requested.subject)
+		a.recordErasure(*requested)
 	}
 }
 
-// applyErasure adds an erasure's request or completion to the erasures,
-// and reports whether e requests one they did not hold. Events whose body
+// applyTraining records a training export. It is about the tenant, not
+// the admin who asked, though stored on the admin's subject; those past
+// their pages go, so the index keeps an hour's.
+func (ix *index) applyTraining(seq uint64, e event.Envelope) {
+	var p privacyapi.TrainingExportRequested
+	if e.Decode(&p) != nil {
+		return
+	}
+	for id, r := range ix.trainings {
+		if r.at.Add(privacyapi.ExportPagesWithin).Before(e.At) {
+			delete(ix.trainings, id)
+		}
+	}
+	ix.trainings[p.ExportID] = trainingRecord{tenant: e.Tenant, by: p.By, at: e.At, through: p.Through, seq: seq}
+}
+
+// recordErasure gives an erasure applied from the stream its entry in
+// ErasureRecords, which its request wrote already unless an older version
+// stored it. A failure leaves it found by id only while pending here.
+func (a *App) recordErasure(r erasureRecord) {
+	if a.erasures == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), recordErasureWithin)
+	defer cancel()
+	if err := a.erasures.Record(ctx, r.ref(), false); err != nil {
+		a.log.Warn("record an erasure by id", "erasure_id", r.id, "err", err)
+	}
+}
+
+// recordErasureWithin bounds the write of an erasure's entry by the
+// stream's follower, which waits for it.
+const recordErasureWithin = 5 * time.Second
+
+// applyErasure follows the erasures pending: it returns the one e requests
+// when it is new to them, and drops the one e completes. Events whose body
 // does not decode are skipped: PRIVACY is written by this service only, so
 // they cannot be anything it must act on.
-func (ix *index) applyErasure(id subjectID, e event.Envelope) bool {
+func (ix *index) applyErasure(id subjectID, e event.Envelope) *erasureRecord {
 	switch e.Type {
 	case privacyapi.ErasureRequestedType:
 		var p privacyapi.ErasureRequested
-		if e.Decode(&p) != nil || ix.erasures[p.ErasureID] != nil {
-			return false
+		if e.Decode(&p) != nil || ix.pending[p.ErasureID] != nil || ix.pendingOf[id] != "" {
+			return nil
 		}
-		ix.erasures[p.ErasureID] = &erasureRecord{id: p.ErasureID, tenant: id.tenant, subject: id.subject, by: p.By, requestedAt: e.At}
-		if ix.erasureIDs[id] != "" {
-			return false
-		}
-		ix.erasureIDs[id] = p.ErasureID
-		return true
+		r := &erasureRecord{id: p.ErasureID, tenant: id.tenant, subject: id.subject, by: p.By, requestedAt: e.At}
+		ix.addPending(r)
+		return r
 	case privacyapi.ErasureCompletedType:
 		var p privacyapi.ErasureCompleted
-		if e.Decode(&p) != nil {
-			return false
-		}
-		if r := ix.erasures[p.ErasureID]; r != nil && !r.completed {
-			r.completed, r.report = true, p.Report
+		if e.Decode(&p) == nil {
+			ix.dropPending(p.ErasureID)
 		}
 	}
-	return false
+	return nil
+}
+
+func (ix *index) addPending(r *erasureRecord) {
+	ix.pending[r.id] = r
+	ix.pendingOf[subjectID{r.tenant, r.subject}] = r.id
+}
+
+// forgetPending drops the erasure id from those pending.
+func (ix *index) forgetPending(id string) {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	ix.dropPending(id)
+}
+
+func (ix *index) dropPending(id string) {
+	if r := ix.pending[id]; r != nil {
+		delete(ix.pending, id)
+		delete(ix.pendingOf, subjectID{r.tenant, r.subject})
+	}
 }
 
 // apply adds the subject's event at seq to its state; only a subject's
@@ -182,11 +231,11 @@ func (st *subjectState) apply(seq uint64, e event.Envelope) {
 	switch e.Type {
 	case event.ConsentRecorded:
 		var c event.Consent
-		if e.Decode(&c) == nil && st.erasure == "" {
+		if e.Decode(&c) == nil && st.erasure.id == "" {
 			st.consents = append(st.consents, privacyapi.ConsentResult{Consent: c, At: e.At, Seq: seq})
 		}
 	case privacyapi.NetworkDataRecordedType:
-		if st.erasure == "" {
+		if st.erasure.id == "" {
 			st.network = append(st.network, e)
 		}
 	case privacyapi.ExportRequestedType:
@@ -196,11 +245,17 @@ func (st *subjectState) apply(seq uint64, e event.Envelope) {
 		}
 	case privacyapi.ErasureRequestedType:
 		var p privacyapi.ErasureRequested
-		if e.Decode(&p) != nil || st.erasure != "" {
+		if e.Decode(&p) != nil || st.erasure.id != "" {
 			return
 		}
-		st.erasure, st.consents, st.network = p.ErasureID, nil, nil
+		st.erasure = erasureRecord{id: p.ErasureID, tenant: e.Tenant, subject: e.Aggregate, by: p.By, requestedAt: e.At}
+		st.consents, st.network = nil, nil
 		st.requests = append(st.requests, privacyapi.RequestEntry{Kind: privacyapi.RequestErasure, ID: p.ErasureID, At: e.At, By: p.By})
+	case privacyapi.ErasureCompletedType:
+		var p privacyapi.ErasureCompleted
+		if e.Decode(&p) == nil && p.ErasureID == st.erasure.id && !st.erasure.completed {
+			st.erasure.completed, st.erasure.report = true, p.Report
+		}
 	}
 }
 
@@ -211,7 +266,7 @@ type subjectView struct {
 	consents []privacyapi.ConsentResult
 	network  []event.Envelope
 	requests []privacyapi.RequestEntry
-	erasure  string
+	erasure  erasureRecord
 }
 
 func (st *subjectState) view() subjectView {
@@ -229,7 +284,9 @@ func (st *subjectState) view() subjectView {
 // events from the stream when it holds none. The events Apply hands over
 // while the read runs are kept aside and applied after it, so none is
 // missed: they are kept from before the read starts, so the read holds
-// every event applied earlier.
+// every event applied earlier. A read that found events the index has not
+// applied yet returns once it has, so that what the index holds besides
+// (the erasures pending) is never behind a subject's view.
 func (a *App) subject(ctx context.Context, id subjectID) (subjectView, error) {
 	ix := &a.index
 	for {
@@ -268,36 +325,54 @@ func (a *App) subject(ctx context.Context, id subjectID) (subjectView, error) {
 		ix.subjects.Add(id, st)
 		v := st.view()
 		ix.mu.Unlock()
+		if err := ix.waitApplied(ctx, v.last); err != nil {
+			return subjectView{}, err
+		}
 		return v, nil
 	}
 }
 
-// erasureOf returns the id of the subject's erasure, "" when none was
-// requested.
-func (ix *index) erasureOf(id subjectID) string {
+// pendingErasureOf returns the id of the subject's erasure when it is
+// pending, "" otherwise: one completed left the subject's tombstone, which
+// refuses their keys by itself.
+func (ix *index) pendingErasureOf(id subjectID) string {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
-	return ix.erasureIDs[id]
+	return ix.pendingOf[id]
 }
 
-func (ix *index) erasure(id string) (erasureRecord, bool) {
-	ix.mu.Lock()
-	defer ix.mu.Unlock()
-	r := ix.erasures[id]
-	if r == nil {
-		return erasureRecord{}, false
+// erasure returns the erasure id, false when there is none: a pending one
+// from memory, any other from its subject's events, found through
+// ErasureRecords.
+func (a *App) erasure(ctx context.Context, id string) (erasureRecord, bool, error) {
+	a.index.mu.Lock()
+	r := a.index.pending[id]
+	a.index.mu.Unlock()
+	if r != nil {
+		return *r, true, nil
 	}
-	return *r, true
+	if a.erasures == nil {
+		return erasureRecord{}, false, nil
+	}
+	ref, ok, err := a.erasures.Find(ctx, id)
+	if err != nil || !ok {
+		return erasureRecord{}, false, err
+	}
+	v, err := a.subject(ctx, subjectID{ref.Tenant, ref.Person})
+	if err != nil || v.erasure.id != id {
+		return erasureRecord{}, false, err
+	}
+	return v.erasure, true, nil
 }
 
 // pendingErasures returns the erasures requested before before and not
-// completed.
+// completed, as far as this instance followed PRIVACY.
 func (ix *index) pendingErasures(before time.Time) []erasureRecord {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
 	var out []erasureRecord
-	for _, r := range ix.erasures {
-		if !r.completed && r.requestedAt.Before(before) {
+	for _, r := range ix.pending {
+		if r.requestedAt.Before(before) {
 			out = append(out, *r)
 		}
 	}
@@ -329,4 +404,78 @@ func (a *App) CatchUp(ctx context.Context) error {
 		return err
 	}
 	return a.index.waitApplied(ctx, last)
+}
+
+// Start readies the index to follow PRIVACY and returns the sequence to
+// follow it from: the first event of the last privacyapi.ExportPagesWithin,
+// for the training exports still read; what the index needs of older
+// events it reads when asked. It loads the erasures pending, having
+// recorded the erasures of a store an older version wrote, once.
+func (a *App) Start(ctx context.Context) (uint64, error) {
+	if a.erasures != nil {
+		if err := a.recordErasures(ctx); err != nil {
+			return 0, err
+		}
+		pending, err := a.erasures.Pending(ctx)
+		if err != nil {
+			return 0, err
+		}
+		a.index.mu.Lock()
+		for _, ref := range pending {
+			a.index.addPending(recordOf(ref))
+		}
+		a.index.mu.Unlock()
+	}
+	from, err := a.events.SeqAt(ctx, a.now().Add(-privacyapi.ExportPagesWithin))
+	if err != nil {
+		return 0, fmt.Errorf("start of the privacy events to follow: %w", err)
+	}
+	a.index.mu.Lock()
+	a.index.applied = max(a.index.applied, from-1)
+	a.index.mu.Unlock()
+	return from, nil
+}
+
+// recordErasures gives every erasure in PRIVACY its entry in
+// ErasureRecords, unless that was done: a store written before they were
+// kept is read whole, once.
+func (a *App) recordErasures(ctx context.Context) error {
+	complete, err := a.erasures.Complete(ctx)
+	if err != nil || complete {
+		return err
+	}
+	a.log.Info("recording the erasures of PRIVACY by id, once: a read of the whole stream")
+	var (
+		refs []ErasureRef
+		done = make(map[string]bool)
+	)
+	err = a.events.Scan(ctx, "*", 0, func(se StoredEvent) (bool, error) {
+		e := se.Event
+		switch e.Type {
+		case privacyapi.ErasureRequestedType:
+			var p privacyapi.ErasureRequested
+			if e.Decode(&p) == nil {
+				refs = append(refs, ErasureRef{ID: p.ErasureID, Tenant: e.Tenant, Person: e.Aggregate, By: p.By, RequestedAt: e.At})
+			}
+		case privacyapi.ErasureCompletedType:
+			var p privacyapi.ErasureCompleted
+			if e.Decode(&p) == nil {
+				done[p.ErasureID] = true
+			}
+		}
+		return true, nil
+	})
+	if err != nil {
+		return fmt.Errorf("record erasures: %w", err)
+	}
+	for _, r := range refs {
+		if err := a.erasures.Record(ctx, r, !done[r.ID]); err != nil {
+			return err
+		}
+	}
+	if err := a.erasures.MarkComplete(ctx); err != nil {
+		return err
+	}
+	a.log.Info("recorded the erasures of PRIVACY by id", "erasures", len(refs), "pending", len(refs)-len(done))
+	return nil
 }

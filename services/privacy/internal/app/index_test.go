@@ -12,14 +12,24 @@ import (
 	"github.com/parley-chat/parley/services/privacy/internal/memory"
 )
 
-// countingLog counts the reads of one subject's events; when gate is set,
+// countingLog counts the reads of one subject's events, and the scans; when
+// gate is set,
 // each read takes its events, says so on taken, then answers once gate is
 // closed.
 type countingLog struct {
 	app.EventLog
-	reads atomic.Int64
-	taken chan struct{}
-	gate  chan struct{}
+	reads, scans atomic.Int64
+	taken        chan struct{}
+	gate         chan struct{}
+}
+
+func (l *countingLog) Follow(from uint64, apply func(seq uint64, e event.Envelope)) {
+	l.EventLog.(follower).Follow(from, apply)
+}
+
+func (l *countingLog) Scan(ctx context.Context, tenant string, after uint64, each func(app.StoredEvent) (bool, error)) error {
+	l.scans.Add(1)
+	return l.EventLog.Scan(ctx, tenant, after, each)
 }
 
 func (l *countingLog) Of(ctx context.Context, tenant, person string) ([]app.StoredEvent, error) {

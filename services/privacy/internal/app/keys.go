@@ -62,7 +62,7 @@ func (a *App) cachedKeys(tenant, subject string) (id subjectID, k personkey.Keys
 	}
 	id = subjectID{tenant, subject}
 	// An erasure in progress refuses keys before its tombstone is stored.
-	if a.index.erasureOf(id) != "" {
+	if a.index.pendingErasureOf(id) != "" {
 		return id, k, false, 0, fmt.Errorf("keys of %s/%s: %w", tenant, subject, keyring.ErrErased)
 	}
 	k, ok, stamp = a.keyCache.Get(id)
@@ -88,13 +88,9 @@ func (a *App) HeldKeys(ctx context.Context, tenant, subject string) (personkey.K
 // was requested, when it was requested, and whether it is completed, as
 // far as the index has followed PRIVACY (CatchUp first to know of one
 // another instance requested or completed).
-func (a *App) ErasureOf(tenant, subject string) (id string, requested time.Time, completed bool) {
-	id = a.index.erasureOf(subjectID{tenant, subject})
-	if id == "" {
-		return "", time.Time{}, false
-	}
-	r, _ := a.index.erasure(id)
-	return id, r.requestedAt, r.completed
+func (a *App) ErasureOf(ctx context.Context, tenant, subject string) (id string, requested time.Time, completed bool, err error) {
+	v, err := a.subject(ctx, subjectID{tenant, subject})
+	return v.erasure.id, v.erasure.requestedAt, v.erasure.completed, err
 }
 
 // Forget drops the subject's keys from this instance's memory. The privacy

@@ -1,6 +1,7 @@
 package app_test
 
 import (
+	"context"
 	"crypto/ed25519"
 	"errors"
 	"testing"
@@ -8,6 +9,7 @@ import (
 
 	"github.com/parley-chat/parley/pkg/audit"
 	"github.com/parley-chat/parley/pkg/auth"
+	"github.com/parley-chat/parley/pkg/event"
 	"github.com/parley-chat/parley/pkg/privacyapi"
 	"github.com/parley-chat/parley/pkg/seal"
 
@@ -21,6 +23,11 @@ type clock struct{ t time.Time }
 
 func (c *clock) now() time.Time          { return c.t }
 func (c *clock) advance(d time.Duration) { c.t = c.t.Add(d) }
+
+// follower is the memory event log, or a test's wrapper of it.
+type follower interface {
+	Follow(from uint64, apply func(seq uint64, e event.Envelope))
+}
 
 // newMemoryApp returns the privacy use cases on in-memory stores, on the
 // clock c, broadcasting on bus.
@@ -52,10 +59,15 @@ func newMemoryAppWith(t testing.TB, c *clock, bus *memory.Bus, with func(*app.St
 		Sessions:     memory.NewSessionStore(),
 		Now:          c.now,
 		Integrations: memory.NewIntegrationStore(),
+		Erasures:     memory.NewErasureRecords(),
 	}
 	with(&stores)
 	a := app.New(keyring.New(kek), auditKey, stores)
-	events.Follow(a.Apply)
+	from, err := a.Start(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	stores.Events.(follower).Follow(from, a.Apply)
 	return a
 }
 

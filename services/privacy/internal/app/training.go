@@ -48,6 +48,9 @@ type trainingRecord struct {
 	by      audit.Actor
 	at      time.Time
 	through uint64
+	// seq is the PRIVACY sequence of its request: the manifest is of the
+	// consents stored up to it.
+	seq uint64
 }
 
 // StartTrainingExport starts a training export of tenant for p, an admin
@@ -123,6 +126,11 @@ func (a *App) TrainingPage(ctx context.Context, p auth.Principal, args privacyap
 	}
 	page := privacyapi.TrainingPage{Messages: []privacyapi.TrainingMessage{}, Visitors: []string{}}
 	var err error
+	if args.After != nil && args.After.Visitor != "" {
+		// A cursor of a version that paged the manifest by visitor: going
+		// on from it here would repeat the manifest's start.
+		return privacyapi.TrainingPage{}, &ValidationError{Field: "after", Reason: "written by an older version: start the export again"}
+	}
 	if args.After != nil && args.After.Manifest {
 		err = a.trainingManifest(ctx, rec, args.After.Seq, &page)
 	} else {
@@ -265,26 +273,32 @@ func (a *App) openingWithdrawn(ctx context.Context, k personkey.Keys, seq uint64
 
 // trainingManifest fills page with the pseudonyms of the manifest's
 // visitors met in the tenant's privacy events after the PRIVACY sequence
-// after, and its Next. A visitor is met at the event of their consent in
-// force at the export's start, so each comes once, without the manifest
-// holding them all: a page reads at most trainingReadsPerPage events.
+// after, and its Next. The manifest is of the consents stored up to the
+// export's request: a visitor is met at the last of theirs stored by then,
+// so each comes once, without the manifest holding them all, and it ends
+// there whatever is stored after. A page reads at most
+// trainingReadsPerPage events.
 func (a *App) trainingManifest(ctx context.Context, rec trainingRecord, after uint64, page *privacyapi.TrainingPage) error {
 	var ids []string
 	last, read, more := after, 0, false
 	err := a.events.Scan(ctx, rec.tenant, after, func(se StoredEvent) (bool, error) {
+		if se.Seq > rec.seq {
+			return false, nil
+		}
 		if len(ids) == trainingManifestItems || read == trainingReadsPerPage {
 			more = true
 			return false, nil
 		}
 		last, read = se.Seq, read+1
-		if se.Event.Type != event.ConsentRecorded || se.Event.At.After(rec.at) {
+		if se.Event.Type != event.ConsentRecorded {
 			return true, nil
 		}
 		v, err := a.subject(ctx, subjectID{rec.tenant, se.Event.Aggregate})
 		if err != nil {
 			return false, err
 		}
-		if c, ok := v.consentAt(rec.at); ok && c.Seq == se.Seq && c.Consent.AI {
+		c, ok := v.lastConsent(func(c privacyapi.ConsentResult) bool { return c.Seq <= rec.seq })
+		if ok && c.Seq == se.Seq && c.Consent.AI {
 			ids = append(ids, se.Event.Aggregate)
 		}
 		return true, nil

@@ -153,7 +153,7 @@ type App interface {
 	// ErasureOf returns the id of the subject's erasure, "" when none was
 	// requested, when it was requested, and whether it is completed
 	// (app.App.ErasureOf).
-	ErasureOf(tenant, subject string) (id string, requested time.Time, completed bool)
+	ErasureOf(ctx context.Context, tenant, subject string) (id string, requested time.Time, completed bool, err error)
 	// ConsentAt returns the consent in force at a time (app.App.ConsentAt).
 	ConsentAt(ctx context.Context, tenant, subject string, at time.Time) (event.Consent, bool, error)
 	// CatchUp returns once every PRIVACY event stored before the call is
@@ -480,7 +480,10 @@ func (d *Deliverer) followErasure(ctx context.Context, a attempt) error {
 		if err := d.app.CatchUp(ctx); err != nil {
 			return err
 		}
-		erasure, requested, completed := d.app.ErasureOf(a.rec.Tenant, a.visitor)
+		erasure, requested, completed, err := d.app.ErasureOf(ctx, a.rec.Tenant, a.visitor)
+		if err != nil {
+			return err
+		}
 		if erasure == "" {
 			return nil
 		}

@@ -42,14 +42,22 @@ var errStop = errors.New("reader stopped")
 
 // Read calls each with the messages of CHAT on subjects matching filter
 // after sequence after, a batch at a time, until each returns false or an
-// error, or none is left. A message that is no event comes as the zero
-// Envelope.
+// error, or none is left (readEvents). A message that is no event comes as
+// the zero Envelope.
+func (l *ChatLog) Read(ctx context.Context, filter string, after uint64, each func(seq uint64, e event.Envelope) (bool, error)) error {
+	return readEvents(ctx, l.js, stream.Chat, filter, after, each)
+}
+
+// readEvents calls each with the messages of the named stream on subjects
+// matching filter after sequence after, a batch at a time, until each
+// returns false or an error, or none is left. A message that is no event
+// comes as the zero Envelope.
 //
 // The batches come from any replica, which may lag what the leader
 // acknowledged; so when a replica has no more, the leader is asked for the
 // next message, and the read goes on from it if there is one: "none left"
 // is the leader's answer.
-func (l *ChatLog) Read(ctx context.Context, filter string, after uint64, each func(seq uint64, e event.Envelope) (bool, error)) error {
+func readEvents(ctx context.Context, js jetstream.JetStream, name, filter string, after uint64, each func(seq uint64, e event.Envelope) (bool, error)) error {
 	deliver := func(m *jetstream.RawStreamMsg) error {
 		e, err := event.Parse(m.Subject, m.Header, m.Data)
 		if err != nil {
@@ -76,7 +84,7 @@ func (l *ChatLog) Read(ctx context.Context, filter string, after uint64, each fu
 	}
 	for {
 		req := stream.BatchRequest{Seq: after + 1, NextFor: filter, Batch: chatBatch, MaxBytes: chatBatchBytes}
-		next, err := stream.GetPages(ctx, l.js, stream.Chat, req, deliverPage)
+		next, err := stream.GetPages(ctx, js, name, req, deliverPage)
 		// Where the read that failed began: the batch GetPages could not
 		// read, the page each failed on, or the leader's next message.
 		from := next
@@ -85,7 +93,7 @@ func (l *ChatLog) Read(ctx context.Context, filter string, after uint64, each fu
 		}
 		if err == nil {
 			var m *jetstream.RawStreamMsg
-			m, err = stream.NextMsg(ctx, l.js, stream.Chat, filter, next)
+			m, err = stream.NextMsg(ctx, js, name, filter, next)
 			if errors.Is(err, jetstream.ErrMsgNotFound) {
 				return nil
 			}

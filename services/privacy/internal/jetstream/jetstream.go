@@ -297,16 +297,11 @@ func (l *EventLog) LastSeq(ctx context.Context) (uint64, error) {
 	return s.CachedInfo().State.LastSeq, nil
 }
 
-// privacyReadBatch is how many events one batched read of PRIVACY asks
-// for.
-const privacyReadBatch = 256
-
-// Of returns every event of tenant's data subject person, oldest first, by
-// batched direct gets of their subject.
+// Of returns every event of tenant's data subject person, oldest first.
 func (l *EventLog) Of(ctx context.Context, tenant, person string) ([]app.StoredEvent, error) {
 	var out []app.StoredEvent
-	err := l.read(ctx, stream.PrivacySubject(tenant, person), 1, func(se app.StoredEvent) (bool, error) {
-		out = append(out, se)
+	err := readEvents(ctx, l.js, stream.Privacy, stream.PrivacySubject(tenant, person), 0, func(seq uint64, e event.Envelope) (bool, error) {
+		out = append(out, app.StoredEvent{Seq: seq, Event: e})
 		return true, nil
 	})
 	return out, err
@@ -315,42 +310,40 @@ func (l *EventLog) Of(ctx context.Context, tenant, person string) ([]app.StoredE
 // Scan calls each with the events of tenant after sequence after, in
 // stream order, until each returns false or an error or the events end.
 func (l *EventLog) Scan(ctx context.Context, tenant string, after uint64, each func(app.StoredEvent) (bool, error)) error {
-	return l.read(ctx, stream.PrivacySubject(tenant, "*"), after+1, each)
+	return readEvents(ctx, l.js, stream.Privacy, stream.PrivacySubject(tenant, "*"), after, func(seq uint64, e event.Envelope) (bool, error) {
+		return each(app.StoredEvent{Seq: seq, Event: e})
+	})
 }
 
-// errEnough ends a read that each wants no more of.
-var errEnough = errors.New("read enough")
-
-func (l *EventLog) read(ctx context.Context, subject string, from uint64, each func(app.StoredEvent) (bool, error)) error {
-	_, err := stream.GetPages(ctx, l.js, stream.Privacy, stream.BatchRequest{Seq: from, NextFor: subject, Batch: privacyReadBatch},
-		func(page []*jetstream.RawStreamMsg) error {
-			for _, m := range page {
-				e, err := event.Parse(m.Subject, m.Header, m.Data)
-				if err != nil {
-					e = event.Envelope{}
-				}
-				more, err := each(app.StoredEvent{Seq: m.Sequence, Event: e})
-				if err != nil {
-					return err
-				}
-				if !more {
-					return errEnough
-				}
-			}
-			return nil
-		})
-	if err != nil && !errors.Is(err, errEnough) {
-		return fmt.Errorf("read %s from %d: %w", subject, from, err)
+// SeqAt returns the sequence of the first event stored at or after t, as
+// the stream's leader holds it; the one after the last when there is none.
+func (l *EventLog) SeqAt(ctx context.Context, t time.Time) (uint64, error) {
+	// The last first: an event stored after it is stored after t, so the
+	// leader finds it below.
+	last, err := l.LastSeq(ctx)
+	if err != nil {
+		return 0, err
 	}
-	return nil
+	m, err := stream.MsgAt(ctx, l.js, stream.Privacy, t)
+	switch {
+	case errors.Is(err, jetstream.ErrMsgNotFound):
+		return last + 1, nil
+	case err != nil:
+		return 0, err
+	}
+	return m.Sequence, nil
 }
 
-// Follow delivers every event of PRIVACY, from the first, to apply in
-// stream order, and then each new one as it is stored, until the returned
-// context is stopped. A message that is not a Parley event is delivered as
-// the zero Envelope, so the sequence still advances.
-func (l *EventLog) Follow(ctx context.Context, apply func(seq uint64, e event.Envelope)) (jetstream.ConsumeContext, error) {
-	cons, err := l.js.OrderedConsumer(ctx, stream.Privacy, jetstream.OrderedConsumerConfig{})
+// Follow delivers every event of PRIVACY from sequence from on to apply,
+// in stream order, and then each new one as it is stored, until the
+// returned context is stopped. A message that is not a Parley event is
+// delivered as the zero Envelope, so the sequence still advances.
+func (l *EventLog) Follow(ctx context.Context, from uint64, apply func(seq uint64, e event.Envelope)) (jetstream.ConsumeContext, error) {
+	cfg := jetstream.OrderedConsumerConfig{}
+	if from > 1 {
+		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, from
+	}
+	cons, err := l.js.OrderedConsumer(ctx, stream.Privacy, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("follow %s: %w", stream.Privacy, err)
 	}

@@ -57,6 +57,16 @@ func TestEventLog(t *testing.T) {
 	})
 }
 
+func TestErasureRecords(t *testing.T) {
+	storetest.ErasureRecords(t, func(t *testing.T) app.ErasureRecords {
+		r, err := jetstream.NewErasureRecords(t.Context(), connect(t), stream.Options{}, slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	})
+}
+
 func TestAudit(t *testing.T) {
 	storetest.Audit(t, func(t *testing.T) (app.AuditLog, app.CheckpointStore) {
 		js := connect(t, stream.Audit, stream.AuditCheckpoints)

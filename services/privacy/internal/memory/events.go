@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/parley-chat/parley/pkg/event"
 
@@ -38,13 +39,16 @@ func NewEventLog() *EventLog {
 	return &EventLog{byID: make(map[string]uint64), lastOf: make(map[string]uint64)}
 }
 
-// Follow hands every event stored so far, then each one appended later, to
-// apply, in stream order; an append returns once its event was handed over.
-// It is called once, before the log is used.
-func (l *EventLog) Follow(apply func(seq uint64, e event.Envelope)) {
+// Follow hands every event stored from sequence from on, then each one
+// appended later, to apply, in stream order; an append returns once its
+// event was handed over. A later call hands the events over to its apply
+// alone, as a restarted instance's follower.
+func (l *EventLog) Follow(from uint64, apply func(seq uint64, e event.Envelope)) {
+	l.delivering.Lock()
 	l.mu.Lock()
-	l.apply = apply
+	l.apply, l.delivered = apply, min(max(from, 1)-1, uint64(len(l.events)))
 	l.mu.Unlock()
+	l.delivering.Unlock()
 	l.deliver()
 }
 
@@ -105,7 +109,7 @@ func (l *EventLog) Scan(_ context.Context, tenant string, after uint64, each fun
 	events := l.events[min(after, uint64(len(l.events))):]
 	l.mu.Unlock()
 	for _, se := range events {
-		if se.e.Tenant != tenant {
+		if tenant != "*" && se.e.Tenant != tenant {
 			continue
 		}
 		if more, err := each(app.StoredEvent{Seq: se.seq, Event: se.e}); err != nil || !more {
@@ -113,6 +117,19 @@ func (l *EventLog) Scan(_ context.Context, tenant string, after uint64, each fun
 		}
 	}
 	return nil
+}
+
+// SeqAt returns the sequence of the first event stamped at or after t,
+// the one after the last when there is none.
+func (l *EventLog) SeqAt(_ context.Context, t time.Time) (uint64, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, se := range l.events {
+		if !se.e.At.Before(t) {
+			return se.seq, nil
+		}
+	}
+	return uint64(len(l.events)) + 1, nil
 }
 
 // deliver hands the events not handed over yet to the follower.

@@ -46,3 +46,7 @@ func TestChatLog(t *testing.T) {
 func TestIntegrations(t *testing.T) {
 	storetest.Integrations(t, func(*testing.T) app.IntegrationStore { return memory.NewIntegrationStore() })
 }
+
+func TestErasureRecords(t *testing.T) {
+	storetest.ErasureRecords(t, func(*testing.T) app.ErasureRecords { return memory.NewErasureRecords() })
+}

@@ -1,0 +1,130 @@
+package app_test
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/parley-chat/parley/pkg/audit"
+	"github.com/parley-chat/parley/pkg/auth"
+	"github.com/parley-chat/parley/pkg/event"
+	"github.com/parley-chat/parley/pkg/privacyapi"
+
+	"github.com/parley-chat/parley/services/privacy/internal/app"
+	"github.com/parley-chat/parley/services/privacy/internal/memory"
+)
+
+// TestErasuresAcrossARestart: an instance started on another's stores
+// an hour later reads nothing of PRIVACY at its start, yet finds an
+// erasure completed before by its id, and finishes the one left pending.
+func TestErasuresAcrossARestart(t *testing.T) {
+	c := &clock{t: time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)}
+	bus := new(memory.Bus)
+	var (
+		shared app.Stores
+		keys   *failingDestroy
+	)
+	first := newMemoryAppWith(t, c, bus, func(s *app.Stores) {
+		keys = &failingDestroy{KeyStore: s.Keys.(*memory.KeyStore)}
+		s.Keys = keys
+		shared = *s
+	})
+	ctx := t.Context()
+	visitor := func(id string) auth.Principal { return auth.Principal{Tenant: "demo", ID: id, Role: auth.RoleVisitor} }
+	for _, v := range []string{"v1", "v2"} {
+		if _, err := first.GetKeys(ctx, "demo", v, true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	done, err := first.Erase(ctx, visitor("v1"), "demo", "v1")
+	if err != nil || done.Status != privacyapi.StatusCompleted {
+		t.Fatalf("Erase(v1) = %+v, %v", done, err)
+	}
+	keys.fail = true
+	if _, err := first.Erase(ctx, visitor("v2"), "demo", "v2"); err == nil {
+		t.Fatal("Erase(v2) with the keys' destruction failing = nil, want its error")
+	}
+	keys.fail = false
+	stalled, _, _, err := first.ErasureOf(ctx, "demo", "v2")
+	if err != nil || stalled == "" {
+		t.Fatalf("ErasureOf(v2) = %q, %v", stalled, err)
+	}
+
+	// Past the hour a start reads again: the stalled request is known
+	// from its record alone.
+	c.advance(privacyapi.ExportPagesWithin + app.StalledAfter)
+	log := &countingLog{EventLog: shared.Events}
+	second := newMemoryAppWith(t, c, bus, func(s *app.Stores) {
+		*s = shared
+		s.Events = log
+	})
+	if n, reads := app.IndexLen(second), log.reads.Load(); n != 0 || reads != 0 {
+		t.Errorf("a start read %d subjects' events and holds %d; want none", reads, n)
+	}
+	admin := auth.Principal{Tenant: "demo", ID: "ada", Role: auth.RoleAdmin}
+	got, err := second.ErasureStatus(ctx, admin, "demo", done.ErasureID)
+	if err != nil || got.Status != privacyapi.StatusCompleted || got.Report == nil || got.Person != "v1" {
+		t.Errorf("ErasureStatus() of v1's after a restart = %+v, %v; want it completed, with its report", got, err)
+	}
+	if n, err := second.FinishStalled(ctx); n != 1 || err != nil {
+		t.Fatalf("FinishStalled() after a restart = %d, %v; want 1, nil: the pending erasure is known", n, err)
+	}
+	got, err = second.ErasureStatus(ctx, admin, "demo", stalled)
+	if err != nil || got.Status != privacyapi.StatusCompleted {
+		t.Errorf("ErasureStatus() of v2's once finished = %+v, %v; want completed", got, err)
+	}
+	if pending, err := shared.Erasures.Pending(ctx); len(pending) != 0 || err != nil {
+		t.Errorf("erasures recorded pending once all completed: %+v, %v; want none", pending, err)
+	}
+	if _, err := second.ErasureStatus(ctx, visitor("v1"), "demo", stalled); !errors.Is(err, app.ErrNotFound) {
+		t.Errorf("ErasureStatus() of v2's for v1 = %v, want ErrNotFound", err)
+	}
+}
+
+// TestErasuresOfAnOlderStoreRecordedOnce: a start on a PRIVACY written
+// before erasures were recorded by id reads it once and records each, the
+// one not completed pending; the next start reads nothing.
+func TestErasuresOfAnOlderStoreRecordedOnce(t *testing.T) {
+	events, records := memory.NewEventLog(), memory.NewErasureRecords()
+	at := time.Date(2026, 2, 1, 9, 0, 0, 0, time.UTC)
+	by := audit.Actor{Role: "admin", ID: "ada"}
+	store := func(typ event.Type, person string, payload any) {
+		t.Helper()
+		e, err := event.NewClear(typ, "demo", person, person, at, payload)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := events.Append(t.Context(), e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	store(event.ConsentRecorded, "v1", event.Consent{NoticeVersion: "n1"})
+	store(privacyapi.ErasureRequestedType, "v1", privacyapi.ErasureRequested{ErasureID: "e1", By: by})
+	store(privacyapi.ErasureCompletedType, "v1", privacyapi.ErasureCompleted{ErasureID: "e1"})
+	store(privacyapi.ErasureRequestedType, "v2", privacyapi.ErasureRequested{ErasureID: "e2", By: by})
+
+	c := &clock{t: time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)}
+	var log *countingLog
+	start := func() {
+		newMemoryAppWith(t, c, new(memory.Bus), func(s *app.Stores) {
+			log = &countingLog{EventLog: events}
+			s.Events, s.Erasures = log, records
+		})
+	}
+	start()
+	if n := log.scans.Load(); n != 1 {
+		t.Errorf("the first start scanned PRIVACY %d times, want 1", n)
+	}
+	for _, id := range []string{"e1", "e2"} {
+		if r, ok, err := records.Find(t.Context(), id); !ok || err != nil || r.Person != "v"+id[1:] || r.By != by {
+			t.Errorf("Find(%s) = %+v, %v, %v", id, r, ok, err)
+		}
+	}
+	if pending, err := records.Pending(t.Context()); err != nil || len(pending) != 1 || pending[0].ID != "e2" {
+		t.Errorf("Pending() = %+v, %v; want e2 alone", pending, err)
+	}
+	start()
+	if n := log.scans.Load(); n != 0 {
+		t.Errorf("the next start scanned PRIVACY %d times, want none", n)
+	}
+}

@@ -1,0 +1,131 @@
+package jetstream
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/parley-chat/parley/pkg/stream"
+
+	"github.com/parley-chat/parley/services/privacy/internal/app"
+)
+
+// ErasureRecords keeps erasures in the ERASURES bucket: the entry of each
+// under "id.<erasure id>", written once; a pending one's under
+// "pending.<erasure id>" too, purged once it completed, the marker leaving
+// after stream.ErasuresMarkerTTL; and "complete" once every erasure of
+// PRIVACY was recorded. It is safe for concurrent use.
+type ErasureRecords struct {
+	kv jetstream.KeyValue
+}
+
+const (
+	erasureIDPrefix      = "id."
+	erasurePendingPrefix = "pending."
+	erasuresCompleteKey  = "complete"
+)
+
+// NewErasureRecords creates the ERASURES bucket with the definition of o
+// when missing and returns the records in it.
+func NewErasureRecords(ctx context.Context, js jetstream.JetStream, o stream.Options, log *slog.Logger) (*ErasureRecords, error) {
+	kv, err := stream.OpenBucket(ctx, js, o, log, stream.ErasuresBucket)
+	if err != nil {
+		return nil, err
+	}
+	return &ErasureRecords{kv: kv}, nil
+}
+
+// Record stores r unless its id has an entry, and marks it pending when
+// pending is true.
+func (s *ErasureRecords) Record(ctx context.Context, r app.ErasureRef, pending bool) error {
+	b, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	if _, err := s.kv.Create(ctx, erasureIDPrefix+r.ID, b); err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
+		return fmt.Errorf("record erasure %s: %w", r.ID, err)
+	}
+	if pending {
+		if _, err := s.kv.Put(ctx, erasurePendingPrefix+r.ID, b); err != nil {
+			return fmt.Errorf("record erasure %s pending: %w", r.ID, err)
+		}
+	}
+	return nil
+}
+
+// Done unmarks the erasure id as pending.
+func (s *ErasureRecords) Done(ctx context.Context, id string) error {
+	if err := s.kv.Purge(ctx, erasurePendingPrefix+id, jetstream.PurgeTTL(stream.ErasuresMarkerTTL)); err != nil {
+		return fmt.Errorf("record erasure %s done: %w", id, err)
+	}
+	return nil
+}
+
+// Find returns the entry of the erasure id.
+func (s *ErasureRecords) Find(ctx context.Context, id string) (app.ErasureRef, bool, error) {
+	r, ok, err := s.get(ctx, erasureIDPrefix+id)
+	if err != nil {
+		return app.ErasureRef{}, false, fmt.Errorf("find erasure %s: %w", id, err)
+	}
+	return r, ok, nil
+}
+
+func (s *ErasureRecords) get(ctx context.Context, key string) (app.ErasureRef, bool, error) {
+	e, err := s.kv.Get(ctx, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return app.ErasureRef{}, false, nil
+	}
+	if err != nil {
+		return app.ErasureRef{}, false, err
+	}
+	var r app.ErasureRef
+	if err := json.Unmarshal(e.Value(), &r); err != nil {
+		return app.ErasureRef{}, false, fmt.Errorf("decode %s: %w", key, err)
+	}
+	return r, true, nil
+}
+
+// Pending returns the erasures marked pending: a read of each, so of as
+// many as are pending, not of every erasure.
+func (s *ErasureRecords) Pending(ctx context.Context) ([]app.ErasureRef, error) {
+	keys, err := s.kv.ListKeysFiltered(ctx, erasurePendingPrefix+">")
+	if err != nil {
+		return nil, fmt.Errorf("list pending erasures: %w", err)
+	}
+	var out []app.ErasureRef
+	for key := range keys.Keys() {
+		r, ok, err := s.get(ctx, key)
+		if err != nil {
+			_ = keys.Stop()
+			return nil, fmt.Errorf("read pending erasure: %w", err)
+		}
+		if ok {
+			out = append(out, r)
+		}
+	}
+	return out, nil
+}
+
+// Complete reports whether MarkComplete was called.
+func (s *ErasureRecords) Complete(ctx context.Context) (bool, error) {
+	_, err := s.kv.Get(ctx, erasuresCompleteKey)
+	switch {
+	case errors.Is(err, jetstream.ErrKeyNotFound):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("read %s of %s: %w", erasuresCompleteKey, stream.ErasuresBucket, err)
+	}
+	return true, nil
+}
+
+// MarkComplete records that the entries hold every erasure.
+func (s *ErasureRecords) MarkComplete(ctx context.Context) error {
+	if _, err := s.kv.Put(ctx, erasuresCompleteKey, []byte("1")); err != nil {
+		return fmt.Errorf("mark %s complete: %w", stream.ErasuresBucket, err)
+	}
+	return nil
+}
