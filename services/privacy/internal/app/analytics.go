@@ -43,17 +43,19 @@ func (a *App) AnalyticsConsentAt(ctx context.Context, tenant, subject string, at
 // The answer is the index's: call CatchUp first to include what other
 // instances have just recorded.
 func (a *App) ConsentAt(ctx context.Context, tenant, subject string, at time.Time) (event.Consent, bool, error) {
-	v, err := a.subject(ctx, subjectID{tenant, subject})
-	if err != nil {
-		return event.Consent{}, false, err
-	}
-	c, ok := v.lastConsent(func(c privacyapi.ConsentResult) bool { return !c.At.After(at) })
-	return c.Consent, ok, nil
+	var (
+		c  privacyapi.ConsentResult
+		ok bool
+	)
+	err := a.read(ctx, subjectID{tenant, subject}, func(st *subjectState) {
+		c, ok = st.lastConsent(func(c privacyapi.ConsentResult) bool { return !c.At.After(at) })
+	})
+	return c.Consent, ok, err
 }
 
 // lastConsent returns the subject's last consent for which held is true;
 // false when none is, or they were erased.
-func (st subjectView) lastConsent(held func(privacyapi.ConsentResult) bool) (privacyapi.ConsentResult, bool) {
+func (st *subjectState) lastConsent(held func(privacyapi.ConsentResult) bool) (privacyapi.ConsentResult, bool) {
 	if st.erasure.id != "" {
 		return privacyapi.ConsentResult{}, false
 	}

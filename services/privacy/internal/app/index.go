@@ -280,21 +280,29 @@ func (st *subjectState) view() subjectView {
 	}
 }
 
-// subject returns what the index holds on a subject, reading the subject's
-// events from the stream when it holds none. The events Apply hands over
-// while the read runs are kept aside and applied after it, so none is
-// missed: they are kept from before the read starts, so the read holds
-// every event applied earlier. A read that found events the index has not
-// applied yet returns once it has, so that what the index holds besides
-// (the erasures pending) is never behind a subject's view.
+// subject returns a copy of what the index holds on a subject (see read).
 func (a *App) subject(ctx context.Context, id subjectID) (subjectView, error) {
+	var v subjectView
+	err := a.read(ctx, id, func(st *subjectState) { v = st.view() })
+	return v, err
+}
+
+// read calls f, under the index's lock, with what the index holds on a
+// subject, reading the subject's events from the stream first when it
+// holds none. The events Apply hands over while the read runs are kept
+// aside and applied after it, so none is missed: they are kept from before
+// the read starts, so the read holds every event applied earlier. A read
+// that found events the index has not applied yet goes on once it has, so
+// that what the index holds besides (the erasures pending) is never behind
+// a subject's state.
+func (a *App) read(ctx context.Context, id subjectID, f func(*subjectState)) error {
 	ix := &a.index
 	for {
 		ix.mu.Lock()
 		if st, ok := ix.subjects.Get(id); ok {
-			v := st.view()
+			f(st)
 			ix.mu.Unlock()
-			return v, nil
+			return nil
 		}
 		if l := ix.loading[id]; l != nil {
 			ix.mu.Unlock()
@@ -302,7 +310,7 @@ func (a *App) subject(ctx context.Context, id subjectID) (subjectView, error) {
 			case <-l.done:
 				continue
 			case <-ctx.Done():
-				return subjectView{}, fmt.Errorf("read privacy events of %s/%s: %w", id.tenant, id.subject, ctx.Err())
+				return fmt.Errorf("read privacy events of %s/%s: %w", id.tenant, id.subject, ctx.Err())
 			}
 		}
 		l := &subjectLoad{done: make(chan struct{})}
@@ -314,7 +322,7 @@ func (a *App) subject(ctx context.Context, id subjectID) (subjectView, error) {
 		close(l.done)
 		if err != nil {
 			ix.mu.Unlock()
-			return subjectView{}, fmt.Errorf("read privacy events of %s/%s: %w", id.tenant, id.subject, err)
+			return fmt.Errorf("read privacy events of %s/%s: %w", id.tenant, id.subject, err)
 		}
 		st := &subjectState{}
 		for _, se := range append(stored, l.applied...) {
@@ -323,12 +331,11 @@ func (a *App) subject(ctx context.Context, id subjectID) (subjectView, error) {
 			}
 		}
 		ix.subjects.Add(id, st)
-		v := st.view()
+		last := st.last
 		ix.mu.Unlock()
-		if err := ix.waitApplied(ctx, v.last); err != nil {
-			return subjectView{}, err
+		if err := ix.waitApplied(ctx, last); err != nil {
+			return err
 		}
-		return v, nil
 	}
 }
 

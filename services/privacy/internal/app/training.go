@@ -293,12 +293,15 @@ func (a *App) trainingManifest(ctx context.Context, rec trainingRecord, after ui
 		if se.Event.Type != event.ConsentRecorded {
 			return true, nil
 		}
-		v, err := a.subject(ctx, subjectID{rec.tenant, se.Event.Aggregate})
+		var listed bool
+		err := a.read(ctx, subjectID{rec.tenant, se.Event.Aggregate}, func(st *subjectState) {
+			c, ok := st.lastConsent(func(c privacyapi.ConsentResult) bool { return c.Seq <= rec.seq })
+			listed = ok && c.Seq == se.Seq && c.Consent.AI
+		})
 		if err != nil {
 			return false, err
 		}
-		c, ok := v.lastConsent(func(c privacyapi.ConsentResult) bool { return c.Seq <= rec.seq })
-		if ok && c.Seq == se.Seq && c.Consent.AI {
+		if listed {
 			ids = append(ids, se.Event.Aggregate)
 		}
 		return true, nil
