@@ -50,6 +50,17 @@ func TestErasuresAcrossARestart(t *testing.T) {
 		t.Fatalf("ErasureOf(v2) = %q, %v", stalled, err)
 	}
 
+	// Marks a start finds wrong: v1's completed erasure still marked
+	// pending (its end stopped before unmarking it), and one of v3 whose
+	// request was never stored (its append failed).
+	for _, ref := range []app.ErasureRef{{ID: done.ErasureID, Tenant: "demo", Person: "v1"}, {ID: "never-stored", Tenant: "demo", Person: "v3"}} {
+		if err := shared.Erasures.Record(ctx, ref, true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := first.GetKeys(ctx, "demo", "v3", true); err != nil {
+		t.Fatal(err)
+	}
 	// Past the hour a start reads again: the stalled request is known
 	// from its record alone.
 	c.advance(privacyapi.ExportPagesWithin + app.StalledAfter)
@@ -62,12 +73,38 @@ func TestErasuresAcrossARestart(t *testing.T) {
 		t.Errorf("a start read %d subjects' events and holds %d; want none", reads, n)
 	}
 	admin := auth.Principal{Tenant: "demo", ID: "ada", Role: auth.RoleAdmin}
+	// v1's erasure, asked again, is answered as it completed, not run
+	// again; v3's, asked for, is a new one that stalls like v2's.
+	if again, err := second.Erase(ctx, visitor("v1"), "demo", "v1"); err != nil || again.Status != privacyapi.StatusCompleted || again.ErasureID != done.ErasureID {
+		t.Errorf("Erase(v1) again after a restart = %+v, %v; want the first, completed", again, err)
+	}
+	keys.fail = true
+	if _, err := second.Erase(ctx, visitor("v3"), "demo", "v3"); err == nil {
+		t.Fatal("Erase(v3) with the keys' destruction failing = nil, want its error")
+	}
+	keys.fail = false
+	c.advance(app.StalledAfter + time.Second)
 	got, err := second.ErasureStatus(ctx, admin, "demo", done.ErasureID)
 	if err != nil || got.Status != privacyapi.StatusCompleted || got.Report == nil || got.Person != "v1" {
 		t.Errorf("ErasureStatus() of v1's after a restart = %+v, %v; want it completed, with its report", got, err)
 	}
-	if n, err := second.FinishStalled(ctx); n != 1 || err != nil {
-		t.Fatalf("FinishStalled() after a restart = %d, %v; want 1, nil: the pending erasure is known", n, err)
+	if n, err := second.FinishStalled(ctx); n != 2 || err != nil {
+		t.Fatalf("FinishStalled() after a restart = %d, %v; want 2, nil: v2's erasure known from its mark, v3's from its request", n, err)
+	}
+	for _, v := range []string{"v1", "v3"} {
+		events, err := shared.Events.Of(ctx, "demo", v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, se := range events {
+			if se.Event.Type == privacyapi.ErasureCompletedType {
+				n++
+			}
+		}
+		if n != 1 {
+			t.Errorf("%s's events hold %d erasure completions, want 1", v, n)
+		}
 	}
 	got, err = second.ErasureStatus(ctx, admin, "demo", stalled)
 	if err != nil || got.Status != privacyapi.StatusCompleted {

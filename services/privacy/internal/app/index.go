@@ -38,10 +38,11 @@ type index struct {
 	// events applied meanwhile: those the read may have missed.
 	loading map[subjectID]*subjectLoad
 	// pending are the erasures requested and not completed, by id, and
-	// their ids by subject in pendingOf: keys are refused by it before
-	// their tombstone is stored.
+	// how many a subject has in pendingOf: keys are refused by it before
+	// their tombstone is stored. One loaded at a start may be a request
+	// never stored; FinishStalled drops it.
 	pending   map[string]*erasureRecord
-	pendingOf map[subjectID]string
+	pendingOf map[subjectID]int
 	trainings map[string]trainingRecord
 }
 
@@ -105,7 +106,7 @@ func newIndex(size int) index {
 		subjects:  subjects,
 		loading:   make(map[subjectID]*subjectLoad),
 		pending:   make(map[string]*erasureRecord),
-		pendingOf: make(map[subjectID]string),
+		pendingOf: make(map[subjectID]int),
 		trainings: make(map[string]trainingRecord),
 	}
 }
@@ -121,13 +122,16 @@ func (a *App) Apply(seq uint64, e event.Envelope) {
 		ix.mu.Unlock()
 		return
 	}
-	var requested *erasureRecord
+	var (
+		requested *erasureRecord
+		completed string
+	)
 	if e.Tenant != "" {
 		id := subjectID{e.Tenant, e.Aggregate}
 		if e.Type == privacyapi.TrainingExportRequestedType {
 			ix.applyTraining(seq, e)
 		} else {
-			requested = ix.applyErasure(id, e)
+			requested, completed = ix.applyErasure(id, e)
 		}
 		// Any event moves its subject's last sequence, which appends
 		// expect: a training export's, on its admin's subject, too.
@@ -144,7 +148,9 @@ func (a *App) Apply(seq uint64, e event.Envelope) {
 	ix.mu.Unlock()
 	if requested != nil {
 		a.Forget(requested.tenant, requested.subject)
-		a.recordErasure(*requested)
+	}
+	if requested != nil || completed != "" {
+		a.recordErasure(requested, completed)
 	}
 }
 
@@ -164,17 +170,27 @@ func (ix *index) applyTraining(seq uint64, e event.Envelope) {
 	ix.trainings[p.ExportID] = trainingRecord{tenant: e.Tenant, by: p.By, at: e.At, through: p.Through, seq: seq}
 }
 
-// recordErasure gives an erasure applied from the stream its entry in
-// ErasureRecords, which its request wrote already unless an older version
-// stored it. A failure leaves it found by id only while pending here.
-func (a *App) recordErasure(r erasureRecord) {
+// recordErasure keeps ErasureRecords in step with the stream as the
+// follower applies it: an erasure requested recorded pending, one
+// completed no longer. The request and its end write them already, but an
+// instance of an older version does not, and either may stop before. A
+// failure is logged: FinishStalled drops a mark left behind, and an
+// erasure without one is found while pending on the instances that
+// applied it.
+func (a *App) recordErasure(requested *erasureRecord, completed string) {
 	if a.erasures == nil {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), recordErasureWithin)
 	defer cancel()
-	if err := a.erasures.Record(ctx, r.ref(), false); err != nil {
-		a.log.Warn("record an erasure by id", "erasure_id", r.id, "err", err)
+	var err error
+	if requested != nil {
+		err = a.erasures.Record(ctx, requested.ref(), true)
+	} else {
+		err = a.erasures.Done(ctx, completed)
+	}
+	if err != nil {
+		a.log.Warn("record an erasure by id", "err", err)
 	}
 }
 
@@ -183,31 +199,34 @@ func (a *App) recordErasure(r erasureRecord) {
 const recordErasureWithin = 5 * time.Second
 
 // applyErasure follows the erasures pending: it returns the one e requests
-// when it is new to them, and drops the one e completes. Events whose body
-// does not decode are skipped: PRIVACY is written by this service only, so
-// they cannot be anything it must act on.
-func (ix *index) applyErasure(id subjectID, e event.Envelope) *erasureRecord {
+// (pending, unless it was), or the id of the one e completes (no longer).
+// Events whose body does not decode are skipped: PRIVACY is written by
+// this service only, so they cannot be anything it must act on.
+func (ix *index) applyErasure(id subjectID, e event.Envelope) (*erasureRecord, string) {
 	switch e.Type {
 	case privacyapi.ErasureRequestedType:
 		var p privacyapi.ErasureRequested
-		if e.Decode(&p) != nil || ix.pending[p.ErasureID] != nil || ix.pendingOf[id] != "" {
-			return nil
+		if e.Decode(&p) != nil {
+			return nil, ""
 		}
 		r := &erasureRecord{id: p.ErasureID, tenant: id.tenant, subject: id.subject, by: p.By, requestedAt: e.At}
 		ix.addPending(r)
-		return r
+		return r, ""
 	case privacyapi.ErasureCompletedType:
 		var p privacyapi.ErasureCompleted
 		if e.Decode(&p) == nil {
 			ix.dropPending(p.ErasureID)
+			return nil, p.ErasureID
 		}
 	}
-	return nil
+	return nil, ""
 }
 
 func (ix *index) addPending(r *erasureRecord) {
+	if ix.pending[r.id] == nil {
+		ix.pendingOf[subjectID{r.tenant, r.subject}]++
+	}
 	ix.pending[r.id] = r
-	ix.pendingOf[subjectID{r.tenant, r.subject}] = r.id
 }
 
 // forgetPending drops the erasure id from those pending.
@@ -218,9 +237,14 @@ func (ix *index) forgetPending(id string) {
 }
 
 func (ix *index) dropPending(id string) {
-	if r := ix.pending[id]; r != nil {
-		delete(ix.pending, id)
-		delete(ix.pendingOf, subjectID{r.tenant, r.subject})
+	r := ix.pending[id]
+	if r == nil {
+		return
+	}
+	delete(ix.pending, id)
+	sid := subjectID{r.tenant, r.subject}
+	if ix.pendingOf[sid]--; ix.pendingOf[sid] <= 0 {
+		delete(ix.pendingOf, sid)
 	}
 }
 
@@ -339,33 +363,36 @@ func (a *App) read(ctx context.Context, id subjectID, f func(*subjectState)) err
 	}
 }
 
-// pendingErasureOf returns the id of the subject's erasure when it is
-// pending, "" otherwise: one completed left the subject's tombstone, which
-// refuses their keys by itself.
-func (ix *index) pendingErasureOf(id subjectID) string {
+// erasurePending reports whether the subject has an erasure pending: one
+// completed left the subject's tombstone, which refuses their keys by
+// itself.
+func (ix *index) erasurePending(id subjectID) bool {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
-	return ix.pendingOf[id]
+	return ix.pendingOf[id] > 0
 }
 
-// erasure returns the erasure id, false when there is none: a pending one
-// from memory, any other from its subject's events, found through
-// ErasureRecords.
+// erasure returns the erasure id as its subject's events hold it, false
+// when they hold no such erasure: its subject is found among those pending
+// here, or through ErasureRecords.
 func (a *App) erasure(ctx context.Context, id string) (erasureRecord, bool, error) {
 	a.index.mu.Lock()
 	r := a.index.pending[id]
 	a.index.mu.Unlock()
-	if r != nil {
-		return *r, true, nil
-	}
-	if a.erasures == nil {
+	var of subjectID
+	switch {
+	case r != nil:
+		of = subjectID{r.tenant, r.subject}
+	case a.erasures != nil:
+		ref, ok, err := a.erasures.Find(ctx, id)
+		if err != nil || !ok {
+			return erasureRecord{}, false, err
+		}
+		of = subjectID{ref.Tenant, ref.Person}
+	default:
 		return erasureRecord{}, false, nil
 	}
-	ref, ok, err := a.erasures.Find(ctx, id)
-	if err != nil || !ok {
-		return erasureRecord{}, false, err
-	}
-	v, err := a.subject(ctx, subjectID{ref.Tenant, ref.Person})
+	v, err := a.subject(ctx, of)
 	if err != nil || v.erasure.id != id {
 		return erasureRecord{}, false, err
 	}

@@ -62,7 +62,7 @@ func (a *App) cachedKeys(tenant, subject string) (id subjectID, k personkey.Keys
 	}
 	id = subjectID{tenant, subject}
 	// An erasure in progress refuses keys before its tombstone is stored.
-	if a.index.pendingErasureOf(id) != "" {
+	if a.index.erasurePending(id) {
 		return id, k, false, 0, fmt.Errorf("keys of %s/%s: %w", tenant, subject, keyring.ErrErased)
 	}
 	k, ok, stamp = a.keyCache.Get(id)
