@@ -470,6 +470,10 @@ func (a *App) Start(ctx context.Context) (uint64, error) {
 	return from, nil
 }
 
+// recordErasuresProgress is how many events of PRIVACY recordErasures
+// reads between two lines of progress in the log.
+const recordErasuresProgress = 1_000_000
+
 // recordErasures gives every erasure in PRIVACY its entry in
 // ErasureRecords, unless that was done: a store written before they were
 // kept is read whole, once.
@@ -482,8 +486,12 @@ func (a *App) recordErasures(ctx context.Context) error {
 	var (
 		refs []ErasureRef
 		done = make(map[string]bool)
+		read int
 	)
 	err = a.events.Scan(ctx, "*", 0, func(se StoredEvent) (bool, error) {
+		if read++; read%recordErasuresProgress == 0 {
+			a.log.Info("recording the erasures of PRIVACY by id", "events_read", read, "erasures", len(refs), "at_sequence", se.Seq)
+		}
 		e := se.Event
 		switch e.Type {
 		case privacyapi.ErasureRequestedType:
