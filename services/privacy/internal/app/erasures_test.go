@@ -11,12 +11,14 @@ import (
 	"github.com/parley-chat/parley/pkg/privacyapi"
 
 	"github.com/parley-chat/parley/services/privacy/internal/app"
+	"github.com/parley-chat/parley/services/privacy/internal/keyring"
 	"github.com/parley-chat/parley/services/privacy/internal/memory"
 )
 
 // TestErasuresAcrossARestart: an instance started on another's stores
-// an hour later reads nothing of PRIVACY at its start, yet finds an
-// erasure completed before by its id, and finishes the one left pending.
+// an hour later reads nothing of PRIVACY at its start but the events of
+// those marked pending, yet finds an erasure completed before by its id,
+// finishes the one left pending, and drops the marks their events belie.
 func TestErasuresAcrossARestart(t *testing.T) {
 	c := &clock{t: time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)}
 	bus := new(memory.Bus)
@@ -69,8 +71,18 @@ func TestErasuresAcrossARestart(t *testing.T) {
 		*s = shared
 		s.Events = log
 	})
-	if n, reads := app.IndexLen(second), log.reads.Load(); n != 0 || reads != 0 {
-		t.Errorf("a start read %d subjects' events and holds %d; want none", reads, n)
+	// A start reads the events of those marked pending alone, to check
+	// the marks, and holds none of them but as pending.
+	if n, reads := app.IndexLen(second), log.reads.Load(); n != 0 || reads != 3 {
+		t.Errorf("a start read %d subjects' events and holds %d; want the 3 marked pending read, none held", reads, n)
+	}
+	if pending, err := shared.Erasures.Pending(ctx); err != nil || len(pending) != 1 || pending[0].Person != "v2" {
+		t.Errorf("marked pending after a start: %+v, %v; want v2's alone, the wrong marks gone", pending, err)
+	}
+	// A mark alone refuses no one their keys (this instance's KEK is its
+	// own, so they are refused for that, not as erased).
+	if _, err := second.GetKeys(ctx, "demo", "v3", false); errors.Is(err, keyring.ErrErased) {
+		t.Errorf("GetKeys(v3), marked pending by a request never stored, = %v; want them not refused as erased", err)
 	}
 	admin := auth.Principal{Tenant: "demo", ID: "ada", Role: auth.RoleAdmin}
 	// v1's erasure, asked again, is answered as it completed, not run

@@ -39,8 +39,7 @@ type index struct {
 	loading map[subjectID]*subjectLoad
 	// pending are the erasures requested and not completed, by id, and
 	// how many a subject has in pendingOf: keys are refused by it before
-	// their tombstone is stored. One loaded at a start may be a request
-	// never stored; FinishStalled drops it.
+	// their tombstone is stored.
 	pending   map[string]*erasureRecord
 	pendingOf map[subjectID]int
 	trainings map[string]trainingRecord
@@ -90,10 +89,6 @@ func (r *erasureRecord) view() privacyapi.Erasure {
 
 func (r *erasureRecord) ref() ErasureRef {
 	return ErasureRef{ID: r.id, Tenant: r.tenant, Person: r.subject, By: r.by, RequestedAt: r.requestedAt}
-}
-
-func recordOf(ref ErasureRef) *erasureRecord {
-	return &erasureRecord{id: ref.ID, tenant: ref.Tenant, subject: ref.Person, by: ref.By, requestedAt: ref.RequestedAt}
 }
 
 func newIndex(size int) index {
@@ -318,7 +313,9 @@ func (a *App) subject(ctx context.Context, id subjectID) (subjectView, error) {
 // the read starts, so the read holds every event applied earlier. A read
 // that found events the index has not applied yet goes on once it has, so
 // that what the index holds besides (the erasures pending) is never behind
-// a subject's state.
+// a subject's state; f gets the state built in the same hold of the lock
+// that caches it, so a cache too small for the subjects read at once reads
+// them again but never fails to answer.
 func (a *App) read(ctx context.Context, id subjectID, f func(*subjectState)) error {
 	ix := &a.index
 	for {
@@ -341,6 +338,11 @@ func (a *App) read(ctx context.Context, id subjectID, f func(*subjectState)) err
 		ix.loading[id] = l
 		ix.mu.Unlock()
 		stored, err := a.events.Of(ctx, id.tenant, id.subject)
+		if err == nil && len(stored) > 0 {
+			// Still kept aside meanwhile: what the follower applies while
+			// it catches up with this read.
+			err = ix.waitApplied(ctx, stored[len(stored)-1].Seq)
+		}
 		ix.mu.Lock()
 		delete(ix.loading, id)
 		close(l.done)
@@ -348,19 +350,24 @@ func (a *App) read(ctx context.Context, id subjectID, f func(*subjectState)) err
 			ix.mu.Unlock()
 			return fmt.Errorf("read privacy events of %s/%s: %w", id.tenant, id.subject, err)
 		}
-		st := &subjectState{}
-		for _, se := range append(stored, l.applied...) {
-			if se.Seq > st.last {
-				st.apply(se.Seq, se.Event)
-			}
-		}
+		st := stateOf(append(stored, l.applied...))
 		ix.subjects.Add(id, st)
-		last := st.last
+		f(st)
 		ix.mu.Unlock()
-		if err := ix.waitApplied(ctx, last); err != nil {
-			return err
+		return nil
+	}
+}
+
+// stateOf folds a subject's events, in stream order, an event there twice
+// applied once.
+func stateOf(events []StoredEvent) *subjectState {
+	st := &subjectState{}
+	for _, se := range events {
+		if se.Seq > st.last {
+			st.apply(se.Seq, se.Event)
 		}
 	}
+	return st
 }
 
 // erasurePending reports whether the subject has an erasure pending: one
@@ -454,11 +461,11 @@ func (a *App) Start(ctx context.Context) (uint64, error) {
 		if err != nil {
 			return 0, err
 		}
-		a.index.mu.Lock()
 		for _, ref := range pending {
-			a.index.addPending(recordOf(ref))
+			if err := a.loadPending(ctx, ref); err != nil {
+				return 0, err
+			}
 		}
-		a.index.mu.Unlock()
 	}
 	from, err := a.events.SeqAt(ctx, a.now().Add(-privacyapi.ExportPagesWithin))
 	if err != nil {
@@ -468,6 +475,26 @@ func (a *App) Start(ctx context.Context) (uint64, error) {
 	a.index.applied = max(a.index.applied, from-1)
 	a.index.mu.Unlock()
 	return from, nil
+}
+
+// loadPending holds the erasure marked pending as its subject's events
+// have it, and unmarks one they hold no such request of, or completed: a
+// request whose append failed, or an erasure whose end stopped before it
+// unmarked it. Only the subject's events decide, before the index follows
+// the stream, so that no one is refused their keys for a mark alone.
+func (a *App) loadPending(ctx context.Context, ref ErasureRef) error {
+	stored, err := a.events.Of(ctx, ref.Tenant, ref.Person)
+	if err != nil {
+		return fmt.Errorf("read the erasure %s marked pending: %w", ref.ID, err)
+	}
+	r := stateOf(stored).erasure
+	if r.id != ref.ID || r.completed {
+		return a.erasures.Done(ctx, ref.ID)
+	}
+	a.index.mu.Lock()
+	a.index.addPending(&r)
+	a.index.mu.Unlock()
+	return nil
 }
 
 // recordErasuresProgress is how many events of PRIVACY recordErasures
