@@ -322,22 +322,12 @@ const kvOperation = "KV-Operation"
 
 // Expiring implements app.View, reading expiringKey.
 func (v *View) Expiring(ctx context.Context) (bool, error) {
-	_, err := v.kv.Get(ctx, expiringKey)
-	switch {
-	case errors.Is(err, natsjs.ErrKeyNotFound):
-		return false, nil
-	case err != nil:
-		return false, fmt.Errorf("get %s from %s: %w", expiringKey, stream.ChatViewBucket, err)
-	}
-	return true, nil
+	return stream.Marked(ctx, v.kv, expiringKey)
 }
 
 // SetExpiring implements app.View, writing expiringKey.
 func (v *View) SetExpiring(ctx context.Context) error {
-	if _, err := v.kv.Put(ctx, expiringKey, []byte(time.Now().UTC().Format(time.RFC3339))); err != nil {
-		return fmt.Errorf("put %s in %s: %w", expiringKey, stream.ChatViewBucket, err)
-	}
-	return nil
+	return stream.Mark(ctx, v.kv, expiringKey)
 }
 
 // Put implements app.View with compare-and-set writes: a write over a

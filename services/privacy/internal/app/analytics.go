@@ -47,10 +47,13 @@ func (a *App) ConsentAt(ctx context.Context, tenant, subject string, at time.Tim
 		c  privacyapi.ConsentResult
 		ok bool
 	)
-	err := a.read(ctx, subjectID{tenant, subject}, func(st *subjectState) {
-		c, ok = st.lastConsent(func(c privacyapi.ConsentResult) bool { return !c.At.After(at) })
-	})
+	err := a.read(ctx, subjectID{tenant, subject}, func(st *subjectState) { c, ok = st.consentAt(at) })
 	return c.Consent, ok, err
+}
+
+// consentAt returns the subject's consent in force at time at.
+func (st *subjectState) consentAt(at time.Time) (privacyapi.ConsentResult, bool) {
+	return st.lastConsent(func(c privacyapi.ConsentResult) bool { return !c.At.After(at) })
 }
 
 // lastConsent returns the subject's last consent for which held is true;

@@ -137,11 +137,9 @@ func (a *App) requestErasure(ctx context.Context, by audit.Actor, id subjectID, 
 		}
 	}
 	seq, err := a.events.AppendExpect(ctx, e, last)
-	if errors.Is(err, ErrConflict) && a.erasures != nil {
+	if errors.Is(err, ErrConflict) {
 		// Not stored: another writer's event came first.
-		if err := a.erasures.Done(ctx, erasureID); err != nil {
-			a.log.Warn("unmark an erasure not stored as pending", "erasure_id", erasureID, "err", err)
-		}
+		a.unmark(ctx, erasureID)
 	}
 	if err != nil {
 		return "", err
@@ -249,9 +247,7 @@ func (a *App) FinishStalled(ctx context.Context) (int, error) {
 		}
 		if v.erasure.id != rec.id || v.erasure.completed {
 			a.index.forgetPending(rec.id)
-			if _, err := a.completed(ctx, rec, nil); err != nil {
-				errs = append(errs, err)
-			}
+			a.unmark(ctx, rec.id)
 			continue
 		}
 		if _, err := a.finishErasure(ctx, rec.by, false, rec.id); err != nil {
@@ -322,19 +318,25 @@ func (a *App) completeErasure(ctx context.Context, rec erasureRecord, report pri
 	return privacyapi.Erasure{}, fmt.Errorf("complete erasure %s: other writers won %d times", rec.id, eraseAttempts)
 }
 
-// completed answers an erasure completed, once it is no longer recorded
-// pending (a failure to unmark it is logged: FinishStalled drops it once
-// it finds it completed).
+// completed answers an erasure completed, once it is no longer marked
+// pending.
 func (a *App) completed(ctx context.Context, rec erasureRecord, err error) (privacyapi.Erasure, error) {
 	if err != nil {
 		return privacyapi.Erasure{}, err
 	}
-	if a.erasures != nil {
-		if err := a.erasures.Done(ctx, rec.id); err != nil {
-			a.log.Warn("unmark a completed erasure as pending", "erasure_id", rec.id, "err", err)
-		}
-	}
+	a.unmark(ctx, rec.id)
 	return rec.view(), nil
+}
+
+// unmark drops the erasure's pending mark in ErasureRecords. A failure is
+// logged: the next start drops a mark its subject's events belie.
+func (a *App) unmark(ctx context.Context, erasureID string) {
+	if a.erasures == nil {
+		return
+	}
+	if err := a.erasures.Done(ctx, erasureID); err != nil {
+		a.log.Warn("unmark an erasure as pending", "erasure_id", erasureID, "err", err)
+	}
 }
 
 // ErasureStatus returns where erasure erasureID of tenant stands, for an

@@ -1,7 +1,6 @@
 package app
 
 import (
-	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -111,23 +110,27 @@ func (a *App) ExportPage(ctx context.Context, p auth.Principal, args privacyapi.
 		return nil, ErrForbidden
 	}
 	id := subjectID{tenant, subject}
-	started, ok, err := a.exportOf(ctx, id, args.ExportID, actor(p))
-	if err == nil && !ok {
+	v, err := a.subject(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	started, ok := v.exportOf(args.ExportID, actor(p))
+	if !ok {
 		// Started on another instance, which this one may not have applied
 		// yet.
 		if err := a.CatchUp(ctx); err != nil {
 			return nil, err
 		}
-		started, ok, err = a.exportOf(ctx, id, args.ExportID, actor(p))
-	}
-	if err != nil {
-		return nil, err
+		if v, err = a.subject(ctx, id); err != nil {
+			return nil, err
+		}
+		started, ok = v.exportOf(args.ExportID, actor(p))
 	}
 	if !ok || a.chat == nil || !a.now().Before(started.Add(privacyapi.ExportPagesWithin)) {
 		return nil, fmt.Errorf("export %s of %s/%s: %w", args.ExportID, tenant, subject, ErrNotFound)
 	}
-	if v, err := a.subject(ctx, id); err != nil || v.erasure.id != "" {
-		return nil, cmp.Or(err, fmt.Errorf("export %s/%s: %w", tenant, subject, ErrErased))
+	if v.erasure.id != "" {
+		return nil, fmt.Errorf("export %s/%s: %w", tenant, subject, ErrErased)
 	}
 	page, err := a.chat.ExportPage(ctx, p, subject, args.After)
 	if err != nil {
@@ -136,19 +139,14 @@ func (a *App) ExportPage(ctx context.Context, p auth.Principal, args privacyapi.
 	return page, nil
 }
 
-// exportOf returns when by started the export exportID of the subject, as
-// the index holds it.
-func (a *App) exportOf(ctx context.Context, id subjectID, exportID string, by audit.Actor) (time.Time, bool, error) {
-	v, err := a.subject(ctx, id)
-	if err != nil {
-		return time.Time{}, false, err
-	}
+// exportOf returns when by started the subject's export exportID.
+func (v subjectView) exportOf(exportID string, by audit.Actor) (time.Time, bool) {
 	for _, r := range v.requests {
 		if r.Kind == privacyapi.RequestExport && r.ID == exportID && r.By == by {
-			return r.At, true, nil
+			return r.At, true
 		}
 	}
-	return time.Time{}, false, nil
+	return time.Time{}, false
 }
 
 // openNetworkData decrypts the subject's network data events; none when

@@ -126,7 +126,7 @@ func (a *App) Apply(seq uint64, e event.Envelope) {
 		if e.Type == privacyapi.TrainingExportRequestedType {
 			ix.applyTraining(seq, e)
 		} else {
-			requested, completed = ix.applyErasure(id, e)
+			requested, completed = ix.applyErasure(e)
 		}
 		// Any event moves its subject's last sequence, which appends
 		// expect: a training export's, on its admin's subject, too.
@@ -197,24 +197,36 @@ const recordErasureWithin = 5 * time.Second
 // (pending, unless it was), or the id of the one e completes (no longer).
 // Events whose body does not decode are skipped: PRIVACY is written by
 // this service only, so they cannot be anything it must act on.
-func (ix *index) applyErasure(id subjectID, e event.Envelope) (*erasureRecord, string) {
-	switch e.Type {
-	case privacyapi.ErasureRequestedType:
-		var p privacyapi.ErasureRequested
-		if e.Decode(&p) != nil {
-			return nil, ""
-		}
-		r := &erasureRecord{id: p.ErasureID, tenant: id.tenant, subject: id.subject, by: p.By, requestedAt: e.At}
-		ix.addPending(r)
-		return r, ""
-	case privacyapi.ErasureCompletedType:
-		var p privacyapi.ErasureCompleted
-		if e.Decode(&p) == nil {
-			ix.dropPending(p.ErasureID)
-			return nil, p.ErasureID
-		}
+func (ix *index) applyErasure(e event.Envelope) (*erasureRecord, string) {
+	if r, ok := requestOf(e); ok {
+		ix.addPending(&r)
+		return &r, ""
+	}
+	if p, ok := completionOf(e); ok {
+		ix.dropPending(p.ErasureID)
+		return nil, p.ErasureID
 	}
 	return nil, ""
+}
+
+// requestOf returns the erasure e requests, false when e is no erasure
+// request (or its body does not decode).
+func requestOf(e event.Envelope) (erasureRecord, bool) {
+	var p privacyapi.ErasureRequested
+	if e.Type != privacyapi.ErasureRequestedType || e.Decode(&p) != nil {
+		return erasureRecord{}, false
+	}
+	return erasureRecord{id: p.ErasureID, tenant: e.Tenant, subject: e.Aggregate, by: p.By, requestedAt: e.At}, true
+}
+
+// completionOf returns the completion e records, false when e is no
+// erasure completion (or its body does not decode).
+func completionOf(e event.Envelope) (privacyapi.ErasureCompleted, bool) {
+	var p privacyapi.ErasureCompleted
+	if e.Type != privacyapi.ErasureCompletedType || e.Decode(&p) != nil {
+		return privacyapi.ErasureCompleted{}, false
+	}
+	return p, true
 }
 
 func (ix *index) addPending(r *erasureRecord) {
@@ -263,16 +275,14 @@ func (st *subjectState) apply(seq uint64, e event.Envelope) {
 			st.requests = append(st.requests, privacyapi.RequestEntry{Kind: privacyapi.RequestExport, ID: p.ExportID, At: e.At, By: p.By})
 		}
 	case privacyapi.ErasureRequestedType:
-		var p privacyapi.ErasureRequested
-		if e.Decode(&p) != nil || st.erasure.id != "" {
+		r, ok := requestOf(e)
+		if !ok || st.erasure.id != "" {
 			return
 		}
-		st.erasure = erasureRecord{id: p.ErasureID, tenant: e.Tenant, subject: e.Aggregate, by: p.By, requestedAt: e.At}
-		st.consents, st.network = nil, nil
-		st.requests = append(st.requests, privacyapi.RequestEntry{Kind: privacyapi.RequestErasure, ID: p.ErasureID, At: e.At, By: p.By})
+		st.erasure, st.consents, st.network = r, nil, nil
+		st.requests = append(st.requests, privacyapi.RequestEntry{Kind: privacyapi.RequestErasure, ID: r.id, At: r.requestedAt, By: r.by})
 	case privacyapi.ErasureCompletedType:
-		var p privacyapi.ErasureCompleted
-		if e.Decode(&p) == nil && p.ErasureID == st.erasure.id && !st.erasure.completed {
+		if p, ok := completionOf(e); ok && p.ErasureID == st.erasure.id && !st.erasure.completed {
 			st.erasure.completed, st.erasure.report = true, p.Report
 		}
 	}
@@ -519,18 +529,10 @@ func (a *App) recordErasures(ctx context.Context) error {
 		if read++; read%recordErasuresProgress == 0 {
 			a.log.Info("recording the erasures of PRIVACY by id", "events_read", read, "erasures", len(refs), "at_sequence", se.Seq)
 		}
-		e := se.Event
-		switch e.Type {
-		case privacyapi.ErasureRequestedType:
-			var p privacyapi.ErasureRequested
-			if e.Decode(&p) == nil {
-				refs = append(refs, ErasureRef{ID: p.ErasureID, Tenant: e.Tenant, Person: e.Aggregate, By: p.By, RequestedAt: e.At})
-			}
-		case privacyapi.ErasureCompletedType:
-			var p privacyapi.ErasureCompleted
-			if e.Decode(&p) == nil {
-				done[p.ErasureID] = true
-			}
+		if r, ok := requestOf(se.Event); ok {
+			refs = append(refs, r.ref())
+		} else if p, ok := completionOf(se.Event); ok {
+			done[p.ErasureID] = true
 		}
 		return true, nil
 	})

@@ -207,10 +207,12 @@ func (a *App) trainingMessage(ctx context.Context, rec trainingRecord, seq uint6
 	}
 	// The consent, from the index, before any key is read: most events of
 	// a tenant are left out here.
-	for _, at := range []time.Time{rec.at, e.At} {
-		if ok, err := a.aiConsentAt(ctx, rec.tenant, e.Person, at); !ok || err != nil {
-			return privacyapi.TrainingMessage{}, false, err
-		}
+	var held bool
+	err := a.read(ctx, subjectID{rec.tenant, e.Person}, func(st *subjectState) {
+		held = st.aiAt(rec.at) && st.aiAt(e.At)
+	})
+	if !held || err != nil {
+		return privacyapi.TrainingMessage{}, false, err
 	}
 	k, ok, err := a.HeldKeys(ctx, rec.tenant, e.Person)
 	if !ok || err != nil {
@@ -325,10 +327,10 @@ func (a *App) trainingManifest(ctx context.Context, rec trainingRecord, after ui
 	return nil
 }
 
-// aiConsentAt reports whether tenant's subject held `ai` consent at at.
-func (a *App) aiConsentAt(ctx context.Context, tenant, subject string, at time.Time) (bool, error) {
-	c, ok, err := a.ConsentAt(ctx, tenant, subject, at)
-	return ok && c.AI, err
+// aiAt reports whether the subject held `ai` consent at at.
+func (st *subjectState) aiAt(at time.Time) bool {
+	c, ok := st.consentAt(at)
+	return ok && c.Consent.AI
 }
 
 // training returns the training export id as recorded.

@@ -112,20 +112,10 @@ func (s *ErasureRecords) Pending(ctx context.Context) ([]app.ErasureRef, error) 
 
 // Complete reports whether MarkComplete was called.
 func (s *ErasureRecords) Complete(ctx context.Context) (bool, error) {
-	_, err := s.kv.Get(ctx, erasuresCompleteKey)
-	switch {
-	case errors.Is(err, jetstream.ErrKeyNotFound):
-		return false, nil
-	case err != nil:
-		return false, fmt.Errorf("read %s of %s: %w", erasuresCompleteKey, stream.ErasuresBucket, err)
-	}
-	return true, nil
+	return stream.Marked(ctx, s.kv, erasuresCompleteKey)
 }
 
 // MarkComplete records that the entries hold every erasure.
 func (s *ErasureRecords) MarkComplete(ctx context.Context) error {
-	if _, err := s.kv.Put(ctx, erasuresCompleteKey, []byte("1")); err != nil {
-		return fmt.Errorf("mark %s complete: %w", stream.ErasuresBucket, err)
-	}
-	return nil
+	return stream.Mark(ctx, s.kv, erasuresCompleteKey)
 }
