@@ -20,7 +20,7 @@ import (
 // an in-process `parley all`, from as many conversations as -cpu × 50.
 func BenchmarkPostMessageHTTP(b *testing.B) {
 	dir := b.TempDir()
-	a, err := startAll(context.Background(), allConfig{HTTPAddr: "127.0.0.1:0", DataDir: dir, ClickHouse: "off"},
+	a, err := startAll(context.Background(), allConfig{HTTPAddr: "127.0.0.1:0", DataDir: dir, ClickHouse: "off", RateLimit: -1},
 		slog.New(slog.DiscardHandler))
 	if err != nil {
 		b.Fatal(err)

@@ -22,6 +22,8 @@ func BenchmarkPost(b *testing.B) {
 	s := natstest.Start(b, "")
 	ks := startKeyService(b, s)
 	ks.add(b, tenant, visitor.ID)
+	// One visitor holds every conversation, and posts flat out.
+	unlimited(b, s, tenant)
 	startChat(b, s)
 	c := newClient(b, s)
 	convs := make([]string, conversations)

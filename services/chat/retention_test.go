@@ -30,7 +30,7 @@ func settingsBucket(t testing.TB, s *natsembed.Server) jetstream.KeyValue {
 	return kv
 }
 
-func putSettings(t *testing.T, kv jetstream.KeyValue, tenant string, st privacyapi.Settings) {
+func putSettings(t testing.TB, kv jetstream.KeyValue, tenant string, st privacyapi.Settings) {
 	t.Helper()
 	b, err := json.Marshal(st)
 	if err != nil {
@@ -44,7 +44,7 @@ func putSettings(t *testing.T, kv jetstream.KeyValue, tenant string, st privacya
 // unlimited lifts the tenant's limits on open conversations and messages
 // for tests that need many: past what the privacy service would store, which
 // the chat service takes as it finds it.
-func unlimited(t *testing.T, s *natsembed.Server, tenant string) {
+func unlimited(t testing.TB, s *natsembed.Server, tenant string) {
 	t.Helper()
 	putSettings(t, settingsBucket(t, s), tenant, privacyapi.Settings{
 		RetentionDays:                    privacyapi.DefaultRetentionDays,

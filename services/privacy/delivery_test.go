@@ -867,7 +867,7 @@ func BenchmarkDelivery(b *testing.B) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- privacy.Run(ctx, privacy.Deps{NC: nc, Log: slog.New(slog.DiscardHandler), KEK: kek, AuditKey: auditKey})
+		done <- privacy.Run(ctx, privacy.Deps{NC: nc, Log: slog.New(slog.DiscardHandler), KEK: kek, AuditKey: auditKey, PrivateWebhooks: true})
 	}()
 	b.Cleanup(func() {
 		cancel()
