@@ -59,8 +59,9 @@ demo: ## with `make run` running: seed the demo tenant with consenting visitors'
 	@[ -x bin/parley ] || $(MAKE) build
 	./bin/parley demo --data-dir $(DATA_DIR) --gateway http://$(HTTP_ADDR)
 
-test: test-chdb ## run every module's tests with the race detector (needs clickhouse-server), then the browser tests
+test: test-chdb ## run every module's tests with the race detector (needs clickhouse-server), each Go benchmark once, then the browser tests
 	$(GO) test $(TEST_FLAGS) $(PACKAGES)
+	$(GO) test -run '^$$' -bench . -benchtime 1x $(BENCH_PACKAGES)
 	$(MAKE) test-web
 
 # ClickHouse 26.7 for the analytics store's tests (TestStore/chdb): chDB,
