@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"maps"
 	"path/filepath"
 	"slices"
@@ -219,21 +220,31 @@ func TestEraseShredsKeysOnEveryReplica(t *testing.T) {
 	}
 
 	// A snapshot compacts the log up to the entries the node's Raft layer
-	// has applied, which may trail what its stream shows (the full package
-	// under load saw it): a node snapshots again until one covers the
-	// whole log.
+	// has applied. One that covers the whole log removes its files; one
+	// that leaves an entry not applied yet (the full package under load
+	// saw it) leaves the file holding that entry as it was, keys and all,
+	// and the next is refused until an entry is applied after it. So a
+	// node snapshots, with a write to KEYS after each snapshot that left
+	// them, until one covers its whole log.
 	for _, n := range cluster.Nodes {
-		natstest.Until(t, 10*time.Second, n.Name()+"'s store free of the wrapped keys once its Raft log is compacted", func() bool {
-			// One refused (a snapshot or a catch-up under way) is tried again.
-			if err := n.JetStreamSnapshotStream(server.DEFAULT_GLOBAL_ACCOUNT, stream.Keys); err != nil {
-				return false
+		holds := func() bool {
+			return slices.ContainsFunc(slices.Collect(maps.Values(wrapped)), func(b []byte) bool { return storeHolds(t, n.StoreDir(), b) })
+		}
+		natstest.Eventually(t, 20*time.Second, n.Name()+"'s store free of the wrapped keys once its Raft log is compacted", func() error {
+			if !holds() {
+				return nil
 			}
-			for _, b := range wrapped {
-				if storeHolds(t, n.StoreDir(), b) {
-					return false
-				}
+			err := n.JetStreamSnapshotStream(server.DEFAULT_GLOBAL_ACCOUNT, stream.Keys)
+			if err == nil && !holds() {
+				return nil
 			}
-			return true
+			mustRegister(t, nc)
+			if err != nil {
+				// A snapshot or a catch-up under way, or the last one
+				// covering every entry applied.
+				return fmt.Errorf("snapshot refused: %w", err)
+			}
+			return errors.New("a snapshot left them")
 		})
 	}
 }
