@@ -76,9 +76,6 @@ type EventLog interface {
 	// stored after sequence after, in stream order, until each returns
 	// false or an error (which Scan returns) or the events end.
 	Scan(ctx context.Context, tenant string, after uint64, each func(StoredEvent) (bool, error)) error
-	// SeqAt returns the sequence of the first event stored at or after t,
-	// the one after the last when there is none.
-	SeqAt(ctx context.Context, t time.Time) (uint64, error)
 }
 
 // StoredEvent is an event of the PRIVACY stream with its sequence.

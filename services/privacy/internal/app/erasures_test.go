@@ -63,9 +63,9 @@ func TestErasuresAcrossARestart(t *testing.T) {
 	if _, err := first.GetKeys(ctx, "demo", "v3", true); err != nil {
 		t.Fatal(err)
 	}
-	// Past the hour a start reads again: the stalled request is known
-	// from its record alone.
-	c.advance(privacyapi.ExportPagesWithin + app.StalledAfter)
+	// Once v2's erasure has stalled: a start knows its request from its
+	// mark alone.
+	c.advance(app.StalledAfter)
 	log := &countingLog{EventLog: shared.Events}
 	second := newMemoryAppWith(t, c, bus, func(s *app.Stores) {
 		*s = shared

@@ -24,9 +24,9 @@ import (
 // most the cache size: any other is read from the stream when asked (one
 // batched read of their subject), so memory follows the people served,
 // not the people retained, and a start reads none. It holds whole only
-// what is live: the erasures pending and the training exports of the last
-// privacyapi.ExportPagesWithin. An erasure asked for by its id is found
-// through ErasureRecords.
+// what is live: the erasures pending. An erasure asked for by its id is
+// found through ErasureRecords; a training export, on the subject of the
+// admin who started it.
 type index struct {
 	mu sync.Mutex
 	// applied is the stream sequence of the last event applied; changed is
@@ -42,7 +42,6 @@ type index struct {
 	// their tombstone is stored.
 	pending   map[string]*erasureRecord
 	pendingOf map[subjectID]int
-	trainings map[string]trainingRecord
 }
 
 type subjectLoad struct {
@@ -61,6 +60,10 @@ type subjectState struct {
 	requests []privacyapi.RequestEntry
 	// erasure is the subject's erasure, once requested (its id not "").
 	erasure erasureRecord
+	// trainings are the training exports an admin started within
+	// privacyapi.ExportPagesWithin of their last: stored on the admin's own
+	// subject, they are read with it when the admin asks for a page.
+	trainings []trainingRecord
 }
 
 type erasureRecord struct {
@@ -102,7 +105,6 @@ func newIndex(size int) index {
 		loading:   make(map[subjectID]*subjectLoad),
 		pending:   make(map[string]*erasureRecord),
 		pendingOf: make(map[subjectID]int),
-		trainings: make(map[string]trainingRecord),
 	}
 }
 
@@ -123,13 +125,7 @@ func (a *App) Apply(seq uint64, e event.Envelope) {
 	)
 	if e.Tenant != "" {
 		id := subjectID{e.Tenant, e.Aggregate}
-		if e.Type == privacyapi.TrainingExportRequestedType {
-			ix.applyTraining(seq, e)
-		} else {
-			requested, completed = ix.applyErasure(e)
-		}
-		// Any event moves its subject's last sequence, which appends
-		// expect: a training export's, on its admin's subject, too.
+		requested, completed = ix.applyErasure(e)
 		if st, ok := ix.subjects.Peek(id); ok && seq > st.last {
 			st.apply(seq, e)
 		}
@@ -147,22 +143,6 @@ func (a *App) Apply(seq uint64, e event.Envelope) {
 	if requested != nil || completed != "" {
 		a.recordErasure(requested, completed)
 	}
-}
-
-// applyTraining records a training export. It is about the tenant, not
-// the admin who asked, though stored on the admin's subject; those past
-// their pages go, so the index keeps an hour's.
-func (ix *index) applyTraining(seq uint64, e event.Envelope) {
-	var p privacyapi.TrainingExportRequested
-	if e.Decode(&p) != nil {
-		return
-	}
-	for id, r := range ix.trainings {
-		if r.at.Add(privacyapi.ExportPagesWithin).Before(e.At) {
-			delete(ix.trainings, id)
-		}
-	}
-	ix.trainings[p.ExportID] = trainingRecord{tenant: e.Tenant, by: p.By, at: e.At, through: p.Through, seq: seq}
 }
 
 // recordErasure keeps ErasureRecords in step with the stream as the
@@ -285,6 +265,17 @@ func (st *subjectState) apply(seq uint64, e event.Envelope) {
 		if p, ok := completionOf(e); ok && p.ErasureID == st.erasure.id && !st.erasure.completed {
 			st.erasure.completed, st.erasure.report = true, p.Report
 		}
+	case privacyapi.TrainingExportRequestedType:
+		var p privacyapi.TrainingExportRequested
+		if e.Decode(&p) != nil {
+			return
+		}
+		// Those past their pages go: an admin's subject holds every
+		// export they ever started.
+		st.trainings = slices.DeleteFunc(st.trainings, func(r trainingRecord) bool {
+			return r.at.Add(privacyapi.ExportPagesWithin).Before(e.At)
+		})
+		st.trainings = append(st.trainings, trainingRecord{id: p.ExportID, tenant: e.Tenant, by: p.By, at: e.At, through: p.Through, seq: seq})
 	}
 }
 
@@ -458,11 +449,16 @@ func (a *App) CatchUp(ctx context.Context) error {
 }
 
 // Start readies the index to follow PRIVACY and returns the sequence to
-// follow it from: the first event of the last privacyapi.ExportPagesWithin,
-// for the training exports still read; what the index needs of older
-// events it reads when asked. It loads the erasures pending, having
-// recorded the erasures of a store an older version wrote, once.
+// follow it from: the one after its last event, since the index reads
+// what it needs of older events when asked. It loads the erasures pending,
+// having recorded the erasures of a store an older version wrote, once.
+// The last sequence is read first: an erasure stored up to it was marked
+// pending before it was stored, and the follower applies any stored later.
 func (a *App) Start(ctx context.Context) (uint64, error) {
+	last, err := a.events.LastSeq(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("start of the privacy events to follow: %w", err)
+	}
 	if a.erasures != nil {
 		if err := a.recordErasures(ctx); err != nil {
 			return 0, err
@@ -477,14 +473,10 @@ func (a *App) Start(ctx context.Context) (uint64, error) {
 			}
 		}
 	}
-	from, err := a.events.SeqAt(ctx, a.now().Add(-privacyapi.ExportPagesWithin))
-	if err != nil {
-		return 0, fmt.Errorf("start of the privacy events to follow: %w", err)
-	}
 	a.index.mu.Lock()
-	a.index.applied = max(a.index.applied, from-1)
+	a.index.applied = max(a.index.applied, last)
 	a.index.mu.Unlock()
-	return from, nil
+	return last + 1, nil
 }
 
 // loadPending holds the erasure marked pending as its subject's events

@@ -43,6 +43,13 @@ func newMemoryAppWith(t testing.TB, c *clock, bus *memory.Bus, with func(*app.St
 	if err != nil {
 		t.Fatal(err)
 	}
+	return newMemoryAppKEK(t, c, bus, kek, with)
+}
+
+// newMemoryAppKEK is newMemoryAppWith under kek: an instance started again
+// on the same stores with it opens the keys the first one wrapped.
+func newMemoryAppKEK(t testing.TB, c *clock, bus *memory.Bus, kek seal.Key, with func(*app.Stores)) *app.App {
+	t.Helper()
 	_, auditKey, err := ed25519.GenerateKey(nil)
 	if err != nil {
 		t.Fatal(err)

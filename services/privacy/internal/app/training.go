@@ -44,6 +44,7 @@ const (
 
 // trainingRecord is a training export as PRIVACY recorded it.
 type trainingRecord struct {
+	id      string
 	tenant  string
 	by      audit.Actor
 	at      time.Time
@@ -119,13 +120,15 @@ func (a *App) TrainingPage(ctx context.Context, p auth.Principal, args privacyap
 	if err := a.CatchUp(ctx); err != nil {
 		return privacyapi.TrainingPage{}, err
 	}
-	rec, ok := a.index.training(args.ExportID)
-	if !ok || rec.tenant != args.Tenant || rec.by != actor(p) || a.chatLog == nil ||
+	rec, ok, err := a.training(ctx, args.Tenant, p, args.ExportID)
+	if err != nil {
+		return privacyapi.TrainingPage{}, fmt.Errorf("training export %s of %s: %w", args.ExportID, args.Tenant, err)
+	}
+	if !ok || rec.by != actor(p) || a.chatLog == nil ||
 		!a.now().Before(rec.at.Add(privacyapi.ExportPagesWithin)) {
 		return privacyapi.TrainingPage{}, fmt.Errorf("training export %s of %s: %w", args.ExportID, args.Tenant, ErrNotFound)
 	}
 	page := privacyapi.TrainingPage{Messages: []privacyapi.TrainingMessage{}, Visitors: []string{}}
-	var err error
 	if args.After != nil && args.After.Visitor != "" {
 		// A cursor of a version that paged the manifest by visitor: going
 		// on from it here would repeat the manifest's start.
@@ -333,10 +336,21 @@ func (st *subjectState) aiAt(at time.Time) bool {
 	return ok && c.Consent.AI
 }
 
-// training returns the training export id as recorded.
-func (ix *index) training(id string) (trainingRecord, bool) {
-	ix.mu.Lock()
-	defer ix.mu.Unlock()
-	r, ok := ix.trainings[id]
-	return r, ok
+// training returns the training export id of tenant that p started, as
+// recorded on p's own subject; false when p started none such.
+func (a *App) training(ctx context.Context, tenant string, p auth.Principal, id string) (trainingRecord, bool, error) {
+	if validToken("principal", p.ID) != nil {
+		return trainingRecord{}, false, nil
+	}
+	var (
+		rec trainingRecord
+		ok  bool
+	)
+	err := a.read(ctx, subjectID{tenant, p.ID}, func(st *subjectState) {
+		i := slices.IndexFunc(st.trainings, func(r trainingRecord) bool { return r.id == id })
+		if ok = i >= 0; ok {
+			rec = st.trainings[i]
+		}
+	})
+	return rec, ok, err
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/parley-chat/parley/pkg/event"
 	"github.com/parley-chat/parley/pkg/personkey"
 	"github.com/parley-chat/parley/pkg/privacyapi"
+	"github.com/parley-chat/parley/pkg/seal"
 
 	"github.com/parley-chat/parley/services/privacy/internal/app"
 	"github.com/parley-chat/parley/services/privacy/internal/memory"
@@ -23,13 +24,35 @@ type trainingScene struct {
 	a     *app.App
 	chat  *memory.ChatLog
 	admin auth.Principal
+	// kek, bus and stores start the scene's service again (restart).
+	kek    seal.Key
+	bus    *memory.Bus
+	stores app.Stores
 }
 
 func newTrainingScene(t testing.TB) *trainingScene {
+	kek, err := seal.NewKey()
+	if err != nil {
+		t.Fatal(err)
+	}
 	s := &trainingScene{t: t, c: &clock{t: time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)}, chat: new(memory.ChatLog),
-		admin: auth.Principal{Tenant: "demo", ID: "ada", Role: auth.RoleAdmin}}
-	s.a = newMemoryAppWith(t, s.c, new(memory.Bus), func(st *app.Stores) { st.ChatLog = s.chat })
+		admin: auth.Principal{Tenant: "demo", ID: "ada", Role: auth.RoleAdmin}, kek: kek, bus: new(memory.Bus)}
+	s.a = newMemoryAppKEK(t, s.c, s.bus, kek, func(st *app.Stores) {
+		st.ChatLog = s.chat
+		s.stores = *st
+	})
 	return s
+}
+
+// restart starts the scene's service again on its stores; events reads
+// count the reads of a person's events by the new instance.
+func (s *trainingScene) restart() (events *countingLog) {
+	events = &countingLog{EventLog: s.stores.Events}
+	s.a = newMemoryAppKEK(s.t, s.c, s.bus, s.kek, func(st *app.Stores) {
+		*st = s.stores
+		st.Events = events
+	})
+	return events
 }
 
 // visitor registers a visitor of demo with ai consent or not.
@@ -177,6 +200,46 @@ func TestTrainingExportRefusals(t *testing.T) {
 	s.c.advance(privacyapi.ExportPagesWithin)
 	if err := page(s.admin); !errors.Is(err, app.ErrNotFound) {
 		t.Errorf("TrainingPage() an hour after the start = %v, want ErrNotFound", err)
+	}
+}
+
+// TestTrainingExportAcrossARestart: an export started before a restart
+// pages on after it, from where it was, though a start reads no history:
+// the new instance finds the export on its admin's own subject, which it
+// reads when the admin asks for a page. Another admin's ask reads theirs,
+// and finds nothing.
+func TestTrainingExportAcrossARestart(t *testing.T) {
+	s := newTrainingScene(t)
+	ctx := t.Context()
+	v, k := s.visitor(true)
+	s.write(k, event.ConversationOpened, v, "c1", event.Opened{Visitor: v, Text: "hello"})
+	s.write(k, event.MessagePosted, v, "c1", event.Posted{Author: event.Author{Role: "visitor", ID: v}, Text: "again"})
+	started, err := s.a.StartTrainingExport(ctx, s.admin, "demo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	page := func(p auth.Principal, after *privacyapi.TrainingCursor) (privacyapi.TrainingPage, error) {
+		return s.a.TrainingPage(ctx, p, privacyapi.TrainingPageArgs{Tenant: "demo", ExportID: started.ExportID, After: after})
+	}
+	first, err := page(s.admin, nil)
+	if err != nil || len(first.Messages) != 2 || first.Next == nil {
+		t.Fatalf("TrainingPage() = %d messages, next %v, %v; want 2 and more to come", len(first.Messages), first.Next, err)
+	}
+	s.c.advance(privacyapi.ExportPagesWithin / 2)
+	events := s.restart()
+	if n := events.reads.Load(); n != 0 {
+		t.Errorf("a start read %d people's events, want none", n)
+	}
+	if _, err := page(auth.Principal{Tenant: "demo", ID: "bob", Role: auth.RoleAdmin}, first.Next); !errors.Is(err, app.ErrNotFound) {
+		t.Errorf("TrainingPage() by another admin after a restart = %v, want ErrNotFound", err)
+	}
+	manifest, err := page(s.admin, first.Next)
+	if err != nil || len(manifest.Messages) != 0 || len(manifest.Visitors) != 1 {
+		t.Errorf("TrainingPage() after a restart = %+v, %v; want the manifest of the one consenting visitor", manifest, err)
+	}
+	s.c.advance(privacyapi.ExportPagesWithin / 2)
+	if _, err := page(s.admin, first.Next); !errors.Is(err, app.ErrNotFound) {
+		t.Errorf("TrainingPage() an hour after the start, across a restart = %v, want ErrNotFound", err)
 	}
 }
 
