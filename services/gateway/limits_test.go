@@ -170,12 +170,17 @@ func TestTenantLimitsAreValidated(t *testing.T) {
 // request when given.
 func (e *env) registerFrom(ip, tenant string, header http.Header) response {
 	e.t.Helper()
+	return e.registerBody(ip, tenant, `{"consent":{"analytics":false,"network_data":false,"ai":false},"notice_version":"1"}`, header)
+}
+
+// registerBody registers a visitor of tenant from ip with body.
+func (e *env) registerBody(ip, tenant, body string, header http.Header) response {
+	e.t.Helper()
 	client := &http.Client{Transport: &http.Transport{DialContext: (&net.Dialer{
 		LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)},
 	}).DialContext}}
 	defer client.CloseIdleConnections()
-	req, err := http.NewRequest(http.MethodPost, e.base+"/v1/tenants/"+tenant+"/visitors",
-		strings.NewReader(`{"consent":{"analytics":false,"network_data":false,"ai":false},"notice_version":"1"}`))
+	req, err := http.NewRequest(http.MethodPost, e.base+"/v1/tenants/"+tenant+"/visitors", strings.NewReader(body))
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -191,9 +196,14 @@ func (e *env) registerFrom(ip, tenant string, header http.Header) response {
 	return response{status: resp.StatusCode, contentType: resp.Header.Get("Content-Type"), header: resp.Header, body: b}
 }
 
+// serveRegistrations answers registrations as the privacy service would,
+// refusing as invalid those of the notice version "unknown".
 func serveRegistrations(t *testing.T, e *env) {
 	n := 0
-	serve(t, e.nc, privacyapi.RegisterVisitorSubject, func(context.Context, rpc.Request[privacyapi.RegisterVisitorArgs]) (privacyapi.RegisterVisitorResult, error) {
+	serve(t, e.nc, privacyapi.RegisterVisitorSubject, func(_ context.Context, r rpc.Request[privacyapi.RegisterVisitorArgs]) (privacyapi.RegisterVisitorResult, error) {
+		if r.Args.Consent.NoticeVersion == "unknown" {
+			return privacyapi.RegisterVisitorResult{}, rpc.Errorf(rpc.CodeInvalid, "notice_version: not published")
+		}
 		n++
 		return registered(fmt.Sprintf("v%d", n)), nil
 	})
@@ -253,6 +263,28 @@ func TestRegistrationRefusedByTenantIsGivenBack(t *testing.T) {
 		}
 	}
 	checkLimited(t, "a third from 127.0.0.3", e.registerFrom("127.0.0.3", "acme", nil), "registrations_per_address", e, "1")
+}
+
+// TestBadRegistrationUsesNoAllowance: a registration refused as bad,
+// by the gateway or by the privacy service, registered no one and spends
+// none of the address's or the tenant's registrations.
+func TestBadRegistrationUsesNoAllowance(t *testing.T) {
+	e := startGateway(t)
+	serveRegistrations(t, e)
+	e.putTenant("acme", `{"name":"Acme","limits":{"registrations_per_address_per_minute":1,"registrations_per_minute":1}}`)
+	for _, body := range []string{
+		`{"consent":{"analytics":false}}`,
+		`{"consent":`,
+		`{"consent":{"analytics":false,"network_data":false,"ai":false},"notice_version":"unknown"}`,
+	} {
+		if r := e.registerBody("127.0.0.2", "acme", body, nil); r.status/100 != 4 || r.status == http.StatusTooManyRequests {
+			t.Errorf("registration with %s = %d %s, want refused as bad", body, r.status, r.body)
+		}
+	}
+	if r := e.registerFrom("127.0.0.2", "acme", nil); r.status != http.StatusCreated {
+		t.Fatalf("a good registration after bad ones = %d %s, want 201", r.status, r.body)
+	}
+	checkLimited(t, "a second good one", e.registerFrom("127.0.0.2", "acme", nil), "registrations_per_address", e, "1")
 }
 
 func TestRegistrationLimitsBehindAProxy(t *testing.T) {

@@ -97,11 +97,14 @@ func (a *API) startSignIn(w http.ResponseWriter, r *http.Request) error {
 	if !auth.ValidTenantID(tid) || !a.cfg.Tenants.Exists(tid) {
 		return errUnknownTenant
 	}
-	if err := a.admitRegistration(r, tid); err != nil {
+	giveBack, err := a.admitRegistration(r, tid)
+	if err != nil {
 		return err
 	}
 	u, binding, err := a.cfg.SignIn.Start(r.Context(), tid)
 	if errors.Is(err, signin.ErrNoProvider) {
+		// Stored nothing: it uses none of the limits.
+		giveBack()
 		return errNoSignIn
 	}
 	if err != nil {

@@ -41,14 +41,15 @@ func (a *API) createVisitor(w http.ResponseWriter, r *http.Request) error {
 	if !auth.ValidTenantID(tid) || !a.cfg.Tenants.Exists(tid) {
 		return errUnknownTenant
 	}
-	if err := a.admitRegistration(r, tid); err != nil {
-		return err
-	}
 	var body visitorBody
 	if err := decode(w, r, &body, false); err != nil {
 		return err
 	}
 	consent, err := body.consent()
+	if err != nil {
+		return err
+	}
+	giveBack, err := a.admitRegistration(r, tid)
 	if err != nil {
 		return err
 	}
@@ -60,6 +61,10 @@ func (a *API) createVisitor(w http.ResponseWriter, r *http.Request) error {
 	// The caller is anonymous: the request names the tenant and no one else.
 	req := rpc.Request[privacyapi.RegisterVisitorArgs]{Principal: auth.Principal{Tenant: tid}, Args: args}
 	if err := rpc.Call(r.Context(), a.cfg.NC, privacyapi.RegisterVisitorSubject, req, &res); err != nil {
+		if rpc.CodeOf(err) == rpc.CodeInvalid {
+			// Registered no one: a bad request uses none of the limits.
+			giveBack()
+		}
 		return err
 	}
 	view, err := a.sessionView(res.Session)
@@ -103,20 +108,22 @@ func (a *API) networkData(r *http.Request, tenant string) *privacyapi.NetworkDat
 // address, then one of the tenant's: a client over its own limit is refused
 // before it uses up the tenant's, which every other visitor of the tenant
 // shares, and a registration the tenant's limit refuses is given back to
-// the address.
-func (a *API) admitRegistration(r *http.Request, tenant string) error {
+// the address. giveBack returns both, for a registration that registered
+// no one.
+func (a *API) admitRegistration(r *http.Request, tenant string) (giveBack func(), err error) {
 	lim := a.cfg.Tenants.Limits(tenant)
-	giveBack, err := a.addresses.takePerMinute(a.addressKey(r, tenant), lim.RegistrationsPerAddressPerMinute, errRegAddress)
+	address, err := a.addresses.takePerMinute(a.addressKey(r, tenant), lim.RegistrationsPerAddressPerMinute, errRegAddress)
 	if err != nil {
 		a.rejected(limitRegAddress)
-		return err
+		return nil, err
 	}
-	if _, err := a.registrations.takePerMinute(tenant, lim.RegistrationsPerMinute, errRegTenant); err != nil {
-		giveBack()
+	tenantWide, err := a.registrations.takePerMinute(tenant, lim.RegistrationsPerMinute, errRegTenant)
+	if err != nil {
+		address()
 		a.rejected(limitRegTenant)
-		return err
+		return nil, err
 	}
-	return nil
+	return func() { address(); tenantWide() }, nil
 }
 
 // addressKey keys the limits of r's client address in tenant; clients
