@@ -35,10 +35,17 @@ func NextMsg(ctx context.Context, js jetstream.JetStream, name, subject string, 
 	return leaderGet(ctx, js, name, msgGetRequest{Seq: seq, NextFor: subject})
 }
 
+// MsgAt returns the first message stored at or after t in the named
+// stream as its leader holds it, or jetstream.ErrMsgNotFound.
+func MsgAt(ctx context.Context, js jetstream.JetStream, name string, t time.Time) (*jetstream.RawStreamMsg, error) {
+	return leaderGet(ctx, js, name, msgGetRequest{StartTime: &t})
+}
+
 type msgGetRequest struct {
-	Seq     uint64 `json:"seq,omitempty"`
-	LastFor string `json:"last_by_subj,omitempty"`
-	NextFor string `json:"next_by_subj,omitempty"`
+	Seq       uint64     `json:"seq,omitempty"`
+	LastFor   string     `json:"last_by_subj,omitempty"`
+	NextFor   string     `json:"next_by_subj,omitempty"`
+	StartTime *time.Time `json:"start_time,omitempty"`
 }
 
 type msgGetResponse struct {

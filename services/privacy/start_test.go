@@ -11,12 +11,14 @@ import (
 	"github.com/parley-chat/parley/pkg/event"
 	"github.com/parley-chat/parley/pkg/natsembed/natstest"
 	"github.com/parley-chat/parley/pkg/stream"
+
+	"github.com/parley-chat/parley/services/privacy"
 )
 
-// TestStartReadsNoPerson: an instance started right after the people's
-// events were stored reads none of them, however many there are: no
-// direct get of PRIVACY before it serves, and its follower starts past the
-// last event.
+// TestStartReadsNoPerson: an instance started longer after the people's
+// events were stored than it follows PRIVACY back reads none of them, however many there are:
+// no direct get of PRIVACY before it serves, and its follower starts past
+// the last event.
 func TestStartReadsNoPerson(t *testing.T) {
 	s := natstest.Start(t, "")
 	kek := newKEK(t)
@@ -49,7 +51,8 @@ func TestStartReadsNoPerson(t *testing.T) {
 	if err := nc.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	start(t, s, kek)
+	later := time.Now().Add(2 * time.Hour)
+	start(t, s, kek, func(d *privacy.Deps) { d.Now = func() time.Time { return later } })
 	// Every request made before it served is pending once a round trip
 	// made after it is done.
 	if err := nc.Flush(); err != nil {

@@ -76,6 +76,9 @@ type EventLog interface {
 	// stored after sequence after, in stream order, until each returns
 	// false or an error (which Scan returns) or the events end.
 	Scan(ctx context.Context, tenant string, after uint64, each func(StoredEvent) (bool, error)) error
+	// SeqAt returns the sequence of the first event stored at or after t,
+	// the one after the last when there is none.
+	SeqAt(ctx context.Context, t time.Time) (uint64, error)
 }
 
 // StoredEvent is an event of the PRIVACY stream with its sequence.
@@ -95,7 +98,7 @@ type ErasureRecords interface {
 	Done(ctx context.Context, id string) error
 	// Find returns the erasure's entry, false when it has none.
 	Find(ctx context.Context, id string) (ErasureRef, bool, error)
-	// Pending returns the erasures marked pending, in no order.
+	// Pending returns the erasures marked pending, by id.
 	Pending(ctx context.Context) ([]ErasureRef, error)
 	// Complete reports whether the entries hold every erasure PRIVACY
 	// held when MarkComplete was called: set once they were recorded from

@@ -2,6 +2,7 @@ package app_test
 
 import (
 	"errors"
+	"slices"
 	"testing"
 	"time"
 
@@ -16,7 +17,7 @@ import (
 )
 
 // TestErasuresAcrossARestart: an instance started on another's stores
-// an hour later reads nothing of PRIVACY at its start but the events of
+// past what a start follows again reads nothing of PRIVACY at its start but the events of
 // those marked pending, yet finds an erasure completed before by its id,
 // finishes the one left pending, and drops the marks their events belie.
 func TestErasuresAcrossARestart(t *testing.T) {
@@ -63,9 +64,9 @@ func TestErasuresAcrossARestart(t *testing.T) {
 	if _, err := first.GetKeys(ctx, "demo", "v3", true); err != nil {
 		t.Fatal(err)
 	}
-	// Once v2's erasure has stalled: a start knows its request from its
-	// mark alone.
-	c.advance(app.StalledAfter)
+	// Past what a start follows again: the stalled request is known from
+	// its mark alone.
+	c.advance(app.UnmarkedWithin + app.StalledAfter)
 	log := &countingLog{EventLog: shared.Events}
 	second := newMemoryAppWith(t, c, bus, func(s *app.Stores) {
 		*s = shared
@@ -127,6 +128,82 @@ func TestErasuresAcrossARestart(t *testing.T) {
 	}
 	if _, err := second.ErasureStatus(ctx, visitor("v1"), "demo", stalled); !errors.Is(err, app.ErrNotFound) {
 		t.Errorf("ErasureStatus() of v2's for v1 = %v, want ErrNotFound", err)
+	}
+}
+
+// TestErasureUnmarkedAcrossARestart: an erasure an instance of an older
+// version stores while the service rolls has no mark, and its mark by the
+// newer followers can fail; an instance started within app.UnmarkedWithin
+// still holds it pending (refusing the person's keys), marks it, and
+// finishes it once stalled. A mark whose request is not stored yet, younger
+// than app.StalledAfter, outlives a start, and its request, stored after,
+// is held pending.
+func TestErasureUnmarkedAcrossARestart(t *testing.T) {
+	c := &clock{t: time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)}
+	bus := new(memory.Bus)
+	var shared app.Stores
+	first := newMemoryAppWith(t, c, bus, func(s *app.Stores) { shared = *s })
+	ctx := t.Context()
+	for _, v := range []string{"v1", "v2"} {
+		if _, err := first.GetKeys(ctx, "demo", v, true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	request := func(id, person string) event.Envelope {
+		t.Helper()
+		e, err := event.NewClear(privacyapi.ErasureRequestedType, "demo", person, person, c.now(),
+			privacyapi.ErasureRequested{ErasureID: id, By: audit.Actor{Role: "visitor", ID: person}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.ID = id
+		return e
+	}
+	// As an older version stores it: no mark first. The follower marks it;
+	// that write lost, as when it failed.
+	if _, err := shared.Events.Append(ctx, request("old", "v1")); err != nil {
+		t.Fatal(err)
+	}
+	if err := shared.Erasures.Done(ctx, "old"); err != nil {
+		t.Fatal(err)
+	}
+	// A newer instance's mark, its request not stored yet.
+	young := app.ErasureRef{ID: "young", Tenant: "demo", Person: "v2", By: audit.Actor{Role: "visitor", ID: "v2"}, RequestedAt: c.now()}
+	if err := shared.Erasures.Record(ctx, young, true); err != nil {
+		t.Fatal(err)
+	}
+
+	c.advance(time.Minute)
+	second := newMemoryAppWith(t, c, bus, func(s *app.Stores) { *s = shared })
+	if _, err := second.GetKeys(ctx, "demo", "v1", false); !errors.Is(err, keyring.ErrErased) {
+		t.Errorf("GetKeys(v1) after a start, v1's erasure unmarked and pending, = %v; want refused as erased", err)
+	}
+	if _, err := second.GetKeys(ctx, "demo", "v2", false); errors.Is(err, keyring.ErrErased) {
+		t.Errorf("GetKeys(v2), marked pending by a request not stored yet, = %v; want them not refused as erased", err)
+	}
+	// Still marked, for an instance that starts once its request is stored.
+	if pending, err := shared.Erasures.Pending(ctx); err != nil || !slices.ContainsFunc(pending, func(r app.ErasureRef) bool { return r.ID == "young" }) {
+		t.Errorf("marked pending after a start: %+v, %v; want the young mark kept", pending, err)
+	}
+	if _, err := shared.Events.Append(ctx, request("young", "v2")); err != nil {
+		t.Fatal(err)
+	}
+	if err := second.CatchUp(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := second.GetKeys(ctx, "demo", "v2", false); !errors.Is(err, keyring.ErrErased) {
+		t.Errorf("GetKeys(v2) once its request is stored = %v; want refused as erased", err)
+	}
+	pending, err := shared.Erasures.Pending(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pending) != 2 {
+		t.Errorf("marked pending after the start: %+v; want the old erasure marked again, and the young one", pending)
+	}
+	c.advance(app.StalledAfter + time.Second)
+	if n, err := second.FinishStalled(ctx); n != 2 || err != nil {
+		t.Errorf("FinishStalled() = %d, %v; want both finished", n, err)
 	}
 }
 

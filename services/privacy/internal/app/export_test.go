@@ -5,6 +5,9 @@ func KeyCacheLen(a *App) int {
 	return a.keyCache.Len()
 }
 
+// UnmarkedWithin is how far back a start follows PRIVACY.
+const UnmarkedWithin = unmarkedWithin
+
 // IndexLen returns how many data subjects' privacy events a holds.
 func IndexLen(a *App) int {
 	a.index.mu.Lock()

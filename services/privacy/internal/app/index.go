@@ -149,9 +149,10 @@ func (a *App) Apply(seq uint64, e event.Envelope) {
 // follower applies it: an erasure requested recorded pending, one
 // completed no longer. The request and its end write them already, but an
 // instance of an older version does not, and either may stop before. A
-// failure is logged: FinishStalled drops a mark left behind, and an
-// erasure without one is found while pending on the instances that
-// applied it.
+// failure is logged: the next start drops a mark left behind, its
+// erasure completed, and an erasure without one is found while pending on
+// the instances that applied it, and by those started within
+// unmarkedWithin of its request.
 func (a *App) recordErasure(requested *erasureRecord, completed string) {
 	if a.erasures == nil {
 		return
@@ -448,14 +449,26 @@ func (a *App) CatchUp(ctx context.Context) error {
 	return a.index.waitApplied(ctx, last)
 }
 
+// unmarkedWithin is how far back a start follows PRIVACY: for the erasures
+// an instance of a version before ErasureRecords stores while the service
+// rolls, which it marks nowhere. The followers of newer instances mark them
+// as they apply them; a start within this of such a request applies it
+// again, so that a mark whose write failed, or an instance that stopped
+// before writing it, leaves no instance unaware of an erasure pending
+// before FinishStalled finishes it (StalledAfter after its request, at its
+// next round, a minute apart), with room for a few rounds that fail.
+const unmarkedWithin = 5 * time.Minute
+
 // Start readies the index to follow PRIVACY and returns the sequence to
-// follow it from: the one after its last event, since the index reads
-// what it needs of older events when asked. It loads the erasures pending,
-// having recorded the erasures of a store an older version wrote, once.
-// The last sequence is read first: an erasure stored up to it was marked
-// pending before it was stored, and the follower applies any stored later.
+// follow it from: the first event of the last unmarkedWithin, since the
+// index reads what it needs of older events when asked. It loads the
+// erasures pending, having recorded the erasures of a store an older
+// version wrote, once. The sequence is read first: an erasure stored
+// before it was marked pending before it was stored (or, by an older
+// version, is applied again from there), and the follower applies any
+// stored later.
 func (a *App) Start(ctx context.Context) (uint64, error) {
-	last, err := a.events.LastSeq(ctx)
+	from, err := a.events.SeqAt(ctx, a.now().Add(-unmarkedWithin))
 	if err != nil {
 		return 0, fmt.Errorf("start of the privacy events to follow: %w", err)
 	}
@@ -474,23 +487,29 @@ func (a *App) Start(ctx context.Context) (uint64, error) {
 		}
 	}
 	a.index.mu.Lock()
-	a.index.applied = max(a.index.applied, last)
+	a.index.applied = max(a.index.applied, from-1)
 	a.index.mu.Unlock()
-	return last + 1, nil
+	return from, nil
 }
 
 // loadPending holds the erasure marked pending as its subject's events
 // have it, and unmarks one they hold no such request of, or completed: a
 // request whose append failed, or an erasure whose end stopped before it
 // unmarked it. Only the subject's events decide, before the index follows
-// the stream, so that no one is refused their keys for a mark alone.
+// the stream, so that no one is refused their keys for a mark alone. A
+// mark younger than StalledAfter whose subject holds no request yet is
+// left alone: its request may be being stored (the mark comes first), and
+// another instance starting then must still find it.
 func (a *App) loadPending(ctx context.Context, ref ErasureRef) error {
 	stored, err := a.events.Of(ctx, ref.Tenant, ref.Person)
 	if err != nil {
 		return fmt.Errorf("read the erasure %s marked pending: %w", ref.ID, err)
 	}
 	r := stateOf(stored).erasure
-	if r.id != ref.ID || r.completed {
+	switch {
+	case r.id == "" && a.now().Before(ref.RequestedAt.Add(StalledAfter)):
+		return nil
+	case r.id != ref.ID || r.completed:
 		return a.erasures.Done(ctx, ref.ID)
 	}
 	a.index.mu.Lock()

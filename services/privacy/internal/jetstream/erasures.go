@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strings"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -20,6 +22,7 @@ import (
 // after stream.ErasuresMarkerTTL; and "complete" once every erasure of
 // PRIVACY was recorded. It is safe for concurrent use.
 type ErasureRecords struct {
+	js jetstream.JetStream
 	kv jetstream.KeyValue
 }
 
@@ -36,7 +39,7 @@ func NewErasureRecords(ctx context.Context, js jetstream.JetStream, o stream.Opt
 	if err != nil {
 		return nil, err
 	}
-	return &ErasureRecords{kv: kv}, nil
+	return &ErasureRecords{js: js, kv: kv}, nil
 }
 
 // Record stores r unless its id has an entry, and marks it pending when
@@ -89,24 +92,37 @@ func (s *ErasureRecords) get(ctx context.Context, key string) (app.ErasureRef, b
 	return r, true, nil
 }
 
-// Pending returns the erasures marked pending: a read of each, so of as
-// many as are pending, not of every erasure.
+// Pending returns the erasures marked pending, as the bucket's leader
+// holds them: a start decides by them whom to refuse keys, and a replica
+// (which answers a get, or holds a consumer) may lack a mark just written.
+// It reads each pending key's messages, one round trip each, so as many as
+// are pending and marks done within stream.ErasuresMarkerTTL.
 func (s *ErasureRecords) Pending(ctx context.Context) ([]app.ErasureRef, error) {
-	keys, err := s.kv.ListKeysFiltered(ctx, erasurePendingPrefix+">")
-	if err != nil {
-		return nil, fmt.Errorf("list pending erasures: %w", err)
+	last := make(map[string]*jetstream.RawStreamMsg)
+	name, subjects := stream.BucketStream(stream.ErasuresBucket), "$KV."+stream.ErasuresBucket+"."+erasurePendingPrefix+">"
+	for seq := uint64(1); ; {
+		m, err := stream.NextMsg(ctx, s.js, name, subjects, seq)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("list pending erasures: %w", err)
+		}
+		last[m.Subject], seq = m, m.Sequence+1
 	}
 	var out []app.ErasureRef
-	for key := range keys.Keys() {
-		r, ok, err := s.get(ctx, key)
-		if err != nil {
-			_ = keys.Stop()
-			return nil, fmt.Errorf("read pending erasure: %w", err)
+	for _, m := range last {
+		// A mark done leaves a purge marker behind.
+		if m.Header.Get("KV-Operation") != "" || len(m.Data) == 0 {
+			continue
 		}
-		if ok {
-			out = append(out, r)
+		var r app.ErasureRef
+		if err := json.Unmarshal(m.Data, &r); err != nil {
+			return nil, fmt.Errorf("decode %s: %w", m.Subject, err)
 		}
+		out = append(out, r)
 	}
+	slices.SortFunc(out, func(a, b app.ErasureRef) int { return strings.Compare(a.ID, b.ID) })
 	return out, nil
 }
 

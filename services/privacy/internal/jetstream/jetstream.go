@@ -315,6 +315,25 @@ func (l *EventLog) Scan(ctx context.Context, tenant string, after uint64, each f
 	})
 }
 
+// SeqAt returns the sequence of the first event stored at or after t, as
+// the stream's leader holds it; the one after the last when there is none.
+func (l *EventLog) SeqAt(ctx context.Context, t time.Time) (uint64, error) {
+	// The last first: an event stored after it is stored after t, so the
+	// leader finds it below.
+	last, err := l.LastSeq(ctx)
+	if err != nil {
+		return 0, err
+	}
+	m, err := stream.MsgAt(ctx, l.js, stream.Privacy, t)
+	switch {
+	case errors.Is(err, jetstream.ErrMsgNotFound):
+		return last + 1, nil
+	case err != nil:
+		return 0, err
+	}
+	return m.Sequence, nil
+}
+
 // Follow delivers every event of PRIVACY from sequence from on to apply,
 // in stream order, and then each new one as it is stored, until the
 // returned context is stopped. A message that is not a Parley event is

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/parley-chat/parley/pkg/event"
 
@@ -116,6 +117,19 @@ func (l *EventLog) Scan(_ context.Context, tenant string, after uint64, each fun
 		}
 	}
 	return nil
+}
+
+// SeqAt returns the sequence of the first event stamped at or after t,
+// the one after the last when there is none.
+func (l *EventLog) SeqAt(_ context.Context, t time.Time) (uint64, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, se := range l.events {
+		if !se.e.At.Before(t) {
+			return se.seq, nil
+		}
+	}
+	return uint64(len(l.events)) + 1, nil
 }
 
 // deliver hands the events not handed over yet to the follower.

@@ -72,6 +72,20 @@ func ErasureRecords(t *testing.T, open OpenErasureRecords) {
 	if _, ok, err := r.Find(ctx, "e1"); !ok || err != nil {
 		t.Errorf("Find(e1) once done = %v, %v; want its entry kept", ok, err)
 	}
+	// Several at once, by id; one marked again once done is pending again.
+	e4, e3 := ref("e4", "v4"), ref("e3", "v3")
+	for _, e := range []app.ErasureRef{e4, e3, e1} {
+		if err := r.Record(ctx, e, true); err != nil {
+			t.Fatalf("Record(%+v, true) = %v", e, err)
+		}
+	}
+	pending(e1, e3, e4)
+	for _, id := range []string{"e1", "e3", "e4"} {
+		if err := r.Done(ctx, id); err != nil {
+			t.Fatalf("Done(%s) = %v", id, err)
+		}
+	}
+	pending()
 	if err := r.MarkComplete(ctx); err != nil {
 		t.Fatal(err)
 	}

@@ -26,6 +26,7 @@ func EventLog(t *testing.T, open OpenEventLog) {
 		{"AppendExpectFencesEachAggregate", appendExpect},
 		{"OfReadsOneSubjectInOrder", readOf},
 		{"ScanReadsOneTenantAfter", scan},
+		{"SeqAtFindsTheFirstStoredSince", seqAt},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.run(t, open(t)) })
@@ -175,4 +176,27 @@ func scan(t *testing.T, l app.EventLog) {
 	if !errors.Is(err, stop) {
 		t.Errorf("Scan() whose each failed = %v, want its error", err)
 	}
+}
+
+func seqAt(t *testing.T, l app.EventLog) {
+	ctx := t.Context()
+	at := func(when time.Time, want uint64) {
+		t.Helper()
+		if got, err := l.SeqAt(ctx, when); err != nil || got != want {
+			t.Errorf("SeqAt(%v) = %d, %v; want %d", when, got, err, want)
+		}
+	}
+	at(time.Now(), 1)
+	// Stamped as they are stored, as the stream stamps them.
+	stamped := func() uint64 {
+		e := consentEvent(t, "v1")
+		e.At = time.Now()
+		return mustAppend(t, l, e)
+	}
+	first := stamped()
+	between := time.Now()
+	second := stamped()
+	at(between.Add(-time.Hour), first)
+	at(between, second)
+	at(time.Now().Add(time.Hour), second+1)
 }
