@@ -197,12 +197,12 @@ func (e *env) registerBody(ip, tenant, body string, header http.Header) response
 }
 
 // serveRegistrations answers registrations as the privacy service would,
-// refusing as invalid those of the notice version "unknown".
+// refusing as invalid those without a notice version.
 func serveRegistrations(t *testing.T, e *env) {
 	n := 0
 	serve(t, e.nc, privacyapi.RegisterVisitorSubject, func(_ context.Context, r rpc.Request[privacyapi.RegisterVisitorArgs]) (privacyapi.RegisterVisitorResult, error) {
-		if r.Args.Consent.NoticeVersion == "unknown" {
-			return privacyapi.RegisterVisitorResult{}, rpc.Errorf(rpc.CodeInvalid, "notice_version: not published")
+		if r.Args.Consent.NoticeVersion == "" {
+			return privacyapi.RegisterVisitorResult{}, rpc.Errorf(rpc.CodeInvalid, "notice_version: required")
 		}
 		n++
 		return registered(fmt.Sprintf("v%d", n)), nil
@@ -275,7 +275,7 @@ func TestBadRegistrationUsesNoAllowance(t *testing.T) {
 	for _, body := range []string{
 		`{"consent":{"analytics":false}}`,
 		`{"consent":`,
-		`{"consent":{"analytics":false,"network_data":false,"ai":false},"notice_version":"unknown"}`,
+		`{"consent":{"analytics":false,"network_data":false,"ai":false}}`,
 	} {
 		if r := e.registerBody("127.0.0.2", "acme", body, nil); r.status/100 != 4 || r.status == http.StatusTooManyRequests {
 			t.Errorf("registration with %s = %d %s, want refused as bad", body, r.status, r.body)
@@ -285,6 +285,18 @@ func TestBadRegistrationUsesNoAllowance(t *testing.T) {
 		t.Fatalf("a good registration after bad ones = %d %s, want 201", r.status, r.body)
 	}
 	checkLimited(t, "a second good one", e.registerFrom("127.0.0.2", "acme", nil), "registrations_per_address", e, "1")
+
+	// A sign-in begun where the tenant has no identity provider stores
+	// nothing either.
+	e.putTenant("bare", `{"name":"Bare","limits":{"registrations_per_address_per_minute":1,"registrations_per_minute":1}}`)
+	for range 2 {
+		if r := e.do(http.MethodGet, "/v1/tenants/bare/sign-in", "", nil); r.status != http.StatusConflict {
+			t.Errorf("a sign-in of a tenant without a provider = %d %s, want 409", r.status, r.body)
+		}
+	}
+	if r := e.registerFrom("127.0.0.1", "bare", nil); r.status != http.StatusCreated {
+		t.Errorf("a registration after sign-ins of a tenant without a provider = %d %s, want 201", r.status, r.body)
+	}
 }
 
 func TestRegistrationLimitsBehindAProxy(t *testing.T) {
