@@ -54,14 +54,14 @@ func (a *App) Erase(ctx context.Context, p auth.Principal, tenant, subject strin
 func (a *App) erase(ctx context.Context, by audit.Actor, audited bool, tenant, subject string) (privacyapi.Erasure, error) {
 	id := subjectID{tenant, subject}
 	for range eraseAttempts {
-		v, err := a.subject(ctx, id)
+		requested, last, err := a.erasureOf(ctx, id)
 		if err != nil {
 			return privacyapi.Erasure{}, err
 		}
-		if v.erasure.id != "" {
-			return a.finishErasure(ctx, by, audited, v.erasure.id)
+		if requested.id != "" {
+			return a.finishErasure(ctx, by, audited, requested)
 		}
-		if !v.known {
+		if last == 0 {
 			found, err := a.exists(ctx, id)
 			if err != nil {
 				return privacyapi.Erasure{}, err
@@ -80,7 +80,7 @@ func (a *App) erase(ctx context.Context, by audit.Actor, audited bool, tenant, s
 			// This act is in the trail, whoever's request is stored.
 			audited = false
 		}
-		erasureID, err := a.requestErasure(ctx, by, id, v.last)
+		rec, err := a.requestErasure(ctx, by, id, last)
 		if errors.Is(err, ErrConflict) {
 			if err := a.CatchUp(ctx); err != nil {
 				return privacyapi.Erasure{}, err
@@ -90,7 +90,7 @@ func (a *App) erase(ctx context.Context, by audit.Actor, audited bool, tenant, s
 		if err != nil {
 			return privacyapi.Erasure{}, err
 		}
-		return a.finishErasure(ctx, by, false, erasureID)
+		return a.finishErasure(ctx, by, false, rec)
 	}
 	return privacyapi.Erasure{}, fmt.Errorf("erase %s/%s: other writers won %d times", tenant, subject, eraseAttempts)
 }
@@ -101,8 +101,8 @@ func (a *App) exists(ctx context.Context, id subjectID) (bool, error) {
 	if err := a.CatchUp(ctx); err != nil {
 		return false, err
 	}
-	if v, err := a.subject(ctx, id); err != nil || v.known {
-		return v.known, err
+	if _, last, err := a.erasureOf(ctx, id); err != nil || last != 0 {
+		return last != 0, err
 	}
 	_, err := a.keys.Load(ctx, id.tenant, id.subject)
 	switch {
@@ -118,49 +118,41 @@ func (a *App) exists(ctx context.Context, id subjectID) (bool, error) {
 	return true, nil
 }
 
-// requestErasure appends the request and returns the erasure id once the
+// requestErasure appends the request and returns the erasure once the
 // index has it.
-func (a *App) requestErasure(ctx context.Context, by audit.Actor, id subjectID, last uint64) (string, error) {
-	erasureID := event.NewID()
-	e, err := event.NewClear(privacyapi.ErasureRequestedType, id.tenant, id.subject, id.subject, a.now(),
-		privacyapi.ErasureRequested{ErasureID: erasureID, By: by})
+func (a *App) requestErasure(ctx context.Context, by audit.Actor, id subjectID, last uint64) (erasureRecord, error) {
+	rec := erasureRecord{id: event.NewID(), tenant: id.tenant, subject: id.subject, by: by, requestedAt: a.now()}
+	e, err := event.NewClear(privacyapi.ErasureRequestedType, id.tenant, id.subject, id.subject, rec.requestedAt,
+		privacyapi.ErasureRequested{ErasureID: rec.id, By: by})
 	if err != nil {
-		return "", err
+		return erasureRecord{}, err
 	}
-	e.ID = erasureID
+	e.ID, rec.requestedAt = rec.id, e.At
 	// Recorded first, so that an erasure stored is found by its id, and
 	// by whichever instance starts next while it is pending.
 	if a.erasures != nil {
-		ref := ErasureRef{ID: erasureID, Tenant: id.tenant, Person: id.subject, By: by, RequestedAt: e.At}
-		if err := a.erasures.Record(ctx, ref, true); err != nil {
-			return "", err
+		if err := a.erasures.Record(ctx, rec.ref(), true); err != nil {
+			return erasureRecord{}, err
 		}
 	}
 	seq, err := a.events.AppendExpect(ctx, e, last)
 	if errors.Is(err, ErrConflict) {
 		// Not stored: another writer's event came first.
-		a.unmark(ctx, erasureID)
+		a.unmark(ctx, rec.id)
 	}
 	if err != nil {
-		return "", err
+		return erasureRecord{}, err
 	}
 	if err := a.index.waitApplied(ctx, seq); err != nil {
-		return "", err
+		return erasureRecord{}, err
 	}
-	return erasureID, nil
+	return rec, nil
 }
 
-// finishErasure completes the erasure erasureID, already applied to the
-// index, unless it is completed, and returns where it stands; when audited
-// it writes the erasure by by to the audit trail first.
-func (a *App) finishErasure(ctx context.Context, by audit.Actor, audited bool, erasureID string) (privacyapi.Erasure, error) {
-	rec, ok, err := a.erasure(ctx, erasureID)
-	if err != nil {
-		return privacyapi.Erasure{}, err
-	}
-	if !ok {
-		return privacyapi.Erasure{}, fmt.Errorf("erasure %s not in the index", erasureID)
-	}
+// finishErasure completes the erasure rec, as its subject's events hold
+// it, unless it is completed, and returns where it stands; when audited it
+// writes the erasure by by to the audit trail first.
+func (a *App) finishErasure(ctx context.Context, by audit.Actor, audited bool, rec erasureRecord) (privacyapi.Erasure, error) {
 	if rec.completed {
 		return rec.view(), nil
 	}
@@ -184,7 +176,7 @@ func (a *App) finishErasure(ctx context.Context, by audit.Actor, audited bool, e
 	if err != nil {
 		return privacyapi.Erasure{}, err
 	}
-	tomb, err := a.keys.Destroy(ctx, rec.tenant, rec.subject, keyring.Tombstone{ErasureID: erasureID, ErasedAt: a.now()})
+	tomb, err := a.keys.Destroy(ctx, rec.tenant, rec.subject, keyring.Tombstone{ErasureID: rec.id, ErasedAt: a.now()})
 	if err != nil {
 		return privacyapi.Erasure{}, err
 	}
@@ -240,17 +232,17 @@ func (a *App) FinishStalled(ctx context.Context) (int, error) {
 	for _, rec := range stalled {
 		// Recorded pending by a request whose append failed, or completed
 		// before this instance's start: nothing to finish.
-		v, err := a.subject(ctx, subjectID{rec.tenant, rec.subject})
+		now, _, err := a.erasureOf(ctx, subjectID{rec.tenant, rec.subject})
 		if err != nil {
 			errs = append(errs, fmt.Errorf("finish erasure %s: %w", rec.id, err))
 			continue
 		}
-		if v.erasure.id != rec.id || v.erasure.completed {
+		if now.id != rec.id || now.completed {
 			a.index.forgetPending(rec.id)
 			a.unmark(ctx, rec.id)
 			continue
 		}
-		if _, err := a.finishErasure(ctx, rec.by, false, rec.id); err != nil {
+		if _, err := a.finishErasure(ctx, rec.by, false, now); err != nil {
 			errs = append(errs, fmt.Errorf("finish erasure %s: %w", rec.id, err))
 			continue
 		}
@@ -292,40 +284,38 @@ func (a *App) completeErasure(ctx context.Context, rec erasureRecord, report pri
 		if err != nil {
 			return privacyapi.Erasure{}, err
 		}
-		v, err := a.subject(ctx, id)
+		_, last, err := a.erasureOf(ctx, id)
 		if err != nil {
 			return privacyapi.Erasure{}, err
 		}
-		seq, err := a.events.AppendExpect(ctx, e, v.last)
+		seq, err := a.events.AppendExpect(ctx, e, last)
 		if errors.Is(err, ErrConflict) {
 			if err := a.CatchUp(ctx); err != nil {
 				return privacyapi.Erasure{}, err
 			}
-			if now, err := a.subject(ctx, id); err != nil || now.erasure.completed {
-				return a.completed(ctx, now.erasure, err)
+			now, _, err := a.erasureOf(ctx, id)
+			if err != nil {
+				return privacyapi.Erasure{}, err
+			}
+			if now.completed {
+				return now.view(), nil
 			}
 			continue
 		}
 		if err != nil {
 			return privacyapi.Erasure{}, err
 		}
+		// The follower unmarks it as it applies the completion.
 		if err := a.index.waitApplied(ctx, seq); err != nil {
 			return privacyapi.Erasure{}, err
 		}
-		done, err := a.subject(ctx, id)
-		return a.completed(ctx, done.erasure, err)
+		done, _, err := a.erasureOf(ctx, id)
+		if err != nil {
+			return privacyapi.Erasure{}, err
+		}
+		return done.view(), nil
 	}
 	return privacyapi.Erasure{}, fmt.Errorf("complete erasure %s: other writers won %d times", rec.id, eraseAttempts)
-}
-
-// completed answers an erasure completed, once it is no longer marked
-// pending.
-func (a *App) completed(ctx context.Context, rec erasureRecord, err error) (privacyapi.Erasure, error) {
-	if err != nil {
-		return privacyapi.Erasure{}, err
-	}
-	a.unmark(ctx, rec.id)
-	return rec.view(), nil
 }
 
 // unmark drops the erasure's pending mark in ErasureRecords. A failure is

@@ -308,6 +308,18 @@ func (a *App) subject(ctx context.Context, id subjectID) (subjectView, error) {
 	return v, err
 }
 
+// erasureOf returns the subject's erasure (its id "" when none was
+// requested) and the sequence of its last event (0: none), without copying
+// the rest of what the index holds on them.
+func (a *App) erasureOf(ctx context.Context, id subjectID) (erasureRecord, uint64, error) {
+	var (
+		r    erasureRecord
+		last uint64
+	)
+	err := a.read(ctx, id, func(st *subjectState) { r, last = st.erasure, st.last })
+	return r, last, err
+}
+
 // read calls f, under the index's lock, with what the index holds on a
 // subject, reading the subject's events from the stream first when it
 // holds none. The events Apply hands over while the read runs are kept
@@ -401,11 +413,11 @@ func (a *App) erasure(ctx context.Context, id string) (erasureRecord, bool, erro
 	default:
 		return erasureRecord{}, false, nil
 	}
-	v, err := a.subject(ctx, of)
-	if err != nil || v.erasure.id != id {
+	held, _, err := a.erasureOf(ctx, of)
+	if err != nil || held.id != id {
 		return erasureRecord{}, false, err
 	}
-	return v.erasure, true, nil
+	return held, true, nil
 }
 
 // pendingErasures returns the erasures requested before before and not

@@ -89,8 +89,8 @@ func (a *App) HeldKeys(ctx context.Context, tenant, subject string) (personkey.K
 // far as the index has followed PRIVACY (CatchUp first to know of one
 // another instance requested or completed).
 func (a *App) ErasureOf(ctx context.Context, tenant, subject string) (id string, requested time.Time, completed bool, err error) {
-	v, err := a.subject(ctx, subjectID{tenant, subject})
-	return v.erasure.id, v.erasure.requestedAt, v.erasure.completed, err
+	r, _, err := a.erasureOf(ctx, subjectID{tenant, subject})
+	return r.id, r.requestedAt, r.completed, err
 }
 
 // Forget drops the subject's keys from this instance's memory. The privacy
