@@ -326,7 +326,7 @@ func jsConsume(name, why string) rule {
 func kvOwn(bucket, why string) rule {
 	r := jsCreate(stream.BucketStream(bucket), why)
 	r.pub = append(r.pub, kvRead(bucket, "").pub...)
-	r.pub = append(r.pub, "$KV."+bucket+".>")
+	r.pub = append(r.pub, stream.KeySubject(bucket, ">"))
 	return r
 }
 

@@ -68,6 +68,13 @@ const ViewMarkerTTL = 24 * time.Hour
 // BucketStream is the name of the stream that holds bucket.
 func BucketStream(bucket string) string { return "KV_" + bucket }
 
+// KeySubject is the subject of key in bucket's stream.
+func KeySubject(bucket, key string) string { return "$KV." + bucket + "." + key }
+
+// KVOperation is the header with which a bucket marks a removal (DEL,
+// PURGE); a write has none.
+const KVOperation = "KV-Operation"
+
 // BucketConfig returns the definition of the named key-value bucket.
 func BucketConfig(bucket string, o Options) (jetstream.KeyValueConfig, error) {
 	cfg := jetstream.KeyValueConfig{

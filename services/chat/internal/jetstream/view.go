@@ -288,7 +288,7 @@ func (v *View) Untimed(ctx context.Context, fn func(app.ViewEntry) error) error 
 			pending--
 			h := m.Headers()
 			// A removal's marker, or a write with an expiry.
-			if h.Get(kvOperation) != "" || h.Get(natsjs.MsgTTLHeader) != "" {
+			if h.Get(stream.KVOperation) != "" || h.Get(natsjs.MsgTTLHeader) != "" {
 				continue
 			}
 			md, err := m.Metadata()
@@ -314,11 +314,7 @@ func (v *View) Untimed(ctx context.Context, fn func(app.ViewEntry) error) error 
 }
 
 // keySubject is the bucket's subject of key.
-func keySubject(key string) string { return "$KV." + stream.ChatViewBucket + "." + key }
-
-// kvOperation is the header with which the bucket marks a removal (DEL,
-// PURGE); a write has none.
-const kvOperation = "KV-Operation"
+func keySubject(key string) string { return stream.KeySubject(stream.ChatViewBucket, key) }
 
 // Expiring implements app.View, reading expiringKey.
 func (v *View) Expiring(ctx context.Context) (bool, error) {

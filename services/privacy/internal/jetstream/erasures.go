@@ -99,7 +99,7 @@ func (s *ErasureRecords) get(ctx context.Context, key string) (app.ErasureRef, b
 // are pending and marks done within stream.ErasuresMarkerTTL.
 func (s *ErasureRecords) Pending(ctx context.Context) ([]app.ErasureRef, error) {
 	last := make(map[string]*jetstream.RawStreamMsg)
-	name, subjects := stream.BucketStream(stream.ErasuresBucket), "$KV."+stream.ErasuresBucket+"."+erasurePendingPrefix+">"
+	name, subjects := stream.BucketStream(stream.ErasuresBucket), stream.KeySubject(stream.ErasuresBucket, erasurePendingPrefix+">")
 	for seq := uint64(1); ; {
 		m, err := stream.NextMsg(ctx, s.js, name, subjects, seq)
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
@@ -113,7 +113,7 @@ func (s *ErasureRecords) Pending(ctx context.Context) ([]app.ErasureRef, error) 
 	var out []app.ErasureRef
 	for _, m := range last {
 		// A mark done leaves a purge marker behind.
-		if m.Header.Get("KV-Operation") != "" || len(m.Data) == 0 {
+		if m.Header.Get(stream.KVOperation) != "" || len(m.Data) == 0 {
 			continue
 		}
 		var r app.ErasureRef

@@ -86,7 +86,7 @@ func (s *SessionStore) PutFamily(ctx context.Context, f app.Family, rev uint64, 
 // Families returns the ids of the person's families, those that expired
 // a moment ago included (their markers are left a while).
 func (s *SessionStore) Families(ctx context.Context, tenant, person string) ([]string, error) {
-	prefix := "$KV." + stream.SessionsBucket + "." + personKey(tenant, person) + "."
+	prefix := stream.KeySubject(stream.SessionsBucket, personKey(tenant, person)+".")
 	return s.subjects(ctx, prefix, fmt.Sprintf("list sessions of %s/%s", tenant, person))
 }
 
@@ -97,7 +97,7 @@ func (s *SessionStore) Families(ctx context.Context, tenant, person string) ([]s
 func (s *SessionStore) DeleteFamily(ctx context.Context, tenant, person, id string) error {
 	// Its tokens as the stream's subjects name them: an expired token's
 	// marker names its hash too.
-	hashes, err := s.subjects(ctx, "$KV."+stream.SessionsBucket+".h."+id+".", "list tokens of session "+id)
+	hashes, err := s.subjects(ctx, stream.KeySubject(stream.SessionsBucket, "h."+id+"."), "list tokens of session "+id)
 	if err != nil {
 		return err
 	}
@@ -130,7 +130,7 @@ func (s *SessionStore) subjects(ctx context.Context, prefix, what string) ([]str
 
 // purge removes every message of the entries key matches.
 func (s *SessionStore) purge(ctx context.Context, key string) error {
-	if err := s.stream.Purge(ctx, jetstream.WithPurgeSubject("$KV."+stream.SessionsBucket+"."+key)); err != nil {
+	if err := s.stream.Purge(ctx, jetstream.WithPurgeSubject(stream.KeySubject(stream.SessionsBucket, key))); err != nil {
 		return fmt.Errorf("purge session entries: %w", err)
 	}
 	return nil
@@ -141,7 +141,7 @@ func personKey(tenant, person string) string { return "p." + tenant + "." + pers
 // get decodes the value of key as the stream's leader holds it into v and
 // returns its revision.
 func (s *SessionStore) get(ctx context.Context, key string, v any) (uint64, error) {
-	m, err := stream.LastMsg(ctx, s.js, stream.BucketStream(stream.SessionsBucket), "$KV."+stream.SessionsBucket+"."+key)
+	m, err := stream.LastMsg(ctx, s.js, stream.BucketStream(stream.SessionsBucket), stream.KeySubject(stream.SessionsBucket, key))
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return 0, fmt.Errorf("session entry: %w", app.ErrNotFound)
 	}
@@ -149,7 +149,7 @@ func (s *SessionStore) get(ctx context.Context, key string, v any) (uint64, erro
 		return 0, err
 	}
 	// An expired or deleted entry leaves a marker behind.
-	if op := m.Header.Get("KV-Operation"); op != "" || len(m.Data) == 0 {
+	if op := m.Header.Get(stream.KVOperation); op != "" || len(m.Data) == 0 {
 		return 0, fmt.Errorf("session entry: %w", app.ErrNotFound)
 	}
 	if err := json.Unmarshal(m.Data, v); err != nil {
@@ -166,7 +166,7 @@ func (s *SessionStore) put(ctx context.Context, key string, v any, ttl time.Dura
 		return fmt.Errorf("encode session entry: %w", err)
 	}
 	opts = append(opts, jetstream.WithMsgTTL(max(ttl.Truncate(time.Second), time.Second)))
-	_, err = s.js.Publish(ctx, "$KV."+stream.SessionsBucket+"."+key, b, opts...)
+	_, err = s.js.Publish(ctx, stream.KeySubject(stream.SessionsBucket, key), b, opts...)
 	if stream.WrongLastSequence(err) {
 		return fmt.Errorf("store session entry: %w", app.ErrConflict)
 	}
